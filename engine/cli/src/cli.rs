@@ -1,0 +1,64 @@
+//! Argument definitions (clap). Global options apply to every subcommand.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cas", version, about = "A declarative, content-addressed build engine")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// Parse the command line; a bad flag exits with code 2 (clap's usage error code).
+    pub fn parse_or_exit() -> Self {
+        <Self as Parser>::parse()
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// The content store [default: the user's cache directory, e.g. ~/.cache/cas]
+    #[arg(long, global = true, env = "CAS_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Steps to run at once [default: the number of cores]
+    #[arg(short = 'j', long, global = true, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Print machine-readable JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl Global {
+    pub fn store_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.store {
+            return dir.clone();
+        }
+        if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(xdg).join("cas");
+        }
+        let home = std::env::var_os("HOME").unwrap_or_else(|| "/".into());
+        PathBuf::from(home).join(".cache").join("cas")
+    }
+
+    pub fn jobs(&self) -> usize {
+        self.jobs
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Low-level content store operations
+    #[command(subcommand)]
+    Store(crate::commands::store::StoreCommand),
+    /// Show the elements of a closure: kind, dependencies, key and state
+    Show(crate::commands::show::ShowArgs),
+    /// Print the dependency graph in Graphviz DOT
+    Graph(crate::commands::show::GraphArgs),
+}

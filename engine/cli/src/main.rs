@@ -1,0 +1,14 @@
+//! `cas`: the command line. A thin layer over the library crates; every
+//! subcommand lives in its own file under `commands/`.
+
+mod cli;
+mod commands;
+mod exit;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = cli::Cli::parse_or_exit();
+    let result = commands::run(args);
+    exit::finish(result)
+}

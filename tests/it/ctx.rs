@@ -1,0 +1,152 @@
+//! Per-test context: a temporary directory holding a project and a store, and
+//! helpers to run `cas` against them.
+
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Ctx {
+    dir: tempfile::TempDir,
+}
+
+/// The result of one `cas` run.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub args: Vec<String>,
+}
+
+impl Run {
+    fn from_output(args: Vec<String>, out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            args,
+        }
+    }
+
+    /// Panics with the full output unless the exit code is `code`.
+    #[track_caller]
+    pub fn expect_code(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "`cas {}` exited {} (expected {})\n--- stdout\n{}\n--- stderr\n{}",
+            self.args.join(" "), self.code, code, self.stdout, self.stderr
+        );
+        assert!(
+            !self.stderr.contains("panicked at"),
+            "`cas {}` panicked:\n{}",
+            self.args.join(" "),
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        self.expect_code(0)
+    }
+
+    /// Parse stdout as JSON.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!("stdout of `cas {}` is not JSON ({e}):\n{}", self.args.join(" "), self.stdout)
+        })
+    }
+}
+
+impl Ctx {
+    pub fn new() -> Ctx {
+        let dir = tempfile::Builder::new().prefix("cas-it-").tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("project")).unwrap();
+        Ctx { dir }
+    }
+
+    /// The test's private temporary directory.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The default store of this test (`CAS_STORE`).
+    pub fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// The project directory; `cas` runs here.
+    pub fn project(&self) -> PathBuf {
+        self.dir.path().join("project")
+    }
+
+    /// A path inside the test's directory.
+    pub fn path(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Write a file relative to the project directory (parents are created).
+    pub fn write(&self, rel: impl AsRef<Path>, content: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.project().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+
+    /// A `cas` command with this test's store, run in the project directory.
+    pub fn command<I, S>(&self, args: I) -> (Command, Vec<String>)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cas"));
+        cmd.args(&args)
+            .current_dir(self.project())
+            .env("CAS_STORE", self.store())
+            .env("HOME", self.path("home"))
+            .env_remove("XDG_CACHE_HOME")
+            .env_remove("XDG_CONFIG_HOME")
+            .env("NO_COLOR", "1")
+            .env("CLICOLOR", "0");
+        let shown = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        (cmd, shown)
+    }
+
+    /// Run `cas` with these arguments and capture everything.
+    pub fn cas<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let (mut cmd, shown) = self.command(args);
+        let out = cmd.output().expect("run cas");
+        Run::from_output(shown, out)
+    }
+
+    /// A directory holding a static busybox and its applet links under
+    /// `bin/`: a complete minimal sysroot for shell-only elements. Returned
+    /// path is relative to nothing: it is absolute, inside the test directory.
+    pub fn busybox_tree(&self, rel: impl AsRef<Path>) -> PathBuf {
+        let root = self.project().join(rel);
+        let bin = root.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let busybox = Path::new("/bin/busybox");
+        assert!(busybox.exists(), "tests need /bin/busybox (Debian package busybox-static)");
+        std::fs::copy(busybox, bin.join("busybox")).unwrap();
+        let out = Command::new(busybox).arg("--list").output().unwrap();
+        for applet in String::from_utf8_lossy(&out.stdout).lines() {
+            let applet = applet.trim();
+            if applet.is_empty() || applet == "busybox" {
+                continue;
+            }
+            let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
+        }
+        for d in ["usr", "etc", "tmp"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        root
+    }
+}

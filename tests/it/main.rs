@@ -1,0 +1,7 @@
+//! The one black-box integration-test binary: every test runs the real `cas`
+//! binary on files made in its own temporary directory (see `ctx`).
+
+mod ctx;
+
+mod format;
+mod store;
