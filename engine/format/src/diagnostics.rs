@@ -1,0 +1,260 @@
+//! Diagnostics: every error of the format crate is one `Error`, a miette
+//! report with the file, a span and a label. A run collects all of them in
+//! `Diagnostics` (sorted by file and position) instead of stopping at the
+//! first.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use miette::{LabeledSpan, NamedSource, SourceSpan};
+
+/// Index of a file in `Files`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FileId(pub u32);
+
+/// A byte range in one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Span {
+    pub file: FileId,
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Span {
+    pub fn new(file: FileId, start: usize, end: usize) -> Span {
+        let start = start.min(u32::MAX as usize) as u32;
+        let end = (end.min(u32::MAX as usize) as u32).max(start);
+        Span { file, start, end }
+    }
+    pub fn len(&self) -> usize {
+        (self.end - self.start) as usize
+    }
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+    pub fn source_span(&self) -> SourceSpan {
+        (self.start as usize, self.len()).into()
+    }
+}
+
+/// One file read by the loader (element, project, kind or a built-in kind).
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// The file on disk (`<builtin>/...` for the built-in kinds).
+    pub path: PathBuf,
+    /// The name shown in diagnostics (relative to the working directory when possible).
+    pub name: String,
+    pub text: Arc<String>,
+    /// Byte offsets of the start of each line.
+    line_starts: Vec<u32>,
+}
+
+impl SourceFile {
+    pub fn new(path: PathBuf, name: String, text: String) -> SourceFile {
+        let mut line_starts = vec![0u32];
+        for (i, b) in text.bytes().enumerate() {
+            if b == b'\n' {
+                line_starts.push((i + 1).min(u32::MAX as usize) as u32);
+            }
+        }
+        SourceFile { path, name, text: Arc::new(text), line_starts }
+    }
+
+    pub fn named_source(&self) -> NamedSource<Arc<String>> {
+        NamedSource::new(&self.name, self.text.clone())
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: u32) -> (usize, usize) {
+        let line = match self.line_starts.binary_search(&offset) {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        };
+        let start = self.line_starts.get(line).copied().unwrap_or(0) as usize;
+        let end = (offset as usize).min(self.text.len());
+        let col = self.text.get(start..end).map(|s| s.chars().count()).unwrap_or(end.saturating_sub(start));
+        (line + 1, col + 1)
+    }
+}
+
+/// All the files read during a load; `FileId` indexes into it.
+#[derive(Debug, Clone, Default)]
+pub struct Files {
+    files: Vec<SourceFile>,
+}
+
+impl Files {
+    pub fn add(&mut self, file: SourceFile) -> FileId {
+        self.files.push(file);
+        FileId((self.files.len() - 1) as u32)
+    }
+    /// The id the next `add` will return.
+    pub fn next_id(&self) -> FileId {
+        FileId(self.files.len() as u32)
+    }
+    pub fn get(&self, id: FileId) -> Option<&SourceFile> {
+        self.files.get(id.0 as usize)
+    }
+    /// Replace a placeholder added earlier (used by the parallel reader).
+    pub(crate) fn set(&mut self, id: FileId, file: SourceFile) {
+        if let Some(slot) = self.files.get_mut(id.0 as usize) {
+            *slot = file;
+        }
+    }
+    /// `file:line:col` of a span.
+    pub fn location(&self, span: Span) -> String {
+        match self.get(span.file) {
+            Some(f) => {
+                let (l, c) = f.line_col(span.start);
+                format!("{}:{}:{}", f.name, l, c)
+            }
+            None => "<unknown>".to_string(),
+        }
+    }
+    /// An error at `span`, with `label` under it.
+    pub fn error(&self, span: Span, message: impl Into<String>, label: impl Into<String>) -> Error {
+        match self.get(span.file) {
+            Some(f) => Error::at(f, span, message, label),
+            None => Error::plain(message),
+        }
+    }
+}
+
+/// One problem, pointing at a file, line and column when it has one.
+#[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
+#[error("{message}")]
+pub struct Error {
+    pub message: String,
+    #[source_code]
+    pub src: Option<NamedSource<Arc<String>>>,
+    #[label(collection)]
+    pub labels: Vec<LabeledSpan>,
+    #[help]
+    pub help: Option<String>,
+    /// Where it is: (file, 1-based line, 1-based column), for sorting and for tools.
+    pub location: Option<(PathBuf, usize, usize)>,
+    #[doc(hidden)]
+    pub sort_key: (String, u32),
+}
+
+impl Error {
+    /// An error that belongs to no file (a target on the command line, an unreadable directory).
+    pub fn plain(message: impl Into<String>) -> Error {
+        Error { message: message.into(), src: None, labels: vec![], help: None, location: None, sort_key: (String::new(), 0) }
+    }
+
+    /// An error in `file` at `span`.
+    pub fn at(file: &SourceFile, span: Span, message: impl Into<String>, label: impl Into<String>) -> Error {
+        let (line, col) = file.line_col(span.start);
+        let start = (span.start as usize).min(file.text.len());
+        let mut len = span.len().min(file.text.len() - start);
+        while !file.text.is_char_boundary(start + len) {
+            len += 1;
+        }
+        Error {
+            message: message.into(),
+            src: Some(file.named_source()),
+            labels: vec![LabeledSpan::new_primary_with_span(Some(label.into()), (start, len))],
+            help: None,
+            location: Some((file.path.clone(), line, col)),
+            sort_key: (file.name.clone(), span.start),
+        }
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Error {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Add a secondary label (must be in the same file as the primary one).
+    pub fn with_label(mut self, files: &Files, span: Span, label: impl Into<String>) -> Error {
+        if let (Some(f), Some(src)) = (files.get(span.file), &self.src) {
+            if src.name() == f.name {
+                self.labels.push(LabeledSpan::new_with_span(Some(label.into()), span.source_span()));
+            }
+        }
+        self
+    }
+
+    /// The file this error points at, if any.
+    pub fn file(&self) -> Option<&Path> {
+        self.location.as_ref().map(|(p, _, _)| p.as_path())
+    }
+}
+
+/// All the errors of one load. Implements `miette::Diagnostic` (the errors
+/// are its `related` diagnostics); `render` formats them all.
+#[derive(Debug, Clone, Default)]
+pub struct Diagnostics {
+    pub errors: Vec<Error>,
+}
+
+impl Diagnostics {
+    pub fn new(mut errors: Vec<Error>) -> Diagnostics {
+        errors.sort_by(|a, b| a.sort_key.cmp(&b.sort_key));
+        errors.dedup_by(|a, b| a.sort_key == b.sort_key && a.message == b.message);
+        Diagnostics { errors }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.errors.is_empty()
+    }
+    pub fn len(&self) -> usize {
+        self.errors.len()
+    }
+    /// Every error rendered with miette's installed report handler, one after the other.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for e in &self.errors {
+            out.push_str(&format!("{:?}\n", miette::Report::new(e.clone())));
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.errors.len() {
+            1 => write!(f, "{}", self.errors[0].message),
+            n => write!(f, "{n} errors in the element files"),
+        }
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+impl miette::Diagnostic for Diagnostics {
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn miette::Diagnostic> + 'a>> {
+        Some(Box::new(self.errors.iter().map(|e| e as &dyn miette::Diagnostic)))
+    }
+}
+
+/// Where errors accumulate during a load.
+#[derive(Debug, Default)]
+pub struct Sink {
+    pub errors: Vec<Error>,
+}
+
+impl Sink {
+    pub fn push(&mut self, e: Error) {
+        self.errors.push(e);
+    }
+    pub fn extend(&mut self, es: impl IntoIterator<Item = Error>) {
+        self.errors.extend(es);
+    }
+    pub fn is_empty(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// "did you mean `x`?" among `candidates`, by Jaro-Winkler/Levenshtein similarity.
+pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let mut best: Option<(&str, f64)> = None;
+    for c in candidates {
+        let score = strsim::jaro_winkler(word, c);
+        let close = score > 0.8 || strsim::levenshtein(word, c) <= 2;
+        if close && best.is_none_or(|(_, s)| score > s) {
+            best = Some((c, score));
+        }
+    }
+    best.map(|(c, _)| c)
+}
