@@ -1,0 +1,329 @@
+//! Hostile-safe tar extraction. Every write goes through a `cap-std`
+//! directory handle rooted at the staging directory, so nothing can escape
+//! it; on top of that, members that would escape or that are not plain
+//! content are refused with an error naming them:
+//! absolute paths, `..` components, symlinks whose target is absolute or
+//! climbs above the root (from the link's own location), links created
+//! through a symlink, hardlinks to anything but an already extracted regular
+//! member, device nodes and fifos. setuid/setgid bits are dropped unless
+//! asked to keep them. Compression is detected by magic bytes.
+
+use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use cap_std::fs::{Dir, OpenOptions, Permissions, PermissionsExt};
+
+use crate::error::{Result, SourceError};
+
+/// Compression of an archive, from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Xz,
+    Bzip2,
+    Zstd,
+}
+
+/// Recognise gzip, xz, bzip2 and zstd by their magic bytes.
+pub fn detect(magic: &[u8]) -> Compression {
+    if magic.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        Compression::Xz
+    } else if magic.starts_with(b"BZh") {
+        Compression::Bzip2
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::Zstd
+    } else {
+        Compression::None
+    }
+}
+
+/// Wrap `reader` in the decompressor its magic bytes call for (streaming).
+pub fn decompress<'a>(mut reader: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
+    let mut head = [0u8; 6];
+    let mut n = 0;
+    while n < head.len() {
+        match reader.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let compression = detect(&head[..n]);
+    let whole = io::Cursor::new(head[..n].to_vec()).chain(reader);
+    Ok(match compression {
+        Compression::None => Box::new(whole),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(whole)),
+        Compression::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(whole)),
+        Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(whole)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(whole)?),
+    })
+}
+
+/// Open a staging directory as a capability.
+pub fn open_root(path: &Path) -> Result<Dir> {
+    Dir::open_ambient_dir(path, cap_std::ambient_authority())
+        .map_err(|e| SourceError::io("cannot open staging directory", path, e))
+}
+
+/// Extract the (possibly compressed) tar file `archive` into `dest`.
+/// `base_dir`: `None` strips the single top directory if there is exactly
+/// one (this reads the archive twice); `Some("")` strips nothing;
+/// `Some(dir)` extracts only the content of member directory `dir`.
+pub fn extract_tar_file(archive: &Path, dest: &Dir, base_dir: Option<&str>, keep_setuid: bool) -> Result<()> {
+    let name = archive.display().to_string();
+    let open = || -> Result<Box<dyn Read>> {
+        let file = std::fs::File::open(archive).map_err(|e| SourceError::io("cannot open", archive, e))?;
+        decompress(io::BufReader::new(file)).map_err(|e| archive_error(&name, format!("cannot decompress: {e}")))
+    };
+    let strip: Vec<OsString> = match base_dir {
+        None => single_top_dir(&name, open()?)?.into_iter().collect(),
+        Some(dir) => {
+            let comps = normalize(Path::new(dir)).map_err(|reason| SourceError::Archive {
+                archive: name.clone(),
+                message: format!("invalid base-dir `{dir}`: {reason}"),
+            })?;
+            comps
+        }
+    };
+    let extracted = extract_stream(&name, open()?, dest, &strip, keep_setuid)?;
+    if extracted == 0 && !strip.is_empty() && base_dir.is_some() {
+        return Err(archive_error(&name, format!("base-dir `{}` is not in the archive", base_dir.unwrap_or(""))));
+    }
+    Ok(())
+}
+
+/// Extract a tar stream (possibly compressed) into `dest`, stripping nothing.
+pub fn extract_tar_reader(name: &str, reader: impl Read, dest: &Dir, keep_setuid: bool) -> Result<()> {
+    let reader = decompress(reader).map_err(|e| archive_error(name, format!("cannot decompress: {e}")))?;
+    extract_stream(name, reader, dest, &[], keep_setuid).map(|_| ())
+}
+
+fn archive_error(name: &str, message: String) -> SourceError {
+    SourceError::Archive { archive: name.to_string(), message }
+}
+
+fn unsafe_member(name: &str, member: &Path, reason: impl Into<String>) -> SourceError {
+    SourceError::UnsafeMember {
+        archive: name.to_string(),
+        member: member.display().to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// The components of a member path, refusing absolute paths and `..`;
+/// `.` components are dropped (so `./usr/bin` is `usr/bin`).
+fn normalize(path: &Path) -> std::result::Result<Vec<OsString>, &'static str> {
+    let mut out = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n.to_os_string()),
+            Component::CurDir => {}
+            Component::ParentDir => return Err("path contains `..`"),
+            Component::RootDir | Component::Prefix(_) => return Err("absolute path"),
+        }
+    }
+    Ok(out)
+}
+
+fn is_metadata(t: tar::EntryType) -> bool {
+    matches!(t, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink)
+}
+
+/// The single top directory of an archive, if every member is inside it.
+fn single_top_dir(name: &str, reader: Box<dyn Read>) -> Result<Option<OsString>> {
+    let mut archive = tar::Archive::new(reader);
+    let entries = archive.entries().map_err(|e| archive_error(name, format!("cannot read: {e}")))?;
+    let mut top: Option<OsString> = None;
+    let mut is_dir = false;
+    for entry in entries {
+        let entry = entry.map_err(|e| archive_error(name, format!("cannot read: {e}")))?;
+        let kind = entry.header().entry_type();
+        if is_metadata(kind) {
+            continue;
+        }
+        let raw = entry.path_bytes();
+        let path = Path::new(OsStr::from_bytes(&raw));
+        let comps = normalize(path).map_err(|reason| unsafe_member(name, path, reason))?;
+        let Some(first) = comps.first() else { continue };
+        match &top {
+            None => top = Some(first.clone()),
+            Some(t) if t != first => return Ok(None),
+            Some(_) => {}
+        }
+        if comps.len() > 1 || kind == tar::EntryType::Directory {
+            is_dir = true;
+        }
+    }
+    Ok(if is_dir { top } else { None })
+}
+
+/// Extract members under `strip` (with that prefix removed). Returns the
+/// number of members extracted.
+fn extract_stream(name: &str, reader: impl Read, dest: &Dir, strip: &[OsString], keep_setuid: bool) -> Result<usize> {
+    let mut archive = tar::Archive::new(reader);
+    let entries = archive.entries().map_err(|e| archive_error(name, format!("cannot read: {e}")))?;
+    let mut files: HashSet<PathBuf> = HashSet::new();
+    let mut dirs: Vec<(PathBuf, u32)> = Vec::new();
+    let mut count = 0;
+    let drop_bits = if keep_setuid { 0 } else { 0o6000 };
+    for entry in entries {
+        let mut entry = entry.map_err(|e| archive_error(name, format!("cannot read: {e}")))?;
+        let kind = entry.header().entry_type();
+        if is_metadata(kind) {
+            continue;
+        }
+        let raw = entry.path_bytes().into_owned();
+        let member = PathBuf::from(OsStr::from_bytes(&raw));
+        let comps = normalize(&member).map_err(|reason| unsafe_member(name, &member, reason))?;
+        if !comps.starts_with(strip) {
+            continue;
+        }
+        let rel: PathBuf = comps[strip.len()..].iter().collect();
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        let mode = entry.header().mode().unwrap_or(0o644) & 0o7777 & !drop_bits;
+        let io_err = |what: &str, e: io::Error| unsafe_member(name, &member, format!("cannot {what}: {e}"));
+        match kind {
+            tar::EntryType::Directory => {
+                if let Ok(m) = dest.symlink_metadata(&rel) {
+                    if !m.is_dir() {
+                        dest.remove_file(&rel).map_err(|e| io_err("replace", e))?;
+                    }
+                }
+                dest.create_dir_all(&rel).map_err(|e| io_err("create directory", e))?;
+                dirs.push((rel, mode | 0o700));
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                prepare(dest, &rel).map_err(|e| io_err("create", e))?;
+                let mut options = OpenOptions::new();
+                options.write(true).create_new(true);
+                let mut file = dest.open_with(&rel, &options).map_err(|e| io_err("create", e))?;
+                io::copy(&mut entry, &mut file).map_err(|e| io_err("write", e))?;
+                file.set_permissions(Permissions::from_mode(mode | 0o600))
+                    .map_err(|e| io_err("set the mode of", e))?;
+                if let Ok(mtime) = entry.header().mtime() {
+                    let _ = file.into_std().set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(mtime));
+                }
+                files.insert(rel);
+            }
+            tar::EntryType::Symlink => {
+                let target_raw = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| unsafe_member(name, &member, "symlink without a target"))?
+                    .into_owned();
+                let target = PathBuf::from(OsStr::from_bytes(&target_raw));
+                check_symlink_target(&rel, &target).map_err(|reason| unsafe_member(name, &member, reason))?;
+                check_no_symlink_parent(dest, &rel).map_err(|reason| unsafe_member(name, &member, reason))?;
+                prepare(dest, &rel).map_err(|e| io_err("create", e))?;
+                dest.symlink(&target, &rel).map_err(|e| io_err("create symlink", e))?;
+            }
+            tar::EntryType::Link => {
+                let target_raw = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| unsafe_member(name, &member, "hardlink without a target"))?
+                    .into_owned();
+                let target = Path::new(OsStr::from_bytes(&target_raw));
+                let tcomps = normalize(target)
+                    .map_err(|reason| unsafe_member(name, &member, format!("hardlink target {}: {reason}", target.display())))?;
+                if !tcomps.starts_with(strip) {
+                    return Err(unsafe_member(name, &member, format!("hardlink to {}, outside the extracted part", target.display())));
+                }
+                let trel: PathBuf = tcomps[strip.len()..].iter().collect();
+                let is_file = dest.symlink_metadata(&trel).map(|m| m.is_file()).unwrap_or(false);
+                if !files.contains(&trel) || !is_file {
+                    return Err(unsafe_member(
+                        name,
+                        &member,
+                        format!("hardlink to {}, which is not an extracted regular file", target.display()),
+                    ));
+                }
+                check_no_symlink_parent(dest, &rel).map_err(|reason| unsafe_member(name, &member, reason))?;
+                prepare(dest, &rel).map_err(|e| io_err("create", e))?;
+                dest.hard_link(&trel, dest, &rel).map_err(|e| io_err("create hardlink", e))?;
+                files.insert(rel);
+            }
+            tar::EntryType::Char | tar::EntryType::Block => {
+                return Err(unsafe_member(name, &member, "device nodes are not allowed in sources"));
+            }
+            tar::EntryType::Fifo => {
+                return Err(unsafe_member(name, &member, "fifos are not allowed in sources"));
+            }
+            other => {
+                return Err(unsafe_member(name, &member, format!("unsupported member type {:?}", other)));
+            }
+        }
+        count += 1;
+    }
+    // Directory modes last (a read-only directory would block its members),
+    // deepest first; the owner keeps rwx so later sources can be staged.
+    for (dir, mode) in dirs.iter().rev() {
+        dest.set_permissions(dir, Permissions::from_mode(*mode))
+            .map_err(|e| unsafe_member(name, dir, format!("cannot set the mode: {e}")))?;
+    }
+    Ok(count)
+}
+
+/// Create the parent directories of `rel` and remove a non-directory that
+/// is in the way (never writing through an existing symlink).
+fn prepare(dest: &Dir, rel: &Path) -> io::Result<()> {
+    if let Some(parent) = rel.parent() {
+        if !parent.as_os_str().is_empty() {
+            dest.create_dir_all(parent)?;
+        }
+    }
+    match dest.symlink_metadata(rel) {
+        Ok(m) if m.is_dir() => Err(io::Error::new(io::ErrorKind::AlreadyExists, "a directory is in the way")),
+        Ok(_) => dest.remove_file(rel),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A symlink at `rel` (relative to the root) may point only inside the root.
+fn check_symlink_target(rel: &Path, target: &Path) -> std::result::Result<(), String> {
+    if target.as_os_str().is_empty() {
+        return Err("symlink with an empty target".into());
+    }
+    let mut depth: usize = rel.parent().map(|p| p.components().count()).unwrap_or(0);
+    for c in target.components() {
+        match c {
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(format!("symlink to the absolute path {}", target.display()))
+            }
+            Component::CurDir => {}
+            Component::ParentDir => {
+                depth = depth
+                    .checked_sub(1)
+                    .ok_or_else(|| format!("symlink to {}, outside the staging directory", target.display()))?;
+            }
+            Component::Normal(_) => depth += 1,
+        }
+    }
+    Ok(())
+}
+
+/// Links must not be created through a symlink: their target check is
+/// lexical and assumes the link's path is its real location.
+fn check_no_symlink_parent(dest: &Dir, rel: &Path) -> std::result::Result<(), String> {
+    let mut prefix = PathBuf::new();
+    if let Some(parent) = rel.parent() {
+        for c in parent.components() {
+            prefix.push(c);
+            if let Ok(m) = dest.symlink_metadata(&prefix) {
+                if m.file_type().is_symlink() {
+                    return Err(format!("link created through the symlink {}", prefix.display()));
+                }
+            }
+        }
+    }
+    Ok(())
+}
