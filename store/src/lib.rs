@@ -1,1 +1,46 @@
-//! placeholder
+//! `cas-store`: the immutable, self-verifying content store (spec/store.md).
+//!
+//! - [`digest`]: blake3 digests, typed (`BlobDigest`, `TreeDigest`, `ActionKey`).
+//! - [`tree`]: the canonical tree encoding.
+//! - [`store`]: opening a store, its layout, locks ([`lock`]).
+//! - [`blob`]: immutable objects and their mode variants.
+//! - [`walk`]: trees in the store: put, get, walk.
+//! - [`ingest`]: a directory → a tree (parallel hashing, move or copy).
+//! - [`materialize`]: a tree → a directory (reflink, hardlink or copy).
+//! - [`view`]: merging trees and cached read-only views.
+//! - [`action_cache`]: action results, pins, source index (SQLite).
+//! - [`verify`], [`gc`]: integrity and garbage collection.
+//! - [`archive`]: deterministic tar export, tar import.
+//!
+//! The store knows nothing of elements or YAML.
+
+pub mod action_cache;
+pub mod archive;
+pub mod blob;
+pub mod digest;
+pub mod error;
+pub mod gc;
+mod inventory;
+pub mod ingest;
+pub mod lock;
+pub mod materialize;
+pub mod stats;
+pub mod store;
+pub mod tree;
+pub mod verify;
+pub mod view;
+pub mod walk;
+
+pub use action_cache::ActionResult;
+pub use blob::IngestMode;
+pub use digest::{ActionKey, BlobDigest, Digest, TreeDigest};
+pub use error::StoreError;
+pub use gc::{parse_size, GcOptions, GcReport};
+pub use ingest::IngestReport;
+pub use lock::StoreLock;
+pub use materialize::Method;
+pub use stats::Stats;
+pub use store::Store;
+pub use tree::{Entry, EntryKind, Tree};
+pub use verify::VerifyReport;
+pub use view::View;

@@ -1,0 +1,288 @@
+//! The action cache and the other small tables, in SQLite (`ac.sqlite`, WAL).
+//!
+//! Schema version 1 (`PRAGMA user_version`), see spec/store.md:
+//! `results` (action key → result), `pins` (name → tree), `sources` (id → blob).
+//! Times: `created` in unix seconds; `accessed` in unix milliseconds (LRU order).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::digest::{ActionKey, BlobDigest, Digest, TreeDigest};
+use crate::error::{Result, StoreError};
+use crate::store::Store;
+
+/// Schema version written to `PRAGMA user_version`.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS results (
+    key         TEXT PRIMARY KEY,
+    output      TEXT NOT NULL,
+    log         TEXT NOT NULL,
+    manifest    TEXT NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    created     INTEGER NOT NULL,
+    accessed    INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pins (
+    name    TEXT PRIMARY KEY,
+    tree    TEXT NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sources (
+    id       TEXT PRIMARY KEY,
+    blob     TEXT NOT NULL,
+    accessed INTEGER NOT NULL
+);
+";
+
+/// What a build step produced.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ActionResult {
+    pub output: TreeDigest,
+    pub log: BlobDigest,
+    pub duration_ms: u64,
+    /// Unix seconds.
+    pub created: i64,
+    pub manifest: BlobDigest,
+}
+
+/// A result row as gc and verify see it.
+#[derive(Clone, Debug)]
+pub(crate) struct ResultRow {
+    pub key: ActionKey,
+    pub result: ActionResult,
+    pub accessed_ms: i64,
+}
+
+pub(crate) struct Db {
+    pub path: PathBuf,
+    pub conn: Mutex<Connection>,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn now_secs() -> i64 {
+    now_ms() / 1000
+}
+
+fn hex_digest(s: String) -> rusqlite::Result<Digest> {
+    Digest::from_hex(&s).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+impl Db {
+    pub fn open(path: &Path) -> Result<Db> {
+        let err = |context: &str| {
+            let path = path.to_path_buf();
+            let context = context.to_string();
+            move |source| StoreError::Db { context, path, source }
+        };
+        let conn = Connection::open(path).map_err(err("open"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(60)).map_err(err("busy_timeout"))?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err("enable WAL"))?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(err("set synchronous"))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(err("read user_version"))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Layout {
+                path: path.to_path_buf(),
+                reason: format!("action cache schema {version} is newer than this cas ({SCHEMA_VERSION})"),
+            });
+        }
+        if version < SCHEMA_VERSION {
+            conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
+                .map_err(err("create schema"))?;
+        }
+        Ok(Db { path: path.to_path_buf(), conn: Mutex::new(conn) })
+    }
+
+    pub fn with<T>(&self, context: &str, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut conn).map_err(|source| StoreError::Db { context: context.to_string(), path: self.path.clone(), source })
+    }
+
+    pub fn results(&self) -> Result<Vec<ResultRow>> {
+        self.with("list results", |c| {
+            let mut st = c.prepare("SELECT key, output, log, manifest, duration_ms, created, accessed FROM results ORDER BY accessed, key")?;
+            let rows = st.query_map([], |r| {
+                Ok(ResultRow {
+                    key: ActionKey(hex_digest(r.get(0)?)?),
+                    result: ActionResult {
+                        output: TreeDigest(hex_digest(r.get(1)?)?),
+                        log: BlobDigest(hex_digest(r.get(2)?)?),
+                        manifest: BlobDigest(hex_digest(r.get(3)?)?),
+                        duration_ms: r.get::<_, i64>(4)? as u64,
+                        created: r.get(5)?,
+                    },
+                    accessed_ms: r.get(6)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    pub fn sources(&self) -> Result<Vec<(String, BlobDigest, i64)>> {
+        self.with("list sources", |c| {
+            let mut st = c.prepare("SELECT id, blob, accessed FROM sources ORDER BY accessed, id")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, BlobDigest(hex_digest(r.get(1)?)?), r.get(2)?)))?;
+            rows.collect()
+        })
+    }
+
+    /// Delete result and source rows in one transaction.
+    pub fn delete_rows(&self, keys: &[ActionKey], sources: &[String]) -> Result<()> {
+        self.with("delete results", |c| {
+            let tx = c.transaction()?;
+            for k in keys {
+                tx.execute("DELETE FROM results WHERE key = ?1", params![k.to_hex()])?;
+            }
+            for s in sources {
+                tx.execute("DELETE FROM sources WHERE id = ?1", params![s])?;
+            }
+            tx.commit()
+        })
+    }
+}
+
+impl Store {
+    /// Check that every object reachable from these roots is present.
+    pub(crate) fn ensure_present(&self, trees: &[TreeDigest], blobs: &[BlobDigest]) -> Result<()> {
+        let mut seen = HashSet::new();
+        for t in trees {
+            self.closure(t, &mut seen)?;
+        }
+        for b in blobs {
+            seen.insert(b.0);
+        }
+        for d in &seen {
+            if !self.has_object(d) && *d != TreeDigest::empty().0 {
+                return Err(StoreError::Missing { digest: d.to_hex() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Look up an action; touches its last-access time.
+    pub fn action_get(&self, key: &ActionKey) -> Result<Option<ActionResult>> {
+        self.db.with("get action result", |c| {
+            let row = c
+                .query_row(
+                    "SELECT output, log, manifest, duration_ms, created FROM results WHERE key = ?1",
+                    params![key.to_hex()],
+                    |r| {
+                        Ok(ActionResult {
+                            output: TreeDigest(hex_digest(r.get(0)?)?),
+                            log: BlobDigest(hex_digest(r.get(1)?)?),
+                            manifest: BlobDigest(hex_digest(r.get(2)?)?),
+                            duration_ms: r.get::<_, i64>(3)? as u64,
+                            created: r.get(4)?,
+                        })
+                    },
+                )
+                .optional()?;
+            if row.is_some() {
+                c.execute("UPDATE results SET accessed = ?2 WHERE key = ?1", params![key.to_hex(), now_ms()])?;
+            }
+            Ok(row)
+        })
+    }
+
+    /// Record an action result. Every object it references must be in the store
+    /// (checked under the shared lock, so gc cannot remove them in between); the
+    /// store is `syncfs`ed before the row is committed.
+    pub fn action_put(&self, key: &ActionKey, result: &ActionResult) -> Result<()> {
+        let _lock = self.lock_shared()?;
+        self.ensure_present(&[result.output], &[result.log, result.manifest])?;
+        self.sync()?;
+        self.db.with("record action result", |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO results (key, output, log, manifest, duration_ms, created, accessed)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    key.to_hex(),
+                    result.output.to_hex(),
+                    result.log.to_hex(),
+                    result.manifest.to_hex(),
+                    result.duration_ms as i64,
+                    result.created,
+                    now_ms()
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Forget an action result (its objects go at the next gc).
+    pub fn action_remove(&self, key: &ActionKey) -> Result<bool> {
+        self.db.with("remove action result", |c| Ok(c.execute("DELETE FROM results WHERE key = ?1", params![key.to_hex()])? > 0))
+    }
+
+    /// Pin a tree under a name: gc never removes it.
+    pub fn pin(&self, name: &str, tree: &TreeDigest) -> Result<()> {
+        let _lock = self.lock_shared()?;
+        self.ensure_present(&[*tree], &[])?;
+        self.sync()?;
+        self.db.with("pin", |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO pins (name, tree, created) VALUES (?1, ?2, ?3)",
+                params![name, tree.to_hex(), now_secs()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Remove a pin; false when there was none.
+    pub fn unpin(&self, name: &str) -> Result<bool> {
+        self.db.with("unpin", |c| Ok(c.execute("DELETE FROM pins WHERE name = ?1", params![name])? > 0))
+    }
+
+    /// All pins, by name.
+    pub fn pins(&self) -> Result<Vec<(String, TreeDigest)>> {
+        self.db.with("list pins", |c| {
+            let mut st = c.prepare("SELECT name, tree FROM pins ORDER BY name")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, TreeDigest(hex_digest(r.get(1)?)?))))?;
+            rows.collect()
+        })
+    }
+
+    /// The source cache: the blob recorded for `id` (e.g. "sha256:<hex>"), if it is
+    /// still in the store; touches its last-access time.
+    pub fn source_get(&self, id: &str) -> Result<Option<BlobDigest>> {
+        let found = self.db.with("get source", |c| {
+            let row: Option<String> =
+                c.query_row("SELECT blob FROM sources WHERE id = ?1", params![id], |r| r.get(0)).optional()?;
+            if row.is_some() {
+                c.execute("UPDATE sources SET accessed = ?2 WHERE id = ?1", params![id, now_ms()])?;
+            }
+            Ok(row)
+        })?;
+        match found {
+            Some(hex) => {
+                let d = BlobDigest::from_hex(&hex)?;
+                Ok(if self.has_blob(&d) { Some(d) } else { None })
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Record `id` → blob in the source index (the blob must be in the store).
+    pub fn source_put(&self, id: &str, blob: &BlobDigest) -> Result<()> {
+        let _lock = self.lock_shared()?;
+        self.ensure_present(&[], &[*blob])?;
+        self.sync()?;
+        self.db.with("record source", |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO sources (id, blob, accessed) VALUES (?1, ?2, ?3)",
+                params![id, blob.to_hex(), now_ms()],
+            )?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,118 @@
+//! The `Store` handle: opening and creating the on-disk layout, paths of objects.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::action_cache::Db;
+use crate::digest::Digest;
+use crate::error::{IoContext, Result, StoreError};
+use crate::lock::{self, StoreLock};
+
+/// The content of the `layout` file; a store with another layout is refused.
+pub const LAYOUT: &str = "cas-store layout 1\n";
+
+/// A content store rooted at a directory. `Sync`: share it between threads.
+pub struct Store {
+    root: PathBuf,
+    pub(crate) db: Db,
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Store {
+    /// Open the store at `root`, creating the layout if the directory is new or empty.
+    pub fn open(root: &Path) -> Result<Store> {
+        fs::create_dir_all(root).ctx("create store directory", root)?;
+        let root = fs::canonicalize(root).ctx("resolve store directory", root)?;
+        let layout = root.join("layout");
+        match fs::read_to_string(&layout) {
+            Ok(s) if s == LAYOUT => {}
+            Ok(s) => {
+                return Err(StoreError::Layout {
+                    path: root.clone(),
+                    reason: format!("unsupported layout {:?} (this cas reads {:?})", s.trim(), LAYOUT.trim()),
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut entries = fs::read_dir(&root).ctx("read store directory", &root)?;
+                if entries.next().is_some() && !root.join("objects").is_dir() {
+                    return Err(StoreError::Layout {
+                        path: root.clone(),
+                        reason: "directory is not empty and is not a cas store".into(),
+                    });
+                }
+            }
+            Err(e) => return Err(e).ctx("read", &layout),
+        }
+        for d in ["objects", "tmp", "views"] {
+            fs::create_dir_all(root.join(d)).ctx("create", root.join(d))?;
+        }
+        if !root.join("objects/ff").is_dir() {
+            for i in 0..=255u8 {
+                let d = root.join("objects").join(format!("{i:02x}"));
+                fs::create_dir_all(&d).ctx("create", &d)?;
+            }
+        }
+        if !layout.exists() {
+            let tmp = root.join("tmp").join("layout.new");
+            fs::write(&tmp, LAYOUT).ctx("write", &tmp)?;
+            fs::rename(&tmp, &layout).ctx("rename into place", &layout)?;
+        }
+        let db = Db::open(&root.join("ac.sqlite"))?;
+        let store = Store { root, db };
+        // The empty tree is always present (trees of empty directories point at it).
+        store.put_bytes_inner(&crate::tree::Tree::default().encode())?;
+        Ok(store)
+    }
+
+    /// The store's root directory (absolute).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    pub(crate) fn views_dir(&self) -> PathBuf {
+        self.root.join("views")
+    }
+
+    pub(crate) fn objects_dir(&self) -> PathBuf {
+        self.root.join("objects")
+    }
+
+    /// `objects/ab/cdef…`: the canonical (mode 0444) object file.
+    pub fn object_path(&self, d: &Digest) -> PathBuf {
+        let h = d.to_hex();
+        self.root.join("objects").join(&h[..2]).join(&h[2..])
+    }
+
+    /// A fresh, unused path in `tmp/` (same filesystem as the objects).
+    pub(crate) fn tmp_path(&self, what: &str) -> PathBuf {
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        self.root.join("tmp").join(format!("{what}-{}-{n}-{nanos}", std::process::id()))
+    }
+
+    /// Hold the store shared: gc cannot run until the lock is dropped. Builds hold
+    /// it from staging their inputs until their result is recorded.
+    pub fn lock_shared(&self) -> Result<StoreLock> {
+        lock::lock(&self.root.join("lock"), false)
+    }
+
+    /// Hold the store exclusively (gc, verify --repair).
+    pub fn lock_exclusive(&self) -> Result<StoreLock> {
+        lock::lock(&self.root.join("lock"), true)
+    }
+
+    /// `syncfs(2)` on the store's filesystem: makes every object written so far durable.
+    pub fn sync(&self) -> Result<()> {
+        let f = fs::File::open(&self.root).ctx("open", &self.root)?;
+        rustix::fs::syncfs(&f).ctx("syncfs", &self.root)
+    }
+}

@@ -1,0 +1,176 @@
+//! Views: merging ordered lists of trees (tree objects only, no file data), and
+//! materialised read-only views cached under `views/<hex>`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::digest::TreeDigest;
+use crate::error::{IoContext, Result, StoreError};
+use crate::lock::{self, StoreLock};
+use crate::materialize::Method;
+use crate::store::Store;
+use crate::tree::{Entry, EntryKind, Tree};
+
+/// A materialised view in use. While it lives, gc keeps it and its objects.
+#[derive(Debug)]
+pub struct View {
+    path: PathBuf,
+    tree: TreeDigest,
+    method: Option<Method>,
+    _lock: StoreLock,
+}
+
+impl View {
+    /// The read-only directory holding the view.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn tree(&self) -> &TreeDigest {
+        &self.tree
+    }
+    /// How it was materialised, when this call built it (`None`: reused).
+    pub fn built_with(&self) -> Option<Method> {
+        self.method
+    }
+}
+
+fn describe(e: &Entry) -> String {
+    match &e.kind {
+        EntryKind::File { digest, size } => format!("file {digest} ({size} bytes, mode {:04o})", e.mode),
+        EntryKind::Dir { .. } => "a directory".to_string(),
+        EntryKind::Symlink { target } => format!("symlink to {:?}", String::from_utf8_lossy(target)),
+    }
+}
+
+/// Make every directory below `path` writable again and remove it.
+pub(crate) fn remove_tree(path: &Path) -> Result<()> {
+    fn chmod_dirs(p: &Path) {
+        if let Ok(m) = fs::symlink_metadata(p) {
+            if m.is_dir() {
+                let _ = fs::set_permissions(p, fs::Permissions::from_mode(0o700));
+                if let Ok(rd) = fs::read_dir(p) {
+                    for e in rd.flatten() {
+                        chmod_dirs(&e.path());
+                    }
+                }
+            }
+        }
+    }
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).ctx("stat", path),
+        Ok(m) if !m.is_dir() => return fs::remove_file(path).ctx("remove", path),
+        Ok(_) => {}
+    }
+    if fs::remove_dir_all(path).is_ok() {
+        return Ok(());
+    }
+    chmod_dirs(path);
+    fs::remove_dir_all(path).ctx("remove", path)
+}
+
+impl Store {
+    /// Merge an ordered list of `(label, tree)` into one tree. The same content at
+    /// the same path is fine; different content, or a file against a directory, is
+    /// an error naming the path and both labels. Directory modes come from the
+    /// first contributor that has the directory.
+    pub fn merge(&self, trees: &[(&str, TreeDigest)]) -> Result<TreeDigest> {
+        let _lock = self.lock_shared()?;
+        let list: Vec<(&str, TreeDigest)> = trees.to_vec();
+        if list.is_empty() {
+            return Ok(self.put_tree_inner(&Tree::default())?.0);
+        }
+        self.merge_dir("", &list)
+    }
+
+    fn merge_dir(&self, path: &str, list: &[(&str, TreeDigest)]) -> Result<TreeDigest> {
+        if list.iter().all(|(_, d)| *d == list[0].1) {
+            return Ok(list[0].1);
+        }
+        let mut by_name: BTreeMap<Vec<u8>, Vec<(&str, Entry)>> = BTreeMap::new();
+        for (label, d) in list {
+            for e in self.get_tree(d)?.entries {
+                by_name.entry(e.name.clone()).or_default().push((label, e));
+            }
+        }
+        let mut out = Vec::with_capacity(by_name.len());
+        for (name, contributors) in by_name {
+            let sub = if path.is_empty() {
+                String::from_utf8_lossy(&name).into_owned()
+            } else {
+                format!("{path}/{}", String::from_utf8_lossy(&name))
+            };
+            let (first_label, first) = &contributors[0];
+            if first.is_dir() {
+                let mut subs = Vec::with_capacity(contributors.len());
+                for (label, e) in &contributors {
+                    match &e.kind {
+                        EntryKind::Dir { digest } => subs.push((*label, *digest)),
+                        _ => {
+                            return Err(StoreError::MergeConflict {
+                                path: sub,
+                                first: first_label.to_string(),
+                                second: label.to_string(),
+                                detail: format!("a directory against {}", describe(e)),
+                            })
+                        }
+                    }
+                }
+                let merged = self.merge_dir(&sub, &subs)?;
+                out.push(Entry { name, mode: first.mode, kind: EntryKind::Dir { digest: merged } });
+            } else {
+                for (label, e) in &contributors[1..] {
+                    if e != first {
+                        return Err(StoreError::MergeConflict {
+                            path: sub,
+                            first: first_label.to_string(),
+                            second: label.to_string(),
+                            detail: format!("{} against {}", describe(first), describe(e)),
+                        });
+                    }
+                }
+                out.push(first.clone());
+            }
+        }
+        Ok(self.put_tree_inner(&Tree { entries: out })?.0)
+    }
+
+    /// The materialised, read-only view of `tree` (`views/<hex>`), built once
+    /// (reflinks or hardlinks) and reused. Gc keeps it while the `View` lives.
+    pub fn view(&self, tree: &TreeDigest) -> Result<View> {
+        let _store_lock = self.lock_shared()?;
+        let hex = tree.to_hex();
+        let views = self.views_dir();
+        let view_lock = lock::lock(&views.join(format!("{hex}.lock")), false)?;
+        let path = views.join(&hex);
+        if fs::symlink_metadata(&path).is_ok() {
+            return Ok(View { path, tree: *tree, method: None, _lock: view_lock });
+        }
+        let tmp = self.tmp_path("view");
+        fs::create_dir(&tmp).ctx("create directory", &tmp)?;
+        let built = self.materialize_inner(tree, &tmp, Method::Auto, true);
+        let method = match built {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = remove_tree(&tmp);
+                return Err(e);
+            }
+        };
+        match fs::rename(&tmp, &path) {
+            Ok(()) => {}
+            Err(_) if fs::symlink_metadata(&path).is_ok() => {
+                // Someone else built it at the same time: use theirs.
+                let _ = remove_tree(&tmp);
+                return Ok(View { path, tree: *tree, method: None, _lock: view_lock });
+            }
+            Err(e) => {
+                let _ = remove_tree(&tmp);
+                return Err(e).ctx("rename view into place", &path);
+            }
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o555)).ctx("chmod", &path)?;
+        Ok(View { path, tree: *tree, method: Some(method), _lock: view_lock })
+    }
+}
