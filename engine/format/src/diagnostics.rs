@@ -95,12 +95,6 @@ impl Files {
     pub fn get(&self, id: FileId) -> Option<&SourceFile> {
         self.files.get(id.0 as usize)
     }
-    /// Replace a placeholder added earlier (used by the parallel reader).
-    pub(crate) fn set(&mut self, id: FileId, file: SourceFile) {
-        if let Some(slot) = self.files.get_mut(id.0 as usize) {
-            *slot = file;
-        }
-    }
     /// `file:line:col` of a span.
     pub fn location(&self, span: Span) -> String {
         match self.get(span.file) {

@@ -1,7 +1,31 @@
 //! cas-format: projects, element files, kinds, variables, the dependency
 //! graph and their diagnostics. The format is specified in spec/format.md.
 //!
+//! - [`load`]: the entry point: targets → [`Loaded`] (or all the [`Diagnostics`])
 //! - `yaml`: the only YAML code: a spanned node tree over saphyr-parser
+//! - `read`: typed reading of that tree, unknown keys, list composition
+//! - `project`: `project.yaml`
+//! - `kind`: kinds as data (`elements/*.yaml`, project kinds), behaviours
+//! - `variables`: `%{name}` expansion, layering, `%{max-jobs}`
+//! - `source`: `sources:` entries → `cas_sources::Source`
+//! - `element`: element files → [`Element`]
+//! - `graph`: cycles, closures, staging order
 //! - `diagnostics`: located errors (miette), all collected in one run
+
 pub mod diagnostics;
+pub mod element;
+mod graph;
+pub mod kind;
+mod load;
+pub mod project;
+mod read;
+mod source;
+pub mod variables;
 pub mod yaml;
+
+pub use diagnostics::{Diagnostics, Error, FileId, Files, SourceFile, Span};
+pub use element::{Config, DepKind, Element, ElementId, LayoutEntry, Origin, Public, SandboxConfig};
+pub use kind::{Behaviour, Kind};
+pub use load::{host_arch, load, Loaded, MAX_FILE_SIZE};
+pub use project::Project;
+pub use source::SOURCE_KINDS;

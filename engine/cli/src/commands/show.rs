@@ -1,8 +1,19 @@
 //! `cas show` and `cas graph` (owned by the format work).
-use std::path::PathBuf;
+//!
+//! `show` builds one `ShowRow` per element of the closure; the human table
+//! and the JSON are both made from the rows. Build state (key, state) can be
+//! added later by filling `ShowRow::extra` (a column each, in order, and a
+//! JSON field each).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use cas_format::{Element, ElementId, Loaded};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
 
 use crate::cli::Global;
-use crate::exit::CmdResult;
+use crate::exit::{CmdResult, Failure};
 
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
@@ -17,10 +28,234 @@ pub struct GraphArgs {
     pub target: PathBuf,
 }
 
-pub fn run_show(_global: &Global, _args: ShowArgs) -> CmdResult {
-    Err(crate::exit::Failure::failed(miette::miette!("not implemented yet")))
+/// Load the targets, or print every diagnostic and fail with exit code 2.
+pub fn load_or_report(targets: &[PathBuf]) -> Result<Loaded, Failure> {
+    let cwd = std::env::current_dir().map_err(|e| Failure::failed(miette::miette!("cannot read the working directory: {e}")))?;
+    let targets: Vec<String> = targets.iter().map(|t| t.to_string_lossy().into_owned()).collect();
+    cas_format::load(&targets, &cwd).map_err(|diags| {
+        for e in &diags.errors {
+            eprintln!("{:?}", miette::Report::new(e.clone()));
+        }
+        if diags.len() > 1 {
+            eprintln!("error: {} problems found", diags.len());
+        }
+        Failure::Silent(2)
+    })
 }
 
-pub fn run_graph(_global: &Global, _args: GraphArgs) -> CmdResult {
-    Err(crate::exit::Failure::failed(miette::miette!("not implemented yet")))
+/// One line of `cas show`.
+pub struct ShowRow<'a> {
+    pub element: &'a Element,
+    /// The file as shown (relative to the working directory when possible).
+    pub file: String,
+    /// Extra columns (e.g. `key`, `state`), in order; each is also a JSON field.
+    pub extra: Vec<(&'static str, String)>,
+}
+
+/// The rows of `cas show` for the closure of the loaded targets.
+pub fn rows<'a>(loaded: &'a Loaded, cwd: &Path) -> Vec<ShowRow<'a>> {
+    loaded
+        .closure(&loaded.targets)
+        .into_iter()
+        .map(|id| {
+            let element = loaded.element(id);
+            let file = element.file.strip_prefix(cwd).unwrap_or(&element.file).to_string_lossy().into_owned();
+            ShowRow { element, file, extra: Vec::new() }
+        })
+        .collect()
+}
+
+fn names(loaded: &Loaded, ids: &[ElementId]) -> Vec<String> {
+    ids.iter().map(|&id| loaded.element(id).name.clone()).collect()
+}
+
+/// The human table: name, kind, extra columns, file, dependencies; aligned.
+pub fn render_table(loaded: &Loaded, rows: &[ShowRow]) -> String {
+    let mut cols: Vec<Vec<String>> = Vec::new();
+    for r in rows {
+        let e = r.element;
+        let mut c = vec![e.name.clone(), e.kind.clone()];
+        c.extend(r.extra.iter().map(|(_, v)| v.clone()));
+        c.push(r.file.clone());
+        let mut deps = Vec::new();
+        for (label, list) in [("build", &e.build_depends), ("depends", &e.depends), ("runtime", &e.runtime_depends)] {
+            if !list.is_empty() {
+                deps.push(format!("{label}: {}", names(loaded, list).join(", ")));
+            }
+        }
+        c.push(deps.join("; "));
+        cols.push(c);
+    }
+    let n = cols.first().map(Vec::len).unwrap_or(0);
+    let widths: Vec<usize> = (0..n).map(|i| cols.iter().map(|c| c[i].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for c in cols {
+        let mut line = String::new();
+        for (i, cell) in c.iter().enumerate() {
+            if i + 1 == c.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(widths[i] - cell.chars().count() + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Phases in order (a JSON object whose keys keep the phase order).
+struct Phases<'a>(&'a [(String, Vec<String>)]);
+
+impl Serialize for Phases<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+#[derive(Serialize)]
+struct SourceJson {
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checksum: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    commit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    directory: Option<String>,
+}
+
+fn source_json(s: &cas_sources::Source) -> SourceJson {
+    use cas_sources::SourceKind as K;
+    let mut j = SourceJson { kind: s.kind.name(), url: None, path: None, checksum: None, commit: None, directory: s.directory.clone() };
+    match &s.kind {
+        K::Local { path } | K::Patch { path, .. } => j.path = Some(path.to_string_lossy().into_owned()),
+        K::Tar { url, checksum, .. } | K::Remote { url, checksum, .. } | K::Deb { url, checksum } => {
+            j.url = Some(url.written.clone());
+            j.checksum = Some(checksum.to_string());
+        }
+        K::Git { url, commit, .. } => {
+            j.url = Some(url.written.clone());
+            j.commit = Some(commit.clone());
+        }
+    }
+    j
+}
+
+#[derive(Serialize)]
+struct ElementJson<'a> {
+    name: &'a str,
+    kind: &'a str,
+    behaviour: cas_format::Behaviour,
+    file: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    #[serde(rename = "build-depends")]
+    build_depends: Vec<String>,
+    depends: Vec<String>,
+    #[serde(rename = "runtime-depends")]
+    runtime_depends: Vec<String>,
+    sources: Vec<SourceJson>,
+    variables: &'a std::collections::BTreeMap<String, String>,
+    environment: &'a std::collections::BTreeMap<String, String>,
+    commands: Phases<'a>,
+    config: &'a cas_format::Config,
+    public: &'a cas_format::Public,
+    sandbox: &'a cas_format::SandboxConfig,
+    #[serde(flatten)]
+    extra: std::collections::BTreeMap<&'static str, &'a str>,
+}
+
+/// The JSON document of `cas show --json`.
+pub fn render_json(loaded: &Loaded, rows: &[ShowRow]) -> String {
+    let elements: Vec<ElementJson> = rows
+        .iter()
+        .map(|r| {
+            let e = r.element;
+            ElementJson {
+                name: &e.name,
+                kind: &e.kind,
+                behaviour: e.behaviour,
+                file: &r.file,
+                description: e.description.as_deref(),
+                build_depends: names(loaded, &e.build_depends),
+                depends: names(loaded, &e.depends),
+                runtime_depends: names(loaded, &e.runtime_depends),
+                sources: e.sources.iter().map(source_json).collect(),
+                variables: &e.variables,
+                environment: &e.environment,
+                commands: Phases(&e.phases),
+                config: &e.config,
+                public: &e.public,
+                sandbox: &e.sandbox,
+                extra: r.extra.iter().map(|(k, v)| (*k, v.as_str())).collect(),
+            }
+        })
+        .collect();
+    #[derive(Serialize)]
+    struct Doc<'a> {
+        project: &'a str,
+        targets: Vec<String>,
+        elements: Vec<ElementJson<'a>>,
+    }
+    let doc = Doc { project: &loaded.project.name, targets: names(loaded, &loaded.targets), elements };
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+pub fn run_show(global: &Global, args: ShowArgs) -> CmdResult {
+    let loaded = load_or_report(&args.targets)?;
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let rows = rows(&loaded, &cwd);
+    if global.json {
+        println!("{}", render_json(&loaded, &rows));
+    } else {
+        print!("{}", render_table(&loaded, &rows));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dot_quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Graphviz DOT of the closure: build-depends dashed, depends solid,
+/// runtime-depends dotted.
+pub fn render_dot(loaded: &Loaded) -> String {
+    let mut out = format!("digraph {} {{\n", dot_quote(&loaded.project.name));
+    out.push_str("  // edges point from an element to its dependency\n");
+    out.push_str("  // build-depends: dashed blue; depends: solid; runtime-depends: dotted green\n");
+    out.push_str("  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n");
+    let ids = loaded.closure(&loaded.targets);
+    for &id in &ids {
+        let e = loaded.element(id);
+        out.push_str(&format!("  {} [label={}];\n", dot_quote(&e.name), dot_quote(&format!("{}\n({})", e.name, e.kind))));
+    }
+    for &id in &ids {
+        let e = loaded.element(id);
+        for (list, style) in [
+            (&e.build_depends, "style=dashed, color=blue, label=\"build\""),
+            (&e.depends, "style=solid"),
+            (&e.runtime_depends, "style=dotted, color=darkgreen, label=\"runtime\""),
+        ] {
+            for &d in list.iter() {
+                out.push_str(&format!("  {} -> {} [{}];\n", dot_quote(&e.name), dot_quote(&loaded.element(d).name), style));
+            }
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+pub fn run_graph(_global: &Global, args: GraphArgs) -> CmdResult {
+    let loaded = load_or_report(std::slice::from_ref(&args.target))?;
+    print!("{}", render_dot(&loaded));
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,515 @@
+//! Element files: decoding (keys and types checked, sources resolved) and
+//! resolution against their kind and project into a fully expanded `Element`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use cas_sources::Source;
+
+use crate::diagnostics::{Error, FileId, Files, SourceFile, Span};
+use crate::kind::{is_phase, merge_config, merge_public, Behaviour, ConfigValue, Kind, Layer};
+use crate::project::{relative_inside, Project};
+use crate::read::{Reader, Spanned};
+use crate::variables::{Def, Expander, Scope, MAX_JOBS};
+use crate::yaml::{Map, Node, Value};
+
+/// Index of an element in `Loaded::elements`. Ids follow the order of
+/// element names, so they are deterministic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct ElementId(pub u32);
+
+impl ElementId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+pub const ELEMENT_KEYS: &[&str] = &[
+    "kind", "description", "depends", "build-depends", "runtime-depends", "sources", "variables", "environment",
+    "config", "public", "sandbox",
+];
+const SANDBOX_KEYS: &[&str] = &["build-arch", "build-uid", "build-gid", "network"];
+
+/// The three kinds of dependency edges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DepKind {
+    /// `build-depends`: staged for the build, with its runtime closure.
+    Build,
+    /// `depends`: build and runtime.
+    All,
+    /// `runtime-depends`: carried to whatever depends on this element.
+    Runtime,
+}
+
+impl DepKind {
+    pub fn key(self) -> &'static str {
+        match self {
+            DepKind::Build => "build-depends",
+            DepKind::All => "depends",
+            DepKind::Runtime => "runtime-depends",
+        }
+    }
+}
+
+/// `public:` data read by other elements (compose).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Public {
+    #[serde(rename = "integration-commands")]
+    pub integration_commands: Vec<String>,
+    /// Domain → glob patterns (expanded), e.g. `devel: [/usr/include/**]`.
+    #[serde(rename = "split-rules")]
+    pub split_rules: BTreeMap<String, Vec<String>>,
+}
+
+/// Sandbox settings; they are part of the key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SandboxConfig {
+    #[serde(rename = "build-arch")]
+    pub build_arch: String,
+    #[serde(rename = "build-uid")]
+    pub build_uid: u32,
+    #[serde(rename = "build-gid")]
+    pub build_gid: u32,
+}
+
+/// Where a `script` element stages one of its dependencies.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LayoutEntry {
+    /// `None`: the entry only creates `destination`.
+    pub element: Option<ElementId>,
+    pub destination: String,
+}
+
+/// The typed configuration each behaviour needs beyond its phases.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "behaviour", rename_all = "lowercase")]
+pub enum Config {
+    Import { source: String, target: String },
+    Sandbox,
+    Compose {
+        include: Vec<String>,
+        exclude: Vec<String>,
+        #[serde(rename = "include-orphans")]
+        include_orphans: bool,
+        integrate: bool,
+    },
+    Script {
+        layout: Vec<LayoutEntry>,
+        #[serde(rename = "root-read-only")]
+        root_read_only: bool,
+        output: String,
+    },
+    Stack,
+}
+
+/// Spans kept to point later errors at the element file.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub file: FileId,
+    /// The `kind:` value (or the start of the file).
+    pub kind_span: Span,
+    /// Each dependency entry: (kind of edge, target, span of the name).
+    pub deps: Vec<(DepKind, ElementId, Span)>,
+    /// 1-based line and column of the `kind:` value.
+    pub line: usize,
+    pub col: usize,
+}
+
+/// A loaded element: everything expanded, dependencies resolved.
+#[derive(Debug, Clone)]
+pub struct Element {
+    pub id: ElementId,
+    /// Path relative to the project's element-path, e.g. `base/busybox.yaml`.
+    pub name: String,
+    pub file: PathBuf,
+    pub kind: String,
+    pub behaviour: Behaviour,
+    pub description: Option<String>,
+    pub build_depends: Vec<ElementId>,
+    pub depends: Vec<ElementId>,
+    pub runtime_depends: Vec<ElementId>,
+    pub sources: Vec<Source>,
+    /// Every variable visible to the element, expanded (`%{max-jobs}` kept literal).
+    pub variables: BTreeMap<String, String>,
+    pub environment: BTreeMap<String, String>,
+    /// The phases of the kind in order, with their expanded commands.
+    pub phases: Vec<(String, Vec<String>)>,
+    pub config: Config,
+    pub public: Public,
+    pub sandbox: SandboxConfig,
+    pub origin: Origin,
+}
+
+/// An element file as written (keys and types checked, sources decoded).
+#[derive(Debug)]
+pub(crate) struct RawElement {
+    pub name: String,
+    pub file: FileId,
+    pub path: PathBuf,
+    pub root_span: Span,
+    pub kind: Option<Spanned>,
+    pub description: Option<String>,
+    pub deps: Vec<(DepKind, Spanned)>,
+    pub sources: Vec<Source>,
+    pub variables: Vec<(Spanned, Spanned)>,
+    pub environment: Vec<(Spanned, Spanned)>,
+    pub config: Option<Map>,
+    pub public: Option<Node>,
+    pub build_arch: Option<Spanned>,
+    pub build_uid: u32,
+    pub build_gid: u32,
+}
+
+/// A dependency name as written, normalised (`./a//b.yaml` → `a/b.yaml`).
+pub fn normalise_name(s: &str) -> Option<String> {
+    let p = relative_inside(s)?;
+    let n: Vec<String> = p.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    if n.is_empty() { None } else { Some(n.join("/")) }
+}
+
+pub(crate) fn decode(file: &SourceFile, id: FileId, name: String, root: Option<&Node>, project: &Project) -> Result<RawElement, Vec<Error>> {
+    let mut r = Reader::new(file);
+    let root_span = Span::new(id, 0, 0);
+    let Some(root) = root else {
+        r.err_help(root_span, "empty element file", "nothing here", "an element needs at least `kind:` (e.g. `kind: manual`)");
+        return Err(r.errors);
+    };
+    let Some(map) = r.map(root, "element") else {
+        if root.is_null() {
+            r.err(root.span, "empty element file", "nothing here");
+        }
+        return Err(r.errors);
+    };
+    r.check_keys(map, ELEMENT_KEYS, "an element");
+    let mut raw = RawElement {
+        name,
+        file: id,
+        path: file.path.clone(),
+        root_span: root.span,
+        kind: None,
+        description: None,
+        deps: Vec::new(),
+        sources: Vec::new(),
+        variables: Vec::new(),
+        environment: Vec::new(),
+        config: None,
+        public: None,
+        build_arch: None,
+        build_uid: 0,
+        build_gid: 0,
+    };
+    match map.get("kind") {
+        Some(n) => raw.kind = r.string(n, "kind"),
+        None => r.err_help(Span::new(id, root.span.start as usize, root.span.start as usize), "element has no `kind`", "no `kind:`", "add `kind:` (import, manual, make, autotools, cmake, meson, compose, script, stack, or a project kind)"),
+    }
+    if let Some(n) = map.get("description") {
+        if !n.is_null() {
+            raw.description = r.string(n, "description").map(|s| s.value);
+        }
+    }
+    for dk in [DepKind::Build, DepKind::All, DepKind::Runtime] {
+        let key = dk.key();
+        if let Some(n) = map.get(key) {
+            if !matches!(n.value, Value::Seq(_) | Value::Null) {
+                r.err(n.span, format!("`{key}`: expected a list of element names, found {}", n.describe()), "expected a list");
+                continue;
+            }
+            for dep in r.strings(n, key) {
+                match normalise_name(&dep.value) {
+                    Some(v) => raw.deps.push((dk, Spanned { value: v, span: dep.span })),
+                    None => r.err(dep.span, format!("`{}` is not an element name (a relative path inside the element path)", dep.value), "invalid name"),
+                }
+            }
+        }
+    }
+    if let Some(n) = map.get("sources") {
+        match &n.value {
+            Value::Seq(items) => {
+                for item in items {
+                    if let Some(s) = crate::source::decode(&mut r, project, item) {
+                        raw.sources.push(s);
+                    }
+                }
+            }
+            Value::Null => {}
+            _ => r.err(n.span, format!("`sources`: expected a list of sources, found {}", n.describe()), "expected a list"),
+        }
+    }
+    if let Some(n) = map.get("variables") {
+        raw.variables = r.string_map(n, "variables");
+    }
+    if let Some(n) = map.get("environment") {
+        raw.environment = r.string_map(n, "environment");
+    }
+    if let Some(n) = map.get("config") {
+        raw.config = r.map(n, "config").cloned();
+    }
+    if let Some(n) = map.get("public") {
+        if r.map(n, "public").is_some() {
+            raw.public = Some(n.clone());
+        }
+    }
+    if let Some(n) = map.get("sandbox") {
+        if let Some(m) = r.map(n, "sandbox") {
+            r.check_keys(m, SANDBOX_KEYS, "`sandbox`");
+            raw.build_arch = m.get("build-arch").and_then(|n| r.string(n, "build-arch"));
+            raw.build_uid = m.get("build-uid").and_then(|n| r.u32(n, "build-uid")).unwrap_or(0);
+            raw.build_gid = m.get("build-gid").and_then(|n| r.u32(n, "build-gid")).unwrap_or(0);
+            if let Some(n) = m.get("network") {
+                let off = matches!(&n.value, Value::Scalar(s, _) if s == "false" || s == "off");
+                if !off {
+                    r.err_help(n.span, "`network`: builds have no network access", "only `false` is allowed", "fetch what the build needs as sources (tar, remote, git...)");
+                }
+            }
+        }
+    }
+    if r.errors.is_empty() { Ok(raw) } else { Err(r.errors) }
+}
+
+/// What resolving an element needs from the whole load.
+pub(crate) struct Context<'a> {
+    pub files: &'a Files,
+    pub project: &'a Project,
+    pub defaults: &'a Layer,
+    pub kinds: &'a BTreeMap<String, Kind>,
+    pub ids: &'a HashMap<String, ElementId>,
+    pub host_arch: &'a str,
+}
+
+pub(crate) fn resolve(cx: &Context, id: ElementId, raw: &RawElement) -> Result<Element, Vec<Error>> {
+    let mut r = Reader::new(cx.files);
+    let (line, col) = match &raw.kind {
+        Some(k) => cx.files.get(k.span.file).map(|f| f.line_col(k.span.start)).unwrap_or((1, 1)),
+        None => (1, 1),
+    };
+    let mut origin = Origin { file: raw.file, kind_span: raw.kind.as_ref().map(|k| k.span).unwrap_or(raw.root_span), deps: vec![], line, col };
+
+    // dependencies
+    let (mut bd, mut d, mut rd) = (Vec::new(), Vec::new(), Vec::new());
+    for (dk, dep) in &raw.deps {
+        match cx.ids.get(&dep.value) {
+            Some(&did) => {
+                let list = match dk {
+                    DepKind::Build => &mut bd,
+                    DepKind::All => &mut d,
+                    DepKind::Runtime => &mut rd,
+                };
+                if !list.contains(&did) {
+                    list.push(did);
+                }
+                origin.deps.push((*dk, did, dep.span));
+            }
+            None => {
+                let file = cx.project.element_path.join(&dep.value);
+                let help = match suggest_file(&file) {
+                    Some(s) => format!("did you mean `{s}`? (names are relative to `{}`)", cx.project.element_path.display()),
+                    None => format!("element names are paths relative to `{}`", cx.project.element_path.display()),
+                };
+                r.err_help(dep.span, format!("dependency `{}` not found", dep.value), "no such element", help);
+            }
+        }
+    }
+
+    // kind
+    let kind = match &raw.kind {
+        Some(k) => match cx.kinds.get(&k.value) {
+            Some(kind) => Some(kind),
+            None => {
+                let help = match crate::diagnostics::suggest(&k.value, cx.kinds.keys().map(String::as_str)) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("known kinds: {}", cx.kinds.keys().cloned().collect::<Vec<_>>().join(", ")),
+                };
+                r.err_help(k.span, format!("unknown kind `{}`", k.value), "unknown kind", help);
+                None
+            }
+        },
+        None => None,
+    };
+    let Some(kind) = kind else { return Err(r.errors) };
+
+    // variables: injected, defaults, project, kind, element
+    let mut scope = Scope::default();
+    scope.set("host-arch", Def { value: cx.host_arch, span: None, literal: true });
+    scope.set("project-name", Def { value: &cx.project.name, span: None, literal: true });
+    scope.set("element-name", Def { value: &raw.name, span: None, literal: true });
+    let layers: [&[(Spanned, Spanned)]; 4] = [&cx.defaults.variables, &cx.project.raw_variables, &kind.layer.variables, &raw.variables];
+    for layer in layers {
+        for (k, v) in layer {
+            if k.value == MAX_JOBS {
+                r.err_help(k.span, "`max-jobs` is reserved", "cannot be defined", "`%{max-jobs}` is substituted at run time with the job count and is never part of a key");
+                continue;
+            }
+            scope.set(&k.value, Def { value: &v.value, span: Some(v.span), literal: false });
+        }
+    }
+    let mut errors = Vec::new();
+    let mut ex = Expander::new(cx.files, &scope);
+    let variables: BTreeMap<String, String> = ex.expand_all(&mut errors).into_iter().collect();
+    let mut expand = |s: &Spanned, errors: &mut Vec<Error>| -> String {
+        match ex.expand(&s.value, Some(s.span)) {
+            Ok(v) => v,
+            Err(e) => {
+                errors.extend(e);
+                String::new()
+            }
+        }
+    };
+
+    // environment
+    let mut env_layers: Vec<(&str, &Spanned)> = Vec::new();
+    for layer in [&cx.defaults.environment, &cx.project.raw_environment, &kind.layer.environment, &raw.environment] {
+        for (k, v) in layer.iter() {
+            env_layers.push((&k.value, v));
+        }
+    }
+    let mut env_raw: BTreeMap<&str, &Spanned> = BTreeMap::new();
+    for (k, v) in env_layers {
+        env_raw.insert(k, v);
+    }
+    let environment: BTreeMap<String, String> = env_raw.into_iter().map(|(k, v)| (k.to_string(), expand(v, &mut errors))).collect();
+
+    // config
+    let mut config = kind.config.clone();
+    if let Some(m) = &raw.config {
+        merge_config(&mut r, &mut config, m, false, &kind.name);
+    }
+    let mut phases = Vec::new();
+    for (k, v) in &config {
+        if let ConfigValue::List(list) = v {
+            if is_phase(k) {
+                phases.push((k.clone(), list.iter().map(|s| expand(s, &mut errors)).collect()));
+            }
+        }
+    }
+    let get = |key: &str| config.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+    let get_bool = |key: &str, default: bool| match get(key) {
+        Some(ConfigValue::Bool(b)) => *b,
+        _ => default,
+    };
+    let get_str = |key: &str, default: &str| match get(key) {
+        Some(ConfigValue::Str(s)) => s.clone(),
+        _ => Spanned { value: default.to_string(), span: raw.root_span },
+    };
+
+    // public
+    let mut ic = cx.defaults.integration_commands.clone();
+    let mut rules = cx.defaults.split_rules.clone();
+    ic.extend(kind.layer.integration_commands.iter().cloned());
+    for (d, list) in &kind.layer.split_rules {
+        match rules.iter_mut().find(|(n, _)| n == d) {
+            Some((_, l)) => *l = list.clone(),
+            None => rules.push((d.clone(), list.clone())),
+        }
+    }
+    if let Some(p) = &raw.public {
+        merge_public(&mut r, &mut ic, &mut rules, p);
+    }
+    let public = Public {
+        integration_commands: ic.iter().map(|s| expand(s, &mut errors)).collect(),
+        split_rules: rules.iter().map(|(d, l)| (d.clone(), l.iter().map(|s| expand(s, &mut errors)).collect())).collect(),
+    };
+
+    let typed = match kind.behaviour {
+        Behaviour::Import => Config::Import { source: expand(&get_str("source", "/"), &mut errors), target: expand(&get_str("target", "/"), &mut errors) },
+        Behaviour::Sandbox => Config::Sandbox,
+        Behaviour::Stack => Config::Stack,
+        Behaviour::Compose => {
+            let domains = |key: &str, errors: &mut Vec<Error>| -> Vec<String> {
+                let Some(ConfigValue::List(list)) = get(key) else { return vec![] };
+                let mut out = Vec::new();
+                for s in list {
+                    if public.split_rules.contains_key(&s.value) {
+                        out.push(s.value.clone());
+                    } else {
+                        let help = format!("domains: {}", public.split_rules.keys().cloned().collect::<Vec<_>>().join(", "));
+                        errors.push(cx.files.error(s.span, format!("unknown split-rule domain `{}`", s.value), "unknown domain").with_help(help));
+                    }
+                }
+                out
+            };
+            Config::Compose {
+                include: domains("include", &mut errors),
+                exclude: domains("exclude", &mut errors),
+                include_orphans: get_bool("include-orphans", true),
+                integrate: get_bool("integrate", true),
+            }
+        }
+        Behaviour::Script => {
+            let mut layout = Vec::new();
+            if let Some(ConfigValue::Node(n)) = get("layout") {
+                match &n.value {
+                    Value::Seq(items) => {
+                        for item in items {
+                            let Some(m) = r.map(item, "layout") else { continue };
+                            r.check_keys(m, &["element", "destination"], "a layout entry");
+                            let element = m.get("element").and_then(|n| if n.is_null() { None } else { r.string(n, "element") });
+                            let element = element.and_then(|e| {
+                                let did = normalise_name(&e.value).and_then(|n| cx.ids.get(&n).copied());
+                                match did {
+                                    Some(did) if bd.contains(&did) || d.contains(&did) => Some(did),
+                                    _ => {
+                                        r.err(e.span, format!("layout: `{}` is not a build dependency of this element", e.value), "not in build-depends or depends");
+                                        None
+                                    }
+                                }
+                            });
+                            let destination = m.get("destination").and_then(|n| r.string(n, "destination"));
+                            match destination {
+                                Some(dst) => {
+                                    let v = expand(&dst, &mut errors);
+                                    layout.push(LayoutEntry { element, destination: v });
+                                }
+                                None => r.err(item.span, "a layout entry needs `destination`", "no `destination:`"),
+                            }
+                        }
+                    }
+                    Value::Null => {}
+                    _ => r.err(n.span, format!("`layout`: expected a list, found {}", n.describe()), "expected a list"),
+                }
+            }
+            Config::Script {
+                layout,
+                root_read_only: get_bool("root-read-only", false),
+                output: expand(&get_str("output", "%{install-root}"), &mut errors),
+            }
+        }
+    };
+
+    let build_arch = match &raw.build_arch {
+        Some(a) => expand(a, &mut errors),
+        None => variables.get("host-arch").cloned().unwrap_or_else(|| cx.host_arch.to_string()),
+    };
+
+    errors.extend(r.errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Element {
+        id,
+        name: raw.name.clone(),
+        file: raw.path.clone(),
+        kind: kind.name.clone(),
+        behaviour: kind.behaviour,
+        description: raw.description.clone(),
+        build_depends: bd,
+        depends: d,
+        runtime_depends: rd,
+        sources: raw.sources.clone(),
+        variables,
+        environment,
+        phases,
+        config: typed,
+        public,
+        sandbox: SandboxConfig { build_arch, build_uid: raw.build_uid, build_gid: raw.build_gid },
+        origin,
+    })
+}
+
+/// The closest existing file name next to a missing one (for "did you mean").
+fn suggest_file(missing: &std::path::Path) -> Option<String> {
+    let dir = missing.parent()?;
+    let want = missing.file_name()?.to_string_lossy().into_owned();
+    let names: Vec<String> = std::fs::read_dir(dir).ok()?.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).take(10_000).collect();
+    crate::diagnostics::suggest(&want, names.iter().map(String::as_str)).map(str::to_string)
+}

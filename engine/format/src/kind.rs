@@ -1,0 +1,343 @@
+//! Kinds are data: each kind is a YAML file (built-in ones in `elements/`,
+//! embedded in the binary; project ones in the project's `kinds` directory)
+//! holding variables, environment, `config:` defaults (the commands of each
+//! phase, in order) and the `behaviour` naming the bit of Rust it needs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::diagnostics::{Error, FileId, Files, SourceFile, Span};
+use crate::read::{Reader, Spanned};
+use crate::yaml::{Map, Node, Value};
+
+/// The few things a kind cannot express as data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Behaviour {
+    /// No sandbox: the output is the sources.
+    Import,
+    /// Run the phases in a sandbox; the output is `%{install-root}`.
+    Sandbox,
+    /// Merge the dependency closure, run integration commands, filter by split rules.
+    Compose,
+    /// Run commands over a staged root and output a chosen directory.
+    Script,
+    /// No output; passes its dependencies on.
+    Stack,
+}
+
+impl Behaviour {
+    pub const ALL: [(&'static str, Behaviour); 5] = [
+        ("import", Behaviour::Import),
+        ("sandbox", Behaviour::Sandbox),
+        ("compose", Behaviour::Compose),
+        ("script", Behaviour::Script),
+        ("stack", Behaviour::Stack),
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Behaviour::Import => "import",
+            Behaviour::Sandbox => "sandbox",
+            Behaviour::Compose => "compose",
+            Behaviour::Script => "script",
+            Behaviour::Stack => "stack",
+        }
+    }
+}
+
+/// The built-in kinds and defaults, embedded from `elements/`.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("defaults", include_str!("../../../elements/defaults.yaml")),
+    ("import", include_str!("../../../elements/import.yaml")),
+    ("manual", include_str!("../../../elements/manual.yaml")),
+    ("make", include_str!("../../../elements/make.yaml")),
+    ("autotools", include_str!("../../../elements/autotools.yaml")),
+    ("cmake", include_str!("../../../elements/cmake.yaml")),
+    ("meson", include_str!("../../../elements/meson.yaml")),
+    ("compose", include_str!("../../../elements/compose.yaml")),
+    ("script", include_str!("../../../elements/script.yaml")),
+    ("stack", include_str!("../../../elements/stack.yaml")),
+];
+
+/// A value of a kind's `config:`; its type is fixed by the kind that first declares it.
+#[derive(Debug, Clone)]
+pub(crate) enum ConfigValue {
+    List(Vec<Spanned>),
+    Str(Spanned),
+    Bool(bool),
+    /// Anything else (e.g. script `layout`): replaced as a whole.
+    Node(Node),
+}
+
+/// One layer of variables, environment and public data (defaults, a kind).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Layer {
+    pub variables: Vec<(Spanned, Spanned)>,
+    pub environment: Vec<(Spanned, Spanned)>,
+    pub integration_commands: Vec<Spanned>,
+    pub split_rules: Vec<(String, Vec<Spanned>)>,
+}
+
+/// A resolved kind (its `extends` chain merged).
+#[derive(Debug, Clone)]
+pub struct Kind {
+    pub name: String,
+    pub behaviour: Behaviour,
+    pub description: Option<String>,
+    /// The kind's file (`<builtin>/NAME.yaml` for built-in kinds).
+    pub file: PathBuf,
+    pub(crate) layer: Layer,
+    pub(crate) config: Vec<(String, ConfigValue)>,
+}
+
+impl Kind {
+    /// The phases (config lists named `*commands`), in order.
+    pub fn phases(&self) -> impl Iterator<Item = &str> {
+        self.config.iter().filter(|(k, v)| is_phase(k) && matches!(v, ConfigValue::List(_))).map(|(k, _)| k.as_str())
+    }
+    /// The config keys this kind accepts.
+    pub fn config_keys(&self) -> impl Iterator<Item = &str> + Clone {
+        self.config.iter().map(|(k, _)| k.as_str())
+    }
+}
+
+pub(crate) fn is_phase(key: &str) -> bool {
+    key == "commands" || key.ends_with("-commands")
+}
+
+const KIND_KEYS: &[&str] = &["behaviour", "extends", "description", "variables", "environment", "config", "public"];
+pub(crate) const PUBLIC_KEYS: &[&str] = &["integration-commands", "split-rules"];
+
+/// A kind file as written, before `extends` is resolved.
+#[derive(Debug)]
+pub(crate) struct RawKind {
+    pub name: String,
+    pub file: FileId,
+    pub path: PathBuf,
+    pub root: Option<Node>,
+}
+
+/// Decode the defaults layer (`elements/defaults.yaml`).
+pub(crate) fn decode_defaults(files: &Files, root: Option<&Node>) -> Result<Layer, Vec<Error>> {
+    let mut r = Reader::new(files);
+    let mut layer = Layer::default();
+    if let Some(map) = root.and_then(|n| r.map(n, "defaults")) {
+        r.check_keys(map, &["variables", "environment", "public"], "defaults");
+        apply_layer(&mut r, &mut layer, map);
+    }
+    if r.errors.is_empty() { Ok(layer) } else { Err(r.errors) }
+}
+
+fn apply_layer(r: &mut Reader<Files>, layer: &mut Layer, map: &Map) {
+    if let Some(n) = map.get("variables") {
+        layer.variables.extend(r.string_map(n, "variables"));
+    }
+    if let Some(n) = map.get("environment") {
+        layer.environment.extend(r.string_map(n, "environment"));
+    }
+    if let Some(n) = map.get("public") {
+        merge_public(r, &mut layer.integration_commands, &mut layer.split_rules, n);
+    }
+}
+
+/// Merge a `public:` mapping over inherited integration commands and split rules.
+pub(crate) fn merge_public<L: crate::read::Locate>(
+    r: &mut Reader<L>,
+    ic: &mut Vec<Spanned>,
+    rules: &mut Vec<(String, Vec<Spanned>)>,
+    node: &Node,
+) {
+    let Some(map) = r.map(node, "public") else { return };
+    r.check_keys(map, PUBLIC_KEYS, "`public`");
+    if let Some(n) = map.get("integration-commands") {
+        *ic = r.compose(ic, n, "integration-commands");
+    }
+    if let Some(n) = map.get("split-rules") {
+        if let Some(m) = r.map(n, "split-rules") {
+            for (k, v) in m.iter() {
+                match rules.iter_mut().find(|(d, _)| *d == k.name) {
+                    Some((_, base)) => *base = r.compose(base, v, &k.name),
+                    None => {
+                        let list = r.compose(&[], v, &k.name);
+                        rules.push((k.name.clone(), list));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Read one config value as declared by a kind (its shape fixes its type).
+fn config_value(node: &Node) -> ConfigValue {
+    match &node.value {
+        Value::Seq(items) if items.iter().all(|i| matches!(i.value, Value::Scalar(..))) => ConfigValue::List(
+            items.iter().filter_map(|i| i.as_str().map(|s| Spanned { value: s.to_string(), span: i.span })).collect(),
+        ),
+        Value::Scalar(s, _) if s == "true" || s == "false" => ConfigValue::Bool(s == "true"),
+        Value::Scalar(s, _) => ConfigValue::Str(Spanned { value: s.clone(), span: node.span }),
+        _ => ConfigValue::Node(node.clone()),
+    }
+}
+
+/// Merge `over` (a `config:` mapping) into `base`. New keys are accepted
+/// only when `allow_new` (kinds); an element may only set the keys its kind declares.
+pub(crate) fn merge_config<L: crate::read::Locate>(
+    r: &mut Reader<L>,
+    base: &mut Vec<(String, ConfigValue)>,
+    over: &Map,
+    allow_new: bool,
+    kind: &str,
+) {
+    for (k, v) in over.iter() {
+        let Some(slot) = base.iter().position(|(name, _)| *name == k.name) else {
+            if allow_new {
+                base.push((k.name.clone(), config_value(v)));
+            } else {
+                let keys: Vec<&str> = base.iter().map(|(n, _)| n.as_str()).collect();
+                r.unknown_key(k.span, &k.name, keys.iter().copied(), &format!("the config of kind `{kind}`"));
+            }
+            continue;
+        };
+        let new = match &base[slot].1 {
+            ConfigValue::List(list) => ConfigValue::List(r.compose(list, v, &k.name)),
+            ConfigValue::Str(_) => match r.string(v, &k.name) {
+                Some(s) => ConfigValue::Str(s),
+                None => continue,
+            },
+            ConfigValue::Bool(_) => match r.bool(v, &k.name) {
+                Some(b) => ConfigValue::Bool(b),
+                None => continue,
+            },
+            ConfigValue::Node(_) => ConfigValue::Node(v.clone()),
+        };
+        base[slot].1 = new;
+    }
+}
+
+/// Resolve every kind (built-in and project) with its `extends` chain.
+/// Project kinds shadow built-in ones; `extends: NAME` in a kind named NAME
+/// refers to the built-in NAME.
+pub(crate) fn resolve_kinds(files: &Files, builtin: &[RawKind], project: &[RawKind]) -> (BTreeMap<String, Kind>, Vec<Error>) {
+    let mut errors = Vec::new();
+    let mut out: BTreeMap<String, Kind> = BTreeMap::new();
+    let mut builtin_resolved: BTreeMap<String, Kind> = BTreeMap::new();
+    for raw in builtin {
+        let mut chain = Vec::new();
+        if let Some(k) = resolve_one(files, raw, builtin, &[], &builtin_resolved, &mut chain, &mut errors) {
+            builtin_resolved.insert(raw.name.clone(), k);
+        }
+    }
+    out.extend(builtin_resolved.iter().map(|(k, v)| (k.clone(), v.clone())));
+    for raw in project {
+        let mut chain = Vec::new();
+        if let Some(k) = resolve_one(files, raw, project, builtin, &builtin_resolved, &mut chain, &mut errors) {
+            out.insert(raw.name.clone(), k);
+        }
+    }
+    (out, errors)
+}
+
+fn resolve_one(
+    files: &Files,
+    raw: &RawKind,
+    same_level: &[RawKind],
+    lower: &[RawKind],
+    builtin: &BTreeMap<String, Kind>,
+    chain: &mut Vec<String>,
+    errors: &mut Vec<Error>,
+) -> Option<Kind> {
+    let mut r = Reader::new(files);
+    let empty = Map::default();
+    let map = match raw.root.as_ref() {
+        Some(n) => r.map(n, "kind")?,
+        None => &empty,
+    };
+    r.check_keys(map, KIND_KEYS, "a kind file");
+    chain.push(raw.name.clone());
+    let mut kind = match map.get("extends").and_then(|n| r.string(n, "extends")) {
+        Some(ext) => {
+            let parent = if ext.value == raw.name {
+                builtin.get(&ext.value).cloned()
+            } else if chain.contains(&ext.value) {
+                r.err(ext.span, format!("kinds extend each other in a cycle: {} → {}", chain.join(" → "), ext.value), "cycle");
+                None
+            } else if chain.len() > 32 {
+                r.err(ext.span, "`extends` chain too long", "here");
+                None
+            } else if let Some(p) = same_level.iter().find(|k| k.name == ext.value) {
+                resolve_one(files, p, same_level, lower, builtin, chain, errors)
+            } else if let Some(k) = builtin.get(&ext.value) {
+                Some(k.clone())
+            } else {
+                let names = same_level.iter().chain(lower).map(|k| k.name.as_str());
+                let help = match crate::diagnostics::suggest(&ext.value, names) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => "kinds are the built-in ones and the files in the project's `kinds` directory".into(),
+                };
+                r.err_help(ext.span, format!("unknown kind `{}` in `extends`", ext.value), "unknown kind", help);
+                None
+            };
+            match parent {
+                Some(mut p) => {
+                    p.name = raw.name.clone();
+                    p.file = raw.path.clone();
+                    p.description = None;
+                    p
+                }
+                None => {
+                    chain.pop();
+                    errors.extend(r.errors);
+                    return None;
+                }
+            }
+        }
+        None => Kind {
+            name: raw.name.clone(),
+            behaviour: Behaviour::Sandbox,
+            description: None,
+            file: raw.path.clone(),
+            layer: Layer::default(),
+            config: Vec::new(),
+        },
+    };
+    chain.pop();
+    match map.get_entry("behaviour") {
+        Some((_, n)) => {
+            if let Some(b) = r.string(n, "behaviour") {
+                match Behaviour::ALL.iter().find(|(name, _)| *name == b.value) {
+                    Some((_, beh)) => kind.behaviour = *beh,
+                    None => {
+                        let names = Behaviour::ALL.iter().map(|(n, _)| *n);
+                        r.err_help(b.span, format!("unknown behaviour `{}`", b.value), "unknown behaviour", format!("one of: {}", names.collect::<Vec<_>>().join(", ")));
+                    }
+                }
+            }
+        }
+        None if map.get("extends").is_none() => {
+            let span = raw.root.as_ref().map(|n| n.span).unwrap_or(Span::new(raw.file, 0, 0));
+            r.err(span, format!("kind `{}` has no `behaviour` (and extends nothing)", raw.name), "add `behaviour: sandbox` (or import, compose, script, stack)");
+        }
+        None => {}
+    }
+    if let Some(d) = map.get("description").and_then(|n| r.string(n, "description")) {
+        kind.description = Some(d.value);
+    }
+    apply_layer(&mut r, &mut kind.layer, map);
+    if let Some(n) = map.get("config") {
+        if let Some(m) = r.map(n, "config") {
+            merge_config(&mut r, &mut kind.config, m, true, &raw.name);
+        }
+    }
+    if r.errors.is_empty() {
+        Some(kind)
+    } else {
+        errors.extend(r.errors);
+        None
+    }
+}
+
+/// A built-in file as a `SourceFile` named `<builtin>/NAME.yaml`.
+pub(crate) fn builtin_file(name: &str, text: &str) -> SourceFile {
+    let path = PathBuf::from(format!("<builtin>/{name}.yaml"));
+    SourceFile::new(path.clone(), path.to_string_lossy().into_owned(), text.to_string())
+}

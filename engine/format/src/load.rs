@@ -1,0 +1,363 @@
+//! Loading: find the project, read the kinds, read element files wave by
+//! wave (in parallel) following dependencies, resolve every element, check
+//! the graph. Every error of every file is collected before returning.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Component, Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::diagnostics::{Diagnostics, Error, FileId, Files, SourceFile, Span};
+use crate::element::{normalise_name, resolve, Context, Element, ElementId, RawElement};
+use crate::graph;
+use crate::kind::{builtin_file, decode_defaults, resolve_kinds, Kind, RawKind, BUILTIN};
+use crate::project::{find_project_file, Project};
+use crate::yaml;
+
+/// Files larger than this are rejected.
+pub const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
+
+/// The result of a load: the project, every element of the targets' closure
+/// (indexed by `ElementId`), and the targets.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub project: Project,
+    /// All loaded elements; `elements[id.index()].id == id`; sorted by name.
+    pub elements: Vec<Element>,
+    pub targets: Vec<ElementId>,
+    /// Every kind known to the project (built-in and project kinds).
+    pub kinds: BTreeMap<String, Kind>,
+    files: Files,
+    by_name: HashMap<String, ElementId>,
+}
+
+impl Loaded {
+    pub fn element(&self, id: ElementId) -> &Element {
+        &self.elements[id.index()]
+    }
+    /// The element with this name (relative to the element path).
+    pub fn find(&self, name: &str) -> Option<ElementId> {
+        normalise_name(name).and_then(|n| self.by_name.get(&n).copied())
+    }
+    /// The runtime closure of `id` (depends + runtime-depends, transitively;
+    /// not `id` itself), dependencies first.
+    pub fn runtime_closure(&self, id: ElementId) -> Vec<ElementId> {
+        graph::topo_order(&self.elements, &graph::runtime_closure_set(&self.elements, id))
+    }
+    /// The elements whose outputs are staged into `id`'s sysroot: each of its
+    /// build-depends and depends with their runtime closures, dependencies
+    /// first, ties broken by name.
+    pub fn staged(&self, id: ElementId) -> Vec<ElementId> {
+        graph::topo_order(&self.elements, &graph::staged_set(&self.elements, id))
+    }
+    /// Everything needed to build `targets` (and their runtime dependencies),
+    /// dependencies first, ties broken by name.
+    pub fn closure(&self, targets: &[ElementId]) -> Vec<ElementId> {
+        graph::topo_order(&self.elements, &graph::closure_set(&self.elements, targets))
+    }
+    /// The files read by the load (to render errors that point into them).
+    pub fn files(&self) -> &Files {
+        &self.files
+    }
+    /// An error pointing at the element's `kind:` line, for problems found
+    /// later (e.g. "two dependencies install different content at /usr/bin/x").
+    pub fn error_at_element(&self, id: ElementId, message: impl Into<String>, label: impl Into<String>) -> Error {
+        self.files.error(self.element(id).origin.kind_span, message, label)
+    }
+    /// An error pointing at the line of `id`'s file that names dependency
+    /// `dep` (falls back to the `kind:` line when `dep` is not a direct dependency).
+    pub fn error_at_dependency(&self, id: ElementId, dep: ElementId, message: impl Into<String>, label: impl Into<String>) -> Error {
+        let e = self.element(id);
+        let span = e.origin.deps.iter().find(|(_, d, _)| *d == dep).map(|(_, _, s)| *s).unwrap_or(e.origin.kind_span);
+        self.files.error(span, message, label)
+    }
+}
+
+/// The machine architecture, as `host-arch` spells it.
+pub fn host_arch() -> &'static str {
+    std::env::consts::ARCH
+}
+
+/// Lexically normalise an absolute path (no filesystem access).
+fn normalise_path(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn display_name(path: &Path, cwd: &Path) -> String {
+    match path.strip_prefix(cwd) {
+        Ok(rel) if !rel.as_os_str().is_empty() => rel.to_string_lossy().into_owned(),
+        _ => path.to_string_lossy().into_owned(),
+    }
+}
+
+/// Read a file for parsing. A non-UTF-8 file gives an error at its first bad byte.
+pub(crate) fn read_source(path: &Path, name: String) -> Result<SourceFile, (SourceFile, Error)> {
+    let fail = |msg: String| {
+        let f = SourceFile::new(path.to_path_buf(), name.clone(), String::new());
+        let e = Error::plain(format!("{name}: {msg}"));
+        (f, e)
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() > MAX_FILE_SIZE => return Err(fail(format!("file too large ({} bytes; at most {MAX_FILE_SIZE})", m.len()))),
+        Ok(m) if !m.is_file() => return Err(fail("not a regular file".into())),
+        Ok(_) => {}
+        Err(e) => return Err(fail(format!("cannot read: {e}"))),
+    }
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => return Err(fail(format!("cannot read: {e}"))),
+    };
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(SourceFile::new(path.to_path_buf(), name, text)),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            let f = SourceFile::new(path.to_path_buf(), name, text);
+            let span = Span::new(FileId(u32::MAX), at, at + '\u{FFFD}'.len_utf8());
+            let err = Error::at(&f, span, "file is not valid UTF-8", "invalid byte here").with_help("element files are UTF-8 text");
+            Err((f, err))
+        }
+    }
+}
+
+/// Read and parse one file into the next slot of `files`.
+fn read_and_parse(files: &mut Files, path: &Path, name: String, errors: &mut Vec<Error>) -> (FileId, Option<yaml::Node>) {
+    let id = files.next_id();
+    match read_source(path, name) {
+        Ok(f) => {
+            let root = match yaml::parse(&f, id) {
+                Ok(root) => root,
+                Err(es) => {
+                    errors.extend(es);
+                    None
+                }
+            };
+            files.add(f);
+            (id, root)
+        }
+        Err((f, e)) => {
+            files.add(f);
+            errors.push(e);
+            (id, None)
+        }
+    }
+}
+
+/// Load the targets (element files or element names) and everything they depend on.
+pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
+    let cwd = if cwd.is_absolute() {
+        normalise_path(cwd)
+    } else {
+        normalise_path(&std::env::current_dir().unwrap_or_default().join(cwd))
+    };
+    let mut errors: Vec<Error> = Vec::new();
+    let mut files = Files::default();
+    if targets.is_empty() {
+        return Err(Diagnostics::new(vec![Error::plain("no target given")]));
+    }
+
+    // 1. the project, from the first target
+    let first = normalise_path(&cwd.join(&targets[0]));
+    let start_dir = if first.is_file() { first.parent().map(Path::to_path_buf).unwrap_or(cwd.clone()) } else { cwd.clone() };
+    let project_file = find_project_file(&start_dir);
+    let project = match &project_file {
+        None => Project::implicit(&start_dir),
+        Some(pf) => {
+            let (id, root) = read_and_parse(&mut files, pf, display_name(pf, &cwd), &mut errors);
+            if !errors.is_empty() {
+                return Err(Diagnostics::new(errors));
+            }
+            let file = files.get(id).cloned().unwrap_or_else(|| SourceFile::new(pf.clone(), String::new(), String::new()));
+            match Project::decode(&file, id, root.as_ref()) {
+                Ok(p) => p,
+                Err(es) => return Err(Diagnostics::new(es)),
+            }
+        }
+    };
+
+    // 2. the targets' names
+    let mut target_names = Vec::new();
+    for t in targets {
+        let abs = normalise_path(&cwd.join(t));
+        let name = if abs.is_file() {
+            if find_project_file(abs.parent().unwrap_or(&cwd)) != project_file {
+                errors.push(Error::plain(format!("`{t}` belongs to another project than `{}`", targets[0])));
+                continue;
+            }
+            match abs.strip_prefix(&project.element_path).ok().and_then(|r| normalise_name(&r.to_string_lossy())) {
+                Some(n) => n,
+                None => {
+                    errors.push(Error::plain(format!("`{t}` is not under the project's element path `{}`", project.element_path.display())).with_help("element files live under `element-path` (project.yaml)"));
+                    continue;
+                }
+            }
+        } else {
+            match normalise_name(t) {
+                Some(n) if project.element_path.join(&n).is_file() => n,
+                _ => {
+                    let mut e = Error::plain(format!("no element `{t}`: no such file, and no element of that name under `{}`", display_name(&project.element_path, &cwd)));
+                    if let Some(s) = suggest_name(&project.element_path, t) {
+                        e = e.with_help(format!("did you mean `{s}`?"));
+                    }
+                    errors.push(e);
+                    continue;
+                }
+            }
+        };
+        if !target_names.contains(&name) {
+            target_names.push(name);
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Diagnostics::new(errors));
+    }
+
+    // 3. kinds: built-in, then the project's
+    let mut builtin = Vec::new();
+    let mut defaults_root = None;
+    for (name, text) in BUILTIN {
+        let id = files.next_id();
+        let f = builtin_file(name, text);
+        let root = yaml::parse(&f, id).unwrap_or_else(|es| {
+            errors.extend(es);
+            None
+        });
+        let path = f.path.clone();
+        files.add(f);
+        if *name == "defaults" {
+            defaults_root = root;
+        } else {
+            builtin.push(RawKind { name: name.to_string(), file: id, path, root });
+        }
+    }
+    let defaults = decode_defaults(&files, defaults_root.as_ref()).unwrap_or_else(|es| {
+        errors.extend(es);
+        Default::default()
+    });
+    let mut project_kinds = Vec::new();
+    if let Some(dir) = &project.kinds_dir {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "yaml")).collect())
+            .unwrap_or_default();
+        paths.sort();
+        for p in paths {
+            let Some(stem) = p.file_stem().map(|s| s.to_string_lossy().into_owned()) else { continue };
+            let (id, root) = read_and_parse(&mut files, &p, display_name(&p, &cwd), &mut errors);
+            project_kinds.push(RawKind { name: stem, file: id, path: p, root });
+        }
+    }
+    let (kinds, kind_errors) = resolve_kinds(&files, &builtin, &project_kinds);
+    errors.extend(kind_errors);
+
+    // 4. element files, wave by wave
+    let mut raws: Vec<RawElement> = Vec::new();
+    let mut seen: HashMap<String, ()> = HashMap::new();
+    let mut existing: Vec<String> = Vec::new();
+    let mut wave: Vec<String> = target_names.clone();
+    for n in &wave {
+        seen.insert(n.clone(), ());
+    }
+    while !wave.is_empty() {
+        let base = files.next_id().0;
+        let results: Vec<(String, Option<SourceFile>, Result<RawElement, Vec<Error>>)> = wave
+            .par_iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let id = FileId(base + i as u32);
+                let path = project.element_path.join(name);
+                if !path.is_file() {
+                    return (name.clone(), None, Err(vec![]));
+                }
+                match read_source(&path, display_name(&path, &cwd)) {
+                    Err((f, e)) => (name.clone(), Some(f), Err(vec![e])),
+                    Ok(f) => {
+                        let raw = match yaml::parse(&f, id) {
+                            Ok(root) => crate::element::decode(&f, id, name.clone(), root.as_ref(), &project),
+                            Err(es) => Err(es),
+                        };
+                        (name.clone(), Some(f), raw)
+                    }
+                }
+            })
+            .collect();
+        let mut next = Vec::new();
+        for (i, (name, file, raw)) in results.into_iter().enumerate() {
+            let path = project.element_path.join(&name);
+            let id = files.add(file.unwrap_or_else(|| SourceFile::new(path, name.clone(), String::new())));
+            debug_assert_eq!(id.0, base + i as u32);
+            match raw {
+                Ok(raw) => {
+                    existing.push(name);
+                    for (_, dep) in &raw.deps {
+                        if !seen.contains_key(&dep.value) {
+                            seen.insert(dep.value.clone(), ());
+                            next.push(dep.value.clone());
+                        }
+                    }
+                    raws.push(raw);
+                }
+                Err(es) if es.is_empty() => {} // missing: reported where it is named
+                Err(es) => {
+                    existing.push(name);
+                    errors.extend(es);
+                }
+            }
+        }
+        wave = next;
+    }
+
+    // 5. ids in name order; resolve every element
+    existing.sort();
+    let ids: HashMap<String, ElementId> = existing.iter().enumerate().map(|(i, n)| (n.clone(), ElementId(i as u32))).collect();
+    raws.sort_by(|a, b| a.name.cmp(&b.name));
+    let host = host_arch();
+    let cx = Context { files: &files, project: &project, defaults: &defaults, kinds: &kinds, ids: &ids, host_arch: host };
+    let resolved: Vec<Result<Element, Vec<Error>>> = raws.par_iter().map(|raw| resolve(&cx, ids[&raw.name], raw)).collect();
+
+    // 6. cycles, from the dependencies as written
+    let mut edges = Vec::new();
+    for raw in &raws {
+        let from = ids[&raw.name];
+        for (dk, dep) in &raw.deps {
+            if let Some(&to) = ids.get(&dep.value) {
+                edges.push((from, *dk, to, dep.span));
+            }
+        }
+    }
+    errors.extend(graph::find_cycles(&files, &existing, &edges));
+
+    let mut elements = Vec::with_capacity(resolved.len());
+    for r in resolved {
+        match r {
+            Ok(e) => elements.push(e),
+            Err(es) => errors.extend(es),
+        }
+    }
+    if !errors.is_empty() || elements.len() != existing.len() {
+        if errors.is_empty() {
+            errors.push(Error::plain("some elements could not be loaded"));
+        }
+        return Err(Diagnostics::new(errors));
+    }
+    let targets = target_names.iter().map(|n| ids[n]).collect();
+    Ok(Loaded { project, elements, targets, kinds, files, by_name: ids })
+}
+
+fn suggest_name(element_path: &Path, t: &str) -> Option<String> {
+    let p = Path::new(t);
+    let parent = p.parent().unwrap_or(Path::new(""));
+    let want = p.file_name()?.to_string_lossy().into_owned();
+    let names: Vec<String> = std::fs::read_dir(element_path.join(parent)).ok()?.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).take(10_000).collect();
+    let s = crate::diagnostics::suggest(&want, names.iter().map(String::as_str))?;
+    Some(parent.join(s).to_string_lossy().into_owned())
+}

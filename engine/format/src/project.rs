@@ -1,0 +1,142 @@
+//! `project.yaml`: the project's name, where its elements live, URL aliases,
+//! project-wide variables and environment, and its own kinds.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::diagnostics::{Error, FileId, SourceFile};
+use crate::read::{Reader, Spanned};
+use crate::yaml::Node;
+
+pub const PROJECT_FILE: &str = "project.yaml";
+const KEYS: &[&str] = &["name", "element-path", "aliases", "variables", "environment", "kinds"];
+
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub name: String,
+    /// The directory holding `project.yaml` (or the element's directory for an implicit project).
+    pub root: PathBuf,
+    /// Absolute directory that element names are relative to.
+    pub element_path: PathBuf,
+    pub aliases: BTreeMap<String, String>,
+    /// Project variables as written (not expanded).
+    pub variables: BTreeMap<String, String>,
+    /// Project environment as written (not expanded).
+    pub environment: BTreeMap<String, String>,
+    /// Absolute directory of project-defined kinds, if any.
+    pub kinds_dir: Option<PathBuf>,
+    /// `project.yaml`, or `None` for an implicit project.
+    pub file: Option<PathBuf>,
+    pub(crate) raw_variables: Vec<(Spanned, Spanned)>,
+    pub(crate) raw_environment: Vec<(Spanned, Spanned)>,
+}
+
+/// The nearest `project.yaml` in `dir` or its ancestors.
+pub fn find_project_file(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors().map(|d| d.join(PROJECT_FILE)).find(|p| p.is_file())
+}
+
+impl Project {
+    /// The implicit project of an element file with no `project.yaml` above it.
+    pub fn implicit(dir: &Path) -> Project {
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "project".into());
+        Project {
+            name,
+            root: dir.to_path_buf(),
+            element_path: dir.to_path_buf(),
+            aliases: BTreeMap::new(),
+            variables: BTreeMap::new(),
+            environment: BTreeMap::new(),
+            kinds_dir: None,
+            file: None,
+            raw_variables: vec![],
+            raw_environment: vec![],
+        }
+    }
+
+    /// Decode a parsed `project.yaml`.
+    pub(crate) fn decode(file: &SourceFile, _id: FileId, node: Option<&Node>) -> Result<Project, Vec<Error>> {
+        let root = file.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut p = Project::implicit(&root);
+        p.file = Some(file.path.clone());
+        let Some(node) = node else { return Ok(p) };
+        let mut r = Reader::new(file);
+        let Some(map) = r.map(node, "project") else {
+            if !node.is_null() {
+                return Err(r.errors);
+            }
+            return Ok(p);
+        };
+        r.check_keys(map, KEYS, "project.yaml");
+        if let Some(n) = map.get("name").and_then(|n| r.string(n, "name")) {
+            if n.value.is_empty() || n.value.contains(['/', '\0']) {
+                r.err(n.span, "`name`: a project name must be non-empty and contain no `/`", "invalid name");
+            }
+            p.name = n.value;
+        }
+        if let Some(node) = map.get("element-path") {
+            if let Some(ep) = r.string(node, "element-path") {
+                match relative_inside(&ep.value) {
+                    Some(rel) => {
+                        let dir = root.join(rel);
+                        if !dir.is_dir() {
+                            r.err(ep.span, format!("`element-path`: directory `{}` does not exist", ep.value), "no such directory");
+                        }
+                        p.element_path = dir;
+                    }
+                    None => r.err(ep.span, "`element-path` must be a relative path inside the project", "not inside the project"),
+                }
+            }
+        }
+        if let Some(node) = map.get("aliases") {
+            for (k, v) in r.string_map(node, "aliases") {
+                if k.value.is_empty() || k.value.contains([':', '/']) {
+                    r.err(k.span, format!("alias `{}` must not be empty or contain `:` or `/`", k.value), "invalid alias");
+                }
+                p.aliases.insert(k.value, v.value);
+            }
+        }
+        if let Some(node) = map.get("variables") {
+            p.raw_variables = r.string_map(node, "variables");
+            p.variables = p.raw_variables.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect();
+        }
+        if let Some(node) = map.get("environment") {
+            p.raw_environment = r.string_map(node, "environment");
+            p.environment = p.raw_environment.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect();
+        }
+        if let Some(node) = map.get("kinds") {
+            if let Some(k) = r.string(node, "kinds") {
+                match relative_inside(&k.value) {
+                    Some(rel) => {
+                        let dir = root.join(rel);
+                        if !dir.is_dir() {
+                            r.err(k.span, format!("`kinds`: directory `{}` does not exist", k.value), "no such directory");
+                        }
+                        p.kinds_dir = Some(dir);
+                    }
+                    None => r.err(k.span, "`kinds` must be a relative path inside the project", "not inside the project"),
+                }
+            }
+        }
+        if r.errors.is_empty() { Ok(p) } else { Err(r.errors) }
+    }
+}
+
+/// `s` as a normalised relative path that stays inside its base directory
+/// (no absolute path, no `..` escaping). `.` and empty give an empty path.
+pub fn relative_inside(s: &str) -> Option<PathBuf> {
+    if s.starts_with('/') || s.contains('\0') {
+        return None;
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for c in s.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            c => parts.push(c),
+        }
+    }
+    Some(parts.iter().collect())
+}
