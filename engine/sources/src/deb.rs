@@ -57,7 +57,7 @@ pub fn for_each_member(
 ) -> Result<()> {
     let bad = |message: String| SourceError::Deb { path: path.to_path_buf(), message };
     let mut magic = [0u8; 8];
-    if !read_full_or_eof(&mut reader, &mut magic).map_err(|e| bad(e.to_string()))? || &magic != MAGIC {
+    if !read_full_or_eof(&mut reader, &mut magic).unwrap_or(false) || &magic != MAGIC {
         return Err(bad("not an ar archive (missing `!<arch>` magic)".into()));
     }
     loop {

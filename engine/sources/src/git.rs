@@ -175,7 +175,7 @@ pub fn resolve_track(url: &str, branch: &str) -> Result<String> {
     let tag = format!("refs/tags/{branch}");
     let peeled = format!("{tag}^{{}}");
     let mut cmd = git();
-    cmd.args(["ls-remote", "--", url, &heads, &tag]);
+    cmd.args(["ls-remote", "--", url, &heads, &tag, &peeled]);
     let out = run(cmd, url)?;
     let mut refs = std::collections::HashMap::new();
     for line in out.lines() {
