@@ -1,13 +1,370 @@
-//! `cas store ...` (owned by the store work).
+//! `cas store ...`: low-level content store operations (spec/store.md).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use cas_store::{
+    parse_size, ActionKey, ActionResult, BlobDigest, GcOptions, IngestMode, Method, Store, StoreError, TreeDigest,
+};
+
 use crate::cli::Global;
-use crate::exit::CmdResult;
+use crate::exit::{CmdResult, Failure};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum StoreCommand {
+    /// Store a directory; print its tree digest
+    Ingest {
+        dir: PathBuf,
+        /// Move the files into the store instead of copying (the directory is consumed)
+        #[arg(long = "move")]
+        move_files: bool,
+    },
+    /// Write a tree into a directory (copies or reflinks)
+    Checkout {
+        digest: String,
+        dir: PathBuf,
+        /// Hardlink into the store's read-only objects (write bits are dropped)
+        #[arg(long)]
+        hardlinks: bool,
+    },
+    /// Write a tree as a deterministic tar (.tar.xz/.txz: compressed)
+    Export {
+        digest: String,
+        file: PathBuf,
+        /// mtime of every entry (unix seconds)
+        #[arg(long, default_value_t = 0)]
+        mtime: u64,
+    },
+    /// Store the content of a tar or tar.xz; print its tree digest
+    Import { file: PathBuf },
+    /// Re-hash every object; report what is corrupt or missing (exit 1 if problems remain)
+    Verify {
+        /// Remove corrupt objects and the results that reference them
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Remove what nothing references; evict least recently used results beyond a quota
+    Gc {
+        /// Size quota, e.g. 10G, 500M, 1024
+        #[arg(long, value_name = "SIZE")]
+        max_size: Option<String>,
+        /// Never evict results created less than this many seconds ago
+        #[arg(long, value_name = "SECONDS")]
+        keep_younger_than: Option<u64>,
+        /// Only say what would go
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print store statistics
     Stats,
+    /// Protect a tree from gc under a name
+    Pin { name: String, digest: String },
+    /// Remove a pin
+    Unpin { name: String },
+    /// List pins
+    Pins,
+    /// Merge trees (LABEL=DIGEST, in order) into one; print the merged digest
+    Merge {
+        #[arg(required = true, value_name = "LABEL=DIGEST")]
+        trees: Vec<String>,
+    },
+    /// Materialise the read-only view of a tree; print its path
+    View { digest: String },
+    /// List the entries of a tree
+    Ls { digest: String },
+    /// Record an action result (for tests and tools)
+    #[command(hide = true)]
+    ActionPut {
+        key: String,
+        output: String,
+        #[arg(long)]
+        log: Option<String>,
+    },
+    /// Look up an action result (for tests and tools)
+    #[command(hide = true)]
+    ActionGet { key: String },
 }
 
-pub fn run(_global: &Global, _cmd: StoreCommand) -> CmdResult {
-    Err(crate::exit::Failure::failed(miette::miette!("not implemented yet")))
+fn open(global: &Global) -> Result<Store, Failure> {
+    let dir = global.store_dir();
+    Store::open(&dir).map_err(|e| Failure::failed(miette::miette!("cannot open the store at {}: {e}", dir.display())))
+}
+
+fn failed(e: StoreError) -> Failure {
+    Failure::failed(miette::miette!("{e}"))
+}
+
+fn invalid(msg: String) -> Failure {
+    Failure::invalid(miette::miette!("{msg}"))
+}
+
+fn tree_arg(s: &str) -> Result<TreeDigest, Failure> {
+    s.parse::<TreeDigest>().map_err(|e| invalid(format!("{e}")))
+}
+
+/// A tree digest that must be in the store (exit 2 when it is not).
+fn existing_tree(store: &Store, s: &str) -> Result<TreeDigest, Failure> {
+    let d = tree_arg(s)?;
+    match store.get_tree(&d) {
+        Ok(_) => Ok(d),
+        Err(StoreError::Missing { .. }) => Err(invalid(format!("tree {d} is not in the store {}", store.root().display()))),
+        Err(StoreError::MalformedTree { .. }) => Err(invalid(format!("{d} is not a tree"))),
+        Err(e) => Err(failed(e)),
+    }
+}
+
+fn existing_dir(dir: &Path) -> Result<(), Failure> {
+    if !dir.is_dir() {
+        return Err(invalid(format!("{}: no such directory", dir.display())));
+    }
+    Ok(())
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{v}");
+}
+
+pub fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
+    let ok = Ok(ExitCode::SUCCESS);
+    match cmd {
+        StoreCommand::Ingest { dir, move_files } => {
+            existing_dir(&dir)?;
+            let store = open(global)?;
+            let mode = if move_files { IngestMode::Move } else { IngestMode::Copy };
+            let r = store.ingest(&dir, mode).map_err(failed)?;
+            if global.json {
+                print_json(&serde_json::json!(r));
+            } else {
+                println!("{}", r.tree);
+                eprintln!("{} files, {} bytes, {} new objects", r.files, r.bytes, r.new_objects);
+            }
+            ok
+        }
+        StoreCommand::Checkout { digest, dir, hardlinks } => {
+            let store = open(global)?;
+            let d = existing_tree(&store, &digest)?;
+            if dir.exists() && !(dir.is_dir() && dir.read_dir().map(|mut r| r.next().is_none()).unwrap_or(false)) {
+                return Err(invalid(format!("{}: exists and is not an empty directory", dir.display())));
+            }
+            let method = if hardlinks { Method::Hardlink } else { Method::ReflinkOrCopy };
+            let used = store.materialize(&d, &dir, method).map_err(failed)?;
+            if global.json {
+                print_json(&serde_json::json!({"tree": d, "dir": dir, "method": used}));
+            } else {
+                eprintln!("checked out {d} into {} ({used})", dir.display());
+            }
+            ok
+        }
+        StoreCommand::Export { digest, file, mtime } => {
+            let store = open(global)?;
+            let d = existing_tree(&store, &digest)?;
+            store.export_tar_with_mtime(&d, &file, mtime).map_err(failed)?;
+            if global.json {
+                print_json(&serde_json::json!({"tree": d, "file": file}));
+            }
+            ok
+        }
+        StoreCommand::Import { file } => {
+            if !file.is_file() {
+                return Err(invalid(format!("{}: no such file", file.display())));
+            }
+            let store = open(global)?;
+            let d = store.import_tar(&file).map_err(failed)?;
+            if global.json {
+                print_json(&serde_json::json!({"tree": d}));
+            } else {
+                println!("{d}");
+            }
+            ok
+        }
+        StoreCommand::Verify { repair } => {
+            let store = open(global)?;
+            let r = store.verify(repair).map_err(failed)?;
+            if global.json {
+                print_json(&serde_json::json!(r));
+            } else {
+                for c in &r.corrupt {
+                    println!("corrupt object {c}");
+                }
+                for m in &r.missing {
+                    println!("missing object {m}");
+                }
+                for p in &r.bad_variants {
+                    println!("bad mode variant {}", p.display());
+                }
+                for p in &r.bad_modes {
+                    println!("object with a wrong mode {}", p.display());
+                }
+                for k in &r.broken_results {
+                    println!("broken action result {k}{}", if repair { " (removed)" } else { "" });
+                }
+                for p in &r.broken_pins {
+                    println!("broken pin {p}");
+                }
+                for s in &r.broken_sources {
+                    println!("broken source entry {s}{}", if repair { " (removed)" } else { "" });
+                }
+                eprintln!(
+                    "{} objects ({} bytes) checked: {}",
+                    r.objects_checked,
+                    r.bytes_checked,
+                    if r.is_consistent() { "store is consistent" } else { "problems found" }
+                );
+            }
+            Ok(if r.is_consistent() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        StoreCommand::Gc { max_size, keep_younger_than, dry_run } => {
+            let max_size = match max_size {
+                Some(s) => Some(parse_size(&s).map_err(|e| invalid(e.to_string()))?),
+                None => None,
+            };
+            let store = open(global)?;
+            let opts = GcOptions {
+                max_size,
+                keep_younger_than: keep_younger_than.map(std::time::Duration::from_secs),
+                dry_run,
+            };
+            let r = store.gc(&opts).map_err(failed)?;
+            if global.json {
+                print_json(&serde_json::json!(r));
+            } else {
+                let verb = if dry_run { "would remove" } else { "removed" };
+                for k in &r.results_removed {
+                    println!("{verb} result {k}");
+                }
+                for s in &r.sources_removed {
+                    println!("{verb} source {s}");
+                }
+                println!(
+                    "{verb} {} objects ({} bytes), {} views, {} temporary files; {} -> {} bytes",
+                    r.objects_removed,
+                    r.bytes_freed,
+                    r.views_removed,
+                    r.tmp_removed,
+                    r.size_before,
+                    if dry_run { r.size_before } else { r.size_after }
+                );
+            }
+            ok
+        }
+        StoreCommand::Stats => {
+            let store = open(global)?;
+            let s = store.stats().map_err(failed)?;
+            if global.json {
+                print_json(&serde_json::json!(s));
+            } else {
+                println!("store      {}", store.root().display());
+                println!("objects    {} ({} mode variants)", s.objects, s.variants);
+                println!("bytes      {}", s.bytes);
+                println!("results    {}", s.results);
+                println!("pins       {}", s.pins);
+                println!("sources    {}", s.sources);
+                println!("views      {}", s.views);
+                println!("tmp        {}", s.tmp_entries);
+            }
+            ok
+        }
+        StoreCommand::Pin { name, digest } => {
+            let store = open(global)?;
+            let d = existing_tree(&store, &digest)?;
+            store.pin(&name, &d).map_err(failed)?;
+            ok
+        }
+        StoreCommand::Unpin { name } => {
+            let store = open(global)?;
+            if !store.unpin(&name).map_err(failed)? {
+                return Err(invalid(format!("no pin named {name:?}")));
+            }
+            ok
+        }
+        StoreCommand::Pins => {
+            let store = open(global)?;
+            let pins = store.pins().map_err(failed)?;
+            if global.json {
+                let v: Vec<_> = pins.iter().map(|(n, d)| serde_json::json!({"name": n, "tree": d})).collect();
+                print_json(&serde_json::json!(v));
+            } else {
+                for (n, d) in pins {
+                    println!("{d} {n}");
+                }
+            }
+            ok
+        }
+        StoreCommand::Merge { trees } => {
+            let store = open(global)?;
+            let mut list = Vec::new();
+            for t in &trees {
+                let Some((label, digest)) = t.split_once('=') else {
+                    return Err(invalid(format!("{t:?}: expected LABEL=DIGEST")));
+                };
+                list.push((label.to_string(), existing_tree(&store, digest)?));
+            }
+            let refs: Vec<(&str, TreeDigest)> = list.iter().map(|(l, d)| (l.as_str(), *d)).collect();
+            let d = store.merge(&refs).map_err(failed)?;
+            if global.json {
+                print_json(&serde_json::json!({"tree": d}));
+            } else {
+                println!("{d}");
+            }
+            ok
+        }
+        StoreCommand::View { digest } => {
+            let store = open(global)?;
+            let d = existing_tree(&store, &digest)?;
+            let v = store.view(&d).map_err(failed)?;
+            if global.json {
+                print_json(&serde_json::json!({"tree": d, "path": v.path(), "built_with": v.built_with()}));
+            } else {
+                println!("{}", v.path().display());
+                if let Some(m) = v.built_with() {
+                    eprintln!("built with {m}");
+                }
+            }
+            ok
+        }
+        StoreCommand::Ls { digest } => {
+            let store = open(global)?;
+            let d = existing_tree(&store, &digest)?;
+            let entries = store.walk(&d).map_err(failed)?;
+            for (path, e) in entries {
+                let p = String::from_utf8_lossy(&path);
+                match e.kind {
+                    cas_store::EntryKind::File { digest, size } => println!("{:04o} file {digest} {size} {p:?}", e.mode),
+                    cas_store::EntryKind::Dir { digest } => println!("{:04o} dir  {digest} {p:?}", e.mode),
+                    cas_store::EntryKind::Symlink { target } => {
+                        println!("{:04o} link {p:?} -> {:?}", e.mode, String::from_utf8_lossy(&target))
+                    }
+                }
+            }
+            ok
+        }
+        StoreCommand::ActionPut { key, output, log } => {
+            let store = open(global)?;
+            let key = key.parse::<ActionKey>().map_err(|e| invalid(e.to_string()))?;
+            let output = existing_tree(&store, &output)?;
+            let log = match log {
+                Some(l) => l.parse::<BlobDigest>().map_err(|e| invalid(e.to_string()))?,
+                None => store.put_bytes(b"").map_err(failed)?,
+            };
+            let manifest = store.put_bytes(b"").map_err(failed)?;
+            let created = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let result = ActionResult { output, log, duration_ms: 0, created, manifest };
+            store.action_put(&key, &result).map_err(failed)?;
+            ok
+        }
+        StoreCommand::ActionGet { key } => {
+            let store = open(global)?;
+            let key = key.parse::<ActionKey>().map_err(|e| invalid(e.to_string()))?;
+            match store.action_get(&key).map_err(failed)? {
+                Some(r) => {
+                    print_json(&serde_json::json!(r));
+                    ok
+                }
+                None => Ok(ExitCode::from(1)),
+            }
+        }
+    }
 }
