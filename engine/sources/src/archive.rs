@@ -73,12 +73,13 @@ pub fn open_root(path: &Path) -> Result<Dir> {
         .map_err(|e| SourceError::io("cannot open staging directory", path, e))
 }
 
-/// Extract the (possibly compressed) tar file `archive` into `dest`.
+/// Extract the (possibly compressed) tar file `archive` into `dest`;
+/// errors name the archive as `label` (e.g. its URL as written).
 /// `base_dir`: `None` strips the single top directory if there is exactly
 /// one (this reads the archive twice); `Some("")` strips nothing;
 /// `Some(dir)` extracts only the content of member directory `dir`.
-pub fn extract_tar_file(archive: &Path, dest: &Dir, base_dir: Option<&str>, keep_setuid: bool) -> Result<()> {
-    let name = archive.display().to_string();
+pub fn extract_tar_file(archive: &Path, label: &str, dest: &Dir, base_dir: Option<&str>, keep_setuid: bool) -> Result<()> {
+    let name = label.to_string();
     let open = || -> Result<Box<dyn Read>> {
         let file = std::fs::File::open(archive).map_err(|e| SourceError::io("cannot open", archive, e))?;
         decompress(io::BufReader::new(file)).map_err(|e| archive_error(&name, format!("cannot decompress: {e}")))

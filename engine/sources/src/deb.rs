@@ -53,9 +53,9 @@ fn read_full_or_eof(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
 pub fn for_each_member(
     mut reader: impl Read,
     mut visit: impl FnMut(&ArMember, &mut dyn Read) -> std::result::Result<bool, SourceError>,
-    path: &Path,
+    label: &str,
 ) -> Result<()> {
-    let bad = |message: String| SourceError::Deb { path: path.to_path_buf(), message };
+    let bad = |message: String| SourceError::Deb { archive: label.to_string(), message };
     let mut magic = [0u8; 8];
     if !read_full_or_eof(&mut reader, &mut magic).unwrap_or(false) || &magic != MAGIC {
         return Err(bad("not an ar archive (missing `!<arch>` magic)".into()));
@@ -82,8 +82,9 @@ pub fn for_each_member(
     }
 }
 
-/// Extract the data of the Debian package at `path` into `dest`.
-pub fn extract_deb(path: &Path, dest: &Dir, keep_setuid: bool) -> Result<()> {
+/// Extract the data of the Debian package at `path` into `dest`; errors
+/// name it as `label` (e.g. its URL as written).
+pub fn extract_deb(path: &Path, label: &str, dest: &Dir, keep_setuid: bool) -> Result<()> {
     let file = std::fs::File::open(path).map_err(|e| SourceError::io("cannot open", path, e))?;
     let mut found = false;
     for_each_member(
@@ -95,14 +96,14 @@ pub fn extract_deb(path: &Path, dest: &Dir, keep_setuid: bool) -> Result<()> {
                 return Ok(false);
             }
             found = true;
-            let name = format!("{}:{}", path.display(), member.name);
+            let name = format!("{label} ({})", member.name);
             extract_tar_reader(&name, data, dest, keep_setuid)?;
             Ok(true)
         },
-        path,
+        label,
     )?;
     if !found {
-        return Err(SourceError::Deb { path: path.to_path_buf(), message: "no data.tar member".into() });
+        return Err(SourceError::Deb { archive: label.to_string(), message: "no data.tar member".into() });
     }
     Ok(())
 }

@@ -47,8 +47,8 @@ pub enum SourceError {
     #[error("{archive}: {message}")]
     Archive { archive: String, message: String },
 
-    #[error("{path}: not a valid Debian package: {message}")]
-    Deb { path: PathBuf, message: String },
+    #[error("{archive}: not a valid Debian package: {message}")]
+    Deb { archive: String, message: String },
 
     #[error("patch {patch} does not apply{}:\n{output}", if .hunks.is_empty() { String::new() } else { format!(" ({})", .hunks.join("; ")) })]
     PatchFailed { patch: PathBuf, hunks: Vec<String>, output: String },

@@ -83,7 +83,7 @@ pub fn stage_source(source: &Source, cache: &dyn SourceCache, git_dir: &Path, bu
         SourceKind::Local { path } => stage_local(path, &dir, source.keep_setuid),
         SourceKind::Tar { url, checksum, base_dir } => {
             let file = cached(url, checksum)?;
-            extract_tar_file(&file, &open_root(&dir)?, base_dir.as_deref(), source.keep_setuid)
+            extract_tar_file(&file, &url.written, &open_root(&dir)?, base_dir.as_deref(), source.keep_setuid)
         }
         SourceKind::Remote { url, checksum, filename, executable } => {
             let file = cached(url, checksum)?;
@@ -92,7 +92,7 @@ pub fn stage_source(source: &Source, cache: &dyn SourceCache, git_dir: &Path, bu
         }
         SourceKind::Deb { url, checksum } => {
             let file = cached(url, checksum)?;
-            extract_deb(&file, &open_root(&dir)?, source.keep_setuid)
+            extract_deb(&file, &url.written, &open_root(&dir)?, source.keep_setuid)
         }
         SourceKind::Patch { path, strip } => apply_patch(path, *strip, &dir),
         SourceKind::Git { url, commit, keep_git, .. } => {
