@@ -167,9 +167,13 @@ pub(crate) fn merge_public<L: crate::read::Locate>(
     }
 }
 
+/// Keys whose value is structured data (lists of mappings), replaced as a whole.
+const STRUCTURED: &[&str] = &["layout"];
+
 /// Read one config value as declared by a kind (its shape fixes its type).
-fn config_value(node: &Node) -> ConfigValue {
+fn config_value(key: &str, node: &Node) -> ConfigValue {
     match &node.value {
+        _ if STRUCTURED.contains(&key) => ConfigValue::Node(node.clone()),
         Value::Seq(items) if items.iter().all(|i| matches!(i.value, Value::Scalar(..))) => ConfigValue::List(
             items.iter().filter_map(|i| i.as_str().map(|s| Spanned { value: s.to_string(), span: i.span })).collect(),
         ),
@@ -191,7 +195,7 @@ pub(crate) fn merge_config<L: crate::read::Locate>(
     for (k, v) in over.iter() {
         let Some(slot) = base.iter().position(|(name, _)| *name == k.name) else {
             if allow_new {
-                base.push((k.name.clone(), config_value(v)));
+                base.push((k.name.clone(), config_value(&k.name, v)));
             } else {
                 let keys: Vec<&str> = base.iter().map(|(n, _)| n.as_str()).collect();
                 r.unknown_key(k.span, &k.name, keys.iter().copied(), &format!("the config of kind `{kind}`"));
