@@ -81,6 +81,21 @@ fn init_mirror(git_dir: &Path, mirror: &Path, url: &str) -> Result<()> {
     Ok(())
 }
 
+/// An exclusive lock on `MIRROR.lock`, released when dropped.
+fn lock_mirror(mirror: &Path) -> Result<std::fs::File> {
+    let mut path = mirror.as_os_str().to_owned();
+    path.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| SourceError::io("cannot open lock", PathBuf::from(&path), e))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| SourceError::io("cannot lock", PathBuf::from(&path), e.into()))?;
+    Ok(file)
+}
+
 /// Make sure the mirror of `url` has `commit`, fetching from the mirrors of
 /// its alias, then upstream, only if it is missing. Returns the mirror.
 pub fn ensure_commit(fetcher: &Fetcher, url: &SourceUrl, commit: &str, offline: bool) -> Result<PathBuf> {
@@ -93,6 +108,11 @@ pub fn ensure_commit(fetcher: &Fetcher, url: &SourceUrl, commit: &str, offline: 
         return Err(SourceError::CommitNotFound { url: url.written.clone(), commit: commit.to_string(), offline: true });
     }
     init_mirror(&fetcher.config().git_dir, &mirror, &url.written)?;
+    // One fetch per mirror at a time (other threads or processes wait).
+    let _lock = lock_mirror(&mirror)?;
+    if has_commit(&mirror, commit) {
+        return Ok(mirror);
+    }
     let mut errors = Vec::new();
     for candidate in fetcher.mirrors().candidates(url) {
         // Branches and tags first (the usual case), then the commit itself

@@ -11,7 +11,7 @@
 //! - [`patch`]: applying patches with `patch(1)`.
 //! - [`stage`]: staging any source into a build root.
 //! - [`track`]: new pinned values for `cas source track`.
-//! - [`error`]: [`SourceError`].
+//! - [`error`]: the one error type, [`SourceError`].
 
 pub mod archive;
 pub mod cache;

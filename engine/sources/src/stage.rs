@@ -187,5 +187,9 @@ fn copy_entry(from: &Path, meta: &std::fs::Metadata, root: &Dir, rel: &Path, dro
     let mut out = root.open_with(rel, &options).map_err(|e| err("cannot stage", e))?;
     io::copy(&mut input, &mut out).map_err(|e| err("cannot copy", e))?;
     out.set_permissions(Permissions::from_mode(mode | 0o600))
-        .map_err(|e| err("cannot set the mode of the staged copy of", e))
+        .map_err(|e| err("cannot set the mode of the staged copy of", e))?;
+    if let Ok(mtime) = meta.modified() {
+        let _ = out.into_std().set_modified(mtime);
+    }
+    Ok(())
 }

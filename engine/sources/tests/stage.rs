@@ -417,3 +417,23 @@ fn hostile_git_symlinks_are_refused() {
     assert!(err.contains("`evil`"), "{err}");
     ws.assert_nothing_escaped();
 }
+
+#[test]
+fn parallel_fetches_of_one_repository_share_the_mirror() {
+    let ws = Ws::new();
+    let repo = ws.root().join("repo");
+    let (first, second) = make_repo(&repo);
+    let url = format!("file://{}", repo.display());
+    let fetcher = ws.fetcher();
+    std::thread::scope(|scope| {
+        for i in 0..4 {
+            let (fetcher, cache, url) = (&fetcher, &ws.cache, &url);
+            let commit = if i % 2 == 0 { first.clone() } else { second.clone() };
+            scope.spawn(move || {
+                fetch_source(&git_source(url, &commit, false), fetcher, cache, false, &NoProgress).unwrap();
+            });
+        }
+    });
+    let mirrors: Vec<_> = listing(&ws.git_dir()).into_iter().filter(|p| p.ends_with(".git")).collect();
+    assert_eq!(mirrors.len(), 1, "{mirrors:?}");
+}
