@@ -24,6 +24,8 @@ pub enum IngestMode {
 /// Mode of the canonical object file.
 pub const OBJECT_MODE: u32 = 0o444;
 const BUF: usize = 1 << 20;
+/// Compared against (memcmp) to find runs of zeros that become holes.
+static ZEROS: [u8; BUF] = [0u8; BUF];
 
 thread_local! {
     static BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0u8; BUF]);
@@ -125,7 +127,7 @@ fn copy_and_hash(src: &mut File, dst: &mut File) -> std::io::Result<(Digest, u64
             };
             let chunk = &buf[..n];
             hasher.update(chunk);
-            if chunk.iter().all(|&b| b == 0) {
+            if chunk == &ZEROS[..n] {
                 dst.seek(SeekFrom::Current(n as i64))?;
                 pending_hole = true;
             } else {

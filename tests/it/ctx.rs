@@ -150,3 +150,36 @@ impl Ctx {
         root
     }
 }
+
+/// Appended for the store tests: run `cas` and measure its peak resident set size.
+impl Ctx {
+    /// Run `cas` with these arguments; returns the run and the child's peak RSS in KiB
+    /// (`wait4` rusage of that one child, not of the whole test process).
+    pub fn cas_peak_rss<I, S>(&self, args: I) -> (Run, u64)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        use std::io::Read;
+        let (mut cmd, shown) = self.command(args);
+        let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let out_path = self.path(format!(".rss-out-{n}"));
+        let err_path = self.path(format!(".rss-err-{n}"));
+        cmd.stdout(std::fs::File::create(&out_path).unwrap());
+        cmd.stderr(std::fs::File::create(&err_path).unwrap());
+        let child = cmd.spawn().expect("run cas");
+        let pid = child.id() as libc::pid_t;
+        let mut status = 0;
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        assert_eq!(r, pid, "wait4 failed");
+        let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        std::fs::File::open(&out_path).unwrap().read_to_string(&mut stdout).unwrap();
+        std::fs::File::open(&err_path).unwrap().read_to_string(&mut stderr).unwrap();
+        let _ = std::fs::remove_file(&out_path);
+        let _ = std::fs::remove_file(&err_path);
+        (Run { code, stdout, stderr, args: shown }, usage.ru_maxrss as u64)
+    }
+}
