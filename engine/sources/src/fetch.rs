@@ -237,7 +237,7 @@ impl Fetcher {
                 Ok(()) => break,
                 Err(e) if e.is_temporary() && attempt < attempts => {
                     std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(self.config.max_backoff);
+                    backoff = backoff.saturating_mul(2).min(self.config.max_backoff);
                 }
                 Err(e) => return Err(e),
             }
@@ -286,7 +286,7 @@ impl Fetcher {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.split(',').any(|u| u.trim().eq_ignore_ascii_case("bytes")));
         }
-        let total = response.content_length().map(|len| len + state.written);
+        let total = response.content_length().map(|len| len.saturating_add(state.written));
         progress.begin(url, total);
         progress.position(state.written);
         let mut buf = vec![0u8; 64 * 1024];
