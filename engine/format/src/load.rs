@@ -259,6 +259,8 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
     let (kinds, kind_errors) = resolve_kinds(&files, &builtin, &project_kinds);
     errors.extend(kind_errors);
 
+    let timing = std::env::var_os("CAS_FORMAT_TIMING").is_some();
+    let t0 = std::time::Instant::now();
     // 4. element files, wave by wave
     let mut raws: Vec<RawElement> = Vec::new();
     let mut seen: HashMap<String, ()> = HashMap::new();
@@ -316,6 +318,9 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
         wave = next;
     }
 
+    if timing {
+        eprintln!("format: read+parse {} files: {:?}", raws.len(), t0.elapsed());
+    }
     // 5. ids in name order; resolve every element
     existing.sort();
     let ids: HashMap<String, ElementId> = existing.iter().enumerate().map(|(i, n)| (n.clone(), ElementId(i as u32))).collect();
@@ -324,6 +329,9 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
     let cx = Context { files: &files, project: &project, defaults: &defaults, kinds: &kinds, ids: &ids, host_arch: host };
     let resolved: Vec<Result<Element, Vec<Error>>> = raws.par_iter().map(|raw| resolve(&cx, ids[&raw.name], raw)).collect();
 
+    if timing {
+        eprintln!("format: resolved: {:?}", t0.elapsed());
+    }
     // 6. cycles, from the dependencies as written
     let mut edges = Vec::new();
     for raw in &raws {
@@ -348,6 +356,9 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
             errors.push(Error::plain("some elements could not be loaded"));
         }
         return Err(Diagnostics::new(errors));
+    }
+    if timing {
+        eprintln!("format: graph checked: {:?}", t0.elapsed());
     }
     let targets = target_names.iter().map(|n| ids[n]).collect();
     Ok(Loaded { project, elements, targets, kinds, files, by_name: ids })
