@@ -324,6 +324,9 @@ impl Store {
         if !meta.is_file() {
             return Err(StoreError::UnsupportedFileType { path: path.to_path_buf(), kind: file_kind(&meta) });
         }
+        if meta.len() <= BUF as u64 {
+            return self.copy_small_file(&mut src, path);
+        }
         let mut guard = TmpGuard::new(self.tmp_path("obj"));
         let mut dst = create_tmp_file(guard.path())?;
         // A reflink is a private snapshot of the data: hashing it cannot race with writers.
@@ -332,6 +335,52 @@ impl Store {
         } else {
             copy_and_hash(&mut src, &mut dst).ctx("copy", path)?
         };
+        drop(dst);
+        if self.has_object(&digest) {
+            return Ok(Stored { digest, size, new: false });
+        }
+        let new = self.commit_tmp(&mut guard, &digest)?;
+        Ok(Stored { digest, size, new })
+    }
+
+    /// A file that fits in one buffer: read it once, and only create a temporary
+    /// file (a new inode, the slow part) when the object is new.
+    fn copy_small_file(&self, src: &mut File, path: &Path) -> Result<Stored> {
+        BUFFER.with(|b| -> Result<Stored> {
+            let mut buf = b.borrow_mut();
+            let mut n = 0;
+            loop {
+                if n == buf.len() {
+                    // Grew while we read: fall back to streaming.
+                    drop(buf);
+                    return self.copy_file_streaming(path);
+                }
+                match src.read(&mut buf[n..]) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e).ctx("read", path),
+                }
+            }
+            let digest: Digest = blake3::hash(&buf[..n]).into();
+            let size = n as u64;
+            if self.has_object(&digest) {
+                return Ok(Stored { digest, size, new: false });
+            }
+            let mut guard = TmpGuard::new(self.tmp_path("obj"));
+            let mut dst = create_tmp_file(guard.path())?;
+            dst.write_all(&buf[..n]).ctx("write", guard.path())?;
+            drop(dst);
+            let new = self.commit_tmp(&mut guard, &digest)?;
+            Ok(Stored { digest, size, new })
+        })
+    }
+
+    fn copy_file_streaming(&self, path: &Path) -> Result<Stored> {
+        let mut src = File::open(path).ctx("open", path)?;
+        let mut guard = TmpGuard::new(self.tmp_path("obj"));
+        let mut dst = create_tmp_file(guard.path())?;
+        let (digest, size) = copy_and_hash(&mut src, &mut dst).ctx("copy", path)?;
         drop(dst);
         if self.has_object(&digest) {
             return Ok(Stored { digest, size, new: false });

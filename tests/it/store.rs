@@ -145,7 +145,8 @@ fn ingest_checkout_round_trip_of_a_hostile_tree_with_small_memory() {
     assert_same_tree(&input, &out, false);
     // Checkout copies: the files are not the store's inodes and are writable as recorded.
     assert_eq!(fs::metadata(out.join("hard-1")).unwrap().nlink(), 1);
-    assert!(fs::metadata(out.join("sparse-1g")).unwrap().blocks() < 1024, "the sparse file stayed sparse");
+    let allocated = fs::metadata(out.join("sparse-1g")).unwrap().blocks() * 512;
+    assert!(allocated < 16 << 20, "the sparse file stayed sparse ({allocated} bytes allocated)");
 
     let linked = ctx.path("linked");
     ctx.cas([OsStr::new("store"), OsStr::new("checkout"), OsStr::new(&digest), linked.as_os_str(), OsStr::new("--hardlinks")]).ok();
@@ -252,6 +253,9 @@ fn a_sandboxed_process_cannot_change_an_object_through_a_view() {
     let input = ctx.busybox_tree("sysroot");
     file(&input.join("etc/config"), b"original", 0o644);
     file(&input.join("usr/bin/script"), b"#!/bin/sh\n", 0o755);
+    for mountpoint in ["dev", "proc"] {
+        fs::create_dir_all(input.join(mountpoint)).unwrap();
+    }
     let digest = ingest(&ctx, &input);
     let v = view(&ctx, &digest);
     assert_eq!(view(&ctx, &digest), v, "the view is reused");
@@ -267,15 +271,11 @@ fn a_sandboxed_process_cannot_change_an_object_through_a_view() {
         .expect("bwrap");
     assert!(out.status.success(), "bwrap: {}", String::from_utf8_lossy(&out.stderr));
     assert!(!String::from_utf8_lossy(&out.stderr).is_empty(), "the writes were refused loudly");
-    // Even a writable bind of the view cannot reach the object: its inode is 0444 and
-    // the sandbox has no capabilities to override that.
-    let out = Command::new("bwrap")
-        .args(["--ro-bind", "/", "/", "--bind"])
-        .arg(&v)
-        .args(["/view", "--unshare-all", "--cap-drop", "ALL", "--uid", "1000", "/bin/sh", "-c", "echo changed > /view/etc/config; true"])
-        .output()
-        .expect("bwrap");
-    assert!(out.status.success(), "bwrap: {}", String::from_utf8_lossy(&out.stderr));
+    // The protection is the read-only mount: a process running as the owner of the
+    // store's inodes could chmod them back to writable on a writable bind. Check that
+    // nothing changed, neither content nor mode.
+    assert_eq!(mode(&v.join("etc/config")), 0o444);
+    assert_eq!(mode(&v.join("usr/bin/script")), 0o555);
     assert_eq!(fs::read(v.join("etc/config")).unwrap(), b"original");
     ctx.cas(["store", "verify"]).ok();
     let out = ctx.path("check");
