@@ -1,1 +1,31 @@
-//! placeholder
+//! `cas-sandbox`: runs a build step's commands inside bubblewrap (`bwrap`).
+//!
+//! The contract (what a command can see and do) is written down in
+//! `spec/sandbox.md`; it is part of what a build key stands for.
+//!
+//! - [`spec`]: what a sandbox is made of ([`SandboxSpec`], [`Mount`]).
+//! - [`layout`]: how the read-only sysroot and the mount points become
+//!   bwrap operations, including mount points the sysroot lacks.
+//! - [`args`]: the complete bwrap command line for a spec.
+//! - [`run`]: running a command ([`run()`], [`Io`], [`Outcome`]).
+//! - [`cancel`]: stopping running sandboxes from another thread ([`Cancel`]).
+//! - [`check`]: preflight checks ([`check_available`], [`check_shell`]).
+//! - [`shell`]: how one build command becomes an argv ([`shell_argv`]).
+//! - [`error`]: [`SandboxError`].
+
+pub mod args;
+pub mod cancel;
+pub mod check;
+pub mod error;
+pub mod layout;
+pub mod run;
+pub mod shell;
+pub mod spec;
+
+pub use args::{bwrap_args, Session};
+pub use cancel::Cancel;
+pub use check::{bwrap_path, check_available, check_shell};
+pub use error::SandboxError;
+pub use run::{run, Io, Outcome, Status};
+pub use shell::{shell_argv, SHELL};
+pub use spec::{Mount, SandboxSpec};

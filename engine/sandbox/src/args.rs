@@ -1,0 +1,159 @@
+//! The complete bwrap command line for a [`SandboxSpec`]. Its order matters:
+//! namespaces and identity, the read-only sysroot ([`crate::layout`]), the
+//! mounts parents first, `--remount-ro /`, then the working directory and
+//! the command.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use crate::error::SandboxError;
+use crate::layout::{plan_root, Op, Target};
+use crate::spec::SandboxSpec;
+
+/// How the process that runs the command relates to the caller's terminal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Session {
+    /// `--new-session`: the command cannot reach the caller's terminal
+    /// (no TIOCSTI injection, no job control). For builds.
+    New,
+    /// Keep the caller's session: for interactive shells only.
+    Shared,
+}
+
+/// The mounts of a sandbox, in the order bwrap must apply them.
+enum MountOp<'a> {
+    Bind { host: &'a Path, dest: &'a Path, writable: bool },
+    Proc,
+    Dev,
+    Tmp,
+}
+
+impl MountOp<'_> {
+    fn dest(&self) -> &Path {
+        match self {
+            MountOp::Bind { dest, .. } => dest,
+            MountOp::Proc => Path::new("/proc"),
+            MountOp::Dev => Path::new("/dev"),
+            MountOp::Tmp => Path::new("/tmp"),
+        }
+    }
+}
+
+/// Arguments for bwrap (without the program name), ending with `--` and
+/// `argv`. `status_fd`: passed as `--json-status-fd`.
+pub fn bwrap_args(
+    spec: &SandboxSpec,
+    argv: &[String],
+    session: Session,
+    status_fd: Option<i32>,
+) -> Result<Vec<OsString>, SandboxError> {
+    spec.validate()?;
+    if argv.is_empty() {
+        return Err(SandboxError::EmptyArgv);
+    }
+
+    let mut mounts = vec![MountOp::Proc, MountOp::Dev];
+    if !spec.mounts.iter().any(|m| m.sandbox == Path::new("/tmp")) {
+        mounts.push(MountOp::Tmp);
+    }
+    let mut targets: Vec<Target> = mounts.iter().map(|m| Target { path: m.dest().to_owned(), dir: true }).collect();
+    for m in &spec.mounts {
+        let meta = std::fs::metadata(&m.host).map_err(|source| SandboxError::MountSource {
+            host: m.host.clone(),
+            sandbox: m.sandbox.clone(),
+            source,
+        })?;
+        targets.push(Target { path: m.sandbox.clone(), dir: meta.is_dir() });
+        mounts.push(MountOp::Bind { host: &m.host, dest: &m.sandbox, writable: m.writable });
+    }
+    // Parents before children; otherwise the order given.
+    mounts.sort_by_key(|m| m.dest().components().count());
+    let root_ops = plan_root(&spec.root, &targets)?;
+
+    let mut a = Args::default();
+    a.flag("--unshare-all");
+    if spec.network {
+        a.flag("--share-net");
+    }
+    a.flag("--die-with-parent");
+    if session == Session::New {
+        a.flag("--new-session");
+    }
+    a.two("--cap-drop", "ALL");
+    a.two("--hostname", &spec.hostname);
+    a.two("--uid", spec.uid.to_string());
+    a.two("--gid", spec.gid.to_string());
+    a.flag("--clearenv");
+    for (k, v) in &spec.env {
+        a.three("--setenv", k, v);
+    }
+    for op in root_ops {
+        match op {
+            Op::RoBind { host, dest } => a.three("--ro-bind", host, dest),
+            Op::Dir { dest, mode } => {
+                a.two("--perms", format!("{mode:04o}"));
+                a.two("--dir", dest);
+            }
+            Op::Symlink { target, dest } => a.three("--symlink", target, dest),
+        }
+    }
+    for m in &mounts {
+        match m {
+            MountOp::Bind { host, dest, writable } => {
+                a.three(if *writable { "--bind" } else { "--ro-bind" }, host, dest)
+            }
+            MountOp::Proc => a.two("--proc", "/proc"),
+            MountOp::Dev => a.two("--dev", "/dev"),
+            MountOp::Tmp => {
+                a.two("--perms", "1777");
+                a.two("--tmpfs", "/tmp");
+            }
+        }
+    }
+    a.two("--remount-ro", "/");
+    a.two("--chdir", &spec.cwd);
+    if let Some(fd) = status_fd {
+        a.two("--json-status-fd", fd.to_string());
+    }
+    a.flag("--");
+    for arg in argv {
+        a.flag(arg);
+    }
+    Ok(a.0)
+}
+
+#[derive(Default)]
+struct Args(Vec<OsString>);
+
+impl Args {
+    fn flag(&mut self, f: impl Into<OsString>) {
+        self.0.push(f.into());
+    }
+    fn two(&mut self, f: &str, v: impl Into<OsString>) {
+        self.0.push(f.into());
+        self.0.push(v.into());
+    }
+    fn three(&mut self, f: &str, a: impl Into<OsString>, b: impl Into<OsString>) {
+        self.0.push(f.into());
+        self.0.push(a.into());
+        self.0.push(b.into());
+    }
+}
+
+/// For messages: the command line as one shell-like string.
+pub fn display(program: &Path, args: &[OsString]) -> String {
+    let mut s = program.display().to_string();
+    for a in args {
+        s.push(' ');
+        let a = a.to_string_lossy();
+        if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "/-_.=:,+".contains(c)) {
+            s.push_str(&a);
+        } else {
+            s.push('\'');
+            s.push_str(&a.replace('\'', "'\\''"));
+            s.push('\'');
+        }
+    }
+    s
+}
+

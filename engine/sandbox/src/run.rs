@@ -1,0 +1,234 @@
+//! Running one command in a sandbox and waiting for it.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+use std::time::SystemTime;
+
+use crate::args::{bwrap_args, Session};
+use crate::cancel::{kill, Cancel};
+use crate::check::bwrap_path;
+use crate::error::SandboxError;
+use crate::spec::SandboxSpec;
+
+/// Where the command's output goes.
+#[derive(Debug)]
+pub enum Io {
+    /// stdout and stderr both appended to this file (open it with
+    /// `append(true)`); stdin is `/dev/null`; a new session and process group.
+    Log(File),
+    /// The caller's stdin/stdout/stderr and terminal session: for `cas shell`.
+    /// The caller should ignore SIGINT while it waits, so Ctrl-C reaches the
+    /// shell inside and not cas.
+    Inherit,
+}
+
+/// How the command ended. A command killed by signal N inside the sandbox
+/// shows as `Exited(128 + N)` (bwrap's convention, like a shell's);
+/// `Signaled` means bwrap itself was killed (cancelled, or from outside).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl Status {
+    pub fn success(self) -> bool {
+        self == Status::Exited(0)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Status::Exited(c) => write!(f, "exit code {c}"),
+            Status::Signaled(s) => write!(f, "killed by signal {s}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub status: Status,
+    pub started: SystemTime,
+    pub ended: SystemTime,
+    /// The sandbox was killed through a [`Cancel`] token.
+    pub cancelled: bool,
+}
+
+impl Outcome {
+    pub fn success(&self) -> bool {
+        !self.cancelled && self.status.success()
+    }
+}
+
+/// The descriptor bwrap writes its JSON status to, in the child.
+const STATUS_FD: i32 = 3;
+
+/// Runs `argv` in the sandbox described by `spec` and waits for it.
+/// A command that fails is an `Ok(Outcome)` with a non-zero status; an
+/// error means the sandbox could not be set up (its message names why).
+pub fn run(spec: &SandboxSpec, argv: &[String], io: Io, cancel: &Cancel) -> Result<Outcome, SandboxError> {
+    let bwrap = bwrap_path()?;
+    let interactive = matches!(io, Io::Inherit);
+    let session = if interactive { Session::Shared } else { Session::New };
+    let args = bwrap_args(spec, argv, session, Some(STATUS_FD))?;
+    let started = SystemTime::now();
+    if cancel.is_cancelled() {
+        return Ok(Outcome { status: Status::Signaled(libc::SIGKILL), started, ended: started, cancelled: true });
+    }
+
+    let (status_read, status_write) = pipe().map_err(|source| SandboxError::Spawn { program: bwrap.clone(), source })?;
+    let mut cmd = Command::new(&bwrap);
+    cmd.args(&args).env_clear().stdin(Stdio::null());
+    let mut log_start = None;
+    match &io {
+        Io::Log(file) => {
+            let clone = || file.try_clone().map_err(|source| SandboxError::Log { source });
+            log_start = Some(file.metadata().map_err(|source| SandboxError::Log { source })?.len());
+            cmd.stdout(clone()?).stderr(clone()?);
+        }
+        Io::Inherit => {
+            cmd.stdin(Stdio::inherit());
+        }
+    }
+    let write_fd = status_write.as_raw_fd();
+    let group = !interactive;
+    // SAFETY: the closure only calls async-signal-safe functions.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::umask(0o022);
+            if group && libc::setpgid(0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if write_fd == STATUS_FD {
+                if libc::fcntl(STATUS_FD, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(write_fd, STATUS_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|source| SandboxError::Spawn { program: bwrap.clone(), source })?;
+    drop(status_write);
+    let pid = child.id() as i32;
+    let mut guard = KillOnDrop { child: Some(&mut child), pid, group };
+    cancel.register(pid, group);
+    let waited = wait_no_reap(pid);
+    let cancelled = cancel.unregister(pid);
+    waited.map_err(|source| SandboxError::Wait { pid, source })?;
+    let exit = guard.reap().map_err(|source| SandboxError::Wait { pid, source })?;
+    let ended = SystemTime::now();
+
+    let status = match (exit.code(), exit.signal()) {
+        (Some(c), _) => Status::Exited(c),
+        (None, Some(s)) => Status::Signaled(s),
+        (None, None) => Status::Exited(-1),
+    };
+    let json = read_status(status_read);
+    // bwrap reports `exit-code` only when the command itself ran: without
+    // it, setting up the sandbox (mounts, chdir, exec) failed.
+    if !cancelled && !json.contains("\"exit-code\"") {
+        let message = match (&io, log_start) {
+            (Io::Log(file), Some(start)) => bwrap_message(file, start),
+            _ => String::new(),
+        };
+        let message = if message.is_empty() {
+            format!("{status} before starting the command (see its messages above); command line: {}", crate::args::display(&bwrap, &args))
+        } else {
+            message
+        };
+        return Err(SandboxError::Setup { message });
+    }
+    Ok(Outcome { status, started, ended, cancelled })
+}
+
+/// Kills the sandbox if `run` is left before it was reaped (a panic).
+struct KillOnDrop<'a> {
+    child: Option<&'a mut std::process::Child>,
+    pid: i32,
+    group: bool,
+}
+
+impl KillOnDrop<'_> {
+    fn reap(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        match self.child.take() {
+            Some(c) => c.wait(),
+            None => Err(std::io::Error::other("already reaped")),
+        }
+    }
+}
+
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.take() {
+            kill(self.pid, self.group);
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Waits until `pid` exits, leaving it a zombie so its pid (and process
+/// group) cannot be reused while a [`Cancel`] may still signal it.
+fn wait_no_reap(pid: i32) -> std::io::Result<()> {
+    loop {
+        // SAFETY: waitid writes into the zeroed siginfo we own.
+        let r = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT)
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 fills the two descriptors, which we then own.
+    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors are fresh and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// What bwrap wrote to its status descriptor. bwrap has exited and the pid
+/// namespace is gone, so no writer is left and reading ends.
+fn read_status(fd: OwnedFd) -> String {
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+    let mut f = File::from(fd);
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(n @ 1..) = f.read(&mut chunk) {
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > 1 << 20 {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// bwrap's own error lines (`bwrap: ...`) written to the log since `start`.
+fn bwrap_message(file: &File, start: u64) -> String {
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = file.read_at(&mut buf, start).unwrap_or(0);
+    let text = String::from_utf8_lossy(&buf[..n]);
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("bwrap: ")).collect();
+    lines.join("; ")
+}
+

@@ -1,0 +1,128 @@
+//! What a sandbox is made of. Every field is an input of the build key (except
+//! the host paths, which only say where things live on this machine).
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::SandboxError;
+
+/// The fixed host name inside every sandbox unless a spec says otherwise.
+pub const DEFAULT_HOSTNAME: &str = "cas";
+
+/// One bind mount: `host` appears at `sandbox`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    /// An existing host directory (or file).
+    pub host: PathBuf,
+    /// Absolute path inside the sandbox. It need not exist in the sysroot.
+    pub sandbox: PathBuf,
+    /// Writable, or read-only.
+    pub writable: bool,
+}
+
+impl Mount {
+    pub fn writable(host: impl Into<PathBuf>, sandbox: impl Into<PathBuf>) -> Mount {
+        Mount { host: host.into(), sandbox: sandbox.into(), writable: true }
+    }
+
+    pub fn read_only(host: impl Into<PathBuf>, sandbox: impl Into<PathBuf>) -> Mount {
+        Mount { host: host.into(), sandbox: sandbox.into(), writable: false }
+    }
+}
+
+/// A complete description of one sandbox (see `spec/sandbox.md`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxSpec {
+    /// The sysroot view, shown read-only as `/`.
+    pub root: PathBuf,
+    /// Extra binds (build root, install root, ...), applied parents first.
+    pub mounts: Vec<Mount>,
+    /// The complete environment: nothing else is inherited.
+    pub env: BTreeMap<String, String>,
+    /// Working directory inside the sandbox (must exist there).
+    pub cwd: PathBuf,
+    pub hostname: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// false: a private network namespace with only a loopback interface.
+    pub network: bool,
+}
+
+impl SandboxSpec {
+    /// A spec with the defaults: no mounts, empty environment, cwd `/`,
+    /// hostname `cas`, uid/gid 0, no network.
+    pub fn new(root: impl Into<PathBuf>) -> SandboxSpec {
+        SandboxSpec {
+            root: root.into(),
+            mounts: Vec::new(),
+            env: BTreeMap::new(),
+            cwd: PathBuf::from("/"),
+            hostname: DEFAULT_HOSTNAME.to_owned(),
+            uid: 0,
+            gid: 0,
+            network: false,
+        }
+    }
+
+    /// Checks what can be checked without touching the file system.
+    pub fn validate(&self) -> Result<(), SandboxError> {
+        check_sandbox_path(&self.cwd, false)?;
+        let mut seen = std::collections::BTreeSet::new();
+        for m in &self.mounts {
+            check_sandbox_path(&m.sandbox, true)?;
+            if !seen.insert(m.sandbox.clone()) {
+                return Err(SandboxError::DuplicateMount { path: m.sandbox.clone() });
+            }
+        }
+        for name in self.env.keys() {
+            if name.is_empty() {
+                return Err(SandboxError::InvalidEnv { name: name.clone(), why: "empty name" });
+            }
+            if name.contains('=') || name.contains('\0') {
+                return Err(SandboxError::InvalidEnv { name: name.clone(), why: "contains '=' or NUL" });
+            }
+        }
+        for value in self.env.values() {
+            if value.contains('\0') {
+                return Err(SandboxError::InvalidEnv { name: value.clone(), why: "value contains NUL" });
+            }
+        }
+        if self.hostname.is_empty() || self.hostname.len() > 64 || self.hostname.contains('\0') {
+            return Err(SandboxError::InvalidPath {
+                path: PathBuf::from(&self.hostname),
+                why: "a host name has 1 to 64 characters",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Paths the sandbox itself provides: mounts may not go there.
+pub(crate) const RESERVED: [&str; 2] = ["/proc", "/dev"];
+
+/// A sandbox path is absolute and normal: no `.`, no `..`, no trailing
+/// oddities. Mount points additionally may not be `/`, `/proc` or `/dev`.
+pub(crate) fn check_sandbox_path(path: &Path, mount_point: bool) -> Result<(), SandboxError> {
+    let bad = |why| Err(SandboxError::InvalidPath { path: path.to_owned(), why });
+    if !path.is_absolute() {
+        return bad("not absolute");
+    }
+    if path.as_os_str().as_encoded_bytes().contains(&0) {
+        return bad("contains NUL");
+    }
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::Normal(_) => {}
+            _ => return bad("contains `.` or `..`"),
+        }
+    }
+    if mount_point {
+        if path.components().count() == 1 {
+            return bad("cannot mount over `/` (it is the sysroot)");
+        }
+        if RESERVED.iter().any(|r| path.starts_with(r)) {
+            return bad("/proc and /dev are provided by the sandbox");
+        }
+    }
+    Ok(())
+}
