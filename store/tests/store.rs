@@ -274,3 +274,29 @@ fn store_is_sync_and_concurrent_ingests_agree() {
     assert_eq!(st.objects, 50 + 7 + 1 + 1, "50 blobs, 7 subtrees, the root, the empty tree");
     assert!(store.verify(false).unwrap().is_consistent());
 }
+
+#[test]
+fn mode_variants_are_verified_and_collected_with_their_object() {
+    let t = tmp();
+    let store = Store::open(&t.path().join("store")).unwrap();
+    let input = t.path().join("in");
+    write(&input.join("tool"), b"#!/bin/sh\n", 0o4755);
+    let a = store.ingest(&input, IngestMode::Copy).unwrap().tree;
+    store.materialize(&a, &t.path().join("out"), Method::Hardlink).unwrap();
+    let blob = BlobDigest(Digest::of_bytes(b"#!/bin/sh\n"));
+    let variant = Path::new(&format!("{}.4555", store.blob_path(&blob).display())).to_path_buf();
+    assert_eq!(fs::metadata(&variant).unwrap().mode() & 0o7777, 0o4555);
+    assert_eq!(fs::metadata(t.path().join("out/tool")).unwrap().ino(), fs::metadata(&variant).unwrap().ino());
+    assert!(store.verify(false).unwrap().is_consistent());
+    // A variant with the wrong mode is reported and removed by repair (it is derivable).
+    fs::set_permissions(&variant, fs::Permissions::from_mode(0o555)).unwrap();
+    let r = store.verify(false).unwrap();
+    assert_eq!(r.bad_variants, vec![variant.clone()]);
+    assert!(store.verify(true).unwrap().is_consistent());
+    assert!(!variant.exists());
+    // Made again on demand; gc removes it with its object.
+    store.materialize(&a, &t.path().join("out2"), Method::Hardlink).unwrap();
+    assert!(variant.exists());
+    store.gc(&GcOptions::default()).unwrap();
+    assert!(!variant.exists() && !store.has_blob(&blob));
+}
