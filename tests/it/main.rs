@@ -3,5 +3,6 @@
 
 mod ctx;
 
+mod build;
 mod format;
 mod store;

@@ -1,1 +1,26 @@
-//! placeholder
+//! `cas-build`: turning loaded elements into stored outputs.
+//!
+//! - [`keys`]: action keys and input manifests (spec/keys.md).
+//! - [`step`]: one step: cache lookup, staging, sandbox, ingest, record.
+//! - [`run`]: a whole run ([`build`]) and keys/states without building ([`plan`]).
+//! - [`scheduler`]: the parallel DAG runner.
+//! - [`sources`]: the source cache over the store, local-source digests.
+//! - [`split`]: split-rule filtering and tree placement (compose, script).
+//! - [`builddir`]: build directories and the last failed build.
+//! - [`progress`]: progress on stderr.
+//! - [`error`]: [`BuildError`].
+
+pub mod builddir;
+pub mod error;
+pub mod keys;
+pub mod progress;
+pub mod run;
+pub mod scheduler;
+pub mod sources;
+pub mod split;
+pub mod step;
+
+pub use error::BuildError;
+pub use progress::{Console, Reporter};
+pub use run::{build, plan, BuildOptions, BuildReport, ElementReport, Planned, State};
+pub use step::Status;

@@ -61,4 +61,10 @@ pub enum Command {
     Show(crate::commands::show::ShowArgs),
     /// Print the dependency graph in Graphviz DOT
     Graph(crate::commands::show::GraphArgs),
+    /// Build elements and everything below them
+    Build(crate::commands::build::BuildArgs),
+    /// Write an element's output as plain files into a directory
+    Checkout(crate::commands::build::CheckoutArgs),
+    /// Print the build log of an element's cached result
+    Log(crate::commands::build::LogArgs),
 }

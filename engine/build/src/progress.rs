@@ -1,0 +1,162 @@
+//! Progress on stderr: what runs, what waits, counts, elapsed time. A live
+//! display on a terminal (indicatif), plain lines otherwise.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use cas_store::ActionKey;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::error::BuildError;
+
+/// Receives the events of a run. Implementations must be thread-safe.
+pub trait Reporter: Sync {
+    fn started(&self, element: &str, key: &ActionKey);
+    fn finished(&self, element: &str, status: &str, took: Option<Duration>);
+    fn failed(&self, element: &str, error: &BuildError, log: &Path);
+    fn message(&self, text: &str);
+}
+
+/// The reporter used by `cas build`.
+pub struct Console {
+    start: Instant,
+    total: usize,
+    live: Option<Live>,
+    state: Mutex<Counts>,
+}
+
+struct Live {
+    multi: MultiProgress,
+    summary: ProgressBar,
+    bars: Mutex<Vec<(String, ProgressBar)>>,
+}
+
+#[derive(Default)]
+struct Counts {
+    done: usize,
+    built: usize,
+    cached: usize,
+    failed: usize,
+    running: usize,
+}
+
+impl Console {
+    pub fn new(total: usize) -> Console {
+        let live = std::io::stderr().is_terminal().then(|| {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let summary = multi.add(ProgressBar::new(total as u64));
+            summary.set_style(
+                ProgressStyle::with_template("{elapsed:>5} [{bar:30}] {pos}/{len} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            summary.enable_steady_tick(Duration::from_millis(200));
+            Live { multi, summary, bars: Mutex::new(Vec::new()) }
+        });
+        Console { start: Instant::now(), total, live, state: Mutex::new(Counts::default()) }
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn update_summary(&self, c: &Counts) {
+        if let Some(live) = &self.live {
+            live.summary.set_position(c.done as u64);
+            live.summary.set_message(format!(
+                "built {} · cached {} · failed {} · running {} · waiting {}",
+                c.built,
+                c.cached,
+                c.failed,
+                c.running,
+                self.total.saturating_sub(c.done + c.running)
+            ));
+        }
+    }
+
+    fn line(&self, text: String) {
+        match &self.live {
+            Some(live) => live.multi.suspend(|| eprintln!("{text}")),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    pub fn finish(&self) {
+        if let Some(live) = &self.live {
+            live.summary.finish_and_clear();
+        }
+    }
+}
+
+impl Reporter for Console {
+    fn started(&self, element: &str, key: &ActionKey) {
+        let mut c = self.counts();
+        c.running += 1;
+        self.update_summary(&c);
+        drop(c);
+        let hex = key.to_hex();
+        match &self.live {
+            Some(live) => {
+                let bar = live.multi.insert_before(&live.summary, ProgressBar::new_spinner());
+                bar.set_style(ProgressStyle::with_template("  {spinner} {elapsed:>4} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+                bar.set_message(format!("building {element} [{}]", &hex[..12]));
+                bar.enable_steady_tick(Duration::from_millis(120));
+                live.bars.lock().unwrap_or_else(|e| e.into_inner()).push((element.to_owned(), bar));
+            }
+            None => eprintln!("[{:>6.1}s] building {element} [{}]", self.start.elapsed().as_secs_f64(), &hex[..12]),
+        }
+    }
+
+    fn finished(&self, element: &str, status: &str, took: Option<Duration>) {
+        let mut c = self.counts();
+        c.done += 1;
+        match status {
+            "built" => {
+                c.built += 1;
+                c.running = c.running.saturating_sub(1);
+            }
+            "cached" | "pulled" => c.cached += 1,
+            "failed" => {
+                c.failed += 1;
+                c.running = c.running.saturating_sub(1);
+            }
+            _ => {}
+        }
+        self.update_summary(&c);
+        drop(c);
+        if let Some(live) = &self.live {
+            let mut bars = live.bars.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = bars.iter().position(|(n, _)| n == element) {
+                let (_, bar) = bars.remove(i);
+                bar.finish_and_clear();
+            }
+        }
+        let took = took.map(|d| format!(" in {:.1}s", d.as_secs_f64())).unwrap_or_default();
+        self.line(format!("[{:>6.1}s] {status:<7} {element}{took}", self.start.elapsed().as_secs_f64()));
+    }
+
+    fn failed(&self, element: &str, error: &BuildError, log: &Path) {
+        let mut text = format!("error: {error}\n");
+        if let Ok(f) = std::fs::File::open(log) {
+            let lines: Vec<String> = std::io::BufReader::new(f).lines().map_while(Result::ok).collect();
+            let tail = &lines[lines.len().saturating_sub(20)..];
+            text.push_str(&format!("--- last {} lines of the log of {element}:\n", tail.len()));
+            for l in tail {
+                text.push_str(&format!("  | {l}\n"));
+            }
+        }
+        text.push_str(&format!("--- full log: {}\n--- build directory kept: {} (cas shell --failed)",
+            log.display(), log.parent().map(|p| p.display().to_string()).unwrap_or_default()));
+        self.line(text);
+    }
+
+    fn message(&self, text: &str) {
+        self.line(text.to_owned());
+    }
+}

@@ -1,0 +1,265 @@
+//! A whole run: `build` (the DAG in parallel, in the sandbox) and `plan`
+//! (keys and states without building, for `cas show`).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use cas_format::{ElementId, Loaded};
+use cas_sandbox::Cancel;
+use cas_sources::{Fetcher, FetcherConfig, Mirrors};
+use cas_store::{ActionKey, Digest, Store, TreeDigest};
+
+use crate::error::{BuildError, Result};
+use crate::progress::Reporter;
+use crate::scheduler::{self, Dag, NodeEnd};
+use crate::sources::{needs_fetch, LocalDigests, StoreSourceCache};
+use crate::step::{Engine, Status};
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Steps at once.
+    pub jobs: usize,
+    /// `%{max-jobs}` inside each step.
+    pub max_jobs: usize,
+    pub keep_going: bool,
+    pub offline: bool,
+    pub mirrors: Mirrors,
+}
+
+/// One element's line in the report (`cas build --json`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ElementReport {
+    pub name: String,
+    pub key: Option<String>,
+    pub status: &'static str,
+    pub output: Option<String>,
+    /// Unix milliseconds when the step's work started and ended (built steps).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BuildReport {
+    pub elements: Vec<ElementReport>,
+    pub built: usize,
+    pub cached: usize,
+    pub pulled: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+pub(crate) fn fetcher_for(store: &Store, mirrors: &Mirrors) -> Result<Fetcher> {
+    let mut config = FetcherConfig::new(store.root().join("tmp"), git_dir(store));
+    config.mirrors = mirrors.clone();
+    Fetcher::new(config).map_err(|source| BuildError::Source { element: String::new(), source })
+}
+
+fn git_dir(store: &Store) -> PathBuf {
+    store.root().join("sources").join("git")
+}
+
+/// Builds `targets` and everything below them.
+pub fn build(
+    store: &Store,
+    loaded: &Loaded,
+    targets: &[ElementId],
+    opts: &BuildOptions,
+    reporter: &dyn Reporter,
+    stop: &AtomicBool,
+) -> Result<BuildReport> {
+    let _lock = store.lock_shared()?;
+    let closure = loaded.closure(targets);
+    let pos: HashMap<ElementId, usize> = closure.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    let dag = Dag {
+        waits: closure.iter().map(|id| loaded.staged(*id).iter().filter_map(|d| pos.get(d).copied()).collect()).collect(),
+    };
+    let fetcher = fetcher_for(store, &opts.mirrors)?;
+    let engine = Engine {
+        store,
+        loaded,
+        fetcher: &fetcher,
+        locals: LocalDigests::default(),
+        git_dir: git_dir(store),
+        max_jobs: opts.max_jobs.max(1),
+        cancel: Cancel::new(),
+        offline: opts.offline,
+        reporter,
+    };
+    let outputs: Mutex<HashMap<ElementId, TreeDigest>> = Mutex::new(HashMap::new());
+    let errors: Mutex<HashMap<ElementId, (Option<ActionKey>, String)>> = Mutex::new(HashMap::new());
+    let finished = AtomicBool::new(false);
+    let ends = std::thread::scope(|scope| {
+        // Ctrl-C: stop starting steps and kill the running sandboxes.
+        let cancel = engine.cancel.clone();
+        let finished = &finished;
+        scope.spawn(move || {
+            while !finished.load(Ordering::SeqCst) {
+                if stop.load(Ordering::SeqCst) {
+                    cancel.cancel();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let ends = scheduler::run(&dag, opts.jobs, opts.keep_going, stop, |i| {
+            let id = closure[i];
+            let name = &engine.element(id).name;
+            let lookup = |d: ElementId| outputs.lock().unwrap_or_else(|e| e.into_inner()).get(&d).cloned();
+            match engine.run(id, &lookup) {
+                Ok(done) => {
+                    let took = done.span.map(|(a, b)| Duration::from_millis(b.saturating_sub(a)));
+                    let status = match done.status {
+                        Status::Built => "built",
+                        Status::Cached => "cached",
+                        Status::Pulled => "pulled",
+                    };
+                    reporter.finished(name, status, took);
+                    outputs.lock().unwrap_or_else(|e| e.into_inner()).insert(id, done.output.clone());
+                    Ok(done)
+                }
+                Err(e) => {
+                    if matches!(e, BuildError::Source { .. } | BuildError::Conflict { .. } | BuildError::NoShell { .. } | BuildError::Store(_)) {
+                        // Errors before the sandbox ran have no log to show.
+                        reporter.message(&format!("error: {e}"));
+                    }
+                    reporter.finished(name, "failed", None);
+                    errors.lock().unwrap_or_else(|e| e.into_inner()).insert(id, (None, e.to_string()));
+                    Err(())
+                }
+            }
+        });
+        finished.store(true, Ordering::SeqCst);
+        ends
+    });
+    let errors = errors.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut report = BuildReport { elements: Vec::new(), built: 0, cached: 0, pulled: 0, failed: 0, skipped: 0 };
+    for (i, end) in ends.into_iter().enumerate() {
+        let id = closure[i];
+        let name = engine.element(id).name.clone();
+        let mut row = ElementReport { name, key: None, status: "skipped", output: None, started_ms: None, ended_ms: None, error: None };
+        match end {
+            NodeEnd::Ok(done) => {
+                row.key = Some(done.key.to_hex());
+                row.output = Some(done.output.to_hex());
+                row.started_ms = done.span.map(|s| s.0);
+                row.ended_ms = done.span.map(|s| s.1);
+                row.status = match done.status {
+                    Status::Built => {
+                        report.built += 1;
+                        "built"
+                    }
+                    Status::Cached => {
+                        report.cached += 1;
+                        "cached"
+                    }
+                    Status::Pulled => {
+                        report.pulled += 1;
+                        "pulled"
+                    }
+                };
+            }
+            NodeEnd::Failed => {
+                report.failed += 1;
+                row.status = "failed";
+                if let Some((key, msg)) = errors.get(&id) {
+                    row.key = key.as_ref().map(|k| k.to_hex());
+                    row.error = Some(msg.clone());
+                }
+            }
+            NodeEnd::Skipped => report.skipped += 1,
+        }
+        report.elements.push(row);
+    }
+    Ok(report)
+}
+
+/// The state of an element for `cas show`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    Cached,
+    Buildable,
+    Waiting,
+    FetchNeeded,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Cached => "cached",
+            State::Buildable => "buildable",
+            State::Waiting => "waiting",
+            State::FetchNeeded => "fetch-needed",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub id: ElementId,
+    pub key: Option<ActionKey>,
+    pub state: State,
+    pub output: Option<TreeDigest>,
+}
+
+/// Keys and states of the closure of `targets`, without building anything.
+/// A key is known when the outputs of everything staged are known (cached).
+pub fn plan(store: &Store, loaded: &Loaded, targets: &[ElementId], mirrors: &Mirrors) -> Result<Vec<Planned>> {
+    let closure = loaded.closure(targets);
+    let fetcher = fetcher_for(store, mirrors)?;
+    let cache = StoreSourceCache { store };
+    let reporter = Silent;
+    let engine = Engine {
+        store,
+        loaded,
+        fetcher: &fetcher,
+        locals: LocalDigests::default(),
+        git_dir: git_dir(store),
+        max_jobs: 1,
+        cancel: Cancel::new(),
+        offline: true,
+        reporter: &reporter,
+    };
+    let mut outputs: HashMap<ElementId, TreeDigest> = HashMap::new();
+    let mut rows = Vec::new();
+    for id in closure {
+        let el = engine.element(id);
+        let fetch = needs_fetch(&el.sources, &fetcher, &cache);
+        let staged: Option<Vec<(ElementId, TreeDigest)>> =
+            loaded.staged(id).into_iter().map(|d| outputs.get(&d).map(|t| (d, t.clone()))).collect();
+        let Some(staged) = staged else {
+            rows.push(Planned { id, key: None, state: if fetch { State::FetchNeeded } else { State::Waiting }, output: None });
+            continue;
+        };
+        let inputs = engine.key_inputs(id, &staged)?;
+        let key = ActionKey(Digest::of_bytes(&inputs.manifest()));
+        let state = match engine.lookup(&key)? {
+            Some(r) => {
+                outputs.insert(id, r.output.clone());
+                State::Cached
+            }
+            None if fetch => State::FetchNeeded,
+            None => State::Buildable,
+        };
+        let output = outputs.get(&id).cloned();
+        rows.push(Planned { id, key: Some(key), state, output });
+    }
+    Ok(rows)
+}
+
+struct Silent;
+
+impl Reporter for Silent {
+    fn started(&self, _: &str, _: &ActionKey) {}
+    fn finished(&self, _: &str, _: &str, _: Option<Duration>) {}
+    fn failed(&self, _: &str, _: &BuildError, _: &std::path::Path) {}
+    fn message(&self, _: &str) {}
+}

@@ -1,0 +1,103 @@
+//! The engine's side of sources: the source cache over the content store,
+//! local-source identities, fetching and staging.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use cas_sources::{Checksum, Source, SourceCache, SourceKind};
+use cas_store::{Entry, IngestMode, Store, Tree, TreeDigest};
+
+/// Downloaded sources kept in the content store: the store's source index
+/// maps `algorithm:hex` to the blob holding the file.
+pub struct StoreSourceCache<'a> {
+    pub store: &'a Store,
+}
+
+fn index_id(c: &Checksum) -> String {
+    format!("{}:{}", c.algorithm(), c.hex())
+}
+
+impl SourceCache for StoreSourceCache<'_> {
+    fn lookup(&self, checksum: &Checksum) -> Option<PathBuf> {
+        let blob = self.store.source_get(&index_id(checksum)).ok()??;
+        self.store.has_blob(&blob).then(|| self.store.blob_path(&blob))
+    }
+
+    fn insert(&self, checksum: &Checksum, file: &Path) -> cas_sources::Result<PathBuf> {
+        let to_err = |e: cas_store::StoreError| cas_sources::SourceError::Io {
+            what: "cannot add to the source cache",
+            path: file.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        };
+        let (blob, _) = self.store.put_file(file, IngestMode::Move).map_err(to_err)?;
+        self.store.source_put(&index_id(checksum), &blob).map_err(to_err)?;
+        Ok(self.store.blob_path(&blob))
+    }
+}
+
+/// Tree digests of local sources, computed once per run.
+#[derive(Default)]
+pub struct LocalDigests {
+    memo: Mutex<HashMap<PathBuf, TreeDigest>>,
+}
+
+impl LocalDigests {
+    /// The tree digest of a local file or directory: a directory is ingested
+    /// (copied, the project is left untouched); a file becomes a one-entry
+    /// tree named after it.
+    pub fn digest(&self, store: &Store, path: &Path) -> Result<TreeDigest, cas_store::StoreError> {
+        if let Some(d) = self.memo.lock().unwrap_or_else(|e| e.into_inner()).get(path) {
+            return Ok(d.clone());
+        }
+        let meta = std::fs::symlink_metadata(path).map_err(|e| cas_store::StoreError::Io {
+            op: "cannot read local source",
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        let digest = if meta.is_dir() {
+            store.ingest(path, IngestMode::Copy)?.tree
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            let (blob, size) = store.put_file(path, IngestMode::Copy)?;
+            let name = path.file_name().map(|n| n.as_encoded_bytes().to_vec()).unwrap_or_default();
+            let tree = Tree::new(vec![Entry::file(name, meta.permissions().mode() & 0o7777, blob, size)])?;
+            store.put_tree(&tree)?
+        };
+        self.memo.lock().unwrap_or_else(|e| e.into_inner()).insert(path.to_path_buf(), digest.clone());
+        Ok(digest)
+    }
+}
+
+/// The identity bytes of every source of an element (spec/sources.md).
+pub fn identities(store: &Store, locals: &LocalDigests, sources: &[Source]) -> cas_sources::Result<Vec<Vec<u8>>> {
+    sources
+        .iter()
+        .map(|s| {
+            cas_sources::identity(s, |p| {
+                locals
+                    .digest(store, p)
+                    .map(|d| *d.digest().as_bytes())
+                    .map_err(|e| Box::new(e) as cas_sources::BoxError)
+            })
+        })
+        .collect()
+}
+
+/// Whether any source of the element must be fetched before it can build.
+pub fn needs_fetch(sources: &[Source], fetcher: &cas_sources::Fetcher, cache: &dyn SourceCache) -> bool {
+    sources.iter().any(|s| cas_sources::needs_fetch(s, fetcher, cache))
+}
+
+/// A short human description of a source, for messages.
+pub fn describe(source: &Source) -> String {
+    match &source.kind {
+        SourceKind::Local { path } | SourceKind::Patch { path, .. } => {
+            format!("{} {}", source.kind.name(), path.display())
+        }
+        SourceKind::Tar { url, .. }
+        | SourceKind::Remote { url, .. }
+        | SourceKind::Deb { url, .. }
+        | SourceKind::Git { url, .. } => format!("{} {}", source.kind.name(), url.written),
+    }
+}

@@ -1,0 +1,416 @@
+//! One build step: compute its key, answer from the action cache, or stage
+//! its sources and sysroot, run its phases in the sandbox, ingest its output
+//! and record the result atomically.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use cas_format::{Behaviour, Config, Element, ElementId, Loaded};
+use cas_sandbox::{Cancel, Io, Mount, SandboxSpec};
+use cas_sources::Fetcher;
+use cas_store::{ActionKey, ActionResult, BlobDigest, Digest, IngestMode, Method, Store, StoreError, TreeDigest};
+
+use crate::builddir::{BuildDir, FailedBuild};
+use crate::error::{io, BuildError, Result};
+use crate::keys::{KeyInputs, SandboxSettings};
+use crate::progress::Reporter;
+use crate::sources::{identities, LocalDigests, StoreSourceCache};
+use crate::split;
+
+/// The fixed host name and umask of every sandbox (spec/sandbox.md).
+pub const HOSTNAME: &str = "cas";
+pub const UMASK: u32 = 0o022;
+
+/// How a step ended well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Built,
+    Cached,
+    Pulled,
+}
+
+/// A step that has an output.
+#[derive(Debug, Clone)]
+pub struct Done {
+    pub key: ActionKey,
+    pub output: TreeDigest,
+    pub status: Status,
+    /// Wall-clock span of the work (unix ms), for built steps.
+    pub span: Option<(u64, u64)>,
+}
+
+/// Everything a step needs from the run.
+pub struct Engine<'a> {
+    pub store: &'a Store,
+    pub loaded: &'a Loaded,
+    pub fetcher: &'a Fetcher,
+    pub locals: LocalDigests,
+    pub git_dir: PathBuf,
+    pub max_jobs: usize,
+    pub cancel: Cancel,
+    pub offline: bool,
+    pub reporter: &'a dyn Reporter,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Engine<'_> {
+    pub fn element(&self, id: ElementId) -> &Element {
+        &self.loaded.elements[id.index()]
+    }
+
+    fn source_cache(&self) -> StoreSourceCache<'_> {
+        StoreSourceCache { store: self.store }
+    }
+
+    /// The key inputs of `id`, given the outputs of its staged dependencies
+    /// (in staging order).
+    pub fn key_inputs(&self, id: ElementId, staged: &[(ElementId, TreeDigest)]) -> Result<KeyInputs> {
+        let el = self.element(id);
+        let sources = identities(self.store, &self.locals, &el.sources)
+            .map_err(|source| BuildError::Source { element: el.name.clone(), source })?;
+        let var = |name: &str, default: &str| el.variables.get(name).cloned().unwrap_or_else(|| default.to_owned());
+        let mut config: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        match &el.config {
+            Config::Import { source, target } => {
+                config.insert("import-source".into(), vec![source.clone()]);
+                config.insert("import-target".into(), vec![target.clone()]);
+            }
+            Config::Compose { include, exclude, include_orphans, integrate } => {
+                config.insert("include".into(), include.clone());
+                config.insert("exclude".into(), exclude.clone());
+                config.insert("include-orphans".into(), vec![include_orphans.to_string()]);
+                config.insert("integrate".into(), vec![integrate.to_string()]);
+                let mut integration = Vec::new();
+                let mut rules = Vec::new();
+                for (i, (dep, _)) in staged.iter().enumerate() {
+                    let d = self.element(*dep);
+                    integration.extend(d.public.integration_commands.iter().cloned());
+                    for (domain, patterns) in &d.public.split_rules {
+                        for p in patterns {
+                            rules.push(format!("{i}\t{domain}\t{p}"));
+                        }
+                    }
+                }
+                config.insert("integration-commands".into(), integration);
+                config.insert("split-rules".into(), rules);
+            }
+            Config::Script { layout, root_read_only, output } => {
+                config.insert("output".into(), vec![output.clone()]);
+                config.insert("root-read-only".into(), vec![root_read_only.to_string()]);
+                let pos = |e: ElementId| staged.iter().position(|(s, _)| *s == e);
+                config.insert(
+                    "layout".into(),
+                    layout
+                        .iter()
+                        .map(|l| match l.element.and_then(pos) {
+                            Some(i) => format!("{i}\t{}", l.destination),
+                            None => format!("-\t{}", l.destination),
+                        })
+                        .collect(),
+                );
+            }
+            Config::Sandbox | Config::Stack => {}
+        }
+        Ok(KeyInputs {
+            kind: el.kind.clone(),
+            behaviour: el.behaviour.name().to_owned(),
+            phases: el.phases.clone(),
+            environment: el.environment.clone(),
+            sandbox: SandboxSettings {
+                arch: el.sandbox.build_arch.clone(),
+                uid: el.sandbox.build_uid,
+                gid: el.sandbox.build_gid,
+                network: false,
+                build_root: var("build-root", "/build"),
+                install_root: var("install-root", "/install"),
+                hostname: HOSTNAME.into(),
+                umask: UMASK,
+            },
+            config,
+            sources,
+            dependencies: staged.iter().map(|(_, d)| *d.digest().as_bytes()).collect(),
+        })
+    }
+
+    /// The cached result of a key, if its output is really in the store.
+    pub fn lookup(&self, key: &ActionKey) -> Result<Option<ActionResult>> {
+        Ok(self.store.action_get(key)?.filter(|r| self.store.has_tree(&r.output)))
+    }
+
+    /// Runs one step. `outputs[i]` is the output of element `i` when it is
+    /// already done in this run.
+    pub fn run(&self, id: ElementId, outputs: &dyn Fn(ElementId) -> Option<TreeDigest>) -> Result<Done> {
+        let el = self.element(id);
+        let staged: Vec<(ElementId, TreeDigest)> = self
+            .loaded
+            .staged(id)
+            .into_iter()
+            .map(|d| {
+                let out = outputs(d).ok_or_else(|| BuildError::Other {
+                    element: el.name.clone(),
+                    message: format!("dependency {} has no output", self.element(d).name),
+                })?;
+                Ok((d, out))
+            })
+            .collect::<Result<_>>()?;
+        let inputs = self.key_inputs(id, &staged)?;
+        let manifest = inputs.manifest();
+        let key = ActionKey(Digest::of_bytes(&manifest));
+        if let Some(hit) = self.lookup(&key)? {
+            return Ok(Done { key, output: hit.output, status: Status::Cached, span: None });
+        }
+        // Fetch what is missing (cached sources are never fetched again).
+        let cache = self.source_cache();
+        for s in &el.sources {
+            cas_sources::fetch_source(s, self.fetcher, &cache, self.offline, &cas_sources::NoProgress)
+                .map_err(|source| BuildError::Source { element: el.name.clone(), source })?;
+        }
+        self.reporter.started(&el.name, &key);
+        let dir = BuildDir::create(self.store.root(), &el.name, &key.to_hex())
+            .map_err(io(&el.name, "cannot create build directory in", self.store.root().join("builds")))?;
+        let started = SystemTime::now();
+        let clock = Instant::now();
+        let result = self.execute(el, &inputs, &staged, &dir);
+        let ended = SystemTime::now();
+        match result {
+            Ok(output) => {
+                let log = self.store_log(&dir)?;
+                let manifest_blob = self.store.put_bytes(&manifest)?;
+                let result = ActionResult {
+                    output: output.clone(),
+                    log,
+                    duration_ms: clock.elapsed().as_millis() as u64,
+                    created: unix_ms(started) as i64 / 1000,
+                    manifest: manifest_blob,
+                };
+                self.store.action_put(&key, &result)?;
+                dir.remove();
+                Ok(Done { key, output, status: Status::Built, span: Some((unix_ms(started), unix_ms(ended))) })
+            }
+            Err(e) => {
+                FailedBuild {
+                    element: el.name.clone(),
+                    element_file: el.file.clone(),
+                    key: key.to_hex(),
+                    dir: dir.root.clone(),
+                    log: dir.log(),
+                }
+                .save(self.store.root());
+                self.reporter.failed(&el.name, &e, &dir.log());
+                Err(e)
+            }
+        }
+    }
+
+    fn store_log(&self, dir: &BuildDir) -> Result<BlobDigest> {
+        let log = dir.log();
+        if !log.exists() {
+            return Ok(self.store.put_bytes(b"")?);
+        }
+        Ok(self.store.put_file(&log, IngestMode::Copy)?.0)
+    }
+
+    fn execute(&self, el: &Element, inputs: &KeyInputs, staged: &[(ElementId, TreeDigest)], dir: &BuildDir) -> Result<TreeDigest> {
+        let mut log = File::options()
+            .create(true)
+            .append(true)
+            .open(dir.log())
+            .map_err(io(&el.name, "cannot open log", dir.log()))?;
+        match el.behaviour {
+            Behaviour::Stack => Ok(self.store.empty_tree()?),
+            Behaviour::Import => {
+                self.stage_sources(el, &dir.build())?;
+                let _ = writeln!(log, "# import: {} source(s)", el.sources.len());
+                let out = self.store.ingest(&dir.build(), IngestMode::Move)?.tree;
+                Ok(out)
+            }
+            Behaviour::Sandbox => {
+                let view_tree = self.merge(el, staged)?;
+                self.stage_sources(el, &dir.build())?;
+                let view = self.store.view(&view_tree)?;
+                self.run_phases(el, inputs, view.path(), false, dir, &mut log)?;
+                drop(view);
+                Ok(self.store.ingest(&dir.install(), IngestMode::Move)?.tree)
+            }
+            Behaviour::Script => {
+                let Config::Script { layout, root_read_only, output } = &el.config else {
+                    return Err(BuildError::Other { element: el.name.clone(), message: "script element without script config".into() });
+                };
+                let root_tree = if layout.is_empty() {
+                    self.merge(el, staged)?
+                } else {
+                    let mut placed = Vec::new();
+                    for l in layout {
+                        let tree = match l.element.and_then(|e| staged.iter().find(|(s, _)| *s == e)) {
+                            Some((e, t)) => (self.element(*e).name.clone(), t.clone()),
+                            None => ("layout".to_string(), self.store.empty_tree()?),
+                        };
+                        placed.push((tree.0, split::place_under(self.store, tree.1, &l.destination)?));
+                    }
+                    self.merge_labelled(el, &placed)?
+                };
+                self.stage_sources(el, &dir.build())?;
+                let out_dir = if *root_read_only {
+                    let view = self.store.view(&root_tree)?;
+                    self.run_phases(el, inputs, view.path(), false, dir, &mut log)?;
+                    self.output_dir(el, inputs, output, None, dir)?
+                } else {
+                    self.store.materialize(&root_tree, &dir.rootfs(), Method::ReflinkOrCopy)?;
+                    self.run_phases(el, inputs, &dir.rootfs(), true, dir, &mut log)?;
+                    self.output_dir(el, inputs, output, Some(&dir.rootfs()), dir)?
+                };
+                if !out_dir.exists() {
+                    return Ok(self.store.empty_tree()?);
+                }
+                Ok(self.store.ingest(&out_dir, IngestMode::Move)?.tree)
+            }
+            Behaviour::Compose => {
+                let Config::Compose { include, exclude, include_orphans, integrate } = &el.config else {
+                    return Err(BuildError::Other { element: el.name.clone(), message: "compose element without compose config".into() });
+                };
+                let mut parts = Vec::new();
+                for (dep, tree) in staged {
+                    let d = self.element(*dep);
+                    let domains = split::Domains::new(&d.name, &d.public.split_rules)?;
+                    let keep = |p: &str| domains.keeps(p, include, exclude, *include_orphans);
+                    parts.push((d.name.clone(), split::filter(self.store, tree, &keep)?));
+                }
+                let merged = self.merge_labelled(el, &parts)?;
+                let commands: Vec<String> = staged
+                    .iter()
+                    .flat_map(|(d, _)| self.element(*d).public.integration_commands.iter().cloned())
+                    .collect();
+                if !*integrate || commands.is_empty() {
+                    return Ok(merged);
+                }
+                // Integration commands run on a private copy: never in the store.
+                self.store.materialize(&merged, &dir.rootfs(), Method::ReflinkOrCopy)?;
+                check_shell(el, &dir.rootfs())?;
+                for c in &commands {
+                    self.run_command(el, inputs, &dir.rootfs(), true, dir, "integration-commands", c, &mut log)?;
+                }
+                Ok(self.store.ingest(&dir.rootfs(), IngestMode::Move)?.tree)
+            }
+        }
+    }
+
+    fn output_dir(&self, el: &Element, inputs: &KeyInputs, output: &str, root: Option<&Path>, dir: &BuildDir) -> Result<PathBuf> {
+        let under = |base: &str, host: PathBuf| -> Option<PathBuf> {
+            let rest = Path::new(output).strip_prefix(base).ok()?;
+            Some(host.join(rest))
+        };
+        if let Some(p) = under(&inputs.sandbox.install_root, dir.install()) {
+            return Ok(p);
+        }
+        if let Some(p) = under(&inputs.sandbox.build_root, dir.build()) {
+            return Ok(p);
+        }
+        match root {
+            Some(r) => Ok(r.join(output.trim_start_matches('/'))),
+            None => Err(BuildError::Other {
+                element: el.name.clone(),
+                message: format!("output `{output}` is in the read-only root; use a path under %{{install-root}} or set root-read-only: false"),
+            }),
+        }
+    }
+
+    fn merge(&self, el: &Element, staged: &[(ElementId, TreeDigest)]) -> Result<TreeDigest> {
+        let labelled: Vec<(String, TreeDigest)> =
+            staged.iter().map(|(d, t)| (self.element(*d).name.clone(), t.clone())).collect();
+        self.merge_labelled(el, &labelled)
+    }
+
+    fn merge_labelled(&self, el: &Element, trees: &[(String, TreeDigest)]) -> Result<TreeDigest> {
+        let refs: Vec<(&str, TreeDigest)> = trees.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+        match self.store.merge(&refs) {
+            Ok(t) => Ok(t),
+            Err(e @ StoreError::MergeConflict { .. }) => {
+                Err(BuildError::Conflict { element: el.name.clone(), message: e.to_string() })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn stage_sources(&self, el: &Element, build: &Path) -> Result<()> {
+        let cache = self.source_cache();
+        for s in &el.sources {
+            cas_sources::stage_source(s, &cache, &self.git_dir, build)
+                .map_err(|source| BuildError::Source { element: el.name.clone(), source })?;
+        }
+        Ok(())
+    }
+
+    fn run_phases(&self, el: &Element, inputs: &KeyInputs, root: &Path, root_writable: bool, dir: &BuildDir, log: &mut File) -> Result<()> {
+        let any = inputs.phases.iter().any(|(_, c)| !c.is_empty());
+        if any {
+            check_shell(el, root)?;
+        }
+        for (phase, commands) in &inputs.phases {
+            for c in commands {
+                self.run_command(el, inputs, root, root_writable, dir, phase, c, log)?;
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_command(
+        &self,
+        el: &Element,
+        inputs: &KeyInputs,
+        root: &Path,
+        root_writable: bool,
+        dir: &BuildDir,
+        phase: &str,
+        command: &str,
+        log: &mut File,
+    ) -> Result<()> {
+        if self.cancel.is_cancelled() {
+            return Err(BuildError::Interrupted { element: el.name.clone() });
+        }
+        let jobs = self.max_jobs.to_string();
+        let command = command.replace("%{max-jobs}", &jobs);
+        let _ = writeln!(log, "# {phase}: {command}");
+        let _ = log.flush();
+        let env = inputs.environment.iter().map(|(k, v)| (k.clone(), v.replace("%{max-jobs}", &jobs))).collect();
+        let _ = root_writable; // TODO(sandbox): writable root for script/compose
+        let spec = SandboxSpec {
+            root: root.to_path_buf(),
+            mounts: vec![
+                Mount::writable(dir.build(), &inputs.sandbox.build_root),
+                Mount::writable(dir.install(), &inputs.sandbox.install_root),
+            ],
+            env,
+            cwd: PathBuf::from(&inputs.sandbox.build_root),
+            hostname: inputs.sandbox.hostname.clone(),
+            uid: inputs.sandbox.uid,
+            gid: inputs.sandbox.gid,
+            network: false,
+        };
+        let file = log.try_clone().map_err(io(&el.name, "cannot open log", dir.log()))?;
+        let outcome = cas_sandbox::run(&spec, &cas_sandbox::shell_argv(&command), Io::Log(file), &self.cancel)?;
+        if outcome.cancelled {
+            return Err(BuildError::Interrupted { element: el.name.clone() });
+        }
+        if !outcome.success() {
+            return Err(BuildError::CommandFailed {
+                element: el.name.clone(),
+                phase: phase.to_owned(),
+                command,
+                status: outcome.status.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn check_shell(el: &Element, root: &Path) -> Result<()> {
+    cas_sandbox::check_shell(root).map_err(|_| BuildError::NoShell { element: el.name.clone() })
+}

@@ -1,0 +1,176 @@
+//! `cas build`, `cas checkout`, `cas log`: building and using outputs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use cas_build::{BuildOptions, Console};
+use cas_format::Loaded;
+use cas_sources::Mirrors;
+use cas_store::{Method, Store};
+
+use crate::cli::Global;
+use crate::commands::show::load_or_report;
+use crate::exit::{CmdResult, Failure};
+
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    /// Element files or element names
+    #[arg(required = true)]
+    pub targets: Vec<PathBuf>,
+    /// Go on with everything that does not depend on a failed step
+    #[arg(long, short = 'k')]
+    pub keep_going: bool,
+    /// Never use the network: a missing source is an error
+    #[arg(long)]
+    pub offline: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckoutArgs {
+    /// Element file or element name
+    pub target: PathBuf,
+    /// Directory to create (must not exist, or be empty)
+    pub dir: PathBuf,
+    /// Hardlink into the store instead of copying (read-only files; never write to them)
+    #[arg(long)]
+    pub hardlinks: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LogArgs {
+    /// Element file or element name
+    pub target: PathBuf,
+}
+
+/// Set by SIGINT: stop starting steps, kill the running sandboxes.
+pub static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_sigint() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_sigint as *const () as libc::sighandler_t);
+    }
+}
+
+pub fn open_store(global: &Global) -> Result<Store, Failure> {
+    let dir = global.store_dir();
+    Store::open(&dir).map_err(|e| Failure::failed(miette::miette!("cannot open the store {}: {e}", dir.display())))
+}
+
+fn needs_sandbox(loaded: &Loaded) -> bool {
+    use cas_format::Behaviour;
+    loaded.closure(&loaded.targets).iter().any(|id| {
+        let e = loaded.element(*id);
+        matches!(e.behaviour, Behaviour::Sandbox | Behaviour::Script | Behaviour::Compose)
+    })
+}
+
+pub fn run_build(global: &Global, args: BuildArgs) -> CmdResult {
+    let loaded = load_or_report(&args.targets)?;
+    let store = open_store(global)?;
+    if needs_sandbox(&loaded) {
+        cas_sandbox::check_available().map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    }
+    install_sigint();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let opts = BuildOptions {
+        jobs: global.jobs(),
+        max_jobs: cores,
+        keep_going: args.keep_going,
+        offline: args.offline,
+        mirrors: Mirrors::new(),
+    };
+    let total = loaded.closure(&loaded.targets).len();
+    let console = Console::new(total);
+    let report = cas_build::build(&store, &loaded, &loaded.targets, &opts, &console, &STOP)
+        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    console.finish();
+    if global.json {
+        let json = serde_json::to_string(&report).map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+        println!("{json}");
+    }
+    let secs = console.elapsed().as_secs_f64();
+    eprintln!(
+        "{} in {secs:.1}s: {} built, {} cached, {} pulled, {} failed{}",
+        if report.failed > 0 { "failed" } else { "done" },
+        report.built,
+        report.cached,
+        report.pulled,
+        report.failed,
+        if report.skipped > 0 { format!(", {} not run", report.skipped) } else { String::new() },
+    );
+    if STOP.load(Ordering::SeqCst) {
+        eprintln!("interrupted: nothing was recorded for unfinished steps");
+        return Ok(ExitCode::from(1));
+    }
+    if report.failed > 0 || report.skipped > 0 {
+        return Ok(ExitCode::from(1));
+    }
+    if !global.json {
+        for id in &loaded.targets {
+            let name = &loaded.element(*id).name;
+            if let Some(row) = report.elements.iter().find(|r| &r.name == name) {
+                eprintln!("{name}: output {}", row.output.as_deref().unwrap_or("-"));
+                eprintln!("  see it with: cas checkout {name} DIR");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The planned state of a single target, which must be cached.
+fn cached_output(global: &Global, target: &PathBuf) -> Result<(Store, Loaded, cas_build::Planned), Failure> {
+    let loaded = load_or_report(std::slice::from_ref(target))?;
+    let store = open_store(global)?;
+    let plan = cas_build::plan(&store, &loaded, &loaded.targets, &Mirrors::new())
+        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    let id = loaded.targets[0];
+    let row = plan.into_iter().find(|p| p.id == id).ok_or_else(|| Failure::failed(miette::miette!("target not planned")))?;
+    if row.output.is_none() {
+        let name = &loaded.element(id).name;
+        return Err(Failure::failed(miette::miette!(
+            help = format!("run `cas build {name}` first"),
+            "{name} is not built (state: {})",
+            row.state.name()
+        )));
+    }
+    Ok((store, loaded, row))
+}
+
+pub fn run_checkout(global: &Global, args: CheckoutArgs) -> CmdResult {
+    let (store, loaded, row) = cached_output(global, &args.target)?;
+    let output = row.output.expect("checked");
+    let method = if args.hardlinks { Method::Hardlink } else { Method::ReflinkOrCopy };
+    let used = store
+        .materialize(&output, &args.dir, method)
+        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    let name = &loaded.element(row.id).name;
+    if global.json {
+        println!(
+            "{}",
+            serde_json::json!({"name": name, "output": output.to_hex(), "dir": args.dir, "method": used.to_string()})
+        );
+    } else {
+        eprintln!("checked out {name} ({}) into {} using {used}", &output.to_hex()[..12], args.dir.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_log(global: &Global, args: LogArgs) -> CmdResult {
+    let (store, loaded, row) = cached_output(global, &args.target)?;
+    let key = row.key.expect("cached rows have keys");
+    let result = store
+        .action_get(&key)
+        .map_err(|e| Failure::failed(miette::miette!("{e}")))?
+        .ok_or_else(|| Failure::failed(miette::miette!("no result for {}", loaded.element(row.id).name)))?;
+    let log = store.read_blob(&result.log).map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(&log);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,212 @@
+//! Black-box tests of `cas build` and friends: keys, the sandbox, the
+//! scheduler, early cutoff, failures.
+
+use crate::ctx::Ctx;
+
+/// A project with `base.yaml` importing a busybox sysroot.
+fn busybox_project() -> Ctx {
+    let ctx = Ctx::new();
+    ctx.write("project.yaml", "name: t\nelement-path: elements\n");
+    ctx.busybox_tree("files/base");
+    ctx.write(
+        "elements/base.yaml",
+        "kind: import\nsources:\n  - kind: local\n    path: files/base\n",
+    );
+    ctx
+}
+
+fn manual(deps: &[&str], commands: &str) -> String {
+    let deps = deps.iter().map(|d| format!("  - {d}\n")).collect::<String>();
+    format!("kind: manual\nbuild-depends:\n  - base.yaml\n{deps}config:\n  install-commands:\n{commands}")
+}
+
+fn statuses(run: &crate::ctx::Run) -> Vec<(String, String)> {
+    let v = run.json();
+    v["elements"]
+        .as_array()
+        .expect("elements array")
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap().to_owned(), e["status"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+fn status_of(run: &crate::ctx::Run, name: &str) -> String {
+    statuses(run).into_iter().find(|(n, _)| n == name).map(|(_, s)| s).unwrap_or_else(|| panic!("{name} not in report:\n{}", run.stdout))
+}
+
+#[test]
+fn hello_builds_checks_out_and_is_cached_the_second_time() {
+    let ctx = busybox_project();
+    ctx.write(
+        "elements/hello.yaml",
+        manual(&[], "    - mkdir -p %{install-root}%{datadir}\n    - echo hello > %{install-root}%{datadir}/greeting\n"),
+    );
+    let first = ctx.cas(["--json", "build", "hello.yaml"]).ok();
+    let v = first.json();
+    assert_eq!(v["built"], 2, "{}", first.stdout);
+    assert_eq!(v["failed"], 0);
+    for e in v["elements"].as_array().unwrap() {
+        assert_eq!(e["key"].as_str().unwrap().len(), 64);
+        assert_eq!(e["output"].as_str().unwrap().len(), 64);
+    }
+    let out = ctx.path("out");
+    ctx.cas(["checkout", "hello.yaml", out.to_str().unwrap()]).ok();
+    assert_eq!(std::fs::read_to_string(out.join("usr/share/greeting")).unwrap(), "hello\n");
+    // A checkout is plain files, not hardlinks into the store.
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(out.join("usr/share/greeting")).unwrap().nlink(), 1);
+
+    let second = ctx.cas(["--json", "build", "hello.yaml"]).ok();
+    let v = second.json();
+    assert_eq!(v["built"], 0, "{}", second.stdout);
+    assert_eq!(v["cached"], 2);
+    assert!(!second.stderr.contains("building"), "a cached build started a step:\n{}", second.stderr);
+    // The log of the cached result is there.
+    let log = ctx.cas(["log", "hello.yaml"]).ok();
+    assert!(log.stdout.contains("echo hello"), "{}", log.stdout);
+}
+
+#[test]
+fn undeclared_dependency_is_invisible_whatever_the_order() {
+    let ctx = busybox_project();
+    ctx.write(
+        "elements/b.yaml",
+        manual(&[], "    - mkdir -p %{install-root}/usr/include\n    - echo b > %{install-root}/usr/include/b.h\n"),
+    );
+    let probe = "    - mkdir -p %{install-root}\n    - if test -e /usr/include/b.h; then echo yes; else echo no; fi > %{install-root}/probe\n";
+    ctx.write("elements/a.yaml", manual(&[], probe));
+    ctx.write("elements/both.yaml", "kind: stack\ndepends:\n  - a.yaml\n  - b.yaml\n");
+    // B first, then A: A still cannot see B.
+    ctx.cas(["build", "b.yaml"]).ok();
+    ctx.cas(["build", "a.yaml"]).ok();
+    let out = ctx.path("a1");
+    ctx.cas(["checkout", "a.yaml", out.to_str().unwrap()]).ok();
+    assert_eq!(std::fs::read_to_string(out.join("probe")).unwrap(), "no\n");
+    // With a fresh store, both at once with -j2: the same answer and the same output.
+    let ctx2_store = ctx.path("store2");
+    let run = ctx.cas(["--json", "--store", ctx2_store.to_str().unwrap(), "-j2", "build", "both.yaml"]).ok();
+    let a_out = run.json()["elements"].as_array().unwrap().iter().find(|e| e["name"] == "a.yaml").unwrap()["output"].clone();
+    let first = ctx.cas(["--json", "build", "a.yaml"]).ok();
+    assert_eq!(first.json()["elements"].as_array().unwrap().iter().find(|e| e["name"] == "a.yaml").unwrap()["output"], a_out);
+}
+
+#[test]
+fn sandbox_is_read_only_offline_and_hides_the_host() {
+    let ctx = busybox_project();
+    std::fs::write(ctx.path("host-secret"), "secret").unwrap();
+    let secret = ctx.path("host-secret");
+    let checks = format!(
+        "    - mkdir -p %{{install-root}}\n\
+         \x20   - if touch /etc/x 2>/dev/null; then echo writable; else echo ro; fi > %{{install-root}}/root\n\
+         \x20   - if touch /usr/x 2>/dev/null; then echo writable; else echo ro; fi > %{{install-root}}/usr\n\
+         \x20   - if test -e {} ; then echo visible; else echo hidden; fi > %{{install-root}}/host\n\
+         \x20   - if test -e /root/.bashrc || test -e /etc/passwd; then echo visible; else echo hidden; fi > %{{install-root}}/etc\n\
+         \x20   - if wget -T 2 -q -O /dev/null http://10.0.2.2/ 2>/dev/null; then echo net; else echo nonet; fi > %{{install-root}}/net\n\
+         \x20   - touch %{{build-root}}/ok\n",
+        secret.display()
+    );
+    ctx.write("elements/probe.yaml", manual(&[], &checks));
+    ctx.cas(["build", "probe.yaml"]).ok();
+    let out = ctx.path("out");
+    ctx.cas(["checkout", "probe.yaml", out.to_str().unwrap()]).ok();
+    let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
+    assert_eq!(read("root"), "ro\n");
+    assert_eq!(read("usr"), "ro\n");
+    assert_eq!(read("host"), "hidden\n");
+    assert_eq!(read("etc"), "hidden\n");
+    assert_eq!(read("net"), "nonet\n");
+}
+
+#[test]
+fn early_cutoff_rebuilds_only_what_changed() {
+    let ctx = busybox_project();
+    let leaf = |comment: &str, content: &str| {
+        manual(&[], &format!("    - mkdir -p %{{install-root}}\n    - \"echo {content} > %{{install-root}}/leaf # {comment}\"\n"))
+    };
+    ctx.write("elements/leaf.yaml", leaf("one", "v1"));
+    ctx.write("elements/mid.yaml", manual(&["leaf.yaml"], "    - mkdir -p %{install-root}\n    - cat /leaf > %{install-root}/mid\n"));
+    ctx.write("elements/top.yaml", manual(&["mid.yaml"], "    - mkdir -p %{install-root}\n    - cat /mid > %{install-root}/top\n"));
+    ctx.write("elements/other.yaml", manual(&[], "    - mkdir -p %{install-root}\n    - echo other > %{install-root}/other\n"));
+    ctx.write("elements/all.yaml", "kind: stack\ndepends:\n  - top.yaml\n  - other.yaml\n");
+    let run = ctx.cas(["--json", "build", "all.yaml"]).ok();
+    assert_eq!(run.json()["built"], 6, "{}", run.stdout);
+
+    // A comment change: the leaf's key changes, its output does not.
+    ctx.write("elements/leaf.yaml", leaf("two", "v1"));
+    let run = ctx.cas(["--json", "build", "all.yaml"]).ok();
+    assert_eq!(status_of(&run, "leaf.yaml"), "built");
+    for n in ["mid.yaml", "top.yaml", "other.yaml", "base.yaml", "all.yaml"] {
+        assert_eq!(status_of(&run, n), "cached", "{n} rebuilt after a comment change");
+    }
+
+    // An output change: the leaf and everything above it, nothing else.
+    ctx.write("elements/leaf.yaml", leaf("two", "v2"));
+    let run = ctx.cas(["--json", "build", "all.yaml"]).ok();
+    for n in ["leaf.yaml", "mid.yaml", "top.yaml"] {
+        assert_eq!(status_of(&run, n), "built", "{n}");
+    }
+    for n in ["other.yaml", "base.yaml"] {
+        assert_eq!(status_of(&run, n), "cached", "{n}");
+    }
+}
+
+#[test]
+fn independent_steps_overlap_with_two_jobs() {
+    let ctx = busybox_project();
+    for n in ["s1", "s2"] {
+        ctx.write(format!("elements/{n}.yaml"), manual(&[], &format!("    - sleep 2\n    - mkdir -p %{{install-root}}\n    - echo {n} > %{{install-root}}/{n}\n")));
+    }
+    ctx.write("elements/both.yaml", "kind: stack\ndepends:\n  - s1.yaml\n  - s2.yaml\n");
+    let run = ctx.cas(["--json", "-j2", "build", "both.yaml"]).ok();
+    let v = run.json();
+    let span = |n: &str| {
+        let e = v["elements"].as_array().unwrap().iter().find(|e| e["name"] == n).unwrap();
+        (e["started_ms"].as_u64().unwrap(), e["ended_ms"].as_u64().unwrap())
+    };
+    let (a0, a1) = span("s1.yaml");
+    let (b0, b1) = span("s2.yaml");
+    assert!(a0 < b1 && b0 < a1, "steps did not overlap: s1 {a0}..{a1}, s2 {b0}..{b1}");
+}
+
+#[test]
+fn a_failing_command_keeps_its_log_records_nothing_and_runs_again() {
+    let ctx = busybox_project();
+    ctx.write("elements/bad.yaml", manual(&[], "    - echo about to fail\n    - echo the-cause >&2; exit 3\n"));
+    let run = ctx.cas(["--json", "build", "bad.yaml"]).expect_code(1);
+    assert_eq!(status_of(&run, "bad.yaml"), "failed");
+    assert!(run.stderr.contains("the-cause"), "the log tail is not shown:\n{}", run.stderr);
+    let log_line = run.stderr.lines().find(|l| l.contains("full log:")).expect("log path shown");
+    let log_path = log_line.split("full log:").nth(1).unwrap().trim();
+    assert!(std::fs::read_to_string(log_path).unwrap().contains("about to fail"));
+    // Nothing recorded: the next build runs it again.
+    let again = ctx.cas(["--json", "build", "bad.yaml"]).expect_code(1);
+    assert_eq!(status_of(&again, "bad.yaml"), "failed");
+    assert!(again.stderr.contains("building bad.yaml"), "{}", again.stderr);
+}
+
+#[test]
+fn two_dependencies_installing_different_content_at_one_path_conflict() {
+    let ctx = busybox_project();
+    ctx.write("elements/x.yaml", manual(&[], "    - mkdir -p %{install-root}/etc\n    - echo x > %{install-root}/etc/conf\n"));
+    ctx.write("elements/y.yaml", manual(&[], "    - mkdir -p %{install-root}/etc\n    - echo y > %{install-root}/etc/conf\n"));
+    ctx.write("elements/z.yaml", manual(&["x.yaml", "y.yaml"], "    - true\n"));
+    let run = ctx.cas(["build", "z.yaml"]).expect_code(1);
+    assert!(run.stderr.contains("x.yaml") && run.stderr.contains("y.yaml") && run.stderr.contains("etc/conf"), "{}", run.stderr);
+}
+
+#[test]
+fn commands_without_a_shell_in_the_sysroot_are_an_error_that_says_so() {
+    let ctx = Ctx::new();
+    ctx.write("elements/noshell.yaml", "kind: manual\nconfig:\n  install-commands:\n    - echo hi\n");
+    let run = ctx.cas(["build", "elements/noshell.yaml"]).expect_code(1);
+    assert!(run.stderr.contains("/bin/sh"), "{}", run.stderr);
+}
+
+#[test]
+fn max_jobs_does_not_change_keys_but_commands_do() {
+    let ctx = busybox_project();
+    ctx.write("elements/j.yaml", manual(&[], "    - mkdir -p %{install-root}\n    - echo %{max-jobs} > /dev/null\n"));
+    let a = ctx.cas(["--json", "show", "j.yaml"]).ok();
+    let b = ctx.cas(["--json", "-j1", "show", "j.yaml"]).ok();
+    assert_eq!(a.stdout, b.stdout);
+}
