@@ -87,7 +87,21 @@ impl Db {
         };
         let conn = Connection::open(path).map_err(err("open"))?;
         conn.busy_timeout(std::time::Duration::from_secs(60)).map_err(err("busy_timeout"))?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err("enable WAL"))?;
+        // Switching to WAL does not wait on busy_timeout when another process
+        // is creating the database at the same moment: retry for a while.
+        let mut attempt = 0;
+        loop {
+            match conn.pragma_update(None, "journal_mode", "WAL") {
+                Ok(()) => break,
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy && attempt < 600 =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10 + attempt % 20));
+                }
+                Err(e) => return Err(err("enable WAL")(e)),
+            }
+        }
         conn.pragma_update(None, "synchronous", "FULL").map_err(err("set synchronous"))?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(err("read user_version"))?;
         if version > SCHEMA_VERSION {

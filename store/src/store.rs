@@ -55,7 +55,8 @@ impl Store {
             }
         }
         if !layout.exists() {
-            let tmp = root.join("tmp").join("layout.new");
+            // A name of its own: two processes may create the same store at once.
+            let tmp = root.join("tmp").join(format!("layout.{}.{}", std::process::id(), TMP_COUNTER.fetch_add(1, Ordering::Relaxed)));
             fs::write(&tmp, LAYOUT).ctx("write", &tmp)?;
             fs::rename(&tmp, &layout).ctx("rename into place", &layout)?;
         }

@@ -28,6 +28,8 @@ pub struct BuildOptions {
     pub keep_going: bool,
     pub offline: bool,
     pub mirrors: Mirrors,
+    /// Rebuild these from scratch, ignoring and not recording results (`cas check`).
+    pub rebuild: std::collections::HashSet<ElementId>,
 }
 
 /// One element's line in the report (`cas build --json`).
@@ -92,6 +94,7 @@ pub fn build(
         cancel: Cancel::new(),
         offline: opts.offline,
         reporter,
+        rebuild: opts.rebuild.clone(),
     };
     let outputs: Mutex<HashMap<ElementId, TreeDigest>> = Mutex::new(HashMap::new());
     let errors: Mutex<HashMap<ElementId, (Option<ActionKey>, String)>> = Mutex::new(HashMap::new());
@@ -227,6 +230,7 @@ pub fn plan(store: &Store, loaded: &Loaded, targets: &[ElementId], mirrors: &Mir
         cancel: Cancel::new(),
         offline: true,
         reporter: &reporter,
+        rebuild: Default::default(),
     };
     let mut outputs: HashMap<ElementId, TreeDigest> = HashMap::new();
     let mut rows = Vec::new();

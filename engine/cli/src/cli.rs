@@ -31,6 +31,9 @@ pub struct Global {
     /// Print machine-readable JSON on stdout
     #[arg(long, global = true)]
     pub json: bool,
+    /// The user configuration file (mirrors, remotes) [default: ~/.config/cas/config.yaml]
+    #[arg(long, global = true, env = "CAS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 impl Global {
@@ -67,4 +70,24 @@ pub enum Command {
     Checkout(crate::commands::build::CheckoutArgs),
     /// Print the build log of an element's cached result
     Log(crate::commands::build::LogArgs),
+    /// An interactive shell in an element's sandbox (or the last failed build's)
+    Shell(crate::commands::shell::Args),
+    /// Fetch every source of the closure into the source cache
+    Fetch(crate::commands::source::Args),
+    /// Source maintenance: track, add
+    Source(crate::commands::source::Args),
+    /// Upload elements' results to a remote cache
+    Push(crate::commands::remote::Args),
+    /// Download elements' results from a remote cache
+    Pull(crate::commands::remote::Args),
+    /// Write an ed25519 key pair for signing action results
+    Keygen(crate::commands::remote::Args),
+    /// Rebuild and compare outputs: is the build reproducible?
+    Check(crate::commands::audit::Args),
+    /// Compare two outputs down to files and ELF sections
+    Diff(crate::commands::audit::Args),
+    /// Why did an element's key change?
+    Explain(crate::commands::audit::Args),
+    /// Compare local outputs with a remote's
+    Challenge(crate::commands::audit::Args),
 }

@@ -85,6 +85,7 @@ pub fn run_build(global: &Global, args: BuildArgs) -> CmdResult {
         keep_going: args.keep_going,
         offline: args.offline,
         mirrors: Mirrors::new(),
+        rebuild: Default::default(),
     };
     let total = loaded.closure(&loaded.targets).len();
     let console = Console::new(total);

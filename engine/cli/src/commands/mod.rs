@@ -1,7 +1,11 @@
 //! One file per subcommand.
 
+pub mod audit;
 pub mod build;
+pub mod remote;
+pub mod shell;
 pub mod show;
+pub mod source;
 pub mod store;
 
 use crate::cli::{Cli, Command};
@@ -16,5 +20,15 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Build(args) => build::run_build(&global, args),
         Command::Checkout(args) => build::run_checkout(&global, args),
         Command::Log(args) => build::run_log(&global, args),
+        Command::Shell(args) => shell::run(&global, "shell", args),
+        Command::Fetch(args) => source::run(&global, "fetch", args),
+        Command::Source(args) => source::run(&global, "source", args),
+        Command::Push(args) => remote::run(&global, "push", args),
+        Command::Pull(args) => remote::run(&global, "pull", args),
+        Command::Keygen(args) => remote::run(&global, "keygen", args),
+        Command::Check(args) => audit::run(&global, "check", args),
+        Command::Diff(args) => audit::run(&global, "diff", args),
+        Command::Explain(args) => audit::run(&global, "explain", args),
+        Command::Challenge(args) => audit::run(&global, "challenge", args),
     }
 }

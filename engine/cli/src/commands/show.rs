@@ -213,7 +213,18 @@ pub fn render_json(loaded: &Loaded, rows: &[ShowRow]) -> String {
 pub fn run_show(global: &Global, args: ShowArgs) -> CmdResult {
     let loaded = load_or_report(&args.targets)?;
     let cwd = std::env::current_dir().unwrap_or_default();
-    let rows = rows(&loaded, &cwd);
+    let mut rows = rows(&loaded, &cwd);
+    // Keys and states: a key is known once everything staged is cached.
+    let store = crate::commands::build::open_store(global)?;
+    let plan = cas_build::plan(&store, &loaded, &loaded.targets, &cas_sources::Mirrors::new())
+        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    for (row, planned) in rows.iter_mut().zip(plan) {
+        debug_assert_eq!(row.element.id, planned.id);
+        let key = planned.key.map(|k| k.to_hex());
+        let key = if global.json { key.unwrap_or_default() } else { key.map(|k| k[..12].to_owned()).unwrap_or_else(|| "-".into()) };
+        row.extra.push(("key", key));
+        row.extra.push(("state", planned.state.name().to_owned()));
+    }
     if global.json {
         println!("{}", render_json(&loaded, &rows));
     } else {
