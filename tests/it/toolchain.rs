@@ -46,8 +46,18 @@ impl Flavor {
 
     /// The packages the closure starts from.
     pub fn seed(self) -> Vec<&'static str> {
-        let mut seed =
-            vec!["gcc-12", "gcc", "cpp-12", "cpp", "binutils", "libc6-dev", "make", "coreutils", "sed", "grep"];
+        let mut seed = vec![
+            "gcc-12",
+            "gcc",
+            "cpp-12",
+            "cpp",
+            "binutils",
+            "libc6-dev",
+            "make",
+            "coreutils",
+            "sed",
+            "grep",
+        ];
         if self == Flavor::CMake {
             seed.push("cmake");
         }
@@ -60,23 +70,48 @@ impl Flavor {
 /// runtimes are pulled by libgcc-12-dev and weigh 30 MB; `-fsanitize` is
 /// not available in the tree.)
 pub const SKIP: &[&str] = &[
-    "perl-base", "perl", "debconf", "dpkg", "install-info", "init-system-helpers", "procps",
-    "tzdata", "sensible-utils", "adduser", "libasan8", "libtsan2", "liblsan0", "libubsan1",
+    "perl-base",
+    "perl",
+    "debconf",
+    "dpkg",
+    "install-info",
+    "init-system-helpers",
+    "procps",
+    "tzdata",
+    "sensible-utils",
+    "adduser",
+    "libasan8",
+    "libtsan2",
+    "liblsan0",
+    "libubsan1",
 ];
 
 /// Parts of packages that only humans read.
 const SKIP_DIRS: &[&str] = &[
-    "/usr/share/doc", "/usr/share/man", "/usr/share/info", "/usr/share/locale", "/usr/share/lintian",
-    "/usr/share/bug", "/usr/share/bash-completion", "/usr/share/emacs", "/usr/share/vim", "/usr/share/gdb",
+    "/usr/share/doc",
+    "/usr/share/man",
+    "/usr/share/info",
+    "/usr/share/locale",
+    "/usr/share/lintian",
+    "/usr/share/bug",
+    "/usr/share/bash-completion",
+    "/usr/share/emacs",
+    "/usr/share/vim",
+    "/usr/share/gdb",
 ];
 
 /// Big files a C build never runs: the LTO dumper (a debugging tool, 32 MB)
 /// and the sanitizer libraries (their runtimes are skipped above).
 fn skip_file(path: &Path) -> bool {
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     name.contains("lto-dump")
         || (path.starts_with("/usr/lib/gcc")
-            && ["libasan", "libtsan", "liblsan", "libubsan", "libhwasan"].iter().any(|s| name.starts_with(s)))
+            && ["libasan", "libtsan", "liblsan", "libubsan", "libhwasan"]
+                .iter()
+                .any(|s| name.starts_with(s)))
 }
 
 /// Bump when the assembled layout changes: old cached trees are ignored.
@@ -122,19 +157,33 @@ pub fn toolchain(flavor: Flavor) -> PathBuf {
 }
 
 /// Debian packages the C tests need installed (for scripts/install-deps.sh).
-pub const REQUIRED_DEBIAN_PACKAGES: &[&str] =
-    &["gcc", "libc6-dev", "binutils", "make", "cmake", "busybox-static", "bubblewrap"];
+pub const REQUIRED_DEBIAN_PACKAGES: &[&str] = &[
+    "gcc",
+    "libc6-dev",
+    "binutils",
+    "make",
+    "cmake",
+    "busybox-static",
+    "bubblewrap",
+];
 
 fn cached_tree(flavor: Flavor) -> Result<PathBuf, String> {
     let packages = packages(flavor)?;
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (LAYOUT_VERSION, &packages, busybox_identity()).hash(&mut h);
-    let dir = std::env::temp_dir().join(format!("cas-toolchain-{}-{:016x}", flavor.name(), h.finish()));
+    let dir = std::env::temp_dir().join(format!(
+        "cas-toolchain-{}-{:016x}",
+        flavor.name(),
+        h.finish()
+    ));
     // The tree appears by an atomic rename: if it exists, it is complete.
     if dir.is_dir() {
         return Ok(dir);
     }
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     let tmp = dir.with_extension(format!("tmp-{}-{nanos}", std::process::id()));
     if let Err(e) = toolchain_tree_with(&tmp, flavor) {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -149,14 +198,20 @@ fn cached_tree(flavor: Flavor) -> Result<PathBuf, String> {
         }
         Err(e) => {
             let _ = std::fs::remove_dir_all(&tmp);
-            Err(format!("cannot rename {} to {}: {e}", tmp.display(), dir.display()))
+            Err(format!(
+                "cannot rename {} to {}: {e}",
+                tmp.display(),
+                dir.display()
+            ))
         }
     }
 }
 
 fn busybox_identity() -> (u64, i64) {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/bin/busybox").map(|m| (m.size(), m.mtime())).unwrap_or((0, 0))
+    std::fs::metadata("/bin/busybox")
+        .map(|m| (m.size(), m.mtime()))
+        .unwrap_or((0, 0))
 }
 
 /// Assembles the full toolchain (with cmake) into `dest`, which must not
@@ -174,11 +229,26 @@ pub fn packages(flavor: Flavor) -> Result<Vec<Package>, String> {
         if seen.contains(&name) {
             continue;
         }
-        let pkg = db.packages.get(&name).ok_or_else(|| format!("the Debian package {name} is not installed"))?;
+        let pkg = db
+            .packages
+            .get(&name)
+            .ok_or_else(|| format!("the Debian package {name} is not installed"))?;
         seen.insert(name.clone());
-        for clause in pkg.depends.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+        for clause in pkg
+            .depends
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+        {
             for alt in clause.split('|') {
-                let n = alt.trim().split([' ', '(']).next().unwrap_or("").split(':').next().unwrap_or("");
+                let n = alt
+                    .trim()
+                    .split([' ', '('])
+                    .next()
+                    .unwrap_or("")
+                    .split(':')
+                    .next()
+                    .unwrap_or("");
                 if SKIP.contains(&n) {
                     break;
                 }
@@ -195,7 +265,12 @@ pub fn packages(flavor: Flavor) -> Result<Vec<Package>, String> {
     }
     Ok(seen
         .into_iter()
-        .filter_map(|n| db.packages.get(&n).map(|p| Package { name: p.binary.clone(), version: p.version.clone() }))
+        .filter_map(|n| {
+            db.packages.get(&n).map(|p| Package {
+                name: p.binary.clone(),
+                version: p.version.clone(),
+            })
+        })
         .collect())
 }
 
@@ -216,23 +291,42 @@ fn installed() -> Result<Db, String> {
         .output()
         .map_err(|e| format!("cannot run dpkg-query (a Debian system is needed): {e}"))?;
     if !out.status.success() {
-        return Err(format!("dpkg-query failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "dpkg-query failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
-    let mut db = Db { packages: BTreeMap::new(), provides: BTreeMap::new() };
+    let mut db = Db {
+        packages: BTreeMap::new(),
+        provides: BTreeMap::new(),
+    };
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let f: Vec<&str> = line.split('\t').collect();
         if f.len() < 6 || !f[3].starts_with("ii") {
             continue;
         }
         for p in f[4].split(',') {
-            let p = p.trim().split(' ').next().unwrap_or("").split(':').next().unwrap_or("");
+            let p = p
+                .trim()
+                .split(' ')
+                .next()
+                .unwrap_or("")
+                .split(':')
+                .next()
+                .unwrap_or("");
             if !p.is_empty() {
-                db.provides.entry(p.to_owned()).or_insert_with(|| f[0].to_owned());
+                db.provides
+                    .entry(p.to_owned())
+                    .or_insert_with(|| f[0].to_owned());
             }
         }
         db.packages.insert(
             f[0].to_owned(),
-            Installed { binary: f[1].to_owned(), version: f[2].to_owned(), depends: f[5].to_owned() },
+            Installed {
+                binary: f[1].to_owned(),
+                version: f[2].to_owned(),
+                depends: f[5].to_owned(),
+            },
         );
     }
     Ok(db)
@@ -250,14 +344,25 @@ pub fn toolchain_tree_with(dest: &Path, flavor: Flavor) -> Result<Summary, Strin
     for name in ["bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
         let host = Path::new("/").join(name);
         if let Ok(target) = std::fs::read_link(&host) {
-            let target = target.strip_prefix("/").map(Path::to_owned).unwrap_or(target);
+            let target = target
+                .strip_prefix("/")
+                .map(Path::to_owned)
+                .unwrap_or(target);
             std::fs::create_dir_all(dest.join(&target)).map_err(io(&dest.join(&target)))?;
             std::os::unix::fs::symlink(&target, dest.join(name)).map_err(io(&dest.join(name)))?;
         }
     }
-    let mut summary = Summary { root: dest.to_owned(), packages: packages.clone(), files: 0, bytes: 0 };
+    let mut summary = Summary {
+        root: dest.to_owned(),
+        packages: packages.clone(),
+        files: 0,
+        bytes: 0,
+    };
     for pkg in &packages {
-        let out = Command::new("dpkg-query").args(["-L", &pkg.name]).output().map_err(|e| format!("dpkg-query -L: {e}"))?;
+        let out = Command::new("dpkg-query")
+            .args(["-L", &pkg.name])
+            .output()
+            .map_err(|e| format!("dpkg-query -L: {e}"))?;
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             copy_listed(Path::new(line), dest, &mut summary)?;
         }
@@ -283,12 +388,18 @@ fn copy_listed(path: &Path, dest: &Path, summary: &mut Summary) -> Result<(), St
     if SKIP_DIRS.iter().any(|d| path.starts_with(d)) || skip_file(path) {
         return Ok(());
     }
-    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else { return Ok(()) };
-    let Ok(parent) = std::fs::canonicalize(parent) else { return Ok(()) };
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok(());
+    };
+    let Ok(parent) = std::fs::canonicalize(parent) else {
+        return Ok(());
+    };
     if SKIP_DIRS.iter().any(|d| parent.starts_with(d)) {
         return Ok(());
     }
-    let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(()) }; // listed but absent (diverted, removed conffile)
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    }; // listed but absent (diverted, removed conffile)
     let rel = parent.join(name);
     let rel = rel.strip_prefix("/").unwrap_or(&rel);
     let target = dest.join(rel);
@@ -326,15 +437,22 @@ fn fix_alternatives(dest: &Path) -> Result<(), String> {
             if ft.is_dir() {
                 stack.push(p);
             } else if ft.is_symlink() {
-                let Ok(link) = std::fs::read_link(&p) else { continue };
+                let Ok(link) = std::fs::read_link(&p) else {
+                    continue;
+                };
                 if !link.starts_with("/etc/alternatives") {
                     continue;
                 }
                 let chosen = std::fs::canonicalize(&link).ok();
                 let _ = std::fs::remove_file(&p);
                 if let Some(chosen) = chosen {
-                    if std::fs::symlink_metadata(dest.join(chosen.strip_prefix("/").unwrap_or(&chosen))).is_ok() {
-                        std::os::unix::fs::symlink(&chosen, &p).map_err(|e| format!("{}: {e}", p.display()))?;
+                    if std::fs::symlink_metadata(
+                        dest.join(chosen.strip_prefix("/").unwrap_or(&chosen)),
+                    )
+                    .is_ok()
+                    {
+                        std::os::unix::fs::symlink(&chosen, &p)
+                            .map_err(|e| format!("{}: {e}", p.display()))?;
                     }
                 }
             }
@@ -349,9 +467,13 @@ fn fix_alternatives(dest: &Path) -> Result<(), String> {
 fn add_busybox(dest: &Path, summary: &mut Summary) -> Result<(), String> {
     let bb = Path::new("/bin/busybox");
     let target = dest.join("usr/bin/busybox");
-    summary.bytes += std::fs::copy(bb, &target).map_err(|e| format!("{} (Debian package busybox-static): {e}", bb.display()))?;
+    summary.bytes += std::fs::copy(bb, &target)
+        .map_err(|e| format!("{} (Debian package busybox-static): {e}", bb.display()))?;
     summary.files += 1;
-    let out = Command::new(bb).arg("--list-full").output().map_err(|e| format!("busybox --list-full: {e}"))?;
+    let out = Command::new(bb)
+        .arg("--list-full")
+        .output()
+        .map_err(|e| format!("busybox --list-full: {e}"))?;
     for applet in String::from_utf8_lossy(&out.stdout).lines() {
         let applet = applet.trim();
         if applet.is_empty() || applet.ends_with("/busybox") {
@@ -365,7 +487,8 @@ fn add_busybox(dest: &Path, summary: &mut Summary) -> Result<(), String> {
         if let Some(p) = link.parent() {
             std::fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()))?;
         }
-        std::os::unix::fs::symlink("/usr/bin/busybox", &link).map_err(|e| format!("{}: {e}", link.display()))?;
+        std::os::unix::fs::symlink("/usr/bin/busybox", &link)
+            .map_err(|e| format!("{}: {e}", link.display()))?;
         summary.files += 1;
     }
     Ok(())
@@ -385,35 +508,76 @@ mod tests {
             let e = e.unwrap();
             let dest = Path::new("/").join(e.file_name());
             if e.file_type().unwrap().is_symlink() {
-                cmd.arg("--symlink").arg(std::fs::read_link(e.path()).unwrap()).arg(dest);
+                cmd.arg("--symlink")
+                    .arg(std::fs::read_link(e.path()).unwrap())
+                    .arg(dest);
             } else {
                 cmd.arg("--ro-bind").arg(e.path()).arg(dest);
             }
         }
         let out = cmd
-            .args(["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv"])
-            .args(["--setenv", "PATH", "/usr/bin:/bin:/usr/sbin:/sbin", "--setenv", "LANG", "C"])
-            .arg("--bind").arg(build).arg("/build")
-            .args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--remount-ro", "/", "--chdir", "/build", "--"])
+            .args([
+                "--unshare-all",
+                "--die-with-parent",
+                "--new-session",
+                "--cap-drop",
+                "ALL",
+                "--clearenv",
+            ])
+            .args([
+                "--setenv",
+                "PATH",
+                "/usr/bin:/bin:/usr/sbin:/sbin",
+                "--setenv",
+                "LANG",
+                "C",
+            ])
+            .arg("--bind")
+            .arg(build)
+            .arg("/build")
+            .args([
+                "--proc",
+                "/proc",
+                "--dev",
+                "/dev",
+                "--tmpfs",
+                "/tmp",
+                "--remount-ro",
+                "/",
+                "--chdir",
+                "/build",
+                "--",
+            ])
             .args(["/bin/sh", "-e", "-c", script])
             .output()
             .expect("run bwrap");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         (out.status.success(), text)
     }
-
 
     #[test]
     fn toolchain_compiles_and_links_c_with_make() {
         let root = toolchain(Flavor::C);
         let build = tempfile::tempdir().unwrap();
         let b = build.path();
-        std::fs::write(b.join("hello.c"), "#include <stdio.h>\nint main(void){puts(\"hello, world\");return 0;}\n").unwrap();
+        std::fs::write(
+            b.join("hello.c"),
+            "#include <stdio.h>\nint main(void){puts(\"hello, world\");return 0;}\n",
+        )
+        .unwrap();
         let (ok, log) = in_sandbox(&root, b, "gcc -O2 -o hello hello.c && ./hello");
         assert!(ok && log.contains("hello, world"), "{log}");
 
         std::fs::write(b.join("greet.h"), "const char *greet(void);\n").unwrap();
-        std::fs::write(b.join("greet.c"), "#include \"greet.h\"\nconst char *greet(void){return \"greetings\";}\n").unwrap();
+        std::fs::write(
+            b.join("greet.c"),
+            "#include \"greet.h\"\nconst char *greet(void){return \"greetings\";}\n",
+        )
+        .unwrap();
         std::fs::write(
             b.join("main.c"),
             "#include <stdio.h>\n#include <zlib.h>\n#include \"greet.h\"\nint main(void){printf(\"%s %d\\n\", greet(), 6*7);return 0;}\n",
@@ -427,10 +591,20 @@ mod tests {
         .unwrap();
         // zlib.h is not in the tree: undeclared headers must not leak in.
         let (ok, log) = in_sandbox(&root, b, "make prog CFLAGS=-O2");
-        assert!(!ok && log.contains("zlib.h"), "zlib.h must be missing from the tree:\n{log}");
+        assert!(
+            !ok && log.contains("zlib.h"),
+            "zlib.h must be missing from the tree:\n{log}"
+        );
         std::fs::write(b.join("main.c"), "#include <stdio.h>\n#include \"greet.h\"\nint main(void){printf(\"%s %d\\n\", greet(), 6*7);return 0;}\n").unwrap();
-        let (ok, log) = in_sandbox(&root, b, "make -j2 && ./prog && make install DESTDIR=/build/inst && ls /build/inst/usr/bin");
-        assert!(ok && log.contains("greetings 42") && log.contains("prog"), "{log}");
+        let (ok, log) = in_sandbox(
+            &root,
+            b,
+            "make -j2 && ./prog && make install DESTDIR=/build/inst && ls /build/inst/usr/bin",
+        );
+        assert!(
+            ok && log.contains("greetings 42") && log.contains("prog"),
+            "{log}"
+        );
         // configure-style probing works with busybox's tools.
         let (ok, log) = in_sandbox(&root, b, "echo 'int x;' > t.c && cc -c t.c && cmp t.o t.o && sed -n 1p t.c | grep -q x && awk 'BEGIN{print 1}' && diff t.c t.c && expr 1 + 1");
         assert!(ok, "{log}");
@@ -442,7 +616,11 @@ mod tests {
         let build = tempfile::tempdir().unwrap();
         let b = build.path();
         std::fs::create_dir(b.join("src")).unwrap();
-        std::fs::write(b.join("src/hello.c"), "#include <stdio.h>\nint main(void){puts(\"cmake hello\");return 0;}\n").unwrap();
+        std::fs::write(
+            b.join("src/hello.c"),
+            "#include <stdio.h>\nint main(void){puts(\"cmake hello\");return 0;}\n",
+        )
+        .unwrap();
         std::fs::write(
             b.join("src/CMakeLists.txt"),
             "cmake_minimum_required(VERSION 3.13)\nproject(hello C)\nadd_library(greet STATIC hello.c)\nadd_executable(hello hello.c)\ninstall(TARGETS hello DESTINATION bin)\n",

@@ -22,7 +22,11 @@ pub enum Session {
 
 /// The mounts of a sandbox, in the order bwrap must apply them.
 enum MountOp<'a> {
-    Bind { host: &'a Path, dest: &'a Path, writable: bool },
+    Bind {
+        host: &'a Path,
+        dest: &'a Path,
+        writable: bool,
+    },
     Proc,
     Dev,
     Tmp,
@@ -56,15 +60,28 @@ pub fn bwrap_args(
     if !spec.mounts.iter().any(|m| m.sandbox == Path::new("/tmp")) {
         mounts.push(MountOp::Tmp);
     }
-    let mut targets: Vec<Target> = mounts.iter().map(|m| Target { path: m.dest().to_owned(), dir: true }).collect();
+    let mut targets: Vec<Target> = mounts
+        .iter()
+        .map(|m| Target {
+            path: m.dest().to_owned(),
+            dir: true,
+        })
+        .collect();
     for m in &spec.mounts {
         let meta = std::fs::metadata(&m.host).map_err(|source| SandboxError::MountSource {
             host: m.host.clone(),
             sandbox: m.sandbox.clone(),
             source,
         })?;
-        targets.push(Target { path: m.sandbox.clone(), dir: meta.is_dir() });
-        mounts.push(MountOp::Bind { host: &m.host, dest: &m.sandbox, writable: m.writable });
+        targets.push(Target {
+            path: m.sandbox.clone(),
+            dir: meta.is_dir(),
+        });
+        mounts.push(MountOp::Bind {
+            host: &m.host,
+            dest: &m.sandbox,
+            writable: m.writable,
+        });
     }
     // Parents before children; otherwise the order given.
     mounts.sort_by_key(|m| m.dest().components().count());
@@ -99,9 +116,11 @@ pub fn bwrap_args(
     }
     for m in &mounts {
         match m {
-            MountOp::Bind { host, dest, writable } => {
-                a.three(if *writable { "--bind" } else { "--ro-bind" }, host, dest)
-            }
+            MountOp::Bind {
+                host,
+                dest,
+                writable,
+            } => a.three(if *writable { "--bind" } else { "--ro-bind" }, host, dest),
             MountOp::Proc => a.two("--proc", "/proc"),
             MountOp::Dev => a.two("--dev", "/dev"),
             MountOp::Tmp => {
@@ -146,7 +165,10 @@ pub fn display(program: &Path, args: &[OsString]) -> String {
     for a in args {
         s.push(' ');
         let a = a.to_string_lossy();
-        if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "/-_.=:,+".contains(c)) {
+        if !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/-_.=:,+".contains(c))
+        {
             s.push_str(&a);
         } else {
             s.push('\'');
@@ -156,4 +178,3 @@ pub fn display(program: &Path, args: &[OsString]) -> String {
     }
     s
 }
-

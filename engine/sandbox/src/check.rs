@@ -18,7 +18,9 @@ pub fn bwrap_path() -> Result<PathBuf, SandboxError> {
             }
         }
     }
-    Err(SandboxError::BwrapNotFound { path: path.to_string_lossy().into_owned() })
+    Err(SandboxError::BwrapNotFound {
+        path: path.to_string_lossy().into_owned(),
+    })
 }
 
 /// Checks that bwrap is installed and can create the namespaces every
@@ -27,21 +29,49 @@ pub fn bwrap_path() -> Result<PathBuf, SandboxError> {
 pub fn check_available() -> Result<(), SandboxError> {
     let bwrap = bwrap_path()?;
     let out = Command::new(&bwrap)
-        .args(["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"])
+        .args([
+            "--unshare-all",
+            "--die-with-parent",
+            "--new-session",
+            "--cap-drop",
+            "ALL",
+        ])
         .args(["--uid", "0", "--gid", "0", "--hostname", "cas"])
-        .args(["--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--"])
+        .args([
+            "--ro-bind",
+            "/",
+            "/",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--tmpfs",
+            "/tmp",
+            "--",
+        ])
         .arg(&bwrap)
         .arg("--version")
         .env_clear()
         .stdin(Stdio::null())
         .output()
-        .map_err(|source| SandboxError::Spawn { program: bwrap.clone(), source })?;
+        .map_err(|source| SandboxError::Spawn {
+            program: bwrap.clone(),
+            source,
+        })?;
     if out.status.success() {
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-    let detail = if stderr.is_empty() { format!("it exited with {}", out.status) } else { stderr };
-    let sysctl = |p: &str| std::fs::read_to_string(p).map(|s| s.trim() == "0").unwrap_or(false);
+    let detail = if stderr.is_empty() {
+        format!("it exited with {}", out.status)
+    } else {
+        stderr
+    };
+    let sysctl = |p: &str| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim() == "0")
+            .unwrap_or(false)
+    };
     let userns_off = sysctl("/proc/sys/user/max_user_namespaces")
         || sysctl("/proc/sys/kernel/unprivileged_userns_clone")
         || detail.contains("namespace")
@@ -57,9 +87,14 @@ pub fn check_available() -> Result<(), SandboxError> {
 /// following symbolic links inside `root` as the sandbox would.
 pub fn check_shell(root: &Path) -> Result<(), SandboxError> {
     if !root.is_dir() {
-        return Err(SandboxError::RootMissing { root: root.to_owned() });
+        return Err(SandboxError::RootMissing {
+            root: root.to_owned(),
+        });
     }
-    let no_shell = |reason: String| SandboxError::NoShell { root: root.to_owned(), reason };
+    let no_shell = |reason: String| SandboxError::NoShell {
+        root: root.to_owned(),
+        reason,
+    };
     let host = resolve_in_root(root, Path::new(SHELL)).map_err(no_shell)?;
     match std::fs::metadata(&host) {
         Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(()),
@@ -72,12 +107,15 @@ pub fn check_shell(root: &Path) -> Result<(), SandboxError> {
 /// resolving symbolic links (absolute ones relative to `root`, `..` never
 /// above it), like a lookup after `chroot root`.
 pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf, String> {
-    let mut todo: Vec<std::ffi::OsString> =
-        path.components().rev().filter_map(|c| match c {
+    let mut todo: Vec<std::ffi::OsString> = path
+        .components()
+        .rev()
+        .filter_map(|c| match c {
             Component::Normal(n) => Some(n.to_owned()),
             Component::ParentDir => Some("..".into()),
             _ => None,
-        }).collect();
+        })
+        .collect();
     let mut done: Vec<std::ffi::OsString> = Vec::new();
     let mut links = 0;
     while let Some(name) = todo.pop() {
@@ -85,14 +123,21 @@ pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf, String> {
             done.pop();
             continue;
         }
-        let host: PathBuf = std::iter::once(root.as_os_str().to_owned()).chain(done.iter().cloned()).collect::<PathBuf>().join(&name);
+        let host: PathBuf = std::iter::once(root.as_os_str().to_owned())
+            .chain(done.iter().cloned())
+            .collect::<PathBuf>()
+            .join(&name);
         match std::fs::symlink_metadata(&host) {
             Ok(m) if m.file_type().is_symlink() => {
                 links += 1;
                 if links > 40 {
-                    return Err(format!("too many levels of symbolic links in {}", path.display()));
+                    return Err(format!(
+                        "too many levels of symbolic links in {}",
+                        path.display()
+                    ));
                 }
-                let target = std::fs::read_link(&host).map_err(|e| format!("{}: {e}", host.display()))?;
+                let target =
+                    std::fs::read_link(&host).map_err(|e| format!("{}: {e}", host.display()))?;
                 if target.is_absolute() {
                     done.clear();
                 }
@@ -106,12 +151,17 @@ pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf, String> {
             }
             Ok(_) => done.push(name),
             Err(e) => {
-                let shown: PathBuf = std::iter::once(std::ffi::OsString::from("/")).chain(done.iter().cloned()).collect::<PathBuf>().join(&name);
+                let shown: PathBuf = std::iter::once(std::ffi::OsString::from("/"))
+                    .chain(done.iter().cloned())
+                    .collect::<PathBuf>()
+                    .join(&name);
                 return Err(format!("{} does not exist: {e}", shown.display()));
             }
         }
     }
-    Ok(std::iter::once(root.as_os_str().to_owned()).chain(done).collect())
+    Ok(std::iter::once(root.as_os_str().to_owned())
+        .chain(done)
+        .collect())
 }
 
 #[cfg(test)]
@@ -126,22 +176,37 @@ mod tests {
         std::fs::write(r.join("usr/bin/dash"), "").unwrap();
         std::os::unix::fs::symlink("usr/bin", r.join("bin")).unwrap();
         std::os::unix::fs::symlink("/usr/bin/dash", r.join("usr/bin/sh")).unwrap();
-        assert_eq!(resolve_in_root(r, Path::new("/bin/sh")).unwrap(), r.join("usr/bin/dash"));
+        assert_eq!(
+            resolve_in_root(r, Path::new("/bin/sh")).unwrap(),
+            r.join("usr/bin/dash")
+        );
         std::os::unix::fs::symlink("../../../../../etc/passwd", r.join("usr/bin/up")).unwrap();
-        assert!(resolve_in_root(r, Path::new("/bin/up")).is_err(), "escaping the root must not reach the host");
+        assert!(
+            resolve_in_root(r, Path::new("/bin/up")).is_err(),
+            "escaping the root must not reach the host"
+        );
         std::os::unix::fs::symlink("loop", r.join("loop")).unwrap();
-        assert!(resolve_in_root(r, Path::new("/loop")).unwrap_err().contains("too many"));
+        assert!(resolve_in_root(r, Path::new("/loop"))
+            .unwrap_err()
+            .contains("too many"));
     }
 
     #[test]
     fn check_shell_names_the_root() {
         let t = tempfile::tempdir().unwrap();
         let err = check_shell(t.path()).unwrap_err().to_string();
-        assert!(err.contains(&t.path().display().to_string()) && err.contains("/bin/sh"), "{err}");
+        assert!(
+            err.contains(&t.path().display().to_string()) && err.contains("/bin/sh"),
+            "{err}"
+        );
         std::fs::create_dir_all(t.path().join("bin")).unwrap();
         std::fs::write(t.path().join("bin/sh"), "").unwrap();
         assert!(check_shell(t.path()).is_err(), "not executable");
-        std::fs::set_permissions(t.path().join("bin/sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(
+            t.path().join("bin/sh"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
         check_shell(t.path()).unwrap();
     }
 }

@@ -22,7 +22,10 @@ pub enum SandboxError {
     BwrapBroken { bwrap: PathBuf, detail: String },
 
     #[error("cannot start {program}: {source}")]
-    Spawn { program: PathBuf, source: std::io::Error },
+    Spawn {
+        program: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("waiting for the sandbox (bwrap pid {pid}) failed: {source}")]
     Wait { pid: i32, source: std::io::Error },
@@ -38,16 +41,27 @@ pub enum SandboxError {
     RootMissing { root: PathBuf },
 
     #[error("cannot read {path} in the sysroot: {source}")]
-    ReadRoot { path: PathBuf, source: std::io::Error },
+    ReadRoot {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("cannot use {host} as the source of the sandbox mount {sandbox}: {source}")]
-    MountSource { host: PathBuf, sandbox: PathBuf, source: std::io::Error },
+    MountSource {
+        host: PathBuf,
+        sandbox: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error(
         "the mount point {sandbox} goes through {found}, which is a symbolic link or not a \
          directory in the sysroot {root}; mount points must be real directory paths"
     )]
-    MountThroughLink { root: PathBuf, sandbox: PathBuf, found: PathBuf },
+    MountThroughLink {
+        root: PathBuf,
+        sandbox: PathBuf,
+        found: PathBuf,
+    },
 
     #[error("invalid sandbox path {path}: {why}")]
     InvalidPath { path: PathBuf, why: &'static str },

@@ -52,13 +52,26 @@ pub const CREATED_DIR_MODE: u32 = 0o755;
 pub fn plan_root(root: &Path, targets: &[Target]) -> Result<Vec<Op>, SandboxError> {
     match std::fs::metadata(root) {
         Ok(m) if m.is_dir() => {}
-        _ => return Err(SandboxError::RootMissing { root: root.to_owned() }),
+        _ => {
+            return Err(SandboxError::RootMissing {
+                root: root.to_owned(),
+            })
+        }
     }
     let top: Vec<Pending> = targets
         .iter()
-        .filter(|t| !targets.iter().any(|o| o.path != t.path && t.path.starts_with(&o.path)))
+        .filter(|t| {
+            !targets
+                .iter()
+                .any(|o| o.path != t.path && t.path.starts_with(&o.path))
+        })
         .map(|t| Pending {
-            rest: t.path.components().skip(1).map(|c| c.as_os_str().to_owned()).collect(),
+            rest: t
+                .path
+                .components()
+                .skip(1)
+                .map(|c| c.as_os_str().to_owned())
+                .collect(),
             target: t.clone(),
         })
         .collect();
@@ -120,10 +133,16 @@ fn explode(
                 if let Some(t) = is_mount_point(&list) {
                     // The mount hides whatever the sysroot has here.
                     if t.dir {
-                        ops.push(Op::Dir { dest, mode: CREATED_DIR_MODE });
+                        ops.push(Op::Dir {
+                            dest,
+                            mode: CREATED_DIR_MODE,
+                        });
                     }
                 } else if meta.is_dir() {
-                    ops.push(Op::Dir { dest: dest.clone(), mode: meta.permissions().mode() & 0o7777 });
+                    ops.push(Op::Dir {
+                        dest: dest.clone(),
+                        mode: meta.permissions().mode() & 0o7777,
+                    });
                     explode(root, &hpath, &dest, list, ops)?;
                 } else {
                     return Err(SandboxError::MountThroughLink {
@@ -150,11 +169,17 @@ fn explode(
 fn create(dest: &Path, list: Vec<Pending>, ops: &mut Vec<Op>) {
     if let Some(t) = is_mount_point(&list) {
         if t.dir {
-            ops.push(Op::Dir { dest: dest.to_owned(), mode: CREATED_DIR_MODE });
+            ops.push(Op::Dir {
+                dest: dest.to_owned(),
+                mode: CREATED_DIR_MODE,
+            });
         }
         return;
     }
-    ops.push(Op::Dir { dest: dest.to_owned(), mode: CREATED_DIR_MODE });
+    ops.push(Op::Dir {
+        dest: dest.to_owned(),
+        mode: CREATED_DIR_MODE,
+    });
     for (name, sub) in group(list) {
         create(&dest.join(name), sub, ops);
     }
@@ -165,7 +190,10 @@ mod tests {
     use super::*;
 
     fn dir_target(p: &str) -> Target {
-        Target { path: PathBuf::from(p), dir: true }
+        Target {
+            path: PathBuf::from(p),
+            dir: true,
+        }
     }
 
     #[test]
@@ -176,15 +204,38 @@ mod tests {
         std::fs::create_dir_all(r.join("tmp")).unwrap();
         std::os::unix::fs::symlink("usr/bin", r.join("bin")).unwrap();
         std::fs::write(r.join("file"), "x").unwrap();
-        let ops = plan_root(r, &[dir_target("/build"), dir_target("/tmp"), dir_target("/build/sub")]).unwrap();
+        let ops = plan_root(
+            r,
+            &[
+                dir_target("/build"),
+                dir_target("/tmp"),
+                dir_target("/build/sub"),
+            ],
+        )
+        .unwrap();
         assert_eq!(
             ops,
             vec![
-                Op::Symlink { target: "usr/bin".into(), dest: "/bin".into() },
-                Op::RoBind { host: r.join("file"), dest: "/file".into() },
-                Op::Dir { dest: "/tmp".into(), mode: 0o755 },
-                Op::RoBind { host: r.join("usr"), dest: "/usr".into() },
-                Op::Dir { dest: "/build".into(), mode: 0o755 },
+                Op::Symlink {
+                    target: "usr/bin".into(),
+                    dest: "/bin".into()
+                },
+                Op::RoBind {
+                    host: r.join("file"),
+                    dest: "/file".into()
+                },
+                Op::Dir {
+                    dest: "/tmp".into(),
+                    mode: 0o755
+                },
+                Op::RoBind {
+                    host: r.join("usr"),
+                    dest: "/usr".into()
+                },
+                Op::Dir {
+                    dest: "/build".into(),
+                    mode: 0o755
+                },
             ]
         );
     }
@@ -200,11 +251,26 @@ mod tests {
         assert_eq!(
             ops,
             vec![
-                Op::Dir { dest: "/usr".into(), mode: 0o750 },
-                Op::RoBind { host: r.join("usr/lib"), dest: "/usr/lib".into() },
-                Op::Dir { dest: "/usr/src".into(), mode: 0o755 },
-                Op::Dir { dest: "/usr/src/x".into(), mode: 0o755 },
-                Op::Dir { dest: "/usr/src/x/build".into(), mode: 0o755 },
+                Op::Dir {
+                    dest: "/usr".into(),
+                    mode: 0o750
+                },
+                Op::RoBind {
+                    host: r.join("usr/lib"),
+                    dest: "/usr/lib".into()
+                },
+                Op::Dir {
+                    dest: "/usr/src".into(),
+                    mode: 0o755
+                },
+                Op::Dir {
+                    dest: "/usr/src/x".into(),
+                    mode: 0o755
+                },
+                Op::Dir {
+                    dest: "/usr/src/x/build".into(),
+                    mode: 0o755
+                },
             ]
         );
     }

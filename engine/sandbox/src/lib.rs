@@ -11,7 +11,7 @@
 //! - [`cancel`]: stopping running sandboxes from another thread ([`Cancel`]).
 //! - [`check`]: preflight checks ([`check_available`], [`check_shell`]).
 //! - [`shell`]: how one build command becomes an argv ([`shell_argv`]).
-//! - [`error`]: [`SandboxError`].
+//! - [`error`]: the error type, [`SandboxError`].
 
 pub mod args;
 pub mod cancel;

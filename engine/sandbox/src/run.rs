@@ -71,24 +71,48 @@ const STATUS_FD: i32 = 3;
 /// Runs `argv` in the sandbox described by `spec` and waits for it.
 /// A command that fails is an `Ok(Outcome)` with a non-zero status; an
 /// error means the sandbox could not be set up (its message names why).
-pub fn run(spec: &SandboxSpec, argv: &[String], io: Io, cancel: &Cancel) -> Result<Outcome, SandboxError> {
+pub fn run(
+    spec: &SandboxSpec,
+    argv: &[String],
+    io: Io,
+    cancel: &Cancel,
+) -> Result<Outcome, SandboxError> {
     let bwrap = bwrap_path()?;
     let interactive = matches!(io, Io::Inherit);
-    let session = if interactive { Session::Shared } else { Session::New };
+    let session = if interactive {
+        Session::Shared
+    } else {
+        Session::New
+    };
     let args = bwrap_args(spec, argv, session, Some(STATUS_FD))?;
     let started = SystemTime::now();
     if cancel.is_cancelled() {
-        return Ok(Outcome { status: Status::Signaled(libc::SIGKILL), started, ended: started, cancelled: true });
+        return Ok(Outcome {
+            status: Status::Signaled(libc::SIGKILL),
+            started,
+            ended: started,
+            cancelled: true,
+        });
     }
 
-    let (status_read, status_write) = pipe().map_err(|source| SandboxError::Spawn { program: bwrap.clone(), source })?;
+    let (status_read, status_write) = pipe().map_err(|source| SandboxError::Spawn {
+        program: bwrap.clone(),
+        source,
+    })?;
     let mut cmd = Command::new(&bwrap);
     cmd.args(&args).env_clear().stdin(Stdio::null());
     let mut log_start = None;
     match &io {
         Io::Log(file) => {
-            let clone = || file.try_clone().map_err(|source| SandboxError::Log { source });
-            log_start = Some(file.metadata().map_err(|source| SandboxError::Log { source })?.len());
+            let clone = || {
+                file.try_clone()
+                    .map_err(|source| SandboxError::Log { source })
+            };
+            log_start = Some(
+                file.metadata()
+                    .map_err(|source| SandboxError::Log { source })?
+                    .len(),
+            );
             cmd.stdout(clone()?).stderr(clone()?);
         }
         Io::Inherit => {
@@ -114,15 +138,24 @@ pub fn run(spec: &SandboxSpec, argv: &[String], io: Io, cancel: &Cancel) -> Resu
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|source| SandboxError::Spawn { program: bwrap.clone(), source })?;
+    let mut child = cmd.spawn().map_err(|source| SandboxError::Spawn {
+        program: bwrap.clone(),
+        source,
+    })?;
     drop(status_write);
     let pid = child.id() as i32;
-    let mut guard = KillOnDrop { child: Some(&mut child), pid, group };
+    let mut guard = KillOnDrop {
+        child: Some(&mut child),
+        pid,
+        group,
+    };
     cancel.register(pid, group);
     let waited = wait_no_reap(pid);
     let cancelled = cancel.unregister(pid);
     waited.map_err(|source| SandboxError::Wait { pid, source })?;
-    let exit = guard.reap().map_err(|source| SandboxError::Wait { pid, source })?;
+    let exit = guard
+        .reap()
+        .map_err(|source| SandboxError::Wait { pid, source })?;
     let ended = SystemTime::now();
 
     let status = match (exit.code(), exit.signal()) {
@@ -139,13 +172,21 @@ pub fn run(spec: &SandboxSpec, argv: &[String], io: Io, cancel: &Cancel) -> Resu
             _ => String::new(),
         };
         let message = if message.is_empty() {
-            format!("{status} before starting the command (see its messages above); command line: {}", crate::args::display(&bwrap, &args))
+            format!(
+                "{status} before starting the command (see its messages above); command line: {}",
+                crate::args::display(&bwrap, &args)
+            )
         } else {
             message
         };
         return Err(SandboxError::Setup { message });
     }
-    Ok(Outcome { status, started, ended, cancelled })
+    Ok(Outcome {
+        status,
+        started,
+        ended,
+        cancelled,
+    })
 }
 
 /// Kills the sandbox if `run` is left before it was reaped (a panic).
@@ -180,7 +221,12 @@ fn wait_no_reap(pid: i32) -> std::io::Result<()> {
         // SAFETY: waitid writes into the zeroed siginfo we own.
         let r = unsafe {
             let mut info: libc::siginfo_t = std::mem::zeroed();
-            libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT)
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
         };
         if r == 0 {
             return Ok(());
@@ -231,4 +277,3 @@ fn bwrap_message(file: &File, start: u64) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("bwrap: ")).collect();
     lines.join("; ")
 }
-

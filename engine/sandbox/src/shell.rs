@@ -7,5 +7,10 @@ pub const SHELL: &str = "/bin/sh";
 /// `["/bin/sh", "-e", "-c", command]`: the command is passed as one
 /// argument, never re-quoted.
 pub fn shell_argv(command: &str) -> Vec<String> {
-    vec![SHELL.to_owned(), "-e".to_owned(), "-c".to_owned(), command.to_owned()]
+    vec![
+        SHELL.to_owned(),
+        "-e".to_owned(),
+        "-c".to_owned(),
+        command.to_owned(),
+    ]
 }

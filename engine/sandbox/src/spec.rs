@@ -22,11 +22,19 @@ pub struct Mount {
 
 impl Mount {
     pub fn writable(host: impl Into<PathBuf>, sandbox: impl Into<PathBuf>) -> Mount {
-        Mount { host: host.into(), sandbox: sandbox.into(), writable: true }
+        Mount {
+            host: host.into(),
+            sandbox: sandbox.into(),
+            writable: true,
+        }
     }
 
     pub fn read_only(host: impl Into<PathBuf>, sandbox: impl Into<PathBuf>) -> Mount {
-        Mount { host: host.into(), sandbox: sandbox.into(), writable: false }
+        Mount {
+            host: host.into(),
+            sandbox: sandbox.into(),
+            writable: false,
+        }
     }
 }
 
@@ -71,20 +79,31 @@ impl SandboxSpec {
         for m in &self.mounts {
             check_sandbox_path(&m.sandbox, true)?;
             if !seen.insert(m.sandbox.clone()) {
-                return Err(SandboxError::DuplicateMount { path: m.sandbox.clone() });
+                return Err(SandboxError::DuplicateMount {
+                    path: m.sandbox.clone(),
+                });
             }
         }
         for name in self.env.keys() {
             if name.is_empty() {
-                return Err(SandboxError::InvalidEnv { name: name.clone(), why: "empty name" });
+                return Err(SandboxError::InvalidEnv {
+                    name: name.clone(),
+                    why: "empty name",
+                });
             }
             if name.contains('=') || name.contains('\0') {
-                return Err(SandboxError::InvalidEnv { name: name.clone(), why: "contains '=' or NUL" });
+                return Err(SandboxError::InvalidEnv {
+                    name: name.clone(),
+                    why: "contains '=' or NUL",
+                });
             }
         }
         for value in self.env.values() {
             if value.contains('\0') {
-                return Err(SandboxError::InvalidEnv { name: value.clone(), why: "value contains NUL" });
+                return Err(SandboxError::InvalidEnv {
+                    name: value.clone(),
+                    why: "value contains NUL",
+                });
             }
         }
         if self.hostname.is_empty() || self.hostname.len() > 64 || self.hostname.contains('\0') {
@@ -103,7 +122,12 @@ pub(crate) const RESERVED: [&str; 2] = ["/proc", "/dev"];
 /// A sandbox path is absolute and normal: no `.`, no `..`, no trailing
 /// oddities. Mount points additionally may not be `/`, `/proc` or `/dev`.
 pub(crate) fn check_sandbox_path(path: &Path, mount_point: bool) -> Result<(), SandboxError> {
-    let bad = |why| Err(SandboxError::InvalidPath { path: path.to_owned(), why });
+    let bad = |why| {
+        Err(SandboxError::InvalidPath {
+            path: path.to_owned(),
+            why,
+        })
+    };
     if !path.is_absolute() {
         return bad("not absolute");
     }

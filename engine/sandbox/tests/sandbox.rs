@@ -18,7 +18,8 @@ fn busybox_root(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(&bin).unwrap();
     std::fs::create_dir_all(root.join("usr/lib")).unwrap();
     std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::copy("/bin/busybox", bin.join("busybox")).expect("tests need /bin/busybox (busybox-static)");
+    std::fs::copy("/bin/busybox", bin.join("busybox"))
+        .expect("tests need /bin/busybox (busybox-static)");
     let out = Command::new("/bin/busybox").arg("--list").output().unwrap();
     for applet in String::from_utf8_lossy(&out.stdout).lines() {
         if !applet.is_empty() && applet != "busybox" {
@@ -37,7 +38,10 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let dir = tempfile::Builder::new().prefix("cas-sandbox-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("cas-sandbox-")
+        .tempdir()
+        .unwrap();
     let root = busybox_root(dir.path());
     let build = dir.path().join("build");
     let install = dir.path().join("install");
@@ -50,7 +54,13 @@ fn fixture() -> Fixture {
     spec.env.insert("PATH".into(), "/usr/bin:/bin".into());
     spec.env.insert("LANG".into(), "C".into());
     let log = dir.path().join("log");
-    Fixture { _dir: dir, spec, build, install, log }
+    Fixture {
+        _dir: dir,
+        spec,
+        build,
+        install,
+        log,
+    }
 }
 
 impl Fixture {
@@ -61,7 +71,11 @@ impl Fixture {
 
     fn run_argv(&self, argv: &[String]) -> (Outcome, String) {
         let _ = std::fs::remove_file(&self.log);
-        let file = OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let outcome = run(&self.spec, argv, Io::Log(file), &Cancel::new())
             .unwrap_or_else(|e| panic!("sandbox error: {e}"));
         (outcome, std::fs::read_to_string(&self.log).unwrap())
@@ -86,7 +100,10 @@ fn output_lands_in_the_log_and_exit_codes_propagate() {
     let (o, log) = f.sh("echo to-stdout; echo to-stderr >&2; exit 7");
     assert_eq!(o.status, Status::Exited(7), "{log}");
     assert!(!o.success());
-    assert!(log.contains("to-stdout") && log.contains("to-stderr"), "{log}");
+    assert!(
+        log.contains("to-stdout") && log.contains("to-stderr"),
+        "{log}"
+    );
     assert!(o.started <= o.ended);
     // `sh -e`: the first failing command stops the script.
     let (o, log) = f.sh("false\necho after");
@@ -103,11 +120,21 @@ fn output_lands_in_the_log_and_exit_codes_propagate() {
 fn root_is_read_only_and_only_the_writable_mounts_are_writable() {
     let f = fixture();
     f.ok("echo built > /build/out; mkdir -p /install/usr/bin; echo i > /install/usr/bin/x; echo t > /tmp/t; cat /tmp/t");
-    assert_eq!(std::fs::read_to_string(f.build.join("out")).unwrap(), "built\n");
-    assert_eq!(std::fs::read_to_string(f.install.join("usr/bin/x")).unwrap(), "i\n");
+    assert_eq!(
+        std::fs::read_to_string(f.build.join("out")).unwrap(),
+        "built\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(f.install.join("usr/bin/x")).unwrap(),
+        "i\n"
+    );
     for path in ["/etc/x", "/x", "/usr/x", "/usr/lib/x", "/bin/x"] {
         let (o, log) = f.sh(&format!("echo no > {path}"));
-        assert_ne!(o.status, Status::Exited(0), "writing {path} must fail:\n{log}");
+        assert_ne!(
+            o.status,
+            Status::Exited(0),
+            "writing {path} must fail:\n{log}"
+        );
         assert!(log.contains("Read-only file system"), "{path}: {log}");
     }
     let (o, _) = f.sh("mkdir /newdir");
@@ -116,12 +143,20 @@ fn root_is_read_only_and_only_the_writable_mounts_are_writable() {
     assert_ne!(o.status, Status::Exited(0));
     assert!(f.spec.root.join("bin/busybox").exists());
     // The sysroot view was not modified to make room for mount points.
-    let mut names: Vec<_> = std::fs::read_dir(&f.spec.root).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let mut names: Vec<_> = std::fs::read_dir(&f.spec.root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     names.sort();
     assert_eq!(names, ["bin", "etc", "usr"]);
     // umask 022 and fixed modes of created mount points, sticky /tmp.
-    let log = f.ok("touch /build/m; stat -c '%a' /build/m; umask; stat -c '%a %n' / /proc /dev /tmp /build");
-    assert_eq!(log, "644\n0022\n755 /\n555 /proc\n755 /dev\n1777 /tmp\n755 /build\n", "{log}");
+    let log = f.ok(
+        "touch /build/m; stat -c '%a' /build/m; umask; stat -c '%a %n' / /proc /dev /tmp /build",
+    );
+    assert_eq!(
+        log, "644\n0022\n755 /\n555 /proc\n755 /dev\n1777 /tmp\n755 /build\n",
+        "{log}"
+    );
 }
 
 #[test]
@@ -130,18 +165,28 @@ fn read_only_mounts_and_deep_missing_mount_points() {
     let extra = f._dir.path().join("extra");
     std::fs::create_dir_all(&extra).unwrap();
     std::fs::write(extra.join("data"), "ro data").unwrap();
-    f.spec.mounts.push(Mount::read_only(&extra, "/usr/share/extra"));
-    f.spec.mounts.push(Mount::writable(f._dir.path().join("build"), "/usr/src/pkg/build"));
+    f.spec
+        .mounts
+        .push(Mount::read_only(&extra, "/usr/share/extra"));
+    f.spec.mounts.push(Mount::writable(
+        f._dir.path().join("build"),
+        "/usr/src/pkg/build",
+    ));
     let log = f.ok("cat /usr/share/extra/data; echo; ls /usr; echo deep > /usr/src/pkg/build/d; ! echo x > /usr/share/extra/w");
     assert!(log.starts_with("ro data\nlib\nshare\nsrc\n"), "{log}");
-    assert_eq!(std::fs::read_to_string(f.build.join("d")).unwrap(), "deep\n");
+    assert_eq!(
+        std::fs::read_to_string(f.build.join("d")).unwrap(),
+        "deep\n"
+    );
     assert!(!extra.join("w").exists());
 }
 
 #[test]
 fn environment_is_exactly_the_given_one() {
     let mut f = fixture();
-    f.spec.env.insert("CAS_TEST".into(), "a value with spaces=and equals".into());
+    f.spec
+        .env
+        .insert("CAS_TEST".into(), "a value with spaces=and equals".into());
     let (o, log) = f.run_argv(&["/bin/env".to_owned()]);
     assert!(o.success(), "{log}");
     let mut got: Vec<&str> = log.lines().collect();
@@ -159,7 +204,10 @@ fn hostname_and_ids_are_fixed() {
     f.spec.uid = 1000;
     f.spec.gid = 1001;
     f.spec.hostname = "builder".into();
-    assert_eq!(f.ok("hostname; id -u; id -g; touch /tmp/x"), "builder\n1000\n1001\n");
+    assert_eq!(
+        f.ok("hostname; id -u; id -g; touch /tmp/x"),
+        "builder\n1000\n1001\n"
+    );
     // No capabilities, even when cas runs as root.
     f.spec.uid = 0;
     let log = f.ok("grep CapEff /proc/self/status");
@@ -169,7 +217,10 @@ fn hostname_and_ids_are_fixed() {
 #[test]
 fn host_files_are_invisible() {
     let f = fixture();
-    let host_dir = tempfile::Builder::new().prefix("cas-marker-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let host_dir = tempfile::Builder::new()
+        .prefix("cas-marker-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
     let marker = host_dir.path().join("marker");
     std::fs::write(&marker, "secret").unwrap();
     let tmp_marker = tempfile::NamedTempFile::new().unwrap();
@@ -192,8 +243,15 @@ fn network_is_unreachable() {
     let port = listener.local_addr().unwrap().port();
     listener.set_nonblocking(true).unwrap();
     let (o, log) = f.sh(&format!("nc -w 2 127.0.0.1 {port} </dev/null"));
-    assert_ne!(o.status, Status::Exited(0), "the host's loopback listener was reached:\n{log}");
-    assert!(listener.accept().is_err(), "the host listener got a connection");
+    assert_ne!(
+        o.status,
+        Status::Exited(0),
+        "the host's loopback listener was reached:\n{log}"
+    );
+    assert!(
+        listener.accept().is_err(),
+        "the host listener got a connection"
+    );
     // Any non-loopback address: no route at all.
     let (o, log) = f.sh("nc -w 2 192.0.2.1 80 </dev/null");
     assert_ne!(o.status, Status::Exited(0), "{log}");
@@ -205,10 +263,12 @@ fn network_is_unreachable() {
     let mut f = f;
     f.spec.network = true;
     listener.set_nonblocking(false).unwrap();
-    let accepted = std::thread::spawn(move || listener.accept().map(|(mut s, _)| {
-        use std::io::Write;
-        let _ = s.write_all(b"hello from the host\n");
-    }));
+    let accepted = std::thread::spawn(move || {
+        listener.accept().map(|(mut s, _)| {
+            use std::io::Write;
+            let _ = s.write_all(b"hello from the host\n");
+        })
+    });
     let log = f.ok(&format!("nc -w 2 127.0.0.1 {port} </dev/null"));
     assert!(accepted.join().unwrap().is_ok());
     assert_eq!(log, "hello from the host\n");
@@ -218,41 +278,75 @@ fn network_is_unreachable() {
 fn setup_errors_name_what_is_wrong() {
     let mut f = fixture();
     f.spec.cwd = PathBuf::from("/does/not/exist");
-    let file = OpenOptions::new().create(true).append(true).open(&f.log).unwrap();
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&f.log)
+        .unwrap();
     let err = run(&f.spec, &shell_argv("true"), Io::Log(file), &Cancel::new()).unwrap_err();
     assert!(matches!(err, SandboxError::Setup { .. }), "{err:?}");
     assert!(err.to_string().contains("/does/not/exist"), "{err}");
 
     let f = fixture();
-    let err = run(&f.spec, &["/bin/no-such-program".to_owned()], Io::Log(tempfile::tempfile().unwrap()), &Cancel::new())
-        .unwrap_err();
+    let err = run(
+        &f.spec,
+        &["/bin/no-such-program".to_owned()],
+        Io::Log(tempfile::tempfile().unwrap()),
+        &Cancel::new(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("/bin/no-such-program"), "{err}");
 
     let mut f = fixture();
-    f.spec.mounts.push(Mount::writable("/nonexistent/cas-src", "/src"));
-    let err = run(&f.spec, &shell_argv("true"), Io::Log(tempfile::tempfile().unwrap()), &Cancel::new()).unwrap_err();
+    f.spec
+        .mounts
+        .push(Mount::writable("/nonexistent/cas-src", "/src"));
+    let err = run(
+        &f.spec,
+        &shell_argv("true"),
+        Io::Log(tempfile::tempfile().unwrap()),
+        &Cancel::new(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("/nonexistent/cas-src"), "{err}");
 
     let mut f = fixture();
     f.spec.mounts.push(Mount::writable(&f.build, "relative"));
-    let err = run(&f.spec, &shell_argv("true"), Io::Log(tempfile::tempfile().unwrap()), &Cancel::new()).unwrap_err();
+    let err = run(
+        &f.spec,
+        &shell_argv("true"),
+        Io::Log(tempfile::tempfile().unwrap()),
+        &Cancel::new(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("relative"), "{err}");
 
     let f = fixture();
     std::fs::remove_file(f.spec.root.join("bin/sh")).unwrap();
-    let err = cas_sandbox::check_shell(&f.spec.root).unwrap_err().to_string();
-    assert!(err.contains("/bin/sh") && err.contains(&f.spec.root.display().to_string()), "{err}");
+    let err = cas_sandbox::check_shell(&f.spec.root)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("/bin/sh") && err.contains(&f.spec.root.display().to_string()),
+        "{err}"
+    );
 }
 
 /// Processes on the host whose command line contains `marker`.
 fn processes_with(marker: &str) -> Vec<i32> {
     let mut found = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return found };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return found;
+    };
     for e in dir.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
             let words: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-            if words.first().is_some_and(|w| w.ends_with(b"sleep")) && words.iter().any(|w| *w == marker.as_bytes()) {
+            if words.first().is_some_and(|w| w.ends_with(b"sleep"))
+                && words.contains(&marker.as_bytes())
+            {
                 found.push(pid);
             }
         }
@@ -277,11 +371,15 @@ fn cancel_kills_running_sandboxes() {
     let c2 = cancel.clone();
     let argv = vec!["sleep".to_owned(), marker.clone()];
     let argv2 = argv.clone();
-    let t1 = std::thread::spawn(move || run(&spec, &argv2, Io::Log(tempfile::tempfile().unwrap()), &c2));
+    let t1 =
+        std::thread::spawn(move || run(&spec, &argv2, Io::Log(tempfile::tempfile().unwrap()), &c2));
     let spec = f.spec.clone();
     let c3 = cancel.clone();
-    let t2 = std::thread::spawn(move || run(&spec, &argv, Io::Log(tempfile::tempfile().unwrap()), &c3));
-    wait_for("two sleeps", Duration::from_secs(10), || processes_with(&marker).len() == 2);
+    let t2 =
+        std::thread::spawn(move || run(&spec, &argv, Io::Log(tempfile::tempfile().unwrap()), &c3));
+    wait_for("two sleeps", Duration::from_secs(10), || {
+        processes_with(&marker).len() == 2
+    });
     let start = Instant::now();
     cancel.cancel();
     for t in [t1, t2] {
@@ -290,9 +388,17 @@ fn cancel_kills_running_sandboxes() {
         assert_eq!(o.status, Status::Signaled(9));
     }
     assert!(start.elapsed() < Duration::from_secs(5));
-    wait_for("the sleeps to die", Duration::from_secs(5), || processes_with(&marker).is_empty());
+    wait_for("the sleeps to die", Duration::from_secs(5), || {
+        processes_with(&marker).is_empty()
+    });
     // Once cancelled, nothing starts.
-    let o = run(&f.spec, &shell_argv("true"), Io::Log(tempfile::tempfile().unwrap()), &cancel).unwrap();
+    let o = run(
+        &f.spec,
+        &shell_argv("true"),
+        Io::Log(tempfile::tempfile().unwrap()),
+        &cancel,
+    )
+    .unwrap();
     assert!(o.cancelled);
 }
 
@@ -302,24 +408,42 @@ const HELPER_ENV: &str = "CAS_SANDBOX_TEST_HELPER";
 /// process, which it SIGKILLs while the sandbox sleeps.
 #[test]
 fn helper_sleeps_in_a_sandbox() {
-    let Ok(marker) = std::env::var(HELPER_ENV) else { return };
+    let Ok(marker) = std::env::var(HELPER_ENV) else {
+        return;
+    };
     let f = fixture();
-    let _ = run(&f.spec, &["sleep".to_owned(), marker], Io::Log(tempfile::tempfile().unwrap()), &Cancel::new());
+    let _ = run(
+        &f.spec,
+        &["sleep".to_owned(), marker],
+        Io::Log(tempfile::tempfile().unwrap()),
+        &Cancel::new(),
+    );
 }
 
 #[test]
 fn sandbox_dies_with_its_parent() {
     let marker = format!("{}", 300_000 + std::process::id());
     let mut helper = Command::new(std::env::current_exe().unwrap())
-        .args(["helper_sleeps_in_a_sandbox", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "helper_sleeps_in_a_sandbox",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(HELPER_ENV, &marker)
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    wait_for("the helper's sleep", Duration::from_secs(20), || !processes_with(&marker).is_empty());
+    wait_for("the helper's sleep", Duration::from_secs(20), || {
+        !processes_with(&marker).is_empty()
+    });
     helper.kill().unwrap(); // SIGKILL: no cleanup code runs in the helper
     helper.wait().unwrap();
-    wait_for("the orphaned sandbox to die", Duration::from_secs(5), || processes_with(&marker).is_empty());
+    wait_for(
+        "the orphaned sandbox to die",
+        Duration::from_secs(5),
+        || processes_with(&marker).is_empty(),
+    );
 }
 
 #[test]
@@ -327,8 +451,17 @@ fn env_map_is_sorted_and_complete() {
     // The spec's environment is a BTreeMap: iteration order (and so the
     // bwrap command line) is deterministic.
     let f = fixture();
-    let args = cas_sandbox::bwrap_args(&f.spec, &shell_argv("true"), cas_sandbox::Session::New, None).unwrap();
-    let text: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let args = cas_sandbox::bwrap_args(
+        &f.spec,
+        &shell_argv("true"),
+        cas_sandbox::Session::New,
+        None,
+    )
+    .unwrap();
+    let text: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let lang = text.iter().position(|a| a == "LANG").unwrap();
     let path = text.iter().position(|a| a == "PATH").unwrap();
     assert!(lang < path);
