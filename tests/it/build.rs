@@ -210,3 +210,35 @@ fn max_jobs_does_not_change_keys_but_commands_do() {
     let b = ctx.cas(["--json", "-j1", "show", "j.yaml"]).ok();
     assert_eq!(a.stdout, b.stdout);
 }
+
+#[test]
+fn shell_opens_the_sandbox_and_failed_reopens_the_kept_build_directory() {
+    use std::io::Write;
+    let ctx = busybox_project();
+    ctx.write("files/src/input.txt", "from-the-sources\n");
+    ctx.write(
+        "elements/broken.yaml",
+        "kind: manual\nbuild-depends: [base.yaml]\nsources:\n  - kind: local\n    path: files/src\nconfig:\n  build-commands:\n    - echo left-behind > state.txt\n    - exit 1\n",
+    );
+    ctx.cas(["build", "broken.yaml"]).expect_code(1);
+    let shell = |args: &[&str], script: &str| {
+        let (mut cmd, _) = ctx.command(args);
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    // A fresh shell: sources staged, the sysroot is the declared base, exit code passed on.
+    let out = shell(&["shell", "broken.yaml"], "cat /build/input.txt; test -e /build/state.txt && echo stale; exit 7\n");
+    assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("from-the-sources") && !stdout.contains("stale"), "{stdout}");
+    // --failed: the build directory as the failed build left it.
+    let out = shell(&["shell", "--failed"], "cat /build/state.txt; exit 0\n");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("left-behind"));
+}

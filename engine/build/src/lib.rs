@@ -22,5 +22,5 @@ pub mod step;
 
 pub use error::BuildError;
 pub use progress::{Console, Reporter};
-pub use run::{build, plan, BuildOptions, BuildReport, ElementReport, Planned, State};
+pub use run::{build, plan, shell, BuildOptions, BuildReport, ElementReport, Planned, State};
 pub use step::Status;

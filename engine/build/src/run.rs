@@ -267,3 +267,26 @@ impl Reporter for Silent {
     fn failed(&self, _: &str, _: &BuildError, _: &std::path::Path) {}
     fn message(&self, _: &str) {}
 }
+
+/// `cas shell`: an interactive shell in the sandbox of `id` (see [`Engine::shell`]).
+pub fn shell(store: &Store, loaded: &Loaded, id: ElementId, reopen: Option<&std::path::Path>, mirrors: &Mirrors) -> Result<cas_sandbox::Outcome> {
+    let planned = plan(store, loaded, &[id], mirrors)?;
+    let outputs: HashMap<ElementId, TreeDigest> =
+        planned.iter().filter_map(|p| p.output.clone().map(|o| (p.id, o))).collect();
+    let fetcher = fetcher_for(store, mirrors)?;
+    let reporter = Silent;
+    let engine = Engine {
+        store,
+        loaded,
+        fetcher: &fetcher,
+        locals: LocalDigests::default(),
+        git_dir: git_dir(store),
+        max_jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        cancel: Cancel::new(),
+        offline: false,
+        reporter: &reporter,
+        rebuild: Default::default(),
+    };
+    let lookup = |d: ElementId| outputs.get(&d).cloned();
+    engine.shell(id, &lookup, reopen)
+}

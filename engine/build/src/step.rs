@@ -422,3 +422,61 @@ impl Engine<'_> {
 fn check_shell(el: &Element, root: &Path) -> Result<()> {
     cas_sandbox::check_shell(root).map_err(|_| BuildError::NoShell { element: el.name.clone() })
 }
+
+impl Engine<'_> {
+    /// An interactive shell in `id`'s sandbox: its sysroot view (every staged
+    /// dependency must be built), and a build directory (`reopen`: a failed
+    /// build's, kept as it was; otherwise a fresh one with the sources staged).
+    /// Nothing is recorded.
+    pub fn shell(&self, id: ElementId, outputs: &dyn Fn(ElementId) -> Option<TreeDigest>, reopen: Option<&Path>) -> Result<cas_sandbox::Outcome> {
+        let el = self.element(id);
+        let staged: Vec<(ElementId, TreeDigest)> = self
+            .loaded
+            .staged(id)
+            .into_iter()
+            .map(|d| {
+                outputs(d).map(|t| (d, t)).ok_or_else(|| BuildError::Other {
+                    element: el.name.clone(),
+                    message: format!("dependency {} is not built; run `cas build {}` first", self.element(d).name, el.name),
+                })
+            })
+            .collect::<Result<_>>()?;
+        let inputs = self.key_inputs(id, &staged)?;
+        let view_tree = self.merge(el, &staged)?;
+        let view = self.store.view(&view_tree)?;
+        check_shell(el, view.path())?;
+        let dir = match reopen {
+            Some(root) => BuildDir { root: root.to_path_buf() },
+            None => {
+                let key = ActionKey(Digest::of_bytes(&inputs.manifest()));
+                let dir = BuildDir::create(self.store.root(), &format!("shell-{}", el.name), &key.to_hex())
+                    .map_err(io(&el.name, "cannot create build directory in", self.store.root().join("builds")))?;
+                let cache = self.source_cache();
+                for s in &el.sources {
+                    cas_sources::fetch_source(s, self.fetcher, &cache, self.offline, &cas_sources::NoProgress)
+                        .map_err(|source| BuildError::Source { element: el.name.clone(), source })?;
+                }
+                self.stage_sources(el, &dir.build())?;
+                dir
+            }
+        };
+        let jobs = self.max_jobs.to_string();
+        let mut env: BTreeMap<String, String> =
+            inputs.environment.iter().map(|(k, v)| (k.clone(), v.replace("%{max-jobs}", &jobs))).collect();
+        env.insert("PS1".into(), format!("[cas {}] \\w $ ", el.name));
+        let spec = SandboxSpec {
+            root: view.path().to_path_buf(),
+            mounts: vec![
+                Mount::writable(dir.build(), &inputs.sandbox.build_root),
+                Mount::writable(dir.install(), &inputs.sandbox.install_root),
+            ],
+            env,
+            cwd: PathBuf::from(&inputs.sandbox.build_root),
+            hostname: inputs.sandbox.hostname.clone(),
+            uid: inputs.sandbox.uid,
+            gid: inputs.sandbox.gid,
+            network: false,
+        };
+        Ok(cas_sandbox::run(&spec, &["/bin/sh".to_string(), "-i".to_string()], Io::Inherit, &self.cancel)?)
+    }
+}

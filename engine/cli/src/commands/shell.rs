@@ -1,13 +1,54 @@
-//! Placeholder: being written (see the issue that owns it).
+//! `cas shell TARGET` and `cas shell --failed`: an interactive shell in an
+//! element's sandbox, with its sysroot and sources staged.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use cas_build::builddir::FailedBuild;
+
 use crate::cli::Global;
+use crate::commands::build::open_store;
+use crate::commands::show::load_or_report;
 use crate::exit::{CmdResult, Failure};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Arguments
-    pub args: Vec<String>,
+    /// Element file or element name
+    #[arg(required_unless_present = "failed", conflicts_with = "failed")]
+    pub target: Option<PathBuf>,
+    /// Reopen the build directory of the last failed build, as it was left
+    #[arg(long)]
+    pub failed: bool,
 }
 
-pub fn run(_global: &Global, _name: &str, _args: Args) -> CmdResult {
-    Err(Failure::failed(miette::miette!("not implemented yet")))
+pub fn run(global: &Global, _name: &str, args: Args) -> CmdResult {
+    let store = open_store(global)?;
+    let (target, reopen) = if args.failed {
+        let failed = FailedBuild::load(store.root())
+            .ok_or_else(|| Failure::failed(miette::miette!("no failed build is recorded in {}", store.root().display())))?;
+        if !failed.dir.exists() {
+            return Err(Failure::failed(miette::miette!(
+                "the build directory of {} is gone: {}",
+                failed.element,
+                failed.dir.display()
+            )));
+        }
+        eprintln!("reopening the failed build of {} in {}", failed.element, failed.dir.display());
+        (failed.element_file, Some(failed.dir))
+    } else {
+        (args.target.expect("clap requires a target"), None)
+    };
+    let loaded = load_or_report(std::slice::from_ref(&target))?;
+    cas_sandbox::check_available().map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    // Ctrl-C belongs to the shell inside.
+    // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+    }
+    let outcome = cas_build::shell(&store, &loaded, loaded.targets[0], reopen.as_deref(), &cas_sources::Mirrors::new())
+        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    Ok(match outcome.status {
+        cas_sandbox::Status::Exited(c) => ExitCode::from(c.clamp(0, 255) as u8),
+        cas_sandbox::Status::Signaled(_) => ExitCode::from(1),
+    })
 }
