@@ -28,4 +28,4 @@ pub use check::{bwrap_path, check_available, check_shell};
 pub use error::SandboxError;
 pub use run::{run, Io, Outcome, Status};
 pub use shell::{shell_argv, SHELL};
-pub use spec::{Mount, SandboxSpec};
+pub use spec::{Mount, SandboxSpec, DEFAULT_HOSTNAME, UMASK};

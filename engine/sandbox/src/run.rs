@@ -120,11 +120,12 @@ pub fn run(
         }
     }
     let write_fd = status_write.as_raw_fd();
+    let umask = crate::spec::UMASK as libc::mode_t;
     let group = !interactive;
     // SAFETY: the closure only calls async-signal-safe functions.
     unsafe {
         cmd.pre_exec(move || {
-            libc::umask(0o022);
+            libc::umask(umask);
             if group && libc::setpgid(0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }

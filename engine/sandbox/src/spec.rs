@@ -9,6 +9,9 @@ use crate::error::SandboxError;
 /// The fixed host name inside every sandbox unless a spec says otherwise.
 pub const DEFAULT_HOSTNAME: &str = "cas";
 
+/// The umask every command starts with (fixed: it is part of the contract).
+pub const UMASK: u32 = 0o022;
+
 /// One bind mount: `host` appears at `sandbox`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mount {
