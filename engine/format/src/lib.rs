@@ -12,7 +12,9 @@
 //! - `graph`: cycles, closures, staging order
 //! - `diagnostics`: located errors (miette), all collected in one run
 
+pub mod config;
 pub mod diagnostics;
+pub mod edit;
 pub mod element;
 mod graph;
 pub mod kind;
