@@ -8,9 +8,10 @@
 //! - [`ingest`]: a directory → a tree (parallel hashing, move or copy).
 //! - [`materialize`]: a tree → a directory (reflink, hardlink or copy).
 //! - [`view`]: merging trees and cached read-only views.
-//! - [`action_cache`]: action results, pins, source index (SQLite).
+//! - [`action_cache`]: action results, pins, source index (SQLite); [`refs`]: named refs.
 //! - [`verify`], [`gc`]: integrity and garbage collection.
 //! - [`archive`]: deterministic tar export, tar import.
+//! - [`remote`]: remote artifact caches (HTTP, directory), signed results, transfers.
 //!
 //! The store knows nothing of elements or YAML.
 
@@ -24,6 +25,8 @@ mod inventory;
 pub mod ingest;
 pub mod lock;
 pub mod materialize;
+pub mod remote;
+pub mod refs;
 pub mod stats;
 pub mod store;
 pub mod tree;
@@ -39,6 +42,8 @@ pub use gc::{parse_size, GcOptions, GcReport};
 pub use ingest::IngestReport;
 pub use lock::StoreLock;
 pub use materialize::Method;
+pub use remote::{Remote, RemoteError};
+pub use refs::RefEntry;
 pub use stats::Stats;
 pub use store::Store;
 pub use tree::{Entry, EntryKind, Tree};
