@@ -58,7 +58,7 @@ pub struct BuildReport {
     pub skipped: usize,
 }
 
-pub(crate) fn fetcher_for(store: &Store, mirrors: &Mirrors) -> Result<Fetcher> {
+pub fn fetcher_for(store: &Store, mirrors: &Mirrors) -> Result<Fetcher> {
     let mut config = FetcherConfig::new(store.root().join("tmp"), git_dir(store));
     config.mirrors = mirrors.clone();
     Fetcher::new(config).map_err(|source| BuildError::Source { element: String::new(), source })
@@ -126,6 +126,10 @@ pub fn build(
                     };
                     reporter.finished(name, status, took);
                     outputs.lock().unwrap_or_else(|e| e.into_inner()).insert(id, done.output.clone());
+                    if !opts.rebuild.contains(&id) {
+                        // For `cas explain`: the element's last key (best effort).
+                        let _ = store.ref_put(&last_key_ref(loaded, id), &done.key.to_hex());
+                    }
                     Ok(done)
                 }
                 Err(e) => {
@@ -289,4 +293,10 @@ pub fn shell(store: &Store, loaded: &Loaded, id: ElementId, reopen: Option<&std:
     };
     let lookup = |d: ElementId| outputs.get(&d).cloned();
     engine.shell(id, &lookup, reopen)
+}
+
+/// The store ref holding an element's last built or cached key (`cas
+/// explain`): `last-key:<project root>:<element name>`.
+pub fn last_key_ref(loaded: &Loaded, id: ElementId) -> String {
+    format!("last-key:{}:{}", loaded.project.root.display(), loaded.element(id).name)
 }

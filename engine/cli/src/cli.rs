@@ -73,9 +73,10 @@ pub enum Command {
     /// An interactive shell in an element's sandbox (or the last failed build's)
     Shell(crate::commands::shell::Args),
     /// Fetch every source of the closure into the source cache
-    Fetch(crate::commands::source::Args),
+    Fetch(crate::commands::source::FetchArgs),
     /// Source maintenance: track, add
-    Source(crate::commands::source::Args),
+    #[command(subcommand)]
+    Source(crate::commands::source::SourceCommand),
     /// Upload elements' results to a remote cache
     Push(crate::commands::remote::Args),
     /// Download elements' results from a remote cache

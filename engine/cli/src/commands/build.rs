@@ -73,18 +73,21 @@ fn needs_sandbox(loaded: &Loaded) -> bool {
 
 pub fn run_build(global: &Global, args: BuildArgs) -> CmdResult {
     let loaded = load_or_report(&args.targets)?;
+    let mirrors = crate::commands::source::mirrors(global)?;
     let store = open_store(global)?;
     if needs_sandbox(&loaded) {
         cas_sandbox::check_available().map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     }
     install_sigint();
+    // Sources first: all missing ones named when offline, else fetched in parallel, each once.
+    crate::commands::source::prepare_build(&store, &loaded, &mirrors, global.jobs(), args.offline)?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let opts = BuildOptions {
         jobs: global.jobs(),
         max_jobs: cores,
         keep_going: args.keep_going,
         offline: args.offline,
-        mirrors: Mirrors::new(),
+        mirrors,
         rebuild: Default::default(),
     };
     let total = loaded.closure(&loaded.targets).len();

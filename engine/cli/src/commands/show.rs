@@ -215,8 +215,9 @@ pub fn run_show(global: &Global, args: ShowArgs) -> CmdResult {
     let cwd = std::env::current_dir().unwrap_or_default();
     let mut rows = rows(&loaded, &cwd);
     // Keys and states: a key is known once everything staged is cached.
+    let mirrors = crate::commands::source::mirrors(global)?;
     let store = crate::commands::build::open_store(global)?;
-    let plan = cas_build::plan(&store, &loaded, &loaded.targets, &cas_sources::Mirrors::new())
+    let plan = cas_build::plan(&store, &loaded, &loaded.targets, &mirrors)
         .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     for (row, planned) in rows.iter_mut().zip(plan) {
         debug_assert_eq!(row.element.id, planned.id);

@@ -1,13 +1,430 @@
-//! Placeholder: being written (see the issue that owns it).
+//! `cas fetch`, `cas source add`, `cas source track`, and the sources side of
+//! `cas build` (the user configuration's mirrors, fetching what a build needs
+//! up front, offline checks). See spec/cli.md and spec/sources.md.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use cas_build::sources::StoreSourceCache;
+use cas_format::config::UserConfig;
+use cas_format::{ElementId, Loaded};
+use cas_sources::{Algorithm, Fetcher, Mirrors, Source, SourceError, SourceKind, Tracked};
+use cas_store::{IngestMode, Store};
+
 use crate::cli::Global;
+use crate::commands::build::open_store;
+use crate::commands::show::load_or_report;
 use crate::exit::{CmdResult, Failure};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
-    /// Arguments
-    pub args: Vec<String>,
+pub struct FetchArgs {
+    /// Element files or element names: every source of their closure is fetched
+    #[arg(required = true)]
+    pub targets: Vec<PathBuf>,
 }
 
-pub fn run(_global: &Global, _name: &str, _args: Args) -> CmdResult {
-    Err(Failure::failed(miette::miette!("not implemented yet")))
+#[derive(Debug, clap::Subcommand)]
+pub enum SourceCommand {
+    /// Put files into the source cache by hand (for machines without network); prints their checksums
+    Add(AddArgs),
+    /// Ask upstream for the current checksum (tar, remote, deb) or commit (git) and write it into the element file
+    Track(TrackArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AddArgs {
+    /// Files to add
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TrackArgs {
+    /// Element file or element name
+    pub target: PathBuf,
+    /// Only this source (1 is the first of `sources:`) [default: every source with an upstream]
+    #[arg(long, value_name = "N")]
+    pub source: Option<usize>,
+}
+
+// ---------------------------------------------------------------- configuration
+
+/// The user configuration (`--config`, `CAS_CONFIG`, or the default file);
+/// a bad file prints its located diagnostics and exits 2.
+pub fn user_config(global: &Global) -> Result<UserConfig, Failure> {
+    cas_format::config::load_user_config(global.config.as_deref()).map_err(|diags| {
+        for e in &diags.errors {
+            eprintln!("{:?}", miette::Report::new(e.clone()));
+        }
+        Failure::Silent(2)
+    })
+}
+
+/// The mirrors of the user configuration, per alias in the order written.
+pub fn mirrors(global: &Global) -> Result<Mirrors, Failure> {
+    let config = user_config(global)?;
+    let mut mirrors = Mirrors::new();
+    for (alias, bases) in &config.mirrors {
+        for base in bases {
+            mirrors.add(alias.clone(), base.clone());
+        }
+    }
+    Ok(mirrors)
+}
+
+fn fetcher(store: &Store, mirrors: &Mirrors) -> Result<Fetcher, Failure> {
+    cas_build::run::fetcher_for(store, mirrors).map_err(|e| Failure::failed(miette::miette!("{e}")))
+}
+
+// ---------------------------------------------------------------- what to fetch
+
+/// A short description of a source: kind and URL as written (or path).
+pub fn describe(s: &Source) -> String {
+    cas_build::sources::describe(s)
+}
+
+/// What identifies a download: two sources with the same key are fetched once.
+fn fetch_key(s: &Source) -> Option<String> {
+    match &s.kind {
+        SourceKind::Tar { checksum, .. } | SourceKind::Remote { checksum, .. } | SourceKind::Deb { checksum, .. } => {
+            Some(checksum.to_string())
+        }
+        SourceKind::Git { url, commit, .. } => Some(format!("git {} {commit}", url.resolved)),
+        SourceKind::Local { .. } | SourceKind::Patch { .. } => None,
+    }
+}
+
+/// The distinct fetchable sources of `ids`, in order, with the elements that use each.
+fn distinct_sources(loaded: &Loaded, ids: &[ElementId]) -> Vec<(Source, Vec<String>)> {
+    let mut out: Vec<(Source, Vec<String>)> = Vec::new();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for &id in ids {
+        let el = loaded.element(id);
+        for s in &el.sources {
+            let Some(key) = fetch_key(s) else { continue };
+            match seen.get(&key) {
+                Some(&i) => {
+                    if !out[i].1.contains(&el.name) {
+                        out[i].1.push(el.name.clone());
+                    }
+                }
+                None => {
+                    seen.insert(key, out.len());
+                    out.push((s.clone(), vec![el.name.clone()]));
+                }
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------- parallel fetching
+
+/// Lines and progress bars on stderr: bars on a terminal, plain lines otherwise.
+struct Out {
+    bars: Option<indicatif::MultiProgress>,
+}
+
+impl Out {
+    fn new() -> Out {
+        let tty = std::io::stderr().is_terminal();
+        Out { bars: tty.then(|| indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr())) }
+    }
+
+    fn line(&self, s: &str) {
+        match &self.bars {
+            Some(m) => {
+                let _ = m.println(s);
+            }
+            None => eprintln!("{s}"),
+        }
+    }
+
+    fn bar(&self, what: &str) -> indicatif::ProgressBar {
+        let Some(m) = &self.bars else { return indicatif::ProgressBar::hidden() };
+        let bar = m.add(indicatif::ProgressBar::new(0));
+        let style = indicatif::ProgressStyle::with_template("{spinner} {wide_msg} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.set_message(what.to_owned());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    }
+}
+
+/// How a batch of fetches went.
+#[derive(Default)]
+pub struct FetchSummary {
+    pub fetched: usize,
+    pub cached: usize,
+    /// Each failed source, the elements using it, and why.
+    pub failures: Vec<(Source, Vec<String>, SourceError)>,
+}
+
+/// Fetch `sources` (distinct) with at most `jobs` downloads at once. Every
+/// source is attempted; failures are collected, not fatal.
+fn fetch_all(store: &Store, fetcher: &Fetcher, sources: Vec<(Source, Vec<String>)>, jobs: usize) -> FetchSummary {
+    let cache = StoreSourceCache { store };
+    let out = Out::new();
+    let next = AtomicUsize::new(0);
+    let summary = Mutex::new(FetchSummary::default());
+    let workers = jobs.max(1).min(sources.len());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some((source, users)) = sources.get(i) else { break };
+                if !cas_sources::needs_fetch(source, fetcher, &cache) {
+                    summary.lock().unwrap_or_else(|e| e.into_inner()).cached += 1;
+                    continue;
+                }
+                let what = describe(source);
+                let bar = out.bar(&what);
+                let result = cas_sources::fetch_source(source, fetcher, &cache, false, &bar);
+                bar.finish_and_clear();
+                let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
+                match result {
+                    Ok(_) => {
+                        out.line(&format!("fetched {what}"));
+                        s.fetched += 1;
+                    }
+                    Err(e) => {
+                        out.line(&format!("failed  {what}: {e}"));
+                        s.failures.push((source.clone(), users.clone(), e));
+                    }
+                }
+            });
+        }
+    });
+    summary.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn run_fetch(global: &Global, args: FetchArgs) -> CmdResult {
+    let loaded = load_or_report(&args.targets)?;
+    let mirrors = mirrors(global)?;
+    let store = open_store(global)?;
+    let fetcher = fetcher(&store, &mirrors)?;
+    let sources = distinct_sources(&loaded, &loaded.closure(&loaded.targets));
+    let total = sources.len();
+    let summary = fetch_all(&store, &fetcher, sources, global.jobs());
+    if global.json {
+        let failures: Vec<_> = summary
+            .failures
+            .iter()
+            .map(|(s, users, e)| serde_json::json!({"source": describe(s), "elements": users, "error": e.to_string()}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"sources": total, "fetched": summary.fetched, "cached": summary.cached, "failed": failures})
+        );
+    }
+    eprintln!(
+        "{} sources: {} fetched, {} already cached, {} failed",
+        total,
+        summary.fetched,
+        summary.cached,
+        summary.failures.len()
+    );
+    if summary.failures.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (s, users, e) in &summary.failures {
+        eprintln!("error: {} (used by {}): {e}", describe(s), users.join(", "));
+    }
+    Ok(ExitCode::from(1))
+}
+
+// ---------------------------------------------------------------- cas build
+
+/// Before a build: make the sources of every element that is not cached
+/// available. With `offline`, every missing one is named (kind and URL) and
+/// the build fails (exit 1) without any network access. Otherwise they are
+/// fetched in parallel, each once even when several elements use it;
+/// failures are left to the build, which reports them per element (and goes
+/// on with the others under `--keep-going`).
+pub fn prepare_build(store: &Store, loaded: &Loaded, mirrors: &Mirrors, jobs: usize, offline: bool) -> Result<(), Failure> {
+    let plan = cas_build::plan(store, loaded, &loaded.targets, mirrors).map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    let todo: Vec<ElementId> = plan.iter().filter(|p| p.state != cas_build::State::Cached).map(|p| p.id).collect();
+    let fetcher = fetcher(store, mirrors)?;
+    let cache = StoreSourceCache { store };
+    let missing: Vec<(Source, Vec<String>)> =
+        distinct_sources(loaded, &todo).into_iter().filter(|(s, _)| cas_sources::needs_fetch(s, &fetcher, &cache)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if offline {
+        let list: Vec<String> = missing.iter().map(|(s, users)| format!("  {} (needed by {})", describe(s), users.join(", "))).collect();
+        return Err(Failure::failed(miette::miette!(
+            help = "run `cas fetch TARGET...` while online, or add the files with `cas source add FILE...`",
+            "offline: {} source(s) are not in the source cache:\n{}",
+            missing.len(),
+            list.join("\n")
+        )));
+    }
+    let _ = fetch_all(store, &fetcher, missing, jobs);
+    Ok(())
+}
+
+// ---------------------------------------------------------------- cas source add
+
+fn run_add(global: &Global, args: AddArgs) -> CmdResult {
+    let store = open_store(global)?;
+    let mut rows = Vec::new();
+    for file in &args.files {
+        if !file.is_file() {
+            return Err(Failure::invalid(miette::miette!("{}: not a file", file.display())));
+        }
+        let sha = cas_sources::checksum::hash_file(Algorithm::Sha256, file).map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+        let (blob, size) = store
+            .put_file(file, IngestMode::Copy)
+            .map_err(|e| Failure::failed(miette::miette!("cannot add {} to the store: {e}", file.display())))?;
+        let b3 = blob.to_hex();
+        for id in [format!("sha256:{}", sha.hex()), format!("blake3:{b3}")] {
+            store
+                .source_put(&id, &blob)
+                .map_err(|e| Failure::failed(miette::miette!("cannot index {} as {id}: {e}", file.display())))?;
+        }
+        if !global.json {
+            println!("{}\n  sha256: {}\n  blake3: {b3}", file.display(), sha.hex());
+        }
+        rows.push(serde_json::json!({"file": file, "size": size, "sha256": sha.hex(), "blake3": b3}));
+    }
+    if global.json {
+        println!("{}", serde_json::Value::Array(rows));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------- cas source track
+
+/// The YAML key that pins a source, and its current value.
+fn pinned(s: &Source) -> Option<(&'static str, String)> {
+    match &s.kind {
+        SourceKind::Tar { checksum, .. } | SourceKind::Remote { checksum, .. } | SourceKind::Deb { checksum, .. } => {
+            Some((checksum.algorithm(), checksum.hex().to_owned()))
+        }
+        SourceKind::Git { commit, .. } => Some(("ref", commit.clone())),
+        SourceKind::Local { .. } | SourceKind::Patch { .. } => None,
+    }
+}
+
+/// The new pinned value of `s`, keeping its checksum algorithm.
+fn track_one(s: &Source, fetcher: &Fetcher, cache: &StoreSourceCache, out: &Out) -> Result<String, SourceError> {
+    let bar = out.bar(&describe(s));
+    let result = match &s.kind {
+        SourceKind::Tar { url, checksum: c, .. } | SourceKind::Remote { url, checksum: c, .. } | SourceKind::Deb { url, checksum: c }
+            if c.algorithm() == "blake3" =>
+        {
+            let download = fetcher.fetch_unverified(url, Algorithm::Blake3, &bar)?;
+            cas_sources::SourceCache::insert(cache, &download.checksum, download.path())?;
+            Ok(download.checksum.hex().to_owned())
+        }
+        _ => match cas_sources::track(s, fetcher, Some(cache), &bar)? {
+            Tracked::Checksum(c) => Ok(c.hex().to_owned()),
+            Tracked::Commit(c) => Ok(c),
+        },
+    };
+    bar.finish_and_clear();
+    result
+}
+
+fn run_track(global: &Global, args: TrackArgs) -> CmdResult {
+    let loaded = load_or_report(std::slice::from_ref(&args.target))?;
+    let mirrors = mirrors(global)?;
+    let store = open_store(global)?;
+    let fetcher = fetcher(&store, &mirrors)?;
+    let cache = StoreSourceCache { store: &store };
+    let el = loaded.element(loaded.targets[0]);
+    let indices: Vec<usize> = match args.source {
+        Some(0) => return Err(Failure::invalid(miette::miette!("--source counts from 1 (the first source)"))),
+        Some(n) if n > el.sources.len() => {
+            return Err(Failure::invalid(miette::miette!("{} has {} source(s); there is no source {n}", el.name, el.sources.len())))
+        }
+        Some(n) => {
+            let s = &el.sources[n - 1];
+            if matches!(s.kind, SourceKind::Local { .. } | SourceKind::Patch { .. }) {
+                return Err(Failure::invalid(miette::miette!("source {n} of {} ({}) has nothing to track", el.name, describe(s))));
+            }
+            vec![n - 1]
+        }
+        None => (0..el.sources.len())
+            .filter(|&i| match &el.sources[i].kind {
+                SourceKind::Tar { .. } | SourceKind::Remote { .. } | SourceKind::Deb { .. } => true,
+                SourceKind::Git { track, .. } => track.is_some(),
+                _ => false,
+            })
+            .collect(),
+    };
+    if indices.is_empty() {
+        eprintln!("{}: no source to track (tar, remote, deb, or git with `track:`)", el.name);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let text = std::fs::read_to_string(&el.file)
+        .map_err(|e| Failure::failed(miette::miette!("cannot read {}: {e}", el.file.display())))?;
+    let out = Out::new();
+    let mut new_text = text.clone();
+    let mut changes = Vec::new();
+    let mut failed = 0;
+    for i in indices {
+        let s = &el.sources[i];
+        let Some((key, old)) = pinned(s) else { continue };
+        match track_one(s, &fetcher, &cache, &out) {
+            Ok(new) => {
+                if new != old {
+                    let edited = cas_format::edit::set_source_field(&el.file, &new_text, i, key, &new)
+                        .map_err(|e| Failure::failed(miette::Report::new(e)))?;
+                    new_text = edited.text;
+                }
+                if !global.json {
+                    let verb = if new == old { "unchanged" } else { "updated" };
+                    println!("{}: source {} ({}): {key} {old} → {new} ({verb})", el.name, i + 1, describe(s));
+                }
+                changes.push(serde_json::json!({"source": i + 1, "key": key, "old": old, "new": new}));
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {}: source {} ({}): {e}", el.name, i + 1, describe(s));
+            }
+        }
+    }
+    if new_text != text {
+        write_atomically(&el.file, &new_text).map_err(|e| Failure::failed(miette::miette!("cannot write {}: {e}", el.file.display())))?;
+    }
+    if global.json {
+        println!("{}", serde_json::json!({"element": el.name, "file": el.file, "sources": changes}));
+    }
+    Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Replace `path` with `text` through a temporary file in the same directory
+/// (keeping the file's permissions), so that a crash never leaves half a file.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let perms = std::fs::metadata(path)?.permissions();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.cas-track-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::set_permissions(&tmp, perms)?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+pub fn run_source(global: &Global, cmd: SourceCommand) -> CmdResult {
+    match cmd {
+        SourceCommand::Add(args) => run_add(global, args),
+        SourceCommand::Track(args) => run_track(global, args),
+    }
 }
