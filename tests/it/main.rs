@@ -5,4 +5,7 @@ mod ctx;
 
 mod build;
 mod format;
+mod kinds;
+mod sources;
 mod store;
+mod toolchain;

@@ -57,6 +57,8 @@ pub struct Engine<'a> {
     /// Elements to rebuild from scratch whatever the action cache says,
     /// without recording the result (`cas check`).
     pub rebuild: std::collections::HashSet<ElementId>,
+    /// Remote caches to pull from and push to (spec/remote.md).
+    pub remote: Option<crate::remote::RemoteRun<'a>>,
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -169,8 +171,16 @@ impl Engine<'_> {
         let record = !self.rebuild.contains(&id);
         if record {
             if let Some(hit) = self.lookup(&key)? {
+                self.push(id, &key, &hit);
                 return Ok(Done { key, output: hit.output, status: Status::Cached, span: None });
             }
+            if let Some(done) = self.pull(id, &key)? {
+                return Ok(done);
+            }
+        }
+        // Outputs pulled lazily from a remote are downloaded now that they are staged.
+        if let Some(done) = self.ensure_staged(id, &staged, outputs)? {
+            return Ok(done);
         }
         // Fetch what is missing (cached sources are never fetched again).
         let cache = self.source_cache();
@@ -198,6 +208,7 @@ impl Engine<'_> {
                 };
                 if record {
                     self.store.action_put(&key, &result)?;
+                    self.push(id, &key, &result);
                 }
                 dir.remove();
                 Ok(Done { key, output, status: Status::Built, span: Some((unix_ms(started), unix_ms(ended))) })
@@ -388,9 +399,9 @@ impl Engine<'_> {
         let _ = writeln!(log, "# {phase}: {command}");
         let _ = log.flush();
         let env = inputs.environment.iter().map(|(k, v)| (k.clone(), v.replace("%{max-jobs}", &jobs))).collect();
-        let _ = root_writable; // TODO(sandbox): writable root for script/compose
         let spec = SandboxSpec {
             root: root.to_path_buf(),
+            root_writable,
             mounts: vec![
                 Mount::writable(dir.build(), &inputs.sandbox.build_root),
                 Mount::writable(dir.install(), &inputs.sandbox.install_root),
@@ -466,6 +477,7 @@ impl Engine<'_> {
         env.insert("PS1".into(), format!("[cas {}] \\w $ ", el.name));
         let spec = SandboxSpec {
             root: view.path().to_path_buf(),
+            root_writable: false,
             mounts: vec![
                 Mount::writable(dir.build(), &inputs.sandbox.build_root),
                 Mount::writable(dir.install(), &inputs.sandbox.install_root),

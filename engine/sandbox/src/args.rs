@@ -85,7 +85,14 @@ pub fn bwrap_args(
     }
     // Parents before children; otherwise the order given.
     mounts.sort_by_key(|m| m.dest().components().count());
-    let root_ops = plan_root(&spec.root, &targets)?;
+    let root_ops = if spec.root_writable {
+        if !spec.root.is_dir() {
+            return Err(SandboxError::RootMissing { root: spec.root.clone() });
+        }
+        Vec::new()
+    } else {
+        plan_root(&spec.root, &targets)?
+    };
 
     let mut a = Args::default();
     a.flag("--unshare-all");
@@ -103,6 +110,9 @@ pub fn bwrap_args(
     a.flag("--clearenv");
     for (k, v) in &spec.env {
         a.three("--setenv", k, v);
+    }
+    if spec.root_writable {
+        a.three("--bind", &spec.root, "/");
     }
     for op in root_ops {
         match op {
@@ -129,7 +139,9 @@ pub fn bwrap_args(
             }
         }
     }
-    a.two("--remount-ro", "/");
+    if !spec.root_writable {
+        a.two("--remount-ro", "/");
+    }
     a.two("--chdir", &spec.cwd);
     if let Some(fd) = status_fd {
         a.two("--json-status-fd", fd.to_string());
@@ -177,4 +189,27 @@ pub fn display(program: &Path, args: &[OsString]) -> String {
         }
     }
     s
+}
+
+/// The mount points of `spec` that a writable root lacks: bwrap creates them
+/// inside the root, and [`crate::run()`] removes them again after the run.
+pub(crate) fn missing_mount_points(spec: &SandboxSpec) -> Vec<std::path::PathBuf> {
+    if !spec.root_writable {
+        return Vec::new();
+    }
+    let mut points: Vec<&Path> = vec![Path::new("/proc"), Path::new("/dev"), Path::new("/tmp")];
+    points.extend(spec.mounts.iter().map(|m| m.sandbox.as_path()));
+    let mut missing = Vec::new();
+    for p in points {
+        // Every missing ancestor too, outermost first.
+        let mut acc = std::path::PathBuf::from("/");
+        for c in p.components().skip(1) {
+            acc.push(c);
+            let host = spec.root.join(acc.strip_prefix("/").unwrap_or(&acc));
+            if std::fs::symlink_metadata(&host).is_err() && !missing.contains(&host) {
+                missing.push(host);
+            }
+        }
+    }
+    missing
 }

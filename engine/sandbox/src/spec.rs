@@ -44,8 +44,13 @@ impl Mount {
 /// A complete description of one sandbox (see `spec/sandbox.md`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SandboxSpec {
-    /// The sysroot view, shown read-only as `/`.
+    /// The sysroot view, shown read-only as `/` (unless `root_writable`).
     pub root: PathBuf,
+    /// Bind `root` writable as `/` instead: for a private copy only (compose
+    /// integration, script elements with a writable root), never for a view
+    /// that shares inodes with the store. Mount points missing from it are
+    /// created for the run and removed again afterwards.
+    pub root_writable: bool,
     /// Extra binds (build root, install root, ...), applied parents first.
     pub mounts: Vec<Mount>,
     /// The complete environment: nothing else is inherited.
@@ -65,6 +70,7 @@ impl SandboxSpec {
     pub fn new(root: impl Into<PathBuf>) -> SandboxSpec {
         SandboxSpec {
             root: root.into(),
+            root_writable: false,
             mounts: Vec::new(),
             env: BTreeMap::new(),
             cwd: PathBuf::from("/"),
