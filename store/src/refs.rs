@@ -1,0 +1,85 @@
+//! Named references: small mutable records `name → value` (a hex digest),
+//! with the value each one had before. The store gives them no meaning: the
+//! engine uses them for "the last key of an element" (`cas explain`). They
+//! are not roots for gc and nothing is checked about what they name.
+//!
+//! Table `refs` in `ac.sqlite`, created on first use (spec/store.md).
+
+use rusqlite::{params, OptionalExtension};
+
+use crate::action_cache::now_secs;
+use crate::error::Result;
+use crate::store::Store;
+
+const CREATE: &str = "CREATE TABLE IF NOT EXISTS refs (
+    name     TEXT PRIMARY KEY,
+    value    TEXT NOT NULL,
+    previous TEXT,
+    updated  INTEGER NOT NULL
+)";
+
+/// A named reference and the value it held before its last change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefEntry {
+    pub value: String,
+    /// The value before the last change (None if it never changed).
+    pub previous: Option<String>,
+    /// Unix seconds of the last `ref_put`.
+    pub updated: i64,
+}
+
+impl Store {
+    /// Set `name` to `value`. When the value changes, the old one is kept as
+    /// `previous`; setting the same value again changes nothing but `updated`.
+    pub fn ref_put(&self, name: &str, value: &str) -> Result<()> {
+        self.db.with("record ref", |c| {
+            c.execute_batch(CREATE)?;
+            let tx = c.transaction()?;
+            let old: Option<(String, Option<String>)> = tx
+                .query_row("SELECT value, previous FROM refs WHERE name = ?1", params![name], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let previous = match old {
+                Some((v, _)) if v != value => Some(v),
+                Some((_, p)) => p,
+                None => None,
+            };
+            tx.execute(
+                "INSERT OR REPLACE INTO refs (name, value, previous, updated) VALUES (?1, ?2, ?3, ?4)",
+                params![name, value, previous, now_secs()],
+            )?;
+            tx.commit()
+        })
+    }
+
+    /// The reference `name`, if it was ever set.
+    pub fn ref_get(&self, name: &str) -> Result<Option<RefEntry>> {
+        self.db.with("read ref", |c| {
+            c.execute_batch(CREATE)?;
+            c.query_row("SELECT value, previous, updated FROM refs WHERE name = ?1", params![name], |r| {
+                Ok(RefEntry { value: r.get(0)?, previous: r.get(1)?, updated: r.get(2)? })
+            })
+            .optional()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ref_keeps_its_previous_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.ref_get("a").unwrap(), None);
+        store.ref_put("a", "1").unwrap();
+        assert_eq!(store.ref_get("a").unwrap().unwrap().previous, None);
+        store.ref_put("a", "2").unwrap();
+        store.ref_put("a", "2").unwrap();
+        let e = store.ref_get("a").unwrap().unwrap();
+        assert_eq!((e.value.as_str(), e.previous.as_deref()), ("2", Some("1")));
+        // Another store process sees it too.
+        let again = Store::open(dir.path()).unwrap();
+        assert_eq!(again.ref_get("a").unwrap().unwrap().value, "2");
+    }
+}
