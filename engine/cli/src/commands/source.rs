@@ -194,7 +194,7 @@ fn fetch_all(store: &Store, fetcher: &Fetcher, sources: Vec<(Source, Vec<String>
                         s.fetched += 1;
                     }
                     Err(e) => {
-                        out.line(&format!("failed  {what}: {e}"));
+                        out.line(&format!("failed  {what}"));
                         s.failures.push((source.clone(), users.clone(), e));
                     }
                 }
