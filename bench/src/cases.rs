@@ -34,6 +34,8 @@ pub type Sized = (usize, usize, usize);
 pub struct Plan {
     pub load: Vec<Sized>,
     pub cold: Vec<Sized>,
+    /// `-j nproc` cold builds are measured up to this size only (time budget).
+    pub cold_jn_max: usize,
     pub noop: (usize, usize),
     pub cutoff: (usize, usize),
     pub big_files: usize,
@@ -47,7 +49,8 @@ impl Plan {
         match mode {
             Mode::Full => Plan {
                 load: vec![(500, 1, 7), (5_000, 1, 5), (50_000, 0, 3)],
-                cold: vec![(100, 1, 5), (1_000, 0, 3)],
+                cold: vec![(100, 1, 5), (1_000, 0, 2)],
+                cold_jn_max: 100,
                 noop: (1, 10),
                 cutoff: (1, 5),
                 big_files: 20_000,
@@ -58,6 +61,7 @@ impl Plan {
             Mode::Quick => Plan {
                 load: vec![(500, 1, 3), (5_000, 1, 3), (50_000, 0, 1)],
                 cold: vec![(100, 1, 3), (1_000, 0, 1)],
+                cold_jn_max: 100,
                 noop: (1, 3),
                 cutoff: (1, 3),
                 big_files: 20_000,
@@ -68,6 +72,7 @@ impl Plan {
             Mode::Smoke => Plan {
                 load: vec![(20, 0, 1), (60, 0, 1)],
                 cold: vec![(4, 0, 1), (10, 0, 1)],
+                cold_jn_max: 10,
                 noop: (0, 1),
                 cutoff: (0, 1),
                 big_files: 300,
@@ -265,11 +270,15 @@ pub fn cold(env: &Env) -> Result<(Case, Vec<Built>)> {
             let v = json_of(&out)?;
             let b = bwrap_or_sh(&g, &o, &scratch, true)?;
             let s = bwrap_or_sh(&g, &o, &scratch, false)?;
-            force_remove(&store)?;
-            let (dn, _) = run(env.cas(&store, &g.root).args(["--json", "-j", &env.nproc.to_string(), "build", "all.yaml"]))?;
+            if n <= env.plan.cold_jn_max {
+                force_remove(&store)?;
+                let (dn, _) = run(env.cas(&store, &g.root).args(["--json", "-j", &env.nproc.to_string(), "build", "all.yaml"]))?;
+                if i >= warmup {
+                    jn.push(ms(dn));
+                }
+            }
             if i >= warmup {
                 j1.push(ms(d));
-                jn.push(ms(dn));
                 bw.push(ms(b));
                 shs.push(ms(s));
                 steps.push(count(&v, "built"));
@@ -278,7 +287,11 @@ pub fn cold(env: &Env) -> Result<(Case, Vec<Built>)> {
         let rb = case.row(format!("{n} elements: same commands in bwrap, no cas"), bw, Unit::Ms, None);
         let rs = case.row(format!("{n} elements: same commands in `sh -e -c`, no sandbox"), shs, Unit::Ms, None);
         let r1 = case.row(format!("{n} elements: `cas -j 1 build`"), j1, Unit::Ms, Some(rb));
-        let rn = case.row(format!("{n} elements: `cas -j {} build`", env.nproc), jn, Unit::Ms, Some(rb));
+        let rn = if jn.is_empty() {
+            None
+        } else {
+            Some(case.row(format!("{n} elements: `cas -j {} build`", env.nproc), jn, Unit::Ms, Some(rb)))
+        };
         let rc = case.row(format!("{n} elements: steps built (JSON `built`)"), steps, Unit::Count, None);
         let _ = (rs, rn, rc);
         let over = (case.median(r1) - case.median(rb)) / n as f64;
@@ -290,7 +303,9 @@ pub fn cold(env: &Env) -> Result<(Case, Vec<Built>)> {
             over < 25.0,
         );
         case.commands.push(format!("cd $W/p{n} && rm -rf $W/store-cold-{n} && $CAS --store $W/store-cold-{n} --json -j 1 build all.yaml"));
-        case.commands.push(format!("cd $W/p{n} && rm -rf $W/store-cold-{n} && $CAS --store $W/store-cold-{n} --json -j {} build all.yaml", env.nproc));
+        if rn.is_some() {
+            case.commands.push(format!("cd $W/p{n} && rm -rf $W/store-cold-{n} && $CAS --store $W/store-cold-{n} --json -j {} build all.yaml", env.nproc));
+        }
         case.commands.push("# baseline, for every element and command (cas-bench: cases.rs bwrap_baseline):".into());
         case.commands.push("bwrap --unshare-all --die-with-parent --new-session --cap-drop ALL --hostname cas --uid 0 --gid 0 --clearenv --setenv PATH ... --ro-bind $W/pN/files/base/{bin,usr,etc} /{bin,usr,etc} --proc /proc --dev /dev --perms 1777 --tmpfs /tmp --bind BUILD /build --bind INSTALL /install --remount-ro / --chdir /build -- /bin/sh -e -c COMMAND".into());
         built.push(Built { n, o, g, store });

@@ -167,9 +167,9 @@ impl Report {
         }
         for c in &self.cases {
             m.push_str(&format!("\n## {}: {}\n\n{}\n\n", c.id, c.title, c.what));
-            m.push_str("| measurement | median | min – max | runs | vs baseline | note |\n");
-            m.push_str("| --- | ---: | ---: | ---: | --- | --- |\n");
-            for r in &c.rows {
+            m.push_str("| # | measurement | median | min – max | runs | vs baseline | note |\n");
+            m.push_str("| ---: | --- | ---: | ---: | ---: | --- | --- |\n");
+            for (k, r) in c.rows.iter().enumerate() {
                 let (med, range, n) = match r.stats() {
                     Some(s) => (
                         fmt_value(s.median, r.unit),
@@ -182,11 +182,11 @@ impl Report {
                     Some(b) => {
                         let base = c.median(b);
                         let me = r.stats().map(|s| s.median).unwrap_or(f64::NAN);
-                        format!("{:.2}× {}", me / base, esc(&c.rows[b].label))
+                        format!("{:.2}× #{}", me / base, b + 1)
                     }
                     None => String::new(),
                 };
-                m.push_str(&format!("| {} | {} | {} | {} | {} | {} |\n", esc(&r.label), med, range, n, ratio, esc(&r.note)));
+                m.push_str(&format!("| {} | {} | {} | {} | {} | {} | {} |\n", k + 1, esc(&r.label), med, range, n, ratio, esc(&r.note)));
             }
             if !c.goals.is_empty() {
                 m.push_str("\n| goal | measured | |\n| --- | --- | --- |\n");

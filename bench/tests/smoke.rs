@@ -57,7 +57,7 @@ fn smoke_run_produces_every_case_and_renders() {
     for id in cas_bench::CASES {
         assert!(md.contains(&format!("\n## {id}: ")), "no section for {id}");
     }
-    assert!(md.contains("| measurement | median | min – max | runs | vs baseline | note |"));
+    assert!(md.contains("| # | measurement | median | min – max | runs | vs baseline | note |"));
     assert!(!md.contains("NaN"), "a figure is NaN:\n{md}");
 }
 
