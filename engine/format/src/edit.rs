@@ -21,7 +21,12 @@ pub struct Edited {
 /// `sources:` order) of the element file `path` whose content is `text`.
 /// The new value keeps the old one's quotes (`'...'` or `"..."`), if any;
 /// `value` must be a plain scalar (hex digits, a commit id...).
-pub fn set_source_field(path: &Path, text: &str, index: usize, key: &str, value: &str) -> Result<Edited, Error> {
+pub fn set_source_field(path: &Path, text: &str, index: usize, key: &str, value: &str) -> Result<Edited, Box<Error>> {
+    set(path, text, index, key, value).map_err(Box::new)
+}
+
+#[allow(clippy::result_large_err)] // boxed by the public wrapper
+fn set(path: &Path, text: &str, index: usize, key: &str, value: &str) -> Result<Edited, Error> {
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b)) {
         return Err(Error::plain(format!("cannot write `{value}` as a plain YAML value")));
     }
@@ -130,7 +135,7 @@ fn closing_quote(s: &str, q: char) -> Option<usize> {
 mod tests {
     use super::*;
 
-    fn set(text: &str, index: usize, key: &str, value: &str) -> Result<Edited, Error> {
+    fn set(text: &str, index: usize, key: &str, value: &str) -> Result<Edited, Box<Error>> {
         set_source_field(Path::new("e.yaml"), text, index, key, value)
     }
 

@@ -377,7 +377,7 @@ fn run_track(global: &Global, args: TrackArgs) -> CmdResult {
             Ok(new) => {
                 if new != old {
                     let edited = cas_format::edit::set_source_field(&el.file, &new_text, i, key, &new)
-                        .map_err(|e| Failure::failed(miette::Report::new(e)))?;
+                        .map_err(|e| Failure::failed(miette::Report::new(*e)))?;
                     new_text = edited.text;
                 }
                 if !global.json {
