@@ -248,10 +248,16 @@ pub fn run_fetch(global: &Global, args: FetchArgs) -> CmdResult {
 /// failures are left to the build, which reports them per element (and goes
 /// on with the others under `--keep-going`).
 pub fn prepare_build(store: &Store, loaded: &Loaded, mirrors: &Mirrors, jobs: usize, offline: bool) -> Result<(), Failure> {
-    let plan = cas_build::plan(store, loaded, &loaded.targets, mirrors).map_err(|e| Failure::failed(miette::miette!("{e}")))?;
-    let todo: Vec<ElementId> = plan.iter().filter(|p| p.state != cas_build::State::Cached).map(|p| p.id).collect();
     let fetcher = fetcher(store, mirrors)?;
     let cache = StoreSourceCache { store };
+    // Cheap first: when every source of the closure is there, no need to plan.
+    let closure = loaded.closure(&loaded.targets);
+    if distinct_sources(loaded, &closure).iter().all(|(s, _)| !cas_sources::needs_fetch(s, &fetcher, &cache)) {
+        return Ok(());
+    }
+    // Only the elements that are not cached need their sources.
+    let plan = cas_build::plan(store, loaded, &loaded.targets, mirrors).map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    let todo: Vec<ElementId> = plan.iter().filter(|p| p.state != cas_build::State::Cached).map(|p| p.id).collect();
     let missing: Vec<(Source, Vec<String>)> =
         distinct_sources(loaded, &todo).into_iter().filter(|(s, _)| cas_sources::needs_fetch(s, &fetcher, &cache)).collect();
     if missing.is_empty() {
