@@ -1,0 +1,7 @@
+#include "greet.h"
+
+#ifndef GREETING
+#define GREETING "hello"
+#endif
+
+const char *greeting(void) { return GREETING; }
