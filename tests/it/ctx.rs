@@ -183,3 +183,90 @@ impl Ctx {
         (Run { code, stdout, stderr, args: shown }, usage.ru_maxrss as u64)
     }
 }
+
+/// Appended for the remote tests: a real nginx with WebDAV `PUT` on
+/// 127.0.0.1, on a free port, in its own directory; killed on drop.
+pub struct Nginx {
+    pub dir: PathBuf,
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl Nginx {
+    /// Start nginx serving (and accepting uploads into) `dir/www`.
+    pub fn start(dir: &Path) -> Nginx {
+        let nginx = Path::new("/usr/sbin/nginx");
+        assert!(nginx.exists(), "tests need /usr/sbin/nginx (Debian package nginx)");
+        for d in ["www", "tmp", "logs"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut n = Nginx { dir: dir.to_path_buf(), port, child: None };
+        n.spawn();
+        n
+    }
+
+    fn spawn(&mut self) {
+        let dir = &self.dir;
+        let d = dir.display();
+        // One process (no master): killing it stops everything; it runs as
+        // the test's user, so uploads are written as that user.
+        let conf = format!(
+            "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\n\
+             events {{ worker_connections 512; }}\n\
+             http {{\n  access_log {d}/logs/access.log;\n  client_body_temp_path {d}/tmp/body;\n\
+               proxy_temp_path {d}/tmp/proxy;\n  fastcgi_temp_path {d}/tmp/fastcgi;\n  uwsgi_temp_path {d}/tmp/uwsgi;\n\
+               scgi_temp_path {d}/tmp/scgi;\n\
+               server {{\n    listen 127.0.0.1:{port};\n    root {d}/www;\n\
+                 location / {{\n      dav_methods PUT;\n      create_full_put_path on;\n      client_max_body_size 0;\n    }}\n  }}\n}}\n",
+            port = self.port
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let child = Command::new("/usr/sbin/nginx")
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-e")
+            .arg(dir.join("logs/error.log"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "nginx did not start: {}", std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// The cache's base URL (objects under `cas/`, results under `ac/`).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/cache", self.port)
+    }
+
+    /// The directory behind [`Nginx::url`].
+    pub fn data(&self) -> PathBuf {
+        self.dir.join("www/cache")
+    }
+
+    /// Access log lines so far.
+    pub fn access_log(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("logs/access.log")).unwrap_or_default().lines().map(str::to_owned).collect()
+    }
+
+    /// Stop nginx (SIGKILL): the remote is down.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -9,3 +9,4 @@ mod kinds;
 mod sources;
 mod store;
 mod toolchain;
+mod remote;

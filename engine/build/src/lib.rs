@@ -14,6 +14,7 @@ pub mod builddir;
 pub mod error;
 pub mod keys;
 pub mod progress;
+pub mod remote;
 pub mod run;
 pub mod scheduler;
 pub mod sources;

@@ -30,6 +30,8 @@ pub struct BuildOptions {
     pub mirrors: Mirrors,
     /// Rebuild these from scratch, ignoring and not recording results (`cas check`).
     pub rebuild: std::collections::HashSet<ElementId>,
+    /// Remote caches (spec/remote.md); `None` for none.
+    pub remotes: Option<std::sync::Arc<crate::remote::Remotes>>,
 }
 
 /// One element's line in the report (`cas build --json`).
@@ -56,6 +58,9 @@ pub struct BuildReport {
     pub pulled: usize,
     pub failed: usize,
     pub skipped: usize,
+    /// Transfers and push failures, when remotes were used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<crate::remote::RemoteSummary>,
 }
 
 pub fn fetcher_for(store: &Store, mirrors: &Mirrors) -> Result<Fetcher> {
@@ -95,6 +100,10 @@ pub fn build(
         offline: opts.offline,
         reporter,
         rebuild: opts.rebuild.clone(),
+        remote: opts.remotes.as_deref().filter(|r| !r.is_empty()).map(|remotes| crate::remote::RemoteRun {
+            remotes,
+            download: targets.iter().copied().collect(),
+        }),
     };
     let outputs: Mutex<HashMap<ElementId, TreeDigest>> = Mutex::new(HashMap::new());
     let errors: Mutex<HashMap<ElementId, (Option<ActionKey>, String)>> = Mutex::new(HashMap::new());
@@ -147,7 +156,8 @@ pub fn build(
         ends
     });
     let errors = errors.into_inner().unwrap_or_else(|e| e.into_inner());
-    let mut report = BuildReport { elements: Vec::new(), built: 0, cached: 0, pulled: 0, failed: 0, skipped: 0 };
+    let mut report = BuildReport { elements: Vec::new(), built: 0, cached: 0, pulled: 0, failed: 0, skipped: 0, remote: None };
+    report.remote = engine.remote.as_ref().map(|r| r.remotes.summary());
     for (i, end) in ends.into_iter().enumerate() {
         let id = closure[i];
         let name = engine.element(id).name.clone();
@@ -196,6 +206,8 @@ pub enum State {
     Buildable,
     Waiting,
     FetchNeeded,
+    /// Known from a result pulled earlier whose output is not local (spec/remote.md).
+    Pullable,
 }
 
 impl State {
@@ -205,6 +217,7 @@ impl State {
             State::Buildable => "buildable",
             State::Waiting => "waiting",
             State::FetchNeeded => "fetch-needed",
+            State::Pullable => "pullable",
         }
     }
 }
@@ -235,6 +248,7 @@ pub fn plan(store: &Store, loaded: &Loaded, targets: &[ElementId], mirrors: &Mir
         offline: true,
         reporter: &reporter,
         rebuild: Default::default(),
+        remote: None,
     };
     let mut outputs: HashMap<ElementId, TreeDigest> = HashMap::new();
     let mut rows = Vec::new();
@@ -254,8 +268,14 @@ pub fn plan(store: &Store, loaded: &Loaded, targets: &[ElementId], mirrors: &Mir
                 outputs.insert(id, r.output.clone());
                 State::Cached
             }
-            None if fetch => State::FetchNeeded,
-            None => State::Buildable,
+            None => match store.remote_result_get(&key)? {
+                Some((r, _)) => {
+                    outputs.insert(id, r.output);
+                    State::Pullable
+                }
+                None if fetch => State::FetchNeeded,
+                None => State::Buildable,
+            },
         };
         let output = outputs.get(&id).cloned();
         rows.push(Planned { id, key: Some(key), state, output });
@@ -290,6 +310,7 @@ pub fn shell(store: &Store, loaded: &Loaded, id: ElementId, reopen: Option<&std:
         offline: false,
         reporter: &reporter,
         rebuild: Default::default(),
+        remote: None,
     };
     let lookup = |d: ElementId| outputs.get(&d).cloned();
     engine.shell(id, &lookup, reopen)

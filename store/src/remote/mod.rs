@@ -17,6 +17,7 @@
 
 pub mod dir;
 pub mod http;
+pub mod pulled;
 pub mod result;
 pub mod transfer;
 

@@ -24,6 +24,8 @@ pub struct BuildArgs {
     /// Never use the network: a missing source is an error
     #[arg(long)]
     pub offline: bool,
+    #[command(flatten)]
+    pub remote: crate::commands::remote::RemoteFlags,
 }
 
 #[derive(Debug, clap::Args)]
@@ -35,6 +37,8 @@ pub struct CheckoutArgs {
     /// Hardlink into the store instead of copying (read-only files; never write to them)
     #[arg(long)]
     pub hardlinks: bool,
+    #[command(flatten)]
+    pub remote: crate::commands::remote::RemoteFlags,
 }
 
 #[derive(Debug, clap::Args)]
@@ -89,6 +93,7 @@ pub fn run_build(global: &Global, args: BuildArgs) -> CmdResult {
         offline: args.offline,
         mirrors,
         rebuild: Default::default(),
+        remotes: crate::commands::remote::remotes(global, &args.remote, false)?,
     };
     let total = loaded.closure(&loaded.targets).len();
     let console = Console::new(total);
@@ -109,6 +114,7 @@ pub fn run_build(global: &Global, args: BuildArgs) -> CmdResult {
         report.failed,
         if report.skipped > 0 { format!(", {} not run", report.skipped) } else { String::new() },
     );
+    crate::commands::remote::print_summary(&report);
     if STOP.load(Ordering::SeqCst) {
         eprintln!("interrupted: nothing was recorded for unfinished steps");
         return Ok(ExitCode::from(1));
@@ -150,6 +156,7 @@ fn cached_output(global: &Global, target: &PathBuf) -> Result<(Store, Loaded, ca
 pub fn run_checkout(global: &Global, args: CheckoutArgs) -> CmdResult {
     let (store, loaded, row) = cached_output(global, &args.target)?;
     let output = row.output.expect("checked");
+    crate::commands::remote::ensure_local(global, &args.remote, &store, &output)?;
     let method = if args.hardlinks { Method::Hardlink } else { Method::ReflinkOrCopy };
     let used = store
         .materialize(&output, &args.dir, method)

@@ -1,0 +1,351 @@
+//! The remotes of a run: pulling action results (lazily: outputs are
+//! downloaded only when a local step stages them, or for the targets),
+//! pushing results, and the counts for the summary (spec/remote.md).
+//!
+//! Everything here goes through [`cas_store::Remote`]: the engine does not
+//! know which backend it talks to.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use cas_store::remote::transfer::{self, Lookup, Pushed};
+use cas_store::remote::{Counters, SigningKey, TransferStats, Trust};
+use cas_store::{ActionKey, ActionResult, Remote, RemoteError, Store, TreeDigest};
+
+/// One configured remote.
+#[derive(Debug, Clone)]
+pub struct RemoteSpec {
+    pub url: String,
+    pub push: bool,
+    pub trust: Trust,
+}
+
+struct Entry {
+    remote: Box<dyn Remote>,
+    push: bool,
+    trust: Trust,
+}
+
+/// The remotes of a run and what happened with them.
+pub struct Remotes {
+    entries: Vec<Entry>,
+    signer: Option<SigningKey>,
+    pub counters: Counters,
+    /// Output trees of results pulled in this run and not yet made local,
+    /// with the index of the remote they came from.
+    pending: Mutex<HashMap<TreeDigest, usize>>,
+    /// Output trees that could not be downloaded (corrupt, missing, remote
+    /// down): results naming them are not used again in this run.
+    refused: Mutex<HashSet<TreeDigest>>,
+    push_failures: Mutex<Vec<String>>,
+    warnings: Mutex<usize>,
+}
+
+impl std::fmt::Debug for Remotes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<&str> = self.entries.iter().map(|e| e.remote.url()).collect();
+        f.debug_struct("Remotes").field("urls", &urls).finish()
+    }
+}
+
+/// What the summary says about remotes (`cas build --json`: `"remote"`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RemoteSummary {
+    pub transfers: TransferStats,
+    /// Results that could not be pushed, one message each.
+    pub push_failures: Vec<String>,
+    /// Results or objects from remotes that were not used (each was warned about).
+    pub warnings: usize,
+}
+
+impl Remotes {
+    /// Open every remote (no network access yet).
+    pub fn open(specs: &[RemoteSpec], signer: Option<SigningKey>) -> Result<Remotes, RemoteError> {
+        let mut entries = Vec::new();
+        for s in specs {
+            entries.push(Entry { remote: cas_store::remote::open(&s.url)?, push: s.push, trust: s.trust.clone() });
+        }
+        Ok(Remotes {
+            entries,
+            signer,
+            counters: Counters::default(),
+            pending: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashSet::new()),
+            push_failures: Mutex::new(Vec::new()),
+            warnings: Mutex::new(0),
+        })
+    }
+
+    pub fn url(&self, index: usize) -> &str {
+        self.entries.get(index).map(|e| e.remote.url()).unwrap_or("")
+    }
+
+    /// Make `tree` complete locally from the first remote that has it (for
+    /// `cas checkout` of a result pulled without its objects).
+    pub fn fetch_tree_anywhere(&self, store: &Store, tree: &TreeDigest) -> Result<(), RemoteError> {
+        let mut last = None;
+        for e in &self.entries {
+            match transfer::fetch_tree(store, e.remote.as_ref(), tree, &self.counters) {
+                Ok(()) => return Ok(()),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| RemoteError::Missing { url: "(no remote configured)".into(), digest: tree.to_hex() }))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn pushes(&self) -> bool {
+        self.entries.iter().any(|e| e.push)
+    }
+
+    pub fn signer(&self) -> Option<&SigningKey> {
+        self.signer.as_ref()
+    }
+
+    fn warn(&self, say: &dyn Fn(&str), message: String) {
+        *self.warnings.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        say(&format!("warning: {message}"));
+    }
+
+    /// Ask the remotes, in order, for the result of `key`. Rejected results
+    /// (untrusted, unsigned, forged, malformed) and unreachable remotes are
+    /// warned about and skipped. Returns the result and the remote's index.
+    pub fn lookup(&self, key: &ActionKey, element: &str, say: &dyn Fn(&str)) -> Option<(ActionResult, usize)> {
+        for (i, e) in self.entries.iter().enumerate() {
+            match transfer::lookup_result(e.remote.as_ref(), key, &e.trust, &self.counters) {
+                Ok(Lookup::Miss) => {}
+                Ok(Lookup::Hit(r)) => {
+                    if self.refused.lock().unwrap_or_else(|p| p.into_inner()).contains(&r.output) {
+                        continue;
+                    }
+                    return Some((r, i));
+                }
+                Ok(Lookup::Rejected(why)) => {
+                    self.warn(say, format!("{element}: ignoring the result {key} from {}: {why}", e.remote.url()))
+                }
+                Err(err) => self.warn(say, format!("{element}: cannot ask {} for {key}: {err}", e.remote.url())),
+            }
+        }
+        None
+    }
+
+    /// Remember that `output` was pulled from remote `index` without downloading it.
+    pub fn pulled_lazily(&self, output: TreeDigest, index: usize) {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).entry(output).or_insert(index);
+    }
+
+    /// Download everything a pulled result references (its output, log and
+    /// manifest), verified; on failure the output is refused for the rest of the run.
+    pub fn download(&self, store: &Store, index: usize, r: &ActionResult) -> Result<(), RemoteError> {
+        let e = &self.entries[index];
+        let res = transfer::fetch_result_objects(store, e.remote.as_ref(), r, &self.counters);
+        if res.is_err() {
+            self.refused.lock().unwrap_or_else(|p| p.into_inner()).insert(r.output);
+        }
+        res
+    }
+
+    /// Does `tree` come from a remote result that is not local yet (or that
+    /// failed to download)?
+    pub fn is_pending(&self, tree: &TreeDigest) -> bool {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).contains_key(tree)
+            || self.refused.lock().unwrap_or_else(|p| p.into_inner()).contains(tree)
+    }
+
+    /// Make a lazily pulled tree local (a no-op for trees that are not
+    /// pending). On failure the tree is refused: the caller builds its
+    /// producer locally.
+    pub fn ensure_local(&self, store: &Store, tree: &TreeDigest) -> Result<(), RemoteError> {
+        if self.refused.lock().unwrap_or_else(|p| p.into_inner()).contains(tree) {
+            return Err(RemoteError::Missing { url: "(refused earlier in this run)".into(), digest: tree.to_hex() });
+        }
+        let Some(index) = self.pending.lock().unwrap_or_else(|p| p.into_inner()).get(tree).copied() else {
+            return Ok(());
+        };
+        let e = &self.entries[index];
+        match transfer::fetch_tree(store, e.remote.as_ref(), tree, &self.counters) {
+            Ok(()) => {
+                self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(tree);
+                Ok(())
+            }
+            Err(err) => {
+                self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(tree);
+                self.refused.lock().unwrap_or_else(|p| p.into_inner()).insert(*tree);
+                Err(err)
+            }
+        }
+    }
+
+    /// Warn about a failed download (counted in the summary).
+    pub fn warn_download(&self, element: &str, err: &RemoteError, say: &dyn Fn(&str)) {
+        self.warn(say, format!("{element}: {err}; building it locally"));
+    }
+
+    /// Push a local result to every remote marked for push. Failures are
+    /// recorded for the summary, never returned.
+    pub fn push(&self, store: &Store, key: &ActionKey, r: &ActionResult, element: &str, say: &dyn Fn(&str)) {
+        for e in self.entries.iter().filter(|e| e.push) {
+            match transfer::push_result(store, e.remote.as_ref(), key, r, self.signer.as_ref(), &self.counters) {
+                Ok(Pushed::AlreadyThere) | Ok(Pushed::Uploaded { .. }) => {}
+                Err(err) => {
+                    let msg = format!("{element}: cannot push {key} to {}: {err}", e.remote.url());
+                    say(&format!("warning: {msg}"));
+                    self.push_failures.lock().unwrap_or_else(|p| p.into_inner()).push(msg);
+                }
+            }
+        }
+    }
+
+    pub fn summary(&self) -> RemoteSummary {
+        RemoteSummary {
+            transfers: self.counters.snapshot(),
+            push_failures: self.push_failures.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            warnings: *self.warnings.lock().unwrap_or_else(|p| p.into_inner()),
+        }
+    }
+}
+
+/// What a run's [`Engine`](crate::step::Engine) knows about remotes.
+pub struct RemoteRun<'a> {
+    pub remotes: &'a Remotes,
+    /// Elements whose pulled output is downloaded at once (the targets): the
+    /// others are downloaded only if a local step stages them.
+    pub download: HashSet<cas_format::ElementId>,
+}
+
+use crate::error::Result;
+use crate::step::{Done, Engine, Status};
+use cas_format::ElementId;
+
+impl Engine<'_> {
+    /// After a local miss: a trusted result from a remote, if any. Targets'
+    /// outputs are downloaded (and recorded locally) now; other outputs later,
+    /// if at all. A result whose objects cannot be downloaded is not used.
+    pub(crate) fn pull(&self, id: ElementId, key: &ActionKey) -> Result<Option<Done>> {
+        let Some(rr) = &self.remote else { return Ok(None) };
+        let name = &self.element(id).name;
+        let say = |m: &str| self.reporter.message(m);
+        let Some((r, index)) = rr.remotes.lookup(key, name, &say) else { return Ok(None) };
+        if rr.download.contains(&id) {
+            if let Err(e) = rr.remotes.download(self.store, index, &r) {
+                rr.remotes.warn_download(name, &e, &say);
+                return Ok(None);
+            }
+            self.store.action_put(key, &r)?;
+        } else {
+            rr.remotes.pulled_lazily(r.output, index);
+            // Best effort: lets `cas show`/`cas checkout` compute the keys above it later.
+            let _ = self.store.remote_result_put(key, &r, rr.remotes.url(index));
+        }
+        Ok(Some(Done { key: *key, output: r.output, status: Status::Pulled, span: None }))
+    }
+
+    /// Before a step runs: make the outputs it stages local. A dependency
+    /// whose pulled output cannot be downloaded is built locally; if that
+    /// gives another output, the step is run again with it (its key changed),
+    /// and that run's result is returned.
+    pub(crate) fn ensure_staged(
+        &self,
+        id: ElementId,
+        staged: &[(ElementId, TreeDigest)],
+        outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
+    ) -> Result<Option<Done>> {
+        let Some(rr) = &self.remote else { return Ok(None) };
+        let say = |m: &str| self.reporter.message(m);
+        let mut overrides: HashMap<ElementId, TreeDigest> = HashMap::new();
+        for (dep, tree) in staged {
+            if !rr.remotes.is_pending(tree) {
+                continue;
+            }
+            if let Err(e) = rr.remotes.ensure_local(self.store, tree) {
+                rr.remotes.warn_download(&self.element(*dep).name, &e, &say);
+                let done = self.run(*dep, outputs)?;
+                if done.output != *tree {
+                    overrides.insert(*dep, done.output);
+                }
+            }
+        }
+        if overrides.is_empty() {
+            return Ok(None);
+        }
+        let again = |d: ElementId| overrides.get(&d).copied().or_else(|| outputs(d));
+        self.run(id, &again).map(Some)
+    }
+
+    /// Push a local result to the remotes marked for push (failures are
+    /// warned about and counted, never fatal).
+    pub(crate) fn push(&self, id: ElementId, key: &ActionKey, r: &ActionResult) {
+        let Some(rr) = &self.remote else { return };
+        if rr.remotes.pushes() {
+            rr.remotes.push(self.store, key, r, &self.element(id).name, &|m| self.reporter.message(m));
+        }
+    }
+}
+
+/// One element of `cas pull`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PullRow {
+    pub name: String,
+    pub key: Option<String>,
+    /// `cached` (already local), `pulled`, or `missing` (in no remote, or its
+    /// key depends on something missing).
+    pub status: &'static str,
+    pub output: Option<String>,
+}
+
+/// `cas pull`: the keys of the closure of `targets`, from local results and
+/// remote ones; the targets' outputs are downloaded and recorded locally,
+/// nothing else is. Nothing is built.
+pub fn pull(
+    store: &Store,
+    loaded: &cas_format::Loaded,
+    targets: &[ElementId],
+    remotes: &Remotes,
+    mirrors: &cas_sources::Mirrors,
+    reporter: &dyn crate::progress::Reporter,
+) -> Result<Vec<PullRow>> {
+    let _lock = store.lock_shared()?;
+    let fetcher = crate::run::fetcher_for(store, mirrors)?;
+    let engine = Engine {
+        store,
+        loaded,
+        fetcher: &fetcher,
+        locals: Default::default(),
+        git_dir: store.root().join("sources").join("git"),
+        max_jobs: 1,
+        cancel: cas_sandbox::Cancel::new(),
+        offline: true,
+        reporter,
+        rebuild: Default::default(),
+        remote: Some(RemoteRun { remotes, download: targets.iter().copied().collect() }),
+    };
+    let mut outputs: HashMap<ElementId, TreeDigest> = HashMap::new();
+    let mut rows = Vec::new();
+    for id in loaded.closure(targets) {
+        let name = engine.element(id).name.clone();
+        let staged: Option<Vec<(ElementId, TreeDigest)>> =
+            loaded.staged(id).into_iter().map(|d| outputs.get(&d).map(|t| (d, *t))).collect();
+        let Some(staged) = staged else {
+            rows.push(PullRow { name, key: None, status: "missing", output: None });
+            continue;
+        };
+        let inputs = engine.key_inputs(id, &staged)?;
+        let key = ActionKey(cas_store::Digest::of_bytes(&inputs.manifest()));
+        let (status, output) = if let Some(hit) = engine.lookup(&key)? {
+            ("cached", Some(hit.output))
+        } else if let Some(done) = engine.pull(id, &key)? {
+            ("pulled", Some(done.output))
+        } else {
+            ("missing", None)
+        };
+        if let Some(o) = output {
+            outputs.insert(id, o);
+        }
+        reporter.message(&format!("{name}: {status}"));
+        rows.push(PullRow { name, key: Some(key.to_hex()), status, output: output.map(|o| o.to_hex()) });
+    }
+    Ok(rows)
+}
