@@ -7,6 +7,7 @@ mod build;
 mod format;
 mod kinds;
 mod sources;
+mod audit;
 mod store;
 mod toolchain;
 mod remote;

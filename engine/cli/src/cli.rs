@@ -84,11 +84,11 @@ pub enum Command {
     /// Write an ed25519 key pair for signing action results
     Keygen(crate::commands::remote::Args),
     /// Rebuild and compare outputs: is the build reproducible?
-    Check(crate::commands::audit::Args),
+    Check(crate::commands::audit::CheckArgs),
     /// Compare two outputs down to files and ELF sections
-    Diff(crate::commands::audit::Args),
+    Diff(crate::commands::audit::DiffArgs),
     /// Why did an element's key change?
-    Explain(crate::commands::audit::Args),
+    Explain(crate::commands::audit::ExplainArgs),
     /// Compare local outputs with a remote's
-    Challenge(crate::commands::audit::Args),
+    Challenge(crate::commands::audit::ChallengeArgs),
 }

@@ -26,9 +26,9 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Push(args) => remote::run(&global, "push", args),
         Command::Pull(args) => remote::run(&global, "pull", args),
         Command::Keygen(args) => remote::run(&global, "keygen", args),
-        Command::Check(args) => audit::run(&global, "check", args),
-        Command::Diff(args) => audit::run(&global, "diff", args),
-        Command::Explain(args) => audit::run(&global, "explain", args),
-        Command::Challenge(args) => audit::run(&global, "challenge", args),
+        Command::Check(args) => audit::run_check(&global, args),
+        Command::Diff(args) => audit::run_diff(&global, args),
+        Command::Explain(args) => audit::run_explain(&global, args),
+        Command::Challenge(args) => audit::run_challenge(&global, args),
     }
 }
