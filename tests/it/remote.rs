@@ -329,3 +329,20 @@ fn two_stores_pushing_at_once_both_succeed_and_the_remote_is_complete() {
     assert_eq!(pull.json()["elements"].as_array().unwrap().last().unwrap()["status"], "pulled");
     ctx.cas(["--store", s(&c), "store", "verify"]).ok();
 }
+
+#[test]
+fn a_remote_that_is_down_never_fails_the_build_and_push_failures_are_reported() {
+    let ctx = project("hello");
+    // A port nobody listens on: every request is refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}/cache");
+    let started = std::time::Instant::now();
+    let run = build_in(&ctx, &ctx.path("store-a"), &["--remote", &url, "--push"]).ok();
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    let v = run.json();
+    assert_eq!(v["built"], 4, "{}", run.stdout);
+    let failures = v["remote"]["push_failures"].as_array().unwrap();
+    assert!(!failures.is_empty(), "{}", run.stdout);
+    assert!(failures[0].as_str().unwrap().contains(&format!("127.0.0.1:{port}")), "{failures:?}");
+    assert!(run.stderr.contains("push failure"), "{}", run.stderr);
+}
