@@ -661,3 +661,155 @@ fn write_mem_tree(root: &Path, bytes: u64) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------- remote
+
+/// nginx with WebDAV PUT on 127.0.0.1 (a free port), killed on drop.
+struct Nginx {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Nginx {
+    fn start(dir: &Path) -> Result<Nginx> {
+        let nginx = Path::new("/usr/sbin/nginx");
+        if !nginx.exists() {
+            return Err("the remote case needs /usr/sbin/nginx (Debian package nginx)".into());
+        }
+        for d in ["www", "tmp", "logs"] {
+            std::fs::create_dir_all(dir.join(d)).map_err(|e| e.to_string())?;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+        let d = dir.display();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\n\
+             events {{ worker_connections 512; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/tmp/body;\n\
+               proxy_temp_path {d}/tmp/proxy;\n  fastcgi_temp_path {d}/tmp/fastcgi;\n  uwsgi_temp_path {d}/tmp/uwsgi;\n\
+               scgi_temp_path {d}/tmp/scgi;\n\
+               server {{\n    listen 127.0.0.1:{port};\n    root {d}/www;\n\
+                 location / {{\n      dav_methods PUT;\n      create_full_put_path on;\n      client_max_body_size 0;\n    }}\n  }}\n}}\n"
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).map_err(|e| e.to_string())?;
+        let child = Command::new(nginx)
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-e")
+            .arg(dir.join("logs/error.log"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start nginx: {e}"))?;
+        let n = Nginx { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err(format!("nginx did not start: {}", std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => files_under(&p, out),
+                Ok(t) if t.is_file() => out.push(p),
+                _ => {}
+            }
+        }
+    }
+}
+
+pub fn remote(env: &Env, built: &[Built]) -> Result<Case> {
+    let b = built.first().ok_or("remote needs a built project")?;
+    let dir = env.work.join("nginx");
+    force_remove(&dir)?;
+    let nginx = Nginx::start(&dir)?;
+    let url = format!("http://127.0.0.1:{}/cache", nginx.port);
+    let mut case = Case::new(
+        "remote",
+        "pulling from a remote cache (nginx on loopback)",
+        &format!(
+            "The built {}-element project is pushed (`cas push`, unsigned) to nginx with WebDAV PUT on \
+             127.0.0.1; then, each run, into a fresh store: `cas build --remote URL --trust-unsigned` \
+             (results pulled instead of built) and `cas pull` of the same target. Baselines in the same \
+             run: building locally into a fresh store (`-j {}`), and the transfer floor: one `curl` \
+             process fetching every file the remote holds (keep-alive, output discarded).",
+            b.n, env.nproc
+        ),
+    );
+    env.say(&format!("remote: pushing {} elements", b.n));
+    let (dpush, out) = run(env.cas(&b.store, &b.g.root).args(["--json", "push", "all.yaml", "--remote", &url]))?;
+    let _ = out;
+    let mut files = vec![];
+    files_under(&dir.join("www"), &mut files);
+    let www = dir.join("www");
+    let mut cfg = String::new();
+    for f in &files {
+        let rel = f.strip_prefix(&www).unwrap_or(f);
+        cfg.push_str(&format!("url = \"http://127.0.0.1:{}/{}\"\noutput = \"/dev/null\"\n", nginx.port, rel.display()));
+    }
+    let curl_cfg = dir.join("curl.cfg");
+    std::fs::write(&curl_cfg, cfg).map_err(|e| e.to_string())?;
+    let bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+
+    let (warmup, reps) = env.plan.noop;
+    let store = env.work.join("store-remote");
+    let (mut local, mut pulled_build, mut pull, mut curl, mut counts, mut built_counts) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for i in 0..warmup + reps.min(5) {
+        env.say(&format!("remote: run {}/{}", i + 1, warmup + reps.min(5)));
+        force_remove(&store)?;
+        let (dl, _) = run(env.cas(&store, &b.g.root).args(["--json", "-j", &env.nproc.to_string(), "build", "all.yaml"]))?;
+        force_remove(&store)?;
+        let (dr, out) = run(env.cas(&store, &b.g.root).args(["--json", "build", "all.yaml", "--remote", &url, "--trust-unsigned"]))?;
+        let v = json_of(&out)?;
+        force_remove(&store)?;
+        let dp = run_quiet(env.cas(&store, &b.g.root).args(["pull", "all.yaml", "--remote", &url, "--trust-unsigned"]))?;
+        let dc = run_quiet(Command::new("curl").args(["-s", "-f", "-K"]).arg(&curl_cfg))?;
+        if i >= warmup {
+            local.push(ms(dl));
+            pulled_build.push(ms(dr));
+            pull.push(ms(dp));
+            curl.push(ms(dc));
+            counts.push(count(&v, "pulled"));
+            built_counts.push(count(&v, "built"));
+        }
+    }
+    force_remove(&store)?;
+    drop(nginx);
+    let rl = case.row(format!("{} elements: local cold build, `-j {}`", b.n, env.nproc), local, Unit::Ms, None);
+    let rc = case.row(format!("`curl`: every file of the remote ({} files, {:.1} MB)", files.len(), bytes as f64 / 1e6), curl, Unit::Ms, None);
+    let rb = case.row(format!("{} elements: `cas build --remote` into a fresh store", b.n), pulled_build, Unit::Ms, Some(rl));
+    let rp = case.row(format!("{} elements: `cas pull` into a fresh store", b.n), pull, Unit::Ms, Some(rc));
+    let pushed = case.row(format!("{} elements: `cas push` to the empty remote (once)", b.n), vec![ms(dpush)], Unit::Ms, None);
+    case.row("elements pulled by `build --remote`", counts.clone(), Unit::Count, None);
+    case.row("steps built by `build --remote`", built_counts.clone(), Unit::Count, None);
+    let _ = (rp, pushed);
+    let r = case.median(rb) / case.median(rl);
+    case.goal("(no goal set) build from the remote faster than building locally", format!("{r:.2}× the local build"), r < 1.0);
+    let worst_built = built_counts.iter().cloned().fold(0.0, f64::max);
+    case.goal("nothing built when the remote has every result", format!("{worst_built:.0} step(s) built"), worst_built == 0.0);
+    case.commands.extend([
+        "nginx -p $W/nginx -c $W/nginx/nginx.conf    # WebDAV PUT on 127.0.0.1:PORT, see cases.rs Nginx".to_string(),
+        format!("cd $W/p{} && $CAS --store $W/store-cold-{} --json push all.yaml --remote http://127.0.0.1:PORT/cache", b.n, b.n),
+        format!("cd $W/p{} && rm -rf $W/store-remote && $CAS --store $W/store-remote --json -j {} build all.yaml", b.n, env.nproc),
+        format!("cd $W/p{} && rm -rf $W/store-remote && $CAS --store $W/store-remote --json build all.yaml --remote http://127.0.0.1:PORT/cache --trust-unsigned", b.n),
+        format!("cd $W/p{} && rm -rf $W/store-remote && $CAS --store $W/store-remote pull all.yaml --remote http://127.0.0.1:PORT/cache --trust-unsigned", b.n),
+        "curl -s -f -K $W/nginx/curl.cfg    # url = .../FILE, output = /dev/null for every file under www/".into(),
+    ]);
+    Ok(case)
+}
