@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::blob::{file_kind, IngestMode, Stored};
-use crate::digest::{BlobDigest, TreeDigest};
+use crate::digest::{BlobDigest, Digest, TreeDigest};
+use crate::statcache::StatKey;
 use crate::error::{IoContext, Result, StoreError};
 use crate::store::Store;
 use crate::tree::{Entry, Tree};
@@ -35,8 +36,9 @@ enum Node {
 
 #[derive(Default)]
 struct Walk {
-    /// Distinct inodes to store: first path seen.
+    /// Distinct inodes to store: first path seen, and its stat.
     files: Vec<PathBuf>,
+    stats: Vec<StatKey>,
     inodes: HashMap<(u64, u64), usize>,
     paths: u64,
 }
@@ -63,6 +65,7 @@ impl Walk {
                     Some(&i) => i,
                     None => {
                         self.files.push(p);
+                        self.stats.push(StatKey::of(&meta));
                         self.inodes.insert(key, self.files.len() - 1);
                         self.files.len() - 1
                     }
@@ -86,12 +89,40 @@ impl Store {
             return Err(StoreError::Invalid(format!("{}: not a directory", dir.display())));
         }
         let mut walk = Walk::default();
-        let children = walk.dir(dir)?;
+        // Absolute paths: the stat cache is keyed by them.
+        let dir = fs::canonicalize(dir).ctx("resolve", dir)?;
+        let children = walk.dir(&dir)?;
+        // Copy mode leaves the files in place: unchanged ones are not read again.
+        let cached: Vec<Option<Digest>> = match mode {
+            IngestMode::Copy => {
+                let keyed: Vec<(PathBuf, StatKey)> =
+                    walk.files.iter().cloned().zip(walk.stats.iter().copied()).collect();
+                self.stat_lookup(&keyed)?
+            }
+            IngestMode::Move => vec![None; walk.files.len()],
+        };
         let stored: Vec<Stored> = walk
             .files
             .par_iter()
-            .map(|p| self.put_file_inner(p, mode))
+            .zip(walk.stats.par_iter())
+            .zip(cached.par_iter())
+            .map(|((p, st), hit)| match hit {
+                Some(d) => Ok(Stored { digest: *d, size: st.size, new: false }),
+                None => self.put_file_inner(p, mode),
+            })
             .collect::<Result<Vec<_>>>()?;
+        if mode == IngestMode::Copy {
+            let fresh: Vec<(&Path, StatKey, Digest)> = walk
+                .files
+                .iter()
+                .zip(&walk.stats)
+                .zip(&stored)
+                .zip(&cached)
+                .filter(|(_, hit)| hit.is_none())
+                .map(|(((p, st), s), _)| (p.as_path(), *st, s.digest))
+                .collect();
+            self.stat_record(&fresh)?;
+        }
         let mut report = IngestReport {
             tree: TreeDigest::empty(),
             files: walk.paths,

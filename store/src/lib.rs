@@ -27,6 +27,7 @@ pub mod lock;
 pub mod materialize;
 pub mod remote;
 pub mod refs;
+mod statcache;
 pub mod stats;
 pub mod store;
 pub mod tree;

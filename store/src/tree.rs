@@ -45,6 +45,14 @@ impl Entry {
     pub fn symlink(name: impl Into<Vec<u8>>, target: impl Into<Vec<u8>>) -> Entry {
         Entry { name: name.into(), mode: SYMLINK_MODE, kind: EntryKind::Symlink { target: target.into() } }
     }
+    /// The content digest of a file entry.
+    pub fn file_digest(&self) -> Option<&BlobDigest> {
+        match &self.kind {
+            EntryKind::File { digest, .. } => Some(digest),
+            _ => None,
+        }
+    }
+
     pub fn is_dir(&self) -> bool {
         matches!(self.kind, EntryKind::Dir { .. })
     }
