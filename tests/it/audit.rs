@@ -450,3 +450,43 @@ fn explain_without_a_previous_build_says_so() {
     assert_eq!(v["explanation"]["status"], "no-previous-build");
     assert_eq!(v["root_causes"][0]["chain"], json!(["x.yaml"]));
 }
+
+// ---------------------------------------------------------------- challenge
+
+#[test]
+fn challenge_names_only_the_step_whose_output_the_remote_disagrees_with() {
+    let ctx = busybox_project();
+    ctx.write("elements/det.yaml", manual(&[], "    - mkdir -p %{install-root}\n    - echo same > %{install-root}/det\n"));
+    ctx.write("elements/rand.yaml", manual(&[], "    - mkdir -p %{install-root}\n    - head -c 16 /dev/urandom > %{install-root}/rand\n"));
+    ctx.write("elements/all.yaml", "kind: stack\ndepends:\n  - det.yaml\n  - rand.yaml\n");
+    let remote = ctx.path("remote");
+    let url = format!("file://{}", remote.display());
+    // Another machine builds and pushes.
+    let other = ctx.path("store-other");
+    ctx.cas(["--store", other.to_str().unwrap(), "build", "all.yaml", "--remote", &url, "--push"]).ok();
+    // This machine builds the same keys on its own.
+    let mine = ctx.cas(["--json", "build", "all.yaml", "--no-remotes"]).ok();
+    assert_eq!(mine.json()["built"], 4, "{}", mine.stdout);
+    let run = ctx.cas(["--json", "challenge", "all.yaml", "--remote", &url]).expect_code(1);
+    let v = run.json();
+    let status: Vec<(String, String)> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap().to_owned(), s["status"].as_str().unwrap().to_owned()))
+        .collect();
+    let disagree: Vec<&str> = status.iter().filter(|(_, s)| s == "disagree").map(|(n, _)| n.as_str()).collect();
+    assert_eq!(disagree, ["rand.yaml"], "{}", run.stdout);
+    for n in ["base.yaml", "det.yaml"] {
+        assert!(status.contains(&(n.to_owned(), "agree".to_owned())), "{n}: {}", run.stdout);
+    }
+    // The stack stages rand's output: its key differs, the remote has no result for it.
+    assert!(status.contains(&("all.yaml".to_owned(), "local-only".to_owned())), "{}", run.stdout);
+    assert_eq!(v["disagree"], 1);
+    let text = ctx.cas(["challenge", "all.yaml", "--remote", &url]).expect_code(1);
+    assert!(text.stdout.contains("rand.yaml: DIFFERS"), "{}", text.stdout);
+    assert!(!text.stdout.contains("det.yaml: DIFFERS"), "{}", text.stdout);
+    // Against itself: everything agrees.
+    let same = ctx.cas(["--store", other.to_str().unwrap(), "challenge", "all.yaml", "--remote", &url]).ok();
+    assert!(same.stdout.contains("0 differ"), "{}", same.stdout);
+}

@@ -17,6 +17,7 @@
 
 pub mod ar;
 pub mod archive;
+pub mod challenge;
 pub mod check;
 pub mod content;
 pub mod diff;

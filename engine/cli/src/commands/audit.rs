@@ -220,6 +220,14 @@ pub fn run_explain(global: &Global, args: ExplainArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run_challenge(_global: &Global, _args: ChallengeArgs) -> CmdResult {
-    Err(Failure::failed(miette::miette!("not implemented yet")))
+pub fn run_challenge(global: &Global, args: ChallengeArgs) -> CmdResult {
+    let loaded = load_or_report(std::slice::from_ref(&args.target))?;
+    let store = open_store(global)?;
+    let report = cas_audit::challenge::challenge(&store, &loaded, loaded.targets[0], &args.remote).map_err(err)?;
+    if global.json {
+        print_json(&report)?;
+    } else {
+        print!("{}", cas_audit::challenge::render(&report));
+    }
+    Ok(if report.disagree == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
