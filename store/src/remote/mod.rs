@@ -61,7 +61,7 @@ pub enum RemoteError {
     Store {
         url: String,
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
 }
 

@@ -89,7 +89,7 @@ fn parallel<T: Sync>(items: &[T], workers: usize, f: impl Fn(&T) -> Result<(), R
 }
 
 fn store_err(remote: &dyn Remote) -> impl Fn(crate::error::StoreError) -> RemoteError + '_ {
-    move |source| RemoteError::Store { url: remote.url().to_string(), source }
+    move |source| RemoteError::Store { url: remote.url().to_string(), source: Box::new(source) }
 }
 
 /// Download one object unless it is local; verify its digest (and, for a
@@ -239,7 +239,7 @@ pub fn push_result(
         if actual != *d {
             return Err(RemoteError::Store {
                 url: remote.url().into(),
-                source: crate::error::StoreError::Corrupt { digest: d.to_hex(), actual: actual.to_hex(), path },
+                source: Box::new(crate::error::StoreError::Corrupt { digest: d.to_hex(), actual: actual.to_hex(), path }),
             });
         }
         remote.put_object(d, &path, size)?;
