@@ -12,7 +12,7 @@ pub const MAX_MEMBERS: usize = 1000;
 /// Most members read from one archive.
 pub const MAX_ENTRIES: usize = 100_000;
 /// Largest decompressed size compared.
-pub const MAX_DECOMPRESSED: u64 = 256 << 20;
+pub const MAX_DECOMPRESSED: u64 = 64 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TarDiff {

@@ -118,7 +118,7 @@ pub fn binary(a: &[u8], b: &[u8]) -> Detail {
 
 /// Suffixes repeated names `#2`, `#3`... so that members can be matched by
 /// name even when a name occurs more than once.
-pub fn unique_names<'a, T>(items: impl IntoIterator<Item = (String, T)>) -> Vec<(String, T)> {
+pub fn unique_names<T>(items: impl IntoIterator<Item = (String, T)>) -> Vec<(String, T)> {
     let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     items
         .into_iter()
@@ -182,4 +182,97 @@ pub fn compare_members<T>(
         }
     }
     (out, truncated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn tar_of(files: &[(&str, &[u8], u64)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data, mtime) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_mtime(*mtime);
+            h.set_cksum();
+            b.append_data(&mut h, name, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn gzip_of(data: &[u8], mtime: u32) -> Vec<u8> {
+        let mut e = flate2::GzBuilder::new().mtime(mtime).write(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn ar_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut v = b"!<arch>\n".to_vec();
+        for (name, data) in members {
+            v.extend_from_slice(format!("{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n", format!("{name}/"), 0, 0, 0, "100644", data.len()).as_bytes());
+            v.extend_from_slice(data);
+            if data.len() % 2 == 1 {
+                v.push(b'\n');
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn formats_are_recognised_and_compared() {
+        let a = tar_of(&[("x", b"1\n", 0), ("y", b"same\n", 0), ("gone", b"", 0)]);
+        let b = tar_of(&[("x", b"2\n", 0), ("y", b"same\n", 5), ("new", b"", 0)]);
+        let Detail::Tar(t) = compare(&a, &b, "t.tar", 0) else { panic!("not tar") };
+        let names: Vec<(&str, &str)> = t.members.iter().map(|m| (m.name.as_str(), m.change)).collect();
+        assert_eq!(names, [("x", "changed"), ("y", "changed"), ("gone", "removed"), ("new", "added")]);
+        assert_eq!(t.members[1].fields, [FieldChange::new("mtime", 0, 5)]);
+
+        let Detail::Gzip(g) = compare(&gzip_of(&a, 1), &gzip_of(&b, 2), "t.tar.gz", 0) else { panic!("not gzip") };
+        assert_eq!(g.header, [FieldChange::new("mtime", 1, 2)]);
+        assert!(matches!(g.content.as_deref(), Some(Detail::Tar(_))));
+
+        let Detail::Ar(r) = compare(&ar_of(&[("a.o", b"x\n"), ("b.o", b"y\n")]), &ar_of(&[("a.o", b"x\n"), ("b.o", b"z\n")]), "l.a", 0) else {
+            panic!("not ar")
+        };
+        assert_eq!(r.members.len(), 1);
+        assert_eq!(r.members[0].name, "b.o");
+        assert!(matches!(compare(b"\x00\x01", b"\x00\x02", "bin", 0), Detail::Binary { first_difference: Some(1), .. }));
+    }
+
+    /// Mutated archives, compressed data and ELF files: errors, never panics.
+    #[test]
+    fn mutated_inputs_never_panic() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let tar = tar_of(&[("x", b"1\n", 0), ("dir/y", b"hello\n", 3)]);
+        let mut samples = vec![tar.clone(), gzip_of(&tar, 7), ar_of(&[("a.o", b"x\n"), ("b.o", b"yy")])];
+        for elf in ["/bin/true", "/usr/bin/true"] {
+            if let Ok(b) = std::fs::read(elf) {
+                samples.push(b);
+                break;
+            }
+        }
+        for s in &samples {
+            for _ in 0..300 {
+                let mut m = s.clone();
+                let flips = 1 + next() % 8;
+                for _ in 0..flips {
+                    let i = (next() % m.len() as u64) as usize;
+                    m[i] = next() as u8;
+                }
+                if next() % 4 == 0 {
+                    m.truncate((next() % m.len() as u64) as usize);
+                }
+                let _ = compare(s, &m, "f", 0);
+                let _ = compare(&m, s, "f", 0);
+            }
+        }
+    }
 }

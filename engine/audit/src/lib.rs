@@ -10,7 +10,7 @@
 //! - [`manifest`]: decoding key input manifests (spec/keys.md).
 //! - [`explain`]: why a key changed, down to the root cause (`cas explain`).
 //! - [`challenge`]: compare local outputs with a remote's (`cas challenge`).
-//! - [`error`]: [`AuditError`].
+//! - [`error`]: the `AuditError` type.
 //!
 //! Every reader here takes untrusted bytes: nothing panics on malformed input,
 //! and every output is bounded in size.
