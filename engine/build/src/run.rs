@@ -134,7 +134,7 @@ pub fn build(
                         Status::Pulled => "pulled",
                     };
                     reporter.finished(name, status, took);
-                    outputs.lock().unwrap_or_else(|e| e.into_inner()).insert(id, done.output.clone());
+                    outputs.lock().unwrap_or_else(|e| e.into_inner()).insert(id, done.output);
                     if !opts.rebuild.contains(&id) {
                         // For `cas explain`: the element's last key (best effort).
                         let _ = store.ref_put(&last_key_ref(loaded, id), &done.key.to_hex());
@@ -256,7 +256,7 @@ pub fn plan(store: &Store, loaded: &Loaded, targets: &[ElementId], mirrors: &Mir
         let el = engine.element(id);
         let fetch = needs_fetch(&el.sources, &fetcher, &cache);
         let staged: Option<Vec<(ElementId, TreeDigest)>> =
-            loaded.staged(id).into_iter().map(|d| outputs.get(&d).map(|t| (d, t.clone()))).collect();
+            loaded.staged(id).into_iter().map(|d| outputs.get(&d).map(|t| (d, *t))).collect();
         let Some(staged) = staged else {
             rows.push(Planned { id, key: None, state: if fetch { State::FetchNeeded } else { State::Waiting }, output: None });
             continue;
@@ -265,7 +265,7 @@ pub fn plan(store: &Store, loaded: &Loaded, targets: &[ElementId], mirrors: &Mir
         let key = ActionKey(Digest::of_bytes(&inputs.manifest()));
         let state = match engine.lookup(&key)? {
             Some(r) => {
-                outputs.insert(id, r.output.clone());
+                outputs.insert(id, r.output);
                 State::Cached
             }
             None => match store.remote_result_get(&key)? {
@@ -296,7 +296,7 @@ impl Reporter for Silent {
 pub fn shell(store: &Store, loaded: &Loaded, id: ElementId, reopen: Option<&std::path::Path>, mirrors: &Mirrors) -> Result<cas_sandbox::Outcome> {
     let planned = plan(store, loaded, &[id], mirrors)?;
     let outputs: HashMap<ElementId, TreeDigest> =
-        planned.iter().filter_map(|p| p.output.clone().map(|o| (p.id, o))).collect();
+        planned.iter().filter_map(|p| p.output.map(|o| (p.id, o))).collect();
     let fetcher = fetcher_for(store, mirrors)?;
     let reporter = Silent;
     let engine = Engine {

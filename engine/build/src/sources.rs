@@ -48,7 +48,7 @@ impl LocalDigests {
     /// tree named after it.
     pub fn digest(&self, store: &Store, path: &Path) -> Result<TreeDigest, cas_store::StoreError> {
         if let Some(d) = self.memo.lock().unwrap_or_else(|e| e.into_inner()).get(path) {
-            return Ok(d.clone());
+            return Ok(*d);
         }
         let meta = std::fs::symlink_metadata(path).map_err(|e| cas_store::StoreError::Io {
             op: "cannot read local source",
@@ -64,7 +64,7 @@ impl LocalDigests {
             let tree = Tree::new(vec![Entry::file(name, meta.permissions().mode() & 0o7777, blob, size)])?;
             store.put_tree(&tree)?
         };
-        self.memo.lock().unwrap_or_else(|e| e.into_inner()).insert(path.to_path_buf(), digest.clone());
+        self.memo.lock().unwrap_or_else(|e| e.into_inner()).insert(path.to_path_buf(), digest);
         Ok(digest)
     }
 }

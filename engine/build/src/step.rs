@@ -200,7 +200,7 @@ impl Engine<'_> {
                 let log = self.store_log(&dir)?;
                 let manifest_blob = self.store.put_bytes(&manifest)?;
                 let result = ActionResult {
-                    output: output.clone(),
+                    output,
                     log,
                     duration_ms: clock.elapsed().as_millis() as u64,
                     created: unix_ms(started) as i64 / 1000,
@@ -268,7 +268,7 @@ impl Engine<'_> {
                     let mut placed = Vec::new();
                     for l in layout {
                         let tree = match l.element.and_then(|e| staged.iter().find(|(s, _)| *s == e)) {
-                            Some((e, t)) => (self.element(*e).name.clone(), t.clone()),
+                            Some((e, t)) => (self.element(*e).name.clone(), *t),
                             None => ("layout".to_string(), self.store.empty_tree()?),
                         };
                         placed.push((tree.0, split::place_under(self.store, tree.1, &l.destination)?));
@@ -342,12 +342,12 @@ impl Engine<'_> {
 
     fn merge(&self, el: &Element, staged: &[(ElementId, TreeDigest)]) -> Result<TreeDigest> {
         let labelled: Vec<(String, TreeDigest)> =
-            staged.iter().map(|(d, t)| (self.element(*d).name.clone(), t.clone())).collect();
+            staged.iter().map(|(d, t)| (self.element(*d).name.clone(), *t)).collect();
         self.merge_labelled(el, &labelled)
     }
 
     fn merge_labelled(&self, el: &Element, trees: &[(String, TreeDigest)]) -> Result<TreeDigest> {
-        let refs: Vec<(&str, TreeDigest)> = trees.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+        let refs: Vec<(&str, TreeDigest)> = trees.iter().map(|(n, t)| (n.as_str(), *t)).collect();
         match self.store.merge(&refs) {
             Ok(t) => Ok(t),
             Err(e @ StoreError::MergeConflict { .. }) => {

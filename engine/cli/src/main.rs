@@ -5,8 +5,6 @@ mod cli;
 mod commands;
 mod exit;
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse_or_exit();
     let result = commands::run(args);
