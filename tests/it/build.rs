@@ -242,3 +242,37 @@ fn shell_opens_the_sandbox_and_failed_reopens_the_kept_build_directory() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("left-behind"));
 }
+
+#[test]
+fn ctrl_c_stops_the_sandboxes_records_nothing_and_leaves_the_store_consistent() {
+    let ctx = busybox_project();
+    let marker = format!("cas-interrupt-{}", std::process::id());
+    ctx.write(
+        "elements/slow.yaml",
+        manual(&[], &format!("    - mkdir -p %{{install-root}}\n    - \"sleep 300 # {marker}\"\n")),
+    );
+    ctx.cas(["build", "base.yaml"]).ok();
+    let (mut cmd, _) = ctx.command(["--json", "build", "slow.yaml"]);
+    let child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // Wait until the sandboxed command runs.
+    let running = || {
+        std::process::Command::new("pgrep").args(["-f", &marker]).output().map(|o| o.status.success()).unwrap_or(false)
+    };
+    let start = std::time::Instant::now();
+    while !running() {
+        assert!(start.elapsed().as_secs() < 60, "the sandbox never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(start.elapsed().as_secs() < 60, "cas did not stop promptly");
+    // The sandbox's processes are gone.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(!running(), "the sandboxed sleep survived Ctrl-C");
+    // Nothing recorded; the store verifies; the next build runs the step again.
+    let show = ctx.cas(["--json", "show", "slow.yaml"]).ok();
+    let state = show.json()["elements"].as_array().unwrap().iter().find(|e| e["name"] == "slow.yaml").unwrap()["state"].clone();
+    assert_eq!(state, "buildable");
+    ctx.cas(["store", "verify"]).ok();
+}
