@@ -101,3 +101,37 @@ pub fn describe(source: &Source) -> String {
         | SourceKind::Git { url, .. } => format!("{} {}", source.kind.name(), url.written),
     }
 }
+
+/// One download per source at a time in this process: steps running in
+/// parallel that share a source wait for the first fetch, then find it in
+/// the cache.
+fn gate_key(source: &Source) -> Option<String> {
+    match &source.kind {
+        SourceKind::Local { .. } | SourceKind::Patch { .. } => None,
+        SourceKind::Tar { checksum, .. } | SourceKind::Remote { checksum, .. } | SourceKind::Deb { checksum, .. } => {
+            Some(checksum.to_string())
+        }
+        SourceKind::Git { url, commit, .. } => Some(format!("git:{}@{commit}", url.written)),
+    }
+}
+
+static GATES: std::sync::OnceLock<Mutex<HashMap<String, std::sync::Arc<Mutex<()>>>>> = std::sync::OnceLock::new();
+
+/// [`cas_sources::fetch_source`], at most once at a time per source.
+pub fn fetch_once(
+    source: &Source,
+    fetcher: &cas_sources::Fetcher,
+    cache: &dyn SourceCache,
+    offline: bool,
+    progress: &dyn cas_sources::Progress,
+) -> cas_sources::Result<cas_sources::Fetched> {
+    let Some(key) = gate_key(source) else {
+        return cas_sources::fetch_source(source, fetcher, cache, offline, progress);
+    };
+    let gate = {
+        let mut gates = GATES.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+        gates.entry(key).or_default().clone()
+    };
+    let _held = gate.lock().unwrap_or_else(|e| e.into_inner());
+    cas_sources::fetch_source(source, fetcher, cache, offline, progress)
+}

@@ -185,7 +185,10 @@ impl Engine<'_> {
         // Fetch what is missing (cached sources are never fetched again).
         let cache = self.source_cache();
         for s in &el.sources {
-            cas_sources::fetch_source(s, self.fetcher, &cache, self.offline, &cas_sources::NoProgress)
+            if cas_sources::needs_fetch(s, self.fetcher, &cache) {
+                self.reporter.message(&format!("fetching {} for {}", crate::sources::describe(s), el.name));
+            }
+            crate::sources::fetch_once(s, self.fetcher, &cache, self.offline, &cas_sources::NoProgress)
                 .map_err(|source| BuildError::Source { element: el.name.clone(), source })?;
         }
         self.reporter.started(&el.name, &key);
@@ -464,7 +467,7 @@ impl Engine<'_> {
                     .map_err(io(&el.name, "cannot create build directory in", self.store.root().join("builds")))?;
                 let cache = self.source_cache();
                 for s in &el.sources {
-                    cas_sources::fetch_source(s, self.fetcher, &cache, self.offline, &cas_sources::NoProgress)
+                    crate::sources::fetch_once(s, self.fetcher, &cache, self.offline, &cas_sources::NoProgress)
                         .map_err(|source| BuildError::Source { element: el.name.clone(), source })?;
                 }
                 self.stage_sources(el, &dir.build())?;

@@ -248,6 +248,14 @@ pub fn run_fetch(global: &Global, args: FetchArgs) -> CmdResult {
 /// failures are left to the build, which reports them per element (and goes
 /// on with the others under `--keep-going`).
 pub fn prepare_build(store: &Store, loaded: &Loaded, mirrors: &Mirrors, jobs: usize, offline: bool) -> Result<(), Failure> {
+    // Online, each step fetches its own sources once its cache lookups
+    // (local, then remote) missed: fetching overlaps other steps' builds, a
+    // source shared by several steps is downloaded once, and nothing is
+    // fetched for a step that is cached or pulled.
+    let _ = jobs;
+    if !offline {
+        return Ok(());
+    }
     let fetcher = fetcher(store, mirrors)?;
     let cache = StoreSourceCache { store };
     // Cheap first: when every source of the closure is there, no need to plan.
@@ -263,17 +271,13 @@ pub fn prepare_build(store: &Store, loaded: &Loaded, mirrors: &Mirrors, jobs: us
     if missing.is_empty() {
         return Ok(());
     }
-    if offline {
-        let list: Vec<String> = missing.iter().map(|(s, users)| format!("  {} (needed by {})", describe(s), users.join(", "))).collect();
-        return Err(Failure::failed(miette::miette!(
-            help = "run `cas fetch TARGET...` while online, or add the files with `cas source add FILE...`",
-            "offline: {} source(s) are not in the source cache:\n{}",
-            missing.len(),
-            list.join("\n")
-        )));
-    }
-    let _ = fetch_all(store, &fetcher, missing, jobs);
-    Ok(())
+    let list: Vec<String> = missing.iter().map(|(s, users)| format!("  {} (needed by {})", describe(s), users.join(", "))).collect();
+    Err(Failure::failed(miette::miette!(
+        help = "run `cas fetch TARGET...` while online, or add the files with `cas source add FILE...`",
+        "offline: {} source(s) are not in the source cache:\n{}",
+        missing.len(),
+        list.join("\n")
+    )))
 }
 
 // ---------------------------------------------------------------- cas source add
