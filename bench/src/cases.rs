@@ -49,7 +49,7 @@ impl Plan {
         match mode {
             Mode::Full => Plan {
                 load: vec![(500, 1, 7), (5_000, 1, 5), (50_000, 0, 3)],
-                cold: vec![(100, 1, 5), (1_000, 0, 2)],
+                cold: vec![(100, 1, 3), (1_000, 0, 1)],
                 cold_jn_max: 100,
                 noop: (1, 10),
                 cutoff: (1, 5),
@@ -60,7 +60,7 @@ impl Plan {
             },
             Mode::Quick => Plan {
                 load: vec![(500, 1, 3), (5_000, 1, 3), (50_000, 0, 1)],
-                cold: vec![(100, 1, 3), (1_000, 0, 1)],
+                cold: vec![(100, 0, 2), (1_000, 0, 1)],
                 cold_jn_max: 100,
                 noop: (1, 3),
                 cutoff: (1, 3),
@@ -770,8 +770,9 @@ pub fn remote(env: &Env, built: &[Built]) -> Result<Case> {
     let (warmup, reps) = env.plan.noop;
     let store = env.work.join("store-remote");
     let (mut local, mut pulled_build, mut pull, mut curl, mut counts, mut built_counts) = (vec![], vec![], vec![], vec![], vec![], vec![]);
-    for i in 0..warmup + reps.min(5) {
-        env.say(&format!("remote: run {}/{}", i + 1, warmup + reps.min(5)));
+    let reps = reps.min(3);
+    for i in 0..warmup + reps {
+        env.say(&format!("remote: run {}/{}", i + 1, warmup + reps));
         force_remove(&store)?;
         let (dl, _) = run(env.cas(&store, &b.g.root).args(["--json", "-j", &env.nproc.to_string(), "build", "all.yaml"]))?;
         force_remove(&store)?;
