@@ -48,8 +48,12 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
     std::fs::create_dir_all(cfg.work.join("home")).map_err(|e| e.to_string())?;
     let machine = util::machine(&cfg.work);
     let quiet = cfg.quiet;
+    // Freeze the binary for the run: a rebuild of target/ meanwhile cannot change it.
+    let frozen = cfg.work.join("bin/cas");
+    std::fs::create_dir_all(cfg.work.join("bin")).map_err(|e| e.to_string())?;
+    std::fs::copy(&cfg.cas, &frozen).map_err(|e| format!("copying {}: {e}", cfg.cas.display()))?;
     let env = cases::Env {
-        cas: util::abs(&cfg.cas),
+        cas: util::abs(&frozen),
         work: util::abs(&cfg.work),
         mode: cfg.mode,
         plan: cases::Plan::for_mode(cfg.mode),
