@@ -170,8 +170,9 @@ struct ElementJson<'a> {
     config: &'a cas_format::Config,
     public: &'a cas_format::Public,
     sandbox: &'a cas_format::SandboxConfig,
+    /// Extra columns; an empty value (a key not known yet) is `null`.
     #[serde(flatten)]
-    extra: std::collections::BTreeMap<&'static str, &'a str>,
+    extra: std::collections::BTreeMap<&'static str, Option<&'a str>>,
 }
 
 /// The JSON document of `cas show --json`.
@@ -196,7 +197,7 @@ pub fn render_json(loaded: &Loaded, rows: &[ShowRow]) -> String {
                 config: &e.config,
                 public: &e.public,
                 sandbox: &e.sandbox,
-                extra: r.extra.iter().map(|(k, v)| (*k, v.as_str())).collect(),
+                extra: r.extra.iter().map(|(k, v)| (*k, Some(v.as_str()).filter(|v| !v.is_empty()))).collect(),
             }
         })
         .collect();
