@@ -88,6 +88,8 @@ pub struct Report {
     pub cases: Vec<Case>,
     pub pending: Vec<(String, String)>,
     pub shared_note: bool,
+    /// Hand-written analysis appended verbatim (bench/NOTES.md).
+    pub notes: Option<String>,
 }
 
 fn fmt_value(v: f64, unit: Unit) -> String {
@@ -210,6 +212,11 @@ impl Report {
                 }
                 m.push_str("```\n");
             }
+        }
+        if let Some(notes) = &self.notes {
+            m.push('\n');
+            m.push_str(notes.trim_end());
+            m.push('\n');
         }
         if !self.pending.is_empty() {
             m.push_str("\n## Pending cases\n\n");
