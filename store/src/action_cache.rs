@@ -61,6 +61,16 @@ pub(crate) struct ResultRow {
 pub(crate) struct Db {
     pub path: PathBuf,
     pub conn: Mutex<Connection>,
+    /// Access times of results read since the last flush: written in one
+    /// transaction (every 256, before gc reads them, and when the store is
+    /// dropped) instead of one write per cache hit.
+    touched: Mutex<Vec<(String, i64)>>,
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let _ = self.flush_access();
+    }
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -102,7 +112,7 @@ impl Db {
                 Err(e) => return Err(err("enable WAL")(e)),
             }
         }
-        conn.pragma_update(None, "synchronous", "FULL").map_err(err("set synchronous"))?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err("set synchronous"))?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(err("read user_version"))?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::Layout {
@@ -114,7 +124,38 @@ impl Db {
             conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
                 .map_err(err("create schema"))?;
         }
-        Ok(Db { path: path.to_path_buf(), conn: Mutex::new(conn) })
+        // Tables added without a schema version change (older binaries ignore them).
+        conn.execute_batch(&format!("{};\n{};", crate::refs::CREATE, crate::statcache::CREATE))
+            .map_err(err("create refs and stat cache tables"))?;
+        Ok(Db { path: path.to_path_buf(), conn: Mutex::new(conn), touched: Mutex::new(Vec::new()) })
+    }
+
+    /// Remember that a result was used now (see `touched`).
+    fn touch(&self, key: String) {
+        let mut t = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+        t.push((key, now_ms()));
+        if t.len() >= 256 {
+            drop(t);
+            let _ = self.flush_access();
+        }
+    }
+
+    /// Write the pending access times.
+    pub fn flush_access(&self) -> Result<()> {
+        let batch = std::mem::take(&mut *self.touched.lock().unwrap_or_else(|p| p.into_inner()));
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.with("record access times", |c| {
+            let tx = c.transaction()?;
+            {
+                let mut up = tx.prepare_cached("UPDATE results SET accessed = max(accessed, ?2) WHERE key = ?1")?;
+                for (key, at) in &batch {
+                    up.execute(params![key, at])?;
+                }
+            }
+            tx.commit()
+        })
     }
 
     pub fn with<T>(&self, context: &str, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
@@ -123,6 +164,7 @@ impl Db {
     }
 
     pub fn results(&self) -> Result<Vec<ResultRow>> {
+        self.flush_access()?;
         self.with("list results", |c| {
             let mut st = c.prepare("SELECT key, output, log, manifest, duration_ms, created, accessed FROM results ORDER BY accessed, key")?;
             let rows = st.query_map([], |r| {
@@ -185,10 +227,10 @@ impl Store {
 
     /// Look up an action; touches its last-access time.
     pub fn action_get(&self, key: &ActionKey) -> Result<Option<ActionResult>> {
-        self.db.with("get action result", |c| {
+        let row = self.db.with("get action result", |c| {
             let row = c
+                .prepare_cached("SELECT output, log, manifest, duration_ms, created FROM results WHERE key = ?1")?
                 .query_row(
-                    "SELECT output, log, manifest, duration_ms, created FROM results WHERE key = ?1",
                     params![key.to_hex()],
                     |r| {
                         Ok(ActionResult {
@@ -201,11 +243,12 @@ impl Store {
                     },
                 )
                 .optional()?;
-            if row.is_some() {
-                c.execute("UPDATE results SET accessed = ?2 WHERE key = ?1", params![key.to_hex(), now_ms()])?;
-            }
             Ok(row)
-        })
+        })?;
+        if row.is_some() {
+            self.db.touch(key.to_hex());
+        }
+        Ok(row)
     }
 
     /// Record an action result. Every object it references must be in the store

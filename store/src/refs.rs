@@ -11,7 +11,7 @@ use crate::action_cache::now_secs;
 use crate::error::Result;
 use crate::store::Store;
 
-const CREATE: &str = "CREATE TABLE IF NOT EXISTS refs (
+pub(crate) const CREATE: &str = "CREATE TABLE IF NOT EXISTS refs (
     name     TEXT PRIMARY KEY,
     value    TEXT NOT NULL,
     previous TEXT,
@@ -24,16 +24,19 @@ pub struct RefEntry {
     pub value: String,
     /// The value before the last change (None if it never changed).
     pub previous: Option<String>,
-    /// Unix seconds of the last `ref_put`.
+    /// Unix seconds of the last change.
     pub updated: i64,
 }
 
 impl Store {
     /// Set `name` to `value`. When the value changes, the old one is kept as
-    /// `previous`; setting the same value again changes nothing but `updated`.
+    /// `previous`; setting the same value again changes nothing.
     pub fn ref_put(&self, name: &str, value: &str) -> Result<()> {
+        // Unchanged (every cached step of a no-op build): no write at all.
+        if self.ref_get(name)?.is_some_and(|r| r.value == value) {
+            return Ok(());
+        }
         self.db.with("record ref", |c| {
-            c.execute_batch(CREATE)?;
             let tx = c.transaction()?;
             let old: Option<(String, Option<String>)> = tx
                 .query_row("SELECT value, previous FROM refs WHERE name = ?1", params![name], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -54,8 +57,7 @@ impl Store {
     /// The reference `name`, if it was ever set.
     pub fn ref_get(&self, name: &str) -> Result<Option<RefEntry>> {
         self.db.with("read ref", |c| {
-            c.execute_batch(CREATE)?;
-            c.query_row("SELECT value, previous, updated FROM refs WHERE name = ?1", params![name], |r| {
+            c.prepare_cached("SELECT value, previous, updated FROM refs WHERE name = ?1")?.query_row(params![name], |r| {
                 Ok(RefEntry { value: r.get(0)?, previous: r.get(1)?, updated: r.get(2)? })
             })
             .optional()

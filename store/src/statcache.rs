@@ -22,7 +22,7 @@ use crate::store::Store;
 /// How old a file's mtime and ctime must be before its digest is cached.
 pub const SETTLE: Duration = Duration::from_secs(2);
 
-const CREATE: &str = "CREATE TABLE IF NOT EXISTS stat_cache (
+pub(crate) const CREATE: &str = "CREATE TABLE IF NOT EXISTS stat_cache (
     path     BLOB PRIMARY KEY,
     dev      INTEGER NOT NULL,
     ino      INTEGER NOT NULL,
@@ -68,7 +68,6 @@ impl Store {
     /// object is present), `None` otherwise.
     pub(crate) fn stat_lookup(&self, files: &[(PathBuf, StatKey)]) -> Result<Vec<Option<Digest>>> {
         let found: Vec<Option<(StatKey, String)>> = self.db.with("read stat cache", |c| {
-            c.execute_batch(CREATE)?;
             let mut q = c.prepare_cached(
                 "SELECT dev, ino, size, mtime_ns, ctime_ns, digest FROM stat_cache WHERE path = ?1",
             )?;
@@ -114,7 +113,6 @@ impl Store {
             return Ok(());
         }
         self.db.with("record stat cache", |c| {
-            c.execute_batch(CREATE)?;
             let tx = c.transaction()?;
             {
                 let mut ins = tx.prepare_cached(

@@ -19,6 +19,9 @@ pub trait Reporter: Sync {
     fn message(&self, text: &str);
 }
 
+/// Closures larger than this get no line per cached step.
+const QUIET_CACHED_ABOVE: usize = 50;
+
 /// The reporter used by `cas build`.
 pub struct Console {
     start: Instant,
@@ -136,6 +139,11 @@ impl Reporter for Console {
                 let (_, bar) = bars.remove(i);
                 bar.finish_and_clear();
             }
+        }
+        // On large closures, cached steps only count: a line each would drown
+        // what was actually built.
+        if status == "cached" && self.total > QUIET_CACHED_ABOVE {
+            return;
         }
         let took = took.map(|d| format!(" in {:.1}s", d.as_secs_f64())).unwrap_or_default();
         self.line(format!("[{:>6.1}s] {status:<7} {element}{took}", self.start.elapsed().as_secs_f64()));

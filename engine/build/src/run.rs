@@ -107,21 +107,39 @@ pub fn build(
     };
     let outputs: Mutex<HashMap<ElementId, TreeDigest>> = Mutex::new(HashMap::new());
     let errors: Mutex<HashMap<ElementId, (Option<ActionKey>, String)>> = Mutex::new(HashMap::new());
-    let finished = AtomicBool::new(false);
+    let (finished, finished_rx) = std::sync::mpsc::channel::<()>();
     let ends = std::thread::scope(|scope| {
-        // Ctrl-C: stop starting steps and kill the running sandboxes.
+        // Ctrl-C: stop starting steps and kill the running sandboxes. The
+        // watcher ends as soon as the run does (the sender is dropped).
         let cancel = engine.cancel.clone();
-        let finished = &finished;
-        scope.spawn(move || {
-            while !finished.load(Ordering::SeqCst) {
-                if stop.load(Ordering::SeqCst) {
-                    cancel.cancel();
-                    break;
+        scope.spawn(move || loop {
+            match finished_rx.recv_timeout(Duration::from_millis(50)) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if stop.load(Ordering::SeqCst) {
+                        cancel.cancel();
+                        break;
+                    }
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                _ => break,
             }
         });
-        let ends = scheduler::run(&dag, opts.jobs, opts.keep_going, stop, |i| {
+        // What the local cache already has is found here, in order, on this
+        // thread; only the rest goes through the parallel scheduler.
+        let mut done_before: Vec<Option<crate::step::Done>> = Vec::with_capacity(closure.len());
+        for &id in &closure {
+            let known = |d: ElementId| outputs.lock().unwrap_or_else(|e| e.into_inner()).get(&d).cloned();
+            match engine.cached(id, &known) {
+                Ok(Some(done)) => {
+                    reporter.finished(&engine.element(id).name, "cached", None);
+                    outputs.lock().unwrap_or_else(|e| e.into_inner()).insert(id, done.output);
+                    let _ = store.ref_put(&last_key_ref(loaded, id), &done.key.to_hex());
+                    done_before.push(Some(done));
+                }
+                // Errors are found again, and reported, when the step runs.
+                _ => done_before.push(None),
+            }
+        }
+        let ends = scheduler::run_with(&dag, opts.jobs, opts.keep_going, stop, done_before, |i| {
             let id = closure[i];
             let name = &engine.element(id).name;
             let lookup = |d: ElementId| outputs.lock().unwrap_or_else(|e| e.into_inner()).get(&d).cloned();
@@ -152,7 +170,7 @@ pub fn build(
                 }
             }
         });
-        finished.store(true, Ordering::SeqCst);
+        drop(finished);
         ends
     });
     let errors = errors.into_inner().unwrap_or_else(|e| e.into_inner());

@@ -33,6 +33,17 @@ where
     T: Send,
     F: Fn(usize) -> Result<T, ()> + Sync,
 {
+    run_with(dag, jobs, keep_going, stop, (0..dag.waits.len()).map(|_| None).collect(), run)
+}
+
+/// [`run`], where `done[i] = Some(value)` marks node `i` as already ended
+/// well (it is not run; its dependents may start at once). Nodes done
+/// beforehand never cross a thread, which keeps no-op builds cheap.
+pub fn run_with<T, F>(dag: &Dag, jobs: usize, keep_going: bool, stop: &AtomicBool, done: Vec<Option<T>>, run: F) -> Vec<NodeEnd<T>>
+where
+    T: Send,
+    F: Fn(usize) -> Result<T, ()> + Sync,
+{
     let n = dag.waits.len();
     let mut ends: Vec<Option<NodeEnd<T>>> = (0..n).map(|_| None).collect();
     let mut missing: Vec<usize> = dag.waits.iter().map(|w| w.len()).collect();
@@ -42,7 +53,18 @@ where
             dependents[d].push(i);
         }
     }
-    let mut ready: VecDeque<usize> = (0..n).filter(|&i| missing[i] == 0).collect();
+    for (i, value) in done.into_iter().enumerate() {
+        if let Some(v) = value {
+            ends[i] = Some(NodeEnd::Ok(v));
+            for &d in &dependents[i] {
+                missing[d] -= 1;
+            }
+        }
+    }
+    let mut ready: VecDeque<usize> = (0..n).filter(|&i| ends[i].is_none() && missing[i] == 0).collect();
+    if ready.is_empty() {
+        return ends.into_iter().map(|e| e.unwrap_or(NodeEnd::Skipped)).collect();
+    }
     let jobs = jobs.max(1);
     let (task_tx, task_rx) = mpsc::channel::<usize>();
     let task_rx = Mutex::new(task_rx);
@@ -139,6 +161,22 @@ mod tests {
         });
         assert_eq!(count.load(Ordering::SeqCst), 1);
         assert!(matches!(ends[1], NodeEnd::Skipped));
+    }
+
+    #[test]
+    fn nodes_done_beforehand_are_not_run_and_release_their_dependents() {
+        let dag = Dag { waits: vec![vec![], vec![0], vec![1]] };
+        let stop = AtomicBool::new(false);
+        let ran = Mutex::new(Vec::new());
+        let ends = run_with(&dag, 2, false, &stop, vec![Some(0), Some(1), None], |i| {
+            ran.lock().unwrap().push(i);
+            Ok(i * 10)
+        });
+        assert_eq!(ran.into_inner().unwrap(), vec![2]);
+        assert!(matches!(ends[0], NodeEnd::Ok(0)) && matches!(ends[2], NodeEnd::Ok(20)));
+        // Everything done: no thread at all.
+        let ends = run_with(&dag, 2, false, &stop, vec![Some(1), Some(2), Some(3)], |_| -> Result<usize, ()> { panic!("ran") });
+        assert!(ends.iter().all(|e| matches!(e, NodeEnd::Ok(_))));
     }
 
     #[test]

@@ -149,6 +149,27 @@ impl Engine<'_> {
         Ok(self.store.action_get(key)?.filter(|r| self.store.has_tree(&r.output)))
     }
 
+    /// The step's result when the local action cache has it (pushed to the
+    /// remotes when pushing), found without staging anything; `None` when it
+    /// must run (or something it stages has no output yet).
+    pub fn cached(&self, id: ElementId, outputs: &dyn Fn(ElementId) -> Option<TreeDigest>) -> Result<Option<Done>> {
+        if self.rebuild.contains(&id) {
+            return Ok(None);
+        }
+        let mut staged = Vec::new();
+        for d in self.loaded.staged(id) {
+            match outputs(d) {
+                Some(out) => staged.push((d, out)),
+                None => return Ok(None),
+            }
+        }
+        let key = ActionKey(Digest::of_bytes(&self.key_inputs(id, &staged)?.manifest()));
+        Ok(self.lookup(&key)?.map(|hit| {
+            self.push(id, &key, &hit);
+            Done { key, output: hit.output, status: Status::Cached, span: None }
+        }))
+    }
+
     /// Runs one step. `outputs[i]` is the output of element `i` when it is
     /// already done in this run.
     pub fn run(&self, id: ElementId, outputs: &dyn Fn(ElementId) -> Option<TreeDigest>) -> Result<Done> {
@@ -397,6 +418,7 @@ impl Engine<'_> {
         if self.cancel.is_cancelled() {
             return Err(BuildError::Interrupted { element: el.name.clone() });
         }
+        sandbox_ready(el)?;
         let jobs = self.max_jobs.to_string();
         let command = command.replace("%{max-jobs}", &jobs);
         let _ = writeln!(log, "# {phase}: {command}");
@@ -431,6 +453,16 @@ impl Engine<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether bubblewrap works here, checked once per process, when the first
+/// step needs a sandbox.
+fn sandbox_ready(el: &Element) -> Result<()> {
+    static READY: std::sync::OnceLock<std::result::Result<(), String>> = std::sync::OnceLock::new();
+    READY
+        .get_or_init(|| cas_sandbox::check_available().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(|message| BuildError::Other { element: el.name.clone(), message })
 }
 
 fn check_shell(el: &Element, root: &Path) -> Result<()> {

@@ -67,21 +67,12 @@ pub fn open_store(global: &Global) -> Result<Store, Failure> {
     Store::open(&dir).map_err(|e| Failure::failed(miette::miette!("cannot open the store {}: {e}", dir.display())))
 }
 
-fn needs_sandbox(loaded: &Loaded) -> bool {
-    use cas_format::Behaviour;
-    loaded.closure(&loaded.targets).iter().any(|id| {
-        let e = loaded.element(*id);
-        matches!(e.behaviour, Behaviour::Sandbox | Behaviour::Script | Behaviour::Compose)
-    })
-}
-
 pub fn run_build(global: &Global, args: BuildArgs) -> CmdResult {
     let loaded = load_or_report(&args.targets)?;
     let mirrors = crate::commands::source::mirrors(global)?;
     let store = open_store(global)?;
-    if needs_sandbox(&loaded) {
-        cas_sandbox::check_available().map_err(|e| Failure::failed(miette::miette!("{e}")))?;
-    }
+    // bwrap is checked by the first step that needs a sandbox (a no-op
+    // build never starts one).
     install_sigint();
     // Sources first: all missing ones named when offline, else fetched in parallel, each once.
     crate::commands::source::prepare_build(&store, &loaded, &mirrors, global.jobs(), args.offline)?;
