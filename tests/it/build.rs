@@ -276,3 +276,103 @@ fn ctrl_c_stops_the_sandboxes_records_nothing_and_leaves_the_store_consistent() 
     assert_eq!(state, "buildable");
     ctx.cas(["store", "verify"]).ok();
 }
+
+#[test]
+fn sigkill_during_a_build_leaves_a_store_that_verifies_and_builds_again() {
+    let ctx = busybox_project();
+    let marker = format!("cas-sigkill-{}", std::process::id());
+    ctx.write(
+        "elements/slow.yaml",
+        manual(&[], &format!("    - mkdir -p %{{install-root}}\n    - echo partial > %{{install-root}}/partial\n    - \"sleep 300 # {marker}\"\n")),
+    );
+    let (mut cmd, _) = ctx.command(["build", "slow.yaml"]);
+    let mut child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let running = || {
+        std::process::Command::new("pgrep").args(["-f", &marker]).output().map(|o| o.status.success()).unwrap_or(false)
+    };
+    let start = std::time::Instant::now();
+    while !running() {
+        assert!(start.elapsed().as_secs() < 60, "the sandbox never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL: no handler runs
+    child.wait().unwrap();
+    // The sandbox dies with cas (die-with-parent).
+    let deadline = std::time::Instant::now();
+    while running() {
+        assert!(deadline.elapsed().as_secs() < 10, "the sandboxed sleep survived SIGKILL of cas");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    ctx.cas(["store", "verify"]).ok();
+    let show = ctx.cas(["--json", "show", "slow.yaml"]).ok();
+    let state = show.json()["elements"].as_array().unwrap().iter().find(|e| e["name"] == "slow.yaml").unwrap()["state"].clone();
+    assert_eq!(state, "buildable", "a killed step must not have a result");
+    // The lock is free and the step can run again (made quick now).
+    ctx.write("elements/slow.yaml", manual(&[], "    - mkdir -p %{install-root}\n    - echo done > %{install-root}/done\n"));
+    ctx.cas(["build", "slow.yaml"]).ok();
+    ctx.cas(["store", "gc", "--dry-run"]).ok();
+}
+
+/// A tmpfs of `size` at `dir`, unmounted on drop; None where mounting is not allowed.
+struct SmallFs(std::path::PathBuf);
+
+impl SmallFs {
+    fn mount(dir: std::path::PathBuf, size: &str) -> Option<SmallFs> {
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        ok.then(|| SmallFs(dir))
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_step_clearly_and_the_store_stays_valid() {
+    let ctx = busybox_project();
+    let Some(fs) = SmallFs::mount(ctx.path("small"), "24m") else {
+        eprintln!("SKIP: cannot mount a tmpfs here (needs root); the full-disk test did not run");
+        return;
+    };
+    let store = fs.0.join("store");
+    let store = store.to_str().unwrap();
+    ctx.cas(["--store", store, "build", "base.yaml"]).ok();
+    ctx.write(
+        "elements/huge.yaml",
+        manual(&[], "    - mkdir -p %{install-root}\n    - head -c 41943040 /dev/zero > %{install-root}/zeros\n"),
+    );
+    // The command's own write fails: the step fails with its log, nothing is recorded.
+    let run = ctx.cas(["--store", store, "build", "huge.yaml"]).expect_code(1);
+    assert!(run.stderr.contains("huge.yaml") && run.stderr.contains("full log:"), "{}", run.stderr);
+    ctx.cas(["--store", store, "store", "verify"]).ok();
+    // cas's own write fails (copying a user's directory into the full store):
+    // a clear error naming the cause, and no partial object.
+    let big = ctx.path("big-input");
+    std::fs::create_dir_all(&big).unwrap();
+    for i in 0..8 {
+        std::fs::write(big.join(format!("f{i}")), vec![i as u8; 4 << 20]).unwrap();
+    }
+    let run = ctx.cas(["--store", store, "store", "ingest", big.to_str().unwrap()]).expect_code(1);
+    assert!(run.stderr.contains("No space left on device"), "{}", run.stderr);
+    ctx.cas(["--store", store, "store", "verify"]).ok();
+    let tmp_left = std::fs::read_dir(fs.0.join("store/tmp")).unwrap().count();
+    assert_eq!(tmp_left, 0, "temporary files left behind after ENOSPC");
+    // Space comes back once the failed build directory is gone: the store still works.
+    let builds = fs.0.join("store/builds");
+    for e in std::fs::read_dir(&builds).unwrap().flatten() {
+        if e.path().is_dir() {
+            std::fs::remove_dir_all(e.path()).unwrap();
+        }
+    }
+    ctx.write("elements/small.yaml", manual(&[], "    - mkdir -p %{install-root}\n    - echo fits > %{install-root}/small\n"));
+    ctx.cas(["--store", store, "build", "small.yaml"]).ok();
+    ctx.cas(["--store", store, "store", "verify"]).ok();
+}
