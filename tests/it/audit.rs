@@ -5,21 +5,9 @@ use std::os::unix::fs::PermissionsExt;
 
 use serde_json::json;
 
-use crate::ctx::{Ctx, Run};
+use crate::ctx::{busybox_project, manual, Ctx, Run};
 
-/// A project with `base.yaml` importing a busybox sysroot.
-fn busybox_project() -> Ctx {
-    let ctx = Ctx::new();
-    ctx.write("project.yaml", "name: t\nelement-path: elements\n");
-    ctx.busybox_tree("files/base");
-    ctx.write("elements/base.yaml", "kind: import\nsources:\n  - kind: local\n    path: files/base\n");
-    ctx
-}
 
-fn manual(deps: &[&str], commands: &str) -> String {
-    let deps = deps.iter().map(|d| format!("  - {d}\n")).collect::<String>();
-    format!("kind: manual\nbuild-depends:\n  - base.yaml\n{deps}config:\n  install-commands:\n{commands}")
-}
 
 fn import(dir: &str) -> String {
     format!("kind: import\nsources:\n  - kind: local\n    path: {dir}\n")

@@ -1,24 +1,9 @@
 //! Black-box tests of `cas build` and friends: keys, the sandbox, the
 //! scheduler, early cutoff, failures.
 
-use crate::ctx::Ctx;
+use crate::ctx::{busybox_project, manual, Ctx};
 
-/// A project with `base.yaml` importing a busybox sysroot.
-fn busybox_project() -> Ctx {
-    let ctx = Ctx::new();
-    ctx.write("project.yaml", "name: t\nelement-path: elements\n");
-    ctx.busybox_tree("files/base");
-    ctx.write(
-        "elements/base.yaml",
-        "kind: import\nsources:\n  - kind: local\n    path: files/base\n",
-    );
-    ctx
-}
 
-fn manual(deps: &[&str], commands: &str) -> String {
-    let deps = deps.iter().map(|d| format!("  - {d}\n")).collect::<String>();
-    format!("kind: manual\nbuild-depends:\n  - base.yaml\n{deps}config:\n  install-commands:\n{commands}")
-}
 
 fn statuses(run: &crate::ctx::Run) -> Vec<(String, String)> {
     let v = run.json();

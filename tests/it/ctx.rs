@@ -270,3 +270,20 @@ impl Drop for Nginx {
         self.stop();
     }
 }
+
+/// A project (`name: t`, elements in `elements/`) whose `base.yaml` imports
+/// a busybox sysroot: the base of the shell-only test elements.
+pub fn busybox_project() -> Ctx {
+    let ctx = Ctx::new();
+    ctx.write("project.yaml", "name: t\nelement-path: elements\n");
+    ctx.busybox_tree("files/base");
+    ctx.write("elements/base.yaml", "kind: import\nsources:\n  - kind: local\n    path: files/base\n");
+    ctx
+}
+
+/// A `manual` element on `base.yaml` (plus `deps`) whose install commands are
+/// `commands` (YAML list items, already indented).
+pub fn manual(deps: &[&str], commands: &str) -> String {
+    let deps = deps.iter().map(|d| format!("  - {d}\n")).collect::<String>();
+    format!("kind: manual\nbuild-depends:\n  - base.yaml\n{deps}config:\n  install-commands:\n{commands}")
+}

@@ -5,16 +5,9 @@
 
 use std::path::Path;
 
-use crate::ctx::Ctx;
+use crate::ctx::{busybox_project, Ctx};
 use crate::toolchain::{toolchain, Flavor};
 
-fn busybox_project() -> Ctx {
-    let ctx = Ctx::new();
-    ctx.write("project.yaml", "name: t\nelement-path: elements\n");
-    ctx.busybox_tree("files/base");
-    ctx.write("elements/base.yaml", "kind: import\nsources:\n  - kind: local\n    path: files/base\n");
-    ctx
-}
 
 fn read(p: impl AsRef<Path>) -> String {
     std::fs::read_to_string(p.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", p.as_ref().display()))

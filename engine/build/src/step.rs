@@ -423,21 +423,7 @@ impl Engine<'_> {
         let command = command.replace("%{max-jobs}", &jobs);
         let _ = writeln!(log, "# {phase}: {command}");
         let _ = log.flush();
-        let env = inputs.environment.iter().map(|(k, v)| (k.clone(), v.replace("%{max-jobs}", &jobs))).collect();
-        let spec = SandboxSpec {
-            root: root.to_path_buf(),
-            root_writable,
-            mounts: vec![
-                Mount::writable(dir.build(), &inputs.sandbox.build_root),
-                Mount::writable(dir.install(), &inputs.sandbox.install_root),
-            ],
-            env,
-            cwd: PathBuf::from(&inputs.sandbox.build_root),
-            hostname: inputs.sandbox.hostname.clone(),
-            uid: inputs.sandbox.uid,
-            gid: inputs.sandbox.gid,
-            network: false,
-        };
+        let spec = sandbox_spec(inputs, root, root_writable, dir, &jobs);
         let file = log.try_clone().map_err(io(&el.name, "cannot open log", dir.log()))?;
         let outcome = cas_sandbox::run(&spec, &cas_sandbox::shell_argv(&command), Io::Log(file), &self.cancel)?;
         if outcome.cancelled {
@@ -452,6 +438,26 @@ impl Engine<'_> {
             });
         }
         Ok(())
+    }
+}
+
+/// The sandbox of a step (spec/sandbox.md): its root, the build and install
+/// roots bound writable, the key's environment with `%{max-jobs}` filled in,
+/// and the key's identity settings. Everything here comes from the key inputs.
+fn sandbox_spec(inputs: &KeyInputs, root: &Path, root_writable: bool, dir: &BuildDir, jobs: &str) -> SandboxSpec {
+    SandboxSpec {
+        root: root.to_path_buf(),
+        root_writable,
+        mounts: vec![
+            Mount::writable(dir.build(), &inputs.sandbox.build_root),
+            Mount::writable(dir.install(), &inputs.sandbox.install_root),
+        ],
+        env: inputs.environment.iter().map(|(k, v)| (k.clone(), v.replace("%{max-jobs}", jobs))).collect(),
+        cwd: PathBuf::from(&inputs.sandbox.build_root),
+        hostname: inputs.sandbox.hostname.clone(),
+        uid: inputs.sandbox.uid,
+        gid: inputs.sandbox.gid,
+        network: inputs.sandbox.network,
     }
 }
 
@@ -507,23 +513,8 @@ impl Engine<'_> {
             }
         };
         let jobs = self.max_jobs.to_string();
-        let mut env: BTreeMap<String, String> =
-            inputs.environment.iter().map(|(k, v)| (k.clone(), v.replace("%{max-jobs}", &jobs))).collect();
-        env.insert("PS1".into(), format!("[cas {}] \\w $ ", el.name));
-        let spec = SandboxSpec {
-            root: view.path().to_path_buf(),
-            root_writable: false,
-            mounts: vec![
-                Mount::writable(dir.build(), &inputs.sandbox.build_root),
-                Mount::writable(dir.install(), &inputs.sandbox.install_root),
-            ],
-            env,
-            cwd: PathBuf::from(&inputs.sandbox.build_root),
-            hostname: inputs.sandbox.hostname.clone(),
-            uid: inputs.sandbox.uid,
-            gid: inputs.sandbox.gid,
-            network: false,
-        };
+        let mut spec = sandbox_spec(&inputs, view.path(), false, &dir, &jobs);
+        spec.env.insert("PS1".into(), format!("[cas {}] \\w $ ", el.name));
         Ok(cas_sandbox::run(&spec, &["/bin/sh".to_string(), "-i".to_string()], Io::Inherit, &self.cancel)?)
     }
 }
