@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cargo build --release -p cas
-CAS="$PWD/target/release/cas"
+CAS="${CARGO_TARGET_DIR:-$PWD/target}/release/cas"
 P=projects/hello
 bash scripts/mkbase.sh "$P/sysroot/toolchain" --toolchain
 bash scripts/mkbase.sh "$P/sysroot/runtime"
