@@ -4,7 +4,9 @@
 //! never expanded: it stays as the literal text `%{max-jobs}`, and the build
 //! engine substitutes the job count at run time, so it never enters a key.
 
-use std::collections::HashMap;
+// In-memory lookups only (never a stable hash): FxHash is several times
+// cheaper than SipHash for these short keys.
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::diagnostics::{suggest, Error, Files, Span};
 
@@ -50,7 +52,7 @@ fn valid_name(name: &str) -> bool {
 
 impl<'s, 'a> Expander<'s, 'a> {
     pub fn new(files: &'s Files, scope: &'s Scope<'a>) -> Self {
-        Expander { files, scope, memo: HashMap::new(), stack: Vec::new() }
+        Expander { files, scope, memo: HashMap::default(), stack: Vec::new() }
     }
 
     /// Expand every variable of the scope, in definition order.
