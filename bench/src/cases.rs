@@ -115,7 +115,12 @@ impl Env {
 }
 
 fn json_of(out: &std::process::Output) -> Result<serde_json::Value> {
-    serde_json::from_slice(&out.stdout).map_err(|e| format!("cas printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "cas printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 fn count(v: &serde_json::Value, key: &str) -> f64 {
@@ -123,7 +128,14 @@ fn count(v: &serde_json::Value, key: &str) -> f64 {
 }
 
 fn trivial(n: usize) -> GenOptions {
-    GenOptions { elements: n, layers: 10.min(n.max(1)), fanout: 3, files: 1, file_size: 64, ..Default::default() }
+    GenOptions {
+        elements: n,
+        layers: 10.min(n.max(1)),
+        fanout: 3,
+        files: 1,
+        file_size: 64,
+        ..Default::default()
+    }
 }
 
 /// Generates (once) the trivial project of `n` elements under `$W/pN`.
@@ -155,22 +167,43 @@ pub fn load(env: &Env) -> Result<Case> {
         let mut cat = vec![];
         for i in 0..warmup + reps {
             let d = run_quiet(env.cas(&store, &g.root).args(["show", "all.yaml"]))?;
-            let c = run_quiet(Command::new("sh").current_dir(&g.root).args(["-c", "find elements -name '*.yaml' -exec cat {} + > /dev/null"]))?;
+            let c = run_quiet(Command::new("sh").current_dir(&g.root).args([
+                "-c",
+                "find elements -name '*.yaml' -exec cat {} + > /dev/null",
+            ]))?;
             if i >= warmup {
                 show.push(ms(d));
                 cat.push(ms(c));
             }
         }
-        let base = case.row(format!("read every element file (`cat`), {n} elements"), cat, Unit::Ms, None);
-        let r = case.row(format!("`cas show`, {n} elements"), show, Unit::Ms, Some(base));
+        let base = case.row(
+            format!("read every element file (`cat`), {n} elements"),
+            cat,
+            Unit::Ms,
+            None,
+        );
+        let r = case.row(
+            format!("`cas show`, {n} elements"),
+            show,
+            Unit::Ms,
+            Some(base),
+        );
         let med = case.median(r);
         case.note_row(r, format!("{:.0} µs per element", med * 1000.0 / n as f64));
         per_element.push((n, med * 1000.0 / n as f64, med));
-        case.commands.push(format!("cd $W/p{n} && $CAS --store $W/store-load-{n} show all.yaml"));
-        case.commands.push(format!("cd $W/p{n} && find elements -name '*.yaml' -exec cat {{}} + > /dev/null"));
+        case.commands.push(format!(
+            "cd $W/p{n} && $CAS --store $W/store-load-{n} show all.yaml"
+        ));
+        case.commands.push(format!(
+            "cd $W/p{n} && find elements -name '*.yaml' -exec cat {{}} + > /dev/null"
+        ));
     }
     if let Some(&(n, _, med)) = per_element.iter().find(|(n, _, _)| *n == 5_000) {
-        case.goal(format!("`cas show` on {n} elements < 300 ms"), fmt_ms(med), med < 300.0);
+        case.goal(
+            format!("`cas show` on {n} elements < 300 ms"),
+            fmt_ms(med),
+            med < 300.0,
+        );
     }
     if per_element.len() >= 2 {
         let (n0, p0, _) = per_element[0];
@@ -192,18 +225,50 @@ pub fn load(env: &Env) -> Result<Case> {
 /// /dev, tmpfs /tmp, writable /build and /install, fixed environment).
 fn bwrap_baseline(base: &Path, build: &Path, install: &Path, cmd: &str) -> Command {
     let mut c = Command::new("bwrap");
-    c.args(["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]);
-    c.args(["--hostname", "cas", "--uid", "0", "--gid", "0", "--clearenv"]);
-    for (k, v) in [("PATH", "/usr/bin:/bin:/usr/sbin:/sbin"), ("HOME", "/tmp"), ("SHELL", "/bin/sh"), ("LC_ALL", "C"), ("TZ", "UTC")] {
+    c.args([
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+    ]);
+    c.args([
+        "--hostname",
+        "cas",
+        "--uid",
+        "0",
+        "--gid",
+        "0",
+        "--clearenv",
+    ]);
+    for (k, v) in [
+        ("PATH", "/usr/bin:/bin:/usr/sbin:/sbin"),
+        ("HOME", "/tmp"),
+        ("SHELL", "/bin/sh"),
+        ("LC_ALL", "C"),
+        ("TZ", "UTC"),
+    ] {
         c.args(["--setenv", k, v]);
     }
     for d in ["bin", "usr", "etc"] {
         c.arg("--ro-bind").arg(base.join(d)).arg(format!("/{d}"));
     }
-    c.args(["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]);
+    c.args([
+        "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
+    ]);
     c.arg("--bind").arg(build).arg("/build");
     c.arg("--bind").arg(install).arg("/install");
-    c.args(["--remount-ro", "/", "--chdir", "/build", "--", "/bin/sh", "-e", "-c", cmd]);
+    c.args([
+        "--remount-ro",
+        "/",
+        "--chdir",
+        "/build",
+        "--",
+        "/bin/sh",
+        "-e",
+        "-c",
+        cmd,
+    ]);
     c
 }
 
@@ -226,7 +291,11 @@ fn run_baseline(g: &Generated, o: &GenOptions, scratch: &Path, bwrap: bool) -> R
         } else {
             let dest = format!("{}/usr/share", install.display());
             for c in gen::commands(o, i, &dest, changed.contains(&i)) {
-                run_quiet(Command::new("sh").current_dir(&build).args(["-e", "-c", &c]))?;
+                run_quiet(
+                    Command::new("sh")
+                        .current_dir(&build)
+                        .args(["-e", "-c", &c]),
+                )?;
             }
         }
     }
@@ -266,13 +335,21 @@ pub fn cold(env: &Env) -> Result<(Case, Vec<Built>)> {
         let (mut j1, mut jn, mut bw, mut shs, mut steps) = (vec![], vec![], vec![], vec![], vec![]);
         for i in 0..warmup + reps {
             force_remove(&store)?;
-            let (d, out) = run(env.cas(&store, &g.root).args(["--json", "-j", "1", "build", "all.yaml"]))?;
+            let (d, out) = run(env
+                .cas(&store, &g.root)
+                .args(["--json", "-j", "1", "build", "all.yaml"]))?;
             let v = json_of(&out)?;
             let b = bwrap_or_sh(&g, &o, &scratch, true)?;
             let s = bwrap_or_sh(&g, &o, &scratch, false)?;
             if n <= env.plan.cold_jn_max {
                 force_remove(&store)?;
-                let (dn, _) = run(env.cas(&store, &g.root).args(["--json", "-j", &env.nproc.to_string(), "build", "all.yaml"]))?;
+                let (dn, _) = run(env.cas(&store, &g.root).args([
+                    "--json",
+                    "-j",
+                    &env.nproc.to_string(),
+                    "build",
+                    "all.yaml",
+                ]))?;
                 if i >= warmup {
                     jn.push(ms(dn));
                 }
@@ -284,21 +361,53 @@ pub fn cold(env: &Env) -> Result<(Case, Vec<Built>)> {
                 steps.push(count(&v, "built"));
             }
         }
-        let rb = case.row(format!("{n} elements: same commands in bwrap, no cas"), bw, Unit::Ms, None);
-        let rs = case.row(format!("{n} elements: same commands in `sh -e -c`, no sandbox"), shs, Unit::Ms, None);
-        let r1 = case.row(format!("{n} elements: `cas -j 1 build`"), j1, Unit::Ms, Some(rb));
+        let rb = case.row(
+            format!("{n} elements: same commands in bwrap, no cas"),
+            bw,
+            Unit::Ms,
+            None,
+        );
+        let rs = case.row(
+            format!("{n} elements: same commands in `sh -e -c`, no sandbox"),
+            shs,
+            Unit::Ms,
+            None,
+        );
+        let r1 = case.row(
+            format!("{n} elements: `cas -j 1 build`"),
+            j1,
+            Unit::Ms,
+            Some(rb),
+        );
         let rn = if jn.is_empty() {
             None
         } else {
-            Some(case.row(format!("{n} elements: `cas -j {} build`", env.nproc), jn, Unit::Ms, Some(rb)))
+            Some(case.row(
+                format!("{n} elements: `cas -j {} build`", env.nproc),
+                jn,
+                Unit::Ms,
+                Some(rb),
+            ))
         };
-        let rc = case.row(format!("{n} elements: steps built (JSON `built`)"), steps, Unit::Count, None);
+        let rc = case.row(
+            format!("{n} elements: steps built (JSON `built`)"),
+            steps,
+            Unit::Count,
+            None,
+        );
         let _ = (rs, rn, rc);
         let over = (case.median(r1) - case.median(rb)) / n as f64;
         let over_sh = (case.median(r1) - case.median(rs)) / n as f64;
-        case.note_row(r1, format!("overhead {over:.1} ms/element net of bwrap; {over_sh:.1} ms/element net of sh"));
+        case.note_row(
+            r1,
+            format!(
+                "overhead {over:.1} ms/element net of bwrap; {over_sh:.1} ms/element net of sh"
+            ),
+        );
         case.goal(
-            format!("per-element overhead at {n} elements < 25 ms (net of the same commands in bwrap)"),
+            format!(
+                "per-element overhead at {n} elements < 25 ms (net of the same commands in bwrap)"
+            ),
             format!("{over:.1} ms"),
             over < 25.0,
         );
@@ -306,7 +415,10 @@ pub fn cold(env: &Env) -> Result<(Case, Vec<Built>)> {
         if rn.is_some() {
             case.commands.push(format!("cd $W/p{n} && rm -rf $W/store-cold-{n} && $CAS --store $W/store-cold-{n} --json -j {} build all.yaml", env.nproc));
         }
-        case.commands.push("# baseline, for every element and command (cas-bench: cases.rs bwrap_baseline):".into());
+        case.commands.push(
+            "# baseline, for every element and command (cas-bench: cases.rs bwrap_baseline):"
+                .into(),
+        );
         case.commands.push("bwrap --unshare-all --die-with-parent --new-session --cap-drop ALL --hostname cas --uid 0 --gid 0 --clearenv --setenv PATH ... --ro-bind $W/pN/files/base/{bin,usr,etc} /{bin,usr,etc} --proc /proc --dev /dev --perms 1777 --tmpfs /tmp --bind BUILD /build --bind INSTALL /install --remount-ro / --chdir /build -- /bin/sh -e -c COMMAND".into());
         built.push(Built { n, o, g, store });
     }
@@ -330,7 +442,9 @@ pub fn noop(env: &Env, built: &[Built]) -> Result<Case> {
         env.say(&format!("noop: {} elements", b.n));
         let (mut bs, mut ss, mut counts) = (vec![], vec![], vec![]);
         for i in 0..warmup + reps {
-            let (d, out) = run(env.cas(&b.store, &b.g.root).args(["--json", "build", "all.yaml"]))?;
+            let (d, out) = run(env
+                .cas(&b.store, &b.g.root)
+                .args(["--json", "build", "all.yaml"]))?;
             let v = json_of(&out)?;
             let s = run_quiet(env.cas(&b.store, &b.g.root).args(["show", "all.yaml"]))?;
             if i >= warmup {
@@ -340,14 +454,34 @@ pub fn noop(env: &Env, built: &[Built]) -> Result<Case> {
             }
         }
         let rs = case.row(format!("{} elements: `cas show`", b.n), ss, Unit::Ms, None);
-        let rb = case.row(format!("{} elements: `cas build`, all cached", b.n), bs, Unit::Ms, Some(rs));
-        case.row(format!("{} elements: steps built", b.n), counts, Unit::Count, None);
+        let rb = case.row(
+            format!("{} elements: `cas build`, all cached", b.n),
+            bs,
+            Unit::Ms,
+            Some(rs),
+        );
+        case.row(
+            format!("{} elements: steps built", b.n),
+            counts,
+            Unit::Count,
+            None,
+        );
         let med = case.median(rb);
         if b.n >= 1_000 || b.n == built.last().map(|b| b.n).unwrap_or(0) {
-            case.goal(format!("no-op build of {} elements < 100 ms", b.n), fmt_ms(med), med < 100.0);
+            case.goal(
+                format!("no-op build of {} elements < 100 ms", b.n),
+                fmt_ms(med),
+                med < 100.0,
+            );
         }
-        case.commands.push(format!("cd $W/p{} && $CAS --store $W/store-cold-{} --json build all.yaml", b.n, b.n));
-        case.commands.push(format!("cd $W/p{} && $CAS --store $W/store-cold-{} show all.yaml", b.n, b.n));
+        case.commands.push(format!(
+            "cd $W/p{} && $CAS --store $W/store-cold-{} --json build all.yaml",
+            b.n, b.n
+        ));
+        case.commands.push(format!(
+            "cd $W/p{} && $CAS --store $W/store-cold-{} show all.yaml",
+            b.n, b.n
+        ));
     }
     Ok(case)
 }
@@ -367,12 +501,20 @@ pub fn cutoff(env: &Env, built: &[Built]) -> Result<Case> {
     );
     let (warmup, reps) = env.plan.cutoff;
     let (mut ts, mut ns, mut steps, mut cached) = (vec![], vec![], vec![], vec![]);
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     for i in 0..warmup + reps {
-        gen::set_leaf_comment(&b.g, &b.o, &format!("rev {stamp}-{i}")).map_err(|e| e.to_string())?;
-        let (d, out) = run(env.cas(&b.store, &b.g.root).args(["--json", "build", "all.yaml"]))?;
+        gen::set_leaf_comment(&b.g, &b.o, &format!("rev {stamp}-{i}"))
+            .map_err(|e| e.to_string())?;
+        let (d, out) = run(env
+            .cas(&b.store, &b.g.root)
+            .args(["--json", "build", "all.yaml"]))?;
         let v = json_of(&out)?;
-        let (dn, _) = run(env.cas(&b.store, &b.g.root).args(["--json", "build", "all.yaml"]))?;
+        let (dn, _) = run(env
+            .cas(&b.store, &b.g.root)
+            .args(["--json", "build", "all.yaml"]))?;
         if i >= warmup {
             ts.push(ms(d));
             ns.push(ms(dn));
@@ -382,20 +524,34 @@ pub fn cutoff(env: &Env, built: &[Built]) -> Result<Case> {
     }
     gen::set_leaf_comment(&b.g, &b.o, "rev 0").map_err(|e| e.to_string())?;
     let rn = case.row(format!("{} elements: no-op build", b.n), ns, Unit::Ms, None);
-    let rt = case.row(format!("{} elements: build after the comment change", b.n), ts, Unit::Ms, Some(rn));
+    let rt = case.row(
+        format!("{} elements: build after the comment change", b.n),
+        ts,
+        Unit::Ms,
+        Some(rn),
+    );
     let rs = case.row("steps rebuilt", steps.clone(), Unit::Count, None);
     case.row("elements cached", cached, Unit::Count, None);
     let net = case.median(rt) - case.median(rn);
     case.note_row(rt, format!("{net:.0} ms more than a no-op: one step"));
     let worst = steps.iter().cloned().fold(0.0, f64::max);
     case.goal(
-        format!("only the changed leaf rebuilds (1 step; its {} dependents cut off)", b.g.leaf_dependents),
+        format!(
+            "only the changed leaf rebuilds (1 step; its {} dependents cut off)",
+            b.g.leaf_dependents
+        ),
         format!("{worst:.0} step(s) rebuilt"),
         worst == 1.0,
     );
     let _ = rs;
-    case.commands.push(format!("# edit $W/p{}/elements/{}: `true # rev K` with a new K", b.n, b.g.leaf));
-    case.commands.push(format!("cd $W/p{} && $CAS --store $W/store-cold-{} --json build all.yaml", b.n, b.n));
+    case.commands.push(format!(
+        "# edit $W/p{}/elements/{}: `true # rev K` with a new K",
+        b.n, b.g.leaf
+    ));
+    case.commands.push(format!(
+        "cd $W/p{} && $CAS --store $W/store-cold-{} --json build all.yaml",
+        b.n, b.n
+    ));
     Ok(case)
 }
 
@@ -414,9 +570,13 @@ pub fn big_tree(env: &Env) -> Result<Big> {
     let dir = env.work.join("big");
     let tree = dir.join("tree");
     let n = env.plan.big_files;
-    env.say(&format!("writing a tree of {n} files × {} bytes", env.plan.big_file_size));
+    env.say(&format!(
+        "writing a tree of {n} files × {} bytes",
+        env.plan.big_file_size
+    ));
     force_remove(&dir)?;
-    let layout = gen::write_big_tree(&tree, n, env.plan.big_file_size, 10, 7).map_err(|e| e.to_string())?;
+    let layout =
+        gen::write_big_tree(&tree, n, env.plan.big_file_size, 10, 7).map_err(|e| e.to_string())?;
     let mut parts = vec![];
     for (p, files) in layout.iter().enumerate() {
         let part = dir.join(format!("parts/p{p:02}"));
@@ -437,7 +597,11 @@ pub fn big_tree(env: &Env) -> Result<Big> {
 }
 
 fn ingest_digest(env: &Env, store: &Path, tree: &Path) -> Result<String> {
-    let (_, out) = run(env.cas(store, &env.work).arg("store").arg("ingest").arg(tree))?;
+    let (_, out) = run(env
+        .cas(store, &env.work)
+        .arg("store")
+        .arg("ingest")
+        .arg(tree))?;
     let s = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     if s.len() != 64 {
         return Err(format!("cas store ingest printed {s:?}, not a digest"));
@@ -474,7 +638,9 @@ pub fn materialise(env: &Env, big: &Big) -> Result<Case> {
         env.say(&format!("view: run {}/{}", i + 1, warmup + reps));
         let mut t = [0f64; 7];
         clean(&dest)?;
-        t[0] = ms(run_quiet(Command::new("cp").arg("-al").arg(&big.tree).arg(&dest))?);
+        t[0] = ms(run_quiet(
+            Command::new("cp").arg("-al").arg(&big.tree).arg(&dest),
+        )?);
         clean(&dest)?;
         // Fresh view: drop the previous one (not timed).
         force_remove(&store.join("views").join(&digest))?;
@@ -482,12 +648,25 @@ pub fn materialise(env: &Env, big: &Big) -> Result<Case> {
         t[1] = ms(d);
         let view = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         if !view.join(&big.files[0]).exists() {
-            return Err(format!("the view {} lacks {}", view.display(), big.files[0].display()));
+            return Err(format!(
+                "the view {} lacks {}",
+                view.display(),
+                big.files[0].display()
+            ));
         }
-        t[2] = ms(run_quiet(env.cas(&store, &env.work).args(["store", "view", &digest]))?);
-        t[3] = ms(run_quiet(env.cas(&store, &env.work).args(["store", "checkout", &digest]).arg(&dest).arg("--hardlinks"))?);
+        t[2] = ms(run_quiet(
+            env.cas(&store, &env.work).args(["store", "view", &digest]),
+        )?);
+        t[3] = ms(run_quiet(
+            env.cas(&store, &env.work)
+                .args(["store", "checkout", &digest])
+                .arg(&dest)
+                .arg("--hardlinks"),
+        )?);
         clean(&dest)?;
-        t[4] = ms(run_quiet(Command::new("cp").arg("-a").arg(&big.tree).arg(&dest))?);
+        t[4] = ms(run_quiet(
+            Command::new("cp").arg("-a").arg(&big.tree).arg(&dest),
+        )?);
         clean(&dest)?;
         let start = Instant::now();
         for part in &big.parts {
@@ -496,7 +675,10 @@ pub fn materialise(env: &Env, big: &Big) -> Result<Case> {
             let mut src = part.clone().into_os_string();
             src.push("/");
             let mut c = Command::new("rsync");
-            c.arg("-a").arg(format!("--link-dest={}", link.to_string_lossy())).arg(&src).arg(&dest);
+            c.arg("-a")
+                .arg(format!("--link-dest={}", link.to_string_lossy()))
+                .arg(&src)
+                .arg(&dest);
             run_quiet(&mut c)?;
         }
         t[5] = ms(start.elapsed());
@@ -509,27 +691,62 @@ pub fn materialise(env: &Env, big: &Big) -> Result<Case> {
         }
     }
     let cpal = case.row("`cp -al` (floor)", s[0].clone(), Unit::Ms, None);
-    let view = case.row("`cas store view` (fresh view)", s[1].clone(), Unit::Ms, Some(cpal));
-    let co = case.row("`cas store checkout --hardlinks`", s[3].clone(), Unit::Ms, Some(cpal));
+    let view = case.row(
+        "`cas store view` (fresh view)",
+        s[1].clone(),
+        Unit::Ms,
+        Some(cpal),
+    );
+    let co = case.row(
+        "`cas store checkout --hardlinks`",
+        s[3].clone(),
+        Unit::Ms,
+        Some(cpal),
+    );
     let cpa = case.row("`cp -a`", s[4].clone(), Unit::Ms, Some(view));
-    let rs = case.row("chain of 10 `rsync -a --link-dest`", s[5].clone(), Unit::Ms, Some(view));
-    let ver = case.row("`cas --version` (process start floor)", s[6].clone(), Unit::Ms, None);
-    let reuse = case.row("`cas store view` (view exists: reuse)", s[2].clone(), Unit::Ms, Some(ver));
+    let rs = case.row(
+        "chain of 10 `rsync -a --link-dest`",
+        s[5].clone(),
+        Unit::Ms,
+        Some(view),
+    );
+    let ver = case.row(
+        "`cas --version` (process start floor)",
+        s[6].clone(),
+        Unit::Ms,
+        None,
+    );
+    let reuse = case.row(
+        "`cas store view` (view exists: reuse)",
+        s[2].clone(),
+        Unit::Ms,
+        Some(ver),
+    );
     let _ = (co, cpa);
     let r1 = case.median(view) / case.median(cpal);
     case.goal("fresh view ≤ 1.3× `cp -al`", format!("{r1:.2}×"), r1 <= 1.3);
     let r2 = case.median(rs) / case.median(view);
-    case.goal("fresh view ≥ 3× faster than the rsync chain", format!("{r2:.2}×"), r2 >= 3.0);
+    case.goal(
+        "fresh view ≥ 3× faster than the rsync chain",
+        format!("{r2:.2}×"),
+        r2 >= 3.0,
+    );
     let r3 = case.median(reuse);
-    case.goal("reuse of an existing view < 5 ms (whole `cas` process)", fmt_ms(r3), r3 < 5.0);
+    case.goal(
+        "reuse of an existing view < 5 ms (whole `cas` process)",
+        fmt_ms(r3),
+        r3 < 5.0,
+    );
     case.commands.extend([
-        "$CAS --store $W/store-view store ingest $W/big/tree      # once: prints DIGEST".to_string(),
+        "$CAS --store $W/store-view store ingest $W/big/tree      # once: prints DIGEST"
+            .to_string(),
         "cp -al $W/big/tree $W/big/dest".into(),
         "rm -rf $W/store-view/views/DIGEST && $CAS --store $W/store-view store view DIGEST".into(),
         "$CAS --store $W/store-view store view DIGEST            # reuse".into(),
         "$CAS --store $W/store-view store checkout DIGEST $W/big/dest --hardlinks".into(),
         "cp -a $W/big/tree $W/big/dest".into(),
-        "for p in $W/big/parts/p00 ... p09; do rsync -a --link-dest=$p/ $p/ $W/big/dest; done".into(),
+        "for p in $W/big/parts/p00 ... p09; do rsync -a --link-dest=$p/ $p/ $W/big/dest; done"
+            .into(),
         "$CAS --version".into(),
     ]);
     force_remove(&store)?;
@@ -584,12 +801,31 @@ pub fn ingest(env: &Env, big: &Big) -> Result<Case> {
         let t1 = ms(b3sum(&big.tree, &big.files, 2)?);
         force_remove(&store)?;
         run_quiet(env.cas(&store, &env.work).args(["store", "stats"]))?;
-        let t2 = ms(run_quiet(env.cas(&store, &env.work).arg("store").arg("ingest").arg(&big.tree))?);
+        let t2 = ms(run_quiet(
+            env.cas(&store, &env.work)
+                .arg("store")
+                .arg("ingest")
+                .arg(&big.tree),
+        )?);
         // Unchanged files: the stat cache answers without reading them.
-        let t3 = ms(run_quiet(env.cas(&store, &env.work).arg("store").arg("ingest").arg(&big.tree))?);
+        let t3 = ms(run_quiet(
+            env.cas(&store, &env.work)
+                .arg("store")
+                .arg("ingest")
+                .arg(&big.tree),
+        )?);
         // Every file's ctime moved (untimed): each one is read and hashed again.
-        run_quiet(Command::new("find").arg(&big.tree).args(["-type", "f", "-exec", "touch", "-c", "{}", "+"]))?;
-        let t4 = ms(run_quiet(env.cas(&store, &env.work).arg("store").arg("ingest").arg(&big.tree))?);
+        run_quiet(
+            Command::new("find")
+                .arg(&big.tree)
+                .args(["-type", "f", "-exec", "touch", "-c", "{}", "+"]),
+        )?;
+        let t4 = ms(run_quiet(
+            env.cas(&store, &env.work)
+                .arg("store")
+                .arg("ingest")
+                .arg(&big.tree),
+        )?);
         if i >= warmup {
             for (k, v) in [t0, t1, t2, t3, t4].into_iter().enumerate() {
                 s[k].push(v);
@@ -598,18 +834,46 @@ pub fn ingest(env: &Env, big: &Big) -> Result<Case> {
     }
     force_remove(&store)?;
     let b1 = case.row("`b3sum`, one process", s[0].clone(), Unit::Ms, None);
-    let b2 = case.row("`b3sum`, two processes (floor)", s[1].clone(), Unit::Ms, None);
-    let fresh = case.row("`cas store ingest`, fresh store", s[2].clone(), Unit::Ms, Some(b2));
-    let cached = case.row("`cas store ingest`, objects present, files unchanged (stat cache)", s[3].clone(), Unit::Ms, Some(b2));
-    let again = case.row("`cas store ingest`, objects present, every file touched (all re-hashed)", s[4].clone(), Unit::Ms, Some(b2));
+    let b2 = case.row(
+        "`b3sum`, two processes (floor)",
+        s[1].clone(),
+        Unit::Ms,
+        None,
+    );
+    let fresh = case.row(
+        "`cas store ingest`, fresh store",
+        s[2].clone(),
+        Unit::Ms,
+        Some(b2),
+    );
+    let cached = case.row(
+        "`cas store ingest`, objects present, files unchanged (stat cache)",
+        s[3].clone(),
+        Unit::Ms,
+        Some(b2),
+    );
+    let again = case.row(
+        "`cas store ingest`, objects present, every file touched (all re-hashed)",
+        s[4].clone(),
+        Unit::Ms,
+        Some(b2),
+    );
     for r in [b1, b2, fresh, cached, again] {
         let med = case.median(r);
         case.note_row(r, format!("{:.0} MB/s", mb / (med / 1000.0)));
     }
     let tp_fresh = case.median(b2) / case.median(fresh);
     let tp_again = case.median(b2) / case.median(again);
-    case.goal("ingest throughput ≥ 0.7× `b3sum` (two processes), fresh store", format!("{tp_fresh:.2}×"), tp_fresh >= 0.7);
-    case.goal("ingest throughput ≥ 0.7× `b3sum` (two processes), objects present, all re-hashed", format!("{tp_again:.2}×"), tp_again >= 0.7);
+    case.goal(
+        "ingest throughput ≥ 0.7× `b3sum` (two processes), fresh store",
+        format!("{tp_fresh:.2}×"),
+        tp_fresh >= 0.7,
+    );
+    case.goal(
+        "ingest throughput ≥ 0.7× `b3sum` (two processes), objects present, all re-hashed",
+        format!("{tp_again:.2}×"),
+        tp_again >= 0.7,
+    );
     case.commands.extend([
         "cd $W/big/tree && b3sum FILE...                     # one process, every file".to_string(),
         "cd $W/big/tree && b3sum FIRST-HALF... & b3sum SECOND-HALF... & wait".into(),
@@ -620,15 +884,32 @@ pub fn ingest(env: &Env, big: &Big) -> Result<Case> {
 
     // Peak memory on a large tree.
     let bytes = env.plan.mem_bytes;
-    env.say(&format!("ingest: writing a {} MiB tree for peak memory", bytes >> 20));
+    env.say(&format!(
+        "ingest: writing a {} MiB tree for peak memory",
+        bytes >> 20
+    ));
     let mem = env.work.join("mem");
     force_remove(&mem)?;
     write_mem_tree(&mem, bytes).map_err(|e| format!("writing {}: {e}", mem.display()))?;
     force_remove(&store)?;
-    let (d, rss, _) = run_peak_rss(env.cas(&store, &env.work).arg("store").arg("ingest").arg(&mem))?;
-    let rr = case.row(format!("peak RSS, ingest of {} MiB", bytes >> 20), vec![rss as f64], Unit::KiB, None);
+    let (d, rss, _) = run_peak_rss(
+        env.cas(&store, &env.work)
+            .arg("store")
+            .arg("ingest")
+            .arg(&mem),
+    )?;
+    let rr = case.row(
+        format!("peak RSS, ingest of {} MiB", bytes >> 20),
+        vec![rss as f64],
+        Unit::KiB,
+        None,
+    );
     case.note_row(rr, format!("took {}", fmt_ms(ms(d))));
-    case.goal(format!("peak memory ingesting {} MiB < 100 MiB", bytes >> 20), format!("{:.1} MiB", rss as f64 / 1024.0), rss < 100 * 1024);
+    case.goal(
+        format!("peak memory ingesting {} MiB < 100 MiB", bytes >> 20),
+        format!("{:.1} MiB", rss as f64 / 1024.0),
+        rss < 100 * 1024,
+    );
     case.commands.push(format!(
         "$CAS --store $W/store-ingest store ingest $W/mem   # {} MiB: one {} MiB file + 1 MiB files; peak RSS from wait4",
         bytes >> 20,
@@ -685,7 +966,10 @@ impl Nginx {
         for d in ["www", "tmp", "logs"] {
             std::fs::create_dir_all(dir.join(d)).map_err(|e| e.to_string())?;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
         let d = dir.display();
         let conf = format!(
             "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\n\
@@ -712,7 +996,10 @@ impl Nginx {
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if Instant::now() > deadline {
-                return Err(format!("nginx did not start: {}", std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default()));
+                return Err(format!(
+                    "nginx did not start: {}",
+                    std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default()
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -759,7 +1046,9 @@ pub fn remote(env: &Env, built: &[Built]) -> Result<Case> {
         ),
     );
     env.say(&format!("remote: pushing {} elements", b.n));
-    let (dpush, out) = run(env.cas(&b.store, &b.g.root).args(["--json", "push", "all.yaml", "--remote", &url]))?;
+    let (dpush, out) = run(env
+        .cas(&b.store, &b.g.root)
+        .args(["--json", "push", "all.yaml", "--remote", &url]))?;
     let _ = out;
     let mut files = vec![];
     files_under(&dir.join("www"), &mut files);
@@ -767,25 +1056,53 @@ pub fn remote(env: &Env, built: &[Built]) -> Result<Case> {
     let mut cfg = String::new();
     for f in &files {
         let rel = f.strip_prefix(&www).unwrap_or(f);
-        cfg.push_str(&format!("url = \"http://127.0.0.1:{}/{}\"\noutput = \"/dev/null\"\n", nginx.port, rel.display()));
+        cfg.push_str(&format!(
+            "url = \"http://127.0.0.1:{}/{}\"\noutput = \"/dev/null\"\n",
+            nginx.port,
+            rel.display()
+        ));
     }
     let curl_cfg = dir.join("curl.cfg");
     std::fs::write(&curl_cfg, cfg).map_err(|e| e.to_string())?;
-    let bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    let bytes: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
 
     let (warmup, reps) = env.plan.noop;
     let store = env.work.join("store-remote");
-    let (mut local, mut pulled_build, mut pull, mut curl, mut counts, mut built_counts) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut local, mut pulled_build, mut pull, mut curl, mut counts, mut built_counts) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     let reps = reps.min(3);
     for i in 0..warmup + reps {
         env.say(&format!("remote: run {}/{}", i + 1, warmup + reps));
         force_remove(&store)?;
-        let (dl, _) = run(env.cas(&store, &b.g.root).args(["--json", "-j", &env.nproc.to_string(), "build", "all.yaml"]))?;
+        let (dl, _) = run(env.cas(&store, &b.g.root).args([
+            "--json",
+            "-j",
+            &env.nproc.to_string(),
+            "build",
+            "all.yaml",
+        ]))?;
         force_remove(&store)?;
-        let (dr, out) = run(env.cas(&store, &b.g.root).args(["--json", "build", "all.yaml", "--remote", &url, "--trust-unsigned"]))?;
+        let (dr, out) = run(env.cas(&store, &b.g.root).args([
+            "--json",
+            "build",
+            "all.yaml",
+            "--remote",
+            &url,
+            "--trust-unsigned",
+        ]))?;
         let v = json_of(&out)?;
         force_remove(&store)?;
-        let dp = run_quiet(env.cas(&store, &b.g.root).args(["pull", "all.yaml", "--remote", &url, "--trust-unsigned"]))?;
+        let dp = run_quiet(env.cas(&store, &b.g.root).args([
+            "pull",
+            "all.yaml",
+            "--remote",
+            &url,
+            "--trust-unsigned",
+        ]))?;
         let dc = run_quiet(Command::new("curl").args(["-s", "-f", "-K"]).arg(&curl_cfg))?;
         if i >= warmup {
             local.push(ms(dl));
@@ -798,18 +1115,65 @@ pub fn remote(env: &Env, built: &[Built]) -> Result<Case> {
     }
     force_remove(&store)?;
     drop(nginx);
-    let rl = case.row(format!("{} elements: local cold build, `-j {}`", b.n, env.nproc), local, Unit::Ms, None);
-    let rc = case.row(format!("`curl`: every file of the remote ({} files, {:.1} MB)", files.len(), bytes as f64 / 1e6), curl, Unit::Ms, None);
-    let rb = case.row(format!("{} elements: `cas build --remote` into a fresh store", b.n), pulled_build, Unit::Ms, Some(rl));
-    let rp = case.row(format!("{} elements: `cas pull` into a fresh store", b.n), pull, Unit::Ms, Some(rc));
-    let pushed = case.row(format!("{} elements: `cas push` to the empty remote (once)", b.n), vec![ms(dpush)], Unit::Ms, None);
-    case.row("elements pulled by `build --remote`", counts.clone(), Unit::Count, None);
-    case.row("steps built by `build --remote`", built_counts.clone(), Unit::Count, None);
+    let rl = case.row(
+        format!("{} elements: local cold build, `-j {}`", b.n, env.nproc),
+        local,
+        Unit::Ms,
+        None,
+    );
+    let rc = case.row(
+        format!(
+            "`curl`: every file of the remote ({} files, {:.1} MB)",
+            files.len(),
+            bytes as f64 / 1e6
+        ),
+        curl,
+        Unit::Ms,
+        None,
+    );
+    let rb = case.row(
+        format!("{} elements: `cas build --remote` into a fresh store", b.n),
+        pulled_build,
+        Unit::Ms,
+        Some(rl),
+    );
+    let rp = case.row(
+        format!("{} elements: `cas pull` into a fresh store", b.n),
+        pull,
+        Unit::Ms,
+        Some(rc),
+    );
+    let pushed = case.row(
+        format!("{} elements: `cas push` to the empty remote (once)", b.n),
+        vec![ms(dpush)],
+        Unit::Ms,
+        None,
+    );
+    case.row(
+        "elements pulled by `build --remote`",
+        counts.clone(),
+        Unit::Count,
+        None,
+    );
+    case.row(
+        "steps built by `build --remote`",
+        built_counts.clone(),
+        Unit::Count,
+        None,
+    );
     let _ = (rp, pushed);
     let r = case.median(rb) / case.median(rl);
-    case.goal("(no goal set) build from the remote faster than building locally", format!("{r:.2}× the local build"), r < 1.0);
+    case.goal(
+        "(no goal set) build from the remote faster than building locally",
+        format!("{r:.2}× the local build"),
+        r < 1.0,
+    );
     let worst_built = built_counts.iter().cloned().fold(0.0, f64::max);
-    case.goal("nothing built when the remote has every result", format!("{worst_built:.0} step(s) built"), worst_built == 0.0);
+    case.goal(
+        "nothing built when the remote has every result",
+        format!("{worst_built:.0} step(s) built"),
+        worst_built == 0.0,
+    );
     case.commands.extend([
         "nginx -p $W/nginx -c $W/nginx/nginx.conf    # WebDAV PUT on 127.0.0.1:PORT, see cases.rs Nginx".to_string(),
         format!("cd $W/p{} && $CAS --store $W/store-cold-{} --json push all.yaml --remote http://127.0.0.1:PORT/cache", b.n, b.n),

@@ -142,7 +142,9 @@ pub fn graph(o: &GenOptions) -> Vec<Vec<usize>> {
 /// Elements whose output changes with the round.
 pub fn changed_set(o: &GenOptions) -> Vec<usize> {
     let mut rng = Rng::new(o.seed ^ 0x5851_F42D_4C95_7F2D);
-    (0..o.elements).filter(|_| rng.unit() < o.change_share).collect()
+    (0..o.elements)
+        .filter(|_| rng.unit() < o.change_share)
+        .collect()
 }
 
 /// The install commands of element `i`, with `dest` as the directory under
@@ -224,13 +226,22 @@ pub fn big_layout(files: usize, parts: usize) -> Vec<Vec<PathBuf>> {
     let mut out = vec![vec![]; parts];
     for f in 0..files {
         let p = (f / per.max(1)).min(parts - 1);
-        out[p].push(PathBuf::from(format!("usr/share/p{p:02}/d{:03}/f{f:06}", f / 100)));
+        out[p].push(PathBuf::from(format!(
+            "usr/share/p{p:02}/d{:03}/f{f:06}",
+            f / 100
+        )));
     }
     out
 }
 
 /// Writes `files` distinct files of `size` bytes under `root` in `parts` parts.
-pub fn write_big_tree(root: &Path, files: usize, size: usize, parts: usize, seed: u64) -> std::io::Result<Vec<Vec<PathBuf>>> {
+pub fn write_big_tree(
+    root: &Path,
+    files: usize,
+    size: usize,
+    parts: usize,
+    seed: u64,
+) -> std::io::Result<Vec<Vec<PathBuf>>> {
     let layout = big_layout(files, parts);
     let mut rng = Rng::new(seed);
     let mut buf = vec![0u8; size];
@@ -258,7 +269,10 @@ pub fn write_big_tree(root: &Path, files: usize, size: usize, parts: usize, seed
 pub fn generate(root: &Path, o: &GenOptions) -> std::io::Result<Generated> {
     let n = o.elements;
     std::fs::create_dir_all(root.join("elements"))?;
-    std::fs::write(root.join("project.yaml"), "name: bench\nelement-path: elements\n")?;
+    std::fs::write(
+        root.join("project.yaml"),
+        "name: bench\nelement-path: elements\n",
+    )?;
     if !root.join("files/base/bin/busybox").exists() {
         busybox_tree(&root.join("files/base"))?;
     }
@@ -277,7 +291,10 @@ pub fn generate(root: &Path, o: &GenOptions) -> std::io::Result<Generated> {
         std::fs::create_dir_all(root.join(format!("elements/l{l:02}")))?;
     }
     for i in 0..n {
-        std::fs::write(root.join("elements").join(&names[i]), element_yaml(o, i, &deps[i], is_changed[i]))?;
+        std::fs::write(
+            root.join("elements").join(&names[i]),
+            element_yaml(o, i, &deps[i], is_changed[i]),
+        )?;
     }
     let mut all = String::from("kind: stack\ndepends:\n");
     for name in &names {
@@ -325,7 +342,10 @@ pub fn set_leaf_comment(g: &Generated, o: &GenOptions, comment: &str) -> std::io
     let mut o = o.clone();
     o.leaf_comment = comment.to_owned();
     let changed = g.changed.contains(&0);
-    std::fs::write(g.root.join("elements").join(&g.leaf), element_yaml(&o, 0, &g.deps[0], changed))
+    std::fs::write(
+        g.root.join("elements").join(&g.leaf),
+        element_yaml(&o, 0, &g.deps[0], changed),
+    )
 }
 
 #[cfg(test)]
@@ -334,7 +354,12 @@ mod tests {
 
     #[test]
     fn graph_is_layered_and_deterministic() {
-        let o = GenOptions { elements: 50, layers: 5, fanout: 3, ..Default::default() };
+        let o = GenOptions {
+            elements: 50,
+            layers: 5,
+            fanout: 3,
+            ..Default::default()
+        };
         let g = graph(&o);
         assert_eq!(g, graph(&o));
         for (i, d) in g.iter().enumerate() {
@@ -350,7 +375,11 @@ mod tests {
 
     #[test]
     fn change_share_is_roughly_respected() {
-        let o = GenOptions { elements: 1000, change_share: 0.1, ..Default::default() };
+        let o = GenOptions {
+            elements: 1000,
+            change_share: 0.1,
+            ..Default::default()
+        };
         let c = changed_set(&o).len();
         assert!((50..150).contains(&c), "{c}");
     }

@@ -16,7 +16,6 @@ use report::Report;
 /// The one documented command that regenerates BENCHMARKS.md.
 pub const COMMAND: &str = "cargo run --release -p cas-bench -- --out BENCHMARKS.md";
 
-
 pub struct Config {
     pub cas: PathBuf,
     pub work: PathBuf,
@@ -39,12 +38,17 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
         ));
     }
     for tool in ["bwrap", "rsync", "b3sum", "cp"] {
-        if std::process::Command::new(tool).arg("--version").output().is_err() {
+        if std::process::Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_err()
+        {
             return Err(format!("`{tool}` is needed for the baselines (Debian packages: bubblewrap, rsync, b3sum, coreutils)"));
         }
     }
     let started = Instant::now();
-    std::fs::create_dir_all(&cfg.work).map_err(|e| format!("creating {}: {e}", cfg.work.display()))?;
+    std::fs::create_dir_all(&cfg.work)
+        .map_err(|e| format!("creating {}: {e}", cfg.work.display()))?;
     std::fs::create_dir_all(cfg.work.join("home")).map_err(|e| e.to_string())?;
     let machine = util::machine(&cfg.work);
     let quiet = cfg.quiet;
@@ -96,7 +100,12 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
     }
     let mut machine = machine;
     machine.load_after = util::loadavg();
-    let load1 = |s: &str| s.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let load1 = |s: &str| {
+        s.split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     let shared = load1(&machine.load_before).max(load1(&machine.load_after)) >= 0.5;
     let revision = std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])

@@ -58,8 +58,20 @@ impl Case {
         }
     }
 
-    pub fn row(&mut self, label: impl Into<String>, samples: Vec<f64>, unit: Unit, baseline: Option<usize>) -> usize {
-        self.rows.push(Row { label: label.into(), samples, unit, baseline, note: String::new() });
+    pub fn row(
+        &mut self,
+        label: impl Into<String>,
+        samples: Vec<f64>,
+        unit: Unit,
+        baseline: Option<usize>,
+    ) -> usize {
+        self.rows.push(Row {
+            label: label.into(),
+            samples,
+            unit,
+            baseline,
+            note: String::new(),
+        });
         self.rows.len() - 1
     }
 
@@ -72,7 +84,11 @@ impl Case {
     }
 
     pub fn goal(&mut self, text: impl Into<String>, measured: impl Into<String>, met: bool) {
-        self.goals.push(Goal { text: text.into(), measured: measured.into(), met });
+        self.goals.push(Goal {
+            text: text.into(),
+            measured: measured.into(),
+            met,
+        });
     }
 }
 
@@ -139,9 +155,19 @@ impl Report {
         m.push_str(&format!("| CPU | {} |\n", esc(&md.cpu)));
         m.push_str(&format!("| cores (nproc) | {} |\n", md.nproc));
         m.push_str(&format!("| memory | {} |\n", md.memory));
-        m.push_str(&format!("| OS, kernel | {} , Linux {} |\n", esc(&md.os), md.kernel));
-        m.push_str(&format!("| filesystem (work dir, store) | {} |\n", esc(&md.filesystem)));
-        m.push_str(&format!("| load average before / after | {} / {} |\n", md.load_before, md.load_after));
+        m.push_str(&format!(
+            "| OS, kernel | {} , Linux {} |\n",
+            esc(&md.os),
+            md.kernel
+        ));
+        m.push_str(&format!(
+            "| filesystem (work dir, store) | {} |\n",
+            esc(&md.filesystem)
+        ));
+        m.push_str(&format!(
+            "| load average before / after | {} / {} |\n",
+            md.load_before, md.load_after
+        ));
         for (t, v) in &md.tools {
             m.push_str(&format!("| {t} | {} |\n", esc(v)));
         }
@@ -175,7 +201,11 @@ impl Report {
                 let (med, range, n) = match r.stats() {
                     Some(s) => (
                         fmt_value(s.median, r.unit),
-                        format!("{} – {}", fmt_value(s.min, r.unit), fmt_value(s.max, r.unit)),
+                        format!(
+                            "{} – {}",
+                            fmt_value(s.min, r.unit),
+                            fmt_value(s.max, r.unit)
+                        ),
                         s.n.to_string(),
                     ),
                     None => ("n/a".into(), "n/a".into(), "0".into()),
@@ -188,7 +218,16 @@ impl Report {
                     }
                     None => String::new(),
                 };
-                m.push_str(&format!("| {} | {} | {} | {} | {} | {} | {} |\n", k + 1, esc(&r.label), med, range, n, ratio, esc(&r.note)));
+                m.push_str(&format!(
+                    "| {} | {} | {} | {} | {} | {} | {} |\n",
+                    k + 1,
+                    esc(&r.label),
+                    med,
+                    range,
+                    n,
+                    ratio,
+                    esc(&r.note)
+                ));
             }
             if !c.goals.is_empty() {
                 m.push_str("\n| goal | measured | |\n| --- | --- | --- |\n");

@@ -40,7 +40,9 @@ pub fn run_quiet(cmd: &mut Command) -> Result<Duration> {
     let d = t.elapsed();
     if !status.success() {
         // Rerun with output for the message.
-        return run(cmd).map(|(d, _)| d).map_err(|e| format!("{shown} failed ({status}); rerun: {e}"));
+        return run(cmd)
+            .map(|(d, _)| d)
+            .map_err(|e| format!("{shown} failed ({status}); rerun: {e}"));
     }
     Ok(d)
 }
@@ -66,7 +68,10 @@ pub fn run_peak_rss(cmd: &mut Command) -> Result<(Duration, u64, String)> {
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let d = t.elapsed();
     if r != pid {
-        return Err(format!("wait4 on {shown} failed: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "wait4 on {shown} failed: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
         return Err(format!("{shown} failed (wait status {status})"));
@@ -94,7 +99,11 @@ pub fn force_remove(path: &Path) -> Result<()> {
     if std::fs::remove_dir_all(path).is_ok() {
         return Ok(());
     }
-    let _ = Command::new("chmod").arg("-R").arg("u+w").arg(path).status();
+    let _ = Command::new("chmod")
+        .arg("-R")
+        .arg("u+w")
+        .arg(path)
+        .status();
     std::fs::remove_dir_all(path).map_err(|e| format!("cannot remove {}: {e}", path.display()))
 }
 
@@ -122,8 +131,17 @@ pub fn stats(samples: &[f64]) -> Option<Stats> {
     let mut s = samples.to_vec();
     s.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let n = s.len();
-    let median = if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 };
-    Some(Stats { median, min: s[0], max: s[n - 1], n })
+    let median = if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    };
+    Some(Stats {
+        median,
+        min: s[0],
+        max: s[n - 1],
+        n,
+    })
 }
 
 pub fn ms(d: Duration) -> f64 {
@@ -177,7 +195,9 @@ pub fn machine(work: &Path) -> Machine {
         .and_then(|l| l.split(':').nth(1))
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|| "unknown".into());
-    let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let nproc = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let memory = meminfo
         .lines()
@@ -186,12 +206,19 @@ pub fn machine(work: &Path) -> Machine {
         .and_then(|kb| kb.parse::<f64>().ok())
         .map(|kb| format!("{:.1} GiB", kb / 1024.0 / 1024.0))
         .unwrap_or_default();
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
     let os = std::fs::read_to_string("/etc/os-release")
         .unwrap_or_default()
         .lines()
         .find(|l| l.starts_with("PRETTY_NAME="))
-        .map(|l| l.trim_start_matches("PRETTY_NAME=").trim_matches('"').to_owned())
+        .map(|l| {
+            l.trim_start_matches("PRETTY_NAME=")
+                .trim_matches('"')
+                .to_owned()
+        })
         .unwrap_or_default();
     // Filesystem of the work directory: the longest mount point that prefixes it.
     let work = abs(work);
@@ -207,12 +234,24 @@ pub fn machine(work: &Path) -> Machine {
         }
     }
     let mut tools = vec![];
-    for (name, args) in [("bwrap", "--version"), ("rsync", "--version"), ("b3sum", "--version"), ("cp", "--version")] {
+    for (name, args) in [
+        ("bwrap", "--version"),
+        ("rsync", "--version"),
+        ("b3sum", "--version"),
+        ("cp", "--version"),
+    ] {
         let v = Command::new(name)
             .arg(args)
             .output()
             .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").trim().to_owned())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned()
+            })
             .unwrap_or_else(|| "missing".into());
         tools.push((name.to_owned(), v));
     }

@@ -9,7 +9,10 @@ fn cas_binary() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("test exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target profile dir");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target profile dir");
     dir.join("cas")
 }
 
@@ -40,16 +43,36 @@ fn smoke_run_produces_every_case_and_renders() {
     for case in &report.cases {
         assert!(!case.rows.is_empty(), "case {} has no rows", case.id);
         assert!(!case.goals.is_empty(), "case {} has no goals", case.id);
-        assert!(!case.commands.is_empty(), "case {} lists no commands", case.id);
+        assert!(
+            !case.commands.is_empty(),
+            "case {} lists no commands",
+            case.id
+        );
         for row in &case.rows {
-            let s = row.stats().unwrap_or_else(|| panic!("{}: {} has no samples", case.id, row.label));
-            assert!(s.median.is_finite() && s.median >= 0.0, "{}: {} = {}", case.id, row.label, s.median);
+            let s = row
+                .stats()
+                .unwrap_or_else(|| panic!("{}: {} has no samples", case.id, row.label));
+            assert!(
+                s.median.is_finite() && s.median >= 0.0,
+                "{}: {} = {}",
+                case.id,
+                row.label,
+                s.median
+            );
         }
     }
     // Early cutoff really cut off: exactly the leaf rebuilt.
     let cutoff = report.cases.iter().find(|c| c.id == "cutoff").unwrap();
-    let steps = cutoff.rows.iter().find(|r| r.label == "steps rebuilt").unwrap();
-    assert_eq!(steps.samples, vec![1.0], "the comment change rebuilt more (or less) than the leaf");
+    let steps = cutoff
+        .rows
+        .iter()
+        .find(|r| r.label == "steps rebuilt")
+        .unwrap();
+    assert_eq!(
+        steps.samples,
+        vec![1.0],
+        "the comment change rebuilt more (or less) than the leaf"
+    );
 
     let md = report.markdown();
     assert!(md.starts_with("# Benchmarks\n"));

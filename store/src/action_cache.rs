@@ -85,7 +85,9 @@ pub(crate) fn now_secs() -> i64 {
 }
 
 fn hex_digest(s: String) -> rusqlite::Result<Digest> {
-    Digest::from_hex(&s).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+    Digest::from_hex(&s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 impl Db {
@@ -93,10 +95,15 @@ impl Db {
         let err = |context: &str| {
             let path = path.to_path_buf();
             let context = context.to_string();
-            move |source| StoreError::Db { context, path, source }
+            move |source| StoreError::Db {
+                context,
+                path,
+                source,
+            }
         };
         let conn = Connection::open(path).map_err(err("open"))?;
-        conn.busy_timeout(std::time::Duration::from_secs(60)).map_err(err("busy_timeout"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(60))
+            .map_err(err("busy_timeout"))?;
         // Switching to WAL does not wait on busy_timeout when another process
         // is creating the database at the same moment: retry for a while.
         let mut attempt = 0;
@@ -112,22 +119,37 @@ impl Db {
                 Err(e) => return Err(err("enable WAL")(e)),
             }
         }
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err("set synchronous"))?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(err("read user_version"))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err("set synchronous"))?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(err("read user_version"))?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::Layout {
                 path: path.to_path_buf(),
-                reason: format!("action cache schema {version} is newer than this cas ({SCHEMA_VERSION})"),
+                reason: format!(
+                    "action cache schema {version} is newer than this cas ({SCHEMA_VERSION})"
+                ),
             });
         }
         if version < SCHEMA_VERSION {
-            conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
-                .map_err(err("create schema"))?;
+            conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))
+            .map_err(err("create schema"))?;
         }
         // Tables added without a schema version change (older binaries ignore them).
-        conn.execute_batch(&format!("{};\n{};", crate::refs::CREATE, crate::statcache::CREATE))
-            .map_err(err("create refs and stat cache tables"))?;
-        Ok(Db { path: path.to_path_buf(), conn: Mutex::new(conn), touched: Mutex::new(Vec::new()) })
+        conn.execute_batch(&format!(
+            "{};\n{};",
+            crate::refs::CREATE,
+            crate::statcache::CREATE
+        ))
+        .map_err(err("create refs and stat cache tables"))?;
+        Ok(Db {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+            touched: Mutex::new(Vec::new()),
+        })
     }
 
     /// Remember that a result was used now (see `touched`).
@@ -149,7 +171,9 @@ impl Db {
         self.with("record access times", |c| {
             let tx = c.transaction()?;
             {
-                let mut up = tx.prepare_cached("UPDATE results SET accessed = max(accessed, ?2) WHERE key = ?1")?;
+                let mut up = tx.prepare_cached(
+                    "UPDATE results SET accessed = max(accessed, ?2) WHERE key = ?1",
+                )?;
                 for (key, at) in &batch {
                     up.execute(params![key, at])?;
                 }
@@ -158,9 +182,17 @@ impl Db {
         })
     }
 
-    pub fn with<T>(&self, context: &str, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
+    pub fn with<T>(
+        &self,
+        context: &str,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut conn).map_err(|source| StoreError::Db { context: context.to_string(), path: self.path.clone(), source })
+        f(&mut conn).map_err(|source| StoreError::Db {
+            context: context.to_string(),
+            path: self.path.clone(),
+            source,
+        })
     }
 
     pub fn results(&self) -> Result<Vec<ResultRow>> {
@@ -186,8 +218,11 @@ impl Db {
 
     pub fn sources(&self) -> Result<Vec<(String, BlobDigest, i64)>> {
         self.with("list sources", |c| {
-            let mut st = c.prepare("SELECT id, blob, accessed FROM sources ORDER BY accessed, id")?;
-            let rows = st.query_map([], |r| Ok((r.get(0)?, BlobDigest(hex_digest(r.get(1)?)?), r.get(2)?)))?;
+            let mut st =
+                c.prepare("SELECT id, blob, accessed FROM sources ORDER BY accessed, id")?;
+            let rows = st.query_map([], |r| {
+                Ok((r.get(0)?, BlobDigest(hex_digest(r.get(1)?)?), r.get(2)?))
+            })?;
             rows.collect()
         })
     }
@@ -278,7 +313,9 @@ impl Store {
 
     /// Forget an action result (its objects go at the next gc).
     pub fn action_remove(&self, key: &ActionKey) -> Result<bool> {
-        self.db.with("remove action result", |c| Ok(c.execute("DELETE FROM results WHERE key = ?1", params![key.to_hex()])? > 0))
+        self.db.with("remove action result", |c| {
+            Ok(c.execute("DELETE FROM results WHERE key = ?1", params![key.to_hex()])? > 0)
+        })
     }
 
     /// Pin a tree under a name: gc never removes it.
@@ -297,7 +334,9 @@ impl Store {
 
     /// Remove a pin; false when there was none.
     pub fn unpin(&self, name: &str) -> Result<bool> {
-        self.db.with("unpin", |c| Ok(c.execute("DELETE FROM pins WHERE name = ?1", params![name])? > 0))
+        self.db.with("unpin", |c| {
+            Ok(c.execute("DELETE FROM pins WHERE name = ?1", params![name])? > 0)
+        })
     }
 
     /// All pins, by name.
@@ -313,10 +352,16 @@ impl Store {
     /// still in the store; touches its last-access time.
     pub fn source_get(&self, id: &str) -> Result<Option<BlobDigest>> {
         let found = self.db.with("get source", |c| {
-            let row: Option<String> =
-                c.query_row("SELECT blob FROM sources WHERE id = ?1", params![id], |r| r.get(0)).optional()?;
+            let row: Option<String> = c
+                .query_row("SELECT blob FROM sources WHERE id = ?1", params![id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
             if row.is_some() {
-                c.execute("UPDATE sources SET accessed = ?2 WHERE id = ?1", params![id, now_ms()])?;
+                c.execute(
+                    "UPDATE sources SET accessed = ?2 WHERE id = ?1",
+                    params![id, now_ms()],
+                )?;
             }
             Ok(row)
         })?;

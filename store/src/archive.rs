@@ -40,7 +40,10 @@ impl Store {
         part.push(".part");
         let part = PathBuf::from(part);
         let file = File::create(&part).ctx("create", &part)?;
-        let arch = |reason: String| StoreError::Archive { path: dest.to_path_buf(), reason };
+        let arch = |reason: String| StoreError::Archive {
+            path: dest.to_path_buf(),
+            reason,
+        };
         let result = (|| -> Result<()> {
             if is_xz_name(dest) {
                 let enc = xz2::write::XzEncoder::new(BufWriter::new(file), 6);
@@ -57,11 +60,22 @@ impl Store {
             let _ = fs::remove_file(&part);
             return Err(e);
         }
-        fs::rename(&part, dest).ctx("rename", dest).map_err(|e| arch(e.to_string()))
+        fs::rename(&part, dest)
+            .ctx("rename", dest)
+            .map_err(|e| arch(e.to_string()))
     }
 
-    fn write_tar<W: Write>(&self, entries: &[(Vec<u8>, crate::tree::Entry)], mtime: u64, w: W, dest: &Path) -> Result<W> {
-        let arch = |e: std::io::Error| StoreError::Archive { path: dest.to_path_buf(), reason: e.to_string() };
+    fn write_tar<W: Write>(
+        &self,
+        entries: &[(Vec<u8>, crate::tree::Entry)],
+        mtime: u64,
+        w: W,
+        dest: &Path,
+    ) -> Result<W> {
+        let arch = |e: std::io::Error| StoreError::Archive {
+            path: dest.to_path_buf(),
+            reason: e.to_string(),
+        };
         let mut b = tar::Builder::new(w);
         for (path, e) in entries {
             let p = Path::new(OsStr::from_bytes(path));
@@ -82,17 +96,25 @@ impl Store {
                     let obj = self.blob_path(digest);
                     let f = File::open(&obj).map_err(|e| {
                         if e.kind() == std::io::ErrorKind::NotFound {
-                            StoreError::Missing { digest: digest.to_hex() }
+                            StoreError::Missing {
+                                digest: digest.to_hex(),
+                            }
                         } else {
-                            StoreError::Io { op: "open object", path: obj.clone(), source: e }
+                            StoreError::Io {
+                                op: "open object",
+                                path: obj.clone(),
+                                source: e,
+                            }
                         }
                     })?;
-                    b.append_data(&mut h, p, BufReader::new(f).take(*size)).map_err(arch)?;
+                    b.append_data(&mut h, p, BufReader::new(f).take(*size))
+                        .map_err(arch)?;
                 }
                 EntryKind::Symlink { target } => {
                     h.set_entry_type(tar::EntryType::Symlink);
                     h.set_size(0);
-                    b.append_link(&mut h, p, Path::new(OsStr::from_bytes(target))).map_err(arch)?;
+                    b.append_link(&mut h, p, Path::new(OsStr::from_bytes(target)))
+                        .map_err(arch)?;
                 }
             }
         }
@@ -119,7 +141,9 @@ impl Store {
         };
         let dir = self.tmp_path("import");
         fs::create_dir(&dir).ctx("create directory", &dir)?;
-        let result = self.unpack(reader, &dir, src).and_then(|()| self.ingest_locked(&dir, IngestMode::Move));
+        let result = self
+            .unpack(reader, &dir, src)
+            .and_then(|()| self.ingest_locked(&dir, IngestMode::Move));
         let _ = remove_tree(&dir);
         result
     }
@@ -129,7 +153,10 @@ impl Store {
     }
 
     fn unpack(&self, reader: Box<dyn Read>, dir: &Path, src: &Path) -> Result<()> {
-        let arch = |reason: String| StoreError::Archive { path: src.to_path_buf(), reason };
+        let arch = |reason: String| StoreError::Archive {
+            path: src.to_path_buf(),
+            reason,
+        };
         let mut a = tar::Archive::new(reader);
         a.set_preserve_permissions(true);
         a.set_preserve_mtime(false);
@@ -144,7 +171,12 @@ impl Store {
                 match c {
                     Component::Normal(n) => rel.push(n),
                     Component::CurDir => {}
-                    _ => return Err(arch(format!("entry {} leaves the archive root", path.display()))),
+                    _ => {
+                        return Err(arch(format!(
+                            "entry {} leaves the archive root",
+                            path.display()
+                        )))
+                    }
                 }
             }
             let ty = entry.header().entry_type();
@@ -158,17 +190,26 @@ impl Store {
                     fs::create_dir_all(&p).ctx("create directory", &p)?;
                     dirs.push((p, mode));
                 }
-                tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::Symlink | tar::EntryType::Link => {
+                tar::EntryType::Regular
+                | tar::EntryType::Continuous
+                | tar::EntryType::Symlink
+                | tar::EntryType::Link => {
                     if rel.as_os_str().is_empty() {
                         return Err(arch(format!("entry {} has an empty name", path.display())));
                     }
                     if let Some(parent) = dir.join(&rel).parent() {
                         fs::create_dir_all(parent).ctx("create directory", parent)?;
                     }
-                    entry.unpack_in(dir).map_err(|e| arch(format!("{}: {e}", path.display())))?;
+                    entry
+                        .unpack_in(dir)
+                        .map_err(|e| arch(format!("{}: {e}", path.display())))?;
                 }
                 other => {
-                    return Err(arch(format!("entry {}: unsupported type {:?} (only files, directories and links)", path.display(), other)))
+                    return Err(arch(format!(
+                        "entry {}: unsupported type {:?} (only files, directories and links)",
+                        path.display(),
+                        other
+                    )))
                 }
             }
         }

@@ -232,7 +232,11 @@ impl Store {
         };
         let actual = Digest::of_bytes(&bytes);
         if &actual != d {
-            return Err(StoreError::Corrupt { digest: d.to_hex(), actual: actual.to_hex(), path });
+            return Err(StoreError::Corrupt {
+                digest: d.to_hex(),
+                actual: actual.to_hex(),
+                path,
+            });
         }
         Ok(bytes)
     }
@@ -287,7 +291,10 @@ impl Store {
     pub(crate) fn put_file_inner(&self, path: &Path, mode: IngestMode) -> Result<Stored> {
         let meta = fs::symlink_metadata(path).ctx("stat", path)?;
         if !meta.is_file() {
-            return Err(StoreError::UnsupportedFileType { path: path.to_path_buf(), kind: file_kind(&meta) });
+            return Err(StoreError::UnsupportedFileType {
+                path: path.to_path_buf(),
+                kind: file_kind(&meta),
+            });
         }
         if mode == IngestMode::Move && meta.nlink() == 1 {
             if let Some(s) = self.move_file(path)? {
@@ -303,7 +310,11 @@ impl Store {
         let (digest, size) = hash_file(&mut f).ctx("read", path)?;
         drop(f);
         if self.has_object(&digest) {
-            return Ok(Some(Stored { digest, size, new: false }));
+            return Ok(Some(Stored {
+                digest,
+                size,
+                new: false,
+            }));
         }
         fs::set_permissions(path, fs::Permissions::from_mode(OBJECT_MODE)).ctx("chmod", path)?;
         let dest = self.object_path(&digest);
@@ -322,7 +333,10 @@ impl Store {
             .ctx("open", path)?;
         let meta = src.metadata().ctx("stat", path)?;
         if !meta.is_file() {
-            return Err(StoreError::UnsupportedFileType { path: path.to_path_buf(), kind: file_kind(&meta) });
+            return Err(StoreError::UnsupportedFileType {
+                path: path.to_path_buf(),
+                kind: file_kind(&meta),
+            });
         }
         if meta.len() <= BUF as u64 {
             return self.copy_small_file(&mut src, path);
@@ -337,7 +351,11 @@ impl Store {
         };
         drop(dst);
         if self.has_object(&digest) {
-            return Ok(Stored { digest, size, new: false });
+            return Ok(Stored {
+                digest,
+                size,
+                new: false,
+            });
         }
         let new = self.commit_tmp(&mut guard, &digest)?;
         Ok(Stored { digest, size, new })
@@ -365,7 +383,11 @@ impl Store {
             let digest: Digest = blake3::hash(&buf[..n]).into();
             let size = n as u64;
             if self.has_object(&digest) {
-                return Ok(Stored { digest, size, new: false });
+                return Ok(Stored {
+                    digest,
+                    size,
+                    new: false,
+                });
             }
             let mut guard = TmpGuard::new(self.tmp_path("obj"));
             let mut dst = create_tmp_file(guard.path())?;
@@ -383,7 +405,11 @@ impl Store {
         let (digest, size) = copy_and_hash(&mut src, &mut dst).ctx("copy", path)?;
         drop(dst);
         if self.has_object(&digest) {
-            return Ok(Stored { digest, size, new: false });
+            return Ok(Stored {
+                digest,
+                size,
+                new: false,
+            });
         }
         let new = self.commit_tmp(&mut guard, &digest)?;
         Ok(Stored { digest, size, new })
@@ -416,7 +442,8 @@ impl Store {
         }
         drop(dst);
         // chmod after writing: a write clears setuid/setgid.
-        fs::set_permissions(guard.path(), fs::Permissions::from_mode(m)).ctx("chmod", guard.path())?;
+        fs::set_permissions(guard.path(), fs::Permissions::from_mode(m))
+            .ctx("chmod", guard.path())?;
         let mut guard = guard;
         if rename_noreplace(guard.path(), &variant).ctx("rename into the store", &variant)? {
             guard.disarm();

@@ -28,11 +28,16 @@ impl Digest {
     /// Parse 64 lowercase (or uppercase) hex characters.
     pub fn from_hex(s: &str) -> Result<Digest, StoreError> {
         if s.len() != 64 {
-            return Err(StoreError::BadDigest { input: s.to_string(), reason: format!("{} characters", s.len()) });
+            return Err(StoreError::BadDigest {
+                input: s.to_string(),
+                reason: format!("{} characters", s.len()),
+            });
         }
         let mut out = [0u8; 32];
-        hex::decode_to_slice(s, &mut out)
-            .map_err(|e| StoreError::BadDigest { input: s.to_string(), reason: e.to_string() })?;
+        hex::decode_to_slice(s, &mut out).map_err(|e| StoreError::BadDigest {
+            input: s.to_string(),
+            reason: e.to_string(),
+        })?;
         Ok(Digest(out))
     }
 }
@@ -141,7 +146,10 @@ mod tests {
     #[test]
     fn hex_round_trip() {
         let d = Digest::of_bytes(b"");
-        assert_eq!(d.to_hex(), "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262");
+        assert_eq!(
+            d.to_hex(),
+            "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+        );
         let b: BlobDigest = d.to_hex().parse().unwrap();
         assert_eq!(b.0, d);
         assert_eq!(b.to_string(), d.to_hex());

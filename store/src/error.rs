@@ -26,11 +26,22 @@ pub enum StoreError {
     #[error("object {digest} is missing from the store")]
     Missing { digest: String },
     #[error("object {digest} is corrupt: its content hashes to {actual} ({path})")]
-    Corrupt { digest: String, actual: String, path: PathBuf },
-    #[error("{path}: cannot store a {kind}: only regular files, directories and symlinks can be stored")]
+    Corrupt {
+        digest: String,
+        actual: String,
+        path: PathBuf,
+    },
+    #[error(
+        "{path}: cannot store a {kind}: only regular files, directories and symlinks can be stored"
+    )]
     UnsupportedFileType { path: PathBuf, kind: &'static str },
     #[error("conflict at {path}: {first} and {second} both provide it with different content ({detail})")]
-    MergeConflict { path: String, first: String, second: String, detail: String },
+    MergeConflict {
+        path: String,
+        first: String,
+        second: String,
+        detail: String,
+    },
     #[error("store {path}: {reason}")]
     Layout { path: PathBuf, reason: String },
     #[error("destination {path} exists and is not an empty directory")]
@@ -57,13 +68,21 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn ctx(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|source| StoreError::Io { op, path: path.into(), source })
+        self.map_err(|source| StoreError::Io {
+            op,
+            path: path.into(),
+            source,
+        })
     }
 }
 
 impl<T> IoContext<T> for rustix::io::Result<T> {
     fn ctx(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|e| StoreError::Io { op, path: path.into(), source: e.into() })
+        self.map_err(|e| StoreError::Io {
+            op,
+            path: path.into(),
+            source: e.into(),
+        })
     }
 }
 

@@ -48,7 +48,9 @@ pub struct GcReport {
 pub fn parse_size(s: &str) -> Result<u64> {
     let t = s.trim();
     let bad = || StoreError::Invalid(format!("not a size: {s:?} (examples: 1024, 500M, 10G)"));
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
         return Err(bad());
@@ -97,7 +99,10 @@ impl Store {
     /// Collect garbage. Takes the exclusive lock (waits for running builds).
     pub fn gc(&self, opts: &GcOptions) -> Result<GcReport> {
         let _lock = self.lock_exclusive()?;
-        let mut report = GcReport { dry_run: opts.dry_run, ..Default::default() };
+        let mut report = GcReport {
+            dry_run: opts.dry_run,
+            ..Default::default()
+        };
         let inv = self.inventory()?;
         report.size_before = inv.total_size();
         let size_of = |d: &Digest| inv.objects.get(d).map(|o| o.size()).unwrap_or(0);
@@ -113,7 +118,9 @@ impl Store {
             if !seen_views.insert(hex.clone()) {
                 continue;
             }
-            let Ok(d) = TreeDigest::from_hex(&hex) else { continue };
+            let Ok(d) = TreeDigest::from_hex(&hex) else {
+                continue;
+            };
             match lock::try_lock(&views.join(format!("{hex}.lock")), true)? {
                 None => view_trees.push((d, true, None)),
                 Some(l) => view_trees.push((d, false, Some(l))),
@@ -150,7 +157,12 @@ impl Store {
         }
         for (id, blob, accessed) in self.db.sources()? {
             let protected = horizon_ms.is_some_and(|h| accessed > now - h);
-            roots.push((accessed, protected, Root::Source(id), HashSet::from([blob.0])));
+            roots.push((
+                accessed,
+                protected,
+                Root::Source(id),
+                HashSet::from([blob.0]),
+            ));
         }
         roots.sort_by_key(|r| r.0);
 
@@ -192,11 +204,18 @@ impl Store {
                 }
             }
         }
-        let live: HashSet<Digest> = count.into_iter().filter(|(_, n)| *n > 0).map(|(d, _)| d).collect();
+        let live: HashSet<Digest> = count
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(d, _)| d)
+            .collect();
 
         // 1. Rows first (committed), then files.
-        if !opts.dry_run && (!report.results_removed.is_empty() || !report.sources_removed.is_empty()) {
-            self.db.delete_rows(&report.results_removed, &report.sources_removed)?;
+        if !opts.dry_run
+            && (!report.results_removed.is_empty() || !report.sources_removed.is_empty())
+        {
+            self.db
+                .delete_rows(&report.results_removed, &report.sources_removed)?;
         }
         // 2. Views that are not in use and whose tree is no longer live.
         for (t, in_use, guard) in view_trees {

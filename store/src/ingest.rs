@@ -11,8 +11,8 @@ use rayon::prelude::*;
 
 use crate::blob::{file_kind, IngestMode, Stored};
 use crate::digest::{BlobDigest, Digest, TreeDigest};
-use crate::statcache::StatKey;
 use crate::error::{IoContext, Result, StoreError};
+use crate::statcache::StatKey;
 use crate::store::Store;
 use crate::tree::{Entry, Tree};
 
@@ -29,9 +29,17 @@ pub struct IngestReport {
 }
 
 enum Node {
-    File { index: usize, mode: u32 },
-    Symlink { target: Vec<u8> },
-    Dir { mode: u32, children: Vec<(Vec<u8>, Node)> },
+    File {
+        index: usize,
+        mode: u32,
+    },
+    Symlink {
+        target: Vec<u8>,
+    },
+    Dir {
+        mode: u32,
+        children: Vec<(Vec<u8>, Node)>,
+    },
 }
 
 #[derive(Default)]
@@ -54,10 +62,15 @@ impl Walk {
             let mode = meta.mode() & 0o7777;
             let t = meta.file_type();
             let node = if t.is_dir() {
-                Node::Dir { mode, children: self.dir(&p)? }
+                Node::Dir {
+                    mode,
+                    children: self.dir(&p)?,
+                }
             } else if t.is_symlink() {
                 let target = fs::read_link(&p).ctx("read symlink", &p)?;
-                Node::Symlink { target: target.as_os_str().as_bytes().to_vec() }
+                Node::Symlink {
+                    target: target.as_os_str().as_bytes().to_vec(),
+                }
             } else if t.is_file() {
                 self.paths += 1;
                 let key = (meta.dev(), meta.ino());
@@ -72,7 +85,10 @@ impl Walk {
                 };
                 Node::File { index, mode }
             } else {
-                return Err(StoreError::UnsupportedFileType { path: p, kind: file_kind(&meta) });
+                return Err(StoreError::UnsupportedFileType {
+                    path: p,
+                    kind: file_kind(&meta),
+                });
             };
             children.push((name, node));
         }
@@ -86,7 +102,10 @@ impl Store {
         let _lock = self.lock_shared()?;
         let meta = fs::metadata(dir).ctx("stat", dir)?;
         if !meta.is_dir() {
-            return Err(StoreError::Invalid(format!("{}: not a directory", dir.display())));
+            return Err(StoreError::Invalid(format!(
+                "{}: not a directory",
+                dir.display()
+            )));
         }
         let mut walk = Walk::default();
         // Absolute paths: the stat cache is keyed by them.
@@ -95,8 +114,12 @@ impl Store {
         // Copy mode leaves the files in place: unchanged ones are not read again.
         let cached: Vec<Option<Digest>> = match mode {
             IngestMode::Copy => {
-                let keyed: Vec<(PathBuf, StatKey)> =
-                    walk.files.iter().cloned().zip(walk.stats.iter().copied()).collect();
+                let keyed: Vec<(PathBuf, StatKey)> = walk
+                    .files
+                    .iter()
+                    .cloned()
+                    .zip(walk.stats.iter().copied())
+                    .collect();
                 self.stat_lookup(&keyed)?
             }
             IngestMode::Move => vec![None; walk.files.len()],
@@ -107,7 +130,11 @@ impl Store {
             .zip(walk.stats.par_iter())
             .zip(cached.par_iter())
             .map(|((p, st), hit)| match hit {
-                Some(d) => Ok(Stored { digest: *d, size: st.size, new: false }),
+                Some(d) => Ok(Stored {
+                    digest: *d,
+                    size: st.size,
+                    new: false,
+                }),
                 None => self.put_file_inner(p, mode),
             })
             .collect::<Result<Vec<_>>>()?;
@@ -133,7 +160,12 @@ impl Store {
         Ok(report)
     }
 
-    fn build_tree(&self, children: Vec<(Vec<u8>, Node)>, stored: &[Stored], report: &mut IngestReport) -> Result<TreeDigest> {
+    fn build_tree(
+        &self,
+        children: Vec<(Vec<u8>, Node)>,
+        stored: &[Stored],
+        report: &mut IngestReport,
+    ) -> Result<TreeDigest> {
         let mut entries = Vec::with_capacity(children.len());
         for (name, node) in children {
             entries.push(match node {

@@ -22,7 +22,8 @@ pub(crate) struct ObjectFiles {
 
 impl ObjectFiles {
     pub fn size(&self) -> u64 {
-        self.canonical.as_ref().map(|c| c.1).unwrap_or(0) + self.variants.iter().map(|v| v.2).sum::<u64>()
+        self.canonical.as_ref().map(|c| c.1).unwrap_or(0)
+            + self.variants.iter().map(|v| v.2).sum::<u64>()
     }
 }
 
@@ -57,7 +58,10 @@ impl Store {
             .par_iter()
             .map(|dir| -> Result<Vec<Item>> {
                 let mut out = Vec::new();
-                let prefix = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let prefix = dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 let rd = match fs::read_dir(dir) {
                     Ok(rd) => rd,
                     Err(_) => {
@@ -77,9 +81,15 @@ impl Store {
                         Some((b, s)) => (b.to_string(), Some(s.to_string())),
                         None => (name.clone(), None),
                     };
-                    let digest = if meta.is_file() && prefix.len() == 2 { Digest::from_hex(&format!("{prefix}{base}")).ok() } else { None };
+                    let digest = if meta.is_file() && prefix.len() == 2 {
+                        Digest::from_hex(&format!("{prefix}{base}")).ok()
+                    } else {
+                        None
+                    };
                     match (digest, suffix) {
-                        (Some(d), None) => out.push(Item::Canonical(d, path, meta.len(), meta.mode() & 0o7777)),
+                        (Some(d), None) => {
+                            out.push(Item::Canonical(d, path, meta.len(), meta.mode() & 0o7777))
+                        }
                         (Some(d), Some(s)) => match u32::from_str_radix(&s, 8) {
                             Ok(m) if m <= 0o7777 => out.push(Item::Variant(d, path, m, meta.len())),
                             _ => out.push(Item::Stray(path)),
@@ -93,8 +103,15 @@ impl Store {
         let mut inv = Inventory::default();
         for item in items.into_iter().flatten() {
             match item {
-                Item::Canonical(d, p, size, mode) => inv.objects.entry(d).or_default().canonical = Some((p, size, mode)),
-                Item::Variant(d, p, m, size) => inv.objects.entry(d).or_default().variants.push((p, m, size)),
+                Item::Canonical(d, p, size, mode) => {
+                    inv.objects.entry(d).or_default().canonical = Some((p, size, mode))
+                }
+                Item::Variant(d, p, m, size) => inv
+                    .objects
+                    .entry(d)
+                    .or_default()
+                    .variants
+                    .push((p, m, size)),
                 Item::Stray(p) => inv.strays.push(p),
             }
         }

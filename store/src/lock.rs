@@ -45,10 +45,19 @@ fn open_lock_file(path: &Path) -> Result<File> {
 /// Block until the lock is held.
 pub(crate) fn lock(path: &Path, exclusive: bool) -> Result<StoreLock> {
     let file = open_lock_file(path)?;
-    let op = if exclusive { FlockOperation::LockExclusive } else { FlockOperation::LockShared };
+    let op = if exclusive {
+        FlockOperation::LockExclusive
+    } else {
+        FlockOperation::LockShared
+    };
     loop {
         match flock(&file, op) {
-            Ok(()) => return Ok(StoreLock { _file: file, exclusive }),
+            Ok(()) => {
+                return Ok(StoreLock {
+                    _file: file,
+                    exclusive,
+                })
+            }
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e).ctx("flock", path),
         }
@@ -58,9 +67,16 @@ pub(crate) fn lock(path: &Path, exclusive: bool) -> Result<StoreLock> {
 /// Take the lock if nobody holds a conflicting one; `None` when busy.
 pub(crate) fn try_lock(path: &Path, exclusive: bool) -> Result<Option<StoreLock>> {
     let file = open_lock_file(path)?;
-    let op = if exclusive { FlockOperation::NonBlockingLockExclusive } else { FlockOperation::NonBlockingLockShared };
+    let op = if exclusive {
+        FlockOperation::NonBlockingLockExclusive
+    } else {
+        FlockOperation::NonBlockingLockShared
+    };
     match flock(&file, op) {
-        Ok(()) => Ok(Some(StoreLock { _file: file, exclusive })),
+        Ok(()) => Ok(Some(StoreLock {
+            _file: file,
+            exclusive,
+        })),
         Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
         Err(e) => Err(e).ctx("flock", path),
     }

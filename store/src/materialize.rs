@@ -54,8 +54,14 @@ struct FileJob {
 fn unsupported(e: &std::io::Error) -> bool {
     matches!(
         e.raw_os_error(),
-        Some(libc::EOPNOTSUPP) | Some(libc::EXDEV) | Some(libc::EINVAL) | Some(libc::ENOTTY)
-            | Some(libc::EPERM) | Some(libc::EMLINK) | Some(libc::ENOSYS) | Some(libc::EACCES)
+        Some(libc::EOPNOTSUPP)
+            | Some(libc::EXDEV)
+            | Some(libc::EINVAL)
+            | Some(libc::ENOTTY)
+            | Some(libc::EPERM)
+            | Some(libc::EMLINK)
+            | Some(libc::ENOSYS)
+            | Some(libc::EACCES)
     )
 }
 
@@ -73,12 +79,20 @@ fn create_dest(path: &Path) -> Result<File> {
 pub(crate) fn prepare_dest(dest: &Path) -> Result<()> {
     match fs::symlink_metadata(dest) {
         Ok(m) if m.is_dir() => {
-            if fs::read_dir(dest).ctx("read directory", dest)?.next().is_some() {
-                return Err(StoreError::DestinationNotEmpty { path: dest.to_path_buf() });
+            if fs::read_dir(dest)
+                .ctx("read directory", dest)?
+                .next()
+                .is_some()
+            {
+                return Err(StoreError::DestinationNotEmpty {
+                    path: dest.to_path_buf(),
+                });
             }
             Ok(())
         }
-        Ok(_) => Err(StoreError::DestinationNotEmpty { path: dest.to_path_buf() }),
+        Ok(_) => Err(StoreError::DestinationNotEmpty {
+            path: dest.to_path_buf(),
+        }),
         Err(_) => fs::create_dir_all(dest).ctx("create directory", dest),
     }
 }
@@ -94,7 +108,13 @@ impl Store {
         self.materialize_inner(tree, dest, method, false)
     }
 
-    pub(crate) fn materialize_inner(&self, tree: &TreeDigest, dest: &Path, method: Method, readonly_dirs: bool) -> Result<Method> {
+    pub(crate) fn materialize_inner(
+        &self,
+        tree: &TreeDigest,
+        dest: &Path,
+        method: Method,
+        readonly_dirs: bool,
+    ) -> Result<Method> {
         let mut dirs = Vec::new();
         let mut files = Vec::new();
         self.plan(tree, dest, &mut dirs, &mut files)?;
@@ -122,11 +142,19 @@ impl Store {
                 }
             }
             if !found {
-                let e = last_err.unwrap_or_else(|| std::io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+                let e =
+                    last_err.unwrap_or_else(|| std::io::Error::from_raw_os_error(libc::EOPNOTSUPP));
                 return Err(if method == Method::Reflink {
-                    StoreError::ReflinkUnsupported { path: dest.to_path_buf(), source: e }
+                    StoreError::ReflinkUnsupported {
+                        path: dest.to_path_buf(),
+                        source: e,
+                    }
                 } else {
-                    StoreError::Io { op: "materialise", path: probe.path.clone(), source: e }
+                    StoreError::Io {
+                        op: "materialise",
+                        path: probe.path.clone(),
+                        source: e,
+                    }
                 });
             }
             files.swap_remove(i);
@@ -152,21 +180,34 @@ impl Store {
     }
 
     /// Create directories and symlinks; collect files.
-    fn plan(&self, tree: &TreeDigest, dir: &Path, dirs: &mut Vec<(PathBuf, u32)>, files: &mut Vec<FileJob>) -> Result<()> {
+    fn plan(
+        &self,
+        tree: &TreeDigest,
+        dir: &Path,
+        dirs: &mut Vec<(PathBuf, u32)>,
+        files: &mut Vec<FileJob>,
+    ) -> Result<()> {
         let t = self.get_tree(tree)?;
         for e in t.entries {
             let path = dir.join(OsStr::from_bytes(&e.name));
             match e.kind {
                 EntryKind::Dir { digest } => {
                     fs::create_dir(&path).ctx("create directory", &path)?;
-                    fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).ctx("chmod", &path)?;
+                    fs::set_permissions(&path, fs::Permissions::from_mode(0o700))
+                        .ctx("chmod", &path)?;
                     dirs.push((path.clone(), e.mode));
                     self.plan(&digest, &path, dirs, files)?;
                 }
                 EntryKind::Symlink { target } => {
-                    std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path).ctx("create symlink", &path)?;
+                    std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path)
+                        .ctx("create symlink", &path)?;
                 }
-                EntryKind::File { digest, size } => files.push(FileJob { path, digest, size, mode: e.mode }),
+                EntryKind::File { digest, size } => files.push(FileJob {
+                    path,
+                    digest,
+                    size,
+                    mode: e.mode,
+                }),
             }
         }
         Ok(())
@@ -184,7 +225,9 @@ impl Store {
                 let src = match File::open(&obj) {
                     Ok(s) => s,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        return Err(StoreError::Missing { digest: f.digest.to_hex() })
+                        return Err(StoreError::Missing {
+                            digest: f.digest.to_hex(),
+                        })
                     }
                     Err(e) => return Err(e).ctx("open object", &obj),
                 };
@@ -202,10 +245,13 @@ impl Store {
                     return Ok(Err(e));
                 }
                 // After the data: writing clears setuid/setgid.
-                fs::set_permissions(&f.path, fs::Permissions::from_mode(f.mode)).ctx("chmod", &f.path)?;
+                fs::set_permissions(&f.path, fs::Permissions::from_mode(f.mode))
+                    .ctx("chmod", &f.path)?;
                 Ok(Ok(()))
             }
-            Method::Auto | Method::ReflinkOrCopy => Ok(Err(std::io::Error::from_raw_os_error(libc::EINVAL))),
+            Method::Auto | Method::ReflinkOrCopy => {
+                Ok(Err(std::io::Error::from_raw_os_error(libc::EINVAL)))
+            }
         }
     }
 }

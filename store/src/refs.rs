@@ -57,10 +57,15 @@ impl Store {
     /// The reference `name`, if it was ever set.
     pub fn ref_get(&self, name: &str) -> Result<Option<RefEntry>> {
         self.db.with("read ref", |c| {
-            c.prepare_cached("SELECT value, previous, updated FROM refs WHERE name = ?1")?.query_row(params![name], |r| {
-                Ok(RefEntry { value: r.get(0)?, previous: r.get(1)?, updated: r.get(2)? })
-            })
-            .optional()
+            c.prepare_cached("SELECT value, previous, updated FROM refs WHERE name = ?1")?
+                .query_row(params![name], |r| {
+                    Ok(RefEntry {
+                        value: r.get(0)?,
+                        previous: r.get(1)?,
+                        updated: r.get(2)?,
+                    })
+                })
+                .optional()
         })
     }
 }

@@ -48,8 +48,14 @@ impl StatKey {
             dev: meta.dev(),
             ino: meta.ino(),
             size: meta.size(),
-            mtime_ns: meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec()),
-            ctime_ns: meta.ctime().saturating_mul(1_000_000_000).saturating_add(meta.ctime_nsec()),
+            mtime_ns: meta
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.mtime_nsec()),
+            ctime_ns: meta
+                .ctime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.ctime_nsec()),
         }
     }
 
@@ -60,7 +66,10 @@ impl StatKey {
 }
 
 fn now_ns() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 impl Store {
@@ -158,19 +167,38 @@ mod tests {
         let key = StatKey::of(&std::fs::metadata(&file).unwrap());
         let other = store.put_bytes(b"xyz").unwrap();
         assert!(store.stat_lookup(&[(canon.clone(), key)]).unwrap()[0].is_some());
-        store.stat_record(&[(canon.as_path(), key, other.0)]).unwrap();
+        store
+            .stat_record(&[(canon.as_path(), key, other.0)])
+            .unwrap();
         let fooled = store.ingest(&src, IngestMode::Copy).unwrap().tree;
         assert_ne!(fooled, first, "the stat cache was not consulted");
-        store.stat_record(&[(canon.as_path(), key, store.get_tree(&first).unwrap().entries[0].file_digest().unwrap().0)]).unwrap();
+        store
+            .stat_record(&[(
+                canon.as_path(),
+                key,
+                store.get_tree(&first).unwrap().entries[0]
+                    .file_digest()
+                    .unwrap()
+                    .0,
+            )])
+            .unwrap();
         assert_eq!(store.ingest(&src, IngestMode::Copy).unwrap().tree, first);
 
         // Same size, mtime put back: ctime still moves, so the change is seen.
         let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
         std::fs::write(&file, "two").unwrap();
-        std::fs::File::options().write(true).open(&file).unwrap().set_modified(mtime).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
         let changed = store.ingest(&src, IngestMode::Copy).unwrap().tree;
         assert_ne!(changed, first);
         let entry = store.get_tree(&changed).unwrap().entries[0].clone();
-        assert_eq!(entry.file_digest().unwrap(), &crate::digest::BlobDigest(Digest::of_bytes(b"two")));
+        assert_eq!(
+            entry.file_digest().unwrap(),
+            &crate::digest::BlobDigest(Digest::of_bytes(b"two"))
+        );
     }
 }

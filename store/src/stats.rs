@@ -25,7 +25,11 @@ impl Store {
         let views = self.views_dir();
         let tmp = self.tmp_dir();
         Ok(Stats {
-            objects: inv.objects.values().filter(|o| o.canonical.is_some()).count() as u64,
+            objects: inv
+                .objects
+                .values()
+                .filter(|o| o.canonical.is_some())
+                .count() as u64,
             variants: inv.objects.values().map(|o| o.variants.len() as u64).sum(),
             bytes: inv.total_size(),
             results: self.db.results()?.len() as u64,

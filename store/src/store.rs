@@ -31,7 +31,11 @@ impl Store {
             Ok(s) => {
                 return Err(StoreError::Layout {
                     path: root.clone(),
-                    reason: format!("unsupported layout {:?} (this cas reads {:?})", s.trim(), LAYOUT.trim()),
+                    reason: format!(
+                        "unsupported layout {:?} (this cas reads {:?})",
+                        s.trim(),
+                        LAYOUT.trim()
+                    ),
                 })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -56,7 +60,11 @@ impl Store {
         }
         if !layout.exists() {
             // A name of its own: two processes may create the same store at once.
-            let tmp = root.join("tmp").join(format!("layout.{}.{}", std::process::id(), TMP_COUNTER.fetch_add(1, Ordering::Relaxed)));
+            let tmp = root.join("tmp").join(format!(
+                "layout.{}.{}",
+                std::process::id(),
+                TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+            ));
             fs::write(&tmp, LAYOUT).ctx("write", &tmp)?;
             fs::rename(&tmp, &layout).ctx("rename into place", &layout)?;
         }
@@ -97,7 +105,9 @@ impl Store {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        self.root.join("tmp").join(format!("{what}-{}-{n}-{nanos}", std::process::id()))
+        self.root
+            .join("tmp")
+            .join(format!("{what}-{}-{n}-{nanos}", std::process::id()))
     }
 
     /// Hold the store shared: gc cannot run until the lock is dropped. Builds hold

@@ -37,13 +37,27 @@ pub struct Entry {
 
 impl Entry {
     pub fn file(name: impl Into<Vec<u8>>, mode: u32, digest: BlobDigest, size: u64) -> Entry {
-        Entry { name: name.into(), mode: mode & 0o7777, kind: EntryKind::File { digest, size } }
+        Entry {
+            name: name.into(),
+            mode: mode & 0o7777,
+            kind: EntryKind::File { digest, size },
+        }
     }
     pub fn dir(name: impl Into<Vec<u8>>, mode: u32, digest: TreeDigest) -> Entry {
-        Entry { name: name.into(), mode: mode & 0o7777, kind: EntryKind::Dir { digest } }
+        Entry {
+            name: name.into(),
+            mode: mode & 0o7777,
+            kind: EntryKind::Dir { digest },
+        }
     }
     pub fn symlink(name: impl Into<Vec<u8>>, target: impl Into<Vec<u8>>) -> Entry {
-        Entry { name: name.into(), mode: SYMLINK_MODE, kind: EntryKind::Symlink { target: target.into() } }
+        Entry {
+            name: name.into(),
+            mode: SYMLINK_MODE,
+            kind: EntryKind::Symlink {
+                target: target.into(),
+            },
+        }
     }
     /// The content digest of a file entry.
     pub fn file_digest(&self) -> Option<&BlobDigest> {
@@ -77,10 +91,16 @@ pub fn check_name(name: &[u8]) -> Result<(), String> {
         return Err("empty name".into());
     }
     if name == b"." || name == b".." {
-        return Err(format!("name {:?} is not allowed", String::from_utf8_lossy(name)));
+        return Err(format!(
+            "name {:?} is not allowed",
+            String::from_utf8_lossy(name)
+        ));
     }
     if name.contains(&b'/') || name.contains(&0) {
-        return Err(format!("name {:?} contains '/' or NUL", String::from_utf8_lossy(name)));
+        return Err(format!(
+            "name {:?} contains '/' or NUL",
+            String::from_utf8_lossy(name)
+        ));
     }
     Ok(())
 }
@@ -90,7 +110,11 @@ impl Tree {
     pub fn new(mut entries: Vec<Entry>) -> Result<Tree, StoreError> {
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         let tree = Tree { entries };
-        tree.validate().map_err(|reason| StoreError::MalformedTree { digest: "(new)".into(), reason })?;
+        tree.validate()
+            .map_err(|reason| StoreError::MalformedTree {
+                digest: "(new)".into(),
+                reason,
+            })?;
         Ok(tree)
     }
 
@@ -101,21 +125,38 @@ impl Tree {
             if i > 0 {
                 let prev = &self.entries[i - 1].name;
                 if prev == &e.name {
-                    return Err(format!("duplicate name {:?}", String::from_utf8_lossy(&e.name)));
+                    return Err(format!(
+                        "duplicate name {:?}",
+                        String::from_utf8_lossy(&e.name)
+                    ));
                 }
                 if prev > &e.name {
-                    return Err(format!("names not sorted: {:?} before {:?}", String::from_utf8_lossy(prev), String::from_utf8_lossy(&e.name)));
+                    return Err(format!(
+                        "names not sorted: {:?} before {:?}",
+                        String::from_utf8_lossy(prev),
+                        String::from_utf8_lossy(&e.name)
+                    ));
                 }
             }
             if e.mode & !0o7777 != 0 {
-                return Err(format!("entry {:?}: mode {:o} has bits outside 0o7777", String::from_utf8_lossy(&e.name), e.mode));
+                return Err(format!(
+                    "entry {:?}: mode {:o} has bits outside 0o7777",
+                    String::from_utf8_lossy(&e.name),
+                    e.mode
+                ));
             }
             if let EntryKind::Symlink { target } = &e.kind {
                 if e.mode != SYMLINK_MODE {
-                    return Err(format!("symlink {:?}: mode must be 0777", String::from_utf8_lossy(&e.name)));
+                    return Err(format!(
+                        "symlink {:?}: mode must be 0777",
+                        String::from_utf8_lossy(&e.name)
+                    ));
                 }
                 if target.is_empty() || target.contains(&0) {
-                    return Err(format!("symlink {:?}: empty target or NUL in target", String::from_utf8_lossy(&e.name)));
+                    return Err(format!(
+                        "symlink {:?}: empty target or NUL in target",
+                        String::from_utf8_lossy(&e.name)
+                    ));
                 }
             }
         }
@@ -173,7 +214,9 @@ impl Tree {
         let count = r.u32()? as usize;
         // Each entry takes at least 4+1+1+4+4 bytes: refuse absurd counts before allocating.
         if count > bytes.len() / 14 {
-            return Err(format!("entry count {count} larger than the encoding allows"));
+            return Err(format!(
+                "entry count {count} larger than the encoding allows"
+            ));
         }
         let mut entries = Vec::with_capacity(count);
         for _ in 0..count {
@@ -187,10 +230,14 @@ impl Tree {
                     let size = r.u64()?;
                     EntryKind::File { digest, size }
                 }
-                2 => EntryKind::Dir { digest: TreeDigest(r.digest()?) },
+                2 => EntryKind::Dir {
+                    digest: TreeDigest(r.digest()?),
+                },
                 3 => {
                     let len = r.u32()? as usize;
-                    EntryKind::Symlink { target: r.take(len)?.to_vec() }
+                    EntryKind::Symlink {
+                        target: r.take(len)?.to_vec(),
+                    }
                 }
                 k => return Err(format!("unknown entry type {k}")),
             };
@@ -206,7 +253,10 @@ impl Tree {
 
     /// The entry called `name`, if any.
     pub fn get(&self, name: &[u8]) -> Option<&Entry> {
-        self.entries.binary_search_by(|e| e.name.as_slice().cmp(name)).ok().map(|i| &self.entries[i])
+        self.entries
+            .binary_search_by(|e| e.name.as_slice().cmp(name))
+            .ok()
+            .map(|i| &self.entries[i])
     }
 }
 
@@ -217,9 +267,17 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| {
-            format!("truncated: wanted {n} bytes at offset {} of {}", self.pos, self.bytes.len())
-        })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(|| {
+                format!(
+                    "truncated: wanted {n} bytes at offset {} of {}",
+                    self.pos,
+                    self.bytes.len()
+                )
+            })?;
         let s = &self.bytes[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -264,7 +322,10 @@ mod tests {
     #[test]
     fn golden_empty_tree() {
         let bytes = Tree::default().encode();
-        assert_eq!(hex::encode(&bytes), "434153545245450001000000" .to_string() + "00000000");
+        assert_eq!(
+            hex::encode(&bytes),
+            "434153545245450001000000".to_string() + "00000000"
+        );
         assert_eq!(TreeDigest::empty().to_hex(), GOLDEN_EMPTY);
     }
 
@@ -300,12 +361,20 @@ mod tests {
         // unsorted: swap two entries by building the bytes by hand
         let mut t = sample();
         t.entries.swap(0, 1);
-        assert!(Tree::decode(&t.encode()).unwrap_err().to_string().contains("not sorted"));
+        assert!(Tree::decode(&t.encode())
+            .unwrap_err()
+            .to_string()
+            .contains("not sorted"));
         let mut t = sample();
         t.entries[1].name = b"empty".to_vec();
-        assert!(Tree::decode(&t.encode()).unwrap_err().to_string().contains("duplicate"));
+        assert!(Tree::decode(&t.encode())
+            .unwrap_err()
+            .to_string()
+            .contains("duplicate"));
         for bad in [&b""[..], b".", b"..", b"a/b", b"a\0b"] {
-            let t = Tree { entries: vec![Entry::file(bad, 0o644, blob(b""), 0)] };
+            let t = Tree {
+                entries: vec![Entry::file(bad, 0o644, blob(b""), 0)],
+            };
             assert!(Tree::decode(&t.encode()).is_err(), "accepted name {bad:?}");
             assert!(Tree::new(t.entries.clone()).is_err());
         }

@@ -111,7 +111,11 @@ impl Reach<'_> {
 impl Store {
     /// Re-hash everything; report (and with `repair`, remove) what is broken.
     pub fn verify(&self, repair: bool) -> Result<VerifyReport> {
-        let _lock = if repair { self.lock_exclusive()? } else { self.lock_shared()? };
+        let _lock = if repair {
+            self.lock_exclusive()?
+        } else {
+            self.lock_shared()?
+        };
         let inv = self.inventory()?;
         let mut jobs: Vec<(Digest, PathBuf, Option<u32>, u32)> = Vec::new();
         for (d, files) in &inv.objects {
@@ -131,7 +135,10 @@ impl Store {
                     Err(e) => return Err(e).ctx("open object", p),
                 };
                 let (actual, size) = hash_file(&mut f).ctx("read object", p)?;
-                let meta_mode = f.metadata().map(|m| m.permissions().mode() & 0o7777).unwrap_or(0);
+                let meta_mode = f
+                    .metadata()
+                    .map(|m| m.permissions().mode() & 0o7777)
+                    .unwrap_or(0);
                 Ok(match variant {
                     Some(m) if actual != *d || meta_mode != *m => Check::BadVariant(p.clone()),
                     Some(_) => Check::Ok(size),
@@ -165,7 +172,12 @@ impl Store {
             .map(|(d, _)| *d)
             .chain(std::iter::once(TreeDigest::empty().0))
             .collect();
-        let mut reach = Reach { store: self, present: &present, memo: HashMap::new(), missing: HashSet::new() };
+        let mut reach = Reach {
+            store: self,
+            present: &present,
+            memo: HashMap::new(),
+            missing: HashSet::new(),
+        };
         for r in self.db.results()? {
             let a = reach.tree_ok(&r.result.output);
             let b = reach.blob_ok(&r.result.log.0);
@@ -195,7 +207,8 @@ impl Store {
 
         if repair {
             report.repaired = true;
-            self.db.delete_rows(&report.broken_results, &report.broken_sources)?;
+            self.db
+                .delete_rows(&report.broken_results, &report.broken_sources)?;
             for d in &corrupt {
                 if let Some(files) = inv.objects.get(d) {
                     for (p, _, _) in &files.variants {
@@ -221,7 +234,8 @@ impl Store {
                     if name.ends_with(".lock") {
                         continue;
                     }
-                    if let Some(_guard) = lock::try_lock(&views.join(format!("{name}.lock")), true)? {
+                    if let Some(_guard) = lock::try_lock(&views.join(format!("{name}.lock")), true)?
+                    {
                         remove_tree(&e.path())?;
                     }
                 }

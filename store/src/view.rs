@@ -38,9 +38,13 @@ impl View {
 
 fn describe(e: &Entry) -> String {
     match &e.kind {
-        EntryKind::File { digest, size } => format!("file {digest} ({size} bytes, mode {:04o})", e.mode),
+        EntryKind::File { digest, size } => {
+            format!("file {digest} ({size} bytes, mode {:04o})", e.mode)
+        }
         EntryKind::Dir { .. } => "a directory".to_string(),
-        EntryKind::Symlink { target } => format!("symlink to {:?}", String::from_utf8_lossy(target)),
+        EntryKind::Symlink { target } => {
+            format!("symlink to {:?}", String::from_utf8_lossy(target))
+        }
     }
 }
 
@@ -119,7 +123,11 @@ impl Store {
                     }
                 }
                 let merged = self.merge_dir(&sub, &subs)?;
-                out.push(Entry { name, mode: first.mode, kind: EntryKind::Dir { digest: merged } });
+                out.push(Entry {
+                    name,
+                    mode: first.mode,
+                    kind: EntryKind::Dir { digest: merged },
+                });
             } else {
                 for (label, e) in &contributors[1..] {
                     if e != first {
@@ -146,7 +154,12 @@ impl Store {
         let view_lock = lock::lock(&views.join(format!("{hex}.lock")), false)?;
         let path = views.join(&hex);
         if fs::symlink_metadata(&path).is_ok() {
-            return Ok(View { path, tree: *tree, method: None, _lock: view_lock });
+            return Ok(View {
+                path,
+                tree: *tree,
+                method: None,
+                _lock: view_lock,
+            });
         }
         let tmp = self.tmp_path("view");
         fs::create_dir(&tmp).ctx("create directory", &tmp)?;
@@ -163,7 +176,12 @@ impl Store {
             Err(_) if fs::symlink_metadata(&path).is_ok() => {
                 // Someone else built it at the same time: use theirs.
                 let _ = remove_tree(&tmp);
-                return Ok(View { path, tree: *tree, method: None, _lock: view_lock });
+                return Ok(View {
+                    path,
+                    tree: *tree,
+                    method: None,
+                    _lock: view_lock,
+                });
             }
             Err(e) => {
                 let _ = remove_tree(&tmp);
@@ -171,6 +189,11 @@ impl Store {
             }
         }
         fs::set_permissions(&path, fs::Permissions::from_mode(0o555)).ctx("chmod", &path)?;
-        Ok(View { path, tree: *tree, method: Some(method), _lock: view_lock })
+        Ok(View {
+            path,
+            tree: *tree,
+            method: Some(method),
+            _lock: view_lock,
+        })
     }
 }

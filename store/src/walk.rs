@@ -8,7 +8,11 @@ use crate::tree::{Entry, EntryKind, Tree};
 impl Store {
     /// Store a tree (as the blob of its encoding).
     pub fn put_tree(&self, tree: &Tree) -> Result<TreeDigest> {
-        tree.validate().map_err(|reason| StoreError::MalformedTree { digest: "(new)".into(), reason })?;
+        tree.validate()
+            .map_err(|reason| StoreError::MalformedTree {
+                digest: "(new)".into(),
+                reason,
+            })?;
         let _lock = self.lock_shared()?;
         Ok(TreeDigest(self.put_bytes_inner(&tree.encode())?.0))
     }
@@ -24,7 +28,10 @@ impl Store {
             return Ok(Tree::default());
         }
         Tree::decode(&self.read_object(&d.0)?).map_err(|e| match e {
-            StoreError::MalformedTree { reason, .. } => StoreError::MalformedTree { digest: d.to_hex(), reason },
+            StoreError::MalformedTree { reason, .. } => StoreError::MalformedTree {
+                digest: d.to_hex(),
+                reason,
+            },
             e => e,
         })
     }
@@ -46,7 +53,12 @@ impl Store {
         Ok(out)
     }
 
-    fn walk_into(&self, tree: &TreeDigest, prefix: &mut Vec<u8>, out: &mut Vec<(Vec<u8>, Entry)>) -> Result<()> {
+    fn walk_into(
+        &self,
+        tree: &TreeDigest,
+        prefix: &mut Vec<u8>,
+        out: &mut Vec<(Vec<u8>, Entry)>,
+    ) -> Result<()> {
         let t = self.get_tree(tree)?;
         for e in t.entries {
             let len = prefix.len();
@@ -54,7 +66,11 @@ impl Store {
                 prefix.push(b'/');
             }
             prefix.extend_from_slice(&e.name);
-            let sub = if let EntryKind::Dir { digest } = &e.kind { Some(*digest) } else { None };
+            let sub = if let EntryKind::Dir { digest } = &e.kind {
+                Some(*digest)
+            } else {
+                None
+            };
             out.push((prefix.clone(), e));
             if let Some(sub) = sub {
                 self.walk_into(&sub, prefix, out)?;
@@ -66,7 +82,11 @@ impl Store {
 
     /// Every object digest reachable from `tree` (trees and blobs), deduplicated.
     /// Fails on the first missing or corrupt tree.
-    pub(crate) fn closure(&self, tree: &TreeDigest, seen: &mut std::collections::HashSet<Digest>) -> Result<()> {
+    pub(crate) fn closure(
+        &self,
+        tree: &TreeDigest,
+        seen: &mut std::collections::HashSet<Digest>,
+    ) -> Result<()> {
         if !seen.insert(tree.0) {
             return Ok(());
         }

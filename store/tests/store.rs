@@ -8,7 +8,10 @@ use std::path::Path;
 use cas_store::*;
 
 fn tmp() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("cas-store-test-").tempdir().unwrap()
+    tempfile::Builder::new()
+        .prefix("cas-store-test-")
+        .tempdir()
+        .unwrap()
 }
 
 fn write(p: &Path, content: &[u8], mode: u32) {
@@ -18,7 +21,10 @@ fn write(p: &Path, content: &[u8], mode: u32) {
 }
 
 fn tree_of(store: &Store, files: &[(&str, &[u8])]) -> TreeDigest {
-    let d = tempfile::Builder::new().prefix("cas-input-").tempdir().unwrap();
+    let d = tempfile::Builder::new()
+        .prefix("cas-input-")
+        .tempdir()
+        .unwrap();
     for (p, c) in files {
         write(&d.path().join(p), c, 0o644);
     }
@@ -27,7 +33,13 @@ fn tree_of(store: &Store, files: &[(&str, &[u8])]) -> TreeDigest {
 
 fn result_for(store: &Store, tree: TreeDigest) -> ActionResult {
     let log = store.put_bytes(b"log").unwrap();
-    ActionResult { output: tree, log, duration_ms: 1, created: 0, manifest: log }
+    ActionResult {
+        output: tree,
+        log,
+        duration_ms: 1,
+        created: 0,
+        manifest: log,
+    }
 }
 
 #[test]
@@ -49,15 +61,26 @@ fn ingest_copy_move_and_materialise() {
     assert_eq!(again.tree, r.tree);
     assert_eq!(again.new_objects, 0);
     // Input untouched.
-    assert_eq!(fs::metadata(input.join("a/data")).unwrap().mode() & 0o777, 0o644);
+    assert_eq!(
+        fs::metadata(input.join("a/data")).unwrap().mode() & 0o777,
+        0o644
+    );
 
-    for (method, expect_exact) in [(Method::Copy, true), (Method::Hardlink, false), (Method::Auto, false)] {
+    for (method, expect_exact) in [
+        (Method::Copy, true),
+        (Method::Hardlink, false),
+        (Method::Auto, false),
+    ] {
         let out = t.path().join(format!("out-{method}"));
         let used = store.materialize(&r.tree, &out, method).unwrap();
         if method != Method::Auto {
             assert_eq!(used, method);
         } else {
-            assert_eq!(used, Method::Hardlink, "ext4/tmpfs: no reflink, so hardlink");
+            assert_eq!(
+                used,
+                Method::Hardlink,
+                "ext4/tmpfs: no reflink, so hardlink"
+            );
         }
         let m = |p: &str| fs::symlink_metadata(out.join(p)).unwrap().mode() & 0o7777;
         assert_eq!(fs::read(out.join("a/b/exe")).unwrap(), b"#!/bin/sh\n");
@@ -65,7 +88,10 @@ fn ingest_copy_move_and_materialise() {
         assert_eq!(m("suid"), if expect_exact { 0o4755 } else { 0o4555 });
         assert_eq!(m("a/data"), if expect_exact { 0o644 } else { 0o444 });
         assert!(out.join("empty").is_dir());
-        assert_eq!(fs::read_link(out.join("dangling")).unwrap(), Path::new("/nowhere"));
+        assert_eq!(
+            fs::read_link(out.join("dangling")).unwrap(),
+            Path::new("/nowhere")
+        );
     }
     // Move: the input's files go into the store by rename.
     let mv = t.path().join("mv");
@@ -74,9 +100,18 @@ fn ingest_copy_move_and_materialise() {
     let r2 = store.ingest(&mv, IngestMode::Move).unwrap();
     let entries = store.walk(&r2.tree).unwrap();
     let (_, e) = entries.iter().find(|(p, _)| p == b"x/new-file").unwrap();
-    let EntryKind::File { digest, .. } = &e.kind else { panic!() };
-    assert_eq!(fs::metadata(store.blob_path(digest)).unwrap().ino(), ino, "moved, not copied");
-    assert_eq!(fs::metadata(store.blob_path(digest)).unwrap().mode() & 0o7777, 0o444);
+    let EntryKind::File { digest, .. } = &e.kind else {
+        panic!()
+    };
+    assert_eq!(
+        fs::metadata(store.blob_path(digest)).unwrap().ino(),
+        ino,
+        "moved, not copied"
+    );
+    assert_eq!(
+        fs::metadata(store.blob_path(digest)).unwrap().mode() & 0o7777,
+        0o444
+    );
     assert!(store.verify(false).unwrap().is_consistent());
 }
 
@@ -89,7 +124,10 @@ fn special_files_are_refused_by_path() {
     let fifo = input.join("a-fifo");
     let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-    let err = store.ingest(&input, IngestMode::Copy).unwrap_err().to_string();
+    let err = store
+        .ingest(&input, IngestMode::Copy)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("a-fifo") && err.contains("fifo"), "{err}");
 }
 
@@ -102,12 +140,39 @@ fn merge_conflicts_name_both_contributors() {
     let c = tree_of(&store, &[("usr/lib/libz.so", b"z2")]);
     let d = tree_of(&store, &[("usr/lib", b"a file")]);
     let ab = store.merge(&[("a", a), ("b", b)]).unwrap();
-    let paths: Vec<String> = store.walk(&ab).unwrap().into_iter().map(|(p, _)| String::from_utf8(p).unwrap()).collect();
-    assert_eq!(paths, ["usr", "usr/lib", "usr/lib/libz.so", "usr/share", "usr/share/a", "usr/share/b"]);
-    let err = store.merge(&[("a.yaml", a), ("b.yaml", b), ("c.yaml", c)]).unwrap_err().to_string();
-    assert!(err.contains("usr/lib/libz.so") && err.contains("a.yaml") && err.contains("c.yaml"), "{err}");
-    let err = store.merge(&[("a.yaml", a), ("d.yaml", d)]).unwrap_err().to_string();
-    assert!(err.contains("usr/lib") && err.contains("d.yaml") && err.contains("directory"), "{err}");
+    let paths: Vec<String> = store
+        .walk(&ab)
+        .unwrap()
+        .into_iter()
+        .map(|(p, _)| String::from_utf8(p).unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "usr",
+            "usr/lib",
+            "usr/lib/libz.so",
+            "usr/share",
+            "usr/share/a",
+            "usr/share/b"
+        ]
+    );
+    let err = store
+        .merge(&[("a.yaml", a), ("b.yaml", b), ("c.yaml", c)])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("usr/lib/libz.so") && err.contains("a.yaml") && err.contains("c.yaml"),
+        "{err}"
+    );
+    let err = store
+        .merge(&[("a.yaml", a), ("d.yaml", d)])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("usr/lib") && err.contains("d.yaml") && err.contains("directory"),
+        "{err}"
+    );
     // Merging a tree with itself is the tree.
     assert_eq!(store.merge(&[("a", a), ("a again", a)]).unwrap(), a);
 }
@@ -150,8 +215,13 @@ fn action_cache_pins_sources() {
     store.action_put(&key, &res).unwrap();
     assert_eq!(store.action_get(&key).unwrap(), Some(res));
     // A result must only point at present objects.
-    let bogus = ActionResult { output: TreeDigest(Digest::of_bytes(b"nope")), ..result_for(&store, a) };
-    assert!(store.action_put(&ActionKey(Digest::of_bytes(b"k2")), &bogus).is_err());
+    let bogus = ActionResult {
+        output: TreeDigest(Digest::of_bytes(b"nope")),
+        ..result_for(&store, a)
+    };
+    assert!(store
+        .action_put(&ActionKey(Digest::of_bytes(b"k2")), &bogus)
+        .is_err());
     store.pin("base", &a).unwrap();
     assert_eq!(store.pins().unwrap(), vec![("base".to_string(), a)]);
     assert!(store.unpin("base").unwrap());
@@ -170,7 +240,11 @@ fn action_cache_pins_sources() {
 fn gc_evicts_least_recently_used_and_never_pins() {
     let t = tmp();
     let store = Store::open(&t.path().join("store")).unwrap();
-    let mb = |seed: u8| -> Vec<u8> { (0..1 << 20).map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8 ^ seed).collect() };
+    let mb = |seed: u8| -> Vec<u8> {
+        (0..1 << 20)
+            .map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8 ^ seed)
+            .collect()
+    };
     let (d1, d2, d3, dp) = (mb(1), mb(2), mb(3), mb(4));
     let t1 = tree_of(&store, &[("one", &d1)]);
     let t2 = tree_of(&store, &[("two", &d2)]);
@@ -178,7 +252,11 @@ fn gc_evicts_least_recently_used_and_never_pins() {
     let tp = tree_of(&store, &[("pinned", &dp)]);
     let unreferenced = tree_of(&store, &[("garbage", b"garbage")]);
     store.pin("keep", &tp).unwrap();
-    let (k1, k2, k3) = (ActionKey(Digest::of_bytes(b"1")), ActionKey(Digest::of_bytes(b"2")), ActionKey(Digest::of_bytes(b"3")));
+    let (k1, k2, k3) = (
+        ActionKey(Digest::of_bytes(b"1")),
+        ActionKey(Digest::of_bytes(b"2")),
+        ActionKey(Digest::of_bytes(b"3")),
+    );
     store.action_put(&k1, &result_for(&store, t1)).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(5));
     store.action_put(&k2, &result_for(&store, t2)).unwrap();
@@ -187,18 +265,37 @@ fn gc_evicts_least_recently_used_and_never_pins() {
     std::thread::sleep(std::time::Duration::from_millis(5));
     // Use k1: now k2 is the least recently used.
     store.action_get(&k1).unwrap();
-    let dry = store.gc(&GcOptions { max_size: Some(3 << 20 | 1 << 19), dry_run: true, ..Default::default() }).unwrap();
+    let dry = store
+        .gc(&GcOptions {
+            max_size: Some(3 << 20 | 1 << 19),
+            dry_run: true,
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(dry.results_removed, vec![k2]);
-    assert!(store.has_tree(&t2), "dry run removed nothing (and did not touch k2)");
+    assert!(
+        store.has_tree(&t2),
+        "dry run removed nothing (and did not touch k2)"
+    );
     assert!(store.has_tree(&unreferenced));
-    let r = store.gc(&GcOptions { max_size: Some(3 << 20 | 1 << 19), ..Default::default() }).unwrap();
+    let r = store
+        .gc(&GcOptions {
+            max_size: Some(3 << 20 | 1 << 19),
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(r.results_removed, vec![k2]);
     assert!(!store.has_tree(&unreferenced));
     assert!(store.action_get(&k2).unwrap().is_none());
     assert!(!store.has_tree(&t2));
     assert!(store.has_tree(&t1) && store.has_tree(&t3) && store.has_tree(&tp));
     // A quota of 0 removes every result but never the pin.
-    store.gc(&GcOptions { max_size: Some(0), ..Default::default() }).unwrap();
+    store
+        .gc(&GcOptions {
+            max_size: Some(0),
+            ..Default::default()
+        })
+        .unwrap();
     assert!(store.action_get(&k1).unwrap().is_none());
     let out = t.path().join("pinned-out");
     store.materialize(&tp, &out, Method::Copy).unwrap();
@@ -240,7 +337,11 @@ fn tar_export_is_deterministic_and_round_trips() {
     let store = Store::open(&t.path().join("store")).unwrap();
     let input = t.path().join("in");
     write(&input.join("usr/bin/tool"), b"tool", 0o755);
-    write(&input.join(&*String::from_utf8_lossy(&[b'n'; 200])), b"long name", 0o600);
+    write(
+        &input.join(&*String::from_utf8_lossy(&[b'n'; 200])),
+        b"long name",
+        0o600,
+    );
     fs::create_dir_all(input.join("var/empty")).unwrap();
     std::os::unix::fs::symlink("usr/bin/tool", input.join("tool")).unwrap();
     let a = store.ingest(&input, IngestMode::Copy).unwrap().tree;
@@ -250,7 +351,11 @@ fn tar_export_is_deterministic_and_round_trips() {
         store.export_tar(&a, &p1).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(1100));
         store.export_tar(&a, &p2).unwrap();
-        assert_eq!(fs::read(&p1).unwrap(), fs::read(&p2).unwrap(), "{name} is deterministic");
+        assert_eq!(
+            fs::read(&p1).unwrap(),
+            fs::read(&p2).unwrap(),
+            "{name} is deterministic"
+        );
         assert_eq!(store.import_tar(&p1).unwrap(), a, "{name} round trips");
     }
 }
@@ -263,15 +368,25 @@ fn store_is_sync_and_concurrent_ingests_agree() {
     let store = Store::open(&t.path().join("store")).unwrap();
     let input = t.path().join("in");
     for i in 0..200 {
-        write(&input.join(format!("d{}/f{i}", i % 7)), format!("content {}", i % 50).as_bytes(), 0o644);
+        write(
+            &input.join(format!("d{}/f{i}", i % 7)),
+            format!("content {}", i % 50).as_bytes(),
+            0o644,
+        );
     }
     let digests: Vec<TreeDigest> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..4).map(|_| s.spawn(|| store.ingest(&input, IngestMode::Copy).unwrap().tree)).collect();
+        let hs: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| store.ingest(&input, IngestMode::Copy).unwrap().tree))
+            .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert!(digests.windows(2).all(|w| w[0] == w[1]));
     let st = store.stats().unwrap();
-    assert_eq!(st.objects, 50 + 7 + 1 + 1, "50 blobs, 7 subtrees, the root, the empty tree");
+    assert_eq!(
+        st.objects,
+        50 + 7 + 1 + 1,
+        "50 blobs, 7 subtrees, the root, the empty tree"
+    );
     assert!(store.verify(false).unwrap().is_consistent());
 }
 
@@ -282,11 +397,16 @@ fn mode_variants_are_verified_and_collected_with_their_object() {
     let input = t.path().join("in");
     write(&input.join("tool"), b"#!/bin/sh\n", 0o4755);
     let a = store.ingest(&input, IngestMode::Copy).unwrap().tree;
-    store.materialize(&a, &t.path().join("out"), Method::Hardlink).unwrap();
+    store
+        .materialize(&a, &t.path().join("out"), Method::Hardlink)
+        .unwrap();
     let blob = BlobDigest(Digest::of_bytes(b"#!/bin/sh\n"));
     let variant = Path::new(&format!("{}.4555", store.blob_path(&blob).display())).to_path_buf();
     assert_eq!(fs::metadata(&variant).unwrap().mode() & 0o7777, 0o4555);
-    assert_eq!(fs::metadata(t.path().join("out/tool")).unwrap().ino(), fs::metadata(&variant).unwrap().ino());
+    assert_eq!(
+        fs::metadata(t.path().join("out/tool")).unwrap().ino(),
+        fs::metadata(&variant).unwrap().ino()
+    );
     assert!(store.verify(false).unwrap().is_consistent());
     // A variant with the wrong mode is reported and removed by repair (it is derivable).
     fs::set_permissions(&variant, fs::Permissions::from_mode(0o555)).unwrap();
@@ -295,7 +415,9 @@ fn mode_variants_are_verified_and_collected_with_their_object() {
     assert!(store.verify(true).unwrap().is_consistent());
     assert!(!variant.exists());
     // Made again on demand; gc removes it with its object.
-    store.materialize(&a, &t.path().join("out2"), Method::Hardlink).unwrap();
+    store
+        .materialize(&a, &t.path().join("out2"), Method::Hardlink)
+        .unwrap();
     assert!(variant.exists());
     store.gc(&GcOptions::default()).unwrap();
     assert!(!variant.exists() && !store.has_blob(&blob));

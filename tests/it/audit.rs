@@ -7,21 +7,29 @@ use serde_json::json;
 
 use crate::ctx::{busybox_project, manual, Ctx, Run};
 
-
-
 fn import(dir: &str) -> String {
     format!("kind: import\nsources:\n  - kind: local\n    path: {dir}\n")
 }
 
 fn output_of(run: &Run, name: &str) -> String {
     let v = run.json();
-    let e = v["elements"].as_array().unwrap().iter().find(|e| e["name"] == name).unwrap_or_else(|| panic!("{name} not in {}", run.stdout));
+    let e = v["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {}", run.stdout));
     e["output"].as_str().unwrap().to_owned()
 }
 
 fn key_of(run: &Run, name: &str) -> String {
     let v = run.json();
-    let e = v["elements"].as_array().unwrap().iter().find(|e| e["name"] == name).unwrap();
+    let e = v["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap();
     e["key"].as_str().unwrap().to_owned()
 }
 
@@ -33,7 +41,11 @@ fn check_a_deterministic_element_is_reproducible() {
     ctx.write("elements/det.yaml", manual(&[], "    - mkdir -p %{install-root}/usr/share\n    - echo hello > %{install-root}/usr/share/greeting\n"));
     // Not built yet: check builds it normally first, then rebuilds it.
     let run = ctx.cas(["check", "det.yaml"]).ok();
-    assert!(run.stdout.contains("det.yaml: reproducible"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("det.yaml: reproducible"),
+        "{}",
+        run.stdout
+    );
     let run = ctx.cas(["--json", "check", "det.yaml"]).ok();
     let v = run.json();
     assert_eq!(v["identical"], true);
@@ -55,12 +67,18 @@ fn check_names_the_file_that_holds_the_date_or_random_bytes_and_records_nothing(
         "elements/random.yaml",
         manual(&[], "    - mkdir -p %{install-root}/var\n    - echo same > %{install-root}/var/stable\n    - head -c 16 /dev/urandom > %{install-root}/var/random\n"),
     );
-    let first = ctx.cas(["--json", "build", "stamp.yaml", "random.yaml"]).ok();
+    let first = ctx
+        .cas(["--json", "build", "stamp.yaml", "random.yaml"])
+        .ok();
     let stamp_out = output_of(&first, "stamp.yaml");
     let random_out = output_of(&first, "random.yaml");
 
     let run = ctx.cas(["check", "stamp.yaml"]).expect_code(1);
-    assert!(run.stdout.contains("stamp.yaml: NOT reproducible"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("stamp.yaml: NOT reproducible"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("etc/stamp"), "{}", run.stdout);
     assert!(!run.stdout.contains("etc/stable"), "{}", run.stdout);
 
@@ -71,12 +89,19 @@ fn check_names_the_file_that_holds_the_date_or_random_bytes_and_records_nothing(
     assert_eq!(step["name"], "random.yaml");
     assert_eq!(step["identical"], false);
     assert_eq!(step["output"], random_out.as_str());
-    let paths: Vec<&str> = step["diff"]["changes"].as_array().unwrap().iter().map(|c| c["path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> = step["diff"]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["path"].as_str().unwrap())
+        .collect();
     assert_eq!(paths, ["var/random"]);
     assert_eq!(step["diff"]["changes"][0]["detail"]["format"], "binary");
 
     // The rebuilds were not recorded: the cached outputs are the first ones.
-    let again = ctx.cas(["--json", "build", "stamp.yaml", "random.yaml"]).ok();
+    let again = ctx
+        .cas(["--json", "build", "stamp.yaml", "random.yaml"])
+        .ok();
     assert_eq!(again.json()["built"], 0, "{}", again.stdout);
     assert_eq!(output_of(&again, "stamp.yaml"), stamp_out);
     assert_eq!(output_of(&again, "random.yaml"), random_out);
@@ -86,15 +111,27 @@ fn check_names_the_file_that_holds_the_date_or_random_bytes_and_records_nothing(
 fn check_deep_rebuilds_the_closure_and_names_the_step_at_fault() {
     let ctx = busybox_project();
     ctx.write("elements/leaf.yaml", manual(&[], "    - mkdir -p %{install-root}\n    - head -c 16 /dev/urandom > %{install-root}/leaf\n"));
-    ctx.write("elements/top.yaml", manual(&["leaf.yaml"], "    - mkdir -p %{install-root}\n    - echo top > %{install-root}/top\n"));
+    ctx.write(
+        "elements/top.yaml",
+        manual(
+            &["leaf.yaml"],
+            "    - mkdir -p %{install-root}\n    - echo top > %{install-root}/top\n",
+        ),
+    );
     // Only top's own step: reproducible (its output does not depend on the leaf's bytes).
     ctx.cas(["check", "top.yaml"]).ok();
-    let run = ctx.cas(["--json", "check", "--deep", "top.yaml"]).expect_code(1);
+    let run = ctx
+        .cas(["--json", "check", "--deep", "top.yaml"])
+        .expect_code(1);
     let v = run.json();
     let steps = v["steps"].as_array().unwrap();
     let names: Vec<&str> = steps.iter().map(|s| s["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["base.yaml", "leaf.yaml", "top.yaml"]);
-    let bad: Vec<&str> = steps.iter().filter(|s| s["identical"] == false).map(|s| s["name"].as_str().unwrap()).collect();
+    let bad: Vec<&str> = steps
+        .iter()
+        .filter(|s| s["identical"] == false)
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert_eq!(bad, ["leaf.yaml"], "{}", run.stdout);
     // top was rebuilt over the new leaf (another key) and still gave the same output.
     assert_ne!(steps[2]["key"], steps[2]["rebuilt_key"]);
@@ -109,7 +146,8 @@ fn check_runs_with_the_fixed_reproducibility_settings() {
     ctx.write("elements/settings.yaml", manual(&[], probe));
     ctx.cas(["check", "settings.yaml"]).ok();
     let out = ctx.path("out");
-    ctx.cas(["checkout", "settings.yaml", out.to_str().unwrap()]).ok();
+    ctx.cas(["checkout", "settings.yaml", out.to_str().unwrap()])
+        .ok();
     assert_eq!(
         std::fs::read_to_string(out.join("settings")).unwrap(),
         "epoch=315532800 tz=UTC lc=C home=/tmp\numask=0022 host=cas uid=0 gid=0 pwd=/build\n644\n"
@@ -144,12 +182,31 @@ fn diff_json_is_stable_golden() {
     ctx.write("files/b/sub/new", "new\n");
     ctx.write("files/a/mode", "keep\n");
     ctx.write("files/b/mode", "keep\n");
-    for (f, m) in [("a/same", 0o644), ("b/same", 0o644), ("a/text", 0o644), ("b/text", 0o644), ("a/gone", 0o644), ("b/sub/new", 0o644), ("a/mode", 0o644), ("b/mode", 0o755)] {
-        std::fs::set_permissions(ctx.project().join("files").join(f), std::fs::Permissions::from_mode(m)).unwrap();
+    for (f, m) in [
+        ("a/same", 0o644),
+        ("b/same", 0o644),
+        ("a/text", 0o644),
+        ("b/text", 0o644),
+        ("a/gone", 0o644),
+        ("b/sub/new", 0o644),
+        ("a/mode", 0o644),
+        ("b/mode", 0o755),
+    ] {
+        std::fs::set_permissions(
+            ctx.project().join("files").join(f),
+            std::fs::Permissions::from_mode(m),
+        )
+        .unwrap();
     }
-    std::fs::set_permissions(ctx.project().join("files/b/sub"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        ctx.project().join("files/b/sub"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     let (a, b) = two_trees(&ctx);
-    let run = ctx.cas(["--json", "diff", "a.yaml", "b.yaml"]).expect_code(1);
+    let run = ctx
+        .cas(["--json", "diff", "a.yaml", "b.yaml"])
+        .expect_code(1);
     let v = run.json();
     // blake3 of the contents (fixed by the contents, so written out).
     let keep = "f04d62a61fed803fca5cf2c9d90a5895a5925cc26985342a640cbfce56105be8";
@@ -158,7 +215,13 @@ fn diff_json_is_stable_golden() {
     let gone = "a8b6a164fee7439469aab7cfde8d3b27f73219cee3532ef311d22d25cf66ed61";
     let new = "79d1d8da0b625035cdbfc9d51841030861b9f4cf7c5abbe442a8d13efc352170";
     // The tree digest of b's sub/ (computed: it depends only on its one entry).
-    let sub = v["changes"].as_array().unwrap().iter().find(|c| c["path"] == "sub").unwrap()["b"]["digest"].clone();
+    let sub = v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["path"] == "sub")
+        .unwrap()["b"]["digest"]
+        .clone();
     let expected = json!({
         "a": a, "b": b, "identical": false, "truncated": false,
         "changes": [
@@ -182,17 +245,34 @@ fn diff_json_is_stable_golden() {
     assert_eq!(same.json()["identical"], true);
     assert_eq!(same.json()["changes"], json!([]));
     let text = ctx.cas(["diff", &a, &b]).expect_code(1);
-    assert!(text.stdout.contains("removed  gone") && text.stdout.contains("-one") && text.stdout.contains("+two"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("removed  gone")
+            && text.stdout.contains("-one")
+            && text.stdout.contains("+two"),
+        "{}",
+        text.stdout
+    );
     // Not a digest of this store: invalid input.
     ctx.cas(["diff", &"0".repeat(64), &a]).expect_code(2);
 }
 
 fn have(tool: &str) -> bool {
-    std::process::Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().map(|o| o.status.success()).unwrap_or(false)
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 fn sh(dir: &std::path::Path, script: &str) {
-    let st = std::process::Command::new("sh").arg("-e").arg("-c").arg(script).current_dir(dir).status().unwrap();
+    let st = std::process::Command::new("sh")
+        .arg("-e")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .status()
+        .unwrap();
     assert!(st.success(), "{script}");
 }
 
@@ -204,12 +284,18 @@ fn diff_names_the_elf_sections_ar_members_and_tar_gzip_members_that_differ() {
     }
     let ctx = Ctx::new();
     ctx.write("project.yaml", "name: t\nelement-path: elements\n");
-    ctx.write("src/value.c", "int value(void) { return VALUE; }\nconst char *name(void) { return \"value\"; }\n");
+    ctx.write(
+        "src/value.c",
+        "int value(void) { return VALUE; }\nconst char *name(void) { return \"value\"; }\n",
+    );
     for (side, v, mtime) in [("a", 1, "@1000000000"), ("b", 2, "@1000000001")] {
         let dir = ctx.project().join("files").join(side);
         std::fs::create_dir_all(dir.join("t")).unwrap();
         let src = ctx.project().join("src/value.c");
-        sh(&dir, &format!("gcc -O2 -c -DVALUE={v} {} -o value.o", src.display()));
+        sh(
+            &dir,
+            &format!("gcc -O2 -c -DVALUE={v} {} -o value.o", src.display()),
+        );
         sh(&dir, "ar rcD libvalue.a value.o");
         // A tar whose members differ in content (one) and in mtime only (two).
         std::fs::write(dir.join("t/one"), format!("{v}\n")).unwrap();
@@ -217,15 +303,36 @@ fn diff_names_the_elf_sections_ar_members_and_tar_gzip_members_that_differ() {
         sh(&dir, &format!("touch -d {mtime} t/two && touch -d @1000000000 t/one t && tar --format=gnu --owner=0 --group=0 --numeric-owner -cf data.tar t"));
         sh(&dir, "rm -r t");
         // A gzip whose header (mtime) and content differ.
-        sh(&dir, &format!("cp data.tar copy.tar && touch -d {mtime} copy.tar && gzip -n copy.tar"));
-        sh(&dir, &format!("echo header-only > h && touch -d {mtime} h && gzip h"));
+        sh(
+            &dir,
+            &format!("cp data.tar copy.tar && touch -d {mtime} copy.tar && gzip -n copy.tar"),
+        );
+        sh(
+            &dir,
+            &format!("echo header-only > h && touch -d {mtime} h && gzip h"),
+        );
     }
     let _ = two_trees(&ctx);
-    let run = ctx.cas(["--json", "diff", "a.yaml", "b.yaml"]).expect_code(1);
+    let run = ctx
+        .cas(["--json", "diff", "a.yaml", "b.yaml"])
+        .expect_code(1);
     let v = run.json();
-    let change = |p: &str| v["changes"].as_array().unwrap().iter().find(|c| c["path"] == p).unwrap_or_else(|| panic!("{p} not in {}", run.stdout)).clone();
+    let change = |p: &str| {
+        v["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["path"] == p)
+            .unwrap_or_else(|| panic!("{p} not in {}", run.stdout))
+            .clone()
+    };
     let sections = |d: &serde_json::Value| -> Vec<String> {
-        d["sections"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_owned()).collect()
+        d["sections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_owned())
+            .collect()
     };
     // The object file: .text differs, nothing else does.
     let obj = change("value.o");
@@ -243,12 +350,19 @@ fn diff_names_the_elf_sections_ar_members_and_tar_gzip_members_that_differ() {
     // The tar: t/one's content, t/two's mtime.
     let tar = change("data.tar");
     assert_eq!(tar["detail"]["format"], "tar");
-    let m: Vec<(String, serde_json::Value)> =
-        tar["detail"]["members"].as_array().unwrap().iter().map(|m| (m["name"].as_str().unwrap().to_owned(), m.clone())).collect();
+    let m: Vec<(String, serde_json::Value)> = tar["detail"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap().to_owned(), m.clone()))
+        .collect();
     let names: Vec<&str> = m.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["t/one", "t/two"], "{tar}");
     assert_eq!(m[0].1["detail"]["format"], "text");
-    assert_eq!(m[1].1["fields"], json!([{"field": "mtime", "a": "1000000000", "b": "1000000001"}]));
+    assert_eq!(
+        m[1].1["fields"],
+        json!([{"field": "mtime", "a": "1000000000", "b": "1000000001"}])
+    );
     assert!(m[1].1.get("detail").is_none());
     // gzip: content differs (a tar inside), and the header-only one.
     let gz = change("copy.tar.gz");
@@ -257,12 +371,25 @@ fn diff_names_the_elf_sections_ar_members_and_tar_gzip_members_that_differ() {
     assert_eq!(gz["detail"]["content"]["format"], "tar");
     let h = change("h.gz");
     assert_eq!(h["detail"]["content_identical"], true);
-    let fields: Vec<&str> = h["detail"]["header"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
+    let fields: Vec<&str> = h["detail"]["header"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
     assert_eq!(fields, ["mtime"], "{h}");
     // The human output names the section.
     let text = ctx.cas(["diff", "a.yaml", "b.yaml"]).expect_code(1);
-    assert!(text.stdout.contains("ELF section .text changed"), "{}", text.stdout);
-    assert!(!text.stdout.contains("ELF section .rodata"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("ELF section .text changed"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        !text.stdout.contains("ELF section .rodata"),
+        "{}",
+        text.stdout
+    );
 }
 
 #[test]
@@ -272,9 +399,18 @@ fn diff_of_two_sandbox_builds_of_one_c_file_with_different_defines() {
     let tc = crate::toolchain::toolchain(crate::toolchain::Flavor::C);
     let dest = ctx.project().join("files/toolchain");
     std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-    assert!(std::process::Command::new("cp").arg("-al").arg(&tc).arg(&dest).status().unwrap().success());
+    assert!(std::process::Command::new("cp")
+        .arg("-al")
+        .arg(&tc)
+        .arg(&dest)
+        .status()
+        .unwrap()
+        .success());
     ctx.write("elements/toolchain.yaml", import("files/toolchain"));
-    ctx.write("files/src/greet.c", "#include <stdio.h>\nint main(void) { printf(\"%d\\n\", VALUE); return 0; }\n");
+    ctx.write(
+        "files/src/greet.c",
+        "#include <stdio.h>\nint main(void) { printf(\"%d\\n\", VALUE); return 0; }\n",
+    );
     for (n, v) in [("one", 1), ("two", 2)] {
         ctx.write(
             format!("elements/{n}.yaml"),
@@ -286,14 +422,21 @@ fn diff_of_two_sandbox_builds_of_one_c_file_with_different_defines() {
         );
     }
     ctx.cas(["build", "one.yaml", "two.yaml"]).ok();
-    let run = ctx.cas(["--json", "diff", "one.yaml", "two.yaml"]).expect_code(1);
+    let run = ctx
+        .cas(["--json", "diff", "one.yaml", "two.yaml"])
+        .expect_code(1);
     let v = run.json();
     let changes = v["changes"].as_array().unwrap();
     assert_eq!(changes.len(), 1, "{}", run.stdout);
     assert!(changes[0]["path"].as_str().unwrap().ends_with("/greet.o"));
     let detail = &changes[0]["detail"];
     assert_eq!(detail["format"], "elf");
-    let names: Vec<&str> = detail["sections"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = detail["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, [".text.startup"], "{detail}");
 }
 
@@ -307,8 +450,14 @@ fn diff_with_diffoscope_says_when_it_is_missing() {
     ctx.write("files/a/x", "1\n");
     ctx.write("files/b/x", "2\n");
     let _ = two_trees(&ctx);
-    let run = ctx.cas(["diff", "--diffoscope", "a.yaml", "b.yaml"]).expect_code(1);
-    assert!(run.stderr.contains("diffoscope is not installed"), "{}", run.stderr);
+    let run = ctx
+        .cas(["diff", "--diffoscope", "a.yaml", "b.yaml"])
+        .expect_code(1);
+    assert!(
+        run.stderr.contains("diffoscope is not installed"),
+        "{}",
+        run.stderr
+    );
 }
 
 // ---------------------------------------------------------------- explain
@@ -322,15 +471,31 @@ fn chain_project() -> (Ctx, Run) {
         "kind: manual\nbuild-depends: [base.yaml]\nsources:\n  - kind: local\n    path: files/leaf\n\
          config:\n  install-commands:\n    - mkdir -p %{install-root}\n    - cp data %{install-root}/leaf\n",
     );
-    ctx.write("elements/mid.yaml", manual(&["leaf.yaml"], "    - mkdir -p %{install-root}\n    - cat /leaf > %{install-root}/mid\n"));
-    ctx.write("elements/top.yaml", manual(&["mid.yaml"], "    - mkdir -p %{install-root}\n    - cat /mid > %{install-root}/top\n"));
+    ctx.write(
+        "elements/mid.yaml",
+        manual(
+            &["leaf.yaml"],
+            "    - mkdir -p %{install-root}\n    - cat /leaf > %{install-root}/mid\n",
+        ),
+    );
+    ctx.write(
+        "elements/top.yaml",
+        manual(
+            &["mid.yaml"],
+            "    - mkdir -p %{install-root}\n    - cat /mid > %{install-root}/top\n",
+        ),
+    );
     let run = ctx.cas(["--json", "build", "top.yaml"]).ok();
     (ctx, run)
 }
 
 fn ingest(ctx: &Ctx, rel: &str) -> String {
     let p = ctx.project().join(rel);
-    ctx.cas(["store", "ingest", p.to_str().unwrap()]).ok().stdout.trim().to_owned()
+    ctx.cas(["store", "ingest", p.to_str().unwrap()])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned()
 }
 
 #[test]
@@ -347,7 +512,9 @@ fn explain_json_names_the_changed_local_source_two_levels_down_golden() {
     let run = ctx.cas(["--json", "explain", "top.yaml"]).ok();
     let v = run.json();
     // The leaf's new key is computed by the engine: take it from a build afterwards.
-    let leaf_key = v["explanation"]["dependencies"][0]["explanation"]["dependencies"][0]["explanation"]["key"].clone();
+    let leaf_key = v["explanation"]["dependencies"][0]["explanation"]["dependencies"][0]
+        ["explanation"]["key"]
+        .clone();
     let cause = json!([{"field": "sources[0].tree", "old": t_old, "new": t_new, "note": "local source files/leaf: changed data"}]);
     let expected = json!({
         "explanation": {
@@ -373,35 +540,74 @@ fn explain_json_names_the_changed_local_source_two_levels_down_golden() {
     });
     assert_eq!(v, expected, "{}", serde_json::to_string_pretty(&v).unwrap());
     let text = ctx.cas(["explain", "top.yaml"]).ok();
-    assert!(text.stdout.contains("top.yaml -> mid.yaml -> leaf.yaml: sources[0].tree"), "{}", text.stdout);
+    assert!(
+        text.stdout
+            .contains("top.yaml -> mid.yaml -> leaf.yaml: sources[0].tree"),
+        "{}",
+        text.stdout
+    );
 
     // After the rebuild, the current key is the last one: the build before is used.
     let second = ctx.cas(["--json", "build", "top.yaml"]).ok();
-    assert_eq!(serde_json::Value::String(key_of(&second, "leaf.yaml")), leaf_key);
+    assert_eq!(
+        serde_json::Value::String(key_of(&second, "leaf.yaml")),
+        leaf_key
+    );
     let after = ctx.cas(["--json", "explain", "top.yaml"]).ok().json();
-    assert_eq!(after["explanation"]["key"], key_of(&second, "top.yaml").as_str());
-    assert_eq!(after["explanation"]["against"], key_of(&first, "top.yaml").as_str());
+    assert_eq!(
+        after["explanation"]["key"],
+        key_of(&second, "top.yaml").as_str()
+    );
+    assert_eq!(
+        after["explanation"]["against"],
+        key_of(&first, "top.yaml").as_str()
+    );
     assert_eq!(after["explanation"]["against_source"], "previous-build");
-    assert_eq!(after["explanation"]["dependencies"][0]["new"], output_of(&second, "mid.yaml").as_str());
+    assert_eq!(
+        after["explanation"]["dependencies"][0]["new"],
+        output_of(&second, "mid.yaml").as_str()
+    );
     assert_eq!(after["root_causes"], expected["root_causes"]);
     // Against an explicit key.
-    let given = ctx.cas(["--json", "explain", "top.yaml", "--against", &key_of(&first, "top.yaml")]).ok().json();
+    let given = ctx
+        .cas([
+            "--json",
+            "explain",
+            "top.yaml",
+            "--against",
+            &key_of(&first, "top.yaml"),
+        ])
+        .ok()
+        .json();
     assert_eq!(given["explanation"]["against_source"], "given");
     assert_eq!(given["root_causes"], expected["root_causes"]);
-    ctx.cas(["explain", "top.yaml", "--against", "nothex"]).expect_code(2);
+    ctx.cas(["explain", "top.yaml", "--against", "nothex"])
+        .expect_code(2);
 }
 
 fn sha256(ctx: &Ctx, content: &str) -> String {
     let f = ctx.write("sha-input", content);
-    let out = std::process::Command::new("sha256sum").arg(&f).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_owned()
+    let out = std::process::Command::new("sha256sum")
+        .arg(&f)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 #[test]
 fn explain_names_a_changed_checksum_and_commands_and_environment() {
     let ctx = busybox_project();
     let file = ctx.write("upstream/data.txt", "release 1\n");
-    let leaf = |sha: &str| format!("kind: import\nsources:\n  - kind: remote\n    url: file://{}\n    sha256: {sha}\n", file.display());
+    let leaf = |sha: &str| {
+        format!(
+            "kind: import\nsources:\n  - kind: remote\n    url: file://{}\n    sha256: {sha}\n",
+            file.display()
+        )
+    };
     ctx.write("elements/leaf.yaml", leaf(&sha256(&ctx, "release 1\n")));
     let mid = |flag: &str| {
         format!(
@@ -409,7 +615,13 @@ fn explain_names_a_changed_checksum_and_commands_and_environment() {
         )
     };
     ctx.write("elements/mid.yaml", mid("a"));
-    ctx.write("elements/top.yaml", manual(&["mid.yaml"], "    - mkdir -p %{install-root}\n    - cat /mid > %{install-root}/top\n"));
+    ctx.write(
+        "elements/top.yaml",
+        manual(
+            &["mid.yaml"],
+            "    - mkdir -p %{install-root}\n    - cat /mid > %{install-root}/top\n",
+        ),
+    );
     ctx.cas(["build", "top.yaml"]).ok();
     // Upstream re-released under the same name: a new checksum.
     let new_sha = sha256(&ctx, "release 2\n");
@@ -419,15 +631,29 @@ fn explain_names_a_changed_checksum_and_commands_and_environment() {
     let causes = v["root_causes"].as_array().unwrap();
     assert_eq!(causes.len(), 2, "{v}");
     assert_eq!(causes[0]["chain"], json!(["top.yaml", "mid.yaml"]));
-    assert_eq!(causes[0]["differences"], json!([{"field": "environment.FLAG", "old": "a", "new": "b"}]));
-    assert_eq!(causes[1]["chain"], json!(["top.yaml", "mid.yaml", "leaf.yaml"]));
+    assert_eq!(
+        causes[0]["differences"],
+        json!([{"field": "environment.FLAG", "old": "a", "new": "b"}])
+    );
+    assert_eq!(
+        causes[1]["chain"],
+        json!(["top.yaml", "mid.yaml", "leaf.yaml"])
+    );
     let d = &causes[1]["differences"][0];
     assert_eq!(d["field"], "sources[0].sha256");
     assert_eq!(d["old"], sha256(&ctx, "release 1\n").as_str());
     assert_eq!(d["new"], new_sha.as_str());
-    assert!(d["note"].as_str().unwrap().contains("sha256 changed"), "{d}");
+    assert!(
+        d["note"].as_str().unwrap().contains("sha256 changed"),
+        "{d}"
+    );
     let text = ctx.cas(["explain", "top.yaml"]).ok();
-    assert!(text.stdout.contains("top.yaml -> mid.yaml -> leaf.yaml: sources[0].sha256"), "{}", text.stdout);
+    assert!(
+        text.stdout
+            .contains("top.yaml -> mid.yaml -> leaf.yaml: sources[0].sha256"),
+        "{}",
+        text.stdout
+    );
 }
 
 #[test]
@@ -444,37 +670,95 @@ fn explain_without_a_previous_build_says_so() {
 #[test]
 fn challenge_names_only_the_step_whose_output_the_remote_disagrees_with() {
     let ctx = busybox_project();
-    ctx.write("elements/det.yaml", manual(&[], "    - mkdir -p %{install-root}\n    - echo same > %{install-root}/det\n"));
+    ctx.write(
+        "elements/det.yaml",
+        manual(
+            &[],
+            "    - mkdir -p %{install-root}\n    - echo same > %{install-root}/det\n",
+        ),
+    );
     ctx.write("elements/rand.yaml", manual(&[], "    - mkdir -p %{install-root}\n    - head -c 16 /dev/urandom > %{install-root}/rand\n"));
-    ctx.write("elements/all.yaml", "kind: stack\ndepends:\n  - det.yaml\n  - rand.yaml\n");
+    ctx.write(
+        "elements/all.yaml",
+        "kind: stack\ndepends:\n  - det.yaml\n  - rand.yaml\n",
+    );
     let remote = ctx.path("remote");
     let url = format!("file://{}", remote.display());
     // Another machine builds and pushes.
     let other = ctx.path("store-other");
-    ctx.cas(["--store", other.to_str().unwrap(), "build", "all.yaml", "--remote", &url, "--push"]).ok();
+    ctx.cas([
+        "--store",
+        other.to_str().unwrap(),
+        "build",
+        "all.yaml",
+        "--remote",
+        &url,
+        "--push",
+    ])
+    .ok();
     // This machine builds the same keys on its own.
-    let mine = ctx.cas(["--json", "build", "all.yaml", "--no-remotes"]).ok();
+    let mine = ctx
+        .cas(["--json", "build", "all.yaml", "--no-remotes"])
+        .ok();
     assert_eq!(mine.json()["built"], 4, "{}", mine.stdout);
-    let run = ctx.cas(["--json", "challenge", "all.yaml", "--remote", &url]).expect_code(1);
+    let run = ctx
+        .cas(["--json", "challenge", "all.yaml", "--remote", &url])
+        .expect_code(1);
     let v = run.json();
     let status: Vec<(String, String)> = v["steps"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["name"].as_str().unwrap().to_owned(), s["status"].as_str().unwrap().to_owned()))
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                s["status"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
-    let disagree: Vec<&str> = status.iter().filter(|(_, s)| s == "disagree").map(|(n, _)| n.as_str()).collect();
+    let disagree: Vec<&str> = status
+        .iter()
+        .filter(|(_, s)| s == "disagree")
+        .map(|(n, _)| n.as_str())
+        .collect();
     assert_eq!(disagree, ["rand.yaml"], "{}", run.stdout);
     for n in ["base.yaml", "det.yaml"] {
-        assert!(status.contains(&(n.to_owned(), "agree".to_owned())), "{n}: {}", run.stdout);
+        assert!(
+            status.contains(&(n.to_owned(), "agree".to_owned())),
+            "{n}: {}",
+            run.stdout
+        );
     }
     // The stack stages rand's output: its key differs, the remote has no result for it.
-    assert!(status.contains(&("all.yaml".to_owned(), "local-only".to_owned())), "{}", run.stdout);
+    assert!(
+        status.contains(&("all.yaml".to_owned(), "local-only".to_owned())),
+        "{}",
+        run.stdout
+    );
     assert_eq!(v["disagree"], 1);
-    let text = ctx.cas(["challenge", "all.yaml", "--remote", &url]).expect_code(1);
-    assert!(text.stdout.contains("rand.yaml: DIFFERS"), "{}", text.stdout);
-    assert!(!text.stdout.contains("det.yaml: DIFFERS"), "{}", text.stdout);
+    let text = ctx
+        .cas(["challenge", "all.yaml", "--remote", &url])
+        .expect_code(1);
+    assert!(
+        text.stdout.contains("rand.yaml: DIFFERS"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        !text.stdout.contains("det.yaml: DIFFERS"),
+        "{}",
+        text.stdout
+    );
     // Against itself: everything agrees.
-    let same = ctx.cas(["--store", other.to_str().unwrap(), "challenge", "all.yaml", "--remote", &url]).ok();
+    let same = ctx
+        .cas([
+            "--store",
+            other.to_str().unwrap(),
+            "challenge",
+            "all.yaml",
+            "--remote",
+            &url,
+        ])
+        .ok();
     assert!(same.stdout.contains("0 differ"), "{}", same.stdout);
 }

@@ -3,20 +3,27 @@
 
 use crate::ctx::{busybox_project, manual, Ctx};
 
-
-
 fn statuses(run: &crate::ctx::Run) -> Vec<(String, String)> {
     let v = run.json();
     v["elements"]
         .as_array()
         .expect("elements array")
         .iter()
-        .map(|e| (e["name"].as_str().unwrap().to_owned(), e["status"].as_str().unwrap().to_owned()))
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_owned(),
+                e["status"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect()
 }
 
 fn status_of(run: &crate::ctx::Run, name: &str) -> String {
-    statuses(run).into_iter().find(|(n, _)| n == name).map(|(_, s)| s).unwrap_or_else(|| panic!("{name} not in report:\n{}", run.stdout))
+    statuses(run)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, s)| s)
+        .unwrap_or_else(|| panic!("{name} not in report:\n{}", run.stdout))
 }
 
 #[test]
@@ -35,17 +42,30 @@ fn hello_builds_checks_out_and_is_cached_the_second_time() {
         assert_eq!(e["output"].as_str().unwrap().len(), 64);
     }
     let out = ctx.path("out");
-    ctx.cas(["checkout", "hello.yaml", out.to_str().unwrap()]).ok();
-    assert_eq!(std::fs::read_to_string(out.join("usr/share/greeting")).unwrap(), "hello\n");
+    ctx.cas(["checkout", "hello.yaml", out.to_str().unwrap()])
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(out.join("usr/share/greeting")).unwrap(),
+        "hello\n"
+    );
     // A checkout is plain files, not hardlinks into the store.
     use std::os::unix::fs::MetadataExt;
-    assert_eq!(std::fs::metadata(out.join("usr/share/greeting")).unwrap().nlink(), 1);
+    assert_eq!(
+        std::fs::metadata(out.join("usr/share/greeting"))
+            .unwrap()
+            .nlink(),
+        1
+    );
 
     let second = ctx.cas(["--json", "build", "hello.yaml"]).ok();
     let v = second.json();
     assert_eq!(v["built"], 0, "{}", second.stdout);
     assert_eq!(v["cached"], 2);
-    assert!(!second.stderr.contains("building"), "a cached build started a step:\n{}", second.stderr);
+    assert!(
+        !second.stderr.contains("building"),
+        "a cached build started a step:\n{}",
+        second.stderr
+    );
     // The log of the cached result is there.
     let log = ctx.cas(["log", "hello.yaml"]).ok();
     assert!(log.stdout.contains("echo hello"), "{}", log.stdout);
@@ -60,7 +80,10 @@ fn undeclared_dependency_is_invisible_whatever_the_order() {
     );
     let probe = "    - mkdir -p %{install-root}\n    - if test -e /usr/include/b.h; then echo yes; else echo no; fi > %{install-root}/probe\n";
     ctx.write("elements/a.yaml", manual(&[], probe));
-    ctx.write("elements/both.yaml", "kind: stack\ndepends:\n  - a.yaml\n  - b.yaml\n");
+    ctx.write(
+        "elements/both.yaml",
+        "kind: stack\ndepends:\n  - a.yaml\n  - b.yaml\n",
+    );
     // B first, then A: A still cannot see B.
     ctx.cas(["build", "b.yaml"]).ok();
     ctx.cas(["build", "a.yaml"]).ok();
@@ -69,10 +92,33 @@ fn undeclared_dependency_is_invisible_whatever_the_order() {
     assert_eq!(std::fs::read_to_string(out.join("probe")).unwrap(), "no\n");
     // With a fresh store, both at once with -j2: the same answer and the same output.
     let ctx2_store = ctx.path("store2");
-    let run = ctx.cas(["--json", "--store", ctx2_store.to_str().unwrap(), "-j2", "build", "both.yaml"]).ok();
-    let a_out = run.json()["elements"].as_array().unwrap().iter().find(|e| e["name"] == "a.yaml").unwrap()["output"].clone();
+    let run = ctx
+        .cas([
+            "--json",
+            "--store",
+            ctx2_store.to_str().unwrap(),
+            "-j2",
+            "build",
+            "both.yaml",
+        ])
+        .ok();
+    let a_out = run.json()["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "a.yaml")
+        .unwrap()["output"]
+        .clone();
     let first = ctx.cas(["--json", "build", "a.yaml"]).ok();
-    assert_eq!(first.json()["elements"].as_array().unwrap().iter().find(|e| e["name"] == "a.yaml").unwrap()["output"], a_out);
+    assert_eq!(
+        first.json()["elements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "a.yaml")
+            .unwrap()["output"],
+        a_out
+    );
 }
 
 #[test]
@@ -93,7 +139,8 @@ fn sandbox_is_read_only_offline_and_hides_the_host() {
     ctx.write("elements/probe.yaml", manual(&[], &checks));
     ctx.cas(["build", "probe.yaml"]).ok();
     let out = ctx.path("out");
-    ctx.cas(["checkout", "probe.yaml", out.to_str().unwrap()]).ok();
+    ctx.cas(["checkout", "probe.yaml", out.to_str().unwrap()])
+        .ok();
     let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
     assert_eq!(read("root"), "ro\n");
     assert_eq!(read("usr"), "ro\n");
@@ -109,10 +156,31 @@ fn early_cutoff_rebuilds_only_what_changed() {
         manual(&[], &format!("    - mkdir -p %{{install-root}}\n    - \"echo {content} > %{{install-root}}/leaf # {comment}\"\n"))
     };
     ctx.write("elements/leaf.yaml", leaf("one", "v1"));
-    ctx.write("elements/mid.yaml", manual(&["leaf.yaml"], "    - mkdir -p %{install-root}\n    - cat /leaf > %{install-root}/mid\n"));
-    ctx.write("elements/top.yaml", manual(&["mid.yaml"], "    - mkdir -p %{install-root}\n    - cat /mid > %{install-root}/top\n"));
-    ctx.write("elements/other.yaml", manual(&[], "    - mkdir -p %{install-root}\n    - echo other > %{install-root}/other\n"));
-    ctx.write("elements/all.yaml", "kind: stack\ndepends:\n  - top.yaml\n  - other.yaml\n");
+    ctx.write(
+        "elements/mid.yaml",
+        manual(
+            &["leaf.yaml"],
+            "    - mkdir -p %{install-root}\n    - cat /leaf > %{install-root}/mid\n",
+        ),
+    );
+    ctx.write(
+        "elements/top.yaml",
+        manual(
+            &["mid.yaml"],
+            "    - mkdir -p %{install-root}\n    - cat /mid > %{install-root}/top\n",
+        ),
+    );
+    ctx.write(
+        "elements/other.yaml",
+        manual(
+            &[],
+            "    - mkdir -p %{install-root}\n    - echo other > %{install-root}/other\n",
+        ),
+    );
+    ctx.write(
+        "elements/all.yaml",
+        "kind: stack\ndepends:\n  - top.yaml\n  - other.yaml\n",
+    );
     let run = ctx.cas(["--json", "build", "all.yaml"]).ok();
     assert_eq!(run.json()["built"], 6, "{}", run.stdout);
 
@@ -120,8 +188,18 @@ fn early_cutoff_rebuilds_only_what_changed() {
     ctx.write("elements/leaf.yaml", leaf("two", "v1"));
     let run = ctx.cas(["--json", "build", "all.yaml"]).ok();
     assert_eq!(status_of(&run, "leaf.yaml"), "built");
-    for n in ["mid.yaml", "top.yaml", "other.yaml", "base.yaml", "all.yaml"] {
-        assert_eq!(status_of(&run, n), "cached", "{n} rebuilt after a comment change");
+    for n in [
+        "mid.yaml",
+        "top.yaml",
+        "other.yaml",
+        "base.yaml",
+        "all.yaml",
+    ] {
+        assert_eq!(
+            status_of(&run, n),
+            "cached",
+            "{n} rebuilt after a comment change"
+        );
     }
 
     // An output change: the leaf and everything above it, nothing else.
@@ -141,48 +219,106 @@ fn independent_steps_overlap_with_two_jobs() {
     for n in ["s1", "s2"] {
         ctx.write(format!("elements/{n}.yaml"), manual(&[], &format!("    - sleep 2\n    - mkdir -p %{{install-root}}\n    - echo {n} > %{{install-root}}/{n}\n")));
     }
-    ctx.write("elements/both.yaml", "kind: stack\ndepends:\n  - s1.yaml\n  - s2.yaml\n");
+    ctx.write(
+        "elements/both.yaml",
+        "kind: stack\ndepends:\n  - s1.yaml\n  - s2.yaml\n",
+    );
     let run = ctx.cas(["--json", "-j2", "build", "both.yaml"]).ok();
     let v = run.json();
     let span = |n: &str| {
-        let e = v["elements"].as_array().unwrap().iter().find(|e| e["name"] == n).unwrap();
-        (e["started_ms"].as_u64().unwrap(), e["ended_ms"].as_u64().unwrap())
+        let e = v["elements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == n)
+            .unwrap();
+        (
+            e["started_ms"].as_u64().unwrap(),
+            e["ended_ms"].as_u64().unwrap(),
+        )
     };
     let (a0, a1) = span("s1.yaml");
     let (b0, b1) = span("s2.yaml");
-    assert!(a0 < b1 && b0 < a1, "steps did not overlap: s1 {a0}..{a1}, s2 {b0}..{b1}");
+    assert!(
+        a0 < b1 && b0 < a1,
+        "steps did not overlap: s1 {a0}..{a1}, s2 {b0}..{b1}"
+    );
 }
 
 #[test]
 fn a_failing_command_keeps_its_log_records_nothing_and_runs_again() {
     let ctx = busybox_project();
-    ctx.write("elements/bad.yaml", manual(&[], "    - echo about to fail\n    - echo the-cause >&2; exit 3\n"));
+    ctx.write(
+        "elements/bad.yaml",
+        manual(
+            &[],
+            "    - echo about to fail\n    - echo the-cause >&2; exit 3\n",
+        ),
+    );
     let run = ctx.cas(["--json", "build", "bad.yaml"]).expect_code(1);
     assert_eq!(status_of(&run, "bad.yaml"), "failed");
-    assert!(run.stderr.contains("the-cause"), "the log tail is not shown:\n{}", run.stderr);
-    let log_line = run.stderr.lines().find(|l| l.contains("full log:")).expect("log path shown");
+    assert!(
+        run.stderr.contains("the-cause"),
+        "the log tail is not shown:\n{}",
+        run.stderr
+    );
+    let log_line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("full log:"))
+        .expect("log path shown");
     let log_path = log_line.split("full log:").nth(1).unwrap().trim();
-    assert!(std::fs::read_to_string(log_path).unwrap().contains("about to fail"));
+    assert!(std::fs::read_to_string(log_path)
+        .unwrap()
+        .contains("about to fail"));
     // Nothing recorded: the next build runs it again.
     let again = ctx.cas(["--json", "build", "bad.yaml"]).expect_code(1);
     assert_eq!(status_of(&again, "bad.yaml"), "failed");
-    assert!(again.stderr.contains("building bad.yaml"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("building bad.yaml"),
+        "{}",
+        again.stderr
+    );
 }
 
 #[test]
 fn two_dependencies_installing_different_content_at_one_path_conflict() {
     let ctx = busybox_project();
-    ctx.write("elements/x.yaml", manual(&[], "    - mkdir -p %{install-root}/etc\n    - echo x > %{install-root}/etc/conf\n"));
-    ctx.write("elements/y.yaml", manual(&[], "    - mkdir -p %{install-root}/etc\n    - echo y > %{install-root}/etc/conf\n"));
-    ctx.write("elements/z.yaml", manual(&["x.yaml", "y.yaml"], "    - true\n"));
+    ctx.write(
+        "elements/x.yaml",
+        manual(
+            &[],
+            "    - mkdir -p %{install-root}/etc\n    - echo x > %{install-root}/etc/conf\n",
+        ),
+    );
+    ctx.write(
+        "elements/y.yaml",
+        manual(
+            &[],
+            "    - mkdir -p %{install-root}/etc\n    - echo y > %{install-root}/etc/conf\n",
+        ),
+    );
+    ctx.write(
+        "elements/z.yaml",
+        manual(&["x.yaml", "y.yaml"], "    - true\n"),
+    );
     let run = ctx.cas(["build", "z.yaml"]).expect_code(1);
-    assert!(run.stderr.contains("x.yaml") && run.stderr.contains("y.yaml") && run.stderr.contains("etc/conf"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("x.yaml")
+            && run.stderr.contains("y.yaml")
+            && run.stderr.contains("etc/conf"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn commands_without_a_shell_in_the_sysroot_are_an_error_that_says_so() {
     let ctx = Ctx::new();
-    ctx.write("elements/noshell.yaml", "kind: manual\nconfig:\n  install-commands:\n    - echo hi\n");
+    ctx.write(
+        "elements/noshell.yaml",
+        "kind: manual\nconfig:\n  install-commands:\n    - echo hi\n",
+    );
     let run = ctx.cas(["build", "elements/noshell.yaml"]).expect_code(1);
     assert!(run.stderr.contains("/bin/sh"), "{}", run.stderr);
 }
@@ -190,7 +326,13 @@ fn commands_without_a_shell_in_the_sysroot_are_an_error_that_says_so() {
 #[test]
 fn max_jobs_does_not_change_keys_but_commands_do() {
     let ctx = busybox_project();
-    ctx.write("elements/j.yaml", manual(&[], "    - mkdir -p %{install-root}\n    - echo %{max-jobs} > /dev/null\n"));
+    ctx.write(
+        "elements/j.yaml",
+        manual(
+            &[],
+            "    - mkdir -p %{install-root}\n    - echo %{max-jobs} > /dev/null\n",
+        ),
+    );
     let a = ctx.cas(["--json", "show", "j.yaml"]).ok();
     let b = ctx.cas(["--json", "-j1", "show", "j.yaml"]).ok();
     assert_eq!(a.stdout, b.stdout);
@@ -214,17 +356,38 @@ fn shell_opens_the_sandbox_and_failed_reopens_the_kept_build_directory() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     };
     // A fresh shell: sources staged, the sysroot is the declared base, exit code passed on.
-    let out = shell(&["shell", "broken.yaml"], "cat /build/input.txt; test -e /build/state.txt && echo stale; exit 7\n");
-    assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = shell(
+        &["shell", "broken.yaml"],
+        "cat /build/input.txt; test -e /build/state.txt && echo stale; exit 7\n",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("from-the-sources") && !stdout.contains("stale"), "{stdout}");
+    assert!(
+        stdout.contains("from-the-sources") && !stdout.contains("stale"),
+        "{stdout}"
+    );
     // --failed: the build directory as the failed build left it.
     let out = shell(&["shell", "--failed"], "cat /build/state.txt; exit 0\n");
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("left-behind"));
 }
 
@@ -234,14 +397,25 @@ fn ctrl_c_stops_the_sandboxes_records_nothing_and_leaves_the_store_consistent() 
     let marker = format!("cas-interrupt-{}", std::process::id());
     ctx.write(
         "elements/slow.yaml",
-        manual(&[], &format!("    - mkdir -p %{{install-root}}\n    - \"sleep 300 # {marker}\"\n")),
+        manual(
+            &[],
+            &format!("    - mkdir -p %{{install-root}}\n    - \"sleep 300 # {marker}\"\n"),
+        ),
     );
     ctx.cas(["build", "base.yaml"]).ok();
     let (mut cmd, _) = ctx.command(["--json", "build", "slow.yaml"]);
-    let child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     // Wait until the sandboxed command runs.
     let running = || {
-        std::process::Command::new("pgrep").args(["-f", &marker]).output().map(|o| o.status.success()).unwrap_or(false)
+        std::process::Command::new("pgrep")
+            .args(["-f", &marker])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
     };
     let start = std::time::Instant::now();
     while !running() {
@@ -250,14 +424,25 @@ fn ctrl_c_stops_the_sandboxes_records_nothing_and_leaves_the_store_consistent() 
     }
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(start.elapsed().as_secs() < 60, "cas did not stop promptly");
     // The sandbox's processes are gone.
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert!(!running(), "the sandboxed sleep survived Ctrl-C");
     // Nothing recorded; the store verifies; the next build runs the step again.
     let show = ctx.cas(["--json", "show", "slow.yaml"]).ok();
-    let state = show.json()["elements"].as_array().unwrap().iter().find(|e| e["name"] == "slow.yaml").unwrap()["state"].clone();
+    let state = show.json()["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "slow.yaml")
+        .unwrap()["state"]
+        .clone();
     assert_eq!(state, "buildable");
     ctx.cas(["store", "verify"]).ok();
 }
@@ -271,9 +456,17 @@ fn sigkill_during_a_build_leaves_a_store_that_verifies_and_builds_again() {
         manual(&[], &format!("    - mkdir -p %{{install-root}}\n    - echo partial > %{{install-root}}/partial\n    - \"sleep 300 # {marker}\"\n")),
     );
     let (mut cmd, _) = ctx.command(["build", "slow.yaml"]);
-    let mut child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let running = || {
-        std::process::Command::new("pgrep").args(["-f", &marker]).output().map(|o| o.status.success()).unwrap_or(false)
+        std::process::Command::new("pgrep")
+            .args(["-f", &marker])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
     };
     let start = std::time::Instant::now();
     while !running() {
@@ -285,15 +478,30 @@ fn sigkill_during_a_build_leaves_a_store_that_verifies_and_builds_again() {
     // The sandbox dies with cas (die-with-parent).
     let deadline = std::time::Instant::now();
     while running() {
-        assert!(deadline.elapsed().as_secs() < 10, "the sandboxed sleep survived SIGKILL of cas");
+        assert!(
+            deadline.elapsed().as_secs() < 10,
+            "the sandboxed sleep survived SIGKILL of cas"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     ctx.cas(["store", "verify"]).ok();
     let show = ctx.cas(["--json", "show", "slow.yaml"]).ok();
-    let state = show.json()["elements"].as_array().unwrap().iter().find(|e| e["name"] == "slow.yaml").unwrap()["state"].clone();
+    let state = show.json()["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "slow.yaml")
+        .unwrap()["state"]
+        .clone();
     assert_eq!(state, "buildable", "a killed step must not have a result");
     // The lock is free and the step can run again (made quick now).
-    ctx.write("elements/slow.yaml", manual(&[], "    - mkdir -p %{install-root}\n    - echo done > %{install-root}/done\n"));
+    ctx.write(
+        "elements/slow.yaml",
+        manual(
+            &[],
+            "    - mkdir -p %{install-root}\n    - echo done > %{install-root}/done\n",
+        ),
+    );
     ctx.cas(["build", "slow.yaml"]).ok();
     ctx.cas(["store", "gc", "--dry-run"]).ok();
 }
@@ -316,7 +524,10 @@ impl SmallFs {
 
 impl Drop for SmallFs {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
     }
 }
 
@@ -335,8 +546,14 @@ fn a_full_disk_fails_the_step_clearly_and_the_store_stays_valid() {
         manual(&[], "    - mkdir -p %{install-root}\n    - head -c 41943040 /dev/zero > %{install-root}/zeros\n"),
     );
     // The command's own write fails: the step fails with its log, nothing is recorded.
-    let run = ctx.cas(["--store", store, "build", "huge.yaml"]).expect_code(1);
-    assert!(run.stderr.contains("huge.yaml") && run.stderr.contains("full log:"), "{}", run.stderr);
+    let run = ctx
+        .cas(["--store", store, "build", "huge.yaml"])
+        .expect_code(1);
+    assert!(
+        run.stderr.contains("huge.yaml") && run.stderr.contains("full log:"),
+        "{}",
+        run.stderr
+    );
     ctx.cas(["--store", store, "store", "verify"]).ok();
     // cas's own write fails (copying a user's directory into the full store):
     // a clear error naming the cause, and no partial object.
@@ -345,8 +562,14 @@ fn a_full_disk_fails_the_step_clearly_and_the_store_stays_valid() {
     for i in 0..8 {
         std::fs::write(big.join(format!("f{i}")), vec![i as u8; 4 << 20]).unwrap();
     }
-    let run = ctx.cas(["--store", store, "store", "ingest", big.to_str().unwrap()]).expect_code(1);
-    assert!(run.stderr.contains("No space left on device"), "{}", run.stderr);
+    let run = ctx
+        .cas(["--store", store, "store", "ingest", big.to_str().unwrap()])
+        .expect_code(1);
+    assert!(
+        run.stderr.contains("No space left on device"),
+        "{}",
+        run.stderr
+    );
     ctx.cas(["--store", store, "store", "verify"]).ok();
     let tmp_left = std::fs::read_dir(fs.0.join("store/tmp")).unwrap().count();
     assert_eq!(tmp_left, 0, "temporary files left behind after ENOSPC");
@@ -357,7 +580,13 @@ fn a_full_disk_fails_the_step_clearly_and_the_store_stays_valid() {
             std::fs::remove_dir_all(e.path()).unwrap();
         }
     }
-    ctx.write("elements/small.yaml", manual(&[], "    - mkdir -p %{install-root}\n    - echo fits > %{install-root}/small\n"));
+    ctx.write(
+        "elements/small.yaml",
+        manual(
+            &[],
+            "    - mkdir -p %{install-root}\n    - echo fits > %{install-root}/small\n",
+        ),
+    );
     ctx.cas(["--store", store, "build", "small.yaml"]).ok();
     ctx.cas(["--store", store, "store", "verify"]).ok();
 }

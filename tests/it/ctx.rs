@@ -33,9 +33,14 @@ impl Run {
     #[track_caller]
     pub fn expect_code(self, code: i32) -> Run {
         assert_eq!(
-            self.code, code,
+            self.code,
+            code,
             "`cas {}` exited {} (expected {})\n--- stdout\n{}\n--- stderr\n{}",
-            self.args.join(" "), self.code, code, self.stdout, self.stderr
+            self.args.join(" "),
+            self.code,
+            code,
+            self.stdout,
+            self.stderr
         );
         assert!(
             !self.stderr.contains("panicked at"),
@@ -55,14 +60,21 @@ impl Run {
     #[track_caller]
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!("stdout of `cas {}` is not JSON ({e}):\n{}", self.args.join(" "), self.stdout)
+            panic!(
+                "stdout of `cas {}` is not JSON ({e}):\n{}",
+                self.args.join(" "),
+                self.stdout
+            )
         })
     }
 }
 
 impl Ctx {
     pub fn new() -> Ctx {
-        let dir = tempfile::Builder::new().prefix("cas-it-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("cas-it-")
+            .tempdir()
+            .expect("tempdir");
         std::fs::create_dir_all(dir.path().join("project")).unwrap();
         Ctx { dir }
     }
@@ -101,7 +113,8 @@ impl Ctx {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        let args: Vec<std::ffi::OsString> =
+            args.into_iter().map(|a| a.as_ref().to_owned()).collect();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cas"));
         cmd.args(&args)
             .current_dir(self.project())
@@ -111,7 +124,10 @@ impl Ctx {
             .env_remove("XDG_CONFIG_HOME")
             .env("NO_COLOR", "1")
             .env("CLICOLOR", "0");
-        let shown = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let shown = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         (cmd, shown)
     }
 
@@ -134,7 +150,10 @@ impl Ctx {
         let bin = root.join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         let busybox = Path::new("/bin/busybox");
-        assert!(busybox.exists(), "tests need /bin/busybox (Debian package busybox-static)");
+        assert!(
+            busybox.exists(),
+            "tests need /bin/busybox (Debian package busybox-static)"
+        );
         std::fs::copy(busybox, bin.join("busybox")).unwrap();
         let out = Command::new(busybox).arg("--list").output().unwrap();
         for applet in String::from_utf8_lossy(&out.stdout).lines() {
@@ -162,7 +181,10 @@ impl Ctx {
     {
         use std::io::Read;
         let (mut cmd, shown) = self.command(args);
-        let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
         let out_path = self.path(format!(".rss-out-{n}"));
         let err_path = self.path(format!(".rss-err-{n}"));
         cmd.stdout(std::fs::File::create(&out_path).unwrap());
@@ -173,14 +195,32 @@ impl Ctx {
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
         let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
         assert_eq!(r, pid, "wait4 failed");
-        let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+        let code = if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            -1
+        };
         let mut stdout = String::new();
         let mut stderr = String::new();
-        std::fs::File::open(&out_path).unwrap().read_to_string(&mut stdout).unwrap();
-        std::fs::File::open(&err_path).unwrap().read_to_string(&mut stderr).unwrap();
+        std::fs::File::open(&out_path)
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        std::fs::File::open(&err_path)
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
         let _ = std::fs::remove_file(&out_path);
         let _ = std::fs::remove_file(&err_path);
-        (Run { code, stdout, stderr, args: shown }, usage.ru_maxrss as u64)
+        (
+            Run {
+                code,
+                stdout,
+                stderr,
+                args: shown,
+            },
+            usage.ru_maxrss as u64,
+        )
     }
 }
 
@@ -196,12 +236,23 @@ impl Nginx {
     /// Start nginx serving (and accepting uploads into) `dir/www`.
     pub fn start(dir: &Path) -> Nginx {
         let nginx = Path::new("/usr/sbin/nginx");
-        assert!(nginx.exists(), "tests need /usr/sbin/nginx (Debian package nginx)");
+        assert!(
+            nginx.exists(),
+            "tests need /usr/sbin/nginx (Debian package nginx)"
+        );
         for d in ["www", "tmp", "logs"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut n = Nginx { dir: dir.to_path_buf(), port, child: None };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut n = Nginx {
+            dir: dir.to_path_buf(),
+            port,
+            child: None,
+        };
         n.spawn();
         n
     }
@@ -236,7 +287,11 @@ impl Nginx {
         self.child = Some(child);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "nginx did not start: {}", std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nginx did not start: {}",
+                std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default()
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
@@ -253,7 +308,11 @@ impl Nginx {
 
     /// Access log lines so far.
     pub fn access_log(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.join("logs/access.log")).unwrap_or_default().lines().map(str::to_owned).collect()
+        std::fs::read_to_string(self.dir.join("logs/access.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Stop nginx (SIGKILL): the remote is down.
@@ -277,13 +336,19 @@ pub fn busybox_project() -> Ctx {
     let ctx = Ctx::new();
     ctx.write("project.yaml", "name: t\nelement-path: elements\n");
     ctx.busybox_tree("files/base");
-    ctx.write("elements/base.yaml", "kind: import\nsources:\n  - kind: local\n    path: files/base\n");
+    ctx.write(
+        "elements/base.yaml",
+        "kind: import\nsources:\n  - kind: local\n    path: files/base\n",
+    );
     ctx
 }
 
 /// A `manual` element on `base.yaml` (plus `deps`) whose install commands are
 /// `commands` (YAML list items, already indented).
 pub fn manual(deps: &[&str], commands: &str) -> String {
-    let deps = deps.iter().map(|d| format!("  - {d}\n")).collect::<String>();
+    let deps = deps
+        .iter()
+        .map(|d| format!("  - {d}\n"))
+        .collect::<String>();
     format!("kind: manual\nbuild-depends:\n  - base.yaml\n{deps}config:\n  install-commands:\n{commands}")
 }

@@ -2,7 +2,8 @@
 
 use crate::ctx::{Ctx, Run};
 
-const PROJECT: &str = "name: demo\nelement-path: elements\naliases:\n  upstream: https://example.org/releases/\n";
+const PROJECT: &str =
+    "name: demo\nelement-path: elements\naliases:\n  upstream: https://example.org/releases/\n";
 
 fn project() -> Ctx {
     let ctx = Ctx::new();
@@ -14,8 +15,16 @@ fn project() -> Ctx {
 #[track_caller]
 fn invalid(ctx: &Ctx, target: &str, msg: &str, at: &str) -> Run {
     let run = ctx.cas(["show", target]).expect_code(2);
-    assert!(run.stderr.contains(msg), "expected {msg:?} in:\n{}", run.stderr);
-    assert!(run.stderr.contains(at), "expected location {at:?} in:\n{}", run.stderr);
+    assert!(
+        run.stderr.contains(msg),
+        "expected {msg:?} in:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(at),
+        "expected location {at:?} in:\n{}",
+        run.stderr
+    );
     run
 }
 
@@ -23,98 +32,220 @@ fn invalid(ctx: &Ctx, target: &str, msg: &str, at: &str) -> Run {
 fn broken_yaml_syntax() {
     let ctx = project();
     ctx.write("elements/hello.yaml", "kind: manual\ndepends: [a.yaml\n");
-    invalid(&ctx, "elements/hello.yaml", "invalid YAML", "elements/hello.yaml:3:1");
+    invalid(
+        &ctx,
+        "elements/hello.yaml",
+        "invalid YAML",
+        "elements/hello.yaml:3:1",
+    );
 }
 
 #[test]
 fn tab_indentation() {
     let ctx = project();
-    ctx.write("elements/hello.yaml", "kind: manual\nvariables:\n\tgreeting: hi\n");
-    invalid(&ctx, "elements/hello.yaml", "tab character in indentation", "elements/hello.yaml:3:1");
+    ctx.write(
+        "elements/hello.yaml",
+        "kind: manual\nvariables:\n\tgreeting: hi\n",
+    );
+    invalid(
+        &ctx,
+        "elements/hello.yaml",
+        "tab character in indentation",
+        "elements/hello.yaml:3:1",
+    );
 }
 
 #[test]
 fn wrong_value_type() {
     let ctx = project();
     ctx.write("elements/hello.yaml", "kind: manual\nvariables: [a, b]\n");
-    invalid(&ctx, "elements/hello.yaml", "`variables`: expected a mapping, found a list", "elements/hello.yaml:2:12");
-    ctx.write("elements/hello.yaml", "kind: manual\nsandbox:\n  build-uid: 99999999999999999999\n");
-    invalid(&ctx, "elements/hello.yaml", "too large", "elements/hello.yaml:3:14");
+    invalid(
+        &ctx,
+        "elements/hello.yaml",
+        "`variables`: expected a mapping, found a list",
+        "elements/hello.yaml:2:12",
+    );
+    ctx.write(
+        "elements/hello.yaml",
+        "kind: manual\nsandbox:\n  build-uid: 99999999999999999999\n",
+    );
+    invalid(
+        &ctx,
+        "elements/hello.yaml",
+        "too large",
+        "elements/hello.yaml:3:14",
+    );
 }
 
 #[test]
 fn unknown_key_with_suggestion() {
     let ctx = project();
     ctx.write("elements/hello.yaml", "kind: manual\nbuild-depend: []\n");
-    invalid(&ctx, "elements/hello.yaml", "unknown key `build-depend`; did you mean `build-depends`?", "elements/hello.yaml:2:1");
-    ctx.write("elements/hello.yaml", "kind: manual\nconfig:\n  biuld-commands: []\n");
-    invalid(&ctx, "elements/hello.yaml", "did you mean `build-commands`?", "elements/hello.yaml:3:3");
+    invalid(
+        &ctx,
+        "elements/hello.yaml",
+        "unknown key `build-depend`; did you mean `build-depends`?",
+        "elements/hello.yaml:2:1",
+    );
+    ctx.write(
+        "elements/hello.yaml",
+        "kind: manual\nconfig:\n  biuld-commands: []\n",
+    );
+    invalid(
+        &ctx,
+        "elements/hello.yaml",
+        "did you mean `build-commands`?",
+        "elements/hello.yaml:3:3",
+    );
 }
 
 #[test]
 fn duplicate_key() {
     let ctx = project();
-    ctx.write("elements/hello.yaml", "kind: manual\nvariables:\n  a: 1\n  a: 2\n");
-    invalid(&ctx, "elements/hello.yaml", "duplicate key `a`", "elements/hello.yaml:4:3");
+    ctx.write(
+        "elements/hello.yaml",
+        "kind: manual\nvariables:\n  a: 1\n  a: 2\n",
+    );
+    invalid(
+        &ctx,
+        "elements/hello.yaml",
+        "duplicate key `a`",
+        "elements/hello.yaml:4:3",
+    );
 }
 
 #[test]
 fn missing_dependency() {
     let ctx = project();
     ctx.write("elements/base.yaml", "kind: stack\n");
-    ctx.write("elements/hello.yaml", "kind: manual\nbuild-depends:\n  - base.yaml\n  - bsae.yaml\n");
-    let run = invalid(&ctx, "elements/hello.yaml", "dependency `bsae.yaml` not found", "elements/hello.yaml:4:5");
-    assert!(run.stderr.contains("did you mean `base.yaml`?"), "{}", run.stderr);
+    ctx.write(
+        "elements/hello.yaml",
+        "kind: manual\nbuild-depends:\n  - base.yaml\n  - bsae.yaml\n",
+    );
+    let run = invalid(
+        &ctx,
+        "elements/hello.yaml",
+        "dependency `bsae.yaml` not found",
+        "elements/hello.yaml:4:5",
+    );
+    assert!(
+        run.stderr.contains("did you mean `base.yaml`?"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn dependency_cycle() {
     let ctx = project();
     ctx.write("elements/a.yaml", "kind: stack\ndepends: [b.yaml]\n");
-    ctx.write("elements/b.yaml", "kind: stack\nbuild-depends:\n  - c.yaml\n");
-    ctx.write("elements/c.yaml", "kind: stack\nruntime-depends: [a.yaml]\n");
-    let run = invalid(&ctx, "elements/a.yaml", "dependency cycle: a.yaml → b.yaml → c.yaml → a.yaml", "elements/a.yaml:2:11");
+    ctx.write(
+        "elements/b.yaml",
+        "kind: stack\nbuild-depends:\n  - c.yaml\n",
+    );
+    ctx.write(
+        "elements/c.yaml",
+        "kind: stack\nruntime-depends: [a.yaml]\n",
+    );
+    let run = invalid(
+        &ctx,
+        "elements/a.yaml",
+        "dependency cycle: a.yaml → b.yaml → c.yaml → a.yaml",
+        "elements/a.yaml:2:11",
+    );
     assert!(run.stderr.contains("elements/b.yaml:3:5"), "{}", run.stderr);
-    assert!(run.stderr.contains("elements/c.yaml:2:19"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("elements/c.yaml:2:19"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn undefined_variable() {
     let ctx = project();
-    ctx.write("elements/hello.yaml", "kind: manual\nconfig:\n  build-commands:\n    - echo %{greting}\n");
-    invalid(&ctx, "elements/hello.yaml", "undefined variable `greting`", "elements/hello.yaml:4:12");
+    ctx.write(
+        "elements/hello.yaml",
+        "kind: manual\nconfig:\n  build-commands:\n    - echo %{greting}\n",
+    );
+    invalid(
+        &ctx,
+        "elements/hello.yaml",
+        "undefined variable `greting`",
+        "elements/hello.yaml:4:12",
+    );
 }
 
 #[test]
 fn variable_cycle() {
     let ctx = project();
-    ctx.write("elements/hello.yaml", "kind: manual\nvariables:\n  a: x%{b}\n  b: y%{a}\n");
-    let run = invalid(&ctx, "elements/hello.yaml", "variable cycle: %{a} → %{b} → %{a}", "elements/hello.yaml:4:7");
-    assert_eq!(run.stderr.matches("variable cycle").count(), 1, "{}", run.stderr);
+    ctx.write(
+        "elements/hello.yaml",
+        "kind: manual\nvariables:\n  a: x%{b}\n  b: y%{a}\n",
+    );
+    let run = invalid(
+        &ctx,
+        "elements/hello.yaml",
+        "variable cycle: %{a} → %{b} → %{a}",
+        "elements/hello.yaml:4:7",
+    );
+    assert_eq!(
+        run.stderr.matches("variable cycle").count(),
+        1,
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn empty_file() {
     let ctx = project();
     ctx.write("elements/hello.yaml", "");
-    invalid(&ctx, "elements/hello.yaml", "empty element file", "elements/hello.yaml:1:1");
+    invalid(
+        &ctx,
+        "elements/hello.yaml",
+        "empty element file",
+        "elements/hello.yaml:1:1",
+    );
     ctx.write("elements/hello.yaml", "# nothing but a comment\n");
-    invalid(&ctx, "elements/hello.yaml", "empty element file", "elements/hello.yaml:1:1");
+    invalid(
+        &ctx,
+        "elements/hello.yaml",
+        "empty element file",
+        "elements/hello.yaml:1:1",
+    );
 }
 
 #[test]
 fn non_utf8_file() {
     let ctx = project();
-    ctx.write("elements/hello.yaml", b"kind: manual\ndescription: caf\xe9\n".as_slice());
-    invalid(&ctx, "elements/hello.yaml", "not valid UTF-8", "elements/hello.yaml:2:17");
+    ctx.write(
+        "elements/hello.yaml",
+        b"kind: manual\ndescription: caf\xe9\n".as_slice(),
+    );
+    invalid(
+        &ctx,
+        "elements/hello.yaml",
+        "not valid UTF-8",
+        "elements/hello.yaml:2:17",
+    );
 }
 
 #[test]
 fn unknown_kind() {
     let ctx = project();
     ctx.write("elements/hello.yaml", "kind: autotool\n");
-    let run = invalid(&ctx, "elements/hello.yaml", "unknown kind `autotool`", "elements/hello.yaml:1:7");
-    assert!(run.stderr.contains("did you mean `autotools`?"), "{}", run.stderr);
+    let run = invalid(
+        &ctx,
+        "elements/hello.yaml",
+        "unknown kind `autotool`",
+        "elements/hello.yaml:1:7",
+    );
+    assert!(
+        run.stderr.contains("did you mean `autotools`?"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -124,20 +255,44 @@ fn unknown_alias_and_missing_local_path() {
         "elements/hello.yaml",
         "kind: import\nsources:\n- kind: tar\n  url: upstrem:x.tar.gz\n  sha256: 0000000000000000000000000000000000000000000000000000000000000000\n- kind: local\n  path: files/nothere\n",
     );
-    let run = invalid(&ctx, "elements/hello.yaml", "unknown alias `upstrem`", "elements/hello.yaml:4:8");
-    assert!(run.stderr.contains("elements/hello.yaml:7:9"), "{}", run.stderr);
+    let run = invalid(
+        &ctx,
+        "elements/hello.yaml",
+        "unknown alias `upstrem`",
+        "elements/hello.yaml:4:8",
+    );
+    assert!(
+        run.stderr.contains("elements/hello.yaml:7:9"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn all_errors_across_files_are_reported() {
     let ctx = project();
-    ctx.write("elements/a.yaml", "kind: stack\ndepends: [b.yaml, c.yaml, d.yaml]\n");
+    ctx.write(
+        "elements/a.yaml",
+        "kind: stack\ndepends: [b.yaml, c.yaml, d.yaml]\n",
+    );
     ctx.write("elements/b.yaml", "kind: stakc\n");
     ctx.write("elements/c.yaml", "kind: manual\nvariabels: {}\n");
-    ctx.write("elements/d.yaml", "kind: manual\nconfig:\n  build-commands: [\"%{nope}\"]\n");
+    ctx.write(
+        "elements/d.yaml",
+        "kind: manual\nconfig:\n  build-commands: [\"%{nope}\"]\n",
+    );
     let run = ctx.cas(["show", "elements/a.yaml"]).expect_code(2);
-    for want in ["elements/b.yaml:1:7", "elements/c.yaml:2:1", "elements/d.yaml:3:21", "3 problems found"] {
-        assert!(run.stderr.contains(want), "expected {want:?} in:\n{}", run.stderr);
+    for want in [
+        "elements/b.yaml:1:7",
+        "elements/c.yaml:2:1",
+        "elements/d.yaml:3:21",
+        "3 problems found",
+    ] {
+        assert!(
+            run.stderr.contains(want),
+            "expected {want:?} in:\n{}",
+            run.stderr
+        );
     }
 }
 
@@ -147,16 +302,26 @@ fn target_by_name_and_missing_target() {
     ctx.write("elements/base/busybox.yaml", "kind: stack\n");
     ctx.cas(["show", "base/busybox.yaml"]).ok();
     let run = ctx.cas(["show", "base/busybox.yml"]).expect_code(2);
-    assert!(run.stderr.contains("no element `base/busybox.yml`"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no element `base/busybox.yml`"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn implicit_project() {
     let ctx = Ctx::new();
-    ctx.write("hello.yaml", "kind: manual\nconfig:\n  install-commands: [\"echo %{project-name} %{element-name}\"]\n");
+    ctx.write(
+        "hello.yaml",
+        "kind: manual\nconfig:\n  install-commands: [\"echo %{project-name} %{element-name}\"]\n",
+    );
     let run = ctx.cas(["show", "--json", "hello.yaml"]).ok();
     let j = run.json();
-    assert_eq!(j["elements"][0]["commands"]["install-commands"][0], "echo project hello.yaml");
+    assert_eq!(
+        j["elements"][0]["commands"]["install-commands"][0],
+        "echo project hello.yaml"
+    );
 }
 
 #[test]
@@ -165,7 +330,10 @@ fn kind_defaults_and_phase_order() {
     ctx.write("elements/z.yaml", "kind: autotools\n");
     ctx.write("elements/m.yaml", "kind: make\n");
     ctx.write("elements/c.yaml", "kind: cmake\n");
-    ctx.write("elements/all.yaml", "kind: stack\ndepends: [z.yaml, m.yaml, c.yaml]\n");
+    ctx.write(
+        "elements/all.yaml",
+        "kind: stack\ndepends: [z.yaml, m.yaml, c.yaml]\n",
+    );
     let run = ctx.cas(["show", "--json", "elements/all.yaml"]).ok();
     // phase order is kept in the JSON text
     let text = &run.stdout;
@@ -174,23 +342,48 @@ fn kind_defaults_and_phase_order() {
     let i = text.find("\"install-commands\"").unwrap();
     assert!(c < b && b < i, "{text}");
     let j = run.json();
-    let el = |name: &str| j["elements"].as_array().unwrap().iter().find(|e| e["name"] == name).unwrap().clone();
+    let el = |name: &str| {
+        j["elements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap()
+            .clone()
+    };
     let z = el("z.yaml");
     let conf = z["commands"]["configure-commands"][0].as_str().unwrap();
-    assert!(conf.starts_with("./configure --prefix=/usr --exec-prefix=/usr --bindir=/usr/bin"), "{conf}");
+    assert!(
+        conf.starts_with("./configure --prefix=/usr --exec-prefix=/usr --bindir=/usr/bin"),
+        "{conf}"
+    );
     assert!(conf.contains("--sysconfdir=/etc"), "{conf}");
     assert_eq!(z["commands"]["build-commands"][0], "make -j%{max-jobs}");
-    assert_eq!(z["commands"]["install-commands"][0], "make -j1 DESTDIR=\"/install\" install");
+    assert_eq!(
+        z["commands"]["install-commands"][0],
+        "make -j1 DESTDIR=\"/install\" install"
+    );
     let m = el("m.yaml");
-    assert_eq!(m["commands"]["build-commands"][0], "make -j%{max-jobs} PREFIX=\"/usr\"");
+    assert_eq!(
+        m["commands"]["build-commands"][0],
+        "make -j%{max-jobs} PREFIX=\"/usr\""
+    );
     let c = el("c.yaml");
-    assert!(c["commands"]["configure-commands"][0].as_str().unwrap().contains("-DCMAKE_INSTALL_PREFIX=/usr"));
+    assert!(c["commands"]["configure-commands"][0]
+        .as_str()
+        .unwrap()
+        .contains("-DCMAKE_INSTALL_PREFIX=/usr"));
     assert_eq!(z["variables"]["install-root"], "/install");
     assert_eq!(z["variables"]["build-root"], "/build");
     assert_eq!(z["environment"]["LC_ALL"], "C");
     assert_eq!(z["environment"]["SOURCE_DATE_EPOCH"], "315532800");
     // order of the closure: dependencies first, ties by name
-    let names: Vec<_> = j["elements"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_string()).collect();
+    let names: Vec<_> = j["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(names, ["c.yaml", "m.yaml", "z.yaml", "all.yaml"]);
 }
 
@@ -210,28 +403,56 @@ fn variable_precedence_and_list_composition() {
         "kind: mymake\nvariables:\n  who: element\nconfig:\n  build-commands:\n    (>): [\"echo after %{bindir}\", \"echo %%{literal}\"]\n  install-commands:\n    (=): [\"true\"]\n",
     );
     ctx.write("elements/b.yaml", "kind: mymake\n");
-    ctx.write("elements/all.yaml", "kind: stack\ndepends: [a.yaml, b.yaml]\n");
+    ctx.write(
+        "elements/all.yaml",
+        "kind: stack\ndepends: [a.yaml, b.yaml]\n",
+    );
     let j = ctx.cas(["show", "--json", "all.yaml"]).ok().json();
-    let el = |name: &str| j["elements"].as_array().unwrap().iter().find(|e| e["name"] == name).unwrap().clone();
+    let el = |name: &str| {
+        j["elements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap()
+            .clone()
+    };
     let a = el("a.yaml");
     assert_eq!(a["kind"], "mymake");
     assert_eq!(
         a["commands"]["build-commands"],
-        serde_json::json!(["echo before", "make -j%{max-jobs} WHO=element", "echo after /opt/bin", "echo %{literal}"])
+        serde_json::json!([
+            "echo before",
+            "make -j%{max-jobs} WHO=element",
+            "echo after /opt/bin",
+            "echo %{literal}"
+        ])
     );
-    assert_eq!(a["commands"]["install-commands"], serde_json::json!(["true"]));
+    assert_eq!(
+        a["commands"]["install-commands"],
+        serde_json::json!(["true"])
+    );
     assert_eq!(a["environment"]["FOO"], "element");
     let b = el("b.yaml");
-    assert_eq!(b["commands"]["build-commands"][1], "make -j%{max-jobs} WHO=kind");
+    assert_eq!(
+        b["commands"]["build-commands"][1],
+        "make -j%{max-jobs} WHO=kind"
+    );
     assert_eq!(b["variables"]["libdir"], "/opt/lib");
-    assert_eq!(b["commands"]["install-commands"][0], "make -j1 PREFIX=\"/opt\" DESTDIR=\"/install\" install");
+    assert_eq!(
+        b["commands"]["install-commands"][0],
+        "make -j1 PREFIX=\"/opt\" DESTDIR=\"/install\" install"
+    );
 }
 
 #[test]
 fn show_table_and_graph() {
     let ctx = project();
     ctx.write("elements/base.yaml", "kind: stack\n");
-    ctx.write("elements/lib.yaml", "kind: manual\nbuild-depends: [base.yaml]\nruntime-depends: [base.yaml]\n");
+    ctx.write(
+        "elements/lib.yaml",
+        "kind: manual\nbuild-depends: [base.yaml]\nruntime-depends: [base.yaml]\n",
+    );
     ctx.write("elements/app.yaml", "kind: manual\ndepends: [lib.yaml]\n");
     let run = ctx.cas(["show", "app.yaml"]).ok();
     let lines: Vec<&str> = run.stdout.lines().collect();
@@ -241,7 +462,16 @@ fn show_table_and_graph() {
     assert!(lines[2].contains("depends: lib.yaml"), "{}", run.stdout);
     let dot = ctx.cas(["graph", "app.yaml"]).ok().stdout;
     assert!(dot.starts_with("digraph"), "{dot}");
-    assert!(dot.contains("\"lib.yaml\" -> \"base.yaml\" [style=dashed"), "{dot}");
-    assert!(dot.contains("\"lib.yaml\" -> \"base.yaml\" [style=dotted"), "{dot}");
-    assert!(dot.contains("\"app.yaml\" -> \"lib.yaml\" [style=solid"), "{dot}");
+    assert!(
+        dot.contains("\"lib.yaml\" -> \"base.yaml\" [style=dashed"),
+        "{dot}"
+    );
+    assert!(
+        dot.contains("\"lib.yaml\" -> \"base.yaml\" [style=dotted"),
+        "{dot}"
+    );
+    assert!(
+        dot.contains("\"app.yaml\" -> \"lib.yaml\" [style=solid"),
+        "{dot}"
+    );
 }

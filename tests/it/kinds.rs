@@ -8,7 +8,6 @@ use std::path::Path;
 use crate::ctx::{busybox_project, Ctx};
 use crate::toolchain::{toolchain, Flavor};
 
-
 fn read(p: impl AsRef<Path>) -> String {
     std::fs::read_to_string(p.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", p.as_ref().display()))
 }
@@ -32,14 +31,23 @@ fn compose_filters_by_split_rules_and_runs_integration_commands_on_a_copy() {
     let run = ctx.cas(["--json", "build", "rootfs.yaml"]).ok();
     assert_eq!(run.json()["failed"], 0);
     let out = ctx.path("out");
-    ctx.cas(["checkout", "rootfs.yaml", out.to_str().unwrap()]).ok();
+    ctx.cas(["checkout", "rootfs.yaml", out.to_str().unwrap()])
+        .ok();
     assert_eq!(read(out.join("usr/lib/libx.so")), "so\n");
-    assert!(!out.join("usr/include/lib.h").exists(), "devel domain not excluded");
-    assert!(!out.join("usr/share/doc/README").exists(), "doc domain not excluded");
+    assert!(
+        !out.join("usr/include/lib.h").exists(),
+        "devel domain not excluded"
+    );
+    assert!(
+        !out.join("usr/share/doc/README").exists(),
+        "doc domain not excluded"
+    );
     assert_eq!(read(out.join("etc/ld.so.done")), "integrated\n");
     assert!(out.join("bin/busybox").exists());
     // The sandbox's mount points are not left in the output.
-    assert!(!out.join("build").exists() && !out.join("install").exists() && !out.join("proc").exists());
+    assert!(
+        !out.join("build").exists() && !out.join("install").exists() && !out.join("proc").exists()
+    );
     // Integration never wrote into the store: the store still verifies.
     ctx.cas(["store", "verify"]).ok();
 }
@@ -56,7 +64,8 @@ fn script_with_a_writable_root_outputs_a_chosen_directory() {
     );
     ctx.cas(["build", "image.yaml"]).ok();
     let out = ctx.path("out");
-    ctx.cas(["checkout", "image.yaml", out.to_str().unwrap()]).ok();
+    ctx.cas(["checkout", "image.yaml", out.to_str().unwrap()])
+        .ok();
     assert!(out.join("etc.tar").is_file());
     assert!(!out.join("bin").exists(), "the output is /out only");
     ctx.cas(["store", "verify"]).ok();
@@ -69,9 +78,17 @@ fn c_project(flavor: Flavor) -> Ctx {
     let tc = toolchain(flavor);
     let dest = ctx.project().join("files/toolchain");
     std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-    let st = std::process::Command::new("cp").arg("-al").arg(&tc).arg(&dest).status().unwrap();
+    let st = std::process::Command::new("cp")
+        .arg("-al")
+        .arg(&tc)
+        .arg(&dest)
+        .status()
+        .unwrap();
     assert!(st.success());
-    ctx.write("elements/toolchain.yaml", "kind: import\nsources:\n  - kind: local\n    path: files/toolchain\n");
+    ctx.write(
+        "elements/toolchain.yaml",
+        "kind: import\nsources:\n  - kind: local\n    path: files/toolchain\n",
+    );
     // A static library built with the make kind.
     ctx.write("files/greet/greet.h", "const char *greeting(void);\n");
     ctx.write(
@@ -108,7 +125,8 @@ fn run_program_in_script(ctx: &Ctx, program_element: &str, binary: &str) -> Stri
     let run = ctx.cas(["--json", "build", "run.yaml"]).ok();
     assert_eq!(run.json()["failed"], 0);
     let out = ctx.path("run-out");
-    ctx.cas(["checkout", "run.yaml", out.to_str().unwrap()]).ok();
+    ctx.cas(["checkout", "run.yaml", out.to_str().unwrap()])
+        .ok();
     read(out.join("output.txt"))
 }
 
@@ -121,14 +139,21 @@ fn c_library_and_program_with_make_and_autotools() {
         "#!/bin/sh\nprefix=/usr\nfor a; do case $a in --prefix=*) prefix=${a#--prefix=};; esac; done\n\
          printf 'all: hello\\nhello: hello.c\\n\\t$(CC) -O2 -o hello hello.c -lgreet\\ninstall: hello\\n\\tmkdir -p $(DESTDIR)%s/bin\\n\\tcp hello $(DESTDIR)%s/bin/\\n' \"$prefix\" \"$prefix\" > Makefile\n",
     );
-    std::fs::set_permissions(ctx.project().join("files/hello/configure"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        ctx.project().join("files/hello/configure"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     ctx.write(
         "elements/hello.yaml",
         "kind: autotools\nbuild-depends: [toolchain.yaml, libgreet.yaml]\nsources:\n  - kind: local\n    path: files/hello\n",
     );
     let run = ctx.cas(["--json", "build", "hello.yaml"]).ok();
     assert_eq!(run.json()["built"], 3, "{}", run.stdout);
-    assert_eq!(run_program_in_script(&ctx, "hello.yaml", "/usr/bin/hello"), "hello from libgreet\n");
+    assert_eq!(
+        run_program_in_script(&ctx, "hello.yaml", "/usr/bin/hello"),
+        "hello from libgreet\n"
+    );
 }
 
 #[test]
@@ -144,5 +169,8 @@ fn c_program_with_cmake() {
         "kind: cmake\nbuild-depends: [toolchain.yaml, libgreet.yaml]\nsources:\n  - kind: local\n    path: files/hello\n",
     );
     ctx.cas(["build", "hello.yaml"]).ok();
-    assert_eq!(run_program_in_script(&ctx, "hello.yaml", "/usr/bin/hello"), "hello from libgreet\n");
+    assert_eq!(
+        run_program_in_script(&ctx, "hello.yaml", "/usr/bin/hello"),
+        "hello from libgreet\n"
+    );
 }

@@ -3,11 +3,11 @@
 
 mod ctx;
 
+mod audit;
 mod build;
 mod format;
 mod kinds;
+mod remote;
 mod sources;
-mod audit;
 mod store;
 mod toolchain;
-mod remote;

@@ -11,7 +11,10 @@ fn project(top_text: &str) -> Ctx {
     let ctx = Ctx::new();
     ctx.write("project.yaml", "name: t\nelement-path: elements\n");
     ctx.busybox_tree("files/base");
-    ctx.write("elements/base.yaml", "kind: import\nsources:\n  - kind: local\n    path: files/base\n");
+    ctx.write(
+        "elements/base.yaml",
+        "kind: import\nsources:\n  - kind: local\n    path: files/base\n",
+    );
     ctx.write(
         "elements/big.yaml",
         "kind: manual\nbuild-depends: [base.yaml]\nconfig:\n  install-commands:\n    - mkdir -p %{install-root}/usr/share\n    - yes big-data-line | head -c 8000000 > %{install-root}/usr/share/big\n",
@@ -67,13 +70,19 @@ fn build_in(ctx: &Ctx, store: &Path, extra: &[&str]) -> Run {
 /// Every file below `dir`, relative path → content (symlinks as "-> target").
 fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
-        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         entries.sort();
         for p in entries {
             let rel = p.strip_prefix(root).unwrap().display().to_string();
             let meta = std::fs::symlink_metadata(&p).unwrap();
             if meta.file_type().is_symlink() {
-                out.push((rel, format!("-> {}", std::fs::read_link(&p).unwrap().display()).into_bytes()));
+                out.push((
+                    rel,
+                    format!("-> {}", std::fs::read_link(&p).unwrap().display()).into_bytes(),
+                ));
             } else if meta.is_dir() {
                 out.push((rel, b"dir".to_vec()));
                 walk(root, &p, out);
@@ -88,7 +97,8 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 fn checkout(ctx: &Ctx, store: &Path, target: &str, dir: &Path) -> Vec<(String, Vec<u8>)> {
-    ctx.cas(["--store", s(store), "checkout", target, s(dir)]).ok();
+    ctx.cas(["--store", s(store), "checkout", target, s(dir)])
+        .ok();
     snapshot(dir)
 }
 
@@ -118,22 +128,50 @@ fn pushed_by_one_store_pulled_by_another_through_nginx_identical_checkout() {
     let nginx = Nginx::start(&ctx.path("nginx"));
     let (key, public) = keygen(&ctx, "key");
     let a = ctx.path("store-a");
-    let run = build_in(&ctx, &a, &["--remote", &nginx.url(), "--push", "--signing-key", s(&key)]).ok();
+    let run = build_in(
+        &ctx,
+        &a,
+        &["--remote", &nginx.url(), "--push", "--signing-key", s(&key)],
+    )
+    .ok();
     assert_eq!(run.json()["built"], 4, "{}", run.stdout);
-    assert!(run.json()["remote"]["push_failures"].as_array().unwrap().is_empty(), "{}", run.stdout);
+    assert!(
+        run.json()["remote"]["push_failures"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{}",
+        run.stdout
+    );
     assert!(nginx.data().join("ac").read_dir().unwrap().count() >= 4);
 
     let b = ctx.path("store-b");
-    let run = build_in(&ctx, &b, &["--remote", &nginx.url(), "--trusted-key", s(&public)]).ok();
+    let run = build_in(
+        &ctx,
+        &b,
+        &["--remote", &nginx.url(), "--trusted-key", s(&public)],
+    )
+    .ok();
     let v = run.json();
-    assert_eq!((v["pulled"].as_u64(), v["built"].as_u64()), (Some(4), Some(0)), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        (v["pulled"].as_u64(), v["built"].as_u64()),
+        (Some(4), Some(0)),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
     assert!(!run.stderr.contains("warning:"), "{}", run.stderr);
     let from_a = checkout(&ctx, &a, "top.yaml", &ctx.path("out-a"));
     let from_b = checkout(&ctx, &b, "top.yaml", &ctx.path("out-b"));
     assert_eq!(from_a, from_b);
     ctx.cas(["--store", s(&b), "store", "verify"]).ok();
     // Built once more, B has everything it needs locally: no remote traffic for the target.
-    let again = build_in(&ctx, &b, &["--remote", &nginx.url(), "--trusted-key", s(&public)]).ok();
+    let again = build_in(
+        &ctx,
+        &b,
+        &["--remote", &nginx.url(), "--trusted-key", s(&public)],
+    )
+    .ok();
     assert_eq!(status_of(&again, "top.yaml"), "cached");
 }
 
@@ -144,7 +182,12 @@ fn a_directory_remote_works_the_same_and_cas_pull_downloads_targets() {
     let url = format!("file://{}", remote.display());
     let (key, public) = keygen(&ctx, "key");
     let a = ctx.path("store-a");
-    build_in(&ctx, &a, &["--remote", &url, "--push", "--signing-key", s(&key)]).ok();
+    build_in(
+        &ctx,
+        &a,
+        &["--remote", &url, "--push", "--signing-key", s(&key)],
+    )
+    .ok();
     // No temporary files are left behind in the remote directory.
     for sub in ["cas", "ac"] {
         for e in std::fs::read_dir(remote.join(sub)).unwrap() {
@@ -153,14 +196,51 @@ fn a_directory_remote_works_the_same_and_cas_pull_downloads_targets() {
         }
     }
     let b = ctx.path("store-b");
-    let run = ctx.cas(["--store", s(&b), "--json", "pull", "top.yaml", "--remote", s(&remote), "--trusted-key", s(&public)]).ok();
+    let run = ctx
+        .cas([
+            "--store",
+            s(&b),
+            "--json",
+            "pull",
+            "top.yaml",
+            "--remote",
+            s(&remote),
+            "--trusted-key",
+            s(&public),
+        ])
+        .ok();
     let v = run.json();
-    let statuses: Vec<&str> = v["elements"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> = v["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
     assert_eq!(statuses, ["pulled"; 4], "{}", run.stdout);
-    assert_eq!(checkout(&ctx, &a, "top.yaml", &ctx.path("out-a")), checkout(&ctx, &b, "top.yaml", &ctx.path("out-b")));
+    assert_eq!(
+        checkout(&ctx, &a, "top.yaml", &ctx.path("out-a")),
+        checkout(&ctx, &b, "top.yaml", &ctx.path("out-b"))
+    );
     // cas push of an already pushed target uploads nothing.
-    let push = ctx.cas(["--store", s(&a), "--json", "push", "top.yaml", "--remote", &url, "--signing-key", s(&key)]).ok();
-    assert_eq!(push.json()["transfers"]["uploaded_objects"], 0, "{}", push.stdout);
+    let push = ctx
+        .cas([
+            "--store",
+            s(&a),
+            "--json",
+            "push",
+            "top.yaml",
+            "--remote",
+            &url,
+            "--signing-key",
+            s(&key),
+        ])
+        .ok();
+    assert_eq!(
+        push.json()["transfers"]["uploaded_objects"],
+        0,
+        "{}",
+        push.stdout
+    );
 }
 
 #[test]
@@ -169,25 +249,52 @@ fn only_what_the_changed_step_stages_is_downloaded() {
     let nginx = Nginx::start(&ctx.path("nginx"));
     let (key, public) = keygen(&ctx, "key");
     let a = ctx.path("store-a");
-    build_in(&ctx, &a, &["--remote", &nginx.url(), "--push", "--signing-key", s(&key)]).ok();
+    build_in(
+        &ctx,
+        &a,
+        &["--remote", &nginx.url(), "--push", "--signing-key", s(&key)],
+    )
+    .ok();
     write_top(&ctx, "changed");
     let before = object_gets(&nginx).len();
     let b = ctx.path("store-b");
-    let run = build_in(&ctx, &b, &["--remote", &nginx.url(), "--trusted-key", s(&public)]).ok();
-    for (name, status) in [("base.yaml", "pulled"), ("big.yaml", "pulled"), ("mid.yaml", "pulled"), ("top.yaml", "built")] {
-        assert_eq!(status_of(&run, name), status, "{}\n{}", run.stdout, run.stderr);
+    let run = build_in(
+        &ctx,
+        &b,
+        &["--remote", &nginx.url(), "--trusted-key", s(&public)],
+    )
+    .ok();
+    for (name, status) in [
+        ("base.yaml", "pulled"),
+        ("big.yaml", "pulled"),
+        ("mid.yaml", "pulled"),
+        ("top.yaml", "built"),
+    ] {
+        assert_eq!(
+            status_of(&run, name),
+            status,
+            "{}\n{}",
+            run.stdout,
+            run.stderr
+        );
     }
     let gets: Vec<(String, u64)> = object_gets(&nginx).into_iter().skip(before).collect();
     assert!(!gets.is_empty(), "nothing was downloaded");
     // big's 8 MB file is in the closure but never staged by top: never downloaded.
     assert!(gets.iter().all(|(_, size)| *size < 8_000_000), "{gets:?}");
-    let downloaded = run.json()["remote"]["transfers"]["downloaded_bytes"].as_u64().unwrap();
+    let downloaded = run.json()["remote"]["transfers"]["downloaded_bytes"]
+        .as_u64()
+        .unwrap();
     assert!(downloaded < 8_000_000, "{downloaded} bytes downloaded");
     assert_eq!(downloaded, gets.iter().map(|(_, n)| n).sum::<u64>());
     // The new top step ran on the pulled mid output.
     let out = ctx.path("out");
-    ctx.cas(["--store", s(&b), "checkout", "top.yaml", s(&out)]).ok();
-    assert_eq!(std::fs::read_to_string(out.join("usr/share/top")).unwrap(), "8000000\nmid-output-unique\nchanged\n");
+    ctx.cas(["--store", s(&b), "checkout", "top.yaml", s(&out)])
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(out.join("usr/share/top")).unwrap(),
+        "8000000\nmid-output-unique\nchanged\n"
+    );
     ctx.cas(["--store", s(&b), "store", "verify"]).ok();
 }
 
@@ -197,7 +304,12 @@ fn a_blob_altered_on_the_server_is_detected_and_the_step_rebuilt() {
     let nginx = Nginx::start(&ctx.path("nginx"));
     let (key, public) = keygen(&ctx, "key");
     let a = ctx.path("store-a");
-    build_in(&ctx, &a, &["--remote", &nginx.url(), "--push", "--signing-key", s(&key)]).ok();
+    build_in(
+        &ctx,
+        &a,
+        &["--remote", &nginx.url(), "--push", "--signing-key", s(&key)],
+    )
+    .ok();
     // Find top's file on the server by its content and alter it.
     let mut altered = None;
     for e in std::fs::read_dir(nginx.data().join("cas")).unwrap() {
@@ -209,13 +321,31 @@ fn a_blob_altered_on_the_server_is_detected_and_the_step_rebuilt() {
     }
     let digest = altered.expect("top's blob on the server");
     let b = ctx.path("store-b");
-    let run = build_in(&ctx, &b, &["--remote", &nginx.url(), "--trusted-key", s(&public)]).ok();
-    assert_eq!(status_of(&run, "top.yaml"), "built", "{}\n{}", run.stdout, run.stderr);
-    assert!(run.stderr.contains("warning:") && run.stderr.contains(&digest), "no warning naming {digest}:\n{}", run.stderr);
+    let run = build_in(
+        &ctx,
+        &b,
+        &["--remote", &nginx.url(), "--trusted-key", s(&public)],
+    )
+    .ok();
+    assert_eq!(
+        status_of(&run, "top.yaml"),
+        "built",
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("warning:") && run.stderr.contains(&digest),
+        "no warning naming {digest}:\n{}",
+        run.stderr
+    );
     ctx.cas(["--store", s(&b), "store", "verify"]).ok();
     let out = ctx.path("out");
-    ctx.cas(["--store", s(&b), "checkout", "top.yaml", s(&out)]).ok();
-    assert!(std::fs::read_to_string(out.join("usr/share/top")).unwrap().ends_with("top-output-unique\n"));
+    ctx.cas(["--store", s(&b), "checkout", "top.yaml", s(&out)])
+        .ok();
+    assert!(std::fs::read_to_string(out.join("usr/share/top"))
+        .unwrap()
+        .ends_with("top-output-unique\n"));
 }
 
 #[test]
@@ -226,21 +356,49 @@ fn untrusted_unsigned_and_forged_results_are_ignored() {
     let signed = ctx.path("signed");
     let unsigned = ctx.path("unsigned");
     let a = ctx.path("store-a");
-    build_in(&ctx, &a, &["--remote", s(&signed), "--push", "--signing-key", s(&key)]).ok();
-    ctx.cas(["--store", s(&a), "push", "top.yaml", "--remote", s(&unsigned)]).ok();
+    build_in(
+        &ctx,
+        &a,
+        &["--remote", s(&signed), "--push", "--signing-key", s(&key)],
+    )
+    .ok();
+    ctx.cas([
+        "--store",
+        s(&a),
+        "push",
+        "top.yaml",
+        "--remote",
+        s(&unsigned),
+    ])
+    .ok();
 
     let fresh = |name: &str| ctx.path(name);
     // Signed by a key that is not trusted.
-    let run = build_in(&ctx, &fresh("b1"), &["--remote", s(&signed), "--trusted-key", s(&other_public)]).ok();
+    let run = build_in(
+        &ctx,
+        &fresh("b1"),
+        &["--remote", s(&signed), "--trusted-key", s(&other_public)],
+    )
+    .ok();
     assert_eq!(run.json()["pulled"], 0, "{}", run.stdout);
     assert_eq!(run.json()["built"], 4);
     assert!(run.stderr.contains("untrusted"), "{}", run.stderr);
     // Unsigned, trusted keys given but no trust-unsigned.
-    let run = build_in(&ctx, &fresh("b2"), &["--remote", s(&unsigned), "--trusted-key", s(&public)]).ok();
+    let run = build_in(
+        &ctx,
+        &fresh("b2"),
+        &["--remote", s(&unsigned), "--trusted-key", s(&public)],
+    )
+    .ok();
     assert_eq!(run.json()["pulled"], 0, "{}", run.stdout);
     assert!(run.stderr.contains("not signed"), "{}", run.stderr);
     // ... but explicitly trusted when the remote is marked so.
-    let run = build_in(&ctx, &fresh("b3"), &["--remote", s(&unsigned), "--trust-unsigned"]).ok();
+    let run = build_in(
+        &ctx,
+        &fresh("b3"),
+        &["--remote", s(&unsigned), "--trust-unsigned"],
+    )
+    .ok();
     assert_eq!(run.json()["pulled"], 4, "{}", run.stdout);
     // Forged: a signed result altered after signing.
     for e in std::fs::read_dir(signed.join("ac")).unwrap() {
@@ -248,21 +406,50 @@ fn untrusted_unsigned_and_forged_results_are_ignored() {
         let text = std::fs::read_to_string(&p).unwrap();
         let forged: String = text
             .lines()
-            .map(|l| if l.starts_with("duration-ms ") { "duration-ms 1".to_string() } else { l.to_string() })
+            .map(|l| {
+                if l.starts_with("duration-ms ") {
+                    "duration-ms 1".to_string()
+                } else {
+                    l.to_string()
+                }
+            })
             .collect::<Vec<_>>()
             .join("\n")
             + "\n";
         assert_ne!(forged, text);
         std::fs::write(&p, forged).unwrap();
     }
-    let run = build_in(&ctx, &fresh("b4"), &["--remote", s(&signed), "--trusted-key", s(&public)]).ok();
+    let run = build_in(
+        &ctx,
+        &fresh("b4"),
+        &["--remote", s(&signed), "--trusted-key", s(&public)],
+    )
+    .ok();
     assert_eq!(run.json()["pulled"], 0, "{}", run.stdout);
     assert_eq!(run.json()["built"], 4);
     assert!(run.stderr.contains("bad signature"), "{}", run.stderr);
     // The same result configured through the user configuration file.
     let config = ctx.path("config.yaml");
-    std::fs::write(&config, format!("remotes:\n  - url: {}\n    trusted-keys: [\"{}\"]\n", signed.display(), std::fs::read_to_string(&public).unwrap().trim())).unwrap();
-    let run = ctx.cas(["--store", s(&fresh("b5")), "--config", s(&config), "--json", "build", "top.yaml"]).ok();
+    std::fs::write(
+        &config,
+        format!(
+            "remotes:\n  - url: {}\n    trusted-keys: [\"{}\"]\n",
+            signed.display(),
+            std::fs::read_to_string(&public).unwrap().trim()
+        ),
+    )
+    .unwrap();
+    let run = ctx
+        .cas([
+            "--store",
+            s(&fresh("b5")),
+            "--config",
+            s(&config),
+            "--json",
+            "build",
+            "top.yaml",
+        ])
+        .ok();
     assert_eq!(run.json()["pulled"], 0, "{}", run.stdout);
     assert!(run.stderr.contains("bad signature"), "{}", run.stderr);
 }
@@ -273,17 +460,34 @@ fn nginx_stopped_in_the_middle_of_a_pull_the_build_completes_locally() {
     let mut nginx = Nginx::start(&ctx.path("nginx"));
     let (key, public) = keygen(&ctx, "key");
     let a = ctx.path("store-a");
-    build_in(&ctx, &a, &["--remote", &nginx.url(), "--push", "--signing-key", s(&key)]).ok();
+    build_in(
+        &ctx,
+        &a,
+        &["--remote", &nginx.url(), "--push", "--signing-key", s(&key)],
+    )
+    .ok();
     write_top(&ctx, "changed");
     let b = ctx.path("store-b");
     let url = nginx.url();
-    let (mut cmd, _) = ctx.command(["--store", s(&b), "--json", "build", "top.yaml", "--remote", &url, "--trusted-key", s(&public)]);
-    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let (mut cmd, _) = ctx.command([
+        "--store",
+        s(&b),
+        "--json",
+        "build",
+        "top.yaml",
+        "--remote",
+        &url,
+        "--trusted-key",
+        s(&public),
+    ]);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let started = std::time::Instant::now();
     let child = cmd.spawn().unwrap();
     // Stop nginx as soon as B has asked for its first result.
     let seen = nginx.access_log().len();
-    while nginx.access_log().len() == seen && started.elapsed() < std::time::Duration::from_secs(30) {
+    while nginx.access_log().len() == seen && started.elapsed() < std::time::Duration::from_secs(30)
+    {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
     nginx.stop();
@@ -295,8 +499,12 @@ fn nginx_stopped_in_the_middle_of_a_pull_the_build_completes_locally() {
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["failed"], 0);
     let out_dir = ctx.path("out");
-    ctx.cas(["--store", s(&b), "checkout", "top.yaml", s(&out_dir)]).ok();
-    assert_eq!(std::fs::read_to_string(out_dir.join("usr/share/top")).unwrap(), "8000000\nmid-output-unique\nchanged\n");
+    ctx.cas(["--store", s(&b), "checkout", "top.yaml", s(&out_dir)])
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("usr/share/top")).unwrap(),
+        "8000000\nmid-output-unique\nchanged\n"
+    );
     ctx.cas(["--store", s(&b), "store", "verify"]).ok();
 }
 
@@ -308,25 +516,58 @@ fn two_stores_pushing_at_once_both_succeed_and_the_remote_is_complete() {
     let url = nginx.url();
     let spawn = |store: &str| {
         let (mut cmd, _) = ctx.command([
-            "--store", s(&ctx.path(store)), "--json", "build", "top.yaml", "--remote", &url, "--push", "--signing-key", s(&key),
+            "--store",
+            s(&ctx.path(store)),
+            "--json",
+            "build",
+            "top.yaml",
+            "--remote",
+            &url,
+            "--push",
+            "--signing-key",
+            s(&key),
         ]);
-        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
         cmd.spawn().unwrap()
     };
     let (one, two) = (spawn("store-1"), spawn("store-2"));
     for child in [one, two] {
         let out = child.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-        assert!(v["remote"]["push_failures"].as_array().unwrap().is_empty(), "{stdout}");
+        assert!(
+            v["remote"]["push_failures"].as_array().unwrap().is_empty(),
+            "{stdout}"
+        );
     }
     // A third store gets everything from the remote and builds nothing.
     let c = ctx.path("store-3");
     let run = build_in(&ctx, &c, &["--remote", &url, "--trusted-key", s(&public)]).ok();
     assert_eq!(run.json()["pulled"], 4, "{}\n{}", run.stdout, run.stderr);
-    let pull = ctx.cas(["--store", s(&c), "--json", "pull", "big.yaml", "--remote", &url, "--trusted-key", s(&public)]).ok();
-    assert_eq!(pull.json()["elements"].as_array().unwrap().last().unwrap()["status"], "pulled");
+    let pull = ctx
+        .cas([
+            "--store",
+            s(&c),
+            "--json",
+            "pull",
+            "big.yaml",
+            "--remote",
+            &url,
+            "--trusted-key",
+            s(&public),
+        ])
+        .ok();
+    assert_eq!(
+        pull.json()["elements"].as_array().unwrap().last().unwrap()["status"],
+        "pulled"
+    );
     ctx.cas(["--store", s(&c), "store", "verify"]).ok();
 }
 
@@ -334,7 +575,11 @@ fn two_stores_pushing_at_once_both_succeed_and_the_remote_is_complete() {
 fn a_remote_that_is_down_never_fails_the_build_and_push_failures_are_reported() {
     let ctx = project("hello");
     // A port nobody listens on: every request is refused.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("http://127.0.0.1:{port}/cache");
     let started = std::time::Instant::now();
     let run = build_in(&ctx, &ctx.path("store-a"), &["--remote", &url, "--push"]).ok();
@@ -343,6 +588,12 @@ fn a_remote_that_is_down_never_fails_the_build_and_push_failures_are_reported() 
     assert_eq!(v["built"], 4, "{}", run.stdout);
     let failures = v["remote"]["push_failures"].as_array().unwrap();
     assert!(!failures.is_empty(), "{}", run.stdout);
-    assert!(failures[0].as_str().unwrap().contains(&format!("127.0.0.1:{port}")), "{failures:?}");
+    assert!(
+        failures[0]
+            .as_str()
+            .unwrap()
+            .contains(&format!("127.0.0.1:{port}")),
+        "{failures:?}"
+    );
     assert!(run.stderr.contains("push failure"), "{}", run.stderr);
 }

@@ -56,7 +56,12 @@ impl Server {
                 }
             }
         });
-        Server { port, state, stop, thread: Some(thread) }
+        Server {
+            port,
+            state,
+            stop,
+            thread: Some(thread),
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -64,15 +69,30 @@ impl Server {
     }
 
     fn put(&self, path: &str, data: impl Into<Vec<u8>>) {
-        self.state.lock().unwrap().files.insert(path.to_owned(), data.into());
+        self.state
+            .lock()
+            .unwrap()
+            .files
+            .insert(path.to_owned(), data.into());
     }
 
     fn drop_first(&self, path: &str) {
-        self.state.lock().unwrap().drop_first.insert(path.to_owned());
+        self.state
+            .lock()
+            .unwrap()
+            .drop_first
+            .insert(path.to_owned());
     }
 
     fn hits(&self, path: &str) -> Vec<Option<String>> {
-        self.state.lock().unwrap().hits.iter().filter(|(p, _)| p == path).map(|(_, r)| r.clone()).collect()
+        self.state
+            .lock()
+            .unwrap()
+            .hits
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, r)| r.clone())
+            .collect()
     }
 }
 
@@ -108,11 +128,16 @@ fn serve(conn: TcpStream, state: &Mutex<ServerState>) -> std::io::Result<()> {
         let mut s = state.lock().unwrap();
         s.hits.push((path.clone(), range.clone()));
         let first_time = s.hits.iter().filter(|(p, _)| *p == path).count() == 1;
-        (s.files.get(&path).cloned(), first_time && s.drop_first.contains(&path))
+        (
+            s.files.get(&path).cloned(),
+            first_time && s.drop_first.contains(&path),
+        )
     };
     let mut conn = conn;
     let Some(body) = body else {
-        conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found")?;
+        conn.write_all(
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found",
+        )?;
         return Ok(());
     };
     let start = range
@@ -153,7 +178,11 @@ fn serve(conn: TcpStream, state: &Mutex<ServerState>) -> std::io::Result<()> {
 
 fn sh(cmd: &mut Command) -> String {
     let out = cmd.output().expect("run a tool");
-    assert!(out.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -196,11 +225,31 @@ fn deb(ctx: &Ctx, files: &[(&str, &str)]) -> Vec<u8> {
         std::fs::write(f, c).unwrap();
     }
     std::fs::create_dir_all(dir.join("control")).unwrap();
-    std::fs::write(dir.join("control/control"), "Package: t\nVersion: 1\nArchitecture: all\n").unwrap();
+    std::fs::write(
+        dir.join("control/control"),
+        "Package: t\nVersion: 1\nArchitecture: all\n",
+    )
+    .unwrap();
     std::fs::write(dir.join("debian-binary"), "2.0\n").unwrap();
-    sh(Command::new("tar").arg("-C").arg(&data).arg("-czf").arg(dir.join("data.tar.gz")).arg("."));
-    sh(Command::new("tar").arg("-C").arg(dir.join("control")).arg("-czf").arg(dir.join("control.tar.gz")).arg("."));
-    sh(Command::new("ar").current_dir(&dir).args(["rc", "t.deb", "debian-binary", "control.tar.gz", "data.tar.gz"]));
+    sh(Command::new("tar")
+        .arg("-C")
+        .arg(&data)
+        .arg("-czf")
+        .arg(dir.join("data.tar.gz"))
+        .arg("."));
+    sh(Command::new("tar")
+        .arg("-C")
+        .arg(dir.join("control"))
+        .arg("-czf")
+        .arg(dir.join("control.tar.gz"))
+        .arg("."));
+    sh(Command::new("ar").current_dir(&dir).args([
+        "rc",
+        "t.deb",
+        "debian-binary",
+        "control.tar.gz",
+        "data.tar.gz",
+    ]));
     std::fs::read(dir.join("t.deb")).unwrap()
 }
 
@@ -240,11 +289,22 @@ fn tar_of(members: &[Vec<u8>]) -> Vec<u8> {
 }
 
 fn project(ctx: &Ctx, server: &Server) {
-    ctx.write("project.yaml", format!("name: t\nelement-path: elements\naliases:\n  upstream: {}\n", server.url("/files/")));
+    ctx.write(
+        "project.yaml",
+        format!(
+            "name: t\nelement-path: elements\naliases:\n  upstream: {}\n",
+            server.url("/files/")
+        ),
+    );
 }
 
 fn report_row<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    v["elements"].as_array().unwrap().iter().find(|e| e["name"] == name).unwrap_or_else(|| panic!("{name} not in {v}"))
+    v["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {v}"))
 }
 
 fn state(ctx: &Ctx, target: &str) -> String {
@@ -254,7 +314,10 @@ fn state(ctx: &Ctx, target: &str) -> String {
 }
 
 fn key(run: &Run, name: &str) -> String {
-    report_row(&run.json(), name)["key"].as_str().unwrap().to_owned()
+    report_row(&run.json(), name)["key"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 fn checkout(ctx: &Ctx, target: &str, dir: &str) -> std::path::PathBuf {
@@ -264,7 +327,8 @@ fn checkout(ctx: &Ctx, target: &str, dir: &str) -> std::path::PathBuf {
 }
 
 fn read(dir: &Path, rel: &str) -> String {
-    std::fs::read_to_string(dir.join(rel)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(rel).display()))
+    std::fs::read_to_string(dir.join(rel))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.join(rel).display()))
 }
 
 // ------------------------------------------------------------------ tests
@@ -276,7 +340,13 @@ fn every_kind_is_staged_by_a_real_build_and_shared_downloads_happen_once() {
     project(&ctx, &server);
     let mut sources = String::new();
     for (name, flag) in [("gz", "z"), ("xz", "J"), ("bz2", "j"), ("zst", "--zstd")] {
-        let data = tarball(&ctx, &format!("a.tar.{name}"), "pkg-1.0", &[("README", name), ("src/main.c", "int main;\n")], flag);
+        let data = tarball(
+            &ctx,
+            &format!("a.tar.{name}"),
+            "pkg-1.0",
+            &[("README", name), ("src/main.c", "int main;\n")],
+            flag,
+        );
         server.put(&format!("/files/a.tar.{name}"), data.clone());
         sources.push_str(&format!(
             "  - kind: tar\n    url: upstream:a.tar.{name}\n    sha256: {}\n    directory: {name}\n",
@@ -291,7 +361,10 @@ fn every_kind_is_staged_by_a_real_build_and_shared_downloads_happen_once() {
     ));
     let debdata = deb(&ctx, &[("usr/share/doc/t/copyright", "free\n")]);
     server.put("/files/t.deb", debdata.clone());
-    sources.push_str(&format!("  - kind: deb\n    url: upstream:t.deb\n    sha256: {}\n    directory: deb\n", sha256(&debdata, ctx.root())));
+    sources.push_str(&format!(
+        "  - kind: deb\n    url: upstream:t.deb\n    sha256: {}\n    directory: deb\n",
+        sha256(&debdata, ctx.root())
+    ));
     // git: a local repository through a file:// URL
     let repo = ctx.path("repo");
     std::fs::create_dir_all(&repo).unwrap();
@@ -299,23 +372,52 @@ fn every_kind_is_staged_by_a_real_build_and_shared_downloads_happen_once() {
     let git = |args: &[&str]| {
         sh(Command::new("git")
             .current_dir(&repo)
-            .args(["-c", "user.name=t", "-c", "user.email=t@127.0.0.1", "-c", "init.defaultBranch=main"])
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@127.0.0.1",
+                "-c",
+                "init.defaultBranch=main",
+            ])
             .args(args))
     };
     git(&["init", "-q"]);
     git(&["add", "."]);
     git(&["commit", "-q", "-m", "one"]);
     let commit = git(&["rev-parse", "HEAD"]).trim().to_owned();
-    sources.push_str(&format!("  - kind: git\n    url: file://{}\n    ref: {commit}\n    directory: git\n", repo.display()));
+    sources.push_str(&format!(
+        "  - kind: git\n    url: file://{}\n    ref: {commit}\n    directory: git\n",
+        repo.display()
+    ));
     // local + patch
     ctx.write("files/p/hello.txt", "hello\n");
-    ctx.write("patches/fix.patch", "--- a/p/hello.txt\n+++ b/p/hello.txt\n@@ -1 +1 @@\n-hello\n+hello patched\n");
-    sources.push_str("  - kind: local\n    path: files\n  - kind: patch\n    path: patches/fix.patch\n");
-    ctx.write("elements/all.yaml", format!("kind: import\nsources:\n{sources}"));
+    ctx.write(
+        "patches/fix.patch",
+        "--- a/p/hello.txt\n+++ b/p/hello.txt\n@@ -1 +1 @@\n-hello\n+hello patched\n",
+    );
+    sources.push_str(
+        "  - kind: local\n    path: files\n  - kind: patch\n    path: patches/fix.patch\n",
+    );
+    ctx.write(
+        "elements/all.yaml",
+        format!("kind: import\nsources:\n{sources}"),
+    );
     // a second element sharing the gzip tarball
-    let gz = sha256(&server.state.lock().unwrap().files["/files/a.tar.gz"], ctx.root());
-    ctx.write("elements/again.yaml", format!("kind: import\nsources:\n  - kind: tar\n    url: upstream:a.tar.gz\n    sha256: {gz}\n"));
-    ctx.write("elements/both.yaml", "kind: stack\ndepends:\n  - all.yaml\n  - again.yaml\n");
+    let gz = sha256(
+        &server.state.lock().unwrap().files["/files/a.tar.gz"],
+        ctx.root(),
+    );
+    ctx.write(
+        "elements/again.yaml",
+        format!(
+            "kind: import\nsources:\n  - kind: tar\n    url: upstream:a.tar.gz\n    sha256: {gz}\n"
+        ),
+    );
+    ctx.write(
+        "elements/both.yaml",
+        "kind: stack\ndepends:\n  - all.yaml\n  - again.yaml\n",
+    );
 
     assert_eq!(state(&ctx, "all.yaml"), "fetch-needed");
     ctx.cas(["-j4", "build", "both.yaml"]).ok();
@@ -326,14 +428,25 @@ fn every_kind_is_staged_by_a_real_build_and_shared_downloads_happen_once() {
     }
     assert_eq!(read(&out, "bin/tool.sh"), "#!/bin/sh\necho tool\n");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(out.join("bin/tool.sh")).unwrap().permissions().mode() & 0o777, 0o755);
+    assert_eq!(
+        std::fs::metadata(out.join("bin/tool.sh"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o755
+    );
     assert_eq!(read(&out, "deb/usr/share/doc/t/copyright"), "free\n");
     assert_eq!(read(&out, "git/hello.c"), "hello from git\n");
     assert_eq!(read(&out, "p/hello.txt"), "hello patched\n");
     assert!(!out.join("p/hello.txt.orig").exists());
     let again = checkout(&ctx, "again.yaml", "out2");
     assert_eq!(read(&again, "README"), "gz");
-    assert_eq!(server.hits("/files/a.tar.gz").len(), 1, "the shared tarball was downloaded more than once");
+    assert_eq!(
+        server.hits("/files/a.tar.gz").len(),
+        1,
+        "the shared tarball was downloaded more than once"
+    );
     assert_eq!(state(&ctx, "all.yaml"), "cached");
 }
 
@@ -351,11 +464,28 @@ fn checksum_mismatch_names_url_and_both_checksums_caches_nothing_and_keep_going_
         "elements/good.yaml",
         format!("kind: import\nsources:\n  - kind: remote\n    url: upstream:good.txt\n    sha256: {}\n", sha256(b"good\n", ctx.root())),
     );
-    ctx.write("elements/all.yaml", "kind: stack\ndepends:\n  - bad.yaml\n  - good.yaml\n");
-    let run = ctx.cas(["--json", "build", "--keep-going", "all.yaml"]).expect_code(1);
-    assert!(run.stderr.contains(&server.url("/files/bad.txt")), "{}", run.stderr);
-    assert!(run.stderr.contains(&format!("sha256:{wrong}")), "{}", run.stderr);
-    assert!(run.stderr.contains(&format!("sha256:{actual}")), "{}", run.stderr);
+    ctx.write(
+        "elements/all.yaml",
+        "kind: stack\ndepends:\n  - bad.yaml\n  - good.yaml\n",
+    );
+    let run = ctx
+        .cas(["--json", "build", "--keep-going", "all.yaml"])
+        .expect_code(1);
+    assert!(
+        run.stderr.contains(&server.url("/files/bad.txt")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!("sha256:{wrong}")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!("sha256:{actual}")),
+        "{}",
+        run.stderr
+    );
     let v = run.json();
     assert_eq!(report_row(&v, "good.yaml")["status"], "built");
     assert_eq!(report_row(&v, "bad.yaml")["status"], "failed");
@@ -363,7 +493,9 @@ fn checksum_mismatch_names_url_and_both_checksums_caches_nothing_and_keep_going_
     ctx.write("elements/actual.yaml", format!("kind: import\nsources:\n  - kind: remote\n    url: http://127.0.0.1:1/bad.txt\n    sha256: {actual}\n"));
     assert_eq!(state(&ctx, "actual.yaml"), "fetch-needed");
     assert_eq!(state(&ctx, "bad.yaml"), "fetch-needed");
-    let tmp: Vec<_> = std::fs::read_dir(ctx.store().join("tmp")).map(|d| d.flatten().collect()).unwrap_or_default();
+    let tmp: Vec<_> = std::fs::read_dir(ctx.store().join("tmp"))
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
     assert!(tmp.is_empty(), "temporary files left: {tmp:?}");
 }
 
@@ -372,18 +504,41 @@ fn mirrors_from_the_user_config_are_tried_in_order_and_never_change_the_key() {
     let ctx = Ctx::new();
     let server = Server::start();
     // upstream itself is dead; the first mirror answers 404, the second serves the file
-    ctx.write("project.yaml", "name: t\nelement-path: elements\naliases:\n  upstream: http://127.0.0.1:1/dead/\n");
+    ctx.write(
+        "project.yaml",
+        "name: t\nelement-path: elements\naliases:\n  upstream: http://127.0.0.1:1/dead/\n",
+    );
     let data = tarball(&ctx, "m.tar.gz", "m-1", &[("file", "mirrored\n")], "z");
     server.put("/second/m.tar.gz", data.clone());
-    ctx.write("elements/m.yaml", format!("kind: import\nsources:\n  - kind: tar\n    url: upstream:m.tar.gz\n    sha256: {}\n", sha256(&data, ctx.root())));
+    ctx.write(
+        "elements/m.yaml",
+        format!(
+            "kind: import\nsources:\n  - kind: tar\n    url: upstream:m.tar.gz\n    sha256: {}\n",
+            sha256(&data, ctx.root())
+        ),
+    );
     let config = ctx.path("config.yaml");
     std::fs::write(
         &config,
-        format!("# mirrors for the test\nmirrors:\n  upstream:\n    - {}\n    - {}\n", server.url("/first/"), server.url("/second/")),
+        format!(
+            "# mirrors for the test\nmirrors:\n  upstream:\n    - {}\n    - {}\n",
+            server.url("/first/"),
+            server.url("/second/")
+        ),
     )
     .unwrap();
     let without = key(&ctx.cas(["--json", "show", "m.yaml"]).ok(), "m.yaml");
-    let with = key(&ctx.cas(["--json", "--config", config.to_str().unwrap(), "show", "m.yaml"]).ok(), "m.yaml");
+    let with = key(
+        &ctx.cas([
+            "--json",
+            "--config",
+            config.to_str().unwrap(),
+            "show",
+            "m.yaml",
+        ])
+        .ok(),
+        "m.yaml",
+    );
     assert_eq!(without, with);
     // The default file is read too ($XDG_CONFIG_HOME unset: ~/.config/cas/config.yaml).
     let home_config = ctx.path("home/.config/cas/config.yaml");
@@ -403,15 +558,36 @@ fn user_config_errors_are_located_and_exit_2() {
     ctx.write("elements/e.yaml", "kind: stack\n");
     let config = ctx.path("bad.yaml");
     std::fs::write(&config, "mirrors:\n  upstream:\n    - ftp://127.0.0.1/x/\nremotes:\n  - url: http://127.0.0.1:8080/cache\n    pushh: true\n").unwrap();
-    let run = ctx.cas(["--config", config.to_str().unwrap(), "build", "elements/e.yaml"]).expect_code(2);
+    let run = ctx
+        .cas([
+            "--config",
+            config.to_str().unwrap(),
+            "build",
+            "elements/e.yaml",
+        ])
+        .expect_code(2);
     assert!(run.stderr.contains("bad.yaml:3:"), "{}", run.stderr);
     assert!(run.stderr.contains("did you mean `push`"), "{}", run.stderr);
     let (mut cmd, _) = ctx.command(["show", "elements/e.yaml"]);
-    let out = cmd.env("CAS_CONFIG", ctx.path("missing.yaml")).output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .env("CAS_CONFIG", ctx.path("missing.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.yaml"));
     std::fs::write(&config, "mirrors: [\n").unwrap();
-    ctx.cas(["--config", config.to_str().unwrap(), "fetch", "elements/e.yaml"]).expect_code(2);
+    ctx.cas([
+        "--config",
+        config.to_str().unwrap(),
+        "fetch",
+        "elements/e.yaml",
+    ])
+    .expect_code(2);
 }
 
 #[test]
@@ -421,7 +597,13 @@ fn offline_after_fetch_succeeds_and_missing_sources_are_all_named() {
     project(&ctx, &server);
     let data = tarball(&ctx, "o.tar.xz", "o-1", &[("x", "offline\n")], "J");
     server.put("/files/o.tar.xz", data.clone());
-    ctx.write("elements/one.yaml", format!("kind: import\nsources:\n  - kind: tar\n    url: upstream:o.tar.xz\n    sha256: {}\n", sha256(&data, ctx.root())));
+    ctx.write(
+        "elements/one.yaml",
+        format!(
+            "kind: import\nsources:\n  - kind: tar\n    url: upstream:o.tar.xz\n    sha256: {}\n",
+            sha256(&data, ctx.root())
+        ),
+    );
     ctx.write(
         "elements/two.yaml",
         format!(
@@ -461,8 +643,16 @@ fn fetch_reports_each_failure_and_fetches_the_others() {
         ),
     );
     let run = ctx.cas(["--json", "fetch", "e.yaml"]).expect_code(1);
-    assert!(run.stderr.contains(&server.url("/files/missing.txt")), "{}", run.stderr);
-    assert!(run.stderr.contains(&server.url("/files/gone.txt")), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&server.url("/files/missing.txt")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&server.url("/files/gone.txt")),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("404"), "{}", run.stderr);
     let v = run.json();
     assert_eq!(v["fetched"], 1);
@@ -480,8 +670,14 @@ fn hostile_tarballs_are_refused_and_nothing_outside_is_written() {
     project(&ctx, &server);
     let abs = ctx.path("abs-written");
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("dotdot", tar_of(&[tar_member("../../../../escape", b'0', "", b"pwned\n")])),
-        ("absolute", tar_of(&[tar_member(abs.to_str().unwrap(), b'0', "", b"pwned\n")])),
+        (
+            "dotdot",
+            tar_of(&[tar_member("../../../../escape", b'0', "", b"pwned\n")]),
+        ),
+        (
+            "absolute",
+            tar_of(&[tar_member(abs.to_str().unwrap(), b'0', "", b"pwned\n")]),
+        ),
         (
             "symlink",
             tar_of(&[
@@ -490,7 +686,13 @@ fn hostile_tarballs_are_refused_and_nothing_outside_is_written() {
                 tar_member("d/link/escape-link", b'0', "", b"pwned\n"),
             ]),
         ),
-        ("device", tar_of(&[tar_member("d/", b'5', "", b""), tar_member("d/null", b'3', "", b"")])),
+        (
+            "device",
+            tar_of(&[
+                tar_member("d/", b'5', "", b""),
+                tar_member("d/null", b'3', "", b""),
+            ]),
+        ),
     ];
     for (name, data) in &cases {
         server.put(&format!("/files/{name}.tar"), data.clone());
@@ -499,14 +701,34 @@ fn hostile_tarballs_are_refused_and_nothing_outside_is_written() {
             format!("kind: import\nsources:\n  - kind: tar\n    url: upstream:{name}.tar\n    sha256: {}\n", sha256(data, ctx.root())),
         );
         let run = ctx.cas(["build", &format!("{name}.yaml")]).expect_code(1);
-        assert!(run.stderr.contains("refusing member"), "{name}: {}", run.stderr);
-        assert!(run.stderr.contains(&format!("upstream:{name}.tar")), "{name}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("refusing member"),
+            "{name}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains(&format!("upstream:{name}.tar")),
+            "{name}: {}",
+            run.stderr
+        );
     }
     assert!(!abs.exists());
-    for dir in [ctx.root().to_path_buf(), ctx.project(), ctx.store(), std::path::PathBuf::from("/tmp")] {
+    for dir in [
+        ctx.root().to_path_buf(),
+        ctx.project(),
+        ctx.store(),
+        std::path::PathBuf::from("/tmp"),
+    ] {
         for f in ["escape", "escape-link"] {
             let p = dir.join(f);
-            assert!(!p.exists() || std::fs::read_to_string(&p).map(|s| s != "pwned\n").unwrap_or(true), "{} was written", p.display());
+            assert!(
+                !p.exists()
+                    || std::fs::read_to_string(&p)
+                        .map(|s| s != "pwned\n")
+                        .unwrap_or(true),
+                "{} was written",
+                p.display()
+            );
         }
     }
 }
@@ -526,8 +748,15 @@ fn track_writes_the_checksum_and_keeps_comments() {
     ctx.cas(["build", "t.yaml"]).expect_code(1);
     let run = ctx.cas(["source", "track", "t.yaml"]).ok();
     let new = sha256(&data, ctx.root());
-    assert!(run.stdout.contains(&format!("{old} → {new}")), "{}", run.stdout);
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), text.replace(&old, &new));
+    assert!(
+        run.stdout.contains(&format!("{old} → {new}")),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        text.replace(&old, &new)
+    );
     let hits = server.hits("/files/t.tar.bz2").len();
     // the download was kept: the build needs no network
     ctx.cas(["build", "--offline", "t.yaml"]).ok();
@@ -536,9 +765,13 @@ fn track_writes_the_checksum_and_keeps_comments() {
     // tracking again changes nothing
     let run = ctx.cas(["source", "track", "t.yaml", "--source", "1"]).ok();
     assert!(run.stdout.contains("unchanged"), "{}", run.stdout);
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), text.replace(&old, &new));
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        text.replace(&old, &new)
+    );
     assert_eq!(server.hits("/files/t.tar.bz2").len(), hits + 1);
-    ctx.cas(["source", "track", "t.yaml", "--source", "2"]).expect_code(2);
+    ctx.cas(["source", "track", "t.yaml", "--source", "2"])
+        .expect_code(2);
 }
 
 #[test]
@@ -549,7 +782,14 @@ fn track_git_resolves_the_branch_to_its_commit() {
     let git = |args: &[&str]| {
         sh(Command::new("git")
             .current_dir(&repo)
-            .args(["-c", "user.name=t", "-c", "user.email=t@127.0.0.1", "-c", "init.defaultBranch=main"])
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@127.0.0.1",
+                "-c",
+                "init.defaultBranch=main",
+            ])
             .args(args))
     };
     git(&["init", "-q"]);
@@ -563,7 +803,10 @@ fn track_git_resolves_the_branch_to_its_commit() {
     let text = format!("kind: import\nsources:\n  - kind: git   # the repo\n    url: file://{}\n    ref: \"{first}\"  # old\n    track: main\n", repo.display());
     let file = ctx.write("elements/g.yaml", &text);
     ctx.cas(["source", "track", "elements/g.yaml"]).ok();
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), text.replace(&first, &second));
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        text.replace(&first, &second)
+    );
     ctx.cas(["build", "elements/g.yaml"]).ok();
     let out = checkout(&ctx, "elements/g.yaml", "out");
     assert_eq!(read(&out, "f"), "2\n");
@@ -576,8 +819,17 @@ fn source_add_fills_the_cache_for_offline_builds() {
     std::fs::write(&file, "carried on a USB stick\n").unwrap();
     let run = ctx.cas(["source", "add", file.to_str().unwrap()]).ok();
     let sha = sha256(b"carried on a USB stick\n", ctx.root());
-    assert!(run.stdout.contains(&format!("sha256: {sha}")), "{}", run.stdout);
-    let b3 = run.stdout.lines().find_map(|l| l.trim().strip_prefix("blake3: ")).expect("blake3 printed").to_owned();
+    assert!(
+        run.stdout.contains(&format!("sha256: {sha}")),
+        "{}",
+        run.stdout
+    );
+    let b3 = run
+        .stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("blake3: "))
+        .expect("blake3 printed")
+        .to_owned();
     assert_eq!(b3.len(), 64);
     ctx.write(
         "elements/e.yaml",
@@ -589,7 +841,8 @@ fn source_add_fills_the_cache_for_offline_builds() {
     let out = checkout(&ctx, "elements/e.yaml", "out");
     assert_eq!(read(&out, "by-hand.txt"), "carried on a USB stick\n");
     assert_eq!(read(&out, "copy.txt"), "carried on a USB stick\n");
-    ctx.cas(["source", "add", ctx.path("nope").to_str().unwrap()]).expect_code(2);
+    ctx.cas(["source", "add", ctx.path("nope").to_str().unwrap()])
+        .expect_code(2);
 }
 
 #[test]
@@ -597,14 +850,26 @@ fn a_dropped_connection_is_resumed() {
     let ctx = Ctx::new();
     let server = Server::start();
     project(&ctx, &server);
-    let big: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let big: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     server.put("/files/big.bin", big.clone());
     server.drop_first("/files/big.bin");
-    ctx.write("elements/big.yaml", format!("kind: import\nsources:\n  - kind: remote\n    url: upstream:big.bin\n    sha256: {}\n", sha256(&big, ctx.root())));
+    ctx.write(
+        "elements/big.yaml",
+        format!(
+            "kind: import\nsources:\n  - kind: remote\n    url: upstream:big.bin\n    sha256: {}\n",
+            sha256(&big, ctx.root())
+        ),
+    );
     ctx.cas(["build", "big.yaml"]).ok();
     let out = checkout(&ctx, "big.yaml", "out");
     assert_eq!(std::fs::read(out.join("big.bin")).unwrap(), big);
     let hits = server.hits("/files/big.bin");
     assert!(hits.len() >= 2, "{hits:?}");
-    assert_eq!(hits[1].as_deref(), Some(format!("bytes={}-", big.len() / 2).as_str()), "{hits:?}");
+    assert_eq!(
+        hits[1].as_deref(),
+        Some(format!("bytes={}-", big.len() / 2).as_str()),
+        "{hits:?}"
+    );
 }

@@ -28,7 +28,11 @@ fn file(p: &Path, content: &[u8], m: u32) {
 /// The hostile tree of the acceptance criteria (sparse: add a 1 GiB sparse file).
 fn nasty_tree(root: &Path, sparse: bool) {
     fs::create_dir_all(root).unwrap();
-    file(&root.join(OsStr::from_bytes(b"caf\xe9-latin1")), b"not utf-8 name", 0o644);
+    file(
+        &root.join(OsStr::from_bytes(b"caf\xe9-latin1")),
+        b"not utf-8 name",
+        0o644,
+    );
     file(&root.join("new\nline"), b"newline in name", 0o644);
     file(&root.join("n".repeat(255)), b"255-byte name", 0o600);
     let mut deep = root.join("deep");
@@ -89,22 +93,50 @@ fn read_full(f: &mut fs::File, buf: &mut [u8]) -> usize {
 /// targets and permission bits (`hardlinked`: files lost their write bits).
 fn assert_same_tree(expected: &Path, actual: &Path, hardlinked: bool) {
     let names = |d: &Path| {
-        let mut v: Vec<_> = fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let mut v: Vec<_> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         v.sort();
         v
     };
     let (ne, na) = (names(expected), names(actual));
-    assert_eq!(ne, na, "entries of {} vs {}", expected.display(), actual.display());
+    assert_eq!(
+        ne,
+        na,
+        "entries of {} vs {}",
+        expected.display(),
+        actual.display()
+    );
     for n in ne {
         let (e, a) = (expected.join(&n), actual.join(&n));
-        let (me, ma) = (fs::symlink_metadata(&e).unwrap(), fs::symlink_metadata(&a).unwrap());
+        let (me, ma) = (
+            fs::symlink_metadata(&e).unwrap(),
+            fs::symlink_metadata(&a).unwrap(),
+        );
         assert_eq!(me.file_type(), ma.file_type(), "type of {}", a.display());
         if me.file_type().is_symlink() {
-            assert_eq!(fs::read_link(&e).unwrap(), fs::read_link(&a).unwrap(), "target of {}", a.display());
+            assert_eq!(
+                fs::read_link(&e).unwrap(),
+                fs::read_link(&a).unwrap(),
+                "target of {}",
+                a.display()
+            );
             continue;
         }
-        let want = if hardlinked && me.is_file() { mode(&e) & !0o222 } else { mode(&e) };
-        assert_eq!(want, mode(&a), "mode of {} ({:o} vs {:o})", a.display(), want, mode(&a));
+        let want = if hardlinked && me.is_file() {
+            mode(&e) & !0o222
+        } else {
+            mode(&e)
+        };
+        assert_eq!(
+            want,
+            mode(&a),
+            "mode of {} ({:o} vs {:o})",
+            a.display(),
+            want,
+            mode(&a)
+        );
         if me.is_dir() {
             assert_same_tree(&e, &a, hardlinked);
         } else {
@@ -115,7 +147,9 @@ fn assert_same_tree(expected: &Path, actual: &Path, hardlinked: bool) {
 }
 
 fn ingest(ctx: &Ctx, dir: &Path) -> String {
-    let run = ctx.cas([OsStr::new("store"), OsStr::new("ingest"), dir.as_os_str()]).ok();
+    let run = ctx
+        .cas([OsStr::new("store"), OsStr::new("ingest"), dir.as_os_str()])
+        .ok();
     let d = run.stdout.trim().to_string();
     assert_eq!(d.len(), 64, "ingest printed {:?}", run.stdout);
     d
@@ -130,26 +164,45 @@ fn ingest_checkout_round_trip_of_a_hostile_tree_with_small_memory() {
     let ctx = Ctx::new();
     let input = ctx.path("input");
     nasty_tree(&input, true);
-    let (run, rss_kib) = ctx.cas_peak_rss([OsStr::new("store"), OsStr::new("ingest"), input.as_os_str()]);
+    let (run, rss_kib) =
+        ctx.cas_peak_rss([OsStr::new("store"), OsStr::new("ingest"), input.as_os_str()]);
     let run = run.ok();
     let digest = run.stdout.trim().to_string();
-    assert!(rss_kib < 100 * 1024, "ingest of a 1 GiB sparse file peaked at {rss_kib} KiB");
+    assert!(
+        rss_kib < 100 * 1024,
+        "ingest of a 1 GiB sparse file peaked at {rss_kib} KiB"
+    );
     // The input is untouched (copy mode).
     assert_eq!(mode(&input.join("bin/suid")), 0o4755);
     assert_eq!(fs::metadata(input.join("hard-1")).unwrap().nlink(), 2);
 
     let out = ctx.path("out");
-    let (run, rss_kib) = ctx.cas_peak_rss([OsStr::new("store"), OsStr::new("checkout"), OsStr::new(&digest), out.as_os_str()]);
+    let (run, rss_kib) = ctx.cas_peak_rss([
+        OsStr::new("store"),
+        OsStr::new("checkout"),
+        OsStr::new(&digest),
+        out.as_os_str(),
+    ]);
     run.ok();
     assert!(rss_kib < 100 * 1024, "checkout peaked at {rss_kib} KiB");
     assert_same_tree(&input, &out, false);
     // Checkout copies: the files are not the store's inodes and are writable as recorded.
     assert_eq!(fs::metadata(out.join("hard-1")).unwrap().nlink(), 1);
     let allocated = fs::metadata(out.join("sparse-1g")).unwrap().blocks() * 512;
-    assert!(allocated < 16 << 20, "the sparse file stayed sparse ({allocated} bytes allocated)");
+    assert!(
+        allocated < 16 << 20,
+        "the sparse file stayed sparse ({allocated} bytes allocated)"
+    );
 
     let linked = ctx.path("linked");
-    ctx.cas([OsStr::new("store"), OsStr::new("checkout"), OsStr::new(&digest), linked.as_os_str(), OsStr::new("--hardlinks")]).ok();
+    ctx.cas([
+        OsStr::new("store"),
+        OsStr::new("checkout"),
+        OsStr::new(&digest),
+        linked.as_os_str(),
+        OsStr::new("--hardlinks"),
+    ])
+    .ok();
     assert_same_tree(&input, &linked, true);
     assert!(fs::metadata(linked.join("hard-1")).unwrap().nlink() > 1);
 
@@ -166,7 +219,14 @@ fn ingest_move_consumes_input_and_gives_the_same_digest() {
     nasty_tree(&ctx.path("a"), false);
     nasty_tree(&ctx.path("b"), false);
     let copied = ingest(&ctx, &ctx.path("a"));
-    let run = ctx.cas([OsStr::new("store"), OsStr::new("ingest"), OsStr::new("--move"), ctx.path("b").as_os_str()]).ok();
+    let run = ctx
+        .cas([
+            OsStr::new("store"),
+            OsStr::new("ingest"),
+            OsStr::new("--move"),
+            ctx.path("b").as_os_str(),
+        ])
+        .ok();
     assert_eq!(run.stdout.trim(), copied);
     ctx.cas(["store", "verify"]).ok();
 }
@@ -176,29 +236,50 @@ fn two_processes_ingesting_at_once_both_succeed() {
     let ctx = Ctx::new();
     let input = ctx.path("input");
     for i in 0..400 {
-        file(&input.join(format!("d{}/f{i}", i % 9)), format!("file {}", i % 150).as_bytes(), 0o644);
+        file(
+            &input.join(format!("d{}/f{i}", i % 9)),
+            format!("file {}", i % 150).as_bytes(),
+            0o644,
+        );
     }
     let spawn = || {
-        let (mut cmd, _) = ctx.command([OsStr::new("store"), OsStr::new("ingest"), input.as_os_str()]);
-        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+        let (mut cmd, _) =
+            ctx.command([OsStr::new("store"), OsStr::new("ingest"), input.as_os_str()]);
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
     };
     let (a, b) = (spawn(), spawn());
     let (oa, ob) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    assert!(oa.status.success() && ob.status.success(), "{}\n{}", String::from_utf8_lossy(&oa.stderr), String::from_utf8_lossy(&ob.stderr));
+    assert!(
+        oa.status.success() && ob.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&oa.stderr),
+        String::from_utf8_lossy(&ob.stderr)
+    );
     assert_eq!(oa.stdout, ob.stdout);
     let s = stats(&ctx);
-    assert_eq!(s["objects"], 150 + 9 + 1 + 1, "150 blobs, 9 subtrees, root, empty tree: no duplicates");
+    assert_eq!(
+        s["objects"],
+        150 + 9 + 1 + 1,
+        "150 blobs, 9 subtrees, root, empty tree: no duplicates"
+    );
     ctx.cas(["store", "verify"]).ok();
 }
 
 #[test]
 fn bad_input_is_exit_2() {
     let ctx = Ctx::new();
-    let r = ctx.cas(["store", "checkout", "not-a-digest", "x"]).expect_code(2);
+    let r = ctx
+        .cas(["store", "checkout", "not-a-digest", "x"])
+        .expect_code(2);
     assert!(r.stderr.contains("not-a-digest"), "{}", r.stderr);
-    ctx.cas(["store", "ingest", "/does/not/exist"]).expect_code(2);
+    ctx.cas(["store", "ingest", "/does/not/exist"])
+        .expect_code(2);
     ctx.cas(["store", "view", &"ab".repeat(32)]).expect_code(2);
-    ctx.cas(["store", "gc", "--max-size", "lots"]).expect_code(2);
+    ctx.cas(["store", "gc", "--max-size", "lots"])
+        .expect_code(2);
     ctx.cas(["store", "merge", "no-equals-sign"]).expect_code(2);
     ctx.cas(["store", "unpin", "never-pinned"]).expect_code(2);
     // A fifo is a clear error naming its path.
@@ -207,8 +288,14 @@ fn bad_input_is_exit_2() {
     let fifo = input.join("the-fifo");
     let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-    let r = ctx.cas([OsStr::new("store"), OsStr::new("ingest"), input.as_os_str()]).expect_code(1);
-    assert!(r.stderr.contains("the-fifo") && r.stderr.contains("fifo"), "{}", r.stderr);
+    let r = ctx
+        .cas([OsStr::new("store"), OsStr::new("ingest"), input.as_os_str()])
+        .expect_code(1);
+    assert!(
+        r.stderr.contains("the-fifo") && r.stderr.contains("fifo"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -217,10 +304,22 @@ fn merge_of_ten_trees_names_the_conflict_and_accepts_identical_duplicates() {
     let mut specs = Vec::new();
     for i in 0..10 {
         let d = ctx.path(format!("elem{i}"));
-        file(&d.join(format!("usr/lib/lib{i}.so")), format!("lib {i}").as_bytes(), 0o755);
-        file(&d.join("usr/share/common/LICENSE"), b"same everywhere", 0o644);
+        file(
+            &d.join(format!("usr/lib/lib{i}.so")),
+            format!("lib {i}").as_bytes(),
+            0o755,
+        );
+        file(
+            &d.join("usr/share/common/LICENSE"),
+            b"same everywhere",
+            0o644,
+        );
         if i == 3 || i == 7 {
-            file(&d.join("usr/bin/tool"), format!("tool from {i}").as_bytes(), 0o755);
+            file(
+                &d.join("usr/bin/tool"),
+                format!("tool from {i}").as_bytes(),
+                0o755,
+            );
         }
         specs.push(format!("elem{i}.yaml={}", ingest(&ctx, &d)));
     }
@@ -228,15 +327,34 @@ fn merge_of_ten_trees_names_the_conflict_and_accepts_identical_duplicates() {
     args.extend(specs.iter().cloned());
     let r = ctx.cas(&args).expect_code(1);
     assert!(r.stderr.contains("usr/bin/tool"), "{}", r.stderr);
-    assert!(r.stderr.contains("elem3.yaml") && r.stderr.contains("elem7.yaml"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("elem3.yaml") && r.stderr.contains("elem7.yaml"),
+        "{}",
+        r.stderr
+    );
 
     // Without elem7: merges; the identical LICENSE appears once.
     let mut args = vec!["store".to_string(), "merge".to_string()];
-    args.extend(specs.iter().enumerate().filter(|(i, _)| *i != 7).map(|(_, s)| s.clone()));
+    args.extend(
+        specs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 7)
+            .map(|(_, s)| s.clone()),
+    );
     let merged = ctx.cas(&args).ok().stdout.trim().to_string();
     let out = ctx.path("merged");
-    ctx.cas([OsStr::new("store"), OsStr::new("checkout"), OsStr::new(&merged), out.as_os_str()]).ok();
-    assert_eq!(fs::read(out.join("usr/share/common/LICENSE")).unwrap(), b"same everywhere");
+    ctx.cas([
+        OsStr::new("store"),
+        OsStr::new("checkout"),
+        OsStr::new(&merged),
+        out.as_os_str(),
+    ])
+    .ok();
+    assert_eq!(
+        fs::read(out.join("usr/share/common/LICENSE")).unwrap(),
+        b"same everywhere"
+    );
     assert_eq!(fs::read(out.join("usr/bin/tool")).unwrap(), b"tool from 3");
     assert_eq!(fs::read_dir(out.join("usr/lib")).unwrap().count(), 9);
     // Merging is pure: same inputs, same digest.
@@ -266,11 +384,28 @@ fn a_sandboxed_process_cannot_change_an_object_through_a_view() {
     let out = Command::new("bwrap")
         .args(["--ro-bind"])
         .arg(&v)
-        .args(["/", "--dev", "/dev", "--proc", "/proc", "--unshare-all", "/bin/sh", "-c", attack])
+        .args([
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--unshare-all",
+            "/bin/sh",
+            "-c",
+            attack,
+        ])
         .output()
         .expect("bwrap");
-    assert!(out.status.success(), "bwrap: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(!String::from_utf8_lossy(&out.stderr).is_empty(), "the writes were refused loudly");
+    assert!(
+        out.status.success(),
+        "bwrap: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).is_empty(),
+        "the writes were refused loudly"
+    );
     // The protection is the read-only mount: a process running as the owner of the
     // store's inodes could chmod them back to writable on a writable bind. Check that
     // nothing changed, neither content nor mode.
@@ -279,7 +414,13 @@ fn a_sandboxed_process_cannot_change_an_object_through_a_view() {
     assert_eq!(fs::read(v.join("etc/config")).unwrap(), b"original");
     ctx.cas(["store", "verify"]).ok();
     let out = ctx.path("check");
-    ctx.cas([OsStr::new("store"), OsStr::new("checkout"), OsStr::new(&digest), out.as_os_str()]).ok();
+    ctx.cas([
+        OsStr::new("store"),
+        OsStr::new("checkout"),
+        OsStr::new(&digest),
+        out.as_os_str(),
+    ])
+    .ok();
     assert_eq!(fs::read(out.join("etc/config")).unwrap(), b"original");
 }
 
@@ -297,7 +438,10 @@ fn object_path(ctx: &Ctx, hex: &str) -> PathBuf {
 
 fn file_digest(ctx: &Ctx, tree: &str, path: &str) -> String {
     let ls = ctx.cas(["store", "ls", tree]).ok().stdout;
-    let line = ls.lines().find(|l| l.ends_with(&format!("{path:?}"))).unwrap_or_else(|| panic!("{path} not in {ls}"));
+    let line = ls
+        .lines()
+        .find(|l| l.ends_with(&format!("{path:?}")))
+        .unwrap_or_else(|| panic!("{path} not in {ls}"));
     line.split_whitespace().nth(2).unwrap().to_string()
 }
 
@@ -313,8 +457,16 @@ fn verify_finds_a_flipped_byte_and_repair_removes_the_results_using_it() {
     let blob = file_digest(&ctx, &tree, "lib/libc.so");
     corrupt_one_byte(&object_path(&ctx, &blob));
     let r = ctx.cas(["store", "verify"]).expect_code(1);
-    assert!(r.stdout.contains(&format!("corrupt object {blob}")), "{}", r.stdout);
-    assert!(r.stdout.contains(&format!("broken action result {key}")), "{}", r.stdout);
+    assert!(
+        r.stdout.contains(&format!("corrupt object {blob}")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(&format!("broken action result {key}")),
+        "{}",
+        r.stdout
+    );
     ctx.cas(["store", "verify", "--repair"]).ok();
     ctx.cas(["store", "verify"]).ok();
     ctx.cas(["store", "action-get", &key]).expect_code(1);
@@ -330,7 +482,9 @@ fn gc_max_size_removes_least_recently_used_first_and_never_a_pin() {
     let mut trees = Vec::new();
     for i in 0..4u8 {
         let d = ctx.path(format!("t{i}"));
-        let data: Vec<u8> = (0..(1u32 << 20)).map(|j| (j.wrapping_mul(2654435761) >> 11) as u8 ^ i).collect();
+        let data: Vec<u8> = (0..(1u32 << 20))
+            .map(|j| (j.wrapping_mul(2654435761) >> 11) as u8 ^ i)
+            .collect();
         file(&d.join("data"), &data, 0o644);
         trees.push(ingest(&ctx, &d));
     }
@@ -344,12 +498,30 @@ fn gc_max_size_removes_least_recently_used_first_and_never_a_pin() {
         std::thread::sleep(Duration::from_millis(10));
     }
     ctx.cas(["store", "action-get", &keys[0]]).ok(); // now keys[1] is the least recently used
-    let dry = ctx.cas(["store", "gc", "--max-size", "3.5M", "--dry-run"]).ok();
-    assert!(dry.stdout.contains(&format!("would remove result {}", keys[1])), "{}", dry.stdout);
-    assert!(!dry.stdout.contains(&keys[0]) && !dry.stdout.contains(&keys[2]), "{}", dry.stdout);
-    assert!(object_path(&ctx, &garbage).exists(), "dry run deleted nothing");
+    let dry = ctx
+        .cas(["store", "gc", "--max-size", "3.5M", "--dry-run"])
+        .ok();
+    assert!(
+        dry.stdout
+            .contains(&format!("would remove result {}", keys[1])),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        !dry.stdout.contains(&keys[0]) && !dry.stdout.contains(&keys[2]),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        object_path(&ctx, &garbage).exists(),
+        "dry run deleted nothing"
+    );
     let r = ctx.cas(["store", "gc", "--max-size", "3.5M"]).ok();
-    assert!(r.stdout.contains(&format!("removed result {}", keys[1])), "{}", r.stdout);
+    assert!(
+        r.stdout.contains(&format!("removed result {}", keys[1])),
+        "{}",
+        r.stdout
+    );
     assert!(!object_path(&ctx, &garbage).exists());
     assert!(!object_path(&ctx, &trees[1]).exists());
     for t in [&trees[0], &trees[2], &trees[3]] {
@@ -359,7 +531,13 @@ fn gc_max_size_removes_least_recently_used_first_and_never_a_pin() {
     ctx.cas(["store", "gc", "--max-size", "0"]).ok();
     ctx.cas(["store", "action-get", &keys[0]]).expect_code(1);
     let out = ctx.path("pinned");
-    ctx.cas([OsStr::new("store"), OsStr::new("checkout"), OsStr::new(&trees[3]), out.as_os_str()]).ok();
+    ctx.cas([
+        OsStr::new("store"),
+        OsStr::new("checkout"),
+        OsStr::new(&trees[3]),
+        out.as_os_str(),
+    ])
+    .ok();
     assert_eq!(fs::metadata(out.join("data")).unwrap().len(), 1 << 20);
     ctx.cas(["store", "unpin", "release"]).ok();
     ctx.cas(["store", "gc"]).ok();
@@ -381,7 +559,11 @@ impl Rng {
 #[test]
 fn sigkill_during_ingest_and_gc_leaves_a_consistent_store() {
     let ctx = Ctx::new();
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
     eprintln!("crash test seed {seed}");
     let mut rng = Rng(seed);
     let started = Instant::now();
@@ -391,23 +573,43 @@ fn sigkill_during_ingest_and_gc_leaves_a_consistent_store() {
     for round in 0..60 {
         let input = ctx.path(format!("in{round}"));
         for i in 0..150 {
-            let size = if i % 50 == 0 { 300_000 } else { 64 + (i * 37) % 2000 };
-            let content: Vec<u8> = (0..size).map(|j| (j as u64 ^ (round as u64 * 7919) ^ i as u64) as u8).collect();
+            let size = if i % 50 == 0 {
+                300_000
+            } else {
+                64 + (i * 37) % 2000
+            };
+            let content: Vec<u8> = (0..size)
+                .map(|j| (j as u64 ^ (round as u64 * 7919) ^ i as u64) as u8)
+                .collect();
             file(&input.join(format!("d{}/f{i}", i % 5)), &content, 0o644);
         }
         if round % 2 == 0 {
             // Finish one ingest and record it as a result, so gc has work.
             let t = ingest(&ctx, &input);
-            ctx.cas(["store", "action-put", &format!("{:064x}", round + 1), &t]).ok();
+            ctx.cas(["store", "action-put", &format!("{:064x}", round + 1), &t])
+                .ok();
             results += 1;
         }
         let args: Vec<String> = if round % 2 == 0 {
-            vec!["store".into(), "gc".into(), "--max-size".into(), format!("{}", rng.next() % 3_000_000)]
+            vec![
+                "store".into(),
+                "gc".into(),
+                "--max-size".into(),
+                format!("{}", rng.next() % 3_000_000),
+            ]
         } else {
-            vec!["store".into(), "ingest".into(), input.to_string_lossy().into_owned()]
+            vec![
+                "store".into(),
+                "ingest".into(),
+                input.to_string_lossy().into_owned(),
+            ]
         };
         let (mut cmd, _) = ctx.command(&args);
-        let mut child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let mut child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_micros(rng.next() % 60_000));
         if child.try_wait().unwrap().is_none() {
             killed_mid_run += 1;
@@ -416,7 +618,14 @@ fn sigkill_during_ingest_and_gc_leaves_a_consistent_store() {
         child.wait().unwrap();
         kills += 1;
         let v = ctx.cas(["--json", "store", "verify"]);
-        assert_eq!(v.code, 0, "round {round} ({}): store inconsistent after SIGKILL:\n{}\n{}", args.join(" "), v.stdout, v.stderr);
+        assert_eq!(
+            v.code,
+            0,
+            "round {round} ({}): store inconsistent after SIGKILL:\n{}\n{}",
+            args.join(" "),
+            v.stdout,
+            v.stderr
+        );
         let report = v.json();
         assert_eq!(report["broken_results"].as_array().unwrap().len(), 0);
         assert_eq!(report["missing"].as_array().unwrap().len(), 0);
@@ -425,14 +634,20 @@ fn sigkill_during_ingest_and_gc_leaves_a_consistent_store() {
         }
     }
     assert!(kills >= 50, "only {kills} kills");
-    assert!(killed_mid_run >= 10, "only {killed_mid_run} of {kills} kills hit a running process: timing is off");
+    assert!(
+        killed_mid_run >= 10,
+        "only {killed_mid_run} of {kills} kills hit a running process: timing is off"
+    );
     assert!(results > 0);
     // Whatever survived is usable; a final gc cleans the debris of killed runs.
     ctx.cas(["store", "gc"]).ok();
     let s = stats(&ctx);
     assert_eq!(s["tmp_entries"], 0);
     ctx.cas(["store", "verify"]).ok();
-    eprintln!("{kills} kills ({killed_mid_run} mid-run) in {:?}", started.elapsed());
+    eprintln!(
+        "{kills} kills ({killed_mid_run} mid-run) in {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -443,19 +658,53 @@ fn tar_export_is_deterministic_and_imports_back() {
     let digest = ingest(&ctx, &input);
     for name in ["a.tar", "a.tar.xz"] {
         let (p1, p2) = (ctx.path(format!("1-{name}")), ctx.path(format!("2-{name}")));
-        ctx.cas([OsStr::new("store"), OsStr::new("export"), OsStr::new(&digest), p1.as_os_str()]).ok();
-        ctx.cas([OsStr::new("store"), OsStr::new("export"), OsStr::new(&digest), p2.as_os_str()]).ok();
-        assert_eq!(fs::read(&p1).unwrap(), fs::read(&p2).unwrap(), "{name}: same tree, same bytes");
-        let back = ctx.cas([OsStr::new("store"), OsStr::new("import"), p1.as_os_str()]).ok();
-        assert_eq!(back.stdout.trim(), digest, "{name} imports to the same tree");
+        ctx.cas([
+            OsStr::new("store"),
+            OsStr::new("export"),
+            OsStr::new(&digest),
+            p1.as_os_str(),
+        ])
+        .ok();
+        ctx.cas([
+            OsStr::new("store"),
+            OsStr::new("export"),
+            OsStr::new(&digest),
+            p2.as_os_str(),
+        ])
+        .ok();
+        assert_eq!(
+            fs::read(&p1).unwrap(),
+            fs::read(&p2).unwrap(),
+            "{name}: same tree, same bytes"
+        );
+        let back = ctx
+            .cas([OsStr::new("store"), OsStr::new("import"), p1.as_os_str()])
+            .ok();
+        assert_eq!(
+            back.stdout.trim(),
+            digest,
+            "{name} imports to the same tree"
+        );
     }
     // A plain tar tool agrees about the content.
     let out = ctx.path("untarred");
     fs::create_dir_all(&out).unwrap();
-    let st = Command::new("tar").arg("-xf").arg(ctx.path("1-a.tar")).arg("-C").arg(&out).status().unwrap();
+    let st = Command::new("tar")
+        .arg("-xf")
+        .arg(ctx.path("1-a.tar"))
+        .arg("-C")
+        .arg(&out)
+        .status()
+        .unwrap();
     assert!(st.success());
-    assert_eq!(fs::read(out.join("deep/hard-2")).unwrap(), b"hardlinked content");
-    assert_eq!(fs::read_link(out.join("abs-link")).unwrap(), Path::new("/etc/passwd"));
+    assert_eq!(
+        fs::read(out.join("deep/hard-2")).unwrap(),
+        b"hardlinked content"
+    );
+    assert_eq!(
+        fs::read_link(out.join("abs-link")).unwrap(),
+        Path::new("/etc/passwd")
+    );
 }
 
 struct Mount(PathBuf);
@@ -471,17 +720,31 @@ fn reflinks_on_a_filesystem_that_has_them() {
     let img = ctx.path("xfs.img");
     let mnt = ctx.path("xfs");
     fs::create_dir_all(&mnt).unwrap();
-    let made = fs::File::create(&img).and_then(|f| f.set_len(512 << 20)).is_ok()
-        && Command::new("mkfs.xfs").args(["-q", "-m", "reflink=1"]).arg(&img).status().map(|s| s.success()).unwrap_or(false);
+    let made = fs::File::create(&img)
+        .and_then(|f| f.set_len(512 << 20))
+        .is_ok()
+        && Command::new("mkfs.xfs")
+            .args(["-q", "-m", "reflink=1"])
+            .arg(&img)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
     if !made {
         eprintln!("SKIP reflink test: mkfs.xfs is not available or failed");
         return;
     }
-    let mounted = Command::new("mount").args(["-o", "loop"]).arg(&img).arg(&mnt).output();
+    let mounted = Command::new("mount")
+        .args(["-o", "loop"])
+        .arg(&img)
+        .arg(&mnt)
+        .output();
     match mounted {
         Ok(o) if o.status.success() => {}
         Ok(o) => {
-            eprintln!("SKIP reflink test: cannot mount an XFS loop image: {}", String::from_utf8_lossy(&o.stderr).trim());
+            eprintln!(
+                "SKIP reflink test: cannot mount an XFS loop image: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
             return;
         }
         Err(e) => {
@@ -496,16 +759,38 @@ fn reflinks_on_a_filesystem_that_has_them() {
     let run = |args: Vec<&OsStr>| {
         let (mut cmd, shown) = ctx.command(&args);
         let out = cmd.env("CAS_STORE", &store).output().unwrap();
-        assert!(out.status.success(), "cas {}: {}", shown.join(" "), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "cas {}: {}",
+            shown.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let digest = run(vec![OsStr::new("store"), OsStr::new("ingest"), input.as_os_str()]).trim().to_string();
+    let digest = run(vec![
+        OsStr::new("store"),
+        OsStr::new("ingest"),
+        input.as_os_str(),
+    ])
+    .trim()
+    .to_string();
     let out = mnt.join("out");
-    let json = run(vec![OsStr::new("--json"), OsStr::new("store"), OsStr::new("checkout"), OsStr::new(&digest), out.as_os_str()]);
+    let json = run(vec![
+        OsStr::new("--json"),
+        OsStr::new("store"),
+        OsStr::new("checkout"),
+        OsStr::new(&digest),
+        out.as_os_str(),
+    ]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["method"], "reflink", "{json}");
     assert_same_tree(&input, &out, false);
-    let json = run(vec![OsStr::new("--json"), OsStr::new("store"), OsStr::new("view"), OsStr::new(&digest)]);
+    let json = run(vec![
+        OsStr::new("--json"),
+        OsStr::new("store"),
+        OsStr::new("view"),
+        OsStr::new(&digest),
+    ]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["built_with"], "reflink", "{json}");
     run(vec![OsStr::new("store"), OsStr::new("verify")]);

@@ -22,20 +22,39 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let mut shown = vec![];
     while let Some(a) = args.next() {
-        let mut value = |name: &str| args.next().unwrap_or_else(|| {
-            eprintln!("cas-bench: {name} needs a value");
-            usage()
-        });
+        let mut value = |name: &str| {
+            args.next().unwrap_or_else(|| {
+                eprintln!("cas-bench: {name} needs a value");
+                usage()
+            })
+        };
         match a.as_str() {
-            "--quick" => { mode = cas_bench::Mode::Quick; shown.push(a.clone()); }
-            "--smoke" => { mode = cas_bench::Mode::Smoke; shown.push(a.clone()); }
-            "--out" => { let v = value("--out"); shown.push(format!("--out {v}")); out = Some(PathBuf::from(v)); }
+            "--quick" => {
+                mode = cas_bench::Mode::Quick;
+                shown.push(a.clone());
+            }
+            "--smoke" => {
+                mode = cas_bench::Mode::Smoke;
+                shown.push(a.clone());
+            }
+            "--out" => {
+                let v = value("--out");
+                shown.push(format!("--out {v}"));
+                out = Some(PathBuf::from(v));
+            }
             "--cas" => cas = Some(PathBuf::from(value("--cas"))),
             "--work" => work = Some(PathBuf::from(value("--work"))),
             "--keep" => keep = true,
-            "--only" => { let v = value("--only"); shown.push(format!("--only {v}")); only = v.split(',').map(str::to_owned).collect(); }
+            "--only" => {
+                let v = value("--only");
+                shown.push(format!("--only {v}"));
+                only = v.split(',').map(str::to_owned).collect();
+            }
             "-h" | "--help" => usage(),
-            _ => { eprintln!("cas-bench: unknown argument {a}"); usage() }
+            _ => {
+                eprintln!("cas-bench: unknown argument {a}");
+                usage()
+            }
         }
     }
     for o in &only {
@@ -45,9 +64,17 @@ fn main() {
         }
     }
     let cas = cas.unwrap_or_else(default_cas);
-    let work = work.unwrap_or_else(|| std::env::temp_dir().join(format!("cas-bench-{}", std::process::id())));
+    let work = work
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("cas-bench-{}", std::process::id())));
     let command = format!("cargo run --release -p cas-bench -- {}", shown.join(" "));
-    let cfg = cas_bench::Config { cas, work: work.clone(), mode, only, command, quiet: false };
+    let cfg = cas_bench::Config {
+        cas,
+        work: work.clone(),
+        mode,
+        only,
+        command,
+        quiet: false,
+    };
     let result = cas_bench::run(&cfg);
     if !keep {
         let _ = cas_bench::util::force_remove(&work);
@@ -61,7 +88,11 @@ fn main() {
                         eprintln!("cas-bench: cannot write {}: {e}", p.display());
                         std::process::exit(1)
                     });
-                    eprintln!("cas-bench: wrote {} ({:.0} s)", p.display(), report.duration_s);
+                    eprintln!(
+                        "cas-bench: wrote {} ({:.0} s)",
+                        p.display(),
+                        report.duration_s
+                    );
                 }
                 None => print!("{md}"),
             }
@@ -85,7 +116,10 @@ fn default_cas() -> PathBuf {
         if release {
             c.arg("--release");
         }
-        eprintln!("cas-bench: building cas ({})", if release { "release" } else { "debug" });
+        eprintln!(
+            "cas-bench: building cas ({})",
+            if release { "release" } else { "debug" }
+        );
         match c.status() {
             Ok(s) if s.success() => {}
             other => {

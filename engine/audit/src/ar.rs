@@ -31,7 +31,14 @@ fn members(data: &[u8]) -> Result<Vec<(String, Member<'_>)>, String> {
         let m = m.map_err(|e| e.to_string())?;
         out.push((
             String::from_utf8_lossy(m.name()).into_owned(),
-            Member { data: m.data(data).ok(), size: m.size(), date: m.date(), uid: m.uid(), gid: m.gid(), mode: m.mode() },
+            Member {
+                data: m.data(data).ok(),
+                size: m.size(),
+                date: m.date(),
+                uid: m.uid(),
+                gid: m.gid(),
+                mode: m.mode(),
+            },
         ));
     }
     Ok(out)
@@ -44,8 +51,16 @@ fn opt(v: Option<u64>) -> String {
 pub fn diff(a: &[u8], b: &[u8], depth: usize) -> Detail {
     let (ma, mb) = match (members(a), members(b)) {
         (Ok(x), Ok(y)) => (x, y),
-        (Err(e), _) => return Detail::Unreadable { reason: format!("A is not a readable ar archive: {e}") },
-        (_, Err(e)) => return Detail::Unreadable { reason: format!("B is not a readable ar archive: {e}") },
+        (Err(e), _) => {
+            return Detail::Unreadable {
+                reason: format!("A is not a readable ar archive: {e}"),
+            }
+        }
+        (_, Err(e)) => {
+            return Detail::Unreadable {
+                reason: format!("B is not a readable ar archive: {e}"),
+            }
+        }
     };
     let (members, truncated) = compare_members(
         ma,
@@ -59,7 +74,12 @@ pub fn diff(a: &[u8], b: &[u8], depth: usize) -> Detail {
             field(&mut f, "mtime", opt(x.date), opt(y.date));
             field(&mut f, "uid", opt(x.uid), opt(y.uid));
             field(&mut f, "gid", opt(x.gid), opt(y.gid));
-            field(&mut f, "mode", x.mode.map(|m| format!("{m:o}")).unwrap_or_default(), y.mode.map(|m| format!("{m:o}")).unwrap_or_default());
+            field(
+                &mut f,
+                "mode",
+                x.mode.map(|m| format!("{m:o}")).unwrap_or_default(),
+                y.mode.map(|m| format!("{m:o}")).unwrap_or_default(),
+            );
             f
         },
     );

@@ -37,7 +37,17 @@ pub fn looks_like_tar(b: &[u8]) -> bool {
     let stored = std::str::from_utf8(&b[148..156])
         .ok()
         .and_then(|s| u32::from_str_radix(s.trim_matches(|c: char| c == '\0' || c == ' '), 8).ok());
-    let sum: u32 = b[..512].iter().enumerate().map(|(i, &c)| if (148..156).contains(&i) { 32 } else { c as u32 }).sum();
+    let sum: u32 = b[..512]
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                c as u32
+            }
+        })
+        .sum();
     stored == Some(sum)
 }
 
@@ -67,19 +77,34 @@ fn members(b: &[u8]) -> Result<Vec<(String, Member)>, String> {
         let s = |r: std::io::Result<u64>| r.map(|v| v.to_string()).unwrap_or_else(|_| "?".into());
         let m = Member {
             kind: format!("{:?}", h.entry_type()),
-            mode: h.mode().map(|m| format!("{m:o}")).unwrap_or_else(|_| "?".into()),
+            mode: h
+                .mode()
+                .map(|m| format!("{m:o}"))
+                .unwrap_or_else(|_| "?".into()),
             uid: s(h.uid()),
             gid: s(h.gid()),
             mtime: s(h.mtime()),
-            user: h.username_bytes().map(|u| String::from_utf8_lossy(u).into_owned()).unwrap_or_default(),
-            group: h.groupname_bytes().map(|u| String::from_utf8_lossy(u).into_owned()).unwrap_or_default(),
-            link: e.link_name_bytes().map(|l| String::from_utf8_lossy(&l).into_owned()).unwrap_or_default(),
+            user: h
+                .username_bytes()
+                .map(|u| String::from_utf8_lossy(u).into_owned())
+                .unwrap_or_default(),
+            group: h
+                .groupname_bytes()
+                .map(|u| String::from_utf8_lossy(u).into_owned())
+                .unwrap_or_default(),
+            link: e
+                .link_name_bytes()
+                .map(|l| String::from_utf8_lossy(&l).into_owned())
+                .unwrap_or_default(),
             size: e.size(),
             data: Vec::new(),
         };
         let mut m = m;
         // The archive is in memory: a member cannot be larger than it.
-        (&mut e).take(b.len() as u64).read_to_end(&mut m.data).map_err(|e| format!("{name}: {e}"))?;
+        (&mut e)
+            .take(b.len() as u64)
+            .read_to_end(&mut m.data)
+            .map_err(|e| format!("{name}: {e}"))?;
         out.push((name, m));
     }
     Ok(out)
@@ -88,8 +113,16 @@ fn members(b: &[u8]) -> Result<Vec<(String, Member)>, String> {
 pub fn tar_diff(a: &[u8], b: &[u8], depth: usize) -> Detail {
     let (ma, mb) = match (members(a), members(b)) {
         (Ok(x), Ok(y)) => (x, y),
-        (Err(e), _) => return Detail::Unreadable { reason: format!("A is not a readable tar archive: {e}") },
-        (_, Err(e)) => return Detail::Unreadable { reason: format!("B is not a readable tar archive: {e}") },
+        (Err(e), _) => {
+            return Detail::Unreadable {
+                reason: format!("A is not a readable tar archive: {e}"),
+            }
+        }
+        (_, Err(e)) => {
+            return Detail::Unreadable {
+                reason: format!("B is not a readable tar archive: {e}"),
+            }
+        }
     };
     let (members, truncated) = compare_members(
         ma,
@@ -135,8 +168,12 @@ fn gz_header(b: &[u8]) -> Option<GzHeader> {
         mtime: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
         xfl: b[8],
         os: b[9],
-        name: h.and_then(|h| h.filename()).map(|n| String::from_utf8_lossy(n).into_owned()),
-        comment: h.and_then(|h| h.comment()).map(|n| String::from_utf8_lossy(n).into_owned()),
+        name: h
+            .and_then(|h| h.filename())
+            .map(|n| String::from_utf8_lossy(n).into_owned()),
+        comment: h
+            .and_then(|h| h.comment())
+            .map(|n| String::from_utf8_lossy(n).into_owned()),
     })
 }
 
@@ -147,17 +184,26 @@ fn gunzip(b: &[u8]) -> Result<Vec<u8>, String> {
         .read_to_end(&mut out)
         .map_err(|e| e.to_string())?;
     if out.len() as u64 > MAX_DECOMPRESSED {
-        return Err(format!("decompresses to more than {MAX_DECOMPRESSED} bytes"));
+        return Err(format!(
+            "decompresses to more than {MAX_DECOMPRESSED} bytes"
+        ));
     }
     Ok(out)
 }
 
 pub fn gzip_diff(a: &[u8], b: &[u8], name: &str, depth: usize) -> Detail {
     let (Some(ha), Some(hb)) = (gz_header(a), gz_header(b)) else {
-        return Detail::Unreadable { reason: "truncated gzip header".into() };
+        return Detail::Unreadable {
+            reason: "truncated gzip header".into(),
+        };
     };
     let mut header = Vec::new();
-    field(&mut header, "flags", format!("{:#04x}", ha.flags), format!("{:#04x}", hb.flags));
+    field(
+        &mut header,
+        "flags",
+        format!("{:#04x}", ha.flags),
+        format!("{:#04x}", hb.flags),
+    );
     field(&mut header, "mtime", ha.mtime, hb.mtime);
     field(&mut header, "xfl", ha.xfl, hb.xfl);
     field(&mut header, "os", ha.os, hb.os);
@@ -166,13 +212,29 @@ pub fn gzip_diff(a: &[u8], b: &[u8], name: &str, depth: usize) -> Detail {
     field(&mut header, "comment", o(&ha.comment), o(&hb.comment));
     let (ca, cb) = match (gunzip(a), gunzip(b)) {
         (Ok(x), Ok(y)) => (x, y),
-        (Err(e), _) => return Detail::Unreadable { reason: format!("A does not decompress: {e}") },
-        (_, Err(e)) => return Detail::Unreadable { reason: format!("B does not decompress: {e}") },
+        (Err(e), _) => {
+            return Detail::Unreadable {
+                reason: format!("A does not decompress: {e}"),
+            }
+        }
+        (_, Err(e)) => {
+            return Detail::Unreadable {
+                reason: format!("B does not decompress: {e}"),
+            }
+        }
     };
     if ca == cb {
-        return Detail::Gzip(GzipDiff { header, content_identical: true, content: None });
+        return Detail::Gzip(GzipDiff {
+            header,
+            content_identical: true,
+            content: None,
+        });
     }
     let inner = name.strip_suffix(".gz").unwrap_or(name);
     let content = Some(Box::new(compare(&ca, &cb, inner, depth + 1)));
-    Detail::Gzip(GzipDiff { header, content_identical: false, content })
+    Detail::Gzip(GzipDiff {
+        header,
+        content_identical: false,
+        content,
+    })
 }

@@ -41,18 +41,40 @@ pub struct ChallengeReport {
 }
 
 /// Challenges the closure of `target` against the remote at `url`.
-pub fn challenge(store: &Store, loaded: &Loaded, target: ElementId, url: &str) -> Result<ChallengeReport> {
-    let remote: Box<dyn Remote> = cas_store::remote::open(url).map_err(|e| AuditError::Other(e.to_string()))?;
+pub fn challenge(
+    store: &Store,
+    loaded: &Loaded,
+    target: ElementId,
+    url: &str,
+) -> Result<ChallengeReport> {
+    let remote: Box<dyn Remote> =
+        cas_store::remote::open(url).map_err(|e| AuditError::Other(e.to_string()))?;
     let plan = cas_build::plan(store, loaded, &[target], &Mirrors::new())?;
     let mut steps = Vec::new();
     for p in plan {
         let name = loaded.element(p.id).name.clone();
         let local = p.output.map(|t| t.to_hex());
         let Some(key) = p.key else {
-            steps.push(StepChallenge { name, key: None, local, remote: None, status: "unknown-key", signatures: None, error: None });
+            steps.push(StepChallenge {
+                name,
+                key: None,
+                local,
+                remote: None,
+                status: "unknown-key",
+                signatures: None,
+                error: None,
+            });
             continue;
         };
-        let mut row = StepChallenge { name, key: Some(key.to_hex()), local, remote: None, status: "neither", signatures: None, error: None };
+        let mut row = StepChallenge {
+            name,
+            key: Some(key.to_hex()),
+            local,
+            remote: None,
+            status: "neither",
+            signatures: None,
+            error: None,
+        };
         match remote.get_action(&key) {
             Ok(Some(bytes)) => match decode_result(&bytes) {
                 Ok(d) if d.key == key => {
@@ -61,7 +83,10 @@ pub fn challenge(store: &Store, loaded: &Loaded, target: ElementId, url: &str) -
                 }
                 Ok(d) => {
                     row.status = "unreadable";
-                    row.error = Some(format!("the result is stored under another key ({})", d.key));
+                    row.error = Some(format!(
+                        "the result is stored under another key ({})",
+                        d.key
+                    ));
                 }
                 Err(e) => {
                     row.status = "unreadable";
@@ -69,7 +94,12 @@ pub fn challenge(store: &Store, loaded: &Loaded, target: ElementId, url: &str) -
                 }
             },
             Ok(None) => {}
-            Err(e) => return Err(AuditError::Other(format!("cannot ask {url} for {}: {e}", key.to_hex()))),
+            Err(e) => {
+                return Err(AuditError::Other(format!(
+                    "cannot ask {url} for {}: {e}",
+                    key.to_hex()
+                )))
+            }
         }
         if row.status != "unreadable" {
             row.status = match (&row.local, &row.remote) {
@@ -84,13 +114,23 @@ pub fn challenge(store: &Store, loaded: &Loaded, target: ElementId, url: &str) -
     }
     let agree = steps.iter().filter(|s| s.status == "agree").count();
     let disagree = steps.iter().filter(|s| s.status == "disagree").count();
-    Ok(ChallengeReport { remote: url.to_string(), compared: agree + disagree, agree, disagree, steps })
+    Ok(ChallengeReport {
+        remote: url.to_string(),
+        compared: agree + disagree,
+        agree,
+        disagree,
+        steps,
+    })
 }
 
 /// Human-readable report (what `cas challenge` prints).
 pub fn render(r: &ChallengeReport) -> String {
     let mut s = String::new();
-    let short = |v: &Option<String>| v.as_deref().map(|h| h[..12.min(h.len())].to_string()).unwrap_or_else(|| "-".into());
+    let short = |v: &Option<String>| {
+        v.as_deref()
+            .map(|h| h[..12.min(h.len())].to_string())
+            .unwrap_or_else(|| "-".into())
+    };
     for step in &r.steps {
         match step.status {
             "disagree" => s.push_str(&format!(
@@ -100,11 +140,22 @@ pub fn render(r: &ChallengeReport) -> String {
                 short(&step.remote),
                 short(&step.key)
             )),
-            "agree" => s.push_str(&format!("{}: same output {}\n", step.name, short(&step.local))),
-            "unreadable" => s.push_str(&format!("{}: the remote's result is unreadable: {}\n", step.name, step.error.as_deref().unwrap_or(""))),
+            "agree" => s.push_str(&format!(
+                "{}: same output {}\n",
+                step.name,
+                short(&step.local)
+            )),
+            "unreadable" => s.push_str(&format!(
+                "{}: the remote's result is unreadable: {}\n",
+                step.name,
+                step.error.as_deref().unwrap_or("")
+            )),
             other => s.push_str(&format!("{}: not compared ({other})\n", step.name)),
         }
     }
-    s.push_str(&format!("{} compared with {}: {} agree, {} differ\n", r.compared, r.remote, r.agree, r.disagree));
+    s.push_str(&format!(
+        "{} compared with {}: {} agree, {} differ\n",
+        r.compared, r.remote, r.agree, r.disagree
+    ));
     s
 }

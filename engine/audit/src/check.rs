@@ -43,10 +43,14 @@ pub struct CheckReport {
 }
 
 fn failed(report: &cas_build::BuildReport) -> Option<AuditError> {
-    report.elements.iter().find(|e| e.status == "failed" || e.status == "skipped").map(|e| AuditError::BuildFailed {
-        element: e.name.clone(),
-        reason: e.error.clone().unwrap_or_else(|| e.status.to_string()),
-    })
+    report
+        .elements
+        .iter()
+        .find(|e| e.status == "failed" || e.status == "skipped")
+        .map(|e| AuditError::BuildFailed {
+            element: e.name.clone(),
+            reason: e.error.clone().unwrap_or_else(|| e.status.to_string()),
+        })
 }
 
 fn tree(hex: &Option<String>) -> Option<TreeDigest> {
@@ -72,10 +76,19 @@ pub fn check(
     if let Some(e) = failed(&first) {
         return Err(e);
     }
-    let built_first: Vec<String> = first.elements.iter().filter(|e| e.status == "built").map(|e| e.name.clone()).collect();
+    let built_first: Vec<String> = first
+        .elements
+        .iter()
+        .filter(|e| e.status == "built")
+        .map(|e| e.name.clone())
+        .collect();
     // 2. The rebuild, never recorded.
     let closure: Vec<ElementId> = loaded.closure(&[target]);
-    let rebuild: HashSet<ElementId> = if deep { closure.iter().copied().collect() } else { [target].into() };
+    let rebuild: HashSet<ElementId> = if deep {
+        closure.iter().copied().collect()
+    } else {
+        [target].into()
+    };
     let mut again = opts.clone();
     again.rebuild = rebuild.clone();
     let second = cas_build::build(store, loaded, &[target], &again, reporter, stop)?;
@@ -86,14 +99,24 @@ pub fn check(
     let mut steps = Vec::new();
     for id in closure.iter().filter(|id| rebuild.contains(id)) {
         let n = &loaded.element(*id).name;
-        let (Some(a), Some(b)) = (first.elements.iter().find(|e| &e.name == n), second.elements.iter().find(|e| &e.name == n)) else {
+        let (Some(a), Some(b)) = (
+            first.elements.iter().find(|e| &e.name == n),
+            second.elements.iter().find(|e| &e.name == n),
+        ) else {
             continue;
         };
         let (Some(oa), Some(ob)) = (tree(&a.output), tree(&b.output)) else {
-            return Err(AuditError::NotBuilt { element: n.clone(), reason: "no output in the build report".into() });
+            return Err(AuditError::NotBuilt {
+                element: n.clone(),
+                reason: "no output in the build report".into(),
+            });
         };
         let identical = oa == ob;
-        let diff = if identical { None } else { Some(diff_trees(store, &oa, &ob, DiffOptions::default())?) };
+        let diff = if identical {
+            None
+        } else {
+            Some(diff_trees(store, &oa, &ob, DiffOptions::default())?)
+        };
         steps.push(StepCheck {
             name: n.clone(),
             key: a.key.clone().unwrap_or_default(),
@@ -105,7 +128,12 @@ pub fn check(
         });
     }
     let identical = steps.iter().all(|s| s.identical);
-    Ok(CheckReport { target: name, identical, built_first, steps })
+    Ok(CheckReport {
+        target: name,
+        identical,
+        built_first,
+        steps,
+    })
 }
 
 /// Human-readable summary of a check (what `cas check` prints).
@@ -113,7 +141,11 @@ pub fn render(r: &CheckReport) -> String {
     let mut s = String::new();
     for step in &r.steps {
         if step.identical {
-            s.push_str(&format!("{}: reproducible (output {})\n", step.name, &step.output[..12.min(step.output.len())]));
+            s.push_str(&format!(
+                "{}: reproducible (output {})\n",
+                step.name,
+                &step.output[..12.min(step.output.len())]
+            ));
             continue;
         }
         let inherited = step.key != step.rebuilt_key;
@@ -122,7 +154,11 @@ pub fn render(r: &CheckReport) -> String {
             step.name,
             &step.output[..12.min(step.output.len())],
             &step.rebuilt_output[..12.min(step.rebuilt_output.len())],
-            if inherited { " (its inputs differed too: a dependency's rebuild differed)" } else { "" }
+            if inherited {
+                " (its inputs differed too: a dependency's rebuild differed)"
+            } else {
+                ""
+            }
         ));
         if let Some(d) = &step.diff {
             for line in crate::diff::render(d).lines() {

@@ -22,7 +22,11 @@ pub struct FieldChange {
 
 impl FieldChange {
     pub fn new(field: impl Into<String>, a: impl ToString, b: impl ToString) -> FieldChange {
-        FieldChange { field: field.into(), a: a.to_string(), b: b.to_string() }
+        FieldChange {
+            field: field.into(),
+            a: a.to_string(),
+            b: b.to_string(),
+        }
     }
 }
 
@@ -57,12 +61,20 @@ pub enum Detail {
     Tar(archive::TarDiff),
     Gzip(archive::GzipDiff),
     /// Bytes with no known structure: where they first differ.
-    Binary { size_a: u64, size_b: u64, first_difference: Option<u64> },
+    Binary {
+        size_a: u64,
+        size_b: u64,
+        first_difference: Option<u64>,
+    },
     /// Too large to compare in memory.
     #[serde(rename = "too-large")]
-    TooLarge { limit: u64 },
+    TooLarge {
+        limit: u64,
+    },
     /// A known format that could not be read (truncated, malformed).
-    Unreadable { reason: String },
+    Unreadable {
+        reason: String,
+    },
 }
 
 /// The recognised format of some bytes.
@@ -112,8 +124,20 @@ pub fn compare(a: &[u8], b: &[u8], name: &str, depth: usize) -> Detail {
 }
 
 pub fn binary(a: &[u8], b: &[u8]) -> Detail {
-    let first = a.iter().zip(b).position(|(x, y)| x != y).or(if a.len() != b.len() { Some(a.len().min(b.len())) } else { None });
-    Detail::Binary { size_a: a.len() as u64, size_b: b.len() as u64, first_difference: first.map(|p| p as u64) }
+    let first = a
+        .iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .or(if a.len() != b.len() {
+            Some(a.len().min(b.len()))
+        } else {
+            None
+        });
+    Detail::Binary {
+        size_a: a.len() as u64,
+        size_b: b.len() as u64,
+        first_difference: first.map(|p| p as u64),
+    }
 }
 
 /// Suffixes repeated names `#2`, `#3`... so that members can be matched by
@@ -147,7 +171,8 @@ pub fn compare_members<T>(
 ) -> (Vec<MemberChange>, bool) {
     let a = unique_names(a);
     let b = unique_names(b);
-    let bmap: std::collections::HashMap<&str, &T> = b.iter().map(|(n, v)| (n.as_str(), v)).collect();
+    let bmap: std::collections::HashMap<&str, &T> =
+        b.iter().map(|(n, v)| (n.as_str(), v)).collect();
     let amap: std::collections::HashSet<&str> = a.iter().map(|(n, _)| n.as_str()).collect();
     let mut out = Vec::new();
     let mut truncated = false;
@@ -160,7 +185,15 @@ pub fn compare_members<T>(
     };
     for (name, va) in &a {
         match bmap.get(name.as_str()) {
-            None => push(MemberChange { name: name.clone(), change: "removed", fields: vec![], detail: None }, &mut out),
+            None => push(
+                MemberChange {
+                    name: name.clone(),
+                    change: "removed",
+                    fields: vec![],
+                    detail: None,
+                },
+                &mut out,
+            ),
             Some(vb) => {
                 let f = fields(va, vb);
                 let (ca, cb) = (content(va), content(*vb));
@@ -172,13 +205,29 @@ pub fn compare_members<T>(
                     (Some(x), Some(y)) if differs => Some(Box::new(compare(x, y, name, depth + 1))),
                     _ => None,
                 };
-                push(MemberChange { name: name.clone(), change: "changed", fields: f, detail }, &mut out);
+                push(
+                    MemberChange {
+                        name: name.clone(),
+                        change: "changed",
+                        fields: f,
+                        detail,
+                    },
+                    &mut out,
+                );
             }
         }
     }
     for (name, _) in &b {
         if !amap.contains(name.as_str()) {
-            push(MemberChange { name: name.clone(), change: "added", fields: vec![], detail: None }, &mut out);
+            push(
+                MemberChange {
+                    name: name.clone(),
+                    change: "added",
+                    fields: vec![],
+                    detail: None,
+                },
+                &mut out,
+            );
         }
     }
     (out, truncated)
@@ -203,7 +252,9 @@ mod tests {
     }
 
     fn gzip_of(data: &[u8], mtime: u32) -> Vec<u8> {
-        let mut e = flate2::GzBuilder::new().mtime(mtime).write(Vec::new(), flate2::Compression::default());
+        let mut e = flate2::GzBuilder::new()
+            .mtime(mtime)
+            .write(Vec::new(), flate2::Compression::default());
         e.write_all(data).unwrap();
         e.finish().unwrap()
     }
@@ -211,7 +262,18 @@ mod tests {
     fn ar_of(members: &[(&str, &[u8])]) -> Vec<u8> {
         let mut v = b"!<arch>\n".to_vec();
         for (name, data) in members {
-            v.extend_from_slice(format!("{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n", format!("{name}/"), 0, 0, 0, "100644", data.len()).as_bytes());
+            v.extend_from_slice(
+                format!(
+                    "{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+                    format!("{name}/"),
+                    0,
+                    0,
+                    0,
+                    "100644",
+                    data.len()
+                )
+                .as_bytes(),
+            );
             v.extend_from_slice(data);
             if data.len() % 2 == 1 {
                 v.push(b'\n');
@@ -224,21 +286,48 @@ mod tests {
     fn formats_are_recognised_and_compared() {
         let a = tar_of(&[("x", b"1\n", 0), ("y", b"same\n", 0), ("gone", b"", 0)]);
         let b = tar_of(&[("x", b"2\n", 0), ("y", b"same\n", 5), ("new", b"", 0)]);
-        let Detail::Tar(t) = compare(&a, &b, "t.tar", 0) else { panic!("not tar") };
-        let names: Vec<(&str, &str)> = t.members.iter().map(|m| (m.name.as_str(), m.change)).collect();
-        assert_eq!(names, [("x", "changed"), ("y", "changed"), ("gone", "removed"), ("new", "added")]);
+        let Detail::Tar(t) = compare(&a, &b, "t.tar", 0) else {
+            panic!("not tar")
+        };
+        let names: Vec<(&str, &str)> = t
+            .members
+            .iter()
+            .map(|m| (m.name.as_str(), m.change))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("x", "changed"),
+                ("y", "changed"),
+                ("gone", "removed"),
+                ("new", "added")
+            ]
+        );
         assert_eq!(t.members[1].fields, [FieldChange::new("mtime", 0, 5)]);
 
-        let Detail::Gzip(g) = compare(&gzip_of(&a, 1), &gzip_of(&b, 2), "t.tar.gz", 0) else { panic!("not gzip") };
+        let Detail::Gzip(g) = compare(&gzip_of(&a, 1), &gzip_of(&b, 2), "t.tar.gz", 0) else {
+            panic!("not gzip")
+        };
         assert_eq!(g.header, [FieldChange::new("mtime", 1, 2)]);
         assert!(matches!(g.content.as_deref(), Some(Detail::Tar(_))));
 
-        let Detail::Ar(r) = compare(&ar_of(&[("a.o", b"x\n"), ("b.o", b"y\n")]), &ar_of(&[("a.o", b"x\n"), ("b.o", b"z\n")]), "l.a", 0) else {
+        let Detail::Ar(r) = compare(
+            &ar_of(&[("a.o", b"x\n"), ("b.o", b"y\n")]),
+            &ar_of(&[("a.o", b"x\n"), ("b.o", b"z\n")]),
+            "l.a",
+            0,
+        ) else {
             panic!("not ar")
         };
         assert_eq!(r.members.len(), 1);
         assert_eq!(r.members[0].name, "b.o");
-        assert!(matches!(compare(b"\x00\x01", b"\x00\x02", "bin", 0), Detail::Binary { first_difference: Some(1), .. }));
+        assert!(matches!(
+            compare(b"\x00\x01", b"\x00\x02", "bin", 0),
+            Detail::Binary {
+                first_difference: Some(1),
+                ..
+            }
+        ));
     }
 
     /// Mutated archives, compressed data and ELF files: errors, never panics.
@@ -252,7 +341,11 @@ mod tests {
             seed
         };
         let tar = tar_of(&[("x", b"1\n", 0), ("dir/y", b"hello\n", 3)]);
-        let mut samples = vec![tar.clone(), gzip_of(&tar, 7), ar_of(&[("a.o", b"x\n"), ("b.o", b"yy")])];
+        let mut samples = vec![
+            tar.clone(),
+            gzip_of(&tar, 7),
+            ar_of(&[("a.o", b"x\n"), ("b.o", b"yy")]),
+        ];
         for elf in ["/bin/true", "/usr/bin/true"] {
             if let Ok(b) = std::fs::read(elf) {
                 samples.push(b);

@@ -35,10 +35,20 @@ impl EntryInfo {
     pub fn of(e: &Entry) -> EntryInfo {
         let mode = format!("{:04o}", e.mode);
         match &e.kind {
-            EntryKind::File { digest, size } => {
-                EntryInfo { kind: "file", mode, size: Some(*size), digest: Some(digest.to_hex()), target: None }
-            }
-            EntryKind::Dir { digest } => EntryInfo { kind: "dir", mode, size: None, digest: Some(digest.to_hex()), target: None },
+            EntryKind::File { digest, size } => EntryInfo {
+                kind: "file",
+                mode,
+                size: Some(*size),
+                digest: Some(digest.to_hex()),
+                target: None,
+            },
+            EntryKind::Dir { digest } => EntryInfo {
+                kind: "dir",
+                mode,
+                size: None,
+                digest: Some(digest.to_hex()),
+                target: None,
+            },
             EntryKind::Symlink { target } => EntryInfo {
                 kind: "symlink",
                 mode,
@@ -116,9 +126,21 @@ impl Walker<'_> {
             let path = join(prefix, &e.name);
             let info = Some(EntryInfo::of(&e));
             let c = if added {
-                Change { path: path.clone(), change: "added", a: None, b: info, detail: None }
+                Change {
+                    path: path.clone(),
+                    change: "added",
+                    a: None,
+                    b: info,
+                    detail: None,
+                }
             } else {
-                Change { path: path.clone(), change: "removed", a: info, b: None, detail: None }
+                Change {
+                    path: path.clone(),
+                    change: "removed",
+                    a: info,
+                    b: None,
+                    detail: None,
+                }
             };
             if !self.push(c) {
                 return Ok(());
@@ -150,7 +172,13 @@ impl Walker<'_> {
                 std::cmp::Ordering::Less => {
                     let e = &ta[i];
                     let path = join(prefix, &e.name);
-                    self.push(Change { path: path.clone(), change: "removed", a: Some(EntryInfo::of(e)), b: None, detail: None });
+                    self.push(Change {
+                        path: path.clone(),
+                        change: "removed",
+                        a: Some(EntryInfo::of(e)),
+                        b: None,
+                        detail: None,
+                    });
                     if let EntryKind::Dir { digest } = &e.kind {
                         self.one_side(digest, &path, false)?;
                     }
@@ -159,7 +187,13 @@ impl Walker<'_> {
                 std::cmp::Ordering::Greater => {
                     let e = &tb[j];
                     let path = join(prefix, &e.name);
-                    self.push(Change { path: path.clone(), change: "added", a: None, b: Some(EntryInfo::of(e)), detail: None });
+                    self.push(Change {
+                        path: path.clone(),
+                        change: "added",
+                        a: None,
+                        b: Some(EntryInfo::of(e)),
+                        detail: None,
+                    });
                     if let EntryKind::Dir { digest } = &e.kind {
                         self.one_side(digest, &path, true)?;
                     }
@@ -176,13 +210,25 @@ impl Walker<'_> {
                     match (&x.kind, &y.kind) {
                         (EntryKind::Dir { digest: da }, EntryKind::Dir { digest: db }) => {
                             if x.mode != y.mode {
-                                self.push(Change { path: path.clone(), change: "changed", a: Some(EntryInfo::of(x)), b: Some(EntryInfo::of(y)), detail: None });
+                                self.push(Change {
+                                    path: path.clone(),
+                                    change: "changed",
+                                    a: Some(EntryInfo::of(x)),
+                                    b: Some(EntryInfo::of(y)),
+                                    detail: None,
+                                });
                             }
                             self.walk(da, db, &path)?;
                         }
                         _ => {
                             let detail = self.content(x, y, &path)?;
-                            self.push(Change { path: path.clone(), change: "changed", a: Some(EntryInfo::of(x)), b: Some(EntryInfo::of(y)), detail });
+                            self.push(Change {
+                                path: path.clone(),
+                                change: "changed",
+                                a: Some(EntryInfo::of(x)),
+                                b: Some(EntryInfo::of(y)),
+                                detail,
+                            });
                             // A directory replaced by something else: list what it held.
                             if let EntryKind::Dir { digest } = &x.kind {
                                 self.one_side(digest, &path, false)?;
@@ -199,7 +245,17 @@ impl Walker<'_> {
     }
 
     fn content(&mut self, x: &Entry, y: &Entry, path: &str) -> Result<Option<Detail>> {
-        let (EntryKind::File { digest: da, size: sa }, EntryKind::File { digest: db, size: sb }) = (&x.kind, &y.kind) else {
+        let (
+            EntryKind::File {
+                digest: da,
+                size: sa,
+            },
+            EntryKind::File {
+                digest: db,
+                size: sb,
+            },
+        ) = (&x.kind, &y.kind)
+        else {
             return Ok(None);
         };
         if da == db || !self.opts.content || self.details >= MAX_DETAILS {
@@ -217,10 +273,27 @@ impl Walker<'_> {
 }
 
 /// Compares two trees of `store`.
-pub fn diff_trees(store: &Store, a: &TreeDigest, b: &TreeDigest, opts: DiffOptions) -> Result<TreeDiff> {
-    let mut w = Walker { store, opts, changes: Vec::new(), details: 0, truncated: false };
+pub fn diff_trees(
+    store: &Store,
+    a: &TreeDigest,
+    b: &TreeDigest,
+    opts: DiffOptions,
+) -> Result<TreeDiff> {
+    let mut w = Walker {
+        store,
+        opts,
+        changes: Vec::new(),
+        details: 0,
+        truncated: false,
+    };
     w.walk(a, b, "")?;
-    Ok(TreeDiff { a: a.to_hex(), b: b.to_hex(), identical: a == b, changes: w.changes, truncated: w.truncated })
+    Ok(TreeDiff {
+        a: a.to_hex(),
+        b: b.to_hex(),
+        identical: a == b,
+        changes: w.changes,
+        truncated: w.truncated,
+    })
 }
 
 /// Human-readable lines for a diff (what `cas diff` prints without `--json`).
@@ -230,7 +303,13 @@ pub fn render(d: &TreeDiff) -> String {
         let side = |e: &Option<EntryInfo>| match e {
             None => "-".to_string(),
             Some(e) => match e.kind {
-                "file" => format!("file {} {} bytes {}", e.mode, e.size.unwrap_or(0), &e.digest.as_deref().unwrap_or("")[..12.min(e.digest.as_deref().unwrap_or("").len())]),
+                "file" => format!(
+                    "file {} {} bytes {}",
+                    e.mode,
+                    e.size.unwrap_or(0),
+                    &e.digest.as_deref().unwrap_or("")
+                        [..12.min(e.digest.as_deref().unwrap_or("").len())]
+                ),
                 "dir" => format!("dir {}", e.mode),
                 _ => format!("symlink -> {}", e.target.as_deref().unwrap_or("")),
             },
@@ -238,14 +317,21 @@ pub fn render(d: &TreeDiff) -> String {
         match c.change {
             "added" => s.push_str(&format!("added    {}  ({})\n", c.path, side(&c.b))),
             "removed" => s.push_str(&format!("removed  {}  ({})\n", c.path, side(&c.a))),
-            _ => s.push_str(&format!("changed  {}  ({} => {})\n", c.path, side(&c.a), side(&c.b))),
+            _ => s.push_str(&format!(
+                "changed  {}  ({} => {})\n",
+                c.path,
+                side(&c.a),
+                side(&c.b)
+            )),
         }
         if let Some(d) = &c.detail {
             render_detail(d, "    ", &mut s);
         }
     }
     if d.truncated {
-        s.push_str(&format!("... more than {MAX_CHANGES} changes; the list is cut\n"));
+        s.push_str(&format!(
+            "... more than {MAX_CHANGES} changes; the list is cut\n"
+        ));
     }
     s
 }
@@ -271,7 +357,14 @@ fn render_detail(d: &Detail, indent: &str, s: &mut String) {
             }
             for sec in &e.sections {
                 let size = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
-                let _ = writeln!(s, "{indent}ELF section {} {} ({} => {} bytes)", sec.name, sec.change, size(sec.size_a), size(sec.size_b));
+                let _ = writeln!(
+                    s,
+                    "{indent}ELF section {} {} ({} => {} bytes)",
+                    sec.name,
+                    sec.change,
+                    size(sec.size_a),
+                    size(sec.size_b)
+                );
             }
             for sym in &e.symbols {
                 let _ = writeln!(
@@ -301,9 +394,18 @@ fn render_detail(d: &Detail, indent: &str, s: &mut String) {
                 render_detail(c, &deeper, s);
             }
         }
-        Detail::Binary { size_a, size_b, first_difference } => {
-            let at = first_difference.map(|p| format!(", first at byte {p}")).unwrap_or_default();
-            let _ = writeln!(s, "{indent}binary files differ ({size_a} => {size_b} bytes{at})");
+        Detail::Binary {
+            size_a,
+            size_b,
+            first_difference,
+        } => {
+            let at = first_difference
+                .map(|p| format!(", first at byte {p}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "{indent}binary files differ ({size_a} => {size_b} bytes{at})"
+            );
         }
         Detail::TooLarge { limit } => {
             let _ = writeln!(s, "{indent}too large to compare (over {limit} bytes)");
@@ -314,7 +416,13 @@ fn render_detail(d: &Detail, indent: &str, s: &mut String) {
     }
 }
 
-fn render_members(what: &str, members: &[content::MemberChange], truncated: bool, indent: &str, s: &mut String) {
+fn render_members(
+    what: &str,
+    members: &[content::MemberChange],
+    truncated: bool,
+    indent: &str,
+    s: &mut String,
+) {
     use std::fmt::Write;
     let deeper = format!("{indent}    ");
     for m in members {

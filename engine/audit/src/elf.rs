@@ -48,7 +48,13 @@ fn sections<'a>(f: &object::File<'a>) -> Vec<(String, Section<'a>)> {
         if name.is_empty() {
             return None; // the null section
         }
-        Some((name, Section { size: s.size(), data: s.data().ok() }))
+        Some((
+            name,
+            Section {
+                size: s.size(),
+                data: s.data().ok(),
+            },
+        ))
     }))
 }
 
@@ -58,10 +64,17 @@ fn symbols(f: &object::File<'_>) -> Vec<(String, (u64, u64))> {
         if n.is_empty() {
             return None;
         }
-        Some((String::from_utf8_lossy(n).into_owned(), (s.address(), s.size())))
+        Some((
+            String::from_utf8_lossy(n).into_owned(),
+            (s.address(), s.size()),
+        ))
     };
     let mut v: Vec<_> = f.symbols().filter_map(named).collect();
-    v.extend(f.dynamic_symbols().filter_map(named).map(|(n, x)| (format!("{n}@dyn"), x)));
+    v.extend(
+        f.dynamic_symbols()
+            .filter_map(named)
+            .map(|(n, x)| (format!("{n}@dyn"), x)),
+    );
     unique_names(v)
 }
 
@@ -69,57 +82,122 @@ fn symbols(f: &object::File<'_>) -> Vec<(String, (u64, u64))> {
 pub fn diff(a: &[u8], b: &[u8]) -> Detail {
     let fa = match object::File::parse(a) {
         Ok(f) => f,
-        Err(e) => return Detail::Unreadable { reason: format!("A is not a readable ELF file: {e}") },
+        Err(e) => {
+            return Detail::Unreadable {
+                reason: format!("A is not a readable ELF file: {e}"),
+            }
+        }
     };
     let fb = match object::File::parse(b) {
         Ok(f) => f,
-        Err(e) => return Detail::Unreadable { reason: format!("B is not a readable ELF file: {e}") },
+        Err(e) => {
+            return Detail::Unreadable {
+                reason: format!("B is not a readable ELF file: {e}"),
+            }
+        }
     };
     let mut header = Vec::new();
-    field(&mut header, "class", if fa.is_64() { "ELF64" } else { "ELF32" }, if fb.is_64() { "ELF64" } else { "ELF32" });
-    field(&mut header, "machine", format!("{:?}", fa.architecture()), format!("{:?}", fb.architecture()));
-    field(&mut header, "type", format!("{:?}", fa.kind()), format!("{:?}", fb.kind()));
-    field(&mut header, "entry", format!("{:#x}", fa.entry()), format!("{:#x}", fb.entry()));
+    field(
+        &mut header,
+        "class",
+        if fa.is_64() { "ELF64" } else { "ELF32" },
+        if fb.is_64() { "ELF64" } else { "ELF32" },
+    );
+    field(
+        &mut header,
+        "machine",
+        format!("{:?}", fa.architecture()),
+        format!("{:?}", fb.architecture()),
+    );
+    field(
+        &mut header,
+        "type",
+        format!("{:?}", fa.kind()),
+        format!("{:?}", fb.kind()),
+    );
+    field(
+        &mut header,
+        "entry",
+        format!("{:#x}", fa.entry()),
+        format!("{:#x}", fb.entry()),
+    );
 
     let sa = sections(&fa);
     let sb = sections(&fb);
     let mut out = Vec::new();
     for (name, x) in &sa {
         match sb.iter().find(|(n, _)| n == name) {
-            None => out.push(SectionChange { name: name.clone(), change: "removed", size_a: Some(x.size), size_b: None }),
+            None => out.push(SectionChange {
+                name: name.clone(),
+                change: "removed",
+                size_a: Some(x.size),
+                size_b: None,
+            }),
             Some((_, y)) => {
                 if x.size != y.size || x.data != y.data {
-                    out.push(SectionChange { name: name.clone(), change: "changed", size_a: Some(x.size), size_b: Some(y.size) });
+                    out.push(SectionChange {
+                        name: name.clone(),
+                        change: "changed",
+                        size_a: Some(x.size),
+                        size_b: Some(y.size),
+                    });
                 }
             }
         }
     }
     for (name, y) in &sb {
         if !sa.iter().any(|(n, _)| n == name) {
-            out.push(SectionChange { name: name.clone(), change: "added", size_a: None, size_b: Some(y.size) });
+            out.push(SectionChange {
+                name: name.clone(),
+                change: "added",
+                size_a: None,
+                size_b: Some(y.size),
+            });
         }
     }
 
     let (ya, yb) = (symbols(&fa), symbols(&fb));
-    let mb: std::collections::HashMap<&str, (u64, u64)> = yb.iter().map(|(n, v)| (n.as_str(), *v)).collect();
-    let ma: std::collections::HashMap<&str, (u64, u64)> = ya.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+    let mb: std::collections::HashMap<&str, (u64, u64)> =
+        yb.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+    let ma: std::collections::HashMap<&str, (u64, u64)> =
+        ya.iter().map(|(n, v)| (n.as_str(), *v)).collect();
     let show = |(addr, size): (u64, u64)| format!("{addr:#x}+{size:#x}");
     let mut syms = Vec::new();
     for (name, x) in &ya {
         match mb.get(name.as_str()) {
-            None => syms.push(SymbolChange { name: name.clone(), change: "removed", a: Some(show(*x)), b: None }),
-            Some(y) if y != x => syms.push(SymbolChange { name: name.clone(), change: "changed", a: Some(show(*x)), b: Some(show(*y)) }),
+            None => syms.push(SymbolChange {
+                name: name.clone(),
+                change: "removed",
+                a: Some(show(*x)),
+                b: None,
+            }),
+            Some(y) if y != x => syms.push(SymbolChange {
+                name: name.clone(),
+                change: "changed",
+                a: Some(show(*x)),
+                b: Some(show(*y)),
+            }),
             Some(_) => {}
         }
     }
     for (name, y) in &yb {
         if !ma.contains_key(name.as_str()) {
-            syms.push(SymbolChange { name: name.clone(), change: "added", a: None, b: Some(show(*y)) });
+            syms.push(SymbolChange {
+                name: name.clone(),
+                change: "added",
+                a: None,
+                b: Some(show(*y)),
+            });
         }
     }
     let symbols_truncated = syms.len() > MAX_SYMBOLS;
     syms.truncate(MAX_SYMBOLS);
-    Detail::Elf(ElfDiff { header, sections: out, symbols: syms, symbols_truncated })
+    Detail::Elf(ElfDiff {
+        header,
+        sections: out,
+        symbols: syms,
+        symbols_truncated,
+    })
 }
 
 #[cfg(test)]

@@ -9,9 +9,17 @@ pub enum AuditError {
     #[error(transparent)]
     Build(#[from] cas_build::BuildError),
     #[error("{what} {digest} is not in the store {store}")]
-    NotInStore { what: &'static str, digest: String, store: String },
+    NotInStore {
+        what: &'static str,
+        digest: String,
+        store: String,
+    },
     #[error("the manifest {digest} is malformed at byte {offset}: {reason}")]
-    BadManifest { digest: String, offset: usize, reason: String },
+    BadManifest {
+        digest: String,
+        offset: usize,
+        reason: String,
+    },
     #[error("{element} is not built: {reason}")]
     NotBuilt { element: String, reason: String },
     #[error("{element} failed to build: {reason}")]

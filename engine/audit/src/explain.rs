@@ -100,7 +100,11 @@ impl Reporter for Silent {
 /// The current key inputs of every element of the closure; a staged
 /// dependency whose output is unknown counts as the zero digest and leaves
 /// the key unknown.
-fn currents(store: &Store, loaded: &Loaded, target: ElementId) -> Result<HashMap<ElementId, Current>> {
+fn currents(
+    store: &Store,
+    loaded: &Loaded,
+    target: ElementId,
+) -> Result<HashMap<ElementId, Current>> {
     let fetcher = cas_build::run::fetcher_for(store, &cas_sources::Mirrors::new())?;
     let engine = cas_build::step::Engine {
         store,
@@ -137,7 +141,14 @@ fn currents(store: &Store, loaded: &Loaded, target: ElementId) -> Result<HashMap
         } else {
             (None, None)
         };
-        out.insert(id, Current { inputs, key, output });
+        out.insert(
+            id,
+            Current {
+                inputs,
+                key,
+                output,
+            },
+        );
     }
     Ok(out)
 }
@@ -148,21 +159,46 @@ fn hex32(d: &[u8; 32]) -> String {
 
 fn diff_field(out: &mut Vec<FieldDiff>, field: String, old: Option<String>, new: Option<String>) {
     if old != new {
-        out.push(FieldDiff { field, old, new, note: None });
+        out.push(FieldDiff {
+            field,
+            old,
+            new,
+            note: None,
+        });
     }
 }
 
 fn compare_lists(out: &mut Vec<FieldDiff>, prefix: &str, old: &[String], new: &[String]) {
     for i in 0..old.len().max(new.len()) {
-        diff_field(out, format!("{prefix}[{i}]"), old.get(i).cloned(), new.get(i).cloned());
+        diff_field(
+            out,
+            format!("{prefix}[{i}]"),
+            old.get(i).cloned(),
+            new.get(i).cloned(),
+        );
     }
 }
 
 /// Every field but the dependencies.
-fn compare_inputs(store: &Store, old: &KeyInputs, new: &KeyInputs, labels: &[String]) -> Vec<FieldDiff> {
+fn compare_inputs(
+    store: &Store,
+    old: &KeyInputs,
+    new: &KeyInputs,
+    labels: &[String],
+) -> Vec<FieldDiff> {
     let mut d = Vec::new();
-    diff_field(&mut d, "kind".into(), Some(old.kind.clone()), Some(new.kind.clone()));
-    diff_field(&mut d, "behaviour".into(), Some(old.behaviour.clone()), Some(new.behaviour.clone()));
+    diff_field(
+        &mut d,
+        "kind".into(),
+        Some(old.kind.clone()),
+        Some(new.kind.clone()),
+    );
+    diff_field(
+        &mut d,
+        "behaviour".into(),
+        Some(old.behaviour.clone()),
+        Some(new.behaviour.clone()),
+    );
     let mut phases: Vec<&str> = old.phases.iter().map(|(n, _)| n.as_str()).collect();
     for (n, _) in &new.phases {
         if !phases.contains(&n.as_str()) {
@@ -171,41 +207,109 @@ fn compare_inputs(store: &Store, old: &KeyInputs, new: &KeyInputs, labels: &[Str
     }
     let empty = Vec::new();
     for p in phases {
-        let o = old.phases.iter().find(|(n, _)| n == p).map(|(_, c)| c).unwrap_or(&empty);
-        let n = new.phases.iter().find(|(n, _)| n == p).map(|(_, c)| c).unwrap_or(&empty);
+        let o = old
+            .phases
+            .iter()
+            .find(|(n, _)| n == p)
+            .map(|(_, c)| c)
+            .unwrap_or(&empty);
+        let n = new
+            .phases
+            .iter()
+            .find(|(n, _)| n == p)
+            .map(|(_, c)| c)
+            .unwrap_or(&empty);
         compare_lists(&mut d, &format!("phases.{p}"), o, n);
     }
     let old_phase_order: Vec<&String> = old.phases.iter().map(|(n, _)| n).collect();
     let new_phase_order: Vec<&String> = new.phases.iter().map(|(n, _)| n).collect();
     if old_phase_order != new_phase_order {
         let join = |v: Vec<&String>| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
-        diff_field(&mut d, "phases".into(), Some(join(old_phase_order)), Some(join(new_phase_order)));
+        diff_field(
+            &mut d,
+            "phases".into(),
+            Some(join(old_phase_order)),
+            Some(join(new_phase_order)),
+        );
     }
-    let names: BTreeSet<&String> = old.environment.keys().chain(new.environment.keys()).collect();
+    let names: BTreeSet<&String> = old
+        .environment
+        .keys()
+        .chain(new.environment.keys())
+        .collect();
     for k in names {
-        diff_field(&mut d, format!("environment.{k}"), old.environment.get(k).cloned(), new.environment.get(k).cloned());
+        diff_field(
+            &mut d,
+            format!("environment.{k}"),
+            old.environment.get(k).cloned(),
+            new.environment.get(k).cloned(),
+        );
     }
     let (so, sn) = (&old.sandbox, &new.sandbox);
     let s = |v: &dyn std::fmt::Display| Some(v.to_string());
     diff_field(&mut d, "sandbox.arch".into(), s(&so.arch), s(&sn.arch));
     diff_field(&mut d, "sandbox.uid".into(), s(&so.uid), s(&sn.uid));
     diff_field(&mut d, "sandbox.gid".into(), s(&so.gid), s(&sn.gid));
-    diff_field(&mut d, "sandbox.network".into(), s(&so.network), s(&sn.network));
-    diff_field(&mut d, "sandbox.build-root".into(), s(&so.build_root), s(&sn.build_root));
-    diff_field(&mut d, "sandbox.install-root".into(), s(&so.install_root), s(&sn.install_root));
-    diff_field(&mut d, "sandbox.hostname".into(), s(&so.hostname), s(&sn.hostname));
-    diff_field(&mut d, "sandbox.umask".into(), Some(format!("{:04o}", so.umask)), Some(format!("{:04o}", sn.umask)));
+    diff_field(
+        &mut d,
+        "sandbox.network".into(),
+        s(&so.network),
+        s(&sn.network),
+    );
+    diff_field(
+        &mut d,
+        "sandbox.build-root".into(),
+        s(&so.build_root),
+        s(&sn.build_root),
+    );
+    diff_field(
+        &mut d,
+        "sandbox.install-root".into(),
+        s(&so.install_root),
+        s(&sn.install_root),
+    );
+    diff_field(
+        &mut d,
+        "sandbox.hostname".into(),
+        s(&so.hostname),
+        s(&sn.hostname),
+    );
+    diff_field(
+        &mut d,
+        "sandbox.umask".into(),
+        Some(format!("{:04o}", so.umask)),
+        Some(format!("{:04o}", sn.umask)),
+    );
     let names: BTreeSet<&String> = old.config.keys().chain(new.config.keys()).collect();
     for k in names {
-        compare_lists(&mut d, &format!("config.{k}"), old.config.get(k).unwrap_or(&empty), new.config.get(k).unwrap_or(&empty));
+        compare_lists(
+            &mut d,
+            &format!("config.{k}"),
+            old.config.get(k).unwrap_or(&empty),
+            new.config.get(k).unwrap_or(&empty),
+        );
     }
     for i in 0..old.sources.len().max(new.sources.len()) {
-        compare_source(store, &mut d, i, old.sources.get(i), new.sources.get(i), labels.get(i).map(|s| s.as_str()));
+        compare_source(
+            store,
+            &mut d,
+            i,
+            old.sources.get(i),
+            new.sources.get(i),
+            labels.get(i).map(|s| s.as_str()),
+        );
     }
     d
 }
 
-fn compare_source(store: &Store, out: &mut Vec<FieldDiff>, i: usize, old: Option<&Vec<u8>>, new: Option<&Vec<u8>>, label: Option<&str>) {
+fn compare_source(
+    store: &Store,
+    out: &mut Vec<FieldDiff>,
+    i: usize,
+    old: Option<&Vec<u8>>,
+    new: Option<&Vec<u8>>,
+    label: Option<&str>,
+) {
     if old == new {
         return;
     }
@@ -215,7 +319,11 @@ fn compare_source(store: &Store, out: &mut Vec<FieldDiff>, i: usize, old: Option
             field: format!("sources[{i}]"),
             old: old.map(digest),
             new: new.map(digest),
-            note: Some(if old.is_none() { "source added".into() } else { "source removed".into() }),
+            note: Some(if old.is_none() {
+                "source added".into()
+            } else {
+                "source removed".into()
+            }),
         });
         return;
     };
@@ -228,10 +336,19 @@ fn compare_source(store: &Store, out: &mut Vec<FieldDiff>, i: usize, old: Option
                 let note = match (a.kind.as_str(), field.as_str()) {
                     ("git", "commit") => format!("{} source: commit changed", a.kind),
                     ("local", "tree") => local_note(store, va, vb, label.unwrap_or("")),
-                    (_, "sha256" | "blake3") => format!("{} source {}: {field} changed", a.kind, a.get("url").unwrap_or("")),
+                    (_, "sha256" | "blake3") => format!(
+                        "{} source {}: {field} changed",
+                        a.kind,
+                        a.get("url").unwrap_or("")
+                    ),
                     _ => format!("{} source: {field} changed", a.kind),
                 };
-                out.push(FieldDiff { field: format!("sources[{i}].{field}"), old: Some(va.clone()), new: Some(vb.clone()), note: Some(note) });
+                out.push(FieldDiff {
+                    field: format!("sources[{i}].{field}"),
+                    old: Some(va.clone()),
+                    new: Some(vb.clone()),
+                    note: Some(note),
+                });
             }
         }
         (Some(a), Some(b)) => out.push(FieldDiff {
@@ -240,7 +357,12 @@ fn compare_source(store: &Store, out: &mut Vec<FieldDiff>, i: usize, old: Option
             new: Some(b.kind),
             note: None,
         }),
-        _ => out.push(FieldDiff { field: format!("sources[{i}]"), old: Some(digest(o)), new: Some(digest(n)), note: None }),
+        _ => out.push(FieldDiff {
+            field: format!("sources[{i}]"),
+            old: Some(digest(o)),
+            new: Some(digest(n)),
+            note: None,
+        }),
     }
 }
 
@@ -258,7 +380,10 @@ fn local_note(store: &Store, old: &str, new: &str, path: &str) -> String {
             let mut paths: Vec<String> = d
                 .changes
                 .iter()
-                .filter(|c| !matches!(c.a.as_ref().or(c.b.as_ref()), Some(e) if e.kind == "dir") || c.change != "changed")
+                .filter(|c| {
+                    !matches!(c.a.as_ref().or(c.b.as_ref()), Some(e) if e.kind == "dir")
+                        || c.change != "changed"
+                })
                 .map(|c| format!("{} {}", c.change, c.path))
                 .collect();
             let more = paths.len().saturating_sub(MAX_PATHS);
@@ -283,9 +408,11 @@ impl Ctx<'_> {
     /// How a source is named in notes: a local path relative to the project.
     fn label(&self, s: &cas_sources::Source) -> String {
         match &s.kind {
-            cas_sources::SourceKind::Local { path } => {
-                path.strip_prefix(&self.loaded.project.root).unwrap_or(path).display().to_string()
-            }
+            cas_sources::SourceKind::Local { path } => path
+                .strip_prefix(&self.loaded.project.root)
+                .unwrap_or(path)
+                .display()
+                .to_string(),
             k => k.name().to_string(),
         }
     }
@@ -293,11 +420,18 @@ impl Ctx<'_> {
     /// The key to compare `id` with: given, else its last key, else the one
     /// before (when the last is the current one). With `hint` (the output
     /// the parent's old manifest staged), the recorded key that produced it.
-    fn previous(&self, id: ElementId, hint: Option<&str>) -> Result<Option<(String, &'static str)>> {
+    fn previous(
+        &self,
+        id: ElementId,
+        hint: Option<&str>,
+    ) -> Result<Option<(String, &'static str)>> {
         let Some(r) = self.store.ref_get(&last_key_ref(self.loaded, id))? else {
             return Ok(None);
         };
-        let current = self.currents.get(&id).and_then(|c| c.key.map(|k| k.to_hex()));
+        let current = self
+            .currents
+            .get(&id)
+            .and_then(|c| c.key.map(|k| k.to_hex()));
         let mut candidates = vec![(r.value.clone(), "last-build")];
         if let Some(p) = r.previous {
             candidates.push((p, "previous-build"));
@@ -318,9 +452,18 @@ impl Ctx<'_> {
         Ok(Some(candidates.swap_remove(0)))
     }
 
-    fn explain(&self, id: ElementId, against: Option<(String, &'static str)>, hint: Option<&str>, depth: usize) -> Result<Explanation> {
+    fn explain(
+        &self,
+        id: ElementId,
+        against: Option<(String, &'static str)>,
+        hint: Option<&str>,
+        depth: usize,
+    ) -> Result<Explanation> {
         let el = self.loaded.element(id);
-        let cur = self.currents.get(&id).ok_or_else(|| AuditError::Other(format!("{} is not in the closure", el.name)))?;
+        let cur = self
+            .currents
+            .get(&id)
+            .ok_or_else(|| AuditError::Other(format!("{} is not in the closure", el.name)))?;
         let against = match against {
             Some(a) => Some(a),
             None => self.previous(id, hint)?,
@@ -342,9 +485,17 @@ impl Ctx<'_> {
             ex.status = "identical";
             return Ok(ex);
         }
-        let old = match Digest::from_hex(&prev).ok().map(ActionKey).map(|k| self.store.action_get(&k)) {
+        let old = match Digest::from_hex(&prev)
+            .ok()
+            .map(ActionKey)
+            .map(|k| self.store.action_get(&k))
+        {
             Some(Ok(Some(r))) => match self.store.read_blob(&r.manifest) {
-                Ok(bytes) => decode(&bytes).map_err(|e| AuditError::BadManifest { digest: r.manifest.to_hex(), offset: e.offset, reason: e.reason })?,
+                Ok(bytes) => decode(&bytes).map_err(|e| AuditError::BadManifest {
+                    digest: r.manifest.to_hex(),
+                    offset: e.offset,
+                    reason: e.reason,
+                })?,
                 Err(_) => {
                     ex.status = "previous-result-missing";
                     return Ok(ex);
@@ -362,19 +513,35 @@ impl Ctx<'_> {
         for i in 0..old.dependencies.len().max(staged.len()) {
             let o = old.dependencies.get(i).map(hex32);
             let dep = staged.get(i).copied();
-            let n = dep.and_then(|d| self.currents.get(&d)).and_then(|c| c.output).map(|t| t.to_hex());
+            let n = dep
+                .and_then(|d| self.currents.get(&d))
+                .and_then(|c| c.output)
+                .map(|t| t.to_hex());
             if o == n {
                 continue;
             }
             let explanation = match dep {
-                Some(d) if depth < MAX_DEPTH => Some(Box::new(self.explain(d, None, o.as_deref(), depth + 1)?)),
+                Some(d) if depth < MAX_DEPTH => {
+                    Some(Box::new(self.explain(d, None, o.as_deref(), depth + 1)?))
+                }
                 _ => None,
             };
-            ex.dependencies.push(DepChange { index: i, element: dep.map(|d| self.loaded.element(d).name.clone()), old: o, new: n, explanation });
+            ex.dependencies.push(DepChange {
+                index: i,
+                element: dep.map(|d| self.loaded.element(d).name.clone()),
+                old: o,
+                new: n,
+                explanation,
+            });
         }
         if ex.differences.is_empty() && ex.dependencies.is_empty() {
             // Same inputs, different key: only the encoding can differ.
-            ex.differences.push(FieldDiff { field: "manifest".into(), old: Some(prev), new: ex.key.clone(), note: Some("same inputs, another encoding".into()) });
+            ex.differences.push(FieldDiff {
+                field: "manifest".into(),
+                old: Some(prev),
+                new: ex.key.clone(),
+                note: Some("same inputs, another encoding".into()),
+            });
         }
         Ok(ex)
     }
@@ -384,7 +551,11 @@ fn root_causes(ex: &Explanation, chain: &mut Vec<String>, out: &mut Vec<RootCaus
     chain.push(ex.element.clone());
     let leaf_status = matches!(ex.status, "no-previous-build" | "previous-result-missing");
     if !ex.differences.is_empty() || leaf_status {
-        out.push(RootCause { chain: chain.clone(), status: ex.status, differences: ex.differences.clone() });
+        out.push(RootCause {
+            chain: chain.clone(),
+            status: ex.status,
+            differences: ex.differences.clone(),
+        });
     }
     for d in &ex.dependencies {
         match &d.explanation {
@@ -392,8 +563,16 @@ fn root_causes(ex: &Explanation, chain: &mut Vec<String>, out: &mut Vec<RootCaus
             None => {
                 // A dependency position with nothing staged now (removed).
                 let mut c = chain.clone();
-                c.push(d.element.clone().unwrap_or_else(|| format!("dependency #{}", d.index)));
-                out.push(RootCause { chain: c, status: "changed", differences: vec![] });
+                c.push(
+                    d.element
+                        .clone()
+                        .unwrap_or_else(|| format!("dependency #{}", d.index)),
+                );
+                out.push(RootCause {
+                    chain: c,
+                    status: "changed",
+                    differences: vec![],
+                });
             }
         }
     }
@@ -401,15 +580,27 @@ fn root_causes(ex: &Explanation, chain: &mut Vec<String>, out: &mut Vec<RootCaus
 }
 
 /// Explains `target`'s key against `against` (a key) or its last build.
-pub fn explain(store: &Store, loaded: &Loaded, target: ElementId, against: Option<&ActionKey>) -> Result<Report> {
-    let ctx = Ctx { store, loaded, currents: currents(store, loaded, target)? };
+pub fn explain(
+    store: &Store,
+    loaded: &Loaded,
+    target: ElementId,
+    against: Option<&ActionKey>,
+) -> Result<Report> {
+    let ctx = Ctx {
+        store,
+        loaded,
+        currents: currents(store, loaded, target)?,
+    };
     let against = against.map(|k| (k.to_hex(), "given"));
     let explanation = ctx.explain(target, against, None, 0)?;
     let mut causes = Vec::new();
     if explanation.status != "identical" {
         root_causes(&explanation, &mut Vec::new(), &mut causes);
     }
-    Ok(Report { explanation, root_causes: causes })
+    Ok(Report {
+        explanation,
+        root_causes: causes,
+    })
 }
 
 fn short(s: &Option<String>) -> String {
@@ -430,9 +621,12 @@ pub fn render(r: &Report) -> String {
             s.push_str(&format!("  {}", c.chain.join(" -> ")));
             match c.status {
                 "no-previous-build" => s.push_str(": no previous build to compare with\n"),
-                "previous-result-missing" => s.push_str(": the previous result is no longer in the store\n"),
+                "previous-result-missing" => {
+                    s.push_str(": the previous result is no longer in the store\n")
+                }
                 _ => {
-                    let fields: Vec<&str> = c.differences.iter().map(|d| d.field.as_str()).collect();
+                    let fields: Vec<&str> =
+                        c.differences.iter().map(|d| d.field.as_str()).collect();
                     s.push_str(&format!(": {}\n", fields.join(", ")));
                 }
             }
@@ -450,11 +644,19 @@ fn render_node(ex: &Explanation, indent: &str, s: &mut String) {
     };
     match ex.status {
         "no-previous-build" => {
-            s.push_str(&format!("{indent}{}: key {}; no previous build recorded\n", ex.element, short(&ex.key)));
+            s.push_str(&format!(
+                "{indent}{}: key {}; no previous build recorded\n",
+                ex.element,
+                short(&ex.key)
+            ));
             return;
         }
         "identical" => {
-            s.push_str(&format!("{indent}{}: key {} is the same as {src}\n", ex.element, short(&ex.key)));
+            s.push_str(&format!(
+                "{indent}{}: key {} is the same as {src}\n",
+                ex.element,
+                short(&ex.key)
+            ));
             return;
         }
         "previous-result-missing" => {
@@ -466,10 +668,20 @@ fn render_node(ex: &Explanation, indent: &str, s: &mut String) {
             ));
             return;
         }
-        _ => s.push_str(&format!("{indent}{}: key {} (was {}, {src})\n", ex.element, short(&ex.key), short(&ex.against))),
+        _ => s.push_str(&format!(
+            "{indent}{}: key {} (was {}, {src})\n",
+            ex.element,
+            short(&ex.key),
+            short(&ex.against)
+        )),
     }
     for d in &ex.differences {
-        s.push_str(&format!("{indent}  {}: {} -> {}", d.field, d.old.as_deref().unwrap_or("(none)"), d.new.as_deref().unwrap_or("(none)")));
+        s.push_str(&format!(
+            "{indent}  {}: {} -> {}",
+            d.field,
+            d.old.as_deref().unwrap_or("(none)"),
+            d.new.as_deref().unwrap_or("(none)")
+        ));
         if let Some(n) = &d.note {
             s.push_str(&format!("  [{n}]"));
         }

@@ -23,7 +23,10 @@ type R<T> = Result<T, DecodeError>;
 
 impl<'a> Decoder<'a> {
     fn err<T>(&self, reason: impl Into<String>) -> R<T> {
-        Err(DecodeError { offset: self.pos, reason: reason.into() })
+        Err(DecodeError {
+            offset: self.pos,
+            reason: reason.into(),
+        })
     }
     fn take(&mut self, n: usize) -> R<&'a [u8]> {
         match self.pos.checked_add(n) {
@@ -51,7 +54,9 @@ impl<'a> Decoder<'a> {
     fn len(&mut self) -> R<usize> {
         let n = self.u64()?;
         if n > (self.b.len() - self.pos) as u64 {
-            return self.err(format!("length {n} is longer than the rest of the manifest"));
+            return self.err(format!(
+                "length {n} is longer than the rest of the manifest"
+            ));
         }
         Ok(n as usize)
     }
@@ -62,13 +67,22 @@ impl<'a> Decoder<'a> {
     fn str(&mut self) -> R<String> {
         let at = self.pos;
         let b = self.bytes()?;
-        String::from_utf8(b.to_vec()).map_err(|_| DecodeError { offset: at, reason: "string is not UTF-8".into() })
+        String::from_utf8(b.to_vec()).map_err(|_| DecodeError {
+            offset: at,
+            reason: "string is not UTF-8".into(),
+        })
     }
     fn tag(&mut self, t: &str) -> R<()> {
         let at = self.pos;
         let got = self.bytes()?;
         if got != t.as_bytes() {
-            return Err(DecodeError { offset: at, reason: format!("expected tag {t:?}, found {:?}", String::from_utf8_lossy(got)) });
+            return Err(DecodeError {
+                offset: at,
+                reason: format!(
+                    "expected tag {t:?}, found {:?}",
+                    String::from_utf8_lossy(got)
+                ),
+            });
         }
         Ok(())
     }
@@ -76,7 +90,9 @@ impl<'a> Decoder<'a> {
     fn count(&mut self, min: usize) -> R<usize> {
         let n = self.u64()?;
         if n.saturating_mul(min.max(1) as u64) > (self.b.len() - self.pos) as u64 {
-            return self.err(format!("count {n} is larger than the rest of the manifest allows"));
+            return self.err(format!(
+                "count {n} is larger than the rest of the manifest allows"
+            ));
         }
         Ok(n as usize)
     }
@@ -90,12 +106,17 @@ impl<'a> Decoder<'a> {
 pub fn decode(bytes: &[u8]) -> Result<KeyInputs, DecodeError> {
     let mut d = Decoder { b: bytes, pos: 0 };
     if d.take(8)? != MAGIC {
-        return Err(DecodeError { offset: 0, reason: "not a key manifest (bad magic)".into() });
+        return Err(DecodeError {
+            offset: 0,
+            reason: "not a key manifest (bad magic)".into(),
+        });
     }
     d.tag("schema")?;
     let schema = d.u32()?;
     if schema != KEY_SCHEMA {
-        return d.err(format!("schema {schema} (this cas reads schema {KEY_SCHEMA})"));
+        return d.err(format!(
+            "schema {schema} (this cas reads schema {KEY_SCHEMA})"
+        ));
     }
     d.tag("kind")?;
     let kind = d.str()?;
@@ -116,7 +137,10 @@ pub fn decode(bytes: &[u8]) -> Result<KeyInputs, DecodeError> {
         let v = d.str()?;
         if let Some((last, _)) = environment.last_key_value() {
             if *last >= k {
-                return Err(DecodeError { offset: at, reason: format!("environment not sorted at {k:?}") });
+                return Err(DecodeError {
+                    offset: at,
+                    reason: format!("environment not sorted at {k:?}"),
+                });
             }
         }
         environment.insert(k, v);
@@ -145,7 +169,10 @@ pub fn decode(bytes: &[u8]) -> Result<KeyInputs, DecodeError> {
         let v = d.strs()?;
         if let Some((last, _)) = config.last_key_value() {
             if *last >= k {
-                return Err(DecodeError { offset: at, reason: format!("config not sorted at {k:?}") });
+                return Err(DecodeError {
+                    offset: at,
+                    reason: format!("config not sorted at {k:?}"),
+                });
             }
         }
         config.insert(k, v);
@@ -168,9 +195,21 @@ pub fn decode(bytes: &[u8]) -> Result<KeyInputs, DecodeError> {
     if d.pos != bytes.len() {
         return d.err(format!("{} trailing bytes", bytes.len() - d.pos));
     }
-    let k = KeyInputs { kind, behaviour, phases, environment, sandbox, config, sources, dependencies };
+    let k = KeyInputs {
+        kind,
+        behaviour,
+        phases,
+        environment,
+        sandbox,
+        config,
+        sources,
+        dependencies,
+    };
     if k.manifest() != bytes {
-        return Err(DecodeError { offset: 0, reason: "does not re-encode to the same bytes".into() });
+        return Err(DecodeError {
+            offset: 0,
+            reason: "does not re-encode to the same bytes".into(),
+        });
     }
     Ok(k)
 }
@@ -185,7 +224,10 @@ pub struct SourceIdentity {
 
 impl SourceIdentity {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 

@@ -33,7 +33,9 @@ pub fn diff(a: &[u8], b: &[u8], name: &str) -> TextDiff {
         }
     };
     let (ta, tb) = (cut(a, &mut truncated), cut(b, &mut truncated));
-    let d = similar::TextDiff::configure().timeout(Duration::from_secs(2)).diff_lines(&ta, &tb);
+    let d = similar::TextDiff::configure()
+        .timeout(Duration::from_secs(2))
+        .diff_lines(&ta, &tb);
     let full = d
         .unified_diff()
         .context_radius(3)
@@ -48,7 +50,10 @@ pub fn diff(a: &[u8], b: &[u8], name: &str) -> TextDiff {
         }
         out.push_str(line);
     }
-    TextDiff { diff: out, truncated }
+    TextDiff {
+        diff: out,
+        truncated,
+    }
 }
 
 #[cfg(test)]
@@ -58,7 +63,10 @@ mod tests {
     #[test]
     fn a_unified_diff_with_context() {
         let d = diff(b"a\nb\nc\n", b"a\nB\nc\n", "f.txt");
-        assert_eq!(d.diff, "--- a/f.txt\n+++ b/f.txt\n@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n");
+        assert_eq!(
+            d.diff,
+            "--- a/f.txt\n+++ b/f.txt\n@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n"
+        );
         assert!(!d.truncated);
     }
 

@@ -17,9 +17,17 @@ impl BuildDir {
     pub fn create(store_root: &Path, element: &str, key_hex: &str) -> std::io::Result<BuildDir> {
         let safe: String = element
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
-        let root = store_root.join("builds").join(format!("{safe}-{}", &key_hex[..16.min(key_hex.len())]));
+        let root = store_root
+            .join("builds")
+            .join(format!("{safe}-{}", &key_hex[..16.min(key_hex.len())]));
         if root.exists() {
             remove_all(&root)?;
         }

@@ -9,27 +9,53 @@ pub enum BuildError {
     #[error(transparent)]
     Sandbox(#[from] cas_sandbox::SandboxError),
     #[error("{element}: {source}")]
-    Source { element: String, source: cas_sources::SourceError },
+    Source {
+        element: String,
+        source: cas_sources::SourceError,
+    },
     #[error("{element}: two dependencies install different content at the same path: {message}")]
     Conflict { element: String, message: String },
     #[error("{element}: the element has commands but its sysroot has no /bin/sh; add a base element that provides a shell to its build-depends")]
     NoShell { element: String },
     #[error("{element}: {what} `{path}`: {source}")]
-    Io { element: String, what: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        element: String,
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{element}: command failed with {status} (phase {phase}): {command}")]
-    CommandFailed { element: String, phase: String, command: String, status: String },
+    CommandFailed {
+        element: String,
+        phase: String,
+        command: String,
+        status: String,
+    },
     #[error("{element}: interrupted")]
     Interrupted { element: String },
     #[error("{element}: bad split rule `{pattern}`: {message}")]
-    SplitRule { element: String, pattern: String, message: String },
+    SplitRule {
+        element: String,
+        pattern: String,
+        message: String,
+    },
     #[error("{element}: {message}")]
     Other { element: String, message: String },
 }
 
 pub type Result<T, E = BuildError> = std::result::Result<T, E>;
 
-pub(crate) fn io(element: &str, what: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> BuildError {
+pub(crate) fn io(
+    element: &str,
+    what: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> BuildError {
     let element = element.to_owned();
     let path = path.into();
-    move |source| BuildError::Io { element, what, path, source }
+    move |source| BuildError::Io {
+        element,
+        what,
+        path,
+        source,
+    }
 }

@@ -157,7 +157,10 @@ mod tests {
             behaviour: "sandbox".into(),
             phases: vec![
                 ("build-commands".into(), vec!["echo hi > x".into()]),
-                ("install-commands".into(), vec!["make -j%{max-jobs} install".into()]),
+                (
+                    "install-commands".into(),
+                    vec!["make -j%{max-jobs} install".into()],
+                ),
             ],
             environment,
             sandbox: SandboxSettings {
@@ -197,12 +200,16 @@ mod tests {
             Box::new(|k| k.behaviour = "script".into()),
             Box::new(|k| k.phases[0].1[0].push(' ')),
             Box::new(|k| k.phases[0].0 = "configure-commands".into()),
-            Box::new(|k| { k.environment.insert("A".into(), "1".into()); }),
+            Box::new(|k| {
+                k.environment.insert("A".into(), "1".into());
+            }),
             Box::new(|k| k.sandbox.arch = "aarch64".into()),
             Box::new(|k| k.sandbox.uid = 1),
             Box::new(|k| k.sandbox.network = true),
             Box::new(|k| k.sandbox.umask = 0o002),
-            Box::new(|k| { k.config.insert("include".into(), vec!["runtime".into()]); }),
+            Box::new(|k| {
+                k.config.insert("include".into(), vec!["runtime".into()]);
+            }),
             Box::new(|k| k.sources.push(vec![])),
             Box::new(|k| k.dependencies[0][0] ^= 1),
             Box::new(|k| k.dependencies.push([0; 32])),

@@ -56,9 +56,18 @@ impl Console {
                     .progress_chars("=> "),
             );
             summary.enable_steady_tick(Duration::from_millis(200));
-            Live { multi, summary, bars: Mutex::new(Vec::new()) }
+            Live {
+                multi,
+                summary,
+                bars: Mutex::new(Vec::new()),
+            }
         });
-        Console { start: Instant::now(), total, live, state: Mutex::new(Counts::default()) }
+        Console {
+            start: Instant::now(),
+            total,
+            live,
+            state: Mutex::new(Counts::default()),
+        }
     }
 
     fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
@@ -106,13 +115,25 @@ impl Reporter for Console {
         let hex = key.to_hex();
         match &self.live {
             Some(live) => {
-                let bar = live.multi.insert_before(&live.summary, ProgressBar::new_spinner());
-                bar.set_style(ProgressStyle::with_template("  {spinner} {elapsed:>4} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+                let bar = live
+                    .multi
+                    .insert_before(&live.summary, ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("  {spinner} {elapsed:>4} {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
                 bar.set_message(format!("building {element} [{}]", &hex[..12]));
                 bar.enable_steady_tick(Duration::from_millis(120));
-                live.bars.lock().unwrap_or_else(|e| e.into_inner()).push((element.to_owned(), bar));
+                live.bars
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((element.to_owned(), bar));
             }
-            None => eprintln!("[{:>6.1}s] building {element} [{}]", self.start.elapsed().as_secs_f64(), &hex[..12]),
+            None => eprintln!(
+                "[{:>6.1}s] building {element} [{}]",
+                self.start.elapsed().as_secs_f64(),
+                &hex[..12]
+            ),
         }
     }
 
@@ -145,22 +166,38 @@ impl Reporter for Console {
         if status == "cached" && self.total > QUIET_CACHED_ABOVE {
             return;
         }
-        let took = took.map(|d| format!(" in {:.1}s", d.as_secs_f64())).unwrap_or_default();
-        self.line(format!("[{:>6.1}s] {status:<7} {element}{took}", self.start.elapsed().as_secs_f64()));
+        let took = took
+            .map(|d| format!(" in {:.1}s", d.as_secs_f64()))
+            .unwrap_or_default();
+        self.line(format!(
+            "[{:>6.1}s] {status:<7} {element}{took}",
+            self.start.elapsed().as_secs_f64()
+        ));
     }
 
     fn failed(&self, element: &str, error: &BuildError, log: &Path) {
         let mut text = format!("error: {error}\n");
         if let Ok(f) = std::fs::File::open(log) {
-            let lines: Vec<String> = std::io::BufReader::new(f).lines().map_while(Result::ok).collect();
+            let lines: Vec<String> = std::io::BufReader::new(f)
+                .lines()
+                .map_while(Result::ok)
+                .collect();
             let tail = &lines[lines.len().saturating_sub(20)..];
-            text.push_str(&format!("--- last {} lines of the log of {element}:\n", tail.len()));
+            text.push_str(&format!(
+                "--- last {} lines of the log of {element}:\n",
+                tail.len()
+            ));
             for l in tail {
                 text.push_str(&format!("  | {l}\n"));
             }
         }
-        text.push_str(&format!("--- full log: {}\n--- build directory kept: {} (cas shell --failed)",
-            log.display(), log.parent().map(|p| p.display().to_string()).unwrap_or_default()));
+        text.push_str(&format!(
+            "--- full log: {}\n--- build directory kept: {} (cas shell --failed)",
+            log.display(),
+            log.parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        ));
         self.line(text);
     }
 

@@ -63,7 +63,11 @@ impl Remotes {
     pub fn open(specs: &[RemoteSpec], signer: Option<SigningKey>) -> Result<Remotes, RemoteError> {
         let mut entries = Vec::new();
         for s in specs {
-            entries.push(Entry { remote: cas_store::remote::open(&s.url)?, push: s.push, trust: s.trust.clone() });
+            entries.push(Entry {
+                remote: cas_store::remote::open(&s.url)?,
+                push: s.push,
+                trust: s.trust.clone(),
+            });
         }
         Ok(Remotes {
             entries,
@@ -77,7 +81,10 @@ impl Remotes {
     }
 
     pub fn url(&self, index: usize) -> &str {
-        self.entries.get(index).map(|e| e.remote.url()).unwrap_or("")
+        self.entries
+            .get(index)
+            .map(|e| e.remote.url())
+            .unwrap_or("")
     }
 
     /// Make `tree` complete locally from the first remote that has it (for
@@ -90,7 +97,10 @@ impl Remotes {
                 Err(err) => last = Some(err),
             }
         }
-        Err(last.unwrap_or_else(|| RemoteError::Missing { url: "(no remote configured)".into(), digest: tree.to_hex() }))
+        Err(last.unwrap_or_else(|| RemoteError::Missing {
+            url: "(no remote configured)".into(),
+            digest: tree.to_hex(),
+        }))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -113,20 +123,37 @@ impl Remotes {
     /// Ask the remotes, in order, for the result of `key`. Rejected results
     /// (untrusted, unsigned, forged, malformed) and unreachable remotes are
     /// warned about and skipped. Returns the result and the remote's index.
-    pub fn lookup(&self, key: &ActionKey, element: &str, say: &dyn Fn(&str)) -> Option<(ActionResult, usize)> {
+    pub fn lookup(
+        &self,
+        key: &ActionKey,
+        element: &str,
+        say: &dyn Fn(&str),
+    ) -> Option<(ActionResult, usize)> {
         for (i, e) in self.entries.iter().enumerate() {
             match transfer::lookup_result(e.remote.as_ref(), key, &e.trust, &self.counters) {
                 Ok(Lookup::Miss) => {}
                 Ok(Lookup::Hit(r)) => {
-                    if self.refused.lock().unwrap_or_else(|p| p.into_inner()).contains(&r.output) {
+                    if self
+                        .refused
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .contains(&r.output)
+                    {
                         continue;
                     }
                     return Some((r, i));
                 }
-                Ok(Lookup::Rejected(why)) => {
-                    self.warn(say, format!("{element}: ignoring the result {key} from {}: {why}", e.remote.url()))
-                }
-                Err(err) => self.warn(say, format!("{element}: cannot ask {} for {key}: {err}", e.remote.url())),
+                Ok(Lookup::Rejected(why)) => self.warn(
+                    say,
+                    format!(
+                        "{element}: ignoring the result {key} from {}: {why}",
+                        e.remote.url()
+                    ),
+                ),
+                Err(err) => self.warn(
+                    say,
+                    format!("{element}: cannot ask {} for {key}: {err}", e.remote.url()),
+                ),
             }
         }
         None
@@ -134,16 +161,28 @@ impl Remotes {
 
     /// Remember that `output` was pulled from remote `index` without downloading it.
     pub fn pulled_lazily(&self, output: TreeDigest, index: usize) {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).entry(output).or_insert(index);
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(output)
+            .or_insert(index);
     }
 
     /// Download everything a pulled result references (its output, log and
     /// manifest), verified; on failure the output is refused for the rest of the run.
-    pub fn download(&self, store: &Store, index: usize, r: &ActionResult) -> Result<(), RemoteError> {
+    pub fn download(
+        &self,
+        store: &Store,
+        index: usize,
+        r: &ActionResult,
+    ) -> Result<(), RemoteError> {
         let e = &self.entries[index];
         let res = transfer::fetch_result_objects(store, e.remote.as_ref(), r, &self.counters);
         if res.is_err() {
-            self.refused.lock().unwrap_or_else(|p| p.into_inner()).insert(r.output);
+            self.refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(r.output);
         }
         res
     }
@@ -151,29 +190,59 @@ impl Remotes {
     /// Does `tree` come from a remote result that is not local yet (or that
     /// failed to download)?
     pub fn is_pending(&self, tree: &TreeDigest) -> bool {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).contains_key(tree)
-            || self.refused.lock().unwrap_or_else(|p| p.into_inner()).contains(tree)
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(tree)
+            || self
+                .refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(tree)
     }
 
     /// Make a lazily pulled tree local (a no-op for trees that are not
     /// pending). On failure the tree is refused: the caller builds its
     /// producer locally.
     pub fn ensure_local(&self, store: &Store, tree: &TreeDigest) -> Result<(), RemoteError> {
-        if self.refused.lock().unwrap_or_else(|p| p.into_inner()).contains(tree) {
-            return Err(RemoteError::Missing { url: "(refused earlier in this run)".into(), digest: tree.to_hex() });
+        if self
+            .refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(tree)
+        {
+            return Err(RemoteError::Missing {
+                url: "(refused earlier in this run)".into(),
+                digest: tree.to_hex(),
+            });
         }
-        let Some(index) = self.pending.lock().unwrap_or_else(|p| p.into_inner()).get(tree).copied() else {
+        let Some(index) = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tree)
+            .copied()
+        else {
             return Ok(());
         };
         let e = &self.entries[index];
         match transfer::fetch_tree(store, e.remote.as_ref(), tree, &self.counters) {
             Ok(()) => {
-                self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(tree);
+                self.pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(tree);
                 Ok(())
             }
             Err(err) => {
-                self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(tree);
-                self.refused.lock().unwrap_or_else(|p| p.into_inner()).insert(*tree);
+                self.pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(tree);
+                self.refused
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(*tree);
                 Err(err)
             }
         }
@@ -186,14 +255,31 @@ impl Remotes {
 
     /// Push a local result to every remote marked for push. Failures are
     /// recorded for the summary, never returned.
-    pub fn push(&self, store: &Store, key: &ActionKey, r: &ActionResult, element: &str, say: &dyn Fn(&str)) {
+    pub fn push(
+        &self,
+        store: &Store,
+        key: &ActionKey,
+        r: &ActionResult,
+        element: &str,
+        say: &dyn Fn(&str),
+    ) {
         for e in self.entries.iter().filter(|e| e.push) {
-            match transfer::push_result(store, e.remote.as_ref(), key, r, self.signer.as_ref(), &self.counters) {
+            match transfer::push_result(
+                store,
+                e.remote.as_ref(),
+                key,
+                r,
+                self.signer.as_ref(),
+                &self.counters,
+            ) {
                 Ok(Pushed::AlreadyThere) | Ok(Pushed::Uploaded { .. }) => {}
                 Err(err) => {
                     let msg = format!("{element}: cannot push {key} to {}: {err}", e.remote.url());
                     say(&format!("warning: {msg}"));
-                    self.push_failures.lock().unwrap_or_else(|p| p.into_inner()).push(msg);
+                    self.push_failures
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(msg);
                 }
             }
         }
@@ -202,7 +288,11 @@ impl Remotes {
     pub fn summary(&self) -> RemoteSummary {
         RemoteSummary {
             transfers: self.counters.snapshot(),
-            push_failures: self.push_failures.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            push_failures: self
+                .push_failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
             warnings: *self.warnings.lock().unwrap_or_else(|p| p.into_inner()),
         }
     }
@@ -225,10 +315,14 @@ impl Engine<'_> {
     /// outputs are downloaded (and recorded locally) now; other outputs later,
     /// if at all. A result whose objects cannot be downloaded is not used.
     pub(crate) fn pull(&self, id: ElementId, key: &ActionKey) -> Result<Option<Done>> {
-        let Some(rr) = &self.remote else { return Ok(None) };
+        let Some(rr) = &self.remote else {
+            return Ok(None);
+        };
         let name = &self.element(id).name;
         let say = |m: &str| self.reporter.message(m);
-        let Some((r, index)) = rr.remotes.lookup(key, name, &say) else { return Ok(None) };
+        let Some((r, index)) = rr.remotes.lookup(key, name, &say) else {
+            return Ok(None);
+        };
         if rr.download.contains(&id) {
             if let Err(e) = rr.remotes.download(self.store, index, &r) {
                 rr.remotes.warn_download(name, &e, &say);
@@ -240,7 +334,12 @@ impl Engine<'_> {
             // Best effort: lets `cas show`/`cas checkout` compute the keys above it later.
             let _ = self.store.remote_result_put(key, &r, rr.remotes.url(index));
         }
-        Ok(Some(Done { key: *key, output: r.output, status: Status::Pulled, span: None }))
+        Ok(Some(Done {
+            key: *key,
+            output: r.output,
+            status: Status::Pulled,
+            span: None,
+        }))
     }
 
     /// Before a step runs: make the outputs it stages local. A dependency
@@ -253,7 +352,9 @@ impl Engine<'_> {
         staged: &[(ElementId, TreeDigest)],
         outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
     ) -> Result<Option<Done>> {
-        let Some(rr) = &self.remote else { return Ok(None) };
+        let Some(rr) = &self.remote else {
+            return Ok(None);
+        };
         let say = |m: &str| self.reporter.message(m);
         let mut overrides: HashMap<ElementId, TreeDigest> = HashMap::new();
         for (dep, tree) in staged {
@@ -280,7 +381,10 @@ impl Engine<'_> {
     pub(crate) fn push(&self, id: ElementId, key: &ActionKey, r: &ActionResult) {
         let Some(rr) = &self.remote else { return };
         if rr.remotes.pushes() {
-            rr.remotes.push(self.store, key, r, &self.element(id).name, &|m| self.reporter.message(m));
+            rr.remotes
+                .push(self.store, key, r, &self.element(id).name, &|m| {
+                    self.reporter.message(m)
+                });
         }
     }
 }
@@ -320,16 +424,27 @@ pub fn pull(
         offline: true,
         reporter,
         rebuild: Default::default(),
-        remote: Some(RemoteRun { remotes, download: targets.iter().copied().collect() }),
+        remote: Some(RemoteRun {
+            remotes,
+            download: targets.iter().copied().collect(),
+        }),
     };
     let mut outputs: HashMap<ElementId, TreeDigest> = HashMap::new();
     let mut rows = Vec::new();
     for id in loaded.closure(targets) {
         let name = engine.element(id).name.clone();
-        let staged: Option<Vec<(ElementId, TreeDigest)>> =
-            loaded.staged(id).into_iter().map(|d| outputs.get(&d).map(|t| (d, *t))).collect();
+        let staged: Option<Vec<(ElementId, TreeDigest)>> = loaded
+            .staged(id)
+            .into_iter()
+            .map(|d| outputs.get(&d).map(|t| (d, *t)))
+            .collect();
         let Some(staged) = staged else {
-            rows.push(PullRow { name, key: None, status: "missing", output: None });
+            rows.push(PullRow {
+                name,
+                key: None,
+                status: "missing",
+                output: None,
+            });
             continue;
         };
         let inputs = engine.key_inputs(id, &staged)?;
@@ -345,7 +460,12 @@ pub fn pull(
             outputs.insert(id, o);
         }
         reporter.message(&format!("{name}: {status}"));
-        rows.push(PullRow { name, key: Some(key.to_hex()), status, output: output.map(|o| o.to_hex()) });
+        rows.push(PullRow {
+            name,
+            key: Some(key.to_hex()),
+            status,
+            output: output.map(|o| o.to_hex()),
+        });
     }
     Ok(rows)
 }

@@ -66,7 +66,10 @@ pub struct BuildReport {
 pub fn fetcher_for(store: &Store, mirrors: &Mirrors) -> Result<Fetcher> {
     let mut config = FetcherConfig::new(store.root().join("tmp"), git_dir(store));
     config.mirrors = mirrors.clone();
-    Fetcher::new(config).map_err(|source| BuildError::Source { element: String::new(), source })
+    Fetcher::new(config).map_err(|source| BuildError::Source {
+        element: String::new(),
+        source,
+    })
 }
 
 fn git_dir(store: &Store) -> PathBuf {
@@ -84,9 +87,19 @@ pub fn build(
 ) -> Result<BuildReport> {
     let _lock = store.lock_shared()?;
     let closure = loaded.closure(targets);
-    let pos: HashMap<ElementId, usize> = closure.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    let pos: HashMap<ElementId, usize> =
+        closure.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     let dag = Dag {
-        waits: closure.iter().map(|id| loaded.staged(*id).iter().filter_map(|d| pos.get(d).copied()).collect()).collect(),
+        waits: closure
+            .iter()
+            .map(|id| {
+                loaded
+                    .staged(*id)
+                    .iter()
+                    .filter_map(|d| pos.get(d).copied())
+                    .collect()
+            })
+            .collect(),
     };
     let fetcher = fetcher_for(store, &opts.mirrors)?;
     let engine = Engine {
@@ -100,10 +113,14 @@ pub fn build(
         offline: opts.offline,
         reporter,
         rebuild: opts.rebuild.clone(),
-        remote: opts.remotes.as_deref().filter(|r| !r.is_empty()).map(|remotes| crate::remote::RemoteRun {
-            remotes,
-            download: targets.iter().copied().collect(),
-        }),
+        remote: opts
+            .remotes
+            .as_deref()
+            .filter(|r| !r.is_empty())
+            .map(|remotes| crate::remote::RemoteRun {
+                remotes,
+                download: targets.iter().copied().collect(),
+            }),
     };
     let outputs: Mutex<HashMap<ElementId, TreeDigest>> = Mutex::new(HashMap::new());
     let errors: Mutex<HashMap<ElementId, (Option<ActionKey>, String)>> = Mutex::new(HashMap::new());
@@ -127,11 +144,20 @@ pub fn build(
         // thread; only the rest goes through the parallel scheduler.
         let mut done_before: Vec<Option<crate::step::Done>> = Vec::with_capacity(closure.len());
         for &id in &closure {
-            let known = |d: ElementId| outputs.lock().unwrap_or_else(|e| e.into_inner()).get(&d).cloned();
+            let known = |d: ElementId| {
+                outputs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&d)
+                    .cloned()
+            };
             match engine.cached(id, &known) {
                 Ok(Some(done)) => {
                     reporter.finished(&engine.element(id).name, "cached", None);
-                    outputs.lock().unwrap_or_else(|e| e.into_inner()).insert(id, done.output);
+                    outputs
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(id, done.output);
                     let _ = store.ref_put(&last_key_ref(loaded, id), &done.key.to_hex());
                     done_before.push(Some(done));
                 }
@@ -142,17 +168,28 @@ pub fn build(
         let ends = scheduler::run_with(&dag, opts.jobs, opts.keep_going, stop, done_before, |i| {
             let id = closure[i];
             let name = &engine.element(id).name;
-            let lookup = |d: ElementId| outputs.lock().unwrap_or_else(|e| e.into_inner()).get(&d).cloned();
+            let lookup = |d: ElementId| {
+                outputs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&d)
+                    .cloned()
+            };
             match engine.run(id, &lookup) {
                 Ok(done) => {
-                    let took = done.span.map(|(a, b)| Duration::from_millis(b.saturating_sub(a)));
+                    let took = done
+                        .span
+                        .map(|(a, b)| Duration::from_millis(b.saturating_sub(a)));
                     let status = match done.status {
                         Status::Built => "built",
                         Status::Cached => "cached",
                         Status::Pulled => "pulled",
                     };
                     reporter.finished(name, status, took);
-                    outputs.lock().unwrap_or_else(|e| e.into_inner()).insert(id, done.output);
+                    outputs
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(id, done.output);
                     if !opts.rebuild.contains(&id) {
                         // For `cas explain`: the element's last key (best effort).
                         let _ = store.ref_put(&last_key_ref(loaded, id), &done.key.to_hex());
@@ -160,12 +197,21 @@ pub fn build(
                     Ok(done)
                 }
                 Err(e) => {
-                    if matches!(e, BuildError::Source { .. } | BuildError::Conflict { .. } | BuildError::NoShell { .. } | BuildError::Store(_)) {
+                    if matches!(
+                        e,
+                        BuildError::Source { .. }
+                            | BuildError::Conflict { .. }
+                            | BuildError::NoShell { .. }
+                            | BuildError::Store(_)
+                    ) {
                         // Errors before the sandbox ran have no log to show.
                         reporter.message(&format!("error: {e}"));
                     }
                     reporter.finished(name, "failed", None);
-                    errors.lock().unwrap_or_else(|e| e.into_inner()).insert(id, (None, e.to_string()));
+                    errors
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(id, (None, e.to_string()));
                     Err(())
                 }
             }
@@ -174,12 +220,28 @@ pub fn build(
         ends
     });
     let errors = errors.into_inner().unwrap_or_else(|e| e.into_inner());
-    let mut report = BuildReport { elements: Vec::new(), built: 0, cached: 0, pulled: 0, failed: 0, skipped: 0, remote: None };
+    let mut report = BuildReport {
+        elements: Vec::new(),
+        built: 0,
+        cached: 0,
+        pulled: 0,
+        failed: 0,
+        skipped: 0,
+        remote: None,
+    };
     report.remote = engine.remote.as_ref().map(|r| r.remotes.summary());
     for (i, end) in ends.into_iter().enumerate() {
         let id = closure[i];
         let name = engine.element(id).name.clone();
-        let mut row = ElementReport { name, key: None, status: "skipped", output: None, started_ms: None, ended_ms: None, error: None };
+        let mut row = ElementReport {
+            name,
+            key: None,
+            status: "skipped",
+            output: None,
+            started_ms: None,
+            ended_ms: None,
+            error: None,
+        };
         match end {
             NodeEnd::Ok(done) => {
                 row.key = Some(done.key.to_hex());
@@ -250,7 +312,12 @@ pub struct Planned {
 
 /// Keys and states of the closure of `targets`, without building anything.
 /// A key is known when the outputs of everything staged are known (cached).
-pub fn plan(store: &Store, loaded: &Loaded, targets: &[ElementId], mirrors: &Mirrors) -> Result<Vec<Planned>> {
+pub fn plan(
+    store: &Store,
+    loaded: &Loaded,
+    targets: &[ElementId],
+    mirrors: &Mirrors,
+) -> Result<Vec<Planned>> {
     let closure = loaded.closure(targets);
     let fetcher = fetcher_for(store, mirrors)?;
     let cache = StoreSourceCache { store };
@@ -273,10 +340,22 @@ pub fn plan(store: &Store, loaded: &Loaded, targets: &[ElementId], mirrors: &Mir
     for id in closure {
         let el = engine.element(id);
         let fetch = needs_fetch(&el.sources, &fetcher, &cache);
-        let staged: Option<Vec<(ElementId, TreeDigest)>> =
-            loaded.staged(id).into_iter().map(|d| outputs.get(&d).map(|t| (d, *t))).collect();
+        let staged: Option<Vec<(ElementId, TreeDigest)>> = loaded
+            .staged(id)
+            .into_iter()
+            .map(|d| outputs.get(&d).map(|t| (d, *t)))
+            .collect();
         let Some(staged) = staged else {
-            rows.push(Planned { id, key: None, state: if fetch { State::FetchNeeded } else { State::Waiting }, output: None });
+            rows.push(Planned {
+                id,
+                key: None,
+                state: if fetch {
+                    State::FetchNeeded
+                } else {
+                    State::Waiting
+                },
+                output: None,
+            });
             continue;
         };
         let inputs = engine.key_inputs(id, &staged)?;
@@ -296,7 +375,12 @@ pub fn plan(store: &Store, loaded: &Loaded, targets: &[ElementId], mirrors: &Mir
             },
         };
         let output = outputs.get(&id).cloned();
-        rows.push(Planned { id, key: Some(key), state, output });
+        rows.push(Planned {
+            id,
+            key: Some(key),
+            state,
+            output,
+        });
     }
     Ok(rows)
 }
@@ -311,10 +395,18 @@ impl Reporter for Silent {
 }
 
 /// `cas shell`: an interactive shell in the sandbox of `id` (see [`Engine::shell`]).
-pub fn shell(store: &Store, loaded: &Loaded, id: ElementId, reopen: Option<&std::path::Path>, mirrors: &Mirrors) -> Result<cas_sandbox::Outcome> {
+pub fn shell(
+    store: &Store,
+    loaded: &Loaded,
+    id: ElementId,
+    reopen: Option<&std::path::Path>,
+    mirrors: &Mirrors,
+) -> Result<cas_sandbox::Outcome> {
     let planned = plan(store, loaded, &[id], mirrors)?;
-    let outputs: HashMap<ElementId, TreeDigest> =
-        planned.iter().filter_map(|p| p.output.map(|o| (p.id, o))).collect();
+    let outputs: HashMap<ElementId, TreeDigest> = planned
+        .iter()
+        .filter_map(|p| p.output.map(|o| (p.id, o)))
+        .collect();
     let fetcher = fetcher_for(store, mirrors)?;
     let reporter = Silent;
     let engine = Engine {
@@ -323,7 +415,9 @@ pub fn shell(store: &Store, loaded: &Loaded, id: ElementId, reopen: Option<&std:
         fetcher: &fetcher,
         locals: LocalDigests::default(),
         git_dir: git_dir(store),
-        max_jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        max_jobs: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         cancel: Cancel::new(),
         offline: false,
         reporter: &reporter,
@@ -337,5 +431,9 @@ pub fn shell(store: &Store, loaded: &Loaded, id: ElementId, reopen: Option<&std:
 /// The store ref holding an element's last built or cached key (`cas
 /// explain`): `last-key:<project root>:<element name>`.
 pub fn last_key_ref(loaded: &Loaded, id: ElementId) -> String {
-    format!("last-key:{}:{}", loaded.project.root.display(), loaded.element(id).name)
+    format!(
+        "last-key:{}:{}",
+        loaded.project.root.display(),
+        loaded.element(id).name
+    )
 }

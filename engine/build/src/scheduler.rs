@@ -28,18 +28,38 @@ pub struct Dag {
 /// new starts (running nodes finish). `stop` is polled: once true, nothing
 /// new starts. Nodes are started in index order among the ready ones, so a
 /// caller that sorts topologically gets a stable schedule.
-pub fn run<T, F>(dag: &Dag, jobs: usize, keep_going: bool, stop: &AtomicBool, run: F) -> Vec<NodeEnd<T>>
+pub fn run<T, F>(
+    dag: &Dag,
+    jobs: usize,
+    keep_going: bool,
+    stop: &AtomicBool,
+    run: F,
+) -> Vec<NodeEnd<T>>
 where
     T: Send,
     F: Fn(usize) -> Result<T, ()> + Sync,
 {
-    run_with(dag, jobs, keep_going, stop, (0..dag.waits.len()).map(|_| None).collect(), run)
+    run_with(
+        dag,
+        jobs,
+        keep_going,
+        stop,
+        (0..dag.waits.len()).map(|_| None).collect(),
+        run,
+    )
 }
 
 /// [`run`], where `done[i] = Some(value)` marks node `i` as already ended
 /// well (it is not run; its dependents may start at once). Nodes done
 /// beforehand never cross a thread, which keeps no-op builds cheap.
-pub fn run_with<T, F>(dag: &Dag, jobs: usize, keep_going: bool, stop: &AtomicBool, done: Vec<Option<T>>, run: F) -> Vec<NodeEnd<T>>
+pub fn run_with<T, F>(
+    dag: &Dag,
+    jobs: usize,
+    keep_going: bool,
+    stop: &AtomicBool,
+    done: Vec<Option<T>>,
+    run: F,
+) -> Vec<NodeEnd<T>>
 where
     T: Send,
     F: Fn(usize) -> Result<T, ()> + Sync,
@@ -61,9 +81,14 @@ where
             }
         }
     }
-    let mut ready: VecDeque<usize> = (0..n).filter(|&i| ends[i].is_none() && missing[i] == 0).collect();
+    let mut ready: VecDeque<usize> = (0..n)
+        .filter(|&i| ends[i].is_none() && missing[i] == 0)
+        .collect();
     if ready.is_empty() {
-        return ends.into_iter().map(|e| e.unwrap_or(NodeEnd::Skipped)).collect();
+        return ends
+            .into_iter()
+            .map(|e| e.unwrap_or(NodeEnd::Skipped))
+            .collect();
     }
     let jobs = jobs.max(1);
     let (task_tx, task_rx) = mpsc::channel::<usize>();
@@ -122,7 +147,9 @@ where
         }
         drop(task_tx);
     });
-    ends.into_iter().map(|e| e.unwrap_or(NodeEnd::Skipped)).collect()
+    ends.into_iter()
+        .map(|e| e.unwrap_or(NodeEnd::Skipped))
+        .collect()
 }
 
 #[cfg(test)]
@@ -134,12 +161,18 @@ mod tests {
     #[test]
     fn runs_in_dependency_order_and_skips_after_failure() {
         // 0 <- 1 <- 2, 3 independent, 4 waits on 3 which fails
-        let dag = Dag { waits: vec![vec![], vec![0], vec![1], vec![], vec![3]] };
+        let dag = Dag {
+            waits: vec![vec![], vec![0], vec![1], vec![], vec![3]],
+        };
         let order = Mutex::new(Vec::new());
         let stop = AtomicBool::new(false);
         let ends = run(&dag, 2, true, &stop, |i| {
             order.lock().unwrap().push(i);
-            if i == 3 { Err(()) } else { Ok(i * 10) }
+            if i == 3 {
+                Err(())
+            } else {
+                Ok(i * 10)
+            }
         });
         let order = order.into_inner().unwrap();
         let pos = |x| order.iter().position(|&y| y == x).unwrap();
@@ -152,12 +185,18 @@ mod tests {
 
     #[test]
     fn without_keep_going_nothing_new_starts_after_a_failure() {
-        let dag = Dag { waits: vec![vec![], vec![], vec![], vec![]] };
+        let dag = Dag {
+            waits: vec![vec![], vec![], vec![], vec![]],
+        };
         let stop = AtomicBool::new(false);
         let count = AtomicUsize::new(0);
         let ends = run(&dag, 1, false, &stop, |i| {
             count.fetch_add(1, Ordering::SeqCst);
-            if i == 0 { Err(()) } else { Ok(()) }
+            if i == 0 {
+                Err(())
+            } else {
+                Ok(())
+            }
         });
         assert_eq!(count.load(Ordering::SeqCst), 1);
         assert!(matches!(ends[1], NodeEnd::Skipped));
@@ -165,7 +204,9 @@ mod tests {
 
     #[test]
     fn nodes_done_beforehand_are_not_run_and_release_their_dependents() {
-        let dag = Dag { waits: vec![vec![], vec![0], vec![1]] };
+        let dag = Dag {
+            waits: vec![vec![], vec![0], vec![1]],
+        };
         let stop = AtomicBool::new(false);
         let ran = Mutex::new(Vec::new());
         let ends = run_with(&dag, 2, false, &stop, vec![Some(0), Some(1), None], |i| {
@@ -175,13 +216,22 @@ mod tests {
         assert_eq!(ran.into_inner().unwrap(), vec![2]);
         assert!(matches!(ends[0], NodeEnd::Ok(0)) && matches!(ends[2], NodeEnd::Ok(20)));
         // Everything done: no thread at all.
-        let ends = run_with(&dag, 2, false, &stop, vec![Some(1), Some(2), Some(3)], |_| -> Result<usize, ()> { panic!("ran") });
+        let ends = run_with(
+            &dag,
+            2,
+            false,
+            &stop,
+            vec![Some(1), Some(2), Some(3)],
+            |_| -> Result<usize, ()> { panic!("ran") },
+        );
         assert!(ends.iter().all(|e| matches!(e, NodeEnd::Ok(_))));
     }
 
     #[test]
     fn independent_nodes_overlap() {
-        let dag = Dag { waits: vec![vec![], vec![]] };
+        let dag = Dag {
+            waits: vec![vec![], vec![]],
+        };
         let stop = AtomicBool::new(false);
         let spans = Mutex::new(Vec::new());
         run(&dag, 2, false, &stop, |_| {
@@ -191,6 +241,9 @@ mod tests {
             Ok(())
         });
         let s = spans.into_inner().unwrap();
-        assert!(s[0].0 < s[1].1 && s[1].0 < s[0].1, "the two runs did not overlap");
+        assert!(
+            s[0].0 < s[1].1 && s[1].0 < s[0].1,
+            "the two runs did not overlap"
+        );
     }
 }

@@ -21,7 +21,9 @@ fn index_id(c: &Checksum) -> String {
 impl SourceCache for StoreSourceCache<'_> {
     fn lookup(&self, checksum: &Checksum) -> Option<PathBuf> {
         let blob = self.store.source_get(&index_id(checksum)).ok()??;
-        self.store.has_blob(&blob).then(|| self.store.blob_path(&blob))
+        self.store
+            .has_blob(&blob)
+            .then(|| self.store.blob_path(&blob))
     }
 
     fn insert(&self, checksum: &Checksum, file: &Path) -> cas_sources::Result<PathBuf> {
@@ -30,8 +32,13 @@ impl SourceCache for StoreSourceCache<'_> {
             path: file.to_path_buf(),
             source: std::io::Error::other(e.to_string()),
         };
-        let (blob, _) = self.store.put_file(file, IngestMode::Move).map_err(to_err)?;
-        self.store.source_put(&index_id(checksum), &blob).map_err(to_err)?;
+        let (blob, _) = self
+            .store
+            .put_file(file, IngestMode::Move)
+            .map_err(to_err)?;
+        self.store
+            .source_put(&index_id(checksum), &blob)
+            .map_err(to_err)?;
         Ok(self.store.blob_path(&blob))
     }
 }
@@ -47,7 +54,12 @@ impl LocalDigests {
     /// (copied, the project is left untouched); a file becomes a one-entry
     /// tree named after it.
     pub fn digest(&self, store: &Store, path: &Path) -> Result<TreeDigest, cas_store::StoreError> {
-        if let Some(d) = self.memo.lock().unwrap_or_else(|e| e.into_inner()).get(path) {
+        if let Some(d) = self
+            .memo
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(path)
+        {
             return Ok(*d);
         }
         let meta = std::fs::symlink_metadata(path).map_err(|e| cas_store::StoreError::Io {
@@ -60,17 +72,32 @@ impl LocalDigests {
         } else {
             use std::os::unix::fs::PermissionsExt;
             let (blob, size) = store.put_file(path, IngestMode::Copy)?;
-            let name = path.file_name().map(|n| n.as_encoded_bytes().to_vec()).unwrap_or_default();
-            let tree = Tree::new(vec![Entry::file(name, meta.permissions().mode() & 0o7777, blob, size)])?;
+            let name = path
+                .file_name()
+                .map(|n| n.as_encoded_bytes().to_vec())
+                .unwrap_or_default();
+            let tree = Tree::new(vec![Entry::file(
+                name,
+                meta.permissions().mode() & 0o7777,
+                blob,
+                size,
+            )])?;
             store.put_tree(&tree)?
         };
-        self.memo.lock().unwrap_or_else(|e| e.into_inner()).insert(path.to_path_buf(), digest);
+        self.memo
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path.to_path_buf(), digest);
         Ok(digest)
     }
 }
 
 /// The identity bytes of every source of an element (spec/sources.md).
-pub fn identities(store: &Store, locals: &LocalDigests, sources: &[Source]) -> cas_sources::Result<Vec<Vec<u8>>> {
+pub fn identities(
+    store: &Store,
+    locals: &LocalDigests,
+    sources: &[Source],
+) -> cas_sources::Result<Vec<Vec<u8>>> {
     sources
         .iter()
         .map(|s| {
@@ -85,8 +112,14 @@ pub fn identities(store: &Store, locals: &LocalDigests, sources: &[Source]) -> c
 }
 
 /// Whether any source of the element must be fetched before it can build.
-pub fn needs_fetch(sources: &[Source], fetcher: &cas_sources::Fetcher, cache: &dyn SourceCache) -> bool {
-    sources.iter().any(|s| cas_sources::needs_fetch(s, fetcher, cache))
+pub fn needs_fetch(
+    sources: &[Source],
+    fetcher: &cas_sources::Fetcher,
+    cache: &dyn SourceCache,
+) -> bool {
+    sources
+        .iter()
+        .any(|s| cas_sources::needs_fetch(s, fetcher, cache))
 }
 
 /// A short human description of a source, for messages.
@@ -108,14 +141,15 @@ pub fn describe(source: &Source) -> String {
 fn gate_key(source: &Source) -> Option<String> {
     match &source.kind {
         SourceKind::Local { .. } | SourceKind::Patch { .. } => None,
-        SourceKind::Tar { checksum, .. } | SourceKind::Remote { checksum, .. } | SourceKind::Deb { checksum, .. } => {
-            Some(checksum.to_string())
-        }
+        SourceKind::Tar { checksum, .. }
+        | SourceKind::Remote { checksum, .. }
+        | SourceKind::Deb { checksum, .. } => Some(checksum.to_string()),
         SourceKind::Git { url, commit, .. } => Some(format!("git:{}@{commit}", url.written)),
     }
 }
 
-static GATES: std::sync::OnceLock<Mutex<HashMap<String, std::sync::Arc<Mutex<()>>>>> = std::sync::OnceLock::new();
+static GATES: std::sync::OnceLock<Mutex<HashMap<String, std::sync::Arc<Mutex<()>>>>> =
+    std::sync::OnceLock::new();
 
 /// [`cas_sources::fetch_source`], at most once at a time per source.
 pub fn fetch_once(
@@ -129,7 +163,10 @@ pub fn fetch_once(
         return cas_sources::fetch_source(source, fetcher, cache, offline, progress);
     };
     let gate = {
-        let mut gates = GATES.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+        let mut gates = GATES
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         gates.entry(key).or_default().clone()
     };
     let _held = gate.lock().unwrap_or_else(|e| e.into_inner());

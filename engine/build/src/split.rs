@@ -13,16 +13,20 @@ pub struct Domains {
 }
 
 impl Domains {
-    pub fn new(element: &str, rules: &std::collections::BTreeMap<String, Vec<String>>) -> Result<Domains> {
+    pub fn new(
+        element: &str,
+        rules: &std::collections::BTreeMap<String, Vec<String>>,
+    ) -> Result<Domains> {
         let mut domains = Vec::new();
         for (domain, patterns) in rules {
             let mut b = GlobSetBuilder::new();
             for p in patterns {
-                let glob = Glob::new(p.trim_end_matches('/')).map_err(|e| BuildError::SplitRule {
-                    element: element.to_owned(),
-                    pattern: p.clone(),
-                    message: e.to_string(),
-                })?;
+                let glob =
+                    Glob::new(p.trim_end_matches('/')).map_err(|e| BuildError::SplitRule {
+                        element: element.to_owned(),
+                        pattern: p.clone(),
+                        message: e.to_string(),
+                    })?;
                 b.add(glob);
             }
             let set = b.build().map_err(|e| BuildError::SplitRule {
@@ -37,12 +41,22 @@ impl Domains {
 
     /// The domains an absolute path (`/usr/include/x.h`) belongs to.
     fn of(&self, path: &str) -> Vec<&str> {
-        self.domains.iter().filter(|(_, s)| s.is_match(path)).map(|(d, _)| d.as_str()).collect()
+        self.domains
+            .iter()
+            .filter(|(_, s)| s.is_match(path))
+            .map(|(d, _)| d.as_str())
+            .collect()
     }
 
     /// Whether a path is kept by `include` (empty: all domains), `exclude`
     /// and `include_orphans`.
-    pub fn keeps(&self, path: &str, include: &[String], exclude: &[String], include_orphans: bool) -> bool {
+    pub fn keeps(
+        &self,
+        path: &str,
+        include: &[String],
+        exclude: &[String],
+        include_orphans: bool,
+    ) -> bool {
         let ds = self.of(path);
         if ds.is_empty() {
             return include_orphans;
@@ -61,7 +75,12 @@ pub fn filter(store: &Store, tree: &TreeDigest, keep: &dyn Fn(&str) -> bool) -> 
     Ok(filter_at(store, tree, "", keep)?.unwrap_or_else(TreeDigest::empty))
 }
 
-fn filter_at(store: &Store, tree: &TreeDigest, prefix: &str, keep: &dyn Fn(&str) -> bool) -> Result<Option<TreeDigest>> {
+fn filter_at(
+    store: &Store,
+    tree: &TreeDigest,
+    prefix: &str,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Option<TreeDigest>> {
     let t = store.get_tree(tree)?;
     let mut out = Vec::new();
     for e in t.entries {
@@ -71,7 +90,9 @@ fn filter_at(store: &Store, tree: &TreeDigest, prefix: &str, keep: &dyn Fn(&str)
                 let sub = filter_at(store, digest, &path, keep)?;
                 match sub {
                     Some(d) => out.push(Entry::dir(e.name.clone(), e.mode, d)),
-                    None if keep(&path) => out.push(Entry::dir(e.name.clone(), e.mode, TreeDigest::empty())),
+                    None if keep(&path) => {
+                        out.push(Entry::dir(e.name.clone(), e.mode, TreeDigest::empty()))
+                    }
                     None => {}
                 }
             }
@@ -91,8 +112,18 @@ fn filter_at(store: &Store, tree: &TreeDigest, prefix: &str, keep: &dyn Fn(&str)
 /// `tree` placed at `dest` (an absolute path; `/` is the tree itself).
 pub fn place_under(store: &Store, tree: TreeDigest, dest: &str) -> Result<TreeDigest> {
     let mut digest = tree;
-    for component in dest.split('/').filter(|c| !c.is_empty()).collect::<Vec<_>>().into_iter().rev() {
-        let t = Tree::new(vec![Entry::dir(component.as_bytes().to_vec(), 0o755, digest)])?;
+    for component in dest
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+    {
+        let t = Tree::new(vec![Entry::dir(
+            component.as_bytes().to_vec(),
+            0o755,
+            digest,
+        )])?;
         digest = store.put_tree(&t)?;
     }
     Ok(digest)

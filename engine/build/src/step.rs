@@ -11,7 +11,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use cas_format::{Behaviour, Config, Element, ElementId, Loaded};
 use cas_sandbox::{Cancel, Io, Mount, SandboxSpec};
 use cas_sources::Fetcher;
-use cas_store::{ActionKey, ActionResult, BlobDigest, Digest, IngestMode, Method, Store, StoreError, TreeDigest};
+use cas_store::{
+    ActionKey, ActionResult, BlobDigest, Digest, IngestMode, Method, Store, StoreError, TreeDigest,
+};
 
 use crate::builddir::{BuildDir, FailedBuild};
 use crate::error::{io, BuildError, Result};
@@ -62,7 +64,9 @@ pub struct Engine<'a> {
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl Engine<'_> {
@@ -76,18 +80,36 @@ impl Engine<'_> {
 
     /// The key inputs of `id`, given the outputs of its staged dependencies
     /// (in staging order).
-    pub fn key_inputs(&self, id: ElementId, staged: &[(ElementId, TreeDigest)]) -> Result<KeyInputs> {
+    pub fn key_inputs(
+        &self,
+        id: ElementId,
+        staged: &[(ElementId, TreeDigest)],
+    ) -> Result<KeyInputs> {
         let el = self.element(id);
-        let sources = identities(self.store, &self.locals, &el.sources)
-            .map_err(|source| BuildError::Source { element: el.name.clone(), source })?;
-        let var = |name: &str, default: &str| el.variables.get(name).cloned().unwrap_or_else(|| default.to_owned());
+        let sources = identities(self.store, &self.locals, &el.sources).map_err(|source| {
+            BuildError::Source {
+                element: el.name.clone(),
+                source,
+            }
+        })?;
+        let var = |name: &str, default: &str| {
+            el.variables
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| default.to_owned())
+        };
         let mut config: BTreeMap<String, Vec<String>> = BTreeMap::new();
         match &el.config {
             Config::Import { source, target } => {
                 config.insert("import-source".into(), vec![source.clone()]);
                 config.insert("import-target".into(), vec![target.clone()]);
             }
-            Config::Compose { include, exclude, include_orphans, integrate } => {
+            Config::Compose {
+                include,
+                exclude,
+                include_orphans,
+                integrate,
+            } => {
                 config.insert("include".into(), include.clone());
                 config.insert("exclude".into(), exclude.clone());
                 config.insert("include-orphans".into(), vec![include_orphans.to_string()]);
@@ -106,7 +128,11 @@ impl Engine<'_> {
                 config.insert("integration-commands".into(), integration);
                 config.insert("split-rules".into(), rules);
             }
-            Config::Script { layout, root_read_only, output } => {
+            Config::Script {
+                layout,
+                root_read_only,
+                output,
+            } => {
                 config.insert("output".into(), vec![output.clone()]);
                 config.insert("root-read-only".into(), vec![root_read_only.to_string()]);
                 let pos = |e: ElementId| staged.iter().position(|(s, _)| *s == e);
@@ -146,13 +172,20 @@ impl Engine<'_> {
 
     /// The cached result of a key, if its output is really in the store.
     pub fn lookup(&self, key: &ActionKey) -> Result<Option<ActionResult>> {
-        Ok(self.store.action_get(key)?.filter(|r| self.store.has_tree(&r.output)))
+        Ok(self
+            .store
+            .action_get(key)?
+            .filter(|r| self.store.has_tree(&r.output)))
     }
 
     /// The step's result when the local action cache has it (pushed to the
     /// remotes when pushing), found without staging anything; `None` when it
     /// must run (or something it stages has no output yet).
-    pub fn cached(&self, id: ElementId, outputs: &dyn Fn(ElementId) -> Option<TreeDigest>) -> Result<Option<Done>> {
+    pub fn cached(
+        &self,
+        id: ElementId,
+        outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
+    ) -> Result<Option<Done>> {
         if self.rebuild.contains(&id) {
             return Ok(None);
         }
@@ -166,13 +199,22 @@ impl Engine<'_> {
         let key = ActionKey(Digest::of_bytes(&self.key_inputs(id, &staged)?.manifest()));
         Ok(self.lookup(&key)?.map(|hit| {
             self.push(id, &key, &hit);
-            Done { key, output: hit.output, status: Status::Cached, span: None }
+            Done {
+                key,
+                output: hit.output,
+                status: Status::Cached,
+                span: None,
+            }
         }))
     }
 
     /// Runs one step. `outputs[i]` is the output of element `i` when it is
     /// already done in this run.
-    pub fn run(&self, id: ElementId, outputs: &dyn Fn(ElementId) -> Option<TreeDigest>) -> Result<Done> {
+    pub fn run(
+        &self,
+        id: ElementId,
+        outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
+    ) -> Result<Done> {
         let el = self.element(id);
         let staged: Vec<(ElementId, TreeDigest)> = self
             .loaded
@@ -193,7 +235,12 @@ impl Engine<'_> {
         if record {
             if let Some(hit) = self.lookup(&key)? {
                 self.push(id, &key, &hit);
-                return Ok(Done { key, output: hit.output, status: Status::Cached, span: None });
+                return Ok(Done {
+                    key,
+                    output: hit.output,
+                    status: Status::Cached,
+                    span: None,
+                });
             }
             if let Some(done) = self.pull(id, &key)? {
                 return Ok(done);
@@ -207,14 +254,30 @@ impl Engine<'_> {
         let cache = self.source_cache();
         for s in &el.sources {
             if cas_sources::needs_fetch(s, self.fetcher, &cache) {
-                self.reporter.message(&format!("fetching {} for {}", crate::sources::describe(s), el.name));
+                self.reporter.message(&format!(
+                    "fetching {} for {}",
+                    crate::sources::describe(s),
+                    el.name
+                ));
             }
-            crate::sources::fetch_once(s, self.fetcher, &cache, self.offline, &cas_sources::NoProgress)
-                .map_err(|source| BuildError::Source { element: el.name.clone(), source })?;
+            crate::sources::fetch_once(
+                s,
+                self.fetcher,
+                &cache,
+                self.offline,
+                &cas_sources::NoProgress,
+            )
+            .map_err(|source| BuildError::Source {
+                element: el.name.clone(),
+                source,
+            })?;
         }
         self.reporter.started(&el.name, &key);
-        let dir = BuildDir::create(self.store.root(), &el.name, &key.to_hex())
-            .map_err(io(&el.name, "cannot create build directory in", self.store.root().join("builds")))?;
+        let dir = BuildDir::create(self.store.root(), &el.name, &key.to_hex()).map_err(io(
+            &el.name,
+            "cannot create build directory in",
+            self.store.root().join("builds"),
+        ))?;
         let started = SystemTime::now();
         let clock = Instant::now();
         let result = self.execute(el, &inputs, &staged, &dir);
@@ -235,7 +298,12 @@ impl Engine<'_> {
                     self.push(id, &key, &result);
                 }
                 dir.remove();
-                Ok(Done { key, output, status: Status::Built, span: Some((unix_ms(started), unix_ms(ended))) })
+                Ok(Done {
+                    key,
+                    output,
+                    status: Status::Built,
+                    span: Some((unix_ms(started), unix_ms(ended))),
+                })
             }
             Err(e) => {
                 FailedBuild {
@@ -260,7 +328,13 @@ impl Engine<'_> {
         Ok(self.store.put_file(&log, IngestMode::Copy)?.0)
     }
 
-    fn execute(&self, el: &Element, inputs: &KeyInputs, staged: &[(ElementId, TreeDigest)], dir: &BuildDir) -> Result<TreeDigest> {
+    fn execute(
+        &self,
+        el: &Element,
+        inputs: &KeyInputs,
+        staged: &[(ElementId, TreeDigest)],
+        dir: &BuildDir,
+    ) -> Result<TreeDigest> {
         let mut log = File::options()
             .create(true)
             .append(true)
@@ -283,19 +357,31 @@ impl Engine<'_> {
                 Ok(self.store.ingest(&dir.install(), IngestMode::Move)?.tree)
             }
             Behaviour::Script => {
-                let Config::Script { layout, root_read_only, output } = &el.config else {
-                    return Err(BuildError::Other { element: el.name.clone(), message: "script element without script config".into() });
+                let Config::Script {
+                    layout,
+                    root_read_only,
+                    output,
+                } = &el.config
+                else {
+                    return Err(BuildError::Other {
+                        element: el.name.clone(),
+                        message: "script element without script config".into(),
+                    });
                 };
                 let root_tree = if layout.is_empty() {
                     self.merge(el, staged)?
                 } else {
                     let mut placed = Vec::new();
                     for l in layout {
-                        let tree = match l.element.and_then(|e| staged.iter().find(|(s, _)| *s == e)) {
-                            Some((e, t)) => (self.element(*e).name.clone(), *t),
-                            None => ("layout".to_string(), self.store.empty_tree()?),
-                        };
-                        placed.push((tree.0, split::place_under(self.store, tree.1, &l.destination)?));
+                        let tree =
+                            match l.element.and_then(|e| staged.iter().find(|(s, _)| *s == e)) {
+                                Some((e, t)) => (self.element(*e).name.clone(), *t),
+                                None => ("layout".to_string(), self.store.empty_tree()?),
+                            };
+                        placed.push((
+                            tree.0,
+                            split::place_under(self.store, tree.1, &l.destination)?,
+                        ));
                     }
                     self.merge_labelled(el, &placed)?
                 };
@@ -305,7 +391,8 @@ impl Engine<'_> {
                     self.run_phases(el, inputs, view.path(), false, dir, &mut log)?;
                     self.output_dir(el, inputs, output, None, dir)?
                 } else {
-                    self.store.materialize(&root_tree, &dir.rootfs(), Method::ReflinkOrCopy)?;
+                    self.store
+                        .materialize(&root_tree, &dir.rootfs(), Method::ReflinkOrCopy)?;
                     self.run_phases(el, inputs, &dir.rootfs(), true, dir, &mut log)?;
                     self.output_dir(el, inputs, output, Some(&dir.rootfs()), dir)?
                 };
@@ -315,8 +402,17 @@ impl Engine<'_> {
                 Ok(self.store.ingest(&out_dir, IngestMode::Move)?.tree)
             }
             Behaviour::Compose => {
-                let Config::Compose { include, exclude, include_orphans, integrate } = &el.config else {
-                    return Err(BuildError::Other { element: el.name.clone(), message: "compose element without compose config".into() });
+                let Config::Compose {
+                    include,
+                    exclude,
+                    include_orphans,
+                    integrate,
+                } = &el.config
+                else {
+                    return Err(BuildError::Other {
+                        element: el.name.clone(),
+                        message: "compose element without compose config".into(),
+                    });
                 };
                 let mut parts = Vec::new();
                 for (dep, tree) in staged {
@@ -334,17 +430,34 @@ impl Engine<'_> {
                     return Ok(merged);
                 }
                 // Integration commands run on a private copy: never in the store.
-                self.store.materialize(&merged, &dir.rootfs(), Method::ReflinkOrCopy)?;
+                self.store
+                    .materialize(&merged, &dir.rootfs(), Method::ReflinkOrCopy)?;
                 check_shell(el, &dir.rootfs())?;
                 for c in &commands {
-                    self.run_command(el, inputs, &dir.rootfs(), true, dir, "integration-commands", c, &mut log)?;
+                    self.run_command(
+                        el,
+                        inputs,
+                        &dir.rootfs(),
+                        true,
+                        dir,
+                        "integration-commands",
+                        c,
+                        &mut log,
+                    )?;
                 }
                 Ok(self.store.ingest(&dir.rootfs(), IngestMode::Move)?.tree)
             }
         }
     }
 
-    fn output_dir(&self, el: &Element, inputs: &KeyInputs, output: &str, root: Option<&Path>, dir: &BuildDir) -> Result<PathBuf> {
+    fn output_dir(
+        &self,
+        el: &Element,
+        inputs: &KeyInputs,
+        output: &str,
+        root: Option<&Path>,
+        dir: &BuildDir,
+    ) -> Result<PathBuf> {
         let under = |base: &str, host: PathBuf| -> Option<PathBuf> {
             let rest = Path::new(output).strip_prefix(base).ok()?;
             Some(host.join(rest))
@@ -365,8 +478,10 @@ impl Engine<'_> {
     }
 
     fn merge(&self, el: &Element, staged: &[(ElementId, TreeDigest)]) -> Result<TreeDigest> {
-        let labelled: Vec<(String, TreeDigest)> =
-            staged.iter().map(|(d, t)| (self.element(*d).name.clone(), *t)).collect();
+        let labelled: Vec<(String, TreeDigest)> = staged
+            .iter()
+            .map(|(d, t)| (self.element(*d).name.clone(), *t))
+            .collect();
         self.merge_labelled(el, &labelled)
     }
 
@@ -374,9 +489,10 @@ impl Engine<'_> {
         let refs: Vec<(&str, TreeDigest)> = trees.iter().map(|(n, t)| (n.as_str(), *t)).collect();
         match self.store.merge(&refs) {
             Ok(t) => Ok(t),
-            Err(e @ StoreError::MergeConflict { .. }) => {
-                Err(BuildError::Conflict { element: el.name.clone(), message: e.to_string() })
-            }
+            Err(e @ StoreError::MergeConflict { .. }) => Err(BuildError::Conflict {
+                element: el.name.clone(),
+                message: e.to_string(),
+            }),
             Err(e) => Err(e.into()),
         }
     }
@@ -384,13 +500,25 @@ impl Engine<'_> {
     fn stage_sources(&self, el: &Element, build: &Path) -> Result<()> {
         let cache = self.source_cache();
         for s in &el.sources {
-            cas_sources::stage_source(s, &cache, &self.git_dir, build)
-                .map_err(|source| BuildError::Source { element: el.name.clone(), source })?;
+            cas_sources::stage_source(s, &cache, &self.git_dir, build).map_err(|source| {
+                BuildError::Source {
+                    element: el.name.clone(),
+                    source,
+                }
+            })?;
         }
         Ok(())
     }
 
-    fn run_phases(&self, el: &Element, inputs: &KeyInputs, root: &Path, root_writable: bool, dir: &BuildDir, log: &mut File) -> Result<()> {
+    fn run_phases(
+        &self,
+        el: &Element,
+        inputs: &KeyInputs,
+        root: &Path,
+        root_writable: bool,
+        dir: &BuildDir,
+        log: &mut File,
+    ) -> Result<()> {
         let any = inputs.phases.iter().any(|(_, c)| !c.is_empty());
         if any {
             check_shell(el, root)?;
@@ -416,7 +544,9 @@ impl Engine<'_> {
         log: &mut File,
     ) -> Result<()> {
         if self.cancel.is_cancelled() {
-            return Err(BuildError::Interrupted { element: el.name.clone() });
+            return Err(BuildError::Interrupted {
+                element: el.name.clone(),
+            });
         }
         sandbox_ready(el)?;
         let jobs = self.max_jobs.to_string();
@@ -424,10 +554,19 @@ impl Engine<'_> {
         let _ = writeln!(log, "# {phase}: {command}");
         let _ = log.flush();
         let spec = sandbox_spec(inputs, root, root_writable, dir, &jobs);
-        let file = log.try_clone().map_err(io(&el.name, "cannot open log", dir.log()))?;
-        let outcome = cas_sandbox::run(&spec, &cas_sandbox::shell_argv(&command), Io::Log(file), &self.cancel)?;
+        let file = log
+            .try_clone()
+            .map_err(io(&el.name, "cannot open log", dir.log()))?;
+        let outcome = cas_sandbox::run(
+            &spec,
+            &cas_sandbox::shell_argv(&command),
+            Io::Log(file),
+            &self.cancel,
+        )?;
         if outcome.cancelled {
-            return Err(BuildError::Interrupted { element: el.name.clone() });
+            return Err(BuildError::Interrupted {
+                element: el.name.clone(),
+            });
         }
         if !outcome.success() {
             return Err(BuildError::CommandFailed {
@@ -444,7 +583,13 @@ impl Engine<'_> {
 /// The sandbox of a step (spec/sandbox.md): its root, the build and install
 /// roots bound writable, the key's environment with `%{max-jobs}` filled in,
 /// and the key's identity settings. Everything here comes from the key inputs.
-fn sandbox_spec(inputs: &KeyInputs, root: &Path, root_writable: bool, dir: &BuildDir, jobs: &str) -> SandboxSpec {
+fn sandbox_spec(
+    inputs: &KeyInputs,
+    root: &Path,
+    root_writable: bool,
+    dir: &BuildDir,
+    jobs: &str,
+) -> SandboxSpec {
     SandboxSpec {
         root: root.to_path_buf(),
         root_writable,
@@ -452,7 +597,11 @@ fn sandbox_spec(inputs: &KeyInputs, root: &Path, root_writable: bool, dir: &Buil
             Mount::writable(dir.build(), &inputs.sandbox.build_root),
             Mount::writable(dir.install(), &inputs.sandbox.install_root),
         ],
-        env: inputs.environment.iter().map(|(k, v)| (k.clone(), v.replace("%{max-jobs}", jobs))).collect(),
+        env: inputs
+            .environment
+            .iter()
+            .map(|(k, v)| (k.clone(), v.replace("%{max-jobs}", jobs)))
+            .collect(),
         cwd: PathBuf::from(&inputs.sandbox.build_root),
         hostname: inputs.sandbox.hostname.clone(),
         uid: inputs.sandbox.uid,
@@ -468,11 +617,16 @@ fn sandbox_ready(el: &Element) -> Result<()> {
     READY
         .get_or_init(|| cas_sandbox::check_available().map_err(|e| e.to_string()))
         .clone()
-        .map_err(|message| BuildError::Other { element: el.name.clone(), message })
+        .map_err(|message| BuildError::Other {
+            element: el.name.clone(),
+            message,
+        })
 }
 
 fn check_shell(el: &Element, root: &Path) -> Result<()> {
-    cas_sandbox::check_shell(root).map_err(|_| BuildError::NoShell { element: el.name.clone() })
+    cas_sandbox::check_shell(root).map_err(|_| BuildError::NoShell {
+        element: el.name.clone(),
+    })
 }
 
 impl Engine<'_> {
@@ -480,7 +634,12 @@ impl Engine<'_> {
     /// dependency must be built), and a build directory (`reopen`: a failed
     /// build's, kept as it was; otherwise a fresh one with the sources staged).
     /// Nothing is recorded.
-    pub fn shell(&self, id: ElementId, outputs: &dyn Fn(ElementId) -> Option<TreeDigest>, reopen: Option<&Path>) -> Result<cas_sandbox::Outcome> {
+    pub fn shell(
+        &self,
+        id: ElementId,
+        outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
+        reopen: Option<&Path>,
+    ) -> Result<cas_sandbox::Outcome> {
         let el = self.element(id);
         let staged: Vec<(ElementId, TreeDigest)> = self
             .loaded
@@ -489,7 +648,11 @@ impl Engine<'_> {
             .map(|d| {
                 outputs(d).map(|t| (d, t)).ok_or_else(|| BuildError::Other {
                     element: el.name.clone(),
-                    message: format!("dependency {} is not built; run `cas build {}` first", self.element(d).name, el.name),
+                    message: format!(
+                        "dependency {} is not built; run `cas build {}` first",
+                        self.element(d).name,
+                        el.name
+                    ),
                 })
             })
             .collect::<Result<_>>()?;
@@ -498,15 +661,34 @@ impl Engine<'_> {
         let view = self.store.view(&view_tree)?;
         check_shell(el, view.path())?;
         let dir = match reopen {
-            Some(root) => BuildDir { root: root.to_path_buf() },
+            Some(root) => BuildDir {
+                root: root.to_path_buf(),
+            },
             None => {
                 let key = ActionKey(Digest::of_bytes(&inputs.manifest()));
-                let dir = BuildDir::create(self.store.root(), &format!("shell-{}", el.name), &key.to_hex())
-                    .map_err(io(&el.name, "cannot create build directory in", self.store.root().join("builds")))?;
+                let dir = BuildDir::create(
+                    self.store.root(),
+                    &format!("shell-{}", el.name),
+                    &key.to_hex(),
+                )
+                .map_err(io(
+                    &el.name,
+                    "cannot create build directory in",
+                    self.store.root().join("builds"),
+                ))?;
                 let cache = self.source_cache();
                 for s in &el.sources {
-                    crate::sources::fetch_once(s, self.fetcher, &cache, self.offline, &cas_sources::NoProgress)
-                        .map_err(|source| BuildError::Source { element: el.name.clone(), source })?;
+                    crate::sources::fetch_once(
+                        s,
+                        self.fetcher,
+                        &cache,
+                        self.offline,
+                        &cas_sources::NoProgress,
+                    )
+                    .map_err(|source| BuildError::Source {
+                        element: el.name.clone(),
+                        source,
+                    })?;
                 }
                 self.stage_sources(el, &dir.build())?;
                 dir
@@ -514,7 +696,13 @@ impl Engine<'_> {
         };
         let jobs = self.max_jobs.to_string();
         let mut spec = sandbox_spec(&inputs, view.path(), false, &dir, &jobs);
-        spec.env.insert("PS1".into(), format!("[cas {}] \\w $ ", el.name));
-        Ok(cas_sandbox::run(&spec, &["/bin/sh".to_string(), "-i".to_string()], Io::Inherit, &self.cancel)?)
+        spec.env
+            .insert("PS1".into(), format!("[cas {}] \\w $ ", el.name));
+        Ok(cas_sandbox::run(
+            &spec,
+            &["/bin/sh".to_string(), "-i".to_string()],
+            Io::Inherit,
+            &self.cancel,
+        )?)
     }
 }

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "cas", version, about = "A declarative, content-addressed build engine")]
+#[command(
+    name = "cas",
+    version,
+    about = "A declarative, content-addressed build engine"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -49,9 +53,11 @@ impl Global {
     }
 
     pub fn jobs(&self) -> usize {
-        self.jobs
-            .filter(|&n| n > 0)
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        self.jobs.filter(|&n| n > 0).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
     }
 }
 

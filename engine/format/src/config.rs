@@ -60,7 +60,12 @@ pub fn default_path() -> Option<PathBuf> {
         return Some(PathBuf::from(x).join("cas").join("config.yaml"));
     }
     let home = std::env::var_os("HOME").filter(|v| !v.is_empty())?;
-    Some(PathBuf::from(home).join(".config").join("cas").join("config.yaml"))
+    Some(
+        PathBuf::from(home)
+            .join(".config")
+            .join("cas")
+            .join("config.yaml"),
+    )
 }
 
 /// Load the user configuration: `explicit` (from `--config`/`CAS_CONFIG`)
@@ -75,18 +80,29 @@ pub fn load_user_config(explicit: Option<&Path>) -> Result<UserConfig, Diagnosti
     };
     let text = match std::fs::read(&path) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(UserConfig::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            return Ok(UserConfig::default())
+        }
         Err(e) => {
-            let err = Error::plain(format!("cannot read the configuration file {}: {e}", path.display()))
-                .with_help("check the path given with --config or CAS_CONFIG");
+            let err = Error::plain(format!(
+                "cannot read the configuration file {}: {e}",
+                path.display()
+            ))
+            .with_help("check the path given with --config or CAS_CONFIG");
             return Err(Diagnostics::new(vec![err]));
         }
     };
     if text.len() as u64 > crate::MAX_FILE_SIZE {
-        return Err(Diagnostics::new(vec![Error::plain(format!("configuration file {} is too large", path.display()))]));
+        return Err(Diagnostics::new(vec![Error::plain(format!(
+            "configuration file {} is too large",
+            path.display()
+        ))]));
     }
     let text = String::from_utf8(text).map_err(|_| {
-        Diagnostics::new(vec![Error::plain(format!("configuration file {} is not UTF-8", path.display()))])
+        Diagnostics::new(vec![Error::plain(format!(
+            "configuration file {} is not UTF-8",
+            path.display()
+        ))])
     })?;
     parse_user_config(&path, text)
 }
@@ -95,18 +111,32 @@ pub fn load_user_config(explicit: Option<&Path>) -> Result<UserConfig, Diagnosti
 pub fn parse_user_config(path: &Path, text: String) -> Result<UserConfig, Diagnostics> {
     let file = SourceFile::new(path.to_path_buf(), path.display().to_string(), text);
     let root = yaml::parse(&file, FileId(0)).map_err(Diagnostics::new)?;
-    let mut cfg = UserConfig { file: Some(path.to_path_buf()), ..UserConfig::default() };
+    let mut cfg = UserConfig {
+        file: Some(path.to_path_buf()),
+        ..UserConfig::default()
+    };
     let Some(root) = root else { return Ok(cfg) };
     let mut r = Reader::new(&file);
     let Some(map) = r.map(&root, "configuration") else {
-        return if r.errors.is_empty() { Ok(cfg) } else { Err(Diagnostics::new(r.errors)) };
+        return if r.errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(Diagnostics::new(r.errors))
+        };
     };
     r.check_keys(map, KEYS, "the user configuration");
     if let Some(node) = map.get("mirrors") {
         if let Some(m) = r.map(node, "mirrors") {
             for (alias, list) in m.iter() {
                 if alias.name.is_empty() || alias.name.contains([':', '/']) {
-                    r.err(alias.span, format!("alias `{}` must not be empty or contain `:` or `/`", alias.name), "invalid alias");
+                    r.err(
+                        alias.span,
+                        format!(
+                            "alias `{}` must not be empty or contain `:` or `/`",
+                            alias.name
+                        ),
+                        "invalid alias",
+                    );
                 }
                 let urls = r.strings(list, "mirrors");
                 let mut bases = Vec::new();
@@ -131,7 +161,14 @@ pub fn parse_user_config(path: &Path, text: String) -> Result<UserConfig, Diagno
                     }
                 }
             }
-            _ => r.err(node.span, format!("`remotes`: expected a list of remotes, found {}", node.describe()), "expected a list"),
+            _ => r.err(
+                node.span,
+                format!(
+                    "`remotes`: expected a list of remotes, found {}",
+                    node.describe()
+                ),
+                "expected a list",
+            ),
         }
     }
     if let Some(node) = map.get("signing-key") {
@@ -145,7 +182,11 @@ pub fn parse_user_config(path: &Path, text: String) -> Result<UserConfig, Diagno
             }
         }
     }
-    if r.errors.is_empty() { Ok(cfg) } else { Err(Diagnostics::new(r.errors)) }
+    if r.errors.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(Diagnostics::new(r.errors))
+    }
 }
 
 fn decode_remote(r: &mut Reader<SourceFile>, node: &Node) -> Option<RemoteConfig> {
@@ -157,15 +198,31 @@ fn decode_remote(r: &mut Reader<SourceFile>, node: &Node) -> Option<RemoteConfig
     };
     r.check_keys(map, REMOTE_KEYS, "a remote");
     let Some(url_node) = map.get("url") else {
-        r.err_help(node.span, "remote without `url`", "no `url:`", "add `url: http://HOST:PORT/PATH` (or a file:// URL or an absolute directory)");
+        r.err_help(
+            node.span,
+            "remote without `url`",
+            "no `url:`",
+            "add `url: http://HOST:PORT/PATH` (or a file:// URL or an absolute directory)",
+        );
         return None;
     };
     let url = r.string(url_node, "url")?;
     if !(is_fetch_url(&url.value) || url.value.starts_with('/')) {
-        r.err_help(url.span, format!("remote `{}` is not a supported URL", url.value), "unsupported URL", "use http://, https://, file:// or an absolute directory");
+        r.err_help(
+            url.span,
+            format!("remote `{}` is not a supported URL", url.value),
+            "unsupported URL",
+            "use http://, https://, file:// or an absolute directory",
+        );
     }
-    let push = map.get("push").and_then(|n| r.bool(n, "push")).unwrap_or(false);
-    let trust_unsigned = map.get("trust-unsigned").and_then(|n| r.bool(n, "trust-unsigned")).unwrap_or(false);
+    let push = map
+        .get("push")
+        .and_then(|n| r.bool(n, "push"))
+        .unwrap_or(false);
+    let trust_unsigned = map
+        .get("trust-unsigned")
+        .and_then(|n| r.bool(n, "trust-unsigned"))
+        .unwrap_or(false);
     let mut trusted_keys = Vec::new();
     if let Some(n) = map.get("trusted-keys") {
         for k in r.strings(n, "trusted-keys") {
@@ -176,11 +233,18 @@ fn decode_remote(r: &mut Reader<SourceFile>, node: &Node) -> Option<RemoteConfig
             }
         }
     }
-    Some(RemoteConfig { url: url.value, push, trusted_keys, trust_unsigned })
+    Some(RemoteConfig {
+        url: url.value,
+        push,
+        trusted_keys,
+        trust_unsigned,
+    })
 }
 
 fn is_fetch_url(u: &str) -> bool {
-    ["http://", "https://", "file://"].iter().any(|s| u.len() > s.len() && u.starts_with(s))
+    ["http://", "https://", "file://"]
+        .iter()
+        .any(|s| u.len() > s.len() && u.starts_with(s))
 }
 
 /// `~/x` → `$HOME/x`; a relative path is relative to the configuration file's directory.
@@ -244,7 +308,10 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<UserConfig, Diagnostics> {
-        parse_user_config(Path::new("/home/u/.config/cas/config.yaml"), text.to_owned())
+        parse_user_config(
+            Path::new("/home/u/.config/cas/config.yaml"),
+            text.to_owned(),
+        )
     }
 
     #[test]
@@ -255,11 +322,17 @@ mod tests {
              signing-key: keys/signing.key\n",
         )
         .unwrap();
-        assert_eq!(c.mirrors["upstream"], ["http://127.0.0.1:1/a/", "file:///srv/mirror/"]);
+        assert_eq!(
+            c.mirrors["upstream"],
+            ["http://127.0.0.1:1/a/", "file:///srv/mirror/"]
+        );
         assert_eq!(c.remotes.len(), 1);
         assert!(c.remotes[0].push && !c.remotes[0].trust_unsigned);
         assert_eq!(c.remotes[0].trusted_keys.len(), 2);
-        assert_eq!(c.signing_key.as_deref(), Some(Path::new("/home/u/.config/cas/keys/signing.key")));
+        assert_eq!(
+            c.signing_key.as_deref(),
+            Some(Path::new("/home/u/.config/cas/keys/signing.key"))
+        );
     }
 
     #[test]
@@ -267,11 +340,16 @@ mod tests {
         assert_eq!(parse("").unwrap().mirrors.len(), 0);
         assert_eq!(parse("# nothing\n").unwrap().remotes.len(), 0);
         let e = parse("mirror:\n  a: []\n").unwrap_err();
-        assert!(e.errors[0].message.contains("did you mean `mirrors`"), "{}", e.errors[0].message);
+        assert!(
+            e.errors[0].message.contains("did you mean `mirrors`"),
+            "{}",
+            e.errors[0].message
+        );
         assert_eq!(e.errors[0].location.as_ref().unwrap().1, 1);
         let e = parse("mirrors:\n  up:\n    - ftp://x/\n").unwrap_err();
         assert_eq!(e.errors[0].location.as_ref().unwrap().1, 3);
-        let e = parse("remotes:\n  - url: http://127.0.0.1/\n    trusted-keys: [nope]\n").unwrap_err();
+        let e =
+            parse("remotes:\n  - url: http://127.0.0.1/\n    trusted-keys: [nope]\n").unwrap_err();
         assert!(e.errors[0].message.contains("ed25519"));
         let e = parse("remotes:\n  - push: true\n").unwrap_err();
         assert!(e.errors[0].message.contains("without `url`"));

@@ -57,7 +57,12 @@ impl SourceFile {
                 line_starts.push((i + 1).min(u32::MAX as usize) as u32);
             }
         }
-        SourceFile { path, name, text: Arc::new(text), line_starts }
+        SourceFile {
+            path,
+            name,
+            text: Arc::new(text),
+            line_starts,
+        }
     }
 
     pub fn named_source(&self) -> NamedSource<Arc<String>> {
@@ -72,7 +77,11 @@ impl SourceFile {
         };
         let start = self.line_starts.get(line).copied().unwrap_or(0) as usize;
         let end = (offset as usize).min(self.text.len());
-        let col = self.text.get(start..end).map(|s| s.chars().count()).unwrap_or(end.saturating_sub(start));
+        let col = self
+            .text
+            .get(start..end)
+            .map(|s| s.chars().count())
+            .unwrap_or(end.saturating_sub(start));
         (line + 1, col + 1)
     }
 }
@@ -134,11 +143,23 @@ pub struct Error {
 impl Error {
     /// An error that belongs to no file (a target on the command line, an unreadable directory).
     pub fn plain(message: impl Into<String>) -> Error {
-        Error { message: message.into(), src: None, labels: vec![], help: None, location: None, sort_key: (String::new(), 0) }
+        Error {
+            message: message.into(),
+            src: None,
+            labels: vec![],
+            help: None,
+            location: None,
+            sort_key: (String::new(), 0),
+        }
     }
 
     /// An error in `file` at `span`.
-    pub fn at(file: &SourceFile, span: Span, message: impl Into<String>, label: impl Into<String>) -> Error {
+    pub fn at(
+        file: &SourceFile,
+        span: Span,
+        message: impl Into<String>,
+        label: impl Into<String>,
+    ) -> Error {
         let (line, col) = file.line_col(span.start);
         let start = (span.start as usize).min(file.text.len());
         let mut len = span.len().min(file.text.len() - start);
@@ -148,7 +169,10 @@ impl Error {
         Error {
             message: message.into(),
             src: Some(file.named_source()),
-            labels: vec![LabeledSpan::new_primary_with_span(Some(label.into()), (start, len))],
+            labels: vec![LabeledSpan::new_primary_with_span(
+                Some(label.into()),
+                (start, len),
+            )],
             help: None,
             location: Some((file.path.clone(), line, col)),
             sort_key: (file.name.clone(), span.start),
@@ -164,7 +188,10 @@ impl Error {
     pub fn with_label(mut self, files: &Files, span: Span, label: impl Into<String>) -> Error {
         if let (Some(f), Some(src)) = (files.get(span.file), &self.src) {
             if src.name() == f.name {
-                self.labels.push(LabeledSpan::new_with_span(Some(label.into()), span.source_span()));
+                self.labels.push(LabeledSpan::new_with_span(
+                    Some(label.into()),
+                    span.source_span(),
+                ));
             }
         }
         self
@@ -218,7 +245,9 @@ impl std::error::Error for Diagnostics {}
 
 impl miette::Diagnostic for Diagnostics {
     fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn miette::Diagnostic> + 'a>> {
-        Some(Box::new(self.errors.iter().map(|e| e as &dyn miette::Diagnostic)))
+        Some(Box::new(
+            self.errors.iter().map(|e| e as &dyn miette::Diagnostic),
+        ))
     }
 }
 

@@ -21,44 +21,109 @@ pub struct Edited {
 /// `sources:` order) of the element file `path` whose content is `text`.
 /// The new value keeps the old one's quotes (`'...'` or `"..."`), if any;
 /// `value` must be a plain scalar (hex digits, a commit id...).
-pub fn set_source_field(path: &Path, text: &str, index: usize, key: &str, value: &str) -> Result<Edited, Box<Error>> {
+pub fn set_source_field(
+    path: &Path,
+    text: &str,
+    index: usize,
+    key: &str,
+    value: &str,
+) -> Result<Edited, Box<Error>> {
     set(path, text, index, key, value).map_err(Box::new)
 }
 
 #[allow(clippy::result_large_err)] // boxed by the public wrapper
 fn set(path: &Path, text: &str, index: usize, key: &str, value: &str) -> Result<Edited, Error> {
-    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b)) {
-        return Err(Error::plain(format!("cannot write `{value}` as a plain YAML value")));
+    if value.is_empty()
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b))
+    {
+        return Err(Error::plain(format!(
+            "cannot write `{value}` as a plain YAML value"
+        )));
     }
-    let file = SourceFile::new(path.to_path_buf(), path.display().to_string(), text.to_owned());
+    let file = SourceFile::new(
+        path.to_path_buf(),
+        path.display().to_string(),
+        text.to_owned(),
+    );
     let root = yaml::parse(&file, FileId(0))
         .map_err(|mut errors| errors.remove(0))?
         .ok_or_else(|| Error::plain(format!("{}: the file is empty", path.display())))?;
-    let map = root.as_map().ok_or_else(|| Error::at(&file, root.span, "an element file must be a mapping", "not a mapping"))?;
-    let (sources_key, sources) = map
-        .get_entry("sources")
-        .ok_or_else(|| Error::at(&file, root.span, "the element has no `sources:`", "no sources"))?;
+    let map = root.as_map().ok_or_else(|| {
+        Error::at(
+            &file,
+            root.span,
+            "an element file must be a mapping",
+            "not a mapping",
+        )
+    })?;
+    let (sources_key, sources) = map.get_entry("sources").ok_or_else(|| {
+        Error::at(
+            &file,
+            root.span,
+            "the element has no `sources:`",
+            "no sources",
+        )
+    })?;
     let Value::Seq(items) = &sources.value else {
-        return Err(Error::at(&file, sources_key.span, "`sources` is not a list", "expected a list"));
+        return Err(Error::at(
+            &file,
+            sources_key.span,
+            "`sources` is not a list",
+            "expected a list",
+        ));
     };
     let item = items.get(index).ok_or_else(|| {
-        Error::at(&file, sources_key.span, format!("the element has {} source(s), there is no source number {}", items.len(), index + 1), "sources")
+        Error::at(
+            &file,
+            sources_key.span,
+            format!(
+                "the element has {} source(s), there is no source number {}",
+                items.len(),
+                index + 1
+            ),
+            "sources",
+        )
     })?;
-    let source = item.as_map().ok_or_else(|| Error::at(&file, item.span, "this source is not a mapping", "not a mapping"))?;
-    let (k, node) = source
-        .get_entry(key)
-        .ok_or_else(|| Error::at(&file, item.span, format!("this source has no `{key}:` to update"), format!("add `{key}:` here")))?;
+    let source = item.as_map().ok_or_else(|| {
+        Error::at(
+            &file,
+            item.span,
+            "this source is not a mapping",
+            "not a mapping",
+        )
+    })?;
+    let (k, node) = source.get_entry(key).ok_or_else(|| {
+        Error::at(
+            &file,
+            item.span,
+            format!("this source has no `{key}:` to update"),
+            format!("add `{key}:` here"),
+        )
+    })?;
     let old = match &node.value {
         Value::Scalar(s, Style::Plain | Style::Quoted) => s.clone(),
         Value::Null => String::new(),
-        _ => return Err(Error::at(&file, node.span, format!("`{key}` must be a single-line scalar to be updated"), "not a plain value")),
+        _ => {
+            return Err(Error::at(
+                &file,
+                node.span,
+                format!("`{key}` must be a single-line scalar to be updated"),
+                "not a plain value",
+            ))
+        }
     };
     let (start, end) = (node.span.start as usize, node.span.end as usize);
     let replacement = match &node.value {
         // An empty value (`sha256:` followed by nothing) has an empty span: write after the key.
         Value::Null => {
-            let after_key = text[k.span.end as usize..].find(':').map(|i| k.span.end as usize + i + 1);
-            let at = after_key.ok_or_else(|| Error::at(&file, k.span, "cannot find the `:` after this key", "here"))?;
+            let after_key = text[k.span.end as usize..]
+                .find(':')
+                .map(|i| k.span.end as usize + i + 1);
+            let at = after_key.ok_or_else(|| {
+                Error::at(&file, k.span, "cannot find the `:` after this key", "here")
+            })?;
             let mut out = String::with_capacity(text.len() + value.len() + 1);
             out.push_str(&text[..at]);
             out.push(' ');
@@ -67,7 +132,11 @@ fn set(path: &Path, text: &str, index: usize, key: &str, value: &str) -> Result<
             // drop a literal `~` / `null` written as the value
             let trimmed = rest.trim_start_matches(' ');
             let skip = ["~", "null", "Null", "NULL"].iter().find(|w| {
-                trimmed.starts_with(**w) && trimmed[w.len()..].chars().next().is_none_or(|c| c.is_whitespace() || c == '#')
+                trimmed.starts_with(**w)
+                    && trimmed[w.len()..]
+                        .chars()
+                        .next()
+                        .is_none_or(|c| c.is_whitespace() || c == '#')
             });
             match skip {
                 Some(w) => out.push_str(&rest[rest.len() - trimmed.len() + w.len()..]),
@@ -76,7 +145,9 @@ fn set(path: &Path, text: &str, index: usize, key: &str, value: &str) -> Result<
             return Ok(Edited { text: out, old });
         }
         _ => {
-            let raw = text.get(start..end).ok_or_else(|| Error::plain(format!("{}: bad span", path.display())))?;
+            let raw = text
+                .get(start..end)
+                .ok_or_else(|| Error::plain(format!("{}: bad span", path.display())))?;
             match raw.chars().next() {
                 Some(q @ ('"' | '\'')) => format!("{q}{value}{q}"),
                 _ => value.to_owned(),
@@ -86,7 +157,9 @@ fn set(path: &Path, text: &str, index: usize, key: &str, value: &str) -> Result<
     // A quoted scalar's span may run past its closing quote (up to a
     // comment): end it at the closing quote.
     let end = match text[start..].chars().next() {
-        Some(q @ ('"' | '\'')) => closing_quote(&text[start..], q).map(|i| start + i + 1).unwrap_or(end),
+        Some(q @ ('"' | '\'')) => closing_quote(&text[start..], q)
+            .map(|i| start + i + 1)
+            .unwrap_or(end),
         _ => end,
     };
     let mut out = String::with_capacity(text.len() + value.len());
@@ -95,20 +168,28 @@ fn set(path: &Path, text: &str, index: usize, key: &str, value: &str) -> Result<
     out.push_str(&text[end..]);
     // the result must still parse and hold the new value
     let check = SourceFile::new(path.to_path_buf(), path.display().to_string(), out.clone());
-    let ok = yaml::parse(&check, FileId(0)).ok().flatten().is_some_and(|root| {
-        root.as_map()
-            .and_then(|m| m.get("sources"))
-            .and_then(|s| match &s.value {
-                Value::Seq(items) => items.get(index),
-                _ => None,
-            })
-            .and_then(|s| s.as_map())
-            .and_then(|m| m.get(key))
-            .and_then(|n| n.as_str())
-            == Some(value)
-    });
+    let ok = yaml::parse(&check, FileId(0))
+        .ok()
+        .flatten()
+        .is_some_and(|root| {
+            root.as_map()
+                .and_then(|m| m.get("sources"))
+                .and_then(|s| match &s.value {
+                    Value::Seq(items) => items.get(index),
+                    _ => None,
+                })
+                .and_then(|s| s.as_map())
+                .and_then(|m| m.get(key))
+                .and_then(|n| n.as_str())
+                == Some(value)
+        });
     if !ok {
-        return Err(Error::at(&file, node.span, format!("cannot rewrite `{key}` here without changing the file's structure"), "edit this value by hand"));
+        return Err(Error::at(
+            &file,
+            node.span,
+            format!("cannot rewrite `{key}` here without changing the file's structure"),
+            "edit this value by hand",
+        ));
     }
     Ok(Edited { text: out, old })
 }
@@ -145,7 +226,10 @@ mod tests {
     fn plain_quoted_flow() {
         let e = set(EL, 1, "sha256", "ffff").unwrap();
         assert_eq!(e.old, "0000");
-        assert_eq!(e.text, EL.replace("sha256: 0000  # pinned", "sha256: ffff  # pinned"));
+        assert_eq!(
+            e.text,
+            EL.replace("sha256: 0000  # pinned", "sha256: ffff  # pinned")
+        );
         let e = set(EL, 2, "ref", "bbbb").unwrap();
         assert_eq!(e.old, "aaaa");
         assert_eq!(e.text, EL.replace("ref: \"aaaa\"", "ref: \"bbbb\""));
@@ -158,9 +242,15 @@ mod tests {
     fn empty_value_and_errors() {
         let t = "sources:\n  - kind: tar\n    sha256:   # fill me\n    url: x\n";
         let e = set(t, 0, "sha256", "ab").unwrap();
-        assert_eq!(e.text, "sources:\n  - kind: tar\n    sha256: ab   # fill me\n    url: x\n");
+        assert_eq!(
+            e.text,
+            "sources:\n  - kind: tar\n    sha256: ab   # fill me\n    url: x\n"
+        );
         let t = "sources:\n  - kind: tar\n    sha256: ~\n";
-        assert_eq!(set(t, 0, "sha256", "ab").unwrap().text, "sources:\n  - kind: tar\n    sha256: ab\n");
+        assert_eq!(
+            set(t, 0, "sha256", "ab").unwrap().text,
+            "sources:\n  - kind: tar\n    sha256: ab\n"
+        );
         assert!(set(EL, 5, "sha256", "ab").is_err());
         assert!(set(EL, 0, "sha256", "ab").is_err());
         assert!(set(EL, 1, "sha256", "a b").is_err());

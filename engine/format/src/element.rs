@@ -25,8 +25,17 @@ impl ElementId {
 }
 
 pub const ELEMENT_KEYS: &[&str] = &[
-    "kind", "description", "depends", "build-depends", "runtime-depends", "sources", "variables", "environment",
-    "config", "public", "sandbox",
+    "kind",
+    "description",
+    "depends",
+    "build-depends",
+    "runtime-depends",
+    "sources",
+    "variables",
+    "environment",
+    "config",
+    "public",
+    "sandbox",
 ];
 const SANDBOX_KEYS: &[&str] = &["build-arch", "build-uid", "build-gid", "network"];
 
@@ -85,7 +94,10 @@ pub struct LayoutEntry {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "behaviour", rename_all = "lowercase")]
 pub enum Config {
-    Import { source: String, target: String },
+    Import {
+        source: String,
+        target: String,
+    },
     Sandbox,
     Compose {
         include: Vec<String>,
@@ -164,15 +176,33 @@ pub(crate) struct RawElement {
 /// A dependency name as written, normalised (`./a//b.yaml` → `a/b.yaml`).
 pub fn normalise_name(s: &str) -> Option<String> {
     let p = relative_inside(s)?;
-    let n: Vec<String> = p.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
-    if n.is_empty() { None } else { Some(n.join("/")) }
+    let n: Vec<String> = p
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if n.is_empty() {
+        None
+    } else {
+        Some(n.join("/"))
+    }
 }
 
-pub(crate) fn decode(file: &SourceFile, id: FileId, name: String, root: Option<&Node>, project: &Project) -> Result<RawElement, Vec<Error>> {
+pub(crate) fn decode(
+    file: &SourceFile,
+    id: FileId,
+    name: String,
+    root: Option<&Node>,
+    project: &Project,
+) -> Result<RawElement, Vec<Error>> {
     let mut r = Reader::new(file);
     let root_span = Span::new(id, 0, 0);
     let Some(root) = root else {
-        r.err_help(root_span, "empty element file", "nothing here", "an element needs at least `kind:` (e.g. `kind: manual`)");
+        r.err_help(
+            root_span,
+            "empty element file",
+            "nothing here",
+            "an element needs at least `kind:` (e.g. `kind: manual`)",
+        );
         return Err(r.errors);
     };
     let Some(map) = r.map(root, "element") else {
@@ -212,13 +242,33 @@ pub(crate) fn decode(file: &SourceFile, id: FileId, name: String, root: Option<&
         let key = dk.key();
         if let Some(n) = map.get(key) {
             if !matches!(n.value, Value::Seq(_) | Value::Null) {
-                r.err(n.span, format!("`{key}`: expected a list of element names, found {}", n.describe()), "expected a list");
+                r.err(
+                    n.span,
+                    format!(
+                        "`{key}`: expected a list of element names, found {}",
+                        n.describe()
+                    ),
+                    "expected a list",
+                );
                 continue;
             }
             for dep in r.strings(n, key) {
                 match normalise_name(&dep.value) {
-                    Some(v) => raw.deps.push((dk, Spanned { value: v, span: dep.span })),
-                    None => r.err(dep.span, format!("`{}` is not an element name (a relative path inside the element path)", dep.value), "invalid name"),
+                    Some(v) => raw.deps.push((
+                        dk,
+                        Spanned {
+                            value: v,
+                            span: dep.span,
+                        },
+                    )),
+                    None => r.err(
+                        dep.span,
+                        format!(
+                            "`{}` is not an element name (a relative path inside the element path)",
+                            dep.value
+                        ),
+                        "invalid name",
+                    ),
                 }
             }
         }
@@ -233,7 +283,14 @@ pub(crate) fn decode(file: &SourceFile, id: FileId, name: String, root: Option<&
                 }
             }
             Value::Null => {}
-            _ => r.err(n.span, format!("`sources`: expected a list of sources, found {}", n.describe()), "expected a list"),
+            _ => r.err(
+                n.span,
+                format!(
+                    "`sources`: expected a list of sources, found {}",
+                    n.describe()
+                ),
+                "expected a list",
+            ),
         }
     }
     if let Some(n) = map.get("variables") {
@@ -254,17 +311,32 @@ pub(crate) fn decode(file: &SourceFile, id: FileId, name: String, root: Option<&
         if let Some(m) = r.map(n, "sandbox") {
             r.check_keys(m, SANDBOX_KEYS, "`sandbox`");
             raw.build_arch = m.get("build-arch").and_then(|n| r.string(n, "build-arch"));
-            raw.build_uid = m.get("build-uid").and_then(|n| r.u32(n, "build-uid")).unwrap_or(0);
-            raw.build_gid = m.get("build-gid").and_then(|n| r.u32(n, "build-gid")).unwrap_or(0);
+            raw.build_uid = m
+                .get("build-uid")
+                .and_then(|n| r.u32(n, "build-uid"))
+                .unwrap_or(0);
+            raw.build_gid = m
+                .get("build-gid")
+                .and_then(|n| r.u32(n, "build-gid"))
+                .unwrap_or(0);
             if let Some(n) = m.get("network") {
                 let off = matches!(&n.value, Value::Scalar(s, _) if s == "false" || s == "off");
                 if !off {
-                    r.err_help(n.span, "`network`: builds have no network access", "only `false` is allowed", "fetch what the build needs as sources (tar, remote, git...)");
+                    r.err_help(
+                        n.span,
+                        "`network`: builds have no network access",
+                        "only `false` is allowed",
+                        "fetch what the build needs as sources (tar, remote, git...)",
+                    );
                 }
             }
         }
     }
-    if r.errors.is_empty() { Ok(raw) } else { Err(r.errors) }
+    if r.errors.is_empty() {
+        Ok(raw)
+    } else {
+        Err(r.errors)
+    }
 }
 
 /// What resolving an element needs from the whole load.
@@ -277,13 +349,27 @@ pub(crate) struct Context<'a> {
     pub host_arch: &'a str,
 }
 
-pub(crate) fn resolve(cx: &Context, id: ElementId, raw: &RawElement) -> Result<Element, Vec<Error>> {
+pub(crate) fn resolve(
+    cx: &Context,
+    id: ElementId,
+    raw: &RawElement,
+) -> Result<Element, Vec<Error>> {
     let mut r = Reader::new(cx.files);
     let (line, col) = match &raw.kind {
-        Some(k) => cx.files.get(k.span.file).map(|f| f.line_col(k.span.start)).unwrap_or((1, 1)),
+        Some(k) => cx
+            .files
+            .get(k.span.file)
+            .map(|f| f.line_col(k.span.start))
+            .unwrap_or((1, 1)),
         None => (1, 1),
     };
-    let mut origin = Origin { file: raw.file, kind_span: raw.kind.as_ref().map(|k| k.span).unwrap_or(raw.root_span), deps: vec![], line, col };
+    let mut origin = Origin {
+        file: raw.file,
+        kind_span: raw.kind.as_ref().map(|k| k.span).unwrap_or(raw.root_span),
+        deps: vec![],
+        line,
+        col,
+    };
 
     // dependencies
     let (mut bd, mut d, mut rd) = (Vec::new(), Vec::new(), Vec::new());
@@ -303,10 +389,21 @@ pub(crate) fn resolve(cx: &Context, id: ElementId, raw: &RawElement) -> Result<E
             None => {
                 let file = cx.project.element_path.join(&dep.value);
                 let help = match suggest_file(&file) {
-                    Some(s) => format!("did you mean `{s}`? (names are relative to `{}`)", cx.project.element_path.display()),
-                    None => format!("element names are paths relative to `{}`", cx.project.element_path.display()),
+                    Some(s) => format!(
+                        "did you mean `{s}`? (names are relative to `{}`)",
+                        cx.project.element_path.display()
+                    ),
+                    None => format!(
+                        "element names are paths relative to `{}`",
+                        cx.project.element_path.display()
+                    ),
                 };
-                r.err_help(dep.span, format!("dependency `{}` not found", dep.value), "no such element", help);
+                r.err_help(
+                    dep.span,
+                    format!("dependency `{}` not found", dep.value),
+                    "no such element",
+                    help,
+                );
             }
         }
     }
@@ -316,31 +413,77 @@ pub(crate) fn resolve(cx: &Context, id: ElementId, raw: &RawElement) -> Result<E
         Some(k) => match cx.kinds.get(&k.value) {
             Some(kind) => Some(kind),
             None => {
-                let help = match crate::diagnostics::suggest(&k.value, cx.kinds.keys().map(String::as_str)) {
+                let help = match crate::diagnostics::suggest(
+                    &k.value,
+                    cx.kinds.keys().map(String::as_str),
+                ) {
                     Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("known kinds: {}", cx.kinds.keys().cloned().collect::<Vec<_>>().join(", ")),
+                    None => format!(
+                        "known kinds: {}",
+                        cx.kinds.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
                 };
-                r.err_help(k.span, format!("unknown kind `{}`", k.value), "unknown kind", help);
+                r.err_help(
+                    k.span,
+                    format!("unknown kind `{}`", k.value),
+                    "unknown kind",
+                    help,
+                );
                 None
             }
         },
         None => None,
     };
-    let Some(kind) = kind else { return Err(r.errors) };
+    let Some(kind) = kind else {
+        return Err(r.errors);
+    };
 
     // variables: injected, defaults, project, kind, element
     let mut scope = Scope::default();
-    scope.set("host-arch", Def { value: cx.host_arch, span: None, literal: true });
-    scope.set("project-name", Def { value: &cx.project.name, span: None, literal: true });
-    scope.set("element-name", Def { value: &raw.name, span: None, literal: true });
-    let layers: [&[(Spanned, Spanned)]; 4] = [&cx.defaults.variables, &cx.project.raw_variables, &kind.layer.variables, &raw.variables];
+    scope.set(
+        "host-arch",
+        Def {
+            value: cx.host_arch,
+            span: None,
+            literal: true,
+        },
+    );
+    scope.set(
+        "project-name",
+        Def {
+            value: &cx.project.name,
+            span: None,
+            literal: true,
+        },
+    );
+    scope.set(
+        "element-name",
+        Def {
+            value: &raw.name,
+            span: None,
+            literal: true,
+        },
+    );
+    let layers: [&[(Spanned, Spanned)]; 4] = [
+        &cx.defaults.variables,
+        &cx.project.raw_variables,
+        &kind.layer.variables,
+        &raw.variables,
+    ];
     for layer in layers {
         for (k, v) in layer {
             if k.value == MAX_JOBS {
                 r.err_help(k.span, "`max-jobs` is reserved", "cannot be defined", "`%{max-jobs}` is substituted at run time with the job count and is never part of a key");
                 continue;
             }
-            scope.set(&k.value, Def { value: &v.value, span: Some(v.span), literal: false });
+            scope.set(
+                &k.value,
+                Def {
+                    value: &v.value,
+                    span: Some(v.span),
+                    literal: false,
+                },
+            );
         }
     }
     let mut errors = Vec::new();
@@ -358,7 +501,12 @@ pub(crate) fn resolve(cx: &Context, id: ElementId, raw: &RawElement) -> Result<E
 
     // environment
     let mut env_layers: Vec<(&str, &Spanned)> = Vec::new();
-    for layer in [&cx.defaults.environment, &cx.project.raw_environment, &kind.layer.environment, &raw.environment] {
+    for layer in [
+        &cx.defaults.environment,
+        &cx.project.raw_environment,
+        &kind.layer.environment,
+        &raw.environment,
+    ] {
         for (k, v) in layer.iter() {
             env_layers.push((&k.value, v));
         }
@@ -367,7 +515,10 @@ pub(crate) fn resolve(cx: &Context, id: ElementId, raw: &RawElement) -> Result<E
     for (k, v) in env_layers {
         env_raw.insert(k, v);
     }
-    let environment: BTreeMap<String, String> = env_raw.into_iter().map(|(k, v)| (k.to_string(), expand(v, &mut errors))).collect();
+    let environment: BTreeMap<String, String> = env_raw
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), expand(v, &mut errors)))
+        .collect();
 
     // config
     let mut config = kind.config.clone();
@@ -378,7 +529,10 @@ pub(crate) fn resolve(cx: &Context, id: ElementId, raw: &RawElement) -> Result<E
     for (k, v) in &config {
         if let ConfigValue::List(list) = v {
             if is_phase(k) {
-                phases.push((k.clone(), list.iter().map(|s| expand(s, &mut errors)).collect()));
+                phases.push((
+                    k.clone(),
+                    list.iter().map(|s| expand(s, &mut errors)).collect(),
+                ));
             }
         }
     }
@@ -389,7 +543,10 @@ pub(crate) fn resolve(cx: &Context, id: ElementId, raw: &RawElement) -> Result<E
     };
     let get_str = |key: &str, default: &str| match get(key) {
         Some(ConfigValue::Str(s)) => s.clone(),
-        _ => Spanned { value: default.to_string(), span: raw.root_span },
+        _ => Spanned {
+            value: default.to_string(),
+            span: raw.root_span,
+        },
     };
 
     // public
@@ -407,23 +564,52 @@ pub(crate) fn resolve(cx: &Context, id: ElementId, raw: &RawElement) -> Result<E
     }
     let public = Public {
         integration_commands: ic.iter().map(|s| expand(s, &mut errors)).collect(),
-        split_rules: rules.iter().map(|(d, l)| (d.clone(), l.iter().map(|s| expand(s, &mut errors)).collect())).collect(),
+        split_rules: rules
+            .iter()
+            .map(|(d, l)| {
+                (
+                    d.clone(),
+                    l.iter().map(|s| expand(s, &mut errors)).collect(),
+                )
+            })
+            .collect(),
     };
 
     let typed = match kind.behaviour {
-        Behaviour::Import => Config::Import { source: expand(&get_str("source", "/"), &mut errors), target: expand(&get_str("target", "/"), &mut errors) },
+        Behaviour::Import => Config::Import {
+            source: expand(&get_str("source", "/"), &mut errors),
+            target: expand(&get_str("target", "/"), &mut errors),
+        },
         Behaviour::Sandbox => Config::Sandbox,
         Behaviour::Stack => Config::Stack,
         Behaviour::Compose => {
             let domains = |key: &str, errors: &mut Vec<Error>| -> Vec<String> {
-                let Some(ConfigValue::List(list)) = get(key) else { return vec![] };
+                let Some(ConfigValue::List(list)) = get(key) else {
+                    return vec![];
+                };
                 let mut out = Vec::new();
                 for s in list {
                     if public.split_rules.contains_key(&s.value) {
                         out.push(s.value.clone());
                     } else {
-                        let help = format!("domains: {}", public.split_rules.keys().cloned().collect::<Vec<_>>().join(", "));
-                        errors.push(cx.files.error(s.span, format!("unknown split-rule domain `{}`", s.value), "unknown domain").with_help(help));
+                        let help = format!(
+                            "domains: {}",
+                            public
+                                .split_rules
+                                .keys()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        );
+                        errors.push(
+                            cx.files
+                                .error(
+                                    s.span,
+                                    format!("unknown split-rule domain `{}`", s.value),
+                                    "unknown domain",
+                                )
+                                .with_help(help),
+                        );
                     }
                 }
                 out
@@ -441,9 +627,17 @@ pub(crate) fn resolve(cx: &Context, id: ElementId, raw: &RawElement) -> Result<E
                 match &n.value {
                     Value::Seq(items) => {
                         for item in items {
-                            let Some(m) = r.map(item, "layout") else { continue };
+                            let Some(m) = r.map(item, "layout") else {
+                                continue;
+                            };
                             r.check_keys(m, &["element", "destination"], "a layout entry");
-                            let element = m.get("element").and_then(|n| if n.is_null() { None } else { r.string(n, "element") });
+                            let element = m.get("element").and_then(|n| {
+                                if n.is_null() {
+                                    None
+                                } else {
+                                    r.string(n, "element")
+                                }
+                            });
                             let element = element.and_then(|e| {
                                 let did = normalise_name(&e.value).and_then(|n| cx.ids.get(&n).copied());
                                 match did {
@@ -454,18 +648,31 @@ pub(crate) fn resolve(cx: &Context, id: ElementId, raw: &RawElement) -> Result<E
                                     }
                                 }
                             });
-                            let destination = m.get("destination").and_then(|n| r.string(n, "destination"));
+                            let destination = m
+                                .get("destination")
+                                .and_then(|n| r.string(n, "destination"));
                             match destination {
                                 Some(dst) => {
                                     let v = expand(&dst, &mut errors);
-                                    layout.push(LayoutEntry { element, destination: v });
+                                    layout.push(LayoutEntry {
+                                        element,
+                                        destination: v,
+                                    });
                                 }
-                                None => r.err(item.span, "a layout entry needs `destination`", "no `destination:`"),
+                                None => r.err(
+                                    item.span,
+                                    "a layout entry needs `destination`",
+                                    "no `destination:`",
+                                ),
                             }
                         }
                     }
                     Value::Null => {}
-                    _ => r.err(n.span, format!("`layout`: expected a list, found {}", n.describe()), "expected a list"),
+                    _ => r.err(
+                        n.span,
+                        format!("`layout`: expected a list, found {}", n.describe()),
+                        "expected a list",
+                    ),
                 }
             }
             Config::Script {
@@ -478,7 +685,10 @@ pub(crate) fn resolve(cx: &Context, id: ElementId, raw: &RawElement) -> Result<E
 
     let build_arch = match &raw.build_arch {
         Some(a) => expand(a, &mut errors),
-        None => variables.get("host-arch").cloned().unwrap_or_else(|| cx.host_arch.to_string()),
+        None => variables
+            .get("host-arch")
+            .cloned()
+            .unwrap_or_else(|| cx.host_arch.to_string()),
     };
 
     errors.extend(r.errors);
@@ -501,7 +711,11 @@ pub(crate) fn resolve(cx: &Context, id: ElementId, raw: &RawElement) -> Result<E
         phases,
         config: typed,
         public,
-        sandbox: SandboxConfig { build_arch, build_uid: raw.build_uid, build_gid: raw.build_gid },
+        sandbox: SandboxConfig {
+            build_arch,
+            build_uid: raw.build_uid,
+            build_gid: raw.build_gid,
+        },
         origin,
     })
 }
@@ -510,6 +724,11 @@ pub(crate) fn resolve(cx: &Context, id: ElementId, raw: &RawElement) -> Result<E
 fn suggest_file(missing: &std::path::Path) -> Option<String> {
     let dir = missing.parent()?;
     let want = missing.file_name()?.to_string_lossy().into_owned();
-    let names: Vec<String> = std::fs::read_dir(dir).ok()?.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).take(10_000).collect();
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .take(10_000)
+        .collect();
     crate::diagnostics::suggest(&want, names.iter().map(String::as_str)).map(str::to_string)
 }

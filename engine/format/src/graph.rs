@@ -13,16 +13,26 @@ use crate::element::{DepKind, Element, ElementId};
 
 /// The distinct direct dependencies of an element (all three kinds).
 pub(crate) fn direct_deps(e: &Element) -> impl Iterator<Item = ElementId> + '_ {
-    e.build_depends.iter().chain(&e.depends).chain(&e.runtime_depends).copied()
+    e.build_depends
+        .iter()
+        .chain(&e.depends)
+        .chain(&e.runtime_depends)
+        .copied()
 }
 
 /// Everything reachable from `start` through `next`, excluding `start` itself
 /// unless it is reached again (it cannot be: the graph has no cycle).
-fn reach(elements: &[Element], start: impl IntoIterator<Item = ElementId>, next: impl Fn(&Element) -> Vec<ElementId>) -> HashSet<ElementId> {
+fn reach(
+    elements: &[Element],
+    start: impl IntoIterator<Item = ElementId>,
+    next: impl Fn(&Element) -> Vec<ElementId>,
+) -> HashSet<ElementId> {
     let mut seen = HashSet::new();
     let mut stack: Vec<ElementId> = start.into_iter().collect();
     while let Some(id) = stack.pop() {
-        let Some(e) = elements.get(id.index()) else { continue };
+        let Some(e) = elements.get(id.index()) else {
+            continue;
+        };
         for d in next(e) {
             if seen.insert(d) {
                 stack.push(d);
@@ -33,7 +43,11 @@ fn reach(elements: &[Element], start: impl IntoIterator<Item = ElementId>, next:
 }
 
 fn runtime_edges(e: &Element) -> Vec<ElementId> {
-    e.depends.iter().chain(&e.runtime_depends).copied().collect()
+    e.depends
+        .iter()
+        .chain(&e.runtime_depends)
+        .copied()
+        .collect()
 }
 
 /// The runtime closure of `id` (depends + runtime-depends, transitively), not including `id`.
@@ -43,7 +57,9 @@ pub(crate) fn runtime_closure_set(elements: &[Element], id: ElementId) -> HashSe
 
 /// What is staged into `id`'s sysroot: each build-depend and depend with its runtime closure.
 pub(crate) fn staged_set(elements: &[Element], id: ElementId) -> HashSet<ElementId> {
-    let Some(e) = elements.get(id.index()) else { return HashSet::new() };
+    let Some(e) = elements.get(id.index()) else {
+        return HashSet::new();
+    };
     let direct: Vec<ElementId> = e.build_depends.iter().chain(&e.depends).copied().collect();
     let mut set = reach(elements, direct.iter().copied(), runtime_edges);
     set.extend(direct);
@@ -52,7 +68,9 @@ pub(crate) fn staged_set(elements: &[Element], id: ElementId) -> HashSet<Element
 
 /// Everything needed to build `targets`: the targets and all they reach.
 pub(crate) fn closure_set(elements: &[Element], targets: &[ElementId]) -> HashSet<ElementId> {
-    let mut set = reach(elements, targets.iter().copied(), |e| direct_deps(e).collect());
+    let mut set = reach(elements, targets.iter().copied(), |e| {
+        direct_deps(e).collect()
+    });
     set.extend(targets.iter().copied());
     set
 }
@@ -63,7 +81,9 @@ pub(crate) fn topo_order(elements: &[Element], set: &HashSet<ElementId>) -> Vec<
     let mut dependents: HashMap<ElementId, Vec<ElementId>> = HashMap::new();
     let mut ready = BinaryHeap::new();
     for &id in set {
-        let Some(e) = elements.get(id.index()) else { continue };
+        let Some(e) = elements.get(id.index()) else {
+            continue;
+        };
         let mut deps: Vec<ElementId> = direct_deps(e).filter(|d| set.contains(d)).collect();
         deps.sort_unstable();
         deps.dedup();
@@ -98,7 +118,9 @@ pub(crate) type Edge = (ElementId, DepKind, ElementId, Span);
 /// Report every dependency cycle, listing each edge with its file:line.
 pub(crate) fn find_cycles(files: &Files, names: &[String], edges: &[Edge]) -> Vec<Error> {
     let mut g: DiGraph<ElementId, usize> = DiGraph::with_capacity(names.len(), edges.len());
-    let nodes: Vec<NodeIndex> = (0..names.len()).map(|i| g.add_node(ElementId(i as u32))).collect();
+    let nodes: Vec<NodeIndex> = (0..names.len())
+        .map(|i| g.add_node(ElementId(i as u32)))
+        .collect();
     for (i, (from, _, to, _)) in edges.iter().enumerate() {
         if let (Some(&a), Some(&b)) = (nodes.get(from.index()), nodes.get(to.index())) {
             g.add_edge(a, b, i);
@@ -111,13 +133,18 @@ pub(crate) fn find_cycles(files: &Files, names: &[String], edges: &[Edge]) -> Ve
             continue;
         }
         let in_scc: HashSet<NodeIndex> = scc.iter().copied().collect();
-        let Some(&start) = scc.iter().min_by_key(|n| g[**n]) else { continue };
+        let Some(&start) = scc.iter().min_by_key(|n| g[**n]) else {
+            continue;
+        };
         // BFS from start back to start inside the SCC, following edges in written order
         let mut prev: HashMap<NodeIndex, usize> = HashMap::new();
         let mut queue = std::collections::VecDeque::from([start]);
         let mut closing = None;
         'bfs: while let Some(n) = queue.pop_front() {
-            let mut out: Vec<_> = g.edges(n).map(|e| (*e.weight(), petgraph::visit::EdgeRef::target(&e))).collect();
+            let mut out: Vec<_> = g
+                .edges(n)
+                .map(|e| (*e.weight(), petgraph::visit::EdgeRef::target(&e)))
+                .collect();
             out.sort_unstable();
             for (ei, t) in out {
                 if t == start {
@@ -145,10 +172,24 @@ pub(crate) fn find_cycles(files: &Files, names: &[String], edges: &[Edge]) -> Ve
         for &ei in &path {
             let (from, dk, to, span) = edges[ei];
             chain.push(name(to));
-            help.push_str(&format!("\n  {}: {} {} `{}`", files.location(span), name(from), dk.key(), name(to)));
+            help.push_str(&format!(
+                "\n  {}: {} {} `{}`",
+                files.location(span),
+                name(from),
+                dk.key(),
+                name(to)
+            ));
         }
         let first = edges[path[0]];
-        errors.push(files.error(first.3, format!("dependency cycle: {}", chain.join(" → ")), "this dependency starts the cycle").with_help(help));
+        errors.push(
+            files
+                .error(
+                    first.3,
+                    format!("dependency cycle: {}", chain.join(" → ")),
+                    "this dependency starts the cycle",
+                )
+                .with_help(help),
+        );
     }
     errors
 }

@@ -51,7 +51,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("import", include_str!("../../../elements/import.yaml")),
     ("manual", include_str!("../../../elements/manual.yaml")),
     ("make", include_str!("../../../elements/make.yaml")),
-    ("autotools", include_str!("../../../elements/autotools.yaml")),
+    (
+        "autotools",
+        include_str!("../../../elements/autotools.yaml"),
+    ),
     ("cmake", include_str!("../../../elements/cmake.yaml")),
     ("meson", include_str!("../../../elements/meson.yaml")),
     ("compose", include_str!("../../../elements/compose.yaml")),
@@ -93,7 +96,10 @@ pub struct Kind {
 impl Kind {
     /// The phases (config lists named `*commands`), in order.
     pub fn phases(&self) -> impl Iterator<Item = &str> {
-        self.config.iter().filter(|(k, v)| is_phase(k) && matches!(v, ConfigValue::List(_))).map(|(k, _)| k.as_str())
+        self.config
+            .iter()
+            .filter(|(k, v)| is_phase(k) && matches!(v, ConfigValue::List(_)))
+            .map(|(k, _)| k.as_str())
     }
     /// The config keys this kind accepts.
     pub fn config_keys(&self) -> impl Iterator<Item = &str> + Clone {
@@ -105,7 +111,15 @@ pub(crate) fn is_phase(key: &str) -> bool {
     key == "commands" || key.ends_with("-commands")
 }
 
-const KIND_KEYS: &[&str] = &["behaviour", "extends", "description", "variables", "environment", "config", "public"];
+const KIND_KEYS: &[&str] = &[
+    "behaviour",
+    "extends",
+    "description",
+    "variables",
+    "environment",
+    "config",
+    "public",
+];
 pub(crate) const PUBLIC_KEYS: &[&str] = &["integration-commands", "split-rules"];
 
 /// A kind file as written, before `extends` is resolved.
@@ -125,7 +139,11 @@ pub(crate) fn decode_defaults(files: &Files, root: Option<&Node>) -> Result<Laye
         r.check_keys(map, &["variables", "environment", "public"], "defaults");
         apply_layer(&mut r, &mut layer, map);
     }
-    if r.errors.is_empty() { Ok(layer) } else { Err(r.errors) }
+    if r.errors.is_empty() {
+        Ok(layer)
+    } else {
+        Err(r.errors)
+    }
 }
 
 fn apply_layer(r: &mut Reader<Files>, layer: &mut Layer, map: &Map) {
@@ -136,7 +154,12 @@ fn apply_layer(r: &mut Reader<Files>, layer: &mut Layer, map: &Map) {
         layer.environment.extend(r.string_map(n, "environment"));
     }
     if let Some(n) = map.get("public") {
-        merge_public(r, &mut layer.integration_commands, &mut layer.split_rules, n);
+        merge_public(
+            r,
+            &mut layer.integration_commands,
+            &mut layer.split_rules,
+            n,
+        );
     }
 }
 
@@ -147,7 +170,9 @@ pub(crate) fn merge_public<L: crate::read::Locate>(
     rules: &mut Vec<(String, Vec<Spanned>)>,
     node: &Node,
 ) {
-    let Some(map) = r.map(node, "public") else { return };
+    let Some(map) = r.map(node, "public") else {
+        return;
+    };
     r.check_keys(map, PUBLIC_KEYS, "`public`");
     if let Some(n) = map.get("integration-commands") {
         *ic = r.compose(ic, n, "integration-commands");
@@ -174,11 +199,24 @@ const STRUCTURED: &[&str] = &["layout"];
 fn config_value(key: &str, node: &Node) -> ConfigValue {
     match &node.value {
         _ if STRUCTURED.contains(&key) => ConfigValue::Node(node.clone()),
-        Value::Seq(items) if items.iter().all(|i| matches!(i.value, Value::Scalar(..))) => ConfigValue::List(
-            items.iter().filter_map(|i| i.as_str().map(|s| Spanned { value: s.to_string(), span: i.span })).collect(),
-        ),
+        Value::Seq(items) if items.iter().all(|i| matches!(i.value, Value::Scalar(..))) => {
+            ConfigValue::List(
+                items
+                    .iter()
+                    .filter_map(|i| {
+                        i.as_str().map(|s| Spanned {
+                            value: s.to_string(),
+                            span: i.span,
+                        })
+                    })
+                    .collect(),
+            )
+        }
         Value::Scalar(s, _) if s == "true" || s == "false" => ConfigValue::Bool(s == "true"),
-        Value::Scalar(s, _) => ConfigValue::Str(Spanned { value: s.clone(), span: node.span }),
+        Value::Scalar(s, _) => ConfigValue::Str(Spanned {
+            value: s.clone(),
+            span: node.span,
+        }),
         _ => ConfigValue::Node(node.clone()),
     }
 }
@@ -198,7 +236,12 @@ pub(crate) fn merge_config<L: crate::read::Locate>(
                 base.push((k.name.clone(), config_value(&k.name, v)));
             } else {
                 let keys: Vec<&str> = base.iter().map(|(n, _)| n.as_str()).collect();
-                r.unknown_key(k.span, &k.name, keys.iter().copied(), &format!("the config of kind `{kind}`"));
+                r.unknown_key(
+                    k.span,
+                    &k.name,
+                    keys.iter().copied(),
+                    &format!("the config of kind `{kind}`"),
+                );
             }
             continue;
         };
@@ -221,20 +264,40 @@ pub(crate) fn merge_config<L: crate::read::Locate>(
 /// Resolve every kind (built-in and project) with its `extends` chain.
 /// Project kinds shadow built-in ones; `extends: NAME` in a kind named NAME
 /// refers to the built-in NAME.
-pub(crate) fn resolve_kinds(files: &Files, builtin: &[RawKind], project: &[RawKind]) -> (BTreeMap<String, Kind>, Vec<Error>) {
+pub(crate) fn resolve_kinds(
+    files: &Files,
+    builtin: &[RawKind],
+    project: &[RawKind],
+) -> (BTreeMap<String, Kind>, Vec<Error>) {
     let mut errors = Vec::new();
     let mut out: BTreeMap<String, Kind> = BTreeMap::new();
     let mut builtin_resolved: BTreeMap<String, Kind> = BTreeMap::new();
     for raw in builtin {
         let mut chain = Vec::new();
-        if let Some(k) = resolve_one(files, raw, builtin, &[], &builtin_resolved, &mut chain, &mut errors) {
+        if let Some(k) = resolve_one(
+            files,
+            raw,
+            builtin,
+            &[],
+            &builtin_resolved,
+            &mut chain,
+            &mut errors,
+        ) {
             builtin_resolved.insert(raw.name.clone(), k);
         }
     }
     out.extend(builtin_resolved.iter().map(|(k, v)| (k.clone(), v.clone())));
     for raw in project {
         let mut chain = Vec::new();
-        if let Some(k) = resolve_one(files, raw, project, builtin, &builtin_resolved, &mut chain, &mut errors) {
+        if let Some(k) = resolve_one(
+            files,
+            raw,
+            project,
+            builtin,
+            &builtin_resolved,
+            &mut chain,
+            &mut errors,
+        ) {
             out.insert(raw.name.clone(), k);
         }
     }
@@ -263,7 +326,15 @@ fn resolve_one(
             let parent = if ext.value == raw.name {
                 builtin.get(&ext.value).cloned()
             } else if chain.contains(&ext.value) {
-                r.err(ext.span, format!("kinds extend each other in a cycle: {} → {}", chain.join(" → "), ext.value), "cycle");
+                r.err(
+                    ext.span,
+                    format!(
+                        "kinds extend each other in a cycle: {} → {}",
+                        chain.join(" → "),
+                        ext.value
+                    ),
+                    "cycle",
+                );
                 None
             } else if chain.len() > 32 {
                 r.err(ext.span, "`extends` chain too long", "here");
@@ -278,7 +349,12 @@ fn resolve_one(
                     Some(s) => format!("did you mean `{s}`?"),
                     None => "kinds are the built-in ones and the files in the project's `kinds` directory".into(),
                 };
-                r.err_help(ext.span, format!("unknown kind `{}` in `extends`", ext.value), "unknown kind", help);
+                r.err_help(
+                    ext.span,
+                    format!("unknown kind `{}` in `extends`", ext.value),
+                    "unknown kind",
+                    help,
+                );
                 None
             };
             match parent {
@@ -312,18 +388,37 @@ fn resolve_one(
                     Some((_, beh)) => kind.behaviour = *beh,
                     None => {
                         let names = Behaviour::ALL.iter().map(|(n, _)| *n);
-                        r.err_help(b.span, format!("unknown behaviour `{}`", b.value), "unknown behaviour", format!("one of: {}", names.collect::<Vec<_>>().join(", ")));
+                        r.err_help(
+                            b.span,
+                            format!("unknown behaviour `{}`", b.value),
+                            "unknown behaviour",
+                            format!("one of: {}", names.collect::<Vec<_>>().join(", ")),
+                        );
                     }
                 }
             }
         }
         None if map.get("extends").is_none() => {
-            let span = raw.root.as_ref().map(|n| n.span).unwrap_or(Span::new(raw.file, 0, 0));
-            r.err(span, format!("kind `{}` has no `behaviour` (and extends nothing)", raw.name), "add `behaviour: sandbox` (or import, compose, script, stack)");
+            let span = raw
+                .root
+                .as_ref()
+                .map(|n| n.span)
+                .unwrap_or(Span::new(raw.file, 0, 0));
+            r.err(
+                span,
+                format!(
+                    "kind `{}` has no `behaviour` (and extends nothing)",
+                    raw.name
+                ),
+                "add `behaviour: sandbox` (or import, compose, script, stack)",
+            );
         }
         None => {}
     }
-    if let Some(d) = map.get("description").and_then(|n| r.string(n, "description")) {
+    if let Some(d) = map
+        .get("description")
+        .and_then(|n| r.string(n, "description"))
+    {
         kind.description = Some(d.value);
     }
     apply_layer(&mut r, &mut kind.layer, map);
@@ -343,5 +438,9 @@ fn resolve_one(
 /// A built-in file as a `SourceFile` named `<builtin>/NAME.yaml`.
 pub(crate) fn builtin_file(name: &str, text: &str) -> SourceFile {
     let path = PathBuf::from(format!("<builtin>/{name}.yaml"));
-    SourceFile::new(path.clone(), path.to_string_lossy().into_owned(), text.to_string())
+    SourceFile::new(
+        path.clone(),
+        path.to_string_lossy().into_owned(),
+        text.to_string(),
+    )
 }

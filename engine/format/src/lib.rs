@@ -26,7 +26,9 @@ pub mod variables;
 pub mod yaml;
 
 pub use diagnostics::{Diagnostics, Error, FileId, Files, SourceFile, Span};
-pub use element::{Config, DepKind, Element, ElementId, LayoutEntry, Origin, Public, SandboxConfig};
+pub use element::{
+    Config, DepKind, Element, ElementId, LayoutEntry, Origin, Public, SandboxConfig,
+};
 pub use kind::{Behaviour, Kind};
 pub use load::{host_arch, load, Loaded, MAX_FILE_SIZE};
 pub use project::Project;

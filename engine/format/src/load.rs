@@ -42,7 +42,10 @@ impl Loaded {
     /// The runtime closure of `id` (depends + runtime-depends, transitively;
     /// not `id` itself), dependencies first.
     pub fn runtime_closure(&self, id: ElementId) -> Vec<ElementId> {
-        graph::topo_order(&self.elements, &graph::runtime_closure_set(&self.elements, id))
+        graph::topo_order(
+            &self.elements,
+            &graph::runtime_closure_set(&self.elements, id),
+        )
     }
     /// The elements whose outputs are staged into `id`'s sysroot: each of its
     /// build-depends and depends with their runtime closures, dependencies
@@ -61,14 +64,32 @@ impl Loaded {
     }
     /// An error pointing at the element's `kind:` line, for problems found
     /// later (e.g. "two dependencies install different content at /usr/bin/x").
-    pub fn error_at_element(&self, id: ElementId, message: impl Into<String>, label: impl Into<String>) -> Error {
-        self.files.error(self.element(id).origin.kind_span, message, label)
+    pub fn error_at_element(
+        &self,
+        id: ElementId,
+        message: impl Into<String>,
+        label: impl Into<String>,
+    ) -> Error {
+        self.files
+            .error(self.element(id).origin.kind_span, message, label)
     }
     /// An error pointing at the line of `id`'s file that names dependency
     /// `dep` (falls back to the `kind:` line when `dep` is not a direct dependency).
-    pub fn error_at_dependency(&self, id: ElementId, dep: ElementId, message: impl Into<String>, label: impl Into<String>) -> Error {
+    pub fn error_at_dependency(
+        &self,
+        id: ElementId,
+        dep: ElementId,
+        message: impl Into<String>,
+        label: impl Into<String>,
+    ) -> Error {
         let e = self.element(id);
-        let span = e.origin.deps.iter().find(|(_, d, _)| *d == dep).map(|(_, _, s)| *s).unwrap_or(e.origin.kind_span);
+        let span = e
+            .origin
+            .deps
+            .iter()
+            .find(|(_, d, _)| *d == dep)
+            .map(|(_, _, s)| *s)
+            .unwrap_or(e.origin.kind_span);
         self.files.error(span, message, label)
     }
 }
@@ -108,7 +129,12 @@ pub(crate) fn read_source(path: &Path, name: String) -> Result<SourceFile, (Sour
         (f, e)
     };
     match std::fs::metadata(path) {
-        Ok(m) if m.len() > MAX_FILE_SIZE => return Err(fail(format!("file too large ({} bytes; at most {MAX_FILE_SIZE})", m.len()))),
+        Ok(m) if m.len() > MAX_FILE_SIZE => {
+            return Err(fail(format!(
+                "file too large ({} bytes; at most {MAX_FILE_SIZE})",
+                m.len()
+            )))
+        }
         Ok(m) if !m.is_file() => return Err(fail("not a regular file".into())),
         Ok(_) => {}
         Err(e) => return Err(fail(format!("cannot read: {e}"))),
@@ -124,14 +150,20 @@ pub(crate) fn read_source(path: &Path, name: String) -> Result<SourceFile, (Sour
             let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
             let f = SourceFile::new(path.to_path_buf(), name, text);
             let span = Span::new(FileId(u32::MAX), at, at + '\u{FFFD}'.len_utf8());
-            let err = Error::at(&f, span, "file is not valid UTF-8", "invalid byte here").with_help("element files are UTF-8 text");
+            let err = Error::at(&f, span, "file is not valid UTF-8", "invalid byte here")
+                .with_help("element files are UTF-8 text");
             Err((f, err))
         }
     }
 }
 
 /// Read and parse one file into the next slot of `files`.
-fn read_and_parse(files: &mut Files, path: &Path, name: String, errors: &mut Vec<Error>) -> (FileId, Option<yaml::Node>) {
+fn read_and_parse(
+    files: &mut Files,
+    path: &Path,
+    name: String,
+    errors: &mut Vec<Error>,
+) -> (FileId, Option<yaml::Node>) {
     let id = files.next_id();
     match read_source(path, name) {
         Ok(f) => {
@@ -168,7 +200,11 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
 
     // 1. the project, from the first target
     let first = normalise_path(&cwd.join(&targets[0]));
-    let start_dir = if first.is_file() { first.parent().map(Path::to_path_buf).unwrap_or(cwd.clone()) } else { cwd.clone() };
+    let start_dir = if first.is_file() {
+        first.parent().map(Path::to_path_buf).unwrap_or(cwd.clone())
+    } else {
+        cwd.clone()
+    };
     let project_file = find_project_file(&start_dir);
     let project = match &project_file {
         None => Project::implicit(&start_dir),
@@ -177,7 +213,10 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
             if !errors.is_empty() {
                 return Err(Diagnostics::new(errors));
             }
-            let file = files.get(id).cloned().unwrap_or_else(|| SourceFile::new(pf.clone(), String::new(), String::new()));
+            let file = files
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| SourceFile::new(pf.clone(), String::new(), String::new()));
             match Project::decode(&file, id, root.as_ref()) {
                 Ok(p) => p,
                 Err(es) => return Err(Diagnostics::new(es)),
@@ -191,13 +230,26 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
         let abs = normalise_path(&cwd.join(t));
         let name = if abs.is_file() {
             if find_project_file(abs.parent().unwrap_or(&cwd)) != project_file {
-                errors.push(Error::plain(format!("`{t}` belongs to another project than `{}`", targets[0])));
+                errors.push(Error::plain(format!(
+                    "`{t}` belongs to another project than `{}`",
+                    targets[0]
+                )));
                 continue;
             }
-            match abs.strip_prefix(&project.element_path).ok().and_then(|r| normalise_name(&r.to_string_lossy())) {
+            match abs
+                .strip_prefix(&project.element_path)
+                .ok()
+                .and_then(|r| normalise_name(&r.to_string_lossy()))
+            {
                 Some(n) => n,
                 None => {
-                    errors.push(Error::plain(format!("`{t}` is not under the project's element path `{}`", project.element_path.display())).with_help("element files live under `element-path` (project.yaml)"));
+                    errors.push(
+                        Error::plain(format!(
+                            "`{t}` is not under the project's element path `{}`",
+                            project.element_path.display()
+                        ))
+                        .with_help("element files live under `element-path` (project.yaml)"),
+                    );
                     continue;
                 }
             }
@@ -205,7 +257,10 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
             match normalise_name(t) {
                 Some(n) if project.element_path.join(&n).is_file() => n,
                 _ => {
-                    let mut e = Error::plain(format!("no element `{t}`: no such file, and no element of that name under `{}`", display_name(&project.element_path, &cwd)));
+                    let mut e = Error::plain(format!(
+                        "no element `{t}`: no such file, and no element of that name under `{}`",
+                        display_name(&project.element_path, &cwd)
+                    ));
                     if let Some(s) = suggest_name(&project.element_path, t) {
                         e = e.with_help(format!("did you mean `{s}`?"));
                     }
@@ -237,7 +292,12 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
         if *name == "defaults" {
             defaults_root = root;
         } else {
-            builtin.push(RawKind { name: name.to_string(), file: id, path, root });
+            builtin.push(RawKind {
+                name: name.to_string(),
+                file: id,
+                path,
+                root,
+            });
         }
     }
     let defaults = decode_defaults(&files, defaults_root.as_ref()).unwrap_or_else(|es| {
@@ -247,13 +307,25 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
     let mut project_kinds = Vec::new();
     if let Some(dir) = &project.kinds_dir {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "yaml")).collect())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+                    .collect()
+            })
             .unwrap_or_default();
         paths.sort();
         for p in paths {
-            let Some(stem) = p.file_stem().map(|s| s.to_string_lossy().into_owned()) else { continue };
+            let Some(stem) = p.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
+                continue;
+            };
             let (id, root) = read_and_parse(&mut files, &p, display_name(&p, &cwd), &mut errors);
-            project_kinds.push(RawKind { name: stem, file: id, path: p, root });
+            project_kinds.push(RawKind {
+                name: stem,
+                file: id,
+                path: p,
+                root,
+            });
         }
     }
     let (kinds, kind_errors) = resolve_kinds(&files, &builtin, &project_kinds);
@@ -284,7 +356,13 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
                     Err((f, e)) => (name.clone(), Some(f), Err(vec![e])),
                     Ok(f) => {
                         let raw = match yaml::parse(&f, id) {
-                            Ok(root) => crate::element::decode(&f, id, name.clone(), root.as_ref(), &project),
+                            Ok(root) => crate::element::decode(
+                                &f,
+                                id,
+                                name.clone(),
+                                root.as_ref(),
+                                &project,
+                            ),
                             Err(es) => Err(es),
                         };
                         (name.clone(), Some(f), raw)
@@ -295,7 +373,8 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
         let mut next = Vec::new();
         for (i, (name, file, raw)) in results.into_iter().enumerate() {
             let path = project.element_path.join(&name);
-            let id = files.add(file.unwrap_or_else(|| SourceFile::new(path, name.clone(), String::new())));
+            let id = files
+                .add(file.unwrap_or_else(|| SourceFile::new(path, name.clone(), String::new())));
             debug_assert_eq!(id.0, base + i as u32);
             match raw {
                 Ok(raw) => {
@@ -319,15 +398,33 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
     }
 
     if timing {
-        eprintln!("format: read+parse {} files: {:?}", raws.len(), t0.elapsed());
+        eprintln!(
+            "format: read+parse {} files: {:?}",
+            raws.len(),
+            t0.elapsed()
+        );
     }
     // 5. ids in name order; resolve every element
     existing.sort();
-    let ids: HashMap<String, ElementId> = existing.iter().enumerate().map(|(i, n)| (n.clone(), ElementId(i as u32))).collect();
+    let ids: HashMap<String, ElementId> = existing
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.clone(), ElementId(i as u32)))
+        .collect();
     raws.sort_by(|a, b| a.name.cmp(&b.name));
     let host = host_arch();
-    let cx = Context { files: &files, project: &project, defaults: &defaults, kinds: &kinds, ids: &ids, host_arch: host };
-    let resolved: Vec<Result<Element, Vec<Error>>> = raws.par_iter().map(|raw| resolve(&cx, ids[&raw.name], raw)).collect();
+    let cx = Context {
+        files: &files,
+        project: &project,
+        defaults: &defaults,
+        kinds: &kinds,
+        ids: &ids,
+        host_arch: host,
+    };
+    let resolved: Vec<Result<Element, Vec<Error>>> = raws
+        .par_iter()
+        .map(|raw| resolve(&cx, ids[&raw.name], raw))
+        .collect();
 
     if timing {
         eprintln!("format: resolved: {:?}", t0.elapsed());
@@ -361,14 +458,26 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
         eprintln!("format: graph checked: {:?}", t0.elapsed());
     }
     let targets = target_names.iter().map(|n| ids[n]).collect();
-    Ok(Loaded { project, elements, targets, kinds, files, by_name: ids })
+    Ok(Loaded {
+        project,
+        elements,
+        targets,
+        kinds,
+        files,
+        by_name: ids,
+    })
 }
 
 fn suggest_name(element_path: &Path, t: &str) -> Option<String> {
     let p = Path::new(t);
     let parent = p.parent().unwrap_or(Path::new(""));
     let want = p.file_name()?.to_string_lossy().into_owned();
-    let names: Vec<String> = std::fs::read_dir(element_path.join(parent)).ok()?.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).take(10_000).collect();
+    let names: Vec<String> = std::fs::read_dir(element_path.join(parent))
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .take(10_000)
+        .collect();
     let s = crate::diagnostics::suggest(&want, names.iter().map(String::as_str))?;
     Some(parent.join(s).to_string_lossy().into_owned())
 }

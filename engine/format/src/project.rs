@@ -9,7 +9,14 @@ use crate::read::{Reader, Spanned};
 use crate::yaml::Node;
 
 pub const PROJECT_FILE: &str = "project.yaml";
-const KEYS: &[&str] = &["name", "element-path", "aliases", "variables", "environment", "kinds"];
+const KEYS: &[&str] = &[
+    "name",
+    "element-path",
+    "aliases",
+    "variables",
+    "environment",
+    "kinds",
+];
 
 #[derive(Debug, Clone)]
 pub struct Project {
@@ -33,13 +40,18 @@ pub struct Project {
 
 /// The nearest `project.yaml` in `dir` or its ancestors.
 pub fn find_project_file(dir: &Path) -> Option<PathBuf> {
-    dir.ancestors().map(|d| d.join(PROJECT_FILE)).find(|p| p.is_file())
+    dir.ancestors()
+        .map(|d| d.join(PROJECT_FILE))
+        .find(|p| p.is_file())
 }
 
 impl Project {
     /// The implicit project of an element file with no `project.yaml` above it.
     pub fn implicit(dir: &Path) -> Project {
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "project".into());
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "project".into());
         Project {
             name,
             root: dir.to_path_buf(),
@@ -55,8 +67,16 @@ impl Project {
     }
 
     /// Decode a parsed `project.yaml`.
-    pub(crate) fn decode(file: &SourceFile, _id: FileId, node: Option<&Node>) -> Result<Project, Vec<Error>> {
-        let root = file.path.parent().map(Path::to_path_buf).unwrap_or_default();
+    pub(crate) fn decode(
+        file: &SourceFile,
+        _id: FileId,
+        node: Option<&Node>,
+    ) -> Result<Project, Vec<Error>> {
+        let root = file
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let mut p = Project::implicit(&root);
         p.file = Some(file.path.clone());
         let Some(node) = node else { return Ok(p) };
@@ -70,7 +90,11 @@ impl Project {
         r.check_keys(map, KEYS, "project.yaml");
         if let Some(n) = map.get("name").and_then(|n| r.string(n, "name")) {
             if n.value.is_empty() || n.value.contains(['/', '\0']) {
-                r.err(n.span, "`name`: a project name must be non-empty and contain no `/`", "invalid name");
+                r.err(
+                    n.span,
+                    "`name`: a project name must be non-empty and contain no `/`",
+                    "invalid name",
+                );
             }
             p.name = n.value;
         }
@@ -80,29 +104,52 @@ impl Project {
                     Some(rel) => {
                         let dir = root.join(rel);
                         if !dir.is_dir() {
-                            r.err(ep.span, format!("`element-path`: directory `{}` does not exist", ep.value), "no such directory");
+                            r.err(
+                                ep.span,
+                                format!("`element-path`: directory `{}` does not exist", ep.value),
+                                "no such directory",
+                            );
                         }
                         p.element_path = dir;
                     }
-                    None => r.err(ep.span, "`element-path` must be a relative path inside the project", "not inside the project"),
+                    None => r.err(
+                        ep.span,
+                        "`element-path` must be a relative path inside the project",
+                        "not inside the project",
+                    ),
                 }
             }
         }
         if let Some(node) = map.get("aliases") {
             for (k, v) in r.string_map(node, "aliases") {
                 if k.value.is_empty() || k.value.contains([':', '/']) {
-                    r.err(k.span, format!("alias `{}` must not be empty or contain `:` or `/`", k.value), "invalid alias");
+                    r.err(
+                        k.span,
+                        format!(
+                            "alias `{}` must not be empty or contain `:` or `/`",
+                            k.value
+                        ),
+                        "invalid alias",
+                    );
                 }
                 p.aliases.insert(k.value, v.value);
             }
         }
         if let Some(node) = map.get("variables") {
             p.raw_variables = r.string_map(node, "variables");
-            p.variables = p.raw_variables.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect();
+            p.variables = p
+                .raw_variables
+                .iter()
+                .map(|(k, v)| (k.value.clone(), v.value.clone()))
+                .collect();
         }
         if let Some(node) = map.get("environment") {
             p.raw_environment = r.string_map(node, "environment");
-            p.environment = p.raw_environment.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect();
+            p.environment = p
+                .raw_environment
+                .iter()
+                .map(|(k, v)| (k.value.clone(), v.value.clone()))
+                .collect();
         }
         if let Some(node) = map.get("kinds") {
             if let Some(k) = r.string(node, "kinds") {
@@ -110,15 +157,27 @@ impl Project {
                     Some(rel) => {
                         let dir = root.join(rel);
                         if !dir.is_dir() {
-                            r.err(k.span, format!("`kinds`: directory `{}` does not exist", k.value), "no such directory");
+                            r.err(
+                                k.span,
+                                format!("`kinds`: directory `{}` does not exist", k.value),
+                                "no such directory",
+                            );
                         }
                         p.kinds_dir = Some(dir);
                     }
-                    None => r.err(k.span, "`kinds` must be a relative path inside the project", "not inside the project"),
+                    None => r.err(
+                        k.span,
+                        "`kinds` must be a relative path inside the project",
+                        "not inside the project",
+                    ),
                 }
             }
         }
-        if r.errors.is_empty() { Ok(p) } else { Err(r.errors) }
+        if r.errors.is_empty() {
+            Ok(p)
+        } else {
+            Err(r.errors)
+        }
     }
 }
 

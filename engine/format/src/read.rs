@@ -37,7 +37,10 @@ pub struct Reader<'a, L: Locate> {
 
 impl<'a, L: Locate> Reader<'a, L> {
     pub fn new(loc: &'a L) -> Self {
-        Reader { loc, errors: Vec::new() }
+        Reader {
+            loc,
+            errors: Vec::new(),
+        }
     }
 
     pub fn err(&mut self, span: Span, message: impl Into<String>, label: &str) {
@@ -45,14 +48,24 @@ impl<'a, L: Locate> Reader<'a, L> {
         self.errors.push(e);
     }
 
-    pub fn err_help(&mut self, span: Span, message: impl Into<String>, label: &str, help: impl Into<String>) {
+    pub fn err_help(
+        &mut self,
+        span: Span,
+        message: impl Into<String>,
+        label: &str,
+        help: impl Into<String>,
+    ) {
         let e = self.loc.error(span, message.into(), label).with_help(help);
         self.errors.push(e);
     }
 
     fn type_err(&mut self, node: &Node, what: &str, key: &str) {
         let found = node.describe();
-        self.err(node.span, format!("`{key}`: expected {what}, found {found}"), &format!("expected {what}"));
+        self.err(
+            node.span,
+            format!("`{key}`: expected {what}, found {found}"),
+            &format!("expected {what}"),
+        );
     }
 
     /// Report every key of `map` that is not in `allowed`, with a suggestion.
@@ -64,12 +77,28 @@ impl<'a, L: Locate> Reader<'a, L> {
         }
     }
 
-    pub fn unknown_key<'c>(&mut self, span: Span, name: &str, allowed: impl IntoIterator<Item = &'c str> + Clone, context: &str) {
+    pub fn unknown_key<'c>(
+        &mut self,
+        span: Span,
+        name: &str,
+        allowed: impl IntoIterator<Item = &'c str> + Clone,
+        context: &str,
+    ) {
         match suggest(name, allowed.clone()) {
-            Some(s) => self.err_help(span, format!("unknown key `{name}`; did you mean `{s}`?"), "unknown key", format!("replace `{name}` with `{s}`")),
+            Some(s) => self.err_help(
+                span,
+                format!("unknown key `{name}`; did you mean `{s}`?"),
+                "unknown key",
+                format!("replace `{name}` with `{s}`"),
+            ),
             None => {
                 let list: Vec<&str> = allowed.into_iter().collect();
-                self.err_help(span, format!("unknown key `{name}` in {context}"), "unknown key", format!("the keys allowed here are: {}", list.join(", ")))
+                self.err_help(
+                    span,
+                    format!("unknown key `{name}` in {context}"),
+                    "unknown key",
+                    format!("the keys allowed here are: {}", list.join(", ")),
+                )
             }
         }
     }
@@ -89,7 +118,10 @@ impl<'a, L: Locate> Reader<'a, L> {
     /// A string: any scalar (`1` and `"1"` are both the string "1"); null is an error.
     pub fn string(&mut self, node: &Node, key: &str) -> Option<Spanned> {
         match &node.value {
-            Value::Scalar(s, _) => Some(Spanned { value: s.clone(), span: node.span }),
+            Value::Scalar(s, _) => Some(Spanned {
+                value: s.clone(),
+                span: node.span,
+            }),
             _ => {
                 self.type_err(node, "a string", key);
                 None
@@ -112,13 +144,19 @@ impl<'a, L: Locate> Reader<'a, L> {
     /// An unsigned 32-bit integer.
     pub fn u32(&mut self, node: &Node, key: &str) -> Option<u32> {
         match &node.value {
-            Value::Scalar(s, _) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => match s.parse::<u32>() {
-                Ok(v) => Some(v),
-                Err(_) => {
-                    self.err(node.span, format!("`{key}`: {s} is too large (at most {})", u32::MAX), "too large");
-                    None
+            Value::Scalar(s, _) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                match s.parse::<u32>() {
+                    Ok(v) => Some(v),
+                    Err(_) => {
+                        self.err(
+                            node.span,
+                            format!("`{key}`: {s} is too large (at most {})", u32::MAX),
+                            "too large",
+                        );
+                        None
+                    }
                 }
-            },
+            }
             _ => {
                 self.type_err(node, "a non-negative integer", key);
                 None
@@ -134,7 +172,10 @@ impl<'a, L: Locate> Reader<'a, L> {
                 let mut out = Vec::with_capacity(items.len());
                 for item in items {
                     match &item.value {
-                        Value::Scalar(s, _) => out.push(Spanned { value: s.clone(), span: item.span }),
+                        Value::Scalar(s, _) => out.push(Spanned {
+                            value: s.clone(),
+                            span: item.span,
+                        }),
                         _ => self.type_err(item, "a string", key),
                     }
                 }
@@ -149,11 +190,19 @@ impl<'a, L: Locate> Reader<'a, L> {
 
     /// A mapping of string to string, in order (null = empty).
     pub fn string_map(&mut self, node: &Node, key: &str) -> Vec<(Spanned, Spanned)> {
-        let Some(map) = self.map(node, key) else { return Vec::new() };
+        let Some(map) = self.map(node, key) else {
+            return Vec::new();
+        };
         let mut out = Vec::with_capacity(map.entries.len());
         for (k, v) in map.iter() {
             if let Some(s) = self.string(v, &k.name) {
-                out.push((Spanned { value: k.name.clone(), span: k.span }, s));
+                out.push((
+                    Spanned {
+                        value: k.name.clone(),
+                        span: k.span,
+                    },
+                    s,
+                ));
             }
         }
         out
@@ -169,7 +218,12 @@ impl<'a, L: Locate> Reader<'a, L> {
                 for (k, v) in m.iter() {
                     match k.name.as_str() {
                         "(=)" | "(<)" | "(>)" => {}
-                        other => self.unknown_key(k.span, other, ["(=)", "(<)", "(>)"], "a list composition"),
+                        other => self.unknown_key(
+                            k.span,
+                            other,
+                            ["(=)", "(<)", "(>)"],
+                            "a list composition",
+                        ),
                     }
                     let _ = v;
                 }

@@ -31,13 +31,22 @@ pub(crate) fn decode(r: &mut Reader<SourceFile>, project: &Project, node: &Node)
         Some(m) => m,
         None => {
             if node.is_null() {
-                r.err(node.span, "empty source entry", "expected `kind: ...` and its fields");
+                r.err(
+                    node.span,
+                    "empty source entry",
+                    "expected `kind: ...` and its fields",
+                );
             }
             return None;
         }
     };
     let Some(kind_node) = map.get("kind") else {
-        r.err_help(node.span, "source without `kind`", "no `kind:`", format!("add `kind:` (one of {})", SOURCE_KINDS.join(", ")));
+        r.err_help(
+            node.span,
+            "source without `kind`",
+            "no `kind:`",
+            format!("add `kind:` (one of {})", SOURCE_KINDS.join(", ")),
+        );
         return None;
     };
     let kind = r.string(kind_node, "kind")?;
@@ -46,67 +55,138 @@ pub(crate) fn decode(r: &mut Reader<SourceFile>, project: &Project, node: &Node)
             Some(s) => format!("did you mean `{s}`?"),
             None => format!("source kinds are: {}", SOURCE_KINDS.join(", ")),
         };
-        r.err_help(kind.span, format!("unknown source kind `{}`", kind.value), "unknown source kind", help);
+        r.err_help(
+            kind.span,
+            format!("unknown source kind `{}`", kind.value),
+            "unknown source kind",
+            help,
+        );
         return None;
     }
     let allowed: Vec<&str> = COMMON.iter().chain(fields(&kind.value)).copied().collect();
     r.check_keys(map, &allowed, &format!("a `{}` source", kind.value));
     let before = r.errors.len();
 
-    let directory = map.get("directory").and_then(|n| r.string(n, "directory")).and_then(|d| {
-        match relative_inside(&d.value) {
+    let directory = map
+        .get("directory")
+        .and_then(|n| r.string(n, "directory"))
+        .and_then(|d| match relative_inside(&d.value) {
             Some(p) => Some(p.to_string_lossy().into_owned()),
             None => {
-                r.err(d.span, "`directory` must be a relative path without `..`", "invalid directory");
+                r.err(
+                    d.span,
+                    "`directory` must be a relative path without `..`",
+                    "invalid directory",
+                );
                 None
             }
-        }
-    });
-    let keep_setuid = map.get("keep-setuid").and_then(|n| r.bool(n, "keep-setuid")).unwrap_or(false);
+        });
+    let keep_setuid = map
+        .get("keep-setuid")
+        .and_then(|n| r.bool(n, "keep-setuid"))
+        .unwrap_or(false);
     let k = kind.value.as_str();
     let kind = match k {
-        "local" => SourceKind::Local { path: local_path(r, project, map, kind_node, k)? },
+        "local" => SourceKind::Local {
+            path: local_path(r, project, map, kind_node, k)?,
+        },
         "patch" => {
             let path = local_path(r, project, map, kind_node, k)?;
-            let strip = map.get("strip").and_then(|n| r.u32(n, "strip")).unwrap_or(1);
+            let strip = map
+                .get("strip")
+                .and_then(|n| r.u32(n, "strip"))
+                .unwrap_or(1);
             SourceKind::Patch { path, strip }
         }
         "tar" => {
             let url = url(r, project, map, kind_node, k)?;
             let checksum = checksum(r, map, kind_node, k, true)?;
-            let base_dir = map.get("base-dir").and_then(|n| r.string(n, "base-dir")).map(|s| s.value);
-            SourceKind::Tar { url, checksum, base_dir }
+            let base_dir = map
+                .get("base-dir")
+                .and_then(|n| r.string(n, "base-dir"))
+                .map(|s| s.value);
+            SourceKind::Tar {
+                url,
+                checksum,
+                base_dir,
+            }
         }
         "remote" => {
             let url = url(r, project, map, kind_node, k)?;
             let checksum = checksum(r, map, kind_node, k, true)?;
-            let filename = map.get("filename").and_then(|n| r.string(n, "filename")).and_then(|f| {
-                if f.value.is_empty() || f.value.contains('/') || f.value == "." || f.value == ".." {
-                    r.err(f.span, "`filename` must be a plain file name", "invalid file name");
-                    None
-                } else {
-                    Some(f.value)
-                }
-            });
-            let executable = map.get("executable").and_then(|n| r.bool(n, "executable")).unwrap_or(false);
-            SourceKind::Remote { url, checksum, filename, executable }
+            let filename = map
+                .get("filename")
+                .and_then(|n| r.string(n, "filename"))
+                .and_then(|f| {
+                    if f.value.is_empty()
+                        || f.value.contains('/')
+                        || f.value == "."
+                        || f.value == ".."
+                    {
+                        r.err(
+                            f.span,
+                            "`filename` must be a plain file name",
+                            "invalid file name",
+                        );
+                        None
+                    } else {
+                        Some(f.value)
+                    }
+                });
+            let executable = map
+                .get("executable")
+                .and_then(|n| r.bool(n, "executable"))
+                .unwrap_or(false);
+            SourceKind::Remote {
+                url,
+                checksum,
+                filename,
+                executable,
+            }
         }
         "git" => {
             let url = url(r, project, map, kind_node, k)?;
             let commit = match map.get("ref").and_then(|n| r.string(n, "ref")) {
-                Some(c) if c.value.len() == 40 && c.value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => c.value,
+                Some(c)
+                    if c.value.len() == 40
+                        && c.value
+                            .bytes()
+                            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+                {
+                    c.value
+                }
                 Some(c) => {
-                    r.err_help(c.span, "`ref` must be a full commit id (40 lowercase hex digits)", "not a full commit id", "pin the exact commit; `track:` names the branch to follow");
+                    r.err_help(
+                        c.span,
+                        "`ref` must be a full commit id (40 lowercase hex digits)",
+                        "not a full commit id",
+                        "pin the exact commit; `track:` names the branch to follow",
+                    );
                     return None;
                 }
                 None => {
-                    r.err(kind_node.span, "a `git` source needs `ref` (a full 40-hex commit id)", "no `ref:`");
+                    r.err(
+                        kind_node.span,
+                        "a `git` source needs `ref` (a full 40-hex commit id)",
+                        "no `ref:`",
+                    );
                     return None;
                 }
             };
-            let track = map.get("track").and_then(|n| r.string(n, "track")).map(|s| s.value);
-            let keep_git = map.get("keep-git").and_then(|n| r.bool(n, "keep-git")).unwrap_or(false);
-            SourceKind::Git { url, commit, track, keep_git }
+            let track = map
+                .get("track")
+                .and_then(|n| r.string(n, "track"))
+                .map(|s| s.value);
+            let keep_git = map
+                .get("keep-git")
+                .and_then(|n| r.bool(n, "keep-git"))
+                .unwrap_or(false);
+            SourceKind::Git {
+                url,
+                commit,
+                track,
+                keep_git,
+            }
         }
         "deb" => {
             let url = url(r, project, map, kind_node, k)?;
@@ -118,76 +198,187 @@ pub(crate) fn decode(r: &mut Reader<SourceFile>, project: &Project, node: &Node)
     if r.errors.len() > before {
         return None;
     }
-    Some(Source { kind, directory, keep_setuid })
+    Some(Source {
+        kind,
+        directory,
+        keep_setuid,
+    })
 }
 
-fn required<'n>(r: &mut Reader<SourceFile>, map: &'n Map, kind_node: &Node, kind: &str, key: &str) -> Option<Spanned> {
+fn required<'n>(
+    r: &mut Reader<SourceFile>,
+    map: &'n Map,
+    kind_node: &Node,
+    kind: &str,
+    key: &str,
+) -> Option<Spanned> {
     match map.get(key) {
         Some(n) => r.string(n, key),
         None => {
-            r.err(kind_node.span, format!("a `{kind}` source needs `{key}`"), &format!("no `{key}:`"));
+            r.err(
+                kind_node.span,
+                format!("a `{kind}` source needs `{key}`"),
+                &format!("no `{key}:`"),
+            );
             None
         }
     }
 }
 
-fn local_path(r: &mut Reader<SourceFile>, project: &Project, map: &Map, kind_node: &Node, kind: &str) -> Option<std::path::PathBuf> {
+fn local_path(
+    r: &mut Reader<SourceFile>,
+    project: &Project,
+    map: &Map,
+    kind_node: &Node,
+    kind: &str,
+) -> Option<std::path::PathBuf> {
     let p = required(r, map, kind_node, kind, "path")?;
     let Some(rel) = relative_inside(&p.value) else {
-        r.err(p.span, "`path` must be relative to the project root, without leaving it", "not inside the project");
+        r.err(
+            p.span,
+            "`path` must be relative to the project root, without leaving it",
+            "not inside the project",
+        );
         return None;
     };
     let abs = project.root.join(rel);
-    let ok = if kind == "patch" { abs.is_file() } else { abs.symlink_metadata().is_ok() };
+    let ok = if kind == "patch" {
+        abs.is_file()
+    } else {
+        abs.symlink_metadata().is_ok()
+    };
     if !ok {
-        r.err_help(p.span, format!("`{}` does not exist", p.value), "no such file", format!("paths are relative to the project root `{}`", project.root.display()));
+        r.err_help(
+            p.span,
+            format!("`{}` does not exist", p.value),
+            "no such file",
+            format!(
+                "paths are relative to the project root `{}`",
+                project.root.display()
+            ),
+        );
         return None;
     }
     Some(abs)
 }
 
-fn url(r: &mut Reader<SourceFile>, project: &Project, map: &Map, kind_node: &Node, kind: &str) -> Option<SourceUrl> {
+fn url(
+    r: &mut Reader<SourceFile>,
+    project: &Project,
+    map: &Map,
+    kind_node: &Node,
+    kind: &str,
+) -> Option<SourceUrl> {
     let u = required(r, map, kind_node, kind, "url")?;
     let Some((prefix, rest)) = u.value.split_once(':') else {
-        r.err_help(u.span, format!("`{}` is neither `alias:path` nor a full URL", u.value), "no alias or scheme", "write `alias:path` with an alias from project.yaml, or a full URL");
+        r.err_help(
+            u.span,
+            format!("`{}` is neither `alias:path` nor a full URL", u.value),
+            "no alias or scheme",
+            "write `alias:path` with an alias from project.yaml, or a full URL",
+        );
         return None;
     };
     if let Some(base) = project.aliases.get(prefix) {
-        return Some(SourceUrl { written: u.value.clone(), alias: Some(prefix.to_string()), resolved: format!("{base}{rest}") });
+        return Some(SourceUrl {
+            written: u.value.clone(),
+            alias: Some(prefix.to_string()),
+            resolved: format!("{base}{rest}"),
+        });
     }
-    if rest.starts_with("//") && !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')) {
-        return Some(SourceUrl { written: u.value.clone(), alias: None, resolved: u.value.clone() });
+    if rest.starts_with("//")
+        && !prefix.is_empty()
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    {
+        return Some(SourceUrl {
+            written: u.value.clone(),
+            alias: None,
+            resolved: u.value.clone(),
+        });
     }
-    let help = match crate::diagnostics::suggest(prefix, project.aliases.keys().map(String::as_str)) {
+    let help = match crate::diagnostics::suggest(prefix, project.aliases.keys().map(String::as_str))
+    {
         Some(s) => format!("did you mean `{s}`?"),
-        None if project.aliases.is_empty() => "the project defines no aliases (`aliases:` in project.yaml)".to_string(),
-        None => format!("aliases of this project: {}", project.aliases.keys().cloned().collect::<Vec<_>>().join(", ")),
+        None if project.aliases.is_empty() => {
+            "the project defines no aliases (`aliases:` in project.yaml)".to_string()
+        }
+        None => format!(
+            "aliases of this project: {}",
+            project
+                .aliases
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     let start = u.span.start as usize;
     let span = crate::diagnostics::Span::new(u.span.file, start, start + prefix.len() + 1);
-    let span = if u.span.len() > prefix.len() { span } else { u.span };
-    r.err_help(span, format!("unknown alias `{prefix}`"), "unknown alias", help);
+    let span = if u.span.len() > prefix.len() {
+        span
+    } else {
+        u.span
+    };
+    r.err_help(
+        span,
+        format!("unknown alias `{prefix}`"),
+        "unknown alias",
+        help,
+    );
     None
 }
 
-fn checksum(r: &mut Reader<SourceFile>, map: &Map, kind_node: &Node, kind: &str, allow_blake3: bool) -> Option<Checksum> {
+fn checksum(
+    r: &mut Reader<SourceFile>,
+    map: &Map,
+    kind_node: &Node,
+    kind: &str,
+    allow_blake3: bool,
+) -> Option<Checksum> {
     let sha = map.get("sha256").and_then(|n| r.string(n, "sha256"));
-    let b3 = if allow_blake3 { map.get("blake3").and_then(|n| r.string(n, "blake3")) } else { None };
+    let b3 = if allow_blake3 {
+        map.get("blake3").and_then(|n| r.string(n, "blake3"))
+    } else {
+        None
+    };
     let (value, make): (Spanned, fn(String) -> Checksum) = match (sha, b3) {
         (Some(s), None) => (s, Checksum::Sha256),
         (None, Some(b)) => (b, Checksum::Blake3),
         (Some(_), Some(b)) => {
-            r.err(b.span, "give one checksum: `sha256` or `blake3`, not both", "second checksum");
+            r.err(
+                b.span,
+                "give one checksum: `sha256` or `blake3`, not both",
+                "second checksum",
+            );
             return None;
         }
         (None, None) => {
-            let which = if allow_blake3 { "`sha256` or `blake3`" } else { "`sha256`" };
-            r.err(kind_node.span, format!("a `{kind}` source needs a checksum: {which}"), "no checksum");
+            let which = if allow_blake3 {
+                "`sha256` or `blake3`"
+            } else {
+                "`sha256`"
+            };
+            r.err(
+                kind_node.span,
+                format!("a `{kind}` source needs a checksum: {which}"),
+                "no checksum",
+            );
             return None;
         }
     };
-    if value.value.len() != 64 || !value.value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        r.err(value.span, "a checksum is 64 lowercase hex digits", "invalid checksum");
+    if value.value.len() != 64
+        || !value
+            .value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        r.err(
+            value.span,
+            "a checksum is 64 lowercase hex digits",
+            "invalid checksum",
+        );
         return None;
     }
     Some(make(value.value))

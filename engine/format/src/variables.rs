@@ -47,12 +47,20 @@ pub(crate) struct Expander<'s, 'a> {
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 impl<'s, 'a> Expander<'s, 'a> {
     pub fn new(files: &'s Files, scope: &'s Scope<'a>) -> Self {
-        Expander { files, scope, memo: HashMap::default(), stack: Vec::new() }
+        Expander {
+            files,
+            scope,
+            memo: HashMap::default(),
+            stack: Vec::new(),
+        }
     }
 
     /// Expand every variable of the scope, in definition order.
@@ -84,7 +92,13 @@ impl<'s, 'a> Expander<'s, 'a> {
                 rest = r;
             } else if let Some(r) = after.strip_prefix("%{") {
                 let Some(j) = r.find('}') else {
-                    return Err(Some(self.error_at(span, "%{", "unterminated `%{`: a variable reference ends with `}`", "unterminated", None)));
+                    return Err(Some(self.error_at(
+                        span,
+                        "%{",
+                        "unterminated `%{`: a variable reference ends with `}`",
+                        "unterminated",
+                        None,
+                    )));
                 };
                 let name = &r[..j];
                 if !valid_name(name) {
@@ -112,13 +126,23 @@ impl<'s, 'a> Expander<'s, 'a> {
         }
         let pat = format!("%{{{name}}}");
         let mut help = match suggest(name, self.scope.order.iter().copied()) {
-            Some(s) => format!("did you mean `%{{{s}}}`? Otherwise define `{name}` under `variables:`"),
-            None => format!("define `{name}` under `variables:` (in the element, its kind or project.yaml)"),
+            Some(s) => {
+                format!("did you mean `%{{{s}}}`? Otherwise define `{name}` under `variables:`")
+            }
+            None => format!(
+                "define `{name}` under `variables:` (in the element, its kind or project.yaml)"
+            ),
         };
         if !self.stack.is_empty() {
             help = format!("while expanding {}\n{help}", self.chain_text(name));
         }
-        Err(Some(self.error_at(use_span, &pat, &format!("undefined variable `{name}`"), "undefined variable", Some(help))))
+        Err(Some(self.error_at(
+            use_span,
+            &pat,
+            &format!("undefined variable `{name}`"),
+            "undefined variable",
+            Some(help),
+        )))
     }
 
     fn chain_text(&self, last: &str) -> String {
@@ -132,7 +156,10 @@ impl<'s, 'a> Expander<'s, 'a> {
             return done.clone().ok_or(None);
         }
         if let Some(pos) = self.stack.iter().position(|n| *n == name) {
-            let mut chain: Vec<String> = self.stack[pos..].iter().map(|n| format!("%{{{n}}}")).collect();
+            let mut chain: Vec<String> = self.stack[pos..]
+                .iter()
+                .map(|n| format!("%{{{n}}}"))
+                .collect();
             chain.push(format!("%{{{name}}}"));
             let mut help = String::from("a variable cannot refer to itself, directly or through others; where they are defined:");
             for n in &self.stack[pos..] {
@@ -141,7 +168,13 @@ impl<'s, 'a> Expander<'s, 'a> {
                 }
             }
             let pat = format!("%{{{name}}}");
-            let e = self.error_at(use_span, &pat, &format!("variable cycle: {}", chain.join(" → ")), "cycle closes here", Some(help));
+            let e = self.error_at(
+                use_span,
+                &pat,
+                &format!("variable cycle: {}", chain.join(" → ")),
+                "cycle closes here",
+                Some(help),
+            );
             // the whole cycle fails; report it once
             for n in &self.stack[pos..] {
                 self.memo.insert(n, None);
@@ -149,7 +182,13 @@ impl<'s, 'a> Expander<'s, 'a> {
             return Err(Some(e));
         }
         if self.stack.len() >= MAX_NESTING {
-            return Err(Some(self.error_at(use_span, "%{", "variables nest too deeply", "here", None)));
+            return Err(Some(self.error_at(
+                use_span,
+                "%{",
+                "variables nest too deeply",
+                "here",
+                None,
+            )));
         }
         let Some(def) = self.scope.defs.get(name).copied() else {
             return Err(None);
@@ -170,7 +209,14 @@ impl<'s, 'a> Expander<'s, 'a> {
 
     /// An error pointing at `pat` inside the string written at `span` (or
     /// the whole string if it cannot be found, e.g. after escapes).
-    fn error_at(&self, span: Option<Span>, pat: &str, msg: &str, label: &str, help: Option<String>) -> Error {
+    fn error_at(
+        &self,
+        span: Option<Span>,
+        pat: &str,
+        msg: &str,
+        label: &str,
+        help: Option<String>,
+    ) -> Error {
         let e = match span {
             None => Error::plain(msg),
             Some(span) => {
@@ -179,7 +225,13 @@ impl<'s, 'a> Expander<'s, 'a> {
                     .get(span.file)
                     .and_then(|f| f.text.get(span.start as usize..span.end as usize))
                     .and_then(|raw| raw.find(pat))
-                    .map(|o| Span::new(span.file, span.start as usize + o, span.start as usize + o + pat.len()))
+                    .map(|o| {
+                        Span::new(
+                            span.file,
+                            span.start as usize + o,
+                            span.start as usize + o + pat.len(),
+                        )
+                    })
                     .unwrap_or(span);
                 self.files.error(at, msg, label)
             }

@@ -33,10 +33,16 @@ pub struct Map {
 
 impl Map {
     pub fn get(&self, name: &str) -> Option<&Node> {
-        self.entries.iter().find(|(k, _)| k.name == name).map(|(_, v)| v)
+        self.entries
+            .iter()
+            .find(|(k, _)| k.name == name)
+            .map(|(_, v)| v)
     }
     pub fn get_entry(&self, name: &str) -> Option<(&Key, &Node)> {
-        self.entries.iter().find(|(k, _)| k.name == name).map(|(k, v)| (k, v))
+        self.entries
+            .iter()
+            .find(|(k, _)| k.name == name)
+            .map(|(k, v)| (k, v))
     }
     pub fn iter(&self) -> impl Iterator<Item = (&Key, &Node)> {
         self.entries.iter().map(|(k, v)| (k, v))
@@ -88,8 +94,15 @@ impl Node {
 }
 
 enum Frame {
-    Seq { start: Span, items: Vec<Node> },
-    Map { start: Span, map: Map, key: Option<Key> },
+    Seq {
+        start: Span,
+        items: Vec<Node>,
+    },
+    Map {
+        start: Span,
+        map: Map,
+        key: Option<Key>,
+    },
 }
 
 /// Converts the parser's character indices into byte offsets.
@@ -113,7 +126,11 @@ impl<'a> Offsets<'a> {
     fn byte(&self, char_index: usize) -> usize {
         match &self.table {
             None => char_index.min(self.text.len()),
-            Some(t) => t.get(char_index).copied().map(|b| b as usize).unwrap_or(self.text.len()),
+            Some(t) => t
+                .get(char_index)
+                .copied()
+                .map(|b| b as usize)
+                .unwrap_or(self.text.len()),
         }
     }
 }
@@ -124,7 +141,8 @@ impl<'a> Offsets<'a> {
 pub fn parse(file: &SourceFile, id: FileId) -> Result<Option<Node>, Vec<Error>> {
     let text: &str = &file.text;
     let off = Offsets::new(text);
-    let span_of = |s: saphyr_parser::Span| Span::new(id, off.byte(s.start.index()), off.byte(s.end.index()));
+    let span_of =
+        |s: saphyr_parser::Span| Span::new(id, off.byte(s.start.index()), off.byte(s.end.index()));
     let mut errors = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
     let mut root: Option<Node> = None;
@@ -147,7 +165,12 @@ pub fn parse(file: &SourceFile, id: FileId) -> Result<Option<Node>, Vec<Error>> 
         let span = span_of(raw_span);
         nodes += 1;
         if nodes > MAX_NODES {
-            fail(&mut errors, span, "file too large: too many YAML nodes", "here");
+            fail(
+                &mut errors,
+                span,
+                "file too large: too many YAML nodes",
+                "here",
+            );
             return Err(errors);
         }
         let node = match event {
@@ -155,41 +178,80 @@ pub fn parse(file: &SourceFile, id: FileId) -> Result<Option<Node>, Vec<Error>> 
             Event::DocumentStart(_) => {
                 documents += 1;
                 if documents > 1 {
-                    fail(&mut errors, span, "more than one YAML document in this file", "a second document starts here");
+                    fail(
+                        &mut errors,
+                        span,
+                        "more than one YAML document in this file",
+                        "a second document starts here",
+                    );
                     return Err(errors);
                 }
                 continue;
             }
             Event::Alias(_) => {
-                fail(&mut errors, span, "YAML aliases (`*name`) are not supported", "alias");
+                fail(
+                    &mut errors,
+                    span,
+                    "YAML aliases (`*name`) are not supported",
+                    "alias",
+                );
                 errors.last_mut().map(|e| e.help = Some("write the value out; anchors and aliases are rejected (see spec/format.md)".into()));
                 return Err(errors);
             }
             Event::Scalar(value, style, anchor, tag) => {
                 if anchor != 0 {
-                    fail(&mut errors, span, "YAML anchors (`&name`) are not supported", "anchor");
+                    fail(
+                        &mut errors,
+                        span,
+                        "YAML anchors (`&name`) are not supported",
+                        "anchor",
+                    );
                     return Err(errors);
                 }
                 if tag.is_some() {
-                    fail(&mut errors, span, "YAML tags (`!tag`) are not supported", "tagged value");
+                    fail(
+                        &mut errors,
+                        span,
+                        "YAML tags (`!tag`) are not supported",
+                        "tagged value",
+                    );
                     return Err(errors);
                 }
                 let value = match style {
-                    ScalarStyle::Plain if matches!(&*value, "" | "~" | "null" | "Null" | "NULL") => Value::Null,
+                    ScalarStyle::Plain
+                        if matches!(&*value, "" | "~" | "null" | "Null" | "NULL") =>
+                    {
+                        Value::Null
+                    }
                     ScalarStyle::Plain => Value::Scalar(value.into_owned(), Style::Plain),
-                    ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => Value::Scalar(value.into_owned(), Style::Quoted),
-                    ScalarStyle::Literal | ScalarStyle::Folded => Value::Scalar(value.into_owned(), Style::Block),
+                    ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => {
+                        Value::Scalar(value.into_owned(), Style::Quoted)
+                    }
+                    ScalarStyle::Literal | ScalarStyle::Folded => {
+                        Value::Scalar(value.into_owned(), Style::Block)
+                    }
                 };
                 Node { span, value }
             }
-            Event::SequenceStart(anchor, tag) | Event::MappingStart(anchor, tag) if anchor != 0 || tag.is_some() => {
-                let what = if anchor != 0 { "YAML anchors (`&name`) are not supported" } else { "YAML tags (`!tag`) are not supported" };
+            Event::SequenceStart(anchor, tag) | Event::MappingStart(anchor, tag)
+                if anchor != 0 || tag.is_some() =>
+            {
+                let what = if anchor != 0 {
+                    "YAML anchors (`&name`) are not supported"
+                } else {
+                    "YAML tags (`!tag`) are not supported"
+                };
                 fail(&mut errors, span, what, "here");
                 return Err(errors);
             }
             Event::SequenceStart(..) | Event::MappingStart(..) => {
                 if let Some(Frame::Map { key: None, .. }) = stack.last() {
-                    fail(&mut errors, span, "mapping keys must be strings", "complex key");
+                    fail(
+                        &mut errors,
+                        span,
+                        "mapping keys must be strings",
+                        "complex key",
+                    );
                     return Err(errors);
                 }
                 if stack.len() >= MAX_DEPTH {
@@ -198,17 +260,35 @@ pub fn parse(file: &SourceFile, id: FileId) -> Result<Option<Node>, Vec<Error>> 
                 }
                 let is_seq = matches!(event, Event::SequenceStart(..));
                 stack.push(if is_seq {
-                    Frame::Seq { start: span, items: Vec::new() }
+                    Frame::Seq {
+                        start: span,
+                        items: Vec::new(),
+                    }
                 } else {
-                    Frame::Map { start: span, map: Map::default(), key: None }
+                    Frame::Map {
+                        start: span,
+                        map: Map::default(),
+                        key: None,
+                    }
                 });
                 continue;
             }
             Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
-                Some(Frame::Seq { start, items }) => Node { span: Span::new(id, start.start as usize, span.end.max(start.start) as usize), value: Value::Seq(items) },
+                Some(Frame::Seq { start, items }) => Node {
+                    span: Span::new(id, start.start as usize, span.end.max(start.start) as usize),
+                    value: Value::Seq(items),
+                },
                 Some(Frame::Map { start, map, .. }) => {
-                    let end = map.entries.last().map(|(_, v)| v.span.end).unwrap_or(span.end).max(start.end);
-                    Node { span: Span::new(id, start.start as usize, end as usize), value: Value::Map(map) }
+                    let end = map
+                        .entries
+                        .last()
+                        .map(|(_, v)| v.span.end)
+                        .unwrap_or(span.end)
+                        .max(start.end);
+                    Node {
+                        span: Span::new(id, start.start as usize, end as usize),
+                        value: Value::Map(map),
+                    }
                 }
                 None => continue,
             },
@@ -223,17 +303,32 @@ pub fn parse(file: &SourceFile, id: FileId) -> Result<Option<Node>, Vec<Error>> 
                         Value::Scalar(s, _) => s,
                         Value::Null => String::new(),
                         _ => {
-                            fail(&mut errors, node.span, "mapping keys must be strings", "complex key");
+                            fail(
+                                &mut errors,
+                                node.span,
+                                "mapping keys must be strings",
+                                "complex key",
+                            );
                             return Err(errors);
                         }
                     };
                     if let Some((first, _)) = map.entries.iter().find(|(k, _)| k.name == name) {
                         let (l, _) = file.line_col(first.span.start);
-                        let e = Error::at(file, node.span, format!("duplicate key `{name}`"), "defined again here")
-                            .with_help(format!("`{name}` is already defined on line {l}; keep one of them"));
+                        let e = Error::at(
+                            file,
+                            node.span,
+                            format!("duplicate key `{name}`"),
+                            "defined again here",
+                        )
+                        .with_help(format!(
+                            "`{name}` is already defined on line {l}; keep one of them"
+                        ));
                         errors.push(e);
                     }
-                    *key = Some(Key { name, span: node.span });
+                    *key = Some(Key {
+                        name,
+                        span: node.span,
+                    });
                 }
                 Some(k) => {
                     if !map.entries.iter().any(|(e, _)| e.name == k.name) {
@@ -243,7 +338,11 @@ pub fn parse(file: &SourceFile, id: FileId) -> Result<Option<Node>, Vec<Error>> 
             },
         }
     }
-    if errors.is_empty() { Ok(root) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(root)
+    } else {
+        Err(errors)
+    }
 }
 
 fn scan_error(file: &SourceFile, id: FileId, off: &Offsets, e: &saphyr_parser::ScanError) -> Error {
@@ -253,24 +352,44 @@ fn scan_error(file: &SourceFile, id: FileId, off: &Offsets, e: &saphyr_parser::S
         // point at the offending tab: the first tab in the leading whitespace
         // of the error's line, or of an earlier line
         let text: &str = &file.text;
-        let line_start = text[..at.min(text.len())].rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let line_start = text[..at.min(text.len())]
+            .rfind('\n')
+            .map(|i| i + 1)
+            .unwrap_or(0);
         let mut pos = None;
-        for (i, line) in text[..line_start.max(at).min(text.len())].split_inclusive('\n').scan(0usize, |o, l| {
-            let s = *o;
-            *o += l.len();
-            Some((s, l))
-        }) {
+        for (i, line) in text[..line_start.max(at).min(text.len())]
+            .split_inclusive('\n')
+            .scan(0usize, |o, l| {
+                let s = *o;
+                *o += l.len();
+                Some((s, l))
+            })
+        {
             let lead = line.len() - line.trim_start_matches([' ', '\t']).len();
             if let Some(t) = line[..lead].find('\t') {
                 pos = Some(i + t);
             }
         }
-        let tab = pos.or_else(|| text.get(line_start..).and_then(|l| l.find('\t')).map(|t| line_start + t));
+        let tab = pos.or_else(|| {
+            text.get(line_start..)
+                .and_then(|l| l.find('\t'))
+                .map(|t| line_start + t)
+        });
         let at = tab.unwrap_or(at);
-        return Error::at(file, Span::new(id, at, at + 1), "tab character in indentation", "tab")
-            .with_help("YAML indentation must use spaces; replace the tab with spaces");
+        return Error::at(
+            file,
+            Span::new(id, at, at + 1),
+            "tab character in indentation",
+            "tab",
+        )
+        .with_help("YAML indentation must use spaces; replace the tab with spaces");
     }
-    Error::at(file, Span::new(id, at, at), format!("invalid YAML: {info}"), info.to_string())
+    Error::at(
+        file,
+        Span::new(id, at, at),
+        format!("invalid YAML: {info}"),
+        info.to_string(),
+    )
 }
 
 #[cfg(test)]
@@ -285,7 +404,9 @@ mod tests {
 
     #[test]
     fn spans_and_order() {
-        let n = p("kind: manual\nb: [x, \"y\"]\na:\n  c: 1\n").unwrap().unwrap();
+        let n = p("kind: manual\nb: [x, \"y\"]\na:\n  c: 1\n")
+            .unwrap()
+            .unwrap();
         let m = n.as_map().unwrap();
         let keys: Vec<_> = m.iter().map(|(k, _)| k.name.as_str()).collect();
         assert_eq!(keys, ["kind", "b", "a"]);

@@ -18,7 +18,8 @@ fn load(dir: &Path, targets: &[&str]) -> Result<cas_format::Loaded, cas_format::
     cas_format::load(&t, dir)
 }
 
-const PROJECT: &str = "name: demo\nelement-path: elements\naliases:\n  upstream: https://example.org/releases/\n";
+const PROJECT: &str =
+    "name: demo\nelement-path: elements\naliases:\n  upstream: https://example.org/releases/\n";
 
 #[test]
 fn smoke() {
@@ -33,18 +34,37 @@ fn smoke() {
         Ok(l) => l,
         Err(e) => panic!("{}", e.render()),
     };
-    let names: Vec<&str> = l.closure(&l.targets).iter().map(|&i| l.element(i).name.as_str()).collect();
+    let names: Vec<&str> = l
+        .closure(&l.targets)
+        .iter()
+        .map(|&i| l.element(i).name.as_str())
+        .collect();
     assert_eq!(names, ["base.yaml", "zlib.yaml", "hello.yaml"]);
     let hello = l.element(l.find("hello.yaml").unwrap());
-    assert_eq!(hello.phases[1], ("build-commands".to_string(), vec!["echo \"hello\" > g".to_string()]));
-    assert_eq!(hello.phases[2].1, vec!["cp g \"/install/usr/share/\"".to_string()]);
+    assert_eq!(
+        hello.phases[1],
+        (
+            "build-commands".to_string(),
+            vec!["echo \"hello\" > g".to_string()]
+        )
+    );
+    assert_eq!(
+        hello.phases[2].1,
+        vec!["cp g \"/install/usr/share/\"".to_string()]
+    );
     let zlib = l.element(l.find("zlib.yaml").unwrap());
     assert_eq!(zlib.phases[1].1, vec!["make -j%{max-jobs}".to_string()]);
     match &zlib.sources[0].kind {
-        cas_sources::SourceKind::Tar { url, .. } => assert_eq!(url.resolved, "https://example.org/releases/zlib.tar.gz"),
+        cas_sources::SourceKind::Tar { url, .. } => {
+            assert_eq!(url.resolved, "https://example.org/releases/zlib.tar.gz")
+        }
         k => panic!("{k:?}"),
     }
-    let staged: Vec<&str> = l.staged(hello.id).iter().map(|&i| l.element(i).name.as_str()).collect();
+    let staged: Vec<&str> = l
+        .staged(hello.id)
+        .iter()
+        .map(|&i| l.element(i).name.as_str())
+        .collect();
     assert_eq!(staged, ["base.yaml", "zlib.yaml"]);
     // by name, from the project root
     assert!(load(d.path(), &["hello.yaml"]).is_ok());
@@ -72,8 +92,30 @@ const SEEDS: &[&str] = &[
 ];
 
 const SNIPPETS: &[&[u8]] = &[
-    b"\t", b"&a ", b"*a", b"%{", b"%{x}", b"}", b"[", b"]", b"{", b"- ", b": ", b"\n", b"\xff\xfe", b"\"", b"'",
-    b"!!str ", b"---\n", b"? ", b"|\n", b"99999999999999999999999", b"\xc3\xa9", b"#", b"depends: [lib.yaml]\n", b"%%{",
+    b"\t",
+    b"&a ",
+    b"*a",
+    b"%{",
+    b"%{x}",
+    b"}",
+    b"[",
+    b"]",
+    b"{",
+    b"- ",
+    b": ",
+    b"\n",
+    b"\xff\xfe",
+    b"\"",
+    b"'",
+    b"!!str ",
+    b"---\n",
+    b"? ",
+    b"|\n",
+    b"99999999999999999999999",
+    b"\xc3\xa9",
+    b"#",
+    b"depends: [lib.yaml]\n",
+    b"%%{",
 ];
 
 fn mutate(rng: &mut Rng, base: &[u8]) -> Vec<u8> {
@@ -116,7 +158,10 @@ fn mutated_files_never_panic() {
         ("project.yaml", PROJECT),
         ("files/hello", "hi"),
         ("elements/base.yaml", "kind: stack\n"),
-        ("elements/lib.yaml", "kind: manual\nruntime-depends: [base.yaml]\n"),
+        (
+            "elements/lib.yaml",
+            "kind: manual\nruntime-depends: [base.yaml]\n",
+        ),
     ]);
     // the seeds are valid
     for (i, s) in SEEDS.iter().enumerate() {
@@ -125,7 +170,10 @@ fn mutated_files_never_panic() {
             panic!("seed {i} invalid:\n{}", e.render());
         }
     }
-    let seed: u64 = std::env::var("CAS_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_cafe_f00d_0001);
+    let seed: u64 = std::env::var("CAS_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_cafe_f00d_0001);
     let mut rng = Rng(seed);
     let start = std::time::Instant::now();
     let mut runs = 0;
@@ -140,7 +188,10 @@ fn mutated_files_never_panic() {
             }
         });
         if result.is_err() {
-            panic!("panic on input (seed {seed}, run {runs}):\n{:?}", String::from_utf8_lossy(&input));
+            panic!(
+                "panic on input (seed {seed}, run {runs}):\n{:?}",
+                String::from_utf8_lossy(&input)
+            );
         }
         runs += 1;
     }
@@ -151,7 +202,11 @@ fn mutated_files_never_panic() {
 #[test]
 fn five_thousand_elements() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("project.yaml"), "name: big\nelement-path: elements\n").unwrap();
+    std::fs::write(
+        dir.path().join("project.yaml"),
+        "name: big\nelement-path: elements\n",
+    )
+    .unwrap();
     let (layers, width) = (50, 100);
     let mut all = String::from("kind: stack\ndepends:\n");
     for l in 0..layers {
@@ -163,7 +218,11 @@ fn five_thousand_elements() {
                 for k in 0..3 {
                     text.push_str(&format!("  - l{}/e{}.yaml\n", l - 1, (i + k * 7) % width));
                 }
-                text.push_str(&format!("depends: [l{}/e{}.yaml]\n", l - 1, (i + 1) % width));
+                text.push_str(&format!(
+                    "depends: [l{}/e{}.yaml]\n",
+                    l - 1,
+                    (i + 1) % width
+                ));
             }
             text.push_str("variables:\n  conf-local: --disable-static\n");
             std::fs::write(dir.path().join(format!("elements/l{l}/e{i}.yaml")), text).unwrap();

@@ -87,7 +87,9 @@ pub fn bwrap_args(
     mounts.sort_by_key(|m| m.dest().components().count());
     let root_ops = if spec.root_writable {
         if !spec.root.is_dir() {
-            return Err(SandboxError::RootMissing { root: spec.root.clone() });
+            return Err(SandboxError::RootMissing {
+                root: spec.root.clone(),
+            });
         }
         Vec::new()
     } else {

@@ -71,7 +71,12 @@ const STATUS_FD: i32 = 3;
 /// Runs `argv` in the sandbox described by `spec` and waits for it.
 /// A command that fails is an `Ok(Outcome)` with a non-zero status; an
 /// error means the sandbox could not be set up (its message names why).
-pub fn run(spec: &SandboxSpec, argv: &[String], io: Io, cancel: &Cancel) -> Result<Outcome, SandboxError> {
+pub fn run(
+    spec: &SandboxSpec,
+    argv: &[String],
+    io: Io,
+    cancel: &Cancel,
+) -> Result<Outcome, SandboxError> {
     let created = crate::args::missing_mount_points(spec);
     let outcome = run_inner(spec, argv, io, cancel);
     // A writable root gets back exactly what it had: the mount points bwrap
@@ -88,7 +93,12 @@ pub fn run(spec: &SandboxSpec, argv: &[String], io: Io, cancel: &Cancel) -> Resu
     outcome
 }
 
-fn run_inner(spec: &SandboxSpec, argv: &[String], io: Io, cancel: &Cancel) -> Result<Outcome, SandboxError> {
+fn run_inner(
+    spec: &SandboxSpec,
+    argv: &[String],
+    io: Io,
+    cancel: &Cancel,
+) -> Result<Outcome, SandboxError> {
     let bwrap = bwrap_path()?;
     let interactive = matches!(io, Io::Inherit);
     let session = if interactive {

@@ -78,11 +78,19 @@ pub fn open_root(path: &Path) -> Result<Dir> {
 /// `base_dir`: `None` strips the single top directory if there is exactly
 /// one (this reads the archive twice); `Some("")` strips nothing;
 /// `Some(dir)` extracts only the content of member directory `dir`.
-pub fn extract_tar_file(archive: &Path, label: &str, dest: &Dir, base_dir: Option<&str>, keep_setuid: bool) -> Result<()> {
+pub fn extract_tar_file(
+    archive: &Path,
+    label: &str,
+    dest: &Dir,
+    base_dir: Option<&str>,
+    keep_setuid: bool,
+) -> Result<()> {
     let name = label.to_string();
     let open = || -> Result<Box<dyn Read>> {
-        let file = std::fs::File::open(archive).map_err(|e| SourceError::io("cannot open", archive, e))?;
-        decompress(io::BufReader::new(file)).map_err(|e| archive_error(&name, format!("cannot decompress: {e}")))
+        let file =
+            std::fs::File::open(archive).map_err(|e| SourceError::io("cannot open", archive, e))?;
+        decompress(io::BufReader::new(file))
+            .map_err(|e| archive_error(&name, format!("cannot decompress: {e}")))
     };
     let strip: Vec<OsString> = match base_dir {
         None => single_top_dir(&name, open()?)?.into_iter().collect(),
@@ -96,19 +104,34 @@ pub fn extract_tar_file(archive: &Path, label: &str, dest: &Dir, base_dir: Optio
     };
     let extracted = extract_stream(&name, open()?, dest, &strip, keep_setuid)?;
     if extracted == 0 && !strip.is_empty() && base_dir.is_some() {
-        return Err(archive_error(&name, format!("base-dir `{}` is not in the archive", base_dir.unwrap_or(""))));
+        return Err(archive_error(
+            &name,
+            format!(
+                "base-dir `{}` is not in the archive",
+                base_dir.unwrap_or("")
+            ),
+        ));
     }
     Ok(())
 }
 
 /// Extract a tar stream (possibly compressed) into `dest`, stripping nothing.
-pub fn extract_tar_reader(name: &str, reader: impl Read, dest: &Dir, keep_setuid: bool) -> Result<()> {
-    let reader = decompress(reader).map_err(|e| archive_error(name, format!("cannot decompress: {e}")))?;
+pub fn extract_tar_reader(
+    name: &str,
+    reader: impl Read,
+    dest: &Dir,
+    keep_setuid: bool,
+) -> Result<()> {
+    let reader =
+        decompress(reader).map_err(|e| archive_error(name, format!("cannot decompress: {e}")))?;
     extract_stream(name, reader, dest, &[], keep_setuid).map(|_| ())
 }
 
 fn archive_error(name: &str, message: String) -> SourceError {
-    SourceError::Archive { archive: name.to_string(), message }
+    SourceError::Archive {
+        archive: name.to_string(),
+        message,
+    }
 }
 
 fn unsafe_member(name: &str, member: &Path, reason: impl Into<String>) -> SourceError {
@@ -135,13 +158,21 @@ fn normalize(path: &Path) -> std::result::Result<Vec<OsString>, &'static str> {
 }
 
 fn is_metadata(t: tar::EntryType) -> bool {
-    matches!(t, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink)
+    matches!(
+        t,
+        tar::EntryType::XGlobalHeader
+            | tar::EntryType::XHeader
+            | tar::EntryType::GNULongName
+            | tar::EntryType::GNULongLink
+    )
 }
 
 /// The single top directory of an archive, if every member is inside it.
 fn single_top_dir(name: &str, reader: Box<dyn Read>) -> Result<Option<OsString>> {
     let mut archive = tar::Archive::new(reader);
-    let entries = archive.entries().map_err(|e| archive_error(name, format!("cannot read: {e}")))?;
+    let entries = archive
+        .entries()
+        .map_err(|e| archive_error(name, format!("cannot read: {e}")))?;
     let mut top: Option<OsString> = None;
     let mut is_dir = false;
     for entry in entries {
@@ -168,9 +199,17 @@ fn single_top_dir(name: &str, reader: Box<dyn Read>) -> Result<Option<OsString>>
 
 /// Extract members under `strip` (with that prefix removed). Returns the
 /// number of members extracted.
-fn extract_stream(name: &str, reader: impl Read, dest: &Dir, strip: &[OsString], keep_setuid: bool) -> Result<usize> {
+fn extract_stream(
+    name: &str,
+    reader: impl Read,
+    dest: &Dir,
+    strip: &[OsString],
+    keep_setuid: bool,
+) -> Result<usize> {
     let mut archive = tar::Archive::new(reader);
-    let entries = archive.entries().map_err(|e| archive_error(name, format!("cannot read: {e}")))?;
+    let entries = archive
+        .entries()
+        .map_err(|e| archive_error(name, format!("cannot read: {e}")))?;
     let mut files: HashSet<PathBuf> = HashSet::new();
     let mut dirs: Vec<(PathBuf, u32)> = Vec::new();
     let mut count = 0;
@@ -192,7 +231,8 @@ fn extract_stream(name: &str, reader: impl Read, dest: &Dir, strip: &[OsString],
             continue;
         }
         let mode = entry.header().mode().unwrap_or(0o644) & 0o7777 & !drop_bits;
-        let io_err = |what: &str, e: io::Error| unsafe_member(name, &member, format!("cannot {what}: {e}"));
+        let io_err =
+            |what: &str, e: io::Error| unsafe_member(name, &member, format!("cannot {what}: {e}"));
         match kind {
             tar::EntryType::Directory => {
                 if let Ok(m) = dest.symlink_metadata(&rel) {
@@ -200,19 +240,24 @@ fn extract_stream(name: &str, reader: impl Read, dest: &Dir, strip: &[OsString],
                         dest.remove_file(&rel).map_err(|e| io_err("replace", e))?;
                     }
                 }
-                dest.create_dir_all(&rel).map_err(|e| io_err("create directory", e))?;
+                dest.create_dir_all(&rel)
+                    .map_err(|e| io_err("create directory", e))?;
                 dirs.push((rel, mode | 0o700));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 prepare(dest, &rel).map_err(|e| io_err("create", e))?;
                 let mut options = OpenOptions::new();
                 options.write(true).create_new(true);
-                let mut file = dest.open_with(&rel, &options).map_err(|e| io_err("create", e))?;
+                let mut file = dest
+                    .open_with(&rel, &options)
+                    .map_err(|e| io_err("create", e))?;
                 io::copy(&mut entry, &mut file).map_err(|e| io_err("write", e))?;
                 file.set_permissions(Permissions::from_mode(mode | 0o600))
                     .map_err(|e| io_err("set the mode of", e))?;
                 if let Ok(mtime) = entry.header().mtime() {
-                    let _ = file.into_std().set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(mtime));
+                    let _ = file
+                        .into_std()
+                        .set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(mtime));
                 }
                 files.insert(rel);
             }
@@ -222,10 +267,13 @@ fn extract_stream(name: &str, reader: impl Read, dest: &Dir, strip: &[OsString],
                     .ok_or_else(|| unsafe_member(name, &member, "symlink without a target"))?
                     .into_owned();
                 let target = PathBuf::from(OsStr::from_bytes(&target_raw));
-                check_symlink_target(&rel, &target).map_err(|reason| unsafe_member(name, &member, reason))?;
-                check_no_symlink_parent(dest, &rel).map_err(|reason| unsafe_member(name, &member, reason))?;
+                check_symlink_target(&rel, &target)
+                    .map_err(|reason| unsafe_member(name, &member, reason))?;
+                check_no_symlink_parent(dest, &rel)
+                    .map_err(|reason| unsafe_member(name, &member, reason))?;
                 prepare(dest, &rel).map_err(|e| io_err("create", e))?;
-                dest.symlink(&target, &rel).map_err(|e| io_err("create symlink", e))?;
+                dest.symlink(&target, &rel)
+                    .map_err(|e| io_err("create symlink", e))?;
             }
             tar::EntryType::Link => {
                 let target_raw = entry
@@ -233,33 +281,65 @@ fn extract_stream(name: &str, reader: impl Read, dest: &Dir, strip: &[OsString],
                     .ok_or_else(|| unsafe_member(name, &member, "hardlink without a target"))?
                     .into_owned();
                 let target = Path::new(OsStr::from_bytes(&target_raw));
-                let tcomps = normalize(target)
-                    .map_err(|reason| unsafe_member(name, &member, format!("hardlink target {}: {reason}", target.display())))?;
+                let tcomps = normalize(target).map_err(|reason| {
+                    unsafe_member(
+                        name,
+                        &member,
+                        format!("hardlink target {}: {reason}", target.display()),
+                    )
+                })?;
                 if !tcomps.starts_with(strip) {
-                    return Err(unsafe_member(name, &member, format!("hardlink to {}, outside the extracted part", target.display())));
+                    return Err(unsafe_member(
+                        name,
+                        &member,
+                        format!(
+                            "hardlink to {}, outside the extracted part",
+                            target.display()
+                        ),
+                    ));
                 }
                 let trel: PathBuf = tcomps[strip.len()..].iter().collect();
-                let is_file = dest.symlink_metadata(&trel).map(|m| m.is_file()).unwrap_or(false);
+                let is_file = dest
+                    .symlink_metadata(&trel)
+                    .map(|m| m.is_file())
+                    .unwrap_or(false);
                 if !files.contains(&trel) || !is_file {
                     return Err(unsafe_member(
                         name,
                         &member,
-                        format!("hardlink to {}, which is not an extracted regular file", target.display()),
+                        format!(
+                            "hardlink to {}, which is not an extracted regular file",
+                            target.display()
+                        ),
                     ));
                 }
-                check_no_symlink_parent(dest, &rel).map_err(|reason| unsafe_member(name, &member, reason))?;
+                check_no_symlink_parent(dest, &rel)
+                    .map_err(|reason| unsafe_member(name, &member, reason))?;
                 prepare(dest, &rel).map_err(|e| io_err("create", e))?;
-                dest.hard_link(&trel, dest, &rel).map_err(|e| io_err("create hardlink", e))?;
+                dest.hard_link(&trel, dest, &rel)
+                    .map_err(|e| io_err("create hardlink", e))?;
                 files.insert(rel);
             }
             tar::EntryType::Char | tar::EntryType::Block => {
-                return Err(unsafe_member(name, &member, "device nodes are not allowed in sources"));
+                return Err(unsafe_member(
+                    name,
+                    &member,
+                    "device nodes are not allowed in sources",
+                ));
             }
             tar::EntryType::Fifo => {
-                return Err(unsafe_member(name, &member, "fifos are not allowed in sources"));
+                return Err(unsafe_member(
+                    name,
+                    &member,
+                    "fifos are not allowed in sources",
+                ));
             }
             other => {
-                return Err(unsafe_member(name, &member, format!("unsupported member type {:?}", other)));
+                return Err(unsafe_member(
+                    name,
+                    &member,
+                    format!("unsupported member type {:?}", other),
+                ));
             }
         }
         count += 1;
@@ -282,7 +362,10 @@ fn prepare(dest: &Dir, rel: &Path) -> io::Result<()> {
         }
     }
     match dest.symlink_metadata(rel) {
-        Ok(m) if m.is_dir() => Err(io::Error::new(io::ErrorKind::AlreadyExists, "a directory is in the way")),
+        Ok(m) if m.is_dir() => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "a directory is in the way",
+        )),
         Ok(_) => dest.remove_file(rel),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
@@ -302,9 +385,12 @@ fn check_symlink_target(rel: &Path, target: &Path) -> std::result::Result<(), St
             }
             Component::CurDir => {}
             Component::ParentDir => {
-                depth = depth
-                    .checked_sub(1)
-                    .ok_or_else(|| format!("symlink to {}, outside the staging directory", target.display()))?;
+                depth = depth.checked_sub(1).ok_or_else(|| {
+                    format!(
+                        "symlink to {}, outside the staging directory",
+                        target.display()
+                    )
+                })?;
             }
             Component::Normal(_) => depth += 1,
         }
@@ -321,7 +407,10 @@ fn check_no_symlink_parent(dest: &Dir, rel: &Path) -> std::result::Result<(), St
             prefix.push(c);
             if let Ok(m) = dest.symlink_metadata(&prefix) {
                 if m.file_type().is_symlink() {
-                    return Err(format!("link created through the symlink {}", prefix.display()));
+                    return Err(format!(
+                        "link created through the symlink {}",
+                        prefix.display()
+                    ));
                 }
             }
         }

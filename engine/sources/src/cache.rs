@@ -50,7 +50,8 @@ impl SourceCache for DirCache {
             message: format!("malformed checksum {checksum}"),
         })?;
         let dir = dest.parent().unwrap_or(&self.root);
-        std::fs::create_dir_all(dir).map_err(|e| SourceError::io("cannot create directory", dir, e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| SourceError::io("cannot create directory", dir, e))?;
         if std::fs::rename(file, &dest).is_err() {
             // Another filesystem: copy beside the destination, then rename.
             let tmp = tempfile::Builder::new()
@@ -96,14 +97,19 @@ pub fn fetch_source(
                 return Ok(Fetched::File(path));
             }
             if offline {
-                return Err(SourceError::Offline { kind: source.kind.name(), url: url.written.clone() });
+                return Err(SourceError::Offline {
+                    kind: source.kind.name(),
+                    url: url.written.clone(),
+                });
             }
             let download = fetcher.fetch_verified(url, checksum, progress)?;
             let path = cache.insert(checksum, download.path())?;
             drop(download);
             Ok(Fetched::File(path))
         }
-        SourceKind::Git { url, commit, .. } => git::ensure_commit(fetcher, url, commit, offline).map(Fetched::Git),
+        SourceKind::Git { url, commit, .. } => {
+            git::ensure_commit(fetcher, url, commit, offline).map(Fetched::Git)
+        }
     }
 }
 
@@ -112,9 +118,11 @@ pub fn fetch_source(
 pub fn needs_fetch(source: &Source, fetcher: &Fetcher, cache: &dyn SourceCache) -> bool {
     match &source.kind {
         SourceKind::Local { .. } | SourceKind::Patch { .. } => false,
-        SourceKind::Tar { checksum, .. } | SourceKind::Remote { checksum, .. } | SourceKind::Deb { checksum, .. } => {
-            cache.lookup(checksum).is_none()
+        SourceKind::Tar { checksum, .. }
+        | SourceKind::Remote { checksum, .. }
+        | SourceKind::Deb { checksum, .. } => cache.lookup(checksum).is_none(),
+        SourceKind::Git { url, commit, .. } => {
+            !git::has_commit(&git::mirror_path(&fetcher.config().git_dir, url), commit)
         }
-        SourceKind::Git { url, commit, .. } => !git::has_commit(&git::mirror_path(&fetcher.config().git_dir, url), commit),
     }
 }

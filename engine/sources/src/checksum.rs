@@ -98,5 +98,7 @@ pub fn blake3_file(path: &Path) -> Result<[u8; 32]> {
 /// Whether a pinned checksum is well formed (64 lowercase hex digits).
 pub fn is_well_formed(checksum: &Checksum) -> bool {
     let h = checksum.hex();
-    h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    h.len() == 64
+        && h.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }

@@ -24,7 +24,10 @@ fn parse_header(h: &[u8; 60]) -> std::result::Result<ArMember, String> {
     if &h[58..60] != b"`\n" {
         return Err("bad member header terminator".into());
     }
-    let name = String::from_utf8_lossy(&h[0..16]).trim_end().trim_end_matches('/').to_string();
+    let name = String::from_utf8_lossy(&h[0..16])
+        .trim_end()
+        .trim_end_matches('/')
+        .to_string();
     let size_text = String::from_utf8_lossy(&h[48..58]).trim().to_string();
     let size = size_text
         .parse::<u64>()
@@ -39,7 +42,12 @@ fn read_full_or_eof(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
     while n < buf.len() {
         match r.read(&mut buf[n..]) {
             Ok(0) if n == 0 => return Ok(false),
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "truncated archive")),
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "truncated archive",
+                ))
+            }
             Ok(k) => n += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -55,7 +63,10 @@ pub fn for_each_member(
     mut visit: impl FnMut(&ArMember, &mut dyn Read) -> std::result::Result<bool, SourceError>,
     label: &str,
 ) -> Result<()> {
-    let bad = |message: String| SourceError::Deb { archive: label.to_string(), message };
+    let bad = |message: String| SourceError::Deb {
+        archive: label.to_string(),
+        message,
+    };
     let mut magic = [0u8; 8];
     if !read_full_or_eof(&mut reader, &mut magic).unwrap_or(false) || &magic != MAGIC {
         return Err(bad("not an ar archive (missing `!<arch>` magic)".into()));
@@ -91,7 +102,9 @@ pub fn extract_deb(path: &Path, label: &str, dest: &Dir, keep_setuid: bool) -> R
         BufReader::new(file),
         |member, data| {
             let is_data = member.name == "data.tar"
-                || ["gz", "xz", "zst", "bz2"].iter().any(|ext| member.name == format!("data.tar.{ext}"));
+                || ["gz", "xz", "zst", "bz2"]
+                    .iter()
+                    .any(|ext| member.name == format!("data.tar.{ext}"));
             if !is_data {
                 return Ok(false);
             }
@@ -103,7 +116,10 @@ pub fn extract_deb(path: &Path, label: &str, dest: &Dir, keep_setuid: bool) -> R
         label,
     )?;
     if !found {
-        return Err(SourceError::Deb { archive: label.to_string(), message: "no data.tar member".into() });
+        return Err(SourceError::Deb {
+            archive: label.to_string(),
+            message: "no data.tar member".into(),
+        });
     }
     Ok(())
 }

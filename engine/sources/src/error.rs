@@ -24,13 +24,27 @@ pub enum SourceError {
     HttpStatus { url: String, status: u16 },
 
     #[error("{url}: {message}")]
-    Network { url: String, message: String, temporary: bool },
+    Network {
+        url: String,
+        message: String,
+        temporary: bool,
+    },
 
     #[error("{url}: download truncated: got {got} of {expected} bytes")]
-    Truncated { url: String, got: u64, expected: u64 },
+    Truncated {
+        url: String,
+        got: u64,
+        expected: u64,
+    },
 
-    #[error("{url}: checksum mismatch: expected {expected}, got {actual} (the download was deleted)")]
-    ChecksumMismatch { url: String, expected: Checksum, actual: Checksum },
+    #[error(
+        "{url}: checksum mismatch: expected {expected}, got {actual} (the download was deleted)"
+    )]
+    ChecksumMismatch {
+        url: String,
+        expected: Checksum,
+        actual: Checksum,
+    },
 
     #[error("could not fetch {url}:{attempts}")]
     AllCandidatesFailed { url: String, attempts: String },
@@ -39,10 +53,18 @@ pub enum SourceError {
     Offline { kind: &'static str, url: String },
 
     #[error("{kind} source {url} ({checksum}) has not been fetched yet")]
-    NotFetched { kind: &'static str, url: String, checksum: Checksum },
+    NotFetched {
+        kind: &'static str,
+        url: String,
+        checksum: Checksum,
+    },
 
     #[error("{archive}: refusing member `{member}`: {reason}")]
-    UnsafeMember { archive: String, member: String, reason: String },
+    UnsafeMember {
+        archive: String,
+        member: String,
+        reason: String,
+    },
 
     #[error("{archive}: {message}")]
     Archive { archive: String, message: String },
@@ -51,13 +73,21 @@ pub enum SourceError {
     Deb { archive: String, message: String },
 
     #[error("patch {patch} does not apply{}:\n{output}", if .hunks.is_empty() { String::new() } else { format!(" ({})", .hunks.join("; ")) })]
-    PatchFailed { patch: PathBuf, hunks: Vec<String>, output: String },
+    PatchFailed {
+        patch: PathBuf,
+        hunks: Vec<String>,
+        output: String,
+    },
 
     #[error("git {url}: {message}")]
     Git { url: String, message: String },
 
     #[error("git {url}: commit {commit} not found (not in the local mirror{})", if *.offline { ", and offline" } else { " nor upstream" })]
-    CommitNotFound { url: String, commit: String, offline: bool },
+    CommitNotFound {
+        url: String,
+        commit: String,
+        offline: bool,
+    },
 
     #[error("git {url}: no branch or tag named `{branch}`")]
     TrackNotFound { url: String, branch: String },
@@ -69,7 +99,11 @@ pub enum SourceError {
     InvalidDirectory { directory: String, reason: String },
 
     #[error("invalid file name `{filename}` for remote source {url}: {reason}")]
-    InvalidFilename { url: String, filename: String, reason: String },
+    InvalidFilename {
+        url: String,
+        filename: String,
+        reason: String,
+    },
 
     #[error("local source {path}: {message}")]
     LocalTree { path: PathBuf, message: String },
@@ -77,7 +111,11 @@ pub enum SourceError {
 
 impl SourceError {
     pub(crate) fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        SourceError::Io { what, path: path.into(), source }
+        SourceError::Io {
+            what,
+            path: path.into(),
+            source,
+        }
     }
 
     /// True for errors that another attempt at the same URL may cure

@@ -27,7 +27,10 @@ impl Mirrors {
 
     /// Add a mirror base URL for `alias` (after those already added).
     pub fn add(&mut self, alias: impl Into<String>, base: impl Into<String>) -> &mut Self {
-        self.by_alias.entry(alias.into()).or_default().push(base.into());
+        self.by_alias
+            .entry(alias.into())
+            .or_default()
+            .push(base.into());
         self
     }
 
@@ -160,14 +163,23 @@ impl Fetcher {
     /// Download `url` trying each candidate (mirrors, then upstream) and
     /// return the first download whose checksum is `expected`. A download
     /// with another checksum is deleted and counts as that candidate's error.
-    pub fn fetch_verified(&self, url: &SourceUrl, expected: &Checksum, progress: &dyn Progress) -> Result<Download> {
+    pub fn fetch_verified(
+        &self,
+        url: &SourceUrl,
+        expected: &Checksum,
+        progress: &dyn Progress,
+    ) -> Result<Download> {
         let algorithm = Algorithm::of(expected);
         self.each_candidate(url, |candidate| {
             let download = self.download(candidate, algorithm, progress)?;
             if &download.checksum != expected {
                 let actual = download.checksum.clone();
                 drop(download);
-                return Err(SourceError::ChecksumMismatch { url: candidate.to_string(), expected: expected.clone(), actual });
+                return Err(SourceError::ChecksumMismatch {
+                    url: candidate.to_string(),
+                    expected: expected.clone(),
+                    actual,
+                });
             }
             Ok(download)
         })
@@ -175,11 +187,22 @@ impl Fetcher {
 
     /// Download `url` (mirrors, then upstream) without an expected checksum,
     /// computing one with `algorithm` (for `cas source track`).
-    pub fn fetch_unverified(&self, url: &SourceUrl, algorithm: Algorithm, progress: &dyn Progress) -> Result<Download> {
-        self.each_candidate(url, |candidate| self.download(candidate, algorithm, progress))
+    pub fn fetch_unverified(
+        &self,
+        url: &SourceUrl,
+        algorithm: Algorithm,
+        progress: &dyn Progress,
+    ) -> Result<Download> {
+        self.each_candidate(url, |candidate| {
+            self.download(candidate, algorithm, progress)
+        })
     }
 
-    fn each_candidate(&self, url: &SourceUrl, mut attempt: impl FnMut(&str) -> Result<Download>) -> Result<Download> {
+    fn each_candidate(
+        &self,
+        url: &SourceUrl,
+        mut attempt: impl FnMut(&str) -> Result<Download>,
+    ) -> Result<Download> {
         let candidates = self.config.mirrors.candidates(url);
         let mut errors = Vec::new();
         for candidate in &candidates {
@@ -194,16 +217,25 @@ impl Fetcher {
             }
         }
         let attempts: String = errors.iter().map(|e| format!("\n  - {e}")).collect();
-        Err(SourceError::AllCandidatesFailed { url: url.written.clone(), attempts })
+        Err(SourceError::AllCandidatesFailed {
+            url: url.written.clone(),
+            attempts,
+        })
     }
 
     /// Download one URL (http, https or file) into a temporary file, hashing
     /// it with `algorithm` in the same pass. Temporary errors are retried
     /// with exponential backoff, resuming with `Range` when the server
     /// advertised `Accept-Ranges: bytes`.
-    pub fn download(&self, url: &str, algorithm: Algorithm, progress: &dyn Progress) -> Result<Download> {
+    pub fn download(
+        &self,
+        url: &str,
+        algorithm: Algorithm,
+        progress: &dyn Progress,
+    ) -> Result<Download> {
         let tmp = &self.config.tmp_dir;
-        std::fs::create_dir_all(tmp).map_err(|e| SourceError::io("cannot create directory", tmp, e))?;
+        std::fs::create_dir_all(tmp)
+            .map_err(|e| SourceError::io("cannot create directory", tmp, e))?;
         let named = tempfile::Builder::new()
             .prefix("download-")
             .tempfile_in(tmp)
@@ -214,9 +246,16 @@ impl Fetcher {
         } else if url.starts_with("http://") || url.starts_with("https://") {
             self.http_download(url, file, &path, algorithm, progress)?
         } else {
-            return Err(SourceError::UnsupportedUrl { url: url.to_string() });
+            return Err(SourceError::UnsupportedUrl {
+                url: url.to_string(),
+            });
         };
-        Ok(Download { path, url: url.to_string(), checksum, size })
+        Ok(Download {
+            path,
+            url: url.to_string(),
+            checksum,
+            size,
+        })
     }
 
     fn http_download(
@@ -227,7 +266,11 @@ impl Fetcher {
         algorithm: Algorithm,
         progress: &dyn Progress,
     ) -> Result<(Checksum, u64)> {
-        let mut state = Partial { hasher: algorithm.hasher(), written: 0, resumable: false };
+        let mut state = Partial {
+            hasher: algorithm.hasher(),
+            written: 0,
+            resumable: false,
+        };
         let attempts = self.config.attempts.max(1);
         let mut backoff = self.config.initial_backoff;
         let mut attempt = 0;
@@ -242,7 +285,8 @@ impl Fetcher {
                 Err(e) => return Err(e),
             }
         }
-        file.sync_all().map_err(|e| SourceError::io("cannot write", path, e))?;
+        file.sync_all()
+            .map_err(|e| SourceError::io("cannot write", path, e))?;
         Ok((state.hasher.finish(), state.written))
     }
 
@@ -271,12 +315,17 @@ impl Fetcher {
                 .is_some_and(|v| v.starts_with(&format!("bytes {}-", state.written)));
         if !partial_ok {
             if status != 200 {
-                return Err(SourceError::HttpStatus { url: url.to_string(), status });
+                return Err(SourceError::HttpStatus {
+                    url: url.to_string(),
+                    status,
+                });
             }
             // A full body: start over.
             if state.written > 0 {
-                file.set_len(0).map_err(|e| SourceError::io("cannot truncate", path, e))?;
-                file.rewind().map_err(|e| SourceError::io("cannot seek", path, e))?;
+                file.set_len(0)
+                    .map_err(|e| SourceError::io("cannot truncate", path, e))?;
+                file.rewind()
+                    .map_err(|e| SourceError::io("cannot seek", path, e))?;
                 state.written = 0;
                 state.hasher = algorithm.hasher();
             }
@@ -286,7 +335,9 @@ impl Fetcher {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.split(',').any(|u| u.trim().eq_ignore_ascii_case("bytes")));
         }
-        let total = response.content_length().map(|len| len.saturating_add(state.written));
+        let total = response
+            .content_length()
+            .map(|len| len.saturating_add(state.written));
         progress.begin(url, total);
         progress.position(state.written);
         let mut buf = vec![0u8; 64 * 1024];
@@ -303,14 +354,19 @@ impl Fetcher {
                     })
                 }
             };
-            file.write_all(&buf[..n]).map_err(|e| SourceError::io("cannot write", path, e))?;
+            file.write_all(&buf[..n])
+                .map_err(|e| SourceError::io("cannot write", path, e))?;
             state.hasher.update(&buf[..n]);
             state.written += n as u64;
             progress.position(state.written);
         }
         if let Some(total) = total {
             if state.written < total {
-                return Err(SourceError::Truncated { url: url.to_string(), got: state.written, expected: total });
+                return Err(SourceError::Truncated {
+                    url: url.to_string(),
+                    got: state.written,
+                    expected: total,
+                });
             }
         }
         Ok(())
@@ -325,7 +381,8 @@ struct Partial {
 }
 
 fn network_error(url: &str, e: &reqwest::Error) -> SourceError {
-    let temporary = e.is_timeout() || e.is_connect() || e.is_request() || e.is_body() || e.is_decode();
+    let temporary =
+        e.is_timeout() || e.is_connect() || e.is_request() || e.is_body() || e.is_decode();
     let mut message = e.to_string();
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {
@@ -333,7 +390,11 @@ fn network_error(url: &str, e: &reqwest::Error) -> SourceError {
         message.push_str(&c.to_string());
         cause = c.source();
     }
-    SourceError::Network { url: url.to_string(), message, temporary }
+    SourceError::Network {
+        url: url.to_string(),
+        message,
+        temporary,
+    }
 }
 
 fn copy_local(
@@ -345,7 +406,10 @@ fn copy_local(
     progress: &dyn Progress,
 ) -> Result<(Checksum, u64)> {
     let mut input = File::open(source).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => SourceError::HttpStatus { url: url.to_string(), status: 404 },
+        std::io::ErrorKind::NotFound => SourceError::HttpStatus {
+            url: url.to_string(),
+            status: 404,
+        },
         _ => SourceError::io("cannot open", source, e),
     })?;
     let total = input.metadata().ok().map(|m| m.len());
@@ -360,7 +424,8 @@ fn copy_local(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(SourceError::io("cannot read", source, e)),
         };
-        file.write_all(&buf[..n]).map_err(|e| SourceError::io("cannot write", path, e))?;
+        file.write_all(&buf[..n])
+            .map_err(|e| SourceError::io("cannot write", path, e))?;
         hasher.update(&buf[..n]);
         written += n as u64;
         progress.position(written);

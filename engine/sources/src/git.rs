@@ -15,25 +15,37 @@ use crate::spec::SourceUrl;
 
 fn git() -> Command {
     let mut cmd = Command::new("git");
-    cmd.env("GIT_TERMINAL_PROMPT", "0").env("LC_ALL", "C").stdin(Stdio::null());
+    cmd.env("GIT_TERMINAL_PROMPT", "0")
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null());
     cmd
 }
 
 fn run(mut cmd: Command, url: &str) -> Result<String> {
-    let output = cmd.output().map_err(|e| SourceError::Git { url: url.to_string(), message: format!("cannot run git: {e}") })?;
+    let output = cmd.output().map_err(|e| SourceError::Git {
+        url: url.to_string(),
+        message: format!("cannot run git: {e}"),
+    })?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
-        Err(SourceError::Git { url: url.to_string(), message: String::from_utf8_lossy(&output.stderr).trim().to_string() })
+        Err(SourceError::Git {
+            url: url.to_string(),
+            message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        })
     }
 }
 
 fn check_commit(url: &str, commit: &str) -> Result<()> {
-    let ok = (commit.len() == 40 || commit.len() == 64) && commit.bytes().all(|b| b.is_ascii_hexdigit());
+    let ok =
+        (commit.len() == 40 || commit.len() == 64) && commit.bytes().all(|b| b.is_ascii_hexdigit());
     if ok {
         Ok(())
     } else {
-        Err(SourceError::Git { url: url.to_string(), message: format!("`{commit}` is not a full commit id (40 hex digits)") })
+        Err(SourceError::Git {
+            url: url.to_string(),
+            message: format!("`{commit}` is not a full commit id (40 hex digits)"),
+        })
     }
 }
 
@@ -49,7 +61,10 @@ pub fn has_commit(mirror: &Path, commit: &str) -> bool {
         return false;
     }
     let mut cmd = git();
-    cmd.arg("--git-dir").arg(mirror).args(["cat-file", "-e"]).arg(format!("{commit}^{{commit}}"));
+    cmd.arg("--git-dir")
+        .arg(mirror)
+        .args(["cat-file", "-e"])
+        .arg(format!("{commit}^{{commit}}"));
     cmd.stdout(Stdio::null()).stderr(Stdio::null());
     cmd.status().map(|s| s.success()).unwrap_or(false)
 }
@@ -58,7 +73,8 @@ fn init_mirror(git_dir: &Path, mirror: &Path, url: &str) -> Result<()> {
     if mirror.is_dir() {
         return Ok(());
     }
-    std::fs::create_dir_all(git_dir).map_err(|e| SourceError::io("cannot create directory", git_dir, e))?;
+    std::fs::create_dir_all(git_dir)
+        .map_err(|e| SourceError::io("cannot create directory", git_dir, e))?;
     let tmp = tempfile::Builder::new()
         .prefix(".init-")
         .tempdir_in(git_dir)
@@ -68,7 +84,8 @@ fn init_mirror(git_dir: &Path, mirror: &Path, url: &str) -> Result<()> {
     run(cmd, url)?;
     // Stage exactly the committed tree: no export-subst / export-ignore.
     let info = tmp.path().join("info");
-    std::fs::create_dir_all(&info).map_err(|e| SourceError::io("cannot create directory", &info, e))?;
+    std::fs::create_dir_all(&info)
+        .map_err(|e| SourceError::io("cannot create directory", &info, e))?;
     std::fs::write(info.join("attributes"), "* -export-subst -export-ignore\n")
         .map_err(|e| SourceError::io("cannot write", info.join("attributes"), e))?;
     let tmp_path = tmp.keep();
@@ -98,14 +115,23 @@ fn lock_mirror(mirror: &Path) -> Result<std::fs::File> {
 
 /// Make sure the mirror of `url` has `commit`, fetching from the mirrors of
 /// its alias, then upstream, only if it is missing. Returns the mirror.
-pub fn ensure_commit(fetcher: &Fetcher, url: &SourceUrl, commit: &str, offline: bool) -> Result<PathBuf> {
+pub fn ensure_commit(
+    fetcher: &Fetcher,
+    url: &SourceUrl,
+    commit: &str,
+    offline: bool,
+) -> Result<PathBuf> {
     check_commit(&url.written, commit)?;
     let mirror = mirror_path(&fetcher.config().git_dir, url);
     if has_commit(&mirror, commit) {
         return Ok(mirror);
     }
     if offline {
-        return Err(SourceError::CommitNotFound { url: url.written.clone(), commit: commit.to_string(), offline: true });
+        return Err(SourceError::CommitNotFound {
+            url: url.written.clone(),
+            commit: commit.to_string(),
+            offline: true,
+        });
     }
     init_mirror(&fetcher.config().git_dir, &mirror, &url.written)?;
     // One fetch per mirror at a time (other threads or processes wait).
@@ -117,10 +143,16 @@ pub fn ensure_commit(fetcher: &Fetcher, url: &SourceUrl, commit: &str, offline: 
     for candidate in fetcher.mirrors().candidates(url) {
         // Branches and tags first (the usual case), then the commit itself
         // (servers that allow fetching unadvertised commits).
-        let refspecs: [&[&str]; 2] = [&["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], &[commit]];
+        let refspecs: [&[&str]; 2] = [
+            &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
+            &[commit],
+        ];
         for refspec in refspecs {
             let mut cmd = git();
-            cmd.arg("--git-dir").arg(&mirror).args(["fetch", "--quiet", "--no-write-fetch-head", "--"]).arg(&candidate);
+            cmd.arg("--git-dir")
+                .arg(&mirror)
+                .args(["fetch", "--quiet", "--no-write-fetch-head", "--"])
+                .arg(&candidate);
             cmd.args(refspec);
             match run(cmd, &candidate) {
                 Ok(_) if has_commit(&mirror, commit) => return Ok(mirror),
@@ -130,44 +162,74 @@ pub fn ensure_commit(fetcher: &Fetcher, url: &SourceUrl, commit: &str, offline: 
         }
     }
     if errors.is_empty() {
-        return Err(SourceError::CommitNotFound { url: url.written.clone(), commit: commit.to_string(), offline: false });
+        return Err(SourceError::CommitNotFound {
+            url: url.written.clone(),
+            commit: commit.to_string(),
+            offline: false,
+        });
     }
     Err(SourceError::Git {
         url: url.written.clone(),
-        message: format!("commit {commit} could not be fetched:\n  - {}", errors.join("\n  - ")),
+        message: format!(
+            "commit {commit} could not be fetched:\n  - {}",
+            errors.join("\n  - ")
+        ),
     })
 }
 
 /// Stage `commit` of `mirror` into `dest` (an existing directory).
-pub fn stage_git(mirror: &Path, url: &SourceUrl, commit: &str, keep_git: bool, dest: &Path) -> Result<()> {
+pub fn stage_git(
+    mirror: &Path,
+    url: &SourceUrl,
+    commit: &str,
+    keep_git: bool,
+    dest: &Path,
+) -> Result<()> {
     check_commit(&url.written, commit)?;
     let mut cmd = git();
-    cmd.arg("--git-dir").arg(mirror).args(["archive", "--format=tar"]).arg(commit);
+    cmd.arg("--git-dir")
+        .arg(mirror)
+        .args(["archive", "--format=tar"])
+        .arg(commit);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| SourceError::Git { url: url.written.clone(), message: format!("cannot run git: {e}") })?;
+    let mut child = cmd.spawn().map_err(|e| SourceError::Git {
+        url: url.written.clone(),
+        message: format!("cannot run git: {e}"),
+    })?;
     let root = open_root(dest)?;
     let extracted = match child.stdout.take() {
-        Some(stdout) => extract_tar_reader(&format!("{} at {commit}", url.written), stdout, &root, false),
+        Some(stdout) => extract_tar_reader(
+            &format!("{} at {commit}", url.written),
+            stdout,
+            &root,
+            false,
+        ),
         None => Ok(()),
     };
     let mut stderr = String::new();
     if let Some(mut s) = child.stderr.take() {
         let _ = s.read_to_string(&mut stderr);
     }
-    let status = child
-        .wait()
-        .map_err(|e| SourceError::Git { url: url.written.clone(), message: format!("git archive: {e}") })?;
+    let status = child.wait().map_err(|e| SourceError::Git {
+        url: url.written.clone(),
+        message: format!("git archive: {e}"),
+    })?;
     extracted?;
     if !status.success() {
-        return Err(SourceError::Git { url: url.written.clone(), message: format!("git archive {commit}: {}", stderr.trim()) });
+        return Err(SourceError::Git {
+            url: url.written.clone(),
+            message: format!("git archive {commit}: {}", stderr.trim()),
+        });
     }
     if keep_git {
         let dot_git = dest.join(".git");
         let with_git = |args: &[&str]| {
             let mut cmd = git();
-            cmd.arg("--git-dir").arg(&dot_git).arg("--work-tree").arg(dest).args(args);
+            cmd.arg("--git-dir")
+                .arg(&dot_git)
+                .arg("--work-tree")
+                .arg(dest)
+                .args(args);
             cmd
         };
         let mut init = git();
@@ -179,7 +241,10 @@ pub fn stage_git(mirror: &Path, url: &SourceUrl, commit: &str, keep_git: bool, d
         let mut fetch = with_git(&["fetch", "--quiet", "--no-tags", "--no-write-fetch-head"]);
         fetch.arg(mirror).arg(commit);
         run(fetch, &url.written)?;
-        run(with_git(&["update-ref", "--no-deref", "HEAD", commit]), &url.written)?;
+        run(
+            with_git(&["update-ref", "--no-deref", "HEAD", commit]),
+            &url.written,
+        )?;
         run(with_git(&["reset", "--quiet", "--mixed"]), &url.written)?;
     }
     Ok(())
@@ -189,7 +254,10 @@ pub fn stage_git(mirror: &Path, url: &SourceUrl, commit: &str, keep_git: bool, d
 /// `cas source track`.
 pub fn resolve_track(url: &str, branch: &str) -> Result<String> {
     if branch.is_empty() || branch.starts_with('-') {
-        return Err(SourceError::TrackNotFound { url: url.to_string(), branch: branch.to_string() });
+        return Err(SourceError::TrackNotFound {
+            url: url.to_string(),
+            branch: branch.to_string(),
+        });
     }
     let heads = format!("refs/heads/{branch}");
     let tag = format!("refs/tags/{branch}");
@@ -206,5 +274,8 @@ pub fn resolve_track(url: &str, branch: &str) -> Result<String> {
     [heads, peeled, tag]
         .iter()
         .find_map(|r| refs.get(r).cloned())
-        .ok_or_else(|| SourceError::TrackNotFound { url: url.to_string(), branch: branch.to_string() })
+        .ok_or_else(|| SourceError::TrackNotFound {
+            url: url.to_string(),
+            branch: branch.to_string(),
+        })
 }

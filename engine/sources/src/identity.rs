@@ -30,16 +30,27 @@ pub fn identity(
     e.str(source.kind.name());
     match &source.kind {
         SourceKind::Local { path } => {
-            let digest = local_tree(path)
-                .map_err(|err| SourceError::LocalTree { path: path.clone(), message: err.to_string() })?;
+            let digest = local_tree(path).map_err(|err| SourceError::LocalTree {
+                path: path.clone(),
+                message: err.to_string(),
+            })?;
             e.raw(&digest);
         }
-        SourceKind::Tar { url, checksum, base_dir } => {
+        SourceKind::Tar {
+            url,
+            checksum,
+            base_dir,
+        } => {
             e.str(&url.written);
             e.checksum(checksum);
             e.opt_str(base_dir.as_deref());
         }
-        SourceKind::Remote { url, checksum, filename, executable } => {
+        SourceKind::Remote {
+            url,
+            checksum,
+            filename,
+            executable,
+        } => {
             e.str(&url.written);
             e.checksum(checksum);
             e.str(&remote_filename(url, filename.as_deref())?);
@@ -49,7 +60,12 @@ pub fn identity(
             e.str(&url.written);
             e.checksum(checksum);
         }
-        SourceKind::Git { url, commit, track: _, keep_git } => {
+        SourceKind::Git {
+            url,
+            commit,
+            track: _,
+            keep_git,
+        } => {
             e.str(&url.written);
             e.str(commit);
             e.bool(*keep_git);

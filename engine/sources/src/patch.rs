@@ -11,7 +11,13 @@ use crate::error::{Result, SourceError};
 pub fn apply_patch(patch_file: &Path, strip: u32, dir: &Path) -> Result<()> {
     let output = Command::new("patch")
         .arg(format!("-p{strip}"))
-        .args(["--batch", "--forward", "--no-backup-if-mismatch", "--reject-file=-", "-i"])
+        .args([
+            "--batch",
+            "--forward",
+            "--no-backup-if-mismatch",
+            "--reject-file=-",
+            "-i",
+        ])
         .arg(patch_file)
         .current_dir(dir)
         .stdin(Stdio::null())
@@ -23,7 +29,11 @@ pub fn apply_patch(patch_file: &Path, strip: u32, dir: &Path) -> Result<()> {
     }
     let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&output.stderr));
-    Err(SourceError::PatchFailed { patch: patch_file.to_path_buf(), hunks: failed_hunks(&text), output: text.trim_end().to_string() })
+    Err(SourceError::PatchFailed {
+        patch: patch_file.to_path_buf(),
+        hunks: failed_hunks(&text),
+        output: text.trim_end().to_string(),
+    })
 }
 
 /// "file: Hunk #N FAILED at L." for each failed hunk, plus files patch
@@ -33,7 +43,10 @@ pub fn failed_hunks(output: &str) -> Vec<String> {
     let mut out = Vec::new();
     for line in output.lines() {
         let line = line.trim();
-        if let Some(f) = line.strip_prefix("patching file ").or_else(|| line.strip_prefix("checking file ")) {
+        if let Some(f) = line
+            .strip_prefix("patching file ")
+            .or_else(|| line.strip_prefix("checking file "))
+        {
             current = Some(f.trim_matches(|c| c == '\'' || c == '`').to_string());
         } else if line.starts_with("Hunk #") && line.contains("FAILED") {
             let hunk = line.trim_end_matches('.').to_string();
@@ -41,7 +54,8 @@ pub fn failed_hunks(output: &str) -> Vec<String> {
                 Some(f) => format!("{f}: {hunk}"),
                 None => hunk,
             });
-        } else if line.starts_with("can't find file to patch") || line.contains("No file to patch") {
+        } else if line.starts_with("can't find file to patch") || line.contains("No file to patch")
+        {
             out.push("a file to patch is missing".to_string());
         } else if line.starts_with("Reversed (or previously applied) patch detected") {
             out.push(match &current {

@@ -52,15 +52,29 @@ pub enum SourceKind {
     /// An archive (gz, xz, bz2, zstd or plain tar). `base_dir`: `None` strips
     /// the single top directory if there is one; `Some("")` strips nothing;
     /// `Some("dir")` stages only that member directory's content.
-    Tar { url: SourceUrl, checksum: Checksum, base_dir: Option<String> },
+    Tar {
+        url: SourceUrl,
+        checksum: Checksum,
+        base_dir: Option<String>,
+    },
     /// A single file. `filename` defaults to the last URL path segment.
-    Remote { url: SourceUrl, checksum: Checksum, filename: Option<String>, executable: bool },
+    Remote {
+        url: SourceUrl,
+        checksum: Checksum,
+        filename: Option<String>,
+        executable: bool,
+    },
     /// A patch file of the project (absolute path) applied to the staged
     /// sources with `patch -p<strip>`.
     Patch { path: PathBuf, strip: u32 },
     /// A git repository at a full 40-hex commit. `track` names the branch
     /// that `cas source track` follows. `keep_git` stages `.git` too.
-    Git { url: SourceUrl, commit: String, track: Option<String>, keep_git: bool },
+    Git {
+        url: SourceUrl,
+        commit: String,
+        track: Option<String>,
+        keep_git: bool,
+    },
     /// A Debian binary package; its data.tar.* is extracted.
     Deb { url: SourceUrl, checksum: Checksum },
 }

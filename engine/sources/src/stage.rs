@@ -29,7 +29,10 @@ pub fn remote_filename(url: &SourceUrl, filename: Option<&str>) -> Result<String
         None => {
             let mut path = url.written.as_str();
             if let Some(alias) = &url.alias {
-                path = path.strip_prefix(alias.as_str()).and_then(|p| p.strip_prefix(':')).unwrap_or(path);
+                path = path
+                    .strip_prefix(alias.as_str())
+                    .and_then(|p| p.strip_prefix(':'))
+                    .unwrap_or(path);
             }
             let path = path.split(['?', '#']).next().unwrap_or("");
             path.rsplit('/').next().unwrap_or("").to_string()
@@ -48,44 +51,74 @@ pub fn remote_filename(url: &SourceUrl, filename: Option<&str>) -> Result<String
 /// `build_root` or `build_root/directory`. `directory` must be relative
 /// without `..`; it is created through a capability rooted at `build_root`.
 pub fn staging_dir(build_root: &Path, directory: Option<&str>) -> Result<PathBuf> {
-    let Some(directory) = directory else { return Ok(build_root.to_path_buf()) };
-    let invalid = |reason: &str| SourceError::InvalidDirectory { directory: directory.to_string(), reason: reason.to_string() };
+    let Some(directory) = directory else {
+        return Ok(build_root.to_path_buf());
+    };
+    let invalid = |reason: &str| SourceError::InvalidDirectory {
+        directory: directory.to_string(),
+        reason: reason.to_string(),
+    };
     let mut rel = PathBuf::new();
     for c in Path::new(directory).components() {
         match c {
             Component::Normal(n) => rel.push(n),
             Component::CurDir => {}
             Component::ParentDir => return Err(invalid("`..` is not allowed")),
-            Component::RootDir | Component::Prefix(_) => return Err(invalid("must be relative to the build root")),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(invalid("must be relative to the build root"))
+            }
         }
     }
     if rel.as_os_str().is_empty() {
         return Ok(build_root.to_path_buf());
     }
     let root = open_root(build_root)?;
-    root.create_dir_all(&rel)
-        .map_err(|e| SourceError::io("cannot create staging directory", build_root.join(&rel), e))?;
+    root.create_dir_all(&rel).map_err(|e| {
+        SourceError::io("cannot create staging directory", build_root.join(&rel), e)
+    })?;
     Ok(build_root.join(rel))
 }
 
 /// Stage `source` into `build_root` (an existing directory), after
 /// [`crate::fetch_source`] made it available.
-pub fn stage_source(source: &Source, cache: &dyn SourceCache, git_dir: &Path, build_root: &Path) -> Result<()> {
+pub fn stage_source(
+    source: &Source,
+    cache: &dyn SourceCache,
+    git_dir: &Path,
+    build_root: &Path,
+) -> Result<()> {
     let dir = staging_dir(build_root, source.directory.as_deref())?;
     let cached = |url: &SourceUrl, checksum: &crate::Checksum| {
-        cache.lookup(checksum).ok_or_else(|| SourceError::NotFetched {
-            kind: source.kind.name(),
-            url: url.written.clone(),
-            checksum: checksum.clone(),
-        })
+        cache
+            .lookup(checksum)
+            .ok_or_else(|| SourceError::NotFetched {
+                kind: source.kind.name(),
+                url: url.written.clone(),
+                checksum: checksum.clone(),
+            })
     };
     match &source.kind {
         SourceKind::Local { path } => stage_local(path, &dir, source.keep_setuid),
-        SourceKind::Tar { url, checksum, base_dir } => {
+        SourceKind::Tar {
+            url,
+            checksum,
+            base_dir,
+        } => {
             let file = cached(url, checksum)?;
-            extract_tar_file(&file, &url.written, &open_root(&dir)?, base_dir.as_deref(), source.keep_setuid)
+            extract_tar_file(
+                &file,
+                &url.written,
+                &open_root(&dir)?,
+                base_dir.as_deref(),
+                source.keep_setuid,
+            )
         }
-        SourceKind::Remote { url, checksum, filename, executable } => {
+        SourceKind::Remote {
+            url,
+            checksum,
+            filename,
+            executable,
+        } => {
             let file = cached(url, checksum)?;
             let name = remote_filename(url, filename.as_deref())?;
             stage_remote(&file, &name, *executable, &dir)
@@ -95,10 +128,19 @@ pub fn stage_source(source: &Source, cache: &dyn SourceCache, git_dir: &Path, bu
             extract_deb(&file, &url.written, &open_root(&dir)?, source.keep_setuid)
         }
         SourceKind::Patch { path, strip } => apply_patch(path, *strip, &dir),
-        SourceKind::Git { url, commit, keep_git, .. } => {
+        SourceKind::Git {
+            url,
+            commit,
+            keep_git,
+            ..
+        } => {
             let mirror = mirror_path(git_dir, url);
             if !has_commit(&mirror, commit) {
-                return Err(SourceError::CommitNotFound { url: url.written.clone(), commit: commit.clone(), offline: false });
+                return Err(SourceError::CommitNotFound {
+                    url: url.written.clone(),
+                    commit: commit.clone(),
+                    offline: false,
+                });
             }
             stage_git(&mirror, url, commit, *keep_git, &dir)
         }
@@ -109,40 +151,55 @@ pub fn stage_source(source: &Source, cache: &dyn SourceCache, git_dir: &Path, bu
 pub fn stage_remote(file: &Path, name: &str, executable: bool, dir: &Path) -> Result<()> {
     let root = open_root(dir)?;
     let target = dir.join(name);
-    let mut input = std::fs::File::open(file).map_err(|e| SourceError::io("cannot open", file, e))?;
+    let mut input =
+        std::fs::File::open(file).map_err(|e| SourceError::io("cannot open", file, e))?;
     if let Ok(m) = root.symlink_metadata(name) {
         if m.is_dir() {
-            return Err(SourceError::io("cannot stage", &target, io::Error::new(io::ErrorKind::AlreadyExists, "a directory is in the way")));
+            return Err(SourceError::io(
+                "cannot stage",
+                &target,
+                io::Error::new(io::ErrorKind::AlreadyExists, "a directory is in the way"),
+            ));
         }
-        root.remove_file(name).map_err(|e| SourceError::io("cannot replace", &target, e))?;
+        root.remove_file(name)
+            .map_err(|e| SourceError::io("cannot replace", &target, e))?;
     }
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
-    let mut out = root.open_with(name, &options).map_err(|e| SourceError::io("cannot create", &target, e))?;
+    let mut out = root
+        .open_with(name, &options)
+        .map_err(|e| SourceError::io("cannot create", &target, e))?;
     io::copy(&mut input, &mut out).map_err(|e| SourceError::io("cannot write", &target, e))?;
-    out.set_permissions(Permissions::from_mode(if executable { 0o755 } else { 0o644 }))
-        .map_err(|e| SourceError::io("cannot set the mode of", &target, e))
+    out.set_permissions(Permissions::from_mode(if executable {
+        0o755
+    } else {
+        0o644
+    }))
+    .map_err(|e| SourceError::io("cannot set the mode of", &target, e))
 }
 
 /// Copy a local file (as its own name) or directory (its content) into
 /// `dir`, preserving symlinks and permission bits (setuid/setgid dropped
 /// unless `keep_setuid`).
 pub fn stage_local(path: &Path, dir: &Path, keep_setuid: bool) -> Result<()> {
-    let meta = std::fs::symlink_metadata(path).map_err(|e| SourceError::io("cannot read local source", path, e))?;
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|e| SourceError::io("cannot read local source", path, e))?;
     let root = open_root(dir)?;
     let drop_bits = if keep_setuid { 0 } else { 0o6000 };
     if meta.is_dir() {
         copy_dir(path, &root, Path::new(""), drop_bits)
     } else {
-        let name = path
-            .file_name()
-            .ok_or_else(|| SourceError::LocalTree { path: path.to_path_buf(), message: "no file name".into() })?;
+        let name = path.file_name().ok_or_else(|| SourceError::LocalTree {
+            path: path.to_path_buf(),
+            message: "no file name".into(),
+        })?;
         copy_entry(path, &meta, &root, Path::new(name), drop_bits)
     }
 }
 
 fn copy_dir(src: &Path, root: &Dir, rel: &Path, drop_bits: u32) -> Result<()> {
-    let entries = std::fs::read_dir(src).map_err(|e| SourceError::io("cannot read directory", src, e))?;
+    let entries =
+        std::fs::read_dir(src).map_err(|e| SourceError::io("cannot read directory", src, e))?;
     let mut names = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| SourceError::io("cannot read directory", src, e))?;
@@ -151,18 +208,26 @@ fn copy_dir(src: &Path, root: &Dir, rel: &Path, drop_bits: u32) -> Result<()> {
     names.sort();
     for name in names {
         let from = src.join(&name);
-        let meta = std::fs::symlink_metadata(&from).map_err(|e| SourceError::io("cannot read", &from, e))?;
+        let meta = std::fs::symlink_metadata(&from)
+            .map_err(|e| SourceError::io("cannot read", &from, e))?;
         copy_entry(&from, &meta, root, &rel.join(&name), drop_bits)?;
     }
     Ok(())
 }
 
-fn copy_entry(from: &Path, meta: &std::fs::Metadata, root: &Dir, rel: &Path, drop_bits: u32) -> Result<()> {
+fn copy_entry(
+    from: &Path,
+    meta: &std::fs::Metadata,
+    root: &Dir,
+    rel: &Path,
+    drop_bits: u32,
+) -> Result<()> {
     let err = |what: &'static str, e: io::Error| SourceError::io(what, from, e);
     let kind = meta.file_type();
     let mode = meta.permissions().mode() & 0o7777 & !drop_bits;
     if kind.is_dir() {
-        root.create_dir_all(rel).map_err(|e| err("cannot stage directory", e))?;
+        root.create_dir_all(rel)
+            .map_err(|e| err("cannot stage directory", e))?;
         copy_dir(from, root, rel, drop_bits)?;
         root.set_permissions(rel, Permissions::from_mode(mode | 0o700))
             .map_err(|e| err("cannot set the mode of the staged copy of", e))?;
@@ -170,21 +235,32 @@ fn copy_entry(from: &Path, meta: &std::fs::Metadata, root: &Dir, rel: &Path, dro
     }
     if let Ok(m) = root.symlink_metadata(rel) {
         if m.is_dir() {
-            return Err(err("cannot stage", io::Error::new(io::ErrorKind::AlreadyExists, "a directory is in the way")));
+            return Err(err(
+                "cannot stage",
+                io::Error::new(io::ErrorKind::AlreadyExists, "a directory is in the way"),
+            ));
         }
-        root.remove_file(rel).map_err(|e| err("cannot replace the staged copy of", e))?;
+        root.remove_file(rel)
+            .map_err(|e| err("cannot replace the staged copy of", e))?;
     }
     if kind.is_symlink() {
         let target = std::fs::read_link(from).map_err(|e| err("cannot read symlink", e))?;
-        return root.symlink_contents(&target, rel).map_err(|e| err("cannot stage symlink", e));
+        return root
+            .symlink_contents(&target, rel)
+            .map_err(|e| err("cannot stage symlink", e));
     }
     if !kind.is_file() {
-        return Err(SourceError::LocalTree { path: from.to_path_buf(), message: "only files, directories and symlinks can be staged".into() });
+        return Err(SourceError::LocalTree {
+            path: from.to_path_buf(),
+            message: "only files, directories and symlinks can be staged".into(),
+        });
     }
     let mut input = std::fs::File::open(from).map_err(|e| err("cannot open", e))?;
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
-    let mut out = root.open_with(rel, &options).map_err(|e| err("cannot stage", e))?;
+    let mut out = root
+        .open_with(rel, &options)
+        .map_err(|e| err("cannot stage", e))?;
     io::copy(&mut input, &mut out).map_err(|e| err("cannot copy", e))?;
     out.set_permissions(Permissions::from_mode(mode | 0o600))
         .map_err(|e| err("cannot set the mode of the staged copy of", e))?;

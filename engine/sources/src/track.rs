@@ -28,7 +28,9 @@ pub fn track(
     progress: &dyn Progress,
 ) -> Result<Tracked> {
     match &source.kind {
-        SourceKind::Tar { url, .. } | SourceKind::Remote { url, .. } | SourceKind::Deb { url, .. } => {
+        SourceKind::Tar { url, .. }
+        | SourceKind::Remote { url, .. }
+        | SourceKind::Deb { url, .. } => {
             let download = fetcher.fetch_unverified(url, Algorithm::Sha256, progress)?;
             let checksum = download.checksum.clone();
             if let Some(cache) = cache {
@@ -36,8 +38,14 @@ pub fn track(
             }
             Ok(Tracked::Checksum(checksum))
         }
-        SourceKind::Git { url, track: Some(branch), .. } => resolve_track(&url.resolved, branch).map(Tracked::Commit),
-        SourceKind::Git { url, track: None, .. } => Err(SourceError::Git {
+        SourceKind::Git {
+            url,
+            track: Some(branch),
+            ..
+        } => resolve_track(&url.resolved, branch).map(Tracked::Commit),
+        SourceKind::Git {
+            url, track: None, ..
+        } => Err(SourceError::Git {
             url: url.written.clone(),
             message: "no `track:` branch to follow".into(),
         }),

@@ -20,14 +20,21 @@ fn s(out: &mut Vec<u8>, v: &str) {
 const HEX: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
 fn url(written: &str, resolved: &str) -> SourceUrl {
-    SourceUrl { written: written.into(), alias: written.split_once(':').map(|(a, _)| a.to_string()), resolved: resolved.into() }
+    SourceUrl {
+        written: written.into(),
+        alias: written.split_once(':').map(|(a, _)| a.to_string()),
+        resolved: resolved.into(),
+    }
 }
 
 #[test]
 fn tar_identity_is_byte_for_byte_the_spec() {
     let src = Source {
         kind: SourceKind::Tar {
-            url: url("upstream:hello-2.10.tar.gz", "http://127.0.0.1/r/hello-2.10.tar.gz"),
+            url: url(
+                "upstream:hello-2.10.tar.gz",
+                "http://127.0.0.1/r/hello-2.10.tar.gz",
+            ),
             checksum: Checksum::Sha256(HEX.into()),
             base_dir: None,
         },
@@ -83,8 +90,14 @@ fn remote_identity_uses_the_effective_filename() {
         keep_setuid: false,
     };
     let implicit = identity(&remote(None, false), no_local).unwrap();
-    assert_eq!(implicit, identity(&remote(Some("run.sh"), false), no_local).unwrap());
-    assert_ne!(implicit, identity(&remote(Some("other"), false), no_local).unwrap());
+    assert_eq!(
+        implicit,
+        identity(&remote(Some("run.sh"), false), no_local).unwrap()
+    );
+    assert_ne!(
+        implicit,
+        identity(&remote(Some("other"), false), no_local).unwrap()
+    );
     assert_ne!(implicit, identity(&remote(None, true), no_local).unwrap());
     let mut want = Vec::new();
     s(&mut want, "cas-source-1");
@@ -142,7 +155,9 @@ fn local_and_patch_identities_use_content_digests() {
     assert_eq!(identity(&p(copy, 1), no_local).unwrap(), id);
     assert_ne!(identity(&p(patch, 0), no_local).unwrap(), id);
 
-    let local = source(SourceKind::Local { path: tmp.path().join("files") });
+    let local = source(SourceKind::Local {
+        path: tmp.path().join("files"),
+    });
     let digest = [7u8; 32];
     let seen = std::cell::Cell::new(false);
     let id = identity(&local, |path| {
@@ -159,12 +174,18 @@ fn local_and_patch_identities_use_content_digests() {
     want.extend_from_slice(&[0, 0]);
     assert_eq!(id, want);
     let err = identity(&local, no_local).unwrap_err().to_string();
-    assert!(err.contains("files") && err.contains("no local sources here"), "{err}");
+    assert!(
+        err.contains("files") && err.contains("no local sources here"),
+        "{err}"
+    );
 }
 
 #[test]
 fn deb_identity() {
-    let src = source(SourceKind::Deb { url: plain_url("debs:pool/h/hello.deb"), checksum: Checksum::Sha256(HEX.into()) });
+    let src = source(SourceKind::Deb {
+        url: plain_url("debs:pool/h/hello.deb"),
+        checksum: Checksum::Sha256(HEX.into()),
+    });
     let mut want = Vec::new();
     s(&mut want, "cas-source-1");
     s(&mut want, "deb");

@@ -6,8 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use cas_sources::{
-    fetch_source, resolve_track, stage_source, track, DirCache, Fetcher, FetcherConfig, NoProgress, Source,
-    SourceCache, SourceKind, Tracked,
+    fetch_source, resolve_track, stage_source, track, DirCache, Fetcher, FetcherConfig, NoProgress,
+    Source, SourceCache, SourceKind, Tracked,
 };
 use common::*;
 
@@ -54,11 +54,18 @@ impl Ws {
         listing(&self.stage())
     }
     fn assert_nothing_escaped(&self) {
-        assert!(listing(&self.root().join("sentinel")).is_empty(), "the sentinel directory was written to");
+        assert!(
+            listing(&self.root().join("sentinel")).is_empty(),
+            "the sentinel directory was written to"
+        );
         let mut top = listing(self.root());
         top.retain(|p| !p.contains('/'));
         top.retain(|p| !["repo", "repo-moved", "project", "patches"].contains(&p.as_str()));
-        assert_eq!(top, vec!["cache", "git", "sentinel", "stage", "tmp"], "something appeared beside the staging dir");
+        assert_eq!(
+            top,
+            vec!["cache", "git", "sentinel", "stage", "tmp"],
+            "something appeared beside the staging dir"
+        );
     }
 }
 
@@ -77,17 +84,50 @@ fn project_tar() -> Vec<u8> {
 #[test]
 fn tar_in_every_compression_strips_the_single_top_directory() {
     let plain = project_tar();
-    for (name, bytes) in [("plain", plain.clone()), ("gz", gzip(&plain)), ("xz", xz(&plain)), ("bz2", bzip2(&plain)), ("zstd", zstd(&plain))] {
+    for (name, bytes) in [
+        ("plain", plain.clone()),
+        ("gz", gzip(&plain)),
+        ("xz", xz(&plain)),
+        ("bz2", bzip2(&plain)),
+        ("zstd", zstd(&plain)),
+    ] {
         let ws = Ws::new();
-        ws.stage_it(&ws.tar(&bytes, None)).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(ws.staged(), vec!["COPY", "README", "configure", "src", "src/link.c", "src/main.c"], "{name}");
+        ws.stage_it(&ws.tar(&bytes, None))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            ws.staged(),
+            vec![
+                "COPY",
+                "README",
+                "configure",
+                "src",
+                "src/link.c",
+                "src/main.c"
+            ],
+            "{name}"
+        );
         let stage = ws.stage();
-        assert_eq!(std::fs::read(stage.join("src/link.c")).unwrap(), b"int main(){}\n");
-        assert_eq!(std::fs::read_link(stage.join("src/link.c")).unwrap(), Path::new("main.c"));
-        let mode = std::fs::metadata(stage.join("configure")).unwrap().permissions().mode();
+        assert_eq!(
+            std::fs::read(stage.join("src/link.c")).unwrap(),
+            b"int main(){}\n"
+        );
+        assert_eq!(
+            std::fs::read_link(stage.join("src/link.c")).unwrap(),
+            Path::new("main.c")
+        );
+        let mode = std::fs::metadata(stage.join("configure"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o755, "{name}");
-        let mtime = std::fs::metadata(stage.join("README")).unwrap().modified().unwrap();
-        assert_eq!(mtime, std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000));
+        let mtime = std::fs::metadata(stage.join("README"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert_eq!(
+            mtime,
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000)
+        );
         ws.assert_nothing_escaped();
     }
 }
@@ -97,19 +137,29 @@ fn tar_base_dir_variants() {
     let bytes = gzip(&project_tar());
     let ws = Ws::new();
     ws.stage_it(&ws.tar(&bytes, Some(""))).unwrap();
-    assert!(ws.staged().contains(&"pkg-1.0/src/main.c".to_string()), "{:?}", ws.staged());
+    assert!(
+        ws.staged().contains(&"pkg-1.0/src/main.c".to_string()),
+        "{:?}",
+        ws.staged()
+    );
 
     let ws = Ws::new();
     ws.stage_it(&ws.tar(&bytes, Some("pkg-1.0/src"))).unwrap();
     assert_eq!(ws.staged(), vec!["link.c", "main.c"]);
 
     let ws = Ws::new();
-    let err = ws.stage_it(&ws.tar(&bytes, Some("nope"))).unwrap_err().to_string();
+    let err = ws
+        .stage_it(&ws.tar(&bytes, Some("nope")))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("nope"), "{err}");
 
     // Two top-level entries: nothing is stripped.
     let ws = Ws::new();
-    let two = tar_bytes(&[Member::File("a/x", b"x", 0o644), Member::File("b", b"b", 0o644)]);
+    let two = tar_bytes(&[
+        Member::File("a/x", b"x", 0o644),
+        Member::File("b", b"b", 0o644),
+    ]);
     ws.stage_it(&ws.tar(&two, None)).unwrap();
     assert_eq!(ws.staged(), vec!["a", "a/x", "b"]);
 
@@ -137,29 +187,53 @@ fn tar_into_a_directory() {
 fn hostile_members_are_refused_by_name_and_nothing_escapes() {
     let cases: Vec<(&str, Vec<Member>)> = vec![
         ("../escape", vec![Member::File("../escape", b"x", 0o644)]),
-        ("../sentinel/escape", vec![Member::File("../sentinel/escape", b"x", 0o644)]),
+        (
+            "../sentinel/escape",
+            vec![Member::File("../sentinel/escape", b"x", 0o644)],
+        ),
         ("/abs/path", vec![Member::File("/abs/path", b"x", 0o644)]),
-        ("a/../../sentinel/x", vec![Member::File("a/../../sentinel/x", b"x", 0o644)]),
+        (
+            "a/../../sentinel/x",
+            vec![Member::File("a/../../sentinel/x", b"x", 0o644)],
+        ),
         ("up", vec![Member::Symlink("up", "../../outside")]),
-        ("d/up", vec![Member::Dir("d/"), Member::Symlink("d/up", "../../sentinel")]),
+        (
+            "d/up",
+            vec![Member::Dir("d/"), Member::Symlink("d/up", "../../sentinel")],
+        ),
         ("etc", vec![Member::Symlink("etc", "/etc")]),
         ("parent", vec![Member::Symlink("parent", "..")]),
         ("hard", vec![Member::Hardlink("hard", "../sentinel/file")]),
         ("hard2", vec![Member::Hardlink("hard2", "/etc/passwd")]),
         ("hard3", vec![Member::Hardlink("hard3", "never-extracted")]),
-        ("hard4", vec![Member::Symlink("s", "x"), Member::Hardlink("hard4", "s")]),
+        (
+            "hard4",
+            vec![Member::Symlink("s", "x"), Member::Hardlink("hard4", "s")],
+        ),
         ("dev/null", vec![Member::CharDevice("dev/null")]),
         ("fifo", vec![Member::Fifo("fifo")]),
         // A link that escapes only because its parent is a symlink to the root.
-        ("self/up", vec![Member::Symlink("self", "."), Member::Symlink("self/up", "../sentinel")]),
+        (
+            "self/up",
+            vec![
+                Member::Symlink("self", "."),
+                Member::Symlink("self/up", "../sentinel"),
+            ],
+        ),
     ];
     for (member, members) in cases {
         // Strip nothing so that member names are used as written.
         let bytes = tar_bytes(&members);
         for (label, payload) in [("plain", bytes.clone()), ("gz", gzip(&bytes))] {
             let ws2 = Ws::new();
-            let err = ws2.stage_it(&ws2.tar(&payload, Some(""))).unwrap_err().to_string();
-            assert!(err.contains(&format!("`{member}`")), "{label} {member}: {err}");
+            let err = ws2
+                .stage_it(&ws2.tar(&payload, Some("")))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("`{member}`")),
+                "{label} {member}: {err}"
+            );
             ws2.assert_nothing_escaped();
             if label == "plain" {
                 eprintln!("{err}");
@@ -175,24 +249,44 @@ fn writes_through_a_preexisting_escaping_symlink_are_blocked() {
     let ws = Ws::new();
     std::os::unix::fs::symlink(ws.root().join("sentinel"), ws.stage().join("out")).unwrap();
     let bytes = tar_bytes(&[Member::File("out/owned", b"x", 0o644)]);
-    let err = ws.stage_it(&ws.tar(&bytes, Some(""))).unwrap_err().to_string();
+    let err = ws
+        .stage_it(&ws.tar(&bytes, Some("")))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("out/owned"), "{err}");
     ws.assert_nothing_escaped();
 }
 
 #[test]
 fn setuid_bits_are_dropped_unless_kept() {
-    let bytes = tar_bytes(&[Member::File("su", b"x", 0o4755), Member::File("sg", b"x", 0o2755)]);
+    let bytes = tar_bytes(&[
+        Member::File("su", b"x", 0o4755),
+        Member::File("sg", b"x", 0o2755),
+    ]);
     let ws = Ws::new();
     ws.stage_it(&ws.tar(&bytes, Some(""))).unwrap();
     for f in ["su", "sg"] {
-        assert_eq!(std::fs::metadata(ws.stage().join(f)).unwrap().permissions().mode() & 0o7777, 0o755);
+        assert_eq!(
+            std::fs::metadata(ws.stage().join(f))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777,
+            0o755
+        );
     }
     let ws = Ws::new();
     let mut src = ws.tar(&bytes, Some(""));
     src.keep_setuid = true;
     ws.stage_it(&src).unwrap();
-    assert_eq!(std::fs::metadata(ws.stage().join("su")).unwrap().permissions().mode() & 0o7777, 0o4755);
+    assert_eq!(
+        std::fs::metadata(ws.stage().join("su"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o4755
+    );
 }
 
 #[test]
@@ -204,14 +298,28 @@ fn remote_files_are_placed_with_their_name_and_mode() {
     ws.cache.insert(&sum, &f).unwrap();
     let url = plain_url("upstream:tools/run.sh?x=1");
     let remote = |filename: Option<&str>, executable| {
-        source(SourceKind::Remote { url: url.clone(), checksum: sum.clone(), filename: filename.map(str::to_string), executable })
+        source(SourceKind::Remote {
+            url: url.clone(),
+            checksum: sum.clone(),
+            filename: filename.map(str::to_string),
+            executable,
+        })
     };
     ws.stage_it(&remote(None, true)).unwrap();
     ws.stage_it(&remote(Some("plain.txt"), false)).unwrap();
-    let mode = |n: &str| std::fs::metadata(ws.stage().join(n)).unwrap().permissions().mode() & 0o777;
+    let mode = |n: &str| {
+        std::fs::metadata(ws.stage().join(n))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
     assert_eq!(mode("run.sh"), 0o755);
     assert_eq!(mode("plain.txt"), 0o644);
-    let err = ws.stage_it(&remote(Some("../x"), false)).unwrap_err().to_string();
+    let err = ws
+        .stage_it(&remote(Some("../x"), false))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("../x"), "{err}");
     ws.assert_nothing_escaped();
 }
@@ -235,7 +343,11 @@ fn deb_packages_extract_their_data() {
         Member::File("./usr/share/doc/hello/copyright", b"c", 0o644),
     ]);
     let control = tar_bytes(&[Member::File("./control", b"Package: hello\n", 0o644)]);
-    for (ext, compress) in [("xz", xz as fn(&[u8]) -> Vec<u8>), ("gz", gzip), ("zst", zstd)] {
+    for (ext, compress) in [
+        ("xz", xz as fn(&[u8]) -> Vec<u8>),
+        ("gz", gzip),
+        ("zst", zstd),
+    ] {
         let deb = ar(&[
             ("debian-binary", b"2.0\n"),
             (&format!("control.tar.{ext}"), &compress(&control)),
@@ -246,11 +358,22 @@ fn deb_packages_extract_their_data() {
         let f = ws.root().join("tmp/in");
         std::fs::write(&f, &deb).unwrap();
         ws.cache.insert(&sum, &f).unwrap();
-        let src = source(SourceKind::Deb { url: plain_url("debs:hello.deb"), checksum: sum });
+        let src = source(SourceKind::Deb {
+            url: plain_url("debs:hello.deb"),
+            checksum: sum,
+        });
         ws.stage_it(&src).unwrap_or_else(|e| panic!("{ext}: {e}"));
         assert_eq!(
             ws.staged(),
-            vec!["usr", "usr/bin", "usr/bin/hello", "usr/share", "usr/share/doc", "usr/share/doc/hello", "usr/share/doc/hello/copyright"]
+            vec![
+                "usr",
+                "usr/bin",
+                "usr/bin/hello",
+                "usr/share",
+                "usr/share/doc",
+                "usr/share/doc/hello",
+                "usr/share/doc/hello/copyright"
+            ]
         );
         ws.assert_nothing_escaped();
     }
@@ -260,7 +383,10 @@ fn deb_packages_extract_their_data() {
     let f = ws.root().join("tmp/in");
     std::fs::write(&f, b"garbage").unwrap();
     ws.cache.insert(&sum, &f).unwrap();
-    let src = source(SourceKind::Deb { url: plain_url("debs:bad.deb"), checksum: sum });
+    let src = source(SourceKind::Deb {
+        url: plain_url("debs:bad.deb"),
+        checksum: sum,
+    });
     let err = ws.stage_it(&src).unwrap_err().to_string();
     assert!(err.contains("ar archive"), "{err}");
 }
@@ -274,8 +400,17 @@ fn hostile_deb_is_refused() {
     let f = ws.root().join("tmp/in");
     std::fs::write(&f, &deb).unwrap();
     ws.cache.insert(&sum, &f).unwrap();
-    let err = ws.stage_it(&source(SourceKind::Deb { url: plain_url("debs:evil.deb"), checksum: sum })).unwrap_err().to_string();
-    assert!(err.contains("`./usr`") && err.contains("data.tar.xz"), "{err}");
+    let err = ws
+        .stage_it(&source(SourceKind::Deb {
+            url: plain_url("debs:evil.deb"),
+            checksum: sum,
+        }))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`./usr`") && err.contains("data.tar.xz"),
+        "{err}"
+    );
     ws.assert_nothing_escaped();
 }
 
@@ -286,9 +421,15 @@ fn patches_apply_and_failures_name_the_hunk() {
     std::fs::write(ws.stage().join("file.txt"), &original).unwrap();
     let patches = ws.root().join("patches");
     std::fs::create_dir_all(&patches).unwrap();
-    let good = "--- a/file.txt\n+++ b/file.txt\n@@ -1,3 +1,3 @@\n line 1\n-line 2\n+line two\n line 3\n";
+    let good =
+        "--- a/file.txt\n+++ b/file.txt\n@@ -1,3 +1,3 @@\n line 1\n-line 2\n+line two\n line 3\n";
     std::fs::write(patches.join("good.patch"), good).unwrap();
-    let patch = |name: &str| source(SourceKind::Patch { path: patches.join(name), strip: 1 });
+    let patch = |name: &str| {
+        source(SourceKind::Patch {
+            path: patches.join(name),
+            strip: 1,
+        })
+    };
     ws.stage_it(&patch("good.patch")).unwrap();
     let text = std::fs::read_to_string(ws.stage().join("file.txt")).unwrap();
     assert!(text.starts_with("line 1\nline two\nline 3\n"), "{text}");
@@ -299,7 +440,13 @@ fn patches_apply_and_failures_name_the_hunk() {
     assert!(err.contains("bad.patch"), "{err}");
     assert!(err.contains("Hunk #2 FAILED at 13"), "{err}");
     assert!(err.contains("file.txt"), "{err}");
-    assert!(!listing(&ws.stage()).iter().any(|p| p.ends_with(".rej") || p.ends_with(".orig")), "{:?}", ws.staged());
+    assert!(
+        !listing(&ws.stage())
+            .iter()
+            .any(|p| p.ends_with(".rej") || p.ends_with(".orig")),
+        "{:?}",
+        ws.staged()
+    );
 }
 
 #[test]
@@ -308,16 +455,44 @@ fn local_files_and_directories_are_copied() {
     let proj = ws.root().join("project");
     std::fs::create_dir_all(proj.join("files/sub")).unwrap();
     std::fs::write(proj.join("files/run"), b"#!/bin/sh\n").unwrap();
-    std::fs::set_permissions(proj.join("files/run"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        proj.join("files/run"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     std::fs::write(proj.join("files/sub/data"), b"d").unwrap();
     std::os::unix::fs::symlink("sub/data", proj.join("files/link")).unwrap();
     std::fs::write(proj.join("single.txt"), b"s").unwrap();
-    ws.stage_it(&source(SourceKind::Local { path: proj.join("files") })).unwrap();
-    ws.stage_it(&source(SourceKind::Local { path: proj.join("single.txt") })).unwrap();
-    assert_eq!(ws.staged(), vec!["link", "run", "single.txt", "sub", "sub/data"]);
-    assert_eq!(std::fs::read_link(ws.stage().join("link")).unwrap(), Path::new("sub/data"));
-    assert_eq!(std::fs::metadata(ws.stage().join("run")).unwrap().permissions().mode() & 0o777, 0o755);
-    let err = ws.stage_it(&source(SourceKind::Local { path: proj.join("missing") })).unwrap_err().to_string();
+    ws.stage_it(&source(SourceKind::Local {
+        path: proj.join("files"),
+    }))
+    .unwrap();
+    ws.stage_it(&source(SourceKind::Local {
+        path: proj.join("single.txt"),
+    }))
+    .unwrap();
+    assert_eq!(
+        ws.staged(),
+        vec!["link", "run", "single.txt", "sub", "sub/data"]
+    );
+    assert_eq!(
+        std::fs::read_link(ws.stage().join("link")).unwrap(),
+        Path::new("sub/data")
+    );
+    assert_eq!(
+        std::fs::metadata(ws.stage().join("run"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o755
+    );
+    let err = ws
+        .stage_it(&source(SourceKind::Local {
+            path: proj.join("missing"),
+        }))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("missing"), "{err}");
 }
 
@@ -326,7 +501,11 @@ fn make_repo(dir: &Path) -> (String, String) {
     std::fs::create_dir_all(dir).unwrap();
     run(dir, "git", &["init", "-q", "-b", "main"]);
     std::fs::write(dir.join("hello.txt"), "v1\n").unwrap();
-    std::fs::write(dir.join(".gitattributes"), "hello.txt export-subst\nsecret export-ignore\n").unwrap();
+    std::fs::write(
+        dir.join(".gitattributes"),
+        "hello.txt export-subst\nsecret export-ignore\n",
+    )
+    .unwrap();
     std::fs::write(dir.join("secret"), "kept anyway\n").unwrap();
     run(dir, "git", &["add", "."]);
     run(dir, "git", &["commit", "-q", "-m", "one"]);
@@ -339,7 +518,12 @@ fn make_repo(dir: &Path) -> (String, String) {
 }
 
 fn git_source(url: &str, commit: &str, keep_git: bool) -> Source {
-    source(SourceKind::Git { url: plain_url(url), commit: commit.to_string(), track: Some("main".into()), keep_git })
+    source(SourceKind::Git {
+        url: plain_url(url),
+        commit: commit.to_string(),
+        track: Some("main".into()),
+        keep_git,
+    })
 }
 
 #[test]
@@ -351,21 +535,52 @@ fn git_sources_fetch_once_and_stage_the_exact_tree() {
     let fetcher = ws.fetcher();
 
     // Offline and never fetched: an error naming the URL.
-    let err = fetch_source(&git_source(&url, &first, false), &fetcher, &ws.cache, true, &NoProgress)
-        .unwrap_err()
-        .to_string();
+    let err = fetch_source(
+        &git_source(&url, &first, false),
+        &fetcher,
+        &ws.cache,
+        true,
+        &NoProgress,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains(&url) && err.contains(&first), "{err}");
 
-    fetch_source(&git_source(&url, &first, false), &fetcher, &ws.cache, false, &NoProgress).unwrap();
-    assert!(!cas_sources::needs_fetch(&git_source(&url, &second, false), &fetcher, &ws.cache));
+    fetch_source(
+        &git_source(&url, &first, false),
+        &fetcher,
+        &ws.cache,
+        false,
+        &NoProgress,
+    )
+    .unwrap();
+    assert!(!cas_sources::needs_fetch(
+        &git_source(&url, &second, false),
+        &fetcher,
+        &ws.cache
+    ));
     // The upstream disappears: everything comes from the mirror now.
     let moved = ws.root().join("repo-moved");
     std::fs::rename(&repo, &moved).unwrap();
-    fetch_source(&git_source(&url, &second, false), &fetcher, &ws.cache, true, &NoProgress).unwrap();
+    fetch_source(
+        &git_source(&url, &second, false),
+        &fetcher,
+        &ws.cache,
+        true,
+        &NoProgress,
+    )
+    .unwrap();
 
     ws.stage_it(&git_source(&url, &first, false)).unwrap();
-    assert_eq!(std::fs::read_to_string(ws.stage().join("hello.txt")).unwrap(), "v1\n");
-    assert_eq!(ws.staged(), vec![".gitattributes", "hello.txt", "secret"], "export-ignore is not applied");
+    assert_eq!(
+        std::fs::read_to_string(ws.stage().join("hello.txt")).unwrap(),
+        "v1\n"
+    );
+    assert_eq!(
+        ws.staged(),
+        vec![".gitattributes", "hello.txt", "secret"],
+        "export-ignore is not applied"
+    );
 
     let ws2 = Ws::new();
     std::fs::remove_dir_all(ws2.git_dir()).unwrap();
@@ -374,16 +589,26 @@ fn git_sources_fetch_once_and_stage_the_exact_tree() {
     src.directory = Some("checkout".into());
     ws2.stage_it(&src).unwrap();
     let dir = ws2.stage().join("checkout");
-    assert_eq!(std::fs::read_to_string(dir.join("hello.txt")).unwrap(), "v2 $Format:%H$\n", "no export-subst");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("hello.txt")).unwrap(),
+        "v2 $Format:%H$\n",
+        "no export-subst"
+    );
     assert_eq!(run(&dir, "git", &["rev-parse", "HEAD"]), second);
     assert_eq!(run(&dir, "git", &["status", "--porcelain"]), "");
 
     // A commit that does not exist.
     std::fs::rename(&moved, &repo).unwrap();
     let bogus = "0123456789abcdef0123456789abcdef01234567";
-    let err = fetch_source(&git_source(&url, bogus, false), &fetcher, &ws.cache, false, &NoProgress)
-        .unwrap_err()
-        .to_string();
+    let err = fetch_source(
+        &git_source(&url, bogus, false),
+        &fetcher,
+        &ws.cache,
+        false,
+        &NoProgress,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains(bogus) && err.contains(&url), "{err}");
 }
 
@@ -394,10 +619,20 @@ fn git_track_resolves_branches_and_tags() {
     let (_first, second) = make_repo(&repo);
     let url = format!("file://{}", repo.display());
     assert_eq!(resolve_track(&url, "main").unwrap(), second);
-    assert_eq!(resolve_track(&url, "v2").unwrap(), second, "annotated tags are peeled");
+    assert_eq!(
+        resolve_track(&url, "v2").unwrap(),
+        second,
+        "annotated tags are peeled"
+    );
     let err = resolve_track(&url, "nope").unwrap_err().to_string();
     assert!(err.contains("nope") && err.contains(&url), "{err}");
-    let tracked = track(&git_source(&url, &second, false), &ws.fetcher(), None, &NoProgress).unwrap();
+    let tracked = track(
+        &git_source(&url, &second, false),
+        &ws.fetcher(),
+        None,
+        &NoProgress,
+    )
+    .unwrap();
     assert_eq!(tracked, Tracked::Commit(second));
 }
 
@@ -412,8 +647,18 @@ fn hostile_git_symlinks_are_refused() {
     run(&repo, "git", &["commit", "-q", "-m", "evil"]);
     let commit = run(&repo, "git", &["rev-parse", "HEAD"]);
     let url = format!("file://{}", repo.display());
-    fetch_source(&git_source(&url, &commit, false), &ws.fetcher(), &ws.cache, false, &NoProgress).unwrap();
-    let err = ws.stage_it(&git_source(&url, &commit, false)).unwrap_err().to_string();
+    fetch_source(
+        &git_source(&url, &commit, false),
+        &ws.fetcher(),
+        &ws.cache,
+        false,
+        &NoProgress,
+    )
+    .unwrap();
+    let err = ws
+        .stage_it(&git_source(&url, &commit, false))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("`evil`"), "{err}");
     ws.assert_nothing_escaped();
 }
@@ -428,12 +673,26 @@ fn parallel_fetches_of_one_repository_share_the_mirror() {
     std::thread::scope(|scope| {
         for i in 0..4 {
             let (fetcher, cache, url) = (&fetcher, &ws.cache, &url);
-            let commit = if i % 2 == 0 { first.clone() } else { second.clone() };
+            let commit = if i % 2 == 0 {
+                first.clone()
+            } else {
+                second.clone()
+            };
             scope.spawn(move || {
-                fetch_source(&git_source(url, &commit, false), fetcher, cache, false, &NoProgress).unwrap();
+                fetch_source(
+                    &git_source(url, &commit, false),
+                    fetcher,
+                    cache,
+                    false,
+                    &NoProgress,
+                )
+                .unwrap();
             });
         }
     });
-    let mirrors: Vec<_> = listing(&ws.git_dir()).into_iter().filter(|p| p.ends_with(".git")).collect();
+    let mirrors: Vec<_> = listing(&ws.git_dir())
+        .into_iter()
+        .filter(|p| p.ends_with(".git"))
+        .collect();
     assert_eq!(mirrors.len(), 1, "{mirrors:?}");
 }

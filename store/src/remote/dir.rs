@@ -26,15 +26,28 @@ impl DirRemote {
         let url = root.display().to_string();
         for sub in ["cas", "ac"] {
             let d = root.join(sub);
-            fs::create_dir_all(&d).map_err(|source| RemoteError::Io { url: url.clone(), op: "create", path: d, source })?;
+            fs::create_dir_all(&d).map_err(|source| RemoteError::Io {
+                url: url.clone(),
+                op: "create",
+                path: d,
+                source,
+            })?;
         }
-        Ok(DirRemote { root: root.to_path_buf(), url })
+        Ok(DirRemote {
+            root: root.to_path_buf(),
+            url,
+        })
     }
 
     fn io(&self, op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RemoteError {
         let url = self.url.clone();
         let path = path.to_path_buf();
-        move |source| RemoteError::Io { url, op, path, source }
+        move |source| RemoteError::Io {
+            url,
+            op,
+            path,
+            source,
+        }
     }
 
     fn object_path(&self, d: &Digest) -> PathBuf {
@@ -46,9 +59,20 @@ impl DirRemote {
     }
 
     /// Write through a temporary file next to `dest`, then rename.
-    fn write_atomic(&self, dest: &Path, write: &mut dyn FnMut(&mut File) -> std::io::Result<()>) -> Result<(), RemoteError> {
-        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = dest.with_file_name(format!(".{name}.tmp-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+    fn write_atomic(
+        &self,
+        dest: &Path,
+        write: &mut dyn FnMut(&mut File) -> std::io::Result<()>,
+    ) -> Result<(), RemoteError> {
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dest.with_file_name(format!(
+            ".{name}.tmp-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
         let result = (|| {
             let mut f = File::create(&tmp).map_err(self.io("create", &tmp))?;
             write(&mut f).map_err(self.io("write", &tmp))?;
@@ -87,8 +111,10 @@ impl Remote for DirRemote {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(self.io("open", &p)(e)),
         };
-        out.set_len(0).map_err(self.io("truncate", Path::new("(download)")))?;
-        out.seek(SeekFrom::Start(0)).map_err(self.io("seek", Path::new("(download)")))?;
+        out.set_len(0)
+            .map_err(self.io("truncate", Path::new("(download)")))?;
+        out.seek(SeekFrom::Start(0))
+            .map_err(self.io("seek", Path::new("(download)")))?;
         std::io::copy(&mut src, out).map_err(self.io("read", &p))?;
         Ok(true)
     }

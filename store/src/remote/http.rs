@@ -65,8 +65,16 @@ impl HttpRemote {
             .pool_max_idle_per_host(16)
             .user_agent(concat!("cas/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| RemoteError::BadUrl { url: base.to_string(), reason: e.to_string() })?;
-        Ok(HttpRemote { base: base.trim_end_matches('/').to_string(), client, opts, failures: AtomicU32::new(0) })
+            .map_err(|e| RemoteError::BadUrl {
+                url: base.to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(HttpRemote {
+            base: base.trim_end_matches('/').to_string(),
+            client,
+            opts,
+            failures: AtomicU32::new(0),
+        })
     }
 
     fn object_url(&self, d: &Digest) -> String {
@@ -78,15 +86,24 @@ impl HttpRemote {
     }
 
     fn transport(&self, message: String) -> RemoteError {
-        RemoteError::Transport { url: self.base.clone(), message }
+        RemoteError::Transport {
+            url: self.base.clone(),
+            message,
+        }
     }
 
     /// Send a request with retries. 404 is `Absent`; other non-success answers
     /// are errors (retried when 5xx or 429).
-    fn send(&self, what: &str, build: &dyn Fn() -> Result<RequestBuilder, RemoteError>) -> Result<Outcome, RemoteError> {
+    fn send(
+        &self,
+        what: &str,
+        build: &dyn Fn() -> Result<RequestBuilder, RemoteError>,
+    ) -> Result<Outcome, RemoteError> {
         let failures = self.failures.load(Ordering::Relaxed);
         if failures >= self.opts.breaker {
-            return Err(self.transport(format!("skipped {what}: the remote failed {failures} times in a row")));
+            return Err(self.transport(format!(
+                "skipped {what}: the remote failed {failures} times in a row"
+            )));
         }
         let mut last = None;
         for attempt in 0..self.opts.attempts.max(1) {
@@ -105,7 +122,11 @@ impl HttpRemote {
                 }
                 Ok(resp) => {
                     let status = resp.status();
-                    let err = RemoteError::Status { url: self.base.clone(), what: what.to_string(), status: status.as_u16() };
+                    let err = RemoteError::Status {
+                        url: self.base.clone(),
+                        what: what.to_string(),
+                        status: status.as_u16(),
+                    };
                     if !(status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) {
                         return Err(err);
                     }
@@ -127,7 +148,10 @@ impl HttpRemote {
 
     fn head(&self, url: &str, what: &str) -> Result<bool, RemoteError> {
         let t = self.opts.small_timeout;
-        Ok(matches!(self.send(what, &|| Ok(self.client.head(url).timeout(t)))?, Outcome::Done(_)))
+        Ok(matches!(
+            self.send(what, &|| Ok(self.client.head(url).timeout(t)))?,
+            Outcome::Done(_)
+        ))
     }
 }
 
@@ -165,7 +189,12 @@ impl Remote for HttpRemote {
                 Outcome::Absent => return Ok(false),
                 Outcome::Done(r) => r,
             };
-            let io = |op, source| RemoteError::Io { url: self.base.clone(), op, path: "(download)".into(), source };
+            let io = |op, source| RemoteError::Io {
+                url: self.base.clone(),
+                op,
+                path: "(download)".into(),
+                source,
+            };
             out.set_len(0).map_err(|e| io("truncate", e))?;
             out.seek(SeekFrom::Start(0)).map_err(|e| io("seek", e))?;
             let mut resp = resp;
@@ -183,12 +212,25 @@ impl Remote for HttpRemote {
         let t = self.opts.object_timeout + Duration::from_secs(size >> 20);
         let base = self.base.clone();
         let build = || -> Result<RequestBuilder, RemoteError> {
-            let f = File::open(path).map_err(|source| RemoteError::Io { url: base.clone(), op: "open", path: path.into(), source })?;
-            Ok(self.client.put(&url).timeout(t).body(reqwest::blocking::Body::sized(f, size)))
+            let f = File::open(path).map_err(|source| RemoteError::Io {
+                url: base.clone(),
+                op: "open",
+                path: path.into(),
+                source,
+            })?;
+            Ok(self
+                .client
+                .put(&url)
+                .timeout(t)
+                .body(reqwest::blocking::Body::sized(f, size)))
         };
         match self.send(&format!("PUT cas/{digest}"), &build)? {
             Outcome::Done(_) => Ok(()),
-            Outcome::Absent => Err(RemoteError::Status { url: self.base.clone(), what: format!("PUT cas/{digest}"), status: 404 }),
+            Outcome::Absent => Err(RemoteError::Status {
+                url: self.base.clone(),
+                what: format!("PUT cas/{digest}"),
+                status: 404,
+            }),
         }
     }
 
@@ -218,9 +260,15 @@ impl Remote for HttpRemote {
         let url = self.action_url(key);
         let t = self.opts.small_timeout;
         let what = format!("PUT ac/{key}");
-        match self.send(&what, &|| Ok(self.client.put(&url).timeout(t).body(bytes.to_vec())))? {
+        match self.send(&what, &|| {
+            Ok(self.client.put(&url).timeout(t).body(bytes.to_vec()))
+        })? {
             Outcome::Done(_) => Ok(()),
-            Outcome::Absent => Err(RemoteError::Status { url: self.base.clone(), what, status: 404 }),
+            Outcome::Absent => Err(RemoteError::Status {
+                url: self.base.clone(),
+                what,
+                status: 404,
+            }),
         }
     }
 }

@@ -28,8 +28,8 @@ use crate::digest::{ActionKey, Digest};
 use crate::error::StoreError;
 
 pub use result::{
-    decode_result, encode_result, generate_signing_key, read_signing_key, sign_result, verify_result, write_key_pair,
-    KeyError, PublicKey, Rejection, SigningKey, Trust,
+    decode_result, encode_result, generate_signing_key, read_signing_key, sign_result,
+    verify_result, write_key_pair, KeyError, PublicKey, Rejection, SigningKey, Trust,
 };
 pub use transfer::{Counters, TransferStats};
 
@@ -40,7 +40,11 @@ pub enum RemoteError {
     #[error("remote {url}: {message}")]
     Transport { url: String, message: String },
     #[error("remote {url}: {what} answered HTTP {status}")]
-    Status { url: String, what: String, status: u16 },
+    Status {
+        url: String,
+        what: String,
+        status: u16,
+    },
     #[error("remote {url}: {op} {path}: {source}")]
     Io {
         url: String,
@@ -50,9 +54,17 @@ pub enum RemoteError {
         source: std::io::Error,
     },
     #[error("remote {url}: object {digest} is corrupt: its content hashes to {actual}")]
-    Corrupt { url: String, digest: String, actual: String },
+    Corrupt {
+        url: String,
+        digest: String,
+        actual: String,
+    },
     #[error("remote {url}: object {digest} is malformed: {reason}")]
-    Malformed { url: String, digest: String, reason: String },
+    Malformed {
+        url: String,
+        digest: String,
+        reason: String,
+    },
     #[error("remote {url}: object {digest} is missing")]
     Missing { url: String, digest: String },
     #[error("not a remote URL: {url:?} ({reason}); use http://, https://, file:// or an absolute directory")]
@@ -69,7 +81,10 @@ impl RemoteError {
     /// True for errors that mean "the remote is unreachable or failing",
     /// as opposed to "this object is bad".
     pub fn is_transport(&self) -> bool {
-        matches!(self, RemoteError::Transport { .. } | RemoteError::Status { .. })
+        matches!(
+            self,
+            RemoteError::Transport { .. } | RemoteError::Status { .. }
+        )
     }
 }
 
@@ -99,13 +114,21 @@ pub trait Remote: Send + Sync {
 /// Open a remote from its URL: `http://` / `https://` base URLs, `file://`
 /// URLs and absolute (or relative) directory paths.
 pub fn open(url: &str) -> Result<Box<dyn Remote>, RemoteError> {
-    let bad = |reason: &str| RemoteError::BadUrl { url: url.to_string(), reason: reason.to_string() };
+    let bad = |reason: &str| RemoteError::BadUrl {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
     if url.starts_with("http://") || url.starts_with("https://") {
-        return Ok(Box::new(http::HttpRemote::new(url, http::HttpOptions::default())?));
+        return Ok(Box::new(http::HttpRemote::new(
+            url,
+            http::HttpOptions::default(),
+        )?));
     }
     if let Some(path) = url.strip_prefix("file://") {
         if !path.starts_with('/') {
-            return Err(bad("a file:// URL needs an absolute path (file:///srv/cache)"));
+            return Err(bad(
+                "a file:// URL needs an absolute path (file:///srv/cache)",
+            ));
         }
         return Ok(Box::new(dir::DirRemote::new(Path::new(path))?));
     }

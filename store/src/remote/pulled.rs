@@ -57,8 +57,13 @@ impl Store {
             )
             .optional()
         })?;
-        let Some((output, log, manifest, duration_ms, created, remote)) = row else { return Ok(None) };
-        let d = |s: &str| Digest::from_hex(s).map_err(|e| StoreError::Invalid(format!("remote_results row {key}: {e}")));
+        let Some((output, log, manifest, duration_ms, created, remote)) = row else {
+            return Ok(None);
+        };
+        let d = |s: &str| {
+            Digest::from_hex(s)
+                .map_err(|e| StoreError::Invalid(format!("remote_results row {key}: {e}")))
+        };
         Ok(Some((
             ActionResult {
                 output: TreeDigest(d(&output)?),

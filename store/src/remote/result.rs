@@ -77,23 +77,35 @@ pub enum KeyError {
         source: std::io::Error,
     },
     #[error("{what} {input:?}: {reason}")]
-    Bad { what: String, input: String, reason: String },
+    Bad {
+        what: String,
+        input: String,
+        reason: String,
+    },
 }
 
 impl PublicKey {
     /// Parse a public key: 64 hex characters or 44 characters of base64,
     /// optionally prefixed by `ed25519:`.
     pub fn parse(s: &str) -> Result<PublicKey, KeyError> {
-        let bad = |reason: &str| KeyError::Bad { what: "public key".into(), input: s.to_string(), reason: reason.to_string() };
+        let bad = |reason: &str| KeyError::Bad {
+            what: "public key".into(),
+            input: s.to_string(),
+            reason: reason.to_string(),
+        };
         let t = s.trim();
         let t = t.strip_prefix("ed25519:").unwrap_or(t);
         let bytes = if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
             hex::decode(t).map_err(|e| bad(&e.to_string()))?
         } else {
-            base64_decode(t).ok_or_else(|| bad("expected 64 hex characters or 44 characters of base64"))?
+            base64_decode(t)
+                .ok_or_else(|| bad("expected 64 hex characters or 44 characters of base64"))?
         };
-        let arr: [u8; 32] = bytes.try_into().map_err(|_| bad("an ed25519 public key is 32 bytes"))?;
-        ed25519_dalek::VerifyingKey::from_bytes(&arr).map_err(|_| bad("not a valid ed25519 point"))?;
+        let arr: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| bad("an ed25519 public key is 32 bytes"))?;
+        ed25519_dalek::VerifyingKey::from_bytes(&arr)
+            .map_err(|_| bad("not a valid ed25519 point"))?;
         Ok(PublicKey(arr))
     }
 
@@ -104,7 +116,10 @@ impl PublicKey {
             Err(e) => {
                 let p = Path::new(s);
                 if p.is_file() {
-                    let text = std::fs::read_to_string(p).map_err(|source| KeyError::Io { path: p.into(), source })?;
+                    let text = std::fs::read_to_string(p).map_err(|source| KeyError::Io {
+                        path: p.into(),
+                        source,
+                    })?;
                     PublicKey::parse(&text)
                 } else {
                     Err(e)
@@ -146,13 +161,17 @@ pub fn generate_signing_key() -> Result<SigningKey, KeyError> {
     let mut filled = 0;
     while filled < seed.len() {
         // SAFETY: writes at most the remaining length into the buffer.
-        let n = unsafe { libc::getrandom(seed[filled..].as_mut_ptr().cast(), seed.len() - filled, 0) };
+        let n =
+            unsafe { libc::getrandom(seed[filled..].as_mut_ptr().cast(), seed.len() - filled, 0) };
         if n < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            return Err(KeyError::Io { path: "getrandom(2)".into(), source: e });
+            return Err(KeyError::Io {
+                path: "getrandom(2)".into(),
+                source: e,
+            });
         }
         filled += n as usize;
     }
@@ -173,7 +192,12 @@ pub fn write_key_pair(key: &SigningKey, path: &Path) -> Result<PathBuf, KeyError
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(io(parent))?;
     }
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io(path))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))?;
     writeln!(f, "{SECRET_PREFIX}{}", hex::encode(key.0.to_bytes())).map_err(io(path))?;
     let mut pub_path = path.as_os_str().to_owned();
     pub_path.push(".pub");
@@ -184,9 +208,19 @@ pub fn write_key_pair(key: &SigningKey, path: &Path) -> Result<PathBuf, KeyError
 
 /// Read a secret key written by [`write_key_pair`].
 pub fn read_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io { path: path.into(), source })?;
-    let bad = |reason: &str| KeyError::Bad { what: "secret key file".into(), input: path.display().to_string(), reason: reason.into() };
-    let hexs = text.trim().strip_prefix(SECRET_PREFIX).ok_or_else(|| bad("expected `ed25519-secret:<64 hex>` (see cas keygen)"))?;
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let bad = |reason: &str| KeyError::Bad {
+        what: "secret key file".into(),
+        input: path.display().to_string(),
+        reason: reason.into(),
+    };
+    let hexs = text
+        .trim()
+        .strip_prefix(SECRET_PREFIX)
+        .ok_or_else(|| bad("expected `ed25519-secret:<64 hex>` (see cas keygen)"))?;
     let mut seed = [0u8; 32];
     hex::decode_to_slice(hexs, &mut seed).map_err(|e| bad(&e.to_string()))?;
     Ok(SigningKey::from_seed(seed))
@@ -205,7 +239,14 @@ pub fn encode_result(key: &ActionKey, r: &ActionResult) -> Vec<u8> {
 pub fn sign_result(key: &ActionKey, r: &ActionResult, signer: &SigningKey) -> Vec<u8> {
     let mut body = encode_result(key, r);
     let sig = signer.0.sign(&body);
-    body.extend_from_slice(format!("signature ed25519 {} {}\n", signer.public(), hex::encode(sig.to_bytes())).as_bytes());
+    body.extend_from_slice(
+        format!(
+            "signature ed25519 {} {}\n",
+            signer.public(),
+            hex::encode(sig.to_bytes())
+        )
+        .as_bytes(),
+    );
     body
 }
 
@@ -234,7 +275,9 @@ pub enum Rejection {
 }
 
 fn field<'a>(lines: &mut std::str::Split<'a, char>, name: &str) -> Result<&'a str, Rejection> {
-    let line = lines.next().ok_or_else(|| Rejection::Malformed(format!("missing `{name}`")))?;
+    let line = lines
+        .next()
+        .ok_or_else(|| Rejection::Malformed(format!("missing `{name}`")))?;
     line.strip_prefix(name)
         .and_then(|l| l.strip_prefix(' '))
         .ok_or_else(|| Rejection::Malformed(format!("expected `{name}`, found {line:?}")))
@@ -248,35 +291,57 @@ fn digest_field(lines: &mut std::str::Split<'_, char>, name: &str) -> Result<Dig
 /// Decode (strictly) without checking signatures.
 pub fn decode_result(bytes: &[u8]) -> Result<Decoded, Rejection> {
     if bytes.len() > MAX_RESULT_SIZE {
-        return Err(Rejection::Malformed(format!("{} bytes (at most {MAX_RESULT_SIZE})", bytes.len())));
+        return Err(Rejection::Malformed(format!(
+            "{} bytes (at most {MAX_RESULT_SIZE})",
+            bytes.len()
+        )));
     }
     let text = std::str::from_utf8(bytes).map_err(|_| Rejection::Malformed("not UTF-8".into()))?;
-    let body_text = text.strip_prefix(MAGIC).ok_or_else(|| Rejection::Malformed("does not start with `cas-action-result 1`".into()))?;
+    let body_text = text
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| Rejection::Malformed("does not start with `cas-action-result 1`".into()))?;
     let mut lines = body_text.split('\n');
     let key = ActionKey(digest_field(&mut lines, "key")?);
     let output = TreeDigest(digest_field(&mut lines, "output")?);
     let log = BlobDigest(digest_field(&mut lines, "log")?);
     let manifest = BlobDigest(digest_field(&mut lines, "manifest")?);
-    let duration_ms: u64 = field(&mut lines, "duration-ms")?.parse().map_err(|_| Rejection::Malformed("bad `duration-ms`".into()))?;
-    let created: i64 = field(&mut lines, "created")?.parse().map_err(|_| Rejection::Malformed("bad `created`".into()))?;
-    let result = ActionResult { output, log, duration_ms, created, manifest };
+    let duration_ms: u64 = field(&mut lines, "duration-ms")?
+        .parse()
+        .map_err(|_| Rejection::Malformed("bad `duration-ms`".into()))?;
+    let created: i64 = field(&mut lines, "created")?
+        .parse()
+        .map_err(|_| Rejection::Malformed("bad `created`".into()))?;
+    let result = ActionResult {
+        output,
+        log,
+        duration_ms,
+        created,
+        manifest,
+    };
     let body = encode_result(&key, &result);
     if !bytes.starts_with(&body) {
         return Err(Rejection::Malformed("not in canonical form".into()));
     }
-    let rest = std::str::from_utf8(&bytes[body.len()..]).map_err(|_| Rejection::Malformed("not UTF-8".into()))?;
+    let rest = std::str::from_utf8(&bytes[body.len()..])
+        .map_err(|_| Rejection::Malformed("not UTF-8".into()))?;
     let mut signatures = Vec::new();
     if !rest.is_empty() {
-        let rest = rest.strip_suffix('\n').ok_or_else(|| Rejection::Malformed("last line does not end with a newline".into()))?;
+        let rest = rest
+            .strip_suffix('\n')
+            .ok_or_else(|| Rejection::Malformed("last line does not end with a newline".into()))?;
         for line in rest.split('\n') {
             let parts: Vec<&str> = line.split(' ').collect();
-            let [ "signature", "ed25519", pk, sig ] = parts.as_slice() else {
+            let ["signature", "ed25519", pk, sig] = parts.as_slice() else {
                 return Err(Rejection::Malformed(format!("unexpected line {line:?}")));
             };
             let mut pkb = [0u8; 32];
             let mut sigb = [0u8; 64];
-            if pk.len() != 64 || sig.len() != 128 || hex::decode_to_slice(pk, &mut pkb).is_err() || hex::decode_to_slice(sig, &mut sigb).is_err()
-                || pk.bytes().any(|b| b.is_ascii_uppercase()) || sig.bytes().any(|b| b.is_ascii_uppercase())
+            if pk.len() != 64
+                || sig.len() != 128
+                || hex::decode_to_slice(pk, &mut pkb).is_err()
+                || hex::decode_to_slice(sig, &mut sigb).is_err()
+                || pk.bytes().any(|b| b.is_ascii_uppercase())
+                || sig.bytes().any(|b| b.is_ascii_uppercase())
             {
                 return Err(Rejection::Malformed(format!("bad signature line {line:?}")));
             }
@@ -286,7 +351,12 @@ pub fn decode_result(bytes: &[u8]) -> Result<Decoded, Rejection> {
             }
         }
     }
-    Ok(Decoded { key, result, body_len: body.len(), signatures })
+    Ok(Decoded {
+        key,
+        result,
+        body_len: body.len(),
+        signatures,
+    })
 }
 
 /// Which results a remote's answers are trusted for.
@@ -301,7 +371,11 @@ pub struct Trust {
 /// Decode and check the result stored under `key`: accepted when one
 /// signature by a trusted key verifies (or, with `trust.unsigned`, when no
 /// signature by a trusted key fails).
-pub fn verify_result(bytes: &[u8], key: &ActionKey, trust: &Trust) -> Result<ActionResult, Rejection> {
+pub fn verify_result(
+    bytes: &[u8],
+    key: &ActionKey,
+    trust: &Trust,
+) -> Result<ActionResult, Rejection> {
     let d = decode_result(bytes)?;
     if d.key != *key {
         return Err(Rejection::WrongKey(d.key.to_hex()));
@@ -313,7 +387,10 @@ pub fn verify_result(bytes: &[u8], key: &ActionKey, trust: &Trust) -> Result<Act
             continue;
         }
         let ok = ed25519_dalek::VerifyingKey::from_bytes(&pk.0)
-            .map(|vk| vk.verify(body, &ed25519_dalek::Signature::from_bytes(sig)).is_ok())
+            .map(|vk| {
+                vk.verify(body, &ed25519_dalek::Signature::from_bytes(sig))
+                    .is_ok()
+            })
             .unwrap_or(false);
         if ok {
             return Ok(d.result);
@@ -365,7 +442,10 @@ mod tests {
         assert!(lines[7].starts_with(&format!("signature ed25519 {} ", signer.public())));
         // Ed25519 is deterministic: the same seed and body give the same bytes.
         assert_eq!(bytes, sign_result(&key, &r, &signer));
-        let trust = Trust { keys: vec![signer.public()], unsigned: false };
+        let trust = Trust {
+            keys: vec![signer.public()],
+            unsigned: false,
+        };
         assert_eq!(verify_result(&bytes, &key, &trust).unwrap(), r);
     }
 
@@ -374,34 +454,75 @@ mod tests {
         let (key, r) = sample();
         let signer = SigningKey::from_seed([7u8; 32]);
         let other = SigningKey::from_seed([8u8; 32]);
-        let trusted = Trust { keys: vec![signer.public()], unsigned: false };
+        let trusted = Trust {
+            keys: vec![signer.public()],
+            unsigned: false,
+        };
         let unsigned = encode_result(&key, &r);
-        assert_eq!(verify_result(&unsigned, &key, &trusted), Err(Rejection::Unsigned));
-        assert!(verify_result(&unsigned, &key, &Trust { keys: vec![], unsigned: true }).is_ok());
+        assert_eq!(
+            verify_result(&unsigned, &key, &trusted),
+            Err(Rejection::Unsigned)
+        );
+        assert!(verify_result(
+            &unsigned,
+            &key,
+            &Trust {
+                keys: vec![],
+                unsigned: true
+            }
+        )
+        .is_ok());
         let by_other = sign_result(&key, &r, &other);
-        assert!(matches!(verify_result(&by_other, &key, &trusted), Err(Rejection::Untrusted(_))));
+        assert!(matches!(
+            verify_result(&by_other, &key, &trusted),
+            Err(Rejection::Untrusted(_))
+        ));
         // Altered body under a valid-looking trusted signature: forged.
         let mut forged = sign_result(&key, &r, &signer);
         let pos = forged.iter().position(|&b| b == b'\n').unwrap() + 10;
         forged[pos] = if forged[pos] == b'0' { b'1' } else { b'0' };
-        assert!(matches!(verify_result(&forged, &key, &trusted), Err(Rejection::WrongKey(_)) | Err(Rejection::BadSignature(_))));
+        assert!(matches!(
+            verify_result(&forged, &key, &trusted),
+            Err(Rejection::WrongKey(_)) | Err(Rejection::BadSignature(_))
+        ));
         let mut r2 = r.clone();
         r2.duration_ms = 1;
         let mut swapped = encode_result(&key, &r2);
         let good = sign_result(&key, &r, &signer);
         swapped.extend_from_slice(&good[encode_result(&key, &r).len()..]);
-        assert!(matches!(verify_result(&swapped, &key, &trusted), Err(Rejection::BadSignature(_))));
+        assert!(matches!(
+            verify_result(&swapped, &key, &trusted),
+            Err(Rejection::BadSignature(_))
+        ));
         // Trust-unsigned never accepts a bad trusted signature.
-        let lax = Trust { keys: vec![signer.public()], unsigned: true };
-        assert!(matches!(verify_result(&swapped, &key, &lax), Err(Rejection::BadSignature(_))));
+        let lax = Trust {
+            keys: vec![signer.public()],
+            unsigned: true,
+        };
+        assert!(matches!(
+            verify_result(&swapped, &key, &lax),
+            Err(Rejection::BadSignature(_))
+        ));
         // Another key's result replayed under this key.
         let other_key = ActionKey(Digest::of_bytes(b"other"));
-        assert!(matches!(verify_result(&good, &other_key, &trusted), Err(Rejection::WrongKey(_))));
+        assert!(matches!(
+            verify_result(&good, &other_key, &trusted),
+            Err(Rejection::WrongKey(_))
+        ));
         // Non-canonical forms.
         let mut padded = encode_result(&key, &r);
-        padded = String::from_utf8(padded).unwrap().replace("duration-ms 1234", "duration-ms 01234").into_bytes();
-        assert!(matches!(verify_result(&padded, &key, &lax), Err(Rejection::Malformed(_))));
-        assert!(matches!(verify_result(b"garbage", &key, &lax), Err(Rejection::Malformed(_))));
+        padded = String::from_utf8(padded)
+            .unwrap()
+            .replace("duration-ms 1234", "duration-ms 01234")
+            .into_bytes();
+        assert!(matches!(
+            verify_result(&padded, &key, &lax),
+            Err(Rejection::Malformed(_))
+        ));
+        assert!(matches!(
+            verify_result(b"garbage", &key, &lax),
+            Err(Rejection::Malformed(_))
+        ));
     }
 
     #[test]
@@ -418,7 +539,9 @@ mod tests {
         const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let mut s = String::new();
         for c in b.chunks(3) {
-            let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+            let n = (c[0] as u32) << 16
+                | (*c.get(1).unwrap_or(&0) as u32) << 8
+                | *c.get(2).unwrap_or(&0) as u32;
             for i in 0..4 {
                 if i <= c.len() {
                     s.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);

@@ -56,7 +56,11 @@ impl Counters {
 
 /// Run `f` on every item with up to `workers` threads; the first error stops
 /// the others from starting new items and is returned.
-fn parallel<T: Sync>(items: &[T], workers: usize, f: impl Fn(&T) -> Result<(), RemoteError> + Sync) -> Result<(), RemoteError> {
+fn parallel<T: Sync>(
+    items: &[T],
+    workers: usize,
+    f: impl Fn(&T) -> Result<(), RemoteError> + Sync,
+) -> Result<(), RemoteError> {
     if items.is_empty() {
         return Ok(());
     }
@@ -89,12 +93,21 @@ fn parallel<T: Sync>(items: &[T], workers: usize, f: impl Fn(&T) -> Result<(), R
 }
 
 fn store_err(remote: &dyn Remote) -> impl Fn(crate::error::StoreError) -> RemoteError + '_ {
-    move |source| RemoteError::Store { url: remote.url().to_string(), source: Box::new(source) }
+    move |source| RemoteError::Store {
+        url: remote.url().to_string(),
+        source: Box::new(source),
+    }
 }
 
 /// Download one object unless it is local; verify its digest (and, for a
 /// tree, its encoding) before it enters the store.
-pub fn fetch_object(store: &Store, remote: &dyn Remote, d: &Digest, is_tree: bool, counters: &Counters) -> Result<(), RemoteError> {
+pub fn fetch_object(
+    store: &Store,
+    remote: &dyn Remote,
+    d: &Digest,
+    is_tree: bool,
+    counters: &Counters,
+) -> Result<(), RemoteError> {
     if store.has_object(d) {
         return Ok(());
     }
@@ -102,17 +115,33 @@ pub fn fetch_object(store: &Store, remote: &dyn Remote, d: &Digest, is_tree: boo
     let mut guard = TmpGuard::new(store.tmp_path("pull"));
     let mut f: File = create_tmp_file(guard.path()).map_err(store_err(remote))?;
     if !remote.get_object(d, &mut f)? {
-        return Err(RemoteError::Missing { url: url(), digest: d.to_hex() });
+        return Err(RemoteError::Missing {
+            url: url(),
+            digest: d.to_hex(),
+        });
     }
-    let io = |op, source| RemoteError::Io { url: url(), op, path: guard.path().to_path_buf(), source };
+    let io = |op, source| RemoteError::Io {
+        url: url(),
+        op,
+        path: guard.path().to_path_buf(),
+        source,
+    };
     let (actual, size) = hash_file(&mut f).map_err(|e| io("read", e))?;
     if actual != *d {
-        return Err(RemoteError::Corrupt { url: url(), digest: d.to_hex(), actual: actual.to_hex() });
+        return Err(RemoteError::Corrupt {
+            url: url(),
+            digest: d.to_hex(),
+            actual: actual.to_hex(),
+        });
     }
     drop(f);
     if is_tree {
         let bytes = std::fs::read(guard.path()).map_err(|e| io("read", e))?;
-        Tree::decode(&bytes).map_err(|e| RemoteError::Malformed { url: url(), digest: d.to_hex(), reason: e.to_string() })?;
+        Tree::decode(&bytes).map_err(|e| RemoteError::Malformed {
+            url: url(),
+            digest: d.to_hex(),
+            reason: e.to_string(),
+        })?;
     }
     store.commit_tmp(&mut guard, d).map_err(store_err(remote))?;
     counters.downloaded_objects.fetch_add(1, Ordering::Relaxed);
@@ -123,7 +152,12 @@ pub fn fetch_object(store: &Store, remote: &dyn Remote, d: &Digest, is_tree: boo
 /// Make `tree` and everything below it local: missing trees level by level,
 /// then every missing blob, all in parallel. Objects already in the store
 /// are not downloaded again.
-pub fn fetch_tree(store: &Store, remote: &dyn Remote, tree: &TreeDigest, counters: &Counters) -> Result<(), RemoteError> {
+pub fn fetch_tree(
+    store: &Store,
+    remote: &dyn Remote,
+    tree: &TreeDigest,
+    counters: &Counters,
+) -> Result<(), RemoteError> {
     let _lock = store.lock_shared().map_err(store_err(remote))?;
     let mut seen: HashSet<Digest> = HashSet::new();
     let mut level = vec![tree.0];
@@ -131,14 +165,18 @@ pub fn fetch_tree(store: &Store, remote: &dyn Remote, tree: &TreeDigest, counter
     let mut blobs: Vec<Digest> = Vec::new();
     let mut seen_blobs: HashSet<Digest> = HashSet::new();
     while !level.is_empty() {
-        parallel(&level, WORKERS, |d| fetch_object(store, remote, d, true, counters))?;
+        parallel(&level, WORKERS, |d| {
+            fetch_object(store, remote, d, true, counters)
+        })?;
         let mut next = Vec::new();
         for d in &level {
             let t = store.get_tree(&TreeDigest(*d)).map_err(store_err(remote))?;
             for e in t.entries {
                 match e.kind {
                     EntryKind::Dir { digest } if seen.insert(digest.0) => next.push(digest.0),
-                    EntryKind::File { digest, .. } if !store.has_object(&digest.0) && seen_blobs.insert(digest.0) => {
+                    EntryKind::File { digest, .. }
+                        if !store.has_object(&digest.0) && seen_blobs.insert(digest.0) =>
+                    {
                         blobs.push(digest.0)
                     }
                     _ => {}
@@ -147,15 +185,24 @@ pub fn fetch_tree(store: &Store, remote: &dyn Remote, tree: &TreeDigest, counter
         }
         level = next;
     }
-    parallel(&blobs, WORKERS, |d| fetch_object(store, remote, d, false, counters))
+    parallel(&blobs, WORKERS, |d| {
+        fetch_object(store, remote, d, false, counters)
+    })
 }
 
 /// Everything an action result references: its output tree's closure, its
 /// log and its manifest.
-pub fn fetch_result_objects(store: &Store, remote: &dyn Remote, r: &ActionResult, counters: &Counters) -> Result<(), RemoteError> {
+pub fn fetch_result_objects(
+    store: &Store,
+    remote: &dyn Remote,
+    r: &ActionResult,
+    counters: &Counters,
+) -> Result<(), RemoteError> {
     fetch_tree(store, remote, &r.output, counters)?;
     let small = [r.log.0, r.manifest.0];
-    parallel(&small, 2, |d| fetch_object(store, remote, d, false, counters))
+    parallel(&small, 2, |d| {
+        fetch_object(store, remote, d, false, counters)
+    })
 }
 
 /// What a remote says about a key.
@@ -168,8 +215,15 @@ pub enum Lookup {
 }
 
 /// Ask a remote for the result of `key` and check it against `trust`.
-pub fn lookup_result(remote: &dyn Remote, key: &ActionKey, trust: &Trust, counters: &Counters) -> Result<Lookup, RemoteError> {
-    let Some(bytes) = remote.get_action(key)? else { return Ok(Lookup::Miss) };
+pub fn lookup_result(
+    remote: &dyn Remote,
+    key: &ActionKey,
+    trust: &Trust,
+    counters: &Counters,
+) -> Result<Lookup, RemoteError> {
+    let Some(bytes) = remote.get_action(key)? else {
+        return Ok(Lookup::Miss);
+    };
     counters.results_fetched.fetch_add(1, Ordering::Relaxed);
     Ok(match verify_result(&bytes, key, trust) {
         Ok(r) => Lookup::Hit(r),
@@ -207,7 +261,9 @@ pub fn push_result(
     let mut blobs: Vec<Digest> = Vec::new();
     let mut i = 0;
     while i < trees.len() {
-        let t = store.get_tree(&TreeDigest(trees[i])).map_err(store_err(remote))?;
+        let t = store
+            .get_tree(&TreeDigest(trees[i]))
+            .map_err(store_err(remote))?;
         for e in t.entries {
             match e.kind {
                 EntryKind::Dir { digest } if seen.insert(digest.0) => trees.push(digest.0),
@@ -234,12 +290,26 @@ pub fn push_result(
     };
     let upload = |d: &Digest| -> Result<(), RemoteError> {
         let path = store.object_path(d);
-        let mut f = File::open(&path).map_err(|source| RemoteError::Io { url: remote.url().into(), op: "open", path: path.clone(), source })?;
-        let (actual, size) = hash_file(&mut f).map_err(|source| RemoteError::Io { url: remote.url().into(), op: "read", path: path.clone(), source })?;
+        let mut f = File::open(&path).map_err(|source| RemoteError::Io {
+            url: remote.url().into(),
+            op: "open",
+            path: path.clone(),
+            source,
+        })?;
+        let (actual, size) = hash_file(&mut f).map_err(|source| RemoteError::Io {
+            url: remote.url().into(),
+            op: "read",
+            path: path.clone(),
+            source,
+        })?;
         if actual != *d {
             return Err(RemoteError::Store {
                 url: remote.url().into(),
-                source: Box::new(crate::error::StoreError::Corrupt { digest: d.to_hex(), actual: actual.to_hex(), path }),
+                source: Box::new(crate::error::StoreError::Corrupt {
+                    digest: d.to_hex(),
+                    actual: actual.to_hex(),
+                    path,
+                }),
             });
         }
         remote.put_object(d, &path, size)?;
@@ -251,7 +321,12 @@ pub fn push_result(
     parallel(&missing_blobs, WORKERS, upload)?;
     // Deepest trees first: a tree is never visible before its subtrees.
     let missing_trees = missing(&trees)?;
-    let order: Vec<Digest> = trees.iter().rev().filter(|d| missing_trees.contains(d)).copied().collect();
+    let order: Vec<Digest> = trees
+        .iter()
+        .rev()
+        .filter(|d| missing_trees.contains(d))
+        .copied()
+        .collect();
     for d in &order {
         upload(d)?;
     }
@@ -261,7 +336,9 @@ pub fn push_result(
     };
     remote.put_action(key, &bytes)?;
     counters.results_pushed.fetch_add(1, Ordering::Relaxed);
-    Ok(Pushed::Uploaded { objects: missing_blobs.len() + order.len() })
+    Ok(Pushed::Uploaded {
+        objects: missing_blobs.len() + order.len(),
+    })
 }
 
 #[cfg(test)]
@@ -286,22 +363,45 @@ mod tests {
         let a = Store::open(&t.path().join("a")).unwrap();
         let b = Store::open(&t.path().join("b")).unwrap();
         project(&t.path().join("in"));
-        let tree = a.ingest(&t.path().join("in"), IngestMode::Copy).unwrap().tree;
+        let tree = a
+            .ingest(&t.path().join("in"), IngestMode::Copy)
+            .unwrap()
+            .tree;
         let log = a.put_bytes(b"log").unwrap();
         let manifest = a.put_bytes(b"manifest").unwrap();
         let key = ActionKey(manifest.0);
-        let r = ActionResult { output: tree, log, duration_ms: 5, created: 7, manifest };
+        let r = ActionResult {
+            output: tree,
+            log,
+            duration_ms: 5,
+            created: 7,
+            manifest,
+        };
         a.action_put(&key, &r).unwrap();
         let remote = DirRemote::new(&t.path().join("remote")).unwrap();
         let signer = SigningKey::from_seed([3; 32]);
         let c = Counters::default();
-        assert!(matches!(push_result(&a, &remote, &key, &r, Some(&signer), &c).unwrap(), Pushed::Uploaded { .. }));
-        assert_eq!(push_result(&a, &remote, &key, &r, Some(&signer), &c).unwrap(), Pushed::AlreadyThere);
+        assert!(matches!(
+            push_result(&a, &remote, &key, &r, Some(&signer), &c).unwrap(),
+            Pushed::Uploaded { .. }
+        ));
+        assert_eq!(
+            push_result(&a, &remote, &key, &r, Some(&signer), &c).unwrap(),
+            Pushed::AlreadyThere
+        );
         // Unsigned is refused without trust; the signed result is accepted.
         let none = Trust::default();
-        assert!(matches!(lookup_result(&remote, &key, &none, &c).unwrap(), Lookup::Rejected(Rejection::Untrusted(_))));
-        let trust = Trust { keys: vec![signer.public()], unsigned: false };
-        let Lookup::Hit(got) = lookup_result(&remote, &key, &trust, &c).unwrap() else { panic!("no hit") };
+        assert!(matches!(
+            lookup_result(&remote, &key, &none, &c).unwrap(),
+            Lookup::Rejected(Rejection::Untrusted(_))
+        ));
+        let trust = Trust {
+            keys: vec![signer.public()],
+            unsigned: false,
+        };
+        let Lookup::Hit(got) = lookup_result(&remote, &key, &trust, &c).unwrap() else {
+            panic!("no hit")
+        };
         assert_eq!(got, r);
         let c2 = Counters::default();
         fetch_result_objects(&b, &remote, &got, &c2).unwrap();
@@ -319,16 +419,36 @@ mod tests {
         let a = Store::open(&t.path().join("a")).unwrap();
         let b = Store::open(&t.path().join("b")).unwrap();
         project(&t.path().join("in"));
-        let tree = a.ingest(&t.path().join("in"), IngestMode::Copy).unwrap().tree;
+        let tree = a
+            .ingest(&t.path().join("in"), IngestMode::Copy)
+            .unwrap()
+            .tree;
         let remote = DirRemote::new(&t.path().join("remote")).unwrap();
         let manifest = a.put_bytes(b"m").unwrap();
-        let r = ActionResult { output: tree, log: manifest, duration_ms: 0, created: 0, manifest };
-        push_result(&a, &remote, &ActionKey(manifest.0), &r, None, &Counters::default()).unwrap();
+        let r = ActionResult {
+            output: tree,
+            log: manifest,
+            duration_ms: 0,
+            created: 0,
+            manifest,
+        };
+        push_result(
+            &a,
+            &remote,
+            &ActionKey(manifest.0),
+            &r,
+            None,
+            &Counters::default(),
+        )
+        .unwrap();
         let one = BlobDigest(Digest::of_bytes(b"one\n"));
         let p = t.path().join("remote/cas").join(one.to_hex());
         std::fs::write(&p, b"evil\n").unwrap();
         let err = fetch_tree(&b, &remote, &tree, &Counters::default()).unwrap_err();
-        assert!(matches!(&err, RemoteError::Corrupt { digest, .. } if *digest == one.to_hex()), "{err}");
+        assert!(
+            matches!(&err, RemoteError::Corrupt { digest, .. } if *digest == one.to_hex()),
+            "{err}"
+        );
         assert!(err.to_string().contains(&one.to_hex()));
         assert!(!b.has_blob(&one));
         assert!(b.verify(false).unwrap().is_consistent());

@@ -66,7 +66,9 @@ fn print_json(v: &impl serde::Serialize) -> Result<(), Failure> {
 }
 
 fn build_options(global: &Global, offline: bool) -> Result<BuildOptions, Failure> {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     Ok(BuildOptions {
         jobs: global.jobs(),
         max_jobs: cores,
@@ -83,10 +85,17 @@ pub fn run_check(global: &Global, args: CheckArgs) -> CmdResult {
     let store = open_store(global)?;
     cas_sandbox::check_available().map_err(err)?;
     let opts = build_options(global, args.offline)?;
-    crate::commands::source::prepare_build(&store, &loaded, &opts.mirrors, global.jobs(), args.offline)?;
+    crate::commands::source::prepare_build(
+        &store,
+        &loaded,
+        &opts.mirrors,
+        global.jobs(),
+        args.offline,
+    )?;
     let target = loaded.targets[0];
     let console = Console::new(loaded.closure(&loaded.targets).len());
-    let report = cas_audit::check::check(&store, &loaded, target, args.deep, &opts, &console, &STOP);
+    let report =
+        cas_audit::check::check(&store, &loaded, target, args.deep, &opts, &console, &STOP);
     console.finish();
     let report = report.map_err(err)?;
     if global.json {
@@ -94,7 +103,11 @@ pub fn run_check(global: &Global, args: CheckArgs) -> CmdResult {
     } else {
         print!("{}", cas_audit::check::render(&report));
     }
-    Ok(if report.identical { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.identical {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn is_digest(s: &str) -> bool {
@@ -105,7 +118,8 @@ fn is_digest(s: &str) -> bool {
 /// an element (its cached output).
 fn resolve(global: &Global, store: &Store, arg: &str) -> Result<TreeDigest, Failure> {
     if is_digest(arg) {
-        let d = Digest::from_hex(&arg.to_ascii_lowercase()).map_err(|e| Failure::invalid(miette::miette!("{e}")))?;
+        let d = Digest::from_hex(&arg.to_ascii_lowercase())
+            .map_err(|e| Failure::invalid(miette::miette!("{e}")))?;
         if let Some(r) = store.action_get(&ActionKey(d)).map_err(err)? {
             return Ok(r.output);
         }
@@ -123,10 +137,17 @@ fn resolve(global: &Global, store: &Store, arg: &str) -> Result<TreeDigest, Fail
     let mirrors = crate::commands::source::mirrors(global)?;
     let plan = cas_build::plan(store, &loaded, &loaded.targets, &mirrors).map_err(err)?;
     let id = loaded.targets[0];
-    let row = plan.into_iter().find(|p| p.id == id).ok_or_else(|| err("target not planned"))?;
+    let row = plan
+        .into_iter()
+        .find(|p| p.id == id)
+        .ok_or_else(|| err("target not planned"))?;
     row.output.ok_or_else(|| {
         let name = &loaded.element(id).name;
-        Failure::failed(miette::miette!(help = format!("run `cas build {name}` first"), "{name} is not built (state: {})", row.state.name()))
+        Failure::failed(miette::miette!(
+            help = format!("run `cas build {name}` first"),
+            "{name} is not built (state: {})",
+            row.state.name()
+        ))
     })
 }
 
@@ -137,7 +158,9 @@ pub fn run_diff(global: &Global, args: DiffArgs) -> CmdResult {
     if args.diffoscope {
         return diffoscope(&store, &a, &b);
     }
-    let opts = cas_audit::diff::DiffOptions { content: !args.no_content };
+    let opts = cas_audit::diff::DiffOptions {
+        content: !args.no_content,
+    };
     let d = cas_audit::diff::diff_trees(&store, &a, &b, opts).map_err(err)?;
     if global.json {
         print_json(&d)?;
@@ -146,7 +169,11 @@ pub fn run_diff(global: &Global, args: DiffArgs) -> CmdResult {
     } else {
         print!("{}", cas_audit::diff::render(&d));
     }
-    Ok(if d.identical { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if d.identical {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn diffoscope(store: &Store, a: &TreeDigest, b: &TreeDigest) -> CmdResult {
@@ -159,13 +186,25 @@ fn diffoscope(store: &Store, a: &TreeDigest, b: &TreeDigest) -> CmdResult {
             "diffoscope is not installed (not found in PATH)"
         )));
     }
-    let tmp = store.root().join("tmp").join(format!("diffoscope.{}", std::process::id()));
+    let tmp = store
+        .root()
+        .join("tmp")
+        .join(format!("diffoscope.{}", std::process::id()));
     let (da, db) = (tmp.join("a"), tmp.join("b"));
-    std::fs::create_dir_all(&tmp).map_err(|e| err(format!("cannot create {}: {e}", tmp.display())))?;
+    std::fs::create_dir_all(&tmp)
+        .map_err(|e| err(format!("cannot create {}: {e}", tmp.display())))?;
     let run = || -> CmdResult {
-        store.materialize(a, &da, cas_store::Method::ReflinkOrCopy).map_err(err)?;
-        store.materialize(b, &db, cas_store::Method::ReflinkOrCopy).map_err(err)?;
-        let status = std::process::Command::new("diffoscope").arg(&da).arg(&db).status().map_err(|e| err(format!("cannot run diffoscope: {e}")))?;
+        store
+            .materialize(a, &da, cas_store::Method::ReflinkOrCopy)
+            .map_err(err)?;
+        store
+            .materialize(b, &db, cas_store::Method::ReflinkOrCopy)
+            .map_err(err)?;
+        let status = std::process::Command::new("diffoscope")
+            .arg(&da)
+            .arg(&db)
+            .status()
+            .map_err(|e| err(format!("cannot run diffoscope: {e}")))?;
         Ok(match status.code() {
             Some(0) => ExitCode::SUCCESS,
             Some(1) => ExitCode::from(1),
@@ -205,13 +244,21 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
 
 pub fn run_explain(global: &Global, args: ExplainArgs) -> CmdResult {
     let against = match &args.against {
-        Some(k) if is_digest(k) => Some(ActionKey(Digest::from_hex(&k.to_ascii_lowercase()).map_err(|e| Failure::invalid(miette::miette!("{e}")))?)),
-        Some(k) => return Err(Failure::invalid(miette::miette!("--against {k}: not an action key (64 hex digits)"))),
+        Some(k) if is_digest(k) => Some(ActionKey(
+            Digest::from_hex(&k.to_ascii_lowercase())
+                .map_err(|e| Failure::invalid(miette::miette!("{e}")))?,
+        )),
+        Some(k) => {
+            return Err(Failure::invalid(miette::miette!(
+                "--against {k}: not an action key (64 hex digits)"
+            )))
+        }
         None => None,
     };
     let loaded = load_or_report(std::slice::from_ref(&args.target))?;
     let store = open_store(global)?;
-    let report = cas_audit::explain::explain(&store, &loaded, loaded.targets[0], against.as_ref()).map_err(err)?;
+    let report = cas_audit::explain::explain(&store, &loaded, loaded.targets[0], against.as_ref())
+        .map_err(err)?;
     if global.json {
         print_json(&report)?;
     } else {
@@ -223,11 +270,16 @@ pub fn run_explain(global: &Global, args: ExplainArgs) -> CmdResult {
 pub fn run_challenge(global: &Global, args: ChallengeArgs) -> CmdResult {
     let loaded = load_or_report(std::slice::from_ref(&args.target))?;
     let store = open_store(global)?;
-    let report = cas_audit::challenge::challenge(&store, &loaded, loaded.targets[0], &args.remote).map_err(err)?;
+    let report = cas_audit::challenge::challenge(&store, &loaded, loaded.targets[0], &args.remote)
+        .map_err(err)?;
     if global.json {
         print_json(&report)?;
     } else {
         print!("{}", cas_audit::challenge::render(&report));
     }
-    Ok(if report.disagree == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.disagree == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -64,7 +64,12 @@ fn install_sigint() {
 
 pub fn open_store(global: &Global) -> Result<Store, Failure> {
     let dir = global.store_dir();
-    Store::open(&dir).map_err(|e| Failure::failed(miette::miette!("cannot open the store {}: {e}", dir.display())))
+    Store::open(&dir).map_err(|e| {
+        Failure::failed(miette::miette!(
+            "cannot open the store {}: {e}",
+            dir.display()
+        ))
+    })
 }
 
 pub fn run_build(global: &Global, args: BuildArgs) -> CmdResult {
@@ -76,7 +81,9 @@ pub fn run_build(global: &Global, args: BuildArgs) -> CmdResult {
     install_sigint();
     // Sources first: all missing ones named when offline, else fetched in parallel, each once.
     crate::commands::source::prepare_build(&store, &loaded, &mirrors, global.jobs(), args.offline)?;
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let opts = BuildOptions {
         jobs: global.jobs(),
         max_jobs: cores,
@@ -92,7 +99,8 @@ pub fn run_build(global: &Global, args: BuildArgs) -> CmdResult {
         .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     console.finish();
     if global.json {
-        let json = serde_json::to_string(&report).map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+        let json =
+            serde_json::to_string(&report).map_err(|e| Failure::failed(miette::miette!("{e}")))?;
         println!("{json}");
     }
     let secs = console.elapsed().as_secs_f64();
@@ -103,7 +111,11 @@ pub fn run_build(global: &Global, args: BuildArgs) -> CmdResult {
         report.cached,
         report.pulled,
         report.failed,
-        if report.skipped > 0 { format!(", {} not run", report.skipped) } else { String::new() },
+        if report.skipped > 0 {
+            format!(", {} not run", report.skipped)
+        } else {
+            String::new()
+        },
     );
     crate::commands::remote::print_summary(&report);
     if STOP.load(Ordering::SeqCst) {
@@ -126,13 +138,19 @@ pub fn run_build(global: &Global, args: BuildArgs) -> CmdResult {
 }
 
 /// The planned state of a single target, which must be cached.
-fn cached_output(global: &Global, target: &PathBuf) -> Result<(Store, Loaded, cas_build::Planned), Failure> {
+fn cached_output(
+    global: &Global,
+    target: &PathBuf,
+) -> Result<(Store, Loaded, cas_build::Planned), Failure> {
     let loaded = load_or_report(std::slice::from_ref(target))?;
     let store = open_store(global)?;
     let plan = cas_build::plan(&store, &loaded, &loaded.targets, &Mirrors::new())
         .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     let id = loaded.targets[0];
-    let row = plan.into_iter().find(|p| p.id == id).ok_or_else(|| Failure::failed(miette::miette!("target not planned")))?;
+    let row = plan
+        .into_iter()
+        .find(|p| p.id == id)
+        .ok_or_else(|| Failure::failed(miette::miette!("target not planned")))?;
     if row.output.is_none() {
         let name = &loaded.element(id).name;
         return Err(Failure::failed(miette::miette!(
@@ -148,7 +166,11 @@ pub fn run_checkout(global: &Global, args: CheckoutArgs) -> CmdResult {
     let (store, loaded, row) = cached_output(global, &args.target)?;
     let output = row.output.expect("checked");
     crate::commands::remote::ensure_local(global, &args.remote, &store, &output)?;
-    let method = if args.hardlinks { Method::Hardlink } else { Method::ReflinkOrCopy };
+    let method = if args.hardlinks {
+        Method::Hardlink
+    } else {
+        Method::ReflinkOrCopy
+    };
     let used = store
         .materialize(&output, &args.dir, method)
         .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
@@ -159,7 +181,11 @@ pub fn run_checkout(global: &Global, args: CheckoutArgs) -> CmdResult {
             serde_json::json!({"name": name, "output": output.to_hex(), "dir": args.dir, "method": used.to_string()})
         );
     } else {
-        eprintln!("checked out {name} ({}) into {} using {used}", &output.to_hex()[..12], args.dir.display());
+        eprintln!(
+            "checked out {name} ({}) into {} using {used}",
+            &output.to_hex()[..12],
+            args.dir.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -170,8 +196,15 @@ pub fn run_log(global: &Global, args: LogArgs) -> CmdResult {
     let result = store
         .action_get(&key)
         .map_err(|e| Failure::failed(miette::miette!("{e}")))?
-        .ok_or_else(|| Failure::failed(miette::miette!("no result for {}", loaded.element(row.id).name)))?;
-    let log = store.read_blob(&result.log).map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+        .ok_or_else(|| {
+            Failure::failed(miette::miette!(
+                "no result for {}",
+                loaded.element(row.id).name
+            ))
+        })?;
+    let log = store
+        .read_blob(&result.log)
+        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     use std::io::Write;
     let _ = std::io::stdout().write_all(&log);
     Ok(ExitCode::SUCCESS)

@@ -54,30 +54,41 @@ fn invalid(msg: String) -> Failure {
 
 /// The remotes of a command: configured ones first, then `--remote`s.
 /// `push_all`: every remote may be pushed to (`cas push`).
-pub fn remotes(global: &Global, flags: &RemoteFlags, push_all: bool) -> Result<Option<Arc<Remotes>>, Failure> {
+pub fn remotes(
+    global: &Global,
+    flags: &RemoteFlags,
+    push_all: bool,
+) -> Result<Option<Arc<Remotes>>, Failure> {
     if flags.no_remotes {
         return Ok(None);
     }
-    let config = cas_format::config::load_user_config(global.config.as_deref()).map_err(|diags| {
-        for e in &diags.errors {
-            eprintln!("{:?}", miette::Report::new(e.clone()));
-        }
-        Failure::Silent(2)
-    })?;
+    let config =
+        cas_format::config::load_user_config(global.config.as_deref()).map_err(|diags| {
+            for e in &diags.errors {
+                eprintln!("{:?}", miette::Report::new(e.clone()));
+            }
+            Failure::Silent(2)
+        })?;
     let key_path = flags.signing_key.clone().or(config.signing_key.clone());
     let signer: Option<SigningKey> = match &key_path {
         Some(p) => match cas_store::remote::read_signing_key(p) {
             Ok(k) => Some(k),
             // The configured key is only needed to push.
             Err(e) if flags.signing_key.is_some() || flags.push || push_all => {
-                return Err(invalid(format!("cannot read the signing key: {e} (create one with `cas keygen`)")))
+                return Err(invalid(format!(
+                    "cannot read the signing key: {e} (create one with `cas keygen`)"
+                )))
             }
             Err(_) => None,
         },
         None => None,
     };
     let parse_keys = |keys: &[String]| -> Result<Vec<PublicKey>, Failure> {
-        keys.iter().map(|k| PublicKey::parse_or_read(k).map_err(|e| invalid(format!("bad trusted key: {e}")))).collect()
+        keys.iter()
+            .map(|k| {
+                PublicKey::parse_or_read(k).map_err(|e| invalid(format!("bad trusted key: {e}")))
+            })
+            .collect()
     };
     let mut specs = Vec::new();
     for r in &config.remotes {
@@ -86,7 +97,10 @@ pub fn remotes(global: &Global, flags: &RemoteFlags, push_all: bool) -> Result<O
         specs.push(RemoteSpec {
             url: r.url.clone(),
             push: r.push && (flags.push || push_all),
-            trust: Trust { keys, unsigned: r.trust_unsigned },
+            trust: Trust {
+                keys,
+                unsigned: r.trust_unsigned,
+            },
         });
     }
     let mut flag_keys = parse_keys(&flags.trusted_keys)?;
@@ -95,7 +109,10 @@ pub fn remotes(global: &Global, flags: &RemoteFlags, push_all: bool) -> Result<O
         specs.push(RemoteSpec {
             url: url.clone(),
             push: flags.push || push_all,
-            trust: Trust { keys: flag_keys.clone(), unsigned: flags.trust_unsigned },
+            trust: Trust {
+                keys: flag_keys.clone(),
+                unsigned: flags.trust_unsigned,
+            },
         });
     }
     if specs.is_empty() {
@@ -113,7 +130,9 @@ pub fn run(global: &Global, name: &str, args: Args) -> CmdResult {
         "keygen" => keygen(global, args),
         "push" => push(global, args),
         "pull" => pull(global, args),
-        other => Err(Failure::failed(miette::miette!("unknown remote command {other}"))),
+        other => Err(Failure::failed(miette::miette!(
+            "unknown remote command {other}"
+        ))),
     }
 }
 
@@ -123,19 +142,38 @@ fn default_key_path() -> Option<PathBuf> {
 
 fn keygen(global: &Global, args: Args) -> CmdResult {
     if !args.targets.is_empty() {
-        return Err(invalid("cas keygen takes no targets (use --out FILE)".into()));
+        return Err(invalid(
+            "cas keygen takes no targets (use --out FILE)".into(),
+        ));
     }
-    let path = args.out.or_else(default_key_path).ok_or_else(|| invalid("no home directory: pass --out FILE".into()))?;
-    let key = cas_store::remote::generate_signing_key().map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    let path = args
+        .out
+        .or_else(default_key_path)
+        .ok_or_else(|| invalid("no home directory: pass --out FILE".into()))?;
+    let key = cas_store::remote::generate_signing_key()
+        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     let public = cas_store::remote::write_key_pair(&key, &path).map_err(|e| {
-        Failure::failed(miette::miette!(help = "an existing key is never overwritten: choose another --out", "{e}"))
+        Failure::failed(miette::miette!(
+            help = "an existing key is never overwritten: choose another --out",
+            "{e}"
+        ))
     })?;
     if global.json {
-        println!("{}", serde_json::json!({"secret": path, "public": public, "key": key.public().to_string()}));
+        println!(
+            "{}",
+            serde_json::json!({"secret": path, "public": public, "key": key.public().to_string()})
+        );
     } else {
         println!("{}", key.public());
-        eprintln!("wrote the secret key {} and the public key {}", path.display(), public.display());
-        eprintln!("trust it with `trusted-keys: [\"{}\"]` in a remote of the configuration", key.public());
+        eprintln!(
+            "wrote the secret key {} and the public key {}",
+            path.display(),
+            public.display()
+        );
+        eprintln!(
+            "trust it with `trusted-keys: [\"{}\"]` in a remote of the configuration",
+            key.public()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -153,15 +191,23 @@ fn push(global: &Global, args: Args) -> CmdResult {
     let store = open_store(global)?;
     let remotes = remotes(global, &args.remote, true)?
         .ok_or_else(|| invalid("no remote: pass --remote URL or configure `remotes:`".into()))?;
-    let plan = cas_build::plan(&store, &loaded, &loaded.targets, &cas_sources::Mirrors::new())
-        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    let plan = cas_build::plan(
+        &store,
+        &loaded,
+        &loaded.targets,
+        &cas_sources::Mirrors::new(),
+    )
+    .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     let say = |m: &str| eprintln!("{m}");
     let mut not_built = Vec::new();
     let mut pushed = 0usize;
     for row in &plan {
         let name = &loaded.element(row.id).name;
         let result = match row.key {
-            Some(k) => store.action_get(&k).map_err(|e| Failure::failed(miette::miette!("{e}")))?.map(|r| (k, r)),
+            Some(k) => store
+                .action_get(&k)
+                .map_err(|e| Failure::failed(miette::miette!("{e}")))?
+                .map(|r| (k, r)),
             None => None,
         };
         let Some((key, result)) = result else {
@@ -182,9 +228,16 @@ fn push(global: &Global, args: Args) -> CmdResult {
         "pushed {pushed} result(s): {} object(s) uploaded, {} failure(s){}",
         summary.transfers.uploaded_objects,
         summary.push_failures.len(),
-        if not_built.is_empty() { String::new() } else { format!("; not built: {}", not_built.join(", ")) }
+        if not_built.is_empty() {
+            String::new()
+        } else {
+            format!("; not built: {}", not_built.join(", "))
+        }
     );
-    let targets_missing = loaded.targets.iter().any(|t| not_built.contains(&loaded.element(*t).name));
+    let targets_missing = loaded
+        .targets
+        .iter()
+        .any(|t| not_built.contains(&loaded.element(*t).name));
     if !summary.push_failures.is_empty() || targets_missing {
         return Ok(ExitCode::from(1));
     }
@@ -208,11 +261,21 @@ fn pull(global: &Global, args: Args) -> CmdResult {
     let store = open_store(global)?;
     let remotes = remotes(global, &args.remote, false)?
         .ok_or_else(|| invalid("no remote: pass --remote URL or configure `remotes:`".into()))?;
-    let rows = cas_build::remote::pull(&store, &loaded, &loaded.targets, &remotes, &cas_sources::Mirrors::new(), &Stderr)
-        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    let rows = cas_build::remote::pull(
+        &store,
+        &loaded,
+        &loaded.targets,
+        &remotes,
+        &cas_sources::Mirrors::new(),
+        &Stderr,
+    )
+    .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     let summary = remotes.summary();
     if global.json {
-        println!("{}", serde_json::json!({"elements": rows, "transfers": summary.transfers}));
+        println!(
+            "{}",
+            serde_json::json!({"elements": rows, "transfers": summary.transfers})
+        );
     }
     let missing: Vec<&str> = loaded
         .targets
@@ -224,9 +287,17 @@ fn pull(global: &Global, args: Args) -> CmdResult {
         "{} object(s) downloaded ({} bytes){}",
         summary.transfers.downloaded_objects,
         summary.transfers.downloaded_bytes,
-        if missing.is_empty() { String::new() } else { format!("; not in any remote: {}", missing.join(", ")) }
+        if missing.is_empty() {
+            String::new()
+        } else {
+            format!("; not in any remote: {}", missing.join(", "))
+        }
     );
-    Ok(if missing.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if missing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// The remote part of `cas build`'s summary (stderr).
@@ -244,7 +315,12 @@ pub fn print_summary(report: &cas_build::BuildReport) {
 
 /// Before `cas checkout`: an output known only from a pulled result is
 /// downloaded (verified) from the remotes first.
-pub fn ensure_local(global: &Global, flags: &RemoteFlags, store: &cas_store::Store, tree: &cas_store::TreeDigest) -> Result<(), Failure> {
+pub fn ensure_local(
+    global: &Global,
+    flags: &RemoteFlags,
+    store: &cas_store::Store,
+    tree: &cas_store::TreeDigest,
+) -> Result<(), Failure> {
     if store.has_closure(tree) {
         return Ok(());
     }
@@ -254,5 +330,7 @@ pub fn ensure_local(global: &Global, flags: &RemoteFlags, store: &cas_store::Sto
             "the output {tree} was pulled from a remote but is not in the local store"
         )));
     };
-    remotes.fetch_tree_anywhere(store, tree).map_err(|e| Failure::failed(miette::miette!("cannot download the output {tree}: {e}")))
+    remotes
+        .fetch_tree_anywhere(store, tree)
+        .map_err(|e| Failure::failed(miette::miette!("cannot download the output {tree}: {e}")))
 }

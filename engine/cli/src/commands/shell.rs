@@ -24,8 +24,12 @@ pub struct Args {
 pub fn run(global: &Global, _name: &str, args: Args) -> CmdResult {
     let store = open_store(global)?;
     let (target, reopen) = if args.failed {
-        let failed = FailedBuild::load(store.root())
-            .ok_or_else(|| Failure::failed(miette::miette!("no failed build is recorded in {}", store.root().display())))?;
+        let failed = FailedBuild::load(store.root()).ok_or_else(|| {
+            Failure::failed(miette::miette!(
+                "no failed build is recorded in {}",
+                store.root().display()
+            ))
+        })?;
         if !failed.dir.exists() {
             return Err(Failure::failed(miette::miette!(
                 "the build directory of {} is gone: {}",
@@ -33,7 +37,11 @@ pub fn run(global: &Global, _name: &str, args: Args) -> CmdResult {
                 failed.dir.display()
             )));
         }
-        eprintln!("reopening the failed build of {} in {}", failed.element, failed.dir.display());
+        eprintln!(
+            "reopening the failed build of {} in {}",
+            failed.element,
+            failed.dir.display()
+        );
         (failed.element_file, Some(failed.dir))
     } else {
         (args.target.expect("clap requires a target"), None)
@@ -45,8 +53,14 @@ pub fn run(global: &Global, _name: &str, args: Args) -> CmdResult {
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
     }
-    let outcome = cas_build::shell(&store, &loaded, loaded.targets[0], reopen.as_deref(), &cas_sources::Mirrors::new())
-        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    let outcome = cas_build::shell(
+        &store,
+        &loaded,
+        loaded.targets[0],
+        reopen.as_deref(),
+        &cas_sources::Mirrors::new(),
+    )
+    .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     Ok(match outcome.status {
         cas_sandbox::Status::Exited(c) => ExitCode::from(c.clamp(0, 255) as u8),
         cas_sandbox::Status::Signaled(_) => ExitCode::from(1),

@@ -30,8 +30,12 @@ pub struct GraphArgs {
 
 /// Load the targets, or print every diagnostic and fail with exit code 2.
 pub fn load_or_report(targets: &[PathBuf]) -> Result<Loaded, Failure> {
-    let cwd = std::env::current_dir().map_err(|e| Failure::failed(miette::miette!("cannot read the working directory: {e}")))?;
-    let targets: Vec<String> = targets.iter().map(|t| t.to_string_lossy().into_owned()).collect();
+    let cwd = std::env::current_dir()
+        .map_err(|e| Failure::failed(miette::miette!("cannot read the working directory: {e}")))?;
+    let targets: Vec<String> = targets
+        .iter()
+        .map(|t| t.to_string_lossy().into_owned())
+        .collect();
     cas_format::load(&targets, &cwd).map_err(|diags| {
         for e in &diags.errors {
             eprintln!("{:?}", miette::Report::new(e.clone()));
@@ -59,14 +63,25 @@ pub fn rows<'a>(loaded: &'a Loaded, cwd: &Path) -> Vec<ShowRow<'a>> {
         .into_iter()
         .map(|id| {
             let element = loaded.element(id);
-            let file = element.file.strip_prefix(cwd).unwrap_or(&element.file).to_string_lossy().into_owned();
-            ShowRow { element, file, extra: Vec::new() }
+            let file = element
+                .file
+                .strip_prefix(cwd)
+                .unwrap_or(&element.file)
+                .to_string_lossy()
+                .into_owned();
+            ShowRow {
+                element,
+                file,
+                extra: Vec::new(),
+            }
         })
         .collect()
 }
 
 fn names(loaded: &Loaded, ids: &[ElementId]) -> Vec<String> {
-    ids.iter().map(|&id| loaded.element(id).name.clone()).collect()
+    ids.iter()
+        .map(|&id| loaded.element(id).name.clone())
+        .collect()
 }
 
 /// The human table: name, kind, extra columns, file, dependencies; aligned.
@@ -78,7 +93,11 @@ pub fn render_table(loaded: &Loaded, rows: &[ShowRow]) -> String {
         c.extend(r.extra.iter().map(|(_, v)| v.clone()));
         c.push(r.file.clone());
         let mut deps = Vec::new();
-        for (label, list) in [("build", &e.build_depends), ("depends", &e.depends), ("runtime", &e.runtime_depends)] {
+        for (label, list) in [
+            ("build", &e.build_depends),
+            ("depends", &e.depends),
+            ("runtime", &e.runtime_depends),
+        ] {
             if !list.is_empty() {
                 deps.push(format!("{label}: {}", names(loaded, list).join(", ")));
             }
@@ -87,7 +106,9 @@ pub fn render_table(loaded: &Loaded, rows: &[ShowRow]) -> String {
         cols.push(c);
     }
     let n = cols.first().map(Vec::len).unwrap_or(0);
-    let widths: Vec<usize> = (0..n).map(|i| cols.iter().map(|c| c[i].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..n)
+        .map(|i| cols.iter().map(|c| c[i].chars().count()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
     for c in cols {
         let mut line = String::new();
@@ -135,10 +156,21 @@ struct SourceJson {
 
 fn source_json(s: &cas_sources::Source) -> SourceJson {
     use cas_sources::SourceKind as K;
-    let mut j = SourceJson { kind: s.kind.name(), url: None, path: None, checksum: None, commit: None, directory: s.directory.clone() };
+    let mut j = SourceJson {
+        kind: s.kind.name(),
+        url: None,
+        path: None,
+        checksum: None,
+        commit: None,
+        directory: s.directory.clone(),
+    };
     match &s.kind {
-        K::Local { path } | K::Patch { path, .. } => j.path = Some(path.to_string_lossy().into_owned()),
-        K::Tar { url, checksum, .. } | K::Remote { url, checksum, .. } | K::Deb { url, checksum } => {
+        K::Local { path } | K::Patch { path, .. } => {
+            j.path = Some(path.to_string_lossy().into_owned())
+        }
+        K::Tar { url, checksum, .. }
+        | K::Remote { url, checksum, .. }
+        | K::Deb { url, checksum } => {
             j.url = Some(url.written.clone());
             j.checksum = Some(checksum.to_string());
         }
@@ -197,7 +229,11 @@ pub fn render_json(loaded: &Loaded, rows: &[ShowRow]) -> String {
                 config: &e.config,
                 public: &e.public,
                 sandbox: &e.sandbox,
-                extra: r.extra.iter().map(|(k, v)| (*k, Some(v.as_str()).filter(|v| !v.is_empty()))).collect(),
+                extra: r
+                    .extra
+                    .iter()
+                    .map(|(k, v)| (*k, Some(v.as_str()).filter(|v| !v.is_empty())))
+                    .collect(),
             }
         })
         .collect();
@@ -207,7 +243,11 @@ pub fn render_json(loaded: &Loaded, rows: &[ShowRow]) -> String {
         targets: Vec<String>,
         elements: Vec<ElementJson<'a>>,
     }
-    let doc = Doc { project: &loaded.project.name, targets: names(loaded, &loaded.targets), elements };
+    let doc = Doc {
+        project: &loaded.project.name,
+        targets: names(loaded, &loaded.targets),
+        elements,
+    };
     serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
@@ -223,7 +263,12 @@ pub fn run_show(global: &Global, args: ShowArgs) -> CmdResult {
     for (row, planned) in rows.iter_mut().zip(plan) {
         debug_assert_eq!(row.element.id, planned.id);
         let key = planned.key.map(|k| k.to_hex());
-        let key = if global.json { key.unwrap_or_default() } else { key.map(|k| k[..12].to_owned()).unwrap_or_else(|| "-".into()) };
+        let key = if global.json {
+            key.unwrap_or_default()
+        } else {
+            key.map(|k| k[..12].to_owned())
+                .unwrap_or_else(|| "-".into())
+        };
         row.extra.push(("key", key));
         row.extra.push(("state", planned.state.name().to_owned()));
     }
@@ -244,22 +289,39 @@ fn dot_quote(s: &str) -> String {
 pub fn render_dot(loaded: &Loaded) -> String {
     let mut out = format!("digraph {} {{\n", dot_quote(&loaded.project.name));
     out.push_str("  // edges point from an element to its dependency\n");
-    out.push_str("  // build-depends: dashed blue; depends: solid; runtime-depends: dotted green\n");
+    out.push_str(
+        "  // build-depends: dashed blue; depends: solid; runtime-depends: dotted green\n",
+    );
     out.push_str("  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n");
     let ids = loaded.closure(&loaded.targets);
     for &id in &ids {
         let e = loaded.element(id);
-        out.push_str(&format!("  {} [label={}];\n", dot_quote(&e.name), dot_quote(&format!("{}\n({})", e.name, e.kind))));
+        out.push_str(&format!(
+            "  {} [label={}];\n",
+            dot_quote(&e.name),
+            dot_quote(&format!("{}\n({})", e.name, e.kind))
+        ));
     }
     for &id in &ids {
         let e = loaded.element(id);
         for (list, style) in [
-            (&e.build_depends, "style=dashed, color=blue, label=\"build\""),
+            (
+                &e.build_depends,
+                "style=dashed, color=blue, label=\"build\"",
+            ),
             (&e.depends, "style=solid"),
-            (&e.runtime_depends, "style=dotted, color=darkgreen, label=\"runtime\""),
+            (
+                &e.runtime_depends,
+                "style=dotted, color=darkgreen, label=\"runtime\"",
+            ),
         ] {
             for &d in list.iter() {
-                out.push_str(&format!("  {} -> {} [{}];\n", dot_quote(&e.name), dot_quote(&loaded.element(d).name), style));
+                out.push_str(&format!(
+                    "  {} -> {} [{}];\n",
+                    dot_quote(&e.name),
+                    dot_quote(&loaded.element(d).name),
+                    style
+                ));
             }
         }
     }

@@ -91,9 +91,9 @@ pub fn describe(s: &Source) -> String {
 /// What identifies a download: two sources with the same key are fetched once.
 fn fetch_key(s: &Source) -> Option<String> {
     match &s.kind {
-        SourceKind::Tar { checksum, .. } | SourceKind::Remote { checksum, .. } | SourceKind::Deb { checksum, .. } => {
-            Some(checksum.to_string())
-        }
+        SourceKind::Tar { checksum, .. }
+        | SourceKind::Remote { checksum, .. }
+        | SourceKind::Deb { checksum, .. } => Some(checksum.to_string()),
         SourceKind::Git { url, commit, .. } => Some(format!("git {} {commit}", url.resolved)),
         SourceKind::Local { .. } | SourceKind::Patch { .. } => None,
     }
@@ -133,7 +133,11 @@ struct Out {
 impl Out {
     fn new() -> Out {
         let tty = std::io::stderr().is_terminal();
-        Out { bars: tty.then(|| indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr())) }
+        Out {
+            bars: tty.then(|| {
+                indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr())
+            }),
+        }
     }
 
     fn line(&self, s: &str) {
@@ -146,10 +150,14 @@ impl Out {
     }
 
     fn bar(&self, what: &str) -> indicatif::ProgressBar {
-        let Some(m) = &self.bars else { return indicatif::ProgressBar::hidden() };
+        let Some(m) = &self.bars else {
+            return indicatif::ProgressBar::hidden();
+        };
         let bar = m.add(indicatif::ProgressBar::new(0));
-        let style = indicatif::ProgressStyle::with_template("{spinner} {wide_msg} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        let style = indicatif::ProgressStyle::with_template(
+            "{spinner} {wide_msg} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
         bar.set_style(style);
         bar.set_message(what.to_owned());
         bar.enable_steady_tick(Duration::from_millis(120));
@@ -168,7 +176,12 @@ pub struct FetchSummary {
 
 /// Fetch `sources` (distinct) with at most `jobs` downloads at once. Every
 /// source is attempted; failures are collected, not fatal.
-fn fetch_all(store: &Store, fetcher: &Fetcher, sources: Vec<(Source, Vec<String>)>, jobs: usize) -> FetchSummary {
+fn fetch_all(
+    store: &Store,
+    fetcher: &Fetcher,
+    sources: Vec<(Source, Vec<String>)>,
+    jobs: usize,
+) -> FetchSummary {
     let cache = StoreSourceCache { store };
     let out = Out::new();
     let next = AtomicUsize::new(0);
@@ -178,7 +191,9 @@ fn fetch_all(store: &Store, fetcher: &Fetcher, sources: Vec<(Source, Vec<String>
         for _ in 0..workers {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some((source, users)) = sources.get(i) else { break };
+                let Some((source, users)) = sources.get(i) else {
+                    break;
+                };
                 if !cas_sources::needs_fetch(source, fetcher, &cache) {
                     summary.lock().unwrap_or_else(|e| e.into_inner()).cached += 1;
                     continue;
@@ -247,7 +262,13 @@ pub fn run_fetch(global: &Global, args: FetchArgs) -> CmdResult {
 /// fetched in parallel, each once even when several elements use it;
 /// failures are left to the build, which reports them per element (and goes
 /// on with the others under `--keep-going`).
-pub fn prepare_build(store: &Store, loaded: &Loaded, mirrors: &Mirrors, jobs: usize, offline: bool) -> Result<(), Failure> {
+pub fn prepare_build(
+    store: &Store,
+    loaded: &Loaded,
+    mirrors: &Mirrors,
+    jobs: usize,
+    offline: bool,
+) -> Result<(), Failure> {
     // Online, each step fetches its own sources once its cache lookups
     // (local, then remote) missed: fetching overlaps other steps' builds, a
     // source shared by several steps is downloaded once, and nothing is
@@ -260,18 +281,31 @@ pub fn prepare_build(store: &Store, loaded: &Loaded, mirrors: &Mirrors, jobs: us
     let cache = StoreSourceCache { store };
     // Cheap first: when every source of the closure is there, no need to plan.
     let closure = loaded.closure(&loaded.targets);
-    if distinct_sources(loaded, &closure).iter().all(|(s, _)| !cas_sources::needs_fetch(s, &fetcher, &cache)) {
+    if distinct_sources(loaded, &closure)
+        .iter()
+        .all(|(s, _)| !cas_sources::needs_fetch(s, &fetcher, &cache))
+    {
         return Ok(());
     }
     // Only the elements that are not cached need their sources.
-    let plan = cas_build::plan(store, loaded, &loaded.targets, mirrors).map_err(|e| Failure::failed(miette::miette!("{e}")))?;
-    let todo: Vec<ElementId> = plan.iter().filter(|p| p.state != cas_build::State::Cached).map(|p| p.id).collect();
-    let missing: Vec<(Source, Vec<String>)> =
-        distinct_sources(loaded, &todo).into_iter().filter(|(s, _)| cas_sources::needs_fetch(s, &fetcher, &cache)).collect();
+    let plan = cas_build::plan(store, loaded, &loaded.targets, mirrors)
+        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    let todo: Vec<ElementId> = plan
+        .iter()
+        .filter(|p| p.state != cas_build::State::Cached)
+        .map(|p| p.id)
+        .collect();
+    let missing: Vec<(Source, Vec<String>)> = distinct_sources(loaded, &todo)
+        .into_iter()
+        .filter(|(s, _)| cas_sources::needs_fetch(s, &fetcher, &cache))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    let list: Vec<String> = missing.iter().map(|(s, users)| format!("  {} (needed by {})", describe(s), users.join(", "))).collect();
+    let list: Vec<String> = missing
+        .iter()
+        .map(|(s, users)| format!("  {} (needed by {})", describe(s), users.join(", ")))
+        .collect();
     Err(Failure::failed(miette::miette!(
         help = "run `cas fetch TARGET...` while online, or add the files with `cas source add FILE...`",
         "offline: {} source(s) are not in the source cache:\n{}",
@@ -287,22 +321,38 @@ fn run_add(global: &Global, args: AddArgs) -> CmdResult {
     let mut rows = Vec::new();
     for file in &args.files {
         if !file.is_file() {
-            return Err(Failure::invalid(miette::miette!("{}: not a file", file.display())));
+            return Err(Failure::invalid(miette::miette!(
+                "{}: not a file",
+                file.display()
+            )));
         }
-        let sha = cas_sources::checksum::hash_file(Algorithm::Sha256, file).map_err(|e| Failure::failed(miette::miette!("{e}")))?;
-        let (blob, size) = store
-            .put_file(file, IngestMode::Copy)
-            .map_err(|e| Failure::failed(miette::miette!("cannot add {} to the store: {e}", file.display())))?;
+        let sha = cas_sources::checksum::hash_file(Algorithm::Sha256, file)
+            .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+        let (blob, size) = store.put_file(file, IngestMode::Copy).map_err(|e| {
+            Failure::failed(miette::miette!(
+                "cannot add {} to the store: {e}",
+                file.display()
+            ))
+        })?;
         let b3 = blob.to_hex();
         for id in [format!("sha256:{}", sha.hex()), format!("blake3:{b3}")] {
-            store
-                .source_put(&id, &blob)
-                .map_err(|e| Failure::failed(miette::miette!("cannot index {} as {id}: {e}", file.display())))?;
+            store.source_put(&id, &blob).map_err(|e| {
+                Failure::failed(miette::miette!(
+                    "cannot index {} as {id}: {e}",
+                    file.display()
+                ))
+            })?;
         }
         if !global.json {
-            println!("{}\n  sha256: {}\n  blake3: {b3}", file.display(), sha.hex());
+            println!(
+                "{}\n  sha256: {}\n  blake3: {b3}",
+                file.display(),
+                sha.hex()
+            );
         }
-        rows.push(serde_json::json!({"file": file, "size": size, "sha256": sha.hex(), "blake3": b3}));
+        rows.push(
+            serde_json::json!({"file": file, "size": size, "sha256": sha.hex(), "blake3": b3}),
+        );
     }
     if global.json {
         println!("{}", serde_json::Value::Array(rows));
@@ -315,7 +365,9 @@ fn run_add(global: &Global, args: AddArgs) -> CmdResult {
 /// The YAML key that pins a source, and its current value.
 fn pinned(s: &Source) -> Option<(&'static str, String)> {
     match &s.kind {
-        SourceKind::Tar { checksum, .. } | SourceKind::Remote { checksum, .. } | SourceKind::Deb { checksum, .. } => {
+        SourceKind::Tar { checksum, .. }
+        | SourceKind::Remote { checksum, .. }
+        | SourceKind::Deb { checksum, .. } => {
             Some((checksum.algorithm(), checksum.hex().to_owned()))
         }
         SourceKind::Git { commit, .. } => Some(("ref", commit.clone())),
@@ -324,10 +376,21 @@ fn pinned(s: &Source) -> Option<(&'static str, String)> {
 }
 
 /// The new pinned value of `s`, keeping its checksum algorithm.
-fn track_one(s: &Source, fetcher: &Fetcher, cache: &StoreSourceCache, out: &Out) -> Result<String, SourceError> {
+fn track_one(
+    s: &Source,
+    fetcher: &Fetcher,
+    cache: &StoreSourceCache,
+    out: &Out,
+) -> Result<String, SourceError> {
     let bar = out.bar(&describe(s));
     let result = match &s.kind {
-        SourceKind::Tar { url, checksum: c, .. } | SourceKind::Remote { url, checksum: c, .. } | SourceKind::Deb { url, checksum: c }
+        SourceKind::Tar {
+            url, checksum: c, ..
+        }
+        | SourceKind::Remote {
+            url, checksum: c, ..
+        }
+        | SourceKind::Deb { url, checksum: c }
             if c.algorithm() == "blake3" =>
         {
             let download = fetcher.fetch_unverified(url, Algorithm::Blake3, &bar)?;
@@ -351,14 +414,26 @@ fn run_track(global: &Global, args: TrackArgs) -> CmdResult {
     let cache = StoreSourceCache { store: &store };
     let el = loaded.element(loaded.targets[0]);
     let indices: Vec<usize> = match args.source {
-        Some(0) => return Err(Failure::invalid(miette::miette!("--source counts from 1 (the first source)"))),
+        Some(0) => {
+            return Err(Failure::invalid(miette::miette!(
+                "--source counts from 1 (the first source)"
+            )))
+        }
         Some(n) if n > el.sources.len() => {
-            return Err(Failure::invalid(miette::miette!("{} has {} source(s); there is no source {n}", el.name, el.sources.len())))
+            return Err(Failure::invalid(miette::miette!(
+                "{} has {} source(s); there is no source {n}",
+                el.name,
+                el.sources.len()
+            )))
         }
         Some(n) => {
             let s = &el.sources[n - 1];
             if matches!(s.kind, SourceKind::Local { .. } | SourceKind::Patch { .. }) {
-                return Err(Failure::invalid(miette::miette!("source {n} of {} ({}) has nothing to track", el.name, describe(s))));
+                return Err(Failure::invalid(miette::miette!(
+                    "source {n} of {} ({}) has nothing to track",
+                    el.name,
+                    describe(s)
+                )));
             }
             vec![n - 1]
         }
@@ -371,7 +446,10 @@ fn run_track(global: &Global, args: TrackArgs) -> CmdResult {
             .collect(),
     };
     if indices.is_empty() {
-        eprintln!("{}: no source to track (tar, remote, deb, or git with `track:`)", el.name);
+        eprintln!(
+            "{}: no source to track (tar, remote, deb, or git with `track:`)",
+            el.name
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let text = std::fs::read_to_string(&el.file)
@@ -382,33 +460,56 @@ fn run_track(global: &Global, args: TrackArgs) -> CmdResult {
     let mut failed = 0;
     for i in indices {
         let s = &el.sources[i];
-        let Some((key, old)) = pinned(s) else { continue };
+        let Some((key, old)) = pinned(s) else {
+            continue;
+        };
         match track_one(s, &fetcher, &cache, &out) {
             Ok(new) => {
                 if new != old {
-                    let edited = cas_format::edit::set_source_field(&el.file, &new_text, i, key, &new)
-                        .map_err(|e| Failure::failed(miette::Report::new(*e)))?;
+                    let edited =
+                        cas_format::edit::set_source_field(&el.file, &new_text, i, key, &new)
+                            .map_err(|e| Failure::failed(miette::Report::new(*e)))?;
                     new_text = edited.text;
                 }
                 if !global.json {
                     let verb = if new == old { "unchanged" } else { "updated" };
-                    println!("{}: source {} ({}): {key} {old} → {new} ({verb})", el.name, i + 1, describe(s));
+                    println!(
+                        "{}: source {} ({}): {key} {old} → {new} ({verb})",
+                        el.name,
+                        i + 1,
+                        describe(s)
+                    );
                 }
-                changes.push(serde_json::json!({"source": i + 1, "key": key, "old": old, "new": new}));
+                changes
+                    .push(serde_json::json!({"source": i + 1, "key": key, "old": old, "new": new}));
             }
             Err(e) => {
                 failed += 1;
-                eprintln!("error: {}: source {} ({}): {e}", el.name, i + 1, describe(s));
+                eprintln!(
+                    "error: {}: source {} ({}): {e}",
+                    el.name,
+                    i + 1,
+                    describe(s)
+                );
             }
         }
     }
     if new_text != text {
-        write_atomically(&el.file, &new_text).map_err(|e| Failure::failed(miette::miette!("cannot write {}: {e}", el.file.display())))?;
+        write_atomically(&el.file, &new_text).map_err(|e| {
+            Failure::failed(miette::miette!("cannot write {}: {e}", el.file.display()))
+        })?;
     }
     if global.json {
-        println!("{}", serde_json::json!({"element": el.name, "file": el.file, "sources": changes}));
+        println!(
+            "{}",
+            serde_json::json!({"element": el.name, "file": el.file, "sources": changes})
+        );
     }
-    Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Replace `path` with `text` through a temporary file in the same directory
@@ -417,7 +518,10 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     let perms = std::fs::metadata(path)?.permissions();
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.cas-track-{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use cas_store::{
-    parse_size, ActionKey, ActionResult, BlobDigest, GcOptions, IngestMode, Method, Store, StoreError, TreeDigest,
+    parse_size, ActionKey, ActionResult, BlobDigest, GcOptions, IngestMode, Method, Store,
+    StoreError, TreeDigest,
 };
 
 use crate::cli::Global;
@@ -87,7 +88,12 @@ pub enum StoreCommand {
 
 fn open(global: &Global) -> Result<Store, Failure> {
     let dir = global.store_dir();
-    Store::open(&dir).map_err(|e| Failure::failed(miette::miette!("cannot open the store at {}: {e}", dir.display())))
+    Store::open(&dir).map_err(|e| {
+        Failure::failed(miette::miette!(
+            "cannot open the store at {}: {e}",
+            dir.display()
+        ))
+    })
 }
 
 fn failed(e: StoreError) -> Failure {
@@ -107,7 +113,10 @@ fn existing_tree(store: &Store, s: &str) -> Result<TreeDigest, Failure> {
     let d = tree_arg(s)?;
     match store.get_tree(&d) {
         Ok(_) => Ok(d),
-        Err(StoreError::Missing { .. }) => Err(invalid(format!("tree {d} is not in the store {}", store.root().display()))),
+        Err(StoreError::Missing { .. }) => Err(invalid(format!(
+            "tree {d} is not in the store {}",
+            store.root().display()
+        ))),
         Err(StoreError::MalformedTree { .. }) => Err(invalid(format!("{d} is not a tree"))),
         Err(e) => Err(failed(e)),
     }
@@ -130,23 +139,47 @@ pub fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
         StoreCommand::Ingest { dir, move_files } => {
             existing_dir(&dir)?;
             let store = open(global)?;
-            let mode = if move_files { IngestMode::Move } else { IngestMode::Copy };
+            let mode = if move_files {
+                IngestMode::Move
+            } else {
+                IngestMode::Copy
+            };
             let r = store.ingest(&dir, mode).map_err(failed)?;
             if global.json {
                 print_json(&serde_json::json!(r));
             } else {
                 println!("{}", r.tree);
-                eprintln!("{} files, {} bytes, {} new objects", r.files, r.bytes, r.new_objects);
+                eprintln!(
+                    "{} files, {} bytes, {} new objects",
+                    r.files, r.bytes, r.new_objects
+                );
             }
             ok
         }
-        StoreCommand::Checkout { digest, dir, hardlinks } => {
+        StoreCommand::Checkout {
+            digest,
+            dir,
+            hardlinks,
+        } => {
             let store = open(global)?;
             let d = existing_tree(&store, &digest)?;
-            if dir.exists() && !(dir.is_dir() && dir.read_dir().map(|mut r| r.next().is_none()).unwrap_or(false)) {
-                return Err(invalid(format!("{}: exists and is not an empty directory", dir.display())));
+            if dir.exists()
+                && !(dir.is_dir()
+                    && dir
+                        .read_dir()
+                        .map(|mut r| r.next().is_none())
+                        .unwrap_or(false))
+            {
+                return Err(invalid(format!(
+                    "{}: exists and is not an empty directory",
+                    dir.display()
+                )));
             }
-            let method = if hardlinks { Method::Hardlink } else { Method::ReflinkOrCopy };
+            let method = if hardlinks {
+                Method::Hardlink
+            } else {
+                Method::ReflinkOrCopy
+            };
             let used = store.materialize(&d, &dir, method).map_err(failed)?;
             if global.json {
                 print_json(&serde_json::json!({"tree": d, "dir": dir, "method": used}));
@@ -155,10 +188,16 @@ pub fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
             }
             ok
         }
-        StoreCommand::Export { digest, file, mtime } => {
+        StoreCommand::Export {
+            digest,
+            file,
+            mtime,
+        } => {
             let store = open(global)?;
             let d = existing_tree(&store, &digest)?;
-            store.export_tar_with_mtime(&d, &file, mtime).map_err(failed)?;
+            store
+                .export_tar_with_mtime(&d, &file, mtime)
+                .map_err(failed)?;
             if global.json {
                 print_json(&serde_json::json!({"tree": d, "file": file}));
             }
@@ -196,24 +235,42 @@ pub fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
                     println!("object with a wrong mode {}", p.display());
                 }
                 for k in &r.broken_results {
-                    println!("broken action result {k}{}", if repair { " (removed)" } else { "" });
+                    println!(
+                        "broken action result {k}{}",
+                        if repair { " (removed)" } else { "" }
+                    );
                 }
                 for p in &r.broken_pins {
                     println!("broken pin {p}");
                 }
                 for s in &r.broken_sources {
-                    println!("broken source entry {s}{}", if repair { " (removed)" } else { "" });
+                    println!(
+                        "broken source entry {s}{}",
+                        if repair { " (removed)" } else { "" }
+                    );
                 }
                 eprintln!(
                     "{} objects ({} bytes) checked: {}",
                     r.objects_checked,
                     r.bytes_checked,
-                    if r.is_consistent() { "store is consistent" } else { "problems found" }
+                    if r.is_consistent() {
+                        "store is consistent"
+                    } else {
+                        "problems found"
+                    }
                 );
             }
-            Ok(if r.is_consistent() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if r.is_consistent() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
-        StoreCommand::Gc { max_size, keep_younger_than, dry_run } => {
+        StoreCommand::Gc {
+            max_size,
+            keep_younger_than,
+            dry_run,
+        } => {
             let max_size = match max_size {
                 Some(s) => Some(parse_size(&s).map_err(|e| invalid(e.to_string()))?),
                 None => None,
@@ -281,7 +338,10 @@ pub fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
             let store = open(global)?;
             let pins = store.pins().map_err(failed)?;
             if global.json {
-                let v: Vec<_> = pins.iter().map(|(n, d)| serde_json::json!({"name": n, "tree": d})).collect();
+                let v: Vec<_> = pins
+                    .iter()
+                    .map(|(n, d)| serde_json::json!({"name": n, "tree": d}))
+                    .collect();
                 print_json(&serde_json::json!(v));
             } else {
                 for (n, d) in pins {
@@ -299,7 +359,8 @@ pub fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
                 };
                 list.push((label.to_string(), existing_tree(&store, digest)?));
             }
-            let refs: Vec<(&str, TreeDigest)> = list.iter().map(|(l, d)| (l.as_str(), *d)).collect();
+            let refs: Vec<(&str, TreeDigest)> =
+                list.iter().map(|(l, d)| (l.as_str(), *d)).collect();
             let d = store.merge(&refs).map_err(failed)?;
             if global.json {
                 print_json(&serde_json::json!({"tree": d}));
@@ -313,7 +374,9 @@ pub fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
             let d = existing_tree(&store, &digest)?;
             let v = store.view(&d).map_err(failed)?;
             if global.json {
-                print_json(&serde_json::json!({"tree": d, "path": v.path(), "built_with": v.built_with()}));
+                print_json(
+                    &serde_json::json!({"tree": d, "path": v.path(), "built_with": v.built_with()}),
+                );
             } else {
                 println!("{}", v.path().display());
                 if let Some(m) = v.built_with() {
@@ -329,10 +392,18 @@ pub fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
             for (path, e) in entries {
                 let p = String::from_utf8_lossy(&path);
                 match e.kind {
-                    cas_store::EntryKind::File { digest, size } => println!("{:04o} file {digest} {size} {p:?}", e.mode),
-                    cas_store::EntryKind::Dir { digest } => println!("{:04o} dir  {digest} {p:?}", e.mode),
+                    cas_store::EntryKind::File { digest, size } => {
+                        println!("{:04o} file {digest} {size} {p:?}", e.mode)
+                    }
+                    cas_store::EntryKind::Dir { digest } => {
+                        println!("{:04o} dir  {digest} {p:?}", e.mode)
+                    }
                     cas_store::EntryKind::Symlink { target } => {
-                        println!("{:04o} link {p:?} -> {:?}", e.mode, String::from_utf8_lossy(&target))
+                        println!(
+                            "{:04o} link {p:?} -> {:?}",
+                            e.mode,
+                            String::from_utf8_lossy(&target)
+                        )
                     }
                 }
             }
@@ -340,10 +411,14 @@ pub fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
         }
         StoreCommand::ActionPut { key, output, log } => {
             let store = open(global)?;
-            let key = key.parse::<ActionKey>().map_err(|e| invalid(e.to_string()))?;
+            let key = key
+                .parse::<ActionKey>()
+                .map_err(|e| invalid(e.to_string()))?;
             let output = existing_tree(&store, &output)?;
             let log = match log {
-                Some(l) => l.parse::<BlobDigest>().map_err(|e| invalid(e.to_string()))?,
+                Some(l) => l
+                    .parse::<BlobDigest>()
+                    .map_err(|e| invalid(e.to_string()))?,
                 None => store.put_bytes(b"").map_err(failed)?,
             };
             let manifest = store.put_bytes(b"").map_err(failed)?;
@@ -351,13 +426,21 @@ pub fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0);
-            let result = ActionResult { output, log, duration_ms: 0, created, manifest };
+            let result = ActionResult {
+                output,
+                log,
+                duration_ms: 0,
+                created,
+                manifest,
+            };
             store.action_put(&key, &result).map_err(failed)?;
             ok
         }
         StoreCommand::ActionGet { key } => {
             let store = open(global)?;
-            let key = key.parse::<ActionKey>().map_err(|e| invalid(e.to_string()))?;
+            let key = key
+                .parse::<ActionKey>()
+                .map_err(|e| invalid(e.to_string()))?;
             match store.action_get(&key).map_err(failed)? {
                 Some(r) => {
                     print_json(&serde_json::json!(r));

@@ -20,12 +20,21 @@ pub enum Behavior {
     Normal,
     NotFound,
     /// Answer this status `times` times, then serve normally.
-    StatusTimes { status: u16, times: usize },
+    StatusTimes {
+        status: u16,
+        times: usize,
+    },
     /// Send the full headers but only `after` body bytes and close, once;
     /// then serve normally, honouring `Range` only if `ranges`.
-    DropOnce { after: usize, ranges: bool },
+    DropOnce {
+        after: usize,
+        ranges: bool,
+    },
     /// Wait before answering, the first `times` requests.
-    DelayTimes { delay: Duration, times: usize },
+    DelayTimes {
+        delay: Duration,
+        times: usize,
+    },
 }
 
 #[derive(Default)]
@@ -62,11 +71,20 @@ impl Server {
                 });
             }
         });
-        Server { port, state, stop, thread: Some(thread) }
+        Server {
+            port,
+            state,
+            stop,
+            thread: Some(thread),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{}", self.port, path.trim_start_matches('/'))
+        format!(
+            "http://127.0.0.1:{}/{}",
+            self.port,
+            path.trim_start_matches('/')
+        )
     }
 
     pub fn base(&self) -> String {
@@ -74,19 +92,39 @@ impl Server {
     }
 
     pub fn serve(&self, path: &str, content: &[u8]) {
-        self.state.lock().unwrap().files.insert(norm(path), content.to_vec());
+        self.state
+            .lock()
+            .unwrap()
+            .files
+            .insert(norm(path), content.to_vec());
     }
 
     pub fn behave(&self, path: &str, behavior: Behavior) {
-        self.state.lock().unwrap().behaviors.insert(norm(path), behavior);
+        self.state
+            .lock()
+            .unwrap()
+            .behaviors
+            .insert(norm(path), behavior);
     }
 
     pub fn requests(&self, path: &str) -> usize {
-        *self.state.lock().unwrap().requests.get(&norm(path)).unwrap_or(&0)
+        *self
+            .state
+            .lock()
+            .unwrap()
+            .requests
+            .get(&norm(path))
+            .unwrap_or(&0)
     }
 
     pub fn range_requests(&self, path: &str) -> usize {
-        *self.state.lock().unwrap().range_requests.get(&norm(path)).unwrap_or(&0)
+        *self
+            .state
+            .lock()
+            .unwrap()
+            .range_requests
+            .get(&norm(path))
+            .unwrap_or(&0)
     }
 }
 
@@ -109,7 +147,11 @@ fn handle(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
-    let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let path = request_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("/")
+        .to_string();
     let mut range: Option<u64> = None;
     for _ in 0..100 {
         let mut line = String::new();
@@ -133,10 +175,23 @@ fn handle(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         let behavior = st.behaviors.get(&path).cloned().unwrap_or(Behavior::Normal);
         // Consume one-shot behaviours.
         let next = match &behavior {
-            Behavior::StatusTimes { status, times } if *times > 1 => Some(Behavior::StatusTimes { status: *status, times: times - 1 }),
+            Behavior::StatusTimes { status, times } if *times > 1 => Some(Behavior::StatusTimes {
+                status: *status,
+                times: times - 1,
+            }),
             Behavior::StatusTimes { .. } => Some(Behavior::Normal),
-            Behavior::DropOnce { ranges, .. } => Some(if *ranges { Behavior::Normal } else { Behavior::DropOnce { after: usize::MAX, ranges: false } }),
-            Behavior::DelayTimes { delay, times } if *times > 1 => Some(Behavior::DelayTimes { delay: *delay, times: times - 1 }),
+            Behavior::DropOnce { ranges, .. } => Some(if *ranges {
+                Behavior::Normal
+            } else {
+                Behavior::DropOnce {
+                    after: usize::MAX,
+                    ranges: false,
+                }
+            }),
+            Behavior::DelayTimes { delay, times } if *times > 1 => Some(Behavior::DelayTimes {
+                delay: *delay,
+                times: times - 1,
+            }),
             Behavior::DelayTimes { .. } => Some(Behavior::Normal),
             _ => None,
         };
@@ -147,7 +202,10 @@ fn handle(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     };
     let mut out = conn;
     let status_only = |out: &mut TcpStream, code: u16| {
-        write!(out, "HTTP/1.1 {code} Status\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        write!(
+            out,
+            "HTTP/1.1 {code} Status\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
     };
     let mut ranges = true;
     match behavior {
@@ -155,9 +213,15 @@ fn handle(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         Behavior::StatusTimes { status, .. } => return status_only(&mut out, status),
         Behavior::DelayTimes { delay, .. } => std::thread::sleep(delay),
         Behavior::DropOnce { after, ranges: r } if after != usize::MAX => {
-            let Some(content) = content else { return status_only(&mut out, 404) };
+            let Some(content) = content else {
+                return status_only(&mut out, 404);
+            };
             let accept = if r { "Accept-Ranges: bytes\r\n" } else { "" };
-            write!(out, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{accept}Connection: close\r\n\r\n", content.len())?;
+            write!(
+                out,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{accept}Connection: close\r\n\r\n",
+                content.len()
+            )?;
             out.write_all(&content[..after.min(content.len())])?;
             out.flush()?;
             return out.shutdown(std::net::Shutdown::Both);
@@ -165,7 +229,9 @@ fn handle(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         Behavior::DropOnce { ranges: r, .. } => ranges = r,
         Behavior::Normal => {}
     }
-    let Some(content) = content else { return status_only(&mut out, 404) };
+    let Some(content) = content else {
+        return status_only(&mut out, 404);
+    };
     match range {
         Some(start) if ranges && (start as usize) < content.len() => {
             let body = &content[start as usize..];
@@ -180,8 +246,16 @@ fn handle(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             out.write_all(body)?;
         }
         _ => {
-            let accept = if ranges { "Accept-Ranges: bytes\r\n" } else { "" };
-            write!(out, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{accept}Connection: close\r\n\r\n", content.len())?;
+            let accept = if ranges {
+                "Accept-Ranges: bytes\r\n"
+            } else {
+                ""
+            };
+            write!(
+                out,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{accept}Connection: close\r\n\r\n",
+                content.len()
+            )?;
             out.write_all(&content)?;
         }
     }
@@ -195,15 +269,27 @@ pub fn sha256(bytes: &[u8]) -> Checksum {
 }
 
 pub fn plain_url(url: &str) -> SourceUrl {
-    SourceUrl { written: url.to_string(), alias: None, resolved: url.to_string() }
+    SourceUrl {
+        written: url.to_string(),
+        alias: None,
+        resolved: url.to_string(),
+    }
 }
 
 pub fn source(kind: SourceKind) -> Source {
-    Source { kind, directory: None, keep_setuid: false }
+    Source {
+        kind,
+        directory: None,
+        keep_setuid: false,
+    }
 }
 
 pub fn tar_source(url: &str, checksum: Checksum, base_dir: Option<&str>) -> Source {
-    source(SourceKind::Tar { url: plain_url(url), checksum, base_dir: base_dir.map(str::to_string) })
+    source(SourceKind::Tar {
+        url: plain_url(url),
+        checksum,
+        base_dir: base_dir.map(str::to_string),
+    })
 }
 
 // ---------------------------------------------------------------- archives
@@ -224,14 +310,15 @@ pub fn tar_bytes(members: &[Member]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for m in members {
         let mut h = tar::Header::new_ustar();
-        let (name, link, kind, data, mode): (&str, Option<&str>, tar::EntryType, &[u8], u32) = match m {
-            Member::File(n, d, mode) => (n, None, tar::EntryType::Regular, d, *mode),
-            Member::Dir(n) => (n, None, tar::EntryType::Directory, &[], 0o755),
-            Member::Symlink(n, t) => (n, Some(t), tar::EntryType::Symlink, &[], 0o777),
-            Member::Hardlink(n, t) => (n, Some(t), tar::EntryType::Link, &[], 0o644),
-            Member::CharDevice(n) => (n, None, tar::EntryType::Char, &[], 0o600),
-            Member::Fifo(n) => (n, None, tar::EntryType::Fifo, &[], 0o600),
-        };
+        let (name, link, kind, data, mode): (&str, Option<&str>, tar::EntryType, &[u8], u32) =
+            match m {
+                Member::File(n, d, mode) => (n, None, tar::EntryType::Regular, d, *mode),
+                Member::Dir(n) => (n, None, tar::EntryType::Directory, &[], 0o755),
+                Member::Symlink(n, t) => (n, Some(t), tar::EntryType::Symlink, &[], 0o777),
+                Member::Hardlink(n, t) => (n, Some(t), tar::EntryType::Link, &[], 0o644),
+                Member::CharDevice(n) => (n, None, tar::EntryType::Char, &[], 0o600),
+                Member::Fifo(n) => (n, None, tar::EntryType::Fifo, &[], 0o600),
+            };
         h.set_entry_type(kind);
         h.set_mode(mode);
         h.set_size(data.len() as u64);
@@ -277,7 +364,18 @@ pub fn zstd(data: &[u8]) -> Vec<u8> {
 pub fn ar(members: &[(&str, &[u8])]) -> Vec<u8> {
     let mut out = b"!<arch>\n".to_vec();
     for (name, data) in members {
-        out.extend_from_slice(format!("{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n", name, 0, 0, 0, "100644", data.len()).as_bytes());
+        out.extend_from_slice(
+            format!(
+                "{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+                name,
+                0,
+                0,
+                0,
+                "100644",
+                data.len()
+            )
+            .as_bytes(),
+        );
         out.extend_from_slice(data);
         if data.len() % 2 == 1 {
             out.push(b'\n');
@@ -290,7 +388,9 @@ pub fn ar(members: &[(&str, &[u8])]) -> Vec<u8> {
 /// appeared where it should not).
 pub fn listing(root: &Path) -> Vec<String> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in entries.flatten() {
             let p = e.path();
             out.push(p.strip_prefix(root).unwrap().display().to_string());
@@ -315,6 +415,10 @@ pub fn run(dir: &Path, cmd: &str, args: &[&str]) -> String {
         .env("GIT_COMMITTER_EMAIL", "t@t")
         .output()
         .expect("run command");
-    assert!(out.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
