@@ -106,19 +106,7 @@ fn currents(
     target: ElementId,
 ) -> Result<HashMap<ElementId, Current>> {
     let fetcher = cas_build::run::fetcher_for(store, &cas_sources::Mirrors::new())?;
-    let engine = cas_build::step::Engine {
-        store,
-        loaded,
-        fetcher: &fetcher,
-        locals: Default::default(),
-        git_dir: store.root().join("sources").join("git"),
-        max_jobs: 1,
-        cancel: cas_sandbox::Cancel::new(),
-        offline: true,
-        reporter: &Silent,
-        rebuild: Default::default(),
-        remote: None,
-    };
+    let engine = cas_build::step::Engine::new(store, loaded, &fetcher, &Silent);
     let mut out: HashMap<ElementId, Current> = HashMap::new();
     for id in loaded.closure(&[target]) {
         let mut known = true;

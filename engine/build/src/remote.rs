@@ -414,20 +414,11 @@ pub fn pull(
     let _lock = store.lock_shared()?;
     let fetcher = crate::run::fetcher_for(store, mirrors)?;
     let engine = Engine {
-        store,
-        loaded,
-        fetcher: &fetcher,
-        locals: Default::default(),
-        git_dir: store.root().join("sources").join("git"),
-        max_jobs: 1,
-        cancel: cas_sandbox::Cancel::new(),
-        offline: true,
-        reporter,
-        rebuild: Default::default(),
         remote: Some(RemoteRun {
             remotes,
             download: targets.iter().copied().collect(),
         }),
+        ..Engine::new(store, loaded, &fetcher, reporter)
     };
     let mut outputs: HashMap<ElementId, TreeDigest> = HashMap::new();
     let mut rows = Vec::new();

@@ -8,14 +8,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use cas_format::{ElementId, Loaded};
-use cas_sandbox::Cancel;
 use cas_sources::{Fetcher, FetcherConfig, Mirrors};
 use cas_store::{ActionKey, Digest, Store, TreeDigest};
 
 use crate::error::{BuildError, Result};
 use crate::progress::Reporter;
 use crate::scheduler::{self, Dag, NodeEnd};
-use crate::sources::{needs_fetch, LocalDigests, StoreSourceCache};
+use crate::sources::{needs_fetch, StoreSourceCache};
 use crate::step::{Engine, Status};
 
 /// How to run.
@@ -72,7 +71,8 @@ pub fn fetcher_for(store: &Store, mirrors: &Mirrors) -> Result<Fetcher> {
     })
 }
 
-fn git_dir(store: &Store) -> PathBuf {
+/// Where bare git mirrors live (spec/sources.md).
+pub(crate) fn git_dir(store: &Store) -> PathBuf {
     store.root().join("sources").join("git")
 }
 
@@ -103,15 +103,8 @@ pub fn build(
     };
     let fetcher = fetcher_for(store, &opts.mirrors)?;
     let engine = Engine {
-        store,
-        loaded,
-        fetcher: &fetcher,
-        locals: LocalDigests::default(),
-        git_dir: git_dir(store),
         max_jobs: opts.max_jobs.max(1),
-        cancel: Cancel::new(),
         offline: opts.offline,
-        reporter,
         rebuild: opts.rebuild.clone(),
         remote: opts
             .remotes
@@ -121,6 +114,7 @@ pub fn build(
                 remotes,
                 download: targets.iter().copied().collect(),
             }),
+        ..Engine::new(store, loaded, &fetcher, reporter)
     };
     let outputs: Mutex<HashMap<ElementId, TreeDigest>> = Mutex::new(HashMap::new());
     let errors: Mutex<HashMap<ElementId, (Option<ActionKey>, String)>> = Mutex::new(HashMap::new());
@@ -322,19 +316,7 @@ pub fn plan(
     let fetcher = fetcher_for(store, mirrors)?;
     let cache = StoreSourceCache { store };
     let reporter = Silent;
-    let engine = Engine {
-        store,
-        loaded,
-        fetcher: &fetcher,
-        locals: LocalDigests::default(),
-        git_dir: git_dir(store),
-        max_jobs: 1,
-        cancel: Cancel::new(),
-        offline: true,
-        reporter: &reporter,
-        rebuild: Default::default(),
-        remote: None,
-    };
+    let engine = Engine::new(store, loaded, &fetcher, &reporter);
     let mut outputs: HashMap<ElementId, TreeDigest> = HashMap::new();
     let mut rows = Vec::new();
     for id in closure {
@@ -410,19 +392,11 @@ pub fn shell(
     let fetcher = fetcher_for(store, mirrors)?;
     let reporter = Silent;
     let engine = Engine {
-        store,
-        loaded,
-        fetcher: &fetcher,
-        locals: LocalDigests::default(),
-        git_dir: git_dir(store),
         max_jobs: std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
-        cancel: Cancel::new(),
         offline: false,
-        reporter: &reporter,
-        rebuild: Default::default(),
-        remote: None,
+        ..Engine::new(store, loaded, &fetcher, &reporter)
     };
     let lookup = |d: ElementId| outputs.get(&d).cloned();
     engine.shell(id, &lookup, reopen)

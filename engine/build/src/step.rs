@@ -69,6 +69,31 @@ fn unix_ms(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+impl<'a> Engine<'a> {
+    /// An engine with the defaults of planning: offline, one job, no
+    /// remotes, nothing forced; callers override fields with `..`.
+    pub fn new(
+        store: &'a Store,
+        loaded: &'a Loaded,
+        fetcher: &'a Fetcher,
+        reporter: &'a dyn Reporter,
+    ) -> Engine<'a> {
+        Engine {
+            store,
+            loaded,
+            fetcher,
+            locals: LocalDigests::default(),
+            git_dir: crate::run::git_dir(store),
+            max_jobs: 1,
+            cancel: Cancel::new(),
+            offline: true,
+            reporter,
+            rebuild: Default::default(),
+            remote: None,
+        }
+    }
+}
+
 impl Engine<'_> {
     pub fn element(&self, id: ElementId) -> &Element {
         &self.loaded.elements[id.index()]
