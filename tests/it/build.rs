@@ -590,3 +590,47 @@ fn a_full_disk_fails_the_step_clearly_and_the_store_stays_valid() {
     ctx.cas(["--store", store, "build", "small.yaml"]).ok();
     ctx.cas(["--store", store, "store", "verify"]).ok();
 }
+
+#[test]
+fn a_local_source_edited_behind_the_stat_cache_still_changes_the_key() {
+    let ctx = busybox_project();
+    let file = ctx.write("files/src/data.txt", "one\n");
+    ctx.write(
+        "elements/uses.yaml",
+        "kind: manual\nbuild-depends: [base.yaml]\nsources:\n  - kind: local\n    path: files/src\nconfig:\n  install-commands:\n    - mkdir -p %{install-root}\n    - cp data.txt %{install-root}/\n",
+    );
+    let key = |ctx: &Ctx| {
+        let show = ctx.cas(["--json", "show", "uses.yaml"]).ok();
+        show.json()["elements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "uses.yaml")
+            .unwrap()["key"]
+            .clone()
+    };
+    ctx.cas(["build", "base.yaml"]).ok();
+    // Let the file settle so that its digest enters the stat cache.
+    std::thread::sleep(std::time::Duration::from_millis(2300));
+    let first = key(&ctx);
+    assert!(first.is_string(), "no key: {first}");
+    assert_eq!(key(&ctx), first, "the key of an unchanged source moved");
+    // Same size, mtime put back: only the ctime tells.
+    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+    std::fs::write(&file, "two\n").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    assert_ne!(key(&ctx), first, "an edited local source kept its key");
+    ctx.cas(["build", "uses.yaml"]).ok();
+    let out = ctx.path("out");
+    ctx.cas(["checkout", "uses.yaml", out.to_str().unwrap()])
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(out.join("data.txt")).unwrap(),
+        "two\n"
+    );
+}
