@@ -80,12 +80,19 @@ impl Store {
         &self.root
     }
 
-    pub(crate) fn tmp_dir(&self) -> PathBuf {
+    /// Scratch space on the store's file system (`tmp/`).
+    pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
     }
 
     pub(crate) fn views_dir(&self) -> PathBuf {
         self.root.join("views")
+    }
+
+    /// Where the view of `tree` lives (`views/<hex>`), built or not: see
+    /// [`Store::view`].
+    pub fn view_path(&self, tree: &crate::digest::TreeDigest) -> PathBuf {
+        self.views_dir().join(tree.to_hex())
     }
 
     pub(crate) fn objects_dir(&self) -> PathBuf {

@@ -634,3 +634,82 @@ fn a_local_source_edited_behind_the_stat_cache_still_changes_the_key() {
         "two\n"
     );
 }
+
+/// A step staging several outputs sees their union through an overlay of
+/// each output's own view (built once, shared by every step that stages
+/// it): no merged view is materialised per step. With the overlay turned
+/// off (`CAS_SANDBOX_OVERLAY=0`) the merged view is built instead, and the
+/// keys and outputs are the same.
+#[test]
+fn several_dependencies_are_staged_as_layers_of_their_own_views() {
+    let ctx = busybox_project();
+    ctx.write(
+        "elements/a.yaml",
+        manual(&[], "    - mkdir -p %{install-root}/usr/lib\n    - echo a > %{install-root}/usr/lib/a.txt\n"),
+    );
+    ctx.write(
+        "elements/b.yaml",
+        manual(&[], "    - mkdir -p %{install-root}/usr/lib %{install-root}/usr/bin\n    - echo b > %{install-root}/usr/lib/b.txt\n"),
+    );
+    ctx.write(
+        "elements/c.yaml",
+        manual(
+            &["a.yaml", "b.yaml"],
+            "    - mkdir -p %{install-root}\n    - cat /usr/lib/a.txt /usr/lib/b.txt > %{install-root}/seen\n    - ls /usr/bin /bin | grep -c . > %{install-root}/count\n    - if touch /usr/lib/x 2>/dev/null; then echo writable; fi >> %{install-root}/seen\n",
+        ),
+    );
+    let views = |store: &std::path::Path| -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(store.join("views"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.len() == 64)
+            .collect()
+    };
+    let outputs = |run: &crate::ctx::Run| -> std::collections::BTreeMap<String, (String, String)> {
+        run.json()["elements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap().to_owned(),
+                    (
+                        e["key"].as_str().unwrap().to_owned(),
+                        e["output"].as_str().unwrap().to_owned(),
+                    ),
+                )
+            })
+            .collect()
+    };
+
+    let layered = ctx.cas(["--json", "build", "c.yaml"]).ok();
+    let out = ctx.path("out");
+    ctx.cas(["checkout", "c.yaml", out.to_str().unwrap()]).ok();
+    assert_eq!(std::fs::read_to_string(out.join("seen")).unwrap(), "a\nb\n");
+    let layered_outputs = outputs(&layered);
+    let dep_outputs: std::collections::BTreeSet<String> = ["base.yaml", "a.yaml", "b.yaml"]
+        .iter()
+        .map(|n| layered_outputs[*n].1.clone())
+        .collect();
+    assert_eq!(
+        views(&ctx.store()),
+        dep_outputs,
+        "only the dependencies' own views exist (c's sysroot was not materialised)"
+    );
+
+    let merged_store = ctx.path("store-merged");
+    let (mut cmd, shown) = ctx.command(["--json", "build", "c.yaml"]);
+    cmd.env("CAS_STORE", &merged_store)
+        .env("CAS_SANDBOX_OVERLAY", "0");
+    let merged = crate::ctx::Run::from_output(shown, cmd.output().unwrap()).ok();
+    assert_eq!(
+        outputs(&merged),
+        layered_outputs,
+        "same keys and outputs either way"
+    );
+    let merged_views = views(&merged_store);
+    assert!(
+        merged_views.iter().any(|v| !dep_outputs.contains(v)),
+        "without overlays the merged sysroot is a view of its own: {merged_views:?}"
+    );
+}

@@ -46,6 +46,10 @@ impl BuildDir {
     pub fn rootfs(&self) -> PathBuf {
         self.root.join("root")
     }
+    /// The empty mount point of a layered sysroot (crate::sysroot).
+    pub fn sysroot(&self) -> PathBuf {
+        self.root.join("sysroot")
+    }
     pub fn log(&self) -> PathBuf {
         self.root.join("build.log")
     }

@@ -5,6 +5,8 @@
 //! - [`run`]: a whole run ([`build`]) and keys/states without building ([`plan`]).
 //! - [`scheduler`]: the parallel DAG runner.
 //! - [`sources`]: the source cache over the store, local-source digests.
+//! - [`sysroot`]: a step's read-only `/`: one merged view, or an overlay of
+//!   its dependencies' own views.
 //! - [`split`]: split-rule filtering and tree placement (compose, script).
 //! - [`builddir`]: build directories and the last failed build.
 //! - [`progress`]: progress on stderr.
@@ -20,6 +22,7 @@ pub mod scheduler;
 pub mod sources;
 pub mod split;
 pub mod step;
+pub mod sysroot;
 
 pub use error::BuildError;
 pub use progress::{Console, Reporter};

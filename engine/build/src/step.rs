@@ -21,6 +21,7 @@ use crate::keys::{KeyInputs, SandboxSettings};
 use crate::progress::Reporter;
 use crate::sources::{identities, LocalDigests, StoreSourceCache};
 use crate::split;
+use crate::sysroot::Sysroot;
 
 /// The fixed host name and umask of every sandbox (spec/sandbox.md).
 pub const HOSTNAME: &str = "cas";
@@ -374,11 +375,10 @@ impl Engine<'_> {
                 Ok(out)
             }
             Behaviour::Sandbox => {
-                let view_tree = self.merge(el, staged)?;
+                let sysroot = self.sysroot(el, &self.labelled(staged), dir)?;
                 self.stage_sources(el, &dir.build())?;
-                let view = self.store.view(&view_tree)?;
-                self.run_phases(el, inputs, view.path(), false, dir, &mut log)?;
-                drop(view);
+                self.run_phases(el, inputs, Root::read_only(&sysroot), dir, &mut log)?;
+                drop(sysroot);
                 Ok(self.store.ingest(&dir.install(), IngestMode::Move)?.tree)
             }
             Behaviour::Script => {
@@ -393,8 +393,8 @@ impl Engine<'_> {
                         message: "script element without script config".into(),
                     });
                 };
-                let root_tree = if layout.is_empty() {
-                    self.merge(el, staged)?
+                let root_trees = if layout.is_empty() {
+                    self.labelled(staged)
                 } else {
                     let mut placed = Vec::new();
                     for l in layout {
@@ -408,17 +408,18 @@ impl Engine<'_> {
                             split::place_under(self.store, tree.1, &l.destination)?,
                         ));
                     }
-                    self.merge_labelled(el, &placed)?
+                    placed
                 };
                 self.stage_sources(el, &dir.build())?;
                 let out_dir = if *root_read_only {
-                    let view = self.store.view(&root_tree)?;
-                    self.run_phases(el, inputs, view.path(), false, dir, &mut log)?;
+                    let sysroot = self.sysroot(el, &root_trees, dir)?;
+                    self.run_phases(el, inputs, Root::read_only(&sysroot), dir, &mut log)?;
                     self.output_dir(el, inputs, output, None, dir)?
                 } else {
+                    let root_tree = self.merge_labelled(el, &root_trees)?;
                     self.store
                         .materialize(&root_tree, &dir.rootfs(), Method::ReflinkOrCopy)?;
-                    self.run_phases(el, inputs, &dir.rootfs(), true, dir, &mut log)?;
+                    self.run_phases(el, inputs, Root::writable(&dir.rootfs()), dir, &mut log)?;
                     self.output_dir(el, inputs, output, Some(&dir.rootfs()), dir)?
                 };
                 if !out_dir.exists() {
@@ -457,13 +458,13 @@ impl Engine<'_> {
                 // Integration commands run on a private copy: never in the store.
                 self.store
                     .materialize(&merged, &dir.rootfs(), Method::ReflinkOrCopy)?;
-                check_shell(el, &dir.rootfs())?;
+                let rootfs = dir.rootfs();
+                check_shell(el, &[rootfs.clone()])?;
                 for c in &commands {
                     self.run_command(
                         el,
                         inputs,
-                        &dir.rootfs(),
-                        true,
+                        Root::writable(&rootfs),
                         dir,
                         "integration-commands",
                         c,
@@ -502,15 +503,19 @@ impl Engine<'_> {
         }
     }
 
-    fn merge(&self, el: &Element, staged: &[(ElementId, TreeDigest)]) -> Result<TreeDigest> {
-        let labelled: Vec<(String, TreeDigest)> = staged
+    /// Staged outputs labelled with their elements' names (for conflicts).
+    fn labelled(&self, staged: &[(ElementId, TreeDigest)]) -> Vec<(String, TreeDigest)> {
+        staged
             .iter()
             .map(|(d, t)| (self.element(*d).name.clone(), *t))
-            .collect();
-        self.merge_labelled(el, &labelled)
+            .collect()
     }
 
-    fn merge_labelled(&self, el: &Element, trees: &[(String, TreeDigest)]) -> Result<TreeDigest> {
+    pub(crate) fn merge_labelled(
+        &self,
+        el: &Element,
+        trees: &[(String, TreeDigest)],
+    ) -> Result<TreeDigest> {
         let refs: Vec<(&str, TreeDigest)> = trees.iter().map(|(n, t)| (n.as_str(), *t)).collect();
         match self.store.merge(&refs) {
             Ok(t) => Ok(t),
@@ -539,18 +544,17 @@ impl Engine<'_> {
         &self,
         el: &Element,
         inputs: &KeyInputs,
-        root: &Path,
-        root_writable: bool,
+        root: Root<'_>,
         dir: &BuildDir,
         log: &mut File,
     ) -> Result<()> {
         let any = inputs.phases.iter().any(|(_, c)| !c.is_empty());
         if any {
-            check_shell(el, root)?;
+            check_shell(el, &root.dirs())?;
         }
         for (phase, commands) in &inputs.phases {
             for c in commands {
-                self.run_command(el, inputs, root, root_writable, dir, phase, c, log)?;
+                self.run_command(el, inputs, root, dir, phase, c, log)?;
             }
         }
         Ok(())
@@ -561,8 +565,7 @@ impl Engine<'_> {
         &self,
         el: &Element,
         inputs: &KeyInputs,
-        root: &Path,
-        root_writable: bool,
+        root: Root<'_>,
         dir: &BuildDir,
         phase: &str,
         command: &str,
@@ -578,7 +581,7 @@ impl Engine<'_> {
         let command = command.replace("%{max-jobs}", &jobs);
         let _ = writeln!(log, "# {phase}: {command}");
         let _ = log.flush();
-        let spec = sandbox_spec(inputs, root, root_writable, dir, &jobs);
+        let spec = sandbox_spec(inputs, root, dir, &jobs);
         let file = log
             .try_clone()
             .map_err(io(&el.name, "cannot open log", dir.log()))?;
@@ -608,16 +611,11 @@ impl Engine<'_> {
 /// The sandbox of a step (spec/sandbox.md): its root, the build and install
 /// roots bound writable, the key's environment with `%{max-jobs}` filled in,
 /// and the key's identity settings. Everything here comes from the key inputs.
-fn sandbox_spec(
-    inputs: &KeyInputs,
-    root: &Path,
-    root_writable: bool,
-    dir: &BuildDir,
-    jobs: &str,
-) -> SandboxSpec {
+fn sandbox_spec(inputs: &KeyInputs, root: Root<'_>, dir: &BuildDir, jobs: &str) -> SandboxSpec {
     SandboxSpec {
-        root: root.to_path_buf(),
-        root_writable,
+        root: root.root.to_path_buf(),
+        layers: root.layers.to_vec(),
+        root_writable: root.writable,
         mounts: vec![
             Mount::writable(dir.build(), &inputs.sandbox.build_root),
             Mount::writable(dir.install(), &inputs.sandbox.install_root),
@@ -635,6 +633,39 @@ fn sandbox_spec(
     }
 }
 
+/// The `/` of one command: a staged sysroot (read-only), or a private copy
+/// (writable).
+#[derive(Clone, Copy)]
+struct Root<'a> {
+    root: &'a Path,
+    layers: &'a [PathBuf],
+    writable: bool,
+}
+
+impl<'a> Root<'a> {
+    fn read_only(s: &'a Sysroot) -> Root<'a> {
+        Root {
+            root: &s.root,
+            layers: &s.layers,
+            writable: false,
+        }
+    }
+    fn writable(path: &'a Path) -> Root<'a> {
+        Root {
+            root: path,
+            layers: &[],
+            writable: true,
+        }
+    }
+    fn dirs(&self) -> Vec<PathBuf> {
+        if self.layers.is_empty() {
+            vec![self.root.to_path_buf()]
+        } else {
+            self.layers.to_vec()
+        }
+    }
+}
+
 /// Whether bubblewrap works here, checked once per process, when the first
 /// step needs a sandbox.
 fn sandbox_ready(el: &Element) -> Result<()> {
@@ -648,8 +679,8 @@ fn sandbox_ready(el: &Element) -> Result<()> {
         })
 }
 
-fn check_shell(el: &Element, root: &Path) -> Result<()> {
-    cas_sandbox::check_shell(root).map_err(|_| BuildError::NoShell {
+fn check_shell(el: &Element, dirs: &[PathBuf]) -> Result<()> {
+    cas_sandbox::check_shell_in(dirs).map_err(|_| BuildError::NoShell {
         element: el.name.clone(),
     })
 }
@@ -682,9 +713,6 @@ impl Engine<'_> {
             })
             .collect::<Result<_>>()?;
         let inputs = self.key_inputs(id, &staged)?;
-        let view_tree = self.merge(el, &staged)?;
-        let view = self.store.view(&view_tree)?;
-        check_shell(el, view.path())?;
         let dir = match reopen {
             Some(root) => BuildDir {
                 root: root.to_path_buf(),
@@ -719,8 +747,10 @@ impl Engine<'_> {
                 dir
             }
         };
+        let sysroot = self.sysroot(el, &self.labelled(&staged), &dir)?;
+        check_shell(el, &sysroot.dirs())?;
         let jobs = self.max_jobs.to_string();
-        let mut spec = sandbox_spec(&inputs, view.path(), false, &dir, &jobs);
+        let mut spec = sandbox_spec(&inputs, Root::read_only(&sysroot), &dir, &jobs);
         spec.env
             .insert("PS1".into(), format!("[cas {}] \\w $ ", el.name));
         Ok(cas_sandbox::run(

@@ -7,7 +7,8 @@ use std::ffi::OsString;
 use std::path::Path;
 
 use crate::error::SandboxError;
-use crate::layout::{plan_root, Op, Target};
+use crate::layers::Layers;
+use crate::layout::{plan_layers, plan_root, Op, Target};
 use crate::spec::SandboxSpec;
 
 /// How the process that runs the command relates to the caller's terminal.
@@ -92,8 +93,12 @@ pub fn bwrap_args(
             });
         }
         Vec::new()
-    } else {
+    } else if spec.layers.len() == 1 {
+        plan_root(&spec.layers[0], &targets)?
+    } else if spec.layers.is_empty() {
         plan_root(&spec.root, &targets)?
+    } else {
+        plan_layers(&spec.root, Layers::new(&spec.layers), &targets)?
     };
 
     let mut a = Args::default();

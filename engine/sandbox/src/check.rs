@@ -5,6 +5,7 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::error::SandboxError;
+use crate::layers::Layers;
 use crate::shell::SHELL;
 
 /// The `bwrap` executable found in PATH.
@@ -86,16 +87,22 @@ pub fn check_available() -> Result<(), SandboxError> {
 /// Checks that `root` (a sysroot view) has an executable `/bin/sh`,
 /// following symbolic links inside `root` as the sandbox would.
 pub fn check_shell(root: &Path) -> Result<(), SandboxError> {
-    if !root.is_dir() {
+    check_shell_in(&[root.to_path_buf()])
+}
+
+/// [`check_shell`] for a sysroot made of layers (topmost first).
+pub fn check_shell_in(layers: &[PathBuf]) -> Result<(), SandboxError> {
+    let root = layers.first().cloned().unwrap_or_default();
+    if let Some(missing) = layers.iter().find(|l| !l.is_dir()) {
         return Err(SandboxError::RootMissing {
-            root: root.to_owned(),
+            root: missing.clone(),
         });
     }
     let no_shell = |reason: String| SandboxError::NoShell {
-        root: root.to_owned(),
+        root: root.clone(),
         reason,
     };
-    let host = resolve_in_root(root, Path::new(SHELL)).map_err(no_shell)?;
+    let host = resolve_in_layers(Layers::new(layers), Path::new(SHELL)).map_err(no_shell)?;
     match std::fs::metadata(&host) {
         Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(()),
         Ok(_) => Err(no_shell(format!("{SHELL} is not an executable file"))),
@@ -107,6 +114,12 @@ pub fn check_shell(root: &Path) -> Result<(), SandboxError> {
 /// resolving symbolic links (absolute ones relative to `root`, `..` never
 /// above it), like a lookup after `chroot root`.
 pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf, String> {
+    resolve_in_layers(Layers::new(&[root.to_path_buf()]), path)
+}
+
+/// [`resolve_in_root`] in the union of layers: the host path in the topmost
+/// layer that has the resolved entry.
+pub fn resolve_in_layers(layers: Layers<'_>, path: &Path) -> Result<PathBuf, String> {
     let mut todo: Vec<std::ffi::OsString> = path
         .components()
         .rev()
@@ -118,17 +131,16 @@ pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf, String> {
         .collect();
     let mut done: Vec<std::ffi::OsString> = Vec::new();
     let mut links = 0;
+    let mut found = None;
     while let Some(name) = todo.pop() {
         if name == ".." {
             done.pop();
+            found = None;
             continue;
         }
-        let host: PathBuf = std::iter::once(root.as_os_str().to_owned())
-            .chain(done.iter().cloned())
-            .collect::<PathBuf>()
-            .join(&name);
-        match std::fs::symlink_metadata(&host) {
-            Ok(m) if m.file_type().is_symlink() => {
+        let rel: PathBuf = done.iter().cloned().collect::<PathBuf>().join(&name);
+        match layers.lstat(&rel) {
+            Ok((host, m)) if m.file_type().is_symlink() => {
                 links += 1;
                 if links > 40 {
                     return Err(format!(
@@ -148,8 +160,12 @@ pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf, String> {
                         _ => {}
                     }
                 }
+                found = None;
             }
-            Ok(_) => done.push(name),
+            Ok((host, _)) => {
+                done.push(name);
+                found = Some(host);
+            }
             Err(e) => {
                 let shown: PathBuf = std::iter::once(std::ffi::OsString::from("/"))
                     .chain(done.iter().cloned())
@@ -159,9 +175,17 @@ pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf, String> {
             }
         }
     }
-    Ok(std::iter::once(root.as_os_str().to_owned())
-        .chain(done)
-        .collect())
+    match found {
+        Some(host) => Ok(host),
+        None => {
+            let rel: PathBuf = done.iter().cloned().collect();
+            Ok(layers
+                .dirs()
+                .first()
+                .map(|d| d.join(rel))
+                .unwrap_or_default())
+        }
+    }
 }
 
 #[cfg(test)]

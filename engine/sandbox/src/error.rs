@@ -75,6 +75,27 @@ pub enum SandboxError {
     #[error("a sandbox needs a command to run (the argv is empty)")]
     EmptyArgv,
 
+    #[error(
+        "a writable sysroot cannot be made of layers (mount point {root}); give one private \
+         copy instead"
+    )]
+    WritableLayers { root: PathBuf },
+
+    #[error(
+        "cannot mount the sysroot's {count} layers as one overlay: {why}; cas shows such \
+         sysroots as one merged view instead"
+    )]
+    OverlayLayers { count: usize, why: String },
+
+    #[error(
+        "cannot mount the sysroot overlay on {root} ({source}); set CAS_SANDBOX_OVERLAY=0 to \
+         stage merged views instead"
+    )]
+    Overlay {
+        root: PathBuf,
+        source: std::io::Error,
+    },
+
     #[error("bwrap could not set up the sandbox: {message}")]
     Setup { message: String },
 

@@ -22,6 +22,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::SandboxError;
+use crate::layers::Layers;
 
 /// One bwrap operation that builds the read-only part of `/`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,12 +51,26 @@ pub const CREATED_DIR_MODE: u32 = 0o755;
 /// `targets`. Targets below another target are left to bwrap (it creates
 /// them inside that mount when it is writable).
 pub fn plan_root(root: &Path, targets: &[Target]) -> Result<Vec<Op>, SandboxError> {
-    match std::fs::metadata(root) {
-        Ok(m) if m.is_dir() => {}
-        _ => {
-            return Err(SandboxError::RootMissing {
-                root: root.to_owned(),
-            })
+    let dirs = [root.to_path_buf()];
+    plan_layers(root, Layers::new(&dirs), targets)
+}
+
+/// Like [`plan_root`] for a sysroot made of `layers` that will be mounted
+/// (as one overlay) on `root`: the plan is read from the layers, and what it
+/// binds is taken from `root`.
+pub fn plan_layers(
+    root: &Path,
+    layers: Layers<'_>,
+    targets: &[Target],
+) -> Result<Vec<Op>, SandboxError> {
+    for d in layers
+        .dirs()
+        .iter()
+        .chain(std::iter::once(&root.to_path_buf()))
+    {
+        match std::fs::metadata(d) {
+            Ok(m) if m.is_dir() => {}
+            _ => return Err(SandboxError::RootMissing { root: d.clone() }),
         }
     }
     let top: Vec<Pending> = targets
@@ -76,7 +91,8 @@ pub fn plan_root(root: &Path, targets: &[Target]) -> Result<Vec<Op>, SandboxErro
         })
         .collect();
     let mut ops = Vec::new();
-    explode(root, root, Path::new("/"), top, &mut ops)?;
+    let plan = Plan { root, layers };
+    plan.explode(Path::new(""), Path::new("/"), top, &mut ops)?;
     Ok(ops)
 }
 
@@ -105,64 +121,73 @@ fn is_mount_point(list: &[Pending]) -> Option<&Target> {
     list.iter().find(|p| p.rest.is_empty()).map(|p| &p.target)
 }
 
-/// Shows the sysroot directory `host` at `sdir` entry by entry, making room
-/// for `pending`.
-fn explode(
-    root: &Path,
-    host: &Path,
-    sdir: &Path,
-    pending: Vec<Pending>,
-    ops: &mut Vec<Op>,
-) -> Result<(), SandboxError> {
-    let mut groups = group(pending);
-    let read_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| SandboxError::ReadRoot { path, source }
-    };
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(host).map_err(read_err(host))? {
-        names.push(entry.map_err(read_err(host))?.file_name());
-    }
-    names.sort();
-    for name in names {
-        let hpath = host.join(&name);
-        let dest = sdir.join(&name);
-        let meta = std::fs::symlink_metadata(&hpath).map_err(read_err(&hpath))?;
-        match groups.remove(&name) {
-            Some(list) => {
-                if let Some(t) = is_mount_point(&list) {
-                    // The mount hides whatever the sysroot has here.
-                    if t.dir {
+struct Plan<'a> {
+    root: &'a Path,
+    layers: Layers<'a>,
+}
+
+impl Plan<'_> {
+    /// Shows the sysroot directory `rel` at `sdir` entry by entry, making
+    /// room for `pending`.
+    fn explode(
+        &self,
+        rel: &Path,
+        sdir: &Path,
+        pending: Vec<Pending>,
+        ops: &mut Vec<Op>,
+    ) -> Result<(), SandboxError> {
+        let mut groups = group(pending);
+        let read_err = |rel: &Path| {
+            let path = self.root.join(rel);
+            move |source| SandboxError::ReadRoot { path, source }
+        };
+        for name in self.layers.read_dir(rel).map_err(read_err(rel))? {
+            let rel = rel.join(&name);
+            let dest = sdir.join(&name);
+            let (host, meta) = self.layers.lstat(&rel).map_err(read_err(&rel))?;
+            match groups.remove(&name) {
+                Some(list) => {
+                    if let Some(t) = is_mount_point(&list) {
+                        // The mount hides whatever the sysroot has here.
+                        if t.dir {
+                            ops.push(Op::Dir {
+                                dest,
+                                mode: CREATED_DIR_MODE,
+                            });
+                        }
+                    } else if meta.is_dir() {
                         ops.push(Op::Dir {
-                            dest,
-                            mode: CREATED_DIR_MODE,
+                            dest: dest.clone(),
+                            mode: meta.permissions().mode() & 0o7777,
+                        });
+                        self.explode(&rel, &dest, list, ops)?;
+                    } else {
+                        return Err(SandboxError::MountThroughLink {
+                            root: self.root.to_owned(),
+                            sandbox: list[0].target.path.clone(),
+                            found: dest,
                         });
                     }
-                } else if meta.is_dir() {
-                    ops.push(Op::Dir {
-                        dest: dest.clone(),
-                        mode: meta.permissions().mode() & 0o7777,
-                    });
-                    explode(root, &hpath, &dest, list, ops)?;
-                } else {
-                    return Err(SandboxError::MountThroughLink {
-                        root: root.to_owned(),
-                        sandbox: list[0].target.path.clone(),
-                        found: dest,
-                    });
                 }
+                None if meta.file_type().is_symlink() => {
+                    let target =
+                        std::fs::read_link(&host).map_err(|source| SandboxError::ReadRoot {
+                            path: host.clone(),
+                            source,
+                        })?;
+                    ops.push(Op::Symlink { target, dest });
+                }
+                None => ops.push(Op::RoBind {
+                    host: self.root.join(&rel),
+                    dest,
+                }),
             }
-            None if meta.file_type().is_symlink() => {
-                let target = std::fs::read_link(&hpath).map_err(read_err(&hpath))?;
-                ops.push(Op::Symlink { target, dest });
-            }
-            None => ops.push(Op::RoBind { host: hpath, dest }),
         }
+        for (name, list) in groups {
+            create(&sdir.join(name), list, ops);
+        }
+        Ok(())
     }
-    for (name, list) in groups {
-        create(&sdir.join(name), list, ops);
-    }
-    Ok(())
 }
 
 /// Creates a path the sysroot lacks, and everything pending below it.

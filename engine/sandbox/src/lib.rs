@@ -4,6 +4,9 @@
 //! `spec/sandbox.md`; it is part of what a build key stands for.
 //!
 //! - [`spec`]: what a sandbox is made of ([`SandboxSpec`], [`Mount`]).
+//! - [`layers`]: a sysroot of ordered layers read as one tree ([`Layers`]).
+//! - [`overlay`]: mounting those layers as one read-only overlay in the
+//!   sandbox's own namespaces ([`overlay_supported`]).
 //! - [`layout`]: how the read-only sysroot and the mount points become
 //!   bwrap operations, including mount points the sysroot lacks.
 //! - [`args`]: the complete bwrap command line for a spec.
@@ -17,15 +20,19 @@ pub mod args;
 pub mod cancel;
 pub mod check;
 pub mod error;
+pub mod layers;
 pub mod layout;
+pub mod overlay;
 pub mod run;
 pub mod shell;
 pub mod spec;
 
 pub use args::{bwrap_args, Session};
 pub use cancel::Cancel;
-pub use check::{bwrap_path, check_available, check_shell};
+pub use check::{bwrap_path, check_available, check_shell, check_shell_in};
 pub use error::SandboxError;
+pub use layers::Layers;
+pub use overlay::{overlay_options, overlay_supported};
 pub use run::{run, Io, Outcome, Status};
 pub use shell::{shell_argv, SHELL};
 pub use spec::{Mount, SandboxSpec, DEFAULT_HOSTNAME, UMASK};

@@ -12,6 +12,7 @@ use crate::args::{bwrap_args, Session};
 use crate::cancel::{kill, Cancel};
 use crate::check::bwrap_path;
 use crate::error::SandboxError;
+use crate::overlay::OverlayMount;
 use crate::spec::SandboxSpec;
 
 /// Where the command's output goes.
@@ -141,6 +142,13 @@ fn run_inner(
             cmd.stdin(Stdio::inherit());
         }
     }
+    // Two or more layers: the process that becomes bwrap mounts their union
+    // on `spec.root` first, in namespaces of its own (crate::overlay).
+    let overlay = if spec.layers.len() > 1 {
+        Some(OverlayMount::prepare(&spec.root, &spec.layers)?)
+    } else {
+        None
+    };
     let write_fd = status_write.as_raw_fd();
     let umask = crate::spec::UMASK as libc::mode_t;
     let group = !interactive;
@@ -158,12 +166,21 @@ fn run_inner(
             } else if libc::dup2(write_fd, STATUS_FD) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            if let Some(o) = &overlay {
+                o.enter()?;
+            }
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|source| SandboxError::Spawn {
-        program: bwrap.clone(),
-        source,
+    let mut child = cmd.spawn().map_err(|source| match spec.layers.len() {
+        0 | 1 => SandboxError::Spawn {
+            program: bwrap.clone(),
+            source,
+        },
+        _ => SandboxError::Overlay {
+            root: spec.root.clone(),
+            source,
+        },
     })?;
     drop(status_write);
     let pid = child.id() as i32;

@@ -45,7 +45,14 @@ impl Mount {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SandboxSpec {
     /// The sysroot view, shown read-only as `/` (unless `root_writable`).
+    /// With `layers`, an empty directory that their union is mounted on,
+    /// inside the sandbox's namespaces only.
     pub root: PathBuf,
+    /// A sysroot made of several read-only directories (views of dependency
+    /// outputs), topmost first, shown as one tree by an overlay mount in a
+    /// private user and mount namespace (see [`crate::overlay`]). Empty: the
+    /// sysroot is `root` itself.
+    pub layers: Vec<PathBuf>,
     /// Bind `root` writable as `/` instead: for a private copy only (compose
     /// integration, script elements with a writable root), never for a view
     /// that shares inodes with the store. Mount points missing from it are
@@ -70,6 +77,7 @@ impl SandboxSpec {
     pub fn new(root: impl Into<PathBuf>) -> SandboxSpec {
         SandboxSpec {
             root: root.into(),
+            layers: Vec::new(),
             root_writable: false,
             mounts: Vec::new(),
             env: BTreeMap::new(),
@@ -81,8 +89,23 @@ impl SandboxSpec {
         }
     }
 
+    /// The directories the sysroot is read from on the host: the layers,
+    /// or `root` alone.
+    pub fn sysroot_dirs(&self) -> Vec<PathBuf> {
+        if self.layers.is_empty() {
+            vec![self.root.clone()]
+        } else {
+            self.layers.clone()
+        }
+    }
+
     /// Checks what can be checked without touching the file system.
     pub fn validate(&self) -> Result<(), SandboxError> {
+        if self.root_writable && !self.layers.is_empty() {
+            return Err(SandboxError::WritableLayers {
+                root: self.root.clone(),
+            });
+        }
         check_sandbox_path(&self.cwd, false)?;
         let mut seen = std::collections::BTreeSet::new();
         for m in &self.mounts {

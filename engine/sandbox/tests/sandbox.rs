@@ -467,3 +467,66 @@ fn env_map_is_sorted_and_complete() {
     assert!(lang < path);
     let _: BTreeMap<String, String> = f.spec.env.clone();
 }
+
+/// A sysroot of three layers (busybox, a library, a second library sharing
+/// `/usr/lib`), mounted as one overlay: every layer's files are visible,
+/// directories merge, the top layer's directory mode wins, nothing is
+/// writable, and the host's mount point stays an empty directory.
+#[test]
+fn layered_sysroot_shows_the_union_read_only() {
+    let mut f = fixture();
+    let base = f.spec.root.clone();
+    let dir = base.parent().unwrap().to_path_buf();
+    let lib1 = dir.join("lib1");
+    let lib2 = dir.join("lib2");
+    std::fs::create_dir_all(lib1.join("usr/lib")).unwrap();
+    std::fs::create_dir_all(lib2.join("usr/lib")).unwrap();
+    std::fs::create_dir_all(lib2.join("usr/share/two")).unwrap();
+    std::fs::write(lib1.join("usr/lib/libone.a"), "one\n").unwrap();
+    std::fs::write(lib2.join("usr/lib/libtwo.a"), "two\n").unwrap();
+    std::fs::write(lib2.join("usr/share/two/data"), "2\n").unwrap();
+    std::os::unix::fs::symlink("libtwo.a", lib2.join("usr/lib/libtwo-link.a")).unwrap();
+    std::fs::set_permissions(
+        lib1.join("usr"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o750),
+    )
+    .unwrap();
+    assert!(
+        cas_sandbox::overlay_supported(&dir),
+        "unprivileged overlay mounts (Linux >= 5.11) are needed for layered sysroots"
+    );
+    let mount_point = dir.join("sysroot");
+    std::fs::create_dir(&mount_point).unwrap();
+    f.spec.root = mount_point.clone();
+    f.spec.layers = vec![lib1.clone(), base.clone(), lib2.clone()];
+    cas_sandbox::check_shell_in(&f.spec.layers).unwrap();
+    let (o, log) = f.sh(
+        "cat /usr/lib/libone.a /usr/lib/libtwo.a /usr/lib/libtwo-link.a /usr/share/two/data; \
+         ls /usr/lib; stat -c %a /usr; test -x /bin/sh; \
+         if touch /usr/lib/new 2>/dev/null; then echo WRITABLE; fi; \
+         if touch /bin/new 2>/dev/null; then echo WRITABLE; fi; echo ok > /install/out",
+    );
+    assert!(o.success(), "{log}");
+    assert!(
+        log.contains("one\ntwo\ntwo\n2\n"),
+        "every layer is visible: {log}"
+    );
+    assert!(
+        log.contains("libone.a") && log.contains("libtwo-link.a"),
+        "{log}"
+    );
+    assert!(log.contains("750"), "the top layer's mode wins: {log}");
+    assert!(!log.contains("WRITABLE"), "{log}");
+    assert_eq!(
+        std::fs::read_to_string(f.install.join("out")).unwrap(),
+        "ok\n"
+    );
+    assert_eq!(
+        std::fs::read_dir(&mount_point).unwrap().count(),
+        0,
+        "the overlay is only mounted inside the sandbox"
+    );
+    for l in [&lib1, &lib2] {
+        assert!(!l.join("usr/lib/new").exists());
+    }
+}

@@ -1,0 +1,249 @@
+//! A sysroot made of layers, mounted as one read-only overlay.
+//!
+//! A step's sysroot is the union of its dependencies' outputs. Materialising
+//! that union as one more hardlinked tree per step costs a new inode per
+//! directory and symbolic link (0.25 ms each on ext4 here, thousands for a
+//! toolchain), every time. Instead each dependency output is materialised
+//! once, as its own view, and the step sees their union through overlayfs:
+//! the cost of a step no longer grows with the size of its sysroot.
+//!
+//! bwrap 0.8 (Debian 12) cannot mount overlays, so the process that becomes
+//! bwrap first enters a user and mount namespace of its own (mapping its uid
+//! and gid to themselves), mounts the overlay read-only on the spec's empty
+//! `root` directory, and then execs bwrap, which nests its own namespaces as
+//! usual and binds from that mount. Nothing is visible outside: the mount
+//! lives and dies with the sandbox's namespace. Unprivileged overlay mounts
+//! need Linux 5.11; [`overlay_supported`] probes once per process, and
+//! `CAS_SANDBOX_OVERLAY=0` turns the method off (cas then stages one merged
+//! view per sysroot, as before).
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use crate::error::SandboxError;
+
+/// The mount options must fit in one page (the legacy `mount(2)` limit).
+const MAX_OPTIONS: usize = 4095;
+
+/// The overlay's mount options for `layers` (topmost first): the directory to
+/// resolve them from (when they share a parent, so the names stay short) and
+/// the option string.
+pub fn overlay_options(layers: &[PathBuf]) -> Result<(Option<PathBuf>, String), SandboxError> {
+    let bad = |why: String| SandboxError::OverlayLayers {
+        count: layers.len(),
+        why,
+    };
+    if layers.len() < 2 {
+        return Err(bad("an overlay needs at least two layers".into()));
+    }
+    let parent = layers[0].parent().map(Path::to_path_buf);
+    let shared = parent
+        .as_ref()
+        .filter(|p| layers.iter().all(|l| l.parent() == Some(p.as_path())));
+    let mut opts = String::from("lowerdir=");
+    for (i, l) in layers.iter().enumerate() {
+        let name: &Path = match shared {
+            Some(_) => Path::new(l.file_name().unwrap_or_default()),
+            None => l,
+        };
+        let Some(text) = name.to_str() else {
+            return Err(bad(format!("{} is not UTF-8", l.display())));
+        };
+        if text.is_empty() || text.contains([':', ',', '\\', '\n', '\0']) {
+            return Err(bad(format!(
+                "{} contains a character overlayfs cannot take in a layer name (: , \\)",
+                l.display()
+            )));
+        }
+        if i > 0 {
+            opts.push(':');
+        }
+        opts.push_str(text);
+    }
+    if opts.len() > MAX_OPTIONS {
+        return Err(bad(format!(
+            "the layer list is {} bytes, more than the {MAX_OPTIONS} a mount takes",
+            opts.len()
+        )));
+    }
+    Ok((shared.cloned(), opts))
+}
+
+/// Everything the child needs to mount the overlay, prepared before `fork`
+/// (the child may not allocate).
+pub(crate) struct OverlayMount {
+    uid_map: Vec<u8>,
+    gid_map: Vec<u8>,
+    chdir: Option<CString>,
+    target: CString,
+    options: CString,
+}
+
+impl OverlayMount {
+    pub(crate) fn prepare(root: &Path, layers: &[PathBuf]) -> Result<OverlayMount, SandboxError> {
+        let (dir, options) = overlay_options(layers)?;
+        let cstr = |p: &[u8]| {
+            CString::new(p).map_err(|_| SandboxError::OverlayLayers {
+                count: layers.len(),
+                why: "a path contains NUL".into(),
+            })
+        };
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        Ok(OverlayMount {
+            uid_map: format!("{uid} {uid} 1\n").into_bytes(),
+            gid_map: format!("{gid} {gid} 1\n").into_bytes(),
+            chdir: dir.map(|d| cstr(d.as_os_str().as_bytes())).transpose()?,
+            target: cstr(root.as_os_str().as_bytes())?,
+            options: cstr(options.as_bytes())?,
+        })
+    }
+
+    /// In the child, after `fork`: a new user and mount namespace, the
+    /// overlay on the target. Only async-signal-safe calls.
+    ///
+    /// # Safety
+    /// Call only between `fork` and `exec` of a single-threaded child.
+    pub(crate) unsafe fn enter(&self) -> io::Result<()> {
+        let last = io::Error::last_os_error;
+        if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
+            return Err(last());
+        }
+        // Absent on kernels before 3.19, where gid_map needs no "deny".
+        let _ = write_file(c"/proc/self/setgroups", b"deny");
+        write_file(c"/proc/self/uid_map", &self.uid_map)?;
+        write_file(c"/proc/self/gid_map", &self.gid_map)?;
+        let mut back = -1;
+        if let Some(dir) = &self.chdir {
+            back = libc::open(
+                c".".as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            );
+            if back < 0 || libc::chdir(dir.as_ptr()) != 0 {
+                return Err(last());
+            }
+        }
+        let r = libc::mount(
+            c"overlay".as_ptr(),
+            self.target.as_ptr(),
+            c"overlay".as_ptr(),
+            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+            self.options.as_ptr().cast(),
+        );
+        let err = last();
+        if back >= 0 {
+            libc::fchdir(back);
+            libc::close(back);
+        }
+        if r != 0 {
+            return Err(err);
+        }
+        Ok(())
+    }
+}
+
+/// One `write` of `data` to `path` (the id maps must be written at once).
+unsafe fn write_file(path: &std::ffi::CStr, data: &[u8]) -> io::Result<()> {
+    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = libc::write(fd, data.as_ptr().cast(), data.len());
+    let err = io::Error::last_os_error();
+    libc::close(fd);
+    if n != data.len() as isize {
+        return Err(err);
+    }
+    Ok(())
+}
+
+/// Whether layered sysroots work here: `CAS_SANDBOX_OVERLAY` is not `0`,
+/// and an overlay of two directories in `scratch` (on the store's file
+/// system) mounts and is seen by a command in bwrap. Probed once per process.
+pub fn overlay_supported(scratch: &Path) -> bool {
+    static SUPPORTED: OnceLock<bool> = OnceLock::new();
+    *SUPPORTED.get_or_init(|| {
+        if matches!(
+            std::env::var("CAS_SANDBOX_OVERLAY").as_deref(),
+            Ok("0" | "off" | "false" | "no")
+        ) {
+            return false;
+        }
+        probe(scratch).is_ok()
+    })
+}
+
+fn probe(scratch: &Path) -> io::Result<()> {
+    let bwrap = crate::check::bwrap_path().map_err(io::Error::other)?;
+    let dir = tempfile::Builder::new()
+        .prefix("overlay-probe-")
+        .tempdir_in(scratch)?;
+    let (a, b, m) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("m"),
+    );
+    for d in [&a, &b, &m] {
+        std::fs::create_dir(d)?;
+    }
+    std::fs::write(a.join("top"), "")?;
+    std::fs::write(b.join("bottom"), "")?;
+    let mount = OverlayMount::prepare(&m, &[a, b]).map_err(io::Error::other)?;
+    let mut cmd = Command::new(&bwrap);
+    cmd.args(["--unshare-all", "--die-with-parent", "--cap-drop", "ALL"])
+        .args(["--uid", "0", "--gid", "0", "--ro-bind", "/", "/"])
+        .arg("--ro-bind")
+        .arg(&m)
+        .args(["/mnt", "--proc", "/proc", "--dev", "/dev", "--"])
+        .args(["/bin/sh", "-c", "test -f /mnt/top && test -f /mnt/bottom"])
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: `enter` only makes async-signal-safe calls.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || mount.enter());
+    }
+    let status = cmd.status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("probe exited with {status}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_use_short_names_when_layers_share_a_parent() {
+        let l = vec![PathBuf::from("/s/views/ab"), PathBuf::from("/s/views/cd")];
+        let (dir, opts) = overlay_options(&l).unwrap();
+        assert_eq!(dir, Some(PathBuf::from("/s/views")));
+        assert_eq!(opts, "lowerdir=ab:cd");
+        let l = vec![PathBuf::from("/s/a/x"), PathBuf::from("/s/b/y")];
+        assert_eq!(
+            overlay_options(&l).unwrap(),
+            (None, "lowerdir=/s/a/x:/s/b/y".to_string())
+        );
+    }
+
+    #[test]
+    fn options_refuse_what_overlayfs_cannot_take() {
+        let l = vec![PathBuf::from("/s/a:b/x"), PathBuf::from("/s/b/y")];
+        let err = overlay_options(&l).unwrap_err().to_string();
+        assert!(err.contains("/s/a:b/x"), "{err}");
+        let many: Vec<PathBuf> = (0..100)
+            .map(|i| PathBuf::from(format!("/s/views/{i:064}")))
+            .collect();
+        let err = overlay_options(&many).unwrap_err().to_string();
+        assert!(err.contains("100 layers"), "{err}");
+        assert!(overlay_options(&many[..2]).is_ok());
+    }
+}
