@@ -289,26 +289,61 @@ impl Store {
     }
 
     pub(crate) fn put_file_inner(&self, path: &Path, mode: IngestMode) -> Result<Stored> {
-        let meta = fs::symlink_metadata(path).ctx("stat", path)?;
+        let src = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(path)
+            .ctx("open", path)?;
+        let meta = src.metadata().ctx("stat", path)?;
+        self.put_opened(src, &meta, path, mode)
+    }
+
+    /// Store the regular file `src`, open at `path` (`meta`: its `fstat`).
+    pub(crate) fn put_opened(
+        &self,
+        mut src: File,
+        meta: &fs::Metadata,
+        path: &Path,
+        mode: IngestMode,
+    ) -> Result<Stored> {
         if !meta.is_file() {
             return Err(StoreError::UnsupportedFileType {
                 path: path.to_path_buf(),
-                kind: file_kind(&meta),
+                kind: file_kind(meta),
             });
         }
         if mode == IngestMode::Move && meta.nlink() == 1 {
-            if let Some(s) = self.move_file(path)? {
+            if let Some(s) = self.move_file(&mut src, path)? {
                 return Ok(s);
             }
         }
-        self.copy_file(path)
+        if meta.len() <= BUF as u64 {
+            return self.copy_small_file(&mut src, path);
+        }
+        let mut guard = TmpGuard::new(self.tmp_path("obj"));
+        let mut dst = create_tmp_file(guard.path())?;
+        // A reflink is a private snapshot of the data: hashing it cannot race with writers.
+        let (digest, size) = if meta.len() > 0 && reflink_copy::reflink_file(&src, &dst).is_ok() {
+            hash_file(&mut dst).ctx("read", guard.path())?
+        } else {
+            src.seek(SeekFrom::Start(0)).ctx("read", path)?;
+            copy_and_hash(&mut src, &mut dst).ctx("copy", path)?
+        };
+        drop(dst);
+        if self.has_object(&digest) {
+            return Ok(Stored {
+                digest,
+                size,
+                new: false,
+            });
+        }
+        let new = self.commit_tmp(&mut guard, &digest)?;
+        Ok(Stored { digest, size, new })
     }
 
     /// Hash in place and rename into the store. `None` when it must be copied instead.
-    fn move_file(&self, path: &Path) -> Result<Option<Stored>> {
-        let mut f = File::open(path).ctx("open", path)?;
-        let (digest, size) = hash_file(&mut f).ctx("read", path)?;
-        drop(f);
+    fn move_file(&self, f: &mut File, path: &Path) -> Result<Option<Stored>> {
+        let (digest, size) = hash_file(f).ctx("read", path)?;
         if self.has_object(&digest) {
             return Ok(Some(Stored {
                 digest,
@@ -323,42 +358,6 @@ impl Store {
             Err(e) if e.raw_os_error() == Some(libc::EXDEV) => Ok(None),
             Err(e) => Err(e).ctx("rename into the store", &dest),
         }
-    }
-
-    fn copy_file(&self, path: &Path) -> Result<Stored> {
-        let mut src = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)
-            .ctx("open", path)?;
-        let meta = src.metadata().ctx("stat", path)?;
-        if !meta.is_file() {
-            return Err(StoreError::UnsupportedFileType {
-                path: path.to_path_buf(),
-                kind: file_kind(&meta),
-            });
-        }
-        if meta.len() <= BUF as u64 {
-            return self.copy_small_file(&mut src, path);
-        }
-        let mut guard = TmpGuard::new(self.tmp_path("obj"));
-        let mut dst = create_tmp_file(guard.path())?;
-        // A reflink is a private snapshot of the data: hashing it cannot race with writers.
-        let (digest, size) = if meta.len() > 0 && reflink_copy::reflink_file(&src, &dst).is_ok() {
-            hash_file(&mut dst).ctx("read", guard.path())?
-        } else {
-            copy_and_hash(&mut src, &mut dst).ctx("copy", path)?
-        };
-        drop(dst);
-        if self.has_object(&digest) {
-            return Ok(Stored {
-                digest,
-                size,
-                new: false,
-            });
-        }
-        let new = self.commit_tmp(&mut guard, &digest)?;
-        Ok(Stored { digest, size, new })
     }
 
     /// A file that fits in one buffer: read it once, and only create a temporary

@@ -1,11 +1,17 @@
-//! Ingest a directory into a tree: walk once, hash and store files in parallel
-//! (rayon over files), then write the tree objects bottom-up.
+//! Ingest a directory into a tree: one parallel walk that hashes and stores
+//! each file as it is found (rayon over every directory's entries, all
+//! lookups relative to the directory's descriptor), then the tree objects
+//! bottom-up.
 
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use rustix::fs as rfs;
 
 use rayon::prelude::*;
 
@@ -30,8 +36,8 @@ pub struct IngestReport {
 
 enum Node {
     File {
-        index: usize,
         mode: u32,
+        stored: Stored,
     },
     Symlink {
         target: Vec<u8>,
@@ -42,57 +48,151 @@ enum Node {
     },
 }
 
-#[derive(Default)]
-struct Walk {
-    /// Distinct inodes to store: first path seen, and its stat.
-    files: Vec<PathBuf>,
-    stats: Vec<StatKey>,
-    inodes: HashMap<(u64, u64), usize>,
-    paths: u64,
+/// One ingest's walk: directories are read through their descriptors
+/// (`openat`/`fstatat`, no path lookups from the root), every directory's
+/// entries are handled in parallel (rayon), and each file is hashed and
+/// stored as soon as it is found, so walking and hashing overlap.
+struct Walker<'a> {
+    store: &'a Store,
+    mode: IngestMode,
+    /// Copy mode: the stat cache's entries below the ingested directory.
+    cache: HashMap<Vec<u8>, (StatKey, Digest)>,
+    /// Copy mode: files hashed now, for the stat cache.
+    fresh: Mutex<Vec<(PathBuf, StatKey, Digest)>>,
+    paths: AtomicU64,
 }
 
-impl Walk {
-    fn dir(&mut self, path: &Path) -> Result<Vec<(Vec<u8>, Node)>> {
-        let mut children = Vec::new();
-        for entry in fs::read_dir(path).ctx("read directory", path)? {
-            let entry = entry.ctx("read directory", path)?;
-            let p = entry.path();
-            let meta = fs::symlink_metadata(&p).ctx("stat", &p)?;
-            let name = entry.file_name().as_bytes().to_vec();
-            let mode = meta.mode() & 0o7777;
-            let t = meta.file_type();
-            let node = if t.is_dir() {
-                Node::Dir {
-                    mode,
-                    children: self.dir(&p)?,
-                }
-            } else if t.is_symlink() {
-                let target = fs::read_link(&p).ctx("read symlink", &p)?;
-                Node::Symlink {
-                    target: target.as_os_str().as_bytes().to_vec(),
-                }
-            } else if t.is_file() {
-                self.paths += 1;
-                let key = (meta.dev(), meta.ino());
-                let index = match self.inodes.get(&key) {
-                    Some(&i) => i,
-                    None => {
-                        self.files.push(p);
-                        self.stats.push(StatKey::of(&meta));
-                        self.inodes.insert(key, self.files.len() - 1);
-                        self.files.len() - 1
-                    }
-                };
-                Node::File { index, mode }
-            } else {
-                return Err(StoreError::UnsupportedFileType {
-                    path: p,
-                    kind: file_kind(&meta),
-                });
-            };
-            children.push((name, node));
+impl Walker<'_> {
+    fn dir(&self, path: &Path) -> Result<Vec<(Vec<u8>, Node)>> {
+        let fd = rfs::open(
+            path,
+            rfs::OFlags::RDONLY | rfs::OFlags::DIRECTORY | rfs::OFlags::CLOEXEC,
+            rfs::Mode::empty(),
+        )
+        .map_err(std::io::Error::from)
+        .ctx("open directory", path)?;
+        let mut names = Vec::new();
+        let mut dir = rfs::Dir::read_from(&fd)
+            .map_err(std::io::Error::from)
+            .ctx("read directory", path)?;
+        while let Some(entry) = dir.read() {
+            let entry = entry
+                .map_err(std::io::Error::from)
+                .ctx("read directory", path)?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            names.push((name.to_vec(), entry.file_type()));
         }
-        Ok(children)
+        names
+            .into_par_iter()
+            .map(|(name, kind)| {
+                let node = self.entry(&fd, path, &name, kind)?;
+                Ok((name, node))
+            })
+            .collect()
+    }
+
+    fn entry(
+        &self,
+        dirfd: &std::os::fd::OwnedFd,
+        dir: &Path,
+        name: &[u8],
+        kind: rfs::FileType,
+    ) -> Result<Node> {
+        let path = dir.join(std::ffi::OsStr::from_bytes(name));
+        let cname = std::ffi::CString::new(name)
+            .map_err(|_| StoreError::Invalid(format!("{}: NUL in a file name", path.display())))?;
+        let kind = match kind {
+            rfs::FileType::Unknown => {
+                let st = rfs::statat(dirfd, &cname, rfs::AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(std::io::Error::from)
+                    .ctx("stat", &path)?;
+                rfs::FileType::from_raw_mode(st.st_mode)
+            }
+            k => k,
+        };
+        match kind {
+            rfs::FileType::Directory => {
+                let st = rfs::statat(dirfd, &cname, rfs::AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(std::io::Error::from)
+                    .ctx("stat", &path)?;
+                Ok(Node::Dir {
+                    mode: st.st_mode & 0o7777,
+                    children: self.dir(&path)?,
+                })
+            }
+            rfs::FileType::Symlink => {
+                let target = rfs::readlinkat(dirfd, &cname, Vec::new())
+                    .map_err(std::io::Error::from)
+                    .ctx("read symlink", &path)?;
+                Ok(Node::Symlink {
+                    target: target.into_bytes(),
+                })
+            }
+            rfs::FileType::RegularFile => self.file(dirfd, &cname, path),
+            _ => {
+                let meta = fs::symlink_metadata(&path).ctx("stat", &path)?;
+                Err(StoreError::UnsupportedFileType {
+                    path,
+                    kind: file_kind(&meta),
+                })
+            }
+        }
+    }
+
+    fn file(
+        &self,
+        dirfd: &std::os::fd::OwnedFd,
+        name: &std::ffi::CStr,
+        path: PathBuf,
+    ) -> Result<Node> {
+        self.paths.fetch_add(1, Ordering::Relaxed);
+        // O_NONBLOCK: a file swapped for a FIFO since readdir cannot block us.
+        let fd = rfs::openat(
+            dirfd,
+            name,
+            rfs::OFlags::RDONLY
+                | rfs::OFlags::NOFOLLOW
+                | rfs::OFlags::CLOEXEC
+                | rfs::OFlags::NONBLOCK,
+            rfs::Mode::empty(),
+        )
+        .map_err(std::io::Error::from)
+        .ctx("open", &path)?;
+        let file = fs::File::from(fd);
+        let meta = file.metadata().ctx("stat", &path)?;
+        let mode = meta.mode() & 0o7777;
+        let key = StatKey::of(&meta);
+        if !meta.is_file() {
+            return Err(StoreError::UnsupportedFileType {
+                kind: file_kind(&meta),
+                path,
+            });
+        }
+        if self.mode == IngestMode::Copy {
+            if let Some((cached, d)) = self.cache.get(path.as_os_str().as_bytes()) {
+                if *cached == key && self.store.has_object(d) {
+                    return Ok(Node::File {
+                        mode,
+                        stored: Stored {
+                            digest: *d,
+                            size: key.size,
+                            new: false,
+                        },
+                    });
+                }
+            }
+        }
+        let stored = self.store.put_opened(file, &meta, &path, self.mode)?;
+        if self.mode == IngestMode::Copy {
+            self.fresh
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((path, key, stored.digest));
+        }
+        Ok(Node::File { mode, stored })
     }
 }
 
@@ -107,76 +207,57 @@ impl Store {
                 dir.display()
             )));
         }
-        let mut walk = Walk::default();
         // Absolute paths: the stat cache is keyed by them.
         let dir = fs::canonicalize(dir).ctx("resolve", dir)?;
-        let children = walk.dir(&dir)?;
         // Copy mode leaves the files in place: unchanged ones are not read again.
-        let cached: Vec<Option<Digest>> = match mode {
-            IngestMode::Copy => {
-                let keyed: Vec<(PathBuf, StatKey)> = walk
-                    .files
-                    .iter()
-                    .cloned()
-                    .zip(walk.stats.iter().copied())
-                    .collect();
-                self.stat_lookup(&keyed)?
-            }
-            IngestMode::Move => vec![None; walk.files.len()],
+        let cache = match mode {
+            IngestMode::Copy => self.stat_below(&dir)?,
+            IngestMode::Move => HashMap::new(),
         };
-        let stored: Vec<Stored> = walk
-            .files
-            .par_iter()
-            .zip(walk.stats.par_iter())
-            .zip(cached.par_iter())
-            .map(|((p, st), hit)| match hit {
-                Some(d) => Ok(Stored {
-                    digest: *d,
-                    size: st.size,
-                    new: false,
-                }),
-                None => self.put_file_inner(p, mode),
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let walker = Walker {
+            store: self,
+            mode,
+            cache,
+            fresh: Mutex::new(Vec::new()),
+            paths: AtomicU64::new(0),
+        };
+        let children = walker.dir(&dir)?;
         if mode == IngestMode::Copy {
-            let fresh: Vec<(&Path, StatKey, Digest)> = walk
-                .files
+            let fresh = walker.fresh.into_inner().unwrap_or_else(|e| e.into_inner());
+            let fresh: Vec<(&Path, StatKey, Digest)> = fresh
                 .iter()
-                .zip(&walk.stats)
-                .zip(&stored)
-                .zip(&cached)
-                .filter(|(_, hit)| hit.is_none())
-                .map(|(((p, st), s), _)| (p.as_path(), *st, s.digest))
+                .map(|(p, k, d)| (p.as_path(), *k, *d))
                 .collect();
             self.stat_record(&fresh)?;
         }
         let mut report = IngestReport {
             tree: TreeDigest::empty(),
-            files: walk.paths,
+            files: walker.paths.into_inner(),
             bytes: 0,
-            new_objects: stored.iter().filter(|s| s.new).count() as u64,
+            new_objects: 0,
         };
-        report.tree = self.build_tree(children, &stored, &mut report)?;
+        report.tree = self.build_tree(children, &mut report)?;
         Ok(report)
     }
 
     fn build_tree(
         &self,
         children: Vec<(Vec<u8>, Node)>,
-        stored: &[Stored],
         report: &mut IngestReport,
     ) -> Result<TreeDigest> {
         let mut entries = Vec::with_capacity(children.len());
         for (name, node) in children {
             entries.push(match node {
-                Node::File { index, mode } => {
-                    let s = stored[index];
+                Node::File { mode, stored: s } => {
                     report.bytes += s.size;
+                    if s.new {
+                        report.new_objects += 1;
+                    }
                     Entry::file(name, mode, BlobDigest(s.digest), s.size)
                 }
                 Node::Symlink { target } => Entry::symlink(name, target),
                 Node::Dir { mode, children } => {
-                    let d = self.build_tree(children, stored, report)?;
+                    let d = self.build_tree(children, report)?;
                     Entry::dir(name, mode, d)
                 }
             });

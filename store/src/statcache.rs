@@ -10,10 +10,10 @@
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 
 use crate::digest::Digest;
 use crate::error::Result;
@@ -73,45 +73,45 @@ fn now_ns() -> i64 {
 }
 
 impl Store {
-    /// The cached digest of each file whose stat still matches (and whose
-    /// object is present), `None` otherwise.
-    pub(crate) fn stat_lookup(&self, files: &[(PathBuf, StatKey)]) -> Result<Vec<Option<Digest>>> {
-        let found: Vec<Option<(StatKey, String)>> = self.db.with("read stat cache", |c| {
+    /// Every entry below the directory `dir` (absolute), by path: one range
+    /// scan instead of a query per file.
+    pub(crate) fn stat_below(
+        &self,
+        dir: &Path,
+    ) -> Result<std::collections::HashMap<Vec<u8>, (StatKey, Digest)>> {
+        let mut lo = dir.as_os_str().as_bytes().to_vec();
+        if lo.last() != Some(&b'/') {
+            lo.push(b'/');
+        }
+        let mut hi = lo.clone();
+        *hi.last_mut().expect("not empty") = b'/' + 1;
+        self.db.with("read stat cache", |c| {
             let mut q = c.prepare_cached(
-                "SELECT dev, ino, size, mtime_ns, ctime_ns, digest FROM stat_cache WHERE path = ?1",
+                "SELECT path, dev, ino, size, mtime_ns, ctime_ns, digest FROM stat_cache \
+                 WHERE path >= ?1 AND path < ?2",
             )?;
-            let mut out = Vec::with_capacity(files.len());
-            for (path, _) in files {
-                out.push(
-                    q.query_row(params![path.as_os_str().as_bytes()], |r| {
-                        Ok((
-                            StatKey {
-                                dev: r.get::<_, i64>(0)? as u64,
-                                ino: r.get::<_, i64>(1)? as u64,
-                                size: r.get::<_, i64>(2)? as u64,
-                                mtime_ns: r.get(3)?,
-                                ctime_ns: r.get(4)?,
-                            },
-                            r.get::<_, String>(5)?,
-                        ))
-                    })
-                    .optional()?,
-                );
+            let rows = q.query_map(params![lo, hi], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    StatKey {
+                        dev: r.get::<_, i64>(1)? as u64,
+                        ino: r.get::<_, i64>(2)? as u64,
+                        size: r.get::<_, i64>(3)? as u64,
+                        mtime_ns: r.get(4)?,
+                        ctime_ns: r.get(5)?,
+                    },
+                    r.get::<_, String>(6)?,
+                ))
+            })?;
+            let mut out = std::collections::HashMap::new();
+            for row in rows {
+                let (path, key, hex) = row?;
+                if let Ok(d) = Digest::from_hex(&hex) {
+                    out.insert(path, (key, d));
+                }
             }
             Ok(out)
-        })?;
-        Ok(files
-            .iter()
-            .zip(found)
-            .map(|((_, key), hit)| {
-                let (cached, hex) = hit?;
-                if cached != *key {
-                    return None;
-                }
-                let d = Digest::from_hex(&hex).ok()?;
-                self.has_object(&d).then_some(d)
-            })
-            .collect())
+        })
     }
 
     /// Remember the digests of freshly hashed files (settled ones only).
@@ -166,7 +166,14 @@ mod tests {
         let canon = std::fs::canonicalize(&file).unwrap();
         let key = StatKey::of(&std::fs::metadata(&file).unwrap());
         let other = store.put_bytes(b"xyz").unwrap();
-        assert!(store.stat_lookup(&[(canon.clone(), key)]).unwrap()[0].is_some());
+        assert_eq!(
+            store
+                .stat_below(canon.parent().unwrap())
+                .unwrap()
+                .get(canon.as_os_str().as_bytes())
+                .map(|e| e.0),
+            Some(key)
+        );
         store
             .stat_record(&[(canon.as_path(), key, other.0)])
             .unwrap();

@@ -459,7 +459,7 @@ impl Engine<'_> {
                 self.store
                     .materialize(&merged, &dir.rootfs(), Method::ReflinkOrCopy)?;
                 let rootfs = dir.rootfs();
-                check_shell(el, &[rootfs.clone()])?;
+                check_shell(el, std::slice::from_ref(&rootfs))?;
                 for c in &commands {
                     self.run_command(
                         el,
