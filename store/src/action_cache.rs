@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -60,7 +60,10 @@ pub(crate) struct ResultRow {
 
 pub(crate) struct Db {
     pub path: PathBuf,
-    pub conn: Mutex<Connection>,
+    /// Opened on first use: commands that never touch the action cache
+    /// (reusing a view, reading an object) do not pay for SQLite.
+    conn: OnceLock<Mutex<Connection>>,
+    opening: Mutex<()>,
     /// Access times of results read since the last flush: written in one
     /// transaction (every 256, before gc reads them, and when the store is
     /// dropped) instead of one write per cache hit.
@@ -91,7 +94,30 @@ fn hex_digest(s: String) -> rusqlite::Result<Digest> {
 }
 
 impl Db {
-    pub fn open(path: &Path) -> Result<Db> {
+    /// A handle on the database at `path`; it is opened (and created or
+    /// migrated) by the first query.
+    pub fn new(path: &Path) -> Db {
+        Db {
+            path: path.to_path_buf(),
+            conn: OnceLock::new(),
+            opening: Mutex::new(()),
+            touched: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn conn(&self) -> Result<&Mutex<Connection>> {
+        if let Some(c) = self.conn.get() {
+            return Ok(c);
+        }
+        let _one = self.opening.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = self.conn.get() {
+            return Ok(c);
+        }
+        let c = Db::open(&self.path)?;
+        Ok(self.conn.get_or_init(|| Mutex::new(c)))
+    }
+
+    fn open(path: &Path) -> Result<Connection> {
         let err = |context: &str| {
             let path = path.to_path_buf();
             let context = context.to_string();
@@ -145,11 +171,7 @@ impl Db {
             crate::statcache::CREATE
         ))
         .map_err(err("create refs and stat cache tables"))?;
-        Ok(Db {
-            path: path.to_path_buf(),
-            conn: Mutex::new(conn),
-            touched: Mutex::new(Vec::new()),
-        })
+        Ok(conn)
     }
 
     /// Remember that a result was used now (see `touched`).
@@ -187,7 +209,7 @@ impl Db {
         context: &str,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T> {
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut conn = self.conn()?.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut conn).map_err(|source| StoreError::Db {
             context: context.to_string(),
             path: self.path.clone(),

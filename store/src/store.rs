@@ -68,7 +68,7 @@ impl Store {
             fs::write(&tmp, LAYOUT).ctx("write", &tmp)?;
             fs::rename(&tmp, &layout).ctx("rename into place", &layout)?;
         }
-        let db = Db::open(&root.join("ac.sqlite"))?;
+        let db = Db::new(&root.join("ac.sqlite"));
         let store = Store { root, db };
         // The empty tree is always present (trees of empty directories point at it).
         store.put_bytes_inner(&crate::tree::Tree::default().encode())?;
