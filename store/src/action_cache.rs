@@ -312,24 +312,41 @@ impl Store {
     /// (checked under the shared lock, so gc cannot remove them in between); the
     /// store is `syncfs`ed before the row is committed.
     pub fn action_put(&self, key: &ActionKey, result: &ActionResult) -> Result<()> {
+        self.action_put_many(&[(*key, result.clone())])
+    }
+
+    /// Record several results with one `syncfs` and one transaction (group
+    /// commit): the same guarantees as [`Store::action_put`] for each.
+    pub fn action_put_many(&self, results: &[(ActionKey, ActionResult)]) -> Result<()> {
+        if results.is_empty() {
+            return Ok(());
+        }
         let _lock = self.lock_shared()?;
-        self.ensure_present(&[result.output], &[result.log, result.manifest])?;
+        for (_, r) in results {
+            self.ensure_present(&[r.output], &[r.log, r.manifest])?;
+        }
         self.sync()?;
+        let now = now_ms();
         self.db.with("record action result", |c| {
-            c.execute(
-                "INSERT OR REPLACE INTO results (key, output, log, manifest, duration_ms, created, accessed)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    key.to_hex(),
-                    result.output.to_hex(),
-                    result.log.to_hex(),
-                    result.manifest.to_hex(),
-                    result.duration_ms as i64,
-                    result.created,
-                    now_ms()
-                ],
-            )?;
-            Ok(())
+            let tx = c.transaction()?;
+            {
+                let mut ins = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO results (key, output, log, manifest, duration_ms, created, accessed)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+                for (key, r) in results {
+                    ins.execute(params![
+                        key.to_hex(),
+                        r.output.to_hex(),
+                        r.log.to_hex(),
+                        r.manifest.to_hex(),
+                        r.duration_ms as i64,
+                        r.created,
+                        now
+                    ])?;
+                }
+            }
+            tx.commit()
         })
     }
 

@@ -4,6 +4,7 @@
 //! - [`step`]: one step: cache lookup, staging, sandbox, ingest, record.
 //! - [`run`]: a whole run ([`build`]) and keys/states without building ([`plan`]).
 //! - [`scheduler`]: the parallel DAG runner.
+//! - [`record`]: recording built results in the background (group commit).
 //! - [`sources`]: the source cache over the store, local-source digests.
 //! - [`sysroot`]: a step's read-only `/`: one merged view, or an overlay of
 //!   its dependencies' own views.
@@ -16,6 +17,7 @@ pub mod builddir;
 pub mod error;
 pub mod keys;
 pub mod progress;
+pub mod record;
 pub mod remote;
 pub mod run;
 pub mod scheduler;

@@ -102,7 +102,9 @@ pub fn build(
             .collect(),
     };
     let fetcher = fetcher_for(store, &opts.mirrors)?;
+    let (recorder, recorder_thread) = crate::record::recorder();
     let engine = Engine {
+        recorder: Some(&recorder),
         max_jobs: opts.max_jobs.max(1),
         offline: opts.offline,
         rebuild: opts.rebuild.clone(),
@@ -119,7 +121,8 @@ pub fn build(
     let outputs: Mutex<HashMap<ElementId, TreeDigest>> = Mutex::new(HashMap::new());
     let errors: Mutex<HashMap<ElementId, (Option<ActionKey>, String)>> = Mutex::new(HashMap::new());
     let (finished, finished_rx) = std::sync::mpsc::channel::<()>();
-    let ends = std::thread::scope(|scope| {
+    let (ends, recorded) = std::thread::scope(|scope| {
+        let recording = scope.spawn(|| recorder_thread.run(store));
         // Ctrl-C: stop starting steps and kill the running sandboxes. The
         // watcher ends as soon as the run does (the sender is dropped).
         let cancel = engine.cancel.clone();
@@ -211,8 +214,14 @@ pub fn build(
             }
         });
         drop(finished);
-        ends
+        recorder.finish();
+        let recorded = recording
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (ends, recorded)
     });
+    // Built but not recorded (the store failed): say so; they build again.
+    recorded?;
     let errors = errors.into_inner().unwrap_or_else(|e| e.into_inner());
     let mut report = BuildReport {
         elements: Vec::new(),

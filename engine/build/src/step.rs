@@ -62,6 +62,9 @@ pub struct Engine<'a> {
     pub rebuild: std::collections::HashSet<ElementId>,
     /// Remote caches to pull from and push to (spec/remote.md).
     pub remote: Option<crate::remote::RemoteRun<'a>>,
+    /// Where built results are recorded in the background (crate::record);
+    /// `None`: recorded before the step returns.
+    pub recorder: Option<&'a crate::record::Recorder>,
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -91,6 +94,7 @@ impl<'a> Engine<'a> {
             reporter,
             rebuild: Default::default(),
             remote: None,
+            recorder: None,
         }
     }
 }
@@ -320,7 +324,10 @@ impl Engine<'_> {
                     manifest: manifest_blob,
                 };
                 if record {
-                    self.store.action_put(&key, &result)?;
+                    match self.recorder {
+                        Some(r) => r.record(key, result.clone()),
+                        None => self.store.action_put(&key, &result)?,
+                    }
                     self.push(id, &key, &result);
                 }
                 dir.remove();

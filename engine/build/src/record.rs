@@ -1,0 +1,147 @@
+//! Recording results off the critical path (group commit).
+//!
+//! A result may be recorded only once its objects are durable, which costs a
+//! `syncfs` of the store's file system (milliseconds when idle, tens of them
+//! when others write). A build therefore hands finished results to one
+//! recorder thread and goes on: dependents start at once (they use the output
+//! from memory), and the recorder commits everything that finished since its
+//! last commit with one `syncfs` and one transaction. The run waits for the
+//! recorder before it returns, and holds the store's shared lock meanwhile,
+//! so gc never sees an output whose result is not yet recorded. If cas dies
+//! first, results not yet committed are simply not recorded: those steps run
+//! again next time, as if they had been interrupted.
+
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Mutex;
+
+use cas_store::{ActionKey, ActionResult, Store};
+
+use crate::error::{BuildError, Result};
+
+enum Message {
+    Record(ActionKey, ActionResult),
+    Finish,
+}
+
+/// The sending side, held by the engine.
+pub struct Recorder {
+    tx: Mutex<Sender<Message>>,
+}
+
+/// The thread's side: run [`RecorderThread::run`] on a (scoped) thread.
+pub struct RecorderThread {
+    rx: Receiver<Message>,
+}
+
+/// A recorder and the loop that serves it.
+pub fn recorder() -> (Recorder, RecorderThread) {
+    let (tx, rx) = channel();
+    (Recorder { tx: Mutex::new(tx) }, RecorderThread { rx })
+}
+
+impl Recorder {
+    /// Queue a result; it is committed with the next batch.
+    pub fn record(&self, key: ActionKey, result: ActionResult) {
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = tx.send(Message::Record(key, result));
+    }
+
+    /// Ask the thread to commit what is queued and stop.
+    pub fn finish(&self) {
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = tx.send(Message::Finish);
+    }
+}
+
+impl RecorderThread {
+    /// Commits batches until [`Recorder::finish`] (or until every sender is
+    /// gone). Returns the first error; later batches are still attempted.
+    pub fn run(self, store: &Store) -> Result<usize> {
+        let mut recorded = 0;
+        let mut first_error: Option<BuildError> = None;
+        let mut finished = false;
+        while !finished {
+            let mut batch = Vec::new();
+            match self.rx.recv() {
+                Ok(Message::Record(k, r)) => batch.push((k, r)),
+                Ok(Message::Finish) | Err(_) => finished = true,
+            }
+            while let Ok(m) = self.rx.try_recv() {
+                match m {
+                    Message::Record(k, r) => batch.push((k, r)),
+                    Message::Finish => finished = true,
+                }
+            }
+            match store.action_put_many(&batch) {
+                Ok(()) => recorded += batch.len(),
+                Err(e) => {
+                    first_error.get_or_insert(e.into());
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(recorded),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cas_store::Digest;
+
+    #[test]
+    fn queued_results_are_committed_by_finish_and_missing_objects_are_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("store")).unwrap();
+        let log = store.put_bytes(b"log").unwrap();
+        let result = ActionResult {
+            output: store.empty_tree().unwrap(),
+            log,
+            duration_ms: 1,
+            created: 0,
+            manifest: log,
+        };
+        let keys: Vec<ActionKey> = (0..3u8)
+            .map(|i| ActionKey(Digest::of_bytes(&[i])))
+            .collect();
+        let (rec, thread) = recorder();
+        let recorded = std::thread::scope(|s| {
+            let h = s.spawn(|| thread.run(&store));
+            for k in &keys {
+                rec.record(*k, result.clone());
+            }
+            rec.finish();
+            h.join().unwrap()
+        })
+        .unwrap();
+        assert_eq!(recorded, 3);
+        for k in &keys {
+            assert_eq!(store.action_get(k).unwrap(), Some(result.clone()));
+        }
+
+        // A result whose log object is missing is not recorded, and says so.
+        let mut bad = result.clone();
+        bad.log = cas_store::BlobDigest(Digest::of_bytes(b"not stored"));
+        let (rec, thread) = recorder();
+        let err = std::thread::scope(|s| {
+            let h = s.spawn(|| thread.run(&store));
+            rec.record(ActionKey(Digest::of_bytes(b"bad")), bad);
+            rec.finish();
+            h.join().unwrap()
+        })
+        .unwrap_err();
+        let missing = Digest::of_bytes(b"not stored").to_hex();
+        assert!(
+            err.to_string().contains(&missing) && err.to_string().contains("missing"),
+            "{err}"
+        );
+        assert_eq!(
+            store
+                .action_get(&ActionKey(Digest::of_bytes(b"bad")))
+                .unwrap(),
+            None
+        );
+    }
+}
