@@ -5,7 +5,9 @@
 //! source entries are evicted least recently used first (except those younger
 //! than the horizon) until the objects still reachable fit. Rows are deleted
 //! in one committed transaction *before* any object is unlinked, so a crash at
-//! any moment leaves rows pointing only at present objects.
+//! any moment leaves rows pointing only at present objects. Results remembered
+//! from remotes without their objects (`remote_results`) are not roots; gc
+//! drops those recorded before the horizon.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -39,6 +41,8 @@ pub struct GcReport {
     pub objects_removed: u64,
     pub bytes_freed: u64,
     pub views_removed: u64,
+    /// Remembered answers of remotes (`remote_results`) dropped.
+    pub remote_answers_removed: u64,
     pub tmp_removed: u64,
     pub size_before: u64,
     pub size_after: u64,
@@ -217,6 +221,10 @@ impl Store {
             self.db
                 .delete_rows(&report.results_removed, &report.sources_removed)?;
         }
+        // Remembered remote answers are a cache of lookups, never roots: those
+        // older than the horizon (all, without one) go; a later build asks again.
+        let before = horizon_ms.map(|h| now - h).unwrap_or(i64::MAX);
+        report.remote_answers_removed = self.remote_results_prune(before, opts.dry_run)?;
         // 2. Views that are not in use and whose tree is no longer live.
         for (t, in_use, guard) in view_trees {
             if in_use || live.contains(&t.0) {

@@ -296,6 +296,41 @@ fn only_what_the_changed_step_stages_is_downloaded() {
         "8000000\nmid-output-unique\nchanged\n"
     );
     ctx.cas(["--store", s(&b), "store", "verify"]).ok();
+
+    // big's result is only remembered (its output was never downloaded): a
+    // cache of the remote's answer that gc keeps within the horizon and
+    // drops beyond it, after which the remote would be asked again.
+    let big_state = || {
+        let show = ctx
+            .cas(["--store", s(&b), "--json", "show", "top.yaml"])
+            .ok();
+        show.json()["elements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "big.yaml")
+            .unwrap()["state"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(big_state(), "pullable");
+    let gc = |extra: &[&str]| -> u64 {
+        let mut args = vec!["--store", s(&b), "--json", "store", "gc"];
+        args.extend_from_slice(extra);
+        ctx.cas(args).ok().json()["remote_answers_removed"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(gc(&["--keep-younger-than", "3600"]), 0);
+    assert_eq!(big_state(), "pullable");
+    assert_eq!(
+        gc(&[]),
+        3,
+        "one remembered answer per pulled result (base, big, mid)"
+    );
+    assert_ne!(big_state(), "pullable");
+    ctx.cas(["--store", s(&b), "store", "verify"]).ok();
 }
 
 #[test]
@@ -505,6 +540,8 @@ fn nginx_stopped_in_the_middle_of_a_pull_the_build_completes_locally() {
         std::fs::read_to_string(out_dir.join("usr/share/top")).unwrap(),
         "8000000\nmid-output-unique\nchanged\n"
     );
+    ctx.cas(["--store", s(&b), "store", "verify"]).ok();
+
     ctx.cas(["--store", s(&b), "store", "verify"]).ok();
 }
 

@@ -76,6 +76,26 @@ impl Store {
         )))
     }
 
+    /// Forget remembered remote answers recorded before `before_ms` (unix
+    /// ms); with `dry_run`, only count them. For gc.
+    pub(crate) fn remote_results_prune(&self, before_ms: i64, dry_run: bool) -> Result<u64> {
+        self.db.with("prune pulled results", |c| {
+            c.execute_batch(TABLE)?;
+            let n: i64 = c.query_row(
+                "SELECT count(*) FROM remote_results WHERE recorded < ?1",
+                params![before_ms],
+                |r| r.get(0),
+            )?;
+            if !dry_run && n > 0 {
+                c.execute(
+                    "DELETE FROM remote_results WHERE recorded < ?1",
+                    params![before_ms],
+                )?;
+            }
+            Ok(n as u64)
+        })
+    }
+
     /// Is every object reachable from `tree` in the store?
     pub fn has_closure(&self, tree: &TreeDigest) -> bool {
         self.ensure_present(&[*tree], &[]).is_ok()

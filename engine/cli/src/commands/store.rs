@@ -293,11 +293,12 @@ pub fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
                     println!("{verb} source {s}");
                 }
                 println!(
-                    "{verb} {} objects ({} bytes), {} views, {} temporary files; {} -> {} bytes",
+                    "{verb} {} objects ({} bytes), {} views, {} temporary files, {} remembered remote answers; {} -> {} bytes",
                     r.objects_removed,
                     r.bytes_freed,
                     r.views_removed,
                     r.tmp_removed,
+                    r.remote_answers_removed,
                     r.size_before,
                     if dry_run { r.size_before } else { r.size_after }
                 );
