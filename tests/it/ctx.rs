@@ -147,25 +147,9 @@ impl Ctx {
     /// path is relative to nothing: it is absolute, inside the test directory.
     pub fn busybox_tree(&self, rel: impl AsRef<Path>) -> PathBuf {
         let root = self.project().join(rel);
-        let bin = root.join("bin");
-        std::fs::create_dir_all(&bin).unwrap();
-        let busybox = Path::new("/bin/busybox");
-        assert!(
-            busybox.exists(),
-            "tests need /bin/busybox (Debian package busybox-static)"
-        );
-        std::fs::copy(busybox, bin.join("busybox")).unwrap();
-        let out = Command::new(busybox).arg("--list").output().unwrap();
-        for applet in String::from_utf8_lossy(&out.stdout).lines() {
-            let applet = applet.trim();
-            if applet.is_empty() || applet == "busybox" {
-                continue;
-            }
-            let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
-        }
-        for d in ["usr", "etc", "tmp"] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
+        // The benchmarks' generator writes the same base (one implementation).
+        cas_bench::gen::busybox_tree(&root)
+            .unwrap_or_else(|e| panic!("tests need /bin/busybox (busybox-static): {e}"));
         root
     }
 }

@@ -14,7 +14,9 @@
 //! must not share inodes with the host's compiler.
 //!
 //! Only std is used: this file is also compiled into the `cas-sandbox`
-//! crate's tests (`#[path]`), where it is checked before the CLI exists.
+//! crate's tests (`#[path]`), where it is checked before the CLI exists, and
+//! into `cas-mkbase` (bench crate), which `scripts/mkbase.sh` runs to make the
+//! example project's sysroots: one implementation for tests and demo.
 
 #![allow(dead_code)]
 
@@ -34,6 +36,9 @@ pub enum Flavor {
     C,
     /// Everything in `C` plus cmake and its libraries.
     CMake,
+    /// No packages: the merged-/usr links and the static busybox only (a
+    /// run-time base for root filesystems).
+    Busybox,
 }
 
 impl Flavor {
@@ -41,11 +46,15 @@ impl Flavor {
         match self {
             Flavor::C => "c",
             Flavor::CMake => "cmake",
+            Flavor::Busybox => "busybox",
         }
     }
 
     /// The packages the closure starts from.
     pub fn seed(self) -> Vec<&'static str> {
+        if self == Flavor::Busybox {
+            return Vec::new();
+        }
         let mut seed = vec![
             "gcc-12",
             "gcc",

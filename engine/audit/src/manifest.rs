@@ -295,42 +295,15 @@ pub fn decode_source(bytes: &[u8]) -> Option<SourceIdentity> {
 mod tests {
     use super::*;
 
-    fn sample() -> KeyInputs {
-        let mut environment = BTreeMap::new();
-        environment.insert("LC_ALL".to_string(), "C".to_string());
-        environment.insert("PATH".to_string(), "/usr/bin:/bin".to_string());
-        let mut config = BTreeMap::new();
-        config.insert("output".to_string(), vec!["/".to_string()]);
-        KeyInputs {
-            kind: "manual".into(),
-            behaviour: "sandbox".into(),
-            phases: vec![("build-commands".into(), vec!["echo hi > x".into()])],
-            environment,
-            sandbox: SandboxSettings {
-                arch: "x86_64".into(),
-                uid: 0,
-                gid: 0,
-                network: false,
-                build_root: "/build".into(),
-                install_root: "/install".into(),
-                hostname: "cas".into(),
-                umask: 0o022,
-            },
-            config,
-            sources: vec![b"local\0abc".to_vec()],
-            dependencies: vec![[7u8; 32]],
-        }
-    }
-
     #[test]
     fn decode_inverts_encode() {
-        let k = sample();
+        let k = KeyInputs::example();
         assert_eq!(decode(&k.manifest()).unwrap(), k);
     }
 
     #[test]
     fn every_truncation_and_many_corruptions_are_errors_not_panics() {
-        let m = sample().manifest();
+        let m = KeyInputs::example().manifest();
         for n in 0..m.len() {
             assert!(decode(&m[..n]).is_err(), "prefix of {n} bytes decoded");
         }

@@ -140,13 +140,11 @@ impl KeyInputs {
     pub fn key(&self) -> [u8; 32] {
         *blake3::hash(&self.manifest()).as_bytes()
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    pub(crate) fn sample() -> KeyInputs {
+    /// The example input of spec/keys.md, whose key is the golden vector
+    /// (`spec/vectors/key_manifest.py` encodes the same input independently).
+    /// Tests of code that reads manifests start from it too.
+    pub fn example() -> KeyInputs {
         let mut environment = BTreeMap::new();
         environment.insert("PATH".to_string(), "/usr/bin:/bin".to_string());
         environment.insert("LC_ALL".to_string(), "C".to_string());
@@ -178,12 +176,17 @@ mod tests {
             dependencies: vec![[7u8; 32]],
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     /// Golden vector: if this fails, the encoding changed. Bump KEY_SCHEMA,
     /// update spec/keys.md, then update the vector.
     #[test]
     fn golden_key() {
-        let k = sample();
+        let k = KeyInputs::example();
         let m = k.manifest();
         assert_eq!(&m[..8], b"cas-key\0");
         assert_eq!(
@@ -194,7 +197,7 @@ mod tests {
 
     #[test]
     fn every_included_input_changes_the_key() {
-        let base = sample().key();
+        let base = KeyInputs::example().key();
         let mut muts: Vec<Box<dyn Fn(&mut KeyInputs)>> = vec![
             Box::new(|k| k.kind = "make".into()),
             Box::new(|k| k.behaviour = "script".into()),
@@ -219,7 +222,7 @@ mod tests {
             k.phases[1].1 = vec!["make -j%{max-jobs}".into(), " install".into()];
         }));
         for (i, m) in muts.iter().enumerate() {
-            let mut k = sample();
+            let mut k = KeyInputs::example();
             m(&mut k);
             assert_ne!(k.key(), base, "mutation {i} did not change the key");
         }
