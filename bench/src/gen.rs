@@ -8,7 +8,7 @@
 //! closure is the whole project. Everything is deterministic for a given seed.
 //!
 //! Options: a large import (`big_import` files under `files/big`, element
-//! `big.yaml`), a share of elements whose output changes with `change_round`,
+//! `big.yaml`, optionally in every element's sysroot: `big_in_sysroot`), a share of elements whose output changes with `change_round`,
 //! and a shell comment in the first leaf (`leaf_comment`) whose change alters
 //! the leaf's key but not its output (early cutoff).
 
@@ -27,6 +27,9 @@ pub struct GenOptions {
     pub files: usize,
     /// Bytes per installed file.
     pub file_size: usize,
+    /// Every element also build-depends on the large import (`big.yaml`),
+    /// which then sits in every step's sysroot.
+    pub big_in_sysroot: bool,
     /// Files of the large import (0: none).
     pub big_import: usize,
     /// Bytes per file of the large import.
@@ -49,6 +52,7 @@ impl Default for GenOptions {
             files: 1,
             file_size: 64,
             big_import: 0,
+            big_in_sysroot: false,
             big_file_size: 10 * 1024,
             change_share: 0.0,
             change_round: 0,
@@ -177,6 +181,9 @@ fn yaml_quote(s: &str) -> String {
 pub fn element_yaml(o: &GenOptions, i: usize, deps: &[usize], changed: bool) -> String {
     let mut y = String::with_capacity(512);
     y.push_str("kind: manual\nbuild-depends:\n  - base.yaml\n");
+    if o.big_in_sysroot && o.big_import > 0 {
+        y.push_str("  - big.yaml\n");
+    }
     for &d in deps {
         y.push_str("  - ");
         y.push_str(&element_name(d, o.elements, o.layers));

@@ -26,7 +26,9 @@ pub struct Config {
     pub quiet: bool,
 }
 
-pub const CASES: [&str; 7] = ["load", "cold", "noop", "cutoff", "remote", "view", "ingest"];
+pub const CASES: [&str; 8] = [
+    "load", "cold", "noop", "cutoff", "remote", "sysroot", "view", "ingest",
+];
 
 /// Runs the selected cases and returns the report.
 pub fn run(cfg: &Config) -> Result<Report, String> {
@@ -87,6 +89,9 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
         if want("remote") {
             out.push(cases::remote(&env, &built)?);
         }
+    }
+    if want("sysroot") {
+        out.push(cases::sysroot(&env)?);
     }
     if want("view") || want("ingest") {
         let big = cases::big_tree(&env)?;

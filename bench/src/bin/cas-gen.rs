@@ -2,7 +2,7 @@
 //!
 //! Options (defaults in brackets): `--elements N` [100], `--layers L` [10],
 //! `--fanout K` [3], `--files F` [1], `--size S` [64], `--big-import FILES` [0],
-//! `--big-size BYTES` [10240], `--change-share X` [0], `--change-round R` [0],
+//! `--big-size BYTES` [10240], `--big-in-sysroot 0|1` [0], `--change-share X` [0], `--change-round R` [0],
 //! `--leaf-comment TEXT` ["rev 0"], `--seed N` [1]. Build it with
 //! `cas build all.yaml` in DIR.
 
@@ -11,7 +11,7 @@ use cas_bench::gen::{generate, GenOptions};
 fn usage() -> ! {
     eprintln!(
         "usage: cas-gen DIR [--elements N] [--layers L] [--fanout K] [--files F] [--size S] \
-         [--big-import FILES] [--big-size BYTES] [--change-share X] [--change-round R] \
+         [--big-import FILES] [--big-size BYTES] [--big-in-sysroot 0|1] [--change-share X] [--change-round R] \
          [--leaf-comment TEXT] [--seed N]"
     );
     std::process::exit(2)
@@ -38,6 +38,7 @@ fn main() {
             "--size" => o.file_size = num(&v),
             "--big-import" => o.big_import = num(&v),
             "--big-size" => o.big_file_size = num(&v),
+            "--big-in-sysroot" => o.big_in_sysroot = v == "1" || v == "true",
             "--change-share" => o.change_share = v.parse().unwrap_or_else(|_| usage()),
             "--change-round" => o.change_round = num(&v) as u64,
             "--leaf-comment" => o.leaf_comment = v,
