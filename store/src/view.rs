@@ -86,10 +86,26 @@ impl Store {
         if list.is_empty() {
             return Ok(self.put_tree_inner(&Tree::default())?.0);
         }
-        self.merge_dir("", &list)
+        self.merge_dir("", &list, true)
     }
 
-    fn merge_dir(&self, path: &str, list: &[(&str, TreeDigest)]) -> Result<TreeDigest> {
+    /// [`Store::merge`]'s checks and digest without storing the merged trees:
+    /// for callers that only need to know the trees merge (a sysroot staged
+    /// as layers), so no object (no new file) is written.
+    pub fn merge_check(&self, trees: &[(&str, TreeDigest)]) -> Result<TreeDigest> {
+        let _lock = self.lock_shared()?;
+        if trees.is_empty() {
+            return Ok(TreeDigest::empty());
+        }
+        self.merge_dir("", trees, false)
+    }
+
+    fn merge_dir(
+        &self,
+        path: &str,
+        list: &[(&str, TreeDigest)],
+        write: bool,
+    ) -> Result<TreeDigest> {
         if list.iter().all(|(_, d)| *d == list[0].1) {
             return Ok(list[0].1);
         }
@@ -122,7 +138,7 @@ impl Store {
                         }
                     }
                 }
-                let merged = self.merge_dir(&sub, &subs)?;
+                let merged = self.merge_dir(&sub, &subs, write)?;
                 out.push(Entry {
                     name,
                     mode: first.mode,
@@ -142,7 +158,12 @@ impl Store {
                 out.push(first.clone());
             }
         }
-        Ok(self.put_tree_inner(&Tree { entries: out })?.0)
+        let tree = Tree { entries: out };
+        if write {
+            Ok(self.put_tree_inner(&tree)?.0)
+        } else {
+            Ok(TreeDigest(crate::digest::Digest::of_bytes(&tree.encode())))
+        }
     }
 
     /// The materialised, read-only view of `tree` (`views/<hex>`), built once
@@ -195,5 +216,52 @@ impl Store {
             method: Some(method),
             _lock: view_lock,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_check_gives_the_merge_digest_and_writes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("s")).unwrap();
+        let blob = store.put_bytes(b"x").unwrap();
+        let leaf = |name: &str| {
+            let inner = store
+                .put_tree(&Tree::new(vec![Entry::file(name, 0o644, blob, 1)]).unwrap())
+                .unwrap();
+            store
+                .put_tree(&Tree::new(vec![Entry::dir("usr", 0o755, inner)]).unwrap())
+                .unwrap()
+        };
+        let (a, b) = (leaf("a"), leaf("b"));
+        let checked = store.merge_check(&[("a", a), ("b", b)]).unwrap();
+        assert!(
+            !store.has_object(&checked.0),
+            "merge_check stored the merged tree"
+        );
+        let merged = store.merge(&[("a", a), ("b", b)]).unwrap();
+        assert_eq!(checked, merged);
+        assert!(store.has_object(&merged.0));
+
+        let other = store.put_bytes(b"y").unwrap();
+        let clash = store
+            .put_tree(
+                &Tree::new(vec![Entry::dir(
+                    "usr",
+                    0o755,
+                    store
+                        .put_tree(&Tree::new(vec![Entry::file("a", 0o644, other, 1)]).unwrap())
+                        .unwrap(),
+                )])
+                .unwrap(),
+            )
+            .unwrap();
+        let err = store
+            .merge_check(&[("a", a), ("clash", clash)])
+            .unwrap_err();
+        assert!(err.to_string().contains("usr/a"), "{err}");
     }
 }

@@ -46,10 +46,6 @@ impl BuildDir {
     pub fn rootfs(&self) -> PathBuf {
         self.root.join("root")
     }
-    /// The empty mount point of a layered sysroot (crate::sysroot).
-    pub fn sysroot(&self) -> PathBuf {
-        self.root.join("sysroot")
-    }
     pub fn log(&self) -> PathBuf {
         self.root.join("build.log")
     }
@@ -57,6 +53,12 @@ impl BuildDir {
     pub fn remove(self) {
         let _ = remove_all(&self.root);
     }
+}
+
+/// The empty directory every layered sysroot is mounted on, each in its
+/// own sandbox's mount namespace (crate::sysroot).
+pub fn mount_point(store_root: &Path) -> PathBuf {
+    store_root.join("builds").join(".sysroot")
 }
 
 /// Removes a directory tree even where a build left it read-only.

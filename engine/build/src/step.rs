@@ -353,12 +353,14 @@ impl Engine<'_> {
         }
     }
 
+    /// Stores a finished step's log. The build directory goes next, so the
+    /// file itself becomes the object (renamed, not copied: no new file).
     fn store_log(&self, dir: &BuildDir) -> Result<BlobDigest> {
         let log = dir.log();
         if !log.exists() {
             return Ok(self.store.put_bytes(b"")?);
         }
-        Ok(self.store.put_file(&log, IngestMode::Copy)?.0)
+        Ok(self.store.put_file(&log, IngestMode::Move)?.0)
     }
 
     fn execute(
@@ -382,7 +384,7 @@ impl Engine<'_> {
                 Ok(out)
             }
             Behaviour::Sandbox => {
-                let sysroot = self.sysroot(el, &self.labelled(staged), dir)?;
+                let sysroot = self.sysroot(el, &self.labelled(staged))?;
                 self.stage_sources(el, &dir.build())?;
                 self.run_phases(el, inputs, Root::read_only(&sysroot), dir, &mut log)?;
                 drop(sysroot);
@@ -419,7 +421,7 @@ impl Engine<'_> {
                 };
                 self.stage_sources(el, &dir.build())?;
                 let out_dir = if *root_read_only {
-                    let sysroot = self.sysroot(el, &root_trees, dir)?;
+                    let sysroot = self.sysroot(el, &root_trees)?;
                     self.run_phases(el, inputs, Root::read_only(&sysroot), dir, &mut log)?;
                     self.output_dir(el, inputs, output, None, dir)?
                 } else {
@@ -523,8 +525,24 @@ impl Engine<'_> {
         el: &Element,
         trees: &[(String, TreeDigest)],
     ) -> Result<TreeDigest> {
+        self.merge_with(el, trees, true)
+    }
+
+    /// Merges (`store`: writing the merged trees) or only checks that the
+    /// trees merge, with conflicts reported for `el`.
+    pub(crate) fn merge_with(
+        &self,
+        el: &Element,
+        trees: &[(String, TreeDigest)],
+        store: bool,
+    ) -> Result<TreeDigest> {
         let refs: Vec<(&str, TreeDigest)> = trees.iter().map(|(n, t)| (n.as_str(), *t)).collect();
-        match self.store.merge(&refs) {
+        let merged = if store {
+            self.store.merge(&refs)
+        } else {
+            self.store.merge_check(&refs)
+        };
+        match merged {
             Ok(t) => Ok(t),
             Err(e @ StoreError::MergeConflict { .. }) => Err(BuildError::Conflict {
                 element: el.name.clone(),
@@ -754,7 +772,7 @@ impl Engine<'_> {
                 dir
             }
         };
-        let sysroot = self.sysroot(el, &self.labelled(&staged), &dir)?;
+        let sysroot = self.sysroot(el, &self.labelled(&staged))?;
         check_shell(el, &sysroot.dirs())?;
         let jobs = self.max_jobs.to_string();
         let mut spec = sandbox_spec(&inputs, Root::read_only(&sysroot), &dir, &jobs);

@@ -8,13 +8,17 @@
 //! every step that stages it) becomes a layer of a read-only overlay, in the
 //! merge's order: a step costs the same whatever the size of its sysroot.
 //! Otherwise the merged tree is materialised as one view, as before.
+//!
+//! Every layered sysroot is mounted on the same empty directory
+//! (`builds/.sysroot`): the mount exists only in each sandbox's own mount
+//! namespace, so concurrent steps never see each other's, and no directory
+//! is made and removed per step (new inodes are slow on some file systems).
 
 use std::path::PathBuf;
 
 use cas_format::Element;
 use cas_store::{TreeDigest, View};
 
-use crate::builddir::BuildDir;
 use crate::error::{io, Result};
 use crate::step::Engine;
 
@@ -41,13 +45,7 @@ impl Sysroot {
 
 impl Engine<'_> {
     /// Stages `trees` (labelled by element, in staging order) for `el`.
-    pub(crate) fn sysroot(
-        &self,
-        el: &Element,
-        trees: &[(String, TreeDigest)],
-        dir: &BuildDir,
-    ) -> Result<Sysroot> {
-        let merged = self.merge_labelled(el, trees)?;
+    pub(crate) fn sysroot(&self, el: &Element, trees: &[(String, TreeDigest)]) -> Result<Sysroot> {
         let empty = self.store.empty_tree()?;
         let mut distinct: Vec<TreeDigest> = Vec::new();
         for (_, t) in trees {
@@ -58,11 +56,13 @@ impl Engine<'_> {
         if distinct.len() >= 2 && self.layered_sysroots() {
             let paths: Vec<PathBuf> = distinct.iter().map(|t| self.store.view_path(t)).collect();
             if cas_sandbox::overlay_options(&paths).is_ok() {
+                // Conflicts are found as for a merged view; nothing is written.
+                self.merge_with(el, trees, false)?;
                 let views = distinct
                     .iter()
                     .map(|t| self.store.view(t))
                     .collect::<std::result::Result<Vec<_>, _>>()?;
-                let root = dir.sysroot();
+                let root = crate::builddir::mount_point(self.store.root());
                 std::fs::create_dir_all(&root).map_err(io(
                     &el.name,
                     "cannot create the sysroot mount point",
@@ -75,6 +75,7 @@ impl Engine<'_> {
                 });
             }
         }
+        let merged = self.merge_labelled(el, trees)?;
         let view = self.store.view(&merged)?;
         Ok(Sysroot {
             root: view.path().to_path_buf(),
