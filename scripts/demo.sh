@@ -18,7 +18,7 @@ rm -rf out/rootfs
 "$CAS" checkout rootfs.yaml out/rootfs
 echo
 echo "The composed root filesystem is in $P/out/rootfs:"
-find out/rootfs -maxdepth 3 -not -path '*/bin/*' | sort | head -20
+find out/rootfs -maxdepth 3 -not -path '*/bin/*' -not -path '*/sbin/*' | sort | head -20
 echo
 echo "What /usr/bin/hello said inside it (cas log check.yaml):"
 "$CAS" log check.yaml | grep -v '^#'
