@@ -12,7 +12,6 @@
 //! again next time, as if they had been interrupted.
 
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::Mutex;
 
 use cas_store::{ActionKey, ActionResult, Store};
 
@@ -25,7 +24,7 @@ enum Message {
 
 /// The sending side, held by the engine.
 pub struct Recorder {
-    tx: Mutex<Sender<Message>>,
+    tx: Sender<Message>,
 }
 
 /// The thread's side: run [`RecorderThread::run`] on a (scoped) thread.
@@ -36,20 +35,18 @@ pub struct RecorderThread {
 /// A recorder and the loop that serves it.
 pub fn recorder() -> (Recorder, RecorderThread) {
     let (tx, rx) = channel();
-    (Recorder { tx: Mutex::new(tx) }, RecorderThread { rx })
+    (Recorder { tx }, RecorderThread { rx })
 }
 
 impl Recorder {
     /// Queue a result; it is committed with the next batch.
     pub fn record(&self, key: ActionKey, result: ActionResult) {
-        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = tx.send(Message::Record(key, result));
+        let _ = self.tx.send(Message::Record(key, result));
     }
 
     /// Ask the thread to commit what is queued and stop.
     pub fn finish(&self) {
-        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = tx.send(Message::Finish);
+        let _ = self.tx.send(Message::Finish);
     }
 }
 

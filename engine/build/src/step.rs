@@ -280,28 +280,7 @@ impl Engine<'_> {
         if let Some(done) = self.ensure_staged(id, &staged, outputs)? {
             return Ok(done);
         }
-        // Fetch what is missing (cached sources are never fetched again).
-        let cache = self.source_cache();
-        for s in &el.sources {
-            if cas_sources::needs_fetch(s, self.fetcher, &cache) {
-                self.reporter.message(&format!(
-                    "fetching {} for {}",
-                    crate::sources::describe(s),
-                    el.name
-                ));
-            }
-            crate::sources::fetch_once(
-                s,
-                self.fetcher,
-                &cache,
-                self.offline,
-                &cas_sources::NoProgress,
-            )
-            .map_err(|source| BuildError::Source {
-                element: el.name.clone(),
-                source,
-            })?;
-        }
+        self.fetch_sources(el)?;
         self.reporter.started(&el.name, &key);
         let dir = BuildDir::create(self.store.root(), &el.name, &key.to_hex()).map_err(io(
             &el.name,
@@ -552,6 +531,33 @@ impl Engine<'_> {
         }
     }
 
+    /// Fetches what is missing of `el`'s sources, saying so (cached sources
+    /// are never fetched again; a source shared by steps is fetched once).
+    fn fetch_sources(&self, el: &Element) -> Result<()> {
+        let cache = self.source_cache();
+        for s in &el.sources {
+            if cas_sources::needs_fetch(s, self.fetcher, &cache) {
+                self.reporter.message(&format!(
+                    "fetching {} for {}",
+                    crate::sources::describe(s),
+                    el.name
+                ));
+            }
+            crate::sources::fetch_once(
+                s,
+                self.fetcher,
+                &cache,
+                self.offline,
+                &cas_sources::NoProgress,
+            )
+            .map_err(|source| BuildError::Source {
+                element: el.name.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
     fn stage_sources(&self, el: &Element, build: &Path) -> Result<()> {
         let cache = self.source_cache();
         for s in &el.sources {
@@ -754,28 +760,16 @@ impl Engine<'_> {
                     "cannot create build directory in",
                     self.store.root().join("builds"),
                 ))?;
-                let cache = self.source_cache();
-                for s in &el.sources {
-                    crate::sources::fetch_once(
-                        s,
-                        self.fetcher,
-                        &cache,
-                        self.offline,
-                        &cas_sources::NoProgress,
-                    )
-                    .map_err(|source| BuildError::Source {
-                        element: el.name.clone(),
-                        source,
-                    })?;
-                }
+                self.fetch_sources(el)?;
                 self.stage_sources(el, &dir.build())?;
                 dir
             }
         };
         let sysroot = self.sysroot(el, &self.labelled(&staged))?;
-        check_shell(el, &sysroot.dirs())?;
+        let root = Root::read_only(&sysroot);
+        check_shell(el, &root.dirs())?;
         let jobs = self.max_jobs.to_string();
-        let mut spec = sandbox_spec(&inputs, Root::read_only(&sysroot), &dir, &jobs);
+        let mut spec = sandbox_spec(&inputs, root, &dir, &jobs);
         spec.env
             .insert("PS1".into(), format!("[cas {}] \\w $ ", el.name));
         Ok(cas_sandbox::run(

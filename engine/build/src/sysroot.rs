@@ -32,17 +32,6 @@ pub(crate) struct Sysroot {
     _views: Vec<View>,
 }
 
-impl Sysroot {
-    /// The directories the sysroot is read from on the host.
-    pub fn dirs(&self) -> Vec<PathBuf> {
-        if self.layers.is_empty() {
-            vec![self.root.clone()]
-        } else {
-            self.layers.clone()
-        }
-    }
-}
-
 impl Engine<'_> {
     /// Stages `trees` (labelled by element, in staging order) for `el`.
     pub(crate) fn sysroot(&self, el: &Element, trees: &[(String, TreeDigest)]) -> Result<Sysroot> {

@@ -89,16 +89,6 @@ impl SandboxSpec {
         }
     }
 
-    /// The directories the sysroot is read from on the host: the layers,
-    /// or `root` alone.
-    pub fn sysroot_dirs(&self) -> Vec<PathBuf> {
-        if self.layers.is_empty() {
-            vec![self.root.clone()]
-        } else {
-            self.layers.clone()
-        }
-    }
-
     /// Checks what can be checked without touching the file system.
     pub fn validate(&self) -> Result<(), SandboxError> {
         if self.root_writable && !self.layers.is_empty() {
