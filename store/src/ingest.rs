@@ -149,6 +149,25 @@ impl Walker<'_> {
         path: PathBuf,
     ) -> Result<Node> {
         self.paths.fetch_add(1, Ordering::Relaxed);
+        // A file the stat cache knows: one fstatat, and no open if unchanged.
+        if let Some((cached, d)) = self.cache.get(path.as_os_str().as_bytes()) {
+            if let Ok(st) = rfs::statat(dirfd, name, rfs::AtFlags::SYMLINK_NOFOLLOW) {
+                let key = StatKey::of_stat(&st);
+                if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::RegularFile
+                    && *cached == key
+                    && self.store.has_object(d)
+                {
+                    return Ok(Node::File {
+                        mode: st.st_mode & 0o7777,
+                        stored: Stored {
+                            digest: *d,
+                            size: key.size,
+                            new: false,
+                        },
+                    });
+                }
+            }
+        }
         // O_NONBLOCK: a file swapped for a FIFO since readdir cannot block us.
         let fd = rfs::openat(
             dirfd,
@@ -170,20 +189,6 @@ impl Walker<'_> {
                 kind: file_kind(&meta),
                 path,
             });
-        }
-        if self.mode == IngestMode::Copy {
-            if let Some((cached, d)) = self.cache.get(path.as_os_str().as_bytes()) {
-                if *cached == key && self.store.has_object(d) {
-                    return Ok(Node::File {
-                        mode,
-                        stored: Stored {
-                            digest: *d,
-                            size: key.size,
-                            new: false,
-                        },
-                    });
-                }
-            }
         }
         let stored = self.store.put_opened(file, &meta, &path, self.mode)?;
         if self.mode == IngestMode::Copy {

@@ -59,6 +59,21 @@ impl StatKey {
         }
     }
 
+    /// The same from an `fstatat` result.
+    pub fn of_stat(st: &rustix::fs::Stat) -> StatKey {
+        StatKey {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime_ns: (st.st_mtime as i64)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(st.st_mtime_nsec as i64),
+            ctime_ns: (st.st_ctime as i64)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(st.st_ctime_nsec as i64),
+        }
+    }
+
     fn settled(&self, now_ns: i64) -> bool {
         let limit = now_ns - SETTLE.as_nanos() as i64;
         self.mtime_ns < limit && self.ctime_ns < limit
@@ -149,6 +164,19 @@ impl Store {
 mod tests {
     use super::*;
     use crate::blob::IngestMode;
+
+    #[test]
+    fn stat_keys_from_metadata_and_from_fstatat_agree() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("f");
+        std::fs::write(&f, "abc").unwrap();
+        let st =
+            rustix::fs::statat(rustix::fs::CWD, &f, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).unwrap();
+        assert_eq!(
+            StatKey::of_stat(&st),
+            StatKey::of(&std::fs::symlink_metadata(&f).unwrap())
+        );
+    }
 
     #[test]
     fn unchanged_files_are_not_read_again_and_changed_ones_are() {
