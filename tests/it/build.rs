@@ -713,3 +713,55 @@ fn several_dependencies_are_staged_as_layers_of_their_own_views() {
         "without overlays the merged sysroot is a view of its own: {merged_views:?}"
     );
 }
+
+/// More dependencies than one overlay mount can name (its options fit in a
+/// page: about 60 views) fall back to one merged view, and the step still
+/// sees every dependency.
+#[test]
+fn more_layers_than_an_overlay_takes_fall_back_to_a_merged_view() {
+    let ctx = busybox_project();
+    let n = 70;
+    let mut deps = Vec::new();
+    for i in 0..n {
+        let name = format!("d{i:02}.yaml");
+        ctx.write(
+            format!("elements/{name}"),
+            manual(
+                &[],
+                &format!("    - mkdir -p %{{install-root}}/usr/share\n    - echo {i} > %{{install-root}}/usr/share/d{i:02}\n"),
+            ),
+        );
+        deps.push(name);
+    }
+    let dep_refs: Vec<&str> = deps.iter().map(String::as_str).collect();
+    ctx.write(
+        "elements/all.yaml",
+        manual(
+            &dep_refs,
+            "    - mkdir -p %{install-root}\n    - ls /usr/share | grep -c '^d' > %{install-root}/count\n",
+        ),
+    );
+    let run = ctx.cas(["--json", "-j2", "build", "all.yaml"]).ok();
+    let out = ctx.path("out");
+    ctx.cas(["checkout", "all.yaml", out.to_str().unwrap()])
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(out.join("count")).unwrap(),
+        format!("{n}\n")
+    );
+    let outputs: std::collections::BTreeSet<String> = run.json()["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["output"].as_str().unwrap().to_owned())
+        .collect();
+    let merged_views = std::fs::read_dir(ctx.store().join("views"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|v| v.len() == 64 && !outputs.contains(v))
+        .count();
+    assert_eq!(
+        merged_views, 1,
+        "the step over {n} layers used one merged view"
+    );
+}
