@@ -41,7 +41,7 @@ pub use digest::{ActionKey, BlobDigest, Digest, TreeDigest};
 pub use error::StoreError;
 pub use gc::{parse_size, GcOptions, GcReport};
 pub use ingest::IngestReport;
-pub use lock::StoreLock;
+pub use lock::{KeyLock, StoreLock};
 pub use materialize::Method;
 pub use refs::RefEntry;
 pub use remote::{Remote, RemoteError};

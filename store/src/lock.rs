@@ -81,3 +81,72 @@ pub(crate) fn try_lock(path: &Path, exclusive: bool) -> Result<Option<StoreLock>
         Err(e) => Err(e).ctx("flock", path),
     }
 }
+
+/// The build lock of one action key (`locks/<key hex>`): held by the one
+/// process (or thread) building that key, from before it looks into the action
+/// cache until its result is recorded, so that a second builder of the same
+/// key waits and then finds the first one's result instead of building it
+/// again in a shared directory.
+///
+/// The lock file is removed by its holder before it unlocks; a waiter that
+/// then gets a lock on a removed file sees that the path no longer names the
+/// file it locked and tries again, so the directory does not grow with every
+/// key ever built.
+#[derive(Debug)]
+pub struct KeyLock {
+    file: File,
+    path: std::path::PathBuf,
+}
+
+impl KeyLock {
+    /// Take the lock of `name` in `dir`, calling `waiting` once if another
+    /// holder makes it wait.
+    pub(crate) fn acquire(dir: &Path, name: &str, waiting: &dyn Fn()) -> Result<KeyLock> {
+        let path = dir.join(name);
+        let mut said = false;
+        loop {
+            let file = match open_lock_file(&path) {
+                Ok(f) => f,
+                Err(_) => {
+                    std::fs::create_dir_all(dir).ctx("create", dir)?;
+                    open_lock_file(&path)?
+                }
+            };
+            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::WOULDBLOCK) => {
+                    if !said {
+                        said = true;
+                        waiting();
+                    }
+                    loop {
+                        match flock(&file, FlockOperation::LockExclusive) {
+                            Ok(()) => break,
+                            Err(rustix::io::Errno::INTR) => continue,
+                            Err(e) => return Err(e).ctx("flock", &path),
+                        }
+                    }
+                }
+                Err(e) => return Err(e).ctx("flock", &path),
+            }
+            // Still the file at `path`? (The last holder may have removed it.)
+            let held = rustix::fs::fstat(&file).ctx("fstat", &path)?;
+            match rustix::fs::stat(&path) {
+                Ok(now) if now.st_ino == held.st_ino && now.st_dev == held.st_dev => {
+                    return Ok(KeyLock { file, path })
+                }
+                Ok(_) => continue,
+                Err(rustix::io::Errno::NOENT) => continue,
+                Err(e) => return Err(e).ctx("stat", &path),
+            }
+        }
+    }
+}
+
+impl Drop for KeyLock {
+    fn drop(&mut self) {
+        // Removed while still held: nobody can lock this file and believe it current.
+        let _ = std::fs::remove_file(&self.path);
+        let _ = flock(&self.file, FlockOperation::Unlock);
+    }
+}

@@ -49,7 +49,7 @@ impl Store {
             }
             Err(e) => return Err(e).ctx("read", &layout),
         }
-        for d in ["objects", "tmp", "views"] {
+        for d in ["objects", "tmp", "views", "locks"] {
             fs::create_dir_all(root.join(d)).ctx("create", root.join(d))?;
         }
         if !root.join("objects/ff").is_dir() {
@@ -121,6 +121,16 @@ impl Store {
     /// it from staging their inputs until their result is recorded.
     pub fn lock_shared(&self) -> Result<StoreLock> {
         lock::lock(&self.root.join("lock"), false)
+    }
+
+    /// The build lock of `key` (`locks/<hex>`): see [`lock::KeyLock`].
+    /// `waiting` is called once if another builder holds it.
+    pub fn lock_key(
+        &self,
+        key: &crate::digest::ActionKey,
+        waiting: &dyn Fn(),
+    ) -> Result<lock::KeyLock> {
+        lock::KeyLock::acquire(&self.root.join("locks"), &key.to_hex(), waiting)
     }
 
     /// Hold the store exclusively (gc, verify --repair).

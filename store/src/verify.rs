@@ -32,6 +32,9 @@ pub struct VerifyReport {
     /// Canonical objects whose mode is not 0444.
     pub bad_modes: Vec<PathBuf>,
     pub broken_results: Vec<ActionKey>,
+    /// `--deep`: results whose manifest does not hash to their key (a result
+    /// recorded under a key it does not belong to).
+    pub mismatched_results: Vec<ActionKey>,
     pub broken_pins: Vec<String>,
     pub broken_sources: Vec<String>,
     pub repaired: bool,
@@ -48,6 +51,7 @@ impl VerifyReport {
                 && self.bad_variants.is_empty()
                 && self.bad_modes.is_empty()
                 && self.broken_results.is_empty()
+                && self.mismatched_results.is_empty()
                 && self.broken_pins.is_empty()
                 && self.broken_sources.is_empty()
         }
@@ -111,6 +115,12 @@ impl Reach<'_> {
 impl Store {
     /// Re-hash everything; report (and with `repair`, remove) what is broken.
     pub fn verify(&self, repair: bool) -> Result<VerifyReport> {
+        self.verify_with(repair, false)
+    }
+
+    /// [`Store::verify`]; `deep` also re-checks every action result against
+    /// its manifest: the manifest must hash to the result's key (spec/keys.md).
+    pub fn verify_with(&self, repair: bool, deep: bool) -> Result<VerifyReport> {
         let _lock = if repair {
             self.lock_exclusive()?
         } else {
@@ -184,6 +194,12 @@ impl Store {
             let c = reach.blob_ok(&r.result.manifest.0);
             if !(a && b && c) {
                 report.broken_results.push(r.key);
+            } else if deep {
+                let path = self.object_path(&r.result.manifest.0);
+                let bytes = fs::read(&path).ctx("read manifest", &path)?;
+                if Digest::of_bytes(&bytes) != r.key.0 {
+                    report.mismatched_results.push(r.key);
+                }
             }
         }
         for (name, t) in self.pins()? {
@@ -203,12 +219,14 @@ impl Store {
         m.sort();
         report.missing = m;
         report.broken_results.sort();
+        report.mismatched_results.sort();
         report.broken_sources.sort();
 
         if repair {
             report.repaired = true;
-            self.db
-                .delete_rows(&report.broken_results, &report.broken_sources)?;
+            let mut results = report.broken_results.clone();
+            results.extend(report.mismatched_results.iter().copied());
+            self.db.delete_rows(&results, &report.broken_sources)?;
             for d in &corrupt {
                 if let Some(files) = inv.objects.get(d) {
                     for (p, _, _) in &files.variants {

@@ -1,5 +1,5 @@
 //! Build directories: where a step's sources, install root and log live
-//! while it runs (`STORE/builds/<element>-<key>`). A successful step removes
+//! while it runs (`STORE/builds/<element>-<key>-<pid>-<n>`, one per attempt). A successful step removes
 //! its directory; a failed one keeps it for inspection and `cas shell --failed`.
 
 use std::path::{Path, PathBuf};
@@ -11,29 +11,53 @@ pub struct BuildDir {
     pub root: PathBuf,
 }
 
+static ATTEMPT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 impl BuildDir {
-    /// A fresh directory for `element` at `key` (a leftover from an earlier
-    /// failed attempt at the same key is removed first).
+    /// A fresh directory for one attempt at `element` at `key`:
+    /// `builds/<element>-<key16>-<pid>-<n>`, never shared with another run
+    /// or another attempt. The caller holds the key's build lock
+    /// ([`cas_store::KeyLock`]), so every other directory of the same element
+    /// and key is a leftover of an attempt that failed or was killed: those
+    /// are removed first (the last failed one is what `cas shell --failed`
+    /// reopens until then).
     pub fn create(store_root: &Path, element: &str, key_hex: &str) -> std::io::Result<BuildDir> {
-        let safe: String = element
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                    c
-                } else {
-                    '_'
+        let builds = store_root.join("builds");
+        let prefix = format!("{}-{}-", safe_name(element), &key_hex[..16.min(key_hex.len())]);
+        if let Ok(entries) = std::fs::read_dir(&builds) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                let attempt = name.strip_prefix(&prefix).is_some_and(|rest| {
+                    rest.split('-').count() == 2
+                        && rest.split('-').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                });
+                if attempt {
+                    remove_all(&e.path())?;
                 }
-            })
-            .collect();
-        let root = store_root
-            .join("builds")
-            .join(format!("{safe}-{}", &key_hex[..16.min(key_hex.len())]));
-        if root.exists() {
-            remove_all(&root)?;
+            }
         }
-        std::fs::create_dir_all(root.join("build"))?;
-        std::fs::create_dir_all(root.join("install"))?;
-        Ok(BuildDir { root })
+        Self::unique(&builds, &prefix)
+    }
+
+    /// A fresh directory whose name starts with `prefix`, without removing
+    /// anything (`cas shell`).
+    pub fn unique(builds: &Path, prefix: &str) -> std::io::Result<BuildDir> {
+        std::fs::create_dir_all(builds)?;
+        loop {
+            let n = ATTEMPT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let root = builds.join(format!("{prefix}{}-{n}", std::process::id()));
+            match std::fs::create_dir(&root) {
+                Ok(()) => {
+                    std::fs::create_dir(root.join("build"))?;
+                    std::fs::create_dir(root.join("install"))?;
+                    return Ok(BuildDir { root });
+                }
+                // A directory left by an earlier process with the same pid.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     pub fn build(&self) -> PathBuf {
@@ -53,6 +77,20 @@ impl BuildDir {
     pub fn remove(self) {
         let _ = remove_all(&self.root);
     }
+}
+
+/// An element name as a file name.
+pub fn safe_name(element: &str) -> String {
+    element
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// The empty directory every layered sysroot is mounted on, each in its

@@ -13,12 +13,14 @@
 
 use std::sync::mpsc::{channel, Receiver, Sender};
 
-use cas_store::{ActionKey, ActionResult, Store};
+use cas_store::{ActionKey, ActionResult, KeyLock, Store};
 
 use crate::error::{BuildError, Result};
 
 enum Message {
-    Record(ActionKey, ActionResult),
+    /// A result, and the key's build lock, released once it is committed
+    /// (a second builder of the key then finds it).
+    Record(ActionKey, ActionResult, Option<KeyLock>),
     Finish,
 }
 
@@ -40,8 +42,9 @@ pub fn recorder() -> (Recorder, RecorderThread) {
 
 impl Recorder {
     /// Queue a result; it is committed with the next batch.
-    pub fn record(&self, key: ActionKey, result: ActionResult) {
-        let _ = self.tx.send(Message::Record(key, result));
+    /// The lock, if given, is held until the result is committed.
+    pub fn record(&self, key: ActionKey, result: ActionResult, lock: Option<KeyLock>) {
+        let _ = self.tx.send(Message::Record(key, result, lock));
     }
 
     /// Ask the thread to commit what is queued and stop.
@@ -59,13 +62,20 @@ impl RecorderThread {
         let mut finished = false;
         while !finished {
             let mut batch = Vec::new();
+            let mut locks = Vec::new();
             match self.rx.recv() {
-                Ok(Message::Record(k, r)) => batch.push((k, r)),
+                Ok(Message::Record(k, r, l)) => {
+                    batch.push((k, r));
+                    locks.push(l);
+                }
                 Ok(Message::Finish) | Err(_) => finished = true,
             }
             while let Ok(m) = self.rx.try_recv() {
                 match m {
-                    Message::Record(k, r) => batch.push((k, r)),
+                    Message::Record(k, r, l) => {
+                        batch.push((k, r));
+                        locks.push(l);
+                    }
                     Message::Finish => finished = true,
                 }
             }
@@ -75,6 +85,7 @@ impl RecorderThread {
                     first_error.get_or_insert(e.into());
                 }
             }
+            drop(locks);
         }
         match first_error {
             Some(e) => Err(e),
@@ -107,7 +118,7 @@ mod tests {
         let recorded = std::thread::scope(|s| {
             let h = s.spawn(|| thread.run(&store));
             for k in &keys {
-                rec.record(*k, result.clone());
+                rec.record(*k, result.clone(), None);
             }
             rec.finish();
             h.join().unwrap()
@@ -124,7 +135,7 @@ mod tests {
         let (rec, thread) = recorder();
         let err = std::thread::scope(|s| {
             let h = s.spawn(|| thread.run(&store));
-            rec.record(ActionKey(Digest::of_bytes(b"bad")), bad);
+            rec.record(ActionKey(Digest::of_bytes(b"bad")), bad, None);
             rec.finish();
             h.join().unwrap()
         })

@@ -262,15 +262,22 @@ impl Engine<'_> {
         let manifest = inputs.manifest();
         let key = ActionKey(Digest::of_bytes(&manifest));
         let record = !self.rebuild.contains(&id);
+        let mut key_lock = None;
         if record {
-            if let Some(hit) = self.lookup(&key)? {
-                self.push(id, &key, &hit);
-                return Ok(Done {
-                    key,
-                    output: hit.output,
-                    status: Status::Cached,
-                    span: None,
-                });
+            if let Some(done) = self.cached_result(id, &key)? {
+                return Ok(done);
+            }
+            // One builder per key, across processes: whoever comes second
+            // waits here, then finds the first one's result.
+            key_lock = Some(self.store.lock_key(&key, &|| {
+                self.reporter.message(&format!(
+                    "{}: waiting for another build of {} to finish",
+                    el.name,
+                    &key.to_hex()[..12]
+                ))
+            })?);
+            if let Some(done) = self.cached_result(id, &key)? {
+                return Ok(done);
             }
             if let Some(done) = self.pull(id, &key)? {
                 return Ok(done);
@@ -304,7 +311,7 @@ impl Engine<'_> {
                 };
                 if record {
                     match self.recorder {
-                        Some(r) => r.record(key, result.clone()),
+                        Some(r) => r.record(key, result.clone(), key_lock.take()),
                         None => self.store.action_put(&key, &result)?,
                     }
                     self.push(id, &key, &result);
@@ -330,6 +337,19 @@ impl Engine<'_> {
                 Err(e)
             }
         }
+    }
+
+    /// The local result of `key` as a cached step (pushed when pushing).
+    fn cached_result(&self, id: ElementId, key: &ActionKey) -> Result<Option<Done>> {
+        Ok(self.lookup(key)?.map(|hit| {
+            self.push(id, key, &hit);
+            Done {
+                key: *key,
+                output: hit.output,
+                status: Status::Cached,
+                span: None,
+            }
+        }))
     }
 
     /// Stores a finished step's log. The build directory goes next, so the
@@ -750,10 +770,13 @@ impl Engine<'_> {
             },
             None => {
                 let key = ActionKey(Digest::of_bytes(&inputs.manifest()));
-                let dir = BuildDir::create(
-                    self.store.root(),
-                    &format!("shell-{}", el.name),
-                    &key.to_hex(),
+                let dir = BuildDir::unique(
+                    &self.store.root().join("builds"),
+                    &format!(
+                        "shell-{}-{}-",
+                        crate::builddir::safe_name(&el.name),
+                        &key.to_hex()[..16]
+                    ),
                 )
                 .map_err(io(
                     &el.name,

@@ -43,6 +43,9 @@ pub enum StoreCommand {
         /// Remove corrupt objects and the results that reference them
         #[arg(long)]
         repair: bool,
+        /// Also re-check every action result against its manifest (it must hash to the key)
+        #[arg(long)]
+        deep: bool,
     },
     /// Remove what nothing references; evict least recently used results beyond a quota
     Gc {
@@ -216,9 +219,9 @@ pub fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
             }
             ok
         }
-        StoreCommand::Verify { repair } => {
+        StoreCommand::Verify { repair, deep } => {
             let store = open(global)?;
-            let r = store.verify(repair).map_err(failed)?;
+            let r = store.verify_with(repair, deep).map_err(failed)?;
             if global.json {
                 print_json(&serde_json::json!(r));
             } else {
@@ -237,6 +240,12 @@ pub fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
                 for k in &r.broken_results {
                     println!(
                         "broken action result {k}{}",
+                        if repair { " (removed)" } else { "" }
+                    );
+                }
+                for k in &r.mismatched_results {
+                    println!(
+                        "action result {k} does not match its manifest{}",
                         if repair { " (removed)" } else { "" }
                     );
                 }
