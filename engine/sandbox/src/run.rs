@@ -152,6 +152,8 @@ fn run_inner(
     let write_fd = status_write.as_raw_fd();
     let umask = crate::spec::UMASK as libc::mode_t;
     let group = !interactive;
+    // SAFETY: getpid has no preconditions.
+    let cas_pid = unsafe { libc::getpid() };
     // SAFETY: the closure only calls async-signal-safe functions.
     unsafe {
         cmd.pre_exec(move || {
@@ -165,6 +167,14 @@ fn run_inner(
                 }
             } else if libc::dup2(write_fd, STATUS_FD) < 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            // Nothing the caller inherited reaches the sandbox: every
+            // descriptor above the status one is closed at exec.
+            cloexec_from(STATUS_FD + 1);
+            if group {
+                // From here on this process keeps bwrap's process group
+                // and bwrap runs in a child of it (see `keep`).
+                keep(cas_pid)?;
             }
             if let Some(o) = &overlay {
                 o.enter()?;
@@ -227,6 +237,95 @@ fn run_inner(
         ended,
         cancelled,
     })
+}
+
+/// Marks every descriptor from `first` on close-on-exec (async-signal-safe).
+fn cloexec_from(first: i32) {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: raw syscalls on descriptors of this (forked) process.
+    unsafe {
+        if libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        ) == 0
+        {
+            return;
+        }
+        // Kernels before 5.11: one fcntl per possible descriptor.
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur.min(1 << 16) as i32
+        } else {
+            1024
+        };
+        for fd in first..max {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
+}
+
+/// Set by the keeper's SIGTERM handler.
+extern "C" fn kill_group(_: libc::c_int) {
+    // SAFETY: kill is async-signal-safe; 0 is this process's own group.
+    unsafe {
+        libc::kill(0, libc::SIGKILL);
+    }
+}
+
+/// Splits the forked child in two: the child returns (and goes on to exec
+/// bwrap); this process stays as bwrap's keeper and never returns. The
+/// keeper dies with cas: when cas's thread ends (even by SIGKILL) the kernel
+/// sends the keeper SIGTERM (`PR_SET_PDEATHSIG`), and it kills its whole
+/// process group: bwrap, and a bwrap child still waiting in its setup for a
+/// parent that is gone (which bwrap's own `--die-with-parent` cannot reach:
+/// it is set only after that wait). Otherwise the keeper waits for bwrap and
+/// ends the same way (exit code, or the same signal), so callers see bwrap's
+/// status. Only async-signal-safe calls: this runs between fork and exec.
+unsafe fn keep(cas_pid: libc::pid_t) -> std::io::Result<()> {
+    let child = libc::fork();
+    if child < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if child == 0 {
+        return Ok(());
+    }
+    let mut action: libc::sigaction = std::mem::zeroed();
+    action.sa_sigaction = kill_group as *const () as libc::sighandler_t;
+    libc::sigemptyset(&mut action.sa_mask);
+    libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+    if libc::getppid() != cas_pid {
+        kill_group(0);
+    }
+    // The keeper holds nothing: the end of spawn's error pipe, the log and
+    // the status pipe belong to cas and bwrap.
+    libc::syscall(libc::SYS_close_range, 0 as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_uint);
+    let mut status = 0;
+    loop {
+        let r = libc::waitpid(child, &mut status, 0);
+        if r == child {
+            break;
+        }
+        if r < 0 && *libc::__errno_location() != libc::EINTR {
+            libc::_exit(127);
+        }
+    }
+    if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        libc::signal(sig, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::kill(libc::getpid(), sig);
+        libc::_exit(128 + sig);
+    }
+    libc::_exit(libc::WEXITSTATUS(status))
 }
 
 /// Kills the sandbox if `run` is left before it was reaped (a panic).
