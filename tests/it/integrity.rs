@@ -206,3 +206,177 @@ fn sigkill_of_cas_at_any_moment_of_sandbox_setup_leaves_no_process_behind() {
     ctx.cas(["store", "verify", "--deep"]).ok();
     ctx.cas(["build", "many.yaml"]).ok();
 }
+
+/// How the hostile server answers `GET cas/<victim>`.
+#[derive(Clone, Copy)]
+enum Hostile {
+    /// 200, no length, bytes until the client goes away.
+    Endless,
+    /// 200, the right length announced, one byte every 200 ms.
+    Trickle,
+}
+
+/// An HTTP cache on 127.0.0.1 that serves the files of a directory remote
+/// (`DIR/ac/*`, `DIR/cas/*`) under `/cache/`, except the object `victim`.
+/// Returns the base URL; the server thread lives as long as the test.
+fn hostile_server(dir: std::path::PathBuf, victim: String, how: Hostile) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let dir = dir.clone();
+            let victim = victim.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut parts = line.split_whitespace();
+                    let method = parts.next().unwrap_or("").to_owned();
+                    let path = parts.next().unwrap_or("").to_owned();
+                    let mut length = 0usize;
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    let _ = std::io::Read::read_exact(&mut reader, &mut body);
+                    let rel = path.trim_start_matches("/cache/");
+                    if rel == format!("cas/{victim}") && method == "GET" {
+                        let _ = match how {
+                            Hostile::Endless => {
+                                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+                                let chunk = vec![b'z'; 64 << 10];
+                                while conn.write_all(&chunk).is_ok() {}
+                                Ok(())
+                            }
+                            Hostile::Trickle => {
+                                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n");
+                                while conn.write_all(b"z").is_ok() {
+                                    std::thread::sleep(std::time::Duration::from_millis(200));
+                                }
+                                Ok::<(), ()>(())
+                            }
+                        };
+                        return;
+                    }
+                    let file = dir.join(rel);
+                    let answer = match (method.as_str(), std::fs::read(&file)) {
+                        ("GET", Ok(bytes)) => {
+                            let mut a = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", bytes.len()).into_bytes();
+                            a.extend_from_slice(&bytes);
+                            a
+                        }
+                        ("HEAD", Ok(bytes)) => format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", bytes.len()).into_bytes(),
+                        _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
+                    };
+                    if conn.write_all(&answer).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://127.0.0.1:{port}/cache")
+}
+
+/// A project whose `payload.yaml` installs 100 bytes of `x`, pushed (with
+/// its base) to a directory remote; returns the remote and the payload
+/// blob's digest.
+fn pushed_payload(ctx: &Ctx) -> (std::path::PathBuf, String) {
+    ctx.write(
+        "elements/payload.yaml",
+        manual(&[], "    - mkdir -p %{install-root}\n    - printf 'x%.0s' $(seq 1 100) > %{install-root}/payload\n"),
+    );
+    let dir = ctx.path("remote");
+    let (mut cmd, shown) = ctx.command(["build", "payload.yaml", "--push", "--remote", dir.to_str().unwrap()]);
+    cmd.env("CAS_STORE", ctx.path("pusher"));
+    Run::from_output(shown, cmd.output().unwrap()).ok();
+    let payload = ctx.path("payload-copy");
+    std::fs::write(&payload, "x".repeat(100)).unwrap();
+    let b3 = std::process::Command::new("b3sum").arg("--no-names").arg(&payload).output().unwrap();
+    let digest = String::from_utf8(b3.stdout).unwrap().trim().to_owned();
+    assert!(dir.join("cas").join(&digest).is_file(), "the payload was pushed");
+    (dir, digest)
+}
+
+fn tmp_bytes(store: &std::path::Path) -> u64 {
+    walk_size(&store.join("tmp"))
+}
+
+fn walk_size(p: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(p) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => walk_size(&e.path()),
+            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+        })
+        .sum()
+}
+
+#[test]
+fn an_endless_body_is_cut_off_at_the_stated_size_and_the_step_builds_locally() {
+    let ctx = busybox_project();
+    let (dir, victim) = pushed_payload(&ctx);
+    let url = hostile_server(dir, victim.clone(), Hostile::Endless);
+    let started = std::time::Instant::now();
+    let run = ctx
+        .cas(["--json", "build", "payload.yaml", "--remote", &url, "--trust-unsigned"])
+        .ok();
+    assert!(started.elapsed().as_secs() < 60, "took {:?}", started.elapsed());
+    let row = run.json()["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "payload.yaml")
+        .unwrap()
+        .clone();
+    assert_eq!(row["status"], "built", "{}", run.stdout);
+    assert!(run.stderr.contains("larger than the 100 bytes"), "{}", run.stderr);
+    assert!(tmp_bytes(&ctx.store()) < 1 << 20, "tmp/ holds {} bytes", tmp_bytes(&ctx.store()));
+    ctx.cas(["store", "verify", "--deep"]).ok();
+}
+
+#[test]
+fn a_trickling_download_is_cut_off_at_its_time_limit_and_sigterm_stops_it() {
+    let ctx = busybox_project();
+    let (dir, victim) = pushed_payload(&ctx);
+    let url = hostile_server(dir, victim, Hostile::Trickle);
+    // The time limit (2 s here) ends it; the step is built locally.
+    let (mut cmd, shown) = ctx.command(["--json", "build", "payload.yaml", "--remote", &url, "--trust-unsigned"]);
+    cmd.env("CAS_REMOTE_TIMEOUT", "2");
+    let started = std::time::Instant::now();
+    let run = Run::from_output(shown, cmd.output().unwrap()).ok();
+    assert!(started.elapsed().as_secs() < 30, "took {:?}", started.elapsed());
+    assert!(run.stderr.contains("longer than its limit"), "{}", run.stderr);
+    assert_eq!(run.json()["built"], 1, "{}", run.stdout);
+
+    // SIGTERM in the middle of a (default, 120 s) trickle: cas stops within seconds.
+    let ctx = busybox_project();
+    let (dir, victim) = pushed_payload(&ctx);
+    let url = hostile_server(dir, victim, Hostile::Trickle);
+    let (mut cmd, _) = ctx.command(["build", "payload.yaml", "--remote", &url, "--trust-unsigned"]);
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let stopped = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(stopped.elapsed().as_secs() < 10, "SIGTERM took {:?}", stopped.elapsed());
+    assert_ne!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    ctx.cas(["store", "verify", "--deep"]).ok();
+}

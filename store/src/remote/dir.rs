@@ -7,6 +7,7 @@
 
 use std::fs::{self, File};
 use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,7 +17,13 @@ use crate::digest::{ActionKey, Digest};
 pub struct DirRemote {
     root: PathBuf,
     url: String,
+    swept: std::sync::Once,
 }
+
+/// Temporary files older than this are leftovers of a writer that was
+/// killed (a write takes seconds, not hours): the first writer of a process
+/// removes them.
+pub const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(3600);
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -36,6 +43,7 @@ impl DirRemote {
         Ok(DirRemote {
             root: root.to_path_buf(),
             url,
+            swept: std::sync::Once::new(),
         })
     }
 
@@ -58,12 +66,42 @@ impl DirRemote {
         self.root.join("ac").join(k.to_hex())
     }
 
+    /// Remove temporary files (`.NAME.tmp-*`) older than [`STALE_TMP`].
+    pub fn sweep_stale(&self) -> usize {
+        let mut removed = 0;
+        for sub in ["cas", "ac"] {
+            let Ok(entries) = fs::read_dir(self.root.join(sub)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if !(name.starts_with('.') && name.contains(".tmp-")) {
+                    continue;
+                }
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > STALE_TMP);
+                if old && fs::remove_file(e.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
     /// Write through a temporary file next to `dest`, then rename.
     fn write_atomic(
         &self,
         dest: &Path,
         write: &mut dyn FnMut(&mut File) -> std::io::Result<()>,
     ) -> Result<(), RemoteError> {
+        self.swept.call_once(|| {
+            self.sweep_stale();
+        });
         let name = dest
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -104,18 +142,28 @@ impl Remote for DirRemote {
         self.exists(&self.object_path(digest))
     }
 
-    fn get_object(&self, digest: &Digest, out: &mut File) -> Result<bool, RemoteError> {
+    fn get_object(
+        &self,
+        digest: &Digest,
+        out: &mut File,
+        limit: &super::Limit,
+    ) -> Result<bool, RemoteError> {
         let p = self.object_path(digest);
-        let mut src = match File::open(&p) {
+        // Not through a symlink, not a FIFO or a device: a plain file.
+        let mut src = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&p)
+        {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(self.io("open", &p)(e)),
         };
-        out.set_len(0)
-            .map_err(self.io("truncate", Path::new("(download)")))?;
-        out.seek(SeekFrom::Start(0))
-            .map_err(self.io("seek", Path::new("(download)")))?;
-        std::io::copy(&mut src, out).map_err(self.io("read", &p))?;
+        let meta = src.metadata().map_err(self.io("stat", &p))?;
+        if !meta.is_file() {
+            return Err(self.io("read", &p)(std::io::Error::other("not a regular file")));
+        }
+        super::copy_bounded(&self.url, digest, &mut src, out, limit)?;
         Ok(true)
     }
 

@@ -9,7 +9,6 @@
 //! considered down for the rest of the process and every call fails at once.
 
 use std::fs::File;
-use std::io::{Seek, SeekFrom};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -32,6 +31,21 @@ pub struct HttpOptions {
     pub attempts: u32,
     /// Consecutive transport failures after which the remote is considered down.
     pub breaker: u32,
+}
+
+impl HttpOptions {
+    /// The defaults, with `CAS_REMOTE_TIMEOUT` (seconds) as the object
+    /// transfer time when it is set to a number (spec/cli.md "Environment").
+    pub fn from_env() -> HttpOptions {
+        let mut o = HttpOptions::default();
+        if let Some(secs) = std::env::var("CAS_REMOTE_TIMEOUT")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            o.object_timeout = Duration::from_secs(secs.max(1));
+        }
+        o
+    }
 }
 
 impl Default for HttpOptions {
@@ -107,6 +121,11 @@ impl HttpRemote {
         }
         let mut last = None;
         for attempt in 0..self.opts.attempts.max(1) {
+            if super::interrupted() {
+                return Err(RemoteError::Interrupted {
+                    url: self.base.clone(),
+                });
+            }
             if attempt > 0 {
                 std::thread::sleep(Duration::from_millis(200 << (attempt - 1).min(4)));
             }
@@ -174,33 +193,51 @@ impl Remote for HttpRemote {
         &self.base
     }
 
+    fn object_timeout(&self) -> Duration {
+        self.opts.object_timeout
+    }
+
     fn has_object(&self, digest: &Digest) -> Result<bool, RemoteError> {
         self.head(&self.object_url(digest), &format!("HEAD cas/{digest}"))
     }
 
-    fn get_object(&self, digest: &Digest, out: &mut File) -> Result<bool, RemoteError> {
+    fn get_object(
+        &self,
+        digest: &Digest,
+        out: &mut File,
+        limit: &super::Limit,
+    ) -> Result<bool, RemoteError> {
         let url = self.object_url(digest);
         let what = format!("GET cas/{digest}");
-        let t = self.opts.object_timeout;
-        // Retries cover the whole transfer: a body cut in the middle is retried too.
+        // Retries cover the whole transfer: a body cut in the middle is
+        // retried too, within the same limit.
         let mut last = None;
         for _ in 0..self.opts.attempts.max(1) {
-            let resp = match self.send(&what, &|| Ok(self.client.get(&url).timeout(t)))? {
+            let left = limit
+                .deadline
+                .saturating_duration_since(std::time::Instant::now())
+                .max(Duration::from_millis(1));
+            let resp = match self.send(&what, &|| Ok(self.client.get(&url).timeout(left)))? {
                 Outcome::Absent => return Ok(false),
                 Outcome::Done(r) => r,
             };
-            let io = |op, source| RemoteError::Io {
-                url: self.base.clone(),
-                op,
-                path: "(download)".into(),
-                source,
-            };
-            out.set_len(0).map_err(|e| io("truncate", e))?;
-            out.seek(SeekFrom::Start(0)).map_err(|e| io("seek", e))?;
+            // A server that announces more than the object may have is not read at all.
+            if resp.content_length().is_some_and(|n| n > limit.bytes) {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                return Err(RemoteError::TooLarge {
+                    url: self.base.clone(),
+                    digest: digest.to_hex(),
+                    limit: limit.bytes,
+                });
+            }
             let mut resp = resp;
-            match std::io::copy(&mut resp, out) {
+            match super::copy_bounded(&self.base, digest, &mut resp, out, limit) {
                 Ok(_) => return Ok(true),
-                Err(e) => last = Some(self.transport(format!("{what}: body: {e}"))),
+                Err(e @ RemoteError::Transport { .. }) => last = Some(e),
+                Err(e) => {
+                    self.failures.fetch_add(1, Ordering::Relaxed);
+                    return Err(e);
+                }
             }
         }
         self.failures.fetch_add(1, Ordering::Relaxed);

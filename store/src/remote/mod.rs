@@ -22,7 +22,10 @@ pub mod result;
 pub mod transfer;
 
 use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::digest::{ActionKey, Digest};
 use crate::error::StoreError;
@@ -65,6 +68,20 @@ pub enum RemoteError {
         digest: String,
         reason: String,
     },
+    #[error("remote {url}: object {digest} is larger than the {limit} bytes it may have; the download was cut off there")]
+    TooLarge {
+        url: String,
+        digest: String,
+        limit: u64,
+    },
+    #[error("remote {url}: the download of {digest} took longer than its limit of {seconds} s")]
+    TimedOut {
+        url: String,
+        digest: String,
+        seconds: u64,
+    },
+    #[error("remote {url}: interrupted")]
+    Interrupted { url: String },
     #[error("remote {url}: object {digest} is missing")]
     Missing { url: String, digest: String },
     #[error("not a remote URL: {url:?} ({reason}); use http://, https://, file:// or an absolute directory")]
@@ -88,6 +105,104 @@ impl RemoteError {
     }
 }
 
+/// How much of one object may be downloaded, and until when (spec/remote.md
+/// "Download limits"): a blob never has more bytes than its tree entry
+/// states, and no transfer runs forever.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit {
+    pub bytes: u64,
+    pub deadline: Instant,
+}
+
+impl Limit {
+    /// `bytes` at most, within `base` plus one second per MiB.
+    pub fn new(bytes: u64, base: Duration) -> Limit {
+        Limit {
+            bytes,
+            deadline: Instant::now() + base + Duration::from_secs(bytes >> 20),
+        }
+    }
+
+    fn seconds(&self, started: Instant) -> u64 {
+        self.deadline.saturating_duration_since(started).as_secs()
+    }
+}
+
+/// The largest tree object cas downloads (a directory of about a million entries).
+pub const MAX_TREE_BYTES: u64 = 64 << 20;
+/// The largest build log or manifest cas downloads.
+pub const MAX_LOG_BYTES: u64 = 1 << 30;
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Stop every transfer in this process at its next chunk (SIGINT/SIGTERM).
+/// Async-signal-safe.
+pub fn interrupt() {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Has [`interrupt`] been called?
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Copy `src` into `out` (from its start, truncated first) within `limit`:
+/// more than `limit.bytes` bytes, the deadline, or [`interrupt`] end the copy
+/// with an error. Every backend's download goes through here.
+pub fn copy_bounded(
+    url: &str,
+    digest: &Digest,
+    src: &mut dyn Read,
+    out: &mut File,
+    limit: &Limit,
+) -> Result<u64, RemoteError> {
+    let io = |op, source| RemoteError::Io {
+        url: url.to_string(),
+        op,
+        path: "(download)".into(),
+        source,
+    };
+    let started = Instant::now();
+    out.set_len(0).map_err(|e| io("truncate", e))?;
+    out.seek(SeekFrom::Start(0)).map_err(|e| io("seek", e))?;
+    let mut buf = vec![0u8; 256 << 10];
+    let mut total = 0u64;
+    loop {
+        if interrupted() {
+            return Err(RemoteError::Interrupted {
+                url: url.to_string(),
+            });
+        }
+        if Instant::now() > limit.deadline {
+            return Err(RemoteError::TimedOut {
+                url: url.to_string(),
+                digest: digest.to_hex(),
+                seconds: limit.seconds(started),
+            });
+        }
+        let n = match src.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(RemoteError::Transport {
+                    url: url.to_string(),
+                    message: format!("GET cas/{digest}: body: {e}"),
+                })
+            }
+        };
+        total += n as u64;
+        if total > limit.bytes {
+            return Err(RemoteError::TooLarge {
+                url: url.to_string(),
+                digest: digest.to_hex(),
+                limit: limit.bytes,
+            });
+        }
+        out.write_all(&buf[..n]).map_err(|e| io("write", e))?;
+    }
+}
+
 /// A remote artifact cache. Digests are blake3 (spec/store.md); a backend that
 /// speaks another hash (REAPI's SHA-256) maps them itself (spec/remote.md).
 ///
@@ -99,8 +214,15 @@ pub trait Remote: Send + Sync {
     /// Is the object there?
     fn has_object(&self, digest: &Digest) -> Result<bool, RemoteError>;
     /// Download the object into `out` (written from its start; truncated
-    /// first). `Ok(false)` when the remote does not have it.
-    fn get_object(&self, digest: &Digest, out: &mut File) -> Result<bool, RemoteError>;
+    /// first), at most `limit.bytes` bytes and not after `limit.deadline`
+    /// (see [`copy_bounded`]). `Ok(false)` when the remote does not have it.
+    fn get_object(&self, digest: &Digest, out: &mut File, limit: &Limit)
+        -> Result<bool, RemoteError>;
+    /// The time an object download may take, before one second per MiB is
+    /// added ([`Limit::new`]).
+    fn object_timeout(&self) -> Duration {
+        Duration::from_secs(120)
+    }
     /// Upload the object from the file at `path` (`size` bytes).
     fn put_object(&self, digest: &Digest, path: &Path, size: u64) -> Result<(), RemoteError>;
     /// Is an action result stored under `key`?
@@ -121,7 +243,7 @@ pub fn open(url: &str) -> Result<Box<dyn Remote>, RemoteError> {
     if url.starts_with("http://") || url.starts_with("https://") {
         return Ok(Box::new(http::HttpRemote::new(
             url,
-            http::HttpOptions::default(),
+            http::HttpOptions::from_env(),
         )?));
     }
     if let Some(path) = url.strip_prefix("file://") {

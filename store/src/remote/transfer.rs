@@ -100,12 +100,15 @@ fn store_err(remote: &dyn Remote) -> impl Fn(crate::error::StoreError) -> Remote
 }
 
 /// Download one object unless it is local; verify its digest (and, for a
-/// tree, its encoding) before it enters the store.
+/// tree, its encoding) before it enters the store. `max`: the most bytes it
+/// may have (a blob's size from its tree entry; [`super::MAX_TREE_BYTES`]
+/// for a tree).
 pub fn fetch_object(
     store: &Store,
     remote: &dyn Remote,
     d: &Digest,
     is_tree: bool,
+    max: u64,
     counters: &Counters,
 ) -> Result<(), RemoteError> {
     if store.has_object(d) {
@@ -114,7 +117,8 @@ pub fn fetch_object(
     let url = || remote.url().to_string();
     let mut guard = TmpGuard::new(store.tmp_path("pull"));
     let mut f: File = create_tmp_file(guard.path()).map_err(store_err(remote))?;
-    if !remote.get_object(d, &mut f)? {
+    let limit = super::Limit::new(max, remote.object_timeout());
+    if !remote.get_object(d, &mut f, &limit)? {
         return Err(RemoteError::Missing {
             url: url(),
             digest: d.to_hex(),
@@ -162,11 +166,11 @@ pub fn fetch_tree(
     let mut seen: HashSet<Digest> = HashSet::new();
     let mut level = vec![tree.0];
     seen.insert(tree.0);
-    let mut blobs: Vec<Digest> = Vec::new();
+    let mut blobs: Vec<(Digest, u64)> = Vec::new();
     let mut seen_blobs: HashSet<Digest> = HashSet::new();
     while !level.is_empty() {
         parallel(&level, WORKERS, |d| {
-            fetch_object(store, remote, d, true, counters)
+            fetch_object(store, remote, d, true, super::MAX_TREE_BYTES, counters)
         })?;
         let mut next = Vec::new();
         for d in &level {
@@ -174,10 +178,10 @@ pub fn fetch_tree(
             for e in t.entries {
                 match e.kind {
                     EntryKind::Dir { digest } if seen.insert(digest.0) => next.push(digest.0),
-                    EntryKind::File { digest, .. }
+                    EntryKind::File { digest, size }
                         if !store.has_object(&digest.0) && seen_blobs.insert(digest.0) =>
                     {
-                        blobs.push(digest.0)
+                        blobs.push((digest.0, size))
                     }
                     _ => {}
                 }
@@ -185,8 +189,8 @@ pub fn fetch_tree(
         }
         level = next;
     }
-    parallel(&blobs, WORKERS, |d| {
-        fetch_object(store, remote, d, false, counters)
+    parallel(&blobs, WORKERS, |(d, size)| {
+        fetch_object(store, remote, d, false, *size, counters)
     })
 }
 
@@ -201,7 +205,7 @@ pub fn fetch_result_objects(
     fetch_tree(store, remote, &r.output, counters)?;
     let small = [r.log.0, r.manifest.0];
     parallel(&small, 2, |d| {
-        fetch_object(store, remote, d, false, counters)
+        fetch_object(store, remote, d, false, super::MAX_LOG_BYTES, counters)
     })
 }
 
@@ -443,7 +447,7 @@ mod tests {
         .unwrap();
         let one = BlobDigest(Digest::of_bytes(b"one\n"));
         let p = t.path().join("remote/cas").join(one.to_hex());
-        std::fs::write(&p, b"evil\n").unwrap();
+        std::fs::write(&p, b"evl\n").unwrap();
         let err = fetch_tree(&b, &remote, &tree, &Counters::default()).unwrap_err();
         assert!(
             matches!(&err, RemoteError::Corrupt { digest, .. } if *digest == one.to_hex()),
@@ -452,5 +456,13 @@ mod tests {
         assert!(err.to_string().contains(&one.to_hex()));
         assert!(!b.has_blob(&one));
         assert!(b.verify(false).unwrap().is_consistent());
+        // Longer than its tree entry says: cut off at the stated size.
+        std::fs::write(&p, b"one\nand more\n").unwrap();
+        let err = fetch_tree(&b, &remote, &tree, &Counters::default()).unwrap_err();
+        assert!(
+            matches!(&err, RemoteError::TooLarge { digest, limit: 4, .. } if *digest == one.to_hex()),
+            "{err}"
+        );
+        assert!(!b.has_blob(&one));
     }
 }

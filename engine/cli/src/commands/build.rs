@@ -52,6 +52,8 @@ pub static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_sigint(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
+    // Downloads stop at their next chunk.
+    cas_store::remote::interrupt();
 }
 
 fn install_sigint() {
