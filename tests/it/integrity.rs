@@ -380,3 +380,43 @@ fn a_trickling_download_is_cut_off_at_its_time_limit_and_sigterm_stops_it() {
     assert_ne!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     ctx.cas(["store", "verify", "--deep"]).ok();
 }
+
+#[test]
+fn a_local_source_never_follows_a_symlink_out_of_the_project() {
+    let ctx = Ctx::new();
+    ctx.write("project.yaml", "name: t\nelement-path: elements\n");
+    std::fs::create_dir_all(ctx.project().join("files")).unwrap();
+    std::os::unix::fs::symlink("/etc", ctx.project().join("files/x")).unwrap();
+    ctx.write("files/own", "mine\n");
+    // Through the link: refused at load time, at the path.
+    ctx.write(
+        "elements/through.yaml",
+        "kind: import\nsources:\n  - kind: local\n    path: files/x/passwd\n",
+    );
+    let run = ctx.cas(["build", "through.yaml"]).expect_code(2);
+    assert!(run.stderr.contains("goes through the symlink `files/x`"), "{}", run.stderr);
+    assert!(run.stderr.contains("through.yaml:4:11"), "{}", run.stderr);
+    // The link itself, or the directory holding it: staged as a link.
+    for (name, path) in [("link.yaml", "files/x"), ("dir.yaml", "files")] {
+        ctx.write(
+            format!("elements/{name}"),
+            format!("kind: import\nsources:\n  - kind: local\n    path: {path}\n"),
+        );
+        ctx.cas(["build", name]).ok();
+        let out = ctx.path(format!("out-{name}"));
+        ctx.cas(["checkout", name, out.to_str().unwrap()]).ok();
+        let link = out.join("x");
+        let meta = std::fs::symlink_metadata(&link).unwrap();
+        assert!(meta.file_type().is_symlink(), "{name}: x is not a symlink");
+        assert_eq!(std::fs::read_link(&link).unwrap(), std::path::Path::new("/etc"));
+        assert_eq!(walk_size(&out) < 64, true, "{name}: host files were copied");
+    }
+    // A patch must be a file of the project, not a link to one.
+    std::os::unix::fs::symlink("/etc/passwd", ctx.project().join("files/p.patch")).unwrap();
+    ctx.write(
+        "elements/patch.yaml",
+        "kind: import\nsources:\n  - kind: local\n    path: files/own\n  - kind: patch\n    path: files/p.patch\n",
+    );
+    let run = ctx.cas(["show", "patch.yaml"]).expect_code(2);
+    assert!(run.stderr.contains("symlink"), "{}", run.stderr);
+}

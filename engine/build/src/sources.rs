@@ -67,17 +67,30 @@ impl LocalDigests {
             path: path.to_path_buf(),
             source: e,
         })?;
+        let name = || {
+            path.file_name()
+                .map(|n| n.as_encoded_bytes().to_vec())
+                .unwrap_or_default()
+        };
         let digest = if meta.is_dir() {
             store.ingest(path, IngestMode::Copy)?.tree
+        } else if meta.file_type().is_symlink() {
+            // The link itself, as it is staged (never followed).
+            let target = std::fs::read_link(path).map_err(|e| cas_store::StoreError::Io {
+                op: "cannot read symlink",
+                path: path.to_path_buf(),
+                source: e,
+            })?;
+            let tree = Tree::new(vec![Entry::symlink(
+                name(),
+                target.as_os_str().as_encoded_bytes().to_vec(),
+            )])?;
+            store.put_tree(&tree)?
         } else {
             use std::os::unix::fs::PermissionsExt;
             let (blob, size) = store.put_file(path, IngestMode::Copy)?;
-            let name = path
-                .file_name()
-                .map(|n| n.as_encoded_bytes().to_vec())
-                .unwrap_or_default();
             let tree = Tree::new(vec![Entry::file(
-                name,
+                name(),
                 meta.permissions().mode() & 0o7777,
                 blob,
                 size,

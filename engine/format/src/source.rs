@@ -241,7 +241,37 @@ fn local_path(
         );
         return None;
     };
-    let abs = project.root.join(rel);
+    let abs = project.root.join(&rel);
+    // A symlink on the way would read whatever it points at, on the host:
+    // refused. The last component of a `local` path may be a symlink: it is
+    // staged as the link itself, never followed.
+    let components: Vec<_> = rel.components().collect();
+    let checked = if kind == "patch" {
+        components.len()
+    } else {
+        components.len().saturating_sub(1)
+    };
+    let mut prefix = std::path::PathBuf::new();
+    for c in &components[..checked] {
+        prefix.push(c);
+        let here = project.root.join(&prefix);
+        if here.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+            let target = std::fs::read_link(&here)
+                .map(|t| t.display().to_string())
+                .unwrap_or_default();
+            r.err_help(
+                p.span,
+                format!(
+                    "`{}` goes through the symlink `{}` (to `{target}`)",
+                    p.value,
+                    prefix.display()
+                ),
+                "through a symlink",
+                "a local source is read from inside the project only; name the link itself (or its directory) to stage it as a link",
+            );
+            return None;
+        }
+    }
     let ok = if kind == "patch" {
         abs.is_file()
     } else {
