@@ -420,3 +420,90 @@ fn a_local_source_never_follows_a_symlink_out_of_the_project() {
     let run = ctx.cas(["show", "patch.yaml"]).expect_code(2);
     assert!(run.stderr.contains("symlink"), "{}", run.stderr);
 }
+
+/// A diagnostic as one line: miette's wrapping and gutters removed.
+fn flat(s: &str) -> String {
+    s.replace(['│', '×'], " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn row(run: &Run, name: &str) -> serde_json::Value {
+    run.json()["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {}", run.stdout))
+        .clone()
+}
+
+#[test]
+fn a_stripped_signature_is_never_accepted_with_a_trusted_key_and_secrets_are_never_printed() {
+    let ctx = busybox_project();
+    let secret = ctx.path("alice.key");
+    let keygen = ctx.cas(["keygen", "--out", secret.to_str().unwrap()]).ok();
+    let public = ctx.path("alice.key.pub");
+    ctx.write(
+        "elements/payload.yaml",
+        manual(&[], "    - mkdir -p %{install-root}\n    - echo true > %{install-root}/payload\n"),
+    );
+    let dir = ctx.path("remote");
+    let d = dir.to_str().unwrap();
+    let (mut cmd, shown) = ctx.command([
+        "--json", "build", "payload.yaml", "--push", "--remote", d, "--signing-key", secret.to_str().unwrap(),
+    ]);
+    cmd.env("CAS_STORE", ctx.path("alice-store"));
+    let alice = Run::from_output(shown, cmd.output().unwrap()).ok();
+    let true_output = row(&alice, "payload.yaml")["output"].as_str().unwrap().to_owned();
+    let key = row(&alice, "payload.yaml")["key"].as_str().unwrap().to_owned();
+    let base_output = row(&alice, "base.yaml")["output"].as_str().unwrap().to_owned();
+    // The attacker: another output (one the remote has), signature removed.
+    let ac = dir.join("ac").join(&key);
+    let text = std::fs::read_to_string(&ac).unwrap();
+    let forged: String = text
+        .lines()
+        .filter(|l| !l.starts_with("signature "))
+        .map(|l| {
+            if l.starts_with("output ") {
+                format!("output {base_output}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&ac, forged).unwrap();
+
+    let pk = public.to_str().unwrap();
+    // Both: a contradiction, refused before anything is used.
+    let run = ctx
+        .cas(["build", "payload.yaml", "--remote", d, "--trusted-key", pk, "--trust-unsigned"])
+        .expect_code(2);
+    assert!(flat(&run.stderr).contains("contradict each other"), "{}", run.stderr);
+    // The key alone: the stripped result is refused and the step built here.
+    let run = ctx
+        .cas(["--json", "build", "payload.yaml", "--remote", d, "--trusted-key", pk])
+        .ok();
+    assert_eq!(row(&run, "payload.yaml")["status"], "built", "{}", run.stderr);
+    assert_eq!(row(&run, "payload.yaml")["output"], true_output.as_str());
+    assert!(run.stderr.contains("not signed"), "{}", run.stderr);
+    // trust-unsigned alone, on a fresh store: used, and said loudly.
+    let (mut cmd, shown) = ctx.command(["--json", "build", "payload.yaml", "--remote", d, "--trust-unsigned"]);
+    cmd.env("CAS_STORE", ctx.path("lax-store"));
+    let lax = Run::from_output(shown, cmd.output().unwrap()).ok();
+    assert!(lax.stderr.contains("no trusted key signed"), "{}", lax.stderr);
+
+    // The secret key given where a public key belongs: refused, never printed.
+    let secret_text = std::fs::read_to_string(&secret).unwrap();
+    let hex = secret_text.trim().trim_start_matches("ed25519-secret:");
+    assert_eq!(hex.len(), 64);
+    for given in [secret.to_str().unwrap(), secret_text.trim()] {
+        let run = ctx
+            .cas(["build", "payload.yaml", "--remote", d, "--trusted-key", given])
+            .expect_code(2);
+        assert!(flat(&run.stderr).contains("secret key, not a public key"), "{}", run.stderr);
+        assert!(!run.stderr.contains(&hex[..16]), "the secret key was printed:\n{}", run.stderr);
+    }
+    assert!(!keygen.stderr.contains(&hex[..16]));
+}

@@ -39,6 +39,8 @@ pub struct Remotes {
     refused: Mutex<HashSet<TreeDigest>>,
     push_failures: Mutex<Vec<String>>,
     warnings: Mutex<usize>,
+    /// Remotes whose unsigned results were used (said once each).
+    unsigned_used: Mutex<HashSet<usize>>,
 }
 
 impl std::fmt::Debug for Remotes {
@@ -77,6 +79,7 @@ impl Remotes {
             refused: Mutex::new(HashSet::new()),
             push_failures: Mutex::new(Vec::new()),
             warnings: Mutex::new(0),
+            unsigned_used: Mutex::new(HashSet::new()),
         })
     }
 
@@ -132,7 +135,12 @@ impl Remotes {
         for (i, e) in self.entries.iter().enumerate() {
             match transfer::lookup_result(e.remote.as_ref(), key, &e.trust, &self.counters) {
                 Ok(Lookup::Miss) => {}
-                Ok(Lookup::Hit(r)) => {
+                Ok(found @ (Lookup::Hit(_) | Lookup::Unsigned(_))) => {
+                    let (r, signed) = match found {
+                        Lookup::Hit(r) => (r, true),
+                        Lookup::Unsigned(r) => (r, false),
+                        _ => unreachable!(),
+                    };
                     if self
                         .refused
                         .lock()
@@ -140,6 +148,18 @@ impl Remotes {
                         .contains(&r.output)
                     {
                         continue;
+                    }
+                    if !signed
+                        && self
+                            .unsigned_used
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(i)
+                    {
+                        say(&format!(
+                            "warning: {element}: using a result that no trusted key signed, from {} (marked trust-unsigned; this is said once per remote)",
+                            e.remote.url()
+                        ));
                     }
                     return Some((r, i));
                 }

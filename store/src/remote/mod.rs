@@ -32,7 +32,7 @@ use crate::error::StoreError;
 
 pub use result::{
     decode_result, encode_result, generate_signing_key, read_signing_key, sign_result,
-    verify_result, write_key_pair, KeyError, PublicKey, Rejection, SigningKey, Trust,
+    verify_result, verify_result_signed, write_key_pair, KeyError, PublicKey, Rejection, SigningKey, Trust,
 };
 pub use transfer::{Counters, TransferStats};
 

@@ -76,7 +76,7 @@ pub enum KeyError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{what} {input:?}: {reason}")]
+    #[error("{what} {input}: {reason}")]
     Bad {
         what: String,
         input: String,
@@ -88,11 +88,22 @@ impl PublicKey {
     /// Parse a public key: 64 hex characters or 44 characters of base64,
     /// optionally prefixed by `ed25519:`.
     pub fn parse(s: &str) -> Result<PublicKey, KeyError> {
+        PublicKey::parse_from(s, &shown(s))
+    }
+
+    /// [`PublicKey::parse`]; errors name the input as `shown` (never the
+    /// text of a secret key).
+    fn parse_from(s: &str, shown: &str) -> Result<PublicKey, KeyError> {
         let bad = |reason: &str| KeyError::Bad {
             what: "public key".into(),
-            input: s.to_string(),
+            input: shown.to_string(),
             reason: reason.to_string(),
         };
+        if s.trim_start().starts_with(SECRET_PREFIX) {
+            return Err(bad(
+                "this is a secret key, not a public key: give its .pub file (cas keygen writes both)",
+            ));
+        }
         let t = s.trim();
         let t = t.strip_prefix("ed25519:").unwrap_or(t);
         let bytes = if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -120,12 +131,24 @@ impl PublicKey {
                         path: p.into(),
                         source,
                     })?;
-                    PublicKey::parse(&text)
+                    PublicKey::parse_from(&text, &p.display().to_string())
                 } else {
                     Err(e)
                 }
             }
         }
+    }
+}
+
+/// How a key given inline is named in errors: as it is, unless it is (or
+/// may be) secret.
+fn shown(s: &str) -> String {
+    if s.trim_start().starts_with(SECRET_PREFIX) {
+        "(a secret key, not shown)".into()
+    } else if s.len() > 80 {
+        format!("{}… ({} characters)", &s[..s.char_indices().nth(12).map_or(s.len(), |c| c.0)], s.len())
+    } else {
+        s.to_string()
     }
 }
 
@@ -222,7 +245,7 @@ pub fn read_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
         .strip_prefix(SECRET_PREFIX)
         .ok_or_else(|| bad("expected `ed25519-secret:<64 hex>` (see cas keygen)"))?;
     let mut seed = [0u8; 32];
-    hex::decode_to_slice(hexs, &mut seed).map_err(|e| bad(&e.to_string()))?;
+    hex::decode_to_slice(hexs, &mut seed).map_err(|_| bad("the key is not 64 hex characters"))?;
     Ok(SigningKey::from_seed(seed))
 }
 
@@ -376,6 +399,16 @@ pub fn verify_result(
     key: &ActionKey,
     trust: &Trust,
 ) -> Result<ActionResult, Rejection> {
+    verify_result_signed(bytes, key, trust).map(|(r, _)| r)
+}
+
+/// [`verify_result`], and whether a trusted key signed the result (`false`:
+/// accepted only because the remote is marked trust-unsigned).
+pub fn verify_result_signed(
+    bytes: &[u8],
+    key: &ActionKey,
+    trust: &Trust,
+) -> Result<(ActionResult, bool), Rejection> {
     let d = decode_result(bytes)?;
     if d.key != *key {
         return Err(Rejection::WrongKey(d.key.to_hex()));
@@ -393,7 +426,7 @@ pub fn verify_result(
             })
             .unwrap_or(false);
         if ok {
-            return Ok(d.result);
+            return Ok((d.result, true));
         }
         forged = Some(*pk);
     }
@@ -401,7 +434,7 @@ pub fn verify_result(
         return Err(Rejection::BadSignature(pk.to_string()));
     }
     if trust.unsigned {
-        return Ok(d.result);
+        return Ok((d.result, false));
     }
     if d.signatures.is_empty() {
         return Err(Rejection::Unsigned);

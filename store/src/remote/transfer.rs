@@ -7,7 +7,9 @@ use std::fs::File;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::result::{encode_result, sign_result, verify_result, Rejection, SigningKey, Trust};
+use super::result::{
+    encode_result, sign_result, verify_result_signed, Rejection, SigningKey, Trust,
+};
 use super::{Remote, RemoteError};
 use crate::action_cache::ActionResult;
 use crate::blob::{create_tmp_file, hash_file, TmpGuard};
@@ -213,7 +215,11 @@ pub fn fetch_result_objects(
 #[derive(Debug, Clone)]
 pub enum Lookup {
     Miss,
+    /// Signed by a trusted key.
     Hit(ActionResult),
+    /// Not signed by a trusted key, used because the remote is marked
+    /// trust-unsigned (callers say so).
+    Unsigned(ActionResult),
     /// There is a result, but it is not used (bad signature, untrusted, ...).
     Rejected(Rejection),
 }
@@ -229,8 +235,9 @@ pub fn lookup_result(
         return Ok(Lookup::Miss);
     };
     counters.results_fetched.fetch_add(1, Ordering::Relaxed);
-    Ok(match verify_result(&bytes, key, trust) {
-        Ok(r) => Lookup::Hit(r),
+    Ok(match verify_result_signed(&bytes, key, trust) {
+        Ok((r, true)) => Lookup::Hit(r),
+        Ok((r, false)) => Lookup::Unsigned(r),
         Err(rej) => Lookup::Rejected(rej),
     })
 }

@@ -90,6 +90,23 @@ pub fn remotes(
             })
             .collect()
     };
+    // Unsigned trust never overrides a key (spec/remote.md "Trust").
+    if flags.trust_unsigned && !flags.trusted_keys.is_empty() {
+        return Err(invalid(
+            "--trust-unsigned and --trusted-key contradict each other: with a trusted key only the results it signed are used, and --trust-unsigned would also take any result with its signature stripped; give one of them"
+                .into(),
+        ));
+    }
+    if let Some(r) = config
+        .remotes
+        .iter()
+        .find(|r| r.trust_unsigned && !r.trusted_keys.is_empty())
+    {
+        return Err(invalid(format!(
+            "the configured remote {} has both `trusted-keys` and `trust-unsigned: true`: with a trusted key only the results it signed are used; remove one of them",
+            r.url
+        )));
+    }
     let mut specs = Vec::new();
     for r in &config.remotes {
         let mut keys = parse_keys(&r.trusted_keys)?;
