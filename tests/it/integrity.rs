@@ -507,3 +507,132 @@ fn a_stripped_signature_is_never_accepted_with_a_trusted_key_and_secrets_are_nev
     }
     assert!(!keygen.stderr.contains(&hex[..16]));
 }
+
+#[test]
+fn a_dependency_rebuilt_after_a_failed_download_is_reported_built_once_and_warned_about_once() {
+    let ctx = busybox_project();
+    ctx.write(
+        "elements/a.yaml",
+        manual(&[], "    - mkdir -p %{install-root}\n    - echo a-content > %{install-root}/a\n"),
+    );
+    let top = |i: usize, extra: &str| {
+        manual(&["a.yaml"], &format!("    - mkdir -p %{{install-root}}\n    - cat /a > %{{install-root}}/top{i}{extra}\n"))
+    };
+    for i in 0..5 {
+        ctx.write(format!("elements/top{i}.yaml"), top(i, ""));
+    }
+    let targets: Vec<String> = (0..5).map(|i| format!("top{i}.yaml")).collect();
+    let dir = ctx.path("remote");
+    let d = dir.to_str().unwrap().to_owned();
+    let mut args = vec!["build".to_owned(), "--push".into(), "--remote".into(), d.clone()];
+    args.extend(targets.iter().cloned());
+    let (mut cmd, shown) = ctx.command(&args);
+    cmd.env("CAS_STORE", ctx.path("pusher"));
+    Run::from_output(shown, cmd.output().unwrap()).ok();
+    // New recipes on top (nobody has them), and a's file gone from the remote.
+    for i in 0..5 {
+        ctx.write(format!("elements/top{i}.yaml"), top(i, ".new"));
+    }
+    let blob = ctx.path("a-copy");
+    std::fs::write(&blob, "a-content\n").unwrap();
+    let b3 = std::process::Command::new("b3sum").arg("--no-names").arg(&blob).output().unwrap();
+    let digest = String::from_utf8(b3.stdout).unwrap().trim().to_owned();
+    std::fs::remove_file(dir.join("cas").join(&digest)).unwrap();
+
+    let mut args = vec!["--json".to_owned(), "build".into(), "--remote".into(), d, "--trust-unsigned".into()];
+    args.extend(targets.iter().cloned());
+    let run = ctx.cas(&args).ok();
+    let v = run.json();
+    assert_eq!(row(&run, "a.yaml")["status"], "built", "{}", run.stdout);
+    assert_eq!(row(&run, "base.yaml")["status"], "pulled");
+    assert_eq!(v["built"], 6, "{}", run.stdout);
+    assert_eq!(v["pulled"], 1, "{}", run.stdout);
+    assert_eq!(v["remote"]["warnings"], 1, "{}", run.stderr);
+    let warned = run.stderr.matches(&digest).count();
+    assert_eq!(warned, 1, "one warning for the missing object:\n{}", run.stderr);
+    assert!(run.stderr.contains("built   a.yaml"), "{}", run.stderr);
+    // What was reported as built is what the store has (base was only
+    // pulled: its result stays on the remote).
+    let again = ctx.cas(["--json", "build"].iter().map(|s| s.to_string()).chain(targets.iter().cloned())).ok();
+    assert_eq!(again.json()["cached"], 6, "{}", again.stdout);
+    assert_eq!(row(&again, "a.yaml")["output"], row(&run, "a.yaml")["output"]);
+}
+
+#[test]
+fn cas_push_counts_only_results_the_remote_accepted() {
+    let ctx = busybox_project();
+    ctx.write(
+        "elements/p.yaml",
+        manual(&[], "    - mkdir -p %{install-root}\n    - echo p > %{install-root}/p\n"),
+    );
+    ctx.cas(["build", "p.yaml"]).ok();
+    // A server that answers every PUT with 405 (as a read-only nginx does).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader, Write};
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut length = 0usize;
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    let _ = std::io::Read::read_exact(&mut reader, &mut body);
+                    let answer: &[u8] = if line.starts_with("PUT") {
+                        b"HTTP/1.1 405 Not Allowed\r\nContent-Length: 0\r\n\r\n"
+                    } else {
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+                    };
+                    if conn.write_all(answer).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}/cache");
+    let run = ctx.cas(["--json", "push", "p.yaml", "--remote", &url]).expect_code(1);
+    assert_eq!(run.json()["pushed"], 0, "{}", run.stdout);
+    assert!(run.stderr.contains("pushed 0 result(s)"), "{}", run.stderr);
+    assert!(run.stderr.contains("405"), "{}", run.stderr);
+}
+
+#[test]
+fn temporary_files_left_in_a_directory_remote_by_a_killed_push_are_swept() {
+    let ctx = busybox_project();
+    let dir = ctx.path("remote");
+    let d = dir.to_str().unwrap();
+    ctx.cas(["build", "base.yaml", "--push", "--remote", d]).ok();
+    let stale = dir.join("cas/.0123.tmp-999-1");
+    let fresh = dir.join("cas/.4567.tmp-999-2");
+    std::fs::write(&stale, "partial").unwrap();
+    std::fs::write(&fresh, "being written").unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(two_hours_ago)
+        .unwrap();
+    ctx.write(
+        "elements/p.yaml",
+        manual(&[], "    - mkdir -p %{install-root}\n    - echo p > %{install-root}/p\n"),
+    );
+    ctx.cas(["build", "p.yaml", "--push", "--remote", d]).ok();
+    assert!(!stale.exists(), "a stale temporary file is left");
+    assert!(fresh.exists(), "a recent temporary file (maybe a writer's) was removed");
+}

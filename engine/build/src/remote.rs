@@ -50,6 +50,14 @@ impl std::fmt::Debug for Remotes {
     }
 }
 
+/// What pushing one result did, counted over the remotes pushed to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PushCount {
+    pub uploaded: usize,
+    pub already_there: usize,
+    pub failed: usize,
+}
+
 /// What the summary says about remotes (`cas build --json`: `"remote"`).
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct RemoteSummary {
@@ -274,7 +282,7 @@ impl Remotes {
     }
 
     /// Push a local result to every remote marked for push. Failures are
-    /// recorded for the summary, never returned.
+    /// recorded for the summary and counted in the answer, never returned.
     pub fn push(
         &self,
         store: &Store,
@@ -282,7 +290,8 @@ impl Remotes {
         r: &ActionResult,
         element: &str,
         say: &dyn Fn(&str),
-    ) {
+    ) -> PushCount {
+        let mut count = PushCount::default();
         for e in self.entries.iter().filter(|e| e.push) {
             match transfer::push_result(
                 store,
@@ -292,8 +301,10 @@ impl Remotes {
                 self.signer.as_ref(),
                 &self.counters,
             ) {
-                Ok(Pushed::AlreadyThere) | Ok(Pushed::Uploaded { .. }) => {}
+                Ok(Pushed::AlreadyThere) => count.already_there += 1,
+                Ok(Pushed::Uploaded { .. }) => count.uploaded += 1,
                 Err(err) => {
+                    count.failed += 1;
                     let msg = format!("{element}: cannot push {key} to {}: {err}", e.remote.url());
                     say(&format!("warning: {msg}"));
                     self.push_failures
@@ -303,6 +314,7 @@ impl Remotes {
                 }
             }
         }
+        count
     }
 
     pub fn summary(&self) -> RemoteSummary {
@@ -375,15 +387,13 @@ impl Engine<'_> {
         let Some(rr) = &self.remote else {
             return Ok(None);
         };
-        let say = |m: &str| self.reporter.message(m);
         let mut overrides: HashMap<ElementId, TreeDigest> = HashMap::new();
         for (dep, tree) in staged {
             if !rr.remotes.is_pending(tree) {
                 continue;
             }
             if let Err(e) = rr.remotes.ensure_local(self.store, tree) {
-                rr.remotes.warn_download(&self.element(*dep).name, &e, &say);
-                let done = self.run(*dep, outputs)?;
+                let done = self.fall_back(*dep, &e, outputs)?;
                 if done.output != *tree {
                     overrides.insert(*dep, done.output);
                 }
@@ -394,6 +404,50 @@ impl Engine<'_> {
         }
         let again = |d: ElementId| overrides.get(&d).copied().or_else(|| outputs(d));
         self.run(id, &again).map(Some)
+    }
+
+    /// A dependency pulled earlier whose output could not be downloaded:
+    /// built here, once per run however many steps stage it (they wait for
+    /// the first), warned about once, and reported as built (the run's
+    /// report takes [`Engine::fallbacks`] over the pulled status).
+    fn fall_back(
+        &self,
+        dep: ElementId,
+        err: &RemoteError,
+        outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
+    ) -> Result<Done> {
+        // One cell per dependency, locked while it builds: a step that needs
+        // it meanwhile waits, then takes the result. Cells are taken in
+        // dependency order (a build only ever waits for what is below it),
+        // so this cannot deadlock.
+        let cell = self
+            .fallbacks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(dep)
+            .or_default()
+            .clone();
+        let mut slot = cell.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(done) = slot.as_ref() {
+            return Ok(done.clone());
+        }
+        let name = &self.element(dep).name;
+        if let Some(rr) = &self.remote {
+            rr.remotes
+                .warn_download(name, err, &|m| self.reporter.message(m));
+        }
+        let done = self.run(dep, outputs)?;
+        let took = done
+            .span
+            .map(|(a, b)| std::time::Duration::from_millis(b.saturating_sub(a)));
+        let status = match done.status {
+            Status::Built => "built",
+            Status::Cached => "cached",
+            Status::Pulled => "pulled",
+        };
+        self.reporter.finished(name, status, took);
+        *slot = Some(done.clone());
+        Ok(done)
     }
 
     /// Push a local result to the remotes marked for push (failures are

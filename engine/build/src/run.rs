@@ -233,8 +233,25 @@ pub fn build(
         remote: None,
     };
     report.remote = engine.remote.as_ref().map(|r| r.remotes.summary());
+    let fallbacks: HashMap<ElementId, crate::step::Done> = std::mem::take(
+        &mut *engine
+            .fallbacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()),
+    )
+    .into_iter()
+    .filter_map(|(id, cell)| {
+        let done = cell.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        done.map(|d| (id, d))
+    })
+    .collect();
     for (i, end) in ends.into_iter().enumerate() {
         let id = closure[i];
+        // Pulled, then built here after all: what was built is what counts.
+        let end = match (end, fallbacks.get(&id)) {
+            (NodeEnd::Ok(_), Some(done)) => NodeEnd::Ok(done.clone()),
+            (end, _) => end,
+        };
         let name = engine.element(id).name.clone();
         let mut row = ElementReport {
             name,

@@ -46,6 +46,9 @@ pub struct Done {
     pub span: Option<(u64, u64)>,
 }
 
+/// The result of a fallback build, filled by whoever builds it first.
+pub type Fallback = std::sync::Arc<std::sync::Mutex<Option<Done>>>;
+
 /// Everything a step needs from the run.
 pub struct Engine<'a> {
     pub store: &'a Store,
@@ -65,6 +68,10 @@ pub struct Engine<'a> {
     /// Where built results are recorded in the background (crate::record);
     /// `None`: recorded before the step returns.
     pub recorder: Option<&'a crate::record::Recorder>,
+    /// Dependencies pulled earlier in the run and then built here because
+    /// their output could not be downloaded (crate::remote): what the run
+    /// reports for them.
+    pub fallbacks: std::sync::Mutex<std::collections::HashMap<ElementId, Fallback>>,
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -95,6 +102,7 @@ impl<'a> Engine<'a> {
             rebuild: Default::default(),
             remote: None,
             recorder: None,
+            fallbacks: Default::default(),
         }
     }
 }

@@ -218,6 +218,7 @@ fn push(global: &Global, args: Args) -> CmdResult {
     let say = |m: &str| eprintln!("{m}");
     let mut not_built = Vec::new();
     let mut pushed = 0usize;
+    let mut already = 0usize;
     for row in &plan {
         let name = &loaded.element(row.id).name;
         let result = match row.key {
@@ -231,18 +232,24 @@ fn push(global: &Global, args: Args) -> CmdResult {
             not_built.push(name.clone());
             continue;
         };
-        remotes.push(&store, &key, &result, name, &say);
-        pushed += 1;
+        let count = remotes.push(&store, &key, &result, name, &say);
+        if count.failed == 0 {
+            if count.uploaded > 0 {
+                pushed += 1;
+            } else {
+                already += 1;
+            }
+        }
     }
     let summary = remotes.summary();
     if global.json {
         println!(
             "{}",
-            serde_json::json!({"pushed": pushed, "not_built": not_built, "push_failures": summary.push_failures, "transfers": summary.transfers})
+            serde_json::json!({"pushed": pushed, "already_there": already, "not_built": not_built, "push_failures": summary.push_failures, "transfers": summary.transfers})
         );
     }
     eprintln!(
-        "pushed {pushed} result(s): {} object(s) uploaded, {} failure(s){}",
+        "pushed {pushed} result(s), {already} already there: {} object(s) uploaded, {} failure(s){}",
         summary.transfers.uploaded_objects,
         summary.push_failures.len(),
         if not_built.is_empty() {
