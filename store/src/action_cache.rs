@@ -121,11 +121,7 @@ impl Db {
         let err = |context: &str| {
             let path = path.to_path_buf();
             let context = context.to_string();
-            move |source| StoreError::Db {
-                context,
-                path,
-                source,
-            }
+            move |source| db_error(context, path, source)
         };
         let conn = Connection::open(path).map_err(err("open"))?;
         conn.busy_timeout(std::time::Duration::from_secs(60))
@@ -210,11 +206,7 @@ impl Db {
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T> {
         let mut conn = self.conn()?.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut conn).map_err(|source| StoreError::Db {
-            context: context.to_string(),
-            path: self.path.clone(),
-            source,
-        })
+        f(&mut conn).map_err(|source| db_error(context.to_string(), self.path.clone(), source))
     }
 
     pub fn results(&self) -> Result<Vec<ResultRow>> {
@@ -425,5 +417,32 @@ impl Store {
             )?;
             Ok(())
         })
+    }
+}
+
+/// A database error; SQLite's "disk I/O error" or "database or disk is full"
+/// on a file system with (almost) no space left says that instead.
+fn db_error(context: String, path: PathBuf, source: rusqlite::Error) -> StoreError {
+    let io_or_full = matches!(
+        &source,
+        rusqlite::Error::SqliteFailure(e, _)
+            if matches!(e.code, rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure)
+    );
+    if io_or_full {
+        let dir = path.parent().unwrap_or(&path);
+        if let Ok(st) = rustix::fs::statvfs(dir) {
+            let free = st.f_bavail.saturating_mul(st.f_frsize);
+            if free < 1 << 20 {
+                return StoreError::Full {
+                    path: dir.to_path_buf(),
+                    free,
+                };
+            }
+        }
+    }
+    StoreError::Db {
+        context,
+        path,
+        source,
     }
 }

@@ -19,6 +19,8 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("the file system of the store {path} is full ({free} bytes free): free some space (for example `cas store gc --max-size SIZE`) and try again")]
+    Full { path: PathBuf, free: u64 },
     #[error("not a digest: {input:?} ({reason}); expected 64 lowercase hex characters")]
     BadDigest { input: String, reason: String },
     #[error("malformed tree {digest}: {reason}")]

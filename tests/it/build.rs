@@ -765,3 +765,26 @@ fn more_layers_than_an_overlay_takes_fall_back_to_a_merged_view() {
         "the step over {n} layers used one merged view"
     );
 }
+
+#[test]
+fn a_store_on_a_file_system_with_no_space_left_says_so() {
+    let ctx = busybox_project();
+    let Some(fs) = SmallFs::mount(ctx.path("full"), "16m") else {
+        eprintln!("SKIP: cannot mount a tmpfs here (needs root); the no-space test did not run");
+        return;
+    };
+    let store = fs.0.join("store");
+    let store = store.to_str().unwrap();
+    ctx.cas(["--store", store, "build", "base.yaml"]).ok();
+    // Fill every last byte.
+    let filler = fs.0.join("filler");
+    let _ = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("cat /dev/zero > {} 2>/dev/null", filler.display()))
+        .status();
+    let run = ctx.cas(["--store", store, "store", "verify"]).expect_code(1);
+    assert!(run.stderr.contains("is full") && run.stderr.contains("bytes free"), "{}", run.stderr);
+    assert!(!run.stderr.contains("disk I/O error"), "{}", run.stderr);
+    std::fs::remove_file(&filler).unwrap();
+    ctx.cas(["--store", store, "store", "verify"]).ok();
+}

@@ -636,3 +636,75 @@ fn temporary_files_left_in_a_directory_remote_by_a_killed_push_are_swept() {
     assert!(!stale.exists(), "a stale temporary file is left");
     assert!(fresh.exists(), "a recent temporary file (maybe a writer's) was removed");
 }
+
+#[test]
+fn an_error_past_column_65535_is_shown_as_an_excerpt_without_a_panic() {
+    let ctx = Ctx::new();
+    ctx.write("project.yaml", "name: t\nelement-path: elements\n");
+    ctx.write(
+        "elements/col.yaml",
+        format!("{{kind: manual,{} bogus: 1}}\n", " ".repeat(66000)),
+    );
+    let run = ctx.cas(["show", "col.yaml"]).expect_code(2);
+    assert!(run.stderr.contains("unknown key `bogus`"), "{}", run.stderr);
+    assert!(run.stderr.contains("col.yaml:1:66016"), "{}", run.stderr);
+    assert!(run.stderr.len() < 4000, "the whole line was printed: {} bytes", run.stderr.len());
+    // A long neighbouring line is left out of the context.
+    ctx.write(
+        "elements/long.yaml",
+        format!("kind: manual\nvariables:\n  x: \"{}\"\n  y: %{{z\n", "0".repeat(70000)),
+    );
+    let run = ctx.cas(["show", "long.yaml"]).expect_code(2);
+    assert!(run.stderr.contains("long.yaml:4:"), "{}", run.stderr);
+    assert!(run.stderr.len() < 4000, "{} bytes", run.stderr.len());
+}
+
+#[test]
+fn doubling_variable_references_are_refused_quickly_and_in_bounded_memory() {
+    let ctx = Ctx::new();
+    ctx.write("project.yaml", "name: t\nelement-path: elements\n");
+    let mut vars = String::new();
+    for i in 0..40 {
+        vars.push_str(&format!("  w{i}: '%{{w{}}}%{{w{}}}'\n", i + 1, i + 1));
+    }
+    vars.push_str("  w40: ab\n");
+    ctx.write("elements/exp.yaml", format!("kind: manual\nvariables:\n{vars}"));
+    let started = std::time::Instant::now();
+    let (run, rss_kib) = ctx.cas_peak_rss(["show", "exp.yaml"]);
+    let run = run.expect_code(2);
+    assert!(started.elapsed().as_secs() < 20, "took {:?}", started.elapsed());
+    assert!(rss_kib < 200 * 1024, "peak RSS {rss_kib} KiB");
+    assert!(flat(&run.stderr).contains("expansion is too long"), "{}", run.stderr);
+    assert_eq!(run.stderr.matches("expansion is too long").count(), 1, "{}", run.stderr);
+}
+
+#[test]
+fn small_inputs_get_the_right_message() {
+    let ctx = Ctx::new();
+    ctx.write("kinds/ka.yaml", "extends: kb\n");
+    ctx.write("project.yaml", "name: t\nelement-path: elements\nkinds: kinds\n");
+    // A NUL byte is a control character, not a tab.
+    ctx.write("elements/nul.yaml", "kind: ma\0nual\n");
+    let run = ctx.cas(["show", "nul.yaml"]).expect_code(2);
+    assert!(run.stderr.contains("control character U+0000 (NUL)"), "{}", run.stderr);
+    assert!(run.stderr.contains("nul.yaml:1:9"), "{}", run.stderr);
+    assert!(!run.stderr.contains("tab"), "{}", run.stderr);
+    // Errors inside the project's kind files are reported there, and the
+    // element says its kind has errors (not that it is unknown).
+    ctx.write("kinds/ka.yaml", "extends: kb\n");
+    ctx.write("kinds/kb.yaml", "extends: ka\n");
+    ctx.write("kinds/kbad.yaml", "extends: [\n");
+    ctx.write("elements/k1.yaml", "kind: ka\n");
+    ctx.write("elements/k2.yaml", "kind: kbad\n");
+    let run = ctx.cas(["show", "k1.yaml", "k2.yaml"]).expect_code(2);
+    let text = flat(&run.stderr);
+    assert!(text.contains("kinds extend each other in a cycle"), "{}", run.stderr);
+    assert!(text.contains("invalid YAML"), "{}", run.stderr);
+    assert!(text.contains("kind `ka` cannot be used: its file kinds/ka.yaml has errors"), "{}", run.stderr);
+    assert!(text.contains("kind `kbad` cannot be used"), "{}", run.stderr);
+    assert!(!text.contains("unknown kind"), "{}", run.stderr);
+    assert!(!text.contains("has no `behaviour`"), "{}", run.stderr);
+    // -j 0 is a bad flag.
+    let run = ctx.cas(["-j", "0", "show", "k1.yaml"]).expect_code(2);
+    assert!(run.stderr.contains("at least 1"), "{}", run.stderr);
+}

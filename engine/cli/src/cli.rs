@@ -24,13 +24,22 @@ impl Cli {
     }
 }
 
+fn parse_jobs(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (it is the number of steps run at once)".into()),
+        Ok(n) if n > 4096 => Err(format!("{n} is more than 4096 steps at once")),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is not a number")),
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct Global {
     /// The content store [default: the user's cache directory, e.g. ~/.cache/cas]
     #[arg(long, global = true, env = "CAS_STORE", value_name = "DIR")]
     pub store: Option<PathBuf>,
-    /// Steps to run at once [default: the number of cores]
-    #[arg(short = 'j', long, global = true, value_name = "N")]
+    /// Steps to run at once, at least 1 [default: the number of cores]
+    #[arg(short = 'j', long, global = true, value_name = "N", value_parser = parse_jobs)]
     pub jobs: Option<usize>,
     /// Print machine-readable JSON on stdout
     #[arg(long, global = true)]

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use miette::{LabeledSpan, NamedSource, SourceSpan};
+use miette::{LabeledSpan, MietteError, MietteSpanContents, SourceCode, SourceSpan, SpanContents};
 
 /// Index of a file in `Files`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -65,8 +65,11 @@ impl SourceFile {
         }
     }
 
-    pub fn named_source(&self) -> NamedSource<Arc<String>> {
-        NamedSource::new(&self.name, self.text.clone())
+    pub fn named_source(&self) -> Source {
+        Source {
+            name: self.name.clone(),
+            text: self.text.clone(),
+        }
     }
 
     /// 1-based line and column (in characters) of a byte offset.
@@ -83,6 +86,93 @@ impl SourceFile {
             .map(|s| s.chars().count())
             .unwrap_or(end.saturating_sub(start));
         (line + 1, col + 1)
+    }
+}
+
+/// Lines longer than this are shown as an excerpt around the error.
+const LONG_LINE: usize = 512;
+/// Bytes of context on each side of the error in an excerpt.
+const EXCERPT_CONTEXT: usize = 60;
+/// The longest label underline in an excerpt.
+const EXCERPT_LABEL: usize = 120;
+
+/// The text of a file as miette reads it, named. A snippet whose line is
+/// longer than [`LONG_LINE`] is cut to the part around the error (miette's
+/// renderer cannot lay out a line of tens of thousands of columns); the
+/// line and column it shows stay those of the file.
+#[derive(Debug, Clone)]
+pub struct Source {
+    name: String,
+    text: Arc<String>,
+}
+
+impl Source {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl SourceCode for Source {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let text = self.text.as_str();
+        let start = span.offset().min(text.len());
+        let end = (start + span.len()).min(text.len());
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
+        if line_end - line_start <= LONG_LINE {
+            let inner = text.read_span(span, context_lines_before, context_lines_after)?;
+            let long_context = std::str::from_utf8(inner.data())
+                .map_or(true, |d| d.lines().any(|l| l.len() > LONG_LINE));
+            if long_context && (context_lines_before > 0 || context_lines_after > 0) {
+                // A neighbouring line is too long to show: the error's line alone.
+                return Ok(Box::new(MietteSpanContents::new_named(
+                    self.name.clone(),
+                    text[line_start..line_end].as_bytes(),
+                    (line_start, line_end - line_start).into(),
+                    text[..line_start].matches('\n').count(),
+                    0,
+                    1,
+                )));
+            }
+            return Ok(Box::new(MietteSpanContents::new_named(
+                self.name.clone(),
+                inner.data(),
+                *inner.span(),
+                inner.line(),
+                inner.column(),
+                inner.line_count(),
+            )));
+        }
+        // Asked for the span alone (miette's `[file:line:col]` header): it
+        // starts at the span, as for a short line.
+        let context = if context_lines_before == 0 && context_lines_after == 0 {
+            0
+        } else {
+            EXCERPT_CONTEXT
+        };
+        let mut from = start.saturating_sub(context).max(line_start);
+        while !text.is_char_boundary(from) {
+            from -= 1;
+        }
+        let mut to = (end + context).min(line_end);
+        while !text.is_char_boundary(to) {
+            to += 1;
+        }
+        let line = text[..start].matches('\n').count();
+        let column = text[line_start..from].chars().count();
+        Ok(Box::new(MietteSpanContents::new_named(
+            self.name.clone(),
+            text[from..to].as_bytes(),
+            (from, to - from).into(),
+            line,
+            column,
+            1,
+        )))
     }
 }
 
@@ -129,7 +219,7 @@ impl Files {
 pub struct Error {
     pub message: String,
     #[source_code]
-    pub src: Option<NamedSource<Arc<String>>>,
+    pub src: Option<Source>,
     #[label(collection)]
     pub labels: Vec<LabeledSpan>,
     #[help]
@@ -163,6 +253,10 @@ impl Error {
         let (line, col) = file.line_col(span.start);
         let start = (span.start as usize).min(file.text.len());
         let mut len = span.len().min(file.text.len() - start);
+        let line_len = file.text[start..].find('\n').unwrap_or(file.text.len() - start);
+        if line_len > LONG_LINE || file.text[..start].rfind('\n').map_or(start, |i| start - i) > LONG_LINE {
+            len = len.min(EXCERPT_LABEL);
+        }
         while !file.text.is_char_boundary(start + len) {
             len += 1;
         }

@@ -345,6 +345,8 @@ pub(crate) struct Context<'a> {
     pub project: &'a Project,
     pub defaults: &'a Layer,
     pub kinds: &'a BTreeMap<String, Kind>,
+    /// Project kinds that could not be resolved → their file (for messages).
+    pub broken_kinds: &'a BTreeMap<String, String>,
     pub ids: &'a HashMap<String, ElementId>,
     pub host_arch: &'a str,
 }
@@ -412,6 +414,18 @@ pub(crate) fn resolve(
     let kind = match &raw.kind {
         Some(k) => match cx.kinds.get(&k.value) {
             Some(kind) => Some(kind),
+            None if cx.broken_kinds.contains_key(&k.value) => {
+                r.err_help(
+                    k.span,
+                    format!(
+                        "kind `{}` cannot be used: its file {} has errors",
+                        k.value, cx.broken_kinds[&k.value]
+                    ),
+                    "kind with errors",
+                    "the errors of the kind file are reported with it; fix them first",
+                );
+                None
+            }
             None => {
                 let help = match crate::diagnostics::suggest(
                     &k.value,

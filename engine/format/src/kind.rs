@@ -129,6 +129,9 @@ pub(crate) struct RawKind {
     pub file: FileId,
     pub path: PathBuf,
     pub root: Option<Node>,
+    /// The file could not be read or parsed (already reported): the kind
+    /// is not resolved, and nothing more is said about it.
+    pub broken: bool,
 }
 
 /// Decode the defaults layer (`elements/defaults.yaml`).
@@ -313,6 +316,9 @@ fn resolve_one(
     chain: &mut Vec<String>,
     errors: &mut Vec<Error>,
 ) -> Option<Kind> {
+    if raw.broken {
+        return None;
+    }
     let mut r = Reader::new(files);
     let empty = Map::default();
     let map = match raw.root.as_ref() {

@@ -293,6 +293,7 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
             defaults_root = root;
         } else {
             builtin.push(RawKind {
+                broken: false,
                 name: name.to_string(),
                 file: id,
                 path,
@@ -319,17 +320,25 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
             let Some(stem) = p.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
                 continue;
             };
+            let before = errors.len();
             let (id, root) = read_and_parse(&mut files, &p, display_name(&p, &cwd), &mut errors);
             project_kinds.push(RawKind {
                 name: stem,
                 file: id,
                 path: p,
                 root,
+                broken: errors.len() > before,
             });
         }
     }
     let (kinds, kind_errors) = resolve_kinds(&files, &builtin, &project_kinds);
     errors.extend(kind_errors);
+    // Project kinds that have errors of their own (reported above).
+    let broken_kinds: BTreeMap<String, String> = project_kinds
+        .iter()
+        .filter(|k| !kinds.contains_key(&k.name))
+        .map(|k| (k.name.clone(), display_name(&k.path, &cwd)))
+        .collect();
 
     let timing = std::env::var_os("CAS_FORMAT_TIMING").is_some();
     let t0 = std::time::Instant::now();
@@ -418,6 +427,7 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
         project: &project,
         defaults: &defaults,
         kinds: &kinds,
+        broken_kinds: &broken_kinds,
         ids: &ids,
         host_arch: host,
     };

@@ -13,6 +13,11 @@ use crate::diagnostics::{suggest, Error, Files, Span};
 /// The variable that is left for run time.
 pub const MAX_JOBS: &str = "max-jobs";
 const MAX_NESTING: usize = 128;
+/// The longest value a string may expand to. A command is passed to the
+/// sandbox's shell as one argument, which Linux caps at 128 KiB; a value of
+/// more than a MiB is a mistake (or an attack: doubling references grow
+/// exponentially), never a recipe.
+pub const MAX_EXPANDED: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Def<'a> {
@@ -109,6 +114,27 @@ impl<'s, 'a> Expander<'s, 'a> {
                     out.push_str("%{max-jobs}");
                 } else {
                     out.push_str(&self.var_used(name, span)?);
+                }
+                if out.len() > MAX_EXPANDED {
+                    let pat = format!("%{{{name}}}");
+                    let mut help = format!(
+                        "a value may expand to at most {MAX_EXPANDED} bytes; a reference repeated at every level doubles its length"
+                    );
+                    if !self.stack.is_empty() {
+                        help = format!("while expanding {}\n{help}", self.chain_text(name));
+                    }
+                    let e = self.error_at(
+                        span,
+                        &pat,
+                        &format!("expansion is too long: more than {} MiB", MAX_EXPANDED >> 20),
+                        "grows too long here",
+                        Some(help),
+                    );
+                    // Every variable being expanded fails with it; said once.
+                    for n in &self.stack {
+                        self.memo.insert(n, None);
+                    }
+                    return Err(Some(e));
                 }
                 rest = &r[j + 1..];
             } else {
