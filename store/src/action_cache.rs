@@ -274,6 +274,18 @@ impl Store {
         Ok(())
     }
 
+    /// Every recorded action result, by key (`cas store results`).
+    pub fn action_list(&self) -> Result<Vec<(ActionKey, ActionResult)>> {
+        let mut rows: Vec<(ActionKey, ActionResult)> = self
+            .db
+            .results()?
+            .into_iter()
+            .map(|r| (r.key, r.result))
+            .collect();
+        rows.sort_by_key(|(k, _)| *k);
+        Ok(rows)
+    }
+
     /// Look up an action; touches its last-access time.
     pub fn action_get(&self, key: &ActionKey) -> Result<Option<ActionResult>> {
         let row = self.db.with("get action result", |c| {

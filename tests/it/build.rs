@@ -782,8 +782,14 @@ fn a_store_on_a_file_system_with_no_space_left_says_so() {
         .arg("-c")
         .arg(format!("cat /dev/zero > {} 2>/dev/null", filler.display()))
         .status();
-    let run = ctx.cas(["--store", store, "store", "verify"]).expect_code(1);
-    assert!(run.stderr.contains("is full") && run.stderr.contains("bytes free"), "{}", run.stderr);
+    let run = ctx
+        .cas(["--store", store, "store", "verify"])
+        .expect_code(1);
+    assert!(
+        run.stderr.contains("is full") && run.stderr.contains("bytes free"),
+        "{}",
+        run.stderr
+    );
     assert!(!run.stderr.contains("disk I/O error"), "{}", run.stderr);
     std::fs::remove_file(&filler).unwrap();
     ctx.cas(["--store", store, "store", "verify"]).ok();

@@ -124,7 +124,10 @@ fn descriptors_opened_by_the_caller_are_not_visible_in_the_sandbox() {
         ),
     );
     let (mut cmd, shown) = ctx.command(["build", "fd.yaml"]);
-    let w = std::fs::OpenOptions::new().append(true).open(&leak).unwrap();
+    let w = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&leak)
+        .unwrap();
     let r = std::fs::File::open(&secret).unwrap();
     use std::os::fd::AsRawFd;
     let (wfd, rfd) = (w.as_raw_fd(), r.as_raw_fd());
@@ -144,8 +147,15 @@ fn descriptors_opened_by_the_caller_are_not_visible_in_the_sandbox() {
     let fds = std::fs::read_to_string(out.join("fds")).unwrap();
     let listed: Vec<u32> = fds.lines().map(|l| l.trim().parse().unwrap()).collect();
     // stdin, stdout, stderr, and the directory `ls` itself opened.
-    assert!(listed.iter().all(|fd| *fd <= 3), "descriptors in the sandbox: {listed:?}");
-    assert_eq!(std::fs::read_to_string(&leak).unwrap(), "", "the host file was written");
+    assert!(
+        listed.iter().all(|fd| *fd <= 3),
+        "descriptors in the sandbox: {listed:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&leak).unwrap(),
+        "",
+        "the host file was written"
+    );
     assert_eq!(std::fs::read_to_string(out.join("w")).unwrap(), "no-7\n");
     assert_eq!(std::fs::read_to_string(out.join("r")).unwrap(), "no-8\n");
 }
@@ -254,13 +264,15 @@ fn hostile_server(dir: std::path::PathBuf, victim: String, how: Hostile) -> Stri
                     if rel == format!("cas/{victim}") && method == "GET" {
                         let _ = match how {
                             Hostile::Endless => {
-                                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+                                let _ =
+                                    conn.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
                                 let chunk = vec![b'z'; 64 << 10];
                                 while conn.write_all(&chunk).is_ok() {}
                                 Ok(())
                             }
                             Hostile::Trickle => {
-                                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n");
+                                let _ = conn
+                                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n");
                                 while conn.write_all(b"z").is_ok() {
                                     std::thread::sleep(std::time::Duration::from_millis(200));
                                 }
@@ -272,11 +284,18 @@ fn hostile_server(dir: std::path::PathBuf, victim: String, how: Hostile) -> Stri
                     let file = dir.join(rel);
                     let answer = match (method.as_str(), std::fs::read(&file)) {
                         ("GET", Ok(bytes)) => {
-                            let mut a = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", bytes.len()).into_bytes();
+                            let mut a = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                                bytes.len()
+                            )
+                            .into_bytes();
                             a.extend_from_slice(&bytes);
                             a
                         }
-                        ("HEAD", Ok(bytes)) => format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", bytes.len()).into_bytes(),
+                        ("HEAD", Ok(bytes)) => {
+                            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", bytes.len())
+                                .into_bytes()
+                        }
                         _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
                     };
                     if conn.write_all(&answer).is_err() {
@@ -298,14 +317,27 @@ fn pushed_payload(ctx: &Ctx) -> (std::path::PathBuf, String) {
         manual(&[], "    - mkdir -p %{install-root}\n    - printf 'x%.0s' $(seq 1 100) > %{install-root}/payload\n"),
     );
     let dir = ctx.path("remote");
-    let (mut cmd, shown) = ctx.command(["build", "payload.yaml", "--push", "--remote", dir.to_str().unwrap()]);
+    let (mut cmd, shown) = ctx.command([
+        "build",
+        "payload.yaml",
+        "--push",
+        "--remote",
+        dir.to_str().unwrap(),
+    ]);
     cmd.env("CAS_STORE", ctx.path("pusher"));
     Run::from_output(shown, cmd.output().unwrap()).ok();
     let payload = ctx.path("payload-copy");
     std::fs::write(&payload, "x".repeat(100)).unwrap();
-    let b3 = std::process::Command::new("b3sum").arg("--no-names").arg(&payload).output().unwrap();
+    let b3 = std::process::Command::new("b3sum")
+        .arg("--no-names")
+        .arg(&payload)
+        .output()
+        .unwrap();
     let digest = String::from_utf8(b3.stdout).unwrap().trim().to_owned();
-    assert!(dir.join("cas").join(&digest).is_file(), "the payload was pushed");
+    assert!(
+        dir.join("cas").join(&digest).is_file(),
+        "the payload was pushed"
+    );
     (dir, digest)
 }
 
@@ -314,7 +346,9 @@ fn tmp_bytes(store: &std::path::Path) -> u64 {
 }
 
 fn walk_size(p: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(p) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(p) else {
+        return 0;
+    };
     entries
         .flatten()
         .map(|e| match e.file_type() {
@@ -331,9 +365,20 @@ fn an_endless_body_is_cut_off_at_the_stated_size_and_the_step_builds_locally() {
     let url = hostile_server(dir, victim.clone(), Hostile::Endless);
     let started = std::time::Instant::now();
     let run = ctx
-        .cas(["--json", "build", "payload.yaml", "--remote", &url, "--trust-unsigned"])
+        .cas([
+            "--json",
+            "build",
+            "payload.yaml",
+            "--remote",
+            &url,
+            "--trust-unsigned",
+        ])
         .ok();
-    assert!(started.elapsed().as_secs() < 60, "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed().as_secs() < 60,
+        "took {:?}",
+        started.elapsed()
+    );
     let row = run.json()["elements"]
         .as_array()
         .unwrap()
@@ -342,8 +387,16 @@ fn an_endless_body_is_cut_off_at_the_stated_size_and_the_step_builds_locally() {
         .unwrap()
         .clone();
     assert_eq!(row["status"], "built", "{}", run.stdout);
-    assert!(run.stderr.contains("larger than the 100 bytes"), "{}", run.stderr);
-    assert!(tmp_bytes(&ctx.store()) < 1 << 20, "tmp/ holds {} bytes", tmp_bytes(&ctx.store()));
+    assert!(
+        run.stderr.contains("larger than the 100 bytes"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        tmp_bytes(&ctx.store()) < 1 << 20,
+        "tmp/ holds {} bytes",
+        tmp_bytes(&ctx.store())
+    );
     ctx.cas(["store", "verify", "--deep"]).ok();
 }
 
@@ -353,19 +406,40 @@ fn a_trickling_download_is_cut_off_at_its_time_limit_and_sigterm_stops_it() {
     let (dir, victim) = pushed_payload(&ctx);
     let url = hostile_server(dir, victim, Hostile::Trickle);
     // The time limit (2 s here) ends it; the step is built locally.
-    let (mut cmd, shown) = ctx.command(["--json", "build", "payload.yaml", "--remote", &url, "--trust-unsigned"]);
+    let (mut cmd, shown) = ctx.command([
+        "--json",
+        "build",
+        "payload.yaml",
+        "--remote",
+        &url,
+        "--trust-unsigned",
+    ]);
     cmd.env("CAS_REMOTE_TIMEOUT", "2");
     let started = std::time::Instant::now();
     let run = Run::from_output(shown, cmd.output().unwrap()).ok();
-    assert!(started.elapsed().as_secs() < 30, "took {:?}", started.elapsed());
-    assert!(run.stderr.contains("longer than its limit"), "{}", run.stderr);
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        run.stderr.contains("longer than its limit"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(run.json()["built"], 1, "{}", run.stdout);
 
     // SIGTERM in the middle of a (default, 120 s) trickle: cas stops within seconds.
     let ctx = busybox_project();
     let (dir, victim) = pushed_payload(&ctx);
     let url = hostile_server(dir, victim, Hostile::Trickle);
-    let (mut cmd, _) = ctx.command(["build", "payload.yaml", "--remote", &url, "--trust-unsigned"]);
+    let (mut cmd, _) = ctx.command([
+        "build",
+        "payload.yaml",
+        "--remote",
+        &url,
+        "--trust-unsigned",
+    ]);
     let child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -376,8 +450,17 @@ fn a_trickling_download_is_cut_off_at_its_time_limit_and_sigterm_stops_it() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let stopped = std::time::Instant::now();
     let out = child.wait_with_output().unwrap();
-    assert!(stopped.elapsed().as_secs() < 10, "SIGTERM took {:?}", stopped.elapsed());
-    assert_ne!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stopped.elapsed().as_secs() < 10,
+        "SIGTERM took {:?}",
+        stopped.elapsed()
+    );
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     ctx.cas(["store", "verify", "--deep"]).ok();
 }
 
@@ -394,7 +477,11 @@ fn a_local_source_never_follows_a_symlink_out_of_the_project() {
         "kind: import\nsources:\n  - kind: local\n    path: files/x/passwd\n",
     );
     let run = ctx.cas(["build", "through.yaml"]).expect_code(2);
-    assert!(run.stderr.contains("goes through the symlink `files/x`"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("goes through the symlink `files/x`"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("through.yaml:4:11"), "{}", run.stderr);
     // The link itself, or the directory holding it: staged as a link.
     for (name, path) in [("link.yaml", "files/x"), ("dir.yaml", "files")] {
@@ -408,7 +495,10 @@ fn a_local_source_never_follows_a_symlink_out_of_the_project() {
         let link = out.join("x");
         let meta = std::fs::symlink_metadata(&link).unwrap();
         assert!(meta.file_type().is_symlink(), "{name}: x is not a symlink");
-        assert_eq!(std::fs::read_link(&link).unwrap(), std::path::Path::new("/etc"));
+        assert_eq!(
+            std::fs::read_link(&link).unwrap(),
+            std::path::Path::new("/etc")
+        );
         assert_eq!(walk_size(&out) < 64, true, "{name}: host files were copied");
     }
     // A patch must be a file of the project, not a link to one.
@@ -447,18 +537,37 @@ fn a_stripped_signature_is_never_accepted_with_a_trusted_key_and_secrets_are_nev
     let public = ctx.path("alice.key.pub");
     ctx.write(
         "elements/payload.yaml",
-        manual(&[], "    - mkdir -p %{install-root}\n    - echo true > %{install-root}/payload\n"),
+        manual(
+            &[],
+            "    - mkdir -p %{install-root}\n    - echo true > %{install-root}/payload\n",
+        ),
     );
     let dir = ctx.path("remote");
     let d = dir.to_str().unwrap();
     let (mut cmd, shown) = ctx.command([
-        "--json", "build", "payload.yaml", "--push", "--remote", d, "--signing-key", secret.to_str().unwrap(),
+        "--json",
+        "build",
+        "payload.yaml",
+        "--push",
+        "--remote",
+        d,
+        "--signing-key",
+        secret.to_str().unwrap(),
     ]);
     cmd.env("CAS_STORE", ctx.path("alice-store"));
     let alice = Run::from_output(shown, cmd.output().unwrap()).ok();
-    let true_output = row(&alice, "payload.yaml")["output"].as_str().unwrap().to_owned();
-    let key = row(&alice, "payload.yaml")["key"].as_str().unwrap().to_owned();
-    let base_output = row(&alice, "base.yaml")["output"].as_str().unwrap().to_owned();
+    let true_output = row(&alice, "payload.yaml")["output"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = row(&alice, "payload.yaml")["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let base_output = row(&alice, "base.yaml")["output"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // The attacker: another output (one the remote has), signature removed.
     let ac = dir.join("ac").join(&key);
     let text = std::fs::read_to_string(&ac).unwrap();
@@ -478,21 +587,57 @@ fn a_stripped_signature_is_never_accepted_with_a_trusted_key_and_secrets_are_nev
     let pk = public.to_str().unwrap();
     // Both: a contradiction, refused before anything is used.
     let run = ctx
-        .cas(["build", "payload.yaml", "--remote", d, "--trusted-key", pk, "--trust-unsigned"])
+        .cas([
+            "build",
+            "payload.yaml",
+            "--remote",
+            d,
+            "--trusted-key",
+            pk,
+            "--trust-unsigned",
+        ])
         .expect_code(2);
-    assert!(flat(&run.stderr).contains("contradict each other"), "{}", run.stderr);
+    assert!(
+        flat(&run.stderr).contains("contradict each other"),
+        "{}",
+        run.stderr
+    );
     // The key alone: the stripped result is refused and the step built here.
     let run = ctx
-        .cas(["--json", "build", "payload.yaml", "--remote", d, "--trusted-key", pk])
+        .cas([
+            "--json",
+            "build",
+            "payload.yaml",
+            "--remote",
+            d,
+            "--trusted-key",
+            pk,
+        ])
         .ok();
-    assert_eq!(row(&run, "payload.yaml")["status"], "built", "{}", run.stderr);
+    assert_eq!(
+        row(&run, "payload.yaml")["status"],
+        "built",
+        "{}",
+        run.stderr
+    );
     assert_eq!(row(&run, "payload.yaml")["output"], true_output.as_str());
     assert!(run.stderr.contains("not signed"), "{}", run.stderr);
     // trust-unsigned alone, on a fresh store: used, and said loudly.
-    let (mut cmd, shown) = ctx.command(["--json", "build", "payload.yaml", "--remote", d, "--trust-unsigned"]);
+    let (mut cmd, shown) = ctx.command([
+        "--json",
+        "build",
+        "payload.yaml",
+        "--remote",
+        d,
+        "--trust-unsigned",
+    ]);
     cmd.env("CAS_STORE", ctx.path("lax-store"));
     let lax = Run::from_output(shown, cmd.output().unwrap()).ok();
-    assert!(lax.stderr.contains("no trusted key signed"), "{}", lax.stderr);
+    assert!(
+        lax.stderr.contains("no trusted key signed"),
+        "{}",
+        lax.stderr
+    );
 
     // The secret key given where a public key belongs: refused, never printed.
     let secret_text = std::fs::read_to_string(&secret).unwrap();
@@ -500,10 +645,25 @@ fn a_stripped_signature_is_never_accepted_with_a_trusted_key_and_secrets_are_nev
     assert_eq!(hex.len(), 64);
     for given in [secret.to_str().unwrap(), secret_text.trim()] {
         let run = ctx
-            .cas(["build", "payload.yaml", "--remote", d, "--trusted-key", given])
+            .cas([
+                "build",
+                "payload.yaml",
+                "--remote",
+                d,
+                "--trusted-key",
+                given,
+            ])
             .expect_code(2);
-        assert!(flat(&run.stderr).contains("secret key, not a public key"), "{}", run.stderr);
-        assert!(!run.stderr.contains(&hex[..16]), "the secret key was printed:\n{}", run.stderr);
+        assert!(
+            flat(&run.stderr).contains("secret key, not a public key"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains(&hex[..16]),
+            "the secret key was printed:\n{}",
+            run.stderr
+        );
     }
     assert!(!keygen.stderr.contains(&hex[..16]));
 }
@@ -513,7 +673,10 @@ fn a_dependency_rebuilt_after_a_failed_download_is_reported_built_once_and_warne
     let ctx = busybox_project();
     ctx.write(
         "elements/a.yaml",
-        manual(&[], "    - mkdir -p %{install-root}\n    - echo a-content > %{install-root}/a\n"),
+        manual(
+            &[],
+            "    - mkdir -p %{install-root}\n    - echo a-content > %{install-root}/a\n",
+        ),
     );
     let top = |i: usize, extra: &str| {
         manual(&["a.yaml"], &format!("    - mkdir -p %{{install-root}}\n    - cat /a > %{{install-root}}/top{i}{extra}\n"))
@@ -524,7 +687,12 @@ fn a_dependency_rebuilt_after_a_failed_download_is_reported_built_once_and_warne
     let targets: Vec<String> = (0..5).map(|i| format!("top{i}.yaml")).collect();
     let dir = ctx.path("remote");
     let d = dir.to_str().unwrap().to_owned();
-    let mut args = vec!["build".to_owned(), "--push".into(), "--remote".into(), d.clone()];
+    let mut args = vec![
+        "build".to_owned(),
+        "--push".into(),
+        "--remote".into(),
+        d.clone(),
+    ];
     args.extend(targets.iter().cloned());
     let (mut cmd, shown) = ctx.command(&args);
     cmd.env("CAS_STORE", ctx.path("pusher"));
@@ -535,11 +703,21 @@ fn a_dependency_rebuilt_after_a_failed_download_is_reported_built_once_and_warne
     }
     let blob = ctx.path("a-copy");
     std::fs::write(&blob, "a-content\n").unwrap();
-    let b3 = std::process::Command::new("b3sum").arg("--no-names").arg(&blob).output().unwrap();
+    let b3 = std::process::Command::new("b3sum")
+        .arg("--no-names")
+        .arg(&blob)
+        .output()
+        .unwrap();
     let digest = String::from_utf8(b3.stdout).unwrap().trim().to_owned();
     std::fs::remove_file(dir.join("cas").join(&digest)).unwrap();
 
-    let mut args = vec!["--json".to_owned(), "build".into(), "--remote".into(), d, "--trust-unsigned".into()];
+    let mut args = vec![
+        "--json".to_owned(),
+        "build".into(),
+        "--remote".into(),
+        d,
+        "--trust-unsigned".into(),
+    ];
     args.extend(targets.iter().cloned());
     let run = ctx.cas(&args).ok();
     let v = run.json();
@@ -549,13 +727,27 @@ fn a_dependency_rebuilt_after_a_failed_download_is_reported_built_once_and_warne
     assert_eq!(v["pulled"], 1, "{}", run.stdout);
     assert_eq!(v["remote"]["warnings"], 1, "{}", run.stderr);
     let warned = run.stderr.matches(&digest).count();
-    assert_eq!(warned, 1, "one warning for the missing object:\n{}", run.stderr);
+    assert_eq!(
+        warned, 1,
+        "one warning for the missing object:\n{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("built   a.yaml"), "{}", run.stderr);
     // What was reported as built is what the store has (base was only
     // pulled: its result stays on the remote).
-    let again = ctx.cas(["--json", "build"].iter().map(|s| s.to_string()).chain(targets.iter().cloned())).ok();
+    let again = ctx
+        .cas(
+            ["--json", "build"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain(targets.iter().cloned()),
+        )
+        .ok();
     assert_eq!(again.json()["cached"], 6, "{}", again.stdout);
-    assert_eq!(row(&again, "a.yaml")["output"], row(&run, "a.yaml")["output"]);
+    assert_eq!(
+        row(&again, "a.yaml")["output"],
+        row(&run, "a.yaml")["output"]
+    );
 }
 
 #[test]
@@ -563,7 +755,10 @@ fn cas_push_counts_only_results_the_remote_accepted() {
     let ctx = busybox_project();
     ctx.write(
         "elements/p.yaml",
-        manual(&[], "    - mkdir -p %{install-root}\n    - echo p > %{install-root}/p\n"),
+        manual(
+            &[],
+            "    - mkdir -p %{install-root}\n    - echo p > %{install-root}/p\n",
+        ),
     );
     ctx.cas(["build", "p.yaml"]).ok();
     // A server that answers every PUT with 405 (as a read-only nginx does).
@@ -605,7 +800,9 @@ fn cas_push_counts_only_results_the_remote_accepted() {
         }
     });
     let url = format!("http://127.0.0.1:{port}/cache");
-    let run = ctx.cas(["--json", "push", "p.yaml", "--remote", &url]).expect_code(1);
+    let run = ctx
+        .cas(["--json", "push", "p.yaml", "--remote", &url])
+        .expect_code(1);
     assert_eq!(run.json()["pushed"], 0, "{}", run.stdout);
     assert!(run.stderr.contains("pushed 0 result(s)"), "{}", run.stderr);
     assert!(run.stderr.contains("405"), "{}", run.stderr);
@@ -616,7 +813,8 @@ fn temporary_files_left_in_a_directory_remote_by_a_killed_push_are_swept() {
     let ctx = busybox_project();
     let dir = ctx.path("remote");
     let d = dir.to_str().unwrap();
-    ctx.cas(["build", "base.yaml", "--push", "--remote", d]).ok();
+    ctx.cas(["build", "base.yaml", "--push", "--remote", d])
+        .ok();
     let stale = dir.join("cas/.0123.tmp-999-1");
     let fresh = dir.join("cas/.4567.tmp-999-2");
     std::fs::write(&stale, "partial").unwrap();
@@ -630,11 +828,17 @@ fn temporary_files_left_in_a_directory_remote_by_a_killed_push_are_swept() {
         .unwrap();
     ctx.write(
         "elements/p.yaml",
-        manual(&[], "    - mkdir -p %{install-root}\n    - echo p > %{install-root}/p\n"),
+        manual(
+            &[],
+            "    - mkdir -p %{install-root}\n    - echo p > %{install-root}/p\n",
+        ),
     );
     ctx.cas(["build", "p.yaml", "--push", "--remote", d]).ok();
     assert!(!stale.exists(), "a stale temporary file is left");
-    assert!(fresh.exists(), "a recent temporary file (maybe a writer's) was removed");
+    assert!(
+        fresh.exists(),
+        "a recent temporary file (maybe a writer's) was removed"
+    );
 }
 
 #[test]
@@ -648,11 +852,18 @@ fn an_error_past_column_65535_is_shown_as_an_excerpt_without_a_panic() {
     let run = ctx.cas(["show", "col.yaml"]).expect_code(2);
     assert!(run.stderr.contains("unknown key `bogus`"), "{}", run.stderr);
     assert!(run.stderr.contains("col.yaml:1:66016"), "{}", run.stderr);
-    assert!(run.stderr.len() < 4000, "the whole line was printed: {} bytes", run.stderr.len());
+    assert!(
+        run.stderr.len() < 4000,
+        "the whole line was printed: {} bytes",
+        run.stderr.len()
+    );
     // A long neighbouring line is left out of the context.
     ctx.write(
         "elements/long.yaml",
-        format!("kind: manual\nvariables:\n  x: \"{}\"\n  y: %{{z\n", "0".repeat(70000)),
+        format!(
+            "kind: manual\nvariables:\n  x: \"{}\"\n  y: %{{z\n",
+            "0".repeat(70000)
+        ),
     );
     let run = ctx.cas(["show", "long.yaml"]).expect_code(2);
     assert!(run.stderr.contains("long.yaml:4:"), "{}", run.stderr);
@@ -668,25 +879,48 @@ fn doubling_variable_references_are_refused_quickly_and_in_bounded_memory() {
         vars.push_str(&format!("  w{i}: '%{{w{}}}%{{w{}}}'\n", i + 1, i + 1));
     }
     vars.push_str("  w40: ab\n");
-    ctx.write("elements/exp.yaml", format!("kind: manual\nvariables:\n{vars}"));
+    ctx.write(
+        "elements/exp.yaml",
+        format!("kind: manual\nvariables:\n{vars}"),
+    );
     let started = std::time::Instant::now();
     let (run, rss_kib) = ctx.cas_peak_rss(["show", "exp.yaml"]);
     let run = run.expect_code(2);
-    assert!(started.elapsed().as_secs() < 20, "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed().as_secs() < 20,
+        "took {:?}",
+        started.elapsed()
+    );
     assert!(rss_kib < 200 * 1024, "peak RSS {rss_kib} KiB");
-    assert!(flat(&run.stderr).contains("expansion is too long"), "{}", run.stderr);
-    assert_eq!(run.stderr.matches("expansion is too long").count(), 1, "{}", run.stderr);
+    assert!(
+        flat(&run.stderr).contains("expansion is too long"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr.matches("expansion is too long").count(),
+        1,
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn small_inputs_get_the_right_message() {
     let ctx = Ctx::new();
     ctx.write("kinds/ka.yaml", "extends: kb\n");
-    ctx.write("project.yaml", "name: t\nelement-path: elements\nkinds: kinds\n");
+    ctx.write(
+        "project.yaml",
+        "name: t\nelement-path: elements\nkinds: kinds\n",
+    );
     // A NUL byte is a control character, not a tab.
     ctx.write("elements/nul.yaml", "kind: ma\0nual\n");
     let run = ctx.cas(["show", "nul.yaml"]).expect_code(2);
-    assert!(run.stderr.contains("control character U+0000 (NUL)"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("control character U+0000 (NUL)"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("nul.yaml:1:9"), "{}", run.stderr);
     assert!(!run.stderr.contains("tab"), "{}", run.stderr);
     // Errors inside the project's kind files are reported there, and the
@@ -698,13 +932,166 @@ fn small_inputs_get_the_right_message() {
     ctx.write("elements/k2.yaml", "kind: kbad\n");
     let run = ctx.cas(["show", "k1.yaml", "k2.yaml"]).expect_code(2);
     let text = flat(&run.stderr);
-    assert!(text.contains("kinds extend each other in a cycle"), "{}", run.stderr);
+    assert!(
+        text.contains("kinds extend each other in a cycle"),
+        "{}",
+        run.stderr
+    );
     assert!(text.contains("invalid YAML"), "{}", run.stderr);
-    assert!(text.contains("kind `ka` cannot be used: its file kinds/ka.yaml has errors"), "{}", run.stderr);
-    assert!(text.contains("kind `kbad` cannot be used"), "{}", run.stderr);
+    assert!(
+        text.contains("kind `ka` cannot be used: its file kinds/ka.yaml has errors"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        text.contains("kind `kbad` cannot be used"),
+        "{}",
+        run.stderr
+    );
     assert!(!text.contains("unknown kind"), "{}", run.stderr);
     assert!(!text.contains("has no `behaviour`"), "{}", run.stderr);
     // -j 0 is a bad flag.
     let run = ctx.cas(["-j", "0", "show", "k1.yaml"]).expect_code(2);
     assert!(run.stderr.contains("at least 1"), "{}", run.stderr);
+}
+
+/// A small xorshift generator: the soak is random but reproducible from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[test]
+fn soak_of_concurrent_builds_gc_and_kills_records_only_true_results() {
+    let ctx = busybox_project();
+    let names = ["a1", "a2", "a3", "a4"];
+    for (i, n) in names.iter().enumerate() {
+        ctx.write(
+            format!("elements/{n}.yaml"),
+            manual(&[], &format!("    - mkdir -p %{{install-root}}/usr/share/{n}\n    - sleep 0.{i}\n    - for j in $(seq 1 40); do echo {n}-$j > %{{install-root}}/usr/share/{n}/f$j; done\n")),
+        );
+    }
+    ctx.write(
+        "elements/b.yaml",
+        manual(&["a1.yaml", "a2.yaml"], "    - mkdir -p %{install-root}/usr/share/b\n    - cat /usr/share/a1/f1 /usr/share/a2/f2 > %{install-root}/usr/share/b/both\n    - sleep 0.2\n"),
+    );
+    ctx.write(
+        "elements/all.yaml",
+        "kind: compose\nbuild-depends:\n  - base.yaml\n  - b.yaml\n  - a3.yaml\n  - a4.yaml\n",
+    );
+    let targets = ["all.yaml", "b.yaml", "a3.yaml", "a1.yaml", "a4.yaml"];
+    let (mut cmd, shown) = ctx.command(["--json", "build", "all.yaml"]);
+    cmd.env("CAS_STORE", ctx.path("reference"));
+    let reference: BTreeMap<String, String> =
+        results(&Run::from_output(shown, cmd.output().unwrap()).ok())
+            .into_values()
+            .collect();
+    assert_eq!(reference.len(), 7);
+
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("soak seed {seed}");
+    let mut rng = Rng(seed);
+    let mut running: Vec<(std::process::Child, String)> = Vec::new();
+    let (mut builds, mut gcs, mut kills) = (0, 0, 0);
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(40) {
+        // Reap what ended; builds that were not killed must have succeeded.
+        let mut i = 0;
+        while i < running.len() {
+            if let Some(status) = running[i].0.try_wait().unwrap() {
+                let (_, what) = running.remove(i);
+                assert!(
+                    status.success() || what.starts_with("killed"),
+                    "seed {seed}: `{what}` failed with {status}"
+                );
+            } else {
+                i += 1;
+            }
+        }
+        match rng.below(10) {
+            0..=5 if running.len() < 4 => {
+                let mut args = vec!["build".to_owned()];
+                for t in &targets {
+                    if rng.below(2) == 0 {
+                        args.push((*t).to_owned());
+                    }
+                }
+                if args.len() == 1 {
+                    args.push("all.yaml".into());
+                }
+                let (mut cmd, shown) = ctx.command(&args);
+                let child = cmd
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap();
+                running.push((child, shown.join(" ")));
+                builds += 1;
+            }
+            6 if running.len() < 4 => {
+                let args: &[&str] = if rng.below(2) == 0 {
+                    &["store", "gc"]
+                } else {
+                    &["store", "gc", "--max-size", "1"]
+                };
+                let (mut cmd, shown) = ctx.command(args);
+                let child = cmd
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap();
+                running.push((child, shown.join(" ")));
+                gcs += 1;
+            }
+            7 | 8 if !running.is_empty() => {
+                let k = rng.below(running.len() as u64) as usize;
+                let _ = running[k].0.kill();
+                running[k].1 = format!("killed {}", running[k].1);
+                kills += 1;
+            }
+            _ => {}
+        }
+        std::thread::sleep(std::time::Duration::from_millis(rng.below(300)));
+    }
+    for (mut child, what) in running {
+        let status = child.wait().unwrap();
+        assert!(
+            status.success() || what.starts_with("killed"),
+            "seed {seed}: `{what}` failed with {status}"
+        );
+    }
+    eprintln!("soak: {builds} builds, {gcs} gc, {kills} kills");
+    assert!(builds > 10 && kills > 3, "seed {seed}: too little happened");
+
+    ctx.cas(["store", "verify", "--deep"]).ok();
+    // Every result the store holds is the true output of its key.
+    let listed = ctx.cas(["--json", "store", "results"]).ok();
+    for r in listed.json()["results"].as_array().unwrap() {
+        let key = r["key"].as_str().unwrap();
+        let want = reference
+            .get(key)
+            .unwrap_or_else(|| panic!("seed {seed}: a result for a key no clean build has: {key}"));
+        assert_eq!(
+            r["output"].as_str().unwrap(),
+            want,
+            "seed {seed}: wrong output recorded for {key}"
+        );
+    }
+    // And building everything now gives the clean build's outputs.
+    let last = ctx.cas(["--json", "build", "all.yaml"]).ok();
+    let got: BTreeMap<String, String> = results(&last).into_values().collect();
+    assert_eq!(got, reference, "seed {seed}");
 }

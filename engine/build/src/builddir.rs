@@ -23,14 +23,20 @@ impl BuildDir {
     /// reopens until then).
     pub fn create(store_root: &Path, element: &str, key_hex: &str) -> std::io::Result<BuildDir> {
         let builds = store_root.join("builds");
-        let prefix = format!("{}-{}-", safe_name(element), &key_hex[..16.min(key_hex.len())]);
+        let prefix = format!(
+            "{}-{}-",
+            safe_name(element),
+            &key_hex[..16.min(key_hex.len())]
+        );
         if let Ok(entries) = std::fs::read_dir(&builds) {
             for e in entries.flatten() {
                 let name = e.file_name();
                 let name = name.to_string_lossy();
                 let attempt = name.strip_prefix(&prefix).is_some_and(|rest| {
                     rest.split('-').count() == 2
-                        && rest.split('-').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                        && rest
+                            .split('-')
+                            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
                 });
                 if attempt {
                     remove_all(&e.path())?;

@@ -233,18 +233,14 @@ pub fn build(
         remote: None,
     };
     report.remote = engine.remote.as_ref().map(|r| r.remotes.summary());
-    let fallbacks: HashMap<ElementId, crate::step::Done> = std::mem::take(
-        &mut *engine
-            .fallbacks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()),
-    )
-    .into_iter()
-    .filter_map(|(id, cell)| {
-        let done = cell.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        done.map(|d| (id, d))
-    })
-    .collect();
+    let fallbacks: HashMap<ElementId, crate::step::Done> =
+        std::mem::take(&mut *engine.fallbacks.lock().unwrap_or_else(|e| e.into_inner()))
+            .into_iter()
+            .filter_map(|(id, cell)| {
+                let done = cell.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                done.map(|d| (id, d))
+            })
+            .collect();
     for (i, end) in ends.into_iter().enumerate() {
         let id = closure[i];
         // Pulled, then built here after all: what was built is what counts.

@@ -253,8 +253,12 @@ impl Error {
         let (line, col) = file.line_col(span.start);
         let start = (span.start as usize).min(file.text.len());
         let mut len = span.len().min(file.text.len() - start);
-        let line_len = file.text[start..].find('\n').unwrap_or(file.text.len() - start);
-        if line_len > LONG_LINE || file.text[..start].rfind('\n').map_or(start, |i| start - i) > LONG_LINE {
+        let line_len = file.text[start..]
+            .find('\n')
+            .unwrap_or(file.text.len() - start);
+        if line_len > LONG_LINE
+            || file.text[..start].rfind('\n').map_or(start, |i| start - i) > LONG_LINE
+        {
             len = len.min(EXCERPT_LABEL);
         }
         while !file.text.is_char_boundary(start + len) {

@@ -255,7 +255,10 @@ fn local_path(
     for c in &components[..checked] {
         prefix.push(c);
         let here = project.root.join(&prefix);
-        if here.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+        if here
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink())
+        {
             let target = std::fs::read_link(&here)
                 .map(|t| t.display().to_string())
                 .unwrap_or_default();

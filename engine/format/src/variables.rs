@@ -126,7 +126,10 @@ impl<'s, 'a> Expander<'s, 'a> {
                     let e = self.error_at(
                         span,
                         &pat,
-                        &format!("expansion is too long: more than {} MiB", MAX_EXPANDED >> 20),
+                        &format!(
+                            "expansion is too long: more than {} MiB",
+                            MAX_EXPANDED >> 20
+                        ),
                         "grows too long here",
                         Some(help),
                     );

@@ -155,10 +155,11 @@ pub fn parse(file: &SourceFile, id: FileId) -> Result<Option<Node>, Vec<Error>> 
     // YAML allows no control characters but tab, line feed and carriage
     // return: say so at the first one (the scanner's own message for a NUL
     // is about tabs or an unterminated scalar).
-    if let Some((at, c)) = text
-        .char_indices()
-        .find(|&(_, c)| (c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{85}')) || c == '\u{FFFE}' || c == '\u{FFFF}')
-    {
+    if let Some((at, c)) = text.char_indices().find(|&(_, c)| {
+        (c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{85}'))
+            || c == '\u{FFFE}'
+            || c == '\u{FFFF}'
+    }) {
         let name = match c {
             '\0' => " (NUL)".to_string(),
             '\u{1b}' => " (ESC)".to_string(),
@@ -171,7 +172,9 @@ pub fn parse(file: &SourceFile, id: FileId) -> Result<Option<Node>, Vec<Error>> 
                 format!("control character U+{:04X}{name} in the file", c as u32),
                 "control character",
             )
-            .with_help("YAML files are text: remove the character (a binary file or an editor mishap?)"),
+            .with_help(
+                "YAML files are text: remove the character (a binary file or an editor mishap?)",
+            ),
         );
         return Err(errors);
     }
@@ -450,7 +453,11 @@ mod tests {
         let deep = "[".repeat(10_000);
         assert!(p(&deep).is_err());
         let nul = p("kind: ma\0nual\n").unwrap_err();
-        assert!(nul[0].message.contains("U+0000 (NUL)"), "{}", nul[0].message);
+        assert!(
+            nul[0].message.contains("U+0000 (NUL)"),
+            "{}",
+            nul[0].message
+        );
         assert_eq!(nul[0].location.as_ref().map(|l| (l.1, l.2)), Some((1, 9)));
         let nonascii = p("a: é\nb: [x\n").unwrap_err();
         assert!(nonascii[0].location.is_some());

@@ -304,7 +304,12 @@ unsafe fn keep(cas_pid: libc::pid_t) -> std::io::Result<()> {
     }
     // The keeper holds nothing: the end of spawn's error pipe, the log and
     // the status pipe belong to cas and bwrap.
-    libc::syscall(libc::SYS_close_range, 0 as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_uint);
+    libc::syscall(
+        libc::SYS_close_range,
+        0 as libc::c_uint,
+        libc::c_uint::MAX,
+        0 as libc::c_uint,
+    );
     let mut status = 0;
     loop {
         let r = libc::waitpid(child, &mut status, 0);

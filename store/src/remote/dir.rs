@@ -161,7 +161,9 @@ impl Remote for DirRemote {
         };
         let meta = src.metadata().map_err(self.io("stat", &p))?;
         if !meta.is_file() {
-            return Err(self.io("read", &p)(std::io::Error::other("not a regular file")));
+            return Err(self.io("read", &p)(std::io::Error::other(
+                "not a regular file",
+            )));
         }
         super::copy_bounded(&self.url, digest, &mut src, out, limit)?;
         Ok(true)

@@ -32,7 +32,8 @@ use crate::error::StoreError;
 
 pub use result::{
     decode_result, encode_result, generate_signing_key, read_signing_key, sign_result,
-    verify_result, verify_result_signed, write_key_pair, KeyError, PublicKey, Rejection, SigningKey, Trust,
+    verify_result, verify_result_signed, write_key_pair, KeyError, PublicKey, Rejection,
+    SigningKey, Trust,
 };
 pub use transfer::{Counters, TransferStats};
 
@@ -216,8 +217,12 @@ pub trait Remote: Send + Sync {
     /// Download the object into `out` (written from its start; truncated
     /// first), at most `limit.bytes` bytes and not after `limit.deadline`
     /// (see [`copy_bounded`]). `Ok(false)` when the remote does not have it.
-    fn get_object(&self, digest: &Digest, out: &mut File, limit: &Limit)
-        -> Result<bool, RemoteError>;
+    fn get_object(
+        &self,
+        digest: &Digest,
+        out: &mut File,
+        limit: &Limit,
+    ) -> Result<bool, RemoteError>;
     /// The time an object download may take, before one second per MiB is
     /// added ([`Limit::new`]).
     fn object_timeout(&self) -> Duration {

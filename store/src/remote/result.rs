@@ -146,7 +146,11 @@ fn shown(s: &str) -> String {
     if s.trim_start().starts_with(SECRET_PREFIX) {
         "(a secret key, not shown)".into()
     } else if s.len() > 80 {
-        format!("{}… ({} characters)", &s[..s.char_indices().nth(12).map_or(s.len(), |c| c.0)], s.len())
+        format!(
+            "{}… ({} characters)",
+            &s[..s.char_indices().nth(12).map_or(s.len(), |c| c.0)],
+            s.len()
+        )
     } else {
         s.to_string()
     }

@@ -61,6 +61,8 @@ pub enum StoreCommand {
     },
     /// Print store statistics
     Stats,
+    /// List every recorded action result: key, output, log, manifest
+    Results,
     /// Protect a tree from gc under a name
     Pin { name: String, digest: String },
     /// Remove a pin
@@ -311,6 +313,25 @@ pub fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
                     r.size_before,
                     if dry_run { r.size_before } else { r.size_after }
                 );
+            }
+            ok
+        }
+        StoreCommand::Results => {
+            let store = open(global)?;
+            let rows = store.action_list().map_err(failed)?;
+            if global.json {
+                let list: Vec<_> = rows
+                    .iter()
+                    .map(|(k, r)| {
+                        serde_json::json!({"key": k, "output": r.output, "log": r.log,
+                            "manifest": r.manifest, "created": r.created, "duration_ms": r.duration_ms})
+                    })
+                    .collect();
+                print_json(&serde_json::json!({ "results": list }));
+            } else {
+                for (k, r) in &rows {
+                    println!("{k} {}", r.output);
+                }
             }
             ok
         }
