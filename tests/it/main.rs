@@ -6,6 +6,7 @@ mod ctx;
 mod audit;
 mod build;
 mod format;
+mod golden;
 mod integrity;
 mod kinds;
 mod remote;

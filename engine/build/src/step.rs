@@ -386,9 +386,18 @@ impl Engine<'_> {
             Behaviour::Stack => Ok(self.store.empty_tree()?),
             Behaviour::Import => {
                 self.stage_sources(el, &dir.build())?;
-                let _ = writeln!(log, "# import: {} source(s)", el.sources.len());
-                let out = self.store.ingest(&dir.build(), IngestMode::Move)?.tree;
-                Ok(out)
+                let (source, target) = match &el.config {
+                    Config::Import { source, target } => (source.as_str(), target.as_str()),
+                    _ => ("/", "/"),
+                };
+                let _ = writeln!(
+                    log,
+                    "# import: {} source(s), {source} to {target}",
+                    el.sources.len()
+                );
+                let taken = import_dir(el, &dir.build(), source)?;
+                let out = self.store.ingest(&taken, IngestMode::Move)?.tree;
+                Ok(split::place_under(self.store, out, target)?)
             }
             Behaviour::Sandbox => {
                 let sysroot = self.sysroot(el, &self.labelled(staged))?;
@@ -723,6 +732,40 @@ impl<'a> Root<'a> {
             self.layers.to_vec()
         }
     }
+}
+
+/// The directory of the staged sources an import takes (`config: source`):
+/// inside the staging directory, never through `..` or a symlink.
+fn import_dir(el: &Element, staged: &Path, source: &str) -> Result<PathBuf> {
+    let bad = |message: String| BuildError::Other {
+        element: el.name.clone(),
+        message,
+    };
+    let mut dir = staged.to_path_buf();
+    for c in source.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        if c == ".." {
+            return Err(bad(format!(
+                "import `source: {source}` must not contain `..`"
+            )));
+        }
+        dir.push(c);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(bad(format!(
+                    "import `source: {source}`: `{}` in the staged sources is not a directory",
+                    dir.strip_prefix(staged).unwrap_or(&dir).display()
+                )))
+            }
+            Err(_) => {
+                return Err(bad(format!(
+                    "import `source: {source}` is not in the staged sources (no `{}`)",
+                    dir.strip_prefix(staged).unwrap_or(&dir).display()
+                )))
+            }
+        }
+    }
+    Ok(dir)
 }
 
 /// Whether bubblewrap works here, checked once per process, when the first
