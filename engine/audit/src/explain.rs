@@ -8,14 +8,11 @@
 //! current key *is* the last one, the one before is used.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
-use std::time::Duration;
 
 use serde::Serialize;
 
 use cas_build::keys::KeyInputs;
 use cas_build::run::last_key_ref;
-use cas_build::{BuildError, Reporter};
 use cas_format::{ElementId, Loaded};
 use cas_store::{ActionKey, Digest, Store, TreeDigest};
 
@@ -88,15 +85,6 @@ struct Current {
     output: Option<TreeDigest>,
 }
 
-struct Silent;
-
-impl Reporter for Silent {
-    fn started(&self, _: &str, _: &ActionKey) {}
-    fn finished(&self, _: &str, _: &str, _: Option<Duration>) {}
-    fn failed(&self, _: &str, _: &BuildError, _: &Path) {}
-    fn message(&self, _: &str) {}
-}
-
 /// The current key inputs of every element of the closure; a staged
 /// dependency whose output is unknown counts as the zero digest and leaves
 /// the key unknown.
@@ -105,40 +93,35 @@ fn currents(
     loaded: &Loaded,
     target: ElementId,
 ) -> Result<HashMap<ElementId, Current>> {
-    let fetcher = cas_build::run::fetcher_for(store, &cas_sources::Mirrors::new())?;
-    let engine = cas_build::step::Engine::new(store, loaded, &fetcher, &Silent);
-    let mut out: HashMap<ElementId, Current> = HashMap::new();
-    for id in loaded.closure(&[target]) {
-        let mut known = true;
-        let staged: Vec<(ElementId, TreeDigest)> = loaded
-            .staged(id)
-            .into_iter()
-            .map(|d| match out.get(&d).and_then(|c| c.output) {
-                Some(t) => (d, t),
-                None => {
-                    known = false;
-                    (d, TreeDigest(Digest([0; 32])))
-                }
-            })
-            .collect();
-        let inputs = engine.key_inputs(id, &staged)?;
-        let (key, output) = if known {
-            let key = ActionKey(Digest::of_bytes(&inputs.manifest()));
-            let output = engine.lookup(&key)?.map(|r| r.output);
-            (Some(key), output)
-        } else {
-            (None, None)
-        };
-        out.insert(
-            id,
-            Current {
-                inputs,
-                key,
-                output,
-            },
-        );
-    }
-    Ok(out)
+    let planner = cas_build::plan::Planner::new(store, loaded);
+    let steps = planner.walk(
+        &[target],
+        cas_build::plan::Walk { partial: true },
+        &mut |_, k| {
+            Ok(store
+                .action_get(&k.key)?
+                .filter(|r| store.has_tree(&r.output))
+                .map(|r| r.output))
+        },
+    )?;
+    Ok(steps
+        .into_iter()
+        .filter_map(|step| {
+            let (inputs, key) = match (step.keyed, step.partial) {
+                (Some(k), _) => (k.inputs, Some(k.key)),
+                (None, Some(partial)) => (partial, None),
+                (None, None) => return None,
+            };
+            Some((
+                step.id,
+                Current {
+                    inputs,
+                    key,
+                    output: step.output,
+                },
+            ))
+        })
+        .collect())
 }
 
 fn hex32(d: &[u8; 32]) -> String {

@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use cas_store::{ActionKey, Digest};
+
 /// Bumped whenever the encoding below changes in any way.
 pub const KEY_SCHEMA: u32 = 1;
 
@@ -136,9 +138,10 @@ impl KeyInputs {
         e.buf
     }
 
-    /// The key: blake3 of the manifest.
-    pub fn key(&self) -> [u8; 32] {
-        *blake3::hash(&self.manifest()).as_bytes()
+    /// The key: blake3 of the manifest. The only way an [`ActionKey`] is
+    /// made from key inputs (crate::plan calls it).
+    pub fn key(&self) -> ActionKey {
+        ActionKey(Digest::of_bytes(&self.manifest()))
     }
 
     /// The example input of spec/keys.md, whose key is the golden vector

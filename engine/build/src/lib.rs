@@ -1,8 +1,10 @@
 //! `cas-build`: turning loaded elements into stored outputs.
 //!
 //! - [`keys`]: action keys and input manifests (spec/keys.md).
+//! - [`plan`]: the one place keys are derived: a closure walked in order,
+//!   each element and its staged outputs turned into key inputs and a key.
 //! - [`step`]: one step: cache lookup, staging, sandbox, ingest, record.
-//! - [`run`]: a whole run ([`build`]) and keys/states without building ([`plan`]).
+//! - [`run`]: a whole run ([`build`]) and keys/states without building ([`states`]).
 //! - [`scheduler`]: the parallel DAG runner.
 //! - [`record`]: recording built results in the background (group commit).
 //! - [`sources`]: the source cache over the store, local-source digests.
@@ -16,6 +18,7 @@
 pub mod builddir;
 pub mod error;
 pub mod keys;
+pub mod plan;
 pub mod progress;
 pub mod record;
 pub mod remote;
@@ -28,5 +31,5 @@ pub mod sysroot;
 
 pub use error::BuildError;
 pub use progress::{Console, Reporter};
-pub use run::{build, plan, shell, BuildOptions, BuildReport, ElementReport, Planned, State};
+pub use run::{build, shell, states, BuildOptions, BuildReport, ElementReport, Planned, State};
 pub use step::Status;

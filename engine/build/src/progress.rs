@@ -205,3 +205,13 @@ impl Reporter for Console {
         self.line(text.to_owned());
     }
 }
+
+/// A reporter that says nothing (planning, explain, shell).
+pub struct Silent;
+
+impl Reporter for Silent {
+    fn started(&self, _: &str, _: &ActionKey) {}
+    fn finished(&self, _: &str, _: &str, _: Option<Duration>) {}
+    fn failed(&self, _: &str, _: &BuildError, _: &Path) {}
+    fn message(&self, _: &str) {}
+}

@@ -494,43 +494,29 @@ pub fn pull(
         }),
         ..Engine::new(store, loaded, &fetcher, reporter)
     };
-    let mut outputs: HashMap<ElementId, TreeDigest> = HashMap::new();
-    let mut rows = Vec::new();
-    for id in loaded.closure(targets) {
-        let name = engine.element(id).name.clone();
-        let staged: Option<Vec<(ElementId, TreeDigest)>> = loaded
-            .staged(id)
-            .into_iter()
-            .map(|d| outputs.get(&d).map(|t| (d, *t)))
-            .collect();
-        let Some(staged) = staged else {
-            rows.push(PullRow {
-                name,
-                key: None,
-                status: "missing",
-                output: None,
-            });
-            continue;
-        };
-        let inputs = engine.key_inputs(id, &staged)?;
-        let key = ActionKey(cas_store::Digest::of_bytes(&inputs.manifest()));
-        let (status, output) = if let Some(hit) = engine.lookup(&key)? {
-            ("cached", Some(hit.output))
-        } else if let Some(done) = engine.pull(id, &key)? {
-            ("pulled", Some(done.output))
-        } else {
-            ("missing", None)
-        };
-        if let Some(o) = output {
-            outputs.insert(id, o);
-        }
-        reporter.message(&format!("{name}: {status}"));
-        rows.push(PullRow {
-            name,
-            key: Some(key.to_hex()),
-            status,
-            output: output.map(|o| o.to_hex()),
-        });
-    }
+    let mut status: HashMap<ElementId, &'static str> = HashMap::new();
+    let steps = engine
+        .planner
+        .walk(targets, crate::plan::Walk::default(), &mut |id, k| {
+            let (s, output) = if let Some(hit) = engine.lookup(&k.key)? {
+                ("cached", Some(hit.output))
+            } else if let Some(done) = engine.pull(id, &k.key)? {
+                ("pulled", Some(done.output))
+            } else {
+                ("missing", None)
+            };
+            reporter.message(&format!("{}: {s}", engine.element(id).name));
+            status.insert(id, s);
+            Ok(output)
+        })?;
+    let rows = steps
+        .into_iter()
+        .map(|step| PullRow {
+            name: engine.element(step.id).name.clone(),
+            key: step.keyed.map(|k| k.key.to_hex()),
+            status: status.get(&step.id).copied().unwrap_or("missing"),
+            output: step.output.map(|o| o.to_hex()),
+        })
+        .collect();
     Ok(rows)
 }

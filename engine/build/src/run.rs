@@ -1,4 +1,4 @@
-//! A whole run: `build` (the DAG in parallel, in the sandbox) and `plan`
+//! A whole run: `build` (the DAG in parallel, in the sandbox) and `states`
 //! (keys and states without building, for `cas show`).
 
 use std::collections::HashMap;
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cas_format::{ElementId, Loaded};
 use cas_sources::{Fetcher, FetcherConfig, Mirrors};
-use cas_store::{ActionKey, Digest, Store, TreeDigest};
+use cas_store::{ActionKey, Store, TreeDigest};
 
 use crate::error::{BuildError, Result};
 use crate::progress::Reporter;
@@ -328,74 +328,47 @@ pub struct Planned {
 
 /// Keys and states of the closure of `targets`, without building anything.
 /// A key is known when the outputs of everything staged are known (cached).
-pub fn plan(
+pub fn states(
     store: &Store,
     loaded: &Loaded,
     targets: &[ElementId],
     mirrors: &Mirrors,
 ) -> Result<Vec<Planned>> {
-    let closure = loaded.closure(targets);
     let fetcher = fetcher_for(store, mirrors)?;
     let cache = StoreSourceCache { store };
-    let reporter = Silent;
-    let engine = Engine::new(store, loaded, &fetcher, &reporter);
-    let mut outputs: HashMap<ElementId, TreeDigest> = HashMap::new();
-    let mut rows = Vec::new();
-    for id in closure {
-        let el = engine.element(id);
-        let fetch = needs_fetch(&el.sources, &fetcher, &cache);
-        let staged: Option<Vec<(ElementId, TreeDigest)>> = loaded
-            .staged(id)
-            .into_iter()
-            .map(|d| outputs.get(&d).map(|t| (d, *t)))
-            .collect();
-        let Some(staged) = staged else {
-            rows.push(Planned {
-                id,
-                key: None,
-                state: if fetch {
-                    State::FetchNeeded
-                } else {
-                    State::Waiting
-                },
-                output: None,
-            });
-            continue;
-        };
-        let inputs = engine.key_inputs(id, &staged)?;
-        let key = ActionKey(Digest::of_bytes(&inputs.manifest()));
-        let state = match engine.lookup(&key)? {
-            Some(r) => {
-                outputs.insert(id, r.output);
-                State::Cached
-            }
-            None => match store.remote_result_get(&key)? {
-                Some((r, _)) => {
-                    outputs.insert(id, r.output);
-                    State::Pullable
-                }
-                None if fetch => State::FetchNeeded,
-                None => State::Buildable,
+    let planner = crate::plan::Planner::new(store, loaded);
+    let mut states: HashMap<ElementId, State> = HashMap::new();
+    let steps = planner.walk(targets, crate::plan::Walk::default(), &mut |id, k| {
+        let (state, output) = match store
+            .action_get(&k.key)?
+            .filter(|r| store.has_tree(&r.output))
+        {
+            Some(r) => (State::Cached, Some(r.output)),
+            None => match store.remote_result_get(&k.key)? {
+                Some((r, _)) => (State::Pullable, Some(r.output)),
+                None => (State::Buildable, None),
             },
         };
-        let output = outputs.get(&id).cloned();
-        rows.push(Planned {
-            id,
-            key: Some(key),
-            state,
-            output,
-        });
-    }
-    Ok(rows)
-}
-
-struct Silent;
-
-impl Reporter for Silent {
-    fn started(&self, _: &str, _: &ActionKey) {}
-    fn finished(&self, _: &str, _: &str, _: Option<Duration>) {}
-    fn failed(&self, _: &str, _: &BuildError, _: &std::path::Path) {}
-    fn message(&self, _: &str) {}
+        states.insert(id, state);
+        Ok(output)
+    })?;
+    Ok(steps
+        .into_iter()
+        .map(|step| {
+            let fetch = needs_fetch(&loaded.element(step.id).sources, &fetcher, &cache);
+            let state = match (states.get(&step.id), fetch) {
+                (Some(State::Buildable), true) | (None, true) => State::FetchNeeded,
+                (Some(s), _) => *s,
+                (None, false) => State::Waiting,
+            };
+            Planned {
+                id: step.id,
+                key: step.keyed.map(|k| k.key),
+                state,
+                output: step.output,
+            }
+        })
+        .collect())
 }
 
 /// `cas shell`: an interactive shell in the sandbox of `id` (see [`Engine::shell`]).
@@ -406,13 +379,13 @@ pub fn shell(
     reopen: Option<&std::path::Path>,
     mirrors: &Mirrors,
 ) -> Result<cas_sandbox::Outcome> {
-    let planned = plan(store, loaded, &[id], mirrors)?;
+    let planned = states(store, loaded, &[id], mirrors)?;
     let outputs: HashMap<ElementId, TreeDigest> = planned
         .iter()
         .filter_map(|p| p.output.map(|o| (p.id, o)))
         .collect();
     let fetcher = fetcher_for(store, mirrors)?;
-    let reporter = Silent;
+    let reporter = crate::progress::Silent;
     let engine = Engine {
         max_jobs: std::thread::available_parallelism()
             .map(|n| n.get())

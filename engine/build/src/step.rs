@@ -2,7 +2,6 @@
 //! its sources and sysroot, run its phases in the sandbox, ingest its output
 //! and record the result atomically.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,20 +11,17 @@ use cas_format::{Behaviour, Config, Element, ElementId, Loaded};
 use cas_sandbox::{Cancel, Io, Mount, SandboxSpec};
 use cas_sources::Fetcher;
 use cas_store::{
-    ActionKey, ActionResult, BlobDigest, Digest, IngestMode, Method, Store, StoreError, TreeDigest,
+    ActionKey, ActionResult, BlobDigest, IngestMode, Method, Store, StoreError, TreeDigest,
 };
 
 use crate::builddir::{BuildDir, FailedBuild};
 use crate::error::{io, BuildError, Result};
-use crate::keys::{KeyInputs, SandboxSettings};
+use crate::keys::KeyInputs;
+use crate::plan::{Keyed, Planner};
 use crate::progress::Reporter;
-use crate::sources::{identities, LocalDigests, StoreSourceCache};
+use crate::sources::StoreSourceCache;
 use crate::split;
 use crate::sysroot::Sysroot;
-
-/// The fixed host name and umask of every sandbox (spec/sandbox.md).
-pub const HOSTNAME: &str = "cas";
-pub const UMASK: u32 = 0o022;
 
 /// How a step ended well.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -54,7 +50,8 @@ pub struct Engine<'a> {
     pub store: &'a Store,
     pub loaded: &'a Loaded,
     pub fetcher: &'a Fetcher,
-    pub locals: LocalDigests,
+    /// Derives every key of the run (crate::plan).
+    pub planner: Planner<'a>,
     pub git_dir: PathBuf,
     pub max_jobs: usize,
     pub cancel: Cancel,
@@ -93,7 +90,7 @@ impl<'a> Engine<'a> {
             store,
             loaded,
             fetcher,
-            locals: LocalDigests::default(),
+            planner: Planner::new(store, loaded),
             git_dir: crate::run::git_dir(store),
             max_jobs: 1,
             cancel: Cancel::new(),
@@ -116,98 +113,6 @@ impl Engine<'_> {
         StoreSourceCache { store: self.store }
     }
 
-    /// The key inputs of `id`, given the outputs of its staged dependencies
-    /// (in staging order).
-    pub fn key_inputs(
-        &self,
-        id: ElementId,
-        staged: &[(ElementId, TreeDigest)],
-    ) -> Result<KeyInputs> {
-        let el = self.element(id);
-        let sources = identities(self.store, &self.locals, &el.sources).map_err(|source| {
-            BuildError::Source {
-                element: el.name.clone(),
-                source,
-            }
-        })?;
-        let var = |name: &str, default: &str| {
-            el.variables
-                .get(name)
-                .cloned()
-                .unwrap_or_else(|| default.to_owned())
-        };
-        let mut config: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        match &el.config {
-            Config::Import { source, target } => {
-                config.insert("import-source".into(), vec![source.clone()]);
-                config.insert("import-target".into(), vec![target.clone()]);
-            }
-            Config::Compose {
-                include,
-                exclude,
-                include_orphans,
-                integrate,
-            } => {
-                config.insert("include".into(), include.clone());
-                config.insert("exclude".into(), exclude.clone());
-                config.insert("include-orphans".into(), vec![include_orphans.to_string()]);
-                config.insert("integrate".into(), vec![integrate.to_string()]);
-                let mut integration = Vec::new();
-                let mut rules = Vec::new();
-                for (i, (dep, _)) in staged.iter().enumerate() {
-                    let d = self.element(*dep);
-                    integration.extend(d.public.integration_commands.iter().cloned());
-                    for (domain, patterns) in &d.public.split_rules {
-                        for p in patterns {
-                            rules.push(format!("{i}\t{domain}\t{p}"));
-                        }
-                    }
-                }
-                config.insert("integration-commands".into(), integration);
-                config.insert("split-rules".into(), rules);
-            }
-            Config::Script {
-                layout,
-                root_read_only,
-                output,
-            } => {
-                config.insert("output".into(), vec![output.clone()]);
-                config.insert("root-read-only".into(), vec![root_read_only.to_string()]);
-                let pos = |e: ElementId| staged.iter().position(|(s, _)| *s == e);
-                config.insert(
-                    "layout".into(),
-                    layout
-                        .iter()
-                        .map(|l| match l.element.and_then(pos) {
-                            Some(i) => format!("{i}\t{}", l.destination),
-                            None => format!("-\t{}", l.destination),
-                        })
-                        .collect(),
-                );
-            }
-            Config::Sandbox | Config::Stack => {}
-        }
-        Ok(KeyInputs {
-            kind: el.kind.clone(),
-            behaviour: el.behaviour.name().to_owned(),
-            phases: el.phases.clone(),
-            environment: el.environment.clone(),
-            sandbox: SandboxSettings {
-                arch: el.sandbox.build_arch.clone(),
-                uid: el.sandbox.build_uid,
-                gid: el.sandbox.build_gid,
-                network: false,
-                build_root: var("build-root", "/build"),
-                install_root: var("install-root", "/install"),
-                hostname: HOSTNAME.into(),
-                umask: UMASK,
-            },
-            config,
-            sources,
-            dependencies: staged.iter().map(|(_, d)| *d.digest().as_bytes()).collect(),
-        })
-    }
-
     /// The cached result of a key, if its output is really in the store.
     pub fn lookup(&self, key: &ActionKey) -> Result<Option<ActionResult>> {
         Ok(self
@@ -227,23 +132,10 @@ impl Engine<'_> {
         if self.rebuild.contains(&id) {
             return Ok(None);
         }
-        let mut staged = Vec::new();
-        for d in self.loaded.staged(id) {
-            match outputs(d) {
-                Some(out) => staged.push((d, out)),
-                None => return Ok(None),
-            }
+        match self.planner.key(id, outputs)? {
+            Some(k) => self.cached_result(id, &k.key),
+            None => Ok(None),
         }
-        let key = ActionKey(Digest::of_bytes(&self.key_inputs(id, &staged)?.manifest()));
-        Ok(self.lookup(&key)?.map(|hit| {
-            self.push(id, &key, &hit);
-            Done {
-                key,
-                output: hit.output,
-                status: Status::Cached,
-                span: None,
-            }
-        }))
     }
 
     /// Runs one step. `outputs[i]` is the output of element `i` when it is
@@ -254,21 +146,25 @@ impl Engine<'_> {
         outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
     ) -> Result<Done> {
         let el = self.element(id);
-        let staged: Vec<(ElementId, TreeDigest)> = self
-            .loaded
-            .staged(id)
-            .into_iter()
-            .map(|d| {
-                let out = outputs(d).ok_or_else(|| BuildError::Other {
-                    element: el.name.clone(),
-                    message: format!("dependency {} has no output", self.element(d).name),
-                })?;
-                Ok((d, out))
-            })
-            .collect::<Result<_>>()?;
-        let inputs = self.key_inputs(id, &staged)?;
+        let Some(Keyed {
+            staged,
+            inputs,
+            key,
+        }) = self.planner.key(id, outputs)?
+        else {
+            let missing = self
+                .loaded
+                .staged(id)
+                .into_iter()
+                .find(|d| outputs(*d).is_none())
+                .map(|d| self.element(d).name.clone())
+                .unwrap_or_default();
+            return Err(BuildError::Other {
+                element: el.name.clone(),
+                message: format!("dependency {missing} has no output"),
+            });
+        };
         let manifest = inputs.manifest();
-        let key = ActionKey(Digest::of_bytes(&manifest));
         let record = !self.rebuild.contains(&id);
         let mut key_lock = None;
         if record {
@@ -799,28 +695,32 @@ impl Engine<'_> {
         reopen: Option<&Path>,
     ) -> Result<cas_sandbox::Outcome> {
         let el = self.element(id);
-        let staged: Vec<(ElementId, TreeDigest)> = self
-            .loaded
-            .staged(id)
-            .into_iter()
-            .map(|d| {
-                outputs(d).map(|t| (d, t)).ok_or_else(|| BuildError::Other {
-                    element: el.name.clone(),
-                    message: format!(
-                        "dependency {} is not built; run `cas build {}` first",
-                        self.element(d).name,
-                        el.name
-                    ),
-                })
-            })
-            .collect::<Result<_>>()?;
-        let inputs = self.key_inputs(id, &staged)?;
+        let Some(Keyed {
+            staged,
+            inputs,
+            key,
+        }) = self.planner.key(id, outputs)?
+        else {
+            let missing = self
+                .loaded
+                .staged(id)
+                .into_iter()
+                .find(|d| outputs(*d).is_none())
+                .map(|d| self.element(d).name.clone())
+                .unwrap_or_default();
+            return Err(BuildError::Other {
+                element: el.name.clone(),
+                message: format!(
+                    "dependency {missing} is not built; run `cas build {}` first",
+                    el.name
+                ),
+            });
+        };
         let dir = match reopen {
             Some(root) => BuildDir {
                 root: root.to_path_buf(),
             },
             None => {
-                let key = ActionKey(Digest::of_bytes(&inputs.manifest()));
                 let dir = BuildDir::unique(
                     &self.store.root().join("builds"),
                     &format!(

@@ -146,7 +146,7 @@ fn cached_output(
 ) -> Result<(Store, Loaded, cas_build::Planned), Failure> {
     let loaded = load_or_report(std::slice::from_ref(target))?;
     let store = open_store(global)?;
-    let plan = cas_build::plan(&store, &loaded, &loaded.targets, &Mirrors::new())
+    let plan = cas_build::states(&store, &loaded, &loaded.targets, &Mirrors::new())
         .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     let id = loaded.targets[0];
     let row = plan

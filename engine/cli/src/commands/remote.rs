@@ -208,7 +208,7 @@ fn push(global: &Global, args: Args) -> CmdResult {
     let store = open_store(global)?;
     let remotes = remotes(global, &args.remote, true)?
         .ok_or_else(|| invalid("no remote: pass --remote URL or configure `remotes:`".into()))?;
-    let plan = cas_build::plan(
+    let plan = cas_build::states(
         &store,
         &loaded,
         &loaded.targets,

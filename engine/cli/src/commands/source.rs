@@ -288,7 +288,7 @@ pub fn prepare_build(
         return Ok(());
     }
     // Only the elements that are not cached need their sources.
-    let plan = cas_build::plan(store, loaded, &loaded.targets, mirrors)
+    let plan = cas_build::states(store, loaded, &loaded.targets, mirrors)
         .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     let todo: Vec<ElementId> = plan
         .iter()

@@ -1,0 +1,245 @@
+//! Plan: the one place where keys are derived. It walks a closure in
+//! dependency order and turns each element and the outputs it stages into
+//! its [`KeyInputs`] and its [`ActionKey`] (spec/keys.md). It needs the store
+//! and the local sources' digests, nothing else: no fetcher, no reporter, no
+//! sandbox. The build's cache pre-pass, each step, `show`, `pull`, `push`,
+//! `explain`, `check` and `shell` all derive keys through here.
+
+use std::collections::{BTreeMap, HashMap};
+
+use cas_format::{Config, ElementId, Loaded};
+use cas_store::{ActionKey, Digest, Store, TreeDigest};
+
+use crate::error::{BuildError, Result};
+use crate::keys::{KeyInputs, SandboxSettings};
+use crate::sources::{identities, LocalDigests};
+
+/// The fixed host name and umask of every sandbox (spec/sandbox.md); they
+/// are defined by the sandbox and enter every key.
+pub use cas_sandbox::{DEFAULT_HOSTNAME as HOSTNAME, UMASK};
+
+/// What a step stages: each dependency with its output, in staging order.
+pub type Staged = Vec<(ElementId, TreeDigest)>;
+
+/// A step whose key is known.
+#[derive(Debug, Clone)]
+pub struct Keyed {
+    pub staged: Staged,
+    pub inputs: KeyInputs,
+    pub key: ActionKey,
+}
+
+/// One element of a walk.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub id: ElementId,
+    /// `None` when something it stages has no known output; with
+    /// [`Walk::partial`], the inputs are then computed with the zero digest
+    /// in place of each unknown output.
+    pub keyed: Option<Keyed>,
+    /// Partial inputs (unknown outputs as zero digests), for `explain`.
+    pub partial: Option<KeyInputs>,
+    /// The output the walk's resolver found for the key.
+    pub output: Option<TreeDigest>,
+}
+
+/// How to walk.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Walk {
+    /// Also compute the inputs of elements whose key is unknown.
+    pub partial: bool,
+}
+
+/// Derives keys for the elements of one load.
+pub struct Planner<'a> {
+    pub store: &'a Store,
+    pub loaded: &'a Loaded,
+    /// Tree digests of local sources, computed once per run.
+    pub locals: LocalDigests,
+}
+
+impl<'a> Planner<'a> {
+    pub fn new(store: &'a Store, loaded: &'a Loaded) -> Planner<'a> {
+        Planner {
+            store,
+            loaded,
+            locals: LocalDigests::default(),
+        }
+    }
+
+    /// What `id` stages, with the outputs `outputs` knows; `None` if one is
+    /// unknown.
+    pub fn staged(
+        &self,
+        id: ElementId,
+        outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
+    ) -> Option<Staged> {
+        self.loaded
+            .staged(id)
+            .into_iter()
+            .map(|d| outputs(d).map(|t| (d, t)))
+            .collect()
+    }
+
+    /// The key of `id` given what it stages.
+    pub fn keyed(&self, id: ElementId, staged: Staged) -> Result<Keyed> {
+        let inputs = self.inputs(id, &staged)?;
+        let key = inputs.key();
+        Ok(Keyed {
+            staged,
+            inputs,
+            key,
+        })
+    }
+
+    /// The key of `id` when every output it stages is known.
+    pub fn key(
+        &self,
+        id: ElementId,
+        outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
+    ) -> Result<Option<Keyed>> {
+        match self.staged(id, outputs) {
+            Some(staged) => self.keyed(id, staged).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Every element of the closure of `targets`, in dependency order, with
+    /// its key where the outputs below it are known. `resolve` gives the
+    /// output of a key (a local result, a remote one, a pull...), or none.
+    pub fn walk(
+        &self,
+        targets: &[ElementId],
+        how: Walk,
+        resolve: &mut dyn FnMut(ElementId, &Keyed) -> Result<Option<TreeDigest>>,
+    ) -> Result<Vec<Step>> {
+        let mut outputs: HashMap<ElementId, TreeDigest> = HashMap::new();
+        let mut steps = Vec::new();
+        for id in self.loaded.closure(targets) {
+            let keyed = self.key(id, &|d| outputs.get(&d).copied())?;
+            let partial = match (&keyed, how.partial) {
+                (None, true) => {
+                    let staged: Staged = self
+                        .loaded
+                        .staged(id)
+                        .into_iter()
+                        .map(|d| {
+                            (
+                                d,
+                                outputs
+                                    .get(&d)
+                                    .copied()
+                                    .unwrap_or(TreeDigest(Digest([0; 32]))),
+                            )
+                        })
+                        .collect();
+                    Some(self.inputs(id, &staged)?)
+                }
+                _ => None,
+            };
+            let output = match &keyed {
+                Some(k) => resolve(id, k)?,
+                None => None,
+            };
+            if let Some(o) = output {
+                outputs.insert(id, o);
+            }
+            steps.push(Step {
+                id,
+                keyed,
+                partial,
+                output,
+            });
+        }
+        Ok(steps)
+    }
+
+    /// The key inputs of `id`, given the outputs of its staged dependencies
+    /// (in staging order): its kind's behaviour and the fields it puts into
+    /// the key (spec/keys.md).
+    pub fn inputs(&self, id: ElementId, staged: &[(ElementId, TreeDigest)]) -> Result<KeyInputs> {
+        let el = self.loaded.element(id);
+        let sources = identities(self.store, &self.locals, &el.sources).map_err(|source| {
+            BuildError::Source {
+                element: el.name.clone(),
+                source,
+            }
+        })?;
+        let var = |name: &str, default: &str| {
+            el.variables
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| default.to_owned())
+        };
+        let mut config: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        match &el.config {
+            Config::Import { source, target } => {
+                config.insert("import-source".into(), vec![source.clone()]);
+                config.insert("import-target".into(), vec![target.clone()]);
+            }
+            Config::Compose {
+                include,
+                exclude,
+                include_orphans,
+                integrate,
+            } => {
+                config.insert("include".into(), include.clone());
+                config.insert("exclude".into(), exclude.clone());
+                config.insert("include-orphans".into(), vec![include_orphans.to_string()]);
+                config.insert("integrate".into(), vec![integrate.to_string()]);
+                let mut integration = Vec::new();
+                let mut rules = Vec::new();
+                for (i, (dep, _)) in staged.iter().enumerate() {
+                    let d = self.loaded.element(*dep);
+                    integration.extend(d.public.integration_commands.iter().cloned());
+                    for (domain, patterns) in &d.public.split_rules {
+                        for p in patterns {
+                            rules.push(format!("{i}\t{domain}\t{p}"));
+                        }
+                    }
+                }
+                config.insert("integration-commands".into(), integration);
+                config.insert("split-rules".into(), rules);
+            }
+            Config::Script {
+                layout,
+                root_read_only,
+                output,
+            } => {
+                config.insert("output".into(), vec![output.clone()]);
+                config.insert("root-read-only".into(), vec![root_read_only.to_string()]);
+                let pos = |e: ElementId| staged.iter().position(|(s, _)| *s == e);
+                config.insert(
+                    "layout".into(),
+                    layout
+                        .iter()
+                        .map(|l| match l.element.and_then(pos) {
+                            Some(i) => format!("{i}\t{}", l.destination),
+                            None => format!("-\t{}", l.destination),
+                        })
+                        .collect(),
+                );
+            }
+            Config::Sandbox | Config::Stack => {}
+        }
+        Ok(KeyInputs {
+            kind: el.kind.clone(),
+            behaviour: el.behaviour.name().to_owned(),
+            phases: el.phases.clone(),
+            environment: el.environment.clone(),
+            sandbox: SandboxSettings {
+                arch: el.sandbox.build_arch.clone(),
+                uid: el.sandbox.build_uid,
+                gid: el.sandbox.build_gid,
+                network: false,
+                build_root: var("build-root", "/build"),
+                install_root: var("install-root", "/install"),
+                hostname: HOSTNAME.into(),
+                umask: UMASK,
+            },
+            config,
+            sources,
+            dependencies: staged.iter().map(|(_, d)| *d.digest().as_bytes()).collect(),
+        })
+    }
+}
