@@ -3,6 +3,8 @@
 //! - [`keys`]: action keys and input manifests (spec/keys.md).
 //! - [`plan`]: the one place keys are derived: a closure walked in order,
 //!   each element and its staged outputs turned into key inputs and a key.
+//! - [`kinds`]: one file per behaviour: what it puts into the key, how it
+//!   assembles its output.
 //! - [`step`]: one step: cache lookup, staging, sandbox, ingest, record.
 //! - [`run`]: a whole run ([`build`]) and keys/states without building ([`states`]).
 //! - [`scheduler`]: the parallel DAG runner.
@@ -18,6 +20,7 @@
 pub mod builddir;
 pub mod error;
 pub mod keys;
+pub mod kinds;
 pub mod plan;
 pub mod progress;
 pub mod record;

@@ -5,9 +5,9 @@
 //! sandbox. The build's cache pre-pass, each step, `show`, `pull`, `push`,
 //! `explain`, `check` and `shell` all derive keys through here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use cas_format::{Config, ElementId, Loaded};
+use cas_format::{ElementId, Loaded};
 use cas_store::{ActionKey, Digest, Store, TreeDigest};
 
 use crate::error::{BuildError, Result};
@@ -171,60 +171,10 @@ impl<'a> Planner<'a> {
                 .cloned()
                 .unwrap_or_else(|| default.to_owned())
         };
-        let mut config: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        match &el.config {
-            Config::Import { source, target } => {
-                config.insert("import-source".into(), vec![source.clone()]);
-                config.insert("import-target".into(), vec![target.clone()]);
-            }
-            Config::Compose {
-                include,
-                exclude,
-                include_orphans,
-                integrate,
-            } => {
-                config.insert("include".into(), include.clone());
-                config.insert("exclude".into(), exclude.clone());
-                config.insert("include-orphans".into(), vec![include_orphans.to_string()]);
-                config.insert("integrate".into(), vec![integrate.to_string()]);
-                let mut integration = Vec::new();
-                let mut rules = Vec::new();
-                for (i, (dep, _)) in staged.iter().enumerate() {
-                    let d = self.loaded.element(*dep);
-                    integration.extend(d.public.integration_commands.iter().cloned());
-                    for (domain, patterns) in &d.public.split_rules {
-                        for p in patterns {
-                            rules.push(format!("{i}\t{domain}\t{p}"));
-                        }
-                    }
-                }
-                config.insert("integration-commands".into(), integration);
-                config.insert("split-rules".into(), rules);
-            }
-            Config::Script {
-                layout,
-                root_read_only,
-                output,
-            } => {
-                config.insert("output".into(), vec![output.clone()]);
-                config.insert("root-read-only".into(), vec![root_read_only.to_string()]);
-                let pos = |e: ElementId| staged.iter().position(|(s, _)| *s == e);
-                config.insert(
-                    "layout".into(),
-                    layout
-                        .iter()
-                        .map(|l| match l.element.and_then(pos) {
-                            Some(i) => format!("{i}\t{}", l.destination),
-                            None => format!("-\t{}", l.destination),
-                        })
-                        .collect(),
-                );
-            }
-            Config::Sandbox | Config::Stack => {}
-        }
+        let config = crate::kinds::key_config(self.loaded, el, staged);
         Ok(KeyInputs {
             kind: el.kind.clone(),
-            behaviour: el.behaviour.name().to_owned(),
+            behaviour: el.behaviour().name().to_owned(),
             phases: el.phases.clone(),
             environment: el.environment.clone(),
             sandbox: SandboxSettings {

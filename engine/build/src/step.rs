@@ -7,12 +7,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use cas_format::{Behaviour, Config, Element, ElementId, Loaded};
+use cas_format::{Element, ElementId, Loaded};
 use cas_sandbox::{Cancel, Io, Mount, SandboxSpec};
 use cas_sources::Fetcher;
-use cas_store::{
-    ActionKey, ActionResult, BlobDigest, IngestMode, Method, Store, StoreError, TreeDigest,
-};
+use cas_store::{ActionKey, ActionResult, BlobDigest, IngestMode, Store, StoreError, TreeDigest};
 
 use crate::builddir::{BuildDir, FailedBuild};
 use crate::error::{io, BuildError, Result};
@@ -20,7 +18,7 @@ use crate::keys::KeyInputs;
 use crate::plan::{Keyed, Planner};
 use crate::progress::Reporter;
 use crate::sources::StoreSourceCache;
-use crate::split;
+
 use crate::sysroot::Sysroot;
 
 /// How a step ended well.
@@ -278,126 +276,17 @@ impl Engine<'_> {
             .append(true)
             .open(dir.log())
             .map_err(io(&el.name, "cannot open log", dir.log()))?;
-        match el.behaviour {
-            Behaviour::Stack => Ok(self.store.empty_tree()?),
-            Behaviour::Import => {
-                self.stage_sources(el, &dir.build())?;
-                let (source, target) = match &el.config {
-                    Config::Import { source, target } => (source.as_str(), target.as_str()),
-                    _ => ("/", "/"),
-                };
-                let _ = writeln!(
-                    log,
-                    "# import: {} source(s), {source} to {target}",
-                    el.sources.len()
-                );
-                let taken = import_dir(el, &dir.build(), source)?;
-                let out = self.store.ingest(&taken, IngestMode::Move)?.tree;
-                Ok(split::place_under(self.store, out, target)?)
-            }
-            Behaviour::Sandbox => {
-                let sysroot = self.sysroot(el, &self.labelled(staged))?;
-                self.stage_sources(el, &dir.build())?;
-                self.run_phases(el, inputs, Root::read_only(&sysroot), dir, &mut log)?;
-                drop(sysroot);
-                Ok(self.store.ingest(&dir.install(), IngestMode::Move)?.tree)
-            }
-            Behaviour::Script => {
-                let Config::Script {
-                    layout,
-                    root_read_only,
-                    output,
-                } = &el.config
-                else {
-                    return Err(BuildError::Other {
-                        element: el.name.clone(),
-                        message: "script element without script config".into(),
-                    });
-                };
-                let root_trees = if layout.is_empty() {
-                    self.labelled(staged)
-                } else {
-                    let mut placed = Vec::new();
-                    for l in layout {
-                        let tree =
-                            match l.element.and_then(|e| staged.iter().find(|(s, _)| *s == e)) {
-                                Some((e, t)) => (self.element(*e).name.clone(), *t),
-                                None => ("layout".to_string(), self.store.empty_tree()?),
-                            };
-                        placed.push((
-                            tree.0,
-                            split::place_under(self.store, tree.1, &l.destination)?,
-                        ));
-                    }
-                    placed
-                };
-                self.stage_sources(el, &dir.build())?;
-                let out_dir = if *root_read_only {
-                    let sysroot = self.sysroot(el, &root_trees)?;
-                    self.run_phases(el, inputs, Root::read_only(&sysroot), dir, &mut log)?;
-                    self.output_dir(el, inputs, output, None, dir)?
-                } else {
-                    let root_tree = self.merge_labelled(el, &root_trees)?;
-                    self.store
-                        .materialize(&root_tree, &dir.rootfs(), Method::ReflinkOrCopy)?;
-                    self.run_phases(el, inputs, Root::writable(&dir.rootfs()), dir, &mut log)?;
-                    self.output_dir(el, inputs, output, Some(&dir.rootfs()), dir)?
-                };
-                if !out_dir.exists() {
-                    return Ok(self.store.empty_tree()?);
-                }
-                Ok(self.store.ingest(&out_dir, IngestMode::Move)?.tree)
-            }
-            Behaviour::Compose => {
-                let Config::Compose {
-                    include,
-                    exclude,
-                    include_orphans,
-                    integrate,
-                } = &el.config
-                else {
-                    return Err(BuildError::Other {
-                        element: el.name.clone(),
-                        message: "compose element without compose config".into(),
-                    });
-                };
-                let mut parts = Vec::new();
-                for (dep, tree) in staged {
-                    let d = self.element(*dep);
-                    let domains = split::Domains::new(&d.name, &d.public.split_rules)?;
-                    let keep = |p: &str| domains.keeps(p, include, exclude, *include_orphans);
-                    parts.push((d.name.clone(), split::filter(self.store, tree, &keep)?));
-                }
-                let merged = self.merge_labelled(el, &parts)?;
-                let commands: Vec<String> = staged
-                    .iter()
-                    .flat_map(|(d, _)| self.element(*d).public.integration_commands.iter().cloned())
-                    .collect();
-                if !*integrate || commands.is_empty() {
-                    return Ok(merged);
-                }
-                // Integration commands run on a private copy: never in the store.
-                self.store
-                    .materialize(&merged, &dir.rootfs(), Method::ReflinkOrCopy)?;
-                let rootfs = dir.rootfs();
-                check_shell(el, std::slice::from_ref(&rootfs))?;
-                for c in &commands {
-                    self.run_command(
-                        el,
-                        inputs,
-                        Root::writable(&rootfs),
-                        dir,
-                        "integration-commands",
-                        c,
-                        &mut log,
-                    )?;
-                }
-                Ok(self.store.ingest(&dir.rootfs(), IngestMode::Move)?.tree)
-            }
-        }
+        crate::kinds::assemble(crate::kinds::Work {
+            engine: self,
+            el,
+            inputs,
+            staged,
+            dir,
+            log: &mut log,
+        })
     }
 
-    fn output_dir(
+    pub(crate) fn output_dir(
         &self,
         el: &Element,
         inputs: &KeyInputs,
@@ -425,7 +314,7 @@ impl Engine<'_> {
     }
 
     /// Staged outputs labelled with their elements' names (for conflicts).
-    fn labelled(&self, staged: &[(ElementId, TreeDigest)]) -> Vec<(String, TreeDigest)> {
+    pub(crate) fn labelled(&self, staged: &[(ElementId, TreeDigest)]) -> Vec<(String, TreeDigest)> {
         staged
             .iter()
             .map(|(d, t)| (self.element(*d).name.clone(), *t))
@@ -491,7 +380,7 @@ impl Engine<'_> {
         Ok(())
     }
 
-    fn stage_sources(&self, el: &Element, build: &Path) -> Result<()> {
+    pub(crate) fn stage_sources(&self, el: &Element, build: &Path) -> Result<()> {
         let cache = self.source_cache();
         for s in &el.sources {
             cas_sources::stage_source(s, &cache, &self.git_dir, build).map_err(|source| {
@@ -504,7 +393,7 @@ impl Engine<'_> {
         Ok(())
     }
 
-    fn run_phases(
+    pub(crate) fn run_phases(
         &self,
         el: &Element,
         inputs: &KeyInputs,
@@ -525,7 +414,7 @@ impl Engine<'_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn run_command(
+    pub(crate) fn run_command(
         &self,
         el: &Element,
         inputs: &KeyInputs,
@@ -600,21 +489,21 @@ fn sandbox_spec(inputs: &KeyInputs, root: Root<'_>, dir: &BuildDir, jobs: &str) 
 /// The `/` of one command: a staged sysroot (read-only), or a private copy
 /// (writable).
 #[derive(Clone, Copy)]
-struct Root<'a> {
+pub(crate) struct Root<'a> {
     root: &'a Path,
     layers: &'a [PathBuf],
     writable: bool,
 }
 
 impl<'a> Root<'a> {
-    fn read_only(s: &'a Sysroot) -> Root<'a> {
+    pub(crate) fn read_only(s: &'a Sysroot) -> Root<'a> {
         Root {
             root: &s.root,
             layers: &s.layers,
             writable: false,
         }
     }
-    fn writable(path: &'a Path) -> Root<'a> {
+    pub(crate) fn writable(path: &'a Path) -> Root<'a> {
         Root {
             root: path,
             layers: &[],
@@ -630,40 +519,6 @@ impl<'a> Root<'a> {
     }
 }
 
-/// The directory of the staged sources an import takes (`config: source`):
-/// inside the staging directory, never through `..` or a symlink.
-fn import_dir(el: &Element, staged: &Path, source: &str) -> Result<PathBuf> {
-    let bad = |message: String| BuildError::Other {
-        element: el.name.clone(),
-        message,
-    };
-    let mut dir = staged.to_path_buf();
-    for c in source.split('/').filter(|c| !c.is_empty() && *c != ".") {
-        if c == ".." {
-            return Err(bad(format!(
-                "import `source: {source}` must not contain `..`"
-            )));
-        }
-        dir.push(c);
-        match std::fs::symlink_metadata(&dir) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                return Err(bad(format!(
-                    "import `source: {source}`: `{}` in the staged sources is not a directory",
-                    dir.strip_prefix(staged).unwrap_or(&dir).display()
-                )))
-            }
-            Err(_) => {
-                return Err(bad(format!(
-                    "import `source: {source}` is not in the staged sources (no `{}`)",
-                    dir.strip_prefix(staged).unwrap_or(&dir).display()
-                )))
-            }
-        }
-    }
-    Ok(dir)
-}
-
 /// Whether bubblewrap works here, checked once per process, when the first
 /// step needs a sandbox.
 fn sandbox_ready(el: &Element) -> Result<()> {
@@ -677,7 +532,7 @@ fn sandbox_ready(el: &Element) -> Result<()> {
         })
 }
 
-fn check_shell(el: &Element, dirs: &[PathBuf]) -> Result<()> {
+pub(crate) fn check_shell(el: &Element, dirs: &[PathBuf]) -> Result<()> {
     cas_sandbox::check_shell_in(dirs).map_err(|_| BuildError::NoShell {
         element: el.name.clone(),
     })

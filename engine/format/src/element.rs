@@ -90,7 +90,9 @@ pub struct LayoutEntry {
     pub destination: String,
 }
 
-/// The typed configuration each behaviour needs beyond its phases.
+/// What an element does, with the configuration that behaviour needs beyond
+/// its phases: one value, so that no element has a behaviour without its
+/// configuration.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "behaviour", rename_all = "lowercase")]
 pub enum Config {
@@ -115,6 +117,26 @@ pub enum Config {
     Stack,
 }
 
+impl Config {
+    /// The behaviour this configuration belongs to.
+    pub fn behaviour(&self) -> Behaviour {
+        match self {
+            Config::Import { .. } => Behaviour::Import,
+            Config::Sandbox => Behaviour::Sandbox,
+            Config::Compose { .. } => Behaviour::Compose,
+            Config::Script { .. } => Behaviour::Script,
+            Config::Stack => Behaviour::Stack,
+        }
+    }
+}
+
+impl Element {
+    /// What the element does (its kind's behaviour).
+    pub fn behaviour(&self) -> Behaviour {
+        self.config.behaviour()
+    }
+}
+
 /// Spans kept to point later errors at the element file.
 #[derive(Debug, Clone)]
 pub struct Origin {
@@ -136,7 +158,6 @@ pub struct Element {
     pub name: String,
     pub file: PathBuf,
     pub kind: String,
-    pub behaviour: Behaviour,
     pub description: Option<String>,
     pub build_depends: Vec<ElementId>,
     pub depends: Vec<ElementId>,
@@ -714,7 +735,6 @@ pub(crate) fn resolve(
         name: raw.name.clone(),
         file: raw.path.clone(),
         kind: kind.name.clone(),
-        behaviour: kind.behaviour,
         description: raw.description.clone(),
         build_depends: bd,
         depends: d,

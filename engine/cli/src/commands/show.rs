@@ -216,7 +216,7 @@ pub fn render_json(loaded: &Loaded, rows: &[ShowRow]) -> String {
             ElementJson {
                 name: &e.name,
                 kind: &e.kind,
-                behaviour: e.behaviour,
+                behaviour: e.behaviour(),
                 file: &r.file,
                 description: e.description.as_deref(),
                 build_depends: names(loaded, &e.build_depends),

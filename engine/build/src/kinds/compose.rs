@@ -1,0 +1,107 @@
+//! `compose`: the staged outputs, each filtered by its split-rule domains
+//! (`include`, `exclude`, orphans), merged in staging order; the
+//! integration commands of the composed elements run on a private copy
+//! (`integrate`), never in the store.
+
+use std::collections::BTreeMap;
+
+use cas_format::{ElementId, Loaded};
+use cas_store::{IngestMode, Method, TreeDigest};
+
+use super::Work;
+use crate::error::Result;
+
+use crate::split;
+use crate::step::{check_shell, Root};
+
+/// A compose element's configuration.
+#[derive(Clone, Copy)]
+pub(crate) struct Settings<'a> {
+    pub include: &'a [String],
+    pub exclude: &'a [String],
+    pub include_orphans: bool,
+    pub integrate: bool,
+}
+
+/// `include`, `exclude`, `include-orphans`, `integrate`, and what the
+/// composed elements bring: their integration commands and split rules
+/// (each rule as the staging position of its element, domain and pattern;
+/// spec/keys.md).
+pub(crate) fn key_config(
+    loaded: &Loaded,
+    s: Settings<'_>,
+    staged: &[(ElementId, TreeDigest)],
+    config: &mut BTreeMap<String, Vec<String>>,
+) {
+    config.insert("include".into(), s.include.to_vec());
+    config.insert("exclude".into(), s.exclude.to_vec());
+    config.insert(
+        "include-orphans".into(),
+        vec![s.include_orphans.to_string()],
+    );
+    config.insert("integrate".into(), vec![s.integrate.to_string()]);
+    let mut integration = Vec::new();
+    let mut rules = Vec::new();
+    for (i, (dep, _)) in staged.iter().enumerate() {
+        let d = loaded.element(*dep);
+        integration.extend(d.public.integration_commands.iter().cloned());
+        for (domain, patterns) in &d.public.split_rules {
+            for p in patterns {
+                rules.push(format!("{i}\t{domain}\t{p}"));
+            }
+        }
+    }
+    config.insert("integration-commands".into(), integration);
+    config.insert("split-rules".into(), rules);
+}
+
+pub(crate) fn assemble(work: Work<'_, '_>, s: Settings<'_>) -> Result<TreeDigest> {
+    let Work {
+        engine,
+        el,
+        inputs,
+        staged,
+        dir,
+        log,
+    } = work;
+    let mut parts = Vec::new();
+    for (dep, tree) in staged {
+        let d = engine.element(*dep);
+        let domains = split::Domains::new(&d.name, &d.public.split_rules)?;
+        let keep = |p: &str| domains.keeps(p, s.include, s.exclude, s.include_orphans);
+        parts.push((d.name.clone(), split::filter(engine.store, tree, &keep)?));
+    }
+    let merged = engine.merge_labelled(el, &parts)?;
+    let commands: Vec<String> = staged
+        .iter()
+        .flat_map(|(d, _)| {
+            engine
+                .element(*d)
+                .public
+                .integration_commands
+                .iter()
+                .cloned()
+        })
+        .collect();
+    if !s.integrate || commands.is_empty() {
+        return Ok(merged);
+    }
+    // Integration commands run on a private copy: never in the store.
+    let rootfs = dir.rootfs();
+    engine
+        .store
+        .materialize(&merged, &rootfs, Method::ReflinkOrCopy)?;
+    check_shell(el, std::slice::from_ref(&rootfs))?;
+    for c in &commands {
+        engine.run_command(
+            el,
+            inputs,
+            Root::writable(&rootfs),
+            dir,
+            "integration-commands",
+            c,
+            log,
+        )?;
+    }
+    Ok(engine.store.ingest(&rootfs, IngestMode::Move)?.tree)
+}

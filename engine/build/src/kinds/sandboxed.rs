@@ -1,0 +1,26 @@
+//! `sandbox` (manual, make, autotools, cmake, meson): the phases run in a
+//! sandbox whose `/` is the staged sysroot (read-only); the output is
+//! `%{install-root}`. Its key is its phases, environment and sandbox
+//! settings: nothing behaviour-specific.
+
+use cas_store::{IngestMode, TreeDigest};
+
+use super::Work;
+use crate::error::Result;
+use crate::step::Root;
+
+pub(crate) fn assemble(work: Work<'_, '_>) -> Result<TreeDigest> {
+    let Work {
+        engine,
+        el,
+        inputs,
+        staged,
+        dir,
+        log,
+    } = work;
+    let sysroot = engine.sysroot(el, &engine.labelled(staged))?;
+    engine.stage_sources(el, &dir.build())?;
+    engine.run_phases(el, inputs, Root::read_only(&sysroot), dir, log)?;
+    drop(sysroot);
+    Ok(engine.store.ingest(&dir.install(), IngestMode::Move)?.tree)
+}
