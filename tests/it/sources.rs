@@ -873,3 +873,93 @@ fn a_dropped_connection_is_resumed() {
         "{hits:?}"
     );
 }
+
+#[test]
+fn a_mirror_configured_only_in_the_user_config_serves_build_shell_fetch_and_pull() {
+    let ctx = crate::ctx::busybox_project();
+    let server = Server::start();
+    ctx.write(
+        "project.yaml",
+        "name: t\nelement-path: elements\naliases:\n  upstream: http://127.0.0.1:1/dead/\n",
+    );
+    let data = tarball(
+        &ctx,
+        "m.tar.gz",
+        "m-1",
+        &[("file", "from the mirror\n")],
+        "z",
+    );
+    server.put("/mirror/m.tar.gz", data.clone());
+    ctx.write(
+        "elements/m.yaml",
+        format!(
+            "kind: manual\nbuild-depends: [base.yaml]\nsources:\n  - kind: tar\n    url: upstream:m.tar.gz\n    sha256: {}\nconfig:\n  install-commands:\n    - mkdir -p %{{install-root}}\n    - cp file %{{install-root}}/\n",
+            sha256(&data, ctx.root())
+        ),
+    );
+    let config = ctx.path("config.yaml");
+    std::fs::write(
+        &config,
+        format!("mirrors:\n  upstream:\n    - {}\n", server.url("/mirror/")),
+    )
+    .unwrap();
+    // Each command on a store of its own, the mirror only in the configuration.
+    let with = |store: &str, args: &[&str]| {
+        let (mut cmd, shown) = ctx.command(args);
+        cmd.env("CAS_STORE", ctx.path(store))
+            .env("CAS_CONFIG", &config);
+        cmd
+    };
+    let run = |store: &str, args: &[&str]| {
+        let mut cmd = with(store, args);
+        Run::from_output(
+            args.iter().map(|s| s.to_string()).collect(),
+            cmd.output().unwrap(),
+        )
+    };
+    run("fetch-store", &["fetch", "m.yaml"]).ok();
+    assert_eq!(server.hits("/mirror/m.tar.gz").len(), 1);
+    run("build-store", &["build", "m.yaml"]).ok();
+    assert_eq!(server.hits("/mirror/m.tar.gz").len(), 2);
+    // cas shell stages the sources, fetched through the mirror.
+    run("shell-store", &["build", "base.yaml"]).ok();
+    let mut shell = with("shell-store", &["shell", "m.yaml"]);
+    let mut child = shell
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"cat file\nexit 0\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("from the mirror"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(server.hits("/mirror/m.tar.gz").len(), 3);
+    // pull and push run with the same configuration (nothing to download here).
+    let remote = ctx.path("remote");
+    run(
+        "build-store",
+        &["push", "m.yaml", "--remote", remote.to_str().unwrap()],
+    )
+    .ok();
+    run(
+        "pull-store",
+        &[
+            "pull",
+            "m.yaml",
+            "--remote",
+            remote.to_str().unwrap(),
+            "--trust-unsigned",
+        ],
+    )
+    .ok();
+}

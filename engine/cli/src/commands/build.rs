@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use cas_build::{BuildOptions, Console};
 use cas_format::Loaded;
-use cas_sources::Mirrors;
 use cas_store::{Method, Store};
 
 use crate::cli::Global;
@@ -146,8 +145,13 @@ fn cached_output(
 ) -> Result<(Store, Loaded, cas_build::Planned), Failure> {
     let loaded = load_or_report(std::slice::from_ref(target))?;
     let store = open_store(global)?;
-    let plan = cas_build::states(&store, &loaded, &loaded.targets, &Mirrors::new())
-        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    let plan = cas_build::states(
+        &store,
+        &loaded,
+        &loaded.targets,
+        &crate::commands::source::mirrors(global)?,
+    )
+    .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     let id = loaded.targets[0];
     let row = plan
         .into_iter()

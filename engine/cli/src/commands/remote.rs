@@ -212,7 +212,7 @@ fn push(global: &Global, args: Args) -> CmdResult {
         &store,
         &loaded,
         &loaded.targets,
-        &cas_sources::Mirrors::new(),
+        &crate::commands::source::mirrors(global)?,
     )
     .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     let say = |m: &str| eprintln!("{m}");
@@ -290,7 +290,7 @@ fn pull(global: &Global, args: Args) -> CmdResult {
         &loaded,
         &loaded.targets,
         &remotes,
-        &cas_sources::Mirrors::new(),
+        &crate::commands::source::mirrors(global)?,
         &Stderr,
     )
     .map_err(|e| Failure::failed(miette::miette!("{e}")))?;

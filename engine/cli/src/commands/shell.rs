@@ -58,7 +58,7 @@ pub fn run(global: &Global, _name: &str, args: Args) -> CmdResult {
         &loaded,
         loaded.targets[0],
         reopen.as_deref(),
-        &cas_sources::Mirrors::new(),
+        &crate::commands::source::mirrors(global)?,
     )
     .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     Ok(match outcome.status {
