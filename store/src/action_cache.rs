@@ -354,13 +354,6 @@ impl Store {
         })
     }
 
-    /// Forget an action result (its objects go at the next gc).
-    pub fn action_remove(&self, key: &ActionKey) -> Result<bool> {
-        self.db.with("remove action result", |c| {
-            Ok(c.execute("DELETE FROM results WHERE key = ?1", params![key.to_hex()])? > 0)
-        })
-    }
-
     /// Pin a tree under a name: gc never removes it.
     pub fn pin(&self, name: &str, tree: &TreeDigest) -> Result<()> {
         let _lock = self.lock_shared()?;

@@ -88,13 +88,4 @@ impl<T> IoContext<T> for rustix::io::Result<T> {
     }
 }
 
-impl StoreError {
-    /// True when the error is an I/O "not found" (e.g. a missing input directory).
-    pub fn is_not_found(&self) -> bool {
-        match self {
-            StoreError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
-            StoreError::Missing { .. } => true,
-            _ => false,
-        }
-    }
-}
+impl StoreError {}

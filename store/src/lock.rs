@@ -21,14 +21,9 @@ use crate::error::{IoContext, Result};
 #[derive(Debug)]
 pub struct StoreLock {
     _file: File,
-    exclusive: bool,
 }
 
-impl StoreLock {
-    pub fn is_exclusive(&self) -> bool {
-        self.exclusive
-    }
-}
+impl StoreLock {}
 
 fn open_lock_file(path: &Path) -> Result<File> {
     OpenOptions::new()
@@ -52,12 +47,7 @@ pub(crate) fn lock(path: &Path, exclusive: bool) -> Result<StoreLock> {
     };
     loop {
         match flock(&file, op) {
-            Ok(()) => {
-                return Ok(StoreLock {
-                    _file: file,
-                    exclusive,
-                })
-            }
+            Ok(()) => return Ok(StoreLock { _file: file }),
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e).ctx("flock", path),
         }
@@ -73,10 +63,7 @@ pub(crate) fn try_lock(path: &Path, exclusive: bool) -> Result<Option<StoreLock>
         FlockOperation::NonBlockingLockShared
     };
     match flock(&file, op) {
-        Ok(()) => Ok(Some(StoreLock {
-            _file: file,
-            exclusive,
-        })),
+        Ok(()) => Ok(Some(StoreLock { _file: file })),
         Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
         Err(e) => Err(e).ctx("flock", path),
     }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::blob::{copy_file_data, link_mode};
+use crate::blob::copy_file_data;
 use crate::digest::{BlobDigest, TreeDigest};
 use crate::error::{IoContext, Result, StoreError};
 use crate::store::Store;
@@ -254,9 +254,4 @@ impl Store {
             }
         }
     }
-}
-
-/// Recorded mode as a hardlinked file shows it.
-pub fn hardlinked_mode(mode: u32) -> u32 {
-    link_mode(mode)
 }

@@ -48,8 +48,10 @@ fn describe(e: &Entry) -> String {
     }
 }
 
-/// Make every directory below `path` writable again and remove it.
-pub(crate) fn remove_tree(path: &Path) -> Result<()> {
+/// Remove a file or a directory tree, even where a build or a view left
+/// directories read-only (they are made writable again first). Symlinks are
+/// removed, never followed; a missing path is fine.
+pub fn remove_tree(path: &Path) -> Result<()> {
     fn chmod_dirs(p: &Path) {
         if let Ok(m) = fs::symlink_metadata(p) {
             if m.is_dir() {

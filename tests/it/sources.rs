@@ -905,7 +905,7 @@ fn a_mirror_configured_only_in_the_user_config_serves_build_shell_fetch_and_pull
     .unwrap();
     // Each command on a store of its own, the mirror only in the configuration.
     let with = |store: &str, args: &[&str]| {
-        let (mut cmd, shown) = ctx.command(args);
+        let (mut cmd, _) = ctx.command(args);
         cmd.env("CAS_STORE", ctx.path(store))
             .env("CAS_CONFIG", &config);
         cmd

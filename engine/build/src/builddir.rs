@@ -105,25 +105,10 @@ pub fn mount_point(store_root: &Path) -> PathBuf {
     store_root.join("builds").join(".sysroot")
 }
 
-/// Removes a directory tree even where a build left it read-only.
+/// Removes a directory tree even where a build left it read-only (the
+/// store's one implementation).
 pub fn remove_all(path: &Path) -> std::io::Result<()> {
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(_) => {
-            make_writable(path);
-            std::fs::remove_dir_all(path)
-        }
-    }
-}
-
-fn make_writable(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    for entry in walkdir::WalkDir::new(path).into_iter().flatten() {
-        if entry.file_type().is_dir() {
-            let _ = std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o755));
-        }
-    }
+    cas_store::remove_tree(path).map_err(std::io::Error::other)
 }
 
 /// What `cas shell --failed` reopens: the last step that failed.

@@ -282,19 +282,6 @@ impl Error {
         self
     }
 
-    /// Add a secondary label (must be in the same file as the primary one).
-    pub fn with_label(mut self, files: &Files, span: Span, label: impl Into<String>) -> Error {
-        if let (Some(f), Some(src)) = (files.get(span.file), &self.src) {
-            if src.name() == f.name {
-                self.labels.push(LabeledSpan::new_with_span(
-                    Some(label.into()),
-                    span.source_span(),
-                ));
-            }
-        }
-        self
-    }
-
     /// The file this error points at, if any.
     pub fn file(&self) -> Option<&Path> {
         self.location.as_ref().map(|(p, _, _)| p.as_path())

@@ -50,11 +50,6 @@ fn runtime_edges(e: &Element) -> Vec<ElementId> {
         .collect()
 }
 
-/// The runtime closure of `id` (depends + runtime-depends, transitively), not including `id`.
-pub(crate) fn runtime_closure_set(elements: &[Element], id: ElementId) -> HashSet<ElementId> {
-    reach(elements, [id], runtime_edges)
-}
-
 /// What is staged into `id`'s sysroot: each build-depend and depend with its runtime closure.
 pub(crate) fn staged_set(elements: &[Element], id: ElementId) -> HashSet<ElementId> {
     let Some(e) = elements.get(id.index()) else {

@@ -101,10 +101,6 @@ impl Kind {
             .filter(|(k, v)| is_phase(k) && matches!(v, ConfigValue::List(_)))
             .map(|(k, _)| k.as_str())
     }
-    /// The config keys this kind accepts.
-    pub fn config_keys(&self) -> impl Iterator<Item = &str> + Clone {
-        self.config.iter().map(|(k, _)| k.as_str())
-    }
 }
 
 pub(crate) fn is_phase(key: &str) -> bool {

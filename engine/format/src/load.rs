@@ -39,14 +39,6 @@ impl Loaded {
     pub fn find(&self, name: &str) -> Option<ElementId> {
         normalise_name(name).and_then(|n| self.by_name.get(&n).copied())
     }
-    /// The runtime closure of `id` (depends + runtime-depends, transitively;
-    /// not `id` itself), dependencies first.
-    pub fn runtime_closure(&self, id: ElementId) -> Vec<ElementId> {
-        graph::topo_order(
-            &self.elements,
-            &graph::runtime_closure_set(&self.elements, id),
-        )
-    }
     /// The elements whose outputs are staged into `id`'s sysroot: each of its
     /// build-depends and depends with their runtime closures, dependencies
     /// first, ties broken by name.

@@ -33,6 +33,6 @@ pub use check::{bwrap_path, check_available, check_shell, check_shell_in};
 pub use error::SandboxError;
 pub use layers::Layers;
 pub use overlay::{overlay_options, overlay_supported};
-pub use run::{run, Io, Outcome, Status};
+pub use run::{run, Exit, Io, Outcome};
 pub use shell::{shell_argv, SHELL};
 pub use spec::{Mount, SandboxSpec, DEFAULT_HOSTNAME, UMASK};

@@ -28,32 +28,32 @@ pub enum Io {
 }
 
 /// How the command ended. A command killed by signal N inside the sandbox
-/// shows as `Exited(128 + N)` (bwrap's convention, like a shell's);
-/// `Signaled` means bwrap itself was killed (cancelled, or from outside).
+/// shows as `Code(128 + N)` (bwrap's convention, like a shell's);
+/// `Signal` means bwrap itself was killed (cancelled, or from outside).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
-    Exited(i32),
-    Signaled(i32),
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
 }
 
-impl Status {
+impl Exit {
     pub fn success(self) -> bool {
-        self == Status::Exited(0)
+        self == Exit::Code(0)
     }
 }
 
-impl std::fmt::Display for Status {
+impl std::fmt::Display for Exit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Status::Exited(c) => write!(f, "exit code {c}"),
-            Status::Signaled(s) => write!(f, "killed by signal {s}"),
+            Exit::Code(c) => write!(f, "exit code {c}"),
+            Exit::Signal(s) => write!(f, "killed by signal {s}"),
         }
     }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
-    pub status: Status,
+    pub status: Exit,
     pub started: SystemTime,
     pub ended: SystemTime,
     /// The sandbox was killed through a [`Cancel`] token.
@@ -111,7 +111,7 @@ fn run_inner(
     let started = SystemTime::now();
     if cancel.is_cancelled() {
         return Ok(Outcome {
-            status: Status::Signaled(libc::SIGKILL),
+            status: Exit::Signal(libc::SIGKILL),
             started,
             ended: started,
             cancelled: true,
@@ -209,9 +209,9 @@ fn run_inner(
     let ended = SystemTime::now();
 
     let status = match (exit.code(), exit.signal()) {
-        (Some(c), _) => Status::Exited(c),
-        (None, Some(s)) => Status::Signaled(s),
-        (None, None) => Status::Exited(-1),
+        (Some(c), _) => Exit::Code(c),
+        (None, Some(s)) => Exit::Signal(s),
+        (None, None) => Exit::Code(-1),
     };
     let json = read_status(status_read);
     // bwrap reports `exit-code` only when the command itself ran: without

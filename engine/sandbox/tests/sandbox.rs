@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cas_sandbox::{run, shell_argv, Cancel, Io, Mount, Outcome, SandboxError, SandboxSpec, Status};
+use cas_sandbox::{run, shell_argv, Cancel, Exit, Io, Mount, Outcome, SandboxError, SandboxSpec};
 
 /// A sysroot with a static busybox and its applets in /bin, plus /usr and an
 /// empty /etc. No /build, /install, /tmp, /proc or /dev: the sandbox must
@@ -84,7 +84,7 @@ impl Fixture {
     #[track_caller]
     fn ok(&self, cmd: &str) -> String {
         let (o, log) = self.sh(cmd);
-        assert_eq!(o.status, Status::Exited(0), "`{cmd}` failed:\n{log}");
+        assert_eq!(o.status, Exit::Code(0), "`{cmd}` failed:\n{log}");
         log
     }
 }
@@ -98,7 +98,7 @@ fn bwrap_is_available() {
 fn output_lands_in_the_log_and_exit_codes_propagate() {
     let f = fixture();
     let (o, log) = f.sh("echo to-stdout; echo to-stderr >&2; exit 7");
-    assert_eq!(o.status, Status::Exited(7), "{log}");
+    assert_eq!(o.status, Exit::Code(7), "{log}");
     assert!(!o.success());
     assert!(
         log.contains("to-stdout") && log.contains("to-stderr"),
@@ -107,13 +107,13 @@ fn output_lands_in_the_log_and_exit_codes_propagate() {
     assert!(o.started <= o.ended);
     // `sh -e`: the first failing command stops the script.
     let (o, log) = f.sh("false\necho after");
-    assert_eq!(o.status, Status::Exited(1));
+    assert_eq!(o.status, Exit::Code(1));
     assert!(!log.contains("after"), "{log}");
     // stdin is /dev/null.
     assert_eq!(f.ok("cat; echo done").trim(), "done");
     // A command killed by a signal shows as 128 + N.
     let (o, _) = f.sh("kill -9 $$");
-    assert_eq!(o.status, Status::Exited(128 + 9));
+    assert_eq!(o.status, Exit::Code(128 + 9));
 }
 
 #[test]
@@ -130,17 +130,13 @@ fn root_is_read_only_and_only_the_writable_mounts_are_writable() {
     );
     for path in ["/etc/x", "/x", "/usr/x", "/usr/lib/x", "/bin/x"] {
         let (o, log) = f.sh(&format!("echo no > {path}"));
-        assert_ne!(
-            o.status,
-            Status::Exited(0),
-            "writing {path} must fail:\n{log}"
-        );
+        assert_ne!(o.status, Exit::Code(0), "writing {path} must fail:\n{log}");
         assert!(log.contains("Read-only file system"), "{path}: {log}");
     }
     let (o, _) = f.sh("mkdir /newdir");
-    assert_ne!(o.status, Status::Exited(0));
+    assert_ne!(o.status, Exit::Code(0));
     let (o, _) = f.sh("rm /bin/busybox");
-    assert_ne!(o.status, Status::Exited(0));
+    assert_ne!(o.status, Exit::Code(0));
     assert!(f.spec.root.join("bin/busybox").exists());
     // The sysroot view was not modified to make room for mount points.
     let mut names: Vec<_> = std::fs::read_dir(&f.spec.root)
@@ -245,7 +241,7 @@ fn network_is_unreachable() {
     let (o, log) = f.sh(&format!("nc -w 2 127.0.0.1 {port} </dev/null"));
     assert_ne!(
         o.status,
-        Status::Exited(0),
+        Exit::Code(0),
         "the host's loopback listener was reached:\n{log}"
     );
     assert!(
@@ -254,7 +250,7 @@ fn network_is_unreachable() {
     );
     // Any non-loopback address: no route at all.
     let (o, log) = f.sh("nc -w 2 192.0.2.1 80 </dev/null");
-    assert_ne!(o.status, Status::Exited(0), "{log}");
+    assert_ne!(o.status, Exit::Code(0), "{log}");
     assert!(log.contains("Network is unreachable"), "{log}");
     // Only a loopback interface.
     let log = f.ok("ip -o link | cut -d: -f2");
@@ -385,7 +381,7 @@ fn cancel_kills_running_sandboxes() {
     for t in [t1, t2] {
         let o = t.join().unwrap().unwrap();
         assert!(o.cancelled && !o.success(), "{o:?}");
-        assert_eq!(o.status, Status::Signaled(9));
+        assert_eq!(o.status, Exit::Signal(9));
     }
     assert!(start.elapsed() < Duration::from_secs(5));
     wait_for("the sleeps to die", Duration::from_secs(5), || {

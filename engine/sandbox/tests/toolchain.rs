@@ -6,7 +6,7 @@ mod toolchain;
 
 use std::fs::OpenOptions;
 
-use cas_sandbox::{run, shell_argv, Cancel, Io, Mount, SandboxSpec, Status};
+use cas_sandbox::{run, shell_argv, Cancel, Exit, Io, Mount, SandboxSpec};
 use toolchain::{toolchain, Flavor};
 
 #[test]
@@ -42,7 +42,7 @@ fn c_library_and_program_build_in_the_sandbox() {
         let o = run(&spec, &shell_argv(cmd), Io::Log(file), &Cancel::new()).unwrap();
         assert_eq!(
             o.status,
-            Status::Exited(0),
+            Exit::Code(0),
             "{cmd}:\n{}",
             std::fs::read_to_string(&log).unwrap()
         );

@@ -95,16 +95,7 @@ pub enum RemoteError {
     },
 }
 
-impl RemoteError {
-    /// True for errors that mean "the remote is unreachable or failing",
-    /// as opposed to "this object is bad".
-    pub fn is_transport(&self) -> bool {
-        matches!(
-            self,
-            RemoteError::Transport { .. } | RemoteError::Status { .. }
-        )
-    }
-}
+impl RemoteError {}
 
 /// How much of one object may be downloaded, and until when (spec/remote.md
 /// "Download limits"): a blob never has more bytes than its tree entry

@@ -62,7 +62,7 @@ pub fn run(global: &Global, _name: &str, args: Args) -> CmdResult {
     )
     .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     Ok(match outcome.status {
-        cas_sandbox::Status::Exited(c) => ExitCode::from(c.clamp(0, 255) as u8),
-        cas_sandbox::Status::Signaled(_) => ExitCode::from(1),
+        cas_sandbox::Exit::Code(c) => ExitCode::from(c.clamp(0, 255) as u8),
+        cas_sandbox::Exit::Signal(_) => ExitCode::from(1),
     })
 }
