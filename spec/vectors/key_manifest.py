@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """An independent implementation of spec/keys.md (schema 1): writes the
-manifest of the sample used by the golden test in engine/build/src/keys.rs
+manifest of the sample used by the golden test in engine/builder/src/keys.rs
 to stdout. `python3 spec/vectors/key_manifest.py | b3sum` gives the key."""
 import struct, sys
 

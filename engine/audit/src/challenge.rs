@@ -49,7 +49,7 @@ pub fn challenge(
 ) -> Result<ChallengeReport> {
     let remote: Box<dyn Remote> =
         cas_store::remote::open(url).map_err(|e| AuditError::Other(e.to_string()))?;
-    let plan = cas_build::states(store, loaded, &[target], &Mirrors::new())?;
+    let plan = cas_builder::states(store, loaded, &[target], &Mirrors::new())?;
     let mut steps = Vec::new();
     for p in plan {
         let name = loaded.element(p.id).name.clone();

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 
 use serde::Serialize;
 
-use cas_build::{BuildOptions, Reporter};
+use cas_builder::{BuildOptions, Reporter};
 use cas_format::{ElementId, Loaded};
 use cas_store::{Store, TreeDigest};
 
@@ -42,7 +42,7 @@ pub struct CheckReport {
     pub steps: Vec<StepCheck>,
 }
 
-fn failed(report: &cas_build::BuildReport) -> Option<AuditError> {
+fn failed(report: &cas_builder::BuildReport) -> Option<AuditError> {
     report
         .elements
         .iter()
@@ -72,7 +72,7 @@ pub fn check(
     // 1. The cached results (built now, normally and recorded, if missing).
     let mut normal = opts.clone();
     normal.rebuild = HashSet::new();
-    let first = cas_build::build(store, loaded, &[target], &normal, reporter, stop)?;
+    let first = cas_builder::build(store, loaded, &[target], &normal, reporter, stop)?;
     if let Some(e) = failed(&first) {
         return Err(e);
     }
@@ -91,7 +91,7 @@ pub fn check(
     };
     let mut again = opts.clone();
     again.rebuild = rebuild.clone();
-    let second = cas_build::build(store, loaded, &[target], &again, reporter, stop)?;
+    let second = cas_builder::build(store, loaded, &[target], &again, reporter, stop)?;
     if let Some(e) = failed(&second) {
         return Err(e);
     }

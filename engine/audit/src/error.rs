@@ -7,7 +7,7 @@ pub enum AuditError {
     #[error(transparent)]
     Store(#[from] cas_store::StoreError),
     #[error(transparent)]
-    Build(#[from] cas_build::BuildError),
+    Build(#[from] cas_builder::BuildError),
     #[error("{what} {digest} is not in the store {store}")]
     NotInStore {
         what: &'static str,

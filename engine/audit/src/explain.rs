@@ -11,8 +11,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 
-use cas_build::keys::KeyInputs;
-use cas_build::run::last_key_ref;
+use cas_builder::keys::KeyInputs;
+use cas_builder::run::last_key_ref;
 use cas_format::{ElementId, Loaded};
 use cas_store::{ActionKey, Digest, Store, TreeDigest};
 
@@ -93,10 +93,10 @@ fn currents(
     loaded: &Loaded,
     target: ElementId,
 ) -> Result<HashMap<ElementId, Current>> {
-    let planner = cas_build::plan::Planner::new(store, loaded);
+    let planner = cas_builder::plan::Planner::new(store, loaded);
     let steps = planner.walk(
         &[target],
-        cas_build::plan::Walk { partial: true },
+        cas_builder::plan::Walk { partial: true },
         &mut |_, k| {
             Ok(store
                 .action_get(&k.key)?

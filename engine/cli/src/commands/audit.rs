@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cas_build::{BuildOptions, Console};
+use cas_builder::{BuildOptions, Console};
 use cas_store::{ActionKey, Digest, Store, TreeDigest};
 
 use crate::cli::Global;
@@ -135,7 +135,7 @@ fn resolve(global: &Global, store: &Store, arg: &str) -> Result<TreeDigest, Fail
     }
     let loaded = load_or_report(&[PathBuf::from(arg)])?;
     let mirrors = crate::commands::source::mirrors(global)?;
-    let plan = cas_build::states(store, &loaded, &loaded.targets, &mirrors).map_err(err)?;
+    let plan = cas_builder::states(store, &loaded, &loaded.targets, &mirrors).map_err(err)?;
     let id = loaded.targets[0];
     let row = plan
         .into_iter()

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use cas_build::{BuildOptions, Console};
+use cas_builder::{BuildOptions, Console};
 use cas_format::Loaded;
 use cas_store::{Method, Store};
 
@@ -96,7 +96,7 @@ pub fn run_build(global: &Global, args: BuildArgs) -> CmdResult {
     };
     let total = loaded.closure(&loaded.targets).len();
     let console = Console::new(total);
-    let report = cas_build::build(&store, &loaded, &loaded.targets, &opts, &console, &STOP)
+    let report = cas_builder::build(&store, &loaded, &loaded.targets, &opts, &console, &STOP)
         .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     console.finish();
     if global.json {
@@ -142,10 +142,10 @@ pub fn run_build(global: &Global, args: BuildArgs) -> CmdResult {
 fn cached_output(
     global: &Global,
     target: &PathBuf,
-) -> Result<(Store, Loaded, cas_build::Planned), Failure> {
+) -> Result<(Store, Loaded, cas_builder::Planned), Failure> {
     let loaded = load_or_report(std::slice::from_ref(target))?;
     let store = open_store(global)?;
-    let plan = cas_build::states(
+    let plan = cas_builder::states(
         &store,
         &loaded,
         &loaded.targets,

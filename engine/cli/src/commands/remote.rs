@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use cas_build::remote::{RemoteSpec, Remotes};
+use cas_builder::remote::{RemoteSpec, Remotes};
 use cas_store::remote::{PublicKey, SigningKey, Trust};
 
 use crate::cli::Global;
@@ -208,7 +208,7 @@ fn push(global: &Global, args: Args) -> CmdResult {
     let store = open_store(global)?;
     let remotes = remotes(global, &args.remote, true)?
         .ok_or_else(|| invalid("no remote: pass --remote URL or configure `remotes:`".into()))?;
-    let plan = cas_build::states(
+    let plan = cas_builder::states(
         &store,
         &loaded,
         &loaded.targets,
@@ -270,10 +270,10 @@ fn push(global: &Global, args: Args) -> CmdResult {
 
 struct Stderr;
 
-impl cas_build::Reporter for Stderr {
+impl cas_builder::Reporter for Stderr {
     fn started(&self, _: &str, _: &cas_store::ActionKey) {}
     fn finished(&self, _: &str, _: &str, _: Option<std::time::Duration>) {}
-    fn failed(&self, _: &str, _: &cas_build::BuildError, _: &std::path::Path) {}
+    fn failed(&self, _: &str, _: &cas_builder::BuildError, _: &std::path::Path) {}
     fn message(&self, text: &str) {
         eprintln!("{text}");
     }
@@ -285,7 +285,7 @@ fn pull(global: &Global, args: Args) -> CmdResult {
     let store = open_store(global)?;
     let remotes = remotes(global, &args.remote, false)?
         .ok_or_else(|| invalid("no remote: pass --remote URL or configure `remotes:`".into()))?;
-    let rows = cas_build::remote::pull(
+    let rows = cas_builder::remote::pull(
         &store,
         &loaded,
         &loaded.targets,
@@ -325,7 +325,7 @@ fn pull(global: &Global, args: Args) -> CmdResult {
 }
 
 /// The remote part of `cas build`'s summary (stderr).
-pub fn print_summary(report: &cas_build::BuildReport) {
+pub fn print_summary(report: &cas_builder::BuildReport) {
     let Some(r) = &report.remote else { return };
     let t = &r.transfers;
     eprintln!(

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cas_build::builddir::FailedBuild;
+use cas_builder::builddir::FailedBuild;
 
 use crate::cli::Global;
 use crate::commands::build::open_store;
@@ -53,7 +53,7 @@ pub fn run(global: &Global, _name: &str, args: Args) -> CmdResult {
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
     }
-    let outcome = cas_build::shell(
+    let outcome = cas_builder::shell(
         &store,
         &loaded,
         loaded.targets[0],

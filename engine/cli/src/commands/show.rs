@@ -258,7 +258,7 @@ pub fn run_show(global: &Global, args: ShowArgs) -> CmdResult {
     // Keys and states: a key is known once everything staged is cached.
     let mirrors = crate::commands::source::mirrors(global)?;
     let store = crate::commands::build::open_store(global)?;
-    let plan = cas_build::states(&store, &loaded, &loaded.targets, &mirrors)
+    let plan = cas_builder::states(&store, &loaded, &loaded.targets, &mirrors)
         .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     for (row, planned) in rows.iter_mut().zip(plan) {
         debug_assert_eq!(row.element.id, planned.id);

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use cas_build::sources::StoreSourceCache;
+use cas_builder::sources::StoreSourceCache;
 use cas_format::config::UserConfig;
 use cas_format::{ElementId, Loaded};
 use cas_sources::{Algorithm, Fetcher, Mirrors, Source, SourceError, SourceKind, Tracked};
@@ -78,14 +78,15 @@ pub fn mirrors(global: &Global) -> Result<Mirrors, Failure> {
 }
 
 fn fetcher(store: &Store, mirrors: &Mirrors) -> Result<Fetcher, Failure> {
-    cas_build::run::fetcher_for(store, mirrors).map_err(|e| Failure::failed(miette::miette!("{e}")))
+    cas_builder::run::fetcher_for(store, mirrors)
+        .map_err(|e| Failure::failed(miette::miette!("{e}")))
 }
 
 // ---------------------------------------------------------------- what to fetch
 
 /// A short description of a source: kind and URL as written (or path).
 pub fn describe(s: &Source) -> String {
-    cas_build::sources::describe(s)
+    cas_builder::sources::describe(s)
 }
 
 /// What identifies a download: two sources with the same key are fetched once.
@@ -288,11 +289,11 @@ pub fn prepare_build(
         return Ok(());
     }
     // Only the elements that are not cached need their sources.
-    let plan = cas_build::states(store, loaded, &loaded.targets, mirrors)
+    let plan = cas_builder::states(store, loaded, &loaded.targets, mirrors)
         .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     let todo: Vec<ElementId> = plan
         .iter()
-        .filter(|p| p.state != cas_build::State::Cached)
+        .filter(|p| p.state != cas_builder::State::Cached)
         .map(|p| p.id)
         .collect();
     let missing: Vec<(Source, Vec<String>)> = distinct_sources(loaded, &todo)

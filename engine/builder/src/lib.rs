@@ -1,4 +1,4 @@
-//! `cas-build`: turning loaded elements into stored outputs.
+//! `cas-builder`: turning loaded elements into stored outputs.
 //!
 //! - [`keys`]: action keys and input manifests (spec/keys.md).
 //! - [`plan`]: the one place keys are derived: a closure walked in order,
