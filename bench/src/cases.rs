@@ -115,7 +115,7 @@ impl Env {
     }
 
     fn say(&self, s: &str) {
-        (self.log)(s)
+        (self.log)(s);
     }
 }
 
@@ -601,7 +601,7 @@ pub fn noop(env: &Env, built: &[Built]) -> Result<Case> {
             None,
         );
         let med = case.median(rb);
-        if b.n >= 1_000 || b.n == built.last().map(|b| b.n).unwrap_or(0) {
+        if b.n >= 1_000 || b.n == built.last().map_or(0, |b| b.n) {
             case.goal(
                 format!("no-op build of {} elements < 100 ms", b.n),
                 fmt_ms(med),
@@ -637,8 +637,7 @@ pub fn cutoff(env: &Env, built: &[Built]) -> Result<Case> {
     let (mut ts, mut ns, mut steps, mut cached) = (vec![], vec![], vec![], vec![]);
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+        .map_or(0, |d| d.as_nanos());
     for i in 0..warmup + reps {
         gen::set_leaf_comment(&b.g, &b.o, &format!("rev {stamp}-{i}"))
             .map_err(|e| e.to_string())?;
@@ -668,14 +667,14 @@ pub fn cutoff(env: &Env, built: &[Built]) -> Result<Case> {
     case.row("elements cached", cached, Unit::Count, None);
     let net = case.median(rt) - case.median(rn);
     case.note_row(rt, format!("{net:.0} ms more than a no-op: one step"));
-    let worst = steps.iter().cloned().fold(0.0, f64::max);
+    let worst = steps.iter().copied().fold(0.0, f64::max);
     case.goal(
         format!(
             "only the changed leaf rebuilds (1 step; its {} dependents cut off)",
             b.g.leaf_dependents
         ),
         format!("{worst:.0} step(s) rebuilt"),
-        worst == 1.0,
+        (worst - 1.0).abs() < f64::EPSILON,
     );
     let _ = rs;
     case.commands.push(format!(
@@ -1359,7 +1358,7 @@ pub fn remote(env: &Env, built: &[Built]) -> Result<Case> {
         format!("{r:.2}× the local build"),
         r < 1.0,
     );
-    let worst_built = built_counts.iter().cloned().fold(0.0, f64::max);
+    let worst_built = built_counts.iter().copied().fold(0.0, f64::max);
     case.goal(
         "nothing built when the remote has every result",
         format!("{worst_built:.0} step(s) built"),

@@ -2,6 +2,12 @@
 //! drives the `cas` binary as a black box and measures every case against a
 //! baseline in the same run. See BENCHMARKS.md at the repository root.
 
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the benchmark tools report on the terminal"
+)]
+
 pub mod cases;
 pub mod gen;
 pub mod report;
@@ -117,8 +123,10 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
         .output()
         .ok()
         .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_else(|| "unknown".into());
+        .map_or_else(
+            || "unknown".into(),
+            |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        );
     Ok(Report {
         mode: cfg.mode.name().into(),
         command: cfg.command.clone(),

@@ -80,7 +80,7 @@ impl Case {
     }
 
     pub fn median(&self, i: usize) -> f64 {
-        self.rows[i].stats().map(|s| s.median).unwrap_or(f64::NAN)
+        self.rows[i].stats().map_or(f64::NAN, |s| s.median)
     }
 
     pub fn goal(&mut self, text: impl Into<String>, measured: impl Into<String>, met: bool) {
@@ -213,7 +213,7 @@ impl Report {
                 let ratio = match r.baseline {
                     Some(b) => {
                         let base = c.median(b);
-                        let me = r.stats().map(|s| s.median).unwrap_or(f64::NAN);
+                        let me = r.stats().map_or(f64::NAN, |s| s.median);
                         format!("{:.2}× #{}", me / base, b + 1)
                     }
                     None => String::new(),

@@ -65,7 +65,7 @@ pub fn run_peak_rss(cmd: &mut Command) -> Result<(Duration, u64, String)> {
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: plain wait4 on our own child; `usage` is a valid out pointer.
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let r = unsafe { libc::wait4(pid, &raw mut status, 0, &raw mut usage) };
     let d = t.elapsed();
     if r != pid {
         return Err(format!(
@@ -134,7 +134,7 @@ pub fn stats(samples: &[f64]) -> Option<Stats> {
     let median = if n % 2 == 1 {
         s[n / 2]
     } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
+        f64::midpoint(s[n / 2 - 1], s[n / 2])
     };
     Some(Stats {
         median,
@@ -193,11 +193,8 @@ pub fn machine(work: &Path) -> Machine {
         .lines()
         .find(|l| l.starts_with("model name"))
         .and_then(|l| l.split(':').nth(1))
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|| "unknown".into());
-    let nproc = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+        .map_or_else(|| "unknown".into(), |s| s.trim().to_owned());
+    let nproc = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let memory = meminfo
         .lines()
@@ -240,19 +237,17 @@ pub fn machine(work: &Path) -> Machine {
         ("b3sum", "--version"),
         ("cp", "--version"),
     ] {
-        let v = Command::new(name)
-            .arg(args)
-            .output()
-            .ok()
-            .map(|o| {
+        let v = Command::new(name).arg(args).output().ok().map_or_else(
+            || "missing".into(),
+            |o| {
                 String::from_utf8_lossy(&o.stdout)
                     .lines()
                     .next()
                     .unwrap_or("")
                     .trim()
                     .to_owned()
-            })
-            .unwrap_or_else(|| "missing".into());
+            },
+        );
         tools.push((name.to_owned(), v));
     }
     Machine {
@@ -261,7 +256,7 @@ pub fn machine(work: &Path) -> Machine {
         memory,
         kernel,
         os,
-        filesystem: best.map(|b| b.1).unwrap_or_else(|| "unknown".into()),
+        filesystem: best.map_or_else(|| "unknown".into(), |b| b.1),
         load_before: loadavg(),
         load_after: String::new(),
         tools,

@@ -79,8 +79,7 @@ impl Drop for Db {
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 pub(crate) fn now_secs() -> i64 {
@@ -96,7 +95,7 @@ fn hex_digest(s: String) -> rusqlite::Result<Digest> {
 impl Db {
     /// A handle on the database at `path`; it is opened (and created or
     /// migrated) by the first query.
-    pub fn new(path: &Path) -> Db {
+    pub(crate) fn new(path: &Path) -> Db {
         Db {
             path: path.to_path_buf(),
             conn: OnceLock::new(),
@@ -109,7 +108,10 @@ impl Db {
         if let Some(c) = self.conn.get() {
             return Ok(c);
         }
-        let _one = self.opening.lock().unwrap_or_else(|p| p.into_inner());
+        let _one = self
+            .opening
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(c) = self.conn.get() {
             return Ok(c);
         }
@@ -172,7 +174,10 @@ impl Db {
 
     /// Remember that a result was used now (see `touched`).
     fn touch(&self, key: String) {
-        let mut t = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = self
+            .touched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         t.push((key, now_ms()));
         if t.len() >= 256 {
             drop(t);
@@ -181,8 +186,13 @@ impl Db {
     }
 
     /// Write the pending access times.
-    pub fn flush_access(&self) -> Result<()> {
-        let batch = std::mem::take(&mut *self.touched.lock().unwrap_or_else(|p| p.into_inner()));
+    pub(crate) fn flush_access(&self) -> Result<()> {
+        let batch = std::mem::take(
+            &mut *self
+                .touched
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         if batch.is_empty() {
             return Ok(());
         }
@@ -200,16 +210,19 @@ impl Db {
         })
     }
 
-    pub fn with<T>(
+    pub(crate) fn with<T>(
         &self,
         context: &str,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T> {
-        let mut conn = self.conn()?.lock().unwrap_or_else(|p| p.into_inner());
+        let mut conn = self
+            .conn()?
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut conn).map_err(|source| db_error(context.to_string(), self.path.clone(), source))
     }
 
-    pub fn results(&self) -> Result<Vec<ResultRow>> {
+    pub(crate) fn results(&self) -> Result<Vec<ResultRow>> {
         self.flush_access()?;
         self.with("list results", |c| {
             let mut st = c.prepare("SELECT key, output, log, manifest, duration_ms, created, accessed FROM results ORDER BY accessed, key")?;
@@ -230,7 +243,7 @@ impl Db {
         })
     }
 
-    pub fn sources(&self) -> Result<Vec<(String, BlobDigest, i64)>> {
+    pub(crate) fn sources(&self) -> Result<Vec<(String, BlobDigest, i64)>> {
         self.with("list sources", |c| {
             let mut st =
                 c.prepare("SELECT id, blob, accessed FROM sources ORDER BY accessed, id")?;
@@ -242,7 +255,7 @@ impl Db {
     }
 
     /// Delete result and source rows in one transaction.
-    pub fn delete_rows(&self, keys: &[ActionKey], sources: &[String]) -> Result<()> {
+    pub(crate) fn delete_rows(&self, keys: &[ActionKey], sources: &[String]) -> Result<()> {
         self.with("delete results", |c| {
             let tx = c.transaction()?;
             for k in keys {

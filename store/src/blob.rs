@@ -48,13 +48,13 @@ pub(crate) struct Stored {
 pub(crate) struct TmpGuard(pub Option<PathBuf>);
 
 impl TmpGuard {
-    pub fn new(p: PathBuf) -> TmpGuard {
+    pub(crate) fn new(p: PathBuf) -> TmpGuard {
         TmpGuard(Some(p))
     }
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.0.as_deref().unwrap_or(Path::new(""))
     }
-    pub fn disarm(&mut self) {
+    pub(crate) fn disarm(&mut self) {
         self.0 = None;
     }
 }
@@ -73,7 +73,7 @@ pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<bool> 
     match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
         Ok(()) => Ok(true),
         Err(rustix::io::Errno::EXIST) => Ok(false),
-        Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
             // Filesystem without RENAME_NOREPLACE: link is atomic and refuses to replace.
             match fs::hard_link(from, to) {
                 Ok(()) => {

@@ -109,7 +109,11 @@ impl Store {
         };
         let inv = self.inventory()?;
         report.size_before = inv.total_size();
-        let size_of = |d: &Digest| inv.objects.get(d).map(|o| o.size()).unwrap_or(0);
+        let size_of = |d: &Digest| {
+            inv.objects
+                .get(d)
+                .map_or(0, super::inventory::ObjectFiles::size)
+        };
 
         // Views: in use (someone holds the view lock) → root; else a candidate for removal.
         let views = self.views_dir();
@@ -223,7 +227,7 @@ impl Store {
         }
         // Remembered remote answers are a cache of lookups, never roots: those
         // older than the horizon (all, without one) go; a later build asks again.
-        let before = horizon_ms.map(|h| now - h).unwrap_or(i64::MAX);
+        let before = horizon_ms.map_or(i64::MAX, |h| now - h);
         report.remote_answers_removed = self.remote_results_prune(before, opts.dry_run)?;
         // 2. Views that are not in use and whose tree is no longer live.
         for (t, in_use, guard) in view_trees {

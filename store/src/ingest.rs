@@ -194,7 +194,7 @@ impl Walker<'_> {
         if self.mode == IngestMode::Copy {
             self.fresh
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .push((path, key, stored.digest));
         }
         Ok(Node::File { mode, stored })
@@ -228,7 +228,10 @@ impl Store {
         };
         let children = walker.dir(&dir)?;
         if mode == IngestMode::Copy {
-            let fresh = walker.fresh.into_inner().unwrap_or_else(|e| e.into_inner());
+            let fresh = walker
+                .fresh
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let fresh: Vec<(&Path, StatKey, Digest)> = fresh
                 .iter()
                 .map(|(p, k, d)| (p.as_path(), *k, *d))

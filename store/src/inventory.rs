@@ -21,9 +21,8 @@ pub(crate) struct ObjectFiles {
 }
 
 impl ObjectFiles {
-    pub fn size(&self) -> u64 {
-        self.canonical.as_ref().map(|c| c.1).unwrap_or(0)
-            + self.variants.iter().map(|v| v.2).sum::<u64>()
+    pub(crate) fn size(&self) -> u64 {
+        self.canonical.as_ref().map_or(0, |c| c.1) + self.variants.iter().map(|v| v.2).sum::<u64>()
     }
 }
 
@@ -35,8 +34,8 @@ pub(crate) struct Inventory {
 }
 
 impl Inventory {
-    pub fn total_size(&self) -> u64 {
-        self.objects.values().map(|o| o.size()).sum()
+    pub(crate) fn total_size(&self) -> u64 {
+        self.objects.values().map(ObjectFiles::size).sum()
     }
 }
 
@@ -62,19 +61,16 @@ impl Store {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                let rd = match fs::read_dir(dir) {
-                    Ok(rd) => rd,
-                    Err(_) => {
-                        out.push(Item::Stray(dir.clone()));
-                        return Ok(out);
-                    }
+                let Ok(rd) = fs::read_dir(dir) else {
+                    out.push(Item::Stray(dir.clone()));
+                    return Ok(out);
                 };
                 for e in rd {
                     let e = e.ctx("read directory", dir)?;
                     let path = e.path();
-                    let meta = match fs::symlink_metadata(&path) {
-                        Ok(m) => m,
-                        Err(_) => continue, // removed meanwhile
+                    // removed meanwhile: skipped
+                    let Ok(meta) = fs::symlink_metadata(&path) else {
+                        continue;
                     };
                     let name = e.file_name().to_string_lossy().into_owned();
                     let (base, suffix) = match name.split_once('.') {
@@ -88,7 +84,7 @@ impl Store {
                     };
                     match (digest, suffix) {
                         (Some(d), None) => {
-                            out.push(Item::Canonical(d, path, meta.len(), meta.mode() & 0o7777))
+                            out.push(Item::Canonical(d, path, meta.len(), meta.mode() & 0o7777));
                         }
                         (Some(d), Some(s)) => match u32::from_str_radix(&s, 8) {
                             Ok(m) if m <= 0o7777 => out.push(Item::Variant(d, path, m, meta.len())),
@@ -104,7 +100,7 @@ impl Store {
         for item in items.into_iter().flatten() {
             match item {
                 Item::Canonical(d, p, size, mode) => {
-                    inv.objects.entry(d).or_default().canonical = Some((p, size, mode))
+                    inv.objects.entry(d).or_default().canonical = Some((p, size, mode));
                 }
                 Item::Variant(d, p, m, size) => inv
                     .objects

@@ -92,12 +92,11 @@ impl KeyLock {
         let path = dir.join(name);
         let mut said = false;
         loop {
-            let file = match open_lock_file(&path) {
-                Ok(f) => f,
-                Err(_) => {
-                    std::fs::create_dir_all(dir).ctx("create", dir)?;
-                    open_lock_file(&path)?
-                }
+            let file = if let Ok(f) = open_lock_file(&path) {
+                f
+            } else {
+                std::fs::create_dir_all(dir).ctx("create", dir)?;
+                open_lock_file(&path)?
             };
             match flock(&file, FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) => {}

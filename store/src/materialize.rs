@@ -54,14 +54,16 @@ struct FileJob {
 fn unsupported(e: &std::io::Error) -> bool {
     matches!(
         e.raw_os_error(),
-        Some(libc::EOPNOTSUPP)
-            | Some(libc::EXDEV)
-            | Some(libc::EINVAL)
-            | Some(libc::ENOTTY)
-            | Some(libc::EPERM)
-            | Some(libc::EMLINK)
-            | Some(libc::ENOSYS)
-            | Some(libc::EACCES)
+        Some(
+            libc::EOPNOTSUPP
+                | libc::EXDEV
+                | libc::EINVAL
+                | libc::ENOTTY
+                | libc::EPERM
+                | libc::EMLINK
+                | libc::ENOSYS
+                | libc::EACCES
+        )
     )
 }
 

@@ -20,7 +20,7 @@ use crate::error::Result;
 use crate::store::Store;
 
 /// How old a file's mtime and ctime must be before its digest is cached.
-pub const SETTLE: Duration = Duration::from_secs(2);
+pub(crate) const SETTLE: Duration = Duration::from_secs(2);
 
 pub(crate) const CREATE: &str = "CREATE TABLE IF NOT EXISTS stat_cache (
     path     BLOB PRIMARY KEY,
@@ -43,7 +43,7 @@ pub(crate) struct StatKey {
 }
 
 impl StatKey {
-    pub fn of(meta: &std::fs::Metadata) -> StatKey {
+    pub(crate) fn of(meta: &std::fs::Metadata) -> StatKey {
         StatKey {
             dev: meta.dev(),
             ino: meta.ino(),
@@ -60,15 +60,17 @@ impl StatKey {
     }
 
     /// The same from an `fstatat` result.
-    pub fn of_stat(st: &rustix::fs::Stat) -> StatKey {
+    pub(crate) fn of_stat(st: &rustix::fs::Stat) -> StatKey {
         StatKey {
             dev: st.st_dev,
             ino: st.st_ino,
             size: st.st_size as u64,
-            mtime_ns: (st.st_mtime as i64)
+            mtime_ns: st
+                .st_mtime
                 .saturating_mul(1_000_000_000)
                 .saturating_add(st.st_mtime_nsec as i64),
-            ctime_ns: (st.st_ctime as i64)
+            ctime_ns: st
+                .st_ctime
                 .saturating_mul(1_000_000_000)
                 .saturating_add(st.st_ctime_nsec as i64),
         }
@@ -83,8 +85,7 @@ impl StatKey {
 fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
+        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 impl Store {

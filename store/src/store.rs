@@ -110,8 +110,7 @@ impl Store {
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
+            .map_or(0, |d| d.subsec_nanos());
         self.root
             .join("tmp")
             .join(format!("{what}-{}-{n}-{nanos}", std::process::id()))

@@ -86,9 +86,7 @@ impl Reach<'_> {
         if let Some(&ok) = self.memo.get(&t.0) {
             return ok;
         }
-        let ok = if !self.blob_ok(&t.0) {
-            false
-        } else {
+        let ok = if self.blob_ok(&t.0) {
             match self.store.get_tree(t) {
                 Err(_) => {
                     self.missing.insert(t.0);
@@ -106,6 +104,8 @@ impl Reach<'_> {
                     ok
                 }
             }
+        } else {
+            false
         };
         self.memo.insert(t.0, ok);
         ok
@@ -145,10 +145,7 @@ impl Store {
                     Err(e) => return Err(e).ctx("open object", p),
                 };
                 let (actual, size) = hash_file(&mut f).ctx("read object", p)?;
-                let meta_mode = f
-                    .metadata()
-                    .map(|m| m.permissions().mode() & 0o7777)
-                    .unwrap_or(0);
+                let meta_mode = f.metadata().map_or(0, |m| m.permissions().mode() & 0o7777);
                 Ok(match variant {
                     Some(m) if actual != *d || meta_mode != *m => Check::BadVariant(p.clone()),
                     Some(_) => Check::Ok(size),
@@ -212,10 +209,14 @@ impl Store {
                 report.broken_sources.push(id);
             }
         }
-        let mut c: Vec<String> = corrupt.iter().map(|d| d.to_hex()).collect();
+        let mut c: Vec<String> = corrupt.iter().map(super::digest::Digest::to_hex).collect();
         c.sort();
         report.corrupt = c;
-        let mut m: Vec<String> = reach.missing.iter().map(|d| d.to_hex()).collect();
+        let mut m: Vec<String> = reach
+            .missing
+            .iter()
+            .map(super::digest::Digest::to_hex)
+            .collect();
         m.sort();
         report.missing = m;
         report.broken_results.sort();

@@ -261,8 +261,7 @@ fn have(tool: &str) -> bool {
         .arg("-c")
         .arg(format!("command -v {tool}"))
         .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+        .is_ok_and(|o| o.status.success())
 }
 
 fn sh(dir: &std::path::Path, script: &str) {
@@ -337,7 +336,7 @@ fn diff_names_the_elf_sections_ar_members_and_tar_gzip_members_that_differ() {
     // The object file: .text differs, nothing else does.
     let obj = change("value.o");
     assert_eq!(obj["detail"]["format"], "elf");
-    assert_eq!(sections(&obj["detail"]), [".text"], "{}", obj);
+    assert_eq!(sections(&obj["detail"]), [".text"], "{obj}");
     assert_eq!(obj["detail"]["header"], json!([]));
     // The archive: its member value.o, compared as ELF.
     let lib = change("libvalue.a");

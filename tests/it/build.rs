@@ -22,8 +22,10 @@ fn status_of(run: &crate::ctx::Run, name: &str) -> String {
     statuses(run)
         .into_iter()
         .find(|(n, _)| n == name)
-        .map(|(_, s)| s)
-        .unwrap_or_else(|| panic!("{name} not in report:\n{}", run.stdout))
+        .map_or_else(
+            || panic!("{name} not in report:\n{}", run.stdout),
+            |(_, s)| s,
+        )
 }
 
 #[test]
@@ -414,8 +416,7 @@ fn ctrl_c_stops_the_sandboxes_records_nothing_and_leaves_the_store_consistent() 
         std::process::Command::new("pgrep")
             .args(["-f", &marker])
             .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
+            .is_ok_and(|o| o.status.success())
     };
     let start = std::time::Instant::now();
     while !running() {
@@ -465,8 +466,7 @@ fn sigkill_during_a_build_leaves_a_store_that_verifies_and_builds_again() {
         std::process::Command::new("pgrep")
             .args(["-f", &marker])
             .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
+            .is_ok_and(|o| o.status.success())
     };
     let start = std::time::Instant::now();
     while !running() {
@@ -516,8 +516,7 @@ impl SmallFs {
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(&dir)
             .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
+            .is_ok_and(|s| s.success());
         ok.then(|| SmallFs(dir))
     }
 }

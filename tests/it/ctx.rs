@@ -7,12 +7,12 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub struct Ctx {
+pub(crate) struct Ctx {
     dir: tempfile::TempDir,
 }
 
 /// The result of one `cas` run.
-pub struct Run {
+pub(crate) struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
@@ -20,7 +20,7 @@ pub struct Run {
 }
 
 impl Run {
-    pub fn from_output(args: Vec<String>, out: Output) -> Run {
+    pub(crate) fn from_output(args: Vec<String>, out: Output) -> Run {
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -31,7 +31,7 @@ impl Run {
 
     /// Panics with the full output unless the exit code is `code`.
     #[track_caller]
-    pub fn expect_code(self, code: i32) -> Run {
+    pub(crate) fn expect_code(self, code: i32) -> Run {
         assert_eq!(
             self.code,
             code,
@@ -52,13 +52,13 @@ impl Run {
     }
 
     #[track_caller]
-    pub fn ok(self) -> Run {
+    pub(crate) fn ok(self) -> Run {
         self.expect_code(0)
     }
 
     /// Parse stdout as JSON.
     #[track_caller]
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!(
                 "stdout of `cas {}` is not JSON ({e}):\n{}",
@@ -70,7 +70,7 @@ impl Run {
 }
 
 impl Ctx {
-    pub fn new() -> Ctx {
+    pub(crate) fn new() -> Ctx {
         let dir = tempfile::Builder::new()
             .prefix("cas-it-")
             .tempdir()
@@ -80,27 +80,27 @@ impl Ctx {
     }
 
     /// The test's private temporary directory.
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.dir.path()
     }
 
     /// The default store of this test (`CAS_STORE`).
-    pub fn store(&self) -> PathBuf {
+    pub(crate) fn store(&self) -> PathBuf {
         self.dir.path().join("store")
     }
 
     /// The project directory; `cas` runs here.
-    pub fn project(&self) -> PathBuf {
+    pub(crate) fn project(&self) -> PathBuf {
         self.dir.path().join("project")
     }
 
     /// A path inside the test's directory.
-    pub fn path(&self, rel: impl AsRef<Path>) -> PathBuf {
+    pub(crate) fn path(&self, rel: impl AsRef<Path>) -> PathBuf {
         self.dir.path().join(rel)
     }
 
     /// Write a file relative to the project directory (parents are created).
-    pub fn write(&self, rel: impl AsRef<Path>, content: impl AsRef<[u8]>) -> PathBuf {
+    pub(crate) fn write(&self, rel: impl AsRef<Path>, content: impl AsRef<[u8]>) -> PathBuf {
         let path = self.project().join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, content).unwrap();
@@ -108,7 +108,7 @@ impl Ctx {
     }
 
     /// A `cas` command with this test's store, run in the project directory.
-    pub fn command<I, S>(&self, args: I) -> (Command, Vec<String>)
+    pub(crate) fn command<I, S>(&self, args: I) -> (Command, Vec<String>)
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -132,7 +132,7 @@ impl Ctx {
     }
 
     /// Run `cas` with these arguments and capture everything.
-    pub fn cas<I, S>(&self, args: I) -> Run
+    pub(crate) fn cas<I, S>(&self, args: I) -> Run
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -145,7 +145,7 @@ impl Ctx {
     /// A directory holding a static busybox and its applet links under
     /// `bin/`: a complete minimal sysroot for shell-only elements. Returned
     /// path is relative to nothing: it is absolute, inside the test directory.
-    pub fn busybox_tree(&self, rel: impl AsRef<Path>) -> PathBuf {
+    pub(crate) fn busybox_tree(&self, rel: impl AsRef<Path>) -> PathBuf {
         let root = self.project().join(rel);
         // The benchmarks' generator writes the same base (one implementation).
         cas_bench::gen::busybox_tree(&root)
@@ -158,7 +158,7 @@ impl Ctx {
 impl Ctx {
     /// Run `cas` with these arguments; returns the run and the child's peak RSS in KiB
     /// (`wait4` rusage of that one child, not of the whole test process).
-    pub fn cas_peak_rss<I, S>(&self, args: I) -> (Run, u64)
+    pub(crate) fn cas_peak_rss<I, S>(&self, args: I) -> (Run, u64)
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -173,11 +173,15 @@ impl Ctx {
         let err_path = self.path(format!(".rss-err-{n}"));
         cmd.stdout(std::fs::File::create(&out_path).unwrap());
         cmd.stderr(std::fs::File::create(&err_path).unwrap());
+        #[allow(
+            clippy::zombie_processes,
+            reason = "reaped by wait4 below, for its rusage"
+        )]
         let child = cmd.spawn().expect("run cas");
         let pid = child.id() as libc::pid_t;
         let mut status = 0;
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        let r = unsafe { libc::wait4(pid, &raw mut status, 0, &raw mut usage) };
         assert_eq!(r, pid, "wait4 failed");
         let code = if libc::WIFEXITED(status) {
             libc::WEXITSTATUS(status)
@@ -210,7 +214,7 @@ impl Ctx {
 
 /// Appended for the remote tests: a real nginx with WebDAV `PUT` on
 /// 127.0.0.1, on a free port, in its own directory; killed on drop.
-pub struct Nginx {
+pub(crate) struct Nginx {
     pub dir: PathBuf,
     pub port: u16,
     child: Option<std::process::Child>,
@@ -218,7 +222,7 @@ pub struct Nginx {
 
 impl Nginx {
     /// Start nginx serving (and accepting uploads into) `dir/www`.
-    pub fn start(dir: &Path) -> Nginx {
+    pub(crate) fn start(dir: &Path) -> Nginx {
         let nginx = Path::new("/usr/sbin/nginx");
         assert!(
             nginx.exists(),
@@ -281,17 +285,17 @@ impl Nginx {
     }
 
     /// The cache's base URL (objects under `cas/`, results under `ac/`).
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/cache", self.port)
     }
 
     /// The directory behind [`Nginx::url`].
-    pub fn data(&self) -> PathBuf {
+    pub(crate) fn data(&self) -> PathBuf {
         self.dir.join("www/cache")
     }
 
     /// Access log lines so far.
-    pub fn access_log(&self) -> Vec<String> {
+    pub(crate) fn access_log(&self) -> Vec<String> {
         std::fs::read_to_string(self.dir.join("logs/access.log"))
             .unwrap_or_default()
             .lines()
@@ -300,7 +304,7 @@ impl Nginx {
     }
 
     /// Stop nginx (SIGKILL): the remote is down.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -316,7 +320,7 @@ impl Drop for Nginx {
 
 /// A project (`name: t`, elements in `elements/`) whose `base.yaml` imports
 /// a busybox sysroot: the base of the shell-only test elements.
-pub fn busybox_project() -> Ctx {
+pub(crate) fn busybox_project() -> Ctx {
     let ctx = Ctx::new();
     ctx.write("project.yaml", "name: t\nelement-path: elements\n");
     ctx.busybox_tree("files/base");
@@ -329,7 +333,7 @@ pub fn busybox_project() -> Ctx {
 
 /// A `manual` element on `base.yaml` (plus `deps`) whose install commands are
 /// `commands` (YAML list items, already indented).
-pub fn manual(deps: &[&str], commands: &str) -> String {
+pub(crate) fn manual(deps: &[&str], commands: &str) -> String {
     let deps = deps
         .iter()
         .map(|d| format!("  - {d}\n"))

@@ -1,6 +1,12 @@
 //! The one black-box integration-test binary: every test runs the real `cas`
 //! binary on files made in its own temporary directory (see `ctx`).
 
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "tests say what they skip and measured"
+)]
+
 mod ctx;
 
 mod audit;

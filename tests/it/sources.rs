@@ -146,30 +146,27 @@ fn serve(conn: TcpStream, state: &Mutex<ServerState>) -> std::io::Result<()> {
         .and_then(|r| r.strip_suffix('-'))
         .and_then(|n| n.parse::<usize>().ok())
         .filter(|&n| n < body.len());
-    match start {
-        Some(n) => {
-            let head = format!(
-                "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {}-{}/{}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n\r\n",
-                body.len() - n,
-                n,
-                body.len() - 1,
-                body.len()
-            );
-            conn.write_all(head.as_bytes())?;
-            conn.write_all(&body[n..])?;
+    if let Some(n) = start {
+        let head = format!(
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {}-{}/{}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n\r\n",
+            body.len() - n,
+            n,
+            body.len() - 1,
+            body.len()
+        );
+        conn.write_all(head.as_bytes())?;
+        conn.write_all(&body[n..])?;
+    } else {
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n\r\n", body.len());
+        conn.write_all(head.as_bytes())?;
+        if cut {
+            conn.write_all(&body[..body.len() / 2])?;
+            conn.flush()?;
+            std::thread::sleep(Duration::from_millis(50));
+            let _ = conn.shutdown(std::net::Shutdown::Both);
+            return Ok(());
         }
-        None => {
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n\r\n", body.len());
-            conn.write_all(head.as_bytes())?;
-            if cut {
-                conn.write_all(&body[..body.len() / 2])?;
-                conn.flush()?;
-                std::thread::sleep(Duration::from_millis(50));
-                let _ = conn.shutdown(std::net::Shutdown::Both);
-                return Ok(());
-            }
-            conn.write_all(&body)?;
-        }
+        conn.write_all(&body)?;
     }
     conn.flush()
 }
@@ -722,10 +719,7 @@ fn hostile_tarballs_are_refused_and_nothing_outside_is_written() {
         for f in ["escape", "escape-link"] {
             let p = dir.join(f);
             assert!(
-                !p.exists()
-                    || std::fs::read_to_string(&p)
-                        .map(|s| s != "pwned\n")
-                        .unwrap_or(true),
+                !p.exists() || std::fs::read_to_string(&p).map_or(true, |s| s != "pwned\n"),
                 "{} was written",
                 p.display()
             );
@@ -913,7 +907,7 @@ fn a_mirror_configured_only_in_the_user_config_serves_build_shell_fetch_and_pull
     let run = |store: &str, args: &[&str]| {
         let mut cmd = with(store, args);
         Run::from_output(
-            args.iter().map(|s| s.to_string()).collect(),
+            args.iter().map(std::string::ToString::to_string).collect(),
             cmd.output().unwrap(),
         )
     };

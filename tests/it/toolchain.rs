@@ -28,7 +28,7 @@ use std::sync::{Mutex, OnceLock};
 
 /// What the tree is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Flavor {
+pub(crate) enum Flavor {
     /// gcc, binutils, libc6-dev, make, coreutils (`install`, which busybox
     /// lacks), sed, grep + busybox: enough for the
     /// `make` and `autotools` kinds (configure scripts need only a POSIX
@@ -51,7 +51,7 @@ impl Flavor {
     }
 
     /// The packages the closure starts from.
-    pub fn seed(self) -> Vec<&'static str> {
+    pub(crate) fn seed(self) -> Vec<&'static str> {
         if self == Flavor::Busybox {
             return Vec::new();
         }
@@ -78,7 +78,7 @@ impl Flavor {
 /// and runtime-only libraries a C build does not use. (The sanitizer
 /// runtimes are pulled by libgcc-12-dev and weigh 30 MB; `-fsanitize` is
 /// not available in the tree.)
-pub const SKIP: &[&str] = &[
+pub(crate) const SKIP: &[&str] = &[
     "perl-base",
     "perl",
     "debconf",
@@ -128,14 +128,14 @@ const LAYOUT_VERSION: u32 = 2;
 
 /// One installed package: `name` as dpkg knows it (`libc6:amd64`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Package {
+pub(crate) struct Package {
     pub name: String,
     pub version: String,
 }
 
 /// What [`toolchain_tree`] made.
 #[derive(Clone, Debug)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub root: PathBuf,
     pub packages: Vec<Package>,
     /// Regular files and symbolic links.
@@ -146,10 +146,12 @@ pub struct Summary {
 /// The cached toolchain tree of this flavor, assembled on first use (once
 /// per process, and once per machine while package versions do not change).
 /// Panics with the reason when it cannot be made: tests cannot go on.
-pub fn toolchain(flavor: Flavor) -> PathBuf {
+pub(crate) fn toolchain(flavor: Flavor) -> PathBuf {
     static CACHE: OnceLock<Mutex<BTreeMap<Flavor, PathBuf>>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(BTreeMap::new()));
-    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cache = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(p) = cache.get(&flavor) {
         return p.clone();
     }
@@ -166,7 +168,7 @@ pub fn toolchain(flavor: Flavor) -> PathBuf {
 }
 
 /// Debian packages the C tests need installed (for scripts/install-deps.sh).
-pub const REQUIRED_DEBIAN_PACKAGES: &[&str] = &[
+pub(crate) const REQUIRED_DEBIAN_PACKAGES: &[&str] = &[
     "gcc",
     "libc6-dev",
     "binutils",
@@ -191,8 +193,7 @@ fn cached_tree(flavor: Flavor) -> Result<PathBuf, String> {
     }
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+        .map_or(0, |d| d.as_nanos());
     let tmp = dir.with_extension(format!("tmp-{}-{nanos}", std::process::id()));
     if let Err(e) = toolchain_tree_with(&tmp, flavor) {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -218,21 +219,23 @@ fn cached_tree(flavor: Flavor) -> Result<PathBuf, String> {
 
 fn busybox_identity() -> (u64, i64) {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/bin/busybox")
-        .map(|m| (m.size(), m.mtime()))
-        .unwrap_or((0, 0))
+    std::fs::metadata("/bin/busybox").map_or((0, 0), |m| (m.size(), m.mtime()))
 }
 
 /// Assembles the full toolchain (with cmake) into `dest`, which must not
 /// exist yet.
-pub fn toolchain_tree(dest: &Path) -> Result<Summary, String> {
+pub(crate) fn toolchain_tree(dest: &Path) -> Result<Summary, String> {
     toolchain_tree_with(dest, Flavor::CMake)
 }
 
 /// The installed packages of a flavor: the closure of its seed.
-pub fn packages(flavor: Flavor) -> Result<Vec<Package>, String> {
+pub(crate) fn packages(flavor: Flavor) -> Result<Vec<Package>, String> {
     let db = installed()?;
-    let mut todo: Vec<String> = flavor.seed().iter().map(|s| s.to_string()).collect();
+    let mut todo: Vec<String> = flavor
+        .seed()
+        .iter()
+        .map(std::string::ToString::to_string)
+        .collect();
     let mut seen = BTreeSet::new();
     while let Some(name) = todo.pop() {
         if seen.contains(&name) {
@@ -342,7 +345,7 @@ fn installed() -> Result<Db, String> {
 }
 
 /// Assembles the toolchain of `flavor` into `dest` (must not exist).
-pub fn toolchain_tree_with(dest: &Path, flavor: Flavor) -> Result<Summary, String> {
+pub(crate) fn toolchain_tree_with(dest: &Path, flavor: Flavor) -> Result<Summary, String> {
     let io = |what: &Path| {
         let what = what.to_owned();
         move |e: std::io::Error| format!("{}: {e}", what.display())

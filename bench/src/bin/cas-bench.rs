@@ -4,6 +4,12 @@
 //! binary next to this one, rebuilt first when run through cargo) and writes
 //! the markdown report to FILE (default: stdout).
 
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the benchmark tools report on the terminal"
+)]
+
 use std::path::PathBuf;
 
 fn usage() -> ! {

@@ -3,8 +3,14 @@
 //! Options (defaults in brackets): `--elements N` [100], `--layers L` [10],
 //! `--fanout K` [3], `--files F` [1], `--size S` [64], `--big-import FILES` [0],
 //! `--big-size BYTES` [10240], `--big-in-sysroot 0|1` [0], `--change-share X` [0], `--change-round R` [0],
-//! `--leaf-comment TEXT` ["rev 0"], `--seed N` [1]. Build it with
+//! `--leaf-comment TEXT` [`rev 0`], `--seed N` [1]. Build it with
 //! `cas build all.yaml` in DIR.
+
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the benchmark tools report on the terminal"
+)]
 
 use cas_bench::gen::{generate, GenOptions};
 

@@ -7,6 +7,12 @@
 //! (`tests/it/toolchain.rs`). DEST is built beside itself and renamed into
 //! place, and left alone if it exists.
 
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the benchmark tools report on the terminal"
+)]
+
 #[path = "../../../tests/it/toolchain.rs"]
 mod toolchain;
 

@@ -45,7 +45,7 @@ fn members(data: &[u8]) -> Result<Vec<(String, Member<'_>)>, String> {
 }
 
 fn opt(v: Option<u64>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+    v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
 pub fn diff(a: &[u8], b: &[u8], depth: usize) -> Detail {

@@ -74,13 +74,10 @@ fn members(b: &[u8]) -> Result<Vec<(String, Member)>, String> {
         let mut e = e.map_err(|e| e.to_string())?;
         let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
         let h = e.header();
-        let s = |r: std::io::Result<u64>| r.map(|v| v.to_string()).unwrap_or_else(|_| "?".into());
+        let s = |r: std::io::Result<u64>| r.map_or_else(|_| "?".into(), |v| v.to_string());
         let m = Member {
             kind: format!("{:?}", h.entry_type()),
-            mode: h
-                .mode()
-                .map(|m| format!("{m:o}"))
-                .unwrap_or_else(|_| "?".into()),
+            mode: h.mode().map_or_else(|_| "?".into(), |m| format!("{m:o}")),
             uid: s(h.uid()),
             gid: s(h.gid()),
             mtime: s(h.mtime()),

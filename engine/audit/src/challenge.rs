@@ -128,8 +128,7 @@ pub fn render(r: &ChallengeReport) -> String {
     let mut s = String::new();
     let short = |v: &Option<String>| {
         v.as_deref()
-            .map(|h| h[..12.min(h.len())].to_string())
-            .unwrap_or_else(|| "-".into())
+            .map_or_else(|| "-".into(), |h| h[..12.min(h.len())].to_string())
     };
     for step in &r.steps {
         match step.status {

@@ -53,8 +53,9 @@ fn failed(report: &cas_builder::BuildReport) -> Option<AuditError> {
         })
 }
 
-fn tree(hex: &Option<String>) -> Option<TreeDigest> {
-    hex.as_deref().and_then(|h| TreeDigest::from_hex(h).ok())
+fn tree(hex: Option<&String>) -> Option<TreeDigest> {
+    hex.map(String::as_str)
+        .and_then(|h| TreeDigest::from_hex(h).ok())
 }
 
 /// Checks `target`. `opts` are the options of a normal build (jobs, mirrors,
@@ -105,7 +106,7 @@ pub fn check(
         ) else {
             continue;
         };
-        let (Some(oa), Some(ob)) = (tree(&a.output), tree(&b.output)) else {
+        let (Some(oa), Some(ob)) = (tree(a.output.as_ref()), tree(b.output.as_ref())) else {
             return Err(AuditError::NotBuilt {
                 element: n.clone(),
                 reason: "no output in the build report".into(),

@@ -128,10 +128,10 @@ pub fn binary(a: &[u8], b: &[u8]) -> Detail {
         .iter()
         .zip(b)
         .position(|(x, y)| x != y)
-        .or(if a.len() != b.len() {
-            Some(a.len().min(b.len()))
-        } else {
+        .or(if a.len() == b.len() {
             None
+        } else {
+            Some(a.len().min(b.len()))
         });
     Detail::Binary {
         size_a: a.len() as u64,

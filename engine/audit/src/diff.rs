@@ -207,35 +207,34 @@ impl Walker<'_> {
                         continue;
                     }
                     let path = join(prefix, &x.name);
-                    match (&x.kind, &y.kind) {
-                        (EntryKind::Dir { digest: da }, EntryKind::Dir { digest: db }) => {
-                            if x.mode != y.mode {
-                                self.push(Change {
-                                    path: path.clone(),
-                                    change: "changed",
-                                    a: Some(EntryInfo::of(x)),
-                                    b: Some(EntryInfo::of(y)),
-                                    detail: None,
-                                });
-                            }
-                            self.walk(da, db, &path)?;
-                        }
-                        _ => {
-                            let detail = self.content(x, y, &path)?;
+                    if let (EntryKind::Dir { digest: da }, EntryKind::Dir { digest: db }) =
+                        (&x.kind, &y.kind)
+                    {
+                        if x.mode != y.mode {
                             self.push(Change {
                                 path: path.clone(),
                                 change: "changed",
                                 a: Some(EntryInfo::of(x)),
                                 b: Some(EntryInfo::of(y)),
-                                detail,
+                                detail: None,
                             });
-                            // A directory replaced by something else: list what it held.
-                            if let EntryKind::Dir { digest } = &x.kind {
-                                self.one_side(digest, &path, false)?;
-                            }
-                            if let EntryKind::Dir { digest } = &y.kind {
-                                self.one_side(digest, &path, true)?;
-                            }
+                        }
+                        self.walk(da, db, &path)?;
+                    } else {
+                        let detail = self.content(x, y, &path)?;
+                        self.push(Change {
+                            path: path.clone(),
+                            change: "changed",
+                            a: Some(EntryInfo::of(x)),
+                            b: Some(EntryInfo::of(y)),
+                            detail,
+                        });
+                        // A directory replaced by something else: list what it held.
+                        if let EntryKind::Dir { digest } = &x.kind {
+                            self.one_side(digest, &path, false)?;
+                        }
+                        if let EntryKind::Dir { digest } = &y.kind {
+                            self.one_side(digest, &path, true)?;
                         }
                     }
                 }
@@ -356,7 +355,7 @@ fn render_detail(d: &Detail, indent: &str, s: &mut String) {
                 let _ = writeln!(s, "{indent}ELF: no section differs");
             }
             for sec in &e.sections {
-                let size = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+                let size = |v: Option<u64>| v.map_or_else(|| "-".into(), |v| v.to_string());
                 let _ = writeln!(
                     s,
                     "{indent}ELF section {} {} ({} => {} bytes)",

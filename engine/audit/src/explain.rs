@@ -182,14 +182,12 @@ fn compare_inputs(
             .phases
             .iter()
             .find(|(n, _)| n == p)
-            .map(|(_, c)| c)
-            .unwrap_or(&empty);
+            .map_or(&empty, |(_, c)| c);
         let n = new
             .phases
             .iter()
             .find(|(n, _)| n == p)
-            .map(|(_, c)| c)
-            .unwrap_or(&empty);
+            .map_or(&empty, |(_, c)| c);
         compare_lists(&mut d, &format!("phases.{p}"), o, n);
     }
     let old_phase_order: Vec<&String> = old.phases.iter().map(|(n, _)| n).collect();
@@ -267,7 +265,7 @@ fn compare_inputs(
             i,
             old.sources.get(i),
             new.sources.get(i),
-            labels.get(i).map(|s| s.as_str()),
+            labels.get(i).map(std::string::String::as_str),
         );
     }
     d
@@ -461,17 +459,18 @@ impl Ctx<'_> {
             .map(ActionKey)
             .map(|k| self.store.action_get(&k))
         {
-            Some(Ok(Some(r))) => match self.store.read_blob(&r.manifest) {
-                Ok(bytes) => decode(&bytes).map_err(|e| AuditError::BadManifest {
-                    digest: r.manifest.to_hex(),
-                    offset: e.offset,
-                    reason: e.reason,
-                })?,
-                Err(_) => {
+            Some(Ok(Some(r))) => {
+                if let Ok(bytes) = self.store.read_blob(&r.manifest) {
+                    decode(&bytes).map_err(|e| AuditError::BadManifest {
+                        digest: r.manifest.to_hex(),
+                        offset: e.offset,
+                        reason: e.reason,
+                    })?
+                } else {
                     ex.status = "previous-result-missing";
                     return Ok(ex);
                 }
-            },
+            }
             Some(Err(e)) => return Err(e.into()),
             _ => {
                 ex.status = "previous-result-missing";
@@ -529,22 +528,21 @@ fn root_causes(ex: &Explanation, chain: &mut Vec<String>, out: &mut Vec<RootCaus
         });
     }
     for d in &ex.dependencies {
-        match &d.explanation {
-            Some(sub) => root_causes(sub, chain, out),
-            None => {
-                // A dependency position with nothing staged now (removed).
-                let mut c = chain.clone();
-                c.push(
-                    d.element
-                        .clone()
-                        .unwrap_or_else(|| format!("dependency #{}", d.index)),
-                );
-                out.push(RootCause {
-                    chain: c,
-                    status: "changed",
-                    differences: vec![],
-                });
-            }
+        if let Some(sub) = &d.explanation {
+            root_causes(sub, chain, out)
+        } else {
+            // A dependency position with nothing staged now (removed).
+            let mut c = chain.clone();
+            c.push(
+                d.element
+                    .clone()
+                    .unwrap_or_else(|| format!("dependency #{}", d.index)),
+            );
+            out.push(RootCause {
+                chain: c,
+                status: "changed",
+                differences: vec![],
+            });
         }
     }
     chain.pop();
@@ -574,7 +572,7 @@ pub fn explain(
     })
 }
 
-fn short(s: &Option<String>) -> String {
+fn short(s: Option<&String>) -> String {
     match s {
         Some(s) if s.len() == 64 && s.bytes().all(|c| c.is_ascii_hexdigit()) => s[..12].to_string(),
         Some(s) => s.clone(),
@@ -593,7 +591,7 @@ pub fn render(r: &Report) -> String {
             match c.status {
                 "no-previous-build" => s.push_str(": no previous build to compare with\n"),
                 "previous-result-missing" => {
-                    s.push_str(": the previous result is no longer in the store\n")
+                    s.push_str(": the previous result is no longer in the store\n");
                 }
                 _ => {
                     let fields: Vec<&str> =
@@ -618,7 +616,7 @@ fn render_node(ex: &Explanation, indent: &str, s: &mut String) {
             s.push_str(&format!(
                 "{indent}{}: key {}; no previous build recorded\n",
                 ex.element,
-                short(&ex.key)
+                short(ex.key.as_ref())
             ));
             return;
         }
@@ -626,7 +624,7 @@ fn render_node(ex: &Explanation, indent: &str, s: &mut String) {
             s.push_str(&format!(
                 "{indent}{}: key {} is the same as {src}\n",
                 ex.element,
-                short(&ex.key)
+                short(ex.key.as_ref())
             ));
             return;
         }
@@ -634,16 +632,16 @@ fn render_node(ex: &Explanation, indent: &str, s: &mut String) {
             s.push_str(&format!(
                 "{indent}{}: key {}; the result of {} ({src}) is no longer in the store\n",
                 ex.element,
-                short(&ex.key),
-                short(&ex.against)
+                short(ex.key.as_ref()),
+                short(ex.against.as_ref())
             ));
             return;
         }
         _ => s.push_str(&format!(
             "{indent}{}: key {} (was {}, {src})\n",
             ex.element,
-            short(&ex.key),
-            short(&ex.against)
+            short(ex.key.as_ref()),
+            short(ex.against.as_ref())
         )),
     }
     for d in &ex.differences {
@@ -663,8 +661,8 @@ fn render_node(ex: &Explanation, indent: &str, s: &mut String) {
             "{indent}  dependency #{} {}: output {} -> {}\n",
             d.index,
             d.element.as_deref().unwrap_or("(none)"),
-            short(&d.old),
-            short(&d.new)
+            short(d.old.as_ref()),
+            short(d.new.as_ref())
         ));
         if let Some(sub) = &d.explanation {
             render_node(sub, &format!("{indent}    "), s);

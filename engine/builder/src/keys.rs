@@ -201,7 +201,8 @@ mod tests {
     #[test]
     fn every_included_input_changes_the_key() {
         let base = KeyInputs::example().key();
-        let mut muts: Vec<Box<dyn Fn(&mut KeyInputs)>> = vec![
+        type Mutation = Box<dyn Fn(&mut KeyInputs)>;
+        let mut muts: Vec<Mutation> = vec![
             Box::new(|k| k.kind = "make".into()),
             Box::new(|k| k.behaviour = "script".into()),
             Box::new(|k| k.phases[0].1[0].push(' ')),

@@ -15,7 +15,7 @@
 //! - [`split`]: split-rule filtering and tree placement (compose, script).
 //! - [`builddir`]: build directories and the last failed build.
 //! - [`progress`]: progress on stderr.
-//! - [`error`]: [`BuildError`].
+//! - [`error`]: the crate's error type, [`BuildError`].
 
 pub mod builddir;
 pub mod error;

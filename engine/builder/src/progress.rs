@@ -1,6 +1,12 @@
 //! Progress on stderr: what runs, what waits, counts, elapsed time. A live
 //! display on a terminal (indicatif), plain lines otherwise.
 
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the console reporter is the terminal side of a build"
+)]
+
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 use std::sync::Mutex;
@@ -71,7 +77,9 @@ impl Console {
     }
 
     fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn update_summary(&self, c: &Counts) {
@@ -126,7 +134,7 @@ impl Reporter for Console {
                 bar.enable_steady_tick(Duration::from_millis(120));
                 live.bars
                     .lock()
-                    .unwrap_or_else(|e| e.into_inner())
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .push((element.to_owned(), bar));
             }
             None => eprintln!(
@@ -155,7 +163,10 @@ impl Reporter for Console {
         self.update_summary(&c);
         drop(c);
         if let Some(live) = &self.live {
-            let mut bars = live.bars.lock().unwrap_or_else(|e| e.into_inner());
+            let mut bars = live
+                .bars
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(i) = bars.iter().position(|(n, _)| n == element) {
                 let (_, bar) = bars.remove(i);
                 bar.finish_and_clear();

@@ -46,7 +46,9 @@ pub struct Remotes {
 impl std::fmt::Debug for Remotes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let urls: Vec<&str> = self.entries.iter().map(|e| e.remote.url()).collect();
-        f.debug_struct("Remotes").field("urls", &urls).finish()
+        f.debug_struct("Remotes")
+            .field("urls", &urls)
+            .finish_non_exhaustive()
     }
 }
 
@@ -92,10 +94,7 @@ impl Remotes {
     }
 
     pub fn url(&self, index: usize) -> &str {
-        self.entries
-            .get(index)
-            .map(|e| e.remote.url())
-            .unwrap_or("")
+        self.entries.get(index).map_or("", |e| e.remote.url())
     }
 
     /// Make `tree` complete locally from the first remote that has it (for
@@ -127,7 +126,10 @@ impl Remotes {
     }
 
     fn warn(&self, say: &dyn Fn(&str), message: String) {
-        *self.warnings.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        *self
+            .warnings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
         say(&format!("warning: {message}"));
     }
 
@@ -152,7 +154,7 @@ impl Remotes {
                     if self
                         .refused
                         .lock()
-                        .unwrap_or_else(|p| p.into_inner())
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .contains(&r.output)
                     {
                         continue;
@@ -161,7 +163,7 @@ impl Remotes {
                         && self
                             .unsigned_used
                             .lock()
-                            .unwrap_or_else(|p| p.into_inner())
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
                             .insert(i)
                     {
                         say(&format!(
@@ -191,7 +193,7 @@ impl Remotes {
     pub fn pulled_lazily(&self, output: TreeDigest, index: usize) {
         self.pending
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry(output)
             .or_insert(index);
     }
@@ -209,7 +211,7 @@ impl Remotes {
         if res.is_err() {
             self.refused
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .insert(r.output);
         }
         res
@@ -220,12 +222,12 @@ impl Remotes {
     pub fn is_pending(&self, tree: &TreeDigest) -> bool {
         self.pending
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .contains_key(tree)
             || self
                 .refused
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .contains(tree)
     }
 
@@ -236,7 +238,7 @@ impl Remotes {
         if self
             .refused
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .contains(tree)
         {
             return Err(RemoteError::Missing {
@@ -247,7 +249,7 @@ impl Remotes {
         let Some(index) = self
             .pending
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(tree)
             .copied()
         else {
@@ -258,18 +260,18 @@ impl Remotes {
             Ok(()) => {
                 self.pending
                     .lock()
-                    .unwrap_or_else(|p| p.into_inner())
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .remove(tree);
                 Ok(())
             }
             Err(err) => {
                 self.pending
                     .lock()
-                    .unwrap_or_else(|p| p.into_inner())
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .remove(tree);
                 self.refused
                     .lock()
-                    .unwrap_or_else(|p| p.into_inner())
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .insert(*tree);
                 Err(err)
             }
@@ -309,7 +311,7 @@ impl Remotes {
                     say(&format!("warning: {msg}"));
                     self.push_failures
                         .lock()
-                        .unwrap_or_else(|p| p.into_inner())
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .push(msg);
                 }
             }
@@ -323,9 +325,12 @@ impl Remotes {
             push_failures: self
                 .push_failures
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone(),
-            warnings: *self.warnings.lock().unwrap_or_else(|p| p.into_inner()),
+            warnings: *self
+                .warnings
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
         }
     }
 }
@@ -423,11 +428,13 @@ impl Engine<'_> {
         let cell = self
             .fallbacks
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry(dep)
             .or_default()
             .clone();
-        let mut slot = cell.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = cell
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(done) = slot.as_ref() {
             return Ok(done.clone());
         }
@@ -457,7 +464,7 @@ impl Engine<'_> {
         if rr.remotes.pushes() {
             rr.remotes
                 .push(self.store, key, r, &self.element(id).name, &|m| {
-                    self.reporter.message(m)
+                    self.reporter.message(m);
                 });
         }
     }

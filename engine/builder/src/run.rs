@@ -126,15 +126,14 @@ pub fn build(
         // Ctrl-C: stop starting steps and kill the running sandboxes. The
         // watcher ends as soon as the run does (the sender is dropped).
         let cancel = engine.cancel.clone();
-        scope.spawn(move || loop {
-            match finished_rx.recv_timeout(Duration::from_millis(50)) {
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    if stop.load(Ordering::SeqCst) {
-                        cancel.cancel();
-                        break;
-                    }
+        scope.spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                finished_rx.recv_timeout(Duration::from_millis(50))
+            {
+                if stop.load(Ordering::SeqCst) {
+                    cancel.cancel();
+                    break;
                 }
-                _ => break,
             }
         });
         // What the local cache already has is found here, in order, on this
@@ -144,16 +143,16 @@ pub fn build(
             let known = |d: ElementId| {
                 outputs
                     .lock()
-                    .unwrap_or_else(|e| e.into_inner())
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .get(&d)
-                    .cloned()
+                    .copied()
             };
             match engine.cached(id, &known) {
                 Ok(Some(done)) => {
                     reporter.finished(&engine.element(id).name, "cached", None);
                     outputs
                         .lock()
-                        .unwrap_or_else(|e| e.into_inner())
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .insert(id, done.output);
                     let _ = store.ref_put(&last_key_ref(loaded, id), &done.key.to_hex());
                     done_before.push(Some(done));
@@ -168,9 +167,9 @@ pub fn build(
             let lookup = |d: ElementId| {
                 outputs
                     .lock()
-                    .unwrap_or_else(|e| e.into_inner())
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .get(&d)
-                    .cloned()
+                    .copied()
             };
             match engine.run(id, &lookup) {
                 Ok(done) => {
@@ -185,7 +184,7 @@ pub fn build(
                     reporter.finished(name, status, took);
                     outputs
                         .lock()
-                        .unwrap_or_else(|e| e.into_inner())
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .insert(id, done.output);
                     if !opts.rebuild.contains(&id) {
                         // For `cas explain`: the element's last key (best effort).
@@ -207,7 +206,7 @@ pub fn build(
                     reporter.finished(name, "failed", None);
                     errors
                         .lock()
-                        .unwrap_or_else(|e| e.into_inner())
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .insert(id, (None, e.to_string()));
                     Err(())
                 }
@@ -222,7 +221,9 @@ pub fn build(
     });
     // Built but not recorded (the store failed): say so; they build again.
     recorded?;
-    let errors = errors.into_inner().unwrap_or_else(|e| e.into_inner());
+    let errors = errors
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut report = BuildReport {
         elements: Vec::new(),
         built: 0,
@@ -233,14 +234,21 @@ pub fn build(
         remote: None,
     };
     report.remote = engine.remote.as_ref().map(|r| r.remotes.summary());
-    let fallbacks: HashMap<ElementId, crate::step::Done> =
-        std::mem::take(&mut *engine.fallbacks.lock().unwrap_or_else(|e| e.into_inner()))
-            .into_iter()
-            .filter_map(|(id, cell)| {
-                let done = cell.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                done.map(|d| (id, d))
-            })
-            .collect();
+    let fallbacks: HashMap<ElementId, crate::step::Done> = std::mem::take(
+        &mut *engine
+            .fallbacks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    )
+    .into_iter()
+    .filter_map(|(id, cell)| {
+        let done = cell
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        done.map(|d| (id, d))
+    })
+    .collect();
     for (i, end) in ends.into_iter().enumerate() {
         let id = closure[i];
         // Pulled, then built here after all: what was built is what counts.
@@ -283,7 +291,7 @@ pub fn build(
                 report.failed += 1;
                 row.status = "failed";
                 if let Some((key, msg)) = errors.get(&id) {
-                    row.key = key.as_ref().map(|k| k.to_hex());
+                    row.key = key.as_ref().map(cas_store::ActionKey::to_hex);
                     row.error = Some(msg.clone());
                 }
             }
@@ -357,7 +365,7 @@ pub fn states(
         .map(|step| {
             let fetch = needs_fetch(&loaded.element(step.id).sources, &fetcher, &cache);
             let state = match (states.get(&step.id), fetch) {
-                (Some(State::Buildable), true) | (None, true) => State::FetchNeeded,
+                (Some(State::Buildable) | None, true) => State::FetchNeeded,
                 (Some(s), _) => *s,
                 (None, false) => State::Waiting,
             };
@@ -387,13 +395,11 @@ pub fn shell(
     let fetcher = fetcher_for(store, mirrors)?;
     let reporter = crate::progress::Silent;
     let engine = Engine {
-        max_jobs: std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
+        max_jobs: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         offline: false,
         ..Engine::new(store, loaded, &fetcher, &reporter)
     };
-    let lookup = |d: ElementId| outputs.get(&d).cloned();
+    let lookup = |d: ElementId| outputs.get(&d).copied();
     engine.shell(id, &lookup, reopen)
 }
 

@@ -66,7 +66,7 @@ where
 {
     let n = dag.waits.len();
     let mut ends: Vec<Option<NodeEnd<T>>> = (0..n).map(|_| None).collect();
-    let mut missing: Vec<usize> = dag.waits.iter().map(|w| w.len()).collect();
+    let mut missing: Vec<usize> = dag.waits.iter().map(std::vec::Vec::len).collect();
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (i, w) in dag.waits.iter().enumerate() {
         for &d in w {
@@ -125,23 +125,20 @@ where
             }
             let Ok((i, r)) = done_rx.recv() else { break };
             running -= 1;
-            match r {
-                Ok(v) => {
-                    ends[i] = Some(NodeEnd::Ok(v));
-                    for &d in &dependents[i] {
-                        missing[d] -= 1;
-                        if missing[d] == 0 {
-                            ready.push_back(d);
-                        }
+            if let Ok(v) = r {
+                ends[i] = Some(NodeEnd::Ok(v));
+                for &d in &dependents[i] {
+                    missing[d] -= 1;
+                    if missing[d] == 0 {
+                        ready.push_back(d);
                     }
-                    // keep index order among ready nodes
-                    ready.make_contiguous().sort_unstable();
                 }
-                Err(()) => {
-                    ends[i] = Some(NodeEnd::Failed);
-                    if !keep_going {
-                        halted = true;
-                    }
+                // keep index order among ready nodes
+                ready.make_contiguous().sort_unstable();
+            } else {
+                ends[i] = Some(NodeEnd::Failed);
+                if !keep_going {
+                    halted = true;
                 }
             }
         }

@@ -57,7 +57,7 @@ impl LocalDigests {
         if let Some(d) = self
             .memo
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(path)
         {
             return Ok(*d);
@@ -99,7 +99,7 @@ impl LocalDigests {
         };
         self.memo
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(path.to_path_buf(), digest);
         Ok(digest)
     }
@@ -179,9 +179,11 @@ pub fn fetch_once(
         let mut gates = GATES
             .get_or_init(Default::default)
             .lock()
-            .unwrap_or_else(|e| e.into_inner());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         gates.entry(key).or_default().clone()
     };
-    let _held = gate.lock().unwrap_or_else(|e| e.into_inner());
+    let _held = gate
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     cas_sources::fetch_source(source, fetcher, cache, offline, progress)
 }

@@ -91,7 +91,7 @@ fn filter_at(
                 match sub {
                     Some(d) => out.push(Entry::dir(e.name.clone(), e.mode, d)),
                     None if keep(&path) => {
-                        out.push(Entry::dir(e.name.clone(), e.mode, TreeDigest::empty()))
+                        out.push(Entry::dir(e.name.clone(), e.mode, TreeDigest::empty()));
                     }
                     None => {}
                 }

@@ -71,8 +71,7 @@ pub struct Engine<'a> {
 
 fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl<'a> Engine<'a> {
@@ -176,7 +175,7 @@ impl Engine<'_> {
                     "{}: waiting for another build of {} to finish",
                     el.name,
                     &key.to_hex()[..12]
-                ))
+                ));
             })?);
             if let Some(done) = self.cached_result(id, &key)? {
                 return Ok(done);
@@ -489,6 +488,7 @@ fn sandbox_spec(inputs: &KeyInputs, root: Root<'_>, dir: &BuildDir, jobs: &str) 
 /// The `/` of one command: a staged sysroot (read-only), or a private copy
 /// (writable).
 #[derive(Clone, Copy)]
+#[allow(clippy::struct_field_names, reason = "the root of a Root is its `/`")]
 pub(crate) struct Root<'a> {
     root: &'a Path,
     layers: &'a [PathBuf],
@@ -571,28 +571,27 @@ impl Engine<'_> {
                 ),
             });
         };
-        let dir = match reopen {
-            Some(root) => BuildDir {
+        let dir = if let Some(root) = reopen {
+            BuildDir {
                 root: root.to_path_buf(),
-            },
-            None => {
-                let dir = BuildDir::unique(
-                    &self.store.root().join("builds"),
-                    &format!(
-                        "shell-{}-{}-",
-                        crate::builddir::safe_name(&el.name),
-                        &key.to_hex()[..16]
-                    ),
-                )
-                .map_err(io(
-                    &el.name,
-                    "cannot create build directory in",
-                    self.store.root().join("builds"),
-                ))?;
-                self.fetch_sources(el)?;
-                self.stage_sources(el, &dir.build())?;
-                dir
             }
+        } else {
+            let dir = BuildDir::unique(
+                &self.store.root().join("builds"),
+                &format!(
+                    "shell-{}-{}-",
+                    crate::builddir::safe_name(&el.name),
+                    &key.to_hex()[..16]
+                ),
+            )
+            .map_err(io(
+                &el.name,
+                "cannot create build directory in",
+                self.store.root().join("builds"),
+            ))?;
+            self.fetch_sources(el)?;
+            self.stage_sources(el, &dir.build())?;
+            dir
         };
         let sysroot = self.sysroot(el, &self.labelled(&staged))?;
         let root = Root::read_only(&sysroot);

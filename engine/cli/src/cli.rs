@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
     version,
     about = "A declarative, content-addressed build engine"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     pub global: Global,
     #[command(subcommand)]
@@ -19,7 +19,7 @@ pub struct Cli {
 
 impl Cli {
     /// Parse the command line; a bad flag exits with code 2 (clap's usage error code).
-    pub fn parse_or_exit() -> Self {
+    pub(crate) fn parse_or_exit() -> Self {
         <Self as Parser>::parse()
     }
 }
@@ -34,7 +34,7 @@ fn parse_jobs(s: &str) -> Result<usize, String> {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct Global {
+pub(crate) struct Global {
     /// The content store [default: the user's cache directory, e.g. ~/.cache/cas]
     #[arg(long, global = true, env = "CAS_STORE", value_name = "DIR")]
     pub store: Option<PathBuf>,
@@ -50,7 +50,7 @@ pub struct Global {
 }
 
 impl Global {
-    pub fn store_dir(&self) -> PathBuf {
+    pub(crate) fn store_dir(&self) -> PathBuf {
         if let Some(dir) = &self.store {
             return dir.clone();
         }
@@ -61,17 +61,15 @@ impl Global {
         PathBuf::from(home).join(".cache").join("cas")
     }
 
-    pub fn jobs(&self) -> usize {
+    pub(crate) fn jobs(&self) -> usize {
         self.jobs.filter(|&n| n > 0).unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
         })
     }
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Low-level content store operations
     #[command(subcommand)]
     Store(crate::commands::store::StoreCommand),

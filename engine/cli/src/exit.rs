@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 /// What a command returns when it could not do its job.
-pub enum Failure {
+pub(crate) enum Failure {
     /// The user's input is wrong: exit 2.
     Invalid(miette::Report),
     /// Something failed while doing the work: exit 1.
@@ -15,17 +15,17 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub fn invalid(e: impl Into<miette::Report>) -> Self {
+    pub(crate) fn invalid(e: impl Into<miette::Report>) -> Self {
         Failure::Invalid(e.into())
     }
-    pub fn failed(e: impl Into<miette::Report>) -> Self {
+    pub(crate) fn failed(e: impl Into<miette::Report>) -> Self {
         Failure::Failed(e.into())
     }
 }
 
-pub type CmdResult = Result<ExitCode, Failure>;
+pub(crate) type CmdResult = Result<ExitCode, Failure>;
 
-pub fn finish(result: CmdResult) -> ExitCode {
+pub(crate) fn finish(result: CmdResult) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(Failure::Invalid(report)) => {

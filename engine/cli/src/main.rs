@@ -1,6 +1,12 @@
 //! `cas`: the command line. A thin layer over the library crates; every
 //! subcommand lives in its own file under `commands/`.
 
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the command line is where cas talks to the terminal"
+)]
+
 /// Loading thousands of element files is allocation-heavy: mimalloc
 /// measurably beats the system allocator there.
 #[global_allocator]

@@ -83,8 +83,7 @@ impl SourceFile {
         let col = self
             .text
             .get(start..end)
-            .map(|s| s.chars().count())
-            .unwrap_or(end.saturating_sub(start));
+            .map_or(end.saturating_sub(start), |s| s.chars().count());
         (line + 1, col + 1)
     }
 }
@@ -132,7 +131,7 @@ impl SourceCode for Source {
                 // A neighbouring line is too long to show: the error's line alone.
                 return Ok(Box::new(MietteSpanContents::new_named(
                     self.name.clone(),
-                    text[line_start..line_end].as_bytes(),
+                    &text.as_bytes()[line_start..line_end],
                     (line_start, line_end - line_start).into(),
                     text[..line_start].matches('\n').count(),
                     0,
@@ -167,7 +166,7 @@ impl SourceCode for Source {
         let column = text[line_start..from].chars().count();
         Ok(Box::new(MietteSpanContents::new_named(
             self.name.clone(),
-            text[from..to].as_bytes(),
+            &text.as_bytes()[from..to],
             (from, to - from).into(),
             line,
             column,

@@ -115,6 +115,10 @@ fn set(path: &Path, text: &str, index: usize, key: &str, value: &str) -> Result<
         }
     };
     let (start, end) = (node.span.start as usize, node.span.end as usize);
+    #[allow(
+        clippy::single_match_else,
+        reason = "the empty value is the special case, written out first"
+    )]
     let replacement = match &node.value {
         // An empty value (`sha256:` followed by nothing) has an empty span: write after the key.
         Value::Null => {
@@ -157,9 +161,7 @@ fn set(path: &Path, text: &str, index: usize, key: &str, value: &str) -> Result<
     // A quoted scalar's span may run past its closing quote (up to a
     // comment): end it at the closing quote.
     let end = match text[start..].chars().next() {
-        Some(q @ ('"' | '\'')) => closing_quote(&text[start..], q)
-            .map(|i| start + i + 1)
-            .unwrap_or(end),
+        Some(q @ ('"' | '\'')) => closing_quote(&text[start..], q).map_or(end, |i| start + i + 1),
         _ => end,
     };
     let mut out = String::with_capacity(text.len() + value.len());

@@ -382,13 +382,12 @@ pub(crate) fn resolve(
         Some(k) => cx
             .files
             .get(k.span.file)
-            .map(|f| f.line_col(k.span.start))
-            .unwrap_or((1, 1)),
+            .map_or((1, 1), |f| f.line_col(k.span.start)),
         None => (1, 1),
     };
     let mut origin = Origin {
         file: raw.file,
-        kind_span: raw.kind.as_ref().map(|k| k.span).unwrap_or(raw.root_span),
+        kind_span: raw.kind.as_ref().map_or(raw.root_span, |k| k.span),
         deps: vec![],
         line,
         col,
@@ -397,37 +396,34 @@ pub(crate) fn resolve(
     // dependencies
     let (mut bd, mut d, mut rd) = (Vec::new(), Vec::new(), Vec::new());
     for (dk, dep) in &raw.deps {
-        match cx.ids.get(&dep.value) {
-            Some(&did) => {
-                let list = match dk {
-                    DepKind::Build => &mut bd,
-                    DepKind::All => &mut d,
-                    DepKind::Runtime => &mut rd,
-                };
-                if !list.contains(&did) {
-                    list.push(did);
-                }
-                origin.deps.push((*dk, did, dep.span));
+        if let Some(&did) = cx.ids.get(&dep.value) {
+            let list = match dk {
+                DepKind::Build => &mut bd,
+                DepKind::All => &mut d,
+                DepKind::Runtime => &mut rd,
+            };
+            if !list.contains(&did) {
+                list.push(did);
             }
-            None => {
-                let file = cx.project.element_path.join(&dep.value);
-                let help = match suggest_file(&file) {
-                    Some(s) => format!(
-                        "did you mean `{s}`? (names are relative to `{}`)",
-                        cx.project.element_path.display()
-                    ),
-                    None => format!(
-                        "element names are paths relative to `{}`",
-                        cx.project.element_path.display()
-                    ),
-                };
-                r.err_help(
-                    dep.span,
-                    format!("dependency `{}` not found", dep.value),
-                    "no such element",
-                    help,
-                );
-            }
+            origin.deps.push((*dk, did, dep.span));
+        } else {
+            let file = cx.project.element_path.join(&dep.value);
+            let help = match suggest_file(&file) {
+                Some(s) => format!(
+                    "did you mean `{s}`? (names are relative to `{}`)",
+                    cx.project.element_path.display()
+                ),
+                None => format!(
+                    "element names are paths relative to `{}`",
+                    cx.project.element_path.display()
+                ),
+            };
+            r.err_help(
+                dep.span,
+                format!("dependency `{}` not found", dep.value),
+                "no such element",
+                help,
+            );
         }
     }
 
@@ -542,7 +538,7 @@ pub(crate) fn resolve(
         &kind.layer.environment,
         &raw.environment,
     ] {
-        for (k, v) in layer.iter() {
+        for (k, v) in layer {
             env_layers.push((&k.value, v));
         }
     }
@@ -760,7 +756,7 @@ fn suggest_file(missing: &std::path::Path) -> Option<String> {
     let want = missing.file_name()?.to_string_lossy().into_owned();
     let names: Vec<String> = std::fs::read_dir(dir)
         .ok()?
-        .filter_map(|e| e.ok())
+        .filter_map(std::result::Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .take(10_000)
         .collect();

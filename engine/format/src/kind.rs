@@ -179,12 +179,11 @@ pub(crate) fn merge_public<L: crate::read::Locate>(
     if let Some(n) = map.get("split-rules") {
         if let Some(m) = r.map(n, "split-rules") {
             for (k, v) in m.iter() {
-                match rules.iter_mut().find(|(d, _)| *d == k.name) {
-                    Some((_, base)) => *base = r.compose(base, v, &k.name),
-                    None => {
-                        let list = r.compose(&[], v, &k.name);
-                        rules.push((k.name.clone(), list));
-                    }
+                if let Some((_, base)) = rules.iter_mut().find(|(d, _)| *d == k.name) {
+                    *base = r.compose(base, v, &k.name)
+                } else {
+                    let list = r.compose(&[], v, &k.name);
+                    rules.push((k.name.clone(), list));
                 }
             }
         }
@@ -359,18 +358,15 @@ fn resolve_one(
                 );
                 None
             };
-            match parent {
-                Some(mut p) => {
-                    p.name = raw.name.clone();
-                    p.file = raw.path.clone();
-                    p.description = None;
-                    p
-                }
-                None => {
-                    chain.pop();
-                    errors.extend(r.errors);
-                    return None;
-                }
+            if let Some(mut p) = parent {
+                p.name = raw.name.clone();
+                p.file = raw.path.clone();
+                p.description = None;
+                p
+            } else {
+                chain.pop();
+                errors.extend(r.errors);
+                return None;
             }
         }
         None => Kind {
@@ -386,17 +382,16 @@ fn resolve_one(
     match map.get_entry("behaviour") {
         Some((_, n)) => {
             if let Some(b) = r.string(n, "behaviour") {
-                match Behaviour::ALL.iter().find(|(name, _)| *name == b.value) {
-                    Some((_, beh)) => kind.behaviour = *beh,
-                    None => {
-                        let names = Behaviour::ALL.iter().map(|(n, _)| *n);
-                        r.err_help(
-                            b.span,
-                            format!("unknown behaviour `{}`", b.value),
-                            "unknown behaviour",
-                            format!("one of: {}", names.collect::<Vec<_>>().join(", ")),
-                        );
-                    }
+                if let Some((_, beh)) = Behaviour::ALL.iter().find(|(name, _)| *name == b.value) {
+                    kind.behaviour = *beh
+                } else {
+                    let names = Behaviour::ALL.iter().map(|(n, _)| *n);
+                    r.err_help(
+                        b.span,
+                        format!("unknown behaviour `{}`", b.value),
+                        "unknown behaviour",
+                        format!("one of: {}", names.collect::<Vec<_>>().join(", ")),
+                    );
                 }
             }
         }
@@ -404,8 +399,7 @@ fn resolve_one(
             let span = raw
                 .root
                 .as_ref()
-                .map(|n| n.span)
-                .unwrap_or(Span::new(raw.file, 0, 0));
+                .map_or(Span::new(raw.file, 0, 0), |n| n.span);
             r.err(
                 span,
                 format!(

@@ -80,8 +80,7 @@ impl Loaded {
             .deps
             .iter()
             .find(|(_, d, _)| *d == dep)
-            .map(|(_, _, s)| *s)
-            .unwrap_or(e.origin.kind_span);
+            .map_or(e.origin.kind_span, |(_, _, s)| *s);
         self.files.error(span, message, label)
     }
 }
@@ -178,6 +177,10 @@ fn read_and_parse(
 }
 
 /// Load the targets (element files or element names) and everything they depend on.
+#[allow(
+    clippy::print_stderr,
+    reason = "CAS_FORMAT_TIMING=1 prints the time of each phase on stderr"
+)]
 pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
     let cwd = if cwd.is_absolute() {
         normalise_path(cwd)
@@ -228,22 +231,21 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
                 )));
                 continue;
             }
-            match abs
+            if let Some(n) = abs
                 .strip_prefix(&project.element_path)
                 .ok()
                 .and_then(|r| normalise_name(&r.to_string_lossy()))
             {
-                Some(n) => n,
-                None => {
-                    errors.push(
-                        Error::plain(format!(
-                            "`{t}` is not under the project's element path `{}`",
-                            project.element_path.display()
-                        ))
-                        .with_help("element files live under `element-path` (project.yaml)"),
-                    );
-                    continue;
-                }
+                n
+            } else {
+                errors.push(
+                    Error::plain(format!(
+                        "`{t}` is not under the project's element path `{}`",
+                        project.element_path.display()
+                    ))
+                    .with_help("element files live under `element-path` (project.yaml)"),
+                );
+                continue;
             }
         } else {
             match normalise_name(t) {
@@ -301,7 +303,7 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
     if let Some(dir) = &project.kinds_dir {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
             .map(|rd| {
-                rd.filter_map(|e| e.ok())
+                rd.filter_map(std::result::Result::ok)
                     .map(|e| e.path())
                     .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
                     .collect()
@@ -332,19 +334,21 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
         .map(|k| (k.name.clone(), display_name(&k.path, &cwd)))
         .collect();
 
+    // CAS_FORMAT_TIMING=1 prints the time of each phase (spec/format.md).
     let timing = std::env::var_os("CAS_FORMAT_TIMING").is_some();
     let t0 = std::time::Instant::now();
     // 4. element files, wave by wave
     let mut raws: Vec<RawElement> = Vec::new();
-    let mut seen: HashMap<String, ()> = HashMap::new();
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut existing: Vec<String> = Vec::new();
     let mut wave: Vec<String> = target_names.clone();
     for n in &wave {
-        seen.insert(n.clone(), ());
+        seen.insert(n.clone());
     }
     while !wave.is_empty() {
         let base = files.next_id().0;
-        let results: Vec<(String, Option<SourceFile>, Result<RawElement, Vec<Error>>)> = wave
+        type Read = (String, Option<SourceFile>, Result<RawElement, Vec<Error>>);
+        let results: Vec<Read> = wave
             .par_iter()
             .enumerate()
             .map(|(i, name)| {
@@ -381,8 +385,8 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
                 Ok(raw) => {
                     existing.push(name);
                     for (_, dep) in &raw.deps {
-                        if !seen.contains_key(&dep.value) {
-                            seen.insert(dep.value.clone(), ());
+                        if !seen.contains(&dep.value) {
+                            seen.insert(dep.value.clone());
                             next.push(dep.value.clone());
                         }
                     }
@@ -476,7 +480,7 @@ fn suggest_name(element_path: &Path, t: &str) -> Option<String> {
     let want = p.file_name()?.to_string_lossy().into_owned();
     let names: Vec<String> = std::fs::read_dir(element_path.join(parent))
         .ok()?
-        .filter_map(|e| e.ok())
+        .filter_map(std::result::Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .take(10_000)
         .collect();

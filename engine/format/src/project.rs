@@ -50,8 +50,7 @@ impl Project {
     pub fn implicit(dir: &Path) -> Project {
         let name = dir
             .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "project".into());
+            .map_or_else(|| "project".into(), |n| n.to_string_lossy().into_owned());
         Project {
             name,
             root: dir.to_path_buf(),

@@ -6,7 +6,7 @@ use crate::diagnostics::{suggest, Error, Files, SourceFile, Span};
 use crate::yaml::{Map, Node, Style, Value};
 
 /// Anything that can turn a span into a located error.
-pub trait Locate {
+pub(crate) trait Locate {
     fn error(&self, span: Span, message: String, label: &str) -> Error;
 }
 
@@ -24,31 +24,31 @@ impl Locate for SourceFile {
 
 /// A string with the span of the scalar it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Spanned {
+pub(crate) struct Spanned {
     pub value: String,
     pub span: Span,
 }
 
 /// Collects errors while reading one file (or one element).
-pub struct Reader<'a, L: Locate> {
+pub(crate) struct Reader<'a, L: Locate> {
     pub loc: &'a L,
     pub errors: Vec<Error>,
 }
 
 impl<'a, L: Locate> Reader<'a, L> {
-    pub fn new(loc: &'a L) -> Self {
+    pub(crate) fn new(loc: &'a L) -> Self {
         Reader {
             loc,
             errors: Vec::new(),
         }
     }
 
-    pub fn err(&mut self, span: Span, message: impl Into<String>, label: &str) {
+    pub(crate) fn err(&mut self, span: Span, message: impl Into<String>, label: &str) {
         let e = self.loc.error(span, message.into(), label);
         self.errors.push(e);
     }
 
-    pub fn err_help(
+    pub(crate) fn err_help(
         &mut self,
         span: Span,
         message: impl Into<String>,
@@ -69,7 +69,7 @@ impl<'a, L: Locate> Reader<'a, L> {
     }
 
     /// Report every key of `map` that is not in `allowed`, with a suggestion.
-    pub fn check_keys(&mut self, map: &Map, allowed: &[&str], context: &str) {
+    pub(crate) fn check_keys(&mut self, map: &Map, allowed: &[&str], context: &str) {
         for (k, _) in map.iter() {
             if !allowed.contains(&k.name.as_str()) {
                 self.unknown_key(k.span, &k.name, allowed.iter().copied(), context);
@@ -77,34 +77,33 @@ impl<'a, L: Locate> Reader<'a, L> {
         }
     }
 
-    pub fn unknown_key<'c>(
+    pub(crate) fn unknown_key<'c>(
         &mut self,
         span: Span,
         name: &str,
         allowed: impl IntoIterator<Item = &'c str> + Clone,
         context: &str,
     ) {
-        match suggest(name, allowed.clone()) {
-            Some(s) => self.err_help(
+        if let Some(s) = suggest(name, allowed.clone()) {
+            self.err_help(
                 span,
                 format!("unknown key `{name}`; did you mean `{s}`?"),
                 "unknown key",
                 format!("replace `{name}` with `{s}`"),
-            ),
-            None => {
-                let list: Vec<&str> = allowed.into_iter().collect();
-                self.err_help(
-                    span,
-                    format!("unknown key `{name}` in {context}"),
-                    "unknown key",
-                    format!("the keys allowed here are: {}", list.join(", ")),
-                )
-            }
+            );
+        } else {
+            let list: Vec<&str> = allowed.into_iter().collect();
+            self.err_help(
+                span,
+                format!("unknown key `{name}` in {context}"),
+                "unknown key",
+                format!("the keys allowed here are: {}", list.join(", ")),
+            );
         }
     }
 
     /// A mapping (null = empty).
-    pub fn map<'n>(&mut self, node: &'n Node, key: &str) -> Option<&'n Map> {
+    pub(crate) fn map<'n>(&mut self, node: &'n Node, key: &str) -> Option<&'n Map> {
         match &node.value {
             Value::Map(m) => Some(m),
             Value::Null => None,
@@ -116,21 +115,20 @@ impl<'a, L: Locate> Reader<'a, L> {
     }
 
     /// A string: any scalar (`1` and `"1"` are both the string "1"); null is an error.
-    pub fn string(&mut self, node: &Node, key: &str) -> Option<Spanned> {
-        match &node.value {
-            Value::Scalar(s, _) => Some(Spanned {
+    pub(crate) fn string(&mut self, node: &Node, key: &str) -> Option<Spanned> {
+        if let Value::Scalar(s, _) = &node.value {
+            Some(Spanned {
                 value: s.clone(),
                 span: node.span,
-            }),
-            _ => {
-                self.type_err(node, "a string", key);
-                None
-            }
+            })
+        } else {
+            self.type_err(node, "a string", key);
+            None
         }
     }
 
     /// `true` or `false` (plain or quoted).
-    pub fn bool(&mut self, node: &Node, key: &str) -> Option<bool> {
+    pub(crate) fn bool(&mut self, node: &Node, key: &str) -> Option<bool> {
         match &node.value {
             Value::Scalar(s, Style::Plain | Style::Quoted) if s == "true" => Some(true),
             Value::Scalar(s, Style::Plain | Style::Quoted) if s == "false" => Some(false),
@@ -142,19 +140,18 @@ impl<'a, L: Locate> Reader<'a, L> {
     }
 
     /// An unsigned 32-bit integer.
-    pub fn u32(&mut self, node: &Node, key: &str) -> Option<u32> {
+    pub(crate) fn u32(&mut self, node: &Node, key: &str) -> Option<u32> {
         match &node.value {
             Value::Scalar(s, _) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
-                match s.parse::<u32>() {
-                    Ok(v) => Some(v),
-                    Err(_) => {
-                        self.err(
-                            node.span,
-                            format!("`{key}`: {s} is too large (at most {})", u32::MAX),
-                            "too large",
-                        );
-                        None
-                    }
+                if let Ok(v) = s.parse::<u32>() {
+                    Some(v)
+                } else {
+                    self.err(
+                        node.span,
+                        format!("`{key}`: {s} is too large (at most {})", u32::MAX),
+                        "too large",
+                    );
+                    None
                 }
             }
             _ => {
@@ -165,7 +162,7 @@ impl<'a, L: Locate> Reader<'a, L> {
     }
 
     /// A list of strings (null = empty).
-    pub fn strings(&mut self, node: &Node, key: &str) -> Vec<Spanned> {
+    pub(crate) fn strings(&mut self, node: &Node, key: &str) -> Vec<Spanned> {
         match &node.value {
             Value::Null => Vec::new(),
             Value::Seq(items) => {
@@ -189,7 +186,7 @@ impl<'a, L: Locate> Reader<'a, L> {
     }
 
     /// A mapping of string to string, in order (null = empty).
-    pub fn string_map(&mut self, node: &Node, key: &str) -> Vec<(Spanned, Spanned)> {
+    pub(crate) fn string_map(&mut self, node: &Node, key: &str) -> Vec<(Spanned, Spanned)> {
         let Some(map) = self.map(node, key) else {
             return Vec::new();
         };
@@ -211,7 +208,7 @@ impl<'a, L: Locate> Reader<'a, L> {
     /// BuildStream list composition: `over` is either a list (replaces
     /// `base`) or a mapping with `(=)` (replace), `(<)` (prepend) and `(>)`
     /// (append).
-    pub fn compose(&mut self, base: &[Spanned], over: &Node, key: &str) -> Vec<Spanned> {
+    pub(crate) fn compose(&mut self, base: &[Spanned], over: &Node, key: &str) -> Vec<Spanned> {
         match &over.value {
             Value::Map(m) => {
                 let mut out = base.to_vec();

@@ -27,18 +27,15 @@ fn fields(kind: &str) -> &'static [&'static str] {
 
 /// Decode one `sources:` entry; errors go to `r`.
 pub(crate) fn decode(r: &mut Reader<SourceFile>, project: &Project, node: &Node) -> Option<Source> {
-    let map = match r.map(node, "sources") {
-        Some(m) => m,
-        None => {
-            if node.is_null() {
-                r.err(
-                    node.span,
-                    "empty source entry",
-                    "expected `kind: ...` and its fields",
-                );
-            }
-            return None;
+    let Some(map) = r.map(node, "sources") else {
+        if node.is_null() {
+            r.err(
+                node.span,
+                "empty source entry",
+                "expected `kind: ...` and its fields",
+            );
         }
+        return None;
     };
     let Some(kind_node) = map.get("kind") else {
         r.err_help(
@@ -70,9 +67,10 @@ pub(crate) fn decode(r: &mut Reader<SourceFile>, project: &Project, node: &Node)
     let directory = map
         .get("directory")
         .and_then(|n| r.string(n, "directory"))
-        .and_then(|d| match relative_inside(&d.value) {
-            Some(p) => Some(p.to_string_lossy().into_owned()),
-            None => {
+        .and_then(|d| {
+            if let Some(p) = relative_inside(&d.value) {
+                Some(p.to_string_lossy().into_owned())
+            } else {
                 r.err(
                     d.span,
                     "`directory` must be a relative path without `..`",
@@ -205,23 +203,22 @@ pub(crate) fn decode(r: &mut Reader<SourceFile>, project: &Project, node: &Node)
     })
 }
 
-fn required<'n>(
+fn required(
     r: &mut Reader<SourceFile>,
-    map: &'n Map,
+    map: &Map,
     kind_node: &Node,
     kind: &str,
     key: &str,
 ) -> Option<Spanned> {
-    match map.get(key) {
-        Some(n) => r.string(n, key),
-        None => {
-            r.err(
-                kind_node.span,
-                format!("a `{kind}` source needs `{key}`"),
-                &format!("no `{key}:`"),
-            );
-            None
-        }
+    if let Some(n) = map.get(key) {
+        r.string(n, key)
+    } else {
+        r.err(
+            kind_node.span,
+            format!("a `{kind}` source needs `{key}`"),
+            &format!("no `{key}:`"),
+        );
+        None
     }
 }
 

@@ -37,7 +37,7 @@ pub(crate) struct Scope<'a> {
 }
 
 impl<'a> Scope<'a> {
-    pub fn set(&mut self, name: &'a str, def: Def<'a>) {
+    pub(crate) fn set(&mut self, name: &'a str, def: Def<'a>) {
         if self.defs.insert(name, def).is_none() {
             self.order.push(name);
         }
@@ -59,7 +59,7 @@ fn valid_name(name: &str) -> bool {
 }
 
 impl<'s, 'a> Expander<'s, 'a> {
-    pub fn new(files: &'s Files, scope: &'s Scope<'a>) -> Self {
+    pub(crate) fn new(files: &'s Files, scope: &'s Scope<'a>) -> Self {
         Expander {
             files,
             scope,
@@ -69,7 +69,7 @@ impl<'s, 'a> Expander<'s, 'a> {
     }
 
     /// Expand every variable of the scope, in definition order.
-    pub fn expand_all(&mut self, errors: &mut Vec<Error>) -> Vec<(String, String)> {
+    pub(crate) fn expand_all(&mut self, errors: &mut Vec<Error>) -> Vec<(String, String)> {
         let mut out = Vec::with_capacity(self.scope.order.len());
         for &name in &self.scope.order {
             match self.var(name, None) {
@@ -83,7 +83,11 @@ impl<'s, 'a> Expander<'s, 'a> {
 
     /// Expand a string written at `span`. `Err(None)` means the error was
     /// already reported (a variable that failed before).
-    pub fn expand(&mut self, text: &str, span: Option<Span>) -> Result<String, Option<Error>> {
+    pub(crate) fn expand(
+        &mut self,
+        text: &str,
+        span: Option<Span>,
+    ) -> Result<String, Option<Error>> {
         if !text.contains('%') {
             return Ok(text.to_string());
         }
@@ -254,14 +258,13 @@ impl<'s, 'a> Expander<'s, 'a> {
                     .get(span.file)
                     .and_then(|f| f.text.get(span.start as usize..span.end as usize))
                     .and_then(|raw| raw.find(pat))
-                    .map(|o| {
+                    .map_or(span, |o| {
                         Span::new(
                             span.file,
                             span.start as usize + o,
                             span.start as usize + o + pat.len(),
                         )
-                    })
-                    .unwrap_or(span);
+                    });
                 self.files.error(at, msg, label)
             }
         };

@@ -129,8 +129,7 @@ impl<'a> Offsets<'a> {
             Some(t) => t
                 .get(char_index)
                 .copied()
-                .map(|b| b as usize)
-                .unwrap_or(self.text.len()),
+                .map_or(self.text.len(), |b| b as usize),
         }
     }
 }
@@ -221,7 +220,12 @@ pub fn parse(file: &SourceFile, id: FileId) -> Result<Option<Node>, Vec<Error>> 
                     "YAML aliases (`*name`) are not supported",
                     "alias",
                 );
-                errors.last_mut().map(|e| e.help = Some("write the value out; anchors and aliases are rejected (see spec/format.md)".into()));
+                if let Some(e) = errors.last_mut() {
+                    e.help = Some(
+                        "write the value out; anchors and aliases are rejected (see spec/format.md)"
+                            .into(),
+                    );
+                }
                 return Err(errors);
             }
             Event::Scalar(value, style, anchor, tag) => {
@@ -308,8 +312,7 @@ pub fn parse(file: &SourceFile, id: FileId) -> Result<Option<Node>, Vec<Error>> 
                     let end = map
                         .entries
                         .last()
-                        .map(|(_, v)| v.span.end)
-                        .unwrap_or(span.end)
+                        .map_or(span.end, |(_, v)| v.span.end)
                         .max(start.end);
                     Node {
                         span: Span::new(id, start.start as usize, end as usize),
@@ -378,10 +381,7 @@ fn scan_error(file: &SourceFile, id: FileId, off: &Offsets, e: &saphyr_parser::S
         // point at the offending tab: the first tab in the leading whitespace
         // of the error's line, or of an earlier line
         let text: &str = &file.text;
-        let line_start = text[..at.min(text.len())]
-            .rfind('\n')
-            .map(|i| i + 1)
-            .unwrap_or(0);
+        let line_start = text[..at.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
         let mut pos = None;
         for (i, line) in text[..line_start.max(at).min(text.len())]
             .split_inclusive('\n')

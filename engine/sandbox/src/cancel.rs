@@ -35,7 +35,7 @@ impl Cancel {
     pub fn cancel(&self) {
         let mut st = self.lock();
         st.cancelled = true;
-        for (pid, r) in st.running.iter_mut() {
+        for (pid, r) in &mut st.running {
             kill(*pid, r.group);
             r.killed = true;
         }
@@ -46,7 +46,9 @@ impl Cancel {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Records a started sandbox; kills it at once if already cancelled.

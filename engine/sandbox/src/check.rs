@@ -68,11 +68,7 @@ pub fn check_available() -> Result<(), SandboxError> {
     } else {
         stderr
     };
-    let sysctl = |p: &str| {
-        std::fs::read_to_string(p)
-            .map(|s| s.trim() == "0")
-            .unwrap_or(false)
-    };
+    let sysctl = |p: &str| std::fs::read_to_string(p).is_ok_and(|s| s.trim() == "0");
     let userns_off = sysctl("/proc/sys/user/max_user_namespaces")
         || sysctl("/proc/sys/kernel/unprivileged_userns_clone")
         || detail.contains("namespace")
@@ -175,16 +171,15 @@ pub fn resolve_in_layers(layers: Layers<'_>, path: &Path) -> Result<PathBuf, Str
             }
         }
     }
-    match found {
-        Some(host) => Ok(host),
-        None => {
-            let rel: PathBuf = done.iter().cloned().collect();
-            Ok(layers
-                .dirs()
-                .first()
-                .map(|d| d.join(rel))
-                .unwrap_or_default())
-        }
+    if let Some(host) = found {
+        Ok(host)
+    } else {
+        let rel: PathBuf = done.iter().cloned().collect();
+        Ok(layers
+            .dirs()
+            .first()
+            .map(|d| d.join(rel))
+            .unwrap_or_default())
     }
 }
 

@@ -255,7 +255,7 @@ fn cloexec_from(first: i32) {
         }
         // Kernels before 5.11: one fcntl per possible descriptor.
         let mut limit: libc::rlimit = std::mem::zeroed();
-        let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+        let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) == 0 {
             limit.rlim_cur.min(1 << 16) as i32
         } else {
             1024
@@ -296,8 +296,8 @@ unsafe fn keep(cas_pid: libc::pid_t) -> std::io::Result<()> {
     }
     let mut action: libc::sigaction = std::mem::zeroed();
     action.sa_sigaction = kill_group as *const () as libc::sighandler_t;
-    libc::sigemptyset(&mut action.sa_mask);
-    libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+    libc::sigemptyset(&raw mut action.sa_mask);
+    libc::sigaction(libc::SIGTERM, &raw const action, std::ptr::null_mut());
     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
     if libc::getppid() != cas_pid {
         kill_group(0);
@@ -312,7 +312,7 @@ unsafe fn keep(cas_pid: libc::pid_t) -> std::io::Result<()> {
     );
     let mut status = 0;
     loop {
-        let r = libc::waitpid(child, &mut status, 0);
+        let r = libc::waitpid(child, &raw mut status, 0);
         if r == child {
             break;
         }
@@ -324,9 +324,9 @@ unsafe fn keep(cas_pid: libc::pid_t) -> std::io::Result<()> {
         let sig = libc::WTERMSIG(status);
         libc::signal(sig, libc::SIG_DFL);
         let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, sig);
-        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::sigemptyset(&raw mut set);
+        libc::sigaddset(&raw mut set, sig);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &raw const set, std::ptr::null_mut());
         libc::kill(libc::getpid(), sig);
         libc::_exit(128 + sig);
     }
@@ -368,7 +368,7 @@ fn wait_no_reap(pid: i32) -> std::io::Result<()> {
             libc::waitid(
                 libc::P_PID,
                 pid as libc::id_t,
-                &mut info,
+                &raw mut info,
                 libc::WEXITED | libc::WNOWAIT,
             )
         };

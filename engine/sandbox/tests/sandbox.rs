@@ -30,7 +30,7 @@ fn busybox_root(dir: &Path) -> PathBuf {
 }
 
 struct Fixture {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     spec: SandboxSpec,
     build: PathBuf,
     install: PathBuf,
@@ -55,7 +55,7 @@ fn fixture() -> Fixture {
     spec.env.insert("LANG".into(), "C".into());
     let log = dir.path().join("log");
     Fixture {
-        _dir: dir,
+        dir,
         spec,
         build,
         install,
@@ -158,14 +158,14 @@ fn root_is_read_only_and_only_the_writable_mounts_are_writable() {
 #[test]
 fn read_only_mounts_and_deep_missing_mount_points() {
     let mut f = fixture();
-    let extra = f._dir.path().join("extra");
+    let extra = f.dir.path().join("extra");
     std::fs::create_dir_all(&extra).unwrap();
     std::fs::write(extra.join("data"), "ro data").unwrap();
     f.spec
         .mounts
         .push(Mount::read_only(&extra, "/usr/share/extra"));
     f.spec.mounts.push(Mount::writable(
-        f._dir.path().join("build"),
+        f.dir.path().join("build"),
         "/usr/src/pkg/build",
     ));
     let log = f.ok("cat /usr/share/extra/data; echo; ls /usr; echo deep > /usr/src/pkg/build/d; ! echo x > /usr/share/extra/w");
@@ -186,7 +186,7 @@ fn environment_is_exactly_the_given_one() {
     let (o, log) = f.run_argv(&["/bin/env".to_owned()]);
     assert!(o.success(), "{log}");
     let mut got: Vec<&str> = log.lines().collect();
-    got.sort();
+    got.sort_unstable();
     // bwrap always sets PWD to the working directory.
     let mut want: Vec<String> = f.spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     want.push("PWD=/build".to_owned());

@@ -1,6 +1,12 @@
 //! The black-box suite's toolchain helper (`tests/it/toolchain.rs`),
 //! checked here too, and a C build through the cas-sandbox API over it.
 
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "tests say what they skip and measured"
+)]
+
 #[path = "../../../tests/it/toolchain.rs"]
 mod toolchain;
 
@@ -54,7 +60,7 @@ fn c_library_and_program_build_in_the_sandbox() {
 /// Assembles both flavors from scratch and prints what they hold and how
 /// long it took: `cargo test -p cas-sandbox --test toolchain -- --ignored --nocapture`.
 #[test]
-#[ignore]
+#[ignore = "prints the toolchain assembled from this machine's packages, for looking at"]
 fn toolchain_summary() {
     let dir = tempfile::tempdir().unwrap();
     let start = std::time::Instant::now();

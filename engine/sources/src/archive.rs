@@ -299,10 +299,7 @@ fn extract_stream(
                     ));
                 }
                 let trel: PathBuf = tcomps[strip.len()..].iter().collect();
-                let is_file = dest
-                    .symlink_metadata(&trel)
-                    .map(|m| m.is_file())
-                    .unwrap_or(false);
+                let is_file = dest.symlink_metadata(&trel).is_ok_and(|m| m.is_file());
                 if !files.contains(&trel) || !is_file {
                     return Err(unsafe_member(
                         name,
@@ -338,7 +335,7 @@ fn extract_stream(
                 return Err(unsafe_member(
                     name,
                     &member,
-                    format!("unsupported member type {:?}", other),
+                    format!("unsupported member type {other:?}"),
                 ));
             }
         }
@@ -377,7 +374,7 @@ fn check_symlink_target(rel: &Path, target: &Path) -> std::result::Result<(), St
     if target.as_os_str().is_empty() {
         return Err("symlink with an empty target".into());
     }
-    let mut depth: usize = rel.parent().map(|p| p.components().count()).unwrap_or(0);
+    let mut depth: usize = rel.parent().map_or(0, |p| p.components().count());
     for c in target.components() {
         match c {
             Component::RootDir | Component::Prefix(_) => {

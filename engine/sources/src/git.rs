@@ -66,7 +66,7 @@ pub fn has_commit(mirror: &Path, commit: &str) -> bool {
         .args(["cat-file", "-e"])
         .arg(format!("{commit}^{{commit}}"));
     cmd.stdout(Stdio::null()).stderr(Stdio::null());
-    cmd.status().map(|s| s.success()).unwrap_or(false)
+    cmd.status().is_ok_and(|s| s.success())
 }
 
 fn init_mirror(git_dir: &Path, mirror: &Path, url: &str) -> Result<()> {

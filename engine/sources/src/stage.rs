@@ -24,19 +24,18 @@ pub fn remote_filename(url: &SourceUrl, filename: Option<&str>) -> Result<String
         filename: name.to_string(),
         reason: reason.to_string(),
     };
-    let name = match filename {
-        Some(f) => f.to_string(),
-        None => {
-            let mut path = url.written.as_str();
-            if let Some(alias) = &url.alias {
-                path = path
-                    .strip_prefix(alias.as_str())
-                    .and_then(|p| p.strip_prefix(':'))
-                    .unwrap_or(path);
-            }
-            let path = path.split(['?', '#']).next().unwrap_or("");
-            path.rsplit('/').next().unwrap_or("").to_string()
+    let name = if let Some(f) = filename {
+        f.to_string()
+    } else {
+        let mut path = url.written.as_str();
+        if let Some(alias) = &url.alias {
+            path = path
+                .strip_prefix(alias.as_str())
+                .and_then(|p| p.strip_prefix(':'))
+                .unwrap_or(path);
         }
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        path.rsplit('/').next().unwrap_or("").to_string()
     };
     if name.is_empty() {
         return Err(invalid(&name, "the URL has no file name; set `filename:`"));

@@ -12,7 +12,7 @@ use cas_sources::{
 use common::*;
 
 struct Env {
-    _tmp: tempfile::TempDir,
+    tmp: tempfile::TempDir,
     tmp_dir: std::path::PathBuf,
     cache: DirCache,
     config: FetcherConfig,
@@ -28,7 +28,7 @@ fn env() -> Env {
     config.connect_timeout = Duration::from_secs(2);
     let cache = DirCache::new(tmp.path().join("cache"));
     Env {
-        _tmp: tmp,
+        tmp,
         tmp_dir,
         cache,
         config,
@@ -47,9 +47,7 @@ fn fetched_file(f: Fetched) -> std::path::PathBuf {
 }
 
 fn tmp_is_empty(e: &Env) -> bool {
-    std::fs::read_dir(&e.tmp_dir)
-        .map(|mut d| d.next().is_none())
-        .unwrap_or(true)
+    std::fs::read_dir(&e.tmp_dir).map_or(true, |mut d| d.next().is_none())
 }
 
 #[test]
@@ -275,7 +273,7 @@ fn server_errors_and_429_are_retried_404_is_not() {
     let fetcher = Fetcher::new(e.config.clone()).unwrap();
     for (path, expect) in [("flaky", 3), ("busy", 2)] {
         let src = tar_source(&server.url(path), sha256(b"ok"), None);
-        let cache = DirCache::new(e._tmp.path().join(format!("cache-{path}")));
+        let cache = DirCache::new(e.tmp.path().join(format!("cache-{path}")));
         fetch_source(&src, &fetcher, &cache, false, &NoProgress).unwrap();
         assert_eq!(server.requests(path), expect, "{path}");
     }

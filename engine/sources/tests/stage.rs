@@ -1,5 +1,11 @@
 //! Staging every kind of source, and refusing hostile archives.
 
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "tests say what they skip and measured"
+)]
+
 mod common;
 
 use std::os::unix::fs::PermissionsExt;

@@ -423,12 +423,10 @@ pub fn verify_result_signed(
         if !trust.keys.contains(pk) {
             continue;
         }
-        let ok = ed25519_dalek::VerifyingKey::from_bytes(&pk.0)
-            .map(|vk| {
-                vk.verify(body, &ed25519_dalek::Signature::from_bytes(sig))
-                    .is_ok()
-            })
-            .unwrap_or(false);
+        let ok = ed25519_dalek::VerifyingKey::from_bytes(&pk.0).is_ok_and(|vk| {
+            vk.verify(body, &ed25519_dalek::Signature::from_bytes(sig))
+                .is_ok()
+        });
         if ok {
             return Ok((d.result, true));
         }
@@ -520,7 +518,7 @@ mod tests {
         forged[pos] = if forged[pos] == b'0' { b'1' } else { b'0' };
         assert!(matches!(
             verify_result(&forged, &key, &trusted),
-            Err(Rejection::WrongKey(_)) | Err(Rejection::BadSignature(_))
+            Err(Rejection::WrongKey(_) | Rejection::BadSignature(_))
         ));
         let mut r2 = r.clone();
         r2.duration_ms = 1;

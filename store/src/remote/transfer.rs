@@ -79,7 +79,9 @@ fn parallel<T: Sync>(
                 let Some(item) = items.get(i) else { break };
                 if let Err(e) = f(item) {
                     failed.store(true, Ordering::Relaxed);
-                    let mut slot = first.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut slot = first
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     if slot.is_none() {
                         *slot = Some(e);
                     }
@@ -88,7 +90,10 @@ fn parallel<T: Sync>(
             });
         }
     });
-    match first.into_inner().unwrap_or_else(|p| p.into_inner()) {
+    match first
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    {
         Some(e) => Err(e),
         None => Ok(()),
     }
@@ -183,7 +188,7 @@ pub fn fetch_tree(
                     EntryKind::File { digest, size }
                         if !store.has_object(&digest.0) && seen_blobs.insert(digest.0) =>
                     {
-                        blobs.push((digest.0, size))
+                        blobs.push((digest.0, size));
                     }
                     _ => {}
                 }
@@ -293,11 +298,15 @@ pub fn push_result(
         let out = Mutex::new(Vec::new());
         parallel(list, WORKERS, |d| {
             if !remote.has_object(d)? {
-                out.lock().unwrap_or_else(|p| p.into_inner()).push(*d);
+                out.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(*d);
             }
             Ok(())
         })?;
-        Ok(out.into_inner().unwrap_or_else(|p| p.into_inner()))
+        Ok(out
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
     };
     let upload = |d: &Digest| -> Result<(), RemoteError> {
         let path = store.object_path(d);

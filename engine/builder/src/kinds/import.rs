@@ -34,7 +34,7 @@ pub(crate) fn assemble(work: Work<'_, '_>, source: &str, target: &str) -> Result
     );
     let taken = import_dir(el, &dir.build(), source)?;
     let out = engine.store.ingest(&taken, IngestMode::Move)?.tree;
-    Ok(split::place_under(engine.store, out, target)?)
+    split::place_under(engine.store, out, target)
 }
 
 /// The directory of the staged sources an import takes (`config: source`):

@@ -13,7 +13,7 @@ use crate::commands::show::load_or_report;
 use crate::exit::{CmdResult, Failure};
 
 #[derive(Debug, clap::Args)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     /// Element file or element name
     pub target: PathBuf,
     /// Rebuild every step of the closure, not only the element's own
@@ -25,7 +25,7 @@ pub struct CheckArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct DiffArgs {
+pub(crate) struct DiffArgs {
     /// An element (file or name), an action key or a tree digest
     pub a: String,
     /// An element (file or name), an action key or a tree digest
@@ -39,7 +39,7 @@ pub struct DiffArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct ExplainArgs {
+pub(crate) struct ExplainArgs {
     /// Element file or element name
     pub target: PathBuf,
     /// Compare with this action key instead of the element's last build
@@ -48,7 +48,7 @@ pub struct ExplainArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct ChallengeArgs {
+pub(crate) struct ChallengeArgs {
     /// Element file or element name
     pub target: PathBuf,
     /// The remote cache to compare with (http(s):// URL, file:// URL or directory)
@@ -66,9 +66,7 @@ fn print_json(v: &impl serde::Serialize) -> Result<(), Failure> {
 }
 
 fn build_options(global: &Global, offline: bool) -> Result<BuildOptions, Failure> {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     Ok(BuildOptions {
         jobs: global.jobs(),
         max_jobs: cores,
@@ -80,7 +78,7 @@ fn build_options(global: &Global, offline: bool) -> Result<BuildOptions, Failure
     })
 }
 
-pub fn run_check(global: &Global, args: CheckArgs) -> CmdResult {
+pub(crate) fn run_check(global: &Global, args: CheckArgs) -> CmdResult {
     let loaded = load_or_report(std::slice::from_ref(&args.target))?;
     let store = open_store(global)?;
     cas_sandbox::check_available().map_err(err)?;
@@ -151,7 +149,7 @@ fn resolve(global: &Global, store: &Store, arg: &str) -> Result<TreeDigest, Fail
     })
 }
 
-pub fn run_diff(global: &Global, args: DiffArgs) -> CmdResult {
+pub(crate) fn run_diff(global: &Global, args: DiffArgs) -> CmdResult {
     let store = open_store(global)?;
     let a = resolve(global, &store, &args.a)?;
     let b = resolve(global, &store, &args.b)?;
@@ -178,8 +176,7 @@ pub fn run_diff(global: &Global, args: DiffArgs) -> CmdResult {
 
 fn diffoscope(store: &Store, a: &TreeDigest, b: &TreeDigest) -> CmdResult {
     let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join("diffoscope").is_file()))
-        .unwrap_or(false);
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("diffoscope").is_file()));
     if !found {
         return Err(Failure::failed(miette::miette!(
             help = "install diffoscope (Debian package `diffoscope`), or drop --diffoscope to use cas's own comparison",
@@ -232,7 +229,7 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     while i < out.len() {
         if let Ok(rd) = std::fs::read_dir(&out[i]) {
             for e in rd.flatten() {
-                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
                     out.push(e.path());
                 }
             }
@@ -242,7 +239,7 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     out
 }
 
-pub fn run_explain(global: &Global, args: ExplainArgs) -> CmdResult {
+pub(crate) fn run_explain(global: &Global, args: ExplainArgs) -> CmdResult {
     let against = match &args.against {
         Some(k) if is_digest(k) => Some(ActionKey(
             Digest::from_hex(&k.to_ascii_lowercase())
@@ -267,7 +264,7 @@ pub fn run_explain(global: &Global, args: ExplainArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run_challenge(global: &Global, args: ChallengeArgs) -> CmdResult {
+pub(crate) fn run_challenge(global: &Global, args: ChallengeArgs) -> CmdResult {
     let loaded = load_or_report(std::slice::from_ref(&args.target))?;
     let store = open_store(global)?;
     let report = cas_audit::challenge::challenge(&store, &loaded, loaded.targets[0], &args.remote)

@@ -13,7 +13,7 @@ use crate::commands::show::load_or_report;
 use crate::exit::{CmdResult, Failure};
 
 #[derive(Debug, clap::Args)]
-pub struct BuildArgs {
+pub(crate) struct BuildArgs {
     /// Element files or element names
     #[arg(required = true)]
     pub targets: Vec<PathBuf>,
@@ -28,7 +28,7 @@ pub struct BuildArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct CheckoutArgs {
+pub(crate) struct CheckoutArgs {
     /// Element file or element name
     pub target: PathBuf,
     /// Directory to create (must not exist, or be empty)
@@ -41,13 +41,13 @@ pub struct CheckoutArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct LogArgs {
+pub(crate) struct LogArgs {
     /// Element file or element name
     pub target: PathBuf,
 }
 
 /// Set by SIGINT: stop starting steps, kill the running sandboxes.
-pub static STOP: AtomicBool = AtomicBool::new(false);
+pub(crate) static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_sigint(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
@@ -63,7 +63,7 @@ fn install_sigint() {
     }
 }
 
-pub fn open_store(global: &Global) -> Result<Store, Failure> {
+pub(crate) fn open_store(global: &Global) -> Result<Store, Failure> {
     let dir = global.store_dir();
     Store::open(&dir).map_err(|e| {
         Failure::failed(miette::miette!(
@@ -73,7 +73,7 @@ pub fn open_store(global: &Global) -> Result<Store, Failure> {
     })
 }
 
-pub fn run_build(global: &Global, args: BuildArgs) -> CmdResult {
+pub(crate) fn run_build(global: &Global, args: BuildArgs) -> CmdResult {
     let loaded = load_or_report(&args.targets)?;
     let mirrors = crate::commands::source::mirrors(global)?;
     let store = open_store(global)?;
@@ -82,9 +82,7 @@ pub fn run_build(global: &Global, args: BuildArgs) -> CmdResult {
     install_sigint();
     // Sources first: all missing ones named when offline, else fetched in parallel, each once.
     crate::commands::source::prepare_build(&store, &loaded, &mirrors, global.jobs(), args.offline)?;
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let opts = BuildOptions {
         jobs: global.jobs(),
         max_jobs: cores,
@@ -168,7 +166,7 @@ fn cached_output(
     Ok((store, loaded, row))
 }
 
-pub fn run_checkout(global: &Global, args: CheckoutArgs) -> CmdResult {
+pub(crate) fn run_checkout(global: &Global, args: CheckoutArgs) -> CmdResult {
     let (store, loaded, row) = cached_output(global, &args.target)?;
     let output = row.output.expect("checked");
     crate::commands::remote::ensure_local(global, &args.remote, &store, &output)?;
@@ -196,7 +194,7 @@ pub fn run_checkout(global: &Global, args: CheckoutArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run_log(global: &Global, args: LogArgs) -> CmdResult {
+pub(crate) fn run_log(global: &Global, args: LogArgs) -> CmdResult {
     let (store, loaded, row) = cached_output(global, &args.target)?;
     let key = row.key.expect("cached rows have keys");
     let result = store

@@ -1,17 +1,17 @@
 //! One file per subcommand.
 
-pub mod audit;
-pub mod build;
-pub mod remote;
-pub mod shell;
-pub mod show;
-pub mod source;
-pub mod store;
+pub(crate) mod audit;
+pub(crate) mod build;
+pub(crate) mod remote;
+pub(crate) mod shell;
+pub(crate) mod show;
+pub(crate) mod source;
+pub(crate) mod store;
 
 use crate::cli::{Cli, Command};
 use crate::exit::CmdResult;
 
-pub fn run(cli: Cli) -> CmdResult {
+pub(crate) fn run(cli: Cli) -> CmdResult {
     let global = cli.global;
     match cli.command {
         Command::Store(cmd) => store::run(&global, cmd),

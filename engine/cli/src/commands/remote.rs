@@ -16,7 +16,7 @@ use crate::exit::{CmdResult, Failure};
 /// Remote cache options (`cas build`, `cas push`, `cas pull`). They add to
 /// the `remotes:` of the user configuration.
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct RemoteFlags {
+pub(crate) struct RemoteFlags {
     /// A remote cache: an http(s):// base URL, a file:// URL or a directory (repeatable; tried after the configured ones)
     #[arg(long = "remote", value_name = "URL")]
     pub remotes: Vec<String>,
@@ -38,7 +38,7 @@ pub struct RemoteFlags {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Element files or element names (`cas push`, `cas pull`)
     pub targets: Vec<PathBuf>,
     #[command(flatten)]
@@ -54,7 +54,7 @@ fn invalid(msg: String) -> Failure {
 
 /// The remotes of a command: configured ones first, then `--remote`s.
 /// `push_all`: every remote may be pushed to (`cas push`).
-pub fn remotes(
+pub(crate) fn remotes(
     global: &Global,
     flags: &RemoteFlags,
     push_all: bool,
@@ -110,7 +110,7 @@ pub fn remotes(
     let mut specs = Vec::new();
     for r in &config.remotes {
         let mut keys = parse_keys(&r.trusted_keys)?;
-        keys.extend(signer.as_ref().map(|s| s.public()));
+        keys.extend(signer.as_ref().map(cas_store::remote::SigningKey::public));
         specs.push(RemoteSpec {
             url: r.url.clone(),
             push: r.push && (flags.push || push_all),
@@ -121,7 +121,7 @@ pub fn remotes(
         });
     }
     let mut flag_keys = parse_keys(&flags.trusted_keys)?;
-    flag_keys.extend(signer.as_ref().map(|s| s.public()));
+    flag_keys.extend(signer.as_ref().map(cas_store::remote::SigningKey::public));
     for url in &flags.remotes {
         specs.push(RemoteSpec {
             url: url.clone(),
@@ -142,7 +142,7 @@ pub fn remotes(
     Ok(Some(Arc::new(remotes)))
 }
 
-pub fn run(global: &Global, name: &str, args: Args) -> CmdResult {
+pub(crate) fn run(global: &Global, name: &str, args: Args) -> CmdResult {
     match name {
         "keygen" => keygen(global, args),
         "push" => push(global, args),
@@ -325,7 +325,7 @@ fn pull(global: &Global, args: Args) -> CmdResult {
 }
 
 /// The remote part of `cas build`'s summary (stderr).
-pub fn print_summary(report: &cas_builder::BuildReport) {
+pub(crate) fn print_summary(report: &cas_builder::BuildReport) {
     let Some(r) = &report.remote else { return };
     let t = &r.transfers;
     eprintln!(
@@ -339,7 +339,7 @@ pub fn print_summary(report: &cas_builder::BuildReport) {
 
 /// Before `cas checkout`: an output known only from a pulled result is
 /// downloaded (verified) from the remotes first.
-pub fn ensure_local(
+pub(crate) fn ensure_local(
     global: &Global,
     flags: &RemoteFlags,
     store: &cas_store::Store,

@@ -12,7 +12,7 @@ use crate::commands::show::load_or_report;
 use crate::exit::{CmdResult, Failure};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Element file or element name
     #[arg(required_unless_present = "failed", conflicts_with = "failed")]
     pub target: Option<PathBuf>,
@@ -21,7 +21,7 @@ pub struct Args {
     pub failed: bool,
 }
 
-pub fn run(global: &Global, _name: &str, args: Args) -> CmdResult {
+pub(crate) fn run(global: &Global, _name: &str, args: Args) -> CmdResult {
     let store = open_store(global)?;
     let (target, reopen) = if args.failed {
         let failed = FailedBuild::load(store.root()).ok_or_else(|| {

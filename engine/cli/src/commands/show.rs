@@ -16,20 +16,20 @@ use crate::cli::Global;
 use crate::exit::{CmdResult, Failure};
 
 #[derive(Debug, clap::Args)]
-pub struct ShowArgs {
+pub(crate) struct ShowArgs {
     /// Element files or element names
     #[arg(required = true)]
     pub targets: Vec<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
-pub struct GraphArgs {
+pub(crate) struct GraphArgs {
     /// Element file or element name
     pub target: PathBuf,
 }
 
 /// Load the targets, or print every diagnostic and fail with exit code 2.
-pub fn load_or_report(targets: &[PathBuf]) -> Result<Loaded, Failure> {
+pub(crate) fn load_or_report(targets: &[PathBuf]) -> Result<Loaded, Failure> {
     let cwd = std::env::current_dir()
         .map_err(|e| Failure::failed(miette::miette!("cannot read the working directory: {e}")))?;
     let targets: Vec<String> = targets
@@ -48,7 +48,7 @@ pub fn load_or_report(targets: &[PathBuf]) -> Result<Loaded, Failure> {
 }
 
 /// One line of `cas show`.
-pub struct ShowRow<'a> {
+pub(crate) struct ShowRow<'a> {
     pub element: &'a Element,
     /// The file as shown (relative to the working directory when possible).
     pub file: String,
@@ -57,7 +57,7 @@ pub struct ShowRow<'a> {
 }
 
 /// The rows of `cas show` for the closure of the loaded targets.
-pub fn rows<'a>(loaded: &'a Loaded, cwd: &Path) -> Vec<ShowRow<'a>> {
+pub(crate) fn rows<'a>(loaded: &'a Loaded, cwd: &Path) -> Vec<ShowRow<'a>> {
     loaded
         .closure(&loaded.targets)
         .into_iter()
@@ -85,7 +85,7 @@ fn names(loaded: &Loaded, ids: &[ElementId]) -> Vec<String> {
 }
 
 /// The human table: name, kind, extra columns, file, dependencies; aligned.
-pub fn render_table(loaded: &Loaded, rows: &[ShowRow]) -> String {
+pub(crate) fn render_table(loaded: &Loaded, rows: &[ShowRow]) -> String {
     let mut cols: Vec<Vec<String>> = Vec::new();
     for r in rows {
         let e = r.element;
@@ -105,7 +105,7 @@ pub fn render_table(loaded: &Loaded, rows: &[ShowRow]) -> String {
         c.push(deps.join("; "));
         cols.push(c);
     }
-    let n = cols.first().map(Vec::len).unwrap_or(0);
+    let n = cols.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..n)
         .map(|i| cols.iter().map(|c| c[i].chars().count()).max().unwrap_or(0))
         .collect();
@@ -166,7 +166,7 @@ fn source_json(s: &cas_sources::Source) -> SourceJson {
     };
     match &s.kind {
         K::Local { path } | K::Patch { path, .. } => {
-            j.path = Some(path.to_string_lossy().into_owned())
+            j.path = Some(path.to_string_lossy().into_owned());
         }
         K::Tar { url, checksum, .. }
         | K::Remote { url, checksum, .. }
@@ -208,7 +208,7 @@ struct ElementJson<'a> {
 }
 
 /// The JSON document of `cas show --json`.
-pub fn render_json(loaded: &Loaded, rows: &[ShowRow]) -> String {
+pub(crate) fn render_json(loaded: &Loaded, rows: &[ShowRow]) -> String {
     let elements: Vec<ElementJson> = rows
         .iter()
         .map(|r| {
@@ -251,7 +251,7 @@ pub fn render_json(loaded: &Loaded, rows: &[ShowRow]) -> String {
     serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
-pub fn run_show(global: &Global, args: ShowArgs) -> CmdResult {
+pub(crate) fn run_show(global: &Global, args: ShowArgs) -> CmdResult {
     let loaded = load_or_report(&args.targets)?;
     let cwd = std::env::current_dir().unwrap_or_default();
     let mut rows = rows(&loaded, &cwd);
@@ -266,8 +266,7 @@ pub fn run_show(global: &Global, args: ShowArgs) -> CmdResult {
         let key = if global.json {
             key.unwrap_or_default()
         } else {
-            key.map(|k| k[..12].to_owned())
-                .unwrap_or_else(|| "-".into())
+            key.map_or_else(|| "-".into(), |k| k[..12].to_owned())
         };
         row.extra.push(("key", key));
         row.extra.push(("state", planned.state.name().to_owned()));
@@ -286,7 +285,7 @@ fn dot_quote(s: &str) -> String {
 
 /// Graphviz DOT of the closure: build-depends dashed, depends solid,
 /// runtime-depends dotted.
-pub fn render_dot(loaded: &Loaded) -> String {
+pub(crate) fn render_dot(loaded: &Loaded) -> String {
     let mut out = format!("digraph {} {{\n", dot_quote(&loaded.project.name));
     out.push_str("  // edges point from an element to its dependency\n");
     out.push_str(
@@ -315,7 +314,7 @@ pub fn render_dot(loaded: &Loaded) -> String {
                 "style=dotted, color=darkgreen, label=\"runtime\"",
             ),
         ] {
-            for &d in list.iter() {
+            for &d in list {
                 out.push_str(&format!(
                     "  {} -> {} [{}];\n",
                     dot_quote(&e.name),
@@ -329,7 +328,7 @@ pub fn render_dot(loaded: &Loaded) -> String {
     out
 }
 
-pub fn run_graph(_global: &Global, args: GraphArgs) -> CmdResult {
+pub(crate) fn run_graph(_global: &Global, args: GraphArgs) -> CmdResult {
     let loaded = load_or_report(std::slice::from_ref(&args.target))?;
     print!("{}", render_dot(&loaded));
     Ok(ExitCode::SUCCESS)

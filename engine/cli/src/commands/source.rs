@@ -22,14 +22,14 @@ use crate::commands::show::load_or_report;
 use crate::exit::{CmdResult, Failure};
 
 #[derive(Debug, clap::Args)]
-pub struct FetchArgs {
+pub(crate) struct FetchArgs {
     /// Element files or element names: every source of their closure is fetched
     #[arg(required = true)]
     pub targets: Vec<PathBuf>,
 }
 
 #[derive(Debug, clap::Subcommand)]
-pub enum SourceCommand {
+pub(crate) enum SourceCommand {
     /// Put files into the source cache by hand (for machines without network); prints their checksums
     Add(AddArgs),
     /// Ask upstream for the current checksum (tar, remote, deb) or commit (git) and write it into the element file
@@ -37,14 +37,14 @@ pub enum SourceCommand {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct AddArgs {
+pub(crate) struct AddArgs {
     /// Files to add
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
-pub struct TrackArgs {
+pub(crate) struct TrackArgs {
     /// Element file or element name
     pub target: PathBuf,
     /// Only this source (1 is the first of `sources:`) [default: every source with an upstream]
@@ -56,7 +56,7 @@ pub struct TrackArgs {
 
 /// The user configuration (`--config`, `CAS_CONFIG`, or the default file);
 /// a bad file prints its located diagnostics and exits 2.
-pub fn user_config(global: &Global) -> Result<UserConfig, Failure> {
+pub(crate) fn user_config(global: &Global) -> Result<UserConfig, Failure> {
     cas_format::config::load_user_config(global.config.as_deref()).map_err(|diags| {
         for e in &diags.errors {
             eprintln!("{:?}", miette::Report::new(e.clone()));
@@ -66,7 +66,7 @@ pub fn user_config(global: &Global) -> Result<UserConfig, Failure> {
 }
 
 /// The mirrors of the user configuration, per alias in the order written.
-pub fn mirrors(global: &Global) -> Result<Mirrors, Failure> {
+pub(crate) fn mirrors(global: &Global) -> Result<Mirrors, Failure> {
     let config = user_config(global)?;
     let mut mirrors = Mirrors::new();
     for (alias, bases) in &config.mirrors {
@@ -85,7 +85,7 @@ fn fetcher(store: &Store, mirrors: &Mirrors) -> Result<Fetcher, Failure> {
 // ---------------------------------------------------------------- what to fetch
 
 /// A short description of a source: kind and URL as written (or path).
-pub fn describe(s: &Source) -> String {
+pub(crate) fn describe(s: &Source) -> String {
     cas_builder::sources::describe(s)
 }
 
@@ -108,16 +108,13 @@ fn distinct_sources(loaded: &Loaded, ids: &[ElementId]) -> Vec<(Source, Vec<Stri
         let el = loaded.element(id);
         for s in &el.sources {
             let Some(key) = fetch_key(s) else { continue };
-            match seen.get(&key) {
-                Some(&i) => {
-                    if !out[i].1.contains(&el.name) {
-                        out[i].1.push(el.name.clone());
-                    }
+            if let Some(&i) = seen.get(&key) {
+                if !out[i].1.contains(&el.name) {
+                    out[i].1.push(el.name.clone());
                 }
-                None => {
-                    seen.insert(key, out.len());
-                    out.push((s.clone(), vec![el.name.clone()]));
-                }
+            } else {
+                seen.insert(key, out.len());
+                out.push((s.clone(), vec![el.name.clone()]));
             }
         }
     }
@@ -168,7 +165,7 @@ impl Out {
 
 /// How a batch of fetches went.
 #[derive(Default)]
-pub struct FetchSummary {
+pub(crate) struct FetchSummary {
     pub fetched: usize,
     pub cached: usize,
     /// Each failed source, the elements using it, and why.
@@ -196,14 +193,19 @@ fn fetch_all(
                     break;
                 };
                 if !cas_sources::needs_fetch(source, fetcher, &cache) {
-                    summary.lock().unwrap_or_else(|e| e.into_inner()).cached += 1;
+                    summary
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .cached += 1;
                     continue;
                 }
                 let what = describe(source);
                 let bar = out.bar(&what);
                 let result = cas_sources::fetch_source(source, fetcher, &cache, false, &bar);
                 bar.finish_and_clear();
-                let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
+                let mut s = summary
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 match result {
                     Ok(_) => {
                         out.line(&format!("fetched {what}"));
@@ -217,10 +219,12 @@ fn fetch_all(
             });
         }
     });
-    summary.into_inner().unwrap_or_else(|e| e.into_inner())
+    summary
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-pub fn run_fetch(global: &Global, args: FetchArgs) -> CmdResult {
+pub(crate) fn run_fetch(global: &Global, args: FetchArgs) -> CmdResult {
     let loaded = load_or_report(&args.targets)?;
     let mirrors = mirrors(global)?;
     let store = open_store(global)?;
@@ -263,7 +267,7 @@ pub fn run_fetch(global: &Global, args: FetchArgs) -> CmdResult {
 /// fetched in parallel, each once even when several elements use it;
 /// failures are left to the build, which reports them per element (and goes
 /// on with the others under `--keep-going`).
-pub fn prepare_build(
+pub(crate) fn prepare_build(
     store: &Store,
     loaded: &Loaded,
     mirrors: &Mirrors,
@@ -537,7 +541,7 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     result
 }
 
-pub fn run_source(global: &Global, cmd: SourceCommand) -> CmdResult {
+pub(crate) fn run_source(global: &Global, cmd: SourceCommand) -> CmdResult {
     match cmd {
         SourceCommand::Add(args) => run_add(global, args),
         SourceCommand::Track(args) => run_track(global, args),

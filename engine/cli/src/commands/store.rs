@@ -12,7 +12,7 @@ use crate::cli::Global;
 use crate::exit::{CmdResult, Failure};
 
 #[derive(Debug, clap::Subcommand)]
-pub enum StoreCommand {
+pub(crate) enum StoreCommand {
     /// Store a directory; print its tree digest
     Ingest {
         dir: PathBuf,
@@ -138,7 +138,7 @@ fn print_json(v: &serde_json::Value) {
     println!("{v}");
 }
 
-pub fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
+pub(crate) fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
     let ok = Ok(ExitCode::SUCCESS);
     match cmd {
         StoreCommand::Ingest { dir, move_files } => {
@@ -169,11 +169,7 @@ pub fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
             let store = open(global)?;
             let d = existing_tree(&store, &digest)?;
             if dir.exists()
-                && !(dir.is_dir()
-                    && dir
-                        .read_dir()
-                        .map(|mut r| r.next().is_none())
-                        .unwrap_or(false))
+                && !(dir.is_dir() && dir.read_dir().is_ok_and(|mut r| r.next().is_none()))
             {
                 return Err(invalid(format!(
                     "{}: exists and is not an empty directory",
@@ -424,17 +420,17 @@ pub fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
                 let p = String::from_utf8_lossy(&path);
                 match e.kind {
                     cas_store::EntryKind::File { digest, size } => {
-                        println!("{:04o} file {digest} {size} {p:?}", e.mode)
+                        println!("{:04o} file {digest} {size} {p:?}", e.mode);
                     }
                     cas_store::EntryKind::Dir { digest } => {
-                        println!("{:04o} dir  {digest} {p:?}", e.mode)
+                        println!("{:04o} dir  {digest} {p:?}", e.mode);
                     }
                     cas_store::EntryKind::Symlink { target } => {
                         println!(
                             "{:04o} link {p:?} -> {:?}",
                             e.mode,
                             String::from_utf8_lossy(&target)
-                        )
+                        );
                     }
                 }
             }
@@ -455,8 +451,7 @@ pub fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
             let manifest = store.put_bytes(b"").map_err(failed)?;
             let created = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
+                .map_or(0, |d| d.as_secs() as i64);
             let result = ActionResult {
                 output,
                 log,

@@ -16,7 +16,7 @@ use cas_sources::{Checksum, Source, SourceKind, SourceUrl};
 
 /// How the server answers one path.
 #[derive(Debug, Clone)]
-pub enum Behavior {
+pub(crate) enum Behavior {
     Normal,
     NotFound,
     /// Answer this status `times` times, then serve normally.
@@ -45,7 +45,7 @@ struct State {
     range_requests: HashMap<String, usize>,
 }
 
-pub struct Server {
+pub(crate) struct Server {
     port: u16,
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
@@ -53,7 +53,7 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start() -> Server {
+    pub(crate) fn start() -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let port = listener.local_addr().expect("local addr").port();
         let state = Arc::new(Mutex::new(State::default()));
@@ -79,7 +79,7 @@ impl Server {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!(
             "http://127.0.0.1:{}/{}",
             self.port,
@@ -87,11 +87,11 @@ impl Server {
         )
     }
 
-    pub fn base(&self) -> String {
+    pub(crate) fn base(&self) -> String {
         format!("http://127.0.0.1:{}/", self.port)
     }
 
-    pub fn serve(&self, path: &str, content: &[u8]) {
+    pub(crate) fn serve(&self, path: &str, content: &[u8]) {
         self.state
             .lock()
             .unwrap()
@@ -99,7 +99,7 @@ impl Server {
             .insert(norm(path), content.to_vec());
     }
 
-    pub fn behave(&self, path: &str, behavior: Behavior) {
+    pub(crate) fn behave(&self, path: &str, behavior: Behavior) {
         self.state
             .lock()
             .unwrap()
@@ -107,7 +107,7 @@ impl Server {
             .insert(norm(path), behavior);
     }
 
-    pub fn requests(&self, path: &str) -> usize {
+    pub(crate) fn requests(&self, path: &str) -> usize {
         *self
             .state
             .lock()
@@ -117,7 +117,7 @@ impl Server {
             .unwrap_or(&0)
     }
 
-    pub fn range_requests(&self, path: &str) -> usize {
+    pub(crate) fn range_requests(&self, path: &str) -> usize {
         *self
             .state
             .lock()
@@ -264,11 +264,11 @@ fn handle(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
 
 // ---------------------------------------------------------------- sources
 
-pub fn sha256(bytes: &[u8]) -> Checksum {
+pub(crate) fn sha256(bytes: &[u8]) -> Checksum {
     hash_reader(Algorithm::Sha256, bytes).expect("hash")
 }
 
-pub fn plain_url(url: &str) -> SourceUrl {
+pub(crate) fn plain_url(url: &str) -> SourceUrl {
     SourceUrl {
         written: url.to_string(),
         alias: None,
@@ -276,7 +276,7 @@ pub fn plain_url(url: &str) -> SourceUrl {
     }
 }
 
-pub fn source(kind: SourceKind) -> Source {
+pub(crate) fn source(kind: SourceKind) -> Source {
     Source {
         kind,
         directory: None,
@@ -284,7 +284,7 @@ pub fn source(kind: SourceKind) -> Source {
     }
 }
 
-pub fn tar_source(url: &str, checksum: Checksum, base_dir: Option<&str>) -> Source {
+pub(crate) fn tar_source(url: &str, checksum: Checksum, base_dir: Option<&str>) -> Source {
     source(SourceKind::Tar {
         url: plain_url(url),
         checksum,
@@ -295,7 +295,7 @@ pub fn tar_source(url: &str, checksum: Checksum, base_dir: Option<&str>) -> Sour
 // ---------------------------------------------------------------- archives
 
 /// One member of a test archive.
-pub enum Member<'a> {
+pub(crate) enum Member<'a> {
     File(&'a str, &'a [u8], u32),
     Dir(&'a str),
     Symlink(&'a str, &'a str),
@@ -306,7 +306,7 @@ pub enum Member<'a> {
 
 /// Build a plain tar, writing member names as raw bytes (so that hostile
 /// names survive the tar crate's own checks).
-pub fn tar_bytes(members: &[Member]) -> Vec<u8> {
+pub(crate) fn tar_bytes(members: &[Member]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for m in members {
         let mut h = tar::Header::new_ustar();
@@ -338,30 +338,30 @@ pub fn tar_bytes(members: &[Member]) -> Vec<u8> {
     b.into_inner().expect("finish tar")
 }
 
-pub fn gzip(data: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     e.write_all(data).unwrap();
     e.finish().unwrap()
 }
 
-pub fn xz(data: &[u8]) -> Vec<u8> {
+pub(crate) fn xz(data: &[u8]) -> Vec<u8> {
     let mut e = xz2::write::XzEncoder::new(Vec::new(), 6);
     e.write_all(data).unwrap();
     e.finish().unwrap()
 }
 
-pub fn bzip2(data: &[u8]) -> Vec<u8> {
+pub(crate) fn bzip2(data: &[u8]) -> Vec<u8> {
     let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
     e.write_all(data).unwrap();
     e.finish().unwrap()
 }
 
-pub fn zstd(data: &[u8]) -> Vec<u8> {
+pub(crate) fn zstd(data: &[u8]) -> Vec<u8> {
     zstd::encode_all(data, 3).unwrap()
 }
 
 /// An `ar` archive of (name, data) members.
-pub fn ar(members: &[(&str, &[u8])]) -> Vec<u8> {
+pub(crate) fn ar(members: &[(&str, &[u8])]) -> Vec<u8> {
     let mut out = b"!<arch>\n".to_vec();
     for (name, data) in members {
         out.extend_from_slice(
@@ -386,7 +386,7 @@ pub fn ar(members: &[(&str, &[u8])]) -> Vec<u8> {
 
 /// Every path under `root`, relative, sorted (to check that nothing
 /// appeared where it should not).
-pub fn listing(root: &Path) -> Vec<String> {
+pub(crate) fn listing(root: &Path) -> Vec<String> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
@@ -394,7 +394,7 @@ pub fn listing(root: &Path) -> Vec<String> {
         for e in entries.flatten() {
             let p = e.path();
             out.push(p.strip_prefix(root).unwrap().display().to_string());
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
                 walk(root, &p, out);
             }
         }
@@ -405,7 +405,7 @@ pub fn listing(root: &Path) -> Vec<String> {
     out
 }
 
-pub fn run(dir: &Path, cmd: &str, args: &[&str]) -> String {
+pub(crate) fn run(dir: &Path, cmd: &str, args: &[&str]) -> String {
     let out = std::process::Command::new(cmd)
         .args(args)
         .current_dir(dir)
