@@ -529,7 +529,7 @@ fn root_causes(ex: &Explanation, chain: &mut Vec<String>, out: &mut Vec<RootCaus
     }
     for d in &ex.dependencies {
         if let Some(sub) = &d.explanation {
-            root_causes(sub, chain, out)
+            root_causes(sub, chain, out);
         } else {
             // A dependency position with nothing staged now (removed).
             let mut c = chain.clone();

@@ -527,3 +527,59 @@ pub fn pull(
         .collect();
     Ok(rows)
 }
+
+/// What `cas push` did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PushReport {
+    /// Results uploaded to every push remote without a failure.
+    pub pushed: usize,
+    /// Results every push remote already had.
+    pub already_there: usize,
+    /// Elements of the closure with no local result (not built, or their key
+    /// depends on something not built).
+    pub not_built: Vec<String>,
+}
+
+/// `cas push`: every locally cached element of the closure of `targets` is
+/// pushed to the remotes marked for push (spec/remote.md "Push"); keys come
+/// from the plan (crate::plan), as for `pull`. Failures are in
+/// `remotes.summary()`, never returned.
+pub fn push(
+    store: &Store,
+    loaded: &cas_format::Loaded,
+    targets: &[ElementId],
+    remotes: &Remotes,
+    reporter: &dyn crate::progress::Reporter,
+) -> Result<PushReport> {
+    let _lock = store.lock_shared()?;
+    let planner = crate::plan::Planner::new(store, loaded);
+    let mut results: HashMap<ElementId, (ActionKey, ActionResult)> = HashMap::new();
+    let steps = planner.walk(targets, crate::plan::Walk::default(), &mut |id, k| {
+        let hit = store
+            .action_get(&k.key)?
+            .filter(|r| store.has_tree(&r.output));
+        Ok(hit.map(|r| {
+            let output = r.output;
+            results.insert(id, (k.key, r));
+            output
+        }))
+    })?;
+    let say = |m: &str| reporter.message(m);
+    let mut report = PushReport::default();
+    for step in steps {
+        let name = &loaded.element(step.id).name;
+        let Some((key, result)) = results.get(&step.id) else {
+            report.not_built.push(name.clone());
+            continue;
+        };
+        let count = remotes.push(store, key, result, name, &say);
+        if count.failed == 0 {
+            if count.uploaded > 0 {
+                report.pushed += 1;
+            } else {
+                report.already_there += 1;
+            }
+        }
+    }
+    Ok(report)
+}

@@ -91,11 +91,11 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Source(crate::commands::source::SourceCommand),
     /// Upload elements' results to a remote cache
-    Push(crate::commands::remote::Args),
+    Push(crate::commands::push::PushArgs),
     /// Download elements' results from a remote cache
-    Pull(crate::commands::remote::Args),
+    Pull(crate::commands::pull::PullArgs),
     /// Write an ed25519 key pair for signing action results
-    Keygen(crate::commands::remote::Args),
+    Keygen(crate::commands::keygen::KeygenArgs),
     /// Rebuild and compare outputs: is the build reproducible?
     Check(crate::commands::audit::CheckArgs),
     /// Compare two outputs down to files and ELF sections

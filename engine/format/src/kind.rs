@@ -180,7 +180,7 @@ pub(crate) fn merge_public<L: crate::read::Locate>(
         if let Some(m) = r.map(n, "split-rules") {
             for (k, v) in m.iter() {
                 if let Some((_, base)) = rules.iter_mut().find(|(d, _)| *d == k.name) {
-                    *base = r.compose(base, v, &k.name)
+                    *base = r.compose(base, v, &k.name);
                 } else {
                     let list = r.compose(&[], v, &k.name);
                     rules.push((k.name.clone(), list));
@@ -383,7 +383,7 @@ fn resolve_one(
         Some((_, n)) => {
             if let Some(b) = r.string(n, "behaviour") {
                 if let Some((_, beh)) = Behaviour::ALL.iter().find(|(name, _)| *name == b.value) {
-                    kind.behaviour = *beh
+                    kind.behaviour = *beh;
                 } else {
                     let names = Behaviour::ALL.iter().map(|(n, _)| *n);
                     r.err_help(

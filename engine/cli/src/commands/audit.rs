@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use cas_builder::{BuildOptions, Console};
 use cas_store::{ActionKey, Digest, Store, TreeDigest};
 
-use crate::cli::Global;
-use crate::commands::build::{open_store, STOP};
+use crate::commands::build::STOP;
+use crate::commands::session::Session;
 use crate::commands::show::load_or_report;
 use crate::exit::{CmdResult, Failure};
 
@@ -65,22 +65,22 @@ fn print_json(v: &impl serde::Serialize) -> Result<(), Failure> {
     Ok(())
 }
 
-fn build_options(global: &Global, offline: bool) -> Result<BuildOptions, Failure> {
+fn build_options(global: &Session, offline: bool) -> Result<BuildOptions, Failure> {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     Ok(BuildOptions {
         jobs: global.jobs(),
         max_jobs: cores,
         keep_going: false,
         offline,
-        mirrors: crate::commands::source::mirrors(global)?,
+        mirrors: global.mirrors()?,
         rebuild: Default::default(),
         remotes: None,
     })
 }
 
-pub(crate) fn run_check(global: &Global, args: CheckArgs) -> CmdResult {
+pub(crate) fn run_check(global: &Session, args: CheckArgs) -> CmdResult {
     let loaded = load_or_report(std::slice::from_ref(&args.target))?;
-    let store = open_store(global)?;
+    let store = global.store()?;
     cas_sandbox::check_available().map_err(err)?;
     let opts = build_options(global, args.offline)?;
     crate::commands::source::prepare_build(
@@ -114,7 +114,7 @@ fn is_digest(s: &str) -> bool {
 
 /// An operand of `cas diff`: an action key (its output), a tree digest, or
 /// an element (its cached output).
-fn resolve(global: &Global, store: &Store, arg: &str) -> Result<TreeDigest, Failure> {
+fn resolve(global: &Session, store: &Store, arg: &str) -> Result<TreeDigest, Failure> {
     if is_digest(arg) {
         let d = Digest::from_hex(&arg.to_ascii_lowercase())
             .map_err(|e| Failure::invalid(miette::miette!("{e}")))?;
@@ -132,7 +132,7 @@ fn resolve(global: &Global, store: &Store, arg: &str) -> Result<TreeDigest, Fail
         )));
     }
     let loaded = load_or_report(&[PathBuf::from(arg)])?;
-    let mirrors = crate::commands::source::mirrors(global)?;
+    let mirrors = global.mirrors()?;
     let plan = cas_builder::states(store, &loaded, &loaded.targets, &mirrors).map_err(err)?;
     let id = loaded.targets[0];
     let row = plan
@@ -149,8 +149,8 @@ fn resolve(global: &Global, store: &Store, arg: &str) -> Result<TreeDigest, Fail
     })
 }
 
-pub(crate) fn run_diff(global: &Global, args: DiffArgs) -> CmdResult {
-    let store = open_store(global)?;
+pub(crate) fn run_diff(global: &Session, args: DiffArgs) -> CmdResult {
+    let store = global.store()?;
     let a = resolve(global, &store, &args.a)?;
     let b = resolve(global, &store, &args.b)?;
     if args.diffoscope {
@@ -239,7 +239,7 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     out
 }
 
-pub(crate) fn run_explain(global: &Global, args: ExplainArgs) -> CmdResult {
+pub(crate) fn run_explain(global: &Session, args: ExplainArgs) -> CmdResult {
     let against = match &args.against {
         Some(k) if is_digest(k) => Some(ActionKey(
             Digest::from_hex(&k.to_ascii_lowercase())
@@ -253,7 +253,7 @@ pub(crate) fn run_explain(global: &Global, args: ExplainArgs) -> CmdResult {
         None => None,
     };
     let loaded = load_or_report(std::slice::from_ref(&args.target))?;
-    let store = open_store(global)?;
+    let store = global.store()?;
     let report = cas_audit::explain::explain(&store, &loaded, loaded.targets[0], against.as_ref())
         .map_err(err)?;
     if global.json {
@@ -264,9 +264,9 @@ pub(crate) fn run_explain(global: &Global, args: ExplainArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn run_challenge(global: &Global, args: ChallengeArgs) -> CmdResult {
+pub(crate) fn run_challenge(global: &Session, args: ChallengeArgs) -> CmdResult {
     let loaded = load_or_report(std::slice::from_ref(&args.target))?;
-    let store = open_store(global)?;
+    let store = global.store()?;
     let report = cas_audit::challenge::challenge(&store, &loaded, loaded.targets[0], &args.remote)
         .map_err(err)?;
     if global.json {

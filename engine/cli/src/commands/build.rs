@@ -8,7 +8,7 @@ use cas_builder::{BuildOptions, Console};
 use cas_format::Loaded;
 use cas_store::{Method, Store};
 
-use crate::cli::Global;
+use crate::commands::session::Session;
 use crate::commands::show::load_or_report;
 use crate::exit::{CmdResult, Failure};
 
@@ -24,7 +24,7 @@ pub(crate) struct BuildArgs {
     #[arg(long)]
     pub offline: bool,
     #[command(flatten)]
-    pub remote: crate::commands::remote::RemoteFlags,
+    pub remote: crate::commands::remotes::RemoteFlags,
 }
 
 #[derive(Debug, clap::Args)]
@@ -37,7 +37,7 @@ pub(crate) struct CheckoutArgs {
     #[arg(long)]
     pub hardlinks: bool,
     #[command(flatten)]
-    pub remote: crate::commands::remote::RemoteFlags,
+    pub remote: crate::commands::remotes::RemoteFlags,
 }
 
 #[derive(Debug, clap::Args)]
@@ -63,20 +63,10 @@ fn install_sigint() {
     }
 }
 
-pub(crate) fn open_store(global: &Global) -> Result<Store, Failure> {
-    let dir = global.store_dir();
-    Store::open(&dir).map_err(|e| {
-        Failure::failed(miette::miette!(
-            "cannot open the store {}: {e}",
-            dir.display()
-        ))
-    })
-}
-
-pub(crate) fn run_build(global: &Global, args: BuildArgs) -> CmdResult {
+pub(crate) fn run_build(global: &Session, args: BuildArgs) -> CmdResult {
     let loaded = load_or_report(&args.targets)?;
-    let mirrors = crate::commands::source::mirrors(global)?;
-    let store = open_store(global)?;
+    let mirrors = global.mirrors()?;
+    let store = global.store()?;
     // bwrap is checked by the first step that needs a sandbox (a no-op
     // build never starts one).
     install_sigint();
@@ -90,7 +80,7 @@ pub(crate) fn run_build(global: &Global, args: BuildArgs) -> CmdResult {
         offline: args.offline,
         mirrors,
         rebuild: Default::default(),
-        remotes: crate::commands::remote::remotes(global, &args.remote, false)?,
+        remotes: global.remotes(&args.remote, false)?,
     };
     let total = loaded.closure(&loaded.targets).len();
     let console = Console::new(total);
@@ -116,7 +106,7 @@ pub(crate) fn run_build(global: &Global, args: BuildArgs) -> CmdResult {
             String::new()
         },
     );
-    crate::commands::remote::print_summary(&report);
+    crate::commands::remotes::print_summary(&report);
     if STOP.load(Ordering::SeqCst) {
         eprintln!("interrupted: nothing was recorded for unfinished steps");
         return Ok(ExitCode::from(1));
@@ -138,18 +128,13 @@ pub(crate) fn run_build(global: &Global, args: BuildArgs) -> CmdResult {
 
 /// The planned state of a single target, which must be cached.
 fn cached_output(
-    global: &Global,
+    global: &Session,
     target: &PathBuf,
 ) -> Result<(Store, Loaded, cas_builder::Planned), Failure> {
     let loaded = load_or_report(std::slice::from_ref(target))?;
-    let store = open_store(global)?;
-    let plan = cas_builder::states(
-        &store,
-        &loaded,
-        &loaded.targets,
-        &crate::commands::source::mirrors(global)?,
-    )
-    .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    let store = global.store()?;
+    let plan = cas_builder::states(&store, &loaded, &loaded.targets, &global.mirrors()?)
+        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     let id = loaded.targets[0];
     let row = plan
         .into_iter()
@@ -166,10 +151,10 @@ fn cached_output(
     Ok((store, loaded, row))
 }
 
-pub(crate) fn run_checkout(global: &Global, args: CheckoutArgs) -> CmdResult {
+pub(crate) fn run_checkout(global: &Session, args: CheckoutArgs) -> CmdResult {
     let (store, loaded, row) = cached_output(global, &args.target)?;
     let output = row.output.expect("checked");
-    crate::commands::remote::ensure_local(global, &args.remote, &store, &output)?;
+    crate::commands::remotes::ensure_local(global, &args.remote, &store, &output)?;
     let method = if args.hardlinks {
         Method::Hardlink
     } else {
@@ -194,7 +179,7 @@ pub(crate) fn run_checkout(global: &Global, args: CheckoutArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn run_log(global: &Global, args: LogArgs) -> CmdResult {
+pub(crate) fn run_log(global: &Session, args: LogArgs) -> CmdResult {
     let (store, loaded, row) = cached_output(global, &args.target)?;
     let key = row.key.expect("cached rows have keys");
     let result = store

@@ -2,7 +2,11 @@
 
 pub(crate) mod audit;
 pub(crate) mod build;
-pub(crate) mod remote;
+pub(crate) mod keygen;
+pub(crate) mod pull;
+pub(crate) mod push;
+pub(crate) mod remotes;
+pub(crate) mod session;
 pub(crate) mod shell;
 pub(crate) mod show;
 pub(crate) mod source;
@@ -12,7 +16,7 @@ use crate::cli::{Cli, Command};
 use crate::exit::CmdResult;
 
 pub(crate) fn run(cli: Cli) -> CmdResult {
-    let global = cli.global;
+    let global = session::Session::new(cli.global);
     match cli.command {
         Command::Store(cmd) => store::run(&global, cmd),
         Command::Show(args) => show::run_show(&global, args),
@@ -23,9 +27,9 @@ pub(crate) fn run(cli: Cli) -> CmdResult {
         Command::Shell(args) => shell::run(&global, "shell", args),
         Command::Fetch(args) => source::run_fetch(&global, args),
         Command::Source(cmd) => source::run_source(&global, cmd),
-        Command::Push(args) => remote::run(&global, "push", args),
-        Command::Pull(args) => remote::run(&global, "pull", args),
-        Command::Keygen(args) => remote::run(&global, "keygen", args),
+        Command::Push(args) => push::run(&global, args),
+        Command::Pull(args) => pull::run(&global, args),
+        Command::Keygen(args) => keygen::run(&global, args),
         Command::Check(args) => audit::run_check(&global, args),
         Command::Diff(args) => audit::run_diff(&global, args),
         Command::Explain(args) => audit::run_explain(&global, args),

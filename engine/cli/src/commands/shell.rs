@@ -6,8 +6,7 @@ use std::process::ExitCode;
 
 use cas_builder::builddir::FailedBuild;
 
-use crate::cli::Global;
-use crate::commands::build::open_store;
+use crate::commands::session::Session;
 use crate::commands::show::load_or_report;
 use crate::exit::{CmdResult, Failure};
 
@@ -21,8 +20,8 @@ pub(crate) struct Args {
     pub failed: bool,
 }
 
-pub(crate) fn run(global: &Global, _name: &str, args: Args) -> CmdResult {
-    let store = open_store(global)?;
+pub(crate) fn run(global: &Session, _name: &str, args: Args) -> CmdResult {
+    let store = global.store()?;
     let (target, reopen) = if args.failed {
         let failed = FailedBuild::load(store.root()).ok_or_else(|| {
             Failure::failed(miette::miette!(
@@ -58,7 +57,7 @@ pub(crate) fn run(global: &Global, _name: &str, args: Args) -> CmdResult {
         &loaded,
         loaded.targets[0],
         reopen.as_deref(),
-        &crate::commands::source::mirrors(global)?,
+        &global.mirrors()?,
     )
     .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     Ok(match outcome.status {

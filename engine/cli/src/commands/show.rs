@@ -12,7 +12,7 @@ use cas_format::{Element, ElementId, Loaded};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
-use crate::cli::Global;
+use crate::commands::session::Session;
 use crate::exit::{CmdResult, Failure};
 
 #[derive(Debug, clap::Args)]
@@ -251,13 +251,13 @@ pub(crate) fn render_json(loaded: &Loaded, rows: &[ShowRow]) -> String {
     serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
-pub(crate) fn run_show(global: &Global, args: ShowArgs) -> CmdResult {
+pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
     let loaded = load_or_report(&args.targets)?;
     let cwd = std::env::current_dir().unwrap_or_default();
     let mut rows = rows(&loaded, &cwd);
     // Keys and states: a key is known once everything staged is cached.
-    let mirrors = crate::commands::source::mirrors(global)?;
-    let store = crate::commands::build::open_store(global)?;
+    let mirrors = global.mirrors()?;
+    let store = global.store()?;
     let plan = cas_builder::states(&store, &loaded, &loaded.targets, &mirrors)
         .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     for (row, planned) in rows.iter_mut().zip(plan) {
@@ -328,7 +328,7 @@ pub(crate) fn render_dot(loaded: &Loaded) -> String {
     out
 }
 
-pub(crate) fn run_graph(_global: &Global, args: GraphArgs) -> CmdResult {
+pub(crate) fn run_graph(_global: &Session, args: GraphArgs) -> CmdResult {
     let loaded = load_or_report(std::slice::from_ref(&args.target))?;
     print!("{}", render_dot(&loaded));
     Ok(ExitCode::SUCCESS)

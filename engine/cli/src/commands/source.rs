@@ -11,13 +11,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use cas_builder::sources::StoreSourceCache;
-use cas_format::config::UserConfig;
 use cas_format::{ElementId, Loaded};
 use cas_sources::{Algorithm, Fetcher, Mirrors, Source, SourceError, SourceKind, Tracked};
 use cas_store::{IngestMode, Store};
 
-use crate::cli::Global;
-use crate::commands::build::open_store;
+use crate::commands::session::Session;
 use crate::commands::show::load_or_report;
 use crate::exit::{CmdResult, Failure};
 
@@ -53,29 +51,6 @@ pub(crate) struct TrackArgs {
 }
 
 // ---------------------------------------------------------------- configuration
-
-/// The user configuration (`--config`, `CAS_CONFIG`, or the default file);
-/// a bad file prints its located diagnostics and exits 2.
-pub(crate) fn user_config(global: &Global) -> Result<UserConfig, Failure> {
-    cas_format::config::load_user_config(global.config.as_deref()).map_err(|diags| {
-        for e in &diags.errors {
-            eprintln!("{:?}", miette::Report::new(e.clone()));
-        }
-        Failure::Silent(2)
-    })
-}
-
-/// The mirrors of the user configuration, per alias in the order written.
-pub(crate) fn mirrors(global: &Global) -> Result<Mirrors, Failure> {
-    let config = user_config(global)?;
-    let mut mirrors = Mirrors::new();
-    for (alias, bases) in &config.mirrors {
-        for base in bases {
-            mirrors.add(alias.clone(), base.clone());
-        }
-    }
-    Ok(mirrors)
-}
 
 fn fetcher(store: &Store, mirrors: &Mirrors) -> Result<Fetcher, Failure> {
     cas_builder::run::fetcher_for(store, mirrors)
@@ -224,10 +199,10 @@ fn fetch_all(
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-pub(crate) fn run_fetch(global: &Global, args: FetchArgs) -> CmdResult {
+pub(crate) fn run_fetch(global: &Session, args: FetchArgs) -> CmdResult {
     let loaded = load_or_report(&args.targets)?;
-    let mirrors = mirrors(global)?;
-    let store = open_store(global)?;
+    let mirrors = global.mirrors()?;
+    let store = global.store()?;
     let fetcher = fetcher(&store, &mirrors)?;
     let sources = distinct_sources(&loaded, &loaded.closure(&loaded.targets));
     let total = sources.len();
@@ -321,8 +296,8 @@ pub(crate) fn prepare_build(
 
 // ---------------------------------------------------------------- cas source add
 
-fn run_add(global: &Global, args: AddArgs) -> CmdResult {
-    let store = open_store(global)?;
+fn run_add(global: &Session, args: AddArgs) -> CmdResult {
+    let store = global.store()?;
     let mut rows = Vec::new();
     for file in &args.files {
         if !file.is_file() {
@@ -411,10 +386,10 @@ fn track_one(
     result
 }
 
-fn run_track(global: &Global, args: TrackArgs) -> CmdResult {
+fn run_track(global: &Session, args: TrackArgs) -> CmdResult {
     let loaded = load_or_report(std::slice::from_ref(&args.target))?;
-    let mirrors = mirrors(global)?;
-    let store = open_store(global)?;
+    let mirrors = global.mirrors()?;
+    let store = global.store()?;
     let fetcher = fetcher(&store, &mirrors)?;
     let cache = StoreSourceCache { store: &store };
     let el = loaded.element(loaded.targets[0]);
@@ -541,7 +516,7 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     result
 }
 
-pub(crate) fn run_source(global: &Global, cmd: SourceCommand) -> CmdResult {
+pub(crate) fn run_source(global: &Session, cmd: SourceCommand) -> CmdResult {
     match cmd {
         SourceCommand::Add(args) => run_add(global, args),
         SourceCommand::Track(args) => run_track(global, args),

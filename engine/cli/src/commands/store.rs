@@ -8,7 +8,7 @@ use cas_store::{
     StoreError, TreeDigest,
 };
 
-use crate::cli::Global;
+use crate::commands::session::Session;
 use crate::exit::{CmdResult, Failure};
 
 #[derive(Debug, clap::Subcommand)]
@@ -91,16 +91,6 @@ pub(crate) enum StoreCommand {
     ActionGet { key: String },
 }
 
-fn open(global: &Global) -> Result<Store, Failure> {
-    let dir = global.store_dir();
-    Store::open(&dir).map_err(|e| {
-        Failure::failed(miette::miette!(
-            "cannot open the store at {}: {e}",
-            dir.display()
-        ))
-    })
-}
-
 fn failed(e: StoreError) -> Failure {
     Failure::failed(miette::miette!("{e}"))
 }
@@ -138,12 +128,12 @@ fn print_json(v: &serde_json::Value) {
     println!("{v}");
 }
 
-pub(crate) fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
+pub(crate) fn run(global: &Session, cmd: StoreCommand) -> CmdResult {
     let ok = Ok(ExitCode::SUCCESS);
     match cmd {
         StoreCommand::Ingest { dir, move_files } => {
             existing_dir(&dir)?;
-            let store = open(global)?;
+            let store = global.store()?;
             let mode = if move_files {
                 IngestMode::Move
             } else {
@@ -166,7 +156,7 @@ pub(crate) fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
             dir,
             hardlinks,
         } => {
-            let store = open(global)?;
+            let store = global.store()?;
             let d = existing_tree(&store, &digest)?;
             if dir.exists()
                 && !(dir.is_dir() && dir.read_dir().is_ok_and(|mut r| r.next().is_none()))
@@ -194,7 +184,7 @@ pub(crate) fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
             file,
             mtime,
         } => {
-            let store = open(global)?;
+            let store = global.store()?;
             let d = existing_tree(&store, &digest)?;
             store
                 .export_tar_with_mtime(&d, &file, mtime)
@@ -208,7 +198,7 @@ pub(crate) fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
             if !file.is_file() {
                 return Err(invalid(format!("{}: no such file", file.display())));
             }
-            let store = open(global)?;
+            let store = global.store()?;
             let d = store.import_tar(&file).map_err(failed)?;
             if global.json {
                 print_json(&serde_json::json!({"tree": d}));
@@ -218,7 +208,7 @@ pub(crate) fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
             ok
         }
         StoreCommand::Verify { repair, deep } => {
-            let store = open(global)?;
+            let store = global.store()?;
             let r = store.verify_with(repair, deep).map_err(failed)?;
             if global.json {
                 print_json(&serde_json::json!(r));
@@ -282,7 +272,7 @@ pub(crate) fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
                 Some(s) => Some(parse_size(&s).map_err(|e| invalid(e.to_string()))?),
                 None => None,
             };
-            let store = open(global)?;
+            let store = global.store()?;
             let opts = GcOptions {
                 max_size,
                 keep_younger_than: keep_younger_than.map(std::time::Duration::from_secs),
@@ -313,7 +303,7 @@ pub(crate) fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
             ok
         }
         StoreCommand::Results => {
-            let store = open(global)?;
+            let store = global.store()?;
             let rows = store.action_list().map_err(failed)?;
             if global.json {
                 let list: Vec<_> = rows
@@ -332,7 +322,7 @@ pub(crate) fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
             ok
         }
         StoreCommand::Stats => {
-            let store = open(global)?;
+            let store = global.store()?;
             let s = store.stats().map_err(failed)?;
             if global.json {
                 print_json(&serde_json::json!(s));
@@ -349,20 +339,20 @@ pub(crate) fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
             ok
         }
         StoreCommand::Pin { name, digest } => {
-            let store = open(global)?;
+            let store = global.store()?;
             let d = existing_tree(&store, &digest)?;
             store.pin(&name, &d).map_err(failed)?;
             ok
         }
         StoreCommand::Unpin { name } => {
-            let store = open(global)?;
+            let store = global.store()?;
             if !store.unpin(&name).map_err(failed)? {
                 return Err(invalid(format!("no pin named {name:?}")));
             }
             ok
         }
         StoreCommand::Pins => {
-            let store = open(global)?;
+            let store = global.store()?;
             let pins = store.pins().map_err(failed)?;
             if global.json {
                 let v: Vec<_> = pins
@@ -378,7 +368,7 @@ pub(crate) fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
             ok
         }
         StoreCommand::Merge { trees } => {
-            let store = open(global)?;
+            let store = global.store()?;
             let mut list = Vec::new();
             for t in &trees {
                 let Some((label, digest)) = t.split_once('=') else {
@@ -397,7 +387,7 @@ pub(crate) fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
             ok
         }
         StoreCommand::View { digest } => {
-            let store = open(global)?;
+            let store = global.store()?;
             let d = existing_tree(&store, &digest)?;
             let v = store.view(&d).map_err(failed)?;
             if global.json {
@@ -413,7 +403,7 @@ pub(crate) fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
             ok
         }
         StoreCommand::Ls { digest } => {
-            let store = open(global)?;
+            let store = global.store()?;
             let d = existing_tree(&store, &digest)?;
             let entries = store.walk(&d).map_err(failed)?;
             for (path, e) in entries {
@@ -437,7 +427,7 @@ pub(crate) fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
             ok
         }
         StoreCommand::ActionPut { key, output, log } => {
-            let store = open(global)?;
+            let store = global.store()?;
             let key = key
                 .parse::<ActionKey>()
                 .map_err(|e| invalid(e.to_string()))?;
@@ -463,7 +453,7 @@ pub(crate) fn run(global: &Global, cmd: StoreCommand) -> CmdResult {
             ok
         }
         StoreCommand::ActionGet { key } => {
-            let store = open(global)?;
+            let store = global.store()?;
             let key = key
                 .parse::<ActionKey>()
                 .map_err(|e| invalid(e.to_string()))?;
