@@ -149,18 +149,8 @@ pub fn describe(source: &Source) -> String {
 }
 
 /// One download per source at a time in this process: steps running in
-/// parallel that share a source wait for the first fetch, then find it in
-/// the cache.
-fn gate_key(source: &Source) -> Option<String> {
-    match &source.kind {
-        SourceKind::Local { .. } | SourceKind::Patch { .. } => None,
-        SourceKind::Tar { checksum, .. }
-        | SourceKind::Remote { checksum, .. }
-        | SourceKind::Deb { checksum, .. } => Some(checksum.to_string()),
-        SourceKind::Git { url, commit, .. } => Some(format!("git:{}@{commit}", url.written)),
-    }
-}
-
+/// parallel that share a source (same [`cas_sources::fetch_identity`]) wait
+/// for the first fetch, then find it in the cache.
 static GATES: std::sync::OnceLock<Mutex<HashMap<String, std::sync::Arc<Mutex<()>>>>> =
     std::sync::OnceLock::new();
 
@@ -172,7 +162,7 @@ pub fn fetch_once(
     offline: bool,
     progress: &dyn cas_sources::Progress,
 ) -> cas_sources::Result<cas_sources::Fetched> {
-    let Some(key) = gate_key(source) else {
+    let Some(key) = cas_sources::fetch_identity(source) else {
         return cas_sources::fetch_source(source, fetcher, cache, offline, progress);
     };
     let gate = {
@@ -186,4 +176,132 @@ pub fn fetch_once(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     cas_sources::fetch_source(source, fetcher, cache, offline, progress)
+}
+
+/// The distinct fetchable sources of `ids` (by fetch identity), in order,
+/// with the names of the elements that use each.
+pub fn distinct_sources(
+    loaded: &cas_format::Loaded,
+    ids: &[cas_format::ElementId],
+) -> Vec<(Source, Vec<String>)> {
+    let mut out: Vec<(Source, Vec<String>)> = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for &id in ids {
+        let el = loaded.element(id);
+        for s in &el.sources {
+            let Some(key) = cas_sources::fetch_identity(s) else {
+                continue;
+            };
+            if let Some(&i) = seen.get(&key) {
+                if !out[i].1.contains(&el.name) {
+                    out[i].1.push(el.name.clone());
+                }
+            } else {
+                seen.insert(key, out.len());
+                out.push((s.clone(), vec![el.name.clone()]));
+            }
+        }
+    }
+    out
+}
+
+/// Where a batch of fetches reports: a progress sink per download, and lines.
+pub trait FetchReporter: Sync {
+    /// A download of `what` starts.
+    fn started(&self, what: &str) -> Box<dyn cas_sources::Progress + '_>;
+    /// A line: `fetched …` or `failed  …`.
+    fn line(&self, text: &str);
+}
+
+/// How a batch of fetches went.
+#[derive(Default)]
+pub struct FetchSummary {
+    pub fetched: usize,
+    pub cached: usize,
+    /// Each failed source, the elements using it, and why.
+    pub failures: Vec<(Source, Vec<String>, cas_sources::SourceError)>,
+}
+
+/// Fetch `sources` (distinct) with at most `jobs` downloads at once. Every
+/// source is attempted; failures are collected, not fatal (`cas fetch`).
+pub fn fetch_all(
+    store: &Store,
+    fetcher: &cas_sources::Fetcher,
+    sources: &[(Source, Vec<String>)],
+    jobs: usize,
+    reporter: &dyn FetchReporter,
+) -> FetchSummary {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let cache = StoreSourceCache { store };
+    let next = AtomicUsize::new(0);
+    let summary = Mutex::new(FetchSummary::default());
+    let workers = jobs.max(1).min(sources.len());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some((source, users)) = sources.get(i) else {
+                    break;
+                };
+                if !cas_sources::needs_fetch(source, fetcher, &cache) {
+                    summary
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .cached += 1;
+                    continue;
+                }
+                let what = describe(source);
+                let result = {
+                    let progress = reporter.started(&what);
+                    fetch_once(source, fetcher, &cache, false, progress.as_ref())
+                };
+                let mut s = summary
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                match result {
+                    Ok(_) => {
+                        reporter.line(&format!("fetched {what}"));
+                        s.fetched += 1;
+                    }
+                    Err(e) => {
+                        reporter.line(&format!("failed  {what}"));
+                        s.failures.push((source.clone(), users.clone(), e));
+                    }
+                }
+            });
+        }
+    });
+    summary
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `cas build --offline`: the sources that the steps still to build need
+/// and that are not in the source cache, with the elements using each
+/// (empty: the build can run without the network). Cached steps need none.
+pub fn missing_offline(
+    store: &Store,
+    loaded: &cas_format::Loaded,
+    fetcher: &cas_sources::Fetcher,
+    mirrors: &cas_sources::Mirrors,
+) -> crate::error::Result<Vec<(Source, Vec<String>)>> {
+    let cache = StoreSourceCache { store };
+    // Cheap first: when every source of the closure is there, no need to plan.
+    let closure = loaded.closure(&loaded.targets);
+    if distinct_sources(loaded, &closure)
+        .iter()
+        .all(|(s, _)| !cas_sources::needs_fetch(s, fetcher, &cache))
+    {
+        return Ok(Vec::new());
+    }
+    let todo: Vec<cas_format::ElementId> =
+        crate::run::states(store, loaded, &loaded.targets, mirrors)?
+            .iter()
+            .filter(|p| p.state != crate::run::State::Cached)
+            .map(|p| p.id)
+            .collect();
+    Ok(distinct_sources(loaded, &todo)
+        .into_iter()
+        .filter(|(s, _)| cas_sources::needs_fetch(s, fetcher, &cache))
+        .collect())
 }

@@ -113,6 +113,21 @@ pub fn fetch_source(
     }
 }
 
+/// What a fetch of `source` downloads, as one string: two sources with the
+/// same fetch identity fetch the same thing into the same place (a checksum
+/// names one file in the source cache; a git source is its mirror, named by
+/// the resolved URL, at its commit). `None` for sources that are never
+/// fetched (`local`, `patch`). Dedup of parallel fetches keys on this.
+pub fn fetch_identity(source: &Source) -> Option<String> {
+    match &source.kind {
+        SourceKind::Tar { checksum, .. }
+        | SourceKind::Remote { checksum, .. }
+        | SourceKind::Deb { checksum, .. } => Some(checksum.to_string()),
+        SourceKind::Git { url, commit, .. } => Some(format!("git {} {commit}", url.resolved)),
+        SourceKind::Local { .. } | SourceKind::Patch { .. } => None,
+    }
+}
+
 /// Whether [`fetch_source`] would need the network for `source`
 /// (`cas show`: `fetch-needed`).
 pub fn needs_fetch(source: &Source, fetcher: &Fetcher, cache: &dyn SourceCache) -> bool {

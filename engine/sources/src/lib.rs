@@ -26,7 +26,7 @@ pub mod spec;
 pub mod stage;
 pub mod track;
 
-pub use cache::{fetch_source, needs_fetch, DirCache, Fetched, SourceCache};
+pub use cache::{fetch_identity, fetch_source, needs_fetch, DirCache, Fetched, SourceCache};
 pub use checksum::Algorithm;
 pub use error::{Result, SourceError};
 pub use fetch::{Download, Fetcher, FetcherConfig, Mirrors, NoProgress, Progress};

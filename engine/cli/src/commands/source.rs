@@ -2,16 +2,13 @@
 //! `cas build` (the user configuration's mirrors, fetching what a build needs
 //! up front, offline checks). See spec/cli.md and spec/sources.md.
 
-use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use cas_builder::sources::StoreSourceCache;
-use cas_format::{ElementId, Loaded};
+use cas_format::Loaded;
 use cas_sources::{Algorithm, Fetcher, Mirrors, Source, SourceError, SourceKind, Tracked};
 use cas_store::{IngestMode, Store};
 
@@ -64,38 +61,6 @@ pub(crate) fn describe(s: &Source) -> String {
     cas_builder::sources::describe(s)
 }
 
-/// What identifies a download: two sources with the same key are fetched once.
-fn fetch_key(s: &Source) -> Option<String> {
-    match &s.kind {
-        SourceKind::Tar { checksum, .. }
-        | SourceKind::Remote { checksum, .. }
-        | SourceKind::Deb { checksum, .. } => Some(checksum.to_string()),
-        SourceKind::Git { url, commit, .. } => Some(format!("git {} {commit}", url.resolved)),
-        SourceKind::Local { .. } | SourceKind::Patch { .. } => None,
-    }
-}
-
-/// The distinct fetchable sources of `ids`, in order, with the elements that use each.
-fn distinct_sources(loaded: &Loaded, ids: &[ElementId]) -> Vec<(Source, Vec<String>)> {
-    let mut out: Vec<(Source, Vec<String>)> = Vec::new();
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    for &id in ids {
-        let el = loaded.element(id);
-        for s in &el.sources {
-            let Some(key) = fetch_key(s) else { continue };
-            if let Some(&i) = seen.get(&key) {
-                if !out[i].1.contains(&el.name) {
-                    out[i].1.push(el.name.clone());
-                }
-            } else {
-                seen.insert(key, out.len());
-                out.push((s.clone(), vec![el.name.clone()]));
-            }
-        }
-    }
-    out
-}
-
 // ---------------------------------------------------------------- parallel fetching
 
 /// Lines and progress bars on stderr: bars on a terminal, plain lines otherwise.
@@ -138,65 +103,31 @@ impl Out {
     }
 }
 
-/// How a batch of fetches went.
-#[derive(Default)]
-pub(crate) struct FetchSummary {
-    pub fetched: usize,
-    pub cached: usize,
-    /// Each failed source, the elements using it, and why.
-    pub failures: Vec<(Source, Vec<String>, SourceError)>,
+impl cas_builder::sources::FetchReporter for Out {
+    fn started(&self, what: &str) -> Box<dyn cas_sources::Progress + '_> {
+        Box::new(Bar(self.bar(what)))
+    }
+    fn line(&self, text: &str) {
+        Out::line(self, text);
+    }
 }
 
-/// Fetch `sources` (distinct) with at most `jobs` downloads at once. Every
-/// source is attempted; failures are collected, not fatal.
-fn fetch_all(
-    store: &Store,
-    fetcher: &Fetcher,
-    sources: Vec<(Source, Vec<String>)>,
-    jobs: usize,
-) -> FetchSummary {
-    let cache = StoreSourceCache { store };
-    let out = Out::new();
-    let next = AtomicUsize::new(0);
-    let summary = Mutex::new(FetchSummary::default());
-    let workers = jobs.max(1).min(sources.len());
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some((source, users)) = sources.get(i) else {
-                    break;
-                };
-                if !cas_sources::needs_fetch(source, fetcher, &cache) {
-                    summary
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .cached += 1;
-                    continue;
-                }
-                let what = describe(source);
-                let bar = out.bar(&what);
-                let result = cas_sources::fetch_source(source, fetcher, &cache, false, &bar);
-                bar.finish_and_clear();
-                let mut s = summary
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                match result {
-                    Ok(_) => {
-                        out.line(&format!("fetched {what}"));
-                        s.fetched += 1;
-                    }
-                    Err(e) => {
-                        out.line(&format!("failed  {what}"));
-                        s.failures.push((source.clone(), users.clone(), e));
-                    }
-                }
-            });
-        }
-    });
-    summary
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+/// A progress bar that goes away when its download ends.
+struct Bar(indicatif::ProgressBar);
+
+impl cas_sources::Progress for Bar {
+    fn begin(&self, url: &str, total: Option<u64>) {
+        cas_sources::Progress::begin(&self.0, url, total);
+    }
+    fn position(&self, done: u64) {
+        cas_sources::Progress::position(&self.0, done);
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
 }
 
 pub(crate) fn run_fetch(global: &Session, args: FetchArgs) -> CmdResult {
@@ -204,9 +135,10 @@ pub(crate) fn run_fetch(global: &Session, args: FetchArgs) -> CmdResult {
     let mirrors = global.mirrors()?;
     let store = global.store()?;
     let fetcher = fetcher(&store, &mirrors)?;
-    let sources = distinct_sources(&loaded, &loaded.closure(&loaded.targets));
+    let sources = cas_builder::sources::distinct_sources(&loaded, &loaded.closure(&loaded.targets));
     let total = sources.len();
-    let summary = fetch_all(&store, &fetcher, sources, global.jobs());
+    let summary =
+        cas_builder::sources::fetch_all(&store, &fetcher, &sources, global.jobs(), &Out::new());
     if global.json {
         let failures: Vec<_> = summary
             .failures
@@ -258,27 +190,8 @@ pub(crate) fn prepare_build(
         return Ok(());
     }
     let fetcher = fetcher(store, mirrors)?;
-    let cache = StoreSourceCache { store };
-    // Cheap first: when every source of the closure is there, no need to plan.
-    let closure = loaded.closure(&loaded.targets);
-    if distinct_sources(loaded, &closure)
-        .iter()
-        .all(|(s, _)| !cas_sources::needs_fetch(s, &fetcher, &cache))
-    {
-        return Ok(());
-    }
-    // Only the elements that are not cached need their sources.
-    let plan = cas_builder::states(store, loaded, &loaded.targets, mirrors)
+    let missing = cas_builder::sources::missing_offline(store, loaded, &fetcher, mirrors)
         .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
-    let todo: Vec<ElementId> = plan
-        .iter()
-        .filter(|p| p.state != cas_builder::State::Cached)
-        .map(|p| p.id)
-        .collect();
-    let missing: Vec<(Source, Vec<String>)> = distinct_sources(loaded, &todo)
-        .into_iter()
-        .filter(|(s, _)| cas_sources::needs_fetch(s, &fetcher, &cache))
-        .collect();
     if missing.is_empty() {
         return Ok(());
     }
