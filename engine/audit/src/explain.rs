@@ -18,7 +18,7 @@ use cas_store::{ActionKey, Digest, Store, TreeDigest};
 
 use crate::diff::{diff_trees, DiffOptions};
 use crate::error::{AuditError, Result};
-use crate::manifest::{decode, decode_source};
+use cas_builder::keys::decode::{decode, decode_source};
 
 /// How deep dependency chains are followed.
 pub const MAX_DEPTH: usize = 64;

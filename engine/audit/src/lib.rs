@@ -7,7 +7,6 @@
 //!   - [`ar`]: which `ar` members differ (ELF members compared as ELF);
 //!   - [`archive`]: tar members and headers, gzip headers and content.
 //! - [`check`]: rebuild a step (or its closure) and compare outputs (`cas check`).
-//! - [`manifest`]: decoding key input manifests (spec/keys.md).
 //! - [`explain`]: why a key changed, down to the root cause (`cas explain`).
 //! - [`challenge`]: compare local outputs with a remote's (`cas challenge`).
 //! - [`error`]: the `AuditError` type.
@@ -24,7 +23,6 @@ pub mod diff;
 pub mod elf;
 pub mod error;
 pub mod explain;
-pub mod manifest;
 pub mod text;
 
 pub use error::AuditError;

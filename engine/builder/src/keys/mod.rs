@@ -1,7 +1,10 @@
 //! Action keys: blake3 over a canonical, tagged, length-prefixed encoding of
 //! everything that can influence a step's output (spec/keys.md, byte for
 //! byte). The encoding itself is the step's *input manifest*: it is stored in
-//! the CAS beside the result so that a key can be explained later.
+//! the CAS beside the result so that a key can be explained later; [`decode`]
+//! reads it back (strictly: decoding then re-encoding gives the same bytes).
+
+pub mod decode;
 
 use std::collections::BTreeMap;
 

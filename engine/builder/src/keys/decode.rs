@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use cas_builder::keys::{KeyInputs, SandboxSettings, KEY_SCHEMA, MAGIC};
+use super::{KeyInputs, SandboxSettings, KEY_SCHEMA, MAGIC};
 
 /// Where and why a manifest does not decode.
 #[derive(Debug, Clone, PartialEq, Eq)]
