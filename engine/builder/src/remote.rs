@@ -335,7 +335,7 @@ impl Remotes {
     }
 }
 
-/// What a run's [`Engine`](crate::step::Engine) knows about remotes.
+/// The remotes of a run, as the steps see them.
 pub struct RemoteRun<'a> {
     pub remotes: &'a Remotes,
     /// Elements whose pulled output is downloaded at once (the targets): the
@@ -344,128 +344,56 @@ pub struct RemoteRun<'a> {
 }
 
 use crate::error::Result;
-use crate::step::{Done, Engine, Status};
 use cas_format::ElementId;
 
-impl Engine<'_> {
-    /// After a local miss: a trusted result from a remote, if any. Targets'
-    /// outputs are downloaded (and recorded locally) now; other outputs later,
-    /// if at all. A result whose objects cannot be downloaded is not used.
-    pub(crate) fn pull(&self, id: ElementId, key: &ActionKey) -> Result<Option<Done>> {
-        let Some(rr) = &self.remote else {
+/// A result found on a remote for a step.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    pub result: ActionResult,
+}
+
+impl RemoteRun<'_> {
+    /// After a local miss: a trusted result of `key` (element `id`, named
+    /// `name`) from a remote, if any. Targets' outputs are downloaded (and
+    /// recorded locally) now; other outputs later, if at all. A result whose
+    /// objects cannot be downloaded is not used.
+    pub fn pull(
+        &self,
+        store: &Store,
+        id: ElementId,
+        name: &str,
+        key: &ActionKey,
+        say: &dyn Fn(&str),
+    ) -> Result<Option<Pulled>> {
+        let Some((r, index)) = self.remotes.lookup(key, name, say) else {
             return Ok(None);
         };
-        let name = &self.element(id).name;
-        let say = |m: &str| self.reporter.message(m);
-        let Some((r, index)) = rr.remotes.lookup(key, name, &say) else {
-            return Ok(None);
-        };
-        if rr.download.contains(&id) {
-            if let Err(e) = rr.remotes.download(self.store, index, &r) {
-                rr.remotes.warn_download(name, &e, &say);
+        if self.download.contains(&id) {
+            if let Err(e) = self.remotes.download(store, index, &r) {
+                self.remotes.warn_download(name, &e, say);
                 return Ok(None);
             }
-            self.store.action_put(key, &r)?;
+            store.action_put(key, &r)?;
         } else {
-            rr.remotes.pulled_lazily(r.output, index);
+            self.remotes.pulled_lazily(r.output, index);
             // Best effort: lets `cas show`/`cas checkout` compute the keys above it later.
-            let _ = self.store.remote_result_put(key, &r, rr.remotes.url(index));
+            let _ = store.remote_result_put(key, &r, self.remotes.url(index));
         }
-        Ok(Some(Done {
-            key: *key,
-            output: r.output,
-            status: Status::Pulled,
-            span: None,
-        }))
-    }
-
-    /// Before a step runs: make the outputs it stages local. A dependency
-    /// whose pulled output cannot be downloaded is built locally; if that
-    /// gives another output, the step is run again with it (its key changed),
-    /// and that run's result is returned.
-    pub(crate) fn ensure_staged(
-        &self,
-        id: ElementId,
-        staged: &[(ElementId, TreeDigest)],
-        outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
-    ) -> Result<Option<Done>> {
-        let Some(rr) = &self.remote else {
-            return Ok(None);
-        };
-        let mut overrides: HashMap<ElementId, TreeDigest> = HashMap::new();
-        for (dep, tree) in staged {
-            if !rr.remotes.is_pending(tree) {
-                continue;
-            }
-            if let Err(e) = rr.remotes.ensure_local(self.store, tree) {
-                let done = self.fall_back(*dep, &e, outputs)?;
-                if done.output != *tree {
-                    overrides.insert(*dep, done.output);
-                }
-            }
-        }
-        if overrides.is_empty() {
-            return Ok(None);
-        }
-        let again = |d: ElementId| overrides.get(&d).copied().or_else(|| outputs(d));
-        self.run(id, &again).map(Some)
-    }
-
-    /// A dependency pulled earlier whose output could not be downloaded:
-    /// built here, once per run however many steps stage it (they wait for
-    /// the first), warned about once, and reported as built (the run's
-    /// report takes [`Engine::fallbacks`] over the pulled status).
-    fn fall_back(
-        &self,
-        dep: ElementId,
-        err: &RemoteError,
-        outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
-    ) -> Result<Done> {
-        // One cell per dependency, locked while it builds: a step that needs
-        // it meanwhile waits, then takes the result. Cells are taken in
-        // dependency order (a build only ever waits for what is below it),
-        // so this cannot deadlock.
-        let cell = self
-            .fallbacks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(dep)
-            .or_default()
-            .clone();
-        let mut slot = cell
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(done) = slot.as_ref() {
-            return Ok(done.clone());
-        }
-        let name = &self.element(dep).name;
-        if let Some(rr) = &self.remote {
-            rr.remotes
-                .warn_download(name, err, &|m| self.reporter.message(m));
-        }
-        let done = self.run(dep, outputs)?;
-        let took = done
-            .span
-            .map(|(a, b)| std::time::Duration::from_millis(b.saturating_sub(a)));
-        let status = match done.status {
-            Status::Built => "built",
-            Status::Cached => "cached",
-            Status::Pulled => "pulled",
-        };
-        self.reporter.finished(name, status, took);
-        *slot = Some(done.clone());
-        Ok(done)
+        Ok(Some(Pulled { result: r }))
     }
 
     /// Push a local result to the remotes marked for push (failures are
     /// warned about and counted, never fatal).
-    pub(crate) fn push(&self, id: ElementId, key: &ActionKey, r: &ActionResult) {
-        let Some(rr) = &self.remote else { return };
-        if rr.remotes.pushes() {
-            rr.remotes
-                .push(self.store, key, r, &self.element(id).name, &|m| {
-                    self.reporter.message(m);
-                });
+    pub fn push(
+        &self,
+        store: &Store,
+        name: &str,
+        key: &ActionKey,
+        r: &ActionResult,
+        say: &dyn Fn(&str),
+    ) {
+        if self.remotes.pushes() {
+            self.remotes.push(store, key, r, name, say);
         }
     }
 }
@@ -489,37 +417,36 @@ pub fn pull(
     loaded: &cas_format::Loaded,
     targets: &[ElementId],
     remotes: &Remotes,
-    mirrors: &cas_sources::Mirrors,
     reporter: &dyn crate::progress::Reporter,
 ) -> Result<Vec<PullRow>> {
     let _lock = store.lock_shared()?;
-    let fetcher = crate::run::fetcher_for(store, mirrors)?;
-    let engine = Engine {
-        remote: Some(RemoteRun {
-            remotes,
-            download: targets.iter().copied().collect(),
-        }),
-        ..Engine::new(store, loaded, &fetcher, reporter)
+    let rr = RemoteRun {
+        remotes,
+        download: targets.iter().copied().collect(),
     };
+    let planner = crate::plan::Planner::new(store, loaded);
+    let say = |m: &str| reporter.message(m);
     let mut status: HashMap<ElementId, &'static str> = HashMap::new();
-    let steps = engine
-        .planner
-        .walk(targets, crate::plan::Walk::default(), &mut |id, k| {
-            let (s, output) = if let Some(hit) = engine.lookup(&k.key)? {
-                ("cached", Some(hit.output))
-            } else if let Some(done) = engine.pull(id, &k.key)? {
-                ("pulled", Some(done.output))
-            } else {
-                ("missing", None)
-            };
-            reporter.message(&format!("{}: {s}", engine.element(id).name));
-            status.insert(id, s);
-            Ok(output)
-        })?;
+    let steps = planner.walk(targets, crate::plan::Walk::default(), &mut |id, k| {
+        let name = &loaded.element(id).name;
+        let local = store
+            .action_get(&k.key)?
+            .filter(|r| store.has_tree(&r.output));
+        let (s, output) = if let Some(hit) = local {
+            ("cached", Some(hit.output))
+        } else if let Some(p) = rr.pull(store, id, name, &k.key, &say)? {
+            ("pulled", Some(p.result.output))
+        } else {
+            ("missing", None)
+        };
+        reporter.message(&format!("{name}: {s}"));
+        status.insert(id, s);
+        Ok(output)
+    })?;
     let rows = steps
         .into_iter()
         .map(|step| PullRow {
-            name: engine.element(step.id).name.clone(),
+            name: loaded.element(step.id).name.clone(),
             key: step.keyed.map(|k| k.key.to_hex()),
             status: status.get(&step.id).copied().unwrap_or("missing"),
             output: step.output.map(|o| o.to_hex()),

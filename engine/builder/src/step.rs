@@ -2,6 +2,7 @@
 //! its sources and sysroot, run its phases in the sandbox, ingest its output
 //! and record the result atomically.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use cas_format::{Element, ElementId, Loaded};
 use cas_sandbox::{Cancel, Io, Mount, SandboxSpec};
 use cas_sources::Fetcher;
-use cas_store::{ActionKey, ActionResult, BlobDigest, IngestMode, Store, StoreError, TreeDigest};
+use cas_store::{ActionKey, ActionResult, BlobDigest, IngestMode, Store, TreeDigest};
 
 use crate::builddir::{BuildDir, FailedBuild};
 use crate::error::{io, BuildError, Result};
@@ -240,6 +241,110 @@ impl Engine<'_> {
         }
     }
 
+    /// After a local miss: a trusted result from a remote (crate::remote).
+    fn pull(&self, id: ElementId, key: &ActionKey) -> Result<Option<Done>> {
+        let Some(rr) = &self.remote else {
+            return Ok(None);
+        };
+        let say = |m: &str| self.reporter.message(m);
+        Ok(rr
+            .pull(self.store, id, &self.element(id).name, key, &say)?
+            .map(|p| Done {
+                key: *key,
+                output: p.result.output,
+                status: Status::Pulled,
+                span: None,
+            }))
+    }
+
+    /// Push a local result to the remotes marked for push (failures are
+    /// warned about and counted, never fatal).
+    fn push(&self, id: ElementId, key: &ActionKey, r: &ActionResult) {
+        if let Some(rr) = &self.remote {
+            rr.push(self.store, &self.element(id).name, key, r, &|m| {
+                self.reporter.message(m);
+            });
+        }
+    }
+
+    /// Before a step runs: make the outputs it stages local. A dependency
+    /// whose pulled output cannot be downloaded is built locally; if that
+    /// gives another output, the step is run again with it (its key changed),
+    /// and that run's result is returned.
+    pub(crate) fn ensure_staged(
+        &self,
+        id: ElementId,
+        staged: &[(ElementId, TreeDigest)],
+        outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
+    ) -> Result<Option<Done>> {
+        let Some(rr) = &self.remote else {
+            return Ok(None);
+        };
+        let mut overrides: HashMap<ElementId, TreeDigest> = HashMap::new();
+        for (dep, tree) in staged {
+            if !rr.remotes.is_pending(tree) {
+                continue;
+            }
+            if let Err(e) = rr.remotes.ensure_local(self.store, tree) {
+                let done = self.fall_back(*dep, &e, outputs)?;
+                if done.output != *tree {
+                    overrides.insert(*dep, done.output);
+                }
+            }
+        }
+        if overrides.is_empty() {
+            return Ok(None);
+        }
+        let again = |d: ElementId| overrides.get(&d).copied().or_else(|| outputs(d));
+        self.run(id, &again).map(Some)
+    }
+
+    /// A dependency pulled earlier whose output could not be downloaded:
+    /// built here, once per run however many steps stage it (they wait for
+    /// the first), warned about once, and reported as built (the run's
+    /// report takes [`Engine::fallbacks`] over the pulled status).
+    fn fall_back(
+        &self,
+        dep: ElementId,
+        err: &cas_store::RemoteError,
+        outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
+    ) -> Result<Done> {
+        // One cell per dependency, locked while it builds: a step that needs
+        // it meanwhile waits, then takes the result. Cells are taken in
+        // dependency order (a build only ever waits for what is below it),
+        // so this cannot deadlock.
+        let cell = self
+            .fallbacks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(dep)
+            .or_default()
+            .clone();
+        let mut slot = cell
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(done) = slot.as_ref() {
+            return Ok(done.clone());
+        }
+        let name = &self.element(dep).name;
+        if let Some(rr) = &self.remote {
+            rr.remotes
+                .warn_download(name, err, &|m| self.reporter.message(m));
+        }
+        let done = self.run(dep, outputs)?;
+        let took = done
+            .span
+            .map(|(a, b)| std::time::Duration::from_millis(b.saturating_sub(a)));
+        let status = match done.status {
+            Status::Built => "built",
+            Status::Cached => "cached",
+            Status::Pulled => "pulled",
+        };
+        self.reporter.finished(name, status, took);
+        *slot = Some(done.clone());
+        Ok(done)
+    }
+
     /// The local result of `key` as a cached step (pushed when pushing).
     fn cached_result(&self, id: ElementId, key: &ActionKey) -> Result<Option<Done>> {
         Ok(self.lookup(key)?.map(|hit| {
@@ -325,31 +430,12 @@ impl Engine<'_> {
         el: &Element,
         trees: &[(String, TreeDigest)],
     ) -> Result<TreeDigest> {
-        self.merge_with(el, trees, true)
+        crate::sysroot::merge(self.store, &el.name, trees, true)
     }
 
-    /// Merges (`store`: writing the merged trees) or only checks that the
-    /// trees merge, with conflicts reported for `el`.
-    pub(crate) fn merge_with(
-        &self,
-        el: &Element,
-        trees: &[(String, TreeDigest)],
-        store: bool,
-    ) -> Result<TreeDigest> {
-        let refs: Vec<(&str, TreeDigest)> = trees.iter().map(|(n, t)| (n.as_str(), *t)).collect();
-        let merged = if store {
-            self.store.merge(&refs)
-        } else {
-            self.store.merge_check(&refs)
-        };
-        match merged {
-            Ok(t) => Ok(t),
-            Err(e @ StoreError::MergeConflict { .. }) => Err(BuildError::Conflict {
-                element: el.name.clone(),
-                message: e.to_string(),
-            }),
-            Err(e) => Err(e.into()),
-        }
+    /// The read-only `/` of `el`'s step made of `trees` (crate::sysroot).
+    pub(crate) fn sysroot(&self, el: &Element, trees: &[(String, TreeDigest)]) -> Result<Sysroot> {
+        crate::sysroot::stage(self.store, &el.name, trees)
     }
 
     /// Fetches what is missing of `el`'s sources, saying so (cached sources

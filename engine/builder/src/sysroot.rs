@@ -16,11 +16,9 @@
 
 use std::path::PathBuf;
 
-use cas_format::Element;
-use cas_store::{TreeDigest, View};
+use cas_store::{Store, StoreError, TreeDigest, View};
 
-use crate::error::{io, Result};
-use crate::step::Engine;
+use crate::error::{io, BuildError, Result};
 
 /// A read-only sysroot staged for one step; the views stay held against gc
 /// while it lives.
@@ -32,49 +30,71 @@ pub(crate) struct Sysroot {
     _views: Vec<View>,
 }
 
-impl Engine<'_> {
-    /// Stages `trees` (labelled by element, in staging order) for `el`.
-    pub(crate) fn sysroot(&self, el: &Element, trees: &[(String, TreeDigest)]) -> Result<Sysroot> {
-        let empty = self.store.empty_tree()?;
-        let mut distinct: Vec<TreeDigest> = Vec::new();
-        for (_, t) in trees {
-            if *t != empty && !distinct.contains(t) {
-                distinct.push(*t);
-            }
+/// Stages `trees` (labelled by element, in staging order) as the read-only
+/// `/` of `element`'s step.
+pub(crate) fn stage(
+    store: &Store,
+    element: &str,
+    trees: &[(String, TreeDigest)],
+) -> Result<Sysroot> {
+    let empty = store.empty_tree()?;
+    let mut distinct: Vec<TreeDigest> = Vec::new();
+    for (_, t) in trees {
+        if *t != empty && !distinct.contains(t) {
+            distinct.push(*t);
         }
-        if distinct.len() >= 2 && self.layered_sysroots() {
-            let paths: Vec<PathBuf> = distinct.iter().map(|t| self.store.view_path(t)).collect();
-            if cas_sandbox::overlay_options(&paths).is_ok() {
-                // Conflicts are found as for a merged view; nothing is written.
-                self.merge_with(el, trees, false)?;
-                let views = distinct
-                    .iter()
-                    .map(|t| self.store.view(t))
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                let root = crate::builddir::mount_point(self.store.root());
-                std::fs::create_dir_all(&root).map_err(io(
-                    &el.name,
-                    "cannot create the sysroot mount point",
-                    &root,
-                ))?;
-                return Ok(Sysroot {
-                    root,
-                    layers: views.iter().map(|v| v.path().to_path_buf()).collect(),
-                    _views: views,
-                });
-            }
-        }
-        let merged = self.merge_labelled(el, trees)?;
-        let view = self.store.view(&merged)?;
-        Ok(Sysroot {
-            root: view.path().to_path_buf(),
-            layers: Vec::new(),
-            _views: vec![view],
-        })
     }
+    if distinct.len() >= 2 && cas_sandbox::overlay_supported(&store.tmp_dir()) {
+        let paths: Vec<PathBuf> = distinct.iter().map(|t| store.view_path(t)).collect();
+        if cas_sandbox::overlay_options(&paths).is_ok() {
+            // Conflicts are found as for a merged view; nothing is written.
+            merge(store, element, trees, false)?;
+            let views = distinct
+                .iter()
+                .map(|t| store.view(t))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let root = crate::builddir::mount_point(store.root());
+            std::fs::create_dir_all(&root).map_err(io(
+                element,
+                "cannot create the sysroot mount point",
+                &root,
+            ))?;
+            return Ok(Sysroot {
+                root,
+                layers: views.iter().map(|v| v.path().to_path_buf()).collect(),
+                _views: views,
+            });
+        }
+    }
+    let merged = merge(store, element, trees, true)?;
+    let view = store.view(&merged)?;
+    Ok(Sysroot {
+        root: view.path().to_path_buf(),
+        layers: Vec::new(),
+        _views: vec![view],
+    })
+}
 
-    /// Whether sysroots of several outputs are staged as overlays here.
-    fn layered_sysroots(&self) -> bool {
-        cas_sandbox::overlay_supported(&self.store.tmp_dir())
+/// Merges (`write`: storing the merged trees) or only checks that the trees
+/// merge; a conflict is reported for `element`, naming both contributors.
+pub(crate) fn merge(
+    store: &Store,
+    element: &str,
+    trees: &[(String, TreeDigest)],
+    write: bool,
+) -> Result<TreeDigest> {
+    let refs: Vec<(&str, TreeDigest)> = trees.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+    let merged = if write {
+        store.merge(&refs)
+    } else {
+        store.merge_check(&refs)
+    };
+    match merged {
+        Ok(t) => Ok(t),
+        Err(e @ StoreError::MergeConflict { .. }) => Err(BuildError::Conflict {
+            element: element.to_owned(),
+            message: e.to_string(),
+        }),
+        Err(e) => Err(e.into()),
     }
 }

@@ -24,15 +24,8 @@ pub(crate) fn run(global: &Session, args: PullArgs) -> CmdResult {
     let remotes = global
         .remotes(&args.remote, false)?
         .ok_or_else(|| invalid("no remote: pass --remote URL or configure `remotes:`".into()))?;
-    let rows = cas_builder::remote::pull(
-        &store,
-        &loaded,
-        &loaded.targets,
-        &remotes,
-        &global.mirrors()?,
-        &Stderr,
-    )
-    .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    let rows = cas_builder::remote::pull(&store, &loaded, &loaded.targets, &remotes, &Stderr)
+        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     let summary = remotes.summary();
     if global.json {
         println!(
