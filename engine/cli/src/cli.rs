@@ -76,17 +76,17 @@ pub(crate) enum Command {
     /// Show the elements of a closure: kind, dependencies, key and state
     Show(crate::commands::show::ShowArgs),
     /// Print the dependency graph in Graphviz DOT
-    Graph(crate::commands::show::GraphArgs),
+    Graph(crate::commands::graph::GraphArgs),
     /// Build elements and everything below them
     Build(crate::commands::build::BuildArgs),
     /// Write an element's output as plain files into a directory
-    Checkout(crate::commands::build::CheckoutArgs),
+    Checkout(crate::commands::checkout::CheckoutArgs),
     /// Print the build log of an element's cached result
-    Log(crate::commands::build::LogArgs),
+    Log(crate::commands::log::LogArgs),
     /// An interactive shell in an element's sandbox (or the last failed build's)
     Shell(crate::commands::shell::Args),
     /// Fetch every source of the closure into the source cache
-    Fetch(crate::commands::source::FetchArgs),
+    Fetch(crate::commands::fetch::FetchArgs),
     /// Source maintenance: track, add
     #[command(subcommand)]
     Source(crate::commands::source::SourceCommand),
@@ -97,11 +97,11 @@ pub(crate) enum Command {
     /// Write an ed25519 key pair for signing action results
     Keygen(crate::commands::keygen::KeygenArgs),
     /// Rebuild and compare outputs: is the build reproducible?
-    Check(crate::commands::audit::CheckArgs),
+    Check(crate::commands::check::CheckArgs),
     /// Compare two outputs down to files and ELF sections
-    Diff(crate::commands::audit::DiffArgs),
+    Diff(crate::commands::diff::DiffArgs),
     /// Why did an element's key change?
-    Explain(crate::commands::audit::ExplainArgs),
+    Explain(crate::commands::explain::ExplainArgs),
     /// Compare local outputs with a remote's
-    Challenge(crate::commands::audit::ChallengeArgs),
+    Challenge(crate::commands::challenge::ChallengeArgs),
 }

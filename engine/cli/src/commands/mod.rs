@@ -1,8 +1,15 @@
 //! One file per subcommand.
 
-pub(crate) mod audit;
 pub(crate) mod build;
+pub(crate) mod challenge;
+pub(crate) mod check;
+pub(crate) mod checkout;
+pub(crate) mod diff;
+pub(crate) mod explain;
+pub(crate) mod fetch;
+pub(crate) mod graph;
 pub(crate) mod keygen;
+pub(crate) mod log;
 pub(crate) mod pull;
 pub(crate) mod push;
 pub(crate) mod remotes;
@@ -20,19 +27,19 @@ pub(crate) fn run(cli: Cli) -> CmdResult {
     match cli.command {
         Command::Store(cmd) => store::run(&global, cmd),
         Command::Show(args) => show::run_show(&global, args),
-        Command::Graph(args) => show::run_graph(&global, args),
+        Command::Graph(args) => graph::run_graph(&global, args),
         Command::Build(args) => build::run_build(&global, args),
-        Command::Checkout(args) => build::run_checkout(&global, args),
-        Command::Log(args) => build::run_log(&global, args),
+        Command::Checkout(args) => checkout::run_checkout(&global, args),
+        Command::Log(args) => log::run_log(&global, args),
         Command::Shell(args) => shell::run(&global, "shell", args),
-        Command::Fetch(args) => source::run_fetch(&global, args),
+        Command::Fetch(args) => fetch::run_fetch(&global, args),
         Command::Source(cmd) => source::run_source(&global, cmd),
         Command::Push(args) => push::run(&global, args),
         Command::Pull(args) => pull::run(&global, args),
         Command::Keygen(args) => keygen::run(&global, args),
-        Command::Check(args) => audit::run_check(&global, args),
-        Command::Diff(args) => audit::run_diff(&global, args),
-        Command::Explain(args) => audit::run_explain(&global, args),
-        Command::Challenge(args) => audit::run_challenge(&global, args),
+        Command::Check(args) => check::run_check(&global, args),
+        Command::Diff(args) => diff::run_diff(&global, args),
+        Command::Explain(args) => explain::run_explain(&global, args),
+        Command::Challenge(args) => challenge::run_challenge(&global, args),
     }
 }

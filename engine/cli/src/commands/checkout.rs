@@ -1,0 +1,77 @@
+//! `cas checkout`: an element's output as plain files.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use cas_format::Loaded;
+use cas_store::{Method, Store};
+
+use crate::commands::session::Session;
+use crate::commands::show::load_or_report;
+use crate::exit::{CmdResult, Failure};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct CheckoutArgs {
+    /// Element file or element name
+    pub target: PathBuf,
+    /// Directory to create (must not exist, or be empty)
+    pub dir: PathBuf,
+    /// Hardlink into the store instead of copying (read-only files; never write to them)
+    #[arg(long)]
+    pub hardlinks: bool,
+    #[command(flatten)]
+    pub remote: crate::commands::remotes::RemoteFlags,
+}
+
+/// The planned state of a single target, which must be cached.
+pub(crate) fn cached_output(
+    global: &Session,
+    target: &PathBuf,
+) -> Result<(Store, Loaded, cas_builder::Planned), Failure> {
+    let loaded = load_or_report(std::slice::from_ref(target))?;
+    let store = global.store()?;
+    let plan = cas_builder::states(&store, &loaded, &loaded.targets, &global.mirrors()?)
+        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    let id = loaded.targets[0];
+    let row = plan
+        .into_iter()
+        .find(|p| p.id == id)
+        .ok_or_else(|| Failure::failed(miette::miette!("target not planned")))?;
+    if row.output.is_none() {
+        let name = &loaded.element(id).name;
+        return Err(Failure::failed(miette::miette!(
+            help = format!("run `cas build {name}` first"),
+            "{name} is not built (state: {})",
+            row.state.name()
+        )));
+    }
+    Ok((store, loaded, row))
+}
+
+pub(crate) fn run_checkout(global: &Session, args: CheckoutArgs) -> CmdResult {
+    let (store, loaded, row) = cached_output(global, &args.target)?;
+    let output = row.output.expect("checked");
+    crate::commands::remotes::ensure_local(global, &args.remote, &store, &output)?;
+    let method = if args.hardlinks {
+        Method::Hardlink
+    } else {
+        Method::ReflinkOrCopy
+    };
+    let used = store
+        .materialize(&output, &args.dir, method)
+        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    let name = &loaded.element(row.id).name;
+    if global.json {
+        println!(
+            "{}",
+            serde_json::json!({"name": name, "output": output.to_hex(), "dir": args.dir, "method": used.to_string()})
+        );
+    } else {
+        eprintln!(
+            "checked out {name} ({}) into {} using {used}",
+            &output.to_hex()[..12],
+            args.dir.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

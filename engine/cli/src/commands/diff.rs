@@ -1,0 +1,130 @@
+//! `cas diff`: two outputs compared down to files and ELF sections.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use cas_store::{ActionKey, Digest, Store, TreeDigest};
+
+use crate::commands::check::{err, print_json};
+use crate::commands::session::Session;
+use crate::commands::show::load_or_report;
+use crate::exit::{CmdResult, Failure};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct DiffArgs {
+    /// An element (file or name), an action key or a tree digest
+    pub a: String,
+    /// An element (file or name), an action key or a tree digest
+    pub b: String,
+    /// Compare paths only, not the content of changed files
+    #[arg(long)]
+    pub no_content: bool,
+    /// Hand both outputs to diffoscope (which must be installed)
+    #[arg(long)]
+    pub diffoscope: bool,
+}
+
+pub(crate) fn is_digest(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|c| c.is_ascii_hexdigit())
+}
+
+/// An operand of `cas diff`: an action key (its output), a tree digest, or
+/// an element (its cached output).
+fn resolve(global: &Session, store: &Store, arg: &str) -> Result<TreeDigest, Failure> {
+    if is_digest(arg) {
+        let d = Digest::from_hex(&arg.to_ascii_lowercase())
+            .map_err(|e| Failure::invalid(miette::miette!("{e}")))?;
+        if let Some(r) = store.action_get(&ActionKey(d)).map_err(err)? {
+            return Ok(r.output);
+        }
+        let t = TreeDigest(d);
+        if store.has_tree(&t) && store.get_tree(&t).is_ok() {
+            return Ok(t);
+        }
+        return Err(Failure::invalid(miette::miette!(
+            help = "give an element, an action key or a tree digest of this store",
+            "{arg} is neither an action key nor a tree in the store {}",
+            store.root().display()
+        )));
+    }
+    let loaded = load_or_report(&[PathBuf::from(arg)])?;
+    let mirrors = global.mirrors()?;
+    let plan = cas_builder::states(store, &loaded, &loaded.targets, &mirrors).map_err(err)?;
+    let id = loaded.targets[0];
+    let row = plan
+        .into_iter()
+        .find(|p| p.id == id)
+        .ok_or_else(|| err("target not planned"))?;
+    row.output.ok_or_else(|| {
+        let name = &loaded.element(id).name;
+        Failure::failed(miette::miette!(
+            help = format!("run `cas build {name}` first"),
+            "{name} is not built (state: {})",
+            row.state.name()
+        ))
+    })
+}
+
+pub(crate) fn run_diff(global: &Session, args: DiffArgs) -> CmdResult {
+    let store = global.store()?;
+    let a = resolve(global, &store, &args.a)?;
+    let b = resolve(global, &store, &args.b)?;
+    if args.diffoscope {
+        return diffoscope(&store, &a, &b);
+    }
+    let opts = cas_audit::diff::DiffOptions {
+        content: !args.no_content,
+    };
+    let d = cas_audit::diff::diff_trees(&store, &a, &b, opts).map_err(err)?;
+    if global.json {
+        print_json(&d)?;
+    } else if d.identical {
+        eprintln!("identical ({})", a.to_hex());
+    } else {
+        print!("{}", cas_audit::diff::render(&d));
+    }
+    Ok(if d.identical {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn diffoscope(store: &Store, a: &TreeDigest, b: &TreeDigest) -> CmdResult {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("diffoscope").is_file()));
+    if !found {
+        return Err(Failure::failed(miette::miette!(
+            help = "install diffoscope (Debian package `diffoscope`), or drop --diffoscope to use cas's own comparison",
+            "diffoscope is not installed (not found in PATH)"
+        )));
+    }
+    let tmp = store
+        .root()
+        .join("tmp")
+        .join(format!("diffoscope.{}", std::process::id()));
+    let (da, db) = (tmp.join("a"), tmp.join("b"));
+    std::fs::create_dir_all(&tmp)
+        .map_err(|e| err(format!("cannot create {}: {e}", tmp.display())))?;
+    let run = || -> CmdResult {
+        store
+            .materialize(a, &da, cas_store::Method::ReflinkOrCopy)
+            .map_err(err)?;
+        store
+            .materialize(b, &db, cas_store::Method::ReflinkOrCopy)
+            .map_err(err)?;
+        let status = std::process::Command::new("diffoscope")
+            .arg(&da)
+            .arg(&db)
+            .status()
+            .map_err(|e| err(format!("cannot run diffoscope: {e}")))?;
+        Ok(match status.code() {
+            Some(0) => ExitCode::SUCCESS,
+            Some(1) => ExitCode::from(1),
+            _ => return Err(err(format!("diffoscope failed ({status})"))),
+        })
+    };
+    let out = run();
+    let _ = cas_store::remove_tree(&tmp);
+    out
+}

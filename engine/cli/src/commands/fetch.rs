@@ -1,0 +1,169 @@
+//! `cas fetch`: every source of the closure into the source cache, in
+//! parallel, each once; and the offline check before a build.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use cas_format::Loaded;
+use cas_sources::Mirrors;
+use cas_store::Store;
+
+use crate::commands::session::Session;
+use crate::commands::show::load_or_report;
+use crate::commands::source::{describe, fetcher};
+use crate::exit::{CmdResult, Failure};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct FetchArgs {
+    /// Element files or element names: every source of their closure is fetched
+    #[arg(required = true)]
+    pub targets: Vec<PathBuf>,
+}
+
+/// Lines and progress bars on stderr: bars on a terminal, plain lines otherwise.
+pub(crate) struct Out {
+    bars: Option<indicatif::MultiProgress>,
+}
+
+impl Out {
+    pub(crate) fn new() -> Out {
+        let tty = std::io::stderr().is_terminal();
+        Out {
+            bars: tty.then(|| {
+                indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr())
+            }),
+        }
+    }
+
+    pub(crate) fn line(&self, s: &str) {
+        match &self.bars {
+            Some(m) => {
+                let _ = m.println(s);
+            }
+            None => eprintln!("{s}"),
+        }
+    }
+
+    pub(crate) fn bar(&self, what: &str) -> indicatif::ProgressBar {
+        let Some(m) = &self.bars else {
+            return indicatif::ProgressBar::hidden();
+        };
+        let bar = m.add(indicatif::ProgressBar::new(0));
+        let style = indicatif::ProgressStyle::with_template(
+            "{spinner} {wide_msg} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.set_message(what.to_owned());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    }
+}
+
+impl cas_builder::sources::FetchReporter for Out {
+    fn started(&self, what: &str) -> Box<dyn cas_sources::Progress + '_> {
+        Box::new(Bar(self.bar(what)))
+    }
+    fn line(&self, text: &str) {
+        Out::line(self, text);
+    }
+}
+
+/// A progress bar that goes away when its download ends.
+struct Bar(indicatif::ProgressBar);
+
+impl cas_sources::Progress for Bar {
+    fn begin(&self, url: &str, total: Option<u64>) {
+        cas_sources::Progress::begin(&self.0, url, total);
+    }
+    fn position(&self, done: u64) {
+        cas_sources::Progress::position(&self.0, done);
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+pub(crate) fn run_fetch(global: &Session, args: FetchArgs) -> CmdResult {
+    let loaded = load_or_report(&args.targets)?;
+    let mirrors = global.mirrors()?;
+    let store = global.store()?;
+    let fetcher = fetcher(&store, &mirrors)?;
+    let sources = cas_builder::sources::distinct_sources(&loaded, &loaded.closure(&loaded.targets));
+    let total = sources.len();
+    let summary =
+        cas_builder::sources::fetch_all(&store, &fetcher, &sources, global.jobs(), &Out::new());
+    if global.json {
+        let failures: Vec<_> = summary
+            .failures
+            .iter()
+            .map(|(s, users, e)| serde_json::json!({"source": describe(s), "elements": users, "error": e.to_string()}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"sources": total, "fetched": summary.fetched, "cached": summary.cached, "failed": failures})
+        );
+    }
+    eprintln!(
+        "{} sources: {} fetched, {} already cached, {} failed",
+        total,
+        summary.fetched,
+        summary.cached,
+        summary.failures.len()
+    );
+    if summary.failures.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (s, users, e) in &summary.failures {
+        eprintln!("error: {} (used by {}): {e}", describe(s), users.join(", "));
+    }
+    Ok(ExitCode::from(1))
+}
+
+// ---------------------------------------------------------------- cas build
+
+/// Before a build: make the sources of every element that is not cached
+/// available. With `offline`, every missing one is named (kind and URL) and
+/// the build fails (exit 1) without any network access. Otherwise they are
+/// fetched in parallel, each once even when several elements use it;
+/// failures are left to the build, which reports them per element (and goes
+/// on with the others under `--keep-going`).
+pub(crate) fn prepare_build(
+    store: &Store,
+    loaded: &Loaded,
+    mirrors: &Mirrors,
+    jobs: usize,
+    offline: bool,
+) -> Result<(), Failure> {
+    // Online, each step fetches its own sources once its cache lookups
+    // (local, then remote) missed: fetching overlaps other steps' builds, a
+    // source shared by several steps is downloaded once, and nothing is
+    // fetched for a step that is cached or pulled.
+    let _ = jobs;
+    if !offline {
+        return Ok(());
+    }
+    let fetcher = fetcher(store, mirrors)?;
+    let missing = cas_builder::sources::missing_offline(store, loaded, &fetcher, mirrors)
+        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = missing
+        .iter()
+        .map(|(s, users)| format!("  {} (needed by {})", describe(s), users.join(", ")))
+        .collect();
+    Err(Failure::failed(miette::miette!(
+        help = "run `cas fetch TARGET...` while online, or add the files with `cas source add FILE...`",
+        "offline: {} source(s) are not in the source cache:\n{}",
+        missing.len(),
+        list.join("\n")
+    )))
+}
+
+// ---------------------------------------------------------------- cas source add
