@@ -129,341 +129,372 @@ fn print_json(v: &serde_json::Value) {
 }
 
 pub(crate) fn run(global: &Session, cmd: StoreCommand) -> CmdResult {
-    let ok = Ok(ExitCode::SUCCESS);
     match cmd {
-        StoreCommand::Ingest { dir, move_files } => {
-            existing_dir(&dir)?;
-            let store = global.store()?;
-            let mode = if move_files {
-                IngestMode::Move
-            } else {
-                IngestMode::Copy
-            };
-            let r = store.ingest(&dir, mode).map_err(failed)?;
-            if global.json {
-                print_json(&serde_json::json!(r));
-            } else {
-                println!("{}", r.tree);
-                eprintln!(
-                    "{} files, {} bytes, {} new objects",
-                    r.files, r.bytes, r.new_objects
-                );
-            }
-            ok
-        }
+        StoreCommand::Ingest { dir, move_files } => ingest(global, dir, move_files),
         StoreCommand::Checkout {
             digest,
             dir,
             hardlinks,
-        } => {
-            let store = global.store()?;
-            let d = existing_tree(&store, &digest)?;
-            if dir.exists()
-                && !(dir.is_dir() && dir.read_dir().is_ok_and(|mut r| r.next().is_none()))
-            {
-                return Err(invalid(format!(
-                    "{}: exists and is not an empty directory",
-                    dir.display()
-                )));
-            }
-            let method = if hardlinks {
-                Method::Hardlink
-            } else {
-                Method::ReflinkOrCopy
-            };
-            let used = store.materialize(&d, &dir, method).map_err(failed)?;
-            if global.json {
-                print_json(&serde_json::json!({"tree": d, "dir": dir, "method": used}));
-            } else {
-                eprintln!("checked out {d} into {} ({used})", dir.display());
-            }
-            ok
-        }
+        } => checkout(global, digest, dir, hardlinks),
         StoreCommand::Export {
             digest,
             file,
             mtime,
-        } => {
-            let store = global.store()?;
-            let d = existing_tree(&store, &digest)?;
-            store
-                .export_tar_with_mtime(&d, &file, mtime)
-                .map_err(failed)?;
-            if global.json {
-                print_json(&serde_json::json!({"tree": d, "file": file}));
-            }
-            ok
-        }
-        StoreCommand::Import { file } => {
-            if !file.is_file() {
-                return Err(invalid(format!("{}: no such file", file.display())));
-            }
-            let store = global.store()?;
-            let d = store.import_tar(&file).map_err(failed)?;
-            if global.json {
-                print_json(&serde_json::json!({"tree": d}));
-            } else {
-                println!("{d}");
-            }
-            ok
-        }
-        StoreCommand::Verify { repair, deep } => {
-            let store = global.store()?;
-            let r = store.verify_with(repair, deep).map_err(failed)?;
-            if global.json {
-                print_json(&serde_json::json!(r));
-            } else {
-                for c in &r.corrupt {
-                    println!("corrupt object {c}");
-                }
-                for m in &r.missing {
-                    println!("missing object {m}");
-                }
-                for p in &r.bad_variants {
-                    println!("bad mode variant {}", p.display());
-                }
-                for p in &r.bad_modes {
-                    println!("object with a wrong mode {}", p.display());
-                }
-                for k in &r.broken_results {
-                    println!(
-                        "broken action result {k}{}",
-                        if repair { " (removed)" } else { "" }
-                    );
-                }
-                for k in &r.mismatched_results {
-                    println!(
-                        "action result {k} does not match its manifest{}",
-                        if repair { " (removed)" } else { "" }
-                    );
-                }
-                for p in &r.broken_pins {
-                    println!("broken pin {p}");
-                }
-                for s in &r.broken_sources {
-                    println!(
-                        "broken source entry {s}{}",
-                        if repair { " (removed)" } else { "" }
-                    );
-                }
-                eprintln!(
-                    "{} objects ({} bytes) checked: {}",
-                    r.objects_checked,
-                    r.bytes_checked,
-                    if r.is_consistent() {
-                        "store is consistent"
-                    } else {
-                        "problems found"
-                    }
-                );
-            }
-            Ok(if r.is_consistent() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
+        } => export(global, digest, file, mtime),
+        StoreCommand::Import { file } => import(global, file),
+        StoreCommand::Verify { repair, deep } => verify(global, repair, deep),
         StoreCommand::Gc {
             max_size,
             keep_younger_than,
             dry_run,
-        } => {
-            let max_size = match max_size {
-                Some(s) => Some(parse_size(&s).map_err(|e| invalid(e.to_string()))?),
-                None => None,
-            };
-            let store = global.store()?;
-            let opts = GcOptions {
-                max_size,
-                keep_younger_than: keep_younger_than.map(std::time::Duration::from_secs),
-                dry_run,
-            };
-            let r = store.gc(&opts).map_err(failed)?;
-            if global.json {
-                print_json(&serde_json::json!(r));
+        } => gc(global, max_size, keep_younger_than, dry_run),
+        StoreCommand::Results => results(global),
+        StoreCommand::Stats => stats(global),
+        StoreCommand::Pin { name, digest } => pin(global, name, digest),
+        StoreCommand::Unpin { name } => unpin(global, name),
+        StoreCommand::Pins => pins(global),
+        StoreCommand::Merge { trees } => merge(global, trees),
+        StoreCommand::View { digest } => view(global, digest),
+        StoreCommand::Ls { digest } => ls(global, digest),
+        StoreCommand::ActionPut { key, output, log } => action_put(global, key, output, log),
+        StoreCommand::ActionGet { key } => action_get(global, key),
+    }
+}
+
+fn ingest(global: &Session, dir: PathBuf, move_files: bool) -> CmdResult {
+    existing_dir(&dir)?;
+    let store = global.store()?;
+    let mode = if move_files {
+        IngestMode::Move
+    } else {
+        IngestMode::Copy
+    };
+    let r = store.ingest(&dir, mode).map_err(failed)?;
+    if global.json {
+        print_json(&serde_json::json!(r));
+    } else {
+        println!("{}", r.tree);
+        eprintln!(
+            "{} files, {} bytes, {} new objects",
+            r.files, r.bytes, r.new_objects
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn checkout(global: &Session, digest: String, dir: PathBuf, hardlinks: bool) -> CmdResult {
+    let store = global.store()?;
+    let d = existing_tree(&store, &digest)?;
+    if dir.exists() && !(dir.is_dir() && dir.read_dir().is_ok_and(|mut r| r.next().is_none())) {
+        return Err(invalid(format!(
+            "{}: exists and is not an empty directory",
+            dir.display()
+        )));
+    }
+    let method = if hardlinks {
+        Method::Hardlink
+    } else {
+        Method::ReflinkOrCopy
+    };
+    let used = store.materialize(&d, &dir, method).map_err(failed)?;
+    if global.json {
+        print_json(&serde_json::json!({"tree": d, "dir": dir, "method": used}));
+    } else {
+        eprintln!("checked out {d} into {} ({used})", dir.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(global: &Session, digest: String, file: PathBuf, mtime: u64) -> CmdResult {
+    let store = global.store()?;
+    let d = existing_tree(&store, &digest)?;
+    store
+        .export_tar_with_mtime(&d, &file, mtime)
+        .map_err(failed)?;
+    if global.json {
+        print_json(&serde_json::json!({"tree": d, "file": file}));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn import(global: &Session, file: PathBuf) -> CmdResult {
+    if !file.is_file() {
+        return Err(invalid(format!("{}: no such file", file.display())));
+    }
+    let store = global.store()?;
+    let d = store.import_tar(&file).map_err(failed)?;
+    if global.json {
+        print_json(&serde_json::json!({"tree": d}));
+    } else {
+        println!("{d}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(global: &Session, repair: bool, deep: bool) -> CmdResult {
+    let store = global.store()?;
+    let r = store.verify_with(repair, deep).map_err(failed)?;
+    if global.json {
+        print_json(&serde_json::json!(r));
+    } else {
+        for c in &r.corrupt {
+            println!("corrupt object {c}");
+        }
+        for m in &r.missing {
+            println!("missing object {m}");
+        }
+        for p in &r.bad_variants {
+            println!("bad mode variant {}", p.display());
+        }
+        for p in &r.bad_modes {
+            println!("object with a wrong mode {}", p.display());
+        }
+        for k in &r.broken_results {
+            println!(
+                "broken action result {k}{}",
+                if repair { " (removed)" } else { "" }
+            );
+        }
+        for k in &r.mismatched_results {
+            println!(
+                "action result {k} does not match its manifest{}",
+                if repair { " (removed)" } else { "" }
+            );
+        }
+        for p in &r.broken_pins {
+            println!("broken pin {p}");
+        }
+        for s in &r.broken_sources {
+            println!(
+                "broken source entry {s}{}",
+                if repair { " (removed)" } else { "" }
+            );
+        }
+        eprintln!(
+            "{} objects ({} bytes) checked: {}",
+            r.objects_checked,
+            r.bytes_checked,
+            if r.is_consistent() {
+                "store is consistent"
             } else {
-                let verb = if dry_run { "would remove" } else { "removed" };
-                for k in &r.results_removed {
-                    println!("{verb} result {k}");
-                }
-                for s in &r.sources_removed {
-                    println!("{verb} source {s}");
-                }
+                "problems found"
+            }
+        );
+    }
+    Ok(if r.is_consistent() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn gc(
+    global: &Session,
+    max_size: Option<String>,
+    keep_younger_than: Option<u64>,
+    dry_run: bool,
+) -> CmdResult {
+    let max_size = match max_size {
+        Some(s) => Some(parse_size(&s).map_err(|e| invalid(e.to_string()))?),
+        None => None,
+    };
+    let store = global.store()?;
+    let opts = GcOptions {
+        max_size,
+        keep_younger_than: keep_younger_than.map(std::time::Duration::from_secs),
+        dry_run,
+    };
+    let r = store.gc(&opts).map_err(failed)?;
+    if global.json {
+        print_json(&serde_json::json!(r));
+    } else {
+        let verb = if dry_run { "would remove" } else { "removed" };
+        for k in &r.results_removed {
+            println!("{verb} result {k}");
+        }
+        for s in &r.sources_removed {
+            println!("{verb} source {s}");
+        }
+        println!(
+            "{verb} {} objects ({} bytes), {} views, {} temporary files, {} remembered remote answers; {} -> {} bytes",
+            r.objects_removed,
+            r.bytes_freed,
+            r.views_removed,
+            r.tmp_removed,
+            r.remote_answers_removed,
+            r.size_before,
+            if dry_run { r.size_before } else { r.size_after }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn results(global: &Session) -> CmdResult {
+    let store = global.store()?;
+    let rows = store.action_list().map_err(failed)?;
+    if global.json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|(k, r)| {
+                serde_json::json!({"key": k, "output": r.output, "log": r.log,
+                    "manifest": r.manifest, "created": r.created, "duration_ms": r.duration_ms})
+            })
+            .collect();
+        print_json(&serde_json::json!({ "results": list }));
+    } else {
+        for (k, r) in &rows {
+            println!("{k} {}", r.output);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stats(global: &Session) -> CmdResult {
+    let store = global.store()?;
+    let s = store.stats().map_err(failed)?;
+    if global.json {
+        print_json(&serde_json::json!(s));
+    } else {
+        println!("store      {}", store.root().display());
+        println!("objects    {} ({} mode variants)", s.objects, s.variants);
+        println!("bytes      {}", s.bytes);
+        println!("results    {}", s.results);
+        println!("pins       {}", s.pins);
+        println!("sources    {}", s.sources);
+        println!("views      {}", s.views);
+        println!("tmp        {}", s.tmp_entries);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pin(global: &Session, name: String, digest: String) -> CmdResult {
+    let store = global.store()?;
+    let d = existing_tree(&store, &digest)?;
+    store.pin(&name, &d).map_err(failed)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn unpin(global: &Session, name: String) -> CmdResult {
+    let store = global.store()?;
+    if !store.unpin(&name).map_err(failed)? {
+        return Err(invalid(format!("no pin named {name:?}")));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pins(global: &Session) -> CmdResult {
+    let store = global.store()?;
+    let pins = store.pins().map_err(failed)?;
+    if global.json {
+        let v: Vec<_> = pins
+            .iter()
+            .map(|(n, d)| serde_json::json!({"name": n, "tree": d}))
+            .collect();
+        print_json(&serde_json::json!(v));
+    } else {
+        for (n, d) in pins {
+            println!("{d} {n}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn merge(global: &Session, trees: Vec<String>) -> CmdResult {
+    let store = global.store()?;
+    let mut list = Vec::new();
+    for t in &trees {
+        let Some((label, digest)) = t.split_once('=') else {
+            return Err(invalid(format!("{t:?}: expected LABEL=DIGEST")));
+        };
+        list.push((label.to_string(), existing_tree(&store, digest)?));
+    }
+    let refs: Vec<(&str, TreeDigest)> = list.iter().map(|(l, d)| (l.as_str(), *d)).collect();
+    let d = store.merge(&refs).map_err(failed)?;
+    if global.json {
+        print_json(&serde_json::json!({"tree": d}));
+    } else {
+        println!("{d}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn view(global: &Session, digest: String) -> CmdResult {
+    let store = global.store()?;
+    let d = existing_tree(&store, &digest)?;
+    let v = store.view(&d).map_err(failed)?;
+    if global.json {
+        print_json(&serde_json::json!({"tree": d, "path": v.path(), "built_with": v.built_with()}));
+    } else {
+        println!("{}", v.path().display());
+        if let Some(m) = v.built_with() {
+            eprintln!("built with {m}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ls(global: &Session, digest: String) -> CmdResult {
+    let store = global.store()?;
+    let d = existing_tree(&store, &digest)?;
+    let entries = store.walk(&d).map_err(failed)?;
+    for (path, e) in entries {
+        let p = String::from_utf8_lossy(&path);
+        match e.kind {
+            cas_store::EntryKind::File { digest, size } => {
+                println!("{:04o} file {digest} {size} {p:?}", e.mode);
+            }
+            cas_store::EntryKind::Dir { digest } => {
+                println!("{:04o} dir  {digest} {p:?}", e.mode);
+            }
+            cas_store::EntryKind::Symlink { target } => {
                 println!(
-                    "{verb} {} objects ({} bytes), {} views, {} temporary files, {} remembered remote answers; {} -> {} bytes",
-                    r.objects_removed,
-                    r.bytes_freed,
-                    r.views_removed,
-                    r.tmp_removed,
-                    r.remote_answers_removed,
-                    r.size_before,
-                    if dry_run { r.size_before } else { r.size_after }
+                    "{:04o} link {p:?} -> {:?}",
+                    e.mode,
+                    String::from_utf8_lossy(&target)
                 );
             }
-            ok
         }
-        StoreCommand::Results => {
-            let store = global.store()?;
-            let rows = store.action_list().map_err(failed)?;
-            if global.json {
-                let list: Vec<_> = rows
-                    .iter()
-                    .map(|(k, r)| {
-                        serde_json::json!({"key": k, "output": r.output, "log": r.log,
-                            "manifest": r.manifest, "created": r.created, "duration_ms": r.duration_ms})
-                    })
-                    .collect();
-                print_json(&serde_json::json!({ "results": list }));
-            } else {
-                for (k, r) in &rows {
-                    println!("{k} {}", r.output);
-                }
-            }
-            ok
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn action_put(global: &Session, key: String, output: String, log: Option<String>) -> CmdResult {
+    let store = global.store()?;
+    let key = key
+        .parse::<ActionKey>()
+        .map_err(|e| invalid(e.to_string()))?;
+    let output = existing_tree(&store, &output)?;
+    let log = match log {
+        Some(l) => l
+            .parse::<BlobDigest>()
+            .map_err(|e| invalid(e.to_string()))?,
+        None => store.put_bytes(b"").map_err(failed)?,
+    };
+    let manifest = store.put_bytes(b"").map_err(failed)?;
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let result = ActionResult {
+        output,
+        log,
+        duration_ms: 0,
+        created,
+        manifest,
+    };
+    store.action_put(&key, &result).map_err(failed)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn action_get(global: &Session, key: String) -> CmdResult {
+    let store = global.store()?;
+    let key = key
+        .parse::<ActionKey>()
+        .map_err(|e| invalid(e.to_string()))?;
+    match store.action_get(&key).map_err(failed)? {
+        Some(r) => {
+            print_json(&serde_json::json!(r));
+            Ok(ExitCode::SUCCESS)
         }
-        StoreCommand::Stats => {
-            let store = global.store()?;
-            let s = store.stats().map_err(failed)?;
-            if global.json {
-                print_json(&serde_json::json!(s));
-            } else {
-                println!("store      {}", store.root().display());
-                println!("objects    {} ({} mode variants)", s.objects, s.variants);
-                println!("bytes      {}", s.bytes);
-                println!("results    {}", s.results);
-                println!("pins       {}", s.pins);
-                println!("sources    {}", s.sources);
-                println!("views      {}", s.views);
-                println!("tmp        {}", s.tmp_entries);
-            }
-            ok
-        }
-        StoreCommand::Pin { name, digest } => {
-            let store = global.store()?;
-            let d = existing_tree(&store, &digest)?;
-            store.pin(&name, &d).map_err(failed)?;
-            ok
-        }
-        StoreCommand::Unpin { name } => {
-            let store = global.store()?;
-            if !store.unpin(&name).map_err(failed)? {
-                return Err(invalid(format!("no pin named {name:?}")));
-            }
-            ok
-        }
-        StoreCommand::Pins => {
-            let store = global.store()?;
-            let pins = store.pins().map_err(failed)?;
-            if global.json {
-                let v: Vec<_> = pins
-                    .iter()
-                    .map(|(n, d)| serde_json::json!({"name": n, "tree": d}))
-                    .collect();
-                print_json(&serde_json::json!(v));
-            } else {
-                for (n, d) in pins {
-                    println!("{d} {n}");
-                }
-            }
-            ok
-        }
-        StoreCommand::Merge { trees } => {
-            let store = global.store()?;
-            let mut list = Vec::new();
-            for t in &trees {
-                let Some((label, digest)) = t.split_once('=') else {
-                    return Err(invalid(format!("{t:?}: expected LABEL=DIGEST")));
-                };
-                list.push((label.to_string(), existing_tree(&store, digest)?));
-            }
-            let refs: Vec<(&str, TreeDigest)> =
-                list.iter().map(|(l, d)| (l.as_str(), *d)).collect();
-            let d = store.merge(&refs).map_err(failed)?;
-            if global.json {
-                print_json(&serde_json::json!({"tree": d}));
-            } else {
-                println!("{d}");
-            }
-            ok
-        }
-        StoreCommand::View { digest } => {
-            let store = global.store()?;
-            let d = existing_tree(&store, &digest)?;
-            let v = store.view(&d).map_err(failed)?;
-            if global.json {
-                print_json(
-                    &serde_json::json!({"tree": d, "path": v.path(), "built_with": v.built_with()}),
-                );
-            } else {
-                println!("{}", v.path().display());
-                if let Some(m) = v.built_with() {
-                    eprintln!("built with {m}");
-                }
-            }
-            ok
-        }
-        StoreCommand::Ls { digest } => {
-            let store = global.store()?;
-            let d = existing_tree(&store, &digest)?;
-            let entries = store.walk(&d).map_err(failed)?;
-            for (path, e) in entries {
-                let p = String::from_utf8_lossy(&path);
-                match e.kind {
-                    cas_store::EntryKind::File { digest, size } => {
-                        println!("{:04o} file {digest} {size} {p:?}", e.mode);
-                    }
-                    cas_store::EntryKind::Dir { digest } => {
-                        println!("{:04o} dir  {digest} {p:?}", e.mode);
-                    }
-                    cas_store::EntryKind::Symlink { target } => {
-                        println!(
-                            "{:04o} link {p:?} -> {:?}",
-                            e.mode,
-                            String::from_utf8_lossy(&target)
-                        );
-                    }
-                }
-            }
-            ok
-        }
-        StoreCommand::ActionPut { key, output, log } => {
-            let store = global.store()?;
-            let key = key
-                .parse::<ActionKey>()
-                .map_err(|e| invalid(e.to_string()))?;
-            let output = existing_tree(&store, &output)?;
-            let log = match log {
-                Some(l) => l
-                    .parse::<BlobDigest>()
-                    .map_err(|e| invalid(e.to_string()))?,
-                None => store.put_bytes(b"").map_err(failed)?,
-            };
-            let manifest = store.put_bytes(b"").map_err(failed)?;
-            let created = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            let result = ActionResult {
-                output,
-                log,
-                duration_ms: 0,
-                created,
-                manifest,
-            };
-            store.action_put(&key, &result).map_err(failed)?;
-            ok
-        }
-        StoreCommand::ActionGet { key } => {
-            let store = global.store()?;
-            let key = key
-                .parse::<ActionKey>()
-                .map_err(|e| invalid(e.to_string()))?;
-            match store.action_get(&key).map_err(failed)? {
-                Some(r) => {
-                    print_json(&serde_json::json!(r));
-                    ok
-                }
-                None => Ok(ExitCode::from(1)),
-            }
-        }
+        None => Ok(ExitCode::from(1)),
     }
 }
