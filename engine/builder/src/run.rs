@@ -87,20 +87,7 @@ pub fn build(
 ) -> Result<BuildReport> {
     let _lock = store.lock_shared()?;
     let closure = loaded.closure(targets);
-    let pos: HashMap<ElementId, usize> =
-        closure.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-    let dag = Dag {
-        waits: closure
-            .iter()
-            .map(|id| {
-                loaded
-                    .staged(*id)
-                    .iter()
-                    .filter_map(|d| pos.get(d).copied())
-                    .collect()
-            })
-            .collect(),
-    };
+    let dag = dag_of(loaded, &closure);
     let fetcher = fetcher_for(store, &opts.mirrors)?;
     let (recorder, recorder_thread) = crate::record::recorder();
     let engine = Engine {
@@ -118,7 +105,7 @@ pub fn build(
             }),
         ..Engine::new(store, loaded, &fetcher, reporter)
     };
-    let outputs: Mutex<HashMap<ElementId, TreeDigest>> = Mutex::new(HashMap::new());
+    let outputs = Outputs::default();
     let errors: Mutex<HashMap<ElementId, (Option<ActionKey>, String)>> = Mutex::new(HashMap::new());
     let (finished, finished_rx) = std::sync::mpsc::channel::<()>();
     let (ends, recorded) = std::thread::scope(|scope| {
@@ -138,79 +125,9 @@ pub fn build(
         });
         // What the local cache already has is found here, in order, on this
         // thread; only the rest goes through the parallel scheduler.
-        let mut done_before: Vec<Option<crate::step::Done>> = Vec::with_capacity(closure.len());
-        for &id in &closure {
-            let known = |d: ElementId| {
-                outputs
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .get(&d)
-                    .copied()
-            };
-            match engine.cached(id, &known) {
-                Ok(Some(done)) => {
-                    reporter.finished(&engine.element(id).name, "cached", None);
-                    outputs
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .insert(id, done.output);
-                    let _ = store.ref_put(&last_key_ref(loaded, id), &done.key.to_hex());
-                    done_before.push(Some(done));
-                }
-                // Errors are found again, and reported, when the step runs.
-                _ => done_before.push(None),
-            }
-        }
+        let done_before = cached_pre_pass(&engine, &closure, &outputs);
         let ends = scheduler::run_with(&dag, opts.jobs, opts.keep_going, stop, done_before, |i| {
-            let id = closure[i];
-            let name = &engine.element(id).name;
-            let lookup = |d: ElementId| {
-                outputs
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .get(&d)
-                    .copied()
-            };
-            match engine.run(id, &lookup) {
-                Ok(done) => {
-                    let took = done
-                        .span
-                        .map(|(a, b)| Duration::from_millis(b.saturating_sub(a)));
-                    let status = match done.status {
-                        Status::Built => "built",
-                        Status::Cached => "cached",
-                        Status::Pulled => "pulled",
-                    };
-                    reporter.finished(name, status, took);
-                    outputs
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .insert(id, done.output);
-                    if !opts.rebuild.contains(&id) {
-                        // For `cas explain`: the element's last key (best effort).
-                        let _ = store.ref_put(&last_key_ref(loaded, id), &done.key.to_hex());
-                    }
-                    Ok(done)
-                }
-                Err(e) => {
-                    if matches!(
-                        e,
-                        BuildError::Source { .. }
-                            | BuildError::Conflict { .. }
-                            | BuildError::NoShell { .. }
-                            | BuildError::Store(_)
-                    ) {
-                        // Errors before the sandbox ran have no log to show.
-                        reporter.message(&format!("error: {e}"));
-                    }
-                    reporter.finished(name, "failed", None);
-                    errors
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .insert(id, (None, e.to_string()));
-                    Err(())
-                }
-            }
+            run_one(&engine, closure[i], &outputs, &errors)
         });
         drop(finished);
         recorder.finish();
@@ -224,6 +141,128 @@ pub fn build(
     let errors = errors
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut report = report_of(&engine, &closure, ends, &errors);
+    report.remote = engine.remote.as_ref().map(|r| r.remotes.summary());
+    Ok(report)
+}
+
+/// The outputs known so far in a run, shared by its steps.
+#[derive(Default)]
+struct Outputs(Mutex<HashMap<ElementId, TreeDigest>>);
+
+impl Outputs {
+    fn get(&self, id: ElementId) -> Option<TreeDigest> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&id)
+            .copied()
+    }
+    fn set(&self, id: ElementId, output: TreeDigest) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, output);
+    }
+}
+
+/// The steps the local action cache answers, in closure order, without
+/// starting anything (`None`: the step goes to the scheduler; its errors
+/// are found again, and reported, when it runs).
+fn cached_pre_pass(
+    engine: &Engine<'_>,
+    closure: &[ElementId],
+    outputs: &Outputs,
+) -> Vec<Option<crate::step::Done>> {
+    closure
+        .iter()
+        .map(|&id| {
+            let done = engine.cached(id, &|d| outputs.get(d)).ok().flatten()?;
+            engine
+                .reporter
+                .finished(&engine.element(id).name, "cached", None);
+            outputs.set(id, done.output);
+            remember_key(engine, id, &done);
+            Some(done)
+        })
+        .collect()
+}
+
+/// One step through the scheduler: run it, say how it ended, share its output.
+fn run_one(
+    engine: &Engine<'_>,
+    id: ElementId,
+    outputs: &Outputs,
+    errors: &Mutex<HashMap<ElementId, (Option<ActionKey>, String)>>,
+) -> std::result::Result<crate::step::Done, ()> {
+    let name = &engine.element(id).name;
+    match engine.run(id, &|d| outputs.get(d)) {
+        Ok(done) => {
+            let took = done
+                .span
+                .map(|(a, b)| Duration::from_millis(b.saturating_sub(a)));
+            engine.reporter.finished(name, done.status.name(), took);
+            outputs.set(id, done.output);
+            if !engine.rebuild.contains(&id) {
+                remember_key(engine, id, &done);
+            }
+            Ok(done)
+        }
+        Err(e) => {
+            if matches!(
+                e,
+                BuildError::Source { .. }
+                    | BuildError::Conflict { .. }
+                    | BuildError::NoShell { .. }
+                    | BuildError::Store(_)
+            ) {
+                // Errors before the sandbox ran have no log to show.
+                engine.reporter.message(&format!("error: {e}"));
+            }
+            engine.reporter.finished(name, "failed", None);
+            errors
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(id, (None, e.to_string()));
+            Err(())
+        }
+    }
+}
+
+/// For `cas explain`: the element's last key (best effort).
+fn remember_key(engine: &Engine<'_>, id: ElementId, done: &crate::step::Done) {
+    let _ = engine
+        .store
+        .ref_put(&last_key_ref(engine.loaded, id), &done.key.to_hex());
+}
+
+/// What each element of the closure waits for: the positions of what it stages.
+fn dag_of(loaded: &Loaded, closure: &[ElementId]) -> Dag {
+    let pos: HashMap<ElementId, usize> =
+        closure.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    Dag {
+        waits: closure
+            .iter()
+            .map(|id| {
+                loaded
+                    .staged(*id)
+                    .iter()
+                    .filter_map(|d| pos.get(d).copied())
+                    .collect()
+            })
+            .collect(),
+    }
+}
+
+/// The report of a run: one row per element of the closure, in order, and
+/// the counts. A dependency pulled and then built after all
+/// ([`Engine::fallbacks`]) counts as built.
+fn report_of(
+    engine: &Engine<'_>,
+    closure: &[ElementId],
+    ends: Vec<NodeEnd<crate::step::Done>>,
+    errors: &HashMap<ElementId, (Option<ActionKey>, String)>,
+) -> BuildReport {
     let mut report = BuildReport {
         elements: Vec::new(),
         built: 0,
@@ -233,7 +272,6 @@ pub fn build(
         skipped: 0,
         remote: None,
     };
-    report.remote = engine.remote.as_ref().map(|r| r.remotes.summary());
     let fallbacks: HashMap<ElementId, crate::step::Done> = std::mem::take(
         &mut *engine
             .fallbacks
@@ -272,20 +310,12 @@ pub fn build(
                 row.output = Some(done.output.to_hex());
                 row.started_ms = done.span.map(|s| s.0);
                 row.ended_ms = done.span.map(|s| s.1);
-                row.status = match done.status {
-                    Status::Built => {
-                        report.built += 1;
-                        "built"
-                    }
-                    Status::Cached => {
-                        report.cached += 1;
-                        "cached"
-                    }
-                    Status::Pulled => {
-                        report.pulled += 1;
-                        "pulled"
-                    }
-                };
+                *match done.status {
+                    Status::Built => &mut report.built,
+                    Status::Cached => &mut report.cached,
+                    Status::Pulled => &mut report.pulled,
+                } += 1;
+                row.status = done.status.name();
             }
             NodeEnd::Failed => {
                 report.failed += 1;
@@ -299,7 +329,7 @@ pub fn build(
         }
         report.elements.push(row);
     }
-    Ok(report)
+    report
 }
 
 /// The state of an element for `cas show`.

@@ -31,6 +31,17 @@ pub enum Status {
     Pulled,
 }
 
+impl Status {
+    /// As reports and `--json` say it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Built => "built",
+            Status::Cached => "cached",
+            Status::Pulled => "pulled",
+        }
+    }
+}
+
 /// A step that has an output.
 #[derive(Debug, Clone)]
 pub struct Done {
@@ -335,12 +346,7 @@ impl Engine<'_> {
         let took = done
             .span
             .map(|(a, b)| std::time::Duration::from_millis(b.saturating_sub(a)));
-        let status = match done.status {
-            Status::Built => "built",
-            Status::Cached => "cached",
-            Status::Pulled => "pulled",
-        };
-        self.reporter.finished(name, status, took);
+        self.reporter.finished(name, done.status.name(), took);
         *slot = Some(done.clone());
         Ok(done)
     }
