@@ -372,28 +372,124 @@ pub(crate) struct Context<'a> {
     pub host_arch: &'a str,
 }
 
-pub(crate) fn resolve(
+/// `include`/`exclude` of a compose element: split-rule domains that the
+/// staged elements define; an unknown one is an error at its name.
+fn compose_domains(
     cx: &Context,
-    id: ElementId,
-    raw: &RawElement,
-) -> Result<Element, Vec<Error>> {
-    let mut r = Reader::new(cx.files);
-    let (line, col) = match &raw.kind {
-        Some(k) => cx
-            .files
-            .get(k.span.file)
-            .map_or((1, 1), |f| f.line_col(k.span.start)),
-        None => (1, 1),
+    list: Option<&ConfigValue>,
+    public: &Public,
+    errors: &mut Vec<Error>,
+) -> Vec<String> {
+    let Some(ConfigValue::List(list)) = list else {
+        return vec![];
     };
-    let mut origin = Origin {
-        file: raw.file,
-        kind_span: raw.kind.as_ref().map_or(raw.root_span, |k| k.span),
-        deps: vec![],
-        line,
-        col,
-    };
+    let mut out = Vec::new();
+    for s in list {
+        if public.split_rules.contains_key(&s.value) {
+            out.push(s.value.clone());
+        } else {
+            let help = format!(
+                "domains: {}",
+                public
+                    .split_rules
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            errors.push(
+                cx.files
+                    .error(
+                        s.span,
+                        format!("unknown split-rule domain `{}`", s.value),
+                        "unknown domain",
+                    )
+                    .with_help(help),
+            );
+        }
+    }
+    out
+}
 
-    // dependencies
+/// `layout` of a script element: each entry's element must be one of its
+/// build dependencies (`deps`: build-depends, depends); destinations are
+/// expanded.
+fn script_layout(
+    cx: &Context,
+    r: &mut Reader<Files>,
+    n: &Node,
+    deps: (&[ElementId], &[ElementId]),
+    expand: &mut dyn FnMut(&Spanned) -> String,
+) -> Vec<LayoutEntry> {
+    let mut layout = Vec::new();
+    match &n.value {
+        Value::Seq(items) => {
+            for item in items {
+                let Some(m) = r.map(item, "layout") else {
+                    continue;
+                };
+                r.check_keys(m, &["element", "destination"], "a layout entry");
+                let element = m.get("element").and_then(|n| {
+                    if n.is_null() {
+                        None
+                    } else {
+                        r.string(n, "element")
+                    }
+                });
+                let element = element.and_then(|e| {
+                    let did = normalise_name(&e.value).and_then(|n| cx.ids.get(&n).copied());
+                    match did {
+                        Some(did) if deps.0.contains(&did) || deps.1.contains(&did) => Some(did),
+                        _ => {
+                            r.err(
+                                e.span,
+                                format!(
+                                    "layout: `{}` is not a build dependency of this element",
+                                    e.value
+                                ),
+                                "not in build-depends or depends",
+                            );
+                            None
+                        }
+                    }
+                });
+                let destination = m
+                    .get("destination")
+                    .and_then(|n| r.string(n, "destination"));
+                match destination {
+                    Some(dst) => {
+                        let v = expand(&dst);
+                        layout.push(LayoutEntry {
+                            element,
+                            destination: v,
+                        });
+                    }
+                    None => r.err(
+                        item.span,
+                        "a layout entry needs `destination`",
+                        "no `destination:`",
+                    ),
+                }
+            }
+        }
+        Value::Null => {}
+        _ => r.err(
+            n.span,
+            format!("`layout`: expected a list, found {}", n.describe()),
+            "expected a list",
+        ),
+    }
+    layout
+}
+
+/// The element's dependencies by edge kind (each once, in order written);
+/// unknown ones are errors at their name.
+fn resolve_deps(
+    cx: &Context,
+    raw: &RawElement,
+    r: &mut Reader<Files>,
+    origin: &mut Origin,
+) -> (Vec<ElementId>, Vec<ElementId>, Vec<ElementId>) {
     let (mut bd, mut d, mut rd) = (Vec::new(), Vec::new(), Vec::new());
     for (dk, dep) in &raw.deps {
         if let Some(&did) = cx.ids.get(&dep.value) {
@@ -427,8 +523,13 @@ pub(crate) fn resolve(
         }
     }
 
-    // kind
-    let kind = match &raw.kind {
+    (bd, d, rd)
+}
+
+/// The element's kind; an unknown kind, or one whose file has errors, is an
+/// error at `kind:`.
+fn resolve_kind<'k>(cx: &'k Context, raw: &RawElement, r: &mut Reader<Files>) -> Option<&'k Kind> {
+    match &raw.kind {
         Some(k) => match cx.kinds.get(&k.value) {
             Some(kind) => Some(kind),
             None if cx.broken_kinds.contains_key(&k.value) => {
@@ -464,12 +565,17 @@ pub(crate) fn resolve(
             }
         },
         None => None,
-    };
-    let Some(kind) = kind else {
-        return Err(r.errors);
-    };
+    }
+}
 
-    // variables: injected, defaults, project, kind, element
+/// The variables visible to the element, layered: injected (host-arch,
+/// project-name, element-name), defaults, project, kind, element.
+fn scope_of<'a>(
+    cx: &'a Context,
+    raw: &'a RawElement,
+    kind: &'a Kind,
+    r: &mut Reader<Files>,
+) -> Scope<'a> {
     let mut scope = Scope::default();
     scope.set(
         "host-arch",
@@ -517,6 +623,38 @@ pub(crate) fn resolve(
             );
         }
     }
+    scope
+}
+
+pub(crate) fn resolve(
+    cx: &Context,
+    id: ElementId,
+    raw: &RawElement,
+) -> Result<Element, Vec<Error>> {
+    let mut r = Reader::new(cx.files);
+    let (line, col) = match &raw.kind {
+        Some(k) => cx
+            .files
+            .get(k.span.file)
+            .map_or((1, 1), |f| f.line_col(k.span.start)),
+        None => (1, 1),
+    };
+    let mut origin = Origin {
+        file: raw.file,
+        kind_span: raw.kind.as_ref().map_or(raw.root_span, |k| k.span),
+        deps: vec![],
+        line,
+        col,
+    };
+
+    let (bd, d, rd) = resolve_deps(cx, raw, &mut r, &mut origin);
+
+    let kind = resolve_kind(cx, raw, &mut r);
+    let Some(kind) = kind else {
+        return Err(r.errors);
+    };
+
+    let scope = scope_of(cx, raw, kind, &mut r);
     let mut errors = Vec::new();
     let mut ex = Expander::new(cx.files, &scope);
     let variables: BTreeMap<String, String> = ex.expand_all(&mut errors).into_iter().collect();
@@ -613,99 +751,19 @@ pub(crate) fn resolve(
         },
         Behaviour::Sandbox => Config::Sandbox,
         Behaviour::Stack => Config::Stack,
-        Behaviour::Compose => {
-            let domains = |key: &str, errors: &mut Vec<Error>| -> Vec<String> {
-                let Some(ConfigValue::List(list)) = get(key) else {
-                    return vec![];
-                };
-                let mut out = Vec::new();
-                for s in list {
-                    if public.split_rules.contains_key(&s.value) {
-                        out.push(s.value.clone());
-                    } else {
-                        let help = format!(
-                            "domains: {}",
-                            public
-                                .split_rules
-                                .keys()
-                                .cloned()
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        );
-                        errors.push(
-                            cx.files
-                                .error(
-                                    s.span,
-                                    format!("unknown split-rule domain `{}`", s.value),
-                                    "unknown domain",
-                                )
-                                .with_help(help),
-                        );
-                    }
-                }
-                out
-            };
-            Config::Compose {
-                include: domains("include", &mut errors),
-                exclude: domains("exclude", &mut errors),
-                include_orphans: get_bool("include-orphans", true),
-                integrate: get_bool("integrate", true),
-            }
-        }
+        Behaviour::Compose => Config::Compose {
+            include: compose_domains(cx, get("include"), &public, &mut errors),
+            exclude: compose_domains(cx, get("exclude"), &public, &mut errors),
+            include_orphans: get_bool("include-orphans", true),
+            integrate: get_bool("integrate", true),
+        },
         Behaviour::Script => {
-            let mut layout = Vec::new();
-            if let Some(ConfigValue::Node(n)) = get("layout") {
-                match &n.value {
-                    Value::Seq(items) => {
-                        for item in items {
-                            let Some(m) = r.map(item, "layout") else {
-                                continue;
-                            };
-                            r.check_keys(m, &["element", "destination"], "a layout entry");
-                            let element = m.get("element").and_then(|n| {
-                                if n.is_null() {
-                                    None
-                                } else {
-                                    r.string(n, "element")
-                                }
-                            });
-                            let element = element.and_then(|e| {
-                                let did = normalise_name(&e.value).and_then(|n| cx.ids.get(&n).copied());
-                                match did {
-                                    Some(did) if bd.contains(&did) || d.contains(&did) => Some(did),
-                                    _ => {
-                                        r.err(e.span, format!("layout: `{}` is not a build dependency of this element", e.value), "not in build-depends or depends");
-                                        None
-                                    }
-                                }
-                            });
-                            let destination = m
-                                .get("destination")
-                                .and_then(|n| r.string(n, "destination"));
-                            match destination {
-                                Some(dst) => {
-                                    let v = expand(&dst, &mut errors);
-                                    layout.push(LayoutEntry {
-                                        element,
-                                        destination: v,
-                                    });
-                                }
-                                None => r.err(
-                                    item.span,
-                                    "a layout entry needs `destination`",
-                                    "no `destination:`",
-                                ),
-                            }
-                        }
-                    }
-                    Value::Null => {}
-                    _ => r.err(
-                        n.span,
-                        format!("`layout`: expected a list, found {}", n.describe()),
-                        "expected a list",
-                    ),
+            let layout = match get("layout") {
+                Some(ConfigValue::Node(n)) => {
+                    script_layout(cx, &mut r, n, (&bd, &d), &mut |v| expand(v, &mut errors))
                 }
-            }
+                _ => Vec::new(),
+            };
             Config::Script {
                 layout,
                 root_read_only: get_bool("root-read-only", false),
