@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use crate::diagnostics::{Diagnostics, Error, FileId, Files, SourceFile, Span};
 use crate::element::{normalise_name, resolve, Context, Element, ElementId, RawElement};
 use crate::graph;
-use crate::kind::{builtin_file, decode_defaults, resolve_kinds, Kind, RawKind, BUILTIN};
+use crate::kind::{builtin_file, decode_defaults, resolve_kinds, Kind, Layer, RawKind, BUILTIN};
 use crate::project::{find_project_file, Project};
 use crate::yaml;
 
@@ -176,6 +176,163 @@ fn read_and_parse(
     }
 }
 
+/// The kinds of a load: the defaults layer, every kind resolved (built-in,
+/// then the project's), and the project kinds that could not be (their file
+/// names, for the elements that use them).
+struct LoadedKinds {
+    defaults: Layer,
+    kinds: BTreeMap<String, Kind>,
+    broken_kinds: BTreeMap<String, String>,
+}
+
+fn load_kinds(
+    files: &mut Files,
+    project: &Project,
+    cwd: &Path,
+    errors: &mut Vec<Error>,
+) -> LoadedKinds {
+    let mut builtin = Vec::new();
+    let mut defaults_root = None;
+    for (name, text) in BUILTIN {
+        let id = files.next_id();
+        let f = builtin_file(name, text);
+        let root = yaml::parse(&f, id).unwrap_or_else(|es| {
+            errors.extend(es);
+            None
+        });
+        let path = f.path.clone();
+        files.add(f);
+        if *name == "defaults" {
+            defaults_root = root;
+        } else {
+            builtin.push(RawKind {
+                broken: false,
+                name: name.to_string(),
+                file: id,
+                path,
+                root,
+            });
+        }
+    }
+    let defaults = decode_defaults(files, defaults_root.as_ref()).unwrap_or_else(|es| {
+        errors.extend(es);
+        Default::default()
+    });
+    let mut project_kinds = Vec::new();
+    if let Some(dir) = &project.kinds_dir {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(std::result::Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        paths.sort();
+        for p in paths {
+            let Some(stem) = p.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
+                continue;
+            };
+            let before = errors.len();
+            let (id, root) = read_and_parse(files, &p, display_name(&p, cwd), errors);
+            project_kinds.push(RawKind {
+                name: stem,
+                file: id,
+                path: p,
+                root,
+                broken: errors.len() > before,
+            });
+        }
+    }
+    let (kinds, kind_errors) = resolve_kinds(files, &builtin, &project_kinds);
+    errors.extend(kind_errors);
+    // Project kinds that have errors of their own (reported above).
+    let broken_kinds: BTreeMap<String, String> = project_kinds
+        .iter()
+        .filter(|k| !kinds.contains_key(&k.name))
+        .map(|k| (k.name.clone(), display_name(&k.path, cwd)))
+        .collect();
+
+    LoadedKinds {
+        defaults,
+        kinds,
+        broken_kinds,
+    }
+}
+
+/// Reads and decodes the element files, wave by wave from the targets
+/// through the dependencies they name (each wave in parallel). Returns the
+/// decoded elements and the names of every element file that exists.
+fn read_elements(
+    files: &mut Files,
+    project: &Project,
+    cwd: &Path,
+    target_names: &[String],
+    errors: &mut Vec<Error>,
+) -> (Vec<RawElement>, Vec<String>) {
+    let mut raws: Vec<RawElement> = Vec::new();
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut existing: Vec<String> = Vec::new();
+    let mut wave: Vec<String> = target_names.to_vec();
+    for n in &wave {
+        seen.insert(n.clone());
+    }
+    while !wave.is_empty() {
+        let base = files.next_id().0;
+        type Read = (String, Option<SourceFile>, Result<RawElement, Vec<Error>>);
+        let results: Vec<Read> = wave
+            .par_iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let id = FileId(base + i as u32);
+                let path = project.element_path.join(name);
+                if !path.is_file() {
+                    return (name.clone(), None, Err(vec![]));
+                }
+                match read_source(&path, display_name(&path, cwd)) {
+                    Err((f, e)) => (name.clone(), Some(f), Err(vec![e])),
+                    Ok(f) => {
+                        let raw = match yaml::parse(&f, id) {
+                            Ok(root) => {
+                                crate::element::decode(&f, id, name.clone(), root.as_ref(), project)
+                            }
+                            Err(es) => Err(es),
+                        };
+                        (name.clone(), Some(f), raw)
+                    }
+                }
+            })
+            .collect();
+        let mut next = Vec::new();
+        for (i, (name, file, raw)) in results.into_iter().enumerate() {
+            let path = project.element_path.join(&name);
+            let id = files
+                .add(file.unwrap_or_else(|| SourceFile::new(path, name.clone(), String::new())));
+            debug_assert_eq!(id.0, base + i as u32);
+            match raw {
+                Ok(raw) => {
+                    existing.push(name);
+                    for (_, dep) in &raw.deps {
+                        if !seen.contains(&dep.value) {
+                            seen.insert(dep.value.clone());
+                            next.push(dep.value.clone());
+                        }
+                    }
+                    raws.push(raw);
+                }
+                Err(es) if es.is_empty() => {} // missing: reported where it is named
+                Err(es) => {
+                    existing.push(name);
+                    errors.extend(es);
+                }
+            }
+        }
+        wave = next;
+    }
+
+    (raws, existing)
+}
+
 /// Load the targets (element files or element names) and everything they depend on.
 #[allow(
     clippy::print_stderr,
@@ -272,135 +429,18 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
     }
 
     // 3. kinds: built-in, then the project's
-    let mut builtin = Vec::new();
-    let mut defaults_root = None;
-    for (name, text) in BUILTIN {
-        let id = files.next_id();
-        let f = builtin_file(name, text);
-        let root = yaml::parse(&f, id).unwrap_or_else(|es| {
-            errors.extend(es);
-            None
-        });
-        let path = f.path.clone();
-        files.add(f);
-        if *name == "defaults" {
-            defaults_root = root;
-        } else {
-            builtin.push(RawKind {
-                broken: false,
-                name: name.to_string(),
-                file: id,
-                path,
-                root,
-            });
-        }
-    }
-    let defaults = decode_defaults(&files, defaults_root.as_ref()).unwrap_or_else(|es| {
-        errors.extend(es);
-        Default::default()
-    });
-    let mut project_kinds = Vec::new();
-    if let Some(dir) = &project.kinds_dir {
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map(|rd| {
-                rd.filter_map(std::result::Result::ok)
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        paths.sort();
-        for p in paths {
-            let Some(stem) = p.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
-                continue;
-            };
-            let before = errors.len();
-            let (id, root) = read_and_parse(&mut files, &p, display_name(&p, &cwd), &mut errors);
-            project_kinds.push(RawKind {
-                name: stem,
-                file: id,
-                path: p,
-                root,
-                broken: errors.len() > before,
-            });
-        }
-    }
-    let (kinds, kind_errors) = resolve_kinds(&files, &builtin, &project_kinds);
-    errors.extend(kind_errors);
-    // Project kinds that have errors of their own (reported above).
-    let broken_kinds: BTreeMap<String, String> = project_kinds
-        .iter()
-        .filter(|k| !kinds.contains_key(&k.name))
-        .map(|k| (k.name.clone(), display_name(&k.path, &cwd)))
-        .collect();
+    let LoadedKinds {
+        defaults,
+        kinds,
+        broken_kinds,
+    } = load_kinds(&mut files, &project, &cwd, &mut errors);
 
     // CAS_FORMAT_TIMING=1 prints the time of each phase (spec/format.md).
     let timing = std::env::var_os("CAS_FORMAT_TIMING").is_some();
     let t0 = std::time::Instant::now();
     // 4. element files, wave by wave
-    let mut raws: Vec<RawElement> = Vec::new();
-    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
-    let mut existing: Vec<String> = Vec::new();
-    let mut wave: Vec<String> = target_names.clone();
-    for n in &wave {
-        seen.insert(n.clone());
-    }
-    while !wave.is_empty() {
-        let base = files.next_id().0;
-        type Read = (String, Option<SourceFile>, Result<RawElement, Vec<Error>>);
-        let results: Vec<Read> = wave
-            .par_iter()
-            .enumerate()
-            .map(|(i, name)| {
-                let id = FileId(base + i as u32);
-                let path = project.element_path.join(name);
-                if !path.is_file() {
-                    return (name.clone(), None, Err(vec![]));
-                }
-                match read_source(&path, display_name(&path, &cwd)) {
-                    Err((f, e)) => (name.clone(), Some(f), Err(vec![e])),
-                    Ok(f) => {
-                        let raw = match yaml::parse(&f, id) {
-                            Ok(root) => crate::element::decode(
-                                &f,
-                                id,
-                                name.clone(),
-                                root.as_ref(),
-                                &project,
-                            ),
-                            Err(es) => Err(es),
-                        };
-                        (name.clone(), Some(f), raw)
-                    }
-                }
-            })
-            .collect();
-        let mut next = Vec::new();
-        for (i, (name, file, raw)) in results.into_iter().enumerate() {
-            let path = project.element_path.join(&name);
-            let id = files
-                .add(file.unwrap_or_else(|| SourceFile::new(path, name.clone(), String::new())));
-            debug_assert_eq!(id.0, base + i as u32);
-            match raw {
-                Ok(raw) => {
-                    existing.push(name);
-                    for (_, dep) in &raw.deps {
-                        if !seen.contains(&dep.value) {
-                            seen.insert(dep.value.clone());
-                            next.push(dep.value.clone());
-                        }
-                    }
-                    raws.push(raw);
-                }
-                Err(es) if es.is_empty() => {} // missing: reported where it is named
-                Err(es) => {
-                    existing.push(name);
-                    errors.extend(es);
-                }
-            }
-        }
-        wave = next;
-    }
+    let (mut raws, mut existing) =
+        read_elements(&mut files, &project, &cwd, &target_names, &mut errors);
 
     if timing {
         eprintln!(
