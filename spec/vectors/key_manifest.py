@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""An independent implementation of spec/keys.md (schema 1): writes the
+"""An independent implementation of spec/keys.md (schema 2): writes the
 manifest of the sample used by the golden test in engine/builder/src/keys.rs
 to stdout. `python3 spec/vectors/key_manifest.py | b3sum` gives the key."""
 import struct, sys
@@ -12,7 +12,7 @@ def s(x): return bstr(x.encode())
 def strs(v): return u64(len(v)) + b''.join(s(x) for x in v)
 
 m = b'cas-key\0'
-m += s('schema') + u32(1)
+m += s('schema') + u32(2)
 m += s('kind') + s('manual')
 m += s('behaviour') + s('sandbox')
 phases = [('build-commands', ['echo hi > x']), ('install-commands', ['make -j%{max-jobs} install'])]

@@ -793,3 +793,61 @@ fn a_store_on_a_file_system_with_no_space_left_says_so() {
     std::fs::remove_file(&filler).unwrap();
     ctx.cas(["--store", store, "store", "verify"]).ok();
 }
+
+#[test]
+fn a_step_runs_all_its_commands_in_one_sandbox_and_names_the_one_that_fails() {
+    let ctx = busybox_project();
+    ctx.write(
+        "elements/three.yaml",
+        "kind: manual\nbuild-depends: [base.yaml]\nconfig:\n  configure-commands:\n    - echo one > one.txt\n  build-commands:\n    - echo two > two.txt\n    - |\n      echo third starts\n      false\n      echo never\n  install-commands:\n    - echo four > four.txt\n",
+    );
+    let run = ctx.cas(["build", "three.yaml"]).expect_code(1);
+    assert!(run.stderr.contains("build-commands"), "{}", run.stderr);
+    assert!(run.stderr.contains("echo third starts"), "{}", run.stderr);
+    // The first two commands' effects are in the kept build directory.
+    let failed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(ctx.store().join("builds/last-failed.json")).unwrap(),
+    )
+    .unwrap();
+    let dir = std::path::PathBuf::from(failed["dir"].as_str().unwrap());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("build/one.txt")).unwrap(),
+        "one\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("build/two.txt")).unwrap(),
+        "two\n"
+    );
+    assert!(!dir.join("build/four.txt").exists());
+    // The log has every command's header, up to the failing one.
+    let log = std::fs::read_to_string(dir.join("build.log")).unwrap();
+    assert!(
+        log.contains("# configure-commands: echo one > one.txt"),
+        "{log}"
+    );
+    assert!(
+        log.contains("# build-commands: echo two > two.txt"),
+        "{log}"
+    );
+    assert!(log.contains("# build-commands: echo third starts"), "{log}");
+    assert!(
+        log.contains("third starts") && !log.contains("\nnever"),
+        "{log}"
+    );
+    assert!(!log.contains("# install-commands"), "{log}");
+
+    // One bwrap for the whole step, however many commands it has.
+    ctx.write(
+        "elements/count.yaml",
+        manual(&[], "    - mkdir -p %{install-root}\n    - echo $$ > %{install-root}/a\n    - echo $$ > %{install-root}/b\n    - cat /proc/1/cmdline | tr '\\0' ' ' > %{install-root}/init\n"),
+    );
+    ctx.cas(["build", "count.yaml"]).ok();
+    let out = ctx.path("out-count");
+    ctx.cas(["checkout", "count.yaml", out.to_str().unwrap()])
+        .ok();
+    let init = std::fs::read_to_string(out.join("init")).unwrap();
+    assert!(
+        init.contains("cas-step"),
+        "pid 1 of the sandbox is the step's driver: {init}"
+    );
+}

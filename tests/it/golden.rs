@@ -103,23 +103,23 @@ fn keys_of_a_pinned_project_do_not_change() {
         map(&[
             (
                 "base.yaml",
-                "57e2ea5175e99e68e85fc63d9da600f49db5b52c97fe254a1600f78bc7877058"
+                "29435ffd22123b19cfa704af139ada4b67bc195a2f78905744a83590cd534fa5"
             ),
             (
                 "data.yaml",
-                "743cf86fd2b979dc5bb64691b75d3e6346d4cdcaf21e4a6eac9b9b5235c928a8"
+                "4e83ca360af6d0368b002efa13ac6a8d18f54138014190e078c953197ab9fc75"
             ),
             (
                 "hello.yaml",
-                "dc6059b0e755421190af4afd6ddae829172b18e6229ebb51257ad738db0df3cc"
+                "1a081fbb0c43e50b1f338b025afb44a8cd1b14fadd0fd9485c28a8c35011e01a"
             ),
             (
                 "image.yaml",
-                "5c3bdc671d0f8dd7084c818c6eb26e634f42087811f37211c72e095df46ca037"
+                "34f52938b9215e484948637b74618e601bd9b1fd43ee335aa0255c59f2004204"
             ),
             (
                 "rootfs.yaml",
-                "3ca5deb1e26cab78e6567553d47936dedf9bf6a1d04ca052d4eb288339a790e6"
+                "bbf72898bb7dde31321802977b588d939e9aebf59edb375a870ba486834f4e28"
             ),
         ]),
         "a key changed: see spec/keys.md"

@@ -492,29 +492,31 @@ impl Engine<'_> {
         dir: &BuildDir,
         log: &mut File,
     ) -> Result<()> {
-        let any = inputs.phases.iter().any(|(_, c)| !c.is_empty());
-        if any {
-            check_shell(el, &root.dirs())?;
-        }
-        for (phase, commands) in &inputs.phases {
-            for c in commands {
-                self.run_command(el, inputs, root, dir, phase, c, log)?;
-            }
-        }
-        Ok(())
+        let commands: Vec<(String, String)> = inputs
+            .phases
+            .iter()
+            .flat_map(|(phase, commands)| commands.iter().map(move |c| (phase.clone(), c.clone())))
+            .collect();
+        self.run_commands(el, inputs, root, dir, &commands, log)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn run_command(
+    /// Runs `commands` (`(phase, command)`) in order in one sandbox (one
+    /// bwrap per step, not per command; spec/sandbox.md): each as `sh -e -c`,
+    /// its header and output in the log; the first failure stops the step and
+    /// is reported with its phase and command.
+    pub(crate) fn run_commands(
         &self,
         el: &Element,
         inputs: &KeyInputs,
         root: Root<'_>,
         dir: &BuildDir,
-        phase: &str,
-        command: &str,
+        commands: &[(String, String)],
         log: &mut File,
     ) -> Result<()> {
+        if commands.is_empty() {
+            return Ok(());
+        }
+        check_shell(el, &root.dirs())?;
         if self.cancel.is_cancelled() {
             return Err(BuildError::Interrupted {
                 element: el.name.clone(),
@@ -522,16 +524,20 @@ impl Engine<'_> {
         }
         sandbox_ready(el)?;
         let jobs = self.max_jobs.to_string();
-        let command = command.replace("%{max-jobs}", &jobs);
-        let _ = writeln!(log, "# {phase}: {command}");
+        let commands: Vec<(String, String)> = commands
+            .iter()
+            .map(|(p, c)| (p.clone(), c.replace("%{max-jobs}", &jobs)))
+            .collect();
+        let marker = step_marker(dir);
         let _ = log.flush();
+        let start = log.metadata().map_or(0, |m| m.len());
         let spec = sandbox_spec(inputs, root, dir, &jobs);
         let file = log
             .try_clone()
             .map_err(io(&el.name, "cannot open log", dir.log()))?;
         let outcome = cas_sandbox::run(
             &spec,
-            &cas_sandbox::shell_argv(&command),
+            &cas_sandbox::script_argv(&commands, &marker),
             Io::Log(file),
             &self.cancel,
         )?;
@@ -540,16 +546,71 @@ impl Engine<'_> {
                 element: el.name.clone(),
             });
         }
-        if !outcome.success() {
-            return Err(BuildError::CommandFailed {
-                element: el.name.clone(),
-                phase: phase.to_owned(),
-                command,
-                status: outcome.status.to_string(),
-            });
+        if outcome.success() {
+            return Ok(());
         }
-        Ok(())
+        // Which command: the driver said so in the log; if it could not
+        // (killed), the last one it announced.
+        let text = read_from(&dir.log(), start);
+        let (index, status) = match cas_sandbox::failed_command(&text, &marker) {
+            Some((i, code)) => (i, format!("exit code {code}")),
+            None => (last_announced(&text, &commands), outcome.status.to_string()),
+        };
+        let (phase, command) = commands
+            .get(index)
+            .cloned()
+            .unwrap_or_else(|| ("commands".into(), String::new()));
+        Err(BuildError::CommandFailed {
+            element: el.name.clone(),
+            phase,
+            command,
+            status,
+        })
     }
+}
+
+/// A marker no command prints by chance: the driver names the failing
+/// command with it.
+fn step_marker(dir: &BuildDir) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let seed = format!("{}:{nanos}:{}", dir.root.display(), std::process::id());
+    format!(
+        "#cas-failed-{}",
+        &blake3::hash(seed.as_bytes()).to_hex()[..16]
+    )
+}
+
+/// The log written since `start` (at most its last MiB).
+fn read_from(path: &Path, start: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map_or(0, |m| m.len());
+    let from = start.max(len.saturating_sub(1 << 20));
+    let mut buf = Vec::new();
+    if f.seek(SeekFrom::Start(from)).is_ok() {
+        let _ = f.read_to_end(&mut buf);
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// The index of the last command whose header is in `text`.
+fn last_announced(text: &str, commands: &[(String, String)]) -> usize {
+    let mut at = 0;
+    let mut last = 0;
+    for (i, (p, c)) in commands.iter().enumerate() {
+        match text[at..].find(&format!("# {p}: {c}\n")) {
+            Some(o) => {
+                at += o + 1;
+                last = i;
+            }
+            None => break,
+        }
+    }
+    last
 }
 
 /// The sandbox of a step (spec/sandbox.md): its root, the build and install

@@ -13,7 +13,8 @@
 //! - [`run`]: running a command ([`run()`], [`Io`], [`Outcome`]).
 //! - [`cancel`]: stopping running sandboxes from another thread ([`Cancel`]).
 //! - [`check`]: preflight checks ([`check_available`], [`check_shell`]).
-//! - [`shell`]: how one build command becomes an argv ([`shell_argv`]).
+//! - [`shell`]: how build commands become an argv: one ([`shell_argv`]), or
+//!   all of a step in one sandbox ([`script_argv`]).
 //! - [`error`]: the error type, [`SandboxError`].
 
 pub mod args;
@@ -34,5 +35,5 @@ pub use error::SandboxError;
 pub use layers::Layers;
 pub use overlay::{overlay_options, overlay_supported};
 pub use run::{run, Exit, Io, Outcome};
-pub use shell::{shell_argv, SHELL};
+pub use shell::{failed_command, script_argv, shell_argv, SHELL};
 pub use spec::{Mount, SandboxSpec, DEFAULT_HOSTNAME, UMASK};

@@ -14,3 +14,45 @@ pub fn shell_argv(command: &str) -> Vec<String> {
         command.to_owned(),
     ]
 }
+
+/// The driver of a step's commands, run by one shell in one sandbox: each
+/// command is announced in the log (`# PHASE: COMMAND`, as cas always
+/// wrote it) and run as `/bin/sh -e -c COMMAND`, in order; the first that
+/// fails stops the step, and the driver says which one on stderr
+/// (`MARKER INDEX STATUS`, after a newline) and exits with its status.
+const DRIVER: &str = r#"m=$1; shift; i=0
+while [ "$#" -gt 1 ]; do
+  i=$((i + 1)); p=$1; c=$2; shift 2
+  printf '# %s: %s\n' "$p" "$c"
+  /bin/sh -e -c "$c" || { s=$?; printf '\n%s %s %s\n' "$m" "$i" "$s" >&2; exit "$s"; }
+done"#;
+
+/// The argv that runs `commands` (`(phase, command)`, in order) in one
+/// sandbox through [`DRIVER`]; `marker` names the failing command in the
+/// log (see [`failed_command`]). Commands are passed as arguments, never
+/// re-quoted.
+pub fn script_argv(commands: &[(String, String)], marker: &str) -> Vec<String> {
+    let mut argv = vec![
+        SHELL.to_owned(),
+        "-c".to_owned(),
+        DRIVER.to_owned(),
+        "cas-step".to_owned(),
+        marker.to_owned(),
+    ];
+    for (phase, command) in commands {
+        argv.push(phase.clone());
+        argv.push(command.clone());
+    }
+    argv
+}
+
+/// Which command of a [`script_argv`] run failed, from the log text it
+/// wrote: the 0-based index and its exit status; `None` when the driver
+/// said nothing (killed, or the shell itself failed).
+pub fn failed_command(log: &str, marker: &str) -> Option<(usize, i32)> {
+    let line = log.lines().rev().find(|l| l.starts_with(marker))?;
+    let mut parts = line[marker.len()..].split_whitespace();
+    let index: usize = parts.next()?.parse().ok()?;
+    let status: i32 = parts.next()?.parse().ok()?;
+    Some((index.checked_sub(1)?, status))
+}

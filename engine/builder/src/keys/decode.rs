@@ -1,4 +1,4 @@
-//! Decoding key input manifests (spec/keys.md, schema 1) back into
+//! Decoding key input manifests (spec/keys.md, the current schema) back into
 //! [`KeyInputs`], and source identities (spec/sources.md §1) into fields.
 //! The decoder is strict: every tag is checked, and decoding then
 //! re-encoding must give the same bytes.

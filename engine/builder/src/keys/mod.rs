@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use cas_store::{ActionKey, Digest};
 
 /// Bumped whenever the encoding below changes in any way.
-pub const KEY_SCHEMA: u32 = 1;
+pub const KEY_SCHEMA: u32 = 2;
 
 /// Magic prefix of every manifest.
 pub const MAGIC: &[u8; 8] = b"cas-key\0";
@@ -197,7 +197,7 @@ mod tests {
         assert_eq!(&m[..8], b"cas-key\0");
         assert_eq!(
             blake3::hash(&m).to_hex().as_str(),
-            "6e5daff351c460b5ce158b133c438b9855a1a219d40ea127aff5498e95cfb5f4",
+            "d6016d8d4c34590b5ae7fc44955d6d1b66b8ba7bc156b0c3a0494b66e20e0a46",
         );
     }
 

@@ -12,7 +12,7 @@ use super::Work;
 use crate::error::Result;
 
 use crate::split;
-use crate::step::{check_shell, Root};
+use crate::step::Root;
 
 /// A compose element's configuration.
 #[derive(Clone, Copy)]
@@ -91,17 +91,10 @@ pub(crate) fn assemble(work: Work<'_, '_>, s: Settings<'_>) -> Result<TreeDigest
     engine
         .store
         .materialize(&merged, &rootfs, Method::ReflinkOrCopy)?;
-    check_shell(el, std::slice::from_ref(&rootfs))?;
-    for c in &commands {
-        engine.run_command(
-            el,
-            inputs,
-            Root::writable(&rootfs),
-            dir,
-            "integration-commands",
-            c,
-            log,
-        )?;
-    }
+    let commands: Vec<(String, String)> = commands
+        .into_iter()
+        .map(|c| ("integration-commands".to_owned(), c))
+        .collect();
+    engine.run_commands(el, inputs, Root::writable(&rootfs), dir, &commands, log)?;
     Ok(engine.store.ingest(&rootfs, IngestMode::Move)?.tree)
 }
