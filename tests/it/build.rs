@@ -851,3 +851,40 @@ fn a_step_runs_all_its_commands_in_one_sandbox_and_names_the_one_that_fails() {
         "pid 1 of the sandbox is the step's driver: {init}"
     );
 }
+
+#[test]
+fn sandbox_probes_are_remembered_per_store_and_kernel() {
+    let ctx = busybox_project();
+    ctx.write(
+        "elements/p.yaml",
+        manual(
+            &[],
+            "    - mkdir -p %{install-root}\n    - echo p > %{install-root}/p\n",
+        ),
+    );
+    ctx.cas(["build", "p.yaml"]).ok();
+    let probes = std::fs::read_to_string(ctx.store().join("probes")).unwrap();
+    let line = probes
+        .lines()
+        .find(|l| l.starts_with("bwrap "))
+        .unwrap_or_else(|| panic!("no bwrap probe remembered:\n{probes}"));
+    assert!(line.ends_with(" ok"), "{line}");
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert!(
+        line.contains(release.trim()),
+        "the identity names the kernel: {line}"
+    );
+    // Another kernel (or bwrap, or cas) probes again and rewrites its line.
+    std::fs::write(ctx.store().join("probes"), "bwrap other-kernel ok\n").unwrap();
+    ctx.write(
+        "elements/q.yaml",
+        manual(
+            &[],
+            "    - mkdir -p %{install-root}\n    - echo q > %{install-root}/q\n",
+        ),
+    );
+    ctx.cas(["build", "q.yaml"]).ok();
+    let probes = std::fs::read_to_string(ctx.store().join("probes")).unwrap();
+    assert!(!probes.contains("other-kernel"), "{probes}");
+    assert!(probes.contains(release.trim()), "{probes}");
+}

@@ -522,7 +522,7 @@ impl Engine<'_> {
                 element: el.name.clone(),
             });
         }
-        sandbox_ready(el)?;
+        sandbox_ready(el, self.store.root())?;
         let jobs = self.max_jobs.to_string();
         let commands: Vec<(String, String)> = commands
             .iter()
@@ -672,12 +672,18 @@ impl<'a> Root<'a> {
     }
 }
 
-/// Whether bubblewrap works here, checked once per process, when the first
-/// step needs a sandbox.
-fn sandbox_ready(el: &Element) -> Result<()> {
+/// Whether bubblewrap works here, checked when the first step of a process
+/// needs a sandbox, and remembered per store and kernel once it does.
+fn sandbox_ready(el: &Element, store_root: &Path) -> Result<()> {
     static READY: std::sync::OnceLock<std::result::Result<(), String>> = std::sync::OnceLock::new();
     READY
-        .get_or_init(|| cas_sandbox::check_available().map_err(|e| e.to_string()))
+        .get_or_init(|| {
+            // Probed once per store and kernel (cas_sandbox::probes), not per process.
+            let cache = store_root.join("probes");
+            cas_sandbox::cached_probe(&cache, "bwrap", || {
+                cas_sandbox::check_available().map_err(|e| e.to_string())
+            })
+        })
         .clone()
         .map_err(|message| BuildError::Other {
             element: el.name.clone(),

@@ -13,6 +13,7 @@
 //! - [`run`]: running a command ([`run()`], [`Io`], [`Outcome`]).
 //! - [`cancel`]: stopping running sandboxes from another thread ([`Cancel`]).
 //! - [`check`]: preflight checks ([`check_available`], [`check_shell`]).
+//! - [`probes`]: probe results remembered per store and kernel.
 //! - [`shell`]: how build commands become an argv: one ([`shell_argv`]), or
 //!   all of a step in one sandbox ([`script_argv`]).
 //! - [`error`]: the error type, [`SandboxError`].
@@ -24,6 +25,7 @@ pub mod error;
 pub mod layers;
 pub mod layout;
 pub mod overlay;
+pub mod probes;
 pub mod run;
 pub mod shell;
 pub mod spec;
@@ -34,6 +36,7 @@ pub use check::{bwrap_path, check_available, check_shell, check_shell_in};
 pub use error::SandboxError;
 pub use layers::Layers;
 pub use overlay::{overlay_options, overlay_supported};
+pub use probes::cached as cached_probe;
 pub use run::{run, Exit, Io, Outcome};
 pub use shell::{failed_command, script_argv, shell_argv, SHELL};
 pub use spec::{Mount, SandboxSpec, DEFAULT_HOSTNAME, UMASK};

@@ -173,7 +173,12 @@ pub fn overlay_supported(scratch: &Path) -> bool {
         ) {
             return false;
         }
-        probe(scratch).is_ok()
+        // Remembered beside the scratch directory (the store's `probes`).
+        let cache = scratch.with_file_name("probes");
+        crate::probes::cached(&cache, "overlay", || {
+            probe(scratch).map_err(|e| e.to_string())
+        })
+        .is_ok()
     })
 }
 
