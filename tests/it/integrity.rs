@@ -1095,3 +1095,53 @@ fn soak_of_concurrent_builds_gc_and_kills_records_only_true_results() {
     let got: BTreeMap<String, String> = results(&last).into_values().collect();
     assert_eq!(got, reference, "seed {seed}");
 }
+
+#[test]
+fn a_remote_that_accepts_and_never_answers_costs_a_build_seconds_not_minutes() {
+    let ctx = busybox_project();
+    let mut deps: Vec<String> = Vec::new();
+    for i in 0..12 {
+        let refs: Vec<&str> = deps.iter().map(String::as_str).collect();
+        ctx.write(
+            format!("elements/s{i}.yaml"),
+            manual(
+                &refs,
+                &format!(
+                    "    - mkdir -p %{{install-root}}\n    - echo {i} > %{{install-root}}/s{i}\n"
+                ),
+            ),
+        );
+        deps = vec![format!("s{i}.yaml")];
+    }
+    // Accepts every connection, reads nothing, answers nothing.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}/cache");
+    let started = std::time::Instant::now();
+    let run = ctx
+        .cas([
+            "--json",
+            "build",
+            "s11.yaml",
+            "--remote",
+            &url,
+            "--trust-unsigned",
+        ])
+        .ok();
+    let took = started.elapsed();
+    assert_eq!(run.json()["built"], 13, "{}", run.stdout);
+    // The remote's share: its one time limit (4 s), not 3 attempts x 15 s per step.
+    assert!(took.as_secs() < 15, "took {took:?}\n{}", run.stderr);
+    let said = run.stderr.matches("not asked again in this run").count();
+    assert!(
+        (1..=2).contains(&said),
+        "said {said} times:\n{}",
+        run.stderr
+    );
+}

@@ -41,6 +41,8 @@ pub struct Remotes {
     warnings: Mutex<usize>,
     /// Remotes whose unsigned results were used (said once each).
     unsigned_used: Mutex<HashSet<usize>>,
+    /// Remotes found down (said once each).
+    down_said: Mutex<HashSet<usize>>,
 }
 
 impl std::fmt::Debug for Remotes {
@@ -90,6 +92,7 @@ impl Remotes {
             push_failures: Mutex::new(Vec::new()),
             warnings: Mutex::new(0),
             unsigned_used: Mutex::new(HashSet::new()),
+            down_said: Mutex::new(HashSet::new()),
         })
     }
 
@@ -180,6 +183,14 @@ impl Remotes {
                         e.remote.url()
                     ),
                 ),
+                // A remote that is down is warned about once, not per step.
+                Err(_)
+                    if e.remote.is_down()
+                        && !self
+                            .down_said
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .insert(i) => {}
                 Err(err) => self.warn(
                     say,
                     format!("{element}: cannot ask {} for {key}: {err}", e.remote.url()),

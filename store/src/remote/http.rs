@@ -52,7 +52,7 @@ impl Default for HttpOptions {
     fn default() -> Self {
         HttpOptions {
             connect_timeout: Duration::from_secs(3),
-            small_timeout: Duration::from_secs(15),
+            small_timeout: Duration::from_secs(4),
             object_timeout: Duration::from_secs(120),
             attempts: 3,
             breaker: 5,
@@ -151,6 +151,14 @@ impl HttpRemote {
                     }
                     last = Some(err);
                 }
+                Err(e) if e.is_timeout() => {
+                    // A remote that accepts and never answers: down for the
+                    // rest of the run at once, not after retries of every request.
+                    self.failures.store(self.opts.breaker, Ordering::Relaxed);
+                    return Err(self.transport(format!(
+                        "{what}: no answer within its time limit; the remote is not asked again in this run"
+                    )));
+                }
                 Err(e) => {
                     // Don't retry into a remote that refuses connections.
                     let refused = e.is_connect();
@@ -195,6 +203,10 @@ impl Remote for HttpRemote {
 
     fn object_timeout(&self) -> Duration {
         self.opts.object_timeout
+    }
+
+    fn is_down(&self) -> bool {
+        self.failures.load(Ordering::Relaxed) >= self.opts.breaker
     }
 
     fn has_object(&self, digest: &Digest) -> Result<bool, RemoteError> {

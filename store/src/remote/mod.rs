@@ -219,6 +219,11 @@ pub trait Remote: Send + Sync {
     fn object_timeout(&self) -> Duration {
         Duration::from_secs(120)
     }
+    /// Whether the remote is considered down for the rest of this process
+    /// (it failed or timed out; every call now fails at once).
+    fn is_down(&self) -> bool {
+        false
+    }
     /// Upload the object from the file at `path` (`size` bytes).
     fn put_object(&self, digest: &Digest, path: &Path, size: u64) -> Result<(), RemoteError>;
     /// Is an action result stored under `key`?
