@@ -2,7 +2,6 @@
 //! (keys and states without building, for `cas show`).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -63,17 +62,12 @@ pub struct BuildReport {
 }
 
 pub fn fetcher_for(store: &Store, mirrors: &Mirrors) -> Result<Fetcher> {
-    let mut config = FetcherConfig::new(store.root().join("tmp"), git_dir(store));
+    let mut config = FetcherConfig::new(store.root().join("tmp"), crate::sources::git_dir(store));
     config.mirrors = mirrors.clone();
     Fetcher::new(config).map_err(|source| BuildError::Source {
         element: String::new(),
         source,
     })
-}
-
-/// Where bare git mirrors live (spec/sources.md).
-pub(crate) fn git_dir(store: &Store) -> PathBuf {
-    store.root().join("sources").join("git")
 }
 
 /// Builds `targets` and everything below them.

@@ -8,6 +8,11 @@ use std::sync::Mutex;
 use cas_sources::{Checksum, Source, SourceCache, SourceKind};
 use cas_store::{Entry, IngestMode, Store, Tree, TreeDigest};
 
+/// Where bare git mirrors live (spec/sources.md).
+pub(crate) fn git_dir(store: &Store) -> PathBuf {
+    store.root().join("sources").join("git")
+}
+
 /// Downloaded sources kept in the content store: the store's source index
 /// maps `algorithm:hex` to the blob holding the file.
 pub struct StoreSourceCache<'a> {
@@ -283,7 +288,6 @@ pub fn missing_offline(
     store: &Store,
     loaded: &cas_format::Loaded,
     fetcher: &cas_sources::Fetcher,
-    mirrors: &cas_sources::Mirrors,
 ) -> crate::error::Result<Vec<(Source, Vec<String>)>> {
     let cache = StoreSourceCache { store };
     // Cheap first: when every source of the closure is there, no need to plan.
@@ -294,12 +298,23 @@ pub fn missing_offline(
     {
         return Ok(Vec::new());
     }
-    let todo: Vec<cas_format::ElementId> =
-        crate::run::states(store, loaded, &loaded.targets, mirrors)?
-            .iter()
-            .filter(|p| p.state != crate::run::State::Cached)
-            .map(|p| p.id)
-            .collect();
+    // Only the steps without a local result need their sources.
+    let planner = crate::plan::Planner::new(store, loaded);
+    let steps = planner.walk(
+        &loaded.targets,
+        crate::plan::Walk::default(),
+        &mut |_, k| {
+            Ok(store
+                .action_get(&k.key)?
+                .filter(|r| store.has_tree(&r.output))
+                .map(|r| r.output))
+        },
+    )?;
+    let todo: Vec<cas_format::ElementId> = steps
+        .iter()
+        .filter(|s| s.output.is_none())
+        .map(|s| s.id)
+        .collect();
     Ok(distinct_sources(loaded, &todo)
         .into_iter()
         .filter(|(s, _)| cas_sources::needs_fetch(s, fetcher, &cache))

@@ -100,7 +100,7 @@ impl<'a> Engine<'a> {
             loaded,
             fetcher,
             planner: Planner::new(store, loaded),
-            git_dir: crate::run::git_dir(store),
+            git_dir: crate::sources::git_dir(store),
             max_jobs: 1,
             cancel: Cancel::new(),
             offline: true,

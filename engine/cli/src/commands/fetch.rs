@@ -149,7 +149,7 @@ pub(crate) fn prepare_build(
         return Ok(());
     }
     let fetcher = fetcher(store, mirrors)?;
-    let missing = cas_builder::sources::missing_offline(store, loaded, &fetcher, mirrors)
+    let missing = cas_builder::sources::missing_offline(store, loaded, &fetcher)
         .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     if missing.is_empty() {
         return Ok(());
