@@ -475,3 +475,40 @@ fn show_table_and_graph() {
         "{dot}"
     );
 }
+
+#[test]
+fn a_closed_stdout_ends_cas_quietly() {
+    use std::io::Read;
+    let ctx = crate::ctx::Ctx::new();
+    ctx.write("project.yaml", "name: t\nelement-path: elements\n");
+    let mut deps = String::new();
+    for i in 0..300 {
+        ctx.write(format!("elements/e{i}.yaml"), "kind: stack\n");
+        deps.push_str(&format!("  - e{i}.yaml\n"));
+    }
+    ctx.write(
+        "elements/all.yaml",
+        format!("kind: stack\ndepends:\n{deps}"),
+    );
+    let (mut cmd, _) = ctx.command(["--json", "show", "all.yaml"]);
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read a little, then close the pipe, as `| head -c 100` does.
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 100];
+    out.read_exact(&mut first).unwrap();
+    drop(out);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(status.code(), Some(101), "{stderr}");
+}

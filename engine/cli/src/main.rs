@@ -17,6 +17,13 @@ mod commands;
 mod exit;
 
 fn main() -> std::process::ExitCode {
+    // `cas show | head`: a closed stdout ends cas quietly, as it ends any
+    // Unix tool, instead of a panic in `println!` (Rust ignores SIGPIPE).
+    // Sockets are written with MSG_NOSIGNAL and never raise it.
+    // SAFETY: setting a signal disposition before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args = cli::Cli::parse_or_exit();
     let result = commands::run(args);
     exit::finish(result)
