@@ -733,8 +733,8 @@ fn a_dependency_rebuilt_after_a_failed_download_is_reported_built_once_and_warne
         run.stderr
     );
     assert!(run.stderr.contains("built   a.yaml"), "{}", run.stderr);
-    // What was reported as built is what the store has (base was only
-    // pulled: its result stays on the remote).
+    // What was reported is what the store has: base, pulled and then
+    // downloaded for a's build, is recorded locally too.
     let again = ctx
         .cas(
             ["--json", "build"]
@@ -743,7 +743,7 @@ fn a_dependency_rebuilt_after_a_failed_download_is_reported_built_once_and_warne
                 .chain(targets.iter().cloned()),
         )
         .ok();
-    assert_eq!(again.json()["cached"], 6, "{}", again.stdout);
+    assert_eq!(again.json()["cached"], 7, "{}", again.stdout);
     assert_eq!(
         row(&again, "a.yaml")["output"],
         row(&run, "a.yaml")["output"]
@@ -955,6 +955,13 @@ fn small_inputs_get_the_right_message() {
     assert!(run.stderr.contains("at least 1"), "{}", run.stderr);
 }
 
+/// The stderr a soak child wrote (its file is named in `what`).
+fn stderr_of(what: &str) -> String {
+    what.rsplit_once("(stderr in ")
+        .and_then(|(_, p)| std::fs::read_to_string(p.trim_end_matches(')')).ok())
+        .unwrap_or_default()
+}
+
 /// A small xorshift generator: the soak is random but reproducible from its seed.
 struct Rng(u64);
 
@@ -1015,7 +1022,9 @@ fn soak_of_concurrent_builds_gc_and_kills_records_only_true_results() {
                 let (_, what) = running.remove(i);
                 assert!(
                     status.success() || what.starts_with("killed"),
-                    "seed {seed}: `{what}` failed with {status}"
+                    "seed {seed}: `{what}` failed with {status}:
+{}",
+                    stderr_of(&what)
                 );
             } else {
                 i += 1;
@@ -1033,12 +1042,16 @@ fn soak_of_concurrent_builds_gc_and_kills_records_only_true_results() {
                     args.push("all.yaml".into());
                 }
                 let (mut cmd, shown) = ctx.command(&args);
+                let log = ctx.path(format!("soak-{builds}.err"));
                 let child = cmd
                     .stdout(Stdio::null())
-                    .stderr(Stdio::null())
+                    .stderr(std::fs::File::create(&log).unwrap())
                     .spawn()
                     .unwrap();
-                running.push((child, shown.join(" ")));
+                running.push((
+                    child,
+                    format!("{} (stderr in {})", shown.join(" "), log.display()),
+                ));
                 builds += 1;
             }
             6 if running.len() < 4 => {
@@ -1070,7 +1083,9 @@ fn soak_of_concurrent_builds_gc_and_kills_records_only_true_results() {
         let status = child.wait().unwrap();
         assert!(
             status.success() || what.starts_with("killed"),
-            "seed {seed}: `{what}` failed with {status}"
+            "seed {seed}: `{what}` failed with {status}:
+{}",
+            stderr_of(&what)
         );
     }
     eprintln!("soak: {builds} builds, {gcs} gc, {kills} kills");

@@ -39,7 +39,10 @@ impl BuildDir {
                             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
                 });
                 if attempt {
-                    remove_all(&e.path())?;
+                    // Best effort: the sandbox of a just-killed attempt may
+                    // still be writing there for a moment (its keeper is
+                    // taking it down); what is left goes with the next attempt.
+                    let _ = remove_all(&e.path());
                 }
             }
         }

@@ -26,6 +26,15 @@ struct Entry {
     trust: Trust,
 }
 
+/// A result pulled without its objects: where it came from, and what to
+/// record once its output is made local.
+#[derive(Clone)]
+struct Lazy {
+    index: usize,
+    key: ActionKey,
+    result: ActionResult,
+}
+
 /// The remotes of a run and what happened with them.
 pub struct Remotes {
     entries: Vec<Entry>,
@@ -33,7 +42,7 @@ pub struct Remotes {
     pub counters: Counters,
     /// Output trees of results pulled in this run and not yet made local,
     /// with the index of the remote they came from.
-    pending: Mutex<HashMap<TreeDigest, usize>>,
+    pending: Mutex<HashMap<TreeDigest, Lazy>>,
     /// Output trees that could not be downloaded (corrupt, missing, remote
     /// down): results naming them are not used again in this run.
     refused: Mutex<HashSet<TreeDigest>>,
@@ -200,13 +209,18 @@ impl Remotes {
         None
     }
 
-    /// Remember that `output` was pulled from remote `index` without downloading it.
-    pub fn pulled_lazily(&self, output: TreeDigest, index: usize) {
+    /// Remember that the result of `key` was pulled from remote `index`
+    /// without downloading its objects.
+    pub fn pulled_lazily(&self, key: ActionKey, result: &ActionResult, index: usize) {
         self.pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(output)
-            .or_insert(index);
+            .entry(result.output)
+            .or_insert(Lazy {
+                index,
+                key,
+                result: result.clone(),
+            });
     }
 
     /// Download everything a pulled result references (its output, log and
@@ -257,22 +271,31 @@ impl Remotes {
                 digest: tree.to_hex(),
             });
         }
-        let Some(index) = self
+        let Some(lazy) = self
             .pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(tree)
-            .copied()
+            .cloned()
         else {
             return Ok(());
         };
-        let e = &self.entries[index];
-        match transfer::fetch_tree(store, e.remote.as_ref(), tree, &self.counters) {
+        let e = &self.entries[lazy.index];
+        // The output, its log and its manifest: the result is then complete
+        // and recorded locally, so later runs need no remote for it.
+        match transfer::fetch_result_objects(store, e.remote.as_ref(), &lazy.result, &self.counters)
+        {
             Ok(()) => {
                 self.pending
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .remove(tree);
+                // Under the key's build lock, and only if absent: a result is never replaced.
+                if let Ok(_held) = store.lock_key(&lazy.key, &|| {}) {
+                    if matches!(store.action_get(&lazy.key), Ok(None)) {
+                        let _ = store.action_put(&lazy.key, &lazy.result);
+                    }
+                }
                 Ok(())
             }
             Err(err) => {
@@ -386,7 +409,7 @@ impl RemoteRun<'_> {
             }
             store.action_put(key, &r)?;
         } else {
-            self.remotes.pulled_lazily(r.output, index);
+            self.remotes.pulled_lazily(*key, &r, index);
             // Best effort: lets `cas show`/`cas checkout` compute the keys above it later.
             let _ = store.remote_result_put(key, &r, self.remotes.url(index));
         }

@@ -224,11 +224,20 @@ impl Remote for HttpRemote {
         // Retries cover the whole transfer: a body cut in the middle is
         // retried too, within the same limit.
         let mut last = None;
+        let started = std::time::Instant::now();
         for _ in 0..self.opts.attempts.max(1) {
-            let left = limit
-                .deadline
-                .saturating_duration_since(std::time::Instant::now())
-                .max(Duration::from_millis(1));
+            let now = std::time::Instant::now();
+            if now >= limit.deadline {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                return Err(RemoteError::TimedOut {
+                    url: self.base.clone(),
+                    digest: digest.to_hex(),
+                    seconds: limit.deadline.saturating_duration_since(started).as_secs(),
+                });
+            }
+            // The transfer's own deadline (checked per chunk) comes first;
+            // reqwest's timeout is the backstop for a server that stops sending.
+            let left = limit.deadline.saturating_duration_since(now) + Duration::from_secs(1);
             let resp = match self.send(&what, &|| Ok(self.client.get(&url).timeout(left)))? {
                 Outcome::Absent => return Ok(false),
                 Outcome::Done(r) => r,
