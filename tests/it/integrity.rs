@@ -217,6 +217,31 @@ fn sigkill_of_cas_at_any_moment_of_sandbox_setup_leaves_no_process_behind() {
     ctx.cas(["build", "many.yaml"]).ok();
 }
 
+/// One HTTP/1.1 request from `reader`: its method and path (headers read,
+/// the body skipped); `None` at the end of the connection.
+fn read_request(reader: &mut impl std::io::BufRead) -> Option<(String, String)> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_owned();
+    let path = parts.next().unwrap_or("").to_owned();
+    let mut length = 0usize;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+            break;
+        }
+        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0u8; length];
+    let _ = std::io::Read::read_exact(reader, &mut body);
+    Some((method, path))
+}
+
 /// How the hostile server answers `GET cas/<victim>`.
 #[derive(Clone, Copy)]
 enum Hostile {
@@ -230,7 +255,7 @@ enum Hostile {
 /// (`DIR/ac/*`, `DIR/cas/*`) under `/cache/`, except the object `victim`.
 /// Returns the base URL; the server thread lives as long as the test.
 fn hostile_server(dir: std::path::PathBuf, victim: String, how: Hostile) -> String {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::{BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -241,25 +266,9 @@ fn hostile_server(dir: std::path::PathBuf, victim: String, how: Hostile) -> Stri
                 let mut reader = BufReader::new(conn.try_clone().unwrap());
                 let mut conn = conn;
                 loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    let Some((method, path)) = read_request(&mut reader) else {
                         return;
-                    }
-                    let mut parts = line.split_whitespace();
-                    let method = parts.next().unwrap_or("").to_owned();
-                    let path = parts.next().unwrap_or("").to_owned();
-                    let mut length = 0usize;
-                    loop {
-                        let mut h = String::new();
-                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                            break;
-                        }
-                        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0u8; length];
-                    let _ = std::io::Read::read_exact(&mut reader, &mut body);
+                    };
                     let rel = path.trim_start_matches("/cache/");
                     if rel == format!("cas/{victim}") && method == "GET" {
                         let _ = match how {
@@ -765,29 +774,16 @@ fn cas_push_counts_only_results_the_remote_accepted() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
-        use std::io::{BufRead, BufReader, Write};
+        use std::io::{BufReader, Write};
         for conn in listener.incoming().flatten() {
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(conn.try_clone().unwrap());
                 let mut conn = conn;
                 loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    let Some((method, _)) = read_request(&mut reader) else {
                         return;
-                    }
-                    let mut length = 0usize;
-                    loop {
-                        let mut h = String::new();
-                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                            break;
-                        }
-                        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0u8; length];
-                    let _ = std::io::Read::read_exact(&mut reader, &mut body);
-                    let answer: &[u8] = if line.starts_with("PUT") {
+                    };
+                    let answer: &[u8] = if method == "PUT" {
                         b"HTTP/1.1 405 Not Allowed\r\nContent-Length: 0\r\n\r\n"
                     } else {
                         b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"

@@ -147,6 +147,20 @@ impl Engine<'_> {
         }
     }
 
+    /// The name of the first element `id` stages whose output is unknown.
+    fn first_missing(
+        &self,
+        id: ElementId,
+        outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
+    ) -> String {
+        self.loaded
+            .staged(id)
+            .into_iter()
+            .find(|d| outputs(*d).is_none())
+            .map(|d| self.element(d).name.clone())
+            .unwrap_or_default()
+    }
+
     /// Runs one step. `outputs[i]` is the output of element `i` when it is
     /// already done in this run.
     pub fn run(
@@ -161,13 +175,7 @@ impl Engine<'_> {
             key,
         }) = self.planner.key(id, outputs)?
         else {
-            let missing = self
-                .loaded
-                .staged(id)
-                .into_iter()
-                .find(|d| outputs(*d).is_none())
-                .map(|d| self.element(d).name.clone())
-                .unwrap_or_default();
+            let missing = self.first_missing(id, outputs);
             return Err(BuildError::Other {
                 element: el.name.clone(),
                 message: format!("dependency {missing} has no output"),
@@ -715,13 +723,7 @@ impl Engine<'_> {
             key,
         }) = self.planner.key(id, outputs)?
         else {
-            let missing = self
-                .loaded
-                .staged(id)
-                .into_iter()
-                .find(|d| outputs(*d).is_none())
-                .map(|d| self.element(d).name.clone())
-                .unwrap_or_default();
+            let missing = self.first_missing(id, outputs);
             return Err(BuildError::Other {
                 element: el.name.clone(),
                 message: format!(
