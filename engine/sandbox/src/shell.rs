@@ -56,3 +56,41 @@ pub fn failed_command(log: &str, marker: &str) -> Option<(usize, i32)> {
     let status: i32 = parts.next()?.parse().ok()?;
     Some((index.checked_sub(1)?, status))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_failing_command_is_read_back_from_the_marker_line() {
+        let log = "# build-commands: make\nmake: *** [all] Error 2\n\n#cas-failed-ab 2 2\n";
+        assert_eq!(failed_command(log, "#cas-failed-ab"), Some((1, 2)));
+        // Another marker, a garbled line, or none: nothing is claimed.
+        assert_eq!(failed_command(log, "#cas-failed-cd"), None);
+        assert_eq!(
+            failed_command("#cas-failed-ab x 1\n", "#cas-failed-ab"),
+            None
+        );
+        assert_eq!(
+            failed_command("#cas-failed-ab 0 1\n", "#cas-failed-ab"),
+            None
+        );
+        assert_eq!(failed_command("", "#cas-failed-ab"), None);
+    }
+
+    #[test]
+    fn commands_are_passed_as_arguments_in_phase_order() {
+        let argv = script_argv(
+            &[
+                ("build".into(), "echo 'a b'".into()),
+                ("install".into(), "true".into()),
+            ],
+            "#m",
+        );
+        assert_eq!(argv[0], SHELL);
+        assert_eq!(
+            &argv[3..],
+            ["cas-step", "#m", "build", "echo 'a b'", "install", "true"]
+        );
+    }
+}
