@@ -113,8 +113,22 @@ impl Store {
                 EntryKind::Symlink { target } => {
                     h.set_entry_type(tar::EntryType::Symlink);
                     h.set_size(0);
-                    b.append_link(&mut h, p, Path::new(OsStr::from_bytes(target)))
+                    // The target is content: written byte for byte (tar's
+                    // `append_link` would normalise `/` to `//`, drop `.`).
+                    if target.len() > 100 {
+                        let mut long = tar::Header::new_gnu();
+                        long.set_entry_type(tar::EntryType::GNULongLink);
+                        long.set_mode(0o644);
+                        let mut data = target.clone();
+                        data.push(0);
+                        long.set_size(data.len() as u64);
+                        long.set_path("././@LongLink").map_err(arch)?;
+                        long.set_cksum();
+                        b.append(&long, data.as_slice()).map_err(arch)?;
+                    }
+                    h.set_link_name_literal(&target[..target.len().min(100)])
                         .map_err(arch)?;
+                    b.append_data(&mut h, p, std::io::empty()).map_err(arch)?;
                 }
             }
         }
@@ -179,6 +193,13 @@ impl Store {
                     }
                 }
             }
+            if let Some(link) = symlink_on_the_way(dir, &rel) {
+                return Err(arch(format!(
+                    "entry {} is written through the symlink {}",
+                    path.display(),
+                    link.display()
+                )));
+            }
             let ty = entry.header().entry_type();
             let mode = entry.header().mode().map_err(|e| arch(e.to_string()))? & 0o7777;
             match ty {
@@ -187,6 +208,9 @@ impl Store {
                         continue;
                     }
                     let p = dir.join(&rel);
+                    if fs::symlink_metadata(&p).is_ok_and(|m| !m.is_dir()) {
+                        fs::remove_file(&p).ctx("replace", &p)?;
+                    }
                     fs::create_dir_all(&p).ctx("create directory", &p)?;
                     dirs.push((p, mode));
                 }
@@ -197,8 +221,20 @@ impl Store {
                     if rel.as_os_str().is_empty() {
                         return Err(arch(format!("entry {} has an empty name", path.display())));
                     }
-                    if let Some(parent) = dir.join(&rel).parent() {
+                    let p = dir.join(&rel);
+                    if let Some(parent) = p.parent() {
                         fs::create_dir_all(parent).ctx("create directory", parent)?;
+                    }
+                    // Replace what is there (never write through a link).
+                    match fs::symlink_metadata(&p) {
+                        Ok(m) if m.is_dir() => {
+                            return Err(arch(format!(
+                                "entry {}: a directory is in the way",
+                                path.display()
+                            )))
+                        }
+                        Ok(_) => fs::remove_file(&p).ctx("replace", &p)?,
+                        Err(_) => {}
                     }
                     entry
                         .unpack_in(dir)
@@ -218,4 +254,19 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The first proper ancestor of `rel` (inside `dir`) that is a symlink:
+/// nothing is ever written through one, wherever it points (symlinks are
+/// content, absolute ones included, and are never followed).
+fn symlink_on_the_way(dir: &Path, rel: &Path) -> Option<PathBuf> {
+    let mut prefix = PathBuf::new();
+    let parent = rel.parent()?;
+    for c in parent.components() {
+        prefix.push(c);
+        if fs::symlink_metadata(dir.join(&prefix)).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Some(prefix);
+        }
+    }
+    None
 }

@@ -344,6 +344,10 @@ fn tar_export_is_deterministic_and_round_trips() {
     );
     fs::create_dir_all(input.join("var/empty")).unwrap();
     std::os::unix::fs::symlink("usr/bin/tool", input.join("tool")).unwrap();
+    std::os::unix::fs::symlink("/lib64/ld-linux-x86-64.so.2", input.join("usr/bin/ld.so")).unwrap();
+    std::os::unix::fs::symlink("/", input.join("root")).unwrap();
+    std::os::unix::fs::symlink("./a//b/", input.join("odd")).unwrap();
+    std::os::unix::fs::symlink("t/".repeat(90), input.join("long")).unwrap();
     let a = store.ingest(&input, IngestMode::Copy).unwrap().tree;
     for name in ["a.tar", "a.tar.xz"] {
         let p1 = t.path().join(format!("1-{name}"));
@@ -358,6 +362,39 @@ fn tar_export_is_deterministic_and_round_trips() {
         );
         assert_eq!(store.import_tar(&p1).unwrap(), a, "{name} round trips");
     }
+}
+
+#[test]
+fn tar_import_never_writes_through_a_symlink() {
+    let t = tmp();
+    let store = Store::open(&t.path().join("store")).unwrap();
+    let outside = t.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    let src = t.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    std::os::unix::fs::symlink(&outside, src.join("out")).unwrap();
+    let link_only = t.path().join("link.tar");
+    let run = |args: &[&str]| {
+        let ok = std::process::Command::new("tar")
+            .args(args)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "tar {args:?}");
+    };
+    run(&["-C", src.to_str().unwrap(), "-cf", link_only.to_str().unwrap(), "out"]);
+    // The link alone is content.
+    store.import_tar(&link_only).unwrap();
+    // Then a member under it, appended: refused, nothing written outside.
+    fs::remove_file(src.join("out")).unwrap();
+    fs::create_dir_all(src.join("out/sub")).unwrap();
+    fs::write(src.join("out/sub/f"), "pwned").unwrap();
+    let evil = t.path().join("evil.tar");
+    fs::copy(&link_only, &evil).unwrap();
+    run(&["-C", src.to_str().unwrap(), "-rf", evil.to_str().unwrap(), "out/sub", "out/sub/f"]);
+    let err = store.import_tar(&evil).unwrap_err().to_string();
+    assert!(err.contains("through the symlink out"), "{err}");
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
 }
 
 #[test]

@@ -18,4 +18,5 @@ mod kinds;
 mod remote;
 mod sources;
 mod store;
+mod systems;
 mod toolchain;

@@ -18,7 +18,7 @@ use crate::ctx::{Ctx, Run};
 // ------------------------------------------------------------------ the server
 
 #[derive(Default)]
-struct ServerState {
+pub(crate) struct ServerState {
     files: HashMap<String, Vec<u8>>,
     /// Every request: path and its `Range` header.
     hits: Vec<(String, Option<String>)>,
@@ -28,7 +28,7 @@ struct ServerState {
 
 /// A tiny HTTP/1.1 server on 127.0.0.1 (one thread per connection), stopped
 /// and closed when dropped.
-struct Server {
+pub(crate) struct Server {
     port: u16,
     state: Arc<Mutex<ServerState>>,
     stop: Arc<AtomicBool>,
@@ -36,7 +36,7 @@ struct Server {
 }
 
 impl Server {
-    fn start() -> Server {
+    pub(crate) fn start() -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -64,11 +64,11 @@ impl Server {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    fn put(&self, path: &str, data: impl Into<Vec<u8>>) {
+    pub(crate) fn put(&self, path: &str, data: impl Into<Vec<u8>>) {
         self.state
             .lock()
             .unwrap()
@@ -76,7 +76,7 @@ impl Server {
             .insert(path.to_owned(), data.into());
     }
 
-    fn drop_first(&self, path: &str) {
+    pub(crate) fn drop_first(&self, path: &str) {
         self.state
             .lock()
             .unwrap()
@@ -84,7 +84,7 @@ impl Server {
             .insert(path.to_owned());
     }
 
-    fn hits(&self, path: &str) -> Vec<Option<String>> {
+    pub(crate) fn hits(&self, path: &str) -> Vec<Option<String>> {
         self.state
             .lock()
             .unwrap()
@@ -173,7 +173,7 @@ fn serve(conn: TcpStream, state: &Mutex<ServerState>) -> std::io::Result<()> {
 
 // ------------------------------------------------------------------ helpers
 
-fn sh(cmd: &mut Command) -> String {
+pub(crate) fn sh(cmd: &mut Command) -> String {
     let out = cmd.output().expect("run a tool");
     assert!(
         out.status.success(),
@@ -183,7 +183,7 @@ fn sh(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn sha256(data: &[u8], tmp: &Path) -> String {
+pub(crate) fn sha256(data: &[u8], tmp: &Path) -> String {
     let f = tmp.join(format!(".sha-{}", data.len()));
     std::fs::write(&f, data).unwrap();
     let out = sh(Command::new("sha256sum").arg(&f));
@@ -193,7 +193,7 @@ fn sha256(data: &[u8], tmp: &Path) -> String {
 
 /// A tarball of `files` (path, content) under `top/`, compressed with `flag`
 /// (`z`, `J`, `j`, or `--zstd`), made with the tar CLI.
-fn tarball(ctx: &Ctx, name: &str, top: &str, files: &[(&str, &str)], flag: &str) -> Vec<u8> {
+pub(crate) fn tarball(ctx: &Ctx, name: &str, top: &str, files: &[(&str, &str)], flag: &str) -> Vec<u8> {
     let src = ctx.path(format!("tarsrc-{name}"));
     for (p, c) in files {
         let f = src.join(top).join(p);
@@ -213,7 +213,7 @@ fn tarball(ctx: &Ctx, name: &str, top: &str, files: &[(&str, &str)], flag: &str)
 }
 
 /// A Debian package holding `files` (made with tar and ar).
-fn deb(ctx: &Ctx, files: &[(&str, &str)]) -> Vec<u8> {
+pub(crate) fn deb(ctx: &Ctx, files: &[(&str, &str)]) -> Vec<u8> {
     let dir = ctx.path("debsrc");
     let data = dir.join("data");
     for (p, c) in files {
@@ -251,7 +251,7 @@ fn deb(ctx: &Ctx, files: &[(&str, &str)]) -> Vec<u8> {
 }
 
 /// One ustar member written by hand (so that hostile members can be made).
-fn tar_member(name: &str, typeflag: u8, link: &str, data: &[u8]) -> Vec<u8> {
+pub(crate) fn tar_member(name: &str, typeflag: u8, link: &str, data: &[u8]) -> Vec<u8> {
     fn octal(field: &mut [u8], v: u64) {
         let s = format!("{:0width$o}\0", v, width = field.len() - 1);
         field.copy_from_slice(s.as_bytes());
@@ -279,13 +279,13 @@ fn tar_member(name: &str, typeflag: u8, link: &str, data: &[u8]) -> Vec<u8> {
     out
 }
 
-fn tar_of(members: &[Vec<u8>]) -> Vec<u8> {
+pub(crate) fn tar_of(members: &[Vec<u8>]) -> Vec<u8> {
     let mut out: Vec<u8> = members.concat();
     out.extend_from_slice(&[0u8; 1024]);
     out
 }
 
-fn project(ctx: &Ctx, server: &Server) {
+pub(crate) fn project(ctx: &Ctx, server: &Server) {
     ctx.write(
         "project.yaml",
         format!(
@@ -295,7 +295,7 @@ fn project(ctx: &Ctx, server: &Server) {
     );
 }
 
-fn report_row<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+pub(crate) fn report_row<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     v["elements"]
         .as_array()
         .unwrap()
@@ -304,26 +304,26 @@ fn report_row<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value
         .unwrap_or_else(|| panic!("{name} not in {v}"))
 }
 
-fn state(ctx: &Ctx, target: &str) -> String {
+pub(crate) fn state(ctx: &Ctx, target: &str) -> String {
     let run = ctx.cas(["--json", "show", target]).ok();
     let v = run.json();
     report_row(&v, target)["state"].as_str().unwrap().to_owned()
 }
 
-fn key(run: &Run, name: &str) -> String {
+pub(crate) fn key(run: &Run, name: &str) -> String {
     report_row(&run.json(), name)["key"]
         .as_str()
         .unwrap()
         .to_owned()
 }
 
-fn checkout(ctx: &Ctx, target: &str, dir: &str) -> std::path::PathBuf {
+pub(crate) fn checkout(ctx: &Ctx, target: &str, dir: &str) -> std::path::PathBuf {
     let out = ctx.path(dir);
     ctx.cas(["checkout", target, out.to_str().unwrap()]).ok();
     out
 }
 
-fn read(dir: &Path, rel: &str) -> String {
+pub(crate) fn read(dir: &Path, rel: &str) -> String {
     std::fs::read_to_string(dir.join(rel))
         .unwrap_or_else(|e| panic!("{}: {e}", dir.join(rel).display()))
 }
