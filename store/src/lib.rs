@@ -49,4 +49,4 @@ pub use stats::Stats;
 pub use store::Store;
 pub use tree::{Entry, EntryKind, Tree};
 pub use verify::VerifyReport;
-pub use view::{remove_tree, View};
+pub use view::{remove_tree, Merged, Overwrite, View};

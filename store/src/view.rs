@@ -77,44 +77,100 @@ pub fn remove_tree(path: &Path) -> Result<()> {
     fs::remove_dir_all(path).ctx("remove", path)
 }
 
+/// The result of [`Store::merge_with`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Merged {
+    pub tree: TreeDigest,
+    /// Every path where a later contributor replaced an earlier one.
+    pub overwrites: Vec<Overwrite>,
+}
+
+/// One replacement allowed by a merge's policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overwrite {
+    /// The path, relative to the root (no leading `/`).
+    pub path: String,
+    /// The label of the contributor whose entry was replaced.
+    pub earlier: String,
+    /// The label of the contributor whose entry won.
+    pub later: String,
+}
+
+struct MergeCx<'a> {
+    may_overwrite: &'a dyn Fn(usize, &str) -> bool,
+    write: bool,
+    overwrites: &'a mut Vec<Overwrite>,
+}
+
 impl Store {
     /// Merge an ordered list of `(label, tree)` into one tree. The same content at
     /// the same path is fine; different content, or a file against a directory, is
     /// an error naming the path and both labels. Directory modes come from the
     /// first contributor that has the directory.
     pub fn merge(&self, trees: &[(&str, TreeDigest)]) -> Result<TreeDigest> {
-        let _lock = self.lock_shared()?;
-        let list: Vec<(&str, TreeDigest)> = trees.to_vec();
-        if list.is_empty() {
-            return Ok(self.put_tree_inner(&Tree::default())?.0);
-        }
-        self.merge_dir("", &list, true)
+        Ok(self.merge_with(trees, &|_, _| false, true)?.tree)
     }
 
     /// [`Store::merge`]'s checks and digest without storing the merged trees:
     /// for callers that only need to know the trees merge (a sysroot staged
     /// as layers), so no object (no new file) is written.
     pub fn merge_check(&self, trees: &[(&str, TreeDigest)]) -> Result<TreeDigest> {
+        Ok(self.merge_with(trees, &|_, _| false, false)?.tree)
+    }
+
+    /// [`Store::merge`] where a later contributor may replace what earlier
+    /// ones put at a path: `may_overwrite(i, path)` (contributor index,
+    /// path with a leading `/`) says whether contributor `i` may. Only a
+    /// non-directory replaces a non-directory; a directory against anything
+    /// else stays an error. Every replacement is returned, in path order.
+    /// `write: false` stores nothing (see [`Store::merge_check`]).
+    pub fn merge_with(
+        &self,
+        trees: &[(&str, TreeDigest)],
+        may_overwrite: &dyn Fn(usize, &str) -> bool,
+        write: bool,
+    ) -> Result<Merged> {
         let _lock = self.lock_shared()?;
+        let mut overwrites = Vec::new();
         if trees.is_empty() {
-            return Ok(TreeDigest::empty());
+            let tree = if write {
+                self.put_tree_inner(&Tree::default())?.0
+            } else {
+                TreeDigest::empty()
+            };
+            return Ok(Merged { tree, overwrites });
         }
-        self.merge_dir("", trees, false)
+        let list: Vec<(usize, &str, TreeDigest)> = trees
+            .iter()
+            .enumerate()
+            .map(|(i, (l, t))| (i, *l, *t))
+            .collect();
+        let mut cx = MergeCx {
+            may_overwrite,
+            write,
+            overwrites: &mut overwrites,
+        };
+        let tree = self.merge_dir("", &list, &mut cx)?;
+        Ok(Merged { tree, overwrites })
     }
 
     fn merge_dir(
         &self,
         path: &str,
-        list: &[(&str, TreeDigest)],
-        write: bool,
+        list: &[(usize, &str, TreeDigest)],
+        cx: &mut MergeCx<'_>,
     ) -> Result<TreeDigest> {
-        if list.iter().all(|(_, d)| *d == list[0].1) {
-            return Ok(list[0].1);
+        if list.iter().all(|(_, _, d)| *d == list[0].2) {
+            return Ok(list[0].2);
         }
-        let mut by_name: BTreeMap<Vec<u8>, Vec<(&str, Entry)>> = BTreeMap::new();
-        for (label, d) in list {
+        type Contributors<'l> = Vec<(usize, &'l str, Entry)>;
+        let mut by_name: BTreeMap<Vec<u8>, Contributors<'_>> = BTreeMap::new();
+        for (i, label, d) in list {
             for e in self.get_tree(d)?.entries {
-                by_name.entry(e.name.clone()).or_default().push((label, e));
+                by_name
+                    .entry(e.name.clone())
+                    .or_default()
+                    .push((*i, label, e));
             }
         }
         let mut out = Vec::with_capacity(by_name.len());
@@ -124,12 +180,12 @@ impl Store {
             } else {
                 format!("{path}/{}", String::from_utf8_lossy(&name))
             };
-            let (first_label, first) = &contributors[0];
+            let (_, first_label, first) = &contributors[0];
             if first.is_dir() {
                 let mut subs = Vec::with_capacity(contributors.len());
-                for (label, e) in &contributors {
+                for (i, label, e) in &contributors {
                     match &e.kind {
-                        EntryKind::Dir { digest } => subs.push((*label, *digest)),
+                        EntryKind::Dir { digest } => subs.push((*i, *label, *digest)),
                         _ => {
                             return Err(StoreError::MergeConflict {
                                 path: sub,
@@ -140,28 +196,39 @@ impl Store {
                         }
                     }
                 }
-                let merged = self.merge_dir(&sub, &subs, write)?;
+                let merged = self.merge_dir(&sub, &subs, cx)?;
                 out.push(Entry {
                     name,
                     mode: first.mode,
                     kind: EntryKind::Dir { digest: merged },
                 });
             } else {
-                for (label, e) in &contributors[1..] {
-                    if e != first {
-                        return Err(StoreError::MergeConflict {
-                            path: sub,
-                            first: first_label.to_string(),
-                            second: label.to_string(),
-                            detail: format!("{} against {}", describe(first), describe(e)),
-                        });
+                let (mut winner_label, mut winner) = (*first_label, first);
+                for (i, label, e) in &contributors[1..] {
+                    if e == winner {
+                        continue;
                     }
+                    if !e.is_dir() && (cx.may_overwrite)(*i, &format!("/{sub}")) {
+                        cx.overwrites.push(Overwrite {
+                            path: sub.clone(),
+                            earlier: winner_label.to_string(),
+                            later: label.to_string(),
+                        });
+                        (winner_label, winner) = (*label, e);
+                        continue;
+                    }
+                    return Err(StoreError::MergeConflict {
+                        path: sub,
+                        first: winner_label.to_string(),
+                        second: label.to_string(),
+                        detail: format!("{} against {}", describe(winner), describe(e)),
+                    });
                 }
-                out.push(first.clone());
+                out.push(winner.clone());
             }
         }
         let tree = Tree { entries: out };
-        if write {
+        if cx.write {
             Ok(self.put_tree_inner(&tree)?.0)
         } else {
             Ok(TreeDigest(crate::digest::Digest::of_bytes(&tree.encode())))

@@ -382,7 +382,13 @@ fn tar_import_never_writes_through_a_symlink() {
             .success();
         assert!(ok, "tar {args:?}");
     };
-    run(&["-C", src.to_str().unwrap(), "-cf", link_only.to_str().unwrap(), "out"]);
+    run(&[
+        "-C",
+        src.to_str().unwrap(),
+        "-cf",
+        link_only.to_str().unwrap(),
+        "out",
+    ]);
     // The link alone is content.
     store.import_tar(&link_only).unwrap();
     // Then a member under it, appended: refused, nothing written outside.
@@ -391,7 +397,14 @@ fn tar_import_never_writes_through_a_symlink() {
     fs::write(src.join("out/sub/f"), "pwned").unwrap();
     let evil = t.path().join("evil.tar");
     fs::copy(&link_only, &evil).unwrap();
-    run(&["-C", src.to_str().unwrap(), "-rf", evil.to_str().unwrap(), "out/sub", "out/sub/f"]);
+    run(&[
+        "-C",
+        src.to_str().unwrap(),
+        "-rf",
+        evil.to_str().unwrap(),
+        "out/sub",
+        "out/sub/f",
+    ]);
     let err = store.import_tar(&evil).unwrap_err().to_string();
     assert!(err.contains("through the symlink out"), "{err}");
     assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);

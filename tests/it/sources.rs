@@ -193,7 +193,13 @@ pub(crate) fn sha256(data: &[u8], tmp: &Path) -> String {
 
 /// A tarball of `files` (path, content) under `top/`, compressed with `flag`
 /// (`z`, `J`, `j`, or `--zstd`), made with the tar CLI.
-pub(crate) fn tarball(ctx: &Ctx, name: &str, top: &str, files: &[(&str, &str)], flag: &str) -> Vec<u8> {
+pub(crate) fn tarball(
+    ctx: &Ctx,
+    name: &str,
+    top: &str,
+    files: &[(&str, &str)],
+    flag: &str,
+) -> Vec<u8> {
     let src = ctx.path(format!("tarsrc-{name}"));
     for (p, c) in files {
         let f = src.join(top).join(p);

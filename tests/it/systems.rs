@@ -118,12 +118,21 @@ fn absolute_symlinks_are_content_and_nothing_follows_them() {
     }
     ctx.cas(["build", "links.yaml", "libc-bin.yaml"]).ok();
     let out = checkout(&ctx, "links.yaml", "out-links");
-    assert_eq!(link(&out.join("usr/bin/ld.so")), "/lib64/ld-linux-x86-64.so.2");
+    assert_eq!(
+        link(&out.join("usr/bin/ld.so")),
+        "/lib64/ld-linux-x86-64.so.2"
+    );
     assert_eq!(link(&out.join("etc/x")), marker_s);
     assert_eq!(link(&out.join("root")), "/");
     let out = checkout(&ctx, "libc-bin.yaml", "out-deb");
-    assert_eq!(link(&out.join("usr/bin/ld.so")), "/lib64/ld-linux-x86-64.so.2");
-    assert_eq!(std::fs::read_to_string(out.join("usr/bin/tool")).unwrap(), "tool\n");
+    assert_eq!(
+        link(&out.join("usr/bin/ld.so")),
+        "/lib64/ld-linux-x86-64.so.2"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("usr/bin/tool")).unwrap(),
+        "tool\n"
+    );
     for name in ["evil.yaml", "evil-root.yaml"] {
         let run = ctx.cas(["build", name]).expect_code(1);
         assert!(
@@ -132,7 +141,11 @@ fn absolute_symlinks_are_content_and_nothing_follows_them() {
             run.stderr
         );
     }
-    assert_eq!(std::fs::read_dir(&host).unwrap().count(), 1, "host dir written");
+    assert_eq!(
+        std::fs::read_dir(&host).unwrap().count(),
+        1,
+        "host dir written"
+    );
 
     // A step's output holding `etc/x -> marker`: checkout, compose, diff and
     // tar export handle the link itself.
@@ -151,7 +164,13 @@ fn absolute_symlinks_are_content_and_nothing_follows_them() {
         "kind: compose\nbuild-depends: [linked.yaml, links.yaml]\n",
     );
     let run = ctx
-        .cas(["--json", "build", "linked.yaml", "plain.yaml", "system.yaml"])
+        .cas([
+            "--json",
+            "build",
+            "linked.yaml",
+            "plain.yaml",
+            "system.yaml",
+        ])
         .ok();
     let v = run.json();
     let output = |name: &str| {
@@ -169,9 +188,14 @@ fn absolute_symlinks_are_content_and_nothing_follows_them() {
     assert_eq!(link(&out.join("etc/x")), marker_s);
     let out = checkout(&ctx, "system.yaml", "out-system");
     assert_eq!(link(&out.join("etc/x")), marker_s);
-    assert_eq!(link(&out.join("usr/bin/ld.so")), "/lib64/ld-linux-x86-64.so.2");
+    assert_eq!(
+        link(&out.join("usr/bin/ld.so")),
+        "/lib64/ld-linux-x86-64.so.2"
+    );
     // A symlink and a file with the target's content differ.
-    let run = ctx.cas(["diff", "linked.yaml", "plain.yaml"]).expect_code(1);
+    let run = ctx
+        .cas(["diff", "linked.yaml", "plain.yaml"])
+        .expect_code(1);
     assert!(run.stdout.contains("etc/x"), "{}", run.stdout);
     assert!(!run.stdout.contains("etc/y"), "{}", run.stdout);
     // Tar export: a symlink member, not the marker's content.
@@ -189,4 +213,172 @@ fn absolute_symlinks_are_content_and_nothing_follows_them() {
         "{listing}"
     );
     assert_eq!(marker_state(&marker), before, "the host file was touched");
+}
+
+/// `name` writes `etc/motd` (and `etc/NAME`) with `text`; `public` is its
+/// `public:` block (YAML, indented by two), if any.
+fn motd(ctx: &Ctx, name: &str, text: &str, public: &str) {
+    ctx.write(
+        format!("elements/{name}.yaml"),
+        format!(
+            "kind: manual\nbuild-depends: [base.yaml]\nconfig:\n  install-commands:\n  - mkdir -p %{{install-root}}/etc\n  - echo {text} > %{{install-root}}/etc/motd\n  - echo {text} > %{{install-root}}/etc/{name}\n{public}"
+        ),
+    );
+}
+
+fn reader(ctx: &Ctx, name: &str, deps: &[&str]) {
+    ctx.write(
+        format!("elements/{name}.yaml"),
+        format!(
+            "kind: manual\nbuild-depends: [{}]\nconfig:\n  install-commands:\n  - cat /etc/motd > %{{install-root}}/seen\n",
+            deps.join(", ")
+        ),
+    );
+}
+
+#[test]
+fn overlaps_are_errors_unless_the_later_element_whitelists_them() {
+    let ctx = busybox_project();
+    motd(&ctx, "a", "from-a", "");
+    motd(
+        &ctx,
+        "b",
+        "from-b",
+        "public:\n  overlap-whitelist:\n  - '%{sysconfdir}/motd'\n",
+    );
+    motd(
+        &ctx,
+        "b-bst",
+        "from-b-bst",
+        "public:\n  bst:\n    overlap-whitelist: ['/etc/m*']\n",
+    );
+    motd(
+        &ctx,
+        "b-other",
+        "from-b-other",
+        "public:\n  overlap-whitelist: ['/etc/*.conf', '/usr/**']\n",
+    );
+    reader(&ctx, "b-wins", &["base.yaml", "a.yaml", "b.yaml"]);
+    reader(&ctx, "a-after-b", &["base.yaml", "b.yaml", "a.yaml"]);
+    reader(&ctx, "no-match", &["base.yaml", "a.yaml", "b-other.yaml"]);
+    reader(&ctx, "bst-wins", &["base.yaml", "a.yaml", "b-bst.yaml"]);
+
+    // Not whitelisted: an error naming the path, both elements, and the way out.
+    let run = ctx.cas(["build", "a-after-b.yaml"]).expect_code(1);
+    assert!(
+        run.stderr
+            .contains("conflict at etc/motd: b.yaml and a.yaml"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("overlap-whitelist"), "{}", run.stderr);
+    // A whitelist that does not match the path: still an error.
+    let run = ctx.cas(["build", "no-match.yaml"]).expect_code(1);
+    assert!(
+        run.stderr
+            .contains("conflict at etc/motd: a.yaml and b-other.yaml"),
+        "{}",
+        run.stderr
+    );
+
+    // Whitelisted: the later element's file wins, at any -j.
+    let mut outputs = Vec::new();
+    for jobs in ["1", "8"] {
+        let store = ctx.path(format!("store-j{jobs}"));
+        let run = ctx
+            .cas([
+                "--store",
+                store.to_str().unwrap(),
+                "-j",
+                jobs,
+                "--json",
+                "build",
+                "b-wins.yaml",
+                "bst-wins.yaml",
+            ])
+            .ok();
+        let v = run.json();
+        let out: Vec<String> = ["b-wins.yaml", "bst-wins.yaml"]
+            .iter()
+            .map(|n| {
+                v["elements"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|e| e["name"] == *n)
+                    .unwrap()["output"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        outputs.push(out);
+        for (name, seen) in [
+            ("b-wins.yaml", "from-b\n"),
+            ("bst-wins.yaml", "from-b-bst\n"),
+        ] {
+            let dir = ctx.path(format!("out-{name}-{jobs}"));
+            ctx.cas([
+                "--store",
+                store.to_str().unwrap(),
+                "checkout",
+                name,
+                dir.to_str().unwrap(),
+            ])
+            .ok();
+            assert_eq!(std::fs::read_to_string(dir.join("seen")).unwrap(), seen);
+        }
+        // The step's log lists the replacement.
+        let run = ctx
+            .cas(["--store", store.to_str().unwrap(), "log", "b-wins.yaml"])
+            .ok();
+        assert!(
+            run.stdout.contains("/etc/motd: b.yaml replaces a.yaml"),
+            "{}",
+            run.stdout
+        );
+    }
+    assert_eq!(outputs[0], outputs[1]);
+
+    // Composed the same way; the whitelist is part of the consumer's key.
+    ctx.write(
+        "elements/rootfs.yaml",
+        "kind: compose\nbuild-depends: [a.yaml, b.yaml]\n",
+    );
+    let before = ctx
+        .cas(["--json", "show", "rootfs.yaml", "b-wins.yaml"])
+        .ok()
+        .json();
+    ctx.cas(["build", "rootfs.yaml"]).ok();
+    let out = checkout(&ctx, "rootfs.yaml", "out-rootfs");
+    assert_eq!(
+        std::fs::read_to_string(out.join("etc/motd")).unwrap(),
+        "from-b\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("etc/a")).unwrap(),
+        "from-a\n"
+    );
+    motd(
+        &ctx,
+        "b",
+        "from-b",
+        "public:\n  overlap-whitelist:\n  - '%{sysconfdir}/motd'\n  - /etc/b\n",
+    );
+    let after = ctx
+        .cas(["--json", "show", "rootfs.yaml", "b-wins.yaml", "b.yaml"])
+        .ok()
+        .json();
+    let key = |v: &serde_json::Value, n: &str| {
+        v["elements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == n)
+            .unwrap()["key"]
+            .clone()
+    };
+    assert_ne!(key(&before, "rootfs.yaml"), key(&after, "rootfs.yaml"));
+    assert_ne!(key(&before, "b-wins.yaml"), key(&after, "b-wins.yaml"));
+    assert_eq!(key(&before, "b.yaml"), key(&after, "b.yaml"));
 }

@@ -20,7 +20,7 @@ use crate::plan::{Keyed, Planner};
 use crate::progress::Reporter;
 use crate::sources::StoreSourceCache;
 
-use crate::sysroot::Sysroot;
+use crate::sysroot::{Layer, Sysroot};
 
 /// How a step ended well.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -431,25 +431,56 @@ impl Engine<'_> {
         }
     }
 
-    /// Staged outputs labelled with their elements' names (for conflicts).
-    pub(crate) fn labelled(&self, staged: &[(ElementId, TreeDigest)]) -> Vec<(String, TreeDigest)> {
-        staged
-            .iter()
-            .map(|(d, t)| (self.element(*d).name.clone(), *t))
-            .collect()
+    /// Staged outputs as layers: labelled with their elements' names (for
+    /// conflicts), with the paths each may overwrite.
+    pub(crate) fn layers(&self, staged: &[(ElementId, TreeDigest)]) -> Vec<Layer> {
+        staged.iter().map(|(d, t)| self.layer(*d, *t)).collect()
     }
 
-    pub(crate) fn merge_labelled(
+    /// Element `id`'s output `tree` as a layer.
+    pub(crate) fn layer(&self, id: ElementId, tree: TreeDigest) -> Layer {
+        let d = self.element(id);
+        Layer {
+            label: d.name.clone(),
+            tree,
+            whitelist: d.public.overlap_whitelist.clone(),
+        }
+    }
+
+    /// Merges `layers` for `el` into one stored tree, listing whitelisted
+    /// replacements in `log`.
+    pub(crate) fn merge_layers(
         &self,
         el: &Element,
-        trees: &[(String, TreeDigest)],
+        layers: &[Layer],
+        dir: &BuildDir,
+        log: &mut File,
     ) -> Result<TreeDigest> {
-        crate::sysroot::merge(self.store, &el.name, trees, true)
+        let merged = crate::sysroot::merge(self.store, &el.name, layers, true)?;
+        crate::sysroot::log_overwrites(log, &merged.overwrites).map_err(io(
+            &el.name,
+            "cannot write",
+            dir.log(),
+        ))?;
+        Ok(merged.tree)
     }
 
-    /// The read-only `/` of `el`'s step made of `trees` (crate::sysroot).
-    pub(crate) fn sysroot(&self, el: &Element, trees: &[(String, TreeDigest)]) -> Result<Sysroot> {
-        crate::sysroot::stage(self.store, &el.name, trees)
+    /// The read-only `/` of `el`'s step made of `layers` (crate::sysroot),
+    /// its whitelisted replacements listed in `log`.
+    pub(crate) fn sysroot(
+        &self,
+        el: &Element,
+        layers: &[Layer],
+        dir: &BuildDir,
+        log: &mut File,
+    ) -> Result<Sysroot> {
+        let sysroot = crate::sysroot::stage(self.store, &el.name, layers)?;
+        crate::sysroot::log_overwrites(log, &sysroot.overwrites).map_err(io(
+            &el.name,
+            "cannot write",
+            dir.log(),
+        ))?;
+        Ok(sysroot)
     }
 
     /// Fetches what is missing of `el`'s sources, saying so (cached sources
@@ -754,7 +785,7 @@ impl Engine<'_> {
             self.stage_sources(el, &dir.build())?;
             dir
         };
-        let sysroot = self.sysroot(el, &self.labelled(&staged))?;
+        let sysroot = crate::sysroot::stage(self.store, &el.name, &self.layers(&staged))?;
         let root = Root::read_only(&sysroot);
         check_shell(el, &root.dirs())?;
         let jobs = self.max_jobs.to_string();

@@ -9,16 +9,44 @@
 //! merge's order: a step costs the same whatever the size of its sysroot.
 //! Otherwise the merged tree is materialised as one view, as before.
 //!
+//! Overlaps: two staged outputs with different content at one path are an
+//! error naming both, unless the element staged later declares the path in
+//! its `public: overlap-whitelist` (globs, BuildStream's: `*` stops at `/`,
+//! `**` does not); its entry then replaces the earlier one, and every such
+//! replacement is listed in the step's log. A sysroot with replacements is
+//! always one merged view (overlay layers would need the same order).
+//!
 //! Every layered sysroot is mounted on the same empty directory
 //! (`builds/.sysroot`): the mount exists only in each sandbox's own mount
 //! namespace, so concurrent steps never see each other's, and no directory
 //! is made and removed per step (new inodes are slow on some file systems).
 
+use std::io::Write;
 use std::path::PathBuf;
 
-use cas_store::{Store, StoreError, TreeDigest, View};
+use cas_store::{Merged, Overwrite, Store, StoreError, TreeDigest, View};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::error::{io, BuildError, Result};
+
+/// One staged output: the element it comes from (for messages), its tree,
+/// and the paths (absolute globs) it may overwrite.
+#[derive(Debug, Clone)]
+pub(crate) struct Layer {
+    pub label: String,
+    pub tree: TreeDigest,
+    pub whitelist: Vec<String>,
+}
+
+impl Layer {
+    pub(crate) fn new(label: impl Into<String>, tree: TreeDigest) -> Layer {
+        Layer {
+            label: label.into(),
+            tree,
+            whitelist: Vec::new(),
+        }
+    }
+}
 
 /// A read-only sysroot staged for one step; the views stay held against gc
 /// while it lives.
@@ -27,28 +55,26 @@ pub(crate) struct Sysroot {
     pub root: PathBuf,
     /// Topmost first; empty for a single view.
     pub layers: Vec<PathBuf>,
+    /// Whitelisted replacements made while merging.
+    pub overwrites: Vec<Overwrite>,
     _views: Vec<View>,
 }
 
-/// Stages `trees` (labelled by element, in staging order) as the read-only
-/// `/` of `element`'s step.
-pub(crate) fn stage(
-    store: &Store,
-    element: &str,
-    trees: &[(String, TreeDigest)],
-) -> Result<Sysroot> {
+/// Stages `layers` (in staging order) as the read-only `/` of `element`'s
+/// step.
+pub(crate) fn stage(store: &Store, element: &str, layers: &[Layer]) -> Result<Sysroot> {
     let empty = store.empty_tree()?;
     let mut distinct: Vec<TreeDigest> = Vec::new();
-    for (_, t) in trees {
-        if *t != empty && !distinct.contains(t) {
-            distinct.push(*t);
+    for l in layers {
+        if l.tree != empty && !distinct.contains(&l.tree) {
+            distinct.push(l.tree);
         }
     }
     if distinct.len() >= 2 && cas_sandbox::overlay_supported(&store.tmp_dir()) {
         let paths: Vec<PathBuf> = distinct.iter().map(|t| store.view_path(t)).collect();
-        if cas_sandbox::overlay_options(&paths).is_ok() {
-            // Conflicts are found as for a merged view; nothing is written.
-            merge(store, element, trees, false)?;
+        // Conflicts are found as for a merged view; nothing is written.
+        let checked = merge(store, element, layers, false)?;
+        if checked.overwrites.is_empty() && cas_sandbox::overlay_options(&paths).is_ok() {
             let views = distinct
                 .iter()
                 .map(|t| store.view(t))
@@ -62,39 +88,86 @@ pub(crate) fn stage(
             return Ok(Sysroot {
                 root,
                 layers: views.iter().map(|v| v.path().to_path_buf()).collect(),
+                overwrites: Vec::new(),
                 _views: views,
             });
         }
     }
-    let merged = merge(store, element, trees, true)?;
-    let view = store.view(&merged)?;
+    let merged = merge(store, element, layers, true)?;
+    let view = store.view(&merged.tree)?;
     Ok(Sysroot {
         root: view.path().to_path_buf(),
         layers: Vec::new(),
+        overwrites: merged.overwrites,
         _views: vec![view],
     })
 }
 
-/// Merges (`write`: storing the merged trees) or only checks that the trees
-/// merge; a conflict is reported for `element`, naming both contributors.
-pub(crate) fn merge(
-    store: &Store,
-    element: &str,
-    trees: &[(String, TreeDigest)],
-    write: bool,
-) -> Result<TreeDigest> {
-    let refs: Vec<(&str, TreeDigest)> = trees.iter().map(|(n, t)| (n.as_str(), *t)).collect();
-    let merged = if write {
-        store.merge(&refs)
-    } else {
-        store.merge_check(&refs)
-    };
-    match merged {
+/// The compiled whitelist of one layer; a bad glob is an error naming it.
+fn whitelist(label: &str, patterns: &[String]) -> Result<GlobSet> {
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        let norm = format!("/{}", p.trim_start_matches('/').trim_end_matches('/'));
+        let glob = GlobBuilder::new(&norm)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| BuildError::SplitRule {
+                element: label.to_owned(),
+                pattern: p.clone(),
+                message: format!("overlap-whitelist: {e}"),
+            })?;
+        b.add(glob);
+    }
+    b.build().map_err(|e| BuildError::SplitRule {
+        element: label.to_owned(),
+        pattern: patterns.join(", "),
+        message: format!("overlap-whitelist: {e}"),
+    })
+}
+
+/// Merges (`write`: storing the merged trees) or only checks that the layers
+/// merge; a conflict is reported for `element`, naming both contributors
+/// and the path, and saying how to allow it.
+pub(crate) fn merge(store: &Store, element: &str, layers: &[Layer], write: bool) -> Result<Merged> {
+    let refs: Vec<(&str, TreeDigest)> = layers.iter().map(|l| (l.label.as_str(), l.tree)).collect();
+    let sets = layers
+        .iter()
+        .map(|l| whitelist(&l.label, &l.whitelist))
+        .collect::<Result<Vec<_>>>()?;
+    let may = |i: usize, path: &str| sets.get(i).is_some_and(|s| s.is_match(path));
+    match store.merge_with(&refs, &may, write) {
         Ok(t) => Ok(t),
-        Err(e @ StoreError::MergeConflict { .. }) => Err(BuildError::Conflict {
-            element: element.to_owned(),
-            message: e.to_string(),
-        }),
+        Err(e @ StoreError::MergeConflict { .. }) => {
+            let hint = match &e {
+                StoreError::MergeConflict { path, second, .. } => format!(
+                    "; if {second} may replace it, add `/{path}` (or a glob) to its `public: overlap-whitelist`"
+                ),
+                _ => String::new(),
+            };
+            Err(BuildError::Conflict {
+                element: element.to_owned(),
+                message: format!("{e}{hint}"),
+            })
+        }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Lists the whitelisted replacements of a merge in a step's log.
+pub(crate) fn log_overwrites(
+    log: &mut impl Write,
+    overwrites: &[Overwrite],
+) -> std::io::Result<()> {
+    if overwrites.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        log,
+        "# overlaps allowed by overlap-whitelist ({}):",
+        overwrites.len()
+    )?;
+    for o in overwrites {
+        writeln!(log, "#   /{}: {} replaces {}", o.path, o.later, o.earlier)?;
+    }
+    Ok(())
 }

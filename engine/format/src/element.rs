@@ -69,6 +69,10 @@ pub struct Public {
     /// Domain → glob patterns (expanded), e.g. `devel: [/usr/include/**]`.
     #[serde(rename = "split-rules")]
     pub split_rules: BTreeMap<String, Vec<String>>,
+    /// Globs (expanded) of the paths this element's files may overwrite
+    /// when staged after another element that has them.
+    #[serde(rename = "overlap-whitelist", skip_serializing_if = "Vec::is_empty")]
+    pub overlap_whitelist: Vec<String>,
 }
 
 /// Sandbox settings; they are part of the key.
@@ -721,6 +725,8 @@ pub(crate) fn resolve(
     // public
     let mut ic = cx.defaults.integration_commands.clone();
     let mut rules = cx.defaults.split_rules.clone();
+    let mut whitelist = cx.defaults.overlap_whitelist.clone();
+    whitelist.extend(kind.layer.overlap_whitelist.iter().cloned());
     ic.extend(kind.layer.integration_commands.iter().cloned());
     for (d, list) in &kind.layer.split_rules {
         match rules.iter_mut().find(|(n, _)| n == d) {
@@ -729,7 +735,7 @@ pub(crate) fn resolve(
         }
     }
     if let Some(p) = &raw.public {
-        merge_public(&mut r, &mut ic, &mut rules, p);
+        merge_public(&mut r, &mut ic, &mut rules, &mut whitelist, p);
     }
     let public = Public {
         integration_commands: ic.iter().map(|s| expand(s, &mut errors)).collect(),
@@ -742,6 +748,7 @@ pub(crate) fn resolve(
                 )
             })
             .collect(),
+        overlap_whitelist: whitelist.iter().map(|s| expand(s, &mut errors)).collect(),
     };
 
     let typed = match kind.behaviour {

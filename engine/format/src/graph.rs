@@ -42,23 +42,57 @@ fn reach(
     seen
 }
 
-fn runtime_edges(e: &Element) -> Vec<ElementId> {
-    e.depends
+/// `e`'s dependencies of the given kinds in the order its file writes them
+/// (whichever key they are under), each once.
+fn declared(e: &Element, kinds: &[DepKind]) -> Vec<ElementId> {
+    let mut deps: Vec<&(DepKind, ElementId, Span)> = e
+        .origin
+        .deps
         .iter()
-        .chain(&e.runtime_depends)
-        .copied()
-        .collect()
+        .filter(|(k, _, _)| kinds.contains(k))
+        .collect();
+    deps.sort_by_key(|(_, _, span)| span.start);
+    let mut out: Vec<ElementId> = Vec::with_capacity(deps.len());
+    for (_, d, _) in deps {
+        if !out.contains(d) {
+            out.push(*d);
+        }
+    }
+    out
 }
 
-/// What is staged into `id`'s sysroot: each build-depend and depend with its runtime closure.
-pub(crate) fn staged_set(elements: &[Element], id: ElementId) -> HashSet<ElementId> {
+/// What is staged into `id`'s sysroot, in staging order (BuildStream's): each build-depend and
+/// depend in the order written, each preceded by its runtime closure (its
+/// own runtime dependencies in the order written, depth first), every
+/// element once, at its first place. Dependencies always come before their
+/// dependents; what comes later may overwrite what came earlier (when it
+/// whitelists the path), so the order is the one the author wrote.
+pub(crate) fn staging_order(elements: &[Element], id: ElementId) -> Vec<ElementId> {
+    fn visit(
+        elements: &[Element],
+        d: ElementId,
+        seen: &mut HashSet<ElementId>,
+        out: &mut Vec<ElementId>,
+    ) {
+        if !seen.insert(d) {
+            return;
+        }
+        if let Some(e) = elements.get(d.index()) {
+            for r in declared(e, &[DepKind::All, DepKind::Runtime]) {
+                visit(elements, r, seen, out);
+            }
+        }
+        out.push(d);
+    }
     let Some(e) = elements.get(id.index()) else {
-        return HashSet::new();
+        return Vec::new();
     };
-    let direct: Vec<ElementId> = e.build_depends.iter().chain(&e.depends).copied().collect();
-    let mut set = reach(elements, direct.iter().copied(), runtime_edges);
-    set.extend(direct);
-    set
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for d in declared(e, &[DepKind::Build, DepKind::All]) {
+        visit(elements, d, &mut seen, &mut out);
+    }
+    out
 }
 
 /// Everything needed to build `targets`: the targets and all they reach.

@@ -79,6 +79,7 @@ pub(crate) struct Layer {
     pub environment: Vec<(Spanned, Spanned)>,
     pub integration_commands: Vec<Spanned>,
     pub split_rules: Vec<(String, Vec<Spanned>)>,
+    pub overlap_whitelist: Vec<Spanned>,
 }
 
 /// A resolved kind (its `extends` chain merged).
@@ -116,7 +117,12 @@ const KIND_KEYS: &[&str] = &[
     "config",
     "public",
 ];
-pub(crate) const PUBLIC_KEYS: &[&str] = &["integration-commands", "split-rules"];
+pub(crate) const PUBLIC_KEYS: &[&str] = &[
+    "integration-commands",
+    "split-rules",
+    "overlap-whitelist",
+    "bst",
+];
 
 /// A kind file as written, before `extends` is resolved.
 #[derive(Debug)]
@@ -157,22 +163,32 @@ fn apply_layer(r: &mut Reader<Files>, layer: &mut Layer, map: &Map) {
             r,
             &mut layer.integration_commands,
             &mut layer.split_rules,
+            &mut layer.overlap_whitelist,
             n,
         );
     }
 }
 
-/// Merge a `public:` mapping over inherited integration commands and split rules.
+/// Merge a `public:` mapping over inherited integration commands, split
+/// rules and overlap whitelist. BuildStream keeps the same three under
+/// `public: bst:`; both places are read (the `bst:` one second).
 pub(crate) fn merge_public<L: crate::read::Locate>(
     r: &mut Reader<L>,
     ic: &mut Vec<Spanned>,
     rules: &mut Vec<(String, Vec<Spanned>)>,
+    whitelist: &mut Vec<Spanned>,
     node: &Node,
 ) {
     let Some(map) = r.map(node, "public") else {
         return;
     };
     r.check_keys(map, PUBLIC_KEYS, "`public`");
+    if let Some(n) = map.get("overlap-whitelist") {
+        *whitelist = r.compose(whitelist, n, "overlap-whitelist");
+    }
+    if let Some(n) = map.get("bst") {
+        merge_public(r, ic, rules, whitelist, n);
+    }
     if let Some(n) = map.get("integration-commands") {
         *ic = r.compose(ic, n, "integration-commands");
     }

@@ -39,11 +39,11 @@ impl Loaded {
     pub fn find(&self, name: &str) -> Option<ElementId> {
         normalise_name(name).and_then(|n| self.by_name.get(&n).copied())
     }
-    /// The elements whose outputs are staged into `id`'s sysroot: each of its
-    /// build-depends and depends with their runtime closures, dependencies
-    /// first, ties broken by name.
+    /// The elements whose outputs are staged into `id`'s sysroot, in staging
+    /// order: each of its build-depends and depends in the order written,
+    /// preceded by its runtime closure (spec/format.md, "The graph").
     pub fn staged(&self, id: ElementId) -> Vec<ElementId> {
-        graph::topo_order(&self.elements, &graph::staged_set(&self.elements, id))
+        graph::staging_order(&self.elements, id)
     }
     /// Everything needed to build `targets` (and their runtime dependencies),
     /// dependencies first, ties broken by name.

@@ -385,10 +385,7 @@ fn check_no_symlink_parent(dest: &Dir, rel: &Path) -> std::result::Result<(), St
             prefix.push(c);
             if let Ok(m) = dest.symlink_metadata(&prefix) {
                 if m.file_type().is_symlink() {
-                    return Err(format!(
-                        "written through the symlink {}",
-                        prefix.display()
-                    ));
+                    return Err(format!("written through the symlink {}", prefix.display()));
                 }
             }
         }

@@ -212,10 +212,7 @@ fn hostile_members_are_refused_by_name_and_nothing_escapes() {
         ),
         (
             "root/tmp/x/",
-            vec![
-                Member::Symlink("root", "/"),
-                Member::Dir("root/tmp/x/"),
-            ],
+            vec![Member::Symlink("root", "/"), Member::Dir("root/tmp/x/")],
         ),
         (
             "up/sentinel/x",

@@ -69,9 +69,9 @@ pub(crate) fn assemble(work: Work<'_, '_>, s: Settings<'_>) -> Result<TreeDigest
         let d = engine.element(*dep);
         let domains = split::Domains::new(&d.name, &d.public.split_rules)?;
         let keep = |p: &str| domains.keeps(p, s.include, s.exclude, s.include_orphans);
-        parts.push((d.name.clone(), split::filter(engine.store, tree, &keep)?));
+        parts.push(engine.layer(*dep, split::filter(engine.store, tree, &keep)?));
     }
-    let merged = engine.merge_labelled(el, &parts)?;
+    let merged = engine.merge_layers(el, &parts, dir, log)?;
     let commands: Vec<String> = staged
         .iter()
         .flat_map(|(d, _)| {

@@ -66,7 +66,36 @@ pub(crate) fn key_config(
         } => script::key_config(layout, *root_read_only, output, staged, &mut config),
         Config::Sandbox | Config::Stack => {}
     }
+    if !matches!(el.config, Config::Import { .. } | Config::Stack) {
+        // the behaviours that merge what they stage
+        overlap_key_config(loaded, staged, &mut config);
+    }
     config
+}
+
+/// `overlap-whitelist`: each staged element's whitelist entry as `i\tglob`
+/// (its staging position), present only when one is declared, so that the
+/// keys of projects without overlaps are unchanged (spec/keys.md).
+fn overlap_key_config(
+    loaded: &Loaded,
+    staged: &[(ElementId, TreeDigest)],
+    config: &mut BTreeMap<String, Vec<String>>,
+) {
+    let entries: Vec<String> = staged
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (d, _))| {
+            loaded
+                .element(*d)
+                .public
+                .overlap_whitelist
+                .iter()
+                .map(move |p| format!("{i}\t{p}"))
+        })
+        .collect();
+    if !entries.is_empty() {
+        config.insert("overlap-whitelist".into(), entries);
+    }
 }
 
 /// Everything one step's assembly works with.

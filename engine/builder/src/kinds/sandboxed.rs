@@ -18,7 +18,7 @@ pub(crate) fn assemble(work: Work<'_, '_>) -> Result<TreeDigest> {
         dir,
         log,
     } = work;
-    let sysroot = engine.sysroot(el, &engine.labelled(staged))?;
+    let sysroot = engine.sysroot(el, &engine.layers(staged), dir, log)?;
     engine.stage_sources(el, &dir.build())?;
     engine.run_phases(el, inputs, Root::read_only(&sysroot), dir, log)?;
     drop(sysroot);

@@ -13,6 +13,7 @@ use crate::error::Result;
 
 use crate::split;
 use crate::step::Root;
+use crate::sysroot::Layer;
 
 /// `output`, `root-read-only` and `layout` (each entry as the staging
 /// position of its element and its destination; spec/keys.md).
@@ -53,28 +54,31 @@ pub(crate) fn assemble(
         log,
     } = work;
     let root_trees = if layout.is_empty() {
-        engine.labelled(staged)
+        engine.layers(staged)
     } else {
         let mut placed = Vec::new();
         for l in layout {
-            let tree = match l.element.and_then(|e| staged.iter().find(|(s, _)| *s == e)) {
-                Some((e, t)) => (engine.element(*e).name.clone(), *t),
-                None => ("layout".to_string(), engine.store.empty_tree()?),
+            let mut layer = match l.element.and_then(|e| staged.iter().find(|(s, _)| *s == e)) {
+                Some((e, t)) => engine.layer(*e, *t),
+                None => Layer::new("layout", engine.store.empty_tree()?),
             };
-            placed.push((
-                tree.0,
-                split::place_under(engine.store, tree.1, &l.destination)?,
-            ));
+            layer.tree = split::place_under(engine.store, layer.tree, &l.destination)?;
+            // The whitelist names paths of the element's own tree: placed too.
+            let dest = l.destination.trim_end_matches('/');
+            for p in &mut layer.whitelist {
+                *p = format!("{dest}/{}", p.trim_start_matches('/'));
+            }
+            placed.push(layer);
         }
         placed
     };
     engine.stage_sources(el, &dir.build())?;
     let out_dir = if root_read_only {
-        let sysroot = engine.sysroot(el, &root_trees)?;
+        let sysroot = engine.sysroot(el, &root_trees, dir, log)?;
         engine.run_phases(el, inputs, Root::read_only(&sysroot), dir, log)?;
         engine.output_dir(el, inputs, output, None, dir)?
     } else {
-        let root_tree = engine.merge_labelled(el, &root_trees)?;
+        let root_tree = engine.merge_layers(el, &root_trees, dir, log)?;
         engine
             .store
             .materialize(&root_tree, &dir.rootfs(), Method::ReflinkOrCopy)?;
