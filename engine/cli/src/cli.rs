@@ -90,6 +90,9 @@ pub(crate) enum Command {
     /// Source maintenance: track, add
     #[command(subcommand)]
     Source(crate::commands::source::SourceCommand),
+    /// Debian packages: pin a package set's closure as deb sources
+    #[command(subcommand)]
+    Deb(crate::commands::deb::DebCommand),
     /// Upload elements' results to a remote cache
     Push(crate::commands::push::PushArgs),
     /// Download elements' results from a remote cache

@@ -59,6 +59,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("meson", include_str!("../../../elements/meson.yaml")),
     ("compose", include_str!("../../../elements/compose.yaml")),
     ("script", include_str!("../../../elements/script.yaml")),
+    (
+        "dpkg-configure",
+        include_str!("../../../elements/dpkg-configure.yaml"),
+    ),
     ("stack", include_str!("../../../elements/stack.yaml")),
 ];
 

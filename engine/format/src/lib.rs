@@ -30,6 +30,6 @@ pub use element::{
     Config, DepKind, Element, ElementId, LayoutEntry, Origin, Public, SandboxConfig,
 };
 pub use kind::{Behaviour, Kind};
-pub use load::{host_arch, load, Loaded, MAX_FILE_SIZE};
+pub use load::{host_arch, load, load_project, Loaded, MAX_FILE_SIZE};
 pub use project::Project;
 pub use source::SOURCE_KINDS;

@@ -333,6 +333,27 @@ fn read_elements(
     (raws, existing)
 }
 
+/// The project that `dir` belongs to (the nearest `project.yaml` above it,
+/// or the implicit project of `dir`), for commands that need its aliases
+/// without loading elements (`cas deb lock`).
+pub fn load_project(dir: &Path) -> Result<Project, Diagnostics> {
+    let dir = normalise_path(&std::env::current_dir().unwrap_or_default().join(dir));
+    let mut errors: Vec<Error> = Vec::new();
+    let mut files = Files::default();
+    let Some(pf) = find_project_file(&dir) else {
+        return Ok(Project::implicit(&dir));
+    };
+    let (id, root) = read_and_parse(&mut files, &pf, display_name(&pf, &dir), &mut errors);
+    if !errors.is_empty() {
+        return Err(Diagnostics::new(errors));
+    }
+    let file = files
+        .get(id)
+        .cloned()
+        .unwrap_or_else(|| SourceFile::new(pf.clone(), String::new(), String::new()));
+    Project::decode(&file, id, root.as_ref()).map_err(Diagnostics::new)
+}
+
 /// Load the targets (element files or element names) and everything they depend on.
 #[allow(
     clippy::print_stderr,

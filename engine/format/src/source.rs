@@ -20,7 +20,7 @@ fn fields(kind: &str) -> &'static [&'static str] {
         "remote" => &["url", "sha256", "blake3", "filename", "executable"],
         "patch" => &["path", "strip"],
         "git" => &["url", "ref", "track", "keep-git"],
-        "deb" => &["url", "sha256"],
+        "deb" => &["url", "sha256", "dpkg-database"],
         _ => &[],
     }
 }
@@ -189,7 +189,15 @@ pub(crate) fn decode(r: &mut Reader<SourceFile>, project: &Project, node: &Node)
         "deb" => {
             let url = url(r, project, map, kind_node, k)?;
             let checksum = checksum(r, map, kind_node, k, false)?;
-            SourceKind::Deb { url, checksum }
+            let database = map
+                .get("dpkg-database")
+                .and_then(|n| r.bool(n, "dpkg-database"))
+                .unwrap_or(false);
+            SourceKind::Deb {
+                url,
+                checksum,
+                database,
+            }
         }
         _ => return None,
     };

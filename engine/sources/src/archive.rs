@@ -106,7 +106,7 @@ pub fn extract_tar_file(
             comps
         }
     };
-    let extracted = extract_stream(&name, open()?, dest, &strip, keep_setuid)?;
+    let extracted = extract_stream(&name, open()?, dest, &strip, keep_setuid)?.len();
     if extracted == 0 && !strip.is_empty() && base_dir.is_some() {
         return Err(archive_error(
             &name,
@@ -119,16 +119,17 @@ pub fn extract_tar_file(
     Ok(())
 }
 
-/// Extract a tar stream (possibly compressed) into `dest`, stripping nothing.
+/// Extract a tar stream (possibly compressed) into `dest`, stripping
+/// nothing; returns the extracted members' paths, in archive order.
 pub fn extract_tar_reader(
     name: &str,
     reader: impl Read,
     dest: &Dir,
     keep_setuid: bool,
-) -> Result<()> {
+) -> Result<Vec<PathBuf>> {
     let reader =
         decompress(reader).map_err(|e| archive_error(name, format!("cannot decompress: {e}")))?;
-    extract_stream(name, reader, dest, &[], keep_setuid).map(|_| ())
+    extract_stream(name, reader, dest, &[], keep_setuid)
 }
 
 fn archive_error(name: &str, message: String) -> SourceError {
@@ -202,21 +203,21 @@ fn single_top_dir(name: &str, reader: Box<dyn Read>) -> Result<Option<OsString>>
 }
 
 /// Extract members under `strip` (with that prefix removed). Returns the
-/// number of members extracted.
+/// extracted members' paths (relative, in archive order).
 fn extract_stream(
     name: &str,
     reader: impl Read,
     dest: &Dir,
     strip: &[OsString],
     keep_setuid: bool,
-) -> Result<usize> {
+) -> Result<Vec<PathBuf>> {
     let mut archive = tar::Archive::new(reader);
     let entries = archive
         .entries()
         .map_err(|e| archive_error(name, format!("cannot read: {e}")))?;
     let mut files: HashSet<PathBuf> = HashSet::new();
     let mut dirs: Vec<(PathBuf, u32)> = Vec::new();
-    let mut count = 0;
+    let mut extracted = Vec::new();
     let drop_bits = if keep_setuid { 0 } else { 0o6000 };
     for entry in entries {
         let mut entry = entry.map_err(|e| archive_error(name, format!("cannot read: {e}")))?;
@@ -248,7 +249,7 @@ fn extract_stream(
                 }
                 dest.create_dir_all(&rel)
                     .map_err(|e| io_err("create directory", e))?;
-                dirs.push((rel, mode | 0o700));
+                dirs.push((rel.clone(), mode | 0o700));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 prepare(dest, &rel).map_err(|e| io_err("create", e))?;
@@ -265,7 +266,7 @@ fn extract_stream(
                         .into_std()
                         .set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(mtime));
                 }
-                files.insert(rel);
+                files.insert(rel.clone());
             }
             tar::EntryType::Symlink => {
                 let target_raw = entry
@@ -320,7 +321,7 @@ fn extract_stream(
                 prepare(dest, &rel).map_err(|e| io_err("create", e))?;
                 dest.hard_link(&trel, dest, &rel)
                     .map_err(|e| io_err("create hardlink", e))?;
-                files.insert(rel);
+                files.insert(rel.clone());
             }
             tar::EntryType::Char | tar::EntryType::Block => {
                 return Err(unsafe_member(
@@ -344,7 +345,7 @@ fn extract_stream(
                 ));
             }
         }
-        count += 1;
+        extracted.push(rel);
     }
     // Directory modes last (a read-only directory would block its members),
     // deepest first; the owner keeps rwx so later sources can be staged.
@@ -352,7 +353,7 @@ fn extract_stream(
         dest.set_permissions(dir, Permissions::from_mode(*mode))
             .map_err(|e| unsafe_member(name, dir, format!("cannot set the mode: {e}")))?;
     }
-    Ok(count)
+    Ok(extracted)
 }
 
 /// Create the parent directories of `rel` and remove a non-directory that
@@ -378,7 +379,7 @@ fn prepare(dest: &Dir, rel: &Path) -> io::Result<()> {
 /// (a relative link inside the tree would be harmless, but a member list
 /// that needs one is not a tar that any tool writes, and refusing is the
 /// only rule that stays safe whatever the targets are).
-fn check_no_symlink_parent(dest: &Dir, rel: &Path) -> std::result::Result<(), String> {
+pub(crate) fn check_no_symlink_parent(dest: &Dir, rel: &Path) -> std::result::Result<(), String> {
     let mut prefix = PathBuf::new();
     if let Some(parent) = rel.parent() {
         for c in parent.components() {

@@ -92,7 +92,7 @@ pub fn fetch_source(
         SourceKind::Local { .. } | SourceKind::Patch { .. } => Ok(Fetched::InProject),
         SourceKind::Tar { url, checksum, .. }
         | SourceKind::Remote { url, checksum, .. }
-        | SourceKind::Deb { url, checksum } => {
+        | SourceKind::Deb { url, checksum, .. } => {
             if let Some(path) = cache.lookup(checksum) {
                 return Ok(Fetched::File(path));
             }

@@ -203,7 +203,8 @@ pub fn stage_git(
             stdout,
             &root,
             false,
-        ),
+        )
+        .map(|_| ()),
         None => Ok(()),
     };
     let mut stderr = String::new();

@@ -27,7 +27,12 @@ pub fn identity(
 ) -> Result<Vec<u8>> {
     let mut e = Encoder::default();
     e.str(IDENTITY_TAG);
-    e.str(source.kind.name());
+    e.str(match source.kind {
+        // A registered package stages more than its data: its own name, so
+        // that the identity of a plain `deb` source stays what it was.
+        SourceKind::Deb { database: true, .. } => "deb-dpkg",
+        _ => source.kind.name(),
+    });
     match &source.kind {
         SourceKind::Local { path } => {
             let digest = local_tree(path).map_err(|err| SourceError::LocalTree {
@@ -56,7 +61,7 @@ pub fn identity(
             e.str(&remote_filename(url, filename.as_deref())?);
             e.bool(*executable);
         }
-        SourceKind::Deb { url, checksum } => {
+        SourceKind::Deb { url, checksum, .. } => {
             e.str(&url.written);
             e.checksum(checksum);
         }

@@ -75,8 +75,15 @@ pub enum SourceKind {
         track: Option<String>,
         keep_git: bool,
     },
-    /// A Debian binary package; its data.tar.* is extracted.
-    Deb { url: SourceUrl, checksum: Checksum },
+    /// A Debian binary package; its data.tar.* is extracted. With
+    /// `database`, it is also registered in the dpkg database of the staging
+    /// directory (`var/lib/dpkg`: `status` stanza `install ok unpacked`,
+    /// `info/` files), for a later `dpkg --configure`.
+    Deb {
+        url: SourceUrl,
+        checksum: Checksum,
+        database: bool,
+    },
 }
 
 /// One entry of an element's `sources:` list.

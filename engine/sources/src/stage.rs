@@ -122,9 +122,19 @@ pub fn stage_source(
             let name = remote_filename(url, filename.as_deref())?;
             stage_remote(&file, &name, *executable, &dir)
         }
-        SourceKind::Deb { url, checksum } => {
+        SourceKind::Deb {
+            url,
+            checksum,
+            database,
+        } => {
             let file = cached(url, checksum)?;
-            extract_deb(&file, &url.written, &open_root(&dir)?, source.keep_setuid)
+            extract_deb(
+                &file,
+                &url.written,
+                &open_root(&dir)?,
+                source.keep_setuid,
+                *database,
+            )
         }
         SourceKind::Patch { path, strip } => apply_patch(path, *strip, &dir),
         SourceKind::Git {

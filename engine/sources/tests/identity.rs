@@ -185,10 +185,25 @@ fn deb_identity() {
     let src = source(SourceKind::Deb {
         url: plain_url("debs:pool/h/hello.deb"),
         checksum: Checksum::Sha256(HEX.into()),
+        database: false,
     });
     let mut want = Vec::new();
     s(&mut want, "cas-source-1");
     s(&mut want, "deb");
+    s(&mut want, "debs:pool/h/hello.deb");
+    s(&mut want, "sha256");
+    s(&mut want, HEX);
+    want.extend_from_slice(&[0, 0]);
+    assert_eq!(identity(&src, no_local).unwrap(), want);
+    // Registered in the dpkg database: another kind name, nothing else.
+    let src = source(SourceKind::Deb {
+        url: plain_url("debs:pool/h/hello.deb"),
+        checksum: Checksum::Sha256(HEX.into()),
+        database: true,
+    });
+    let mut want = Vec::new();
+    s(&mut want, "cas-source-1");
+    s(&mut want, "deb-dpkg");
     s(&mut want, "debs:pool/h/hello.deb");
     s(&mut want, "sha256");
     s(&mut want, HEX);

@@ -416,6 +416,7 @@ fn deb_packages_extract_their_data() {
         let src = source(SourceKind::Deb {
             url: plain_url("debs:hello.deb"),
             checksum: sum,
+            database: false,
         });
         ws.stage_it(&src).unwrap_or_else(|e| panic!("{ext}: {e}"));
         assert_eq!(
@@ -441,6 +442,7 @@ fn deb_packages_extract_their_data() {
     let src = source(SourceKind::Deb {
         url: plain_url("debs:bad.deb"),
         checksum: sum,
+        database: false,
     });
     let err = ws.stage_it(&src).unwrap_err().to_string();
     assert!(err.contains("ar archive"), "{err}");
@@ -463,6 +465,7 @@ fn hostile_deb_is_refused() {
         .stage_it(&source(SourceKind::Deb {
             url: plain_url("debs:evil.deb"),
             checksum: sum,
+            database: false,
         }))
         .unwrap_err()
         .to_string();

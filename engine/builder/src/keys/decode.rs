@@ -257,13 +257,16 @@ pub fn decode_source(bytes: &[u8]) -> Option<SourceIdentity> {
         let digest = |d: &mut Decoder<'_>| -> R<String> { Ok(hex::encode(d.take(32)?)) };
         match kind.as_str() {
             "local" => f.push(("tree".into(), digest(d)?)),
-            "tar" | "remote" | "deb" => {
+            "tar" | "remote" | "deb" | "deb-dpkg" => {
                 f.push(("url".into(), d.str()?));
                 let alg = d.str()?;
                 let hex = d.str()?;
                 f.push((alg, hex));
                 if kind == "tar" {
                     f.push(("base-dir".into(), opt(d)?.unwrap_or_else(|| "-".into())));
+                }
+                if kind == "deb-dpkg" {
+                    f.push(("dpkg-database".into(), "true".into()));
                 }
                 if kind == "remote" {
                     f.push(("filename".into(), d.str()?));

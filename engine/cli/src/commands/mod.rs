@@ -3,6 +3,7 @@
 pub(crate) mod build;
 pub(crate) mod challenge;
 pub(crate) mod check;
+pub(crate) mod deb;
 pub(crate) mod checkout;
 pub(crate) mod diff;
 pub(crate) mod explain;
@@ -34,6 +35,7 @@ pub(crate) fn run(cli: Cli) -> CmdResult {
         Command::Shell(args) => shell::run(&global, "shell", args),
         Command::Fetch(args) => fetch::run_fetch(&global, args),
         Command::Source(cmd) => source::run_source(&global, cmd),
+        Command::Deb(cmd) => deb::run(&global, cmd),
         Command::Push(args) => push::run(&global, args),
         Command::Pull(args) => pull::run(&global, args),
         Command::Keygen(args) => keygen::run(&global, args),

@@ -164,7 +164,7 @@ fn source_json(s: &cas_sources::Source) -> SourceJson {
         }
         K::Tar { url, checksum, .. }
         | K::Remote { url, checksum, .. }
-        | K::Deb { url, checksum } => {
+        | K::Deb { url, checksum, .. } => {
             j.url = Some(url.written.clone());
             j.checksum = Some(checksum.to_string());
         }

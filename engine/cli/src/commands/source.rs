@@ -128,7 +128,9 @@ fn track_one(
         | SourceKind::Remote {
             url, checksum: c, ..
         }
-        | SourceKind::Deb { url, checksum: c }
+        | SourceKind::Deb {
+            url, checksum: c, ..
+        }
             if c.algorithm() == "blake3" =>
         {
             let download = fetcher.fetch_unverified(url, Algorithm::Blake3, &bar)?;
