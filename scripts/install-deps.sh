@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages cas and its tests need (run as root, or with sudo).
 set -euo pipefail
-PKGS=(bubblewrap busybox-static nginx git xz-utils bzip2 zstd gzip patch xfsprogs b3sum rsync make gcc libc6-dev cmake)
+PKGS=(bubblewrap busybox-static nginx git xz-utils bzip2 zstd gzip patch xfsprogs b3sum rsync make gcc libc6-dev cmake dpkg-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -340,3 +340,31 @@ pub(crate) fn manual(deps: &[&str], commands: &str) -> String {
         .collect::<String>();
     format!("kind: manual\nbuild-depends:\n  - base.yaml\n{deps}config:\n  install-commands:\n{commands}")
 }
+
+/// The store shared by the slow real-world tests of one checkout (real
+/// Debian packages, upstream tarballs): what one test fetched and built,
+/// the others and later runs reuse. A store is safe for concurrent use.
+pub(crate) fn shared_store() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("shared-store")
+}
+
+/// The machine's Debian archive (the first `URIs:` of APT's
+/// `debian.sources`, or the first `deb` line of `sources.list`), read at run
+/// time so that no host name is written into the repository.
+pub(crate) fn apt_mirror() -> Option<String> {
+    if let Ok(text) = std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources") {
+        if let Some(uri) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("URIs:"))
+            .and_then(|v| v.split_whitespace().next())
+        {
+            return Some(format!("{}/", uri.trim_end_matches('/')));
+        }
+    }
+    let text = std::fs::read_to_string("/etc/apt/sources.list").ok()?;
+    text.lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("deb "))
+        .find_map(|l| l.split_whitespace().find(|w| w.contains("://")))
+        .map(|u| format!("{}/", u.trim_end_matches('/')))
+}

@@ -382,3 +382,377 @@ fn overlaps_are_errors_unless_the_later_element_whitelists_them() {
     assert_ne!(key(&before, "b-wins.yaml"), key(&after, "b-wins.yaml"));
     assert_eq!(key(&before, "b.yaml"), key(&after, "b.yaml"));
 }
+
+/// A Debian archive made in the test: `.deb` files built with `dpkg-deb`,
+/// indexed with `dpkg-scanpackages`, a `Release` listing the index's
+/// SHA-256, all served by nginx on 127.0.0.1.
+struct Archive {
+    nginx: crate::ctx::Nginx,
+    root: std::path::PathBuf,
+}
+
+impl Archive {
+    fn new(ctx: &Ctx) -> Archive {
+        let nginx = crate::ctx::Nginx::start(&ctx.path("nginx"));
+        let root = nginx.dir.join("www/debian");
+        std::fs::create_dir_all(root.join("pool/main")).unwrap();
+        Archive { nginx, root }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/debian/", self.nginx.port)
+    }
+
+    /// Build package `name` `version` with control fields `fields` and
+    /// files `(path, content)`.
+    fn package(&self, ctx: &Ctx, name: &str, version: &str, fields: &str, files: &[(&str, &str)]) {
+        let dir = ctx.path(format!("pkg-{name}-{version}"));
+        std::fs::create_dir_all(dir.join("DEBIAN")).unwrap();
+        std::fs::write(
+            dir.join("DEBIAN/control"),
+            format!("Package: {name}\nVersion: {version}\nArchitecture: amd64\nMaintainer: t <t@example.org>\nDescription: test package {name}\n{fields}"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("DEBIAN/postinst"),
+            format!("#!/bin/sh\necho configured {name}\n"),
+        )
+        .unwrap();
+        sh(Command::new("chmod")
+            .arg("755")
+            .arg(dir.join("DEBIAN/postinst")));
+        for (p, c) in files {
+            let f = dir.join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, c).unwrap();
+        }
+        sh(Command::new("dpkg-deb")
+            .args(["--root-owner-group", "-Zxz", "--build"])
+            .arg(&dir)
+            .arg(
+                self.root
+                    .join(format!("pool/main/{name}_{version}_amd64.deb")),
+            ));
+    }
+
+    /// Index the pool and write the suite's Release.
+    fn index(&self) {
+        let bin = self.root.join("dists/bookworm/main/binary-amd64");
+        std::fs::create_dir_all(&bin).unwrap();
+        let packages = sh(Command::new("dpkg-scanpackages")
+            .current_dir(&self.root)
+            .args(["-m", "pool", "/dev/null"]));
+        std::fs::write(bin.join("Packages"), &packages).unwrap();
+        sh(Command::new("xz").arg("-kf").arg(bin.join("Packages")));
+        let mut release =
+            String::from("Origin: test\nSuite: stable\nCodename: bookworm\nSHA256:\n");
+        for f in ["Packages", "Packages.xz"] {
+            let data = std::fs::read(bin.join(f)).unwrap();
+            release.push_str(&format!(
+                " {} {} main/binary-amd64/{f}\n",
+                sha256(&data, &self.root),
+                data.len()
+            ));
+        }
+        std::fs::write(self.root.join("dists/bookworm/Release"), release).unwrap();
+    }
+}
+
+#[test]
+fn deb_lock_resolves_the_closure_and_pins_it() {
+    let ctx = Ctx::new();
+    let archive = Archive::new(&ctx);
+    archive.package(
+        &ctx,
+        "app",
+        "1.0-1",
+        "Depends: libfoo (>= 2), awk, missing-alt | libbar\n",
+        &[("usr/bin/app", "app\n")],
+    );
+    archive.package(
+        &ctx,
+        "libfoo",
+        "1.0-1",
+        "",
+        &[("usr/lib/libfoo.so.1", "old\n")],
+    );
+    archive.package(
+        &ctx,
+        "libfoo",
+        "2.1-1",
+        "Pre-Depends: base\n",
+        &[("usr/lib/libfoo.so.2", "new\n")],
+    );
+    archive.package(
+        &ctx,
+        "mawk",
+        "1.3-1",
+        "Provides: awk\n",
+        &[("usr/bin/mawk", "mawk\n")],
+    );
+    archive.package(
+        &ctx,
+        "gawk",
+        "5.2-1",
+        "Provides: awk\n",
+        &[("usr/bin/gawk", "gawk\n")],
+    );
+    archive.package(
+        &ctx,
+        "libbar",
+        "0.1-1",
+        "Multi-Arch: same\n",
+        &[("usr/lib/libbar.so", "bar\n")],
+    );
+    archive.package(
+        &ctx,
+        "base",
+        "7",
+        "Essential: yes\n",
+        &[("etc/base", "base\n")],
+    );
+    archive.package(&ctx, "unrelated", "1", "", &[("usr/bin/unrelated", "u\n")]);
+    archive.index();
+    ctx.write(
+        "project.yaml",
+        format!(
+            "name: t\nelement-path: elements\naliases:\n  debian: {}\n",
+            archive.url()
+        ),
+    );
+    std::fs::create_dir_all(ctx.project().join("elements")).unwrap();
+    let file = ctx.project().join("elements/debs.yaml");
+    let run = ctx
+        .cas([
+            "deb",
+            "lock",
+            "elements/debs.yaml",
+            "--alias",
+            "debian",
+            "--arch",
+            "amd64",
+            "app",
+        ])
+        .ok();
+    assert!(run.stdout.contains("5 packages pinned"), "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains("chose gawk to provide awk (providers: gawk, mawk"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("chose libbar (the first alternative available)"),
+        "{}",
+        run.stderr
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    let urls: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("  url: "))
+        .collect();
+    assert_eq!(
+        urls,
+        [
+            "debian:pool/main/app_1.0-1_amd64.deb",
+            "debian:pool/main/base_7_amd64.deb",
+            "debian:pool/main/gawk_5.2-1_amd64.deb",
+            "debian:pool/main/libbar_0.1-1_amd64.deb",
+            "debian:pool/main/libfoo_2.1-1_amd64.deb",
+        ]
+    );
+    for (url, sum) in urls
+        .iter()
+        .zip(text.lines().filter_map(|l| l.strip_prefix("  sha256: ")))
+    {
+        let data = std::fs::read(archive.root.join(url.strip_prefix("debian:").unwrap())).unwrap();
+        assert_eq!(sha256(&data, ctx.root()), sum, "{url}");
+    }
+    // The request is recorded: locking again from the file alone gives the same file.
+    ctx.cas(["deb", "lock", "elements/debs.yaml"]).ok();
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+    // Naming a provider chooses it; --essential adds the essential packages.
+    ctx.cas([
+        "deb",
+        "lock",
+        "elements/other.yaml",
+        "--alias",
+        "debian",
+        "--arch",
+        "amd64",
+        "--essential",
+        "mawk",
+        "libfoo=1.0-1",
+    ])
+    .ok();
+    let other = std::fs::read_to_string(ctx.project().join("elements/other.yaml")).unwrap();
+    assert!(
+        other.contains("pool/main/mawk_1.3-1_amd64.deb") && other.contains("libfoo_1.0-1"),
+        "{other}"
+    );
+    assert!(
+        other.contains("pool/main/base_7_amd64.deb") && !other.contains("gawk"),
+        "{other}"
+    );
+
+    // The pinned packages import, registered as unpacked in the dpkg database.
+    ctx.cas(["build", "debs.yaml"]).ok();
+    let out = checkout(&ctx, "debs.yaml", "out");
+    let status = std::fs::read_to_string(out.join("var/lib/dpkg/status")).unwrap();
+    for p in ["app", "base", "gawk", "libbar", "libfoo"] {
+        assert!(
+            status.contains(&format!("Package: {p}\nStatus: install ok unpacked\n")),
+            "{status}"
+        );
+    }
+    let list = std::fs::read_to_string(out.join("var/lib/dpkg/info/app.list")).unwrap();
+    assert!(
+        list.starts_with("/.\n") && list.contains("\n/usr/bin/app\n"),
+        "{list}"
+    );
+    assert!(out.join("var/lib/dpkg/info/libbar:amd64.list").is_file());
+    assert!(out.join("var/lib/dpkg/info/app.postinst").is_file());
+    assert_eq!(
+        std::fs::read_to_string(out.join("usr/lib/libfoo.so.2")).unwrap(),
+        "new\n"
+    );
+
+    // Errors: an unknown package, an index that does not match its Release.
+    let run = ctx
+        .cas([
+            "deb",
+            "lock",
+            "elements/x.yaml",
+            "--alias",
+            "debian",
+            "--arch",
+            "amd64",
+            "ap",
+        ])
+        .expect_code(1);
+    assert!(
+        run.stderr.contains("unknown package `ap`"),
+        "{}",
+        run.stderr
+    );
+    let run = ctx
+        .cas(["deb", "lock", "elements/x.yaml", "--alias", "nope", "app"])
+        .expect_code(2);
+    assert!(run.stderr.contains("no alias `nope`"), "{}", run.stderr);
+    let xz = archive
+        .root
+        .join("dists/bookworm/main/binary-amd64/Packages.xz");
+    let mut data = std::fs::read(&xz).unwrap();
+    data.push(0);
+    std::fs::write(&xz, data).unwrap();
+    let run = ctx
+        .cas(["deb", "lock", "elements/debs.yaml"])
+        .expect_code(1);
+    assert!(
+        run.stderr.contains("Packages.xz: SHA-256") && run.stderr.contains("does not"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        text,
+        "a failed lock changed the file"
+    );
+}
+
+/// The real Debian bookworm toolchain base of the slow tests: pinned from
+/// the machine's archive by `cas deb lock`, configured by its own dpkg.
+fn debian_project(ctx: &Ctx, mirror: &str) {
+    ctx.write(
+        "project.yaml",
+        format!("name: real\nelement-path: elements\naliases:\n  debian: {mirror}\n"),
+    );
+    std::fs::create_dir_all(ctx.project().join("elements/base")).unwrap();
+    ctx.write(
+        "elements/base/debian.yaml",
+        "kind: dpkg-configure\nbuild-depends: [base/debs.yaml]\n",
+    );
+}
+
+#[test]
+fn a_configured_debian_base_builds_upstream_tarballs_into_a_root_filesystem() {
+    let Some(mirror) = crate::ctx::apt_mirror() else {
+        eprintln!("skipped: this machine has no Debian archive in its APT configuration");
+        return;
+    };
+    let ctx = Ctx::new();
+    let store = crate::ctx::shared_store();
+    let store_s = store.to_str().unwrap().to_owned();
+    let cas = |args: &[&str]| {
+        let mut all = vec!["--store", store_s.as_str()];
+        all.extend_from_slice(args);
+        ctx.cas(all)
+    };
+    debian_project(&ctx, &mirror);
+    let run = cas(&[
+        "deb",
+        "lock",
+        "elements/base/debs.yaml",
+        "--alias",
+        "debian",
+        "--suite",
+        "bookworm",
+        "--essential",
+        "build-essential",
+        "mawk",
+    ])
+    .ok();
+    assert!(run.stdout.contains("packages pinned"), "{}", run.stdout);
+    ctx.write(
+        "elements/hello.yaml",
+        "kind: autotools\nbuild-depends: [base/debian.yaml]\nsources:\n- kind: tar\n  url: debian:pool/main/h/hello/hello_2.10.orig.tar.gz\n  sha256: 31e066137a962676e89f69d1b65382de95a7ef7d914b8cb956f41ea72e0f516b\n",
+    );
+    // bzip2 from its release tarball over the base's own bzip2 package.
+    let bzip2 = "kind: manual\nbuild-depends: [base/debian.yaml]\nsources:\n- kind: tar\n  url: debian:pool/main/b/bzip2/bzip2_1.0.8.orig.tar.gz\n  sha256: ab5a03176ee106d3f0fa90e381da478ddae405918153cca248e682cd0c4a2269\nconfig:\n  build-commands:\n  - make -j%{max-jobs} CFLAGS='-O2 -g0'\n  install-commands:\n  - make install PREFIX=%{install-root}%{prefix}\n";
+    ctx.write("elements/bzip2.yaml", bzip2);
+    ctx.write(
+        "elements/rootfs.yaml",
+        "kind: compose\nbuild-depends: [base/debian.yaml, hello.yaml, bzip2.yaml]\n",
+    );
+    ctx.write(
+        "elements/smoke.yaml",
+        "kind: script\nbuild-depends: [rootfs.yaml]\nconfig:\n  commands:\n  - mkdir -p %{install-root}\n  - hello > %{install-root}/hello.txt\n  - echo payload | bzip2 | bzip2 -d > %{install-root}/bzip2.txt\n  - bzip2 --version 2>&1 | head -1 >> %{install-root}/bzip2.txt\n  - readlink /usr/bin/awk /bin > %{install-root}/links.txt\n",
+    );
+    // Overlapping without a whitelist: the error names the path and both.
+    let run = cas(&["build", "rootfs.yaml"]).expect_code(1);
+    assert!(
+        run.stderr
+            .contains("conflict at usr/bin/bunzip2: base/debian.yaml and bzip2.yaml"),
+        "{}",
+        run.stderr
+    );
+    ctx.write(
+        "elements/bzip2.yaml",
+        format!("{bzip2}public:\n  overlap-whitelist:\n  - '%{{bindir}}/*'\n"),
+    );
+    cas(&["build", "smoke.yaml"]).ok();
+    let out = ctx.path("smoke");
+    cas(&["checkout", "smoke.yaml", out.to_str().unwrap()]).ok();
+    let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
+    assert_eq!(read("hello.txt"), "Hello, world!\n");
+    let bz = read("bzip2.txt");
+    assert!(
+        bz.starts_with("payload\nbzip2, a block-sorting file compressor.  Version 1.0.8"),
+        "{bz}"
+    );
+    // Configured: alternatives made awk, usrmerge made /bin a link.
+    assert_eq!(read("links.txt"), "/etc/alternatives/awk\nusr/bin\n");
+    let log = cas(&["log", "rootfs.yaml"]).ok();
+    assert!(
+        log.stdout
+            .contains("/usr/bin/bzip2: bzip2.yaml replaces base/debian.yaml"),
+        "{}",
+        log.stdout
+    );
+    // Reproducible: the configured base and an autotools build.
+    for e in ["base/debian.yaml", "hello.yaml"] {
+        let run = cas(&["check", e]).ok();
+        assert!(run.stdout.contains("reproducible"), "{e}: {}", run.stdout);
+    }
+}

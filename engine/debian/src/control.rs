@@ -84,6 +84,9 @@ mod tests {
         assert_eq!(s[1].get("Version"), Some("1"));
         assert_eq!(s[1].line, 7);
         let e = parse("t", "Package: a\nbroken line\n").unwrap_err();
-        assert_eq!(e.to_string(), "t:2: expected `Field: value`, found `broken line`");
+        assert_eq!(
+            e.to_string(),
+            "t:2: expected `Field: value`, found `broken line`"
+        );
     }
 }

@@ -136,7 +136,9 @@ impl Packages {
                 depends: rel("Depends")?,
                 pre_depends: rel("Pre-Depends")?,
                 provides: rel("Provides")?.into_iter().flatten().collect(),
-                essential: st.get("Essential").is_some_and(|v| v.eq_ignore_ascii_case("yes")),
+                essential: st
+                    .get("Essential")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("yes")),
                 priority: st.get("Priority").unwrap_or("optional").to_owned(),
             });
         }
@@ -185,6 +187,10 @@ mod tests {
         assert_eq!(p.packages[0].pre_depends[0][0].name, "libc6");
         assert!(p.packages[1].essential);
         let e = Packages::parse("Packages", "Package: x\nVersion: 1\n").unwrap_err();
-        assert!(e.to_string().contains("Packages:1: stanza without `SHA256:`"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("Packages:1: stanza without `SHA256:`"),
+            "{e}"
+        );
     }
 }

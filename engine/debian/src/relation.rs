@@ -108,10 +108,14 @@ mod tests {
 
     #[test]
     fn groups_alternatives_and_constraints() {
-        let g = parse("libc6 (>= 2.34), awk | mawk:any, perl:any, foo (<< 2~) [amd64] <!nocheck>").unwrap();
+        let g = parse("libc6 (>= 2.34), awk | mawk:any, perl:any, foo (<< 2~) [amd64] <!nocheck>")
+            .unwrap();
         assert_eq!(g.len(), 4);
         assert_eq!(g[0][0].to_string(), "libc6 (>= 2.34)");
-        assert_eq!(g[1].iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["awk", "mawk"]);
+        assert_eq!(
+            g[1].iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["awk", "mawk"]
+        );
         assert_eq!(g[2][0].name, "perl");
         assert_eq!(g[3][0].to_string(), "foo (<< 2~)");
         assert!(parse("Foo").is_err());

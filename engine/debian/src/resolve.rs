@@ -89,7 +89,9 @@ impl<'a> Resolver<'a> {
         }
         self.providers.get(r.name.as_str()).is_some_and(|ps| {
             ps.iter().any(|(p, v)| {
-                self.selected.get(p.name.as_str()).is_some_and(|s| std::ptr::eq(*s, *p))
+                self.selected
+                    .get(p.name.as_str())
+                    .is_some_and(|s| std::ptr::eq(*s, *p))
                     && match (&r.constraint, v) {
                         (None, _) => true,
                         (Some((op, want)), Some(v)) => op.holds(v, want),
@@ -124,10 +126,16 @@ impl<'a> Resolver<'a> {
         if alts.iter().any(|r| self.satisfied(r)) {
             return Ok(());
         }
-        let written = alts.iter().map(ToString::to_string).collect::<Vec<_>>().join(" | ");
+        let written = alts
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" | ");
         for (i, r) in alts.iter().enumerate() {
             let real = self.by_name.get(r.name.as_str()).and_then(|ps| {
-                ps.iter().copied().find(|p| allows(r.constraint.as_ref(), &p.version))
+                ps.iter()
+                    .copied()
+                    .find(|p| allows(r.constraint.as_ref(), &p.version))
             });
             if let Some(p) = real {
                 if i > 0 {
@@ -265,7 +273,10 @@ mod tests {
     }
 
     fn names(r: &Resolution) -> Vec<String> {
-        r.packages.iter().map(|p| format!("{}={}", p.name, p.version_text)).collect()
+        r.packages
+            .iter()
+            .map(|p| format!("{}={}", p.name, p.version_text))
+            .collect()
     }
 
     #[test]
@@ -273,36 +284,122 @@ mod tests {
         let idx = index(&[
             ("libc6", "2.36-9", ""),
             ("libc6", "2.36-9+deb12u14", ""),
-            ("mawk", "1.3.4-3", "Provides: awk\nDepends: libc6 (>= 2.34)\n"),
+            (
+                "mawk",
+                "1.3.4-3",
+                "Provides: awk\nDepends: libc6 (>= 2.34)\n",
+            ),
             ("gawk", "5.2.1-2", "Provides: awk\n"),
             ("make", "4.3-4.1", "Depends: libc6 (>= 2.34)\n"),
-            ("hello", "2.10-3", "Depends: libc6 (>= 2.34), awk, nonexistent | make\nPre-Depends: dpkg\n"),
-            ("dpkg", "1.21.22", "Essential: yes\nDepends: tar (>= 1.28-1)\n"),
+            (
+                "hello",
+                "2.10-3",
+                "Depends: libc6 (>= 2.34), awk, nonexistent | make\nPre-Depends: dpkg\n",
+            ),
+            (
+                "dpkg",
+                "1.21.22",
+                "Essential: yes\nDepends: tar (>= 1.28-1)\n",
+            ),
             ("tar", "1.34+dfsg-1.2", "Essential: yes\n"),
             ("old", "1.0", "Depends: libc6 (<< 2.30)\n"),
         ]);
-        let r = resolve(&idx, &Request { packages: vec!["hello".into()], essential: false }).unwrap();
+        let r = resolve(
+            &idx,
+            &Request {
+                packages: vec!["hello".into()],
+                essential: false,
+            },
+        )
+        .unwrap();
         assert_eq!(
             names(&r),
-            ["dpkg=1.21.22", "gawk=5.2.1-2", "hello=2.10-3", "libc6=2.36-9+deb12u14", "make=4.3-4.1", "tar=1.34+dfsg-1.2"]
+            [
+                "dpkg=1.21.22",
+                "gawk=5.2.1-2",
+                "hello=2.10-3",
+                "libc6=2.36-9+deb12u14",
+                "make=4.3-4.1",
+                "tar=1.34+dfsg-1.2"
+            ]
         );
-        assert!(r.choices.iter().any(|c| c.contains("chose gawk to provide awk (providers: gawk, mawk")), "{:?}", r.choices);
-        assert!(r.choices.iter().any(|c| c.contains("chose make (the first alternative available)")), "{:?}", r.choices);
+        assert!(
+            r.choices
+                .iter()
+                .any(|c| c.contains("chose gawk to provide awk (providers: gawk, mawk")),
+            "{:?}",
+            r.choices
+        );
+        assert!(
+            r.choices
+                .iter()
+                .any(|c| c.contains("chose make (the first alternative available)")),
+            "{:?}",
+            r.choices
+        );
         // Naming a provider chooses it.
-        let r = resolve(&idx, &Request { packages: vec!["mawk".into(), "hello".into()], essential: false }).unwrap();
+        let r = resolve(
+            &idx,
+            &Request {
+                packages: vec!["mawk".into(), "hello".into()],
+                essential: false,
+            },
+        )
+        .unwrap();
         assert!(names(&r).contains(&"mawk=1.3.4-3".to_string()));
         assert!(!names(&r).iter().any(|n| n.starts_with("gawk")));
         // Pinning a version.
-        let r = resolve(&idx, &Request { packages: vec!["libc6=2.36-9".into()], essential: true }).unwrap();
-        assert_eq!(names(&r), ["dpkg=1.21.22", "libc6=2.36-9", "tar=1.34+dfsg-1.2"]);
+        let r = resolve(
+            &idx,
+            &Request {
+                packages: vec!["libc6=2.36-9".into()],
+                essential: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            names(&r),
+            ["dpkg=1.21.22", "libc6=2.36-9", "tar=1.34+dfsg-1.2"]
+        );
         // Errors name what failed.
-        let e = resolve(&idx, &Request { packages: vec!["old".into()], essential: false }).unwrap_err();
-        assert!(e.to_string().contains("old 1.0 needs `libc6 (<< 2.30)`"), "{e}");
-        let e = resolve(&idx, &Request { packages: vec!["helo".into()], essential: false }).unwrap_err();
+        let e = resolve(
+            &idx,
+            &Request {
+                packages: vec!["old".into()],
+                essential: false,
+            },
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("old 1.0 needs `libc6 (<< 2.30)`"),
+            "{e}"
+        );
+        let e = resolve(
+            &idx,
+            &Request {
+                packages: vec!["helo".into()],
+                essential: false,
+            },
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("unknown package `helo`"), "{e}");
         // Deterministic: the same request gives the same answer.
-        let a = resolve(&idx, &Request { packages: vec!["hello".into()], essential: true }).unwrap();
-        let b = resolve(&idx, &Request { packages: vec!["hello".into()], essential: true }).unwrap();
+        let a = resolve(
+            &idx,
+            &Request {
+                packages: vec!["hello".into()],
+                essential: true,
+            },
+        )
+        .unwrap();
+        let b = resolve(
+            &idx,
+            &Request {
+                packages: vec!["hello".into()],
+                essential: true,
+            },
+        )
+        .unwrap();
         assert_eq!(names(&a), names(&b));
     }
 }

@@ -166,8 +166,16 @@ mod tests {
     use super::*;
 
     fn lt(a: &str, b: &str) {
-        assert_eq!(Version::parse(a).cmp(&Version::parse(b)), Ordering::Less, "{a} < {b}");
-        assert_eq!(Version::parse(b).cmp(&Version::parse(a)), Ordering::Greater, "{b} > {a}");
+        assert_eq!(
+            Version::parse(a).cmp(&Version::parse(b)),
+            Ordering::Less,
+            "{a} < {b}"
+        );
+        assert_eq!(
+            Version::parse(b).cmp(&Version::parse(a)),
+            Ordering::Greater,
+            "{b} > {a}"
+        );
     }
 
     #[test]
@@ -186,11 +194,20 @@ mod tests {
         lt("1.0~", "1.0");
         lt("9", "10");
         lt("1.001", "1.2");
-        assert_eq!(Version::parse("1.01").cmp(&Version::parse("1.1")), Ordering::Equal);
-        assert_eq!(Version::parse("0:1.0").cmp(&Version::parse("1.0")), Ordering::Equal);
+        assert_eq!(
+            Version::parse("1.01").cmp(&Version::parse("1.1")),
+            Ordering::Equal
+        );
+        assert_eq!(
+            Version::parse("0:1.0").cmp(&Version::parse("1.0")),
+            Ordering::Equal
+        );
         assert_eq!(Version::parse("1:2.3-4").to_string(), "1:2.3-4");
         let v = Version::parse("1:2.3-4-5");
-        assert_eq!((v.epoch, v.upstream.as_str(), v.revision.as_str()), (1, "2.3-4", "5"));
+        assert_eq!(
+            (v.epoch, v.upstream.as_str(), v.revision.as_str()),
+            (1, "2.3-4", "5")
+        );
     }
 
     #[test]

@@ -145,9 +145,8 @@ pub fn extract_deb(
 }
 
 fn is_tar_member(name: &str, stem: &str) -> bool {
-    name.strip_prefix(stem).is_some_and(|rest| {
-        [".tar", ".tar.gz", ".tar.xz", ".tar.zst", ".tar.bz2"].contains(&rest)
-    })
+    name.strip_prefix(stem)
+        .is_some_and(|rest| [".tar", ".tar.gz", ".tar.xz", ".tar.zst", ".tar.bz2"].contains(&rest))
 }
 
 /// One file of a package's control archive.
@@ -164,10 +163,14 @@ fn read_control(name: &str, data: &mut dyn Read) -> Result<Vec<ControlFile>> {
         archive: name.to_string(),
         message,
     };
-    let reader = crate::archive::decompress(data).map_err(|e| bad(format!("cannot decompress: {e}")))?;
+    let reader =
+        crate::archive::decompress(data).map_err(|e| bad(format!("cannot decompress: {e}")))?;
     let mut archive = tar::Archive::new(reader.take(64 << 20));
     let mut out = Vec::new();
-    for entry in archive.entries().map_err(|e| bad(format!("cannot read: {e}")))? {
+    for entry in archive
+        .entries()
+        .map_err(|e| bad(format!("cannot read: {e}")))?
+    {
         let mut entry = entry.map_err(|e| bad(format!("cannot read: {e}")))?;
         if entry.header().entry_type() != tar::EntryType::Regular {
             continue;
@@ -192,7 +195,11 @@ fn read_control(name: &str, data: &mut dyn Read) -> Result<Vec<ControlFile>> {
         entry
             .read_to_end(&mut data)
             .map_err(|e| bad(format!("cannot read {file}: {e}")))?;
-        out.push(ControlFile { name: file, mode, data });
+        out.push(ControlFile {
+            name: file,
+            mode,
+            data,
+        });
     }
     Ok(out)
 }
@@ -217,7 +224,9 @@ fn register(label: &str, dest: &Dir, control: &[ControlFile], paths: &[PathBuf])
     let field = |name: &str| {
         text.lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
         })
     };
     let package = field("Package").ok_or_else(|| bad("control has no `Package:`".into()))?;
@@ -230,7 +239,11 @@ fn register(label: &str, dest: &Dir, control: &[ControlFile], paths: &[PathBuf])
     }
     let arch = field("Architecture").unwrap_or_else(|| "all".into());
     let same = field("Multi-Arch").is_some_and(|m| m == "same");
-    let name = if same { format!("{package}:{arch}") } else { package.clone() };
+    let name = if same {
+        format!("{package}:{arch}")
+    } else {
+        package.clone()
+    };
     let mut status = String::new();
     for line in text.trim_end().lines() {
         if line.trim().is_empty() {
@@ -238,7 +251,10 @@ fn register(label: &str, dest: &Dir, control: &[ControlFile], paths: &[PathBuf])
         }
         status.push_str(line);
         status.push('\n');
-        if line.split_once(':').is_some_and(|(k, _)| k.eq_ignore_ascii_case("Package")) {
+        if line
+            .split_once(':')
+            .is_some_and(|(k, _)| k.eq_ignore_ascii_case("Package"))
+        {
             status.push_str("Status: install ok unpacked\n");
         }
     }
@@ -251,14 +267,32 @@ fn register(label: &str, dest: &Dir, control: &[ControlFile], paths: &[PathBuf])
     }
     let info = Path::new("var/lib/dpkg/info");
     let io = |what: &str, e: io::Error| bad(format!("cannot {what} the dpkg database: {e}"));
-    write_file(dest, &info.join(format!("{name}.list")), list.as_bytes(), 0o644, false)
-        .map_err(|e| io("write", e))?;
+    write_file(
+        dest,
+        &info.join(format!("{name}.list")),
+        list.as_bytes(),
+        0o644,
+        false,
+    )
+    .map_err(|e| io("write", e))?;
     for c in control.iter().filter(|c| c.name != "control") {
-        write_file(dest, &info.join(format!("{name}.{}", c.name)), &c.data, c.mode, false)
-            .map_err(|e| io("write", e))?;
-    }
-    write_file(dest, Path::new("var/lib/dpkg/status"), status.as_bytes(), 0o644, true)
+        write_file(
+            dest,
+            &info.join(format!("{name}.{}", c.name)),
+            &c.data,
+            c.mode,
+            false,
+        )
         .map_err(|e| io("write", e))?;
+    }
+    write_file(
+        dest,
+        Path::new("var/lib/dpkg/status"),
+        status.as_bytes(),
+        0o644,
+        true,
+    )
+    .map_err(|e| io("write", e))?;
     Ok(())
 }
 
@@ -267,15 +301,14 @@ fn write_file(dest: &Dir, rel: &Path, data: &[u8], mode: u32, append: bool) -> i
     use cap_std::fs::{OpenOptions, Permissions, PermissionsExt};
     use std::io::Write;
     if let Some(parent) = rel.parent() {
-        crate::archive::check_no_symlink_parent(dest, rel)
-            .map_err(|m| io::Error::other(m))?;
+        crate::archive::check_no_symlink_parent(dest, rel).map_err(io::Error::other)?;
         dest.create_dir_all(parent)?;
     }
-    if dest
-        .symlink_metadata(rel)
-        .is_ok_and(|m| !m.is_file())
-    {
-        return Err(io::Error::other(format!("{} is not a regular file", rel.display())));
+    if dest.symlink_metadata(rel).is_ok_and(|m| !m.is_file()) {
+        return Err(io::Error::other(format!(
+            "{} is not a regular file",
+            rel.display()
+        )));
     }
     let mut options = OpenOptions::new();
     options.write(true).create(true);

@@ -185,7 +185,8 @@ fn url(project: &cas_format::Project, alias: &str, rest: &str) -> Result<SourceU
         let known: Vec<&str> = project.aliases.keys().map(String::as_str).collect();
         return Err(Failure::invalid(miette::miette!(
             help = if known.is_empty() {
-                "add it under `aliases:` in project.yaml (the archive root, ending in /)".to_string()
+                "add it under `aliases:` in project.yaml (the archive root, ending in /)"
+                    .to_string()
             } else {
                 format!("aliases of this project: {}", known.join(", "))
             },
@@ -205,42 +206,73 @@ fn download(fetcher: &Fetcher, out: &Out, u: &SourceUrl) -> Result<Vec<u8>, Fail
     bar.finish_and_clear();
     let d = d.map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     std::fs::read(d.path()).map_err(|e| {
-        Failure::failed(miette::miette!("cannot read the download of {}: {e}", u.written))
+        Failure::failed(miette::miette!(
+            "cannot read the download of {}: {e}",
+            u.written
+        ))
     })
 }
 
-/// One component's Packages index: the first of Packages.xz, .gz, plain
-/// that the Release lists, checked against it.
-fn packages(
-    fetcher: &Fetcher,
-    out: &Out,
-    project: &cas_format::Project,
-    alias: &str,
-    suite: &str,
-    release: &Release,
-    component: &str,
-    arch: &str,
-) -> Result<Packages, Failure> {
-    for ext in [".xz", ".gz", ""] {
-        let rel = format!("{component}/binary-{arch}/Packages{ext}");
-        if !release.lists(&rel) {
-            continue;
-        }
-        let u = url(project, alias, &format!("dists/{suite}/{rel}"))?;
-        let data = download(fetcher, out, &u)?;
-        release
-            .verify(&rel, &data)
-            .map_err(|e| Failure::failed(miette::miette!("{}: {e}", u.written)))?;
-        let mut text = String::new();
-        cas_sources::archive::decompress(data.as_slice())
-            .and_then(|mut r| r.read_to_string(&mut text))
-            .map_err(|e| Failure::failed(miette::miette!("{}: cannot decompress: {e}", u.written)))?;
-        return Packages::parse(&u.written, &text)
-            .map_err(|e| Failure::failed(miette::miette!("{e}")));
+/// A suite of the archive behind a project alias.
+struct Suite<'a> {
+    fetcher: &'a Fetcher,
+    out: &'a Out,
+    project: &'a cas_format::Project,
+    alias: &'a str,
+    codename: &'a str,
+}
+
+impl Suite<'_> {
+    fn get(&self, rel: &str) -> Result<(SourceUrl, Vec<u8>), Failure> {
+        let u = url(
+            self.project,
+            self.alias,
+            &format!("dists/{}/{rel}", self.codename),
+        )?;
+        let data = download(self.fetcher, self.out, &u)?;
+        Ok((u, data))
     }
-    Err(Failure::failed(miette::miette!(
-        "{alias}:dists/{suite}/Release lists no Packages index for {component}/binary-{arch}"
-    )))
+
+    /// The suite's Release file.
+    fn release(&self) -> Result<Release, Failure> {
+        let (u, data) = self.get("Release")?;
+        let text = String::from_utf8(data)
+            .map_err(|_| Failure::failed(miette::miette!("{}: not UTF-8 text", u.written)))?;
+        Release::parse(&u.written, &text).map_err(|e| Failure::failed(miette::miette!("{e}")))
+    }
+
+    /// One component's Packages index: the first of Packages.xz, .gz,
+    /// plain that the Release lists, checked against it.
+    fn packages(
+        &self,
+        release: &Release,
+        component: &str,
+        arch: &str,
+    ) -> Result<Packages, Failure> {
+        for ext in [".xz", ".gz", ""] {
+            let rel = format!("{component}/binary-{arch}/Packages{ext}");
+            if !release.lists(&rel) {
+                continue;
+            }
+            let (u, data) = self.get(&rel)?;
+            release
+                .verify(&rel, &data)
+                .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+            let mut text = String::new();
+            cas_sources::archive::decompress(data.as_slice())
+                .and_then(|mut r| r.read_to_string(&mut text))
+                .map_err(|e| {
+                    Failure::failed(miette::miette!("{}: cannot decompress: {e}", u.written))
+                })?;
+            return Packages::parse(&u.written, &text)
+                .map_err(|e| Failure::failed(miette::miette!("{e}")));
+        }
+        Err(Failure::failed(miette::miette!(
+            "{}:dists/{}/Release lists no Packages index for {component}/binary-{arch}",
+            self.alias,
+            self.codename
+        )))
+    }
 }
 
 fn lock(global: &Session, args: LockArgs) -> CmdResult {
@@ -284,16 +316,17 @@ fn lock(global: &Session, args: LockArgs) -> CmdResult {
     let store = global.store()?;
     let fetcher = fetcher(&store, &global.mirrors()?)?;
     let out = Out::new();
-    let release_url = url(&project, &alias, &format!("dists/{}/Release", spec.suite))?;
-    let release_text = String::from_utf8(download(&fetcher, &out, &release_url)?)
-        .map_err(|_| Failure::failed(miette::miette!("{}: not UTF-8 text", release_url.written)))?;
-    let release = Release::parse(&release_url.written, &release_text)
-        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    let suite = Suite {
+        fetcher: &fetcher,
+        out: &out,
+        project: &project,
+        alias: &alias,
+        codename: &spec.suite,
+    };
+    let release = suite.release()?;
     let mut index = Packages::default();
     for c in &spec.components {
-        index.extend(packages(
-            &fetcher, &out, &project, &alias, &spec.suite, &release, c, &arch,
-        )?);
+        index.extend(suite.packages(&release, c, &arch)?);
     }
     let request = Request {
         packages: spec.packages.clone(),
@@ -333,7 +366,10 @@ fn lock(global: &Session, args: LockArgs) -> CmdResult {
         .and_then(|()| std::fs::rename(&tmp, &args.element))
         .map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
-            Failure::failed(miette::miette!("cannot write {}: {e}", args.element.display()))
+            Failure::failed(miette::miette!(
+                "cannot write {}: {e}",
+                args.element.display()
+            ))
         })?;
     if global.json {
         let rows: Vec<serde_json::Value> = resolution

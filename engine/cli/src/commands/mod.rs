@@ -3,8 +3,8 @@
 pub(crate) mod build;
 pub(crate) mod challenge;
 pub(crate) mod check;
-pub(crate) mod deb;
 pub(crate) mod checkout;
+pub(crate) mod deb;
 pub(crate) mod diff;
 pub(crate) mod explain;
 pub(crate) mod fetch;

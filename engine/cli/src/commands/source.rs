@@ -130,9 +130,7 @@ fn track_one(
         }
         | SourceKind::Deb {
             url, checksum: c, ..
-        }
-            if c.algorithm() == "blake3" =>
-        {
+        } if c.algorithm() == "blake3" => {
             let download = fetcher.fetch_unverified(url, Algorithm::Blake3, &bar)?;
             cas_sources::SourceCache::insert(cache, &download.checksum, download.path())?;
             Ok(download.checksum.hex().to_owned())
