@@ -29,6 +29,9 @@ pub struct Request {
     /// Also every package marked `Essential: yes` (what dpkg itself assumes
     /// is there).
     pub essential: bool,
+    /// Only the requested packages, not their dependencies (a kernel or
+    /// firmware package whose files are all that is wanted).
+    pub no_deps: bool,
 }
 
 /// The chosen packages (one version each, sorted by name) and the choices
@@ -247,6 +250,9 @@ pub fn resolve<'a>(index: &'a Packages, request: &Request) -> Result<Resolution<
         r.group(g, "the request", "")?;
     }
     while let Some(p) = r.queue.pop_front() {
+        if request.no_deps {
+            continue;
+        }
         for g in p.pre_depends.iter().chain(&p.depends) {
             r.group(g, &p.name, &p.version_text)?;
         }
@@ -309,6 +315,7 @@ mod tests {
             &Request {
                 packages: vec!["hello".into()],
                 essential: false,
+                no_deps: false,
             },
         )
         .unwrap();
@@ -343,6 +350,7 @@ mod tests {
             &Request {
                 packages: vec!["mawk".into(), "hello".into()],
                 essential: false,
+                no_deps: false,
             },
         )
         .unwrap();
@@ -354,6 +362,7 @@ mod tests {
             &Request {
                 packages: vec!["libc6=2.36-9".into()],
                 essential: true,
+                no_deps: false,
             },
         )
         .unwrap();
@@ -367,6 +376,7 @@ mod tests {
             &Request {
                 packages: vec!["old".into()],
                 essential: false,
+                no_deps: false,
             },
         )
         .unwrap_err();
@@ -379,16 +389,28 @@ mod tests {
             &Request {
                 packages: vec!["helo".into()],
                 essential: false,
+                no_deps: false,
             },
         )
         .unwrap_err();
         assert!(e.to_string().contains("unknown package `helo`"), "{e}");
+        let r = resolve(
+            &idx,
+            &Request {
+                packages: vec!["hello".into()],
+                essential: false,
+                no_deps: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(names(&r), ["hello=2.10-3"]);
         // Deterministic: the same request gives the same answer.
         let a = resolve(
             &idx,
             &Request {
                 packages: vec!["hello".into()],
                 essential: true,
+                no_deps: false,
             },
         )
         .unwrap();
@@ -397,6 +419,7 @@ mod tests {
             &Request {
                 packages: vec!["hello".into()],
                 essential: true,
+                no_deps: false,
             },
         )
         .unwrap();

@@ -63,6 +63,14 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "dpkg-configure",
         include_str!("../../../elements/dpkg-configure.yaml"),
     ),
+    (
+        "initramfs",
+        include_str!("../../../elements/initramfs.yaml"),
+    ),
+    (
+        "ext4-image",
+        include_str!("../../../elements/ext4-image.yaml"),
+    ),
     ("stack", include_str!("../../../elements/stack.yaml")),
 ];
 
@@ -250,7 +258,13 @@ pub(crate) fn merge_config<L: crate::read::Locate>(
 ) {
     for (k, v) in over.iter() {
         let Some(slot) = base.iter().position(|(name, _)| *name == k.name) else {
-            if allow_new {
+            if allow_new && is_phase(&k.name) {
+                // A phase is a list of commands, each a string: anything
+                // else (e.g. a plain scalar with `: ` read as a mapping) is
+                // an error at that item, never a silently empty phase.
+                let list = r.compose(&[], v, &k.name);
+                base.push((k.name.clone(), ConfigValue::List(list)));
+            } else if allow_new {
                 base.push((k.name.clone(), config_value(&k.name, v)));
             } else {
                 let keys: Vec<&str> = base.iter().map(|(n, _)| n.as_str()).collect();

@@ -321,7 +321,12 @@ fn url(
         return Some(SourceUrl {
             written: u.value.clone(),
             alias: Some(prefix.to_string()),
-            resolved: format!("{base}{rest}"),
+            // `''`: an alias served only by the user's mirrors.
+            resolved: if base.is_empty() {
+                String::new()
+            } else {
+                format!("{base}{rest}")
+            },
         });
     }
     if rest.starts_with("//")

@@ -49,6 +49,9 @@ pub enum SourceError {
     #[error("could not fetch {url}:{attempts}")]
     AllCandidatesFailed { url: String, attempts: String },
 
+    #[error("cannot fetch {url}: the alias `{alias}` has no URL of its own (`''` in project.yaml) and no mirror is configured for it; add one to the user configuration: `mirrors: {{{alias}: [URL]}}`")]
+    NoMirror { url: String, alias: String },
+
     #[error("{kind} source {url} is not in the source cache and the network is off (offline); run `cas fetch` while online")]
     Offline { kind: &'static str, url: String },
 

@@ -48,7 +48,8 @@ impl Mirrors {
                 }
             }
         }
-        if !out.contains(&url.resolved) {
+        // An alias declared without a URL (`''`) is served by mirrors only.
+        if !url.resolved.is_empty() && !out.contains(&url.resolved) {
             out.push(url.resolved.clone());
         }
         out
@@ -204,6 +205,12 @@ impl Fetcher {
         mut attempt: impl FnMut(&str) -> Result<Download>,
     ) -> Result<Download> {
         let candidates = self.config.mirrors.candidates(url);
+        if candidates.is_empty() {
+            return Err(SourceError::NoMirror {
+                url: url.written.clone(),
+                alias: url.alias.clone().unwrap_or_default(),
+            });
+        }
         let mut errors = Vec::new();
         for candidate in &candidates {
             match attempt(candidate) {

@@ -43,6 +43,9 @@ pub(crate) struct Spec {
     /// Also every package marked Essential: yes
     #[arg(long)]
     pub essential: bool,
+    /// Pin only the named packages, not their dependencies
+    #[arg(long)]
+    pub no_deps: bool,
     /// The element's kind
     #[arg(long, default_value = "import")]
     pub kind: String,
@@ -108,6 +111,9 @@ impl Spec {
         a.extend(["--arch".to_owned(), arch.to_owned()]);
         if self.essential {
             a.push("--essential".into());
+        }
+        if self.no_deps {
+            a.push("--no-deps".into());
         }
         if self.kind != "import" {
             a.extend(["--kind".to_owned(), self.kind.clone()]);
@@ -196,7 +202,11 @@ fn url(project: &cas_format::Project, alias: &str, rest: &str) -> Result<SourceU
     Ok(SourceUrl {
         written: format!("{alias}:{rest}"),
         alias: Some(alias.to_owned()),
-        resolved: format!("{base}{rest}"),
+        resolved: if base.is_empty() {
+            String::new()
+        } else {
+            format!("{base}{rest}")
+        },
     })
 }
 
@@ -331,6 +341,7 @@ fn lock(global: &Session, args: LockArgs) -> CmdResult {
     let request = Request {
         packages: spec.packages.clone(),
         essential: spec.essential,
+        no_deps: spec.no_deps,
     };
     let resolution = cas_debian::resolve(&index, &request)
         .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
