@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
 # Installs the Debian packages cas and its tests need (run as root, or with sudo).
 set -euo pipefail
-PKGS=(bubblewrap busybox-static nginx git xz-utils bzip2 zstd gzip patch xfsprogs b3sum rsync make gcc libc6-dev cmake dpkg-dev)
-missing=()
-for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
+PKGS=(bubblewrap busybox-static nginx git xz-utils bzip2 zstd gzip patch xfsprogs b3sum rsync make gcc libc6-dev cmake dpkg-dev bc)
+# Installed without their recommendations (qemu's would pull a desktop).
+PKGS_NR=(qemu-system-x86)
+missing() {
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done
+}
+mapfile -t m1 < <(missing "${PKGS[@]}")
+mapfile -t m2 < <(missing "${PKGS_NR[@]}")
+if ((${#m1[@]} + ${#m2[@]})); then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+  if ((${#m1[@]})); then
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${m1[@]}"
+  fi
+  if ((${#m2[@]})); then
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${m2[@]}"
+  fi
 fi
 if ! command -v cargo >/dev/null; then
   echo "cargo not found: install Rust (rustup) first" >&2
