@@ -139,6 +139,15 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
         pending: vec![],
         shared_note: shared,
         // Hand-written profile of the misses, kept across regenerations.
-        notes: std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/NOTES.md")).ok(),
+        // The debian-system example's figures (bench/debian-system.sh) too.
+        notes: {
+            let read = |f: &str| {
+                std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(f)).ok()
+            };
+            match (read("NOTES.md"), read("SYSTEM.md")) {
+                (Some(n), Some(s)) => Some(format!("{}\n\n{s}", n.trim_end())),
+                (n, s) => n.or(s),
+            }
+        },
     })
 }
