@@ -30,6 +30,8 @@ t0=$(now); (cd $P && "$CAS" build system.yaml >/dev/null 2>&1); cold=$(echo "$(n
 noop=$(for i in 1 2 3 4 5; do t0=$(now); (cd $P && "$CAS" build system.yaml >/dev/null 2>&1); echo "$(now) - $t0" | bc; done | median)
 # By hand: the same root, sources and commands, one bwrap sandbox.
 "$CAS" checkout --hardlinks $P/elements/base/debian.yaml "$work/root" >/dev/null
+mkdir -p "$work/root/build" "$work/root/install"   # mount points (cas needs none)
+steps=$(cd $P && "$CAS" show --json system.yaml | python3 -c 'import json, sys; print(len(json.load(sys.stdin)["elements"]))')
 curl -s -o "$work/hello.tar.gz" "${mirror%/}/pool/main/h/hello/hello_2.10.orig.tar.gz"
 jobs=$(nproc)
 cmds=$(cd $P && "$CAS" show --json hello.yaml | python3 -c '
@@ -44,7 +46,7 @@ hand_once() {
     --dev /dev --proc /proc --tmpfs /tmp --unshare-all --die-with-parent --chdir /build --clearenv \
     --setenv PATH /usr/bin:/bin:/usr/sbin:/sbin --setenv HOME /tmp --setenv LC_ALL C --setenv TZ UTC \
     --setenv SHELL /bin/sh --setenv TERM dumb --setenv SOURCE_DATE_EPOCH 315532800 --setenv LDFLAGS -static \
-    /bin/sh -e -c "$cmds" >/dev/null 2>&1
+    /bin/sh -e -c "$cmds" > "$work/hand.log" 2>&1 || { cat "$work/hand.log" >&2; exit 1; }
   echo "$(now) - $t0" | bc
 }
 cas_once() { t0=$(now); (cd $P && "$CAS" -j "$jobs" check hello.yaml >/dev/null 2>&1); echo "$(now) - $t0" | bc; }
@@ -61,7 +63,7 @@ Taken $(date -u '+%Y-%m-%d %H:%M') UTC at revision \`$rev\` with \`bash bench/de
 
 | case | time | note |
 | --- | ---: | --- |
-| cold build of \`system.yaml\` (13 steps, empty store) | $(printf '%.1f' "$cold") s | includes downloading ~165 MB from the APT mirror; busybox (Kbuild) dominates |
+| cold build of \`system.yaml\` ($steps elements, empty store) | $(printf '%.1f' "$cold") s | includes downloading ~165 MB from the APT mirror; busybox (Kbuild) dominates |
 | no-op build | $(printf '%.3f' "$noop") s | median of 5 |
 | hello (autotools) by hand, one bwrap sandbox | $(printf '%.2f' "$h") s | median of 3: $(printf '%s ' "${hand[@]}") |
 | the same step rebuilt by cas (\`cas check hello.yaml\`) | $(printf '%.2f' "$c") s | median of 3: $(printf '%s ' "${viacas[@]}") |
