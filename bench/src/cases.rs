@@ -114,7 +114,7 @@ impl Env {
         c
     }
 
-    fn say(&self, s: &str) {
+    pub(crate) fn say(&self, s: &str) {
         (self.log)(s);
     }
 }
@@ -323,7 +323,7 @@ pub fn cold(env: &Env) -> Result<(Case, Vec<Built>)> {
         "cold",
         "cold build of trivial elements",
         "`cas -j 1 build all.yaml` into an empty store: the busybox base import plus N trivial \
-         elements (10 layers, 3 dependencies each, two commands: `mkdir -p` and `yes | head -c 64 > f0`). \
+         elements (10 layers, 3 dependencies each, two commands: `mkdir -p` and `printf` of 64 bytes into `f0`). \
          Baseline: the same commands run directly in bwrap without cas, one sandbox per command as \
          cas does, sequentially, with the same shape of sandbox (read-only root of the base's \
          directories, /proc, /dev, tmpfs /tmp, writable /build and /install), fresh directories per \

@@ -8,6 +8,7 @@
     reason = "the benchmark tools report on the terminal"
 )]
 
+pub mod bst;
 pub mod cases;
 pub mod gen;
 pub mod report;
@@ -32,8 +33,8 @@ pub struct Config {
     pub quiet: bool,
 }
 
-pub const CASES: [&str; 8] = [
-    "load", "cold", "noop", "cutoff", "remote", "sysroot", "view", "ingest",
+pub const CASES: [&str; 9] = [
+    "load", "cold", "noop", "cutoff", "remote", "sysroot", "view", "ingest", "bst",
 ];
 
 /// Runs the selected cases and returns the report.
@@ -109,6 +110,9 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
         }
         util::force_remove(&big.dir)?;
     }
+    if want("bst") {
+        out.push(bst::bst(&env)?);
+    }
     let mut machine = machine;
     machine.load_after = util::loadavg();
     let load1 = |s: &str| {
@@ -142,7 +146,8 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
         // The debian-system example's figures (bench/debian-system.sh) too.
         notes: {
             let read = |f: &str| {
-                std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(f)).ok()
+                std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(f))
+                    .ok()
             };
             match (read("NOTES.md"), read("SYSTEM.md")) {
                 (Some(n), Some(s)) => Some(format!("{}\n\n{s}", n.trim_end())),

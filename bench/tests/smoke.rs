@@ -41,7 +41,15 @@ fn smoke_run_produces_every_case_and_renders() {
     let ids: Vec<&str> = report.cases.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, cas_bench::CASES, "every case ran");
     for case in &report.cases {
-        assert!(!case.rows.is_empty(), "case {} has no rows", case.id);
+        if case.rows.is_empty() {
+            // A case that cannot run here (BuildStream in smoke mode) says why.
+            assert!(
+                !case.notes.is_empty(),
+                "case {} has no rows and says nothing",
+                case.id
+            );
+            continue;
+        }
         assert!(!case.goals.is_empty(), "case {} has no goals", case.id);
         assert!(
             !case.commands.is_empty(),

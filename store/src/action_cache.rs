@@ -164,11 +164,12 @@ impl Db {
         }
         // Tables added without a schema version change (older binaries ignore them).
         conn.execute_batch(&format!(
-            "{};\n{};",
+            "{};\n{};\n{};",
             crate::refs::CREATE,
-            crate::statcache::CREATE
+            crate::statcache::CREATE,
+            crate::memo::CREATE
         ))
-        .map_err(err("create refs and stat cache tables"))?;
+        .map_err(err("create refs, stat cache and memo tables"))?;
         Ok(conn)
     }
 

@@ -25,6 +25,7 @@ pub mod ingest;
 mod inventory;
 pub mod lock;
 pub mod materialize;
+pub mod memo;
 pub mod refs;
 pub mod remote;
 mod statcache;

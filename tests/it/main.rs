@@ -15,6 +15,7 @@ mod format;
 mod golden;
 mod integrity;
 mod kinds;
+mod noop;
 mod remote;
 mod sources;
 mod store;

@@ -193,6 +193,11 @@ impl Files {
     pub fn get(&self, id: FileId) -> Option<&SourceFile> {
         self.files.get(id.0 as usize)
     }
+    /// Every file read, in reading order (built-in kinds included, under
+    /// their `<builtin>/` names).
+    pub fn iter(&self) -> impl Iterator<Item = &SourceFile> {
+        self.files.iter()
+    }
     /// `file:line:col` of a span.
     pub fn location(&self, span: Span) -> String {
         match self.get(span.file) {

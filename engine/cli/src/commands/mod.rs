@@ -11,6 +11,7 @@ pub(crate) mod fetch;
 pub(crate) mod graph;
 pub(crate) mod keygen;
 pub(crate) mod log;
+pub(crate) mod noop;
 pub(crate) mod pull;
 pub(crate) mod push;
 pub(crate) mod remotes;

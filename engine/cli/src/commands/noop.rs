@@ -1,0 +1,191 @@
+//! The no-op fast path of `cas build` (spec/cli.md, "No-op builds"): when
+//! the same targets were built from the same working directory by the same
+//! `cas` binary, and no file that load read has changed since (element and
+//! project files, project kinds, local sources and patches, by identity:
+//! device, inode, size, mtime, ctime), the keys are those recorded then. If
+//! every one still has its result in the store, that is the build: it
+//! stats, reads one row of the store's memo table and one action-cache row
+//! per element, and reports them `cached`. Anything else (a changed file, a
+//! missing result, remotes) takes the full path, which records the memo
+//! again after a successful build.
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use cas_builder::run::{BuildReport, ElementReport};
+use cas_format::Loaded;
+use cas_sources::SourceKind;
+use cas_store::{ActionKey, Digest, Store};
+
+const TAG: &str = "cas-build-memo-1";
+
+/// The memo key of building `targets` (as written) from the working
+/// directory with this very binary.
+pub(crate) fn key(targets: &[PathBuf]) -> Option<Digest> {
+    let exe = std::env::current_exe().ok()?;
+    let meta = std::fs::metadata(&exe).ok()?;
+    let cwd = std::env::current_dir().ok()?;
+    let mut b = Vec::new();
+    let mut put = |bytes: &[u8]| {
+        b.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        b.extend_from_slice(bytes);
+    };
+    put(TAG.as_bytes());
+    put(exe.as_os_str().as_bytes());
+    for v in [meta.dev(), meta.ino(), meta.size()] {
+        put(&v.to_le_bytes());
+    }
+    put(&meta.mtime().to_le_bytes());
+    put(&meta.mtime_nsec().to_le_bytes());
+    put(cwd.as_os_str().as_bytes());
+    put(cas_format::host_arch().as_bytes());
+    for t in targets {
+        put(t.as_os_str().as_bytes());
+    }
+    Some(Digest::of_bytes(&b))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Recorded {
+    /// The targets' element names.
+    targets: Vec<String>,
+    /// Every element of the closure, in build order: name and key.
+    elements: Vec<(String, String)>,
+}
+
+/// The report of a no-op build and the targets' names, if the memo holds
+/// and every result is here.
+pub(crate) fn try_noop(store: &Store, key: &Digest) -> Option<(BuildReport, Vec<String>)> {
+    let payload = store.memo_get(key).ok()??;
+    let recorded: Recorded = serde_json::from_slice(&payload).ok()?;
+    let mut elements = Vec::with_capacity(recorded.elements.len());
+    for (name, hex) in recorded.elements {
+        let k = ActionKey::from_hex(&hex).ok()?;
+        let result = store.action_get(&k).ok()??;
+        if !store.has_tree(&result.output) {
+            return None;
+        }
+        elements.push(ElementReport {
+            name,
+            key: Some(hex),
+            status: "cached",
+            output: Some(result.output.to_hex()),
+            started_ms: None,
+            ended_ms: None,
+            error: None,
+        });
+    }
+    let report = BuildReport {
+        cached: elements.len(),
+        elements,
+        built: 0,
+        pulled: 0,
+        failed: 0,
+        skipped: 0,
+        remote: None,
+    };
+    Some((report, recorded.targets))
+}
+
+/// Every file and directory under `path` (itself included), not following
+/// symlinks.
+fn walk(path: &Path, out: &mut Vec<PathBuf>) {
+    out.push(path.to_path_buf());
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return;
+    };
+    if !meta.is_dir() {
+        return;
+    }
+    let Ok(rd) = std::fs::read_dir(path) else {
+        return;
+    };
+    let mut entries: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for e in entries {
+        walk(&e, out);
+    }
+}
+
+/// What the load of `loaded` and its keys depended on: every file it read,
+/// the `project.yaml` candidates above the project (absent ones too), the
+/// project's kinds directory, every local source tree and patch.
+fn inputs(loaded: &Loaded, targets: &[PathBuf]) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = loaded
+        .files()
+        .iter()
+        .map(|f| f.path.clone())
+        .filter(|p| p.is_absolute())
+        .collect();
+    let cwd = std::env::current_dir().unwrap_or_default();
+    for t in targets {
+        let abs = cwd.join(t);
+        files.push(abs.clone());
+        let start = if abs.is_file() {
+            abs.parent().map(Path::to_path_buf).unwrap_or_default()
+        } else {
+            cwd.clone()
+        };
+        for d in start.ancestors() {
+            let candidate = d.join("project.yaml");
+            let found = candidate.is_file();
+            files.push(candidate);
+            if found {
+                break;
+            }
+        }
+    }
+    if let Some(k) = &loaded.project.kinds_dir {
+        walk(k, &mut files);
+    }
+    for e in &loaded.elements {
+        for s in &e.sources {
+            match &s.kind {
+                SourceKind::Local { path } => walk(path, &mut files),
+                SourceKind::Patch { path, .. } => files.push(path.clone()),
+                _ => {}
+            }
+        }
+    }
+    files.sort();
+    files.dedup();
+    files
+}
+
+/// Records the memo of a successful build whose load started at `started`.
+pub(crate) fn record(
+    store: &Store,
+    key: &Digest,
+    loaded: &Loaded,
+    targets: &[PathBuf],
+    report: &BuildReport,
+    started: SystemTime,
+) {
+    if report.failed > 0 || report.skipped > 0 {
+        return;
+    }
+    let Some(elements) = report
+        .elements
+        .iter()
+        .map(|e| e.key.clone().map(|k| (e.name.clone(), k)))
+        .collect::<Option<Vec<_>>>()
+    else {
+        return;
+    };
+    let names = loaded
+        .targets
+        .iter()
+        .map(|t| loaded.element(*t).name.clone())
+        .collect();
+    let Ok(payload) = serde_json::to_vec(&Recorded {
+        targets: names,
+        elements,
+    }) else {
+        return;
+    };
+    // Best effort: a memo that cannot be written only costs the next no-op
+    // its full load.
+    let _ = store.memo_put(key, &inputs(loaded, targets), started, &payload);
+}
