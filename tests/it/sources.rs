@@ -220,25 +220,31 @@ pub(crate) fn tarball(
 
 /// A Debian package holding `files` (made with tar and ar).
 pub(crate) fn deb(ctx: &Ctx, files: &[(&str, &str)]) -> Vec<u8> {
-    let dir = ctx.path("debsrc");
-    let data = dir.join("data");
+    let data = ctx.path("debsrc/data");
     for (p, c) in files {
         let f = data.join(p);
         std::fs::create_dir_all(f.parent().unwrap()).unwrap();
         std::fs::write(f, c).unwrap();
     }
+    deb_of(ctx, "t", &data)
+}
+
+/// A Debian package `name` whose data is the directory `data` (made with
+/// tar and ar; xz data, gzip control).
+pub(crate) fn deb_of(ctx: &Ctx, name: &str, data: &Path) -> Vec<u8> {
+    let dir = ctx.path(format!("deb-{name}"));
     std::fs::create_dir_all(dir.join("control")).unwrap();
     std::fs::write(
         dir.join("control/control"),
-        "Package: t\nVersion: 1\nArchitecture: all\n",
+        format!("Package: {name}\nVersion: 1\nArchitecture: all\n"),
     )
     .unwrap();
     std::fs::write(dir.join("debian-binary"), "2.0\n").unwrap();
     sh(Command::new("tar")
         .arg("-C")
-        .arg(&data)
-        .arg("-czf")
-        .arg(dir.join("data.tar.gz"))
+        .arg(data)
+        .arg("-cJf")
+        .arg(dir.join("data.tar.xz"))
         .arg("."));
     sh(Command::new("tar")
         .arg("-C")
@@ -248,12 +254,12 @@ pub(crate) fn deb(ctx: &Ctx, files: &[(&str, &str)]) -> Vec<u8> {
         .arg("."));
     sh(Command::new("ar").current_dir(&dir).args([
         "rc",
-        "t.deb",
+        "p.deb",
         "debian-binary",
         "control.tar.gz",
-        "data.tar.gz",
+        "data.tar.xz",
     ]));
-    std::fs::read(dir.join("t.deb")).unwrap()
+    std::fs::read(dir.join("p.deb")).unwrap()
 }
 
 /// One ustar member written by hand (so that hostile members can be made).

@@ -5,39 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::ctx::{busybox_project, Ctx};
-use crate::sources::{checkout, project, sh, sha256, tar_member, tar_of, Server};
-
-/// A Debian package whose data is the directory `data` (made with tar and ar).
-fn deb_of(ctx: &Ctx, name: &str, data: &Path) -> Vec<u8> {
-    let dir = ctx.path(format!("deb-{name}"));
-    std::fs::create_dir_all(dir.join("control")).unwrap();
-    std::fs::write(
-        dir.join("control/control"),
-        format!("Package: {name}\nVersion: 1\nArchitecture: all\n"),
-    )
-    .unwrap();
-    std::fs::write(dir.join("debian-binary"), "2.0\n").unwrap();
-    sh(Command::new("tar")
-        .arg("-C")
-        .arg(data)
-        .arg("-cJf")
-        .arg(dir.join("data.tar.xz"))
-        .arg("."));
-    sh(Command::new("tar")
-        .arg("-C")
-        .arg(dir.join("control"))
-        .arg("-czf")
-        .arg(dir.join("control.tar.gz"))
-        .arg("."));
-    sh(Command::new("ar").current_dir(&dir).args([
-        "rc",
-        "p.deb",
-        "debian-binary",
-        "control.tar.gz",
-        "data.tar.xz",
-    ]));
-    std::fs::read(dir.join("p.deb")).unwrap()
-}
+use crate::sources::{checkout, deb_of, project, sh, sha256, tar_member, tar_of, Server};
 
 fn link(p: &Path) -> String {
     std::fs::read_link(p)

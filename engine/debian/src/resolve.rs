@@ -278,6 +278,14 @@ mod tests {
         Packages::parse("Packages", &text).unwrap()
     }
 
+    fn req(packages: &[&str], essential: bool, no_deps: bool) -> Request {
+        Request {
+            packages: packages.iter().map(|p| (*p).to_owned()).collect(),
+            essential,
+            no_deps,
+        }
+    }
+
     fn names(r: &Resolution) -> Vec<String> {
         r.packages
             .iter()
@@ -310,15 +318,7 @@ mod tests {
             ("tar", "1.34+dfsg-1.2", "Essential: yes\n"),
             ("old", "1.0", "Depends: libc6 (<< 2.30)\n"),
         ]);
-        let r = resolve(
-            &idx,
-            &Request {
-                packages: vec!["hello".into()],
-                essential: false,
-                no_deps: false,
-            },
-        )
-        .unwrap();
+        let r = resolve(&idx, &req(&["hello"], false, false)).unwrap();
         assert_eq!(
             names(&r),
             [
@@ -345,84 +345,28 @@ mod tests {
             r.choices
         );
         // Naming a provider chooses it.
-        let r = resolve(
-            &idx,
-            &Request {
-                packages: vec!["mawk".into(), "hello".into()],
-                essential: false,
-                no_deps: false,
-            },
-        )
-        .unwrap();
+        let r = resolve(&idx, &req(&["mawk", "hello"], false, false)).unwrap();
         assert!(names(&r).contains(&"mawk=1.3.4-3".to_string()));
         assert!(!names(&r).iter().any(|n| n.starts_with("gawk")));
         // Pinning a version.
-        let r = resolve(
-            &idx,
-            &Request {
-                packages: vec!["libc6=2.36-9".into()],
-                essential: true,
-                no_deps: false,
-            },
-        )
-        .unwrap();
+        let r = resolve(&idx, &req(&["libc6=2.36-9"], true, false)).unwrap();
         assert_eq!(
             names(&r),
             ["dpkg=1.21.22", "libc6=2.36-9", "tar=1.34+dfsg-1.2"]
         );
         // Errors name what failed.
-        let e = resolve(
-            &idx,
-            &Request {
-                packages: vec!["old".into()],
-                essential: false,
-                no_deps: false,
-            },
-        )
-        .unwrap_err();
+        let e = resolve(&idx, &req(&["old"], false, false)).unwrap_err();
         assert!(
             e.to_string().contains("old 1.0 needs `libc6 (<< 2.30)`"),
             "{e}"
         );
-        let e = resolve(
-            &idx,
-            &Request {
-                packages: vec!["helo".into()],
-                essential: false,
-                no_deps: false,
-            },
-        )
-        .unwrap_err();
+        let e = resolve(&idx, &req(&["helo"], false, false)).unwrap_err();
         assert!(e.to_string().contains("unknown package `helo`"), "{e}");
-        let r = resolve(
-            &idx,
-            &Request {
-                packages: vec!["hello".into()],
-                essential: false,
-                no_deps: true,
-            },
-        )
-        .unwrap();
+        let r = resolve(&idx, &req(&["hello"], false, true)).unwrap();
         assert_eq!(names(&r), ["hello=2.10-3"]);
         // Deterministic: the same request gives the same answer.
-        let a = resolve(
-            &idx,
-            &Request {
-                packages: vec!["hello".into()],
-                essential: true,
-                no_deps: false,
-            },
-        )
-        .unwrap();
-        let b = resolve(
-            &idx,
-            &Request {
-                packages: vec!["hello".into()],
-                essential: true,
-                no_deps: false,
-            },
-        )
-        .unwrap();
+        let a = resolve(&idx, &req(&["hello"], true, false)).unwrap();
+        let b = resolve(&idx, &req(&["hello"], true, false)).unwrap();
         assert_eq!(names(&a), names(&b));
     }
 }

@@ -338,19 +338,30 @@ fn read_elements(
 /// without loading elements (`cas deb lock`).
 pub fn load_project(dir: &Path) -> Result<Project, Diagnostics> {
     let dir = normalise_path(&std::env::current_dir().unwrap_or_default().join(dir));
-    let mut errors: Vec<Error> = Vec::new();
-    let mut files = Files::default();
-    let Some(pf) = find_project_file(&dir) else {
-        return Ok(Project::implicit(&dir));
+    let pf = find_project_file(&dir);
+    read_project(&mut Files::default(), pf.as_deref(), &dir, &dir)
+}
+
+/// The project of `project_file` (read into `files`), or the implicit
+/// project of `start_dir` when there is none; names shown relative to `cwd`.
+fn read_project(
+    files: &mut Files,
+    project_file: Option<&Path>,
+    start_dir: &Path,
+    cwd: &Path,
+) -> Result<Project, Diagnostics> {
+    let Some(pf) = project_file else {
+        return Ok(Project::implicit(start_dir));
     };
-    let (id, root) = read_and_parse(&mut files, &pf, display_name(&pf, &dir), &mut errors);
+    let mut errors: Vec<Error> = Vec::new();
+    let (id, root) = read_and_parse(files, pf, display_name(pf, cwd), &mut errors);
     if !errors.is_empty() {
         return Err(Diagnostics::new(errors));
     }
     let file = files
         .get(id)
         .cloned()
-        .unwrap_or_else(|| SourceFile::new(pf.clone(), String::new(), String::new()));
+        .unwrap_or_else(|| SourceFile::new(pf.to_path_buf(), String::new(), String::new()));
     Project::decode(&file, id, root.as_ref()).map_err(Diagnostics::new)
 }
 
@@ -379,23 +390,7 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
         cwd.clone()
     };
     let project_file = find_project_file(&start_dir);
-    let project = match &project_file {
-        None => Project::implicit(&start_dir),
-        Some(pf) => {
-            let (id, root) = read_and_parse(&mut files, pf, display_name(pf, &cwd), &mut errors);
-            if !errors.is_empty() {
-                return Err(Diagnostics::new(errors));
-            }
-            let file = files
-                .get(id)
-                .cloned()
-                .unwrap_or_else(|| SourceFile::new(pf.clone(), String::new(), String::new()));
-            match Project::decode(&file, id, root.as_ref()) {
-                Ok(p) => p,
-                Err(es) => return Err(Diagnostics::new(es)),
-            }
-        }
-    };
+    let project = read_project(&mut files, project_file.as_deref(), &start_dir, &cwd)?;
 
     // 2. the targets' names
     let mut target_names = Vec::new();
