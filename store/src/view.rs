@@ -111,19 +111,13 @@ impl Store {
         Ok(self.merge_with(trees, &|_, _| false, true)?.tree)
     }
 
-    /// [`Store::merge`]'s checks and digest without storing the merged trees:
-    /// for callers that only need to know the trees merge (a sysroot staged
-    /// as layers), so no object (no new file) is written.
-    pub fn merge_check(&self, trees: &[(&str, TreeDigest)]) -> Result<TreeDigest> {
-        Ok(self.merge_with(trees, &|_, _| false, false)?.tree)
-    }
-
     /// [`Store::merge`] where a later contributor may replace what earlier
     /// ones put at a path: `may_overwrite(i, path)` (contributor index,
     /// path with a leading `/`) says whether contributor `i` may. Only a
     /// non-directory replaces a non-directory; a directory against anything
     /// else stays an error. Every replacement is returned, in path order.
-    /// `write: false` stores nothing (see [`Store::merge_check`]).
+    /// `write: false` gives the checks and the digest without storing the
+    /// merged trees (for a sysroot staged as layers: no new file written).
     pub fn merge_with(
         &self,
         trees: &[(&str, TreeDigest)],
@@ -293,7 +287,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn merge_check_gives_the_merge_digest_and_writes_nothing() {
+    fn a_merge_without_writing_gives_the_merge_digest_and_writes_nothing() {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(&tmp.path().join("s")).unwrap();
         let blob = store.put_bytes(b"x").unwrap();
@@ -306,10 +300,14 @@ mod tests {
                 .unwrap()
         };
         let (a, b) = (leaf("a"), leaf("b"));
-        let checked = store.merge_check(&[("a", a), ("b", b)]).unwrap();
+        let never = |_: usize, _: &str| false;
+        let checked = store
+            .merge_with(&[("a", a), ("b", b)], &never, false)
+            .unwrap()
+            .tree;
         assert!(
             !store.has_object(&checked.0),
-            "merge_check stored the merged tree"
+            "a merge without writing stored the merged tree"
         );
         let merged = store.merge(&[("a", a), ("b", b)]).unwrap();
         assert_eq!(checked, merged);
@@ -329,8 +327,41 @@ mod tests {
             )
             .unwrap();
         let err = store
-            .merge_check(&[("a", a), ("clash", clash)])
+            .merge_with(&[("a", a), ("clash", clash)], &never, false)
             .unwrap_err();
         assert!(err.to_string().contains("usr/a"), "{err}");
+
+        // Allowed to overwrite: the later entry wins, and the replacement is
+        // listed; asked with the contributor's index and an absolute path.
+        let asked = std::sync::Mutex::new(Vec::new());
+        let allow = |i: usize, p: &str| {
+            asked.lock().unwrap().push((i, p.to_owned()));
+            true
+        };
+        let m = store
+            .merge_with(&[("a", a), ("clash", clash)], &allow, true)
+            .unwrap();
+        assert_eq!(m.tree, clash);
+        assert_eq!(
+            m.overwrites,
+            vec![Overwrite {
+                path: "usr/a".into(),
+                earlier: "a".into(),
+                later: "clash".into()
+            }]
+        );
+        assert_eq!(*asked.lock().unwrap(), vec![(1, "/usr/a".to_owned())]);
+        // A directory against a file stays a conflict, whatever is allowed.
+        let file_usr = store
+            .put_tree(&Tree::new(vec![Entry::file("usr", 0o644, other, 1)]).unwrap())
+            .unwrap();
+        let err = store
+            .merge_with(&[("a", a), ("file", file_usr)], &allow, false)
+            .unwrap_err();
+        assert!(err.to_string().contains("a directory against"), "{err}");
+        let err = store
+            .merge_with(&[("file", file_usr), ("a", a)], &allow, false)
+            .unwrap_err();
+        assert!(err.to_string().contains("conflict at usr"), "{err}");
     }
 }
