@@ -37,14 +37,14 @@ pub fn generate_bst(root: &Path, o: &GenOptions) -> std::io::Result<()> {
     let n = o.elements;
     let deps = gen::graph(o);
     let changed = gen::changed_set(o);
-    let bst = |i: usize| gen::element_name(i, n, o.layers).replace(".yaml", ".bst");
+    let bst = |i: usize| gen::element_file(i, n, o.layers, "bst");
     for l in 0..o.layers.clamp(1, n.max(1)) {
         std::fs::create_dir_all(root.join(format!("elements/l{l:02}")))?;
     }
     for (i, d) in deps.iter().enumerate() {
         std::fs::write(
             root.join("elements").join(bst(i)),
-            element_bst(o, i, d, changed.contains(&i)),
+            gen::element_text(o, i, d, changed.contains(&i), "bst"),
         )?;
     }
     let mut all = String::from("kind: stack\ndepends:\n");
@@ -52,24 +52,6 @@ pub fn generate_bst(root: &Path, o: &GenOptions) -> std::io::Result<()> {
         all.push_str(&format!("- {}\n", bst(i)));
     }
     std::fs::write(root.join("elements/all.bst"), all)
-}
-
-fn element_bst(o: &GenOptions, i: usize, deps: &[usize], changed: bool) -> String {
-    let mut y = String::from("kind: manual\nbuild-depends:\n- base.bst\n");
-    for &d in deps {
-        y.push_str(&format!(
-            "- {}\n",
-            gen::element_name(d, o.elements, o.layers).replace(".yaml", ".bst")
-        ));
-    }
-    y.push_str("config:\n  install-commands:\n");
-    for c in gen::commands(o, i, "%{install-root}%{datadir}", changed) {
-        y.push_str(&format!(
-            "  - \"{}\"\n",
-            c.replace('\\', "\\\\").replace('"', "\\\"")
-        ));
-    }
-    y
 }
 
 /// The leaf's new comment in the `.bst` project (as `gen::set_leaf_comment`).
@@ -83,7 +65,7 @@ fn set_leaf_comment_bst(
     o.leaf_comment = comment.to_owned();
     std::fs::write(
         root.join("elements").join(g.leaf.replace(".yaml", ".bst")),
-        element_bst(&o, 0, &g.deps[0], g.changed.contains(&0)),
+        gen::element_text(&o, 0, &g.deps[0], g.changed.contains(&0), "bst"),
     )
 }
 
@@ -194,14 +176,7 @@ pub fn bst(env: &Env) -> Result<Case> {
     let jobs = env.nproc.to_string();
     for n in sizes(env.mode) {
         env.say(&format!("bst: {n} elements"));
-        let o = GenOptions {
-            elements: n,
-            layers: 10.min(n.max(1)),
-            fanout: 3,
-            files: 1,
-            file_size: 64,
-            ..Default::default()
-        };
+        let o = crate::cases::trivial(n);
         let root = env.work.join(format!("bst-p{n}"));
         let g = gen::generate(&root, &o).map_err(|e| e.to_string())?;
         generate_bst(&root, &o).map_err(|e| e.to_string())?;

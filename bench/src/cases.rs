@@ -132,7 +132,8 @@ fn count(v: &serde_json::Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or(f64::NAN)
 }
 
-fn trivial(n: usize) -> GenOptions {
+/// The trivial project of `cold` (and of `bst`, for both tools).
+pub(crate) fn trivial(n: usize) -> GenOptions {
     GenOptions {
         elements: n,
         layers: 10.min(n.max(1)),

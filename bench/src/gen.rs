@@ -106,7 +106,13 @@ pub fn layer_of(i: usize, n: usize, layers: usize) -> usize {
 }
 
 pub fn element_name(i: usize, n: usize, layers: usize) -> String {
-    format!("l{:02}/e{:05}.yaml", layer_of(i, n, layers), i)
+    element_file(i, n, layers, "yaml")
+}
+
+/// The file name of element `i` with extension `ext` (`yaml` for cas,
+/// `bst` for BuildStream).
+pub fn element_file(i: usize, n: usize, layers: usize, ext: &str) -> String {
+    format!("l{:02}/e{:05}.{ext}", layer_of(i, n, layers), i)
 }
 
 /// The dependency graph: for each element, its build dependencies (indices).
@@ -185,14 +191,21 @@ fn yaml_quote(s: &str) -> String {
 }
 
 pub fn element_yaml(o: &GenOptions, i: usize, deps: &[usize], changed: bool) -> String {
+    element_text(o, i, deps, changed, "yaml")
+}
+
+/// Element `i` in the language both tools read (cas's element format and
+/// BuildStream's `.bst` agree on `kind: manual`, `build-depends` and
+/// `config: install-commands`), its dependencies named with `ext`.
+pub fn element_text(o: &GenOptions, i: usize, deps: &[usize], changed: bool, ext: &str) -> String {
     let mut y = String::with_capacity(512);
-    y.push_str("kind: manual\nbuild-depends:\n  - base.yaml\n");
+    y.push_str(&format!("kind: manual\nbuild-depends:\n  - base.{ext}\n"));
     if o.big_in_sysroot && o.big_import > 0 {
-        y.push_str("  - big.yaml\n");
+        y.push_str(&format!("  - big.{ext}\n"));
     }
     for &d in deps {
         y.push_str("  - ");
-        y.push_str(&element_name(d, o.elements, o.layers));
+        y.push_str(&element_file(d, o.elements, o.layers, ext));
         y.push('\n');
     }
     y.push_str("config:\n  install-commands:\n");
