@@ -378,7 +378,7 @@ impl Archive {
         std::fs::create_dir_all(dir.join("DEBIAN")).unwrap();
         std::fs::write(
             dir.join("DEBIAN/control"),
-            format!("Package: {name}\nVersion: {version}\nArchitecture: amd64\nMaintainer: t <t@example.org>\nDescription: test package {name}\n{fields}"),
+            format!("Package: {name}\nVersion: {version}\nArchitecture: amd64\nMaintainer: t <t@example.org>\nDescription: test package {name}\n a description line that reads like a field:\n Package: decoy\n{fields}"),
         )
         .unwrap();
         std::fs::write(
@@ -574,6 +574,12 @@ fn deb_lock_resolves_the_closure_and_pins_it() {
             "{status}"
         );
     }
+    // One status per package: a description line that looks like a field is not one.
+    assert_eq!(
+        status.matches("Status: install ok unpacked").count(),
+        5,
+        "{status}"
+    );
     let list = std::fs::read_to_string(out.join("var/lib/dpkg/info/app.list")).unwrap();
     assert!(
         list.starts_with("/.\n") && list.contains("\n/usr/bin/app\n"),

@@ -221,14 +221,12 @@ fn register(label: &str, dest: &Dir, control: &[ControlFile], paths: &[PathBuf])
         return Err(bad("control.tar has no `control` file".into()));
     };
     let text = String::from_utf8_lossy(&stanza.data);
-    let field = |name: &str| {
-        text.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_owned())
-        })
+    let parsed = cas_debian::control::parse(&format!("{label} (control)"), &text)
+        .map_err(|e| bad(e.to_string()))?;
+    let Some(fields) = parsed.first() else {
+        return Err(bad("the `control` file is empty".into()));
     };
+    let field = |name: &str| fields.get(name).map(str::to_owned);
     let package = field("Package").ok_or_else(|| bad("control has no `Package:`".into()))?;
     if package.is_empty()
         || !package
@@ -251,9 +249,11 @@ fn register(label: &str, dest: &Dir, control: &[ControlFile], paths: &[PathBuf])
         }
         status.push_str(line);
         status.push('\n');
-        if line
-            .split_once(':')
-            .is_some_and(|(k, _)| k.eq_ignore_ascii_case("Package"))
+        let field_line = !line.starts_with([' ', '\t']);
+        if field_line
+            && line
+                .split_once(':')
+                .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case("Package"))
         {
             status.push_str("Status: install ok unpacked\n");
         }
