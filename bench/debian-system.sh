@@ -20,8 +20,8 @@ CAS="${CARGO_TARGET_DIR:-$PWD/target}/release/cas"
 work="$PWD/target/bench-system"
 rm -rf "$work"
 mkdir -p "$work"
-mirror=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources)
-printf 'mirrors:\n  debian:\n  - %s/\n' "${mirror%/}" > "$work/config.yaml"
+mirror=$(bash scripts/apt-mirror.sh)
+printf 'mirrors:\n  debian:\n  - %s/\n' "$mirror" > "$work/config.yaml"
 export CAS_CONFIG="$work/config.yaml" CAS_STORE="$work/store"
 P=projects/debian-system
 now() { date +%s.%N; }

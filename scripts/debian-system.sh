@@ -15,15 +15,11 @@ cargo build --release -p cas
 CAS="${CARGO_TARGET_DIR:-$PWD/target}/release/cas"
 work="${CAS_EXAMPLE_WORK:-$PWD/target/debian-system}"
 mkdir -p "$work"
-mirror=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-if [ -z "$mirror" ]; then
-  mirror=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /:\/\//) { print $i; exit } }' /etc/apt/sources.list 2>/dev/null || true)
-fi
-if [ -z "$mirror" ]; then
-  echo "no Debian archive in this machine's APT configuration: write $work/config.yaml by hand (mirrors: {debian: [URL]})" >&2
+if ! mirror=$(bash scripts/apt-mirror.sh); then
+  echo "write $work/config.yaml by hand (mirrors: {debian: [URL]})" >&2
   exit 2
 fi
-printf 'mirrors:\n  debian:\n  - %s/\n' "${mirror%/}" > "$work/config.yaml"
+printf 'mirrors:\n  debian:\n  - %s/\n' "$mirror" > "$work/config.yaml"
 export CAS_CONFIG="$work/config.yaml"
 cd projects/debian-system
 start=$(date +%s.%N)

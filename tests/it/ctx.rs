@@ -348,23 +348,12 @@ pub(crate) fn shared_store() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("shared-store")
 }
 
-/// The machine's Debian archive (the first `URIs:` of APT's
-/// `debian.sources`, or the first `deb` line of `sources.list`), read at run
-/// time so that no host name is written into the repository.
+/// The machine's Debian archive with a trailing `/`, from
+/// `scripts/apt-mirror.sh` (APT's configuration, read at run time, so that
+/// no host name is written into the repository).
 pub(crate) fn apt_mirror() -> Option<String> {
-    if let Ok(text) = std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources") {
-        if let Some(uri) = text
-            .lines()
-            .find_map(|l| l.strip_prefix("URIs:"))
-            .and_then(|v| v.split_whitespace().next())
-        {
-            return Some(format!("{}/", uri.trim_end_matches('/')));
-        }
-    }
-    let text = std::fs::read_to_string("/etc/apt/sources.list").ok()?;
-    text.lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("deb "))
-        .find_map(|l| l.split_whitespace().find(|w| w.contains("://")))
-        .map(|u| format!("{}/", u.trim_end_matches('/')))
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/apt-mirror.sh");
+    let out = Command::new("bash").arg(script).output().ok()?;
+    let url = String::from_utf8(out.stdout).ok()?;
+    (out.status.success() && !url.trim().is_empty()).then(|| format!("{}/", url.trim()))
 }
