@@ -447,6 +447,8 @@ impl Engine<'_> {
         }
     }
 
+
+
     /// Merges `layers` for `el` into one stored tree, listing whitelisted
     /// replacements in `log`.
     pub(crate) fn merge_layers(
@@ -456,7 +458,7 @@ impl Engine<'_> {
         dir: &BuildDir,
         log: &mut File,
     ) -> Result<TreeDigest> {
-        let merged = crate::sysroot::merge(self.store, &el.name, layers, true)?;
+        let merged = crate::sysroot::merge(self.store, &el.name, &overlaps(el, layers), true)?;
         crate::sysroot::log_overwrites(log, &merged.overwrites).map_err(io(
             &el.name,
             "cannot write",
@@ -474,7 +476,7 @@ impl Engine<'_> {
         dir: &BuildDir,
         log: &mut File,
     ) -> Result<Sysroot> {
-        let sysroot = crate::sysroot::stage(self.store, &el.name, layers)?;
+        let sysroot = crate::sysroot::stage(self.store, &el.name, &overlaps(el, layers))?;
         crate::sysroot::log_overwrites(log, &sysroot.overwrites).map_err(io(
             &el.name,
             "cannot write",
@@ -652,6 +654,18 @@ fn last_announced(text: &str, commands: &[(String, String)]) -> usize {
     last
 }
 
+/// `layers` as `el` stages them: with `overlaps_allowed` (a BuildStream
+/// project's default), every layer may replace what is below it.
+fn overlaps(el: &Element, layers: &[Layer]) -> Vec<Layer> {
+    let mut layers = layers.to_vec();
+    if el.overlaps_allowed {
+        for l in &mut layers {
+            l.whitelist = vec!["/**".into()];
+        }
+    }
+    layers
+}
+
 /// The sandbox of a step (spec/sandbox.md): its root, the build and install
 /// roots bound writable, the key's environment with `%{max-jobs}` filled in,
 /// and the key's identity settings. Everything here comes from the key inputs.
@@ -669,7 +683,13 @@ fn sandbox_spec(inputs: &KeyInputs, root: Root<'_>, dir: &BuildDir, jobs: &str) 
             .iter()
             .map(|(k, v)| (k.clone(), v.replace("%{max-jobs}", jobs)))
             .collect(),
-        cwd: PathBuf::from(&inputs.sandbox.build_root),
+        cwd: PathBuf::from(
+            inputs
+                .config
+                .get("workdir")
+                .and_then(|w| w.first())
+                .unwrap_or(&inputs.sandbox.build_root),
+        ),
         hostname: inputs.sandbox.hostname.clone(),
         uid: inputs.sandbox.uid,
         gid: inputs.sandbox.gid,

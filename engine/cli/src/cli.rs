@@ -47,6 +47,9 @@ pub(crate) struct Global {
     /// The user configuration file (mirrors, remotes) [default: ~/.config/cas/config.yaml]
     #[arg(long, global = true, env = "CAS_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Set a BuildStream project option (project.conf `options:`); repeatable
+    #[arg(short = 'o', long = "option", global = true, num_args = 2, value_names = ["NAME", "VALUE"], action = clap::ArgAction::Append)]
+    pub option: Vec<String>,
 }
 
 impl Global {
@@ -59,6 +62,17 @@ impl Global {
         }
         let home = std::env::var_os("HOME").unwrap_or_else(|| "/".into());
         PathBuf::from(home).join(".cache").join("cas")
+    }
+
+    /// `-o NAME VALUE` pairs, in the order given.
+    pub(crate) fn options(&self) -> Vec<(String, String)> {
+        self.option
+            .chunks(2)
+            .filter_map(|c| match c {
+                [k, v] => Some((k.clone(), v.clone())),
+                _ => None,
+            })
+            .collect()
     }
 
     pub(crate) fn jobs(&self) -> usize {

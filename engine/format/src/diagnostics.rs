@@ -179,6 +179,8 @@ impl SourceCode for Source {
 #[derive(Debug, Clone, Default)]
 pub struct Files {
     files: Vec<SourceFile>,
+    /// Files included with `(@)`, ids from `bst::INCLUDE_BASE` up.
+    included: Vec<SourceFile>,
 }
 
 impl Files {
@@ -191,12 +193,20 @@ impl Files {
         FileId(self.files.len() as u32)
     }
     pub fn get(&self, id: FileId) -> Option<&SourceFile> {
-        self.files.get(id.0 as usize)
+        match id.0.checked_sub(crate::bst::INCLUDE_BASE) {
+            Some(i) => self.included.get(i as usize),
+            None => self.files.get(id.0 as usize),
+        }
+    }
+    /// Adds an included file; it keeps the id it was parsed with (the
+    /// next one from `bst::INCLUDE_BASE`).
+    pub(crate) fn add_included(&mut self, file: SourceFile) {
+        self.included.push(file);
     }
     /// Every file read, in reading order (built-in kinds included, under
-    /// their `<builtin>/` names).
+    /// their `<builtin>/` names), then the included files.
     pub fn iter(&self) -> impl Iterator<Item = &SourceFile> {
-        self.files.iter()
+        self.files.iter().chain(self.included.iter())
     }
     /// `file:line:col` of a span.
     pub fn location(&self, span: Span) -> String {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use cas_sources::Source;
 
-use crate::diagnostics::{Error, FileId, Files, SourceFile, Span};
+use crate::diagnostics::{Error, FileId, Files, Span};
 use crate::kind::{is_phase, merge_config, merge_public, Behaviour, ConfigValue, Kind, Layer};
 use crate::project::{relative_inside, Project};
 use crate::read::{Reader, Spanned};
@@ -119,6 +119,15 @@ pub enum Config {
         output: String,
     },
     Stack,
+    /// BuildStream's filter: the one build dependency's output, by domains.
+    Filter {
+        include: Vec<String>,
+        exclude: Vec<String>,
+        #[serde(rename = "include-orphans")]
+        include_orphans: bool,
+        #[serde(rename = "pass-integration")]
+        pass_integration: bool,
+    },
 }
 
 impl Config {
@@ -130,6 +139,7 @@ impl Config {
             Config::Compose { .. } => Behaviour::Compose,
             Config::Script { .. } => Behaviour::Script,
             Config::Stack => Behaviour::Stack,
+            Config::Filter { .. } => Behaviour::Filter,
         }
     }
 }
@@ -175,6 +185,11 @@ pub struct Element {
     pub config: Config,
     pub public: Public,
     pub sandbox: SandboxConfig,
+    /// Where the commands run, when the kind says (`None`: `%{build-root}`).
+    pub workdir: Option<String>,
+    /// Files of later-staged dependencies may replace earlier ones without
+    /// a whitelist (a BuildStream project without `fatal-warnings: [overlaps]`).
+    pub overlaps_allowed: bool,
     pub origin: Origin,
 }
 
@@ -212,14 +227,15 @@ pub fn normalise_name(s: &str) -> Option<String> {
     }
 }
 
-pub(crate) fn decode(
-    file: &SourceFile,
+pub(crate) fn decode<L: crate::read::Locate>(
+    loc: &L,
+    path: &std::path::Path,
     id: FileId,
     name: String,
     root: Option<&Node>,
     project: &Project,
 ) -> Result<RawElement, Vec<Error>> {
-    let mut r = Reader::new(file);
+    let mut r = Reader::new(loc);
     let root_span = Span::new(id, 0, 0);
     let Some(root) = root else {
         r.err_help(
@@ -240,7 +256,7 @@ pub(crate) fn decode(
     let mut raw = RawElement {
         name,
         file: id,
-        path: file.path.clone(),
+        path: path.to_path_buf(),
         root_span: root.span,
         kind: None,
         description: None,
@@ -548,6 +564,27 @@ fn resolve_kind<'k>(cx: &'k Context, raw: &RawElement, r: &mut Reader<Files>) ->
                 );
                 None
             }
+            None if cx
+                .project
+                .bst
+                .as_ref()
+                .is_some_and(|b| b.element_plugins.contains_key(&k.value)) =>
+            {
+                let from = cx.project.bst.as_ref().map(|b| b.element_plugins[&k.value].clone()).unwrap_or_default();
+                r.err_help(
+                    k.span,
+                    format!(
+                        "kind `{}` comes from a plugin ({from}) that cas does not implement",
+                        k.value
+                    ),
+                    "plugin not implemented",
+                    format!(
+                        "kinds cas implements: {}",
+                        cx.kinds.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                );
+                None
+            }
             None => {
                 let help = match crate::diagnostics::suggest(
                     &k.value,
@@ -758,6 +795,26 @@ pub(crate) fn resolve(
         },
         Behaviour::Sandbox => Config::Sandbox,
         Behaviour::Stack => Config::Stack,
+        Behaviour::Filter => {
+            let names = |key: &str| match get(key) {
+                Some(ConfigValue::List(l)) => l.iter().map(|s| s.value.clone()).collect(),
+                _ => Vec::new(),
+            };
+            if bd.len() != 1 || !d.is_empty() {
+                r.err_help(
+                    origin.kind_span,
+                    "a filter element has exactly one build dependency",
+                    "filter",
+                    "list the element to filter under `build-depends` (and what it needs at run time under `runtime-depends`)",
+                );
+            }
+            Config::Filter {
+                include: names("include"),
+                exclude: names("exclude"),
+                include_orphans: get_bool("include-orphans", false),
+                pass_integration: get_bool("pass-integration", false),
+            }
+        }
         Behaviour::Compose => Config::Compose {
             include: compose_domains(cx, get("include"), &public, &mut errors),
             exclude: compose_domains(cx, get("exclude"), &public, &mut errors),
@@ -787,6 +844,12 @@ pub(crate) fn resolve(
             .unwrap_or_else(|| cx.host_arch.to_string()),
     };
 
+    let workdir = kind.workdir.as_ref().map(|w| {
+        let v = expand(w, &mut errors);
+        let t = v.trim_end_matches('/');
+        if t.is_empty() { "/".to_string() } else { t.to_string() }
+    });
+
     errors.extend(r.errors);
     if !errors.is_empty() {
         return Err(errors);
@@ -811,6 +874,8 @@ pub(crate) fn resolve(
             build_uid: raw.build_uid,
             build_gid: raw.build_gid,
         },
+        workdir,
+        overlaps_allowed: cx.project.overlaps_allowed,
         origin,
     })
 }

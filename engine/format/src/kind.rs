@@ -24,15 +24,18 @@ pub enum Behaviour {
     Script,
     /// No output; passes its dependencies on.
     Stack,
+    /// The output of its one build dependency, filtered by split-rule domains.
+    Filter,
 }
 
 impl Behaviour {
-    pub const ALL: [(&'static str, Behaviour); 5] = [
+    pub const ALL: [(&'static str, Behaviour); 6] = [
         ("import", Behaviour::Import),
         ("sandbox", Behaviour::Sandbox),
         ("compose", Behaviour::Compose),
         ("script", Behaviour::Script),
         ("stack", Behaviour::Stack),
+        ("filter", Behaviour::Filter),
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -41,6 +44,7 @@ impl Behaviour {
             Behaviour::Compose => "compose",
             Behaviour::Script => "script",
             Behaviour::Stack => "stack",
+            Behaviour::Filter => "filter",
         }
     }
 }
@@ -74,6 +78,23 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("stack", include_str!("../../../elements/stack.yaml")),
 ];
 
+/// The kinds and defaults of a BuildStream-format project (project.conf),
+/// embedded from `elements/bst/`: BuildStream's own and buildstream-plugins'
+/// build elements, with their variable names and defaults.
+pub const BST_BUILTIN: &[(&str, &str)] = &[
+    ("defaults", include_str!("../../../elements/bst/defaults.yaml")),
+    ("import", include_str!("../../../elements/bst/import.yaml")),
+    ("manual", include_str!("../../../elements/bst/manual.yaml")),
+    ("make", include_str!("../../../elements/bst/make.yaml")),
+    ("autotools", include_str!("../../../elements/bst/autotools.yaml")),
+    ("cmake", include_str!("../../../elements/bst/cmake.yaml")),
+    ("meson", include_str!("../../../elements/bst/meson.yaml")),
+    ("compose", include_str!("../../../elements/bst/compose.yaml")),
+    ("filter", include_str!("../../../elements/bst/filter.yaml")),
+    ("script", include_str!("../../../elements/bst/script.yaml")),
+    ("stack", include_str!("../../../elements/bst/stack.yaml")),
+];
+
 /// A value of a kind's `config:`; its type is fixed by the kind that first declares it.
 #[derive(Debug, Clone)]
 pub(crate) enum ConfigValue {
@@ -104,6 +125,8 @@ pub struct Kind {
     pub file: PathBuf,
     pub(crate) layer: Layer,
     pub(crate) config: Vec<(String, ConfigValue)>,
+    /// Where the commands run (expanded per element); `None`: `%{build-root}`.
+    pub(crate) workdir: Option<Spanned>,
 }
 
 impl Kind {
@@ -124,6 +147,7 @@ const KIND_KEYS: &[&str] = &[
     "behaviour",
     "extends",
     "description",
+    "workdir",
     "variables",
     "environment",
     "config",
@@ -410,6 +434,7 @@ fn resolve_one(
             file: raw.path.clone(),
             layer: Layer::default(),
             config: Vec::new(),
+            workdir: None,
         },
     };
     chain.pop();
@@ -450,6 +475,9 @@ fn resolve_one(
         .and_then(|n| r.string(n, "description"))
     {
         kind.description = Some(d.value);
+    }
+    if let Some(w) = map.get("workdir").and_then(|n| r.string(n, "workdir")) {
+        kind.workdir = Some(w);
     }
     apply_layer(&mut r, &mut kind.layer, map);
     if let Some(n) = map.get("config") {

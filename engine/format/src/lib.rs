@@ -11,7 +11,9 @@
 //! - `element`: element files → [`Element`]
 //! - `graph`: cycles, closures, staging order
 //! - `diagnostics`: located errors (miette), all collected in one run
+//! - `bst`: BuildStream 2 projects (`project.conf`, `.bst`, options, directives)
 
+pub mod bst;
 pub mod config;
 pub mod diagnostics;
 pub mod edit;
@@ -30,6 +32,6 @@ pub use element::{
     Config, DepKind, Element, ElementId, LayoutEntry, Origin, Public, SandboxConfig,
 };
 pub use kind::{Behaviour, Kind};
-pub use load::{host_arch, load, load_project, Loaded, MAX_FILE_SIZE};
-pub use project::Project;
+pub use load::{host_arch, load, load_project, load_with, LoadOptions, Loaded, MAX_FILE_SIZE};
+pub use project::{Dialect, Project};
 pub use source::SOURCE_KINDS;

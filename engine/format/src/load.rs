@@ -10,9 +10,21 @@ use rayon::prelude::*;
 use crate::diagnostics::{Diagnostics, Error, FileId, Files, SourceFile, Span};
 use crate::element::{normalise_name, resolve, Context, Element, ElementId, RawElement};
 use crate::graph;
-use crate::kind::{builtin_file, decode_defaults, resolve_kinds, Kind, Layer, RawKind, BUILTIN};
-use crate::project::{find_project_file, Project};
+use crate::bst::{self, Includes, WithIncludes};
+use crate::kind::{
+    builtin_file, decode_defaults, merge_public, resolve_kinds, Kind, Layer, RawKind, BST_BUILTIN,
+    BUILTIN,
+};
+use crate::project::{find_project_file, Dialect, Project, BST_PROJECT_FILE};
+use crate::read::Reader;
 use crate::yaml;
+
+/// What a load takes besides its targets.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// BuildStream project options (`-o NAME VALUE`), in the order given.
+    pub options: Vec<(String, String)>,
+}
 
 /// Files larger than this are rejected.
 pub const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
@@ -105,7 +117,7 @@ fn normalise_path(p: &Path) -> PathBuf {
     out
 }
 
-fn display_name(path: &Path, cwd: &Path) -> String {
+pub(crate) fn display_name(path: &Path, cwd: &Path) -> String {
     match path.strip_prefix(cwd) {
         Ok(rel) if !rel.as_os_str().is_empty() => rel.to_string_lossy().into_owned(),
         _ => path.to_string_lossy().into_owned(),
@@ -193,9 +205,13 @@ fn load_kinds(
 ) -> LoadedKinds {
     let mut builtin = Vec::new();
     let mut defaults_root = None;
-    for (name, text) in BUILTIN {
+    let (set, prefix) = match project.dialect {
+        Dialect::Cas => (BUILTIN, ""),
+        Dialect::BuildStream => (BST_BUILTIN, "bst/"),
+    };
+    for (name, text) in set {
         let id = files.next_id();
-        let f = builtin_file(name, text);
+        let f = builtin_file(&format!("{prefix}{name}"), text);
         let root = yaml::parse(&f, id).unwrap_or_else(|es| {
             errors.extend(es);
             None
@@ -214,11 +230,14 @@ fn load_kinds(
             });
         }
     }
-    let defaults = decode_defaults(files, defaults_root.as_ref()).unwrap_or_else(|es| {
+    let mut defaults = decode_defaults(files, defaults_root.as_ref()).unwrap_or_else(|es| {
         errors.extend(es);
         Default::default()
     });
     let mut project_kinds = Vec::new();
+    if let Some(b) = &project.bst {
+        bst_layers(files, b, &builtin, &mut defaults, &mut project_kinds, errors);
+    }
     if let Some(dir) = &project.kinds_dir {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
             .map(|rd| {
@@ -260,6 +279,76 @@ fn load_kinds(
     }
 }
 
+/// A BuildStream project's own layers: its `split-rules` over the defaults,
+/// and its `elements:` overrides as kinds extending the built-in ones
+/// (overrides of kinds cas does not have are left alone: using such a kind
+/// is the error).
+fn bst_layers(
+    files: &Files,
+    b: &bst::BstProject,
+    builtin: &[RawKind],
+    defaults: &mut Layer,
+    project_kinds: &mut Vec<RawKind>,
+    errors: &mut Vec<Error>,
+) {
+    let mut r = Reader::new(files);
+    if let Some(n) = &b.split_rules {
+        let mut m = yaml::Map::default();
+        m.entries.push((
+            yaml::Key {
+                name: "split-rules".into(),
+                span: n.span,
+            },
+            n.clone(),
+        ));
+        let public = yaml::Node {
+            span: n.span,
+            value: yaml::Value::Map(m),
+        };
+        merge_public(
+            &mut r,
+            &mut defaults.integration_commands,
+            &mut defaults.split_rules,
+            &mut defaults.overlap_whitelist,
+            &public,
+        );
+    }
+    for (k, v) in &b.element_overrides {
+        if !builtin.iter().any(|raw| raw.name == k.name) {
+            continue;
+        }
+        let mut m = yaml::Map::default();
+        m.entries.push((
+            yaml::Key {
+                name: "extends".into(),
+                span: k.span,
+            },
+            yaml::Node {
+                span: k.span,
+                value: yaml::Value::Scalar(k.name.clone(), yaml::Style::Quoted),
+            },
+        ));
+        if let Some(over) = r.map(v, &k.name) {
+            for (ok, ov) in over.iter() {
+                if ["variables", "environment", "config", "public"].contains(&ok.name.as_str()) {
+                    m.entries.push((ok.clone(), ov.clone()));
+                }
+            }
+        }
+        project_kinds.push(RawKind {
+            name: k.name.clone(),
+            file: k.span.file,
+            path: PathBuf::from(BST_PROJECT_FILE),
+            root: Some(yaml::Node {
+                span: v.span,
+                value: yaml::Value::Map(m),
+            }),
+            broken: false,
+        });
+    }
+    errors.extend(r.errors);
+}
+
 /// Reads and decodes the element files, wave by wave from the targets
 /// through the dependencies they name (each wave in parallel). Returns the
 /// decoded elements and the names of every element file that exists.
@@ -268,6 +357,7 @@ fn read_elements(
     project: &Project,
     cwd: &Path,
     target_names: &[String],
+    includes: &Includes,
     errors: &mut Vec<Error>,
 ) -> (Vec<RawElement>, Vec<String>) {
     let mut raws: Vec<RawElement> = Vec::new();
@@ -293,9 +383,17 @@ fn read_elements(
                     Err((f, e)) => (name.clone(), Some(f), Err(vec![e])),
                     Ok(f) => {
                         let raw = match yaml::parse(&f, id) {
-                            Ok(root) => {
-                                crate::element::decode(&f, id, name.clone(), root.as_ref(), project)
-                            }
+                            Ok(root) => match &project.bst {
+                                None => crate::element::decode(
+                                    &f,
+                                    &f.path,
+                                    id,
+                                    name.clone(),
+                                    root.as_ref(),
+                                    project,
+                                ),
+                                Some(b) => decode_bst(&f, id, name, root, project, b, includes, cwd),
+                            },
                             Err(es) => Err(es),
                         };
                         (name.clone(), Some(f), raw)
@@ -333,13 +431,64 @@ fn read_elements(
     (raws, existing)
 }
 
+/// Decode one `.bst` element: directives, translation, then the decoder
+/// every element goes through.
+#[allow(clippy::too_many_arguments, reason = "one call site, each argument distinct")]
+fn decode_bst(
+    f: &SourceFile,
+    id: FileId,
+    name: &str,
+    root: Option<yaml::Node>,
+    project: &Project,
+    b: &bst::BstProject,
+    includes: &Includes,
+    cwd: &Path,
+) -> Result<RawElement, Vec<Error>> {
+    let loc = WithIncludes { file: f, includes };
+    let Some(root) = root else {
+        return crate::element::decode(&loc, &f.path, id, name.to_string(), None, project);
+    };
+    let inc = bst::include_fn(&project.root, includes, &loc, cwd);
+    let mut r = Reader::new(&loc);
+    let (node, special) = bst::translate(&mut r, &loc, b, name, root, &inc);
+    if matches!(special, bst::Special::Junction) {
+        let span = node
+            .as_map()
+            .and_then(|m| m.get("kind"))
+            .map_or(node.span, |k| k.span);
+        r.err_help(
+            span,
+            "junctions are not supported yet",
+            "junction",
+            "cas loads one BuildStream project at a time for now",
+        );
+    }
+    let decoded = crate::element::decode(&loc, &f.path, id, name.to_string(), Some(&node), project);
+    match decoded {
+        Ok(raw) if r.errors.is_empty() => Ok(raw),
+        Ok(_) => Err(r.errors),
+        Err(mut es) => {
+            r.errors.append(&mut es);
+            Err(r.errors)
+        }
+    }
+}
+
 /// The project that `dir` belongs to (the nearest `project.yaml` above it,
 /// or the implicit project of `dir`), for commands that need its aliases
 /// without loading elements (`cas deb lock`).
 pub fn load_project(dir: &Path) -> Result<Project, Diagnostics> {
     let dir = normalise_path(&std::env::current_dir().unwrap_or_default().join(dir));
     let pf = find_project_file(&dir);
-    read_project(&mut Files::default(), pf.as_deref(), &dir, &dir)
+    let includes = Includes::default();
+    read_project(
+        &mut Files::default(),
+        pf.as_deref(),
+        &dir,
+        &dir,
+        &LoadOptions::default(),
+        &includes,
+    )
 }
 
 /// The project of `project_file` (read into `files`), or the implicit
@@ -349,6 +498,8 @@ fn read_project(
     project_file: Option<&Path>,
     start_dir: &Path,
     cwd: &Path,
+    opts: &LoadOptions,
+    includes: &Includes,
 ) -> Result<Project, Diagnostics> {
     let Some(pf) = project_file else {
         return Ok(Project::implicit(start_dir));
@@ -362,6 +513,25 @@ fn read_project(
         .get(id)
         .cloned()
         .unwrap_or_else(|| SourceFile::new(pf.to_path_buf(), String::new(), String::new()));
+    if pf.file_name().is_some_and(|n| n == BST_PROJECT_FILE) {
+        let given = bst::Given {
+            values: opts
+                .options
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone(), None))
+                .collect(),
+        };
+        let p = bst::decode_project(&file, id, root, &given, includes, cwd);
+        includes.hand_to(files);
+        return p.map_err(Diagnostics::new);
+    }
+    if !opts.options.is_empty() {
+        return Err(Diagnostics::new(vec![Error::plain(format!(
+            "`-o {}`: options belong to BuildStream projects (project.conf); {} is a cas project",
+            opts.options[0].0,
+            display_name(pf, cwd)
+        ))]));
+    }
     Project::decode(&file, id, root.as_ref()).map_err(Diagnostics::new)
 }
 
@@ -371,6 +541,15 @@ fn read_project(
     reason = "CAS_FORMAT_TIMING=1 prints the time of each phase on stderr"
 )]
 pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
+    load_with(targets, cwd, &LoadOptions::default())
+}
+
+/// [`load`] with options (BuildStream project options).
+#[allow(
+    clippy::print_stderr,
+    reason = "CAS_FORMAT_TIMING=1 prints the time of each phase on stderr"
+)]
+pub fn load_with(targets: &[String], cwd: &Path, opts: &LoadOptions) -> Result<Loaded, Diagnostics> {
     let cwd = if cwd.is_absolute() {
         normalise_path(cwd)
     } else {
@@ -390,7 +569,15 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
         cwd.clone()
     };
     let project_file = find_project_file(&start_dir);
-    let project = read_project(&mut files, project_file.as_deref(), &start_dir, &cwd)?;
+    let includes = Includes::default();
+    let project = read_project(
+        &mut files,
+        project_file.as_deref(),
+        &start_dir,
+        &cwd,
+        opts,
+        &includes,
+    )?;
 
     // 2. the targets' names
     let mut target_names = Vec::new();
@@ -455,8 +642,15 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
     let timing = std::env::var_os("CAS_FORMAT_TIMING").is_some();
     let t0 = std::time::Instant::now();
     // 4. element files, wave by wave
-    let (mut raws, mut existing) =
-        read_elements(&mut files, &project, &cwd, &target_names, &mut errors);
+    let (mut raws, mut existing) = read_elements(
+        &mut files,
+        &project,
+        &cwd,
+        &target_names,
+        &includes,
+        &mut errors,
+    );
+    includes.hand_to(&mut files);
 
     if timing {
         eprintln!(
@@ -510,6 +704,10 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
             Err(es) => errors.extend(es),
         }
     }
+    if elements.len() == existing.len() {
+        errors.extend(filters(&files, &mut elements));
+    }
+    dedupe_plugin_errors(&mut errors);
     if !errors.is_empty() || elements.len() != existing.len() {
         if errors.is_empty() {
             errors.push(Error::plain("some elements could not be loaded"));
@@ -528,6 +726,71 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
         files,
         by_name: ids,
     })
+}
+
+/// Filter elements, once every element is resolved: their domains must be
+/// those of the element they filter, and with `pass-integration` they carry
+/// its integration commands (filters of filters in dependency order).
+fn filters(files: &Files, elements: &mut [Element]) -> Vec<Error> {
+    use crate::element::Config;
+    let mut errors = Vec::new();
+    let ids: Vec<ElementId> = elements
+        .iter()
+        .filter(|e| matches!(e.config, Config::Filter { .. }))
+        .map(|e| e.id)
+        .collect();
+    let order = graph::topo_order(elements, &ids.iter().copied().collect());
+    for id in order {
+        let Config::Filter {
+            include,
+            exclude,
+            pass_integration,
+            ..
+        } = elements[id.index()].config.clone()
+        else {
+            continue;
+        };
+        let Some(&dep) = elements[id.index()].build_depends.first() else {
+            continue;
+        };
+        let dep_public = elements[dep.index()].public.clone();
+        let e = &elements[id.index()];
+        for d in include.iter().chain(&exclude) {
+            if !dep_public.split_rules.contains_key(d) {
+                errors.push(
+                    files
+                        .error(
+                            e.origin.kind_span,
+                            format!(
+                                "filter `{}`: `{}` has no split-rule domain `{d}`",
+                                e.name, elements[dep.index()].name
+                            ),
+                            "unknown domain",
+                        )
+                        .with_help(format!(
+                            "its domains: {}",
+                            dep_public.split_rules.keys().cloned().collect::<Vec<_>>().join(", ")
+                        )),
+                );
+            }
+        }
+        if pass_integration {
+            let e = &mut elements[id.index()];
+            let mut ic = dep_public.integration_commands.clone();
+            ic.append(&mut e.public.integration_commands);
+            e.public.integration_commands = ic;
+        }
+    }
+    errors
+}
+
+/// A plugin kind that cas does not implement is said once, at its first use.
+fn dedupe_plugin_errors(errors: &mut Vec<Error>) {
+    errors.sort_by(|a, b| a.sort_key.cmp(&b.sort_key));
+    let mut seen = std::collections::HashSet::new();
+    errors.retain(|e| {
+        !e.message.contains("comes from a plugin") || seen.insert(e.message.clone())
+    });
 }
 
 fn suggest_name(element_path: &Path, t: &str) -> Option<String> {

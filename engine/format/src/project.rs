@@ -9,6 +9,18 @@ use crate::read::{Reader, Spanned};
 use crate::yaml::Node;
 
 pub const PROJECT_FILE: &str = "project.yaml";
+/// A BuildStream project's file (spec/format.md, "From BuildStream").
+pub const BST_PROJECT_FILE: &str = "project.conf";
+
+/// Which format a project is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    /// `project.yaml` and `.yaml` elements (spec/format.md).
+    #[default]
+    Cas,
+    /// `project.conf` and `.bst` elements, read as BuildStream 2 reads them.
+    BuildStream,
+}
 const KEYS: &[&str] = &[
     "name",
     "element-path",
@@ -36,13 +48,29 @@ pub struct Project {
     pub file: Option<PathBuf>,
     pub(crate) raw_variables: Vec<(Spanned, Spanned)>,
     pub(crate) raw_environment: Vec<(Spanned, Spanned)>,
+    pub dialect: Dialect,
+    /// A BuildStream project's options: name → value as text (after the
+    /// defaults, the user configuration, a junction and `-o`).
+    pub options: BTreeMap<String, String>,
+    /// Mirrors the project declares (BuildStream's `mirrors:`): alias →
+    /// base URLs, tried after the user's own.
+    pub mirrors: BTreeMap<String, Vec<String>>,
+    /// Whether files of a later-staged element may replace those of an
+    /// earlier one without a whitelist (BuildStream's default, unless
+    /// `fatal-warnings` lists `overlaps`).
+    pub overlaps_allowed: bool,
+    pub(crate) bst: Option<std::sync::Arc<crate::bst::BstProject>>,
 }
 
-/// The nearest `project.yaml` in `dir` or its ancestors.
+/// The nearest `project.yaml` (or BuildStream's `project.conf`) in `dir`
+/// or its ancestors; in one directory, `project.yaml` is the one read.
 pub fn find_project_file(dir: &Path) -> Option<PathBuf> {
-    dir.ancestors()
-        .map(|d| d.join(PROJECT_FILE))
-        .find(|p| p.is_file())
+    dir.ancestors().find_map(|d| {
+        [PROJECT_FILE, BST_PROJECT_FILE]
+            .iter()
+            .map(|f| d.join(f))
+            .find(|p| p.is_file())
+    })
 }
 
 impl Project {
@@ -62,6 +90,11 @@ impl Project {
             file: None,
             raw_variables: vec![],
             raw_environment: vec![],
+            dialect: Dialect::Cas,
+            options: BTreeMap::new(),
+            mirrors: BTreeMap::new(),
+            overlaps_allowed: false,
+            bst: None,
         }
     }
 

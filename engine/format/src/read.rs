@@ -127,11 +127,16 @@ impl<'a, L: Locate> Reader<'a, L> {
         }
     }
 
-    /// `true` or `false` (plain or quoted).
+    /// `true` or `false` (plain or quoted; also `True`/`False`, as
+    /// BuildStream reads them).
     pub(crate) fn bool(&mut self, node: &Node, key: &str) -> Option<bool> {
         match &node.value {
-            Value::Scalar(s, Style::Plain | Style::Quoted) if s == "true" => Some(true),
-            Value::Scalar(s, Style::Plain | Style::Quoted) if s == "false" => Some(false),
+            Value::Scalar(s, Style::Plain | Style::Quoted) if s == "true" || s == "True" => {
+                Some(true)
+            }
+            Value::Scalar(s, Style::Plain | Style::Quoted) if s == "false" || s == "False" => {
+                Some(false)
+            }
             _ => {
                 self.type_err(node, "`true` or `false`", key);
                 None

@@ -5,9 +5,8 @@
 
 use cas_sources::{Checksum, Source, SourceKind, SourceUrl};
 
-use crate::diagnostics::SourceFile;
 use crate::project::{relative_inside, Project};
-use crate::read::{Reader, Spanned};
+use crate::read::{Locate, Reader, Spanned};
 use crate::yaml::{Map, Node};
 
 pub const SOURCE_KINDS: &[&str] = &["local", "tar", "remote", "patch", "git", "deb"];
@@ -26,7 +25,7 @@ fn fields(kind: &str) -> &'static [&'static str] {
 }
 
 /// Decode one `sources:` entry; errors go to `r`.
-pub(crate) fn decode(r: &mut Reader<SourceFile>, project: &Project, node: &Node) -> Option<Source> {
+pub(crate) fn decode<L: Locate>(r: &mut Reader<L>, project: &Project, node: &Node) -> Option<Source> {
     let Some(map) = r.map(node, "sources") else {
         if node.is_null() {
             r.err(
@@ -211,8 +210,8 @@ pub(crate) fn decode(r: &mut Reader<SourceFile>, project: &Project, node: &Node)
     })
 }
 
-fn required(
-    r: &mut Reader<SourceFile>,
+fn required<L: Locate>(
+    r: &mut Reader<L>,
     map: &Map,
     kind_node: &Node,
     kind: &str,
@@ -230,8 +229,8 @@ fn required(
     }
 }
 
-fn local_path(
-    r: &mut Reader<SourceFile>,
+fn local_path<L: Locate>(
+    r: &mut Reader<L>,
     project: &Project,
     map: &Map,
     kind_node: &Node,
@@ -300,8 +299,8 @@ fn local_path(
     Some(abs)
 }
 
-fn url(
-    r: &mut Reader<SourceFile>,
+fn url<L: Locate>(
+    r: &mut Reader<L>,
     project: &Project,
     map: &Map,
     kind_node: &Node,
@@ -373,8 +372,8 @@ fn url(
     None
 }
 
-fn checksum(
-    r: &mut Reader<SourceFile>,
+fn checksum<L: Locate>(
+    r: &mut Reader<L>,
     map: &Map,
     kind_node: &Node,
     kind: &str,

@@ -16,6 +16,7 @@
 //! configuration.
 
 pub mod compose;
+pub mod filter;
 pub mod import;
 pub mod sandboxed;
 pub mod script;
@@ -64,11 +65,37 @@ pub(crate) fn key_config(
             root_read_only,
             output,
         } => script::key_config(layout, *root_read_only, output, staged, &mut config),
+        Config::Filter {
+            include,
+            exclude,
+            include_orphans,
+            ..
+        } => filter::key_config(
+            loaded,
+            el,
+            filter::Settings {
+                include,
+                exclude,
+                include_orphans: *include_orphans,
+            },
+            &mut config,
+        ),
         Config::Sandbox | Config::Stack => {}
     }
-    if !matches!(el.config, Config::Import { .. } | Config::Stack) {
+    if !matches!(
+        el.config,
+        Config::Import { .. } | Config::Stack | Config::Filter { .. }
+    ) {
         // the behaviours that merge what they stage
         overlap_key_config(loaded, staged, &mut config);
+        if el.overlaps_allowed {
+            // BuildStream's default: a later element replaces earlier files
+            config.insert("overlaps".into(), vec!["allowed".into()]);
+        }
+    }
+    if let Some(w) = &el.workdir {
+        // only when the kind says where commands run (spec/keys.md)
+        config.insert("workdir".into(), vec![w.clone()]);
     }
     config
 }
@@ -114,6 +141,19 @@ pub(crate) fn assemble(work: Work<'_, '_>) -> Result<TreeDigest> {
         Config::Stack => stack::assemble(work),
         Config::Import { source, target } => import::assemble(work, source, target),
         Config::Sandbox => sandboxed::assemble(work),
+        Config::Filter {
+            include,
+            exclude,
+            include_orphans,
+            ..
+        } => filter::assemble(
+            work,
+            filter::Settings {
+                include,
+                exclude,
+                include_orphans: *include_orphans,
+            },
+        ),
         Config::Script {
             layout,
             root_read_only,

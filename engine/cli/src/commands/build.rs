@@ -46,7 +46,7 @@ fn install_sigint() {
 pub(crate) fn run_build(global: &Session, args: BuildArgs) -> CmdResult {
     let started = std::time::SystemTime::now();
     // The no-op fast path: unchanged files, every result here, no remote.
-    let memo = noop::key(&args.targets);
+    let memo = noop::key(&args.targets, &global.options());
     if let Some(key) = &memo {
         if global
             .remotes(&args.remote, false)?
@@ -63,7 +63,7 @@ pub(crate) fn run_build(global: &Session, args: BuildArgs) -> CmdResult {
             }
         }
     }
-    let loaded = load_or_report(&args.targets)?;
+    let loaded = load_or_report(global, &args.targets)?;
     let mirrors = global.mirrors()?;
     let store = global.store()?;
     // bwrap is checked by the first step that needs a sandbox (a no-op

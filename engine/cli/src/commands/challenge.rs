@@ -18,7 +18,7 @@ pub(crate) struct ChallengeArgs {
 }
 
 pub(crate) fn run_challenge(global: &Session, args: ChallengeArgs) -> CmdResult {
-    let loaded = load_or_report(std::slice::from_ref(&args.target))?;
+    let loaded = load_or_report(global, std::slice::from_ref(&args.target))?;
     let store = global.store()?;
     let report = cas_audit::challenge::challenge(&store, &loaded, loaded.targets[0], &args.remote)
         .map_err(err)?;

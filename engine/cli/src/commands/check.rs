@@ -46,7 +46,7 @@ fn build_options(global: &Session, offline: bool) -> Result<BuildOptions, Failur
 }
 
 pub(crate) fn run_check(global: &Session, args: CheckArgs) -> CmdResult {
-    let loaded = load_or_report(std::slice::from_ref(&args.target))?;
+    let loaded = load_or_report(global, std::slice::from_ref(&args.target))?;
     let store = global.store()?;
     cas_sandbox::check_available().map_err(err)?;
     let opts = build_options(global, args.offline)?;

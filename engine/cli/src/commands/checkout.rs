@@ -28,7 +28,7 @@ pub(crate) fn cached_output(
     global: &Session,
     target: &PathBuf,
 ) -> Result<(Store, Loaded, cas_builder::Planned), Failure> {
-    let loaded = load_or_report(std::slice::from_ref(target))?;
+    let loaded = load_or_report(global, std::slice::from_ref(target))?;
     let store = global.store()?;
     let plan = cas_builder::states(&store, &loaded, &loaded.targets, &global.mirrors()?)
         .map_err(|e| Failure::failed(miette::miette!("{e}")))?;

@@ -47,7 +47,7 @@ fn resolve(global: &Session, store: &Store, arg: &str) -> Result<TreeDigest, Fai
             store.root().display()
         )));
     }
-    let loaded = load_or_report(&[PathBuf::from(arg)])?;
+    let loaded = load_or_report(global, &[PathBuf::from(arg)])?;
     let mirrors = global.mirrors()?;
     let plan = cas_builder::states(store, &loaded, &loaded.targets, &mirrors).map_err(err)?;
     let id = loaded.targets[0];

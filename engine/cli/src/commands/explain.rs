@@ -33,7 +33,7 @@ pub(crate) fn run_explain(global: &Session, args: ExplainArgs) -> CmdResult {
         }
         None => None,
     };
-    let loaded = load_or_report(std::slice::from_ref(&args.target))?;
+    let loaded = load_or_report(global, std::slice::from_ref(&args.target))?;
     let store = global.store()?;
     let report = cas_audit::explain::explain(&store, &loaded, loaded.targets[0], against.as_ref())
         .map_err(err)?;

@@ -90,7 +90,7 @@ impl Drop for Bar {
 }
 
 pub(crate) fn run_fetch(global: &Session, args: FetchArgs) -> CmdResult {
-    let loaded = load_or_report(&args.targets)?;
+    let loaded = load_or_report(global, &args.targets)?;
     let mirrors = global.mirrors()?;
     let store = global.store()?;
     let fetcher = fetcher(&store, &mirrors)?;

@@ -64,8 +64,8 @@ pub(crate) fn render_dot(loaded: &Loaded) -> String {
     out
 }
 
-pub(crate) fn run_graph(_global: &Session, args: GraphArgs) -> CmdResult {
-    let loaded = load_or_report(std::slice::from_ref(&args.target))?;
+pub(crate) fn run_graph(global: &Session, args: GraphArgs) -> CmdResult {
+    let loaded = load_or_report(global, std::slice::from_ref(&args.target))?;
     print!("{}", render_dot(&loaded));
     Ok(ExitCode::SUCCESS)
 }

@@ -23,7 +23,7 @@ const TAG: &str = "cas-build-memo-1";
 
 /// The memo key of building `targets` (as written) from the working
 /// directory with this very binary.
-pub(crate) fn key(targets: &[PathBuf]) -> Option<Digest> {
+pub(crate) fn key(targets: &[PathBuf], options: &[(String, String)]) -> Option<Digest> {
     let exe = std::env::current_exe().ok()?;
     let meta = std::fs::metadata(&exe).ok()?;
     let cwd = std::env::current_dir().ok()?;
@@ -43,6 +43,12 @@ pub(crate) fn key(targets: &[PathBuf]) -> Option<Digest> {
     put(cas_format::host_arch().as_bytes());
     for t in targets {
         put(t.as_os_str().as_bytes());
+    }
+    // `-o NAME VALUE`: the options change the graph and the keys
+    put(&(options.len() as u64).to_le_bytes());
+    for (k, v) in options {
+        put(k.as_bytes());
+        put(v.as_bytes());
     }
     Some(Digest::of_bytes(&b))
 }
@@ -110,7 +116,7 @@ fn walk(path: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// What the load of `loaded` and its keys depended on: every file it read,
-/// the `project.yaml` candidates above the project (absent ones too), the
+/// the `project.yaml` and `project.conf` candidates above the project (absent ones too), the
 /// project's kinds directory, every local source tree and patch.
 fn inputs(loaded: &Loaded, targets: &[PathBuf]) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = loaded
@@ -128,12 +134,14 @@ fn inputs(loaded: &Loaded, targets: &[PathBuf]) -> Vec<PathBuf> {
         } else {
             cwd.clone()
         };
-        for d in start.ancestors() {
-            let candidate = d.join("project.yaml");
-            let found = candidate.is_file();
-            files.push(candidate);
-            if found {
-                break;
+        'up: for d in start.ancestors() {
+            for name in ["project.yaml", "project.conf"] {
+                let candidate = d.join(name);
+                let found = candidate.is_file();
+                files.push(candidate);
+                if found {
+                    break 'up;
+                }
             }
         }
     }

@@ -19,7 +19,7 @@ pub(crate) struct PullArgs {
 }
 
 pub(crate) fn run(global: &Session, args: PullArgs) -> CmdResult {
-    let loaded = load_or_report(&args.targets)?;
+    let loaded = load_or_report(global, &args.targets)?;
     let store = global.store()?;
     let remotes = global
         .remotes(&args.remote, false)?

@@ -45,7 +45,7 @@ pub(crate) fn run(global: &Session, _name: &str, args: Args) -> CmdResult {
     } else {
         (args.target.expect("clap requires a target"), None)
     };
-    let loaded = load_or_report(std::slice::from_ref(&target))?;
+    let loaded = load_or_report(global, std::slice::from_ref(&target))?;
     cas_sandbox::check_available().map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     // Ctrl-C belongs to the shell inside.
     // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.

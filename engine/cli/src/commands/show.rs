@@ -23,14 +23,17 @@ pub(crate) struct ShowArgs {
 }
 
 /// Load the targets, or print every diagnostic and fail with exit code 2.
-pub(crate) fn load_or_report(targets: &[PathBuf]) -> Result<Loaded, Failure> {
+pub(crate) fn load_or_report(global: &Session, targets: &[PathBuf]) -> Result<Loaded, Failure> {
     let cwd = std::env::current_dir()
         .map_err(|e| Failure::failed(miette::miette!("cannot read the working directory: {e}")))?;
     let targets: Vec<String> = targets
         .iter()
         .map(|t| t.to_string_lossy().into_owned())
         .collect();
-    cas_format::load(&targets, &cwd).map_err(|diags| {
+    let opts = cas_format::LoadOptions {
+        options: global.options(),
+    };
+    cas_format::load_with(&targets, &cwd, &opts).map_err(|diags| {
         for e in &diags.errors {
             eprintln!("{:?}", miette::Report::new(e.clone()));
         }
@@ -246,7 +249,7 @@ pub(crate) fn render_json(loaded: &Loaded, rows: &[ShowRow]) -> String {
 }
 
 pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
-    let loaded = load_or_report(&args.targets)?;
+    let loaded = load_or_report(global, &args.targets)?;
     let cwd = std::env::current_dir().unwrap_or_default();
     let mut rows = rows(&loaded, &cwd);
     // Keys and states: a key is known once everything staged is cached.

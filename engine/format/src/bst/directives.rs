@@ -1,0 +1,342 @@
+//! BuildStream's directives over the YAML tree: `(@)` includes, `(?)`
+//! conditionals and the composition rules they share (`(=)` `(<)` `(>)` on
+//! lists). Spans are kept: an error in an included file points into it.
+
+use std::collections::BTreeMap;
+
+use super::expr::{self, Value as OptValue};
+use crate::diagnostics::{Error, Span};
+use crate::read::{Locate, Reader, Spanned};
+use crate::yaml::{Key, Map, Node, Value};
+
+/// A mapping made only of list directives (`(=)`, `(<)`, `(>)`).
+pub(crate) fn is_directive(m: &Map) -> bool {
+    !m.entries.is_empty()
+        && m
+            .entries
+            .iter()
+            .all(|(k, _)| matches!(k.name.as_str(), "(=)" | "(<)" | "(>)"))
+}
+
+fn items(n: Option<&Node>) -> Vec<Node> {
+    match n.map(|n| &n.value) {
+        Some(Value::Seq(items)) => items.clone(),
+        Some(Value::Null) | None => Vec::new(),
+        Some(_) => n.cloned().into_iter().collect(),
+    }
+}
+
+/// Apply list directives `d` to `base`.
+fn apply(base: &[Node], d: &Map) -> Vec<Node> {
+    let mut out = match d.get("(=)") {
+        Some(n) => items(Some(n)),
+        None => base.to_vec(),
+    };
+    let mut pre = items(d.get("(<)"));
+    pre.append(&mut out);
+    out = pre;
+    out.extend(items(d.get("(>)")));
+    out
+}
+
+/// Composite `over` onto `base`, BuildStream's way: mappings merge key by
+/// key, list directives apply to the list below them (or stay, to apply to
+/// a list composed later), anything else replaces.
+pub(crate) fn composite(base: &mut Map, over: Map) {
+    for (k, v) in over.entries {
+        match base.entries.iter_mut().find(|(bk, _)| bk.name == k.name) {
+            None => base.entries.push((k, v)),
+            Some((_, b)) => composite_node(b, v),
+        }
+    }
+}
+
+fn composite_node(base: &mut Node, over: Node) {
+    match (&mut base.value, over.value) {
+        (Value::Seq(b), Value::Map(o)) if is_directive(&o) => {
+            *b = apply(b, &o);
+        }
+        (Value::Map(b), Value::Map(o)) if is_directive(b) && is_directive(&o) => {
+            if o.get("(=)").is_some() {
+                *b = o;
+            } else {
+                let mut merged = Map::default();
+                if let Some((k, v)) = b.get_entry("(=)") {
+                    merged.entries.push((k.clone(), v.clone()));
+                }
+                for key in ["(<)", "(>)"] {
+                    let (bk, bv) = (b.get_entry(key), o.get_entry(key));
+                    let k = match (bk, bv) {
+                        (Some((k, _)), _) | (None, Some((k, _))) => k.clone(),
+                        (None, None) => continue,
+                    };
+                    let list = if key == "(<)" {
+                        let mut l = items(bv.map(|(_, v)| v));
+                        l.extend(items(bk.map(|(_, v)| v)));
+                        l
+                    } else {
+                        let mut l = items(bk.map(|(_, v)| v));
+                        l.extend(items(bv.map(|(_, v)| v)));
+                        l
+                    };
+                    merged.entries.push((
+                        k.clone(),
+                        Node {
+                            span: k.span,
+                            value: Value::Seq(list),
+                        },
+                    ));
+                }
+                *b = merged;
+            }
+        }
+        (Value::Map(b), Value::Map(o)) if !is_directive(b) && !is_directive(&o) => {
+            composite(b, o);
+        }
+        (_, v) => {
+            base.value = v;
+            base.span = over.span;
+        }
+    }
+}
+
+/// Replace every list directive left in `node` (nothing below it to apply
+/// to) by the list it describes.
+pub(crate) fn resolve_lists(node: &mut Node) {
+    match &mut node.value {
+        Value::Map(m) if is_directive(m) => {
+            let list = apply(&[], m);
+            node.value = Value::Seq(list);
+            resolve_lists(node);
+        }
+        Value::Map(m) => {
+            for (_, v) in &mut m.entries {
+                resolve_lists(v);
+            }
+        }
+        Value::Seq(items) => {
+            for i in items {
+                resolve_lists(i);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Reads an included file: `(canonical name, parsed root)`, or `None` after
+/// reporting why not.
+pub(crate) type IncludeFn<'a> = dyn Fn(&Spanned, &mut Vec<Error>) -> Option<(String, Node)> + 'a;
+
+/// Processes `(@)` and `(?)` over a tree.
+pub(crate) struct Processor<'a, L: Locate> {
+    pub r: Reader<'a, L>,
+    /// `None`: leave conditionals in place (the first pass over project.conf,
+    /// before the options are known).
+    pub options: Option<&'a BTreeMap<String, OptValue>>,
+    pub include: &'a IncludeFn<'a>,
+    stack: Vec<String>,
+}
+
+impl<'a, L: Locate> Processor<'a, L> {
+    pub(crate) fn new(
+        loc: &'a L,
+        options: Option<&'a BTreeMap<String, OptValue>>,
+        include: &'a IncludeFn<'a>,
+    ) -> Self {
+        Processor {
+            r: Reader::new(loc),
+            options,
+            include,
+            stack: Vec::new(),
+        }
+    }
+
+    pub(crate) fn process(&mut self, node: Node) -> Node {
+        let span = node.span;
+        match node.value {
+            Value::Map(m) => Node {
+                span,
+                value: Value::Map(self.process_map(m, span)),
+            },
+            Value::Seq(items) => Node {
+                span,
+                value: Value::Seq(items.into_iter().map(|i| self.process(i)).collect()),
+            },
+            v => Node { span, value: v },
+        }
+    }
+
+    fn process_map(&mut self, m: Map, span: Span) -> Map {
+        let mut includes: Option<Node> = None;
+        let mut conditions: Option<(Key, Node)> = None;
+        let mut rest = Map::default();
+        for (k, v) in m.entries {
+            match k.name.as_str() {
+                "(@)" => includes = Some(v),
+                "(?)" if self.options.is_some() => conditions = Some((k, v)),
+                _ => {
+                    let v = self.process(v);
+                    rest.entries.push((k, v));
+                }
+            }
+        }
+        let mut out = Map::default();
+        if let Some(inc) = includes {
+            let names = match &inc.value {
+                Value::Scalar(s, _) => vec![Spanned {
+                    value: s.clone(),
+                    span: inc.span,
+                }],
+                _ => self.r.strings(&inc, "(@)"),
+            };
+            for name in names {
+                let mut errors = Vec::new();
+                let loaded = (self.include)(&name, &mut errors);
+                self.r.errors.extend(errors);
+                let Some((key, root)) = loaded else { continue };
+                if self.stack.contains(&key) {
+                    self.r.err(
+                        name.span,
+                        format!(
+                            "include cycle: {} → {}",
+                            self.stack.join(" → "),
+                            name.value
+                        ),
+                        "includes a file that includes this one",
+                    );
+                    continue;
+                }
+                let root = match root.value {
+                    Value::Map(_) => root,
+                    Value::Null => continue,
+                    _ => {
+                        self.r.err(
+                            name.span,
+                            format!("`{}`: an included file must be a mapping", name.value),
+                            "not a mapping",
+                        );
+                        continue;
+                    }
+                };
+                self.stack.push(key);
+                let processed = self.process(root);
+                self.stack.pop();
+                if let Value::Map(pm) = processed.value {
+                    composite(&mut out, pm);
+                }
+            }
+        }
+        composite(&mut out, rest);
+        if let Some((k, conds)) = conditions {
+            self.conditions(&mut out, &k, conds);
+        }
+        let _ = span;
+        out
+    }
+
+    fn conditions(&mut self, out: &mut Map, key: &Key, conds: Node) {
+        let Some(options) = self.options else { return };
+        let Value::Seq(items) = conds.value else {
+            self.r.err(
+                conds.span,
+                "`(?)`: expected a list of `condition: {...}` entries",
+                "expected a list",
+            );
+            return;
+        };
+        let _ = key;
+        for item in items {
+            let Value::Map(m) = item.value else {
+                self.r.err(
+                    item.span,
+                    "`(?)`: each entry is one `condition: {...}` mapping",
+                    "expected a mapping",
+                );
+                continue;
+            };
+            if m.entries.len() != 1 {
+                self.r.err(
+                    item.span,
+                    "`(?)`: each entry has exactly one condition",
+                    "one condition per entry",
+                );
+                continue;
+            }
+            let Some((cond, value)) = m.entries.into_iter().next() else {
+                continue;
+            };
+            match expr::evaluate(&cond.name, options) {
+                Ok(true) => {
+                    let value = self.process(value);
+                    match value.value {
+                        Value::Map(vm) => composite(out, vm),
+                        Value::Null => {}
+                        _ => self.r.err(
+                            value.span,
+                            "`(?)`: what a condition applies is a mapping",
+                            "expected a mapping",
+                        ),
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => self.r.err(
+                    cond.span,
+                    format!("`(?)` condition `{}`: {e}", cond.name),
+                    "invalid condition",
+                ),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostics::{FileId, SourceFile};
+
+    fn parse(text: &str) -> Node {
+        let f = SourceFile::new("t.bst".into(), "t.bst".into(), text.into());
+        crate::yaml::parse(&f, FileId(0)).unwrap().unwrap()
+    }
+
+    fn strings(n: &Node) -> Vec<String> {
+        match &n.value {
+            Value::Seq(i) => i.iter().map(|x| x.as_str().unwrap().to_string()).collect(),
+            _ => panic!("not a list"),
+        }
+    }
+
+    #[test]
+    fn conditionals_composite_and_directives_apply() {
+        let f = SourceFile::new("t.bst".into(), "t.bst".into(), String::new());
+        let text = "a: [1, 2]\nb: {x: 1}\n(?):\n- debug:\n    a:\n      (>): [3]\n    b: {y: 2}\n- not debug:\n    a: [9]\nc:\n  (<): [0]\n";
+        let mut opts = BTreeMap::new();
+        opts.insert("debug".to_string(), OptValue::Bool(true));
+        let none: &IncludeFn = &|_, _| None;
+        let mut p = Processor::new(&f, Some(&opts), none);
+        let mut out = p.process(parse(text));
+        assert!(p.r.errors.is_empty());
+        resolve_lists(&mut out);
+        let m = out.as_map().unwrap();
+        assert_eq!(strings(m.get("a").unwrap()), ["1", "2", "3"]);
+        let b = m.get("b").unwrap().as_map().unwrap();
+        assert_eq!(b.entries.len(), 2);
+        assert_eq!(strings(m.get("c").unwrap()), ["0"]);
+    }
+
+    #[test]
+    fn directive_maps_merge_in_order() {
+        let mut base = parse("k:\n  (>): [a]\n  (<): [p]\n").as_map().unwrap().clone();
+        let over = parse("k:\n  (>): [b]\n  (<): [q]\n").as_map().unwrap().clone();
+        composite(&mut base, over);
+        let mut n = Node {
+            span: Span::new(FileId(0), 0, 0),
+            value: Value::Map(base),
+        };
+        resolve_lists(&mut n);
+        assert_eq!(
+            strings(n.as_map().unwrap().get("k").unwrap()),
+            ["q", "p", "a", "b"]
+        );
+    }
+}

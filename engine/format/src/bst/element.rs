@@ -1,0 +1,435 @@
+//! A `.bst` element, read as BuildStream reads it: `(@)` and `(?)`
+//! processed, then translated into the shape of a cas element (dependency
+//! dictionaries into names, BuildStream's source fields into cas's) so that
+//! the one element decoder checks the rest. Spans are kept throughout.
+
+use super::directives::{resolve_lists, IncludeFn, Processor};
+use super::project::BstProject;
+use crate::read::{Locate, Reader};
+use crate::yaml::{Key, Map, Node, Style, Value};
+
+const KEYS: &[&str] = &[
+    "kind",
+    "description",
+    "depends",
+    "build-depends",
+    "runtime-depends",
+    "sources",
+    "variables",
+    "environment",
+    "environment-nocache",
+    "config",
+    "public",
+    "sandbox",
+];
+
+/// Source kinds that BuildStream projects use and cas does not read yet.
+const UNSUPPORTED_SOURCES: &[&str] = &[
+    "zip",
+    "cargo",
+    "cargo2",
+    "pip",
+    "git_module",
+    "ostree",
+    "docker",
+    "bzr",
+    "deb",
+    "gen_cargo_lock",
+    "workspace",
+];
+
+fn scalar(s: &str, span: crate::diagnostics::Span) -> Node {
+    Node {
+        span,
+        value: Value::Scalar(s.to_string(), Style::Quoted),
+    }
+}
+
+fn key(name: &str, span: crate::diagnostics::Span) -> Key {
+    Key {
+        name: name.to_string(),
+        span,
+    }
+}
+
+/// What the loader needs to know beyond the element itself.
+#[derive(Debug, Clone)]
+pub(crate) enum Special {
+    /// An ordinary element.
+    None,
+    /// `kind: junction`: a subproject; `config: options` and its sources.
+    Junction,
+}
+
+/// Process and translate one `.bst` file's tree. Errors go to `r`.
+pub(crate) fn translate<L: Locate>(
+    r: &mut Reader<L>,
+    loc: &L,
+    bst: &BstProject,
+    name: &str,
+    root: Node,
+    include: &IncludeFn,
+) -> (Node, Special) {
+    let mut p = Processor::new(loc, Some(&bst.values), include);
+    let node = p.process(root);
+    r.errors.append(&mut p.r.errors);
+    let span = node.span;
+    let Value::Map(map) = node.value else {
+        return (node, Special::None);
+    };
+    let kind = map.get("kind").and_then(|n| n.as_str()).unwrap_or("");
+    match kind {
+        "junction" => return (Node { span, value: Value::Map(map) }, Special::Junction),
+        "link" => {
+            let target = map
+                .get("config")
+                .and_then(|c| c.as_map())
+                .and_then(|c| c.get("target"))
+                .and_then(|t| r.string(t, "target"));
+            // a link is its target: a stack that depends on it
+            return match target {
+                Some(t) => {
+                    let kspan = map.get("kind").map_or(span, |k| k.span);
+                    let mut m = Map::default();
+                    m.entries.push((key("kind", kspan), scalar("stack", kspan)));
+                    m.entries.push((
+                        key("depends", t.span),
+                        Node { span: t.span, value: Value::Seq(vec![scalar(&t.value, t.span)]) },
+                    ));
+                    (Node { span, value: Value::Map(m) }, Special::None)
+                }
+                None => {
+                    r.err(
+                        map.get("kind").map_or(span, |k| k.span),
+                        "a link element needs `config: target:` (the element it stands for)",
+                        "no target",
+                    );
+                    (Node { span, value: Value::Map(map) }, Special::None)
+                }
+            };
+        }
+        _ => {}
+    }
+    for (k, _) in map.iter() {
+        if !KEYS.contains(&k.name.as_str()) {
+            r.unknown_key(k.span, &k.name, KEYS.iter().copied(), "a BuildStream element");
+        }
+    }
+    let mut out = Map::default();
+    let mut build = Vec::new();
+    let mut all = Vec::new();
+    let mut runtime = Vec::new();
+    // script: dependency `config: location` → layout
+    let mut locations: Vec<(Node, Option<Node>)> = Vec::new();
+    for (list_key, default) in [
+        ("depends", 0u8),
+        ("build-depends", 1),
+        ("runtime-depends", 2),
+    ] {
+        let Some(mut n) = map.get(list_key).cloned() else {
+            continue;
+        };
+        resolve_lists(&mut n);
+        let items = match n.value {
+            Value::Seq(items) => items,
+            Value::Null => continue,
+            _ => {
+                r.err(
+                    n.span,
+                    format!("`{list_key}`: expected a list of dependencies, found {}", n.describe()),
+                    "expected a list",
+                );
+                continue;
+            }
+        };
+        for item in items {
+            let (names, ty, config) = match &item.value {
+                Value::Scalar(..) => (vec![item.clone()], None, None),
+                Value::Map(m) => {
+                    r.check_keys(
+                        m,
+                        &["filename", "type", "junction", "strict", "config"],
+                        "a dependency",
+                    );
+                    let junction = m.get("junction").and_then(|j| r.string(j, "junction"));
+                    let names: Vec<Node> = match m.get("filename").map(|f| &f.value) {
+                        Some(Value::Scalar(..)) => vec![m.get("filename").cloned().unwrap_or(item.clone())],
+                        Some(Value::Seq(items)) => items.clone(),
+                        _ => {
+                            r.err(item.span, "a dependency mapping needs `filename`", "no `filename:`");
+                            continue;
+                        }
+                    };
+                    let names = names
+                        .into_iter()
+                        .filter_map(|f| {
+                            let s = r.string(&f, "filename")?;
+                            let v = match &junction {
+                                Some(j) => format!("{}:{}", j.value, s.value),
+                                None => s.value,
+                            };
+                            Some(scalar(&v, f.span))
+                        })
+                        .collect();
+                    if let Some(s) = m.get("strict") {
+                        let _ = r.bool(s, "strict");
+                    }
+                    let ty = m.get("type").and_then(|t| r.string(t, "type"));
+                    (names, ty, m.get("config").cloned())
+                }
+                _ => {
+                    r.err(
+                        item.span,
+                        format!("a dependency is a name or a mapping, not {}", item.describe()),
+                        "expected a name",
+                    );
+                    continue;
+                }
+            };
+            let slot = match (default, ty.as_ref().map(|t| t.value.as_str())) {
+                (0, None) => 0,
+                (0, Some("build")) => 1,
+                (0, Some("runtime")) => 2,
+                (0, Some("all")) => 0,
+                (d, None) => d,
+                (_, Some(t)) => {
+                    if let Some(ts) = &ty {
+                        r.err_help(
+                            ts.span,
+                            format!("`type: {t}` is not allowed under `{list_key}`"),
+                            "invalid type",
+                            "`type` (build or runtime) belongs to entries of `depends`",
+                        );
+                    }
+                    continue;
+                }
+            };
+            for n in names {
+                if slot != 2 {
+                    locations.push((n.clone(), config.clone()));
+                }
+                match slot {
+                    0 => all.push(n),
+                    1 => build.push(n),
+                    _ => runtime.push(n),
+                }
+            }
+        }
+    }
+    for (k, list) in [("depends", all), ("build-depends", build), ("runtime-depends", runtime)] {
+        if !list.is_empty() {
+            let span = map.get_entry(k).map_or(span, |(k, _)| k.span);
+            out.entries.push((key(k, span), Node { span, value: Value::Seq(list) }));
+        }
+    }
+    for k in ["kind", "description", "variables", "environment", "sandbox"] {
+        if let Some((kk, v)) = map.get_entry(k) {
+            let mut v = v.clone();
+            if k == "sandbox" {
+                sandbox(r, &mut v);
+            }
+            out.entries.push((kk.clone(), v));
+        }
+    }
+    if let Some((kk, v)) = map.get_entry("sources") {
+        let mut v = v.clone();
+        resolve_lists(&mut v);
+        let refs = bst
+            .refs
+            .as_ref()
+            .and_then(|n| n.as_map())
+            .and_then(|m| m.get(name))
+            .cloned();
+        if let Value::Seq(items) = &mut v.value {
+            for (i, item) in items.iter_mut().enumerate() {
+                let stored = refs.as_ref().and_then(|n| match &n.value {
+                    Value::Seq(refs) => refs.get(i).cloned(),
+                    _ => None,
+                });
+                source(r, bst, item, stored);
+            }
+        }
+        out.entries.push((kk.clone(), v));
+    }
+    let mut config = map.get_entry("config").map(|(k, v)| (k.clone(), v.clone()));
+    if kind == "script" {
+        let with_location = locations.iter().any(|(_, c)| {
+            c.as_ref()
+                .and_then(|c| c.as_map())
+                .is_some_and(|m| m.get("location").is_some())
+        });
+        if with_location {
+            let layout: Vec<Node> = locations
+                .iter()
+                .map(|(n, c)| {
+                    let loc = c
+                        .as_ref()
+                        .and_then(|c| c.as_map())
+                        .and_then(|m| m.get("location"))
+                        .cloned()
+                        .unwrap_or_else(|| scalar("/", n.span));
+                    let mut m = Map::default();
+                    m.entries.push((key("element", n.span), n.clone()));
+                    m.entries.push((key("destination", loc.span), loc));
+                    Node { span: n.span, value: Value::Map(m) }
+                })
+                .collect();
+            let (ck, mut cv) = config.unwrap_or_else(|| {
+                (key("config", span), Node { span, value: Value::Map(Map::default()) })
+            });
+            if let Value::Null = cv.value {
+                cv.value = Value::Map(Map::default());
+            }
+            if let Value::Map(cm) = &mut cv.value {
+                cm.entries.push((key("layout", span), Node { span, value: Value::Seq(layout) }));
+            }
+            config = Some((ck, cv));
+        }
+    }
+    if let Some(c) = config {
+        out.entries.push(c);
+    }
+    if let Some((kk, v)) = map.get_entry("public") {
+        // only the `bst` domain means anything to the core kinds
+        let mut m = Map::default();
+        if let Some((bk, bv)) = v.as_map().and_then(|m| m.get_entry("bst")) {
+            m.entries.push((bk.clone(), bv.clone()));
+        } else if !matches!(v.value, Value::Map(_) | Value::Null) {
+            r.err(v.span, format!("`public`: expected a mapping, found {}", v.describe()), "expected a mapping");
+        }
+        out.entries.push((kk.clone(), Node { span: v.span, value: Value::Map(m) }));
+    }
+    (Node { span, value: Value::Map(out) }, Special::None)
+}
+
+fn sandbox<L: Locate>(r: &mut Reader<L>, node: &mut Node) {
+    let Value::Map(m) = &mut node.value else { return };
+    if let Some(pos) = m.entries.iter().position(|(k, _)| k.name == "build-os") {
+        let (_, v) = m.entries.remove(pos);
+        if let Some(s) = r.string(&v, "build-os") {
+            if !s.value.eq_ignore_ascii_case("linux") {
+                r.err(s.span, format!("`build-os: {}`: cas builds on Linux only", s.value), "not Linux");
+            }
+        }
+    }
+}
+
+/// Rename one rename-able field.
+fn rename(m: &mut Map, from: &str, to: &str) {
+    if let Some((k, _)) = m.entries.iter_mut().find(|(k, _)| k.name == from) {
+        k.name = to.to_string();
+    }
+}
+
+/// Translate one source entry in place.
+fn source<L: Locate>(r: &mut Reader<L>, bst: &BstProject, node: &mut Node, stored: Option<Node>) {
+    let Value::Map(m) = &mut node.value else { return };
+    let Some(kind) = m.get("kind").and_then(|k| k.as_str()).map(str::to_string) else {
+        return;
+    };
+    let kind_span = m.get("kind").map_or(node.span, |k| k.span);
+    // project.refs: the stored `ref` of this source
+    if m.get("ref").is_none() {
+        if let Some(stored) = stored.as_ref().and_then(|s| s.as_map()).and_then(|s| s.get_entry("ref")) {
+            m.entries.push((stored.0.clone(), stored.1.clone()));
+        }
+    }
+    let set_kind = |m: &mut Map, k: &str| {
+        if let Some((_, v)) = m.entries.iter_mut().find(|(k, _)| k.name == "kind") {
+            v.value = Value::Scalar(k.to_string(), Style::Quoted);
+        }
+    };
+    let drop_keys = |m: &mut Map, keys: &[&str]| m.entries.retain(|(k, _)| !keys.contains(&k.name.as_str()));
+    let need_ref = |r: &mut Reader<L>, m: &Map, what: &str| {
+        if m.get("ref").is_none() {
+            r.err_help(
+                kind_span,
+                format!("this `{kind}` source has no `ref`"),
+                "no `ref:`",
+                format!("`ref` is {what}; BuildStream's `bst source track` writes it"),
+            );
+        }
+    };
+    match kind.as_str() {
+        "local" => {}
+        "tar" | "remote" => {
+            need_ref(r, m, "the sha256 of the file");
+            rename(m, "ref", "sha256");
+            if kind == "tar" && m.get("base-dir").is_none() {
+                m.entries.push((key("base-dir", kind_span), scalar("*", kind_span)));
+            }
+        }
+        "patch" => rename(m, "strip-level", "strip"),
+        "git" | "git_repo" | "git_tag" => {
+            set_kind(m, "git");
+            need_ref(r, m, "the commit (or `git describe` form TAG-N-gCOMMIT)");
+            if let Some((_, v)) = m.entries.iter_mut().find(|(k, _)| k.name == "ref") {
+                if let Value::Scalar(s, _) = &v.value {
+                    if let Some(commit) = commit_of_ref(s) {
+                        v.value = Value::Scalar(commit, Style::Quoted);
+                    }
+                }
+            }
+            let submodules = m
+                .get("checkout-submodules")
+                .and_then(|n| n.as_str())
+                .is_some_and(|s| s == "True" || s == "true");
+            if submodules {
+                r.err(
+                    kind_span,
+                    "git submodules (`checkout-submodules: True`) are not supported yet",
+                    "submodules",
+                );
+            }
+            drop_keys(
+                m,
+                &["submodules", "checkout-submodules", "track-tags", "tags", "track-extra", "ref-format", "track-ref"],
+            );
+        }
+        k if UNSUPPORTED_SOURCES.contains(&k) => {
+            r.err_help(
+                kind_span,
+                format!("`{k}` sources are not supported yet"),
+                "not supported yet",
+                "cas reads local, tar, remote, patch and git sources of BuildStream projects",
+            );
+        }
+        k => match bst.source_plugins.get(k) {
+            Some(from) => r.err(
+                kind_span,
+                format!("source kind `{k}` comes from a plugin ({from}) that cas does not implement"),
+                "plugin not implemented",
+            ),
+            None => r.err_help(
+                kind_span,
+                format!("unknown source kind `{k}`"),
+                "unknown source kind",
+                "BuildStream's source kinds that cas reads: local, tar, remote, patch, git",
+            ),
+        },
+    }
+}
+
+/// The commit of a BuildStream git ref: a commit, or `TAG-N-gCOMMIT`.
+pub(crate) fn commit_of_ref(s: &str) -> Option<String> {
+    let is_commit = |c: &str| c.len() == 40 && c.bytes().all(|b| b.is_ascii_hexdigit());
+    if is_commit(s) {
+        return Some(s.to_ascii_lowercase());
+    }
+    let (_, tail) = s.rsplit_once("-g")?;
+    is_commit(tail).then(|| tail.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn git_refs() {
+        let c = "0123456789abcdef0123456789abcdef01234567";
+        assert_eq!(super::commit_of_ref(c).as_deref(), Some(c));
+        assert_eq!(
+            super::commit_of_ref(&format!("v1.2-3-g{c}")).as_deref(),
+            Some(c)
+        );
+        assert_eq!(super::commit_of_ref("v1.2"), None);
+    }
+}

@@ -1,0 +1,268 @@
+//! Project options (`options:` of project.conf): their declarations, the
+//! values given on the command line (`-o NAME VALUE`), in the user
+//! configuration or by a junction, and the variables they export.
+
+use std::collections::BTreeMap;
+
+use super::expr::Value;
+use crate::diagnostics::Span;
+use crate::read::{Locate, Reader, Spanned};
+use crate::yaml::Node;
+
+/// The types BuildStream defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionType {
+    Bool,
+    Enum,
+    Flags,
+    Arch,
+    Os,
+    ElementMask,
+}
+
+impl OptionType {
+    const ALL: [(&'static str, OptionType); 6] = [
+        ("bool", OptionType::Bool),
+        ("enum", OptionType::Enum),
+        ("flags", OptionType::Flags),
+        ("arch", OptionType::Arch),
+        ("os", OptionType::Os),
+        ("element-mask", OptionType::ElementMask),
+    ];
+}
+
+/// One declared option.
+#[derive(Debug, Clone)]
+pub struct Declared {
+    pub name: String,
+    pub ty: OptionType,
+    pub values: Vec<String>,
+    pub default: Value,
+    /// The variable that receives the value, if any.
+    pub variable: Option<String>,
+    pub span: Span,
+}
+
+/// BuildStream's spelling of this machine's architecture.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86" => "i686",
+        "arm" => "armv7",
+        "powerpc64" => "ppc64",
+        a => a,
+    }
+}
+
+pub(crate) fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "True" | "true" => Some(true),
+        "False" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// Decode the `options:` mapping of a project.
+pub(crate) fn declare<L: Locate>(r: &mut Reader<L>, node: &Node) -> Vec<Declared> {
+    let mut out = Vec::new();
+    let Some(map) = r.map(node, "options") else {
+        return out;
+    };
+    for (k, v) in map.iter() {
+        let Some(m) = r.map(v, &k.name) else { continue };
+        r.check_keys(
+            m,
+            &["type", "description", "values", "default", "variable"],
+            &format!("option `{}`", k.name),
+        );
+        let Some(ty) = m.get("type").and_then(|n| r.string(n, "type")) else {
+            r.err(k.span, format!("option `{}` has no `type`", k.name), "no `type:`");
+            continue;
+        };
+        let Some((_, ty_v)) = OptionType::ALL.iter().find(|(n, _)| *n == ty.value) else {
+            let names: Vec<&str> = OptionType::ALL.iter().map(|(n, _)| *n).collect();
+            r.err_help(
+                ty.span,
+                format!("unknown option type `{}`", ty.value),
+                "unknown type",
+                format!("option types: {}", names.join(", ")),
+            );
+            continue;
+        };
+        let values: Vec<String> = m
+            .get("values")
+            .map(|n| r.strings(n, "values").into_iter().map(|s| s.value).collect())
+            .unwrap_or_default();
+        let default_node = m.get("default");
+        let default = match ty_v {
+            OptionType::Bool => match default_node.and_then(|n| r.string(n, "default")) {
+                None => Value::Bool(false),
+                Some(s) => match parse_bool(&s.value) {
+                    Some(b) => Value::Bool(b),
+                    None => {
+                        r.err(s.span, "a bool option's default is `True` or `False`", "not a boolean");
+                        continue;
+                    }
+                },
+            },
+            OptionType::Flags | OptionType::ElementMask => Value::List(
+                default_node
+                    .map(|n| r.strings(n, "default").into_iter().map(|s| s.value).collect())
+                    .unwrap_or_default(),
+            ),
+            OptionType::Arch => match default_node.and_then(|n| r.string(n, "default")) {
+                Some(s) => Value::Str(s.value),
+                None => Value::Str(host_arch().to_string()),
+            },
+            OptionType::Os => match default_node.and_then(|n| r.string(n, "default")) {
+                Some(s) => Value::Str(s.value),
+                None => Value::Str("Linux".into()),
+            },
+            OptionType::Enum => match default_node.and_then(|n| r.string(n, "default")) {
+                Some(s) => Value::Str(s.value),
+                None => {
+                    r.err(k.span, format!("enum option `{}` has no `default`", k.name), "no `default:`");
+                    continue;
+                }
+            },
+        };
+        let variable = m
+            .get("variable")
+            .and_then(|n| r.string(n, "variable"))
+            .map(|s| s.value);
+        let d = Declared {
+            name: k.name.clone(),
+            ty: *ty_v,
+            values,
+            default,
+            variable,
+            span: k.span,
+        };
+        if let Err(e) = d.check(&d.default) {
+            r.err(default_node.map_or(k.span, |n| n.span), format!("option `{}`: default {e}", d.name), "invalid default");
+        }
+        out.push(d);
+    }
+    out
+}
+
+impl Declared {
+    /// Parse a value given as text (`-o NAME VALUE`, the user configuration,
+    /// a junction's `options`).
+    pub fn parse(&self, text: &str) -> Result<Value, String> {
+        let v = match self.ty {
+            OptionType::Bool => Value::Bool(
+                parse_bool(text).ok_or_else(|| format!("`{text}` is not `True` or `False`"))?,
+            ),
+            OptionType::Flags | OptionType::ElementMask => Value::List(
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            ),
+            _ => Value::Str(text.to_string()),
+        };
+        self.check(&v)?;
+        Ok(v)
+    }
+
+    fn check(&self, v: &Value) -> Result<(), String> {
+        let allowed = |s: &str| self.values.is_empty() || self.values.iter().any(|x| x == s);
+        match (self.ty, v) {
+            (OptionType::Enum | OptionType::Arch | OptionType::Os, Value::Str(s)) if !allowed(s) => {
+                Err(format!("`{s}` is not one of: {}", self.values.join(", ")))
+            }
+            (OptionType::Flags, Value::List(l)) => match l.iter().find(|s| !allowed(s)) {
+                Some(s) => Err(format!("flag `{s}` is not one of: {}", self.values.join(", "))),
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// The value as `cas show` prints it (BuildStream's spelling).
+    pub fn variable_text_display(v: &Value) -> String {
+        match v {
+            Value::Bool(b) => if *b { "True" } else { "False" }.to_string(),
+            other => Self::variable_text(other),
+        }
+    }
+
+    /// The text an exported variable gets (BuildStream's: `1`/`0` for a bool,
+    /// flags joined with `,`).
+    pub fn variable_text(v: &Value) -> String {
+        match v {
+            Value::Bool(b) => if *b { "1" } else { "0" }.to_string(),
+            Value::Str(s) => s.clone(),
+            Value::Int(i) => i.to_string(),
+            Value::List(l) => {
+                let mut l = l.clone();
+                l.sort();
+                l.join(",")
+            }
+        }
+    }
+}
+
+/// Values given from outside the project: name → (text, where it was given).
+#[derive(Debug, Clone, Default)]
+pub struct Given {
+    pub values: Vec<(String, String, Option<Span>)>,
+}
+
+/// The value of every option: its default, then the given values in order.
+/// A value for an undeclared option, or one that does not parse, is an
+/// error (`where` names the source for values without a span).
+pub(crate) fn values<L: Locate>(
+    r: &mut Reader<L>,
+    declared: &[Declared],
+    given: &Given,
+    project: &str,
+) -> BTreeMap<String, Value> {
+    let mut out: BTreeMap<String, Value> =
+        declared.iter().map(|d| (d.name.clone(), d.default.clone())).collect();
+    for (name, text, span) in &given.values {
+        let Some(d) = declared.iter().find(|d| d.name == *name) else {
+            let names: Vec<&str> = declared.iter().map(|d| d.name.as_str()).collect();
+            let msg = format!("project `{project}` has no option `{name}`");
+            let help = if names.is_empty() {
+                "it declares no options".to_string()
+            } else {
+                format!("its options: {}", names.join(", "))
+            };
+            match span {
+                Some(s) => r.err_help(*s, msg, "unknown option", help),
+                None => r.errors.push(crate::diagnostics::Error::plain(msg).with_help(help)),
+            }
+            continue;
+        };
+        match d.parse(text) {
+            Ok(v) => {
+                out.insert(name.clone(), v);
+            }
+            Err(e) => {
+                let msg = format!("option `{name}`: {e}");
+                match span {
+                    Some(s) => r.err(*s, msg, "invalid value"),
+                    None => r.errors.push(crate::diagnostics::Error::plain(msg)),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Spanned helper for exported variables.
+pub(crate) fn exported(declared: &[Declared], values: &BTreeMap<String, Value>) -> Vec<(Spanned, Spanned)> {
+    declared
+        .iter()
+        .filter_map(|d| {
+            let var = d.variable.as_ref()?;
+            let v = values.get(&d.name)?;
+            Some((
+                Spanned { value: var.clone(), span: d.span },
+                Spanned { value: Declared::variable_text(v), span: d.span },
+            ))
+        })
+        .collect()
+}
