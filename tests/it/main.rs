@@ -10,6 +10,7 @@
 mod ctx;
 
 mod audit;
+mod bst;
 mod build;
 mod format;
 mod golden;

@@ -447,8 +447,6 @@ impl Engine<'_> {
         }
     }
 
-
-
     /// Merges `layers` for `el` into one stored tree, listing whitelisted
     /// replacements in `log`.
     pub(crate) fn merge_layers(

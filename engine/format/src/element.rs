@@ -570,7 +570,12 @@ fn resolve_kind<'k>(cx: &'k Context, raw: &RawElement, r: &mut Reader<Files>) ->
                 .as_ref()
                 .is_some_and(|b| b.element_plugins.contains_key(&k.value)) =>
             {
-                let from = cx.project.bst.as_ref().map(|b| b.element_plugins[&k.value].clone()).unwrap_or_default();
+                let from = cx
+                    .project
+                    .bst
+                    .as_ref()
+                    .map(|b| b.element_plugins[&k.value].clone())
+                    .unwrap_or_default();
                 r.err_help(
                     k.span,
                     format!(
@@ -847,7 +852,11 @@ pub(crate) fn resolve(
     let workdir = kind.workdir.as_ref().map(|w| {
         let v = expand(w, &mut errors);
         let t = v.trim_end_matches('/');
-        if t.is_empty() { "/".to_string() } else { t.to_string() }
+        if t.is_empty() {
+            "/".to_string()
+        } else {
+            t.to_string()
+        }
     });
 
     errors.extend(r.errors);

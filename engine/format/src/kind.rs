@@ -82,14 +82,23 @@ pub const BUILTIN: &[(&str, &str)] = &[
 /// embedded from `elements/bst/`: BuildStream's own and buildstream-plugins'
 /// build elements, with their variable names and defaults.
 pub const BST_BUILTIN: &[(&str, &str)] = &[
-    ("defaults", include_str!("../../../elements/bst/defaults.yaml")),
+    (
+        "defaults",
+        include_str!("../../../elements/bst/defaults.yaml"),
+    ),
     ("import", include_str!("../../../elements/bst/import.yaml")),
     ("manual", include_str!("../../../elements/bst/manual.yaml")),
     ("make", include_str!("../../../elements/bst/make.yaml")),
-    ("autotools", include_str!("../../../elements/bst/autotools.yaml")),
+    (
+        "autotools",
+        include_str!("../../../elements/bst/autotools.yaml"),
+    ),
     ("cmake", include_str!("../../../elements/bst/cmake.yaml")),
     ("meson", include_str!("../../../elements/bst/meson.yaml")),
-    ("compose", include_str!("../../../elements/bst/compose.yaml")),
+    (
+        "compose",
+        include_str!("../../../elements/bst/compose.yaml"),
+    ),
     ("filter", include_str!("../../../elements/bst/filter.yaml")),
     ("script", include_str!("../../../elements/bst/script.yaml")),
     ("stack", include_str!("../../../elements/bst/stack.yaml")),

@@ -7,10 +7,10 @@ use std::path::{Component, Path, PathBuf};
 
 use rayon::prelude::*;
 
+use crate::bst::{self, Includes, WithIncludes};
 use crate::diagnostics::{Diagnostics, Error, FileId, Files, SourceFile, Span};
 use crate::element::{normalise_name, resolve, Context, Element, ElementId, RawElement};
 use crate::graph;
-use crate::bst::{self, Includes, WithIncludes};
 use crate::kind::{
     builtin_file, decode_defaults, merge_public, resolve_kinds, Kind, Layer, RawKind, BST_BUILTIN,
     BUILTIN,
@@ -236,7 +236,14 @@ fn load_kinds(
     });
     let mut project_kinds = Vec::new();
     if let Some(b) = &project.bst {
-        bst_layers(files, b, &builtin, &mut defaults, &mut project_kinds, errors);
+        bst_layers(
+            files,
+            b,
+            &builtin,
+            &mut defaults,
+            &mut project_kinds,
+            errors,
+        );
     }
     if let Some(dir) = &project.kinds_dir {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -392,7 +399,9 @@ fn read_elements(
                                     root.as_ref(),
                                     project,
                                 ),
-                                Some(b) => decode_bst(&f, id, name, root, project, b, includes, cwd),
+                                Some(b) => {
+                                    decode_bst(&f, id, name, root, project, b, includes, cwd)
+                                }
                             },
                             Err(es) => Err(es),
                         };
@@ -433,7 +442,10 @@ fn read_elements(
 
 /// Decode one `.bst` element: directives, translation, then the decoder
 /// every element goes through.
-#[allow(clippy::too_many_arguments, reason = "one call site, each argument distinct")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site, each argument distinct"
+)]
 fn decode_bst(
     f: &SourceFile,
     id: FileId,
@@ -549,7 +561,11 @@ pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
     clippy::print_stderr,
     reason = "CAS_FORMAT_TIMING=1 prints the time of each phase on stderr"
 )]
-pub fn load_with(targets: &[String], cwd: &Path, opts: &LoadOptions) -> Result<Loaded, Diagnostics> {
+pub fn load_with(
+    targets: &[String],
+    cwd: &Path,
+    opts: &LoadOptions,
+) -> Result<Loaded, Diagnostics> {
     let cwd = if cwd.is_absolute() {
         normalise_path(cwd)
     } else {
@@ -763,13 +779,19 @@ fn filters(files: &Files, elements: &mut [Element]) -> Vec<Error> {
                             e.origin.kind_span,
                             format!(
                                 "filter `{}`: `{}` has no split-rule domain `{d}`",
-                                e.name, elements[dep.index()].name
+                                e.name,
+                                elements[dep.index()].name
                             ),
                             "unknown domain",
                         )
                         .with_help(format!(
                             "its domains: {}",
-                            dep_public.split_rules.keys().cloned().collect::<Vec<_>>().join(", ")
+                            dep_public
+                                .split_rules
+                                .keys()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         )),
                 );
             }
@@ -788,9 +810,7 @@ fn filters(files: &Files, elements: &mut [Element]) -> Vec<Error> {
 fn dedupe_plugin_errors(errors: &mut Vec<Error>) {
     errors.sort_by(|a, b| a.sort_key.cmp(&b.sort_key));
     let mut seen = std::collections::HashSet::new();
-    errors.retain(|e| {
-        !e.message.contains("comes from a plugin") || seen.insert(e.message.clone())
-    });
+    errors.retain(|e| !e.message.contains("comes from a plugin") || seen.insert(e.message.clone()));
 }
 
 fn suggest_name(element_path: &Path, t: &str) -> Option<String> {

@@ -25,7 +25,11 @@ fn fields(kind: &str) -> &'static [&'static str] {
 }
 
 /// Decode one `sources:` entry; errors go to `r`.
-pub(crate) fn decode<L: Locate>(r: &mut Reader<L>, project: &Project, node: &Node) -> Option<Source> {
+pub(crate) fn decode<L: Locate>(
+    r: &mut Reader<L>,
+    project: &Project,
+    node: &Node,
+) -> Option<Source> {
     let Some(map) = r.map(node, "sources") else {
         if node.is_null() {
             r.err(

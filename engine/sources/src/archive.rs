@@ -98,6 +98,17 @@ pub fn extract_tar_file(
     };
     let strip: Vec<OsString> = match base_dir {
         None => single_top_dir(&name, open()?)?.into_iter().collect(),
+        Some(pattern) if pattern.contains(['*', '?']) => {
+            match first_matching_dir(&name, open()?, pattern)? {
+                Some(dir) => dir,
+                None => {
+                    return Err(archive_error(
+                        &name,
+                        format!("no directory of the archive matches base-dir `{pattern}`"),
+                    ))
+                }
+            }
+        }
         Some(dir) => {
             let comps = normalize(Path::new(dir)).map_err(|reason| SourceError::Archive {
                 archive: name.clone(),
@@ -170,6 +181,62 @@ fn is_metadata(t: tar::EntryType) -> bool {
             | tar::EntryType::GNULongName
             | tar::EntryType::GNULongLink
     )
+}
+
+/// `*` and `?` of a base-dir glob match within one path component (BuildStream's).
+fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    match (pattern.first(), text.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => {
+            glob_match(&pattern[1..], text)
+                || (!text.is_empty() && text[0] != b'/' && glob_match(pattern, &text[1..]))
+        }
+        (Some(b'?'), Some(&c)) if c != b'/' => glob_match(&pattern[1..], &text[1..]),
+        (Some(p), Some(c)) if p == c => glob_match(&pattern[1..], &text[1..]),
+        _ => false,
+    }
+}
+
+/// BuildStream's base-dir glob: the first, in sorted order, of the
+/// archive's directories (explicit members and the parents of files) that
+/// matches `pattern`.
+fn first_matching_dir(
+    name: &str,
+    reader: Box<dyn Read>,
+    pattern: &str,
+) -> Result<Option<Vec<OsString>>> {
+    let mut archive = tar::Archive::new(reader);
+    let entries = archive
+        .entries()
+        .map_err(|e| archive_error(name, format!("cannot read: {e}")))?;
+    let mut dirs: std::collections::BTreeSet<Vec<OsString>> = std::collections::BTreeSet::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| archive_error(name, format!("cannot read: {e}")))?;
+        let kind = entry.header().entry_type();
+        if is_metadata(kind) {
+            continue;
+        }
+        let raw = entry.path_bytes();
+        let path = Path::new(OsStr::from_bytes(&raw));
+        let comps = normalize(path).map_err(|reason| unsafe_member(name, path, reason))?;
+        let parents = if kind == tar::EntryType::Directory {
+            comps.len()
+        } else {
+            comps.len().saturating_sub(1)
+        };
+        for n in 1..=parents {
+            dirs.insert(comps[..n].to_vec());
+        }
+    }
+    let pattern = pattern.trim_start_matches("./").trim_end_matches('/');
+    Ok(dirs.into_iter().find(|d| {
+        let joined: Vec<u8> = d
+            .iter()
+            .map(|c| c.as_bytes().to_vec())
+            .collect::<Vec<_>>()
+            .join(&b'/');
+        glob_match(pattern.as_bytes(), &joined)
+    }))
 }
 
 /// The single top directory of an archive, if every member is inside it.

@@ -12,8 +12,7 @@ use crate::yaml::{Key, Map, Node, Value};
 /// A mapping made only of list directives (`(=)`, `(<)`, `(>)`).
 pub(crate) fn is_directive(m: &Map) -> bool {
     !m.entries.is_empty()
-        && m
-            .entries
+        && m.entries
             .iter()
             .all(|(k, _)| matches!(k.name.as_str(), "(=)" | "(<)" | "(>)"))
 }
@@ -197,11 +196,7 @@ impl<'a, L: Locate> Processor<'a, L> {
                 if self.stack.contains(&key) {
                     self.r.err(
                         name.span,
-                        format!(
-                            "include cycle: {} → {}",
-                            self.stack.join(" → "),
-                            name.value
-                        ),
+                        format!("include cycle: {} → {}", self.stack.join(" → "), name.value),
                         "includes a file that includes this one",
                     );
                     continue;
@@ -326,8 +321,14 @@ mod tests {
 
     #[test]
     fn directive_maps_merge_in_order() {
-        let mut base = parse("k:\n  (>): [a]\n  (<): [p]\n").as_map().unwrap().clone();
-        let over = parse("k:\n  (>): [b]\n  (<): [q]\n").as_map().unwrap().clone();
+        let mut base = parse("k:\n  (>): [a]\n  (<): [p]\n")
+            .as_map()
+            .unwrap()
+            .clone();
+        let over = parse("k:\n  (>): [b]\n  (<): [q]\n")
+            .as_map()
+            .unwrap()
+            .clone();
         composite(&mut base, over);
         let mut n = Node {
             span: Span::new(FileId(0), 0, 0),

@@ -79,7 +79,15 @@ pub(crate) fn translate<L: Locate>(
     };
     let kind = map.get("kind").and_then(|n| n.as_str()).unwrap_or("");
     match kind {
-        "junction" => return (Node { span, value: Value::Map(map) }, Special::Junction),
+        "junction" => {
+            return (
+                Node {
+                    span,
+                    value: Value::Map(map),
+                },
+                Special::Junction,
+            )
+        }
         "link" => {
             let target = map
                 .get("config")
@@ -94,9 +102,18 @@ pub(crate) fn translate<L: Locate>(
                     m.entries.push((key("kind", kspan), scalar("stack", kspan)));
                     m.entries.push((
                         key("depends", t.span),
-                        Node { span: t.span, value: Value::Seq(vec![scalar(&t.value, t.span)]) },
+                        Node {
+                            span: t.span,
+                            value: Value::Seq(vec![scalar(&t.value, t.span)]),
+                        },
                     ));
-                    (Node { span, value: Value::Map(m) }, Special::None)
+                    (
+                        Node {
+                            span,
+                            value: Value::Map(m),
+                        },
+                        Special::None,
+                    )
                 }
                 None => {
                     r.err(
@@ -104,7 +121,13 @@ pub(crate) fn translate<L: Locate>(
                         "a link element needs `config: target:` (the element it stands for)",
                         "no target",
                     );
-                    (Node { span, value: Value::Map(map) }, Special::None)
+                    (
+                        Node {
+                            span,
+                            value: Value::Map(map),
+                        },
+                        Special::None,
+                    )
                 }
             };
         }
@@ -112,7 +135,12 @@ pub(crate) fn translate<L: Locate>(
     }
     for (k, _) in map.iter() {
         if !KEYS.contains(&k.name.as_str()) {
-            r.unknown_key(k.span, &k.name, KEYS.iter().copied(), "a BuildStream element");
+            r.unknown_key(
+                k.span,
+                &k.name,
+                KEYS.iter().copied(),
+                "a BuildStream element",
+            );
         }
     }
     let mut out = Map::default();
@@ -136,7 +164,10 @@ pub(crate) fn translate<L: Locate>(
             _ => {
                 r.err(
                     n.span,
-                    format!("`{list_key}`: expected a list of dependencies, found {}", n.describe()),
+                    format!(
+                        "`{list_key}`: expected a list of dependencies, found {}",
+                        n.describe()
+                    ),
                     "expected a list",
                 );
                 continue;
@@ -153,10 +184,16 @@ pub(crate) fn translate<L: Locate>(
                     );
                     let junction = m.get("junction").and_then(|j| r.string(j, "junction"));
                     let names: Vec<Node> = match m.get("filename").map(|f| &f.value) {
-                        Some(Value::Scalar(..)) => vec![m.get("filename").cloned().unwrap_or(item.clone())],
+                        Some(Value::Scalar(..)) => {
+                            vec![m.get("filename").cloned().unwrap_or(item.clone())]
+                        }
                         Some(Value::Seq(items)) => items.clone(),
                         _ => {
-                            r.err(item.span, "a dependency mapping needs `filename`", "no `filename:`");
+                            r.err(
+                                item.span,
+                                "a dependency mapping needs `filename`",
+                                "no `filename:`",
+                            );
                             continue;
                         }
                     };
@@ -180,7 +217,10 @@ pub(crate) fn translate<L: Locate>(
                 _ => {
                     r.err(
                         item.span,
-                        format!("a dependency is a name or a mapping, not {}", item.describe()),
+                        format!(
+                            "a dependency is a name or a mapping, not {}",
+                            item.describe()
+                        ),
                         "expected a name",
                     );
                     continue;
@@ -216,10 +256,20 @@ pub(crate) fn translate<L: Locate>(
             }
         }
     }
-    for (k, list) in [("depends", all), ("build-depends", build), ("runtime-depends", runtime)] {
+    for (k, list) in [
+        ("depends", all),
+        ("build-depends", build),
+        ("runtime-depends", runtime),
+    ] {
         if !list.is_empty() {
             let span = map.get_entry(k).map_or(span, |(k, _)| k.span);
-            out.entries.push((key(k, span), Node { span, value: Value::Seq(list) }));
+            out.entries.push((
+                key(k, span),
+                Node {
+                    span,
+                    value: Value::Seq(list),
+                },
+            ));
         }
     }
     for k in ["kind", "description", "variables", "environment", "sandbox"] {
@@ -241,13 +291,18 @@ pub(crate) fn translate<L: Locate>(
             .and_then(|m| m.get(name))
             .cloned();
         if let Value::Seq(items) = &mut v.value {
-            for (i, item) in items.iter_mut().enumerate() {
+            let mut kept = Vec::new();
+            for (i, mut item) in std::mem::take(items).into_iter().enumerate() {
                 let stored = refs.as_ref().and_then(|n| match &n.value {
                     Value::Seq(refs) => refs.get(i).cloned(),
                     _ => None,
                 });
-                source(r, bst, item, stored);
+                // a source already reported is not checked again as cas's
+                if source(r, bst, &mut item, stored) {
+                    kept.push(item);
+                }
             }
+            *items = kept;
         }
         out.entries.push((kk.clone(), v));
     }
@@ -271,17 +326,32 @@ pub(crate) fn translate<L: Locate>(
                     let mut m = Map::default();
                     m.entries.push((key("element", n.span), n.clone()));
                     m.entries.push((key("destination", loc.span), loc));
-                    Node { span: n.span, value: Value::Map(m) }
+                    Node {
+                        span: n.span,
+                        value: Value::Map(m),
+                    }
                 })
                 .collect();
             let (ck, mut cv) = config.unwrap_or_else(|| {
-                (key("config", span), Node { span, value: Value::Map(Map::default()) })
+                (
+                    key("config", span),
+                    Node {
+                        span,
+                        value: Value::Map(Map::default()),
+                    },
+                )
             });
             if let Value::Null = cv.value {
                 cv.value = Value::Map(Map::default());
             }
             if let Value::Map(cm) = &mut cv.value {
-                cm.entries.push((key("layout", span), Node { span, value: Value::Seq(layout) }));
+                cm.entries.push((
+                    key("layout", span),
+                    Node {
+                        span,
+                        value: Value::Seq(layout),
+                    },
+                ));
             }
             config = Some((ck, cv));
         }
@@ -295,20 +365,42 @@ pub(crate) fn translate<L: Locate>(
         if let Some((bk, bv)) = v.as_map().and_then(|m| m.get_entry("bst")) {
             m.entries.push((bk.clone(), bv.clone()));
         } else if !matches!(v.value, Value::Map(_) | Value::Null) {
-            r.err(v.span, format!("`public`: expected a mapping, found {}", v.describe()), "expected a mapping");
+            r.err(
+                v.span,
+                format!("`public`: expected a mapping, found {}", v.describe()),
+                "expected a mapping",
+            );
         }
-        out.entries.push((kk.clone(), Node { span: v.span, value: Value::Map(m) }));
+        out.entries.push((
+            kk.clone(),
+            Node {
+                span: v.span,
+                value: Value::Map(m),
+            },
+        ));
     }
-    (Node { span, value: Value::Map(out) }, Special::None)
+    (
+        Node {
+            span,
+            value: Value::Map(out),
+        },
+        Special::None,
+    )
 }
 
 fn sandbox<L: Locate>(r: &mut Reader<L>, node: &mut Node) {
-    let Value::Map(m) = &mut node.value else { return };
+    let Value::Map(m) = &mut node.value else {
+        return;
+    };
     if let Some(pos) = m.entries.iter().position(|(k, _)| k.name == "build-os") {
         let (_, v) = m.entries.remove(pos);
         if let Some(s) = r.string(&v, "build-os") {
             if !s.value.eq_ignore_ascii_case("linux") {
-                r.err(s.span, format!("`build-os: {}`: cas builds on Linux only", s.value), "not Linux");
+                r.err(
+                    s.span,
+                    format!("`build-os: {}`: cas builds on Linux only", s.value),
+                    "not Linux",
+                );
             }
         }
     }
@@ -321,16 +413,28 @@ fn rename(m: &mut Map, from: &str, to: &str) {
     }
 }
 
-/// Translate one source entry in place.
-fn source<L: Locate>(r: &mut Reader<L>, bst: &BstProject, node: &mut Node, stored: Option<Node>) {
-    let Value::Map(m) = &mut node.value else { return };
+/// Translate one source entry in place; `false` when it was reported.
+fn source<L: Locate>(
+    r: &mut Reader<L>,
+    bst: &BstProject,
+    node: &mut Node,
+    stored: Option<Node>,
+) -> bool {
+    let before = r.errors.len();
+    let Value::Map(m) = &mut node.value else {
+        return true;
+    };
     let Some(kind) = m.get("kind").and_then(|k| k.as_str()).map(str::to_string) else {
-        return;
+        return true;
     };
     let kind_span = m.get("kind").map_or(node.span, |k| k.span);
     // project.refs: the stored `ref` of this source
     if m.get("ref").is_none() {
-        if let Some(stored) = stored.as_ref().and_then(|s| s.as_map()).and_then(|s| s.get_entry("ref")) {
+        if let Some(stored) = stored
+            .as_ref()
+            .and_then(|s| s.as_map())
+            .and_then(|s| s.get_entry("ref"))
+        {
             m.entries.push((stored.0.clone(), stored.1.clone()));
         }
     }
@@ -339,7 +443,8 @@ fn source<L: Locate>(r: &mut Reader<L>, bst: &BstProject, node: &mut Node, store
             v.value = Value::Scalar(k.to_string(), Style::Quoted);
         }
     };
-    let drop_keys = |m: &mut Map, keys: &[&str]| m.entries.retain(|(k, _)| !keys.contains(&k.name.as_str()));
+    let drop_keys =
+        |m: &mut Map, keys: &[&str]| m.entries.retain(|(k, _)| !keys.contains(&k.name.as_str()));
     let need_ref = |r: &mut Reader<L>, m: &Map, what: &str| {
         if m.get("ref").is_none() {
             r.err_help(
@@ -356,7 +461,8 @@ fn source<L: Locate>(r: &mut Reader<L>, bst: &BstProject, node: &mut Node, store
             need_ref(r, m, "the sha256 of the file");
             rename(m, "ref", "sha256");
             if kind == "tar" && m.get("base-dir").is_none() {
-                m.entries.push((key("base-dir", kind_span), scalar("*", kind_span)));
+                m.entries
+                    .push((key("base-dir", kind_span), scalar("*", kind_span)));
             }
         }
         "patch" => rename(m, "strip-level", "strip"),
@@ -383,7 +489,15 @@ fn source<L: Locate>(r: &mut Reader<L>, bst: &BstProject, node: &mut Node, store
             }
             drop_keys(
                 m,
-                &["submodules", "checkout-submodules", "track-tags", "tags", "track-extra", "ref-format", "track-ref"],
+                &[
+                    "submodules",
+                    "checkout-submodules",
+                    "track-tags",
+                    "tags",
+                    "track-extra",
+                    "ref-format",
+                    "track-ref",
+                ],
             );
         }
         k if UNSUPPORTED_SOURCES.contains(&k) => {
@@ -397,7 +511,9 @@ fn source<L: Locate>(r: &mut Reader<L>, bst: &BstProject, node: &mut Node, store
         k => match bst.source_plugins.get(k) {
             Some(from) => r.err(
                 kind_span,
-                format!("source kind `{k}` comes from a plugin ({from}) that cas does not implement"),
+                format!(
+                    "source kind `{k}` comes from a plugin ({from}) that cas does not implement"
+                ),
                 "plugin not implemented",
             ),
             None => r.err_help(
@@ -408,6 +524,7 @@ fn source<L: Locate>(r: &mut Reader<L>, bst: &BstProject, node: &mut Node, store
             ),
         },
     }
+    r.errors.len() == before
 }
 
 /// The commit of a BuildStream git ref: a commit, or `TAG-N-gCOMMIT`.

@@ -317,7 +317,10 @@ mod tests {
             ("debug == True", false),
             ("arch == \"x86_64\" and not debug", true),
             ("arch in ('x86_64')", true),
-            ("(arch == 'aarch64' or arch == 'x86_64') and flavor == 'normal'", true),
+            (
+                "(arch == 'aarch64' or arch == 'x86_64') and flavor == 'normal'",
+                true,
+            ),
             ("'a' in flags", true),
             ("'c' in flags", false),
             ("'c' not in flags", true),
@@ -330,10 +333,16 @@ mod tests {
     #[test]
     fn errors_say_what() {
         let v = vars();
-        assert!(evaluate("colour == 'red'", &v).unwrap_err().contains("no option `colour`"));
-        assert!(evaluate("flavor ==", &v).unwrap_err().contains("ends too early"));
+        assert!(evaluate("colour == 'red'", &v)
+            .unwrap_err()
+            .contains("no option `colour`"));
+        assert!(evaluate("flavor ==", &v)
+            .unwrap_err()
+            .contains("ends too early"));
         assert!(evaluate("(debug", &v).unwrap_err().contains("missing `)`"));
-        assert!(evaluate("flavor == 'x", &v).unwrap_err().contains("unterminated"));
+        assert!(evaluate("flavor == 'x", &v)
+            .unwrap_err()
+            .contains("unterminated"));
         assert!(evaluate("debug in flavor", &v).is_err());
         assert!(evaluate("", &v).is_err());
         assert!(evaluate("a b", &v).is_err());

@@ -41,16 +41,25 @@ impl Includes {
         loc: &dyn Fn(Span, String, &str) -> Error,
         errors: &mut Vec<Error>,
     ) -> Option<Option<Node>> {
-        let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((_, root)) = inner.parsed.get(path) {
             return Some(root.clone());
         }
         if !path.is_file() {
-            errors.push(loc(
-                at.span,
-                format!("included file `{}` does not exist", at.value),
-                "no such file",
-            ).with_help(format!("include paths are relative to the project directory (looked for {})", path.display())));
+            errors.push(
+                loc(
+                    at.span,
+                    format!("included file `{}` does not exist", at.value),
+                    "no such file",
+                )
+                .with_help(format!(
+                    "include paths are relative to the project directory (looked for {})",
+                    path.display()
+                )),
+            );
             return None;
         }
         let id = FileId(INCLUDE_BASE + inner.files.len() as u32);
@@ -77,7 +86,10 @@ impl Includes {
 
     /// The source file of an included file's id.
     pub(crate) fn file(&self, id: FileId) -> Option<SourceFile> {
-        let inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         id.0.checked_sub(INCLUDE_BASE)
             .and_then(|i| inner.files.get(i as usize).cloned())
     }
@@ -85,7 +97,10 @@ impl Includes {
     /// Hands the included files read since the last call to `files`
     /// (their ids are kept).
     pub(crate) fn hand_to(&self, files: &mut Files) {
-        let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for f in &inner.files[inner.handed..] {
             files.add_included(f.clone());
         }

@@ -18,7 +18,7 @@ pub mod options;
 mod project;
 
 pub(crate) use element::{translate, Special};
-pub(crate) use includes::{Includes, WithIncludes};
 pub use includes::INCLUDE_BASE;
+pub(crate) use includes::{Includes, WithIncludes};
 pub use options::Given;
 pub(crate) use project::{decode as decode_project, include_fn, BstProject};

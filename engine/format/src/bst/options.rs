@@ -75,7 +75,11 @@ pub(crate) fn declare<L: Locate>(r: &mut Reader<L>, node: &Node) -> Vec<Declared
             &format!("option `{}`", k.name),
         );
         let Some(ty) = m.get("type").and_then(|n| r.string(n, "type")) else {
-            r.err(k.span, format!("option `{}` has no `type`", k.name), "no `type:`");
+            r.err(
+                k.span,
+                format!("option `{}` has no `type`", k.name),
+                "no `type:`",
+            );
             continue;
         };
         let Some((_, ty_v)) = OptionType::ALL.iter().find(|(n, _)| *n == ty.value) else {
@@ -90,7 +94,12 @@ pub(crate) fn declare<L: Locate>(r: &mut Reader<L>, node: &Node) -> Vec<Declared
         };
         let values: Vec<String> = m
             .get("values")
-            .map(|n| r.strings(n, "values").into_iter().map(|s| s.value).collect())
+            .map(|n| {
+                r.strings(n, "values")
+                    .into_iter()
+                    .map(|s| s.value)
+                    .collect()
+            })
             .unwrap_or_default();
         let default_node = m.get("default");
         let default = match ty_v {
@@ -99,14 +108,23 @@ pub(crate) fn declare<L: Locate>(r: &mut Reader<L>, node: &Node) -> Vec<Declared
                 Some(s) => match parse_bool(&s.value) {
                     Some(b) => Value::Bool(b),
                     None => {
-                        r.err(s.span, "a bool option's default is `True` or `False`", "not a boolean");
+                        r.err(
+                            s.span,
+                            "a bool option's default is `True` or `False`",
+                            "not a boolean",
+                        );
                         continue;
                     }
                 },
             },
             OptionType::Flags | OptionType::ElementMask => Value::List(
                 default_node
-                    .map(|n| r.strings(n, "default").into_iter().map(|s| s.value).collect())
+                    .map(|n| {
+                        r.strings(n, "default")
+                            .into_iter()
+                            .map(|s| s.value)
+                            .collect()
+                    })
                     .unwrap_or_default(),
             ),
             OptionType::Arch => match default_node.and_then(|n| r.string(n, "default")) {
@@ -120,7 +138,11 @@ pub(crate) fn declare<L: Locate>(r: &mut Reader<L>, node: &Node) -> Vec<Declared
             OptionType::Enum => match default_node.and_then(|n| r.string(n, "default")) {
                 Some(s) => Value::Str(s.value),
                 None => {
-                    r.err(k.span, format!("enum option `{}` has no `default`", k.name), "no `default:`");
+                    r.err(
+                        k.span,
+                        format!("enum option `{}` has no `default`", k.name),
+                        "no `default:`",
+                    );
                     continue;
                 }
             },
@@ -138,7 +160,11 @@ pub(crate) fn declare<L: Locate>(r: &mut Reader<L>, node: &Node) -> Vec<Declared
             span: k.span,
         };
         if let Err(e) = d.check(&d.default) {
-            r.err(default_node.map_or(k.span, |n| n.span), format!("option `{}`: default {e}", d.name), "invalid default");
+            r.err(
+                default_node.map_or(k.span, |n| n.span),
+                format!("option `{}`: default {e}", d.name),
+                "invalid default",
+            );
         }
         out.push(d);
     }
@@ -169,11 +195,16 @@ impl Declared {
     fn check(&self, v: &Value) -> Result<(), String> {
         let allowed = |s: &str| self.values.is_empty() || self.values.iter().any(|x| x == s);
         match (self.ty, v) {
-            (OptionType::Enum | OptionType::Arch | OptionType::Os, Value::Str(s)) if !allowed(s) => {
+            (OptionType::Enum | OptionType::Arch | OptionType::Os, Value::Str(s))
+                if !allowed(s) =>
+            {
                 Err(format!("`{s}` is not one of: {}", self.values.join(", ")))
             }
             (OptionType::Flags, Value::List(l)) => match l.iter().find(|s| !allowed(s)) {
-                Some(s) => Err(format!("flag `{s}` is not one of: {}", self.values.join(", "))),
+                Some(s) => Err(format!(
+                    "flag `{s}` is not one of: {}",
+                    self.values.join(", ")
+                )),
                 None => Ok(()),
             },
             _ => Ok(()),
@@ -219,8 +250,10 @@ pub(crate) fn values<L: Locate>(
     given: &Given,
     project: &str,
 ) -> BTreeMap<String, Value> {
-    let mut out: BTreeMap<String, Value> =
-        declared.iter().map(|d| (d.name.clone(), d.default.clone())).collect();
+    let mut out: BTreeMap<String, Value> = declared
+        .iter()
+        .map(|d| (d.name.clone(), d.default.clone()))
+        .collect();
     for (name, text, span) in &given.values {
         let Some(d) = declared.iter().find(|d| d.name == *name) else {
             let names: Vec<&str> = declared.iter().map(|d| d.name.as_str()).collect();
@@ -232,7 +265,9 @@ pub(crate) fn values<L: Locate>(
             };
             match span {
                 Some(s) => r.err_help(*s, msg, "unknown option", help),
-                None => r.errors.push(crate::diagnostics::Error::plain(msg).with_help(help)),
+                None => r
+                    .errors
+                    .push(crate::diagnostics::Error::plain(msg).with_help(help)),
             }
             continue;
         };
@@ -253,15 +288,24 @@ pub(crate) fn values<L: Locate>(
 }
 
 /// Spanned helper for exported variables.
-pub(crate) fn exported(declared: &[Declared], values: &BTreeMap<String, Value>) -> Vec<(Spanned, Spanned)> {
+pub(crate) fn exported(
+    declared: &[Declared],
+    values: &BTreeMap<String, Value>,
+) -> Vec<(Spanned, Spanned)> {
     declared
         .iter()
         .filter_map(|d| {
             let var = d.variable.as_ref()?;
             let v = values.get(&d.name)?;
             Some((
-                Spanned { value: var.clone(), span: d.span },
-                Spanned { value: Declared::variable_text(v), span: d.span },
+                Spanned {
+                    value: var.clone(),
+                    span: d.span,
+                },
+                Spanned {
+                    value: Declared::variable_text(v),
+                    span: d.span,
+                },
             ))
         })
         .collect()

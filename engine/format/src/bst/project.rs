@@ -61,7 +61,6 @@ pub(crate) struct BstProject {
     pub refs: Option<Node>,
 }
 
-
 /// The `(@)` reader of a project: paths relative to its directory.
 pub(crate) fn include_fn<'a>(
     root: &'a Path,
@@ -75,10 +74,15 @@ pub(crate) fn include_fn<'a>(
                 crate::read::Locate::error(
                     loc,
                     name.span,
-                    format!("`{}`: includes from a junction are not supported yet", name.value),
+                    format!(
+                        "`{}`: includes from a junction are not supported yet",
+                        name.value
+                    ),
                     "include through a junction",
                 )
-                .with_help("copy the file into this project, or include it by a path inside the project"),
+                .with_help(
+                    "copy the file into this project, or include it by a path inside the project",
+                ),
             );
             return None;
         }
@@ -86,7 +90,10 @@ pub(crate) fn include_fn<'a>(
             errors.push(crate::read::Locate::error(
                 loc,
                 name.span,
-                format!("`{}`: an include path is relative and stays inside the project", name.value),
+                format!(
+                    "`{}`: an include path is relative and stays inside the project",
+                    name.value
+                ),
                 "not inside the project",
             ));
             return None;
@@ -137,7 +144,11 @@ pub(crate) fn decode(
     includes: &Includes,
     cwd: &Path,
 ) -> Result<Project, Vec<Error>> {
-    let dir = file.path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = file
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let mut p = Project::implicit(&dir);
     p.file = Some(file.path.clone());
     p.dialect = Dialect::BuildStream;
@@ -172,12 +183,7 @@ pub(crate) fn decode(
         .get("name")
         .and_then(|n| r.string(n, "name"))
         .map(|s| s.value);
-    bst.values = options::values(
-        &mut r,
-        &bst.declared,
-        given,
-        name.as_deref().unwrap_or("?"),
-    );
+    bst.values = options::values(&mut r, &bst.declared, given, name.as_deref().unwrap_or("?"));
     let mut pass2 = Processor::new(&loc, Some(&bst.values), inc);
     let node = pass2.process(Node {
         span: node.span,
@@ -326,12 +332,18 @@ pub(crate) fn decode(
 fn mirrors(r: &mut Reader<WithIncludes>, node: &Node, p: &mut Project) {
     let Value::Seq(items) = &node.value else {
         if !node.is_null() {
-            r.err(node.span, "`mirrors`: expected a list of mirrors", "expected a list");
+            r.err(
+                node.span,
+                "`mirrors`: expected a list of mirrors",
+                "expected a list",
+            );
         }
         return;
     };
     for item in items {
-        let Some(m) = r.map(item, "mirrors") else { continue };
+        let Some(m) = r.map(item, "mirrors") else {
+            continue;
+        };
         r.check_keys(m, &["name", "aliases", "kind", "config"], "a mirror");
         if let Some(a) = m.get("aliases").and_then(|n| r.map(n, "aliases")) {
             for (k, v) in a.iter() {
@@ -348,24 +360,41 @@ fn mirrors(r: &mut Reader<WithIncludes>, node: &Node, p: &mut Project) {
 fn plugins(r: &mut Reader<WithIncludes>, node: &Node, bst: &mut BstProject) {
     let Value::Seq(items) = &node.value else {
         if !node.is_null() {
-            r.err(node.span, "`plugins`: expected a list of plugin origins", "expected a list");
+            r.err(
+                node.span,
+                "`plugins`: expected a list of plugin origins",
+                "expected a list",
+            );
         }
         return;
     };
     for item in items {
-        let Some(m) = r.map(item, "plugins") else { continue };
+        let Some(m) = r.map(item, "plugins") else {
+            continue;
+        };
         r.check_keys(
             m,
-            &["origin", "package-name", "path", "junction", "elements", "sources", "source-mirrors", "allow-deprecated"],
+            &[
+                "origin",
+                "package-name",
+                "path",
+                "junction",
+                "elements",
+                "sources",
+                "source-mirrors",
+                "allow-deprecated",
+            ],
             "a plugin origin",
         );
         let origin = m
             .get("origin")
             .and_then(|n| r.string(n, "origin"))
             .map_or_else(|| "?".to_string(), |s| s.value);
-        let detail = ["package-name", "path", "junction"]
-            .iter()
-            .find_map(|k| m.get(k).and_then(|n| n.as_str()).map(|v| format!("{k}: {v}")));
+        let detail = ["package-name", "path", "junction"].iter().find_map(|k| {
+            m.get(k)
+                .and_then(|n| n.as_str())
+                .map(|v| format!("{k}: {v}"))
+        });
         let from = match detail {
             Some(d) => format!("origin: {origin}, {d}"),
             None => format!("origin: {origin}"),
@@ -380,7 +409,9 @@ fn plugins(r: &mut Reader<WithIncludes>, node: &Node, bst: &mut BstProject) {
                     for k in kinds {
                         let name = match &k.value {
                             Value::Scalar(s, _) => Some(s.clone()),
-                            Value::Map(km) => km.get("kind").and_then(|n| n.as_str()).map(str::to_string),
+                            Value::Map(km) => {
+                                km.get("kind").and_then(|n| n.as_str()).map(str::to_string)
+                            }
                             _ => None,
                         };
                         if let Some(name) = name {

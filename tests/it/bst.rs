@@ -1,0 +1,393 @@
+//! BuildStream 2 projects, loaded and built as they are (spec/format.md,
+//! "From BuildStream"): project.conf, .bst elements, options with `-o`,
+//! `(?)` conditionals, `(@)` includes, dictionary dependencies, the
+//! standard kinds with BuildStream's variables, filter, compose by domain,
+//! tar `ref` with `base-dir: '*'`, BuildStream's overlap rule, and the
+//! errors a BuildStream user meets, all at once.
+
+use std::path::Path;
+
+use crate::ctx::Ctx;
+
+fn read(p: impl AsRef<Path>) -> String {
+    std::fs::read_to_string(p.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", p.as_ref().display()))
+}
+
+/// A BuildStream project (`name: demo`, elements in `elements/`) whose
+/// `base.bst` imports a busybox sysroot.
+fn bst_project(extra_conf: &str) -> Ctx {
+    let ctx = Ctx::new();
+    ctx.write(
+        "project.conf",
+        format!("name: demo\nmin-version: 2.0\nelement-path: elements\n{extra_conf}"),
+    );
+    ctx.busybox_tree("files/base");
+    ctx.write(
+        "elements/base.bst",
+        "kind: import\nsources:\n- kind: local\n  path: files/base\n",
+    );
+    ctx
+}
+
+fn key_of(ctx: &Ctx, target: &str, name: &str, opts: &[&str]) -> String {
+    let mut args = vec!["--json", "show", target];
+    args.extend_from_slice(opts);
+    let j = ctx.cas(args).ok().json();
+    j["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in the closure: {j}"))["key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn names(ctx: &Ctx, target: &str, opts: &[&str]) -> Vec<String> {
+    let mut args = vec!["--json", "show", target];
+    args.extend_from_slice(opts);
+    let j = ctx.cas(args).ok().json();
+    j["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn options_conditionals_includes_and_dictionary_dependencies_shape_the_graph_and_the_build() {
+    let ctx = bst_project(
+        "options:\n\
+         \x20 flavor:\n    type: enum\n    description: the greeting\n    values: [normal, excited]\n    default: normal\n\
+         \x20 debug:\n    type: bool\n    description: with the extra tool\n    default: False\n    variable: debug-flag\n\
+         elements:\n  manual:\n    variables:\n      greeting-prefix: says\n\
+         (?):\n- flavor == \"excited\":\n    variables:\n      punctuation: \"!\"\n\
+         variables:\n  punctuation: .\n",
+    );
+    ctx.write(
+        "include/greeting.yml",
+        "(?):\n- flavor == 'normal':\n    greeting: hello\n- flavor == 'excited':\n    greeting: HELLO\n",
+    );
+    ctx.write("files/src/sub/msg.txt", "from the subdir\n");
+    ctx.write(
+        "elements/extra.bst",
+        "kind: manual\ndepends:\n- filename: base.bst\n  type: build\nconfig:\n  install-commands:\n  - mkdir -p %{install-root}/extra && echo extra > %{install-root}/extra/x\n",
+    );
+    ctx.write(
+        "elements/hello.bst",
+        "kind: manual\n\
+         depends:\n- filename: base.bst\n  type: build\n  strict: true\n\
+         (?):\n- debug:\n    depends:\n      (>):\n      - extra.bst\n\
+         sources:\n- kind: local\n  path: files/src\n\
+         variables:\n  (@): include/greeting.yml\n  command-subdir: sub\n\
+         config:\n  install-commands:\n\
+         \x20 - mkdir -p %{install-root}%{datadir}\n\
+         \x20 - cat msg.txt > %{install-root}%{datadir}/hello.txt\n\
+         \x20 - echo \"%{greeting-prefix} %{greeting}%{punctuation} debug=%{debug-flag}\" >> %{install-root}%{datadir}/hello.txt\n",
+    );
+    // the graph follows the options
+    assert_eq!(
+        names(&ctx, "elements/hello.bst", &[]),
+        ["base.bst", "hello.bst"]
+    );
+    assert_eq!(
+        names(&ctx, "elements/hello.bst", &["-o", "debug", "True"]),
+        ["base.bst", "extra.bst", "hello.bst"]
+    );
+    // and so do the keys (known once the base is built)
+    ctx.cas(["build", "elements/base.bst"]).ok();
+    let normal = key_of(&ctx, "elements/hello.bst", "hello.bst", &[]);
+    let excited = key_of(
+        &ctx,
+        "elements/hello.bst",
+        "hello.bst",
+        &["-o", "flavor", "excited"],
+    );
+    assert_ne!(normal, excited);
+    assert_eq!(
+        normal,
+        key_of(
+            &ctx,
+            "elements/hello.bst",
+            "hello.bst",
+            &["-o", "flavor", "normal"]
+        )
+    );
+
+    // build: command-subdir is the working directory; the include, the
+    // conditionals and the project's `elements:` defaults all reached the command
+    ctx.cas(["build", "elements/hello.bst", "-o", "flavor", "excited"])
+        .ok();
+    let out = ctx.path("out");
+    ctx.cas([
+        "checkout",
+        "elements/hello.bst",
+        out.to_str().unwrap(),
+        "-o",
+        "flavor",
+        "excited",
+    ])
+    .ok();
+    assert_eq!(
+        read(out.join("usr/share/hello.txt")),
+        "from the subdir\nsays HELLO! debug=0\n"
+    );
+    // a value the option does not allow, an option the project lacks
+    let bad = ctx
+        .cas(["show", "elements/hello.bst", "-o", "flavor", "grumpy"])
+        .expect_code(2);
+    assert!(
+        bad.stderr
+            .contains("`grumpy` is not one of: normal, excited"),
+        "{}",
+        bad.stderr
+    );
+    let bad = ctx
+        .cas(["show", "elements/hello.bst", "-o", "colour", "red"])
+        .expect_code(2);
+    assert!(
+        bad.stderr.contains("has no option `colour`"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[test]
+fn filter_and_compose_by_buildstream_domains() {
+    let ctx = bst_project("");
+    ctx.write(
+        "elements/libhello.bst",
+        "kind: manual\ndepends:\n- base.bst\nconfig:\n  install-commands:\n\
+         \x20 - mkdir -p %{install-root}%{libdir} %{install-root}%{includedir} %{install-root}%{datadir}/libhello %{install-root}%{bindir}\n\
+         \x20 - echo so > %{install-root}%{libdir}/libhello.so\n\
+         \x20 - echo h > %{install-root}%{includedir}/hello.h\n\
+         \x20 - echo person > %{install-root}%{datadir}/libhello/default-person.txt\n\
+         \x20 - echo bin > %{install-root}%{bindir}/hello\n\
+         public:\n  bst:\n    split-rules:\n      defaults:\n      - \"%{datadir}/libhello/default-person.txt\"\n\
+         \x20   integration-commands:\n    - echo integrated > /etc/hello.done\n",
+    );
+    ctx.write(
+        "elements/filtered.bst",
+        "kind: filter\nbuild-depends:\n- libhello.bst\nruntime-depends:\n- base.bst\nconfig:\n  exclude:\n  - defaults\n  include-orphans: True\n",
+    );
+    ctx.write(
+        "elements/runtime-only.bst",
+        "kind: compose\nbuild-depends:\n- libhello.bst\nconfig:\n  include:\n  - runtime\n  include-orphans: False\n  integrate: False\n",
+    );
+    ctx.cas([
+        "build",
+        "elements/filtered.bst",
+        "elements/runtime-only.bst",
+    ])
+    .ok();
+    let f = ctx.path("filtered");
+    ctx.cas(["checkout", "elements/filtered.bst", f.to_str().unwrap()])
+        .ok();
+    assert!(f.join("usr/lib/libhello.so").is_file());
+    assert!(f.join("usr/include/hello.h").is_file());
+    assert!(
+        !f.join("usr/share/libhello/default-person.txt").exists(),
+        "domain `defaults` not excluded"
+    );
+    assert!(
+        !f.join("bin/busybox").exists(),
+        "a filter outputs its one dependency only"
+    );
+    let c = ctx.path("composed");
+    ctx.cas(["checkout", "elements/runtime-only.bst", c.to_str().unwrap()])
+        .ok();
+    assert!(c.join("usr/lib/libhello.so").is_file() && c.join("usr/bin/hello").is_file());
+    assert!(
+        !c.join("usr/include/hello.h").exists(),
+        "devel is not runtime"
+    );
+    assert!(
+        !c.join("usr/share/libhello").exists(),
+        "orphans are dropped"
+    );
+    // a domain the filtered element does not have
+    ctx.write(
+        "elements/bad-filter.bst",
+        "kind: filter\nbuild-depends:\n- libhello.bst\nconfig:\n  include:\n  - nosuch\n",
+    );
+    let bad = ctx.cas(["show", "elements/bad-filter.bst"]).expect_code(2);
+    assert!(
+        bad.stderr.contains("has no split-rule domain `nosuch`"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[test]
+fn tar_ref_with_base_dir_star_and_overlaps_as_buildstream_allows_them() {
+    let ctx = bst_project("");
+    // a release tarball: one top directory
+    let src = ctx.path("release/hello-1.0");
+    std::fs::create_dir_all(src.join("doc")).unwrap();
+    std::fs::write(src.join("doc/README"), "readme\n").unwrap();
+    let tarball = ctx.path("dist/hello-1.0.tar.gz");
+    std::fs::create_dir_all(tarball.parent().unwrap()).unwrap();
+    let st = std::process::Command::new("tar")
+        .args([
+            "-czf",
+            tarball.to_str().unwrap(),
+            "-C",
+            ctx.path("release").to_str().unwrap(),
+            "hello-1.0",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let sha = {
+        let out = std::process::Command::new("sha256sum")
+            .arg(&tarball)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()[..64].to_string()
+    };
+    let conf = format!(
+        "name: demo\nmin-version: 2.0\nelement-path: elements\naliases:\n  dist: file://{}/\n",
+        ctx.path("dist").display()
+    );
+    ctx.write("project.conf", &conf);
+    ctx.write(
+        "elements/hello.bst",
+        format!(
+            "kind: import\nsources:\n- kind: tar\n  url: dist:hello-1.0.tar.gz\n  ref: {sha}\nconfig:\n  target: /usr/share\n"
+        ),
+    );
+    ctx.write(
+        "elements/other.bst",
+        "kind: manual\ndepends:\n- base.bst\nconfig:\n  install-commands:\n  - mkdir -p %{install-root}/usr/share/doc && echo other > %{install-root}/usr/share/doc/README\n",
+    );
+    ctx.write(
+        "elements/both.bst",
+        "kind: compose\nbuild-depends:\n- hello.bst\n- other.bst\n",
+    );
+    ctx.cas(["build", "elements/both.bst"]).ok();
+    let out = ctx.path("out");
+    ctx.cas(["checkout", "elements/both.bst", out.to_str().unwrap()])
+        .ok();
+    // base-dir '*' took the top directory; the later element won the overlap
+    assert_eq!(read(out.join("usr/share/doc/README")), "other\n");
+    // with `fatal-warnings: [overlaps]`, the same overlap is an error
+    ctx.write(
+        "project.conf",
+        format!("{conf}fatal-warnings:\n- overlaps\n"),
+    );
+    let run = ctx.cas(["build", "elements/both.bst"]);
+    assert_ne!(
+        run.code, 0,
+        "an overlap must fail under fatal-warnings: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("usr/share/doc/README"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn every_error_of_a_buildstream_project_at_once_in_plain_words() {
+    let ctx = bst_project(
+        "plugins:\n- origin: pip\n  package-name: bst-plugins-experimental\n  elements:\n  - flatpak_image\n  sources:\n  - cargo2\n",
+    );
+    ctx.write(
+        "elements/a.bst",
+        "kind: flatpak_image\ndepends:\n- base.bst\n",
+    );
+    ctx.write(
+        "elements/b.bst",
+        "kind: flatpak_image\ndepends:\n- base.bst\n",
+    );
+    ctx.write(
+        "elements/c.bst",
+        "kind: import\nsources:\n- kind: tar\n  url: https://example.invalid/x.tar.gz\n- kind: zip\n  url: https://example.invalid/x.zip\n  ref: 0000000000000000000000000000000000000000000000000000000000000000\n",
+    );
+    ctx.write(
+        "elements/d.bst",
+        "kind: manual\n(?):\n- nosuchoption == 'x':\n    variables: {a: b}\ndepends:\n- filename: base.bst\n  type: sideways\n",
+    );
+    ctx.write(
+        "elements/all.bst",
+        "kind: stack\ndepends:\n- a.bst\n- b.bst\n- c.bst\n- d.bst\n",
+    );
+    let run = ctx.cas(["show", "elements/all.bst"]).expect_code(2);
+    let e = &run.stderr;
+    // the plugin kind once, naming its origin
+    assert_eq!(
+        e.matches("kind `flatpak_image` comes from a plugin")
+            .count(),
+        1,
+        "{e}"
+    );
+    assert!(e.contains("(origin: pip, package-name:"), "{e}");
+    assert!(e.contains("this `tar` source has no `ref`"), "{e}");
+    assert!(
+        !e.contains("needs a checksum") && !e.contains("unknown source kind"),
+        "said twice: {e}"
+    );
+    assert!(e.contains("`zip` sources are not supported yet"), "{e}");
+    assert!(e.contains("no option `nosuchoption`"), "{e}");
+    assert!(e.contains("`type: sideways`"), "{e}");
+    assert!(
+        e.contains("elements/c.bst:") && e.contains("elements/d.bst:"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("unknown key"),
+        "BuildStream words are never unknown keys: {e}"
+    );
+
+    // the project file's own problems
+    ctx.write(
+        "project.conf",
+        "name: demo\nmin-version: 2.99\nelement-path: elements\n",
+    );
+    let run = ctx.cas(["show", "elements/base.bst"]).expect_code(2);
+    assert!(
+        run.stderr.contains("this project needs BuildStream 2.99"),
+        "{}",
+        run.stderr
+    );
+    ctx.write(
+        "project.conf",
+        "name: demo\nformat-version: 12\nelement-path: elements\n",
+    );
+    let run = ctx.cas(["show", "elements/base.bst"]).expect_code(2);
+    assert!(
+        run.stderr.contains("BuildStream 1 projects are not"),
+        "{}",
+        run.stderr
+    );
+    ctx.write("project.conf", "name: demo\nelement-path: elements\n");
+    let run = ctx.cas(["show", "elements/base.bst"]).expect_code(2);
+    assert!(
+        run.stderr.contains("project.conf has no `min-version`"),
+        "{}",
+        run.stderr
+    );
+    // an include cycle and a missing include, with their lines
+    ctx.write(
+        "project.conf",
+        "name: demo\nmin-version: 2.0\nelement-path: elements\n",
+    );
+    ctx.write("inc/a.yml", "(@): inc/b.yml\nx: 1\n");
+    ctx.write("inc/b.yml", "(@): inc/a.yml\n");
+    ctx.write(
+        "elements/e.bst",
+        "kind: stack\nvariables:\n  (@): inc/a.yml\nconfig:\n  (@): [inc/missing.yml]\n",
+    );
+    let run = ctx.cas(["show", "elements/e.bst"]).expect_code(2);
+    assert!(run.stderr.contains("include cycle"), "{}", run.stderr);
+    assert!(run.stderr.contains("inc/b.yml:1:"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("included file `inc/missing.yml` does not exist"),
+        "{}",
+        run.stderr
+    );
+}
