@@ -391,3 +391,86 @@ fn every_error_of_a_buildstream_project_at_once_in_plain_words() {
         run.stderr
     );
 }
+
+#[test]
+fn a_junction_to_a_local_subproject_with_its_options_includes_and_a_link() {
+    let ctx = bst_project(
+        "options:\n  funky:\n    type: bool\n    description: blue subproject\n    default: False\n",
+    );
+    ctx.write(
+        "sub/project.conf",
+        "name: sub\nmin-version: 2.0\nelement-path: elements\n\
+         options:\n  color:\n    type: enum\n    description: colour\n    values: [red, blue]\n    default: red\n",
+    );
+    ctx.write(
+        "sub/include/paths.yml",
+        "prefix: /usr\n(?):\n- color == \"blue\":\n    prefix: /opt\n",
+    );
+    ctx.write(
+        "sub/elements/tool.bst",
+        "kind: manual\nbuild-depends:\n- base.bst\nconfig:\n  install-commands:\n  - mkdir -p %{install-root}/tool && echo tool > %{install-root}/tool/t\n",
+    );
+    // the subproject's own base (its names are its own)
+    ctx.busybox_tree("sub/files/base");
+    ctx.write(
+        "sub/elements/base.bst",
+        "kind: import\nsources:\n- kind: local\n  path: files/base\n",
+    );
+    ctx.write(
+        "elements/sub.bst",
+        "kind: junction\nsources:\n- kind: local\n  path: sub\nconfig:\n  options:\n    color: red\n    (?):\n    - funky:\n        color: blue\n",
+    );
+    ctx.write(
+        "elements/tool-link.bst",
+        "kind: link\nconfig:\n  target: sub.bst:tool.bst\n",
+    );
+    ctx.write(
+        "elements/app.bst",
+        "kind: manual\n\
+         build-depends:\n- base.bst\n- filename: base.bst\n  junction: sub.bst\n\
+         depends:\n- tool-link.bst\n\
+         variables:\n  (@): sub.bst:include/paths.yml\n\
+         config:\n  install-commands:\n  - mkdir -p %{install-root}%{prefix} && test -f /tool/t && echo %{prefix} > %{install-root}%{prefix}/where\n",
+    );
+    let all = names(&ctx, "elements/app.bst", &[]);
+    assert!(
+        all.contains(&"sub.bst:tool.bst".to_string())
+            && all.contains(&"sub.bst:base.bst".to_string()),
+        "{all:?}"
+    );
+    ctx.cas(["build", "elements/app.bst"]).ok();
+    let out = ctx.path("out");
+    ctx.cas(["checkout", "elements/app.bst", out.to_str().unwrap()])
+        .ok();
+    assert_eq!(read(out.join("usr/where")), "/usr\n");
+    // the parent's option reaches the subproject through the junction's config
+    ctx.cas(["build", "elements/app.bst", "-o", "funky", "True"])
+        .ok();
+    let out2 = ctx.path("out2");
+    ctx.cas([
+        "checkout",
+        "elements/app.bst",
+        out2.to_str().unwrap(),
+        "-o",
+        "funky",
+        "True",
+    ])
+    .ok();
+    assert_eq!(read(out2.join("opt/where")), "/opt\n");
+    // a junction is not something to depend on; a missing subproject is named
+    ctx.write(
+        "elements/wrong.bst",
+        "kind: stack\ndepends:\n- sub.bst\n- nosuch.bst:x.bst\n",
+    );
+    let run = ctx.cas(["show", "elements/wrong.bst"]).expect_code(2);
+    assert!(
+        run.stderr.contains("`sub.bst` is a junction"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("junction `nosuch.bst` not found"),
+        "{}",
+        run.stderr
+    );
+}

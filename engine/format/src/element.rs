@@ -197,6 +197,8 @@ pub struct Element {
 #[derive(Debug)]
 pub(crate) struct RawElement {
     pub name: String,
+    /// Its project in the load (0: the top one; others through junctions).
+    pub project: usize,
     pub file: FileId,
     pub path: PathBuf,
     pub root_span: Span,
@@ -255,6 +257,7 @@ pub(crate) fn decode<L: crate::read::Locate>(
     r.check_keys(map, ELEMENT_KEYS, "an element");
     let mut raw = RawElement {
         name,
+        project: 0,
         file: id,
         path: path.to_path_buf(),
         root_span: root.span,

@@ -356,12 +356,222 @@ fn bst_layers(
     errors.extend(r.errors);
 }
 
+/// One project of a load: the top one (index 0) and each junction's.
+pub(crate) struct ProjectCx {
+    pub project: Project,
+    kinds: LoadedKinds,
+    /// The prefix of its element names (`junction.bst:`; empty for the top).
+    prefix: String,
+}
+
+/// The projects of a load and the junctions that lead to them.
+struct Projects {
+    list: Vec<ProjectCx>,
+    /// junction's full name → its project (`None`: it could not be loaded,
+    /// which was reported once).
+    by_junction: HashMap<String, Option<usize>>,
+}
+
+impl Projects {
+    /// The project and local name of a full element name (`j.bst:e.bst`).
+    fn of(&self, name: &str) -> Option<(usize, String)> {
+        match name.rsplit_once(':') {
+            None => Some((0, name.to_string())),
+            Some((j, local)) => self
+                .by_junction
+                .get(j)
+                .copied()
+                .flatten()
+                .map(|i| (i, local.to_string())),
+        }
+    }
+}
+
+/// Load the subproject of junction `j` (a full name) if not yet tried:
+/// its element is read in its parent project, its one `local` source is the
+/// subproject's directory, its `config: options` are the subproject's
+/// option values.
+fn ensure_junction(
+    files: &mut Files,
+    projects: &mut Projects,
+    j: &str,
+    cwd: &Path,
+    includes: &Includes,
+    errors: &mut Vec<Error>,
+) -> Option<usize> {
+    if let Some(r) = projects.by_junction.get(j) {
+        return *r;
+    }
+    projects.by_junction.insert(j.to_string(), None);
+    let (parent, local) = match j.rsplit_once(':') {
+        None => (0, j.to_string()),
+        Some((pj, l)) => (
+            ensure_junction(files, projects, pj, cwd, includes, errors)?,
+            l.to_string(),
+        ),
+    };
+    let (parent_root, parent_prefix, parent_path) = {
+        let p = &projects.list[parent];
+        (
+            p.project.root.clone(),
+            p.prefix.clone(),
+            p.project.element_path.clone(),
+        )
+    };
+    let parent_bst = projects.list[parent].project.bst.clone();
+    let path = parent_path.join(&local);
+    if !path.is_file() {
+        errors.push(Error::plain(format!(
+            "junction `{j}` not found: no file {}",
+            display_name(&path, cwd)
+        )));
+        return None;
+    }
+    let Some(b) = parent_bst else {
+        errors.push(Error::plain(format!(
+            "`{j}`: junctions belong to BuildStream projects"
+        )));
+        return None;
+    };
+    let before = errors.len();
+    let (id, root) = read_and_parse(files, &path, display_name(&path, cwd), errors);
+    let file = files.get(id)?.clone();
+    let root = root?;
+    let loc = WithIncludes {
+        file: &file,
+        includes,
+    };
+    let inc = bst::include_fn(&parent_root, includes, &loc, cwd, None);
+    let mut r = Reader::new(&loc);
+    let (node, special) = bst::translate(&mut r, &loc, &b, &local, &parent_prefix, root, &inc);
+    let kind_span = node
+        .as_map()
+        .and_then(|m| m.get("kind"))
+        .map_or(node.span, |k| k.span);
+    if !matches!(special, bst::Special::Junction) {
+        r.err(
+            kind_span,
+            format!("`{j}` is named as a junction (`{j}:...`) but is not `kind: junction`"),
+            "not a junction",
+        );
+    }
+    let map = node.as_map().cloned().unwrap_or_default();
+    r.check_keys(
+        &map,
+        &["kind", "description", "sources", "config"],
+        "a junction",
+    );
+    let mut dir = None;
+    match map.get("sources").map(|s| &s.value) {
+        Some(yaml::Value::Seq(items)) if items.len() == 1 => {
+            let m = items[0].as_map().cloned().unwrap_or_default();
+            let kind = m.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+            if kind == "local" {
+                if let Some(p) = m.get("path").and_then(|p| r.string(p, "path")) {
+                    match crate::project::relative_inside(&p.value) {
+                        Some(rel) => dir = Some((parent_root.join(rel), p.span)),
+                        None => r.err(
+                            p.span,
+                            "a junction's `path` stays inside its project",
+                            "outside the project",
+                        ),
+                    }
+                }
+            } else {
+                r.err_help(
+                    m.get("kind").map_or(items[0].span, |k| k.span),
+                    format!("junction `{j}`: a subproject from a `{kind}` source is not supported yet"),
+                    "not a local source",
+                    "cas loads junctions to a subproject in a local directory (`kind: local`, `path: ...`)",
+                );
+            }
+        }
+        _ => r.err(
+            kind_span,
+            format!("junction `{j}` needs exactly one source: its subproject"),
+            "no subproject",
+        ),
+    }
+    let mut given = bst::Given::default();
+    if let Some(cfg) = map.get("config").and_then(|c| r.map(c, "config")) {
+        r.check_keys(
+            cfg,
+            &[
+                "options",
+                "overrides",
+                "aliases",
+                "cache-junction-elements",
+                "ignore-junction-remotes",
+            ],
+            "a junction's config",
+        );
+        if let Some(o) = cfg.get("options").and_then(|o| r.map(o, "options")) {
+            for (k, v) in o.iter() {
+                if let Some(s) = r.string(v, &k.name) {
+                    given.values.push((k.name.clone(), s.value, Some(s.span)));
+                }
+            }
+        }
+        if let Some(o) = cfg.get("overrides") {
+            if o.as_map().is_some_and(|m| !m.entries.is_empty()) {
+                r.err(
+                    o.span,
+                    "junction `overrides` are not supported yet",
+                    "overrides",
+                );
+            }
+        }
+    }
+    errors.append(&mut r.errors);
+    let (dir, span) = dir?;
+    if errors.len() > before {
+        return None;
+    }
+    let pf = dir.join(BST_PROJECT_FILE);
+    if !pf.is_file() {
+        errors.push(
+            files
+                .error(
+                    span,
+                    format!(
+                        "junction `{j}`: {} has no project.conf",
+                        display_name(&dir, cwd)
+                    ),
+                    "no project here",
+                )
+                .with_help("a junction's source is the directory of a BuildStream project"),
+        );
+        return None;
+    }
+    let (pid, proot) = read_and_parse(files, &pf, display_name(&pf, cwd), errors);
+    let pfile = files.get(pid)?.clone();
+    let project = match bst::decode_project(&pfile, pid, proot, &given, includes, cwd) {
+        Ok(p) => p,
+        Err(es) => {
+            errors.extend(es);
+            return None;
+        }
+    };
+    includes.hand_to(files);
+    let kinds = load_kinds(files, &project, cwd, errors);
+    projects.list.push(ProjectCx {
+        project,
+        kinds,
+        prefix: format!("{j}:"),
+    });
+    let idx = projects.list.len() - 1;
+    projects.by_junction.insert(j.to_string(), Some(idx));
+    Some(idx)
+}
+
 /// Reads and decodes the element files, wave by wave from the targets
-/// through the dependencies they name (each wave in parallel). Returns the
-/// decoded elements and the names of every element file that exists.
+/// through the dependencies they name (each wave in parallel; the
+/// junctions a wave names are loaded before it). Returns the decoded
+/// elements and the names of every element file that exists (or whose
+/// junction failed, which was reported).
 fn read_elements(
     files: &mut Files,
-    project: &Project,
+    projects: &mut Projects,
     cwd: &Path,
     target_names: &[String],
     includes: &Includes,
@@ -375,19 +585,68 @@ fn read_elements(
         seen.insert(n.clone());
     }
     while !wave.is_empty() {
+        let mut now = Vec::new();
+        for name in std::mem::take(&mut wave) {
+            if let Some((j, _)) = name.rsplit_once(':') {
+                if ensure_junction(files, projects, j, cwd, includes, errors).is_none() {
+                    existing.push(name); // its junction's error stands for it
+                    continue;
+                }
+            }
+            now.push(name);
+        }
+        let current = now;
         let base = files.next_id().0;
-        type Read = (String, Option<SourceFile>, Result<RawElement, Vec<Error>>);
-        let results: Vec<Read> = wave
+        type Read = (
+            String,
+            Option<SourceFile>,
+            Result<RawElement, Vec<Error>>,
+            Vec<String>,
+        );
+        let projects_ref = &*projects;
+        // the junctions loaded so far, for includes through them: full
+        // names relative to each project's prefix
+        type Roots = HashMap<
+            String,
+            (
+                PathBuf,
+                std::collections::BTreeMap<String, bst::expr::Value>,
+            ),
+        >;
+        let roots: Roots = projects
+            .by_junction
+            .iter()
+            .filter_map(|(j, i)| {
+                let p = &projects.list[(*i)?].project;
+                let opts = p.bst.as_ref().map(|b| b.values.clone()).unwrap_or_default();
+                Some((j.clone(), (p.root.clone(), opts)))
+            })
+            .collect();
+        let results: Vec<Read> = current
             .par_iter()
             .enumerate()
             .map(|(i, name)| {
                 let id = FileId(base + i as u32);
-                let path = project.element_path.join(name);
+                let Some((pidx, local)) = projects_ref.of(name) else {
+                    return (name.clone(), None, Err(vec![]), vec![]);
+                };
+                let pcx = &projects_ref.list[pidx];
+                let project = &pcx.project;
+                let path = project.element_path.join(&local);
                 if !path.is_file() {
-                    return (name.clone(), None, Err(vec![]));
+                    return (name.clone(), None, Err(vec![]), vec![]);
                 }
+                let wanted = std::sync::Mutex::new(Vec::new());
+                // junction names in includes are relative to the element's project
+                let own_roots: Roots = roots
+                    .iter()
+                    .filter_map(|(j, d)| {
+                        j.strip_prefix(&pcx.prefix)
+                            .map(|l| (l.to_string(), d.clone()))
+                    })
+                    .collect();
                 match read_source(&path, display_name(&path, cwd)) {
-                    Err((f, e)) => (name.clone(), Some(f), Err(vec![e])),
+                    Err((f, e)) => (name.clone(), Some(f), Err(vec![e]), vec![]),
                     Ok(f) => {
                         let raw = match yaml::parse(&f, id) {
                             Ok(root) => match &project.bst {
@@ -399,23 +658,59 @@ fn read_elements(
                                     root.as_ref(),
                                     project,
                                 ),
-                                Some(b) => {
-                                    decode_bst(&f, id, name, root, project, b, includes, cwd)
-                                }
+                                Some(b) => decode_bst(
+                                    &f,
+                                    id,
+                                    name,
+                                    &local,
+                                    root,
+                                    pcx,
+                                    b,
+                                    includes,
+                                    cwd,
+                                    bst::JunctionRoots {
+                                        roots: &own_roots,
+                                        wanted: &wanted,
+                                    },
+                                ),
                             },
                             Err(es) => Err(es),
                         };
-                        (name.clone(), Some(f), raw)
+                        let raw = raw.map(|mut r| {
+                            r.project = pidx;
+                            r
+                        });
+                        let wanted: Vec<String> = wanted
+                            .into_inner()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|j| format!("{}{j}", pcx.prefix))
+                            .collect();
+                        (name.clone(), Some(f), raw, wanted)
                     }
                 }
             })
             .collect();
         let mut next = Vec::new();
-        for (i, (name, file, raw)) in results.into_iter().enumerate() {
-            let path = project.element_path.join(&name);
+        let mut retry = Vec::new();
+        for (i, (name, file, raw, wanted)) in results.into_iter().enumerate() {
+            let path = PathBuf::from(&name);
             let id = files
                 .add(file.unwrap_or_else(|| SourceFile::new(path, name.clone(), String::new())));
             debug_assert_eq!(id.0, base + i as u32);
+            if !wanted.is_empty() {
+                // includes through junctions not loaded yet: load them, read it again
+                let mut all = true;
+                for j in &wanted {
+                    all &= ensure_junction(files, projects, j, cwd, includes, errors).is_some();
+                }
+                if all && !projects.by_junction.is_empty() {
+                    retry.push(name);
+                } else {
+                    existing.push(name);
+                }
+                continue;
+            }
             match raw {
                 Ok(raw) => {
                     existing.push(name);
@@ -434,7 +729,8 @@ fn read_elements(
                 }
             }
         }
-        wave = next;
+        retry.append(&mut next);
+        wave = retry;
     }
 
     (raws, existing)
@@ -450,19 +746,22 @@ fn decode_bst(
     f: &SourceFile,
     id: FileId,
     name: &str,
+    local: &str,
     root: Option<yaml::Node>,
-    project: &Project,
+    pcx: &ProjectCx,
     b: &bst::BstProject,
     includes: &Includes,
     cwd: &Path,
+    junctions: bst::JunctionRoots,
 ) -> Result<RawElement, Vec<Error>> {
+    let project = &pcx.project;
     let loc = WithIncludes { file: f, includes };
     let Some(root) = root else {
         return crate::element::decode(&loc, &f.path, id, name.to_string(), None, project);
     };
-    let inc = bst::include_fn(&project.root, includes, &loc, cwd);
+    let inc = bst::include_fn(&project.root, includes, &loc, cwd, Some(junctions));
     let mut r = Reader::new(&loc);
-    let (node, special) = bst::translate(&mut r, &loc, b, name, root, &inc);
+    let (node, special) = bst::translate(&mut r, &loc, b, local, &pcx.prefix, root, &inc);
     if matches!(special, bst::Special::Junction) {
         let span = node
             .as_map()
@@ -470,9 +769,9 @@ fn decode_bst(
             .map_or(node.span, |k| k.span);
         r.err_help(
             span,
-            "junctions are not supported yet",
+            format!("`{name}` is a junction: it is not an element to depend on"),
             "junction",
-            "cas loads one BuildStream project at a time for now",
+            format!("depend on an element of its project: `{name}:element.bst` (or `filename: element.bst` with `junction: {name}`)"),
         );
     }
     let decoded = crate::element::decode(&loc, &f.path, id, name.to_string(), Some(&node), project);
@@ -648,11 +947,15 @@ pub fn load_with(
     }
 
     // 3. kinds: built-in, then the project's
-    let LoadedKinds {
-        defaults,
-        kinds,
-        broken_kinds,
-    } = load_kinds(&mut files, &project, &cwd, &mut errors);
+    let top_kinds = load_kinds(&mut files, &project, &cwd, &mut errors);
+    let mut projects = Projects {
+        list: vec![ProjectCx {
+            project,
+            kinds: top_kinds,
+            prefix: String::new(),
+        }],
+        by_junction: HashMap::new(),
+    };
 
     // CAS_FORMAT_TIMING=1 prints the time of each phase (spec/format.md).
     let timing = std::env::var_os("CAS_FORMAT_TIMING").is_some();
@@ -660,7 +963,7 @@ pub fn load_with(
     // 4. element files, wave by wave
     let (mut raws, mut existing) = read_elements(
         &mut files,
-        &project,
+        &mut projects,
         &cwd,
         &target_names,
         &includes,
@@ -684,19 +987,24 @@ pub fn load_with(
         .collect();
     raws.sort_by(|a, b| a.name.cmp(&b.name));
     let host = host_arch();
-    let cx = Context {
-        files: &files,
-        project: &project,
-        defaults: &defaults,
-        kinds: &kinds,
-        broken_kinds: &broken_kinds,
-        ids: &ids,
-        host_arch: host,
-    };
+    let cxs: Vec<Context> = projects
+        .list
+        .iter()
+        .map(|p| Context {
+            files: &files,
+            project: &p.project,
+            defaults: &p.kinds.defaults,
+            kinds: &p.kinds.kinds,
+            broken_kinds: &p.kinds.broken_kinds,
+            ids: &ids,
+            host_arch: host,
+        })
+        .collect();
     let resolved: Vec<Result<Element, Vec<Error>>> = raws
         .par_iter()
-        .map(|raw| resolve(&cx, ids[&raw.name], raw))
+        .map(|raw| resolve(&cxs[raw.project], ids[&raw.name], raw))
         .collect();
+    drop(cxs);
 
     if timing {
         eprintln!("format: resolved: {:?}", t0.elapsed());
@@ -734,11 +1042,12 @@ pub fn load_with(
         eprintln!("format: graph checked: {:?}", t0.elapsed());
     }
     let targets = target_names.iter().map(|n| ids[n]).collect();
+    let top = projects.list.swap_remove(0);
     Ok(Loaded {
-        project,
+        project: top.project,
         elements,
         targets,
-        kinds,
+        kinds: top.kinds.kinds,
         files,
         by_name: ids,
     })

@@ -122,16 +122,20 @@ pub(crate) fn resolve_lists(node: &mut Node) {
     }
 }
 
-/// Reads an included file: `(canonical name, parsed root)`, or `None` after
-/// reporting why not.
-pub(crate) type IncludeFn<'a> = dyn Fn(&Spanned, &mut Vec<Error>) -> Option<(String, Node)> + 'a;
+/// What an include reads: the file's canonical name, its parsed root, and
+/// the options its conditionals see when they are not the includer's (a
+/// file of a junction's project sees that project's options).
+pub(crate) type Included = (String, Node, Option<BTreeMap<String, OptValue>>);
+
+/// Reads an included file, or `None` after reporting why not.
+pub(crate) type IncludeFn<'a> = dyn Fn(&Spanned, &mut Vec<Error>) -> Option<Included> + 'a;
 
 /// Processes `(@)` and `(?)` over a tree.
 pub(crate) struct Processor<'a, L: Locate> {
     pub r: Reader<'a, L>,
     /// `None`: leave conditionals in place (the first pass over project.conf,
     /// before the options are known).
-    pub options: Option<&'a BTreeMap<String, OptValue>>,
+    pub options: Option<BTreeMap<String, OptValue>>,
     pub include: &'a IncludeFn<'a>,
     stack: Vec<String>,
 }
@@ -144,7 +148,7 @@ impl<'a, L: Locate> Processor<'a, L> {
     ) -> Self {
         Processor {
             r: Reader::new(loc),
-            options,
+            options: options.cloned(),
             include,
             stack: Vec::new(),
         }
@@ -192,7 +196,9 @@ impl<'a, L: Locate> Processor<'a, L> {
                 let mut errors = Vec::new();
                 let loaded = (self.include)(&name, &mut errors);
                 self.r.errors.extend(errors);
-                let Some((key, root)) = loaded else { continue };
+                let Some((key, root, their_options)) = loaded else {
+                    continue;
+                };
                 if self.stack.contains(&key) {
                     self.r.err(
                         name.span,
@@ -214,7 +220,14 @@ impl<'a, L: Locate> Processor<'a, L> {
                     }
                 };
                 self.stack.push(key);
+                let saved = match their_options {
+                    Some(o) if self.options.is_some() => self.options.replace(o),
+                    _ => None,
+                };
                 let processed = self.process(root);
+                if saved.is_some() {
+                    self.options = saved;
+                }
                 self.stack.pop();
                 if let Value::Map(pm) = processed.value {
                     composite(&mut out, pm);
@@ -230,7 +243,9 @@ impl<'a, L: Locate> Processor<'a, L> {
     }
 
     fn conditions(&mut self, out: &mut Map, key: &Key, conds: Node) {
-        let Some(options) = self.options else { return };
+        let Some(options) = self.options.clone() else {
+            return;
+        };
         let Value::Seq(items) = conds.value else {
             self.r.err(
                 conds.span,
@@ -260,7 +275,7 @@ impl<'a, L: Locate> Processor<'a, L> {
             let Some((cond, value)) = m.entries.into_iter().next() else {
                 continue;
             };
-            match expr::evaluate(&cond.name, options) {
+            match expr::evaluate(&cond.name, &options) {
                 Ok(true) => {
                     let value = self.process(value);
                     match value.value {

@@ -67,9 +67,11 @@ pub(crate) fn translate<L: Locate>(
     loc: &L,
     bst: &BstProject,
     name: &str,
+    prefix: &str,
     root: Node,
     include: &IncludeFn,
 ) -> (Node, Special) {
+    let prefixed = |v: &str| format!("{prefix}{v}");
     let mut p = Processor::new(loc, Some(&bst.values), include);
     let node = p.process(root);
     r.errors.append(&mut p.r.errors);
@@ -175,7 +177,7 @@ pub(crate) fn translate<L: Locate>(
         };
         for item in items {
             let (names, ty, config) = match &item.value {
-                Value::Scalar(..) => (vec![item.clone()], None, None),
+                Value::Scalar(v, _) => (vec![scalar(&prefixed(v), item.span)], None, None),
                 Value::Map(m) => {
                     r.check_keys(
                         m,
@@ -202,8 +204,8 @@ pub(crate) fn translate<L: Locate>(
                         .filter_map(|f| {
                             let s = r.string(&f, "filename")?;
                             let v = match &junction {
-                                Some(j) => format!("{}:{}", j.value, s.value),
-                                None => s.value,
+                                Some(j) => prefixed(&format!("{}:{}", j.value, s.value)),
+                                None => prefixed(&s.value),
                             };
                             Some(scalar(&v, f.span))
                         })

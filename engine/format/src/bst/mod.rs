@@ -21,4 +21,4 @@ pub(crate) use element::{translate, Special};
 pub use includes::INCLUDE_BASE;
 pub(crate) use includes::{Includes, WithIncludes};
 pub use options::Given;
-pub(crate) use project::{decode as decode_project, include_fn, BstProject};
+pub(crate) use project::{decode as decode_project, include_fn, BstProject, JunctionRoots};

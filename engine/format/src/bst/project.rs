@@ -1,9 +1,9 @@
 //! `project.conf`: a BuildStream 2 project, decoded into a [`Project`] and
 //! the BuildStream-only data its elements need ([`BstProject`]).
 
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use super::directives::{IncludeFn, Processor};
 use super::expr::Value as OptValue;
@@ -61,15 +61,45 @@ pub(crate) struct BstProject {
     pub refs: Option<Node>,
 }
 
-/// The `(@)` reader of a project: paths relative to its directory.
+/// Junctions an element's includes may go through: junction name → its
+/// project's directory, and the junctions asked for that are not loaded yet
+/// (the element is read again once they are).
+pub(crate) struct JunctionRoots<'a> {
+    /// junction → (its project's directory, that project's option values)
+    pub roots: &'a HashMap<String, (PathBuf, BTreeMap<String, OptValue>)>,
+    pub wanted: &'a Mutex<Vec<String>>,
+}
+
+/// The `(@)` reader of a project: paths relative to its directory, or to a
+/// junction's project (`junction.bst:path`).
 pub(crate) fn include_fn<'a>(
     root: &'a Path,
     includes: &'a Includes,
     loc: &'a WithIncludes<'a>,
     cwd: &'a Path,
-) -> impl Fn(&Spanned, &mut Vec<Error>) -> Option<(String, Node)> + 'a {
+    junctions: Option<JunctionRoots<'a>>,
+) -> impl Fn(&Spanned, &mut Vec<Error>) -> Option<super::directives::Included> + 'a {
     move |name: &Spanned, errors: &mut Vec<Error>| {
-        if name.value.contains(':') {
+        let mut root = root;
+        let mut rel_name = name.value.as_str();
+        let mut their_options = None;
+        if let (Some((j, rest)), Some(jr)) = (name.value.rsplit_once(':'), junctions.as_ref()) {
+            match jr.roots.get(j) {
+                Some((dir, opts)) => {
+                    root = dir;
+                    rel_name = rest;
+                    their_options = Some(opts.clone());
+                }
+                None => {
+                    jr.wanted
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(j.to_string());
+                    return None;
+                }
+            }
+        }
+        if rel_name.contains(':') {
             errors.push(
                 crate::read::Locate::error(
                     loc,
@@ -86,7 +116,7 @@ pub(crate) fn include_fn<'a>(
             );
             return None;
         }
-        let Some(rel) = relative_inside(&name.value) else {
+        let Some(rel) = relative_inside(rel_name) else {
             errors.push(crate::read::Locate::error(
                 loc,
                 name.span,
@@ -106,7 +136,7 @@ pub(crate) fn include_fn<'a>(
             span: name.span,
             value: Value::Null,
         });
-        Some((path.to_string_lossy().into_owned(), root))
+        Some((path.to_string_lossy().into_owned(), root, their_options))
     }
 }
 
@@ -163,7 +193,7 @@ pub(crate) fn decode(
             "a BuildStream project needs at least `name` and `min-version`",
         )]);
     };
-    let inc = include_fn(&dir, includes, &loc, cwd);
+    let inc = include_fn(&dir, includes, &loc, cwd, None);
     let inc: &IncludeFn = &inc;
     // 1. includes, conditionals left in place
     let mut pass1 = Processor::new(&loc, None, inc);
