@@ -408,7 +408,10 @@ fn compose_domains(
     };
     let mut out = Vec::new();
     for s in list {
-        if public.split_rules.contains_key(&s.value) {
+        // BuildStream takes domains that the composed elements define
+        if public.split_rules.contains_key(&s.value)
+            || cx.project.dialect == crate::project::Dialect::BuildStream
+        {
             out.push(s.value.clone());
         } else {
             let help = format!(

@@ -602,6 +602,7 @@ fn read_elements(
             Option<SourceFile>,
             Result<RawElement, Vec<Error>>,
             Vec<String>,
+            Vec<String>,
         );
         let projects_ref = &*projects;
         // the junctions loaded so far, for includes through them: full
@@ -628,15 +629,16 @@ fn read_elements(
             .map(|(i, name)| {
                 let id = FileId(base + i as u32);
                 let Some((pidx, local)) = projects_ref.of(name) else {
-                    return (name.clone(), None, Err(vec![]), vec![]);
+                    return (name.clone(), None, Err(vec![]), vec![], vec![]);
                 };
                 let pcx = &projects_ref.list[pidx];
                 let project = &pcx.project;
                 let path = project.element_path.join(&local);
                 if !path.is_file() {
-                    return (name.clone(), None, Err(vec![]), vec![]);
+                    return (name.clone(), None, Err(vec![]), vec![], vec![]);
                 }
                 let wanted = std::sync::Mutex::new(Vec::new());
+                let deps_of_broken = std::sync::Mutex::new(Vec::new());
                 // junction names in includes are relative to the element's project
                 let own_roots: Roots = roots
                     .iter()
@@ -646,7 +648,7 @@ fn read_elements(
                     })
                     .collect();
                 match read_source(&path, display_name(&path, cwd)) {
-                    Err((f, e)) => (name.clone(), Some(f), Err(vec![e]), vec![]),
+                    Err((f, e)) => (name.clone(), Some(f), Err(vec![e]), vec![], vec![]),
                     Ok(f) => {
                         let raw = match yaml::parse(&f, id) {
                             Ok(root) => match &project.bst {
@@ -671,6 +673,7 @@ fn read_elements(
                                     bst::JunctionRoots {
                                         roots: &own_roots,
                                         wanted: &wanted,
+                                        deps_of_broken: &deps_of_broken,
                                     },
                                 ),
                             },
@@ -686,14 +689,15 @@ fn read_elements(
                             .into_iter()
                             .map(|j| format!("{}{j}", pcx.prefix))
                             .collect();
-                        (name.clone(), Some(f), raw, wanted)
+                        let broken = deps_of_broken.into_inner().unwrap_or_default();
+                        (name.clone(), Some(f), raw, wanted, broken)
                     }
                 }
             })
             .collect();
         let mut next = Vec::new();
         let mut retry = Vec::new();
-        for (i, (name, file, raw, wanted)) in results.into_iter().enumerate() {
+        for (i, (name, file, raw, wanted, broken_deps)) in results.into_iter().enumerate() {
             let path = PathBuf::from(&name);
             let id = files
                 .add(file.unwrap_or_else(|| SourceFile::new(path, name.clone(), String::new())));
@@ -726,6 +730,11 @@ fn read_elements(
                 Err(es) => {
                     existing.push(name);
                     errors.extend(es);
+                    for dep in broken_deps {
+                        if seen.insert(dep.clone()) {
+                            next.push(dep);
+                        }
+                    }
                 }
             }
         }
@@ -759,6 +768,7 @@ fn decode_bst(
     let Some(root) = root else {
         return crate::element::decode(&loc, &f.path, id, name.to_string(), None, project);
     };
+    let deps_of_broken = junctions.deps_of_broken;
     let inc = bst::include_fn(&project.root, includes, &loc, cwd, Some(junctions));
     let mut r = Reader::new(&loc);
     let (node, special) = bst::translate(&mut r, &loc, b, local, &pcx.prefix, root, &inc);
@@ -775,14 +785,33 @@ fn decode_bst(
         );
     }
     let decoded = crate::element::decode(&loc, &f.path, id, name.to_string(), Some(&node), project);
-    match decoded {
+    let result = match decoded {
         Ok(raw) if r.errors.is_empty() => Ok(raw),
         Ok(_) => Err(r.errors),
         Err(mut es) => {
             r.errors.append(&mut es);
             Err(r.errors)
         }
+    };
+    if result.is_err() {
+        // the elements behind a broken one are still read (and checked)
+        let mut out = deps_of_broken
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for key in ["depends", "build-depends", "runtime-depends"] {
+            if let Some(yaml::Value::Seq(items)) =
+                node.as_map().and_then(|m| m.get(key)).map(|n| &n.value)
+            {
+                out.extend(
+                    items
+                        .iter()
+                        .filter_map(|i| i.as_str())
+                        .filter_map(normalise_name),
+                );
+            }
+        }
     }
+    result
 }
 
 /// The project that `dir` belongs to (the nearest `project.yaml` above it,

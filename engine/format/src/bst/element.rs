@@ -280,6 +280,16 @@ pub(crate) fn translate<L: Locate>(
             if k == "sandbox" {
                 sandbox(r, &mut v);
             }
+            if k == "variables" || k == "environment" {
+                // BuildStream reads a variable set to nothing as empty
+                if let Value::Map(m) = &mut v.value {
+                    for (_, val) in &mut m.entries {
+                        if val.is_null() {
+                            val.value = Value::Scalar(String::new(), Style::Quoted);
+                        }
+                    }
+                }
+            }
             out.entries.push((kk.clone(), v));
         }
     }
@@ -447,6 +457,17 @@ fn source<L: Locate>(
     };
     let drop_keys =
         |m: &mut Map, keys: &[&str]| m.entries.retain(|(k, _)| !keys.contains(&k.name.as_str()));
+    // what only tracking and provenance read: nothing a build uses
+    drop_keys(
+        m,
+        &[
+            "version-guess-pattern",
+            "version",
+            "guess-version",
+            "provenance",
+            "exclude",
+        ],
+    );
     let need_ref = |r: &mut Reader<L>, m: &Map, what: &str| {
         if m.get("ref").is_none() {
             r.err_help(

@@ -43,6 +43,9 @@ enum Tok {
     Op(&'static str),
     LParen,
     RParen,
+    LBracket,
+    RBracket,
+    Comma,
 }
 
 fn lex(s: &str) -> Result<Vec<Tok>, String> {
@@ -59,6 +62,18 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
             }
             b')' => {
                 out.push(Tok::RParen);
+                i += 1;
+            }
+            b'[' => {
+                out.push(Tok::LBracket);
+                i += 1;
+            }
+            b']' => {
+                out.push(Tok::RBracket);
+                i += 1;
+            }
+            b',' => {
+                out.push(Tok::Comma);
                 i += 1;
             }
             b'\'' | b'"' => {
@@ -185,9 +200,35 @@ impl Parser {
         let r = self.atom()?;
         Ok(Expr::Cmp(op, Box::new(l), Box::new(r)))
     }
+    /// `[a, b]` or `(a, b)`: a list of string literals (after the opening bracket).
+    fn list(&mut self, close: &Tok) -> Result<Expr, String> {
+        let mut items = Vec::new();
+        loop {
+            match self.next() {
+                Some(t) if &t == close => break,
+                Some(Tok::Str(s)) => items.push(s),
+                Some(t) => return Err(format!("unexpected {t:?} in a list")),
+                None => return Err("missing the end of a list".into()),
+            }
+            match self.next() {
+                Some(Tok::Comma) => {}
+                Some(t) if &t == close => break,
+                _ => return Err("expected `,` between the items of a list".into()),
+            }
+        }
+        Ok(Expr::Lit(Value::List(items)))
+    }
+
     fn atom(&mut self) -> Result<Expr, String> {
         match self.next() {
+            Some(Tok::LBracket) => self.list(&Tok::RBracket),
             Some(Tok::LParen) => {
+                // a tuple of strings, or a parenthesised expression
+                if matches!(self.peek(), Some(Tok::Str(_)))
+                    && matches!(self.toks.get(self.pos + 1), Some(Tok::Comma))
+                {
+                    return self.list(&Tok::RParen);
+                }
                 let e = self.or()?;
                 match self.next() {
                     Some(Tok::RParen) => Ok(e),
@@ -202,7 +243,9 @@ impl Parser {
                 "and" | "or" | "not" | "in" => return Err(format!("unexpected `{n}`")),
                 _ => Expr::Var(n),
             }),
-            Some(Tok::RParen) => Err("unexpected `)`".into()),
+            Some(Tok::RParen | Tok::RBracket | Tok::Comma) => {
+                Err("unexpected bracket or comma".into())
+            }
             Some(Tok::Op(op)) => Err(format!("unexpected `{op}`")),
             None => Err("the expression ends too early".into()),
         }
@@ -324,6 +367,9 @@ mod tests {
             ("'a' in flags", true),
             ("'c' in flags", false),
             ("'c' not in flags", true),
+            ("arch in [\"x86_64\", \"i686\"]", true),
+            ("arch not in (\"aarch64\", \"ppc64\")", true),
+            ("arch in (\"aarch64\", \"ppc64\")", false),
             ("1 < 2", true),
         ] {
             assert_eq!(evaluate(e, &v), Ok(want), "{e}");

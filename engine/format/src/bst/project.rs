@@ -68,6 +68,8 @@ pub(crate) struct JunctionRoots<'a> {
     /// junction → (its project's directory, that project's option values)
     pub roots: &'a HashMap<String, (PathBuf, BTreeMap<String, OptValue>)>,
     pub wanted: &'a Mutex<Vec<String>>,
+    /// The dependencies of an element that failed to decode (to read them still).
+    pub deps_of_broken: &'a Mutex<Vec<String>>,
 }
 
 /// The `(@)` reader of a project: paths relative to its directory, or to a
