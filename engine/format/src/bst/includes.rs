@@ -30,9 +30,9 @@ pub(crate) struct Includes {
 }
 
 impl Includes {
-    /// The parsed root of `path` (`None` for an empty file), reading it the
-    /// first time; errors (unreadable, bad YAML) are reported that first
-    /// time only, at `at`.
+    /// The parsed root of `path` (a null node for an empty file), reading
+    /// it the first time; errors (unreadable, bad YAML) are reported that
+    /// first time only, at `at`.
     pub(crate) fn get(
         &self,
         path: &Path,
@@ -40,13 +40,17 @@ impl Includes {
         at: &Spanned,
         loc: &dyn Fn(Span, String, &str) -> Error,
         errors: &mut Vec<Error>,
-    ) -> Option<Option<Node>> {
+    ) -> Option<Node> {
+        let empty = |id| Node {
+            span: Span::new(id, 0, 0),
+            value: crate::yaml::Value::Null,
+        };
         let mut inner = self
             .inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((_, root)) = inner.parsed.get(path) {
-            return Some(root.clone());
+        if let Some((id, root)) = inner.parsed.get(path) {
+            return Some(root.clone().unwrap_or_else(|| empty(*id)));
         }
         if !path.is_file() {
             errors.push(
@@ -81,7 +85,7 @@ impl Includes {
         };
         inner.files.push(file);
         inner.parsed.insert(path.to_path_buf(), (id, root.clone()));
-        Some(root)
+        Some(root.unwrap_or_else(|| empty(id)))
     }
 
     /// The source file of an included file's id.

@@ -9,6 +9,10 @@
 //! - `includes`: the included files of a load
 //! - `project`: `project.conf`
 //! - `element`: a `.bst` element translated to cas's shape
+#![allow(
+    clippy::single_match_else,
+    reason = "decisions between a value and an error read best as two arms"
+)]
 
 mod directives;
 mod element;

@@ -134,10 +134,6 @@ pub(crate) fn include_fn<'a>(
         let shown = crate::load::display_name(&path, cwd);
         let at = |span, msg: String, label: &str| crate::read::Locate::error(loc, span, msg, label);
         let root = includes.get(&path, shown, name, &at, errors)?;
-        let root = root.unwrap_or(Node {
-            span: name.span,
-            value: Value::Null,
-        });
         Some((path.to_string_lossy().into_owned(), root, their_options))
     }
 }
@@ -482,6 +478,6 @@ fn read_refs(
     let at_fn = |span, msg: String, label: &str| crate::read::Locate::error(loc, span, msg, label);
     let root = includes.get(&path, shown, at, &at_fn, &mut errors)?;
     r.errors.extend(errors);
-    let projects = root.as_ref()?.as_map()?.get("projects")?.as_map()?;
+    let projects = root.as_map()?.get("projects")?.as_map()?;
     projects.get(project).cloned()
 }
