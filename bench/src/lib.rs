@@ -143,16 +143,19 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
         pending: vec![],
         shared_note: shared,
         // Hand-written profile of the misses, kept across regenerations.
-        // The debian-system example's figures (bench/debian-system.sh) too.
+        // The debian-system example's figures (bench/debian-system.sh) and
+        // the loads of real BuildStream projects (bench/bst-projects.sh) too.
         notes: {
             let read = |f: &str| {
                 std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(f))
                     .ok()
             };
-            match (read("NOTES.md"), read("SYSTEM.md")) {
-                (Some(n), Some(s)) => Some(format!("{}\n\n{s}", n.trim_end())),
-                (n, s) => n.or(s),
-            }
+            let parts: Vec<String> = ["NOTES.md", "SYSTEM.md", "BST-PROJECTS.md"]
+                .iter()
+                .filter_map(|f| read(f))
+                .map(|t| t.trim_end().to_string())
+                .collect();
+            (!parts.is_empty()).then(|| parts.join("\n\n"))
         },
     })
 }

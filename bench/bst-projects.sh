@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Load time of real BuildStream projects: `cas show` (release build) on each
+# PROJECT_DIR:TARGET given, median of 5 runs, peak RSS; and `bst show` in
+# the same run when a BuildStream is at $CAS_BENCH_BST (or `bst` on PATH)
+# and can load the project here. Writes bench/BST-PROJECTS.md, which
+# cas-bench appends to BENCHMARKS.md.
+#
+#   bash bench/bst-projects.sh ~/src/freedesktop-sdk:components.bst
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cargo build --release -q -p cas --manifest-path "$here/Cargo.toml"
+cas="$here/target/release/cas"
+bst="${CAS_BENCH_BST:-$(command -v bst || true)}"
+out="$here/bench/BST-PROJECTS.md"
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+{
+  echo "## bst-projects: loading real BuildStream projects (\`cas show\`)"
+  echo
+  echo "Reproduce: \`bash bench/bst-projects.sh DIR:TARGET...\` ($(date -u +%F), $(nproc) cores)."
+  echo
+  echo "| project | commit | elements loaded | errors | cas show (median of 5) | peak RSS | bst show |"
+  echo "| --- | --- | ---: | ---: | ---: | ---: | --- |"
+} > "$out"
+for spec in "$@"; do
+  dir=${spec%%:*}; target=${spec#*:}
+  name=$(basename "$dir")
+  commit=$(git -C "$dir" rev-parse --short HEAD 2>/dev/null || echo "-")
+  times=(); rss=0
+  for _ in 1 2 3 4 5; do
+    (cd "$dir" && /usr/bin/time -f "%e %M" -o /tmp/bst-projects.time "$cas" show "elements/$target" >/dev/null 2>/tmp/bst-projects.err) || true
+    read -r t m < /tmp/bst-projects.time
+    times+=("$t"); rss=$m
+  done
+  med=$(printf '%s\n' "${times[@]}" | median)
+  (cd "$dir" && CAS_FORMAT_TIMING=1 "$cas" show "elements/$target" 2>&1 >/dev/null) > /tmp/bst-projects.timing || true
+  loaded=$(grep -o 'read+parse [0-9]* files' /tmp/bst-projects.timing | grep -o '[0-9]*' || echo "?")
+  errors=$(grep -c '×' /tmp/bst-projects.err || true)
+  bst_col="not measured: no BuildStream here"
+  if [ -n "$bst" ]; then
+    if (cd "$dir" && timeout 600 /usr/bin/time -f "%e" -o /tmp/bst-projects.bst "$bst" show "$target" >/dev/null 2>/tmp/bst-projects.bsterr); then
+      bst_col="$(cat /tmp/bst-projects.bst) s"
+    else
+      bst_col="cannot load it here: $(grep -m1 -E 'Error|error' /tmp/bst-projects.bsterr | cut -c1-80 || echo failed)"
+    fi
+  fi
+  echo "| $name | $commit | $loaded | $errors | ${med} s | $((rss / 1024)) MB | $bst_col |" >> "$out"
+done
+echo >> "$out"
+echo "wrote $out"
