@@ -247,16 +247,23 @@ fn tar_ref_with_base_dir_star_and_overlaps_as_buildstream_allows_them() {
             .unwrap();
         String::from_utf8(out.stdout).unwrap()[..64].to_string()
     };
+    // the alias points nowhere; the project's mirror has the file; the
+    // ref is kept in project.refs
     let conf = format!(
-        "name: demo\nmin-version: 2.0\nelement-path: elements\naliases:\n  dist: file://{}/\n",
+        "name: demo\nmin-version: 2.0\nelement-path: elements\nref-storage: project.refs\n\
+         aliases:\n  dist: file://{}/\n\
+         mirrors:\n- name: local\n  aliases:\n    dist:\n    - file://{}/\n",
+        ctx.path("nowhere").display(),
         ctx.path("dist").display()
     );
     ctx.write("project.conf", &conf);
     ctx.write(
+        "project.refs",
+        format!("projects:\n  demo:\n    hello.bst:\n    - ref: {sha}\n"),
+    );
+    ctx.write(
         "elements/hello.bst",
-        format!(
-            "kind: import\nsources:\n- kind: tar\n  url: dist:hello-1.0.tar.gz\n  ref: {sha}\nconfig:\n  target: /usr/share\n"
-        ),
+        "kind: import\nsources:\n- kind: tar\n  url: dist:hello-1.0.tar.gz\nconfig:\n  target: /usr/share\n",
     );
     ctx.write(
         "elements/other.bst",
@@ -270,7 +277,8 @@ fn tar_ref_with_base_dir_star_and_overlaps_as_buildstream_allows_them() {
     let out = ctx.path("out");
     ctx.cas(["checkout", "elements/both.bst", out.to_str().unwrap()])
         .ok();
-    // base-dir '*' took the top directory; the later element won the overlap
+    // base-dir '*' took the top directory (fetched from the project's mirror,
+    // checked against the ref of project.refs); the later element won the overlap
     assert_eq!(read(out.join("usr/share/doc/README")), "other\n");
     // with `fatal-warnings: [overlaps]`, the same overlap is an error
     ctx.write(

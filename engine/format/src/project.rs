@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::diagnostics::{Error, FileId, SourceFile};
-use crate::read::{Reader, Spanned};
-use crate::yaml::Node;
+use crate::read::{Locate, Reader, Spanned};
+use crate::yaml::{Map, Node};
 
 pub const PROJECT_FILE: &str = "project.yaml";
 /// A BuildStream project's file (spec/format.md, "From BuildStream").
@@ -49,9 +49,6 @@ pub struct Project {
     pub(crate) raw_variables: Vec<(Spanned, Spanned)>,
     pub(crate) raw_environment: Vec<(Spanned, Spanned)>,
     pub dialect: Dialect,
-    /// A BuildStream project's options: name → value as text (after the
-    /// defaults, the user configuration, a junction and `-o`).
-    pub options: BTreeMap<String, String>,
     /// Mirrors the project declares (BuildStream's `mirrors:`): alias →
     /// base URLs, tried after the user's own.
     pub mirrors: BTreeMap<String, Vec<String>>,
@@ -91,7 +88,6 @@ impl Project {
             raw_variables: vec![],
             raw_environment: vec![],
             dialect: Dialect::Cas,
-            options: BTreeMap::new(),
             mirrors: BTreeMap::new(),
             overlaps_allowed: false,
             bst: None,
@@ -120,6 +116,22 @@ impl Project {
             return Ok(p);
         };
         r.check_keys(map, KEYS, "project.yaml");
+        p.read_common(&mut r, map, &root);
+        if let Some(node) = map.get("kinds") {
+            p.kinds_dir = directory(&mut r, node, "kinds", &root);
+        }
+        if r.errors.is_empty() {
+            Ok(p)
+        } else {
+            Err(r.errors)
+        }
+    }
+}
+
+impl Project {
+    /// The keys both formats share (`project.yaml`, `project.conf`): `name`,
+    /// `element-path`, `aliases`, `variables`, `environment`.
+    pub(crate) fn read_common<L: Locate>(&mut self, r: &mut Reader<L>, map: &Map, root: &Path) {
         if let Some(n) = map.get("name").and_then(|n| r.string(n, "name")) {
             if n.value.is_empty() || n.value.contains(['/', '\0']) {
                 r.err(
@@ -128,28 +140,11 @@ impl Project {
                     "invalid name",
                 );
             }
-            p.name = n.value;
+            self.name = n.value;
         }
         if let Some(node) = map.get("element-path") {
-            if let Some(ep) = r.string(node, "element-path") {
-                match relative_inside(&ep.value) {
-                    Some(rel) => {
-                        let dir = root.join(rel);
-                        if !dir.is_dir() {
-                            r.err(
-                                ep.span,
-                                format!("`element-path`: directory `{}` does not exist", ep.value),
-                                "no such directory",
-                            );
-                        }
-                        p.element_path = dir;
-                    }
-                    None => r.err(
-                        ep.span,
-                        "`element-path` must be a relative path inside the project",
-                        "not inside the project",
-                    ),
-                }
+            if let Some(dir) = directory(r, node, "element-path", root) {
+                self.element_path = dir;
             }
         }
         if let Some(node) = map.get("aliases") {
@@ -164,51 +159,53 @@ impl Project {
                         "invalid alias",
                     );
                 }
-                p.aliases.insert(k.value, v.value);
+                self.aliases.insert(k.value, v.value);
             }
         }
         if let Some(node) = map.get("variables") {
-            p.raw_variables = r.string_map(node, "variables");
-            p.variables = p
-                .raw_variables
-                .iter()
-                .map(|(k, v)| (k.value.clone(), v.value.clone()))
-                .collect();
+            self.set_variables(r.string_map(node, "variables"));
         }
         if let Some(node) = map.get("environment") {
-            p.raw_environment = r.string_map(node, "environment");
-            p.environment = p
-                .raw_environment
-                .iter()
-                .map(|(k, v)| (k.value.clone(), v.value.clone()))
-                .collect();
+            self.raw_environment = r.string_map(node, "environment");
+            self.environment = as_map(&self.raw_environment);
         }
-        if let Some(node) = map.get("kinds") {
-            if let Some(k) = r.string(node, "kinds") {
-                match relative_inside(&k.value) {
-                    Some(rel) => {
-                        let dir = root.join(rel);
-                        if !dir.is_dir() {
-                            r.err(
-                                k.span,
-                                format!("`kinds`: directory `{}` does not exist", k.value),
-                                "no such directory",
-                            );
-                        }
-                        p.kinds_dir = Some(dir);
-                    }
-                    None => r.err(
-                        k.span,
-                        "`kinds` must be a relative path inside the project",
-                        "not inside the project",
-                    ),
-                }
+    }
+
+    /// The project's variables as written (with their spans).
+    pub(crate) fn set_variables(&mut self, raw: Vec<(Spanned, Spanned)>) {
+        self.raw_variables = raw;
+        self.variables = as_map(&self.raw_variables);
+    }
+}
+
+fn as_map(raw: &[(Spanned, Spanned)]) -> BTreeMap<String, String> {
+    raw.iter()
+        .map(|(k, v)| (k.value.clone(), v.value.clone()))
+        .collect()
+}
+
+/// A directory of the project named by `key` (relative, inside it, existing).
+fn directory<L: Locate>(r: &mut Reader<L>, node: &Node, key: &str, root: &Path) -> Option<PathBuf> {
+    let v = r.string(node, key)?;
+    match relative_inside(&v.value) {
+        Some(rel) => {
+            let dir = root.join(rel);
+            if !dir.is_dir() {
+                r.err(
+                    v.span,
+                    format!("`{key}`: directory `{}` does not exist", v.value),
+                    "no such directory",
+                );
             }
+            Some(dir)
         }
-        if r.errors.is_empty() {
-            Ok(p)
-        } else {
-            Err(r.errors)
+        None => {
+            r.err(
+                v.span,
+                format!("`{key}` must be a relative path inside the project"),
+                "not inside the project",
+            );
+            None
         }
     }
 }

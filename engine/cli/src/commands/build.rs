@@ -64,7 +64,7 @@ pub(crate) fn run_build(global: &Session, args: BuildArgs) -> CmdResult {
         }
     }
     let loaded = load_or_report(global, &args.targets)?;
-    let mirrors = global.mirrors()?;
+    let mirrors = global.mirrors(&loaded.project)?;
     let store = global.store()?;
     // bwrap is checked by the first step that needs a sandbox (a no-op
     // build never starts one).

@@ -32,14 +32,18 @@ pub(crate) fn print_json(v: &impl serde::Serialize) -> Result<(), Failure> {
     Ok(())
 }
 
-fn build_options(global: &Session, offline: bool) -> Result<BuildOptions, Failure> {
+fn build_options(
+    global: &Session,
+    project: &cas_format::Project,
+    offline: bool,
+) -> Result<BuildOptions, Failure> {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     Ok(BuildOptions {
         jobs: global.jobs(),
         max_jobs: cores,
         keep_going: false,
         offline,
-        mirrors: global.mirrors()?,
+        mirrors: global.mirrors(project)?,
         rebuild: Default::default(),
         remotes: None,
     })
@@ -49,7 +53,7 @@ pub(crate) fn run_check(global: &Session, args: CheckArgs) -> CmdResult {
     let loaded = load_or_report(global, std::slice::from_ref(&args.target))?;
     let store = global.store()?;
     cas_sandbox::check_available().map_err(err)?;
-    let opts = build_options(global, args.offline)?;
+    let opts = build_options(global, &loaded.project, args.offline)?;
     crate::commands::fetch::prepare_build(
         &store,
         &loaded,

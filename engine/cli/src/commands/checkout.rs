@@ -30,8 +30,13 @@ pub(crate) fn cached_output(
 ) -> Result<(Store, Loaded, cas_builder::Planned), Failure> {
     let loaded = load_or_report(global, std::slice::from_ref(target))?;
     let store = global.store()?;
-    let plan = cas_builder::states(&store, &loaded, &loaded.targets, &global.mirrors()?)
-        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    let plan = cas_builder::states(
+        &store,
+        &loaded,
+        &loaded.targets,
+        &global.mirrors(&loaded.project)?,
+    )
+    .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     let id = loaded.targets[0];
     let row = plan
         .into_iter()

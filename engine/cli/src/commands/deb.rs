@@ -324,7 +324,7 @@ fn lock(global: &Session, args: LockArgs) -> CmdResult {
         Failure::Silent(2)
     })?;
     let store = global.store()?;
-    let fetcher = fetcher(&store, &global.mirrors()?)?;
+    let fetcher = fetcher(&store, &global.mirrors(&project)?)?;
     let out = Out::new();
     let suite = Suite {
         fetcher: &fetcher,

@@ -48,7 +48,7 @@ fn resolve(global: &Session, store: &Store, arg: &str) -> Result<TreeDigest, Fai
         )));
     }
     let loaded = load_or_report(global, &[PathBuf::from(arg)])?;
-    let mirrors = global.mirrors()?;
+    let mirrors = global.mirrors(&loaded.project)?;
     let plan = cas_builder::states(store, &loaded, &loaded.targets, &mirrors).map_err(err)?;
     let id = loaded.targets[0];
     let row = plan

@@ -91,7 +91,7 @@ impl Drop for Bar {
 
 pub(crate) fn run_fetch(global: &Session, args: FetchArgs) -> CmdResult {
     let loaded = load_or_report(global, &args.targets)?;
-    let mirrors = global.mirrors()?;
+    let mirrors = global.mirrors(&loaded.project)?;
     let store = global.store()?;
     let fetcher = fetcher(&store, &mirrors)?;
     let sources = cas_builder::sources::distinct_sources(&loaded, &loaded.closure(&loaded.targets));

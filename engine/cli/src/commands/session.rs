@@ -63,11 +63,13 @@ impl Session {
         })
     }
 
-    /// The mirrors of the user configuration, per alias in the order written.
-    pub(crate) fn mirrors(&self) -> Result<Mirrors, Failure> {
+    /// The mirrors of the user configuration, per alias in the order
+    /// written, then those `project` declares (a BuildStream project's
+    /// `mirrors:`).
+    pub(crate) fn mirrors(&self, project: &cas_format::Project) -> Result<Mirrors, Failure> {
         let config = self.config()?;
         let mut mirrors = Mirrors::new();
-        for (alias, bases) in &config.mirrors {
+        for (alias, bases) in config.mirrors.iter().chain(&project.mirrors) {
             for base in bases {
                 mirrors.add(alias.clone(), base.clone());
             }

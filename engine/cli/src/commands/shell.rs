@@ -57,7 +57,7 @@ pub(crate) fn run(global: &Session, _name: &str, args: Args) -> CmdResult {
         &loaded,
         loaded.targets[0],
         reopen.as_deref(),
-        &global.mirrors()?,
+        &global.mirrors(&loaded.project)?,
     )
     .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     Ok(match outcome.status {

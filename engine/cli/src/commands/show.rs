@@ -253,7 +253,7 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
     let cwd = std::env::current_dir().unwrap_or_default();
     let mut rows = rows(&loaded, &cwd);
     // Keys and states: a key is known once everything staged is cached.
-    let mirrors = global.mirrors()?;
+    let mirrors = global.mirrors(&loaded.project)?;
     let store = global.store()?;
     let plan = cas_builder::states(&store, &loaded, &loaded.targets, &mirrors)
         .map_err(|e| Failure::failed(miette::miette!("{e}")))?;

@@ -146,7 +146,7 @@ fn track_one(
 
 fn run_track(global: &Session, args: TrackArgs) -> CmdResult {
     let loaded = load_or_report(global, std::slice::from_ref(&args.target))?;
-    let mirrors = global.mirrors()?;
+    let mirrors = global.mirrors(&loaded.project)?;
     let store = global.store()?;
     let fetcher = fetcher(&store, &mirrors)?;
     let cache = StoreSourceCache { store: &store };

@@ -211,14 +211,6 @@ impl Declared {
         }
     }
 
-    /// The value as `cas show` prints it (BuildStream's spelling).
-    pub fn variable_text_display(v: &Value) -> String {
-        match v {
-            Value::Bool(b) => if *b { "True" } else { "False" }.to_string(),
-            other => Self::variable_text(other),
-        }
-    }
-
     /// The text an exported variable gets (BuildStream's: `1`/`0` for a bool,
     /// flags joined with `,`).
     pub fn variable_text(v: &Value) -> String {

@@ -223,19 +223,14 @@ pub(crate) fn decode(
     };
 
     r.check_keys(map, KEYS, "project.conf");
-    match name {
-        Some(n) if !n.is_empty() && !n.contains(['/', '\0']) => p.name = n,
-        Some(_) => r.err(
-            map.get("name").map_or(node.span, |n| n.span),
-            "`name`: a project name must be non-empty and contain no `/`",
-            "invalid name",
-        ),
-        None => r.err_help(
+    p.read_common(&mut r, map, &dir);
+    if map.get("name").is_none() {
+        r.err_help(
             node.span,
             "project.conf has no `name`",
             "no `name:`",
             "every BuildStream project names itself: `name: my-project`",
-        ),
+        );
     }
     if let Some(n) = map.get("format-version") {
         r.err_help(
@@ -255,57 +250,15 @@ pub(crate) fn decode(
             ),
         }
     }
-    if let Some(node) = map.get("element-path") {
-        if let Some(ep) = r.string(node, "element-path") {
-            match relative_inside(&ep.value) {
-                Some(rel) => {
-                    let d = dir.join(rel);
-                    if !d.is_dir() {
-                        r.err(
-                            ep.span,
-                            format!("`element-path`: directory `{}` does not exist", ep.value),
-                            "no such directory",
-                        );
-                    }
-                    p.element_path = d;
-                }
-                None => r.err(
-                    ep.span,
-                    "`element-path` must be a relative path inside the project",
-                    "not inside the project",
-                ),
-            }
-        }
-    }
-    if let Some(node) = map.get("aliases") {
-        for (k, v) in r.string_map(node, "aliases") {
-            p.aliases.insert(k.value, v.value);
-        }
-    }
     if let Some(node) = map.get("mirrors") {
         mirrors(&mut r, node, &mut p);
     }
     if let Some(node) = map.get("plugins") {
         plugins(&mut r, node, &mut bst);
     }
-    if let Some(node) = map.get("variables") {
-        p.raw_variables = r.string_map(node, "variables");
-    }
-    p.raw_variables
-        .extend(options::exported(&bst.declared, &bst.values));
-    p.variables = p
-        .raw_variables
-        .iter()
-        .map(|(k, v)| (k.value.clone(), v.value.clone()))
-        .collect();
-    if let Some(node) = map.get("environment") {
-        p.raw_environment = r.string_map(node, "environment");
-        p.environment = p
-            .raw_environment
-            .iter()
-            .map(|(k, v)| (k.value.clone(), v.value.clone()))
-            .collect();
-    }
+    let mut vars = std::mem::take(&mut p.raw_variables);
+    vars.extend(options::exported(&bst.declared, &bst.values));
+    p.set_variables(vars);
     if let Some(n) = map.get("environment-nocache") {
         let _ = r.compose(&[], n, "environment-nocache");
     }
@@ -339,15 +292,6 @@ pub(crate) fn decode(
             }
         }
     }
-    p.options = bst
-        .declared
-        .iter()
-        .filter_map(|d| {
-            bst.values
-                .get(&d.name)
-                .map(|v| (d.name.clone(), Declared::variable_text_display(v)))
-        })
-        .collect();
     p.bst = Some(Arc::new(bst));
     errors.append(&mut r.errors);
     if errors.is_empty() {
