@@ -29,30 +29,29 @@ fn bst_project(extra_conf: &str) -> Ctx {
     ctx
 }
 
-fn key_of(ctx: &Ctx, target: &str, name: &str, opts: &[&str]) -> String {
+/// The elements of `cas --json show TARGET OPTS...`.
+fn show(ctx: &Ctx, target: &str, opts: &[&str]) -> Vec<serde_json::Value> {
     let mut args = vec!["--json", "show", target];
     args.extend_from_slice(opts);
-    let j = ctx.cas(args).ok().json();
-    j["elements"]
+    ctx.cas(args).ok().json()["elements"]
         .as_array()
-        .unwrap()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn key_of(ctx: &Ctx, target: &str, name: &str, opts: &[&str]) -> String {
+    let elements = show(ctx, target, opts);
+    let e = elements
         .iter()
         .find(|e| e["name"] == name)
-        .unwrap_or_else(|| panic!("{name} not in the closure: {j}"))["key"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
+        .unwrap_or_else(|| panic!("{name} not in the closure of {target}"));
+    e["key"].as_str().unwrap_or_default().to_string()
 }
 
 fn names(ctx: &Ctx, target: &str, opts: &[&str]) -> Vec<String> {
-    let mut args = vec!["--json", "show", target];
-    args.extend_from_slice(opts);
-    let j = ctx.cas(args).ok().json();
-    j["elements"]
-        .as_array()
-        .unwrap()
+    show(ctx, target, opts)
         .iter()
-        .map(|e| e["name"].as_str().unwrap().to_string())
+        .map(|e| e["name"].as_str().unwrap_or_default().to_string())
         .collect()
 }
 
@@ -280,6 +279,23 @@ fn tar_ref_with_base_dir_star_and_overlaps_as_buildstream_allows_them() {
     // base-dir '*' took the top directory (fetched from the project's mirror,
     // checked against the ref of project.refs); the later element won the overlap
     assert_eq!(read(out.join("usr/share/doc/README")), "other\n");
+    // a base-dir glob that matches no directory of the archive
+    ctx.write(
+        "elements/nomatch.bst",
+        "kind: import\nsources:\n- kind: tar\n  url: dist:hello-1.0.tar.gz\n  base-dir: 'release-*'\n",
+    );
+    ctx.write(
+        "project.refs",
+        format!("projects:\n  demo:\n    hello.bst:\n    - ref: {sha}\n    nomatch.bst:\n    - ref: {sha}\n"),
+    );
+    let run = ctx.cas(["build", "elements/nomatch.bst"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("no directory of the archive matches base-dir `release-*`"),
+        "{}",
+        run.stderr
+    );
     // with `fatal-warnings: [overlaps]`, the same overlap is an error
     ctx.write(
         "project.conf",

@@ -443,12 +443,12 @@ fn ensure_junction(
     };
     let inc = bst::include_fn(&parent_root, includes, &loc, cwd, None);
     let mut r = Reader::new(&loc);
-    let (node, special) = bst::translate(&mut r, &loc, &b, &local, &parent_prefix, root, &inc);
+    let (node, is_junction) = bst::translate(&mut r, &loc, &b, &local, &parent_prefix, root, &inc);
     let kind_span = node
         .as_map()
         .and_then(|m| m.get("kind"))
         .map_or(node.span, |k| k.span);
-    if !matches!(special, bst::Special::Junction) {
+    if !is_junction {
         r.err(
             kind_span,
             format!("`{j}` is named as a junction (`{j}:...`) but is not `kind: junction`"),
@@ -605,8 +605,8 @@ fn read_elements(
             Vec<String>,
         );
         let projects_ref = &*projects;
-        // the junctions loaded so far, for includes through them: full
-        // names relative to each project's prefix
+        // the junctions loaded so far, for includes through them, per
+        // project: names relative to that project (its prefix removed)
         type Roots = HashMap<
             String,
             (
@@ -614,13 +614,20 @@ fn read_elements(
                 std::collections::BTreeMap<String, bst::expr::Value>,
             ),
         >;
-        let roots: Roots = projects
-            .by_junction
+        let roots: Vec<Roots> = projects
+            .list
             .iter()
-            .filter_map(|(j, i)| {
-                let p = &projects.list[(*i)?].project;
-                let opts = p.bst.as_ref().map(|b| b.values.clone()).unwrap_or_default();
-                Some((j.clone(), (p.root.clone(), opts)))
+            .map(|from| {
+                projects
+                    .by_junction
+                    .iter()
+                    .filter_map(|(j, i)| {
+                        let local = j.strip_prefix(&from.prefix)?;
+                        let p = &projects.list[(*i)?].project;
+                        let opts = p.bst.as_ref().map(|b| b.values.clone()).unwrap_or_default();
+                        Some((local.to_string(), (p.root.clone(), opts)))
+                    })
+                    .collect()
             })
             .collect();
         let results: Vec<Read> = current
@@ -639,14 +646,6 @@ fn read_elements(
                 }
                 let wanted = std::sync::Mutex::new(Vec::new());
                 let deps_of_broken = std::sync::Mutex::new(Vec::new());
-                // junction names in includes are relative to the element's project
-                let own_roots: Roots = roots
-                    .iter()
-                    .filter_map(|(j, d)| {
-                        j.strip_prefix(&pcx.prefix)
-                            .map(|l| (l.to_string(), d.clone()))
-                    })
-                    .collect();
                 match read_source(&path, display_name(&path, cwd)) {
                     Err((f, e)) => (name.clone(), Some(f), Err(vec![e]), vec![], vec![]),
                     Ok(f) => {
@@ -671,7 +670,7 @@ fn read_elements(
                                     includes,
                                     cwd,
                                     bst::JunctionRoots {
-                                        roots: &own_roots,
+                                        roots: &roots[pidx],
                                         wanted: &wanted,
                                         deps_of_broken: &deps_of_broken,
                                     },
@@ -708,7 +707,7 @@ fn read_elements(
                 for j in &wanted {
                     all &= ensure_junction(files, projects, j, cwd, includes, errors).is_some();
                 }
-                if all && !projects.by_junction.is_empty() {
+                if all {
                     retry.push(name);
                 } else {
                     existing.push(name);
@@ -771,8 +770,8 @@ fn decode_bst(
     let deps_of_broken = junctions.deps_of_broken;
     let inc = bst::include_fn(&project.root, includes, &loc, cwd, Some(junctions));
     let mut r = Reader::new(&loc);
-    let (node, special) = bst::translate(&mut r, &loc, b, local, &pcx.prefix, root, &inc);
-    if matches!(special, bst::Special::Junction) {
+    let (node, is_junction) = bst::translate(&mut r, &loc, b, local, &pcx.prefix, root, &inc);
+    if is_junction {
         let span = node
             .as_map()
             .and_then(|m| m.get("kind"))

@@ -183,6 +183,33 @@ fn is_metadata(t: tar::EntryType) -> bool {
     )
 }
 
+/// Calls `f` with the type and normalised path of every member (metadata
+/// entries skipped) until it returns `false`; an unsafe path is an error.
+fn for_each_member(
+    name: &str,
+    reader: Box<dyn Read>,
+    mut f: impl FnMut(tar::EntryType, Vec<OsString>) -> bool,
+) -> Result<()> {
+    let mut archive = tar::Archive::new(reader);
+    let entries = archive
+        .entries()
+        .map_err(|e| archive_error(name, format!("cannot read: {e}")))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| archive_error(name, format!("cannot read: {e}")))?;
+        let kind = entry.header().entry_type();
+        if is_metadata(kind) {
+            continue;
+        }
+        let raw = entry.path_bytes();
+        let path = Path::new(OsStr::from_bytes(&raw));
+        let comps = normalize(path).map_err(|reason| unsafe_member(name, path, reason))?;
+        if !f(kind, comps) {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// `*` and `?` of a base-dir glob match within one path component (BuildStream's).
 fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     match (pattern.first(), text.first()) {
@@ -205,20 +232,8 @@ fn first_matching_dir(
     reader: Box<dyn Read>,
     pattern: &str,
 ) -> Result<Option<Vec<OsString>>> {
-    let mut archive = tar::Archive::new(reader);
-    let entries = archive
-        .entries()
-        .map_err(|e| archive_error(name, format!("cannot read: {e}")))?;
     let mut dirs: std::collections::BTreeSet<Vec<OsString>> = std::collections::BTreeSet::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| archive_error(name, format!("cannot read: {e}")))?;
-        let kind = entry.header().entry_type();
-        if is_metadata(kind) {
-            continue;
-        }
-        let raw = entry.path_bytes();
-        let path = Path::new(OsStr::from_bytes(&raw));
-        let comps = normalize(path).map_err(|reason| unsafe_member(name, path, reason))?;
+    for_each_member(name, reader, |kind, comps| {
         let parents = if kind == tar::EntryType::Directory {
             comps.len()
         } else {
@@ -227,7 +242,8 @@ fn first_matching_dir(
         for n in 1..=parents {
             dirs.insert(comps[..n].to_vec());
         }
-    }
+        true
+    })?;
     let pattern = pattern.trim_start_matches("./").trim_end_matches('/');
     Ok(dirs.into_iter().find(|d| {
         let joined: Vec<u8> = d
@@ -241,32 +257,27 @@ fn first_matching_dir(
 
 /// The single top directory of an archive, if every member is inside it.
 fn single_top_dir(name: &str, reader: Box<dyn Read>) -> Result<Option<OsString>> {
-    let mut archive = tar::Archive::new(reader);
-    let entries = archive
-        .entries()
-        .map_err(|e| archive_error(name, format!("cannot read: {e}")))?;
     let mut top: Option<OsString> = None;
     let mut is_dir = false;
-    for entry in entries {
-        let entry = entry.map_err(|e| archive_error(name, format!("cannot read: {e}")))?;
-        let kind = entry.header().entry_type();
-        if is_metadata(kind) {
-            continue;
-        }
-        let raw = entry.path_bytes();
-        let path = Path::new(OsStr::from_bytes(&raw));
-        let comps = normalize(path).map_err(|reason| unsafe_member(name, path, reason))?;
-        let Some(first) = comps.first() else { continue };
+    let mut single = true;
+    for_each_member(name, reader, |kind, comps| {
+        let Some(first) = comps.first() else {
+            return true;
+        };
         match &top {
             None => top = Some(first.clone()),
-            Some(t) if t != first => return Ok(None),
+            Some(t) if t != first => {
+                single = false;
+                return false;
+            }
             Some(_) => {}
         }
         if comps.len() > 1 || kind == tar::EntryType::Directory {
             is_dir = true;
         }
-    }
-    Ok(if is_dir { top } else { None })
+        true
+    })?;
+    Ok(if single && is_dir { top } else { None })
 }
 
 /// Extract members under `strip` (with that prefix removed). Returns the

@@ -33,12 +33,7 @@ pub(crate) fn key_config(
     staged: &[(ElementId, TreeDigest)],
     config: &mut BTreeMap<String, Vec<String>>,
 ) {
-    config.insert("include".into(), s.include.to_vec());
-    config.insert("exclude".into(), s.exclude.to_vec());
-    config.insert(
-        "include-orphans".into(),
-        vec![s.include_orphans.to_string()],
-    );
+    domains_config(s.include, s.exclude, s.include_orphans, config);
     config.insert("integrate".into(), vec![s.integrate.to_string()]);
     let mut integration = Vec::new();
     let mut rules = Vec::new();
@@ -53,6 +48,18 @@ pub(crate) fn key_config(
     }
     config.insert("integration-commands".into(), integration);
     config.insert("split-rules".into(), rules);
+}
+
+/// `include`, `exclude` and `include-orphans`: what compose and filter keep.
+pub(crate) fn domains_config(
+    include: &[String],
+    exclude: &[String],
+    include_orphans: bool,
+    config: &mut BTreeMap<String, Vec<String>>,
+) {
+    config.insert("include".into(), include.to_vec());
+    config.insert("exclude".into(), exclude.to_vec());
+    config.insert("include-orphans".into(), vec![include_orphans.to_string()]);
 }
 
 pub(crate) fn assemble(work: Work<'_, '_>, s: Settings<'_>) -> Result<TreeDigest> {

@@ -33,12 +33,7 @@ pub(crate) fn key_config(
     s: Settings<'_>,
     config: &mut BTreeMap<String, Vec<String>>,
 ) {
-    config.insert("include".into(), s.include.to_vec());
-    config.insert("exclude".into(), s.exclude.to_vec());
-    config.insert(
-        "include-orphans".into(),
-        vec![s.include_orphans.to_string()],
-    );
+    super::compose::domains_config(s.include, s.exclude, s.include_orphans, config);
     let mut rules = Vec::new();
     if let Some(dep) = filtered(el) {
         for (domain, patterns) in &loaded.element(dep).public.split_rules {

@@ -8,20 +8,10 @@ use super::project::BstProject;
 use crate::read::{Locate, Reader};
 use crate::yaml::{Key, Map, Node, Style, Value};
 
-const KEYS: &[&str] = &[
-    "kind",
-    "description",
-    "depends",
-    "build-depends",
-    "runtime-depends",
-    "sources",
-    "variables",
-    "environment",
-    "environment-nocache",
-    "config",
-    "public",
-    "sandbox",
-];
+/// A BuildStream element's keys: cas's, and `environment-nocache`.
+fn is_element_key(k: &str) -> bool {
+    crate::element::ELEMENT_KEYS.contains(&k) || k == "environment-nocache"
+}
 
 /// Source kinds that BuildStream projects use and cas does not read yet.
 const UNSUPPORTED_SOURCES: &[&str] = &[
@@ -52,16 +42,8 @@ fn key(name: &str, span: crate::diagnostics::Span) -> Key {
     }
 }
 
-/// What the loader needs to know beyond the element itself.
-#[derive(Debug, Clone)]
-pub(crate) enum Special {
-    /// An ordinary element.
-    None,
-    /// `kind: junction`: a subproject; `config: options` and its sources.
-    Junction,
-}
-
-/// Process and translate one `.bst` file's tree. Errors go to `r`.
+/// Process and translate one `.bst` file's tree; `true` for a junction
+/// (left as written: the loader reads it). Errors go to `r`.
 pub(crate) fn translate<L: Locate>(
     r: &mut Reader<L>,
     loc: &L,
@@ -70,14 +52,14 @@ pub(crate) fn translate<L: Locate>(
     prefix: &str,
     root: Node,
     include: &IncludeFn,
-) -> (Node, Special) {
+) -> (Node, bool) {
     let prefixed = |v: &str| format!("{prefix}{v}");
     let mut p = Processor::new(loc, Some(&bst.values), include);
     let node = p.process(root);
     r.errors.append(&mut p.r.errors);
     let span = node.span;
     let Value::Map(map) = node.value else {
-        return (node, Special::None);
+        return (node, false);
     };
     let kind = map.get("kind").and_then(|n| n.as_str()).unwrap_or("");
     match kind {
@@ -87,7 +69,7 @@ pub(crate) fn translate<L: Locate>(
                     span,
                     value: Value::Map(map),
                 },
-                Special::Junction,
+                true,
             )
         }
         "link" => {
@@ -114,7 +96,7 @@ pub(crate) fn translate<L: Locate>(
                             span,
                             value: Value::Map(m),
                         },
-                        Special::None,
+                        false,
                     )
                 }
                 None => {
@@ -128,7 +110,7 @@ pub(crate) fn translate<L: Locate>(
                             span,
                             value: Value::Map(map),
                         },
-                        Special::None,
+                        false,
                     )
                 }
             };
@@ -136,13 +118,12 @@ pub(crate) fn translate<L: Locate>(
         _ => {}
     }
     for (k, _) in map.iter() {
-        if !KEYS.contains(&k.name.as_str()) {
-            r.unknown_key(
-                k.span,
-                &k.name,
-                KEYS.iter().copied(),
-                "a BuildStream element",
-            );
+        if !is_element_key(&k.name) {
+            let allowed = crate::element::ELEMENT_KEYS
+                .iter()
+                .copied()
+                .chain(["environment-nocache"]);
+            r.unknown_key(k.span, &k.name, allowed, "a BuildStream element");
         }
     }
     let mut out = Map::default();
@@ -396,7 +377,7 @@ pub(crate) fn translate<L: Locate>(
             span,
             value: Value::Map(out),
         },
-        Special::None,
+        false,
     )
 }
 

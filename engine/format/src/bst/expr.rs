@@ -56,24 +56,14 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
         let c = b[i];
         match c {
             b' ' | b'\t' | b'\n' | b'\r' => i += 1,
-            b'(' => {
-                out.push(Tok::LParen);
-                i += 1;
-            }
-            b')' => {
-                out.push(Tok::RParen);
-                i += 1;
-            }
-            b'[' => {
-                out.push(Tok::LBracket);
-                i += 1;
-            }
-            b']' => {
-                out.push(Tok::RBracket);
-                i += 1;
-            }
-            b',' => {
-                out.push(Tok::Comma);
+            b'(' | b')' | b'[' | b']' | b',' => {
+                out.push(match c {
+                    b'(' => Tok::LParen,
+                    b')' => Tok::RParen,
+                    b'[' => Tok::LBracket,
+                    b']' => Tok::RBracket,
+                    _ => Tok::Comma,
+                });
                 i += 1;
             }
             b'\'' | b'"' => {

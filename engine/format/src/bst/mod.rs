@@ -21,7 +21,7 @@ mod includes;
 pub mod options;
 mod project;
 
-pub(crate) use element::{translate, Special};
+pub(crate) use element::translate;
 pub use includes::INCLUDE_BASE;
 pub(crate) use includes::{Includes, WithIncludes};
 pub use options::Given;
