@@ -187,27 +187,23 @@ fn as_map(raw: &[(Spanned, Spanned)]) -> BTreeMap<String, String> {
 /// A directory of the project named by `key` (relative, inside it, existing).
 fn directory<L: Locate>(r: &mut Reader<L>, node: &Node, key: &str, root: &Path) -> Option<PathBuf> {
     let v = r.string(node, key)?;
-    match relative_inside(&v.value) {
-        Some(rel) => {
-            let dir = root.join(rel);
-            if !dir.is_dir() {
-                r.err(
-                    v.span,
-                    format!("`{key}`: directory `{}` does not exist", v.value),
-                    "no such directory",
-                );
-            }
-            Some(dir)
-        }
-        None => {
-            r.err(
-                v.span,
-                format!("`{key}` must be a relative path inside the project"),
-                "not inside the project",
-            );
-            None
-        }
+    let Some(rel) = relative_inside(&v.value) else {
+        r.err(
+            v.span,
+            format!("`{key}` must be a relative path inside the project"),
+            "not inside the project",
+        );
+        return None;
+    };
+    let dir = root.join(rel);
+    if !dir.is_dir() {
+        r.err(
+            v.span,
+            format!("`{key}`: directory `{}` does not exist", v.value),
+            "no such directory",
+        );
     }
+    Some(dir)
 }
 
 /// `s` as a normalised relative path that stays inside its base directory
