@@ -6,8 +6,10 @@
 //! errors a BuildStream user meets, all at once.
 
 use std::path::Path;
+use std::process::Command;
 
 use crate::ctx::Ctx;
+use crate::sources::{sh, sha256, tarball};
 
 fn read(p: impl AsRef<Path>) -> String {
     std::fs::read_to_string(p.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", p.as_ref().display()))
@@ -223,29 +225,16 @@ fn filter_and_compose_by_buildstream_domains() {
 fn tar_ref_with_base_dir_star_and_overlaps_as_buildstream_allows_them() {
     let ctx = bst_project("");
     // a release tarball: one top directory
-    let src = ctx.path("release/hello-1.0");
-    std::fs::create_dir_all(src.join("doc")).unwrap();
-    std::fs::write(src.join("doc/README"), "readme\n").unwrap();
-    let tarball = ctx.path("dist/hello-1.0.tar.gz");
-    std::fs::create_dir_all(tarball.parent().unwrap()).unwrap();
-    let st = std::process::Command::new("tar")
-        .args([
-            "-czf",
-            tarball.to_str().unwrap(),
-            "-C",
-            ctx.path("release").to_str().unwrap(),
-            "hello-1.0",
-        ])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let sha = {
-        let out = std::process::Command::new("sha256sum")
-            .arg(&tarball)
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap()[..64].to_string()
-    };
+    let data = tarball(
+        &ctx,
+        "hello-1.0.tar.gz",
+        "hello-1.0",
+        &[("doc/README", "readme\n")],
+        "z",
+    );
+    std::fs::create_dir_all(ctx.path("dist")).unwrap();
+    std::fs::write(ctx.path("dist/hello-1.0.tar.gz"), &data).unwrap();
+    let sha = sha256(&data, ctx.root());
     // the alias points nowhere; the project's mirror has the file; the
     // ref is kept in project.refs
     let conf = format!(
@@ -444,9 +433,15 @@ fn a_junction_to_a_local_subproject_with_its_options_includes_and_a_link() {
         "elements/sub.bst",
         "kind: junction\nsources:\n- kind: local\n  path: sub\nconfig:\n  options:\n    color: red\n    (?):\n    - funky:\n        color: blue\n",
     );
+    // a link in the parent to a link in the subproject (whose target is
+    // the subproject's own name)
+    ctx.write(
+        "sub/elements/tool-alias.bst",
+        "kind: link\nconfig:\n  target: tool.bst\n",
+    );
     ctx.write(
         "elements/tool-link.bst",
-        "kind: link\nconfig:\n  target: sub.bst:tool.bst\n",
+        "kind: link\nconfig:\n  target: sub.bst:tool-alias.bst\n",
     );
     ctx.write(
         "elements/app.bst",
@@ -497,4 +492,130 @@ fn a_junction_to_a_local_subproject_with_its_options_includes_and_a_link() {
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn a_junction_to_a_released_subproject_is_fetched_by_build_and_named_by_show() {
+    let ctx = bst_project("");
+    // the subproject, released as a tarball (one top directory), and a patch
+    // of ours on top of it
+    let sub_files: &[(&str, &str)] = &[
+        (
+            "project.conf",
+            "name: sub\nmin-version: 2.0\nelement-path: elements\n",
+        ),
+        (
+            "elements/tool.bst",
+            "kind: import\nsources:\n- kind: local\n  path: files/t\nconfig:\n  target: /tool\n",
+        ),
+        ("files/t", "upstream\n"),
+    ];
+    let data = tarball(&ctx, "sub-1.0.tar.gz", "sub-1.0", sub_files, "z");
+    let tarball_path = ctx.path("dist/sub-1.0.tar.gz");
+    std::fs::create_dir_all(ctx.path("dist")).unwrap();
+    std::fs::write(&tarball_path, &data).unwrap();
+    let sha = sha256(&data, ctx.root());
+    // and the same project in a git repository, pinned by a `git describe` ref
+    let repo = ctx.path("repo");
+    for (p, c) in sub_files {
+        let f = repo.join(p);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, c.replace("upstream", "from git")).unwrap();
+    }
+    let git = |args: &[&str]| {
+        sh(Command::new("git")
+            .current_dir(&repo)
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@127.0.0.1",
+                "-c",
+                "init.defaultBranch=main",
+            ])
+            .args(args))
+    };
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "one"]);
+    let commit = git(&["rev-parse", "HEAD"]).trim().to_owned();
+    ctx.write(
+        "patches/ours.patch",
+        "--- a/files/t\n+++ b/files/t\n@@ -1 +1 @@\n-upstream\n+patched\n",
+    );
+    ctx.write(
+        "project.conf",
+        format!(
+            "name: demo\nmin-version: 2.0\nelement-path: elements\naliases:\n  dist: file://{}/\n",
+            ctx.path("dist").display()
+        ),
+    );
+    ctx.write(
+        "elements/sub.bst",
+        format!(
+            "kind: junction\nsources:\n- kind: tar\n  url: dist:sub-1.0.tar.gz\n  ref: {sha}\n- kind: patch\n  path: patches/ours.patch\n"
+        ),
+    );
+    ctx.write(
+        "elements/subgit.bst",
+        format!(
+            "kind: junction\nsources:\n- kind: git_repo\n  url: file://{}\n  ref: v1.0-0-g{commit}\n  track: main\n",
+            repo.display()
+        ),
+    );
+    ctx.write(
+        "elements/app.bst",
+        "kind: manual\nbuild-depends:\n- base.bst\n- sub.bst:tool.bst\n- filename: tool.bst\n  junction: subgit.bst\n  config: {}\n\
+         config:\n  install-commands:\n  - mkdir -p %{install-root} && cp /tool/t %{install-root}/from-tool\n",
+    );
+    // show may not fetch: it names the junction and the command, once
+    let run = ctx.cas(["show", "elements/app.bst"]).expect_code(2);
+    assert_eq!(
+        run.stderr.matches("junction `sub.bst`").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr.matches("junction `subgit.bst`").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("`cas fetch elements/"),
+        "{}",
+        run.stderr
+    );
+    // build fetches them, stages tar + patch and git once, and builds through
+    // them (the git one is staged later, so its /tool/t wins: BuildStream's rule)
+    ctx.cas(["build", "elements/app.bst"]).ok();
+    let out = ctx.path("out");
+    ctx.cas(["checkout", "elements/app.bst", out.to_str().unwrap()])
+        .ok();
+    assert_eq!(read(out.join("from-tool")), "from git\n");
+    let log = ctx.cas(["log", "elements/app.bst"]).ok().stdout;
+    assert!(
+        log.contains("tool/t"),
+        "the replaced file is listed in the log: {log}"
+    );
+    // now show reads the staged subprojects without the network
+    std::fs::remove_file(&tarball_path).unwrap();
+    std::fs::remove_dir_all(&repo).unwrap();
+    let names = names(&ctx, "elements/app.bst", &[]);
+    assert!(
+        names.contains(&"sub.bst:tool.bst".to_string())
+            && names.contains(&"subgit.bst:tool.bst".to_string()),
+        "{names:?}"
+    );
+    // the patched tarball's tool, checked on its own
+    ctx.write(
+        "elements/only-tar.bst",
+        "kind: compose\nbuild-depends:\n- sub.bst:tool.bst\n",
+    );
+    ctx.cas(["build", "elements/only-tar.bst"]).ok();
+    let out = ctx.path("out-tar");
+    ctx.cas(["checkout", "elements/only-tar.bst", out.to_str().unwrap()])
+        .ok();
+    assert_eq!(read(out.join("tool/t")), "patched\n");
 }

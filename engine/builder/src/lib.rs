@@ -10,6 +10,7 @@
 //! - [`scheduler`]: the parallel DAG runner.
 //! - [`record`]: recording built results in the background (group commit).
 //! - [`sources`]: the source cache over the store, local-source digests.
+//! - [`junctions`]: subprojects of BuildStream junctions from fetched sources.
 //! - [`sysroot`]: a step's read-only `/`: one merged view, or an overlay of
 //!   its dependencies' own views.
 //! - [`split`]: split-rule filtering and tree placement (compose, script).
@@ -19,6 +20,7 @@
 
 pub mod builddir;
 pub mod error;
+pub mod junctions;
 pub mod keys;
 pub mod kinds;
 pub mod plan;

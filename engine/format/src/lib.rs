@@ -32,6 +32,8 @@ pub use element::{
     Config, DepKind, Element, ElementId, LayoutEntry, Origin, Public, SandboxConfig,
 };
 pub use kind::{Behaviour, Kind};
-pub use load::{host_arch, load, load_project, load_with, LoadOptions, Loaded, MAX_FILE_SIZE};
+pub use load::{
+    host_arch, load, load_project, load_with, JunctionSources, LoadOptions, Loaded, MAX_FILE_SIZE,
+};
 pub use project::{Dialect, Project};
 pub use source::SOURCE_KINDS;

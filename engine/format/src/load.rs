@@ -20,10 +20,36 @@ use crate::read::Reader;
 use crate::yaml;
 
 /// What a load takes besides its targets.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct LoadOptions {
     /// BuildStream project options (`-o NAME VALUE`), in the order given.
     pub options: Vec<(String, String)>,
+    /// Where the subprojects of junctions with fetched sources (tar, git)
+    /// are; without it, only junctions to a local directory load.
+    pub junctions: Option<std::sync::Arc<dyn JunctionSources>>,
+}
+
+impl std::fmt::Debug for LoadOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadOptions")
+            .field("options", &self.options)
+            .field("junctions", &self.junctions.is_some())
+            .finish()
+    }
+}
+
+/// The directory of a junction's subproject from its sources (a tar or git
+/// source, patches), staged where the engine keeps such things. The loader
+/// cannot fetch; this can.
+pub trait JunctionSources: Send + Sync {
+    /// `junction`: its full name (for messages); `mirrors`: the mirrors of
+    /// the project the junction is in. `Err` is said at the junction.
+    fn directory(
+        &self,
+        junction: &str,
+        sources: &[cas_sources::Source],
+        mirrors: &std::collections::BTreeMap<String, Vec<String>>,
+    ) -> Result<PathBuf, String>;
 }
 
 /// Files larger than this are rejected.
@@ -367,6 +393,7 @@ pub(crate) struct ProjectCx {
 /// The projects of a load and the junctions that lead to them.
 struct Projects {
     list: Vec<ProjectCx>,
+    junction_sources: Option<std::sync::Arc<dyn JunctionSources>>,
     /// junction's full name → its project (`None`: it could not be loaded,
     /// which was reported once).
     by_junction: HashMap<String, Option<usize>>,
@@ -399,6 +426,7 @@ fn ensure_junction(
     includes: &Includes,
     errors: &mut Vec<Error>,
 ) -> Option<usize> {
+    let resolver = projects.junction_sources.clone();
     if let Some(r) = projects.by_junction.get(j) {
         return *r;
     }
@@ -410,14 +438,12 @@ fn ensure_junction(
             l.to_string(),
         ),
     };
-    let (parent_root, parent_prefix, parent_path) = {
-        let p = &projects.list[parent];
-        (
-            p.project.root.clone(),
-            p.prefix.clone(),
-            p.project.element_path.clone(),
-        )
-    };
+    let parent_project = projects.list[parent].project.clone();
+    let (parent_root, parent_prefix, parent_path) = (
+        parent_project.root.clone(),
+        projects.list[parent].prefix.clone(),
+        parent_project.element_path.clone(),
+    );
     let parent_bst = projects.list[parent].project.bst.clone();
     let path = parent_path.join(&local);
     if !path.is_file() {
@@ -461,36 +487,36 @@ fn ensure_junction(
         &["kind", "description", "sources", "config"],
         "a junction",
     );
-    let mut dir = None;
-    match map.get("sources").map(|s| &s.value) {
-        Some(yaml::Value::Seq(items)) if items.len() == 1 => {
-            let m = items[0].as_map().cloned().unwrap_or_default();
-            let kind = m.get("kind").and_then(|k| k.as_str()).unwrap_or("");
-            if kind == "local" {
-                if let Some(p) = m.get("path").and_then(|p| r.string(p, "path")) {
-                    match crate::project::relative_inside(&p.value) {
-                        Some(rel) => dir = Some((parent_root.join(rel), p.span)),
-                        None => r.err(
-                            p.span,
-                            "a junction's `path` stays inside its project",
-                            "outside the project",
-                        ),
-                    }
-                }
-            } else {
-                r.err_help(
-                    m.get("kind").map_or(items[0].span, |k| k.span),
-                    format!("junction `{j}`: a subproject from a `{kind}` source is not supported yet"),
-                    "not a local source",
-                    "cas loads junctions to a subproject in a local directory (`kind: local`, `path: ...`)",
-                );
-            }
+    let mut sources = Vec::new();
+    if let Some(yaml::Value::Seq(items)) = map.get("sources").map(|s| &s.value) {
+        for item in items {
+            sources.extend(crate::source::decode(&mut r, &parent_project, item));
         }
-        _ => r.err(
+    }
+    let mut dir = None;
+    match sources.as_slice() {
+        [] if r.errors.is_empty() => r.err(
             kind_span,
-            format!("junction `{j}` needs exactly one source: its subproject"),
+            format!("junction `{j}` needs a source: its subproject"),
             "no subproject",
         ),
+        [] => {}
+        [cas_sources::Source {
+            kind: cas_sources::SourceKind::Local { path },
+            directory: None,
+            ..
+        }] => dir = Some(path.clone()),
+        _ => match &resolver {
+            Some(res) => match res.directory(j, &sources, &parent_project.mirrors) {
+                Ok(d) => dir = Some(d),
+                Err(e) => r.err(kind_span, format!("junction `{j}`: {e}"), "subproject not here"),
+            },
+            None => r.err(
+                kind_span,
+                format!("junction `{j}`: its subproject comes from fetched sources, which this command does not read"),
+                "subproject not here",
+            ),
+        },
     }
     let mut given = bst::Given::default();
     if let Some(cfg) = map.get("config").and_then(|c| r.map(c, "config")) {
@@ -523,7 +549,7 @@ fn ensure_junction(
         }
     }
     errors.append(&mut r.errors);
-    let (dir, span) = dir?;
+    let dir = dir?;
     if errors.len() > before {
         return None;
     }
@@ -532,14 +558,14 @@ fn ensure_junction(
         errors.push(
             files
                 .error(
-                    span,
+                    kind_span,
                     format!(
                         "junction `{j}`: {} has no project.conf",
                         display_name(&dir, cwd)
                     ),
                     "no project here",
                 )
-                .with_help("a junction's source is the directory of a BuildStream project"),
+                .with_help("a junction's sources are a BuildStream project"),
         );
         return None;
     }
@@ -782,6 +808,7 @@ fn decode_bst(
             "junction",
             format!("depend on an element of its project: `{name}:element.bst` (or `filename: element.bst` with `junction: {name}`)"),
         );
+        return Err(r.errors);
     }
     let decoded = crate::element::decode(&loc, &f.path, id, name.to_string(), Some(&node), project);
     let result = match decoded {
@@ -983,6 +1010,7 @@ pub fn load_with(
             prefix: String::new(),
         }],
         by_junction: HashMap::new(),
+        junction_sources: opts.junctions.clone(),
     };
 
     // CAS_FORMAT_TIMING=1 prints the time of each phase (spec/format.md).

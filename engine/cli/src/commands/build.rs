@@ -8,7 +8,7 @@ use cas_builder::{BuildOptions, Console, Reporter};
 
 use crate::commands::noop;
 use crate::commands::session::Session;
-use crate::commands::show::load_or_report;
+use crate::commands::show::load_fetching;
 use crate::exit::{CmdResult, Failure};
 
 #[derive(Debug, clap::Args)]
@@ -63,7 +63,7 @@ pub(crate) fn run_build(global: &Session, args: BuildArgs) -> CmdResult {
             }
         }
     }
-    let loaded = load_or_report(global, &args.targets)?;
+    let loaded = load_fetching(global, &args.targets)?;
     let mirrors = global.mirrors(&loaded.project)?;
     let store = global.store()?;
     // bwrap is checked by the first step that needs a sandbox (a no-op

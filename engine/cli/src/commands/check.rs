@@ -8,7 +8,7 @@ use cas_builder::{BuildOptions, Console};
 
 use crate::commands::build::STOP;
 use crate::commands::session::Session;
-use crate::commands::show::load_or_report;
+use crate::commands::show::load_fetching;
 use crate::exit::{CmdResult, Failure};
 
 #[derive(Debug, clap::Args)]
@@ -50,7 +50,7 @@ fn build_options(
 }
 
 pub(crate) fn run_check(global: &Session, args: CheckArgs) -> CmdResult {
-    let loaded = load_or_report(global, std::slice::from_ref(&args.target))?;
+    let loaded = load_fetching(global, std::slice::from_ref(&args.target))?;
     let store = global.store()?;
     cas_sandbox::check_available().map_err(err)?;
     let opts = build_options(global, &loaded.project, args.offline)?;

@@ -11,7 +11,7 @@ use cas_sources::Mirrors;
 use cas_store::Store;
 
 use crate::commands::session::Session;
-use crate::commands::show::load_or_report;
+use crate::commands::show::load_fetching;
 use crate::commands::source::{describe, fetcher};
 use crate::exit::{CmdResult, Failure};
 
@@ -90,7 +90,7 @@ impl Drop for Bar {
 }
 
 pub(crate) fn run_fetch(global: &Session, args: FetchArgs) -> CmdResult {
-    let loaded = load_or_report(global, &args.targets)?;
+    let loaded = load_fetching(global, &args.targets)?;
     let mirrors = global.mirrors(&loaded.project)?;
     let store = global.store()?;
     let fetcher = fetcher(&store, &mirrors)?;

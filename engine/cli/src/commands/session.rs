@@ -67,9 +67,19 @@ impl Session {
     /// written, then those `project` declares (a BuildStream project's
     /// `mirrors:`).
     pub(crate) fn mirrors(&self, project: &cas_format::Project) -> Result<Mirrors, Failure> {
-        let config = self.config()?;
+        let mut mirrors = self.user_mirrors()?;
+        for (alias, bases) in &project.mirrors {
+            for base in bases {
+                mirrors.add(alias.clone(), base.clone());
+            }
+        }
+        Ok(mirrors)
+    }
+
+    /// The mirrors of the user configuration alone.
+    pub(crate) fn user_mirrors(&self) -> Result<Mirrors, Failure> {
         let mut mirrors = Mirrors::new();
-        for (alias, bases) in config.mirrors.iter().chain(&project.mirrors) {
+        for (alias, bases) in &self.config()?.mirrors {
             for base in bases {
                 mirrors.add(alias.clone(), base.clone());
             }

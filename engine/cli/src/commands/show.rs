@@ -23,15 +23,43 @@ pub(crate) struct ShowArgs {
 }
 
 /// Load the targets, or print every diagnostic and fail with exit code 2.
+/// Junctions whose sources are not fetched are named with the command that
+/// fetches them.
 pub(crate) fn load_or_report(global: &Session, targets: &[PathBuf]) -> Result<Loaded, Failure> {
+    load_targets(global, targets, false)
+}
+
+/// [`load_or_report`] for commands that fetch (build, fetch, check): the
+/// sources of junctions are fetched as the load needs them.
+pub(crate) fn load_fetching(global: &Session, targets: &[PathBuf]) -> Result<Loaded, Failure> {
+    load_targets(global, targets, true)
+}
+
+fn load_targets(global: &Session, targets: &[PathBuf], may_fetch: bool) -> Result<Loaded, Failure> {
     let cwd = std::env::current_dir()
         .map_err(|e| Failure::failed(miette::miette!("cannot read the working directory: {e}")))?;
     let targets: Vec<String> = targets
         .iter()
         .map(|t| t.to_string_lossy().into_owned())
         .collect();
+    let mut hint = String::from("cas");
+    for (k, v) in global.options() {
+        hint.push_str(&format!(" -o {k} {v}"));
+    }
+    hint.push_str(" fetch");
+    for t in &targets {
+        hint.push(' ');
+        hint.push_str(t);
+    }
+    let junctions = cas_builder::junctions::StoreJunctions {
+        store_root: global.store_dir(),
+        mirrors: global.user_mirrors()?,
+        may_fetch,
+        fetch_hint: hint,
+    };
     let opts = cas_format::LoadOptions {
         options: global.options(),
+        junctions: Some(std::sync::Arc::new(junctions)),
     };
     cas_format::load_with(&targets, &cwd, &opts).map_err(|diags| {
         for e in &diags.errors {

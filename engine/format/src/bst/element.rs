@@ -62,60 +62,9 @@ pub(crate) fn translate<L: Locate>(
         return (node, false);
     };
     let kind = map.get("kind").and_then(|n| n.as_str()).unwrap_or("");
-    match kind {
-        "junction" => {
-            return (
-                Node {
-                    span,
-                    value: Value::Map(map),
-                },
-                true,
-            )
-        }
-        "link" => {
-            let target = map
-                .get("config")
-                .and_then(|c| c.as_map())
-                .and_then(|c| c.get("target"))
-                .and_then(|t| r.string(t, "target"));
-            // a link is its target: a stack that depends on it
-            return match target {
-                Some(t) => {
-                    let kspan = map.get("kind").map_or(span, |k| k.span);
-                    let mut m = Map::default();
-                    m.entries.push((key("kind", kspan), scalar("stack", kspan)));
-                    m.entries.push((
-                        key("depends", t.span),
-                        Node {
-                            span: t.span,
-                            value: Value::Seq(vec![scalar(&t.value, t.span)]),
-                        },
-                    ));
-                    (
-                        Node {
-                            span,
-                            value: Value::Map(m),
-                        },
-                        false,
-                    )
-                }
-                None => {
-                    r.err(
-                        map.get("kind").map_or(span, |k| k.span),
-                        "a link element needs `config: target:` (the element it stands for)",
-                        "no target",
-                    );
-                    (
-                        Node {
-                            span,
-                            value: Value::Map(map),
-                        },
-                        false,
-                    )
-                }
-            };
-        }
-        _ => {}
+    let is_junction = kind == "junction";
+    if kind == "link" {
+        return (link(r, map, span, &prefixed), false);
     }
     for (k, _) in map.iter() {
         if !is_element_key(&k.name) {
@@ -377,8 +326,47 @@ pub(crate) fn translate<L: Locate>(
             span,
             value: Value::Map(out),
         },
-        false,
+        is_junction,
     )
+}
+
+/// A link is its target: a stack that depends on it (`config: target`).
+fn link<L: Locate>(
+    r: &mut Reader<L>,
+    map: Map,
+    span: crate::diagnostics::Span,
+    prefixed: &dyn Fn(&str) -> String,
+) -> Node {
+    let kspan = map.get("kind").map_or(span, |k| k.span);
+    let target = map
+        .get("config")
+        .and_then(|c| c.as_map())
+        .and_then(|c| c.get("target"))
+        .and_then(|t| r.string(t, "target"));
+    let Some(t) = target else {
+        r.err(
+            kspan,
+            "a link element needs `config: target:` (the element it stands for)",
+            "no target",
+        );
+        return Node {
+            span,
+            value: Value::Map(map),
+        };
+    };
+    let mut m = Map::default();
+    m.entries.push((key("kind", kspan), scalar("stack", kspan)));
+    m.entries.push((
+        key("depends", t.span),
+        Node {
+            span: t.span,
+            value: Value::Seq(vec![scalar(&prefixed(&t.value), t.span)]),
+        },
+    ));
+    Node {
+        span,
+        value: Value::Map(m),
+    }
 }
 
 fn sandbox<L: Locate>(r: &mut Reader<L>, node: &mut Node) {
