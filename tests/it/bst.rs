@@ -175,7 +175,7 @@ fn filter_and_compose_by_buildstream_domains() {
     );
     ctx.write(
         "elements/runtime-only.bst",
-        "kind: compose\nbuild-depends:\n- libhello.bst\nconfig:\n  include:\n  - runtime\n  include-orphans: False\n  integrate: False\n",
+        "kind: compose\nbuild-depends:\n- libhello.bst\nconfig:\n  include:\n  - runtime\n  include-orphans: False\n  integrate: True\n",
     );
     ctx.cas([
         "build",
@@ -207,6 +207,13 @@ fn filter_and_compose_by_buildstream_domains() {
     assert!(
         !c.join("usr/share/libhello").exists(),
         "orphans are dropped"
+    );
+    // BuildStream's order: integration ran over everything staged (the base's
+    // shell included, which is not kept), and what it wrote is kept
+    assert_eq!(read(c.join("etc/hello.done")), "integrated\n");
+    assert!(
+        !c.join("bin/busybox").exists(),
+        "the base is not in the runtime domain"
     );
     // a domain the filtered element does not have
     ctx.write(

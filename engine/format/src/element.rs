@@ -111,6 +111,10 @@ pub enum Config {
         #[serde(rename = "include-orphans")]
         include_orphans: bool,
         integrate: bool,
+        /// BuildStream's order: integrate everything staged, then keep the
+        /// domains' files and whatever integration wrote.
+        #[serde(rename = "integrate-first")]
+        integrate_first: bool,
     },
     Script {
         layout: Vec<LayoutEntry>,
@@ -831,6 +835,7 @@ pub(crate) fn resolve(
             exclude: compose_domains(cx, get("exclude"), &public, &mut errors),
             include_orphans: get_bool("include-orphans", true),
             integrate: get_bool("integrate", true),
+            integrate_first: get_bool("integrate-first", false),
         },
         Behaviour::Script => {
             let layout = match get("layout") {

@@ -49,6 +49,7 @@ pub(crate) fn key_config(
             exclude,
             include_orphans,
             integrate,
+            integrate_first,
         } => compose::key_config(
             loaded,
             compose::Settings {
@@ -56,6 +57,7 @@ pub(crate) fn key_config(
                 exclude,
                 include_orphans: *include_orphans,
                 integrate: *integrate,
+                integrate_first: *integrate_first,
             },
             staged,
             &mut config,
@@ -164,6 +166,7 @@ pub(crate) fn assemble(work: Work<'_, '_>) -> Result<TreeDigest> {
             exclude,
             include_orphans,
             integrate,
+            integrate_first,
         } => compose::assemble(
             work,
             compose::Settings {
@@ -171,6 +174,7 @@ pub(crate) fn assemble(work: Work<'_, '_>) -> Result<TreeDigest> {
                 exclude,
                 include_orphans: *include_orphans,
                 integrate: *integrate,
+                integrate_first: *integrate_first,
             },
         ),
     }
