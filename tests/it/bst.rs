@@ -626,3 +626,64 @@ fn a_junction_to_a_released_subproject_is_fetched_by_build_and_named_by_show() {
         .ok();
     assert_eq!(read(out.join("tool/t")), "patched\n");
 }
+
+/// A real upstream release built by BuildStream's autotools kind with its
+/// defaults (autogen check, BuildStream's configure arguments, make,
+/// `make install DESTDIR`, libtool clean-up, strip), over a toolchain of
+/// this machine's Debian packages, then run by a BuildStream script element
+/// with dependency locations.
+#[test]
+fn gnu_hello_from_its_release_tarball_with_buildstreams_autotools_kind() {
+    let Some(mirror) = crate::ctx::apt_mirror() else {
+        eprintln!("skipped: this machine has no Debian archive in its APT configuration");
+        return;
+    };
+    let ctx = Ctx::new();
+    let store = crate::ctx::shared_store();
+    let store_s = store.to_str().unwrap().to_owned();
+    let cas = |args: &[&str]| {
+        let mut all = vec!["--store", store_s.as_str()];
+        all.extend_from_slice(args);
+        ctx.cas(all)
+    };
+    ctx.write(
+        "project.conf",
+        format!(
+            "name: gnu\nmin-version: 2.0\nelement-path: elements\naliases:\n  debian: {mirror}\n\
+             plugins:\n- origin: pip\n  package-name: buildstream-plugins\n  elements:\n  - autotools\n"
+        ),
+    );
+    let tc = crate::toolchain::toolchain(crate::toolchain::Flavor::C);
+    let dest = ctx.project().join("files/toolchain");
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    sh(Command::new("cp").arg("-al").arg(&tc).arg(&dest));
+    ctx.write(
+        "elements/toolchain.bst",
+        "kind: import\nsources:\n- kind: local\n  path: files/toolchain\n",
+    );
+    ctx.write(
+        "elements/hello.bst",
+        "kind: autotools\ndescription: GNU hello\n\
+         depends:\n- filename: toolchain.bst\n  type: build\n\
+         variables:\n  conf-local: --disable-nls\n\
+         sources:\n- kind: tar\n  url: debian:pool/main/h/hello/hello_2.10.orig.tar.gz\n\
+         \x20 ref: 31e066137a962676e89f69d1b65382de95a7ef7d914b8cb956f41ea72e0f516b\n",
+    );
+    ctx.write(
+        "elements/run.bst",
+        "kind: script\n\
+         build-depends:\n- toolchain.bst\n- filename: hello.bst\n  config:\n    location: /opt/hello\n\
+         config:\n  commands:\n  - mkdir -p %{install-root}\n  - /opt/hello/usr/bin/hello -g 'hello, BuildStream' > %{install-root}/out.txt\n",
+    );
+    cas(&["build", "elements/run.bst"]).ok();
+    let out = ctx.path("out");
+    cas(&["checkout", "elements/run.bst", out.to_str().unwrap()]).ok();
+    assert_eq!(read(out.join("out.txt")), "hello, BuildStream\n");
+    // BuildStream's configure arguments reached configure
+    let log = cas(&["log", "elements/hello.bst"]).ok().stdout;
+    assert!(
+        log.contains("--sharedstatedir=/usr/com"),
+        "BuildStream's conf-args: {log}"
+    );
+    assert!(log.contains("--disable-nls"), "conf-local: {log}");
+}
