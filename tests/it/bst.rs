@@ -135,6 +135,58 @@ fn options_conditionals_includes_and_dictionary_dependencies_shape_the_graph_and
         read(out.join("usr/share/hello.txt")),
         "from the subdir\nsays HELLO! debug=0\n"
     );
+    // the user configuration sets options by project name; `-o` wins
+    let cfg = ctx.path("config.yaml");
+    std::fs::write(
+        &cfg,
+        "projects:\n  demo:\n    options:\n      flavor: excited\n",
+    )
+    .unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+    assert_eq!(
+        excited,
+        key_of(
+            &ctx,
+            "elements/hello.bst",
+            "hello.bst",
+            &["--config", cfg_s]
+        )
+    );
+    assert_eq!(
+        normal,
+        key_of(
+            &ctx,
+            "elements/hello.bst",
+            "hello.bst",
+            &["--config", cfg_s, "-o", "flavor", "normal"]
+        )
+    );
+    // a no-op build remembers what the configuration said; a change to it
+    // is a change of the load
+    let built = |args: &[&str]| {
+        let mut all = vec!["--json", "--config", cfg_s, "build", "elements/hello.bst"];
+        all.extend_from_slice(args);
+        let run = ctx.cas(all).ok();
+        (run.json()["built"].as_u64().unwrap(), run.stderr)
+    };
+    // (the memo is recorded once the files read are 2 s old: spec/cli.md)
+    std::thread::sleep(std::time::Duration::from_millis(2300));
+    assert_eq!(built(&[]).0, 0, "the excited hello is built already");
+    let (n, stderr) = built(&[]);
+    assert!(
+        n == 0 && stderr.contains("nothing read by the load changed"),
+        "{stderr}"
+    );
+    std::fs::write(
+        &cfg,
+        "projects:\n  demo:\n    options:\n      flavor: normal\n",
+    )
+    .unwrap();
+    let (n, stderr) = built(&[]);
+    assert!(
+        n == 1 && !stderr.contains("nothing read by the load changed"),
+        "{stderr}"
+    );
     // a value the option does not allow, an option the project lacks
     let bad = ctx
         .cas(["show", "elements/hello.bst", "-o", "flavor", "grumpy"])

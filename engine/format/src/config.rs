@@ -24,7 +24,7 @@ use crate::diagnostics::{Diagnostics, Error, FileId, SourceFile};
 use crate::read::Reader;
 use crate::yaml::{self, Node, Value};
 
-const KEYS: &[&str] = &["mirrors", "remotes", "signing-key"];
+const KEYS: &[&str] = &["mirrors", "remotes", "signing-key", "projects"];
 const REMOTE_KEYS: &[&str] = &["url", "push", "trusted-keys", "trust-unsigned"];
 
 /// The user configuration (all fields empty when there is no file).
@@ -39,6 +39,9 @@ pub struct UserConfig {
     /// The ed25519 key that signs pushed results (`~/` expanded; a relative
     /// path is relative to the configuration file's directory).
     pub signing_key: Option<PathBuf>,
+    /// BuildStream project options per project name (`projects: NAME:
+    /// options:`), applied before `-o`.
+    pub project_options: BTreeMap<String, Vec<(String, String)>>,
 }
 
 /// One remote artifact cache.
@@ -169,6 +172,24 @@ pub fn parse_user_config(path: &Path, text: String) -> Result<UserConfig, Diagno
                 ),
                 "expected a list",
             ),
+        }
+    }
+    if let Some(node) = map.get("projects") {
+        if let Some(m) = r.map(node, "projects") {
+            for (name, v) in m.iter() {
+                let Some(pm) = r.map(v, &name.name) else {
+                    continue;
+                };
+                r.check_keys(pm, &["options"], &format!("project `{}`", name.name));
+                if let Some(o) = pm.get("options") {
+                    let values = r
+                        .string_map(o, "options")
+                        .into_iter()
+                        .map(|(k, v)| (k.value, v.value))
+                        .collect();
+                    cfg.project_options.insert(name.name.clone(), values);
+                }
+            }
         }
     }
     if let Some(node) = map.get("signing-key") {

@@ -24,6 +24,9 @@ use crate::yaml;
 pub struct LoadOptions {
     /// BuildStream project options (`-o NAME VALUE`), in the order given.
     pub options: Vec<(String, String)>,
+    /// Option values of the user configuration by project name (before
+    /// `options`; the top project's only).
+    pub project_options: std::collections::BTreeMap<String, Vec<(String, String)>>,
     /// Where the subprojects of junctions with fetched sources (tar, git)
     /// are; without it, only junctions to a local directory load.
     pub junctions: Option<std::sync::Arc<dyn JunctionSources>>,
@@ -33,6 +36,7 @@ impl std::fmt::Debug for LoadOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadOptions")
             .field("options", &self.options)
+            .field("project_options", &self.project_options)
             .field("junctions", &self.junctions.is_some())
             .finish()
     }
@@ -571,7 +575,15 @@ fn ensure_junction(
     }
     let (pid, proot) = read_and_parse(files, &pf, display_name(&pf, cwd), errors);
     let pfile = files.get(pid)?.clone();
-    let project = match bst::decode_project(&pfile, pid, proot, &given, includes, cwd) {
+    let project = match bst::decode_project(
+        &pfile,
+        pid,
+        proot,
+        &given,
+        &Default::default(),
+        includes,
+        cwd,
+    ) {
         Ok(p) => p,
         Err(es) => {
             errors.extend(es);
@@ -887,7 +899,15 @@ fn read_project(
                 .map(|(k, v)| (k.clone(), v.clone(), None))
                 .collect(),
         };
-        let p = bst::decode_project(&file, id, root, &given, includes, cwd);
+        let p = bst::decode_project(
+            &file,
+            id,
+            root,
+            &given,
+            &opts.project_options,
+            includes,
+            cwd,
+        );
         includes.hand_to(files);
         return p.map_err(Diagnostics::new);
     }

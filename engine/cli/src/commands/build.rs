@@ -88,7 +88,20 @@ pub(crate) fn run_build(global: &Session, args: BuildArgs) -> CmdResult {
     console.finish();
     if let Some(key) = &memo {
         if !STOP.load(Ordering::SeqCst) {
-            noop::record(&store, key, &loaded, &args.targets, &report, started);
+            // the configuration file that was read, or the default one that may appear
+            let config = global
+                .config
+                .clone()
+                .or_else(cas_format::config::default_path);
+            noop::record(
+                &store,
+                key,
+                &loaded,
+                &args.targets,
+                config.as_deref(),
+                &report,
+                started,
+            );
         }
     }
     let targets: Vec<String> = loaded

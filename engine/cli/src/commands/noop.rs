@@ -173,6 +173,7 @@ pub(crate) fn record(
     key: &Digest,
     loaded: &Loaded,
     targets: &[PathBuf],
+    config: Option<&Path>,
     report: &BuildReport,
     started: SystemTime,
 ) {
@@ -200,5 +201,8 @@ pub(crate) fn record(
     };
     // Best effort: a memo that cannot be written only costs the next no-op
     // its full load.
-    let _ = store.memo_put(key, &inputs(loaded, targets), started, &payload);
+    let mut files = inputs(loaded, targets);
+    // the user configuration sets project options (BuildStream projects)
+    files.extend(config.map(Path::to_path_buf));
+    let _ = store.memo_put(key, &files, started, &payload);
 }

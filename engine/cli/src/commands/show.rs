@@ -59,6 +59,7 @@ fn load_targets(global: &Session, targets: &[PathBuf], may_fetch: bool) -> Resul
     };
     let opts = cas_format::LoadOptions {
         options: global.options(),
+        project_options: global.config()?.project_options.clone(),
         junctions: Some(std::sync::Arc::new(junctions)),
     };
     cas_format::load_with(&targets, &cwd, &opts).map_err(|diags| {

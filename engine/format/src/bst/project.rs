@@ -163,12 +163,14 @@ fn version(r: &mut Reader<WithIncludes>, node: &Node) {
 }
 
 /// Decode `project.conf` (`root`: its parsed tree) with the option values
-/// `given` from outside. Errors are every problem found.
+/// from outside: `by_name` (the user configuration's, by project name),
+/// then `given`. Errors are every problem found.
 pub(crate) fn decode(
     file: &SourceFile,
     id: FileId,
     root: Option<Node>,
     given: &Given,
+    by_name: &BTreeMap<String, Vec<(String, String)>>,
     includes: &Includes,
     cwd: &Path,
 ) -> Result<Project, Vec<Error>> {
@@ -211,7 +213,14 @@ pub(crate) fn decode(
         .get("name")
         .and_then(|n| r.string(n, "name"))
         .map(|s| s.value);
-    bst.values = options::values(&mut r, &bst.declared, given, name.as_deref().unwrap_or("?"));
+    // the user configuration's values for this project's name, then `given`
+    let mut all = Given::default();
+    if let Some(values) = name.as_ref().and_then(|n| by_name.get(n)) {
+        all.values
+            .extend(values.iter().map(|(k, v)| (k.clone(), v.clone(), None)));
+    }
+    all.values.extend(given.values.iter().cloned());
+    bst.values = options::values(&mut r, &bst.declared, &all, name.as_deref().unwrap_or("?"));
     let mut pass2 = Processor::new(&loc, Some(&bst.values), inc);
     let node = pass2.process(Node {
         span: node.span,
