@@ -739,3 +739,73 @@ fn gnu_hello_from_its_release_tarball_with_buildstreams_autotools_kind() {
     );
     assert!(log.contains("--disable-nls"), "conf-local: {log}");
 }
+
+#[test]
+fn a_git_module_source_is_the_submodule_checked_out_at_its_path() {
+    let ctx = bst_project("");
+    let repo = |name: &str, files: &[(&str, &str)]| -> (std::path::PathBuf, String) {
+        let dir = ctx.path(name);
+        for (p, c) in files {
+            let f = dir.join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, c).unwrap();
+        }
+        let git = |args: &[&str]| {
+            sh(Command::new("git")
+                .current_dir(&dir)
+                .args([
+                    "-c",
+                    "user.name=t",
+                    "-c",
+                    "user.email=t@127.0.0.1",
+                    "-c",
+                    "init.defaultBranch=main",
+                ])
+                .args(args))
+        };
+        git(&["init", "-q"]);
+        git(&["add", "."]);
+        git(&["commit", "-q", "-m", "one"]);
+        let commit = git(&["rev-parse", "HEAD"]).trim().to_owned();
+        (dir, commit)
+    };
+    let (list, list_commit) = repo("list", &[("public_suffix_list.dat", "com\n")]);
+    let (main, _) = repo("main", &[("src/psl.c", "int main;\n")]);
+    // the main repository records the submodule as a gitlink (checked out
+    // as an empty directory), as real ones do
+    let git_main = |args: &[&str]| {
+        sh(Command::new("git")
+            .current_dir(&main)
+            .args(["-c", "user.name=t", "-c", "user.email=t@127.0.0.1"])
+            .args(args))
+    };
+    git_main(&["update-index", "--add", "--cacheinfo", &format!("160000,{list_commit},list")]);
+    git_main(&["commit", "-q", "-m", "submodule"]);
+    let main_commit = git_main(&["rev-parse", "HEAD"]).trim().to_owned();
+    ctx.write(
+        "elements/psl.bst",
+        format!(
+            "kind: import\nsources:\n\
+             - kind: git_repo\n  url: file://{}\n  ref: 0.23.3-0-g{main_commit}\n\
+             - kind: git_module\n  path: list\n  url: file://{}\n  ref: {list_commit}\n",
+            main.display(),
+            list.display()
+        ),
+    );
+    ctx.cas(["build", "elements/psl.bst"]).ok();
+    let out = ctx.path("out");
+    ctx.cas(["checkout", "elements/psl.bst", out.to_str().unwrap()])
+        .ok();
+    assert_eq!(read(out.join("src/psl.c")), "int main;\n");
+    assert_eq!(read(out.join("list/public_suffix_list.dat")), "com\n");
+    // without `path` it says so
+    ctx.write(
+        "elements/bad.bst",
+        format!(
+            "kind: import\nsources:\n- kind: git_module\n  url: file://{}\n  ref: {list_commit}\n",
+            list.display()
+        ),
+    );
+    let run = ctx.cas(["show", "elements/bad.bst"]).expect_code(2);
+    assert!(run.stderr.contains("needs `path`"), "{}", run.stderr);
+}

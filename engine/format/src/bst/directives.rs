@@ -45,6 +45,12 @@ pub(crate) fn composite(base: &mut Map, over: Map) {
     for (k, v) in over.entries {
         match base.entries.iter_mut().find(|(bk, _)| bk.name == k.name) {
             None => base.entries.push((k, v)),
+            // conditionals not evaluated yet (the first pass over
+            // project.conf) all apply: the included ones, then the includer's
+            Some((_, b)) if k.name == "(?)" => match (&mut b.value, v.value) {
+                (Value::Seq(bl), Value::Seq(ol)) => bl.extend(ol),
+                (_, ov) => b.value = ov,
+            },
             Some((_, b)) => composite_node(b, v),
         }
     }
@@ -332,6 +338,17 @@ mod tests {
         let b = m.get("b").unwrap().as_map().unwrap();
         assert_eq!(b.entries.len(), 2);
         assert_eq!(strings(m.get("c").unwrap()), ["0"]);
+    }
+
+    #[test]
+    fn conditionals_of_an_include_and_its_includer_both_apply() {
+        let mut base = parse("(?):\n- a: {x: 1}\n").as_map().unwrap().clone();
+        let over = parse("(?):\n- b: {y: 2}\n").as_map().unwrap().clone();
+        composite(&mut base, over);
+        match &base.get("(?)").unwrap().value {
+            Value::Seq(items) => assert_eq!(items.len(), 2),
+            _ => panic!("not a list"),
+        }
     }
 
     #[test]

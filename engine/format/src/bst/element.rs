@@ -19,7 +19,6 @@ const UNSUPPORTED_SOURCES: &[&str] = &[
     "cargo",
     "cargo2",
     "pip",
-    "git_module",
     "ostree",
     "docker",
     "bzr",
@@ -409,6 +408,13 @@ fn source<L: Locate>(
         return true;
     };
     let kind_span = m.get("kind").map_or(node.span, |k| k.span);
+    // BuildStream reads `directory: /etc` as relative to the build root
+    if let Some((_, v)) = m.entries.iter_mut().find(|(k, _)| k.name == "directory") {
+        if let Value::Scalar(d, _) = &mut v.value {
+            let rel = d.trim_start_matches('/').to_string();
+            *d = if rel.is_empty() { ".".into() } else { rel };
+        }
+    }
     // project.refs: the stored `ref` of this source
     if m.get("ref").is_none() {
         if let Some(stored) = stored
@@ -458,7 +464,34 @@ fn source<L: Locate>(
             }
         }
         "patch" => rename(m, "strip-level", "strip"),
-        "git" | "git_repo" | "git_tag" => {
+        "git" | "git_repo" | "git_tag" | "git_module" => {
+            if kind == "git_module" {
+                // a submodule's checkout: a git source staged at its `path`
+                // (under `directory`, if any)
+                let path = m
+                    .get("path")
+                    .and_then(|p| r.string(p, "path"))
+                    .map(|p| p.value);
+                let dir = m
+                    .get("directory")
+                    .and_then(|d| d.as_str())
+                    .map(str::to_string);
+                drop_keys(m, &["path", "directory"]);
+                if let Some(path) = path {
+                    let joined = match dir {
+                        Some(d) if !d.is_empty() && d != "." => format!("{d}/{path}"),
+                        _ => path,
+                    };
+                    m.entries
+                        .push((key("directory", kind_span), scalar(&joined, kind_span)));
+                } else {
+                    r.err(
+                        kind_span,
+                        "a `git_module` source needs `path` (where the submodule goes)",
+                        "no `path:`",
+                    );
+                }
+            }
             set_kind(m, "git");
             need_ref(r, m, "the commit (or `git describe` form TAG-N-gCOMMIT)");
             if let Some((_, v)) = m.entries.iter_mut().find(|(k, _)| k.name == "ref") {
