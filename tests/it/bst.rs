@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::ctx::Ctx;
-use crate::sources::{sh, sha256, tarball};
+use crate::sources::{sh, sha256, tarball, zip_of};
 
 fn read(p: impl AsRef<Path>) -> String {
     std::fs::read_to_string(p.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", p.as_ref().display()))
@@ -327,6 +327,21 @@ fn tar_ref_with_base_dir_star_and_overlaps_as_buildstream_allows_them() {
     // base-dir '*' took the top directory (fetched from the project's mirror,
     // checked against the ref of project.refs); the later element won the overlap
     assert_eq!(read(out.join("usr/share/doc/README")), "other\n");
+    // a zip source (BuildStream's kind), staged under its directory
+    let zip = zip_of(&[("fonts/", "", 0o755), ("fonts/a.otf", "otf\n", 0o644)]);
+    std::fs::write(ctx.path("dist/fonts.zip"), &zip).unwrap();
+    ctx.write(
+        "elements/fonts.bst",
+        format!(
+            "kind: import\nsources:\n- kind: zip\n  url: dist:fonts.zip\n  ref: {}\n  base-dir: ''\n  directory: sans\n",
+            sha256(&zip, ctx.root())
+        ),
+    );
+    ctx.cas(["build", "elements/fonts.bst"]).ok();
+    let f = ctx.path("fonts-out");
+    ctx.cas(["checkout", "elements/fonts.bst", f.to_str().unwrap()])
+        .ok();
+    assert_eq!(read(f.join("sans/fonts/a.otf")), "otf\n");
     // a base-dir glob that matches no directory of the archive
     ctx.write(
         "elements/nomatch.bst",
@@ -779,7 +794,12 @@ fn a_git_module_source_is_the_submodule_checked_out_at_its_path() {
             .args(["-c", "user.name=t", "-c", "user.email=t@127.0.0.1"])
             .args(args))
     };
-    git_main(&["update-index", "--add", "--cacheinfo", &format!("160000,{list_commit},list")]);
+    git_main(&[
+        "update-index",
+        "--add",
+        "--cacheinfo",
+        &format!("160000,{list_commit},list"),
+    ]);
     git_main(&["commit", "-q", "-m", "submodule"]);
     let main_commit = git_main(&["rev-parse", "HEAD"]).trim().to_owned();
     ctx.write(

@@ -739,6 +739,118 @@ fn hostile_tarballs_are_refused_and_nothing_outside_is_written() {
     }
 }
 
+/// A zip file: (path, file content or `->target` for a symlink, mode).
+pub(crate) fn zip_of(members: &[(&str, &str, u32)]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (path, content, mode) in members {
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .unix_permissions(*mode);
+        if let Some(target) = content.strip_prefix("->") {
+            w.add_symlink(*path, target, opts).unwrap();
+        } else if path.ends_with('/') {
+            w.add_directory(*path, opts).unwrap();
+        } else {
+            w.start_file(*path, opts).unwrap();
+            w.write_all(content.as_bytes()).unwrap();
+        }
+    }
+    w.finish().unwrap().into_inner()
+}
+
+#[test]
+fn zip_archives_stage_like_tarballs_and_hostile_members_are_refused() {
+    let ctx = Ctx::new();
+    let server = Server::start();
+    project(&ctx, &server);
+    // a release zip: one top directory (stripped), an executable, a
+    // setuid bit (dropped), a symlink kept as content
+    let good = zip_of(&[
+        ("fonts-2.0/", "", 0o755),
+        ("fonts-2.0/bin/run", "#!/bin/sh\n", 0o4755),
+        ("fonts-2.0/share/a.otf", "otf\n", 0o644),
+        ("fonts-2.0/share/latest.otf", "->a.otf", 0o777),
+    ]);
+    server.put("/files/fonts.zip", good.clone());
+    ctx.write(
+        "elements/fonts.yaml",
+        format!(
+            "kind: import\nsources:\n  - kind: tar\n    url: upstream:fonts.zip\n    sha256: {}\n",
+            sha256(&good, ctx.root())
+        ),
+    );
+    ctx.cas(["build", "fonts.yaml"]).ok();
+    let out = ctx.path("out");
+    ctx.cas(["checkout", "fonts.yaml", out.to_str().unwrap()])
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(out.join("share/a.otf")).unwrap(),
+        "otf\n"
+    );
+    assert_eq!(
+        std::fs::read_link(out.join("share/latest.otf")).unwrap(),
+        std::path::PathBuf::from("a.otf")
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(out.join("bin/run"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o7777, 0o755, "executable kept, setuid dropped");
+    // hostile members: climbing, absolute, written through a symlink
+    let abs = ctx.path("abs-written");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "zdotdot",
+            zip_of(&[("../../../../escape", "pwned\n", 0o644)]),
+        ),
+        (
+            "zabsolute",
+            zip_of(&[(abs.to_str().unwrap(), "pwned\n", 0o644)]),
+        ),
+        (
+            "zsymlink",
+            zip_of(&[
+                ("d/link", "->../../../../../..", 0o777),
+                ("d/link/escape-link", "pwned\n", 0o644),
+            ]),
+        ),
+    ];
+    for (name, data) in &cases {
+        server.put(&format!("/files/{name}.zip"), data.clone());
+        ctx.write(
+            format!("elements/{name}.yaml"),
+            format!(
+                "kind: import\nsources:\n  - kind: tar\n    url: upstream:{name}.zip\n    sha256: {}\n    base-dir: ''\n",
+                sha256(data, ctx.root())
+            ),
+        );
+        let run = ctx.cas(["build", &format!("{name}.yaml")]).expect_code(1);
+        assert!(
+            run.stderr.contains("refusing member"),
+            "{name}: {}",
+            run.stderr
+        );
+    }
+    assert!(!abs.exists());
+    for dir in [
+        ctx.root().to_path_buf(),
+        ctx.project(),
+        ctx.store(),
+        std::path::PathBuf::from("/tmp"),
+    ] {
+        for f in ["escape", "escape-link"] {
+            let p = dir.join(f);
+            assert!(
+                !p.exists() || std::fs::read_to_string(&p).map_or(true, |s| s != "pwned\n"),
+                "{} was written",
+                p.display()
+            );
+        }
+    }
+}
+
 #[test]
 fn track_writes_the_checksum_and_keeps_comments() {
     let ctx = Ctx::new();

@@ -77,8 +77,9 @@ pub fn open_root(path: &Path) -> Result<Dir> {
         .map_err(|e| SourceError::io("cannot open staging directory", path, e))
 }
 
-/// Extract the (possibly compressed) tar file `archive` into `dest`;
-/// errors name the archive as `label` (e.g. its URL as written).
+/// Extract the (possibly compressed) tar file `archive` into `dest` (or a
+/// zip file: told apart by its first bytes, `zipfile`); errors name the
+/// archive as `label` (e.g. its URL as written).
 /// `base_dir`: `None` strips the single top directory if there is exactly
 /// one (this reads the archive twice); `Some("")` strips nothing;
 /// `Some(dir)` extracts only the content of member directory `dir`.
@@ -89,6 +90,13 @@ pub fn extract_tar_file(
     base_dir: Option<&str>,
     keep_setuid: bool,
 ) -> Result<()> {
+    let mut magic = [0u8; 4];
+    let n = std::fs::File::open(archive)
+        .and_then(|mut f| f.read(&mut magic))
+        .map_err(|e| SourceError::io("cannot open", archive, e))?;
+    if crate::zipfile::is_zip(&magic[..n]) {
+        return crate::zipfile::extract_zip_file(archive, label, dest, base_dir, keep_setuid);
+    }
     let name = label.to_string();
     let open = || -> Result<Box<dyn Read>> {
         let file =
@@ -96,31 +104,25 @@ pub fn extract_tar_file(
         decompress(io::BufReader::new(file))
             .map_err(|e| archive_error(&name, format!("cannot decompress: {e}")))
     };
-    let strip: Vec<OsString> = match base_dir {
-        None => single_top_dir(&name, open()?)?.into_iter().collect(),
-        Some(pattern) if pattern.contains(['*', '?']) => {
-            match first_matching_dir(&name, open()?, pattern)? {
-                Some(dir) => dir,
-                None => {
-                    return Err(archive_error(
-                        &name,
-                        format!("no directory of the archive matches base-dir `{pattern}`"),
-                    ))
-                }
-            }
-        }
-        Some(dir) => {
-            let comps = normalize(Path::new(dir)).map_err(|reason| SourceError::Archive {
-                archive: name.clone(),
-                message: format!("invalid base-dir `{dir}`: {reason}"),
-            })?;
-            comps
-        }
-    };
+    let strip = base_strip(&name, base_dir, &mut |f| {
+        for_each_member(&name, open()?, |kind, comps| {
+            f(kind == tar::EntryType::Directory, comps)
+        })
+    })?;
     let extracted = extract_stream(&name, open()?, dest, &strip, keep_setuid)?.len();
+    check_extracted(&name, extracted, &strip, base_dir)
+}
+
+/// A base-dir that was asked for and extracted nothing is an error.
+pub(crate) fn check_extracted(
+    name: &str,
+    extracted: usize,
+    strip: &[OsString],
+    base_dir: Option<&str>,
+) -> Result<()> {
     if extracted == 0 && !strip.is_empty() && base_dir.is_some() {
         return Err(archive_error(
-            &name,
+            name,
             format!(
                 "base-dir `{}` is not in the archive",
                 base_dir.unwrap_or("")
@@ -128,6 +130,38 @@ pub fn extract_tar_file(
         ));
     }
     Ok(())
+}
+
+/// A walk over an archive's members: calls its argument with (is a
+/// directory, normalised path) for each until it returns `false`.
+pub(crate) type Walk<'a> =
+    dyn FnMut(&mut dyn FnMut(bool, Vec<OsString>) -> bool) -> Result<()> + 'a;
+
+/// The member-path prefix that `base_dir` strips (tar and zip alike):
+/// `None`, the single top directory if there is one; a glob (`*`, `?`),
+/// BuildStream's: the first matching directory in sorted order; else that
+/// directory. `walk` goes over the members (once or not at all).
+pub(crate) fn base_strip(
+    name: &str,
+    base_dir: Option<&str>,
+    walk: &mut Walk,
+) -> Result<Vec<OsString>> {
+    Ok(match base_dir {
+        None => single_top_dir(walk)?.into_iter().collect(),
+        Some(pattern) if pattern.contains(['*', '?']) => match first_matching_dir(walk, pattern)? {
+            Some(dir) => dir,
+            None => {
+                return Err(archive_error(
+                    name,
+                    format!("no directory of the archive matches base-dir `{pattern}`"),
+                ))
+            }
+        },
+        Some(dir) => normalize(Path::new(dir)).map_err(|reason| SourceError::Archive {
+            archive: name.to_string(),
+            message: format!("invalid base-dir `{dir}`: {reason}"),
+        })?,
+    })
 }
 
 /// Extract a tar stream (possibly compressed) into `dest`, stripping
@@ -143,14 +177,14 @@ pub fn extract_tar_reader(
     extract_stream(name, reader, dest, &[], keep_setuid)
 }
 
-fn archive_error(name: &str, message: String) -> SourceError {
+pub(crate) fn archive_error(name: &str, message: String) -> SourceError {
     SourceError::Archive {
         archive: name.to_string(),
         message,
     }
 }
 
-fn unsafe_member(name: &str, member: &Path, reason: impl Into<String>) -> SourceError {
+pub(crate) fn unsafe_member(name: &str, member: &Path, reason: impl Into<String>) -> SourceError {
     SourceError::UnsafeMember {
         archive: name.to_string(),
         member: member.display().to_string(),
@@ -160,7 +194,7 @@ fn unsafe_member(name: &str, member: &Path, reason: impl Into<String>) -> Source
 
 /// The components of a member path, refusing absolute paths and `..`;
 /// `.` components are dropped (so `./usr/bin` is `usr/bin`).
-fn normalize(path: &Path) -> std::result::Result<Vec<OsString>, &'static str> {
+pub(crate) fn normalize(path: &Path) -> std::result::Result<Vec<OsString>, &'static str> {
     let mut out = Vec::new();
     for c in path.components() {
         match c {
@@ -227,14 +261,10 @@ fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
 /// BuildStream's base-dir glob: the first, in sorted order, of the
 /// archive's directories (explicit members and the parents of files) that
 /// matches `pattern`.
-fn first_matching_dir(
-    name: &str,
-    reader: Box<dyn Read>,
-    pattern: &str,
-) -> Result<Option<Vec<OsString>>> {
+fn first_matching_dir(walk: &mut Walk, pattern: &str) -> Result<Option<Vec<OsString>>> {
     let mut dirs: std::collections::BTreeSet<Vec<OsString>> = std::collections::BTreeSet::new();
-    for_each_member(name, reader, |kind, comps| {
-        let parents = if kind == tar::EntryType::Directory {
+    walk(&mut |is_dir, comps| {
+        let parents = if is_dir {
             comps.len()
         } else {
             comps.len().saturating_sub(1)
@@ -256,11 +286,11 @@ fn first_matching_dir(
 }
 
 /// The single top directory of an archive, if every member is inside it.
-fn single_top_dir(name: &str, reader: Box<dyn Read>) -> Result<Option<OsString>> {
+fn single_top_dir(walk: &mut Walk) -> Result<Option<OsString>> {
     let mut top: Option<OsString> = None;
     let mut is_dir = false;
     let mut single = true;
-    for_each_member(name, reader, |kind, comps| {
+    walk(&mut |member_is_dir, comps| {
         let Some(first) = comps.first() else {
             return true;
         };
@@ -272,7 +302,7 @@ fn single_top_dir(name: &str, reader: Box<dyn Read>) -> Result<Option<OsString>>
             }
             Some(_) => {}
         }
-        if comps.len() > 1 || kind == tar::EntryType::Directory {
+        if comps.len() > 1 || member_is_dir {
             is_dir = true;
         }
         true
@@ -436,7 +466,7 @@ fn extract_stream(
 
 /// Create the parent directories of `rel` and remove a non-directory that
 /// is in the way (never writing through an existing symlink).
-fn prepare(dest: &Dir, rel: &Path) -> io::Result<()> {
+pub(crate) fn prepare(dest: &Dir, rel: &Path) -> io::Result<()> {
     if let Some(parent) = rel.parent() {
         if !parent.as_os_str().is_empty() {
             dest.create_dir_all(parent)?;

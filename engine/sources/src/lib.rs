@@ -6,6 +6,7 @@
 //! - [`fetch`]: mirrors, downloads with timeouts, retries, resume, verification.
 //! - [`cache`]: the [`SourceCache`] trait, [`DirCache`], [`fetch_source`].
 //! - [`archive`]: hostile-safe tar extraction (cap-std), compression detection.
+//! - [`zipfile`]: zip archives, staged with the same rules.
 //! - [`deb`]: `ar` reader and Debian package extraction.
 //! - [`git`]: bare mirrors, staging a commit, resolving a tracked branch.
 //! - [`patch`]: applying patches with `patch(1)`.
@@ -25,6 +26,7 @@ pub mod patch;
 pub mod spec;
 pub mod stage;
 pub mod track;
+pub mod zipfile;
 
 pub use cache::{fetch_identity, fetch_source, needs_fetch, DirCache, Fetched, SourceCache};
 pub use checksum::Algorithm;

@@ -15,7 +15,6 @@ fn is_element_key(k: &str) -> bool {
 
 /// Source kinds that BuildStream projects use and cas does not read yet.
 const UNSUPPORTED_SOURCES: &[&str] = &[
-    "zip",
     "cargo",
     "cargo2",
     "pip",
@@ -455,10 +454,12 @@ fn source<L: Locate>(
     };
     match kind.as_str() {
         "local" => {}
-        "tar" | "remote" => {
+        "tar" | "zip" | "remote" => {
             need_ref(r, m, "the sha256 of the file");
             rename(m, "ref", "sha256");
-            if kind == "tar" && m.get("base-dir").is_none() {
+            // cas's tar source reads zip files too (by their content)
+            set_kind(m, if kind == "remote" { "remote" } else { "tar" });
+            if kind != "remote" && m.get("base-dir").is_none() {
                 m.entries
                     .push((key("base-dir", kind_span), scalar("*", kind_span)));
             }
@@ -530,7 +531,7 @@ fn source<L: Locate>(
                 kind_span,
                 format!("`{k}` sources are not supported yet"),
                 "not supported yet",
-                "cas reads local, tar, remote, patch and git sources of BuildStream projects",
+                "cas reads local, tar, zip, remote, patch, git and git_module sources of BuildStream projects",
             );
         }
         k => match bst.source_plugins.get(k) {
@@ -545,7 +546,7 @@ fn source<L: Locate>(
                 kind_span,
                 format!("unknown source kind `{k}`"),
                 "unknown source kind",
-                "BuildStream's source kinds that cas reads: local, tar, remote, patch, git",
+                "BuildStream's source kinds that cas reads: local, tar, zip, remote, patch, git, git_module",
             ),
         },
     }
