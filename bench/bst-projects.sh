@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Load time of real BuildStream projects: `cas show` (release build) on each
-# PROJECT_DIR:TARGET given, median of 5 runs, peak RSS; and `bst show` in
-# the same run when a BuildStream is at $CAS_BENCH_BST (or `bst` on PATH)
-# and can load the project here. Writes bench/BST-PROJECTS.md, which
-# cas-bench appends to BENCHMARKS.md.
+# PROJECT_DIR:TARGET[:BST_DIR] given, median of 5 runs, peak RSS; and `bst
+# show` (median of 3, after one run that fetches its plugin junctions) in the
+# same run when a BuildStream is at $CAS_BENCH_BST (or `bst` on PATH) and can
+# load the project in BST_DIR (default PROJECT_DIR: a copy whose aliases
+# reach the plugin junctions offline, when the network does not). Writes
+# bench/BST-PROJECTS.md, which cas-bench appends to BENCHMARKS.md.
 #
 #   bash bench/bst-projects.sh ~/src/freedesktop-sdk:components.bst
 set -euo pipefail
@@ -22,7 +24,8 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
   echo "| --- | --- | ---: | ---: | ---: | ---: | --- |"
 } > "$out"
 for spec in "$@"; do
-  dir=${spec%%:*}; target=${spec#*:}
+  dir=${spec%%:*}; rest=${spec#*:}; target=${rest%%:*}
+  bst_dir=$dir; [ "$rest" != "$target" ] && bst_dir=${rest#*:}
   name=$(basename "$dir")
   commit=$(git -C "$dir" rev-parse --short HEAD 2>/dev/null || echo "-")
   times=(); rss=0
@@ -37,8 +40,16 @@ for spec in "$@"; do
   errors=$(grep -c '×' /tmp/bst-projects.err || true)
   bst_col="not measured: no BuildStream here"
   if [ -n "$bst" ]; then
-    if (cd "$dir" && timeout 600 /usr/bin/time -f "%e" -o /tmp/bst-projects.bst "$bst" show "$target" >/dev/null 2>/tmp/bst-projects.bsterr); then
-      bst_col="$(tail -1 /tmp/bst-projects.bst) s"
+    (cd "$bst_dir" && timeout 600 "$bst" show "$target" >/dev/null 2>&1) || true
+    if (cd "$bst_dir" && timeout 600 /usr/bin/time -f "%e" -o /tmp/bst-projects.bst "$bst" show "$target" >/dev/null 2>/tmp/bst-projects.bsterr); then
+      bt=()
+      for _ in 1 2 3; do
+        (cd "$bst_dir" && /usr/bin/time -f "%e %M" -o /tmp/bst-projects.bst "$bst" show "$target" >/dev/null 2>&1) || true
+        bt+=("$(tail -1 /tmp/bst-projects.bst | cut -d' ' -f1)")
+        brss=$(tail -1 /tmp/bst-projects.bst | cut -d' ' -f2)
+      done
+      bmed=$(printf '%s\n' "${bt[@]}" | median)
+      bst_col="${bmed} s, $((brss / 1024)) MB ($(awk -v b="$bmed" -v c="$med" 'BEGIN {printf "%.0f", b / c}')× cas)"
     else
       bst_col="BuildStream 2.8.1 cannot load it here ($(tail -1 /tmp/bst-projects.bst) s to fail): its plugin junctions must be fetched from the network"
     fi
