@@ -829,3 +829,139 @@ fn a_git_module_source_is_the_submodule_checked_out_at_its_path() {
     let run = ctx.cas(["show", "elements/bad.bst"]).expect_code(2);
     assert!(run.stderr.contains("needs `path`"), "{}", run.stderr);
 }
+
+#[test]
+fn cargo_sources_vendor_crates_from_a_registry_for_cas_and_buildstream() {
+    let ctx = bst_project("");
+    // a crate registry: {name}/{name}-{version}.crate, each a gzipped tar of
+    // one {name}-{version}/ directory
+    let registry = ctx.path("registry");
+    let mut pins = Vec::new();
+    for (name, version) in [("adler2", "2.0.1"), ("aho-corasick", "1.1.3")] {
+        let top = format!("{name}-{version}");
+        let data = tarball(
+            &ctx,
+            &format!("{top}.crate"),
+            &top,
+            &[
+                (
+                    "Cargo.toml",
+                    &format!("[package]\nname = \"{name}\"\nversion = \"{version}\"\n"),
+                ),
+                ("src/lib.rs", ""),
+            ],
+            "z",
+        );
+        let dir = registry.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{top}.crate")), &data).unwrap();
+        pins.push((name, version, sha256(&data, ctx.root())));
+    }
+    // the crate list as YAML list items at `indent` spaces
+    let list = |indent: usize, sha_key: &str, kind: bool| -> String {
+        let pad = " ".repeat(indent);
+        pins.iter()
+            .map(|(n, v, s)| {
+                let k = if kind {
+                    format!("kind: registry\n{pad}  ")
+                } else {
+                    String::new()
+                };
+                format!("{pad}- {k}name: {n}\n{pad}  version: {v}\n{pad}  {sha_key}: {s}\n")
+            })
+            .collect()
+    };
+    // BuildStream's cargo2, its url from the project's `sources:` defaults
+    ctx.write(
+        "project.conf",
+        format!(
+            "name: demo\nmin-version: 2.0\nelement-path: elements\naliases:\n  crates: file://{}/\n\
+             sources:\n  cargo2:\n    config:\n      url: \"crates:\"\n",
+            registry.display()
+        ),
+    );
+    ctx.write(
+        "elements/vendored.bst",
+        format!(
+            "kind: import\nsources:\n- kind: cargo2\n  ref:\n{}",
+            list(2, "sha", true)
+        ),
+    );
+    ctx.cas(["build", "elements/vendored.bst"]).ok();
+    let out = ctx.path("out");
+    ctx.cas(["checkout", "elements/vendored.bst", out.to_str().unwrap()])
+        .ok();
+    for (n, v, s) in &pins {
+        let dir = out.join(format!(".vendored-crates/{n}-{v}"));
+        assert!(dir.join("Cargo.toml").is_file(), "{n} vendored");
+        assert_eq!(
+            read(dir.join(".cargo-checksum.json")),
+            format!("{{\"package\":\"{s}\",\"files\":{{}}}}")
+        );
+    }
+    let config = read(out.join(".cargo/config.toml"));
+    assert!(
+        config.contains("replace-with = \"vendored-sources\"")
+            && config.contains("directory = \".vendored-crates\""),
+        "{config}"
+    );
+
+    // cas's own cargo source: the same crates, its own vendor directory
+    let native = Ctx::new();
+    native.write("project.yaml", "name: n\n");
+    native.write(
+        "crates.yaml",
+        format!(
+            "kind: import\nsources:\n  - kind: cargo\n    url: file://{}/\n    vendor-dir: third_party/vendor\n    crates:\n{}",
+            registry.display(),
+            list(6, "sha256", false)
+        ),
+    );
+    native.cas(["build", "crates.yaml"]).ok();
+    let out = native.path("out");
+    native
+        .cas(["checkout", "crates.yaml", out.to_str().unwrap()])
+        .ok();
+    assert!(out
+        .join("third_party/vendor/adler2-2.0.1/Cargo.toml")
+        .is_file());
+    assert!(read(out.join(".cargo/config.toml")).contains("directory = \"third_party/vendor\""));
+
+    // a crate file that is not the crate it is named, and a crate listed twice
+    let (n, v, _) = &pins[0];
+    let wrong = tarball(&ctx, "wrong.crate", "other-9.9", &[("Cargo.toml", "")], "z");
+    std::fs::create_dir_all(registry.join("wrong")).unwrap();
+    std::fs::write(registry.join("wrong/wrong-1.0.crate"), &wrong).unwrap();
+    ctx.write(
+        "elements/wrong.bst",
+        format!(
+            "kind: import\nsources:\n- kind: cargo2\n  ref:\n  - name: wrong\n    version: '1.0'\n    sha: {}\n",
+            sha256(&wrong, ctx.root())
+        ),
+    );
+    let run = ctx.cas(["build", "elements/wrong.bst"]).expect_code(1);
+    assert!(
+        run.stderr.contains("has no `wrong-1.0/` directory"),
+        "{}",
+        run.stderr
+    );
+    ctx.write(
+        "elements/twice.bst",
+        format!(
+            "kind: import\nsources:\n- kind: cargo2\n  ref:\n{}{}",
+            list(2, "sha", false),
+            list(2, "sha", false)
+                .lines()
+                .take(3)
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+        ),
+    );
+    let run = ctx.cas(["build", "elements/twice.bst"]).expect_code(1);
+    assert!(
+        run.stderr
+            .contains(&format!("crate {n} {v} is listed twice")),
+        "{}",
+        run.stderr
+    );
+}

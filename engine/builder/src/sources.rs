@@ -150,6 +150,9 @@ pub fn describe(source: &Source) -> String {
         | SourceKind::Remote { url, .. }
         | SourceKind::Deb { url, .. }
         | SourceKind::Git { url, .. } => format!("{} {}", source.kind.name(), url.written),
+        SourceKind::Cargo { url, crates, .. } => {
+            format!("cargo {} ({} crates)", url.written, crates.len())
+        }
     }
 }
 

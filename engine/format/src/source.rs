@@ -9,7 +9,7 @@ use crate::project::{relative_inside, Project};
 use crate::read::{Locate, Reader, Spanned};
 use crate::yaml::{Map, Node};
 
-pub const SOURCE_KINDS: &[&str] = &["local", "tar", "remote", "patch", "git", "deb"];
+pub const SOURCE_KINDS: &[&str] = &["local", "tar", "remote", "patch", "git", "deb", "cargo"];
 const COMMON: &[&str] = &["kind", "directory", "keep-setuid"];
 
 fn fields(kind: &str) -> &'static [&'static str] {
@@ -20,6 +20,7 @@ fn fields(kind: &str) -> &'static [&'static str] {
         "patch" => &["path", "strip"],
         "git" => &["url", "ref", "track", "keep-git"],
         "deb" => &["url", "sha256", "dpkg-database"],
+        "cargo" => &["url", "vendor-dir", "crates"],
         _ => &[],
     }
 }
@@ -202,6 +203,7 @@ pub(crate) fn decode<L: Locate>(
                 database,
             }
         }
+        "cargo" => cargo(r, project, map, kind_node)?,
         _ => return None,
     };
     if r.errors.len() > before {
@@ -374,6 +376,85 @@ fn url<L: Locate>(
         help,
     );
     None
+}
+
+/// A `cargo` source: the registry `url` (its base), `vendor-dir` (default
+/// `vendor`, relative, no `..`), `crates` (each `name`, `version`, `sha256`).
+fn cargo<L: Locate>(
+    r: &mut Reader<L>,
+    project: &Project,
+    map: &Map,
+    kind_node: &Node,
+) -> Option<SourceKind> {
+    let url = url(r, project, map, kind_node, "cargo")?;
+    let vendor_dir = match map
+        .get("vendor-dir")
+        .and_then(|n| r.string(n, "vendor-dir"))
+    {
+        Some(v) => match relative_inside(&v.value) {
+            Some(p) if !p.as_os_str().is_empty() => p.to_string_lossy().into_owned(),
+            _ => {
+                r.err(
+                    v.span,
+                    "`vendor-dir` is a relative directory without `..`",
+                    "invalid directory",
+                );
+                return None;
+            }
+        },
+        None => "vendor".to_string(),
+    };
+    let mut crates = Vec::new();
+    let items = match map.get("crates").map(|n| (n, &n.value)) {
+        Some((_, crate::yaml::Value::Seq(items))) => items.as_slice(),
+        Some((n, _)) => {
+            r.err(
+                n.span,
+                "`crates`: expected a list of crates",
+                "expected a list",
+            );
+            &[]
+        }
+        None => &[],
+    };
+    for item in items {
+        let Some(m) = r.map(item, "crates") else {
+            continue;
+        };
+        r.check_keys(m, &["name", "version", "sha256"], "a crate");
+        let name = m.get("name").and_then(|n| r.string(n, "name"));
+        let version = m.get("version").and_then(|n| r.string(n, "version"));
+        let sum = checksum(r, m, item, "crate", false);
+        let (Some(n), Some(v)) = (name, version) else {
+            r.err(
+                item.span,
+                "a crate needs `name` and `version`",
+                "incomplete crate",
+            );
+            continue;
+        };
+        let plain = |s: &str| !s.is_empty() && !s.contains(['/', '\\']) && s != "." && s != "..";
+        if !plain(&n.value) || !plain(&v.value) {
+            r.err(
+                item.span,
+                "a crate's `name` and `version` are plain words (no `/`)",
+                "invalid crate",
+            );
+            continue;
+        }
+        if let Some(c) = sum {
+            crates.push(cas_sources::Crate {
+                name: n.value,
+                version: v.value,
+                checksum: c,
+            });
+        }
+    }
+    Some(SourceKind::Cargo {
+        url,
+        vendor_dir,
+        crates,
+    })
 }
 
 fn checksum<L: Locate>(

@@ -76,6 +76,8 @@ pub enum Fetched {
     File(PathBuf),
     /// The bare git mirror that holds the commit.
     Git(PathBuf),
+    /// Every crate of a cargo source is in the cache.
+    Crates,
 }
 
 /// Make `source` available for staging: a file in `cache` (downloaded and
@@ -110,6 +112,23 @@ pub fn fetch_source(
         SourceKind::Git { url, commit, .. } => {
             git::ensure_commit(fetcher, url, commit, offline).map(Fetched::Git)
         }
+        SourceKind::Cargo { url, crates, .. } => {
+            for c in crates {
+                if cache.lookup(&c.checksum).is_some() {
+                    continue;
+                }
+                let url = c.url(url);
+                if offline {
+                    return Err(SourceError::Offline {
+                        kind: source.kind.name(),
+                        url: url.written,
+                    });
+                }
+                let download = fetcher.fetch_verified(&url, &c.checksum, progress)?;
+                cache.insert(&c.checksum, download.path())?;
+            }
+            Ok(Fetched::Crates)
+        }
     }
 }
 
@@ -124,6 +143,13 @@ pub fn fetch_identity(source: &Source) -> Option<String> {
         | SourceKind::Remote { checksum, .. }
         | SourceKind::Deb { checksum, .. } => Some(checksum.to_string()),
         SourceKind::Git { url, commit, .. } => Some(format!("git {} {commit}", url.resolved)),
+        SourceKind::Cargo { crates, .. } => Some(
+            crates
+                .iter()
+                .map(|c| c.checksum.to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
         SourceKind::Local { .. } | SourceKind::Patch { .. } => None,
     }
 }
@@ -138,6 +164,9 @@ pub fn needs_fetch(source: &Source, fetcher: &Fetcher, cache: &dyn SourceCache) 
         | SourceKind::Deb { checksum, .. } => cache.lookup(checksum).is_none(),
         SourceKind::Git { url, commit, .. } => {
             !git::has_commit(&git::mirror_path(&fetcher.config().git_dir, url), commit)
+        }
+        SourceKind::Cargo { crates, .. } => {
+            crates.iter().any(|c| cache.lookup(&c.checksum).is_none())
         }
     }
 }

@@ -79,6 +79,20 @@ pub fn identity(
             e.raw(&blake3_file(path)?);
             e.u32(*strip);
         }
+        SourceKind::Cargo {
+            url,
+            vendor_dir,
+            crates,
+        } => {
+            e.str(&url.written);
+            e.str(vendor_dir);
+            e.u32(u32::try_from(crates.len()).unwrap_or(u32::MAX));
+            for c in crates {
+                e.str(&c.name);
+                e.str(&c.version);
+                e.checksum(&c.checksum);
+            }
+        }
     }
     e.opt_str(source.directory.as_deref());
     e.bool(source.keep_setuid);

@@ -8,6 +8,7 @@
 //! - [`archive`]: hostile-safe tar extraction (cap-std), compression detection.
 //! - [`zipfile`]: zip archives, staged with the same rules.
 //! - [`deb`]: `ar` reader and Debian package extraction.
+//! - [`cargo`]: vendoring Rust crates from a registry.
 //! - [`git`]: bare mirrors, staging a commit, resolving a tracked branch.
 //! - [`patch`]: applying patches with `patch(1)`.
 //! - [`stage`]: staging any source into a build root.
@@ -16,6 +17,7 @@
 
 pub mod archive;
 pub mod cache;
+pub mod cargo;
 pub mod checksum;
 pub mod deb;
 pub mod error;
@@ -34,6 +36,6 @@ pub use error::{Result, SourceError};
 pub use fetch::{Download, Fetcher, FetcherConfig, Mirrors, NoProgress, Progress};
 pub use git::resolve_track;
 pub use identity::{identity, identity_digest, BoxError};
-pub use spec::{Checksum, Source, SourceKind, SourceUrl};
+pub use spec::{Checksum, Crate, Source, SourceKind, SourceUrl};
 pub use stage::{remote_filename, stage_source};
 pub use track::{track, Tracked};

@@ -84,6 +84,41 @@ pub enum SourceKind {
         checksum: Checksum,
         database: bool,
     },
+    /// Rust crates from a registry (`url` is its base: a crate's file is
+    /// `url` + `{name}/{name}-{version}.crate`), vendored into `vendor_dir`
+    /// with `.cargo/config.toml` pointing cargo at them.
+    Cargo {
+        url: SourceUrl,
+        vendor_dir: String,
+        crates: Vec<Crate>,
+    },
+}
+
+/// One crate of a `cargo` source: the registry's file
+/// `{name}/{name}-{version}.crate`, pinned by its checksum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crate {
+    pub name: String,
+    pub version: String,
+    pub checksum: Checksum,
+}
+
+impl Crate {
+    /// The crate's URL under the registry base `base` (a `/` is put between
+    /// them unless the base ends with `/` or `:`).
+    pub fn url(&self, base: &SourceUrl) -> SourceUrl {
+        let sep = if base.written.ends_with(['/', ':']) {
+            ""
+        } else {
+            "/"
+        };
+        let path = format!("{sep}{0}/{0}-{1}.crate", self.name, self.version);
+        SourceUrl {
+            written: format!("{}{path}", base.written),
+            alias: base.alias.clone(),
+            resolved: format!("{}{path}", base.resolved),
+        }
+    }
 }
 
 /// One entry of an element's `sources:` list.
@@ -106,6 +141,7 @@ impl SourceKind {
             SourceKind::Patch { .. } => "patch",
             SourceKind::Git { .. } => "git",
             SourceKind::Deb { .. } => "deb",
+            SourceKind::Cargo { .. } => "cargo",
         }
     }
 }

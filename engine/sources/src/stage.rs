@@ -153,6 +153,11 @@ pub fn stage_source(
             }
             stage_git(&mirror, url, commit, *keep_git, &dir)
         }
+        SourceKind::Cargo {
+            url,
+            vendor_dir,
+            crates,
+        } => crate::cargo::stage_cargo(url, vendor_dir, crates, cache, &dir, source.keep_setuid),
     }
 }
 

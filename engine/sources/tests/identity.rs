@@ -210,3 +210,42 @@ fn deb_identity() {
     want.extend_from_slice(&[0, 0]);
     assert_eq!(identity(&src, no_local).unwrap(), want);
 }
+
+#[test]
+fn cargo_identity_lists_every_crate_in_order() {
+    let crates = |order: &[(&str, &str)]| Source {
+        kind: SourceKind::Cargo {
+            url: url("crates:crates/", "http://127.0.0.1/crates/"),
+            vendor_dir: "vendor".into(),
+            crates: order
+                .iter()
+                .map(|(n, v)| cas_sources::Crate {
+                    name: (*n).into(),
+                    version: (*v).into(),
+                    checksum: Checksum::Sha256(HEX.into()),
+                })
+                .collect(),
+        },
+        directory: None,
+        keep_setuid: false,
+    };
+    let a = identity(&crates(&[("adler2", "2.0.1"), ("aes", "0.8.4")]), no_local).unwrap();
+    assert_ne!(
+        a,
+        identity(&crates(&[("aes", "0.8.4"), ("adler2", "2.0.1")]), no_local).unwrap()
+    );
+    let mut want = Vec::new();
+    s(&mut want, "cas-source-1");
+    s(&mut want, "cargo");
+    s(&mut want, "crates:crates/");
+    s(&mut want, "vendor");
+    want.extend_from_slice(&2u32.to_le_bytes());
+    for (n, v) in [("adler2", "2.0.1"), ("aes", "0.8.4")] {
+        s(&mut want, n);
+        s(&mut want, v);
+        s(&mut want, "sha256");
+        s(&mut want, HEX);
+    }
+    want.extend_from_slice(&[0, 0]); // directory absent, keep-setuid false
+    assert_eq!(a, want);
+}

@@ -204,6 +204,7 @@ fn source_json(s: &cas_sources::Source) -> SourceJson {
             j.url = Some(url.written.clone());
             j.commit = Some(commit.clone());
         }
+        K::Cargo { url, .. } => j.url = Some(url.written.clone()),
     }
     j
 }

@@ -109,7 +109,8 @@ fn pinned(s: &Source) -> Option<(&'static str, String)> {
             Some((checksum.algorithm(), checksum.hex().to_owned()))
         }
         SourceKind::Git { commit, .. } => Some(("ref", commit.clone())),
-        SourceKind::Local { .. } | SourceKind::Patch { .. } => None,
+        // a crate list is pinned crate by crate (not tracked)
+        SourceKind::Local { .. } | SourceKind::Patch { .. } | SourceKind::Cargo { .. } => None,
     }
 }
 

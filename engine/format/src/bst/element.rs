@@ -15,8 +15,6 @@ fn is_element_key(k: &str) -> bool {
 
 /// Source kinds that BuildStream projects use and cas does not read yet.
 const UNSUPPORTED_SOURCES: &[&str] = &[
-    "cargo",
-    "cargo2",
     "pip",
     "ostree",
     "docker",
@@ -407,6 +405,12 @@ fn source<L: Locate>(
         return true;
     };
     let kind_span = m.get("kind").map_or(node.span, |k| k.span);
+    // the project's `sources: KIND: config:` first, the source over it
+    if let Some(defaults) = bst.source_defaults.get(&kind) {
+        let mut base = defaults.clone();
+        super::directives::composite(&mut base, std::mem::take(m));
+        *m = base;
+    }
     // BuildStream reads `directory: /etc` as relative to the build root
     if let Some((_, v)) = m.entries.iter_mut().find(|(k, _)| k.name == "directory") {
         if let Value::Scalar(d, _) = &mut v.value {
@@ -526,12 +530,13 @@ fn source<L: Locate>(
                 ],
             );
         }
+        "cargo" | "cargo2" => cargo(r, m, &kind, kind_span),
         k if UNSUPPORTED_SOURCES.contains(&k) => {
             r.err_help(
                 kind_span,
                 format!("`{k}` sources are not supported yet"),
                 "not supported yet",
-                "cas reads local, tar, zip, remote, patch, git and git_module sources of BuildStream projects",
+                "cas reads local, tar, zip, remote, patch, git, git_module, cargo and cargo2 sources of BuildStream projects",
             );
         }
         k => match bst.source_plugins.get(k) {
@@ -546,11 +551,92 @@ fn source<L: Locate>(
                 kind_span,
                 format!("unknown source kind `{k}`"),
                 "unknown source kind",
-                "BuildStream's source kinds that cas reads: local, tar, zip, remote, patch, git, git_module",
+                "BuildStream's source kinds that cas reads: local, tar, zip, remote, patch, git, git_module, cargo, cargo2",
             ),
         },
     }
     r.errors.len() == before
+}
+
+/// BuildStream's `cargo` (buildstream-plugins) and `cargo2` (community)
+/// sources as cas's `cargo`: `ref` (the crate list: `name`, `version`,
+/// `sha`; cargo2's entries also have `kind: registry`) becomes `crates`,
+/// `vendor-dir` keeps the plugin's default (`crates`, `.vendored-crates`).
+fn cargo<L: Locate>(
+    r: &mut Reader<L>,
+    m: &mut Map,
+    kind: &str,
+    kind_span: crate::diagnostics::Span,
+) {
+    let default_vendor = if kind == "cargo" {
+        "crates"
+    } else {
+        ".vendored-crates"
+    };
+    if m.get("vendor-dir").is_none() {
+        m.entries.push((
+            key("vendor-dir", kind_span),
+            scalar(default_vendor, kind_span),
+        ));
+    }
+    if m.get("url").is_none() {
+        r.err_help(
+            kind_span,
+            format!("this `{kind}` source has no `url`"),
+            "no `url:`",
+            "`url` is the base of the crates registry (its crates are URL + name/name-version.crate); projects usually give it in project.conf `sources:` or with an alias",
+        );
+    }
+    let crates: Vec<Node> = match m.get("ref").map(|n| &n.value) {
+        Some(Value::Seq(items)) => items
+            .iter()
+            .filter_map(|item| {
+                let im = item.as_map()?;
+                let ck = im.get("kind").and_then(|k| k.as_str()).unwrap_or("registry");
+                if ck != "registry" {
+                    r.err(
+                        item.span,
+                        format!("`{kind}` crates of kind `{ck}` are not supported yet (only registry crates)"),
+                        "not supported yet",
+                    );
+                    return None;
+                }
+                let mut c = Map::default();
+                for (k, v) in im.iter() {
+                    match k.name.as_str() {
+                        "name" | "version" => c.entries.push((k.clone(), v.clone())),
+                        "sha" => c.entries.push((key("sha256", k.span), v.clone())),
+                        _ => {}
+                    }
+                }
+                Some(Node {
+                    span: item.span,
+                    value: Value::Map(c),
+                })
+            })
+            .collect(),
+        _ => {
+            r.err_help(
+                kind_span,
+                format!("this `{kind}` source has no `ref` (its crate list)"),
+                "no `ref:`",
+                "BuildStream's `bst source track` writes the crate list from Cargo.lock",
+            );
+            Vec::new()
+        }
+    };
+    m.entries
+        .retain(|(k, _)| !["ref", "cargo-lock", "git-mirrors"].contains(&k.name.as_str()));
+    m.entries.push((
+        key("crates", kind_span),
+        Node {
+            span: kind_span,
+            value: Value::Seq(crates),
+        },
+    ));
+    if let Some((_, v)) = m.entries.iter_mut().find(|(k, _)| k.name == "kind") {
+        v.value = Value::Scalar("cargo".into(), Style::Quoted);
+    }
 }
 
 /// The commit of a BuildStream git ref: a commit, or `TAG-N-gCOMMIT`.

@@ -59,6 +59,8 @@ pub(crate) struct BstProject {
     pub source_plugins: BTreeMap<String, String>,
     /// `ref-storage: project.refs`: the refs file's `projects: NAME:` mapping.
     pub refs: Option<Node>,
+    /// `sources:`: source kind → the `config` its sources start from.
+    pub source_defaults: BTreeMap<String, crate::yaml::Map>,
 }
 
 /// Junctions an element's includes may go through: junction name → its
@@ -278,7 +280,21 @@ pub(crate) fn decode(
         }
     }
     if let Some(n) = map.get("sources") {
-        let _ = r.map(n, "sources");
+        if let Some(m) = r.map(n, "sources") {
+            for (kind, v) in m.iter() {
+                let Some(km) = r.map(v, &kind.name) else {
+                    continue;
+                };
+                r.check_keys(
+                    km,
+                    &["config"],
+                    &format!("the defaults of `{}` sources", kind.name),
+                );
+                if let Some(c) = km.get("config").and_then(|c| r.map(c, "config")) {
+                    bst.source_defaults.insert(kind.name.clone(), c.clone());
+                }
+            }
+        }
     }
     if let Some(n) = map.get("fatal-warnings") {
         for w in r.compose(&[], n, "fatal-warnings") {
