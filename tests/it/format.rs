@@ -512,3 +512,23 @@ fn a_closed_stdout_ends_cas_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_ne!(status.code(), Some(101), "{stderr}");
 }
+
+#[test]
+fn buildstream_directives_in_a_cas_project_are_named_not_taken_for_keys() {
+    let ctx = project();
+    ctx.write(
+        "elements/hello.yaml",
+        "kind: manual\nvariables:\n  (@): include/greeting.yml\n  (?):\n  - debug:\n      x: y\n",
+    );
+    let run = invalid(
+        &ctx,
+        "elements/hello.yaml",
+        "`(@)` (includes) is read in BuildStream projects only",
+        "elements/hello.yaml:3:3",
+    );
+    assert!(
+        run.stderr.contains("`(?)` (conditionals)"),
+        "{}",
+        run.stderr
+    );
+}

@@ -689,14 +689,28 @@ fn read_elements(
                     Ok(f) => {
                         let raw = match yaml::parse(&f, id) {
                             Ok(root) => match &project.bst {
-                                None => crate::element::decode(
-                                    &f,
-                                    &f.path,
-                                    id,
-                                    name.clone(),
-                                    root.as_ref(),
-                                    project,
-                                ),
+                                None => {
+                                    let mut r = Reader::new(&f);
+                                    if let Some(root) = &root {
+                                        bst::reject_in_cas_project(&mut r, root);
+                                    }
+                                    let raw = crate::element::decode(
+                                        &f,
+                                        &f.path,
+                                        id,
+                                        name.clone(),
+                                        root.as_ref(),
+                                        project,
+                                    );
+                                    match raw {
+                                        Ok(_) if !r.errors.is_empty() => Err(r.errors),
+                                        Ok(raw) => Ok(raw),
+                                        Err(mut es) => {
+                                            es.append(&mut r.errors);
+                                            Err(es)
+                                        }
+                                    }
+                                }
                                 Some(b) => decode_bst(
                                     &f,
                                     id,

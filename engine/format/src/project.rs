@@ -116,6 +116,7 @@ impl Project {
             return Ok(p);
         };
         r.check_keys(map, KEYS, "project.yaml");
+        crate::bst::reject_in_cas_project(&mut r, node);
         p.read_common(&mut r, map, &root);
         if let Some(node) = map.get("kinds") {
             p.kinds_dir = directory(&mut r, node, "kinds", &root);

@@ -128,6 +128,37 @@ pub(crate) fn resolve_lists(node: &mut Node) {
     }
 }
 
+/// In a cas project, `(@)` and `(?)` are BuildStream's: said plainly at
+/// each, never taken for a key (a variable named `(@)`).
+pub(crate) fn reject_in_cas_project<L: Locate>(r: &mut Reader<L>, node: &Node) {
+    match &node.value {
+        Value::Map(m) => {
+            for (k, v) in m.iter() {
+                let what = match k.name.as_str() {
+                    "(@)" => Some("includes"),
+                    "(?)" => Some("conditionals"),
+                    _ => None,
+                };
+                if let Some(what) = what {
+                    r.err_help(
+                        k.span,
+                        format!("`{}` ({what}) is read in BuildStream projects only", k.name),
+                        "not in a cas project",
+                        "cas projects (project.yaml) do not support it yet; a BuildStream project (project.conf) reads it",
+                    );
+                }
+                reject_in_cas_project(r, v);
+            }
+        }
+        Value::Seq(items) => {
+            for i in items {
+                reject_in_cas_project(r, i);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// What an include reads: the file's canonical name, its parsed root, and
 /// the options its conditionals see when they are not the includer's (a
 /// file of a junction's project sees that project's options).

@@ -21,6 +21,7 @@ mod includes;
 pub mod options;
 mod project;
 
+pub(crate) use directives::reject_in_cas_project;
 pub(crate) use element::translate;
 pub use includes::INCLUDE_BASE;
 pub(crate) use includes::{Includes, WithIncludes};
