@@ -1,0 +1,314 @@
+//! Element files, wave by wave from the targets through the dependencies
+//! they name, each wave read, parsed and decoded in parallel.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use super::junctions::{ensure_junction, ProjectCx, Projects};
+use super::{display_name, read_source};
+use crate::bst::{self, Includes, WithIncludes};
+use crate::diagnostics::{Error, FileId, Files, SourceFile};
+use crate::element::{normalise_name, RawElement};
+use crate::read::Reader;
+use crate::yaml;
+
+/// Reads and decodes the element files, wave by wave from the targets
+/// through the dependencies they name (each wave in parallel; the
+/// junctions a wave names are loaded before it). Returns the decoded
+/// elements and the names of every element file that exists (or whose
+/// junction failed, which was reported).
+pub(super) fn read_elements(
+    files: &mut Files,
+    projects: &mut Projects,
+    cwd: &Path,
+    target_names: &[String],
+    includes: &Includes,
+    errors: &mut Vec<Error>,
+) -> (Vec<RawElement>, Vec<String>) {
+    let mut raws: Vec<RawElement> = Vec::new();
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut existing: Vec<String> = Vec::new();
+    let mut wave: Vec<String> = target_names.to_vec();
+    for n in &wave {
+        seen.insert(n.clone());
+    }
+    while !wave.is_empty() {
+        let mut now = Vec::new();
+        for name in std::mem::take(&mut wave) {
+            if let Some((j, _)) = name.rsplit_once(':') {
+                if ensure_junction(files, projects, j, cwd, includes, errors).is_none() {
+                    existing.push(name); // its junction's error stands for it
+                    continue;
+                }
+            }
+            now.push(name);
+        }
+        let current = now;
+        let base = files.next_id().0;
+        let roots = junction_roots(projects);
+        let projects_ref = &*projects;
+        let results: Vec<Read> = current
+            .par_iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let id = FileId(base + i as u32);
+                read_one(name, id, projects_ref, &roots, includes, cwd)
+            })
+            .collect();
+        let mut next = Vec::new();
+        let mut retry = Vec::new();
+        for (i, read) in results.into_iter().enumerate() {
+            let Read {
+                name,
+                file,
+                raw,
+                wanted,
+                broken_deps,
+            } = read;
+            let path = PathBuf::from(&name);
+            let id = files
+                .add(file.unwrap_or_else(|| SourceFile::new(path, name.clone(), String::new())));
+            debug_assert_eq!(id.0, base + i as u32);
+            if !wanted.is_empty() {
+                // includes through junctions not loaded yet: load them, read it again
+                let mut all = true;
+                for j in &wanted {
+                    all &= ensure_junction(files, projects, j, cwd, includes, errors).is_some();
+                }
+                if all {
+                    retry.push(name);
+                } else {
+                    existing.push(name);
+                }
+                continue;
+            }
+            match raw {
+                Ok(raw) => {
+                    existing.push(name);
+                    for (_, dep) in &raw.deps {
+                        if !seen.contains(&dep.value) {
+                            seen.insert(dep.value.clone());
+                            next.push(dep.value.clone());
+                        }
+                    }
+                    raws.push(raw);
+                }
+                Err(es) if es.is_empty() => {} // missing: reported where it is named
+                Err(es) => {
+                    existing.push(name);
+                    errors.extend(es);
+                    for dep in broken_deps {
+                        if seen.insert(dep.clone()) {
+                            next.push(dep);
+                        }
+                    }
+                }
+            }
+        }
+        retry.append(&mut next);
+        wave = retry;
+    }
+
+    (raws, existing)
+}
+
+/// One element file read and decoded.
+struct Read {
+    name: String,
+    /// The file (`None`: there is no such file; reported where it is named).
+    file: Option<SourceFile>,
+    raw: Result<RawElement, Vec<Error>>,
+    /// Junctions its includes go through that are not loaded yet (full
+    /// names): the element is read again once they are.
+    wanted: Vec<String>,
+    /// The dependencies of an element that failed to decode, read still.
+    broken_deps: Vec<String>,
+}
+
+/// The junctions loaded so far, per project (by index): a junction's name
+/// as that project writes it → its project's directory and option values,
+/// for includes through them.
+type Roots = HashMap<String, (PathBuf, BTreeMap<String, bst::expr::Value>)>;
+
+fn junction_roots(projects: &Projects) -> Vec<Roots> {
+    projects
+        .list
+        .iter()
+        .map(|from| {
+            projects
+                .by_junction
+                .iter()
+                .filter_map(|(j, i)| {
+                    let local = j.strip_prefix(&from.prefix)?;
+                    let p = &projects.list[(*i)?].project;
+                    let opts = p.bst.as_ref().map(|b| b.values.clone()).unwrap_or_default();
+                    Some((local.to_string(), (p.root.clone(), opts)))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Read, parse and decode the element `name` (a full name) as file `id`.
+fn read_one(
+    name: &str,
+    id: FileId,
+    projects: &Projects,
+    roots: &[Roots],
+    includes: &Includes,
+    cwd: &Path,
+) -> Read {
+    let mut read = Read {
+        name: name.to_string(),
+        file: None,
+        raw: Err(vec![]),
+        wanted: vec![],
+        broken_deps: vec![],
+    };
+    let Some((pidx, local)) = projects.of(name) else {
+        return read;
+    };
+    let pcx = &projects.list[pidx];
+    let project = &pcx.project;
+    let path = project.element_path.join(&local);
+    if !path.is_file() {
+        return read;
+    }
+    let f = match read_source(&path, display_name(&path, cwd)) {
+        Ok(f) => f,
+        Err((f, e)) => {
+            read.file = Some(f);
+            read.raw = Err(vec![e]);
+            return read;
+        }
+    };
+    let wanted = std::sync::Mutex::new(Vec::new());
+    let deps_of_broken = std::sync::Mutex::new(Vec::new());
+    let raw = match (yaml::parse(&f, id), &project.bst) {
+        (Err(es), _) => Err(es),
+        (Ok(root), None) => decode_cas(&f, id, name, root.as_ref(), project),
+        (Ok(root), Some(b)) => decode_bst(
+            &f,
+            id,
+            name,
+            &local,
+            root,
+            pcx,
+            b,
+            includes,
+            cwd,
+            bst::JunctionRoots {
+                roots: &roots[pidx],
+                wanted: &wanted,
+                deps_of_broken: &deps_of_broken,
+            },
+        ),
+    };
+    read.raw = raw.map(|mut r| {
+        r.project = pidx;
+        r
+    });
+    read.wanted = wanted
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|j| format!("{}{j}", pcx.prefix))
+        .collect();
+    read.broken_deps = deps_of_broken.into_inner().unwrap_or_default();
+    read.file = Some(f);
+    read
+}
+
+/// Decode one element of a cas project (BuildStream's directives named as such).
+fn decode_cas(
+    f: &SourceFile,
+    id: FileId,
+    name: &str,
+    root: Option<&yaml::Node>,
+    project: &crate::project::Project,
+) -> Result<RawElement, Vec<Error>> {
+    let mut r = Reader::new(f);
+    if let Some(root) = root {
+        bst::reject_in_cas_project(&mut r, root);
+    }
+    match crate::element::decode(f, &f.path, id, name.to_string(), root, project) {
+        Ok(_) if !r.errors.is_empty() => Err(r.errors),
+        Ok(raw) => Ok(raw),
+        Err(mut es) => {
+            es.append(&mut r.errors);
+            Err(es)
+        }
+    }
+}
+
+/// Decode one `.bst` element: directives, translation, then the decoder
+/// every element goes through.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site, each argument distinct"
+)]
+fn decode_bst(
+    f: &SourceFile,
+    id: FileId,
+    name: &str,
+    local: &str,
+    root: Option<yaml::Node>,
+    pcx: &ProjectCx,
+    b: &bst::BstProject,
+    includes: &Includes,
+    cwd: &Path,
+    junctions: bst::JunctionRoots,
+) -> Result<RawElement, Vec<Error>> {
+    let project = &pcx.project;
+    let loc = WithIncludes { file: f, includes };
+    let Some(root) = root else {
+        return crate::element::decode(&loc, &f.path, id, name.to_string(), None, project);
+    };
+    let deps_of_broken = junctions.deps_of_broken;
+    let inc = bst::include_fn(&project.root, includes, &loc, cwd, Some(junctions));
+    let mut r = Reader::new(&loc);
+    let (node, is_junction) = bst::translate(&mut r, &loc, b, local, &pcx.prefix, root, &inc);
+    if is_junction {
+        let span = node
+            .as_map()
+            .and_then(|m| m.get("kind"))
+            .map_or(node.span, |k| k.span);
+        r.err_help(
+            span,
+            format!("`{name}` is a junction: it is not an element to depend on"),
+            "junction",
+            format!("depend on an element of its project: `{name}:element.bst` (or `filename: element.bst` with `junction: {name}`)"),
+        );
+        return Err(r.errors);
+    }
+    let decoded = crate::element::decode(&loc, &f.path, id, name.to_string(), Some(&node), project);
+    let result = match decoded {
+        Ok(raw) if r.errors.is_empty() => Ok(raw),
+        Ok(_) => Err(r.errors),
+        Err(mut es) => {
+            r.errors.append(&mut es);
+            Err(r.errors)
+        }
+    };
+    if result.is_err() {
+        // the elements behind a broken one are still read (and checked)
+        let mut out = deps_of_broken
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for key in ["depends", "build-depends", "runtime-depends"] {
+            if let Some(yaml::Value::Seq(items)) =
+                node.as_map().and_then(|m| m.get(key)).map(|n| &n.value)
+            {
+                out.extend(
+                    items
+                        .iter()
+                        .filter_map(|i| i.as_str())
+                        .filter_map(normalise_name),
+                );
+            }
+        }
+    }
+    result
+}

@@ -1,0 +1,244 @@
+//! The projects of a load: the top one, and each junction's subproject
+//! (BuildStream), loaded when an element name first goes through it
+//! (`junction.bst:element.bst`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::kinds::{load_kinds, LoadedKinds};
+use super::{display_name, read_and_parse};
+use crate::bst::{self, Includes, WithIncludes};
+use crate::diagnostics::{Error, Files};
+use crate::project::{Project, BST_PROJECT_FILE};
+use crate::read::Reader;
+use crate::yaml;
+
+/// The directory of a junction's subproject from its sources (a tar or git
+/// source, patches), staged where the engine keeps such things. The loader
+/// cannot fetch; this can.
+pub trait JunctionSources: Send + Sync {
+    /// `junction`: its full name (for messages); `mirrors`: the mirrors of
+    /// the project the junction is in. `Err` is said at the junction.
+    fn directory(
+        &self,
+        junction: &str,
+        sources: &[cas_sources::Source],
+        mirrors: &std::collections::BTreeMap<String, Vec<String>>,
+    ) -> Result<PathBuf, String>;
+}
+
+/// One project of a load: the top one (index 0) and each junction's.
+pub(super) struct ProjectCx {
+    pub(super) project: Project,
+    pub(super) kinds: LoadedKinds,
+    /// The prefix of its element names (`junction.bst:`; empty for the top).
+    pub(super) prefix: String,
+}
+
+/// The projects of a load and the junctions that lead to them.
+pub(super) struct Projects {
+    pub(super) list: Vec<ProjectCx>,
+    pub(super) junction_sources: Option<std::sync::Arc<dyn JunctionSources>>,
+    /// junction's full name → its project (`None`: it could not be loaded,
+    /// which was reported once).
+    pub(super) by_junction: HashMap<String, Option<usize>>,
+}
+
+impl Projects {
+    /// The project and local name of a full element name (`j.bst:e.bst`).
+    pub(super) fn of(&self, name: &str) -> Option<(usize, String)> {
+        match name.rsplit_once(':') {
+            None => Some((0, name.to_string())),
+            Some((j, local)) => self
+                .by_junction
+                .get(j)
+                .copied()
+                .flatten()
+                .map(|i| (i, local.to_string())),
+        }
+    }
+}
+
+/// Load the subproject of junction `j` (a full name) if not yet tried:
+/// its element is read in its parent project, its one `local` source is the
+/// subproject's directory, its `config: options` are the subproject's
+/// option values.
+pub(super) fn ensure_junction(
+    files: &mut Files,
+    projects: &mut Projects,
+    j: &str,
+    cwd: &Path,
+    includes: &Includes,
+    errors: &mut Vec<Error>,
+) -> Option<usize> {
+    let resolver = projects.junction_sources.clone();
+    if let Some(r) = projects.by_junction.get(j) {
+        return *r;
+    }
+    projects.by_junction.insert(j.to_string(), None);
+    let (parent, local) = match j.rsplit_once(':') {
+        None => (0, j.to_string()),
+        Some((pj, l)) => (
+            ensure_junction(files, projects, pj, cwd, includes, errors)?,
+            l.to_string(),
+        ),
+    };
+    let parent_project = projects.list[parent].project.clone();
+    let (parent_root, parent_prefix, parent_path) = (
+        parent_project.root.clone(),
+        projects.list[parent].prefix.clone(),
+        parent_project.element_path.clone(),
+    );
+    let parent_bst = projects.list[parent].project.bst.clone();
+    let path = parent_path.join(&local);
+    if !path.is_file() {
+        errors.push(Error::plain(format!(
+            "junction `{j}` not found: no file {}",
+            display_name(&path, cwd)
+        )));
+        return None;
+    }
+    let Some(b) = parent_bst else {
+        errors.push(Error::plain(format!(
+            "`{j}`: junctions belong to BuildStream projects"
+        )));
+        return None;
+    };
+    let before = errors.len();
+    let (id, root) = read_and_parse(files, &path, display_name(&path, cwd), errors);
+    let file = files.get(id)?.clone();
+    let root = root?;
+    let loc = WithIncludes {
+        file: &file,
+        includes,
+    };
+    let inc = bst::include_fn(&parent_root, includes, &loc, cwd, None);
+    let mut r = Reader::new(&loc);
+    let (node, is_junction) = bst::translate(&mut r, &loc, &b, &local, &parent_prefix, root, &inc);
+    let kind_span = node
+        .as_map()
+        .and_then(|m| m.get("kind"))
+        .map_or(node.span, |k| k.span);
+    if !is_junction {
+        r.err(
+            kind_span,
+            format!("`{j}` is named as a junction (`{j}:...`) but is not `kind: junction`"),
+            "not a junction",
+        );
+    }
+    let map = node.as_map().cloned().unwrap_or_default();
+    r.check_keys(
+        &map,
+        &["kind", "description", "sources", "config"],
+        "a junction",
+    );
+    let mut sources = Vec::new();
+    if let Some(yaml::Value::Seq(items)) = map.get("sources").map(|s| &s.value) {
+        for item in items {
+            sources.extend(crate::source::decode(&mut r, &parent_project, item));
+        }
+    }
+    let mut dir = None;
+    match sources.as_slice() {
+        [] if r.errors.is_empty() => r.err(
+            kind_span,
+            format!("junction `{j}` needs a source: its subproject"),
+            "no subproject",
+        ),
+        [] => {}
+        [cas_sources::Source {
+            kind: cas_sources::SourceKind::Local { path },
+            directory: None,
+            ..
+        }] => dir = Some(path.clone()),
+        _ => match &resolver {
+            Some(res) => match res.directory(j, &sources, &parent_project.mirrors) {
+                Ok(d) => dir = Some(d),
+                Err(e) => r.err(kind_span, format!("junction `{j}`: {e}"), "subproject not here"),
+            },
+            None => r.err(
+                kind_span,
+                format!("junction `{j}`: its subproject comes from fetched sources, which this command does not read"),
+                "subproject not here",
+            ),
+        },
+    }
+    let mut given = bst::Given::default();
+    if let Some(cfg) = map.get("config").and_then(|c| r.map(c, "config")) {
+        r.check_keys(
+            cfg,
+            &[
+                "options",
+                "overrides",
+                "aliases",
+                "cache-junction-elements",
+                "ignore-junction-remotes",
+            ],
+            "a junction's config",
+        );
+        if let Some(o) = cfg.get("options").and_then(|o| r.map(o, "options")) {
+            for (k, v) in o.iter() {
+                if let Some(s) = r.string(v, &k.name) {
+                    given.values.push((k.name.clone(), s.value, Some(s.span)));
+                }
+            }
+        }
+        if let Some(o) = cfg.get("overrides") {
+            if o.as_map().is_some_and(|m| !m.entries.is_empty()) {
+                r.err(
+                    o.span,
+                    "junction `overrides` are not supported yet",
+                    "overrides",
+                );
+            }
+        }
+    }
+    errors.append(&mut r.errors);
+    let dir = dir?;
+    if errors.len() > before {
+        return None;
+    }
+    let pf = dir.join(BST_PROJECT_FILE);
+    if !pf.is_file() {
+        errors.push(
+            files
+                .error(
+                    kind_span,
+                    format!(
+                        "junction `{j}`: {} has no project.conf",
+                        display_name(&dir, cwd)
+                    ),
+                    "no project here",
+                )
+                .with_help("a junction's sources are a BuildStream project"),
+        );
+        return None;
+    }
+    let (pid, proot) = read_and_parse(files, &pf, display_name(&pf, cwd), errors);
+    let pfile = files.get(pid)?.clone();
+    let project = match bst::decode_project(
+        &pfile,
+        pid,
+        proot,
+        &given,
+        &Default::default(),
+        includes,
+        cwd,
+    ) {
+        Ok(p) => p,
+        Err(es) => {
+            errors.extend(es);
+            return None;
+        }
+    };
+    includes.hand_to(files);
+    let kinds = load_kinds(files, &project, cwd, errors);
+    projects.list.push(ProjectCx {
+        project,
+        kinds,
+        prefix: format!("{j}:"),
+    });
+    let idx = projects.list.len() - 1;
+    projects.by_junction.insert(j.to_string(), Some(idx));
+    Some(idx)
+}

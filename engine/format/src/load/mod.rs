@@ -1,0 +1,509 @@
+//! Loading: find the project, read the kinds, read element files wave by
+//! wave (in parallel) following dependencies, resolve every element, check
+//! the graph. Every error of every file is collected before returning.
+//!
+//! - `kinds`: the kinds and defaults of one project (either format)
+//! - `junctions`: the projects of a load and the junctions to them
+//! - `elements`: element files, wave by wave, in parallel
+//! - `checks`: what needs every element resolved (filters)
+
+mod checks;
+mod elements;
+mod junctions;
+mod kinds;
+
+pub use junctions::JunctionSources;
+
+use checks::{dedupe_plugin_errors, filters};
+use elements::read_elements;
+use junctions::{ProjectCx, Projects};
+use kinds::load_kinds;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Component, Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::bst::{self, Includes};
+use crate::diagnostics::{Diagnostics, Error, FileId, Files, SourceFile, Span};
+use crate::element::{normalise_name, resolve, Context, Element, ElementId};
+use crate::graph;
+use crate::kind::Kind;
+use crate::project::{find_project_file, Project, BST_PROJECT_FILE};
+use crate::yaml;
+
+/// What a load takes besides its targets.
+#[derive(Clone, Default)]
+pub struct LoadOptions {
+    /// BuildStream project options (`-o NAME VALUE`), in the order given.
+    pub options: Vec<(String, String)>,
+    /// Option values of the user configuration by project name (before
+    /// `options`; the top project's only).
+    pub project_options: std::collections::BTreeMap<String, Vec<(String, String)>>,
+    /// Where the subprojects of junctions with fetched sources (tar, git)
+    /// are; without it, only junctions to a local directory load.
+    pub junctions: Option<std::sync::Arc<dyn JunctionSources>>,
+}
+
+impl std::fmt::Debug for LoadOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadOptions")
+            .field("options", &self.options)
+            .field("project_options", &self.project_options)
+            .field("junctions", &self.junctions.is_some())
+            .finish()
+    }
+}
+
+/// Files larger than this are rejected.
+pub const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
+
+/// The result of a load: the project, every element of the targets' closure
+/// (indexed by `ElementId`), and the targets.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub project: Project,
+    /// All loaded elements; `elements[id.index()].id == id`; sorted by name.
+    pub elements: Vec<Element>,
+    pub targets: Vec<ElementId>,
+    /// Every kind known to the project (built-in and project kinds).
+    pub kinds: BTreeMap<String, Kind>,
+    files: Files,
+    by_name: HashMap<String, ElementId>,
+}
+
+impl Loaded {
+    pub fn element(&self, id: ElementId) -> &Element {
+        &self.elements[id.index()]
+    }
+    /// The element with this name (relative to the element path).
+    pub fn find(&self, name: &str) -> Option<ElementId> {
+        normalise_name(name).and_then(|n| self.by_name.get(&n).copied())
+    }
+    /// The elements whose outputs are staged into `id`'s sysroot, in staging
+    /// order: each of its build-depends and depends in the order written,
+    /// preceded by its runtime closure (spec/format.md, "The graph").
+    pub fn staged(&self, id: ElementId) -> Vec<ElementId> {
+        graph::staging_order(&self.elements, id)
+    }
+    /// Everything needed to build `targets` (and their runtime dependencies),
+    /// dependencies first, ties broken by name.
+    pub fn closure(&self, targets: &[ElementId]) -> Vec<ElementId> {
+        graph::topo_order(&self.elements, &graph::closure_set(&self.elements, targets))
+    }
+    /// The files read by the load (to render errors that point into them).
+    pub fn files(&self) -> &Files {
+        &self.files
+    }
+    /// An error pointing at the element's `kind:` line, for problems found
+    /// later (e.g. "two dependencies install different content at /usr/bin/x").
+    pub fn error_at_element(
+        &self,
+        id: ElementId,
+        message: impl Into<String>,
+        label: impl Into<String>,
+    ) -> Error {
+        self.files
+            .error(self.element(id).origin.kind_span, message, label)
+    }
+    /// An error pointing at the line of `id`'s file that names dependency
+    /// `dep` (falls back to the `kind:` line when `dep` is not a direct dependency).
+    pub fn error_at_dependency(
+        &self,
+        id: ElementId,
+        dep: ElementId,
+        message: impl Into<String>,
+        label: impl Into<String>,
+    ) -> Error {
+        let e = self.element(id);
+        let span = e
+            .origin
+            .deps
+            .iter()
+            .find(|(_, d, _)| *d == dep)
+            .map_or(e.origin.kind_span, |(_, _, s)| *s);
+        self.files.error(span, message, label)
+    }
+}
+
+/// The machine architecture, as `host-arch` spells it.
+pub fn host_arch() -> &'static str {
+    std::env::consts::ARCH
+}
+
+/// Lexically normalise an absolute path (no filesystem access).
+fn normalise_path(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+pub(crate) fn display_name(path: &Path, cwd: &Path) -> String {
+    match path.strip_prefix(cwd) {
+        Ok(rel) if !rel.as_os_str().is_empty() => rel.to_string_lossy().into_owned(),
+        _ => path.to_string_lossy().into_owned(),
+    }
+}
+
+/// Read a file for parsing. A non-UTF-8 file gives an error at its first bad byte.
+pub(crate) fn read_source(path: &Path, name: String) -> Result<SourceFile, (SourceFile, Error)> {
+    let fail = |msg: String| {
+        let f = SourceFile::new(path.to_path_buf(), name.clone(), String::new());
+        let e = Error::plain(format!("{name}: {msg}"));
+        (f, e)
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() > MAX_FILE_SIZE => {
+            return Err(fail(format!(
+                "file too large ({} bytes; at most {MAX_FILE_SIZE})",
+                m.len()
+            )))
+        }
+        Ok(m) if !m.is_file() => return Err(fail("not a regular file".into())),
+        Ok(_) => {}
+        Err(e) => return Err(fail(format!("cannot read: {e}"))),
+    }
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => return Err(fail(format!("cannot read: {e}"))),
+    };
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(SourceFile::new(path.to_path_buf(), name, text)),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            let f = SourceFile::new(path.to_path_buf(), name, text);
+            let span = Span::new(FileId(u32::MAX), at, at + '\u{FFFD}'.len_utf8());
+            let err = Error::at(&f, span, "file is not valid UTF-8", "invalid byte here")
+                .with_help("element files are UTF-8 text");
+            Err((f, err))
+        }
+    }
+}
+
+/// Read and parse one file into the next slot of `files`.
+fn read_and_parse(
+    files: &mut Files,
+    path: &Path,
+    name: String,
+    errors: &mut Vec<Error>,
+) -> (FileId, Option<yaml::Node>) {
+    let id = files.next_id();
+    match read_source(path, name) {
+        Ok(f) => {
+            let root = match yaml::parse(&f, id) {
+                Ok(root) => root,
+                Err(es) => {
+                    errors.extend(es);
+                    None
+                }
+            };
+            files.add(f);
+            (id, root)
+        }
+        Err((f, e)) => {
+            files.add(f);
+            errors.push(e);
+            (id, None)
+        }
+    }
+}
+
+/// The project that `dir` belongs to (the nearest `project.yaml` above it,
+/// or the implicit project of `dir`), for commands that need its aliases
+/// without loading elements (`cas deb lock`).
+pub fn load_project(dir: &Path) -> Result<Project, Diagnostics> {
+    let dir = normalise_path(&std::env::current_dir().unwrap_or_default().join(dir));
+    let pf = find_project_file(&dir);
+    let includes = Includes::default();
+    read_project(
+        &mut Files::default(),
+        pf.as_deref(),
+        &dir,
+        &dir,
+        &LoadOptions::default(),
+        &includes,
+    )
+}
+
+/// The project of `project_file` (read into `files`), or the implicit
+/// project of `start_dir` when there is none; names shown relative to `cwd`.
+fn read_project(
+    files: &mut Files,
+    project_file: Option<&Path>,
+    start_dir: &Path,
+    cwd: &Path,
+    opts: &LoadOptions,
+    includes: &Includes,
+) -> Result<Project, Diagnostics> {
+    let Some(pf) = project_file else {
+        return Ok(Project::implicit(start_dir));
+    };
+    let mut errors: Vec<Error> = Vec::new();
+    let (id, root) = read_and_parse(files, pf, display_name(pf, cwd), &mut errors);
+    if !errors.is_empty() {
+        return Err(Diagnostics::new(errors));
+    }
+    let file = files
+        .get(id)
+        .cloned()
+        .unwrap_or_else(|| SourceFile::new(pf.to_path_buf(), String::new(), String::new()));
+    if pf.file_name().is_some_and(|n| n == BST_PROJECT_FILE) {
+        let given = bst::Given {
+            values: opts
+                .options
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone(), None))
+                .collect(),
+        };
+        let p = bst::decode_project(
+            &file,
+            id,
+            root,
+            &given,
+            &opts.project_options,
+            includes,
+            cwd,
+        );
+        includes.hand_to(files);
+        return p.map_err(Diagnostics::new);
+    }
+    if !opts.options.is_empty() {
+        return Err(Diagnostics::new(vec![Error::plain(format!(
+            "`-o {}`: options belong to BuildStream projects (project.conf); {} is a cas project",
+            opts.options[0].0,
+            display_name(pf, cwd)
+        ))]));
+    }
+    Project::decode(&file, id, root.as_ref()).map_err(Diagnostics::new)
+}
+
+/// Load the targets (element files or element names) and everything they depend on.
+#[allow(
+    clippy::print_stderr,
+    reason = "CAS_FORMAT_TIMING=1 prints the time of each phase on stderr"
+)]
+pub fn load(targets: &[String], cwd: &Path) -> Result<Loaded, Diagnostics> {
+    load_with(targets, cwd, &LoadOptions::default())
+}
+
+/// [`load`] with options (BuildStream project options).
+#[allow(
+    clippy::print_stderr,
+    reason = "CAS_FORMAT_TIMING=1 prints the time of each phase on stderr"
+)]
+pub fn load_with(
+    targets: &[String],
+    cwd: &Path,
+    opts: &LoadOptions,
+) -> Result<Loaded, Diagnostics> {
+    let cwd = if cwd.is_absolute() {
+        normalise_path(cwd)
+    } else {
+        normalise_path(&std::env::current_dir().unwrap_or_default().join(cwd))
+    };
+    let mut errors: Vec<Error> = Vec::new();
+    let mut files = Files::default();
+    if targets.is_empty() {
+        return Err(Diagnostics::new(vec![Error::plain("no target given")]));
+    }
+
+    // 1. the project, from the first target
+    let first = normalise_path(&cwd.join(&targets[0]));
+    let start_dir = if first.is_file() {
+        first.parent().map(Path::to_path_buf).unwrap_or(cwd.clone())
+    } else {
+        cwd.clone()
+    };
+    let project_file = find_project_file(&start_dir);
+    let includes = Includes::default();
+    let project = read_project(
+        &mut files,
+        project_file.as_deref(),
+        &start_dir,
+        &cwd,
+        opts,
+        &includes,
+    )?;
+
+    // 2. the targets' names
+    let mut target_names = Vec::new();
+    for t in targets {
+        let abs = normalise_path(&cwd.join(t));
+        let name = if abs.is_file() {
+            if find_project_file(abs.parent().unwrap_or(&cwd)) != project_file {
+                errors.push(Error::plain(format!(
+                    "`{t}` belongs to another project than `{}`",
+                    targets[0]
+                )));
+                continue;
+            }
+            if let Some(n) = abs
+                .strip_prefix(&project.element_path)
+                .ok()
+                .and_then(|r| normalise_name(&r.to_string_lossy()))
+            {
+                n
+            } else {
+                errors.push(
+                    Error::plain(format!(
+                        "`{t}` is not under the project's element path `{}`",
+                        project.element_path.display()
+                    ))
+                    .with_help("element files live under `element-path` (project.yaml)"),
+                );
+                continue;
+            }
+        } else {
+            match normalise_name(t) {
+                Some(n) if project.element_path.join(&n).is_file() => n,
+                _ => {
+                    let mut e = Error::plain(format!(
+                        "no element `{t}`: no such file, and no element of that name under `{}`",
+                        display_name(&project.element_path, &cwd)
+                    ));
+                    if let Some(s) = suggest_name(&project.element_path, t) {
+                        e = e.with_help(format!("did you mean `{s}`?"));
+                    }
+                    errors.push(e);
+                    continue;
+                }
+            }
+        };
+        if !target_names.contains(&name) {
+            target_names.push(name);
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Diagnostics::new(errors));
+    }
+
+    // 3. kinds: built-in, then the project's
+    let top_kinds = load_kinds(&mut files, &project, &cwd, &mut errors);
+    let mut projects = Projects {
+        list: vec![ProjectCx {
+            project,
+            kinds: top_kinds,
+            prefix: String::new(),
+        }],
+        by_junction: HashMap::new(),
+        junction_sources: opts.junctions.clone(),
+    };
+
+    // CAS_FORMAT_TIMING=1 prints the time of each phase (spec/format.md).
+    let timing = std::env::var_os("CAS_FORMAT_TIMING").is_some();
+    let t0 = std::time::Instant::now();
+    // 4. element files, wave by wave
+    let (mut raws, mut existing) = read_elements(
+        &mut files,
+        &mut projects,
+        &cwd,
+        &target_names,
+        &includes,
+        &mut errors,
+    );
+    includes.hand_to(&mut files);
+
+    if timing {
+        eprintln!(
+            "format: read+parse {} files: {:?}",
+            raws.len(),
+            t0.elapsed()
+        );
+    }
+    // 5. ids in name order; resolve every element
+    existing.sort();
+    let ids: HashMap<String, ElementId> = existing
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.clone(), ElementId(i as u32)))
+        .collect();
+    raws.sort_by(|a, b| a.name.cmp(&b.name));
+    let host = host_arch();
+    let cxs: Vec<Context> = projects
+        .list
+        .iter()
+        .map(|p| Context {
+            files: &files,
+            project: &p.project,
+            defaults: &p.kinds.defaults,
+            kinds: &p.kinds.kinds,
+            broken_kinds: &p.kinds.broken_kinds,
+            ids: &ids,
+            host_arch: host,
+        })
+        .collect();
+    let resolved: Vec<Result<Element, Vec<Error>>> = raws
+        .par_iter()
+        .map(|raw| resolve(&cxs[raw.project], ids[&raw.name], raw))
+        .collect();
+    drop(cxs);
+
+    if timing {
+        eprintln!("format: resolved: {:?}", t0.elapsed());
+    }
+    // 6. cycles, from the dependencies as written
+    let mut edges = Vec::new();
+    for raw in &raws {
+        let from = ids[&raw.name];
+        for (dk, dep) in &raw.deps {
+            if let Some(&to) = ids.get(&dep.value) {
+                edges.push((from, *dk, to, dep.span));
+            }
+        }
+    }
+    errors.extend(graph::find_cycles(&files, &existing, &edges));
+
+    let mut elements = Vec::with_capacity(resolved.len());
+    for r in resolved {
+        match r {
+            Ok(e) => elements.push(e),
+            Err(es) => errors.extend(es),
+        }
+    }
+    if elements.len() == existing.len() {
+        errors.extend(filters(&files, &mut elements));
+    }
+    dedupe_plugin_errors(&mut errors);
+    if !errors.is_empty() || elements.len() != existing.len() {
+        if errors.is_empty() {
+            errors.push(Error::plain("some elements could not be loaded"));
+        }
+        return Err(Diagnostics::new(errors));
+    }
+    if timing {
+        eprintln!("format: graph checked: {:?}", t0.elapsed());
+    }
+    let targets = target_names.iter().map(|n| ids[n]).collect();
+    let top = projects.list.swap_remove(0);
+    Ok(Loaded {
+        project: top.project,
+        elements,
+        targets,
+        kinds: top.kinds.kinds,
+        files,
+        by_name: ids,
+    })
+}
+
+fn suggest_name(element_path: &Path, t: &str) -> Option<String> {
+    let p = Path::new(t);
+    let parent = p.parent().unwrap_or(Path::new(""));
+    let want = p.file_name()?.to_string_lossy().into_owned();
+    let names: Vec<String> = std::fs::read_dir(element_path.join(parent))
+        .ok()?
+        .filter_map(std::result::Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .take(10_000)
+        .collect();
+    let s = crate::diagnostics::suggest(&want, names.iter().map(String::as_str))?;
+    Some(parent.join(s).to_string_lossy().into_owned())
+}
