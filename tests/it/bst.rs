@@ -392,7 +392,7 @@ fn every_error_of_a_buildstream_project_at_once_in_plain_words() {
     );
     ctx.write(
         "elements/c.bst",
-        "kind: import\nsources:\n- kind: tar\n  url: https://example.invalid/x.tar.gz\n- kind: ostree\n  url: https://example.invalid/repo\n  ref: 0000000000000000000000000000000000000000000000000000000000000000\n",
+        "kind: import\nsources:\n- kind: tar\n  url: https://example.invalid/x.tar.gz\n- kind: ostree\n  url: https://example.invalid/repo\n  ref: 0000000000000000000000000000000000000000000000000000000000000000\n- kind: pip\n  packages: [requests]\n  ref: requests==2.31.0\n",
     );
     ctx.write(
         "elements/d.bst",
@@ -418,6 +418,10 @@ fn every_error_of_a_buildstream_project_at_once_in_plain_words() {
         "said twice: {e}"
     );
     assert!(e.contains("`ostree` sources are not supported yet"), "{e}");
+    assert!(
+        e.contains("their `ref` pins versions, not the files'"),
+        "{e}"
+    );
     assert!(e.contains("no option `nosuchoption`"), "{e}");
     assert!(e.contains("`type: sideways`"), "{e}");
     assert!(

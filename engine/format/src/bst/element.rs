@@ -15,7 +15,6 @@ fn is_element_key(k: &str) -> bool {
 
 /// Source kinds that BuildStream projects use and cas does not read yet.
 const UNSUPPORTED_SOURCES: &[&str] = &[
-    "pip",
     "ostree",
     "docker",
     "bzr",
@@ -531,6 +530,12 @@ fn source<L: Locate>(
             );
         }
         "cargo" | "cargo2" => cargo(r, m, &kind, kind_span),
+        "pip" => r.err_help(
+            kind_span,
+            "`pip` sources are not supported: their `ref` pins versions, not the files' checksums",
+            "no checksums",
+            "cas fetches only what a checksum or commit pins; stage the wheels or sdists as `remote` or `tar` sources with their sha256 (pip's `--require-hashes` lists them)",
+        ),
         k if UNSUPPORTED_SOURCES.contains(&k) => {
             r.err_help(
                 kind_span,
