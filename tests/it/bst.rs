@@ -969,3 +969,50 @@ fn cargo_sources_vendor_crates_from_a_registry_for_cas_and_buildstream() {
         run.stderr
     );
 }
+
+#[test]
+fn a_patch_queue_applies_its_directory_in_order_and_community_build_kinds_load() {
+    let ctx = bst_project(
+        "plugins:\n- origin: pip\n  package-name: bst-plugins-community\n  elements:\n  - pyproject\n  - makemaker\n  sources:\n  - patch_queue\n",
+    );
+    ctx.write("files/src/greeting.txt", "hello\n");
+    // the second patch applies only over the first
+    ctx.write(
+        "patches/queue/0001-world.patch",
+        "--- a/greeting.txt\n+++ b/greeting.txt\n@@ -1 +1 @@\n-hello\n+hello world\n",
+    );
+    ctx.write(
+        "patches/queue/0002-bang.patch",
+        "--- a/greeting.txt\n+++ b/greeting.txt\n@@ -1 +1 @@\n-hello world\n+hello world!\n",
+    );
+    ctx.write(
+        "elements/greeting.bst",
+        "kind: import\nsources:\n- kind: local\n  path: files/src\n- kind: patch_queue\n  path: patches/queue\n",
+    );
+    ctx.cas(["build", "elements/greeting.bst"]).ok();
+    let out = ctx.path("out");
+    ctx.cas(["checkout", "elements/greeting.bst", out.to_str().unwrap()])
+        .ok();
+    assert_eq!(read(out.join("greeting.txt")), "hello world!\n");
+    // a plugin's build kinds that are only data load with their commands
+    ctx.write(
+        "elements/py.bst",
+        "kind: pyproject\ndepends:\n- base.bst\nvariables:\n  build-args-local: --skip-dependency-check\n",
+    );
+    let elements = show(&ctx, "elements/py.bst", &[]);
+    let py = elements.iter().find(|e| e["name"] == "py.bst").unwrap();
+    let phases = py["commands"].to_string();
+    assert!(phases.contains("-mbuild --no-isolation --wheel --outdir /buildstream/demo/py.bst/dist --skip-dependency-check ."), "{phases}");
+    // a missing queue directory is said at its path
+    ctx.write(
+        "elements/noqueue.bst",
+        "kind: import\nsources:\n- kind: patch_queue\n  path: patches/nosuch\n",
+    );
+    let run = ctx.cas(["show", "elements/noqueue.bst"]).expect_code(2);
+    assert!(
+        run.stderr
+            .contains("cannot read the directory `patches/nosuch`"),
+        "{}",
+        run.stderr
+    );
+}

@@ -102,6 +102,21 @@ pub const BST_BUILTIN: &[(&str, &str)] = &[
     ("filter", include_str!("../../../elements/bst/filter.yaml")),
     ("script", include_str!("../../../elements/bst/script.yaml")),
     ("stack", include_str!("../../../elements/bst/stack.yaml")),
+    // bst-plugins-community's build elements (data only)
+    (
+        "pyproject",
+        include_str!("../../../elements/bst/pyproject.yaml"),
+    ),
+    (
+        "makemaker",
+        include_str!("../../../elements/bst/makemaker.yaml"),
+    ),
+    (
+        "modulebuild",
+        include_str!("../../../elements/bst/modulebuild.yaml"),
+    ),
+    ("cargo", include_str!("../../../elements/bst/cargo.yaml")),
+    ("qmake", include_str!("../../../elements/bst/qmake.yaml")),
 ];
 
 /// A value of a kind's `config:`; its type is fixed by the kind that first declares it.

@@ -26,16 +26,32 @@ pub(crate) struct ShowArgs {
 /// Junctions whose sources are not fetched are named with the command that
 /// fetches them.
 pub(crate) fn load_or_report(global: &Session, targets: &[PathBuf]) -> Result<Loaded, Failure> {
-    load_targets(global, targets, false)
+    load_targets(global, targets, false, false)
 }
 
 /// [`load_or_report`] for commands that fetch (build, fetch, check): the
 /// sources of junctions are fetched as the load needs them.
 pub(crate) fn load_fetching(global: &Session, targets: &[PathBuf]) -> Result<Loaded, Failure> {
-    load_targets(global, targets, true)
+    load_targets(global, targets, true, false)
 }
 
-fn load_targets(global: &Session, targets: &[PathBuf], may_fetch: bool) -> Result<Loaded, Failure> {
+fn report(errors: &[cas_format::Error]) {
+    for e in errors {
+        eprintln!("{:?}", miette::Report::new(e.clone()));
+    }
+    if errors.len() > 1 {
+        eprintln!("error: {} problems found", errors.len());
+    }
+}
+
+/// Load the targets; with `partial` (`cas show`), the part of the graph
+/// that loads comes back with the problems in `Loaded::problems`.
+fn load_targets(
+    global: &Session,
+    targets: &[PathBuf],
+    may_fetch: bool,
+    partial: bool,
+) -> Result<Loaded, Failure> {
     let cwd = std::env::current_dir()
         .map_err(|e| Failure::failed(miette::miette!("cannot read the working directory: {e}")))?;
     let targets: Vec<String> = targets
@@ -61,14 +77,10 @@ fn load_targets(global: &Session, targets: &[PathBuf], may_fetch: bool) -> Resul
         options: global.options(),
         project_options: global.config()?.project_options.clone(),
         junctions: Some(std::sync::Arc::new(junctions)),
+        partial,
     };
     cas_format::load_with(&targets, &cwd, &opts).map_err(|diags| {
-        for e in &diags.errors {
-            eprintln!("{:?}", miette::Report::new(e.clone()));
-        }
-        if diags.len() > 1 {
-            eprintln!("error: {} problems found", diags.len());
-        }
+        report(&diags.errors);
         Failure::Silent(2)
     })
 }
@@ -279,7 +291,9 @@ pub(crate) fn render_json(loaded: &Loaded, rows: &[ShowRow]) -> String {
 }
 
 pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
-    let loaded = load_or_report(global, &args.targets)?;
+    // every element that loads is shown, next to the errors of the others
+    let loaded = load_targets(global, &args.targets, false, true)?;
+    report(&loaded.problems);
     let cwd = std::env::current_dir().unwrap_or_default();
     let mut rows = rows(&loaded, &cwd);
     // Keys and states: a key is known once everything staged is cached.
@@ -303,5 +317,12 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
     } else {
         print!("{}", render_table(&loaded, &rows));
     }
-    Ok(ExitCode::SUCCESS)
+    if loaded.problems.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "error: {} element(s) not shown: they have the errors above, or depend on one that has",
+        loaded.left_out
+    );
+    Err(Failure::Silent(2))
 }

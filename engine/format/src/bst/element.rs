@@ -236,7 +236,7 @@ pub(crate) fn translate<L: Locate>(
                 });
                 // a source already reported is not checked again as cas's
                 if source(r, bst, &mut item, stored) {
-                    kept.push(item);
+                    kept.extend(patch_queue(r, bst, item));
                 }
             }
             *items = kept;
@@ -389,6 +389,71 @@ fn rename(m: &mut Map, from: &str, to: &str) {
     }
 }
 
+/// community's `patch_queue` (every file of a directory of the project,
+/// in sorted order, applied as a patch) as that many `patch` sources;
+/// anything else as it is.
+fn patch_queue<L: Locate>(r: &mut Reader<L>, bst: &BstProject, node: Node) -> Vec<Node> {
+    let Some(m) = node.as_map() else {
+        return vec![node];
+    };
+    if m.get("kind").and_then(|k| k.as_str()) != Some("patch_queue") {
+        return vec![node];
+    }
+    let kind_span = m.get("kind").map_or(node.span, |k| k.span);
+    let Some(path) = m.get("path").and_then(|p| r.string(p, "path")) else {
+        r.err(
+            kind_span,
+            "a `patch_queue` source needs `path` (its directory of patches)",
+            "no `path:`",
+        );
+        return vec![];
+    };
+    let Some(rel) = crate::project::relative_inside(&path.value) else {
+        r.err(
+            path.span,
+            "`path` is a directory inside the project",
+            "outside the project",
+        );
+        return vec![];
+    };
+    let dir = bst.root.join(&rel);
+    let mut names: Vec<String> = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd
+            .filter_map(std::result::Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(e) => {
+            r.err(
+                path.span,
+                format!("cannot read the directory `{}`: {e}", path.value),
+                "no such directory",
+            );
+            return vec![];
+        }
+    };
+    names.sort();
+    names
+        .into_iter()
+        .map(|n| {
+            let mut pm = Map::default();
+            for (k, v) in m.iter() {
+                match k.name.as_str() {
+                    "kind" => pm.entries.push((k.clone(), scalar("patch", v.span))),
+                    "path" => pm
+                        .entries
+                        .push((k.clone(), scalar(&format!("{}/{n}", rel.display()), v.span))),
+                    _ => pm.entries.push((k.clone(), v.clone())),
+                }
+            }
+            Node {
+                span: node.span,
+                value: Value::Map(pm),
+            }
+        })
+        .collect()
+}
+
 /// Translate one source entry in place; `false` when it was reported.
 fn source<L: Locate>(
     r: &mut Reader<L>,
@@ -467,7 +532,7 @@ fn source<L: Locate>(
                     .push((key("base-dir", kind_span), scalar("*", kind_span)));
             }
         }
-        "patch" => rename(m, "strip-level", "strip"),
+        "patch" | "patch_queue" => rename(m, "strip-level", "strip"),
         "git" | "git_repo" | "git_tag" | "git_module" => {
             if kind == "git_module" {
                 // a submodule's checkout: a git source staged at its `path`

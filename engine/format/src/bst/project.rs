@@ -59,6 +59,8 @@ pub(crate) struct BstProject {
     pub source_plugins: BTreeMap<String, String>,
     /// `ref-storage: project.refs`: the refs file's `projects: NAME:` mapping.
     pub refs: Option<Node>,
+    /// The project's directory.
+    pub root: PathBuf,
     /// `sources:`: source kind → the `config` its sources start from.
     pub source_defaults: BTreeMap<String, crate::yaml::Map>,
 }
@@ -202,7 +204,10 @@ pub(crate) fn decode(
     let node = pass1.process(root);
     errors.append(&mut pass1.r.errors);
     let mut r = Reader::new(&loc);
-    let mut bst = BstProject::default();
+    let mut bst = BstProject {
+        root: dir.clone(),
+        ..BstProject::default()
+    };
     let Some(map) = r.map(&node, "project.conf").cloned() else {
         errors.append(&mut r.errors);
         return Err(errors);

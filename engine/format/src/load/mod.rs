@@ -5,12 +5,14 @@
 //! - `kinds`: the kinds and defaults of one project (either format)
 //! - `junctions`: the projects of a load and the junctions to them
 //! - `elements`: element files, wave by wave, in parallel
+//! - `resolve`: every element against its kind and project; what loads
 //! - `checks`: what needs every element resolved (filters)
 
 mod checks;
 mod elements;
 mod junctions;
 mod kinds;
+mod resolve;
 
 pub use junctions::JunctionSources;
 
@@ -18,15 +20,14 @@ use checks::{dedupe_plugin_errors, filters};
 use elements::read_elements;
 use junctions::{ProjectCx, Projects};
 use kinds::load_kinds;
+use resolve::{loadable, resolve_all};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
 
-use rayon::prelude::*;
-
 use crate::bst::{self, Includes};
 use crate::diagnostics::{Diagnostics, Error, FileId, Files, SourceFile, Span};
-use crate::element::{normalise_name, resolve, Context, Element, ElementId};
+use crate::element::{normalise_name, Element, ElementId};
 use crate::graph;
 use crate::kind::Kind;
 use crate::project::{find_project_file, Project, BST_PROJECT_FILE};
@@ -43,6 +44,10 @@ pub struct LoadOptions {
     /// Where the subprojects of junctions with fetched sources (tar, git)
     /// are; without it, only junctions to a local directory load.
     pub junctions: Option<std::sync::Arc<dyn JunctionSources>>,
+    /// On errors, still return the part of the graph that loads: every
+    /// element without errors whose dependencies have none, with the
+    /// errors in [`Loaded::problems`] (`cas show`; never for a build).
+    pub partial: bool,
 }
 
 impl std::fmt::Debug for LoadOptions {
@@ -51,6 +56,7 @@ impl std::fmt::Debug for LoadOptions {
             .field("options", &self.options)
             .field("project_options", &self.project_options)
             .field("junctions", &self.junctions.is_some())
+            .field("partial", &self.partial)
             .finish()
     }
 }
@@ -70,6 +76,11 @@ pub struct Loaded {
     pub kinds: BTreeMap<String, Kind>,
     files: Files,
     by_name: HashMap<String, ElementId>,
+    /// With `LoadOptions::partial`: every error of the load (the elements
+    /// they concern, and their dependents, are not in `elements`).
+    pub problems: Vec<Error>,
+    /// With `LoadOptions::partial`: how many elements were left out.
+    pub left_out: usize,
 }
 
 impl Loaded {
@@ -419,70 +430,71 @@ pub fn load_with(
             t0.elapsed()
         );
     }
-    // 5. ids in name order; resolve every element
-    existing.sort();
-    let ids: HashMap<String, ElementId> = existing
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.clone(), ElementId(i as u32)))
-        .collect();
-    raws.sort_by(|a, b| a.name.cmp(&b.name));
-    let host = host_arch();
-    let cxs: Vec<Context> = projects
-        .list
-        .iter()
-        .map(|p| Context {
-            files: &files,
-            project: &p.project,
-            defaults: &p.kinds.defaults,
-            kinds: &p.kinds.kinds,
-            broken_kinds: &p.kinds.broken_kinds,
-            ids: &ids,
-            host_arch: host,
-        })
-        .collect();
-    let resolved: Vec<Result<Element, Vec<Error>>> = raws
-        .par_iter()
-        .map(|raw| resolve(&cxs[raw.project], ids[&raw.name], raw))
-        .collect();
-    drop(cxs);
-
+    // 5. ids in name order; resolve every element; cycles
+    let (mut elements, ids, resolve_errors) =
+        resolve_all(&files, &projects, &mut raws, &mut existing);
+    errors.extend(resolve_errors);
     if timing {
         eprintln!("format: resolved: {:?}", t0.elapsed());
-    }
-    // 6. cycles, from the dependencies as written
-    let mut edges = Vec::new();
-    for raw in &raws {
-        let from = ids[&raw.name];
-        for (dk, dep) in &raw.deps {
-            if let Some(&to) = ids.get(&dep.value) {
-                edges.push((from, *dk, to, dep.span));
-            }
-        }
-    }
-    errors.extend(graph::find_cycles(&files, &existing, &edges));
-
-    let mut elements = Vec::with_capacity(resolved.len());
-    for r in resolved {
-        match r {
-            Ok(e) => elements.push(e),
-            Err(es) => errors.extend(es),
-        }
     }
     if elements.len() == existing.len() {
         errors.extend(filters(&files, &mut elements));
     }
     dedupe_plugin_errors(&mut errors);
-    if !errors.is_empty() || elements.len() != existing.len() {
+    let mut left_out = 0;
+    let (elements, ids) = if errors.is_empty() && elements.len() == existing.len() {
+        (elements, ids)
+    } else if opts.partial {
+        // what loads: elements without errors whose dependencies have none
+        let ok: std::collections::HashSet<String> =
+            elements.iter().map(|e| e.name.clone()).collect();
+        let good = loadable(&raws, &ok);
+        let before = existing.len();
+        raws.retain(|r| good.contains(&r.name));
+        existing.retain(|n| good.contains(n));
+        left_out = before - existing.len();
+        let (mut elements, ids, again) = resolve_all(&files, &projects, &mut raws, &mut existing);
+        if !again.is_empty() || elements.len() != existing.len() {
+            return Err(Diagnostics::new(errors));
+        }
+        errors.extend(filters(&files, &mut elements));
+        (elements, ids)
+    } else {
         if errors.is_empty() {
             errors.push(Error::plain("some elements could not be loaded"));
         }
         return Err(Diagnostics::new(errors));
-    }
+    };
     if timing {
         eprintln!("format: graph checked: {:?}", t0.elapsed());
     }
-    let targets = target_names.iter().map(|n| ids[n]).collect();
+    let mut targets: Vec<ElementId> = target_names
+        .iter()
+        .filter_map(|n| ids.get(n).copied())
+        .collect();
+    if targets.len() < target_names.len() {
+        // a target left out: what loads below it is shown from its tops
+        // (the loaded elements that nothing loaded depends on)
+        let mut below = vec![false; elements.len()];
+        for e in &elements {
+            for d in e
+                .build_depends
+                .iter()
+                .chain(&e.depends)
+                .chain(&e.runtime_depends)
+            {
+                below[d.index()] = true;
+            }
+        }
+        for e in &elements {
+            if !below[e.id.index()] && !targets.contains(&e.id) {
+                targets.push(e.id);
+            }
+        }
+    }
+    if targets.is_empty() {
+        return Err(Diagnostics::new(errors));
+    }
     let top = projects.list.swap_remove(0);
     Ok(Loaded {
         project: top.project,
@@ -491,6 +503,8 @@ pub fn load_with(
         kinds: top.kinds.kinds,
         files,
         by_name: ids,
+        problems: Diagnostics::new(errors).errors,
+        left_out,
     })
 }
 
