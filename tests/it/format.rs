@@ -532,3 +532,34 @@ fn buildstream_directives_in_a_cas_project_are_named_not_taken_for_keys() {
         run.stderr
     );
 }
+
+#[test]
+fn show_lists_what_loads_next_to_the_errors_of_the_rest() {
+    let ctx = project();
+    ctx.write("elements/a.yaml", "kind: stack\n");
+    ctx.write(
+        "elements/b.yaml",
+        "kind: stack\ndepends: [a.yaml]\nvariabls: {}\n",
+    );
+    ctx.write(
+        "elements/c.yaml",
+        "kind: stack\ndepends: [a.yaml, b.yaml]\n",
+    );
+    let run = ctx.cas(["show", "elements/c.yaml"]).expect_code(2);
+    assert!(
+        run.stderr.contains("unknown key `variabls`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("2 element(s) not shown"),
+        "{}",
+        run.stderr
+    );
+    let rows: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(rows.len(), 1, "{}", run.stdout);
+    assert!(rows[0].starts_with("a.yaml"), "{}", run.stdout);
+    // a build refuses the load
+    let run = ctx.cas(["build", "elements/c.yaml"]).expect_code(2);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+}
