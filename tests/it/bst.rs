@@ -327,6 +327,15 @@ fn tar_ref_with_base_dir_star_and_overlaps_as_buildstream_allows_them() {
     // base-dir '*' took the top directory (fetched from the project's mirror,
     // checked against the ref of project.refs); the later element won the overlap
     assert_eq!(read(out.join("usr/share/doc/README")), "other\n");
+    // cas does not edit BuildStream elements' refs
+    let run = ctx
+        .cas(["source", "track", "elements/hello.bst"])
+        .expect_code(2);
+    assert!(
+        run.stderr.contains("does not edit BuildStream elements"),
+        "{}",
+        run.stderr
+    );
     // a zip source (BuildStream's kind), staged under its directory
     let zip = zip_of(&[("fonts/", "", 0o755), ("fonts/a.otf", "otf\n", 0o644)]);
     std::fs::write(ctx.path("dist/fonts.zip"), &zip).unwrap();

@@ -147,6 +147,16 @@ fn track_one(
 
 fn run_track(global: &Session, args: TrackArgs) -> CmdResult {
     let loaded = load_or_report(global, std::slice::from_ref(&args.target))?;
+    if loaded.project.dialect == cas_format::Dialect::BuildStream {
+        // its sources as written are not cas's (`ref`, patch queues,
+        // project.refs): editing them by cas's rules could change another one
+        return Err(Failure::invalid(miette::miette!(
+            help =
+                "BuildStream's own `bst source track` updates its refs; cas reads them as they are",
+            "cas source track does not edit BuildStream elements ({})",
+            loaded.element(loaded.targets[0]).name
+        )));
+    }
     let mirrors = global.mirrors(&loaded.project)?;
     let store = global.store()?;
     let fetcher = fetcher(&store, &mirrors)?;
