@@ -22,3 +22,4 @@ mod sources;
 mod store;
 mod systems;
 mod toolchain;
+mod tracking;

@@ -1,0 +1,172 @@
+//! What Buildroot's FAQ says a build system cannot do reliably, done
+//! exactly by keys (spec/keys.md): removing an optional dependency rebuilds
+//! exactly what used it, adding it back reuses the earlier results, and an
+//! undeclared dependency is invisible to the build. Real C code, built by
+//! gcc from this machine's Debian packages.
+
+use std::collections::BTreeMap;
+
+use crate::ctx::Ctx;
+use crate::toolchain::{toolchain, Flavor};
+
+fn read(p: impl AsRef<std::path::Path>) -> String {
+    std::fs::read_to_string(p.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", p.as_ref().display()))
+}
+
+/// element name → status of a `cas --json build`.
+fn statuses(run: &crate::ctx::Run) -> BTreeMap<String, String> {
+    run.json()["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+const A_BUILD: &str = "\
+config:
+  build-commands:
+    # a configure-style probe: O is used when its header is in the sysroot
+    - if [ -f /usr/include/o.h ]; then cc -O2 -DHAVE_O -o a a.c -lo; else cc -O2 -o a a.c; fi
+  install-commands:
+    - mkdir -p %{install-root}/usr/bin && cp a %{install-root}/usr/bin/a
+";
+
+fn a_element(with_o: bool) -> String {
+    let deps = if with_o {
+        "build-depends: [toolchain.yaml]\ndepends: [o.yaml]\n"
+    } else {
+        "build-depends: [toolchain.yaml]\n"
+    };
+    format!("kind: manual\n{deps}sources:\n  - kind: local\n    path: files/a\n{A_BUILD}")
+}
+
+fn rootfs(with_o: bool) -> String {
+    let deps = if with_o {
+        "[a.yaml, o.yaml]"
+    } else {
+        "[a.yaml]"
+    };
+    format!("kind: compose\nbuild-depends: {deps}\n")
+}
+
+fn project() -> Ctx {
+    let ctx = Ctx::new();
+    ctx.write("project.yaml", "name: t\nelement-path: elements\n");
+    let dest = ctx.project().join("files/toolchain");
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    let st = std::process::Command::new("cp")
+        .arg("-al")
+        .arg(toolchain(Flavor::C))
+        .arg(&dest)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    ctx.write(
+        "elements/toolchain.yaml",
+        "kind: import\nsources:\n  - kind: local\n    path: files/toolchain\n",
+    );
+    // O: an optional shared library
+    ctx.write("files/o/o.h", "const char *o_name(void);\n");
+    ctx.write(
+        "files/o/o.c",
+        "const char *o_name(void) { return \"o\"; }\n",
+    );
+    ctx.write(
+        "elements/o.yaml",
+        "kind: manual\nbuild-depends: [toolchain.yaml]\nsources:\n  - kind: local\n    path: files/o\n\
+         config:\n  build-commands:\n    - cc -O2 -shared -fPIC -o libo.so o.c\n  install-commands:\n\
+         \x20   - mkdir -p %{install-root}/usr/lib %{install-root}/usr/include\n\
+         \x20   - cp libo.so %{install-root}/usr/lib/ && cp o.h %{install-root}/usr/include/\n",
+    );
+    ctx.write(
+        "files/a/a.c",
+        "#include <stdio.h>\n#ifdef HAVE_O\n#include <o.h>\n#endif\n\
+         int main(void) {\n#ifdef HAVE_O\n  printf(\"with %s\\n\", o_name());\n#else\n  puts(\"without o\");\n#endif\n  return 0;\n}\n",
+    );
+    ctx
+}
+
+/// The bytes of A's binary as built into the rootfs.
+fn checkout(ctx: &Ctx, element: &str, dir: &str) -> std::path::PathBuf {
+    let out = ctx.path(dir);
+    ctx.cas(["checkout", element, out.to_str().unwrap()]).ok();
+    out
+}
+
+fn references_o(binary: &std::path::Path) -> bool {
+    let bytes = std::fs::read(binary).unwrap();
+    bytes.windows(7).any(|w| w == b"libo.so")
+}
+
+#[test]
+fn removing_an_optional_dependency_rebuilds_exactly_its_users_and_adding_it_back_rebuilds_nothing()
+{
+    let ctx = project();
+    ctx.write("elements/a.yaml", a_element(true));
+    ctx.write("elements/rootfs.yaml", rootfs(true));
+    let run = ctx.cas(["--json", "build", "rootfs.yaml"]).ok();
+    assert_eq!(run.json()["built"], 4, "{}", run.stdout);
+    let with = checkout(&ctx, "rootfs.yaml", "with");
+    assert!(
+        references_o(&with.join("usr/bin/a")),
+        "A found O and linked it"
+    );
+    assert!(with.join("usr/lib/libo.so").is_file());
+
+    // O removed from A and from the rootfs: exactly A and the rootfs rebuild
+    ctx.write("elements/a.yaml", a_element(false));
+    ctx.write("elements/rootfs.yaml", rootfs(false));
+    let run = ctx.cas(["--json", "build", "rootfs.yaml"]).ok();
+    let s = statuses(&run);
+    assert_eq!(s["a.yaml"], "built", "{s:?}");
+    assert_eq!(s["rootfs.yaml"], "built", "{s:?}");
+    assert_eq!(s["toolchain.yaml"], "cached", "{s:?}");
+    assert!(
+        !s.contains_key("o.yaml"),
+        "O is no longer in the closure: {s:?}"
+    );
+    assert_eq!(run.json()["built"], 2);
+    let without = checkout(&ctx, "rootfs.yaml", "without");
+    assert!(
+        !references_o(&without.join("usr/bin/a")),
+        "A no longer references O"
+    );
+    assert!(!without.join("usr/lib/libo.so").exists() && !without.join("usr/include/o.h").exists());
+
+    // O added back: every result is the earlier one
+    ctx.write("elements/a.yaml", a_element(true));
+    ctx.write("elements/rootfs.yaml", rootfs(true));
+    let run = ctx.cas(["--json", "build", "rootfs.yaml"]).ok();
+    assert_eq!(run.json()["built"], 0, "{}", run.stdout);
+    let again = checkout(&ctx, "rootfs.yaml", "again");
+    assert_eq!(
+        std::fs::read(again.join("usr/bin/a")).unwrap(),
+        std::fs::read(with.join("usr/bin/a")).unwrap()
+    );
+}
+
+#[test]
+fn a_dependency_nobody_declared_is_invisible_to_the_build() {
+    let ctx = project();
+    // O is built and in the rootfs; A's new version probes for it without
+    // declaring it (Buildroot's worst case: it would silently link it)
+    ctx.write("elements/a.yaml", a_element(false));
+    ctx.write("elements/rootfs.yaml", rootfs(true));
+    ctx.cas(["build", "rootfs.yaml"]).ok();
+    let out = checkout(&ctx, "rootfs.yaml", "out");
+    assert!(out.join("usr/lib/libo.so").is_file(), "O is in the rootfs");
+    assert!(
+        !references_o(&out.join("usr/bin/a")),
+        "A's build never saw O"
+    );
+    // the probe took its else branch: the binary holds the other message
+    let bytes = std::fs::read(out.join("usr/bin/a")).unwrap();
+    assert!(bytes.windows(9).any(|w| w == b"without o"));
+    assert!(!read(ctx.project().join("elements/a.yaml")).contains("o.yaml"));
+}
