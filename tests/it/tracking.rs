@@ -170,3 +170,46 @@ fn a_dependency_nobody_declared_is_invisible_to_the_build() {
     assert!(bytes.windows(9).any(|w| w == b"without o"));
     assert!(!read(ctx.project().join("elements/a.yaml")).contains("o.yaml"));
 }
+
+#[test]
+fn show_rdeps_lists_exactly_what_would_rebuild() {
+    let ctx = project();
+    ctx.write("elements/a.yaml", a_element(true));
+    ctx.write("elements/rootfs.yaml", rootfs(true));
+    // b only carries O to whatever stages it; c stages b (and so O)
+    ctx.write(
+        "elements/b.yaml",
+        "kind: stack\nruntime-depends: [o.yaml]\n",
+    );
+    ctx.write(
+        "elements/c.yaml",
+        "kind: compose\nbuild-depends: [b.yaml]\n",
+    );
+    ctx.write(
+        "elements/unrelated.yaml",
+        "kind: stack\ndepends: [toolchain.yaml]\n",
+    );
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["--json", "show", "--rdeps"];
+        all.extend_from_slice(args);
+        ctx.cas(all).ok().json()["elements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // every element of the project is looked at
+    assert_eq!(names(&["o.yaml"]), ["a.yaml", "c.yaml", "rootfs.yaml"]);
+    assert_eq!(names(&["elements/a.yaml"]), ["rootfs.yaml"]);
+    assert!(names(&["rootfs.yaml"]).is_empty());
+    // or only the closure of the targets given
+    assert_eq!(names(&["o.yaml", "rootfs.yaml"]), ["a.yaml", "rootfs.yaml"]);
+    let table = ctx.cas(["show", "--rdeps", "o.yaml"]).ok().stdout;
+    assert!(
+        table.contains("rootfs.yaml") && !table.contains("unrelated.yaml"),
+        "{table}"
+    );
+    let run = ctx.cas(["show", "--rdeps", "nosuch.yaml"]).expect_code(2);
+    assert!(run.stderr.contains("nosuch.yaml"), "{}", run.stderr);
+}

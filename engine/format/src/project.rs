@@ -172,6 +172,46 @@ impl Project {
         }
     }
 
+    /// Every element file of the project: the files under `element-path` with
+    /// its format's extension (`.yaml`, `.bst`), as element names, sorted;
+    /// the project file, the kinds directory and hidden directories are not
+    /// elements.
+    pub fn element_names(&self) -> Vec<String> {
+        let ext = match self.dialect {
+            Dialect::Cas => "yaml",
+            Dialect::BuildStream => "bst",
+        };
+        let mut out = Vec::new();
+        let mut stack = vec![self.element_path.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let path = e.path();
+                let name = e.file_name();
+                if name.to_string_lossy().starts_with('.') {
+                    continue;
+                }
+                let Ok(t) = e.file_type() else { continue };
+                if t.is_dir() {
+                    if Some(&path) != self.kinds_dir.as_ref() {
+                        stack.push(path);
+                    }
+                } else if t.is_file()
+                    && path.extension().is_some_and(|x| x == ext)
+                    && Some(&path) != self.file.as_ref()
+                {
+                    if let Ok(rel) = path.strip_prefix(&self.element_path) {
+                        out.push(rel.to_string_lossy().into_owned());
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
     /// The project's variables as written (with their spans).
     pub(crate) fn set_variables(&mut self, raw: Vec<(Spanned, Spanned)>) {
         self.raw_variables = raw;

@@ -17,9 +17,14 @@ use crate::exit::{CmdResult, Failure};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ShowArgs {
-    /// Element files or element names
-    #[arg(required = true)]
+    /// Element files or element names (with --rdeps: where to look; default
+    /// every element of the project)
+    #[arg(required_unless_present = "rdeps")]
     pub targets: Vec<PathBuf>,
+    /// Only the elements that would rebuild if ELEMENT changed (its reverse
+    /// dependencies through what each stages), in build order
+    #[arg(long, value_name = "ELEMENT")]
+    pub rdeps: Option<PathBuf>,
 }
 
 /// Load the targets, or print every diagnostic and fail with exit code 2.
@@ -290,12 +295,82 @@ pub(crate) fn render_json(loaded: &Loaded, rows: &[ShowRow]) -> String {
     serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
+/// The elements that would rebuild if `x` changed: those whose staged set
+/// holds `x` or an element that rebuilds (keys hash what is staged), in
+/// build order.
+fn rebuilt_by(loaded: &Loaded, x: ElementId) -> Vec<ElementId> {
+    let order = loaded.closure(&loaded.targets);
+    let mut rebuilds = vec![false; loaded.elements.len()];
+    let mut out = Vec::new();
+    for id in order {
+        if id != x
+            && loaded
+                .staged(id)
+                .iter()
+                .any(|s| *s == x || rebuilds[s.index()])
+        {
+            rebuilds[id.index()] = true;
+            out.push(id);
+        }
+    }
+    out
+}
+
+/// The targets of `cas show --rdeps X [TARGET...]`: X first, then the
+/// targets given, or every element of X's project.
+fn rdeps_targets(x: &Path, targets: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
+    let mut all = vec![x.to_path_buf()];
+    if !targets.is_empty() {
+        all.extend(targets.iter().cloned());
+        return Ok(all);
+    }
+    let dir = if x.is_file() {
+        x.parent().map(Path::to_path_buf).unwrap_or_default()
+    } else {
+        PathBuf::from(".")
+    };
+    let project = cas_format::load_project(&dir).map_err(|diags| {
+        report(&diags.errors);
+        Failure::Silent(2)
+    })?;
+    all.extend(
+        project
+            .element_names()
+            .into_iter()
+            .map(|n| project.element_path.join(n)),
+    );
+    Ok(all)
+}
+
 pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
+    let targets = match &args.rdeps {
+        Some(x) => rdeps_targets(x, &args.targets)?,
+        None => args.targets.clone(),
+    };
     // every element that loads is shown, next to the errors of the others
-    let loaded = load_targets(global, &args.targets, false, true)?;
+    let loaded = load_targets(global, &targets, false, true)?;
     report(&loaded.problems);
     let cwd = std::env::current_dir().unwrap_or_default();
     let mut rows = rows(&loaded, &cwd);
+    let keep = if let Some(arg) = &args.rdeps {
+        let abs = cwd.join(arg);
+        let x = if abs.is_file() {
+            abs.strip_prefix(&loaded.project.element_path)
+                .ok()
+                .and_then(|r| loaded.find(&r.to_string_lossy()))
+        } else {
+            loaded.find(&arg.to_string_lossy())
+        };
+        let Some(x) = x else {
+            return Err(Failure::invalid(miette::miette!(
+                "`{}` did not load: its reverse dependencies cannot be known",
+                arg.display()
+            )));
+        };
+        Some(rebuilt_by(&loaded, x))
+    } else {
+        None
+    };
     // Keys and states: a key is known once everything staged is cached.
     let mirrors = global.mirrors(&loaded.project)?;
     let store = global.store()?;
@@ -311,6 +386,9 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
         };
         row.extra.push(("key", key));
         row.extra.push(("state", planned.state.name().to_owned()));
+    }
+    if let Some(keep) = keep {
+        rows.retain(|r| keep.contains(&r.element.id));
     }
     if global.json {
         println!("{}", render_json(&loaded, &rows));
