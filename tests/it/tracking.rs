@@ -213,3 +213,63 @@ fn show_rdeps_lists_exactly_what_would_rebuild() {
     let run = ctx.cas(["show", "--rdeps", "nosuch.yaml"]).expect_code(2);
     assert!(run.stderr.contains("nosuch.yaml"), "{}", run.stderr);
 }
+
+#[test]
+fn owns_names_the_element_behind_each_path_of_a_composed_tree() {
+    let ctx = project();
+    ctx.write("elements/a.yaml", a_element(true));
+    ctx.write("elements/rootfs.yaml", rootfs(true));
+    // a compose of the compose, and a filter that keeps only O's headers
+    ctx.write(
+        "elements/image.yaml",
+        "kind: compose\nbuild-depends: [rootfs.yaml]\n",
+    );
+    ctx.write(
+        "elements/o-devel.yaml",
+        "kind: compose\nbuild-depends: [o.yaml]\nconfig:\n  include: [devel]\n  include-orphans: false\n",
+    );
+    ctx.cas(["build", "image.yaml", "o-devel.yaml"]).ok();
+    let run = ctx
+        .cas([
+            "--json",
+            "owns",
+            "/usr/bin/a",
+            "usr/lib/libo.so",
+            "--in",
+            "image.yaml",
+        ])
+        .ok();
+    let rows = run.json();
+    assert_eq!(rows[0]["element"], "a.yaml", "{rows}");
+    assert_eq!(
+        rows[0]["via"],
+        serde_json::json!(["image.yaml", "rootfs.yaml"])
+    );
+    assert_eq!(rows[1]["element"], "o.yaml", "{rows}");
+    let text = ctx
+        .cas(["owns", "/usr/include/o.h", "--in", "o-devel.yaml"])
+        .ok()
+        .stdout;
+    assert_eq!(text.trim(), "/usr/include/o.h  o.yaml  (via o-devel.yaml)");
+    // a path the tree does not hold, and an element that is not built
+    let run = ctx
+        .cas(["owns", "/usr/lib/libo.so", "--in", "o-devel.yaml"])
+        .expect_code(1);
+    assert!(
+        run.stderr.contains("is not in the output of o-devel.yaml"),
+        "{}",
+        run.stderr
+    );
+    ctx.write(
+        "elements/later.yaml",
+        "kind: compose\nbuild-depends: [o.yaml]\n",
+    );
+    let run = ctx
+        .cas(["owns", "/usr/lib/libo.so", "--in", "later.yaml"])
+        .expect_code(1);
+    assert!(
+        run.stderr.contains("later.yaml is not built"),
+        "{}",
+        run.stderr
+    );
+}

@@ -117,6 +117,8 @@ pub(crate) enum Command {
     Check(crate::commands::check::CheckArgs),
     /// Compare two outputs down to files and ELF sections
     Diff(crate::commands::diff::DiffArgs),
+    /// Which element put each path into a built tree (through composes and filters)
+    Owns(crate::commands::owns::OwnsArgs),
     /// Why did an element's key change?
     Explain(crate::commands::explain::ExplainArgs),
     /// Compare local outputs with a remote's

@@ -12,6 +12,7 @@ pub(crate) mod graph;
 pub(crate) mod keygen;
 pub(crate) mod log;
 pub(crate) mod noop;
+pub(crate) mod owns;
 pub(crate) mod pull;
 pub(crate) mod push;
 pub(crate) mod remotes;
@@ -42,6 +43,7 @@ pub(crate) fn run(cli: Cli) -> CmdResult {
         Command::Keygen(args) => keygen::run(&global, args),
         Command::Check(args) => check::run_check(&global, args),
         Command::Diff(args) => diff::run_diff(&global, args),
+        Command::Owns(args) => owns::run_owns(&global, args),
         Command::Explain(args) => explain::run_explain(&global, args),
         Command::Challenge(args) => challenge::run_challenge(&global, args),
     }

@@ -1,0 +1,178 @@
+//! `cas owns PATH... --in ELEMENT`: which element put each file into a
+//! built tree, through composes and filters (spec/cli.md). Worked out from
+//! the store, the same way the tree was made: a compose's path comes from
+//! the last element in staging order whose output holds it and whose
+//! domains keep it (later ones overwrite earlier ones); a filter's from
+//! its one build dependency; what no staged output holds was written by
+//! the compose's integration commands; any other element made its own.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use cas_builder::split::Domains;
+use cas_format::{Config, ElementId, Loaded};
+use cas_store::{EntryKind, Store, TreeDigest};
+
+use crate::commands::session::Session;
+use crate::commands::show::load_or_report;
+use crate::exit::{CmdResult, Failure};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct OwnsArgs {
+    /// Paths in the element's output (`/usr/bin/a` or `usr/bin/a`)
+    #[arg(required = true)]
+    pub paths: Vec<String>,
+    /// The built element whose output holds them (a compose, a filter, any element)
+    #[arg(long = "in", value_name = "ELEMENT")]
+    pub element: PathBuf,
+}
+
+/// The non-directory paths of each output tree, read once.
+struct Trees<'a> {
+    store: &'a Store,
+    paths: HashMap<TreeDigest, HashSet<String>>,
+}
+
+impl Trees<'_> {
+    fn has(&mut self, tree: TreeDigest, path: &str) -> Result<bool, Failure> {
+        if !self.paths.contains_key(&tree) {
+            let walked = self
+                .store
+                .walk(&tree)
+                .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+            let set = walked
+                .into_iter()
+                .filter(|(_, e)| !matches!(e.kind, EntryKind::Dir { .. }))
+                .map(|(p, _)| String::from_utf8_lossy(&p).into_owned())
+                .collect();
+            self.paths.insert(tree, set);
+        }
+        Ok(self.paths[&tree].contains(path))
+    }
+}
+
+/// Where `path` of `id`'s output comes from: the chain of elements, the
+/// owner last; `integration` when a compose's integration commands wrote it.
+fn owner(
+    loaded: &Loaded,
+    outputs: &HashMap<ElementId, TreeDigest>,
+    trees: &mut Trees,
+    id: ElementId,
+    path: &str,
+) -> Result<Option<(Vec<ElementId>, bool)>, Failure> {
+    let Some(&out) = outputs.get(&id) else {
+        return Ok(None);
+    };
+    if !trees.has(out, path)? {
+        return Ok(None);
+    }
+    let el = loaded.element(id);
+    let abs = format!("/{path}");
+    let domains = |d: ElementId| {
+        let de = loaded.element(d);
+        Domains::new(&de.name, &de.public.split_rules)
+            .map_err(|e| Failure::failed(miette::miette!("{e}")))
+    };
+    let candidates: Vec<ElementId> = match &el.config {
+        Config::Compose { .. } => loaded.staged(id).into_iter().rev().collect(),
+        Config::Filter { .. } => el.build_depends.first().copied().into_iter().collect(),
+        _ => return Ok(Some((vec![id], false))),
+    };
+    for d in candidates {
+        let kept = match &el.config {
+            Config::Compose {
+                include,
+                exclude,
+                include_orphans,
+                ..
+            }
+            | Config::Filter {
+                include,
+                exclude,
+                include_orphans,
+                ..
+            } => domains(d)?.keeps(&abs, include, exclude, *include_orphans),
+            _ => true,
+        };
+        if !kept {
+            continue;
+        }
+        if let Some((mut chain, integration)) = owner(loaded, outputs, trees, d, path)? {
+            chain.insert(0, id);
+            return Ok(Some((chain, integration)));
+        }
+    }
+    Ok(Some((vec![id], true)))
+}
+
+pub(crate) fn run_owns(global: &Session, args: OwnsArgs) -> CmdResult {
+    let loaded = load_or_report(global, std::slice::from_ref(&args.element))?;
+    let store = global.store()?;
+    let plan = cas_builder::states(
+        &store,
+        &loaded,
+        &loaded.targets,
+        &global.mirrors(&loaded.project)?,
+    )
+    .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    let outputs: HashMap<ElementId, TreeDigest> = plan
+        .iter()
+        .filter_map(|p| p.output.map(|o| (p.id, o)))
+        .collect();
+    let target = loaded.targets[0];
+    if !outputs.contains_key(&target) {
+        let name = &loaded.element(target).name;
+        return Err(Failure::failed(miette::miette!(
+            help = format!("run `cas build {name}` first"),
+            "{name} is not built"
+        )));
+    }
+    let mut trees = Trees {
+        store: &store,
+        paths: HashMap::new(),
+    };
+    let mut rows = Vec::new();
+    let mut missing = 0;
+    for p in &args.paths {
+        let path = p.trim_start_matches('/').trim_end_matches('/');
+        let found = owner(&loaded, &outputs, &mut trees, target, path)?;
+        let name = |id: &ElementId| loaded.element(*id).name.clone();
+        let Some((chain, integration)) = found else {
+            missing += 1;
+            eprintln!(
+                "error: /{path} is not in the output of {}",
+                loaded.element(target).name
+            );
+            continue;
+        };
+        let owner = chain.last().map(name).unwrap_or_default();
+        let via: Vec<String> = chain[..chain.len() - 1].iter().map(name).collect();
+        if !global.json {
+            let how = if integration {
+                " (written by its integration commands)"
+            } else {
+                ""
+            };
+            let via_text = if via.is_empty() {
+                String::new()
+            } else {
+                format!("  (via {})", via.join(" → "))
+            };
+            println!("/{path}  {owner}{how}{via_text}");
+        }
+        rows.push(serde_json::json!({
+            "path": format!("/{path}"),
+            "element": owner,
+            "via": via,
+            "integration": integration,
+        }));
+    }
+    if global.json {
+        println!("{}", serde_json::Value::Array(rows));
+    }
+    if missing > 0 {
+        return Err(Failure::Silent(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
