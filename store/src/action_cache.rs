@@ -164,12 +164,13 @@ impl Db {
         }
         // Tables added without a schema version change (older binaries ignore them).
         conn.execute_batch(&format!(
-            "{};\n{};\n{};",
+            "{};\n{};\n{};\n{};",
             crate::refs::CREATE,
             crate::statcache::CREATE,
-            crate::memo::CREATE
+            crate::memo::CREATE,
+            crate::notes::CREATE
         ))
-        .map_err(err("create refs, stat cache and memo tables"))?;
+        .map_err(err("create refs, stat cache, memo and notes tables"))?;
         Ok(conn)
     }
 
@@ -261,6 +262,7 @@ impl Db {
             let tx = c.transaction()?;
             for k in keys {
                 tx.execute("DELETE FROM results WHERE key = ?1", params![k.to_hex()])?;
+                tx.execute("DELETE FROM notes WHERE key = ?1", params![k.to_hex()])?;
             }
             for s in sources {
                 tx.execute("DELETE FROM sources WHERE id = ?1", params![s])?;

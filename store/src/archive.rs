@@ -65,6 +65,13 @@ impl Store {
             .map_err(|e| arch(e.to_string()))
     }
 
+    /// Write the tar of `tree` (the export's conventions, every mtime
+    /// `mtime`) into `w`, finished; `dest` names it in errors.
+    pub fn tar_into<W: Write>(&self, tree: &TreeDigest, mtime: u64, w: W, dest: &Path) -> Result<W> {
+        let entries = self.walk(tree)?;
+        self.write_tar(&entries, mtime, w, dest)
+    }
+
     fn write_tar<W: Write>(
         &self,
         entries: &[(Vec<u8>, crate::tree::Entry)],

@@ -155,11 +155,16 @@ impl Store {
         let now = now_ms();
         let horizon_ms = opts.keep_younger_than.map(|d| d.as_millis() as i64);
         let mut roots: Vec<(i64, bool, Root, HashSet<Digest>)> = Vec::new();
+        let notes = self.db.all_notes()?;
         for r in self.db.results()? {
             let mut c = HashSet::new();
             self.closure_lenient(&r.result.output, &mut c);
             c.insert(r.result.log.0);
             c.insert(r.result.manifest.0);
+            // notes live and die with their result
+            for b in notes.get(&r.key).into_iter().flatten() {
+                c.insert(b.0);
+            }
             let protected = horizon_ms.is_some_and(|h| r.result.created * 1000 > now - h);
             roots.push((r.accessed_ms, protected, Root::Result(r.key), c));
         }

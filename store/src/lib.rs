@@ -8,7 +8,8 @@
 //! - [`ingest`]: a directory → a tree (parallel hashing, move or copy).
 //! - [`materialize`]: a tree → a directory (reflink, hardlink or copy).
 //! - [`view`]: merging trees and cached read-only views.
-//! - [`action_cache`]: action results, pins, source index (SQLite); [`refs`]: named refs.
+//! - [`action_cache`]: action results, pins, source index (SQLite); [`refs`]: named refs;
+//!   [`notes`]: named blobs recorded beside a result (not part of its key).
 //! - [`verify`], [`gc`]: integrity and garbage collection.
 //! - [`archive`]: deterministic tar export, tar import.
 //! - [`remote`]: remote artifact caches (HTTP, directory), signed results, transfers.
@@ -26,6 +27,7 @@ mod inventory;
 pub mod lock;
 pub mod materialize;
 pub mod memo;
+pub mod notes;
 pub mod refs;
 pub mod remote;
 mod statcache;

@@ -273,3 +273,167 @@ fn owns_names_the_element_behind_each_path_of_a_composed_tree() {
         run.stderr
     );
 }
+
+/// P links O; `deps` says how P declares the toolchain (libc) and O.
+fn p_element(deps: &str) -> String {
+    format!(
+        "kind: manual\n{deps}sources:\n  - kind: local\n    path: files/a\n\
+         config:\n  build-commands:\n    - cc -O2 -DHAVE_O -o p a.c -lo\n  install-commands:\n\
+         \x20   - mkdir -p %{{install-root}}/usr/bin && cp p %{{install-root}}/usr/bin/p\n"
+    )
+}
+
+/// The `libraries` report of `name` in a `cas --json build` or `show`.
+fn libraries(doc: &serde_json::Value, name: &str, field: &str) -> serde_json::Value {
+    let e = doc["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {doc}"));
+    e[field].clone()
+}
+
+#[test]
+fn the_libraries_check_names_a_library_found_only_in_a_build_dependency() {
+    let ctx = project();
+    // libc comes with the toolchain at run time; O only for the build
+    ctx.write(
+        "elements/p.yaml",
+        p_element("depends: [toolchain.yaml]\nbuild-depends: [o.yaml]\n"),
+    );
+    let run = ctx.cas(["--json", "build", "p.yaml"]).ok();
+    let lib = libraries(&run.json(), "p.yaml", "libraries");
+    assert_eq!(lib["severity"], "warn", "{lib}");
+    let problems = lib["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "only O is missing at run time: {lib}");
+    assert_eq!(problems[0]["file"], "/usr/bin/p");
+    assert_eq!(problems[0]["library"], "libo.so");
+    assert_eq!(problems[0]["found"], "build-only");
+    assert_eq!(problems[0]["build_dependency"], "o.yaml");
+    assert!(
+        run.stderr.contains("warning: p.yaml: /usr/bin/p needs libo.so, found only in build dependency o.yaml"),
+        "{}",
+        run.stderr
+    );
+    // recorded with the result: `cas show` tells without checking again
+    let show = ctx.cas(["show", "p.yaml"]).ok();
+    assert!(show.stdout.contains("1 problem"), "{}", show.stdout);
+    assert!(
+        show.stdout.contains("p.yaml: /usr/bin/p needs libo.so, found only in build dependency o.yaml"),
+        "{}",
+        show.stdout
+    );
+    let show = ctx.cas(["--json", "show", "p.yaml"]).ok();
+    assert_eq!(libraries(&show.json(), "p.yaml", "libraries"), "1 problem");
+    assert_eq!(
+        libraries(&show.json(), "p.yaml", "library_problems")["problems"][0]["library"],
+        "libo.so"
+    );
+
+    // the same library from a runtime dependency: nothing to report
+    ctx.write(
+        "elements/p.yaml",
+        p_element("depends: [toolchain.yaml, o.yaml]\n"),
+    );
+    let run = ctx.cas(["--json", "build", "p.yaml"]).ok();
+    assert!(
+        libraries(&run.json(), "p.yaml", "libraries").is_null(),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stderr.contains("needs libo.so"), "{}", run.stderr);
+    let show = ctx.cas(["--json", "show", "p.yaml"]).ok();
+    assert_eq!(libraries(&show.json(), "p.yaml", "libraries"), "ok");
+}
+
+#[test]
+fn the_libraries_check_setting_is_in_the_key_and_error_fails_the_build() {
+    let ctx = project();
+    ctx.write(
+        "elements/p.yaml",
+        p_element("depends: [toolchain.yaml]\nbuild-depends: [o.yaml]\n"),
+    );
+    // O finds its libc at run time: only P has a problem
+    let o = read(ctx.project().join("elements/o.yaml"));
+    ctx.write(
+        "elements/o.yaml",
+        o.replace("build-depends: [toolchain.yaml]", "depends: [toolchain.yaml]"),
+    );
+    let key = |ctx: &Ctx| {
+        ctx.cas(["build", "o.yaml"]).ok();
+        libraries(&ctx.cas(["--json", "show", "p.yaml"]).ok().json(), "p.yaml", "key")
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let warn_key = key(&ctx);
+    ctx.write(
+        "project.yaml",
+        "name: t\nelement-path: elements\nchecks:\n  libraries: error\n",
+    );
+    let error_key = key(&ctx);
+    assert_ne!(warn_key, error_key, "the setting is in the key");
+    let run = ctx.cas(["--json", "build", "p.yaml"]).expect_code(1);
+    assert!(
+        run.stderr.contains("error: p.yaml: /usr/bin/p needs libo.so"),
+        "{}",
+        run.stderr
+    );
+    let row = libraries(&run.json(), "p.yaml", "status");
+    assert_eq!(row, "failed");
+    assert!(libraries(&run.json(), "p.yaml", "error")
+        .as_str()
+        .unwrap()
+        .contains("libraries check: 1 problem"));
+    // still failing, from the cache, for as long as the problem is there
+    ctx.cas(["build", "p.yaml"]).expect_code(1);
+
+    // the element's own setting wins over the project's
+    let mut off = p_element("depends: [toolchain.yaml]\nbuild-depends: [o.yaml]\n");
+    off.push_str("checks:\n  libraries: off\n");
+    ctx.write("elements/p.yaml", &off);
+    let run = ctx.cas(["build", "p.yaml"]).ok();
+    assert!(!run.stderr.contains("needs libo.so"), "{}", run.stderr);
+    let show = ctx.cas(["--json", "show", "p.yaml"]).ok();
+    assert_eq!(libraries(&show.json(), "p.yaml", "libraries"), "off");
+    assert_ne!(libraries(&show.json(), "p.yaml", "key"), error_key.as_str());
+    assert_ne!(libraries(&show.json(), "p.yaml", "key"), warn_key.as_str());
+
+    // a severity that is not one: located
+    ctx.write(
+        "elements/p.yaml",
+        off.replace("libraries: off", "libraries: loud"),
+    );
+    let run = ctx.cas(["show", "p.yaml"]).expect_code(2);
+    assert!(run.stderr.contains("`loud` is not a severity"), "{}", run.stderr);
+    assert!(run.stderr.contains("p.yaml:"), "{}", run.stderr);
+}
+
+#[test]
+fn the_libraries_check_of_a_compose_names_what_would_fail_to_load_in_the_rootfs() {
+    let ctx = project();
+    ctx.write(
+        "elements/p.yaml",
+        p_element("depends: [toolchain.yaml]\nbuild-depends: [o.yaml]\n"),
+    );
+    // the rootfs has P and its runtime closure (the toolchain), not O
+    ctx.write("elements/rootfs.yaml", "kind: compose\nbuild-depends: [p.yaml]\n");
+    let run = ctx.cas(["--json", "build", "rootfs.yaml"]).ok();
+    let lib = libraries(&run.json(), "rootfs.yaml", "libraries");
+    let problems: Vec<&serde_json::Value> = lib["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["file"] == "/usr/bin/p")
+        .collect();
+    assert_eq!(problems.len(), 1, "{lib}");
+    assert_eq!(problems[0]["library"], "libo.so");
+    assert_eq!(problems[0]["found"], "missing");
+    assert_eq!(problems[0]["provided_by"], serde_json::json!(["o.yaml"]));
+    assert!(
+        run.stderr.contains("warning: rootfs.yaml: /usr/bin/p needs libo.so, which nothing in its runtime closure provides (o.yaml has it)"),
+        "{}",
+        run.stderr
+    );
+}

@@ -8,6 +8,7 @@
 //! - [`step`]: one step: cache lookup, staging, sandbox, ingest, record.
 //! - [`run`]: a whole run ([`build`]) and keys/states without building ([`states`]).
 //! - [`scheduler`]: the parallel DAG runner.
+//! - [`checks`]: checks of built outputs (the libraries check), after the steps.
 //! - [`record`]: recording built results in the background (group commit).
 //! - [`sources`]: the source cache over the store, local-source digests.
 //! - [`junctions`]: subprojects of BuildStream junctions from fetched sources.
@@ -19,6 +20,7 @@
 //! - [`error`]: the crate's error type, [`BuildError`].
 
 pub mod builddir;
+pub mod checks;
 pub mod error;
 pub mod junctions;
 pub mod keys;

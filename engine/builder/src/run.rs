@@ -46,6 +46,9 @@ pub struct ElementReport {
     pub ended_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The libraries check's verdict, when it found problems.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub libraries: Option<crate::checks::LibrariesReport>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -137,7 +140,86 @@ pub fn build(
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut report = report_of(&engine, &closure, ends, &errors);
     report.remote = engine.remote.as_ref().map(|r| r.remotes.summary());
+    check_outputs(&engine, &closure, &outputs, &mut report)?;
     Ok(report)
+}
+
+/// After the steps: the libraries check of every element that has an
+/// output (crate::checks), in parallel. Problems of the steps built or
+/// pulled in this run are warned about; with severity `error` the element
+/// fails, cached or not, for as long as the problem is there.
+fn check_outputs(
+    engine: &Engine<'_>,
+    closure: &[ElementId],
+    outputs: &Outputs,
+    report: &mut BuildReport,
+) -> Result<()> {
+    use rayon::prelude::*;
+    let indexes = cas_linkcheck::Indexes::default();
+    let get = |d: ElementId| outputs.get(d);
+    let verdicts: Vec<Option<cas_linkcheck::Verdict>> = closure
+        .par_iter()
+        .zip(report.elements.par_iter())
+        .map(|(&id, row)| {
+            let key = row.key.as_deref().and_then(|k| ActionKey::from_hex(k).ok());
+            match key {
+                Some(key) if row.output.is_some() && !engine.rebuild.contains(&id) => {
+                    crate::checks::libraries_verdict(
+                        engine.store,
+                        &indexes,
+                        engine.loaded,
+                        id,
+                        &key,
+                        &get,
+                        true,
+                    )
+                }
+                _ => Ok(None),
+            }
+        })
+        .collect::<Result<_>>()?;
+    for (i, v) in verdicts.into_iter().enumerate() {
+        let Some(v) = v.filter(|v| !v.problems.is_empty()) else {
+            continue;
+        };
+        let id = closure[i];
+        let r = crate::checks::report(
+            engine.store,
+            &indexes,
+            engine.loaded,
+            id,
+            &v,
+            closure,
+            &get,
+        );
+        let row = &mut report.elements[i];
+        let fails = r.severity == cas_format::Severity::Error;
+        if fails || row.status != "cached" {
+            let what = if fails { "error" } else { "warning" };
+            for p in &r.problems {
+                engine
+                    .reporter
+                    .message(&format!("{what}: {}: {}", row.name, p.message));
+            }
+        }
+        if fails {
+            match row.status {
+                "built" => report.built -= 1,
+                "cached" => report.cached -= 1,
+                "pulled" => report.pulled -= 1,
+                _ => {}
+            }
+            report.failed += 1;
+            row.status = "failed";
+            row.error = Some(format!(
+                "libraries check: {} problem{} (checks: libraries: error)",
+                r.problems.len(),
+                if r.problems.len() == 1 { "" } else { "s" }
+            ));
+        }
+        row.libraries = Some(r);
+    }
+    Ok(())
 }
 
 /// The outputs known so far in a run, shared by its steps.
@@ -297,6 +379,7 @@ fn report_of(
             started_ms: None,
             ended_ms: None,
             error: None,
+            libraries: None,
         };
         match end {
             NodeEnd::Ok(done) => {

@@ -36,6 +36,7 @@ pub const ELEMENT_KEYS: &[&str] = &[
     "config",
     "public",
     "sandbox",
+    "checks",
 ];
 const SANDBOX_KEYS: &[&str] = &["build-arch", "build-uid", "build-gid", "network"];
 
@@ -73,6 +74,69 @@ pub struct Public {
     /// when staged after another element that has them.
     #[serde(rename = "overlap-whitelist", skip_serializing_if = "Vec::is_empty")]
     pub overlap_whitelist: Vec<String>,
+}
+
+/// How a check's findings are treated (`checks:` in an element or project;
+/// spec/format.md). The setting is part of the key when it is not `warn`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Reported, recorded with the result; the step succeeds.
+    #[default]
+    Warn,
+    /// The step fails.
+    Error,
+    /// Not checked.
+    Off,
+}
+
+impl Severity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Warn => "warn",
+            Severity::Error => "error",
+            Severity::Off => "off",
+        }
+    }
+}
+
+/// The checks an element's output goes through, and their severities.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Checks {
+    /// Every `DT_NEEDED` library of the output's ELF files is found in the
+    /// element's runtime closure.
+    pub libraries: Severity,
+}
+
+pub(crate) const CHECK_KEYS: &[&str] = &["libraries"];
+
+/// Read a `checks:` map (element or project): each value `warn`, `error` or `off`.
+pub(crate) fn read_checks<L: crate::read::Locate>(
+    r: &mut Reader<L>,
+    node: &Node,
+    into: &mut Option<Severity>,
+) {
+    let Some(m) = r.map(node, "checks") else {
+        return;
+    };
+    r.check_keys(m, CHECK_KEYS, "`checks`");
+    if let Some(n) = m.get("libraries") {
+        if let Some(s) = r.string(n, "libraries") {
+            *into = match s.value.as_str() {
+                "warn" => Some(Severity::Warn),
+                "error" => Some(Severity::Error),
+                "off" => Some(Severity::Off),
+                other => {
+                    r.err(
+                        s.span,
+                        format!("`libraries`: `{other}` is not a severity: expected warn, error or off"),
+                        "expected warn, error or off",
+                    );
+                    None
+                }
+            };
+        }
+    }
 }
 
 /// Sandbox settings; they are part of the key.
@@ -194,6 +258,8 @@ pub struct Element {
     /// Files of later-staged dependencies may replace earlier ones without
     /// a whitelist (a BuildStream project without `fatal-warnings: [overlaps]`).
     pub overlaps_allowed: bool,
+    /// The checks of its output (the element's `checks:`, else the project's).
+    pub checks: Checks,
     pub origin: Origin,
 }
 
@@ -217,6 +283,7 @@ pub(crate) struct RawElement {
     pub build_arch: Option<Spanned>,
     pub build_uid: u32,
     pub build_gid: u32,
+    pub check_libraries: Option<Severity>,
 }
 
 /// A dependency name as written, normalised (`./a//b.yaml` → `a/b.yaml`).
@@ -276,6 +343,7 @@ pub(crate) fn decode<L: crate::read::Locate>(
         build_arch: None,
         build_uid: 0,
         build_gid: 0,
+        check_libraries: None,
     };
     match map.get("kind") {
         Some(n) => raw.kind = r.string(n, "kind"),
@@ -354,6 +422,9 @@ pub(crate) fn decode<L: crate::read::Locate>(
         if r.map(n, "public").is_some() {
             raw.public = Some(n.clone());
         }
+    }
+    if let Some(n) = map.get("checks") {
+        read_checks(&mut r, n, &mut raw.check_libraries);
     }
     if let Some(n) = map.get("sandbox") {
         if let Some(m) = r.map(n, "sandbox") {
@@ -896,6 +967,9 @@ pub(crate) fn resolve(
         },
         workdir,
         overlaps_allowed: cx.project.overlaps_allowed,
+        checks: Checks {
+            libraries: raw.check_libraries.unwrap_or(cx.project.checks.libraries),
+        },
         origin,
     })
 }

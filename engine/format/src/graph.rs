@@ -95,6 +95,32 @@ pub(crate) fn staging_order(elements: &[Element], id: ElementId) -> Vec<ElementI
     out
 }
 
+/// What comes with `id` wherever it is staged or installed: its `depends`
+/// and `runtime-depends`, each preceded by its own runtime closure, every
+/// element once (the order of [`staging_order`]); `id` itself excluded.
+pub(crate) fn runtime_closure(elements: &[Element], id: ElementId) -> Vec<ElementId> {
+    fn visit(elements: &[Element], d: ElementId, seen: &mut HashSet<ElementId>, out: &mut Vec<ElementId>) {
+        if !seen.insert(d) {
+            return;
+        }
+        if let Some(e) = elements.get(d.index()) {
+            for r in declared(e, &[DepKind::All, DepKind::Runtime]) {
+                visit(elements, r, seen, out);
+            }
+        }
+        out.push(d);
+    }
+    let Some(e) = elements.get(id.index()) else {
+        return Vec::new();
+    };
+    let mut seen = HashSet::from([id]);
+    let mut out = Vec::new();
+    for d in declared(e, &[DepKind::All, DepKind::Runtime]) {
+        visit(elements, d, &mut seen, &mut out);
+    }
+    out
+}
+
 /// Everything needed to build `targets`: the targets and all they reach.
 pub(crate) fn closure_set(elements: &[Element], targets: &[ElementId]) -> HashSet<ElementId> {
     let mut set = reach(elements, targets.iter().copied(), |e| {

@@ -29,7 +29,8 @@ pub mod yaml;
 
 pub use diagnostics::{Diagnostics, Error, FileId, Files, SourceFile, Span};
 pub use element::{
-    Config, DepKind, Element, ElementId, LayoutEntry, Origin, Public, SandboxConfig,
+    Checks, Config, DepKind, Element, ElementId, LayoutEntry, Origin, Public, SandboxConfig,
+    Severity,
 };
 pub use kind::{Behaviour, Kind};
 pub use load::{

@@ -28,6 +28,7 @@ const KEYS: &[&str] = &[
     "variables",
     "environment",
     "kinds",
+    "checks",
 ];
 
 #[derive(Debug, Clone)]
@@ -56,6 +57,8 @@ pub struct Project {
     /// earlier one without a whitelist (BuildStream's default, unless
     /// `fatal-warnings` lists `overlaps`).
     pub overlaps_allowed: bool,
+    /// The project's `checks:` (each element may override them).
+    pub checks: crate::element::Checks,
     pub(crate) bst: Option<std::sync::Arc<crate::bst::BstProject>>,
 }
 
@@ -90,6 +93,7 @@ impl Project {
             dialect: Dialect::Cas,
             mirrors: BTreeMap::new(),
             overlaps_allowed: false,
+            checks: crate::element::Checks::default(),
             bst: None,
         }
     }
@@ -120,6 +124,11 @@ impl Project {
         p.read_common(&mut r, map, &root);
         if let Some(node) = map.get("kinds") {
             p.kinds_dir = directory(&mut r, node, "kinds", &root);
+        }
+        if let Some(node) = map.get("checks") {
+            let mut libraries = None;
+            crate::element::read_checks(&mut r, node, &mut libraries);
+            p.checks.libraries = libraries.unwrap_or_default();
         }
         if r.errors.is_empty() {
             Ok(p)

@@ -95,6 +95,13 @@ pub(crate) fn key_config(
             config.insert("overlaps".into(), vec!["allowed".into()]);
         }
     }
+    if crate::checks::libraries_checked(el) && el.checks.libraries != cas_format::Severity::Warn {
+        // the libraries check's setting, when not the default (spec/keys.md)
+        config.insert(
+            "check-libraries".into(),
+            vec![el.checks.libraries.name().into()],
+        );
+    }
     if let Some(w) = &el.workdir {
         // only when the kind says where commands run (spec/keys.md)
         config.insert("workdir".into(), vec![w.clone()]);

@@ -19,8 +19,21 @@ pub(crate) struct CheckoutArgs {
     /// Hardlink into the store instead of copying (read-only files; never write to them)
     #[arg(long)]
     pub hardlinks: bool,
+    /// What to write into DIR: the files (`tree`), or a binary package (`deb`, `ipk`)
+    #[arg(long, value_enum, default_value = "tree")]
+    pub format: CheckoutFormat,
+    /// With --format deb|ipk: also a package of each runtime dependency, and a `Packages` index
+    #[arg(long)]
+    pub deps: bool,
     #[command(flatten)]
     pub remote: crate::commands::remotes::RemoteFlags,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum CheckoutFormat {
+    Tree,
+    Deb,
+    Ipk,
 }
 
 /// The planned state of a single target, which must be cached.
@@ -54,6 +67,16 @@ pub(crate) fn cached_output(
 }
 
 pub(crate) fn run_checkout(global: &Session, args: CheckoutArgs) -> CmdResult {
+    match args.format {
+        CheckoutFormat::Deb => return crate::commands::package::run(global, &args, cas_package::Format::Deb),
+        CheckoutFormat::Ipk => return crate::commands::package::run(global, &args, cas_package::Format::Ipk),
+        CheckoutFormat::Tree if args.deps => {
+            return Err(Failure::invalid(miette::miette!(
+                "--deps goes with --format deb or ipk (a tree with its dependencies is a compose)"
+            )))
+        }
+        CheckoutFormat::Tree => {}
+    }
     let (store, loaded, row) = cached_output(global, &args.target)?;
     let output = row.output.expect("checked");
     crate::commands::remotes::ensure_local(global, &args.remote, &store, &output)?;

@@ -13,6 +13,7 @@ pub(crate) mod keygen;
 pub(crate) mod log;
 pub(crate) mod noop;
 pub(crate) mod owns;
+pub(crate) mod package;
 pub(crate) mod pull;
 pub(crate) mod push;
 pub(crate) mod remotes;

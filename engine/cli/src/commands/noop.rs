@@ -81,6 +81,7 @@ pub(crate) fn try_noop(store: &Store, key: &Digest) -> Option<(BuildReport, Vec<
             started_ms: None,
             ended_ms: None,
             error: None,
+            libraries: None,
         });
     }
     let report = BuildReport {

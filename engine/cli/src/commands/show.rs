@@ -97,6 +97,8 @@ pub(crate) struct ShowRow<'a> {
     pub file: String,
     /// Extra columns (e.g. `key`, `state`), in order; each is also a JSON field.
     pub extra: Vec<(&'static str, String)>,
+    /// The libraries check's recorded verdict, when it found problems.
+    pub libraries: Option<cas_builder::checks::LibrariesReport>,
 }
 
 /// The rows of `cas show` for the closure of the loaded targets.
@@ -116,6 +118,7 @@ pub(crate) fn rows<'a>(loaded: &'a Loaded, cwd: &Path) -> Vec<ShowRow<'a>> {
                 element,
                 file,
                 extra: Vec::new(),
+                libraries: None,
             }
         })
         .collect()
@@ -246,6 +249,8 @@ struct ElementJson<'a> {
     config: &'a cas_format::Config,
     public: &'a cas_format::Public,
     sandbox: &'a cas_format::SandboxConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    library_problems: Option<&'a cas_builder::checks::LibrariesReport>,
     /// Extra columns; an empty value (a key not known yet) is `null`.
     #[serde(flatten)]
     extra: std::collections::BTreeMap<&'static str, Option<&'a str>>,
@@ -273,6 +278,7 @@ pub(crate) fn render_json(loaded: &Loaded, rows: &[ShowRow]) -> String {
                 config: &e.config,
                 public: &e.public,
                 sandbox: &e.sandbox,
+                library_problems: r.libraries.as_ref(),
                 extra: r
                     .extra
                     .iter()
@@ -376,8 +382,36 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
     let store = global.store()?;
     let plan = cas_builder::states(&store, &loaded, &loaded.targets, &mirrors)
         .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    let outputs: std::collections::HashMap<ElementId, cas_store::TreeDigest> = plan
+        .iter()
+        .filter_map(|p| p.output.map(|o| (p.id, o)))
+        .collect();
+    let get = |d: ElementId| outputs.get(&d).copied();
+    let indexes = cas_linkcheck::Indexes::default();
+    let closure: Vec<ElementId> = plan.iter().map(|p| p.id).collect();
     for (row, planned) in rows.iter_mut().zip(plan) {
         debug_assert_eq!(row.element.id, planned.id);
+        // the verdict recorded against what is there now (nothing is checked here)
+        let libraries = match planned.key.filter(|_| planned.output.is_some()) {
+            _ if !cas_builder::checks::libraries_checked(row.element) => String::new(),
+            _ if row.element.checks.libraries == cas_format::Severity::Off => "off".into(),
+            Some(key) => {
+                match cas_builder::checks::libraries_verdict(
+                    &store, &indexes, &loaded, planned.id, &key, &get, false,
+                ) {
+                    Ok(Some(v)) if v.problems.is_empty() => "ok".into(),
+                    Ok(Some(v)) => {
+                        let n = v.problems.len();
+                        row.libraries = Some(cas_builder::checks::report(
+                            &store, &indexes, &loaded, planned.id, &v, &closure, &get,
+                        ));
+                        format!("{n} problem{}", if n == 1 { "" } else { "s" })
+                    }
+                    _ => String::new(),
+                }
+            }
+            None => String::new(),
+        };
         let key = planned.key.map(|k| k.to_hex());
         let key = if global.json {
             key.unwrap_or_default()
@@ -386,6 +420,12 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
         };
         row.extra.push(("key", key));
         row.extra.push(("state", planned.state.name().to_owned()));
+        let libraries = if libraries.is_empty() && !global.json {
+            "-".to_string()
+        } else {
+            libraries
+        };
+        row.extra.push(("libraries", libraries));
     }
     if let Some(keep) = keep {
         rows.retain(|r| keep.contains(&r.element.id));
@@ -394,6 +434,11 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
         println!("{}", render_json(&loaded, &rows));
     } else {
         print!("{}", render_table(&loaded, &rows));
+        for r in &rows {
+            for p in r.libraries.iter().flat_map(|l| &l.problems) {
+                println!("{}: {}", r.element.name, p.message);
+            }
+        }
     }
     if loaded.problems.is_empty() {
         return Ok(ExitCode::SUCCESS);

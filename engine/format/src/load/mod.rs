@@ -97,6 +97,11 @@ impl Loaded {
     pub fn staged(&self, id: ElementId) -> Vec<ElementId> {
         graph::staging_order(&self.elements, id)
     }
+    /// What comes with `id` when it is installed: its runtime dependencies,
+    /// transitively, in staging order (without `id`).
+    pub fn runtime_closure(&self, id: ElementId) -> Vec<ElementId> {
+        graph::runtime_closure(&self.elements, id)
+    }
     /// Everything needed to build `targets` (and their runtime dependencies),
     /// dependencies first, ties broken by name.
     pub fn closure(&self, targets: &[ElementId]) -> Vec<ElementId> {

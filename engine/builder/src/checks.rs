@@ -1,0 +1,196 @@
+//! Checks of built outputs, after the steps of a run: the libraries check
+//! (crate `cas-linkcheck`). Its verdict depends on the element's output and
+//! on the outputs of its runtime closure, some of which (`runtime-depends`)
+//! are not staged and so not in its key: the verdict is therefore recorded
+//! as a note of the element's result with what it was computed *against*,
+//! and computed again when that changes (spec/store.md, notes).
+
+use std::collections::{HashMap, HashSet};
+
+use cas_format::{Config, Element, ElementId, Loaded, Severity};
+use cas_linkcheck::{Found, Indexes, Inputs, Labelled, Verdict};
+use cas_store::{ActionKey, Store, TreeDigest};
+
+use crate::error::Result;
+
+/// The note a verdict is recorded under.
+pub const LIBRARIES_NOTE: &str = "libraries";
+
+/// Whether an element's output goes through the libraries check: the
+/// behaviours that make new files from what they stage.
+pub fn libraries_checked(el: &Element) -> bool {
+    matches!(
+        el.config,
+        Config::Sandbox | Config::Script { .. } | Config::Compose { .. }
+    )
+}
+
+/// One element's verdict, and a provider named for each missing library.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LibrariesReport {
+    pub severity: Severity,
+    pub checked: u64,
+    pub problems: Vec<ProblemReport>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProblemReport {
+    pub file: String,
+    pub library: String,
+    pub interpreter: bool,
+    /// `build-only` or `missing`.
+    pub found: &'static str,
+    /// The build dependency that has it (`build-only`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_dependency: Option<String>,
+    /// Elements of the loaded closure whose output has a file of that name
+    /// (`missing`): what could be declared.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub provided_by: Vec<String>,
+    /// One line saying all of it.
+    pub message: String,
+}
+
+/// The inputs of `id`'s check, when every output it needs is known and in the store.
+fn inputs_of(
+    store: &Store,
+    loaded: &Loaded,
+    id: ElementId,
+    outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
+) -> Option<Inputs> {
+    let el = loaded.element(id);
+    let own = outputs(id)?;
+    let label = |d: ElementId| -> Option<Labelled> {
+        let tree = outputs(d)?;
+        store.has_tree(&tree).then(|| Labelled {
+            name: loaded.element(d).name.clone(),
+            tree,
+        })
+    };
+    if !store.has_tree(&own) {
+        return None;
+    }
+    if matches!(el.config, Config::Compose { .. }) {
+        // a compose is a whole root: its own output is all there is
+        return Some(Inputs {
+            own,
+            runtime: Vec::new(),
+            build_only: Vec::new(),
+        });
+    }
+    let rt = loaded.runtime_closure(id);
+    let rt_set: HashSet<ElementId> = rt.iter().copied().collect();
+    let runtime = rt.into_iter().map(label).collect::<Option<Vec<_>>>()?;
+    let build_only = loaded
+        .staged(id)
+        .into_iter()
+        .filter(|d| !rt_set.contains(d))
+        .map(label)
+        .collect::<Option<Vec<_>>>()?;
+    Some(Inputs {
+        own,
+        runtime,
+        build_only,
+    })
+}
+
+/// The verdict of `id` (key `key`): the recorded one when it was computed
+/// against the same inputs, else computed now and recorded.
+pub fn libraries_verdict(
+    store: &Store,
+    indexes: &Indexes,
+    loaded: &Loaded,
+    id: ElementId,
+    key: &ActionKey,
+    outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
+    record: bool,
+) -> Result<Option<Verdict>> {
+    let el = loaded.element(id);
+    if !libraries_checked(el) || el.checks.libraries == Severity::Off {
+        return Ok(None);
+    }
+    let Some(inputs) = inputs_of(store, loaded, id, outputs) else {
+        return Ok(None);
+    };
+    let against = inputs.against();
+    if let Some(bytes) = store.note_get(key, LIBRARIES_NOTE)? {
+        if let Ok(v) = Verdict::decode(&bytes) {
+            if v.against == against {
+                return Ok(Some(v));
+            }
+        }
+    }
+    if !record {
+        return Ok(None);
+    }
+    let v = cas_linkcheck::check(store, indexes, &inputs).map_err(|e| crate::BuildError::Other {
+        element: el.name.clone(),
+        message: format!("libraries check: {e}"),
+    })?;
+    store.note_put(key, LIBRARIES_NOTE, &v.encode())?;
+    Ok(Some(v))
+}
+
+/// A verdict as reports show it, with providers looked for among `closure`.
+pub fn report(
+    store: &Store,
+    indexes: &Indexes,
+    loaded: &Loaded,
+    id: ElementId,
+    verdict: &Verdict,
+    closure: &[ElementId],
+    outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
+) -> LibrariesReport {
+    let mut providers: HashMap<String, Vec<String>> = HashMap::new();
+    for p in &verdict.problems {
+        if p.found != Found::Missing || providers.contains_key(&p.library) {
+            continue;
+        }
+        let base = p.library.rsplit('/').next().unwrap_or(&p.library);
+        let suffix = format!("/{base}");
+        let names = closure
+            .iter()
+            .filter(|d| **d != id)
+            .filter_map(|d| {
+                let tree = outputs(*d)?;
+                let index = indexes.get(store, &tree).ok()?;
+                index
+                    .paths
+                    .keys()
+                    .any(|k| k.ends_with(suffix.as_bytes()) || k.as_slice() == base.as_bytes())
+                    .then(|| loaded.element(*d).name.clone())
+            })
+            .collect();
+        providers.insert(p.library.clone(), names);
+    }
+    LibrariesReport {
+        severity: loaded.element(id).checks.libraries,
+        checked: verdict.checked,
+        problems: verdict
+            .problems
+            .iter()
+            .map(|p| {
+                let provided_by = providers.get(&p.library).cloned().unwrap_or_default();
+                let mut message = p.describe();
+                if !provided_by.is_empty() {
+                    message += &format!(" ({} has it)", provided_by.join(", "));
+                }
+                ProblemReport {
+                    file: p.file.clone(),
+                    library: p.library.clone(),
+                    interpreter: p.interpreter,
+                    found: match p.found {
+                        Found::BuildOnly(_) => "build-only",
+                        Found::Missing => "missing",
+                    },
+                    build_dependency: match &p.found {
+                        Found::BuildOnly(e) => Some(e.clone()),
+                        Found::Missing => None,
+                    },
+                    provided_by,
+                    message,
+                }
+            })
+            .collect(),
+    }
+}

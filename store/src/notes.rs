@@ -1,0 +1,120 @@
+//! Result notes: named blobs recorded beside an action result that are not
+//! part of its key: what the engine worked out about the result after it
+//! was made (a compose's provenance, the libraries check's verdict). A note
+//! lives and dies with its result (gc keeps its blob while the result is
+//! kept, and removes the row with the result); putting a note again
+//! replaces it. A result pulled from a remote comes without notes.
+//!
+//! Table `notes` in `ac.sqlite`, created on first use (spec/store.md).
+
+use std::collections::HashMap;
+
+use rusqlite::{params, OptionalExtension};
+
+use crate::action_cache::Db;
+use crate::digest::{ActionKey, BlobDigest, Digest};
+use crate::error::Result;
+use crate::store::Store;
+
+pub(crate) const CREATE: &str = "CREATE TABLE IF NOT EXISTS notes (
+    key  TEXT NOT NULL,
+    name TEXT NOT NULL,
+    blob TEXT NOT NULL,
+    PRIMARY KEY (key, name)
+)";
+
+fn parse(key: &str, blob: &str) -> Option<(ActionKey, BlobDigest)> {
+    Some((
+        ActionKey(Digest::from_hex(key).ok()?),
+        BlobDigest(Digest::from_hex(blob).ok()?),
+    ))
+}
+
+impl Db {
+    /// Every note's blob, by result key (gc).
+    pub(crate) fn all_notes(&self) -> Result<HashMap<ActionKey, Vec<BlobDigest>>> {
+        self.with("list notes", |c| {
+            let mut st = c.prepare("SELECT key, blob FROM notes")?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let mut out: HashMap<ActionKey, Vec<BlobDigest>> = HashMap::new();
+            for row in rows {
+                let (k, b) = row?;
+                if let Some((k, b)) = parse(&k, &b) {
+                    out.entry(k).or_default().push(b);
+                }
+            }
+            Ok(out)
+        })
+    }
+}
+
+impl Store {
+    /// Record `bytes` as the note `name` of the result of `key` (replacing
+    /// an earlier one); returns the note's blob. The blob is stored and
+    /// synced before the row is committed.
+    pub fn note_put(&self, key: &ActionKey, name: &str, bytes: &[u8]) -> Result<BlobDigest> {
+        let _lock = self.lock_shared()?;
+        let blob = self.put_bytes(bytes)?;
+        self.sync()?;
+        self.db.with("record note", |c| {
+            c.prepare_cached("INSERT OR REPLACE INTO notes (key, name, blob) VALUES (?1, ?2, ?3)")?
+                .execute(params![key.to_hex(), name, blob.to_hex()])?;
+            Ok(())
+        })?;
+        Ok(blob)
+    }
+
+    /// The note `name` of `key`'s result, if recorded and its blob is present.
+    pub fn note_get(&self, key: &ActionKey, name: &str) -> Result<Option<Vec<u8>>> {
+        let blob: Option<String> = self.db.with("read note", |c| {
+            c.prepare_cached("SELECT blob FROM notes WHERE key = ?1 AND name = ?2")?
+                .query_row(params![key.to_hex(), name], |r| r.get(0))
+                .optional()
+        })?;
+        let Some(b) = blob.and_then(|b| Digest::from_hex(&b).ok()) else {
+            return Ok(None);
+        };
+        match self.read_blob(&BlobDigest(b)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(crate::StoreError::Missing { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{ActionKey, ActionResult, Digest, GcOptions, Store};
+
+    #[test]
+    fn notes_replace_and_live_and_die_with_their_result() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("s")).unwrap();
+        let key = ActionKey(Digest::of_bytes(b"k"));
+        let log = store.put_bytes(b"log").unwrap();
+        let result = ActionResult {
+            output: store.empty_tree().unwrap(),
+            log,
+            duration_ms: 1,
+            created: 0,
+            manifest: log,
+        };
+        store.action_put(&key, &result).unwrap();
+        assert_eq!(store.note_get(&key, "n").unwrap(), None);
+        store.note_put(&key, "n", b"first").unwrap();
+        let blob = store.note_put(&key, "n", b"second").unwrap();
+        assert_eq!(store.note_get(&key, "n").unwrap().unwrap(), b"second");
+        // kept by gc while the result is
+        store.gc(&GcOptions::default()).unwrap();
+        assert_eq!(store.note_get(&key, "n").unwrap().unwrap(), b"second");
+        // removed with it
+        store
+            .gc(&GcOptions {
+                max_size: Some(0),
+                ..GcOptions::default()
+            })
+            .unwrap();
+        assert_eq!(store.note_get(&key, "n").unwrap(), None);
+        assert!(!store.has_blob(&blob));
+    }
+}
