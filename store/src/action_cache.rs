@@ -338,6 +338,17 @@ impl Store {
     /// Record several results with one `syncfs` and one transaction (group
     /// commit): the same guarantees as [`Store::action_put`] for each.
     pub fn action_put_many(&self, results: &[(ActionKey, ActionResult)]) -> Result<()> {
+        self.action_put_noted(results, &[])
+    }
+
+    /// [`Store::action_put_many`], with notes (spec/store.md, result notes)
+    /// `(key, name, blob)` recorded in the same transaction: a note is never
+    /// there without its result.
+    pub fn action_put_noted(
+        &self,
+        results: &[(ActionKey, ActionResult)],
+        notes: &[(ActionKey, String, BlobDigest)],
+    ) -> Result<()> {
         if results.is_empty() {
             return Ok(());
         }
@@ -345,6 +356,8 @@ impl Store {
         for (_, r) in results {
             self.ensure_present(&[r.output], &[r.log, r.manifest])?;
         }
+        let blobs: Vec<BlobDigest> = notes.iter().map(|(_, _, b)| *b).collect();
+        self.ensure_present(&[], &blobs)?;
         self.sync()?;
         let now = now_ms();
         self.db.with("record action result", |c| {
@@ -364,6 +377,12 @@ impl Store {
                         r.created,
                         now
                     ])?;
+                }
+                let mut note = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO notes (key, name, blob) VALUES (?1, ?2, ?3)",
+                )?;
+                for (key, name, blob) in notes {
+                    note.execute(params![key.to_hex(), name, blob.to_hex()])?;
                 }
             }
             tx.commit()

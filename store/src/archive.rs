@@ -67,7 +67,13 @@ impl Store {
 
     /// Write the tar of `tree` (the export's conventions, every mtime
     /// `mtime`) into `w`, finished; `dest` names it in errors.
-    pub fn tar_into<W: Write>(&self, tree: &TreeDigest, mtime: u64, w: W, dest: &Path) -> Result<W> {
+    pub fn tar_into<W: Write>(
+        &self,
+        tree: &TreeDigest,
+        mtime: u64,
+        w: W,
+        dest: &Path,
+    ) -> Result<W> {
         let entries = self.walk(tree)?;
         self.write_tar(&entries, mtime, w, dest)
     }

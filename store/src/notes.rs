@@ -35,7 +35,8 @@ impl Db {
     pub(crate) fn all_notes(&self) -> Result<HashMap<ActionKey, Vec<BlobDigest>>> {
         self.with("list notes", |c| {
             let mut st = c.prepare("SELECT key, blob FROM notes")?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let rows =
+                st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
             let mut out: HashMap<ActionKey, Vec<BlobDigest>> = HashMap::new();
             for row in rows {
                 let (k, b) = row?;
@@ -53,15 +54,33 @@ impl Store {
     /// an earlier one); returns the note's blob. The blob is stored and
     /// synced before the row is committed.
     pub fn note_put(&self, key: &ActionKey, name: &str, bytes: &[u8]) -> Result<BlobDigest> {
+        Ok(self.notes_put(&[(*key, name.to_string(), bytes.to_vec())])?[0])
+    }
+
+    /// Several notes with one `syncfs` and one transaction; their blobs, in order.
+    pub fn notes_put(&self, notes: &[(ActionKey, String, Vec<u8>)]) -> Result<Vec<BlobDigest>> {
+        if notes.is_empty() {
+            return Ok(Vec::new());
+        }
         let _lock = self.lock_shared()?;
-        let blob = self.put_bytes(bytes)?;
+        let blobs = notes
+            .iter()
+            .map(|(_, _, b)| self.put_bytes(b))
+            .collect::<Result<Vec<_>>>()?;
         self.sync()?;
-        self.db.with("record note", |c| {
-            c.prepare_cached("INSERT OR REPLACE INTO notes (key, name, blob) VALUES (?1, ?2, ?3)")?
-                .execute(params![key.to_hex(), name, blob.to_hex()])?;
-            Ok(())
+        self.db.with("record notes", |c| {
+            let tx = c.transaction()?;
+            {
+                let mut ins = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO notes (key, name, blob) VALUES (?1, ?2, ?3)",
+                )?;
+                for ((key, name, _), blob) in notes.iter().zip(&blobs) {
+                    ins.execute(params![key.to_hex(), name, blob.to_hex()])?;
+                }
+            }
+            tx.commit()
         })?;
-        Ok(blob)
+        Ok(blobs)
     }
 
     /// The note `name` of `key`'s result, if recorded and its blob is present.

@@ -312,7 +312,9 @@ fn the_libraries_check_names_a_library_found_only_in_a_build_dependency() {
     assert_eq!(problems[0]["found"], "build-only");
     assert_eq!(problems[0]["build_dependency"], "o.yaml");
     assert!(
-        run.stderr.contains("warning: p.yaml: /usr/bin/p needs libo.so, found only in build dependency o.yaml"),
+        run.stderr.contains(
+            "warning: p.yaml: /usr/bin/p needs libo.so, found only in build dependency o.yaml"
+        ),
         "{}",
         run.stderr
     );
@@ -320,7 +322,8 @@ fn the_libraries_check_names_a_library_found_only_in_a_build_dependency() {
     let show = ctx.cas(["show", "p.yaml"]).ok();
     assert!(show.stdout.contains("1 problem"), "{}", show.stdout);
     assert!(
-        show.stdout.contains("p.yaml: /usr/bin/p needs libo.so, found only in build dependency o.yaml"),
+        show.stdout
+            .contains("p.yaml: /usr/bin/p needs libo.so, found only in build dependency o.yaml"),
         "{}",
         show.stdout
     );
@@ -358,14 +361,21 @@ fn the_libraries_check_setting_is_in_the_key_and_error_fails_the_build() {
     let o = read(ctx.project().join("elements/o.yaml"));
     ctx.write(
         "elements/o.yaml",
-        o.replace("build-depends: [toolchain.yaml]", "depends: [toolchain.yaml]"),
+        o.replace(
+            "build-depends: [toolchain.yaml]",
+            "depends: [toolchain.yaml]",
+        ),
     );
     let key = |ctx: &Ctx| {
         ctx.cas(["build", "o.yaml"]).ok();
-        libraries(&ctx.cas(["--json", "show", "p.yaml"]).ok().json(), "p.yaml", "key")
-            .as_str()
-            .unwrap()
-            .to_string()
+        libraries(
+            &ctx.cas(["--json", "show", "p.yaml"]).ok().json(),
+            "p.yaml",
+            "key",
+        )
+        .as_str()
+        .unwrap()
+        .to_string()
     };
     let warn_key = key(&ctx);
     ctx.write(
@@ -376,7 +386,8 @@ fn the_libraries_check_setting_is_in_the_key_and_error_fails_the_build() {
     assert_ne!(warn_key, error_key, "the setting is in the key");
     let run = ctx.cas(["--json", "build", "p.yaml"]).expect_code(1);
     assert!(
-        run.stderr.contains("error: p.yaml: /usr/bin/p needs libo.so"),
+        run.stderr
+            .contains("error: p.yaml: /usr/bin/p needs libo.so"),
         "{}",
         run.stderr
     );
@@ -406,7 +417,11 @@ fn the_libraries_check_setting_is_in_the_key_and_error_fails_the_build() {
         off.replace("libraries: off", "libraries: loud"),
     );
     let run = ctx.cas(["show", "p.yaml"]).expect_code(2);
-    assert!(run.stderr.contains("`loud` is not a severity"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("`loud` is not a severity"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("p.yaml:"), "{}", run.stderr);
 }
 
@@ -418,7 +433,10 @@ fn the_libraries_check_of_a_compose_names_what_would_fail_to_load_in_the_rootfs(
         p_element("depends: [toolchain.yaml]\nbuild-depends: [o.yaml]\n"),
     );
     // the rootfs has P and its runtime closure (the toolchain), not O
-    ctx.write("elements/rootfs.yaml", "kind: compose\nbuild-depends: [p.yaml]\n");
+    ctx.write(
+        "elements/rootfs.yaml",
+        "kind: compose\nbuild-depends: [p.yaml]\n",
+    );
     let run = ctx.cas(["--json", "build", "rootfs.yaml"]).ok();
     let lib = libraries(&run.json(), "rootfs.yaml", "libraries");
     let problems: Vec<&serde_json::Value> = lib["problems"]
@@ -435,5 +453,290 @@ fn the_libraries_check_of_a_compose_names_what_would_fail_to_load_in_the_rootfs(
         run.stderr.contains("warning: rootfs.yaml: /usr/bin/p needs libo.so, which nothing in its runtime closure provides (o.yaml has it)"),
         "{}",
         run.stderr
+    );
+}
+
+/// Every path under `root` (relative), with its kind and content digest.
+fn tree_listing(root: &std::path::Path, skip: &[&str]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for e in walkdir::WalkDir::new(root).min_depth(1) {
+        let e = e.unwrap();
+        let rel = e
+            .path()
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if skip
+            .iter()
+            .any(|s| rel == *s || rel.starts_with(&format!("{s}/")))
+        {
+            continue;
+        }
+        let t = e.file_type();
+        let what = if t.is_symlink() {
+            format!("link {}", std::fs::read_link(e.path()).unwrap().display())
+        } else if t.is_dir() {
+            "dir".into()
+        } else {
+            format!(
+                "file {}",
+                blake3::hash(&std::fs::read(e.path()).unwrap()).to_hex()
+            )
+        };
+        out.insert(rel, what);
+    }
+    out
+}
+
+#[test]
+fn checkout_as_packages_gives_a_feed_that_dpkg_installs_and_apt_reads() {
+    let ctx = project();
+    ctx.write("elements/a.yaml", a_element(true));
+    // O has a version; A gets one derived from its key
+    let o = read(ctx.project().join("elements/o.yaml"));
+    ctx.write(
+        "elements/o.yaml",
+        format!("{o}variables:\n  package-version: 1.2-1\ndescription: the optional library\n"),
+    );
+    ctx.write(
+        "elements/rootfs.yaml",
+        "kind: compose\nbuild-depends: [a.yaml]\n",
+    );
+    ctx.cas(["build", "rootfs.yaml"]).ok();
+
+    // one package: a .deb whose control file names its runtime dependency
+    let run = ctx
+        .cas(["--json", "checkout", "--format", "deb", "a.yaml", "../one"])
+        .ok();
+    let pkgs = run.json()["packages"].as_array().unwrap().clone();
+    assert_eq!(pkgs.len(), 1);
+    let deb = std::path::PathBuf::from(pkgs[0]["file"].as_str().unwrap());
+    let info = std::process::Command::new("dpkg-deb")
+        .arg("--field")
+        .arg(&deb)
+        .output()
+        .unwrap();
+    assert!(
+        info.status.success(),
+        "{}",
+        String::from_utf8_lossy(&info.stderr)
+    );
+    let fields = String::from_utf8(info.stdout).unwrap();
+    assert!(fields.contains("Package: cas-a\n"), "{fields}");
+    assert!(fields.contains("Version: 0+cas."), "{fields}");
+    assert!(
+        fields.contains("Architecture: amd64\n") || !cfg!(target_arch = "x86_64"),
+        "{fields}"
+    );
+    assert!(fields.contains("Depends: cas-o (= 1.2-1)\n"), "{fields}");
+
+    // reproducible: a second checkout is byte-identical
+    ctx.cas(["checkout", "--format", "deb", "a.yaml", "../two"])
+        .ok();
+    let name = deb.file_name().unwrap();
+    assert_eq!(
+        std::fs::read(&deb).unwrap(),
+        std::fs::read(ctx.path("two").join(name)).unwrap()
+    );
+
+    // the closure as a feed: dpkg installs it into an empty root, giving
+    // the same tree as the compose of A
+    let run = ctx
+        .cas([
+            "--json", "checkout", "--format", "deb", "--deps", "a.yaml", "../feed",
+        ])
+        .ok();
+    let files: Vec<String> = run.json()["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["file"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    let root = ctx.path("root");
+    for d in ["var/lib/dpkg/info", "var/lib/dpkg/updates"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
+    let st = std::process::Command::new("dpkg")
+        .arg(format!("--root={}", root.display()))
+        .args([
+            "--force-not-root",
+            "--force-unsafe-io",
+            "--log=/dev/null",
+            "-i",
+        ])
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "dpkg: {}{}",
+        String::from_utf8_lossy(&st.stdout),
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let composed = checkout(&ctx, "rootfs.yaml", "composed");
+    assert_eq!(
+        tree_listing(&root, &["var"]),
+        tree_listing(&composed, &[]),
+        "dpkg's tree is the compose's"
+    );
+    assert!(root.join("usr/lib/libo.so").is_file());
+
+    // apt reads the feed as a flat repository
+    let feed = ctx.path("feed");
+    let apt = ctx.path("apt");
+    for d in ["state/lists/partial", "cache/archives/partial", "etc"] {
+        std::fs::create_dir_all(apt.join(d)).unwrap();
+    }
+    std::fs::write(
+        apt.join("etc/sources.list"),
+        format!("deb [trusted=yes] file:{} ./\n", feed.display()),
+    )
+    .unwrap();
+    std::fs::write(apt.join("status"), "").unwrap();
+    let apt_args = |cmd: &str| {
+        let mut c = std::process::Command::new(cmd);
+        c.arg(format!(
+            "-oDir::Etc::SourceList={}",
+            apt.join("etc/sources.list").display()
+        ))
+        .arg("-oDir::Etc::SourceParts=/nonexistent")
+        .arg(format!("-oDir::State={}", apt.join("state").display()))
+        .arg(format!(
+            "-oDir::State::status={}",
+            apt.join("status").display()
+        ))
+        .arg(format!("-oDir::Cache={}", apt.join("cache").display()))
+        .arg("-oAPT::Sandbox::User=root")
+        .arg("-oDebug::NoLocking=1");
+        c
+    };
+    let up = apt_args("apt-get").arg("update").output().unwrap();
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let show = apt_args("apt-cache")
+        .args(["show", "cas-o"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        show.status.success() && text.contains("Version: 1.2-1"),
+        "{text}{}",
+        String::from_utf8_lossy(&show.stderr)
+    );
+    assert!(text.contains("Description: the optional library"), "{text}");
+
+    // ipk: the same layout with gzip members, read by dpkg-deb too
+    let run = ctx
+        .cas([
+            "--json", "checkout", "--format", "ipk", "--deps", "a.yaml", "../ipk",
+        ])
+        .ok();
+    let ipk = run.json()["packages"][0]["file"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(ipk.ends_with(".ipk"));
+    let contents = std::process::Command::new("dpkg-deb")
+        .arg("-c")
+        .arg(&ipk)
+        .output()
+        .unwrap();
+    assert!(
+        contents.status.success(),
+        "{}",
+        String::from_utf8_lossy(&contents.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&contents.stdout).contains(" usr/bin/a\n"),
+        "{}",
+        String::from_utf8_lossy(&contents.stdout)
+    );
+    let index = read(ctx.path("ipk/Packages"));
+    assert!(
+        index.contains("Package: cas-o\nVersion: 1.2-1\n"),
+        "{index}"
+    );
+    assert!(index.contains("SHA256sum: "), "{index}");
+
+    // a version that is not one is refused before anything is written
+    ctx.write(
+        "elements/o.yaml",
+        format!("{o}variables:\n  package-version: v1\n"),
+    );
+    ctx.cas(["build", "o.yaml"]).ok();
+    let run = ctx
+        .cas(["checkout", "--format", "deb", "o.yaml", "../bad"])
+        .expect_code(1);
+    assert!(
+        run.stderr.contains("is not a package version"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn diff_of_two_rootfs_builds_lists_the_packages_that_changed_above_the_files() {
+    let ctx = project();
+    ctx.write("elements/a.yaml", a_element(true));
+    ctx.write("elements/rootfs.yaml", rootfs(true));
+    let key = |run: &crate::ctx::Run| {
+        libraries(&run.json(), "rootfs.yaml", "key")
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let before = key(&ctx.cas(["--json", "build", "rootfs.yaml"]).ok());
+    ctx.write("elements/a.yaml", a_element(false));
+    ctx.write("elements/rootfs.yaml", rootfs(false));
+    let after = key(&ctx.cas(["--json", "build", "rootfs.yaml"]).ok());
+
+    let run = ctx.cas(["--json", "diff", &before, &after]).expect_code(1);
+    let doc = run.json();
+    let p = &doc["packages"];
+    assert_eq!(p["removed"][0]["name"], "o.yaml", "{p}");
+    assert_eq!(p["removed"].as_array().unwrap().len(), 1, "{p}");
+    assert_eq!(p["added"].as_array().unwrap().len(), 0, "{p}");
+    assert_eq!(p["changed"][0]["name"], "a.yaml", "{p}");
+    assert_eq!(p["changed"][0]["same_output"], false, "{p}");
+    assert_eq!(p["unchanged"], 0);
+    let changes: Vec<(String, String)> = doc["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["path"].as_str().unwrap().to_string(),
+                c["change"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        changes.contains(&("usr/lib/libo.so".into(), "removed".into())),
+        "{changes:?}"
+    );
+
+    // the same as text: the package list first, then the files; the
+    // current rootfs is named by its element
+    let run = ctx.cas(["diff", &before, "rootfs.yaml"]).expect_code(1);
+    assert!(
+        run.stdout
+            .starts_with("packages: 0 added, 1 removed, 1 changed, 0 unchanged\n- o.yaml  "),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("~ a.yaml  "), "{}", run.stdout);
+
+    // ownership comes from the record made with the result
+    let run = ctx.cas(["owns", "/usr/bin/a", "--in", "rootfs.yaml"]).ok();
+    assert!(
+        run.stdout.starts_with("/usr/bin/a  a.yaml"),
+        "{}",
+        run.stdout
     );
 }

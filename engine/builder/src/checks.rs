@@ -94,8 +94,15 @@ fn inputs_of(
     })
 }
 
+/// A verdict, and whether it was computed now (and is to be recorded).
+pub struct Checked {
+    pub verdict: Verdict,
+    pub new: bool,
+}
+
 /// The verdict of `id` (key `key`): the recorded one when it was computed
-/// against the same inputs, else computed now and recorded.
+/// against the same inputs, else (with `compute`) computed now; the caller
+/// records new verdicts (as the note [`LIBRARIES_NOTE`]).
 pub fn libraries_verdict(
     store: &Store,
     indexes: &Indexes,
@@ -103,8 +110,8 @@ pub fn libraries_verdict(
     id: ElementId,
     key: &ActionKey,
     outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
-    record: bool,
-) -> Result<Option<Verdict>> {
+    compute: bool,
+) -> Result<Option<Checked>> {
     let el = loaded.element(id);
     if !libraries_checked(el) || el.checks.libraries == Severity::Off {
         return Ok(None);
@@ -116,19 +123,25 @@ pub fn libraries_verdict(
     if let Some(bytes) = store.note_get(key, LIBRARIES_NOTE)? {
         if let Ok(v) = Verdict::decode(&bytes) {
             if v.against == against {
-                return Ok(Some(v));
+                return Ok(Some(Checked {
+                    verdict: v,
+                    new: false,
+                }));
             }
         }
     }
-    if !record {
+    if !compute {
         return Ok(None);
     }
-    let v = cas_linkcheck::check(store, indexes, &inputs).map_err(|e| crate::BuildError::Other {
-        element: el.name.clone(),
-        message: format!("libraries check: {e}"),
-    })?;
-    store.note_put(key, LIBRARIES_NOTE, &v.encode())?;
-    Ok(Some(v))
+    let v =
+        cas_linkcheck::check(store, indexes, &inputs).map_err(|e| crate::BuildError::Other {
+            element: el.name.clone(),
+            message: format!("libraries check: {e}"),
+        })?;
+    Ok(Some(Checked {
+        verdict: v,
+        new: true,
+    }))
 }
 
 /// A verdict as reports show it, with providers looked for among `closure`.

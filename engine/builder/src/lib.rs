@@ -9,6 +9,7 @@
 //! - [`run`]: a whole run ([`build`]) and keys/states without building ([`states`]).
 //! - [`scheduler`]: the parallel DAG runner.
 //! - [`checks`]: checks of built outputs (the libraries check), after the steps.
+//! - [`provenance`]: what a compose was made of, recorded with its result.
 //! - [`record`]: recording built results in the background (group commit).
 //! - [`sources`]: the source cache over the store, local-source digests.
 //! - [`junctions`]: subprojects of BuildStream junctions from fetched sources.
@@ -27,6 +28,7 @@ pub mod keys;
 pub mod kinds;
 pub mod plan;
 pub mod progress;
+pub mod provenance;
 pub mod record;
 pub mod remote;
 pub mod run;

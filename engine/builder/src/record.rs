@@ -13,14 +13,19 @@
 
 use std::sync::mpsc::{channel, Receiver, Sender};
 
-use cas_store::{ActionKey, ActionResult, KeyLock, Store};
+use cas_store::{ActionKey, ActionResult, BlobDigest, KeyLock, Store};
 
 use crate::error::{BuildError, Result};
 
 enum Message {
     /// A result, and the key's build lock, released once it is committed
     /// (a second builder of the key then finds it).
-    Record(ActionKey, ActionResult, Option<KeyLock>),
+    Record(
+        ActionKey,
+        ActionResult,
+        Vec<(String, BlobDigest)>,
+        Option<KeyLock>,
+    ),
     Finish,
 }
 
@@ -44,7 +49,18 @@ impl Recorder {
     /// Queue a result; it is committed with the next batch.
     /// The lock, if given, is held until the result is committed.
     pub fn record(&self, key: ActionKey, result: ActionResult, lock: Option<KeyLock>) {
-        let _ = self.tx.send(Message::Record(key, result, lock));
+        self.record_noted(key, result, Vec::new(), lock);
+    }
+
+    /// Queue a result with its notes (name, stored blob), committed together.
+    pub fn record_noted(
+        &self,
+        key: ActionKey,
+        result: ActionResult,
+        notes: Vec<(String, BlobDigest)>,
+        lock: Option<KeyLock>,
+    ) {
+        let _ = self.tx.send(Message::Record(key, result, notes, lock));
     }
 
     /// Ask the thread to commit what is queued and stop.
@@ -62,9 +78,11 @@ impl RecorderThread {
         let mut finished = false;
         while !finished {
             let mut batch = Vec::new();
+            let mut notes = Vec::new();
             let mut locks = Vec::new();
             match self.rx.recv() {
-                Ok(Message::Record(k, r, l)) => {
+                Ok(Message::Record(k, r, n, l)) => {
+                    notes.extend(n.into_iter().map(|(name, b)| (k, name, b)));
                     batch.push((k, r));
                     locks.push(l);
                 }
@@ -72,14 +90,15 @@ impl RecorderThread {
             }
             while let Ok(m) = self.rx.try_recv() {
                 match m {
-                    Message::Record(k, r, l) => {
+                    Message::Record(k, r, n, l) => {
+                        notes.extend(n.into_iter().map(|(name, b)| (k, name, b)));
                         batch.push((k, r));
                         locks.push(l);
                     }
                     Message::Finish => finished = true,
                 }
             }
-            match store.action_put_many(&batch) {
+            match store.action_put_noted(&batch, &notes) {
                 Ok(()) => recorded += batch.len(),
                 Err(e) => {
                     first_error.get_or_insert(e.into());

@@ -157,7 +157,7 @@ fn check_outputs(
     use rayon::prelude::*;
     let indexes = cas_linkcheck::Indexes::default();
     let get = |d: ElementId| outputs.get(d);
-    let verdicts: Vec<Option<cas_linkcheck::Verdict>> = closure
+    let verdicts: Vec<Option<crate::checks::Checked>> = closure
         .par_iter()
         .zip(report.elements.par_iter())
         .map(|(&id, row)| {
@@ -178,20 +178,27 @@ fn check_outputs(
             }
         })
         .collect::<Result<_>>()?;
-    for (i, v) in verdicts.into_iter().enumerate() {
-        let Some(v) = v.filter(|v| !v.problems.is_empty()) else {
+    // new verdicts recorded together: one syncfs, one transaction
+    let notes: Vec<(ActionKey, String, Vec<u8>)> = verdicts
+        .iter()
+        .zip(&report.elements)
+        .filter_map(|(c, row)| {
+            let c = c.as_ref().filter(|c| c.new)?;
+            let key = ActionKey::from_hex(row.key.as_deref()?).ok()?;
+            Some((
+                key,
+                crate::checks::LIBRARIES_NOTE.to_string(),
+                c.verdict.encode(),
+            ))
+        })
+        .collect();
+    engine.store.notes_put(&notes)?;
+    for (i, c) in verdicts.into_iter().enumerate() {
+        let Some(v) = c.map(|c| c.verdict).filter(|v| !v.problems.is_empty()) else {
             continue;
         };
         let id = closure[i];
-        let r = crate::checks::report(
-            engine.store,
-            &indexes,
-            engine.loaded,
-            id,
-            &v,
-            closure,
-            &get,
-        );
+        let r = crate::checks::report(engine.store, &indexes, engine.loaded, id, &v, closure, &get);
         let row = &mut report.elements[i];
         let fails = r.severity == cas_format::Severity::Error;
         if fails || row.status != "cached" {

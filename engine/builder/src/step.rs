@@ -231,9 +231,19 @@ impl Engine<'_> {
                     manifest: manifest_blob,
                 };
                 if record {
-                    match self.recorder {
-                        Some(r) => r.record(key, result.clone(), key_lock.take()),
-                        None => self.store.action_put(&key, &result)?,
+                    // a compose records what it was made of (crate::provenance)
+                    let mut notes = Vec::new();
+                    if matches!(el.config, cas_format::Config::Compose { .. }) {
+                        let p = self.compose_provenance(el, &staged, &output, outputs)?;
+                        let blob = self.store.put_bytes(&p.encode())?;
+                        notes.push((crate::provenance::COMPOSE_NOTE.to_string(), blob));
+                    }
+                    if let Some(r) = self.recorder {
+                        r.record_noted(key, result.clone(), notes, key_lock.take());
+                    } else {
+                        let notes: Vec<_> = notes.into_iter().map(|(n, b)| (key, n, b)).collect();
+                        self.store
+                            .action_put_noted(&[(key, result.clone())], &notes)?;
                     }
                     self.push(id, &key, &result);
                 }

@@ -129,7 +129,9 @@ pub(crate) fn read_checks<L: crate::read::Locate>(
                 other => {
                     r.err(
                         s.span,
-                        format!("`libraries`: `{other}` is not a severity: expected warn, error or off"),
+                        format!(
+                            "`libraries`: `{other}` is not a severity: expected warn, error or off"
+                        ),
                         "expected warn, error or off",
                     );
                     None

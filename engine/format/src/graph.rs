@@ -99,7 +99,12 @@ pub(crate) fn staging_order(elements: &[Element], id: ElementId) -> Vec<ElementI
 /// and `runtime-depends`, each preceded by its own runtime closure, every
 /// element once (the order of [`staging_order`]); `id` itself excluded.
 pub(crate) fn runtime_closure(elements: &[Element], id: ElementId) -> Vec<ElementId> {
-    fn visit(elements: &[Element], d: ElementId, seen: &mut HashSet<ElementId>, out: &mut Vec<ElementId>) {
+    fn visit(
+        elements: &[Element],
+        d: ElementId,
+        seen: &mut HashSet<ElementId>,
+        out: &mut Vec<ElementId>,
+    ) {
         if !seen.insert(d) {
             return;
         }

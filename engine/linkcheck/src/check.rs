@@ -96,7 +96,9 @@ pub fn check(store: &Store, indexes: &Indexes, inputs: &Inputs) -> Result<Verdic
         };
         verdict.checked += 1;
         let abs = format!("/{}", String::from_utf8_lossy(path));
-        let dir = abs.rsplit_once('/').map_or("/", |(d, _)| if d.is_empty() { "/" } else { d });
+        let dir = abs
+            .rsplit_once('/')
+            .map_or("/", |(d, _)| if d.is_empty() { "/" } else { d });
         let mut search: Vec<String> = d
             .runpath
             .iter()
@@ -197,7 +199,9 @@ fn ld_so_conf(store: &Store, u: &Union<'_>) -> Vec<String> {
         if !seen.insert(f.clone()) || seen.len() > 256 {
             continue;
         }
-        let Some(r) = u.resolve_file(&f) else { continue };
+        let Some(r) = u.resolve_file(&f) else {
+            continue;
+        };
         let Ok(bytes) = store.read_blob(&r.digest) else {
             continue;
         };

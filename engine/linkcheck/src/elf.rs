@@ -69,7 +69,11 @@ fn read<H: FileHeader<Endian = Endianness>>(data: &[u8], is_64: bool) -> Option<
         }
     }
     if let Some(p) = runpath.or(rpath) {
-        d.runpath = p.split(':').filter(|s| !s.is_empty()).map(str::to_string).collect();
+        d.runpath = p
+            .split(':')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
     }
     if d.needed.is_empty() && d.interpreter.is_none() {
         return None;

@@ -182,7 +182,10 @@ mod tests {
             ("usr", Node::Dir),
             ("usr/lib", Node::Dir),
             ("usr/lib/libc.so.6.real", Node::File { digest: d, size: 1 }),
-            ("usr/lib/libc.so.6", Node::Symlink(b"../lib/./libc.so.6.real".to_vec())),
+            (
+                "usr/lib/libc.so.6",
+                Node::Symlink(b"../lib/./libc.so.6.real".to_vec()),
+            ),
             ("usr/lib/loop", Node::Symlink(b"/usr/lib/loop".to_vec())),
         ]);
         let u = Union {
@@ -192,7 +195,11 @@ mod tests {
         assert_eq!(u.resolve_file("/usr/lib/libc.so.6").unwrap().digest, d);
         assert_eq!(u.resolve_file("/lib/libm.so.6"), None);
         assert_eq!(u.resolve_file("/usr/lib/loop"), None, "a symlink loop ends");
-        assert_eq!(u.resolve_file("/usr/lib"), None, "a directory is not a file");
+        assert_eq!(
+            u.resolve_file("/usr/lib"),
+            None,
+            "a directory is not a file"
+        );
         let only_base = Union {
             layers: vec![&base],
         };

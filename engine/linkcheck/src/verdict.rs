@@ -91,7 +91,11 @@ impl Verdict {
                 "problem {}\t{}\t{}\t{found}\n",
                 escape(&p.file),
                 escape(&p.library),
-                if p.interpreter { "interpreter" } else { "library" }
+                if p.interpreter {
+                    "interpreter"
+                } else {
+                    "library"
+                }
             );
         }
         s.into_bytes()

@@ -35,6 +35,9 @@ mod tests {
         let expected = b"!<arch>\n\
 debian-binary   315532800   0     0     100644  4         `\n2.0\n\
 x               315532800   0     0     100644  3         `\nodd\n";
-        assert_eq!(String::from_utf8_lossy(&a), String::from_utf8_lossy(expected));
+        assert_eq!(
+            String::from_utf8_lossy(&a),
+            String::from_utf8_lossy(expected)
+        );
     }
 }

@@ -101,7 +101,8 @@ pub fn package(
     let mut root = header(tar::EntryType::Directory, 0o755, 0);
     root.set_path("./").map_err(io("write data of", name))?;
     root.set_cksum();
-    w.write_all(root.as_bytes()).map_err(io("write data of", name))?;
+    w.write_all(root.as_bytes())
+        .map_err(io("write data of", name))?;
     let w = store.tar_into(tree, EPOCH, w, name)?;
     let data_tar = w.done().map_err(io("write data of", name))?;
     Ok(crate::ar::archive(

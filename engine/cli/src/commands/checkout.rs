@@ -68,8 +68,12 @@ pub(crate) fn cached_output(
 
 pub(crate) fn run_checkout(global: &Session, args: CheckoutArgs) -> CmdResult {
     match args.format {
-        CheckoutFormat::Deb => return crate::commands::package::run(global, &args, cas_package::Format::Deb),
-        CheckoutFormat::Ipk => return crate::commands::package::run(global, &args, cas_package::Format::Ipk),
+        CheckoutFormat::Deb => {
+            return crate::commands::package::run(global, &args, cas_package::Format::Deb)
+        }
+        CheckoutFormat::Ipk => {
+            return crate::commands::package::run(global, &args, cas_package::Format::Ipk)
+        }
         CheckoutFormat::Tree if args.deps => {
             return Err(Failure::invalid(miette::miette!(
                 "--deps goes with --format deb or ipk (a tree with its dependencies is a compose)"

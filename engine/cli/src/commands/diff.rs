@@ -29,17 +29,21 @@ pub(crate) fn is_digest(s: &str) -> bool {
 }
 
 /// An operand of `cas diff`: an action key (its output), a tree digest, or
-/// an element (its cached output).
-fn resolve(global: &Session, store: &Store, arg: &str) -> Result<TreeDigest, Failure> {
+/// an element (its cached output); with the key when there is one.
+fn resolve(
+    global: &Session,
+    store: &Store,
+    arg: &str,
+) -> Result<(TreeDigest, Option<ActionKey>), Failure> {
     if is_digest(arg) {
         let d = Digest::from_hex(&arg.to_ascii_lowercase())
             .map_err(|e| Failure::invalid(miette::miette!("{e}")))?;
         if let Some(r) = store.action_get(&ActionKey(d)).map_err(err)? {
-            return Ok(r.output);
+            return Ok((r.output, Some(ActionKey(d))));
         }
         let t = TreeDigest(d);
         if store.has_tree(&t) && store.get_tree(&t).is_ok() {
-            return Ok(t);
+            return Ok((t, None));
         }
         return Err(Failure::invalid(miette::miette!(
             help = "give an element, an action key or a tree digest of this store",
@@ -55,20 +59,130 @@ fn resolve(global: &Session, store: &Store, arg: &str) -> Result<TreeDigest, Fai
         .into_iter()
         .find(|p| p.id == id)
         .ok_or_else(|| err("target not planned"))?;
-    row.output.ok_or_else(|| {
+    let output = row.output.ok_or_else(|| {
         let name = &loaded.element(id).name;
         Failure::failed(miette::miette!(
             help = format!("run `cas build {name}` first"),
             "{name} is not built (state: {})",
             row.state.name()
         ))
-    })
+    })?;
+    Ok((output, row.key))
+}
+
+/// One element of a compose in the package summary.
+#[derive(serde::Serialize)]
+struct PackageRow {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    a: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    b: Option<String>,
+    /// For a changed element: whether its output is the same all the same.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    same_output: Option<bool>,
+}
+
+/// Packages (composed elements) added, removed and changed between two
+/// compose results, from the provenance recorded with each.
+#[derive(serde::Serialize)]
+struct Packages {
+    added: Vec<PackageRow>,
+    removed: Vec<PackageRow>,
+    changed: Vec<PackageRow>,
+    unchanged: usize,
+}
+
+fn provenance(
+    store: &Store,
+    key: Option<ActionKey>,
+) -> Option<cas_builder::provenance::Provenance> {
+    let bytes = store
+        .note_get(&key?, cas_builder::provenance::COMPOSE_NOTE)
+        .ok()??;
+    cas_builder::provenance::Provenance::decode(&bytes)
+}
+
+fn packages(
+    a: &cas_builder::provenance::Provenance,
+    b: &cas_builder::provenance::Provenance,
+) -> Packages {
+    let row = |name: &str, key: &ActionKey| PackageRow {
+        name: name.to_string(),
+        key: Some(key.to_hex()),
+        a: None,
+        b: None,
+        same_output: None,
+    };
+    let mut p = Packages {
+        added: Vec::new(),
+        removed: Vec::new(),
+        changed: Vec::new(),
+        unchanged: 0,
+    };
+    for x in &a.parts {
+        match b.parts.iter().find(|y| y.name == x.name) {
+            None => p.removed.push(row(&x.name, &x.key)),
+            Some(y) if y.key == x.key => p.unchanged += 1,
+            Some(y) => p.changed.push(PackageRow {
+                name: x.name.clone(),
+                key: None,
+                a: Some(x.key.to_hex()),
+                b: Some(y.key.to_hex()),
+                same_output: Some(x.output == y.output),
+            }),
+        }
+    }
+    for y in &b.parts {
+        if !a.parts.iter().any(|x| x.name == y.name) {
+            p.added.push(row(&y.name, &y.key));
+        }
+    }
+    p
+}
+
+fn render_packages(p: &Packages) -> String {
+    let short = |k: &Option<String>| k.as_deref().map_or("-", |k| &k[..12]).to_string();
+    let mut s = format!(
+        "packages: {} added, {} removed, {} changed, {} unchanged\n",
+        p.added.len(),
+        p.removed.len(),
+        p.changed.len(),
+        p.unchanged
+    );
+    for r in &p.added {
+        s += &format!("+ {}  {}\n", r.name, short(&r.key));
+    }
+    for r in &p.removed {
+        s += &format!("- {}  {}\n", r.name, short(&r.key));
+    }
+    for r in &p.changed {
+        s += &format!(
+            "~ {}  {} → {}{}\n",
+            r.name,
+            short(&r.a),
+            short(&r.b),
+            if r.same_output == Some(true) {
+                " (same output)"
+            } else {
+                ""
+            }
+        );
+    }
+    s
 }
 
 pub(crate) fn run_diff(global: &Session, args: DiffArgs) -> CmdResult {
     let store = global.store()?;
-    let a = resolve(global, &store, &args.a)?;
-    let b = resolve(global, &store, &args.b)?;
+    let (a, key_a) = resolve(global, &store, &args.a)?;
+    let (b, key_b) = resolve(global, &store, &args.b)?;
+    // two composes: which packages changed, above the files
+    let summary = match (provenance(&store, key_a), provenance(&store, key_b)) {
+        (Some(pa), Some(pb)) => Some(packages(&pa, &pb)),
+        _ => None,
+    };
     if args.diffoscope {
         return diffoscope(&store, &a, &b);
     }
@@ -77,10 +191,17 @@ pub(crate) fn run_diff(global: &Session, args: DiffArgs) -> CmdResult {
     };
     let d = cas_audit::diff::diff_trees(&store, &a, &b, opts).map_err(err)?;
     if global.json {
-        print_json(&d)?;
+        let mut v = serde_json::to_value(&d).map_err(err)?;
+        if let (Some(p), Some(m)) = (&summary, v.as_object_mut()) {
+            m.insert("packages".into(), serde_json::to_value(p).map_err(err)?);
+        }
+        print_json(&v)?;
     } else if d.identical {
         eprintln!("identical ({})", a.to_hex());
     } else {
+        if let Some(p) = &summary {
+            print!("{}", render_packages(p));
+        }
         print!("{}", cas_audit::diff::render(&d));
     }
     Ok(if d.identical {

@@ -1,6 +1,8 @@
 //! `cas owns PATH... --in ELEMENT`: which element put each file into a
-//! built tree, through composes and filters (spec/cli.md). Worked out from
-//! the store, the same way the tree was made: a compose's path comes from
+//! built tree, through composes and filters (spec/cli.md). A compose's
+//! result has its provenance recorded with it (the note `compose`); for a
+//! result without one (pulled from a remote), it is worked out from the
+//! store the same way the tree was made: a compose's path comes from
 //! the last element in staging order whose output holds it and whose
 //! domains keep it (later ones overwrite earlier ones); a filter's from
 //! its one build dependency; what no staged output holds was written by
@@ -10,9 +12,10 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use cas_builder::provenance::{Provenance, COMPOSE_NOTE};
 use cas_builder::split::Domains;
 use cas_format::{Config, ElementId, Loaded};
-use cas_store::{EntryKind, Store, TreeDigest};
+use cas_store::{ActionKey, EntryKind, Store, TreeDigest};
 
 use crate::commands::session::Session;
 use crate::commands::show::load_or_report;
@@ -28,13 +31,28 @@ pub(crate) struct OwnsArgs {
     pub element: PathBuf,
 }
 
-/// The non-directory paths of each output tree, read once.
+/// The non-directory paths of each output tree, read once; and the
+/// provenance recorded with each compose result (crate::provenance of
+/// cas-builder), read once.
 struct Trees<'a> {
     store: &'a Store,
     paths: HashMap<TreeDigest, HashSet<String>>,
+    keys: HashMap<ElementId, ActionKey>,
+    recorded: HashMap<ElementId, Option<Provenance>>,
 }
 
 impl Trees<'_> {
+    fn provenance(&mut self, id: ElementId) -> Option<&Provenance> {
+        if !self.recorded.contains_key(&id) {
+            let p = self.keys.get(&id).and_then(|k| {
+                let bytes = self.store.note_get(k, COMPOSE_NOTE).ok()??;
+                Provenance::decode(&bytes)
+            });
+            self.recorded.insert(id, p);
+        }
+        self.recorded[&id].as_ref()
+    }
+
     fn has(&mut self, tree: TreeDigest, path: &str) -> Result<bool, Failure> {
         if !self.paths.contains_key(&tree) {
             let walked = self
@@ -68,6 +86,25 @@ fn owner(
         return Ok(None);
     }
     let el = loaded.element(id);
+    // a compose's own record says which part the path came from
+    if matches!(el.config, Config::Compose { .. }) {
+        if let Some(p) = trees.provenance(id) {
+            match p.owner(path) {
+                None => return Ok(None),
+                Some(None) => return Ok(Some((vec![id], true))),
+                Some(Some(part)) => {
+                    if let Some(d) = loaded.find(&part.name) {
+                        if let Some((mut chain, integration)) =
+                            owner(loaded, outputs, trees, d, path)?
+                        {
+                            chain.insert(0, id);
+                            return Ok(Some((chain, integration)));
+                        }
+                    }
+                }
+            }
+        }
+    }
     let abs = format!("/{path}");
     let domains = |d: ElementId| {
         let de = loaded.element(d);
@@ -131,6 +168,11 @@ pub(crate) fn run_owns(global: &Session, args: OwnsArgs) -> CmdResult {
     let mut trees = Trees {
         store: &store,
         paths: HashMap::new(),
+        keys: plan
+            .iter()
+            .filter_map(|p| p.key.map(|k| (p.id, k)))
+            .collect(),
+        recorded: HashMap::new(),
     };
     let mut rows = Vec::new();
     let mut missing = 0;

@@ -68,7 +68,8 @@ fn control(
     let e = loaded.element(id);
     let b = &built[&id];
     let var = |n: &str| e.variables.get(n).filter(|v| !v.is_empty()).cloned();
-    let package = var("package-name").unwrap_or_else(|| cas_package::control::package_name(&e.name));
+    let package =
+        var("package-name").unwrap_or_else(|| cas_package::control::package_name(&e.name));
     let version = var("package-version")
         .or_else(|| var("version"))
         .unwrap_or_else(|| cas_package::control::default_version(&b.key.to_hex()));
@@ -119,8 +120,13 @@ fn control(
 pub(crate) fn run(global: &Session, args: &CheckoutArgs, format: Format) -> CmdResult {
     let loaded = crate::commands::show::load_or_report(global, std::slice::from_ref(&args.target))?;
     let store = global.store()?;
-    let plan = cas_builder::states(&store, &loaded, &loaded.targets, &global.mirrors(&loaded.project)?)
-        .map_err(failed)?;
+    let plan = cas_builder::states(
+        &store,
+        &loaded,
+        &loaded.targets,
+        &global.mirrors(&loaded.project)?,
+    )
+    .map_err(failed)?;
     let target = loaded.targets[0];
     let mut wanted = vec![target];
     if args.deps {
@@ -160,7 +166,10 @@ pub(crate) fn run(global: &Session, args: &CheckoutArgs, format: Format) -> CmdR
         built.insert(*id, Built { key, output });
     }
     if args.dir.exists()
-        && std::fs::read_dir(&args.dir).map_err(failed)?.next().is_some()
+        && std::fs::read_dir(&args.dir)
+            .map_err(failed)?
+            .next()
+            .is_some()
     {
         return Err(Failure::invalid(miette::miette!(
             "{} exists and is not empty",
@@ -169,12 +178,14 @@ pub(crate) fn run(global: &Session, args: &CheckoutArgs, format: Format) -> CmdR
     }
     std::fs::create_dir_all(&args.dir)
         .map_err(|e| failed(format!("cannot create {}: {e}", args.dir.display())))?;
+    let dir = std::fs::canonicalize(&args.dir).unwrap_or_else(|_| args.dir.clone());
     let mut written = Vec::new();
     for id in &wanted {
         let c = control(&store, &loaded, *id, &built, format)?;
         let file = c.file_name(format);
-        let path = args.dir.join(&file);
-        let bytes = cas_package::package(&store, &built[id].output, &c, format, &path).map_err(failed)?;
+        let path = dir.join(&file);
+        let bytes =
+            cas_package::package(&store, &built[id].output, &c, format, &path).map_err(failed)?;
         write_file(&path, &bytes)?;
         written.push((loaded.element(*id).name.clone(), c, file, bytes));
     }
@@ -184,9 +195,9 @@ pub(crate) fn run(global: &Session, args: &CheckoutArgs, format: Format) -> CmdR
             .map(|(_, c, f, b)| (c, f.as_str(), b.as_slice()))
             .collect();
         let text = cas_package::feed::index(format, &list);
-        write_file(&args.dir.join("Packages"), text.as_bytes())?;
-        write_file(&args.dir.join("Packages.gz"), &cas_package::feed::gzip(&text))?;
-        Some(args.dir.join("Packages"))
+        write_file(&dir.join("Packages"), text.as_bytes())?;
+        write_file(&dir.join("Packages.gz"), &cas_package::feed::gzip(&text))?;
+        Some(dir.join("Packages"))
     } else {
         None
     };
@@ -195,7 +206,7 @@ pub(crate) fn run(global: &Session, args: &CheckoutArgs, format: Format) -> CmdR
             .iter()
             .map(|(name, c, file, bytes)| {
                 serde_json::json!({"element": name, "package": c.package, "version": c.version,
-                    "architecture": c.architecture, "file": args.dir.join(file), "size": bytes.len()})
+                    "architecture": c.architecture, "file": dir.join(file), "size": bytes.len()})
             })
             .collect();
         println!(
@@ -204,7 +215,12 @@ pub(crate) fn run(global: &Session, args: &CheckoutArgs, format: Format) -> CmdR
         );
     } else {
         for (name, c, file, _) in &written {
-            eprintln!("{name}: {} {} → {}", c.package, c.version, args.dir.join(file).display());
+            eprintln!(
+                "{name}: {} {} → {}",
+                c.package,
+                c.version,
+                dir.join(file).display()
+            );
         }
         if let Some(i) = index {
             eprintln!("index: {}", i.display());

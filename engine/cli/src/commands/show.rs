@@ -399,8 +399,9 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
                 match cas_builder::checks::libraries_verdict(
                     &store, &indexes, &loaded, planned.id, &key, &get, false,
                 ) {
-                    Ok(Some(v)) if v.problems.is_empty() => "ok".into(),
-                    Ok(Some(v)) => {
+                    Ok(Some(c)) if c.verdict.problems.is_empty() => "ok".into(),
+                    Ok(Some(c)) => {
+                        let v = c.verdict;
                         let n = v.problems.len();
                         row.libraries = Some(cas_builder::checks::report(
                             &store, &indexes, &loaded, planned.id, &v, &closure, &get,
