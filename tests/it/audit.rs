@@ -761,3 +761,165 @@ fn challenge_names_only_the_step_whose_output_the_remote_disagrees_with() {
         .ok();
     assert!(same.stdout.contains("0 differ"), "{}", same.stdout);
 }
+
+fn explain_project() -> Ctx {
+    let ctx = crate::ctx::busybox_project();
+    ctx.write(
+        "project.yaml",
+        "name: t\nelement-path: elements\nkinds: kinds\nvariables:\n  greeting: hello\n",
+    );
+    ctx.write(
+        "kinds/greet.yaml",
+        "behaviour: sandbox\nvariables:\n  flags: -O1\nconfig:\n  install-commands:\n    - echo '%{greeting} %{flags}' > %{install-root}/out\n",
+    );
+    ctx.write(
+        "elements/g.yaml",
+        "kind: greet\nbuild-depends: [base.yaml]\n",
+    );
+    ctx
+}
+
+#[test]
+fn explain_names_the_variable_and_the_file_and_line_that_set_it() {
+    let ctx = explain_project();
+    ctx.cas(["build", "g.yaml"]).ok();
+    // a project variable
+    ctx.write(
+        "project.yaml",
+        "name: t\nelement-path: elements\nkinds: kinds\nvariables:\n  greeting: bonjour\n",
+    );
+    let run = ctx.cas(["explain", "g.yaml"]).ok();
+    assert!(run.stdout.contains("variables.greeting"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("project.yaml:5:13 (the project)"),
+        "{}",
+        run.stdout
+    );
+    let json = ctx.cas(["--json", "explain", "g.yaml"]).ok().json();
+    let first = &json["explanation"]["differences"][0];
+    assert_eq!(first["field"], "variables.greeting", "{json}");
+    assert_eq!(first["old"], "hello");
+    assert_eq!(first["new"], "bonjour");
+    ctx.cas(["build", "g.yaml"]).ok();
+
+    // a flag in the kind's defaults: named as the kind's
+    ctx.write(
+        "kinds/greet.yaml",
+        "behaviour: sandbox\nvariables:\n  flags: -O2\nconfig:\n  install-commands:\n    - echo '%{greeting} %{flags}' > %{install-root}/out\n",
+    );
+    let run = ctx.cas(["explain", "g.yaml"]).ok();
+    assert!(run.stdout.contains("variables.flags"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("greet.yaml:3:10 (kind greet)"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("variables.greeting"), "{}", run.stdout);
+}
+
+#[test]
+fn explain_against_a_key_only_a_remote_has_and_against_a_made_up_one() {
+    let ctx = explain_project();
+    let remote = ctx.path("shared");
+    let url = format!("file://{}", remote.display());
+    let a = ctx.path("store-a");
+    let run = ctx
+        .cas([
+            "--store",
+            a.to_str().unwrap(),
+            "--json",
+            "build",
+            "g.yaml",
+            "--remote",
+            &url,
+            "--push",
+            "--trust-unsigned",
+        ])
+        .ok();
+    let old_key = key_of(&run, "g.yaml");
+    ctx.write(
+        "project.yaml",
+        "name: t\nelement-path: elements\nkinds: kinds\nvariables:\n  greeting: hi\n",
+    );
+    // this store never built it: the manifest comes from the remote
+    let run = ctx
+        .cas([
+            "--json",
+            "explain",
+            "g.yaml",
+            "--against",
+            &old_key,
+            "--remote",
+            &url,
+            "--trust-unsigned",
+        ])
+        .ok();
+    let ex = &run.json()["explanation"];
+    assert_eq!(ex["status"], "changed", "{ex}");
+    assert_eq!(ex["against"], old_key.as_str());
+    let fields: Vec<&str> = ex["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert!(fields.contains(&"phases.install-commands[0]"), "{fields:?}");
+    // a key nobody has
+    let made_up = "ab".repeat(32);
+    let run = ctx
+        .cas(["explain", "g.yaml", "--against", &made_up])
+        .expect_code(2);
+    assert!(run.stderr.contains("result has this key"), "{}", run.stderr);
+}
+
+#[test]
+fn check_keep_writes_the_rebuilt_output_and_checkout_and_diff_take_its_digest() {
+    let ctx = busybox_project();
+    ctx.write(
+        "elements/random.yaml",
+        manual(&[], "    - mkdir -p %{install-root}/var\n    - echo same > %{install-root}/var/stable\n    - head -c 16 /dev/urandom > %{install-root}/var/random\n"),
+    );
+    let first = ctx.cas(["--json", "build", "random.yaml"]).ok();
+    let cached = output_of(&first, "random.yaml");
+    let key = key_of(&first, "random.yaml");
+    let run = ctx
+        .cas(["--json", "check", "random.yaml", "--keep", "../kept"])
+        .expect_code(1);
+    let rebuilt = run.json()["steps"][0]["rebuilt_output"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(rebuilt, cached);
+    let kept = ctx.path("kept");
+    assert_eq!(
+        std::fs::read_to_string(kept.join("var/stable")).unwrap(),
+        "same\n"
+    );
+    assert!(
+        run.stderr.contains(&format!("cas diff {cached} {rebuilt}")),
+        "{}",
+        run.stderr
+    );
+    // the kept tree by its digest, and the cached one by the element's key
+    let diff = ctx.cas(["diff", &key, &rebuilt]).expect_code(1);
+    assert!(diff.stdout.contains("var/random"), "{}", diff.stdout);
+    assert!(!diff.stdout.contains("var/stable"), "{}", diff.stdout);
+    ctx.cas(["checkout", &rebuilt, "../by-tree"]).ok();
+    ctx.cas(["checkout", &key, "../by-key"]).ok();
+    assert_eq!(
+        std::fs::read(ctx.path("by-tree/var/random")).unwrap(),
+        std::fs::read(kept.join("var/random")).unwrap()
+    );
+    assert_ne!(
+        std::fs::read(ctx.path("by-key/var/random")).unwrap(),
+        std::fs::read(kept.join("var/random")).unwrap()
+    );
+    let bad = ctx
+        .cas(["checkout", &"cd".repeat(32), "../nothing"])
+        .expect_code(2);
+    assert!(
+        bad.stderr.contains("neither an action key nor a tree"),
+        "{}",
+        bad.stderr
+    );
+}

@@ -23,3 +23,4 @@ mod store;
 mod systems;
 mod toolchain;
 mod tracking;
+mod workspace;

@@ -421,6 +421,38 @@ impl Ctx<'_> {
         Ok(Some(candidates.swap_remove(0)))
     }
 
+    /// The variables that differ from those the result of `prev` was built
+    /// with (when it recorded them), each with where its value is set now.
+    fn variables(&self, id: ElementId, prev: &str) -> Vec<FieldDiff> {
+        let el = self.loaded.element(id);
+        let Some(old) = Digest::from_hex(prev)
+            .ok()
+            .and_then(|d| {
+                self.store
+                    .note_get(&ActionKey(d), cas_builder::variables_note::VARIABLES_NOTE)
+                    .ok()?
+            })
+            .and_then(|b| cas_builder::variables_note::decode(&b))
+        else {
+            return Vec::new();
+        };
+        let names: BTreeSet<&String> = old.keys().chain(el.variables.keys()).collect();
+        names
+            .into_iter()
+            .filter(|n| old.get(*n) != el.variables.get(*n))
+            .map(|n| FieldDiff {
+                field: format!("variables.{n}"),
+                old: old.get(n).cloned(),
+                new: el.variables.get(n).cloned(),
+                note: Some(match self.loaded.variable_origin(id, n) {
+                    Some(at) => format!("set at {at}"),
+                    None if el.variables.contains_key(n) => "set by cas's defaults".into(),
+                    None => "no longer set".into(),
+                }),
+            })
+            .collect()
+    }
+
     fn explain(
         &self,
         id: ElementId,
@@ -454,11 +486,14 @@ impl Ctx<'_> {
             ex.status = "identical";
             return Ok(ex);
         }
-        let old = match Digest::from_hex(&prev)
-            .ok()
-            .map(ActionKey)
-            .map(|k| self.store.action_get(&k))
-        {
+        // the result compared with: recorded here, or known from a remote
+        // (`--against` a key only a remote has: its manifest is fetched first)
+        let old = match Digest::from_hex(&prev).ok().map(ActionKey).map(|k| {
+            self.store.action_get(&k).and_then(|r| match r {
+                Some(r) => Ok(Some(r)),
+                None => Ok(self.store.remote_result_get(&k)?.map(|(r, _)| r)),
+            })
+        }) {
             Some(Ok(Some(r))) => {
                 if let Ok(bytes) = self.store.read_blob(&r.manifest) {
                     decode(&bytes).map_err(|e| AuditError::BadManifest {
@@ -478,7 +513,9 @@ impl Ctx<'_> {
             }
         };
         let labels: Vec<String> = el.sources.iter().map(|s| self.label(s)).collect();
-        ex.differences = compare_inputs(self.store, &old, &cur.inputs, &labels);
+        ex.differences = self.variables(id, &prev);
+        ex.differences
+            .extend(compare_inputs(self.store, &old, &cur.inputs, &labels));
         let staged = self.loaded.staged(id);
         for i in 0..old.dependencies.len().max(staged.len()) {
             let o = old.dependencies.get(i).map(hex32);

@@ -154,27 +154,35 @@ pub fn report(
     closure: &[ElementId],
     outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
 ) -> LibrariesReport {
+    // each output of the closure walked once, for every missing library
+    let _ = indexes;
+    let missing: HashSet<&str> = verdict
+        .problems
+        .iter()
+        .filter(|p| p.found == Found::Missing)
+        .map(|p| p.library.as_str())
+        .collect();
     let mut providers: HashMap<String, Vec<String>> = HashMap::new();
-    for p in &verdict.problems {
-        if p.found != Found::Missing || providers.contains_key(&p.library) {
-            continue;
+    if !missing.is_empty() {
+        let base = |l: &str| l.rsplit('/').next().unwrap_or(l).to_string();
+        for d in closure.iter().filter(|d| **d != id) {
+            let Some(tree) = outputs(*d) else { continue };
+            let Ok(walked) = store.walk(&tree) else {
+                continue;
+            };
+            let names: HashSet<&[u8]> = walked
+                .iter()
+                .map(|(k, _)| k.rsplit(|b| *b == b'/').next().unwrap_or(k))
+                .collect();
+            for lib in &missing {
+                if names.contains(base(lib).as_bytes()) {
+                    providers
+                        .entry((*lib).to_string())
+                        .or_default()
+                        .push(loaded.element(*d).name.clone());
+                }
+            }
         }
-        let base = p.library.rsplit('/').next().unwrap_or(&p.library);
-        let suffix = format!("/{base}");
-        let names = closure
-            .iter()
-            .filter(|d| **d != id)
-            .filter_map(|d| {
-                let tree = outputs(*d)?;
-                let index = indexes.get(store, &tree).ok()?;
-                index
-                    .paths
-                    .keys()
-                    .any(|k| k.ends_with(suffix.as_bytes()) || k.as_slice() == base.as_bytes())
-                    .then(|| loaded.element(*d).name.clone())
-            })
-            .collect();
-        providers.insert(p.library.clone(), names);
     }
     LibrariesReport {
         severity: loaded.element(id).checks.libraries,

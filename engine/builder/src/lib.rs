@@ -10,6 +10,7 @@
 //! - [`scheduler`]: the parallel DAG runner.
 //! - [`checks`]: checks of built outputs (the libraries check), after the steps.
 //! - [`provenance`]: what a compose was made of, recorded with its result.
+//! - [`variables_note`]: the variables a step was built with, recorded with its result.
 //! - [`record`]: recording built results in the background (group commit).
 //! - [`sources`]: the source cache over the store, local-source digests.
 //! - [`junctions`]: subprojects of BuildStream junctions from fetched sources.
@@ -17,6 +18,7 @@
 //!   its dependencies' own views.
 //! - [`split`]: split-rule filtering and tree placement (compose, script).
 //! - [`builddir`]: build directories and the last failed build.
+//! - [`workspace`]: incremental builds of elements with an open workspace.
 //! - [`progress`]: progress on stderr.
 //! - [`error`]: the crate's error type, [`BuildError`].
 
@@ -37,6 +39,8 @@ pub mod sources;
 pub mod split;
 pub mod step;
 pub mod sysroot;
+pub mod variables_note;
+pub mod workspace;
 
 pub use error::BuildError;
 pub use progress::{Console, Reporter};

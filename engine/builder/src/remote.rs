@@ -242,6 +242,25 @@ impl Remotes {
         res
     }
 
+    /// Download a pulled result's manifest only (verified): enough for
+    /// `cas explain --against` a key that only this remote knows.
+    pub fn fetch_manifest(
+        &self,
+        store: &Store,
+        index: usize,
+        r: &ActionResult,
+    ) -> Result<(), RemoteError> {
+        let e = &self.entries[index];
+        transfer::fetch_object(
+            store,
+            e.remote.as_ref(),
+            &r.manifest.0,
+            false,
+            cas_store::remote::MAX_LOG_BYTES,
+            &self.counters,
+        )
+    }
+
     /// Does `tree` come from a remote result that is not local yet (or that
     /// failed to download)?
     pub fn is_pending(&self, tree: &TreeDigest) -> bool {

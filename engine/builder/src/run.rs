@@ -30,6 +30,8 @@ pub struct BuildOptions {
     pub rebuild: std::collections::HashSet<ElementId>,
     /// Remote caches (spec/remote.md); `None` for none.
     pub remotes: Option<std::sync::Arc<crate::remote::Remotes>>,
+    /// Push results built from workspaces too (they are not, unless asked).
+    pub push_workspaces: bool,
 }
 
 /// One element's line in the report (`cas build --json`).
@@ -89,6 +91,7 @@ pub fn build(
     let (recorder, recorder_thread) = crate::record::recorder();
     let engine = Engine {
         recorder: Some(&recorder),
+        push_workspaces: opts.push_workspaces,
         max_jobs: opts.max_jobs.max(1),
         offline: opts.offline,
         rebuild: opts.rebuild.clone(),

@@ -9,7 +9,7 @@ use cas_sources::{Checksum, Source, SourceCache, SourceKind};
 use cas_store::{Entry, IngestMode, Store, Tree, TreeDigest};
 
 /// Where bare git mirrors live (spec/sources.md).
-pub(crate) fn git_dir(store: &Store) -> PathBuf {
+pub fn git_dir(store: &Store) -> PathBuf {
     store.root().join("sources").join("git")
 }
 

@@ -79,6 +79,8 @@ pub struct Engine<'a> {
     /// their output could not be downloaded (crate::remote): what the run
     /// reports for them.
     pub fallbacks: std::sync::Mutex<std::collections::HashMap<ElementId, Fallback>>,
+    /// Push results built from workspaces too (`--push` given).
+    pub push_workspaces: bool,
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -109,6 +111,7 @@ impl<'a> Engine<'a> {
             remote: None,
             recorder: None,
             fallbacks: Default::default(),
+            push_workspaces: false,
         }
     }
 }
@@ -210,11 +213,7 @@ impl Engine<'_> {
         }
         self.fetch_sources(el)?;
         self.reporter.started(&el.name, &key);
-        let dir = BuildDir::create(self.store.root(), &el.name, &key.to_hex()).map_err(io(
-            &el.name,
-            "cannot create build directory in",
-            self.store.root().join("builds"),
-        ))?;
+        let dir = self.build_dir(el, &key)?;
         let started = SystemTime::now();
         let clock = Instant::now();
         let result = self.execute(el, &inputs, &staged, &dir);
@@ -230,9 +229,26 @@ impl Engine<'_> {
                     created: unix_ms(started) as i64 / 1000,
                     manifest: manifest_blob,
                 };
+                if let Some(state) = self.incremental_state(el) {
+                    crate::workspace::mark_prepared(&state, &inputs).map_err(io(
+                        &el.name,
+                        "cannot record the workspace build state in",
+                        state.clone(),
+                    ))?;
+                }
                 if record {
+                    // the variables it was built with (crate::variables_note)
+                    let mut notes = vec![(
+                        crate::variables_note::VARIABLES_NOTE.to_string(),
+                        self.store
+                            .put_bytes(&crate::variables_note::encode(&el.variables))?,
+                    )];
                     // a compose records what it was made of (crate::provenance)
-                    let mut notes = Vec::new();
+                    if let Some(ws) = &el.workspace {
+                        // built from a workspace: marked, and pushed only when asked
+                        let blob = self.store.put_bytes(ws.as_os_str().as_encoded_bytes())?;
+                        notes.push((crate::workspace::WORKSPACE_NOTE.to_string(), blob));
+                    }
                     if matches!(el.config, cas_format::Config::Compose { .. }) {
                         let p = self.compose_provenance(el, &staged, &output, outputs)?;
                         let blob = self.store.put_bytes(&p.encode())?;
@@ -245,7 +261,14 @@ impl Engine<'_> {
                         self.store
                             .action_put_noted(&[(key, result.clone())], &notes)?;
                     }
-                    self.push(id, &key, &result);
+                    if el.workspace.is_none() || self.push_workspaces {
+                        self.push(id, &key, &result);
+                    } else if self.remote.is_some() {
+                        self.reporter.message(&format!(
+                            "{}: built from a workspace: not pushed (`cas push {}` pushes it)",
+                            el.name, el.name
+                        ));
+                    }
                 }
                 dir.remove();
                 Ok(Done {
@@ -520,7 +543,67 @@ impl Engine<'_> {
         Ok(())
     }
 
-    pub(crate) fn stage_sources(&self, el: &Element, build: &Path) -> Result<()> {
+    /// The workspace state directory of an element built incrementally
+    /// (a sandboxed element with an open workspace; crate::workspace).
+    pub(crate) fn incremental_state(&self, el: &Element) -> Option<PathBuf> {
+        // `cas check` rebuilds from scratch, workspace or not
+        let incremental = el.workspace.is_some()
+            && matches!(el.config, cas_format::Config::Sandbox)
+            && !self.rebuild.contains(&el.id);
+        incremental.then(|| {
+            crate::workspace::state_dir(self.store.root(), &self.loaded.project.root, &el.name)
+        })
+    }
+
+    /// A step's build directory: fresh, or for an incremental workspace
+    /// build, one whose `build` is the workspace's persistent directory.
+    fn build_dir(&self, el: &Element, key: &ActionKey) -> Result<BuildDir> {
+        let dir = BuildDir::create(self.store.root(), &el.name, &key.to_hex()).map_err(io(
+            &el.name,
+            "cannot create build directory in",
+            self.store.root().join("builds"),
+        ))?;
+        self.link_workspace_build(el, &dir)?;
+        Ok(dir)
+    }
+
+    /// For an incremental workspace build: `dir`'s `build` becomes the
+    /// workspace's persistent build directory.
+    fn link_workspace_build(&self, el: &Element, dir: &BuildDir) -> Result<()> {
+        if let Some(state) = self.incremental_state(el) {
+            let persistent = crate::workspace::build_dir(&state);
+            std::fs::create_dir_all(&persistent)
+                .and_then(|()| std::fs::remove_dir(dir.build()))
+                .and_then(|()| std::os::unix::fs::symlink(&persistent, dir.build()))
+                .map_err(io(
+                    &el.name,
+                    "cannot prepare the workspace build directory",
+                    persistent,
+                ))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn stage_sources(
+        &self,
+        el: &Element,
+        inputs: &KeyInputs,
+        build: &Path,
+    ) -> Result<()> {
+        if let (Some(state), Some(ws)) = (self.incremental_state(el), &el.workspace) {
+            // only what changed in the workspace since the last build
+            let copied = crate::workspace::prepare(&state, ws, inputs).map_err(io(
+                &el.name,
+                "cannot copy the workspace into",
+                crate::workspace::build_dir(&state),
+            ))?;
+            self.reporter.message(&format!(
+                "{}: workspace {}: {copied} file(s) changed since its last build",
+                el.name,
+                ws.display()
+            ));
+            return Ok(());
+        }
         let cache = self.source_cache();
         for s in &el.sources {
             cas_sources::stage_source(s, &cache, &self.git_dir, build).map_err(|source| {
@@ -541,9 +624,14 @@ impl Engine<'_> {
         dir: &BuildDir,
         log: &mut File,
     ) -> Result<()> {
+        // an incremental workspace build does not configure again
+        let incremental = self
+            .incremental_state(el)
+            .is_some_and(|state| crate::workspace::incremental(&state, inputs));
         let commands: Vec<(String, String)> = inputs
             .phases
             .iter()
+            .filter(|(phase, _)| !(incremental && phase == crate::workspace::CONFIGURE_PHASE))
             .flat_map(|(phase, commands)| commands.iter().map(move |c| (phase.clone(), c.clone())))
             .collect();
         self.run_commands(el, inputs, root, dir, &commands, log)
@@ -810,7 +898,9 @@ impl Engine<'_> {
                 self.store.root().join("builds"),
             ))?;
             self.fetch_sources(el)?;
-            self.stage_sources(el, &dir.build())?;
+            // with a workspace: its build directory, as the last build left it
+            self.link_workspace_build(el, &dir)?;
+            self.stage_sources(el, &inputs, &dir.build())?;
             dir
         };
         let sysroot = crate::sysroot::stage(self.store, &el.name, &self.layers(&staged))?;

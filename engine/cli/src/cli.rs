@@ -104,6 +104,9 @@ pub(crate) enum Command {
     /// Source maintenance: track, add
     #[command(subcommand)]
     Source(crate::commands::source::SourceCommand),
+    /// Edit an element's sources in place: open, list, reset, close
+    #[command(subcommand)]
+    Workspace(crate::commands::workspace::WorkspaceCommand),
     /// Debian packages: pin a package set's closure as deb sources
     #[command(subcommand)]
     Deb(crate::commands::deb::DebCommand),

@@ -262,6 +262,12 @@ pub struct Element {
     pub overlaps_allowed: bool,
     /// The checks of its output (the element's `checks:`, else the project's).
     pub checks: Checks,
+    /// The directory of its open workspace (its sources are then that
+    /// directory; crate::workspaces).
+    pub workspace: Option<std::path::PathBuf>,
+    /// Where its own file sets each variable it sets (for `cas explain`;
+    /// [`crate::Loaded::variable_origin`]).
+    pub variable_spans: Vec<(String, Span)>,
     pub origin: Origin,
 }
 
@@ -972,6 +978,12 @@ pub(crate) fn resolve(
         checks: Checks {
             libraries: raw.check_libraries.unwrap_or(cx.project.checks.libraries),
         },
+        workspace: None,
+        variable_spans: raw
+            .variables
+            .iter()
+            .map(|(k, v)| (k.value.clone(), v.span))
+            .collect(),
         origin,
     })
 }

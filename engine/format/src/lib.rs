@@ -12,6 +12,7 @@
 //! - `graph`: cycles, closures, staging order
 //! - `diagnostics`: located errors (miette), all collected in one run
 //! - `bst`: BuildStream 2 projects (`project.conf`, `.bst`, options, directives)
+//! - `workspaces`: open workspaces (`.cas/workspaces.json`): sources replaced by a directory
 
 pub mod bst;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod project;
 mod read;
 mod source;
 pub mod variables;
+pub mod workspaces;
 pub mod yaml;
 
 pub use diagnostics::{Diagnostics, Error, FileId, Files, SourceFile, Span};

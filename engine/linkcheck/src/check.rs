@@ -3,10 +3,10 @@
 
 use std::io::Read;
 
-use cas_store::{Store, TreeDigest};
+use cas_store::{EntryKind, Store, TreeDigest};
 
 use crate::elf;
-use crate::tree::{Index, Indexes, Node, Union};
+use crate::tree::{Indexes, Union};
 use crate::verdict::{Found, Problem, Verdict};
 use crate::LinkCheckError;
 
@@ -54,34 +54,33 @@ const MIN_ELF: u64 = 52;
 
 /// Check `inputs` (indexes read through `indexes`, shared across checks).
 pub fn check(store: &Store, indexes: &Indexes, inputs: &Inputs) -> Result<Verdict, LinkCheckError> {
-    let own = indexes.get(store, &inputs.own)?;
-    let runtime: Vec<_> = inputs
-        .runtime
-        .iter()
-        .map(|l| indexes.get(store, &l.tree))
-        .collect::<Result<_, _>>()?;
-    let build: Vec<_> = inputs
-        .build_only
-        .iter()
-        .map(|l| indexes.get(store, &l.tree))
-        .collect::<Result<_, _>>()?;
     // Runtime: the closure under the element's own output.
-    let mut rt_layers: Vec<&Index> = runtime.iter().map(AsRef::as_ref).collect();
-    rt_layers.push(&own);
-    let rt = Union { layers: rt_layers };
+    let mut rt_layers: Vec<TreeDigest> = inputs.runtime.iter().map(|l| l.tree).collect();
+    rt_layers.push(inputs.own);
     // Everything staged: build-only first, so a runtime file wins.
-    let mut all_layers: Vec<&Index> = build.iter().map(AsRef::as_ref).collect();
-    all_layers.extend(rt.layers.iter().copied());
-    let all = Union { layers: all_layers };
+    let build_len = inputs.build_only.len();
+    let mut all_layers: Vec<TreeDigest> = inputs.build_only.iter().map(|l| l.tree).collect();
+    all_layers.extend(rt_layers.iter().copied());
+    let rt = Union {
+        store,
+        indexes,
+        layers: rt_layers,
+    };
+    let all = Union {
+        store,
+        indexes,
+        layers: all_layers,
+    };
     let conf_dirs = ld_so_conf(store, &rt);
+    let own = store.walk(&inputs.own)?;
 
     let mut verdict = Verdict {
         against: inputs.against(),
         checked: 0,
         problems: Vec::new(),
     };
-    for (path, node) in &own.paths {
-        let Node::File { digest, size } = node else {
+    for (path, entry) in &own {
+        let EntryKind::File { digest, size } = &entry.kind else {
             continue;
         };
         if *size < MIN_ELF {
@@ -118,7 +117,7 @@ pub fn check(store: &Store, indexes: &Indexes, inputs: &Inputs) -> Result<Verdic
             let in_build = candidates
                 .iter()
                 .find_map(|c| all.resolve_file(c))
-                .filter(|r| r.layer < build.len());
+                .filter(|r| r.layer < build_len);
             Some(match in_build {
                 Some(r) => Found::BuildOnly(inputs.build_only[r.layer].name.clone()),
                 None => Found::Missing,

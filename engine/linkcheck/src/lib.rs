@@ -9,8 +9,8 @@
 //! would not start where the element is installed (spec/format.md, checks).
 //!
 //! - [`elf`]: what an ELF file asks of the loader.
-//! - [`tree`]: a tree of the store indexed by path, and a union of trees
-//!   that resolves paths through symlinks.
+//! - [`tree`]: paths of stored trees looked up lazily, and a union of
+//!   trees that resolves paths through symlinks.
 //! - [`check`]: the check itself, over labelled trees.
 //! - [`verdict`]: its result and the recorded encoding (spec/store.md).
 
@@ -20,7 +20,7 @@ pub mod tree;
 pub mod verdict;
 
 pub use check::{check, Inputs, Labelled};
-pub use tree::{Index, Indexes};
+pub use tree::Indexes;
 pub use verdict::{Found, Problem, Verdict};
 
 /// What can go wrong reading the store.

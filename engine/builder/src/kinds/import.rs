@@ -22,11 +22,12 @@ pub(crate) fn assemble(work: Work<'_, '_>, source: &str, target: &str) -> Result
     let Work {
         engine,
         el,
+        inputs,
         dir,
         log,
         ..
     } = work;
-    engine.stage_sources(el, &dir.build())?;
+    engine.stage_sources(el, inputs, &dir.build())?;
     let _ = writeln!(
         log,
         "# import: {} source(s), {source} to {target}",

@@ -19,7 +19,7 @@ pub(crate) fn assemble(work: Work<'_, '_>) -> Result<TreeDigest> {
         log,
     } = work;
     let sysroot = engine.sysroot(el, &engine.layers(staged), dir, log)?;
-    engine.stage_sources(el, &dir.build())?;
+    engine.stage_sources(el, inputs, &dir.build())?;
     engine.run_phases(el, inputs, Root::read_only(&sysroot), dir, log)?;
     drop(sysroot);
     Ok(engine.store.ingest(&dir.install(), IngestMode::Move)?.tree)

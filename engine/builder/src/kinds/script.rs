@@ -72,7 +72,7 @@ pub(crate) fn assemble(
         }
         placed
     };
-    engine.stage_sources(el, &dir.build())?;
+    engine.stage_sources(el, inputs, &dir.build())?;
     let out_dir = if root_read_only {
         let sysroot = engine.sysroot(el, &root_trees, dir, log)?;
         engine.run_phases(el, inputs, Root::read_only(&sysroot), dir, log)?;

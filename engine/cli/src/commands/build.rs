@@ -80,6 +80,8 @@ pub(crate) fn run_build(global: &Session, args: BuildArgs) -> CmdResult {
         mirrors,
         rebuild: Default::default(),
         remotes: global.remotes(&args.remote, false)?,
+        // results built from workspaces are pushed by `cas push` only
+        push_workspaces: false,
     };
     let total = loaded.closure(&loaded.targets).len();
     let console = Console::new(total);

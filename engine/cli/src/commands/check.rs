@@ -21,6 +21,10 @@ pub(crate) struct CheckArgs {
     /// Never use the network: a missing source is an error
     #[arg(long)]
     pub offline: bool,
+    /// Write the target's rebuilt output into DIR (new or empty), to look at
+    /// or to `cas diff` with the cached one (its tree digest works too)
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<PathBuf>,
 }
 
 pub(crate) fn err(e: impl std::fmt::Display) -> Failure {
@@ -46,6 +50,7 @@ fn build_options(
         mirrors: global.mirrors(project)?,
         rebuild: Default::default(),
         remotes: None,
+        push_workspaces: false,
     })
 }
 
@@ -67,6 +72,9 @@ pub(crate) fn run_check(global: &Session, args: CheckArgs) -> CmdResult {
         cas_audit::check::check(&store, &loaded, target, args.deep, &opts, &console, &STOP);
     console.finish();
     let report = report.map_err(err)?;
+    if let Some(dir) = &args.keep {
+        keep(&store, &report, dir)?;
+    }
     if global.json {
         print_json(&report)?;
     } else {
@@ -77,4 +85,32 @@ pub(crate) fn run_check(global: &Session, args: CheckArgs) -> CmdResult {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `--keep DIR`: the target's rebuilt output as plain files (copies), and
+/// where it is in the store.
+fn keep(
+    store: &cas_store::Store,
+    report: &cas_audit::check::CheckReport,
+    dir: &std::path::Path,
+) -> Result<(), Failure> {
+    let Some(step) = report.steps.iter().find(|s| s.name == report.target) else {
+        return Err(err(format!(
+            "{} was not rebuilt: nothing to keep",
+            report.target
+        )));
+    };
+    let tree = cas_store::TreeDigest::from_hex(&step.rebuilt_output).map_err(err)?;
+    store
+        .materialize(&tree, dir, cas_store::Method::ReflinkOrCopy)
+        .map_err(err)?;
+    eprintln!(
+        "kept the rebuilt output of {} ({}) in {}; compare: cas diff {} {}",
+        report.target,
+        &step.rebuilt_output[..12],
+        dir.display(),
+        step.output,
+        step.rebuilt_output
+    );
+    Ok(())
 }

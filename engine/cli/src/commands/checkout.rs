@@ -12,7 +12,7 @@ use crate::exit::{CmdResult, Failure};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct CheckoutArgs {
-    /// Element file or element name
+    /// Element file or element name, or an action key or tree digest of the store
     pub target: PathBuf,
     /// Directory to create (must not exist, or be empty)
     pub dir: PathBuf,
@@ -66,7 +66,64 @@ pub(crate) fn cached_output(
     Ok((store, loaded, row))
 }
 
+/// `cas checkout KEY|TREE DIR`: an action key's output or a tree of the store.
+fn checkout_digest(global: &Session, args: &CheckoutArgs, arg: &str) -> CmdResult {
+    if args.format != CheckoutFormat::Tree {
+        return Err(Failure::invalid(miette::miette!(
+            "--format {:?} needs an element (packages are named after it)",
+            args.format
+        )));
+    }
+    let store = global.store()?;
+    let d = cas_store::Digest::from_hex(&arg.to_ascii_lowercase())
+        .map_err(|e| Failure::invalid(miette::miette!("{e}")))?;
+    let key = cas_store::ActionKey(d);
+    let output = match store
+        .action_get(&key)
+        .map_err(|e| Failure::failed(miette::miette!("{e}")))?
+    {
+        Some(r) => r.output,
+        None if store.has_tree(&cas_store::TreeDigest(d))
+            && store.get_tree(&cas_store::TreeDigest(d)).is_ok() =>
+        {
+            cas_store::TreeDigest(d)
+        }
+        None => {
+            return Err(Failure::invalid(miette::miette!(
+                help = "give an element, an action key or a tree digest of this store",
+                "{arg} is neither an action key nor a tree in the store {}",
+                store.root().display()
+            )))
+        }
+    };
+    let method = if args.hardlinks {
+        Method::Hardlink
+    } else {
+        Method::ReflinkOrCopy
+    };
+    let used = store
+        .materialize(&output, &args.dir, method)
+        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    if global.json {
+        println!(
+            "{}",
+            serde_json::json!({"output": output.to_hex(), "dir": args.dir, "method": used.to_string()})
+        );
+    } else {
+        eprintln!(
+            "checked out {} into {} using {used}",
+            &output.to_hex()[..12],
+            args.dir.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub(crate) fn run_checkout(global: &Session, args: CheckoutArgs) -> CmdResult {
+    let arg = args.target.to_string_lossy().into_owned();
+    if crate::commands::diff::is_digest(&arg) && !args.target.exists() {
+        return checkout_digest(global, &args, &arg);
+    }
     match args.format {
         CheckoutFormat::Deb => {
             return crate::commands::package::run(global, &args, cas_package::Format::Deb)

@@ -22,6 +22,7 @@ pub(crate) mod shell;
 pub(crate) mod show;
 pub(crate) mod source;
 pub(crate) mod store;
+pub(crate) mod workspace;
 
 use crate::cli::{Cli, Command};
 use crate::exit::CmdResult;
@@ -47,5 +48,6 @@ pub(crate) fn run(cli: Cli) -> CmdResult {
         Command::Owns(args) => owns::run_owns(&global, args),
         Command::Explain(args) => explain::run_explain(&global, args),
         Command::Challenge(args) => challenge::run_challenge(&global, args),
+        Command::Workspace(cmd) => workspace::run(&global, cmd),
     }
 }

@@ -149,6 +149,8 @@ fn inputs(loaded: &Loaded, targets: &[PathBuf]) -> Vec<PathBuf> {
     if let Some(k) = &loaded.project.kinds_dir {
         walk(k, &mut files);
     }
+    // opening or closing a workspace changes sources (present or absent)
+    files.push(loaded.project.root.join(cas_format::workspaces::STATE_FILE));
     for e in &loaded.elements {
         for s in &e.sources {
             match &s.kind {

@@ -34,6 +34,14 @@ pub(crate) fn load_or_report(global: &Session, targets: &[PathBuf]) -> Result<Lo
     load_targets(global, targets, false, false)
 }
 
+/// [`load_or_report`] with every element's own sources, open workspaces or not.
+pub(crate) fn load_ignoring_workspaces(
+    global: &Session,
+    targets: &[PathBuf],
+) -> Result<Loaded, Failure> {
+    load_targets_with(global, targets, false, false, true)
+}
+
 /// [`load_or_report`] for commands that fetch (build, fetch, check): the
 /// sources of junctions are fetched as the load needs them.
 pub(crate) fn load_fetching(global: &Session, targets: &[PathBuf]) -> Result<Loaded, Failure> {
@@ -56,6 +64,16 @@ fn load_targets(
     targets: &[PathBuf],
     may_fetch: bool,
     partial: bool,
+) -> Result<Loaded, Failure> {
+    load_targets_with(global, targets, may_fetch, partial, false)
+}
+
+fn load_targets_with(
+    global: &Session,
+    targets: &[PathBuf],
+    may_fetch: bool,
+    partial: bool,
+    ignore_workspaces: bool,
 ) -> Result<Loaded, Failure> {
     let cwd = std::env::current_dir()
         .map_err(|e| Failure::failed(miette::miette!("cannot read the working directory: {e}")))?;
@@ -83,6 +101,7 @@ fn load_targets(
         project_options: global.config()?.project_options.clone(),
         junctions: Some(std::sync::Arc::new(junctions)),
         partial,
+        ignore_workspaces,
     };
     cas_format::load_with(&targets, &cwd, &opts).map_err(|diags| {
         report(&diags.errors);
@@ -137,7 +156,10 @@ pub(crate) fn render_table(loaded: &Loaded, rows: &[ShowRow]) -> String {
         let e = r.element;
         let mut c = vec![e.name.clone(), e.kind.clone()];
         c.extend(r.extra.iter().map(|(_, v)| v.clone()));
-        c.push(r.file.clone());
+        match &e.workspace {
+            Some(w) => c.push(format!("{} (workspace {})", r.file, w.display())),
+            None => c.push(r.file.clone()),
+        }
         let mut deps = Vec::new();
         for (label, list) in [
             ("build", &e.build_depends),
@@ -251,6 +273,9 @@ struct ElementJson<'a> {
     sandbox: &'a cas_format::SandboxConfig,
     #[serde(skip_serializing_if = "Option::is_none")]
     library_problems: Option<&'a cas_builder::checks::LibrariesReport>,
+    /// The directory of its open workspace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workspace: Option<&'a Path>,
     /// Extra columns; an empty value (a key not known yet) is `null`.
     #[serde(flatten)]
     extra: std::collections::BTreeMap<&'static str, Option<&'a str>>,
@@ -279,6 +304,7 @@ pub(crate) fn render_json(loaded: &Loaded, rows: &[ShowRow]) -> String {
                 public: &e.public,
                 sandbox: &e.sandbox,
                 library_problems: r.libraries.as_ref(),
+                workspace: e.workspace.as_deref(),
                 extra: r
                     .extra
                     .iter()

@@ -48,6 +48,9 @@ pub struct LoadOptions {
     /// element without errors whose dependencies have none, with the
     /// errors in [`Loaded::problems`] (`cas show`; never for a build).
     pub partial: bool,
+    /// Keep every element's own sources, open workspaces or not
+    /// (`cas workspace reset|close`).
+    pub ignore_workspaces: bool,
 }
 
 impl std::fmt::Debug for LoadOptions {
@@ -57,6 +60,7 @@ impl std::fmt::Debug for LoadOptions {
             .field("project_options", &self.project_options)
             .field("junctions", &self.junctions.is_some())
             .field("partial", &self.partial)
+            .field("ignore_workspaces", &self.ignore_workspaces)
             .finish()
     }
 }
@@ -96,6 +100,37 @@ impl Loaded {
     /// preceded by its runtime closure (spec/format.md, "The graph").
     pub fn staged(&self, id: ElementId) -> Vec<ElementId> {
         graph::staging_order(&self.elements, id)
+    }
+    /// Where the value `id` sees for variable `name` was set, as
+    /// `file:line:col (the element|kind K|the project)`, the layer that
+    /// wins (spec/format.md, Layering); `None` for the built-in defaults and
+    /// the variables cas sets itself.
+    pub fn variable_origin(&self, id: ElementId, name: &str) -> Option<String> {
+        let el = self.element(id);
+        if let Some((_, span)) = el.variable_spans.iter().rev().find(|(n, _)| n == name) {
+            return Some(format!("{} (the element)", self.files.location(*span)));
+        }
+        if let Some(kind) = self.kinds.get(&el.kind) {
+            if let Some((_, v)) = kind
+                .layer
+                .variables
+                .iter()
+                .rev()
+                .find(|(k, _)| k.value == name)
+            {
+                return Some(format!(
+                    "{} (kind {})",
+                    self.files.location(v.span),
+                    el.kind
+                ));
+            }
+        }
+        self.project
+            .raw_variables
+            .iter()
+            .rev()
+            .find(|(k, _)| k.value == name)
+            .map(|(_, v)| format!("{} (the project)", self.files.location(v.span)))
     }
     /// What comes with `id` when it is installed: its runtime dependencies,
     /// transitively, in staging order (without `id`).
@@ -501,6 +536,12 @@ pub fn load_with(
         return Err(Diagnostics::new(errors));
     }
     let top = projects.list.swap_remove(0);
+    // open workspaces replace their elements' sources (crate::workspaces)
+    let mut elements = elements;
+    if !opts.ignore_workspaces {
+        crate::workspaces::apply(&top.project.root, &mut elements)
+            .map_err(|e| Diagnostics::new(vec![e]))?;
+    }
     Ok(Loaded {
         project: top.project,
         elements,
