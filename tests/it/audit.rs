@@ -223,6 +223,7 @@ fn diff_json_is_stable_golden() {
         .unwrap()["b"]["digest"]
         .clone();
     let expected = json!({
+        "schema": 1,
         "a": a, "b": b, "identical": false, "truncated": false,
         "changes": [
             {"path": "gone", "change": "removed", "a": {"type": "file", "mode": "0644", "size": 5, "digest": gone}, "b": null},
@@ -437,6 +438,36 @@ fn diff_of_two_sandbox_builds_of_one_c_file_with_different_defines() {
         .map(|s| s["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, [".text.startup"], "{detail}");
+    // where, as bytes of both sides, and as instructions when objdump is here
+    let sec = &detail["sections"][0];
+    assert!(sec["first_difference"].is_u64(), "{sec}");
+    let (ha, hb) = (
+        sec["hex_a"].as_array().unwrap(),
+        sec["hex_b"].as_array().unwrap(),
+    );
+    assert!(!ha.is_empty() && ha != hb, "{sec}");
+    let text = ctx.cas(["diff", "one.yaml", "two.yaml"]).expect_code(1);
+    assert!(
+        text.stdout.contains("first difference at offset"),
+        "{}",
+        text.stdout
+    );
+    if have("objdump") {
+        let d = &sec["disassembly"];
+        assert!(
+            d["tool"].as_str().unwrap().starts_with("objdump (host: "),
+            "{sec}"
+        );
+        let (a, b) = (d["a"].as_array().unwrap(), d["b"].as_array().unwrap());
+        assert!(!a.is_empty() && a != b, "the instructions differ: {sec}");
+        assert!(
+            text.stdout.contains("disassembly (objdump (host: "),
+            "{}",
+            text.stdout
+        );
+    } else {
+        eprintln!("objdump not installed: disassembly not checked");
+    }
 }
 
 #[test]
@@ -516,6 +547,7 @@ fn explain_json_names_the_changed_local_source_two_levels_down_golden() {
         .clone();
     let cause = json!([{"field": "sources[0].tree", "old": t_old, "new": t_new, "note": "local source files/leaf: changed data"}]);
     let expected = json!({
+        "schema": 1,
         "explanation": {
             "element": "top.yaml", "key": null, "against": key_of(&first, "top.yaml"), "against_source": "last-build",
             "status": "changed", "differences": [],
@@ -739,14 +771,90 @@ fn challenge_names_only_the_step_whose_output_the_remote_disagrees_with() {
         .cas(["challenge", "all.yaml", "--remote", &url])
         .expect_code(1);
     assert!(
-        text.stdout.contains("rand.yaml: DIFFERS"),
+        text.stdout.contains("rand.yaml (key ") && text.stdout.contains(") DIFFERS\n"),
         "{}",
         text.stdout
     );
     assert!(
-        !text.stdout.contains("det.yaml: DIFFERS"),
+        !text.stdout.contains("det.yaml (key")
+            || !text
+                .stdout
+                .split("det.yaml")
+                .nth(1)
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap()
+                .contains("DIFFERS"),
         "{}",
         text.stdout
+    );
+
+    // Two remotes: this machine's own pushes agree, the other machine's do
+    // not; --diff downloads the other output and shows the differing file.
+    let mine_url = format!("file://{}", ctx.path("remote-mine").display());
+    ctx.cas(["push", "all.yaml", "--remote", &mine_url]).ok();
+    let two = ctx
+        .cas([
+            "--json",
+            "challenge",
+            "all.yaml",
+            "--remote",
+            &url,
+            "--remote",
+            &mine_url,
+            "--diff",
+        ])
+        .expect_code(1);
+    let v = two.json();
+    let rand = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "rand.yaml")
+        .unwrap()
+        .clone();
+    assert_eq!(rand["status"], "disagree");
+    assert_eq!(rand["remotes"][0]["status"], "disagree", "{rand}");
+    assert_eq!(rand["remotes"][1]["status"], "agree", "{rand}");
+    let changed: Vec<&str> = rand["remotes"][0]["diff"]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(changed, ["rand"], "{rand}");
+    assert_eq!(v["remotes"][1]["disagree"], 0);
+    assert_eq!(v["remotes"][0]["disagree"], 1);
+    let text = ctx
+        .cas([
+            "challenge",
+            "all.yaml",
+            "--remote",
+            &url,
+            "--remote",
+            &mine_url,
+            "--diff",
+        ])
+        .expect_code(1);
+    assert!(text.stdout.contains("agrees"), "{}", text.stdout);
+    let mine_line = text
+        .stdout
+        .lines()
+        .find(|l| l.contains("remote-mine: ") && l.contains(" compared"))
+        .unwrap_or_default();
+    assert!(mine_line.ends_with("agree, 0 differ"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("binary files differ"),
+        "{}",
+        text.stdout
+    );
+    // nothing to challenge against
+    let none = ctx.cas(["challenge", "all.yaml"]).expect_code(2);
+    assert!(
+        none.stderr.contains("no remote to challenge"),
+        "{}",
+        none.stderr
     );
     // Against itself: everything agrees.
     let same = ctx
@@ -921,5 +1029,94 @@ fn check_keep_writes_the_rebuilt_output_and_checkout_and_diff_take_its_digest() 
         bad.stderr.contains("neither an action key nor a tree"),
         "{}",
         bad.stderr
+    );
+}
+
+#[test]
+fn challenge_diff_names_the_elf_section_a_remote_built_differently() {
+    let ctx = Ctx::new();
+    ctx.write("project.yaml", "name: c\nelement-path: elements\n");
+    let tc = crate::toolchain::toolchain(crate::toolchain::Flavor::C);
+    let dest = ctx.project().join("files/toolchain");
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    assert!(std::process::Command::new("cp")
+        .arg("-al")
+        .arg(&tc)
+        .arg(&dest)
+        .status()
+        .unwrap()
+        .success());
+    ctx.write("elements/toolchain.yaml", import("files/toolchain"));
+    ctx.write(
+        "files/src/stamp.c",
+        "const char *stamp(void) { return STAMP; }\n",
+    );
+    // the build time goes into .rodata: every build differs there
+    ctx.write(
+        "elements/stamp.yaml",
+        "kind: manual\nbuild-depends: [toolchain.yaml]\nsources:\n  - kind: local\n    path: files/src\n\
+         config:\n  build-commands:\n    - gcc -O2 -c -DSTAMP=\"\\\"$(date +%s%N)\\\"\" stamp.c -o stamp.o\n  install-commands:\n\
+         \x20   - mkdir -p %{install-root}%{libdir}\n    - cp stamp.o %{install-root}%{libdir}/\n",
+    );
+    let theirs = format!("file://{}", ctx.path("theirs").display());
+    let other = ctx.path("store-other");
+    // another machine builds it and pushes that one result (not the toolchain)
+    ctx.cas(["--store", other.to_str().unwrap(), "build", "stamp.yaml"])
+        .ok();
+    ctx.cas([
+        "--store",
+        other.to_str().unwrap(),
+        "push",
+        "stamp.yaml",
+        "--remote",
+        &theirs,
+    ])
+    .ok();
+    ctx.cas(["build", "stamp.yaml", "--no-remotes"]).ok();
+    let run = ctx
+        .cas([
+            "--json",
+            "challenge",
+            "stamp.yaml",
+            "--remote",
+            &theirs,
+            "--diff",
+        ])
+        .expect_code(1);
+    let v = run.json();
+    let step = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "stamp.yaml")
+        .unwrap()
+        .clone();
+    let change = &step["remotes"][0]["diff"]["changes"][0];
+    assert!(
+        change["path"].as_str().unwrap().ends_with("stamp.o"),
+        "{step}"
+    );
+    let sections: Vec<&str> = change["detail"]["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        sections.iter().any(|s| s.starts_with(".rodata")),
+        "{sections:?}"
+    );
+    let text = ctx
+        .cas(["challenge", "stamp.yaml", "--remote", &theirs, "--diff"])
+        .expect_code(1);
+    assert!(
+        text.stdout.contains("ELF section .rodata"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains("first difference at offset"),
+        "{}",
+        text.stdout
     );
 }

@@ -239,7 +239,9 @@ fn owns_names_the_element_behind_each_path_of_a_composed_tree() {
             "image.yaml",
         ])
         .ok();
-    let rows = run.json();
+    let doc = run.json();
+    assert_eq!(doc["schema"], 1);
+    let rows = &doc["paths"];
     assert_eq!(rows[0]["element"], "a.yaml", "{rows}");
     assert_eq!(
         rows[0]["via"],
@@ -663,6 +665,50 @@ fn checkout_as_packages_gives_a_feed_that_dpkg_installs_and_apt_reads() {
         "{index}"
     );
     assert!(index.contains("SHA256sum: "), "{index}");
+
+    // two packages of O that differ in their version only: cas diff goes
+    // down into the .deb (ar), its control.tar.xz (xz, tar) and the control file
+    ctx.write(
+        "elements/o.yaml",
+        format!("{o}variables:\n  package-version: 1.3\ndescription: the optional library\n"),
+    );
+    ctx.cas(["build", "o.yaml"]).ok();
+    ctx.cas(["checkout", "--format", "deb", "o.yaml", "../o13"])
+        .ok();
+    let o12 = files.iter().find(|f| f.contains("cas-o_")).unwrap();
+    for (dir, deb) in [
+        ("files/debs-a", std::path::PathBuf::from(o12)),
+        (
+            "files/debs-b",
+            std::fs::read_dir(ctx.path("o13"))
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .path(),
+        ),
+    ] {
+        let bytes = std::fs::read(&deb).unwrap_or_else(|e| panic!("{}: {e}", deb.display()));
+        ctx.write(format!("{dir}/o.deb"), bytes);
+    }
+    ctx.write(
+        "elements/debs-a.yaml",
+        "kind: import\nsources:\n  - kind: local\n    path: files/debs-a\n",
+    );
+    ctx.write(
+        "elements/debs-b.yaml",
+        "kind: import\nsources:\n  - kind: local\n    path: files/debs-b\n",
+    );
+    ctx.cas(["build", "debs-a.yaml", "debs-b.yaml"]).ok();
+    let d = ctx
+        .cas(["diff", "debs-a.yaml", "debs-b.yaml"])
+        .expect_code(1);
+    assert!(d.stdout.contains("xz content differs"), "{}", d.stdout);
+    assert!(
+        d.stdout.contains("-Version: 1.2-1") && d.stdout.contains("+Version: 1.3"),
+        "{}",
+        d.stdout
+    );
 
     // a version that is not one is refused before anything is written
     ctx.write(

@@ -29,6 +29,14 @@ pub struct GzipDiff {
     pub content: Option<Box<Detail>>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct XzDiff {
+    /// True when the compressed bytes differ but not what they hold.
+    pub content_identical: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<Box<Detail>>,
+}
+
 /// A POSIX/GNU tar: "ustar" at offset 257 and a valid header checksum.
 pub fn looks_like_tar(b: &[u8]) -> bool {
     if b.len() < 512 || &b[257..262] != b"ustar" {
@@ -186,6 +194,48 @@ fn gunzip(b: &[u8]) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(out)
+}
+
+fn unxz(b: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    xz2::read::XzDecoder::new_multi_decoder(b)
+        .take(MAX_DECOMPRESSED + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| e.to_string())?;
+    if out.len() as u64 > MAX_DECOMPRESSED {
+        return Err(format!(
+            "decompresses to more than {MAX_DECOMPRESSED} bytes"
+        ));
+    }
+    Ok(out)
+}
+
+/// Two xz streams: what they decompress to, compared by its own format.
+pub fn xz_diff(a: &[u8], b: &[u8], name: &str, depth: usize) -> Detail {
+    let (ca, cb) = match (unxz(a), unxz(b)) {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(e), _) => {
+            return Detail::Unreadable {
+                reason: format!("A does not decompress: {e}"),
+            }
+        }
+        (_, Err(e)) => {
+            return Detail::Unreadable {
+                reason: format!("B does not decompress: {e}"),
+            }
+        }
+    };
+    if ca == cb {
+        return Detail::Xz(XzDiff {
+            content_identical: true,
+            content: None,
+        });
+    }
+    let inner = name.strip_suffix(".xz").unwrap_or(name);
+    Detail::Xz(XzDiff {
+        content_identical: false,
+        content: Some(Box::new(compare(&ca, &cb, inner, depth + 1))),
+    })
 }
 
 pub fn gzip_diff(a: &[u8], b: &[u8], name: &str, depth: usize) -> Detail {

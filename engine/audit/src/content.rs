@@ -60,6 +60,8 @@ pub enum Detail {
     Ar(ar::ArDiff),
     Tar(archive::TarDiff),
     Gzip(archive::GzipDiff),
+    /// xz (the members of a `.deb`): the decompressed content by its own format.
+    Xz(archive::XzDiff),
     /// Bytes with no known structure: where they first differ.
     Binary {
         size_a: u64,
@@ -83,6 +85,7 @@ pub enum Format {
     Elf,
     Ar,
     Gzip,
+    Xz,
     Tar,
     Text,
     Binary,
@@ -95,6 +98,8 @@ pub fn sniff(b: &[u8]) -> Format {
         Format::Ar
     } else if b.starts_with(&[0x1f, 0x8b]) {
         Format::Gzip
+    } else if b.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Format::Xz
     } else if archive::looks_like_tar(b) {
         Format::Tar
     } else if text::is_text(b) {
@@ -112,6 +117,7 @@ pub fn compare(a: &[u8], b: &[u8], name: &str, depth: usize) -> Detail {
             Format::Elf => return elf::diff(a, b),
             Format::Ar => return ar::diff(a, b, depth),
             Format::Gzip => return archive::gzip_diff(a, b, name, depth),
+            Format::Xz => return archive::xz_diff(a, b, name, depth),
             Format::Tar => return archive::tar_diff(a, b, depth),
             Format::Text => return Detail::Text(text::diff(a, b, name)),
             Format::Binary => {}

@@ -364,6 +364,22 @@ fn render_detail(d: &Detail, indent: &str, s: &mut String) {
                     size(sec.size_a),
                     size(sec.size_b)
                 );
+                if let Some(at) = sec.first_difference {
+                    let _ = writeln!(s, "{indent}  first difference at offset {at:#x}:");
+                    for (side, lines) in [("-", &sec.hex_a), ("+", &sec.hex_b)] {
+                        for l in lines {
+                            let _ = writeln!(s, "{indent}  {side} {l}");
+                        }
+                    }
+                }
+                if let Some(d) = &sec.disassembly {
+                    let _ = writeln!(s, "{indent}  disassembly ({}):", d.tool);
+                    for (side, lines) in [("-", &d.a), ("+", &d.b)] {
+                        for l in lines {
+                            let _ = writeln!(s, "{indent}  {side} {l}");
+                        }
+                    }
+                }
             }
             for sym in &e.symbols {
                 let _ = writeln!(
@@ -390,6 +406,15 @@ fn render_detail(d: &Detail, indent: &str, s: &mut String) {
             }
             if let Some(c) = &g.content {
                 let _ = writeln!(s, "{indent}gzip content differs:");
+                render_detail(c, &deeper, s);
+            }
+        }
+        Detail::Xz(x) => {
+            if x.content_identical {
+                let _ = writeln!(s, "{indent}xz content identical");
+            }
+            if let Some(c) = &x.content {
+                let _ = writeln!(s, "{indent}xz content differs:");
                 render_detail(c, &deeper, s);
             }
         }

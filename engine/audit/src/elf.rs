@@ -9,6 +9,9 @@ use crate::content::{field, unique_names, Detail, FieldChange};
 /// Most symbols listed.
 pub const MAX_SYMBOLS: usize = 100;
 
+/// Bytes shown around the first difference of a changed section.
+pub const WINDOW: usize = 48;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SectionChange {
     pub name: String,
@@ -16,6 +19,97 @@ pub struct SectionChange {
     pub change: &'static str,
     pub size_a: Option<u64>,
     pub size_b: Option<u64>,
+    /// For a changed section: the offset (in the section) of its first
+    /// differing byte, and the section's address there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_difference: Option<u64>,
+    /// Both sides around it (16 bytes before, up to [`WINDOW`] in all), as
+    /// hexdump lines `ADDRESS  HEX  |ASCII|`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hex_a: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hex_b: Vec<String>,
+    /// For a code section: the disassembly around the change, both sides.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disassembly: Option<Disassembly>,
+}
+
+/// Instructions around a change, as `objdump -d` prints them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Disassembly {
+    /// Which objdump: `objdump (host: /usr/bin/objdump)`.
+    pub tool: String,
+    pub a: Vec<String>,
+    pub b: Vec<String>,
+}
+
+/// A hexdump of `data[start..end]`, 16 bytes a line, addressed from `base`.
+fn hexdump(data: &[u8], start: usize, end: usize, base: u64) -> Vec<String> {
+    let end = end.min(data.len());
+    let mut out = Vec::new();
+    let mut off = start;
+    while off < end {
+        let line = &data[off..(off + 16).min(end)];
+        let hex: Vec<String> = line.iter().map(|b| format!("{b:02x}")).collect();
+        let ascii: String = line
+            .iter()
+            .map(|b| {
+                if b.is_ascii_graphic() || *b == b' ' {
+                    *b as char
+                } else {
+                    '.'
+                }
+            })
+            .collect();
+        out.push(format!(
+            "{:08x}  {:<47}  |{ascii}|",
+            base + off as u64,
+            hex.join(" ")
+        ));
+        off += 16;
+    }
+    out
+}
+
+/// `objdump` on this machine's PATH, if any.
+fn objdump() -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("objdump"))
+            .find(|f| f.is_file())
+    })
+}
+
+/// `objdump -d` of the section between two addresses, from a temporary copy.
+fn disassemble(
+    tool: &std::path::Path,
+    bytes: &[u8],
+    section: &str,
+    from: u64,
+    to: u64,
+) -> Vec<String> {
+    let Ok(dir) = tempfile::tempdir() else {
+        return Vec::new();
+    };
+    let file = dir.path().join("elf");
+    if std::fs::write(&file, bytes).is_err() {
+        return Vec::new();
+    }
+    let Ok(out) = std::process::Command::new(tool)
+        .args(["-d", "--no-show-raw-insn", "-j", section])
+        .arg(format!("--start-address={from:#x}"))
+        .arg(format!("--stop-address={to:#x}"))
+        .arg(&file)
+        .output()
+    else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(' ') && l.contains(':'))
+        .take(24)
+        .map(|l| l.trim_end().to_string())
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -39,6 +133,8 @@ pub struct ElfDiff {
 
 struct Section<'a> {
     size: u64,
+    address: u64,
+    code: bool,
     data: Option<&'a [u8]>,
 }
 
@@ -52,6 +148,8 @@ fn sections<'a>(f: &object::File<'a>) -> Vec<(String, Section<'a>)> {
             name,
             Section {
                 size: s.size(),
+                address: s.address(),
+                code: s.kind() == object::SectionKind::Text,
                 data: s.data().ok(),
             },
         ))
@@ -76,6 +174,55 @@ fn symbols(f: &object::File<'_>) -> Vec<(String, (u64, u64))> {
             .map(|(n, x)| (format!("{n}@dyn"), x)),
     );
     unique_names(v)
+}
+
+/// A section present on both sides whose bytes differ: where, and what.
+fn changed_section(
+    name: &str,
+    x: &Section<'_>,
+    y: &Section<'_>,
+    a: &[u8],
+    b: &[u8],
+) -> SectionChange {
+    let mut c = SectionChange {
+        name: name.to_string(),
+        change: "changed",
+        size_a: Some(x.size),
+        size_b: Some(y.size),
+        first_difference: None,
+        hex_a: Vec::new(),
+        hex_b: Vec::new(),
+        disassembly: None,
+    };
+    let (Some(da), Some(db)) = (x.data, y.data) else {
+        return c;
+    };
+    let first = da
+        .iter()
+        .zip(db)
+        .position(|(p, q)| p != q)
+        .unwrap_or(da.len().min(db.len()));
+    c.first_difference = Some(first as u64);
+    let start = first.saturating_sub(16) & !15;
+    let end = start + WINDOW;
+    c.hex_a = hexdump(da, start, end, x.address);
+    c.hex_b = hexdump(db, start, end, y.address);
+    if x.code && y.code {
+        if let Some(tool) = objdump() {
+            let around = |s: &Section<'_>| {
+                let at = s.address + first as u64;
+                (at.saturating_sub(16).max(s.address), at + 32)
+            };
+            let (fa, ta) = around(x);
+            let (fb, tb) = around(y);
+            c.disassembly = Some(Disassembly {
+                tool: format!("objdump (host: {})", tool.display()),
+                a: disassemble(&tool, a, name, fa, ta),
+                b: disassemble(&tool, b, name, fb, tb),
+            });
+        }
+    }
+    c
 }
 
 /// Compares two ELF files; `Unreadable` when either does not parse.
@@ -132,15 +279,14 @@ pub fn diff(a: &[u8], b: &[u8]) -> Detail {
                 change: "removed",
                 size_a: Some(x.size),
                 size_b: None,
+                first_difference: None,
+                hex_a: Vec::new(),
+                hex_b: Vec::new(),
+                disassembly: None,
             }),
             Some((_, y)) => {
                 if x.size != y.size || x.data != y.data {
-                    out.push(SectionChange {
-                        name: name.clone(),
-                        change: "changed",
-                        size_a: Some(x.size),
-                        size_b: Some(y.size),
-                    });
+                    out.push(changed_section(name, x, y, a, b));
                 }
             }
         }
@@ -152,6 +298,10 @@ pub fn diff(a: &[u8], b: &[u8]) -> Detail {
                 change: "added",
                 size_a: None,
                 size_b: Some(y.size),
+                first_difference: None,
+                hex_a: Vec::new(),
+                hex_b: Vec::new(),
+                disassembly: None,
             });
         }
     }

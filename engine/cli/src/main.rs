@@ -15,6 +15,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod cli;
 mod commands;
 mod exit;
+mod json;
 
 fn main() -> std::process::ExitCode {
     // `cas show | head`: a closed stdout ends cas quietly, as it ends any

@@ -124,8 +124,7 @@ fn conclude(
     unchanged: bool,
 ) -> CmdResult {
     if global.json {
-        let json =
-            serde_json::to_string(report).map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+        let json = crate::json::to_string(report, false)?;
         println!("{json}");
     }
     let secs = console.elapsed().as_secs_f64();

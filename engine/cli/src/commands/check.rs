@@ -32,8 +32,7 @@ pub(crate) fn err(e: impl std::fmt::Display) -> Failure {
 }
 
 pub(crate) fn print_json(v: &impl serde::Serialize) -> Result<(), Failure> {
-    println!("{}", serde_json::to_string(v).map_err(err)?);
-    Ok(())
+    crate::json::print(v)
 }
 
 fn build_options(

@@ -105,10 +105,9 @@ fn checkout_digest(global: &Session, args: &CheckoutArgs, arg: &str) -> CmdResul
         .materialize(&output, &args.dir, method)
         .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     if global.json {
-        println!(
-            "{}",
-            serde_json::json!({"output": output.to_hex(), "dir": args.dir, "method": used.to_string()})
-        );
+        crate::json::print(
+            &serde_json::json!({"output": output.to_hex(), "dir": args.dir, "method": used.to_string()}),
+        )?;
     } else {
         eprintln!(
             "checked out {} into {} using {used}",
@@ -151,10 +150,9 @@ pub(crate) fn run_checkout(global: &Session, args: CheckoutArgs) -> CmdResult {
         .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     let name = &loaded.element(row.id).name;
     if global.json {
-        println!(
-            "{}",
-            serde_json::json!({"name": name, "output": output.to_hex(), "dir": args.dir, "method": used.to_string()})
-        );
+        crate::json::print(
+            &serde_json::json!({"name": name, "output": output.to_hex(), "dir": args.dir, "method": used.to_string()}),
+        )?;
     } else {
         eprintln!(
             "checked out {name} ({}) into {} using {used}",

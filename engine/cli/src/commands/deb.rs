@@ -388,10 +388,9 @@ fn lock(global: &Session, args: LockArgs) -> CmdResult {
             .iter()
             .map(|p| serde_json::json!({"package": p.name, "version": p.version_text, "filename": p.filename, "sha256": p.sha256}))
             .collect();
-        println!(
-            "{}",
-            serde_json::json!({"element": args.element, "packages": rows, "choices": resolution.choices})
-        );
+        crate::json::print(
+            &serde_json::json!({"element": args.element, "packages": rows, "choices": resolution.choices}),
+        )?;
     } else {
         println!(
             "{}: {} packages pinned ({:.1} MiB)",

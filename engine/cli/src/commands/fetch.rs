@@ -104,10 +104,9 @@ pub(crate) fn run_fetch(global: &Session, args: FetchArgs) -> CmdResult {
             .iter()
             .map(|(s, users, e)| serde_json::json!({"source": describe(s), "elements": users, "error": e.to_string()}))
             .collect();
-        println!(
-            "{}",
-            serde_json::json!({"sources": total, "fetched": summary.fetched, "cached": summary.cached, "failed": failures})
-        );
+        crate::json::print(
+            &serde_json::json!({"sources": total, "fetched": summary.fetched, "cached": summary.cached, "failed": failures}),
+        )?;
     }
     eprintln!(
         "{} sources: {} fetched, {} already cached, {} failed",

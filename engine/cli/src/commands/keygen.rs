@@ -32,10 +32,9 @@ pub(crate) fn run(global: &Session, args: KeygenArgs) -> CmdResult {
         ))
     })?;
     if global.json {
-        println!(
-            "{}",
-            serde_json::json!({"secret": path, "public": public, "key": key.public().to_string()})
-        );
+        crate::json::print(
+            &serde_json::json!({"secret": path, "public": public, "key": key.public().to_string()}),
+        )?;
     } else {
         println!("{}", key.public());
         eprintln!(

@@ -211,7 +211,7 @@ pub(crate) fn run_owns(global: &Session, args: OwnsArgs) -> CmdResult {
         }));
     }
     if global.json {
-        println!("{}", serde_json::Value::Array(rows));
+        crate::json::print(&serde_json::json!({ "paths": rows }))?;
     }
     if missing > 0 {
         return Err(Failure::Silent(1));

@@ -209,10 +209,9 @@ pub(crate) fn run(global: &Session, args: &CheckoutArgs, format: Format) -> CmdR
                     "architecture": c.architecture, "file": dir.join(file), "size": bytes.len()})
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::json!({"format": format.extension(), "packages": packages, "index": index})
-        );
+        crate::json::print(
+            &serde_json::json!({"format": format.extension(), "packages": packages, "index": index}),
+        )?;
     } else {
         for (name, c, file, _) in &written {
             eprintln!(

@@ -28,10 +28,7 @@ pub(crate) fn run(global: &Session, args: PullArgs) -> CmdResult {
         .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     let summary = remotes.summary();
     if global.json {
-        println!(
-            "{}",
-            serde_json::json!({"elements": rows, "transfers": summary.transfers})
-        );
+        crate::json::print(&serde_json::json!({"elements": rows, "transfers": summary.transfers}))?;
     }
     let missing: Vec<&str> = loaded
         .targets

@@ -28,10 +28,9 @@ pub(crate) fn run(global: &Session, args: PushArgs) -> CmdResult {
         .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     let summary = remotes.summary();
     if global.json {
-        println!(
-            "{}",
-            serde_json::json!({"pushed": report.pushed, "already_there": report.already_there, "not_built": report.not_built, "push_failures": summary.push_failures, "transfers": summary.transfers})
-        );
+        crate::json::print(
+            &serde_json::json!({"pushed": report.pushed, "already_there": report.already_there, "not_built": report.not_built, "push_failures": summary.push_failures, "transfers": summary.transfers}),
+        )?;
     }
     eprintln!(
         "pushed {} result(s), {} already there: {} object(s) uploaded, {} failure(s){}",

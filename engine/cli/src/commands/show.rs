@@ -324,7 +324,7 @@ pub(crate) fn render_json(loaded: &Loaded, rows: &[ShowRow]) -> String {
         targets: names(loaded, &loaded.targets),
         elements,
     };
-    serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    crate::json::to_string(&doc, true).unwrap_or_else(|_| "{\"schema\":1}".into())
 }
 
 /// The elements that would rebuild if `x` changed: those whose staged set

@@ -93,7 +93,7 @@ fn run_add(global: &Session, args: AddArgs) -> CmdResult {
         );
     }
     if global.json {
-        println!("{}", serde_json::Value::Array(rows));
+        crate::json::print(&serde_json::json!({ "files": rows }))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -249,10 +249,9 @@ fn run_track(global: &Session, args: TrackArgs) -> CmdResult {
         })?;
     }
     if global.json {
-        println!(
-            "{}",
-            serde_json::json!({"element": el.name, "file": el.file, "sources": changes})
-        );
+        crate::json::print(
+            &serde_json::json!({"element": el.name, "file": el.file, "sources": changes}),
+        )?;
     }
     Ok(if failed > 0 {
         ExitCode::from(1)

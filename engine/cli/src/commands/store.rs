@@ -125,7 +125,8 @@ fn existing_dir(dir: &Path) -> Result<(), Failure> {
 }
 
 fn print_json(v: &serde_json::Value) {
-    println!("{v}");
+    // stdout is gone when this fails: nothing more to say
+    let _ = crate::json::print(v);
 }
 
 pub(crate) fn run(global: &Session, cmd: StoreCommand) -> CmdResult {

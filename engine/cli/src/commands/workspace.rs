@@ -173,7 +173,7 @@ fn open(global: &Session, element: &Path, dir: Option<PathBuf>) -> CmdResult {
         ))
     })?;
     if global.json {
-        println!("{}", serde_json::json!({"element": name, "path": dir}));
+        crate::json::print(&serde_json::json!({"element": name, "path": dir}))?;
     } else {
         eprintln!("{name}: workspace open at {}", dir.display());
         eprintln!("  edit its files, then `cas build` anything above it; `cas workspace close {name}` when done");
@@ -205,7 +205,7 @@ fn list(global: &Session, project: &Path) -> CmdResult {
             .iter()
             .map(|(n, w)| serde_json::json!({"element": n, "path": w.path, "exists": w.path.is_dir()}))
             .collect();
-        println!("{}", serde_json::Value::Array(rows));
+        crate::json::print(&serde_json::json!({ "workspaces": rows }))?;
     } else {
         for (n, w) in &ws.workspaces {
             let gone = if w.path.is_dir() { "" } else { "  (gone)" };
