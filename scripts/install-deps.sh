@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages cas and its tests need (run as root, or with sudo).
 set -euo pipefail
-PKGS=(bubblewrap busybox-static nginx git xz-utils bzip2 zstd gzip patch xfsprogs b3sum rsync make gcc libc6-dev cmake dpkg-dev bc)
+PKGS=(bubblewrap busybox-static nginx git xz-utils bzip2 zstd gzip patch xfsprogs b3sum rsync make gcc libc6-dev cmake dpkg-dev bc qemu-user-static binfmt-support)
 # Installed without their recommendations (qemu's would pull a desktop).
 PKGS_NR=(qemu-system-x86)
 missing() {
@@ -21,6 +21,12 @@ if ((${#m1[@]} + ${#m2[@]})); then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${m2[@]}"
   fi
 fi
+# aarch64 sysroots run under qemu-user (tests/it/cross.rs): binfmt_misc
+# mounted and qemu-aarch64 registered (Debian registers it with flag F).
+# Best effort: where it cannot be done, those tests say they skipped it.
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+[ -e /proc/sys/fs/binfmt_misc/register ] || $SUDO mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true
+[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || $SUDO update-binfmts --enable qemu-aarch64 2>/dev/null || true
 if ! command -v cargo >/dev/null; then
   echo "cargo not found: install Rust (rustup) first" >&2
   exit 1

@@ -12,6 +12,7 @@ mod ctx;
 mod audit;
 mod bst;
 mod build;
+mod cross;
 mod format;
 mod golden;
 mod integrity;

@@ -25,6 +25,82 @@ pub fn libraries_checked(el: &Element) -> bool {
     )
 }
 
+/// Whether an element's output goes through the architecture check: the
+/// behaviours that make files by running commands.
+pub fn architecture_checked(el: &Element) -> bool {
+    matches!(el.config, Config::Sandbox | Config::Script { .. })
+}
+
+/// The ELF machine and class of a cas architecture name.
+fn machine_of(arch: &str) -> Option<(u16, bool)> {
+    let canonical = match arch {
+        "i386" | "i486" | "i586" | "x86" => "i686",
+        "arm" | "armhf" | "armv7l" => "armv7",
+        "arm64" => "aarch64",
+        "amd64" => "x86_64",
+        a => a,
+    };
+    cas_sandbox::emulator::MACHINES
+        .iter()
+        .find(|(_, _, n)| *n == canonical)
+        .map(|(m, b, _)| (*m, *b))
+}
+
+/// The ELF files of `tree` that are not of `arch` (path, what they are),
+/// except those `exempt` matches; empty when `arch` is not one cas knows.
+pub fn architecture_problems(
+    store: &Store,
+    tree: &TreeDigest,
+    arch: &str,
+    exempt: &[String],
+) -> Result<Vec<(String, String)>> {
+    use std::io::Read;
+    let Some((machine, is_64)) = machine_of(arch) else {
+        return Ok(Vec::new());
+    };
+    let mut globs = globset::GlobSetBuilder::new();
+    for g in exempt {
+        if let Ok(g) = globset::Glob::new(g.trim_start_matches('/')) {
+            globs.add(g);
+        }
+    }
+    let globs = globs.build().unwrap_or_else(|_| globset::GlobSet::empty());
+    let mut out = Vec::new();
+    for (path, e) in store.walk(tree)? {
+        let cas_store::EntryKind::File { digest, size } = e.kind else {
+            continue;
+        };
+        if size < 20 {
+            continue;
+        }
+        let mut head = [0u8; 20];
+        let Ok(mut f) = std::fs::File::open(store.blob_path(&digest)) else {
+            continue;
+        };
+        if f.read_exact(&mut head).is_err() || !head.starts_with(b"\x7fELF") {
+            continue;
+        }
+        let rel = String::from_utf8_lossy(&path).into_owned();
+        if globs.is_match(&rel) {
+            continue;
+        }
+        let file_64 = head[4] == 2;
+        let m = if head[5] == 1 {
+            u16::from_le_bytes([head[18], head[19]])
+        } else {
+            u16::from_be_bytes([head[18], head[19]])
+        };
+        if m != machine || file_64 != is_64 {
+            let what = cas_sandbox::emulator::elf_arch(&head).map_or_else(
+                || format!("ELF machine {m} ({}-bit)", if file_64 { 64 } else { 32 }),
+                str::to_string,
+            );
+            out.push((format!("/{rel}"), what));
+        }
+    }
+    Ok(out)
+}
+
 /// One element's verdict, and a provider named for each missing library.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LibrariesReport {

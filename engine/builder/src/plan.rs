@@ -50,12 +50,34 @@ pub struct Walk {
     pub partial: bool,
 }
 
+/// How a step over a foreign sysroot runs (spec/keys.md, `emulator`).
+#[derive(Debug, Clone)]
+pub struct Emulation {
+    /// The sysroot's architecture (of its `/bin/sh`).
+    pub arch: String,
+    pub emulator:
+        std::result::Result<cas_sandbox::emulator::Emulator, cas_sandbox::emulator::NoEmulator>,
+}
+
+impl Emulation {
+    /// `emulator` in the key: the architecture, then the emulator's
+    /// registration name and blake3, or `unavailable`.
+    pub fn key_values(&self) -> Vec<String> {
+        match &self.emulator {
+            Ok(e) => vec![self.arch.clone(), e.name.clone(), e.digest.clone()],
+            Err(_) => vec![self.arch.clone(), "unavailable".into()],
+        }
+    }
+}
+
 /// Derives keys for the elements of one load.
 pub struct Planner<'a> {
     pub store: &'a Store,
     pub loaded: &'a Loaded,
     /// Tree digests of local sources, computed once per run.
     pub locals: LocalDigests,
+    /// Trees read to find a sysroot's `/bin/sh` (one read per tree per run).
+    pub trees: cas_linkcheck::Indexes,
 }
 
 impl<'a> Planner<'a> {
@@ -64,6 +86,7 @@ impl<'a> Planner<'a> {
             store,
             loaded,
             locals: LocalDigests::default(),
+            trees: cas_linkcheck::Indexes::default(),
         }
     }
 
@@ -154,6 +177,46 @@ impl<'a> Planner<'a> {
         Ok(steps)
     }
 
+    /// For a step that runs commands over a sysroot of another architecture
+    /// than this machine's (its `/bin/sh`, read through the staged outputs):
+    /// the emulator that will run them, or why there is none.
+    pub fn emulation(
+        &self,
+        el: &cas_format::Element,
+        staged: &[(ElementId, TreeDigest)],
+    ) -> Option<Emulation> {
+        if !matches!(
+            el.config,
+            cas_format::Config::Sandbox
+                | cas_format::Config::Script { .. }
+                | cas_format::Config::Compose { .. }
+        ) || el.phases.iter().all(|(_, c)| c.is_empty())
+            && !matches!(el.config, cas_format::Config::Compose { .. })
+        {
+            return None;
+        }
+        let union = cas_linkcheck::tree::Union {
+            store: self.store,
+            indexes: &self.trees,
+            layers: staged.iter().map(|(_, t)| *t).collect(),
+        };
+        let sh = union.resolve_file("/bin/sh")?;
+        let mut head = [0u8; 64];
+        let n = std::io::Read::read(
+            &mut std::fs::File::open(self.store.blob_path(&sh.digest)).ok()?,
+            &mut head,
+        )
+        .ok()?;
+        let arch = cas_sandbox::emulator::elf_arch(&head[..n])?;
+        if cas_sandbox::emulator::runs_natively(arch) {
+            return None;
+        }
+        Some(Emulation {
+            arch: arch.to_string(),
+            emulator: cas_sandbox::emulator::emulator_for(&head[..n]),
+        })
+    }
+
     /// The key inputs of `id`, given the outputs of its staged dependencies
     /// (in staging order): its kind's behaviour and the fields it puts into
     /// the key (spec/keys.md).
@@ -171,7 +234,11 @@ impl<'a> Planner<'a> {
                 .cloned()
                 .unwrap_or_else(|| default.to_owned())
         };
-        let config = crate::kinds::key_config(self.loaded, el, staged);
+        let mut config = crate::kinds::key_config(self.loaded, el, staged);
+        if let Some(e) = self.emulation(el, staged) {
+            // a foreign sysroot runs under an emulator: which one is in the key
+            config.insert("emulator".into(), e.key_values());
+        }
         Ok(KeyInputs {
             kind: el.kind.clone(),
             behaviour: el.behaviour().name().to_owned(),

@@ -211,6 +211,7 @@ impl Engine<'_> {
         if let Some(done) = self.ensure_staged(id, &staged, outputs)? {
             return Ok(done);
         }
+        self.check_emulation(el, &staged)?;
         self.fetch_sources(el)?;
         self.reporter.started(&el.name, &key);
         let dir = self.build_dir(el, &key)?;
@@ -220,6 +221,7 @@ impl Engine<'_> {
         let ended = SystemTime::now();
         match result {
             Ok(output) => {
+                self.check_architecture(el, &output)?;
                 let log = self.store_log(&dir)?;
                 let manifest_blob = self.store.put_bytes(&manifest)?;
                 let result = ActionResult {
@@ -290,6 +292,71 @@ impl Engine<'_> {
                 self.reporter.failed(&el.name, &e, &dir.log());
                 Err(e)
             }
+        }
+    }
+
+    /// The architecture check (spec/format.md, Checks): every ELF file of
+    /// the output is of the element's `build-arch`, or the step fails
+    /// (`error`, the default) or says so (`warn`).
+    fn check_architecture(&self, el: &Element, output: &TreeDigest) -> Result<()> {
+        if !crate::checks::architecture_checked(el)
+            || el.checks.architecture == cas_format::Severity::Off
+        {
+            return Ok(());
+        }
+        let wrong = crate::checks::architecture_problems(
+            self.store,
+            output,
+            &el.sandbox.build_arch,
+            &el.checks.architecture_exempt,
+        )?;
+        if wrong.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = wrong.iter().map(|(p, a)| format!("{p} is {a}")).collect();
+        let message = format!(
+            "{} ELF file(s) of its output are not {}: {}",
+            wrong.len(),
+            el.sandbox.build_arch,
+            list.join(", ")
+        );
+        if el.checks.architecture == cas_format::Severity::Warn {
+            self.reporter
+                .message(&format!("warning: {}: {message}", el.name));
+            return Ok(());
+        }
+        self.reporter.message(&format!(
+            "error: {}: {message} (exempt paths with `checks: architecture-exempt: [GLOB]`)",
+            el.name
+        ));
+        Err(BuildError::Other {
+            element: el.name.clone(),
+            message,
+        })
+    }
+
+    /// A sysroot of another architecture runs only under a registered
+    /// emulator: without one, the step fails before it starts, saying what
+    /// to install.
+    fn check_emulation(&self, el: &Element, staged: &[(ElementId, TreeDigest)]) -> Result<()> {
+        match self.planner.emulation(el, staged) {
+            Some(crate::plan::Emulation {
+                arch,
+                emulator: Err(why),
+            }) => {
+                let message = format!(
+                    "its sysroot is {arch} (its /bin/sh), this machine is {}: {}",
+                    std::env::consts::ARCH,
+                    why.advice(&arch)
+                );
+                self.reporter
+                    .message(&format!("error: {}: {message}", el.name));
+                Err(BuildError::Other {
+                    element: el.name.clone(),
+                    message,
+                })
+            }
+            _ => Ok(()),
         }
     }
 

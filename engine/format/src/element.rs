@@ -101,43 +101,93 @@ impl Severity {
 }
 
 /// The checks an element's output goes through, and their severities.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Checks {
     /// Every `DT_NEEDED` library of the output's ELF files is found in the
-    /// element's runtime closure.
+    /// element's runtime closure (default `warn`).
     pub libraries: Severity,
+    /// Every ELF file of the output is of the element's `build-arch`
+    /// (default `error`).
+    pub architecture: Severity,
+    /// Globs of output paths the architecture check skips (firmware, tools
+    /// for another machine).
+    pub architecture_exempt: Vec<String>,
 }
 
-pub(crate) const CHECK_KEYS: &[&str] = &["libraries"];
+impl Default for Checks {
+    fn default() -> Checks {
+        Checks {
+            libraries: Severity::Warn,
+            architecture: Severity::Error,
+            architecture_exempt: Vec::new(),
+        }
+    }
+}
 
-/// Read a `checks:` map (element or project): each value `warn`, `error` or `off`.
+pub(crate) const CHECK_KEYS: &[&str] = &["libraries", "architecture", "architecture-exempt"];
+
+/// A `checks:` map as written (element or project); unset fields are `None`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RawChecks {
+    pub libraries: Option<Severity>,
+    pub architecture: Option<Severity>,
+    pub architecture_exempt: Option<Vec<String>>,
+}
+
+impl RawChecks {
+    /// These over `base` (the project's).
+    pub(crate) fn over(&self, base: &Checks) -> Checks {
+        Checks {
+            libraries: self.libraries.unwrap_or(base.libraries),
+            architecture: self.architecture.unwrap_or(base.architecture),
+            architecture_exempt: self
+                .architecture_exempt
+                .clone()
+                .unwrap_or_else(|| base.architecture_exempt.clone()),
+        }
+    }
+}
+
+/// Read a `checks:` map (element or project): severities `warn`, `error`
+/// or `off`; `architecture-exempt` a list of globs.
 pub(crate) fn read_checks<L: crate::read::Locate>(
     r: &mut Reader<L>,
     node: &Node,
-    into: &mut Option<Severity>,
+    into: &mut RawChecks,
 ) {
     let Some(m) = r.map(node, "checks") else {
         return;
     };
     r.check_keys(m, CHECK_KEYS, "`checks`");
-    if let Some(n) = m.get("libraries") {
-        if let Some(s) = r.string(n, "libraries") {
-            *into = match s.value.as_str() {
-                "warn" => Some(Severity::Warn),
-                "error" => Some(Severity::Error),
-                "off" => Some(Severity::Off),
-                other => {
-                    r.err(
-                        s.span,
-                        format!(
-                            "`libraries`: `{other}` is not a severity: expected warn, error or off"
-                        ),
-                        "expected warn, error or off",
-                    );
-                    None
-                }
-            };
+    let severity = |r: &mut Reader<L>, key: &str| -> Option<Severity> {
+        let s = r.string(m.get(key)?, key)?;
+        match s.value.as_str() {
+            "warn" => Some(Severity::Warn),
+            "error" => Some(Severity::Error),
+            "off" => Some(Severity::Off),
+            other => {
+                r.err(
+                    s.span,
+                    format!("`{key}`: `{other}` is not a severity: expected warn, error or off"),
+                    "expected warn, error or off",
+                );
+                None
+            }
         }
+    };
+    if let Some(v) = severity(r, "libraries") {
+        into.libraries = Some(v);
+    }
+    if let Some(v) = severity(r, "architecture") {
+        into.architecture = Some(v);
+    }
+    if let Some(n) = m.get("architecture-exempt") {
+        into.architecture_exempt = Some(
+            r.strings(n, "architecture-exempt")
+                .into_iter()
+                .map(|s| s.value)
+                .collect(),
+        );
     }
 }
 
@@ -291,7 +341,7 @@ pub(crate) struct RawElement {
     pub build_arch: Option<Spanned>,
     pub build_uid: u32,
     pub build_gid: u32,
-    pub check_libraries: Option<Severity>,
+    pub checks: RawChecks,
 }
 
 /// A dependency name as written, normalised (`./a//b.yaml` → `a/b.yaml`).
@@ -351,7 +401,7 @@ pub(crate) fn decode<L: crate::read::Locate>(
         build_arch: None,
         build_uid: 0,
         build_gid: 0,
-        check_libraries: None,
+        checks: RawChecks::default(),
     };
     match map.get("kind") {
         Some(n) => raw.kind = r.string(n, "kind"),
@@ -432,7 +482,7 @@ pub(crate) fn decode<L: crate::read::Locate>(
         }
     }
     if let Some(n) = map.get("checks") {
-        read_checks(&mut r, n, &mut raw.check_libraries);
+        read_checks(&mut r, n, &mut raw.checks);
     }
     if let Some(n) = map.get("sandbox") {
         if let Some(m) = r.map(n, "sandbox") {
@@ -476,6 +526,8 @@ pub(crate) struct Context<'a> {
     pub broken_kinds: &'a BTreeMap<String, String>,
     pub ids: &'a HashMap<String, ElementId>,
     pub host_arch: &'a str,
+    /// The architecture built for (`--arch`, else this machine's).
+    pub target_arch: &'a str,
 }
 
 /// `include`/`exclude` of a compose element: split-rule domains that the
@@ -721,6 +773,14 @@ fn scope_of<'a>(
         },
     );
     scope.set(
+        "target-arch",
+        Def {
+            value: cx.target_arch,
+            span: None,
+            literal: true,
+        },
+    );
+    scope.set(
         "project-name",
         Def {
             value: &cx.project.name,
@@ -933,10 +993,11 @@ pub(crate) fn resolve(
 
     let build_arch = match &raw.build_arch {
         Some(a) => expand(a, &mut errors),
+        // the target unless the element pins it (`build-arch: "%{host-arch}"`)
         None => variables
-            .get("host-arch")
+            .get("target-arch")
             .cloned()
-            .unwrap_or_else(|| cx.host_arch.to_string()),
+            .unwrap_or_else(|| cx.target_arch.to_string()),
     };
 
     let workdir = kind.workdir.as_ref().map(|w| {
@@ -975,9 +1036,7 @@ pub(crate) fn resolve(
         },
         workdir,
         overlaps_allowed: cx.project.overlaps_allowed,
-        checks: Checks {
-            libraries: raw.check_libraries.unwrap_or(cx.project.checks.libraries),
-        },
+        checks: raw.checks.over(&cx.project.checks),
         workspace: None,
         variable_spans: raw
             .variables

@@ -126,9 +126,9 @@ impl Project {
             p.kinds_dir = directory(&mut r, node, "kinds", &root);
         }
         if let Some(node) = map.get("checks") {
-            let mut libraries = None;
-            crate::element::read_checks(&mut r, node, &mut libraries);
-            p.checks.libraries = libraries.unwrap_or_default();
+            let mut raw = crate::element::RawChecks::default();
+            crate::element::read_checks(&mut r, node, &mut raw);
+            p.checks = raw.over(&crate::element::Checks::default());
         }
         if r.errors.is_empty() {
             Ok(p)

@@ -14,6 +14,7 @@
 //! - [`cancel`]: stopping running sandboxes from another thread ([`Cancel`]).
 //! - [`check`]: preflight checks ([`check_available`], [`check_shell`]).
 //! - [`probes`]: probe results remembered per store and kernel.
+//! - [`emulator`]: foreign-architecture sysroots through binfmt_misc (qemu-user).
 //! - [`shell`]: how build commands become an argv: one ([`shell_argv`]), or
 //!   all of a step in one sandbox ([`script_argv`]).
 //! - [`error`]: the error type, [`SandboxError`].
@@ -21,6 +22,7 @@
 pub mod args;
 pub mod cancel;
 pub mod check;
+pub mod emulator;
 pub mod error;
 pub mod layers;
 pub mod layout;

@@ -102,6 +102,21 @@ pub(crate) fn key_config(
             vec![el.checks.libraries.name().into()],
         );
     }
+    if crate::checks::architecture_checked(el) {
+        // the architecture check's setting, when not the default (spec/keys.md)
+        if el.checks.architecture != cas_format::Severity::Error {
+            config.insert(
+                "check-architecture".into(),
+                vec![el.checks.architecture.name().into()],
+            );
+        }
+        if !el.checks.architecture_exempt.is_empty() {
+            config.insert(
+                "architecture-exempt".into(),
+                el.checks.architecture_exempt.clone(),
+            );
+        }
+    }
     if let Some(w) = &el.workdir {
         // only when the kind says where commands run (spec/keys.md)
         config.insert("workdir".into(), vec![w.clone()]);

@@ -46,7 +46,12 @@ fn install_sigint() {
 pub(crate) fn run_build(global: &Session, args: BuildArgs) -> CmdResult {
     let started = std::time::SystemTime::now();
     // The no-op fast path: unchanged files, every result here, no remote.
-    let memo = noop::key(&args.targets, &global.options());
+    let mut memo_options = global.options();
+    if let Some(a) = &global.arch {
+        // --arch changes every key: part of what a no-op depends on
+        memo_options.push(("--arch".into(), a.clone()));
+    }
+    let memo = noop::key(&args.targets, &memo_options);
     if let Some(key) = &memo {
         if global
             .remotes(&args.remote, false)?

@@ -42,6 +42,8 @@ pub(super) struct Projects {
     /// junction's full name → its project (`None`: it could not be loaded,
     /// which was reported once).
     pub(super) by_junction: HashMap<String, Option<usize>>,
+    /// `--arch` (spec/format.md, Variables): `None` for this machine's.
+    pub(super) target_arch: Option<String>,
 }
 
 impl Projects {

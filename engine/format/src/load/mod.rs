@@ -51,6 +51,9 @@ pub struct LoadOptions {
     /// Keep every element's own sources, open workspaces or not
     /// (`cas workspace reset|close`).
     pub ignore_workspaces: bool,
+    /// The architecture built for (`--arch`): `%{target-arch}` and the
+    /// default `build-arch`; `None`: this machine's.
+    pub target_arch: Option<String>,
 }
 
 impl std::fmt::Debug for LoadOptions {
@@ -61,6 +64,7 @@ impl std::fmt::Debug for LoadOptions {
             .field("junctions", &self.junctions.is_some())
             .field("partial", &self.partial)
             .field("ignore_workspaces", &self.ignore_workspaces)
+            .field("target_arch", &self.target_arch)
             .finish()
     }
 }
@@ -447,6 +451,7 @@ pub fn load_with(
         }],
         by_junction: HashMap::new(),
         junction_sources: opts.junctions.clone(),
+        target_arch: opts.target_arch.clone(),
     };
 
     // CAS_FORMAT_TIMING=1 prints the time of each phase (spec/format.md).

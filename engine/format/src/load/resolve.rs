@@ -27,6 +27,7 @@ pub(super) fn resolve_all(
         .collect();
     raws.sort_by(|a, b| a.name.cmp(&b.name));
     let host = host_arch();
+    let target = projects.target_arch.as_deref().unwrap_or(host);
     let cxs: Vec<Context> = projects
         .list
         .iter()
@@ -38,6 +39,7 @@ pub(super) fn resolve_all(
             broken_kinds: &p.kinds.broken_kinds,
             ids: &ids,
             host_arch: host,
+            target_arch: target,
         })
         .collect();
     let resolved: Vec<Result<Element, Vec<Error>>> = raws
