@@ -174,3 +174,48 @@ fn an_aarch64_sysroot_from_debian_runs_under_qemu_user() {
     let head = std::fs::read(dir.join("busybox")).unwrap();
     assert_eq!(u16::from_le_bytes([head[18], head[19]]), 183);
 }
+
+#[test]
+fn the_aarch64_example_builds_under_qemu_and_with_the_cross_toolchain() {
+    let Some(mirror) = crate::ctx::apt_mirror() else {
+        eprintln!("skipped: this machine has no Debian archive in its APT configuration");
+        return;
+    };
+    if !cfg!(target_arch = "x86_64") || !have_aarch64_binfmt() {
+        eprintln!("skipped: needs an x86_64 machine with qemu-aarch64 registered (qemu-user-static, binfmt-support)");
+        return;
+    }
+    let ctx = Ctx::new();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects/aarch64");
+    let dest = ctx.path("aarch64");
+    assert!(std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&src)
+        .arg(&dest)
+        .status()
+        .unwrap()
+        .success());
+    let config = ctx.path("config.yaml");
+    std::fs::write(&config, format!("mirrors:\n  debian:\n  - {mirror}\n")).unwrap();
+    let store = crate::ctx::shared_store();
+    let cas = |args: &[&str]| {
+        let (mut cmd, shown) = ctx.command(args);
+        cmd.current_dir(&dest)
+            .env("CAS_STORE", &store)
+            .env("CAS_CONFIG", &config);
+        crate::ctx::Run::from_output(shown, cmd.output().unwrap())
+    };
+    cas(&["build", "check.yaml"]).ok();
+    let out = ctx.path("out");
+    cas(&["checkout", "check.yaml", out.to_str().unwrap()]).ok();
+    assert_eq!(
+        std::fs::read_to_string(out.join("said")).unwrap(),
+        "hello from aarch64\n"
+    );
+    // cross and native builds of one program: the same machine code, other C libraries
+    let d = cas(&["--json", "diff", "cross/hello.yaml", "native/hello.yaml"]).expect_code(1);
+    let changes = d.json()["changes"].as_array().unwrap().clone();
+    assert_eq!(changes.len(), 1, "{}", d.stdout);
+    assert_eq!(changes[0]["path"], "usr/bin/hello");
+    assert_eq!(changes[0]["detail"]["format"], "elf");
+}

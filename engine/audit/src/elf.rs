@@ -215,11 +215,18 @@ fn changed_section(
             };
             let (fa, ta) = around(x);
             let (fb, tb) = around(y);
-            c.disassembly = Some(Disassembly {
-                tool: format!("objdump (host: {})", tool.display()),
-                a: disassemble(&tool, a, name, fa, ta),
-                b: disassemble(&tool, b, name, fb, tb),
-            });
+            let (da, db) = (
+                disassemble(&tool, a, name, fa, ta),
+                disassemble(&tool, b, name, fb, tb),
+            );
+            // the host's objdump may not know the file's machine: then nothing is said
+            if !da.is_empty() || !db.is_empty() {
+                c.disassembly = Some(Disassembly {
+                    tool: format!("objdump (host: {})", tool.display()),
+                    a: da,
+                    b: db,
+                });
+            }
         }
     }
     c
