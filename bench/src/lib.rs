@@ -145,13 +145,14 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
         // Hand-written profile of the misses, kept across regenerations.
         // The debian-system example's figures (bench/debian-system.sh) and
         // the loads of real BuildStream projects (bench/bst-projects.sh) and
-        // the workspace loop (bench/workspace.sh) too.
+        // the workspace loop (bench/workspace.sh) and cross-building
+        // (bench/cross.sh) too.
         notes: {
             let read = |f: &str| {
                 std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(f))
                     .ok()
             };
-            let parts: Vec<String> = ["NOTES.md", "SYSTEM.md", "BST-PROJECTS.md", "WORKSPACE.md"]
+            let parts: Vec<String> = ["NOTES.md", "SYSTEM.md", "BST-PROJECTS.md", "WORKSPACE.md", "CROSS.md"]
                 .iter()
                 .filter_map(|f| read(f))
                 .map(|t| t.trim_end().to_string())
