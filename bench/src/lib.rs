@@ -152,11 +152,17 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
                 std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(f))
                     .ok()
             };
-            let parts: Vec<String> = ["NOTES.md", "SYSTEM.md", "BST-PROJECTS.md", "WORKSPACE.md", "CROSS.md"]
-                .iter()
-                .filter_map(|f| read(f))
-                .map(|t| t.trim_end().to_string())
-                .collect();
+            let parts: Vec<String> = [
+                "NOTES.md",
+                "SYSTEM.md",
+                "BST-PROJECTS.md",
+                "WORKSPACE.md",
+                "CROSS.md",
+            ]
+            .iter()
+            .filter_map(|f| read(f))
+            .map(|t| t.trim_end().to_string())
+            .collect();
             (!parts.is_empty()).then(|| parts.join("\n\n"))
         },
     })

@@ -396,17 +396,7 @@ fn diff_names_the_elf_sections_ar_members_and_tar_gzip_members_that_differ() {
 fn diff_of_two_sandbox_builds_of_one_c_file_with_different_defines() {
     let ctx = Ctx::new();
     ctx.write("project.yaml", "name: c\nelement-path: elements\n");
-    let tc = crate::toolchain::toolchain(crate::toolchain::Flavor::C);
-    let dest = ctx.project().join("files/toolchain");
-    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-    assert!(std::process::Command::new("cp")
-        .arg("-al")
-        .arg(&tc)
-        .arg(&dest)
-        .status()
-        .unwrap()
-        .success());
-    ctx.write("elements/toolchain.yaml", import("files/toolchain"));
+    crate::ctx::toolchain_element(&ctx, crate::toolchain::Flavor::C);
     ctx.write(
         "files/src/greet.c",
         "#include <stdio.h>\nint main(void) { printf(\"%d\\n\", VALUE); return 0; }\n",
@@ -1036,17 +1026,7 @@ fn check_keep_writes_the_rebuilt_output_and_checkout_and_diff_take_its_digest() 
 fn challenge_diff_names_the_elf_section_a_remote_built_differently() {
     let ctx = Ctx::new();
     ctx.write("project.yaml", "name: c\nelement-path: elements\n");
-    let tc = crate::toolchain::toolchain(crate::toolchain::Flavor::C);
-    let dest = ctx.project().join("files/toolchain");
-    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-    assert!(std::process::Command::new("cp")
-        .arg("-al")
-        .arg(&tc)
-        .arg(&dest)
-        .status()
-        .unwrap()
-        .success());
-    ctx.write("elements/toolchain.yaml", import("files/toolchain"));
+    crate::ctx::toolchain_element(&ctx, crate::toolchain::Flavor::C);
     ctx.write(
         "files/src/stamp.c",
         "const char *stamp(void) { return STAMP; }\n",

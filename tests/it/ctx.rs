@@ -357,3 +357,21 @@ pub(crate) fn apt_mirror() -> Option<String> {
     let url = String::from_utf8(out.stdout).ok()?;
     (out.status.success() && !url.trim().is_empty()).then(|| format!("{}/", url.trim()))
 }
+
+/// The toolchain of `flavor` hardlinked into the project's `files/toolchain`
+/// and imported as `elements/toolchain.yaml`.
+pub(crate) fn toolchain_element(ctx: &Ctx, flavor: crate::toolchain::Flavor) {
+    let dest = ctx.project().join("files/toolchain");
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    let st = std::process::Command::new("cp")
+        .arg("-al")
+        .arg(crate::toolchain::toolchain(flavor))
+        .arg(&dest)
+        .status()
+        .unwrap();
+    assert!(st.success(), "cp -al of the toolchain");
+    ctx.write(
+        "elements/toolchain.yaml",
+        "kind: import\nsources:\n  - kind: local\n    path: files/toolchain\n",
+    );
+}

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::ctx::{busybox_project, Ctx};
-use crate::toolchain::{toolchain, Flavor};
+use crate::toolchain::Flavor;
 
 fn read(p: impl AsRef<Path>) -> String {
     std::fs::read_to_string(p.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", p.as_ref().display()))
@@ -75,20 +75,7 @@ fn script_with_a_writable_root_outputs_a_chosen_directory() {
 fn c_project(flavor: Flavor) -> Ctx {
     let ctx = Ctx::new();
     ctx.write("project.yaml", "name: c\nelement-path: elements\n");
-    let tc = toolchain(flavor);
-    let dest = ctx.project().join("files/toolchain");
-    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-    let st = std::process::Command::new("cp")
-        .arg("-al")
-        .arg(&tc)
-        .arg(&dest)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    ctx.write(
-        "elements/toolchain.yaml",
-        "kind: import\nsources:\n  - kind: local\n    path: files/toolchain\n",
-    );
+    crate::ctx::toolchain_element(&ctx, flavor);
     // A static library built with the make kind.
     ctx.write("files/greet/greet.h", "const char *greeting(void);\n");
     ctx.write(

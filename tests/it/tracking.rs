@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 
 use crate::ctx::Ctx;
-use crate::toolchain::{toolchain, Flavor};
 
 fn read(p: impl AsRef<std::path::Path>) -> String {
     std::fs::read_to_string(p.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", p.as_ref().display()))
@@ -58,19 +57,7 @@ fn rootfs(with_o: bool) -> String {
 fn project() -> Ctx {
     let ctx = Ctx::new();
     ctx.write("project.yaml", "name: t\nelement-path: elements\n");
-    let dest = ctx.project().join("files/toolchain");
-    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-    let st = std::process::Command::new("cp")
-        .arg("-al")
-        .arg(toolchain(Flavor::C))
-        .arg(&dest)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    ctx.write(
-        "elements/toolchain.yaml",
-        "kind: import\nsources:\n  - kind: local\n    path: files/toolchain\n",
-    );
+    crate::ctx::toolchain_element(&ctx, crate::toolchain::Flavor::C);
     // O: an optional shared library
     ctx.write("files/o/o.h", "const char *o_name(void);\n");
     ctx.write(

@@ -3,7 +3,6 @@
 //! the files exactly.
 
 use crate::ctx::Ctx;
-use crate::toolchain::{toolchain, Flavor};
 
 const MAKEFILE: &str = "\
 hello: a.o b.o c.o\n\t$(CC) -o $@ a.o b.o c.o\n\
@@ -13,19 +12,7 @@ install:\n\tmkdir -p $(DESTDIR)/usr/bin && cp hello $(DESTDIR)/usr/bin/hello\n";
 fn project() -> Ctx {
     let ctx = Ctx::new();
     ctx.write("project.yaml", "name: ws\nelement-path: elements\n");
-    let dest = ctx.project().join("files/toolchain");
-    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-    let st = std::process::Command::new("cp")
-        .arg("-al")
-        .arg(toolchain(Flavor::C))
-        .arg(&dest)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    ctx.write(
-        "elements/toolchain.yaml",
-        "kind: import\nsources:\n  - kind: local\n    path: files/toolchain\n",
-    );
+    crate::ctx::toolchain_element(&ctx, crate::toolchain::Flavor::C);
     ctx.write("files/hello/Makefile", MAKEFILE);
     ctx.write("files/hello/a.c", "const char *greeting(void);\nint puts(const char *);\nint main(void) { puts(greeting()); return 0; }\n");
     ctx.write(

@@ -182,10 +182,10 @@ fn gz_header(b: &[u8]) -> Option<GzHeader> {
     })
 }
 
-fn gunzip(b: &[u8]) -> Result<Vec<u8>, String> {
+/// Everything `r` decompresses to, refused beyond [`MAX_DECOMPRESSED`].
+fn read_bounded(r: impl Read) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
-    flate2::read::MultiGzDecoder::new(b)
-        .take(MAX_DECOMPRESSED + 1)
+    r.take(MAX_DECOMPRESSED + 1)
         .read_to_end(&mut out)
         .map_err(|e| e.to_string())?;
     if out.len() as u64 > MAX_DECOMPRESSED {
@@ -196,34 +196,36 @@ fn gunzip(b: &[u8]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+fn gunzip(b: &[u8]) -> Result<Vec<u8>, String> {
+    read_bounded(flate2::read::MultiGzDecoder::new(b))
+}
+
 fn unxz(b: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    xz2::read::XzDecoder::new_multi_decoder(b)
-        .take(MAX_DECOMPRESSED + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| e.to_string())?;
-    if out.len() as u64 > MAX_DECOMPRESSED {
-        return Err(format!(
-            "decompresses to more than {MAX_DECOMPRESSED} bytes"
-        ));
+    read_bounded(xz2::read::XzDecoder::new_multi_decoder(b))
+}
+
+/// Both sides decompressed, or why one does not decompress.
+fn both(
+    a: &[u8],
+    b: &[u8],
+    f: fn(&[u8]) -> Result<Vec<u8>, String>,
+) -> Result<(Vec<u8>, Vec<u8>), Detail> {
+    match (f(a), f(b)) {
+        (Ok(x), Ok(y)) => Ok((x, y)),
+        (Err(e), _) => Err(Detail::Unreadable {
+            reason: format!("A does not decompress: {e}"),
+        }),
+        (_, Err(e)) => Err(Detail::Unreadable {
+            reason: format!("B does not decompress: {e}"),
+        }),
     }
-    Ok(out)
 }
 
 /// Two xz streams: what they decompress to, compared by its own format.
 pub fn xz_diff(a: &[u8], b: &[u8], name: &str, depth: usize) -> Detail {
-    let (ca, cb) = match (unxz(a), unxz(b)) {
-        (Ok(x), Ok(y)) => (x, y),
-        (Err(e), _) => {
-            return Detail::Unreadable {
-                reason: format!("A does not decompress: {e}"),
-            }
-        }
-        (_, Err(e)) => {
-            return Detail::Unreadable {
-                reason: format!("B does not decompress: {e}"),
-            }
-        }
+    let (ca, cb) = match both(a, b, unxz) {
+        Ok(p) => p,
+        Err(d) => return d,
     };
     if ca == cb {
         return Detail::Xz(XzDiff {
@@ -257,18 +259,9 @@ pub fn gzip_diff(a: &[u8], b: &[u8], name: &str, depth: usize) -> Detail {
     let o = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
     field(&mut header, "name", o(&ha.name), o(&hb.name));
     field(&mut header, "comment", o(&ha.comment), o(&hb.comment));
-    let (ca, cb) = match (gunzip(a), gunzip(b)) {
-        (Ok(x), Ok(y)) => (x, y),
-        (Err(e), _) => {
-            return Detail::Unreadable {
-                reason: format!("A does not decompress: {e}"),
-            }
-        }
-        (_, Err(e)) => {
-            return Detail::Unreadable {
-                reason: format!("B does not decompress: {e}"),
-            }
-        }
+    let (ca, cb) = match both(a, b, gunzip) {
+        Ok(p) => p,
+        Err(d) => return d,
     };
     if ca == cb {
         return Detail::Gzip(GzipDiff {

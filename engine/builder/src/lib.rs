@@ -25,6 +25,7 @@
 pub mod builddir;
 pub mod checks;
 pub mod error;
+mod escape;
 pub mod junctions;
 pub mod keys;
 pub mod kinds;

@@ -11,7 +11,8 @@
 //! path <element index|-> <path>
 //! ```
 //!
-//! In a name or path, `\` and newline are written `\\` and `\n`.
+//! In a name or path, a backslash, tab and newline are written `\\`, `\t`, `\n`
+//! (crate::escape).
 
 use std::collections::HashSet;
 
@@ -19,6 +20,7 @@ use cas_format::{Element, ElementId};
 use cas_store::{ActionKey, Digest, EntryKind, TreeDigest};
 
 use crate::error::{BuildError, Result};
+use crate::escape::{escape, unescape};
 use crate::step::Engine;
 
 /// The note a compose's provenance is recorded under.
@@ -41,27 +43,6 @@ pub struct Provenance {
 }
 
 const MAGIC: &str = "cas-compose 1";
-
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('\n', "\\n")
-}
-
-fn unescape(s: &str) -> Option<String> {
-    let mut out = String::with_capacity(s.len());
-    let mut it = s.chars();
-    while let Some(c) = it.next() {
-        if c == '\\' {
-            match it.next()? {
-                '\\' => out.push('\\'),
-                'n' => out.push('\n'),
-                _ => return None,
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    Some(out)
-}
 
 impl Provenance {
     pub fn encode(&self) -> Vec<u8> {

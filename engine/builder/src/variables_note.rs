@@ -11,34 +11,12 @@
 
 use std::collections::BTreeMap;
 
+use crate::escape::{escape, unescape};
+
 /// The note's name.
 pub const VARIABLES_NOTE: &str = "variables";
 
 const MAGIC: &str = "cas-variables 1";
-
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('\t', "\\t")
-        .replace('\n', "\\n")
-}
-
-fn unescape(s: &str) -> Option<String> {
-    let mut out = String::with_capacity(s.len());
-    let mut it = s.chars();
-    while let Some(c) = it.next() {
-        if c == '\\' {
-            out.push(match it.next()? {
-                '\\' => '\\',
-                't' => '\t',
-                'n' => '\n',
-                _ => return None,
-            });
-        } else {
-            out.push(c);
-        }
-    }
-    Some(out)
-}
 
 pub fn encode(vars: &BTreeMap<String, String>) -> Vec<u8> {
     let mut s = format!("{MAGIC}\n");

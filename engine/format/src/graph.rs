@@ -68,60 +68,47 @@ fn declared(e: &Element, kinds: &[DepKind]) -> Vec<ElementId> {
 /// dependents; what comes later may overwrite what came earlier (when it
 /// whitelists the path), so the order is the one the author wrote.
 pub(crate) fn staging_order(elements: &[Element], id: ElementId) -> Vec<ElementId> {
-    fn visit(
-        elements: &[Element],
-        d: ElementId,
-        seen: &mut HashSet<ElementId>,
-        out: &mut Vec<ElementId>,
-    ) {
-        if !seen.insert(d) {
-            return;
-        }
-        if let Some(e) = elements.get(d.index()) {
-            for r in declared(e, &[DepKind::All, DepKind::Runtime]) {
-                visit(elements, r, seen, out);
-            }
-        }
-        out.push(d);
-    }
     let Some(e) = elements.get(id.index()) else {
         return Vec::new();
     };
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for d in declared(e, &[DepKind::Build, DepKind::All]) {
-        visit(elements, d, &mut seen, &mut out);
+        with_runtime_closure(elements, d, &mut seen, &mut out);
     }
     out
+}
+
+/// `d` preceded by its runtime closure (its own runtime dependencies in the
+/// order written, depth first), each element not `seen` yet appended once.
+fn with_runtime_closure(
+    elements: &[Element],
+    d: ElementId,
+    seen: &mut HashSet<ElementId>,
+    out: &mut Vec<ElementId>,
+) {
+    if !seen.insert(d) {
+        return;
+    }
+    if let Some(e) = elements.get(d.index()) {
+        for r in declared(e, &[DepKind::All, DepKind::Runtime]) {
+            with_runtime_closure(elements, r, seen, out);
+        }
+    }
+    out.push(d);
 }
 
 /// What comes with `id` wherever it is staged or installed: its `depends`
 /// and `runtime-depends`, each preceded by its own runtime closure, every
 /// element once (the order of [`staging_order`]); `id` itself excluded.
 pub(crate) fn runtime_closure(elements: &[Element], id: ElementId) -> Vec<ElementId> {
-    fn visit(
-        elements: &[Element],
-        d: ElementId,
-        seen: &mut HashSet<ElementId>,
-        out: &mut Vec<ElementId>,
-    ) {
-        if !seen.insert(d) {
-            return;
-        }
-        if let Some(e) = elements.get(d.index()) {
-            for r in declared(e, &[DepKind::All, DepKind::Runtime]) {
-                visit(elements, r, seen, out);
-            }
-        }
-        out.push(d);
-    }
     let Some(e) = elements.get(id.index()) else {
         return Vec::new();
     };
     let mut seen = HashSet::from([id]);
     let mut out = Vec::new();
     for d in declared(e, &[DepKind::All, DepKind::Runtime]) {
-        visit(elements, d, &mut seen, &mut out);
+        with_runtime_closure(elements, d, &mut seen, &mut out);
     }
     out
 }
