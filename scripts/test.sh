@@ -5,6 +5,18 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh || exit 1
+# One build per run: incremental artefacts would only take disk (GBs).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+# The suite builds real Debian toolchains into stores under the target
+# directory and /tmp; say how much room there is, so that a run that fails
+# with ENOSPC says why at its top.
+target_dir="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$target_dir"
+avail_kb=$(df -Pk "$target_dir" | awk 'NR == 2 { print $4 }')
+echo "disk: $((avail_kb / 1024)) MiB free under $target_dir (the suite needs about 8 GiB)"
+if [ "${avail_kb:-0}" -lt $((8 * 1024 * 1024)) ]; then
+  echo "warning: less than 8 GiB free; tests that build Debian systems may fail with 'No space left on device'" >&2
+fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # The workspace's lint policy (Cargo.toml [workspace.lints]) holds: no warning.
@@ -20,6 +32,7 @@ if [ "$lint" != 0 ]; then
   echo "lints: clippy found warnings (see above)"
   [ "$status" = 0 ] && status=1
 fi
+df -Pk "$target_dir" | awk 'NR == 2 { printf "disk: %d MiB free at the end\n", $4 / 1024 }'
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"
