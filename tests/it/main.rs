@@ -18,6 +18,7 @@ mod golden;
 mod integrity;
 mod kinds;
 mod noop;
+mod reapi;
 mod remote;
 mod sources;
 mod store;

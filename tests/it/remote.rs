@@ -7,7 +7,7 @@ use crate::ctx::{Ctx, Nginx, Run};
 
 /// base (busybox) ← big (8 MB file) ← mid ← top. `top` stages base and mid,
 /// not big: big's output is never needed to build top.
-fn project(top_text: &str) -> Ctx {
+pub(crate) fn project(top_text: &str) -> Ctx {
     let ctx = Ctx::new();
     ctx.write("project.yaml", "name: t\nelement-path: elements\n");
     ctx.busybox_tree("files/base");
@@ -27,7 +27,7 @@ fn project(top_text: &str) -> Ctx {
     ctx
 }
 
-fn write_top(ctx: &Ctx, text: &str) {
+pub(crate) fn write_top(ctx: &Ctx, text: &str) {
     ctx.write(
         "elements/top.yaml",
         format!(
@@ -36,19 +36,19 @@ fn write_top(ctx: &Ctx, text: &str) {
     );
 }
 
-fn s(p: &Path) -> &str {
+pub(crate) fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
 /// `cas keygen` into the test directory: (secret key path, public key path).
-fn keygen(ctx: &Ctx, name: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn keygen(ctx: &Ctx, name: &str) -> (PathBuf, PathBuf) {
     let key = ctx.path(name);
     let run = ctx.cas(["keygen", "--out", s(&key)]).ok();
     assert_eq!(run.stdout.trim().len(), 64, "{}", run.stdout);
     (key.clone(), PathBuf::from(format!("{}.pub", key.display())))
 }
 
-fn status_of(run: &Run, name: &str) -> String {
+pub(crate) fn status_of(run: &Run, name: &str) -> String {
     let v = run.json();
     v["elements"]
         .as_array()
@@ -61,7 +61,7 @@ fn status_of(run: &Run, name: &str) -> String {
         .to_owned()
 }
 
-fn build_in(ctx: &Ctx, store: &Path, extra: &[&str]) -> Run {
+pub(crate) fn build_in(ctx: &Ctx, store: &Path, extra: &[&str]) -> Run {
     let mut args = vec!["--store", s(store), "--json", "build", "top.yaml"];
     args.extend_from_slice(extra);
     ctx.cas(args)
@@ -96,7 +96,12 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-fn checkout(ctx: &Ctx, store: &Path, target: &str, dir: &Path) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn checkout(
+    ctx: &Ctx,
+    store: &Path,
+    target: &str,
+    dir: &Path,
+) -> Vec<(String, Vec<u8>)> {
     ctx.cas(["--store", s(store), "checkout", target, s(dir)])
         .ok();
     snapshot(dir)

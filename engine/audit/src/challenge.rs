@@ -78,7 +78,10 @@ pub fn challenge(
 ) -> Result<ChallengeReport> {
     let remotes: Vec<Box<dyn Remote>> = urls
         .iter()
-        .map(|u| cas_store::remote::open(u).map_err(|e| AuditError::Other(e.to_string())))
+        .map(|u| {
+            cas_reapi::open(u, &store.root().join("reapi"))
+                .map_err(|e| AuditError::Other(e.to_string()))
+        })
         .collect::<Result<_>>()?;
     let plan = cas_builder::states(store, loaded, &[target], &Mirrors::new())?;
     let mut steps = Vec::new();

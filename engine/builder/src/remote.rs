@@ -82,12 +82,17 @@ pub struct RemoteSummary {
 }
 
 impl Remotes {
-    /// Open every remote (no network access yet).
-    pub fn open(specs: &[RemoteSpec], signer: Option<SigningKey>) -> Result<Remotes, RemoteError> {
+    /// Open every remote (no network access yet). `state`: the store's
+    /// directory for what REAPI remotes keep (`STORE/reapi`).
+    pub fn open(
+        specs: &[RemoteSpec],
+        signer: Option<SigningKey>,
+        state: &std::path::Path,
+    ) -> Result<Remotes, RemoteError> {
         let mut entries = Vec::new();
         for s in specs {
             entries.push(Entry {
-                remote: cas_store::remote::open(&s.url)?,
+                remote: cas_reapi::open(&s.url, state)?,
                 push: s.push,
                 trust: s.trust.clone(),
             });

@@ -232,6 +232,27 @@ pub trait Remote: Send + Sync {
     fn get_action(&self, key: &ActionKey) -> Result<Option<Vec<u8>>, RemoteError>;
     /// Store an encoded action result under `key` (replacing any).
     fn put_action(&self, key: &ActionKey, bytes: &[u8]) -> Result<(), RemoteError>;
+    /// Store an encoded action result under `key`, given every object it
+    /// references (its output trees and blobs, log and manifest), all
+    /// uploaded already. A backend that must say more than the result (the
+    /// REAPI backend's digest map) overrides this; the others store the
+    /// result alone.
+    fn put_action_objects(
+        &self,
+        key: &ActionKey,
+        bytes: &[u8],
+        objects: &[Digest],
+    ) -> Result<(), RemoteError> {
+        let _ = objects;
+        self.put_action(key, bytes)
+    }
+    /// Which of `list` the remote lacks, in one call or a few, for backends
+    /// that can ask about many objects at once (REAPI's FindMissingBlobs);
+    /// `None`: ask [`Remote::has_object`] one by one.
+    fn missing_objects(&self, list: &[Digest]) -> Option<Result<Vec<Digest>, RemoteError>> {
+        let _ = list;
+        None
+    }
 }
 
 /// Open a remote from its URL: `http://` / `https://` base URLs, `file://`

@@ -295,6 +295,9 @@ pub fn push_result(
         }
     }
     let missing = |list: &[Digest]| -> Result<Vec<Digest>, RemoteError> {
+        if let Some(batched) = remote.missing_objects(list) {
+            return batched;
+        }
         let out = Mutex::new(Vec::new());
         parallel(list, WORKERS, |d| {
             if !remote.has_object(d)? {
@@ -354,7 +357,9 @@ pub fn push_result(
         Some(s) => sign_result(key, r, s),
         None => encode_result(key, r),
     };
-    remote.put_action(key, &bytes)?;
+    let mut objects = trees.clone();
+    objects.extend_from_slice(&blobs);
+    remote.put_action_objects(key, &bytes, &objects)?;
     counters.results_pushed.fetch_add(1, Ordering::Relaxed);
     Ok(Pushed::Uploaded {
         objects: missing_blobs.len() + order.len(),

@@ -40,11 +40,13 @@ pub(crate) fn invalid(msg: String) -> Failure {
 }
 
 /// The remotes of a command: configured ones first, then `--remote`s.
-/// `push_all`: every remote may be pushed to (`cas push`).
+/// `push_all`: every remote may be pushed to (`cas push`). `state`: where
+/// REAPI remotes keep their digest map (`STORE/reapi`).
 pub(crate) fn open(
     config: &UserConfig,
     flags: &RemoteFlags,
     push_all: bool,
+    state: &std::path::Path,
 ) -> Result<Option<Arc<Remotes>>, Failure> {
     if flags.no_remotes {
         return Ok(None);
@@ -118,7 +120,7 @@ pub(crate) fn open(
     if specs.iter().any(|s| s.push) && signer.is_none() {
         eprintln!("warning: pushing unsigned results (no --signing-key and no `signing-key` configured): others use them only if they mark this remote trust-unsigned");
     }
-    let remotes = Remotes::open(&specs, signer).map_err(|e| invalid(e.to_string()))?;
+    let remotes = Remotes::open(&specs, signer, state).map_err(|e| invalid(e.to_string()))?;
     Ok(Some(Arc::new(remotes)))
 }
 

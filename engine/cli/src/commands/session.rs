@@ -94,6 +94,7 @@ impl Session {
         flags: &RemoteFlags,
         push_all: bool,
     ) -> Result<Option<Arc<Remotes>>, Failure> {
-        crate::commands::remotes::open(self.config()?, flags, push_all)
+        let state = self.global.store_dir().join("reapi");
+        crate::commands::remotes::open(self.config()?, flags, push_all, &state)
     }
 }

@@ -1,0 +1,467 @@
+//! The gRPC calls cas makes, blocking: each runs on the remote's own tokio
+//! runtime, so the engine's threads (the transfer workers) call them as
+//! they call the HTTP backend. Timeouts: 5 s to connect, 60 s per unary
+//! call, the caller's deadline for a streamed blob. A connection failure
+//! or a timeout marks the remote down for the rest of the process.
+
+use std::fs::File;
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
+use bazel_remote_apis::google::bytestream as bs;
+use bs::byte_stream_client::ByteStreamClient;
+use cas_store::RemoteError;
+use re::action_cache_client::ActionCacheClient;
+use re::capabilities_client::CapabilitiesClient;
+use re::content_addressable_storage_client::ContentAddressableStorageClient;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Code;
+
+use crate::digests::Sha;
+use crate::url::GrpcUrl;
+
+/// The most bytes of one gRPC message cas accepts.
+const MAX_MESSAGE: usize = 80 << 20;
+/// Blobs up to this size travel in batch calls (when the server's limit
+/// allows); larger ones through ByteStream.
+const BATCH_BLOB: u64 = 1 << 20;
+/// The size of one ByteStream write message.
+const CHUNK: usize = 1 << 20;
+const UNARY_TIMEOUT: Duration = Duration::from_secs(60);
+/// FindMissingBlobs asks about at most this many digests at once.
+const FIND_MISSING_CHUNK: usize = 4096;
+
+static UPLOADS: AtomicU64 = AtomicU64::new(0);
+
+/// A connection to one REAPI endpoint and instance.
+pub struct Client {
+    rt: tokio::runtime::Runtime,
+    channel: Channel,
+    instance: String,
+    url: String,
+    down: AtomicBool,
+    /// The server's batch limit (bytes of one batch request), once asked.
+    max_batch: std::sync::OnceLock<Result<u64, String>>,
+}
+
+/// Where an upload's bytes come from.
+pub enum Source<'a> {
+    Bytes(&'a [u8]),
+    File(&'a std::path::Path),
+}
+
+impl Client {
+    pub fn new(url: &str, parsed: &GrpcUrl) -> Result<Client, RemoteError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cas-reapi")
+            .enable_all()
+            .build()
+            .map_err(|e| RemoteError::Transport {
+                url: url.to_string(),
+                message: format!("cannot start the gRPC runtime: {e}"),
+            })?;
+        let endpoint = Endpoint::from_shared(parsed.endpoint.clone())
+            .map_err(|e| RemoteError::BadUrl {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(20));
+        let channel = {
+            let _guard = rt.enter();
+            endpoint.connect_lazy()
+        };
+        Ok(Client {
+            rt,
+            channel,
+            instance: parsed.instance.clone(),
+            url: url.to_string(),
+            down: AtomicBool::new(false),
+            max_batch: std::sync::OnceLock::new(),
+        })
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
+    fn cas(&self) -> ContentAddressableStorageClient<Channel> {
+        ContentAddressableStorageClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    }
+
+    fn ac(&self) -> ActionCacheClient<Channel> {
+        ActionCacheClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE)
+    }
+
+    fn bytestream(&self) -> ByteStreamClient<Channel> {
+        ByteStreamClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    }
+
+    /// Fail at once when the remote is down.
+    fn check_up(&self) -> Result<(), RemoteError> {
+        if self.is_down() {
+            return Err(self.transport("(skipped)", "the remote is down (an earlier call failed)"));
+        }
+        Ok(())
+    }
+
+    fn transport(&self, op: &str, message: &str) -> RemoteError {
+        RemoteError::Transport {
+            url: self.url.clone(),
+            message: format!("{op}: {message}"),
+        }
+    }
+
+    /// A failed call as an error; unreachable or timed out marks the remote down.
+    fn status(&self, op: &str, s: &tonic::Status) -> RemoteError {
+        if matches!(
+            s.code(),
+            Code::Unavailable | Code::DeadlineExceeded | Code::Unknown
+        ) && (s.code() != Code::Unknown || s.message().contains("transport"))
+        {
+            self.down.store(true, Ordering::Relaxed);
+        }
+        let message = if s.message().is_empty() {
+            format!("{:?}", s.code())
+        } else {
+            format!("{:?}: {}", s.code(), s.message())
+        };
+        self.transport(op, &message)
+    }
+
+    fn unary<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        r.set_timeout(UNARY_TIMEOUT);
+        r
+    }
+
+    /// The server's capabilities: SHA-256 must be among its digest
+    /// functions; returns its batch limit (0: none stated).
+    pub fn batch_limit(&self) -> Result<u64, RemoteError> {
+        let got = self.max_batch.get_or_init(|| {
+            let mut c = CapabilitiesClient::new(self.channel.clone());
+            let req = self.unary(re::GetCapabilitiesRequest {
+                instance_name: self.instance.clone(),
+            });
+            match self.rt.block_on(c.get_capabilities(req)) {
+                Ok(resp) => {
+                    let caps = resp.into_inner();
+                    let cache = caps.cache_capabilities.unwrap_or_default();
+                    let sha256 = re::digest_function::Value::Sha256 as i32;
+                    if !cache.digest_functions.is_empty()
+                        && !cache.digest_functions.contains(&sha256)
+                    {
+                        return Err("the server's CAS does not accept SHA-256 digests".to_string());
+                    }
+                    Ok(u64::try_from(cache.max_batch_total_size_bytes).unwrap_or(0))
+                }
+                Err(s) => Err(self.status("GetCapabilities", &s).to_string()),
+            }
+        });
+        got.clone().map_err(|m| RemoteError::Transport {
+            url: self.url.clone(),
+            message: m,
+        })
+    }
+
+    /// Does a batch call fit `size` bytes of blob?
+    fn batchable(&self, size: u64) -> Result<bool, RemoteError> {
+        let limit = self.batch_limit()?;
+        // Room for the digests and framing of the request.
+        Ok(size <= BATCH_BLOB && (limit == 0 || size + 4096 <= limit))
+    }
+
+    /// Which of `digests` the CAS does not have.
+    pub fn find_missing(&self, digests: &[Sha]) -> Result<Vec<Sha>, RemoteError> {
+        self.check_up()?;
+        let mut missing = Vec::new();
+        for chunk in digests.chunks(FIND_MISSING_CHUNK) {
+            let req = self.unary(re::FindMissingBlobsRequest {
+                instance_name: self.instance.clone(),
+                blob_digests: chunk.iter().map(Sha::proto).collect(),
+                digest_function: re::digest_function::Value::Sha256 as i32,
+            });
+            let resp = self
+                .rt
+                .block_on(self.cas().find_missing_blobs(req))
+                .map_err(|s| self.status("FindMissingBlobs", &s))?;
+            for d in resp.into_inner().missing_blob_digests {
+                if let Some(s) = Sha::from_proto(&d) {
+                    missing.push(s);
+                }
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Download a blob, handing its bytes to `sink` in order; `deadline`
+    /// bounds the whole transfer. `Ok(false)`: the CAS does not have it.
+    pub fn read_blob(
+        &self,
+        sha: &Sha,
+        deadline: Instant,
+        sink: &mut dyn FnMut(&[u8]) -> Result<(), RemoteError>,
+    ) -> Result<bool, RemoteError> {
+        self.check_up()?;
+        if sha.size == 0 {
+            return Ok(true);
+        }
+        let timeout = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
+        if self.batchable(sha.size)? {
+            let mut req = tonic::Request::new(re::BatchReadBlobsRequest {
+                instance_name: self.instance.clone(),
+                digests: vec![sha.proto()],
+                acceptable_compressors: vec![],
+                digest_function: re::digest_function::Value::Sha256 as i32,
+            });
+            req.set_timeout(timeout.min(UNARY_TIMEOUT));
+            let resp = self
+                .rt
+                .block_on(self.cas().batch_read_blobs(req))
+                .map_err(|s| self.status("BatchReadBlobs", &s))?;
+            let Some(r) = resp.into_inner().responses.into_iter().next() else {
+                return Err(self.transport("BatchReadBlobs", "the answer has no response"));
+            };
+            let code = r.status.as_ref().map_or(0, |s| s.code);
+            if code == Code::NotFound as i32 {
+                return Ok(false);
+            }
+            if code != 0 {
+                let m = r.status.map(|s| s.message).unwrap_or_default();
+                return Err(self.transport("BatchReadBlobs", &format!("status {code}: {m}")));
+            }
+            sink(&r.data)?;
+            return Ok(true);
+        }
+        let resource = self.resource(&format!("blobs/{}/{}", sha.hex(), sha.size));
+        let mut req = tonic::Request::new(bs::ReadRequest {
+            resource_name: resource,
+            read_offset: 0,
+            read_limit: 0,
+        });
+        req.set_timeout(timeout);
+        self.rt.block_on(async {
+            let mut stream = match self.bytestream().read(req).await {
+                Ok(s) => s.into_inner(),
+                Err(s) if s.code() == Code::NotFound => return Ok(false),
+                Err(s) => return Err(self.status("ByteStream.Read", &s)),
+            };
+            loop {
+                match stream.message().await {
+                    Ok(Some(m)) => sink(&m.data)?,
+                    Ok(None) => return Ok(true),
+                    Err(s) if s.code() == Code::NotFound => return Ok(false),
+                    Err(s) => return Err(self.status("ByteStream.Read", &s)),
+                }
+            }
+        })
+    }
+
+    /// A whole small blob (at most `max` bytes), or `None` when missing.
+    pub fn read_small(&self, sha: &Sha, max: u64) -> Result<Option<Vec<u8>>, RemoteError> {
+        if sha.size > max {
+            return Err(self.transport(
+                "read",
+                &format!(
+                    "blob {} has {} bytes, more than the {max} it may have",
+                    sha.hex(),
+                    sha.size
+                ),
+            ));
+        }
+        let mut out = Vec::with_capacity(usize::try_from(sha.size).unwrap_or(0));
+        let deadline = Instant::now() + UNARY_TIMEOUT;
+        let found = self.read_blob(sha, deadline, &mut |b| {
+            if out.len() as u64 + b.len() as u64 > max {
+                return Err(self.transport("read", "blob larger than its digest says"));
+            }
+            out.extend_from_slice(b);
+            Ok(())
+        })?;
+        Ok(found.then_some(out))
+    }
+
+    fn resource(&self, tail: &str) -> String {
+        if self.instance.is_empty() {
+            tail.to_string()
+        } else {
+            format!("{}/{tail}", self.instance)
+        }
+    }
+
+    /// Upload a blob (whether or not the CAS has it: ask [`Self::find_missing`] first).
+    pub fn write_blob(&self, sha: &Sha, source: Source<'_>) -> Result<(), RemoteError> {
+        self.check_up()?;
+        if sha.size == 0 {
+            return Ok(());
+        }
+        if self.batchable(sha.size)? {
+            let data = match source {
+                Source::Bytes(b) => b.to_vec(),
+                Source::File(p) => std::fs::read(p).map_err(|e| RemoteError::Io {
+                    url: self.url.clone(),
+                    op: "read",
+                    path: p.to_path_buf(),
+                    source: e,
+                })?,
+            };
+            let req = self.unary(re::BatchUpdateBlobsRequest {
+                instance_name: self.instance.clone(),
+                requests: vec![re::batch_update_blobs_request::Request {
+                    digest: Some(sha.proto()),
+                    data,
+                    compressor: 0,
+                }],
+                digest_function: re::digest_function::Value::Sha256 as i32,
+            });
+            let resp = self
+                .rt
+                .block_on(self.cas().batch_update_blobs(req))
+                .map_err(|s| self.status("BatchUpdateBlobs", &s))?;
+            for r in resp.into_inner().responses {
+                if let Some(s) = r.status.filter(|s| s.code != 0) {
+                    return Err(self.transport(
+                        "BatchUpdateBlobs",
+                        &format!("blob {}: status {}: {}", sha.hex(), s.code, s.message),
+                    ));
+                }
+            }
+            return Ok(());
+        }
+        let n = UPLOADS.fetch_add(1, Ordering::Relaxed);
+        let uuid = upload_uuid(n);
+        let resource = self.resource(&format!("uploads/{uuid}/blobs/{}/{}", sha.hex(), sha.size));
+        let mut reader: Box<dyn Read + Send> = match source {
+            Source::Bytes(b) => Box::new(std::io::Cursor::new(b.to_vec())),
+            Source::File(p) => Box::new(File::open(p).map_err(|e| RemoteError::Io {
+                url: self.url.clone(),
+                op: "open",
+                path: p.to_path_buf(),
+                source: e,
+            })?),
+        };
+        let size = sha.size;
+        let mut offset = 0u64;
+        let mut first = true;
+        let chunks = std::iter::from_fn(move || {
+            if offset >= size && !first {
+                return None;
+            }
+            let want = usize::try_from((size - offset).min(CHUNK as u64)).unwrap_or(CHUNK);
+            let mut buf = vec![0u8; want];
+            if reader.read_exact(&mut buf).is_err() {
+                // A short file: end the stream unfinished; the server refuses it.
+                offset = size;
+                first = false;
+                return None;
+            }
+            let req = bs::WriteRequest {
+                resource_name: if first {
+                    resource.clone()
+                } else {
+                    String::new()
+                },
+                write_offset: i64::try_from(offset).unwrap_or(i64::MAX),
+                finish_write: offset + want as u64 >= size,
+                data: buf,
+            };
+            first = false;
+            offset += want as u64;
+            Some(req)
+        });
+        let mut req = tonic::Request::new(tokio_stream::iter(chunks));
+        req.set_timeout(UNARY_TIMEOUT + Duration::from_secs(size >> 20));
+        let resp = self
+            .rt
+            .block_on(self.bytestream().write(req))
+            .map_err(|s| self.status("ByteStream.Write", &s))?;
+        let committed = resp.into_inner().committed_size;
+        if u64::try_from(committed).ok() != Some(size) {
+            return Err(self.transport(
+                "ByteStream.Write",
+                &format!(
+                    "blob {}: the server committed {committed} of {size} bytes",
+                    sha.hex()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The ActionResult stored under `action`, if any.
+    pub fn get_action_result(&self, action: &Sha) -> Result<Option<re::ActionResult>, RemoteError> {
+        self.check_up()?;
+        let req = self.unary(re::GetActionResultRequest {
+            instance_name: self.instance.clone(),
+            action_digest: Some(action.proto()),
+            inline_stdout: false,
+            inline_stderr: false,
+            inline_output_files: vec![],
+            digest_function: re::digest_function::Value::Sha256 as i32,
+        });
+        match self.rt.block_on(self.ac().get_action_result(req)) {
+            Ok(r) => Ok(Some(r.into_inner())),
+            Err(s) if s.code() == Code::NotFound => Ok(None),
+            Err(s) => Err(self.status("GetActionResult", &s)),
+        }
+    }
+
+    /// Store `result` under `action`.
+    pub fn update_action_result(
+        &self,
+        action: &Sha,
+        result: re::ActionResult,
+    ) -> Result<(), RemoteError> {
+        self.check_up()?;
+        let req = self.unary(re::UpdateActionResultRequest {
+            instance_name: self.instance.clone(),
+            action_digest: Some(action.proto()),
+            action_result: Some(result),
+            results_cache_policy: None,
+            digest_function: re::digest_function::Value::Sha256 as i32,
+        });
+        self.rt
+            .block_on(self.ac().update_action_result(req))
+            .map_err(|s| self.status("UpdateActionResult", &s))?;
+        Ok(())
+    }
+}
+
+/// A UUID (version 4 layout) unique to this process and upload.
+fn upload_uuid(n: u64) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(&std::process::id().to_le_bytes());
+    h.update(&n.to_le_bytes());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    h.update(&now.as_nanos().to_le_bytes());
+    let b = h.finalize();
+    let mut x: [u8; 16] = b.as_bytes()[..16].try_into().unwrap_or([0; 16]);
+    x[6] = (x[6] & 0x0f) | 0x40;
+    x[8] = (x[8] & 0x3f) | 0x80;
+    let s = hex::encode(x);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &s[..8],
+        &s[8..12],
+        &s[12..16],
+        &s[16..20],
+        &s[20..]
+    )
+}

@@ -1,0 +1,33 @@
+//! `cas-reapi`: cas results shared through the Remote Execution API
+//! (REAPI v2: the ActionCache, CAS and ByteStream services that Bazel,
+//! BuildStream, BuildGrid and buildbox-casd speak). spec/remote.md, "REAPI".
+//!
+//! - [`url`]: `grpc://host:port[/instance]` addresses.
+//! - [`digests`]: the blake3 ↔ SHA-256 map (the store keeps blake3; REAPI
+//!   speaks SHA-256 at the boundary only), in memory and in the store.
+//! - [`encoding`]: what a cas result is in REAPI terms, byte for byte: the
+//!   cache Action of a key, and the digest-map blob.
+//! - [`client`]: the gRPC calls, blocking, with timeouts.
+//! - [`cache`]: [`ReapiRemote`], the [`cas_store::Remote`] backend.
+//!
+//! [`open`] opens any remote URL: `grpc://` here, the rest in `cas-store`.
+
+pub mod cache;
+pub mod client;
+pub mod digests;
+pub mod encoding;
+pub mod url;
+
+use std::path::Path;
+
+pub use cache::ReapiRemote;
+use cas_store::{Remote, RemoteError};
+
+/// Open the remote at `url`. `state`: a directory of the local store where
+/// a REAPI remote keeps its digest map (`STORE/reapi/`).
+pub fn open(url: &str, state: &Path) -> Result<Box<dyn Remote>, RemoteError> {
+    if url::is_grpc(url) {
+        return Ok(Box::new(ReapiRemote::open(url, state)?));
+    }
+    cas_store::remote::open(url)
+}
