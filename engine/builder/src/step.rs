@@ -81,6 +81,8 @@ pub struct Engine<'a> {
     pub fallbacks: std::sync::Mutex<std::collections::HashMap<ElementId, Fallback>>,
     /// Push results built from workspaces too (`--push` given).
     pub push_workspaces: bool,
+    /// Where sandboxed steps run when not here (crate::remote_exec).
+    pub remote_exec: Option<std::sync::Arc<cas_reapi::ReapiRemote>>,
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -112,6 +114,7 @@ impl<'a> Engine<'a> {
             recorder: None,
             fallbacks: Default::default(),
             push_workspaces: false,
+            remote_exec: None,
         }
     }
 }
@@ -692,15 +695,7 @@ impl Engine<'_> {
         log: &mut File,
     ) -> Result<()> {
         // an incremental workspace build does not configure again
-        let incremental = self
-            .incremental_state(el)
-            .is_some_and(|state| crate::workspace::incremental(&state, inputs));
-        let commands: Vec<(String, String)> = inputs
-            .phases
-            .iter()
-            .filter(|(phase, _)| !(incremental && phase == crate::workspace::CONFIGURE_PHASE))
-            .flat_map(|(phase, commands)| commands.iter().map(move |c| (phase.clone(), c.clone())))
-            .collect();
+        let commands = self.commands_of(el, inputs);
         self.run_commands(el, inputs, root, dir, &commands, log)
     }
 
@@ -753,29 +748,69 @@ impl Engine<'_> {
         if outcome.success() {
             return Ok(());
         }
-        // Which command: the driver said so in the log; if it could not
-        // (killed), the last one it announced.
-        let text = read_from(&dir.log(), start);
-        let (index, status) = match cas_sandbox::failed_command(&text, &marker) {
-            Some((i, code)) => (i, format!("exit code {code}")),
-            None => (last_announced(&text, &commands), outcome.status.to_string()),
-        };
-        let (phase, command) = commands
-            .get(index)
-            .cloned()
-            .unwrap_or_else(|| ("commands".into(), String::new()));
-        Err(BuildError::CommandFailed {
-            element: el.name.clone(),
-            phase,
-            command,
-            status,
-        })
+        Err(command_failure(
+            el,
+            dir,
+            start,
+            &commands,
+            &marker,
+            &outcome.status.to_string(),
+        ))
+    }
+
+    /// The phases of a step with `%{max-jobs}` resolved, as `(phase,
+    /// command)`, and the sandbox spec they run in (also what a remote
+    /// execution sends: crate::remote_exec).
+    pub(crate) fn commands_of(&self, el: &Element, inputs: &KeyInputs) -> Vec<(String, String)> {
+        let incremental = self
+            .incremental_state(el)
+            .is_some_and(|state| crate::workspace::incremental(&state, inputs));
+        let jobs = self.max_jobs.to_string();
+        inputs
+            .phases
+            .iter()
+            .filter(|(phase, _)| !(incremental && phase == crate::workspace::CONFIGURE_PHASE))
+            .flat_map(|(phase, commands)| {
+                let jobs = jobs.clone();
+                commands
+                    .iter()
+                    .map(move |c| (phase.clone(), c.replace("%{max-jobs}", &jobs)))
+            })
+            .collect()
+    }
+}
+
+/// A failed step's error: which command failed, as the driver said in the
+/// log after `start`; if it could not (killed), the last one it announced
+/// with `status`.
+pub(crate) fn command_failure(
+    el: &Element,
+    dir: &BuildDir,
+    start: u64,
+    commands: &[(String, String)],
+    marker: &str,
+    status: &str,
+) -> BuildError {
+    let text = read_from(&dir.log(), start);
+    let (index, status) = match cas_sandbox::failed_command(&text, marker) {
+        Some((i, code)) => (i, format!("exit code {code}")),
+        None => (last_announced(&text, commands), status.to_string()),
+    };
+    let (phase, command) = commands
+        .get(index)
+        .cloned()
+        .unwrap_or_else(|| ("commands".into(), String::new()));
+    BuildError::CommandFailed {
+        element: el.name.clone(),
+        phase,
+        command,
+        status,
     }
 }
 
 /// A marker no command prints by chance: the driver names the failing
 /// command with it.
-fn step_marker(dir: &BuildDir) -> String {
+pub(crate) fn step_marker(dir: &BuildDir) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
@@ -832,7 +867,12 @@ fn overlaps(el: &Element, layers: &[Layer]) -> Vec<Layer> {
 /// The sandbox of a step (spec/sandbox.md): its root, the build and install
 /// roots bound writable, the key's environment with `%{max-jobs}` filled in,
 /// and the key's identity settings. Everything here comes from the key inputs.
-fn sandbox_spec(inputs: &KeyInputs, root: Root<'_>, dir: &BuildDir, jobs: &str) -> SandboxSpec {
+pub(crate) fn sandbox_spec(
+    inputs: &KeyInputs,
+    root: Root<'_>,
+    dir: &BuildDir,
+    jobs: &str,
+) -> SandboxSpec {
     SandboxSpec {
         root: root.root.to_path_buf(),
         layers: root.layers.to_vec(),

@@ -31,6 +31,14 @@ pub struct ReapiRemote {
     map: DigestMap,
 }
 
+impl std::fmt::Debug for ReapiRemote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReapiRemote")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ReapiRemote {
     /// A REAPI remote (no network access yet). `state`: the store's REAPI
     /// directory, where the digest map is kept.
@@ -41,6 +49,11 @@ impl ReapiRemote {
             client: Client::new(url, &parsed)?,
             map: DigestMap::open(state),
         })
+    }
+
+    /// The remote's URL (also `Remote::url`).
+    pub fn url_str(&self) -> &str {
+        &self.url
     }
 
     pub fn client(&self) -> &Client {
@@ -327,27 +340,37 @@ impl Remote for ReapiRemote {
     }
 }
 
-/// SHA-256 as an `io::Write` (to hash a file with `io::copy`).
-struct Sha2Writer(sha2::Sha256);
+/// SHA-256 of a stream; an `io::Write` (to hash a file with `io::copy`).
+pub struct Sha256Stream(sha2::Sha256);
 
-fn sha2_hasher() -> Sha2Writer {
-    use sha2::Digest as _;
-    Sha2Writer(sha2::Sha256::new())
+fn sha2_hasher() -> Sha256Stream {
+    Sha256Stream::new()
 }
 
-impl Sha2Writer {
-    fn update(&mut self, b: &[u8]) {
+impl Sha256Stream {
+    pub fn new() -> Sha256Stream {
+        use sha2::Digest as _;
+        Sha256Stream(sha2::Sha256::new())
+    }
+
+    pub fn update(&mut self, b: &[u8]) {
         use sha2::Digest as _;
         self.0.update(b);
     }
 
-    fn finish(self) -> [u8; 32] {
+    pub fn finish(self) -> [u8; 32] {
         use sha2::Digest as _;
         self.0.finalize().into()
     }
 }
 
-impl Write for Sha2Writer {
+impl Default for Sha256Stream {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Write for Sha256Stream {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.update(buf);
         Ok(buf.len())

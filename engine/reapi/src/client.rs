@@ -69,9 +69,11 @@ impl Client {
                 reason: e.to_string(),
             })?
             .connect_timeout(Duration::from_secs(5))
+            // No HTTP/2 keepalive pings: gRPC servers (casd, BuildGrid)
+            // close a connection that pings while an Execute waits ("too
+            // many pings"); TCP keepalive finds a dead peer instead.
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(20));
+            .tcp_keepalive(Some(Duration::from_secs(60)));
         let channel = {
             let _guard = rt.enter();
             endpoint.connect_lazy()
@@ -401,6 +403,113 @@ impl Client {
             ));
         }
         Ok(())
+    }
+
+    /// Upload many small blobs, grouped into batch calls of at most 2 MiB
+    /// (within the server's limit); a blob too large for a batch goes alone
+    /// through [`Self::write_blob`].
+    pub fn write_batch(&self, blobs: &[(Sha, Vec<u8>)]) -> Result<(), RemoteError> {
+        let limit = match self.batch_limit()? {
+            0 => 2 << 20,
+            l => l.min(2 << 20),
+        };
+        let mut group: Vec<re::batch_update_blobs_request::Request> = Vec::new();
+        let mut bytes = 0u64;
+        let flush =
+            |group: &mut Vec<re::batch_update_blobs_request::Request>| -> Result<(), RemoteError> {
+                if group.is_empty() {
+                    return Ok(());
+                }
+                let req = self.unary(re::BatchUpdateBlobsRequest {
+                    instance_name: self.instance.clone(),
+                    requests: std::mem::take(group),
+                    digest_function: re::digest_function::Value::Sha256 as i32,
+                });
+                let resp = self
+                    .rt
+                    .block_on(self.cas().batch_update_blobs(req))
+                    .map_err(|s| self.status("BatchUpdateBlobs", &s))?;
+                for r in resp.into_inner().responses {
+                    if let Some(s) = r.status.filter(|s| s.code != 0) {
+                        let hash = r.digest.map(|d| d.hash).unwrap_or_default();
+                        return Err(self.transport(
+                            "BatchUpdateBlobs",
+                            &format!("blob {hash}: status {}: {}", s.code, s.message),
+                        ));
+                    }
+                }
+                Ok(())
+            };
+        for (sha, data) in blobs {
+            if sha.size == 0 {
+                continue;
+            }
+            if sha.size + 4096 > limit {
+                self.write_blob(sha, Source::Bytes(data))?;
+                continue;
+            }
+            if bytes + sha.size + 4096 > limit {
+                flush(&mut group)?;
+                bytes = 0;
+            }
+            bytes += sha.size + 256;
+            group.push(re::batch_update_blobs_request::Request {
+                digest: Some(sha.proto()),
+                data: data.clone(),
+                compressor: 0,
+            });
+        }
+        flush(&mut group)
+    }
+
+    /// Run an Action (uploaded with its Command and input root) and wait
+    /// for its ExecuteResponse.
+    pub fn execute(&self, action: &Sha) -> Result<re::ExecuteResponse, RemoteError> {
+        use bazel_remote_apis::google::longrunning::operation::Result as Op;
+        self.check_up()?;
+        let req = tonic::Request::new(re::ExecuteRequest {
+            instance_name: self.instance.clone(),
+            skip_cache_lookup: false,
+            action_digest: Some(action.proto()),
+            digest_function: re::digest_function::Value::Sha256 as i32,
+            ..Default::default()
+        });
+        let mut client = re::execution_client::ExecutionClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE);
+        self.rt.block_on(async {
+            let mut stream = client
+                .execute(req)
+                .await
+                .map_err(|s| self.status("Execute", &s))?
+                .into_inner();
+            loop {
+                let Some(op) = stream
+                    .message()
+                    .await
+                    .map_err(|s| self.status("Execute", &s))?
+                else {
+                    return Err(self.transport(
+                        "Execute",
+                        "the operation stream ended before the operation was done",
+                    ));
+                };
+                if !op.done {
+                    continue;
+                }
+                return match op.result {
+                    Some(Op::Response(any)) => {
+                        <re::ExecuteResponse as prost::Message>::decode(any.value.as_slice())
+                            .map_err(|e| self.transport("Execute", &format!("the response: {e}")))
+                    }
+                    Some(Op::Error(s)) => {
+                        Err(self.transport("Execute", &format!("status {}: {}", s.code, s.message)))
+                    }
+                    None => {
+                        Err(self.transport("Execute", "the operation is done without a result"))
+                    }
+                };
+            }
+        })
     }
 
     /// The ActionResult stored under `action`, if any.

@@ -9,6 +9,7 @@
 //!   cache Action of a key, and the digest-map blob.
 //! - [`client`]: the gRPC calls, blocking, with timeouts.
 //! - [`cache`]: [`ReapiRemote`], the [`cas_store::Remote`] backend.
+//! - [`exec`]: one step as one REAPI Action on an Execution service.
 //!
 //! [`open`] opens any remote URL: `grpc://` here, the rest in `cas-store`.
 
@@ -16,6 +17,7 @@ pub mod cache;
 pub mod client;
 pub mod digests;
 pub mod encoding;
+pub mod exec;
 pub mod url;
 
 use std::path::Path;

@@ -18,6 +18,10 @@ pub(crate) fn assemble(work: Work<'_, '_>) -> Result<TreeDigest> {
         dir,
         log,
     } = work;
+    if crate::remote_exec::eligible(engine, el, inputs, staged) {
+        crate::remote_exec::run(engine, el, inputs, staged, dir, log)?;
+        return Ok(engine.store.ingest(&dir.install(), IngestMode::Move)?.tree);
+    }
     let sysroot = engine.sysroot(el, &engine.layers(staged), dir, log)?;
     engine.stage_sources(el, inputs, &dir.build())?;
     engine.run_phases(el, inputs, Root::read_only(&sysroot), dir, log)?;

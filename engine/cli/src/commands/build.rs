@@ -24,6 +24,9 @@ pub(crate) struct BuildArgs {
     pub offline: bool,
     #[command(flatten)]
     pub remote: crate::commands::remotes::RemoteFlags,
+    /// Run sandboxed steps on a REAPI Execution service (grpc://HOST:PORT[/INSTANCE]): buildbox-casd with a runner, BuildGrid; -j may exceed the local cores
+    #[arg(long, value_name = "URL")]
+    pub remote_exec: Option<String>,
 }
 
 /// Set by SIGINT: stop starting steps, kill the running sandboxes.
@@ -87,6 +90,14 @@ pub(crate) fn run_build(global: &Session, args: BuildArgs) -> CmdResult {
         remotes: global.remotes(&args.remote, false)?,
         // results built from workspaces are pushed by `cas push` only
         push_workspaces: false,
+        remote_exec: match &args.remote_exec {
+            Some(url) => Some(std::sync::Arc::new(
+                cas_reapi::ReapiRemote::open(url, &store.root().join("reapi")).map_err(|e| {
+                    crate::commands::remotes::invalid(format!("--remote-exec: {e}"))
+                })?,
+            )),
+            None => None,
+        },
     };
     let total = loaded.closure(&loaded.targets).len();
     let console = Console::new(total);

@@ -50,6 +50,7 @@ fn build_options(
         rebuild: Default::default(),
         remotes: None,
         push_workspaces: false,
+        remote_exec: None,
     })
 }
 
