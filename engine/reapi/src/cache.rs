@@ -298,8 +298,13 @@ impl Remote for ReapiRemote {
         Ok(Some(bytes))
     }
 
-    fn put_action(&self, key: &ActionKey, bytes: &[u8]) -> Result<(), RemoteError> {
-        self.put_action_objects(key, bytes, &[])
+    /// Refused: a result stored without its digest map could not be
+    /// downloaded by anyone (transfers call `put_action_objects`).
+    fn put_action(&self, key: &ActionKey, _bytes: &[u8]) -> Result<(), RemoteError> {
+        Err(self.malformed(
+            key,
+            "a REAPI result needs the objects it references (put_action_objects)".into(),
+        ))
     }
 
     fn put_action_objects(

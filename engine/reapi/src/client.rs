@@ -322,27 +322,11 @@ impl Client {
                     source: e,
                 })?,
             };
-            let req = self.unary(re::BatchUpdateBlobsRequest {
-                instance_name: self.instance.clone(),
-                requests: vec![re::batch_update_blobs_request::Request {
-                    digest: Some(sha.proto()),
-                    data,
-                    compressor: 0,
-                }],
-                digest_function: re::digest_function::Value::Sha256 as i32,
-            });
-            let resp = self
-                .rt
-                .block_on(self.cas().batch_update_blobs(req))
-                .map_err(|s| self.status("BatchUpdateBlobs", &s))?;
-            for r in resp.into_inner().responses {
-                if let Some(s) = r.status.filter(|s| s.code != 0) {
-                    return Err(self.transport(
-                        "BatchUpdateBlobs",
-                        &format!("blob {}: status {}: {}", sha.hex(), s.code, s.message),
-                    ));
-                }
-            }
+            self.batch_update(vec![re::batch_update_blobs_request::Request {
+                digest: Some(sha.proto()),
+                data,
+                compressor: 0,
+            }])?;
             return Ok(());
         }
         let n = UPLOADS.fetch_add(1, Ordering::Relaxed);
@@ -415,31 +399,12 @@ impl Client {
         };
         let mut group: Vec<re::batch_update_blobs_request::Request> = Vec::new();
         let mut bytes = 0u64;
-        let flush =
-            |group: &mut Vec<re::batch_update_blobs_request::Request>| -> Result<(), RemoteError> {
-                if group.is_empty() {
-                    return Ok(());
-                }
-                let req = self.unary(re::BatchUpdateBlobsRequest {
-                    instance_name: self.instance.clone(),
-                    requests: std::mem::take(group),
-                    digest_function: re::digest_function::Value::Sha256 as i32,
-                });
-                let resp = self
-                    .rt
-                    .block_on(self.cas().batch_update_blobs(req))
-                    .map_err(|s| self.status("BatchUpdateBlobs", &s))?;
-                for r in resp.into_inner().responses {
-                    if let Some(s) = r.status.filter(|s| s.code != 0) {
-                        let hash = r.digest.map(|d| d.hash).unwrap_or_default();
-                        return Err(self.transport(
-                            "BatchUpdateBlobs",
-                            &format!("blob {hash}: status {}: {}", s.code, s.message),
-                        ));
-                    }
-                }
-                Ok(())
-            };
+        let flush = |group: &mut Vec<re::batch_update_blobs_request::Request>| {
+            if group.is_empty() {
+                return Ok(());
+            }
+            self.batch_update(std::mem::take(group))
+        };
         for (sha, data) in blobs {
             if sha.size == 0 {
                 continue;
@@ -460,6 +425,32 @@ impl Client {
             });
         }
         flush(&mut group)
+    }
+
+    /// One BatchUpdateBlobs call; the first blob the server refuses is the error.
+    fn batch_update(
+        &self,
+        requests: Vec<re::batch_update_blobs_request::Request>,
+    ) -> Result<(), RemoteError> {
+        let req = self.unary(re::BatchUpdateBlobsRequest {
+            instance_name: self.instance.clone(),
+            requests,
+            digest_function: re::digest_function::Value::Sha256 as i32,
+        });
+        let resp = self
+            .rt
+            .block_on(self.cas().batch_update_blobs(req))
+            .map_err(|s| self.status("BatchUpdateBlobs", &s))?;
+        for r in resp.into_inner().responses {
+            if let Some(s) = r.status.filter(|s| s.code != 0) {
+                let hash = r.digest.map(|d| d.hash).unwrap_or_default();
+                return Err(self.transport(
+                    "BatchUpdateBlobs",
+                    &format!("blob {hash}: status {}: {}", s.code, s.message),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Run an Action (uploaded with its Command and input root) and wait
