@@ -96,6 +96,25 @@ fn have_aarch64_binfmt() -> bool {
     })
 }
 
+/// Does a user namespace get a binfmt_misc of its own here (Linux 6.7+)?
+fn have_private_binfmt() -> bool {
+    std::process::Command::new("unshare")
+        .args([
+            "-Urm",
+            "mount",
+            "-t",
+            "binfmt_misc",
+            "none",
+            "/proc/sys/fs/binfmt_misc",
+        ])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn have_static_qemu_aarch64() -> bool {
+    std::path::Path::new("/usr/bin/qemu-aarch64-static").exists()
+}
+
 #[test]
 fn an_aarch64_sysroot_from_debian_runs_under_qemu_user() {
     let Some(mirror) = crate::ctx::apt_mirror() else {
@@ -145,31 +164,64 @@ fn an_aarch64_sysroot_from_debian_runs_under_qemu_user() {
     let empty = ctx.path("no-binfmt");
     std::fs::create_dir_all(&empty).unwrap();
     let (mut cmd, _) = ctx.command(["--arch", "aarch64", "build", "machine.yaml"]);
-    let out = cmd.env("CAS_BINFMT_DIR", &empty).output().unwrap();
+    let out = cmd
+        .env("CAS_BINFMT_DIR", &empty)
+        .env("CAS_QEMU_DIR", &empty)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
         err.contains("its sysroot is aarch64") && err.contains("qemu-user-static"),
         "{err}"
     );
+    let dir = ctx.path("out");
+    let checkout = || {
+        let _ = std::fs::remove_dir_all(&dir);
+        ctx.cas([
+            "--arch",
+            "aarch64",
+            "checkout",
+            "machine.yaml",
+            dir.to_str().unwrap(),
+        ])
+        .ok();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("machine")).unwrap(),
+            "aarch64\n"
+        );
+    };
+    // no host registration, but a static qemu-user: cas registers it in the
+    // sandbox's own binfmt_misc (Linux 6.7 and later)
+    let private = have_private_binfmt() && have_static_qemu_aarch64();
+    let mut private_key = None;
+    if private {
+        let (mut cmd, args) = ctx.command(["--arch", "aarch64", "--json", "build", "machine.yaml"]);
+        let out = cmd.env("CAS_BINFMT_DIR", &empty).output().unwrap();
+        let run = crate::ctx::Run::from_output(args, out);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        private_key = Some(key_of(&run, "machine.yaml"));
+        checkout();
+    } else {
+        eprintln!("skipped the privately registered build: needs qemu-aarch64-static and Linux 6.7 or later");
+    }
     if !have_aarch64_binfmt() {
-        eprintln!("skipped the emulated build: no aarch64 binfmt_misc registration with flag F (qemu-user-static, binfmt-support)");
+        eprintln!("skipped the emulated build through the host's registration: no aarch64 binfmt_misc registration with flag F (qemu-user-static, binfmt-support)");
+        assert!(
+            private,
+            "neither a host registration nor a private one works here"
+        );
         return;
     }
-    ctx.cas(["--arch", "aarch64", "build", "machine.yaml"]).ok();
-    let dir = ctx.path("out");
-    ctx.cas([
-        "--arch",
-        "aarch64",
-        "checkout",
-        "machine.yaml",
-        dir.to_str().unwrap(),
-    ])
-    .ok();
-    assert_eq!(
-        std::fs::read_to_string(dir.join("machine")).unwrap(),
-        "aarch64\n"
-    );
+    let run = ctx
+        .cas(["--arch", "aarch64", "--json", "build", "machine.yaml"])
+        .ok();
+    if let Some(k) = private_key {
+        // the same qemu gives the same key, whoever registered it: cached
+        assert_eq!(key_of(&run, "machine.yaml"), k);
+        assert_eq!(crate::remote::status_of(&run, "machine.yaml"), "cached");
+    }
+    checkout();
     // its output passed the architecture check: the busybox it holds is aarch64
     let head = std::fs::read(dir.join("busybox")).unwrap();
     assert_eq!(u16::from_le_bytes([head[18], head[19]]), 183);
@@ -181,7 +233,9 @@ fn the_aarch64_example_builds_under_qemu_and_with_the_cross_toolchain() {
         eprintln!("skipped: this machine has no Debian archive in its APT configuration");
         return;
     };
-    if !cfg!(target_arch = "x86_64") || !have_aarch64_binfmt() {
+    if !cfg!(target_arch = "x86_64")
+        || !(have_aarch64_binfmt() || have_private_binfmt() && have_static_qemu_aarch64())
+    {
         eprintln!("skipped: needs an x86_64 machine with qemu-aarch64 registered (qemu-user-static, binfmt-support)");
         return;
     }
@@ -218,4 +272,48 @@ fn the_aarch64_example_builds_under_qemu_and_with_the_cross_toolchain() {
     assert_eq!(changes.len(), 1, "{}", d.stdout);
     assert_eq!(changes[0]["path"], "usr/bin/hello");
     assert_eq!(changes[0]["detail"]["format"], "elf");
+}
+
+#[test]
+fn the_user_configuration_sets_the_default_target_and_arch_overrides_it() {
+    let ctx = busybox_project();
+    ctx.write(
+        "elements/t.yaml",
+        "kind: manual\nbuild-depends: [base.yaml]\nconfig:\n  install-commands:\n    - mkdir -p %{install-root}\n    - echo %{target-arch} > %{install-root}/target\n",
+    );
+    let show = |args: &[&str], config: Option<&str>| {
+        let mut all = vec!["--json", "build", "t.yaml"];
+        all.splice(0..0, args.iter().copied());
+        let (mut cmd, a) = ctx.command(&all);
+        if let Some(text) = config {
+            let path = ctx.path("config.yaml");
+            std::fs::write(&path, text).unwrap();
+            cmd.env("CAS_CONFIG", &path);
+        }
+        crate::ctx::Run::from_output(a, cmd.output().unwrap())
+    };
+    let key = |run: &crate::ctx::Run| key_of(run, "t.yaml");
+    let native = show(&[], None).ok();
+    let flag = show(&["--arch", "aarch64"], None).ok();
+    let configured = show(&[], Some("arch: aarch64\n")).ok();
+    assert_ne!(key(&native), key(&flag));
+    assert_eq!(
+        key(&configured),
+        key(&flag),
+        "the configuration's arch is --arch's default"
+    );
+    let host = std::env::consts::ARCH;
+    let overridden = show(&["--arch", host], Some("arch: aarch64\n")).ok();
+    assert_eq!(
+        key(&overridden),
+        key(&native),
+        "--arch wins over the configuration"
+    );
+    // a bad name is located in the file
+    let bad = show(&[], Some("mirrors: {}\narch: Arm 64\n")).expect_code(2);
+    assert!(
+        bad.stderr.contains("config.yaml:2:7") && bad.stderr.contains("not an architecture name"),
+        "{}",
+        bad.stderr
+    );
 }

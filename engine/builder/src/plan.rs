@@ -60,11 +60,13 @@ pub struct Emulation {
 }
 
 impl Emulation {
-    /// `emulator` in the key: the architecture, then the emulator's
-    /// registration name and blake3, or `unavailable`.
+    /// `emulator` in the key: the architecture, then the interpreter's
+    /// blake3 and argv[0] convention, or `unavailable` (spec/keys.md).
     pub fn key_values(&self) -> Vec<String> {
         match &self.emulator {
-            Ok(e) => vec![self.arch.clone(), e.name.clone(), e.digest.clone()],
+            Ok(e) => std::iter::once(self.arch.clone())
+                .chain(e.key_values())
+                .collect(),
             Err(_) => vec![self.arch.clone(), "unavailable".into()],
         }
     }

@@ -730,7 +730,8 @@ impl Engine<'_> {
         let marker = step_marker(dir);
         let _ = log.flush();
         let start = log.metadata().map_or(0, |m| m.len());
-        let spec = sandbox_spec(inputs, root, dir, &jobs);
+        let mut spec = sandbox_spec(inputs, root, dir, &jobs);
+        spec.binfmt = cas_sandbox::emulator::private_registration(&root.dirs());
         let file = log
             .try_clone()
             .map_err(io(&el.name, "cannot open log", dir.log()))?;
@@ -897,6 +898,7 @@ pub(crate) fn sandbox_spec(
         uid: inputs.sandbox.uid,
         gid: inputs.sandbox.gid,
         network: inputs.sandbox.network,
+        binfmt: None,
     }
 }
 
@@ -1015,6 +1017,7 @@ impl Engine<'_> {
         check_shell(el, &root.dirs())?;
         let jobs = self.max_jobs.to_string();
         let mut spec = sandbox_spec(&inputs, root, &dir, &jobs);
+        spec.binfmt = cas_sandbox::emulator::private_registration(&root.dirs());
         spec.env
             .insert("PS1".into(), format!("[cas {}] \\w $ ", el.name));
         Ok(cas_sandbox::run(

@@ -50,17 +50,14 @@ pub(crate) struct Global {
     /// Set a BuildStream project option (project.conf `options:`); repeatable
     #[arg(short = 'o', long = "option", global = true, num_args = 2, value_names = ["NAME", "VALUE"], action = clap::ArgAction::Append)]
     pub option: Vec<String>,
-    /// Build for this architecture (`%{target-arch}`, every element's default `build-arch`) [default: this machine's]
+    /// Build for this architecture (`%{target-arch}`, every element's default `build-arch`) [default: the user configuration's `arch`, else this machine's]
     #[arg(long, global = true, env = "CAS_ARCH", value_name = "ARCH", value_parser = parse_arch)]
     pub arch: Option<String>,
 }
 
 /// An architecture name as cas spells them (`x86_64`, `aarch64`, ...).
 fn parse_arch(s: &str) -> Result<String, String> {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-    {
+    if cas_format::config::is_arch_name(s) {
         Ok(s.to_string())
     } else {
         Err(format!(

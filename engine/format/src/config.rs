@@ -15,6 +15,7 @@
 //!     trusted-keys: [ "<base64 or hex ed25519 public key>" ]
 //!     trust-unsigned: false
 //! signing-key: ~/.config/cas/signing.key
+//! arch: aarch64          # the default of --arch
 //! ```
 
 use std::collections::BTreeMap;
@@ -24,7 +25,7 @@ use crate::diagnostics::{Diagnostics, Error, FileId, SourceFile};
 use crate::read::Reader;
 use crate::yaml::{self, Node, Value};
 
-const KEYS: &[&str] = &["mirrors", "remotes", "signing-key", "projects"];
+const KEYS: &[&str] = &["mirrors", "remotes", "signing-key", "projects", "arch"];
 const REMOTE_KEYS: &[&str] = &["url", "push", "trusted-keys", "trust-unsigned"];
 
 /// The user configuration (all fields empty when there is no file).
@@ -42,6 +43,15 @@ pub struct UserConfig {
     /// BuildStream project options per project name (`projects: NAME:
     /// options:`), applied before `-o`.
     pub project_options: BTreeMap<String, Vec<(String, String)>>,
+    /// The target architecture when `--arch` / `CAS_ARCH` do not give one.
+    pub arch: Option<String>,
+}
+
+/// An architecture name as cas spells them (`x86_64`, `aarch64`, ...).
+pub fn is_arch_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// One remote artifact cache.
@@ -200,6 +210,19 @@ pub fn parse_user_config(path: &Path, text: String) -> Result<UserConfig, Diagno
                 } else {
                     cfg.signing_key = Some(expand_path(&s.value, path));
                 }
+            }
+        }
+    }
+    if let Some(node) = map.get("arch") {
+        if let Some(s) = r.string(node, "arch") {
+            if is_arch_name(&s.value) {
+                cfg.arch = Some(s.value.clone());
+            } else {
+                r.err(
+                    s.span,
+                    format!("`{}` is not an architecture name", s.value),
+                    "like x86_64, aarch64, armv7, riscv64",
+                );
             }
         }
     }

@@ -96,6 +96,15 @@ pub enum SandboxError {
         source: std::io::Error,
     },
 
+    #[error(
+        "cannot register the emulator for the foreign sysroot {} in the sandbox's own binfmt_misc: {source}",
+        root.display()
+    )]
+    Emulator {
+        root: PathBuf,
+        source: std::io::Error,
+    },
+
     #[error("bwrap could not set up the sandbox: {message}")]
     Setup { message: String },
 

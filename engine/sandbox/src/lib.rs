@@ -14,7 +14,9 @@
 //! - [`cancel`]: stopping running sandboxes from another thread ([`Cancel`]).
 //! - [`check`]: preflight checks ([`check_available`], [`check_shell`]).
 //! - [`probes`]: probe results remembered per store and kernel.
-//! - [`emulator`]: foreign-architecture sysroots through binfmt_misc (qemu-user).
+//! - [`emulator`]: foreign-architecture sysroots through binfmt_misc (qemu-user):
+//!   the host's registration, or one cas makes in the sandbox.
+//! - [`userns`]: the namespaces cas enters before bwrap (overlay, binfmt_misc).
 //! - [`shell`]: how build commands become an argv: one ([`shell_argv`]), or
 //!   all of a step in one sandbox ([`script_argv`]).
 //! - [`error`]: the error type, [`SandboxError`].
@@ -31,6 +33,7 @@ pub mod probes;
 pub mod run;
 pub mod shell;
 pub mod spec;
+pub(crate) mod userns;
 
 pub use args::{bwrap_args, Session};
 pub use cancel::Cancel;

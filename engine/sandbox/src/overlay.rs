@@ -8,8 +8,8 @@
 //! the cost of a step no longer grows with the size of its sysroot.
 //!
 //! bwrap 0.8 (Debian 12) cannot mount overlays, so the process that becomes
-//! bwrap first enters a user and mount namespace of its own (mapping its uid
-//! and gid to themselves), mounts the overlay read-only on the spec's empty
+//! bwrap first enters a user and mount namespace of its own
+//! ([`crate::userns`], mapping its uid and gid to themselves), mounts the overlay read-only on the spec's empty
 //! `root` directory, and then execs bwrap, which nests its own namespaces as
 //! usual and binds from that mount. Nothing is visible outside: the mount
 //! lives and dies with the sandbox's namespace. Unprivileged overlay mounts
@@ -76,8 +76,6 @@ pub fn overlay_options(layers: &[PathBuf]) -> Result<(Option<PathBuf>, String), 
 /// Everything the child needs to mount the overlay, prepared before `fork`
 /// (the child may not allocate).
 pub(crate) struct OverlayMount {
-    uid_map: Vec<u8>,
-    gid_map: Vec<u8>,
     chdir: Option<CString>,
     target: CString,
     options: CString,
@@ -92,31 +90,21 @@ impl OverlayMount {
                 why: "a path contains NUL".into(),
             })
         };
-        // SAFETY: getuid/getgid cannot fail.
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         Ok(OverlayMount {
-            uid_map: format!("{uid} {uid} 1\n").into_bytes(),
-            gid_map: format!("{gid} {gid} 1\n").into_bytes(),
             chdir: dir.map(|d| cstr(d.as_os_str().as_bytes())).transpose()?,
             target: cstr(root.as_os_str().as_bytes())?,
             options: cstr(options.as_bytes())?,
         })
     }
 
-    /// In the child, after `fork`: a new user and mount namespace, the
-    /// overlay on the target. Only async-signal-safe calls.
+    /// In the child, after `fork`, inside the namespaces of
+    /// [`crate::userns::Namespaces::enter`]: the overlay on the target.
+    /// Only async-signal-safe calls.
     ///
     /// # Safety
     /// Call only between `fork` and `exec` of a single-threaded child.
-    pub(crate) unsafe fn enter(&self) -> io::Result<()> {
+    pub(crate) unsafe fn mount(&self) -> io::Result<()> {
         let last = io::Error::last_os_error;
-        if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
-            return Err(last());
-        }
-        // Absent on kernels before 3.19, where gid_map needs no "deny".
-        let _ = write_file(c"/proc/self/setgroups", b"deny");
-        write_file(c"/proc/self/uid_map", &self.uid_map)?;
-        write_file(c"/proc/self/gid_map", &self.gid_map)?;
         let mut back = -1;
         if let Some(dir) = &self.chdir {
             back = libc::open(
@@ -144,21 +132,6 @@ impl OverlayMount {
         }
         Ok(())
     }
-}
-
-/// One `write` of `data` to `path` (the id maps must be written at once).
-unsafe fn write_file(path: &std::ffi::CStr, data: &[u8]) -> io::Result<()> {
-    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let n = libc::write(fd, data.as_ptr().cast(), data.len());
-    let err = io::Error::last_os_error();
-    libc::close(fd);
-    if n != data.len() as isize {
-        return Err(err);
-    }
-    Ok(())
 }
 
 /// Whether layered sysroots work here: `CAS_SANDBOX_OVERLAY` is not `0`,
@@ -198,6 +171,7 @@ fn probe(scratch: &Path) -> io::Result<()> {
     std::fs::write(a.join("top"), "")?;
     std::fs::write(b.join("bottom"), "")?;
     let mount = OverlayMount::prepare(&m, &[a, b]).map_err(io::Error::other)?;
+    let ns = crate::userns::Namespaces::prepare();
     let mut cmd = Command::new(&bwrap);
     cmd.args(["--unshare-all", "--die-with-parent", "--cap-drop", "ALL"])
         .args(["--uid", "0", "--gid", "0", "--ro-bind", "/", "/"])
@@ -209,10 +183,13 @@ fn probe(scratch: &Path) -> io::Result<()> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // SAFETY: `enter` only makes async-signal-safe calls.
+    // SAFETY: `enter` and `mount` only make async-signal-safe calls.
     unsafe {
         use std::os::unix::process::CommandExt;
-        cmd.pre_exec(move || mount.enter());
+        cmd.pre_exec(move || {
+            ns.enter()?;
+            mount.mount()
+        });
     }
     let status = cmd.status()?;
     if status.success() {

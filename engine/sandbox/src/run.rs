@@ -149,6 +149,11 @@ fn run_inner(
     } else {
         None
     };
+    // A foreign sysroot that no host registration runs: the same process
+    // registers the emulator in the sandbox's own binfmt_misc.
+    let binfmt = spec.binfmt.clone();
+    let namespaces =
+        (overlay.is_some() || binfmt.is_some()).then(crate::userns::Namespaces::prepare);
     let write_fd = status_write.as_raw_fd();
     let umask = crate::spec::UMASK as libc::mode_t;
     let group = !interactive;
@@ -176,13 +181,23 @@ fn run_inner(
                 // and bwrap runs in a child of it (see `keep`).
                 keep(cas_pid)?;
             }
+            if let Some(ns) = &namespaces {
+                ns.enter()?;
+            }
             if let Some(o) = &overlay {
-                o.enter()?;
+                o.mount()?;
+            }
+            if let Some(r) = &binfmt {
+                crate::userns::mount_binfmt_misc(Some(r))?;
             }
             Ok(())
         });
     }
     let mut child = cmd.spawn().map_err(|source| match spec.layers.len() {
+        _ if spec.binfmt.is_some() => SandboxError::Emulator {
+            root: spec.root.clone(),
+            source,
+        },
         0 | 1 => SandboxError::Spawn {
             program: bwrap.clone(),
             source,

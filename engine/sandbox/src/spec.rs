@@ -69,6 +69,10 @@ pub struct SandboxSpec {
     pub gid: u32,
     /// false: a private network namespace with only a loopback interface.
     pub network: bool,
+    /// An emulator cas registers in the sandbox's own binfmt_misc instance
+    /// (a foreign sysroot that no host registration runs; see
+    /// [`crate::emulator`]).
+    pub binfmt: Option<crate::emulator::Registration>,
 }
 
 impl SandboxSpec {
@@ -86,6 +90,7 @@ impl SandboxSpec {
             uid: 0,
             gid: 0,
             network: false,
+            binfmt: None,
         }
     }
 

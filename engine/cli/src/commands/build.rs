@@ -50,7 +50,7 @@ pub(crate) fn run_build(global: &Session, args: BuildArgs) -> CmdResult {
     let started = std::time::SystemTime::now();
     // The no-op fast path: unchanged files, every result here, no remote.
     let mut memo_options = global.options();
-    if let Some(a) = &global.arch {
+    if let Some(a) = &global.target_arch()? {
         // --arch changes every key: part of what a no-op depends on
         memo_options.push(("--arch".into(), a.clone()));
     }

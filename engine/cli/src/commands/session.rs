@@ -52,6 +52,15 @@ impl Session {
         config.as_ref().ok_or(Failure::Silent(2))
     }
 
+    /// The target architecture: `--arch` / `CAS_ARCH`, else the user
+    /// configuration's `arch`, else none (this machine's).
+    pub(crate) fn target_arch(&self) -> Result<Option<String>, Failure> {
+        if let Some(a) = &self.global.arch {
+            return Ok(Some(a.clone()));
+        }
+        Ok(self.config()?.arch.clone())
+    }
+
     /// The content store (`--store`, `CAS_STORE`, or the user's cache directory).
     pub(crate) fn store(&self) -> Result<Store, Failure> {
         let dir = self.global.store_dir();

@@ -102,7 +102,7 @@ fn load_targets_with(
         junctions: Some(std::sync::Arc::new(junctions)),
         partial,
         ignore_workspaces,
-        target_arch: global.arch.clone(),
+        target_arch: global.target_arch()?,
     };
     cas_format::load_with(&targets, &cwd, &opts).map_err(|diags| {
         report(&diags.errors);
