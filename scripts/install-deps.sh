@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages cas and its tests need (run as root, or with sudo).
 set -euo pipefail
-PKGS=(bubblewrap busybox-static nginx git xz-utils bzip2 zstd gzip patch xfsprogs b3sum rsync make gcc libc6-dev cmake dpkg-dev bc qemu-user-static binfmt-support)
+PKGS=(bubblewrap busybox-static nginx git xz-utils bzip2 zstd gzip patch xfsprogs b3sum rsync make gcc libc6-dev cmake dpkg-dev bc qemu-user-static binfmt-support postgresql-15 python3-venv)
 # Installed without their recommendations (qemu's would pull a desktop).
 PKGS_NR=(qemu-system-x86)
 missing() {
@@ -52,4 +52,14 @@ with zipfile.ZipFile(wheel) as z:
         os.rename(path + ".tmp", path)
 PY
   rm -rf "$dl"
+fi
+# Worker tests (tests/it/buildgrid.rs) run BuildGrid 0.4.4 (PyPI) on a
+# throwaway PostgreSQL 15 cluster: a venv in /opt/cas-test/buildgrid with
+# the versions pinned in scripts/buildgrid-requirements.txt.
+BUILDGRID=/opt/cas-test/buildgrid
+if [ ! -f "$BUILDGRID/.installed" ]; then
+  $SUDO rm -rf "$BUILDGRID"
+  $SUDO python3 -m venv "$BUILDGRID"
+  $SUDO "$BUILDGRID/bin/pip" install --quiet -r "$(dirname "$0")/buildgrid-requirements.txt"
+  $SUDO touch "$BUILDGRID/.installed"
 fi

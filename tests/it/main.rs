@@ -12,6 +12,7 @@ mod ctx;
 mod audit;
 mod bst;
 mod build;
+mod buildgrid;
 mod cross;
 mod format;
 mod golden;

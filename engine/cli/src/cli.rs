@@ -140,4 +140,6 @@ pub(crate) enum Command {
     Explain(crate::commands::explain::ExplainArgs),
     /// Compare local outputs with a remote's
     Challenge(crate::commands::challenge::ChallengeArgs),
+    /// Run actions for a REAPI scheduler (BuildGrid's Remote Workers API)
+    Worker(crate::commands::worker::WorkerArgs),
 }

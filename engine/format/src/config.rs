@@ -57,7 +57,7 @@ pub fn is_arch_name(s: &str) -> bool {
 /// One remote artifact cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteConfig {
-    /// `http://`, `https://`, `file://` URL or an absolute directory.
+    /// `http://`, `https://`, `file://`, `grpc://` URL or an absolute directory.
     pub url: String,
     /// Upload results there (default false).
     pub push: bool,
@@ -251,12 +251,13 @@ fn decode_remote(r: &mut Reader<SourceFile>, node: &Node) -> Option<RemoteConfig
         return None;
     };
     let url = r.string(url_node, "url")?;
-    if !(is_fetch_url(&url.value) || url.value.starts_with('/')) {
+    let grpc = url.value.starts_with("grpc://") || url.value.starts_with("grpcs://");
+    if !(is_fetch_url(&url.value) || url.value.starts_with('/') || grpc) {
         r.err_help(
             url.span,
             format!("remote `{}` is not a supported URL", url.value),
             "unsupported URL",
-            "use http://, https://, file:// or an absolute directory",
+            "use http://, https://, file://, grpc:// (a REAPI server) or an absolute directory",
         );
     }
     let push = map

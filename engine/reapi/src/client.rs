@@ -92,6 +92,17 @@ impl Client {
         &self.instance
     }
 
+    /// The connection, for services this crate does not wrap (the Bots
+    /// API of `cas worker`).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// Run `f` on this client's runtime and wait for it.
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
     pub fn is_down(&self) -> bool {
         self.down.load(Ordering::Relaxed)
     }

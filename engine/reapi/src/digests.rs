@@ -66,6 +66,8 @@ impl Sha {
 /// The map, in memory and on disk.
 pub struct DigestMap {
     memory: Mutex<HashMap<Digest, (Sha, bool)>>,
+    /// Known entries the other way round (filled as they are learnt).
+    reverse: Mutex<HashMap<Sha, Digest>>,
     db: OnceLock<Option<Mutex<rusqlite::Connection>>>,
     dir: PathBuf,
     path: PathBuf,
@@ -78,6 +80,7 @@ impl DigestMap {
     pub fn open(dir: &Path) -> DigestMap {
         DigestMap {
             memory: Mutex::new(HashMap::new()),
+            reverse: Mutex::new(HashMap::new()),
             db: OnceLock::new(),
             dir: dir.to_path_buf(),
             path: dir.join("digests.sqlite"),
@@ -98,7 +101,8 @@ impl DigestMap {
                          sha256 BLOB NOT NULL,
                          size INTEGER NOT NULL,
                          known INTEGER NOT NULL
-                     ) WITHOUT ROWID;",
+                     ) WITHOUT ROWID;
+                     CREATE INDEX IF NOT EXISTS sha256_known ON sha256 (sha256) WHERE known = 1;",
                 )
                 .ok()?;
                 Some(Mutex::new(c))
@@ -142,8 +146,29 @@ impl DigestMap {
         }
     }
 
+    /// The object whose bytes were hashed here to `sha` (known entries
+    /// only: a claim never names an object to use).
+    pub fn known_object(&self, sha: &Sha) -> Option<Digest> {
+        if let Some(d) = lock(&self.reverse).get(sha) {
+            return Some(*d);
+        }
+        let db = self.db()?;
+        let size = i64::try_from(sha.size).ok()?;
+        let blake: Vec<u8> = lock(db)
+            .query_row(
+                "SELECT blake3 FROM sha256 WHERE sha256 = ?1 AND size = ?2 AND known = 1 LIMIT 1",
+                rusqlite::params![sha.hash.as_slice(), size],
+                |r| r.get(0),
+            )
+            .ok()?;
+        let d = Digest(blake.try_into().ok()?);
+        lock(&self.reverse).insert(*sha, d);
+        Some(d)
+    }
+
     /// Record what was computed from the bytes of `d`.
     pub fn know(&self, d: &Digest, sha: Sha) {
+        lock(&self.reverse).insert(sha, *d);
         let had = lock(&self.memory).insert(*d, (sha, true));
         if had != Some((sha, true)) {
             self.write(&[(*d, sha)], true);
@@ -239,6 +264,12 @@ mod tests {
         }
         let m = DigestMap::open(dir.path());
         assert_eq!(m.get(&d), Some(right), "known entries are on disk");
+        assert_eq!(
+            m.known_object(&right),
+            Some(d),
+            "and found the other way round"
+        );
+        assert_eq!(m.known_object(&wrong), None, "claims never are");
         m.forget(&d);
         assert_eq!(m.get(&d), Some(right), "forget drops claims only");
         let e = Digest::of_bytes(b"e");

@@ -25,6 +25,8 @@ use crate::digests::Sha;
 
 /// The largest REAPI `Tree` of outputs read back.
 const MAX_TREE_MESSAGE: u64 = 256 << 20;
+/// Blobs up to this size are uploaded in a batch call.
+const BATCH_SMALL: u64 = 256 << 10;
 /// The largest stdout or stderr read back.
 const MAX_OUTPUT_STREAM: u64 = 256 << 20;
 
@@ -292,46 +294,10 @@ impl ReapiRemote {
         let action_sha = Sha::of_bytes(&action);
 
         // Upload what the server lacks: files, directories, command, action.
-        let mut all: Vec<Sha> = m.files.iter().map(|(s, _)| *s).collect();
-        all.extend(m.dirs.iter().map(|(s, _)| *s));
-        all.push(command_sha);
-        all.push(action_sha);
-        let missing: HashSet<Sha> = self.client().find_missing(&all)?.into_iter().collect();
-        let mut small: Vec<(Sha, Vec<u8>)> = Vec::new();
-        let mut uploaded = 0usize;
-        let mut uploaded_bytes = 0u64;
-        for (sha, d) in &m.files {
-            if !missing.contains(sha) {
-                continue;
-            }
-            uploaded += 1;
-            uploaded_bytes += sha.size;
-            let path = store.object_path(d);
-            if sha.size <= 256 << 10 {
-                let bytes = std::fs::read(&path).map_err(|e| RemoteError::Io {
-                    url: self.url_str().to_string(),
-                    op: "read",
-                    path: path.clone(),
-                    source: e,
-                })?;
-                small.push((*sha, bytes));
-            } else {
-                self.client().write_blob(sha, Source::File(&path))?;
-            }
-        }
-        for (sha, bytes) in &m.dirs {
-            if missing.contains(sha) {
-                uploaded += 1;
-                uploaded_bytes += sha.size;
-                small.push((*sha, bytes.clone()));
-            }
-        }
-        for (sha, bytes) in [(command_sha, &command), (action_sha, &action)] {
-            if missing.contains(&sha) {
-                small.push((sha, bytes.clone()));
-            }
-        }
-        self.client().write_batch(&small)?;
+        let mut blobs = m.dirs.clone();
+        blobs.push((command_sha, command.clone()));
+        blobs.push((action_sha, action.clone()));
+        let (uploaded, uploaded_bytes) = self.upload_missing(store, &m.files, &blobs)?;
 
         // Run it.
         let resp = self.client().execute(&action_sha)?;
@@ -414,7 +380,104 @@ impl ReapiRemote {
         })
     }
 
-    fn read_verified(&self, sha: &Sha, max: u64) -> Result<Vec<u8>, RemoteError> {
+    /// Upload those of `files` (store objects) and `blobs` (bytes) that the
+    /// server lacks; returns how many and how many bytes.
+    pub fn upload_missing(
+        &self,
+        store: &Store,
+        files: &[(Sha, Digest)],
+        blobs: &[(Sha, Vec<u8>)],
+    ) -> Result<(usize, u64), RemoteError> {
+        let mut all: Vec<Sha> = files.iter().map(|(s, _)| *s).collect();
+        all.extend(blobs.iter().map(|(s, _)| *s));
+        let missing: HashSet<Sha> = self.client().find_missing(&all)?.into_iter().collect();
+        let mut small: Vec<(Sha, Vec<u8>)> = Vec::new();
+        let mut uploaded = 0usize;
+        let mut uploaded_bytes = 0u64;
+        let mut sent = HashSet::new();
+        for (sha, d) in files {
+            if !missing.contains(sha) || !sent.insert(*sha) {
+                continue;
+            }
+            uploaded += 1;
+            uploaded_bytes += sha.size;
+            let path = store.object_path(d);
+            if sha.size <= BATCH_SMALL {
+                let bytes = std::fs::read(&path).map_err(|e| RemoteError::Io {
+                    url: self.url_str().to_string(),
+                    op: "read",
+                    path: path.clone(),
+                    source: e,
+                })?;
+                small.push((*sha, bytes));
+            } else {
+                self.client().write_blob(sha, Source::File(&path))?;
+            }
+        }
+        for (sha, bytes) in blobs {
+            if missing.contains(sha) && sent.insert(*sha) {
+                uploaded += 1;
+                uploaded_bytes += sha.size;
+                small.push((*sha, bytes.clone()));
+            }
+        }
+        self.client().write_batch(&small)?;
+        Ok((uploaded, uploaded_bytes))
+    }
+
+    /// `tree` (in `store`) as an REAPI `Tree` message, uploaded with every
+    /// file it names where the server lacks them. Returns the digest of the
+    /// Tree message and of its root Directory.
+    pub fn upload_tree(&self, store: &Store, tree: &TreeDigest) -> Result<(Sha, Sha), RemoteError> {
+        let mut m = Merkle {
+            store,
+            remote: self,
+            files: Vec::new(),
+            dirs: Vec::new(),
+            seen: HashSet::new(),
+            memo: HashMap::new(),
+        };
+        let fail = |m: String| RemoteError::Transport {
+            url: self.url_str().to_string(),
+            message: m,
+        };
+        let root = m
+            .dir(Some(tree), &[])
+            .map_err(|e| fail(format!("an output tree: {e}")))?;
+        let decode = |bytes: &[u8]| {
+            re::Directory::decode(bytes).map_err(|e| fail(format!("a Directory: {e}")))
+        };
+        let mut message = re::Tree::default();
+        for (sha, bytes) in &m.dirs {
+            if *sha == root {
+                message.root = Some(decode(bytes)?);
+            } else {
+                message.children.push(decode(bytes)?);
+            }
+        }
+        let bytes = message.encode_to_vec();
+        let tree_sha = Sha::of_bytes(&bytes);
+        let mut blobs = m.dirs.clone();
+        blobs.push((tree_sha, bytes));
+        self.upload_missing(store, &m.files, &blobs)?;
+        Ok((tree_sha, root))
+    }
+
+    /// Upload `bytes` if the server lacks them; their digest.
+    pub fn upload_bytes(&self, bytes: Vec<u8>) -> Result<Sha, RemoteError> {
+        let sha = Sha::of_bytes(&bytes);
+        if !self.client().find_missing(&[sha])?.is_empty() {
+            if bytes.len() as u64 <= BATCH_SMALL {
+                self.client().write_batch(&[(sha, bytes)])?;
+            } else {
+                self.client().write_blob(&sha, Source::Bytes(&bytes))?;
+            }
+        }
+        Ok(sha)
+    }
+
+    /// The bytes of a blob, checked against `sha`; at most `max` bytes.
+    pub fn read_verified(&self, sha: &Sha, max: u64) -> Result<Vec<u8>, RemoteError> {
         let bytes = self
             .client()
             .read_small(sha, max)?
@@ -434,7 +497,7 @@ impl ReapiRemote {
     }
 
     /// Write the REAPI directory `d` into `dir` (existing).
-    fn write_directory(
+    pub fn write_directory(
         &self,
         d: &re::Directory,
         children: &HashMap<Sha, &re::Directory>,

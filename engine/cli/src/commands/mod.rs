@@ -22,6 +22,7 @@ pub(crate) mod shell;
 pub(crate) mod show;
 pub(crate) mod source;
 pub(crate) mod store;
+pub(crate) mod worker;
 pub(crate) mod workspace;
 
 use crate::cli::{Cli, Command};
@@ -49,5 +50,6 @@ pub(crate) fn run(cli: Cli) -> CmdResult {
         Command::Explain(args) => explain::run_explain(&global, args),
         Command::Challenge(args) => challenge::run_challenge(&global, args),
         Command::Workspace(cmd) => workspace::run(&global, cmd),
+        Command::Worker(args) => worker::run(&global, args),
     }
 }

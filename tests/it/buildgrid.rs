@@ -1,0 +1,546 @@
+//! Black-box tests of `cas worker` on BuildGrid 0.4.4 (PyPI; installed by
+//! scripts/install-deps.sh into /opt/cas-test/buildgrid) with a throwaway
+//! PostgreSQL 15 cluster, both started on 127.0.0.1 by the test: a farm of
+//! two workers builds a project with `cas build --remote-exec`, a killed
+//! worker's lease goes to the other one, a killed server is reconnected to,
+//! SIGTERM ends a worker cleanly, and results travel through BuildGrid's
+//! own ActionCache and CAS to a second developer.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::ctx::{Ctx, Run};
+use crate::remote::{keygen, s};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn bgd() -> PathBuf {
+    let p = std::env::var_os("CAS_BUILDGRID").map_or_else(
+        || PathBuf::from("/opt/cas-test/buildgrid/bin/bgd"),
+        PathBuf::from,
+    );
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/install-deps.sh (BuildGrid 0.4.4 in a venv) or set CAS_BUILDGRID",
+        p.display()
+    );
+    p
+}
+
+fn pg(tool: &str) -> Command {
+    let dir = std::env::var_os("CAS_PG_BIN").map_or_else(
+        || PathBuf::from("/usr/lib/postgresql/15/bin"),
+        PathBuf::from,
+    );
+    let bin = dir.join(tool);
+    assert!(
+        bin.exists(),
+        "{} is missing: run scripts/install-deps.sh (postgresql-15) or set CAS_PG_BIN",
+        bin.display()
+    );
+    // PostgreSQL refuses to run as root: as root, run it as `postgres`.
+    if unsafe { libc::getuid() } == 0 {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    }
+}
+
+fn wait_for_port(port: u16, what: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// BuildGrid's server (Execution, Bots, CAS, ActionCache, ByteStream) over
+/// its own PostgreSQL cluster; both stopped on drop.
+pub(crate) struct BuildGrid {
+    pub port: u16,
+    dir: PathBuf,
+    pg: tempfile::TempDir,
+    server: Option<Child>,
+}
+
+impl BuildGrid {
+    pub(crate) fn start(dir: &Path) -> BuildGrid {
+        std::fs::create_dir_all(dir).unwrap();
+        // The cluster lives where the postgres user can reach it.
+        let pg_dir = tempfile::Builder::new()
+            .prefix("cas-pg-")
+            .tempdir()
+            .unwrap();
+        if unsafe { libc::getuid() } == 0 {
+            let out = Command::new("chown")
+                .args(["postgres", s(pg_dir.path())])
+                .status()
+                .unwrap();
+            assert!(out.success());
+        }
+        let data = pg_dir.path().join("data");
+        let run = |mut c: Command, what: &str| {
+            let out = c.stdin(Stdio::null()).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{what}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let mut c = pg("initdb");
+        c.args(["-D", s(&data), "-A", "trust", "-U", "bgd", "--no-sync"]);
+        run(c, "initdb");
+        let pg_port = free_port();
+        let mut c = pg("pg_ctl");
+        c.args(["-D", s(&data), "-l"])
+            .arg(pg_dir.path().join("postgres.log"))
+            .args(["-w", "-o"])
+            .arg(format!(
+                "-k {} -p {pg_port} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
+                pg_dir.path().display()
+            ))
+            .arg("start");
+        run(c, "pg_ctl start");
+        let mut c = pg("createdb");
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg_port.to_string(),
+            "-U",
+            "bgd",
+            "bgd",
+        ]);
+        run(c, "createdb");
+        let db = format!("postgresql+psycopg2://bgd@127.0.0.1:{pg_port}/bgd");
+        let mut c = Command::new(bgd());
+        c.args(["migrate", "apply", &db]);
+        run(c, "bgd migrate apply");
+        let port = free_port();
+        std::fs::write(
+            dir.join("bgd.yml"),
+            format!(
+                "server:\n  - !channel\n    address: \"127.0.0.1:{port}\"\n    insecure-mode: true\n\
+                 authorization:\n  method: none\n\
+                 connections:\n  - !sql-connection &sql\n    connection-string: {db}\n    pool-size: 10\n    max-overflow: 10\n\
+                 storages:\n  - !disk-storage &storage\n    path: {cas}\n\
+                 caches:\n  - !lru-action-cache &cache\n    storage: *storage\n    max-cached-refs: 100000\n    allow-updates: true\n    cache-failed-actions: false\n\
+                 schedulers:\n  - !sql-scheduler &scheduler\n    sql: *sql\n    storage: *storage\n    action-cache: *cache\n\
+                 \x20   bot-session-keepalive-timeout: 8\n    session-expiry-timer-interval: 1\n    poll-interval: 0.1\n    bot-poll-interval: 0.1\n\
+                 \x20   property-set: !dynamic-property-set\n      match-property-keys: [OSFamily, ISA]\n      wildcard-property-keys: []\n\
+                 \x20   assigners:\n      - !priority-age-assigner\n        count: 1\n        interval: 0.05\n\
+                 instances:\n  - name: ''\n    services:\n      - !action-cache\n        cache: *cache\n      - !execution\n        scheduler: *scheduler\n      - !cas\n        storage: *storage\n      - !bytestream\n        storage: *storage\n\
+                 thread-pool-size: 50\n",
+                cas = dir.join("cas").display()
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.join("cas")).unwrap();
+        let mut bg = BuildGrid {
+            port,
+            dir: dir.to_path_buf(),
+            pg: pg_dir,
+            server: None,
+        };
+        bg.start_server();
+        bg
+    }
+
+    fn start_server(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("bgd.log"))
+            .unwrap();
+        let child = Command::new(bgd())
+            .args(["server", "start"])
+            .arg(self.dir.join("bgd.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start bgd");
+        self.server = Some(child);
+        wait_for_port(self.port, "BuildGrid", &self.dir.join("bgd.log"));
+    }
+
+    /// Kill the server (SIGKILL) and start it again on the same port.
+    pub(crate) fn restart(&mut self) {
+        if let Some(mut c) = self.server.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.start_server();
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("grpc://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for BuildGrid {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.server.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let mut c = pg("pg_ctl");
+        let _ = c
+            .args([
+                "-D",
+                s(&self.pg.path().join("data")),
+                "-m",
+                "immediate",
+                "stop",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// One `cas worker` with a store of its own; killed on drop.
+pub(crate) struct Worker {
+    pub name: String,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Worker {
+    pub(crate) fn start(ctx: &Ctx, url: &str, name: &str) -> Worker {
+        let log = ctx.path(format!("{name}.log"));
+        let store = ctx.path(format!("{name}-store"));
+        let (mut cmd, _) = ctx.command([
+            "--store",
+            s(&store),
+            "worker",
+            "--server",
+            url,
+            "--name",
+            name,
+        ]);
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start cas worker");
+        let w = Worker {
+            name: name.to_string(),
+            log,
+            child: Some(child),
+        };
+        w.wait_for("bot session", 1);
+        w
+    }
+
+    pub(crate) fn text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait until the log says `what` at least `n` times.
+    pub(crate) fn wait_for(&self, what: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while self.text().matches(what).count() < n {
+            assert!(
+                Instant::now() < deadline,
+                "worker {} never said {what:?} {n} time(s):\n{}",
+                self.name,
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// How many actions this worker ran to the end.
+    pub(crate) fn ran(&self) -> usize {
+        self.text().matches(" exited ").count()
+    }
+
+    pub(crate) fn signal(&mut self, sig: i32) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        unsafe { libc::kill(c.id() as i32, sig) };
+        c.wait().unwrap()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A project of 20 elements over busybox: base, 12 leaves, 6 in a middle
+/// layer each over two leaves, and a top over everything. `slow` makes one
+/// leaf sleep first. One leaf checks that nothing of this machine is in its
+/// sandbox.
+fn farm_project(slow: Option<&str>) -> Ctx {
+    let ctx = Ctx::new();
+    ctx.write("project.yaml", "name: farm\nelement-path: elements\n");
+    ctx.busybox_tree("files/base");
+    ctx.write(
+        "elements/base.yaml",
+        "kind: import\nsources:\n  - kind: local\n    path: files/base\n",
+    );
+    let marker = ctx.path("host-marker");
+    std::fs::write(&marker, "only on the host").unwrap();
+    for i in 0..12 {
+        let pause = if slow == Some(&format!("leaf{i}.yaml")[..]) {
+            "    - sleep 4\n"
+        } else {
+            ""
+        };
+        let hermetic = if i == 0 {
+            format!("    - test ! -e {}\n", marker.display())
+        } else {
+            String::new()
+        };
+        ctx.write(
+            format!("elements/leaf{i}.yaml"),
+            format!(
+                "kind: manual\nbuild-depends: [base.yaml]\nconfig:\n  install-commands:\n{pause}{hermetic}\
+                 \x20   - mkdir -p %{{install-root}}/leaf\n    - echo leaf {i} > %{{install-root}}/leaf/{i}\n    - chmod 0750 %{{install-root}}/leaf/{i}\n"
+            ),
+        );
+    }
+    for j in 0..6 {
+        let (a, b) = (2 * j, 2 * j + 1);
+        ctx.write(
+            format!("elements/mid{j}.yaml"),
+            format!(
+                "kind: manual\nbuild-depends: [base.yaml, leaf{a}.yaml, leaf{b}.yaml]\nconfig:\n  install-commands:\n\
+                 \x20   - mkdir -p %{{install-root}}/mid\n    - cat /leaf/{a} /leaf/{b} > %{{install-root}}/mid/{j}\n"
+            ),
+        );
+    }
+    let mids: Vec<String> = (0..6).map(|j| format!("mid{j}.yaml")).collect();
+    ctx.write(
+        "elements/top.yaml",
+        format!(
+            "kind: manual\nbuild-depends: [base.yaml, {}]\nconfig:\n  install-commands:\n\
+             \x20   - mkdir -p %{{install-root}}\n    - cat /mid/* > %{{install-root}}/all\n",
+            mids.join(", ")
+        ),
+    );
+    ctx
+}
+
+/// name → output digest of a `--json` build.
+fn outputs(run: &Run) -> BTreeMap<String, String> {
+    run.json()["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["output"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn statuses(run: &Run) -> BTreeMap<String, String> {
+    run.json()["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_farm_of_two_workers_builds_what_a_local_build_does_and_a_teammate_pulls_it() {
+    let ctx = farm_project(None);
+    let bg = BuildGrid::start(&ctx.path("buildgrid"));
+    let w1 = Worker::start(&ctx, &bg.url(), "w1");
+    let w2 = Worker::start(&ctx, &bg.url(), "w2");
+    let (key, public) = keygen(&ctx, "signing.key");
+    let public = std::fs::read_to_string(public).unwrap();
+    let config = ctx.path("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "remotes:\n  - url: {}\n    push: true\n    trusted-keys: [\"{}\"]\nsigning-key: {}\n",
+            bg.url(),
+            public.trim(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    // the farm: every sandboxed step runs on a worker, results pushed
+    let farm_store = ctx.path("farm-store");
+    let remote = ctx
+        .cas([
+            "--store",
+            s(&farm_store),
+            "--config",
+            s(&config),
+            "--json",
+            "-j",
+            "4",
+            "build",
+            "top.yaml",
+            "--remote-exec",
+            &bg.url(),
+            "--push",
+        ])
+        .ok();
+    assert!(remote.stderr.contains("20 result(s)"), "{}", remote.stderr);
+    assert_eq!(
+        remote.stderr.matches(": ran on grpc://").count(),
+        19,
+        "{}",
+        remote.stderr
+    );
+    assert!(
+        w1.ran() > 0 && w2.ran() > 0,
+        "both workers ran steps:\n{}\n{}",
+        w1.text(),
+        w2.text()
+    );
+    assert_eq!(w1.ran() + w2.ran(), 19);
+    // the same project built here, without a remote
+    let local_store = ctx.path("local-store");
+    let local = ctx
+        .cas(["--store", s(&local_store), "--json", "build", "top.yaml"])
+        .ok();
+    assert_eq!(
+        outputs(&remote),
+        outputs(&local),
+        "the farm's outputs are a local build's"
+    );
+    let out = ctx.path("out");
+    ctx.cas(["--store", s(&farm_store), "checkout", "leaf3.yaml", s(&out)])
+        .ok();
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(out.join("leaf/3")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o7777, 0o750, "modes survive the round trip");
+    // a teammate with a fresh store pulls everything from BuildGrid's cache
+    let teammate = ctx.path("teammate-store");
+    let pulled = ctx
+        .cas([
+            "--store",
+            s(&teammate),
+            "--config",
+            s(&config),
+            "--json",
+            "build",
+            "top.yaml",
+        ])
+        .ok();
+    assert!(
+        statuses(&pulled).values().all(|s| s == "pulled"),
+        "{:?}\n--- the teammate\n{}\n--- the farm build\n{}",
+        statuses(&pulled),
+        pulled.stderr,
+        remote.stderr
+    );
+    assert_eq!(outputs(&pulled), outputs(&local));
+    // one who trusts another key uses none of it (and builds on the farm)
+    let (_, other) = keygen(&ctx, "other.key");
+    let untrusting = ctx.path("untrusting.yaml");
+    std::fs::write(
+        &untrusting,
+        format!(
+            "remotes:\n  - url: {}\n    trusted-keys: [\"{}\"]\n",
+            bg.url(),
+            std::fs::read_to_string(other).unwrap().trim()
+        ),
+    )
+    .unwrap();
+    let fresh = ctx.path("untrusting-store");
+    let run = ctx
+        .cas([
+            "--store",
+            s(&fresh),
+            "--config",
+            s(&untrusting),
+            "--json",
+            "build",
+            "top.yaml",
+        ])
+        .ok();
+    assert!(
+        statuses(&run).values().all(|s| s != "pulled"),
+        "{:?}",
+        statuses(&run)
+    );
+    assert_eq!(outputs(&run), outputs(&local));
+}
+
+#[test]
+fn a_killed_workers_lease_is_run_by_the_other_worker() {
+    let ctx = farm_project(Some("leaf0.yaml"));
+    let bg = BuildGrid::start(&ctx.path("buildgrid"));
+    let mut w1 = Worker::start(&ctx, &bg.url(), "w1");
+    let (mut cmd, args) =
+        ctx.command(["--json", "build", "leaf0.yaml", "--remote-exec", &bg.url()]);
+    let build = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    w1.wait_for("started", 1);
+    // the worker dies with the step half done (its sandbox dies with it)
+    w1.signal(libc::SIGKILL);
+    let w2 = Worker::start(&ctx, &bg.url(), "w2");
+    let run = Run::from_output(args, build.wait_with_output().unwrap()).ok();
+    assert!(
+        run.stderr.contains("ran on grpc://") && run.stderr.contains("worker w2"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(w2.ran(), 1, "{}", w2.text());
+    assert_eq!(w1.ran(), 0, "{}", w1.text());
+}
+
+#[test]
+fn a_worker_reconnects_to_a_restarted_server_and_ends_cleanly_on_sigterm() {
+    let ctx = farm_project(None);
+    let mut bg = BuildGrid::start(&ctx.path("buildgrid"));
+    let mut w = Worker::start(&ctx, &bg.url(), "w1");
+    bg.restart();
+    w.wait_for("cannot reach", 1);
+    let run = ctx
+        .cas(["--json", "build", "leaf1.yaml", "--remote-exec", &bg.url()])
+        .ok();
+    assert!(run.stderr.contains("worker w1"), "{}", run.stderr);
+    assert!(w.text().contains("reconnected to"), "{}", w.text());
+    let status = w.signal(libc::SIGTERM);
+    assert!(status.success(), "{status:?}\n{}", w.text());
+    assert!(
+        w.text().contains("reported the bot terminating"),
+        "{}",
+        w.text()
+    );
+    // bad input is said plainly
+    let bad = ctx
+        .cas(["worker", "--server", "http://127.0.0.1:1"])
+        .expect_code(2);
+    assert!(bad.stderr.contains("REAPI scheduler"), "{}", bad.stderr);
+}
