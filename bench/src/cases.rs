@@ -119,7 +119,7 @@ impl Env {
     }
 }
 
-fn json_of(out: &std::process::Output) -> Result<serde_json::Value> {
+pub(crate) fn json_of(out: &std::process::Output) -> Result<serde_json::Value> {
     serde_json::from_slice(&out.stdout).map_err(|e| {
         format!(
             "cas printed no JSON ({e}): {}",
@@ -1143,13 +1143,13 @@ fn write_mem_tree(root: &Path, bytes: u64) -> std::io::Result<()> {
 // ---------------------------------------------------------------- remote
 
 /// nginx with WebDAV PUT on 127.0.0.1 (a free port), killed on drop.
-struct Nginx {
+pub(crate) struct Nginx {
     child: std::process::Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Nginx {
-    fn start(dir: &Path) -> Result<Nginx> {
+    pub(crate) fn start(dir: &Path) -> Result<Nginx> {
         let nginx = Path::new("/usr/sbin/nginx");
         if !nginx.exists() {
             return Err("the remote case needs /usr/sbin/nginx (Debian package nginx)".into());

@@ -9,8 +9,10 @@
 )]
 
 pub mod bst;
+pub mod buildgrid;
 pub mod cases;
 pub mod gen;
+pub mod remote_exec;
 pub mod report;
 pub mod util;
 
@@ -33,8 +35,17 @@ pub struct Config {
     pub quiet: bool,
 }
 
-pub const CASES: [&str; 9] = [
-    "load", "cold", "noop", "cutoff", "remote", "sysroot", "view", "ingest", "bst",
+pub const CASES: [&str; 10] = [
+    "load",
+    "cold",
+    "noop",
+    "cutoff",
+    "remote",
+    "sysroot",
+    "view",
+    "ingest",
+    "bst",
+    "remote-exec",
 ];
 
 /// Runs the selected cases and returns the report.
@@ -112,6 +123,9 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
     }
     if want("bst") {
         out.push(bst::bst(&env)?);
+    }
+    if want("remote-exec") {
+        out.push(remote_exec::remote_exec(&env)?);
     }
     let mut machine = machine;
     machine.load_after = util::loadavg();

@@ -8,210 +8,18 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
+
+use cas_bench::buildgrid::BuildGrid;
 
 use crate::ctx::{Ctx, Run};
 use crate::remote::{keygen, s};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn bgd() -> PathBuf {
-    let p = std::env::var_os("CAS_BUILDGRID").map_or_else(
-        || PathBuf::from("/opt/cas-test/buildgrid/bin/bgd"),
-        PathBuf::from,
-    );
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/install-deps.sh (BuildGrid 0.4.4 in a venv) or set CAS_BUILDGRID",
-        p.display()
-    );
-    p
-}
-
-fn pg(tool: &str) -> Command {
-    let dir = std::env::var_os("CAS_PG_BIN").map_or_else(
-        || PathBuf::from("/usr/lib/postgresql/15/bin"),
-        PathBuf::from,
-    );
-    let bin = dir.join(tool);
-    assert!(
-        bin.exists(),
-        "{} is missing: run scripts/install-deps.sh (postgresql-15) or set CAS_PG_BIN",
-        bin.display()
-    );
-    // PostgreSQL refuses to run as root: as root, run it as `postgres`.
-    if unsafe { libc::getuid() } == 0 {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(bin);
-        c
-    } else {
-        Command::new(bin)
-    }
-}
-
-fn wait_for_port(port: u16, what: &str, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not start: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// BuildGrid's server (Execution, Bots, CAS, ActionCache, ByteStream) over
-/// its own PostgreSQL cluster; both stopped on drop.
-pub(crate) struct BuildGrid {
-    pub port: u16,
-    dir: PathBuf,
-    pg: tempfile::TempDir,
-    server: Option<Child>,
-}
-
-impl BuildGrid {
-    pub(crate) fn start(dir: &Path) -> BuildGrid {
-        std::fs::create_dir_all(dir).unwrap();
-        // The cluster lives where the postgres user can reach it.
-        let pg_dir = tempfile::Builder::new()
-            .prefix("cas-pg-")
-            .tempdir()
-            .unwrap();
-        if unsafe { libc::getuid() } == 0 {
-            let out = Command::new("chown")
-                .args(["postgres", s(pg_dir.path())])
-                .status()
-                .unwrap();
-            assert!(out.success());
-        }
-        let data = pg_dir.path().join("data");
-        let run = |mut c: Command, what: &str| {
-            let out = c.stdin(Stdio::null()).output().unwrap();
-            assert!(
-                out.status.success(),
-                "{what}: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let mut c = pg("initdb");
-        c.args(["-D", s(&data), "-A", "trust", "-U", "bgd", "--no-sync"]);
-        run(c, "initdb");
-        let pg_port = free_port();
-        let mut c = pg("pg_ctl");
-        c.args(["-D", s(&data), "-l"])
-            .arg(pg_dir.path().join("postgres.log"))
-            .args(["-w", "-o"])
-            .arg(format!(
-                "-k {} -p {pg_port} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
-                pg_dir.path().display()
-            ))
-            .arg("start");
-        run(c, "pg_ctl start");
-        let mut c = pg("createdb");
-        c.args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &pg_port.to_string(),
-            "-U",
-            "bgd",
-            "bgd",
-        ]);
-        run(c, "createdb");
-        let db = format!("postgresql+psycopg2://bgd@127.0.0.1:{pg_port}/bgd");
-        let mut c = Command::new(bgd());
-        c.args(["migrate", "apply", &db]);
-        run(c, "bgd migrate apply");
-        let port = free_port();
-        std::fs::write(
-            dir.join("bgd.yml"),
-            format!(
-                "server:\n  - !channel\n    address: \"127.0.0.1:{port}\"\n    insecure-mode: true\n\
-                 authorization:\n  method: none\n\
-                 connections:\n  - !sql-connection &sql\n    connection-string: {db}\n    pool-size: 10\n    max-overflow: 10\n\
-                 storages:\n  - !disk-storage &storage\n    path: {cas}\n\
-                 caches:\n  - !lru-action-cache &cache\n    storage: *storage\n    max-cached-refs: 100000\n    allow-updates: true\n    cache-failed-actions: false\n\
-                 schedulers:\n  - !sql-scheduler &scheduler\n    sql: *sql\n    storage: *storage\n    action-cache: *cache\n\
-                 \x20   bot-session-keepalive-timeout: 8\n    session-expiry-timer-interval: 1\n    poll-interval: 0.1\n    bot-poll-interval: 0.1\n\
-                 \x20   property-set: !dynamic-property-set\n      match-property-keys: [OSFamily, ISA]\n      wildcard-property-keys: []\n\
-                 \x20   assigners:\n      - !priority-age-assigner\n        count: 1\n        interval: 0.05\n\
-                 instances:\n  - name: ''\n    services:\n      - !action-cache\n        cache: *cache\n      - !execution\n        scheduler: *scheduler\n      - !cas\n        storage: *storage\n      - !bytestream\n        storage: *storage\n\
-                 thread-pool-size: 50\n",
-                cas = dir.join("cas").display()
-            ),
-        )
-        .unwrap();
-        std::fs::create_dir_all(dir.join("cas")).unwrap();
-        let mut bg = BuildGrid {
-            port,
-            dir: dir.to_path_buf(),
-            pg: pg_dir,
-            server: None,
-        };
-        bg.start_server();
-        bg
-    }
-
-    fn start_server(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("bgd.log"))
-            .unwrap();
-        let child = Command::new(bgd())
-            .args(["server", "start"])
-            .arg(self.dir.join("bgd.yml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start bgd");
-        self.server = Some(child);
-        wait_for_port(self.port, "BuildGrid", &self.dir.join("bgd.log"));
-    }
-
-    /// Kill the server (SIGKILL) and start it again on the same port.
-    pub(crate) fn restart(&mut self) {
-        if let Some(mut c) = self.server.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        self.start_server();
-    }
-
-    pub(crate) fn url(&self) -> String {
-        format!("grpc://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for BuildGrid {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.server.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let mut c = pg("pg_ctl");
-        let _ = c
-            .args([
-                "-D",
-                s(&self.pg.path().join("data")),
-                "-m",
-                "immediate",
-                "stop",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
+/// BuildGrid and its PostgreSQL cluster (cas-bench's harness, shared with
+/// the `remote-exec` benchmark case).
+fn buildgrid(dir: &Path) -> BuildGrid {
+    BuildGrid::start(dir).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// One `cas worker` with a store of its own; killed on drop.
@@ -377,7 +185,7 @@ fn statuses(run: &Run) -> BTreeMap<String, String> {
 #[test]
 fn a_farm_of_two_workers_builds_what_a_local_build_does_and_a_teammate_pulls_it() {
     let ctx = farm_project(None);
-    let bg = BuildGrid::start(&ctx.path("buildgrid"));
+    let bg = buildgrid(&ctx.path("buildgrid"));
     let w1 = Worker::start(&ctx, &bg.url(), "w1");
     let w2 = Worker::start(&ctx, &bg.url(), "w2");
     let (key, public) = keygen(&ctx, "signing.key");
@@ -498,7 +306,7 @@ fn a_farm_of_two_workers_builds_what_a_local_build_does_and_a_teammate_pulls_it(
 #[test]
 fn a_killed_workers_lease_is_run_by_the_other_worker() {
     let ctx = farm_project(Some("leaf0.yaml"));
-    let bg = BuildGrid::start(&ctx.path("buildgrid"));
+    let bg = buildgrid(&ctx.path("buildgrid"));
     let mut w1 = Worker::start(&ctx, &bg.url(), "w1");
     let (mut cmd, args) =
         ctx.command(["--json", "build", "leaf0.yaml", "--remote-exec", &bg.url()]);
@@ -524,9 +332,9 @@ fn a_killed_workers_lease_is_run_by_the_other_worker() {
 #[test]
 fn a_worker_reconnects_to_a_restarted_server_and_ends_cleanly_on_sigterm() {
     let ctx = farm_project(None);
-    let mut bg = BuildGrid::start(&ctx.path("buildgrid"));
+    let mut bg = buildgrid(&ctx.path("buildgrid"));
     let mut w = Worker::start(&ctx, &bg.url(), "w1");
-    bg.restart();
+    bg.restart().unwrap();
     w.wait_for("cannot reach", 1);
     let run = ctx
         .cas(["--json", "build", "leaf1.yaml", "--remote-exec", &bg.url()])

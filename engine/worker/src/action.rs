@@ -30,6 +30,10 @@ const DIGEST_TYPE: &str = "build.bazel.remote.execution.v2.Digest";
 /// What running one Action gave, for the worker's own log.
 pub struct Ran {
     pub result: re::ActionResult,
+    /// Milliseconds spent fetching the inputs, running, uploading.
+    pub fetch_ms: u64,
+    pub run_ms: u64,
+    pub upload_ms: u64,
     pub action: Sha,
     pub downloaded: usize,
     pub downloaded_bytes: u64,
@@ -275,7 +279,13 @@ pub fn run(
         ..Default::default()
     });
     let _ = cas_store::remove_tree(scratch.path());
+    let between = |a: SystemTime, b: SystemTime| {
+        u64::try_from(b.duration_since(a).unwrap_or_default().as_millis()).unwrap_or(u64::MAX)
+    };
     Ok(Ran {
+        fetch_ms: between(queued, exec_start),
+        run_ms: between(exec_start, exec_end),
+        upload_ms: between(exec_end, done),
         result,
         action: action_sha,
         downloaded,
