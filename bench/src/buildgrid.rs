@@ -109,6 +109,12 @@ impl BuildGrid {
     /// directory of its own under the system's temporary directory, where
     /// the postgres user can reach it).
     pub fn start(dir: &Path) -> Result<BuildGrid> {
+        BuildGrid::start_with(dir, None)
+    }
+
+    /// [`BuildGrid::start`], serving TLS with this certificate and key
+    /// (PEM files) when given.
+    pub fn start_with(dir: &Path, tls: Option<(&Path, &Path)>) -> Result<BuildGrid> {
         let bgd = bgd()?;
         std::fs::create_dir_all(dir.join("cas")).map_err(|e| e.to_string())?;
         let pg_dir =
@@ -160,7 +166,7 @@ impl BuildGrid {
         std::fs::write(
             dir.join("bgd.yml"),
             format!(
-                "server:\n  - !channel\n    address: \"127.0.0.1:{port}\"\n    insecure-mode: true\n\
+                "server:\n  - !channel\n    address: \"127.0.0.1:{port}\"\n{channel}\
                  authorization:\n  method: none\n\
                  connections:\n  - !sql-connection &sql\n    connection-string: {db}\n    pool-size: 10\n    max-overflow: 10\n\
                  storages:\n  - !disk-storage &storage\n    path: {cas}\n\
@@ -172,6 +178,14 @@ impl BuildGrid {
                  instances:\n  - name: ''\n    services:\n      - !action-cache\n        cache: *cache\n      - !execution\n        scheduler: *scheduler\n      - !cas\n        storage: *storage\n      - !bytestream\n        storage: *storage\n\
                  thread-pool-size: 50\n",
                 port = bg.port,
+                channel = match tls {
+                    None => "    insecure-mode: true\n".to_string(),
+                    Some((cert, key)) => format!(
+                        "    insecure-mode: false\n    credentials:\n      tls-server-key: {}\n      tls-server-cert: {}\n",
+                        key.display(),
+                        cert.display()
+                    ),
+                },
                 cas = dir.join("cas").display()
             ),
         )

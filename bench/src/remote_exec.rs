@@ -72,7 +72,7 @@ fn worker_times(dir: &Path, n: usize) -> Vec<f64> {
                 let rest = &line[line.find(key)? + key.len()..];
                 rest.split_whitespace().next()?.parse().ok()
             };
-            if let (Some(a), Some(b), Some(c)) = (num("inputs "), num("run "), num("outputs ")) {
+            if let (Some(a), Some(b), Some(c)) = (num("inputs "), num(", run "), num("outputs ")) {
                 out.push(a + b + c);
             }
         }

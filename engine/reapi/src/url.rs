@@ -1,14 +1,18 @@
-//! REAPI remote addresses: `grpc://HOST:PORT[/INSTANCE]`. The instance name
-//! may contain slashes (`grpc://farm:50051/main/linux`); it is empty when
-//! the path is.
+//! REAPI remote addresses: `grpc://HOST:PORT[/INSTANCE]`, or `grpcs://`
+//! for TLS (the server's certificate checked against the system's roots:
+//! `SSL_CERT_FILE` / `SSL_CERT_DIR` name others). The instance name may
+//! contain slashes (`grpc://farm:50051/main/linux`); it is empty when the
+//! path is.
 
 use cas_store::RemoteError;
 
 /// A parsed `grpc://` address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrpcUrl {
-    /// What tonic connects to: `http://HOST:PORT`.
+    /// What tonic connects to: `http://HOST:PORT` (`https://` for TLS).
     pub endpoint: String,
+    /// TLS (`grpcs://`): the name the server's certificate must carry.
+    pub tls_domain: Option<String>,
     /// The REAPI instance name ("" for none).
     pub instance: String,
 }
@@ -24,14 +28,15 @@ pub fn parse(url: &str) -> Result<GrpcUrl, RemoteError> {
         url: url.to_string(),
         reason: reason.to_string(),
     };
-    if url.starts_with("grpcs://") {
-        return Err(bad(
-            "grpcs:// (TLS) is not supported yet; use grpc:// on a trusted network or a TLS-terminating proxy",
-        ));
-    }
-    let rest = url
-        .strip_prefix("grpc://")
-        .ok_or_else(|| bad("a REAPI remote is grpc://HOST:PORT[/INSTANCE]"))?;
+    let (rest, tls) = if let Some(r) = url.strip_prefix("grpcs://") {
+        (r, true)
+    } else {
+        (
+            url.strip_prefix("grpc://")
+                .ok_or_else(|| bad("a REAPI remote is grpc://HOST:PORT[/INSTANCE]"))?,
+            false,
+        )
+    };
     let (authority, instance) = match rest.split_once('/') {
         Some((a, i)) => (a, i.trim_end_matches('/')),
         None => (rest, ""),
@@ -52,7 +57,12 @@ pub fn parse(url: &str) -> Result<GrpcUrl, RemoteError> {
         return Err(bad("an instance name may not contain the path components blobs, uploads, actions or operations"));
     }
     Ok(GrpcUrl {
-        endpoint: format!("http://{authority}"),
+        endpoint: format!("{}://{authority}", if tls { "https" } else { "http" }),
+        tls_domain: tls.then(|| {
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string()
+        }),
         instance: instance.to_string(),
     })
 }
@@ -66,14 +76,19 @@ mod tests {
         let u = parse("grpc://127.0.0.1:50051").unwrap();
         assert_eq!(u.endpoint, "http://127.0.0.1:50051");
         assert_eq!(u.instance, "");
+        assert_eq!(u.tls_domain, None);
         let u = parse("grpc://farm:8980/main/linux/").unwrap();
         assert_eq!(u.instance, "main/linux");
+        let u = parse("grpcs://cache.example:443/main").unwrap();
+        assert_eq!(u.endpoint, "https://cache.example:443");
+        assert_eq!(u.tls_domain.as_deref(), Some("cache.example"));
+        assert_eq!(u.instance, "main");
         for bad in [
             "grpc://",
             "grpc://host",
             "grpc://host:x",
             "grpc://:80",
-            "grpcs://h:1",
+            "grpcs://h",
             "grpc://h:1/a/blobs",
         ] {
             assert!(parse(bad).is_err(), "{bad}");

@@ -32,6 +32,8 @@ pub struct Ran {
     pub result: re::ActionResult,
     /// Milliseconds spent fetching the inputs, running, uploading.
     pub fetch_ms: u64,
+    /// Of which: copying the input root out of the store.
+    pub stage_ms: u64,
     pub run_ms: u64,
     pub upload_ms: u64,
     pub action: Sha,
@@ -120,6 +122,7 @@ pub fn run(
         store,
         remote,
         memo,
+        read: std::collections::HashMap::new(),
         downloaded: 0,
         downloaded_bytes: 0,
     };
@@ -138,7 +141,9 @@ pub fn run(
             &scratch_parent,
         ))?;
     let root = scratch.path().join("root");
+    let stage_start = SystemTime::now();
     store.materialize(&tree, &root, Method::ReflinkOrCopy)?;
+    let stage_end = SystemTime::now();
 
     let workdir = relative(&command.working_directory, "the working directory")?;
     #[allow(
@@ -284,6 +289,7 @@ pub fn run(
     };
     Ok(Ran {
         fetch_ms: between(queued, exec_start),
+        stage_ms: between(stage_start, stage_end),
         run_ms: between(exec_start, exec_end),
         upload_ms: between(exec_end, done),
         result,

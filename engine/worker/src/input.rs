@@ -33,6 +33,8 @@ pub(crate) struct Fetch<'a> {
     pub store: &'a Store,
     pub remote: &'a ReapiRemote,
     pub memo: &'a mut Memo,
+    /// Directory messages read ahead (verified), by digest.
+    pub read: HashMap<Sha, Vec<u8>>,
     /// Files downloaded (not found in the store).
     pub downloaded: usize,
     pub downloaded_bytes: u64,
@@ -59,8 +61,42 @@ fn mode_of(props: Option<&re::NodeProperties>, default: u32) -> u32 {
 }
 
 impl Fetch<'_> {
-    /// The tree of the Directory `sha`, fetched as needed.
+    /// The tree of the Directory `sha`, fetched as needed: the Directories
+    /// not seen before are read level by level, each level in batches.
     pub(crate) fn tree(&mut self, sha: Sha) -> Result<TreeDigest> {
+        let mut level = vec![sha];
+        let mut depth = 0;
+        while !level.is_empty() && depth <= MAX_DEPTH {
+            let want: Vec<Sha> = level
+                .iter()
+                .filter(|s| !self.read.contains_key(s))
+                .filter(|s| {
+                    self.memo
+                        .trees
+                        .get(s)
+                        .is_none_or(|t| self.store.get_tree(t).is_err())
+                })
+                .copied()
+                .collect();
+            let mut next = Vec::new();
+            for (got, bytes) in self.remote.client().read_batch(&want)? {
+                if Sha::of_bytes(&bytes) != got {
+                    continue; // read again, one by one, and reported there
+                }
+                if let Ok(dir) = re::Directory::decode(bytes.as_slice()) {
+                    next.extend(
+                        dir.directories
+                            .iter()
+                            .filter_map(|d| d.digest.as_ref().and_then(Sha::from_proto)),
+                    );
+                }
+                self.read.insert(got, bytes);
+            }
+            next.sort_by_key(Sha::hex);
+            next.dedup();
+            level = next;
+            depth += 1;
+        }
         self.tree_at(sha, 0)
     }
 
@@ -75,7 +111,10 @@ impl Fetch<'_> {
                 return Ok(*t);
             }
         }
-        let bytes = self.remote.read_verified(&sha, MAX_DIRECTORY)?;
+        let bytes = match self.read.remove(&sha) {
+            Some(b) => b,
+            None => self.remote.read_verified(&sha, MAX_DIRECTORY)?,
+        };
         let dir = re::Directory::decode(bytes.as_slice())
             .map_err(|e| WorkerError::Invalid(format!("Directory {}: {e}", sha.hex())))?;
         let mut entries = Vec::new();

@@ -157,13 +157,14 @@ pub fn serve(opts: &Options<'_>) -> Result<()> {
                     match &outcome {
                         Ok(ran) => (opts.say)(&format!(
                             "lease {}: action {} exited {} ({} file(s), {} bytes fetched; \
-                             inputs {} ms, run {} ms, outputs {} ms)",
+                             inputs {} ms (copy {} ms), run {} ms, outputs {} ms)",
                             r.lease,
                             &ran.action.hex()[..12],
                             ran.result.exit_code,
                             ran.downloaded,
                             ran.downloaded_bytes,
                             ran.fetch_ms,
+                            ran.stage_ms,
                             ran.run_ms,
                             ran.upload_ms
                         )),
