@@ -31,6 +31,11 @@ pub(crate) struct Worker {
 
 impl Worker {
     pub(crate) fn start(ctx: &Ctx, url: &str, name: &str) -> Worker {
+        Worker::start_with(ctx, url, name, &[])
+    }
+
+    /// With extra environment variables.
+    pub(crate) fn start_with(ctx: &Ctx, url: &str, name: &str, env: &[(&str, &str)]) -> Worker {
         let log = ctx.path(format!("{name}.log"));
         let store = ctx.path(format!("{name}-store"));
         let (mut cmd, _) = ctx.command([
@@ -42,6 +47,7 @@ impl Worker {
             "--name",
             name,
         ]);
+        cmd.envs(env.iter().copied());
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -121,12 +127,31 @@ fn farm_project(slow: Option<&str>) -> Ctx {
         let hermetic = match i {
             0 => format!("    - test ! -e {}\n", marker.display()),
             1 => "    - yes leaf | head -c 100000 > /dev/null\n".to_string(),
+            // its sources are its own to change, with the modes a local
+            // build sees: a file takes an append, a file goes, a copy and
+            // a listing keep the modes
+            2 => "    - echo more >> data.txt\n    - test -x tool.sh\n\
+                  \x20   - rm sub/gone\n    - mkdir -p %{install-root}/src\n\
+                  \x20   - cp -r . %{install-root}/src\n    - for f in $(find . | sort); do stat -c '%a %n' $f; done > %{install-root}/src.modes\n"
+                .to_string(),
             _ => String::new(),
+        };
+        let sources = if i == 2 {
+            ctx.write("files/src2/data.txt", "data\n");
+            ctx.write("files/src2/tool.sh", "#!/bin/sh\n");
+            ctx.write("files/src2/sub/gone", "");
+            ctx.write("files/src2/sub/kept", "");
+            let p = ctx.project().join("files/src2/tool.sh");
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+            "sources:\n  - kind: local\n    path: files/src2\n"
+        } else {
+            ""
         };
         ctx.write(
             format!("elements/leaf{i}.yaml"),
             format!(
-                "kind: manual\nbuild-depends: [base.yaml]\nconfig:\n  install-commands:\n{pause}{hermetic}\
+                "kind: manual\nbuild-depends: [base.yaml]\n{sources}config:\n  install-commands:\n{pause}{hermetic}\
                  \x20   - mkdir -p %{{install-root}}/leaf\n    - echo leaf {i} > %{{install-root}}/leaf/{i}\n    - chmod 0750 %{{install-root}}/leaf/{i}\n"
             ),
         );
@@ -233,6 +258,14 @@ fn a_farm_of_two_workers_builds_what_a_local_build_does_and_a_teammate_pulls_it(
         w2.text()
     );
     assert_eq!(w1.ran() + w2.ran(), 19);
+    // their input roots were overlays of cached layers, not copies
+    for w in [&w1, &w2] {
+        assert!(
+            !w.text().contains("copied)") && w.text().contains("layered)"),
+            "{}",
+            w.text()
+        );
+    }
     // the same project built here, without a remote
     let local_store = ctx.path("local-store");
     let local = ctx
@@ -333,14 +366,26 @@ fn a_killed_workers_lease_is_run_by_the_other_worker() {
 fn a_worker_reconnects_to_a_restarted_server_and_ends_cleanly_on_sigterm() {
     let ctx = farm_project(None);
     let mut bg = buildgrid(&ctx.path("buildgrid"));
-    let mut w = Worker::start(&ctx, &bg.url(), "w1");
+    // this worker copies input roots instead of layering them
+    let mut w = Worker::start_with(&ctx, &bg.url(), "w1", &[("CAS_WORKER_OVERLAY", "0")]);
     bg.restart().unwrap();
     w.wait_for("cannot reach", 1);
     let run = ctx
-        .cas(["--json", "build", "leaf1.yaml", "--remote-exec", &bg.url()])
+        .cas(["--json", "build", "leaf2.yaml", "--remote-exec", &bg.url()])
         .ok();
     assert!(run.stderr.contains("worker w1"), "{}", run.stderr);
     assert!(w.text().contains("reconnected to"), "{}", w.text());
+    assert!(w.text().contains("copied)"), "{}", w.text());
+    let local = ctx
+        .cas([
+            "--store",
+            s(&ctx.path("local-store")),
+            "--json",
+            "build",
+            "leaf2.yaml",
+        ])
+        .ok();
+    assert_eq!(outputs(&run), outputs(&local), "a copied root works alike");
     let status = w.signal(libc::SIGTERM);
     assert!(status.success(), "{status:?}\n{}", w.text());
     assert!(

@@ -899,6 +899,7 @@ pub(crate) fn sandbox_spec(
         gid: inputs.sandbox.gid,
         network: inputs.sandbox.network,
         binfmt: None,
+        upper: None,
     }
 }
 

@@ -86,7 +86,8 @@ pub fn bwrap_args(
     }
     // Parents before children; otherwise the order given.
     mounts.sort_by_key(|m| m.dest().components().count());
-    let root_ops = if spec.root_writable {
+    let writable_root = spec.root_writable || spec.upper.is_some();
+    let root_ops = if writable_root {
         if !spec.root.is_dir() {
             return Err(SandboxError::RootMissing {
                 root: spec.root.clone(),
@@ -118,7 +119,7 @@ pub fn bwrap_args(
     for (k, v) in &spec.env {
         a.three("--setenv", k, v);
     }
-    if spec.root_writable {
+    if writable_root {
         a.three("--bind", &spec.root, "/");
     }
     for op in root_ops {
@@ -146,7 +147,7 @@ pub fn bwrap_args(
             }
         }
     }
-    if !spec.root_writable {
+    if !writable_root {
         a.two("--remount-ro", "/");
     }
     a.two("--chdir", &spec.cwd);

@@ -6,7 +6,8 @@
 //! - [`spec`]: what a sandbox is made of ([`SandboxSpec`], [`Mount`]).
 //! - [`layers`]: a sysroot of ordered layers read as one tree ([`Layers`]).
 //! - [`overlay`]: mounting those layers as one read-only overlay in the
-//!   sandbox's own namespaces ([`overlay_supported`]).
+//!   sandbox's own namespaces ([`overlay_supported`]), or as a writable root
+//!   whose changes go to a layer of their own ([`WritableLayer`]).
 //! - [`layout`]: how the read-only sysroot and the mount points become
 //!   bwrap operations, including mount points the sysroot lacks.
 //! - [`args`]: the complete bwrap command line for a spec.
@@ -40,8 +41,8 @@ pub use cancel::Cancel;
 pub use check::{bwrap_path, check_available, check_shell, check_shell_in};
 pub use error::SandboxError;
 pub use layers::Layers;
-pub use overlay::{overlay_options, overlay_supported};
+pub use overlay::{overlay_options, overlay_options_with, overlay_supported};
 pub use probes::cached as cached_probe;
 pub use run::{run, Exit, Io, Outcome};
 pub use shell::{failed_command, script_argv, shell_argv, SHELL};
-pub use spec::{Mount, SandboxSpec, DEFAULT_HOSTNAME, UMASK};
+pub use spec::{Mount, SandboxSpec, WritableLayer, DEFAULT_HOSTNAME, UMASK};

@@ -1,4 +1,5 @@
-//! A sysroot made of layers, mounted as one read-only overlay.
+//! A sysroot made of layers, mounted as one read-only overlay (or, with a
+//! writable layer on top, as a private writable root that costs no copy).
 //!
 //! A step's sysroot is the union of its dependencies' outputs. Materialising
 //! that union as one more hardlinked tree per step costs a new inode per
@@ -25,6 +26,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use crate::error::SandboxError;
+use crate::spec::WritableLayer;
 
 /// The mount options must fit in one page (the legacy `mount(2)` limit).
 const MAX_OPTIONS: usize = 4095;
@@ -33,12 +35,22 @@ const MAX_OPTIONS: usize = 4095;
 /// resolve them from (when they share a parent, so the names stay short) and
 /// the option string.
 pub fn overlay_options(layers: &[PathBuf]) -> Result<(Option<PathBuf>, String), SandboxError> {
+    overlay_options_with(layers, None)
+}
+
+/// [`overlay_options`] with a writable layer on top (`upperdir`, `workdir`).
+pub fn overlay_options_with(
+    layers: &[PathBuf],
+    upper: Option<&WritableLayer>,
+) -> Result<(Option<PathBuf>, String), SandboxError> {
     let bad = |why: String| SandboxError::OverlayLayers {
         count: layers.len(),
         why,
     };
-    if layers.len() < 2 {
-        return Err(bad("an overlay needs at least two layers".into()));
+    if layers.is_empty() || (layers.len() < 2 && upper.is_none()) {
+        return Err(bad(
+            "a read-only overlay needs at least two layers, a writable one at least one".into(),
+        ));
     }
     let parent = layers[0].parent().map(Path::to_path_buf);
     let shared = parent
@@ -64,6 +76,23 @@ pub fn overlay_options(layers: &[PathBuf]) -> Result<(Option<PathBuf>, String), 
         }
         opts.push_str(text);
     }
+    if let Some(w) = upper {
+        for (key, dir) in [("upperdir", &w.upper), ("workdir", &w.work)] {
+            let text = dir
+                .to_str()
+                .filter(|t| dir.is_absolute() && !t.contains([':', ',', '\\', '\n', '\0']));
+            let Some(text) = text else {
+                return Err(bad(format!(
+                    "the writable layer's {} must be an absolute UTF-8 path without : , \\",
+                    dir.display()
+                )));
+            };
+            opts.push_str(&format!(",{key}={text}"));
+        }
+        // Mounted in a user namespace: opaque directories and the like are
+        // marked with user.overlay.* attributes (trusted.* needs real root).
+        opts.push_str(",userxattr");
+    }
     if opts.len() > MAX_OPTIONS {
         return Err(bad(format!(
             "the layer list is {} bytes, more than the {MAX_OPTIONS} a mount takes",
@@ -79,11 +108,17 @@ pub(crate) struct OverlayMount {
     chdir: Option<CString>,
     target: CString,
     options: CString,
+    flags: libc::c_ulong,
 }
 
 impl OverlayMount {
-    pub(crate) fn prepare(root: &Path, layers: &[PathBuf]) -> Result<OverlayMount, SandboxError> {
-        let (dir, options) = overlay_options(layers)?;
+    pub(crate) fn prepare(
+        root: &Path,
+        layers: &[PathBuf],
+        upper: Option<&WritableLayer>,
+    ) -> Result<OverlayMount, SandboxError> {
+        let (dir, options) = overlay_options_with(layers, upper)?;
+        let rdonly = if upper.is_some() { 0 } else { libc::MS_RDONLY };
         let cstr = |p: &[u8]| {
             CString::new(p).map_err(|_| SandboxError::OverlayLayers {
                 count: layers.len(),
@@ -94,6 +129,7 @@ impl OverlayMount {
             chdir: dir.map(|d| cstr(d.as_os_str().as_bytes())).transpose()?,
             target: cstr(root.as_os_str().as_bytes())?,
             options: cstr(options.as_bytes())?,
+            flags: rdonly | libc::MS_NOSUID | libc::MS_NODEV,
         })
     }
 
@@ -119,7 +155,7 @@ impl OverlayMount {
             c"overlay".as_ptr(),
             self.target.as_ptr(),
             c"overlay".as_ptr(),
-            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+            self.flags,
             self.options.as_ptr().cast(),
         );
         let err = last();
@@ -170,7 +206,7 @@ fn probe(scratch: &Path) -> io::Result<()> {
     }
     std::fs::write(a.join("top"), "")?;
     std::fs::write(b.join("bottom"), "")?;
-    let mount = OverlayMount::prepare(&m, &[a, b]).map_err(io::Error::other)?;
+    let mount = OverlayMount::prepare(&m, &[a, b], None).map_err(io::Error::other)?;
     let ns = crate::userns::Namespaces::prepare();
     let mut cmd = Command::new(&bwrap);
     cmd.args(["--unshare-all", "--die-with-parent", "--cap-drop", "ALL"])

@@ -144,8 +144,12 @@ fn run_inner(
     }
     // Two or more layers: the process that becomes bwrap mounts their union
     // on `spec.root` first, in namespaces of its own (crate::overlay).
-    let overlay = if spec.layers.len() > 1 {
-        Some(OverlayMount::prepare(&spec.root, &spec.layers)?)
+    let overlay = if spec.layers.len() > 1 || spec.upper.is_some() {
+        Some(OverlayMount::prepare(
+            &spec.root,
+            &spec.layers,
+            spec.upper.as_ref(),
+        )?)
     } else {
         None
     };

@@ -73,6 +73,21 @@ pub struct SandboxSpec {
     /// (a foreign sysroot that no host registration runs; see
     /// [`crate::emulator`]).
     pub binfmt: Option<crate::emulator::Registration>,
+    /// With `layers`: the union is mounted writable, every change going
+    /// into this layer's `upper` directory (overlayfs's upperdir and workdir,
+    /// both empty directories on one file system), and `root` is bound
+    /// writable as `/`. The layers themselves are never written. For a
+    /// private root that must not cost a copy (the worker's input roots).
+    pub upper: Option<WritableLayer>,
+}
+
+/// The writable top of a layered root (see [`SandboxSpec::upper`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WritableLayer {
+    /// Receives every change: new files, copied-up files, whiteouts.
+    pub upper: PathBuf,
+    /// overlayfs's scratch directory (same file system as `upper`).
+    pub work: PathBuf,
 }
 
 impl SandboxSpec {
@@ -91,6 +106,7 @@ impl SandboxSpec {
             gid: 0,
             network: false,
             binfmt: None,
+            upper: None,
         }
     }
 
@@ -99,6 +115,14 @@ impl SandboxSpec {
         if self.root_writable && !self.layers.is_empty() {
             return Err(SandboxError::WritableLayers {
                 root: self.root.clone(),
+            });
+        }
+        if self.upper.is_some() && (self.layers.is_empty() || self.root_writable) {
+            return Err(SandboxError::OverlayLayers {
+                count: self.layers.len(),
+                why: "a writable layer needs read-only layers below it and an empty root \
+                      to mount on"
+                    .into(),
             });
         }
         check_sandbox_path(&self.cwd, false)?;

@@ -526,3 +526,56 @@ fn layered_sysroot_shows_the_union_read_only() {
         assert!(!l.join("usr/lib/new").exists());
     }
 }
+
+/// A writable layer on top: the command changes anything, every change
+/// lands in the upper directory (a new file, a copied-up file, a whiteout),
+/// and the read-only layers are exactly as they were.
+#[test]
+fn a_writable_layer_takes_every_change_and_the_layers_keep_none() {
+    let mut f = fixture();
+    let base = f.spec.root.clone();
+    let dir = base.parent().unwrap().to_path_buf();
+    let data = dir.join("data");
+    std::fs::create_dir_all(data.join("srv/sub")).unwrap();
+    std::fs::write(data.join("srv/file"), "old\n").unwrap();
+    std::fs::write(data.join("srv/sub/gone"), "").unwrap();
+    let (upper, work) = (dir.join("upper"), dir.join("work"));
+    std::fs::create_dir(&upper).unwrap();
+    std::fs::create_dir(&work).unwrap();
+    let mount_point = dir.join("writable-root");
+    std::fs::create_dir(&mount_point).unwrap();
+    f.spec.root = mount_point.clone();
+    f.spec.layers = vec![data.clone(), base.clone()];
+    f.spec.upper = Some(cas_sandbox::WritableLayer {
+        upper: upper.clone(),
+        work,
+    });
+    let (o, log) = f.sh(
+        "echo new >> /srv/file && rm /srv/sub/gone && rm -rf /srv/sub && mkdir /srv/sub && \
+         echo made > /srv/sub/made && echo top > /top && cat /srv/file",
+    );
+    assert!(o.success(), "{log}");
+    assert!(log.contains("old\nnew\n"), "{log}");
+    assert_eq!(
+        std::fs::read_to_string(upper.join("srv/file")).unwrap(),
+        "old\nnew\n"
+    );
+    assert_eq!(std::fs::read_to_string(upper.join("top")).unwrap(), "top\n");
+    assert_eq!(
+        std::fs::read_to_string(upper.join("srv/sub/made")).unwrap(),
+        "made\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("srv/file")).unwrap(),
+        "old\n",
+        "the layer is never written"
+    );
+    assert!(data.join("srv/sub/gone").exists());
+    assert_eq!(std::fs::read_dir(&mount_point).unwrap().count(), 0);
+    // a writable layer needs layers under it
+    f.spec.layers.clear();
+    let err = cas_sandbox::bwrap_args(&f.spec, &["true".into()], cas_sandbox::Session::New, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("writable layer"), "{err}");
+}

@@ -1,6 +1,7 @@
-//! One leased Action, run here: its input root copied out of the store
-//! (reflinked where the file system can; never hardlinked, since the
-//! action may write anywhere in it), its Command run in bwrap with that
+//! One leased Action, run here: its input root shown as cached read-only
+//! layers under a writable one ([`crate::lower`]), or else copied out of
+//! the store (reflinked where the file system can; never hardlinked, since
+//! the action may write anywhere in it), its Command run in bwrap with that
 //! root as `/` (no network, fresh /dev, /proc and /tmp: cas's sandbox),
 //! its outputs ingested into the store and uploaded, its stdout and stderr
 //! (one stream, as cas logs) uploaded as stdout.
@@ -12,12 +13,13 @@ use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
 use bazel_remote_apis::google::protobuf::{Any, Timestamp, UInt32Value};
 use cas_reapi::digests::Sha;
 use cas_reapi::ReapiRemote;
-use cas_sandbox::{Cancel, Exit, Io, SandboxSpec};
+use cas_sandbox::{Cancel, Exit, Io, SandboxSpec, WritableLayer};
 use cas_store::{IngestMode, Method, Store};
 use prost::Message;
 
 use crate::error::{Result, WorkerError};
 use crate::input::{Fetch, Memo};
+use crate::lower::{self, lookup, make_dirs, Found};
 
 /// The largest Action or Command message read.
 const MAX_MESSAGE: u64 = 16 << 20;
@@ -32,8 +34,10 @@ pub struct Ran {
     pub result: re::ActionResult,
     /// Milliseconds spent fetching the inputs, running, uploading.
     pub fetch_ms: u64,
-    /// Of which: copying the input root out of the store.
+    /// Of which: laying out the input root (layers, or a copy).
     pub stage_ms: u64,
+    /// The root was layered (an overlay), not copied.
+    pub layered: bool,
     pub run_ms: u64,
     pub upload_ms: u64,
     pub action: Sha,
@@ -141,10 +145,6 @@ pub fn run(
             &scratch_parent,
         ))?;
     let root = scratch.path().join("root");
-    let stage_start = SystemTime::now();
-    store.materialize(&tree, &root, Method::ReflinkOrCopy)?;
-    let stage_end = SystemTime::now();
-
     let workdir = relative(&command.working_directory, "the working directory")?;
     #[allow(
         deprecated,
@@ -160,7 +160,7 @@ pub fn run(
     } else {
         command.output_paths.clone()
     };
-    let mut output_paths = Vec::new();
+    let mut output_rels = Vec::new();
     for o in &outputs {
         let rel = workdir.join(relative(o, "the output path")?);
         if rel.as_os_str().is_empty() {
@@ -168,19 +168,63 @@ pub fn run(
                 "an output path is the input root".into(),
             ));
         }
-        // the worker makes the outputs' parent directories (REAPI)
-        if let Some(parent) = rel.parent() {
-            let p = root.join(parent);
+        output_rels.push((o.clone(), rel));
+    }
+
+    // The root: layered (an overlay of cached layers under a writable one)
+    // where every output is new or an empty directory of the input root and
+    // no output or the working directory lies below a file or symlink of it;
+    // otherwise a private copy.
+    let stage_start = SystemTime::now();
+    let mut layerable = !matches!(lookup(store, &tree, &workdir)?, Found::Other);
+    for (_, rel) in &output_rels {
+        layerable &= matches!(
+            lookup(store, &tree, rel)?,
+            Found::Absent | Found::Dir { empty: true, .. }
+        );
+    }
+    let layered = if layerable {
+        memo.layers.prepare(store, &tree, scratch.path())?
+    } else {
+        None
+    };
+    std::fs::create_dir(&root).map_err(WorkerError::io("cannot create", &root))?;
+    // Where the Action's files are on the host after the run.
+    let top = if let Some(l) = &layered {
+        l.upper.clone()
+    } else {
+        store.materialize(&tree, &root, Method::ReflinkOrCopy)?;
+        root.clone()
+    };
+    // The worker makes the outputs' parent directories (REAPI) and the
+    // working directory.
+    let mut dirs: Vec<PathBuf> = output_rels
+        .iter()
+        .filter_map(|(_, rel)| rel.parent().map(Path::to_path_buf))
+        .collect();
+    dirs.push(workdir.clone());
+    for d in &dirs {
+        if layered.is_some() {
+            make_dirs(store, &tree, &top, d)?;
+        } else {
+            let p = root.join(d);
             std::fs::create_dir_all(&p).map_err(WorkerError::io("cannot create", &p))?;
         }
-        output_paths.push((o.clone(), root.join(rel)));
     }
+    let stage_end = SystemTime::now();
     let cwd = Path::new("/").join(&workdir);
-    let host_cwd = root.join(&workdir);
-    std::fs::create_dir_all(&host_cwd).map_err(WorkerError::io("cannot create", &host_cwd))?;
 
     let mut spec = SandboxSpec::new(&root);
-    spec.root_writable = true;
+    match &layered {
+        Some(l) => {
+            spec.layers = l.layers.clone();
+            spec.upper = Some(WritableLayer {
+                upper: l.upper.clone(),
+                work: l.work.clone(),
+            });
+        }
+        None => spec.root_writable = true,
+    }
     spec.cwd = cwd;
     spec.env = command
         .environment_variables
@@ -225,9 +269,21 @@ pub fn run(
         exit_code,
         ..Default::default()
     };
-    for (name, path) in &output_paths {
-        let Ok(meta) = std::fs::symlink_metadata(path) else {
-            continue;
+    for (name, rel) in &output_rels {
+        let path = &top.join(rel);
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(m) if lower::is_whiteout(&m) => continue,
+            Ok(m) => m,
+            // Layered: an empty directory of the input root that the
+            // Action left alone is still there, and empty.
+            Err(_) if layered.is_some() && !lower::hidden(&top, rel) => {
+                if !matches!(lookup(store, &tree, rel)?, Found::Dir { empty: true, .. }) {
+                    continue;
+                }
+                std::fs::create_dir_all(path).map_err(WorkerError::io("cannot create", path))?;
+                std::fs::symlink_metadata(path).map_err(WorkerError::io("cannot read", path))?
+            }
+            Err(_) => continue,
         };
         if meta.file_type().is_symlink() {
             let target = std::fs::read_link(path).map_err(WorkerError::io("cannot read", path))?;
@@ -290,6 +346,7 @@ pub fn run(
     Ok(Ran {
         fetch_ms: between(queued, exec_start),
         stage_ms: between(stage_start, stage_end),
+        layered: layered.is_some(),
         run_ms: between(exec_start, exec_end),
         upload_ms: between(exec_end, done),
         result,

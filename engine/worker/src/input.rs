@@ -27,6 +27,8 @@ const MAX_DEPTH: usize = 256;
 #[derive(Default)]
 pub struct Memo {
     trees: HashMap<Sha, TreeDigest>,
+    /// The read-only layers input roots are shown through.
+    pub layers: crate::lower::LayerCache,
 }
 
 pub(crate) struct Fetch<'a> {

@@ -9,12 +9,15 @@
 //!   reconnecting when the server goes away, terminating on stop.
 //! - [`action`]: one Action, run in the sandbox.
 //! - [`input`]: an input root from the server's CAS into the store.
+//! - [`lower`]: that root shown to the Action as cached read-only layers
+//!   under a writable one (an overlay), not copied.
 //! - [`error`]: the error type, [`WorkerError`].
 
 pub mod action;
 pub mod bots;
 pub mod error;
 pub mod input;
+pub mod lower;
 pub mod session;
 
 pub use error::WorkerError;

@@ -157,7 +157,7 @@ pub fn serve(opts: &Options<'_>) -> Result<()> {
                     match &outcome {
                         Ok(ran) => (opts.say)(&format!(
                             "lease {}: action {} exited {} ({} file(s), {} bytes fetched; \
-                             inputs {} ms (copy {} ms), run {} ms, outputs {} ms)",
+                             inputs {} ms (root {} ms, {}), run {} ms, outputs {} ms)",
                             r.lease,
                             &ran.action.hex()[..12],
                             ran.result.exit_code,
@@ -165,6 +165,7 @@ pub fn serve(opts: &Options<'_>) -> Result<()> {
                             ran.downloaded_bytes,
                             ran.fetch_ms,
                             ran.stage_ms,
+                            if ran.layered { "layered" } else { "copied" },
                             ran.run_ms,
                             ran.upload_ms
                         )),
