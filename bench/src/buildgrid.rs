@@ -174,7 +174,7 @@ impl BuildGrid {
                  schedulers:\n  - !sql-scheduler &scheduler\n    sql: *sql\n    storage: *storage\n    action-cache: *cache\n\
                  \x20   bot-session-keepalive-timeout: 8\n    session-expiry-timer-interval: 1\n    poll-interval: 0.1\n    bot-poll-interval: 0.1\n\
                  \x20   property-set: !dynamic-property-set\n      match-property-keys: [OSFamily, ISA]\n      wildcard-property-keys: []\n\
-                 \x20   assigners:\n      - !priority-age-assigner\n        count: 1\n        interval: 0.05\n\
+                 \x20   assigners:\n      - !priority-age-assigner\n        count: 1\n        interval: 0.05\n        jitter-factor: 0.02\n\
                  instances:\n  - name: ''\n    services:\n      - !action-cache\n        cache: *cache\n      - !execution\n        scheduler: *scheduler\n      - !cas\n        storage: *storage\n      - !bytestream\n        storage: *storage\n\
                  thread-pool-size: 50\n",
                 port = bg.port,
