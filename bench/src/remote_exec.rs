@@ -100,7 +100,9 @@ pub fn remote_exec(env: &Env) -> Result<Case> {
             "The trivial project of `cold` with {n} elements (busybox base, two commands each), \
              every run with new keys (a project environment variable), into fresh stores. Local: \
              `cas build -j 1` and `-j {jobs}`. Farm: BuildGrid 0.4.4 (PostgreSQL 15, on loopback, \
-             started fresh for each farm run) with one `cas worker` (client `-j {jobs}`) and with \
+             started fresh for each farm run; its scheduler polls every 0.1 s and assigns every \
+             0.05 s with a jitter of at most 0.02 s, BuildGrid's default jitter being up to 1 s) \
+             with one `cas worker` (client `-j {jobs}`) and with \
              two (client `-j {}`), `cas build --remote-exec grpc://… --remote grpc://… --push`; each worker starts \
              with an empty store, so the busybox sysroot is fetched once per worker. A worker runs \
              one Action at a time, so one worker is serial like `-j 1`: the overhead of the remote \
