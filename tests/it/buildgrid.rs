@@ -108,7 +108,39 @@ impl Drop for Worker {
 /// sandbox.
 fn farm_project(slow: Option<&str>) -> Ctx {
     let ctx = Ctx::new();
-    ctx.write("project.yaml", "name: farm\nelement-path: elements\n");
+    // a release tarball whose generated file is newer than its input, as
+    // autotools' are: staged here with those times, on a worker with one
+    // fixed time for all, and `make` must find it up to date either way
+    let src = ctx.path("tarsrc/gen-1.0");
+    std::fs::create_dir_all(&src).unwrap();
+    for (f, t) in [("gen.txt", "@1000000100"), ("src.txt", "@1000000000")] {
+        std::fs::write(src.join(f), f).unwrap();
+        let ok = std::process::Command::new("touch")
+            .args(["-d", t])
+            .arg(src.join(f))
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    std::fs::create_dir_all(ctx.path("dist")).unwrap();
+    let tar = ctx.path("dist/gen-1.0.tar.gz");
+    let ok = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(ctx.path("tarsrc"))
+        .arg("-czf")
+        .arg(&tar)
+        .arg("gen-1.0")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let sha = crate::sources::sha256(&std::fs::read(&tar).unwrap(), ctx.root());
+    ctx.write(
+        "project.yaml",
+        format!(
+            "name: farm\nelement-path: elements\naliases:\n  dist: file://{}/\n",
+            ctx.path("dist").display()
+        ),
+    );
     ctx.busybox_tree("files/base");
     ctx.write(
         "elements/base.yaml",
@@ -134,9 +166,14 @@ fn farm_project(slow: Option<&str>) -> Ctx {
                   \x20   - rm sub/gone\n    - mkdir -p %{install-root}/src\n\
                   \x20   - cp -r . %{install-root}/src\n    - for f in $(find . | sort); do stat -c '%a %n' $f; done > %{install-root}/src.modes\n"
                 .to_string(),
+            // (times of a copy would be now, in the order of copying)
+            3 => "    - test ! src.txt -nt gen.txt\n    - test $(stat -c %Y src.txt) -lt 1500000000\n"
+                .to_string(),
             _ => String::new(),
         };
-        let sources = if i == 2 {
+        let sources = if i == 3 {
+            format!("sources:\n  - kind: tar\n    url: dist:gen-1.0.tar.gz\n    sha256: {sha}\n")
+        } else if i == 2 {
             ctx.write("files/src2/data.txt", "data\n");
             ctx.write("files/src2/tool.sh", "#!/bin/sh\n");
             ctx.write("files/src2/sub/gone", "");
@@ -144,9 +181,9 @@ fn farm_project(slow: Option<&str>) -> Ctx {
             let p = ctx.project().join("files/src2/tool.sh");
             std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
                 .unwrap();
-            "sources:\n  - kind: local\n    path: files/src2\n"
+            "sources:\n  - kind: local\n    path: files/src2\n".to_string()
         } else {
-            ""
+            String::new()
         };
         ctx.write(
             format!("elements/leaf{i}.yaml"),

@@ -194,6 +194,7 @@ pub fn run(
         l.upper.clone()
     } else {
         store.materialize(&tree, &root, Method::ReflinkOrCopy)?;
+        lower::set_input_times(&root)?;
         root.clone()
     };
     // The worker makes the outputs' parent directories (REAPI) and the

@@ -25,6 +25,55 @@ use cas_store::{BlobDigest, Store, TreeDigest};
 
 use crate::error::{Result, WorkerError};
 
+/// The modification time of every file and directory of an input root:
+/// REAPI carries none (a cas step's sources lose their archive's times on
+/// the way), so all are shown with one time, and `make` finds every target
+/// up to date with its inputs rather than some older in random order.
+/// BuildStream stages with the same instant, 2011-11-11 11:11:11 UTC.
+pub const INPUT_MTIME: i64 = 1_321_009_871;
+
+/// Set `path`'s times to [`INPUT_MTIME`] (a symlink's own, not its target's).
+pub(crate) fn set_input_time(path: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| WorkerError::Invalid(format!("{} contains NUL", path.display())))?;
+    let t = libc::timespec {
+        tv_sec: INPUT_MTIME,
+        tv_nsec: 0,
+    };
+    let times = [t, t];
+    // SAFETY: a NUL-terminated path and two timespecs.
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r != 0 {
+        return Err(WorkerError::io("cannot set the times of", path)(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// [`set_input_time`] on everything below `dir` and `dir` itself (a copied
+/// root).
+pub(crate) fn set_input_times(dir: &Path) -> Result<()> {
+    for entry in fs::read_dir(dir).map_err(io("cannot read", dir))? {
+        let entry = entry.map_err(io("cannot read", dir))?;
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            set_input_times(&path)?;
+        } else {
+            set_input_time(&path)?;
+        }
+    }
+    set_input_time(dir)
+}
+
 /// Layers kept between Actions (the least recently used go first).
 const KEEP_LAYERS: usize = 64;
 /// A root with more top-level directories than this is copied instead
@@ -223,6 +272,7 @@ fn lay_dir(store: &Store, dir: &Path, tree: &TreeDigest, mode: u32) -> Result<()
             EntryKind::Symlink { target } => {
                 std::os::unix::fs::symlink(os(target), &path)
                     .map_err(io("cannot create", &path))?;
+                set_input_time(&path)?;
             }
             EntryKind::File { digest, .. } => {
                 let copy = private_copy(store, digest, e.mode)?;
@@ -232,22 +282,28 @@ fn lay_dir(store: &Store, dir: &Path, tree: &TreeDigest, mode: u32) -> Result<()
                     }
                     // Too many links to one inode: this one gets its own copy.
                     copy_file(&copy, &path, e.mode)?;
+                    set_input_time(&path)?;
                 }
             }
         }
     }
     // Last: a directory without write permission is still filled.
     fs::set_permissions(dir, fs::Permissions::from_mode(mode & 0o7777))
-        .map_err(io("cannot chmod", dir))
+        .map_err(io("cannot chmod", dir))?;
+    set_input_time(dir)
 }
 
 /// Place one entry (file or symlink) at `path`, a private copy.
 fn place(store: &Store, e: &Entry, path: &Path) -> Result<()> {
     match &e.kind {
         EntryKind::Symlink { target } => {
-            std::os::unix::fs::symlink(os(target), path).map_err(io("cannot create", path))
+            std::os::unix::fs::symlink(os(target), path).map_err(io("cannot create", path))?;
+            set_input_time(path)
         }
-        EntryKind::File { digest, .. } => copy_file(&store.blob_path(digest), path, e.mode),
+        EntryKind::File { digest, .. } => {
+            copy_file(&store.blob_path(digest), path, e.mode)?;
+            set_input_time(path)
+        }
         EntryKind::Dir { digest } => lay_dir(store, path, digest, e.mode),
     }
 }
@@ -271,6 +327,7 @@ fn private_copy(store: &Store, digest: &BlobDigest, mode: u32) -> Result<PathBuf
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     let _ = fs::remove_file(&tmp);
     copy_file(&object, &tmp, mode)?;
+    set_input_time(&tmp)?;
     fs::rename(&tmp, &path).map_err(io("cannot rename into", &path))?;
     Ok(path)
 }
