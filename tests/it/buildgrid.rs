@@ -406,7 +406,7 @@ fn a_worker_reconnects_to_a_restarted_server_and_ends_cleanly_on_sigterm() {
     // this worker copies input roots instead of layering them
     let mut w = Worker::start_with(&ctx, &bg.url(), "w1", &[("CAS_WORKER_OVERLAY", "0")]);
     bg.restart().unwrap();
-    w.wait_for("cannot reach", 1);
+    w.wait_for("retrying in", 1);
     let run = ctx
         .cas(["--json", "build", "leaf2.yaml", "--remote-exec", &bg.url()])
         .ok();

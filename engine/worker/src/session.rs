@@ -257,8 +257,15 @@ pub fn serve(opts: &Options<'_>) -> Result<()> {
                     if stopping && running.is_none() {
                         return Ok(());
                     }
+                    // Unreachable, or reached and refusing (BuildGrid answers
+                    // DataLoss to a name whose earlier session it is closing).
+                    let what = if matches!(s.code(), Code::Unavailable | Code::Unknown) {
+                        "cannot reach"
+                    } else {
+                        "the call failed on"
+                    };
                     (opts.say)(&format!(
-                        "cannot reach {} ({:?}: {}); retrying in {:.1} s",
+                        "{what} {} ({:?}: {}); retrying in {:.1} s",
                         opts.server,
                         s.code(),
                         s.message(),
