@@ -102,6 +102,15 @@ impl Drop for Worker {
     }
 }
 
+/// name → output digest of a `--json` build.
+fn outputs(run: &Run) -> BTreeMap<String, String> {
+    run.per_element("output")
+}
+
+fn statuses(run: &Run) -> BTreeMap<String, String> {
+    run.per_element("status")
+}
+
 /// A project of 20 elements over busybox: base, 12 leaves, 6 in a middle
 /// layer each over two leaves, and a top over everything. `slow` makes one
 /// leaf sleep first. One leaf checks that nothing of this machine is in its
@@ -213,35 +222,6 @@ fn farm_project(slow: Option<&str>) -> Ctx {
         ),
     );
     ctx
-}
-
-/// name → output digest of a `--json` build.
-fn outputs(run: &Run) -> BTreeMap<String, String> {
-    run.json()["elements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["name"].as_str().unwrap().to_string(),
-                e["output"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
-fn statuses(run: &Run) -> BTreeMap<String, String> {
-    run.json()["elements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["name"].as_str().unwrap().to_string(),
-                e["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
 }
 
 #[test]

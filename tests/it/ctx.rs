@@ -67,6 +67,22 @@ impl Run {
             )
         })
     }
+
+    /// Element name → `field` (a string, or "" when null) of a `--json`
+    /// build report: `"status"`, `"output"`, `"key"`.
+    pub(crate) fn per_element(&self, field: &str) -> std::collections::BTreeMap<String, String> {
+        self.json()["elements"]
+            .as_array()
+            .expect("a build report")
+            .iter()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap().to_string(),
+                    e[field].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
 }
 
 impl Ctx {

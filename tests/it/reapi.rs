@@ -368,18 +368,8 @@ fn a_reapi_remote_that_is_down_or_misnamed_is_said_and_never_fails_the_build() {
 }
 
 /// Outputs by element name, from a `cas build --json` report.
-fn outputs(run: &crate::ctx::Run) -> Vec<(String, String)> {
-    run.json()["elements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["name"].as_str().unwrap().to_string(),
-                e["output"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect()
+fn outputs(run: &crate::ctx::Run) -> std::collections::BTreeMap<String, String> {
+    run.per_element("output")
 }
 
 #[test]

@@ -14,17 +14,7 @@ fn read(p: impl AsRef<std::path::Path>) -> String {
 
 /// element name → status of a `cas --json build`.
 fn statuses(run: &crate::ctx::Run) -> BTreeMap<String, String> {
-    run.json()["elements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["name"].as_str().unwrap().to_string(),
-                e["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+    run.per_element("status")
 }
 
 const A_BUILD: &str = "\

@@ -80,7 +80,18 @@ fn utf8(name: &[u8], what: &str) -> Result<String, String> {
     })
 }
 
-impl Merkle<'_> {
+impl<'a> Merkle<'a> {
+    fn new(store: &'a Store, remote: &'a ReapiRemote) -> Merkle<'a> {
+        Merkle {
+            store,
+            remote,
+            files: Vec::new(),
+            dirs: Vec::new(),
+            seen: HashSet::new(),
+            memo: HashMap::new(),
+        }
+    }
+
     /// The Directory of `tree` (none: an empty directory) with `grafts`
     /// (path components relative to it → tree) applied.
     fn dir(
@@ -229,14 +240,7 @@ impl ReapiRemote {
             .iter()
             .map(|(p, t)| (components(p), *t))
             .collect();
-        let mut m = Merkle {
-            store,
-            remote: self,
-            files: Vec::new(),
-            dirs: Vec::new(),
-            seen: HashSet::new(),
-            memo: HashMap::new(),
-        };
+        let mut m = Merkle::new(store, self);
         let root = m
             .dir(Some(&step.sysroot), &grafts)
             .map_err(|e| fail(format!("the input root: {e}")))?;
@@ -429,14 +433,7 @@ impl ReapiRemote {
     /// file it names where the server lacks them. Returns the digest of the
     /// Tree message and of its root Directory.
     pub fn upload_tree(&self, store: &Store, tree: &TreeDigest) -> Result<(Sha, Sha), RemoteError> {
-        let mut m = Merkle {
-            store,
-            remote: self,
-            files: Vec::new(),
-            dirs: Vec::new(),
-            seen: HashSet::new(),
-            memo: HashMap::new(),
-        };
+        let mut m = Merkle::new(store, self);
         let fail = |m: String| RemoteError::Transport {
             url: self.url_str().to_string(),
             message: m,
