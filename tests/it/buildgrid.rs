@@ -36,11 +36,21 @@ impl Worker {
 
     /// With extra environment variables.
     pub(crate) fn start_with(ctx: &Ctx, url: &str, name: &str, env: &[(&str, &str)]) -> Worker {
+        Worker::start_in(ctx, url, name, &ctx.path(format!("{name}-store")), env)
+    }
+
+    /// With this store (which another worker may share).
+    pub(crate) fn start_in(
+        ctx: &Ctx,
+        url: &str,
+        name: &str,
+        store: &Path,
+        env: &[(&str, &str)],
+    ) -> Worker {
         let log = ctx.path(format!("{name}.log"));
-        let store = ctx.path(format!("{name}-store"));
         let (mut cmd, _) = ctx.command([
             "--store",
-            s(&store),
+            s(store),
             "worker",
             "--server",
             url,
@@ -351,6 +361,60 @@ fn a_farm_of_two_workers_builds_what_a_local_build_does_and_a_teammate_pulls_it(
         statuses(&run)
     );
     assert_eq!(outputs(&run), outputs(&local));
+}
+
+#[test]
+fn two_workers_on_one_store_both_build_and_only_one_layers_roots() {
+    let ctx = farm_project(None);
+    let bg = buildgrid(&ctx.path("buildgrid"));
+    let shared = ctx.path("shared-worker-store");
+    let w1 = Worker::start_in(&ctx, &bg.url(), "w1", &shared, &[]);
+    let w2 = Worker::start_in(&ctx, &bg.url(), "w2", &shared, &[]);
+    let remote = ctx
+        .cas([
+            "--json",
+            "-j",
+            "4",
+            "build",
+            "top.yaml",
+            "--remote-exec",
+            &bg.url(),
+        ])
+        .ok();
+    assert_eq!(w1.ran() + w2.ran(), 19);
+    let local = ctx
+        .cas([
+            "--store",
+            s(&ctx.path("local-store")),
+            "--json",
+            "build",
+            "top.yaml",
+        ])
+        .ok();
+    assert_eq!(outputs(&remote), outputs(&local));
+    // the layer cache is one worker's: the other copies its roots
+    let layered = [&w1, &w2]
+        .iter()
+        .filter(|w| w.text().contains("layered)"))
+        .count();
+    let copied = [&w1, &w2]
+        .iter()
+        .filter(|w| w.text().contains("copied)"))
+        .count();
+    assert!(
+        layered <= 1 && layered + copied >= 1,
+        "{}\n{}",
+        w1.text(),
+        w2.text()
+    );
+    for w in [&w1, &w2] {
+        assert!(
+            !(w.text().contains("layered)") && w.text().contains("copied)")),
+            "{}",
+            w.text()
+        );
+    }
+    ctx.cas(["--store", s(&shared), "store", "verify"]).ok();
 }
 
 #[test]
