@@ -16,6 +16,7 @@ mod buildgrid;
 mod cross;
 mod format;
 mod golden;
+mod hostile;
 mod integrity;
 mod kinds;
 mod noop;

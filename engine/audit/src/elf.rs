@@ -95,7 +95,14 @@ fn disassemble(
     if std::fs::write(&file, bytes).is_err() {
         return Vec::new();
     }
+    // a clean environment: nothing of the caller's reaches objdump, which
+    // only ever sees a private copy of the bytes
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
     let Ok(out) = std::process::Command::new(tool)
+        .env_clear()
+        .env("PATH", path)
+        .env("LC_ALL", "C")
+        .stdin(std::process::Stdio::null())
         .args(["-d", "--no-show-raw-insn", "-j", section])
         .arg(format!("--start-address={from:#x}"))
         .arg(format!("--stop-address={to:#x}"))

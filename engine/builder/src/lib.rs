@@ -13,6 +13,7 @@
 //! - [`variables_note`]: the variables a step was built with, recorded with its result.
 //! - [`record`]: recording built results in the background (group commit).
 //! - [`sources`]: the source cache over the store, local-source digests.
+//! - [`snapshot`]: local sources and workspaces staged from the snapshot their key names.
 //! - [`junctions`]: subprojects of BuildStream junctions from fetched sources.
 //! - [`sysroot`]: a step's read-only `/`: one merged view, or an overlay of
 //!   its dependencies' own views.
@@ -37,6 +38,7 @@ pub mod remote;
 pub mod remote_exec;
 pub mod run;
 pub mod scheduler;
+pub mod snapshot;
 pub mod sources;
 pub mod split;
 pub mod step;

@@ -216,6 +216,23 @@ impl Engine<'_> {
         }
         self.check_emulation(el, &staged)?;
         self.fetch_sources(el)?;
+        // one build at a time in a workspace's persistent build directory
+        let _workspace_lock = match self.incremental_state(el) {
+            Some(state) => Some(
+                crate::workspace::lock(&state, &|| {
+                    self.reporter.message(&format!(
+                        "{}: waiting for another build of its workspace to finish",
+                        el.name
+                    ));
+                })
+                .map_err(io(
+                    &el.name,
+                    "cannot lock the workspace build state in",
+                    state.clone(),
+                ))?,
+            ),
+            None => None,
+        };
         self.reporter.started(&el.name, &key);
         let dir = self.build_dir(el, &key)?;
         let started = SystemTime::now();
@@ -661,12 +678,14 @@ impl Engine<'_> {
         build: &Path,
     ) -> Result<()> {
         if let (Some(state), Some(ws)) = (self.incremental_state(el), &el.workspace) {
-            // only what changed in the workspace since the last build
-            let copied = crate::workspace::prepare(&state, ws, inputs).map_err(io(
-                &el.name,
-                "cannot copy the workspace into",
-                crate::workspace::build_dir(&state),
-            ))?;
+            // only what changed in the workspace's snapshot since the last build
+            let tree = self.local_snapshot(el, ws)?;
+            let copied =
+                crate::workspace::prepare(self.store, &state, &tree, inputs).map_err(io(
+                    &el.name,
+                    "cannot copy the workspace into",
+                    crate::workspace::build_dir(&state),
+                ))?;
             self.reporter.message(&format!(
                 "{}: workspace {}: {copied} file(s) changed since its last build",
                 el.name,
@@ -676,14 +695,69 @@ impl Engine<'_> {
         }
         let cache = self.source_cache();
         for s in &el.sources {
-            cas_sources::stage_source(s, &cache, &self.git_dir, build).map_err(|source| {
-                BuildError::Source {
-                    element: el.name.clone(),
-                    source,
+            let source_err = |source| BuildError::Source {
+                element: el.name.clone(),
+                source,
+            };
+            match &s.kind {
+                // from the snapshot the key was computed from (crate::snapshot)
+                cas_sources::SourceKind::Local { path } => {
+                    let tree = self.local_snapshot(el, path)?;
+                    let dir = cas_sources::stage::staging_dir(build, s.directory.as_deref())
+                        .map_err(source_err)?;
+                    crate::snapshot::stage_tree(self.store, &tree, &dir, s.keep_setuid)
+                        .map_err(io(&el.name, "cannot stage the local source into", dir))?;
                 }
-            })?;
+                cas_sources::SourceKind::Patch { path, strip } => {
+                    let tree = self.local_snapshot(el, path)?;
+                    let tmp = tempfile::Builder::new()
+                        .prefix("patch-")
+                        .tempdir_in(self.store.tmp_dir())
+                        .map_err(io(
+                            &el.name,
+                            "cannot create a directory in",
+                            self.store.tmp_dir(),
+                        ))?;
+                    crate::snapshot::stage_tree(self.store, &tree, tmp.path(), false).map_err(
+                        io(
+                            &el.name,
+                            "cannot stage the patch into",
+                            tmp.path().to_path_buf(),
+                        ),
+                    )?;
+                    let name = path.file_name().unwrap_or_default();
+                    let dir = cas_sources::stage::staging_dir(build, s.directory.as_deref())
+                        .map_err(source_err)?;
+                    cas_sources::patch::apply_patch(&tmp.path().join(name), *strip, &dir).map_err(
+                        |e| match e {
+                            cas_sources::SourceError::PatchFailed { hunks, output, .. } => {
+                                source_err(cas_sources::SourceError::PatchFailed {
+                                    patch: path.clone(),
+                                    hunks,
+                                    output,
+                                })
+                            }
+                            e => source_err(e),
+                        },
+                    )?;
+                }
+                _ => cas_sources::stage_source(s, &cache, &self.git_dir, build)
+                    .map_err(source_err)?,
+            }
         }
         Ok(())
+    }
+
+    /// The tree a local source (or patch, or workspace) was ingested as when
+    /// its key was computed: the same memo, so the same bytes.
+    fn local_snapshot(&self, el: &Element, path: &Path) -> Result<cas_store::TreeDigest> {
+        self.planner
+            .locals
+            .digest(self.store, path)
+            .map_err(|e| BuildError::Other {
+                element: el.name.clone(),
+                message: format!("cannot snapshot local source {}: {e}", path.display()),
+            })
     }
 
     pub(crate) fn run_phases(

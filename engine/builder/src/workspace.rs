@@ -1,19 +1,20 @@
 //! Incremental builds of elements with an open workspace (spec/cli.md,
 //! "Workspaces"). Such an element keeps one build directory between builds,
 //! `STORE/workspaces/<16 hex>/build` (blake3 of the project root and the
-//! element name): before each build the workspace is copied over it, only
-//! the files that changed (size, mtime or type), with the workspace's
-//! mtimes, and the files removed from the workspace since the last build are
-//! removed (the build's own files stay). So `make` recompiles what changed.
+//! element name): before each build the workspace's snapshot (the tree its
+//! key was computed from, crate::snapshot) is synced into it, only the files
+//! whose content changed, and the files removed from the workspace since the
+//! last build are removed (the build's own files stay). So `make` recompiles
+//! what changed, and the build sees exactly the bytes its key names even if
+//! the workspace is edited meanwhile. One build at a time holds the
+//! directory ([`lock`]).
 //! `configure-commands` run only when the directory was not prepared by a
 //! successful build with the same everything-but-sources (commands,
 //! environment, sandbox, dependencies' outputs): any other change starts
 //! from an empty directory.
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::keys::KeyInputs;
@@ -58,148 +59,40 @@ pub(crate) fn mark_prepared(state: &Path, inputs: &KeyInputs) -> io::Result<()> 
 }
 
 /// Make the build directory ready: emptied unless [`incremental`], then the
-/// workspace copied over it. Returns how many files were copied.
-pub(crate) fn prepare(state: &Path, workspace: &Path, inputs: &KeyInputs) -> io::Result<usize> {
+/// workspace's snapshot `tree` synced into it (crate::snapshot::sync_tree).
+/// Returns how many files were written.
+pub(crate) fn prepare(
+    store: &cas_store::Store,
+    state: &Path,
+    tree: &cas_store::TreeDigest,
+    inputs: &KeyInputs,
+) -> io::Result<usize> {
     let build = build_dir(state);
     if !incremental(state, inputs) {
-        if build.exists() {
+        if fs::symlink_metadata(&build).is_ok() {
             crate::builddir::remove_all(&build)?;
         }
         let _ = fs::remove_file(state.join("sources"));
         let _ = fs::remove_file(state.join("prepared"));
     }
     fs::create_dir_all(&build)?;
-    sync(workspace, &build, &state.join("sources"))
+    crate::snapshot::sync_tree(store, tree, &build, &state.join("sources"))
 }
 
-fn walk(root: &Path, rel: &Path, out: &mut Vec<(PathBuf, fs::Metadata)>) -> io::Result<()> {
-    let mut entries: Vec<fs::DirEntry> =
-        fs::read_dir(root.join(rel))?.collect::<io::Result<_>>()?;
-    entries.sort_by_key(fs::DirEntry::file_name);
-    for e in entries {
-        let r = rel.join(e.file_name());
-        let meta = fs::symlink_metadata(e.path())?;
-        let is_dir = meta.is_dir();
-        out.push((r.clone(), meta));
-        if is_dir {
-            walk(root, &r, out)?;
-        }
+/// One build at a time per workspace build directory, across processes:
+/// an exclusive lock on `STATE/lock`, held until the result is recorded.
+/// `waiting` is called once if another build holds it.
+pub(crate) fn lock(state: &Path, waiting: &dyn Fn()) -> io::Result<fs::File> {
+    fs::create_dir_all(state)?;
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(state.join("lock"))?;
+    use rustix::fs::{flock, FlockOperation};
+    if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
+        waiting();
+        flock(&file, FlockOperation::LockExclusive).map_err(io::Error::from)?;
     }
-    Ok(())
-}
-
-/// Copy what changed from `from` to `to`; remove from `to` what the last
-/// sync copied and `from` no longer has (listed in `list`).
-fn sync(from: &Path, to: &Path, list: &Path) -> io::Result<usize> {
-    let mut entries = Vec::new();
-    walk(from, Path::new(""), &mut entries)?;
-    let mut copied = 0;
-    let mut now: BTreeSet<String> = BTreeSet::new();
-    for (rel, meta) in &entries {
-        now.insert(rel.to_string_lossy().into_owned());
-        let src = from.join(rel);
-        let dst = to.join(rel);
-        let old = fs::symlink_metadata(&dst).ok();
-        let ft = meta.file_type();
-        if ft.is_dir() {
-            match &old {
-                Some(o) if o.is_dir() => {}
-                Some(_) => {
-                    fs::remove_file(&dst)?;
-                    fs::create_dir(&dst)?;
-                }
-                None => fs::create_dir(&dst)?,
-            }
-            fs::set_permissions(
-                &dst,
-                fs::Permissions::from_mode(meta.mode() & 0o7777 | 0o700),
-            )?;
-            continue;
-        }
-        let same = old.as_ref().is_some_and(|o| {
-            o.file_type() == ft
-                && o.len() == meta.len()
-                && o.mtime() == meta.mtime()
-                && o.mtime_nsec() == meta.mtime_nsec()
-                && (ft.is_symlink() || o.mode() & 0o7777 == meta.mode() & 0o7777)
-        });
-        if same {
-            continue;
-        }
-        if let Some(o) = &old {
-            if o.is_dir() {
-                crate::builddir::remove_all(&dst)?;
-            } else {
-                fs::remove_file(&dst)?;
-            }
-        }
-        if ft.is_symlink() {
-            std::os::unix::fs::symlink(fs::read_link(&src)?, &dst)?;
-        } else {
-            fs::copy(&src, &dst)?;
-            fs::set_permissions(&dst, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
-            let f = fs::File::options().write(true).open(&dst)?;
-            f.set_times(fs::FileTimes::new().set_modified(meta.modified()?))?;
-        }
-        copied += 1;
-    }
-    // what the last sync put there and the workspace no longer has
-    if let Ok(before) = fs::read_to_string(list) {
-        for rel in before.lines().rev() {
-            if now.contains(rel) {
-                continue;
-            }
-            let p = to.join(rel);
-            match fs::symlink_metadata(&p) {
-                Ok(m) if m.is_dir() => {
-                    let _ = fs::remove_dir(&p);
-                }
-                Ok(_) => fs::remove_file(&p)?,
-                Err(_) => {}
-            }
-        }
-    }
-    let mut text = String::new();
-    for n in &now {
-        text.push_str(n);
-        text.push('\n');
-    }
-    fs::write(list, text)?;
-    Ok(copied)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sync_copies_what_changed_keeps_build_products_and_removes_what_went() {
-        let tmp = tempfile::tempdir().unwrap();
-        let (ws, build, list) = (
-            tmp.path().join("ws"),
-            tmp.path().join("b"),
-            tmp.path().join("l"),
-        );
-        fs::create_dir_all(ws.join("src")).unwrap();
-        fs::create_dir_all(&build).unwrap();
-        fs::write(ws.join("src/a.c"), "a").unwrap();
-        fs::write(ws.join("src/b.c"), "b").unwrap();
-        assert_eq!(sync(&ws, &build, &list).unwrap(), 2);
-        fs::write(build.join("src/a.o"), "object").unwrap();
-        assert_eq!(sync(&ws, &build, &list).unwrap(), 0, "nothing changed");
-        fs::write(ws.join("src/a.c"), "a2").unwrap();
-        fs::remove_file(ws.join("src/b.c")).unwrap();
-        assert_eq!(sync(&ws, &build, &list).unwrap(), 1);
-        assert_eq!(fs::read_to_string(build.join("src/a.c")).unwrap(), "a2");
-        assert!(
-            !build.join("src/b.c").exists(),
-            "removed from the workspace"
-        );
-        assert!(build.join("src/a.o").exists(), "the build's own file stays");
-        let (m1, m2) = (
-            fs::metadata(ws.join("src/a.c")).unwrap(),
-            fs::metadata(build.join("src/a.c")).unwrap(),
-        );
-        assert_eq!(m1.modified().unwrap(), m2.modified().unwrap());
-    }
+    Ok(file)
 }

@@ -27,6 +27,9 @@ pub enum SandboxError {
         source: std::io::Error,
     },
 
+    #[error("cannot set up the sandbox's system-call filter: {message}")]
+    Seccomp { message: String },
+
     #[error("waiting for the sandbox (bwrap pid {pid}) failed: {source}")]
     Wait { pid: i32, source: std::io::Error },
 

@@ -12,6 +12,7 @@
 //!   bwrap operations, including mount points the sysroot lacks.
 //! - [`args`]: the complete bwrap command line for a spec.
 //! - [`run`]: running a command ([`run()`], [`Io`], [`Outcome`]).
+//! - [`seccomp`]: the system-call filter every step runs under.
 //! - [`cancel`]: stopping running sandboxes from another thread ([`Cancel`]).
 //! - [`check`]: preflight checks ([`check_available`], [`check_shell`]).
 //! - [`probes`]: probe results remembered per store and kernel.
@@ -32,6 +33,7 @@ pub mod layout;
 pub mod overlay;
 pub mod probes;
 pub mod run;
+pub mod seccomp;
 pub mod shell;
 pub mod spec;
 pub(crate) mod userns;

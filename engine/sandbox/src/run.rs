@@ -68,6 +68,8 @@ impl Outcome {
 
 /// The descriptor bwrap writes its JSON status to, in the child.
 const STATUS_FD: i32 = 3;
+/// The descriptor bwrap reads the seccomp filter from, in the child.
+const SECCOMP_FD: i32 = 4;
 
 /// Runs `argv` in the sandbox described by `spec` and waits for it.
 /// A command that fails is an `Ok(Outcome)` with a non-zero status; an
@@ -107,7 +109,11 @@ fn run_inner(
     } else {
         Session::New
     };
-    let args = bwrap_args(spec, argv, session, Some(STATUS_FD))?;
+    let mut args = bwrap_args(spec, argv, session, Some(STATUS_FD))?;
+    // the system-call filter (crate::seccomp), read by bwrap from its fd 4
+    let seccomp = crate::seccomp::descriptor()?;
+    let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    args.splice(at..at, ["--seccomp".into(), SECCOMP_FD.to_string().into()]);
     let started = SystemTime::now();
     if cancel.is_cancelled() {
         return Ok(Outcome {
@@ -159,6 +165,7 @@ fn run_inner(
     let namespaces =
         (overlay.is_some() || binfmt.is_some()).then(crate::userns::Namespaces::prepare);
     let write_fd = status_write.as_raw_fd();
+    let seccomp_fd = seccomp.as_raw_fd();
     let umask = crate::spec::UMASK as libc::mode_t;
     let group = !interactive;
     // SAFETY: getpid has no preconditions.
@@ -177,9 +184,17 @@ fn run_inner(
             } else if libc::dup2(write_fd, STATUS_FD) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            // dup2 clears close-on-exec on the copy (the memfd is at 10 or
+            // above: moving the status pipe to 3 did not overwrite it)
+            if libc::dup2(seccomp_fd, SECCOMP_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             // Nothing the caller inherited reaches the sandbox: every
-            // descriptor above the status one is closed at exec.
-            cloexec_from(STATUS_FD + 1);
+            // descriptor above the filter's is closed at exec.
+            cloexec_from(SECCOMP_FD + 1);
+            // A session keyring of its own: the caller's (and its tokens)
+            // is not the sandbox's, even before the filter denies keyctl.
+            libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, 0usize);
             if group {
                 // From here on this process keeps bwrap's process group
                 // and bwrap runs in a child of it (see `keep`).
@@ -257,6 +272,9 @@ fn run_inner(
         cancelled,
     })
 }
+
+/// keyctl(2): join a new anonymous session keyring.
+const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
 
 /// Marks every descriptor from `first` on close-on-exec (async-signal-safe).
 fn cloexec_from(first: i32) {

@@ -14,11 +14,7 @@ use crate::fetch::Fetcher;
 use crate::spec::SourceUrl;
 
 fn git() -> Command {
-    let mut cmd = Command::new("git");
-    cmd.env("GIT_TERMINAL_PROMPT", "0")
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null());
-    cmd
+    crate::host::git()
 }
 
 fn run(mut cmd: Command, url: &str) -> Result<String> {
@@ -80,7 +76,8 @@ fn init_mirror(git_dir: &Path, mirror: &Path, url: &str) -> Result<()> {
         .tempdir_in(git_dir)
         .map_err(|e| SourceError::io("cannot create a temporary directory in", git_dir, e))?;
     let mut cmd = git();
-    cmd.args(["init", "--bare", "--quiet"]).arg(tmp.path());
+    cmd.args(["init", "--bare", "--quiet", "--template="])
+        .arg(tmp.path());
     run(cmd, url)?;
     // Stage exactly the committed tree: no export-subst / export-ignore.
     let info = tmp.path().join("info");
@@ -223,31 +220,72 @@ pub fn stage_git(
         });
     }
     if keep_git {
-        let dot_git = dest.join(".git");
-        let with_git = |args: &[&str]| {
-            let mut cmd = git();
-            cmd.arg("--git-dir")
-                .arg(&dot_git)
-                .arg("--work-tree")
-                .arg(dest)
-                .args(args);
-            cmd
-        };
-        let mut init = git();
-        init.args(["init", "--quiet", "--bare"]).arg(&dot_git);
-        run(init, &url.written)?;
-        let mut cfg = with_git(&["config", "core.bare", "false"]);
-        cfg.stdout(Stdio::null());
-        run(cfg, &url.written)?;
-        let mut fetch = with_git(&["fetch", "--quiet", "--no-tags", "--no-write-fetch-head"]);
-        fetch.arg(mirror).arg(commit);
-        run(fetch, &url.written)?;
-        run(
-            with_git(&["update-ref", "--no-deref", "HEAD", commit]),
-            &url.written,
-        )?;
-        run(with_git(&["reset", "--quiet", "--mixed"]), &url.written)?;
+        keep_git_dir(mirror, url, commit, dest)?;
     }
+    Ok(())
+}
+
+/// `keep-git`: a `.git` for `commit` in `dest`, made by cas itself. A
+/// `.git` that a source staged (this one's tree or an earlier source's) is
+/// refused: host-side git would read its configuration (`core.fsmonitor`,
+/// hooks …) and a symlink would lead it out of the build directory. The
+/// repository is made in a fresh directory of its own, moved into place,
+/// and only then does git look at the staged files (to fill the index),
+/// with the hardened configuration of [`crate::host::git`].
+fn keep_git_dir(mirror: &Path, url: &SourceUrl, commit: &str, dest: &Path) -> Result<()> {
+    let dot_git = dest.join(".git");
+    let refuse = || {
+        SourceError::Git {
+        url: url.written.clone(),
+        message: format!(
+            "keep-git: {} is already there (staged by a source); cas only runs git on a .git it made itself: remove it from the source or drop keep-git",
+            dot_git.display()
+        ),
+    }
+    };
+    if std::fs::symlink_metadata(&dot_git).is_ok() {
+        return Err(refuse());
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix(".cas-git-")
+        .tempdir_in(dest)
+        .map_err(|e| SourceError::io("cannot create a temporary directory in", dest, e))?;
+    let repo = tmp.path().join("repo");
+    let in_repo = |args: &[&str]| {
+        let mut cmd = git();
+        cmd.arg("--git-dir").arg(&repo).args(args);
+        cmd
+    };
+    let mut init = git();
+    init.args(["init", "--quiet", "--bare", "--template="])
+        .arg(&repo);
+    run(init, &url.written)?;
+    let mut fetch = in_repo(&["fetch", "--quiet", "--no-tags", "--no-write-fetch-head"]);
+    fetch.arg(mirror).arg(commit);
+    run(fetch, &url.written)?;
+    run(
+        in_repo(&["update-ref", "--no-deref", "HEAD", commit]),
+        &url.written,
+    )?;
+    let mut cfg = in_repo(&["config", "core.bare", "false"]);
+    cfg.stdout(Stdio::null());
+    run(cfg, &url.written)?;
+    // rename() never follows a link at its destination; checked again in
+    // case the tree changed since
+    if std::fs::symlink_metadata(&dot_git).is_ok() {
+        return Err(refuse());
+    }
+    std::fs::rename(&repo, &dot_git)
+        .map_err(|e| SourceError::io("cannot move the git repository to", &dot_git, e))?;
+    drop(tmp);
+    let mut reset = git();
+    reset
+        .arg("--git-dir")
+        .arg(&dot_git)
+        .arg("--work-tree")
+        .arg(dest)
+        .args(["reset", "--quiet", "--mixed"]);
+    run(reset, &url.written)?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@
 //! - [`deb`]: `ar` reader and Debian package extraction.
 //! - [`cargo`]: vendoring Rust crates from a registry.
 //! - [`git`]: bare mirrors, staging a commit, resolving a tracked branch.
+//! - [`host`]: host-side helpers (git, patch) with a clean environment.
 //! - [`patch`]: applying patches with `patch(1)`.
 //! - [`stage`]: staging any source into a build root.
 //! - [`track`]: new pinned values for `cas source track`.
@@ -23,6 +24,7 @@ pub mod deb;
 pub mod error;
 pub mod fetch;
 pub mod git;
+pub mod host;
 pub mod identity;
 pub mod patch;
 pub mod spec;

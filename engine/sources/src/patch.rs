@@ -2,14 +2,13 @@
 //! hunks that did not apply (from patch's output, e.g. "Hunk #2 FAILED at 13.").
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use crate::error::{Result, SourceError};
 
 /// Apply `patch_file` in `dir` with `patch -p<strip> --batch --forward`.
 /// No backup or reject files are left behind.
 pub fn apply_patch(patch_file: &Path, strip: u32, dir: &Path) -> Result<()> {
-    let output = Command::new("patch")
+    let output = crate::host::command("patch")
         .arg(format!("-p{strip}"))
         .args([
             "--batch",
@@ -20,8 +19,6 @@ pub fn apply_patch(patch_file: &Path, strip: u32, dir: &Path) -> Result<()> {
         ])
         .arg(patch_file)
         .current_dir(dir)
-        .stdin(Stdio::null())
-        .env("LC_ALL", "C")
         .output()
         .map_err(|e| SourceError::io("cannot run `patch` for", patch_file, e))?;
     if output.status.success() {

@@ -1,0 +1,426 @@
+//! The hostile suite (trust issue): each test plays an attacker who controls
+//! a source, a step's commands or the content of a tree, and checks that
+//! nothing runs, is written or is read on the host, and that no result is
+//! recorded under a key it is not the output of.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::ctx::Ctx;
+
+fn git(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(repo)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@127.0.0.1",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A repository with one commit of `hello.c`; returns its commit.
+fn repo_with_commit(ctx: &Ctx) -> (std::path::PathBuf, String) {
+    let repo = ctx.path("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(repo.join("hello.c"), "hello from git\n").unwrap();
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "one"]);
+    let commit = git(&repo, &["rev-parse", "HEAD"]);
+    (repo, commit)
+}
+
+/// A `.git/config` whose fsmonitor hook would create `canary` if any git on
+/// the host read it.
+fn fsmonitor_config(canary: &Path) -> String {
+    format!(
+        "[core]\n\trepositoryformatversion = 0\n\tbare = false\n\tfsmonitor = \"touch {}; false\"\n",
+        canary.display()
+    )
+}
+
+#[test]
+fn keep_git_never_runs_host_git_on_a_staged_dot_git() {
+    let ctx = Ctx::new();
+    ctx.write("project.yaml", "name: t\nelement-path: elements\n");
+    let (repo, commit) = repo_with_commit(&ctx);
+    let canary = ctx.path("canary-fsmonitor");
+    // an earlier source stages .git/config with an fsmonitor command
+    ctx.write("files/evil/.git/config", fsmonitor_config(&canary));
+    ctx.write("files/evil/.git/HEAD", "ref: refs/heads/main\n");
+    std::fs::create_dir_all(ctx.project().join("files/evil/.git/objects")).unwrap();
+    std::fs::create_dir_all(ctx.project().join("files/evil/.git/refs")).unwrap();
+    let git_source = format!(
+        "  - kind: git\n    url: file://{}\n    ref: {commit}\n    keep-git: true\n",
+        repo.display()
+    );
+    ctx.write(
+        "elements/evil.yaml",
+        format!("kind: import\nsources:\n  - kind: local\n    path: files/evil\n{git_source}"),
+    );
+    // a staged .git that is a symlink to a host directory
+    let host_dir = ctx.path("host-dir");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::create_dir_all(ctx.project().join("files/link")).unwrap();
+    std::os::unix::fs::symlink(&host_dir, ctx.project().join("files/link/.git")).unwrap();
+    ctx.write(
+        "elements/link.yaml",
+        format!("kind: import\nsources:\n  - kind: local\n    path: files/link\n{git_source}"),
+    );
+    // and the honest case still works
+    ctx.write(
+        "elements/good.yaml",
+        format!("kind: import\nsources:\n{git_source}"),
+    );
+
+    let run = ctx.cas(["build", "evil.yaml"]).expect_code(1);
+    assert!(
+        run.stderr.contains(".git") && run.stderr.contains("keep-git"),
+        "the refusal says why:\n{}",
+        run.stderr
+    );
+    assert!(
+        !canary.exists(),
+        "host-side git ran the fsmonitor command of a staged .git/config"
+    );
+    let run = ctx.cas(["build", "link.yaml"]).expect_code(1);
+    assert!(run.stderr.contains("keep-git"), "{}", run.stderr);
+    assert_eq!(
+        std::fs::read_dir(&host_dir).unwrap().count(),
+        0,
+        "git wrote into the host directory a staged .git symlink points at"
+    );
+
+    ctx.cas(["build", "good.yaml"]).ok();
+    let out = ctx.path("good-out");
+    ctx.cas(["checkout", "good.yaml", out.to_str().unwrap()])
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(out.join("hello.c")).unwrap(),
+        "hello from git\n"
+    );
+    let head = git(
+        &out,
+        &[
+            "--git-dir",
+            out.join(".git").to_str().unwrap(),
+            "rev-parse",
+            "HEAD",
+        ],
+    );
+    assert_eq!(head, commit, "keep-git's .git is at the pinned commit");
+    let status = git(&out, &["status", "--porcelain"]);
+    assert_eq!(status, "", "the kept checkout is clean");
+}
+
+#[test]
+fn a_committed_dot_git_tree_is_refused_with_keep_git() {
+    // a tree that carries `.git/config` itself, made with plumbing
+    let ctx = Ctx::new();
+    ctx.write("project.yaml", "name: t\nelement-path: elements\n");
+    let repo = ctx.path("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q"]);
+    let canary = ctx.path("canary-committed");
+    std::fs::write(ctx.path("config"), fsmonitor_config(&canary)).unwrap();
+    let blob = git(
+        &repo,
+        &["hash-object", "-w", ctx.path("config").to_str().unwrap()],
+    );
+    let mktree = |input: String| {
+        let mut child = Command::new("git")
+            .current_dir(&repo)
+            .args(["mktree"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let inner = mktree(format!("100644 blob {blob}\tconfig\n"));
+    let top = mktree(format!("040000 tree {inner}\t.git\n"));
+    let commit = git(&repo, &["commit-tree", &top, "-m", "evil"]);
+    git(&repo, &["update-ref", "refs/heads/main", &commit]);
+    ctx.write(
+        "elements/evil.yaml",
+        format!(
+            "kind: import\nsources:\n  - kind: git\n    url: file://{}\n    ref: {commit}\n    keep-git: true\n",
+            repo.display()
+        ),
+    );
+    let run = ctx.cas(["build", "evil.yaml"]);
+    assert!(
+        !canary.exists(),
+        "host-side git ran the fsmonitor command of a committed .git/config"
+    );
+    // refused: by git archive itself (it will not write `.git/…`), or by
+    // cas's keep-git rule where a git would
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains(".git"), "{}", run.stderr);
+}
+
+/// A static program that tries each denied kernel interface and prints
+/// `name=ERRNO` (or `=ok`), and tries to read a key from the session
+/// keyring by description (`secret=` its payload).
+const SYSCALL_PROBE: &str = r#"
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+#include <sched.h>
+#include <sys/syscall.h>
+static void report(const char *name, long r) {
+  printf("%s=%s\n", name, r < 0 ? strerrorname_np(errno) : "ok");
+}
+int main(int argc, char **argv) {
+  errno = 0; report("keyctl", syscall(SYS_keyctl, 0, -3, 0));
+  errno = 0; report("add_key", syscall(SYS_add_key, "user", "x", "y", 1, -3));
+  errno = 0; report("request_key", syscall(SYS_request_key, "user", "x", 0, 0));
+  errno = 0; report("io_uring_setup", syscall(SYS_io_uring_setup, 1, 0));
+  errno = 0; report("userfaultfd", syscall(SYS_userfaultfd, 0));
+  errno = 0; report("perf_event_open", syscall(SYS_perf_event_open, 0, 0, -1, -1, 0));
+  errno = 0; report("bpf", syscall(SYS_bpf, 0, 0, 0));
+  errno = 0; report("init_module", syscall(SYS_init_module, 0, 0, ""));
+  errno = 0; report("kexec_load", syscall(SYS_kexec_load, 0, 0, 0, 0));
+  errno = 0; report("unshare_user", unshare(CLONE_NEWUSER));
+  errno = 0; report("clone3", syscall(SYS_clone3, 0, 0));
+  errno = 0; report("mount", syscall(SYS_mount, "none", "/tmp", "tmpfs", 0, 0));
+  errno = 0; report("setns", syscall(SYS_setns, 0, 0));
+#ifdef __x86_64__
+  long r;
+  __asm__ volatile ("int $0x80" : "=a"(r) : "a"(288), "b"(0), "c"(-3), "d"(0) : "memory");
+  printf("keyctl_i386=%s\n", r == 0 || r > 0 ? "ok" : strerrorname_np(-r));
+  errno = 0; report("keyctl_x32", syscall(0x40000000 + 250, 0, -3, 0));
+#endif
+  errno = 0; report("getpid", getpid());
+  if (argc > 1) {
+    long id = syscall(SYS_request_key, "user", argv[1], 0, 0);
+    if (id < 0) id = syscall(SYS_keyctl, 10 /*SEARCH*/, -3, "user", argv[1], 0);
+    char buf[256] = {0};
+    if (id >= 0 && syscall(SYS_keyctl, 11 /*READ*/, id, buf, sizeof buf - 1) >= 0)
+      printf("secret=%s\n", buf);
+    else
+      printf("secret-read=%s\n", strerrorname_np(errno));
+  }
+  return 0;
+}
+"#;
+
+#[test]
+fn a_step_cannot_use_keyrings_io_uring_or_other_denied_kernel_interfaces() {
+    let ctx = crate::ctx::busybox_project();
+    std::fs::write(ctx.path("probe.c"), SYSCALL_PROBE).unwrap();
+    std::fs::create_dir_all(ctx.project().join("files/probe")).unwrap();
+    let out = Command::new("gcc")
+        .args(["-static", "-O1", "-o"])
+        .arg(ctx.project().join("files/probe/probe"))
+        .arg(ctx.path("probe.c"))
+        .output()
+        .expect("the hostile suite needs gcc (scripts/install-deps.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // a secret in the session keyring of the user running cas
+    let secret = "s3cr3t-token-value";
+    // SAFETY: add_key with valid NUL-terminated strings and a sized payload.
+    let added = unsafe {
+        libc::syscall(
+            libc::SYS_add_key,
+            c"user".as_ptr(),
+            c"cas-hostile-token".as_ptr(),
+            secret.as_ptr(),
+            secret.len(),
+            -3i32, // KEY_SPEC_SESSION_KEYRING
+        )
+    };
+    ctx.write(
+        "elements/probe.yaml",
+        "kind: manual\nbuild-depends: [base.yaml]\nsources:\n  - kind: local\n    path: files/probe\n\
+         config:\n  install-commands:\n    - mkdir -p %{install-root}/r\n    - ./probe cas-hostile-token > %{install-root}/r/out\n",
+    );
+    ctx.cas(["build", "probe.yaml"]).ok();
+    let dir = ctx.path("out");
+    ctx.cas(["checkout", "probe.yaml", dir.to_str().unwrap()])
+        .ok();
+    let text = std::fs::read_to_string(dir.join("r/out")).unwrap();
+    let seen: std::collections::BTreeMap<&str, &str> =
+        text.lines().filter_map(|l| l.split_once('=')).collect();
+    for name in [
+        "keyctl",
+        "add_key",
+        "request_key",
+        "io_uring_setup",
+        "userfaultfd",
+        "perf_event_open",
+        "bpf",
+        "init_module",
+        "kexec_load",
+        "unshare_user",
+        "mount",
+        "setns",
+    ] {
+        assert_eq!(
+            seen.get(name),
+            Some(&"EPERM"),
+            "{name} in the sandbox:\n{text}"
+        );
+    }
+    assert_eq!(seen.get("clone3"), Some(&"ENOSYS"), "{text}");
+    if cfg!(target_arch = "x86_64") {
+        assert_eq!(seen.get("keyctl_i386"), Some(&"EPERM"), "{text}");
+        assert_eq!(seen.get("keyctl_x32"), Some(&"EPERM"), "{text}");
+    }
+    assert_eq!(seen.get("getpid"), Some(&"ok"), "{text}");
+    if added >= 0 {
+        assert!(
+            !text.contains(secret),
+            "the step read the caller's keyring:\n{text}"
+        );
+        assert!(seen.contains_key("secret-read"), "{text}");
+    } else {
+        println!(
+            "hostile: could not add a key to this process's keyring; the secret read was not tried"
+        );
+    }
+}
+
+/// A busybox project whose `ws.yaml` copies its one source file `f` to its
+/// output, slowly, with its workspace open in `ROOT/ws`.
+fn workspace_project() -> (Ctx, std::path::PathBuf) {
+    let ctx = crate::ctx::busybox_project();
+    ctx.write("files/ws/f", "A\n");
+    ctx.write(
+        "elements/ws.yaml",
+        "kind: manual\nbuild-depends: [base.yaml]\nsources:\n  - kind: local\n    path: files/ws\n\
+         config:\n  install-commands:\n    - sleep 0.2\n    - mkdir -p %{install-root}/out\n    - cp f %{install-root}/out/f\n",
+    );
+    let run = ctx
+        .cas(["--json", "workspace", "open", "ws.yaml", "../ws"])
+        .ok();
+    let ws = std::path::PathBuf::from(run.json()["path"].as_str().unwrap());
+    (ctx, ws)
+}
+
+/// Replace `file`'s content at once (a rename: readers see old or new).
+fn replace(file: &Path, content: &str) {
+    let tmp = file.with_extension("tmp-edit");
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, file).unwrap();
+}
+
+#[test]
+fn a_workspace_edited_during_builds_never_gets_a_result_under_another_key() {
+    let (ctx, ws) = workspace_project();
+    let file = ws.join("f");
+    // the file changes every few milliseconds while two builders race, so
+    // that every build has a new key and really runs
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = {
+        let (stop, file) = (stop.clone(), file.clone());
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                replace(&file, &format!("{i}\n"));
+                i += 1;
+                std::thread::sleep(std::time::Duration::from_millis(3));
+            }
+        })
+    };
+    let ctx = std::sync::Arc::new(ctx);
+    let builders: Vec<_> = (0..2)
+        .map(|_| {
+            let ctx = ctx.clone();
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                for _ in 0..5 {
+                    let run = ctx.cas(["--json", "build", "ws.yaml"]).ok();
+                    seen.push((
+                        run.per_element("key")["ws.yaml"].clone(),
+                        run.per_element("output")["ws.yaml"].clone(),
+                    ));
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for b in builders {
+        results.extend(b.join().unwrap());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flipper.join().unwrap();
+    // each result's content, built again from scratch in a second store with
+    // the file holding exactly that content, must give the same key
+    let other = ctx.path("other-store");
+    let other = other.to_str().unwrap();
+    for (n, (key, output)) in results.iter().enumerate() {
+        let dir = ctx.path(format!("check-{n}"));
+        ctx.cas(["checkout", output, dir.to_str().unwrap()]).ok();
+        let content = std::fs::read_to_string(dir.join("out/f")).unwrap();
+        replace(&file, &content);
+        let run = ctx
+            .cas(["--store", other, "--json", "build", "ws.yaml"])
+            .ok();
+        assert_eq!(
+            &run.per_element("key")["ws.yaml"],
+            key,
+            "the result recorded under {key} holds {content:?}, which is another key's input"
+        );
+    }
+}
+
+#[test]
+fn a_step_that_plants_a_symlink_in_its_workspace_build_cannot_make_sync_delete_host_files() {
+    let (ctx, ws) = workspace_project();
+    std::fs::create_dir_all(ws.join("sub")).unwrap();
+    std::fs::write(ws.join("sub/x"), "workspace file\n").unwrap();
+    let host = ctx.path("host-dir");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("x"), "precious host file\n").unwrap();
+    // the step replaces its build directory's sub/ with a link to the host
+    ctx.write(
+        "elements/ws.yaml",
+        format!(
+            "kind: manual\nbuild-depends: [base.yaml]\nsources:\n  - kind: local\n    path: files/ws\n\
+             config:\n  install-commands:\n    - mkdir -p %{{install-root}}/out\n    - cp f %{{install-root}}/out/f\n    - rm -rf sub && ln -s {} sub\n",
+            host.display()
+        ),
+    );
+    ctx.cas(["build", "ws.yaml"]).ok();
+    // the developer removes sub/ and builds again: the sync removes what
+    // the last sync wrote and the workspace no longer has (sub/x), on the
+    // host, as the user
+    std::fs::remove_dir_all(ws.join("sub")).unwrap();
+    let _ = ctx.cas(["build", "ws.yaml"]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("x")).ok().as_deref(),
+        Some("precious host file\n"),
+        "a workspace sync deleted a host file through a step's symlink"
+    );
+}
