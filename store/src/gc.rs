@@ -241,7 +241,16 @@ impl Store {
             }
             report.views_removed += 1;
             if !opts.dry_run {
-                remove_tree(&views.join(t.to_hex()))?;
+                // Out of views/ in one rename first: a view that exists is
+                // always complete, even if gc dies halfway through removing
+                // it (what is left in tmp/ goes with the next gc).
+                let path = views.join(t.to_hex());
+                let trash = self.tmp_path("gc-view");
+                match fs::rename(&path, &trash) {
+                    Ok(()) => remove_tree(&trash)?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e).ctx("move view out of views/", &path),
+                }
                 let _ = fs::remove_file(views.join(format!("{}.lock", t.to_hex())));
             }
             drop(guard);

@@ -424,3 +424,57 @@ fn a_step_that_plants_a_symlink_in_its_workspace_build_cannot_make_sync_delete_h
         "a workspace sync deleted a host file through a step's symlink"
     );
 }
+
+#[test]
+fn a_gc_that_dies_while_removing_a_view_leaves_no_partial_view_behind() {
+    let ctx = crate::ctx::busybox_project();
+    ctx.write(
+        "elements/a1.yaml",
+        crate::ctx::manual(
+            &[],
+            "    - mkdir -p %{install-root}/usr/share/a1\n    - for j in $(seq 1 40); do echo $j > %{install-root}/usr/share/a1/f$j; done\n",
+        ),
+    );
+    let b = |n: u32| {
+        crate::ctx::manual(
+            &["a1.yaml"],
+            &format!("    - test $(ls /usr/share/a1 | wc -l) = 40\n    - mkdir -p %{{install-root}}/b\n    - echo {n} > %{{install-root}}/b/n\n"),
+        )
+    };
+    ctx.write("elements/b.yaml", b(1));
+    let run = ctx.cas(["--json", "build", "b.yaml"]).ok();
+    let a1 = run.per_element("output")["a1.yaml"].clone();
+    let view = ctx.store().join("views").join(&a1);
+    assert!(view.is_dir(), "b staged a1 through its view");
+    // gc fails halfway through removing that view (an immutable file in it
+    // stands for a gc killed there)
+    let stuck = view.join("usr/share/a1/f20");
+    let chattr = |flag: &str, path: &Path| {
+        let ok = Command::new("chattr")
+            .args(["-R", flag])
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "chattr {flag} {} (the store must be on ext4, xfs or btrfs)",
+            path.display()
+        );
+    };
+    chattr("+i", &stuck);
+    let gc = ctx.cas(["store", "gc", "--max-size", "1"]);
+    // (chattr -R reports the symlinks it cannot flag: only the files matter)
+    let _ = Command::new("chattr")
+        .args(["-R", "-f", "-i"])
+        .arg(ctx.store())
+        .status();
+    assert_ne!(
+        gc.code, 0,
+        "gc cannot remove an immutable file: {}",
+        gc.stderr
+    );
+    // a1 rebuilds to the same tree; b, changed, stages it again and must see
+    // every file
+    ctx.write("elements/b.yaml", b(2));
+    ctx.cas(["build", "b.yaml"]).ok();
+}
