@@ -33,7 +33,10 @@ thread_local! {
 
 /// The mode a hardlinked file with recorded `mode` has: write bits stripped.
 pub fn link_mode(mode: u32) -> u32 {
-    mode & 0o7777 & !0o222
+    // never setuid or setgid: an object is owned by whoever runs cas (root,
+    // often), and any user who can reach it could run it with that identity;
+    // the bits stay recorded in the tree (spec/store.md)
+    mode & 0o1777 & !0o222
 }
 
 /// The result of storing one file.

@@ -59,6 +59,11 @@ impl Store {
             }
         }
         if !layout.exists() {
+            // A new store is its owner's only (spec/store.md): failed builds'
+            // directories keep what steps made, setuid files included. A
+            // store meant to be shared is made so by its owner (chmod).
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&root, fs::Permissions::from_mode(0o700)).ctx("chmod", &root)?;
             // A name of its own: two processes may create the same store at once.
             let tmp = root.join("tmp").join(format!(
                 "layout.{}.{}",

@@ -478,3 +478,69 @@ fn a_gc_that_dies_while_removing_a_view_leaves_no_partial_view_behind() {
     ctx.write("elements/b.yaml", b(2));
     ctx.cas(["build", "b.yaml"]).ok();
 }
+
+/// Every path under `dir` whose mode has the setuid or setgid bit.
+fn setuid_files(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(m) = std::fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() && m.permissions().mode() & 0o6000 != 0 {
+                out.push(e.path().display().to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_store_holds_no_setuid_file_and_only_its_owner_enters_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let ctx = crate::ctx::busybox_project();
+    ctx.write(
+        "elements/suid.yaml",
+        crate::ctx::manual(
+            &[],
+            "    - mkdir -p %{install-root}/usr/bin\n    - cp /bin/busybox %{install-root}/usr/bin/su-like\n    - chmod 4755 %{install-root}/usr/bin/su-like\n",
+        ),
+    );
+    ctx.write(
+        "elements/user.yaml",
+        crate::ctx::manual(
+            &["suid.yaml"],
+            "    - test -x /usr/bin/su-like\n    - mkdir -p %{install-root}/ok\n",
+        ),
+    );
+    // and a failed build whose directory is kept, with a setuid file in it
+    ctx.write(
+        "elements/fails.yaml",
+        crate::ctx::manual(
+            &[],
+            "    - mkdir -p %{install-root}/x\n    - cp /bin/busybox %{install-root}/x/s\n    - chmod 6755 %{install-root}/x/s\n    - false\n",
+        ),
+    );
+    ctx.cas(["build", "user.yaml"]).ok();
+    ctx.cas(["build", "fails.yaml"]).expect_code(1);
+    let store = ctx.store();
+    let mode = std::fs::metadata(&store).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "a new store is its owner's only");
+    for sub in ["objects", "views"] {
+        let found = setuid_files(&store.join(sub));
+        assert!(found.is_empty(), "setuid/setgid files in {sub}/: {found:?}");
+    }
+    // the bit is content: recorded, and restored by a checkout
+    let out = ctx.path("out");
+    ctx.cas(["checkout", "suid.yaml", out.to_str().unwrap()])
+        .ok();
+    let m = std::fs::metadata(out.join("usr/bin/su-like")).unwrap();
+    assert_eq!(m.permissions().mode() & 0o7777, 0o4755);
+}

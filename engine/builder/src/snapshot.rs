@@ -50,6 +50,7 @@ fn write_file(
     rel: &Path,
     digest: &cas_store::BlobDigest,
     mode: u32,
+    mtime: Option<std::time::SystemTime>,
 ) -> io::Result<()> {
     if let Ok(m) = root.symlink_metadata(rel) {
         if m.is_dir() {
@@ -67,7 +68,20 @@ fn write_file(
     io::copy(&mut input, &mut out)?;
     out.set_permissions(Permissions::from_std(std::fs::Permissions::from_mode(
         mode | 0o600,
-    )))
+    )))?;
+    if let Some(t) = mtime {
+        out.into_std().set_modified(t)?;
+    }
+    Ok(())
+}
+
+/// The time every file staged from a snapshot gets (BuildStream's staging
+/// time, 2011-11-11 11:11:11 UTC): one time for all, so that no tool (make
+/// and autotools above all) finds one staged file newer than another
+/// because of the order it was written in, and nothing of the project's
+/// clock reaches a build.
+pub fn staged_mtime() -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_321_009_871)
 }
 
 /// Stage `tree` into `dir` (an existing directory), merging with what is
@@ -99,7 +113,9 @@ pub fn stage_tree(
                 }
                 dirs.push((rel, mode));
             }
-            EntryKind::File { digest, .. } => write_file(store, &root, rel, digest, mode)?,
+            EntryKind::File { digest, .. } => {
+                write_file(store, &root, rel, digest, mode, Some(staged_mtime()))?;
+            }
             EntryKind::Symlink { target } => {
                 if let Ok(m) = root.symlink_metadata(rel) {
                     if m.is_dir() {
@@ -161,8 +177,9 @@ fn read_synced(list: &Path) -> Synced {
 /// directory) to the snapshot `tree`, writing only the paths whose content
 /// changed since the last sync (recorded in `list`) or that the build
 /// changed, and removing what the last sync wrote and the snapshot no
-/// longer has; the build's own files stay. Written files get the time of
-/// the sync, so `make` sees them as new. Returns how many were written.
+/// longer has; the build's own files stay. A first sync gives every file
+/// [`staged_mtime`]; later ones give what they write the time of the sync,
+/// so `make` sees it as new. Returns how many were written.
 pub fn sync_tree(store: &Store, tree: &TreeDigest, dir: &Path, list: &Path) -> io::Result<usize> {
     let root = open(dir)?;
     let before = read_synced(list);
@@ -195,7 +212,10 @@ pub fn sync_tree(store: &Store, tree: &TreeDigest, dir: &Path, list: &Path) -> i
                     if old.as_ref().is_some_and(cap_std::fs::Metadata::is_dir) {
                         clear(&root, rel)?;
                     }
-                    write_file(store, &root, rel, digest, entry.mode & 0o7777)?;
+                    // a first sync stages like any build; later ones give
+                    // what changed the time of the sync, for make
+                    let mtime = before.is_empty().then(staged_mtime);
+                    write_file(store, &root, rel, digest, entry.mode & 0o7777, mtime)?;
                     written += 1;
                 }
             }
