@@ -17,6 +17,7 @@ mod cross;
 mod format;
 mod golden;
 mod hostile;
+mod hostile_sources;
 mod integrity;
 mod kinds;
 mod noop;

@@ -68,6 +68,33 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Stanza>, DebianError> {
     Ok(out)
 }
 
+/// Parse `text` as exactly one stanza (a package's own `control` file);
+/// none, or a second one, is an error at its line.
+pub fn parse_one(file: &str, text: &str) -> Result<Stanza, DebianError> {
+    let mut stanzas = parse(file, text)?.into_iter();
+    let Some(first) = stanzas.next() else {
+        return Err(DebianError::Syntax {
+            file: file.to_owned(),
+            line: 1,
+            reason: "no stanza (a package's control file holds one)".into(),
+        });
+    };
+    if let Some(second) = stanzas.next() {
+        return Err(DebianError::Syntax {
+            file: file.to_owned(),
+            line: second.line,
+            reason: format!(
+                "a second stanza{} (a package's control file holds one)",
+                second
+                    .get("Package")
+                    .map(|p| format!(" (Package: {p})"))
+                    .unwrap_or_default()
+            ),
+        });
+    }
+    Ok(first)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +115,22 @@ mod tests {
             e.to_string(),
             "t:2: expected `Field: value`, found `broken line`"
         );
+    }
+
+    #[test]
+    fn a_package_control_file_is_one_stanza() {
+        let one = parse_one("c", "\n# comment\nPackage: a\nVersion: 1\n\n\n").unwrap();
+        assert_eq!(one.get("package"), Some("a"));
+        let e = parse_one(
+            "p.deb (control)",
+            "Package: a\n\nPackage: libc6\nVersion: 9\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "p.deb (control):3: a second stanza (Package: libc6) (a package's control file holds one)"
+        );
+        let e = parse_one("c", "\n\n").unwrap_err();
+        assert!(e.to_string().starts_with("c:1: no stanza"), "{e}");
     }
 }

@@ -7,6 +7,10 @@
 //! extracted regular member, device nodes and fifos. setuid/setgid bits are
 //! dropped unless asked to keep them. Compression is detected by magic bytes.
 //!
+//! What one source may extract is bounded ([`ExtractLimits`]: bytes written
+//! and members, counted while extracting by a [`Budget`]), so that a small
+//! archive cannot fill the disk or keep a build busy for minutes.
+//!
 //! A symlink is content: its target is stored as it is, absolute or not,
 //! and never resolved (Debian's `libc6` holds `usr/bin/ld.so ->
 //! /lib64/ld-linux-x86-64.so.2`). It cannot be used to escape because
@@ -14,7 +18,7 @@
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -71,6 +75,194 @@ pub fn decompress<'a>(mut reader: impl Read + 'a) -> io::Result<Box<dyn Read + '
     })
 }
 
+/// Bounds on what one source may extract (every archive of it together:
+/// all the crates of a `cargo` source, the data of a `deb`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtractLimits {
+    /// Bytes written to files (the sizes of the extracted files).
+    pub max_bytes: u64,
+    /// Members (files, directories, links) extracted.
+    pub max_entries: u64,
+}
+
+/// The environment variable that sets [`ExtractLimits::max_bytes`]: a
+/// number of bytes, or with a binary suffix `K`, `M`, `G` or `T` (`64G`).
+pub const MAX_EXTRACT_SIZE_ENV: &str = "CAS_MAX_EXTRACT_SIZE";
+/// The environment variable that sets [`ExtractLimits::max_entries`].
+pub const MAX_EXTRACT_ENTRIES_ENV: &str = "CAS_MAX_EXTRACT_ENTRIES";
+
+impl Default for ExtractLimits {
+    /// 32 GiB and 1,000,000 members: far above any real source tree.
+    fn default() -> Self {
+        ExtractLimits {
+            max_bytes: 32 << 30,
+            max_entries: 1_000_000,
+        }
+    }
+}
+
+impl ExtractLimits {
+    /// The defaults, overridden by `CAS_MAX_EXTRACT_SIZE` and
+    /// `CAS_MAX_EXTRACT_ENTRIES` when they are set (a malformed value is an
+    /// error naming the variable).
+    pub fn from_env() -> Result<Self> {
+        let mut limits = ExtractLimits::default();
+        if let Some(v) = std::env::var_os(MAX_EXTRACT_SIZE_ENV) {
+            limits.max_bytes = parse_size(MAX_EXTRACT_SIZE_ENV, &v.to_string_lossy(), true)?;
+        }
+        if let Some(v) = std::env::var_os(MAX_EXTRACT_ENTRIES_ENV) {
+            limits.max_entries = parse_size(MAX_EXTRACT_ENTRIES_ENV, &v.to_string_lossy(), false)?;
+        }
+        Ok(limits)
+    }
+}
+
+/// A positive number, with a binary suffix if `suffixes` (`K`, `M`, `G`,
+/// `T`, optionally followed by `iB` or `B`, any case).
+fn parse_size(name: &'static str, value: &str, suffixes: bool) -> Result<u64> {
+    let invalid = |reason: &str| SourceError::InvalidSetting {
+        name,
+        value: value.to_string(),
+        reason: reason.to_string(),
+    };
+    let text = value.trim();
+    let digits = text.trim_end_matches(|c: char| !c.is_ascii_digit());
+    let unit = text[digits.len()..].to_ascii_uppercase();
+    let shift = match unit.trim_end_matches("IB").trim_end_matches('B') {
+        "" => 0,
+        "K" if suffixes => 10,
+        "M" if suffixes => 20,
+        "G" if suffixes => 30,
+        "T" if suffixes => 40,
+        _ if suffixes => {
+            return Err(invalid(
+                "expected a number of bytes, optionally followed by K, M, G or T",
+            ))
+        }
+        _ => return Err(invalid("expected a number")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| invalid("expected a positive number"))?;
+    if n == 0 {
+        return Err(invalid("the limit must be positive"));
+    }
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| invalid("too large"))
+}
+
+/// `n` bytes for people: `10 MiB`, `32 GiB`, else `12345 bytes`.
+fn human_size(n: u64) -> String {
+    for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if n >= 1 << shift && n % (1 << shift) == 0 {
+            return format!("{} {unit}", n >> shift);
+        }
+    }
+    format!("{n} bytes")
+}
+
+/// What one source has extracted so far, against its [`ExtractLimits`].
+#[derive(Debug)]
+pub struct Budget {
+    limits: ExtractLimits,
+    bytes: u64,
+    entries: u64,
+    buf: Vec<u8>,
+}
+
+impl Budget {
+    pub fn new(limits: ExtractLimits) -> Self {
+        Budget {
+            limits,
+            bytes: 0,
+            entries: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Bytes and members extracted so far.
+    pub fn used(&self) -> (u64, u64) {
+        (self.bytes, self.entries)
+    }
+
+    fn too_many_bytes(&self, name: &str) -> SourceError {
+        let max = self.limits.max_bytes;
+        archive_error(
+            name,
+            format!(
+                "refusing to extract more than {} ({max} bytes) from one source (a decompression bomb?); \
+                 to raise the limit, set {MAX_EXTRACT_SIZE_ENV} (e.g. {MAX_EXTRACT_SIZE_ENV}={}G)",
+                human_size(max),
+                (max >> 30).saturating_mul(2).max(64),
+            ),
+        )
+    }
+
+    fn too_many_entries(&self, name: &str) -> SourceError {
+        let max = self.limits.max_entries;
+        archive_error(
+            name,
+            format!(
+                "refusing to extract more than {max} members from one source; \
+                 to raise the limit, set {MAX_EXTRACT_ENTRIES_ENV} (e.g. {MAX_EXTRACT_ENTRIES_ENV}={})",
+                max.saturating_mul(2)
+            ),
+        )
+    }
+
+    /// Count one more member of archive `name`.
+    pub(crate) fn entry(&mut self, name: &str) -> Result<()> {
+        if self.entries >= self.limits.max_entries {
+            return Err(self.too_many_entries(name));
+        }
+        self.entries += 1;
+        Ok(())
+    }
+
+    /// Refuse early, without counting, when `entries` more members holding
+    /// `bytes` (as an archive declares them) would not fit.
+    pub(crate) fn check_declared(&self, name: &str, entries: u64, bytes: u64) -> Result<()> {
+        if self.entries.saturating_add(entries) > self.limits.max_entries {
+            return Err(self.too_many_entries(name));
+        }
+        if self.bytes.saturating_add(bytes) > self.limits.max_bytes {
+            return Err(self.too_many_bytes(name));
+        }
+        Ok(())
+    }
+
+    /// Copy member `member` of archive `name` from `from` to `to`, counting
+    /// the bytes before they are written.
+    pub(crate) fn copy(
+        &mut self,
+        name: &str,
+        member: &Path,
+        from: &mut dyn Read,
+        to: &mut dyn Write,
+    ) -> Result<()> {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.resize(64 << 10, 0);
+        let result = loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => break Err(unsafe_member(name, member, format!("cannot read: {e}"))),
+            };
+            let total = self.bytes.saturating_add(n as u64);
+            if total > self.limits.max_bytes {
+                break Err(self.too_many_bytes(name));
+            }
+            self.bytes = total;
+            if let Err(e) = to.write_all(&buf[..n]) {
+                break Err(unsafe_member(name, member, format!("cannot write: {e}")));
+            }
+        };
+        self.buf = buf;
+        result
+    }
+}
+
 /// Open a staging directory as a capability.
 pub fn open_root(path: &Path) -> Result<Dir> {
     Dir::open_ambient_dir(path, cap_std::ambient_authority())
@@ -83,19 +275,28 @@ pub fn open_root(path: &Path) -> Result<Dir> {
 /// `base_dir`: `None` strips the single top directory if there is exactly
 /// one (this reads the archive twice); `Some("")` strips nothing;
 /// `Some(dir)` extracts only the content of member directory `dir`.
+/// What is extracted counts against `budget`.
 pub fn extract_tar_file(
     archive: &Path,
     label: &str,
     dest: &Dir,
     base_dir: Option<&str>,
     keep_setuid: bool,
+    budget: &mut Budget,
 ) -> Result<()> {
     let mut magic = [0u8; 4];
     let n = std::fs::File::open(archive)
         .and_then(|mut f| f.read(&mut magic))
         .map_err(|e| SourceError::io("cannot open", archive, e))?;
     if crate::zipfile::is_zip(&magic[..n]) {
-        return crate::zipfile::extract_zip_file(archive, label, dest, base_dir, keep_setuid);
+        return crate::zipfile::extract_zip_file(
+            archive,
+            label,
+            dest,
+            base_dir,
+            keep_setuid,
+            budget,
+        );
     }
     let name = label.to_string();
     let open = || -> Result<Box<dyn Read>> {
@@ -104,13 +305,74 @@ pub fn extract_tar_file(
         decompress(io::BufReader::new(file))
             .map_err(|e| archive_error(&name, format!("cannot decompress: {e}")))
     };
+    // Without a base-dir every member is extracted: the walk that finds the
+    // top directory also refuses, from the headers alone, an archive that
+    // declares more than the budget allows (before anything is written).
+    let declared = if base_dir.is_none() {
+        Some(&*budget)
+    } else {
+        None
+    };
     let strip = base_strip(&name, base_dir, &mut |f| {
-        for_each_member(&name, open()?, |kind, comps| {
+        for_each_member(&name, open()?, declared, |kind, comps| {
             f(kind == tar::EntryType::Directory, comps)
         })
     })?;
-    let extracted = extract_stream(&name, open()?, dest, &strip, keep_setuid)?.len();
+    let extracted = extract_stream(&name, open()?, dest, &strip, keep_setuid, budget, None)?.len();
     check_extracted(&name, extracted, &strip, base_dir)
+}
+
+/// Extract the crate file `archive` (a gzipped tar, errors name it as
+/// `label`) into `dest`, the crate's own directory: every member must be
+/// `top/` or under it (`top` is `NAME-VERSION`, compared after
+/// normalisation), and be a file or a directory; anything else is refused
+/// (cargo's rule), naming the crate (`what`, e.g. `crate evil 1.0.0`). A
+/// file with nothing under `top/` is not that crate (an error saying so).
+pub fn extract_crate_file(
+    archive: &Path,
+    label: &str,
+    dest: &Dir,
+    top: &str,
+    what: &str,
+    keep_setuid: bool,
+    budget: &mut Budget,
+) -> Result<()> {
+    let open = || -> Result<Box<dyn Read>> {
+        let file =
+            std::fs::File::open(archive).map_err(|e| SourceError::io("cannot open", archive, e))?;
+        decompress(io::BufReader::new(file))
+            .map_err(|e| archive_error(label, format!("cannot decompress: {e}")))
+    };
+    let strip = [OsString::from(top)];
+    // A first pass over the headers: is this the crate at all, and does it
+    // declare more than the budget allows?
+    let mut has_top = false;
+    for_each_member(label, open()?, Some(&*budget), |_, comps| {
+        has_top |= comps.len() > 1 && comps.starts_with(&strip);
+        true
+    })?;
+    if !has_top {
+        return Err(archive_error(
+            label,
+            format!("the crate file has no `{top}/` directory"),
+        ));
+    }
+    extract_stream(
+        label,
+        open()?,
+        dest,
+        &strip,
+        keep_setuid,
+        budget,
+        Some(&Strict { top, what }),
+    )?;
+    Ok(())
+}
+
+/// The rules of [`extract_crate_file`]: nothing outside `top/`, no links.
+struct Strict<'a> {
+    top: &'a str,
+    what: &'a str,
 }
 
 /// A base-dir that was asked for and extracted nothing is an error.
@@ -165,16 +427,29 @@ pub(crate) fn base_strip(
 }
 
 /// Extract a tar stream (possibly compressed) into `dest`, stripping
-/// nothing; returns the extracted members' paths, in archive order.
+/// nothing; returns the extracted members' paths, in archive order. Bounded
+/// by the [`ExtractLimits::from_env`] of one source.
 pub fn extract_tar_reader(
     name: &str,
     reader: impl Read,
     dest: &Dir,
     keep_setuid: bool,
 ) -> Result<Vec<PathBuf>> {
+    let mut budget = Budget::new(ExtractLimits::from_env()?);
+    extract_tar_reader_with(name, reader, dest, keep_setuid, &mut budget)
+}
+
+/// [`extract_tar_reader`], counting what it extracts against `budget`.
+pub fn extract_tar_reader_with(
+    name: &str,
+    reader: impl Read,
+    dest: &Dir,
+    keep_setuid: bool,
+    budget: &mut Budget,
+) -> Result<Vec<PathBuf>> {
     let reader =
         decompress(reader).map_err(|e| archive_error(name, format!("cannot decompress: {e}")))?;
-    extract_stream(name, reader, dest, &[], keep_setuid)
+    extract_stream(name, reader, dest, &[], keep_setuid, budget, None)
 }
 
 pub(crate) fn archive_error(name: &str, message: String) -> SourceError {
@@ -218,12 +493,15 @@ fn is_metadata(t: tar::EntryType) -> bool {
 }
 
 /// Calls `f` with the type and normalised path of every member (metadata
-/// entries skipped) until it returns `false`; an unsafe path is an error.
+/// entries skipped) until it returns `false`; an unsafe path is an error,
+/// and so are more members or bytes than `declared` has room for.
 fn for_each_member(
     name: &str,
     reader: Box<dyn Read>,
+    declared: Option<&Budget>,
     mut f: impl FnMut(tar::EntryType, Vec<OsString>) -> bool,
 ) -> Result<()> {
+    let (mut members, mut bytes) = (0u64, 0u64);
     let mut archive = tar::Archive::new(reader);
     let entries = archive
         .entries()
@@ -237,6 +515,11 @@ fn for_each_member(
         let raw = entry.path_bytes();
         let path = Path::new(OsStr::from_bytes(&raw));
         let comps = normalize(path).map_err(|reason| unsafe_member(name, path, reason))?;
+        if let Some(budget) = declared {
+            members += 1;
+            bytes = bytes.saturating_add(entry.size());
+            budget.check_declared(name, members, bytes)?;
+        }
         if !f(kind, comps) {
             break;
         }
@@ -310,14 +593,17 @@ fn single_top_dir(walk: &mut Walk) -> Result<Option<OsString>> {
     Ok(if single && is_dir { top } else { None })
 }
 
-/// Extract members under `strip` (with that prefix removed). Returns the
-/// extracted members' paths (relative, in archive order).
+/// Extract members under `strip` (with that prefix removed); with `strict`,
+/// any other member is refused, and so are links. Returns the extracted
+/// members' paths (relative, in archive order).
 fn extract_stream(
     name: &str,
     reader: impl Read,
     dest: &Dir,
     strip: &[OsString],
     keep_setuid: bool,
+    budget: &mut Budget,
+    strict: Option<&Strict>,
 ) -> Result<Vec<PathBuf>> {
     let mut archive = tar::Archive::new(reader);
     let entries = archive
@@ -336,6 +622,9 @@ fn extract_stream(
         let raw = entry.path_bytes().into_owned();
         let member = PathBuf::from(OsStr::from_bytes(&raw));
         let comps = normalize(&member).map_err(|reason| unsafe_member(name, &member, reason))?;
+        if let Some(strict) = strict {
+            check_strict(name, &member, &comps, kind, strict)?;
+        }
         if !comps.starts_with(strip) {
             continue;
         }
@@ -345,6 +634,7 @@ fn extract_stream(
         }
         check_no_symlink_parent(dest, &rel)
             .map_err(|reason| unsafe_member(name, &member, reason))?;
+        budget.entry(name)?;
         let mode = entry.header().mode().unwrap_or(0o644) & 0o7777 & !drop_bits;
         let io_err =
             |what: &str, e: io::Error| unsafe_member(name, &member, format!("cannot {what}: {e}"));
@@ -363,10 +653,11 @@ fn extract_stream(
                 prepare(dest, &rel).map_err(|e| io_err("create", e))?;
                 let mut options = OpenOptions::new();
                 options.write(true).create_new(true);
+                budget.check_declared(name, 0, entry.size())?;
                 let mut file = dest
                     .open_with(&rel, &options)
                     .map_err(|e| io_err("create", e))?;
-                io::copy(&mut entry, &mut file).map_err(|e| io_err("write", e))?;
+                budget.copy(name, &member, &mut entry, &mut file)?;
                 file.set_permissions(Permissions::from_mode(mode | 0o600))
                     .map_err(|e| io_err("set the mode of", e))?;
                 if let Ok(mtime) = entry.header().mtime() {
@@ -464,6 +755,42 @@ fn extract_stream(
     Ok(extracted)
 }
 
+/// The rules of [`Strict`] for one member (`comps`: its normalised path).
+fn check_strict(
+    name: &str,
+    member: &Path,
+    comps: &[OsString],
+    kind: tar::EntryType,
+    strict: &Strict,
+) -> Result<()> {
+    let inside = comps.first().is_some_and(|c| c == strict.top)
+        && (comps.len() > 1 || kind == tar::EntryType::Directory);
+    if !inside {
+        return Err(unsafe_member(
+            name,
+            member,
+            format!(
+                "{} may only hold `{}/` and what is under it",
+                strict.what, strict.top
+            ),
+        ));
+    }
+    if !matches!(
+        kind,
+        tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::Directory
+    ) {
+        return Err(unsafe_member(
+            name,
+            member,
+            format!(
+                "{} may only hold files and directories (not links or special files)",
+                strict.what
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Create the parent directories of `rel` and remove a non-directory that
 /// is in the way (never writing through an existing symlink).
 pub(crate) fn prepare(dest: &Dir, rel: &Path) -> io::Result<()> {
@@ -500,4 +827,29 @@ pub(crate) fn check_no_symlink_parent(dest: &Dir, rel: &Path) -> std::result::Re
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extract_limits_parse_sizes_and_counts() {
+        let size = |v: &str| parse_size(MAX_EXTRACT_SIZE_ENV, v, true);
+        assert_eq!(size("1048576").unwrap(), 1 << 20);
+        assert_eq!(size("10M").unwrap(), 10 << 20);
+        assert_eq!(size("64g").unwrap(), 64 << 30);
+        assert_eq!(size("2GiB").unwrap(), 2 << 30);
+        assert_eq!(size("1T").unwrap(), 1 << 40);
+        assert_eq!(size(" 512K ").unwrap(), 512 << 10);
+        for bad in ["", "lots", "0", "-1", "10X", "1.5G", "99999999999999T"] {
+            let e = size(bad).unwrap_err().to_string();
+            assert!(e.starts_with("invalid CAS_MAX_EXTRACT_SIZE="), "{bad}: {e}");
+        }
+        let count = |v: &str| parse_size(MAX_EXTRACT_ENTRIES_ENV, v, false);
+        assert_eq!(count("100").unwrap(), 100);
+        assert!(count("10K").is_err());
+        assert_eq!(human_size(32 << 30), "32 GiB");
+        assert_eq!(human_size(1000), "1000 bytes");
+    }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use cap_std::fs::Dir;
 
-use crate::archive::extract_tar_reader;
+use crate::archive::{extract_tar_reader_with, Budget};
 use crate::error::{Result, SourceError};
 
 const MAGIC: &[u8; 8] = b"!<arch>\n";
@@ -96,13 +96,15 @@ pub fn for_each_member(
 
 /// Extract the data of the Debian package at `path` into `dest`; errors
 /// name it as `label` (e.g. its URL as written). With `database`, also
-/// register it in `dest`'s dpkg database as unpacked ([`register`]).
+/// register it in `dest`'s dpkg database as unpacked ([`register`]). What
+/// is extracted counts against `budget`.
 pub fn extract_deb(
     path: &Path,
     label: &str,
     dest: &Dir,
     keep_setuid: bool,
     database: bool,
+    budget: &mut Budget,
 ) -> Result<()> {
     let file = std::fs::File::open(path).map_err(|e| SourceError::io("cannot open", path, e))?;
     let mut found = false;
@@ -121,7 +123,7 @@ pub fn extract_deb(
             }
             found = true;
             let name = format!("{label} ({})", member.name);
-            paths = extract_tar_reader(&name, data, dest, keep_setuid)?;
+            paths = extract_tar_reader_with(&name, data, dest, keep_setuid, budget)?;
             Ok(true)
         },
         label,
@@ -221,11 +223,10 @@ fn register(label: &str, dest: &Dir, control: &[ControlFile], paths: &[PathBuf])
         return Err(bad("control.tar has no `control` file".into()));
     };
     let text = String::from_utf8_lossy(&stanza.data);
-    let parsed = cas_debian::control::parse(&format!("{label} (control)"), &text)
+    // One stanza: the status entry is the file's text, and a second stanza
+    // would be merged into it (a malformed entry naming two packages).
+    let fields = cas_debian::control::parse_one(&format!("{label} (control)"), &text)
         .map_err(|e| bad(e.to_string()))?;
-    let Some(fields) = parsed.first() else {
-        return Err(bad("the `control` file is empty".into()));
-    };
     let field = |name: &str| fields.get(name).map(str::to_owned);
     let package = field("Package").ok_or_else(|| bad("control has no `Package:`".into()))?;
     if package.is_empty()

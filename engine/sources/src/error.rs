@@ -98,6 +98,13 @@ pub enum SourceError {
     #[error("{kind} source has nothing to track (only tar, remote, deb and git sources have an upstream)")]
     NothingToTrack { kind: &'static str },
 
+    #[error("invalid {name}=`{value}`: {reason}")]
+    InvalidSetting {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+
     #[error("invalid staging directory `{directory}`: {reason}")]
     InvalidDirectory { directory: String, reason: String },
 

@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 
 use cap_std::fs::{Dir, OpenOptions, Permissions, PermissionsExt};
 
-use crate::archive::{extract_tar_file, open_root};
+use crate::archive::{extract_tar_file, open_root, Budget, ExtractLimits};
 use crate::cache::SourceCache;
 use crate::deb::extract_deb;
 use crate::error::{Result, SourceError};
@@ -79,13 +79,34 @@ pub fn staging_dir(build_root: &Path, directory: Option<&str>) -> Result<PathBuf
 }
 
 /// Stage `source` into `build_root` (an existing directory), after
-/// [`crate::fetch_source`] made it available.
+/// [`crate::fetch_source`] made it available. What its archives may extract
+/// is bounded by [`ExtractLimits::from_env`].
 pub fn stage_source(
     source: &Source,
     cache: &dyn SourceCache,
     git_dir: &Path,
     build_root: &Path,
 ) -> Result<()> {
+    stage_source_with(
+        source,
+        cache,
+        git_dir,
+        build_root,
+        ExtractLimits::from_env()?,
+    )
+}
+
+/// [`stage_source`] with these bounds on what the source's archives (all of
+/// them together) may extract (a `git` source's tree is bounded by
+/// [`ExtractLimits::from_env`]).
+pub fn stage_source_with(
+    source: &Source,
+    cache: &dyn SourceCache,
+    git_dir: &Path,
+    build_root: &Path,
+    limits: ExtractLimits,
+) -> Result<()> {
+    let mut budget = Budget::new(limits);
     let dir = staging_dir(build_root, source.directory.as_deref())?;
     let cached = |url: &SourceUrl, checksum: &crate::Checksum| {
         cache
@@ -110,6 +131,7 @@ pub fn stage_source(
                 &open_root(&dir)?,
                 base_dir.as_deref(),
                 source.keep_setuid,
+                &mut budget,
             )
         }
         SourceKind::Remote {
@@ -134,6 +156,7 @@ pub fn stage_source(
                 &open_root(&dir)?,
                 source.keep_setuid,
                 *database,
+                &mut budget,
             )
         }
         SourceKind::Patch { path, strip } => apply_patch(path, *strip, &dir),
@@ -157,7 +180,15 @@ pub fn stage_source(
             url,
             vendor_dir,
             crates,
-        } => crate::cargo::stage_cargo(url, vendor_dir, crates, cache, &dir, source.keep_setuid),
+        } => crate::cargo::stage_cargo(
+            url,
+            vendor_dir,
+            crates,
+            cache,
+            &dir,
+            source.keep_setuid,
+            &mut budget,
+        ),
     }
 }
 

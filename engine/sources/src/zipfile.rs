@@ -1,7 +1,9 @@
 //! Zip archives, staged with the same rules as tarballs (`archive`): member
 //! paths normalised and refused when absolute or climbing, nothing written
 //! through a symlink, symlinks kept as content, setuid/setgid dropped unless
-//! asked, base-dir as for tar (spec/sources.md).
+//! asked, base-dir as for tar (spec/sources.md), and the same bounds on
+//! what is extracted (checked first against the central directory's
+//! declared sizes, then counted while writing).
 
 use std::ffi::OsString;
 use std::io::{self, Read};
@@ -12,7 +14,7 @@ use cap_std::fs::{Dir, OpenOptions, Permissions, PermissionsExt};
 
 use crate::archive::{
     archive_error, base_strip, check_extracted, check_no_symlink_parent, normalize, prepare,
-    unsafe_member,
+    unsafe_member, Budget,
 };
 use crate::error::{Result, SourceError};
 
@@ -26,20 +28,23 @@ const S_IFLNK: u32 = 0o120_000;
 const S_IFDIR: u32 = 0o040_000;
 
 /// Extract the zip file `archive` into `dest` (errors name it as `label`);
-/// `base_dir` as in [`crate::archive::extract_tar_file`].
+/// `base_dir` as in [`crate::archive::extract_tar_file`]; what is
+/// extracted counts against `budget`.
 pub fn extract_zip_file(
     archive: &Path,
     label: &str,
     dest: &Dir,
     base_dir: Option<&str>,
     keep_setuid: bool,
+    budget: &mut Budget,
 ) -> Result<()> {
     let file =
         std::fs::File::open(archive).map_err(|e| SourceError::io("cannot open", archive, e))?;
     let mut zip = zip::ZipArchive::new(io::BufReader::new(file))
         .map_err(|e| archive_error(label, format!("cannot read the zip file: {e}")))?;
-    // every member's normalised path, once (the central directory)
-    let mut members: Vec<(PathBuf, Vec<OsString>, bool)> = Vec::with_capacity(zip.len());
+    // every member's normalised path and declared size, once (the central
+    // directory)
+    let mut members: Vec<(PathBuf, Vec<OsString>, bool, u64)> = Vec::with_capacity(zip.len());
     for i in 0..zip.len() {
         let entry = zip
             .by_index_raw(i)
@@ -47,20 +52,29 @@ pub fn extract_zip_file(
         let raw = PathBuf::from(entry.name());
         let comps = normalize(&raw).map_err(|reason| unsafe_member(label, &raw, reason))?;
         let is_dir = entry.is_dir() || entry.unix_mode().is_some_and(|m| m & S_IFMT == S_IFDIR);
-        members.push((raw, comps, is_dir));
+        members.push((raw, comps, is_dir, entry.size()));
     }
     let strip = base_strip(label, base_dir, &mut |f| {
-        for (_, comps, is_dir) in &members {
+        for (_, comps, is_dir, _) in &members {
             if !f(*is_dir, comps.clone()) {
                 break;
             }
         }
         Ok(())
     })?;
+    // what the members to extract declare, before anything is written
+    let (mut entries, mut declared) = (0u64, 0u64);
+    for (_, comps, _, size) in &members {
+        if comps.starts_with(&strip) && comps.len() > strip.len() {
+            entries += 1;
+            declared = declared.saturating_add(*size);
+        }
+    }
+    budget.check_declared(label, entries, declared)?;
     let drop_bits = if keep_setuid { 0 } else { 0o6000 };
     let mut dirs: Vec<(PathBuf, u32)> = Vec::new();
     let mut extracted = 0;
-    for (i, (member, comps, is_dir)) in members.iter().enumerate() {
+    for (i, (member, comps, is_dir, _)) in members.iter().enumerate() {
         if !comps.starts_with(&strip) {
             continue;
         }
@@ -70,6 +84,7 @@ pub fn extract_zip_file(
         }
         check_no_symlink_parent(dest, &rel)
             .map_err(|reason| unsafe_member(label, member, reason))?;
+        budget.entry(label)?;
         let io_err =
             |what: &str, e: io::Error| unsafe_member(label, member, format!("cannot {what}: {e}"));
         let mut entry = zip
@@ -88,11 +103,19 @@ pub fn extract_zip_file(
             dirs.push((rel, mode | 0o700));
         } else if unix.is_some_and(|m| m & S_IFMT == S_IFLNK) {
             let mut target = Vec::new();
-            entry
+            (&mut entry)
+                .take(4097)
                 .read_to_end(&mut target)
                 .map_err(|e| io_err("read", e))?;
             if target.is_empty() {
                 return Err(unsafe_member(label, member, "symlink with an empty target"));
+            }
+            if target.len() > 4096 {
+                return Err(unsafe_member(
+                    label,
+                    member,
+                    "symlink target longer than 4096 bytes",
+                ));
             }
             prepare(dest, &rel).map_err(|e| io_err("create", e))?;
             let target = PathBuf::from(std::ffi::OsStr::from_bytes(&target));
@@ -105,7 +128,7 @@ pub fn extract_zip_file(
             let mut out = dest
                 .open_with(&rel, &options)
                 .map_err(|e| io_err("create", e))?;
-            io::copy(&mut entry, &mut out).map_err(|e| io_err("write", e))?;
+            budget.copy(label, member, &mut entry, &mut out)?;
             out.set_permissions(Permissions::from_mode(mode | 0o600))
                 .map_err(|e| io_err("set the mode of", e))?;
         }
