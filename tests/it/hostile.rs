@@ -544,3 +544,77 @@ fn the_store_holds_no_setuid_file_and_only_its_owner_enters_it() {
     let m = std::fs::metadata(out.join("usr/bin/su-like")).unwrap();
     assert_eq!(m.permissions().mode() & 0o7777, 0o4755);
 }
+
+/// A directory `levels` deep under `root/name` (one-letter names), made
+/// with descriptors so that no path is ever longer than one name.
+fn deep_dir(root: &Path, name: &str, levels: usize) {
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(root.join(name)).unwrap();
+    let mut dir = std::fs::File::open(root.join(name)).unwrap();
+    for _ in 0..levels {
+        // SAFETY: valid descriptors and NUL-terminated names; results checked.
+        unsafe {
+            assert_eq!(libc::mkdirat(dir.as_raw_fd(), c"d".as_ptr(), 0o755), 0);
+            let fd = libc::openat(
+                dir.as_raw_fd(),
+                c"d".as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY,
+            );
+            assert!(fd >= 0);
+            dir = std::os::fd::FromRawFd::from_raw_fd(fd);
+        }
+    }
+    // SAFETY: as above.
+    unsafe {
+        let fd = libc::openat(
+            dir.as_raw_fd(),
+            c"leaf".as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT,
+            0o644,
+        );
+        assert!(fd >= 0);
+        libc::close(fd);
+    }
+}
+
+#[test]
+fn trees_thousands_of_levels_deep_never_crash_cas() {
+    let ctx = crate::ctx::busybox_project();
+    // a local source 1,000 levels deep (paths of ~2,000 bytes) and one of
+    // 10,000 (beyond PATH_MAX: an error, never an abort)
+    deep_dir(&ctx.project().join("files"), "deep", 1000);
+    deep_dir(&ctx.project().join("files"), "deeper", 10_000);
+    ctx.write(
+        "elements/deep.yaml",
+        "kind: import\nsources:\n  - kind: local\n    path: files/deep\n",
+    );
+    ctx.write(
+        "elements/deeper.yaml",
+        "kind: import\nsources:\n  - kind: local\n    path: files/deeper\n",
+    );
+    // a step whose output is 1,000 levels deep, over the deep import
+    let path = "d/".repeat(1000);
+    ctx.write(
+        "elements/out.yaml",
+        crate::ctx::manual(
+            &["deep.yaml"],
+            &format!("    - mkdir -p %{{install-root}}/{path}\n    - echo x > %{{install-root}}/{path}/x\n"),
+        ),
+    );
+    ctx.cas(["build", "out.yaml"]).ok();
+    let dir = ctx.path("co");
+    ctx.cas(["checkout", "out.yaml", dir.to_str().unwrap()])
+        .ok();
+    assert!(dir.join(&path).join("x").is_file());
+    ctx.cas(["diff", "out.yaml", "deep.yaml"]).expect_code(1);
+    ctx.cas(["store", "verify", "--deep"]).ok();
+    let run = ctx.cas(["build", "deeper.yaml"]);
+    assert!(
+        run.code == 0 || run.code == 1 || run.code == 2,
+        "exit {}: {}",
+        run.code,
+        run.stderr
+    );
+    assert!(!run.stderr.contains("overflow"), "{}", run.stderr);
+    ctx.cas(["store", "gc"]).ok();
+}
