@@ -19,7 +19,7 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
-    #[error("the file system of the store {path} is full ({free} bytes free): free some space (for example `cas store gc --max-size SIZE`) and try again")]
+    #[error("the file system of the store {path} is full ({free} bytes free): free some space and try again (`cas store gc` removes failed builds' directories first, which needs no free space; `--max-size SIZE` also evicts results)")]
     Full { path: PathBuf, free: u64 },
     #[error("not a digest: {input:?} ({reason}); expected 64 lowercase hex characters")]
     BadDigest { input: String, reason: String },

@@ -44,8 +44,31 @@ pub struct GcReport {
     /// Remembered answers of remotes (`remote_results`) dropped.
     pub remote_answers_removed: u64,
     pub tmp_removed: u64,
+    /// Directories of failed builds (kept for `cas shell --failed`) removed.
+    pub builds_removed: u64,
+    /// Their size, in bytes (not part of `bytes_freed`, which counts objects).
+    pub bytes_freed_builds: u64,
     pub size_before: u64,
     pub size_after: u64,
+}
+
+/// Bytes used by the files under `path` (never following a link).
+fn du(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(m) = fs::symlink_metadata(&p) else {
+            continue;
+        };
+        total += m.blocks() * 512;
+        if m.is_dir() {
+            if let Ok(rd) = fs::read_dir(&p) {
+                stack.extend(rd.flatten().map(|e| e.path()));
+            }
+        }
+    }
+    total
 }
 
 /// Parse a size: `1024`, `500M`, `10G`, `1.5G`, `2KiB`, `3TB` (binary multiples).
@@ -107,6 +130,37 @@ impl Store {
             dry_run: opts.dry_run,
             ..Default::default()
         };
+        // 0. Space first, before anything needs the database (which cannot
+        // even open its journal on a full file system): the directories of
+        // failed builds and temporary files. Nobody holds the shared lock,
+        // so no build is using any of them.
+        if !opts.dry_run {
+            for dir in [self.root().join("builds"), self.tmp_dir()] {
+                let Ok(entries) = fs::read_dir(&dir) else {
+                    continue;
+                };
+                for e in entries.flatten() {
+                    let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+                    if dir.ends_with("builds") && !is_dir {
+                        continue; // the last failure's record stays until its directory is gone
+                    }
+                    if dir.ends_with("builds") {
+                        report.builds_removed += 1;
+                        report.bytes_freed_builds += du(&e.path());
+                    } else {
+                        report.tmp_removed += 1;
+                    }
+                    remove_tree(&e.path())?;
+                }
+            }
+        } else if let Ok(entries) = fs::read_dir(self.root().join("builds")) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    report.builds_removed += 1;
+                    report.bytes_freed_builds += du(&e.path());
+                }
+            }
+        }
         let inv = self.inventory()?;
         report.size_before = inv.total_size();
         let size_of = |d: &Digest| {

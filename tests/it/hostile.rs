@@ -618,3 +618,46 @@ fn trees_thousands_of_levels_deep_never_crash_cas() {
     assert!(!run.stderr.contains("overflow"), "{}", run.stderr);
     ctx.cas(["store", "gc"]).ok();
 }
+
+#[test]
+fn a_store_whose_file_system_is_full_is_freed_by_gc() {
+    // a 24 MiB tmpfs holds the store (mounting needs root, which CI is)
+    let ctx = crate::ctx::busybox_project();
+    let mnt = ctx.path("small-fs");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        mounted,
+        "mounting a small tmpfs needs root (the test suite runs as root)"
+    );
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let store = mnt.join("store");
+    let store = store.to_str().unwrap();
+    ctx.write(
+        "elements/big.yaml",
+        crate::ctx::manual(&[], "    - mkdir -p %{install-root}/big\n    - dd if=/dev/zero of=%{install-root}/big/z bs=1M count=64\n"),
+    );
+    ctx.write(
+        "elements/small.yaml",
+        crate::ctx::manual(
+            &[],
+            "    - mkdir -p %{install-root}/s\n    - echo small > %{install-root}/s/f\n",
+        ),
+    );
+    // the step fills the file system; its directory is kept
+    ctx.cas(["--store", store, "build", "big.yaml"])
+        .expect_code(1);
+    ctx.cas(["--store", store, "store", "gc"]).ok();
+    ctx.cas(["--store", store, "build", "small.yaml"]).ok();
+    ctx.cas(["--store", store, "store", "verify"]).ok();
+}

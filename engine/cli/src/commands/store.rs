@@ -317,10 +317,12 @@ fn gc(
             println!("{verb} source {s}");
         }
         println!(
-            "{verb} {} objects ({} bytes), {} views, {} temporary files, {} remembered remote answers; {} -> {} bytes",
+            "{verb} {} objects ({} bytes), {} views, {} failed build directories ({} bytes), {} temporary files, {} remembered remote answers; {} -> {} bytes",
             r.objects_removed,
             r.bytes_freed,
             r.views_removed,
+            r.builds_removed,
+            r.bytes_freed_builds,
             r.tmp_removed,
             r.remote_answers_removed,
             r.size_before,
