@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use cas_store::tree::{Entry, EntryKind};
@@ -402,44 +402,4 @@ pub(crate) fn make_dirs(store: &Store, tree: &TreeDigest, upper: &Path, rel: &Pa
             .map_err(io("cannot chmod", &at))?;
     }
     Ok(())
-}
-
-/// After the run: whether the writable layer hides what the layers below
-/// have at `rel` (a whiteout, a file, or an opaque directory at `rel` or
-/// above it).
-pub(crate) fn hidden(upper: &Path, rel: &Path) -> bool {
-    let mut at = upper.to_path_buf();
-    for c in rel.components() {
-        at.push(c);
-        let Ok(m) = fs::symlink_metadata(&at) else {
-            continue;
-        };
-        if m.file_type().is_char_device() || !m.is_dir() || opaque(&at) {
-            return true;
-        }
-    }
-    false
-}
-
-/// A whiteout: a character device 0/0.
-pub(crate) fn is_whiteout(m: &fs::Metadata) -> bool {
-    m.file_type().is_char_device() && m.rdev() == 0
-}
-
-fn opaque(dir: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
-    };
-    let mut buf = [0u8; 4];
-    // SAFETY: a NUL-terminated path and a buffer of the given length.
-    let n = unsafe {
-        libc::lgetxattr(
-            c.as_ptr(),
-            c"user.overlay.opaque".as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    n > 0 && buf[0] == b'y'
 }

@@ -6,7 +6,7 @@
 //! rename wins for action results).
 
 use std::fs::{self, File};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -106,13 +106,30 @@ impl DirRemote {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = dest.with_file_name(format!(
-            ".{name}.tmp-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
+        // A new file (`O_EXCL`: never through a symlink or into a file
+        // someone planted under the name; a leftover of a killed process
+        // with the same pid takes the next name).
+        let mut attempts = 0;
+        let (tmp, mut f) = loop {
+            let tmp = dest.with_file_name(format!(
+                ".{name}.tmp-{}-{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            ));
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&tmp)
+            {
+                Ok(f) => break (tmp, f),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 100 => {
+                    attempts += 1;
+                }
+                Err(e) => return Err(self.io("create", &tmp)(e)),
+            }
+        };
         let result = (|| {
-            let mut f = File::create(&tmp).map_err(self.io("create", &tmp))?;
             write(&mut f).map_err(self.io("write", &tmp))?;
             f.sync_all().map_err(self.io("sync", &tmp))?;
             drop(f);
@@ -124,13 +141,56 @@ impl DirRemote {
         result
     }
 
+    /// Open the entry `p` (an object or an action result) for reading:
+    /// never through a symlink (`O_NOFOLLOW`), never blocking on a FIFO
+    /// (`O_NONBLOCK`, cleared once the entry is known to be a regular file),
+    /// and nothing but a regular file. `None` when it is not there.
+    fn open_entry(&self, p: &Path) -> Result<Option<File>, RemoteError> {
+        let src = match fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(p)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.io("open", p)(e)),
+        };
+        let meta = src.metadata().map_err(self.io("stat", p))?;
+        if !meta.is_file() {
+            return Err(self.io("read", p)(std::io::Error::other(
+                "not a regular file",
+            )));
+        }
+        clear_nonblock(&src).map_err(self.io("open", p))?;
+        Ok(Some(src))
+    }
+
+    /// Whether `p` is there: a regular file (a symlink, FIFO or device
+    /// planted there is as good as absent, and a push replaces it).
     fn exists(&self, p: &Path) -> Result<bool, RemoteError> {
         match fs::symlink_metadata(p) {
-            Ok(_) => Ok(true),
+            Ok(m) => Ok(m.is_file()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(self.io("stat", p)(e)),
         }
     }
+}
+
+/// Clear `O_NONBLOCK` on `f` (a regular file reads alike either way; this
+/// keeps reads plain).
+fn clear_nonblock(f: &File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = f.as_raw_fd();
+    // SAFETY: fcntl on a descriptor this File owns; no pointers.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 impl Remote for DirRemote {
@@ -149,22 +209,9 @@ impl Remote for DirRemote {
         limit: &super::Limit,
     ) -> Result<bool, RemoteError> {
         let p = self.object_path(digest);
-        // Not through a symlink, not a FIFO or a device: a plain file.
-        let mut src = match std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&p)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(self.io("open", &p)(e)),
+        let Some(mut src) = self.open_entry(&p)? else {
+            return Ok(false);
         };
-        let meta = src.metadata().map_err(self.io("stat", &p))?;
-        if !meta.is_file() {
-            return Err(self.io("read", &p)(std::io::Error::other(
-                "not a regular file",
-            )));
-        }
         super::copy_bounded(&self.url, digest, &mut src, out, limit)?;
         Ok(true)
     }
@@ -184,14 +231,76 @@ impl Remote for DirRemote {
 
     fn get_action(&self, key: &ActionKey) -> Result<Option<Vec<u8>>, RemoteError> {
         let p = self.action_path(key);
-        match fs::read(&p) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.io("read", &p)(e)),
+        let Some(src) = self.open_entry(&p)? else {
+            return Ok(None);
+        };
+        // An action result is small: the limit applies while reading.
+        let limit = super::result::MAX_RESULT_SIZE as u64;
+        let mut bytes = Vec::new();
+        src.take(limit + 1)
+            .read_to_end(&mut bytes)
+            .map_err(self.io("read", &p))?;
+        if bytes.len() as u64 > limit {
+            return Err(self.io("read", &p)(std::io::Error::other(format!(
+                "larger than the {limit} bytes an action result may have"
+            ))));
         }
+        Ok(Some(bytes))
     }
 
     fn put_action(&self, key: &ActionKey, bytes: &[u8]) -> Result<(), RemoteError> {
         self.write_atomic(&self.action_path(key), &mut |f| f.write_all(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote() -> (tempfile::TempDir, DirRemote, ActionKey, PathBuf) {
+        let t = tempfile::tempdir().unwrap();
+        let r = DirRemote::new(t.path()).unwrap();
+        let key = ActionKey(Digest::of_bytes(b"key"));
+        let p = r.action_path(&key);
+        (t, r, key, p)
+    }
+
+    #[test]
+    fn an_action_result_round_trips() {
+        let (_t, r, key, _) = remote();
+        assert_eq!(r.get_action(&key).unwrap(), None);
+        assert!(!r.has_action(&key).unwrap());
+        r.put_action(&key, b"result").unwrap();
+        assert!(r.has_action(&key).unwrap());
+        assert_eq!(r.get_action(&key).unwrap().as_deref(), Some(&b"result"[..]));
+    }
+
+    #[test]
+    fn a_fifo_a_symlink_or_a_huge_file_as_an_action_result_is_refused_at_once() {
+        let (_t, r, key, p) = remote();
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        assert!(r.get_action(&key).is_err(), "a FIFO: no blocking open");
+        assert!(!r.has_action(&key).unwrap(), "a FIFO is not a result");
+        // a push replaces what was planted
+        r.put_action(&key, b"result").unwrap();
+        assert_eq!(r.get_action(&key).unwrap().as_deref(), Some(&b"result"[..]));
+        fs::remove_file(&p).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &p).unwrap();
+        assert!(r.get_action(&key).is_err(), "a symlink is not followed");
+        assert!(!r.has_action(&key).unwrap());
+        fs::remove_file(&p).unwrap();
+        let f = File::create(&p).unwrap();
+        f.set_len(200 << 20).unwrap();
+        let err = r.get_action(&key).unwrap_err().to_string();
+        assert!(err.contains("larger than"), "{err}");
+        let f = File::create(&p).unwrap();
+        f.set_len(super::super::result::MAX_RESULT_SIZE as u64)
+            .unwrap();
+        assert!(
+            r.get_action(&key).unwrap().is_some(),
+            "the limit itself is fine"
+        );
     }
 }
