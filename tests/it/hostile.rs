@@ -661,3 +661,30 @@ fn a_store_whose_file_system_is_full_is_freed_by_gc() {
     ctx.cas(["--store", store, "build", "small.yaml"]).ok();
     ctx.cas(["--store", store, "store", "verify"]).ok();
 }
+
+#[test]
+fn forty_thousand_missing_dependencies_are_all_reported_in_linear_time() {
+    let ctx = Ctx::new();
+    ctx.write("project.yaml", "name: t\nelement-path: elements\n");
+    let mut text = String::from("kind: stack\ndepends:\n");
+    for i in 0..40_000 {
+        text.push_str(&format!("  - missing-{i}.yaml\n"));
+    }
+    ctx.write("elements/top.yaml", text);
+    for i in 0..50 {
+        ctx.write(format!("elements/e{i}.yaml"), "kind: stack\n");
+    }
+    let started = std::time::Instant::now();
+    let run = ctx.cas(["show", "top.yaml"]).expect_code(2);
+    let took = started.elapsed();
+    // every error, each at its line (quadratic rendering took 88 s here)
+    assert_eq!(run.stderr.matches("no such element").count(), 40_000);
+    assert!(
+        run.stderr.contains("elements/top.yaml:40002:5"),
+        "the last one at its line"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(60),
+        "reporting 40,000 errors took {took:?}"
+    );
+}

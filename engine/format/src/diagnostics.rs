@@ -46,7 +46,7 @@ pub struct SourceFile {
     pub name: String,
     pub text: Arc<String>,
     /// Byte offsets of the start of each line.
-    line_starts: Vec<u32>,
+    line_starts: Arc<Vec<u32>>,
 }
 
 impl SourceFile {
@@ -61,7 +61,7 @@ impl SourceFile {
             path,
             name,
             text: Arc::new(text),
-            line_starts,
+            line_starts: Arc::new(line_starts),
         }
     }
 
@@ -69,6 +69,7 @@ impl SourceFile {
         Source {
             name: self.name.clone(),
             text: self.text.clone(),
+            line_starts: self.line_starts.clone(),
         }
     }
 
@@ -103,6 +104,10 @@ const EXCERPT_LABEL: usize = 120;
 pub struct Source {
     name: String,
     text: Arc<String>,
+    /// The file's line index: a snippet is read from the line of its error,
+    /// not by scanning the file from its start (which made reporting every
+    /// error of a file quadratic in its size).
+    line_starts: Arc<Vec<u32>>,
 }
 
 impl Source {
@@ -124,7 +129,22 @@ impl SourceCode for Source {
         let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
         let line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
         if line_end - line_start <= LONG_LINE {
-            let inner = text.read_span(span, context_lines_before, context_lines_after)?;
+            // miette's own reading, on the text from the first context line
+            // on: the same snippet, in time proportional to the snippet
+            let line = match self.line_starts.binary_search(&(start as u32)) {
+                Ok(i) => i,
+                Err(i) => i.saturating_sub(1),
+            };
+            let first = line.saturating_sub(context_lines_before);
+            let base = self
+                .line_starts
+                .get(first)
+                .map_or(0, |&b| b as usize)
+                .min(start);
+            let local: SourceSpan = (start - base, span.len()).into();
+            let inner =
+                text[base..].read_span(&local, context_lines_before, context_lines_after)?;
+            let inner_span: SourceSpan = (inner.span().offset() + base, inner.span().len()).into();
             let long_context = std::str::from_utf8(inner.data())
                 .map_or(true, |d| d.lines().any(|l| l.len() > LONG_LINE));
             if long_context && (context_lines_before > 0 || context_lines_after > 0) {
@@ -133,7 +153,7 @@ impl SourceCode for Source {
                     self.name.clone(),
                     &text.as_bytes()[line_start..line_end],
                     (line_start, line_end - line_start).into(),
-                    text[..line_start].matches('\n').count(),
+                    line,
                     0,
                     1,
                 )));
@@ -141,10 +161,10 @@ impl SourceCode for Source {
             return Ok(Box::new(MietteSpanContents::new_named(
                 self.name.clone(),
                 inner.data(),
-                *inner.span(),
-                inner.line(),
+                inner_span,
+                inner.line() + first,
                 inner.column(),
-                inner.line_count(),
+                inner.line_count() + first,
             )));
         }
         // Asked for the span alone (miette's `[file:line:col]` header): it
@@ -162,7 +182,10 @@ impl SourceCode for Source {
         while !text.is_char_boundary(to) {
             to += 1;
         }
-        let line = text[..start].matches('\n').count();
+        let line = match self.line_starts.binary_search(&(start as u32)) {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        };
         let column = text[line_start..from].chars().count();
         Ok(Box::new(MietteSpanContents::new_named(
             self.name.clone(),

@@ -1047,8 +1047,19 @@ pub(crate) fn resolve(
     })
 }
 
+/// How many missing files get a "did you mean" in one process: each costs a
+/// directory listing and a comparison with every name in it, so a project
+/// that names 40,000 missing dependencies would otherwise take minutes to
+/// say so (the rest get the general help; every error is still reported).
+const FILE_SUGGESTIONS: usize = 32;
+
 /// The closest existing file name next to a missing one (for "did you mean").
 fn suggest_file(missing: &std::path::Path) -> Option<String> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static GIVEN: AtomicUsize = AtomicUsize::new(0);
+    if GIVEN.fetch_add(1, Ordering::Relaxed) >= FILE_SUGGESTIONS {
+        return None;
+    }
     let dir = missing.parent()?;
     let want = missing.file_name()?.to_string_lossy().into_owned();
     let names: Vec<String> = std::fs::read_dir(dir)
