@@ -126,6 +126,14 @@ impl Store {
         } else {
             self.lock_shared()?
         };
+        // The rows first, then the objects: a row is recorded only after
+        // its objects are in place, and gc cannot run meanwhile (the lock),
+        // so every object a row read here names is in the inventory taken
+        // after it. The other order called results that a concurrent build
+        // recorded during the scan "broken" (they were complete).
+        let results = self.db.results()?;
+        let pins = self.pins()?;
+        let sources = self.db.sources()?;
         let inv = self.inventory()?;
         let mut jobs: Vec<(Digest, PathBuf, Option<u32>, u32)> = Vec::new();
         for (d, files) in &inv.objects {
@@ -185,7 +193,7 @@ impl Store {
             memo: HashMap::new(),
             missing: HashSet::new(),
         };
-        for r in self.db.results()? {
+        for r in results {
             let a = reach.tree_ok(&r.result.output);
             let b = reach.blob_ok(&r.result.log.0);
             let c = reach.blob_ok(&r.result.manifest.0);
@@ -199,12 +207,12 @@ impl Store {
                 }
             }
         }
-        for (name, t) in self.pins()? {
+        for (name, t) in pins {
             if !reach.tree_ok(&t) {
                 report.broken_pins.push(name);
             }
         }
-        for (id, blob, _) in self.db.sources()? {
+        for (id, blob, _) in sources {
             if !reach.blob_ok(&blob.0) {
                 report.broken_sources.push(id);
             }

@@ -688,3 +688,54 @@ fn forty_thousand_missing_dependencies_are_all_reported_in_linear_time() {
         "reporting 40,000 errors took {took:?}"
     );
 }
+
+#[test]
+fn verify_during_builds_never_calls_a_complete_result_broken() {
+    let ctx = std::sync::Arc::new(crate::ctx::busybox_project());
+    let write = |ctx: &Ctx, round: u32| {
+        for i in 0..8 {
+            ctx.write(
+                format!("elements/e{i}.yaml"),
+                crate::ctx::manual(
+                    &[],
+                    &format!("    - mkdir -p %{{install-root}}/e{i}\n    - for j in $(seq 1 30); do echo {round}-$j > %{{install-root}}/e{i}/f$j; done\n"),
+                ),
+            );
+        }
+        ctx.write(
+            "elements/all.yaml",
+            "kind: stack\ndepends: [e0.yaml, e1.yaml, e2.yaml, e3.yaml, e4.yaml, e5.yaml, e6.yaml, e7.yaml]\n",
+        );
+    };
+    write(&ctx, 0);
+    ctx.cas(["build", "all.yaml"]).ok();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let builder = {
+        let (ctx, stop) = (ctx.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut round = 1;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                write(&ctx, round);
+                ctx.cas(["-j2", "build", "all.yaml"]).ok();
+                round += 1;
+            }
+            round
+        })
+    };
+    let mut failures = Vec::new();
+    for _ in 0..25 {
+        let run = ctx.cas(["store", "verify"]);
+        if run.code != 0 {
+            failures.push(run.stdout + &run.stderr);
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds = builder.join().unwrap();
+    assert!(rounds > 2, "the builds ran while verify did");
+    assert!(
+        failures.is_empty(),
+        "verify cried wolf during builds:\n{}",
+        failures.join("\n---\n")
+    );
+    ctx.cas(["store", "verify", "--deep"]).ok();
+}
