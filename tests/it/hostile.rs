@@ -739,3 +739,24 @@ fn verify_during_builds_never_calls_a_complete_result_broken() {
     );
     ctx.cas(["store", "verify", "--deep"]).ok();
 }
+
+#[test]
+fn an_empty_junction_file_is_an_error_that_says_so_at_its_file() {
+    let ctx = Ctx::new();
+    ctx.write(
+        "project.conf",
+        "name: j\nmin-version: 2.0\nelement-path: elements\n",
+    );
+    ctx.write("elements/sub.bst", "");
+    ctx.write(
+        "elements/top.bst",
+        "kind: stack\ndepends:\n- sub.bst:x.bst\n",
+    );
+    let run = ctx.cas(["show", "top.bst"]).expect_code(2);
+    assert!(
+        run.stderr.contains("junction `sub.bst` is empty")
+            && run.stderr.contains("elements/sub.bst:1:1"),
+        "{}",
+        run.stderr
+    );
+}

@@ -109,7 +109,18 @@ pub(super) fn ensure_junction(
     let before = errors.len();
     let (id, root) = read_and_parse(files, &path, display_name(&path, cwd), errors);
     let file = files.get(id)?.clone();
-    let root = root?;
+    let Some(root) = root else {
+        if errors.len() == before {
+            // an empty file parses to nothing, and says nothing
+            errors.push(Error::at(
+                &file,
+                crate::diagnostics::Span { file: id, start: 0, end: 0 },
+                format!("junction `{j}` is empty: a junction is an element with `kind: junction` and a source holding the subproject"),
+                "empty file",
+            ));
+        }
+        return None;
+    };
     let loc = WithIncludes {
         file: &file,
         includes,

@@ -305,7 +305,7 @@ fn read_project(
     let mut errors: Vec<Error> = Vec::new();
     let (id, root) = read_and_parse(files, pf, display_name(pf, cwd), &mut errors);
     if !errors.is_empty() {
-        return Err(Diagnostics::new(errors));
+        return Err(failed(errors));
     }
     let file = files
         .get(id)
@@ -438,7 +438,7 @@ pub fn load_with(
         }
     }
     if !errors.is_empty() {
-        return Err(Diagnostics::new(errors));
+        return Err(failed(errors));
     }
 
     // 3. kinds: built-in, then the project's
@@ -500,7 +500,7 @@ pub fn load_with(
         left_out = before - existing.len();
         let (mut elements, ids, again) = resolve_all(&files, &projects, &mut raws, &mut existing);
         if !again.is_empty() || elements.len() != existing.len() {
-            return Err(Diagnostics::new(errors));
+            return Err(failed(errors));
         }
         errors.extend(filters(&files, &mut elements));
         (elements, ids)
@@ -508,7 +508,7 @@ pub fn load_with(
         if errors.is_empty() {
             errors.push(Error::plain("some elements could not be loaded"));
         }
-        return Err(Diagnostics::new(errors));
+        return Err(failed(errors));
     };
     if timing {
         eprintln!("format: graph checked: {:?}", t0.elapsed());
@@ -538,7 +538,7 @@ pub fn load_with(
         }
     }
     if targets.is_empty() {
-        return Err(Diagnostics::new(errors));
+        return Err(failed(errors));
     }
     let top = projects.list.swap_remove(0);
     // open workspaces replace their elements' sources (crate::workspaces)
@@ -557,6 +557,17 @@ pub fn load_with(
         problems: Diagnostics::new(errors).errors,
         left_out,
     })
+}
+
+/// A failed load's errors: never none (a load that fails says why, even
+/// where the loader has no better word for it).
+fn failed(mut errors: Vec<Error>) -> Diagnostics {
+    if errors.is_empty() {
+        errors.push(Error::plain(
+            "the project could not be loaded, and the loader found no error to show: this is a bug in cas; please report it with the project",
+        ));
+    }
+    Diagnostics::new(errors)
 }
 
 fn suggest_name(element_path: &Path, t: &str) -> Option<String> {
