@@ -1000,12 +1000,18 @@ fn soak_of_concurrent_builds_gc_and_kills_records_only_true_results() {
             .collect();
     assert_eq!(reference.len(), 7);
 
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("soak seed {seed}");
+    // A failing run prints its seed; CAS_SOAK_SEED=N replays that schedule.
+    let seed = std::env::var("CAS_SOAK_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("soak seed {seed} (replay: CAS_SOAK_SEED={seed})");
     let mut rng = Rng(seed);
     let mut running: Vec<(std::process::Child, String)> = Vec::new();
     let (mut builds, mut gcs, mut kills) = (0, 0, 0);
