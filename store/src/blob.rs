@@ -23,6 +23,36 @@ pub enum IngestMode {
 
 /// Mode of the canonical object file.
 pub const OBJECT_MODE: u32 = 0o444;
+
+/// The modification time of every file, directory and symlink the store
+/// makes (objects, variants, views, checkouts): BuildStream's staging time,
+/// 2011-11-11 11:11:11 UTC. A hardlinked view shares its object's inode, so
+/// the time a step sees is the object's: one fixed time, whichever machine
+/// stored it when (spec/store.md, "File times"). Tools that record times
+/// (`.pyc` headers, tar, zip) then record the same bytes everywhere.
+pub const FILE_TIME: i64 = 1_321_009_871;
+
+/// Set `path`'s modification and access times to [`FILE_TIME`], without
+/// following a symlink (a link's own times are set).
+pub fn set_fixed_time(path: &Path) -> std::io::Result<()> {
+    let t = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: FILE_TIME,
+            tv_nsec: 0,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: FILE_TIME,
+            tv_nsec: 0,
+        },
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &t,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(std::io::Error::from)
+}
 const BUF: usize = 1 << 20;
 /// Compared against (memcmp) to find runs of zeros that become holes.
 static ZEROS: [u8; BUF] = [0u8; BUF];
@@ -267,6 +297,7 @@ impl Store {
     pub(crate) fn commit_tmp(&self, guard: &mut TmpGuard, d: &Digest) -> Result<bool> {
         let tmp = guard.path().to_path_buf();
         fs::set_permissions(&tmp, fs::Permissions::from_mode(OBJECT_MODE)).ctx("chmod", &tmp)?;
+        set_fixed_time(&tmp).ctx("set the time of", &tmp)?;
         let dest = self.object_path(d);
         let renamed = match rename_noreplace(&tmp, &dest) {
             Ok(r) => r,
@@ -355,6 +386,7 @@ impl Store {
             }));
         }
         fs::set_permissions(path, fs::Permissions::from_mode(OBJECT_MODE)).ctx("chmod", path)?;
+        set_fixed_time(path).ctx("set the time of", path)?;
         let dest = self.object_path(&digest);
         match rename_noreplace(path, &dest) {
             Ok(new) => Ok(Some(Stored { digest, size, new })),
@@ -420,7 +452,19 @@ impl Store {
     /// Path of an object file whose inode mode is `link_mode(mode)`: the canonical
     /// object for 0444, else the variant `objects/ab/cdef….<octal>` (made on demand).
     pub fn file_variant(&self, d: &BlobDigest, mode: u32) -> Result<PathBuf> {
-        let m = link_mode(mode);
+        self.variant_with_mode(d, link_mode(mode))
+    }
+
+    /// Path of an object file whose inode mode is exactly `m` (setuid and
+    /// setgid never: see [`link_mode`]): the canonical object for 0444, else
+    /// a variant. Views use the recorded mode itself, write bits included,
+    /// so a step sees the modes its tree records whatever the file system
+    /// (spec/sandbox.md); their read-only mount is what keeps them unwritten.
+    pub fn view_variant(&self, d: &BlobDigest, mode: u32) -> Result<PathBuf> {
+        self.variant_with_mode(d, mode & 0o1777)
+    }
+
+    fn variant_with_mode(&self, d: &BlobDigest, m: u32) -> Result<PathBuf> {
         let canon = self.object_path(&d.0);
         if m == OBJECT_MODE {
             return Ok(canon);
@@ -446,6 +490,7 @@ impl Store {
         // chmod after writing: a write clears setuid/setgid.
         fs::set_permissions(guard.path(), fs::Permissions::from_mode(m))
             .ctx("chmod", guard.path())?;
+        set_fixed_time(guard.path()).ctx("set the time of", guard.path())?;
         let mut guard = guard;
         if rename_noreplace(guard.path(), &variant).ctx("rename into the store", &variant)? {
             guard.disarm();

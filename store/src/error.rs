@@ -37,12 +37,9 @@ pub enum StoreError {
         "{path}: cannot store a {kind}: only regular files, directories and symlinks can be stored"
     )]
     UnsupportedFileType { path: PathBuf, kind: &'static str },
-    #[error("conflict at {path}: {first} and {second} both provide it with different content ({detail})")]
-    MergeConflict {
-        path: String,
-        first: String,
-        second: String,
-        detail: String,
+    #[error("{}", conflicts_message(conflicts))]
+    MergeConflicts {
+        conflicts: Vec<crate::view::Conflict>,
     },
     #[error("store {path}: {reason}")]
     Layout { path: PathBuf, reason: String },
@@ -89,3 +86,16 @@ impl<T> IoContext<T> for rustix::io::Result<T> {
 }
 
 impl StoreError {}
+
+fn conflicts_message(conflicts: &[crate::view::Conflict]) -> String {
+    match conflicts {
+        [one] => format!("conflict {one}"),
+        many => {
+            let mut s = format!("{} conflicts:", many.len());
+            for c in many {
+                s.push_str(&format!("\n  - {c}"));
+            }
+            s
+        }
+    }
+}

@@ -52,4 +52,4 @@ pub use stats::Stats;
 pub use store::Store;
 pub use tree::{Entry, EntryKind, Tree};
 pub use verify::VerifyReport;
-pub use view::{remove_tree, Merged, Overwrite, View};
+pub use view::{remove_tree, Conflict, Merged, Overwrite, View};

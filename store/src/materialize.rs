@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::blob::copy_file_data;
+use crate::blob::{copy_file_data, set_fixed_time};
 use crate::digest::{BlobDigest, TreeDigest};
 use crate::error::{IoContext, Result, StoreError};
 use crate::store::Store;
@@ -23,7 +23,8 @@ pub enum Method {
     Auto,
     /// Copy-on-write clones: private inodes, exact modes, no data copied.
     Reflink,
-    /// Hardlinks to the read-only objects (or their mode variants): write bits are stripped.
+    /// Hardlinks to the read-only objects (or their mode variants): write bits are
+    /// stripped, except in views, which have exact modes (mounted read-only).
     Hardlink,
     /// Plain copies (holes kept), exact modes.
     Copy,
@@ -115,12 +116,12 @@ impl Store {
         tree: &TreeDigest,
         dest: &Path,
         method: Method,
-        readonly_dirs: bool,
+        view: bool,
     ) -> Result<Method> {
         let mut dirs = Vec::new();
         let mut files = Vec::new();
         self.plan(tree, dest, &mut dirs, &mut files)?;
-        if readonly_dirs {
+        if view {
             // a view holds no setuid or setgid file (spec/store.md): inside
             // the sandbox they mean nothing (no_new_privs), outside they would
             // be the store owner's to anyone who reaches them
@@ -142,7 +143,7 @@ impl Store {
             let mut last_err = None;
             let mut found = false;
             for &m in order {
-                match self.place(probe, m)? {
+                match self.place(probe, m, view)? {
                     Ok(()) => {
                         chosen = m;
                         found = true;
@@ -172,10 +173,10 @@ impl Store {
             chosen = Method::Hardlink;
         }
         files.par_iter().try_for_each(|f| -> Result<()> {
-            match self.place(f, chosen)? {
+            match self.place(f, chosen, view)? {
                 Ok(()) => Ok(()),
                 // Too many links to one inode, or similar: this file gets a copy.
-                Err(e) if unsupported(&e) => match self.place(f, Method::Copy)? {
+                Err(e) if unsupported(&e) => match self.place(f, Method::Copy, view)? {
                     Ok(()) => Ok(()),
                     Err(e) => Err(e).ctx("copy", &f.path),
                 },
@@ -183,8 +184,11 @@ impl Store {
             }
         })?;
         for (path, mode) in dirs.iter().rev() {
-            let mode = if readonly_dirs { mode & !0o222 } else { *mode };
-            fs::set_permissions(path, fs::Permissions::from_mode(mode)).ctx("chmod", path)?;
+            // exact modes, views included (spec/sandbox.md: a step sees the
+            // modes its tree records; the read-only mount keeps it out)
+            fs::set_permissions(path, fs::Permissions::from_mode(*mode)).ctx("chmod", path)?;
+            // last: nothing is written into it after this
+            set_fixed_time(path).ctx("set the time of", path)?;
         }
         Ok(chosen)
     }
@@ -211,6 +215,7 @@ impl Store {
                 EntryKind::Symlink { target } => {
                     std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path)
                         .ctx("create symlink", &path)?;
+                    set_fixed_time(&path).ctx("set the time of", &path)?;
                 }
                 EntryKind::File { digest, size } => files.push(FileJob {
                     path,
@@ -224,10 +229,16 @@ impl Store {
     }
 
     /// Place one file. Outer error: fatal (missing object...). Inner error: this method failed.
-    fn place(&self, f: &FileJob, method: Method) -> Result<std::io::Result<()>> {
+    /// `view`: for a view, whose hardlinks carry the recorded mode itself
+    /// (a checkout's lose their write bits).
+    fn place(&self, f: &FileJob, method: Method, view: bool) -> Result<std::io::Result<()>> {
         match method {
             Method::Hardlink => {
-                let src = self.file_variant(&f.digest, f.mode)?;
+                let src = if view {
+                    self.view_variant(&f.digest, f.mode)?
+                } else {
+                    self.file_variant(&f.digest, f.mode)?
+                };
                 Ok(fs::hard_link(&src, &f.path))
             }
             Method::Reflink | Method::Copy => {
@@ -257,6 +268,7 @@ impl Store {
                 // After the data: writing clears setuid/setgid.
                 fs::set_permissions(&f.path, fs::Permissions::from_mode(f.mode))
                     .ctx("chmod", &f.path)?;
+                set_fixed_time(&f.path).ctx("set the time of", &f.path)?;
                 Ok(Ok(()))
             }
             Method::Auto | Method::ReflinkOrCopy => {

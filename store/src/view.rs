@@ -100,6 +100,62 @@ struct MergeCx<'a> {
     may_overwrite: &'a dyn Fn(usize, &str) -> bool,
     write: bool,
     overwrites: &'a mut Vec<Overwrite>,
+    conflicts: Vec<Conflict>,
+}
+
+/// Two contributors that put different things at one path, and neither may
+/// replace the other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The path, relative to the root (no leading `/`).
+    pub path: String,
+    /// The label of the contributor whose entry is there.
+    pub first: String,
+    /// The label of the later contributor whose entry conflicts with it.
+    pub second: String,
+    /// What differs: content, mode only, symlink target, or type.
+    pub detail: String,
+    /// Whether allowing the later contributor to overwrite (its
+    /// `overlap-whitelist`) would resolve it; a non-empty directory can
+    /// never be replaced by a file or a symlink.
+    pub replaceable: bool,
+}
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "at {}: {} and {} both provide it, with {}",
+            self.path, self.first, self.second, self.detail
+        )
+    }
+}
+
+/// What differs between two non-identical entries at one path.
+fn difference(a: &Entry, b: &Entry) -> String {
+    match (&a.kind, &b.kind) {
+        (EntryKind::File { digest: x, .. }, EntryKind::File { digest: y, .. }) if x == y => {
+            format!(
+                "the same content and different modes (mode {:04o} against mode {:04o})",
+                a.mode, b.mode
+            )
+        }
+        (EntryKind::File { .. }, EntryKind::File { .. }) => {
+            format!(
+                "different content ({} against {})",
+                describe(a),
+                describe(b)
+            )
+        }
+        (EntryKind::Symlink { .. }, EntryKind::Symlink { .. }) => {
+            format!(
+                "different symlink targets ({} against {})",
+                describe(a),
+                describe(b)
+            )
+        }
+        _ => format!("different types ({} against {})", describe(a), describe(b)),
+    }
 }
 
 impl Store {
@@ -113,9 +169,11 @@ impl Store {
 
     /// [`Store::merge`] where a later contributor may replace what earlier
     /// ones put at a path: `may_overwrite(i, path)` (contributor index,
-    /// path with a leading `/`) says whether contributor `i` may. Only a
-    /// non-directory replaces a non-directory; a directory against anything
-    /// else stays an error. Every replacement is returned, in path order.
+    /// path with a leading `/`) says whether contributor `i` may: a file or
+    /// symlink replaces a file or symlink, a directory replaces a file or
+    /// symlink, and a file or symlink replaces a directory only when that
+    /// directory is empty (BuildStream's rule). Every replacement is
+    /// returned, in path order; every conflict is reported at once.
     /// `write: false` gives the checks and the digest without storing the
     /// merged trees (for a sysroot staged as layers: no new file written).
     pub fn merge_with(
@@ -143,8 +201,15 @@ impl Store {
             may_overwrite,
             write,
             overwrites: &mut overwrites,
+            conflicts: Vec::new(),
         };
         let tree = self.merge_dir("", &list, &mut cx)?;
+        // every conflict at once, in path order, so that one round fixes them all
+        if !cx.conflicts.is_empty() {
+            return Err(StoreError::MergeConflicts {
+                conflicts: cx.conflicts,
+            });
+        }
         Ok(Merged { tree, overwrites })
     }
 
@@ -174,51 +239,87 @@ impl Store {
             } else {
                 format!("{path}/{}", String::from_utf8_lossy(&name))
             };
-            let (_, first_label, first) = &contributors[0];
-            if first.is_dir() {
-                let mut subs = Vec::with_capacity(contributors.len());
-                for (i, label, e) in &contributors {
-                    match &e.kind {
-                        EntryKind::Dir { digest } => subs.push((*i, *label, *digest)),
-                        _ => {
-                            return Err(StoreError::MergeConflict {
-                                path: sub,
-                                first: first_label.to_string(),
+            // Contributors in staging order: what is there so far, and what
+            // each next one does to it.
+            enum Now<'l> {
+                Dir(Vec<(usize, &'l str, TreeDigest)>, u32),
+                Other(&'l str, Entry),
+            }
+            let mut now: Option<Now<'_>> = None;
+            let at = format!("/{sub}");
+            for (i, label, e) in contributors {
+                now = Some(match (now.take(), &e.kind) {
+                    (None, EntryKind::Dir { digest }) => {
+                        Now::Dir(vec![(i, label, *digest)], e.mode)
+                    }
+                    (None, _) => Now::Other(label, e),
+                    (Some(Now::Dir(mut group, mode)), EntryKind::Dir { digest }) => {
+                        group.push((i, label, *digest));
+                        Now::Dir(group, mode)
+                    }
+                    (Some(Now::Dir(group, mode)), _) => {
+                        // A directory gives way only when it is empty (as in
+                        // BuildStream); a non-empty one cannot become a link.
+                        let empty = group.iter().all(|(_, _, d)| *d == TreeDigest::empty());
+                        if empty && (cx.may_overwrite)(i, &at) {
+                            cx.overwrites.push(Overwrite {
+                                path: sub.clone(),
+                                earlier: group[0].1.to_string(),
+                                later: label.to_string(),
+                            });
+                            Now::Other(label, e)
+                        } else {
+                            cx.conflicts.push(Conflict {
+                                path: sub.clone(),
+                                first: group[group.len() - 1].1.to_string(),
                                 second: label.to_string(),
-                                detail: format!("a directory against {}", describe(e)),
-                            })
+                                detail: format!(
+                                    "different types (a directory against {})",
+                                    describe(&e)
+                                ),
+                                replaceable: empty,
+                            });
+                            Now::Dir(group, mode)
                         }
                     }
-                }
-                let merged = self.merge_dir(&sub, &subs, cx)?;
-                out.push(Entry {
-                    name,
-                    mode: first.mode,
-                    kind: EntryKind::Dir { digest: merged },
+                    (Some(Now::Other(wl, w)), _) if w == e => Now::Other(wl, w),
+                    (Some(Now::Other(wl, w)), kind) => {
+                        if (cx.may_overwrite)(i, &at) {
+                            cx.overwrites.push(Overwrite {
+                                path: sub.clone(),
+                                earlier: wl.to_string(),
+                                later: label.to_string(),
+                            });
+                            match kind {
+                                EntryKind::Dir { digest } => {
+                                    Now::Dir(vec![(i, label, *digest)], e.mode)
+                                }
+                                _ => Now::Other(label, e),
+                            }
+                        } else {
+                            cx.conflicts.push(Conflict {
+                                path: sub.clone(),
+                                first: wl.to_string(),
+                                second: label.to_string(),
+                                detail: difference(&w, &e),
+                                replaceable: true,
+                            });
+                            Now::Other(wl, w)
+                        }
+                    }
                 });
-            } else {
-                let (mut winner_label, mut winner) = (*first_label, first);
-                for (i, label, e) in &contributors[1..] {
-                    if e == winner {
-                        continue;
-                    }
-                    if !e.is_dir() && (cx.may_overwrite)(*i, &format!("/{sub}")) {
-                        cx.overwrites.push(Overwrite {
-                            path: sub.clone(),
-                            earlier: winner_label.to_string(),
-                            later: label.to_string(),
-                        });
-                        (winner_label, winner) = (*label, e);
-                        continue;
-                    }
-                    return Err(StoreError::MergeConflict {
-                        path: sub,
-                        first: winner_label.to_string(),
-                        second: label.to_string(),
-                        detail: format!("{} against {}", describe(winner), describe(e)),
+            }
+            match now {
+                Some(Now::Dir(group, mode)) => {
+                    let merged = self.merge_dir(&sub, &group, cx)?;
+                    out.push(Entry {
+                        name,
+                        mode,
+                        kind: EntryKind::Dir { digest: merged },
                     });
                 }
-                out.push(winner.clone());
+                Some(Now::Other(_, e)) => out.push(e),
+                None => {}
             }
         }
         let tree = Tree { entries: out };
@@ -273,6 +374,7 @@ impl Store {
             }
         }
         fs::set_permissions(&path, fs::Permissions::from_mode(0o555)).ctx("chmod", &path)?;
+        crate::blob::set_fixed_time(&path).ctx("set the time of", &path)?;
         Ok(View {
             path,
             tree: *tree,
@@ -351,7 +453,7 @@ mod tests {
             }]
         );
         assert_eq!(*asked.lock().unwrap(), vec![(1, "/usr/a".to_owned())]);
-        // A directory against a file stays a conflict, whatever is allowed.
+        // A file never replaces a non-empty directory, whatever is allowed.
         let file_usr = store
             .put_tree(&Tree::new(vec![Entry::file("usr", 0o644, other, 1)]).unwrap())
             .unwrap();
@@ -359,9 +461,26 @@ mod tests {
             .merge_with(&[("a", a), ("file", file_usr)], &allow, false)
             .unwrap_err();
         assert!(err.to_string().contains("a directory against"), "{err}");
-        let err = store
+        match err {
+            StoreError::MergeConflicts { conflicts } => assert!(!conflicts[0].replaceable),
+            e => panic!("{e}"),
+        }
+        // A later directory replaces a file where allowed (BuildStream's way).
+        let m = store
             .merge_with(&[("file", file_usr), ("a", a)], &allow, false)
+            .unwrap();
+        assert_eq!(m.overwrites[0].path, "usr");
+        let err = store
+            .merge_with(&[("file", file_usr), ("a", a)], &|_, _| false, false)
             .unwrap_err();
         assert!(err.to_string().contains("conflict at usr"), "{err}");
+        // An empty directory gives way to a file where allowed.
+        let empty_usr = store
+            .put_tree(&Tree::new(vec![Entry::dir("usr", 0o755, TreeDigest::empty())]).unwrap())
+            .unwrap();
+        let m = store
+            .merge_with(&[("empty", empty_usr), ("file", file_usr)], &allow, false)
+            .unwrap();
+        assert_eq!(m.overwrites[0].later, "file");
     }
 }

@@ -25,6 +25,7 @@ mod kinds;
 mod noop;
 mod reapi;
 mod remote;
+mod reproducible;
 mod sources;
 mod store;
 mod systems;

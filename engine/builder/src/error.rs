@@ -13,8 +13,12 @@ pub enum BuildError {
         element: String,
         source: cas_sources::SourceError,
     },
-    #[error("{element}: two dependencies install different content at the same path: {message}")]
-    Conflict { element: String, message: String },
+    #[error("{element}: its dependencies conflict ({count} path(s)): {message}")]
+    Conflict {
+        element: String,
+        count: usize,
+        message: String,
+    },
     #[error("{element}: the element has commands but its sysroot has no /bin/sh; add a base element that provides a shell to its build-depends")]
     NoShell { element: String },
     #[error("{element}: {what} `{path}`: {source}")]

@@ -189,17 +189,21 @@ impl Reporter for Console {
     fn failed(&self, element: &str, error: &BuildError, log: &Path) {
         let mut text = format!("error: {error}\n");
         if let Ok(f) = std::fs::File::open(log) {
+            // the driver's own marker lines are for cas, not for people
             let lines: Vec<String> = std::io::BufReader::new(f)
                 .lines()
                 .map_while(Result::ok)
+                .filter(|l| !l.starts_with("#cas-failed-"))
                 .collect();
             let tail = &lines[lines.len().saturating_sub(20)..];
-            text.push_str(&format!(
-                "--- last {} lines of the log of {element}:\n",
-                tail.len()
-            ));
-            for l in tail {
-                text.push_str(&format!("  | {l}\n"));
+            if !tail.is_empty() {
+                text.push_str(&format!(
+                    "--- last {} lines of the log of {element}:\n",
+                    tail.len()
+                ));
+                for l in tail {
+                    text.push_str(&format!("  | {l}\n"));
+                }
             }
         }
         text.push_str(&format!(

@@ -300,6 +300,17 @@ impl Engine<'_> {
                     span: Some((unix_ms(started), unix_ms(ended))),
                 })
             }
+            // A step that failed before its sandbox ran (conflicting
+            // dependencies, no shell, a source): nothing to inspect, and
+            // the caller reports the error once (run.rs).
+            Err(
+                e @ (BuildError::Source { .. }
+                | BuildError::Conflict { .. }
+                | BuildError::NoShell { .. }),
+            ) => {
+                dir.remove();
+                Err(e)
+            }
             Err(e) => {
                 FailedBuild {
                     element: el.name.clone(),

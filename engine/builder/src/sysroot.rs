@@ -137,16 +137,30 @@ pub(crate) fn merge(store: &Store, element: &str, layers: &[Layer], write: bool)
     let may = |i: usize, path: &str| sets.get(i).is_some_and(|s| s.is_match(path));
     match store.merge_with(&refs, &may, write) {
         Ok(t) => Ok(t),
-        Err(e @ StoreError::MergeConflict { .. }) => {
-            let hint = match &e {
-                StoreError::MergeConflict { path, second, .. } => format!(
-                    "; if {second} may replace it, add `/{path}` (or a glob) to its `public: overlap-whitelist`"
-                ),
-                _ => String::new(),
-            };
+        Err(StoreError::MergeConflicts { conflicts }) => {
+            // each conflict once, with what fixes it
+            let mut message = String::new();
+            for (n, c) in conflicts.iter().enumerate() {
+                if conflicts.len() > 1 {
+                    message.push_str(&format!("\n  {}. ", n + 1));
+                }
+                message.push_str(&format!("conflict {c}"));
+                if c.replaceable {
+                    message.push_str(&format!(
+                        "; if {} may replace it, add `/{}` (or a glob) to its `public: overlap-whitelist`",
+                        c.second, c.path
+                    ));
+                } else {
+                    message.push_str(&format!(
+                        "; a non-empty directory cannot be replaced by a file or a symlink (BuildStream refuses it too): make {} install into the directory instead, or keep {} from providing it",
+                        c.second, c.first
+                    ));
+                }
+            }
             Err(BuildError::Conflict {
                 element: element.to_owned(),
-                message: format!("{e}{hint}"),
+                count: conflicts.len(),
+                message,
             })
         }
         Err(e) => Err(e.into()),
