@@ -795,3 +795,94 @@ fn the_debian_system_example_builds_reproducibly_and_boots() {
     );
     assert!(console.contains("cas-boot: Hello, world!"), "{console}");
 }
+
+/// Two machines, one cache (#29): `projects/debian-system`'s configured
+/// Debian base and three upstream builds over it, built in the shared store
+/// and again from nothing in a second store at another path, later, with
+/// another umask, time zone, HOME and working directory: every key and every
+/// output must be the same, or a shared cache would share nothing.
+#[test]
+fn the_debian_system_gives_the_same_keys_and_outputs_in_a_second_store() {
+    let Some(mirror) = crate::ctx::apt_mirror() else {
+        eprintln!("skipped: this machine has no Debian archive in its APT configuration");
+        return;
+    };
+    let ctx = Ctx::new();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let project = repo.join("projects/debian-system");
+    let config = ctx.path("config.yaml");
+    std::fs::write(&config, format!("mirrors:\n  debian:\n  - {mirror}\n")).unwrap();
+    let targets: Vec<String> = ["zlib.yaml", "hello.yaml", "bzip2.yaml"]
+        .iter()
+        .map(|t| {
+            project
+                .join("elements")
+                .join(t)
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let build = |store: &Path, cwd: &Path, env: &[(&str, &str)], umask: u32| {
+        let mut all = vec![
+            "--store".to_string(),
+            store.to_string_lossy().into_owned(),
+            "--config".to_string(),
+            config.to_string_lossy().into_owned(),
+            "--json".to_string(),
+            "build".to_string(),
+        ];
+        all.extend(targets.iter().cloned());
+        let (mut cmd, shown) = ctx.command(&all);
+        cmd.current_dir(cwd);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        // SAFETY: umask in the child before exec; async-signal-safe.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(move || {
+                libc::umask(umask as libc::mode_t);
+                Ok(())
+            });
+        }
+        crate::ctx::Run::from_output(shown, cmd.output().unwrap()).ok()
+    };
+    let first = build(
+        &crate::ctx::shared_store(),
+        &project,
+        &[("TZ", "UTC")],
+        0o022,
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let elsewhere = ctx.path("another/machine");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let second = build(
+        &elsewhere.join("store"),
+        &elsewhere,
+        &[
+            ("TZ", "Asia/Kathmandu"),
+            ("HOME", "/nonexistent"),
+            ("LC_ALL", "C.UTF-8"),
+        ],
+        0o077,
+    );
+    assert_eq!(
+        second.json()["built"].as_u64(),
+        Some(5),
+        "built from nothing: {}",
+        second.stdout
+    );
+    let (k1, k2) = (first.per_element("key"), second.per_element("key"));
+    let (o1, o2) = (first.per_element("output"), second.per_element("output"));
+    for name in k1.keys() {
+        assert_eq!(
+            o1[name], o2[name],
+            "{name}: outputs differ between the two stores"
+        );
+        assert_eq!(
+            k1[name], k2[name],
+            "{name}: keys differ between the two stores"
+        );
+    }
+    assert_eq!(k1.len(), 5, "{k1:?}");
+}
