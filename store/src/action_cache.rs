@@ -304,6 +304,16 @@ impl Store {
 
     /// Look up an action; touches its last-access time.
     pub fn action_get(&self, key: &ActionKey) -> Result<Option<ActionResult>> {
+        let row = self.action_peek(key)?;
+        if row.is_some() {
+            self.db.touch(key.to_hex());
+        }
+        Ok(row)
+    }
+
+    /// Look up an action without counting it as used (for statistics such
+    /// as the scheduler's weights: gc's LRU order stays what builds made it).
+    pub fn action_peek(&self, key: &ActionKey) -> Result<Option<ActionResult>> {
         let row = self.db.with("get action result", |c| {
             let row = c
                 .prepare_cached("SELECT output, log, manifest, duration_ms, created FROM results WHERE key = ?1")?
@@ -322,9 +332,6 @@ impl Store {
                 .optional()?;
             Ok(row)
         })?;
-        if row.is_some() {
-            self.db.touch(key.to_hex());
-        }
         Ok(row)
     }
 

@@ -129,6 +129,13 @@ pub fn build(
         // What the local cache already has is found here, in order, on this
         // thread; only the rest goes through the parallel scheduler.
         let done_before = cached_pre_pass(&engine, &closure, &outputs);
+        // critical path first, weighted by what each step took last time
+        let mut dag = dag;
+        if std::env::var_os("CAS_SCHEDULE").is_some_and(|v| v == "index") {
+            dag.index_order = true;
+        } else if done_before.iter().any(Option::is_none) {
+            dag.weights = weights_of(&engine, &closure, &done_before);
+        }
         let ends = scheduler::run_with(&dag, opts.jobs, opts.keep_going, stop, done_before, |i| {
             run_one(&engine, closure[i], &outputs, &errors)
         });
@@ -329,8 +336,8 @@ fn remember_key(engine: &Engine<'_>, id: ElementId, done: &crate::step::Done) {
 fn dag_of(loaded: &Loaded, closure: &[ElementId]) -> Dag {
     let pos: HashMap<ElementId, usize> =
         closure.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-    Dag {
-        waits: closure
+    Dag::new(
+        closure
             .iter()
             .map(|id| {
                 loaded
@@ -340,7 +347,35 @@ fn dag_of(loaded: &Loaded, closure: &[ElementId]) -> Dag {
                     .collect()
             })
             .collect(),
-    }
+    )
+}
+
+/// The scheduler's weights: how long each step still to run took the last
+/// time this store built that element (its last key's result), in
+/// milliseconds; 1 where nothing is known. Only for steps still to run, so
+/// a no-op build asks nothing.
+fn weights_of(
+    engine: &Engine<'_>,
+    closure: &[ElementId],
+    done: &[Option<crate::step::Done>],
+) -> Vec<u64> {
+    closure
+        .iter()
+        .zip(done)
+        .map(|(&id, done)| {
+            if done.is_some() {
+                return 1;
+            }
+            engine
+                .store
+                .ref_get(&last_key_ref(engine.loaded, id))
+                .ok()
+                .flatten()
+                .and_then(|r| ActionKey::from_hex(&r.value).ok())
+                .and_then(|k| engine.store.action_peek(&k).ok().flatten())
+                .map_or(1, |r| r.duration_ms.max(1))
+        })
+        .collect()
 }
 
 /// The report of a run: one row per element of the closure, in order, and

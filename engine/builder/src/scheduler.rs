@@ -1,8 +1,10 @@
 //! A parallel DAG runner: runs up to `jobs` tasks at once, each as soon as the
 //! tasks it waits for have succeeded. It knows nothing of elements: the
-//! caller gives the edges and a function that runs one node.
+//! caller gives the edges, optional weights, and a function that runs one
+//! node. Among ready nodes, the one with the longest weighted path to the
+//! end of the DAG starts first (critical path first), ties in index order.
 
-use std::collections::VecDeque;
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Mutex;
@@ -17,17 +19,68 @@ pub enum NodeEnd<T> {
 }
 
 /// What the runner needs to know.
+#[derive(Default)]
 pub struct Dag {
     /// `waits[i]`: the nodes that must succeed before node `i` may start.
     pub waits: Vec<Vec<usize>>,
+    /// `weights[i]`: how long node `i` is expected to take, in any unit
+    /// (milliseconds of an earlier run, say); missing or 0 counts as 1.
+    pub weights: Vec<u64>,
+    /// Start ready nodes in index order only, ignoring paths (for
+    /// comparisons: `CAS_SCHEDULE=index`).
+    pub index_order: bool,
 }
+
+impl Dag {
+    /// A DAG of these edges, every node of weight 1.
+    pub fn new(waits: Vec<Vec<usize>>) -> Dag {
+        Dag {
+            waits,
+            weights: Vec::new(),
+            index_order: false,
+        }
+    }
+
+    /// Each node's priority: its weight plus the heaviest path through the
+    /// nodes that wait on it, to the end of the DAG. One pass over the
+    /// nodes in reverse topological order (iterative: no recursion on depth).
+    pub fn critical_paths(&self, dependents: &[Vec<usize>]) -> Vec<u64> {
+        let n = self.waits.len();
+        let weight = |i: usize| self.weights.get(i).copied().unwrap_or(1).max(1);
+        // Kahn's order over the edges "i waits on d", then backwards
+        let mut missing: Vec<usize> = self.waits.iter().map(Vec::len).collect();
+        let mut order: Vec<usize> = (0..n).filter(|&i| missing[i] == 0).collect();
+        let mut at = 0;
+        while at < order.len() {
+            let i = order[at];
+            at += 1;
+            for &d in &dependents[i] {
+                missing[d] -= 1;
+                if missing[d] == 0 {
+                    order.push(d);
+                }
+            }
+        }
+        let mut path = vec![0u64; n];
+        for &i in order.iter().rev() {
+            let below = dependents[i].iter().map(|&d| path[d]).max().unwrap_or(0);
+            path[i] = weight(i).saturating_add(below);
+        }
+        path
+    }
+}
+
+/// A ready node in the start queue: the longest path first, then the lowest index.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Ready(u64, std::cmp::Reverse<usize>);
 
 /// Runs every node of `dag`. `run(i)` is called on a worker thread once all of
 /// `waits[i]` have ended `Ok`; it returns `Ok(value)` or `Err(())` for a
 /// failure it already reported. Without `keep_going`, the first failure stops
 /// new starts (running nodes finish). `stop` is polled: once true, nothing
-/// new starts. Nodes are started in index order among the ready ones, so a
-/// caller that sorts topologically gets a stable schedule.
+/// new starts. Among the ready nodes, the one on the longest weighted path to
+/// the end starts first ([`Dag::critical_paths`]); ties go in index order,
+/// so a caller that sorts topologically gets a stable schedule.
 pub fn run<T, F>(
     dag: &Dag,
     jobs: usize,
@@ -81,8 +134,15 @@ where
             }
         }
     }
-    let mut ready: VecDeque<usize> = (0..n)
+    let priority = if dag.index_order {
+        vec![0; n]
+    } else {
+        dag.critical_paths(&dependents)
+    };
+    let ready_of = |i: usize| Ready(priority[i], std::cmp::Reverse(i));
+    let mut ready: BinaryHeap<Ready> = (0..n)
         .filter(|&i| ends[i].is_none() && missing[i] == 0)
+        .map(ready_of)
         .collect();
     if ready.is_empty() {
         return ends
@@ -116,7 +176,9 @@ where
                 halted = true;
             }
             while !halted && running < jobs {
-                let Some(i) = ready.pop_front() else { break };
+                let Some(Ready(_, std::cmp::Reverse(i))) = ready.pop() else {
+                    break;
+                };
                 running += 1;
                 let _ = task_tx.send(i);
             }
@@ -130,11 +192,9 @@ where
                 for &d in &dependents[i] {
                     missing[d] -= 1;
                     if missing[d] == 0 {
-                        ready.push_back(d);
+                        ready.push(ready_of(d));
                     }
                 }
-                // keep index order among ready nodes
-                ready.make_contiguous().sort_unstable();
             } else {
                 ends[i] = Some(NodeEnd::Failed);
                 if !keep_going {
@@ -158,9 +218,7 @@ mod tests {
     #[test]
     fn runs_in_dependency_order_and_skips_after_failure() {
         // 0 <- 1 <- 2, 3 independent, 4 waits on 3 which fails
-        let dag = Dag {
-            waits: vec![vec![], vec![0], vec![1], vec![], vec![3]],
-        };
+        let dag = Dag::new(vec![vec![], vec![0], vec![1], vec![], vec![3]]);
         let order = Mutex::new(Vec::new());
         let stop = AtomicBool::new(false);
         let ends = run(&dag, 2, true, &stop, |i| {
@@ -182,9 +240,7 @@ mod tests {
 
     #[test]
     fn without_keep_going_nothing_new_starts_after_a_failure() {
-        let dag = Dag {
-            waits: vec![vec![], vec![], vec![], vec![]],
-        };
+        let dag = Dag::new(vec![vec![], vec![], vec![], vec![]]);
         let stop = AtomicBool::new(false);
         let count = AtomicUsize::new(0);
         let ends = run(&dag, 1, false, &stop, |i| {
@@ -201,9 +257,7 @@ mod tests {
 
     #[test]
     fn nodes_done_beforehand_are_not_run_and_release_their_dependents() {
-        let dag = Dag {
-            waits: vec![vec![], vec![0], vec![1]],
-        };
+        let dag = Dag::new(vec![vec![], vec![0], vec![1]]);
         let stop = AtomicBool::new(false);
         let ran = Mutex::new(Vec::new());
         let ends = run_with(&dag, 2, false, &stop, vec![Some(0), Some(1), None], |i| {
@@ -226,9 +280,7 @@ mod tests {
 
     #[test]
     fn independent_nodes_overlap() {
-        let dag = Dag {
-            waits: vec![vec![], vec![]],
-        };
+        let dag = Dag::new(vec![vec![], vec![]]);
         let stop = AtomicBool::new(false);
         let spans = Mutex::new(Vec::new());
         run(&dag, 2, false, &stop, |_| {
@@ -242,5 +294,28 @@ mod tests {
             s[0].0 < s[1].1 && s[1].0 < s[0].1,
             "the two runs did not overlap"
         );
+    }
+
+    #[test]
+    fn the_longest_path_starts_first_not_the_lowest_index() {
+        // 0 and 1 are ready; 1 heads a chain 1 <- 2 <- 3, 0 is alone
+        let dag = Dag::new(vec![vec![], vec![], vec![1], vec![2]]);
+        let stop = AtomicBool::new(false);
+        let order = Mutex::new(Vec::new());
+        run(&dag, 1, false, &stop, |i| {
+            order.lock().unwrap().push(i);
+            Ok(())
+        });
+        // then 0 and 3 are both one step from the end: index order
+        assert_eq!(order.into_inner().unwrap(), vec![1, 2, 0, 3]);
+        // weights count: a heavy lone node beats a light chain
+        let mut dag = Dag::new(vec![vec![], vec![], vec![1], vec![2]]);
+        dag.weights = vec![100, 1, 1, 1];
+        let order = Mutex::new(Vec::new());
+        run(&dag, 1, false, &stop, |i| {
+            order.lock().unwrap().push(i);
+            Ok(())
+        });
+        assert_eq!(order.into_inner().unwrap(), vec![0, 1, 2, 3]);
     }
 }
