@@ -888,3 +888,54 @@ fn sandbox_probes_are_remembered_per_store_and_kernel() {
     assert!(!probes.contains("other-kernel"), "{probes}");
     assert!(probes.contains(release.trim()), "{probes}");
 }
+
+/// Critical path first (#29): at -j1, of the ready steps the head of the
+/// longest chain starts before leaves that come first by name.
+#[test]
+fn the_longest_chain_starts_before_steps_that_come_first_by_name() {
+    let ctx = crate::ctx::busybox_project();
+    let step = |name: &str, deps: &[&str]| {
+        ctx.write(
+            format!("elements/{name}.yaml"),
+            crate::ctx::manual(deps, &format!("    - mkdir -p %{{install-root}}/{name}\n")),
+        );
+    };
+    for leaf in ["a-1", "a-2", "a-3"] {
+        step(leaf, &[]);
+    }
+    step("z-1", &[]);
+    step("z-2", &["z-1.yaml"]);
+    step("z-3", &["z-2.yaml"]);
+    ctx.write(
+        "elements/all.yaml",
+        "kind: stack\ndepends: [a-1.yaml, a-2.yaml, a-3.yaml, z-3.yaml]\n",
+    );
+    let run = ctx.cas(["-j1", "build", "all.yaml"]).ok();
+    let started: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter_map(|l| l.split("building ").nth(1))
+        .filter_map(|r| r.split_whitespace().next())
+        .filter(|n| *n != "base.yaml")
+        .collect();
+    assert_eq!(started.first(), Some(&"z-1.yaml"), "{}", run.stderr);
+    // and the old order is still there for comparisons
+    ctx.write(
+        "elements/a-1.yaml",
+        crate::ctx::manual(&[], "    - mkdir -p %{install-root}/a-1-again\n"),
+    );
+    ctx.write(
+        "elements/z-1.yaml",
+        crate::ctx::manual(&[], "    - mkdir -p %{install-root}/z-1-again\n"),
+    );
+    let (mut cmd, shown) = ctx.command(["-j1", "build", "all.yaml"]);
+    cmd.env("CAS_SCHEDULE", "index");
+    let run = crate::ctx::Run::from_output(shown, cmd.output().unwrap()).ok();
+    let first = run
+        .stderr
+        .lines()
+        .filter_map(|l| l.split("building ").nth(1))
+        .filter_map(|r| r.split_whitespace().next())
+        .next();
+    assert_eq!(first, Some("a-1.yaml"), "{}", run.stderr);
+}
