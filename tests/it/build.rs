@@ -935,7 +935,42 @@ fn the_longest_chain_starts_before_steps_that_come_first_by_name() {
         .stderr
         .lines()
         .filter_map(|l| l.split("building ").nth(1))
-        .filter_map(|r| r.split_whitespace().next())
-        .next();
+        .find_map(|r| r.split_whitespace().next());
     assert_eq!(first, Some("a-1.yaml"), "{}", run.stderr);
+}
+
+/// Step times that add up (#29): a built step's `duration_ms` is the whole
+/// step, split into phases that sum to it; its commands are in `run_ms`.
+#[test]
+fn a_built_steps_time_is_the_whole_step_split_into_phases_that_add_up() {
+    let ctx = crate::ctx::busybox_project();
+    ctx.write(
+        "elements/slow.yaml",
+        crate::ctx::manual(
+            &[],
+            "    - sleep 0.4\n    - mkdir -p %{install-root}/slow\n",
+        ),
+    );
+    let run = ctx.cas(["--json", "build", "slow.yaml"]).ok();
+    let json = run.json();
+    let row = json["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "slow.yaml")
+        .unwrap();
+    let total = row["duration_ms"].as_u64().expect("duration_ms");
+    let phases = &row["phases"];
+    let part = |k: &str| {
+        phases[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k} in {phases}"))
+    };
+    let sum = part("lookup_ms") + part("fetch_ms") + part("run_ms") + part("record_ms");
+    assert_eq!(sum, total, "{row}");
+    assert!(part("run_ms") >= 400, "{row}");
+    assert_eq!(
+        total,
+        row["ended_ms"].as_u64().unwrap() - row["started_ms"].as_u64().unwrap()
+    );
 }

@@ -48,6 +48,12 @@ pub struct ElementReport {
     pub started_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ended_ms: Option<u64>,
+    /// The whole step (built steps): `ended_ms - started_ms`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// Where that time went (built steps): lookup, fetch, run, record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phases: Option<crate::step::Phases>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// The libraries check's verdict, when it found problems.
@@ -426,6 +432,8 @@ fn report_of(
             output: None,
             started_ms: None,
             ended_ms: None,
+            duration_ms: None,
+            phases: None,
             error: None,
             libraries: None,
         };
@@ -435,6 +443,8 @@ fn report_of(
                 row.output = Some(done.output.to_hex());
                 row.started_ms = done.span.map(|s| s.0);
                 row.ended_ms = done.span.map(|s| s.1);
+                row.duration_ms = done.span.map(|s| s.1.saturating_sub(s.0));
+                row.phases = done.phases;
                 *match done.status {
                     Status::Built => &mut report.built,
                     Status::Cached => &mut report.cached,

@@ -48,8 +48,24 @@ pub struct Done {
     pub key: ActionKey,
     pub output: TreeDigest,
     pub status: Status,
-    /// Wall-clock span of the work (unix ms), for built steps.
+    /// Wall-clock span of the whole step (unix ms), for built steps: from
+    /// its cache lookups to its result handed to the recorder.
     pub span: Option<(u64, u64)>,
+    /// Where a built step's time went.
+    pub phases: Option<Phases>,
+}
+
+/// The phases of a built step, in milliseconds; they add up to its span.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Phases {
+    /// Local and remote cache lookups, and waiting for another build of the key.
+    pub lookup_ms: u64,
+    /// Downloading what it stages from remotes, and fetching its sources.
+    pub fetch_ms: u64,
+    /// Staging its sysroot and sources, running its commands, ingesting its output.
+    pub run_ms: u64,
+    /// Storing its log, checks, notes, handing the result to the recorder, pushing.
+    pub record_ms: u64,
 }
 
 /// The result of a fallback build, filled by whoever builds it first.
@@ -189,6 +205,8 @@ impl Engine<'_> {
         };
         let manifest = inputs.manifest();
         let record = !self.rebuild.contains(&id);
+        let step_started = SystemTime::now();
+        let step_clock = Instant::now();
         let mut key_lock = None;
         if record {
             if let Some(done) = self.cached_result(id, &key)? {
@@ -210,6 +228,7 @@ impl Engine<'_> {
                 return Ok(done);
             }
         }
+        let looked_up = step_clock.elapsed();
         // Outputs pulled lazily from a remote are downloaded now that they are staged.
         if let Some(done) = self.ensure_staged(id, &staged, outputs)? {
             return Ok(done);
@@ -233,12 +252,13 @@ impl Engine<'_> {
             ),
             None => None,
         };
+        let fetched = step_clock.elapsed();
         self.reporter.started(&el.name, &key);
         let dir = self.build_dir(el, &key)?;
         let started = SystemTime::now();
         let clock = Instant::now();
         let result = self.execute(el, &inputs, &staged, &dir);
-        let ended = SystemTime::now();
+        let ran = step_clock.elapsed();
         match result {
             Ok(output) => {
                 self.check_architecture(el, &output)?;
@@ -293,11 +313,19 @@ impl Engine<'_> {
                     }
                 }
                 dir.remove();
+                let total = step_clock.elapsed();
+                let ms = |d: std::time::Duration| d.as_millis() as u64;
                 Ok(Done {
                     key,
                     output,
                     status: Status::Built,
-                    span: Some((unix_ms(started), unix_ms(ended))),
+                    span: Some((unix_ms(step_started), unix_ms(step_started) + ms(total))),
+                    phases: Some(Phases {
+                        lookup_ms: ms(looked_up),
+                        fetch_ms: ms(fetched).saturating_sub(ms(looked_up)),
+                        run_ms: ms(ran).saturating_sub(ms(fetched)),
+                        record_ms: ms(total).saturating_sub(ms(ran)),
+                    }),
                 })
             }
             // A step that failed before its sandbox ran (conflicting
@@ -404,6 +432,7 @@ impl Engine<'_> {
                 output: p.result.output,
                 status: Status::Pulled,
                 span: None,
+                phases: None,
             }))
     }
 
@@ -499,6 +528,7 @@ impl Engine<'_> {
                 output: hit.output,
                 status: Status::Cached,
                 span: None,
+                phases: None,
             }
         }))
     }

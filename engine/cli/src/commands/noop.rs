@@ -80,6 +80,8 @@ pub(crate) fn try_noop(store: &Store, key: &Digest) -> Option<(BuildReport, Vec<
             output: Some(result.output.to_hex()),
             started_ms: None,
             ended_ms: None,
+            duration_ms: None,
+            phases: None,
             error: None,
             libraries: None,
         });
