@@ -763,3 +763,53 @@ fn diff_of_two_rootfs_builds_lists_the_packages_that_changed_above_the_files() {
         run.stdout
     );
 }
+
+/// `owns` through the tree's own links (#29): the loader's path of libc,
+/// `/lib/...` through `/lib -> usr/lib`, or `/lib64 -> /usr/lib`.
+#[test]
+fn owns_resolves_a_path_through_the_trees_own_symlinks_and_says_which() {
+    let ctx = crate::ctx::busybox_project();
+    ctx.write("files/libc/usr/lib/x86_64-linux-gnu/libc.so.6", "libc\n");
+    std::os::unix::fs::symlink("usr/lib", ctx.project().join("files/libc/lib")).unwrap();
+    std::os::unix::fs::symlink("/usr/lib", ctx.project().join("files/libc/lib64")).unwrap();
+    ctx.write(
+        "elements/libc.yaml",
+        "kind: import\nsources:\n  - kind: local\n    path: files/libc\n",
+    );
+    ctx.write(
+        "elements/rootfs.yaml",
+        "kind: compose\nbuild-depends: [base.yaml, libc.yaml]\n",
+    );
+    ctx.cas(["build", "rootfs.yaml"]).ok();
+    let run = ctx
+        .cas([
+            "owns",
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            "--in",
+            "rootfs.yaml",
+        ])
+        .ok();
+    assert!(run.stdout.contains("libc.yaml"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("as /usr/lib/x86_64-linux-gnu/libc.so.6, through /lib -> usr/lib"),
+        "{}",
+        run.stdout
+    );
+    let run = ctx
+        .cas([
+            "--json",
+            "owns",
+            "/lib64/x86_64-linux-gnu/libc.so.6",
+            "--in",
+            "rootfs.yaml",
+        ])
+        .ok();
+    let row = &run.json()["paths"][0];
+    assert_eq!(row["element"], "libc.yaml");
+    assert_eq!(row["resolved"], "/usr/lib/x86_64-linux-gnu/libc.so.6");
+    assert_eq!(row["links"][0], "/lib64 -> /usr/lib");
+    // a path that is nowhere, even through links, is still an error
+    ctx.cas(["owns", "/lib/nothing", "--in", "rootfs.yaml"])
+        .expect_code(1);
+}

@@ -143,6 +143,85 @@ fn owner(
     Ok(Some((vec![id], true)))
 }
 
+/// `path` of `tree` with every symlink on the way to its last component
+/// resolved inside the tree, the way the loader resolves `/lib/x.so` through
+/// `/lib -> usr/lib` (absolute targets from the tree's root, relative ones
+/// from the link's directory, `..` never above the root, at most 40 links).
+/// Returns the resolved path and each link followed (`/lib -> usr/lib`);
+/// `None` when a component is missing or is not a directory.
+fn resolve(
+    store: &Store,
+    tree: TreeDigest,
+    path: &str,
+) -> Result<Option<(String, Vec<String>)>, Failure> {
+    let fail = |e: cas_store::StoreError| Failure::failed(miette::miette!("{e}"));
+    let mut todo: Vec<String> = path
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .rev()
+        .map(String::from)
+        .collect();
+    let mut at: Vec<(String, TreeDigest)> = Vec::new(); // directories entered
+    let mut followed = Vec::new();
+    while let Some(c) = todo.pop() {
+        match c.as_str() {
+            "." => continue,
+            ".." => {
+                at.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let dir = at.last().map_or(tree, |(_, d)| *d);
+        let entries = store.get_tree(&dir).map_err(fail)?;
+        let Some(e) = entries.get(c.as_bytes()) else {
+            return Ok(None);
+        };
+        match &e.kind {
+            EntryKind::Dir { digest } => at.push((c, *digest)),
+            EntryKind::Symlink { target } if !todo.is_empty() => {
+                if followed.len() >= 40 {
+                    return Ok(None);
+                }
+                let target = String::from_utf8_lossy(target).into_owned();
+                let here: Vec<&str> = at.iter().map(|(n, _)| n.as_str()).collect();
+                followed.push(format!(
+                    "/{} -> {target}",
+                    here.iter()
+                        .chain([&c.as_str()])
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join("/")
+                ));
+                if target.starts_with('/') {
+                    at.clear();
+                }
+                todo.extend(
+                    target
+                        .split('/')
+                        .filter(|c| !c.is_empty())
+                        .rev()
+                        .map(String::from),
+                );
+            }
+            _ if todo.is_empty() => {
+                let mut parts: Vec<&str> = at.iter().map(|(n, _)| n.as_str()).collect();
+                parts.push(&c);
+                return Ok(Some((parts.join("/"), followed)));
+            }
+            _ => return Ok(None),
+        }
+    }
+    // the path names a directory
+    Ok(Some((
+        at.iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join("/"),
+        followed,
+    )))
+}
+
 pub(crate) fn run_owns(global: &Session, args: OwnsArgs) -> CmdResult {
     let loaded = load_or_report(global, std::slice::from_ref(&args.element))?;
     let store = global.store()?;
@@ -177,13 +256,25 @@ pub(crate) fn run_owns(global: &Session, args: OwnsArgs) -> CmdResult {
     let mut rows = Vec::new();
     let mut missing = 0;
     for p in &args.paths {
-        let path = p.trim_start_matches('/').trim_end_matches('/');
-        let found = owner(&loaded, &outputs, &mut trees, target, path)?;
+        let asked = p.trim_start_matches('/').trim_end_matches('/');
+        let mut path = asked.to_string();
+        let mut links = Vec::new();
+        let mut found = owner(&loaded, &outputs, &mut trees, target, &path)?;
+        if found.is_none() {
+            // through the tree's own links, as the loader would find it
+            if let Some((resolved, followed)) = resolve(&store, outputs[&target], asked)? {
+                if resolved != asked {
+                    found = owner(&loaded, &outputs, &mut trees, target, &resolved)?;
+                    path = resolved;
+                    links = followed;
+                }
+            }
+        }
         let name = |id: &ElementId| loaded.element(*id).name.clone();
         let Some((chain, integration)) = found else {
             missing += 1;
             eprintln!(
-                "error: /{path} is not in the output of {}",
+                "error: /{asked} is not in the output of {}",
                 loaded.element(target).name
             );
             continue;
@@ -201,10 +292,17 @@ pub(crate) fn run_owns(global: &Session, args: OwnsArgs) -> CmdResult {
             } else {
                 format!("  (via {})", via.join(" → "))
             };
-            println!("/{path}  {owner}{how}{via_text}");
+            let through = if links.is_empty() {
+                String::new()
+            } else {
+                format!("  (as /{path}, through {})", links.join(", "))
+            };
+            println!("/{asked}  {owner}{how}{via_text}{through}");
         }
         rows.push(serde_json::json!({
-            "path": format!("/{path}"),
+            "path": format!("/{asked}"),
+            "resolved": format!("/{path}"),
+            "links": links,
             "element": owner,
             "via": via,
             "integration": integration,
