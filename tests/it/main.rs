@@ -18,6 +18,7 @@ mod format;
 mod golden;
 mod hostile;
 mod hostile_remote;
+mod hostile_slow_remote;
 mod hostile_sources;
 mod hostile_worker;
 mod integrity;

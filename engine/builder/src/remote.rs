@@ -90,9 +90,15 @@ impl Remotes {
         state: &std::path::Path,
     ) -> Result<Remotes, RemoteError> {
         let mut entries = Vec::new();
+        // Each remote with its budget of waiting for the run: one that
+        // makes cas wait too long is given up (spec/remote.md "Download limits").
+        let budget = cas_store::remote::budget_from_env();
         for s in specs {
             entries.push(Entry {
-                remote: cas_reapi::open(&s.url, state)?,
+                remote: Box::new(cas_store::remote::Guarded::new(
+                    cas_reapi::open(&s.url, state)?,
+                    budget,
+                )),
                 push: s.push,
                 trust: s.trust.clone(),
             });
@@ -150,6 +156,44 @@ impl Remotes {
         say(&format!("warning: {message}"));
     }
 
+    /// Warn about a failure of remote `index`. Once the remote is given up
+    /// (or down), this is said once, with why, and later failures of that
+    /// remote are not said again: a remote that went wrong costs one warning.
+    fn warn_failure(&self, index: usize, say: &dyn Fn(&str), message: String) {
+        let Some(e) = self.entries.get(index) else {
+            return self.warn(say, message);
+        };
+        if !e.remote.is_down() {
+            return self.warn(say, message);
+        }
+        if !self
+            .down_said
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(index)
+        {
+            return;
+        }
+        let url = e.remote.url();
+        let mut message = message;
+        match e.remote.down_reason() {
+            Some(why) if !message.contains(&why) => message.push_str(&format!(
+                "; {url} is given up ({why}): it is not asked again in this run"
+            )),
+            _ => message.push_str(&format!(
+                "; {url} is given up: it is not asked again in this run"
+            )),
+        }
+        self.warn(say, message);
+    }
+
+    /// The index of the remote an error is about.
+    fn index_of(&self, err: &RemoteError) -> Option<usize> {
+        self.entries
+            .iter()
+            .position(|e| e.remote.url() == err.url())
+    }
+
     /// Ask the remotes, in order, for the result of `key`. Rejected results
     /// (untrusted, unsigned, forged, malformed) and unreachable remotes are
     /// warned about and skipped. Returns the result and the remote's index.
@@ -198,14 +242,8 @@ impl Remotes {
                     ),
                 ),
                 // A remote that is down is warned about once, not per step.
-                Err(_)
-                    if e.remote.is_down()
-                        && !self
-                            .down_said
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .insert(i) => {}
-                Err(err) => self.warn(
+                Err(err) => self.warn_failure(
+                    i,
                     say,
                     format!("{element}: cannot ask {} for {key}: {err}", e.remote.url()),
                 ),
@@ -338,7 +376,11 @@ impl Remotes {
 
     /// Warn about a failed download (counted in the summary).
     pub fn warn_download(&self, element: &str, err: &RemoteError, say: &dyn Fn(&str)) {
-        self.warn(say, format!("{element}: {err}; building it locally"));
+        let message = format!("{element}: {err}; building it locally");
+        match self.index_of(err) {
+            Some(i) => self.warn_failure(i, say, message),
+            None => self.warn(say, message),
+        }
     }
 
     /// Push a local result to every remote marked for push. Failures are
@@ -352,7 +394,7 @@ impl Remotes {
         say: &dyn Fn(&str),
     ) -> PushCount {
         let mut count = PushCount::default();
-        for e in self.entries.iter().filter(|e| e.push) {
+        for (i, e) in self.entries.iter().enumerate().filter(|(_, e)| e.push) {
             match transfer::push_result(
                 store,
                 e.remote.as_ref(),
@@ -366,7 +408,26 @@ impl Remotes {
                 Err(err) => {
                     count.failed += 1;
                     let msg = format!("{element}: cannot push {key} to {}: {err}", e.remote.url());
-                    say(&format!("warning: {msg}"));
+                    // Listed in the summary each; said once for a remote given up.
+                    if !e.remote.is_down() {
+                        say(&format!("warning: {msg}"));
+                    } else if self
+                        .down_said
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(i)
+                    {
+                        let why = e
+                            .remote
+                            .down_reason()
+                            .filter(|why| !msg.contains(why.as_str()))
+                            .map(|why| format!(" ({why})"))
+                            .unwrap_or_default();
+                        say(&format!(
+                            "warning: {msg}; {} is given up{why}: it is not asked again in this run",
+                            e.remote.url()
+                        ));
+                    }
                     self.push_failures
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)

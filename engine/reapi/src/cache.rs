@@ -12,7 +12,6 @@
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
-use std::time::Instant;
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
 use cas_store::remote::{Limit, Remote};
@@ -195,20 +194,13 @@ impl Remote for ReapiRemote {
         let mut sha_h = sha2_hasher();
         let mut b3 = blake3::Hasher::new();
         let mut total = 0u64;
-        let started = Instant::now();
+        // Interruption, the deadline, the pace and the remote's budget of
+        // waiting, as for every download (a stream that pauses is cut by
+        // the client).
+        let mut pace = cas_store::remote::Pace::new(limit);
         let found = self.client.read_blob(&sha, limit.deadline, &mut |chunk| {
-            if cas_store::remote::interrupted() {
-                return Err(RemoteError::Interrupted {
-                    url: self.url.clone(),
-                });
-            }
-            if Instant::now() > limit.deadline {
-                return Err(RemoteError::TimedOut {
-                    url: self.url.clone(),
-                    digest: digest.to_hex(),
-                    seconds: limit.deadline.saturating_duration_since(started).as_secs(),
-                });
-            }
+            pace.check(&self.url, digest)?;
+            pace.add(chunk.len() as u64);
             total += chunk.len() as u64;
             if total > sha.size {
                 return Err(RemoteError::TooLarge {

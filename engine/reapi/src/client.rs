@@ -1,12 +1,19 @@
 //! The gRPC calls cas makes, blocking: each runs on the remote's own tokio
 //! runtime, so the engine's threads (the transfer workers) call them as
-//! they call the HTTP backend. Timeouts: 5 s to connect, 60 s per unary
-//! call, the caller's deadline for a streamed blob. A connection failure
-//! or a timeout marks the remote down for the rest of the process.
+//! they call the HTTP backend. Timeouts: 3 s to connect; the remote's
+//! budget of waiting (`CAS_REMOTE_TIMEOUT`, 10 s) for the answer of a call,
+//! plus what its bytes need at 10 KiB/s for a call that carries blobs; a
+//! streamed blob within the caller's deadline, with no pause of 5 s
+//! between its messages. A connection failure, a timeout or a stalled
+//! stream marks the remote down for the rest of the process. Every wait
+//! ends at SIGINT/SIGTERM ([`cas_store::remote::interrupted`]) within
+//! 50 ms.
 
 use std::fs::File;
+use std::future::Future;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
@@ -29,6 +36,7 @@ const MAX_MESSAGE: usize = 80 << 20;
 const BATCH_BLOB: u64 = 1 << 20;
 /// The size of one ByteStream write message.
 const CHUNK: usize = 1 << 20;
+/// The most an upload may take before one second per MiB is added.
 const UNARY_TIMEOUT: Duration = Duration::from_secs(60);
 /// FindMissingBlobs asks about at most this many digests at once.
 const FIND_MISSING_CHUNK: usize = 4096;
@@ -41,6 +49,9 @@ pub struct Client {
     channel: Channel,
     instance: String,
     url: String,
+    /// How long a call may wait for its answer (the remote's budget of
+    /// waiting, `CAS_REMOTE_TIMEOUT`).
+    answer: Duration,
     down: AtomicBool,
     /// The server's batch limit (bytes of one batch request), once asked.
     max_batch: std::sync::OnceLock<Result<u64, String>>,
@@ -68,7 +79,7 @@ impl Client {
                 url: url.to_string(),
                 reason: e.to_string(),
             })?
-            .connect_timeout(Duration::from_secs(5))
+            .connect_timeout(Duration::from_secs(3))
             // No HTTP/2 keepalive pings: gRPC servers (casd, BuildGrid)
             // close a connection that pings while an Execute waits ("too
             // many pings"); TCP keepalive finds a dead peer instead.
@@ -96,6 +107,7 @@ impl Client {
             channel,
             instance: parsed.instance.clone(),
             url: url.to_string(),
+            answer: cas_store::remote::budget_from_env(),
             down: AtomicBool::new(false),
             max_batch: std::sync::OnceLock::new(),
         })
@@ -151,13 +163,17 @@ impl Client {
         }
     }
 
-    /// A failed call as an error; unreachable or timed out marks the remote down.
+    /// A failed call as an error; unreachable or timed out (tonic's own
+    /// client-side deadline is `Cancelled: Timeout expired`) marks the
+    /// remote down.
     fn status(&self, op: &str, s: &tonic::Status) -> RemoteError {
-        if matches!(
-            s.code(),
-            Code::Unavailable | Code::DeadlineExceeded | Code::Unknown
-        ) && (s.code() != Code::Unknown || s.message().contains("transport"))
-        {
+        let down = match s.code() {
+            Code::Unavailable | Code::DeadlineExceeded => true,
+            Code::Unknown => s.message().contains("transport"),
+            Code::Cancelled => s.message().contains("Timeout expired"),
+            _ => false,
+        };
+        if down {
             self.down.store(true, Ordering::Relaxed);
         }
         let message = if s.message().is_empty() {
@@ -168,10 +184,45 @@ impl Client {
         self.transport(op, &message)
     }
 
-    fn unary<T>(&self, msg: T) -> tonic::Request<T> {
+    /// A request whose answer is waited for at most `timeout` ([`Self::wait`]);
+    /// the server is told a second more.
+    fn unary<T>(&self, msg: T, timeout: Duration) -> tonic::Request<T> {
         let mut r = tonic::Request::new(msg);
-        r.set_timeout(UNARY_TIMEOUT);
+        r.set_timeout(timeout + Duration::from_secs(1));
         r
+    }
+
+    /// The time a call that carries `bytes` of blobs may wait for its answer.
+    fn answer_for(&self, bytes: u64) -> Duration {
+        self.answer + Duration::from_secs(bytes / cas_store::remote::MIN_RATE)
+    }
+
+    /// Run the call `fut` and wait for its answer: at most `timeout` (then
+    /// the remote is down: it accepted the call and did not answer), and
+    /// not after SIGINT/SIGTERM. The call's own status is left to the caller.
+    fn wait<T>(
+        &self,
+        op: &str,
+        timeout: Duration,
+        fut: impl Future<Output = Result<T, tonic::Status>>,
+    ) -> Result<Result<T, tonic::Status>, RemoteError> {
+        // (the timer is made inside the runtime: it needs its context)
+        match self
+            .rt
+            .block_on(async { interruptible(tokio::time::timeout(timeout, fut)).await })
+        {
+            None => Err(RemoteError::Interrupted {
+                url: self.url.clone(),
+            }),
+            Some(Err(_elapsed)) => Err(self.silent(op, timeout)),
+            Some(Ok(r)) => Ok(r),
+        }
+    }
+
+    /// A call not answered in `waited`: the remote is down.
+    fn silent(&self, op: &str, waited: Duration) -> RemoteError {
+        self.down.store(true, Ordering::Relaxed);
+        self.transport(op, &format!("no answer within {} s", waited.as_secs()))
     }
 
     /// The server's capabilities: SHA-256 must be among its digest
@@ -179,10 +230,17 @@ impl Client {
     pub fn batch_limit(&self) -> Result<u64, RemoteError> {
         let got = self.max_batch.get_or_init(|| {
             let mut c = CapabilitiesClient::new(self.channel.clone());
-            let req = self.unary(re::GetCapabilitiesRequest {
-                instance_name: self.instance.clone(),
-            });
-            match self.rt.block_on(c.get_capabilities(req)) {
+            let req = self.unary(
+                re::GetCapabilitiesRequest {
+                    instance_name: self.instance.clone(),
+                },
+                self.answer,
+            );
+            let answer = match self.wait("GetCapabilities", self.answer, c.get_capabilities(req)) {
+                Ok(a) => a,
+                Err(e) => return Err(e.without_url()),
+            };
+            match answer {
                 Ok(resp) => {
                     let caps = resp.into_inner();
                     let cache = caps.cache_capabilities.unwrap_or_default();
@@ -215,14 +273,20 @@ impl Client {
         self.check_up()?;
         let mut missing = Vec::new();
         for chunk in digests.chunks(FIND_MISSING_CHUNK) {
-            let req = self.unary(re::FindMissingBlobsRequest {
-                instance_name: self.instance.clone(),
-                blob_digests: chunk.iter().map(Sha::proto).collect(),
-                digest_function: re::digest_function::Value::Sha256 as i32,
-            });
+            let req = self.unary(
+                re::FindMissingBlobsRequest {
+                    instance_name: self.instance.clone(),
+                    blob_digests: chunk.iter().map(Sha::proto).collect(),
+                    digest_function: re::digest_function::Value::Sha256 as i32,
+                },
+                self.answer,
+            );
             let resp = self
-                .rt
-                .block_on(self.cas().find_missing_blobs(req))
+                .wait(
+                    "FindMissingBlobs",
+                    self.answer,
+                    self.cas().find_missing_blobs(req),
+                )?
                 .map_err(|s| self.status("FindMissingBlobs", &s))?;
             for d in resp.into_inner().missing_blob_digests {
                 if let Some(s) = Sha::from_proto(&d) {
@@ -250,15 +314,18 @@ impl Client {
             if chunk.is_empty() {
                 return Ok(());
             }
-            let req = self.unary(re::BatchReadBlobsRequest {
-                instance_name: self.instance.clone(),
-                digests: chunk.iter().map(Sha::proto).collect(),
-                acceptable_compressors: vec![],
-                digest_function: re::digest_function::Value::Sha256 as i32,
-            });
+            let timeout = self.answer_for(chunk.iter().map(|s| s.size).sum());
+            let req = self.unary(
+                re::BatchReadBlobsRequest {
+                    instance_name: self.instance.clone(),
+                    digests: chunk.iter().map(Sha::proto).collect(),
+                    acceptable_compressors: vec![],
+                    digest_function: re::digest_function::Value::Sha256 as i32,
+                },
+                timeout,
+            );
             let resp = self
-                .rt
-                .block_on(self.cas().batch_read_blobs(req))
+                .wait("BatchReadBlobs", timeout, self.cas().batch_read_blobs(req))?
                 .map_err(|s| self.status("BatchReadBlobs", &s))?;
             for r in resp.into_inner().responses {
                 if r.status.as_ref().map_or(0, |s| s.code) != 0 {
@@ -310,10 +377,10 @@ impl Client {
                 acceptable_compressors: vec![],
                 digest_function: re::digest_function::Value::Sha256 as i32,
             });
-            req.set_timeout(timeout.min(UNARY_TIMEOUT));
+            let timeout = timeout.min(self.answer_for(sha.size));
+            req.set_timeout(timeout + Duration::from_secs(1));
             let resp = self
-                .rt
-                .block_on(self.cas().batch_read_blobs(req))
+                .wait("BatchReadBlobs", timeout, self.cas().batch_read_blobs(req))?
                 .map_err(|s| self.status("BatchReadBlobs", &s))?;
             let Some(r) = resp.into_inner().responses.into_iter().next() else {
                 return Err(self.transport("BatchReadBlobs", "the answer has no response"));
@@ -336,20 +403,38 @@ impl Client {
             read_limit: 0,
         });
         req.set_timeout(timeout);
-        self.rt.block_on(async {
-            let mut stream = match self.bytestream().read(req).await {
-                Ok(s) => s.into_inner(),
-                Err(s) if s.code() == Code::NotFound => return Ok(false),
-                Err(s) => return Err(self.status("ByteStream.Read", &s)),
+        // The answer within the remote's time for one, then no pause of a
+        // rate window between messages (a stream that stops is a remote
+        // that hangs); the caller's sink checks the deadline and the pace.
+        let window = cas_store::remote::RATE_WINDOW;
+        let answer = self.answer.min(timeout);
+        let read = async {
+            let mut stream = match tokio::time::timeout(answer, self.bytestream().read(req)).await {
+                Err(_) => return Err(self.silent("ByteStream.Read", answer)),
+                Ok(Ok(s)) => s.into_inner(),
+                Ok(Err(s)) if s.code() == Code::NotFound => return Ok(false),
+                Ok(Err(s)) => return Err(self.status("ByteStream.Read", &s)),
             };
             loop {
-                match stream.message().await {
-                    Ok(Some(m)) => sink(&m.data)?,
-                    Ok(None) => return Ok(true),
-                    Err(s) if s.code() == Code::NotFound => return Ok(false),
-                    Err(s) => return Err(self.status("ByteStream.Read", &s)),
+                match tokio::time::timeout(window, stream.message()).await {
+                    Err(_) => {
+                        self.down.store(true, Ordering::Relaxed);
+                        return Err(self.transport(
+                            "ByteStream.Read",
+                            &format!("blob {}: no data for {} s", sha.hex(), window.as_secs()),
+                        ));
+                    }
+                    Ok(Ok(Some(m))) => sink(&m.data)?,
+                    Ok(Ok(None)) => return Ok(true),
+                    Ok(Err(s)) if s.code() == Code::NotFound => return Ok(false),
+                    Ok(Err(s)) => return Err(self.status("ByteStream.Read", &s)),
                 }
             }
+        };
+        self.rt.block_on(interruptible(read)).unwrap_or_else(|| {
+            Err(RemoteError::Interrupted {
+                url: self.url.clone(),
+            })
         })
     }
 
@@ -366,7 +451,7 @@ impl Client {
             ));
         }
         let mut out = Vec::with_capacity(usize::try_from(sha.size).unwrap_or(0));
-        let deadline = Instant::now() + UNARY_TIMEOUT;
+        let deadline = Instant::now() + self.answer_for(sha.size);
         let found = self.read_blob(sha, deadline, &mut |b| {
             if out.len() as u64 + b.len() as u64 > max {
                 return Err(self.transport("read", "blob larger than its digest says"));
@@ -450,10 +535,11 @@ impl Client {
             Some(req)
         });
         let mut req = tonic::Request::new(tokio_stream::iter(chunks));
-        req.set_timeout(UNARY_TIMEOUT + Duration::from_secs(size >> 20));
+        let timeout = (UNARY_TIMEOUT + Duration::from_secs(size >> 20))
+            .min(self.answer_for(size) + cas_store::remote::GRACE);
+        req.set_timeout(timeout + Duration::from_secs(1));
         let resp = self
-            .rt
-            .block_on(self.bytestream().write(req))
+            .wait("ByteStream.Write", timeout, self.bytestream().write(req))?
             .map_err(|s| self.status("ByteStream.Write", &s))?;
         let committed = resp.into_inner().committed_size;
         if u64::try_from(committed).ok() != Some(size) {
@@ -511,14 +597,21 @@ impl Client {
         &self,
         requests: Vec<re::batch_update_blobs_request::Request>,
     ) -> Result<(), RemoteError> {
-        let req = self.unary(re::BatchUpdateBlobsRequest {
-            instance_name: self.instance.clone(),
-            requests,
-            digest_function: re::digest_function::Value::Sha256 as i32,
-        });
+        let timeout = self.answer_for(requests.iter().map(|r| r.data.len() as u64).sum());
+        let req = self.unary(
+            re::BatchUpdateBlobsRequest {
+                instance_name: self.instance.clone(),
+                requests,
+                digest_function: re::digest_function::Value::Sha256 as i32,
+            },
+            timeout,
+        );
         let resp = self
-            .rt
-            .block_on(self.cas().batch_update_blobs(req))
+            .wait(
+                "BatchUpdateBlobs",
+                timeout,
+                self.cas().batch_update_blobs(req),
+            )?
             .map_err(|s| self.status("BatchUpdateBlobs", &s))?;
         for r in resp.into_inner().responses {
             if let Some(s) = r.status.filter(|s| s.code != 0) {
@@ -546,7 +639,7 @@ impl Client {
         });
         let mut client = re::execution_client::ExecutionClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE);
-        self.rt.block_on(async {
+        let run = async {
             let mut stream = client
                 .execute(req)
                 .await
@@ -579,21 +672,34 @@ impl Client {
                     }
                 };
             }
+        };
+        // No time limit (an Action runs as long as it runs), but SIGINT/SIGTERM end the wait.
+        self.rt.block_on(interruptible(run)).unwrap_or_else(|| {
+            Err(RemoteError::Interrupted {
+                url: self.url.clone(),
+            })
         })
     }
 
     /// The ActionResult stored under `action`, if any.
     pub fn get_action_result(&self, action: &Sha) -> Result<Option<re::ActionResult>, RemoteError> {
         self.check_up()?;
-        let req = self.unary(re::GetActionResultRequest {
-            instance_name: self.instance.clone(),
-            action_digest: Some(action.proto()),
-            inline_stdout: false,
-            inline_stderr: false,
-            inline_output_files: vec![],
-            digest_function: re::digest_function::Value::Sha256 as i32,
-        });
-        match self.rt.block_on(self.ac().get_action_result(req)) {
+        let req = self.unary(
+            re::GetActionResultRequest {
+                instance_name: self.instance.clone(),
+                action_digest: Some(action.proto()),
+                inline_stdout: false,
+                inline_stderr: false,
+                inline_output_files: vec![],
+                digest_function: re::digest_function::Value::Sha256 as i32,
+            },
+            self.answer,
+        );
+        match self.wait(
+            "GetActionResult",
+            self.answer,
+            self.ac().get_action_result(req),
+        )? {
             Ok(r) => Ok(Some(r.into_inner())),
             Err(s) if s.code() == Code::NotFound => Ok(None),
             Err(s) => Err(self.status("GetActionResult", &s)),
@@ -607,17 +713,48 @@ impl Client {
         result: re::ActionResult,
     ) -> Result<(), RemoteError> {
         self.check_up()?;
-        let req = self.unary(re::UpdateActionResultRequest {
-            instance_name: self.instance.clone(),
-            action_digest: Some(action.proto()),
-            action_result: Some(result),
-            results_cache_policy: None,
-            digest_function: re::digest_function::Value::Sha256 as i32,
-        });
-        self.rt
-            .block_on(self.ac().update_action_result(req))
-            .map_err(|s| self.status("UpdateActionResult", &s))?;
+        let req = self.unary(
+            re::UpdateActionResultRequest {
+                instance_name: self.instance.clone(),
+                action_digest: Some(action.proto()),
+                action_result: Some(result),
+                results_cache_policy: None,
+                digest_function: re::digest_function::Value::Sha256 as i32,
+            },
+            self.answer,
+        );
+        self.wait(
+            "UpdateActionResult",
+            self.answer,
+            self.ac().update_action_result(req),
+        )?
+        .map_err(|s| self.status("UpdateActionResult", &s))?;
         Ok(())
+    }
+}
+
+/// `fut`, or `None` as soon as SIGINT/SIGTERM stopped the transfers
+/// ([`cas_store::remote::interrupt`]; checked every 50 ms).
+async fn interruptible<F: Future>(fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if cas_store::remote::interrupted() {
+            return None;
+        }
+        let mut tick = std::pin::pin!(tokio::time::sleep(Duration::from_millis(50)));
+        let done = std::future::poll_fn(|cx| {
+            if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Some(v));
+            }
+            if tick.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await;
+        if let Some(v) = done {
+            return Some(v);
+        }
     }
 }
 

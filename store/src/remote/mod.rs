@@ -11,6 +11,11 @@
 //! - [`transfer`]: parallel, verified download and upload of trees, blobs
 //!   and results between a store and a remote.
 //!
+//! - [`Guarded`]: a remote with its budget of waiting for the run
+//!   (`CAS_REMOTE_TIMEOUT`); a remote that makes cas wait, crawls or sends
+//!   more than it may is given up for the rest of the run. [`Pace`] and
+//!   [`copy_bounded`] bound every download.
+//!
 //! A remote is never trusted for content: every object is verified against
 //! its digest on arrival. Action results are trusted only when signed by a
 //! trusted key (or when the remote is explicitly marked `trust-unsigned`).
@@ -75,10 +80,19 @@ pub enum RemoteError {
         digest: String,
         limit: u64,
     },
+    #[error("remote {url}: object {digest} came without a Content-Length, and its size is not known here: refused")]
+    Undeclared { url: String, digest: String },
     #[error("remote {url}: the download of {digest} took longer than its limit of {seconds} s")]
     TimedOut {
         url: String,
         digest: String,
+        seconds: u64,
+    },
+    #[error("remote {url}: the download of {digest} is too slow: {bytes} bytes in {seconds} s (at least 10 KiB/s are needed)")]
+    TooSlow {
+        url: String,
+        digest: String,
+        bytes: u64,
         seconds: u64,
     },
     #[error("remote {url}: interrupted")]
@@ -95,24 +109,88 @@ pub enum RemoteError {
     },
 }
 
-impl RemoteError {}
+impl RemoteError {
+    /// The URL of the remote the error is about.
+    pub fn url(&self) -> &str {
+        match self {
+            RemoteError::Transport { url, .. }
+            | RemoteError::Status { url, .. }
+            | RemoteError::Io { url, .. }
+            | RemoteError::Corrupt { url, .. }
+            | RemoteError::Malformed { url, .. }
+            | RemoteError::TooLarge { url, .. }
+            | RemoteError::Undeclared { url, .. }
+            | RemoteError::TimedOut { url, .. }
+            | RemoteError::TooSlow { url, .. }
+            | RemoteError::Interrupted { url }
+            | RemoteError::Missing { url, .. }
+            | RemoteError::BadUrl { url, .. }
+            | RemoteError::Store { url, .. } => url,
+        }
+    }
 
-/// How much of one object may be downloaded, and until when (spec/remote.md
+    /// Does this error mean the remote cannot be used for the rest of the
+    /// run (it made cas wait too long, or sent more than it may)? Such a
+    /// remote is given up by [`Guarded`].
+    pub fn gives_up(&self) -> bool {
+        matches!(
+            self,
+            RemoteError::TimedOut { .. }
+                | RemoteError::TooSlow { .. }
+                | RemoteError::TooLarge { .. }
+                | RemoteError::Undeclared { .. }
+        )
+    }
+
+    /// The message without its leading `remote URL: `.
+    pub fn without_url(&self) -> String {
+        let s = self.to_string();
+        let prefix = format!("remote {}: ", self.url());
+        s.strip_prefix(&prefix).map_or(s.clone(), str::to_string)
+    }
+}
+
+/// How much of one object may be downloaded, and how (spec/remote.md
 /// "Download limits"): a blob never has more bytes than its tree entry
-/// states, and no transfer runs forever.
+/// states, no transfer runs forever, and none may crawl.
 #[derive(Debug, Clone, Copy)]
 pub struct Limit {
+    /// The most bytes the object may have.
     pub bytes: u64,
+    /// Whether `bytes` is the object's own size (a blob's size from its
+    /// tree entry), not only a ceiling (trees, logs, manifests): a server
+    /// that does not say how long a body is may be read only then.
+    pub exact: bool,
+    /// No byte is read after this.
     pub deadline: Instant,
+    /// How long the transfer may wait beyond what its bytes need at
+    /// [`MIN_RATE`] (after [`GRACE`]): what is left of the remote's budget
+    /// of waiting for the run ([`Guarded`]).
+    pub stall: Duration,
 }
 
 impl Limit {
-    /// `bytes` at most, within `base` plus one second per MiB.
+    /// `bytes` at most (a ceiling), within `base` plus one second per MiB,
+    /// with the default budget of waiting ([`budget_from_env`]).
     pub fn new(bytes: u64, base: Duration) -> Limit {
         Limit {
             bytes,
+            exact: false,
             deadline: Instant::now() + base + Duration::from_secs(bytes >> 20),
+            stall: budget_from_env(),
         }
+    }
+
+    /// `bytes` is the object's exact size.
+    pub fn exact(mut self, exact: bool) -> Limit {
+        self.exact = exact;
+        self
+    }
+
+    /// The transfer may wait `stall` at most (see [`Limit::stall`]).
+    pub fn stall(mut self, stall: Duration) -> Limit {
+        self.stall = stall;
+        self
     }
 
     fn seconds(&self, started: Instant) -> u64 {
@@ -124,6 +202,32 @@ impl Limit {
 pub const MAX_TREE_BYTES: u64 = 64 << 20;
 /// The largest build log or manifest cas downloads.
 pub const MAX_LOG_BYTES: u64 = 1 << 30;
+/// The slowest a transfer may be, averaged over [`RATE_WINDOW`] (bytes per second).
+pub const MIN_RATE: u64 = 10 << 10;
+/// The window over which [`MIN_RATE`] is measured.
+pub const RATE_WINDOW: Duration = Duration::from_secs(5);
+/// What any call may take without costing its remote anything (a remote
+/// far away answers in a fraction of it).
+pub const GRACE: Duration = Duration::from_secs(1);
+/// The default budget of waiting of each remote per run (`CAS_REMOTE_TIMEOUT`).
+pub const DEFAULT_BUDGET: Duration = Duration::from_secs(10);
+
+/// The budget of waiting of each remote per run: `CAS_REMOTE_TIMEOUT`
+/// (seconds, at least 1) when it is set to a number, else
+/// [`DEFAULT_BUDGET`] (spec/remote.md "Download limits").
+pub fn budget_from_env() -> Duration {
+    std::env::var("CAS_REMOTE_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(DEFAULT_BUDGET, |secs| Duration::from_secs(secs.max(1)))
+}
+
+/// What a call of `elapsed` that moved `bytes` cost its remote: the time
+/// beyond [`GRACE`] and beyond what the bytes need at [`MIN_RATE`].
+pub fn stall_of(elapsed: Duration, bytes: u64) -> Duration {
+    let needed = GRACE + Duration::from_secs_f64(bytes as f64 / MIN_RATE as f64);
+    elapsed.saturating_sub(needed)
+}
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -138,9 +242,103 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
+/// The pace of one download: [`Pace::check`] fails it when it is
+/// interrupted, past its deadline, slower than [`MIN_RATE`] over a
+/// [`RATE_WINDOW`], or when it has made its remote wait longer than
+/// [`Limit::stall`]. Every backend's download goes through one.
+#[derive(Debug)]
+pub struct Pace {
+    limit: Limit,
+    started: Instant,
+    window: Instant,
+    window_bytes: u64,
+    total: u64,
+}
+
+impl Pace {
+    pub fn new(limit: &Limit) -> Pace {
+        let now = Instant::now();
+        Pace {
+            limit: *limit,
+            started: now,
+            window: now,
+            window_bytes: 0,
+            total: 0,
+        }
+    }
+
+    /// `n` more bytes arrived.
+    pub fn add(&mut self, n: u64) {
+        self.total += n;
+        self.window_bytes += n;
+    }
+
+    /// The bytes so far.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Whether the transfer may go on (call it between reads, and at
+    /// least every second while no byte comes).
+    pub fn check(&mut self, url: &str, digest: &Digest) -> Result<(), RemoteError> {
+        if interrupted() {
+            return Err(RemoteError::Interrupted {
+                url: url.to_string(),
+            });
+        }
+        let now = Instant::now();
+        if now > self.limit.deadline {
+            return Err(RemoteError::TimedOut {
+                url: url.to_string(),
+                digest: digest.to_hex(),
+                seconds: self.limit.seconds(self.started),
+            });
+        }
+        let elapsed = now - self.started;
+        let stalled = stall_of(elapsed, self.total);
+        if stalled > self.limit.stall {
+            return Err(RemoteError::TimedOut {
+                url: url.to_string(),
+                digest: digest.to_hex(),
+                seconds: elapsed.as_secs(),
+            });
+        }
+        if now - self.window >= RATE_WINDOW {
+            let secs = (now - self.window).as_secs_f64();
+            if (self.window_bytes as f64) < MIN_RATE as f64 * secs {
+                return Err(RemoteError::TooSlow {
+                    url: url.to_string(),
+                    digest: digest.to_hex(),
+                    bytes: self.window_bytes,
+                    seconds: secs.round() as u64,
+                });
+            }
+            self.window = now;
+            self.window_bytes = 0;
+        }
+        Ok(())
+    }
+
+    /// `n` more bytes: refused when the object would have more than it may.
+    pub fn take(&mut self, url: &str, digest: &Digest, n: u64) -> Result<(), RemoteError> {
+        self.add(n);
+        if self.total > self.limit.bytes {
+            return Err(RemoteError::TooLarge {
+                url: url.to_string(),
+                digest: digest.to_hex(),
+                limit: self.limit.bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Copy `src` into `out` (from its start, truncated first) within `limit`:
-/// more than `limit.bytes` bytes, the deadline, or [`interrupt`] end the copy
-/// with an error. Every backend's download goes through here.
+/// more than `limit.bytes` bytes (at most one byte more is read), the
+/// deadline, a pace below [`MIN_RATE`], too long a wait or [`interrupt`]
+/// end the copy with an error (see [`Pace`]). A read that fails with
+/// `WouldBlock` or `TimedOut` means "nothing yet": the pace is checked and
+/// the read tried again. Every backend's download goes through here.
 pub fn copy_bounded(
     url: &str,
     digest: &Digest,
@@ -154,28 +352,28 @@ pub fn copy_bounded(
         path: "(download)".into(),
         source,
     };
-    let started = Instant::now();
+    let mut pace = Pace::new(limit);
     out.set_len(0).map_err(|e| io("truncate", e))?;
     out.seek(SeekFrom::Start(0)).map_err(|e| io("seek", e))?;
     let mut buf = vec![0u8; 256 << 10];
-    let mut total = 0u64;
     loop {
-        if interrupted() {
-            return Err(RemoteError::Interrupted {
-                url: url.to_string(),
-            });
-        }
-        if Instant::now() > limit.deadline {
-            return Err(RemoteError::TimedOut {
-                url: url.to_string(),
-                digest: digest.to_hex(),
-                seconds: limit.seconds(started),
-            });
-        }
-        let n = match src.read(&mut buf) {
-            Ok(0) => return Ok(total),
+        pace.check(url, digest)?;
+        // One byte past the limit at most: enough to know it is exceeded.
+        let room = limit.bytes.saturating_sub(pace.total()).saturating_add(1);
+        let want = usize::try_from(room).map_or(buf.len(), |r| r.min(buf.len()));
+        let n = match src.read(&mut buf[..want]) {
+            Ok(0) => return Ok(pace.total()),
             Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::Interrupted
+                        | std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
             Err(e) => {
                 return Err(RemoteError::Transport {
                     url: url.to_string(),
@@ -183,15 +381,194 @@ pub fn copy_bounded(
                 })
             }
         };
-        total += n as u64;
-        if total > limit.bytes {
-            return Err(RemoteError::TooLarge {
-                url: url.to_string(),
-                digest: digest.to_hex(),
-                limit: limit.bytes,
-            });
-        }
+        pace.take(url, digest, n as u64)?;
         out.write_all(&buf[..n]).map_err(|e| io("write", e))?;
+    }
+}
+
+/// A remote with its budget of waiting for the run (spec/remote.md
+/// "Download limits"): every call is timed, and what it cost beyond
+/// [`GRACE`] and [`MIN_RATE`] ([`stall_of`]) is charged to the remote. A
+/// remote is *given up* for the rest of the run, every later call failing
+/// at once, when its charges exceed the budget (`CAS_REMOTE_TIMEOUT`), when
+/// a call fails in a way that [`RemoteError::gives_up`] (timed out, too
+/// slow, more bytes than it may send), or when the backend itself finds it
+/// down; [`Remote::down_reason`] then says why.
+pub struct Guarded {
+    inner: Box<dyn Remote>,
+    budget: Duration,
+    spent_us: std::sync::atomic::AtomicU64,
+    given_up: std::sync::OnceLock<String>,
+}
+
+impl Guarded {
+    pub fn new(inner: Box<dyn Remote>, budget: Duration) -> Guarded {
+        Guarded {
+            inner,
+            budget,
+            spent_us: std::sync::atomic::AtomicU64::new(0),
+            given_up: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn spent(&self) -> Duration {
+        Duration::from_micros(self.spent_us.load(Ordering::Relaxed))
+    }
+
+    /// What is left of the budget.
+    pub fn left(&self) -> Duration {
+        self.budget.saturating_sub(self.spent())
+    }
+
+    fn give_up(&self, why: String) {
+        let _ = self.given_up.set(why);
+    }
+
+    fn refuse(&self, what: &str) -> Result<(), RemoteError> {
+        match self.given_up.get() {
+            Some(why) => Err(RemoteError::Transport {
+                url: self.inner.url().to_string(),
+                message: format!("{what}: skipped: the remote was given up in this run ({why})"),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Charge a call that began at `started` and moved `moved` bytes, and
+    /// give the remote up when it must be.
+    fn charge<T>(&self, started: Instant, moved: u64, result: &Result<T, RemoteError>) {
+        if !matches!(result, Err(RemoteError::Interrupted { .. })) {
+            let cost = stall_of(started.elapsed(), moved);
+            let us = u64::try_from(cost.as_micros()).unwrap_or(u64::MAX);
+            let total = self
+                .spent_us
+                .fetch_add(us, Ordering::Relaxed)
+                .saturating_add(us);
+            if Duration::from_micros(total) > self.budget {
+                self.give_up(format!(
+                    "it kept cas waiting {:.1} s, more than the {} s a remote may in a run (CAS_REMOTE_TIMEOUT)",
+                    Duration::from_micros(total).as_secs_f64(),
+                    self.budget.as_secs()
+                ));
+            }
+        }
+        if let Err(e) = result {
+            if e.gives_up() || self.inner.is_down() {
+                self.give_up(e.without_url());
+            }
+        }
+    }
+
+    /// Run `call` unless the remote was given up, and charge it.
+    fn guard<T>(
+        &self,
+        what: &str,
+        bytes: impl Fn(&T) -> u64,
+        call: impl FnOnce() -> Result<T, RemoteError>,
+    ) -> Result<T, RemoteError> {
+        self.refuse(what)?;
+        let started = Instant::now();
+        let result = call();
+        let moved = result.as_ref().map_or(0, bytes);
+        self.charge(started, moved, &result);
+        result
+    }
+}
+
+impl Remote for Guarded {
+    fn url(&self) -> &str {
+        self.inner.url()
+    }
+
+    fn has_object(&self, digest: &Digest) -> Result<bool, RemoteError> {
+        self.guard("has", |_| 0, || self.inner.has_object(digest))
+    }
+
+    fn get_object(
+        &self,
+        digest: &Digest,
+        out: &mut File,
+        limit: &Limit,
+    ) -> Result<bool, RemoteError> {
+        self.refuse("get")?;
+        let limit = limit.stall(limit.stall.min(self.left()));
+        let started = Instant::now();
+        let result = self.inner.get_object(digest, out, &limit);
+        let moved = out.metadata().map_or(0, |m| m.len());
+        self.charge(started, moved, &result);
+        result
+    }
+
+    fn object_timeout(&self) -> Duration {
+        self.inner.object_timeout()
+    }
+
+    fn is_down(&self) -> bool {
+        self.given_up.get().is_some() || self.inner.is_down()
+    }
+
+    fn down_reason(&self) -> Option<String> {
+        self.given_up.get().cloned()
+    }
+
+    fn put_object(&self, digest: &Digest, path: &Path, size: u64) -> Result<(), RemoteError> {
+        self.guard(
+            "put",
+            |()| size,
+            || self.inner.put_object(digest, path, size),
+        )
+    }
+
+    fn has_action(&self, key: &ActionKey) -> Result<bool, RemoteError> {
+        self.guard("has", |_| 0, || self.inner.has_action(key))
+    }
+
+    fn get_action(&self, key: &ActionKey) -> Result<Option<Vec<u8>>, RemoteError> {
+        self.guard(
+            "get",
+            |r: &Option<Vec<u8>>| r.as_ref().map_or(0, |b| b.len() as u64),
+            || self.inner.get_action(key),
+        )
+    }
+
+    fn put_action(&self, key: &ActionKey, bytes: &[u8]) -> Result<(), RemoteError> {
+        self.guard(
+            "put",
+            |()| bytes.len() as u64,
+            || self.inner.put_action(key, bytes),
+        )
+    }
+
+    fn put_action_objects(
+        &self,
+        key: &ActionKey,
+        bytes: &[u8],
+        objects: &[Digest],
+    ) -> Result<(), RemoteError> {
+        self.guard(
+            "put",
+            |()| bytes.len() as u64,
+            || self.inner.put_action_objects(key, bytes, objects),
+        )
+    }
+
+    fn missing_objects(&self, list: &[Digest]) -> Option<Result<Vec<Digest>, RemoteError>> {
+        if let Err(e) = self.refuse("find missing") {
+            return Some(Err(e));
+        }
+        let mut batched = false;
+        let r = self.guard(
+            "find missing",
+            |_| 0,
+            || match self.inner.missing_objects(list) {
+                Some(r) => {
+                    batched = true;
+                    r
+                }
+                None => Ok(Vec::new()),
+            },
+        );
+        batched.then_some(r)
     }
 }
 
@@ -206,8 +583,10 @@ pub trait Remote: Send + Sync {
     /// Is the object there?
     fn has_object(&self, digest: &Digest) -> Result<bool, RemoteError>;
     /// Download the object into `out` (written from its start; truncated
-    /// first), at most `limit.bytes` bytes and not after `limit.deadline`
-    /// (see [`copy_bounded`]). `Ok(false)` when the remote does not have it.
+    /// first), at most `limit.bytes` bytes, not after `limit.deadline` and
+    /// at the pace [`Pace`] requires (see [`copy_bounded`]); a wait for the
+    /// first byte is bounded as well. `Ok(false)` when the remote does not
+    /// have it.
     fn get_object(
         &self,
         digest: &Digest,
@@ -223,6 +602,11 @@ pub trait Remote: Send + Sync {
     /// (it failed or timed out; every call now fails at once).
     fn is_down(&self) -> bool {
         false
+    }
+    /// Why the remote was given up for the rest of the run, when it was
+    /// ([`Guarded`]).
+    fn down_reason(&self) -> Option<String> {
+        None
     }
     /// Upload the object from the file at `path` (`size` bytes).
     fn put_object(&self, digest: &Digest, path: &Path, size: u64) -> Result<(), RemoteError>;

@@ -108,8 +108,9 @@ fn store_err(remote: &dyn Remote) -> impl Fn(crate::error::StoreError) -> Remote
 
 /// Download one object unless it is local; verify its digest (and, for a
 /// tree, its encoding) before it enters the store. `max`: the most bytes it
-/// may have (a blob's size from its tree entry; [`super::MAX_TREE_BYTES`]
-/// for a tree).
+/// may have ([`super::MAX_TREE_BYTES`] for a tree, [`super::MAX_LOG_BYTES`]
+/// for a log or manifest), a ceiling, not its size (blobs of a tree are
+/// fetched with their exact size by [`fetch_tree`]).
 pub fn fetch_object(
     store: &Store,
     remote: &dyn Remote,
@@ -118,14 +119,26 @@ pub fn fetch_object(
     max: u64,
     counters: &Counters,
 ) -> Result<(), RemoteError> {
+    let limit = super::Limit::new(max, remote.object_timeout());
+    fetch_within(store, remote, d, is_tree, &limit, counters)
+}
+
+/// [`fetch_object`] within `limit`.
+fn fetch_within(
+    store: &Store,
+    remote: &dyn Remote,
+    d: &Digest,
+    is_tree: bool,
+    limit: &super::Limit,
+    counters: &Counters,
+) -> Result<(), RemoteError> {
     if store.has_object(d) {
         return Ok(());
     }
     let url = || remote.url().to_string();
     let mut guard = TmpGuard::new(store.tmp_path("pull"));
     let mut f: File = create_tmp_file(guard.path()).map_err(store_err(remote))?;
-    let limit = super::Limit::new(max, remote.object_timeout());
-    if !remote.get_object(d, &mut f, &limit)? {
+    if !remote.get_object(d, &mut f, limit)? {
         return Err(RemoteError::Missing {
             url: url(),
             digest: d.to_hex(),
@@ -196,8 +209,10 @@ pub fn fetch_tree(
         }
         level = next;
     }
+    // A blob's size is known from its tree entry: exactly that many bytes.
     parallel(&blobs, WORKERS, |(d, size)| {
-        fetch_object(store, remote, d, false, *size, counters)
+        let limit = super::Limit::new(*size, remote.object_timeout()).exact(true);
+        fetch_within(store, remote, d, false, &limit, counters)
     })
 }
 

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::time::Duration;
 
 use cas_builder::{BuildOptions, Console, Reporter};
 
@@ -29,20 +30,57 @@ pub(crate) struct BuildArgs {
     pub remote_exec: Option<String>,
 }
 
-/// Set by SIGINT: stop starting steps, kill the running sandboxes.
+/// Set by SIGINT or SIGTERM: stop starting steps, kill the running sandboxes.
 pub(crate) static STOP: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_sigint(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-    // Downloads stop at their next chunk.
+/// The signal that set [`STOP`].
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// After SIGINT or SIGTERM, how long the build has to stop by itself
+/// before cas exits anyway (128 + the signal): a wait that nothing can
+/// interrupt (a remote, a hung file read) never keeps cas running.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+extern "C" fn on_sigint(sig: libc::c_int) {
+    if STOP.swap(true, Ordering::SeqCst) {
+        // A second signal: end now.
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(128 + sig) };
+    }
+    SIGNAL.store(sig, Ordering::SeqCst);
+    // Downloads stop at their next chunk, waits on remotes at their next tick.
     cas_store::remote::interrupt();
 }
 
 fn install_sigint() {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    // SAFETY: the handler only stores to atomics (or calls _exit), which is
+    // async-signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_sigint as *const () as libc::sighandler_t);
+    }
+    static WATCHDOG: std::sync::Once = std::sync::Once::new();
+    WATCHDOG.call_once(|| {
+        let _ = std::thread::Builder::new()
+            .name("cas-stop".into())
+            .stack_size(64 << 10)
+            .spawn(watchdog);
+    });
+}
+
+/// Once [`STOP`] is set, give the build [`STOP_GRACE`] to end, then exit.
+fn watchdog() {
+    while !STOP.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(STOP_GRACE);
+    let sig = SIGNAL.load(Ordering::SeqCst);
+    let msg = b"interrupted: something did not stop within 3 s of the signal (a remote, a file read); exiting now\n";
+    // SAFETY: a write of a static buffer to stderr, then _exit: no lock is
+    // taken, so no thread stuck holding one can keep cas from ending.
+    unsafe {
+        libc::write(2, msg.as_ptr().cast(), msg.len());
+        libc::_exit(128 + if sig == 0 { libc::SIGINT } else { sig });
     }
 }
 
