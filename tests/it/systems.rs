@@ -886,3 +886,53 @@ fn the_debian_system_gives_the_same_keys_and_outputs_in_a_second_store() {
     }
     assert_eq!(k1.len(), 5, "{k1:?}");
 }
+
+/// The runtime pattern (#29): GNU hello built over the whole configured
+/// base but depending at run time only on `base/runtime.yaml` (libc6,
+/// libgcc-s1): the libraries check finds every library it needs in that
+/// runtime closure, and a root composed from it has libc but no compiler.
+#[test]
+fn a_program_over_the_debian_base_gets_libc_at_run_time_without_the_toolchain() {
+    let Some(mirror) = crate::ctx::apt_mirror() else {
+        eprintln!("skipped: this machine has no Debian archive in its APT configuration");
+        return;
+    };
+    let ctx = Ctx::new();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let project = repo.join("projects/debian-system");
+    let config = ctx.path("config.yaml");
+    std::fs::write(&config, format!("mirrors:\n  debian:\n  - {mirror}\n")).unwrap();
+    let store = crate::ctx::shared_store();
+    let run = |cwd: &Path, args: &[&str]| {
+        let mut all = vec![
+            "--store".to_string(),
+            store.to_string_lossy().into_owned(),
+            "--config".to_string(),
+            config.to_string_lossy().into_owned(),
+        ];
+        all.extend(args.iter().map(ToString::to_string));
+        let (mut cmd, shown) = ctx.command(&all);
+        cmd.current_dir(cwd);
+        crate::ctx::Run::from_output(shown, cmd.output().unwrap())
+    };
+    let built = run(&project, &["build", "hello-dynamic.yaml"]).ok();
+    assert!(
+        !built.stderr.contains("warning: hello-dynamic.yaml"),
+        "the libraries check found a problem:\n{}",
+        built.stderr
+    );
+    let shown = run(&project, &["--json", "show", "hello-dynamic.yaml"]).ok();
+    assert!(!shown.stdout.contains("\"missing\""), "{}", shown.stdout);
+    run(&project, &["build", "rootfs-dynamic.yaml"]).ok();
+    let owns = |path: &str| run(&project, &["owns", path, "--in", "rootfs-dynamic.yaml"]);
+    assert!(owns("/usr/bin/hello")
+        .ok()
+        .stdout
+        .contains("hello-dynamic.yaml"));
+    if cfg!(target_arch = "x86_64") {
+        // the loader's path, through the tree's own links where it has them
+        let libc = owns("/lib/x86_64-linux-gnu/libc.so.6").ok();
+        assert!(libc.stdout.contains("base/runtime.yaml"), "{}", libc.stdout);
+    }
+    owns("/usr/bin/gcc").expect_code(1);
+}

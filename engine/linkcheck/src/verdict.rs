@@ -167,7 +167,7 @@ impl Problem {
         };
         match &self.found {
             Found::BuildOnly(e) => format!(
-                "{} needs {what}, found only in build dependency {e} (declare it in `depends` or `runtime-depends`)",
+                "{} needs {what}, found only in build dependency {e} (declare what provides it in `depends` or `runtime-depends`; when {e} is a whole toolchain base, depend at run time on an element of just the runtime packages instead, e.g. libc6 and libgcc-s1 pinned by `cas deb lock` (spec/format.md, \"Run-time libraries from a Debian base\"))",
                 self.file
             ),
             Found::Missing => format!(
