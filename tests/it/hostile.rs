@@ -760,3 +760,23 @@ fn an_empty_junction_file_is_an_error_that_says_so_at_its_file() {
         run.stderr
     );
 }
+
+#[test]
+fn a_missing_junction_is_reported_where_it_is_depended_on() {
+    let ctx = Ctx::new();
+    ctx.write(
+        "project.conf",
+        "name: j\nmin-version: 2.0\nelement-path: elements\n",
+    );
+    ctx.write(
+        "elements/top.bst",
+        "kind: stack\ndepends:\n- nope.bst:x.bst\n",
+    );
+    let run = ctx.cas(["show", "top.bst"]).expect_code(2);
+    assert!(
+        run.stderr.contains("junction `nope.bst` not found")
+            && run.stderr.contains("elements/top.bst:3:3"),
+        "{}",
+        run.stderr
+    );
+}

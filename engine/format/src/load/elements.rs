@@ -34,11 +34,30 @@ pub(super) fn read_elements(
     for n in &wave {
         seen.insert(n.clone());
     }
+    // where each name was first depended on, for errors about its junction
+    let mut named_at: std::collections::HashMap<String, crate::diagnostics::Span> =
+        std::collections::HashMap::new();
     while !wave.is_empty() {
         let mut now = Vec::new();
         for name in std::mem::take(&mut wave) {
             if let Some((j, _)) = name.rsplit_once(':') {
+                let before = errors.len();
                 if ensure_junction(files, projects, j, cwd, includes, errors).is_none() {
+                    // an error about the junction itself has no place in a
+                    // file: it is shown where the element was depended on
+                    if let Some(span) = named_at.get(&name) {
+                        for e in &mut errors[before..] {
+                            if e.file().is_none() {
+                                let located =
+                                    files.error(*span, e.message.clone(), "through this junction");
+                                let help = e.help.take();
+                                *e = match help {
+                                    Some(h) => located.with_help(h),
+                                    None => located,
+                                };
+                            }
+                        }
+                    }
                     existing.push(name); // its junction's error stands for it
                     continue;
                 }
@@ -90,6 +109,7 @@ pub(super) fn read_elements(
                     for (_, dep) in &raw.deps {
                         if !seen.contains(&dep.value) {
                             seen.insert(dep.value.clone());
+                            named_at.insert(dep.value.clone(), dep.span);
                             next.push(dep.value.clone());
                         }
                     }
