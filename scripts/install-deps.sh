@@ -13,12 +13,27 @@ mapfile -t m1 < <(missing "${PKGS[@]}")
 mapfile -t m2 < <(missing "${PKGS_NR[@]}")
 if ((${#m1[@]} + ${#m2[@]})); then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
+  # Another apt (unattended upgrades, a second shell) may hold dpkg's lock:
+  # wait for it, at most 10 minutes, and say so, instead of failing at once.
+  LOCK_WAIT=(-o DPkg::Lock::Timeout=600)
+  if fuser /var/lib/dpkg/lock-frontend >/dev/null 2>&1; then
+    echo "install-deps: another apt holds the dpkg lock; waiting for it (at most 10 minutes)" >&2
+  fi
+  $SUDO apt-get "${LOCK_WAIT[@]}" update -qq
+  # Never remove a package to install ours: check apt's plan first.
+  plan() {
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${LOCK_WAIT[@]}" install -s "$@" 2>/dev/null | awk '/^Remv /'
+  }
+  if ((${#m1[@]})) && [ -n "$(plan "${m1[@]}")" ]; then
+    echo "install-deps: installing ${m1[*]} would remove packages; refusing:" >&2
+    plan "${m1[@]}" >&2
+    exit 1
+  fi
   if ((${#m1[@]})); then
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${m1[@]}"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${LOCK_WAIT[@]}" install -y -qq "${m1[@]}"
   fi
   if ((${#m2[@]})); then
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${m2[@]}"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${LOCK_WAIT[@]}" install -y -qq --no-install-recommends "${m2[@]}"
   fi
 fi
 # aarch64 sysroots run under qemu-user (tests/it/cross.rs): binfmt_misc

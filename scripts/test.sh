@@ -26,13 +26,19 @@ if cargo clippy --version >/dev/null 2>&1; then
 else
   echo "clippy is not installed (rustup component add clippy): lints not checked"
 fi
-cargo test --workspace --all-targets --locked 2>&1 | tee "$log"
+# --no-fail-fast: every test binary runs even after one fails, so the total
+# below counts every test (without it cargo stops at the first failing binary
+# and the total hides the tests that never ran).
+cargo test --workspace --all-targets --locked --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 if [ "$lint" != 0 ]; then
   echo "lints: clippy found warnings (see above)"
   [ "$status" = 0 ] && status=1
 fi
 df -Pk "$target_dir" | awk 'NR == 2 { printf "disk: %d MiB free at the end\n", $4 / 1024 }'
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) g += $i } }
+     END { printf "tests: %d passed, %d failed, %d ignored\n", p, f, g }' "$log"
+# the ignored tests by name, and every failure by name
+grep -E '^test .* \.\.\. ignored' "$log" | sed 's/^/ignored: /' || true
+grep -E '^test .* \.\.\. FAILED' "$log" | sed 's/^/failed: /' || true
 exit "$status"
