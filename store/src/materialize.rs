@@ -193,7 +193,9 @@ impl Store {
         Ok(chosen)
     }
 
-    /// Create directories and symlinks; collect files.
+    /// Create directories and symlinks; collect files. Iterative: a tree of
+    /// any depth plans in constant stack (directories before their entries,
+    /// so `dirs` in reverse is children first).
     fn plan(
         &self,
         tree: &TreeDigest,
@@ -201,28 +203,31 @@ impl Store {
         dirs: &mut Vec<(PathBuf, u32)>,
         files: &mut Vec<FileJob>,
     ) -> Result<()> {
-        let t = self.get_tree(tree)?;
-        for e in t.entries {
-            let path = dir.join(OsStr::from_bytes(&e.name));
-            match e.kind {
-                EntryKind::Dir { digest } => {
-                    fs::create_dir(&path).ctx("create directory", &path)?;
-                    fs::set_permissions(&path, fs::Permissions::from_mode(0o700))
-                        .ctx("chmod", &path)?;
-                    dirs.push((path.clone(), e.mode));
-                    self.plan(&digest, &path, dirs, files)?;
+        let mut stack = vec![(*tree, dir.to_path_buf())];
+        while let Some((tree, dir)) = stack.pop() {
+            let t = self.get_tree(&tree)?;
+            for e in t.entries {
+                let path = dir.join(OsStr::from_bytes(&e.name));
+                match e.kind {
+                    EntryKind::Dir { digest } => {
+                        fs::create_dir(&path).ctx("create directory", &path)?;
+                        fs::set_permissions(&path, fs::Permissions::from_mode(0o700))
+                            .ctx("chmod", &path)?;
+                        dirs.push((path.clone(), e.mode));
+                        stack.push((digest, path));
+                    }
+                    EntryKind::Symlink { target } => {
+                        std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path)
+                            .ctx("create symlink", &path)?;
+                        set_fixed_time(&path).ctx("set the time of", &path)?;
+                    }
+                    EntryKind::File { digest, size } => files.push(FileJob {
+                        path,
+                        digest,
+                        size,
+                        mode: e.mode,
+                    }),
                 }
-                EntryKind::Symlink { target } => {
-                    std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path)
-                        .ctx("create symlink", &path)?;
-                    set_fixed_time(&path).ctx("set the time of", &path)?;
-                }
-                EntryKind::File { digest, size } => files.push(FileJob {
-                    path,
-                    digest,
-                    size,
-                    mode: e.mode,
-                }),
             }
         }
         Ok(())

@@ -46,38 +46,34 @@ impl Store {
     }
 
     /// Every entry below `tree`, depth first in name order, with its path
-    /// (names joined by `/`, relative to the tree's root).
+    /// (names joined by `/`, relative to the tree's root). Iterative: a tree
+    /// of any depth walks in constant stack.
     pub fn walk(&self, tree: &TreeDigest) -> Result<Vec<(Vec<u8>, Entry)>> {
         let mut out = Vec::new();
-        self.walk_into(tree, &mut Vec::new(), &mut out)?;
-        Ok(out)
-    }
-
-    fn walk_into(
-        &self,
-        tree: &TreeDigest,
-        prefix: &mut Vec<u8>,
-        out: &mut Vec<(Vec<u8>, Entry)>,
-    ) -> Result<()> {
-        let t = self.get_tree(tree)?;
-        for e in t.entries {
-            let len = prefix.len();
-            if !prefix.is_empty() {
-                prefix.push(b'/');
+        // each directory being walked: its entries, the next one, its path
+        let mut stack: Vec<(std::vec::IntoIter<Entry>, Vec<u8>)> =
+            vec![(self.get_tree(tree)?.entries.into_iter(), Vec::new())];
+        while let Some((entries, prefix)) = stack.last_mut() {
+            let Some(e) = entries.next() else {
+                stack.pop();
+                continue;
+            };
+            let mut path = prefix.clone();
+            if !path.is_empty() {
+                path.push(b'/');
             }
-            prefix.extend_from_slice(&e.name);
+            path.extend_from_slice(&e.name);
             let sub = if let EntryKind::Dir { digest } = &e.kind {
                 Some(*digest)
             } else {
                 None
             };
-            out.push((prefix.clone(), e));
+            out.push((path.clone(), e));
             if let Some(sub) = sub {
-                self.walk_into(&sub, prefix, out)?;
+                stack.push((self.get_tree(&sub)?.entries.into_iter(), path));
             }
-            prefix.truncate(len);
         }
-        Ok(())
+        Ok(out)
     }
 
     /// Every object digest reachable from `tree` (trees and blobs), deduplicated.
@@ -87,17 +83,19 @@ impl Store {
         tree: &TreeDigest,
         seen: &mut std::collections::HashSet<Digest>,
     ) -> Result<()> {
-        if !seen.insert(tree.0) {
-            return Ok(());
-        }
-        let t = self.get_tree(tree)?;
-        for e in t.entries {
-            match e.kind {
-                EntryKind::File { digest, .. } => {
-                    seen.insert(digest.0);
+        let mut stack = vec![*tree];
+        while let Some(t) = stack.pop() {
+            if !seen.insert(t.0) {
+                continue;
+            }
+            for e in self.get_tree(&t)?.entries {
+                match e.kind {
+                    EntryKind::File { digest, .. } => {
+                        seen.insert(digest.0);
+                    }
+                    EntryKind::Dir { digest } => stack.push(digest),
+                    EntryKind::Symlink { .. } => {}
                 }
-                EntryKind::Dir { digest } => self.closure(&digest, seen)?,
-                EntryKind::Symlink { .. } => {}
             }
         }
         Ok(())
