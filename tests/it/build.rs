@@ -427,7 +427,7 @@ fn ctrl_c_stops_the_sandboxes_records_nothing_and_leaves_the_store_consistent() 
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),
-        Some(1),
+        Some(130),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -200,7 +200,10 @@ fn conclude(
     crate::commands::remotes::print_summary(report);
     if STOP.load(Ordering::SeqCst) {
         eprintln!("interrupted: nothing was recorded for unfinished steps");
-        return Ok(ExitCode::from(1));
+        // the shell's convention: 128 + the signal (130 for Ctrl-C)
+        let sig = SIGNAL.load(Ordering::SeqCst);
+        let sig = if sig == 0 { libc::SIGINT } else { sig };
+        return Ok(ExitCode::from((128 + sig) as u8));
     }
     if report.failed > 0 || report.skipped > 0 {
         return Ok(ExitCode::from(1));
