@@ -302,6 +302,28 @@ impl Store {
         Ok(rows)
     }
 
+    /// Action keys of this store that start with `prefix` (lowercase hex),
+    /// at most `limit` of them, in order.
+    pub fn action_keys_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<ActionKey>> {
+        if !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(Vec::new());
+        }
+        let prefix = prefix.to_ascii_lowercase();
+        // every key from the prefix up to the prefix followed by 'g'
+        let end = format!("{prefix}g");
+        let keys: Vec<String> = self.db.with("find action keys", |c| {
+            c.prepare_cached(
+                "SELECT key FROM results WHERE key >= ?1 AND key < ?2 ORDER BY key LIMIT ?3",
+            )?
+            .query_map(params![prefix, end, limit as i64], |r| r.get(0))?
+            .collect()
+        })?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| Digest::from_hex(k).ok().map(ActionKey))
+            .collect())
+    }
+
     /// Look up an action; touches its last-access time.
     pub fn action_get(&self, key: &ActionKey) -> Result<Option<ActionResult>> {
         let row = self.action_peek(key)?;

@@ -41,6 +41,40 @@ impl Store {
         self.put_tree(&Tree::default())
     }
 
+    /// Trees of this store whose digest starts with `prefix` (at least two
+    /// hex digits; lowercase), at most `limit` of them, in order.
+    pub fn trees_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<TreeDigest>> {
+        let prefix = prefix.to_ascii_lowercase();
+        if prefix.len() < 2 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(Vec::new());
+        }
+        let dir = self.root().join("objects").join(&prefix[..2]);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            // objects only, not their mode variants (`….555`)
+            .filter(|n| !n.contains('.') && n.starts_with(&prefix[2..]))
+            .collect();
+        names.sort();
+        let mut out = Vec::new();
+        for n in names {
+            if out.len() >= limit {
+                break;
+            }
+            let Ok(d) = Digest::from_hex(&format!("{}{n}", &prefix[..2])) else {
+                continue;
+            };
+            let t = TreeDigest(d);
+            if self.get_tree(&t).is_ok() {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn has_tree(&self, d: &TreeDigest) -> bool {
         self.has_object(&d.0)
     }

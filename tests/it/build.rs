@@ -974,3 +974,53 @@ fn a_built_steps_time_is_the_whole_step_split_into_phases_that_add_up() {
         row["ended_ms"].as_u64().unwrap() - row["started_ms"].as_u64().unwrap()
     );
 }
+
+/// Short keys (#32): the 12 hex digits cas prints are accepted wherever a
+/// key or a tree is (checkout, diff, explain --against); an unknown prefix
+/// is invalid input.
+#[test]
+fn the_short_keys_cas_prints_are_accepted_where_a_key_is() {
+    let ctx = crate::ctx::busybox_project();
+    ctx.write(
+        "elements/a.yaml",
+        crate::ctx::manual(
+            &[],
+            "    - mkdir -p %{install-root}/a\n    - echo one > %{install-root}/a/f\n",
+        ),
+    );
+    let run = ctx.cas(["--json", "build", "a.yaml"]).ok();
+    let key1 = run.per_element("key")["a.yaml"].clone();
+    let out1 = run.per_element("output")["a.yaml"].clone();
+    ctx.write(
+        "elements/a.yaml",
+        crate::ctx::manual(
+            &[],
+            "    - mkdir -p %{install-root}/a\n    - echo two > %{install-root}/a/f\n",
+        ),
+    );
+    let run = ctx.cas(["--json", "build", "a.yaml"]).ok();
+    let key2 = run.per_element("key")["a.yaml"].clone();
+    let dir = ctx.path("co");
+    ctx.cas(["checkout", &key1[..12], dir.to_str().unwrap()])
+        .ok();
+    assert_eq!(std::fs::read_to_string(dir.join("a/f")).unwrap(), "one\n");
+    let dir = ctx.path("co-tree");
+    ctx.cas(["checkout", &out1[..8], dir.to_str().unwrap()])
+        .ok();
+    assert_eq!(std::fs::read_to_string(dir.join("a/f")).unwrap(), "one\n");
+    let diff = ctx.cas(["diff", &key1[..12], &key2[..12]]).expect_code(1);
+    assert!(diff.stdout.contains("a/f"), "{}", diff.stdout);
+    ctx.cas(["explain", "a.yaml", "--against", &key1[..12]])
+        .ok();
+    let bad = ctx.cas([
+        "checkout",
+        "0000000000ff",
+        ctx.path("none").to_str().unwrap(),
+    ]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("no action key or tree") && bad.stderr.contains("0000000000ff"),
+        "{}",
+        bad.stderr
+    );
+}

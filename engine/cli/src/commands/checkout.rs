@@ -75,8 +75,7 @@ fn checkout_digest(global: &Session, args: &CheckoutArgs, arg: &str) -> CmdResul
         )));
     }
     let store = global.store()?;
-    let d = cas_store::Digest::from_hex(&arg.to_ascii_lowercase())
-        .map_err(|e| Failure::invalid(miette::miette!("{e}")))?;
+    let d = crate::commands::diff::expand_digest(&store, arg)?;
     let key = cas_store::ActionKey(d);
     let output = match store
         .action_get(&key)
@@ -120,7 +119,7 @@ fn checkout_digest(global: &Session, args: &CheckoutArgs, arg: &str) -> CmdResul
 
 pub(crate) fn run_checkout(global: &Session, args: CheckoutArgs) -> CmdResult {
     let arg = args.target.to_string_lossy().into_owned();
-    if crate::commands::diff::is_digest(&arg) && !args.target.exists() {
+    if crate::commands::diff::is_digest_or_prefix(&arg) && !args.target.exists() {
         return checkout_digest(global, &args, &arg);
     }
     match args.format {

@@ -28,6 +28,49 @@ pub(crate) fn is_digest(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|c| c.is_ascii_hexdigit())
 }
 
+/// A full digest, or a prefix of at least 8 hex digits (the short keys cas
+/// prints) of one.
+pub(crate) fn is_digest_or_prefix(s: &str) -> bool {
+    (8..=64).contains(&s.len()) && s.bytes().all(|c| c.is_ascii_hexdigit())
+}
+
+/// The digest `arg` names: itself when whole, else the one action key or
+/// tree of the store that starts with it. None of them, or several, is
+/// invalid input (exit 2) naming the candidates.
+pub(crate) fn expand_digest(store: &Store, arg: &str) -> Result<Digest, Failure> {
+    let lower = arg.to_ascii_lowercase();
+    if is_digest(&lower) {
+        return Digest::from_hex(&lower).map_err(|e| Failure::invalid(miette::miette!("{e}")));
+    }
+    let mut found: Vec<(Digest, &str)> = store
+        .action_keys_with_prefix(&lower, 10)
+        .map_err(err)?
+        .into_iter()
+        .map(|k| (k.0, "action key"))
+        .collect();
+    for t in store.trees_with_prefix(&lower, 10).map_err(err)? {
+        if !found.iter().any(|(d, _)| *d == t.0) {
+            found.push((t.0, "tree"));
+        }
+    }
+    match found.as_slice() {
+        [(d, _)] => Ok(*d),
+        [] => Err(Failure::invalid(miette::miette!(
+            help = "give an element, or an action key or tree digest of this store (whole, or at least its first 8 hex digits)",
+            "no action key or tree of the store {} starts with {arg}",
+            store.root().display()
+        ))),
+        many => Err(Failure::invalid(miette::miette!(
+            help = "give more digits",
+            "{arg} is ambiguous: {}",
+            many.iter()
+                .map(|(d, what)| format!("{} ({what})", d.to_hex()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
 /// An operand of `cas diff`: an action key (its output), a tree digest, or
 /// an element (its cached output); with the key when there is one.
 fn resolve(
@@ -35,9 +78,8 @@ fn resolve(
     store: &Store,
     arg: &str,
 ) -> Result<(TreeDigest, Option<ActionKey>), Failure> {
-    if is_digest(arg) {
-        let d = Digest::from_hex(&arg.to_ascii_lowercase())
-            .map_err(|e| Failure::invalid(miette::miette!("{e}")))?;
+    if is_digest_or_prefix(arg) && !std::path::Path::new(arg).exists() {
+        let d = expand_digest(store, arg)?;
         if let Some(r) = store.action_get(&ActionKey(d)).map_err(err)? {
             return Ok((r.output, Some(ActionKey(d))));
         }

@@ -29,9 +29,13 @@ pub(crate) fn run_explain(global: &Session, args: ExplainArgs) -> CmdResult {
             Digest::from_hex(&k.to_ascii_lowercase())
                 .map_err(|e| Failure::invalid(miette::miette!("{e}")))?,
         )),
+        // a short key: one of this store's
+        Some(k) if crate::commands::diff::is_digest_or_prefix(k) => Some(ActionKey(
+            crate::commands::diff::expand_digest(&global.store()?, k)?,
+        )),
         Some(k) => {
             return Err(Failure::invalid(miette::miette!(
-                "--against {k}: not an action key (64 hex digits)"
+                "--against {k}: not an action key (64 hex digits, or at least the first 8 of one of this store's)"
             )))
         }
         None => None,
