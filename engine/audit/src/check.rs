@@ -46,7 +46,12 @@ fn failed(report: &cas_builder::BuildReport) -> Option<AuditError> {
     report
         .elements
         .iter()
-        .find(|e| e.status == "failed" || e.status == "skipped")
+        .find(|e| {
+            matches!(
+                e.status,
+                cas_builder::ElementStatus::Failed | cas_builder::ElementStatus::Skipped
+            )
+        })
         .map(|e| AuditError::BuildFailed {
             element: e.name.clone(),
             reason: e.error.clone().unwrap_or_else(|| e.status.to_string()),
@@ -80,7 +85,7 @@ pub fn check(
     let built_first: Vec<String> = first
         .elements
         .iter()
-        .filter(|e| e.status == "built")
+        .filter(|e| e.status == cas_builder::ElementStatus::Built)
         .map(|e| e.name.clone())
         .collect();
     // 2. The rebuild, never recorded.

@@ -49,4 +49,4 @@ pub mod workspace;
 pub use error::BuildError;
 pub use progress::{Console, Reporter};
 pub use run::{build, shell, states, BuildOptions, BuildReport, ElementReport, Planned, State};
-pub use step::Status;
+pub use step::{ElementStatus, Status};

@@ -16,11 +16,12 @@ use cas_store::ActionKey;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::error::BuildError;
+use crate::step::ElementStatus;
 
 /// Receives the events of a run. Implementations must be thread-safe.
 pub trait Reporter: Sync {
     fn started(&self, element: &str, key: &ActionKey);
-    fn finished(&self, element: &str, status: &str, took: Option<Duration>);
+    fn finished(&self, element: &str, status: ElementStatus, took: Option<Duration>);
     fn failed(&self, element: &str, error: &BuildError, log: &Path);
     fn message(&self, text: &str);
 }
@@ -145,20 +146,20 @@ impl Reporter for Console {
         }
     }
 
-    fn finished(&self, element: &str, status: &str, took: Option<Duration>) {
+    fn finished(&self, element: &str, status: ElementStatus, took: Option<Duration>) {
         let mut c = self.counts();
         c.done += 1;
         match status {
-            "built" => {
+            ElementStatus::Built => {
                 c.built += 1;
                 c.running = c.running.saturating_sub(1);
             }
-            "cached" | "pulled" => c.cached += 1,
-            "failed" => {
+            ElementStatus::Cached | ElementStatus::Pulled => c.cached += 1,
+            ElementStatus::Failed => {
                 c.failed += 1;
                 c.running = c.running.saturating_sub(1);
             }
-            _ => {}
+            ElementStatus::Skipped => {}
         }
         self.update_summary(&c);
         drop(c);
@@ -174,15 +175,16 @@ impl Reporter for Console {
         }
         // On large closures, cached steps only count: a line each would drown
         // what was actually built.
-        if status == "cached" && self.total > QUIET_CACHED_ABOVE {
+        if status == ElementStatus::Cached && self.total > QUIET_CACHED_ABOVE {
             return;
         }
         let took = took
             .map(|d| format!(" in {:.1}s", d.as_secs_f64()))
             .unwrap_or_default();
         self.line(format!(
-            "[{:>6.1}s] {status:<7} {element}{took}",
-            self.start.elapsed().as_secs_f64()
+            "[{:>6.1}s] {:<7} {element}{took}",
+            self.start.elapsed().as_secs_f64(),
+            status.name()
         ));
     }
 
@@ -226,7 +228,7 @@ pub struct Silent;
 
 impl Reporter for Silent {
     fn started(&self, _: &str, _: &ActionKey) {}
-    fn finished(&self, _: &str, _: &str, _: Option<Duration>) {}
+    fn finished(&self, _: &str, _: ElementStatus, _: Option<Duration>) {}
     fn failed(&self, _: &str, _: &BuildError, _: &Path) {}
     fn message(&self, _: &str) {}
 }

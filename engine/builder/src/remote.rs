@@ -522,10 +522,29 @@ impl RemoteRun<'_> {
 pub struct PullRow {
     pub name: String,
     pub key: Option<String>,
-    /// `cached` (already local), `pulled`, or `missing` (in no remote, or its
-    /// key depends on something missing).
-    pub status: &'static str,
+    pub status: PullStatus,
     pub output: Option<String>,
+}
+
+/// What `cas pull` found for an element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PullStatus {
+    /// Already local.
+    Cached,
+    Pulled,
+    /// In no remote, or its key depends on something missing.
+    Missing,
+}
+
+impl std::fmt::Display for PullStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PullStatus::Cached => "cached",
+            PullStatus::Pulled => "pulled",
+            PullStatus::Missing => "missing",
+        })
+    }
 }
 
 /// `cas pull`: the keys of the closure of `targets`, from local results and
@@ -545,18 +564,18 @@ pub fn pull(
     };
     let planner = crate::plan::Planner::new(store, loaded);
     let say = |m: &str| reporter.message(m);
-    let mut status: HashMap<ElementId, &'static str> = HashMap::new();
+    let mut status: HashMap<ElementId, PullStatus> = HashMap::new();
     let steps = planner.walk(targets, crate::plan::Walk::default(), &mut |id, k| {
         let name = &loaded.element(id).name;
         let local = store
             .action_get(&k.key)?
             .filter(|r| store.has_tree(&r.output));
         let (s, output) = if let Some(hit) = local {
-            ("cached", Some(hit.output))
+            (PullStatus::Cached, Some(hit.output))
         } else if let Some(p) = rr.pull(store, id, name, &k.key, &say)? {
-            ("pulled", Some(p.result.output))
+            (PullStatus::Pulled, Some(p.result.output))
         } else {
-            ("missing", None)
+            (PullStatus::Missing, None)
         };
         reporter.message(&format!("{name}: {s}"));
         status.insert(id, s);
@@ -567,7 +586,7 @@ pub fn pull(
         .map(|step| PullRow {
             name: loaded.element(step.id).name.clone(),
             key: step.keyed.map(|k| k.key.to_hex()),
-            status: status.get(&step.id).copied().unwrap_or("missing"),
+            status: status.get(&step.id).copied().unwrap_or(PullStatus::Missing),
             output: step.output.map(|o| o.to_hex()),
         })
         .collect();

@@ -14,7 +14,7 @@ use crate::error::{BuildError, Result};
 use crate::progress::Reporter;
 use crate::scheduler::{self, Dag, NodeEnd};
 use crate::sources::{needs_fetch, StoreSourceCache};
-use crate::step::{Engine, Status};
+use crate::step::{ElementStatus, Engine, Status};
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -41,7 +41,7 @@ pub struct BuildOptions {
 pub struct ElementReport {
     pub name: String,
     pub key: Option<String>,
-    pub status: &'static str,
+    pub status: crate::step::ElementStatus,
     pub output: Option<String>,
     /// Unix milliseconds when the step's work started and ended (built steps).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -220,7 +220,7 @@ fn check_outputs(
         let r = crate::checks::report(engine.store, &indexes, engine.loaded, id, &v, closure, &get);
         let row = &mut report.elements[i];
         let fails = r.severity == cas_format::Severity::Error;
-        if fails || row.status != "cached" {
+        if fails || row.status != ElementStatus::Cached {
             let what = if fails { "error" } else { "warning" };
             for p in &r.problems {
                 engine
@@ -230,13 +230,13 @@ fn check_outputs(
         }
         if fails {
             match row.status {
-                "built" => report.built -= 1,
-                "cached" => report.cached -= 1,
-                "pulled" => report.pulled -= 1,
-                _ => {}
+                ElementStatus::Built => report.built -= 1,
+                ElementStatus::Cached => report.cached -= 1,
+                ElementStatus::Pulled => report.pulled -= 1,
+                ElementStatus::Failed | ElementStatus::Skipped => {}
             }
             report.failed += 1;
-            row.status = "failed";
+            row.status = ElementStatus::Failed;
             row.error = Some(format!(
                 "libraries check: {} problem{} (checks: libraries: error)",
                 r.problems.len(),
@@ -282,7 +282,7 @@ fn cached_pre_pass(
             let done = engine.cached(id, &|d| outputs.get(d)).ok().flatten()?;
             engine
                 .reporter
-                .finished(&engine.element(id).name, "cached", None);
+                .finished(&engine.element(id).name, ElementStatus::Cached, None);
             outputs.set(id, done.output);
             remember_key(engine, id, &done);
             Some(done)
@@ -303,7 +303,7 @@ fn run_one(
             let took = done
                 .span
                 .map(|(a, b)| Duration::from_millis(b.saturating_sub(a)));
-            engine.reporter.finished(name, done.status.name(), took);
+            engine.reporter.finished(name, done.status.into(), took);
             outputs.set(id, done.output);
             if !engine.rebuild.contains(&id) {
                 remember_key(engine, id, &done);
@@ -321,7 +321,7 @@ fn run_one(
                 // Errors before the sandbox ran have no log to show.
                 engine.reporter.message(&format!("error: {e}"));
             }
-            engine.reporter.finished(name, "failed", None);
+            engine.reporter.finished(name, ElementStatus::Failed, None);
             errors
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -428,7 +428,7 @@ fn report_of(
         let mut row = ElementReport {
             name,
             key: None,
-            status: "skipped",
+            status: ElementStatus::Skipped,
             output: None,
             started_ms: None,
             ended_ms: None,
@@ -450,11 +450,11 @@ fn report_of(
                     Status::Cached => &mut report.cached,
                     Status::Pulled => &mut report.pulled,
                 } += 1;
-                row.status = done.status.name();
+                row.status = done.status.into();
             }
             NodeEnd::Failed => {
                 report.failed += 1;
-                row.status = "failed";
+                row.status = ElementStatus::Failed;
                 if let Some((key, msg)) = errors.get(&id) {
                     row.key = key.as_ref().map(cas_store::ActionKey::to_hex);
                     row.error = Some(msg.clone());

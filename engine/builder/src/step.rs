@@ -34,11 +34,48 @@ pub enum Status {
 impl Status {
     /// As reports and `--json` say it.
     pub fn name(self) -> &'static str {
+        ElementStatus::from(self).name()
+    }
+}
+
+/// How an element of a build ended, as reports, the console and `--json`
+/// say it (spec/cli.md: `built|cached|pulled|failed|skipped`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ElementStatus {
+    Built,
+    Cached,
+    Pulled,
+    Failed,
+    /// Not run: something it stages failed, or the run stopped.
+    Skipped,
+}
+
+impl ElementStatus {
+    pub fn name(self) -> &'static str {
         match self {
-            Status::Built => "built",
-            Status::Cached => "cached",
-            Status::Pulled => "pulled",
+            ElementStatus::Built => "built",
+            ElementStatus::Cached => "cached",
+            ElementStatus::Pulled => "pulled",
+            ElementStatus::Failed => "failed",
+            ElementStatus::Skipped => "skipped",
         }
+    }
+}
+
+impl From<Status> for ElementStatus {
+    fn from(s: Status) -> ElementStatus {
+        match s {
+            Status::Built => ElementStatus::Built,
+            Status::Cached => ElementStatus::Cached,
+            Status::Pulled => ElementStatus::Pulled,
+        }
+    }
+}
+
+impl std::fmt::Display for ElementStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -514,7 +551,7 @@ impl Engine<'_> {
         let took = done
             .span
             .map(|(a, b)| std::time::Duration::from_millis(b.saturating_sub(a)));
-        self.reporter.finished(name, done.status.name(), took);
+        self.reporter.finished(name, done.status.into(), took);
         *slot = Some(done.clone());
         Ok(done)
     }

@@ -102,7 +102,7 @@ pub(crate) fn run_build(global: &Session, args: BuildArgs) -> CmdResult {
             if let Some((report, targets)) = noop::try_noop(&store, key) {
                 let console = Console::new(report.elements.len());
                 for e in &report.elements {
-                    console.finished(&e.name, "cached", None);
+                    console.finished(&e.name, cas_builder::ElementStatus::Cached, None);
                 }
                 console.finish();
                 return conclude(global, &report, &console, &targets, true);

@@ -76,7 +76,7 @@ pub(crate) fn try_noop(store: &Store, key: &Digest) -> Option<(BuildReport, Vec<
         elements.push(ElementReport {
             name,
             key: Some(hex),
-            status: "cached",
+            status: cas_builder::ElementStatus::Cached,
             output: Some(result.output.to_hex()),
             started_ms: None,
             ended_ms: None,

@@ -34,7 +34,10 @@ pub(crate) fn run(global: &Session, args: PullArgs) -> CmdResult {
         .targets
         .iter()
         .map(|t| loaded.element(*t).name.as_str())
-        .filter(|n| rows.iter().any(|r| r.name == *n && r.status == "missing"))
+        .filter(|n| {
+            rows.iter()
+                .any(|r| r.name == *n && r.status == cas_builder::remote::PullStatus::Missing)
+        })
         .collect();
     eprintln!(
         "{} object(s) downloaded ({} bytes){}",

@@ -129,7 +129,7 @@ pub(crate) struct Stderr;
 
 impl cas_builder::Reporter for Stderr {
     fn started(&self, _: &str, _: &cas_store::ActionKey) {}
-    fn finished(&self, _: &str, _: &str, _: Option<std::time::Duration>) {}
+    fn finished(&self, _: &str, _: cas_builder::ElementStatus, _: Option<std::time::Duration>) {}
     fn failed(&self, _: &str, _: &cas_builder::BuildError, _: &std::path::Path) {}
     fn message(&self, text: &str) {
         eprintln!("{text}");
