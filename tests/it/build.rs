@@ -1024,3 +1024,51 @@ fn the_short_keys_cas_prints_are_accepted_where_a_key_is() {
         bad.stderr
     );
 }
+
+/// The failure path (#32): a failed element has its key and log in
+/// `--json`, `show` says `failed`, and `cas log` shows the failed log.
+#[test]
+fn a_failed_element_has_its_key_and_log_and_show_and_log_say_so() {
+    let ctx = crate::ctx::busybox_project();
+    ctx.write(
+        "elements/broken.yaml",
+        crate::ctx::manual(&[], "    - echo about to fail\n    - false\n"),
+    );
+    let run = ctx.cas(["--json", "build", "broken.yaml"]).expect_code(1);
+    let json = run.json();
+    let row = json["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "broken.yaml")
+        .unwrap()
+        .clone();
+    assert_eq!(row["status"], "failed");
+    let key = row["key"]
+        .as_str()
+        .expect("a failed element has its key")
+        .to_string();
+    assert_eq!(key.len(), 64);
+    let log = row["log"].as_str().expect("and its log");
+    assert!(std::fs::read_to_string(log)
+        .unwrap()
+        .contains("about to fail"));
+    let show = ctx.cas(["--json", "show", "broken.yaml"]).ok();
+    let state = show.json()["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "broken.yaml")
+        .unwrap()["state"]
+        .clone();
+    assert_eq!(state, "failed");
+    let logged = ctx.cas(["log", "broken.yaml"]).ok();
+    assert!(logged.stdout.contains("about to fail"), "{}", logged.stdout);
+    assert!(logged.stderr.contains("failed build"), "{}", logged.stderr);
+    let last = ctx.cas(["log", "--failed"]).ok();
+    assert!(last.stdout.contains("about to fail"));
+    // gc removes kept failures, and with them the state
+    ctx.cas(["store", "gc"]).ok();
+    let show = ctx.cas(["show", "broken.yaml"]).ok();
+    assert!(!show.stdout.contains("failed"), "{}", show.stdout);
+}

@@ -129,18 +129,41 @@ impl FailedBuild {
         store_root.join("builds").join("last-failed.json")
     }
 
+    /// The failure record of a key: `builds/failed/<key hex>.json`, kept
+    /// with its build directory until gc removes both.
+    fn key_path(store_root: &Path, key_hex: &str) -> PathBuf {
+        store_root
+            .join("builds")
+            .join("failed")
+            .join(format!("{key_hex}.json"))
+    }
+
+    /// Records the failure as the last one and as its key's.
     pub fn save(&self, store_root: &Path) {
         if let Ok(json) = serde_json::to_vec_pretty(self) {
-            let path = Self::record_path(store_root);
-            let tmp = path.with_extension("json.tmp");
-            if std::fs::write(&tmp, json).is_ok() {
-                let _ = std::fs::rename(tmp, path);
+            let by_key = Self::key_path(store_root, &self.key);
+            if let Some(dir) = by_key.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            for path in [Self::record_path(store_root), by_key] {
+                let tmp = path.with_extension("json.tmp");
+                if std::fs::write(&tmp, &json).is_ok() {
+                    let _ = std::fs::rename(tmp, path);
+                }
             }
         }
     }
 
+    /// The last failure of any step.
     pub fn load(store_root: &Path) -> Option<FailedBuild> {
         let bytes = std::fs::read(Self::record_path(store_root)).ok()?;
         serde_json::from_slice(&bytes).ok()
+    }
+
+    /// The last failure of the step with this key, while its log is kept.
+    pub fn of_key(store_root: &Path, key_hex: &str) -> Option<FailedBuild> {
+        let bytes = std::fs::read(Self::key_path(store_root, key_hex)).ok()?;
+        let f: FailedBuild = serde_json::from_slice(&bytes).ok()?;
+        f.log.is_file().then_some(f)
     }
 }

@@ -54,6 +54,9 @@ pub struct ElementReport {
     /// Where that time went (built steps): lookup, fetch, run, record.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phases: Option<crate::step::Phases>,
+    /// A failed step's log, kept with its build directory (`cas log`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// The libraries check's verdict, when it found problems.
@@ -434,6 +437,7 @@ fn report_of(
             ended_ms: None,
             duration_ms: None,
             phases: None,
+            log: None,
             error: None,
             libraries: None,
         };
@@ -459,6 +463,15 @@ fn report_of(
                     row.key = key.as_ref().map(cas_store::ActionKey::to_hex);
                     row.error = Some(msg.clone());
                 }
+                if let Some(f) = engine
+                    .failures
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .get(&id)
+                {
+                    row.key = Some(f.key.clone());
+                    row.log = Some(f.log.display().to_string());
+                }
             }
             NodeEnd::Skipped => report.skipped += 1,
         }
@@ -477,6 +490,8 @@ pub enum State {
     FetchNeeded,
     /// Known from a result pulled earlier whose output is not local (spec/remote.md).
     Pullable,
+    /// Its last build with this key failed, and its log is kept (`cas log`).
+    Failed,
 }
 
 impl State {
@@ -487,6 +502,7 @@ impl State {
             State::Waiting => "waiting",
             State::FetchNeeded => "fetch-needed",
             State::Pullable => "pullable",
+            State::Failed => "failed",
         }
     }
 }
@@ -529,7 +545,13 @@ pub fn states(
         .into_iter()
         .map(|step| {
             let fetch = needs_fetch(&loaded.element(step.id).sources, &fetcher, &cache);
+            let failed = || {
+                step.keyed.as_ref().is_some_and(|k| {
+                    crate::builddir::FailedBuild::of_key(store.root(), &k.key.to_hex()).is_some()
+                })
+            };
             let state = match (states.get(&step.id), fetch) {
+                (Some(State::Buildable), _) if failed() => State::Failed,
                 (Some(State::Buildable) | None, true) => State::FetchNeeded,
                 (Some(s), _) => *s,
                 (None, false) => State::Waiting,

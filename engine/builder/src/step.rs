@@ -132,6 +132,9 @@ pub struct Engine<'a> {
     /// their output could not be downloaded (crate::remote): what the run
     /// reports for them.
     pub fallbacks: std::sync::Mutex<std::collections::HashMap<ElementId, Fallback>>,
+    /// The steps of this run that failed in their sandbox: key, log, build
+    /// directory (what reports and `--json` give for them).
+    pub failures: std::sync::Mutex<std::collections::HashMap<ElementId, FailedBuild>>,
     /// Push results built from workspaces too (`--push` given).
     pub push_workspaces: bool,
     /// Where sandboxed steps run when not here (crate::remote_exec).
@@ -166,6 +169,7 @@ impl<'a> Engine<'a> {
             remote: None,
             recorder: None,
             fallbacks: Default::default(),
+            failures: Default::default(),
             push_workspaces: false,
             remote_exec: None,
         }
@@ -377,14 +381,18 @@ impl Engine<'_> {
                 Err(e)
             }
             Err(e) => {
-                FailedBuild {
+                let failure = FailedBuild {
                     element: el.name.clone(),
                     element_file: el.file.clone(),
                     key: key.to_hex(),
                     dir: dir.root.clone(),
                     log: dir.log(),
-                }
-                .save(self.store.root());
+                };
+                failure.save(self.store.root());
+                self.failures
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(id, failure);
                 self.reporter.failed(&el.name, &e, &dir.log());
                 Err(e)
             }

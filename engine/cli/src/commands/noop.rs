@@ -82,6 +82,7 @@ pub(crate) fn try_noop(store: &Store, key: &Digest) -> Option<(BuildReport, Vec<
             ended_ms: None,
             duration_ms: None,
             phases: None,
+            log: None,
             error: None,
             libraries: None,
         });
