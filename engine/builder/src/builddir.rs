@@ -138,14 +138,15 @@ impl FailedBuild {
             .join(format!("{key_hex}.json"))
     }
 
-    /// Records the failure as the last one and as its key's.
-    pub fn save(&self, store_root: &Path) {
+    /// Records the failure as the last one and (`of_key`) as its key's.
+    pub fn save(&self, store_root: &Path, of_key: bool) {
         if let Ok(json) = serde_json::to_vec_pretty(self) {
             let by_key = Self::key_path(store_root, &self.key);
-            if let Some(dir) = by_key.parent() {
+            if let Some(dir) = by_key.parent().filter(|_| of_key) {
                 let _ = std::fs::create_dir_all(dir);
             }
-            for path in [Self::record_path(store_root), by_key] {
+            let paths = [Self::record_path(store_root), by_key];
+            for path in &paths[..if of_key { 2 } else { 1 }] {
                 let tmp = path.with_extension("json.tmp");
                 if std::fs::write(&tmp, &json).is_ok() {
                     let _ = std::fs::rename(tmp, path);

@@ -388,7 +388,9 @@ impl Engine<'_> {
                     dir: dir.root.clone(),
                     log: dir.log(),
                 };
-                failure.save(self.store.root());
+                // an interrupted step did not fail: its key's state stays
+                // what it was (the last failure is still kept for `cas shell --failed`)
+                failure.save(self.store.root(), !self.cancel.is_cancelled());
                 self.failures
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
