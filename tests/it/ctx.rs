@@ -172,19 +172,36 @@ impl Ctx {
 
 /// Appended for the store tests: run `cas` and measure its peak resident set size.
 impl Ctx {
-    /// Run `cas` with these arguments; returns the run and the child's peak RSS in KiB
-    /// (`wait4` rusage of that one child, not of the whole test process).
+    /// Run `cas` with these arguments; returns the run and the child's peak RSS in KiB.
+    ///
+    /// Measured by GNU time (`/usr/bin/time -f %M`, package `time`), which
+    /// forks cas from its own small process: a child spawned directly by
+    /// this test process (vfork, then exec) has this process's resident set
+    /// recorded into its `ru_maxrss` at exec, so `wait4` here would report
+    /// the test harness's memory, which grows with whatever other tests
+    /// run alongside (that made this measurement flaky).
     pub(crate) fn cas_peak_rss<I, S>(&self, args: I) -> (Run, u64)
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
         use std::io::Read;
-        let (mut cmd, shown) = self.command(args);
         let n = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos();
+        let rss_path = self.path(format!(".rss-kib-{n}"));
+        let (inner, shown) = self.command(args);
+        let mut cmd = Command::new("/usr/bin/time");
+        cmd.arg("-f").arg("%M").arg("-o").arg(&rss_path);
+        cmd.arg(inner.get_program()).args(inner.get_args());
+        cmd.current_dir(self.project());
+        for (k, v) in inner.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
         let out_path = self.path(format!(".rss-out-{n}"));
         let err_path = self.path(format!(".rss-err-{n}"));
         cmd.stdout(std::fs::File::create(&out_path).unwrap());
@@ -216,6 +233,19 @@ impl Ctx {
             .unwrap();
         let _ = std::fs::remove_file(&out_path);
         let _ = std::fs::remove_file(&err_path);
+        let _ = usage;
+        let rss = std::fs::read_to_string(&rss_path)
+            .unwrap_or_default()
+            .lines()
+            .rev()
+            .find_map(|l| l.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "GNU time (package `time`, scripts/install-deps.sh) wrote no peak RSS into {}",
+                    rss_path.display()
+                )
+            });
+        let _ = std::fs::remove_file(&rss_path);
         (
             Run {
                 code,
@@ -223,7 +253,7 @@ impl Ctx {
                 stderr,
                 args: shown,
             },
-            usage.ru_maxrss as u64,
+            rss,
         )
     }
 }
