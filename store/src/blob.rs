@@ -455,13 +455,15 @@ impl Store {
         self.variant_with_mode(d, link_mode(mode))
     }
 
-    /// Path of an object file whose inode mode is exactly `m` (setuid and
-    /// setgid never: see [`link_mode`]): the canonical object for 0444, else
-    /// a variant. Views use the recorded mode itself, write bits included,
-    /// so a step sees the modes its tree records whatever the file system
-    /// (spec/sandbox.md); their read-only mount is what keeps them unwritten.
+    /// Path of an object file whose inode mode is exactly the recorded
+    /// `mode`: the canonical object for 0444, else a variant. Views use the
+    /// recorded mode itself, write, setuid and setgid bits included, so a
+    /// step sees the modes its tree records whatever the file system
+    /// (spec/sandbox.md; an image step copies them into the image): the
+    /// sandbox mounts views read-only and nosuid, and only the store's
+    /// owner enters the store (a new store is 0700).
     pub fn view_variant(&self, d: &BlobDigest, mode: u32) -> Result<PathBuf> {
-        self.variant_with_mode(d, mode & 0o1777)
+        self.variant_with_mode(d, mode & 0o7777)
     }
 
     fn variant_with_mode(&self, d: &BlobDigest, m: u32) -> Result<PathBuf> {

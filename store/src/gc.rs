@@ -300,6 +300,11 @@ impl Store {
                 // it (what is left in tmp/ goes with the next gc).
                 let path = views.join(t.to_hex());
                 let trash = self.tmp_path("gc-view");
+                // moving a directory to another parent rewrites its `..`:
+                // the view's read-only root must be writable first (a
+                // view with that mode is still a complete view)
+                let _ =
+                    fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o700));
                 match fs::rename(&path, &trash) {
                     Ok(()) => remove_tree(&trash)?,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

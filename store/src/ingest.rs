@@ -87,9 +87,17 @@ impl Walker<'_> {
         }
         names
             .into_par_iter()
-            .map(|(name, kind)| {
-                let node = self.entry(&fd, path, &name, kind)?;
-                Ok((name, node))
+            .filter_map(|(name, kind)| match self.entry(&fd, path, &name, kind) {
+                Ok(node) => Some(Ok((name, node))),
+                // gone since the directory was listed (an editor replacing a
+                // file by rename, say): not part of this snapshot, whose
+                // digest is of what was read
+                Err(StoreError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    None
+                }
+                Err(e) => Some(Err(e)),
             })
             .collect()
     }

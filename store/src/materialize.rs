@@ -121,14 +121,6 @@ impl Store {
         let mut dirs = Vec::new();
         let mut files = Vec::new();
         self.plan(tree, dest, &mut dirs, &mut files)?;
-        if view {
-            // a view holds no setuid or setgid file (spec/store.md): inside
-            // the sandbox they mean nothing (no_new_privs), outside they would
-            // be the store owner's to anyone who reaches them
-            for f in &mut files {
-                f.mode &= !0o6000;
-            }
-        }
         let order: &[Method] = match method {
             Method::Auto => &[Method::Reflink, Method::Hardlink, Method::Copy],
             Method::ReflinkOrCopy => &[Method::Reflink, Method::Copy],

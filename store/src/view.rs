@@ -170,9 +170,9 @@ impl Store {
     /// [`Store::merge`] where a later contributor may replace what earlier
     /// ones put at a path: `may_overwrite(i, path)` (contributor index,
     /// path with a leading `/`) says whether contributor `i` may: a file or
-    /// symlink replaces a file or symlink, a directory replaces a file or
-    /// symlink, and a file or symlink replaces a directory only when that
-    /// directory is empty (BuildStream's rule). Every replacement is
+    /// symlink replaces a file or symlink, a file or symlink replaces a
+    /// directory only when that directory is empty, and a directory never
+    /// replaces a file or symlink (BuildStream's rules). Every replacement is
     /// returned, in path order; every conflict is reported at once.
     /// `write: false` gives the checks and the digest without storing the
     /// merged trees (for a sysroot staged as layers: no new file written).
@@ -283,6 +283,19 @@ impl Store {
                         }
                     }
                     (Some(Now::Other(wl, w)), _) if w == e => Now::Other(wl, w),
+                    // a directory never replaces a file or a symlink (as in
+                    // BuildStream: `lib -> usr/lib` replaced by a directory
+                    // would break a merged-/usr sysroot silently)
+                    (Some(Now::Other(wl, w)), EntryKind::Dir { .. }) => {
+                        cx.conflicts.push(Conflict {
+                            path: sub.clone(),
+                            first: wl.to_string(),
+                            second: label.to_string(),
+                            detail: difference(&w, &e),
+                            replaceable: false,
+                        });
+                        Now::Other(wl, w)
+                    }
                     (Some(Now::Other(wl, w)), kind) => {
                         if (cx.may_overwrite)(i, &at) {
                             cx.overwrites.push(Overwrite {
@@ -465,11 +478,11 @@ mod tests {
             StoreError::MergeConflicts { conflicts } => assert!(!conflicts[0].replaceable),
             e => panic!("{e}"),
         }
-        // A later directory replaces a file where allowed (BuildStream's way).
-        let m = store
+        // A later directory never replaces a file, allowed or not.
+        let err = store
             .merge_with(&[("file", file_usr), ("a", a)], &allow, false)
-            .unwrap();
-        assert_eq!(m.overwrites[0].path, "usr");
+            .unwrap_err();
+        assert!(err.to_string().contains("conflict at usr"), "{err}");
         let err = store
             .merge_with(&[("file", file_usr), ("a", a)], &|_, _| false, false)
             .unwrap_err();

@@ -193,6 +193,7 @@ const SYSCALL_PROBE: &str = r#"
 #include <unistd.h>
 #include <sched.h>
 #include <sys/syscall.h>
+#include <sys/ioctl.h>
 static void report(const char *name, long r) {
   printf("%s=%s\n", name, r < 0 ? strerrorname_np(errno) : "ok");
 }
@@ -210,6 +211,7 @@ int main(int argc, char **argv) {
   errno = 0; report("clone3", syscall(SYS_clone3, 0, 0));
   errno = 0; report("mount", syscall(SYS_mount, "none", "/tmp", "tmpfs", 0, 0));
   errno = 0; report("setns", syscall(SYS_setns, 0, 0));
+  { char c = 'x'; errno = 0; report("tiocsti", ioctl(0, TIOCSTI, &c)); }
 #ifdef __x86_64__
   long r;
   __asm__ volatile ("int $0x80" : "=a"(r) : "a"(288), "b"(0), "c"(-3), "d"(0) : "memory");
@@ -284,6 +286,7 @@ fn a_step_cannot_use_keyrings_io_uring_or_other_denied_kernel_interfaces() {
         "unshare_user",
         "mount",
         "setns",
+        "tiocsti",
     ] {
         assert_eq!(
             seen.get(name),
@@ -327,9 +330,15 @@ fn workspace_project() -> (Ctx, std::path::PathBuf) {
     (ctx, ws)
 }
 
-/// Replace `file`'s content at once (a rename: readers see old or new).
+/// Replace `file`'s content at once (a rename: readers see old or new),
+/// from a temporary file beside its directory (inside it, a snapshot could
+/// legitimately hold the temporary file too).
 fn replace(file: &Path, content: &str) {
-    let tmp = file.with_extension("tmp-edit");
+    let dir = file.parent().unwrap();
+    let tmp = dir.with_file_name(format!(
+        ".{}-tmp-edit",
+        dir.file_name().unwrap().to_string_lossy()
+    ));
     std::fs::write(&tmp, content).unwrap();
     std::fs::rename(&tmp, file).unwrap();
 }
@@ -479,31 +488,8 @@ fn a_gc_that_dies_while_removing_a_view_leaves_no_partial_view_behind() {
     ctx.cas(["build", "b.yaml"]).ok();
 }
 
-/// Every path under `dir` whose mode has the setuid or setgid bit.
-fn setuid_files(dir: &Path) -> Vec<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let Ok(m) = std::fs::symlink_metadata(e.path()) else {
-                continue;
-            };
-            if m.is_dir() {
-                stack.push(e.path());
-            } else if m.is_file() && m.permissions().mode() & 0o6000 != 0 {
-                out.push(e.path().display().to_string());
-            }
-        }
-    }
-    out
-}
-
 #[test]
-fn the_store_holds_no_setuid_file_and_only_its_owner_enters_it() {
+fn only_the_stores_owner_enters_it_and_setuid_bits_are_content() {
     use std::os::unix::fs::PermissionsExt;
     let ctx = crate::ctx::busybox_project();
     ctx.write(
@@ -513,11 +499,12 @@ fn the_store_holds_no_setuid_file_and_only_its_owner_enters_it() {
             "    - mkdir -p %{install-root}/usr/bin\n    - cp /bin/busybox %{install-root}/usr/bin/su-like\n    - chmod 4755 %{install-root}/usr/bin/su-like\n",
         ),
     );
+    // an image step copies its sysroot: it must see (and keep) the bit
     ctx.write(
-        "elements/user.yaml",
+        "elements/image.yaml",
         crate::ctx::manual(
             &["suid.yaml"],
-            "    - test -x /usr/bin/su-like\n    - mkdir -p %{install-root}/ok\n",
+            "    - mkdir -p %{install-root}/img\n    - stat -c %a /usr/bin/su-like > %{install-root}/img/mode\n    - cp -a /usr/bin/su-like %{install-root}/img/\n",
         ),
     );
     // and a failed build whose directory is kept, with a setuid file in it
@@ -528,21 +515,75 @@ fn the_store_holds_no_setuid_file_and_only_its_owner_enters_it() {
             "    - mkdir -p %{install-root}/x\n    - cp /bin/busybox %{install-root}/x/s\n    - chmod 6755 %{install-root}/x/s\n    - false\n",
         ),
     );
-    ctx.cas(["build", "user.yaml"]).ok();
+    ctx.cas(["build", "image.yaml"]).ok();
     ctx.cas(["build", "fails.yaml"]).expect_code(1);
     let store = ctx.store();
     let mode = std::fs::metadata(&store).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "a new store is its owner's only");
-    for sub in ["objects", "views"] {
-        let found = setuid_files(&store.join(sub));
-        assert!(found.is_empty(), "setuid/setgid files in {sub}/: {found:?}");
+    // another user reaches nothing in it (views, objects, kept builds),
+    // even where the directories around the store are open to everyone
+    std::fs::set_permissions(ctx.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let probe = Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "/bin/busybox",
+            "ls",
+        ])
+        .arg(ctx.root())
+        .output()
+        .expect("setpriv (util-linux)");
+    assert!(
+        probe.status.success(),
+        "nobody can list the test's directory"
+    );
+    for sub in ["views", "objects", "builds"] {
+        let out = Command::new("setpriv")
+            .args([
+                "--reuid",
+                "65534",
+                "--regid",
+                "65534",
+                "--clear-groups",
+                "/bin/busybox",
+                "ls",
+            ])
+            .arg(store.join(sub))
+            .output()
+            .expect("setpriv (util-linux)");
+        assert!(!out.status.success(), "nobody listed {sub}/ of the store");
     }
-    // the bit is content: recorded, and restored by a checkout
     let out = ctx.path("out");
-    ctx.cas(["checkout", "suid.yaml", out.to_str().unwrap()])
+    ctx.cas(["checkout", "image.yaml", out.to_str().unwrap()])
         .ok();
-    let m = std::fs::metadata(out.join("usr/bin/su-like")).unwrap();
-    assert_eq!(m.permissions().mode() & 0o7777, 0o4755);
+    assert_eq!(
+        std::fs::read_to_string(out.join("img/mode")).unwrap(),
+        "4755\n"
+    );
+    let m = std::fs::metadata(out.join("img/su-like")).unwrap();
+    assert_eq!(
+        m.permissions().mode() & 0o7777,
+        0o4755,
+        "the image keeps the bit"
+    );
+    // a checkout handed out as hardlinks into the store never carries it
+    let linked = ctx.path("linked");
+    ctx.cas([
+        "checkout",
+        "--hardlinks",
+        "suid.yaml",
+        linked.to_str().unwrap(),
+    ])
+    .ok();
+    let m = std::fs::metadata(linked.join("usr/bin/su-like")).unwrap();
+    assert_eq!(
+        m.permissions().mode() & 0o6000,
+        0,
+        "a hardlinked checkout is never setuid"
+    );
 }
 
 /// A directory `levels` deep under `root/name` (one-letter names), made
@@ -779,4 +820,100 @@ fn a_missing_junction_is_reported_where_it_is_depended_on() {
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn a_workspace_file_a_step_changed_in_place_is_restored_before_the_next_build() {
+    // the step edits a source file of its persistent build directory without
+    // changing its length; the next build must start from the workspace's bytes
+    let ctx = crate::ctx::busybox_project();
+    ctx.write("files/ws/state", "count=1\n");
+    ctx.write("files/ws/other", "one\n");
+    ctx.write(
+        "elements/ws.yaml",
+        "kind: manual\nbuild-depends: [base.yaml]\nsources:\n  - kind: local\n    path: files/ws\n\
+         config:\n  install-commands:\n    - sed -i -e 's/count=1/count=2/;t' -e 's/count=2/count=3/' state\n\
+         \x20   - mkdir -p %{install-root}/out\n    - cp state %{install-root}/out/state\n",
+    );
+    let run = ctx
+        .cas(["--json", "workspace", "open", "ws.yaml", "../ws"])
+        .ok();
+    let ws = std::path::PathBuf::from(run.json()["path"].as_str().unwrap());
+    let out = |n: &str| {
+        let dir = ctx.path(n);
+        ctx.cas(["build", "ws.yaml"]).ok();
+        ctx.cas(["checkout", "ws.yaml", dir.to_str().unwrap()]).ok();
+        std::fs::read_to_string(dir.join("out/state")).unwrap()
+    };
+    assert_eq!(out("first"), "count=2\n");
+    std::fs::write(ws.join("other"), "two\n").unwrap();
+    assert_eq!(
+        out("second"),
+        "count=2\n",
+        "the step's edit of state leaked into the next build"
+    );
+    ctx.cas(["check", "ws.yaml"]).ok();
+}
+
+#[test]
+fn gc_removes_views_for_a_user_who_is_not_root() {
+    // a view's root is read-only: moving it out of views/ needs it writable
+    // first, which root never notices
+    use std::os::unix::fs::PermissionsExt;
+    let ctx = crate::ctx::busybox_project();
+    ctx.write(
+        "elements/a.yaml",
+        crate::ctx::manual(
+            &[],
+            "    - mkdir -p %{install-root}/a\n    - echo a > %{install-root}/a/f\n",
+        ),
+    );
+    ctx.write(
+        "elements/b.yaml",
+        crate::ctx::manual(
+            &["a.yaml"],
+            "    - mkdir -p %{install-root}/b\n    - cat /a/f > %{install-root}/b/f\n",
+        ),
+    );
+    for d in [ctx.root().to_path_buf(), ctx.project()] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let store = ctx.path("nobody-store");
+    std::fs::create_dir_all(&store).unwrap();
+    let chown = |p: &Path| {
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid path; the result is checked.
+        assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
+    };
+    chown(&store);
+    let as_nobody = |args: &[&str]| {
+        let out = Command::new("setpriv")
+            .args([
+                "--reuid",
+                "65534",
+                "--regid",
+                "65534",
+                "--clear-groups",
+                "--",
+            ])
+            .arg(env!("CARGO_BIN_EXE_cas"))
+            .arg("--store")
+            .arg(&store)
+            .args(args)
+            .current_dir(ctx.project())
+            .env("HOME", &store)
+            .output()
+            .expect("setpriv (util-linux)");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = as_nobody(&["build", "b.yaml"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(std::fs::read_dir(store.join("views")).unwrap().count() > 0);
+    let (code, err) = as_nobody(&["store", "gc", "--max-size", "1"]);
+    assert_eq!(code, Some(0), "gc as a user: {err}");
+    let (code, err) = as_nobody(&["store", "gc"]);
+    assert_eq!(code, Some(0), "{err}");
 }

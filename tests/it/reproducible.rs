@@ -258,3 +258,36 @@ fn every_conflict_of_a_step_is_reported_once_with_what_differs_and_the_advice_wo
     );
     ctx.cas(["build", "c.yaml"]).ok();
 }
+
+#[test]
+fn a_directory_never_replaces_a_symlink_even_where_whitelisted() {
+    // a merged-/usr sysroot's `lib -> opt/lib`, and a later element with a
+    // real lib/ directory that may overwrite anything
+    let ctx = busybox_project();
+    ctx.write(
+        "elements/libs.yaml",
+        manual(
+            &[],
+            "    - mkdir -p %{install-root}/opt/lib\n    - echo libc > %{install-root}/opt/lib/libc.so.6\n    - ln -s opt/lib %{install-root}/lib\n",
+        ),
+    );
+    ctx.write(
+        "elements/extra.yaml",
+        format!(
+            "{}public:\n  overlap-whitelist: ['/**']\n",
+            manual(&[], "    - mkdir -p %{install-root}/lib/modules\n    - echo m > %{install-root}/lib/modules/mod.ko\n")
+        ),
+    );
+    ctx.write(
+        "elements/reader.yaml",
+        "kind: manual\nbuild-depends: [base.yaml, libs.yaml, extra.yaml]\nconfig:\n  install-commands:\n    - cat /lib/libc.so.6\n    - mkdir -p %{install-root}/r\n",
+    );
+    let run = ctx.cas(["build", "reader.yaml"]).expect_code(1);
+    assert!(
+        run.stderr
+            .contains("conflict at lib: libs.yaml and extra.yaml")
+            && run.stderr.contains("never replaced by a directory"),
+        "{}",
+        run.stderr
+    );
+}

@@ -204,11 +204,18 @@ pub fn sync_tree(store: &Store, tree: &TreeDigest, dir: &Path, list: &Path) -> i
                 dirs.push((rel, entry.mode & 0o7777));
             }
             EntryKind::File { digest, .. } => {
-                let unchanged = before.get(path) == Some(&what)
-                    && old.as_ref().is_some_and(|m| {
-                        m.is_file() && m.len() == entry_size(entry) && !m.file_type().is_symlink()
-                    });
-                if !unchanged {
+                // the same content as written last time, and the file not
+                // touched since: same inode, size and change time (a step
+                // can set a file's mtime back, never its ctime; writing or
+                // chmod-ing it moves it)
+                let unchanged = old.as_ref().is_some_and(|m| {
+                    m.is_file()
+                        && m.len() == entry_size(entry)
+                        && before.get(path) == Some(&format!("{what} {}", stamp(m)))
+                });
+                let now_what = if unchanged {
+                    old.as_ref().map(|m| format!("{what} {}", stamp(m)))
+                } else {
                     if old.as_ref().is_some_and(cap_std::fs::Metadata::is_dir) {
                         clear(&root, rel)?;
                     }
@@ -217,7 +224,12 @@ pub fn sync_tree(store: &Store, tree: &TreeDigest, dir: &Path, list: &Path) -> i
                     let mtime = before.is_empty().then(staged_mtime);
                     write_file(store, &root, rel, digest, entry.mode & 0o7777, mtime)?;
                     written += 1;
-                }
+                    root.symlink_metadata(rel)
+                        .ok()
+                        .map(|m| format!("{what} {}", stamp(&m)))
+                };
+                now.insert(path.clone(), now_what.unwrap_or_else(|| what.clone()));
+                continue;
             }
             EntryKind::Symlink { target } => {
                 let same = old.as_ref().is_some_and(|m| m.file_type().is_symlink())
@@ -262,6 +274,12 @@ pub fn sync_tree(store: &Store, tree: &TreeDigest, dir: &Path, list: &Path) -> i
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, list)?;
     Ok(written)
+}
+
+/// What identifies a file as the sync left it: inode, size and change time.
+fn stamp(m: &cap_std::fs::Metadata) -> String {
+    use cap_std::fs::MetadataExt;
+    format!("{}:{}:{}.{}", m.ino(), m.len(), m.ctime(), m.ctime_nsec())
 }
 
 fn entry_size(entry: &cas_store::Entry) -> u64 {

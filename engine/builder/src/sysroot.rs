@@ -150,9 +150,14 @@ pub(crate) fn merge(store: &Store, element: &str, layers: &[Layer], write: bool)
                         "; if {} may replace it, add `/{}` (or a glob) to its `public: overlap-whitelist`",
                         c.second, c.path
                     ));
-                } else {
+                } else if c.detail.starts_with("different types (a directory against") {
                     message.push_str(&format!(
                         "; a non-empty directory cannot be replaced by a file or a symlink (BuildStream refuses it too): make {} install into the directory instead, or keep {} from providing it",
+                        c.second, c.first
+                    ));
+                } else {
+                    message.push_str(&format!(
+                        "; a file or a symlink is never replaced by a directory (BuildStream refuses it too): make {} install where the link points, or keep {} from providing the link",
                         c.second, c.first
                     ));
                 }

@@ -83,6 +83,9 @@ pub const DENIED: &[(&str, &str)] = &[
 
 /// `CLONE_NEWUSER`: `unshare` and `clone` with it are denied.
 const CLONE_NEWUSER: u64 = 0x1000_0000;
+/// ioctl requests that push input into a terminal or the console.
+const TIOCSTI: u64 = 0x5412;
+const TIOCLINUX: u64 = 0x541C;
 
 /// The architectures the filter covers on this machine: the native one and
 /// the ABIs its kernel also accepts.
@@ -115,11 +118,32 @@ fn build() -> Result<Vec<u8>, String> {
         ctx.add_rule(eperm, call)
             .map_err(|x| e(&format!("deny {name}"), x))?;
     }
-    let newuser = ScmpArgCompare::new(0, ScmpCompareOp::MaskedEqual(CLONE_NEWUSER), CLONE_NEWUSER);
-    for name in ["unshare", "clone"] {
+    // the flags are unshare's first argument everywhere, clone's first
+    // except on s390, where clone takes the stack first
+    let clone_flags = match ScmpArch::native() {
+        ScmpArch::S390 | ScmpArch::S390X => 1,
+        _ => 0,
+    };
+    for (name, arg) in [("unshare", 0), ("clone", clone_flags)] {
+        let newuser = ScmpArgCompare::new(
+            arg,
+            ScmpCompareOp::MaskedEqual(CLONE_NEWUSER),
+            CLONE_NEWUSER,
+        );
         let call = libseccomp::ScmpSyscall::from_name(name).map_err(|x| e(name, x))?;
         ctx.add_rule_conditional(eperm, call, &[newuser])
             .map_err(|x| e(&format!("deny {name}(CLONE_NEWUSER)"), x))?;
+    }
+    // Characters pushed into a terminal's input (TIOCSTI) or the console's
+    // (TIOCLINUX): with `cas shell` the sandbox shares the caller's
+    // terminal, and pushed input would run in the caller's shell after cas
+    // ends. Only the low 32 bits of the request are compared (the kernel
+    // ignores the rest).
+    let ioctl = libseccomp::ScmpSyscall::from_name("ioctl").map_err(|x| e("ioctl", x))?;
+    for request in [TIOCSTI, TIOCLINUX] {
+        let cmp = ScmpArgCompare::new(1, ScmpCompareOp::MaskedEqual(0xffff_ffff), request);
+        ctx.add_rule_conditional(eperm, ioctl, &[cmp])
+            .map_err(|x| e("deny ioctl(TIOCSTI/TIOCLINUX)", x))?;
     }
     // clone3 passes its flags in memory, out of a filter's sight: ENOSYS
     // makes the C library fall back to clone
