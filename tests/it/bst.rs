@@ -1025,3 +1025,58 @@ fn a_patch_queue_applies_its_directory_in_order_and_community_build_kinds_load()
         run.stderr
     );
 }
+
+/// BuildStream's `arch` option (#31): its default is the first value that
+/// names this machine in any spelling (`x86-64` for `x86_64`), and a value
+/// the machine lacks is an error only when `-o` does not choose one.
+#[test]
+fn an_arch_option_defaults_to_this_machine_in_buildstreams_spelling() {
+    let ctx = Ctx::new();
+    let host = match std::env::consts::ARCH {
+        "x86_64" => "x86-64",
+        "aarch64" => "aarch64",
+        other => {
+            println!("skipped: no BuildStream spelling checked for {other}");
+            return;
+        }
+    };
+    let other = if host == "x86-64" {
+        "aarch64"
+    } else {
+        "x86-64"
+    };
+    ctx.write(
+        "project.conf",
+        format!(
+            "name: a\nmin-version: 2.0\nelement-path: elements\noptions:\n  arch:\n    type: arch\n    description: the machine\n    values: [{other}, {host}]\n    variable: machine\n"
+        ),
+    );
+    ctx.write(
+        "elements/e.bst",
+        "kind: manual\nconfig:\n  install-commands:\n  - echo %{machine}\n",
+    );
+    let run = ctx.cas(["show", "--json", "e.bst"]).ok();
+    assert!(
+        run.stdout.contains(&format!("echo {host}")),
+        "{}",
+        run.stdout
+    );
+    let run = ctx
+        .cas(["-o", "arch", other, "show", "--json", "e.bst"])
+        .ok();
+    assert!(
+        run.stdout.contains(&format!("echo {other}")),
+        "{}",
+        run.stdout
+    );
+    // a project without this machine: an error that says how to choose
+    ctx.write(
+        "project.conf",
+        format!(
+            "name: a\nmin-version: 2.0\nelement-path: elements\noptions:\n  arch:\n    type: arch\n    description: the machine\n    values: [{other}]\n    variable: machine\n"
+        ),
+    );
+    let run = ctx.cas(["show", "e.bst"]).expect_code(2);
+    assert!(run.stderr.contains("-o arch"), "{}", run.stderr);
+    ctx.cas(["-o", "arch", other, "show", "e.bst"]).ok();
+}

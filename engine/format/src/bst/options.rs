@@ -43,7 +43,7 @@ pub struct Declared {
     pub span: Span,
 }
 
-/// BuildStream's spelling of this machine's architecture.
+/// This machine's architecture as `uname -m` spells it.
 pub fn host_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86" => "i686",
@@ -51,6 +51,23 @@ pub fn host_arch() -> &'static str {
         "powerpc64" => "ppc64",
         a => a,
     }
+}
+
+/// BuildStream's canonical name of an architecture (its
+/// `Platform.canonicalize_arch`, case-insensitive): `x86_64`, `amd64` and
+/// `x86-64` are all `x86-64`; `None` for a name it does not know.
+pub fn canonical_arch(name: &str) -> Option<&'static str> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "aarch32" | "arm" => "aarch32",
+        "aarch64" | "armv8l" => "aarch64",
+        "aarch64-be" | "armv8b" => "aarch64-be",
+        "amd64" | "x86-64" | "x86_64" => "x86-64",
+        "i386" | "i486" | "i586" | "i686" | "x86-32" | "x86_32" => "x86-32",
+        "power-isa-be" | "ppc64" => "power-isa-be",
+        "power-isa-le" | "ppc64le" => "power-isa-le",
+        "sparc" | "sparc64" | "sparc-v9" | "sun4v" => "sparc-v9",
+        _ => return None,
+    })
 }
 
 pub(crate) fn parse_bool(s: &str) -> Option<bool> {
@@ -127,9 +144,23 @@ pub(crate) fn declare<L: Locate>(r: &mut Reader<L>, node: &Node) -> Vec<Declared
                     })
                     .unwrap_or_default(),
             ),
+            // BuildStream's default: the first value that names this
+            // machine's architecture in any spelling (`x86_64` for
+            // `x86-64`), else the machine's canonical name, which is only an
+            // error if no value is given for the option (checked in
+            // `values`, after `-o`)
             OptionType::Arch => match default_node.and_then(|n| r.string(n, "default")) {
                 Some(s) => Value::Str(s.value),
-                None => Value::Str(host_arch().to_string()),
+                None => {
+                    let host = canonical_arch(host_arch()).unwrap_or(host_arch());
+                    Value::Str(
+                        values
+                            .iter()
+                            .find(|v| canonical_arch(v) == Some(host))
+                            .cloned()
+                            .unwrap_or_else(|| host.to_string()),
+                    )
+                }
             },
             OptionType::Os => match default_node.and_then(|n| r.string(n, "default")) {
                 Some(s) => Value::Str(s.value),
@@ -159,7 +190,12 @@ pub(crate) fn declare<L: Locate>(r: &mut Reader<L>, node: &Node) -> Vec<Declared
             variable,
             span: k.span,
         };
-        if let Err(e) = d.check(&d.default) {
+        // an arch option's default from this machine is checked in `values`
+        let deferred = d.ty == OptionType::Arch && default_node.is_none();
+        if let Err(e) = d
+            .check(&d.default)
+            .or_else(|e| if deferred { Ok(()) } else { Err(e) })
+        {
             r.err(
                 default_node.map_or(k.span, |n| n.span),
                 format!("option `{}`: default {e}", d.name),
@@ -246,6 +282,21 @@ pub(crate) fn values<L: Locate>(
         .iter()
         .map(|d| (d.name.clone(), d.default.clone()))
         .collect();
+    // an arch option's default from this machine is checked only if nothing
+    // overrides it (BuildStream's rule)
+    for d in declared.iter().filter(|d| d.ty == OptionType::Arch) {
+        if given.values.iter().any(|(n, _, _)| *n == d.name) {
+            continue;
+        }
+        if let Err(e) = d.check(&d.default) {
+            r.err_help(
+                d.span,
+                format!("option `{}`: this machine's architecture {e}", d.name),
+                "no value for this machine",
+                format!("choose one with `-o {} VALUE`", d.name),
+            );
+        }
+    }
     for (name, text, span) in &given.values {
         let Some(d) = declared.iter().find(|d| d.name == *name) else {
             let names: Vec<&str> = declared.iter().map(|d| d.name.as_str()).collect();
