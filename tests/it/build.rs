@@ -1072,3 +1072,30 @@ fn a_failed_element_has_its_key_and_log_and_show_and_log_say_so() {
     let show = ctx.cas(["show", "broken.yaml"]).ok();
     assert!(!show.stdout.contains("failed"), "{}", show.stdout);
 }
+
+/// Off a terminal (#32): a step that runs for a while gets a line with how
+/// long it has run and the last line of its log (every 30 s; here 1 s).
+#[test]
+fn off_a_terminal_a_long_step_says_it_is_running_with_its_last_log_line() {
+    let ctx = crate::ctx::busybox_project();
+    ctx.write(
+        "elements/slow.yaml",
+        crate::ctx::manual(
+            &[],
+            "    - echo compiling-part-one\n    - sleep 2.5\n    - mkdir -p %{install-root}/s\n",
+        ),
+    );
+    let (mut cmd, shown) = ctx.command(["build", "slow.yaml"]);
+    cmd.env("CAS_PROGRESS_INTERVAL", "1");
+    let run = crate::ctx::Run::from_output(shown, cmd.output().unwrap()).ok();
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("running slow.yaml for"))
+        .unwrap_or_else(|| panic!("no heartbeat:\n{}", run.stderr));
+    // the log's last line: the command announced, or what it printed
+    assert!(
+        line.contains("sleep 2.5") || line.contains("compiling-part-one"),
+        "{line}"
+    );
+}

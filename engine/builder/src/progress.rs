@@ -1,5 +1,7 @@
 //! Progress on stderr: what runs, what waits, counts, elapsed time. A live
-//! display on a terminal (indicatif), plain lines otherwise.
+//! display on a terminal (indicatif), plain lines otherwise; off a terminal
+//! (CI logs), a step that has said nothing for a while gets a line with how
+//! long it has run and the last line of its log (spec/cli.md).
 
 #![allow(
     clippy::print_stdout,
@@ -7,9 +9,10 @@
     reason = "the console reporter is the terminal side of a build"
 )]
 
-use std::io::{BufRead, IsTerminal};
-use std::path::Path;
-use std::sync::Mutex;
+use std::io::{BufRead, IsTerminal, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cas_store::ActionKey;
@@ -24,6 +27,8 @@ pub trait Reporter: Sync {
     fn finished(&self, element: &str, status: ElementStatus, took: Option<Duration>);
     fn failed(&self, element: &str, error: &BuildError, log: &Path);
     fn message(&self, text: &str);
+    /// Where a running step's log is being written.
+    fn log_at(&self, _element: &str, _log: &Path) {}
 }
 
 /// Closures larger than this get no line per cached step.
@@ -35,6 +40,42 @@ pub struct Console {
     total: usize,
     live: Option<Live>,
     state: Mutex<Counts>,
+    /// Off a terminal: the running steps, for the heartbeat thread.
+    running: Arc<Mutex<Vec<Running>>>,
+    stop: Arc<AtomicBool>,
+}
+
+/// A running step, as the heartbeat sees it.
+struct Running {
+    element: String,
+    since: Instant,
+    said: Instant,
+    log: Option<PathBuf>,
+}
+
+/// Seconds of silence before a running step gets a line off a terminal:
+/// `CAS_PROGRESS_INTERVAL`, default 30.
+fn heartbeat_interval() -> Duration {
+    std::env::var("CAS_PROGRESS_INTERVAL")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&s| s > 0)
+        .map_or(Duration::from_secs(30), Duration::from_secs)
+}
+
+/// The last line of a log worth showing (at most its last 4 KiB are read).
+fn last_line(log: &Path) -> Option<String> {
+    let mut f = std::fs::File::open(log).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(4096))).ok()?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail).ok()?;
+    let text = String::from_utf8_lossy(&tail);
+    text.lines()
+        .rev()
+        .map(str::trim_end)
+        .find(|l| !l.is_empty() && !l.starts_with("#cas-failed-"))
+        .map(|l| l.chars().take(200).collect())
 }
 
 struct Live {
@@ -69,12 +110,52 @@ impl Console {
                 bars: Mutex::new(Vec::new()),
             }
         });
+        let running: Arc<Mutex<Vec<Running>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let start = Instant::now();
+        if live.is_none() {
+            let (running, stop) = (running.clone(), stop.clone());
+            let every = heartbeat_interval();
+            let _ = std::thread::Builder::new()
+                .name("cas-heartbeat".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(250).min(every));
+                        let mut steps = running
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        for r in steps.iter_mut().filter(|r| r.said.elapsed() >= every) {
+                            r.said = Instant::now();
+                            let last = r
+                                .log
+                                .as_deref()
+                                .and_then(last_line)
+                                .map(|l| format!(": {l}"))
+                                .unwrap_or_default();
+                            eprintln!(
+                                "[{:>6.1}s] running {} for {:.0}s{last}",
+                                start.elapsed().as_secs_f64(),
+                                r.element,
+                                r.since.elapsed().as_secs_f64()
+                            );
+                        }
+                    }
+                });
+        }
         Console {
-            start: Instant::now(),
+            start,
             total,
             live,
             state: Mutex::new(Counts::default()),
+            running,
+            stop,
         }
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, Vec<Running>> {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
@@ -109,6 +190,7 @@ impl Console {
     }
 
     pub fn finish(&self) {
+        self.stop.store(true, Ordering::Relaxed);
         if let Some(live) = &self.live {
             live.summary.finish_and_clear();
         }
@@ -121,6 +203,12 @@ impl Reporter for Console {
         c.running += 1;
         self.update_summary(&c);
         drop(c);
+        self.running().push(Running {
+            element: element.to_owned(),
+            since: Instant::now(),
+            said: Instant::now(),
+            log: None,
+        });
         let hex = key.to_hex();
         match &self.live {
             Some(live) => {
@@ -147,6 +235,7 @@ impl Reporter for Console {
     }
 
     fn finished(&self, element: &str, status: ElementStatus, took: Option<Duration>) {
+        self.running().retain(|r| r.element != element);
         let mut c = self.counts();
         c.done += 1;
         match status {
@@ -220,6 +309,18 @@ impl Reporter for Console {
 
     fn message(&self, text: &str) {
         self.line(text.to_owned());
+    }
+
+    fn log_at(&self, element: &str, log: &Path) {
+        if let Some(r) = self.running().iter_mut().find(|r| r.element == element) {
+            r.log = Some(log.to_owned());
+        }
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 

@@ -296,6 +296,7 @@ impl Engine<'_> {
         let fetched = step_clock.elapsed();
         self.reporter.started(&el.name, &key);
         let dir = self.build_dir(el, &key)?;
+        self.reporter.log_at(&el.name, &dir.log());
         let started = SystemTime::now();
         let clock = Instant::now();
         let result = self.execute(el, &inputs, &staged, &dir);
