@@ -1099,3 +1099,20 @@ fn off_a_terminal_a_long_step_says_it_is_running_with_its_last_log_line() {
         "{line}"
     );
 }
+
+/// `cas shell X -- CMD` (#32): one command in the element's sandbox, its
+/// sources staged and its sysroot mounted; its exit code is cas's.
+#[test]
+fn cas_shell_runs_one_command_in_the_elements_sandbox() {
+    let ctx = crate::ctx::busybox_project();
+    ctx.write("files/src/hello.txt", "from the sources\n");
+    ctx.write(
+        "elements/e.yaml",
+        "kind: manual\nbuild-depends: [base.yaml]\nsources:\n  - kind: local\n    path: files/src\nconfig:\n  install-commands:\n    - mkdir -p %{install-root}/e\n",
+    );
+    ctx.cas(["build", "base.yaml"]).ok();
+    let run = ctx.cas(["shell", "e.yaml", "--", "cat", "hello.txt"]).ok();
+    assert_eq!(run.stdout, "from the sources\n");
+    let run = ctx.cas(["shell", "e.yaml", "--", "exit 7"]);
+    assert_eq!(run.code, 7, "{}", run.stderr);
+}

@@ -573,6 +573,7 @@ pub fn shell(
     id: ElementId,
     reopen: Option<&std::path::Path>,
     mirrors: &Mirrors,
+    command: &[String],
 ) -> Result<cas_sandbox::Outcome> {
     let planned = states(store, loaded, &[id], mirrors)?;
     let outputs: HashMap<ElementId, TreeDigest> = planned
@@ -587,7 +588,7 @@ pub fn shell(
         ..Engine::new(store, loaded, &fetcher, &reporter)
     };
     let lookup = |d: ElementId| outputs.get(&d).copied();
-    engine.shell(id, &lookup, reopen)
+    engine.shell(id, &lookup, reopen, command)
 }
 
 /// The store ref holding an element's last built or cached key (`cas

@@ -1135,6 +1135,7 @@ impl Engine<'_> {
         id: ElementId,
         outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
         reopen: Option<&Path>,
+        command: &[String],
     ) -> Result<cas_sandbox::Outcome> {
         let el = self.element(id);
         let Some(Keyed {
@@ -1184,11 +1185,12 @@ impl Engine<'_> {
         spec.binfmt = cas_sandbox::emulator::private_registration(&root.dirs());
         spec.env
             .insert("PS1".into(), format!("[cas {}] \\w $ ", el.name));
-        Ok(cas_sandbox::run(
-            &spec,
-            &["/bin/sh".to_string(), "-i".to_string()],
-            Io::Inherit,
-            &self.cancel,
-        )?)
+        // an interactive shell, or one command run by it (`cas shell X -- CMD`)
+        let argv = if command.is_empty() {
+            vec!["/bin/sh".to_string(), "-i".to_string()]
+        } else {
+            vec!["/bin/sh".to_string(), "-c".to_string(), command.join(" ")]
+        };
+        Ok(cas_sandbox::run(&spec, &argv, Io::Inherit, &self.cancel)?)
     }
 }

@@ -1,5 +1,6 @@
 //! `cas shell TARGET` and `cas shell --failed`: an interactive shell in an
-//! element's sandbox, with its sysroot and sources staged.
+//! element's sandbox, with its sysroot and sources staged; `-- COMMAND`
+//! runs one command there instead.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,6 +19,10 @@ pub(crate) struct Args {
     /// Reopen the build directory of the last failed build, as it was left
     #[arg(long)]
     pub failed: bool,
+    /// Run this command (with `sh -c`, words joined by spaces) instead of
+    /// an interactive shell; its exit code is cas's: `cas shell X -- make check`
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 pub(crate) fn run(global: &Session, _name: &str, args: Args) -> CmdResult {
@@ -58,6 +63,7 @@ pub(crate) fn run(global: &Session, _name: &str, args: Args) -> CmdResult {
         loaded.targets[0],
         reopen.as_deref(),
         &global.mirrors(&loaded.project)?,
+        &args.command,
     )
     .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     Ok(match outcome.status {
