@@ -25,3 +25,6 @@ echo "What /usr/bin/hello said inside it (cas log check.yaml):"
 echo
 echo "Run it again: nothing is rebuilt."
 "$CAS" build check.yaml
+echo
+echo "cas is $CAS. To call it \`cas\` as README.md does:"
+echo "  export PATH=\"$(dirname "$CAS"):\$PATH\""

@@ -141,10 +141,14 @@ impl Store {
                 };
                 for e in entries.flatten() {
                     let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
-                    if dir.ends_with("builds") && !is_dir {
-                        continue; // the last failure's record stays until its directory is gone
+                    let name = e.file_name();
+                    let name = name.to_string_lossy();
+                    if dir.ends_with("builds") && (!is_dir || name.starts_with('.')) {
+                        // the last failure's record stays until its
+                        // directory is gone; `.sysroot` is a mount point
+                        continue;
                     }
-                    if dir.ends_with("builds") {
+                    if dir.ends_with("builds") && name != "failed" {
                         report.builds_removed += 1;
                         report.bytes_freed_builds += du(&e.path());
                     } else {
