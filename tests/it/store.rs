@@ -797,3 +797,48 @@ fn reflinks_on_a_filesystem_that_has_them() {
     assert_eq!(v["built_with"], "reflink", "{json}");
     run(vec![OsStr::new("store"), OsStr::new("verify")]);
 }
+
+/// Daily use (#32): `--json` where a command has no document is refused;
+/// gc's dry run says what the objects would come to, in readable sizes.
+#[test]
+fn json_is_refused_where_there_is_no_document_and_gc_dry_run_says_what_it_would_free() {
+    let ctx = crate::ctx::busybox_project();
+    ctx.write(
+        "elements/a.yaml",
+        crate::ctx::manual(&[], "    - mkdir -p %{install-root}/a\n    - head -c 300000 /dev/urandom > %{install-root}/a/blob\n"),
+    );
+    ctx.cas(["build", "a.yaml"]).ok();
+    for args in [
+        &["--json", "log", "a.yaml"][..],
+        &["--json", "graph", "a.yaml"][..],
+        &["--json", "shell", "a.yaml", "--", "true"][..],
+    ] {
+        let run = ctx.cas(args).expect_code(2);
+        assert!(
+            run.stderr.contains("has no JSON document"),
+            "{}",
+            run.stderr
+        );
+    }
+    let dry = ctx
+        .cas(["store", "gc", "--dry-run", "--max-size", "1"])
+        .ok();
+    let line = dry
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("would remove") && l.contains("objects"))
+        .unwrap_or_else(|| panic!("{}", dry.stdout));
+    let (before, after) = line
+        .rsplit_once("objects ")
+        .and_then(|(_, sizes)| sizes.split_once(" -> "))
+        .unwrap_or_else(|| panic!("{line}"));
+    assert_ne!(before, after, "the dry run says what would go: {line}");
+    assert!(before.ends_with("iB") || before.ends_with(" B"), "{line}");
+    // nothing went
+    ctx.cas(["store", "verify"]).ok();
+    assert!(ctx
+        .cas(["--json", "show", "a.yaml"])
+        .ok()
+        .stdout
+        .contains("\"cached\""));
+}

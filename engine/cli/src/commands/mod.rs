@@ -30,6 +30,19 @@ use crate::exit::CmdResult;
 
 pub(crate) fn run(cli: Cli) -> CmdResult {
     let global = session::Session::new(cli.global);
+    // --json where a command has no document is refused, never ignored
+    let no_document = match &cli.command {
+        Command::Graph(_) => Some("graph (it prints Graphviz DOT)"),
+        Command::Log(_) => Some("log (it prints the log itself)"),
+        Command::Shell(_) => Some("shell (it runs a shell)"),
+        Command::Worker(_) => Some("worker (it serves until stopped)"),
+        _ => None,
+    };
+    if let (true, Some(what)) = (global.json, no_document) {
+        return Err(crate::exit::Failure::invalid(miette::miette!(
+            "--json: cas {what} has no JSON document"
+        )));
+    }
     match cli.command {
         Command::Store(cmd) => store::run(&global, cmd),
         Command::Show(args) => show::run_show(&global, args),

@@ -15,7 +15,7 @@ use crate::exit::Failure;
 /// the `remotes:` of the user configuration.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub(crate) struct RemoteFlags {
-    /// A remote cache: an http(s):// base URL, a file:// URL or a directory (repeatable; tried after the configured ones)
+    /// A remote cache: an http(s):// base URL, a grpc(s):// REAPI server, a file:// URL or a directory (repeatable; tried after the configured ones)
     #[arg(long = "remote", value_name = "URL")]
     pub remotes: Vec<String>,
     /// Upload results to the --remote remotes and the configured ones marked `push: true`

@@ -272,9 +272,9 @@ fn verify(global: &Session, repair: bool, deep: bool) -> CmdResult {
             );
         }
         eprintln!(
-            "{} objects ({} bytes) checked: {}",
+            "{} objects ({}) checked: {}",
             r.objects_checked,
-            r.bytes_checked,
+            human_size(r.bytes_checked),
             if r.is_consistent() {
                 "store is consistent"
             } else {
@@ -317,16 +317,17 @@ fn gc(
             println!("{verb} source {s}");
         }
         println!(
-            "{verb} {} objects ({} bytes), {} views, {} failed build directories ({} bytes), {} temporary files, {} remembered remote answers; {} -> {} bytes",
+            "{verb} {} objects ({}), {} views, {} failed build directories ({}), {} temporary files, {} remembered remote answers; objects {} -> {}",
             r.objects_removed,
-            r.bytes_freed,
+            human_size(r.bytes_freed),
             r.views_removed,
             r.builds_removed,
-            r.bytes_freed_builds,
+            human_size(r.bytes_freed_builds),
             r.tmp_removed,
             r.remote_answers_removed,
-            r.size_before,
-            if dry_run { r.size_before } else { r.size_after }
+            human_size(r.size_before),
+            // what the objects would come to, dry run or not
+            human_size(r.size_before.saturating_sub(r.bytes_freed))
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -360,7 +361,7 @@ fn stats(global: &Session) -> CmdResult {
     } else {
         println!("store      {}", store.root().display());
         println!("objects    {} ({} mode variants)", s.objects, s.variants);
-        println!("bytes      {}", s.bytes);
+        println!("bytes      {} ({})", human_size(s.bytes), s.bytes);
         println!("results    {}", s.results);
         println!("pins       {}", s.pins);
         println!("sources    {}", s.sources);
@@ -500,4 +501,19 @@ fn action_get(global: &Session, key: String) -> CmdResult {
         }
         None => Ok(ExitCode::from(1)),
     }
+}
+
+/// A size for people: `12.3 MiB` (binary units), `512 B`.
+pub(crate) fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
 }
