@@ -6,7 +6,8 @@
 //! - [`kinds`]: one file per behaviour: what it puts into the key, how it
 //!   assembles its output.
 //! - [`step`]: one step: cache lookup, staging, sandbox, ingest, record.
-//! - [`run`]: a whole run ([`build`]) and keys/states without building ([`states`]).
+//! - [`run`]: a whole run ([`build`]).
+//! - [`states`]: keys and states without building ([`states()`]), `cas shell`.
 //! - [`scheduler`]: the parallel DAG runner.
 //! - [`checks`]: checks of built outputs (the libraries check), after the steps.
 //! - [`provenance`]: what a compose was made of, recorded with its result.
@@ -41,6 +42,7 @@ pub mod scheduler;
 pub mod snapshot;
 pub mod sources;
 pub mod split;
+pub mod states;
 pub mod step;
 pub mod sysroot;
 pub mod variables_note;
@@ -48,5 +50,6 @@ pub mod workspace;
 
 pub use error::BuildError;
 pub use progress::{Console, Reporter};
-pub use run::{build, shell, states, BuildOptions, BuildReport, ElementReport, Planned, State};
+pub use run::{build, BuildOptions, BuildReport, ElementReport};
+pub use states::{shell, states, Planned, State};
 pub use step::{ElementStatus, Status};
