@@ -97,12 +97,7 @@ fn currents(
     let steps = planner.walk(
         &[target],
         cas_builder::plan::Walk { partial: true },
-        &mut |_, k| {
-            Ok(store
-                .action_get(&k.key)?
-                .filter(|r| store.has_tree(&r.output))
-                .map(|r| r.output))
-        },
+        &mut |_, k| Ok(cas_builder::record::hit(store, &k.key, true)?.map(|r| r.output)),
     )?;
     Ok(steps
         .into_iter()

@@ -10,6 +10,12 @@
 //! so gc never sees an output whose result is not yet recorded. If cas dies
 //! first, results not yet committed are simply not recorded: those steps run
 //! again next time, as if they had been interrupted.
+//!
+//! This module is the engine's one writer of results: [`put_now`] records
+//! synchronously (results pulled from a remote, steps run without a
+//! recorder, `cas store action-put`), the recorder in batches; and [`hit`]
+//! is the one answer to "does the store have a result for this key": a
+//! recorded result whose output tree is present.
 
 use std::sync::mpsc::{channel, Receiver, Sender};
 
@@ -27,6 +33,26 @@ enum Message {
         Option<KeyLock>,
     ),
     Finish,
+}
+
+/// A usable result of `key` in the store: recorded, with its output tree
+/// present. `touch`: count it as used (gc's LRU order); statistics do not.
+pub fn hit(store: &Store, key: &ActionKey, touch: bool) -> Result<Option<ActionResult>> {
+    let found = if touch {
+        store.action_get(key)?
+    } else {
+        store.action_peek(key)?
+    };
+    Ok(found.filter(|r| store.has_tree(&r.output)))
+}
+
+/// Record results now (each with its notes), durably, in one transaction.
+pub fn put_now(
+    store: &Store,
+    results: &[(ActionKey, ActionResult)],
+    notes: &[(ActionKey, String, BlobDigest)],
+) -> Result<()> {
+    Ok(store.action_put_noted(results, notes)?)
 }
 
 /// The sending side, held by the engine.

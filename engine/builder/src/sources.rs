@@ -306,12 +306,7 @@ pub fn missing_offline(
     let steps = planner.walk(
         &loaded.targets,
         crate::plan::Walk::default(),
-        &mut |_, k| {
-            Ok(store
-                .action_get(&k.key)?
-                .filter(|r| store.has_tree(&r.output))
-                .map(|r| r.output))
-        },
+        &mut |_, k| Ok(crate::record::hit(store, &k.key, true)?.map(|r| r.output)),
     )?;
     let todo: Vec<cas_format::ElementId> = steps
         .iter()

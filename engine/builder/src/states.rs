@@ -60,10 +60,7 @@ pub fn states(
     let planner = crate::plan::Planner::new(store, loaded);
     let mut states: HashMap<ElementId, State> = HashMap::new();
     let steps = planner.walk(targets, crate::plan::Walk::default(), &mut |id, k| {
-        let (state, output) = match store
-            .action_get(&k.key)?
-            .filter(|r| store.has_tree(&r.output))
-        {
+        let (state, output) = match crate::record::hit(store, &k.key, true)? {
             Some(r) => (State::Cached, Some(r.output)),
             None => match store.remote_result_get(&k.key)? {
                 Some((r, _)) => (State::Pullable, Some(r.output)),

@@ -59,9 +59,7 @@ pub fn pull(
     let mut status: HashMap<ElementId, PullStatus> = HashMap::new();
     let steps = planner.walk(targets, crate::plan::Walk::default(), &mut |id, k| {
         let name = &loaded.element(id).name;
-        let local = store
-            .action_get(&k.key)?
-            .filter(|r| store.has_tree(&r.output));
+        let local = crate::record::hit(store, &k.key, true)?;
         let (s, output) = if let Some(hit) = local {
             (PullStatus::Cached, Some(hit.output))
         } else if let Some(p) = rr.pull(store, id, name, &k.key, &say)? {
@@ -112,9 +110,7 @@ pub fn push(
     let planner = crate::plan::Planner::new(store, loaded);
     let mut results: HashMap<ElementId, (ActionKey, ActionResult)> = HashMap::new();
     let steps = planner.walk(targets, crate::plan::Walk::default(), &mut |id, k| {
-        let hit = store
-            .action_get(&k.key)?
-            .filter(|r| store.has_tree(&r.output));
+        let hit = crate::record::hit(store, &k.key, true)?;
         Ok(hit.map(|r| {
             let output = r.output;
             results.insert(id, (k.key, r));

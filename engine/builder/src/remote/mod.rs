@@ -357,7 +357,8 @@ impl Remotes {
                 // Under the key's build lock, and only if absent: a result is never replaced.
                 if let Ok(_held) = store.lock_key(&lazy.key, &|| {}) {
                     if matches!(store.action_get(&lazy.key), Ok(None)) {
-                        let _ = store.action_put(&lazy.key, &lazy.result);
+                        let _ =
+                            crate::record::put_now(store, &[(lazy.key, lazy.result.clone())], &[]);
                     }
                 }
                 Ok(())

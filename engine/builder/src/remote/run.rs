@@ -45,7 +45,7 @@ impl RemoteRun<'_> {
                 self.remotes.warn_download(name, &e, say);
                 return Ok(None);
             }
-            store.action_put(key, &r)?;
+            crate::record::put_now(store, &[(*key, r.clone())], &[])?;
         } else {
             self.remotes.pulled_lazily(*key, &r, index);
             // Best effort: lets `cas show`/`cas checkout` compute the keys above it later.

@@ -191,10 +191,7 @@ impl Engine<'_> {
 
     /// The cached result of a key, if its output is really in the store.
     pub fn lookup(&self, key: &ActionKey) -> Result<Option<ActionResult>> {
-        Ok(self
-            .store
-            .action_get(key)?
-            .filter(|r| self.store.has_tree(&r.output)))
+        crate::record::hit(self.store, key, true)
     }
 
     /// The step's result when the local action cache has it (pushed to the
@@ -346,8 +343,7 @@ impl Engine<'_> {
                         r.record_noted(key, result.clone(), notes, key_lock.take());
                     } else {
                         let notes: Vec<_> = notes.into_iter().map(|(n, b)| (key, n, b)).collect();
-                        self.store
-                            .action_put_noted(&[(key, result.clone())], &notes)?;
+                        crate::record::put_now(self.store, &[(key, result.clone())], &notes)?;
                     }
                     if el.workspace.is_none() || self.push_workspaces {
                         self.push(id, &key, &result);

@@ -485,7 +485,8 @@ fn action_put(global: &Session, key: String, output: String, log: Option<String>
         created,
         manifest,
     };
-    store.action_put(&key, &result).map_err(failed)?;
+    cas_builder::record::put_now(&store, &[(key, result)], &[])
+        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     Ok(ExitCode::SUCCESS)
 }
 
