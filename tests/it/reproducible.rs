@@ -291,3 +291,36 @@ fn a_directory_never_replaces_a_symlink_even_where_whitelisted() {
         run.stderr
     );
 }
+
+#[test]
+fn a_local_file_overlaid_on_an_earlier_source_is_newer_than_what_it_replaces() {
+    // the release ships parse.y and the parse.c generated from it; the
+    // project overlays its own parse.y: make must see it as newer
+    let ctx = busybox_project();
+    ctx.write("files/release/parse.y", "release grammar\n");
+    ctx.write(
+        "files/release/parse.c",
+        "generated from the release grammar\n",
+    );
+    ctx.write("files/overlay/parse.y", "the project's grammar\n");
+    ctx.write(
+        "elements/gen.yaml",
+        "kind: manual\nbuild-depends: [base.yaml]\nsources:\n  - kind: local\n    path: files/release\n  - kind: local\n    path: files/overlay\n\
+         config:\n  install-commands:\n    - mkdir -p %{install-root}/r\n\
+         \x20   - if [ parse.y -nt parse.c ]; then echo regenerate; else echo stale; fi > %{install-root}/r/verdict\n\
+         \x20   - stat -c %Y parse.c > %{install-root}/r/time\n",
+    );
+    ctx.cas(["build", "gen.yaml"]).ok();
+    let out = ctx.path("out");
+    ctx.cas(["checkout", "gen.yaml", out.to_str().unwrap()])
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(out.join("r/verdict")).unwrap(),
+        "regenerate\n"
+    );
+    // and the files no overlay touched keep the one staging time
+    assert_eq!(
+        std::fs::read_to_string(out.join("r/time")).unwrap(),
+        "1321009871\n"
+    );
+}

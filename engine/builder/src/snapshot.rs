@@ -52,12 +52,23 @@ fn write_file(
     mode: u32,
     mtime: Option<std::time::SystemTime>,
 ) -> io::Result<()> {
+    let mut mtime = mtime;
     if let Ok(m) = root.symlink_metadata(rel) {
         if m.is_dir() {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 format!("{}: a directory is in the way", rel.display()),
             ));
+        }
+        // A file that replaces one an earlier source staged (a local
+        // overlay on a tarball: its `parse.y` over the release's) is newer
+        // than what it replaces, so make rebuilds what was generated from
+        // it; deterministic, as the earlier file's time is.
+        if let (Some(t), Ok(old)) = (mtime, m.modified()) {
+            let later = old.into_std() + std::time::Duration::from_secs(1);
+            if later > t {
+                mtime = Some(later);
+            }
         }
         root.remove_file(rel)?;
     }
