@@ -639,3 +639,138 @@ fn a_remote_that_is_down_never_fails_the_build_and_push_failures_are_reported() 
     );
     assert!(run.stderr.contains("push failure"), "{}", run.stderr);
 }
+
+/// Teams' caches behind authentication (#32): a remote's `headers:` in the
+/// user configuration, values from environment variables, sent with every
+/// request; nginx with basic authentication accepts the push and the pull;
+/// the token is never printed; an unset variable is named.
+#[test]
+fn an_http_cache_behind_basic_auth_is_used_with_configured_headers() {
+    let ctx = crate::ctx::busybox_project();
+    ctx.write(
+        "elements/a.yaml",
+        crate::ctx::manual(
+            &[],
+            "    - mkdir -p %{install-root}/a\n    - echo a > %{install-root}/a/f\n",
+        ),
+    );
+    // nginx with WebDAV PUT behind basic authentication (user team, s3cret)
+    let dir = ctx.path("nginx");
+    for d in ["www", "logs", "tmp"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    std::fs::write(dir.join("htpasswd"), "team:{PLAIN}s3cret\n").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = dir.display();
+    std::fs::write(
+        dir.join("nginx.conf"),
+        format!(
+            "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n  access_log {d}/logs/access.log;\n  client_body_temp_path {d}/tmp/body;\n\
+               proxy_temp_path {d}/tmp/proxy;\n  fastcgi_temp_path {d}/tmp/fastcgi;\n  uwsgi_temp_path {d}/tmp/uwsgi;\n\
+               scgi_temp_path {d}/tmp/scgi;\n\
+               server {{\n    listen 127.0.0.1:{port};\n    root {d}/www;\n\
+                 location / {{\n      auth_basic \"cas cache\";\n      auth_basic_user_file {d}/htpasswd;\n\
+                   dav_methods PUT;\n      create_full_put_path on;\n      client_max_body_size 0;\n    }}\n  }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _nginx = Kill(
+        std::process::Command::new("/usr/sbin/nginx")
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-e")
+            .arg(dir.join("logs/error.log"))
+            .spawn()
+            .expect("nginx"),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "nginx did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let config = ctx.path("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "remotes:\n  - url: http://127.0.0.1:{port}/\n    push: true\n    trust-unsigned: true\n    headers:\n      Authorization: \"Basic ${{CAS_TEST_CACHE_AUTH}}\"\n"
+        ),
+    )
+    .unwrap();
+    let token = "dGVhbTpzM2NyZXQ="; // base64 of team:s3cret
+    let cas = |store: &str, env: Option<&str>, args: &[&str]| {
+        let mut all = vec!["--store", store, "--config", config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let (mut cmd, shown) = ctx.command(&all);
+        match env {
+            Some(v) => cmd.env("CAS_TEST_CACHE_AUTH", v),
+            None => cmd.env_remove("CAS_TEST_CACHE_AUTH"),
+        };
+        crate::ctx::Run::from_output(shown, cmd.output().unwrap())
+    };
+    let one = ctx.path("one");
+    let run = cas(
+        one.to_str().unwrap(),
+        Some(token),
+        &["--json", "build", "--push", "a.yaml"],
+    )
+    .ok();
+    assert!(
+        !run.stderr.contains(token),
+        "the token was printed:\n{}",
+        run.stderr
+    );
+    assert!(
+        std::fs::read_dir(dir.join("www/ac")).map_or(0, Iterator::count) > 0,
+        "nothing was pushed: {}",
+        run.stderr
+    );
+    let two = ctx.path("two");
+    let run = cas(
+        two.to_str().unwrap(),
+        Some(token),
+        &["--json", "build", "a.yaml"],
+    )
+    .ok();
+    assert_eq!(
+        run.per_element("status")["a.yaml"],
+        "pulled",
+        "{}",
+        run.stderr
+    );
+    // without the variable: an error that names it
+    let run = cas(
+        ctx.path("three").to_str().unwrap(),
+        None,
+        &["build", "a.yaml"],
+    );
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("CAS_TEST_CACHE_AUTH"), "{}", run.stderr);
+    // a wrong token: the cache refuses (401), the build goes on locally
+    let run = cas(
+        ctx.path("four").to_str().unwrap(),
+        Some("d3Jvbmc6d3Jvbmc="),
+        &["--json", "build", "a.yaml"],
+    )
+    .ok();
+    assert_eq!(
+        run.per_element("status")["a.yaml"],
+        "built",
+        "{}",
+        run.stderr
+    );
+}

@@ -26,7 +26,7 @@ use crate::read::Reader;
 use crate::yaml::{self, Node, Value};
 
 const KEYS: &[&str] = &["mirrors", "remotes", "signing-key", "projects", "arch"];
-const REMOTE_KEYS: &[&str] = &["url", "push", "trusted-keys", "trust-unsigned"];
+const REMOTE_KEYS: &[&str] = &["url", "push", "trusted-keys", "trust-unsigned", "headers"];
 
 /// The user configuration (all fields empty when there is no file).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,6 +65,11 @@ pub struct RemoteConfig {
     pub trusted_keys: Vec<String>,
     /// Accept results that carry no trusted signature (default false).
     pub trust_unsigned: bool,
+    /// HTTP headers sent with every request to this remote (`headers:`,
+    /// name → value), values as written: `${VAR}` is replaced by the
+    /// environment variable VAR when the remote is opened, so that tokens
+    /// stay out of the file (and out of every message).
+    pub headers: Vec<(String, String)>,
 }
 
 /// `$XDG_CONFIG_HOME/cas/config.yaml`, else `~/.config/cas/config.yaml`.
@@ -278,11 +283,31 @@ fn decode_remote(r: &mut Reader<SourceFile>, node: &Node) -> Option<RemoteConfig
             }
         }
     }
+    let mut headers = Vec::new();
+    if let Some(n) = map.get("headers") {
+        for (name, value) in r.string_map(n, "headers") {
+            let valid = !name.value.is_empty()
+                && name
+                    .value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+            if !valid {
+                r.err(name.span, format!("`{}` is not an HTTP header name", name.value), "letters, digits, `-`");
+                continue;
+            }
+            if grpc {
+                r.err_help(name.span, "`headers` are for http:// and https:// remotes", "not for grpc://", "a grpc(s):// remote authenticates with its TLS client certificate (not supported yet)");
+                continue;
+            }
+            headers.push((name.value, value.value));
+        }
+    }
     Some(RemoteConfig {
         url: url.value,
         push,
         trusted_keys,
         trust_unsigned,
+        headers,
     })
 }
 

@@ -28,8 +28,23 @@ use cas_store::{Remote, RemoteError};
 /// Open the remote at `url`. `state`: a directory of the local store where
 /// a REAPI remote keeps its digest map (`STORE/reapi/`).
 pub fn open(url: &str, state: &Path) -> Result<Box<dyn Remote>, RemoteError> {
+    open_with_headers(url, state, &[])
+}
+
+/// [`open`], with headers for every request of an HTTP remote.
+pub fn open_with_headers(
+    url: &str,
+    state: &Path,
+    headers: &[(String, String)],
+) -> Result<Box<dyn Remote>, RemoteError> {
     if url::is_grpc(url) {
+        if !headers.is_empty() {
+            return Err(RemoteError::BadUrl {
+                url: url.to_string(),
+                reason: "headers are for http:// and https:// remotes".into(),
+            });
+        }
         return Ok(Box::new(ReapiRemote::open(url, state)?));
     }
-    cas_store::remote::open(url)
+    cas_store::remote::open_with_headers(url, headers)
 }

@@ -50,6 +50,9 @@ pub struct HttpOptions {
     pub attempts: u32,
     /// Consecutive transport failures after which the remote is considered down.
     pub breaker: u32,
+    /// Headers sent with every request (authentication: a bearer token,
+    /// basic credentials); marked sensitive, never shown.
+    pub headers: Vec<(String, String)>,
 }
 
 impl HttpOptions {
@@ -72,6 +75,7 @@ impl Default for HttpOptions {
             budget: super::DEFAULT_BUDGET,
             attempts: 3,
             breaker: 5,
+            headers: Vec::new(),
         }
     }
 }
@@ -198,7 +202,21 @@ enum Outcome {
 
 impl HttpRemote {
     pub fn new(base: &str, opts: HttpOptions) -> Result<HttpRemote, RemoteError> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (name, value) in &opts.headers {
+            let bad = |what: &str| RemoteError::BadUrl {
+                url: base.to_string(),
+                reason: format!("header {name}: {what}"),
+            };
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| bad("not a header name"))?;
+            let mut value = reqwest::header::HeaderValue::from_str(value)
+                .map_err(|_| bad("its value is not a valid header value"))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
         let client = Client::builder()
+            .default_headers(headers)
             .connect_timeout(opts.connect_timeout)
             .pool_max_idle_per_host(16)
             .user_agent(concat!("cas/", env!("CARGO_PKG_VERSION")))

@@ -642,6 +642,15 @@ pub trait Remote: Send + Sync {
 /// Open a remote from its URL: `http://` / `https://` base URLs, `file://`
 /// URLs and absolute (or relative) directory paths.
 pub fn open(url: &str) -> Result<Box<dyn Remote>, RemoteError> {
+    open_with_headers(url, &[])
+}
+
+/// [`open`], with headers for every request of an HTTP remote (values as
+/// they are sent); other remotes take none.
+pub fn open_with_headers(
+    url: &str,
+    headers: &[(String, String)],
+) -> Result<Box<dyn Remote>, RemoteError> {
     let bad = |reason: &str| RemoteError::BadUrl {
         url: url.to_string(),
         reason: reason.to_string(),
@@ -649,8 +658,14 @@ pub fn open(url: &str) -> Result<Box<dyn Remote>, RemoteError> {
     if url.starts_with("http://") || url.starts_with("https://") {
         return Ok(Box::new(http::HttpRemote::new(
             url,
-            http::HttpOptions::from_env(),
+            http::HttpOptions {
+                headers: headers.to_vec(),
+                ..http::HttpOptions::from_env()
+            },
         )?));
+    }
+    if !headers.is_empty() {
+        return Err(bad("headers are for http:// and https:// remotes"));
     }
     if let Some(path) = url.strip_prefix("file://") {
         if !path.starts_with('/') {

@@ -20,6 +20,35 @@ pub struct RemoteSpec {
     pub url: String,
     pub push: bool,
     pub trust: Trust,
+    /// Headers for every request (HTTP remotes): values with `${VAR}`
+    /// replaced from the environment when the remote is opened.
+    pub headers: Vec<(String, String)>,
+}
+
+/// `value` with every `${VAR}` replaced by the environment variable VAR;
+/// an unset one is an error naming it (never the value).
+fn expand_env(url: &str, header: &str, value: &str) -> Result<String, RemoteError> {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let Some(end) = after.find('}') else {
+            return Err(RemoteError::BadUrl {
+                url: url.to_string(),
+                reason: format!("header {header}: `${{` without `}}`"),
+            });
+        };
+        let var = &after[..end];
+        let v = std::env::var(var).map_err(|_| RemoteError::BadUrl {
+            url: url.to_string(),
+            reason: format!("header {header}: the environment variable {var} is not set"),
+        })?;
+        out.push_str(&v);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 struct Entry {
@@ -98,7 +127,14 @@ impl Remotes {
         for s in specs {
             entries.push(Entry {
                 remote: Box::new(cas_store::remote::Guarded::new(
-                    cas_reapi::open(&s.url, state)?,
+                    cas_reapi::open_with_headers(
+                        &s.url,
+                        state,
+                        &s.headers
+                            .iter()
+                            .map(|(n, v)| Ok((n.clone(), expand_env(&s.url, n, v)?)))
+                            .collect::<Result<Vec<_>, RemoteError>>()?,
+                    )?,
                     budget,
                 )),
                 push: s.push,

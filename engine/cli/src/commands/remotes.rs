@@ -100,6 +100,7 @@ pub(crate) fn open(
                 keys,
                 unsigned: r.trust_unsigned,
             },
+            headers: r.headers.clone(),
         });
     }
     let mut flag_keys = parse_keys(&flags.trusted_keys)?;
@@ -112,6 +113,7 @@ pub(crate) fn open(
                 keys: flag_keys.clone(),
                 unsigned: flags.trust_unsigned,
             },
+            headers: Vec::new(),
         });
     }
     if specs.is_empty() {
