@@ -1116,3 +1116,40 @@ fn cas_shell_runs_one_command_in_the_elements_sandbox() {
     let run = ctx.cas(["shell", "e.yaml", "--", "exit 7"]);
     assert_eq!(run.code, 7, "{}", run.stderr);
 }
+
+/// `cas completions SHELL` and `cas man` (#32): generated from the command
+/// line itself; bash sources the script and completes a subcommand.
+#[test]
+fn completions_and_the_manual_page_come_from_the_command_line_itself() {
+    let ctx = Ctx::new();
+    let run = ctx.cas(["completions", "bash"]).ok();
+    let script = ctx.path("cas.bash");
+    std::fs::write(&script, &run.stdout).unwrap();
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {}; COMP_WORDS=(cas chec); COMP_CWORD=1; _cas cas chec cas; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            script.display()
+        ))
+        .output()
+        .unwrap();
+    let words = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        words.lines().any(|w| w == "checkout") && words.lines().any(|w| w == "check"),
+        "{words}"
+    );
+    for shell in ["zsh", "fish"] {
+        assert!(ctx
+            .cas(["completions", shell])
+            .ok()
+            .stdout
+            .contains("checkout"));
+    }
+    let man = ctx.cas(["man"]).ok();
+    assert!(
+        man.stdout.contains(".TH cas 1") && man.stdout.contains("checkout"),
+        "{}",
+        man.stdout
+    );
+    ctx.cas(["completions", "tcsh"]).expect_code(2);
+}

@@ -142,4 +142,15 @@ pub(crate) enum Command {
     Challenge(crate::commands::challenge::ChallengeArgs),
     /// Run actions for a REAPI scheduler (BuildGrid's Remote Workers API)
     Worker(crate::commands::worker::WorkerArgs),
+    /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell)
+    Completions(crate::commands::help::CompletionsArgs),
+    /// Print cas's manual page (roff: `cas man | man -l -`)
+    Man,
+}
+
+impl Cli {
+    /// The clap command, for completions and the manual page.
+    pub(crate) fn command() -> clap::Command {
+        <Self as clap::CommandFactory>::command()
+    }
 }

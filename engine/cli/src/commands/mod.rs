@@ -9,6 +9,7 @@ pub(crate) mod diff;
 pub(crate) mod explain;
 pub(crate) mod fetch;
 pub(crate) mod graph;
+pub(crate) mod help;
 pub(crate) mod keygen;
 pub(crate) mod log;
 pub(crate) mod noop;
@@ -36,6 +37,8 @@ pub(crate) fn run(cli: Cli) -> CmdResult {
         Command::Log(_) => Some("log (it prints the log itself)"),
         Command::Shell(_) => Some("shell (it runs a shell)"),
         Command::Worker(_) => Some("worker (it serves until stopped)"),
+        Command::Completions(_) => Some("completions (it prints a script)"),
+        Command::Man => Some("man (it prints a manual page)"),
         _ => None,
     };
     if let (true, Some(what)) = (global.json, no_document) {
@@ -64,5 +67,7 @@ pub(crate) fn run(cli: Cli) -> CmdResult {
         Command::Challenge(args) => challenge::run_challenge(&global, args),
         Command::Workspace(cmd) => workspace::run(&global, cmd),
         Command::Worker(args) => worker::run(&global, args),
+        Command::Completions(args) => Ok(help::completions(&args)),
+        Command::Man => help::man(),
     }
 }
