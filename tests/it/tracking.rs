@@ -813,3 +813,39 @@ fn owns_resolves_a_path_through_the_trees_own_symlinks_and_says_which() {
     ctx.cas(["owns", "/lib/nothing", "--in", "rootfs.yaml"])
         .expect_code(1);
 }
+
+/// `cas why-depends A B` (#32): every path, each edge named.
+#[test]
+fn why_depends_lists_every_path_with_its_edges() {
+    let ctx = crate::ctx::busybox_project();
+    let el = |name: &str, body: &str| ctx.write(format!("elements/{name}"), body);
+    el("lib.yaml", "kind: stack\n");
+    el("tool.yaml", "kind: stack\ndepends: [lib.yaml]\n");
+    el(
+        "app.yaml",
+        "kind: stack\nbuild-depends: [tool.yaml]\nruntime-depends: [lib.yaml]\n",
+    );
+    el("other.yaml", "kind: stack\n");
+    let run = ctx.cas(["why-depends", "app.yaml", "lib.yaml"]).ok();
+    let mut lines: Vec<&str> = run.stdout.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [
+            "app.yaml -build-> tool.yaml -depends-> lib.yaml",
+            "app.yaml -runtime-> lib.yaml"
+        ]
+    );
+    let run = ctx
+        .cas(["--json", "why-depends", "app.yaml", "lib.yaml"])
+        .ok();
+    assert_eq!(run.json()["paths"].as_array().unwrap().len(), 2);
+    let run = ctx
+        .cas(["why-depends", "app.yaml", "other.yaml"])
+        .expect_code(1);
+    assert!(
+        run.stderr.contains("does not depend on other.yaml"),
+        "{}",
+        run.stderr
+    );
+}

@@ -146,6 +146,8 @@ pub(crate) enum Command {
     Completions(crate::commands::help::CompletionsArgs),
     /// Print cas's manual page (roff: `cas man | man -l -`)
     Man,
+    /// Every path by which one element depends on another (build, depends, runtime edges)
+    WhyDepends(crate::commands::why::WhyArgs),
 }
 
 impl Cli {

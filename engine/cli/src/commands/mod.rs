@@ -23,6 +23,7 @@ pub(crate) mod shell;
 pub(crate) mod show;
 pub(crate) mod source;
 pub(crate) mod store;
+pub(crate) mod why;
 pub(crate) mod worker;
 pub(crate) mod workspace;
 
@@ -69,5 +70,6 @@ pub(crate) fn run(cli: Cli) -> CmdResult {
         Command::Worker(args) => worker::run(&global, args),
         Command::Completions(args) => Ok(help::completions(&args)),
         Command::Man => help::man(),
+        Command::WhyDepends(args) => why::run(&global, args),
     }
 }
