@@ -1153,3 +1153,38 @@ fn completions_and_the_manual_page_come_from_the_command_line_itself() {
     );
     ctx.cas(["completions", "tcsh"]).expect_code(2);
 }
+
+/// `cas init` and `cas config` (#32): a new project whose first element
+/// builds here, and the settings in effect with where each came from.
+#[test]
+fn cas_init_makes_a_project_that_builds_and_cas_config_says_where_settings_come_from() {
+    let ctx = Ctx::new();
+    let dir = ctx.path("first");
+    let run = ctx.cas(["init", dir.to_str().unwrap()]).ok();
+    assert!(
+        run.stdout.contains("created the project first"),
+        "{}",
+        run.stdout
+    );
+    let (mut cmd, shown) = ctx.command(["build", "hello.yaml"]);
+    cmd.current_dir(&dir);
+    let run = crate::ctx::Run::from_output(shown, cmd.output().unwrap()).ok();
+    assert!(run.stderr.contains("hello.yaml: output"), "{}", run.stderr);
+    ctx.cas(["init", dir.to_str().unwrap()]).expect_code(2);
+    let run = ctx.cas(["--json", "config"]).ok();
+    let json = run.json();
+    assert_eq!(json["store"]["from"], "environment (CAS_STORE)");
+    assert_eq!(json["store"]["value"], ctx.store().to_str().unwrap());
+    assert_eq!(json["arch"]["from"], "this machine");
+    let run = ctx.cas(["--arch", "aarch64", "--jobs", "3", "config"]).ok();
+    assert!(
+        run.stdout.contains("arch          aarch64  (command line)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("jobs          3  (command line)"),
+        "{}",
+        run.stdout
+    );
+}

@@ -148,6 +148,10 @@ pub(crate) enum Command {
     Man,
     /// Every path by which one element depends on another (build, depends, runtime edges)
     WhyDepends(crate::commands::why::WhyArgs),
+    /// The settings in effect (store, configuration, arch, jobs, remotes, mirrors) and where each came from
+    Config,
+    /// Start a project: project.yaml, a busybox base and a first element that builds
+    Init(crate::commands::setup::InitArgs),
 }
 
 impl Cli {

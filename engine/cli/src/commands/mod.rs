@@ -19,6 +19,7 @@ pub(crate) mod pull;
 pub(crate) mod push;
 pub(crate) mod remotes;
 pub(crate) mod session;
+pub(crate) mod setup;
 pub(crate) mod shell;
 pub(crate) mod show;
 pub(crate) mod source;
@@ -71,5 +72,7 @@ pub(crate) fn run(cli: Cli) -> CmdResult {
         Command::Completions(args) => Ok(help::completions(&args)),
         Command::Man => help::man(),
         Command::WhyDepends(args) => why::run(&global, args),
+        Command::Config => setup::config(&global),
+        Command::Init(args) => setup::init(&global, &args),
     }
 }
