@@ -221,7 +221,29 @@ fn a_directory_remote_works_the_same_and_cas_pull_downloads_targets() {
         .iter()
         .map(|e| e["status"].as_str().unwrap())
         .collect();
-    assert_eq!(statuses, ["pulled"; 4], "{}", run.stdout);
+    // the target is downloaded; its dependencies' results are known, their
+    // outputs downloaded only when something stages them (`show`: pullable)
+    assert_eq!(
+        statuses,
+        ["known", "known", "known", "pulled"],
+        "{}",
+        run.stdout
+    );
+    let show = ctx
+        .cas(["--store", s(&b), "--json", "show", "top.yaml"])
+        .ok();
+    let states: Vec<String> = show.json()["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        states,
+        ["pullable", "pullable", "pullable", "cached"],
+        "{}",
+        show.stdout
+    );
     assert_eq!(
         checkout(&ctx, &a, "top.yaml", &ctx.path("out-a")),
         checkout(&ctx, &b, "top.yaml", &ctx.path("out-b"))

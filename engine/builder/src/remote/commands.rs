@@ -24,7 +24,11 @@ pub struct PullRow {
 pub enum PullStatus {
     /// Already local.
     Cached,
+    /// Downloaded and recorded here (a target).
     Pulled,
+    /// Known from a remote, its output not downloaded (a dependency):
+    /// `cas show` says `pullable`.
+    Known,
     /// In no remote, or its key depends on something missing.
     Missing,
 }
@@ -34,6 +38,7 @@ impl std::fmt::Display for PullStatus {
         f.write_str(match self {
             PullStatus::Cached => "cached",
             PullStatus::Pulled => "pulled",
+            PullStatus::Known => "known",
             PullStatus::Missing => "missing",
         })
     }
@@ -63,7 +68,15 @@ pub fn pull(
         let (s, output) = if let Some(hit) = local {
             (PullStatus::Cached, Some(hit.output))
         } else if let Some(p) = rr.pull(store, id, name, &k.key, &say)? {
-            (PullStatus::Pulled, Some(p.result.output))
+            // a dependency's result is known, its output downloaded only when
+            // something here stages it: `cas show` says `pullable`, and so
+            // does this report
+            let s = if rr.download.contains(&id) {
+                PullStatus::Pulled
+            } else {
+                PullStatus::Known
+            };
+            (s, Some(p.result.output))
         } else {
             (PullStatus::Missing, None)
         };
