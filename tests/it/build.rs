@@ -1188,3 +1188,47 @@ fn cas_init_makes_a_project_that_builds_and_cas_config_says_where_settings_come_
         run.stdout
     );
 }
+
+/// `cas build --timings` (#32): each built step by phase, the critical path
+/// through what was built, the cache-hit ratio.
+#[test]
+fn build_timings_show_steps_by_phase_the_critical_path_and_cache_hits() {
+    let ctx = busybox_project();
+    ctx.write(
+        "elements/a.yaml",
+        manual(&[], "    - sleep 0.3\n    - mkdir -p %{install-root}/a\n"),
+    );
+    ctx.write(
+        "elements/b.yaml",
+        manual(
+            &["a.yaml"],
+            "    - sleep 0.3\n    - mkdir -p %{install-root}/b\n",
+        ),
+    );
+    ctx.write(
+        "elements/c.yaml",
+        manual(&[], "    - mkdir -p %{install-root}/c\n"),
+    );
+    ctx.write(
+        "elements/all.yaml",
+        "kind: stack\ndepends: [b.yaml, c.yaml]\n",
+    );
+    ctx.cas(["build", "c.yaml"]).ok();
+    let run = ctx.cas(["build", "--timings", "all.yaml"]).ok();
+    let err = &run.stderr;
+    assert!(err.contains("timings: 3 built, 2 cached"), "{err}");
+    assert!(err.contains("cache hits 40% (2 of 5)"), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.trim_start().starts_with("b.yaml") && l.contains('s')),
+        "{err}"
+    );
+    let path = err
+        .lines()
+        .find(|l| l.starts_with("critical path: "))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        path.contains("a.yaml") && path.contains("-> b.yaml"),
+        "{path}"
+    );
+}

@@ -28,6 +28,9 @@ pub(crate) struct BuildArgs {
     /// Run sandboxed steps on a REAPI Execution service (grpc://HOST:PORT[/INSTANCE]): buildbox-casd with a runner, BuildGrid; -j may exceed the local cores
     #[arg(long, value_name = "URL")]
     pub remote_exec: Option<String>,
+    /// After the build: each built step's time by phase, the critical path and the cache-hit ratio (on stderr)
+    #[arg(long)]
+    pub timings: bool,
 }
 
 /// Set by SIGINT or SIGTERM: stop starting steps, kill the running sandboxes.
@@ -165,7 +168,99 @@ pub(crate) fn run_build(global: &Session, args: BuildArgs) -> CmdResult {
         .iter()
         .map(|id| loaded.element(*id).name.clone())
         .collect();
+    if args.timings {
+        print_timings(&loaded, &report);
+    }
     conclude(global, &report, &console, &targets, false)
+}
+
+/// `--timings`: each built step's time by phase (longest first), the
+/// critical path through the built steps (each weighted by its time, along
+/// what it stages), and the cache-hit ratio.
+fn print_timings(loaded: &cas_format::Loaded, report: &cas_builder::BuildReport) {
+    let secs = |ms: u64| format!("{:.1}s", ms as f64 / 1000.0);
+    let total = report.elements.len();
+    let hits = report.cached + report.pulled;
+    eprintln!(
+        "timings: {} built, {} cached, {} pulled: cache hits {:.0}% ({hits} of {total})",
+        report.built,
+        report.cached,
+        report.pulled,
+        if total == 0 {
+            0.0
+        } else {
+            hits as f64 * 100.0 / total as f64
+        }
+    );
+    let mut built: Vec<&cas_builder::ElementReport> = report
+        .elements
+        .iter()
+        .filter(|r| r.duration_ms.is_some())
+        .collect();
+    built.sort_by_key(|r| std::cmp::Reverse(r.duration_ms));
+    let width = built.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    if !built.is_empty() {
+        eprintln!(
+            "  {:<width$}  {:>7}  {:>7}  {:>7}  {:>7}  {:>7}",
+            "step", "total", "lookup", "fetch", "run", "record"
+        );
+    }
+    for r in &built {
+        let p = r.phases.unwrap_or_default();
+        eprintln!(
+            "  {:<width$}  {:>7}  {:>7}  {:>7}  {:>7}  {:>7}",
+            r.name,
+            secs(r.duration_ms.unwrap_or(0)),
+            secs(p.lookup_ms),
+            secs(p.fetch_ms),
+            secs(p.run_ms),
+            secs(p.record_ms)
+        );
+    }
+    // the heaviest chain of built steps, in the closure's (dependency) order
+    let time: std::collections::HashMap<&str, u64> = built
+        .iter()
+        .map(|r| (r.name.as_str(), r.duration_ms.unwrap_or(0)))
+        .collect();
+    let mut best: std::collections::HashMap<
+        cas_format::ElementId,
+        (u64, Option<cas_format::ElementId>),
+    > = std::collections::HashMap::new();
+    let closure = loaded.closure(&loaded.targets);
+    for &id in &closure {
+        let own = time
+            .get(loaded.element(id).name.as_str())
+            .copied()
+            .unwrap_or(0);
+        let below = loaded
+            .staged(id)
+            .into_iter()
+            .filter_map(|d| best.get(&d).map(|(t, _)| (*t, d)))
+            .max_by_key(|(t, _)| *t);
+        let (t, prev) = match below {
+            Some((t, d)) => (t + own, Some(d)),
+            None => (own, None),
+        };
+        best.insert(id, (t, prev));
+    }
+    if let Some((&end, &(length, _))) = best.iter().max_by_key(|(_, (t, _))| *t) {
+        if length > 0 {
+            let mut chain = vec![end];
+            while let Some(&(_, Some(prev))) = best.get(chain.last().unwrap_or(&end)) {
+                chain.push(prev);
+            }
+            chain.reverse();
+            let steps: Vec<String> = chain
+                .iter()
+                .filter_map(|id| {
+                    let name = &loaded.element(*id).name;
+                    time.get(name.as_str())
+                        .map(|t| format!("{name} {}", secs(*t)))
+                })
+                .collect();
+            eprintln!("critical path: {} = {}", steps.join(" -> "), secs(length));
+        }
+    }
 }
 
 /// Prints the report of a build (JSON on stdout, the summary and the
