@@ -849,3 +849,35 @@ fn why_depends_lists_every_path_with_its_edges() {
         run.stderr
     );
 }
+
+/// `cas show --deps build|run|all|none` (#32).
+#[test]
+fn show_deps_selects_the_build_or_the_runtime_closure() {
+    let ctx = crate::ctx::busybox_project();
+    let el = |name: &str, body: &str| ctx.write(format!("elements/{name}"), body);
+    el("lib.yaml", "kind: stack\n");
+    el("rt.yaml", "kind: stack\n");
+    el("tool.yaml", "kind: stack\ndepends: [lib.yaml]\n");
+    el(
+        "app.yaml",
+        "kind: stack\nbuild-depends: [tool.yaml]\nruntime-depends: [rt.yaml]\n",
+    );
+    let names = |deps: &str| {
+        let run = ctx.cas(["--json", "show", "--deps", deps, "app.yaml"]).ok();
+        let mut v: Vec<String> = run.json()["elements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names("none"), ["app.yaml"]);
+    assert_eq!(names("run"), ["app.yaml", "rt.yaml"]);
+    assert_eq!(names("build"), ["app.yaml", "lib.yaml", "tool.yaml"]);
+    assert_eq!(
+        names("all"),
+        ["app.yaml", "lib.yaml", "rt.yaml", "tool.yaml"]
+    );
+}

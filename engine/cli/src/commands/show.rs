@@ -25,6 +25,19 @@ pub(crate) struct ShowArgs {
     /// dependencies through what each stages), in build order
     #[arg(long, value_name = "ELEMENT")]
     pub rdeps: Option<PathBuf>,
+    /// Which elements of the closure: `all` (default), `build` (what
+    /// building the targets stages, with the targets), `run` (the targets'
+    /// runtime closure), `none` (the targets alone)
+    #[arg(long, value_enum, default_value_t = DepsFilter::All)]
+    pub deps: DepsFilter,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum DepsFilter {
+    All,
+    Build,
+    Run,
+    None,
 }
 
 /// Load the targets, or print every diagnostic and fail with exit code 2.
@@ -457,6 +470,36 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
     }
     if let Some(keep) = keep {
         rows.retain(|r| keep.contains(&r.element.id));
+    }
+    // --deps: which part of the closure
+    let wanted: Option<std::collections::HashSet<ElementId>> = match args.deps {
+        DepsFilter::All => None,
+        DepsFilter::None => Some(loaded.targets.iter().copied().collect()),
+        DepsFilter::Run => Some(
+            loaded
+                .targets
+                .iter()
+                .flat_map(|t| loaded.runtime_closure(*t))
+                .chain(loaded.targets.iter().copied())
+                .collect(),
+        ),
+        DepsFilter::Build => {
+            // what each target stages, and everything that stages in turn
+            let mut set: std::collections::HashSet<ElementId> =
+                loaded.targets.iter().copied().collect();
+            let mut todo: Vec<ElementId> = loaded.targets.clone();
+            while let Some(id) = todo.pop() {
+                for d in loaded.staged(id) {
+                    if set.insert(d) {
+                        todo.push(d);
+                    }
+                }
+            }
+            Some(set)
+        }
+    };
+    if let Some(w) = wanted {
+        rows.retain(|r| w.contains(&r.element.id));
     }
     if global.json {
         println!("{}", render_json(&loaded, &rows));
