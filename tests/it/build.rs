@@ -1232,3 +1232,23 @@ fn build_timings_show_steps_by_phase_the_critical_path_and_cache_hits() {
         "{path}"
     );
 }
+
+/// `cas build -L` (#32): every step's log, line by line, prefixed with its
+/// element, as it is written.
+#[test]
+fn print_logs_prefixes_every_log_line_with_its_element() {
+    let ctx = busybox_project();
+    ctx.write(
+        "elements/talk.yaml",
+        manual(&[], "    - echo first-line\n    - sleep 0.6\n    - echo second-line\n    - mkdir -p %{install-root}/t\n"),
+    );
+    let run = ctx.cas(["build", "-L", "talk.yaml"]).ok();
+    for line in ["talk.yaml> first-line", "talk.yaml> second-line"] {
+        assert!(
+            run.stderr.lines().any(|l| l == line),
+            "{line}:\n{}",
+            run.stderr
+        );
+    }
+    assert!(!run.stderr.contains("#cas-failed"), "{}", run.stderr);
+}

@@ -29,6 +29,8 @@ pub trait Reporter: Sync {
     fn message(&self, text: &str);
     /// Where a running step's log is being written.
     fn log_at(&self, _element: &str, _log: &Path) {}
+    /// A step's log is complete (its directory is about to go).
+    fn log_complete(&self, _element: &str) {}
 }
 
 /// Closures larger than this get no line per cached step.
@@ -43,6 +45,8 @@ pub struct Console {
     /// Off a terminal: the running steps, for the heartbeat thread.
     running: Arc<Mutex<Vec<Running>>>,
     stop: Arc<AtomicBool>,
+    /// `-L`: every step's log is printed as it is written.
+    print_logs: bool,
 }
 
 /// A running step, as the heartbeat sees it.
@@ -51,6 +55,36 @@ struct Running {
     since: Instant,
     said: Instant,
     log: Option<PathBuf>,
+    /// With `-L`: how much of the log was printed.
+    printed: u64,
+}
+
+/// With `-L`: print what `r`'s log gained since last time, line by line,
+/// each prefixed with the element's name (`all`: the last line even if it
+/// has no newline yet, when the step is over).
+fn print_new_lines(r: &mut Running, all: bool) {
+    let Some(log) = &r.log else { return };
+    let Ok(mut f) = std::fs::File::open(log) else {
+        return;
+    };
+    if f.seek(SeekFrom::Start(r.printed)).is_err() {
+        return;
+    }
+    let mut fresh = Vec::new();
+    if f.take(1 << 20).read_to_end(&mut fresh).is_err() {
+        return;
+    }
+    let upto = if all {
+        fresh.len()
+    } else {
+        fresh.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+    };
+    for line in String::from_utf8_lossy(&fresh[..upto]).lines() {
+        if !line.starts_with("#cas-failed-") {
+            eprintln!("{}> {line}", r.element);
+        }
+    }
+    r.printed += upto as u64;
 }
 
 /// Seconds of silence before a running step gets a line off a terminal:
@@ -95,7 +129,14 @@ struct Counts {
 
 impl Console {
     pub fn new(total: usize) -> Console {
-        let live = std::io::stderr().is_terminal().then(|| {
+        Console::with_logs(total, false)
+    }
+
+    /// A console that also prints every step's log as it is written, each
+    /// line prefixed with the element's name (`cas build -L`); the live
+    /// display is off then, as the lines are the display.
+    pub fn with_logs(total: usize, print_logs: bool) -> Console {
+        let live = (std::io::stderr().is_terminal() && !print_logs).then(|| {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             let summary = multi.add(ProgressBar::new(total as u64));
             summary.set_style(
@@ -116,6 +157,7 @@ impl Console {
         if live.is_none() {
             let (running, stop) = (running.clone(), stop.clone());
             let every = heartbeat_interval();
+            let logs = print_logs;
             let _ = std::thread::Builder::new()
                 .name("cas-heartbeat".into())
                 .spawn(move || {
@@ -124,6 +166,15 @@ impl Console {
                         let mut steps = running
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        if logs {
+                            for r in steps.iter_mut() {
+                                let before = r.printed;
+                                print_new_lines(r, false);
+                                if r.printed != before {
+                                    r.said = Instant::now();
+                                }
+                            }
+                        }
                         for r in steps.iter_mut().filter(|r| r.said.elapsed() >= every) {
                             r.said = Instant::now();
                             let last = r
@@ -149,6 +200,7 @@ impl Console {
             state: Mutex::new(Counts::default()),
             running,
             stop,
+            print_logs,
         }
     }
 
@@ -208,6 +260,7 @@ impl Reporter for Console {
             since: Instant::now(),
             said: Instant::now(),
             log: None,
+            printed: 0,
         });
         let hex = key.to_hex();
         match &self.live {
@@ -235,7 +288,15 @@ impl Reporter for Console {
     }
 
     fn finished(&self, element: &str, status: ElementStatus, took: Option<Duration>) {
-        self.running().retain(|r| r.element != element);
+        {
+            let mut running = self.running();
+            if self.print_logs {
+                for r in running.iter_mut().filter(|r| r.element == element) {
+                    print_new_lines(r, true);
+                }
+            }
+            running.retain(|r| r.element != element);
+        }
         let mut c = self.counts();
         c.done += 1;
         match status {
@@ -309,6 +370,14 @@ impl Reporter for Console {
 
     fn message(&self, text: &str) {
         self.line(text.to_owned());
+    }
+
+    fn log_complete(&self, element: &str) {
+        if self.print_logs {
+            for r in self.running().iter_mut().filter(|r| r.element == element) {
+                print_new_lines(r, true);
+            }
+        }
     }
 
     fn log_at(&self, element: &str, log: &Path) {

@@ -304,6 +304,8 @@ impl Engine<'_> {
         let ran = step_clock.elapsed();
         match result {
             Ok(output) => {
+                // its log is read (`-L`) before it is moved into the store
+                self.reporter.log_complete(&el.name);
                 self.check_architecture(el, &output)?;
                 let log = self.store_log(&dir)?;
                 let manifest_blob = self.store.put_bytes(&manifest)?;

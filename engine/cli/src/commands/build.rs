@@ -31,6 +31,9 @@ pub(crate) struct BuildArgs {
     /// After the build: each built step's time by phase, the critical path and the cache-hit ratio (on stderr)
     #[arg(long)]
     pub timings: bool,
+    /// Print every step's log as it is written, each line prefixed with the element's name
+    #[arg(short = 'L', long)]
+    pub print_logs: bool,
 }
 
 /// Set by SIGINT or SIGTERM: stop starting steps, kill the running sandboxes.
@@ -141,7 +144,7 @@ pub(crate) fn run_build(global: &Session, args: BuildArgs) -> CmdResult {
         },
     };
     let total = loaded.closure(&loaded.targets).len();
-    let console = Console::new(total);
+    let console = Console::with_logs(total, args.print_logs);
     let report = cas_builder::build(&store, &loaded, &loaded.targets, &opts, &console, &STOP)
         .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     console.finish();
