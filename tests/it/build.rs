@@ -1252,3 +1252,31 @@ fn print_logs_prefixes_every_log_line_with_its_element() {
     }
     assert!(!run.stderr.contains("#cas-failed"), "{}", run.stderr);
 }
+
+/// `--color` (#32): status words in colour when asked, none with NO_COLOR
+/// or off a terminal.
+#[test]
+fn color_is_used_when_asked_and_never_with_no_color_or_never() {
+    let ctx = busybox_project();
+    ctx.write(
+        "elements/c.yaml",
+        manual(&[], "    - mkdir -p %{install-root}/c\n"),
+    );
+    let run = ctx.cas(["--color", "always", "build", "c.yaml"]).ok();
+    assert!(run.stderr.contains("\x1b[32mbuilt"), "{:?}", run.stderr);
+    ctx.write(
+        "elements/c.yaml",
+        manual(&[], "    - mkdir -p %{install-root}/c2\n"),
+    );
+    let run = ctx.cas(["--color", "never", "build", "c.yaml"]).ok();
+    assert!(!run.stderr.contains('\x1b'), "{:?}", run.stderr);
+    // auto: the tests' stderr is no terminal, and NO_COLOR is set
+    ctx.write(
+        "elements/c.yaml",
+        manual(&[], "    - mkdir -p %{install-root}/c3\n"),
+    );
+    let run = ctx.cas(["build", "c.yaml"]).ok();
+    assert!(!run.stderr.contains('\x1b'), "{:?}", run.stderr);
+    ctx.cas(["--color", "sometimes", "build", "c.yaml"])
+        .expect_code(2);
+}

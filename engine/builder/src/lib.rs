@@ -49,7 +49,7 @@ pub mod variables_note;
 pub mod workspace;
 
 pub use error::BuildError;
-pub use progress::{Console, Reporter};
+pub use progress::{ColorChoice, Console, Reporter};
 pub use run::{build, BuildOptions, BuildReport, ElementReport};
 pub use states::{shell, states, Planned, State};
 pub use step::{ElementStatus, Status};

@@ -47,6 +47,37 @@ pub struct Console {
     stop: Arc<AtomicBool>,
     /// `-L`: every step's log is printed as it is written.
     print_logs: bool,
+    /// Status words in colour (`--color`, `NO_COLOR`).
+    color: bool,
+}
+
+/// ANSI colours of the console's status words.
+const GREEN: &str = "32";
+const RED: &str = "1;31";
+const DIM: &str = "2";
+
+/// When the console uses colour (`--color`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ColorChoice {
+    /// On a terminal, unless `NO_COLOR` is set (https://no-color.org).
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether stderr gets colour.
+    pub fn enabled(self) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::io::stderr().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        }
+    }
 }
 
 /// A running step, as the heartbeat sees it.
@@ -136,6 +167,11 @@ impl Console {
     /// line prefixed with the element's name (`cas build -L`); the live
     /// display is off then, as the lines are the display.
     pub fn with_logs(total: usize, print_logs: bool) -> Console {
+        Console::with_options(total, print_logs, ColorChoice::Auto)
+    }
+
+    /// [`Console::with_logs`], with colour as chosen.
+    pub fn with_options(total: usize, print_logs: bool, color: ColorChoice) -> Console {
         let live = (std::io::stderr().is_terminal() && !print_logs).then(|| {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             let summary = multi.add(ProgressBar::new(total as u64));
@@ -201,6 +237,7 @@ impl Console {
             running,
             stop,
             print_logs,
+            color: color.enabled(),
         }
     }
 
@@ -227,6 +264,15 @@ impl Console {
                 c.running,
                 self.total.saturating_sub(c.done + c.running)
             ));
+        }
+    }
+
+    /// `text` in an ANSI colour when the console has colour.
+    fn paint(&self, colour: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{colour}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
         }
     }
 
@@ -331,15 +377,21 @@ impl Reporter for Console {
         let took = took
             .map(|d| format!(" in {:.1}s", d.as_secs_f64()))
             .unwrap_or_default();
+        let word = format!("{:<7}", status.name());
+        let word = match status {
+            ElementStatus::Built => self.paint(GREEN, &word),
+            ElementStatus::Failed => self.paint(RED, &word),
+            ElementStatus::Cached | ElementStatus::Pulled => self.paint(DIM, &word),
+            ElementStatus::Skipped => word,
+        };
         self.line(format!(
-            "[{:>6.1}s] {:<7} {element}{took}",
+            "[{:>6.1}s] {word} {element}{took}",
             self.start.elapsed().as_secs_f64(),
-            status.name()
         ));
     }
 
     fn failed(&self, element: &str, error: &BuildError, log: &Path) {
-        let mut text = format!("error: {error}\n");
+        let mut text = format!("{} {error}\n", self.paint(RED, "error:"));
         if let Ok(f) = std::fs::File::open(log) {
             // the driver's own marker lines are for cas, not for people
             let lines: Vec<String> = std::io::BufReader::new(f)

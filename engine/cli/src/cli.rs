@@ -50,6 +50,9 @@ pub(crate) struct Global {
     /// Set a BuildStream project option (project.conf `options:`); repeatable
     #[arg(short = 'o', long = "option", global = true, num_args = 2, value_names = ["NAME", "VALUE"], action = clap::ArgAction::Append)]
     pub option: Vec<String>,
+    /// Colour in build output: auto (on a terminal, unless NO_COLOR is set), always, never
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "always", "never"])]
+    pub color: String,
     /// Build for this architecture (`%{target-arch}`, every element's default `build-arch`) [default: the user configuration's `arch`, else this machine's]
     #[arg(long, global = true, env = "CAS_ARCH", value_name = "ARCH", value_parser = parse_arch)]
     pub arch: Option<String>,
@@ -87,6 +90,15 @@ impl Global {
                 _ => None,
             })
             .collect()
+    }
+
+    /// `--color` as the console takes it.
+    pub(crate) fn color(&self) -> cas_builder::ColorChoice {
+        match self.color.as_str() {
+            "always" => cas_builder::ColorChoice::Always,
+            "never" => cas_builder::ColorChoice::Never,
+            _ => cas_builder::ColorChoice::Auto,
+        }
     }
 
     pub(crate) fn jobs(&self) -> usize {

@@ -144,7 +144,7 @@ pub(crate) fn run_build(global: &Session, args: BuildArgs) -> CmdResult {
         },
     };
     let total = loaded.closure(&loaded.targets).len();
-    let console = Console::with_logs(total, args.print_logs);
+    let console = Console::with_options(total, args.print_logs, global.color());
     let report = cas_builder::build(&store, &loaded, &loaded.targets, &opts, &console, &STOP)
         .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     console.finish();
