@@ -881,3 +881,36 @@ fn show_deps_selects_the_build_or_the_runtime_closure() {
         ["app.yaml", "lib.yaml", "rt.yaml", "tool.yaml"]
     );
 }
+
+/// `cas show --size` (#32): each output's size and its runtime closure's.
+#[test]
+fn show_size_gives_output_and_runtime_closure_sizes() {
+    let ctx = crate::ctx::busybox_project();
+    ctx.write(
+        "elements/lib.yaml",
+        crate::ctx::manual(&[], "    - mkdir -p %{install-root}/l\n    - head -c 3000 /dev/zero > %{install-root}/l/f\n"),
+    );
+    ctx.write(
+        "elements/app.yaml",
+        format!(
+            "{}runtime-depends: [lib.yaml]\n",
+            crate::ctx::manual(&[], "    - mkdir -p %{install-root}/a\n    - head -c 1000 /dev/zero > %{install-root}/a/f\n")
+        ),
+    );
+    ctx.cas(["build", "app.yaml", "lib.yaml"]).ok();
+    let run = ctx.cas(["--json", "show", "--size", "app.yaml"]).ok();
+    let json = run.json();
+    let row = |name: &str| {
+        json["elements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(row("app.yaml")["size"], "1000", "{}", run.stdout);
+    assert_eq!(row("app.yaml")["closure-size"], "4000", "{}", run.stdout);
+    let text = ctx.cas(["show", "--size", "app.yaml"]).ok();
+    assert!(text.stdout.contains("3.9 KiB"), "{}", text.stdout);
+}

@@ -30,6 +30,10 @@ pub(crate) struct ShowArgs {
     /// runtime closure), `none` (the targets alone)
     #[arg(long, value_enum, default_value_t = DepsFilter::All)]
     pub deps: DepsFilter,
+    /// Also each built element's output size and its runtime closure's
+    /// (its output and every runtime dependency's, each once)
+    #[arg(long)]
+    pub size: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -429,6 +433,31 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
     let get = |d: ElementId| outputs.get(&d).copied();
     let indexes = cas_linkcheck::Indexes::default();
     let closure: Vec<ElementId> = plan.iter().map(|p| p.id).collect();
+    // --size: each known output's bytes (its files' sizes), walked once per tree
+    let mut sizes: std::collections::HashMap<ElementId, u64> = std::collections::HashMap::new();
+    if args.size {
+        let mut per_tree: std::collections::HashMap<cas_store::TreeDigest, u64> =
+            std::collections::HashMap::new();
+        for (&id, &tree) in &outputs {
+            let bytes = match per_tree.get(&tree) {
+                Some(b) => *b,
+                None => {
+                    let b = store
+                        .walk(&tree)
+                        .map_err(|e| Failure::failed(miette::miette!("{e}")))?
+                        .iter()
+                        .map(|(_, e)| match e.kind {
+                            cas_store::EntryKind::File { size, .. } => size,
+                            _ => 0,
+                        })
+                        .sum();
+                    per_tree.insert(tree, b);
+                    b
+                }
+            };
+            sizes.insert(id, bytes);
+        }
+    }
     for (row, planned) in rows.iter_mut().zip(plan) {
         debug_assert_eq!(row.element.id, planned.id);
         // the verdict recorded against what is there now (nothing is checked here)
@@ -467,6 +496,23 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
             libraries
         };
         row.extra.push(("libraries", libraries));
+        if args.size {
+            let fmt = |b: Option<u64>| match b {
+                Some(b) if global.json => b.to_string(),
+                Some(b) => crate::commands::store::human_size(b),
+                None if global.json => String::new(),
+                None => "-".into(),
+            };
+            let own = sizes.get(&planned.id).copied();
+            let closure = std::iter::once(planned.id)
+                .chain(loaded.runtime_closure(planned.id))
+                .collect::<std::collections::HashSet<_>>()
+                .into_iter()
+                .map(|d| sizes.get(&d).copied())
+                .sum::<Option<u64>>();
+            row.extra.push(("size", fmt(own)));
+            row.extra.push(("closure-size", fmt(closure)));
+        }
     }
     if let Some(keep) = keep {
         rows.retain(|r| keep.contains(&r.element.id));
