@@ -439,21 +439,20 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
         let mut per_tree: std::collections::HashMap<cas_store::TreeDigest, u64> =
             std::collections::HashMap::new();
         for (&id, &tree) in &outputs {
-            let bytes = match per_tree.get(&tree) {
-                Some(b) => *b,
-                None => {
-                    let b = store
-                        .walk(&tree)
-                        .map_err(|e| Failure::failed(miette::miette!("{e}")))?
-                        .iter()
-                        .map(|(_, e)| match e.kind {
-                            cas_store::EntryKind::File { size, .. } => size,
-                            _ => 0,
-                        })
-                        .sum();
-                    per_tree.insert(tree, b);
-                    b
-                }
+            let bytes = if let Some(b) = per_tree.get(&tree) {
+                *b
+            } else {
+                let b = store
+                    .walk(&tree)
+                    .map_err(|e| Failure::failed(miette::miette!("{e}")))?
+                    .iter()
+                    .map(|(_, e)| match e.kind {
+                        cas_store::EntryKind::File { size, .. } => size,
+                        _ => 0,
+                    })
+                    .sum();
+                per_tree.insert(tree, b);
+                b
             };
             sizes.insert(id, bytes);
         }
