@@ -292,7 +292,11 @@ fn decode_remote(r: &mut Reader<SourceFile>, node: &Node) -> Option<RemoteConfig
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
             if !valid {
-                r.err(name.span, format!("`{}` is not an HTTP header name", name.value), "letters, digits, `-`");
+                r.err(
+                    name.span,
+                    format!("`{}` is not an HTTP header name", name.value),
+                    "letters, digits, `-`",
+                );
                 continue;
             }
             if grpc {
