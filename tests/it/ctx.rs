@@ -264,11 +264,19 @@ pub(crate) struct Nginx {
     pub dir: PathBuf,
     pub port: u16,
     child: Option<std::process::Child>,
+    /// More directives of the served location (authentication ...).
+    location: String,
 }
 
 impl Nginx {
     /// Start nginx serving (and accepting uploads into) `dir/www`.
     pub(crate) fn start(dir: &Path) -> Nginx {
+        Nginx::start_with(dir, "")
+    }
+
+    /// [`Nginx::start`], with more directives in the served location
+    /// (`{d}` in them is replaced by `dir`).
+    pub(crate) fn start_with(dir: &Path, location: &str) -> Nginx {
         let nginx = Path::new("/usr/sbin/nginx");
         assert!(
             nginx.exists(),
@@ -286,6 +294,7 @@ impl Nginx {
             dir: dir.to_path_buf(),
             port,
             child: None,
+            location: location.replace("{d}", &dir.display().to_string()),
         };
         n.spawn();
         n
@@ -303,8 +312,9 @@ impl Nginx {
                proxy_temp_path {d}/tmp/proxy;\n  fastcgi_temp_path {d}/tmp/fastcgi;\n  uwsgi_temp_path {d}/tmp/uwsgi;\n\
                scgi_temp_path {d}/tmp/scgi;\n\
                server {{\n    listen 127.0.0.1:{port};\n    root {d}/www;\n\
-                 location / {{\n      dav_methods PUT;\n      create_full_put_path on;\n      client_max_body_size 0;\n    }}\n  }}\n}}\n",
-            port = self.port
+                 location / {{\n      {extra}\n      dav_methods PUT;\n      create_full_put_path on;\n      client_max_body_size 0;\n    }}\n  }}\n}}\n",
+            port = self.port,
+            extra = self.location
         );
         std::fs::write(dir.join("nginx.conf"), conf).unwrap();
         let child = Command::new("/usr/sbin/nginx")

@@ -678,53 +678,13 @@ fn an_http_cache_behind_basic_auth_is_used_with_configured_headers() {
     );
     // nginx with WebDAV PUT behind basic authentication (user team, s3cret)
     let dir = ctx.path("nginx");
-    for d in ["www", "logs", "tmp"] {
-        std::fs::create_dir_all(dir.join(d)).unwrap();
-    }
+    std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("htpasswd"), "team:{PLAIN}s3cret\n").unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let d = dir.display();
-    std::fs::write(
-        dir.join("nginx.conf"),
-        format!(
-            "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{\n  access_log {d}/logs/access.log;\n  client_body_temp_path {d}/tmp/body;\n\
-               proxy_temp_path {d}/tmp/proxy;\n  fastcgi_temp_path {d}/tmp/fastcgi;\n  uwsgi_temp_path {d}/tmp/uwsgi;\n\
-               scgi_temp_path {d}/tmp/scgi;\n\
-               server {{\n    listen 127.0.0.1:{port};\n    root {d}/www;\n\
-                 location / {{\n      auth_basic \"cas cache\";\n      auth_basic_user_file {d}/htpasswd;\n\
-                   dav_methods PUT;\n      create_full_put_path on;\n      client_max_body_size 0;\n    }}\n  }}\n}}\n"
-        ),
-    )
-    .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _nginx = Kill(
-        std::process::Command::new("/usr/sbin/nginx")
-            .arg("-p")
-            .arg(&dir)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .arg("-e")
-            .arg(dir.join("logs/error.log"))
-            .spawn()
-            .expect("nginx"),
+    let nginx = Nginx::start_with(
+        &dir,
+        "auth_basic \"cas cache\";\n      auth_basic_user_file {d}/htpasswd;",
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "nginx did not start");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let port = nginx.port;
     let config = ctx.path("config.yaml");
     std::fs::write(
         &config,
