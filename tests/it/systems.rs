@@ -737,28 +737,12 @@ fn a_configured_debian_base_builds_upstream_tarballs_into_a_root_filesystem() {
 /// GNU hello, built from its release tarball.
 #[test]
 fn the_debian_system_example_builds_reproducibly_and_boots() {
-    let Some(mirror) = crate::ctx::apt_mirror() else {
-        eprintln!("skipped: this machine has no Debian archive in its APT configuration");
+    let Some(ds) = DebianSystem::new() else {
         return;
     };
-    let ctx = Ctx::new();
+    let ctx = &ds.ctx;
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let project = repo.join("projects/debian-system");
-    let config = ctx.path("config.yaml");
-    std::fs::write(&config, format!("mirrors:\n  debian:\n  - {mirror}\n")).unwrap();
-    let store = crate::ctx::shared_store();
-    let run = |args: &[&str]| {
-        let mut all = vec![
-            "--store".to_string(),
-            store.to_string_lossy().into_owned(),
-            "--config".to_string(),
-            config.to_string_lossy().into_owned(),
-        ];
-        all.extend(args.iter().map(ToString::to_string));
-        let (mut cmd, shown) = ctx.command(&all);
-        cmd.current_dir(&project);
-        crate::ctx::Run::from_output(shown, cmd.output().unwrap())
-    };
+    let run = |args: &[&str]| ds.cas(args);
     run(&["build", "system.yaml"]).ok();
     for e in ["rootfs-image.yaml", "initramfs.yaml", "base/debian.yaml"] {
         let r = run(&["check", e]).ok();
@@ -803,15 +787,10 @@ fn the_debian_system_example_builds_reproducibly_and_boots() {
 /// output must be the same, or a shared cache would share nothing.
 #[test]
 fn the_debian_system_gives_the_same_keys_and_outputs_in_a_second_store() {
-    let Some(mirror) = crate::ctx::apt_mirror() else {
-        eprintln!("skipped: this machine has no Debian archive in its APT configuration");
+    let Some(ds) = DebianSystem::new() else {
         return;
     };
-    let ctx = Ctx::new();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let project = repo.join("projects/debian-system");
-    let config = ctx.path("config.yaml");
-    std::fs::write(&config, format!("mirrors:\n  debian:\n  - {mirror}\n")).unwrap();
+    let (ctx, project) = (&ds.ctx, &ds.project);
     let targets: Vec<String> = ["zlib.yaml", "hello.yaml", "bzip2.yaml"]
         .iter()
         .map(|t| {
@@ -823,16 +802,9 @@ fn the_debian_system_gives_the_same_keys_and_outputs_in_a_second_store() {
         })
         .collect();
     let build = |store: &Path, cwd: &Path, env: &[(&str, &str)], umask: u32| {
-        let mut all = vec![
-            "--store".to_string(),
-            store.to_string_lossy().into_owned(),
-            "--config".to_string(),
-            config.to_string_lossy().into_owned(),
-            "--json".to_string(),
-            "build".to_string(),
-        ];
-        all.extend(targets.iter().cloned());
-        let (mut cmd, shown) = ctx.command(&all);
+        let mut args = vec!["--json", "build"];
+        args.extend(targets.iter().map(String::as_str));
+        let (mut cmd, shown) = ds.command(store, &args);
         cmd.current_dir(cwd);
         for (k, v) in env {
             cmd.env(k, v);
@@ -849,7 +821,7 @@ fn the_debian_system_gives_the_same_keys_and_outputs_in_a_second_store() {
     };
     let first = build(
         &crate::ctx::shared_store(),
-        &project,
+        project,
         &[("TZ", "UTC")],
         0o022,
     );
@@ -893,28 +865,11 @@ fn the_debian_system_gives_the_same_keys_and_outputs_in_a_second_store() {
 /// runtime closure, and a root composed from it has libc but no compiler.
 #[test]
 fn a_program_over_the_debian_base_gets_libc_at_run_time_without_the_toolchain() {
-    let Some(mirror) = crate::ctx::apt_mirror() else {
-        eprintln!("skipped: this machine has no Debian archive in its APT configuration");
+    let Some(ds) = DebianSystem::new() else {
         return;
     };
-    let ctx = Ctx::new();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let project = repo.join("projects/debian-system");
-    let config = ctx.path("config.yaml");
-    std::fs::write(&config, format!("mirrors:\n  debian:\n  - {mirror}\n")).unwrap();
-    let store = crate::ctx::shared_store();
-    let run = |cwd: &Path, args: &[&str]| {
-        let mut all = vec![
-            "--store".to_string(),
-            store.to_string_lossy().into_owned(),
-            "--config".to_string(),
-            config.to_string_lossy().into_owned(),
-        ];
-        all.extend(args.iter().map(ToString::to_string));
-        let (mut cmd, shown) = ctx.command(&all);
-        cmd.current_dir(cwd);
-        crate::ctx::Run::from_output(shown, cmd.output().unwrap())
-    };
+    let run = |_: &Path, args: &[&str]| ds.cas(args);
+    let project = ds.project.clone();
     let built = run(&project, &["build", "hello-dynamic.yaml"]).ok();
     assert!(
         !built.stderr.contains("warning: hello-dynamic.yaml"),
@@ -935,4 +890,51 @@ fn a_program_over_the_debian_base_gets_libc_at_run_time_without_the_toolchain() 
         assert!(libc.stdout.contains("base/runtime.yaml"), "{}", libc.stdout);
     }
     owns("/usr/bin/gcc").expect_code(1);
+}
+
+/// `projects/debian-system` as its README section runs it: the repository's
+/// project, this machine's APT mirror in a user configuration of the test.
+struct DebianSystem {
+    ctx: Ctx,
+    project: std::path::PathBuf,
+    config: std::path::PathBuf,
+}
+
+impl DebianSystem {
+    /// None (the test says it skipped) without a Debian archive in APT's configuration.
+    fn new() -> Option<DebianSystem> {
+        let Some(mirror) = crate::ctx::apt_mirror() else {
+            eprintln!("skipped: this machine has no Debian archive in its APT configuration");
+            return None;
+        };
+        let ctx = Ctx::new();
+        let project = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects/debian-system");
+        let config = ctx.path("config.yaml");
+        std::fs::write(&config, format!("mirrors:\n  debian:\n  - {mirror}\n")).unwrap();
+        Some(DebianSystem {
+            ctx,
+            project,
+            config,
+        })
+    }
+
+    /// `cas --store STORE --config CONFIG ARGS` in the project directory.
+    fn command(&self, store: &Path, args: &[&str]) -> (Command, Vec<String>) {
+        let mut all = vec![
+            "--store".to_string(),
+            store.to_string_lossy().into_owned(),
+            "--config".to_string(),
+            self.config.to_string_lossy().into_owned(),
+        ];
+        all.extend(args.iter().map(ToString::to_string));
+        let (mut cmd, shown) = self.ctx.command(&all);
+        cmd.current_dir(&self.project);
+        (cmd, shown)
+    }
+
+    /// [`DebianSystem::command`] in the shared store, run.
+    fn cas(&self, args: &[&str]) -> crate::ctx::Run {
+        let (mut cmd, shown) = self.command(&crate::ctx::shared_store(), args);
+        crate::ctx::Run::from_output(shown, cmd.output().unwrap())
+    }
 }
