@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use cas_sources::Source;
 
+use crate::data::Data;
 use crate::diagnostics::{Error, FileId, Files, Span};
 use crate::kind::{is_phase, merge_config, merge_public, Behaviour, ConfigValue, Kind, Layer};
 use crate::project::{relative_inside, Project};
@@ -307,6 +308,20 @@ pub struct Element {
     pub sandbox: SandboxConfig,
     /// Where the commands run, when the kind says (`None`: `%{build-root}`).
     pub workdir: Option<String>,
+    /// Its configuration as BuildStream shows it (`%{config}`): the kind's
+    /// `config:` with the element's over it, expanded.
+    pub shown_config: Data,
+    /// Its public data as BuildStream shows it (`%{public}`): every domain
+    /// as written, expanded, with the split rules it inherits.
+    pub shown_public: Data,
+    /// A BuildStream element's variable names in the order BuildStream
+    /// composes them (`max-jobs` among them); empty for cas's elements.
+    pub shown_order: Vec<String>,
+    /// The same for its environment.
+    pub shown_env_order: Vec<String>,
+    /// A BuildStream `kind: link`: a stand-in for the element it points
+    /// to (its one dependency), which BuildStream shows in its place.
+    pub link: bool,
     /// Files of later-staged dependencies may replace earlier ones without
     /// a whitelist (a BuildStream project without `fatal-warnings: [overlaps]`).
     pub overlaps_allowed: bool,
@@ -342,6 +357,8 @@ pub(crate) struct RawElement {
     pub build_uid: u32,
     pub build_gid: u32,
     pub checks: RawChecks,
+    /// A `.bst` file's: what BuildStream shows that cas's shape drops.
+    pub bst: Option<crate::bst::Extra>,
 }
 
 /// A dependency name as written, normalised (`./a//b.yaml` → `a/b.yaml`).
@@ -402,6 +419,7 @@ pub(crate) fn decode<L: crate::read::Locate>(
         build_uid: 0,
         build_gid: 0,
         checks: RawChecks::default(),
+        bst: None,
     };
     match map.get("kind") {
         Some(n) => raw.kind = r.string(n, "kind"),
@@ -764,38 +782,35 @@ fn scope_of<'a>(
     r: &mut Reader<Files>,
 ) -> Scope<'a> {
     let mut scope = Scope::default();
-    scope.set(
-        "host-arch",
-        Def {
-            value: cx.host_arch,
-            span: None,
-            literal: true,
-        },
-    );
-    scope.set(
-        "target-arch",
-        Def {
-            value: cx.target_arch,
-            span: None,
-            literal: true,
-        },
-    );
-    scope.set(
-        "project-name",
-        Def {
-            value: &cx.project.name,
-            span: None,
-            literal: true,
-        },
-    );
-    scope.set(
-        "element-name",
-        Def {
-            value: &raw.name,
-            span: None,
-            literal: true,
-        },
-    );
+    let fixed = |value: &'a str| Def {
+        value,
+        span: None,
+        literal: true,
+        hidden: false,
+    };
+    let bst = cx.project.dialect == crate::project::Dialect::BuildStream;
+    if bst {
+        // BuildStream's own: no host-arch or target-arch (its projects
+        // use an `arch` option), `command-subdir` only when set (the
+        // build kinds' working directory falls back to the build root),
+        // and the element's name inside its own project, without the
+        // junctions that lead to it (`%{build-root}` holds it).
+        scope.set(
+            "command-subdir",
+            Def {
+                hidden: true,
+                ..fixed("")
+            },
+        );
+        scope.set("project-name", fixed(&cx.project.name));
+        let local = raw.name.rsplit(':').next().unwrap_or(&raw.name);
+        scope.set("element-name", fixed(local));
+    } else {
+        scope.set("host-arch", fixed(cx.host_arch));
+        scope.set("target-arch", fixed(cx.target_arch));
+        scope.set("project-name", fixed(&cx.project.name));
+        scope.set("element-name", fixed(&raw.name));
+    }
     let layers: [&[(Spanned, Spanned)]; 4] = [
         &cx.defaults.variables,
         &cx.project.raw_variables,
@@ -814,6 +829,7 @@ fn scope_of<'a>(
                     value: &v.value,
                     span: Some(v.span),
                     literal: false,
+                    hidden: false,
                 },
             );
         }
@@ -942,6 +958,117 @@ pub(crate) fn resolve(
         overlap_whitelist: whitelist.iter().map(|s| expand(s, &mut errors)).collect(),
     };
 
+    // the order BuildStream composes variables and environment in (its
+    // `%{vars}` and `%{env}` list them so)
+    let bst_dialect = cx.project.dialect == crate::project::Dialect::BuildStream;
+    let mut shown_order = Vec::new();
+    let mut shown_env_order = Vec::new();
+    if bst_dialect {
+        let mut seen = std::collections::HashSet::new();
+        let mut push = |n: &str, order: &mut Vec<String>| {
+            if seen.insert(n.to_string()) {
+                order.push(n.to_string());
+            }
+        };
+        let names =
+            |l: &[(Spanned, Spanned)]| l.iter().map(|(k, _)| k.value.clone()).collect::<Vec<_>>();
+        for n in names(&cx.defaults.variables)
+            .into_iter()
+            .chain(names(&cx.project.raw_variables))
+            .chain(["project-name".to_string(), MAX_JOBS.to_string()])
+            .chain(names(&kind.layer.variables))
+            .chain(names(&raw.variables))
+            .chain(["element-name".to_string()])
+        {
+            push(&n, &mut shown_order);
+        }
+        let mut seen = std::collections::HashSet::new();
+        for l in [
+            &cx.defaults.environment,
+            &cx.project.raw_environment,
+            &kind.layer.environment,
+            &raw.environment,
+        ] {
+            for (k, _) in l {
+                if seen.insert(k.value.clone()) {
+                    shown_env_order.push(k.value.clone());
+                }
+            }
+        }
+    }
+    // what `cas show --format` prints: BuildStream's view of the element
+    let mut expand_at = |text: &str, span: Span, errors: &mut Vec<Error>| {
+        expand(
+            &Spanned {
+                value: text.to_string(),
+                span,
+            },
+            errors,
+        )
+    };
+    let shown_config = Data::Map(
+        config
+            .iter()
+            .map(|(k, v)| {
+                let d = match v {
+                    ConfigValue::List(l) => Data::List(
+                        l.iter()
+                            .map(|s| Data::Str(expand_at(&s.value, s.span, &mut errors)))
+                            .collect(),
+                    ),
+                    ConfigValue::Str(s) => Data::Str(expand_at(&s.value, s.span, &mut errors)),
+                    ConfigValue::Bool(b) => Data::Str(b.to_string()),
+                    ConfigValue::Node(n) => {
+                        node_data(n, &mut |t, sp| expand_at(t, sp, &mut errors))
+                    }
+                };
+                (k.clone(), d)
+            })
+            .collect(),
+    );
+    let rules_data = Data::Map(
+        rules
+            .iter()
+            .map(|(d, l)| {
+                let l = l.iter().map(|s| expand_at(&s.value, s.span, &mut errors));
+                (d.clone(), Data::strings(l.collect::<Vec<_>>()))
+            })
+            .collect(),
+    );
+    let shown_public = if let Some(extra) = raw.bst.as_ref() {
+        {
+            let mut p = match &extra.public {
+                Some(n) if matches!(n.value, Value::Map(_)) => {
+                    node_data(n, &mut |t, sp| expand_at(t, sp, &mut errors))
+                }
+                _ => Data::default(),
+            };
+            let mut bst = p.get("bst").cloned().unwrap_or_default();
+            if !matches!(bst, Data::Map(_)) {
+                bst = Data::default();
+            }
+            bst.set("split-rules", rules_data);
+            p.set("bst", bst);
+            p
+        }
+    } else {
+        {
+            let mut p = Data::default();
+            p.set(
+                "integration-commands",
+                Data::strings(&public.integration_commands),
+            );
+            p.set("split-rules", rules_data);
+            if !public.overlap_whitelist.is_empty() {
+                p.set(
+                    "overlap-whitelist",
+                    Data::strings(&public.overlap_whitelist),
+                );
+            }
+            p
+        }
+    };
+
     let typed = match kind.behaviour {
         Behaviour::Import => Config::Import {
             source: expand(&get_str("source", "/"), &mut errors),
@@ -1035,6 +1162,11 @@ pub(crate) fn resolve(
             build_gid: raw.build_gid,
         },
         workdir,
+        shown_config,
+        shown_public,
+        shown_order,
+        shown_env_order,
+        link: raw.bst.as_ref().is_some_and(|b| b.link),
         overlaps_allowed: cx.project.overlaps_allowed,
         checks: raw.checks.over(&cx.project.checks),
         workspace: None,
@@ -1069,4 +1201,19 @@ fn suggest_file(missing: &std::path::Path) -> Option<String> {
         .take(10_000)
         .collect();
     crate::diagnostics::suggest(&want, names.iter().map(String::as_str)).map(str::to_string)
+}
+
+/// A YAML tree as plain data, every scalar through `expand` (a null is
+/// an empty string, as BuildStream reads an empty value).
+fn node_data(node: &Node, expand: &mut impl FnMut(&str, Span) -> String) -> Data {
+    match &node.value {
+        Value::Null => Data::Str(String::new()),
+        Value::Scalar(s, _) => Data::Str(expand(s, node.span)),
+        Value::Seq(items) => Data::List(items.iter().map(|i| node_data(i, expand)).collect()),
+        Value::Map(m) => Data::Map(
+            m.iter()
+                .map(|(k, v)| (k.name.clone(), node_data(v, expand)))
+                .collect(),
+        ),
+    }
 }

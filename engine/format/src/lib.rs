@@ -9,13 +9,16 @@
 //! - `variables`: `%{name}` expansion, layering, `%{max-jobs}`
 //! - `source`: `sources:` entries → `cas_sources::Source`
 //! - `element`: element files → [`Element`]
+//! - `data`: plain data and its YAML as BuildStream shows an element (`show --format`)
 //! - `graph`: cycles, closures, staging order
+//! - `shown`: an element as `show --format` prints it (BuildStream's order and fields)
 //! - `diagnostics`: located errors (miette), all collected in one run
 //! - `bst`: BuildStream 2 projects (`project.conf`, `.bst`, options, directives)
 //! - `workspaces`: open workspaces (`.cas/workspaces.json`): sources replaced by a directory
 
 pub mod bst;
 pub mod config;
+pub mod data;
 pub mod diagnostics;
 pub mod edit;
 pub mod element;
@@ -24,11 +27,13 @@ pub mod kind;
 mod load;
 pub mod project;
 mod read;
+mod shown;
 mod source;
 pub mod variables;
 pub mod workspaces;
 pub mod yaml;
 
+pub use data::Data;
 pub use diagnostics::{Diagnostics, Error, FileId, Files, SourceFile, Span};
 pub use element::{
     Checks, Config, DepKind, Element, ElementId, LayoutEntry, Origin, Public, SandboxConfig,
@@ -39,4 +44,5 @@ pub use load::{
     host_arch, load, load_project, load_with, JunctionSources, LoadOptions, Loaded, MAX_FILE_SIZE,
 };
 pub use project::{Dialect, Project};
+pub use shown::{shown_config, shown_env, shown_vars, DepScope};
 pub use source::SOURCE_KINDS;

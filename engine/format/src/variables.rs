@@ -26,6 +26,10 @@ pub(crate) struct Def<'a> {
     pub span: Option<Span>,
     /// Inserted as is, never expanded (host-arch, element-name...).
     pub literal: bool,
+    /// Usable in references but not one of the element's variables (a
+    /// BuildStream element's `command-subdir` fallback: BuildStream has no
+    /// such variable unless the project sets one).
+    pub hidden: bool,
 }
 
 /// All variables visible to one element, later definitions winning.
@@ -72,6 +76,9 @@ impl<'s, 'a> Expander<'s, 'a> {
     pub(crate) fn expand_all(&mut self, errors: &mut Vec<Error>) -> Vec<(String, String)> {
         let mut out = Vec::with_capacity(self.scope.order.len());
         for &name in &self.scope.order {
+            if self.scope.defs.get(name).is_some_and(|d| d.hidden) {
+                continue;
+            }
             match self.var(name, None) {
                 Ok(v) => out.push((name.to_string(), v)),
                 Err(Some(e)) => errors.push(e),

@@ -22,6 +22,7 @@ pub(crate) mod session;
 pub(crate) mod setup;
 pub(crate) mod shell;
 pub(crate) mod show;
+pub(crate) mod show_format;
 pub(crate) mod source;
 pub(crate) mod store;
 pub(crate) mod why;

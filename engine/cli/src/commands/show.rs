@@ -28,12 +28,20 @@ pub(crate) struct ShowArgs {
     /// Which elements of the closure: `all` (default), `build` (what
     /// building the targets stages, with the targets), `run` (the targets'
     /// runtime closure), `none` (the targets alone)
-    #[arg(long, value_enum, default_value_t = DepsFilter::All)]
+    #[arg(long, short = 'd', value_enum, default_value_t = DepsFilter::All)]
     pub deps: DepsFilter,
     /// Also each built element's output size and its runtime closure's
     /// (its output and every runtime dependency's, each once)
     #[arg(long)]
     pub size: bool,
+    /// Print each element by this format instead of the table, as `bst
+    /// show --format` does: `%{name}`, `%{kind}`, `%{description}`,
+    /// `%{key}`, `%{full-key}`, `%{state}`, `%{deps}`, `%{build-deps}`,
+    /// `%{runtime-deps}`, `%{vars}`, `%{env}`, `%{config}`, `%{public}`,
+    /// `%{workspaced}`, `%{workspace-dirs}` (lists and mappings as YAML;
+    /// `%{name: >30}` pads as Python's format does)
+    #[arg(long, short = 'f', value_name = "FORMAT", conflicts_with = "size")]
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -282,12 +290,22 @@ struct ElementJson<'a> {
     depends: Vec<String>,
     #[serde(rename = "runtime-depends")]
     runtime_depends: Vec<String>,
+    /// BuildStream's view (`bst show --format '%{deps}'` ...): direct
+    /// dependencies in its order, links replaced by what they point to.
+    deps: Vec<String>,
+    #[serde(rename = "build-deps")]
+    build_deps: Vec<String>,
+    #[serde(rename = "runtime-deps")]
+    runtime_deps: Vec<String>,
     sources: Vec<SourceJson>,
     variables: &'a std::collections::BTreeMap<String, String>,
     environment: &'a std::collections::BTreeMap<String, String>,
+    /// `%{vars}` and `%{env}`: with `%{max-jobs}` given its value.
+    vars: cas_format::Data,
+    env: cas_format::Data,
     commands: Phases<'a>,
-    config: &'a cas_format::Config,
-    public: &'a cas_format::Public,
+    config: cas_format::Data,
+    public: cas_format::Data,
     sandbox: &'a cas_format::SandboxConfig,
     #[serde(skip_serializing_if = "Option::is_none")]
     library_problems: Option<&'a cas_builder::checks::LibrariesReport>,
@@ -299,12 +317,23 @@ struct ElementJson<'a> {
     extra: std::collections::BTreeMap<&'static str, Option<&'a str>>,
 }
 
+/// The value `%{max-jobs}` is shown with: BuildStream's default (the
+/// number of cores, at most 8).
+pub(crate) fn shown_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(8)
+}
+
 /// The JSON document of `cas show --json`.
 pub(crate) fn render_json(loaded: &Loaded, rows: &[ShowRow]) -> String {
     let elements: Vec<ElementJson> = rows
         .iter()
         .map(|r| {
             let e = r.element;
+            let jobs = shown_jobs().to_string();
+            let (config, public) = cas_format::shown_config(e, &jobs);
+            let shown = |scope| names(loaded, &loaded.shown_deps(e.id, scope));
             ElementJson {
                 name: &e.name,
                 kind: &e.kind,
@@ -314,12 +343,17 @@ pub(crate) fn render_json(loaded: &Loaded, rows: &[ShowRow]) -> String {
                 build_depends: names(loaded, &e.build_depends),
                 depends: names(loaded, &e.depends),
                 runtime_depends: names(loaded, &e.runtime_depends),
+                deps: shown(cas_format::DepScope::All),
+                build_deps: shown(cas_format::DepScope::Build),
+                runtime_deps: shown(cas_format::DepScope::Run),
                 sources: e.sources.iter().map(source_json).collect(),
                 variables: &e.variables,
                 environment: &e.environment,
+                vars: cas_format::shown_vars(e, &jobs),
+                env: cas_format::shown_env(e, &jobs),
                 commands: Phases(&e.phases),
-                config: &e.config,
-                public: &e.public,
+                config,
+                public,
                 sandbox: &e.sandbox,
                 library_problems: r.libraries.as_ref(),
                 workspace: e.workspace.as_deref(),
@@ -482,7 +516,7 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
             None => String::new(),
         };
         let key = planned.key.map(|k| k.to_hex());
-        let key = if global.json {
+        let key = if global.json || args.format.is_some() {
             key.unwrap_or_default()
         } else {
             key.map_or_else(|| "-".into(), |k| k[..12].to_owned())
@@ -546,7 +580,19 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
     if let Some(w) = wanted {
         rows.retain(|r| w.contains(&r.element.id));
     }
-    if global.json {
+    if let (Some(fmt), false) = (&args.format, global.json) {
+        let lines: Vec<String> = rows
+            .iter()
+            .map(|r| crate::commands::show_format::render(&loaded, r, fmt, shown_jobs()))
+            .collect();
+        let mut out = lines.join("\n");
+        // as bst: trailing newlines are trimmed unless a field ends the
+        // format (its value is followed by a colour reset there)
+        if !fmt.ends_with('}') {
+            out.truncate(out.trim_end_matches('\n').len());
+        }
+        println!("{out}");
+    } else if global.json {
         println!("{}", render_json(&loaded, &rows));
     } else {
         print!("{}", render_table(&loaded, &rows));

@@ -37,6 +37,16 @@ fn key(name: &str, span: crate::diagnostics::Span) -> Key {
     }
 }
 
+/// What a `.bst` file says that cas's shape of an element does not keep,
+/// for showing the element as BuildStream does.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Extra {
+    /// The whole `public:` mapping (every domain, not only `bst`).
+    pub public: Option<Node>,
+    /// A `kind: link` (shown as the element it points to).
+    pub link: bool,
+}
+
 /// Process and translate one `.bst` file's tree; `true` for a junction
 /// (left as written: the loader reads it). Errors go to `r`.
 pub(crate) fn translate<L: Locate>(
@@ -47,19 +57,24 @@ pub(crate) fn translate<L: Locate>(
     prefix: &str,
     root: Node,
     include: &IncludeFn,
-) -> (Node, bool) {
+) -> (Node, bool, Extra) {
     let prefixed = |v: &str| format!("{prefix}{v}");
     let mut p = Processor::new(loc, Some(&bst.values), include);
-    let node = p.process(root);
+    let mut node = p.process(root);
     r.errors.append(&mut p.r.errors);
+    super::strip_scalars(&mut node);
     let span = node.span;
     let Value::Map(map) = node.value else {
-        return (node, false);
+        return (node, false, Extra::default());
     };
     let kind = map.get("kind").and_then(|n| n.as_str()).unwrap_or("");
     let is_junction = kind == "junction";
     if kind == "link" {
-        return (link(r, map, span, &prefixed), false);
+        let extra = Extra {
+            public: None,
+            link: true,
+        };
+        return (link(r, map, span, &prefixed), false, extra);
     }
     for (k, _) in map.iter() {
         if !is_element_key(&k.name) {
@@ -296,7 +311,9 @@ pub(crate) fn translate<L: Locate>(
     if let Some(c) = config {
         out.entries.push(c);
     }
+    let mut extra = Extra::default();
     if let Some((kk, v)) = map.get_entry("public") {
+        extra.public = Some(v.clone());
         // only the `bst` domain means anything to the core kinds
         let mut m = Map::default();
         if let Some((bk, bv)) = v.as_map().and_then(|m| m.get_entry("bst")) {
@@ -322,6 +339,7 @@ pub(crate) fn translate<L: Locate>(
             value: Value::Map(out),
         },
         is_junction,
+        extra,
     )
 }
 

@@ -229,10 +229,11 @@ pub(crate) fn decode(
     all.values.extend(given.values.iter().cloned());
     bst.values = options::values(&mut r, &bst.declared, &all, name.as_deref().unwrap_or("?"));
     let mut pass2 = Processor::new(&loc, Some(&bst.values), inc);
-    let node = pass2.process(Node {
+    let mut node = pass2.process(Node {
         span: node.span,
         value: Value::Map(map),
     });
+    super::strip_scalars(&mut node);
     errors.append(&mut pass2.r.errors);
     let Some(map) = node.as_map() else {
         return Err(errors);

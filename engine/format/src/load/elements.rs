@@ -289,7 +289,8 @@ fn decode_bst(
     let deps_of_broken = junctions.deps_of_broken;
     let inc = bst::include_fn(&project.root, includes, &loc, cwd, Some(junctions));
     let mut r = Reader::new(&loc);
-    let (node, is_junction) = bst::translate(&mut r, &loc, b, local, &pcx.prefix, root, &inc);
+    let (node, is_junction, extra) =
+        bst::translate(&mut r, &loc, b, local, &pcx.prefix, root, &inc);
     if is_junction {
         let span = node
             .as_map()
@@ -305,7 +306,10 @@ fn decode_bst(
     }
     let decoded = crate::element::decode(&loc, &f.path, id, name.to_string(), Some(&node), project);
     let result = match decoded {
-        Ok(raw) if r.errors.is_empty() => Ok(raw),
+        Ok(mut raw) if r.errors.is_empty() => {
+            raw.bst = Some(extra);
+            Ok(raw)
+        }
         Ok(_) => Err(r.errors),
         Err(mut es) => {
             r.errors.append(&mut es);

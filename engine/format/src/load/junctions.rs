@@ -127,7 +127,8 @@ pub(super) fn ensure_junction(
     };
     let inc = bst::include_fn(&parent_root, includes, &loc, cwd, None);
     let mut r = Reader::new(&loc);
-    let (node, is_junction) = bst::translate(&mut r, &loc, &b, &local, &parent_prefix, root, &inc);
+    let (node, is_junction, _) =
+        bst::translate(&mut r, &loc, &b, &local, &parent_prefix, root, &inc);
     let kind_span = node
         .as_map()
         .and_then(|m| m.get("kind"))

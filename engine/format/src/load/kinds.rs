@@ -40,10 +40,15 @@ pub(super) fn load_kinds(
     for (name, text) in set {
         let id = files.next_id();
         let f = builtin_file(&format!("{prefix}{name}"), text);
-        let root = yaml::parse(&f, id).unwrap_or_else(|es| {
+        let mut root = yaml::parse(&f, id).unwrap_or_else(|es| {
             errors.extend(es);
             None
         });
+        if project.dialect == Dialect::BuildStream {
+            if let Some(root) = &mut root {
+                crate::bst::strip_scalars(root);
+            }
+        }
         let path = f.path.clone();
         files.add(f);
         if *name == "defaults" {
