@@ -112,6 +112,17 @@ def diff_value(field, path, bst, cas, out):
             out.append(("%s: %s differs" % (field, where), "bst %s cas %s" % (short(bst, 60), short(cas, 60))))
 
 
+def raw_diff(field, bst, cas):
+    """(group, detail) for two renderings of one field: the first line that differs."""
+    if cas is None:
+        return "raw:%s: missing from cas --format" % field, ""
+    bl, cl = bst.split("\n"), cas.split("\n")
+    what = "same lines, other order" if sorted(bl) == sorted(cl) else "text differs"
+    i = next((i for i, (x, y) in enumerate(zip(bl, cl)) if x != y), min(len(bl), len(cl)))
+    line = lambda ls: short(ls[i], 70) if i < len(ls) else "(end)"
+    return "raw:%s: %s" % (field, what), "line %d: bst %s cas %s" % (i + 1, line(bl), line(cl))
+
+
 def first_line(msg):
     """The headline of an error: cas's miette `× ...` with its `│` wrapped
     continuation lines joined, else the first non-blank line."""
@@ -145,39 +156,58 @@ class Cas:
         return c + extra + list(targets)
 
     def show(self, project, options, targets):
-        """-> {target: (ok, fields|None, raw|None, message, notes)}"""
+        """-> {target: (ok, fields|None, raw|None, message, notes)}
+
+        All targets in one call when cas prints exactly one element per
+        target, matched by name (cas may print them in another order than
+        given); else (a target fails, or a link's element has another name)
+        one call per target."""
         cwd = os.path.join(self.bst_src, project)
-        res = {}
         rc, out, err = run(self.cmd(options, ["--json"], targets), cwd)
         elements = None
         if rc == 0:
             try:
                 elements = json.loads(out)["elements"]
             except (ValueError, KeyError, TypeError) as e:
-                err = "unparsable cas --json output: %s" % e
-                rc = "bad-json"
-        if rc == 0 and len(elements) == len(targets):
-            by_name = {el.get("name"): el for el in elements if isinstance(el, dict)}
-            if all(t in by_name for t in targets):  # else trust the order (links)
-                elements = [by_name[t] for t in targets]
-            raws = [None] * len(targets)
-            if self.has_format:
-                frc, fout, ferr = run(self.cmd(options, ["--format", FMT], targets), cwd)
-                split = split_format(fout) if frc == 0 else []
-                if len(split) == len(targets):
-                    raws = split
-            for t, el, raw in zip(targets, elements, raws):
-                fields, notes = cas_fields(el)
-                res[t] = (True, fields, raw, "", notes)
-            return res
-        if len(targets) > 1:  # one bad target fails the batch: go one by one
-            for t in targets:
-                res.update(self.show(project, options, [t]))
-            return res
-        msg = (err or out).strip() or "exit %s" % rc
-        if rc == 0:
-            msg = "cas printed %d elements for 1 target" % len(elements)
-        return {targets[0]: (False, None, None, msg, [])}
+                err, rc = "unparsable cas --json output: %s" % e, "bad-json"
+        matched = match(targets, elements or [], lambda el: el.get("name") if isinstance(el, dict) else None)
+        if matched is None:
+            if len(targets) > 1:  # go one by one
+                res = {}
+                for t in targets:
+                    res.update(self.show(project, options, [t]))
+                return res
+            msg = (err or out).strip() or "exit %s" % rc
+            if rc == 0:
+                msg = "cas printed %d elements for 1 target" % len(elements)
+            return {targets[0]: (False, None, None, msg, [])}
+        raws = [None] * len(targets)
+        if self.has_format:
+            raws = self.show_format(cwd, options, targets)
+        res = {}
+        for t, el, raw in zip(targets, matched, raws):
+            fields, notes = cas_fields(el)
+            res[t] = (True, fields, raw, "", notes)
+        return res
+
+    def show_format(self, cwd, options, targets):
+        frc, fout, _ = run(self.cmd(options, ["--format", FMT], targets), cwd)
+        raws = match(targets, split_format(fout) if frc == 0 else [], lambda raw: raw.get("name"))
+        if raws is None and len(targets) > 1:
+            return [self.show_format(cwd, options, [t])[0] for t in targets]
+        return raws or [None]
+
+
+def match(targets, items, name_of):
+    """items in the order of targets: by name, or (one target) the only item."""
+    if len(items) != len(targets):
+        return None
+    if len(targets) == 1:
+        return items
+    by_name = {name_of(it): it for it in items}
+    if all(t in by_name for t in targets):
+        return [by_name[t] for t in targets]
+    return None
 
 
 def group_by(items, key):
@@ -198,6 +228,8 @@ def main():
     ap.add_argument("--groups", type=int, default=25, help="difference groups to print")
     a = ap.parse_args()
 
+    if not os.access(a.cas, os.X_OK):
+        sys.exit("no cas binary at %s (build it: cargo build)" % a.cas)
     cas = Cas(os.path.abspath(a.cas), a.store, a.bst_src)
     cases = collections.OrderedDict()  # (project, options) -> [records]
     for line in open(a.oracle):
@@ -253,8 +285,7 @@ def main():
                     if braw == craw:
                         agree["raw:" + f] += 1
                     else:
-                        g = "raw:%s: %s" % (f, "missing from cas --format" if craw is None else "text differs")
-                        diffs.append((g, "bst %s cas %s" % (short(braw, 60), short(craw, 60))))
+                        diffs.append(raw_diff(f, braw, craw))
             for g, detail in diffs:
                 groups[g].append((project, options, t, detail))
             if diffs:

@@ -103,7 +103,7 @@ impl Data {
             Data::Map(m) if m.is_empty() => out.push_str("{}\n"),
             Data::List(l) if l.is_empty() => out.push_str("[]\n"),
             Data::Str(s) => {
-                out.push_str(&scalar(s, 0, false));
+                out.push_str(&scalar(s, false));
                 out.push('\n');
             }
             _ => block(self, 0, &mut out),
@@ -127,7 +127,7 @@ fn block(d: &Data, indent: usize, out: &mut String) {
         Data::Map(m) => {
             for (k, v) in m {
                 line(out);
-                out.push_str(&scalar(k, indent, true));
+                out.push_str(&scalar(k, true));
                 out.push(':');
                 value(v, indent, indent + 2, false, out);
             }
@@ -150,7 +150,7 @@ fn block(d: &Data, indent: usize, out: &mut String) {
             }
         }
         Data::Str(s) => {
-            out.push_str(&scalar(s, indent, false));
+            out.push_str(&scalar(s, false));
             out.push('\n');
         }
     }
@@ -166,7 +166,7 @@ fn value(v: &Data, parent: usize, child: usize, item: bool, out: &mut String) {
         Data::Str(s) if s.is_empty() => out.push('\n'),
         Data::Str(s) => {
             out.push(' ');
-            out.push_str(&scalar(s, parent, false));
+            out.push_str(&scalar(s, false));
             out.push('\n');
         }
         Data::Map(m) if m.is_empty() => out.push_str(" {}\n"),
@@ -220,52 +220,23 @@ fn plain_ok(s: &str, key: bool) -> bool {
     true
 }
 
-/// One scalar, at a position whose continuation lines are indented by
-/// `indent`.
-fn scalar(s: &str, indent: usize, key: bool) -> String {
+/// One scalar (a mapping's key with `key`).
+fn scalar(s: &str, key: bool) -> String {
     if plain_ok(s, key) {
         return s.to_string();
     }
-    let double = s.is_empty() && key
-        || s.chars().any(|c| c != '\n' && c.is_control())
-        || s.contains(" \n")
-        || s.contains("\n ")
-        || (key && s.contains('\n'));
+    // BuildStream's dumper writes a string with a line break, or a
+    // control character, on one line between double quotes
+    let double = s.is_empty() && key || s.chars().any(char::is_control);
     if double {
         return double_quoted(s);
     }
-    single_quoted(s, indent)
+    single_quoted(s)
 }
 
-/// Single quotes: `'` doubled, each line break written as an empty line
-/// (YAML folds one break into a space), continuation lines indented.
-fn single_quoted(s: &str, indent: usize) -> String {
-    let mut out = String::from("'");
-    let pad = " ".repeat(indent + 2);
-    let mut lines = s.split('\n').peekable();
-    let mut first = true;
-    while let Some(l) = lines.next() {
-        if !first {
-            out.push_str(&pad);
-        }
-        first = false;
-        out.push_str(&l.replace('\'', "''"));
-        if lines.peek().is_some() {
-            out.push_str("\n\n");
-            // more breaks in a row: one empty line each
-            while lines.peek() == Some(&"") {
-                lines.next();
-                if lines.peek().is_some() {
-                    out.push('\n');
-                } else {
-                    // a break at the very end: the last line is empty
-                    out.push_str(&pad);
-                }
-            }
-        }
-    }
-    out.push('\'');
-    out
+/// Single quotes (`'` doubled), for a one-line string.
+fn single_quoted(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
 }
 
 fn double_quoted(s: &str) -> String {
@@ -315,14 +286,11 @@ mod tests {
     }
 
     #[test]
-    fn multi_line_strings_are_single_quoted_with_breaks_as_empty_lines() {
-        let d = Data::Map(vec![("c".into(), s("a \\\n--b\n\nc's"))]);
-        assert_eq!(d.to_yaml(), "c: 'a \\\n\n  --b\n\n\n  c''s'\n");
-        // a space before a break cannot be single-quoted
-        let d = Data::Map(vec![("c".into(), s("a \nb"))]);
-        assert_eq!(d.to_yaml(), "c: \"a \\nb\"\n");
-        let d = Data::Map(vec![("c".into(), s("make\nmake install"))]);
-        assert_eq!(d.to_yaml(), "c: 'make\n\n  make install'\n");
+    fn multi_line_strings_are_double_quoted_on_one_line() {
+        let d = Data::Map(vec![("c".into(), s("a \\\n--b\n\nc's \"x\""))]);
+        assert_eq!(d.to_yaml(), "c: \"a \\\\\\n--b\\n\\nc's \\\"x\\\"\"\n");
+        let d = Data::Map(vec![("c".into(), s("make "))]);
+        assert_eq!(d.to_yaml(), "c: 'make '\n");
         let d = Data::List(vec![Data::Map(vec![
             ("x".into(), s("1")),
             ("y".into(), Data::List(vec![s("z")])),

@@ -895,7 +895,7 @@ pub(crate) fn resolve(
     for (k, v) in env_layers {
         env_raw.insert(k, v);
     }
-    let environment: BTreeMap<String, String> = env_raw
+    let mut environment: BTreeMap<String, String> = env_raw
         .into_iter()
         .map(|(k, v)| (k.to_string(), expand(v, &mut errors)))
         .collect();
@@ -918,7 +918,7 @@ pub(crate) fn resolve(
     }
     let get = |key: &str| config.iter().find(|(k, _)| k == key).map(|(_, v)| v);
     let get_bool = |key: &str, default: bool| match get(key) {
-        Some(ConfigValue::Bool(b)) => *b,
+        Some(ConfigValue::Bool(b, _)) => *b,
         _ => default,
     };
     let get_str = |key: &str, default: &str| match get(key) {
@@ -1009,6 +1009,10 @@ pub(crate) fn resolve(
     let shown_config = Data::Map(
         config
             .iter()
+            // what cas's BuildStream kinds have that BuildStream's do not
+            .filter(|(k, _)| {
+                !(bst_dialect && matches!(k.as_str(), "integrate-first" | "layout" | "output"))
+            })
             .map(|(k, v)| {
                 let d = match v {
                     ConfigValue::List(l) => Data::List(
@@ -1017,7 +1021,7 @@ pub(crate) fn resolve(
                             .collect(),
                     ),
                     ConfigValue::Str(s) => Data::Str(expand_at(&s.value, s.span, &mut errors)),
-                    ConfigValue::Bool(b) => Data::Str(b.to_string()),
+                    ConfigValue::Bool(_, text) => Data::Str(text.clone()),
                     ConfigValue::Node(n) => {
                         node_data(n, &mut |t, sp| expand_at(t, sp, &mut errors))
                     }
@@ -1035,7 +1039,13 @@ pub(crate) fn resolve(
             })
             .collect(),
     );
-    let shown_public = if let Some(extra) = raw.bst.as_ref() {
+    let junction = raw.bst.as_ref().filter(|b| b.junction);
+    let shown_public = if junction.is_some() {
+        // BuildStream's first pass (junctions): no default split rules
+        let mut bst = Data::default();
+        bst.set("split-rules", Data::default());
+        Data::Map(vec![("bst".into(), bst)])
+    } else if let Some(extra) = raw.bst.as_ref() {
         {
             let mut p = match &extra.public {
                 Some(n) if matches!(n.value, Value::Map(_)) => {
@@ -1067,6 +1077,21 @@ pub(crate) fn resolve(
             }
             p
         }
+    };
+
+    let (shown_config, shown_env_order) = match junction {
+        Some(j) => {
+            let config = match &j.junction_config {
+                Some(n) if matches!(n.value, Value::Map(_)) => {
+                    node_data(n, &mut |t, sp| expand_at(t, sp, &mut errors))
+                }
+                _ => Data::default(),
+            };
+            // and no environment: a junction is loaded, never built
+            environment.clear();
+            (config, Vec::new())
+        }
+        None => (shown_config, shown_env_order),
     };
 
     let typed = match kind.behaviour {

@@ -102,6 +102,11 @@ pub const BST_BUILTIN: &[(&str, &str)] = &[
     ("filter", include_str!("../../../elements/bst/filter.yaml")),
     ("script", include_str!("../../../elements/bst/script.yaml")),
     ("stack", include_str!("../../../elements/bst/stack.yaml")),
+    // a junction, shown by `cas show` as a target (never built)
+    (
+        "junction",
+        include_str!("../../../elements/bst/junction.yaml"),
+    ),
     // bst-plugins-community's build elements (data only)
     (
         "pyproject",
@@ -124,7 +129,8 @@ pub const BST_BUILTIN: &[(&str, &str)] = &[
 pub(crate) enum ConfigValue {
     List(Vec<Spanned>),
     Str(Spanned),
-    Bool(bool),
+    /// With the text written (`true`, `True`...), which is what shows.
+    Bool(bool, String),
     /// Anything else (e.g. script `layout`): replaced as a whole.
     Node(Node),
 }
@@ -286,7 +292,9 @@ fn config_value(key: &str, node: &Node) -> ConfigValue {
                     .collect(),
             )
         }
-        Value::Scalar(s, _) if s == "true" || s == "false" => ConfigValue::Bool(s == "true"),
+        Value::Scalar(s, _) if matches!(s.as_str(), "true" | "false" | "True" | "False") => {
+            ConfigValue::Bool(s.eq_ignore_ascii_case("true"), s.clone())
+        }
         Value::Scalar(s, _) => ConfigValue::Str(Spanned {
             value: s.clone(),
             span: node.span,
@@ -331,8 +339,8 @@ pub(crate) fn merge_config<L: crate::read::Locate>(
                 Some(s) => ConfigValue::Str(s),
                 None => continue,
             },
-            ConfigValue::Bool(_) => match r.bool(v, &k.name) {
-                Some(b) => ConfigValue::Bool(b),
+            ConfigValue::Bool(..) => match r.bool(v, &k.name) {
+                Some(b) => ConfigValue::Bool(b, v.as_str().unwrap_or_default().to_string()),
                 None => continue,
             },
             ConfigValue::Node(_) => ConfigValue::Node(v.clone()),

@@ -522,7 +522,13 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
             key.map_or_else(|| "-".into(), |k| k[..12].to_owned())
         };
         row.extra.push(("key", key));
-        row.extra.push(("state", planned.state.name().to_owned()));
+        // a junction (a target of show only) is never built: BuildStream's state
+        let state = if row.element.kind == "junction" {
+            "junction"
+        } else {
+            planned.state.name()
+        };
+        row.extra.push(("state", state.to_owned()));
         let libraries = if libraries.is_empty() && !global.json {
             "-".to_string()
         } else {

@@ -45,6 +45,10 @@ pub(crate) struct Extra {
     pub public: Option<Node>,
     /// A `kind: link` (shown as the element it points to).
     pub link: bool,
+    /// A junction shown as a target (`cas show`): never built.
+    pub junction: bool,
+    /// Its `config:` as written.
+    pub junction_config: Option<Node>,
 }
 
 /// Process and translate one `.bst` file's tree; `true` for a junction
@@ -71,8 +75,8 @@ pub(crate) fn translate<L: Locate>(
     let is_junction = kind == "junction";
     if kind == "link" {
         let extra = Extra {
-            public: None,
             link: true,
+            ..Extra::default()
         };
         return (link(r, map, span, &prefixed), false, extra);
     }

@@ -24,6 +24,7 @@ pub(super) fn read_elements(
     projects: &mut Projects,
     cwd: &Path,
     target_names: &[String],
+    shown_junctions: bool,
     includes: &Includes,
     errors: &mut Vec<Error>,
 ) -> (Vec<RawElement>, Vec<String>) {
@@ -73,7 +74,8 @@ pub(super) fn read_elements(
             .enumerate()
             .map(|(i, name)| {
                 let id = FileId(base + i as u32);
-                read_one(name, id, projects_ref, &roots, includes, cwd)
+                let shown = shown_junctions && target_names.contains(name);
+                read_one(name, id, projects_ref, &roots, includes, cwd, shown)
             })
             .collect();
         let mut next = Vec::new();
@@ -179,6 +181,7 @@ fn read_one(
     roots: &[Roots],
     includes: &Includes,
     cwd: &Path,
+    shown_junction: bool,
 ) -> Read {
     let mut read = Read {
         name: name.to_string(),
@@ -224,6 +227,7 @@ fn read_one(
                 wanted: &wanted,
                 deps_of_broken: &deps_of_broken,
             },
+            shown_junction,
         ),
     };
     read.raw = raw.map(|mut r| {
@@ -280,6 +284,7 @@ fn decode_bst(
     includes: &Includes,
     cwd: &Path,
     junctions: bst::JunctionRoots,
+    shown_junction: bool,
 ) -> Result<RawElement, Vec<Error>> {
     let project = &pcx.project;
     let loc = WithIncludes { file: f, includes };
@@ -289,8 +294,38 @@ fn decode_bst(
     let deps_of_broken = junctions.deps_of_broken;
     let inc = bst::include_fn(&project.root, includes, &loc, cwd, Some(junctions));
     let mut r = Reader::new(&loc);
-    let (node, is_junction, extra) =
+    let (node, is_junction, mut extra) =
         bst::translate(&mut r, &loc, b, local, &pcx.prefix, root, &inc);
+    if is_junction && shown_junction {
+        // a junction as a target of `show`: shown as BuildStream shows
+        // it (its variables and its config), never built
+        let mut m = yaml::Map::default();
+        let source = node.as_map().cloned().unwrap_or_default();
+        for k in ["kind", "description", "variables"] {
+            if let Some((kk, v)) = source.get_entry(k) {
+                m.entries.push((kk.clone(), v.clone()));
+            }
+        }
+        extra.junction_config = source.get("config").cloned();
+        extra.junction = true;
+        let shown = yaml::Node {
+            span: node.span,
+            value: yaml::Value::Map(m),
+        };
+        let decoded =
+            crate::element::decode(&loc, &f.path, id, name.to_string(), Some(&shown), project);
+        return match decoded {
+            Ok(mut raw) if r.errors.is_empty() => {
+                raw.bst = Some(extra);
+                Ok(raw)
+            }
+            Ok(_) => Err(r.errors),
+            Err(mut es) => {
+                r.errors.append(&mut es);
+                Err(r.errors)
+            }
+        };
+    }
     if is_junction {
         let span = node
             .as_map()

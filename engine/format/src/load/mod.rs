@@ -463,6 +463,7 @@ pub fn load_with(
         &mut projects,
         &cwd,
         &target_names,
+        opts.partial,
         &includes,
         &mut errors,
     );
