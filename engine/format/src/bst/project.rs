@@ -182,6 +182,7 @@ pub(crate) fn decode(
     by_name: &BTreeMap<String, Vec<(String, String)>>,
     includes: &Includes,
     cwd: &Path,
+    junctions: Option<JunctionRoots>,
 ) -> Result<Project, Vec<Error>> {
     let dir = file
         .path
@@ -202,7 +203,7 @@ pub(crate) fn decode(
             "a BuildStream project needs at least `name` and `min-version`",
         )]);
     };
-    let inc = include_fn(&dir, includes, &loc, cwd, None);
+    let inc = include_fn(&dir, includes, &loc, cwd, junctions);
     let inc: &IncludeFn = &inc;
     // 1. includes, conditionals left in place
     let mut pass1 = Processor::new(&loc, None, inc);

@@ -38,9 +38,19 @@ pub(super) fn read_elements(
     // where each name was first depended on, for errors about its junction
     let mut named_at: std::collections::HashMap<String, crate::diagnostics::Span> =
         std::collections::HashMap::new();
+    // names replaced by a junction's `overrides` → what replaces them
+    let mut aliases: HashMap<String, String> = HashMap::new();
     while !wave.is_empty() {
         let mut now = Vec::new();
         for name in std::mem::take(&mut wave) {
+            let canon = projects.canonical(&name);
+            if canon != name {
+                aliases.insert(name, canon.clone());
+                if seen.insert(canon.clone()) {
+                    wave.push(canon);
+                }
+                continue;
+            }
             if let Some((j, _)) = name.rsplit_once(':') {
                 let before = errors.len();
                 if ensure_junction(files, projects, j, cwd, includes, errors).is_none() {
@@ -60,6 +70,15 @@ pub(super) fn read_elements(
                         }
                     }
                     existing.push(name); // its junction's error stands for it
+                    continue;
+                }
+                // the junction just loaded may override it
+                let canon = projects.canonical(&name);
+                if canon != name {
+                    aliases.insert(name, canon.clone());
+                    if seen.insert(canon.clone()) {
+                        wave.push(canon);
+                    }
                     continue;
                 }
             }
@@ -130,7 +149,22 @@ pub(super) fn read_elements(
             }
         }
         retry.append(&mut next);
-        wave = retry;
+        wave.append(&mut retry);
+    }
+    // what depends on an overridden element depends on what replaces it
+    if !aliases.is_empty() {
+        for raw in &mut raws {
+            for (_, dep) in &mut raw.deps {
+                let mut n = 0;
+                while let Some(to) = aliases.get(&dep.value) {
+                    dep.value.clone_from(to);
+                    n += 1;
+                    if n > 16 {
+                        break;
+                    }
+                }
+            }
+        }
     }
 
     (raws, existing)
@@ -152,9 +186,9 @@ struct Read {
 /// The junctions loaded so far, per project (by index): a junction's name
 /// as that project writes it → its project's directory and option values,
 /// for includes through them.
-type Roots = HashMap<String, (PathBuf, BTreeMap<String, bst::expr::Value>)>;
+pub(super) type Roots = HashMap<String, (PathBuf, BTreeMap<String, bst::expr::Value>)>;
 
-fn junction_roots(projects: &Projects) -> Vec<Roots> {
+pub(super) fn junction_roots(projects: &Projects) -> Vec<Roots> {
     projects
         .list
         .iter()

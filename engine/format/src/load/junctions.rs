@@ -44,9 +44,36 @@ pub(super) struct Projects {
     pub(super) by_junction: HashMap<String, Option<usize>>,
     /// `--arch` (spec/format.md, Variables): `None` for this machine's.
     pub(super) target_arch: Option<String>,
+    /// A junction's `config: overrides`: an element (or junction) of its
+    /// subproject, by full name → what replaces it, by full name.
+    pub(super) overrides: HashMap<String, String>,
 }
 
 impl Projects {
+    /// The name an element is loaded under: its junctions, and then it,
+    /// replaced by what overrides them (`config: overrides` of a junction).
+    pub(super) fn canonical(&self, name: &str) -> String {
+        let mut name = name.to_string();
+        // overrides may chain; each step replaces a name by another one
+        for _ in 0..16 {
+            let mut next = None;
+            for (i, _) in name.match_indices(':') {
+                if let Some(o) = self.overrides.get(&name[..i]) {
+                    next = Some(format!("{o}{}", &name[i..]));
+                    break;
+                }
+            }
+            if next.is_none() {
+                next = self.overrides.get(&name).cloned();
+            }
+            match next {
+                Some(n) if n != name => name = n,
+                _ => break,
+            }
+        }
+        name
+    }
+
     /// The project and local name of a full element name (`j.bst:e.bst`).
     pub(super) fn of(&self, name: &str) -> Option<(usize, String)> {
         match name.rsplit_once(':') {
@@ -76,6 +103,14 @@ pub(super) fn ensure_junction(
     let resolver = projects.junction_sources.clone();
     if let Some(r) = projects.by_junction.get(j) {
         return *r;
+    }
+    // a junction overridden by one of its parent's: that one's project
+    let canon = projects.canonical(j);
+    if canon != j {
+        projects.by_junction.insert(j.to_string(), None);
+        let r = ensure_junction(files, projects, &canon, cwd, includes, errors);
+        projects.by_junction.insert(j.to_string(), r);
+        return r;
     }
     projects.by_junction.insert(j.to_string(), None);
     let (parent, local) = match j.rsplit_once(':') {
@@ -127,12 +162,30 @@ pub(super) fn ensure_junction(
     };
     let inc = bst::include_fn(&parent_root, includes, &loc, cwd, None);
     let mut r = Reader::new(&loc);
-    let (node, is_junction, _) =
+    let (node, is_junction, extra) =
         bst::translate(&mut r, &loc, &b, &local, &parent_prefix, root, &inc);
     let kind_span = node
         .as_map()
         .and_then(|m| m.get("kind"))
         .map_or(node.span, |k| k.span);
+    if extra.link && r.errors.is_empty() {
+        // a link to a junction: its project is the junction's
+        let target = node
+            .as_map()
+            .and_then(|m| m.get("depends"))
+            .and_then(|d| match &d.value {
+                yaml::Value::Seq(items) => items.first().and_then(|i| i.as_str()),
+                _ => None,
+            })
+            .map(str::to_string);
+        if let Some(t) = target {
+            // elements through it are named through what it points to
+            projects.overrides.insert(j.to_string(), t.clone());
+            let res = ensure_junction(files, projects, &t, cwd, includes, errors);
+            projects.by_junction.insert(j.to_string(), res);
+            return res;
+        }
+    }
     if !is_junction {
         r.err(
             kind_span,
@@ -178,6 +231,7 @@ pub(super) fn ensure_junction(
         },
     }
     let mut given = bst::Given::default();
+    let mut overrides = Vec::new();
     if let Some(cfg) = map.get("config").and_then(|c| r.map(c, "config")) {
         r.check_keys(
             cfg,
@@ -197,13 +251,19 @@ pub(super) fn ensure_junction(
                 }
             }
         }
-        if let Some(o) = cfg.get("overrides") {
-            if o.as_map().is_some_and(|m| !m.entries.is_empty()) {
-                r.err(
-                    o.span,
-                    "junction `overrides` are not supported yet",
-                    "overrides",
-                );
+        if let Some(o) = cfg.get("overrides").and_then(|o| r.map(o, "overrides")) {
+            for (k, v) in o.iter() {
+                if let Some(by) = r.string(v, &k.name) {
+                    if by.value == local {
+                        r.err(
+                            by.span,
+                            format!("`{}`: a junction cannot override a junction of its subproject with itself", k.name),
+                            "itself",
+                        );
+                        continue;
+                    }
+                    overrides.push((format!("{j}:{}", k.name), format!("{parent_prefix}{}", by.value)));
+                }
             }
         }
     }
@@ -238,6 +298,7 @@ pub(super) fn ensure_junction(
         &Default::default(),
         includes,
         cwd,
+        None,
     ) {
         Ok(p) => p,
         Err(es) => {
@@ -254,5 +315,6 @@ pub(super) fn ensure_junction(
     });
     let idx = projects.list.len() - 1;
     projects.by_junction.insert(j.to_string(), Some(idx));
+    projects.overrides.extend(overrides);
     Some(idx)
 }

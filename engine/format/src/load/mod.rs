@@ -18,7 +18,7 @@ pub use junctions::JunctionSources;
 
 use checks::{dedupe_plugin_errors, filters};
 use elements::read_elements;
-use junctions::{ProjectCx, Projects};
+use junctions::{ensure_junction, ProjectCx, Projects};
 use kinds::load_kinds;
 use resolve::{loadable, resolve_all};
 
@@ -286,6 +286,7 @@ pub fn load_project(dir: &Path) -> Result<Project, Diagnostics> {
         &dir,
         &LoadOptions::default(),
         &includes,
+        None,
     )
 }
 
@@ -298,6 +299,7 @@ fn read_project(
     cwd: &Path,
     opts: &LoadOptions,
     includes: &Includes,
+    junctions: Option<bst::JunctionRoots>,
 ) -> Result<Project, Diagnostics> {
     let Some(pf) = project_file else {
         return Ok(Project::implicit(start_dir));
@@ -327,6 +329,7 @@ fn read_project(
             &opts.project_options,
             includes,
             cwd,
+            junctions,
         );
         includes.hand_to(files);
         return p.map_err(Diagnostics::new);
@@ -380,6 +383,11 @@ pub fn load_with(
     };
     let project_file = find_project_file(&start_dir);
     let includes = Includes::default();
+    // project.conf's includes through junctions are read in a second pass,
+    // once the junctions the first pass names are loaded
+    let no_roots = elements::Roots::default();
+    let through_junctions = std::sync::Mutex::new(Vec::new());
+    let no_broken = std::sync::Mutex::new(Vec::new());
     let project = read_project(
         &mut files,
         project_file.as_deref(),
@@ -387,6 +395,11 @@ pub fn load_with(
         &cwd,
         opts,
         &includes,
+        Some(bst::JunctionRoots {
+            roots: &no_roots,
+            wanted: &through_junctions,
+            deps_of_broken: &no_broken,
+        }),
     )?;
 
     // 2. the targets' names
@@ -452,7 +465,39 @@ pub fn load_with(
         by_junction: HashMap::new(),
         junction_sources: opts.junctions.clone(),
         target_arch: opts.target_arch.clone(),
+        overrides: HashMap::new(),
     };
+
+    let through_junctions = through_junctions
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !through_junctions.is_empty() {
+        let before = errors.len();
+        for j in &through_junctions {
+            ensure_junction(&mut files, &mut projects, j, &cwd, &includes, &mut errors);
+        }
+        if errors.len() > before {
+            return Err(failed(errors));
+        }
+        let roots = elements::junction_roots(&projects).swap_remove(0);
+        let again = std::sync::Mutex::new(Vec::new());
+        let project = read_project(
+            &mut files,
+            project_file.as_deref(),
+            &start_dir,
+            &cwd,
+            opts,
+            &includes,
+            Some(bst::JunctionRoots {
+                roots: &roots,
+                wanted: &again,
+                deps_of_broken: &no_broken,
+            }),
+        )?;
+        let kinds = load_kinds(&mut files, &project, &cwd, &mut errors);
+        projects.list[0].project = project;
+        projects.list[0].kinds = kinds;
+    }
 
     // CAS_FORMAT_TIMING=1 prints the time of each phase (spec/format.md).
     let timing = std::env::var_os("CAS_FORMAT_TIMING").is_some();
