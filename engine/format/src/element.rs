@@ -708,7 +708,34 @@ fn resolve_deps(
 /// The element's kind; an unknown kind, or one whose file has errors, is an
 /// error at `kind:`.
 fn resolve_kind<'k>(cx: &'k Context, raw: &RawElement, r: &mut Reader<Files>) -> Option<&'k Kind> {
+    let foreign = |name: &str| {
+        cx.project
+            .bst
+            .as_ref()
+            .and_then(|b| b.foreign_element_plugins.get(name))
+    };
     match &raw.kind {
+        Some(k) if foreign(&k.value).is_some() => {
+            let from = foreign(&k.value).cloned().unwrap_or_default();
+            let also = if cx.kinds.contains_key(&k.value) {
+                format!(
+                    "; cas's own `{}` is BuildStream's, not this plugin's, and is not used in its place",
+                    k.value
+                )
+            } else {
+                String::new()
+            };
+            r.err_help(
+                k.span,
+                format!(
+                    "kind `{}` comes from a plugin ({from}) that cas does not implement",
+                    k.value
+                ),
+                "plugin not implemented",
+                format!("cas runs no Python plugins{also}"),
+            );
+            None
+        }
         Some(k) => match cx.kinds.get(&k.value) {
             Some(kind) => Some(kind),
             None if cx.broken_kinds.contains_key(&k.value) => {
@@ -972,10 +999,14 @@ pub(crate) fn resolve(
         };
         let names =
             |l: &[(Spanned, Spanned)]| l.iter().map(|(k, _)| k.value.clone()).collect::<Vec<_>>();
+        let project = names(&cx.project.raw_variables);
+        let (own, exported) =
+            project.split_at(project.len().saturating_sub(cx.project.exported_variables));
         for n in names(&cx.defaults.variables)
             .into_iter()
-            .chain(names(&cx.project.raw_variables))
+            .chain(own.iter().cloned())
             .chain(["project-name".to_string(), MAX_JOBS.to_string()])
+            .chain(exported.iter().cloned())
             .chain(names(&kind.layer.variables))
             .chain(names(&raw.variables))
             .chain(["element-name".to_string()])

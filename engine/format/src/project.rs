@@ -49,6 +49,9 @@ pub struct Project {
     pub file: Option<PathBuf>,
     pub(crate) raw_variables: Vec<(Spanned, Spanned)>,
     pub(crate) raw_environment: Vec<(Spanned, Spanned)>,
+    /// How many of the last `raw_variables` are a BuildStream project's
+    /// options exported as variables (shown after `max-jobs`).
+    pub(crate) exported_variables: usize,
     pub dialect: Dialect,
     /// Mirrors the project declares (BuildStream's `mirrors:`): alias →
     /// base URLs, tried after the user's own.
@@ -90,6 +93,7 @@ impl Project {
             file: None,
             raw_variables: vec![],
             raw_environment: vec![],
+            exported_variables: 0,
             dialect: Dialect::Cas,
             mirrors: BTreeMap::new(),
             overlaps_allowed: false,

@@ -583,8 +583,24 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
             Some(set)
         }
     };
+    // a link is shown as what it points to (as BuildStream shows it)
+    let wanted = wanted.map(|w| {
+        w.into_iter()
+            .map(|id| loaded.through_links(id))
+            .collect::<std::collections::HashSet<_>>()
+    });
+    rows.retain(|r| !r.element.link);
     if let Some(w) = wanted {
         rows.retain(|r| w.contains(&r.element.id));
+    }
+    if args.deps == DepsFilter::None {
+        // the targets alone: in the order given
+        let order: Vec<ElementId> = loaded
+            .targets
+            .iter()
+            .map(|&t| loaded.through_links(t))
+            .collect();
+        rows.sort_by_key(|r| order.iter().position(|&t| t == r.element.id));
     }
     if let (Some(fmt), false) = (&args.format, global.json) {
         let lines: Vec<String> = rows

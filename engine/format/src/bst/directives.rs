@@ -275,6 +275,19 @@ impl<'a, L: Locate> Processor<'a, L> {
         if let Some((k, conds)) = conditions {
             self.conditions(&mut out, &k, conds);
         }
+        // `(!)`: the project says this combination is an error
+        if self.options.is_some() {
+            if let Some(pos) = out.entries.iter().position(|(k, _)| k.name == "(!)") {
+                let (k, v) = out.entries.remove(pos);
+                let text = v.as_str().unwrap_or_default().trim().to_string();
+                self.r.err(
+                    v.span,
+                    format!("assertion (`(!)`): {text}"),
+                    "asserted here",
+                );
+                let _ = k;
+            }
+        }
         let _ = span;
         out
     }

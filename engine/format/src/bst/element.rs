@@ -73,6 +73,14 @@ pub(crate) fn translate<L: Locate>(
     };
     let kind = map.get("kind").and_then(|n| n.as_str()).unwrap_or("");
     let is_junction = kind == "junction";
+    if is_junction {
+        forbid(
+            r,
+            &map,
+            "junction",
+            &["depends", "build-depends", "runtime-depends"],
+        );
+    }
     if kind == "link" {
         let extra = Extra {
             link: true,
@@ -106,7 +114,14 @@ pub(crate) fn translate<L: Locate>(
         resolve_lists(&mut n);
         let items = match n.value {
             Value::Seq(items) => items,
-            Value::Null => continue,
+            _ if n.is_null() => {
+                r.err(
+                    n.span,
+                    format!("`{list_key}` is empty: a list of dependencies, or nothing at all"),
+                    "expected a list",
+                );
+                continue;
+            }
             _ => {
                 r.err(
                     n.span,
@@ -154,10 +169,27 @@ pub(crate) fn translate<L: Locate>(
                             Some(scalar(&v, f.span))
                         })
                         .collect();
-                    if let Some(s) = m.get("strict") {
-                        let _ = r.bool(s, "strict");
-                    }
                     let ty = m.get("type").and_then(|t| r.string(t, "type"));
+                    if let Some(s) = m.get("strict") {
+                        match r.bool(s, "strict") {
+                            Some(false) => r.err(
+                                s.span,
+                                "`strict: false` is not supported: a dependency is not strict unless it says `strict: true`",
+                                "unsupported",
+                            ),
+                            Some(true)
+                                if default == 2
+                                    || ty.as_ref().is_some_and(|t| t.value == "runtime") =>
+                            {
+                                r.err(
+                                    s.span,
+                                    "a runtime dependency cannot be `strict` (only what is built against can be)",
+                                    "runtime dependency",
+                                );
+                            }
+                            _ => {}
+                        }
+                    }
                     (names, ty, m.get("config").cloned())
                 }
                 _ => {
@@ -201,6 +233,15 @@ pub(crate) fn translate<L: Locate>(
                 }
             }
         }
+    }
+    if kind == "stack" && !(build.is_empty() && runtime.is_empty()) {
+        let at = build.first().or(runtime.first()).map_or(span, |n| n.span);
+        r.err_help(
+            at,
+            "every dependency of a `stack` element is both a build and a runtime dependency",
+            "build-only or runtime-only",
+            "list it under `depends` without `type`",
+        );
     }
     for (k, list) in [
         ("depends", all),
@@ -355,6 +396,12 @@ fn link<L: Locate>(
     prefixed: &dyn Fn(&str) -> String,
 ) -> Node {
     let kspan = map.get("kind").map_or(span, |k| k.span);
+    forbid(
+        r,
+        &map,
+        "link",
+        &["sources", "depends", "build-depends", "runtime-depends"],
+    );
     let target = map
         .get("config")
         .and_then(|c| c.as_map())
@@ -383,6 +430,25 @@ fn link<L: Locate>(
     Node {
         span,
         value: Value::Map(m),
+    }
+}
+
+/// Keys a kind does not take (BuildStream: sources or dependencies of a
+/// link or a junction), each an error at its key.
+fn forbid<L: Locate>(r: &mut Reader<L>, map: &Map, kind: &str, keys: &[&str]) {
+    for (k, v) in map.iter() {
+        if keys.contains(&k.name.as_str()) && !v.is_null() {
+            let what = if k.name == "sources" {
+                "sources"
+            } else {
+                "dependencies"
+            };
+            r.err(
+                k.span,
+                format!("{what} are forbidden for `{kind}` elements"),
+                "not allowed here",
+            );
+        }
     }
 }
 

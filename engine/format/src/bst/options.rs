@@ -79,6 +79,15 @@ pub(crate) fn parse_bool(s: &str) -> Option<bool> {
 }
 
 /// Decode the `options:` mapping of a project.
+/// BuildStream's symbol names: letters, digits, `_` (and `-` where
+/// allowed), not starting with a digit.
+fn symbol_name(s: &str, dashes: bool) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || (dashes && c == '-'))
+}
+
 pub(crate) fn declare<L: Locate>(r: &mut Reader<L>, node: &Node) -> Vec<Declared> {
     let mut out = Vec::new();
     let Some(map) = r.map(node, "options") else {
@@ -86,11 +95,16 @@ pub(crate) fn declare<L: Locate>(r: &mut Reader<L>, node: &Node) -> Vec<Declared
     };
     for (k, v) in map.iter() {
         let Some(m) = r.map(v, &k.name) else { continue };
-        r.check_keys(
-            m,
-            &["type", "description", "values", "default", "variable"],
-            &format!("option `{}`", k.name),
-        );
+        // option names are evaluated in expressions: no dashes
+        if !symbol_name(&k.name, false) {
+            r.err_help(
+                k.span,
+                format!("invalid symbol name for option name: `{}`", k.name),
+                "invalid option name",
+                "option names use letters, digits and underscores, and do not start with a digit",
+            );
+            continue;
+        }
         let Some(ty) = m.get("type").and_then(|n| r.string(n, "type")) else {
             r.err(
                 k.span,
@@ -109,6 +123,38 @@ pub(crate) fn declare<L: Locate>(r: &mut Reader<L>, node: &Node) -> Vec<Declared
             );
             continue;
         };
+        // the keys each type has (BuildStream's option classes)
+        let keys: &[&str] = match ty_v {
+            OptionType::Bool => &["type", "description", "variable", "default"],
+            OptionType::Enum | OptionType::Flags => {
+                &["type", "description", "variable", "default", "values"]
+            }
+            OptionType::ElementMask => &["type", "description", "variable", "default"],
+            OptionType::Arch | OptionType::Os => &["type", "description", "variable", "values"],
+        };
+        r.check_keys(m, keys, &format!("option `{}`", k.name));
+        if let Some(var) = m.get("variable").and_then(|n| n.as_str().map(|s| (n, s))) {
+            if !symbol_name(var.1, true) {
+                r.err_help(
+                    var.0.span,
+                    format!("invalid symbol name for variable name: `{}`", var.1),
+                    "invalid variable name",
+                    "variable names use letters, digits, underscores and dashes, and do not start with a digit",
+                );
+            }
+        }
+        if matches!(ty_v, OptionType::Enum | OptionType::Flags)
+            && m.get("values").is_none_or(|n| {
+                matches!(&n.value, crate::yaml::Value::Seq(l) if l.is_empty()) || n.is_null()
+            })
+        {
+            r.err(
+                m.get("values").map_or(k.span, |n| n.span),
+                format!("no values specified for {} option `{}`", ty.value, k.name),
+                "no values",
+            );
+            continue;
+        }
         let values: Vec<String> = m
             .get("values")
             .map(|n| {
@@ -236,13 +282,15 @@ impl Declared {
             {
                 Err(format!("`{s}` is not one of: {}", self.values.join(", ")))
             }
-            (OptionType::Flags, Value::List(l)) => match l.iter().find(|s| !allowed(s)) {
-                Some(s) => Err(format!(
-                    "flag `{s}` is not one of: {}",
-                    self.values.join(", ")
-                )),
-                None => Ok(()),
-            },
+            (OptionType::Flags | OptionType::ElementMask, Value::List(l)) => {
+                match l.iter().find(|s| !allowed(s)) {
+                    Some(s) => Err(format!(
+                        "flag `{s}` is not one of: {}",
+                        self.values.join(", ")
+                    )),
+                    None => Ok(()),
+                }
+            }
             _ => Ok(()),
         }
     }
@@ -352,4 +400,35 @@ pub(crate) fn exported(
             ))
         })
         .collect()
+}
+
+/// The values an `element-mask` option may take: every `.bst` file under
+/// the element path, relative to it (BuildStream's), sorted.
+pub(crate) fn element_files(dir: &std::path::Path) -> Vec<String> {
+    const LIMIT: usize = 200_000;
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    let mut seen = 0usize;
+    while let Some(d) = todo.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            seen += 1;
+            if seen > LIMIT {
+                return out;
+            }
+            let Ok(ft) = e.file_type() else { continue };
+            let p = e.path();
+            if ft.is_dir() {
+                todo.push(p);
+            } else if p.extension().is_some_and(|x| x == "bst") {
+                if let Ok(rel) = p.strip_prefix(dir) {
+                    out.push(rel.to_string_lossy().into_owned());
+                }
+            }
+        }
+    }
+    out.sort();
+    out
 }

@@ -57,6 +57,11 @@ pub(crate) struct BstProject {
     pub element_plugins: BTreeMap<String, String>,
     /// Source kinds declared by plugins: kind → where from.
     pub source_plugins: BTreeMap<String, String>,
+    /// Element kinds declared by a plugin origin that is not a package
+    /// cas reads the kinds of (a `local` plugin, a `pip` package other
+    /// than buildstream-plugins or bst-plugins-community): kind → where
+    /// from. Never replaced by cas's kind of the same name.
+    pub foreign_element_plugins: BTreeMap<String, String>,
     /// `ref-storage: project.refs`: the refs file's `projects: NAME:` mapping.
     pub refs: Option<Node>,
     /// The project's directory.
@@ -212,9 +217,41 @@ pub(crate) fn decode(
         errors.append(&mut r.errors);
         return Err(errors);
     };
+    // `name` and `options` are read before conditionals can be: never in one
+    if let Some(Value::Seq(items)) = map.get("(?)").map(|n| &n.value) {
+        for item in items {
+            for (_, v) in item.as_map().into_iter().flat_map(crate::yaml::Map::iter) {
+                for (k, _) in v.as_map().into_iter().flat_map(crate::yaml::Map::iter) {
+                    if k.name == "name" || k.name == "options" {
+                        r.err(
+                            k.span,
+                            format!("`{}` cannot be set conditionally", k.name),
+                            "inside `(?)`",
+                        );
+                    }
+                }
+            }
+        }
+    }
     // 2. options, then conditionals with their values
     if let Some(n) = map.get("options") {
         bst.declared = options::declare(&mut r, n);
+        if bst
+            .declared
+            .iter()
+            .any(|d| d.ty == options::OptionType::ElementMask)
+        {
+            let path = map
+                .get("element-path")
+                .and_then(|n| n.as_str())
+                .unwrap_or(".");
+            let files = options::element_files(&dir.join(path));
+            for d in &mut bst.declared {
+                if d.ty == options::OptionType::ElementMask {
+                    d.values.clone_from(&files);
+                }
+            }
+        }
     }
     let name = map
         .get("name")
@@ -274,7 +311,9 @@ pub(crate) fn decode(
         plugins(&mut r, node, &mut bst);
     }
     let mut vars = std::mem::take(&mut p.raw_variables);
-    vars.extend(options::exported(&bst.declared, &bst.values));
+    let exported = options::exported(&bst.declared, &bst.values);
+    p.exported_variables = exported.len();
+    vars.extend(exported);
     p.set_variables(vars);
     if let Some(n) = map.get("environment-nocache") {
         let _ = r.compose(&[], n, "environment-nocache");
@@ -402,6 +441,28 @@ fn plugins(r: &mut Reader<WithIncludes>, node: &Node, bst: &mut BstProject) {
             Some(d) => format!("origin: {origin}, {d}"),
             None => format!("origin: {origin}"),
         };
+        // the packages whose element kinds cas has (elements/bst/)
+        let known_package = origin == "junction"
+            || (origin == "pip"
+                && m.get("package-name")
+                    .and_then(|n| n.as_str())
+                    .is_some_and(|p| matches!(p, "buildstream-plugins" | "bst-plugins-community")));
+        if !known_package {
+            if let Some(Value::Seq(kinds)) = m.get("elements").map(|n| &n.value) {
+                for k in kinds {
+                    let name = match &k.value {
+                        Value::Scalar(s, _) => Some(s.clone()),
+                        Value::Map(km) => {
+                            km.get("kind").and_then(|n| n.as_str()).map(str::to_string)
+                        }
+                        _ => None,
+                    };
+                    if let Some(name) = name {
+                        bst.foreign_element_plugins.insert(name, from.clone());
+                    }
+                }
+            }
+        }
         for (key, out) in [
             ("elements", &mut bst.element_plugins),
             ("sources", &mut bst.source_plugins),
@@ -418,6 +479,13 @@ fn plugins(r: &mut Reader<WithIncludes>, node: &Node, bst: &mut BstProject) {
                             _ => None,
                         };
                         if let Some(name) = name {
+                            if key == "elements" && out.contains_key(&name) {
+                                r.err(
+                                    k.span,
+                                    format!("more than one element plugin registers kind `{name}`"),
+                                    "registered twice",
+                                );
+                            }
                             out.insert(name, from.clone());
                         }
                     }
