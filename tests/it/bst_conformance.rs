@@ -222,6 +222,13 @@ const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str, &str)] = &[
         "public",
         "a null in public data is shown as an empty value (`a-null:`); bst's dumper writes `a-null: null`",
     ),
+    (
+        "plugins-undeclared",
+        "",
+        "uses-meson.bst",
+        "exit",
+        "a buildstream-plugins kind the project does not list in `plugins:` (meson; only cmake listed) is accepted as cas's own kind; bst: plugin-not-found",
+    ),
 ];
 
 /// BuildStream's error reason → words (any one; compared lowercase) that
@@ -258,6 +265,7 @@ const REASON_WORDS: &[(&str, &[&str])] = &[
     ("INVALID_SYMBOL_NAME", &["name"]),
     ("LINK_FORBIDDEN_DEPENDENCIES", &["link"]),
     ("plugin-not-found", &["unknown kind"]),
+    ("duplicate-plugin", &["more than one"]),
     ("stack-requires-build-and-run", &["stack"]),
     ("element-forbidden-sources", &["source"]),
     ("invalid-element-names", &[".bst"]),
