@@ -11,6 +11,7 @@ mod ctx;
 
 mod audit;
 mod bst;
+mod bst_conformance;
 mod build;
 mod buildgrid;
 mod cross;
