@@ -51,6 +51,9 @@ fn upstream_package(c: &Closure, u: &Upstream, id: &str) -> Value {
         );
     }
     let mut comment = format!("cas {} source {}", u.kind, u.written);
+    if let Some(d) = &u.download {
+        comment.push_str(&format!(", from {d}"));
+    }
     if let Some(t) = &u.tree {
         comment.push_str(&format!(" (tree blake3:{})", t.digest().to_hex()));
     }
@@ -84,14 +87,56 @@ fn upstream_package(c: &Closure, u: &Upstream, id: &str) -> Value {
 }
 
 /// SPDX's download location of an upstream: its URL (`git+URL@COMMIT`
-/// for git), NOASSERTION when unknown, NONE for project files.
+/// for git) when it has the form SPDX 2.3 defines (its appendix's
+/// pattern: a scheme SPDX lists and a host name with a top-level domain),
+/// NOASSERTION otherwise (a `file://` URL, an address, a URL unknown),
+/// NONE for project files. The URL as written is in the comment either way.
 fn download_location(u: &Upstream) -> String {
-    match (u.kind, &u.download) {
-        ("local" | "patch", _) => "NONE".into(),
+    let location = match (u.kind, &u.download) {
+        ("local" | "patch", _) => return "NONE".into(),
         ("git", Some(d)) => format!("git+{d}@{}", u.version),
         (_, Some(d)) => d.clone(),
-        (_, None) => NOASSERTION.into(),
+        (_, None) => return NOASSERTION.into(),
+    };
+    if is_spdx_location(&location) {
+        location
+    } else {
+        NOASSERTION.into()
     }
+}
+
+/// Whether `s` is a download location of SPDX 2.3's pattern:
+/// `[(git|hg|svn|bzr)+](http|https|ssh|git|svn|sftp|ftp)://[USER@]HOST[:PORT][/PATH]`,
+/// HOST being labels of letters and digits joined by single `.` or `-`,
+/// ending with `.` and 2 to 5 letters.
+pub fn is_spdx_location(s: &str) -> bool {
+    let s = ["git+", "hg+", "svn+", "bzr+"]
+        .iter()
+        .find_map(|v| s.strip_prefix(v))
+        .unwrap_or(s);
+    let Some(rest) = [
+        "http://", "https://", "ssh://", "git://", "svn://", "sftp://", "ftp://",
+    ]
+    .iter()
+    .find_map(|p| s.strip_prefix(p)) else {
+        return false;
+    };
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = host_port.split_once(':').unwrap_or((host_port, ""));
+    let port_ok = port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit());
+    if !port_ok {
+        return false;
+    }
+    let Some((labels, tld)) = host.rsplit_once('.') else {
+        return false;
+    };
+    (2..=5).contains(&tld.len())
+        && tld.bytes().all(|b| b.is_ascii_alphabetic())
+        && !labels.is_empty()
+        && labels
+            .split(['.', '-'])
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// The document: one package per element and per upstream, the
@@ -241,5 +286,31 @@ fn purpose(e: &crate::model::Element) -> &'static str {
         "CONTAINER"
     } else {
         "APPLICATION"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_spdx_location;
+
+    #[test]
+    fn download_locations_of_spdx_pattern() {
+        for ok in [
+            "https://example.org/a.tar.gz",
+            "http://ftp.example.org:8080/pool/x.deb",
+            "git+https://example.org/r.git@0123",
+            "ftp://user@files.example.co/x",
+        ] {
+            assert!(is_spdx_location(ok), "{ok}");
+        }
+        for bad in [
+            "http://127.0.0.1:4000/files/x.tar",
+            "git+file:///tmp/repo@0123",
+            "file:///tmp/x",
+            "https://localhost/x",
+            "https://exa--mple.org/x",
+        ] {
+            assert!(!is_spdx_location(bad), "{bad}");
+        }
     }
 }
