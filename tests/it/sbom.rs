@@ -225,7 +225,7 @@ fn small_project() -> (Ctx, Server, BTreeMap<&'static str, String>) {
     ctx.write(
         "elements/app.yaml",
         format!(
-            "kind: manual\nbuild-depends: [base.yaml, libz.yaml]\nruntime-depends: [tool.yaml]\nsources:\n  - kind: local\n    path: files/app.c\n  - kind: git\n    url: file://{}\n    ref: {commit}\n    directory: git\nconfig:\n  install-commands:\n  - mkdir -p %{{install-root}}/usr/share/app\n  - cp app.c git/README %{{install-root}}/usr/share/app/\n",
+            "kind: manual\nlicense: MIT OR Apache-2.0\nbuild-depends: [base.yaml, libz.yaml]\nruntime-depends: [tool.yaml]\nsources:\n  - kind: local\n    path: files/app.c\n  - kind: git\n    url: file://{}\n    ref: {commit}\n    directory: git\nconfig:\n  install-commands:\n  - mkdir -p %{{install-root}}/usr/share/app\n  - cp app.c git/README %{{install-root}}/usr/share/app/\n",
             repo.display()
         ),
     );
@@ -262,6 +262,18 @@ fn sbom_of_an_unbuilt_element_names_what_to_build() {
         .expect_code(2);
     // --json needs the document in a file
     ctx.cas(["--json", "sbom", "nothing.yaml"]).expect_code(2);
+    // a `license:` that is no SPDX expression is invalid input, named
+    ctx.write(
+        "elements/bad.yaml",
+        "kind: manual\nlicense: GPL-2 or later\nbuild-depends: [base.yaml]\nconfig:\n  install-commands:\n  - mkdir -p %{install-root}/x\n",
+    );
+    ctx.cas(["build", "bad.yaml"]).ok();
+    let run = ctx.cas(["sbom", "bad.yaml"]).expect_code(2);
+    assert!(
+        run.stderr.contains("bad.yaml") && run.stderr.contains("GPL-2 or later"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -320,8 +332,9 @@ fn sbom_of_a_small_project_validates_and_names_every_source_and_edge() {
     let git = by_name("repo");
     assert_eq!(git["versionInfo"], sums["git"].as_str());
     assert!(purl(git).unwrap().ends_with(&format!("%40{}", sums["git"])));
-    // nothing declared is NOASSERTION, never guessed
-    assert_eq!(by_name("app.yaml")["licenseDeclared"], "NOASSERTION");
+    // a declared `license:`; nothing declared is NOASSERTION, never guessed
+    assert_eq!(by_name("app.yaml")["licenseDeclared"], "MIT OR Apache-2.0");
+    assert_eq!(by_name("nothing.yaml")["licenseDeclared"], "NOASSERTION");
     let rels = relationships(&doc);
     let has = |a: &str, t: &str, b: &str| {
         assert!(

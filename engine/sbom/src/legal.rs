@@ -298,13 +298,14 @@ pub fn write_legal_info(
     let mut names: BTreeSet<String> = BTreeSet::new();
     for el in &closure.elements {
         let license = el.license.clone().unwrap_or_else(|| "NOASSERTION".into());
+        // an element's "source" is its element file, its identity its key
         let _ = writeln!(
             manifest,
-            "{}\t{}\t{}\telement\t{}\tblake3:{}\t{}",
+            "{}\t{}\t{}\telement\t{}\tcas-key:{}\t{}",
             field(&el.name),
             field(&el.version),
             field(&license),
-            field(&el.name),
+            field(&el.file),
             el.key.to_hex(),
             field(&el.name)
         );

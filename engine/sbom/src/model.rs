@@ -32,6 +32,8 @@ pub enum Edge {
 #[derive(Debug, Clone)]
 pub struct Element {
     pub name: String,
+    /// Its file, relative to the project's root.
+    pub file: String,
     pub kind: String,
     pub description: Option<String>,
     pub key: ActionKey,
@@ -221,6 +223,12 @@ pub fn closure(inputs: &Inputs<'_>) -> Result<Closure, SbomError> {
             .unwrap_or_else(|| cas_package::control::default_version(&key.to_hex()));
         elements.push(Element {
             name: el.name.clone(),
+            file: el
+                .file
+                .strip_prefix(&loaded.project.root)
+                .unwrap_or(&el.file)
+                .to_string_lossy()
+                .into_owned(),
             kind: el.kind.clone(),
             description: el.description.clone(),
             key,
@@ -228,7 +236,11 @@ pub fn closure(inputs: &Inputs<'_>) -> Result<Closure, SbomError> {
             created,
             duration_ms,
             version,
-            license: None,
+            license: el
+                .license
+                .as_deref()
+                .map(|l| legal::check_declared(&el.name, l))
+                .transpose()?,
             edges,
             staged: loaded.staged(id).iter().map(|d| index[d]).collect(),
             sources,
