@@ -67,7 +67,7 @@ fn upstream_package(c: &Closure, u: &Upstream, id: &str) -> Value {
                 )),
             );
         }
-        if let Some(h) = &d.control.homepage {
+        if let Some(h) = d.control.homepage.as_ref().filter(|h| is_spdx_location(h)) {
             m.insert("homepage".into(), json!(h));
         }
         if let Some(s) = &d.control.description {
@@ -178,7 +178,7 @@ pub fn document(c: &Closure, files: Option<&[File]>) -> Value {
         }
         if i == c.top {
             m.insert("primaryPackagePurpose".into(), json!(purpose(e)));
-            if let Some(files) = files {
+            if let Some(files) = files.filter(|f| !f.is_empty()) {
                 m.insert("filesAnalyzed".into(), json!(true));
                 m.insert(
                     "packageVerificationCode".into(),
@@ -206,6 +206,23 @@ pub fn document(c: &Closure, files: Option<&[File]>) -> Value {
         }
     }
     let mut extracted: BTreeMap<String, Value> = BTreeMap::new();
+    // a `LicenseRef-` an element declares: SPDX wants its text, cas has none
+    for e in &c.elements {
+        for r in e
+            .license
+            .iter()
+            .flat_map(|l| l.split(|c: char| c.is_whitespace() || c == '(' || c == ')'))
+            .filter(|w| w.starts_with("LicenseRef-"))
+        {
+            extracted.entry(r.to_string()).or_insert_with(|| {
+                json!({
+                    "licenseId": r,
+                    "name": r.trim_start_matches("LicenseRef-"),
+                    "extractedText": format!("{r}: declared by {} (its text is not recorded by cas)", e.name),
+                })
+            });
+        }
+    }
     for (i, u) in c.upstreams.iter().enumerate() {
         packages.push(upstream_package(c, u, &ids.upstreams[i]));
         for (r, name, text) in u.license.iter().flat_map(|l| &l.refs) {

@@ -96,7 +96,7 @@ pub(crate) fn run_verify(global: &Session, args: VerifyArgs) -> CmdResult {
     let (against, problems) = match &args.target {
         Some(dir) if dir.is_dir() => (
             dir.display().to_string(),
-            cas_sbom::attest::mismatches_in_dir(dir, &statement).map_err(fail)?,
+            cas_sbom::attest::mismatches_in_dir(&global.store()?, dir, &statement).map_err(fail)?,
         ),
         Some(target) => {
             let loaded = load_or_report(global, std::slice::from_ref(target))?;
