@@ -27,7 +27,25 @@ impl Cli {
 /// `-o FILE` after `sbom` or `attest` is their `--output FILE` (the
 /// global `-o NAME VALUE` is `--option`, which they accept as well).
 fn output_flag(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    let Some(at) = args.iter().position(|a| a == "sbom" || a == "attest") else {
+    // the subcommand: the first word that is neither an option nor the
+    // value of a global option
+    let mut at = None;
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
+        match a.as_ref() {
+            "--store" | "-j" | "--jobs" | "--config" | "--color" | "--arch" => i += 2,
+            "-o" | "--option" => i += 3,
+            s if s.starts_with('-') => i += 1,
+            s => {
+                if s == "sbom" || s == "attest" {
+                    at = Some(i);
+                }
+                break;
+            }
+        }
+    }
+    let Some(at) = at else {
         return args;
     };
     for a in &mut args[at + 1..] {

@@ -64,16 +64,23 @@ pub(crate) fn closure(
 pub(crate) fn emit(output: Option<&Path>, bytes: &[u8]) -> Result<(), Failure> {
     use std::io::Write as _;
     if let Some(path) = output {
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        // beside it, then renamed: a reader never sees half a document
+        let name = path.file_name().map_or_else(
+            || std::ffi::OsString::from("document"),
+            std::ffi::OsStr::to_os_string,
+        );
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(&name);
+        tmp_name.push(format!(".tmp-{}", std::process::id()));
+        let tmp = path.with_file_name(tmp_name);
         let fail = |e: std::io::Error| {
             Failure::failed(miette::miette!("cannot write {}: {e}", path.display()))
         };
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
-        tmp.write_all(bytes).map_err(fail)?;
-        tmp.persist(path).map_err(|e| fail(e.error))?;
+        std::fs::write(&tmp, bytes).map_err(fail)?;
+        std::fs::rename(&tmp, path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            fail(e)
+        })?;
     } else {
         let mut out = std::io::stdout().lock();
         out.write_all(bytes)
