@@ -819,6 +819,52 @@ fn the_debian_rootfs_sbom_lists_its_packages_and_tarballs_and_validates() {
     ])
     .ok();
 
+    // the image written from it: it contains the root filesystem, the base
+    // is its tool; its provenance names the image file, which a checkout holds
+    ds.cas(&["build", "rootfs-image.yaml"]).ok();
+    let image_spdx = ds.ctx.path("image.spdx.json");
+    ds.cas(&[
+        "sbom",
+        "rootfs-image.yaml",
+        "-o",
+        image_spdx.to_str().unwrap(),
+    ])
+    .ok();
+    assert_spdx_valid(&image_spdx);
+    let rels = relationships(&json_file(&image_spdx));
+    for (a, t, b) in [
+        ("rootfs-image.yaml", "CONTAINS", "rootfs.yaml"),
+        ("base/debian.yaml", "BUILD_TOOL_OF", "rootfs-image.yaml"),
+    ] {
+        assert!(
+            rels.iter().any(|r| r.0 == a && r.1 == t && r.2 == b),
+            "no {a} {t} {b}"
+        );
+    }
+    let image_att = ds.ctx.path("image.att.json");
+    ds.cas(&[
+        "attest",
+        "rootfs-image.yaml",
+        "--signing-key",
+        key.to_str().unwrap(),
+        "-o",
+        image_att.to_str().unwrap(),
+    ])
+    .ok();
+    let (ok, out) = check("dsse", &image_att, &[&public]);
+    assert!(ok && out.trim() == "2", "securesystemslib: {out}");
+    let image = ds.ctx.path("image");
+    ds.cas(&["checkout", "rootfs-image.yaml", image.to_str().unwrap()])
+        .ok();
+    ds.cas(&[
+        "verify-attestation",
+        image_att.to_str().unwrap(),
+        "--trusted-key",
+        &public,
+        image.to_str().unwrap(),
+    ])
+    .ok();
+
     // legal-info: every source as fetched, each with its recorded checksum
     let dir = ds.ctx.path("legal");
     ds.cas(&["legal-info", "rootfs.yaml", dir.to_str().unwrap()])

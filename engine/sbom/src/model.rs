@@ -181,14 +181,27 @@ pub fn closure(inputs: &Inputs<'_>) -> Result<Closure, SbomError> {
     let mut elements = Vec::new();
     for (&id, (key, output, created, duration_ms)) in ids.iter().zip(results) {
         let el = loaded.element(id);
-        let contains_staged = match &el.config {
+        // what its output holds: everything a compose, stack or filter
+        // stages, and a script's root when it outputs `/`; a script's
+        // element laid out elsewhere than `/` is what it packages (an
+        // image's tree), the ones at `/` its tools
+        let contains = |d: ElementId| match &el.config {
             Config::Compose { .. } | Config::Stack | Config::Filter { .. } => true,
-            Config::Script { output, .. } => output.trim_end_matches('/').is_empty(),
+            Config::Script { output, layout, .. } => {
+                output.trim_end_matches('/').is_empty()
+                    || layout.iter().any(|l| {
+                        l.element == Some(d) && !l.destination.trim_end_matches('/').is_empty()
+                    })
+            }
             Config::Import { .. } | Config::Sandbox => false,
         };
+        let contains_staged = matches!(
+            el.config,
+            Config::Compose { .. } | Config::Stack | Config::Filter { .. }
+        );
         let mut edges = Vec::new();
         for d in &el.build_depends {
-            let e = if contains_staged {
+            let e = if contains(*d) {
                 Edge::Contains
             } else {
                 Edge::BuildTool
