@@ -107,6 +107,9 @@ fn upstream_component(c: &Closure, u: &Upstream, id: &str) -> Value {
     if let Some(l) = licenses(u.license.as_ref().map(|l| l.expression.as_str())) {
         m.insert("licenses".into(), l);
     }
+    if let Some(c) = u.license.as_ref().and_then(|l| l.copyright.as_ref()) {
+        m.insert("copyright".into(), json!(c));
+    }
     let mut refs = Vec::new();
     match (&u.download, u.kind) {
         (Some(d), "git") => {

@@ -20,6 +20,8 @@ use crate::model::Closure;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct License {
     pub expression: String,
+    /// The distinct `Copyright:` lines of the file's `Files:` stanzas.
+    pub copyright: Option<String>,
     /// `(LicenseRef-…, name as written, text)`.
     pub refs: Vec<(String, String, String)>,
 }
@@ -218,7 +220,14 @@ pub fn from_dep5(package: &str, text: &[u8]) -> Option<License> {
     let mut refs = Vec::new();
     let mut terms: BTreeSet<String> = BTreeSet::new();
     let mut order: Vec<String> = Vec::new();
+    let mut holders: Vec<String> = Vec::new();
     for s in stanzas.iter().filter(|s| s.get("Files").is_some()) {
+        for line in s.get("Copyright").into_iter().flat_map(str::lines) {
+            let line = line.trim();
+            if !line.is_empty() && line != "." && !holders.iter().any(|h| h == line) {
+                holders.push(line.to_string());
+            }
+        }
         let Some(v) = s.get("License") else {
             continue;
         };
@@ -251,7 +260,12 @@ pub fn from_dep5(package: &str, text: &[u8]) -> Option<License> {
     };
     // only what the SPDX crate accepts is claimed
     spdx::Expression::parse_mode(&expression, spdx::ParseMode::LAX).ok()?;
-    Some(License { expression, refs })
+    let copyright = (!holders.is_empty()).then(|| holders.join("\n"));
+    Some(License {
+        expression,
+        copyright,
+        refs,
+    })
 }
 
 /// Escape a field of the manifest (tab-separated).

@@ -34,7 +34,7 @@ fn upstream_package(c: &Closure, u: &Upstream, id: &str) -> Value {
         "filesAnalyzed": false,
         "licenseConcluded": NOASSERTION,
         "licenseDeclared": u.license.as_ref().map_or(NOASSERTION, |l| l.expression.as_str()),
-        "copyrightText": NOASSERTION,
+        "copyrightText": u.license.as_ref().and_then(|l| l.copyright.as_deref()).unwrap_or(NOASSERTION),
         "packageFileName": u.file_name,
     });
     let m = p.as_object_mut().expect("an object");
@@ -195,6 +195,11 @@ pub fn document(c: &Closure, files: Option<&[File]>) -> Value {
                 Edge::Depends => rel(id, "DEPENDS_ON", d),
                 Edge::Runtime => rel(d, "RUNTIME_DEPENDENCY_OF", id),
             });
+            if *edge == Edge::Runtime {
+                // what it needs at run time ships with it: the generic
+                // edge too, which NTIA's checker follows
+                rels.push(rel(id, "DEPENDS_ON", d));
+            }
         }
         for s in &e.sources {
             let s = &ids.upstreams[*s];
