@@ -25,6 +25,8 @@ pub enum SbomError {
     },
     #[error("{path}: {reason}")]
     Deb { path: PathBuf, reason: String },
+    #[error("{0}: the directory is not empty")]
+    NotEmpty(PathBuf),
     #[error("{what} is not in the source cache: run `cas fetch {target}` first")]
     NotFetched { what: String, target: String },
     #[error("{file}: not a DSSE envelope of cas: {reason}")]

@@ -295,10 +295,7 @@ pub fn write_legal_info(
             .next()
             .is_some()
     {
-        return Err(SbomError::Io {
-            path: dir.to_path_buf(),
-            source: std::io::Error::other("the directory is not empty"),
-        });
+        return Err(SbomError::NotEmpty(dir.to_path_buf()));
     }
     let sources = dir.join("sources");
     let licenses = dir.join("licenses");

@@ -6,6 +6,9 @@
 //!   with their checksums or commits, Debian packages with their control
 //!   fields and copyright files);
 //! - [`debian`]: what a `.deb` of the source cache says about itself;
+//! - [`ids`]: the names every document gives an element or a source
+//!   (identifiers, package URLs, suppliers);
+//! - [`files`]: an output's regular files with their SHA-1 and SHA-256;
 //! - [`legal`]: licences (declared `license:`, Debian's machine-readable
 //!   copyright files) and `cas legal-info`'s manifest and source archive;
 //! - [`spdx`]: the SPDX 2.3 JSON document;
