@@ -498,6 +498,17 @@ fn attestations_verify_with_securesystemslib_and_tampering_is_detected() {
     ])
     .ok();
     let out = crate::sources::checkout(&ctx, "app.yaml", "out");
+    // in-toto's dirHash of the tree is what a shell computes in a checkout
+    let dir_hash = sh(Command::new("sh").current_dir(&out).args([
+        "-c",
+        "find . -type f | cut -c3- | LC_ALL=C sort | xargs -r sha256sum | sha256sum",
+    ]));
+    assert_eq!(
+        statement["subject"][0]["digest"]["dirHash"]
+            .as_str()
+            .unwrap(),
+        dir_hash.split_whitespace().next().unwrap()
+    );
     ctx.cas([
         "verify-attestation",
         att.to_str().unwrap(),

@@ -73,7 +73,7 @@ pub fn statement(c: &Closure, files: &[File], builder: &PublicKey) -> Value {
     let top = c.top();
     let mut subject = vec![json!({
         "name": top.name,
-        "digest": { TREE_DIGEST: top.output.digest().to_hex() },
+        "digest": { TREE_DIGEST: top.output.digest().to_hex(), "dirHash": dir_hash(files) },
     })];
     if files.len() <= MAX_FILE_SUBJECTS {
         for f in files {
@@ -145,6 +145,20 @@ pub fn statement(c: &Closure, files: &[File], builder: &PublicKey) -> Value {
             },
         },
     })
+}
+
+/// in-toto's `dirHash` of a tree: the SHA-256 of `sha256sum`'s lines
+/// (`HEX  PATH`) for its regular files in byte order of their paths, as
+/// `find . -type f | cut -c3- | LC_ALL=C sort | xargs -r sha256sum |
+/// sha256sum` prints it in a checkout.
+pub fn dir_hash(files: &[File]) -> String {
+    let mut sorted: Vec<&File> = files.iter().collect();
+    sorted.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+    let mut h = sha2::Sha256::new();
+    for f in sorted {
+        h.update(format!("{}  {}\n", f.sha256, f.path).as_bytes());
+    }
+    hex::encode(h.finalize())
 }
 
 /// The DSSE envelope of `statement`, signed by `key`.
