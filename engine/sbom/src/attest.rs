@@ -315,3 +315,23 @@ fn sha256_file(path: &Path) -> Result<String, SbomError> {
     std::io::copy(&mut f, &mut h).map_err(SbomError::io(path))?;
     Ok(hex::encode(h.finalize()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{keyid, pae};
+    use cas_store::remote::PublicKey;
+
+    #[test]
+    fn pae_and_keyid_are_dsse_and_securesystemslib_s() {
+        assert_eq!(
+            pae("application/vnd.in-toto+json", b"{}"),
+            b"DSSEv1 28 application/vnd.in-toto+json 2 {}".to_vec()
+        );
+        // sha256 of {"keytype":"ed25519","keyval":{"public":"3b3b…"},"scheme":"ed25519"}
+        let k = PublicKey([0x3b; 32]);
+        assert_eq!(
+            keyid(&k),
+            "322d4f542284f8ead2d1a6c6b9a742c7c5a4d8b216aea827a91eb35a6b1e8331"
+        );
+    }
+}

@@ -526,3 +526,46 @@ fn bundle(mirror: &Path, commit: &str, dest: &Path) -> Result<(), SbomError> {
     let _ = git(&["update-ref", "-d", tmp_ref]);
     made
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{from_dep5, spdx_id};
+
+    #[test]
+    fn debian_short_names_map_to_spdx_ids() {
+        for (debian, spdx) in [
+            ("GPL-2", "GPL-2.0-only"),
+            ("GPL-2+", "GPL-2.0-or-later"),
+            ("LGPL-2.1+", "LGPL-2.1-or-later"),
+            ("GFDL-1.3", "GFDL-1.3-only"),
+            ("Expat", "MIT"),
+            ("BSD-3-clause", "BSD-3-Clause"),
+            ("Apache-2.0", "Apache-2.0"),
+            ("zlib", "Zlib"),
+            ("isc", "ISC"),
+        ] {
+            assert_eq!(spdx_id(debian).as_deref(), Some(spdx), "{debian}");
+        }
+        assert_eq!(spdx_id("public-domain"), None);
+    }
+
+    #[test]
+    fn dep5_files_give_one_expression_and_others_none() {
+        let text = "Format: https://example.org/copyright-format/1.0/\n\n\
+                    Files: *\nCopyright: 2020 A\nLicense: GPL-3+ with Bison exception\n\n\
+                    Files: lib/*\nCopyright: 2021 B\nLicense: LGPL-2.1+ or public-domain\n\n\
+                    Files: doc/*\nCopyright: 2020 A\nLicense: GPL-3+ with Bison exception\n\n\
+                    License: public-domain\n This is in the public domain.\n";
+        let l = from_dep5("p", text.as_bytes()).unwrap();
+        assert_eq!(
+            l.expression,
+            "(GPL-3.0-or-later WITH Bison-exception-2.2) AND (LGPL-2.1-or-later OR LicenseRef-public-domain)"
+        );
+        assert_eq!(l.refs.len(), 1);
+        assert_eq!(l.refs[0].0, "LicenseRef-public-domain");
+        assert!(l.refs[0].2.contains("public domain"));
+        assert_eq!(l.copyright.as_deref(), Some("2020 A\n2021 B"));
+        // not machine-readable: nothing is guessed
+        assert!(from_dep5("p", b"This package is GPL-2+.\n").is_none());
+    }
+}

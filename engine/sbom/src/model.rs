@@ -510,3 +510,28 @@ fn revision(root: &Path) -> Option<String> {
         commit
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::name_version;
+
+    #[test]
+    fn release_file_names() {
+        let nv = |f: &str| name_version(f).map(|(n, v)| format!("{n} {v}"));
+        assert_eq!(
+            nv("busybox_1.35.0.orig.tar.bz2").as_deref(),
+            Some("busybox 1.35.0")
+        );
+        assert_eq!(
+            nv("zlib_1.2.13.dfsg.orig.tar.bz2").as_deref(),
+            Some("zlib 1.2.13.dfsg")
+        );
+        assert_eq!(
+            nv("gcc-toolchain-v12.1.tar.xz").as_deref(),
+            Some("gcc-toolchain 12.1")
+        );
+        assert_eq!(nv("hello-2.10.tar.gz").as_deref(), Some("hello 2.10"));
+        assert_eq!(nv("data.bin"), None);
+        assert_eq!(nv("snapshot.tar.gz"), None);
+    }
+}
