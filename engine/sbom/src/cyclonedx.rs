@@ -42,6 +42,19 @@ pub fn uuid5(name: &str) -> String {
     )
 }
 
+/// Whether `s` can be an `iri-reference` of the schema: a scheme, and
+/// no whitespace or character IRIs exclude.
+fn is_iri(s: &str) -> bool {
+    s.split_once(':').is_some_and(|(scheme, _)| {
+        !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    }) && !s
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "<>\"{}|\\^`".contains(c))
+}
+
 fn prop(name: &str, value: impl Into<String>) -> Value {
     json!({ "name": name, "value": value.into() })
 }
@@ -77,6 +90,13 @@ fn element_component(c: &Closure, e: &Element, id: &str) -> Value {
 fn upstream_component(c: &Closure, u: &Upstream, id: &str) -> Value {
     let (name, email) = supplier(c, Some(u));
     let mut sup = json!({ "name": name });
+    // only what the schema's `idn-email` accepts
+    let email = email.filter(|e| {
+        e.matches('@').count() == 1
+            && !e.starts_with('@')
+            && !e.ends_with('@')
+            && !e.chars().any(char::is_whitespace)
+    });
     if let Some(email) = email {
         sup.as_object_mut()
             .expect("an object")
@@ -111,14 +131,20 @@ fn upstream_component(c: &Closure, u: &Upstream, id: &str) -> Value {
         m.insert("copyright".into(), json!(c));
     }
     let mut refs = Vec::new();
-    match (&u.download, u.kind) {
+    let download = u.download.as_ref().filter(|d| is_iri(d));
+    match (download, u.kind) {
         (Some(d), "git") => {
             refs.push(json!({ "type": "vcs", "url": format!("git+{d}@{}", u.version) }));
         }
         (Some(d), _) => refs.push(json!({ "type": "distribution", "url": d })),
         _ => {}
     }
-    if let Some(h) = u.deb.as_ref().and_then(|d| d.control.homepage.as_ref()) {
+    if let Some(h) = u
+        .deb
+        .as_ref()
+        .and_then(|d| d.control.homepage.as_ref())
+        .filter(|h| is_iri(h))
+    {
         refs.push(json!({ "type": "website", "url": h }));
     }
     if !refs.is_empty() {
