@@ -20,7 +20,7 @@ pub(crate) struct AttestArgs {
     /// The secret key (`cas keygen`) [default: the configuration's signing-key]
     #[arg(long, value_name = "KEY")]
     pub signing_key: Option<PathBuf>,
-    /// Write the envelope to FILE instead of standard output (`-o FILE` too)
+    /// Write the envelope to FILE instead of standard output (`-o FILE` too; `-`: standard output)
     #[arg(long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
 }
@@ -36,7 +36,8 @@ pub(crate) struct VerifyArgs {
     pub target: Option<PathBuf>,
 }
 
-pub(crate) fn run_attest(global: &Session, args: AttestArgs) -> CmdResult {
+pub(crate) fn run_attest(global: &Session, mut args: AttestArgs) -> CmdResult {
+    args.output = args.output.filter(|p| p != std::path::Path::new("-"));
     crate::commands::sbom::check_json_output(global, args.output.as_deref(), "attest")?;
     let key_path = match &args.signing_key {
         Some(p) => p.clone(),

@@ -24,7 +24,7 @@ pub(crate) struct SbomArgs {
     /// The document's format
     #[arg(long, value_enum, default_value = "spdx-json")]
     pub format: Format,
-    /// Write the document to FILE instead of standard output (`-o FILE` too)
+    /// Write the document to FILE instead of standard output (`-o FILE` too; `-`: standard output)
     #[arg(long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Also list every regular file of the element's output with its SHA-1 and SHA-256
@@ -105,7 +105,8 @@ pub(crate) fn check_json_output(
     Ok(())
 }
 
-pub(crate) fn run(global: &Session, args: SbomArgs) -> CmdResult {
+pub(crate) fn run(global: &Session, mut args: SbomArgs) -> CmdResult {
+    args.output = args.output.filter(|p| p != Path::new("-"));
     check_json_output(global, args.output.as_deref(), "sbom")?;
     let (closure, store) = closure(global, &args.target, true)?;
     let files = if args.files {
