@@ -821,6 +821,31 @@ fn the_debian_rootfs_sbom_lists_its_packages_and_tarballs_and_validates() {
     .ok();
     let (ok, out) = check("dsse", &att, &[&public]);
     assert!(ok, "securesystemslib: {out}");
+    // the repository's commit: the project is a git checkout
+    let statement: Value = serde_json::from_slice(
+        &Command::new("base64")
+            .arg("-d")
+            .stdin(std::process::Stdio::piped())
+            .output_with(json_file(&att)["payload"].as_str().unwrap()),
+    )
+    .unwrap();
+    let revision = statement["predicate"]["buildDefinition"]["externalParameters"]["revision"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no revision in {statement}"));
+    let head = sh(Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(&ds.project));
+    assert!(revision.starts_with(head.trim()), "{revision} {head}");
+    // the 127 packages and 3 tarballs are resolved dependencies with their digests
+    let deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap();
+    for (_, _, sha) in &debs {
+        assert!(
+            deps.iter().any(|d| d["digest"]["sha256"] == sha.as_str()),
+            "{sha}"
+        );
+    }
     ds.cas(&[
         "verify-attestation",
         att.to_str().unwrap(),
