@@ -31,7 +31,10 @@ fn tools() -> PathBuf {
 }
 
 /// What the reference tools check, as one Python script:
-/// `cdx FILE` (CycloneDX 1.6 schema), `dsse FILE PUBHEX` (the envelope's
+/// `cdx FILE` (CycloneDX 1.6 schema), `spdx3 FILE` (SPDX 3.0.1 JSON-LD read,
+/// linked and written again by spdx-python-model, which checks every
+/// property's type and cardinality; prints the number of packages),
+/// `dsse FILE PUBHEX` (the envelope's
 /// signature with securesystemslib, the key id being securesystemslib's
 /// default one).
 const CHECK: &str = r#"
@@ -44,6 +47,18 @@ if mode == "cdx":
     if errors:
         print(errors)
         sys.exit(1)
+elif mode == "spdx3":
+    import io
+    from spdx_python_model import v3_0_1 as spdx3
+    objects = spdx3.SHACLObjectSet()
+    spdx3.JSONLDDeserializer().read(open(path, "rb"), objects)
+    missing = objects.link()
+    if missing:
+        print("unresolved references:", sorted(missing))
+        sys.exit(1)
+    # encoding checks every property's cardinality
+    spdx3.JSONLDSerializer().write(objects, io.BytesIO())
+    print(len(list(objects.foreach_type(spdx3.software_Package))))
 elif mode == "dsse":
     from securesystemslib.dsse import Envelope
     from securesystemslib.signer import SSlibKey
@@ -98,6 +113,21 @@ fn assert_spdx_valid(file: &Path) {
         "ntia-checker {}:\n{out}",
         file.display()
     );
+}
+
+/// The SPDX 3.0.1 document at `file` is read by spdx-python-model and
+/// conforms to the NTIA minimum elements; its number of packages.
+#[track_caller]
+fn assert_spdx3_valid(file: &Path) -> usize {
+    let (ok, out) = check("spdx3", file, &[]);
+    assert!(ok, "SPDX 3.0.1, {}:\n{out}", file.display());
+    let (ok, ntia) = tool("ntia-checker", &["-s", "spdx3", file.to_str().unwrap()]);
+    assert!(
+        ok && ntia.contains("Conformant: True"),
+        "ntia-checker -s spdx3 {}:\n{ntia}",
+        file.display()
+    );
+    out.trim().parse().unwrap()
 }
 
 #[track_caller]
@@ -420,6 +450,20 @@ fn sbom_of_a_small_project_validates_and_names_every_source_and_edge() {
     ])
     .ok();
     assert_cyclonedx_valid(&cdx_files);
+
+    // SPDX 3.0.1: the same packages (7 elements, 5 sources)
+    let spdx3 = ctx.path("image.spdx3.json");
+    ctx.cas([
+        "sbom",
+        "image.yaml",
+        "--files",
+        "--format",
+        "spdx3-json",
+        "-o",
+        spdx3.to_str().unwrap(),
+    ])
+    .ok();
+    assert_eq!(assert_spdx3_valid(&spdx3), packages.len());
 }
 
 #[test]
@@ -800,6 +844,18 @@ fn the_debian_rootfs_sbom_lists_its_packages_and_tarballs_and_validates() {
             "{name}"
         );
     }
+
+    let spdx3 = ds.ctx.path("rootfs.spdx3.json");
+    ds.cas(&[
+        "sbom",
+        "rootfs.yaml",
+        "--format",
+        "spdx3-json",
+        "-o",
+        spdx3.to_str().unwrap(),
+    ])
+    .ok();
+    assert_eq!(assert_spdx3_valid(&spdx3), packages.len());
 
     // provenance of the root filesystem, verified
     let key = ds.ctx.path("signing.key");

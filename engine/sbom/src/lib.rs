@@ -12,6 +12,7 @@
 //! - [`legal`]: licences (declared `license:`, Debian's machine-readable
 //!   copyright files) and `cas legal-info`'s manifest and source archive;
 //! - [`spdx`]: the SPDX 2.3 JSON document;
+//! - [`spdx3`]: the SPDX 3.0.1 JSON-LD document;
 //! - [`cyclonedx`]: the CycloneDX 1.6 JSON document;
 //! - [`attest`]: the in-toto Statement with the SLSA Provenance v1
 //!   predicate, in a DSSE envelope signed with a `cas keygen` key;
@@ -29,6 +30,7 @@ pub mod ids;
 pub mod legal;
 pub mod model;
 pub mod spdx;
+pub mod spdx3;
 pub mod time;
 
 pub use error::SbomError;

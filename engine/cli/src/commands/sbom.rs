@@ -13,6 +13,8 @@ use crate::exit::{CmdResult, Failure};
 pub(crate) enum Format {
     /// SPDX 2.3, JSON
     SpdxJson,
+    /// SPDX 3.0.1, JSON-LD
+    Spdx3Json,
     /// CycloneDX 1.6, JSON
     CyclonedxJson,
 }
@@ -119,6 +121,7 @@ pub(crate) fn run(global: &Session, mut args: SbomArgs) -> CmdResult {
     };
     let doc = match args.format {
         Format::SpdxJson => cas_sbom::spdx::document(&closure, files.as_deref()),
+        Format::Spdx3Json => cas_sbom::spdx3::document(&closure, files.as_deref()),
         Format::CyclonedxJson => cas_sbom::cyclonedx::document(&closure, files.as_deref()),
     };
     emit(args.output.as_deref(), &cas_sbom::to_bytes(&doc))?;
@@ -127,7 +130,7 @@ pub(crate) fn run(global: &Session, mut args: SbomArgs) -> CmdResult {
         crate::json::print(&serde_json::json!({
             "target": closure.top().name,
             "key": closure.top().key.to_hex(),
-            "format": match args.format { Format::SpdxJson => "spdx-json", Format::CyclonedxJson => "cyclonedx-json" },
+            "format": match args.format { Format::SpdxJson => "spdx-json", Format::Spdx3Json => "spdx3-json", Format::CyclonedxJson => "cyclonedx-json" },
             "file": args.output,
             "elements": closure.elements.len(),
             "upstreams": closure.upstreams.len(),
