@@ -12,11 +12,14 @@ use crate::exit::{CmdResult, Failure};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Format {
     /// SPDX 2.3, JSON
-    SpdxJson,
+    #[value(name = "spdx-json")]
+    Spdx,
     /// SPDX 3.0.1, JSON-LD
-    Spdx3Json,
+    #[value(name = "spdx3-json")]
+    Spdx3,
     /// CycloneDX 1.6, JSON
-    CyclonedxJson,
+    #[value(name = "cyclonedx-json")]
+    CycloneDx,
 }
 
 #[derive(Debug, clap::Args)]
@@ -120,9 +123,9 @@ pub(crate) fn run(global: &Session, mut args: SbomArgs) -> CmdResult {
         None
     };
     let doc = match args.format {
-        Format::SpdxJson => cas_sbom::spdx::document(&closure, files.as_deref()),
-        Format::Spdx3Json => cas_sbom::spdx3::document(&closure, files.as_deref()),
-        Format::CyclonedxJson => cas_sbom::cyclonedx::document(&closure, files.as_deref()),
+        Format::Spdx => cas_sbom::spdx::document(&closure, files.as_deref()),
+        Format::Spdx3 => cas_sbom::spdx3::document(&closure, files.as_deref()),
+        Format::CycloneDx => cas_sbom::cyclonedx::document(&closure, files.as_deref()),
     };
     emit(args.output.as_deref(), &cas_sbom::to_bytes(&doc))?;
     let debs = closure.upstreams.iter().filter(|u| u.deb.is_some()).count();
@@ -130,7 +133,7 @@ pub(crate) fn run(global: &Session, mut args: SbomArgs) -> CmdResult {
         crate::json::print(&serde_json::json!({
             "target": closure.top().name,
             "key": closure.top().key.to_hex(),
-            "format": match args.format { Format::SpdxJson => "spdx-json", Format::Spdx3Json => "spdx3-json", Format::CyclonedxJson => "cyclonedx-json" },
+            "format": match args.format { Format::Spdx => "spdx-json", Format::Spdx3 => "spdx3-json", Format::CycloneDx => "cyclonedx-json" },
             "file": args.output,
             "elements": closure.elements.len(),
             "upstreams": closure.upstreams.len(),
