@@ -56,7 +56,8 @@ pub struct Element {
     /// Its output is its sources (an `import`): it contains them rather
     /// than being generated from them.
     pub imports: bool,
-    /// Every variable it was built with, expanded.
+    /// Every variable it was built with, expanded: the result's note
+    /// `variables` (spec/store.md), else the element's as loaded.
     pub variables: BTreeMap<String, String>,
 }
 
@@ -258,7 +259,11 @@ pub fn closure(inputs: &Inputs<'_>) -> Result<Closure, SbomError> {
             staged: loaded.staged(id).iter().map(|d| index[d]).collect(),
             sources,
             imports: matches!(el.config, Config::Import { .. }),
-            variables: el.variables.clone(),
+            // as recorded with the result (the note `variables`), else as loaded
+            variables: store
+                .note_get(&key, cas_builder::variables_note::VARIABLES_NOTE)?
+                .and_then(|b| cas_builder::variables_note::decode(&b))
+                .unwrap_or_else(|| el.variables.clone()),
         });
     }
     Ok(Closure {
