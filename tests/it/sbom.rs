@@ -671,6 +671,20 @@ fn legal_info_writes_every_source_as_fetched_with_its_checksum() {
         manifest.contains("tool\t1\tGPL-2.0-or-later AND (MIT OR Apache-2.0)\tdeb\t"),
         "{manifest}"
     );
+    // what ships (the image, its parts, what they need at run time) and what only builds it
+    let role = |name: &str| {
+        manifest
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}\t")))
+            .and_then(|l| l.rsplit('\t').next())
+            .unwrap_or_else(|| panic!("{name} not in {manifest}"))
+            .to_string()
+    };
+    assert_eq!(role("app.yaml"), "target");
+    assert_eq!(role("tool"), "target");
+    assert_eq!(role("repo"), "target");
+    assert_eq!(role("libz.yaml"), "host");
+    assert_eq!(role("libz"), "host");
     assert_eq!(
         sha256(
             &std::fs::read(dir.join("sources/libz-1.2.3.tar.gz")).unwrap(),

@@ -302,23 +302,26 @@ pub fn write_legal_info(
     for d in [&sources, &licenses] {
         std::fs::create_dir_all(d).map_err(SbomError::io(d))?;
     }
+    let shipped = closure.shipped();
+    let role = |yes: bool| if yes { "target" } else { "host" };
     let mut manifest =
-        String::from("package\tversion\tlicense\tkind\tsource\tchecksum\telements\n");
+        String::from("package\tversion\tlicense\tkind\tsource\tchecksum\telements\trole\n");
     let mut sums = String::new();
     let mut report = LegalReport::default();
     let mut names: BTreeSet<String> = BTreeSet::new();
-    for el in &closure.elements {
+    for (i, el) in closure.elements.iter().enumerate() {
         let license = el.license.clone().unwrap_or_else(|| "NOASSERTION".into());
         // an element's "source" is its element file, its identity its key
         let _ = writeln!(
             manifest,
-            "{}\t{}\t{}\telement\t{}\tcas-key:{}\t{}",
+            "{}\t{}\t{}\telement\t{}\tcas-key:{}\t{}\t{}",
             field(&el.name),
             field(&el.version),
             field(&license),
             field(&el.file),
             el.key.to_hex(),
-            field(&el.name)
+            field(&el.name),
+            role(shipped[i])
         );
     }
     for (i, up) in closure.upstreams.iter().enumerate() {
@@ -328,6 +331,11 @@ pub fn write_legal_info(
             .filter(|e| e.sources.contains(&i))
             .map(|e| e.name.as_str())
             .collect();
+        let ships = closure
+            .elements
+            .iter()
+            .zip(&shipped)
+            .any(|(e, s)| *s && e.sources.contains(&i));
         let license = up
             .license
             .as_ref()
@@ -340,13 +348,14 @@ pub fn write_legal_info(
         };
         let _ = writeln!(
             manifest,
-            "{}\t{}\t{}\t{}\t{}\t{checksum}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{checksum}\t{}\t{}",
             field(&up.name),
             field(&up.version),
             field(&license),
             up.kind,
             field(up.download.as_deref().unwrap_or(&up.written)),
-            field(&users.join(","))
+            field(&users.join(",")),
+            role(ships)
         );
         // the licence text
         if let Some(text) = up.deb.as_ref().and_then(|d| d.copyright.as_ref()) {

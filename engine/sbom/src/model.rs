@@ -120,6 +120,25 @@ impl Closure {
     pub fn top(&self) -> &Element {
         &self.elements[self.top]
     }
+
+    /// Which elements ship with the target: the target, and what it
+    /// contains or depends on (at run time too), transitively; the others
+    /// only build something (Buildroot's host packages).
+    pub fn shipped(&self) -> Vec<bool> {
+        let mut shipped = vec![false; self.elements.len()];
+        let mut todo = vec![self.top];
+        while let Some(i) = todo.pop() {
+            if std::mem::replace(&mut shipped[i], true) {
+                continue;
+            }
+            for (edge, d) in &self.elements[i].edges {
+                if *edge != Edge::BuildTool {
+                    todo.push(*d);
+                }
+            }
+        }
+        shipped
+    }
 }
 
 /// What reading the closure needs beyond the load.
