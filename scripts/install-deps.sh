@@ -78,3 +78,15 @@ if [ ! -f "$BUILDGRID/.installed" ]; then
   $SUDO "$BUILDGRID/bin/pip" install --quiet -r "$(dirname "$0")/buildgrid-requirements.txt"
   $SUDO touch "$BUILDGRID/.installed"
 fi
+# SBOM and provenance tests (tests/it/sbom.rs) validate cas's documents with
+# the reference tools (pyspdxtools, ntia-checker, cyclonedx-python-lib's
+# schema validator, securesystemslib's DSSE): a venv in
+# /opt/cas-test/sbom-tools with the versions pinned in
+# scripts/sbom-tools-requirements.txt.
+SBOM_TOOLS=/opt/cas-test/sbom-tools
+if [ ! -f "$SBOM_TOOLS/.installed" ]; then
+  $SUDO rm -rf "$SBOM_TOOLS"
+  $SUDO python3 -m venv "$SBOM_TOOLS"
+  $SUDO "$SBOM_TOOLS/bin/pip" install --quiet -r "$(dirname "$0")/sbom-tools-requirements.txt"
+  $SUDO touch "$SBOM_TOOLS/.installed"
+fi

@@ -28,6 +28,7 @@ mod noop;
 mod reapi;
 mod remote;
 mod reproducible;
+mod sbom;
 mod sources;
 mod store;
 mod systems;

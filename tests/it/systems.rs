@@ -894,15 +894,15 @@ fn a_program_over_the_debian_base_gets_libc_at_run_time_without_the_toolchain() 
 
 /// `projects/debian-system` as its README section runs it: the repository's
 /// project, this machine's APT mirror in a user configuration of the test.
-struct DebianSystem {
-    ctx: Ctx,
-    project: std::path::PathBuf,
+pub(crate) struct DebianSystem {
+    pub(crate) ctx: Ctx,
+    pub(crate) project: std::path::PathBuf,
     config: std::path::PathBuf,
 }
 
 impl DebianSystem {
     /// None (the test says it skipped) without a Debian archive in APT's configuration.
-    fn new() -> Option<DebianSystem> {
+    pub(crate) fn new() -> Option<DebianSystem> {
         let Some(mirror) = crate::ctx::apt_mirror() else {
             eprintln!("skipped: this machine has no Debian archive in its APT configuration");
             return None;
@@ -919,7 +919,7 @@ impl DebianSystem {
     }
 
     /// `cas --store STORE --config CONFIG ARGS` in the project directory.
-    fn command(&self, store: &Path, args: &[&str]) -> (Command, Vec<String>) {
+    pub(crate) fn command(&self, store: &Path, args: &[&str]) -> (Command, Vec<String>) {
         let mut all = vec![
             "--store".to_string(),
             store.to_string_lossy().into_owned(),
@@ -933,7 +933,7 @@ impl DebianSystem {
     }
 
     /// [`DebianSystem::command`] in the shared store, run.
-    fn cas(&self, args: &[&str]) -> crate::ctx::Run {
+    pub(crate) fn cas(&self, args: &[&str]) -> crate::ctx::Run {
         let (mut cmd, shown) = self.command(&crate::ctx::shared_store(), args);
         crate::ctx::Run::from_output(shown, cmd.output().unwrap())
     }

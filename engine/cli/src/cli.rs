@@ -20,8 +20,47 @@ pub(crate) struct Cli {
 impl Cli {
     /// Parse the command line; a bad flag exits with code 2 (clap's usage error code).
     pub(crate) fn parse_or_exit() -> Self {
-        <Self as Parser>::parse()
+        <Self as Parser>::parse_from(output_flag(std::env::args_os().collect()))
     }
+}
+
+/// `-o FILE` after `sbom` or `attest` is their `--output FILE` (the
+/// global `-o NAME VALUE` is `--option`, which they accept as well).
+fn output_flag(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    // the subcommand: the first word that is neither an option nor the
+    // value of a global option
+    let mut at = None;
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
+        match a.as_ref() {
+            "--store" | "-j" | "--jobs" | "--config" | "--color" | "--arch" => i += 2,
+            "-o" | "--option" => i += 3,
+            s if s.starts_with('-') => i += 1,
+            s => {
+                if s == "sbom" || s == "attest" {
+                    at = Some(i);
+                }
+                break;
+            }
+        }
+    }
+    let Some(at) = at else {
+        return args;
+    };
+    for a in &mut args[at + 1..] {
+        if a == "--" {
+            break;
+        }
+        if a == "-o" {
+            *a = "--output".into();
+        } else if let Some(rest) = a.to_str().and_then(|s| s.strip_prefix("-o")) {
+            if !rest.is_empty() && !rest.starts_with('-') {
+                *a = format!("--output={rest}").into();
+            }
+        }
+    }
+    args
 }
 
 fn parse_jobs(s: &str) -> Result<usize, String> {
@@ -164,6 +203,14 @@ pub(crate) enum Command {
     Config,
     /// Start a project: project.yaml, a busybox base and a first element that builds
     Init(crate::commands::setup::InitArgs),
+    /// The software bill of materials of a built element (SPDX 2.3 or CycloneDX 1.6 JSON)
+    Sbom(crate::commands::sbom::SbomArgs),
+    /// The licence manifest, licence texts and corresponding sources of a built element
+    LegalInfo(crate::commands::legal_info::LegalInfoArgs),
+    /// Signed SLSA provenance of a built element (in-toto statement in a DSSE envelope)
+    Attest(crate::commands::attest::AttestArgs),
+    /// Check an attestation's signature and its subjects against the store or a checkout
+    VerifyAttestation(crate::commands::attest::VerifyArgs),
 }
 
 impl Cli {

@@ -28,6 +28,7 @@ impl ElementId {
 pub const ELEMENT_KEYS: &[&str] = &[
     "kind",
     "description",
+    "license",
     "depends",
     "build-depends",
     "runtime-depends",
@@ -294,6 +295,9 @@ pub struct Element {
     pub file: PathBuf,
     pub kind: String,
     pub description: Option<String>,
+    /// `license:` as written: an SPDX licence expression (checked by
+    /// crate cas-sbom, which reports it); metadata, not part of the key.
+    pub license: Option<String>,
     pub build_depends: Vec<ElementId>,
     pub depends: Vec<ElementId>,
     pub runtime_depends: Vec<ElementId>,
@@ -347,6 +351,7 @@ pub(crate) struct RawElement {
     pub root_span: Span,
     pub kind: Option<Spanned>,
     pub description: Option<String>,
+    pub license: Option<String>,
     pub deps: Vec<(DepKind, Spanned)>,
     pub sources: Vec<Source>,
     pub variables: Vec<(Spanned, Spanned)>,
@@ -409,6 +414,7 @@ pub(crate) fn decode<L: crate::read::Locate>(
         root_span: root.span,
         kind: None,
         description: None,
+        license: None,
         deps: Vec::new(),
         sources: Vec::new(),
         variables: Vec::new(),
@@ -428,6 +434,11 @@ pub(crate) fn decode<L: crate::read::Locate>(
     if let Some(n) = map.get("description") {
         if !n.is_null() {
             raw.description = r.string(n, "description").map(|s| s.value);
+        }
+    }
+    if let Some(n) = map.get("license") {
+        if !n.is_null() {
+            raw.license = r.string(n, "license").map(|s| s.value);
         }
     }
     for dk in [DepKind::Build, DepKind::All, DepKind::Runtime] {
@@ -1203,6 +1214,7 @@ pub(crate) fn resolve(
         file: raw.path.clone(),
         kind: kind.name.clone(),
         description: raw.description.clone(),
+        license: raw.license.clone(),
         build_depends: bd,
         depends: d,
         runtime_depends: rd,

@@ -65,6 +65,11 @@ impl SigningKey {
     pub fn public(&self) -> PublicKey {
         PublicKey(self.0.verifying_key().to_bytes())
     }
+    /// The ed25519 signature of `message` (attestations, crate cas-sbom).
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        use ed25519_dalek::Signer;
+        self.0.sign(message).to_bytes()
+    }
 }
 
 /// Errors reading keys.
@@ -118,6 +123,16 @@ impl PublicKey {
         ed25519_dalek::VerifyingKey::from_bytes(&arr)
             .map_err(|_| bad("not a valid ed25519 point"))?;
         Ok(PublicKey(arr))
+    }
+
+    /// Whether `signature` is this key's ed25519 signature of `message`
+    /// (strict verification: no malleable or small-order signatures).
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        let Ok(sig) = ed25519_dalek::Signature::from_slice(signature) else {
+            return false;
+        };
+        ed25519_dalek::VerifyingKey::from_bytes(&self.0)
+            .is_ok_and(|vk| vk.verify_strict(message, &sig).is_ok())
     }
 
     /// A key given inline, or a path to a file holding one (`cas keygen`'s `.pub`).

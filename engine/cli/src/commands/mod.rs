@@ -1,5 +1,6 @@
 //! One file per subcommand.
 
+pub(crate) mod attest;
 pub(crate) mod build;
 pub(crate) mod challenge;
 pub(crate) mod check;
@@ -11,6 +12,7 @@ pub(crate) mod fetch;
 pub(crate) mod graph;
 pub(crate) mod help;
 pub(crate) mod keygen;
+pub(crate) mod legal_info;
 pub(crate) mod log;
 pub(crate) mod noop;
 pub(crate) mod owns;
@@ -18,6 +20,7 @@ pub(crate) mod package;
 pub(crate) mod pull;
 pub(crate) mod push;
 pub(crate) mod remotes;
+pub(crate) mod sbom;
 pub(crate) mod session;
 pub(crate) mod setup;
 pub(crate) mod shell;
@@ -75,5 +78,9 @@ pub(crate) fn run(cli: Cli) -> CmdResult {
         Command::WhyDepends(args) => why::run(&global, args),
         Command::Config => setup::config(&global),
         Command::Init(args) => setup::init(&global, &args),
+        Command::Sbom(args) => sbom::run(&global, args),
+        Command::LegalInfo(args) => legal_info::run(&global, args),
+        Command::Attest(args) => attest::run_attest(&global, args),
+        Command::VerifyAttestation(args) => attest::run_verify(&global, args),
     }
 }
