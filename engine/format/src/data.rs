@@ -11,6 +11,8 @@ use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 /// A string, a list or a mapping (keys in order, each once).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Data {
+    /// `~` or nothing, written `null`.
+    Null,
     Str(String),
     List(Vec<Data>),
     Map(Vec<(String, Data)>),
@@ -25,6 +27,7 @@ impl Default for Data {
 impl serde::Serialize for Data {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
+            Data::Null => s.serialize_none(),
             Data::Str(v) => s.serialize_str(v),
             Data::List(items) => {
                 let mut seq = s.serialize_seq(Some(items.len()))?;
@@ -89,6 +92,7 @@ impl Data {
         while let Some(d) = todo.pop() {
             match d {
                 Data::Str(s) => *s = f(s),
+                Data::Null => {}
                 Data::List(items) => todo.extend(items.iter_mut()),
                 Data::Map(m) => todo.extend(m.iter_mut().map(|(_, v)| v)),
             }
@@ -106,6 +110,7 @@ impl Data {
                 out.push_str(&scalar(s, false));
                 out.push('\n');
             }
+            Data::Null => out.push_str("null\n"),
             _ => block(self, 0, &mut out),
         }
         out
@@ -153,6 +158,7 @@ fn block(d: &Data, indent: usize, out: &mut String) {
             out.push_str(&scalar(s, false));
             out.push('\n');
         }
+        Data::Null => out.push_str("null\n"),
     }
 }
 
@@ -162,6 +168,7 @@ fn block(d: &Data, indent: usize, out: &mut String) {
 fn value(v: &Data, parent: usize, child: usize, item: bool, out: &mut String) {
     match v {
         // an empty string is written as nothing at all
+        Data::Null => out.push_str(" null\n"),
         Data::Str(s) if s.is_empty() && item => out.push_str(" \n"),
         Data::Str(s) if s.is_empty() => out.push('\n'),
         Data::Str(s) => {

@@ -725,7 +725,37 @@ fn resolve_kind<'k>(cx: &'k Context, raw: &RawElement, r: &mut Reader<Files>) ->
             .as_ref()
             .and_then(|b| b.foreign_element_plugins.get(name))
     };
+    // BuildStream's core kinds are always there; the others come from a
+    // plugin package the project must declare
+    let undeclared = |name: &str| {
+        cx.project.bst.as_ref().is_some_and(|b| {
+            !matches!(
+                name,
+                "import"
+                    | "manual"
+                    | "compose"
+                    | "filter"
+                    | "script"
+                    | "stack"
+                    | "junction"
+                    | "link"
+            ) && crate::kind::BST_BUILTIN.iter().any(|(n, _)| *n == name)
+                && !b.element_plugins.contains_key(name)
+        })
+    };
     match &raw.kind {
+        Some(k) if undeclared(&k.value) => {
+            r.err_help(
+                k.span,
+                format!("unknown kind `{}`: no plugin of the project declares it", k.value),
+                "plugin not declared",
+                format!(
+                    "BuildStream's core kinds are import, manual, compose, filter, script and stack; `{}` comes from a plugin package: list it in project.conf `plugins:` (e.g. `origin: pip`, `package-name: buildstream-plugins`, `elements: [{}]`)",
+                    k.value, k.value
+                ),
+            );
+            None
+        }
         Some(k) if foreign(&k.value).is_some() => {
             let from = foreign(&k.value).cloned().unwrap_or_default();
             let also = if cx.kinds.contains_key(&k.value) {
@@ -811,6 +841,15 @@ fn resolve_kind<'k>(cx: &'k Context, raw: &RawElement, r: &mut Reader<Files>) ->
     }
 }
 
+/// The project's variables an element sees: a junction shown as a target
+/// sees those of BuildStream's first pass (no includes through junctions).
+fn project_variables<'a>(cx: &'a Context, raw: &RawElement) -> &'a [(Spanned, Spanned)] {
+    match &cx.project.first_pass_variables {
+        Some(first) if raw.bst.as_ref().is_some_and(|b| b.junction) => first,
+        _ => &cx.project.raw_variables,
+    }
+}
+
 /// The variables visible to the element, layered: injected (host-arch,
 /// project-name, element-name), defaults, project, kind, element.
 fn scope_of<'a>(
@@ -851,7 +890,7 @@ fn scope_of<'a>(
     }
     let layers: [&[(Spanned, Spanned)]; 4] = [
         &cx.defaults.variables,
-        &cx.project.raw_variables,
+        project_variables(cx, raw),
         &kind.layer.variables,
         &raw.variables,
     ];
@@ -1010,7 +1049,7 @@ pub(crate) fn resolve(
         };
         let names =
             |l: &[(Spanned, Spanned)]| l.iter().map(|(k, _)| k.value.clone()).collect::<Vec<_>>();
-        let project = names(&cx.project.raw_variables);
+        let project = names(project_variables(cx, raw));
         let (own, exported) =
             project.split_at(project.len().saturating_sub(cx.project.exported_variables));
         for n in names(&cx.defaults.variables)
@@ -1053,7 +1092,13 @@ pub(crate) fn resolve(
             .iter()
             // what cas's BuildStream kinds have that BuildStream's do not
             .filter(|(k, _)| {
-                !(bst_dialect && matches!(k.as_str(), "integrate-first" | "layout" | "output"))
+                let cas_only = matches!(k.as_str(), "integrate-first" | "layout" | "output")
+                    // buildstream-plugins' make has no configure step
+                    // (cas's declares an empty one an element may fill)
+                    || (kind.name == "make"
+                        && k == "configure-commands"
+                        && raw.config.as_ref().is_none_or(|c| c.get(k).is_none()));
+                !(bst_dialect && cas_only)
             })
             .map(|(k, v)| {
                 let d = match v {
@@ -1271,11 +1316,10 @@ fn suggest_file(missing: &std::path::Path) -> Option<String> {
     crate::diagnostics::suggest(&want, names.iter().map(String::as_str)).map(str::to_string)
 }
 
-/// A YAML tree as plain data, every scalar through `expand` (a null is
-/// an empty string, as BuildStream reads an empty value).
+/// A YAML tree as plain data, every scalar through `expand`.
 fn node_data(node: &Node, expand: &mut impl FnMut(&str, Span) -> String) -> Data {
     match &node.value {
-        Value::Null => Data::Str(String::new()),
+        Value::Null => Data::Null,
         Value::Scalar(s, _) => Data::Str(expand(s, node.span)),
         Value::Seq(items) => Data::List(items.iter().map(|i| node_data(i, expand)).collect()),
         Value::Map(m) => Data::Map(

@@ -52,6 +52,10 @@ pub struct Project {
     /// How many of the last `raw_variables` are a BuildStream project's
     /// options exported as variables (shown after `max-jobs`).
     pub(crate) exported_variables: usize,
+    /// A BuildStream project whose project.conf includes through junctions:
+    /// its variables without those includes (BuildStream's first pass,
+    /// which is what its junctions see and show).
+    pub(crate) first_pass_variables: Option<Vec<(Spanned, Spanned)>>,
     pub dialect: Dialect,
     /// Mirrors the project declares (BuildStream's `mirrors:`): alias →
     /// base URLs, tried after the user's own.
@@ -94,6 +98,7 @@ impl Project {
             raw_variables: vec![],
             raw_environment: vec![],
             exported_variables: 0,
+            first_pass_variables: None,
             dialect: Dialect::Cas,
             mirrors: BTreeMap::new(),
             overlaps_allowed: false,

@@ -38,6 +38,12 @@ impl Map {
             .find(|(k, _)| k.name == name)
             .map(|(_, v)| v)
     }
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Node> {
+        self.entries
+            .iter_mut()
+            .find(|(k, _)| k.name == name)
+            .map(|(_, v)| v)
+    }
     pub fn get_entry(&self, name: &str) -> Option<(&Key, &Node)> {
         self.entries
             .iter()
@@ -78,6 +84,12 @@ impl Node {
     }
     pub fn as_map(&self) -> Option<&Map> {
         match &self.value {
+            Value::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+    pub fn as_map_mut(&mut self) -> Option<&mut Map> {
+        match &mut self.value {
             Value::Map(m) => Some(m),
             _ => None,
         }

@@ -26,7 +26,7 @@ fn items(n: Option<&Node>) -> Vec<Node> {
 }
 
 /// Apply list directives `d` to `base`.
-fn apply(base: &[Node], d: &Map) -> Vec<Node> {
+pub(crate) fn apply(base: &[Node], d: &Map) -> Vec<Node> {
     let mut out = match d.get("(=)") {
         Some(n) => items(Some(n)),
         None => base.to_vec(),
@@ -257,13 +257,12 @@ impl<'a, L: Locate> Processor<'a, L> {
                     }
                 };
                 self.stack.push(key);
-                let saved = match their_options {
-                    Some(o) if self.options.is_some() => self.options.replace(o),
-                    _ => None,
-                };
+                // a file from a junction is read with its project's options
+                // (even in project.conf's first pass, which has none yet)
+                let saved = their_options.map(|o| self.options.replace(o));
                 let processed = self.process(root);
-                if saved.is_some() {
-                    self.options = saved;
+                if let Some(previous) = saved {
+                    self.options = previous;
                 }
                 self.stack.pop();
                 if let Value::Map(pm) = processed.value {

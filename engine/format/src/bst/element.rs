@@ -73,6 +73,18 @@ pub(crate) fn translate<L: Locate>(
     };
     let kind = map.get("kind").and_then(|n| n.as_str()).unwrap_or("");
     let is_junction = kind == "junction";
+    if kind == "stack" {
+        forbid(r, &map, "stack", &["sources"]);
+    }
+    // a domain other than `bst` is never composed with anything: a list
+    // directive in it has no list to apply to
+    if let Some(Value::Map(pm)) = map.get("public").map(|p| &p.value) {
+        for (domain, v) in pm.iter() {
+            if domain.name != "bst" {
+                trailing_directives(r, v);
+            }
+        }
+    }
     if is_junction {
         forbid(
             r,
@@ -223,6 +235,15 @@ pub(crate) fn translate<L: Locate>(
                 }
             };
             for n in names {
+                if let Some(v) = n.as_str().filter(|v| !v.ends_with(".bst")) {
+                    r.err_help(
+                        n.span,
+                        format!("`{v}`: BuildStream element names end in `.bst`"),
+                        "not a .bst element",
+                        "a BuildStream project's elements are `.bst` files",
+                    );
+                    continue;
+                }
                 if slot != 2 {
                     locations.push((n.clone(), config.clone()));
                 }
@@ -430,6 +451,24 @@ fn link<L: Locate>(
     Node {
         span,
         value: Value::Map(m),
+    }
+}
+
+/// A list directive (`(>)`, `(<)`, `(=)`) with no list under it: an error
+/// at each.
+fn trailing_directives<L: Locate>(r: &mut Reader<L>, node: &Node) {
+    let mut todo = vec![node];
+    while let Some(n) = todo.pop() {
+        match &n.value {
+            Value::Map(m) if super::directives::is_directive(m) => r.err(
+                n.span,
+                "a list directive (`(>)`, `(<)`, `(=)`) with no list to apply to",
+                "no list below",
+            ),
+            Value::Map(m) => todo.extend(m.iter().map(|(_, v)| v)),
+            Value::Seq(items) => todo.extend(items.iter()),
+            _ => {}
+        }
     }
 }
 

@@ -21,7 +21,7 @@ mod includes;
 pub mod options;
 mod project;
 
-pub(crate) use directives::reject_in_cas_project;
+pub(crate) use directives::{apply as apply_list_directives, is_directive, reject_in_cas_project};
 pub(crate) use element::{translate, Extra};
 pub use includes::INCLUDE_BASE;
 pub(crate) use includes::{Includes, WithIncludes};

@@ -81,7 +81,7 @@ pub(crate) fn parse_bool(s: &str) -> Option<bool> {
 /// Decode the `options:` mapping of a project.
 /// BuildStream's symbol names: letters, digits, `_` (and `-` where
 /// allowed), not starting with a digit.
-fn symbol_name(s: &str, dashes: bool) -> bool {
+pub(crate) fn symbol_name(s: &str, dashes: bool) -> bool {
     !s.is_empty()
         && !s.starts_with(|c: char| c.is_ascii_digit())
         && s.chars()
@@ -261,13 +261,14 @@ impl Declared {
             OptionType::Bool => Value::Bool(
                 parse_bool(text).ok_or_else(|| format!("`{text}` is not `True` or `False`"))?,
             ),
-            OptionType::Flags | OptionType::ElementMask => Value::List(
-                text.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect(),
-            ),
+            // BuildStream's: white space removed, split at commas, sorted;
+            // an empty value is one empty flag (not one of the values)
+            OptionType::Flags | OptionType::ElementMask => {
+                let joined: String = text.split_whitespace().collect();
+                let mut l: Vec<String> = joined.split(',').map(str::to_string).collect();
+                l.sort();
+                Value::List(l)
+            }
             _ => Value::Str(text.to_string()),
         };
         self.check(&v)?;
@@ -302,11 +303,8 @@ impl Declared {
             Value::Bool(b) => if *b { "1" } else { "0" }.to_string(),
             Value::Str(s) => s.clone(),
             Value::Int(i) => i.to_string(),
-            Value::List(l) => {
-                let mut l = l.clone();
-                l.sort();
-                l.join(",")
-            }
+            // a default in the order written; values given are sorted (parse)
+            Value::List(l) => l.join(","),
         }
     }
 }

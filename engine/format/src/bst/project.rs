@@ -174,6 +174,10 @@ fn version(r: &mut Reader<WithIncludes>, node: &Node) {
 /// Decode `project.conf` (`root`: its parsed tree) with the option values
 /// from outside: `by_name` (the user configuration's, by project name),
 /// then `given`. Errors are every problem found.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call per project, each argument distinct"
+)]
 pub(crate) fn decode(
     file: &SourceFile,
     id: FileId,
@@ -254,10 +258,17 @@ pub(crate) fn decode(
             }
         }
     }
-    let name = map
-        .get("name")
-        .and_then(|n| r.string(n, "name"))
-        .map(|s| s.value);
+    let name = map.get("name").and_then(|n| r.string(n, "name")).map(|s| {
+        if !options::symbol_name(&s.value, true) {
+            r.err_help(
+                s.span,
+                format!("invalid symbol name for project name: `{}`", s.value),
+                "invalid project name",
+                "project names use letters, digits, underscores and dashes, and do not start with a digit",
+            );
+        }
+        s.value
+    });
     // the user configuration's values for this project's name, then `given`
     let mut all = Given::default();
     if let Some(values) = name.as_ref().and_then(|n| by_name.get(n)) {

@@ -40,6 +40,9 @@ pub(super) fn read_elements(
         std::collections::HashMap::new();
     // names replaced by a junction's `overrides` → what replaces them
     let mut aliases: HashMap<String, String> = HashMap::new();
+    // what `show` shows even if it is a junction: its targets, and what a
+    // link among them points to
+    let mut shown_names: std::collections::HashSet<String> = target_names.iter().cloned().collect();
     while !wave.is_empty() {
         let mut now = Vec::new();
         for name in std::mem::take(&mut wave) {
@@ -93,7 +96,7 @@ pub(super) fn read_elements(
             .enumerate()
             .map(|(i, name)| {
                 let id = FileId(base + i as u32);
-                let shown = shown_junctions && target_names.contains(name);
+                let shown = shown_junctions && shown_names.contains(name);
                 read_one(name, id, projects_ref, &roots, includes, cwd, shown)
             })
             .collect();
@@ -126,6 +129,9 @@ pub(super) fn read_elements(
             }
             match raw {
                 Ok(raw) => {
+                    if raw.bst.as_ref().is_some_and(|b| b.link) && shown_names.contains(&name) {
+                        shown_names.extend(raw.deps.iter().map(|(_, d)| d.value.clone()));
+                    }
                     existing.push(name);
                     for (_, dep) in &raw.deps {
                         if !seen.contains(&dep.value) {

@@ -247,7 +247,10 @@ pub(super) fn ensure_junction(
         if let Some(o) = cfg.get("options").and_then(|o| r.map(o, "options")) {
             for (k, v) in o.iter() {
                 if let Some(s) = r.string(v, &k.name) {
-                    given.values.push((k.name.clone(), s.value, Some(s.span)));
+                    // the junction's config is expanded with its project's
+                    // variables (`animal: '%{animal}'`)
+                    let value = expand_with(&s.value, &parent_project.variables);
+                    given.values.push((k.name.clone(), value, Some(s.span)));
                 }
             }
         }
@@ -262,7 +265,10 @@ pub(super) fn ensure_junction(
                         );
                         continue;
                     }
-                    overrides.push((format!("{j}:{}", k.name), format!("{parent_prefix}{}", by.value)));
+                    overrides.push((
+                        format!("{j}:{}", k.name),
+                        format!("{parent_prefix}{}", by.value),
+                    ));
                 }
             }
         }
@@ -290,23 +296,38 @@ pub(super) fn ensure_junction(
     }
     let (pid, proot) = read_and_parse(files, &pf, display_name(&pf, cwd), errors);
     let pfile = files.get(pid)?.clone();
-    let project = match bst::decode_project(
-        &pfile,
-        pid,
-        proot,
-        &given,
-        &Default::default(),
-        includes,
-        cwd,
-        None,
-    ) {
-        Ok(p) => p,
-        Err(es) => {
-            errors.extend(es);
-            return None;
-        }
+    // its project.conf may include through its own junctions: a first pass
+    // names them, they are loaded, and a second pass reads the includes
+    let no_roots = HashMap::new();
+    let wanted = std::sync::Mutex::new(Vec::new());
+    let no_broken = std::sync::Mutex::new(Vec::new());
+    let decode = |files: &mut Files,
+                  roots: &HashMap<
+        String,
+        (
+            PathBuf,
+            std::collections::BTreeMap<String, bst::expr::Value>,
+        ),
+    >,
+                  errors: &mut Vec<Error>| {
+        let project = bst::decode_project(
+            &pfile,
+            pid,
+            proot.clone(),
+            &given,
+            &Default::default(),
+            includes,
+            cwd,
+            Some(bst::JunctionRoots {
+                roots,
+                wanted: &wanted,
+                deps_of_broken: &no_broken,
+            }),
+        );
+        includes.hand_to(files);
+        project.map_err(|es| errors.extend(es)).ok()
     };
-    includes.hand_to(files);
+    let project = decode(files, &no_roots, errors)?;
     let kinds = load_kinds(files, &project, cwd, errors);
     projects.list.push(ProjectCx {
         project,
@@ -316,5 +337,63 @@ pub(super) fn ensure_junction(
     let idx = projects.list.len() - 1;
     projects.by_junction.insert(j.to_string(), Some(idx));
     projects.overrides.extend(overrides);
+    let through: Vec<String> = std::mem::take(
+        &mut *wanted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    if !through.is_empty() {
+        let before = errors.len();
+        for sub in &through {
+            ensure_junction(
+                files,
+                projects,
+                &format!("{j}:{sub}"),
+                cwd,
+                includes,
+                errors,
+            );
+        }
+        if errors.len() > before {
+            return None;
+        }
+        let prefix = format!("{j}:");
+        let roots: HashMap<
+            String,
+            (
+                PathBuf,
+                std::collections::BTreeMap<String, bst::expr::Value>,
+            ),
+        > = projects
+            .by_junction
+            .iter()
+            .filter_map(|(name, i)| {
+                let local = name.strip_prefix(&prefix)?;
+                let p = &projects.list[(*i)?].project;
+                let opts = p.bst.as_ref().map(|b| b.values.clone()).unwrap_or_default();
+                Some((local.to_string(), (p.root.clone(), opts)))
+            })
+            .collect();
+        let mut project = decode(files, &roots, errors)?;
+        project.first_pass_variables = Some(projects.list[idx].project.raw_variables.clone());
+        let kinds = load_kinds(files, &project, cwd, errors);
+        projects.list[idx].project = project;
+        projects.list[idx].kinds = kinds;
+    }
     Some(idx)
+}
+
+/// `%{name}` references in a junction's config, replaced by the values of
+/// its project's variables (themselves expanded; an unknown name is left
+/// as written, and the option's check says what is wrong).
+fn expand_with(text: &str, vars: &std::collections::BTreeMap<String, String>) -> String {
+    let mut out = text.to_string();
+    for _ in 0..32 {
+        let Some(i) = out.find("%{") else { break };
+        let Some(len) = out[i..].find('}') else { break };
+        let name = &out[i + 2..i + len];
+        let Some(v) = vars.get(name) else { break };
+        out = format!("{}{v}{}", &out[..i], &out[i + len + 1..]);
+    }
+    out
 }

@@ -170,7 +170,24 @@ fn bst_layers(
         ));
         if let Some(over) = r.map(v, &k.name) {
             for (ok, ov) in over.iter() {
-                if ["variables", "environment", "config", "public"].contains(&ok.name.as_str()) {
+                if ok.name == "public" {
+                    // a kind's public data other than BuildStream's own
+                    // domain never reaches its elements (BuildStream keeps
+                    // only the default split rules): other domains dropped
+                    let mut p = ov.clone();
+                    if let yaml::Value::Map(pm) = &mut p.value {
+                        pm.entries
+                            .retain(|(dk, _)| crate::kind::PUBLIC_KEYS.contains(&dk.name.as_str()));
+                        // its split rules' list directives apply to the
+                        // project's (BuildStream composes them there)
+                        for (dk, dv) in &mut pm.entries {
+                            if dk.name == "bst" {
+                                compose_split_rules(dv, defaults);
+                            }
+                        }
+                    }
+                    m.entries.push((ok.clone(), p));
+                } else if ["variables", "environment", "config"].contains(&ok.name.as_str()) {
                     m.entries.push((ok.clone(), ov.clone()));
                 }
             }
@@ -187,4 +204,37 @@ fn bst_layers(
         });
     }
     errors.extend(r.errors);
+}
+
+/// A kind override's `bst: split-rules:` with list directives, applied to
+/// the project's split rules of the same domain (into plain lists).
+fn compose_split_rules(bst: &mut yaml::Node, defaults: &Layer) {
+    let Some(rules) = bst.as_map_mut().and_then(|m| m.get_mut("split-rules")) else {
+        return;
+    };
+    let yaml::Value::Map(rm) = &mut rules.value else {
+        return;
+    };
+    for (domain, v) in &mut rm.entries {
+        let yaml::Value::Map(d) = &v.value else {
+            continue;
+        };
+        if !bst::is_directive(d) {
+            continue;
+        }
+        let base: Vec<yaml::Node> = defaults
+            .split_rules
+            .iter()
+            .find(|(n, _)| *n == domain.name)
+            .map(|(_, l)| {
+                l.iter()
+                    .map(|s| yaml::Node {
+                        span: s.span,
+                        value: yaml::Value::Scalar(s.value.clone(), yaml::Style::Quoted),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.value = yaml::Value::Seq(bst::apply_list_directives(&base, d));
+    }
 }

@@ -405,6 +405,12 @@ pub fn load_with(
     // 2. the targets' names
     let mut target_names = Vec::new();
     for t in targets {
+        if project.dialect == crate::project::Dialect::BuildStream && !t.ends_with(".bst") {
+            errors.push(Error::plain(format!(
+                "`{t}`: BuildStream element names end in `.bst`"
+            )));
+            continue;
+        }
         let abs = normalise_path(&cwd.join(t));
         let name = if abs.is_file() {
             if find_project_file(abs.parent().unwrap_or(&cwd)) != project_file {
@@ -433,6 +439,13 @@ pub fn load_with(
         } else {
             match normalise_name(t) {
                 Some(n) if project.element_path.join(&n).is_file() => n,
+                // an element through a junction: found when its junction is loaded
+                Some(n)
+                    if project.dialect == crate::project::Dialect::BuildStream
+                        && n.contains(':') =>
+                {
+                    n
+                }
                 _ => {
                     let mut e = Error::plain(format!(
                         "no element `{t}`: no such file, and no element of that name under `{}`",
@@ -494,6 +507,8 @@ pub fn load_with(
                 deps_of_broken: &no_broken,
             }),
         )?;
+        let mut project = project;
+        project.first_pass_variables = Some(projects.list[0].project.raw_variables.clone());
         let kinds = load_kinds(&mut files, &project, &cwd, &mut errors);
         projects.list[0].project = project;
         projects.list[0].kinds = kinds;
@@ -513,6 +528,16 @@ pub fn load_with(
         &mut errors,
     );
     includes.hand_to(&mut files);
+    // a target through a junction that its project does not have
+    for t in &target_names {
+        if let Some((j, local)) = t.rsplit_once(':') {
+            if !existing.contains(t) && projects.by_junction.get(j).is_some_and(Option::is_some) {
+                errors.push(Error::plain(format!(
+                    "no element `{local}` in the project of junction `{j}` (target `{t}`)"
+                )));
+            }
+        }
+    }
 
     if timing {
         eprintln!(
