@@ -413,7 +413,7 @@ fn every_error_of_a_buildstream_project_at_once_in_plain_words() {
     );
     let run = ctx.cas(["show", "elements/all.bst"]).expect_code(2);
     let e = &run.stderr;
-    // the plugin kind once, naming its origin
+    // the kind of a plugin package cas knows nothing of: once, naming its origin
     assert_eq!(
         e.matches("kind `flatpak_image` comes from a plugin")
             .count(),
@@ -426,11 +426,32 @@ fn every_error_of_a_buildstream_project_at_once_in_plain_words() {
         !e.contains("needs a checksum") && !e.contains("unknown source kind"),
         "said twice: {e}"
     );
-    assert!(e.contains("`ostree` sources are not supported yet"), "{e}");
-    assert!(
-        e.contains("their `ref` pins versions, not the files'"),
-        "{e}"
+    // sources of kinds cas cannot fetch: shown, never fetched or built
+    ctx.write(
+        "elements/c2.bst",
+        "kind: import\nsources:\n- kind: ostree\n  url: https://example.invalid/repo\n  ref: 0000000000000000000000000000000000000000000000000000000000000000\n- kind: pip\n  packages: [requests]\n  ref: requests==2.31.0\n",
     );
+    let run = ctx.cas(["show", "elements/c2.bst"]).ok();
+    assert!(
+        run.stderr
+            .contains("`ostree` sources are not supported yet"),
+        "{}",
+        run.stderr
+    );
+    let run = ctx.cas(["fetch", "elements/c2.bst"]).expect_code(1);
+    assert!(
+        run.stderr
+            .contains("their `ref` pins versions, not the files'"),
+        "{}",
+        run.stderr
+    );
+    let run = ctx.cas(["build", "elements/c2.bst"]).expect_code(1);
+    assert!(
+        run.stderr.contains("c2.bst: source 1 (`ostree`)"),
+        "{}",
+        run.stderr
+    );
+    let e = &ctx.cas(["show", "elements/all.bst"]).stderr;
     assert!(e.contains("no option `nosuchoption`"), "{e}");
     assert!(e.contains("`type: sideways`"), "{e}");
     assert!(
@@ -1079,4 +1100,96 @@ fn an_arch_option_defaults_to_this_machine_in_buildstreams_spelling() {
     let run = ctx.cas(["show", "e.bst"]).expect_code(2);
     assert!(run.stderr.contains("-o arch"), "{}", run.stderr);
     ctx.cas(["-o", "arch", other, "show", "e.bst"]).ok();
+}
+
+/// What gnome-build-meta does with freedesktop-sdk: project.conf includes a
+/// file through a junction (which includes files of its own project), the
+/// junction's config overrides elements of the subproject with the
+/// parent's, a link stands for the junction, and kinds come from a plugin
+/// junction cas has no kinds of: everything loads and shows as BuildStream
+/// shows it; what cannot be built says why when built.
+#[test]
+fn a_project_over_a_junction_with_includes_overrides_links_and_plugin_kinds() {
+    let ctx = bst_project(
+        "(@):\n- sdk.bst:include/runtime.yml\nplugins:\n- origin: junction\n  junction: plugins.bst\n  elements:\n  - collect_manifest\n",
+    );
+    // the subproject
+    ctx.write(
+        "sdk/project.conf",
+        "name: sdk\nmin-version: 2.0\nelement-path: elements\n",
+    );
+    ctx.write(
+        "sdk/include/runtime.yml",
+        "(@): include/arch.yml\nvariables:\n  runtime: sdk-runtime\n",
+    );
+    ctx.write(
+        "sdk/include/arch.yml",
+        "variables:\n  sdk-arch: from-the-sdk\n",
+    );
+    ctx.write("sdk/elements/glib.bst", "kind: stack\n");
+    ctx.write(
+        "sdk/elements/gtk.bst",
+        "kind: stack\ndepends:\n- glib.bst\n",
+    );
+    ctx.write(
+        "elements/sdk.bst",
+        "kind: junction\nsources:\n- kind: local\n  path: sdk\nconfig:\n  overrides:\n    glib.bst: my-glib.bst\n",
+    );
+    ctx.write(
+        "elements/sdk-link.bst",
+        "kind: link\nconfig:\n  target: sdk.bst\n",
+    );
+    ctx.write(
+        "elements/my-glib.bst",
+        "kind: stack\ndepends:\n- base.bst\n",
+    );
+    ctx.write(
+        "elements/app.bst",
+        "kind: manual\ndepends:\n- sdk-link.bst:gtk.bst\nconfig:\n  build-commands:\n  - echo %{runtime} %{sdk-arch}\n",
+    );
+    ctx.write(
+        "elements/manifest.bst",
+        "kind: collect_manifest\nconfig:\n  path: /usr/manifest.json\ndepends:\n- app.bst\n",
+    );
+    let run = ctx
+        .cas([
+            "show",
+            "-d",
+            "none",
+            "-f",
+            "%{name}|%{kind}|%{deps}|%{config}",
+            "elements/app.bst",
+            "elements/manifest.bst",
+            "sdk.bst:gtk.bst",
+        ])
+        .ok();
+    let out = &run.stdout;
+    // the include through the junction, and its own include
+    assert!(out.contains("- echo sdk-runtime from-the-sdk"), "{out}");
+    // the link is named through the junction it stands for
+    assert!(out.contains("app.bst|manual|- sdk.bst:gtk.bst|"), "{out}");
+    // the subproject's glib is the parent's
+    assert!(
+        out.contains("sdk.bst:gtk.bst|stack|- my-glib.bst|"),
+        "{out}"
+    );
+    // the plugin's kind: its element loads with its own config
+    assert!(
+        out.contains("manifest.bst|collect_manifest|- app.bst|path: /usr/manifest.json"),
+        "{out}"
+    );
+    assert!(
+        run.stderr.contains("warning: manifest.bst: cannot be built: kind `collect_manifest` comes from a plugin (origin: junction, junction: plugins.bst)"),
+        "{}",
+        run.stderr
+    );
+    let run = ctx.cas(["build", "elements/manifest.bst"]).expect_code(1);
+    assert!(
+        run.stderr
+            .contains("manifest.bst: kind `collect_manifest` comes from a plugin"),
+        "{}",
+        run.stderr
+    );
+    // a plain element of the same project builds
+    ctx.cas(["build", "elements/my-glib.bst"]).ok();
 }

@@ -13,6 +13,8 @@ pub enum BuildError {
         element: String,
         source: cas_sources::SourceError,
     },
+    #[error("{element}: cannot be built: {reasons}")]
+    Unsupported { element: String, reasons: String },
     #[error("{element}: its dependencies conflict ({count} path(s)): {message}")]
     Conflict {
         element: String,

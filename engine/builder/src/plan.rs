@@ -123,6 +123,11 @@ impl<'a> Planner<'a> {
         id: ElementId,
         outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
     ) -> Result<Option<Keyed>> {
+        // sources cas cannot fetch: no key (shown, never built; building
+        // it is refused with why, by `inputs`)
+        if !self.loaded.element(id).unsupported.is_empty() {
+            return Ok(None);
+        }
         match self.staged(id, outputs) {
             Some(staged) => self.keyed(id, staged).map(Some),
             None => Ok(None),
@@ -224,6 +229,12 @@ impl<'a> Planner<'a> {
     /// the key (spec/keys.md).
     pub fn inputs(&self, id: ElementId, staged: &[(ElementId, TreeDigest)]) -> Result<KeyInputs> {
         let el = self.loaded.element(id);
+        if !el.unsupported.is_empty() {
+            return Err(BuildError::Unsupported {
+                element: el.name.clone(),
+                reasons: el.unsupported.join("; "),
+            });
+        }
         let sources = identities(self.store, &self.locals, &el.sources).map_err(|source| {
             BuildError::Source {
                 element: el.name.clone(),

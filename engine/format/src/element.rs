@@ -323,6 +323,9 @@ pub struct Element {
     pub shown_order: Vec<String>,
     /// The same for its environment.
     pub shown_env_order: Vec<String>,
+    /// Why its sources cannot be fetched (BuildStream plugins' source kinds
+    /// cas does not implement): it is shown, never built.
+    pub unsupported: Vec<String>,
     /// A BuildStream `kind: link`: a stand-in for the element it points
     /// to (its one dependency), which BuildStream shows in its place.
     pub link: bool,
@@ -797,25 +800,11 @@ fn resolve_kind<'k>(cx: &'k Context, raw: &RawElement, r: &mut Reader<Files>) ->
                 .as_ref()
                 .is_some_and(|b| b.element_plugins.contains_key(&k.value)) =>
             {
-                let from = cx
-                    .project
-                    .bst
-                    .as_ref()
-                    .map(|b| b.element_plugins[&k.value].clone())
-                    .unwrap_or_default();
-                r.err_help(
-                    k.span,
-                    format!(
-                        "kind `{}` comes from a plugin ({from}) that cas does not implement",
-                        k.value
-                    ),
-                    "plugin not implemented",
-                    format!(
-                        "kinds cas implements: {}",
-                        cx.kinds.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                );
-                None
+                // a kind of a plugin package the project declares (through
+                // a junction, or one cas reads): the element loads as an
+                // opaque one (its own config, no defaults of the plugin's)
+                // and cannot be built; `resolve` says why
+                cx.kinds.get("junction")
             }
             None => {
                 let help = match crate::diagnostics::suggest(
@@ -941,6 +930,22 @@ pub(crate) fn resolve(
     let Some(kind) = kind else {
         return Err(r.errors);
     };
+    // a plugin's kind cas does not have (resolve_kind): why it cannot be built
+    let opaque = raw.kind.as_ref().filter(|k| k.value != kind.name).map(|k| {
+        let from = cx
+            .project
+            .bst
+            .as_ref()
+            .and_then(|b| b.element_plugins.get(&k.value).cloned())
+            .unwrap_or_default();
+        (
+            k.value.clone(),
+            format!(
+                "kind `{}` comes from a plugin ({from}) that cas does not implement",
+                k.value
+            ),
+        )
+    });
 
     let scope = scope_of(cx, raw, kind, &mut r);
     let mut errors = Vec::new();
@@ -979,8 +984,16 @@ pub(crate) fn resolve(
 
     // config
     let mut config = kind.config.clone();
-    if let Some(m) = &raw.config {
-        merge_config(&mut r, &mut config, m, false, &kind.name);
+    match &raw.config {
+        // an opaque kind's config is the element's, as written
+        Some(m) if opaque.is_some() => {
+            config = m
+                .iter()
+                .map(|(k, v)| (k.name.clone(), ConfigValue::Node(v.clone())))
+                .collect();
+        }
+        Some(m) => merge_config(&mut r, &mut config, m, false, &kind.name),
+        None => {}
     }
     let mut phases = Vec::new();
     for (k, v) in &config {
@@ -1257,7 +1270,9 @@ pub(crate) fn resolve(
         id,
         name: raw.name.clone(),
         file: raw.path.clone(),
-        kind: kind.name.clone(),
+        kind: opaque
+            .as_ref()
+            .map_or_else(|| kind.name.clone(), |(k, _)| k.clone()),
         description: raw.description.clone(),
         license: raw.license.clone(),
         build_depends: bd,
@@ -1280,6 +1295,11 @@ pub(crate) fn resolve(
         shown_order,
         shown_env_order,
         link: raw.bst.as_ref().is_some_and(|b| b.link),
+        unsupported: opaque
+            .iter()
+            .map(|(_, why)| why.clone())
+            .chain(raw.bst.iter().flat_map(|b| b.unsupported.iter().cloned()))
+            .collect(),
         overlaps_allowed: cx.project.overlaps_allowed,
         checks: raw.checks.over(&cx.project.checks),
         workspace: None,

@@ -115,11 +115,25 @@ pub(crate) fn run_fetch(global: &Session, args: FetchArgs) -> CmdResult {
         summary.cached,
         summary.failures.len()
     );
-    if summary.failures.is_empty() {
+    // sources of kinds cas cannot fetch (BuildStream plugins' it lacks)
+    let unsupported: Vec<&cas_format::Element> = loaded
+        .closure(&loaded.targets)
+        .into_iter()
+        .map(|id| loaded.element(id))
+        .filter(|e| !e.unsupported.is_empty())
+        .collect();
+    if summary.failures.is_empty() && unsupported.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
     for (s, users, e) in &summary.failures {
         eprintln!("error: {} (used by {}): {e}", describe(s), users.join(", "));
+    }
+    for e in unsupported {
+        eprintln!(
+            "error: {}: cannot be fetched: {}",
+            e.name,
+            e.unsupported.join("; ")
+        );
     }
     Ok(ExitCode::from(1))
 }
@@ -144,6 +158,22 @@ pub(crate) fn prepare_build(
     // source shared by several steps is downloaded once, and nothing is
     // fetched for a step that is cached or pulled.
     let _ = jobs;
+    // what cannot be fetched at all is said before anything is built
+    let unsupported: Vec<String> = loaded
+        .closure(&loaded.targets)
+        .into_iter()
+        .map(|id| loaded.element(id))
+        .filter(|e| !e.unsupported.is_empty())
+        .map(|e| format!("  {}: {}", e.name, e.unsupported.join("; ")))
+        .collect();
+    if !unsupported.is_empty() {
+        return Err(Failure::failed(miette::miette!(
+            help = "these sources need BuildStream plugins that cas does not implement; `cas show` still shows the elements",
+            "{} element(s) cannot be built:\n{}",
+            unsupported.len(),
+            unsupported.join("\n")
+        )));
+    }
     if !offline {
         return Ok(());
     }

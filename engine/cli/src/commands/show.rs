@@ -434,6 +434,17 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
     // every element that loads is shown, next to the errors of the others
     let loaded = load_targets(global, &targets, false, true)?;
     report(&loaded.problems);
+    // what loads but cannot be built (BuildStream plugins cas does not have)
+    for id in loaded.closure(&loaded.targets) {
+        let e = loaded.element(id);
+        if !e.unsupported.is_empty() {
+            eprintln!(
+                "warning: {}: cannot be built: {}",
+                e.name,
+                e.unsupported.join("; ")
+            );
+        }
+    }
     let cwd = std::env::current_dir().unwrap_or_default();
     let mut rows = rows(&loaded, &cwd);
     let keep = if let Some(arg) = &args.rdeps {

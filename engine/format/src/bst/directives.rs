@@ -159,10 +159,16 @@ pub(crate) fn reject_in_cas_project<L: Locate>(r: &mut Reader<L>, node: &Node) {
     }
 }
 
-/// What an include reads: the file's canonical name, its parsed root, and
-/// the options its conditionals see when they are not the includer's (a
-/// file of a junction's project sees that project's options).
-pub(crate) type Included = (String, Node, Option<BTreeMap<String, OptValue>>);
+/// What an include reads: the file's canonical name, its parsed root, the
+/// options its conditionals see when they are not the includer's (a file
+/// of a junction's project sees that project's options), and the junction
+/// it came through (its own includes are that project's files).
+pub(crate) type Included = (
+    String,
+    Node,
+    Option<BTreeMap<String, OptValue>>,
+    Option<String>,
+);
 
 /// Reads an included file, or `None` after reporting why not.
 pub(crate) type IncludeFn<'a> = dyn Fn(&Spanned, &mut Vec<Error>) -> Option<Included> + 'a;
@@ -175,6 +181,8 @@ pub(crate) struct Processor<'a, L: Locate> {
     pub options: Option<BTreeMap<String, OptValue>>,
     pub include: &'a IncludeFn<'a>,
     stack: Vec<String>,
+    /// The junctions of the files being included, innermost last.
+    within: Vec<String>,
 }
 
 impl<'a, L: Locate> Processor<'a, L> {
@@ -188,6 +196,7 @@ impl<'a, L: Locate> Processor<'a, L> {
             options: options.cloned(),
             include,
             stack: Vec::new(),
+            within: Vec::new(),
         }
     }
 
@@ -230,10 +239,18 @@ impl<'a, L: Locate> Processor<'a, L> {
                 _ => self.r.strings(&inc, "(@)"),
             };
             for name in names {
+                // inside a file from a junction, a path is that project's
+                let name = match self.within.last() {
+                    Some(j) if !name.value.contains(':') => Spanned {
+                        value: format!("{j}:{}", name.value),
+                        span: name.span,
+                    },
+                    _ => name,
+                };
                 let mut errors = Vec::new();
                 let loaded = (self.include)(&name, &mut errors);
                 self.r.errors.extend(errors);
-                let Some((key, root, their_options)) = loaded else {
+                let Some((key, root, their_options, through)) = loaded else {
                     continue;
                 };
                 if self.stack.contains(&key) {
@@ -260,7 +277,12 @@ impl<'a, L: Locate> Processor<'a, L> {
                 // a file from a junction is read with its project's options
                 // (even in project.conf's first pass, which has none yet)
                 let saved = their_options.map(|o| self.options.replace(o));
+                let inside = through.is_some();
+                self.within.extend(through);
                 let processed = self.process(root);
+                if inside {
+                    self.within.pop();
+                }
                 if let Some(previous) = saved {
                     self.options = previous;
                 }

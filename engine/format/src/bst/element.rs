@@ -49,6 +49,17 @@ pub(crate) struct Extra {
     pub junction: bool,
     /// Its `config:` as written.
     pub junction_config: Option<Node>,
+    /// Sources cas cannot fetch (kinds of BuildStream plugins it does not
+    /// implement), each with why: the element loads, it cannot be built.
+    pub unsupported: Vec<String>,
+}
+
+/// Source kinds whose elements still load (for `show`) although cas cannot
+/// fetch them: BuildStream plugins' kinds, not a misspelt one.
+fn deferred_source(bst: &BstProject, kind: &str) -> bool {
+    UNSUPPORTED_SOURCES.contains(&kind)
+        || matches!(kind, "pip" | "cargo" | "cargo2")
+        || bst.source_plugins.contains_key(kind)
 }
 
 /// Process and translate one `.bst` file's tree; `true` for a junction
@@ -299,6 +310,7 @@ pub(crate) fn translate<L: Locate>(
             out.entries.push((kk.clone(), v));
         }
     }
+    let mut extra = Extra::default();
     if let Some((kk, v)) = map.get_entry("sources") {
         let mut v = v.clone();
         resolve_lists(&mut v);
@@ -315,9 +327,26 @@ pub(crate) fn translate<L: Locate>(
                     Value::Seq(refs) => refs.get(i).cloned(),
                     _ => None,
                 });
+                let source_kind = item
+                    .as_map()
+                    .and_then(|m| m.get("kind"))
+                    .and_then(|k| k.as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                let before = r.errors.len();
                 // a source already reported is not checked again as cas's
                 if source(r, bst, &mut item, stored) {
                     kept.extend(patch_queue(r, bst, item));
+                } else if deferred_source(bst, &source_kind) {
+                    // BuildStream has a plugin for it; cas cannot fetch it:
+                    // the element loads (show), fetching or building it fails
+                    for e in r.errors.drain(before..) {
+                        extra.unsupported.push(format!(
+                            "source {} (`{source_kind}`): {}",
+                            i + 1,
+                            e.message
+                        ));
+                    }
                 }
             }
             *items = kept;
@@ -377,7 +406,6 @@ pub(crate) fn translate<L: Locate>(
     if let Some(c) = config {
         out.entries.push(c);
     }
-    let mut extra = Extra::default();
     if let Some((kk, v)) = map.get_entry("public") {
         extra.public = Some(v.clone());
         // only the `bst` domain means anything to the core kinds

@@ -53,6 +53,8 @@ impl Includes {
             return Some(root.clone().unwrap_or_else(|| empty(*id)));
         }
         if !path.is_file() {
+            // `loc` may look up an included file's source: not under the lock
+            drop(inner);
             errors.push(
                 loc(
                     at.span,

@@ -94,12 +94,14 @@ pub(crate) fn include_fn<'a>(
         let mut root = root;
         let mut rel_name = name.value.as_str();
         let mut their_options = None;
+        let mut through = None;
         if let (Some((j, rest)), Some(jr)) = (name.value.rsplit_once(':'), junctions.as_ref()) {
             match jr.roots.get(j) {
                 Some((dir, opts)) => {
                     root = dir;
                     rel_name = rest;
                     their_options = Some(opts.clone());
+                    through = Some(j.to_string());
                 }
                 None => {
                     jr.wanted
@@ -143,7 +145,12 @@ pub(crate) fn include_fn<'a>(
         let shown = crate::load::display_name(&path, cwd);
         let at = |span, msg: String, label: &str| crate::read::Locate::error(loc, span, msg, label);
         let root = includes.get(&path, shown, name, &at, errors)?;
-        Some((path.to_string_lossy().into_owned(), root, their_options))
+        Some((
+            path.to_string_lossy().into_owned(),
+            root,
+            their_options,
+            through,
+        ))
     }
 }
 
