@@ -230,7 +230,7 @@ impl Db {
             let mut st = c.prepare("SELECT key, output, log, manifest, duration_ms, created, accessed FROM results ORDER BY accessed, key")?;
             let rows = st.query_map([], |r| {
                 Ok(ResultRow {
-                    key: ActionKey(hex_digest(r.get(0)?)?),
+                    key: ActionKey::from_digest(hex_digest(r.get(0)?)?),
                     result: ActionResult {
                         output: TreeDigest(hex_digest(r.get(1)?)?),
                         log: BlobDigest(hex_digest(r.get(2)?)?),
@@ -320,7 +320,7 @@ impl Store {
         })?;
         Ok(keys
             .iter()
-            .filter_map(|k| Digest::from_hex(k).ok().map(ActionKey))
+            .filter_map(|k| ActionKey::from_hex(k).ok())
             .collect())
     }
 

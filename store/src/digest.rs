@@ -69,9 +69,12 @@ impl FromStr for Digest {
 
 macro_rules! typed_digest {
     ($(#[$doc:meta])* $name:ident) => {
+        typed_digest!($(#[$doc])* $name, pub);
+    };
+    ($(#[$doc:meta])* $name:ident, $($vis:tt)*) => {
         $(#[$doc])*
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(pub Digest);
+        pub struct $name($($vis)* Digest);
 
         impl $name {
             pub fn digest(&self) -> &Digest {
@@ -128,9 +131,24 @@ typed_digest!(
     TreeDigest
 );
 typed_digest!(
-    /// The key of a build step in the action cache.
-    ActionKey
+    /// The key of a build step in the action cache. Made by the planner
+    /// from a step's manifest ([`ActionKey::of_manifest`]), or read back
+    /// by its digest ([`ActionKey::from_digest`], [`ActionKey::from_hex`]):
+    /// never by wrapping an arbitrary digest in place.
+    ActionKey,
 );
+
+impl ActionKey {
+    /// The key of a step: the digest of its manifest's bytes (spec/keys.md).
+    pub fn of_manifest(manifest: &[u8]) -> ActionKey {
+        ActionKey(Digest::of_bytes(manifest))
+    }
+    /// A key named by its digest: read from a record, a remote, a note or
+    /// the command line.
+    pub fn from_digest(d: Digest) -> ActionKey {
+        ActionKey(d)
+    }
+}
 
 impl TreeDigest {
     /// The digest of the empty tree.

@@ -25,7 +25,7 @@ pub(crate) const CREATE: &str = "CREATE TABLE IF NOT EXISTS notes (
 
 fn parse(key: &str, blob: &str) -> Option<(ActionKey, BlobDigest)> {
     Some((
-        ActionKey(Digest::from_hex(key).ok()?),
+        ActionKey::from_hex(key).ok()?,
         BlobDigest(Digest::from_hex(blob).ok()?),
     ))
 }
@@ -103,13 +103,13 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::{ActionKey, ActionResult, Digest, GcOptions, Store};
+    use crate::{ActionKey, ActionResult, GcOptions, Store};
 
     #[test]
     fn notes_replace_and_live_and_die_with_their_result() {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(&tmp.path().join("s")).unwrap();
-        let key = ActionKey(Digest::of_bytes(b"k"));
+        let key = ActionKey::of_manifest(b"k");
         let log = store.put_bytes(b"log").unwrap();
         let result = ActionResult {
             output: store.empty_tree().unwrap(),

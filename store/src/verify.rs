@@ -202,7 +202,7 @@ impl Store {
             } else if deep {
                 let path = self.object_path(&r.result.manifest.0);
                 let bytes = fs::read(&path).ctx("read manifest", &path)?;
-                if Digest::of_bytes(&bytes) != r.key.0 {
+                if Digest::of_bytes(&bytes) != *r.key.digest() {
                     report.mismatched_results.push(r.key);
                 }
             }

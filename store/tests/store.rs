@@ -210,7 +210,7 @@ fn action_cache_pins_sources() {
     let t = tmp();
     let store = Store::open(&t.path().join("store")).unwrap();
     let a = tree_of(&store, &[("f", b"f")]);
-    let key = ActionKey(Digest::of_bytes(b"key"));
+    let key = ActionKey::of_manifest(b"key");
     assert_eq!(store.action_get(&key).unwrap(), None);
     let res = result_for(&store, a);
     store.action_put(&key, &res).unwrap();
@@ -221,7 +221,7 @@ fn action_cache_pins_sources() {
         ..result_for(&store, a)
     };
     assert!(store
-        .action_put(&ActionKey(Digest::of_bytes(b"k2")), &bogus)
+        .action_put(&ActionKey::of_manifest(b"k2"), &bogus)
         .is_err());
     store.pin("base", &a).unwrap();
     assert_eq!(store.pins().unwrap(), vec![("base".to_string(), a)]);
@@ -254,9 +254,9 @@ fn gc_evicts_least_recently_used_and_never_pins() {
     let unreferenced = tree_of(&store, &[("garbage", b"garbage")]);
     store.pin("keep", &tp).unwrap();
     let (k1, k2, k3) = (
-        ActionKey(Digest::of_bytes(b"1")),
-        ActionKey(Digest::of_bytes(b"2")),
-        ActionKey(Digest::of_bytes(b"3")),
+        ActionKey::of_manifest(b"1"),
+        ActionKey::of_manifest(b"2"),
+        ActionKey::of_manifest(b"3"),
     );
     store.action_put(&k1, &result_for(&store, t1)).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(5));
@@ -309,7 +309,7 @@ fn verify_finds_a_flipped_byte_and_repair_drops_the_result() {
     let t = tmp();
     let store = Store::open(&t.path().join("store")).unwrap();
     let a = tree_of(&store, &[("lib/libc.so", b"the c library")]);
-    let key = ActionKey(Digest::of_bytes(b"libc"));
+    let key = ActionKey::of_manifest(b"libc");
     store.action_put(&key, &result_for(&store, a)).unwrap();
     let blob = BlobDigest(Digest::of_bytes(b"the c library"));
     let path = store.blob_path(&blob);

@@ -288,7 +288,7 @@ fn a_forged_digest_map_is_caught_on_download_and_the_step_built_here() {
     )
     .ok();
     let top = element(&run, "top.yaml");
-    let top_key = ActionKey(Digest::from_hex(top["key"].as_str().unwrap()).unwrap());
+    let top_key = ActionKey::from_hex(top["key"].as_str().unwrap()).unwrap();
     let top_output = Digest::from_hex(top["output"].as_str().unwrap()).unwrap();
 
     // The server (or anyone who can write its ActionCache) rewrites top's

@@ -403,7 +403,7 @@ impl Ctx<'_> {
         if let Some(h) = hint {
             for (k, src) in &candidates {
                 let Ok(d) = Digest::from_hex(k) else { continue };
-                if let Some(res) = self.store.action_get(&ActionKey(d))? {
+                if let Some(res) = self.store.action_get(&ActionKey::from_digest(d))? {
                     if res.output.to_hex() == h {
                         return Ok(Some((k.clone(), src)));
                     }
@@ -424,7 +424,10 @@ impl Ctx<'_> {
             .ok()
             .and_then(|d| {
                 self.store
-                    .note_get(&ActionKey(d), cas_builder::variables_note::VARIABLES_NOTE)
+                    .note_get(
+                        &ActionKey::from_digest(d),
+                        cas_builder::variables_note::VARIABLES_NOTE,
+                    )
                     .ok()?
             })
             .and_then(|b| cas_builder::variables_note::decode(&b))
@@ -483,7 +486,7 @@ impl Ctx<'_> {
         }
         // the result compared with: recorded here, or known from a remote
         // (`--against` a key only a remote has: its manifest is fetched first)
-        let old = match Digest::from_hex(&prev).ok().map(ActionKey).map(|k| {
+        let old = match ActionKey::from_hex(&prev).ok().map(|k| {
             self.store.action_get(&k).and_then(|r| match r {
                 Some(r) => Ok(Some(r)),
                 None => Ok(self.store.remote_result_get(&k)?.map(|(r, _)| r)),

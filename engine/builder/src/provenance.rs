@@ -76,7 +76,7 @@ impl Provenance {
                 let (out, name) = rest.split_once(' ')?;
                 p.parts.push(Part {
                     name: unescape(name)?,
-                    key: ActionKey(Digest::from_hex(key).ok()?),
+                    key: ActionKey::from_hex(key).ok()?,
                     output: TreeDigest(Digest::from_hex(out).ok()?),
                 });
             } else if let Some(rest) = l.strip_prefix("path ") {
@@ -178,7 +178,7 @@ mod tests {
         let p = Provenance {
             parts: vec![Part {
                 name: "odd\nname.yaml".into(),
-                key: ActionKey(Digest::of_bytes(b"k")),
+                key: ActionKey::of_manifest(b"k"),
                 output: TreeDigest(Digest::of_bytes(b"o")),
             }],
             paths: vec![

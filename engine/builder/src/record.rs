@@ -156,9 +156,7 @@ mod tests {
             created: 0,
             manifest: log,
         };
-        let keys: Vec<ActionKey> = (0..3u8)
-            .map(|i| ActionKey(Digest::of_bytes(&[i])))
-            .collect();
+        let keys: Vec<ActionKey> = (0..3u8).map(|i| ActionKey::of_manifest(&[i])).collect();
         let (rec, thread) = recorder();
         let recorded = std::thread::scope(|s| {
             let h = s.spawn(|| thread.run(&store));
@@ -180,7 +178,7 @@ mod tests {
         let (rec, thread) = recorder();
         let err = std::thread::scope(|s| {
             let h = s.spawn(|| thread.run(&store));
-            rec.record(ActionKey(Digest::of_bytes(b"bad")), bad, None);
+            rec.record(ActionKey::of_manifest(b"bad"), bad, None);
             rec.finish();
             h.join().unwrap()
         })
@@ -191,9 +189,7 @@ mod tests {
             "{err}"
         );
         assert_eq!(
-            store
-                .action_get(&ActionKey(Digest::of_bytes(b"bad")))
-                .unwrap(),
+            store.action_get(&ActionKey::of_manifest(b"bad")).unwrap(),
             None
         );
     }

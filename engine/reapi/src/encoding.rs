@@ -128,7 +128,7 @@ mod tests {
     /// the cache Action's encoding makes every result unreachable.
     #[test]
     fn golden_cache_action() {
-        let key = ActionKey(Digest::of_bytes(b"key"));
+        let key = ActionKey::of_manifest(b"key");
         let a = CacheAction::of(&key);
         let mut command = vec![0x0a, 10];
         command.extend_from_slice(b"cas-result");

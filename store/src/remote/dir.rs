@@ -260,7 +260,7 @@ mod tests {
     fn remote() -> (tempfile::TempDir, DirRemote, ActionKey, PathBuf) {
         let t = tempfile::tempdir().unwrap();
         let r = DirRemote::new(t.path()).unwrap();
-        let key = ActionKey(Digest::of_bytes(b"key"));
+        let key = ActionKey::of_manifest(b"key");
         let p = r.action_path(&key);
         (t, r, key, p)
     }

@@ -343,7 +343,7 @@ pub fn decode_result(bytes: &[u8]) -> Result<Decoded, Rejection> {
         .strip_prefix(MAGIC)
         .ok_or_else(|| Rejection::Malformed("does not start with `cas-action-result 1`".into()))?;
     let mut lines = body_text.split('\n');
-    let key = ActionKey(digest_field(&mut lines, "key")?);
+    let key = ActionKey::from_digest(digest_field(&mut lines, "key")?);
     let output = TreeDigest(digest_field(&mut lines, "output")?);
     let log = BlobDigest(digest_field(&mut lines, "log")?);
     let manifest = BlobDigest(digest_field(&mut lines, "manifest")?);
@@ -467,7 +467,7 @@ mod tests {
     fn sample() -> (ActionKey, ActionResult) {
         let d = |b: &[u8]| Digest::of_bytes(b);
         (
-            ActionKey(d(b"key")),
+            ActionKey::from_digest(d(b"key")),
             ActionResult {
                 output: TreeDigest(d(b"out")),
                 log: BlobDigest(d(b"log")),
@@ -554,7 +554,7 @@ mod tests {
             Err(Rejection::BadSignature(_))
         ));
         // Another key's result replayed under this key.
-        let other_key = ActionKey(Digest::of_bytes(b"other"));
+        let other_key = ActionKey::of_manifest(b"other");
         assert!(matches!(
             verify_result(&good, &other_key, &trusted),
             Err(Rejection::WrongKey(_))

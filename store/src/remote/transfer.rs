@@ -409,7 +409,7 @@ mod tests {
             .tree;
         let log = a.put_bytes(b"log").unwrap();
         let manifest = a.put_bytes(b"manifest").unwrap();
-        let key = ActionKey(manifest.0);
+        let key = ActionKey::from_digest(manifest.0);
         let r = ActionResult {
             output: tree,
             log,
@@ -475,7 +475,7 @@ mod tests {
         push_result(
             &a,
             &remote,
-            &ActionKey(manifest.0),
+            &ActionKey::from_digest(manifest.0),
             &r,
             None,
             &Counters::default(),

@@ -8,7 +8,7 @@ pub mod decode;
 
 use std::collections::BTreeMap;
 
-use cas_store::{ActionKey, Digest};
+use cas_store::ActionKey;
 
 /// Bumped whenever the encoding below changes in any way.
 pub const KEY_SCHEMA: u32 = 2;
@@ -144,7 +144,7 @@ impl KeyInputs {
     /// The key: blake3 of the manifest. The only way an [`ActionKey`] is
     /// made from key inputs (crate::plan calls it).
     pub fn key(&self) -> ActionKey {
-        ActionKey(Digest::of_bytes(&self.manifest()))
+        ActionKey::of_manifest(&self.manifest())
     }
 
     /// The example input of spec/keys.md, whose key is the golden vector

@@ -130,7 +130,7 @@ pub(crate) fn run_verify(global: &Session, args: VerifyArgs) -> CmdResult {
             let key = predicate["buildDefinition"]["internalParameters"]["key"]
                 .as_str()
                 .and_then(|k| cas_store::Digest::from_hex(k).ok())
-                .map(cas_store::ActionKey);
+                .map(cas_store::ActionKey::from_digest);
             let result = match key {
                 Some(k) => store
                     .action_peek(&k)

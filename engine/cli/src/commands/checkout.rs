@@ -76,7 +76,7 @@ fn checkout_digest(global: &Session, args: &CheckoutArgs, arg: &str) -> CmdResul
     }
     let store = global.store()?;
     let d = crate::commands::diff::expand_digest(&store, arg)?;
-    let key = cas_store::ActionKey(d);
+    let key = cas_store::ActionKey::from_digest(d);
     let output = match store
         .action_get(&key)
         .map_err(|e| Failure::failed(miette::miette!("{e}")))?

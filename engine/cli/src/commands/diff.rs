@@ -46,7 +46,7 @@ pub(crate) fn expand_digest(store: &Store, arg: &str) -> Result<Digest, Failure>
         .action_keys_with_prefix(&lower, 10)
         .map_err(err)?
         .into_iter()
-        .map(|k| (k.0, "action key"))
+        .map(|k| (*k.digest(), "action key"))
         .collect();
     for t in store.trees_with_prefix(&lower, 10).map_err(err)? {
         if !found.iter().any(|(d, _)| *d == t.0) {
@@ -80,8 +80,8 @@ fn resolve(
 ) -> Result<(TreeDigest, Option<ActionKey>), Failure> {
     if is_digest_or_prefix(arg) && !std::path::Path::new(arg).exists() {
         let d = expand_digest(store, arg)?;
-        if let Some(r) = store.action_get(&ActionKey(d)).map_err(err)? {
-            return Ok((r.output, Some(ActionKey(d))));
+        if let Some(r) = store.action_get(&ActionKey::from_digest(d)).map_err(err)? {
+            return Ok((r.output, Some(ActionKey::from_digest(d))));
         }
         let t = TreeDigest(d);
         if store.has_tree(&t) && store.get_tree(&t).is_ok() {

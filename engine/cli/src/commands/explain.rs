@@ -25,12 +25,12 @@ pub(crate) struct ExplainArgs {
 
 pub(crate) fn run_explain(global: &Session, args: ExplainArgs) -> CmdResult {
     let against = match &args.against {
-        Some(k) if is_digest(k) => Some(ActionKey(
+        Some(k) if is_digest(k) => Some(ActionKey::from_digest(
             Digest::from_hex(&k.to_ascii_lowercase())
                 .map_err(|e| Failure::invalid(miette::miette!("{e}")))?,
         )),
         // a short key: one of this store's
-        Some(k) if crate::commands::diff::is_digest_or_prefix(k) => Some(ActionKey(
+        Some(k) if crate::commands::diff::is_digest_or_prefix(k) => Some(ActionKey::from_digest(
             crate::commands::diff::expand_digest(&global.store()?, k)?,
         )),
         Some(k) => {
