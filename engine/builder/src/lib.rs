@@ -13,7 +13,9 @@
 //! - [`provenance`]: what a compose was made of, recorded with its result.
 //! - [`variables_note`]: the variables a step was built with, recorded with its result.
 //! - [`record`]: recording built results in the background (group commit).
-//! - [`sources`]: the source cache over the store, local-source digests.
+//! - [`sources`]: the source cache over the store, local-source digests,
+//!   and the source vocabulary of the command line.
+//! - [`sandbox`]: whether a sandbox runs here, how a shell in one ended.
 //! - [`snapshot`]: local sources and workspaces staged from the snapshot their key names.
 //! - [`junctions`]: subprojects of BuildStream junctions from fetched sources.
 //! - [`sysroot`]: a step's read-only `/`: one merged view, or an overlay of
@@ -38,6 +40,7 @@ pub mod record;
 pub mod remote;
 pub mod remote_exec;
 pub mod run;
+pub mod sandbox;
 pub mod scheduler;
 pub mod snapshot;
 pub mod sources;

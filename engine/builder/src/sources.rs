@@ -1,11 +1,16 @@
 //! The engine's side of sources: the source cache over the content store,
-//! local-source identities, fetching and staging.
+//! local-source identities, fetching and staging. The command line reaches
+//! sources only through here (the types and operations re-exported below).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use cas_sources::{Checksum, Source, SourceCache, SourceKind};
+use cas_sources::Checksum;
+pub use cas_sources::{
+    archive::decompress, checksum::hash_file, stage_source, track, Algorithm, Fetcher, Mirrors,
+    NoProgress, Progress, Source, SourceCache, SourceError, SourceKind, SourceUrl, Tracked,
+};
 use cas_store::{Entry, IngestMode, Store, Tree, TreeDigest};
 
 /// Where bare git mirrors live (spec/sources.md).

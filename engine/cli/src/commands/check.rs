@@ -57,7 +57,7 @@ fn build_options(
 pub(crate) fn run_check(global: &Session, args: CheckArgs) -> CmdResult {
     let loaded = load_fetching(global, std::slice::from_ref(&args.target))?;
     let store = global.store()?;
-    cas_sandbox::check_available().map_err(err)?;
+    cas_builder::sandbox::check_available().map_err(err)?;
     let opts = build_options(global, &loaded.project, args.offline)?;
     crate::commands::fetch::prepare_build(
         &store,

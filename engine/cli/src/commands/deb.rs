@@ -11,8 +11,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use cas_builder::sources::{Algorithm, Fetcher, SourceUrl};
 use cas_debian::{Packages, Release, Request};
-use cas_sources::{Algorithm, Fetcher, SourceUrl};
 
 use crate::commands::fetch::Out;
 use crate::commands::session::Session;
@@ -269,7 +269,7 @@ impl Suite<'_> {
                 .verify(&rel, &data)
                 .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
             let mut text = String::new();
-            cas_sources::archive::decompress(data.as_slice())
+            cas_builder::sources::decompress(data.as_slice())
                 .and_then(|mut r| r.read_to_string(&mut text))
                 .map_err(|e| {
                     Failure::failed(miette::miette!("{}: cannot decompress: {e}", u.written))

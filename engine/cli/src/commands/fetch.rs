@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use cas_builder::sources::Mirrors;
 use cas_format::Loaded;
-use cas_sources::Mirrors;
 use cas_store::Store;
 
 use crate::commands::session::Session;
@@ -63,7 +63,7 @@ impl Out {
 }
 
 impl cas_builder::sources::FetchReporter for Out {
-    fn started(&self, what: &str) -> Box<dyn cas_sources::Progress + '_> {
+    fn started(&self, what: &str) -> Box<dyn cas_builder::sources::Progress + '_> {
         Box::new(Bar(self.bar(what)))
     }
     fn line(&self, text: &str) {
@@ -74,12 +74,12 @@ impl cas_builder::sources::FetchReporter for Out {
 /// A progress bar that goes away when its download ends.
 struct Bar(indicatif::ProgressBar);
 
-impl cas_sources::Progress for Bar {
+impl cas_builder::sources::Progress for Bar {
     fn begin(&self, url: &str, total: Option<u64>) {
-        cas_sources::Progress::begin(&self.0, url, total);
+        cas_builder::sources::Progress::begin(&self.0, url, total);
     }
     fn position(&self, done: u64) {
-        cas_sources::Progress::position(&self.0, done);
+        cas_builder::sources::Progress::position(&self.0, done);
     }
 }
 

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use cas_builder::run::{BuildReport, ElementReport};
+use cas_builder::sources::SourceKind;
 use cas_format::Loaded;
-use cas_sources::SourceKind;
 use cas_store::{ActionKey, Digest, Store};
 
 const TAG: &str = "cas-build-memo-1";

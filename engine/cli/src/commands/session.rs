@@ -7,8 +7,8 @@ use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
 use cas_builder::remote::Remotes;
+use cas_builder::sources::Mirrors;
 use cas_format::config::UserConfig;
-use cas_sources::Mirrors;
 use cas_store::Store;
 
 use crate::cli::Global;

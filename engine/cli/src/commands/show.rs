@@ -248,8 +248,8 @@ struct SourceJson {
     directory: Option<String>,
 }
 
-fn source_json(s: &cas_sources::Source) -> SourceJson {
-    use cas_sources::SourceKind as K;
+fn source_json(s: &cas_builder::sources::Source) -> SourceJson {
+    use cas_builder::sources::SourceKind as K;
     let mut j = SourceJson {
         kind: s.kind.name(),
         url: None,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use cas_builder::sources::StoreSourceCache;
-use cas_sources::{Algorithm, Fetcher, Mirrors, Source, SourceError, SourceKind, Tracked};
+use cas_builder::sources::{Algorithm, Fetcher, Mirrors, Source, SourceError, SourceKind, Tracked};
 use cas_store::{IngestMode, Store};
 
 use crate::commands::fetch::Out;
@@ -64,7 +64,7 @@ fn run_add(global: &Session, args: AddArgs) -> CmdResult {
                 file.display()
             )));
         }
-        let sha = cas_sources::checksum::hash_file(Algorithm::Sha256, file)
+        let sha = cas_builder::sources::hash_file(Algorithm::Sha256, file)
             .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
         let (blob, size) = store.put_file(file, IngestMode::Copy).map_err(|e| {
             Failure::failed(miette::miette!(
@@ -133,10 +133,10 @@ fn track_one(
             url, checksum: c, ..
         } if c.algorithm() == "blake3" => {
             let download = fetcher.fetch_unverified(url, Algorithm::Blake3, &bar)?;
-            cas_sources::SourceCache::insert(cache, &download.checksum, download.path())?;
+            cas_builder::sources::SourceCache::insert(cache, &download.checksum, download.path())?;
             Ok(download.checksum.hex().to_owned())
         }
-        _ => match cas_sources::track(s, fetcher, Some(cache), &bar)? {
+        _ => match cas_builder::sources::track(s, fetcher, Some(cache), &bar)? {
             Tracked::Checksum(c) => Ok(c.hex().to_owned()),
             Tracked::Commit(c) => Ok(c),
         },

@@ -63,7 +63,7 @@ pub(crate) fn run(global: &Session, args: WorkerArgs) -> CmdResult {
         properties.retain(|(old, _)| old != k);
         properties.push((k.to_string(), v.to_string()));
     }
-    cas_sandbox::check_available().map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    cas_builder::sandbox::check_available().map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     let store = Arc::new(global.store()?);
     let bot_id = args
         .name

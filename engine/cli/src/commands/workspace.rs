@@ -63,21 +63,27 @@ fn stage(
     global: &Session,
     store: &Store,
     loaded: &Loaded,
-    sources: &[cas_sources::Source],
+    sources: &[cas_builder::sources::Source],
     dir: &Path,
 ) -> Result<(), Failure> {
     let mirrors = global.mirrors(&loaded.project)?;
     let fetcher = cas_builder::run::fetcher_for(store, &mirrors).map_err(failed)?;
     let cache = cas_builder::sources::StoreSourceCache { store };
     for s in sources {
-        cas_builder::sources::fetch_once(s, &fetcher, &cache, false, &cas_sources::NoProgress)
-            .map_err(|e| failed(format!("{}: {e}", cas_builder::sources::describe(s))))?;
+        cas_builder::sources::fetch_once(
+            s,
+            &fetcher,
+            &cache,
+            false,
+            &cas_builder::sources::NoProgress,
+        )
+        .map_err(|e| failed(format!("{}: {e}", cas_builder::sources::describe(s))))?;
     }
     std::fs::create_dir_all(dir)
         .map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
     let git = cas_builder::sources::git_dir(store);
     for s in sources {
-        cas_sources::stage_source(s, &cache, &git, dir).map_err(|e| {
+        cas_builder::sources::stage_source(s, &cache, &git, dir).map_err(|e| {
             failed(format!(
                 "cannot stage {} into {}: {e}",
                 cas_builder::sources::describe(s),
