@@ -410,6 +410,58 @@ fn an_endless_body_is_cut_off_at_the_stated_size_and_the_step_builds_locally() {
 }
 
 #[test]
+fn a_remote_s_own_timeout_gives_a_slow_cache_up_without_the_global_budget() {
+    let ctx = busybox_project();
+    let (dir, victim) = pushed_payload(&ctx);
+    let url = hostile_server(dir, victim, Hostile::Trickle);
+    // the user configuration's `timeout: 2` for this remote; the default
+    // budget (CAS_REMOTE_TIMEOUT unset: 10 s) would wait five times longer
+    let config = ctx.write(
+        "remote.yaml",
+        format!("remotes:\n- url: {url}\n  trust-unsigned: true\n  timeout: 2\n"),
+    );
+    let (mut cmd, shown) = ctx.command([
+        "--json",
+        "--config",
+        config.to_str().unwrap(),
+        "build",
+        "payload.yaml",
+    ]);
+    cmd.env_remove("CAS_REMOTE_TIMEOUT");
+    let started = std::time::Instant::now();
+    let run = Run::from_output(shown, cmd.output().unwrap()).ok();
+    let took = started.elapsed();
+    assert!(
+        run.stderr.contains("longer than its limit") || run.stderr.contains("more than the 2 s"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        took.as_secs() < 9,
+        "the remote's 2 s were not its limit: took {took:?}"
+    );
+    assert_eq!(run.json()["built"], 2, "{}", run.stdout);
+    // a timeout of 0 is refused with its place in the file
+    ctx.write(
+        "remote.yaml",
+        format!("remotes:\n- url: {url}\n  timeout: 0\n"),
+    );
+    let run = ctx
+        .cas([
+            "--config",
+            config.to_str().unwrap(),
+            "build",
+            "payload.yaml",
+        ])
+        .expect_code(2);
+    assert!(
+        run.stderr.contains("`timeout` is at least 1"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn a_trickling_download_is_cut_off_at_its_time_limit_and_sigterm_stops_it() {
     let ctx = busybox_project();
     let (dir, victim) = pushed_payload(&ctx);

@@ -26,7 +26,14 @@ use crate::read::Reader;
 use crate::yaml::{self, Node, Value};
 
 const KEYS: &[&str] = &["mirrors", "remotes", "signing-key", "projects", "arch"];
-const REMOTE_KEYS: &[&str] = &["url", "push", "trusted-keys", "trust-unsigned", "headers"];
+const REMOTE_KEYS: &[&str] = &[
+    "url",
+    "push",
+    "trusted-keys",
+    "trust-unsigned",
+    "headers",
+    "timeout",
+];
 
 /// The user configuration (all fields empty when there is no file).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -70,6 +77,10 @@ pub struct RemoteConfig {
     /// environment variable VAR when the remote is opened, so that tokens
     /// stay out of the file (and out of every message).
     pub headers: Vec<(String, String)>,
+    /// Seconds this remote may keep cas waiting in a run (`timeout:`, at
+    /// least 1), instead of `CAS_REMOTE_TIMEOUT`'s: a slow cache is given up
+    /// without holding the others to its pace.
+    pub timeout: Option<u64>,
 }
 
 /// `$XDG_CONFIG_HOME/cas/config.yaml`, else `~/.config/cas/config.yaml`.
@@ -306,12 +317,21 @@ fn decode_remote(r: &mut Reader<SourceFile>, node: &Node) -> Option<RemoteConfig
             headers.push((name.value, value.value));
         }
     }
+    let timeout = map.get("timeout").and_then(|n| {
+        let secs = r.u32(n, "timeout")?;
+        if secs == 0 {
+            r.err(n.span, "`timeout` is at least 1 (seconds)", "zero");
+            return None;
+        }
+        Some(u64::from(secs))
+    });
     Some(RemoteConfig {
         url: url.value,
         push,
         trusted_keys,
         trust_unsigned,
         headers,
+        timeout,
     })
 }
 

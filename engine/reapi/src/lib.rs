@@ -37,6 +37,17 @@ pub fn open_with_headers(
     state: &Path,
     headers: &[(String, String)],
 ) -> Result<Box<dyn Remote>, RemoteError> {
+    open_with(url, state, headers, cas_store::remote::budget_from_env())
+}
+
+/// [`open_with_headers`] with the remote's own budget of waiting (an HTTP
+/// remote's calls wait at most that long; see `cas_store::remote::open_with`).
+pub fn open_with(
+    url: &str,
+    state: &Path,
+    headers: &[(String, String)],
+    budget: std::time::Duration,
+) -> Result<Box<dyn Remote>, RemoteError> {
     if url::is_grpc(url) {
         if !headers.is_empty() {
             return Err(RemoteError::BadUrl {
@@ -46,5 +57,5 @@ pub fn open_with_headers(
         }
         return Ok(Box::new(ReapiRemote::open(url, state)?));
     }
-    cas_store::remote::open_with_headers(url, headers)
+    cas_store::remote::open_with(url, headers, budget)
 }

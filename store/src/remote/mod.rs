@@ -651,6 +651,17 @@ pub fn open_with_headers(
     url: &str,
     headers: &[(String, String)],
 ) -> Result<Box<dyn Remote>, RemoteError> {
+    open_with(url, headers, budget_from_env())
+}
+
+/// [`open_with_headers`], with the remote's own budget of waiting (its
+/// `timeout:` in the user configuration; an HTTP remote's calls wait at most
+/// that long).
+pub fn open_with(
+    url: &str,
+    headers: &[(String, String)],
+    budget: Duration,
+) -> Result<Box<dyn Remote>, RemoteError> {
     let bad = |reason: &str| RemoteError::BadUrl {
         url: url.to_string(),
         reason: reason.to_string(),
@@ -660,7 +671,8 @@ pub fn open_with_headers(
             url,
             http::HttpOptions {
                 headers: headers.to_vec(),
-                ..http::HttpOptions::from_env()
+                budget,
+                ..http::HttpOptions::default()
             },
         )?));
     }

@@ -23,6 +23,9 @@ pub struct RemoteSpec {
     /// Headers for every request (HTTP remotes): values with `${VAR}`
     /// replaced from the environment when the remote is opened.
     pub headers: Vec<(String, String)>,
+    /// Its own budget of waiting for a run (`timeout:`), instead of
+    /// `CAS_REMOTE_TIMEOUT`'s.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// `value` with every `${VAR}` replaced by the environment variable VAR;
@@ -123,17 +126,20 @@ impl Remotes {
         let mut entries = Vec::new();
         // Each remote with its budget of waiting for the run: one that
         // makes cas wait too long is given up (spec/remote.md "Download limits").
-        let budget = cas_store::remote::budget_from_env();
+        // (a remote's own `timeout:`, else `CAS_REMOTE_TIMEOUT`)
+        let default_budget = cas_store::remote::budget_from_env();
         for s in specs {
+            let budget = s.timeout.unwrap_or(default_budget);
             entries.push(Entry {
                 remote: Box::new(cas_store::remote::Guarded::new(
-                    cas_reapi::open_with_headers(
+                    cas_reapi::open_with(
                         &s.url,
                         state,
                         &s.headers
                             .iter()
                             .map(|(n, v)| Ok((n.clone(), expand_env(&s.url, n, v)?)))
                             .collect::<Result<Vec<_>, RemoteError>>()?,
+                        budget,
                     )?,
                     budget,
                 )),

@@ -101,6 +101,7 @@ pub(crate) fn open(
                 unsigned: r.trust_unsigned,
             },
             headers: r.headers.clone(),
+            timeout: r.timeout.map(std::time::Duration::from_secs),
         });
     }
     let mut flag_keys = parse_keys(&flags.trusted_keys)?;
@@ -114,6 +115,7 @@ pub(crate) fn open(
                 unsigned: flags.trust_unsigned,
             },
             headers: Vec::new(),
+            timeout: None,
         });
     }
     if specs.is_empty() {
