@@ -26,7 +26,11 @@
 # the project aliases `gitlab` (freedesktop-sdk junction), `github` (freedesktop-sdk's
 # buildstream-plugins junction) and `pypi` (gnome-build-meta's and freedesktop-sdk's
 # plugin junctions) are mirrored to file:// trees under $WORK/mirror made of symlinks
-# to the arguments. bst's `fetch.source: mirrors` keeps it off the network.
+# to the arguments; cas reads them as file:// URLs, bst's git_repo source (dulwich)
+# cannot fetch from a file:// URL (its local client wants determine_wants to return
+# a list, the plugin returns a set), so for bst a `git daemon` on 127.0.0.1 serves the
+# git trees for the run. BuildStream's tar source wants `lzip` on PATH even to show:
+# a failing stub stands in when the host has none.
 # The warm-up run fetches the junctions (bst: into its source cache; cas: into its
 # store), the timed runs load from the caches.
 set -euo pipefail
@@ -71,19 +75,29 @@ for el in "$gbm"/elements/plugins/*.bst; do
   ln -sfn "$sdist_dir/$file" "$mirror/pypi/$url"
 done
 
+# --- git daemon for bst, host tool stubs -------------------------------------
+port=$("$bst_python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+git daemon --base-path="$mirror" --export-all --reuseaddr --listen=127.0.0.1 --port="$port" "$mirror" \
+  > "$work/git-daemon.log" 2>&1 &
+daemon=$!
+trap 'kill "$daemon" 2>/dev/null || true' EXIT
+for _ in $(seq 50); do git ls-remote "git://127.0.0.1:$port/github/apache/buildstream-plugins.git" HEAD >/dev/null 2>&1 && break; sleep 0.1; done
+mkdir -p "$work/hostbin"
+for t in lzip; do
+  command -v "$t" >/dev/null || printf '#!/bin/sh\necho "%s: stub, not installed" >&2\nexit 1\n' "$t" > "$work/hostbin/$t"
+  chmod +x "$work/hostbin/$t" 2>/dev/null || true
+done
+export PATH="$work/hostbin:$PATH"
+
 # --- user configurations ---------------------------------------------------
 mkdir -p "$work/bst"
-aliases="        gitlab: [\"file://$mirror/gitlab/\"]
-        github: [\"file://$mirror/github/\"]
+aliases="        gitlab: [\"git://127.0.0.1:$port/gitlab/\"]
+        github: [\"git://127.0.0.1:$port/github/\"]
         pypi: [\"file://$mirror/pypi/\"]"
 cat > "$work/bst/user.conf" <<EOF
 cachedir: $work/bst/cache
 logdir: $work/bst/logs
 sourcedir: $work/bst/sources
-fetch:
-  source: mirrors
-track:
-  source: mirrors
 projects:
 EOF
 for p in gnome freedesktop-sdk; do

@@ -1280,3 +1280,77 @@ fn color_is_used_when_asked_and_never_with_no_color_or_never() {
     ctx.cas(["--color", "sometimes", "build", "c.yaml"])
         .expect_code(2);
 }
+
+/// `cas log -f X` follows the log of X's build while another `cas build`
+/// runs it: the lines arrive while the step still runs, and it ends with
+/// the step (0 when it built, 1 when it failed).
+#[test]
+fn log_follow_prints_a_running_step_s_lines_and_ends_with_it() {
+    let ctx = crate::ctx::busybox_project();
+    // the step waits (at most 30 s) for a file the test puts into its build
+    // directory (its working directory) once the follower has seen the first line
+    ctx.write(
+        "elements/slow.yaml",
+        crate::ctx::manual(
+            &[],
+            "    - echo first line\n    - for i in $(seq 1 300); do [ -e open ] && break; sleep 0.1; done\n    - echo last line\n",
+        ),
+    );
+    let (mut build, _) = ctx.command(["build", "slow.yaml"]);
+    let mut build = build
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (mut follow, _) = ctx.command(["log", "-f", "slow.yaml"]);
+    let mut follow = follow
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // wait until the step's build directory exists, then open its gate
+    let builds = ctx.store().join("builds");
+    let started = std::time::Instant::now();
+    let dir = loop {
+        let found = std::fs::read_dir(&builds).ok().and_then(|rd| {
+            rd.flatten().map(|e| e.path()).find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("slow.yaml-"))
+            })
+        });
+        if let Some(d) = found {
+            break d;
+        }
+        assert!(started.elapsed().as_secs() < 120, "the build never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // the first line is in the log before the gate opens
+    let log = dir.join("build.log");
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("first line")
+    {
+        assert!(started.elapsed().as_secs() < 120, "no first line");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    // the follower is still running: the step is not over
+    assert!(
+        follow.try_wait().unwrap().is_none(),
+        "log -f ended before its step"
+    );
+    std::fs::write(dir.join("build").join("open"), "").unwrap();
+    assert!(build.wait().unwrap().success());
+    let out = follow.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("first line") && stdout.contains("last line"),
+        "{stdout}"
+    );
+    // each line once: what was followed, then the rest of the stored log
+    assert_eq!(stdout.matches("\nfirst line\n").count(), 1, "{stdout}");
+    assert_eq!(stdout.matches("\nlast line").count(), 1, "{stdout}");
+    assert!(stderr.contains("slow.yaml: built"), "{stderr}");
+}

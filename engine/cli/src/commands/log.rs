@@ -18,6 +18,11 @@ pub(crate) struct LogArgs {
     /// The log of the last build that failed, whatever the element
     #[arg(long)]
     pub failed: bool,
+    /// Follow the log of the element's build while it runs (another `cas
+    /// build`): wait for it to start, print its lines as they come, end
+    /// when it ends (exit 0 when it built, 1 when it failed)
+    #[arg(long, short = 'f', conflicts_with = "failed")]
+    pub follow: bool,
 }
 
 /// Prints a failed build's kept log, with a line saying what it is.
@@ -37,6 +42,9 @@ fn print_failed(failed: &FailedBuild) -> CmdResult {
 }
 
 pub(crate) fn run_log(global: &Session, args: LogArgs) -> CmdResult {
+    if let (true, Some(target)) = (args.follow, &args.target) {
+        return follow(global, target);
+    }
     let Some(target) = args.target else {
         let store = global.store()?;
         let failed = FailedBuild::load(store.root())
@@ -88,4 +96,127 @@ pub(crate) fn run_log(global: &Session, args: LogArgs) -> CmdResult {
     use std::io::Write;
     let _ = std::io::stdout().write_all(&log);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cas log -f X`: the key of X (once what it stages is built), then the
+/// log of the running step with that key (`STORE/builds/<X>-<key>-...`),
+/// printed as it grows, until the step ends.
+fn follow(global: &Session, target: &std::path::Path) -> CmdResult {
+    use std::io::{Read, Seek, Write};
+    let loaded = crate::commands::show::load_or_report(global, &[target.to_path_buf()])?;
+    let store = global.store()?;
+    let mirrors = global.mirrors(&loaded.project)?;
+    let id = loaded.targets[0];
+    let name = loaded.element(id).name.clone();
+    let err = |e: &dyn std::fmt::Display| Failure::failed(miette::miette!("{e}"));
+    let tick = std::time::Duration::from_millis(200);
+    let mut said_waiting = false;
+    // its key is known once everything it stages is built
+    let key = loop {
+        let plan =
+            cas_builder::states(&store, &loaded, &loaded.targets, &mirrors).map_err(|e| err(&e))?;
+        if let Some(k) = plan.iter().find(|p| p.id == id).and_then(|p| p.key) {
+            break k;
+        }
+        if !said_waiting {
+            eprintln!("{name}: waiting for what it stages to be built (Ctrl-C to stop)");
+            said_waiting = true;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    };
+    let hex = key.to_hex();
+    let prefix = format!(
+        "{}-{}-",
+        cas_builder::builddir::safe_name(&name),
+        &hex[..16]
+    );
+    let builds = store.root().join("builds");
+    let running = || -> Option<PathBuf> {
+        std::fs::read_dir(&builds)
+            .ok()?
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+            .map(|e| e.path())
+    };
+    let mut out = std::io::stdout();
+    let mut printed: u64 = 0;
+    let mut following: Option<PathBuf> = None;
+    loop {
+        if following.is_none() {
+            following = running();
+            if following.is_some() {
+                eprintln!("{name}: following its build (key {})", &hex[..12]);
+            }
+        }
+        match &following {
+            Some(dir) => {
+                if let Ok(mut f) = std::fs::File::open(dir.join("build.log")) {
+                    if f.seek(std::io::SeekFrom::Start(printed)).is_ok() {
+                        let mut buf = Vec::new();
+                        if let Ok(n) = f.read_to_end(&mut buf) {
+                            printed += n as u64;
+                            let _ = out.write_all(&buf);
+                            let _ = out.flush();
+                        }
+                    }
+                }
+                if !dir.exists()
+                    || FailedBuild::of_key(store.root(), &hex).is_some_and(|f| f.dir == *dir)
+                {
+                    break;
+                }
+            }
+            None if cas_builder::record::hit(&store, &key, false)
+                .map_err(|e| err(&e))?
+                .is_some() =>
+            {
+                break;
+            }
+            None if !said_waiting => {
+                eprintln!("{name}: waiting for its build to start (Ctrl-C to stop)");
+                said_waiting = true;
+            }
+            None => {}
+        }
+        std::thread::sleep(tick);
+    }
+    // how it ended: a result (recorded in the background, a moment after
+    // its directory went), or a failure
+    let mut result = None;
+    for _ in 0..50 {
+        result = cas_builder::record::hit(&store, &key, false).map_err(|e| err(&e))?;
+        if result.is_some() || FailedBuild::of_key(store.root(), &hex).is_some() {
+            break;
+        }
+        std::thread::sleep(tick);
+    }
+    if let Some(r) = result {
+        // the stored log: what was not read before its directory went
+        let log = store.read_blob(&r.log).map_err(|e| err(&e))?;
+        let from = if following.is_some() {
+            usize::try_from(printed).unwrap_or(usize::MAX)
+        } else {
+            0
+        };
+        let _ = out.write_all(log.get(from..).unwrap_or_default());
+        eprintln!("{name}: built");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(f) = FailedBuild::of_key(store.root(), &hex) {
+        // what the failed build wrote after the last read
+        if let Ok(log) = std::fs::read(&f.log) {
+            let rest = log
+                .get(usize::try_from(printed).unwrap_or(usize::MAX)..)
+                .unwrap_or_default();
+            let _ = out.write_all(rest);
+        }
+        eprintln!(
+            "{name}: its build failed (`cas log {}` shows the whole log)",
+            target.display()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    eprintln!("{name}: its build ended without a result (interrupted)");
+    Ok(ExitCode::from(1))
 }
