@@ -1354,3 +1354,91 @@ fn log_follow_prints_a_running_step_s_lines_and_ends_with_it() {
     assert_eq!(stdout.matches("\nlast line").count(), 1, "{stdout}");
     assert!(stderr.contains("slow.yaml: built"), "{stderr}");
 }
+
+/// `cas build --message-format json-lines` streams every event as one JSON
+/// object per line on stdout: each step's start with its key, its log,
+/// its end with a status, a failure with its error and log, and a summary
+/// last; a no-op build streams the cached steps and the summary too.
+#[test]
+fn message_format_json_lines_streams_typed_events() {
+    let ctx = crate::ctx::busybox_project();
+    ctx.write(
+        "elements/ok.yaml",
+        crate::ctx::manual(&[], "    - echo fine\n"),
+    );
+    ctx.write(
+        "elements/bad.yaml",
+        crate::ctx::manual(&[], "    - echo about to fail\n    - false\n"),
+    );
+    let events = |out: &str| -> Vec<serde_json::Value> {
+        out.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    };
+    let run = ctx
+        .cas(["build", "--message-format", "json-lines", "ok.yaml"])
+        .ok();
+    let ev = events(&run.stdout);
+    let of = |name: &str| ev.iter().filter(|e| e["event"] == name).collect::<Vec<_>>();
+    let started: Vec<_> = of("started");
+    assert!(
+        started
+            .iter()
+            .any(|e| e["element"] == "ok.yaml" && e["key"].as_str().is_some_and(|k| k.len() == 64)),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        of("log").iter().any(|e| e["element"] == "ok.yaml"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        of("finished").iter().any(|e| e["element"] == "ok.yaml"
+            && e["status"] == "built"
+            && e["duration_ms"].is_u64()),
+        "{}",
+        run.stdout
+    );
+    let last = ev.last().unwrap();
+    assert_eq!(last["event"], "summary", "{}", run.stdout);
+    assert_eq!(last["failed"], 0);
+    assert!(last["built"].as_u64().unwrap() >= 1);
+    // a failure: its error and log, the summary says so, exit 1
+    let run = ctx
+        .cas(["build", "--message-format", "json-lines", "bad.yaml"])
+        .expect_code(1);
+    let ev = events(&run.stdout);
+    let failed = ev
+        .iter()
+        .find(|e| e["event"] == "failed")
+        .unwrap_or_else(|| panic!("{}", run.stdout));
+    assert_eq!(failed["element"], "bad.yaml");
+    let log = failed["log"].as_str().unwrap();
+    assert!(std::fs::read_to_string(log)
+        .unwrap()
+        .contains("about to fail"));
+    assert_eq!(ev.last().unwrap()["failed"], 1);
+    // the no-op path streams too
+    let run = ctx
+        .cas(["build", "--message-format", "json-lines", "ok.yaml"])
+        .ok();
+    let ev = events(&run.stdout);
+    assert!(
+        ev.iter().any(|e| e["event"] == "finished"
+            && e["element"] == "ok.yaml"
+            && e["status"] == "cached"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(ev.last().unwrap()["event"], "summary");
+    // with --json both would print on stdout: refused
+    ctx.cas([
+        "--json",
+        "build",
+        "--message-format",
+        "json-lines",
+        "ok.yaml",
+    ])
+    .expect_code(2);
+}

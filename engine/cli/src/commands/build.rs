@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
-use cas_builder::{BuildOptions, Console, Reporter};
+use cas_builder::{BuildOptions, Console};
 
 use crate::commands::noop;
 use crate::commands::session::Session;
@@ -34,6 +34,10 @@ pub(crate) struct BuildArgs {
     /// Print every step's log as it is written, each line prefixed with the element's name
     #[arg(short = 'L', long)]
     pub print_logs: bool,
+    /// `json-lines`: every event of the build (step started, its log, finished,
+    /// failed, messages, the summary) as one JSON object per line on stdout
+    #[arg(long, value_enum, default_value_t = crate::commands::events::MessageFormat::Human)]
+    pub message_format: crate::commands::events::MessageFormat,
 }
 
 /// Set by SIGINT or SIGTERM: stop starting steps, kill the running sandboxes.
@@ -92,6 +96,12 @@ fn watchdog() {
 
 pub(crate) fn run_build(global: &Session, args: BuildArgs) -> CmdResult {
     let started = std::time::SystemTime::now();
+    let json_lines = args.message_format == crate::commands::events::MessageFormat::JsonLines;
+    if json_lines && global.json {
+        return Err(crate::commands::remotes::invalid(
+            "--json and --message-format json-lines both print on stdout: choose one".to_string(),
+        ));
+    }
     // The no-op fast path: unchanged files, every result here, no remote.
     let mut memo_options = global.options();
     if let Some(a) = &global.target_arch()? {
@@ -107,10 +117,26 @@ pub(crate) fn run_build(global: &Session, args: BuildArgs) -> CmdResult {
             let store = global.store()?;
             if let Some((report, targets)) = noop::try_noop(&store, key) {
                 let console = Console::new(report.elements.len());
+                let lines = json_lines.then(|| crate::commands::events::JsonLines::new(&console));
+                let reporter: &dyn cas_builder::Reporter = match &lines {
+                    Some(l) => l,
+                    None => &console,
+                };
                 for e in &report.elements {
-                    console.finished(&e.name, cas_builder::ElementStatus::Cached, None);
+                    reporter.finished(&e.name, cas_builder::ElementStatus::Cached, None);
                 }
                 console.finish();
+                if let Some(l) = &lines {
+                    l.emit(&crate::commands::events::Event::Summary {
+                        built: 0,
+                        cached: report.cached,
+                        pulled: 0,
+                        failed: 0,
+                        skipped: 0,
+                        duration_ms: u64::try_from(console.elapsed().as_millis())
+                            .unwrap_or(u64::MAX),
+                    });
+                }
                 return conclude(global, &report, &console, &targets, true);
             }
         }
@@ -145,9 +171,25 @@ pub(crate) fn run_build(global: &Session, args: BuildArgs) -> CmdResult {
     };
     let total = loaded.closure(&loaded.targets).len();
     let console = Console::with_options(total, args.print_logs, global.color());
-    let report = cas_builder::build(&store, &loaded, &loaded.targets, &opts, &console, &STOP)
+    let lines = (args.message_format == crate::commands::events::MessageFormat::JsonLines)
+        .then(|| crate::commands::events::JsonLines::new(&console));
+    let reporter: &dyn cas_builder::Reporter = match &lines {
+        Some(l) => l,
+        None => &console,
+    };
+    let report = cas_builder::build(&store, &loaded, &loaded.targets, &opts, reporter, &STOP)
         .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
     console.finish();
+    if let Some(l) = &lines {
+        l.emit(&crate::commands::events::Event::Summary {
+            built: report.built,
+            cached: report.cached,
+            pulled: report.pulled,
+            failed: report.failed,
+            skipped: report.skipped,
+            duration_ms: u64::try_from(console.elapsed().as_millis()).unwrap_or(u64::MAX),
+        });
+    }
     if let Some(key) = &memo {
         if !STOP.load(Ordering::SeqCst) {
             // the configuration file that was read, or the default one that may appear

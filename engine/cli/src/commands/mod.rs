@@ -7,6 +7,7 @@ pub(crate) mod check;
 pub(crate) mod checkout;
 pub(crate) mod deb;
 pub(crate) mod diff;
+pub(crate) mod events;
 pub(crate) mod explain;
 pub(crate) mod fetch;
 pub(crate) mod graph;
