@@ -1442,3 +1442,34 @@ fn message_format_json_lines_streams_typed_events() {
     ])
     .expect_code(2);
 }
+
+/// Options only where they apply: commands that only read from remotes
+/// (`pull`, `checkout`, `explain`, `package`) offer no `--push` or
+/// `--signing-key`; `build` and `push` do.
+#[test]
+fn push_options_are_offered_only_by_commands_that_push() {
+    let ctx = crate::ctx::busybox_project();
+    for cmd in ["pull", "checkout", "explain"] {
+        let help = ctx.cas([cmd, "--help"]).ok();
+        assert!(
+            !help.stdout.contains("--push") && !help.stdout.contains("--signing-key"),
+            "cas {cmd} --help: {}",
+            help.stdout
+        );
+        assert!(help.stdout.contains("--remote"), "{}", help.stdout);
+        ctx.cas([cmd, "--push", "base.yaml"]).expect_code(2);
+    }
+    for cmd in ["build", "push"] {
+        let help = ctx.cas([cmd, "--help"]).ok();
+        assert!(
+            help.stdout.contains("--push") || cmd == "push",
+            "{}",
+            help.stdout
+        );
+        assert!(
+            help.stdout.contains("--signing-key"),
+            "cas {cmd}: {}",
+            help.stdout
+        );
+    }
+}

@@ -26,7 +26,7 @@ pub(crate) struct CheckoutArgs {
     #[arg(long)]
     pub deps: bool,
     #[command(flatten)]
-    pub remote: crate::commands::remotes::RemoteFlags,
+    pub remote: crate::commands::remotes::ReadRemoteFlags,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -138,7 +138,7 @@ pub(crate) fn run_checkout(global: &Session, args: CheckoutArgs) -> CmdResult {
     }
     let (store, loaded, row) = cached_output(global, &args.target)?;
     let output = row.output.expect("checked");
-    crate::commands::remotes::ensure_local(global, &args.remote, &store, &output)?;
+    crate::commands::remotes::ensure_local(global, &args.remote.flags(), &store, &output)?;
     let method = if args.hardlinks {
         Method::Hardlink
     } else {

@@ -20,7 +20,7 @@ pub(crate) struct ExplainArgs {
     #[arg(long, value_name = "KEY")]
     pub against: Option<String>,
     #[command(flatten)]
-    pub remote: crate::commands::remotes::RemoteFlags,
+    pub remote: crate::commands::remotes::ReadRemoteFlags,
 }
 
 pub(crate) fn run_explain(global: &Session, args: ExplainArgs) -> CmdResult {
@@ -45,7 +45,7 @@ pub(crate) fn run_explain(global: &Session, args: ExplainArgs) -> CmdResult {
     if let Some(k) = &against {
         known_somewhere(
             global,
-            &args.remote,
+            &args.remote.flags(),
             &store,
             k,
             &loaded.element(loaded.targets[0]).name,

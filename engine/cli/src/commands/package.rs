@@ -161,7 +161,7 @@ pub(crate) fn run(global: &Session, args: &CheckoutArgs, format: Format) -> CmdR
             )));
         };
         if wanted.contains(id) {
-            crate::commands::remotes::ensure_local(global, &args.remote, &store, &output)?;
+            crate::commands::remotes::ensure_local(global, &args.remote.flags(), &store, &output)?;
         }
         built.insert(*id, Built { key, output });
     }

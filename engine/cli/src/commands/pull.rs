@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::commands::remotes::{invalid, RemoteFlags, Stderr};
+use crate::commands::remotes::{invalid, Stderr};
 use crate::commands::session::Session;
 use crate::commands::show::load_or_report;
 use crate::exit::{CmdResult, Failure};
@@ -15,14 +15,14 @@ pub(crate) struct PullArgs {
     #[arg(required = true)]
     pub targets: Vec<PathBuf>,
     #[command(flatten)]
-    pub remote: RemoteFlags,
+    pub remote: crate::commands::remotes::ReadRemoteFlags,
 }
 
 pub(crate) fn run(global: &Session, args: PullArgs) -> CmdResult {
     let loaded = load_or_report(global, &args.targets)?;
     let store = global.store()?;
     let remotes = global
-        .remotes(&args.remote, false)?
+        .remotes(&args.remote.flags(), false)?
         .ok_or_else(|| invalid("no remote: pass --remote URL or configure `remotes:`".into()))?;
     let rows = cas_builder::remote::pull(&store, &loaded, &loaded.targets, &remotes, &Stderr)
         .map_err(|e| Failure::failed(miette::miette!("{e}")))?;

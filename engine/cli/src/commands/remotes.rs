@@ -35,6 +35,39 @@ pub(crate) struct RemoteFlags {
     pub no_remotes: bool,
 }
 
+/// The remote options of commands that only read from remotes (`cas pull`,
+/// `checkout`, `explain`): those of [`RemoteFlags`] without `--push` and
+/// `--signing-key`, which mean nothing there.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct ReadRemoteFlags {
+    /// A remote cache: an http(s):// base URL, a grpc(s):// REAPI server, a file:// URL or a directory (repeatable; tried after the configured ones)
+    #[arg(long = "remote", value_name = "URL")]
+    pub remotes: Vec<String>,
+    /// Trust results from the --remote remotes signed by this ed25519 public key (hex, base64, or a .pub file; repeatable)
+    #[arg(long = "trusted-key", value_name = "KEY")]
+    pub trusted_keys: Vec<String>,
+    /// Use unsigned results from the --remote remotes (only for remotes you fully control)
+    #[arg(long)]
+    pub trust_unsigned: bool,
+    /// Use no remote at all, not even the configured ones
+    #[arg(long, conflicts_with = "remotes")]
+    pub no_remotes: bool,
+}
+
+impl ReadRemoteFlags {
+    /// As the full flags: nothing pushed, no signing key.
+    pub(crate) fn flags(&self) -> RemoteFlags {
+        RemoteFlags {
+            remotes: self.remotes.clone(),
+            push: false,
+            trusted_keys: self.trusted_keys.clone(),
+            trust_unsigned: self.trust_unsigned,
+            signing_key: None,
+            no_remotes: self.no_remotes,
+        }
+    }
+}
+
 pub(crate) fn invalid(msg: String) -> Failure {
     Failure::invalid(miette::miette!("{msg}"))
 }
