@@ -49,6 +49,11 @@ work=$(cd "$work" && pwd)
 bst_python=$(head -1 "$bst" | sed -n 's/^#!//p')
 [ -x "${bst_python:-}" ] || bst_python=python3
 echo "work dir: $work" >&2
+# freedesktop-sdk's junction is a git_repo source (buildstream-plugins-community): it
+# needs dulwich (this was run with 0.24.10) and, to load, packaging/requests/tomlkit/arpy
+"$bst_python" -c 'import dulwich, packaging, requests, tomlkit, arpy' 2>/dev/null || {
+  echo "the Python of $bst lacks the git_repo plugin's modules:" \
+       "$bst_python -m pip install 'dulwich>=0.24,<0.25' packaging requests tomlkit arpy" >&2; exit 1; }
 
 # --- mirror tree -----------------------------------------------------------
 mirror=$work/mirror

@@ -913,6 +913,17 @@ fn explain_names_the_variable_and_the_file_and_line_that_set_it() {
         run.stdout
     );
     assert!(!run.stdout.contains("variables.greeting"), "{}", run.stdout);
+    ctx.cas(["build", "g.yaml"]).ok();
+
+    // a change the element's key does not see is never named as a cause:
+    // a variable nothing refers to changes beside one that is used
+    ctx.write(
+        "project.yaml",
+        "name: t\nelement-path: elements\nkinds: kinds\nvariables:\n  greeting: salut\n  unused: anything\n",
+    );
+    let run = ctx.cas(["explain", "g.yaml"]).ok();
+    assert!(run.stdout.contains("variables.greeting"), "{}", run.stdout);
+    assert!(!run.stdout.contains("variables.unused"), "{}", run.stdout);
 }
 
 #[test]

@@ -438,6 +438,8 @@ impl Ctx<'_> {
         names
             .into_iter()
             .filter(|n| old.get(*n) != el.variables.get(*n))
+            // a variable nothing of the element refers to changes no key
+            .filter(|n| el.used_variables.contains(*n))
             .map(|n| FieldDiff {
                 field: format!("variables.{n}"),
                 old: old.get(n).cloned(),

@@ -318,6 +318,10 @@ pub struct Element {
     /// Its public data as BuildStream shows it (`%{public}`): every domain
     /// as written, expanded, with the split rules it inherits.
     pub shown_public: Data,
+    /// The variables its commands, environment, config, public data and
+    /// sandbox settings refer to, through other variables too: what can
+    /// change its key (`cas explain` names only these).
+    pub used_variables: std::collections::BTreeSet<String>,
     /// A BuildStream element's variable names in the order BuildStream
     /// composes them (`max-jobs` among them); empty for cas's elements.
     pub shown_order: Vec<String>,
@@ -977,6 +981,7 @@ pub(crate) fn resolve(
     for (k, v) in env_layers {
         env_raw.insert(k, v);
     }
+    let env_texts: Vec<String> = env_raw.values().map(|v| v.value.clone()).collect();
     let mut environment: BTreeMap<String, String> = env_raw
         .into_iter()
         .map(|(k, v)| (k.to_string(), expand(v, &mut errors)))
@@ -1046,6 +1051,49 @@ pub(crate) fn resolve(
             })
             .collect(),
         overlap_whitelist: whitelist.iter().map(|s| expand(s, &mut errors)).collect(),
+    };
+
+    // the variables what enters keys refers to, transitively (`cas explain`
+    // names only those as causes)
+    let used_variables = {
+        let mut texts: Vec<&str> = env_texts.iter().map(String::as_str).collect();
+        for (_, v) in &config {
+            match v {
+                ConfigValue::List(l) => texts.extend(l.iter().map(|s| s.value.as_str())),
+                ConfigValue::Str(s) => texts.push(&s.value),
+                ConfigValue::Bool(..) | ConfigValue::Node(_) => {}
+            }
+        }
+        texts.extend(ic.iter().map(|s| s.value.as_str()));
+        texts.extend(
+            rules
+                .iter()
+                .flat_map(|(_, l)| l.iter().map(|s| s.value.as_str())),
+        );
+        texts.extend(whitelist.iter().map(|s| s.value.as_str()));
+        texts.extend(kind.workdir.iter().map(|w| w.value.as_str()));
+        texts.extend(raw.build_arch.iter().map(|a| a.value.as_str()));
+        // what every kind's sandbox settings read
+        let mut used: std::collections::BTreeSet<String> =
+            ["build-root", "install-root", "target-arch"]
+                .iter()
+                .map(|s| (*s).to_string())
+                .collect();
+        let mut todo: Vec<String> = texts.iter().flat_map(|t| references(t)).collect();
+        todo.extend(used.iter().cloned());
+        while let Some(n) = todo.pop() {
+            if let Some(def) = scope.defs.get(n.as_str()) {
+                if !def.literal {
+                    todo.extend(
+                        references(def.value)
+                            .into_iter()
+                            .filter(|r| !used.contains(r)),
+                    );
+                }
+            }
+            used.insert(n);
+        }
+        used
     };
 
     // the order BuildStream composes variables and environment in (its
@@ -1292,6 +1340,7 @@ pub(crate) fn resolve(
         workdir,
         shown_config,
         shown_public,
+        used_variables,
         shown_order,
         shown_env_order,
         link: raw.bst.as_ref().is_some_and(|b| b.link),
@@ -1348,4 +1397,27 @@ fn node_data(node: &Node, expand: &mut impl FnMut(&str, Span) -> String) -> Data
                 .collect(),
         ),
     }
+}
+
+/// The variable names `%{...}` references in `text` (not `%%{` escapes).
+fn references(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('%') {
+        let after = &rest[i..];
+        if let Some(r) = after.strip_prefix("%%{") {
+            rest = r;
+        } else if let Some(r) = after.strip_prefix("%{") {
+            match r.find('}') {
+                Some(j) => {
+                    out.push(r[..j].to_string());
+                    rest = &r[j + 1..];
+                }
+                None => break,
+            }
+        } else {
+            rest = &after[1..];
+        }
+    }
+    out
 }
