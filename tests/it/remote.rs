@@ -756,3 +756,41 @@ fn an_http_cache_behind_basic_auth_is_used_with_configured_headers() {
         run.stderr
     );
 }
+
+/// A result a remote has, signed by a key the puller does not trust, is
+/// not "missing": `cas pull` says it was there and not used, and why.
+#[test]
+fn pull_tells_a_result_signed_by_an_untrusted_key_from_one_no_remote_has() {
+    let ctx = project("hello");
+    let (secret, _) = keygen(&ctx, "alice.key");
+    let (_, other_public) = keygen(&ctx, "bob.key");
+    let remote = ctx.path("shared");
+    let url = format!("file://{}", remote.display());
+    build_in(
+        &ctx,
+        &ctx.path("store-a"),
+        &["--remote", &url, "--push", "--signing-key", s(&secret)],
+    )
+    .ok();
+    let run = ctx
+        .cas([
+            "--store",
+            s(&ctx.path("store-b")),
+            "pull",
+            "top.yaml",
+            "--remote",
+            &url,
+            "--trusted-key",
+            s(&other_public),
+        ])
+        .expect_code(1);
+    assert!(
+        run.stderr
+            .contains("a remote has results that were not used")
+            && run.stderr.contains("top.yaml (its key needs base.yaml"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("not in any remote"), "{}", run.stderr);
+    assert!(run.stderr.contains("ignoring the result"), "{}", run.stderr);
+}

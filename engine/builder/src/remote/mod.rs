@@ -84,6 +84,9 @@ pub struct Remotes {
     warnings: Mutex<usize>,
     /// Remotes whose unsigned results were used (said once each).
     unsigned_used: Mutex<HashSet<usize>>,
+    /// Elements whose result a remote had but was not used (untrusted,
+    /// unsigned, forged, malformed): what a summary says they lack.
+    rejected: Mutex<HashSet<String>>,
     /// Remotes found down (said once each).
     down_said: Mutex<HashSet<usize>>,
 }
@@ -156,6 +159,7 @@ impl Remotes {
             push_failures: Mutex::new(Vec::new()),
             warnings: Mutex::new(0),
             unsigned_used: Mutex::new(HashSet::new()),
+            rejected: Mutex::new(HashSet::new()),
             down_said: Mutex::new(HashSet::new()),
         })
     }
@@ -238,6 +242,15 @@ impl Remotes {
             .position(|e| e.remote.url() == err.url())
     }
 
+    /// Whether a remote had a result for `element` that was not used
+    /// (its signature not trusted, or not valid).
+    pub fn was_rejected(&self, element: &str) -> bool {
+        self.rejected
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(element)
+    }
+
     /// Ask the remotes, in order, for the result of `key`. Rejected results
     /// (untrusted, unsigned, forged, malformed) and unreachable remotes are
     /// warned about and skipped. Returns the result and the remote's index.
@@ -278,13 +291,19 @@ impl Remotes {
                     }
                     return Some((r, i));
                 }
-                Ok(Lookup::Rejected(why)) => self.warn(
-                    say,
-                    format!(
-                        "{element}: ignoring the result {key} from {}: {why}",
-                        e.remote.url()
-                    ),
-                ),
+                Ok(Lookup::Rejected(why)) => {
+                    self.rejected
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(element.to_string());
+                    self.warn(
+                        say,
+                        format!(
+                            "{element}: ignoring the result {key} from {}: {why}",
+                            e.remote.url()
+                        ),
+                    );
+                }
                 // A remote that is down is warned about once, not per step.
                 Err(err) => self.warn_failure(
                     i,

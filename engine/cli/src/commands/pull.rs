@@ -39,15 +39,40 @@ pub(crate) fn run(global: &Session, args: PullArgs) -> CmdResult {
                 .any(|r| r.name == *n && r.status == cas_builder::remote::PullStatus::Missing)
         })
         .collect();
-    eprintln!(
-        "{} object(s) downloaded ({} bytes){}",
-        summary.transfers.downloaded_objects,
-        summary.transfers.downloaded_bytes,
-        if missing.is_empty() {
-            String::new()
+    // a result a remote has but that was not used is not "missing", nor is
+    // one whose key depends on such a result
+    let mut rejected: Vec<String> = Vec::new();
+    let mut absent: Vec<&str> = Vec::new();
+    for &n in &missing {
+        let below = loaded.find(n).map(|id| {
+            loaded
+                .closure(&[id])
+                .into_iter()
+                .map(|d| loaded.element(d).name.as_str())
+                .filter(|d| *d != n && remotes.was_rejected(d))
+                .collect::<Vec<_>>()
+        });
+        if remotes.was_rejected(n) {
+            rejected.push(n.to_string());
+        } else if let Some(b) = below.filter(|b| !b.is_empty()) {
+            rejected.push(format!("{n} (its key needs {})", b.join(", ")));
         } else {
-            format!("; not in any remote: {}", missing.join(", "))
+            absent.push(n);
         }
+    }
+    let mut said = String::new();
+    if !rejected.is_empty() {
+        said.push_str(&format!(
+            "; a remote has results that were not used (see the warnings above): {}",
+            rejected.join(", ")
+        ));
+    }
+    if !absent.is_empty() {
+        said.push_str(&format!("; not in any remote: {}", absent.join(", ")));
+    }
+    eprintln!(
+        "{} object(s) downloaded ({} bytes){said}",
+        summary.transfers.downloaded_objects, summary.transfers.downloaded_bytes,
     );
     Ok(if missing.is_empty() {
         ExitCode::SUCCESS
