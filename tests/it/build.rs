@@ -1473,3 +1473,30 @@ fn push_options_are_offered_only_by_commands_that_push() {
         );
     }
 }
+
+/// The advice after a build points at something worth checking out: a
+/// stack's output is empty, so it says how to get its files instead.
+#[test]
+fn a_stack_target_is_not_advised_to_be_checked_out() {
+    let ctx = crate::ctx::busybox_project();
+    ctx.write("elements/group.yaml", "kind: stack\ndepends: [base.yaml]\n");
+    let run = ctx.cas(["build", "group.yaml"]).ok();
+    assert!(
+        !run.stderr.contains("cas checkout group.yaml DIR"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("`compose` element with `build-depends: [group.yaml]`"),
+        "{}",
+        run.stderr
+    );
+    let run = ctx.cas(["build", "base.yaml"]).ok();
+    assert!(
+        run.stderr
+            .contains("see it with: cas checkout base.yaml DIR"),
+        "{}",
+        run.stderr
+    );
+}

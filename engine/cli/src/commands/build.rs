@@ -352,7 +352,13 @@ fn conclude(
         for name in targets {
             if let Some(row) = report.elements.iter().find(|r| &r.name == name) {
                 eprintln!("{name}: output {}", row.output.as_deref().unwrap_or("-"));
-                eprintln!("  see it with: cas checkout {name} DIR");
+                let empty = cas_store::TreeDigest::empty().to_hex();
+                if row.output.as_deref() == Some(empty.as_str()) {
+                    // a stack (or any element with no files): nothing to check out
+                    eprintln!("  it has no files of its own (a stack groups what it depends on): a `compose` element with `build-depends: [{name}]` gathers them into one tree to check out");
+                } else {
+                    eprintln!("  see it with: cas checkout {name} DIR");
+                }
             }
         }
     }
