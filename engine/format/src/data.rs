@@ -234,7 +234,8 @@ fn scalar(s: &str, key: bool) -> String {
     }
     // BuildStream's dumper writes a string with a line break, or a
     // control character, on one line between double quotes
-    let double = s.is_empty() && key || s.chars().any(char::is_control);
+    // (and one with a `'`, which BuildStream's dumper never single-quotes)
+    let double = s.is_empty() && key || s.chars().any(char::is_control) || s.contains('\'');
     if double {
         return double_quoted(s);
     }

@@ -347,6 +347,17 @@ pub struct Element {
     pub origin: Origin,
 }
 
+impl Element {
+    /// What `%{max-jobs}` is in its step given the run's job count: 1 when
+    /// it sets `notparallel` to true (BuildStream's), else `jobs`.
+    pub fn max_jobs(&self, jobs: usize) -> usize {
+        match self.variables.get("notparallel").map(String::as_str) {
+            Some("True" | "true" | "1") => 1,
+            _ => jobs,
+        }
+    }
+}
+
 /// An element file as written (keys and types checked, sources decoded).
 #[derive(Debug)]
 pub(crate) struct RawElement {
@@ -1148,19 +1159,29 @@ pub(crate) fn resolve(
             errors,
         )
     };
+    // the command lists cas's kind declares (empty) for an element to fill
+    // and BuildStream's plugin does not: shown only when the element sets
+    // them, after the plugin's keys (where BuildStream appends them)
+    let placeholders: &[&str] = match kind.name.as_str() {
+        _ if !bst_dialect => &[],
+        "make" | "pyproject" => &["configure-commands"],
+        "cargo" => &["configure-commands", "build-commands"],
+        _ => &[],
+    };
+    let set_by_element = |k: &str| raw.config.as_ref().is_some_and(|c| c.get(k).is_some());
+    let mut shown_entries: Vec<&(String, ConfigValue)> = config
+        .iter()
+        // what cas's BuildStream kinds have that BuildStream's do not
+        .filter(|(k, _)| {
+            let cas_only = matches!(k.as_str(), "integrate-first" | "layout" | "output")
+                || (placeholders.contains(&k.as_str()) && !set_by_element(k));
+            !(bst_dialect && cas_only)
+        })
+        .collect();
+    shown_entries.sort_by_key(|(k, _)| placeholders.contains(&k.as_str()));
     let shown_config = Data::Map(
-        config
-            .iter()
-            // what cas's BuildStream kinds have that BuildStream's do not
-            .filter(|(k, _)| {
-                let cas_only = matches!(k.as_str(), "integrate-first" | "layout" | "output")
-                    // buildstream-plugins' make has no configure step
-                    // (cas's declares an empty one an element may fill)
-                    || (kind.name == "make"
-                        && k == "configure-commands"
-                        && raw.config.as_ref().is_none_or(|c| c.get(k).is_none()));
-                !(bst_dialect && cas_only)
-            })
+        shown_entries
+            .into_iter()
             .map(|(k, v)| {
                 let d = match v {
                     ConfigValue::List(l) => Data::List(

@@ -41,10 +41,12 @@ impl Loaded {
     pub fn shown_deps(&self, id: ElementId, scope: DepScope) -> Vec<ElementId> {
         let el = self.element(id);
         let mut deps: Vec<(ElementId, u8)> = Vec::new();
+        // in the order BuildStream collects them before sorting (its sort
+        // is not a total order, so this order shows through)
         for (list, ty) in [
-            (&el.depends, BUILD | RUN),
             (&el.build_depends, BUILD),
             (&el.runtime_depends, RUN),
+            (&el.depends, BUILD | RUN),
         ] {
             for &d in list {
                 let d = self.through_links(d);

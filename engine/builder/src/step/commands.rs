@@ -52,7 +52,7 @@ impl Engine<'_> {
             });
         }
         sandbox_ready(el, self.store.root())?;
-        let jobs = self.max_jobs.to_string();
+        let jobs = el.max_jobs(self.max_jobs).to_string();
         let commands: Vec<(String, String)> = commands
             .iter()
             .map(|(p, c)| (p.clone(), c.replace("%{max-jobs}", &jobs)))
@@ -96,7 +96,7 @@ impl Engine<'_> {
         let incremental = self
             .incremental_state(el)
             .is_some_and(|state| crate::workspace::incremental(&state, inputs));
-        let jobs = self.max_jobs.to_string();
+        let jobs = el.max_jobs(self.max_jobs).to_string();
         inputs
             .phases
             .iter()

@@ -68,7 +68,7 @@ impl Engine<'_> {
         let sysroot = crate::sysroot::stage(self.store, &el.name, &self.layers(&staged))?;
         let root = Root::read_only(&sysroot);
         check_shell(el, &root.dirs())?;
-        let jobs = self.max_jobs.to_string();
+        let jobs = el.max_jobs(self.max_jobs).to_string();
         let mut spec = sandbox_spec(&inputs, root, &dir, &jobs);
         spec.binfmt = cas_sandbox::emulator::private_registration(&root.dirs());
         spec.env

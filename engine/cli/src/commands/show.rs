@@ -331,7 +331,7 @@ pub(crate) fn render_json(loaded: &Loaded, rows: &[ShowRow]) -> String {
         .iter()
         .map(|r| {
             let e = r.element;
-            let jobs = shown_jobs().to_string();
+            let jobs = e.max_jobs(shown_jobs()).to_string();
             let (config, public) = cas_format::shown_config(e, &jobs);
             let shown = |scope| names(loaded, &loaded.shown_deps(e.id, scope));
             ElementJson {

@@ -10,7 +10,7 @@ use crate::commands::show::ShowRow;
 /// The format with every `%{field...}` of `row` substituted.
 pub(crate) fn render(loaded: &Loaded, row: &ShowRow, fmt: &str, jobs: usize) -> String {
     let e = row.element;
-    let jobs = jobs.to_string();
+    let jobs = e.max_jobs(jobs).to_string();
     let extra = |k: &str| {
         row.extra
             .iter()

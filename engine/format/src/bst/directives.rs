@@ -56,6 +56,24 @@ pub(crate) fn composite(base: &mut Map, over: Map) {
     }
 }
 
+/// Composite `under` beneath `target`, BuildStream's `_composite_under`:
+/// `target`'s values win; its own keys keep their places and `under`'s
+/// other keys follow; inside, mappings are `under`'s with `target`'s over
+/// them (their keys in `under`'s order first).
+pub(crate) fn composite_under(target: &mut Map, under: Map) {
+    let order: Vec<String> = target.entries.iter().map(|(k, _)| k.name.clone()).collect();
+    let mut merged = under;
+    composite(&mut merged, std::mem::take(target));
+    let mut out = Map::default();
+    for name in order {
+        if let Some(pos) = merged.entries.iter().position(|(k, _)| k.name == name) {
+            out.entries.push(merged.entries.remove(pos));
+        }
+    }
+    out.entries.append(&mut merged.entries);
+    *target = out;
+}
+
 fn composite_node(base: &mut Node, over: Node) {
     match (&mut base.value, over.value) {
         (Value::Seq(b), Value::Map(o)) if is_directive(&o) => {
@@ -223,13 +241,10 @@ impl<'a, L: Locate> Processor<'a, L> {
             match k.name.as_str() {
                 "(@)" => includes = Some(v),
                 "(?)" if self.options.is_some() => conditions = Some((k, v)),
-                _ => {
-                    let v = self.process(v);
-                    rest.entries.push((k, v));
-                }
+                _ => rest.entries.push((k, v)),
             }
         }
-        let mut out = Map::default();
+        let mut included: Vec<Map> = Vec::new();
         if let Some(inc) = includes {
             let names = match &inc.value {
                 Value::Scalar(s, _) => vec![Spanned {
@@ -288,11 +303,29 @@ impl<'a, L: Locate> Processor<'a, L> {
                 }
                 self.stack.pop();
                 if let Value::Map(pm) = processed.value {
-                    composite(&mut out, pm);
+                    included.push(pm);
                 }
             }
         }
-        composite(&mut out, rest);
+        // BuildStream composites each include under the including mapping,
+        // the last one first (the includer's values win, its keys keep their
+        // places, the included ones follow), and only then processes the
+        // mapping's values: a nested include sees what a file included
+        // here added (an `(>)` over a list a nested include sets)
+        let mut out = rest;
+        for pm in included.into_iter().rev() {
+            composite_under(&mut out, pm);
+        }
+        for (_, v) in &mut out.entries {
+            let node = std::mem::replace(
+                v,
+                Node {
+                    span: v.span,
+                    value: Value::Null,
+                },
+            );
+            *v = self.process(node);
+        }
         if let Some((k, conds)) = conditions {
             self.conditions(&mut out, &k, conds);
         }
