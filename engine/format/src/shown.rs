@@ -35,6 +35,53 @@ impl Loaded {
         id
     }
 
+    /// Everything `id` depends on through any edge, transitively (not
+    /// itself), computed once per element (a post-order walk, no recursion).
+    pub fn needs(&self, id: ElementId) -> std::sync::Arc<HashSet<ElementId>> {
+        let mut memo = self
+            .below
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(s) = memo.get(&id) {
+            return s.clone();
+        }
+        let direct = |e: ElementId| {
+            let el = self.element(e);
+            el.build_depends
+                .iter()
+                .chain(&el.depends)
+                .chain(&el.runtime_depends)
+                .copied()
+                .collect::<Vec<_>>()
+        };
+        // (element, its children visited?)
+        let mut stack = vec![(id, false)];
+        while let Some((e, expanded)) = stack.pop() {
+            if memo.contains_key(&e) {
+                continue;
+            }
+            if expanded {
+                let mut set = HashSet::new();
+                for c in direct(e) {
+                    set.insert(c);
+                    if let Some(cs) = memo.get(&c) {
+                        set.extend(cs.iter().copied());
+                    }
+                }
+                memo.insert(e, std::sync::Arc::new(set));
+            } else {
+                stack.push((e, true));
+                for c in direct(e) {
+                    if !memo.contains_key(&c) {
+                        stack.push((c, false));
+                    }
+                }
+            }
+        }
+        memo.get(&id).cloned().unwrap_or_default()
+    }
+
     /// The direct dependencies of `id` in `scope`, in BuildStream's order:
     /// one that needs another comes after it, runtime-only ones last, then
     /// by name; each once.
@@ -57,14 +104,8 @@ impl Loaded {
             }
         }
         // everything each one needs (every edge, transitively)
-        let below: Vec<HashSet<ElementId>> = deps
-            .iter()
-            .map(|(d, _)| {
-                let mut all: HashSet<ElementId> = self.closure(&[*d]).into_iter().collect();
-                all.remove(d);
-                all
-            })
-            .collect();
+        let below: Vec<std::sync::Arc<HashSet<ElementId>>> =
+            deps.iter().map(|(d, _)| self.needs(*d)).collect();
         let cmp = |a: usize, b: usize| -> std::cmp::Ordering {
             use std::cmp::Ordering::{Equal, Greater, Less};
             let (ea, ta) = deps[a];

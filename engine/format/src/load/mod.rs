@@ -89,6 +89,23 @@ pub struct Loaded {
     pub problems: Vec<Error>,
     /// With `LoadOptions::partial`: how many elements were left out.
     pub left_out: usize,
+    /// Everything each element needs, transitively (`show --format`'s
+    /// dependency order asks it often): computed once per element, on demand.
+    pub(crate) below: NeedsCache,
+}
+
+/// What each element needs, transitively: derived data, computed on
+/// demand; a clone of a load starts empty.
+#[derive(Debug, Default)]
+pub(crate) struct NeedsCache(
+    pub(crate) 
+        std::sync::Mutex<HashMap<ElementId, std::sync::Arc<std::collections::HashSet<ElementId>>>>,
+);
+
+impl Clone for NeedsCache {
+    fn clone(&self) -> Self {
+        NeedsCache::default()
+    }
 }
 
 impl Loaded {
@@ -627,6 +644,7 @@ pub fn load_with(
         by_name: ids,
         problems: Diagnostics::new(errors).errors,
         left_out,
+        below: NeedsCache::default(),
     })
 }
 
