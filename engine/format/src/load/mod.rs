@@ -97,10 +97,10 @@ pub struct Loaded {
 /// What each element needs, transitively: derived data, computed on
 /// demand; a clone of a load starts empty.
 #[derive(Debug, Default)]
-pub(crate) struct NeedsCache(
-    pub(crate) 
-        std::sync::Mutex<HashMap<ElementId, std::sync::Arc<std::collections::HashSet<ElementId>>>>,
-);
+pub(crate) struct NeedsCache(pub(crate) std::sync::Mutex<HashMap<ElementId, Needs>>);
+
+/// Everything one element needs.
+pub(crate) type Needs = std::sync::Arc<std::collections::HashSet<ElementId>>;
 
 impl Clone for NeedsCache {
     fn clone(&self) -> Self {
