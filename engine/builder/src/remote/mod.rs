@@ -14,46 +14,6 @@ use cas_store::remote::transfer::{self, Lookup, Pushed};
 use cas_store::remote::{Counters, SigningKey, TransferStats, Trust};
 use cas_store::{ActionKey, ActionResult, Remote, RemoteError, Store, TreeDigest};
 
-/// One configured remote.
-#[derive(Debug, Clone)]
-pub struct RemoteSpec {
-    pub url: String,
-    pub push: bool,
-    pub trust: Trust,
-    /// Headers for every request (HTTP remotes): values with `${VAR}`
-    /// replaced from the environment when the remote is opened.
-    pub headers: Vec<(String, String)>,
-    /// Its own budget of waiting for a run (`timeout:`), instead of
-    /// `CAS_REMOTE_TIMEOUT`'s.
-    pub timeout: Option<std::time::Duration>,
-}
-
-/// `value` with every `${VAR}` replaced by the environment variable VAR;
-/// an unset one is an error naming it (never the value).
-fn expand_env(url: &str, header: &str, value: &str) -> Result<String, RemoteError> {
-    let mut out = String::new();
-    let mut rest = value;
-    while let Some(i) = rest.find("${") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 2..];
-        let Some(end) = after.find('}') else {
-            return Err(RemoteError::BadUrl {
-                url: url.to_string(),
-                reason: format!("header {header}: `${{` without `}}`"),
-            });
-        };
-        let var = &after[..end];
-        let v = std::env::var(var).map_err(|_| RemoteError::BadUrl {
-            url: url.to_string(),
-            reason: format!("header {header}: the environment variable {var} is not set"),
-        })?;
-        out.push_str(&v);
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
 struct Entry {
     remote: Box<dyn Remote>,
     push: bool,
@@ -520,6 +480,9 @@ impl Remotes {
 
 mod commands;
 mod run;
+mod spec;
 
 pub use commands::{pull, push, PullRow, PullStatus, PushReport};
 pub use run::{Pulled, RemoteRun};
+pub use spec::RemoteSpec;
+use spec::expand_env;
