@@ -13,15 +13,45 @@ use cas_store::Store;
 
 use crate::error::{AuditError, Result};
 
+/// What one remote's result says against the local output (`--json`:
+/// kebab-case names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClaimStatus {
+    /// Its output is the local one.
+    Agree,
+    /// Its output differs from the local one.
+    Disagree,
+    /// No local output to compare with.
+    RemoteOnly,
+    /// It has no result for the key.
+    Missing,
+    /// Its result could not be read.
+    Unreadable,
+}
+
+/// A step over all remotes: `disagree` when one differs from the local
+/// output, else `agree` when one agrees, else `unreadable`, `remote-only`,
+/// `local-only`, `neither`; `unknown-key` when its key is not known here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepStatus {
+    Disagree,
+    Agree,
+    Unreadable,
+    RemoteOnly,
+    LocalOnly,
+    Neither,
+    UnknownKey,
+}
+
 /// What one remote says about one step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RemoteClaim {
     pub url: String,
     /// The output its result names (`null`: no result, or unreadable).
     pub output: Option<String>,
-    /// `agree`, `disagree` (with the local output), `remote-only` (no local
-    /// output to compare with), `missing` (no result), `unreadable`.
-    pub status: &'static str,
+    pub status: ClaimStatus,
     /// How many signatures the remote's result carries (not verified).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signatures: Option<usize>,
@@ -38,10 +68,7 @@ pub struct StepChallenge {
     /// The step's key (`null` when a dependency is not built locally).
     pub key: Option<String>,
     pub local: Option<String>,
-    /// Over all remotes: `disagree` when one differs from the local output,
-    /// else `agree` when one agrees, else `local-only`, `remote-only`,
-    /// `neither`, `unknown-key`, `unreadable`.
-    pub status: &'static str,
+    pub status: StepStatus,
     pub remotes: Vec<RemoteClaim>,
 }
 
@@ -93,7 +120,7 @@ pub fn challenge(
                 name,
                 key: None,
                 local,
-                status: "unknown-key",
+                status: StepStatus::UnknownKey,
                 remotes: Vec::new(),
             });
             continue;
@@ -104,7 +131,7 @@ pub fn challenge(
             let mut c = RemoteClaim {
                 url: url.clone(),
                 output: None,
-                status: "missing",
+                status: ClaimStatus::Missing,
                 signatures: None,
                 error: None,
                 diff: None,
@@ -115,11 +142,11 @@ pub fn challenge(
                         c.output = Some(d.result.output.to_hex());
                         c.signatures = Some(d.signatures.len());
                         c.status = match &local {
-                            Some(l) if *l == d.result.output.to_hex() => "agree",
-                            Some(_) => "disagree",
-                            None => "remote-only",
+                            Some(l) if *l == d.result.output.to_hex() => ClaimStatus::Agree,
+                            Some(_) => ClaimStatus::Disagree,
+                            None => ClaimStatus::RemoteOnly,
                         };
-                        if diff && c.status == "disagree" {
+                        if diff && c.status == ClaimStatus::Disagree {
                             c.diff = Some(remote_diff(
                                 store,
                                 remote.as_ref(),
@@ -129,14 +156,14 @@ pub fn challenge(
                         }
                     }
                     Ok(d) => {
-                        c.status = "unreadable";
+                        c.status = ClaimStatus::Unreadable;
                         c.error = Some(format!(
                             "the result is stored under another key ({})",
                             d.key
                         ));
                     }
                     Err(e) => {
-                        c.status = "unreadable";
+                        c.status = ClaimStatus::Unreadable;
                         c.error = Some(e.to_string());
                     }
                 },
@@ -150,19 +177,19 @@ pub fn challenge(
             }
             claims.push(c);
         }
-        let any = |s: &str| claims.iter().any(|c| c.status == s);
-        let status = if any("disagree") {
-            "disagree"
-        } else if any("agree") {
-            "agree"
-        } else if any("unreadable") {
-            "unreadable"
-        } else if any("remote-only") {
-            "remote-only"
+        let any = |s: ClaimStatus| claims.iter().any(|c| c.status == s);
+        let status = if any(ClaimStatus::Disagree) {
+            StepStatus::Disagree
+        } else if any(ClaimStatus::Agree) {
+            StepStatus::Agree
+        } else if any(ClaimStatus::Unreadable) {
+            StepStatus::Unreadable
+        } else if any(ClaimStatus::RemoteOnly) {
+            StepStatus::RemoteOnly
         } else if local.is_some() {
-            "local-only"
+            StepStatus::LocalOnly
         } else {
-            "neither"
+            StepStatus::Neither
         };
         steps.push(StepChallenge {
             name,
@@ -176,13 +203,13 @@ pub fn challenge(
         .iter()
         .enumerate()
         .map(|(i, _)| {
-            let of = |s: &str| {
+            let of = |s: ClaimStatus| {
                 steps
                     .iter()
                     .filter(|st| st.remotes.get(i).is_some_and(|c| c.status == s))
                     .count()
             };
-            let (agree, disagree) = (of("agree"), of("disagree"));
+            let (agree, disagree) = (of(ClaimStatus::Agree), of(ClaimStatus::Disagree));
             RemoteSummary {
                 url: remotes[i].url().to_string(),
                 compared: agree + disagree,
@@ -191,8 +218,14 @@ pub fn challenge(
             }
         })
         .collect();
-    let agree = steps.iter().filter(|s| s.status == "agree").count();
-    let disagree = steps.iter().filter(|s| s.status == "disagree").count();
+    let agree = steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Agree)
+        .count();
+    let disagree = steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Disagree)
+        .count();
     Ok(ChallengeReport {
         remotes: summaries,
         compared: agree + disagree,
@@ -244,8 +277,11 @@ pub fn render(r: &ChallengeReport) -> String {
         .max(5);
     for step in &r.steps {
         match step.status {
-            "agree" | "disagree" | "unreadable" | "remote-only" => {
-                let head = if step.status == "disagree" {
+            StepStatus::Agree
+            | StepStatus::Disagree
+            | StepStatus::Unreadable
+            | StepStatus::RemoteOnly => {
+                let head = if step.status == StepStatus::Disagree {
                     "DIFFERS"
                 } else {
                     ""
@@ -257,11 +293,13 @@ pub fn render(r: &ChallengeReport) -> String {
                 s.push_str(&format!("  {:<width$}  {}\n", "local", short(&step.local)));
                 for c in &step.remotes {
                     let what = match c.status {
-                        "agree" => "agrees".to_string(),
-                        "disagree" => "DIFFERS".to_string(),
-                        "missing" => "no result".to_string(),
-                        "unreadable" => format!("unreadable: {}", c.error.as_deref().unwrap_or("")),
-                        other => other.to_string(),
+                        ClaimStatus::Agree => "agrees".to_string(),
+                        ClaimStatus::Disagree => "DIFFERS".to_string(),
+                        ClaimStatus::Missing => "no result".to_string(),
+                        ClaimStatus::Unreadable => {
+                            format!("unreadable: {}", c.error.as_deref().unwrap_or(""))
+                        }
+                        ClaimStatus::RemoteOnly => "remote-only".to_string(),
                     };
                     s.push_str(&format!(
                         "  {:<width$}  {}  {what}\n",
@@ -275,7 +313,15 @@ pub fn render(r: &ChallengeReport) -> String {
                     }
                 }
             }
-            other => s.push_str(&format!("{}: not compared ({other})\n", step.name)),
+            other => s.push_str(&format!(
+                "{}: not compared ({})\n",
+                step.name,
+                match other {
+                    StepStatus::LocalOnly => "local-only",
+                    StepStatus::Neither => "neither",
+                    _ => "unknown-key",
+                }
+            )),
         }
     }
     for x in &r.remotes {

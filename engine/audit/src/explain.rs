@@ -48,6 +48,19 @@ pub struct DepChange {
     pub explanation: Option<Box<Explanation>>,
 }
 
+/// How a key compares with the one it is compared with (`--json`:
+/// `identical`, `changed`, `no-previous-build`, `previous-result-missing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyStatus {
+    Identical,
+    Changed,
+    /// No earlier build of the element to compare with.
+    NoPreviousBuild,
+    /// The result compared with (its manifest) is no longer in the store.
+    PreviousResultMissing,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Explanation {
     pub element: String,
@@ -57,8 +70,8 @@ pub struct Explanation {
     pub against: Option<String>,
     /// Where `against` comes from: `given`, `last-build`, `previous-build`.
     pub against_source: Option<&'static str>,
-    /// `identical`, `changed`, `no-previous-build`, `previous-result-missing`.
-    pub status: &'static str,
+    /// How the key compares with the one it is compared with.
+    pub status: KeyStatus,
     /// Differences in everything but the dependencies' outputs.
     pub differences: Vec<FieldDiff>,
     /// Dependencies whose output differs.
@@ -69,7 +82,7 @@ pub struct Explanation {
 pub struct RootCause {
     /// From the target down to the element at fault.
     pub chain: Vec<String>,
-    pub status: &'static str,
+    pub status: KeyStatus,
     pub differences: Vec<FieldDiff>,
 }
 
@@ -474,16 +487,16 @@ impl Ctx<'_> {
             key: cur.key.map(|k| k.to_hex()),
             against: against.as_ref().map(|a| a.0.clone()),
             against_source: against.as_ref().map(|a| a.1),
-            status: "changed",
+            status: KeyStatus::Changed,
             differences: Vec::new(),
             dependencies: Vec::new(),
         };
         let Some((prev, _)) = against else {
-            ex.status = "no-previous-build";
+            ex.status = KeyStatus::NoPreviousBuild;
             return Ok(ex);
         };
         if ex.key.as_deref() == Some(prev.as_str()) {
-            ex.status = "identical";
+            ex.status = KeyStatus::Identical;
             return Ok(ex);
         }
         // the result compared with: recorded here, or known from a remote
@@ -502,13 +515,13 @@ impl Ctx<'_> {
                         reason: e.reason,
                     })?
                 } else {
-                    ex.status = "previous-result-missing";
+                    ex.status = KeyStatus::PreviousResultMissing;
                     return Ok(ex);
                 }
             }
             Some(Err(e)) => return Err(e.into()),
             _ => {
-                ex.status = "previous-result-missing";
+                ex.status = KeyStatus::PreviousResultMissing;
                 return Ok(ex);
             }
         };
@@ -556,7 +569,10 @@ impl Ctx<'_> {
 
 fn root_causes(ex: &Explanation, chain: &mut Vec<String>, out: &mut Vec<RootCause>) {
     chain.push(ex.element.clone());
-    let leaf_status = matches!(ex.status, "no-previous-build" | "previous-result-missing");
+    let leaf_status = matches!(
+        ex.status,
+        KeyStatus::NoPreviousBuild | KeyStatus::PreviousResultMissing
+    );
     if !ex.differences.is_empty() || leaf_status {
         out.push(RootCause {
             chain: chain.clone(),
@@ -577,7 +593,7 @@ fn root_causes(ex: &Explanation, chain: &mut Vec<String>, out: &mut Vec<RootCaus
             );
             out.push(RootCause {
                 chain: c,
-                status: "changed",
+                status: KeyStatus::Changed,
                 differences: vec![],
             });
         }
@@ -600,7 +616,7 @@ pub fn explain(
     let against = against.map(|k| (k.to_hex(), "given"));
     let explanation = ctx.explain(target, against, None, 0)?;
     let mut causes = Vec::new();
-    if explanation.status != "identical" {
+    if explanation.status != KeyStatus::Identical {
         root_causes(&explanation, &mut Vec::new(), &mut causes);
     }
     Ok(Report {
@@ -626,8 +642,8 @@ pub fn render(r: &Report) -> String {
         for c in &r.root_causes {
             s.push_str(&format!("  {}", c.chain.join(" -> ")));
             match c.status {
-                "no-previous-build" => s.push_str(": no previous build to compare with\n"),
-                "previous-result-missing" => {
+                KeyStatus::NoPreviousBuild => s.push_str(": no previous build to compare with\n"),
+                KeyStatus::PreviousResultMissing => {
                     s.push_str(": the previous result is no longer in the store\n");
                 }
                 _ => {
@@ -649,7 +665,7 @@ fn render_node(ex: &Explanation, indent: &str, s: &mut String) {
         _ => "",
     };
     match ex.status {
-        "no-previous-build" => {
+        KeyStatus::NoPreviousBuild => {
             s.push_str(&format!(
                 "{indent}{}: key {}; no previous build recorded\n",
                 ex.element,
@@ -657,7 +673,7 @@ fn render_node(ex: &Explanation, indent: &str, s: &mut String) {
             ));
             return;
         }
-        "identical" => {
+        KeyStatus::Identical => {
             s.push_str(&format!(
                 "{indent}{}: key {} is the same as {src}\n",
                 ex.element,
@@ -665,7 +681,7 @@ fn render_node(ex: &Explanation, indent: &str, s: &mut String) {
             ));
             return;
         }
-        "previous-result-missing" => {
+        KeyStatus::PreviousResultMissing => {
             s.push_str(&format!(
                 "{indent}{}: key {}; the result of {} ({src}) is no longer in the store\n",
                 ex.element,
@@ -674,7 +690,7 @@ fn render_node(ex: &Explanation, indent: &str, s: &mut String) {
             ));
             return;
         }
-        _ => s.push_str(&format!(
+        KeyStatus::Changed => s.push_str(&format!(
             "{indent}{}: key {} (was {}, {src})\n",
             ex.element,
             short(ex.key.as_ref()),

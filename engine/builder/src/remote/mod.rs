@@ -484,5 +484,5 @@ mod spec;
 
 pub use commands::{pull, push, PullRow, PullStatus, PushReport};
 pub use run::{Pulled, RemoteRun};
-pub use spec::RemoteSpec;
 use spec::expand_env;
+pub use spec::RemoteSpec;

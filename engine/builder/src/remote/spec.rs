@@ -43,4 +43,3 @@ pub(super) fn expand_env(url: &str, header: &str, value: &str) -> Result<String,
     out.push_str(rest);
     Ok(out)
 }
-

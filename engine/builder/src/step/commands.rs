@@ -113,19 +113,19 @@ impl Engine<'_> {
 
 /// A failed step's error: which command failed, as the driver said in the
 /// log after `start`; if it could not (killed), the last one it announced
-/// with `status`.
+/// with how the sandbox ended (`ended`: a signal, a timeout).
 pub(crate) fn command_failure(
     el: &Element,
     dir: &BuildDir,
     start: u64,
     commands: &[(String, String)],
     marker: &str,
-    status: &str,
+    ended: &str,
 ) -> BuildError {
     let text = read_from(&dir.log(), start);
     let (index, status) = match cas_sandbox::failed_command(&text, marker) {
         Some((i, code)) => (i, format!("exit code {code}")),
-        None => (last_announced(&text, commands), status.to_string()),
+        None => (last_announced(&text, commands), ended.to_string()),
     };
     let (phase, command) = commands
         .get(index)
