@@ -328,8 +328,11 @@ pub struct Element {
     /// The same for its environment.
     pub shown_env_order: Vec<String>,
     /// Why its sources cannot be fetched (BuildStream plugins' source kinds
-    /// cas does not implement): it is shown, never built.
+    /// cas does not implement, a source with no `ref` yet): it is shown,
+    /// never built.
     pub unsupported: Vec<String>,
+    /// A source of it has no `ref` yet (state `no-reference`).
+    pub no_reference: bool,
     /// A BuildStream `kind: link`: a stand-in for the element it points
     /// to (its one dependency), which BuildStream shows in its place.
     pub link: bool,
@@ -1365,6 +1368,7 @@ pub(crate) fn resolve(
         shown_order,
         shown_env_order,
         link: raw.bst.as_ref().is_some_and(|b| b.link),
+        no_reference: raw.bst.as_ref().is_some_and(|b| b.no_reference),
         unsupported: opaque
             .iter()
             .map(|(_, why)| why.clone())

@@ -536,6 +536,8 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
         // a junction (a target of show only) is never built: BuildStream's state
         let state = if row.element.kind == "junction" {
             "junction"
+        } else if row.element.no_reference {
+            "no-reference"
         } else {
             planned.state.name()
         };

@@ -61,6 +61,7 @@ pub(crate) fn render(loaded: &Loaded, row: &ShowRow, fmt: &str, jobs: usize) -> 
             "full-key" => Some(extra("key").to_string()),
             "state" => Some(match extra("state") {
                 "fetch-needed" => "fetch needed".to_string(),
+                "no-reference" => "no reference".to_string(),
                 s => s.to_string(),
             }),
             "deps" => Some(deps(DepScope::All)),

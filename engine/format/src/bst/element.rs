@@ -50,8 +50,38 @@ pub(crate) struct Extra {
     /// Its `config:` as written.
     pub junction_config: Option<Node>,
     /// Sources cas cannot fetch (kinds of BuildStream plugins it does not
-    /// implement), each with why: the element loads, it cannot be built.
+    /// implement, or no `ref` yet), each with why: the element loads, it
+    /// cannot be built.
     pub unsupported: Vec<String>,
+    /// A source has no `ref` (BuildStream's state `no reference`).
+    pub no_reference: bool,
+}
+
+/// A source URL `alias:rest` whose alias the project does not define:
+/// said at the URL (BuildStream checks it even before a ref exists).
+fn bad_alias<L: Locate>(r: &mut Reader<L>, bst: &BstProject, item: &Node) -> bool {
+    let Some(url) = item.as_map().and_then(|m| m.get("url")) else {
+        return false;
+    };
+    let Some(text) = url.as_str() else {
+        return false;
+    };
+    match text.split_once(':') {
+        Some((alias, rest))
+            if !rest.starts_with("//")
+                && !alias.is_empty()
+                && !alias.contains('/')
+                && !bst.aliases.contains(alias) =>
+        {
+            r.err(
+                url.span,
+                format!("invalid alias `{alias}` in the URL `{text}`: the project defines no such alias"),
+                "no such alias",
+            );
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Source kinds whose elements still load (for `show`) although cas cannot
@@ -337,6 +367,21 @@ pub(crate) fn translate<L: Locate>(
                 // a source already reported is not checked again as cas's
                 if source(r, bst, &mut item, stored) {
                     kept.extend(patch_queue(r, bst, item));
+                } else if r.errors[before..]
+                    .iter()
+                    .all(|e| e.message.ends_with("source has no `ref`"))
+                    && !bad_alias(r, bst, &item)
+                {
+                    // no ref yet: BuildStream shows the element (`no
+                    // reference`) and fails only when fetching it
+                    extra.no_reference = true;
+                    for e in r.errors.drain(before..) {
+                        extra.unsupported.push(format!(
+                            "source {} (`{source_kind}`): {} (`bst source track` writes it)",
+                            i + 1,
+                            e.message
+                        ));
+                    }
                 } else if deferred_source(bst, &source_kind) {
                     // BuildStream has a plugin for it; cas cannot fetch it:
                     // the element loads (show), fetching or building it fails

@@ -55,6 +55,8 @@ pub(crate) struct BstProject {
     pub split_rules: Option<Node>,
     /// Element kinds declared by plugins: kind → where from.
     pub element_plugins: BTreeMap<String, String>,
+    /// The project's source aliases (a URL `alias:rest` must name one).
+    pub aliases: std::collections::BTreeSet<String>,
     /// Source kinds declared by plugins: kind → where from.
     pub source_plugins: BTreeMap<String, String>,
     /// Element kinds declared by a plugin origin that is not a package
@@ -297,6 +299,7 @@ pub(crate) fn decode(
 
     r.check_keys(map, KEYS, "project.conf");
     p.read_common(&mut r, map, &dir);
+    bst.aliases = p.aliases.keys().cloned().collect();
     if map.get("name").is_none() {
         r.err_help(
             node.span,
