@@ -135,7 +135,7 @@ impl Store {
         // failed builds and temporary files. Nobody holds the shared lock,
         // so no build is using any of them.
         if !opts.dry_run {
-            for dir in [self.root().join("builds"), self.tmp_dir()] {
+            for dir in [self.layout().builds(), self.tmp_dir()] {
                 let Ok(entries) = fs::read_dir(&dir) else {
                     continue;
                 };
@@ -157,7 +157,7 @@ impl Store {
                     remove_tree(&e.path())?;
                 }
             }
-        } else if let Ok(entries) = fs::read_dir(self.root().join("builds")) {
+        } else if let Ok(entries) = fs::read_dir(self.layout().builds()) {
             for e in entries.flatten() {
                 if e.file_type().is_ok_and(|t| t.is_dir()) {
                     report.builds_removed += 1;

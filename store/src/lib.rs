@@ -2,7 +2,8 @@
 //!
 //! - [`digest`]: blake3 digests, typed (`BlobDigest`, `TreeDigest`, `ActionKey`).
 //! - [`tree`]: the canonical tree encoding.
-//! - [`store`]: opening a store, its layout, locks ([`lock`]).
+//! - [`store`]: opening a store, locks ([`lock`]); [`layout`]: the name of
+//!   every directory in it.
 //! - [`blob`]: immutable objects and their mode variants.
 //! - [`walk`]: trees in the store: put, get, walk.
 //! - [`ingest`]: a directory → a tree (parallel hashing, move or copy).
@@ -24,6 +25,7 @@ pub mod error;
 pub mod gc;
 pub mod ingest;
 mod inventory;
+pub mod layout;
 pub mod lock;
 pub mod materialize;
 pub mod memo;
@@ -44,6 +46,7 @@ pub use digest::{ActionKey, BlobDigest, Digest, TreeDigest};
 pub use error::StoreError;
 pub use gc::{parse_size, GcOptions, GcReport};
 pub use ingest::IngestReport;
+pub use layout::Layout;
 pub use lock::{KeyLock, StoreLock};
 pub use materialize::Method;
 pub use refs::RefEntry;

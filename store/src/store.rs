@@ -25,7 +25,8 @@ impl Store {
     pub fn open(root: &Path) -> Result<Store> {
         fs::create_dir_all(root).ctx("create store directory", root)?;
         let root = fs::canonicalize(root).ctx("resolve store directory", root)?;
-        let layout = root.join("layout");
+        let paths = crate::Layout::new(&root);
+        let layout = paths.version_file();
         match fs::read_to_string(&layout) {
             Ok(s) if s == LAYOUT => {}
             Ok(s) => {
@@ -40,7 +41,7 @@ impl Store {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut entries = fs::read_dir(&root).ctx("read store directory", &root)?;
-                if entries.next().is_some() && !root.join("objects").is_dir() {
+                if entries.next().is_some() && !paths.objects().is_dir() {
                     return Err(StoreError::Layout {
                         path: root.clone(),
                         reason: "directory is not empty and is not a cas store".into(),
@@ -49,12 +50,12 @@ impl Store {
             }
             Err(e) => return Err(e).ctx("read", &layout),
         }
-        for d in ["objects", "tmp", "views", "locks"] {
-            fs::create_dir_all(root.join(d)).ctx("create", root.join(d))?;
+        for d in [paths.objects(), paths.tmp(), paths.views(), paths.locks()] {
+            fs::create_dir_all(&d).ctx("create", &d)?;
         }
-        if !root.join("objects/ff").is_dir() {
+        if !paths.objects().join("ff").is_dir() {
             for i in 0..=255u8 {
-                let d = root.join("objects").join(format!("{i:02x}"));
+                let d = paths.objects().join(format!("{i:02x}"));
                 fs::create_dir_all(&d).ctx("create", &d)?;
             }
         }
@@ -65,7 +66,7 @@ impl Store {
             use std::os::unix::fs::PermissionsExt;
             fs::set_permissions(&root, fs::Permissions::from_mode(0o700)).ctx("chmod", &root)?;
             // A name of its own: two processes may create the same store at once.
-            let tmp = root.join("tmp").join(format!(
+            let tmp = paths.tmp().join(format!(
                 "layout.{}.{}",
                 std::process::id(),
                 TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
@@ -73,7 +74,7 @@ impl Store {
             fs::write(&tmp, LAYOUT).ctx("write", &tmp)?;
             fs::rename(&tmp, &layout).ctx("rename into place", &layout)?;
         }
-        let db = Db::new(&root.join("ac.sqlite"));
+        let db = Db::new(&paths.database());
         let store = Store { root, db };
         // The empty tree is always present (trees of empty directories point at it).
         store.put_bytes_inner(&crate::tree::Tree::default().encode())?;
@@ -85,13 +86,18 @@ impl Store {
         &self.root
     }
 
+    /// The paths of every directory in it.
+    pub fn layout(&self) -> crate::Layout<'_> {
+        crate::Layout::new(&self.root)
+    }
+
     /// Scratch space on the store's file system (`tmp/`).
     pub fn tmp_dir(&self) -> PathBuf {
-        self.root.join("tmp")
+        self.layout().tmp()
     }
 
     pub(crate) fn views_dir(&self) -> PathBuf {
-        self.root.join("views")
+        self.layout().views()
     }
 
     /// Where the view of `tree` lives (`views/<hex>`), built or not: see
@@ -101,13 +107,13 @@ impl Store {
     }
 
     pub(crate) fn objects_dir(&self) -> PathBuf {
-        self.root.join("objects")
+        self.layout().objects()
     }
 
     /// `objects/ab/cdef…`: the canonical (mode 0444) object file.
     pub fn object_path(&self, d: &Digest) -> PathBuf {
         let h = d.to_hex();
-        self.root.join("objects").join(&h[..2]).join(&h[2..])
+        self.objects_dir().join(&h[..2]).join(&h[2..])
     }
 
     /// A fresh, unused path in `tmp/` (same filesystem as the objects).
@@ -134,7 +140,7 @@ impl Store {
         key: &crate::digest::ActionKey,
         waiting: &dyn Fn(),
     ) -> Result<lock::KeyLock> {
-        lock::KeyLock::acquire(&self.root.join("locks"), &key.to_hex(), waiting)
+        lock::KeyLock::acquire(&self.layout().locks(), &key.to_hex(), waiting)
     }
 
     /// Hold the store exclusively (gc, verify --repair).

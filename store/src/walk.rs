@@ -48,7 +48,7 @@ impl Store {
         if prefix.len() < 2 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(Vec::new());
         }
-        let dir = self.root().join("objects").join(&prefix[..2]);
+        let dir = self.objects_dir().join(&prefix[..2]);
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Ok(Vec::new());
         };

@@ -52,6 +52,69 @@ fn compose_filters_by_split_rules_and_runs_integration_commands_on_a_copy() {
     ctx.cas(["store", "verify"]).ok();
 }
 
+/// The `manifest` kind (a behaviour of its own: engine/builder/src/kinds/manifest.rs
+/// and elements/manifest.yaml): the inventory of what its dependencies stage,
+/// a new key when any of their files changes, nothing rebuilt otherwise.
+#[test]
+fn manifest_lists_every_staged_file_with_its_digest() {
+    let ctx = busybox_project();
+    ctx.write(
+        "elements/app.yaml",
+        "kind: manual\nbuild-depends: [base.yaml]\nvariables:\n  greeting: hello\nconfig:\n  install-commands:\n\
+         \x20   - mkdir -p %{install-root}/opt/app\n\
+         \x20   - echo %{greeting} > %{install-root}/opt/app/greeting\n",
+    );
+    ctx.write(
+        "elements/list.yaml",
+        "kind: manifest\nbuild-depends: [base.yaml, app.yaml]\nconfig:\n  path: /MANIFEST\n",
+    );
+    let run = ctx.cas(["--json", "build", "list.yaml"]).ok();
+    assert_eq!(run.json()["failed"], 0);
+    let out = ctx.path("out");
+    ctx.cas(["checkout", "list.yaml", out.to_str().unwrap()])
+        .ok();
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["MANIFEST"]);
+    let text = read(out.join("MANIFEST"));
+    let hello = blake3::hash(b"hello\n").to_hex().to_string();
+    assert!(
+        text.lines()
+            .any(|l| l == format!("f 0644 6 {hello} /opt/app/greeting")),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l.ends_with(" /bin/busybox")), "{text}");
+    assert!(text.lines().any(|l| l == "d 0755 /opt/app"), "{text}");
+    // what it lists changes: a new key, and the new digest listed
+    let key = |ctx: &Ctx| {
+        ctx.cas(["--json", "show", "list.yaml"])
+            .ok()
+            .per_element("key")["list.yaml"]
+            .clone()
+    };
+    let before = key(&ctx);
+    ctx.write(
+        "elements/app.yaml",
+        read(ctx.path("project/elements/app.yaml")).replace("greeting: hello", "greeting: bye"),
+    );
+    assert_ne!(key(&ctx), before);
+    ctx.cas(["build", "list.yaml"]).ok();
+    let out2 = ctx.path("out2");
+    ctx.cas(["checkout", "list.yaml", out2.to_str().unwrap()])
+        .ok();
+    let bye = blake3::hash(b"bye\n").to_hex().to_string();
+    assert!(read(out2.join("MANIFEST")).contains(&format!("f 0644 4 {bye} /opt/app/greeting")));
+    // a path that climbs out is refused, naming it
+    ctx.write(
+        "elements/bad.yaml",
+        "kind: manifest\nbuild-depends: [base.yaml]\nconfig:\n  path: /../x\n",
+    );
+    let bad = ctx.cas(["build", "bad.yaml"]).expect_code(1);
+    assert!(bad.stderr.contains("must name a file"), "{}", bad.stderr);
+}
+
 #[test]
 fn script_with_a_writable_root_outputs_a_chosen_directory() {
     let ctx = busybox_project();

@@ -106,7 +106,7 @@ pub fn challenge(
     let remotes: Vec<Box<dyn Remote>> = urls
         .iter()
         .map(|u| {
-            cas_reapi::open(u, &store.root().join("reapi"))
+            cas_reapi::open(u, &store.layout().reapi())
                 .map_err(|e| AuditError::Other(e.to_string()))
         })
         .collect::<Result<_>>()?;

@@ -22,7 +22,7 @@ impl BuildDir {
     /// are removed first (the last failed one is what `cas shell --failed`
     /// reopens until then).
     pub fn create(store_root: &Path, element: &str, key_hex: &str) -> std::io::Result<BuildDir> {
-        let builds = store_root.join("builds");
+        let builds = cas_store::Layout::new(store_root).builds();
         let prefix = format!(
             "{}-{}-",
             safe_name(element),
@@ -105,7 +105,7 @@ pub fn safe_name(element: &str) -> String {
 /// The empty directory every layered sysroot is mounted on, each in its
 /// own sandbox's mount namespace (crate::sysroot).
 pub fn mount_point(store_root: &Path) -> PathBuf {
-    store_root.join("builds").join(".sysroot")
+    cas_store::Layout::new(store_root).sysroot_mount()
 }
 
 /// Removes a directory tree even where a build left it read-only (the
@@ -126,15 +126,14 @@ pub struct FailedBuild {
 
 impl FailedBuild {
     fn record_path(store_root: &Path) -> PathBuf {
-        store_root.join("builds").join("last-failed.json")
+        cas_store::Layout::new(store_root).last_failed()
     }
 
     /// The failure record of a key: `builds/failed/<key hex>.json`, kept
     /// with its build directory until gc removes both.
     fn key_path(store_root: &Path, key_hex: &str) -> PathBuf {
-        store_root
-            .join("builds")
-            .join("failed")
+        cas_store::Layout::new(store_root)
+            .failures()
             .join(format!("{key_hex}.json"))
     }
 

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use cas_format::{Config, Element, ElementId, Loaded, Severity};
+use cas_format::{Element, ElementId, Loaded, Severity};
 use cas_linkcheck::{Found, Indexes, Inputs, Labelled, Verdict};
 use cas_store::{ActionKey, Store, TreeDigest};
 
@@ -19,16 +19,13 @@ pub const LIBRARIES_NOTE: &str = "libraries";
 /// Whether an element's output goes through the libraries check: the
 /// behaviours that make new files from what they stage.
 pub fn libraries_checked(el: &Element) -> bool {
-    matches!(
-        el.config,
-        Config::Sandbox | Config::Script { .. } | Config::Compose { .. }
-    )
+    crate::kinds::of(el).caps().merges_staged
 }
 
 /// Whether an element's output goes through the architecture check: the
 /// behaviours that make files by running commands.
 pub fn architecture_checked(el: &Element) -> bool {
-    matches!(el.config, Config::Sandbox | Config::Script { .. })
+    crate::kinds::of(el).caps().runs_commands
 }
 
 /// The ELF machine and class of a cas architecture name.
@@ -146,7 +143,7 @@ fn inputs_of(
     if !store.has_tree(&own) {
         return None;
     }
-    if matches!(el.config, Config::Compose { .. }) {
+    if crate::kinds::of(el).caps().whole_root {
         // a compose is a whole root: its own output is all there is
         return Some(Inputs {
             own,

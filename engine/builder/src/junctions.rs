@@ -58,7 +58,7 @@ impl JunctionSources for StoreJunctions {
             h.update(&id);
         }
         let hex = h.finalize().to_hex().to_string();
-        let base = self.store_root.join("junctions");
+        let base = cas_store::Layout::new(&self.store_root).junctions();
         let dir = base.join(&hex);
         if dir.is_dir() {
             return Ok(dir);

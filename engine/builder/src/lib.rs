@@ -3,8 +3,9 @@
 //! - [`keys`]: action keys and input manifests (spec/keys.md).
 //! - [`plan`]: the one place keys are derived: a closure walked in order,
 //!   each element and its staged outputs turned into key inputs and a key.
-//! - [`kinds`]: one file per behaviour: what it puts into the key, how it
-//!   assembles its output.
+//! - [`kinds`]: behaviours, one module each (a [`kinds::Kind`]), their
+//!   registry, and the [`kinds::Stage`] they assemble through.
+//! - [`memo`]: the no-op memo of `cas build` (what a load read, unchanged).
 //! - [`step`]: one step: cache lookup, staging, sandbox, ingest, record.
 //! - [`run`]: a whole run ([`build`]).
 //! - [`states`]: keys and states without building ([`states()`]), `cas shell`.
@@ -33,6 +34,7 @@ mod escape;
 pub mod junctions;
 pub mod keys;
 pub mod kinds;
+pub mod memo;
 pub mod plan;
 pub mod progress;
 pub mod provenance;

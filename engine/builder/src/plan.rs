@@ -192,13 +192,10 @@ impl<'a> Planner<'a> {
         el: &cas_format::Element,
         staged: &[(ElementId, TreeDigest)],
     ) -> Option<Emulation> {
-        if !matches!(
-            el.config,
-            cas_format::Config::Sandbox
-                | cas_format::Config::Script { .. }
-                | cas_format::Config::Compose { .. }
-        ) || el.phases.iter().all(|(_, c)| c.is_empty())
-            && !matches!(el.config, cas_format::Config::Compose { .. })
+        // the behaviours that run commands: their phases, or a whole
+        // root's integration commands
+        let caps = crate::kinds::of(el).caps();
+        if !caps.whole_root && (!caps.runs_commands || el.phases.iter().all(|(_, c)| c.is_empty()))
         {
             return None;
         }

@@ -117,15 +117,16 @@ impl Engine<'_> {
         output: &TreeDigest,
         outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
     ) -> Result<Provenance> {
-        let cas_format::Config::Compose {
+        let Some(crate::kinds::Parts {
             include,
             exclude,
             include_orphans,
             ..
-        } = &el.config
+        }) = crate::kinds::of(el).parts(self.loaded, el.id)
         else {
             return Ok(Provenance::default());
         };
+        let (include, exclude, include_orphans) = (&include, &exclude, &include_orphans);
         let mut parts = Vec::new();
         let mut sets: Vec<HashSet<Vec<u8>>> = Vec::new();
         for (dep, tree) in staged {

@@ -77,7 +77,7 @@ pub struct BuildReport {
 }
 
 pub fn fetcher_for(store: &Store, mirrors: &Mirrors) -> Result<Fetcher> {
-    let mut config = FetcherConfig::new(store.root().join("tmp"), crate::sources::git_dir(store));
+    let mut config = FetcherConfig::new(store.tmp_dir(), crate::sources::git_dir(store));
     config.mirrors = mirrors.clone();
     Fetcher::new(config).map_err(|source| BuildError::Source {
         element: String::new(),

@@ -15,7 +15,7 @@ use cas_store::{Entry, IngestMode, Store, Tree, TreeDigest};
 
 /// Where bare git mirrors live (spec/sources.md).
 pub fn git_dir(store: &Store) -> PathBuf {
-    store.root().join("sources").join("git")
+    store.layout().git_mirrors()
 }
 
 /// Downloaded sources kept in the content store: the store's source index

@@ -32,14 +32,14 @@ use crate::error::{io, BuildError, Result};
 /// One staged output: the element it comes from (for messages), its tree,
 /// and the paths (absolute globs) it may overwrite.
 #[derive(Debug, Clone)]
-pub(crate) struct Layer {
+pub struct Layer {
     pub label: String,
     pub tree: TreeDigest,
     pub whitelist: Vec<String>,
 }
 
 impl Layer {
-    pub(crate) fn new(label: impl Into<String>, tree: TreeDigest) -> Layer {
+    pub fn new(label: impl Into<String>, tree: TreeDigest) -> Layer {
         Layer {
             label: label.into(),
             tree,

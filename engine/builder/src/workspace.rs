@@ -32,7 +32,9 @@ pub fn state_dir(store_root: &Path, project_root: &Path, element: &str) -> PathB
     h.update(b"\0");
     h.update(element.as_bytes());
     let hex = h.finalize().to_hex();
-    store_root.join("workspaces").join(&hex[..16])
+    cas_store::Layout::new(store_root)
+        .workspaces()
+        .join(&hex[..16])
 }
 
 /// The persistent build directory in a state directory.

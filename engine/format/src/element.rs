@@ -11,6 +11,7 @@ use crate::diagnostics::{Error, FileId, Files, Span};
 use crate::kind::{is_phase, merge_config, merge_public, Behaviour, ConfigValue, Kind, Layer};
 use crate::project::{relative_inside, Project};
 use crate::read::{Reader, Spanned};
+use crate::settings::{Config, Setting};
 use crate::variables::{Def, Expander, Scope, MAX_JOBS};
 use crate::yaml::{Map, Node, Value};
 
@@ -204,72 +205,10 @@ pub struct SandboxConfig {
     pub build_gid: u32,
 }
 
-/// Where a `script` element stages one of its dependencies.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct LayoutEntry {
-    /// `None`: the entry only creates `destination`.
-    pub element: Option<ElementId>,
-    pub destination: String,
-}
-
-/// What an element does, with the configuration that behaviour needs beyond
-/// its phases: one value, so that no element has a behaviour without its
-/// configuration.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(tag = "behaviour", rename_all = "lowercase")]
-pub enum Config {
-    Import {
-        source: String,
-        target: String,
-    },
-    Sandbox,
-    Compose {
-        include: Vec<String>,
-        exclude: Vec<String>,
-        #[serde(rename = "include-orphans")]
-        include_orphans: bool,
-        integrate: bool,
-        /// BuildStream's order: integrate everything staged, then keep the
-        /// domains' files and whatever integration wrote.
-        #[serde(rename = "integrate-first")]
-        integrate_first: bool,
-    },
-    Script {
-        layout: Vec<LayoutEntry>,
-        #[serde(rename = "root-read-only")]
-        root_read_only: bool,
-        output: String,
-    },
-    Stack,
-    /// BuildStream's filter: the one build dependency's output, by domains.
-    Filter {
-        include: Vec<String>,
-        exclude: Vec<String>,
-        #[serde(rename = "include-orphans")]
-        include_orphans: bool,
-        #[serde(rename = "pass-integration")]
-        pass_integration: bool,
-    },
-}
-
-impl Config {
-    /// The behaviour this configuration belongs to.
-    pub fn behaviour(&self) -> Behaviour {
-        match self {
-            Config::Import { .. } => Behaviour::Import,
-            Config::Sandbox => Behaviour::Sandbox,
-            Config::Compose { .. } => Behaviour::Compose,
-            Config::Script { .. } => Behaviour::Script,
-            Config::Stack => Behaviour::Stack,
-            Config::Filter { .. } => Behaviour::Filter,
-        }
-    }
-}
-
 impl Element {
     /// What the element does (its kind's behaviour).
-    pub fn behaviour(&self) -> Behaviour {
-        self.config.behaviour()
+    pub fn behaviour(&self) -> &Behaviour {
+        &self.behaviour
     }
 }
 
@@ -307,7 +246,12 @@ pub struct Element {
     pub environment: BTreeMap<String, String>,
     /// The phases of the kind in order, with their expanded commands.
     pub phases: Vec<(String, Vec<String>)>,
+    /// Its kind's behaviour (crate cas-builder's kinds: what it does).
+    pub behaviour: Behaviour,
+    /// Its `config:`, read by its behaviour.
     pub config: Config,
+    /// The dialect of its project (BuildStream's or cas's).
+    pub dialect: crate::project::Dialect,
     pub public: Public,
     pub sandbox: SandboxConfig,
     /// Where the commands run, when the kind says (`None`: `%{build-root}`).
@@ -578,119 +522,6 @@ pub(crate) struct Context<'a> {
     pub host_arch: &'a str,
     /// The architecture built for (`--arch`, else this machine's).
     pub target_arch: &'a str,
-}
-
-/// `include`/`exclude` of a compose element: split-rule domains that the
-/// staged elements define; an unknown one is an error at its name.
-fn compose_domains(
-    cx: &Context,
-    list: Option<&ConfigValue>,
-    public: &Public,
-    errors: &mut Vec<Error>,
-) -> Vec<String> {
-    let Some(ConfigValue::List(list)) = list else {
-        return vec![];
-    };
-    let mut out = Vec::new();
-    for s in list {
-        // BuildStream takes domains that the composed elements define
-        if public.split_rules.contains_key(&s.value)
-            || cx.project.dialect == crate::project::Dialect::BuildStream
-        {
-            out.push(s.value.clone());
-        } else {
-            let help = format!(
-                "domains: {}",
-                public
-                    .split_rules
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            errors.push(
-                cx.files
-                    .error(
-                        s.span,
-                        format!("unknown split-rule domain `{}`", s.value),
-                        "unknown domain",
-                    )
-                    .with_help(help),
-            );
-        }
-    }
-    out
-}
-
-/// `layout` of a script element: each entry's element must be one of its
-/// build dependencies (`deps`: build-depends, depends); destinations are
-/// expanded.
-fn script_layout(
-    cx: &Context,
-    r: &mut Reader<Files>,
-    n: &Node,
-    deps: (&[ElementId], &[ElementId]),
-    expand: &mut dyn FnMut(&Spanned) -> String,
-) -> Vec<LayoutEntry> {
-    let mut layout = Vec::new();
-    match &n.value {
-        Value::Seq(items) => {
-            for item in items {
-                let Some(m) = r.map(item, "layout") else {
-                    continue;
-                };
-                r.check_keys(m, &["element", "destination"], "a layout entry");
-                let element = m.get("element").and_then(|n| {
-                    if n.is_null() {
-                        None
-                    } else {
-                        r.string(n, "element")
-                    }
-                });
-                let element = element.and_then(|e| {
-                    let did = normalise_name(&e.value).and_then(|n| cx.ids.get(&n).copied());
-                    match did {
-                        Some(did) if deps.0.contains(&did) || deps.1.contains(&did) => Some(did),
-                        _ => {
-                            r.err(
-                                e.span,
-                                format!(
-                                    "layout: `{}` is not a build dependency of this element",
-                                    e.value
-                                ),
-                                "not in build-depends or depends",
-                            );
-                            None
-                        }
-                    }
-                });
-                let destination = m
-                    .get("destination")
-                    .and_then(|n| r.string(n, "destination"));
-                match destination {
-                    Some(dst) => {
-                        let v = expand(&dst);
-                        layout.push(LayoutEntry {
-                            element,
-                            destination: v,
-                        });
-                    }
-                    None => r.err(
-                        item.span,
-                        "a layout entry needs `destination`",
-                        "no `destination:`",
-                    ),
-                }
-            }
-        }
-        Value::Null => {}
-        _ => r.err(
-            n.span,
-            format!("`layout`: expected a list, found {}", n.describe()),
-            "expected a list",
-        ),
-    }
-    layout
 }
 
 /// The element's dependencies by edge kind (each once, in order written);
@@ -1025,19 +856,6 @@ pub(crate) fn resolve(
             }
         }
     }
-    let get = |key: &str| config.iter().find(|(k, _)| k == key).map(|(_, v)| v);
-    let get_bool = |key: &str, default: bool| match get(key) {
-        Some(ConfigValue::Bool(b, _)) => *b,
-        _ => default,
-    };
-    let get_str = |key: &str, default: &str| match get(key) {
-        Some(ConfigValue::Str(s)) => s.clone(),
-        _ => Spanned {
-            value: default.to_string(),
-            span: raw.root_span,
-        },
-    };
-
     // public
     let mut ic = cx.defaults.integration_commands.clone();
     let mut rules = cx.defaults.split_rules.clone();
@@ -1171,35 +989,57 @@ pub(crate) fn resolve(
         "cargo" => &["configure-commands", "build-commands"],
         _ => &[],
     };
+    // every key of its config, expanded: what its behaviour reads
+    let settings = crate::settings::Config::new(
+        config
+            .iter()
+            .map(|(k, v)| {
+                let entry = match v {
+                    ConfigValue::List(l) => crate::settings::Entry {
+                        value: Setting::List(
+                            l.iter()
+                                .map(|s| expand_at(&s.value, s.span, &mut errors))
+                                .collect(),
+                        ),
+                        spans: l.iter().map(|s| s.span).collect(),
+                    },
+                    ConfigValue::Str(s) => crate::settings::Entry {
+                        value: Setting::Str(expand_at(&s.value, s.span, &mut errors)),
+                        spans: vec![s.span],
+                    },
+                    ConfigValue::Bool(b, text) => crate::settings::Entry {
+                        value: Setting::Bool(*b, text.clone()),
+                        spans: Vec::new(),
+                    },
+                    ConfigValue::Node(n) => crate::settings::Entry {
+                        value: Setting::Data(node_data(n, &mut |t, sp| {
+                            expand_at(t, sp, &mut errors)
+                        })),
+                        spans: match &n.value {
+                            Value::Seq(items) => items.iter().map(|i| i.span).collect(),
+                            _ => vec![n.span],
+                        },
+                    },
+                };
+                (k.clone(), entry)
+            })
+            .collect(),
+    );
     let set_by_element = |k: &str| raw.config.as_ref().is_some_and(|c| c.get(k).is_some());
-    let mut shown_entries: Vec<&(String, ConfigValue)> = config
-        .iter()
+    let mut shown_entries: Vec<(&str, &crate::settings::Entry)> = settings
+        .entries()
         // what cas's BuildStream kinds have that BuildStream's do not
         .filter(|(k, _)| {
-            let cas_only = matches!(k.as_str(), "integrate-first" | "layout" | "output")
-                || (placeholders.contains(&k.as_str()) && !set_by_element(k));
+            let cas_only = matches!(*k, "integrate-first" | "layout" | "output")
+                || (placeholders.contains(k) && !set_by_element(k));
             !(bst_dialect && cas_only)
         })
         .collect();
-    shown_entries.sort_by_key(|(k, _)| placeholders.contains(&k.as_str()));
+    shown_entries.sort_by_key(|(k, _)| placeholders.contains(k));
     let shown_config = Data::Map(
         shown_entries
             .into_iter()
-            .map(|(k, v)| {
-                let d = match v {
-                    ConfigValue::List(l) => Data::List(
-                        l.iter()
-                            .map(|s| Data::Str(expand_at(&s.value, s.span, &mut errors)))
-                            .collect(),
-                    ),
-                    ConfigValue::Str(s) => Data::Str(expand_at(&s.value, s.span, &mut errors)),
-                    ConfigValue::Bool(_, text) => Data::Str(text.clone()),
-                    ConfigValue::Node(n) => {
-                        node_data(n, &mut |t, sp| expand_at(t, sp, &mut errors))
-                    }
-                };
-                (k.clone(), d)
-            })
+            .map(|(k, v)| (k.to_string(), v.value.to_data()))
             .collect(),
     );
     let rules_data = Data::Map(
@@ -1266,55 +1106,6 @@ pub(crate) fn resolve(
         None => (shown_config, shown_env_order),
     };
 
-    let typed = match kind.behaviour {
-        Behaviour::Import => Config::Import {
-            source: expand(&get_str("source", "/"), &mut errors),
-            target: expand(&get_str("target", "/"), &mut errors),
-        },
-        Behaviour::Sandbox => Config::Sandbox,
-        Behaviour::Stack => Config::Stack,
-        Behaviour::Filter => {
-            let names = |key: &str| match get(key) {
-                Some(ConfigValue::List(l)) => l.iter().map(|s| s.value.clone()).collect(),
-                _ => Vec::new(),
-            };
-            if bd.len() != 1 || !d.is_empty() {
-                r.err_help(
-                    origin.kind_span,
-                    "a filter element has exactly one build dependency",
-                    "filter",
-                    "list the element to filter under `build-depends` (and what it needs at run time under `runtime-depends`)",
-                );
-            }
-            Config::Filter {
-                include: names("include"),
-                exclude: names("exclude"),
-                include_orphans: get_bool("include-orphans", false),
-                pass_integration: get_bool("pass-integration", false),
-            }
-        }
-        Behaviour::Compose => Config::Compose {
-            include: compose_domains(cx, get("include"), &public, &mut errors),
-            exclude: compose_domains(cx, get("exclude"), &public, &mut errors),
-            include_orphans: get_bool("include-orphans", true),
-            integrate: get_bool("integrate", true),
-            integrate_first: get_bool("integrate-first", false),
-        },
-        Behaviour::Script => {
-            let layout = match get("layout") {
-                Some(ConfigValue::Node(n)) => {
-                    script_layout(cx, &mut r, n, (&bd, &d), &mut |v| expand(v, &mut errors))
-                }
-                _ => Vec::new(),
-            };
-            Config::Script {
-                layout,
-                root_read_only: get_bool("root-read-only", false),
-                output: expand(&get_str("output", "%{install-root}"), &mut errors),
-            }
-        }
-    };
-
     let build_arch = match &raw.build_arch {
         Some(a) => expand(a, &mut errors),
         // the target unless the element pins it (`build-arch: "%{host-arch}"`)
@@ -1354,7 +1145,9 @@ pub(crate) fn resolve(
         variables,
         environment,
         phases,
-        config: typed,
+        behaviour: kind.behaviour.clone(),
+        config: settings,
+        dialect: cx.project.dialect,
         public,
         sandbox: SandboxConfig {
             build_arch,

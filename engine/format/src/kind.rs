@@ -10,42 +10,25 @@ use crate::diagnostics::{Error, FileId, Files, SourceFile, Span};
 use crate::read::{Reader, Spanned};
 use crate::yaml::{Map, Node, Value};
 
-/// The few things a kind cannot express as data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Behaviour {
-    /// No sandbox: the output is the sources.
-    Import,
-    /// Run the phases in a sandbox; the output is `%{install-root}`.
-    Sandbox,
-    /// Merge the dependency closure, run integration commands, filter by split rules.
-    Compose,
-    /// Run commands over a staged root and output a chosen directory.
-    Script,
-    /// No output; passes its dependencies on.
-    Stack,
-    /// The output of its one build dependency, filtered by split-rule domains.
-    Filter,
-}
+/// What a kind does beyond data: the name of a behaviour (`behaviour:`),
+/// one module of crate cas-builder's `kinds` each. The names are those of
+/// the registry given to the load ([`crate::Behaviours`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct Behaviour(String);
 
 impl Behaviour {
-    pub const ALL: [(&'static str, Behaviour); 6] = [
-        ("import", Behaviour::Import),
-        ("sandbox", Behaviour::Sandbox),
-        ("compose", Behaviour::Compose),
-        ("script", Behaviour::Script),
-        ("stack", Behaviour::Stack),
-        ("filter", Behaviour::Filter),
-    ];
-    pub fn name(self) -> &'static str {
-        match self {
-            Behaviour::Import => "import",
-            Behaviour::Sandbox => "sandbox",
-            Behaviour::Compose => "compose",
-            Behaviour::Script => "script",
-            Behaviour::Stack => "stack",
-            Behaviour::Filter => "filter",
-        }
+    pub fn new(name: impl Into<String>) -> Behaviour {
+        Behaviour(name.into())
+    }
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Behaviour {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -354,6 +337,7 @@ pub(crate) fn merge_config<L: crate::read::Locate>(
 /// refers to the built-in NAME.
 pub(crate) fn resolve_kinds(
     files: &Files,
+    behaviours: Option<&[&'static str]>,
     builtin: &[RawKind],
     project: &[RawKind],
 ) -> (BTreeMap<String, Kind>, Vec<Error>) {
@@ -363,7 +347,7 @@ pub(crate) fn resolve_kinds(
     for raw in builtin {
         let mut chain = Vec::new();
         if let Some(k) = resolve_one(
-            files,
+            Names { files, behaviours },
             raw,
             builtin,
             &[],
@@ -378,7 +362,7 @@ pub(crate) fn resolve_kinds(
     for raw in project {
         let mut chain = Vec::new();
         if let Some(k) = resolve_one(
-            files,
+            Names { files, behaviours },
             raw,
             project,
             builtin,
@@ -392,8 +376,16 @@ pub(crate) fn resolve_kinds(
     (out, errors)
 }
 
+/// What resolving a kind reads: the files, and the behaviour names a kind
+/// may give (`None`: any).
+#[derive(Clone, Copy)]
+struct Names<'a> {
+    files: &'a Files,
+    behaviours: Option<&'a [&'static str]>,
+}
+
 fn resolve_one(
-    files: &Files,
+    names: Names<'_>,
     raw: &RawKind,
     same_level: &[RawKind],
     lower: &[RawKind],
@@ -401,6 +393,7 @@ fn resolve_one(
     chain: &mut Vec<String>,
     errors: &mut Vec<Error>,
 ) -> Option<Kind> {
+    let Names { files, behaviours } = names;
     if raw.broken {
         return None;
     }
@@ -431,7 +424,7 @@ fn resolve_one(
                 r.err(ext.span, "`extends` chain too long", "here");
                 None
             } else if let Some(p) = same_level.iter().find(|k| k.name == ext.value) {
-                resolve_one(files, p, same_level, lower, builtin, chain, errors)
+                resolve_one(names, p, same_level, lower, builtin, chain, errors)
             } else if let Some(k) = builtin.get(&ext.value) {
                 Some(k.clone())
             } else {
@@ -461,7 +454,7 @@ fn resolve_one(
         }
         None => Kind {
             name: raw.name.clone(),
-            behaviour: Behaviour::Sandbox,
+            behaviour: Behaviour::new("sandbox"),
             description: None,
             file: raw.path.clone(),
             layer: Layer::default(),
@@ -473,16 +466,14 @@ fn resolve_one(
     match map.get_entry("behaviour") {
         Some((_, n)) => {
             if let Some(b) = r.string(n, "behaviour") {
-                if let Some((_, beh)) = Behaviour::ALL.iter().find(|(name, _)| *name == b.value) {
-                    kind.behaviour = *beh;
-                } else {
-                    let names = Behaviour::ALL.iter().map(|(n, _)| *n);
-                    r.err_help(
+                match behaviours {
+                    Some(names) if !names.contains(&b.value.as_str()) => r.err_help(
                         b.span,
                         format!("unknown behaviour `{}`", b.value),
                         "unknown behaviour",
-                        format!("one of: {}", names.collect::<Vec<_>>().join(", ")),
-                    );
+                        format!("one of: {}", names.join(", ")),
+                    ),
+                    _ => kind.behaviour = Behaviour::new(b.value),
                 }
             }
         }

@@ -9,6 +9,8 @@
 //! - `variables`: `%{name}` expansion, layering, `%{max-jobs}`
 //! - `source`: `sources:` entries → `cas_sources::Source`
 //! - `element`: element files → [`Element`]
+//! - [`settings`]: an element's `config:` as its behaviour reads it, and
+//!   what the loader asks of the behaviours ([`Behaviours`])
 //! - `data`: plain data and its YAML as BuildStream shows an element (`show --format`)
 //! - `graph`: cycles, closures, staging order
 //! - `shown`: an element as `show --format` prints it (BuildStream's order and fields)
@@ -27,6 +29,7 @@ pub mod kind;
 mod load;
 pub mod project;
 mod read;
+pub mod settings;
 mod shown;
 mod source;
 pub mod variables;
@@ -35,14 +38,12 @@ pub mod yaml;
 
 pub use data::Data;
 pub use diagnostics::{Diagnostics, Error, FileId, Files, SourceFile, Span};
-pub use element::{
-    Checks, Config, DepKind, Element, ElementId, LayoutEntry, Origin, Public, SandboxConfig,
-    Severity,
-};
+pub use element::{Checks, DepKind, Element, ElementId, Origin, Public, SandboxConfig, Severity};
 pub use kind::{Behaviour, Kind};
 pub use load::{
     host_arch, load, load_project, load_with, JunctionSources, LoadOptions, Loaded, MAX_FILE_SIZE,
 };
 pub use project::{Dialect, Project};
+pub use settings::{Behaviours, Config, LoadCheck, Setting};
 pub use shown::{shown_config, shown_env, shown_vars, DepScope};
 pub use source::SOURCE_KINDS;

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use cas_format::{Config, ElementId, Loaded};
+use cas_format::{ElementId, Loaded};
 use cas_sources::{Checksum, Mirrors, SourceKind, SourceUrl};
 use cas_store::{ActionKey, Store, TreeDigest};
 
@@ -205,20 +205,9 @@ pub fn closure(inputs: &Inputs<'_>) -> Result<Closure, SbomError> {
         // stages, and a script's root when it outputs `/`; a script's
         // element laid out elsewhere than `/` is what it packages (an
         // image's tree), the ones at `/` its tools
-        let contains = |d: ElementId| match &el.config {
-            Config::Compose { .. } | Config::Stack | Config::Filter { .. } => true,
-            Config::Script { output, layout, .. } => {
-                output.trim_end_matches('/').is_empty()
-                    || layout.iter().any(|l| {
-                        l.element == Some(d) && !l.destination.trim_end_matches('/').is_empty()
-                    })
-            }
-            Config::Import { .. } | Config::Sandbox => false,
-        };
-        let contains_staged = matches!(
-            el.config,
-            Config::Compose { .. } | Config::Stack | Config::Filter { .. }
-        );
+        let kind = cas_builder::kinds::of(el);
+        let contains = |d: ElementId| kind.contains(loaded, el, d);
+        let contains_staged = kind.caps().made_of_staged;
         let mut edges = Vec::new();
         for d in &el.build_depends {
             let e = if contains(*d) {
@@ -277,7 +266,7 @@ pub fn closure(inputs: &Inputs<'_>) -> Result<Closure, SbomError> {
             edges,
             staged: loaded.staged(id).iter().map(|d| index[d]).collect(),
             sources,
-            imports: matches!(el.config, Config::Import { .. }),
+            imports: kind.name() == "import",
             // as recorded with the result (the note `variables`), else as loaded
             variables: store
                 .note_get(&key, cas_builder::variables_note::VARIABLES_NOTE)?

@@ -38,6 +38,6 @@ pub use error::{Result, SourceError};
 pub use fetch::{Download, Fetcher, FetcherConfig, Mirrors, NoProgress, Progress};
 pub use git::resolve_track;
 pub use identity::{identity, identity_digest, BoxError};
-pub use spec::{Checksum, Crate, Source, SourceKind, SourceUrl};
+pub use spec::{Checksum, Crate, LocalInput, Source, SourceKind, SourceUrl};
 pub use stage::{remote_filename, stage_source};
 pub use track::{track, Tracked};

@@ -144,4 +144,28 @@ impl SourceKind {
             SourceKind::Cargo { .. } => "cargo",
         }
     }
+
+    /// The project's files this source is made of (its identity is their
+    /// content): a local tree's root, or a patch file; none for the kinds
+    /// that are fetched. What a no-op memo must watch (crate cas-builder).
+    pub fn local_inputs(&self) -> Vec<LocalInput<'_>> {
+        match self {
+            SourceKind::Local { path } => vec![LocalInput::Tree(path)],
+            SourceKind::Patch { path, .. } => vec![LocalInput::File(path)],
+            SourceKind::Tar { .. }
+            | SourceKind::Remote { .. }
+            | SourceKind::Git { .. }
+            | SourceKind::Deb { .. }
+            | SourceKind::Cargo { .. } => Vec::new(),
+        }
+    }
+}
+
+/// A file of the project a source reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalInput<'a> {
+    /// A file or a directory with everything under it.
+    Tree(&'a std::path::Path),
+    /// One file.
+    File(&'a std::path::Path),
 }

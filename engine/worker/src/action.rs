@@ -224,7 +224,7 @@ pub fn run(
     let (downloaded, downloaded_bytes) = (fetch.downloaded, fetch.downloaded_bytes);
     let fetch_end = SystemTime::now();
 
-    let scratch_parent = store.root().join("worker");
+    let scratch_parent = store.layout().worker();
     std::fs::create_dir_all(&scratch_parent)
         .map_err(WorkerError::io("cannot create", &scratch_parent))?;
     // Directories of Actions whose worker was killed: removed once per

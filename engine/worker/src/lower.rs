@@ -125,7 +125,7 @@ impl LayerCache {
     /// lives) and empty what an earlier process left.
     fn claim(&mut self, store: &Store) -> Result<()> {
         use std::os::fd::AsRawFd;
-        let base = store.root().join("worker");
+        let base = store.layout().worker();
         fs::create_dir_all(&base).map_err(io("cannot create", &base))?;
         let lock_path = base.join("layers.lock");
         let lock = fs::File::create(&lock_path).map_err(io("cannot create", &lock_path))?;
@@ -220,11 +220,11 @@ impl LayerCache {
 }
 
 fn layers_dir(store: &Store) -> PathBuf {
-    store.root().join("worker").join("layers")
+    store.layout().worker().join("layers")
 }
 
 fn files_dir(store: &Store) -> PathBuf {
-    store.root().join("worker").join("files")
+    store.layout().worker().join("files")
 }
 
 fn os(name: &[u8]) -> &std::ffi::OsStr {

@@ -2,40 +2,50 @@
 //! `source` of them placed at `target` (both `/` by default).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use cas_format::Element;
 use cas_store::{IngestMode, TreeDigest};
 
-use super::Work;
+use super::{Caps, KeyCx, Kind, Stage};
 use crate::error::{BuildError, Result};
 use crate::split;
 
-/// `import-source` and `import-target` (spec/keys.md).
-pub(crate) fn key_config(source: &str, target: &str, config: &mut BTreeMap<String, Vec<String>>) {
-    config.insert("import-source".into(), vec![source.to_owned()]);
-    config.insert("import-target".into(), vec![target.to_owned()]);
+pub struct Import;
+
+/// `source` and `target` (`/` by default).
+fn settings(el: &Element) -> (String, String) {
+    (
+        el.config.str_or("source", "/"),
+        el.config.str_or("target", "/"),
+    )
 }
 
-pub(crate) fn assemble(work: Work<'_, '_>, source: &str, target: &str) -> Result<TreeDigest> {
-    let Work {
-        engine,
-        el,
-        inputs,
-        dir,
-        log,
-        ..
-    } = work;
-    engine.stage_sources(el, inputs, &dir.build())?;
-    let _ = writeln!(
-        log,
-        "# import: {} source(s), {source} to {target}",
-        el.sources.len()
-    );
-    let taken = import_dir(el, &dir.build(), source)?;
-    let out = engine.store.ingest(&taken, IngestMode::Move)?.tree;
-    split::place_under(engine.store, out, target)
+impl Kind for Import {
+    fn name(&self) -> &'static str {
+        "import"
+    }
+    fn caps(&self) -> Caps {
+        Caps {
+            has_output: true,
+            ..Caps::default()
+        }
+    }
+    /// `import-source` and `import-target` (spec/keys.md).
+    fn key_config(&self, cx: &KeyCx<'_>, config: &mut BTreeMap<String, Vec<String>>) {
+        let (source, target) = settings(cx.el);
+        config.insert("import-source".into(), vec![source]);
+        config.insert("import-target".into(), vec![target]);
+    }
+    fn assemble(&self, stage: &mut dyn Stage) -> Result<TreeDigest> {
+        let (source, target) = settings(stage.element());
+        let build = stage.stage_sources()?;
+        let n = stage.element().sources.len();
+        let _ = writeln!(stage.log(), "# import: {n} source(s), {source} to {target}");
+        let taken = import_dir(stage.element(), &build, &source)?;
+        let out = stage.store().ingest(&taken, IngestMode::Move)?.tree;
+        split::place_under(stage.store(), out, &target)
+    }
 }
 
 /// The directory of the staged sources an import takes (`config: source`):

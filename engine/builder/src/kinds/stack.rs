@@ -3,9 +3,22 @@
 
 use cas_store::TreeDigest;
 
-use super::Work;
+use super::{Caps, Kind, Stage};
 use crate::error::Result;
 
-pub(crate) fn assemble(work: Work<'_, '_>) -> Result<TreeDigest> {
-    Ok(work.engine.store.empty_tree()?)
+pub struct Stack;
+
+impl Kind for Stack {
+    fn name(&self) -> &'static str {
+        "stack"
+    }
+    fn caps(&self) -> Caps {
+        Caps {
+            made_of_staged: true,
+            ..Caps::default()
+        }
+    }
+    fn assemble(&self, stage: &mut dyn Stage) -> Result<TreeDigest> {
+        Ok(stage.store().empty_tree()?)
+    }
 }

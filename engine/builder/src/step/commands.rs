@@ -16,19 +16,6 @@ use super::execute::{check_shell, sandbox_ready, sandbox_spec, Root};
 use super::Engine;
 
 impl Engine<'_> {
-    pub(crate) fn run_phases(
-        &self,
-        el: &Element,
-        inputs: &KeyInputs,
-        root: Root<'_>,
-        dir: &BuildDir,
-        log: &mut File,
-    ) -> Result<()> {
-        // an incremental workspace build does not configure again
-        let commands = self.commands_of(el, inputs);
-        self.run_commands(el, inputs, root, dir, &commands, log)
-    }
-
     /// Runs `commands` (`(phase, command)`) in order in one sandbox (one
     /// bwrap per step, not per command; spec/sandbox.md): each as `sh -e -c`,
     /// its header and output in the log; the first failure stops the step and

@@ -27,7 +27,7 @@ impl Engine<'_> {
             .append(true)
             .open(dir.log())
             .map_err(io(&el.name, "cannot open log", dir.log()))?;
-        crate::kinds::assemble(crate::kinds::Work {
+        crate::kinds::of(el).assemble(&mut crate::kinds::stage::StepStage {
             engine: self,
             el,
             inputs,
@@ -208,7 +208,7 @@ pub(crate) fn sandbox_ready(el: &Element, store_root: &Path) -> Result<()> {
     READY
         .get_or_init(|| {
             // Probed once per store and kernel (cas_sandbox::probes), not per process.
-            let cache = store_root.join("probes");
+            let cache = cas_store::Layout::new(store_root).probes();
             cas_sandbox::cached_probe(&cache, "bwrap", || {
                 cas_sandbox::check_available().map_err(|e| e.to_string())
             })

@@ -336,7 +336,7 @@ impl Engine<'_> {
                         let blob = self.store.put_bytes(ws.as_os_str().as_encoded_bytes())?;
                         notes.push((crate::workspace::WORKSPACE_NOTE.to_string(), blob));
                     }
-                    if matches!(el.config, cas_format::Config::Compose { .. }) {
+                    if crate::kinds::of(el).caps().whole_root {
                         let p = self.compose_provenance(el, &staged, &output, outputs)?;
                         let blob = self.store.put_bytes(&p.encode())?;
                         notes.push((crate::provenance::COMPOSE_NOTE.to_string(), blob));

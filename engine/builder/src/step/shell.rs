@@ -47,7 +47,7 @@ impl Engine<'_> {
             }
         } else {
             let dir = BuildDir::unique(
-                &self.store.root().join("builds"),
+                &self.store.layout().builds(),
                 &format!(
                     "shell-{}-{}-",
                     crate::builddir::safe_name(&el.name),
@@ -57,7 +57,7 @@ impl Engine<'_> {
             .map_err(io(
                 &el.name,
                 "cannot create build directory in",
-                self.store.root().join("builds"),
+                self.store.layout().builds(),
             ))?;
             self.fetch_sources(el)?;
             // with a workspace: its build directory, as the last build left it

@@ -45,7 +45,7 @@ impl Engine<'_> {
     pub(crate) fn incremental_state(&self, el: &Element) -> Option<PathBuf> {
         // `cas check` rebuilds from scratch, workspace or not
         let incremental = el.workspace.is_some()
-            && matches!(el.config, cas_format::Config::Sandbox)
+            && crate::kinds::of(el).caps().incremental
             && !self.rebuild.contains(&el.id);
         incremental.then(|| {
             crate::workspace::state_dir(self.store.root(), &self.loaded.project.root, &el.name)
@@ -58,7 +58,7 @@ impl Engine<'_> {
         let dir = BuildDir::create(self.store.root(), &el.name, &key.to_hex()).map_err(io(
             &el.name,
             "cannot create build directory in",
-            self.store.root().join("builds"),
+            self.store.layout().builds(),
         ))?;
         self.link_workspace_build(el, &dir)?;
         Ok(dir)

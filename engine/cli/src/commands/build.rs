@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use cas_builder::{BuildOptions, Console};
 
-use crate::commands::noop;
 use crate::commands::session::Session;
 use crate::commands::show::load_fetching;
 use crate::exit::{CmdResult, Failure};
+use cas_builder::memo as noop;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct BuildArgs {
@@ -162,7 +162,7 @@ pub(crate) fn run_build(global: &Session, args: BuildArgs) -> CmdResult {
         push_workspaces: false,
         remote_exec: match &args.remote_exec {
             Some(url) => Some(std::sync::Arc::new(
-                cas_reapi::ReapiRemote::open(url, &store.root().join("reapi")).map_err(|e| {
+                cas_reapi::ReapiRemote::open(url, &store.layout().reapi()).map_err(|e| {
                     crate::commands::remotes::invalid(format!("--remote-exec: {e}"))
                 })?,
             )),

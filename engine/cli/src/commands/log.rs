@@ -130,7 +130,7 @@ fn follow(global: &Session, target: &std::path::Path) -> CmdResult {
         cas_builder::builddir::safe_name(&name),
         &hex[..16]
     );
-    let builds = store.root().join("builds");
+    let builds = store.layout().builds();
     let running = || -> Option<PathBuf> {
         std::fs::read_dir(&builds)
             .ok()?

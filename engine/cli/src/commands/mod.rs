@@ -15,7 +15,6 @@ pub(crate) mod help;
 pub(crate) mod keygen;
 pub(crate) mod legal_info;
 pub(crate) mod log;
-pub(crate) mod noop;
 pub(crate) mod owns;
 pub(crate) mod package;
 pub(crate) mod pull;

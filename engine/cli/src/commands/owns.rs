@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use cas_builder::provenance::{Provenance, COMPOSE_NOTE};
 use cas_builder::split::Domains;
-use cas_format::{Config, ElementId, Loaded};
+use cas_format::{ElementId, Loaded};
 use cas_store::{ActionKey, EntryKind, Store, TreeDigest};
 
 use crate::commands::session::Session;
@@ -87,7 +87,8 @@ fn owner(
     }
     let el = loaded.element(id);
     // a compose's own record says which part the path came from
-    if matches!(el.config, Config::Compose { .. }) {
+    let kind = cas_builder::kinds::of(el);
+    if kind.caps().whole_root {
         if let Some(p) = trees.provenance(id) {
             match p.owner(path) {
                 None => return Ok(None),
@@ -111,27 +112,11 @@ fn owner(
         Domains::new(&de.name, &de.public.split_rules)
             .map_err(|e| Failure::failed(miette::miette!("{e}")))
     };
-    let candidates: Vec<ElementId> = match &el.config {
-        Config::Compose { .. } => loaded.staged(id).into_iter().rev().collect(),
-        Config::Filter { .. } => el.build_depends.first().copied().into_iter().collect(),
-        _ => return Ok(Some((vec![id], false))),
+    let Some(parts) = kind.parts(loaded, id) else {
+        return Ok(Some((vec![id], false)));
     };
-    for d in candidates {
-        let kept = match &el.config {
-            Config::Compose {
-                include,
-                exclude,
-                include_orphans,
-                ..
-            }
-            | Config::Filter {
-                include,
-                exclude,
-                include_orphans,
-                ..
-            } => domains(d)?.keeps(&abs, include, exclude, *include_orphans),
-            _ => true,
-        };
+    for d in parts.from {
+        let kept = domains(d)?.keeps(&abs, &parts.include, &parts.exclude, parts.include_orphans);
         if !kept {
             continue;
         }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::ExitCode;
 
-use cas_format::{Behaviour, ElementId, Loaded};
+use cas_format::{ElementId, Loaded};
 use cas_package::{Control, Format};
 use cas_store::{ActionKey, EntryKind, Store, TreeDigest};
 
@@ -27,7 +27,7 @@ fn failed(e: impl std::fmt::Display) -> Failure {
 fn runtime_deps(loaded: &Loaded, id: ElementId, out: &mut Vec<ElementId>) {
     let e = loaded.element(id);
     for d in e.depends.iter().chain(&e.runtime_depends) {
-        if loaded.element(*d).behaviour() == Behaviour::Stack {
+        if !cas_builder::kinds::of(loaded.element(*d)).caps().has_output {
             runtime_deps(loaded, *d, out);
         } else if !out.contains(d) {
             out.push(*d);
@@ -131,7 +131,7 @@ pub(crate) fn run(global: &Session, args: &CheckoutArgs, format: Format) -> CmdR
     let mut wanted = vec![target];
     if args.deps {
         for d in loaded.runtime_closure(target) {
-            if loaded.element(d).behaviour() != Behaviour::Stack {
+            if cas_builder::kinds::of(loaded.element(d)).caps().has_output {
                 wanted.push(d);
             }
         }

@@ -103,7 +103,7 @@ impl Session {
         flags: &RemoteFlags,
         push_all: bool,
     ) -> Result<Option<Arc<Remotes>>, Failure> {
-        let state = self.global.store_dir().join("reapi");
+        let state = cas_store::Layout::new(&self.global.store_dir()).reapi();
         crate::commands::remotes::open(self.config()?, flags, push_all, &state)
     }
 }

@@ -128,6 +128,7 @@ fn load_targets_with(
         partial,
         ignore_workspaces,
         target_arch: global.target_arch()?,
+        behaviours: Some(std::sync::Arc::new(cas_builder::kinds::Behaviours)),
     };
     cas_format::load_with(&targets, &cwd, &opts).map_err(|diags| {
         report(&diags.errors);
@@ -281,7 +282,7 @@ fn source_json(s: &cas_builder::sources::Source) -> SourceJson {
 struct ElementJson<'a> {
     name: &'a str,
     kind: &'a str,
-    behaviour: cas_format::Behaviour,
+    behaviour: &'a cas_format::Behaviour,
     file: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<&'a str>,

@@ -74,7 +74,7 @@ pub(crate) fn run(global: &Session, args: WorkerArgs) -> CmdResult {
         libc::signal(libc::SIGINT, on_stop as *const () as libc::sighandler_t);
     }
     let say = |line: &str| eprintln!("cas worker {bot_id}: {line}");
-    let state = store.root().join("reapi");
+    let state = store.layout().reapi();
     let opts = cas_worker::Options {
         server: args.server.clone(),
         cas: args.cas.clone(),

@@ -39,6 +39,8 @@ pub(super) struct ProjectCx {
 pub(super) struct Projects {
     pub(super) list: Vec<ProjectCx>,
     pub(super) junction_sources: Option<std::sync::Arc<dyn JunctionSources>>,
+    /// The behaviours kinds may name (LoadOptions::behaviours).
+    pub(super) behaviours: Option<std::sync::Arc<dyn crate::settings::Behaviours>>,
     /// junction's full name → its project (`None`: it could not be loaded,
     /// which was reported once).
     pub(super) by_junction: HashMap<String, Option<usize>>,
@@ -328,7 +330,7 @@ pub(super) fn ensure_junction(
         project.map_err(|es| errors.extend(es)).ok()
     };
     let project = decode(files, &no_roots, errors)?;
-    let kinds = load_kinds(files, &project, cwd, errors);
+    let kinds = load_kinds(files, &project, cwd, projects.behaviours.as_deref(), errors);
     projects.list.push(ProjectCx {
         project,
         kinds,
@@ -376,7 +378,7 @@ pub(super) fn ensure_junction(
             .collect();
         let mut project = decode(files, &roots, errors)?;
         project.first_pass_variables = Some(projects.list[idx].project.raw_variables.clone());
-        let kinds = load_kinds(files, &project, cwd, errors);
+        let kinds = load_kinds(files, &project, cwd, projects.behaviours.as_deref(), errors);
         projects.list[idx].project = project;
         projects.list[idx].kinds = kinds;
     }

@@ -29,6 +29,7 @@ pub(super) fn load_kinds(
     files: &mut Files,
     project: &Project,
     cwd: &Path,
+    behaviours: Option<&dyn crate::settings::Behaviours>,
     errors: &mut Vec<Error>,
 ) -> LoadedKinds {
     let mut builtin = Vec::new();
@@ -37,7 +38,12 @@ pub(super) fn load_kinds(
         Dialect::Cas => (BUILTIN, ""),
         Dialect::BuildStream => (BST_BUILTIN, "bst/"),
     };
-    for (name, text) in set {
+    // the kind files the behaviours bring (cas projects)
+    let brought = match (project.dialect, behaviours) {
+        (Dialect::Cas, Some(b)) => b.kind_files(),
+        _ => Vec::new(),
+    };
+    for (name, text) in set.iter().chain(&brought) {
         let id = files.next_id();
         let f = builtin_file(&format!("{prefix}{name}"), text);
         let mut root = yaml::parse(&f, id).unwrap_or_else(|es| {
@@ -103,7 +109,8 @@ pub(super) fn load_kinds(
             });
         }
     }
-    let (kinds, kind_errors) = resolve_kinds(files, &builtin, &project_kinds);
+    let names = behaviours.map(crate::settings::Behaviours::names);
+    let (kinds, kind_errors) = resolve_kinds(files, names.as_deref(), &builtin, &project_kinds);
     errors.extend(kind_errors);
     // Project kinds that have errors of their own (reported above).
     let broken_kinds: BTreeMap<String, String> = project_kinds

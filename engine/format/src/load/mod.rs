@@ -10,13 +10,14 @@
 
 mod checks;
 mod elements;
+mod inputs;
 mod junctions;
 mod kinds;
 mod resolve;
 
 pub use junctions::JunctionSources;
 
-use checks::{dedupe_plugin_errors, filters};
+use checks::dedupe_plugin_errors;
 use elements::read_elements;
 use junctions::{ensure_junction, ProjectCx, Projects};
 use kinds::load_kinds;
@@ -54,6 +55,9 @@ pub struct LoadOptions {
     /// The architecture built for (`--arch`): `%{target-arch}` and the
     /// default `build-arch`; `None`: this machine's.
     pub target_arch: Option<String>,
+    /// The behaviours kinds may name, their kind files and their checks
+    /// (crate cas-builder's registry of kinds); `None`: any name, no checks.
+    pub behaviours: Option<std::sync::Arc<dyn crate::settings::Behaviours>>,
 }
 
 impl std::fmt::Debug for LoadOptions {
@@ -65,6 +69,7 @@ impl std::fmt::Debug for LoadOptions {
             .field("partial", &self.partial)
             .field("ignore_workspaces", &self.ignore_workspaces)
             .field("target_arch", &self.target_arch)
+            .field("behaviours", &self.behaviours.is_some())
             .finish()
     }
 }
@@ -195,6 +200,20 @@ impl Loaded {
             .find(|(_, d, _)| *d == dep)
             .map_or(e.origin.kind_span, |(_, _, s)| *s);
         self.files.error(span, message, label)
+    }
+}
+
+/// Each behaviour's checks of its elements' configuration (once every
+/// element is resolved).
+fn check_behaviours(
+    opts: &LoadOptions,
+    files: &Files,
+    elements: &mut [Element],
+    ids: &HashMap<String, ElementId>,
+) -> Vec<Error> {
+    match &opts.behaviours {
+        Some(b) => b.check(&mut crate::settings::LoadCheck::new(elements, files, ids)),
+        None => Vec::new(),
     }
 }
 
@@ -485,7 +504,13 @@ pub fn load_with(
     }
 
     // 3. kinds: built-in, then the project's
-    let top_kinds = load_kinds(&mut files, &project, &cwd, &mut errors);
+    let top_kinds = load_kinds(
+        &mut files,
+        &project,
+        &cwd,
+        opts.behaviours.as_deref(),
+        &mut errors,
+    );
     let mut projects = Projects {
         list: vec![ProjectCx {
             project,
@@ -494,6 +519,7 @@ pub fn load_with(
         }],
         by_junction: HashMap::new(),
         junction_sources: opts.junctions.clone(),
+        behaviours: opts.behaviours.clone(),
         target_arch: opts.target_arch.clone(),
         overrides: HashMap::new(),
     };
@@ -526,7 +552,13 @@ pub fn load_with(
         )?;
         let mut project = project;
         project.first_pass_variables = Some(projects.list[0].project.raw_variables.clone());
-        let kinds = load_kinds(&mut files, &project, &cwd, &mut errors);
+        let kinds = load_kinds(
+            &mut files,
+            &project,
+            &cwd,
+            opts.behaviours.as_deref(),
+            &mut errors,
+        );
         projects.list[0].project = project;
         projects.list[0].kinds = kinds;
     }
@@ -571,7 +603,7 @@ pub fn load_with(
         eprintln!("format: resolved: {:?}", t0.elapsed());
     }
     if elements.len() == existing.len() {
-        errors.extend(filters(&files, &mut elements));
+        errors.extend(check_behaviours(opts, &files, &mut elements, &ids));
     }
     dedupe_plugin_errors(&mut errors);
     let mut left_out = 0;
@@ -590,7 +622,7 @@ pub fn load_with(
         if !again.is_empty() || elements.len() != existing.len() {
             return Err(failed(errors));
         }
-        errors.extend(filters(&files, &mut elements));
+        errors.extend(check_behaviours(opts, &files, &mut elements, &ids));
         (elements, ids)
     } else {
         if errors.is_empty() {

@@ -1,4 +1,4 @@
-//! The no-op fast path of `cas build` (spec/cli.md, "No-op builds"): when
+//! The no-op memo of `cas build` (spec/cli.md, "No-op builds"): when
 //! the same targets were built from the same working directory by the same
 //! `cas` binary, and no file that load read has changed since (element and
 //! project files, project kinds, local sources and patches, by identity:
@@ -7,23 +7,24 @@
 //! stats, reads one row of the store's memo table and one action-cache row
 //! per element, and reports them `cached`. Anything else (a changed file, a
 //! missing result, remotes) takes the full path, which records the memo
-//! again when it ran no step.
+//! again when it ran no step. What a load read comes from the loader
+//! ([`Loaded::inputs`]), never from a list kept here.
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use cas_builder::run::{BuildReport, ElementReport};
-use cas_builder::sources::SourceKind;
 use cas_format::Loaded;
+
+use crate::run::{BuildReport, ElementReport};
 use cas_store::{ActionKey, Digest, Store};
 
 const TAG: &str = "cas-build-memo-1";
 
 /// The memo key of building `targets` (as written) from the working
 /// directory with this very binary.
-pub(crate) fn key(targets: &[PathBuf], options: &[(String, String)]) -> Option<Digest> {
+pub fn key(targets: &[PathBuf], options: &[(String, String)]) -> Option<Digest> {
     let exe = std::env::current_exe().ok()?;
     let meta = std::fs::metadata(&exe).ok()?;
     let cwd = std::env::current_dir().ok()?;
@@ -63,17 +64,17 @@ struct Recorded {
 
 /// The report of a no-op build and the targets' names, if the memo holds
 /// and every result is here.
-pub(crate) fn try_noop(store: &Store, key: &Digest) -> Option<(BuildReport, Vec<String>)> {
+pub fn try_noop(store: &Store, key: &Digest) -> Option<(BuildReport, Vec<String>)> {
     let payload = store.memo_get(key).ok()??;
     let recorded: Recorded = serde_json::from_slice(&payload).ok()?;
     let mut elements = Vec::with_capacity(recorded.elements.len());
     for (name, hex) in recorded.elements {
         let k = ActionKey::from_hex(&hex).ok()?;
-        let result = cas_builder::record::hit(store, &k, true).ok()??;
+        let result = crate::record::hit(store, &k, true).ok()??;
         elements.push(ElementReport {
             name,
             key: Some(hex),
-            status: cas_builder::ElementStatus::Cached,
+            status: crate::ElementStatus::Cached,
             output: Some(result.output.to_hex()),
             started_ms: None,
             ended_ms: None,
@@ -96,82 +97,13 @@ pub(crate) fn try_noop(store: &Store, key: &Digest) -> Option<(BuildReport, Vec<
     Some((report, recorded.targets))
 }
 
-/// Every file and directory under `path` (itself included), not following
-/// symlinks.
-fn walk(path: &Path, out: &mut Vec<PathBuf>) {
-    out.push(path.to_path_buf());
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return;
-    };
-    if !meta.is_dir() {
-        return;
-    }
-    let Ok(rd) = std::fs::read_dir(path) else {
-        return;
-    };
-    let mut entries: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-    entries.sort();
-    for e in entries {
-        walk(&e, out);
-    }
-}
-
-/// What the load of `loaded` and its keys depended on: every file it read,
-/// the `project.yaml` and `project.conf` candidates above the project (absent ones too), the
-/// project's kinds directory, every local source tree and patch.
-fn inputs(loaded: &Loaded, targets: &[PathBuf]) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = loaded
-        .files()
-        .iter()
-        .map(|f| f.path.clone())
-        .filter(|p| p.is_absolute())
-        .collect();
-    let cwd = std::env::current_dir().unwrap_or_default();
-    for t in targets {
-        let abs = cwd.join(t);
-        files.push(abs.clone());
-        let start = if abs.is_file() {
-            abs.parent().map(Path::to_path_buf).unwrap_or_default()
-        } else {
-            cwd.clone()
-        };
-        'up: for d in start.ancestors() {
-            for name in ["project.yaml", "project.conf"] {
-                let candidate = d.join(name);
-                let found = candidate.is_file();
-                files.push(candidate);
-                if found {
-                    break 'up;
-                }
-            }
-        }
-    }
-    if let Some(k) = &loaded.project.kinds_dir {
-        walk(k, &mut files);
-    }
-    // opening or closing a workspace changes sources (present or absent)
-    files.push(loaded.project.root.join(cas_format::workspaces::STATE_FILE));
-    for e in &loaded.elements {
-        for s in &e.sources {
-            match &s.kind {
-                SourceKind::Local { path } => walk(path, &mut files),
-                SourceKind::Patch { path, .. } => files.push(path.clone()),
-                _ => {}
-            }
-        }
-    }
-    files.sort();
-    files.dedup();
-    files
-}
-
 /// Records the memo of a successful build that ran no step (everything was
 /// cached or pulled) and whose load started at `started`. A build that ran
 /// steps records nothing: walking large local sources for their identities
 /// would cost every such build (a 20,000-file local source: ~10 ms per step
 /// of a 30-step build), while the first no-op after it pays that walk once
 /// (it walks them for their digests anyway).
-pub(crate) fn record(
+pub fn record(
     store: &Store,
     key: &Digest,
     loaded: &Loaded,
@@ -204,7 +136,8 @@ pub(crate) fn record(
     };
     // Best effort: a memo that cannot be written only costs the next no-op
     // its full load.
-    let mut files = inputs(loaded, targets);
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let mut files = loaded.inputs(targets, &cwd);
     // the user configuration sets project options (BuildStream projects)
     files.extend(config.map(Path::to_path_buf));
     let _ = store.memo_put(key, &files, started, &payload);
