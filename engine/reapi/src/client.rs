@@ -92,6 +92,7 @@ impl Client {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("cas-reapi")
+            .on_thread_start(block_sigpipe)
             .enable_all()
             .build()
             .map_err(|e| RemoteError::Transport {
@@ -786,6 +787,23 @@ impl Client {
         )?
         .map_err(|s| self.status("UpdateActionResult", &s))?;
         Ok(())
+    }
+}
+
+/// Block SIGPIPE in this thread (one of the runtime's, which do every
+/// write to the connections). cas sets SIGPIPE to its default, so that a
+/// closed stdout ends it quietly; but rustls and hyper write to sockets
+/// with `writev`, which raises SIGPIPE when the peer has gone (a server
+/// that closes the connection after the TLS handshake, because it wants a
+/// client certificate, killed cas so). Blocked, the write fails with EPIPE
+/// and the call with it: the remote is then down, and the build goes on.
+fn block_sigpipe() {
+    // SAFETY: a signal set on the stack, and this thread's own mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut set);
+        libc::sigaddset(&raw mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, std::ptr::null_mut());
     }
 }
 
