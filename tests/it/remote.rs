@@ -761,8 +761,9 @@ fn an_http_cache_behind_basic_auth_is_used_with_configured_headers() {
 /// anything is built: a certificate without its key, a TLS setting on a
 /// remote that is not grpcs://, or a reserved header name is invalid input
 /// (exit 2) at its line and column in the configuration; a missing or
-/// unreadable file, or one that holds no certificate or key, is named with
-/// the setting and the place in the configuration that names it.
+/// unreadable file, one that holds no certificate or key, or a key that is
+/// not the certificate's, is named with the setting and the place in the
+/// configuration that names it.
 #[test]
 fn grpcs_tls_settings_are_checked_and_errors_name_the_configuration() {
     let ctx = project("hello");
@@ -840,6 +841,21 @@ fn grpcs_tls_settings_are_checked_and_errors_name_the_configuration() {
                 config.display()
             )
         ) && said(&run, "holds no private key"),
+        "{}",
+        run.stderr
+    );
+    // a key that is not the certificate's
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let (_, other_key) = self_signed(&other);
+    let run = build(&format!(
+        "remotes:\n  - url: {url}\n    tls-client-cert: {}\n    tls-client-key: {}\n",
+        cert.display(),
+        other_key.display()
+    ));
+    assert!(
+        said(&run, "the client key is not the client certificate's")
+            && said(&run, &format!("the client key {}", other_key.display())),
         "{}",
         run.stderr
     );

@@ -116,7 +116,16 @@ impl Client {
                 .tls_config(crate::connect::client_tls(url, domain, &opts.tls)?)
                 .map_err(|e| RemoteError::Setting {
                     url: url.to_string(),
-                    message: format!("TLS: {}", crate::connect::chain(&e)),
+                    message: {
+                        let why = crate::connect::chain(&e);
+                        let why = why.strip_prefix("transport error: ").unwrap_or(&why);
+                        let why = if why.contains("KeyMismatch") {
+                            format!("the client key is not the client certificate's ({why})")
+                        } else {
+                            why.to_string()
+                        };
+                        format!("TLS: {why}{}", crate::connect::identity_files(&opts.tls))
+                    },
                 })?,
         };
         let channel = {

@@ -203,6 +203,23 @@ pub fn client_tls(url: &str, domain: &str, tls: &TlsFiles) -> Result<ClientTlsCo
     Ok(config)
 }
 
+/// The client certificate and key, for a message about them (a key that
+/// does not match its certificate is found when the TLS configuration is
+/// made): `` (the client certificate PATH (`tls-client-cert` at …) and
+/// the key PATH (…))``, or nothing.
+pub(crate) fn identity_files(tls: &TlsFiles) -> String {
+    match &tls.client {
+        None => String::new(),
+        Some((cert, key)) => format!(
+            " (the client certificate {} ({}) and the client key {} ({}))",
+            cert.path.display(),
+            cert.at,
+            key.path.display(),
+            key.at
+        ),
+    }
+}
+
 /// An error and its causes, on one line (tonic's transport errors say
 /// little at their top level).
 pub(crate) fn chain(e: &dyn std::error::Error) -> String {
