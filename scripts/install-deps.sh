@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages cas and its tests need (run as root, or with sudo).
+# (openssl: the TLS tests make a CA, server and client certificates with its CLI.)
 set -euo pipefail
-PKGS=(bubblewrap libseccomp-dev pkg-config time busybox-static nginx git xz-utils bzip2 zstd gzip patch xfsprogs b3sum rsync make gcc libc6-dev cmake dpkg-dev bc qemu-user-static binfmt-support postgresql-15 python3-venv)
+PKGS=(bubblewrap libseccomp-dev pkg-config time busybox-static nginx git xz-utils bzip2 zstd gzip patch xfsprogs b3sum rsync make gcc libc6-dev cmake dpkg-dev bc qemu-user-static binfmt-support postgresql-15 python3-venv openssl)
 # Installed without their recommendations (qemu's would pull a desktop).
 PKGS_NR=(qemu-system-x86)
 missing() {

@@ -37,6 +37,27 @@ pub fn bgd() -> Result<PathBuf> {
     }
 }
 
+/// A JWT that BuildGrid's `jwt` authorization accepts: HS256 over
+/// `{"sub": SUBJECT, "exp": now + 1 h}` with `secret`, made by PyJWT in
+/// BuildGrid's own venv (the library BuildGrid checks tokens with).
+pub fn jwt(secret: &str, subject: &str) -> Result<String> {
+    let python = bgd()?.with_file_name("python3");
+    let out = Command::new(&python)
+        .args([
+            "-c",
+            "import jwt, sys, time; print(jwt.encode({'sub': sys.argv[2], 'exp': int(time.time()) + 3600}, sys.argv[1], algorithm='HS256'))",
+            secret,
+            subject,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{}: {e}", python.display()))?;
+    if !out.status.success() {
+        return Err(format!("PyJWT: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 fn is_root() -> bool {
     // SAFETY: getuid cannot fail.
     unsafe { libc::getuid() == 0 }
@@ -95,6 +116,19 @@ fn wait_for_port(port: u16, what: &str, log: &Path) -> Result<()> {
     Ok(())
 }
 
+/// How BuildGrid serves: TLS, client certificates, bearer tokens.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Serving<'a> {
+    /// TLS with this certificate and key (PEM files).
+    pub tls: Option<(&'a Path, &'a Path)>,
+    /// With TLS: every client must present a certificate that chains to
+    /// one of these (a PEM file; BuildGrid's `tls-client-certs`).
+    pub client_cas: Option<&'a Path>,
+    /// Every call must carry `authorization: Bearer JWT`, the JWT signed
+    /// (HS256) with the secret in this file and carrying an `exp` claim.
+    pub jwt_secret: Option<&'a Path>,
+}
+
 /// BuildGrid's server (Execution, Bots, CAS, ActionCache, ByteStream) over
 /// its own PostgreSQL cluster.
 pub struct BuildGrid {
@@ -115,6 +149,19 @@ impl BuildGrid {
     /// [`BuildGrid::start`], serving TLS with this certificate and key
     /// (PEM files) when given.
     pub fn start_with(dir: &Path, tls: Option<(&Path, &Path)>) -> Result<BuildGrid> {
+        BuildGrid::start_serving(
+            dir,
+            &Serving {
+                tls,
+                ..Serving::default()
+            },
+        )
+    }
+
+    /// [`BuildGrid::start`], serving as `serving` says (TLS, client
+    /// certificates, bearer tokens).
+    pub fn start_serving(dir: &Path, serving: &Serving<'_>) -> Result<BuildGrid> {
+        let tls = serving.tls;
         let bgd = bgd()?;
         std::fs::create_dir_all(dir.join("cas")).map_err(|e| e.to_string())?;
         let pg_dir =
@@ -167,7 +214,7 @@ impl BuildGrid {
             dir.join("bgd.yml"),
             format!(
                 "server:\n  - !channel\n    address: \"127.0.0.1:{port}\"\n{channel}\
-                 authorization:\n  method: none\n\
+                 {authorization}\
                  connections:\n  - !sql-connection &sql\n    connection-string: {db}\n    pool-size: 10\n    max-overflow: 10\n\
                  storages:\n  - !disk-storage &storage\n    path: {cas}\n\
                  caches:\n  - !lru-action-cache &cache\n    storage: *storage\n    max-cached-refs: 100000\n    allow-updates: true\n    cache-failed-actions: false\n\
@@ -181,9 +228,20 @@ impl BuildGrid {
                 channel = match tls {
                     None => "    insecure-mode: true\n".to_string(),
                     Some((cert, key)) => format!(
-                        "    insecure-mode: false\n    credentials:\n      tls-server-key: {}\n      tls-server-cert: {}\n",
+                        "    insecure-mode: false\n    credentials:\n      tls-server-key: {}\n      tls-server-cert: {}\n{}",
                         key.display(),
-                        cert.display()
+                        cert.display(),
+                        serving.client_cas.map_or(String::new(), |ca| format!(
+                            "      tls-client-certs: {}\n",
+                            ca.display()
+                        ))
+                    ),
+                },
+                authorization = match serving.jwt_secret {
+                    None => "authorization:\n  method: none\n".to_string(),
+                    Some(secret) => format!(
+                        "authorization:\n  method: jwt\n  algorithm: hs256\n  secret: {}\n",
+                        secret.display()
                     ),
                 },
                 cas = dir.join("cas").display()

@@ -4,14 +4,16 @@
 //! two workers builds a project with `cas build --remote-exec`, a killed
 //! worker's lease goes to the other one, a killed server is reconnected to,
 //! SIGTERM ends a worker cleanly, and results travel through BuildGrid's
-//! own ActionCache and CAS to a second developer.
+//! own ActionCache and CAS to a second developer; a grpcs:// BuildGrid
+//! that requires client certificates and bearer tokens is shared through a
+//! remote's `tls-*` and `headers:` settings.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use cas_bench::buildgrid::BuildGrid;
+use cas_bench::buildgrid::{BuildGrid, Serving};
 
 use crate::ctx::{Ctx, Run};
 use crate::remote::{keygen, s};
@@ -606,4 +608,212 @@ fn a_grpcs_remote_is_reached_over_tls_and_its_certificate_checked() {
         "{}",
         run.stderr
     );
+}
+
+/// A client certificate and key signed by the CA of [`tls_files`] in `dir`.
+fn client_files(dir: &Path) -> (PathBuf, PathBuf) {
+    let (key, csr, cert, ext) = (
+        dir.join("client.key"),
+        dir.join("client.csr"),
+        dir.join("client.pem"),
+        dir.join("client-ext.cnf"),
+    );
+    std::fs::write(&ext, "extendedKeyUsage=clientAuth\n").unwrap();
+    let (ca, ca_key) = (dir.join("ca.pem"), dir.join("ca.key"));
+    for args in [
+        vec![
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            s(&key),
+            "-out",
+            s(&csr),
+            "-subj",
+            "/CN=cas test client",
+        ],
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            s(&csr),
+            "-CA",
+            s(&ca),
+            "-CAkey",
+            s(&ca_key),
+            "-CAcreateserial",
+            "-out",
+            s(&cert),
+            "-days",
+            "2",
+            "-extfile",
+            s(&ext),
+        ],
+    ] {
+        let out = std::process::Command::new("openssl")
+            .args(&args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    (cert, key)
+}
+
+/// Teams' caches (#32): BuildGrid over TLS that requires a client
+/// certificate signed by the team's CA *and* a JWT bearer token on every
+/// call. A remote configured with `tls-ca`, `tls-client-cert`,
+/// `tls-client-key` (paths relative to the configuration file) and
+/// `headers: {authorization: "Bearer ${TOKEN}"}` is pushed to and pulled
+/// from; without the certificate, or with a wrong token, the server
+/// refuses, cas says why and builds here; no token is ever printed.
+#[test]
+fn a_grpcs_remote_with_a_client_certificate_and_a_bearer_token_is_shared() {
+    let ctx = farm_project(None);
+    let tls = ctx.path("team");
+    let (ca, cert, key) = tls_files(&tls);
+    let _ = client_files(&tls);
+    let secret = tls.join("jwt.secret");
+    let secret_text = blake3::hash(s(&ctx.path("jwt")).as_bytes())
+        .to_hex()
+        .to_string();
+    std::fs::write(&secret, &secret_text).unwrap();
+    let bg = BuildGrid::start_serving(
+        &ctx.path("buildgrid"),
+        &Serving {
+            tls: Some((&cert, &key)),
+            client_cas: Some(&ca),
+            jwt_secret: Some(&secret),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let token = cas_bench::buildgrid::jwt(&secret_text, "cas-test").unwrap();
+    let wrong =
+        cas_bench::buildgrid::jwt("not-the-team-secret-0123456789abcdef", "cas-test").unwrap();
+    let url = format!("grpcs://127.0.0.1:{}", bg.port);
+    // the configurations sit beside the files they name, which are given
+    // relative to them (cas runs in the project directory)
+    let remote = |client: bool| {
+        format!(
+            "remotes:\n  - url: {url}\n    push: true\n    trust-unsigned: true\n    timeout: 5\n\
+             \x20   headers:\n      authorization: \"Bearer ${{CAS_TEST_TOKEN}}\"\n\
+             \x20   tls-ca: ca.pem\n{}",
+            if client {
+                "    tls-client-cert: client.pem\n    tls-client-key: client.key\n"
+            } else {
+                ""
+            }
+        )
+    };
+    let full = tls.join("config.yaml");
+    std::fs::write(&full, remote(true)).unwrap();
+    let no_cert = tls.join("no-cert.yaml");
+    std::fs::write(&no_cert, remote(false)).unwrap();
+    let cas = |config: &Path, token: &str, store: &str, args: &[&str]| {
+        let mut all = vec!["--store", store, "--config", s(config)];
+        all.extend_from_slice(args);
+        let (mut cmd, shown) = ctx.command(&all);
+        cmd.env("CAS_TEST_TOKEN", token).env_remove("SSL_CERT_FILE");
+        let run = Run::from_output(shown, cmd.output().unwrap());
+        for secret in [token, &secret_text] {
+            assert!(
+                !run.stdout.contains(secret) && !run.stderr.contains(secret),
+                "a secret was printed by `cas {}`:\n{}\n{}",
+                run.args.join(" "),
+                run.stdout,
+                run.stderr
+            );
+        }
+        run
+    };
+    // (a) with the certificate and the token: pushed, then pulled into a
+    // fresh store with nothing built
+    let first = ctx.path("first-store");
+    let pushed = cas(
+        &full,
+        &token,
+        s(&first),
+        &["--json", "build", "mid0.yaml", "--push"],
+    )
+    .ok();
+    assert!(
+        pushed.stderr.contains("4 result(s)") && pushed.stderr.contains("0 push failure(s)"),
+        "{}",
+        pushed.stderr
+    );
+    let second = ctx.path("second-store");
+    let pulled = cas(&full, &token, s(&second), &["--json", "build", "mid0.yaml"]).ok();
+    assert!(
+        statuses(&pulled).values().all(|s| s == "pulled"),
+        "{:?}\n{}",
+        statuses(&pulled),
+        pulled.stderr
+    );
+    assert_eq!(pulled.json()["built"], 0);
+    assert_eq!(outputs(&pulled), outputs(&pushed));
+    // (b) without the client certificate the server refuses the
+    // connection: cas says so, once, and builds here
+    let third = ctx.path("third-store");
+    let refused = cas(
+        &no_cert,
+        &token,
+        s(&third),
+        &["--json", "build", "mid0.yaml"],
+    )
+    .ok();
+    assert!(
+        statuses(&refused).values().all(|s| s == "built"),
+        "{:?}\n{}",
+        statuses(&refused),
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains(&url) && refused.stderr.contains("client certificate"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("1 warning(s)"),
+        "{}",
+        refused.stderr
+    );
+    // (c) the certificate with a wrong token: every call is refused
+    // (so the right one did travel with every call of (a))
+    let fourth = ctx.path("fourth-store");
+    let unauthenticated = cas(&full, &wrong, s(&fourth), &["--json", "build", "mid0.yaml"]).ok();
+    assert!(
+        statuses(&unauthenticated).values().all(|s| s == "built"),
+        "{:?}\n{}",
+        statuses(&unauthenticated),
+        unauthenticated.stderr
+    );
+    assert!(
+        unauthenticated.stderr.contains("Unauthenticated"),
+        "{}",
+        unauthenticated.stderr
+    );
+    assert!(
+        unauthenticated.stderr.contains("1 warning(s)"),
+        "{}",
+        unauthenticated.stderr
+    );
+    // `cas config` names the header and the files, never the value
+    let shown = cas(&full, &token, s(&first), &["config"]).ok();
+    assert!(
+        shown.stdout.contains("headers authorization")
+            && shown.stdout.contains(&format!(
+                "tls-client-cert {}",
+                tls.join("client.pem").display()
+            )),
+        "{}",
+        shown.stdout
+    );
+    let shown = cas(&full, &token, s(&first), &["--json", "config"]).ok();
+    let remotes = &shown.json()["remotes"][0];
+    assert_eq!(remotes["headers"][0], "authorization");
+    assert_eq!(remotes["tls_ca"], s(&ca));
 }

@@ -757,6 +757,175 @@ fn an_http_cache_behind_basic_auth_is_used_with_configured_headers() {
     );
 }
 
+/// A grpcs:// remote's TLS files and gRPC headers (#32) are checked before
+/// anything is built: a certificate without its key, a TLS setting on a
+/// remote that is not grpcs://, or a reserved header name is invalid input
+/// (exit 2) at its line and column in the configuration; a missing or
+/// unreadable file, one that holds no certificate or key, or a key that is
+/// not the certificate's, is named with the setting and the place in the
+/// configuration that names it.
+#[test]
+fn grpcs_tls_settings_are_checked_and_errors_name_the_configuration() {
+    let ctx = project("hello");
+    let dir = ctx.path("conf");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.yaml");
+    let build = |text: &str| {
+        std::fs::write(&config, text).unwrap();
+        let run = ctx
+            .cas(["--config", s(&config), "build", "top.yaml"])
+            .expect_code(2);
+        assert!(
+            squashed(&run.stderr).contains(&squashed(s(&config))),
+            "the configuration file is named:\n{}",
+            run.stderr
+        );
+        run
+    };
+    let url = "grpcs://127.0.0.1:1";
+    let run = build(&format!(
+        "remotes:\n  - url: {url}\n    tls-client-cert: client.pem\n"
+    ));
+    assert!(
+        said(&run, "`tls-client-cert` without `tls-client-key`") && said(&run, "config.yaml:3:22"),
+        "{}",
+        run.stderr
+    );
+    let run = build("remotes:\n  - url: grpc://127.0.0.1:1\n    tls-ca: ca.pem\n");
+    assert!(
+        said(&run, "`tls-ca` is for grpcs:// remotes")
+            && said(&run, "config.yaml:3:13")
+            && said(&run, "write grpcs://"),
+        "{}",
+        run.stderr
+    );
+    let run = build(&format!(
+        "remotes:\n  - url: {url}\n    headers:\n      grpc-timeout: \"1S\"\n"
+    ));
+    assert!(
+        said(&run, "cannot be sent as gRPC metadata") && said(&run, "config.yaml:4:7"),
+        "{}",
+        run.stderr
+    );
+    // files: read when the remote is opened, relative to the configuration
+    let run = build(&format!(
+        "remotes:\n  - url: {url}\n    tls-ca: missing-ca.pem\n"
+    ));
+    assert!(
+        said(
+            &run,
+            &format!(
+                "cannot use the CA certificate {} (`tls-ca` at {}:3:13)",
+                dir.join("missing-ca.pem").display(),
+                config.display()
+            )
+        ) && said(&run, "No such file"),
+        "{}",
+        run.stderr
+    );
+    std::fs::write(dir.join("ca.pem"), "not a certificate\n").unwrap();
+    let run = build(&format!("remotes:\n  - url: {url}\n    tls-ca: ca.pem\n"));
+    assert!(said(&run, "holds no certificate"), "{}", run.stderr);
+    // a key file that holds a certificate is no key
+    let (cert, _) = self_signed(&dir);
+    let run = build(&format!(
+        "remotes:\n  - url: {url}\n    tls-client-cert: {c}\n    tls-client-key: {c}\n",
+        c = cert.display()
+    ));
+    assert!(
+        said(
+            &run,
+            &format!(
+                "cannot use the client key {} (`tls-client-key` at {}:4:21)",
+                cert.display(),
+                config.display()
+            )
+        ) && said(&run, "holds no private key"),
+        "{}",
+        run.stderr
+    );
+    // a key that is not the certificate's
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let (_, other_key) = self_signed(&other);
+    let run = build(&format!(
+        "remotes:\n  - url: {url}\n    tls-client-cert: {}\n    tls-client-key: {}\n",
+        cert.display(),
+        other_key.display()
+    ));
+    assert!(
+        said(&run, "the client key is not the client certificate's")
+            && said(&run, &format!("the client key {}", other_key.display())),
+        "{}",
+        run.stderr
+    );
+    // a header value that gRPC cannot carry is named, its value is not
+    std::fs::write(
+        &config,
+        format!("remotes:\n  - url: {url}\n    headers:\n      authorization: \"Bearer ${{CAS_TEST_T}}\"\n"),
+    )
+    .unwrap();
+    let (mut cmd, shown) = ctx.command(["--config", s(&config), "build", "top.yaml"]);
+    cmd.env("CAS_TEST_T", "line\nbreak-s3cret");
+    let run = Run::from_output(shown, cmd.output().unwrap()).expect_code(2);
+    assert!(
+        said(&run, "header authorization") && !said(&run, "s3cret"),
+        "{}",
+        run.stderr
+    );
+    // with the right files the remote opens; nobody listens there, so the
+    // build goes on here
+    let (cert, key) = self_signed(&dir);
+    std::fs::write(
+        &config,
+        format!(
+            "remotes:\n  - url: {url}\n    tls-ca: {c}\n    tls-client-cert: {c}\n    tls-client-key: {k}\n",
+            c = cert.display(),
+            k = key.display()
+        ),
+    )
+    .unwrap();
+    ctx.cas(["--config", s(&config), "build", "top.yaml"]).ok();
+}
+
+/// `text` without whitespace and miette's gutters: a message that miette
+/// wrapped is found whole.
+fn squashed(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_whitespace() && !['│', '×'].contains(c))
+        .collect()
+}
+
+/// Does the run's stderr say `what` (however miette wrapped it)?
+fn said(run: &Run, what: &str) -> bool {
+    squashed(&run.stderr).contains(&squashed(what))
+}
+
+/// A self-signed certificate and its key (openssl), in `dir`.
+fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("self.pem"), dir.join("self.key"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=cas test",
+            "-keyout",
+            s(&key),
+            "-out",
+            s(&cert),
+        ])
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
 /// A result a remote has, signed by a key the puller does not trust, is
 /// not "missing": `cas pull` says it was there and not used, and why.
 #[test]

@@ -14,6 +14,11 @@
 //!     push: true
 //!     trusted-keys: [ "<base64 or hex ed25519 public key>" ]
 //!     trust-unsigned: false
+//!   - url: grpcs://cache.example:443/main
+//!     headers: { authorization: "Bearer ${CACHE_TOKEN}" }
+//!     tls-ca: certs/team-ca.pem          # relative to this file's directory
+//!     tls-client-cert: certs/me.pem
+//!     tls-client-key: certs/me.key
 //! signing-key: ~/.config/cas/signing.key
 //! arch: aarch64          # the default of --arch
 //! ```
@@ -33,6 +38,9 @@ const REMOTE_KEYS: &[&str] = &[
     "trust-unsigned",
     "headers",
     "timeout",
+    "tls-ca",
+    "tls-client-cert",
+    "tls-client-key",
 ];
 
 /// The user configuration (all fields empty when there is no file).
@@ -81,6 +89,38 @@ pub struct RemoteConfig {
     /// least 1), instead of `CAS_REMOTE_TIMEOUT`'s: a slow cache is given up
     /// without holding the others to its pace.
     pub timeout: Option<u64>,
+    /// TLS client settings of a grpcs:// remote.
+    pub tls: RemoteTls,
+}
+
+/// A file named in the user configuration, and where it is named there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigFile {
+    /// The path: `~/` expanded, a relative one taken from the configuration
+    /// file's directory.
+    pub path: PathBuf,
+    /// Where the configuration names it, for messages:
+    /// `` `KEY` at FILE:LINE:COLUMN ``.
+    pub at: String,
+}
+
+/// The TLS client settings of a grpcs:// remote (`tls-ca`,
+/// `tls-client-cert`, `tls-client-key`; the files are read when the remote
+/// is opened).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteTls {
+    /// The CA certificates (PEM) the server's certificate must chain to,
+    /// instead of the system's roots.
+    pub ca: Option<ConfigFile>,
+    /// The client certificate (PEM) and its private key (PEM), for servers
+    /// that require mutual TLS. Both or neither.
+    pub client: Option<(ConfigFile, ConfigFile)>,
+}
+
+impl RemoteTls {
+    pub fn is_empty(&self) -> bool {
+        self.ca.is_none() && self.client.is_none()
+    }
 }
 
 /// `$XDG_CONFIG_HOME/cas/config.yaml`, else `~/.config/cas/config.yaml`.
@@ -311,8 +351,15 @@ fn decode_remote(r: &mut Reader<SourceFile>, node: &Node) -> Option<RemoteConfig
                 continue;
             }
             if grpc {
-                r.err_help(name.span, "`headers` are for http:// and https:// remotes", "not for grpc://", "a grpc(s):// remote authenticates with its TLS client certificate (not supported yet)");
-                continue;
+                if let Some(why) = grpc_reserved(&name.value) {
+                    r.err_help(
+                        name.span,
+                        format!("`{}` cannot be sent as gRPC metadata", name.value),
+                        why,
+                        "a grpc(s):// remote sends its headers as text metadata with every call (`authorization: \"Bearer ${TOKEN}\"`)",
+                    );
+                    continue;
+                }
             }
             headers.push((name.value, value.value));
         }
@@ -325,6 +372,7 @@ fn decode_remote(r: &mut Reader<SourceFile>, node: &Node) -> Option<RemoteConfig
         }
         Some(u64::from(secs))
     });
+    let tls = decode_tls(r, map, &url.value);
     Some(RemoteConfig {
         url: url.value,
         push,
@@ -332,7 +380,88 @@ fn decode_remote(r: &mut Reader<SourceFile>, node: &Node) -> Option<RemoteConfig
         trust_unsigned,
         headers,
         timeout,
+        tls,
     })
+}
+
+/// Why a header cannot be gRPC text metadata, if it cannot.
+fn grpc_reserved(name: &str) -> Option<&'static str> {
+    let lower = name.to_ascii_lowercase();
+    if lower.starts_with("grpc-") {
+        Some("`grpc-` names are reserved by gRPC")
+    } else if lower.ends_with("-bin") {
+        Some("`-bin` names are binary metadata, which cas does not send")
+    } else if ["content-type", "te", "host", "connection", "user-agent"].contains(&lower.as_str()) {
+        Some("gRPC sets this header itself")
+    } else {
+        None
+    }
+}
+
+/// `tls-ca`, `tls-client-cert` and `tls-client-key` of a remote: grpcs://
+/// only; a client certificate needs its key and the other way round.
+fn decode_tls(r: &mut Reader<SourceFile>, map: &crate::yaml::Map, url: &str) -> RemoteTls {
+    let mut file = |key: &str| -> Option<(ConfigFile, crate::diagnostics::Span)> {
+        let node = map.get(key)?;
+        let s = r.string(node, key)?;
+        if s.value.is_empty() {
+            r.err(s.span, format!("`{key}` must be a path"), "empty path");
+            return None;
+        }
+        let (line, col) = r.loc.line_col(s.span.start);
+        let path = expand_path(&s.value, &r.loc.path);
+        Some((
+            ConfigFile {
+                path,
+                at: format!("`{key}` at {}:{line}:{col}", r.loc.name),
+            },
+            s.span,
+        ))
+    };
+    let ca = file("tls-ca");
+    let cert = file("tls-client-cert");
+    let key = file("tls-client-key");
+    let mut tls = RemoteTls::default();
+    if !url.starts_with("grpcs://") {
+        let help = if url.starts_with("grpc://") {
+            "grpc:// is plain text: write grpcs:// to reach the server over TLS"
+        } else {
+            "an https:// remote checks the server against the system's roots (or SSL_CERT_FILE)"
+        };
+        for (name, f) in [
+            ("tls-ca", &ca),
+            ("tls-client-cert", &cert),
+            ("tls-client-key", &key),
+        ] {
+            if let Some((_, span)) = f {
+                r.err_help(
+                    *span,
+                    format!("`{name}` is for grpcs:// remotes"),
+                    "not a grpcs:// remote",
+                    help,
+                );
+            }
+        }
+        return tls;
+    }
+    tls.ca = ca.map(|(f, _)| f);
+    match (cert, key) {
+        (Some((c, _)), Some((k, _))) => tls.client = Some((c, k)),
+        (Some((_, span)), None) => r.err_help(
+            span,
+            "`tls-client-cert` without `tls-client-key`",
+            "no key for this certificate",
+            "mutual TLS needs both: add `tls-client-key:` with the certificate's private key (a PEM file)",
+        ),
+        (None, Some((_, span))) => r.err_help(
+            span,
+            "`tls-client-key` without `tls-client-cert`",
+            "no certificate for this key",
+            "mutual TLS needs both: add `tls-client-cert:` with the client certificate (a PEM file)",
+        ),
+        (None, None) => {}
+    }
+    tls
 }
 
 fn is_fetch_url(u: &str) -> bool {
@@ -448,6 +577,43 @@ mod tests {
         let e = parse("remotes:\n  - push: true\n").unwrap_err();
         assert!(e.errors[0].message.contains("without `url`"));
         assert!(parse("mirrors: [\n").is_err());
+    }
+
+    #[test]
+    fn grpcs_tls_files_and_metadata() {
+        let c = parse(
+            "remotes:\n  - url: grpcs://cache:443/main\n    headers:\n      Authorization: \"Bearer ${T}\"\n\
+             \x20   tls-ca: certs/ca.pem\n    tls-client-cert: /etc/me.pem\n    tls-client-key: certs/me.key\n",
+        )
+        .unwrap();
+        let r = &c.remotes[0];
+        assert_eq!(r.headers, [("Authorization".into(), "Bearer ${T}".into())]);
+        let ca = r.tls.ca.as_ref().unwrap();
+        assert_eq!(ca.path, Path::new("/home/u/.config/cas/certs/ca.pem"));
+        assert_eq!(ca.at, "`tls-ca` at /home/u/.config/cas/config.yaml:5:13");
+        let (cert, key) = r.tls.client.as_ref().unwrap();
+        assert_eq!(cert.path, Path::new("/etc/me.pem"));
+        assert_eq!(key.path, Path::new("/home/u/.config/cas/certs/me.key"));
+        // a certificate needs its key, and the other way round
+        let e = parse("remotes:\n  - url: grpcs://h:1\n    tls-client-key: k.pem\n").unwrap_err();
+        assert!(e.errors[0].message.contains("without `tls-client-cert`"));
+        assert_eq!(e.errors[0].location.as_ref().unwrap().1, 3);
+        // TLS files are for grpcs:// only
+        for url in ["grpc://h:1", "https://h/c"] {
+            let e = parse(&format!("remotes:\n  - url: {url}\n    tls-ca: ca.pem\n")).unwrap_err();
+            assert!(
+                e.errors[0].message.contains("for grpcs:// remotes"),
+                "{url}"
+            );
+        }
+        // names gRPC keeps for itself are no metadata
+        for name in ["grpc-timeout", "x-bin", "content-type"] {
+            let e = parse(&format!(
+                "remotes:\n  - url: grpc://h:1\n    headers:\n      {name}: v\n"
+            ))
+            .unwrap_err();
+            assert!(e.errors[0].message.contains("gRPC metadata"), "{name}");
+        }
     }
 
     #[test]

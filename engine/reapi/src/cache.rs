@@ -42,10 +42,20 @@ impl ReapiRemote {
     /// A REAPI remote (no network access yet). `state`: the store's REAPI
     /// directory, where the digest map is kept.
     pub fn open(url: &str, state: &Path) -> Result<ReapiRemote, RemoteError> {
+        ReapiRemote::open_with(url, state, &crate::connect::Options::default())
+    }
+
+    /// [`ReapiRemote::open`] with metadata for every call and TLS client
+    /// settings (a configured remote's `headers:` and `tls-*`).
+    pub fn open_with(
+        url: &str,
+        state: &Path,
+        opts: &crate::connect::Options,
+    ) -> Result<ReapiRemote, RemoteError> {
         let parsed = crate::url::parse(url)?;
         Ok(ReapiRemote {
             url: url.to_string(),
-            client: Client::new(url, &parsed)?,
+            client: Client::with_options(url, &parsed, opts)?,
             map: DigestMap::open(state),
         })
     }

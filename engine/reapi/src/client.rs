@@ -23,9 +23,11 @@ use cas_store::RemoteError;
 use re::action_cache_client::ActionCacheClient;
 use re::capabilities_client::CapabilitiesClient;
 use re::content_addressable_storage_client::ContentAddressableStorageClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
+use crate::connect::{Metadata, Options, Service};
 use crate::digests::Sha;
 use crate::url::GrpcUrl;
 
@@ -47,6 +49,11 @@ static UPLOADS: AtomicU64 = AtomicU64::new(0);
 pub struct Client {
     rt: tokio::runtime::Runtime,
     channel: Channel,
+    /// What every call carries (the remote's `headers:`).
+    metadata: Metadata,
+    /// grpcs:// with no client certificate (for a hint when the server
+    /// closes the connection).
+    tls_without_identity: bool,
     instance: String,
     url: String,
     /// How long a call may wait for its answer (the remote's budget of
@@ -65,9 +72,27 @@ pub enum Source<'a> {
 
 impl Client {
     pub fn new(url: &str, parsed: &GrpcUrl) -> Result<Client, RemoteError> {
+        Client::with_options(url, parsed, &Options::default())
+    }
+
+    /// A client whose every call carries `opts.headers` as metadata, over
+    /// TLS with `opts.tls` for a grpcs:// URL (files read and checked now).
+    pub fn with_options(
+        url: &str,
+        parsed: &GrpcUrl,
+        opts: &Options,
+    ) -> Result<Client, RemoteError> {
+        let metadata = Metadata::new(url, &opts.headers)?;
+        if parsed.tls_domain.is_none() && !opts.tls.is_empty() {
+            return Err(RemoteError::Setting {
+                url: url.to_string(),
+                message: "TLS settings are for grpcs:// remotes".into(),
+            });
+        }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("cas-reapi")
+            .on_thread_start(block_sigpipe)
             .enable_all()
             .build()
             .map_err(|e| RemoteError::Transport {
@@ -88,14 +113,19 @@ impl Client {
         let endpoint = match &parsed.tls_domain {
             None => endpoint,
             Some(domain) => endpoint
-                .tls_config(
-                    tonic::transport::ClientTlsConfig::new()
-                        .with_native_roots()
-                        .domain_name(domain.clone()),
-                )
-                .map_err(|e| RemoteError::BadUrl {
+                .tls_config(crate::connect::client_tls(url, domain, &opts.tls)?)
+                .map_err(|e| RemoteError::Setting {
                     url: url.to_string(),
-                    reason: format!("TLS: {e}"),
+                    message: {
+                        let why = crate::connect::chain(&e);
+                        let why = why.strip_prefix("transport error: ").unwrap_or(&why);
+                        let why = if why.contains("KeyMismatch") {
+                            format!("the client key is not the client certificate's ({why})")
+                        } else {
+                            why.to_string()
+                        };
+                        format!("TLS: {why}{}", crate::connect::identity_files(&opts.tls))
+                    },
                 })?,
         };
         let channel = {
@@ -105,6 +135,8 @@ impl Client {
         Ok(Client {
             rt,
             channel,
+            metadata,
+            tls_without_identity: parsed.tls_domain.is_some() && opts.tls.client.is_none(),
             instance: parsed.instance.clone(),
             url: url.to_string(),
             answer: cas_store::remote::budget_from_env(),
@@ -118,9 +150,9 @@ impl Client {
     }
 
     /// The connection, for services this crate does not wrap (the Bots
-    /// API of `cas worker`).
-    pub fn channel(&self) -> Channel {
-        self.channel.clone()
+    /// API of `cas worker`): every call carries the remote's metadata.
+    pub fn channel(&self) -> Service {
+        InterceptedService::new(self.channel.clone(), self.metadata.clone())
     }
 
     /// Run `f` on this client's runtime and wait for it.
@@ -132,18 +164,18 @@ impl Client {
         self.down.load(Ordering::Relaxed)
     }
 
-    fn cas(&self) -> ContentAddressableStorageClient<Channel> {
-        ContentAddressableStorageClient::new(self.channel.clone())
+    fn cas(&self) -> ContentAddressableStorageClient<Service> {
+        ContentAddressableStorageClient::new(self.channel())
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE)
     }
 
-    fn ac(&self) -> ActionCacheClient<Channel> {
-        ActionCacheClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE)
+    fn ac(&self) -> ActionCacheClient<Service> {
+        ActionCacheClient::new(self.channel()).max_decoding_message_size(MAX_MESSAGE)
     }
 
-    fn bytestream(&self) -> ByteStreamClient<Channel> {
-        ByteStreamClient::new(self.channel.clone())
+    fn bytestream(&self) -> ByteStreamClient<Service> {
+        ByteStreamClient::new(self.channel())
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE)
     }
@@ -166,21 +198,55 @@ impl Client {
     /// A failed call as an error; unreachable or timed out (tonic's own
     /// client-side deadline is `Cancelled: Timeout expired`) marks the
     /// remote down.
+    ///
+    /// A connection the server closes (as a server that requires a client
+    /// certificate does right after the handshake) and a call refused as
+    /// unauthenticated (no token, or a wrong one: every call will be) also
+    /// mark it down, with a hint at the setting to check.
     fn status(&self, op: &str, s: &tonic::Status) -> RemoteError {
+        // tonic's transport errors say what went wrong in their causes
+        let cause = std::error::Error::source(s).map(crate::connect::chain);
+        let closed = cause.as_deref().is_some_and(|c| {
+            let c = c.to_ascii_lowercase();
+            [
+                "connection closed",
+                "closed connection",
+                "connection reset",
+                "certificaterequired",
+                "certificate required",
+            ]
+            .iter()
+            .any(|w| c.contains(w))
+        });
         let down = match s.code() {
-            Code::Unavailable | Code::DeadlineExceeded => true,
-            Code::Unknown => s.message().contains("transport"),
-            Code::Cancelled => s.message().contains("Timeout expired"),
+            Code::Unavailable | Code::DeadlineExceeded | Code::Unauthenticated => true,
+            Code::Unknown => s.message().contains("transport") || closed,
+            Code::Cancelled => s.message().contains("Timeout expired") || closed,
             _ => false,
         };
         if down {
             self.down.store(true, Ordering::Relaxed);
         }
-        let message = if s.message().is_empty() {
+        let mut message = if s.message().is_empty() {
             format!("{:?}", s.code())
         } else {
             format!("{:?}: {}", s.code(), s.message())
         };
+        if let Some(more) = cause {
+            let more = more.strip_prefix("transport error: ").unwrap_or(&more);
+            if !message.contains(more) {
+                message.push_str(&format!(" ({more})"));
+            }
+        }
+        if closed && self.tls_without_identity {
+            message.push_str(
+                "; the server closed the TLS connection: if it requires a client certificate, give this remote `tls-client-cert` and `tls-client-key` in the user configuration",
+            );
+        } else if s.code() == Code::Unauthenticated {
+            message.push_str(
+                "; the server wants credentials: check this remote's `headers:` (e.g. `authorization: \"Bearer ${TOKEN}\"`) and the variables they name",
+            );
+        }
         self.transport(op, &message)
     }
 
@@ -229,7 +295,7 @@ impl Client {
     /// functions; returns its batch limit (0: none stated).
     pub fn batch_limit(&self) -> Result<u64, RemoteError> {
         let got = self.max_batch.get_or_init(|| {
-            let mut c = CapabilitiesClient::new(self.channel.clone());
+            let mut c = CapabilitiesClient::new(self.channel());
             let req = self.unary(
                 re::GetCapabilitiesRequest {
                     instance_name: self.instance.clone(),
@@ -637,7 +703,7 @@ impl Client {
             digest_function: re::digest_function::Value::Sha256 as i32,
             ..Default::default()
         });
-        let mut client = re::execution_client::ExecutionClient::new(self.channel.clone())
+        let mut client = re::execution_client::ExecutionClient::new(self.channel())
             .max_decoding_message_size(MAX_MESSAGE);
         let run = async {
             let mut stream = client
@@ -730,6 +796,23 @@ impl Client {
         )?
         .map_err(|s| self.status("UpdateActionResult", &s))?;
         Ok(())
+    }
+}
+
+/// Block SIGPIPE in this thread (one of the runtime's, which do every
+/// write to the connections). cas sets SIGPIPE to its default, so that a
+/// closed stdout ends it quietly; but rustls and hyper write to sockets
+/// with `writev`, which raises SIGPIPE when the peer has gone (a server
+/// that closes the connection after the TLS handshake, because it wants a
+/// client certificate, killed cas so). Blocked, the write fails with EPIPE
+/// and the call with it: the remote is then down, and the build goes on.
+fn block_sigpipe() {
+    // SAFETY: a signal set on the stack, and this thread's own mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut set);
+        libc::sigaddset(&raw mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, std::ptr::null_mut());
     }
 }
 

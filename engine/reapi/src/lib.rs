@@ -3,6 +3,8 @@
 //! BuildStream, BuildGrid and buildbox-casd speak). spec/remote.md, "REAPI".
 //!
 //! - [`url`]: `grpc://host:port[/instance]` addresses.
+//! - [`connect`]: metadata for every call (`headers:`) and the TLS client
+//!   settings of a grpcs:// remote (`tls-ca`, `tls-client-cert`, `tls-client-key`).
 //! - [`digests`]: the blake3 ↔ SHA-256 map (the store keeps blake3; REAPI
 //!   speaks SHA-256 at the boundary only), in memory and in the store.
 //! - [`encoding`]: what a cas result is in REAPI terms, byte for byte: the
@@ -15,6 +17,7 @@
 
 pub mod cache;
 pub mod client;
+pub mod connect;
 pub mod digests;
 pub mod encoding;
 pub mod exec;
@@ -24,6 +27,7 @@ use std::path::Path;
 
 pub use cache::ReapiRemote;
 use cas_store::{Remote, RemoteError};
+pub use connect::{Options, SettingFile, TlsFiles};
 
 /// Open the remote at `url`. `state`: a directory of the local store where
 /// a REAPI remote keeps its digest map (`STORE/reapi/`).
@@ -31,7 +35,7 @@ pub fn open(url: &str, state: &Path) -> Result<Box<dyn Remote>, RemoteError> {
     open_with_headers(url, state, &[])
 }
 
-/// [`open`], with headers for every request of an HTTP remote.
+/// [`open`], with headers for every request (HTTP) or call (REAPI).
 pub fn open_with_headers(
     url: &str,
     state: &Path,
@@ -48,14 +52,33 @@ pub fn open_with(
     headers: &[(String, String)],
     budget: std::time::Duration,
 ) -> Result<Box<dyn Remote>, RemoteError> {
+    open_configured(url, state, headers, &TlsFiles::default(), budget)
+}
+
+/// [`open_with`], with TLS client settings for a grpcs:// remote. Headers
+/// go with every request of an HTTP remote and every call of a REAPI one
+/// (as gRPC metadata).
+pub fn open_configured(
+    url: &str,
+    state: &Path,
+    headers: &[(String, String)],
+    tls: &TlsFiles,
+    budget: std::time::Duration,
+) -> Result<Box<dyn Remote>, RemoteError> {
     if url::is_grpc(url) {
-        if !headers.is_empty() {
-            return Err(RemoteError::BadUrl {
-                url: url.to_string(),
-                reason: "headers are for http:// and https:// remotes".into(),
-            });
-        }
-        return Ok(Box::new(ReapiRemote::open(url, state)?));
+        let opts = Options {
+            headers: headers.to_vec(),
+            tls: tls.clone(),
+        };
+        return Ok(Box::new(ReapiRemote::open_with(url, state, &opts)?));
+    }
+    if !tls.is_empty() {
+        return Err(RemoteError::Setting {
+            url: url.to_string(),
+            message:
+                "TLS settings (tls-ca, tls-client-cert, tls-client-key) are for grpcs:// remotes"
+                    .into(),
+        });
     }
     cas_store::remote::open_with(url, headers, budget)
 }

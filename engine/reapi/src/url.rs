@@ -1,6 +1,7 @@
 //! REAPI remote addresses: `grpc://HOST:PORT[/INSTANCE]`, or `grpcs://`
 //! for TLS (the server's certificate checked against the system's roots:
-//! `SSL_CERT_FILE` / `SSL_CERT_DIR` name others). The instance name may
+//! `SSL_CERT_FILE` / `SSL_CERT_DIR` name others; a configured remote's
+//! `tls-ca` replaces them, see [`crate::connect`]). The instance name may
 //! contain slashes (`grpc://farm:50051/main/linux`); it is empty when the
 //! path is.
 

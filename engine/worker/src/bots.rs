@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bazel_remote_apis::google::protobuf::{Any, Timestamp};
 use bazel_remote_apis::google::rpc::Status;
-use tonic::transport::Channel;
+use cas_reapi::connect::Service;
 
 /// A bot's session with the scheduler: who it is, its state, its leases.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -118,7 +118,7 @@ const SERVICE: &str = "google.devtools.remoteworkers.v1test2.Bots";
 /// One unary call of the Bots service, with a deadline (the server's long
 /// poll waits for work for most of it).
 pub async fn call<Req, Resp>(
-    channel: Channel,
+    channel: Service,
     method: &'static str,
     req: Req,
     timeout: Duration,

@@ -101,6 +101,10 @@ pub enum RemoteError {
     Missing { url: String, digest: String },
     #[error("not a remote URL: {url:?} ({reason}); use http://, https://, file:// or an absolute directory")]
     BadUrl { url: String, reason: String },
+    /// A setting of the remote that cannot be used (a header value, a TLS
+    /// file): the message names the setting, never a secret value.
+    #[error("remote {url}: {message}")]
+    Setting { url: String, message: String },
     #[error("remote {url}: {source}")]
     Store {
         url: String,
@@ -125,6 +129,7 @@ impl RemoteError {
             | RemoteError::Interrupted { url }
             | RemoteError::Missing { url, .. }
             | RemoteError::BadUrl { url, .. }
+            | RemoteError::Setting { url, .. }
             | RemoteError::Store { url, .. } => url,
         }
     }

@@ -95,13 +95,14 @@ impl Remotes {
             let budget = s.timeout.unwrap_or(default_budget);
             entries.push(Entry {
                 remote: Box::new(cas_store::remote::Guarded::new(
-                    cas_reapi::open_with(
+                    cas_reapi::open_configured(
                         &s.url,
                         state,
                         &s.headers
                             .iter()
                             .map(|(n, v)| Ok((n.clone(), expand_env(&s.url, n, v)?)))
                             .collect::<Result<Vec<_>, RemoteError>>()?,
+                        &s.tls,
                         budget,
                     )?,
                     budget,

@@ -72,6 +72,18 @@ pub(crate) fn invalid(msg: String) -> Failure {
     Failure::invalid(miette::miette!("{msg}"))
 }
 
+/// A configured remote's TLS files, as the REAPI client takes them.
+fn tls_files(tls: &cas_format::config::RemoteTls) -> cas_reapi::TlsFiles {
+    let file = |f: &cas_format::config::ConfigFile| cas_reapi::SettingFile {
+        path: f.path.clone(),
+        at: f.at.clone(),
+    };
+    cas_reapi::TlsFiles {
+        ca: tls.ca.as_ref().map(file),
+        client: tls.client.as_ref().map(|(c, k)| (file(c), file(k))),
+    }
+}
+
 /// The remotes of a command: configured ones first, then `--remote`s.
 /// `push_all`: every remote may be pushed to (`cas push`). `state`: where
 /// REAPI remotes keep their digest map (`STORE/reapi`).
@@ -135,6 +147,7 @@ pub(crate) fn open(
             },
             headers: r.headers.clone(),
             timeout: r.timeout.map(std::time::Duration::from_secs),
+            tls: tls_files(&r.tls),
         });
     }
     let mut flag_keys = parse_keys(&flags.trusted_keys)?;
@@ -149,6 +162,7 @@ pub(crate) fn open(
             },
             headers: Vec::new(),
             timeout: None,
+            tls: cas_reapi::TlsFiles::default(),
         });
     }
     if specs.is_empty() {

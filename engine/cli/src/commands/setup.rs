@@ -57,6 +57,9 @@ pub(crate) fn config(global: &Session) -> CmdResult {
                 "url": r.url, "push": r.push, "trusted_keys": r.trusted_keys.len(),
                 "trust_unsigned": r.trust_unsigned,
                 "headers": r.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+                "tls_ca": r.tls.ca.as_ref().map(|f| &f.path),
+                "tls_client_cert": r.tls.client.as_ref().map(|(c, _)| &c.path),
+                "tls_client_key": r.tls.client.as_ref().map(|(_, k)| &k.path),
             })).collect::<Vec<_>>(),
             "mirrors": user.mirrors,
             "signing_key": user.signing_key,
@@ -82,8 +85,19 @@ pub(crate) fn config(global: &Session) -> CmdResult {
     for r in &user.remotes {
         // header values may be secrets: their names only
         let headers: Vec<&str> = r.headers.iter().map(|(n, _)| n.as_str()).collect();
+        let mut tls = String::new();
+        if let Some(ca) = &r.tls.ca {
+            tls.push_str(&format!(", tls-ca {}", ca.path.display()));
+        }
+        if let Some((cert, key)) = &r.tls.client {
+            tls.push_str(&format!(
+                ", tls-client-cert {}, tls-client-key {}",
+                cert.path.display(),
+                key.path.display()
+            ));
+        }
         println!(
-            "remote        {}{}{}{}  (user configuration)",
+            "remote        {}{}{}{}{tls}  (user configuration)",
             r.url,
             if r.push { ", push" } else { "" },
             if r.trust_unsigned {
