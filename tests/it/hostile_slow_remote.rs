@@ -414,3 +414,94 @@ fn sigterm_and_sigint_end_cas_within_seconds_while_a_remote_hangs() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+/// A cache that reads each upload's head and then resets the connection
+/// (`SO_LINGER` 0) without reading its body, as a proxy rejecting a large
+/// upload does; every other request is answered `404`.
+fn start_hanging_up() -> String {
+    use std::os::fd::AsRawFd;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut length = 0usize;
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    if line.starts_with("PUT") && length > 1 << 20 {
+                        let linger = libc::linger {
+                            l_onoff: 1,
+                            l_linger: 0,
+                        };
+                        // SAFETY: setsockopt on our own socket with a linger struct.
+                        unsafe {
+                            libc::setsockopt(
+                                conn.as_raw_fd(),
+                                libc::SOL_SOCKET,
+                                libc::SO_LINGER,
+                                std::ptr::from_ref(&linger).cast(),
+                                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                            );
+                        }
+                        return;
+                    }
+                    let mut body = vec![0u8; length];
+                    if reader.read_exact(&mut body).is_err()
+                        || conn
+                            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                            .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://127.0.0.1:{port}/cache")
+}
+
+/// A remote that hangs up in the middle of an upload fails that push, with
+/// a warning naming it: cas is never killed by SIGPIPE (which it keeps at
+/// its default for a closed stdout), and the build it pushed is a success.
+#[test]
+fn a_remote_that_resets_an_upload_fails_the_push_and_never_kills_cas() {
+    let ctx = busybox_project();
+    ctx.write(
+        "elements/big.yaml",
+        manual(
+            &[],
+            "    - mkdir -p %{install-root}/data\n    - head -c 33554432 /dev/urandom > %{install-root}/data/blob\n",
+        ),
+    );
+    let url = start_hanging_up();
+    for _ in 0..3 {
+        let run = bounded(
+            &ctx,
+            &["--json", "build", "big.yaml", "--remote", &url, "--push"],
+            BOUND,
+        );
+        assert_ne!(run.code, -1, "cas was killed by a signal:\n{}", run.stderr);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(
+            run.stderr
+                .lines()
+                .any(|l| l.contains("warning:") && l.contains("127.0.0.1")),
+            "the failed push is said:\n{}",
+            run.stderr
+        );
+    }
+}

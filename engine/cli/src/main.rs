@@ -21,8 +21,9 @@ fn main() -> std::process::ExitCode {
     // `cas show | head`: a closed stdout ends cas quietly, as it ends any
     // Unix tool, instead of a panic in `println!` (Rust ignores SIGPIPE).
     // Sockets are written with MSG_NOSIGNAL, except by `writev` (rustls,
-    // hyper): the REAPI client's threads block SIGPIPE for that
-    // (cas-reapi's client.rs, `block_sigpipe`).
+    // hyper): every HTTP client's and the REAPI client's threads block
+    // SIGPIPE for that (cas_store::remote::without_sigpipe, the sources'
+    // Fetcher, cas-reapi's `block_sigpipe`).
     // SAFETY: setting a signal disposition before any thread starts.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);

@@ -138,18 +138,43 @@ impl Download {
     }
 }
 
+/// (The same as cas-store's `remote::without_sigpipe`: this crate does not
+/// depend on cas-store.) Runs `f` with SIGPIPE blocked in this thread, so that the threads it
+/// starts (an HTTP client's runtime) inherit the block: cas sets SIGPIPE to
+/// its default so that a closed stdout ends it quietly, but hyper and
+/// rustls write to sockets with `writev`, which raises SIGPIPE when the
+/// peer has gone. Blocked, such a write fails with EPIPE and the transfer
+/// with it. This thread's mask is restored after.
+fn without_sigpipe<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: signal sets on the stack, and this thread's own mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut set);
+        libc::sigaddset(&raw mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, &raw mut old);
+        let out = f();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const old, std::ptr::null_mut());
+        out
+    }
+}
+
 impl Fetcher {
     pub fn new(config: FetcherConfig) -> Result<Self> {
-        let client = reqwest::blocking::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.read_timeout)
-            .user_agent(concat!("cas/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| SourceError::Network {
-                url: String::new(),
-                message: format!("cannot create the HTTP client: {e}"),
-                temporary: false,
-            })?;
+        // the client's runtime thread inherits SIGPIPE blocked (see
+        // `without_sigpipe`): a server that hangs up fails the download
+        let client = without_sigpipe(|| {
+            reqwest::blocking::Client::builder()
+                .connect_timeout(config.connect_timeout)
+                .timeout(config.read_timeout)
+                .user_agent(concat!("cas/", env!("CARGO_PKG_VERSION")))
+                .build()
+        })
+        .map_err(|e| SourceError::Network {
+            url: String::new(),
+            message: format!("cannot create the HTTP client: {e}"),
+            temporary: false,
+        })?;
         Ok(Fetcher { client, config })
     }
 

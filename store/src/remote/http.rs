@@ -215,16 +215,18 @@ impl HttpRemote {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        let client = Client::builder()
-            .default_headers(headers)
-            .connect_timeout(opts.connect_timeout)
-            .pool_max_idle_per_host(16)
-            .user_agent(concat!("cas/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| RemoteError::BadUrl {
-                url: base.to_string(),
-                reason: e.to_string(),
-            })?;
+        let client = super::without_sigpipe(|| {
+            Client::builder()
+                .default_headers(headers)
+                .connect_timeout(opts.connect_timeout)
+                .pool_max_idle_per_host(16)
+                .user_agent(concat!("cas/", env!("CARGO_PKG_VERSION")))
+                .build()
+        })
+        .map_err(|e| RemoteError::BadUrl {
+            url: base.to_string(),
+            reason: e.to_string(),
+        })?;
         Ok(HttpRemote {
             base: base.trim_end_matches('/').to_string(),
             client,

@@ -234,6 +234,26 @@ pub fn stall_of(elapsed: Duration, bytes: u64) -> Duration {
     elapsed.saturating_sub(needed)
 }
 
+/// Runs `f` with SIGPIPE blocked in this thread, so that the threads it
+/// starts (an HTTP client's runtime) inherit the block: cas sets SIGPIPE to
+/// its default so that a closed stdout ends it quietly, but hyper and
+/// rustls write to sockets with `writev`, which raises SIGPIPE when the
+/// peer has gone. Blocked, such a write fails with EPIPE and the transfer
+/// with it. This thread's mask is restored after.
+pub fn without_sigpipe<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: signal sets on the stack, and this thread's own mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut set);
+        libc::sigaddset(&raw mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, &raw mut old);
+        let out = f();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const old, std::ptr::null_mut());
+        out
+    }
+}
+
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Stop every transfer in this process at its next chunk (SIGINT/SIGTERM).
