@@ -80,6 +80,10 @@ pub struct Planner<'a> {
     pub locals: LocalDigests,
     /// Trees read to find a sysroot's `/bin/sh` (one read per tree per run).
     pub trees: cas_linkcheck::Indexes,
+    /// The last key derived for each element, with what it staged: a step
+    /// asked for its key again (the run's cache pass, then the step itself)
+    /// is answered without deriving it twice.
+    derived: std::sync::Mutex<HashMap<ElementId, Keyed>>,
 }
 
 impl<'a> Planner<'a> {
@@ -89,6 +93,7 @@ impl<'a> Planner<'a> {
             loaded,
             locals: LocalDigests::default(),
             trees: cas_linkcheck::Indexes::default(),
+            derived: std::sync::Mutex::default(),
         }
     }
 
@@ -106,15 +111,30 @@ impl<'a> Planner<'a> {
             .collect()
     }
 
-    /// The key of `id` given what it stages.
+    /// The key of `id` given what it stages (derived once per `staged`).
     pub fn keyed(&self, id: ElementId, staged: Staged) -> Result<Keyed> {
+        let derived =
+            |m: &HashMap<ElementId, Keyed>| m.get(&id).filter(|k| k.staged == staged).cloned();
+        if let Some(k) = derived(
+            &self
+                .derived
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        ) {
+            return Ok(k);
+        }
         let inputs = self.inputs(id, &staged)?;
         let key = inputs.key();
-        Ok(Keyed {
+        let keyed = Keyed {
             staged,
             inputs,
             key,
-        })
+        };
+        self.derived
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, keyed.clone());
+        Ok(keyed)
     }
 
     /// The key of `id` when every output it stages is known.
