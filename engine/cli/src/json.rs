@@ -17,7 +17,7 @@ pub(crate) fn to_string(v: &impl Serialize, pretty: bool) -> Result<String, Fail
     } else {
         serde_json::to_string(v)
     }
-    .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    .map_err(Failure::error)?;
     Ok(match s.strip_prefix('{') {
         Some(rest) if rest.trim_start().starts_with('}') => format!("{{\"schema\":{SCHEMA}}}"),
         Some(rest) => format!("{{\"schema\":{SCHEMA},{rest}"),

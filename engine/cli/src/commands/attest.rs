@@ -48,11 +48,9 @@ pub(crate) fn run_attest(global: &Session, mut args: AttestArgs) -> CmdResult {
             ))
         })?,
     };
-    let key = cas_store::remote::read_signing_key(&key_path)
-        .map_err(|e| Failure::invalid(miette::miette!("{e}")))?;
+    let key = cas_store::remote::read_signing_key(&key_path).map_err(Failure::invalid_error)?;
     let (closure, store) = crate::commands::sbom::closure(global, &args.target, false)?;
-    let files = cas_sbom::files::files(&store, &closure)
-        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    let files = cas_sbom::files::files(&store, &closure).map_err(Failure::error)?;
     let statement = cas_sbom::attest::statement(&closure, &files, &key.public());
     let envelope = cas_sbom::attest::envelope(&statement, &key);
     crate::commands::sbom::emit(args.output.as_deref(), &cas_sbom::to_bytes(&envelope))?;
@@ -80,12 +78,12 @@ pub(crate) fn run_verify(global: &Session, args: VerifyArgs) -> CmdResult {
     let keys: Vec<PublicKey> = args
         .trusted_keys
         .iter()
-        .map(|k| PublicKey::parse_or_read(k).map_err(|e| Failure::invalid(miette::miette!("{e}"))))
+        .map(|k| PublicKey::parse_or_read(k).map_err(Failure::invalid_error))
         .collect::<Result<_, _>>()?;
     let label = args.file.display().to_string();
     let bytes = std::fs::read(&args.file)
         .map_err(|e| Failure::invalid(miette::miette!("cannot read {label}: {e}")))?;
-    let fail = |e: cas_sbom::SbomError| Failure::failed(miette::miette!("{e}"));
+    let fail = Failure::error::<cas_sbom::SbomError>;
     let statement = cas_sbom::attest::open(&label, &bytes, &keys).map_err(fail)?;
     let subjects = cas_sbom::attest::subjects(&statement);
     let predicate = &statement["predicate"];
@@ -108,7 +106,7 @@ pub(crate) fn run_verify(global: &Session, args: VerifyArgs) -> CmdResult {
                 &loaded.targets,
                 &global.mirrors(&loaded.project)?,
             )
-            .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+            .map_err(Failure::error)?;
             let name = loaded.element(loaded.targets[0]).name.clone();
             let Some(output) = plan
                 .iter()
@@ -132,9 +130,7 @@ pub(crate) fn run_verify(global: &Session, args: VerifyArgs) -> CmdResult {
                 .and_then(|k| cas_store::Digest::from_hex(k).ok())
                 .map(cas_store::ActionKey::from_digest);
             let result = match key {
-                Some(k) => store
-                    .action_peek(&k)
-                    .map_err(|e| Failure::failed(miette::miette!("{e}")))?,
+                Some(k) => store.action_peek(&k).map_err(Failure::error)?,
                 None => None,
             };
             match result.filter(|r| store.has_tree(&r.output)) {

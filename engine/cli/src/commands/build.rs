@@ -178,7 +178,7 @@ pub(crate) fn run_build(global: &Session, args: BuildArgs) -> CmdResult {
         None => &console,
     };
     let report = cas_builder::build(&store, &loaded, &loaded.targets, &opts, reporter, &STOP)
-        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+        .map_err(Failure::error)?;
     console.finish();
     if let Some(l) = &lines {
         l.emit(&crate::commands::events::Event::Summary {

@@ -49,7 +49,7 @@ pub(crate) fn cached_output(
         &loaded.targets,
         &global.mirrors(&loaded.project)?,
     )
-    .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    .map_err(Failure::error)?;
     let id = loaded.targets[0];
     let row = plan
         .into_iter()
@@ -77,10 +77,7 @@ fn checkout_digest(global: &Session, args: &CheckoutArgs, arg: &str) -> CmdResul
     let store = global.store()?;
     let d = crate::commands::diff::expand_digest(&store, arg)?;
     let key = cas_store::ActionKey::from_digest(d);
-    let output = match store
-        .action_get(&key)
-        .map_err(|e| Failure::failed(miette::miette!("{e}")))?
-    {
+    let output = match store.action_get(&key).map_err(Failure::error)? {
         Some(r) => r.output,
         None if store.has_tree(&cas_store::TreeDigest(d))
             && store.get_tree(&cas_store::TreeDigest(d)).is_ok() =>
@@ -102,7 +99,7 @@ fn checkout_digest(global: &Session, args: &CheckoutArgs, arg: &str) -> CmdResul
     };
     let used = store
         .materialize(&output, &args.dir, method)
-        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+        .map_err(Failure::error)?;
     if global.json {
         crate::json::print(
             &serde_json::json!({"output": output.to_hex(), "dir": args.dir, "method": used.to_string()}),
@@ -146,7 +143,7 @@ pub(crate) fn run_checkout(global: &Session, args: CheckoutArgs) -> CmdResult {
     };
     let used = store
         .materialize(&output, &args.dir, method)
-        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+        .map_err(Failure::error)?;
     let name = &loaded.element(row.id).name;
     if global.json {
         crate::json::print(

@@ -214,7 +214,7 @@ fn download(fetcher: &Fetcher, out: &Out, u: &SourceUrl) -> Result<Vec<u8>, Fail
     let bar = out.bar(&u.written);
     let d = fetcher.fetch_unverified(u, Algorithm::Sha256, &bar);
     bar.finish_and_clear();
-    let d = d.map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    let d = d.map_err(Failure::error)?;
     std::fs::read(d.path()).map_err(|e| {
         Failure::failed(miette::miette!(
             "cannot read the download of {}: {e}",
@@ -248,7 +248,7 @@ impl Suite<'_> {
         let (u, data) = self.get("Release")?;
         let text = String::from_utf8(data)
             .map_err(|_| Failure::failed(miette::miette!("{}: not UTF-8 text", u.written)))?;
-        Release::parse(&u.written, &text).map_err(|e| Failure::failed(miette::miette!("{e}")))
+        Release::parse(&u.written, &text).map_err(Failure::error)
     }
 
     /// One component's Packages index: the first of Packages.xz, .gz,
@@ -265,17 +265,14 @@ impl Suite<'_> {
                 continue;
             }
             let (u, data) = self.get(&rel)?;
-            release
-                .verify(&rel, &data)
-                .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+            release.verify(&rel, &data).map_err(Failure::error)?;
             let mut text = String::new();
             cas_builder::sources::decompress(data.as_slice())
                 .and_then(|mut r| r.read_to_string(&mut text))
                 .map_err(|e| {
                     Failure::failed(miette::miette!("{}: cannot decompress: {e}", u.written))
                 })?;
-            return Packages::parse(&u.written, &text)
-                .map_err(|e| Failure::failed(miette::miette!("{e}")));
+            return Packages::parse(&u.written, &text).map_err(Failure::error);
         }
         Err(Failure::failed(miette::miette!(
             "{}:dists/{}/Release lists no Packages index for {component}/binary-{arch}",
@@ -343,8 +340,7 @@ fn lock(global: &Session, args: LockArgs) -> CmdResult {
         essential: spec.essential,
         no_deps: spec.no_deps,
     };
-    let resolution = cas_debian::resolve(&index, &request)
-        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    let resolution = cas_debian::resolve(&index, &request).map_err(Failure::error)?;
     for c in &resolution.choices {
         eprintln!("note: {c}");
     }

@@ -40,7 +40,7 @@ pub(crate) fn is_digest_or_prefix(s: &str) -> bool {
 pub(crate) fn expand_digest(store: &Store, arg: &str) -> Result<Digest, Failure> {
     let lower = arg.to_ascii_lowercase();
     if is_digest(&lower) {
-        return Digest::from_hex(&lower).map_err(|e| Failure::invalid(miette::miette!("{e}")));
+        return Digest::from_hex(&lower).map_err(Failure::invalid_error);
     }
     let mut found: Vec<(Digest, &str)> = store
         .action_keys_with_prefix(&lower, 10)

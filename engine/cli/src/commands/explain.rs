@@ -27,7 +27,7 @@ pub(crate) fn run_explain(global: &Session, args: ExplainArgs) -> CmdResult {
     let against = match &args.against {
         Some(k) if is_digest(k) => Some(ActionKey::from_digest(
             Digest::from_hex(&k.to_ascii_lowercase())
-                .map_err(|e| Failure::invalid(miette::miette!("{e}")))?,
+                .map_err(Failure::invalid_error)?,
         )),
         // a short key: one of this store's
         Some(k) if crate::commands::diff::is_digest_or_prefix(k) => Some(ActionKey::from_digest(

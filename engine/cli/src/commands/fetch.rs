@@ -178,8 +178,8 @@ pub(crate) fn prepare_build(
         return Ok(());
     }
     let fetcher = fetcher(store, mirrors)?;
-    let missing = cas_builder::sources::missing_offline(store, loaded, &fetcher)
-        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    let missing =
+        cas_builder::sources::missing_offline(store, loaded, &fetcher).map_err(Failure::error)?;
     if missing.is_empty() {
         return Ok(());
     }

@@ -23,8 +23,7 @@ pub(crate) fn run(global: &Session, args: KeygenArgs) -> CmdResult {
         .out
         .or_else(default_key_path)
         .ok_or_else(|| invalid("no home directory: pass --out FILE".into()))?;
-    let key = cas_store::remote::generate_signing_key()
-        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    let key = cas_store::remote::generate_signing_key().map_err(Failure::error)?;
     let public = cas_store::remote::write_key_pair(&key, &path).map_err(|e| {
         Failure::failed(miette::miette!(
             help = "an existing key is never overwritten: choose another --out",

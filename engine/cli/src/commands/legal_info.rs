@@ -20,8 +20,8 @@ pub(crate) fn run(global: &Session, args: LegalInfoArgs) -> CmdResult {
     let (closure, _store) = crate::commands::sbom::closure(global, &args.target, true)?;
     let report = cas_sbom::legal::write_legal_info(&closure, &args.dir, &closure.top().name)
         .map_err(|e| match e {
-            cas_sbom::SbomError::NotEmpty(_) => Failure::invalid(miette::miette!("{e}")),
-            _ => Failure::failed(miette::miette!("{e}")),
+            cas_sbom::SbomError::NotEmpty(_) => Failure::invalid_error(e),
+            _ => Failure::error(e),
         })?;
     if global.json {
         crate::json::print(&serde_json::json!({

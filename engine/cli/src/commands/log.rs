@@ -67,7 +67,7 @@ pub(crate) fn run_log(global: &Session, args: LogArgs) -> CmdResult {
                 &loaded.targets,
                 &global.mirrors(&loaded.project)?,
             )
-            .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+            .map_err(Failure::error)?;
             let id = loaded.targets[0];
             let failed = plan
                 .iter()
@@ -83,16 +83,14 @@ pub(crate) fn run_log(global: &Session, args: LogArgs) -> CmdResult {
     let key = row.key.expect("cached rows have keys");
     let result = store
         .action_get(&key)
-        .map_err(|e| Failure::failed(miette::miette!("{e}")))?
+        .map_err(Failure::error)?
         .ok_or_else(|| {
             Failure::failed(miette::miette!(
                 "no result for {}",
                 loaded.element(row.id).name
             ))
         })?;
-    let log = store
-        .read_blob(&result.log)
-        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    let log = store.read_blob(&result.log).map_err(Failure::error)?;
     use std::io::Write;
     let _ = std::io::stdout().write_all(&log);
     Ok(ExitCode::SUCCESS)

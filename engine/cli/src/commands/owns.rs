@@ -55,10 +55,7 @@ impl Trees<'_> {
 
     fn has(&mut self, tree: TreeDigest, path: &str) -> Result<bool, Failure> {
         if !self.paths.contains_key(&tree) {
-            let walked = self
-                .store
-                .walk(&tree)
-                .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+            let walked = self.store.walk(&tree).map_err(Failure::error)?;
             let set = walked
                 .into_iter()
                 .filter(|(_, e)| !matches!(e.kind, EntryKind::Dir { .. }))
@@ -109,8 +106,7 @@ fn owner(
     let abs = format!("/{path}");
     let domains = |d: ElementId| {
         let de = loaded.element(d);
-        Domains::new(&de.name, &de.public.split_rules)
-            .map_err(|e| Failure::failed(miette::miette!("{e}")))
+        Domains::new(&de.name, &de.public.split_rules).map_err(Failure::error)
     };
     let Some(parts) = kind.parts(loaded, id) else {
         return Ok(Some((vec![id], false)));
@@ -139,7 +135,7 @@ fn resolve(
     tree: TreeDigest,
     path: &str,
 ) -> Result<Option<(String, Vec<String>)>, Failure> {
-    let fail = |e: cas_store::StoreError| Failure::failed(miette::miette!("{e}"));
+    let fail = Failure::error::<cas_store::StoreError>;
     let mut todo: Vec<String> = path
         .split('/')
         .filter(|c| !c.is_empty())
@@ -216,7 +212,7 @@ pub(crate) fn run_owns(global: &Session, args: OwnsArgs) -> CmdResult {
         &loaded.targets,
         &global.mirrors(&loaded.project)?,
     )
-    .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    .map_err(Failure::error)?;
     let outputs: HashMap<ElementId, TreeDigest> = plan
         .iter()
         .filter_map(|p| p.output.map(|o| (p.id, o)))

@@ -25,7 +25,7 @@ pub(crate) fn run(global: &Session, args: PullArgs) -> CmdResult {
         .remotes(&args.remote.flags(), false)?
         .ok_or_else(|| invalid("no remote: pass --remote URL or configure `remotes:`".into()))?;
     let rows = cas_builder::remote::pull(&store, &loaded, &loaded.targets, &remotes, &Stderr)
-        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+        .map_err(Failure::error)?;
     let summary = remotes.summary();
     if global.json {
         crate::json::print(&serde_json::json!({"elements": rows, "transfers": summary.transfers}))?;

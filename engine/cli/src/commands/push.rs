@@ -25,7 +25,7 @@ pub(crate) fn run(global: &Session, args: PushArgs) -> CmdResult {
         .remotes(&args.remote, true)?
         .ok_or_else(|| invalid("no remote: pass --remote URL or configure `remotes:`".into()))?;
     let report = cas_builder::remote::push(&store, &loaded, &loaded.targets, &remotes, &Stderr)
-        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+        .map_err(Failure::error)?;
     let summary = remotes.summary();
     if global.json {
         crate::json::print(

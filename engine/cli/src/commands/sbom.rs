@@ -55,8 +55,8 @@ pub(crate) fn closure(
         copyrights,
     })
     .map_err(|e| match e {
-        cas_sbom::SbomError::License { .. } => Failure::invalid(miette::miette!("{e}")),
-        _ => Failure::failed(miette::miette!("{e}")),
+        cas_sbom::SbomError::License { .. } => Failure::invalid_error(e),
+        _ => Failure::error(e),
     })?;
     for w in &closure.warnings {
         eprintln!("warning: {w}");
@@ -115,10 +115,7 @@ pub(crate) fn run(global: &Session, mut args: SbomArgs) -> CmdResult {
     check_json_output(global, args.output.as_deref(), "sbom")?;
     let (closure, store) = closure(global, &args.target, true)?;
     let files = if args.files {
-        Some(
-            cas_sbom::files::files(&store, &closure)
-                .map_err(|e| Failure::failed(miette::miette!("{e}")))?,
-        )
+        Some(cas_sbom::files::files(&store, &closure).map_err(Failure::error)?)
     } else {
         None
     };

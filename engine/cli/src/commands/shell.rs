@@ -51,7 +51,7 @@ pub(crate) fn run(global: &Session, _name: &str, args: Args) -> CmdResult {
         (args.target.expect("clap requires a target"), None)
     };
     let loaded = load_or_report(global, std::slice::from_ref(&target))?;
-    cas_builder::sandbox::check_available().map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    cas_builder::sandbox::check_available().map_err(Failure::error)?;
     // Ctrl-C belongs to the shell inside.
     // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
     unsafe {
@@ -65,7 +65,7 @@ pub(crate) fn run(global: &Session, _name: &str, args: Args) -> CmdResult {
         &global.mirrors(&loaded.project)?,
         &args.command,
     )
-    .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    .map_err(Failure::error)?;
     Ok(match outcome.status {
         cas_builder::sandbox::Exit::Code(c) => ExitCode::from(c.clamp(0, 255) as u8),
         cas_builder::sandbox::Exit::Signal(_) => ExitCode::from(1),

@@ -470,8 +470,8 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
     // Keys and states: a key is known once everything staged is cached.
     let mirrors = global.mirrors(&loaded.project)?;
     let store = global.store()?;
-    let plan = cas_builder::states(&store, &loaded, &loaded.targets, &mirrors)
-        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    let plan =
+        cas_builder::states(&store, &loaded, &loaded.targets, &mirrors).map_err(Failure::error)?;
     let outputs: std::collections::HashMap<ElementId, cas_store::TreeDigest> = plan
         .iter()
         .filter_map(|p| p.output.map(|o| (p.id, o)))
@@ -490,7 +490,7 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
             } else {
                 let b = store
                     .walk(&tree)
-                    .map_err(|e| Failure::failed(miette::miette!("{e}")))?
+                    .map_err(Failure::error)?
                     .iter()
                     .map(|(_, e)| match e.kind {
                         cas_store::EntryKind::File { size, .. } => size,

@@ -41,8 +41,7 @@ pub(crate) struct TrackArgs {
 // ---------------------------------------------------------------- configuration
 
 pub(crate) fn fetcher(store: &Store, mirrors: &Mirrors) -> Result<Fetcher, Failure> {
-    cas_builder::run::fetcher_for(store, mirrors)
-        .map_err(|e| Failure::failed(miette::miette!("{e}")))
+    cas_builder::run::fetcher_for(store, mirrors).map_err(Failure::error)
 }
 
 // ---------------------------------------------------------------- what to fetch
@@ -64,8 +63,8 @@ fn run_add(global: &Session, args: AddArgs) -> CmdResult {
                 file.display()
             )));
         }
-        let sha = cas_builder::sources::hash_file(Algorithm::Sha256, file)
-            .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+        let sha =
+            cas_builder::sources::hash_file(Algorithm::Sha256, file).map_err(Failure::error)?;
         let (blob, size) = store.put_file(file, IngestMode::Copy).map_err(|e| {
             Failure::failed(miette::miette!(
                 "cannot add {} to the store: {e}",

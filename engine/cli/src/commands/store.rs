@@ -92,7 +92,7 @@ pub(crate) enum StoreCommand {
 }
 
 fn failed(e: StoreError) -> Failure {
-    Failure::failed(miette::miette!("{e}"))
+    Failure::error(e)
 }
 
 fn invalid(msg: String) -> Failure {
@@ -485,8 +485,7 @@ fn action_put(global: &Session, key: String, output: String, log: Option<String>
         created,
         manifest,
     };
-    cas_builder::record::put_now(&store, &[(key, result)], &[])
-        .map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    cas_builder::record::put_now(&store, &[(key, result)], &[]).map_err(Failure::error)?;
     Ok(ExitCode::SUCCESS)
 }
 

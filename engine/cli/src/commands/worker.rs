@@ -63,7 +63,7 @@ pub(crate) fn run(global: &Session, args: WorkerArgs) -> CmdResult {
         properties.retain(|(old, _)| old != k);
         properties.push((k.to_string(), v.to_string()));
     }
-    cas_builder::sandbox::check_available().map_err(|e| Failure::failed(miette::miette!("{e}")))?;
+    cas_builder::sandbox::check_available().map_err(Failure::error)?;
     let store = Arc::new(global.store()?);
     let bot_id = args
         .name
@@ -89,7 +89,7 @@ pub(crate) fn run(global: &Session, args: WorkerArgs) -> CmdResult {
         cas_worker::WorkerError::Remote(cas_store::RemoteError::BadUrl { .. }) => {
             invalid(e.to_string())
         }
-        e => Failure::failed(miette::miette!("{e}")),
+        e => Failure::error(e),
     })?;
     Ok(ExitCode::SUCCESS)
 }
