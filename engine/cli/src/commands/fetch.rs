@@ -140,12 +140,13 @@ pub(crate) fn run_fetch(global: &Session, args: FetchArgs) -> CmdResult {
 
 // ---------------------------------------------------------------- cas build
 
-/// Before a build: make the sources of every element that is not cached
-/// available. With `offline`, every missing one is named (kind and URL) and
-/// the build fails (exit 1) without any network access. Otherwise they are
-/// fetched in parallel, each once even when several elements use it;
-/// failures are left to the build, which reports them per element (and goes
-/// on with the others under `--keep-going`).
+/// Before a build: what cannot be built at all is said first (sources of
+/// plugins cas does not implement), and with `offline` every source missing
+/// from the source cache is named (kind and URL) and the build fails (exit
+/// 1) without any network access. Online, nothing is fetched here: each step
+/// fetches its own sources once its cache lookups missed (so nothing is
+/// fetched for a step that is cached or pulled), and failures are reported
+/// per element (the others go on under `--keep-going`).
 pub(crate) fn prepare_build(
     store: &Store,
     loaded: &Loaded,
@@ -153,10 +154,6 @@ pub(crate) fn prepare_build(
     jobs: usize,
     offline: bool,
 ) -> Result<(), Failure> {
-    // Online, each step fetches its own sources once its cache lookups
-    // (local, then remote) missed: fetching overlaps other steps' builds, a
-    // source shared by several steps is downloaded once, and nothing is
-    // fetched for a step that is cached or pulled.
     let _ = jobs;
     // what cannot be fetched at all is said before anything is built
     let unsupported: Vec<String> = loaded
