@@ -84,6 +84,8 @@ pub struct Planner<'a> {
     /// asked for its key again (the run's cache pass, then the step itself)
     /// is answered without deriving it twice.
     derived: std::sync::Mutex<HashMap<ElementId, Keyed>>,
+    /// How each distinct `/bin/sh` of the run's sysroots runs (read once).
+    shells: std::sync::Mutex<HashMap<cas_store::BlobDigest, Option<Emulation>>>,
 }
 
 impl<'a> Planner<'a> {
@@ -94,6 +96,7 @@ impl<'a> Planner<'a> {
             locals: LocalDigests::default(),
             trees: cas_linkcheck::Indexes::default(),
             derived: std::sync::Mutex::default(),
+            shells: std::sync::Mutex::default(),
         }
     }
 
@@ -225,9 +228,29 @@ impl<'a> Planner<'a> {
             layers: staged.iter().map(|(_, t)| *t).collect(),
         };
         let sh = union.resolve_file("/bin/sh")?;
+        // one read of each distinct `/bin/sh` per run (most steps share one)
+        let known = self
+            .shells
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&sh.digest)
+            .cloned();
+        if let Some(e) = known {
+            return e;
+        }
+        let e = self.emulation_of(&sh.digest);
+        self.shells
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(sh.digest, e.clone());
+        e
+    }
+
+    /// How a step whose `/bin/sh` is blob `sh` runs (see [`Planner::emulation`]).
+    fn emulation_of(&self, sh: &cas_store::BlobDigest) -> Option<Emulation> {
         let mut head = [0u8; 64];
         let n = std::io::Read::read(
-            &mut std::fs::File::open(self.store.blob_path(&sh.digest)).ok()?,
+            &mut std::fs::File::open(self.store.blob_path(sh)).ok()?,
             &mut head,
         )
         .ok()?;
