@@ -16,7 +16,7 @@ use crate::store::Store;
 use crate::tree::EntryKind;
 
 /// How files get from the store into a directory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     /// Request only: reflink if the filesystem can, else hardlink, else copy.
@@ -100,6 +100,18 @@ pub(crate) fn prepare_dest(dest: &Path) -> Result<()> {
     }
 }
 
+/// The method each (file system, requested method) was found to take in
+/// this process.
+fn probed() -> std::sync::MutexGuard<'static, std::collections::HashMap<(u64, Method), Method>> {
+    static PROBED: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<(u64, Method), Method>>,
+    > = std::sync::OnceLock::new();
+    PROBED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Store {
     /// Materialise `tree` into `dest` (which must not exist or be empty). Returns
     /// the method used. Modes, symlinks and empty directories are as recorded,
@@ -128,9 +140,16 @@ impl Store {
             Method::Hardlink => &[Method::Hardlink],
             Method::Copy => &[Method::Copy],
         };
-        // Probe on the first non-empty file (an empty file can be "reflinked" anywhere).
+        // Probe on the first non-empty file (an empty file can be "reflinked"
+        // anywhere), once per file system and request in a process: a probe
+        // that fails creates and removes a file, and a step's views would
+        // otherwise pay it each time.
         let mut chosen = *order.last().unwrap_or(&Method::Copy);
-        if let Some(i) = files.iter().position(|f| f.size > 0) {
+        let fs_id = std::os::unix::fs::MetadataExt::dev(&fs::metadata(dest).ctx("stat", dest)?);
+        let known = probed().get(&(fs_id, method)).copied();
+        if let Some(m) = known.filter(|_| files.iter().any(|f| f.size > 0)) {
+            chosen = m;
+        } else if let Some(i) = files.iter().position(|f| f.size > 0) {
             let probe = &files[i];
             let mut last_err = None;
             let mut found = false;
@@ -143,6 +162,9 @@ impl Store {
                     }
                     Err(e) => last_err = Some(e),
                 }
+            }
+            if found {
+                probed().insert((fs_id, method), chosen);
             }
             if !found {
                 let e =

@@ -1223,6 +1223,25 @@ fn build_timings_show_steps_by_phase_the_critical_path_and_cache_hits() {
             .any(|l| l.trim_start().starts_with("b.yaml") && l.contains('s')),
         "{err}"
     );
+    // a step under a second is said in milliseconds, never `0.0s`
+    let b = err
+        .lines()
+        .find(|l| l.trim_start().starts_with("b.yaml"))
+        .unwrap_or_else(|| panic!("{err}"));
+    let total = b.split_whitespace().nth(1).unwrap_or_default();
+    let ms: u64 = total
+        .strip_suffix("ms")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("b.yaml's total in ms: {b}"));
+    assert!((300..1000).contains(&ms), "{b}");
+    // nor any column of the table
+    let table = err.lines().skip_while(|l| !l.starts_with("timings: "));
+    assert!(
+        !table
+            .take_while(|l| !l.starts_with("critical path"))
+            .any(|l| l.contains(" 0.0s")),
+        "{err}"
+    );
     let path = err
         .lines()
         .find(|l| l.starts_with("critical path: "))

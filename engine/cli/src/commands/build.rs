@@ -223,7 +223,14 @@ pub(crate) fn run_build(global: &Session, args: BuildArgs) -> CmdResult {
 /// critical path through the built steps (each weighted by its time, along
 /// what it stages), and the cache-hit ratio.
 fn print_timings(loaded: &cas_format::Loaded, report: &cas_builder::BuildReport) {
-    let secs = |ms: u64| format!("{:.1}s", ms as f64 / 1000.0);
+    // milliseconds below a second: a table of 0.0s says nothing
+    let secs = |ms: u64| {
+        if ms < 1000 {
+            format!("{ms}ms")
+        } else {
+            format!("{:.1}s", ms as f64 / 1000.0)
+        }
+    };
     let total = report.elements.len();
     let hits = report.cached + report.pulled;
     eprintln!(
