@@ -142,11 +142,11 @@ pub(crate) fn run_fetch(global: &Session, args: FetchArgs) -> CmdResult {
 
 /// Before a build: what cannot be built at all is said first (sources of
 /// plugins cas does not implement), and with `offline` every source missing
-/// from the source cache is named (kind and URL) and the build fails (exit
-/// 1) without any network access. Online, nothing is fetched here: each step
-/// fetches its own sources once its cache lookups missed (so nothing is
-/// fetched for a step that is cached or pulled), and failures are reported
-/// per element (the others go on under `--keep-going`).
+/// from the source cache is named (kind and URL) and the build fails with
+/// exit code 1, without any network access. Online, nothing is fetched
+/// here: each step fetches its own sources once its cache lookups missed
+/// (so nothing is fetched for a step that is cached or pulled), and
+/// failures are reported per element (the others go on under `--keep-going`).
 pub(crate) fn prepare_build(
     store: &Store,
     loaded: &Loaded,
