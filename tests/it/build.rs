@@ -1053,6 +1053,18 @@ fn a_failed_element_has_its_key_and_log_and_show_and_log_say_so() {
     assert!(std::fs::read_to_string(log)
         .unwrap()
         .contains("about to fail"));
+    // which command failed, in which phase, with which exit code
+    assert_eq!(row["failure"]["phase"], "install-commands", "{row}");
+    assert_eq!(row["failure"]["command"], "false", "{row}");
+    assert_eq!(row["failure"]["exit_code"], 1, "{row}");
+    // the driver's marker is for cas: not in the excerpt, not in `cas log`
+    let human = ctx.cas(["build", "broken.yaml"]).expect_code(1);
+    assert!(
+        human.stderr.contains("  | about to fail"),
+        "{}",
+        human.stderr
+    );
+    assert!(!human.stderr.contains("#cas-failed-"), "{}", human.stderr);
     let show = ctx.cas(["--json", "show", "broken.yaml"]).ok();
     let state = show.json()["elements"]
         .as_array()
@@ -1064,6 +1076,7 @@ fn a_failed_element_has_its_key_and_log_and_show_and_log_say_so() {
     assert_eq!(state, "failed");
     let logged = ctx.cas(["log", "broken.yaml"]).ok();
     assert!(logged.stdout.contains("about to fail"), "{}", logged.stdout);
+    assert!(!logged.stdout.contains("#cas-failed-"), "{}", logged.stdout);
     assert!(logged.stderr.contains("failed build"), "{}", logged.stderr);
     let last = ctx.cas(["log", "--failed"]).ok();
     assert!(last.stdout.contains("about to fail"));

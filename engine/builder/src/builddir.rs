@@ -167,3 +167,37 @@ impl FailedBuild {
         f.log.is_file().then_some(f)
     }
 }
+
+/// A step's log as people read it: without the line the command driver
+/// writes to name a failing command (`#cas-failed-…`, for cas), nor the
+/// empty line the driver puts before it.
+pub fn log_for_people(log: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for line in log.split_inclusive('\n') {
+        if line.starts_with("#cas-failed-") {
+            if out
+                .last()
+                .is_some_and(|l| l.trim_end_matches('\n').is_empty())
+            {
+                out.pop();
+            }
+            continue;
+        }
+        out.push(line);
+    }
+    out.concat()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_driver_marker_and_its_blank_line_are_not_for_people() {
+        let log = "# build-commands: false\nerror here\n\n#cas-failed-ab 2 1\n";
+        assert_eq!(
+            super::log_for_people(log),
+            "# build-commands: false\nerror here\n"
+        );
+        // a blank line of the command's own, elsewhere, stays
+        assert_eq!(super::log_for_people("a\n\nb\n"), "a\n\nb\n");
+    }
+}

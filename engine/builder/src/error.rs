@@ -36,6 +36,8 @@ pub enum BuildError {
         phase: String,
         command: String,
         status: String,
+        /// The command's exit code, when it exited (not killed).
+        exit_code: Option<i32>,
     },
     #[error("{element}: interrupted")]
     Interrupted { element: String },

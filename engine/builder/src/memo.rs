@@ -82,6 +82,7 @@ pub fn try_noop(store: &Store, key: &Digest) -> Option<(BuildReport, Vec<String>
             phases: None,
             log: None,
             error: None,
+            failure: None,
             libraries: None,
         });
     }

@@ -9,7 +9,7 @@
     reason = "the console reporter is the terminal side of a build"
 )]
 
-use std::io::{BufRead, IsTerminal, Read, Seek, SeekFrom};
+use std::io::{IsTerminal, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -392,13 +392,15 @@ impl Reporter for Console {
 
     fn failed(&self, element: &str, error: &BuildError, log: &Path) {
         let mut text = format!("{} {error}\n", self.paint(RED, "error:"));
-        if let Ok(f) = std::fs::File::open(log) {
+        if let Ok(mut f) = std::fs::File::open(log) {
+            // its last 256 KiB are enough for 20 lines (a log of any size)
+            let len = f.metadata().map_or(0, |m| m.len());
+            let _ = f.seek(SeekFrom::Start(len.saturating_sub(256 << 10)));
+            let mut raw = Vec::new();
+            let _ = f.read_to_end(&mut raw);
             // the driver's own marker lines are for cas, not for people
-            let lines: Vec<String> = std::io::BufReader::new(f)
-                .lines()
-                .map_while(Result::ok)
-                .filter(|l| !l.starts_with("#cas-failed-"))
-                .collect();
+            let shown = crate::builddir::log_for_people(&String::from_utf8_lossy(&raw));
+            let lines: Vec<&str> = shown.lines().collect();
             let tail = &lines[lines.len().saturating_sub(20)..];
             if !tail.is_empty() {
                 text.push_str(&format!(

@@ -58,9 +58,21 @@ pub struct ElementReport {
     pub log: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// For a failed command: its phase, the command, and its exit code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<CommandFailure>,
     /// The libraries check's verdict, when it found problems.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub libraries: Option<crate::checks::LibrariesReport>,
+}
+
+/// Which command of a failed step failed, and how.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CommandFailure {
+    pub phase: String,
+    pub command: String,
+    /// `None` when it did not exit by itself (killed, timed out).
+    pub exit_code: Option<i32>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -117,7 +129,7 @@ pub fn build(
         ..Engine::new(store, loaded, &fetcher, reporter)
     };
     let outputs = Outputs::default();
-    let errors: Mutex<HashMap<ElementId, (Option<ActionKey>, String)>> = Mutex::new(HashMap::new());
+    let errors: Mutex<HashMap<ElementId, StepError>> = Mutex::new(HashMap::new());
     let (finished, finished_rx) = std::sync::mpsc::channel::<()>();
     let (ends, recorded) = std::thread::scope(|scope| {
         let recording = scope.spawn(|| recorder_thread.run(store));
@@ -297,7 +309,7 @@ fn run_one(
     engine: &Engine<'_>,
     id: ElementId,
     outputs: &Outputs,
-    errors: &Mutex<HashMap<ElementId, (Option<ActionKey>, String)>>,
+    errors: &Mutex<HashMap<ElementId, StepError>>,
 ) -> std::result::Result<crate::step::Done, ()> {
     let name = &engine.element(id).name;
     match engine.run(id, &|d| outputs.get(d)) {
@@ -327,7 +339,7 @@ fn run_one(
             errors
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(id, (None, e.to_string()));
+                .insert(id, StepError::of(&e));
             Err(())
         }
     }
@@ -393,7 +405,7 @@ fn report_of(
     engine: &Engine<'_>,
     closure: &[ElementId],
     ends: Vec<NodeEnd<crate::step::Done>>,
-    errors: &HashMap<ElementId, (Option<ActionKey>, String)>,
+    errors: &HashMap<ElementId, StepError>,
 ) -> BuildReport {
     let mut report = BuildReport {
         elements: Vec::new(),
@@ -438,6 +450,7 @@ fn report_of(
             phases: None,
             log: None,
             error: None,
+            failure: None,
             libraries: None,
         };
         match end {
@@ -458,9 +471,10 @@ fn report_of(
             NodeEnd::Failed => {
                 report.failed += 1;
                 row.status = ElementStatus::Failed;
-                if let Some((key, msg)) = errors.get(&id) {
-                    row.key = key.as_ref().map(cas_store::ActionKey::to_hex);
-                    row.error = Some(msg.clone());
+                if let Some(e) = errors.get(&id) {
+                    row.key = e.key.as_ref().map(cas_store::ActionKey::to_hex);
+                    row.error = Some(e.message.clone());
+                    row.failure.clone_from(&e.failure);
                 }
                 if let Some(f) = engine
                     .failures
@@ -480,3 +494,33 @@ fn report_of(
 }
 
 pub use crate::states::last_key_ref;
+
+/// How a step failed, kept for its row of the report.
+#[derive(Debug, Clone)]
+pub(crate) struct StepError {
+    pub key: Option<ActionKey>,
+    pub message: String,
+    pub failure: Option<CommandFailure>,
+}
+
+impl StepError {
+    pub(crate) fn of(e: &BuildError) -> StepError {
+        StepError {
+            key: None,
+            message: e.to_string(),
+            failure: match e {
+                BuildError::CommandFailed {
+                    phase,
+                    command,
+                    exit_code,
+                    ..
+                } => Some(CommandFailure {
+                    phase: phase.clone(),
+                    command: command.clone(),
+                    exit_code: *exit_code,
+                }),
+                _ => None,
+            },
+        }
+    }
+}

@@ -110,9 +110,9 @@ pub(crate) fn command_failure(
     ended: &str,
 ) -> BuildError {
     let text = read_from(&dir.log(), start);
-    let (index, status) = match cas_sandbox::failed_command(&text, marker) {
-        Some((i, code)) => (i, format!("exit code {code}")),
-        None => (last_announced(&text, commands), ended.to_string()),
+    let (index, status, exit_code) = match cas_sandbox::failed_command(&text, marker) {
+        Some((i, code)) => (i, format!("exit code {code}"), Some(code)),
+        None => (last_announced(&text, commands), ended.to_string(), None),
     };
     let (phase, command) = commands
         .get(index)
@@ -123,6 +123,7 @@ pub(crate) fn command_failure(
         phase,
         command,
         status,
+        exit_code,
     }
 }
 

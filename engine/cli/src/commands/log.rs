@@ -36,8 +36,9 @@ fn print_failed(failed: &FailedBuild) -> CmdResult {
         &failed.key[..12.min(failed.key.len())],
         failed.dir.display()
     );
+    let text = cas_builder::builddir::log_for_people(&String::from_utf8_lossy(&log));
     use std::io::Write;
-    let _ = std::io::stdout().write_all(&log);
+    let _ = std::io::stdout().write_all(text.as_bytes());
     Ok(ExitCode::SUCCESS)
 }
 
