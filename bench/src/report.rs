@@ -190,6 +190,11 @@ impl Report {
                 ));
             }
         }
+        // A case that could not run says so here: a skip is never a pass.
+        for c in self.cases.iter().filter(|c| c.goals.is_empty()) {
+            let why = c.notes.first().map_or("no goal measured", String::as_str);
+            m.push_str(&format!("| {} | — | {} | — |\n", c.id, esc(why)));
+        }
         for (id, why) in &self.pending {
             m.push_str(&format!("| {id} | — | pending: {} | — |\n", esc(why)));
         }
