@@ -644,12 +644,15 @@ pub fn peers(env: &Env) -> Result<Case> {
         .iter()
         .zip(steps)
     {
-        case.row(
+        let r = case.row(
             format!("{n}: cold, steps run by {tool}"),
             vec![s],
             Unit::Count,
             None,
         );
+        if *tool == "cas" {
+            case.note_row(r, "the elements, the base import and the `all` stack");
+        }
     }
     for (r, base) in [(r_nc, r_cc), (r_ncc, r_cc), (r_bc, r_cc)] {
         case.note_row(
