@@ -374,17 +374,20 @@ fn vm_hwm(pid: &str) -> Option<f64> {
         .ok()
 }
 
-/// Network interfaces other than loopback (the comparison is meant to run
-/// in a network namespace with loopback only: `unshare -n`).
+/// Network interfaces other than loopback in this process's network
+/// namespace (`/proc/self/net/dev`; `/sys/class/net` shows the namespace
+/// sysfs was mounted in). The comparison is meant to run in a namespace
+/// with loopback only: `unshare -n`.
 fn network_interfaces() -> Vec<String> {
-    std::fs::read_dir("/sys/class/net")
-        .map(|d| {
-            d.filter_map(std::result::Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n != "lo")
-                .collect()
-        })
-        .unwrap_or_default()
+    let Ok(t) = std::fs::read_to_string("/proc/self/net/dev") else {
+        return vec!["(unknown: /proc/self/net/dev unreadable)".into()];
+    };
+    t.lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty() && n != "lo")
+        .collect()
 }
 
 // ---------------------------------------------------------------- verification
