@@ -12,6 +12,7 @@ pub mod bst;
 pub mod buildgrid;
 pub mod cases;
 pub mod gen;
+pub mod peers;
 pub mod remote_exec;
 pub mod report;
 pub mod util;
@@ -35,7 +36,7 @@ pub struct Config {
     pub quiet: bool,
 }
 
-pub const CASES: [&str; 10] = [
+pub const CASES: [&str; 11] = [
     "load",
     "cold",
     "noop",
@@ -45,6 +46,7 @@ pub const CASES: [&str; 10] = [
     "view",
     "ingest",
     "bst",
+    "peers",
     "remote-exec",
 ];
 
@@ -123,6 +125,9 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
     }
     if want("bst") {
         out.push(bst::bst(&env)?);
+    }
+    if want("peers") {
+        out.push(peers::peers(&env)?);
     }
     if want("remote-exec") {
         out.push(remote_exec::remote_exec(&env)?);

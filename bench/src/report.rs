@@ -145,6 +145,18 @@ impl Report {
             self.command, self.mode, self.date, self.revision, self.duration_s, self.cas
         ));
         m.push_str(
+            "What the cases need (Debian 12, as root): `apt-get install bubblewrap rsync b3sum \
+             busybox-static` for cas's own cases and baselines; `bst` installs BuildStream 2.8.1 \
+             from PyPI into a venv of its work directory (or set `CAS_BENCH_BST` to a `bst`); \
+             `peers` needs `apt-get install nix-bin bazel-bootstrap` (Nix 2.8 and Bazel 4.2.3; \
+             neither downloads anything when it runs). A case whose tool is missing measures \
+             nothing and says so in the summary. To show that nothing is fetched, run the built \
+             binaries in a network namespace with loopback only: `cargo build --release -p cas \
+             -p cas-bench && unshare -n sh -c 'ip link set lo up && target/release/cas-bench \
+             --cas target/release/cas --out FILE'` (with `CAS_BENCH_BST` set: PyPI is out of \
+             reach there).\n\n",
+        );
+        m.push_str(
             "Every case runs a warm-up, then several repetitions; the tables give the median \
              and the range (min–max). Each baseline is measured in the same run, interleaved with \
              cas, so the ratios hold on a noisy machine even when absolute figures move. \
@@ -189,6 +201,11 @@ impl Report {
                     if g.met { "met" } else { "**missed**" }
                 ));
             }
+        }
+        // A case that could not run says so here: a skip is never a pass.
+        for c in self.cases.iter().filter(|c| c.goals.is_empty()) {
+            let why = c.notes.first().map_or("no goal measured", String::as_str);
+            m.push_str(&format!("| {} | — | {} | — |\n", c.id, esc(why)));
         }
         for (id, why) in &self.pending {
             m.push_str(&format!("| {id} | — | pending: {} | — |\n", esc(why)));

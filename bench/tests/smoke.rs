@@ -90,6 +90,12 @@ fn smoke_run_produces_every_case_and_renders() {
     }
     assert!(md.contains("| # | measurement | median | min – max | runs | vs baseline | note |"));
     assert!(!md.contains("NaN"), "a figure is NaN:\n{md}");
+    // A case that measured nothing (BuildStream, Nix and Bazel in smoke
+    // mode) says so in the summary: a skip never reads as a pass.
+    for case in report.cases.iter().filter(|c| c.goals.is_empty()) {
+        let row = format!("| {} | — | {} | — |", case.id, case.notes[0]);
+        assert!(md.contains(&row), "no summary row for {}:\n{md}", case.id);
+    }
 }
 
 fn tempfile_dir() -> PathBuf {

@@ -3,6 +3,11 @@
 //! Runs the benchmark cases against the `cas` binary (default: the release
 //! binary next to this one, rebuilt first when run through cargo) and writes
 //! the markdown report to FILE (default: stdout).
+//!
+//! Needs bwrap, rsync, b3sum and busybox-static; the `peers` case also needs
+//! Nix and Bazel (`apt-get install nix-bin bazel-bootstrap`), `bst`
+//! BuildStream 2.8.1 (installed from PyPI into the work directory, or
+//! `CAS_BENCH_BST`). A case whose tool is missing says so and measures nothing.
 
 #![allow(
     clippy::print_stdout,
