@@ -23,6 +23,10 @@ impl<'a> Layout<'a> {
     pub fn version_file(&self) -> PathBuf {
         self.root.join("layout")
     }
+    /// `lock`: the store's lock file (shared by builds, exclusive for gc).
+    pub fn lock(&self) -> PathBuf {
+        self.root.join("lock")
+    }
     /// `ac.sqlite`: action cache, pins, source index.
     pub fn database(&self) -> PathBuf {
         self.root.join("ac.sqlite")

@@ -122,15 +122,15 @@ impl Store {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        self.root
-            .join("tmp")
+        self.layout()
+            .tmp()
             .join(format!("{what}-{}-{n}-{nanos}", std::process::id()))
     }
 
     /// Hold the store shared: gc cannot run until the lock is dropped. Builds hold
     /// it from staging their inputs until their result is recorded.
     pub fn lock_shared(&self) -> Result<StoreLock> {
-        lock::lock(&self.root.join("lock"), false)
+        lock::lock(&self.layout().lock(), false)
     }
 
     /// The build lock of `key` (`locks/<hex>`): see [`lock::KeyLock`].
@@ -145,7 +145,7 @@ impl Store {
 
     /// Hold the store exclusively (gc, verify --repair).
     pub fn lock_exclusive(&self) -> Result<StoreLock> {
-        lock::lock(&self.root.join("lock"), true)
+        lock::lock(&self.layout().lock(), true)
     }
 
     /// `syncfs(2)` on the store's filesystem: makes every object written so far durable.

@@ -563,3 +563,75 @@ fn show_lists_what_loads_next_to_the_errors_of_the_rest() {
     let run = ctx.cas(["build", "elements/c.yaml"]).expect_code(2);
     assert!(run.stdout.is_empty(), "{}", run.stdout);
 }
+
+/// A behaviour's checks of `config:` (crate cas-builder's kinds) are load
+/// errors like the others: `show` says each once, with its place, and
+/// leaves out the element and what depends on it, also when another
+/// element of the load does not resolve at all.
+#[test]
+fn show_says_each_behaviour_error_once_and_leaves_the_element_out() {
+    let ctx = project();
+    ctx.write("elements/a.yaml", "kind: stack\n");
+    ctx.write(
+        "elements/bad-compose.yaml",
+        "kind: compose\nbuild-depends: [a.yaml]\nconfig:\n  include: [nosuch]\n",
+    );
+    ctx.write(
+        "elements/bad-script.yaml",
+        "kind: script\nbuild-depends: [a.yaml]\nconfig:\n  layout:\n  - ~\n  - element: c.yaml\n    destination: /x\n",
+    );
+    ctx.write(
+        "elements/good-script.yaml",
+        "kind: script\nbuild-depends: [a.yaml]\nconfig:\n  layout:\n  - ~\n  - element: a.yaml\n    destination: /\n",
+    );
+    ctx.write("elements/c.yaml", "kind: stack\n");
+    ctx.write(
+        "elements/top.yaml",
+        "kind: stack\ndepends: [bad-compose.yaml, bad-script.yaml, good-script.yaml]\n",
+    );
+    for broken in [false, true] {
+        if broken {
+            // an element that does not resolve: the checks still run
+            ctx.write(
+                "elements/other.yaml",
+                "kind: stack\ndepends: [nosuch.yaml]\n",
+            );
+        }
+        let mut args = vec!["show", "elements/top.yaml"];
+        if broken {
+            args.push("elements/other.yaml");
+        }
+        let run = ctx.cas(args).expect_code(2);
+        for (message, at) in [
+            (
+                "unknown split-rule domain `nosuch`",
+                "elements/bad-compose.yaml:4:13",
+            ),
+            (
+                "layout: `c.yaml` is not a build dependency of this element",
+                "elements/bad-script.yaml:6:5",
+            ),
+        ] {
+            assert_eq!(
+                run.stderr.matches(message).count(),
+                1,
+                "{message}:\n{}",
+                run.stderr
+            );
+            assert!(run.stderr.contains(at), "{at}:\n{}", run.stderr);
+        }
+        let shown: Vec<&str> = run
+            .stdout
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert!(
+            shown.contains(&"a.yaml") && shown.contains(&"good-script.yaml"),
+            "{}",
+            run.stdout
+        );
+        for left in ["bad-compose.yaml", "bad-script.yaml", "top.yaml"] {
+            assert!(!shown.contains(&left), "{left} shown:\n{}", run.stdout);
+        }
+    }
+}

@@ -19,7 +19,7 @@ pub const LIBRARIES_NOTE: &str = "libraries";
 /// Whether an element's output goes through the libraries check: the
 /// behaviours that make new files from what they stage.
 pub fn libraries_checked(el: &Element) -> bool {
-    crate::kinds::of(el).caps().merges_staged
+    crate::kinds::of(el).caps().makes_binaries
 }
 
 /// Whether an element's output goes through the architecture check: the

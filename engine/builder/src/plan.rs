@@ -238,7 +238,8 @@ impl<'a> Planner<'a> {
         if let Some(e) = known {
             return e;
         }
-        let e = self.emulation_of(&sh.digest);
+        // a blob that could not be read is not remembered: read again later
+        let e = self.emulation_of(&sh.digest)?;
         self.shells
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -246,14 +247,22 @@ impl<'a> Planner<'a> {
         e
     }
 
-    /// How a step whose `/bin/sh` is blob `sh` runs (see [`Planner::emulation`]).
-    fn emulation_of(&self, sh: &cas_store::BlobDigest) -> Option<Emulation> {
+    /// How a step whose `/bin/sh` is blob `sh` runs (see
+    /// [`Planner::emulation`]); `None` when the blob cannot be read.
+    #[allow(clippy::option_option)]
+    fn emulation_of(&self, sh: &cas_store::BlobDigest) -> Option<Option<Emulation>> {
         let mut head = [0u8; 64];
         let n = std::io::Read::read(
             &mut std::fs::File::open(self.store.blob_path(sh)).ok()?,
             &mut head,
         )
         .ok()?;
+        Some(Self::emulation_for(&head[..n]))
+    }
+
+    /// How a step whose `/bin/sh` starts with `head` runs.
+    fn emulation_for(head: &[u8]) -> Option<Emulation> {
+        let n = head.len();
         let arch = cas_sandbox::emulator::elf_arch(&head[..n])?;
         if cas_sandbox::emulator::runs_natively(arch) {
             return None;

@@ -104,8 +104,9 @@ pub trait Behaviours: Send + Sync {
     /// projects, beside those of `elements/`.
     fn kind_files(&self) -> Vec<(&'static str, &'static str)>;
     /// Check (and complete) each element's configuration once every
-    /// element is resolved, dependencies first; the errors are the load's.
-    fn check(&self, load: &mut LoadCheck<'_>) -> Vec<Error>;
+    /// element is resolved, dependencies first; the errors are the load's,
+    /// each with the element it is about.
+    fn check(&self, load: &mut LoadCheck<'_>) -> Vec<(ElementId, Error)>;
 }
 
 /// The loaded elements, as [`Behaviours::check`] sees them.

@@ -212,6 +212,8 @@ impl Client {
                 "connection closed",
                 "closed connection",
                 "connection reset",
+                // the handshake's last write meets the server's close
+                "broken pipe",
                 "certificaterequired",
                 "certificate required",
             ]

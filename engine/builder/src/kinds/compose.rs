@@ -46,6 +46,7 @@ impl Kind for Compose {
     fn caps(&self) -> Caps {
         Caps {
             merges_staged: true,
+            makes_binaries: true,
             whole_root: true,
             made_of_staged: true,
             has_output: true,

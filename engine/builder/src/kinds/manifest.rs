@@ -61,6 +61,15 @@ impl Kind for Manifest {
             parent.to_path_buf(),
         ))?;
         std::fs::write(&file, text).map_err(io(&name, "cannot write", file.clone()))?;
+        // fixed modes: the output never depends on the caller's umask
+        let mode = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m))
+                .map_err(io(&name, "cannot chmod", p.to_path_buf()))
+        };
+        mode(&file, 0o644)?;
+        for dir in file.ancestors().skip(1).take_while(|d| d.starts_with(&out)) {
+            mode(dir, 0o755)?;
+        }
         Ok(stage.store().ingest(&out, IngestMode::Move)?.tree)
     }
 }

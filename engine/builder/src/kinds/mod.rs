@@ -53,8 +53,8 @@ pub trait Kind: Sync {
     /// Its name, as kind files write it (`behaviour:`).
     fn name(&self) -> &'static str;
     fn caps(&self) -> Caps;
-    /// A built-in kind file it brings (name, YAML), if `elements/` does not
-    /// list it already.
+    /// A built-in kind file it brings (name, YAML), for behaviours whose
+    /// kind file `elements/`'s list (cas-format's `BUILTIN`) does not hold.
     fn kind_file(&self) -> Option<(&'static str, &'static str)> {
         None
     }
@@ -86,8 +86,11 @@ pub struct Caps {
     /// check, and an emulator for a foreign sysroot.
     pub runs_commands: bool,
     /// It merges what it stages into one root: overlap settings enter its
-    /// key, and its output goes through the libraries check.
+    /// key.
     pub merges_staged: bool,
+    /// It makes files from what it stages (programs, libraries, a root):
+    /// its output goes through the libraries check.
+    pub makes_binaries: bool,
     /// Its output is a whole root (a compose): checked on its own, its
     /// provenance recorded, an emulator whenever it integrates.
     pub whole_root: bool,
@@ -219,12 +222,14 @@ impl cas_format::Behaviours for Behaviours {
     fn kind_files(&self) -> Vec<(&'static str, &'static str)> {
         REGISTRY.iter().filter_map(|k| k.kind_file()).collect()
     }
-    fn check(&self, load: &mut LoadCheck<'_>) -> Vec<Error> {
-        let mut errors = Vec::new();
+    fn check(&self, load: &mut LoadCheck<'_>) -> Vec<(ElementId, Error)> {
+        let mut all = Vec::new();
         for id in load.in_order() {
+            let mut errors = Vec::new();
             of(load.element(id)).check(load, id, &mut errors);
+            all.extend(errors.into_iter().map(|e| (id, e)));
         }
-        errors
+        all
     }
 }
 

@@ -19,6 +19,7 @@ impl Kind for Sandboxed {
         Caps {
             runs_commands: true,
             merges_staged: true,
+            makes_binaries: true,
             has_output: true,
             incremental: true,
             ..Caps::default()

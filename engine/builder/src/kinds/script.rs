@@ -24,11 +24,11 @@ pub struct LayoutEntry {
 }
 
 /// A layout entry as written (element name, destination), or what is
-/// wrong with it (its index, the message).
-type Written = std::result::Result<(Option<String>, String), (usize, String)>;
+/// wrong with it (its index in the list, the message).
+type Written = std::result::Result<(usize, Option<String>, String), (usize, String)>;
 
 /// `layout` as written: each entry's element name (if any) and
-/// destination, or what is wrong with it (entry index, message).
+/// destination, or what is wrong with it; empty entries (`- ~`) are skipped.
 fn written(el: &Element) -> Vec<Written> {
     let items = match el.config.data("layout") {
         None | Some(Data::Null) => return Vec::new(),
@@ -37,6 +37,9 @@ fn written(el: &Element) -> Vec<Written> {
     };
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
+        if *item == Data::Null {
+            continue;
+        }
         let Data::Map(m) = item else {
             out.push(Err((
                 i,
@@ -61,7 +64,7 @@ fn written(el: &Element) -> Vec<Written> {
             }
         };
         match get("destination") {
-            Some(Data::Str(d)) => out.push(Ok((element, d.clone()))),
+            Some(Data::Str(d)) => out.push(Ok((i, element, d.clone()))),
             Some(_) => out.push(Err((i, "`destination`: expected a path".into()))),
             None => out.push(Err((i, "a layout entry needs `destination`".into()))),
         }
@@ -75,7 +78,7 @@ pub fn layout(loaded: &Loaded, el: &Element) -> Vec<LayoutEntry> {
     written(el)
         .into_iter()
         .filter_map(std::result::Result::ok)
-        .map(|(e, destination)| LayoutEntry {
+        .map(|(_, e, destination)| LayoutEntry {
             element: e.and_then(|n| loaded.find(&n)),
             destination,
         })
@@ -99,6 +102,7 @@ impl Kind for Script {
         Caps {
             runs_commands: true,
             merges_staged: true,
+            makes_binaries: true,
             has_output: true,
             ..Caps::default()
         }
@@ -108,14 +112,14 @@ impl Kind for Script {
     /// (build-depends, depends), and each entry needs a destination.
     fn check(&self, load: &mut LoadCheck<'_>, id: ElementId, errors: &mut Vec<Error>) {
         let el = load.element(id);
-        for (i, entry) in written(el).into_iter().enumerate() {
-            let span = el.config.span("layout", i).unwrap_or(el.origin.kind_span);
+        let at = |i: usize| el.config.span("layout", i).unwrap_or(el.origin.kind_span);
+        for entry in written(el) {
             match entry {
-                Err((j, message)) => {
-                    let span = el.config.span("layout", j).unwrap_or(span);
-                    errors.push(load.error(span, message, "in `layout`"));
+                Err((i, message)) => {
+                    errors.push(load.error(at(i), message, "in `layout`"));
                 }
-                Ok((Some(name), _)) => {
+                Ok((i, Some(name), _)) => {
+                    let span = at(i);
                     let found = load.find(&name);
                     if !found
                         .is_some_and(|d| el.build_depends.contains(&d) || el.depends.contains(&d))
@@ -127,7 +131,7 @@ impl Kind for Script {
                         ));
                     }
                 }
-                Ok((None, _)) => {}
+                Ok((_, None, _)) => {}
             }
         }
     }
@@ -158,7 +162,7 @@ impl Kind for Script {
         let layout: Vec<(Option<ElementId>, String)> = written(el)
             .into_iter()
             .filter_map(std::result::Result::ok)
-            .map(|(name, dest)| (name.and_then(|n| stage.find(&n)), dest))
+            .map(|(_, name, dest)| (name.and_then(|n| stage.find(&n)), dest))
             .collect();
         let root_trees = if layout.is_empty() {
             stage.layers()

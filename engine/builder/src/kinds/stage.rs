@@ -92,9 +92,20 @@ impl Stage for StepStage<'_, '_> {
         if crate::remote_exec::eligible(engine, el, inputs, staged) {
             crate::remote_exec::run(engine, el, inputs, staged, self.dir, self.log)?;
         } else {
-            self.stage_sources()?;
+            // the sysroot first: a conflict between what it stages fails the
+            // step before its sources (a workspace's build directory) are touched
             let layers = self.layers();
-            self.run(Root::ReadOnly(&layers), Commands::Phases)?;
+            let sysroot = engine.sysroot(el, &layers, self.dir, self.log)?;
+            self.stage_sources()?;
+            let commands = engine.commands_of(el, inputs);
+            engine.run_commands(
+                el,
+                inputs,
+                crate::step::Root::read_only(&sysroot),
+                self.dir,
+                &commands,
+                self.log,
+            )?;
         }
         Ok(engine
             .store

@@ -263,8 +263,7 @@ fn diffoscope(store: &Store, a: &TreeDigest, b: &TreeDigest) -> CmdResult {
         )));
     }
     let tmp = store
-        .root()
-        .join("tmp")
+        .tmp_dir()
         .join(format!("diffoscope.{}", std::process::id()));
     let (da, db) = (tmp.join("a"), tmp.join("b"));
     std::fs::create_dir_all(&tmp)

@@ -1,4 +1,5 @@
-//! Checks that need every element resolved.
+//! What the load says once: a plugin kind cas does not implement, at its
+//! first use.
 
 use crate::diagnostics::Error;
 

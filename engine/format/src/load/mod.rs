@@ -6,7 +6,11 @@
 //! - `junctions`: the projects of a load and the junctions to them
 //! - `elements`: element files, wave by wave, in parallel
 //! - `resolve`: every element against its kind and project; what loads
-//! - `checks`: what needs every element resolved (filters)
+//! - `checks`: what is said once (a plugin kind cas lacks)
+//! - `inputs`: what a load read ([`Loaded::inputs`], for the no-op memo)
+//!
+//! What a behaviour checks of its elements' `config:` is the behaviour's
+//! (crate cas-builder's kinds, through [`LoadOptions::behaviours`]).
 
 mod checks;
 mod elements;
@@ -210,7 +214,7 @@ fn check_behaviours(
     files: &Files,
     elements: &mut [Element],
     ids: &HashMap<String, ElementId>,
-) -> Vec<Error> {
+) -> Vec<(ElementId, Error)> {
     match &opts.behaviours {
         Some(b) => b.check(&mut crate::settings::LoadCheck::new(elements, files, ids)),
         None => Vec::new(),
@@ -602,28 +606,57 @@ pub fn load_with(
     if timing {
         eprintln!("format: resolved: {:?}", t0.elapsed());
     }
+    // elements whose behaviour found their configuration wrong (by name)
+    let mut bad = std::collections::HashSet::new();
     if elements.len() == existing.len() {
-        errors.extend(check_behaviours(opts, &files, &mut elements, &ids));
+        for (id, e) in check_behaviours(opts, &files, &mut elements, &ids) {
+            bad.insert(elements[id.index()].name.clone());
+            errors.push(e);
+        }
     }
     dedupe_plugin_errors(&mut errors);
     let mut left_out = 0;
     let (elements, ids) = if errors.is_empty() && elements.len() == existing.len() {
         (elements, ids)
     } else if opts.partial {
-        // what loads: elements without errors whose dependencies have none
-        let ok: std::collections::HashSet<String> =
-            elements.iter().map(|e| e.name.clone()).collect();
-        let good = loadable(&raws, &ok);
+        // what loads: elements without errors whose dependencies have none;
+        // the behaviours' checks of what remains may leave out more (at most
+        // once more: they were not run when an element did not resolve),
+        // and each error is said once
         let before = existing.len();
-        raws.retain(|r| good.contains(&r.name));
-        existing.retain(|n| good.contains(n));
-        left_out = before - existing.len();
-        let (mut elements, ids, again) = resolve_all(&files, &projects, &mut raws, &mut existing);
-        if !again.is_empty() || elements.len() != existing.len() {
-            return Err(failed(errors));
+        let mut ok: std::collections::HashSet<String> = elements
+            .iter()
+            .map(|e| e.name.clone())
+            .filter(|n| !bad.contains(n))
+            .collect();
+        loop {
+            let good = loadable(&raws, &ok);
+            raws.retain(|r| good.contains(&r.name));
+            existing.retain(|n| good.contains(n));
+            let (mut elements, ids, again) =
+                resolve_all(&files, &projects, &mut raws, &mut existing);
+            if !again.is_empty() || elements.len() != existing.len() {
+                return Err(failed(errors));
+            }
+            let found: Vec<(ElementId, Error)> =
+                check_behaviours(opts, &files, &mut elements, &ids)
+                    .into_iter()
+                    .filter(|(id, _)| !bad.contains(&elements[id.index()].name))
+                    .collect();
+            if found.is_empty() {
+                left_out = before - existing.len();
+                break (elements, ids);
+            }
+            for (id, e) in found {
+                bad.insert(elements[id.index()].name.clone());
+                errors.push(e);
+            }
+            ok = elements
+                .iter()
+                .map(|e| e.name.clone())
+                .filter(|n| !bad.contains(n))
+                .collect();
         }
-        errors.extend(check_behaviours(opts, &files, &mut elements, &ids));
-        (elements, ids)
     } else {
         if errors.is_empty() {
             errors.push(Error::plain("some elements could not be loaded"));
