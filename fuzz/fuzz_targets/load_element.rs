@@ -26,7 +26,11 @@ fn project() -> &'static tempfile::TempDir {
 fuzz_target!(|data: &[u8]| {
     let dir = project();
     std::fs::write(dir.path().join("elements/t.yaml"), data).unwrap();
-    if let Err(d) = cas_format::load(&["elements/t.yaml".to_string()], dir.path()) {
+    let opts = cas_format::LoadOptions {
+        behaviours: Some(std::sync::Arc::new(cas_builder::kinds::Behaviours)),
+        ..cas_format::LoadOptions::default()
+    };
+    if let Err(d) = cas_format::load_with(&["elements/t.yaml".to_string()], dir.path(), &opts) {
         assert!(!d.is_empty());
         let _ = d.render();
     }
