@@ -324,6 +324,43 @@ impl Store {
             .collect())
     }
 
+    /// Look up many actions in one read transaction (one lock of the
+    /// database, not one per key); touches the last-access time of each
+    /// found. The answers are in the order of `keys`.
+    pub fn action_get_many(&self, keys: &[ActionKey]) -> Result<Vec<Option<ActionResult>>> {
+        let rows = self.db.with("get action results", |c| {
+            let tx = c.transaction()?;
+            let mut rows = Vec::with_capacity(keys.len());
+            {
+                let mut st = tx.prepare_cached(
+                    "SELECT output, log, manifest, duration_ms, created FROM results WHERE key = ?1",
+                )?;
+                for key in keys {
+                    rows.push(
+                        st.query_row(params![key.to_hex()], |r| {
+                            Ok(ActionResult {
+                                output: TreeDigest(hex_digest(r.get(0)?)?),
+                                log: BlobDigest(hex_digest(r.get(1)?)?),
+                                manifest: BlobDigest(hex_digest(r.get(2)?)?),
+                                duration_ms: r.get::<_, i64>(3)? as u64,
+                                created: r.get(4)?,
+                            })
+                        })
+                        .optional()?,
+                    );
+                }
+            }
+            tx.commit()?;
+            Ok(rows)
+        })?;
+        for (key, row) in keys.iter().zip(&rows) {
+            if row.is_some() {
+                self.db.touch(key.to_hex());
+            }
+        }
+        Ok(rows)
+    }
+
     /// Look up an action; touches its last-access time.
     pub fn action_get(&self, key: &ActionKey) -> Result<Option<ActionResult>> {
         let row = self.action_peek(key)?;

@@ -67,10 +67,15 @@ struct Recorded {
 pub fn try_noop(store: &Store, key: &Digest) -> Option<(BuildReport, Vec<String>)> {
     let payload = store.memo_get(key).ok()??;
     let recorded: Recorded = serde_json::from_slice(&payload).ok()?;
+    let keys: Vec<ActionKey> = recorded
+        .elements
+        .iter()
+        .map(|(_, hex)| ActionKey::from_hex(hex).ok())
+        .collect::<Option<_>>()?;
+    let found = crate::record::hits(store, &keys).ok()?;
     let mut elements = Vec::with_capacity(recorded.elements.len());
-    for (name, hex) in recorded.elements {
-        let k = ActionKey::from_hex(&hex).ok()?;
-        let result = crate::record::hit(store, &k, true).ok()??;
+    for ((name, hex), result) in recorded.elements.into_iter().zip(found) {
+        let result = result?;
         elements.push(ElementReport {
             name,
             key: Some(hex),

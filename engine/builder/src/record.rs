@@ -46,6 +46,15 @@ pub fn hit(store: &Store, key: &ActionKey, touch: bool) -> Result<Option<ActionR
     Ok(found.filter(|r| store.has_tree(&r.output)))
 }
 
+/// [`hit`] for many keys at once (one read of the action cache), in order.
+pub fn hits(store: &Store, keys: &[ActionKey]) -> Result<Vec<Option<ActionResult>>> {
+    Ok(store
+        .action_get_many(keys)?
+        .into_iter()
+        .map(|found| found.filter(|r| store.has_tree(&r.output)))
+        .collect())
+}
+
 /// Record results now (each with its notes), durably, in one transaction.
 pub fn put_now(
     store: &Store,
