@@ -7,7 +7,7 @@
 //!   registry, and the [`kinds::Stage`] they assemble through.
 //! - [`memo`]: the no-op memo of `cas build` (what a load read, unchanged).
 //! - [`step`]: one step: cache lookup, staging, sandbox, ingest, record.
-//! - [`run`]: a whole run ([`build`]).
+//! - [`run`]: a whole run ([`build`]); [`report`]: what it reports.
 //! - [`states`]: keys and states without building ([`states()`]), `cas shell`.
 //! - [`scheduler`]: the parallel DAG runner.
 //! - [`checks`]: checks of built outputs (the libraries check), after the steps.
@@ -41,6 +41,7 @@ pub mod provenance;
 pub mod record;
 pub mod remote;
 pub mod remote_exec;
+pub mod report;
 pub mod run;
 pub mod sandbox;
 pub mod scheduler;
