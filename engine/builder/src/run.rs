@@ -59,8 +59,11 @@ pub fn build(
     let dag = dag_of(loaded, &closure);
     let fetcher = fetcher_for(store, &opts.mirrors)?;
     let (recorder, recorder_thread) = crate::record::recorder();
+    let (clean, to_clean) = std::sync::mpsc::channel::<crate::builddir::BuildDir>();
+    let clean = Mutex::new(clean);
     let engine = Engine {
         recorder: Some(&recorder),
+        cleaner: Some(&clean),
         push_workspaces: opts.push_workspaces,
         remote_exec: opts.remote_exec.clone(),
         max_jobs: opts.max_jobs.max(1),
@@ -81,6 +84,13 @@ pub fn build(
     let (finished, finished_rx) = std::sync::mpsc::channel::<()>();
     let (ends, recorded) = std::thread::scope(|scope| {
         let recording = scope.spawn(|| recorder_thread.run(store));
+        // finished build directories, removed as they come; the run ends
+        // when the last is gone
+        let cleaning = scope.spawn(move || {
+            for dir in to_clean {
+                dir.remove();
+            }
+        });
         // Ctrl-C: stop starting steps and kill the running sandboxes. The
         // watcher ends as soon as the run does (the sender is dropped).
         let cancel = engine.cancel.clone();
@@ -108,6 +118,13 @@ pub fn build(
             run_one(&engine, closure[i], &outputs, &errors)
         });
         drop(finished);
+        drop(std::mem::replace(
+            &mut *clean
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            std::sync::mpsc::channel().0,
+        ));
+        let _ = cleaning.join();
         recorder.finish();
         let recorded = recording
             .join()

@@ -132,6 +132,9 @@ pub struct Engine<'a> {
     /// Where built results are recorded in the background (crate::record);
     /// `None`: recorded before the step returns.
     pub recorder: Option<&'a crate::record::Recorder>,
+    /// Where finished build directories go to be removed off the steps'
+    /// path (a thread of the run); `None`: each step removes its own.
+    pub cleaner: Option<&'a std::sync::Mutex<std::sync::mpsc::Sender<crate::builddir::BuildDir>>>,
     /// Dependencies pulled earlier in the run and then built here because
     /// their output could not be downloaded (crate::remote): what the run
     /// reports for them.
@@ -172,6 +175,7 @@ impl<'a> Engine<'a> {
             rebuild: Default::default(),
             remote: None,
             recorder: None,
+            cleaner: None,
             fallbacks: Default::default(),
             failures: Default::default(),
             push_workspaces: false,
@@ -209,6 +213,25 @@ impl Engine<'_> {
             Some(k) => self.cached_result(id, &k.key),
             None => Ok(None),
         }
+    }
+
+    /// Removes a finished step's build directory: by the run's cleaner when
+    /// there is one (removing a tree waits on the file system's journal,
+    /// which the recorder's syncfs is flushing: milliseconds a step need
+    /// not wait), else here.
+    fn discard(&self, dir: crate::builddir::BuildDir) {
+        let dir = match self.cleaner {
+            Some(c) => match c
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .send(dir)
+            {
+                Ok(()) => return,
+                Err(std::sync::mpsc::SendError(dir)) => dir,
+            },
+            None => dir,
+        };
+        dir.remove();
     }
 
     /// The name of the first element `id` stages whose output is unknown.
@@ -356,7 +379,7 @@ impl Engine<'_> {
                         ));
                     }
                 }
-                dir.remove();
+                self.discard(dir);
                 let total = step_clock.elapsed();
                 let ms = |d: std::time::Duration| d.as_millis() as u64;
                 Ok(Done {
@@ -380,7 +403,7 @@ impl Engine<'_> {
                 | BuildError::Conflict { .. }
                 | BuildError::NoShell { .. }),
             ) => {
-                dir.remove();
+                self.discard(dir);
                 Err(e)
             }
             Err(e) => {
