@@ -145,6 +145,15 @@ impl Db {
         }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err("set synchronous"))?;
+        // A process that ends leaves the WAL as it is (SQLite's
+        // auto-checkpoint keeps it short): a checkpoint, two fsyncs and a
+        // WAL deleted and created again per cas command bought nothing the
+        // durability contract promises (spec/store.md, Durability).
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+        .map_err(err("keep the WAL on close"))?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(err("read user_version"))?;
