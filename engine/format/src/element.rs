@@ -842,7 +842,7 @@ pub(crate) fn resolve(
                 .map(|(k, v)| (k.name.clone(), ConfigValue::Node(v.clone())))
                 .collect();
         }
-        Some(m) => merge_config(&mut r, &mut config, m, false, &kind.name),
+        Some(m) => merge_config(&mut r, &mut config, m, false, &kind.name, &kind.structured),
         None => {}
     }
     let mut phases = Vec::new();
@@ -983,11 +983,10 @@ pub(crate) fn resolve(
     // the command lists cas's kind declares (empty) for an element to fill
     // and BuildStream's plugin does not: shown only when the element sets
     // them, after the plugin's keys (where BuildStream appends them)
-    let placeholders: &[&str] = match kind.name.as_str() {
-        _ if !bst_dialect => &[],
-        "make" | "pyproject" => &["configure-commands"],
-        "cargo" => &["configure-commands", "build-commands"],
-        _ => &[],
+    let placeholders: Vec<&str> = if bst_dialect {
+        kind.shown.unless_set.iter().map(String::as_str).collect()
+    } else {
+        Vec::new()
     };
     // every key of its config, expanded: what its behaviour reads
     let settings = crate::settings::Config::new(
@@ -1030,7 +1029,7 @@ pub(crate) fn resolve(
         .entries()
         // what cas's BuildStream kinds have that BuildStream's do not
         .filter(|(k, _)| {
-            let cas_only = matches!(*k, "integrate-first" | "layout" | "output")
+            let cas_only = kind.shown.hidden.iter().any(|h| h == k)
                 || (placeholders.contains(k) && !set_by_element(k));
             !(bst_dialect && cas_only)
         })

@@ -140,6 +140,20 @@ pub struct Kind {
     pub(crate) config: Vec<(String, ConfigValue)>,
     /// Where the commands run (expanded per element); `None`: `%{build-root}`.
     pub(crate) workdir: Option<Spanned>,
+    /// How `show --format` presents its config as BuildStream's plugin does
+    /// (`buildstream:` in the kind file): keys never shown (cas's own), and
+    /// keys shown only when the element sets them (after the plugin's).
+    pub(crate) shown: Shown,
+    /// Config keys whose values are structured data (lists of mappings,
+    /// replaced as a whole): the kind file's `structured-config`.
+    pub(crate) structured: Vec<String>,
+}
+
+/// A kind's `buildstream:` mapping (see [`Kind::shown`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Shown {
+    pub hidden: Vec<String>,
+    pub unless_set: Vec<String>,
 }
 
 impl Kind {
@@ -161,6 +175,8 @@ const KIND_KEYS: &[&str] = &[
     "extends",
     "description",
     "workdir",
+    "buildstream",
+    "structured-config",
     "variables",
     "environment",
     "config",
@@ -255,13 +271,11 @@ pub(crate) fn merge_public<L: crate::read::Locate>(
     }
 }
 
-/// Keys whose value is structured data (lists of mappings), replaced as a whole.
-const STRUCTURED: &[&str] = &["layout"];
-
-/// Read one config value as declared by a kind (its shape fixes its type).
-fn config_value(key: &str, node: &Node) -> ConfigValue {
+/// Read one config value as declared by a kind (its shape fixes its type;
+/// `structured`: the keys the kind declares structured).
+fn config_value(key: &str, node: &Node, structured: &[String]) -> ConfigValue {
     match &node.value {
-        _ if STRUCTURED.contains(&key) => ConfigValue::Node(node.clone()),
+        _ if structured.iter().any(|s| s == key) => ConfigValue::Node(node.clone()),
         Value::Seq(items) if items.iter().all(|i| matches!(i.value, Value::Scalar(..))) => {
             ConfigValue::List(
                 items
@@ -294,6 +308,7 @@ pub(crate) fn merge_config<L: crate::read::Locate>(
     over: &Map,
     allow_new: bool,
     kind: &str,
+    structured: &[String],
 ) {
     for (k, v) in over.iter() {
         let Some(slot) = base.iter().position(|(name, _)| *name == k.name) else {
@@ -304,7 +319,7 @@ pub(crate) fn merge_config<L: crate::read::Locate>(
                 let list = r.compose(&[], v, &k.name);
                 base.push((k.name.clone(), ConfigValue::List(list)));
             } else if allow_new {
-                base.push((k.name.clone(), config_value(&k.name, v)));
+                base.push((k.name.clone(), config_value(&k.name, v, structured)));
             } else {
                 let keys: Vec<&str> = base.iter().map(|(n, _)| n.as_str()).collect();
                 r.unknown_key(
@@ -460,6 +475,8 @@ fn resolve_one(
             layer: Layer::default(),
             config: Vec::new(),
             workdir: None,
+            shown: Shown::default(),
+            structured: Vec::new(),
         },
     };
     chain.pop();
@@ -502,10 +519,26 @@ fn resolve_one(
     if let Some(w) = map.get("workdir").and_then(|n| r.string(n, "workdir")) {
         kind.workdir = Some(w);
     }
+    if let Some(n) = map.get("structured-config") {
+        let keys = r.strings(n, "structured-config");
+        kind.structured.extend(keys.into_iter().map(|s| s.value));
+    }
+    if let Some(m) = map.get("buildstream").and_then(|n| r.map(n, "buildstream")) {
+        r.check_keys(m, &["hidden", "unless-set"], "`buildstream`");
+        let mut names = |key: &str| -> Vec<String> {
+            m.get(key)
+                .map(|n| r.strings(n, key).into_iter().map(|s| s.value).collect())
+                .unwrap_or_default()
+        };
+        let (hidden, unless_set) = (names("hidden"), names("unless-set"));
+        kind.shown.hidden.extend(hidden);
+        kind.shown.unless_set.extend(unless_set);
+    }
     apply_layer(&mut r, &mut kind.layer, map);
     if let Some(n) = map.get("config") {
         if let Some(m) = r.map(n, "config") {
-            merge_config(&mut r, &mut kind.config, m, true, &raw.name);
+            let structured = kind.structured.clone();
+            merge_config(&mut r, &mut kind.config, m, true, &raw.name, &structured);
         }
     }
     if r.errors.is_empty() {
