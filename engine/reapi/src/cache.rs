@@ -151,6 +151,10 @@ impl Remote for ReapiRemote {
         &self.url
     }
 
+    fn interrupt(&self) -> cas_store::remote::Interrupt {
+        self.client.interrupt()
+    }
+
     fn has_object(&self, digest: &Digest) -> Result<bool, RemoteError> {
         // Only a digest computed here: what is pushed is named in the
         // result's digest map, which must not repeat another remote's claims.

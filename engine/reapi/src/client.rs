@@ -60,6 +60,8 @@ pub struct Client {
     /// waiting, `CAS_REMOTE_TIMEOUT`).
     answer: Duration,
     down: AtomicBool,
+    /// What ends a call's wait early (checked every 50 ms).
+    interrupt: cas_store::remote::Interrupt,
     /// The server's batch limit (bytes of one batch request), once asked.
     max_batch: std::sync::OnceLock<Result<u64, String>>,
 }
@@ -141,8 +143,14 @@ impl Client {
             url: url.to_string(),
             answer: cas_store::remote::budget_from_env(),
             down: AtomicBool::new(false),
+            interrupt: opts.interrupt,
             max_batch: std::sync::OnceLock::new(),
         })
+    }
+
+    /// What ends its calls early.
+    pub fn interrupt(&self) -> cas_store::remote::Interrupt {
+        self.interrupt
     }
 
     pub fn instance(&self) -> &str {
@@ -275,10 +283,9 @@ impl Client {
         fut: impl Future<Output = Result<T, tonic::Status>>,
     ) -> Result<Result<T, tonic::Status>, RemoteError> {
         // (the timer is made inside the runtime: it needs its context)
-        match self
-            .rt
-            .block_on(async { interruptible(tokio::time::timeout(timeout, fut)).await })
-        {
+        match self.rt.block_on(async {
+            interruptible(self.interrupt, tokio::time::timeout(timeout, fut)).await
+        }) {
             None => Err(RemoteError::Interrupted {
                 url: self.url.clone(),
             }),
@@ -499,11 +506,13 @@ impl Client {
                 }
             }
         };
-        self.rt.block_on(interruptible(read)).unwrap_or_else(|| {
-            Err(RemoteError::Interrupted {
-                url: self.url.clone(),
+        self.rt
+            .block_on(interruptible(self.interrupt, read))
+            .unwrap_or_else(|| {
+                Err(RemoteError::Interrupted {
+                    url: self.url.clone(),
+                })
             })
-        })
     }
 
     /// A whole small blob (at most `max` bytes), or `None` when missing.
@@ -742,11 +751,13 @@ impl Client {
             }
         };
         // No time limit (an Action runs as long as it runs), but SIGINT/SIGTERM end the wait.
-        self.rt.block_on(interruptible(run)).unwrap_or_else(|| {
-            Err(RemoteError::Interrupted {
-                url: self.url.clone(),
+        self.rt
+            .block_on(interruptible(self.interrupt, run))
+            .unwrap_or_else(|| {
+                Err(RemoteError::Interrupted {
+                    url: self.url.clone(),
+                })
             })
-        })
     }
 
     /// The ActionResult stored under `action`, if any.
@@ -818,12 +829,15 @@ fn block_sigpipe() {
     }
 }
 
-/// `fut`, or `None` as soon as SIGINT/SIGTERM stopped the transfers
-/// ([`cas_store::remote::interrupt`]; checked every 50 ms).
-async fn interruptible<F: Future>(fut: F) -> Option<F::Output> {
+/// `fut`, or `None` as soon as `interrupt` fires (SIGINT, SIGTERM;
+/// checked every 50 ms).
+async fn interruptible<F: Future>(
+    interrupt: cas_store::remote::Interrupt,
+    fut: F,
+) -> Option<F::Output> {
     let mut fut = std::pin::pin!(fut);
     loop {
-        if cas_store::remote::interrupted() {
+        if interrupt.fired() {
             return None;
         }
         let mut tick = std::pin::pin!(tokio::time::sleep(Duration::from_millis(50)));

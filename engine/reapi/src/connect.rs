@@ -54,6 +54,8 @@ pub struct Options {
     /// Metadata for every call, values as they are sent (never shown).
     pub headers: Vec<(String, String)>,
     pub tls: TlsFiles,
+    /// What ends its calls and waits early (SIGINT, SIGTERM).
+    pub interrupt: cas_store::remote::Interrupt,
 }
 
 /// The metadata of every call (an interceptor on the connection).

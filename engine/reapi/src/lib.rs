@@ -52,7 +52,14 @@ pub fn open_with(
     headers: &[(String, String)],
     budget: std::time::Duration,
 ) -> Result<Box<dyn Remote>, RemoteError> {
-    open_configured(url, state, headers, &TlsFiles::default(), budget)
+    open_configured(
+        url,
+        state,
+        headers,
+        &TlsFiles::default(),
+        budget,
+        cas_store::remote::Interrupt::never(),
+    )
 }
 
 /// [`open_with`], with TLS client settings for a grpcs:// remote. Headers
@@ -64,11 +71,13 @@ pub fn open_configured(
     headers: &[(String, String)],
     tls: &TlsFiles,
     budget: std::time::Duration,
+    interrupt: cas_store::remote::Interrupt,
 ) -> Result<Box<dyn Remote>, RemoteError> {
     if url::is_grpc(url) {
         let opts = Options {
             headers: headers.to_vec(),
             tls: tls.clone(),
+            interrupt,
         };
         return Ok(Box::new(ReapiRemote::open_with(url, state, &opts)?));
     }
@@ -80,5 +89,5 @@ pub fn open_configured(
                     .into(),
         });
     }
-    cas_store::remote::open_with(url, headers, budget)
+    cas_store::remote::open_with(url, headers, budget, interrupt)
 }

@@ -18,6 +18,7 @@ pub struct DirRemote {
     root: PathBuf,
     url: String,
     swept: std::sync::Once,
+    interrupt: super::Interrupt,
 }
 
 /// Temporary files older than this are leftovers of a writer that was
@@ -44,7 +45,14 @@ impl DirRemote {
             root: root.to_path_buf(),
             url,
             swept: std::sync::Once::new(),
+            interrupt: super::Interrupt::never(),
         })
+    }
+
+    /// Its transfers stop once `interrupt` fires.
+    pub fn interrupted_by(mut self, interrupt: super::Interrupt) -> DirRemote {
+        self.interrupt = interrupt;
+        self
     }
 
     fn io(&self, op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RemoteError {
@@ -194,6 +202,10 @@ fn clear_nonblock(f: &File) -> std::io::Result<()> {
 }
 
 impl Remote for DirRemote {
+    fn interrupt(&self) -> super::Interrupt {
+        self.interrupt
+    }
+
     fn url(&self) -> &str {
         &self.url
     }

@@ -53,6 +53,8 @@ pub struct HttpOptions {
     /// Headers sent with every request (authentication: a bearer token,
     /// basic credentials); marked sensitive, never shown.
     pub headers: Vec<(String, String)>,
+    /// What stops its requests and transfers early (SIGINT, SIGTERM).
+    pub interrupt: super::Interrupt,
 }
 
 impl HttpOptions {
@@ -76,6 +78,7 @@ impl Default for HttpOptions {
             attempts: 3,
             breaker: 5,
             headers: Vec::new(),
+            interrupt: super::Interrupt::never(),
         }
     }
 }
@@ -265,7 +268,7 @@ impl HttpRemote {
         }
         let mut last = None;
         for attempt in 0..self.opts.attempts.max(1) {
-            if super::interrupted() {
+            if self.opts.interrupt.fired() {
                 return Err(RemoteError::Interrupted {
                     url: self.base.clone(),
                 });
@@ -349,6 +352,10 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 impl Remote for HttpRemote {
+    fn interrupt(&self) -> super::Interrupt {
+        self.opts.interrupt
+    }
+
     fn url(&self) -> &str {
         &self.base
     }
@@ -384,7 +391,7 @@ impl Remote for HttpRemote {
                     "skipped {what}: the remote failed {failures} times in a row"
                 )));
             }
-            if super::interrupted() {
+            if self.opts.interrupt.fired() {
                 return Err(RemoteError::Interrupted {
                     url: self.base.clone(),
                 });
@@ -409,7 +416,7 @@ impl Remote for HttpRemote {
                 .map_err(|e| self.transport(format!("{what}: cannot start a thread: {e}")))?;
             let asked = Instant::now();
             let head = loop {
-                if super::interrupted() {
+                if self.opts.interrupt.fired() {
                     return Err(RemoteError::Interrupted {
                         url: self.base.clone(),
                     });

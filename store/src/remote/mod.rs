@@ -172,6 +172,8 @@ pub struct Limit {
     /// [`MIN_RATE`] (after [`GRACE`]): what is left of the remote's budget
     /// of waiting for the run ([`Guarded`]).
     pub stall: Duration,
+    /// What stops it early (the remote's; see [`Remote::interrupt`]).
+    pub interrupt: Interrupt,
 }
 
 impl Limit {
@@ -183,7 +185,14 @@ impl Limit {
             exact: false,
             deadline: Instant::now() + base + Duration::from_secs(bytes >> 20),
             stall: budget_from_env(),
+            interrupt: Interrupt::never(),
         }
+    }
+
+    /// Stopped early by `interrupt`.
+    pub fn interrupted_by(mut self, interrupt: Interrupt) -> Limit {
+        self.interrupt = interrupt;
+        self
     }
 
     /// `bytes` is the object's exact size.
@@ -254,17 +263,32 @@ pub fn without_sigpipe<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// What stops a run's transfers at their next chunk or tick (SIGINT,
+/// SIGTERM): a flag its owner sets, handed as a value to each remote when it
+/// is opened, and by it to each transfer's [`Limit`]. Setting the flag is a
+/// store to an atomic: a signal handler may do it.
+#[derive(Clone, Copy, Debug)]
+pub struct Interrupt(&'static AtomicBool);
 
-/// Stop every transfer in this process at its next chunk (SIGINT/SIGTERM).
-/// Async-signal-safe.
-pub fn interrupt() {
-    INTERRUPTED.store(true, Ordering::SeqCst);
+impl Interrupt {
+    /// One that never fires.
+    pub fn never() -> Interrupt {
+        static NEVER: AtomicBool = AtomicBool::new(false);
+        Interrupt(&NEVER)
+    }
+    /// One that fires once `flag` is set.
+    pub fn on(flag: &'static AtomicBool) -> Interrupt {
+        Interrupt(flag)
+    }
+    pub fn fired(self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
-/// Has [`interrupt`] been called?
-pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
+impl Default for Interrupt {
+    fn default() -> Interrupt {
+        Interrupt::never()
+    }
 }
 
 /// The pace of one download: [`Pace::check`] fails it when it is
@@ -306,7 +330,7 @@ impl Pace {
     /// Whether the transfer may go on (call it between reads, and at
     /// least every second while no byte comes).
     pub fn check(&mut self, url: &str, digest: &Digest) -> Result<(), RemoteError> {
-        if interrupted() {
+        if self.limit.interrupt.fired() {
             return Err(RemoteError::Interrupted {
                 url: url.to_string(),
             });
@@ -528,6 +552,10 @@ impl Remote for Guarded {
         self.inner.object_timeout()
     }
 
+    fn interrupt(&self) -> Interrupt {
+        self.inner.interrupt()
+    }
+
     fn is_down(&self) -> bool {
         self.given_up.get().is_some() || self.inner.is_down()
     }
@@ -623,6 +651,8 @@ pub trait Remote: Send + Sync {
     fn object_timeout(&self) -> Duration {
         Duration::from_secs(120)
     }
+    /// What stops its transfers early (given when it was opened).
+    fn interrupt(&self) -> Interrupt;
     /// Whether the remote is considered down for the rest of this process
     /// (it failed or timed out; every call now fails at once).
     fn is_down(&self) -> bool {
@@ -665,7 +695,7 @@ pub trait Remote: Send + Sync {
 }
 
 /// Open a remote from its URL: `http://` / `https://` base URLs, `file://`
-/// URLs and absolute (or relative) directory paths.
+/// URLs and absolute (or relative) directory paths; nothing interrupts it.
 pub fn open(url: &str) -> Result<Box<dyn Remote>, RemoteError> {
     open_with_headers(url, &[])
 }
@@ -676,16 +706,17 @@ pub fn open_with_headers(
     url: &str,
     headers: &[(String, String)],
 ) -> Result<Box<dyn Remote>, RemoteError> {
-    open_with(url, headers, budget_from_env())
+    open_with(url, headers, budget_from_env(), Interrupt::never())
 }
 
 /// [`open_with_headers`], with the remote's own budget of waiting (its
 /// `timeout:` in the user configuration; an HTTP remote's calls wait at most
-/// that long).
+/// that long) and what interrupts its transfers.
 pub fn open_with(
     url: &str,
     headers: &[(String, String)],
     budget: Duration,
+    interrupt: Interrupt,
 ) -> Result<Box<dyn Remote>, RemoteError> {
     let bad = |reason: &str| RemoteError::BadUrl {
         url: url.to_string(),
@@ -697,6 +728,7 @@ pub fn open_with(
             http::HttpOptions {
                 headers: headers.to_vec(),
                 budget,
+                interrupt,
                 ..http::HttpOptions::default()
             },
         )?));
@@ -710,7 +742,9 @@ pub fn open_with(
                 "a file:// URL needs an absolute path (file:///srv/cache)",
             ));
         }
-        return Ok(Box::new(dir::DirRemote::new(Path::new(path))?));
+        return Ok(Box::new(
+            dir::DirRemote::new(Path::new(path))?.interrupted_by(interrupt),
+        ));
     }
     if url.contains("://") {
         return Err(bad("unsupported scheme"));
@@ -718,5 +752,7 @@ pub fn open_with(
     if url.is_empty() {
         return Err(bad("empty"));
     }
-    Ok(Box::new(dir::DirRemote::new(Path::new(url))?))
+    Ok(Box::new(
+        dir::DirRemote::new(Path::new(url))?.interrupted_by(interrupt),
+    ))
 }

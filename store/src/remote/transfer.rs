@@ -119,7 +119,7 @@ pub fn fetch_object(
     max: u64,
     counters: &Counters,
 ) -> Result<(), RemoteError> {
-    let limit = super::Limit::new(max, remote.object_timeout());
+    let limit = super::Limit::new(max, remote.object_timeout()).interrupted_by(remote.interrupt());
     fetch_within(store, remote, d, is_tree, &limit, counters)
 }
 
@@ -211,7 +211,9 @@ pub fn fetch_tree(
     }
     // A blob's size is known from its tree entry: exactly that many bytes.
     parallel(&blobs, WORKERS, |(d, size)| {
-        let limit = super::Limit::new(*size, remote.object_timeout()).exact(true);
+        let limit = super::Limit::new(*size, remote.object_timeout())
+            .exact(true)
+            .interrupted_by(remote.interrupt());
         fetch_within(store, remote, d, false, &limit, counters)
     })
 }

@@ -80,11 +80,13 @@ pub struct RemoteSummary {
 
 impl Remotes {
     /// Open every remote (no network access yet). `state`: the store's
-    /// directory for what REAPI remotes keep (`STORE/reapi`).
+    /// directory for what REAPI remotes keep (`STORE/reapi`); `interrupt`:
+    /// what stops their transfers early (the command's SIGINT/SIGTERM flag).
     pub fn open(
         specs: &[RemoteSpec],
         signer: Option<SigningKey>,
         state: &std::path::Path,
+        interrupt: cas_store::remote::Interrupt,
     ) -> Result<Remotes, RemoteError> {
         let mut entries = Vec::new();
         // Each remote with its budget of waiting for the run: one that
@@ -104,6 +106,7 @@ impl Remotes {
                             .collect::<Result<Vec<_>, RemoteError>>()?,
                         &s.tls,
                         budget,
+                        interrupt,
                     )?,
                     budget,
                 )),

@@ -58,8 +58,8 @@ extern "C" fn on_sigint(sig: libc::c_int) {
         unsafe { libc::_exit(128 + sig) };
     }
     SIGNAL.store(sig, Ordering::SeqCst);
-    // Downloads stop at their next chunk, waits on remotes at their next tick.
-    cas_store::remote::interrupt();
+    // (downloads stop at their next chunk, waits on remotes at their next
+    // tick: every remote was opened with STOP as its interrupt)
 }
 
 fn install_sigint() {
@@ -162,9 +162,15 @@ pub(crate) fn run_build(global: &Session, args: BuildArgs) -> CmdResult {
         push_workspaces: false,
         remote_exec: match &args.remote_exec {
             Some(url) => Some(std::sync::Arc::new(
-                cas_reapi::ReapiRemote::open(url, &store.layout().reapi()).map_err(|e| {
-                    crate::commands::remotes::invalid(format!("--remote-exec: {e}"))
-                })?,
+                cas_reapi::ReapiRemote::open_with(
+                    url,
+                    &store.layout().reapi(),
+                    &cas_reapi::connect::Options {
+                        interrupt: cas_store::remote::Interrupt::on(&STOP),
+                        ..Default::default()
+                    },
+                )
+                .map_err(|e| crate::commands::remotes::invalid(format!("--remote-exec: {e}")))?,
             )),
             None => None,
         },

@@ -171,7 +171,10 @@ pub(crate) fn open(
     if specs.iter().any(|s| s.push) && signer.is_none() {
         eprintln!("warning: pushing unsigned results (no --signing-key and no `signing-key` configured): others use them only if they mark this remote trust-unsigned");
     }
-    let remotes = Remotes::open(&specs, signer, state).map_err(|e| invalid(e.to_string()))?;
+    // SIGINT/SIGTERM (a build's handler sets STOP) stop their transfers
+    let interrupt = cas_store::remote::Interrupt::on(&crate::commands::build::STOP);
+    let remotes =
+        Remotes::open(&specs, signer, state, interrupt).map_err(|e| invalid(e.to_string()))?;
     Ok(Some(Arc::new(remotes)))
 }
 
