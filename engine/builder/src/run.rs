@@ -36,6 +36,46 @@ pub struct BuildOptions {
 }
 
 /// One element's line in the report (`cas build --json`).
+/// Why a build is refused before anything runs.
+#[derive(Debug)]
+pub enum Refusal {
+    /// Elements whose sources or kinds need BuildStream plugins cas does not
+    /// implement: each element's name and why.
+    Unbuildable(Vec<(String, String)>),
+    /// Offline: the sources the steps still to build need that are not in
+    /// the source cache, each with the elements that use it.
+    MissingOffline(Vec<(cas_sources::Source, Vec<String>)>),
+}
+
+/// Before a build: what cannot be built at all (sources of plugins cas does
+/// not implement), and with `offline` every source missing from the source
+/// cache, said before anything runs and without any network access. Online,
+/// nothing is fetched here: each step fetches its own sources once its
+/// cache lookups missed (nothing for a step that is cached or pulled).
+pub fn preflight(
+    store: &Store,
+    loaded: &Loaded,
+    mirrors: &Mirrors,
+    offline: bool,
+) -> Result<Option<Refusal>> {
+    let unbuildable: Vec<(String, String)> = loaded
+        .closure(&loaded.targets)
+        .into_iter()
+        .map(|id| loaded.element(id))
+        .filter(|e| !e.unsupported.is_empty())
+        .map(|e| (e.name.clone(), e.unsupported.join("; ")))
+        .collect();
+    if !unbuildable.is_empty() {
+        return Ok(Some(Refusal::Unbuildable(unbuildable)));
+    }
+    if !offline {
+        return Ok(None);
+    }
+    let fetcher = fetcher_for(store, mirrors)?;
+    let missing = crate::sources::missing_offline(store, loaded, &fetcher)?;
+    Ok((!missing.is_empty()).then_some(Refusal::MissingOffline(missing)))
+}
+
 pub fn fetcher_for(store: &Store, mirrors: &Mirrors) -> Result<Fetcher> {
     let mut config = FetcherConfig::new(store.tmp_dir(), crate::sources::git_dir(store));
     config.mirrors = mirrors.clone();

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use cas_builder::{BuildOptions, Console};
 
+use crate::commands::load::load_fetching;
 use crate::commands::session::Session;
-use crate::commands::show::load_fetching;
 use crate::exit::{CmdResult, Failure};
 use cas_builder::memo as noop;
 
@@ -148,7 +148,7 @@ pub(crate) fn run_build(global: &Session, args: BuildArgs) -> CmdResult {
     // build never starts one).
     install_sigint();
     // Sources first: all missing ones named when offline, else fetched in parallel, each once.
-    crate::commands::fetch::prepare_build(&store, &loaded, &mirrors, global.jobs(), args.offline)?;
+    crate::commands::fetch::prepare_build(&store, &loaded, &mirrors, args.offline)?;
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let opts = BuildOptions {
         jobs: global.jobs(),

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::commands::check::{err, print_json};
+use crate::commands::load::load_or_report;
 use crate::commands::session::Session;
-use crate::commands::show::load_or_report;
 use crate::exit::CmdResult;
 
 #[derive(Debug, clap::Args)]

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use cas_builder::{BuildOptions, Console};
 
 use crate::commands::build::STOP;
+use crate::commands::load::load_fetching;
 use crate::commands::session::Session;
-use crate::commands::show::load_fetching;
 use crate::exit::{CmdResult, Failure};
 
 #[derive(Debug, clap::Args)]
@@ -59,13 +59,7 @@ pub(crate) fn run_check(global: &Session, args: CheckArgs) -> CmdResult {
     let store = global.store()?;
     cas_builder::sandbox::check_available().map_err(err)?;
     let opts = build_options(global, &loaded.project, args.offline)?;
-    crate::commands::fetch::prepare_build(
-        &store,
-        &loaded,
-        &opts.mirrors,
-        global.jobs(),
-        args.offline,
-    )?;
+    crate::commands::fetch::prepare_build(&store, &loaded, &opts.mirrors, args.offline)?;
     let target = loaded.targets[0];
     let console = Console::new(loaded.closure(&loaded.targets).len());
     let report =

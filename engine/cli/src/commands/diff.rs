@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use cas_store::{ActionKey, Digest, Store, TreeDigest};
 
 use crate::commands::check::{err, print_json};
+use crate::commands::load::load_or_report;
 use crate::commands::session::Session;
-use crate::commands::show::load_or_report;
 use crate::exit::{CmdResult, Failure};
 
 #[derive(Debug, clap::Args)]

@@ -7,8 +7,8 @@ use cas_store::{ActionKey, Digest};
 
 use crate::commands::check::{err, print_json};
 use crate::commands::diff::is_digest;
+use crate::commands::load::load_or_report;
 use crate::commands::session::Session;
-use crate::commands::show::load_or_report;
 use crate::exit::{CmdResult, Failure};
 
 #[derive(Debug, clap::Args)]

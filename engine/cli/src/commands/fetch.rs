@@ -10,8 +10,8 @@ use cas_builder::sources::Mirrors;
 use cas_format::Loaded;
 use cas_store::Store;
 
+use crate::commands::load::load_fetching;
 use crate::commands::session::Session;
-use crate::commands::show::load_fetching;
 use crate::commands::source::{describe, fetcher};
 use crate::exit::{CmdResult, Failure};
 
@@ -140,56 +140,37 @@ pub(crate) fn run_fetch(global: &Session, args: FetchArgs) -> CmdResult {
 
 // ---------------------------------------------------------------- cas build
 
-/// Before a build: what cannot be built at all is said first (sources of
-/// plugins cas does not implement), and with `offline` every source missing
-/// from the source cache is named (kind and URL) and the build fails with
-/// exit code 1, without any network access. Online, nothing is fetched
-/// here: each step fetches its own sources once its cache lookups missed
-/// (so nothing is fetched for a step that is cached or pulled), and
-/// failures are reported per element (the others go on under `--keep-going`).
+/// Before a build: [`cas_builder::run::preflight`], said as a failure (exit
+/// 1) with what to do.
 pub(crate) fn prepare_build(
     store: &Store,
     loaded: &Loaded,
     mirrors: &Mirrors,
-    jobs: usize,
     offline: bool,
 ) -> Result<(), Failure> {
-    let _ = jobs;
-    // what cannot be fetched at all is said before anything is built
-    let unsupported: Vec<String> = loaded
-        .closure(&loaded.targets)
-        .into_iter()
-        .map(|id| loaded.element(id))
-        .filter(|e| !e.unsupported.is_empty())
-        .map(|e| format!("  {}: {}", e.name, e.unsupported.join("; ")))
-        .collect();
-    if !unsupported.is_empty() {
-        return Err(Failure::failed(miette::miette!(
+    use cas_builder::run::Refusal;
+    match cas_builder::run::preflight(store, loaded, mirrors, offline).map_err(Failure::error)? {
+        None => Ok(()),
+        Some(Refusal::Unbuildable(list)) => Err(Failure::failed(miette::miette!(
             help = "these sources need BuildStream plugins that cas does not implement; `cas show` still shows the elements",
             "{} element(s) cannot be built:\n{}",
-            unsupported.len(),
-            unsupported.join("\n")
-        )));
+            list.len(),
+            list.iter()
+                .map(|(e, why)| format!("  {e}: {why}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ))),
+        Some(Refusal::MissingOffline(missing)) => Err(Failure::failed(miette::miette!(
+            help = "run `cas fetch TARGET...` while online, or add the files with `cas source add FILE...`",
+            "offline: {} source(s) are not in the source cache:\n{}",
+            missing.len(),
+            missing
+                .iter()
+                .map(|(s, users)| format!("  {} (needed by {})", describe(s), users.join(", ")))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ))),
     }
-    if !offline {
-        return Ok(());
-    }
-    let fetcher = fetcher(store, mirrors)?;
-    let missing =
-        cas_builder::sources::missing_offline(store, loaded, &fetcher).map_err(Failure::error)?;
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let list: Vec<String> = missing
-        .iter()
-        .map(|(s, users)| format!("  {} (needed by {})", describe(s), users.join(", ")))
-        .collect();
-    Err(Failure::failed(miette::miette!(
-        help = "run `cas fetch TARGET...` while online, or add the files with `cas source add FILE...`",
-        "offline: {} source(s) are not in the source cache:\n{}",
-        missing.len(),
-        list.join("\n")
-    )))
 }
 
 // ---------------------------------------------------------------- cas source add

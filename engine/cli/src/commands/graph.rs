@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use cas_format::Loaded;
 
+use crate::commands::load::load_or_report;
 use crate::commands::session::Session;
-use crate::commands::show::load_or_report;
 use crate::exit::CmdResult;
 
 #[derive(Debug, clap::Args)]

@@ -60,7 +60,7 @@ pub(crate) fn run_log(global: &Session, args: LogArgs) -> CmdResult {
         Err(not_built) => {
             // not built: the log of its last failed build with this key, if kept
             let loaded =
-                crate::commands::show::load_or_report(global, std::slice::from_ref(&target))?;
+                crate::commands::load::load_or_report(global, std::slice::from_ref(&target))?;
             let store = global.store()?;
             let plan = cas_builder::states(
                 &store,
@@ -102,7 +102,7 @@ pub(crate) fn run_log(global: &Session, args: LogArgs) -> CmdResult {
 /// printed as it grows, until the step ends.
 fn follow(global: &Session, target: &std::path::Path) -> CmdResult {
     use std::io::{Read, Seek, Write};
-    let loaded = crate::commands::show::load_or_report(global, &[target.to_path_buf()])?;
+    let loaded = crate::commands::load::load_or_report(global, &[target.to_path_buf()])?;
     let store = global.store()?;
     let mirrors = global.mirrors(&loaded.project)?;
     let id = loaded.targets[0];

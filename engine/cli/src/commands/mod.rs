@@ -14,6 +14,7 @@ pub(crate) mod graph;
 pub(crate) mod help;
 pub(crate) mod keygen;
 pub(crate) mod legal_info;
+pub(crate) mod load;
 pub(crate) mod log;
 pub(crate) mod owns;
 pub(crate) mod package;

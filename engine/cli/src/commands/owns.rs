@@ -17,8 +17,8 @@ use cas_builder::split::Domains;
 use cas_format::{ElementId, Loaded};
 use cas_store::{ActionKey, EntryKind, Store, TreeDigest};
 
+use crate::commands::load::load_or_report;
 use crate::commands::session::Session;
-use crate::commands::show::load_or_report;
 use crate::exit::{CmdResult, Failure};
 
 #[derive(Debug, clap::Args)]

@@ -118,7 +118,7 @@ fn control(
 }
 
 pub(crate) fn run(global: &Session, args: &CheckoutArgs, format: Format) -> CmdResult {
-    let loaded = crate::commands::show::load_or_report(global, std::slice::from_ref(&args.target))?;
+    let loaded = crate::commands::load::load_or_report(global, std::slice::from_ref(&args.target))?;
     let store = global.store()?;
     let plan = cas_builder::states(
         &store,

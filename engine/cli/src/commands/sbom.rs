@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::commands::load::load_or_report;
 use crate::commands::session::Session;
-use crate::commands::show::load_or_report;
 use crate::exit::{CmdResult, Failure};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

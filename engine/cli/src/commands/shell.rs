@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use cas_builder::builddir::FailedBuild;
 
+use crate::commands::load::load_or_report;
 use crate::commands::session::Session;
-use crate::commands::show::load_or_report;
 use crate::exit::{CmdResult, Failure};
 
 #[derive(Debug, clap::Args)]

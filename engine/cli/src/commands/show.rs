@@ -52,90 +52,6 @@ pub(crate) enum DepsFilter {
     None,
 }
 
-/// Load the targets, or print every diagnostic and fail with exit code 2.
-/// Junctions whose sources are not fetched are named with the command that
-/// fetches them.
-pub(crate) fn load_or_report(global: &Session, targets: &[PathBuf]) -> Result<Loaded, Failure> {
-    load_targets(global, targets, false, false)
-}
-
-/// [`load_or_report`] with every element's own sources, open workspaces or not.
-pub(crate) fn load_ignoring_workspaces(
-    global: &Session,
-    targets: &[PathBuf],
-) -> Result<Loaded, Failure> {
-    load_targets_with(global, targets, false, false, true)
-}
-
-/// [`load_or_report`] for commands that fetch (build, fetch, check): the
-/// sources of junctions are fetched as the load needs them.
-pub(crate) fn load_fetching(global: &Session, targets: &[PathBuf]) -> Result<Loaded, Failure> {
-    load_targets(global, targets, true, false)
-}
-
-fn report(errors: &[cas_format::Error]) {
-    for e in errors {
-        eprintln!("{:?}", miette::Report::new(e.clone()));
-    }
-    if errors.len() > 1 {
-        eprintln!("error: {} problems found", errors.len());
-    }
-}
-
-/// Load the targets; with `partial` (`cas show`), the part of the graph
-/// that loads comes back with the problems in `Loaded::problems`.
-fn load_targets(
-    global: &Session,
-    targets: &[PathBuf],
-    may_fetch: bool,
-    partial: bool,
-) -> Result<Loaded, Failure> {
-    load_targets_with(global, targets, may_fetch, partial, false)
-}
-
-fn load_targets_with(
-    global: &Session,
-    targets: &[PathBuf],
-    may_fetch: bool,
-    partial: bool,
-    ignore_workspaces: bool,
-) -> Result<Loaded, Failure> {
-    let cwd = std::env::current_dir()
-        .map_err(|e| Failure::failed(miette::miette!("cannot read the working directory: {e}")))?;
-    let targets: Vec<String> = targets
-        .iter()
-        .map(|t| t.to_string_lossy().into_owned())
-        .collect();
-    let mut hint = String::from("cas");
-    for (k, v) in global.options() {
-        hint.push_str(&format!(" -o {k} {v}"));
-    }
-    hint.push_str(" fetch");
-    for t in &targets {
-        hint.push(' ');
-        hint.push_str(t);
-    }
-    let junctions = cas_builder::junctions::StoreJunctions {
-        store_root: global.store_dir(),
-        mirrors: global.user_mirrors()?,
-        may_fetch,
-        fetch_hint: hint,
-    };
-    let opts = cas_format::LoadOptions {
-        options: global.options(),
-        project_options: global.config()?.project_options.clone(),
-        junctions: Some(std::sync::Arc::new(junctions)),
-        partial,
-        ignore_workspaces,
-        target_arch: global.target_arch()?,
-        behaviours: Some(std::sync::Arc::new(cas_builder::kinds::Behaviours)),
-    };
-    cas_format::load_with(&targets, &cwd, &opts).map_err(|diags| {
-        report(&diags.errors);
-        Failure::Silent(2)
-    })
-}
-
 /// One line of `cas show`.
 pub(crate) struct ShowRow<'a> {
     pub element: &'a Element,
@@ -415,7 +331,7 @@ fn rdeps_targets(x: &Path, targets: &[PathBuf]) -> Result<Vec<PathBuf>, Failure>
         PathBuf::from(".")
     };
     let project = cas_format::load_project(&dir).map_err(|diags| {
-        report(&diags.errors);
+        crate::commands::load::report(&diags.errors);
         Failure::Silent(2)
     })?;
     all.extend(
@@ -433,8 +349,8 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
         None => args.targets.clone(),
     };
     // every element that loads is shown, next to the errors of the others
-    let loaded = load_targets(global, &targets, false, true)?;
-    report(&loaded.problems);
+    let loaded = crate::commands::load::load_targets(global, &targets, false, true)?;
+    crate::commands::load::report(&loaded.problems);
     // what loads but cannot be built (BuildStream plugins cas does not have)
     for id in loaded.closure(&loaded.targets) {
         let e = loaded.element(id);

@@ -10,8 +10,8 @@ use cas_builder::sources::{Algorithm, Fetcher, Mirrors, Source, SourceError, Sou
 use cas_store::{IngestMode, Store};
 
 use crate::commands::fetch::Out;
+use crate::commands::load::load_or_report;
 use crate::commands::session::Session;
-use crate::commands::show::load_or_report;
 use crate::exit::{CmdResult, Failure};
 
 #[derive(Debug, clap::Subcommand)]

@@ -49,7 +49,7 @@ fn failed(e: impl std::fmt::Display) -> Failure {
 /// aside: reset and close work even when the directory is gone), and the
 /// project's workspaces.
 fn load(global: &Session, element: &Path) -> Result<(Loaded, Workspaces, String), Failure> {
-    let loaded = crate::commands::show::load_ignoring_workspaces(global, &[element.to_path_buf()])?;
+    let loaded = crate::commands::load::load_ignoring_workspaces(global, &[element.to_path_buf()])?;
     let ws = Workspaces::read(&loaded.project.root).map_err(|e| {
         eprintln!("{:?}", miette::Report::new(e));
         Failure::Silent(2)
