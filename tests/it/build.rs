@@ -772,15 +772,34 @@ fn a_store_on_a_file_system_with_no_space_left_says_so() {
         eprintln!("SKIP: cannot mount a tmpfs here (needs root); the no-space test did not run");
         return;
     };
-    let store = fs.0.join("store");
-    let store = store.to_str().unwrap();
+    let store_dir = fs.0.join("store");
+    let store = store_dir.to_str().unwrap();
     ctx.cas(["--store", store, "build", "base.yaml"]).ok();
     // Fill every last byte.
     let filler = fs.0.join("filler");
-    let _ = std::process::Command::new("sh")
+    let fill = || {
+        let _ = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("cat /dev/zero > {} 2>/dev/null", filler.display()))
+            .status();
+    };
+    fill();
+    // cas leaves the action cache's WAL in place: reading needs no space
+    ctx.cas(["--store", store, "store", "verify"]).ok();
+    // A store whose WAL another SQLite client checkpointed and removed (its
+    // last connection closing): opening it must create the WAL again, and
+    // on a full file system that is said as such.
+    std::fs::remove_file(&filler).unwrap();
+    let db = store_dir.join("ac.sqlite");
+    let closed = std::process::Command::new("python3")
         .arg("-c")
-        .arg(format!("cat /dev/zero > {} 2>/dev/null", filler.display()))
-        .status();
+        .arg("import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('PRAGMA wal_checkpoint(TRUNCATE)'); c.close()")
+        .arg(&db)
+        .status()
+        .unwrap();
+    assert!(closed.success());
+    assert!(!store_dir.join("ac.sqlite-wal").exists(), "the WAL is gone");
+    fill();
     let run = ctx
         .cas(["--store", store, "store", "verify"])
         .expect_code(1);
