@@ -382,6 +382,13 @@ fn shell_opens_the_sandbox_and_failed_reopens_the_kept_build_directory() {
         stdout.contains("from-the-sources") && !stdout.contains("stale"),
         "{stdout}"
     );
+    // a fresh shell's build directory goes with it
+    let left: Vec<String> = std::fs::read_dir(ctx.store().join("builds"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("shell-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     // --failed: the build directory as the failed build left it.
     let out = shell(&["shell", "--failed"], "cat /build/state.txt; exit 0\n");
     assert_eq!(

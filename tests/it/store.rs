@@ -470,7 +470,23 @@ fn verify_finds_a_flipped_byte_and_repair_removes_the_results_using_it() {
         "{}",
         r.stdout
     );
-    ctx.cas(["store", "verify", "--repair"]).ok();
+    // said once (not also as missing), with what to do
+    assert!(
+        !r.stdout.contains(&format!("missing object {blob}")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stderr.contains("cas store verify --repair"),
+        "{}",
+        r.stderr
+    );
+    let repaired = ctx.cas(["store", "verify", "--repair"]).ok();
+    assert!(
+        repaired.stderr.contains("repaired as said above"),
+        "{}",
+        repaired.stderr
+    );
     ctx.cas(["store", "verify"]).ok();
     ctx.cas(["store", "action-get", &key]).expect_code(1);
     // Ingesting the same content brings the object back.

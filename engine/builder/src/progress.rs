@@ -403,10 +403,11 @@ impl Reporter for Console {
             let lines: Vec<&str> = shown.lines().collect();
             let tail = &lines[lines.len().saturating_sub(20)..];
             if !tail.is_empty() {
-                text.push_str(&format!(
-                    "--- last {} lines of the log of {element}:\n",
-                    tail.len()
-                ));
+                let what = match tail.len() {
+                    1 => "the last line".to_string(),
+                    n => format!("the last {n} lines"),
+                };
+                text.push_str(&format!("--- {what} of the log of {element}:\n"));
                 for l in tail {
                     text.push_str(&format!("  | {l}\n"));
                 }

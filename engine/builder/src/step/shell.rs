@@ -16,8 +16,8 @@ use super::Engine;
 impl Engine<'_> {
     /// An interactive shell in `id`'s sandbox: its sysroot view (every staged
     /// dependency must be built), and a build directory (`reopen`: a failed
-    /// build's, kept as it was; otherwise a fresh one with the sources staged).
-    /// Nothing is recorded.
+    /// build's, kept as it was; otherwise a fresh one with the sources staged,
+    /// removed when the shell ends). Nothing is recorded.
     pub fn shell(
         &self,
         id: ElementId,
@@ -79,6 +79,13 @@ impl Engine<'_> {
         } else {
             vec!["/bin/sh".to_string(), "-c".to_string(), command.join(" ")]
         };
-        Ok(cas_sandbox::run(&spec, &argv, Io::Inherit, &self.cancel)?)
+        let outcome = cas_sandbox::run(&spec, &argv, Io::Inherit, &self.cancel);
+        drop(sysroot);
+        if reopen.is_none() {
+            // a fresh shell's build directory was only for it (a reopened
+            // failed build's stays for the next `cas shell --failed`)
+            dir.remove();
+        }
+        Ok(outcome?)
     }
 }

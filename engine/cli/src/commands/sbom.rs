@@ -145,7 +145,10 @@ pub(crate) fn run(global: &Session, mut args: SbomArgs) -> CmdResult {
             closure.upstreams.len(),
             files
                 .as_ref()
-                .map(|f| format!(", {} files", f.len()))
+                .map(|f| match f.len() {
+                    1 => ", 1 file".to_string(),
+                    n => format!(", {n} files"),
+                })
                 .unwrap_or_default()
         );
     }

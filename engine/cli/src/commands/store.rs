@@ -239,9 +239,14 @@ fn verify(global: &Session, repair: bool, deep: bool) -> CmdResult {
         print_json(&serde_json::json!(r));
     } else {
         for c in &r.corrupt {
-            println!("corrupt object {c}");
+            println!(
+                "corrupt object {c}{}",
+                if repair { " (removed)" } else { "" }
+            );
         }
-        for m in &r.missing {
+        // an object found corrupt is said once (with --repair it is removed,
+        // and then also missing for what references it)
+        for m in r.missing.iter().filter(|m| !r.corrupt.contains(m)) {
             println!("missing object {m}");
         }
         for p in &r.bad_variants {
@@ -275,10 +280,17 @@ fn verify(global: &Session, repair: bool, deep: bool) -> CmdResult {
             "{} objects ({}) checked: {}",
             r.objects_checked,
             human_size(r.bytes_checked),
-            if r.is_consistent() {
-                "store is consistent"
-            } else {
-                "problems found"
+            match (r.is_consistent(), repair) {
+                (true, true) if !(r.corrupt.is_empty()
+                    && r.missing.is_empty()
+                    && r.broken_results.is_empty()
+                    && r.mismatched_results.is_empty()
+                    && r.broken_sources.is_empty()) =>
+                    "repaired as said above: store is consistent",
+                (true, _) => "store is consistent",
+                (false, true) => "problems found; what could be repaired was",
+                (false, false) =>
+                    "problems found (`cas store verify --repair` removes what is corrupt and the results that use it; they build or pull again)",
             }
         );
     }
