@@ -635,3 +635,41 @@ fn show_says_each_behaviour_error_once_and_leaves_the_element_out() {
         }
     }
 }
+
+/// Every error of a file at once: an unknown kind is said beside the file's
+/// other errors, not only once they are fixed.
+#[test]
+fn an_unknown_kind_is_said_with_the_files_other_errors() {
+    let ctx = project();
+    ctx.write("elements/a.yaml", "kind: mkae\nvariabls: {}\n");
+    let run = invalid(
+        &ctx,
+        "elements/a.yaml",
+        "unknown kind `mkae`",
+        "elements/a.yaml:1:7",
+    );
+    assert!(
+        run.stderr.contains("did you mean `make`?"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("unknown key `variabls`"),
+        "{}",
+        run.stderr
+    );
+    // said once when it is the file's only error
+    ctx.write("elements/b.yaml", "kind: mkae\n");
+    let run = invalid(
+        &ctx,
+        "elements/b.yaml",
+        "unknown kind `mkae`",
+        "elements/b.yaml:1:7",
+    );
+    assert_eq!(
+        run.stderr.matches("unknown kind `mkae`").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+}

@@ -251,7 +251,7 @@ fn read_one(
     let deps_of_broken = std::sync::Mutex::new(Vec::new());
     let raw = match (yaml::parse(&f, id), &project.bst) {
         (Err(es), _) => Err(es),
-        (Ok(root), None) => decode_cas(&f, id, name, root.as_ref(), project),
+        (Ok(root), None) => decode_cas(&f, id, name, root.as_ref(), project, &pcx.kinds.kinds),
         (Ok(root), Some(b)) => decode_bst(
             &f,
             id,
@@ -292,18 +292,45 @@ fn decode_cas(
     name: &str,
     root: Option<&yaml::Node>,
     project: &crate::project::Project,
+    kinds: &std::collections::BTreeMap<String, crate::kind::Kind>,
 ) -> Result<RawElement, Vec<Error>> {
     let mut r = Reader::new(f);
     if let Some(root) = root {
         bst::reject_in_cas_project(&mut r, root);
     }
-    match crate::element::decode(f, &f.path, id, name.to_string(), root, project) {
-        Ok(_) if !r.errors.is_empty() => Err(r.errors),
-        Ok(raw) => Ok(raw),
-        Err(mut es) => {
-            es.append(&mut r.errors);
-            Err(es)
+    let failed = |mut es: Vec<Error>, r: &mut Reader<SourceFile>| {
+        es.append(&mut r.errors);
+        // every error of the file at once: an unknown kind too, which the
+        // element's resolution (that an error here skips) would have said
+        if let Some(k) = root
+            .and_then(|n| n.as_map())
+            .and_then(|m| m.get("kind"))
+            .filter(|k| k.as_str().is_some_and(|v| !kinds.contains_key(v)))
+        {
+            let v = k.as_str().unwrap_or_default();
+            let help = match crate::diagnostics::suggest(v, kinds.keys().map(String::as_str)) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => {
+                    "kinds are the built-in ones and the files in the project's `kinds` directory"
+                        .into()
+                }
+            };
+            es.push(
+                crate::read::Locate::error(
+                    f,
+                    k.span,
+                    format!("unknown kind `{v}`"),
+                    "unknown kind",
+                )
+                .with_help(help),
+            );
         }
+        es
+    };
+    match crate::element::decode(f, &f.path, id, name.to_string(), root, project) {
+        Ok(_) if !r.errors.is_empty() => Err(failed(Vec::new(), &mut r)),
+        Ok(raw) => Ok(raw),
+        Err(es) => Err(failed(es, &mut r)),
     }
 }
 
