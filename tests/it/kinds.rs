@@ -224,3 +224,34 @@ fn c_program_with_cmake() {
         "hello from libgreet\n"
     );
 }
+
+/// A project kind of the script behaviour written without `extends`
+/// (as dpkg-configure, initramfs and ext4-image are): its `layout` is a list
+/// of mappings because the behaviour says so, whatever its default.
+#[test]
+fn a_script_kind_without_extends_takes_a_layout_of_mappings() {
+    let ctx = busybox_project();
+    ctx.write(
+        "kinds/pack.yaml",
+        "behaviour: script\nconfig:\n  layout: []\n  root-read-only: true\n  output: /install\n  commands:\n    - cp /image/share/a /install/a\n",
+    );
+    ctx.write(
+        "project.yaml",
+        "name: t\nelement-path: elements\nkinds: kinds\n",
+    );
+    ctx.write(
+        "elements/a.yaml",
+        crate::ctx::manual(
+            &[],
+            "    - mkdir -p %{install-root}/share\n    - echo packed > %{install-root}/share/a\n",
+        ),
+    );
+    ctx.write(
+        "elements/p.yaml",
+        "kind: pack\nbuild-depends: [base.yaml, a.yaml]\nconfig:\n  layout:\n  - {element: base.yaml, destination: /}\n  - {element: a.yaml, destination: /image}\n",
+    );
+    ctx.cas(["build", "p.yaml"]).ok();
+    let out = ctx.path("out");
+    ctx.cas(["checkout", "p.yaml", out.to_str().unwrap()]).ok();
+    assert_eq!(read(out.join("a")), "packed\n");
+}

@@ -352,7 +352,7 @@ pub(crate) fn merge_config<L: crate::read::Locate>(
 /// refers to the built-in NAME.
 pub(crate) fn resolve_kinds(
     files: &Files,
-    behaviours: Option<&[&'static str]>,
+    behaviours: Option<&dyn crate::settings::Behaviours>,
     builtin: &[RawKind],
     project: &[RawKind],
 ) -> (BTreeMap<String, Kind>, Vec<Error>) {
@@ -396,7 +396,7 @@ pub(crate) fn resolve_kinds(
 #[derive(Clone, Copy)]
 struct Names<'a> {
     files: &'a Files,
-    behaviours: Option<&'a [&'static str]>,
+    behaviours: Option<&'a dyn crate::settings::Behaviours>,
 }
 
 fn resolve_one(
@@ -483,14 +483,25 @@ fn resolve_one(
     match map.get_entry("behaviour") {
         Some((_, n)) => {
             if let Some(b) = r.string(n, "behaviour") {
-                match behaviours {
+                let names = behaviours.map(crate::settings::Behaviours::names);
+                match names {
                     Some(names) if !names.contains(&b.value.as_str()) => r.err_help(
                         b.span,
                         format!("unknown behaviour `{}`", b.value),
                         "unknown behaviour",
                         format!("one of: {}", names.join(", ")),
                     ),
-                    _ => kind.behaviour = Behaviour::new(b.value),
+                    _ => {
+                        // the behaviour's own structured keys (script's `layout`)
+                        if let Some(reg) = behaviours {
+                            kind.structured.extend(
+                                reg.structured_config(&b.value)
+                                    .into_iter()
+                                    .map(str::to_string),
+                            );
+                        }
+                        kind.behaviour = Behaviour::new(b.value);
+                    }
                 }
             }
         }

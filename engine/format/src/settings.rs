@@ -103,6 +103,9 @@ pub trait Behaviours: Send + Sync {
     /// Built-in kind files (name, YAML) the behaviours bring for cas
     /// projects, beside those of `elements/`.
     fn kind_files(&self) -> Vec<(&'static str, &'static str)>;
+    /// The config keys of behaviour `name` that are structured data (lists
+    /// of mappings, replaced as a whole), for every kind of it.
+    fn structured_config(&self, name: &str) -> Vec<&'static str>;
     /// Check (and complete) each element's configuration once every
     /// element is resolved, dependencies first; the errors are the load's,
     /// each with the element it is about.

@@ -58,6 +58,11 @@ pub trait Kind: Sync {
     fn kind_file(&self) -> Option<(&'static str, &'static str)> {
         None
     }
+    /// Its config keys that are structured data (lists of mappings,
+    /// replaced as a whole), in every kind of it.
+    fn structured_config(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Checks of one element's configuration at load (dependencies are
     /// checked first), which may complete it; the errors are the load's.
     fn check(&self, _load: &mut LoadCheck<'_>, _id: ElementId, _errors: &mut Vec<Error>) {}
@@ -221,6 +226,9 @@ impl cas_format::Behaviours for Behaviours {
     }
     fn kind_files(&self) -> Vec<(&'static str, &'static str)> {
         REGISTRY.iter().filter_map(|k| k.kind_file()).collect()
+    }
+    fn structured_config(&self, name: &str) -> Vec<&'static str> {
+        lookup(name).map_or_else(Vec::new, |k| k.structured_config().to_vec())
     }
     fn check(&self, load: &mut LoadCheck<'_>) -> Vec<(ElementId, Error)> {
         let mut all = Vec::new();

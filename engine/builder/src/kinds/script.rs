@@ -98,6 +98,10 @@ impl Kind for Script {
     fn name(&self) -> &'static str {
         "script"
     }
+    /// `layout`: a list of `{element, destination}`.
+    fn structured_config(&self) -> &'static [&'static str] {
+        &["layout"]
+    }
     fn caps(&self) -> Caps {
         Caps {
             runs_commands: true,

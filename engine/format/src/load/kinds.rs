@@ -109,8 +109,7 @@ pub(super) fn load_kinds(
             });
         }
     }
-    let names = behaviours.map(crate::settings::Behaviours::names);
-    let (kinds, kind_errors) = resolve_kinds(files, names.as_deref(), &builtin, &project_kinds);
+    let (kinds, kind_errors) = resolve_kinds(files, behaviours, &builtin, &project_kinds);
     errors.extend(kind_errors);
     // Project kinds that have errors of their own (reported above).
     let broken_kinds: BTreeMap<String, String> = project_kinds
