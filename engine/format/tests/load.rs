@@ -19,12 +19,45 @@ fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
+/// What the loader asks of the behaviours (crate cas-builder's registry, which
+/// this crate cannot depend on): the built-in names, and script's `layout`
+/// as structured data; no checks of config.
+struct Behaviours;
+
+impl cas_format::Behaviours for Behaviours {
+    fn names(&self) -> Vec<&'static str> {
+        vec![
+            "import", "sandbox", "compose", "script", "stack", "filter", "manifest",
+        ]
+    }
+    fn kind_files(&self) -> Vec<(&'static str, &'static str)> {
+        Vec::new()
+    }
+    fn structured_config(&self, name: &str) -> Vec<&'static str> {
+        if name == "script" {
+            vec!["layout"]
+        } else {
+            Vec::new()
+        }
+    }
+    fn check(
+        &self,
+        _load: &mut cas_format::LoadCheck<'_>,
+    ) -> Vec<(cas_format::ElementId, cas_format::Error)> {
+        Vec::new()
+    }
+}
+
 fn load(dir: &Path, targets: &[&str]) -> Result<cas_format::Loaded, cas_format::Diagnostics> {
     let t: Vec<String> = targets
         .iter()
         .map(std::string::ToString::to_string)
         .collect();
-    cas_format::load(&t, dir)
+    let opts = cas_format::LoadOptions {
+        behaviours: Some(std::sync::Arc::new(Behaviours)),
+        ..cas_format::LoadOptions::default()
+    };
+    cas_format::load_with(&t, dir, &opts)
 }
 
 const PROJECT: &str =
