@@ -77,18 +77,9 @@ pub fn try_noop(store: &Store, key: &Digest) -> Option<(BuildReport, Vec<String>
     for ((name, hex), result) in recorded.elements.into_iter().zip(found) {
         let result = result?;
         elements.push(ElementReport {
-            name,
             key: Some(hex),
-            status: crate::ElementStatus::Cached,
             output: Some(result.output.to_hex()),
-            started_ms: None,
-            ended_ms: None,
-            duration_ms: None,
-            phases: None,
-            log: None,
-            error: None,
-            failure: None,
-            libraries: None,
+            ..ElementReport::new(name, crate::ElementStatus::Cached)
         });
     }
     let report = BuildReport {

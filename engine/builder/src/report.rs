@@ -42,6 +42,26 @@ pub struct ElementReport {
 }
 
 /// Which command of a failed step failed, and how.
+impl ElementReport {
+    /// A row with its name and status, and nothing else known yet.
+    pub fn new(name: String, status: ElementStatus) -> ElementReport {
+        ElementReport {
+            name,
+            key: None,
+            status,
+            output: None,
+            started_ms: None,
+            ended_ms: None,
+            duration_ms: None,
+            phases: None,
+            log: None,
+            error: None,
+            failure: None,
+            libraries: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CommandFailure {
     pub phase: String,
@@ -103,21 +123,7 @@ pub(crate) fn report_of(
             (NodeEnd::Ok(_), Some(done)) => NodeEnd::Ok(done.clone()),
             (end, _) => end,
         };
-        let name = engine.element(id).name.clone();
-        let mut row = ElementReport {
-            name,
-            key: None,
-            status: ElementStatus::Skipped,
-            output: None,
-            started_ms: None,
-            ended_ms: None,
-            duration_ms: None,
-            phases: None,
-            log: None,
-            error: None,
-            failure: None,
-            libraries: None,
-        };
+        let mut row = ElementReport::new(engine.element(id).name.clone(), ElementStatus::Skipped);
         match end {
             NodeEnd::Ok(done) => {
                 row.key = Some(done.key.to_hex());

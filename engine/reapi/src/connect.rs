@@ -223,20 +223,8 @@ pub(crate) fn identity_files(tls: &TlsFiles) -> String {
 }
 
 /// An error and its causes, on one line (tonic's transport errors say
-/// little at their top level).
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
-}
+/// little at their top level): the store's [`cas_store::remote::http::error_chain`].
+pub(crate) use cas_store::remote::http::error_chain as chain;
 
 #[cfg(test)]
 mod tests {

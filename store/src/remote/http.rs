@@ -337,7 +337,9 @@ impl HttpRemote {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and its causes on one line, each cause its message does not
+/// already say (transport errors say little at their top level).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
