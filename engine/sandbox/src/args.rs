@@ -21,11 +21,12 @@ pub enum Session {
     Shared,
 }
 
-/// The mounts of a sandbox, in the order bwrap must apply them.
-enum MountOp<'a> {
+/// The mounts of a sandbox, in the order they must be made (parents first).
+#[derive(Clone, Debug)]
+pub(crate) enum MountOp {
     Bind {
-        host: &'a Path,
-        dest: &'a Path,
+        host: std::path::PathBuf,
+        dest: std::path::PathBuf,
         writable: bool,
     },
     Proc,
@@ -33,8 +34,8 @@ enum MountOp<'a> {
     Tmp,
 }
 
-impl MountOp<'_> {
-    fn dest(&self) -> &Path {
+impl MountOp {
+    pub(crate) fn dest(&self) -> &Path {
         match self {
             MountOp::Bind { dest, .. } => dest,
             MountOp::Proc => Path::new("/proc"),
@@ -44,19 +45,21 @@ impl MountOp<'_> {
     }
 }
 
-/// Arguments for bwrap (without the program name), ending with `--` and
-/// `argv`. `status_fd`: passed as `--json-status-fd`.
-pub fn bwrap_args(
-    spec: &SandboxSpec,
-    argv: &[String],
-    session: Session,
-    status_fd: Option<i32>,
-) -> Result<Vec<OsString>, SandboxError> {
-    spec.validate()?;
-    if argv.is_empty() {
-        return Err(SandboxError::EmptyArgv);
-    }
+/// How a sandbox's `/` is made, whichever backend makes it: bwrap (its
+/// command line, [`bwrap_args`]) or cas itself (`crate::native`).
+pub(crate) struct Plan {
+    /// `spec.root` is bound writable as `/` (else `/` is a tmpfs made
+    /// read-only after every mount).
+    pub(crate) writable_root: bool,
+    /// The read-only sysroot on the tmpfs `/` ([`crate::layout`]).
+    pub(crate) root_ops: Vec<Op>,
+    /// Then the mounts, parents first.
+    pub(crate) mounts: Vec<MountOp>,
+}
 
+/// The plan of `spec`'s `/`, checked (see [`SandboxSpec::validate`]).
+pub(crate) fn plan(spec: &SandboxSpec) -> Result<Plan, SandboxError> {
+    spec.validate()?;
     let mut mounts = vec![MountOp::Proc, MountOp::Dev];
     if !spec.mounts.iter().any(|m| m.sandbox == Path::new("/tmp")) {
         mounts.push(MountOp::Tmp);
@@ -79,12 +82,13 @@ pub fn bwrap_args(
             dir: meta.is_dir(),
         });
         mounts.push(MountOp::Bind {
-            host: &m.host,
-            dest: &m.sandbox,
+            host: m.host.clone(),
+            dest: m.sandbox.clone(),
             writable: m.writable,
         });
     }
-    // Parents before children; otherwise the order given.
+    // Parents before children (a stable sort keeps the given order among
+    // mounts of the same depth).
     mounts.sort_by_key(|m| m.dest().components().count());
     let writable_root = spec.root_writable || spec.upper.is_some();
     let root_ops = if writable_root {
@@ -101,6 +105,29 @@ pub fn bwrap_args(
     } else {
         plan_layers(&spec.root, Layers::new(&spec.layers), &targets)?
     };
+    Ok(Plan {
+        writable_root,
+        root_ops,
+        mounts,
+    })
+}
+
+/// Arguments for bwrap (without the program name), ending with `--` and
+/// `argv`. `status_fd`: passed as `--json-status-fd`.
+pub fn bwrap_args(
+    spec: &SandboxSpec,
+    argv: &[String],
+    session: Session,
+    status_fd: Option<i32>,
+) -> Result<Vec<OsString>, SandboxError> {
+    let Plan {
+        writable_root,
+        root_ops,
+        mounts,
+    } = plan(spec)?;
+    if argv.is_empty() {
+        return Err(SandboxError::EmptyArgv);
+    }
 
     let mut a = Args::default();
     a.flag("--unshare-all");
@@ -199,25 +226,45 @@ pub fn display(program: &Path, args: &[OsString]) -> String {
     s
 }
 
-/// The mount points of `spec` that a writable root lacks: bwrap creates them
-/// inside the root, and [`crate::run()`] removes them again after the run.
-pub(crate) fn missing_mount_points(spec: &SandboxSpec) -> Vec<std::path::PathBuf> {
+/// The mount points of `spec` that a writable root lacks: the sandbox
+/// creates them inside the root, and [`crate::run()`] removes them again
+/// after the run. A mount point whose path in the root goes through a
+/// symbolic link is refused: the link (left by an earlier step or staged
+/// from an output) would lead the mount, and the directories made for it,
+/// out of the root to the host's files.
+pub(crate) fn missing_mount_points(
+    spec: &SandboxSpec,
+) -> Result<Vec<std::path::PathBuf>, SandboxError> {
     if !spec.root_writable {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let mut points: Vec<&Path> = vec![Path::new("/proc"), Path::new("/dev"), Path::new("/tmp")];
     points.extend(spec.mounts.iter().map(|m| m.sandbox.as_path()));
     let mut missing = Vec::new();
     for p in points {
-        // Every missing ancestor too, outermost first.
         let mut acc = std::path::PathBuf::from("/");
         for c in p.components().skip(1) {
             acc.push(c);
             let host = spec.root.join(acc.strip_prefix("/").unwrap_or(&acc));
-            if std::fs::symlink_metadata(&host).is_err() && !missing.contains(&host) {
-                missing.push(host);
+            match std::fs::symlink_metadata(&host) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(SandboxError::Setup {
+                        message: format!(
+                            "the mount point {} goes through the symbolic link {} of the \
+                             writable root",
+                            p.display(),
+                            host.display()
+                        ),
+                    });
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    if !missing.contains(&host) {
+                        missing.push(host);
+                    }
+                }
             }
         }
     }
-    missing
+    Ok(missing)
 }

@@ -108,7 +108,7 @@ pub enum SandboxError {
         source: std::io::Error,
     },
 
-    #[error("bwrap could not set up the sandbox: {message}")]
+    #[error("could not set up the sandbox: {message}")]
     Setup { message: String },
 
     #[error("cannot prepare the sandbox log: {source}")]

@@ -10,7 +10,10 @@
 //!   whose changes go to a layer of their own ([`WritableLayer`]).
 //! - [`layout`]: how the read-only sysroot and the mount points become
 //!   bwrap operations, including mount points the sysroot lacks.
-//! - [`args`]: the complete bwrap command line for a spec.
+//! - [`args`]: how a spec's `/` is made (the plan both backends follow), and
+//!   the complete bwrap command line for it.
+//! - [`native`]: the same sandbox made by cas itself with one `clone`, for
+//!   builds ([`native::supported`]).
 //! - [`run`]: running a command ([`run()`], [`Io`], [`Outcome`]).
 //! - [`seccomp`]: the system-call filter every step runs under.
 //! - [`cancel`]: stopping running sandboxes from another thread ([`Cancel`]).
@@ -30,6 +33,7 @@ pub mod emulator;
 pub mod error;
 pub mod layers;
 pub mod layout;
+pub mod native;
 pub mod overlay;
 pub mod probes;
 pub mod run;

@@ -80,7 +80,7 @@ pub fn run(
     io: Io,
     cancel: &Cancel,
 ) -> Result<Outcome, SandboxError> {
-    let created = crate::args::missing_mount_points(spec);
+    let created = crate::args::missing_mount_points(spec)?;
     let outcome = run_inner(spec, argv, io, cancel);
     // A writable root gets back exactly what it had: the mount points bwrap
     // made in it go again (innermost first; only if still empty).
@@ -102,6 +102,14 @@ fn run_inner(
     io: Io,
     cancel: &Cancel,
 ) -> Result<Outcome, SandboxError> {
+    // Builds: cas makes the sandbox itself where the kernel lets it
+    // (crate::native); interactive shells, and kernels without what it
+    // needs, use bwrap.
+    if let Io::Log(file) = &io {
+        if crate::native::supported() {
+            return crate::native::run(spec, argv, file, cancel);
+        }
+    }
     let bwrap = bwrap_path()?;
     let interactive = matches!(io, Io::Inherit);
     let session = if interactive {
@@ -397,7 +405,7 @@ impl Drop for KillOnDrop<'_> {
 
 /// Waits until `pid` exits, leaving it a zombie so its pid (and process
 /// group) cannot be reused while a [`Cancel`] may still signal it.
-fn wait_no_reap(pid: i32) -> std::io::Result<()> {
+pub(crate) fn wait_no_reap(pid: i32) -> std::io::Result<()> {
     loop {
         // SAFETY: waitid writes into the zeroed siginfo we own.
         let r = unsafe {
@@ -419,7 +427,7 @@ fn wait_no_reap(pid: i32) -> std::io::Result<()> {
     }
 }
 
-fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0i32; 2];
     // SAFETY: pipe2 fills the two descriptors, which we then own.
     let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };

@@ -94,6 +94,48 @@ fn bwrap_is_available() {
     cas_sandbox::check_available().unwrap();
 }
 
+/// Builds use the sandbox cas makes itself wherever the kernel allows it
+/// (so the tests here exercise it), and bwrap when told to; the other test
+/// runs every test of this file again with bwrap.
+#[test]
+fn builds_use_cas_own_sandbox_unless_told_to_use_bwrap() {
+    let f = fixture();
+    let pid1 = f.ok("tr '\\0' ' ' < /proc/1/cmdline; echo");
+    if std::env::var_os("CAS_SANDBOX").is_some_and(|v| v == "bwrap") {
+        assert!(!cas_sandbox::native::supported());
+        assert!(
+            pid1.starts_with("/usr/bin/bwrap") || pid1.starts_with("bwrap"),
+            "{pid1}"
+        );
+    } else {
+        assert!(cas_sandbox::native::supported());
+        assert!(pid1.starts_with("/bin/sh -e -c tr"), "{pid1}");
+    }
+}
+
+#[test]
+fn every_test_passes_with_bwrap_too() {
+    if std::env::var_os("CAS_SANDBOX").is_some() {
+        return;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--skip",
+            "every_test_passes_with_bwrap_too",
+            "--test-threads=2",
+        ])
+        .env("CAS_SANDBOX", "bwrap")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "with CAS_SANDBOX=bwrap:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("test result: ok"));
+}
+
 #[test]
 fn output_lands_in_the_log_and_exit_codes_propagate() {
     let f = fixture();
@@ -111,8 +153,10 @@ fn output_lands_in_the_log_and_exit_codes_propagate() {
     assert!(!log.contains("after"), "{log}");
     // stdin is /dev/null.
     assert_eq!(f.ok("cat; echo done").trim(), "done");
-    // A command killed by a signal shows as 128 + N.
-    let (o, _) = f.sh("kill -9 $$");
+    // A command killed by a signal shows as 128 + N (the process that
+    // runs it reports it; the first process of a sandbox is its pid 1,
+    // which a signal from inside cannot kill).
+    let (o, _) = f.sh("sh -c 'kill -9 $$'\necho not reached");
     assert_eq!(o.status, Exit::Code(128 + 9));
 }
 
@@ -578,4 +622,41 @@ fn a_writable_layer_takes_every_change_and_the_layers_keep_none() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("writable layer"), "{err}");
+}
+
+/// A writable root holds what earlier steps left there. A symbolic link on
+/// a mount point's path must not lead the mount, or the directories the
+/// sandbox makes for it, out of the root: the sandbox is refused before it
+/// starts, and the host directory it names stays untouched.
+#[test]
+fn a_link_on_a_mount_points_path_in_a_writable_root_never_reaches_the_host() {
+    let mut f = fixture();
+    let victim = tempfile::Builder::new()
+        .prefix("cas-victim-")
+        .tempdir()
+        .unwrap();
+    f.spec.root_writable = true;
+    f.spec.mounts = vec![Mount::writable(&f.install, "/work/sub")];
+    f.spec.cwd = PathBuf::from("/");
+    // bwrap and cas both keep the host's root at /oldroot while they set up.
+    let target = format!("/oldroot{}", victim.path().display());
+    std::os::unix::fs::symlink(&target, f.spec.root.join("work")).unwrap();
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&f.log)
+        .unwrap();
+    let result = run(
+        &f.spec,
+        &shell_argv("echo pwned > /work/sub/file"),
+        Io::Log(file),
+        &Cancel::new(),
+    );
+    let entries: Vec<_> = std::fs::read_dir(victim.path()).unwrap().collect();
+    assert!(entries.is_empty(), "{entries:?} after {result:?}");
+    let err = result.unwrap_err().to_string();
+    assert!(
+        err.contains("/work/sub") && err.contains("symbolic link"),
+        "{err}"
+    );
 }
