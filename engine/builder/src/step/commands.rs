@@ -17,7 +17,7 @@ use super::Engine;
 
 impl Engine<'_> {
     /// Runs `commands` (`(phase, command)`) in order in one sandbox (one
-    /// bwrap per step, not per command; spec/sandbox.md): each as `sh -e -c`,
+    /// sandbox per step, not per command; spec/sandbox.md): each as `sh -e -c`,
     /// its header and output in the log; the first failure stops the step and
     /// is reported with its phase and command.
     pub(crate) fn run_commands(
