@@ -166,7 +166,12 @@ pub fn bwrap_args(
                 dest,
                 writable,
             } => a.three(if *writable { "--bind" } else { "--ro-bind" }, host, dest),
-            MountOp::Proc => a.two("--proc", "/proc"),
+            MountOp::Proc => {
+                a.two("--proc", "/proc");
+                for part in crate::native::PROC_HIDDEN {
+                    a.three("--ro-bind-try", "/dev/null", format!("/proc/{part}"));
+                }
+            }
             MountOp::Dev => a.two("--dev", "/dev"),
             MountOp::Tmp => {
                 a.two("--perms", "1777");

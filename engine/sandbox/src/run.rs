@@ -28,8 +28,10 @@ pub enum Io {
 }
 
 /// How the command ended. A command killed by signal N inside the sandbox
-/// shows as `Code(128 + N)` (bwrap's convention, like a shell's);
-/// `Signal` means bwrap itself was killed (cancelled, or from outside).
+/// shows as `Code(128 + N)` (reported by the process that ran it, like a
+/// shell's; bwrap's convention); `Signal` means the sandbox itself was
+/// killed (its pid 1 with cas's own backend, bwrap with bwrap: cancelled,
+/// or from outside).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
     Code(i32),
@@ -82,9 +84,15 @@ pub fn run(
 ) -> Result<Outcome, SandboxError> {
     let created = crate::args::missing_mount_points(spec)?;
     let outcome = run_inner(spec, argv, io, cancel);
-    // A writable root gets back exactly what it had: the mount points bwrap
-    // made in it go again (innermost first; only if still empty).
+    // A writable root gets back exactly what it had: the mount points the
+    // sandbox made in it go again (innermost first; only if still empty).
+    // The command may have replaced a made parent with a symbolic link to
+    // the host's files: nothing is removed through a link (the sandbox's
+    // processes are all gone by now, so nothing changes under this check).
     for path in created.iter().rev() {
+        if through_a_link(&spec.root, path) {
+            continue;
+        }
         if std::fs::remove_dir(path).is_err() {
             if let Ok(m) = std::fs::symlink_metadata(path) {
                 if m.is_file() && m.len() == 0 {
@@ -94,6 +102,23 @@ pub fn run(
         }
     }
     outcome
+}
+
+/// Whether `path` (below `root`), or any directory between `root` and it,
+/// is a symbolic link or is gone.
+fn through_a_link(root: &std::path::Path, path: &std::path::Path) -> bool {
+    let Ok(below) = path.strip_prefix(root) else {
+        return true;
+    };
+    let mut at = root.to_path_buf();
+    for part in below.components() {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if !m.file_type().is_symlink() => {}
+            _ => return true,
+        }
+    }
+    false
 }
 
 fn run_inner(

@@ -660,3 +660,93 @@ fn a_link_on_a_mount_points_path_in_a_writable_root_never_reaches_the_host() {
         "{err}"
     );
 }
+
+/// After a run in a writable root, the mount points the sandbox made there
+/// are removed again; a command that swapped a made parent for a link to a
+/// host directory must not make that cleanup remove the host's files.
+#[test]
+fn the_cleanup_of_a_writable_root_never_follows_a_link_the_command_planted() {
+    let mut f = fixture();
+    let victim = tempfile::Builder::new()
+        .prefix("cas-victim-")
+        .tempdir()
+        .unwrap();
+    std::fs::create_dir(victim.path().join("b")).unwrap();
+    std::fs::write(victim.path().join("c"), "").unwrap();
+    f.spec.root_writable = true;
+    f.spec.mounts = vec![
+        Mount::writable(&f.build, "/a/b"),
+        Mount::writable(&f.install, "/a/c"),
+    ];
+    f.spec.cwd = PathBuf::from("/");
+    let log = f.ok(&format!(
+        "mv /a /moved && ln -s {} /a && echo swapped",
+        victim.path().display()
+    ));
+    assert!(log.contains("swapped"), "{log}");
+    assert!(victim.path().join("b").is_dir());
+    assert!(victim.path().join("c").is_file());
+}
+
+/// A FIFO where the sandbox must create a file mount point never blocks its
+/// setup (which no cancellation could reach).
+#[test]
+fn a_fifo_at_a_file_mount_point_never_blocks_the_setup() {
+    let mut f = fixture();
+    let src = f.dir.path().join("file-src");
+    std::fs::write(&src, "data").unwrap();
+    f.spec.root_writable = true;
+    f.spec.mounts = vec![Mount::read_only(&src, "/etc/conf")];
+    f.spec.cwd = PathBuf::from("/");
+    let fifo = f.spec.root.join("etc/conf");
+    let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(status.success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spec = f.spec.clone();
+    std::thread::spawn(move || {
+        let r = run(
+            &spec,
+            &shell_argv("true"),
+            Io::Log(tempfile::tempfile().unwrap()),
+            &Cancel::new(),
+        );
+        let _ = tx.send(r.map_err(|e| e.to_string()));
+    });
+    let got = rx.recv_timeout(Duration::from_secs(30));
+    if got.is_err() {
+        // unblock the stuck setup before failing
+        let _ = std::fs::File::open(&fifo);
+    }
+    match got.expect("the sandbox's setup blocked on a FIFO") {
+        Ok(_) => {}
+        Err(e) => assert!(e.contains("/etc/conf"), "{e}"),
+    }
+}
+
+/// `/proc/keys` lists the keys every process of the user can see, with
+/// their descriptions: a sandbox never shows the caller's.
+#[test]
+fn the_callers_keys_are_not_listed_in_the_sandbox() {
+    let f = fixture();
+    let name = format!("cas-test-token-{}", std::process::id());
+    let desc = std::ffi::CString::new(name.clone()).unwrap();
+    let payload = b"secret";
+    const KEY_SPEC_USER_KEYRING: i32 = -4;
+    // SAFETY: add_key with valid C strings and a payload we own.
+    let id = unsafe {
+        libc::syscall(
+            libc::SYS_add_key,
+            c"user".as_ptr(),
+            desc.as_ptr(),
+            payload.as_ptr(),
+            payload.len(),
+            KEY_SPEC_USER_KEYRING,
+        )
+    };
+    assert!(id > 0, "add_key: {}", std::io::Error::last_os_error());
+    let log = f.ok("cat /proc/keys /proc/key-users 2>&1 || true");
+    const KEYCTL_INVALIDATE: i32 = 21;
+    // SAFETY: keyctl on the key made above.
+    unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_INVALIDATE, id) };
+    assert!(!log.contains(&name), "{log}");
+}

@@ -172,6 +172,9 @@ unsafe fn step(s: &Step) -> c_int {
                 }
                 return -1;
             }
+            if *optional && !*create && libc::lstat(dest.as_ptr(), &raw mut st) != 0 {
+                return 0;
+            }
             if *create {
                 if make_parents(dest) != 0 {
                     return -1;
@@ -183,11 +186,13 @@ unsafe fn step(s: &Step) -> c_int {
                 } else {
                     let fd = libc::open(
                         dest.as_ptr(),
+                        // never blocks (a FIFO left in a writable root)
                         libc::O_CREAT
                             | libc::O_WRONLY
                             | libc::O_CLOEXEC
                             | libc::O_NOCTTY
-                            | libc::O_NOFOLLOW,
+                            | libc::O_NOFOLLOW
+                            | libc::O_NONBLOCK,
                         0o444,
                     );
                     if fd < 0 {
@@ -329,14 +334,35 @@ unsafe fn setup_and_exec(p: &Prepared) -> ! {
         };
     }
     // Dies with the cas thread that started it (and, as pid 1, takes every
-    // process of the sandbox with it).
-    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-    if p.new_session {
-        libc::setsid();
+    // process of the sandbox with it). If cas died before this, the report
+    // pipe has no reader left: end at once.
+    check!(
+        Stage::Lifetime,
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0)
+    );
+    let mut poll = libc::pollfd {
+        fd: p.report,
+        events: 0,
+        revents: 0,
+    };
+    if libc::poll(&raw mut poll, 1, 0) > 0 && poll.revents & libc::POLLERR != 0 {
+        libc::_exit(127);
+    }
+    if p.new_session && libc::setsid() < 0 {
+        fail(p, Stage::Lifetime as i32);
     }
     // A session keyring of its own: the caller's (and its tokens) is not
-    // the sandbox's, even before the filter denies keyctl.
-    libc::syscall(libc::SYS_keyctl, 1 as libc::c_long, 0usize); // KEYCTL_JOIN_SESSION_KEYRING
+    // the sandbox's, even before the filter denies keyctl. Where keyctl is
+    // not there at all (ENOSYS, or refused by a container's filter) no
+    // keyring is reachable from here either.
+    if libc::syscall(libc::SYS_keyctl, 1 as libc::c_long, 0usize) < 0 // KEYCTL_JOIN_SESSION_KEYRING
+        && !matches!(
+            *libc::__errno_location(),
+            libc::ENOSYS | libc::EPERM | libc::EACCES
+        )
+    {
+        fail(p, Stage::Keyring as i32);
+    }
     libc::umask(0);
     let _ = write_file(c"/proc/self/setgroups", b"deny");
     check!(Stage::IdMaps, write_file(c"/proc/self/uid_map", &p.uid_map));

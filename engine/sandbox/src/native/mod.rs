@@ -42,6 +42,7 @@ mod prepare;
 
 use child::{child, write_file, MountAttr, AT_RECURSIVE, MOUNT_ATTR_RDONLY, OPEN_TREE_CLONE};
 use prepare::Prepared;
+pub(crate) use prepare::PROC_HIDDEN;
 
 /// Whether this kernel lets cas make its sandboxes itself: new user, mount,
 /// pid, network, ipc, uts and cgroup namespaces for an unprivileged child,
@@ -144,6 +145,17 @@ fn namespaces(network: bool) -> c_int {
 /// The child's stack: it runs only setup system calls.
 const STACK: usize = 256 * 1024;
 
+/// An `mmap`ed stack, unmapped when dropped.
+struct Stack(*mut c_void, usize);
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping this value owns; the child no longer runs on
+        // it (it has exec'd or exited).
+        unsafe { libc::munmap(self.0, self.1) };
+    }
+}
+
 /// `clone` of this thread into `f(arg)` with `flags`, sharing memory and
 /// suspending this thread until the child execs or exits. Every signal is
 /// blocked around it, so no handler of cas runs on the child's stack.
@@ -156,8 +168,25 @@ unsafe fn spawn(
     arg: *mut c_void,
     flags: c_int,
 ) -> std::io::Result<libc::pid_t> {
-    let mut stack = vec![0u8; STACK];
-    let top = (stack.as_mut_ptr().add(STACK) as usize & !15) as *mut c_void;
+    // The stack with a guard page below it, as posix_spawn makes it: an
+    // overflow faults instead of writing into cas's heap.
+    let page = 4096;
+    let base = libc::mmap(
+        std::ptr::null_mut(),
+        STACK + page,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+        -1,
+        0,
+    );
+    if base == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    let stack = Stack(base, STACK + page);
+    if libc::mprotect(base, page, libc::PROT_NONE) != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let top = (base as usize + STACK + page) as *mut c_void;
     let mut all: libc::sigset_t = std::mem::zeroed();
     let mut old: libc::sigset_t = std::mem::zeroed();
     libc::sigfillset(&raw mut all);
@@ -221,6 +250,13 @@ pub(crate) fn run(
     let pid =
         unsafe { spawn(child, &raw const prepared as *mut c_void, flags) }.map_err(spawn_error)?;
     drop(report_write);
+    // CLONE_VFORK: this thread resumes only once the child has exec'd or
+    // exited, and a failing child writes its report before it exits, so
+    // what there is to read is already there. Never wait for the end of
+    // the pipe: another step's child still in its setup holds a copy of
+    // its write end (descriptors are copied at clone, closed at exec).
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe { libc::fcntl(report_read.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
     let mut report = [0u8; 8];
     let n = read_full(&report_read, &mut report);
     if n == report.len() {

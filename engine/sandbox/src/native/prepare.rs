@@ -34,6 +34,9 @@ const DEV_LINKS: [(&str, &str); 6] = [
     ("/proc/kcore", "core"),
     ("pts/ptmx", "ptmx"),
 ];
+/// Parts of `/proc` that list the host's keys: hidden under a read-only
+/// `/dev/null` on a `nodev` mount (bwrap: `--ro-bind-try`).
+pub(crate) const PROC_HIDDEN: [&str; 2] = ["keys", "key-users"];
 /// Parts of `/proc` a command may read but never write (bwrap's list).
 const PROC_READ_ONLY: [&str; 4] = ["sys", "sysrq-trigger", "irq", "bus"];
 
@@ -101,7 +104,9 @@ pub(super) struct Prepared {
 #[derive(Clone, Copy)]
 #[repr(i32)]
 pub(super) enum Stage {
-    IdMaps = 1,
+    Lifetime = 1,
+    Keyring,
+    IdMaps,
     Private,
     Binfmt,
     Overlay,
@@ -275,6 +280,19 @@ impl Prepared {
                         data: c"",
                     });
                     what.push(format!("mount a procfs on {shown}"));
+                    // The keys of the user running cas are listed there
+                    // (names, owners, sizes): hidden (reading fails).
+                    for part in PROC_HIDDEN {
+                        steps.push(Step::Bind {
+                            src: under(OLD_ROOT, Path::new("/dev/null"))?,
+                            dest: rel(&dest, part),
+                            attr: ro,
+                            recursive: false,
+                            create: false,
+                            optional: true,
+                        });
+                        what.push(format!("hide {shown}/{part}"));
+                    }
                     for part in PROC_READ_ONLY {
                         let p = rel(&dest, part);
                         steps.push(Step::Bind {
@@ -411,6 +429,8 @@ impl Prepared {
     /// What the child was doing when it reported `stage`.
     pub(super) fn describe(&self, stage: i32, spec: &SandboxSpec, argv: &[String]) -> String {
         let fixed = match stage {
+            s if s == Stage::Lifetime as i32 => "tie the sandbox's life to cas's",
+            s if s == Stage::Keyring as i32 => "join a session keyring of its own",
             s if s == Stage::IdMaps as i32 => "map the user and group ids",
             s if s == Stage::Private as i32 => "make the mounts private",
             s if s == Stage::Binfmt as i32 => "register the emulator in binfmt_misc",
