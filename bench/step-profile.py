@@ -3,9 +3,10 @@
 cas -j 1 build ...` (bench/step-profile.sh runs it). Prints Markdown.
 
 Each sandboxed step is found by its driver (`/bin/sh -c ... cas-step`); its
-process chain, from the cas thread's clone of the first helper to the wait4
-that reaps it, is split at the exec of bwrap, the exec of the driver and the
-driver's exit. What cas's own threads do outside those chains is grouped by
+process chain, from the cas thread's clone of the first process to the wait
+that reaps it, is split at the exec of bwrap (with CAS_SANDBOX=bwrap), the
+exec of the driver and the driver's exit (cas's own sandbox: the cloned
+process is the driver). What cas's own threads do outside those chains is grouped by
 system call (views, build directories, SQLite, fsync, other file calls), and
 the rest of the builder thread's time is user space (keys, hashing,
 scheduling, serialisation).
@@ -186,8 +187,8 @@ print(f"| per sandboxed step ({S} steps, `-j 1`, under strace) | ms | share | ca
 print("| --- | ---: | ---: | ---: |")
 rows = [
     ("**whole build, first step's sandbox to exit, / steps**", total),
-    ("sandbox chain: cas's helper until bwrap's exec (fork, user + mount namespace, overlay mount)", sum(s[1] - s[0] for s in steps)),
-    ("sandbox chain: bwrap's own setup until the driver's exec (namespaces, binds, pivot_root)", sum(s[2] - s[1] for s in steps)),
+    ("sandbox chain: with bwrap (CAS_SANDBOX=bwrap), cas's helper until bwrap's exec (fork, user + mount namespace, overlay mount)", sum(s[1] - s[0] for s in steps)),
+    ("sandbox chain: the sandbox's setup until the driver's exec (cas's own: one clone into the namespaces, binds, pivot_root; bwrap: its own setup)", sum(s[2] - s[1] for s in steps)),
     ("sandbox chain: the commands (driver `sh` and one `sh -e -c` per command)", sum(s[3] - s[2] for s in steps)),
     ("sandbox chain: teardown until cas reaps the helper", sum(s[4] - s[3] for s in steps)),
     ("probes run once per fresh store (bwrap, overlay)", other_children),

@@ -5,7 +5,8 @@
 #   - `cas -j 1 build all.yaml` into an empty store (wall time / N);
 #   - the same commands in one `sh -e -c` per step (no sandbox);
 #   - the same commands in one bwrap per step (the shape of cas's sandbox);
-#   - `unshare -Urm true` (a user + mount namespace, what cas adds before bwrap);
+#   - `unshare -Urm true` (a user + mount namespace: what cas adds before bwrap
+#     with CAS_SANDBOX=bwrap, and the floor of any sandbox here);
 # then one cold build under `strace -f -ttt -T`, split by step-profile.py:
 # each step's process chain (cas's helper, bwrap's setup, the commands) and
 # what cas's threads do between chains (views, build directories, SQLite,
