@@ -24,10 +24,22 @@ use crate::encoding::{self, CacheAction};
 /// The largest encoded cas result read (spec/remote.md: at most 64 KiB).
 const MAX_RESULT_BYTES: u64 = 64 << 10;
 
+/// Blobs read ahead (a result with its digest map) held at most at once.
+const PREFETCH_HELD: u64 = 16 << 20;
+
 pub struct ReapiRemote {
     url: String,
     client: Client,
     map: DigestMap,
+    /// Blobs read ahead in one batch (a result's `cas/result` and
+    /// `cas/digests`), served once and verified like any download.
+    ahead: std::sync::Mutex<Ahead>,
+}
+
+#[derive(Default)]
+struct Ahead {
+    blobs: std::collections::HashMap<Sha, Vec<u8>>,
+    bytes: u64,
 }
 
 impl std::fmt::Debug for ReapiRemote {
@@ -57,6 +69,7 @@ impl ReapiRemote {
             url: url.to_string(),
             client: Client::with_options(url, &parsed, opts)?,
             map: DigestMap::open(state),
+            ahead: Default::default(),
         })
     }
 
@@ -115,6 +128,89 @@ impl ReapiRemote {
         }
     }
 
+    /// The cas result stored under `key` (see [`Remote::get_action`]).
+    fn action(&self, key: &ActionKey) -> Result<Option<Vec<u8>>, RemoteError> {
+        let action = CacheAction::of(key).digest();
+        let Some(ar) = self.client.get_action_result(&action)? else {
+            return Ok(None);
+        };
+        let find = |path: &str| ar.output_files.iter().find(|f| f.path == path);
+        let (Some(result), Some(map)) = (find(encoding::RESULT_PATH), find(encoding::DIGESTS_PATH))
+        else {
+            return Err(self.malformed(
+                key,
+                format!(
+                    "its ActionResult lacks the output files {} and {}: not a cas result",
+                    encoding::RESULT_PATH,
+                    encoding::DIGESTS_PATH
+                ),
+            ));
+        };
+        // A result whose blobs the server has dropped is no result. Both
+        // are read in one call where the server batches them.
+        self.read_ahead(&[result, map], MAX_RESULT_BYTES.max(encoding::MAX_MAP_BYTES));
+        let Some(bytes) = self.read_output(key, result, MAX_RESULT_BYTES)? else {
+            return Ok(None);
+        };
+        let Some(map_bytes) = self.read_output(key, map, encoding::MAX_MAP_BYTES)? else {
+            return Ok(None);
+        };
+        let entries = encoding::decode_map(&map_bytes)
+            .map_err(|e| self.malformed(key, format!("its digest map: {e}")))?;
+        self.map.claim(&entries);
+        Ok(Some(bytes))
+    }
+
+    /// Reads `shas` ahead in as few calls as the server allows, keeping at
+    /// most [`PREFETCH_HELD`] bytes (older ones are dropped first: a result
+    /// pulled by another thread then reads its own again). A failure here
+    /// is not one: the objects are read one by one instead.
+    fn prefetch(&self, shas: &[Sha]) {
+        let wanted: Vec<Sha> = {
+            let ahead = self.ahead.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            shas.iter()
+                .filter(|s| !ahead.blobs.contains_key(s))
+                .copied()
+                .collect()
+        };
+        let total: u64 = wanted.iter().map(|s| s.size).sum();
+        if wanted.is_empty() || total > PREFETCH_HELD {
+            return;
+        }
+        let Ok(got) = self.client.read_batch(&wanted) else {
+            return;
+        };
+        let mut ahead = self.ahead.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if ahead.bytes + total > PREFETCH_HELD {
+            ahead.blobs.clear();
+            ahead.bytes = 0;
+        }
+        for (sha, bytes) in got {
+            if bytes.len() as u64 == sha.size && ahead.blobs.insert(sha, bytes).is_none() {
+                ahead.bytes += sha.size;
+            }
+        }
+    }
+
+    /// [`Self::prefetch`] of the blobs of output files `files`, each at most
+    /// `max` bytes.
+    fn read_ahead(&self, files: &[&re::OutputFile], max: u64) {
+        let shas: Vec<Sha> = files
+            .iter()
+            .filter_map(|f| f.digest.as_ref().and_then(Sha::from_proto))
+            .filter(|s| s.size <= max)
+            .collect();
+        self.prefetch(&shas);
+    }
+
+    /// A blob read ahead, taken out (it is served once).
+    fn take_ahead(&self, sha: &Sha) -> Option<Vec<u8>> {
+        let mut ahead = self.ahead.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let bytes = ahead.blobs.remove(sha)?;
+        ahead.bytes -= sha.size;
+        Some(bytes)
+    }
+
     /// A small blob the ActionResult names, verified against its SHA-256.
     fn read_output(
         &self,
@@ -132,8 +228,17 @@ impl ReapiRemote {
                     format!("output file {} has no SHA-256 digest", file.path),
                 )
             })?;
-        let Some(bytes) = self.client.read_small(&sha, max)? else {
-            return Ok(None);
+        let ahead = if sha.size <= max {
+            self.take_ahead(&sha)
+        } else {
+            None
+        };
+        let bytes = match ahead {
+            Some(bytes) => bytes,
+            None => match self.client.read_small(&sha, max)? {
+                Some(bytes) => bytes,
+                None => return Ok(None),
+            },
         };
         if Sha::of_bytes(&bytes) != sha {
             return Err(RemoteError::Corrupt {
@@ -212,7 +317,8 @@ impl Remote for ReapiRemote {
         // waiting, as for every download (a stream that pauses is cut by
         // the client).
         let mut pace = cas_store::remote::Pace::new(limit);
-        let found = self.client.read_blob(&sha, limit.deadline, &mut |chunk| {
+        let ahead = self.take_ahead(&sha);
+        let mut sink = |chunk: &[u8]| {
             pace.check(&self.url, digest)?;
             pace.add(chunk.len() as u64);
             total += chunk.len() as u64;
@@ -226,7 +332,11 @@ impl Remote for ReapiRemote {
             sha_h.update(chunk);
             b3.update(chunk);
             out.write_all(chunk).map_err(|e| io("write", e))
-        })?;
+        };
+        let found = match ahead {
+            Some(bytes) => sink(&bytes).map(|()| true)?,
+            None => self.client.read_blob(&sha, limit.deadline, &mut sink)?,
+        };
         if !found {
             return Ok(false);
         }
@@ -275,33 +385,7 @@ impl Remote for ReapiRemote {
     }
 
     fn get_action(&self, key: &ActionKey) -> Result<Option<Vec<u8>>, RemoteError> {
-        let action = CacheAction::of(key).digest();
-        let Some(ar) = self.client.get_action_result(&action)? else {
-            return Ok(None);
-        };
-        let find = |path: &str| ar.output_files.iter().find(|f| f.path == path);
-        let (Some(result), Some(map)) = (find(encoding::RESULT_PATH), find(encoding::DIGESTS_PATH))
-        else {
-            return Err(self.malformed(
-                key,
-                format!(
-                    "its ActionResult lacks the output files {} and {}: not a cas result",
-                    encoding::RESULT_PATH,
-                    encoding::DIGESTS_PATH
-                ),
-            ));
-        };
-        // A result whose blobs the server has dropped is no result.
-        let Some(bytes) = self.read_output(key, result, MAX_RESULT_BYTES)? else {
-            return Ok(None);
-        };
-        let Some(map_bytes) = self.read_output(key, map, encoding::MAX_MAP_BYTES)? else {
-            return Ok(None);
-        };
-        let entries = encoding::decode_map(&map_bytes)
-            .map_err(|e| self.malformed(key, format!("its digest map: {e}")))?;
-        self.map.claim(&entries);
-        Ok(Some(bytes))
+        self.action(key)
     }
 
     /// Refused: a result stored without its digest map could not be
