@@ -386,6 +386,8 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
     // Keys and states: a key is known once everything staged is cached.
     let mirrors = global.mirrors(&loaded.project)?;
     let store = global.store()?;
+    // one read transaction for the lookups below (one or two per element)
+    let snapshot = store.read_snapshot().map_err(Failure::error)?;
     let plan =
         cas_builder::states(&store, &loaded, &loaded.targets, &mirrors).map_err(Failure::error)?;
     let outputs: std::collections::HashMap<ElementId, cas_store::TreeDigest> = plan
@@ -483,6 +485,7 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
             row.extra.push(("closure-size", fmt(closure)));
         }
     }
+    drop(snapshot);
     if let Some(keep) = keep {
         rows.retain(|r| keep.contains(&r.element.id));
     }
