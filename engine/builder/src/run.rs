@@ -195,6 +195,15 @@ fn check_outputs(
     use rayon::prelude::*;
     let indexes = cas_linkcheck::Indexes::default();
     let get = |d: ElementId| outputs.get(d);
+    // a cached element's output was found in the store by its lookup: the
+    // check of each element that stages it need not `lstat` it again
+    let cached: std::collections::HashSet<TreeDigest> = closure
+        .iter()
+        .zip(&report.elements)
+        .filter(|(_, row)| row.status == ElementStatus::Cached)
+        .filter_map(|(&id, _)| get(id))
+        .collect();
+    let present = |t: &TreeDigest| cached.contains(t) || engine.store.has_tree(t);
     let verdicts: Vec<Option<crate::checks::Checked>> = closure
         .par_iter()
         .zip(report.elements.par_iter())
@@ -202,13 +211,14 @@ fn check_outputs(
             let key = row.key.as_deref().and_then(|k| ActionKey::from_hex(k).ok());
             match key {
                 Some(key) if row.output.is_some() && !engine.rebuild.contains(&id) => {
-                    crate::checks::libraries_verdict(
+                    crate::checks::libraries_verdict_with(
                         engine.store,
                         &indexes,
                         engine.loaded,
                         id,
                         &key,
                         &get,
+                        &present,
                         true,
                     )
                 }

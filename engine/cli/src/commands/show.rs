@@ -421,6 +421,13 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
             sizes.insert(id, bytes);
         }
     }
+    // the outputs of cached elements were found in the store just now
+    let cached: std::collections::HashSet<cas_store::TreeDigest> = plan
+        .iter()
+        .filter(|p| p.state == cas_builder::State::Cached)
+        .filter_map(|p| p.output)
+        .collect();
+    let present = |t: &cas_store::TreeDigest| cached.contains(t) || store.has_tree(t);
     for (row, planned) in rows.iter_mut().zip(plan) {
         debug_assert_eq!(row.element.id, planned.id);
         // the verdict recorded against what is there now (nothing is checked here)
@@ -428,8 +435,8 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
             _ if !cas_builder::checks::libraries_checked(row.element) => String::new(),
             _ if row.element.checks.libraries == cas_format::Severity::Off => "off".into(),
             Some(key) => {
-                match cas_builder::checks::libraries_verdict(
-                    &store, &indexes, &loaded, planned.id, &key, &get, false,
+                match cas_builder::checks::libraries_verdict_with(
+                    &store, &indexes, &loaded, planned.id, &key, &get, &present, false,
                 ) {
                     Ok(Some(c)) if c.verdict.problems.is_empty() => "ok".into(),
                     Ok(Some(c)) => {
