@@ -146,7 +146,10 @@ pub fn build(
         });
         // What the local cache already has is found here, in order, on this
         // thread; only the rest goes through the parallel scheduler.
+        // its lookups (a result and a ref per element) in one read transaction
+        let snapshot = store.read_snapshot();
         let done_before = cached_pre_pass(&engine, &closure, &outputs);
+        drop(snapshot);
         // critical path first, weighted by what each step took last time
         let mut dag = dag;
         if std::env::var_os("CAS_SCHEDULE").is_some_and(|v| v == "index") {
@@ -204,6 +207,8 @@ fn check_outputs(
         .filter_map(|(&id, _)| get(id))
         .collect();
     let present = |t: &TreeDigest| cached.contains(t) || engine.store.has_tree(t);
+    // one read transaction for the notes looked up (one per element)
+    let snapshot = engine.store.read_snapshot()?;
     let verdicts: Vec<Option<crate::checks::Checked>> = closure
         .par_iter()
         .zip(report.elements.par_iter())
@@ -226,6 +231,7 @@ fn check_outputs(
             }
         })
         .collect::<Result<_>>()?;
+    drop(snapshot);
     // new verdicts recorded together: one syncfs, one transaction
     let notes: Vec<(ActionKey, String, Vec<u8>)> = verdicts
         .iter()
