@@ -68,6 +68,10 @@ pub(crate) struct Db {
     /// transaction (every 256, before gc reads them, and when the store is
     /// dropped) instead of one write per cache hit.
     touched: Mutex<Vec<(String, i64)>>,
+    /// Inside [`Store::read_snapshot`]: lookups ([`Db::with_read`]) run in
+    /// one read transaction, begun by the first and ended by anything else
+    /// done with the connection (a write) or by the snapshot's end.
+    snapshot: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Db {
@@ -101,6 +105,7 @@ impl Db {
             conn: OnceLock::new(),
             opening: Mutex::new(()),
             touched: Mutex::new(Vec::new()),
+            snapshot: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -226,11 +231,40 @@ impl Db {
         context: &str,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T> {
+        self.run(context, false, f)
+    }
+
+    /// [`Db::with`] for a lookup that only reads: inside a
+    /// [`Store::read_snapshot`], it runs in the snapshot's read transaction.
+    pub(crate) fn with_read<T>(
+        &self,
+        context: &str,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        self.run(context, true, f)
+    }
+
+    fn run<T>(
+        &self,
+        context: &str,
+        read: bool,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
         let mut conn = self
             .conn()?
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&mut conn).map_err(|source| db_error(context.to_string(), self.path.clone(), source))
+        let err = |source| db_error(context.to_string(), self.path.clone(), source);
+        if self.snapshot.load(std::sync::atomic::Ordering::SeqCst) {
+            // the snapshot's read transaction: begun for a lookup, ended
+            // before anything else (which may write, or begin its own)
+            match (read, conn.is_autocommit()) {
+                (true, true) => conn.execute_batch("BEGIN DEFERRED").map_err(err)?,
+                (false, false) => conn.execute_batch("COMMIT").map_err(err)?,
+                _ => {}
+            }
+        }
+        f(&mut conn).map_err(err)
     }
 
     pub(crate) fn results(&self) -> Result<Vec<ResultRow>> {
@@ -278,6 +312,53 @@ impl Db {
             }
             tx.commit()
         })
+    }
+}
+
+/// The guard of [`Store::read_snapshot`]: the read transaction ends when
+/// it is dropped.
+pub struct ReadSnapshot<'a> {
+    store: Option<&'a Store>,
+}
+
+impl Drop for ReadSnapshot<'_> {
+    fn drop(&mut self) {
+        let Some(store) = self.store else {
+            return;
+        };
+        store
+            .db
+            .snapshot
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let _ = store.db.with("end a read transaction", |c| {
+            if c.is_autocommit() {
+                Ok(())
+            } else {
+                c.execute_batch("COMMIT")
+            }
+        });
+    }
+}
+
+impl Store {
+    /// Run the lookups that follow (results, pulled results, notes), until
+    /// the guard is dropped, in one read transaction: many lookups in a
+    /// row (`cas show`'s states and verdicts, one or two per element) each
+    /// skip SQLite's lock of the WAL and the read of its index. Anything
+    /// else done with the database meanwhile (recording a local source's
+    /// stat cache, access times) ends that transaction first, and the next
+    /// lookup begins another. A snapshot already held is reused.
+    pub fn read_snapshot(&self) -> Result<ReadSnapshot<'_>> {
+        if self.db.snapshot.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(ReadSnapshot { store: None });
+        }
+        // the table a lookup of pulled results creates, created first: the
+        // lookup then only reads
+        crate::remote::pulled::create_table(self)?;
+        self.db
+            .snapshot
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(ReadSnapshot { store: Some(self) })
     }
 }
 
@@ -382,7 +463,7 @@ impl Store {
     /// Look up an action without counting it as used (for statistics such
     /// as the scheduler's weights: gc's LRU order stays what builds made it).
     pub fn action_peek(&self, key: &ActionKey) -> Result<Option<ActionResult>> {
-        let row = self.db.with("get action result", |c| {
+        let row = self.db.with_read("get action result", |c| {
             let row = c
                 .prepare_cached("SELECT output, log, manifest, duration_ms, created FROM results WHERE key = ?1")?
                 .query_row(

@@ -22,7 +22,15 @@ impl Digest {
 
     /// Lowercase hex, 64 characters.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        // by hand: a no-op build converts thousands of digests, and a
+        // char iterator collected into a String costs several times this
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = Vec::with_capacity(64);
+        for b in self.0 {
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        }
+        String::from_utf8(out).expect("hex digits are ASCII")
     }
 
     /// Parse 64 lowercase (or uppercase) hex characters.
@@ -33,11 +41,33 @@ impl Digest {
                 reason: format!("{} characters", s.len()),
             });
         }
+        fn nibble(c: u8) -> Option<u8> {
+            match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                b'A'..=b'F' => Some(c - b'A' + 10),
+                _ => None,
+            }
+        }
         let mut out = [0u8; 32];
-        hex::decode_to_slice(s, &mut out).map_err(|e| StoreError::BadDigest {
-            input: s.to_string(),
-            reason: e.to_string(),
-        })?;
+        for (i, pair) in s.as_bytes().chunks_exact(2).enumerate() {
+            if let (Some(h), Some(l)) = (nibble(pair[0]), nibble(pair[1])) {
+                out[i] = (h << 4) | l;
+                continue;
+            }
+            let at = if nibble(pair[0]).is_none() {
+                2 * i
+            } else {
+                2 * i + 1
+            };
+            return Err(StoreError::BadDigest {
+                input: s.to_string(),
+                reason: match s.get(at..).and_then(|t| t.chars().next()) {
+                    Some(c) => format!("invalid character {c:?} at position {at}"),
+                    None => format!("not a hex digit at byte {at}"),
+                },
+            });
+        }
         Ok(Digest(out))
     }
 }
@@ -173,5 +203,16 @@ mod tests {
         assert_eq!(b.to_string(), d.to_hex());
         assert!("xyz".parse::<TreeDigest>().is_err());
         assert!("zz".repeat(32).parse::<TreeDigest>().is_err());
+        // uppercase parses; a non-ASCII character is an error, not a panic
+        assert_eq!(Digest::from_hex(&d.to_hex().to_uppercase()).unwrap(), d);
+        let wide = format!("é{}", &d.to_hex()[2..]);
+        assert_eq!(wide.len(), 64);
+        assert!(Digest::from_hex(&wide).is_err());
+        let mid = format!("a{}", &wide[..63]);
+        assert!(Digest::from_hex(&mid).is_err());
+        // every byte value survives the round trip
+        let all = Digest(std::array::from_fn(|i| (i as u8).wrapping_mul(37)));
+        assert_eq!(Digest::from_hex(&all.to_hex()).unwrap(), all);
+        assert_eq!(all.to_hex(), hex::encode(all.0));
     }
 }

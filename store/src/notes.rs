@@ -85,7 +85,7 @@ impl Store {
 
     /// The note `name` of `key`'s result, if recorded and its blob is present.
     pub fn note_get(&self, key: &ActionKey, name: &str) -> Result<Option<Vec<u8>>> {
-        let blob: Option<String> = self.db.with("read note", |c| {
+        let blob: Option<String> = self.db.with_read("read note", |c| {
             c.prepare_cached("SELECT blob FROM notes WHERE key = ?1 AND name = ?2")?
                 .query_row(params![key.to_hex(), name], |r| r.get(0))
                 .optional()

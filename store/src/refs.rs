@@ -56,7 +56,7 @@ impl Store {
 
     /// The reference `name`, if it was ever set.
     pub fn ref_get(&self, name: &str) -> Result<Option<RefEntry>> {
-        self.db.with("read ref", |c| {
+        self.db.with_read("read ref", |c| {
             c.prepare_cached("SELECT value, previous, updated FROM refs WHERE name = ?1")?
                 .query_row(params![name], |r| {
                     Ok(RefEntry {

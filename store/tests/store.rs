@@ -238,6 +238,40 @@ fn action_cache_pins_sources() {
 }
 
 #[test]
+fn a_read_snapshot_sees_one_state_and_ends_with_its_guard() {
+    let t = tmp();
+    let store = Store::open(&t.path().join("store")).unwrap();
+    let a = tree_of(&store, &[("f", b"f")]);
+    let (k1, k2) = (ActionKey::of_manifest(b"1"), ActionKey::of_manifest(b"2"));
+    store.action_put(&k1, &result_for(&store, a)).unwrap();
+    {
+        let _snapshot = store.read_snapshot().unwrap();
+        // held already: the inner guard ends nothing
+        drop(store.read_snapshot().unwrap());
+        // more lookups than one batch of access times
+        for _ in 0..300 {
+            assert!(store.action_get(&k1).unwrap().is_some());
+        }
+        assert!(store.remote_result_get(&k2).unwrap().is_none());
+        // another writer commits meanwhile; this snapshot does not see it
+        let other = Store::open(&t.path().join("store")).unwrap();
+        other.action_put(&k2, &result_for(&other, a)).unwrap();
+        assert!(store.action_get(&k2).unwrap().is_none());
+        // a write through this handle ends the read transaction first; the
+        // next lookup begins another, which sees both rows
+        let k4 = ActionKey::of_manifest(b"4");
+        store.action_put(&k4, &result_for(&store, a)).unwrap();
+        assert!(store.action_get(&k2).unwrap().is_some());
+        assert!(store.action_get(&k4).unwrap().is_some());
+    }
+    // the transaction ended: new rows are seen, and this handle writes again
+    assert!(store.action_get(&k2).unwrap().is_some());
+    store
+        .action_put(&ActionKey::of_manifest(b"3"), &result_for(&store, a))
+        .unwrap();
+}
+
+#[test]
 fn gc_evicts_least_recently_used_and_never_pins() {
     let t = tmp();
     let store = Store::open(&t.path().join("store")).unwrap();

@@ -126,21 +126,21 @@ pub struct ProblemReport {
 
 /// The inputs of `id`'s check, when every output it needs is known and in the store.
 fn inputs_of(
-    store: &Store,
     loaded: &Loaded,
     id: ElementId,
     outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
+    present: &dyn Fn(&TreeDigest) -> bool,
 ) -> Option<Inputs> {
     let el = loaded.element(id);
     let own = outputs(id)?;
     let label = |d: ElementId| -> Option<Labelled> {
         let tree = outputs(d)?;
-        store.has_tree(&tree).then(|| Labelled {
+        present(&tree).then(|| Labelled {
             name: loaded.element(d).name.clone(),
             tree,
         })
     };
-    if !store.has_tree(&own) {
+    if !present(&own) {
         return None;
     }
     if crate::kinds::of(el).caps().whole_root {
@@ -185,11 +185,29 @@ pub fn libraries_verdict(
     outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
     compute: bool,
 ) -> Result<Option<Checked>> {
+    let present = |t: &TreeDigest| store.has_tree(t);
+    libraries_verdict_with(store, indexes, loaded, id, key, outputs, &present, compute)
+}
+
+/// [`libraries_verdict`] where `present` says which trees are in the store
+/// (a caller that has just checked every output, as `cas show` has, need
+/// not `lstat` each again per element that stages it).
+#[allow(clippy::too_many_arguments)]
+pub fn libraries_verdict_with(
+    store: &Store,
+    indexes: &Indexes,
+    loaded: &Loaded,
+    id: ElementId,
+    key: &ActionKey,
+    outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
+    present: &dyn Fn(&TreeDigest) -> bool,
+    compute: bool,
+) -> Result<Option<Checked>> {
     let el = loaded.element(id);
     if !libraries_checked(el) || el.checks.libraries == Severity::Off {
         return Ok(None);
     }
-    let Some(inputs) = inputs_of(store, loaded, id, outputs) else {
+    let Some(inputs) = inputs_of(loaded, id, outputs, present) else {
         return Ok(None);
     };
     let against = inputs.against();

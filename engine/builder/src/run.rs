@@ -146,7 +146,10 @@ pub fn build(
         });
         // What the local cache already has is found here, in order, on this
         // thread; only the rest goes through the parallel scheduler.
+        // its lookups (a result and a ref per element) in one read transaction
+        let snapshot = store.read_snapshot();
         let done_before = cached_pre_pass(&engine, &closure, &outputs);
+        drop(snapshot);
         // critical path first, weighted by what each step took last time
         let mut dag = dag;
         if std::env::var_os("CAS_SCHEDULE").is_some_and(|v| v == "index") {
@@ -195,6 +198,17 @@ fn check_outputs(
     use rayon::prelude::*;
     let indexes = cas_linkcheck::Indexes::default();
     let get = |d: ElementId| outputs.get(d);
+    // a cached element's output was found in the store by its lookup: the
+    // check of each element that stages it need not `lstat` it again
+    let cached: std::collections::HashSet<TreeDigest> = closure
+        .iter()
+        .zip(&report.elements)
+        .filter(|(_, row)| row.status == ElementStatus::Cached)
+        .filter_map(|(&id, _)| get(id))
+        .collect();
+    let present = |t: &TreeDigest| cached.contains(t) || engine.store.has_tree(t);
+    // one read transaction for the notes looked up (one per element)
+    let snapshot = engine.store.read_snapshot()?;
     let verdicts: Vec<Option<crate::checks::Checked>> = closure
         .par_iter()
         .zip(report.elements.par_iter())
@@ -202,13 +216,14 @@ fn check_outputs(
             let key = row.key.as_deref().and_then(|k| ActionKey::from_hex(k).ok());
             match key {
                 Some(key) if row.output.is_some() && !engine.rebuild.contains(&id) => {
-                    crate::checks::libraries_verdict(
+                    crate::checks::libraries_verdict_with(
                         engine.store,
                         &indexes,
                         engine.loaded,
                         id,
                         &key,
                         &get,
+                        &present,
                         true,
                     )
                 }
@@ -216,6 +231,7 @@ fn check_outputs(
             }
         })
         .collect::<Result<_>>()?;
+    drop(snapshot);
     // new verdicts recorded together: one syncfs, one transaction
     let notes: Vec<(ActionKey, String, Vec<u8>)> = verdicts
         .iter()

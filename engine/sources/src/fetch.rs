@@ -117,7 +117,10 @@ impl FetcherConfig {
 
 /// Downloads files. `Sync`: share one between threads for parallel fetches.
 pub struct Fetcher {
-    client: reqwest::blocking::Client,
+    /// Made by the first HTTP download: the client starts a runtime thread
+    /// (and dropping it joins that thread), which commands that fetch
+    /// nothing over HTTP (`show`, a no-op build) need not pay for.
+    client: std::sync::OnceLock<reqwest::blocking::Client>,
     config: FetcherConfig,
 }
 
@@ -161,12 +164,23 @@ fn without_sigpipe<T>(f: impl FnOnce() -> T) -> T {
 
 impl Fetcher {
     pub fn new(config: FetcherConfig) -> Result<Self> {
+        Ok(Fetcher {
+            client: std::sync::OnceLock::new(),
+            config,
+        })
+    }
+
+    /// The HTTP client, made on first use.
+    fn client(&self) -> Result<&reqwest::blocking::Client> {
+        if let Some(c) = self.client.get() {
+            return Ok(c);
+        }
         // the client's runtime thread inherits SIGPIPE blocked (see
         // `without_sigpipe`): a server that hangs up fails the download
         let client = without_sigpipe(|| {
             reqwest::blocking::Client::builder()
-                .connect_timeout(config.connect_timeout)
-                .timeout(config.read_timeout)
+                .connect_timeout(self.config.connect_timeout)
+                .timeout(self.config.read_timeout)
                 .user_agent(concat!("cas/", env!("CARGO_PKG_VERSION")))
                 .build()
         })
@@ -175,7 +189,8 @@ impl Fetcher {
             message: format!("cannot create the HTTP client: {e}"),
             temporary: false,
         })?;
-        Ok(Fetcher { client, config })
+        // two threads racing here: one client is kept, the other dropped
+        Ok(self.client.get_or_init(|| client))
     }
 
     pub fn config(&self) -> &FetcherConfig {
@@ -331,7 +346,7 @@ impl Fetcher {
         algorithm: Algorithm,
         progress: &dyn Progress,
     ) -> Result<()> {
-        let mut request = self.client.get(url);
+        let mut request = self.client()?.get(url);
         let resuming = state.written > 0 && state.resumable;
         if resuming {
             request = request.header(reqwest::header::RANGE, format!("bytes={}-", state.written));

@@ -23,6 +23,13 @@ const TABLE: &str = "CREATE TABLE IF NOT EXISTS remote_results (
     recorded    INTEGER NOT NULL
 );";
 
+/// Create the table if this store has none yet.
+pub(crate) fn create_table(store: &Store) -> Result<()> {
+    store.db.with("create the pulled results table", |c| {
+        c.execute_batch(TABLE)
+    })
+}
+
 impl Store {
     /// Remember a verified result pulled from `remote` (objects not downloaded).
     pub fn remote_result_put(&self, key: &ActionKey, r: &ActionResult, remote: &str) -> Result<()> {
@@ -48,7 +55,7 @@ impl Store {
 
     /// A result pulled earlier (its objects may not be local) and its remote's URL.
     pub fn remote_result_get(&self, key: &ActionKey) -> Result<Option<(ActionResult, String)>> {
-        let row: Option<(String, String, String, i64, i64, String)> = self.db.with("get a pulled result", |c| {
+        let row: Option<(String, String, String, i64, i64, String)> = self.db.with_read("get a pulled result", |c| {
             c.execute_batch(TABLE)?;
             c.query_row(
                 "SELECT output, log, manifest, duration_ms, created, remote FROM remote_results WHERE key = ?1",

@@ -222,6 +222,9 @@ pub(crate) fn run_build(global: &Session, args: BuildArgs) -> CmdResult {
     if args.timings {
         print_timings(&loaded, &report);
     }
+    // cas ends after this: freeing the graph one string at a time (≈ 4 % of
+    // the CPU of a no-op without the memo at 500 elements) only delays the exit
+    std::mem::forget(loaded);
     conclude(global, &report, &console, &targets, false)
 }
 

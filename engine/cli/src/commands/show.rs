@@ -386,6 +386,8 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
     // Keys and states: a key is known once everything staged is cached.
     let mirrors = global.mirrors(&loaded.project)?;
     let store = global.store()?;
+    // one read transaction for the lookups below (one or two per element)
+    let snapshot = store.read_snapshot().map_err(Failure::error)?;
     let plan =
         cas_builder::states(&store, &loaded, &loaded.targets, &mirrors).map_err(Failure::error)?;
     let outputs: std::collections::HashMap<ElementId, cas_store::TreeDigest> = plan
@@ -419,6 +421,13 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
             sizes.insert(id, bytes);
         }
     }
+    // the outputs of cached elements were found in the store just now
+    let cached: std::collections::HashSet<cas_store::TreeDigest> = plan
+        .iter()
+        .filter(|p| p.state == cas_builder::State::Cached)
+        .filter_map(|p| p.output)
+        .collect();
+    let present = |t: &cas_store::TreeDigest| cached.contains(t) || store.has_tree(t);
     for (row, planned) in rows.iter_mut().zip(plan) {
         debug_assert_eq!(row.element.id, planned.id);
         // the verdict recorded against what is there now (nothing is checked here)
@@ -426,8 +435,8 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
             _ if !cas_builder::checks::libraries_checked(row.element) => String::new(),
             _ if row.element.checks.libraries == cas_format::Severity::Off => "off".into(),
             Some(key) => {
-                match cas_builder::checks::libraries_verdict(
-                    &store, &indexes, &loaded, planned.id, &key, &get, false,
+                match cas_builder::checks::libraries_verdict_with(
+                    &store, &indexes, &loaded, planned.id, &key, &get, &present, false,
                 ) {
                     Ok(Some(c)) if c.verdict.problems.is_empty() => "ok".into(),
                     Ok(Some(c)) => {
@@ -483,6 +492,7 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
             row.extra.push(("closure-size", fmt(closure)));
         }
     }
+    drop(snapshot);
     if let Some(keep) = keep {
         rows.retain(|r| keep.contains(&r.element.id));
     }
@@ -555,6 +565,10 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
         }
     }
     if loaded.problems.is_empty() {
+        // cas ends after this: freeing the graph one string at a time
+        // would only delay the exit
+        std::mem::forget(rows);
+        std::mem::forget(loaded);
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!(
