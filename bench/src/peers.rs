@@ -1001,8 +1001,9 @@ pub fn peers(env: &Env) -> Result<Case> {
         "Configuration of each tool in this run (`$W` is the work directory, `$P` = \
          `$W/peers-p{n}`):\n\n\
          - **cas** (the release binary, a black box): `cd $P && $CAS --store \
-         $W/peers-cas-store-{n} --json -j {jobs} build all.yaml`; its default sandbox (bwrap, \
-         every namespace unshared), no remote.\n\
+         $W/peers-cas-store-{n} --json -j {jobs} build all.yaml`; its default sandbox (cas's own: \
+         one clone per step into new user, mount, pid, network, ipc, uts and cgroup \
+         namespaces, spec/sandbox.md), no remote.\n\
          - **Nix** ({nix_version}, Debian package nix-bin {nv}): single-user as root, a private \
          chroot store and an empty configuration (`NIX_CONF_DIR` holds an empty nix.conf, \
          so Debian's `sandbox = false` does not apply): `cd $P/nix && nix-build --store \
