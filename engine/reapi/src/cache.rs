@@ -148,7 +148,10 @@ impl ReapiRemote {
         };
         // A result whose blobs the server has dropped is no result. Both
         // are read in one call where the server batches them.
-        self.read_ahead(&[result, map], MAX_RESULT_BYTES.max(encoding::MAX_MAP_BYTES));
+        self.read_ahead(
+            &[result, map],
+            MAX_RESULT_BYTES.max(encoding::MAX_MAP_BYTES),
+        );
         let Some(bytes) = self.read_output(key, result, MAX_RESULT_BYTES)? else {
             return Ok(None);
         };
@@ -167,7 +170,10 @@ impl ReapiRemote {
     /// is not one: the objects are read one by one instead.
     fn prefetch(&self, shas: &[Sha]) {
         let wanted: Vec<Sha> = {
-            let ahead = self.ahead.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let ahead = self
+                .ahead
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             shas.iter()
                 .filter(|s| !ahead.blobs.contains_key(s))
                 .copied()
@@ -180,7 +186,10 @@ impl ReapiRemote {
         let Ok(got) = self.client.read_batch(&wanted) else {
             return;
         };
-        let mut ahead = self.ahead.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut ahead = self
+            .ahead
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if ahead.bytes + total > PREFETCH_HELD {
             ahead.blobs.clear();
             ahead.bytes = 0;
@@ -205,7 +214,10 @@ impl ReapiRemote {
 
     /// A blob read ahead, taken out (it is served once).
     fn take_ahead(&self, sha: &Sha) -> Option<Vec<u8>> {
-        let mut ahead = self.ahead.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut ahead = self
+            .ahead
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let bytes = ahead.blobs.remove(sha)?;
         ahead.bytes -= sha.size;
         Some(bytes)
