@@ -66,11 +66,12 @@ unsafe fn make_parents(path: &CStr) -> c_int {
     head.copy_from_slice(bytes);
     let below = super::prepare::NEW_ROOT.len();
     for i in 1..=bytes.len() {
-        if i == bytes.len() || buf.get(i) == Some(&b'/') {
+        // the new root itself is the tmpfs cas mounted
+        if i > below && (i == bytes.len() || buf.get(i) == Some(&b'/')) {
             let saved = buf[i];
             buf[i] = 0;
             let mut st: libc::stat = std::mem::zeroed();
-            if i > below && libc::lstat(buf.as_ptr().cast(), &raw mut st) == 0 {
+            if libc::lstat(buf.as_ptr().cast(), &raw mut st) == 0 {
                 if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
                     *libc::__errno_location() = libc::ELOOP;
                     return -1;
@@ -279,10 +280,12 @@ unsafe fn drop_capabilities() -> c_int {
     if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
         return -1;
     }
+    // every capability this kernel knows (EINVAL: past the last one)
     for cap in 0..64 {
-        if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0
-            && *libc::__errno_location() != libc::EINVAL
-        {
+        if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 {
+            if *libc::__errno_location() == libc::EINVAL {
+                break;
+            }
             return -1;
         }
     }
