@@ -264,7 +264,8 @@ fn a_step_cannot_use_keyrings_io_uring_or_other_denied_kernel_interfaces() {
     ctx.write(
         "elements/probe.yaml",
         "kind: manual\nbuild-depends: [base.yaml]\nsources:\n  - kind: local\n    path: files/probe\n\
-         config:\n  install-commands:\n    - mkdir -p %{install-root}/r\n    - ./probe cas-hostile-token > %{install-root}/r/out\n",
+         config:\n  install-commands:\n    - mkdir -p %{install-root}/r\n    - ./probe cas-hostile-token > %{install-root}/r/out\n\
+             \x20   - cat /proc/keys /proc/key-users > %{install-root}/r/keys 2>&1 || true\n",
     );
     ctx.cas(["build", "probe.yaml"]).ok();
     let dir = ctx.path("out");
@@ -300,6 +301,9 @@ fn a_step_cannot_use_keyrings_io_uring_or_other_denied_kernel_interfaces() {
         assert_eq!(seen.get("keyctl_x32"), Some(&"EPERM"), "{text}");
     }
     assert_eq!(seen.get("getpid"), Some(&"ok"), "{text}");
+    // /proc/keys lists every key the user can view, by name: hidden
+    let listed = std::fs::read_to_string(dir.join("r/keys")).unwrap();
+    assert!(!listed.contains("cas-hostile-token"), "{listed}");
     if added >= 0 {
         assert!(
             !text.contains(secret),

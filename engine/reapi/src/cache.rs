@@ -24,22 +24,10 @@ use crate::encoding::{self, CacheAction};
 /// The largest encoded cas result read (spec/remote.md: at most 64 KiB).
 const MAX_RESULT_BYTES: u64 = 64 << 10;
 
-/// Blobs read ahead (a result with its digest map) held at most at once.
-const PREFETCH_HELD: u64 = 16 << 20;
-
 pub struct ReapiRemote {
     url: String,
     client: Client,
     map: DigestMap,
-    /// Blobs read ahead in one batch (a result's `cas/result` and
-    /// `cas/digests`), served once and verified like any download.
-    ahead: std::sync::Mutex<Ahead>,
-}
-
-#[derive(Default)]
-struct Ahead {
-    blobs: std::collections::HashMap<Sha, Vec<u8>>,
-    bytes: u64,
 }
 
 impl std::fmt::Debug for ReapiRemote {
@@ -69,7 +57,6 @@ impl ReapiRemote {
             url: url.to_string(),
             client: Client::with_options(url, &parsed, opts)?,
             map: DigestMap::open(state),
-            ahead: Default::default(),
         })
     }
 
@@ -128,138 +115,59 @@ impl ReapiRemote {
         }
     }
 
-    /// The cas result stored under `key` (see [`Remote::get_action`]).
-    fn action(&self, key: &ActionKey) -> Result<Option<Vec<u8>>, RemoteError> {
-        let action = CacheAction::of(key).digest();
-        let Some(ar) = self.client.get_action_result(&action)? else {
-            return Ok(None);
-        };
-        let find = |path: &str| ar.output_files.iter().find(|f| f.path == path);
-        let (Some(result), Some(map)) = (find(encoding::RESULT_PATH), find(encoding::DIGESTS_PATH))
-        else {
-            return Err(self.malformed(
-                key,
-                format!(
-                    "its ActionResult lacks the output files {} and {}: not a cas result",
-                    encoding::RESULT_PATH,
-                    encoding::DIGESTS_PATH
-                ),
-            ));
-        };
-        // A result whose blobs the server has dropped is no result. Both
-        // are read in one call where the server batches them.
-        self.read_ahead(
-            &[result, map],
-            MAX_RESULT_BYTES.max(encoding::MAX_MAP_BYTES),
-        );
-        let Some(bytes) = self.read_output(key, result, MAX_RESULT_BYTES)? else {
-            return Ok(None);
-        };
-        let Some(map_bytes) = self.read_output(key, map, encoding::MAX_MAP_BYTES)? else {
-            return Ok(None);
-        };
-        let entries = encoding::decode_map(&map_bytes)
-            .map_err(|e| self.malformed(key, format!("its digest map: {e}")))?;
-        self.map.claim(&entries);
-        Ok(Some(bytes))
-    }
-
-    /// Reads `shas` ahead in as few calls as the server allows, keeping at
-    /// most [`PREFETCH_HELD`] bytes (older ones are dropped first: a result
-    /// pulled by another thread then reads its own again). A failure here
-    /// is not one: the objects are read one by one instead.
-    fn prefetch(&self, shas: &[Sha]) {
-        let wanted: Vec<Sha> = {
-            let ahead = self
-                .ahead
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            shas.iter()
-                .filter(|s| !ahead.blobs.contains_key(s))
-                .copied()
-                .collect()
-        };
-        let total: u64 = wanted.iter().map(|s| s.size).sum();
-        if wanted.is_empty() || total > PREFETCH_HELD {
-            return;
-        }
-        let Ok(got) = self.client.read_batch(&wanted) else {
-            return;
-        };
-        let mut ahead = self
-            .ahead
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if ahead.bytes + total > PREFETCH_HELD {
-            ahead.blobs.clear();
-            ahead.bytes = 0;
-        }
-        for (sha, bytes) in got {
-            if bytes.len() as u64 == sha.size && ahead.blobs.insert(sha, bytes).is_none() {
-                ahead.bytes += sha.size;
-            }
-        }
-    }
-
-    /// [`Self::prefetch`] of the blobs of output files `files`, each at most
-    /// `max` bytes.
-    fn read_ahead(&self, files: &[&re::OutputFile], max: u64) {
-        let shas: Vec<Sha> = files
-            .iter()
-            .filter_map(|f| f.digest.as_ref().and_then(Sha::from_proto))
-            .filter(|s| s.size <= max)
-            .collect();
-        self.prefetch(&shas);
-    }
-
-    /// A blob read ahead, taken out (it is served once).
-    fn take_ahead(&self, sha: &Sha) -> Option<Vec<u8>> {
-        let mut ahead = self
-            .ahead
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let bytes = ahead.blobs.remove(sha)?;
-        ahead.bytes -= sha.size;
-        Some(bytes)
-    }
-
-    /// A small blob the ActionResult names, verified against its SHA-256.
-    fn read_output(
+    /// Small blobs the ActionResult names, each at most its `max` bytes
+    /// and verified against its SHA-256; `None` when the CAS lacks one.
+    /// They are read in one `BatchReadBlobs` where the server batches them
+    /// (a lookup is then two calls: the ActionResult and this).
+    fn read_outputs<const N: usize>(
         &self,
         key: &ActionKey,
-        file: &re::OutputFile,
-        max: u64,
-    ) -> Result<Option<Vec<u8>>, RemoteError> {
-        let sha = file
-            .digest
-            .as_ref()
-            .and_then(Sha::from_proto)
-            .ok_or_else(|| {
-                self.malformed(
-                    key,
-                    format!("output file {} has no SHA-256 digest", file.path),
-                )
-            })?;
-        let ahead = if sha.size <= max {
-            self.take_ahead(&sha)
-        } else {
-            None
-        };
-        let bytes = match ahead {
-            Some(bytes) => bytes,
-            None => match self.client.read_small(&sha, max)? {
-                Some(bytes) => bytes,
-                None => return Ok(None),
-            },
-        };
-        if Sha::of_bytes(&bytes) != sha {
-            return Err(RemoteError::Corrupt {
-                url: self.url.clone(),
-                digest: sha.hex(),
-                actual: Sha::of_bytes(&bytes).hex(),
-            });
+        files: [(&re::OutputFile, u64); N],
+    ) -> Result<Option<[Vec<u8>; N]>, RemoteError> {
+        let mut shas = [Sha {
+            hash: [0; 32],
+            size: 0,
+        }; N];
+        for (sha, (file, _)) in shas.iter_mut().zip(&files) {
+            *sha = file
+                .digest
+                .as_ref()
+                .and_then(Sha::from_proto)
+                .ok_or_else(|| {
+                    self.malformed(
+                        key,
+                        format!("output file {} has no SHA-256 digest", file.path),
+                    )
+                })?;
         }
-        Ok(Some(bytes))
+        let small: Vec<Sha> = shas
+            .iter()
+            .zip(&files)
+            .filter(|(sha, (_, max))| sha.size <= *max)
+            .map(|(sha, _)| *sha)
+            .collect();
+        // a batch that fails is read blob by blob below
+        let mut batch = self.client.read_batch(&small).unwrap_or_default();
+        let mut out: [Vec<u8>; N] = std::array::from_fn(|_| Vec::new());
+        for (i, (sha, (_, max))) in shas.iter().zip(&files).enumerate() {
+            let bytes = match batch.iter().position(|(s, _)| s == sha) {
+                Some(at) => batch.swap_remove(at).1,
+                None => match self.client.read_small(sha, *max)? {
+                    Some(bytes) => bytes,
+                    None => return Ok(None),
+                },
+            };
+            let actual = Sha::of_bytes(&bytes);
+            if actual != *sha {
+                return Err(RemoteError::Corrupt {
+                    url: self.url.clone(),
+                    digest: sha.hex(),
+                    actual: actual.hex(),
+                });
+            }
+            out[i] = bytes;
+        }
+        Ok(Some(out))
     }
 }
 
@@ -329,8 +237,7 @@ impl Remote for ReapiRemote {
         // waiting, as for every download (a stream that pauses is cut by
         // the client).
         let mut pace = cas_store::remote::Pace::new(limit);
-        let ahead = self.take_ahead(&sha);
-        let mut sink = |chunk: &[u8]| {
+        let found = self.client.read_blob(&sha, limit.deadline, &mut |chunk| {
             pace.check(&self.url, digest)?;
             pace.add(chunk.len() as u64);
             total += chunk.len() as u64;
@@ -344,11 +251,7 @@ impl Remote for ReapiRemote {
             sha_h.update(chunk);
             b3.update(chunk);
             out.write_all(chunk).map_err(|e| io("write", e))
-        };
-        let found = match ahead {
-            Some(bytes) => sink(&bytes).map(|()| true)?,
-            None => self.client.read_blob(&sha, limit.deadline, &mut sink)?,
-        };
+        })?;
         if !found {
             return Ok(false);
         }
@@ -397,7 +300,34 @@ impl Remote for ReapiRemote {
     }
 
     fn get_action(&self, key: &ActionKey) -> Result<Option<Vec<u8>>, RemoteError> {
-        self.action(key)
+        let action = CacheAction::of(key).digest();
+        let Some(ar) = self.client.get_action_result(&action)? else {
+            return Ok(None);
+        };
+        let find = |path: &str| ar.output_files.iter().find(|f| f.path == path);
+        let (Some(result), Some(map)) = (find(encoding::RESULT_PATH), find(encoding::DIGESTS_PATH))
+        else {
+            return Err(self.malformed(
+                key,
+                format!(
+                    "its ActionResult lacks the output files {} and {}: not a cas result",
+                    encoding::RESULT_PATH,
+                    encoding::DIGESTS_PATH
+                ),
+            ));
+        };
+        // A result whose blobs the server has dropped is no result.
+        let Some([bytes, map_bytes]) = self.read_outputs(
+            key,
+            [(result, MAX_RESULT_BYTES), (map, encoding::MAX_MAP_BYTES)],
+        )?
+        else {
+            return Ok(None);
+        };
+        let entries = encoding::decode_map(&map_bytes)
+            .map_err(|e| self.malformed(key, format!("its digest map: {e}")))?;
+        self.map.claim(&entries);
+        Ok(Some(bytes))
     }
 
     /// Refused: a result stored without its digest map could not be

@@ -57,9 +57,13 @@ pub(crate) struct Plan {
     pub(crate) mounts: Vec<MountOp>,
 }
 
-/// The plan of `spec`'s `/`, checked (see [`SandboxSpec::validate`]).
-pub(crate) fn plan(spec: &SandboxSpec) -> Result<Plan, SandboxError> {
+/// The plan of `spec`'s `/` for running `argv`, checked (see
+/// [`SandboxSpec::validate`]; `argv` may not be empty).
+pub(crate) fn plan(spec: &SandboxSpec, argv: &[String]) -> Result<Plan, SandboxError> {
     spec.validate()?;
+    if argv.is_empty() {
+        return Err(SandboxError::EmptyArgv);
+    }
     let mut mounts = vec![MountOp::Proc, MountOp::Dev];
     if !spec.mounts.iter().any(|m| m.sandbox == Path::new("/tmp")) {
         mounts.push(MountOp::Tmp);
@@ -124,10 +128,7 @@ pub fn bwrap_args(
         writable_root,
         root_ops,
         mounts,
-    } = plan(spec)?;
-    if argv.is_empty() {
-        return Err(SandboxError::EmptyArgv);
-    }
+    } = plan(spec, argv)?;
 
     let mut a = Args::default();
     a.flag("--unshare-all");

@@ -112,6 +112,18 @@ pub(crate) struct OverlayMount {
 }
 
 impl OverlayMount {
+    /// The overlay `spec` needs: its layers' union on `spec.root`, when
+    /// there are two or more layers or a writable one.
+    pub(crate) fn for_spec(
+        spec: &crate::SandboxSpec,
+    ) -> Result<Option<OverlayMount>, SandboxError> {
+        if spec.layers.len() > 1 || spec.upper.is_some() {
+            OverlayMount::prepare(&spec.root, &spec.layers, spec.upper.as_ref()).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     pub(crate) fn prepare(
         root: &Path,
         layers: &[PathBuf],

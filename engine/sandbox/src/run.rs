@@ -127,6 +127,16 @@ fn run_inner(
     io: Io,
     cancel: &Cancel,
 ) -> Result<Outcome, SandboxError> {
+    // Once cancelled, nothing starts.
+    if cancel.is_cancelled() {
+        let now = SystemTime::now();
+        return Ok(Outcome {
+            status: Exit::Signal(libc::SIGKILL),
+            started: now,
+            ended: now,
+            cancelled: true,
+        });
+    }
     // Builds: cas makes the sandbox itself where the kernel lets it
     // (crate::native); interactive shells, and kernels without what it
     // needs, use bwrap.
@@ -148,14 +158,6 @@ fn run_inner(
     let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
     args.splice(at..at, ["--seccomp".into(), SECCOMP_FD.to_string().into()]);
     let started = SystemTime::now();
-    if cancel.is_cancelled() {
-        return Ok(Outcome {
-            status: Exit::Signal(libc::SIGKILL),
-            started,
-            ended: started,
-            cancelled: true,
-        });
-    }
 
     let (status_read, status_write) = pipe().map_err(|source| SandboxError::Spawn {
         program: bwrap.clone(),
@@ -183,15 +185,7 @@ fn run_inner(
     }
     // Two or more layers: the process that becomes bwrap mounts their union
     // on `spec.root` first, in namespaces of its own (crate::overlay).
-    let overlay = if spec.layers.len() > 1 || spec.upper.is_some() {
-        Some(OverlayMount::prepare(
-            &spec.root,
-            &spec.layers,
-            spec.upper.as_ref(),
-        )?)
-    } else {
-        None
-    };
+    let overlay = OverlayMount::for_spec(spec)?;
     // A foreign sysroot that no host registration runs: the same process
     // registers the emulator in the sandbox's own binfmt_misc.
     let binfmt = spec.binfmt.clone();

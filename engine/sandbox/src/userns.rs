@@ -37,12 +37,20 @@ impl Namespaces {
         if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
             return Err(io::Error::last_os_error());
         }
-        // Absent on kernels before 3.19, where gid_map needs no "deny".
-        let _ = write_file(c"/proc/self/setgroups", b"deny");
-        write_file(c"/proc/self/uid_map", &self.uid_map)?;
-        write_file(c"/proc/self/gid_map", &self.gid_map)?;
-        Ok(())
+        map_ids(&self.uid_map, &self.gid_map)
     }
+}
+
+/// In a process just made in a new user namespace: its id maps written
+/// (`setgroups` denied first, as gid_map requires). Only system calls.
+///
+/// # Safety
+/// Call only between `fork`/`clone` and `exec`.
+pub(crate) unsafe fn map_ids(uid_map: &[u8], gid_map: &[u8]) -> io::Result<()> {
+    // Absent on kernels before 3.19, where gid_map needs no "deny".
+    let _ = write_file(c"/proc/self/setgroups", b"deny");
+    write_file(c"/proc/self/uid_map", uid_map)?;
+    write_file(c"/proc/self/gid_map", gid_map)
 }
 
 /// In the child, inside [`Namespaces::enter`]: a binfmt_misc instance of

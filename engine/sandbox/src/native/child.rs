@@ -34,22 +34,6 @@ unsafe fn fail(p: &Prepared, stage: i32) -> ! {
     libc::_exit(127)
 }
 
-/// One `write` of `data` to `path`.
-pub(super) unsafe fn write_file(path: &CStr, data: &[u8]) -> c_int {
-    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-    if fd < 0 {
-        return -1;
-    }
-    let n = libc::write(fd, data.as_ptr().cast(), data.len());
-    let errno = *libc::__errno_location();
-    libc::close(fd);
-    if n != data.len() as isize {
-        *libc::__errno_location() = errno;
-        return -1;
-    }
-    0
-}
-
 /// Creates the missing parents of `path` (mode 0755), without allocating,
 /// and refuses (`ELOOP`) a path of which any existing part below the new
 /// root, itself included, is a symbolic link: a writable root holds what
@@ -367,9 +351,9 @@ unsafe fn setup_and_exec(p: &Prepared) -> ! {
         fail(p, Stage::Keyring as i32);
     }
     libc::umask(0);
-    let _ = write_file(c"/proc/self/setgroups", b"deny");
-    check!(Stage::IdMaps, write_file(c"/proc/self/uid_map", &p.uid_map));
-    check!(Stage::IdMaps, write_file(c"/proc/self/gid_map", &p.gid_map));
+    if crate::userns::map_ids(&p.uid_map, &p.gid_map).is_err() {
+        fail(p, Stage::IdMaps as i32);
+    }
     check!(
         Stage::Private,
         libc::mount(

@@ -40,7 +40,7 @@ use crate::spec::SandboxSpec;
 mod child;
 mod prepare;
 
-use child::{child, write_file, MountAttr, AT_RECURSIVE, MOUNT_ATTR_RDONLY, OPEN_TREE_CLONE};
+use child::{child, MountAttr, AT_RECURSIVE, MOUNT_ATTR_RDONLY, OPEN_TREE_CLONE};
 use prepare::Prepared;
 pub(crate) use prepare::PROC_HIDDEN;
 
@@ -69,9 +69,7 @@ extern "C" fn probe_child(arg: *mut c_void) -> c_int {
     // system calls follow.
     unsafe {
         let a = &*(arg as *const ProbeArgs);
-        let _ = write_file(c"/proc/self/setgroups", b"deny");
-        if write_file(c"/proc/self/uid_map", &a.uid_map) != 0
-            || write_file(c"/proc/self/gid_map", &a.gid_map) != 0
+        if crate::userns::map_ids(&a.uid_map, &a.gid_map).is_err()
             || libc::mount(
                 std::ptr::null(),
                 c"/".as_ptr(),
@@ -229,14 +227,6 @@ pub(crate) fn run(
     cancel: &Cancel,
 ) -> Result<Outcome, SandboxError> {
     let started = SystemTime::now();
-    if cancel.is_cancelled() {
-        return Ok(Outcome {
-            status: Exit::Signal(libc::SIGKILL),
-            started,
-            ended: started,
-            cancelled: true,
-        });
-    }
     let spawn_error = |source| SandboxError::Spawn {
         program: PathBuf::from("the sandbox"),
         source,

@@ -184,10 +184,7 @@ impl Prepared {
             writable_root,
             root_ops,
             mounts,
-        } = plan(spec)?;
-        if argv.is_empty() {
-            return Err(SandboxError::EmptyArgv);
-        }
+        } = plan(spec, argv)?;
         let mut steps = Vec::new();
         let mut what = Vec::new();
         let ro = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
@@ -359,15 +356,7 @@ impl Prepared {
             }
         }
 
-        let overlay = if spec.layers.len() > 1 || spec.upper.is_some() {
-            Some(OverlayMount::prepare(
-                &spec.root,
-                &spec.layers,
-                spec.upper.as_ref(),
-            )?)
-        } else {
-            None
-        };
+        let overlay = OverlayMount::for_spec(spec)?;
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
 
