@@ -77,8 +77,13 @@ pub(crate) struct Db {
 impl Drop for Db {
     fn drop(&mut self) {
         let _ = self.flush_access();
+        self.shorten_wal();
     }
 }
+
+/// A write-ahead log longer than this is checkpointed and emptied when the
+/// store is dropped (see [`Db::shorten_wal`]).
+const WAL_KEPT: u64 = 1 << 20;
 
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -188,6 +193,29 @@ impl Db {
         Ok(conn)
     }
 
+    /// Checkpoint the WAL into the database and empty it, if it is longer
+    /// than [`WAL_KEPT`] and nobody else is using the database: the first
+    /// connection of every later process reads the whole WAL (SQLite's
+    /// recovery), which a build that recorded hundreds of results leaves
+    /// megabytes long. Best effort, never waits: another process reading or
+    /// writing leaves it to the next.
+    fn shorten_wal(&self) {
+        let Some(conn) = self.conn.get() else {
+            return;
+        };
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        if std::fs::metadata(&wal).map_or(true, |m| m.len() <= WAL_KEPT) {
+            return;
+        }
+        let conn = conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if conn.busy_timeout(std::time::Duration::ZERO).is_ok() {
+            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
+    }
+
     /// Remember that a result was used now (see `touched`).
     fn touch(&self, key: String) {
         let mut t = self
@@ -269,6 +297,7 @@ impl Db {
 
     pub(crate) fn results(&self) -> Result<Vec<ResultRow>> {
         self.flush_access()?;
+        self.fold_memo_uses()?;
         self.with("list results", |c| {
             let mut st = c.prepare("SELECT key, output, log, manifest, duration_ms, created, accessed FROM results ORDER BY accessed, key")?;
             let rows = st.query_map([], |r| {

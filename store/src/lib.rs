@@ -49,6 +49,7 @@ pub use ingest::IngestReport;
 pub use layout::Layout;
 pub use lock::{KeyLock, StoreLock};
 pub use materialize::Method;
+pub use memo::MemoHit;
 pub use refs::RefEntry;
 pub use remote::{Remote, RemoteError};
 pub use stats::Stats;

@@ -9,7 +9,16 @@
 //! next run recomputes and records then. ctime cannot be set by a user, so
 //! `touch -d` alone cannot hide a change.
 //!
-//! Table `memo` in `ac.sqlite`, created on first use (spec/store.md).
+//! A memo may also stand for action results (`cas build`'s no-op: the keys
+//! of the closure and their outputs). It is recorded only while every one
+//! of them is in the store, with the store's count of result removals then;
+//! while that count is unchanged, every one of them still is (each removal
+//! or replacement of a result row counts, by trigger, whoever makes it), so
+//! a hit need not look them up. A hit records its time on the memo's row,
+//! and gc counts it as a use of each of the memo's results.
+//!
+//! Tables `memos` and `result_removals` and the triggers on `results` in
+//! `ac.sqlite`, created on first use (spec/store.md).
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -17,16 +26,46 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, OptionalExtension};
 
-use crate::digest::Digest;
+use crate::digest::{ActionKey, Digest, TreeDigest};
 use crate::error::Result;
 use crate::statcache::{StatKey, SETTLE};
 use crate::store::Store;
 
-pub(crate) const CREATE: &str = "CREATE TABLE IF NOT EXISTS memo (
-    key     TEXT PRIMARY KEY,
-    files   BLOB NOT NULL,
-    payload BLOB NOT NULL
-)";
+pub(crate) const CREATE: &str = "CREATE TABLE IF NOT EXISTS memos (
+    key      TEXT PRIMARY KEY,
+    files    BLOB NOT NULL,
+    payload  BLOB NOT NULL,
+    results  BLOB NOT NULL,
+    removals INTEGER NOT NULL,
+    used     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS result_removals (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    n  INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS result_removed AFTER DELETE ON results BEGIN
+    INSERT INTO result_removals (id, n) VALUES (0, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS result_replaced BEFORE INSERT ON results
+WHEN EXISTS (SELECT 1 FROM results WHERE key = NEW.key AND output IS NOT NEW.output) BEGIN
+    INSERT INTO result_removals (id, n) VALUES (0, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS result_changed AFTER UPDATE OF key, output ON results
+WHEN OLD.key IS NOT NEW.key OR OLD.output IS NOT NEW.output BEGIN
+    INSERT INTO result_removals (id, n) VALUES (0, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1;
+END";
+
+/// The store's count of removed or replaced result rows.
+const REMOVALS: &str = "SELECT coalesce((SELECT n FROM result_removals WHERE id = 0), 0)";
+
+/// A memo that holds (see [`Store::memo_get`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct MemoHit {
+    pub payload: Vec<u8>,
+    /// Every result the memo was recorded with is still in the store, with
+    /// the same output (no result row was removed or replaced since).
+    pub results_intact: bool,
+}
 
 /// The identity of `path` now (`lstat`), `None` if it does not exist.
 fn identity(path: &Path) -> Option<StatKey> {
@@ -111,30 +150,53 @@ fn still_valid(mut b: &[u8]) -> bool {
 }
 
 impl Store {
-    /// The payload recorded under `key`, if every file it was computed from
-    /// is as it was then.
-    pub fn memo_get(&self, key: &Digest) -> Result<Option<Vec<u8>>> {
-        let row: Option<(Vec<u8>, Vec<u8>)> = self.db.with("read memo", |c| {
+    /// The memo recorded under `key`, if every file it was computed from is
+    /// as it was then. When its results are intact, the hit is recorded as a
+    /// use of each of them (for gc's least-recently-used order).
+    pub fn memo_get(&self, key: &Digest) -> Result<Option<MemoHit>> {
+        let hex = key.to_hex();
+        let row: Option<(Vec<u8>, Vec<u8>, i64, i64)> = self.db.with("read memo", |c| {
             c.query_row(
-                "SELECT files, payload FROM memo WHERE key = ?1",
-                params![key.to_hex()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                &format!("SELECT files, payload, removals, ({REMOVALS}) FROM memos WHERE key = ?1"),
+                params![hex],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()
         })?;
-        Ok(row.and_then(|(files, payload)| still_valid(&files).then_some(payload)))
+        let Some((files, payload, then, now)) = row else {
+            return Ok(None);
+        };
+        if !still_valid(&files) {
+            return Ok(None);
+        }
+        let results_intact = then == now;
+        if results_intact {
+            self.db.with("record memo use", |c| {
+                c.execute(
+                    "UPDATE memos SET used = ?2 WHERE key = ?1",
+                    params![hex, crate::action_cache::now_ms()],
+                )
+            })?;
+        }
+        Ok(Some(MemoHit {
+            payload,
+            results_intact,
+        }))
     }
 
     /// Record `payload` under `key`, computed from `files` (paths read; a
     /// path that did not exist counts too) by a computation that started at
-    /// `started`. Nothing is recorded, and `false` returned, when a file
-    /// changed too recently to be trusted (see the module).
+    /// `started`, standing for `results` (action keys and their outputs; may
+    /// be empty). Nothing is recorded, and `false` returned, when a file
+    /// changed too recently to be trusted (see the module), or when one of
+    /// `results` is not in the store with that output and its output tree.
     pub fn memo_put(
         &self,
         key: &Digest,
         files: &[PathBuf],
         started: SystemTime,
         payload: &[u8],
+        results: &[(ActionKey, TreeDigest)],
     ) -> Result<bool> {
         let limit = started
             .duration_since(UNIX_EPOCH)
@@ -148,21 +210,86 @@ impl Store {
             }
             ids.push((p.clone(), id));
         }
+        if !results.iter().all(|(_, out)| self.has_tree(out)) {
+            return Ok(false);
+        }
         let files = encode(&ids);
+        let mut keys = Vec::with_capacity(results.len() * 32);
+        for (k, _) in results {
+            keys.extend_from_slice(k.digest().as_bytes());
+        }
+        // One write transaction: the rows checked are those the count
+        // recorded stands for (a removal cannot come in between).
         self.db.with("record memo", |c| {
-            c.execute(
-                "INSERT OR REPLACE INTO memo (key, files, payload) VALUES (?1, ?2, ?3)",
-                params![key.to_hex(), files, payload],
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let all_there = {
+                let mut get = tx.prepare_cached("SELECT output FROM results WHERE key = ?1")?;
+                let mut ok = true;
+                for (k, out) in results {
+                    let found: Option<String> = get
+                        .query_row(params![k.to_hex()], |r| r.get(0))
+                        .optional()?;
+                    if found.as_deref() != Some(out.to_hex().as_str()) {
+                        ok = false;
+                        break;
+                    }
+                }
+                ok
+            };
+            if !all_there {
+                return Ok(false);
+            }
+            tx.execute(
+                &format!(
+                    "INSERT OR REPLACE INTO memos (key, files, payload, results, removals, used)
+                     VALUES (?1, ?2, ?3, ?4, ({REMOVALS}), 0)"
+                ),
+                params![key.to_hex(), files, payload, keys],
             )?;
-            Ok(())
-        })?;
-        Ok(true)
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+}
+
+impl crate::action_cache::Db {
+    /// Count each memo's last hit as a use of each of its results: gc's
+    /// order then sees what no-op builds used without a write per result.
+    pub(crate) fn fold_memo_uses(&self) -> Result<()> {
+        self.with("count memo uses", |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            {
+                let mut memos = tx.prepare("SELECT results, used FROM memos WHERE used > 0")?;
+                let mut up = tx.prepare_cached(
+                    "UPDATE results SET accessed = max(accessed, ?2) WHERE key = ?1",
+                )?;
+                let mut rows = memos.query([])?;
+                while let Some(r) = rows.next()? {
+                    let keys: Vec<u8> = r.get(0)?;
+                    let used: i64 = r.get(1)?;
+                    for k in keys.chunks_exact(32) {
+                        let k: [u8; 32] = k.try_into().expect("chunks of 32");
+                        up.execute(params![Digest(k).to_hex(), used])?;
+                    }
+                }
+            }
+            tx.execute("UPDATE memos SET used = 0 WHERE used > 0", [])?;
+            tx.commit()
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::action_cache::ActionResult;
+
+    fn hit(payload: &[u8], results_intact: bool) -> MemoHit {
+        MemoHit {
+            payload: payload.to_vec(),
+            results_intact,
+        }
+    }
 
     #[test]
     fn a_memo_holds_while_its_files_do() {
@@ -175,21 +302,109 @@ mod tests {
         let later = SystemTime::now() + std::time::Duration::from_secs(10);
         // Too recent: not recorded.
         assert!(!store
-            .memo_put(&key, std::slice::from_ref(&f), SystemTime::now(), b"p")
+            .memo_put(&key, std::slice::from_ref(&f), SystemTime::now(), b"p", &[])
             .unwrap());
         assert!(store.memo_get(&key).unwrap().is_none());
         assert!(store
-            .memo_put(&key, &[f.clone(), absent.clone()], later, b"p")
+            .memo_put(&key, &[f.clone(), absent.clone()], later, b"p", &[])
             .unwrap());
-        assert_eq!(store.memo_get(&key).unwrap().as_deref(), Some(&b"p"[..]));
+        assert_eq!(store.memo_get(&key).unwrap(), Some(hit(b"p", true)));
         // A file that appears where none was, or a changed file: invalid.
         std::fs::create_dir_all(absent.parent().unwrap()).unwrap();
         std::fs::write(&absent, "x").unwrap();
         assert!(store.memo_get(&key).unwrap().is_none());
         std::fs::remove_file(&absent).unwrap();
-        assert_eq!(store.memo_get(&key).unwrap().as_deref(), Some(&b"p"[..]));
+        assert_eq!(store.memo_get(&key).unwrap(), Some(hit(b"p", true)));
         std::fs::write(&f, "kind: manual \n").unwrap();
         assert!(store.memo_get(&key).unwrap().is_none());
         assert!(!still_valid(&[1, 0, 0]));
+    }
+
+    fn result(store: &Store, content: &[u8]) -> ActionResult {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), content).unwrap();
+        let output = store
+            .ingest(dir.path(), crate::blob::IngestMode::Copy)
+            .unwrap()
+            .tree;
+        let log = store.put_bytes(b"log").unwrap();
+        ActionResult {
+            output,
+            log,
+            duration_ms: 1,
+            created: 0,
+            manifest: log,
+        }
+    }
+
+    #[test]
+    fn a_memo_stands_for_its_results_until_one_is_removed_or_replaced() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(&t.path().join("store")).unwrap();
+        let later = SystemTime::now() + std::time::Duration::from_secs(10);
+        let (k1, k2) = (
+            ActionKey::from_digest(Digest::of_bytes(b"k1")),
+            ActionKey::from_digest(Digest::of_bytes(b"k2")),
+        );
+        let (r1, r2) = (result(&store, b"one"), result(&store, b"two"));
+        store.action_put(&k1, &r1).unwrap();
+        let key = Digest::of_bytes(b"build");
+        // k2 has no result: not recorded
+        assert!(!store
+            .memo_put(&key, &[], later, b"p", &[(k1, r1.output), (k2, r2.output)])
+            .unwrap());
+        // k1 recorded with another output: not recorded
+        assert!(!store
+            .memo_put(&key, &[], later, b"p", &[(k1, r2.output)])
+            .unwrap());
+        store.action_put(&k2, &r2).unwrap();
+        let both = [(k1, r1.output), (k2, r2.output)];
+        assert!(store.memo_put(&key, &[], later, b"p", &both).unwrap());
+        assert_eq!(store.memo_get(&key).unwrap(), Some(hit(b"p", true)));
+        // the same result recorded again changes nothing
+        store.action_put(&k1, &r1).unwrap();
+        assert_eq!(store.memo_get(&key).unwrap(), Some(hit(b"p", true)));
+        // a result replaced by another output: no longer intact
+        store.action_put(&k2, &r1).unwrap();
+        assert_eq!(store.memo_get(&key).unwrap(), Some(hit(b"p", false)));
+        store.action_put(&k2, &r2).unwrap();
+        assert!(store.memo_put(&key, &[], later, b"p", &both).unwrap());
+        assert_eq!(store.memo_get(&key).unwrap(), Some(hit(b"p", true)));
+        // a result removed (gc, verify --repair): no longer intact
+        store.db.delete_rows(&[k1], &[]).unwrap();
+        assert_eq!(store.memo_get(&key).unwrap(), Some(hit(b"p", false)));
+    }
+
+    #[test]
+    fn a_memo_hit_counts_as_a_use_of_its_results_for_gc() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(&t.path().join("store")).unwrap();
+        let later = SystemTime::now() + std::time::Duration::from_secs(10);
+        let (k1, k2) = (
+            ActionKey::from_digest(Digest::of_bytes(b"k1")),
+            ActionKey::from_digest(Digest::of_bytes(b"k2")),
+        );
+        let (r1, r2) = (result(&store, b"one"), result(&store, b"two"));
+        store.action_put(&k1, &r1).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        store.action_put(&k2, &r2).unwrap();
+        let key = Digest::of_bytes(b"build");
+        assert!(store
+            .memo_put(&key, &[], later, b"p", &[(k1, r1.output)])
+            .unwrap());
+        let order = |store: &Store| -> Vec<ActionKey> {
+            store
+                .db
+                .results()
+                .unwrap()
+                .into_iter()
+                .map(|r| r.key)
+                .collect()
+        };
+        assert_eq!(order(&store), [k1, k2]);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(store.memo_get(&key).unwrap().unwrap().results_intact);
+        // k1 was used after k2 was recorded: k2 is now the least recently used
+        assert_eq!(order(&store), [k2, k1]);
     }
 }

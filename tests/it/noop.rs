@@ -189,3 +189,43 @@ fn an_unchanged_project_is_a_no_op_that_only_stats_and_every_change_is_seen() {
     ctx.cas(["store", "gc", "--max-size", "1"]).ok();
     full_build(&ctx, &["base.yaml", "src.yaml", "top.yaml"]);
 }
+
+#[test]
+fn a_result_that_verify_removes_is_never_reported_from_the_memo() {
+    let ctx = project();
+    settle();
+    full_build(&ctx, &["base.yaml", "src.yaml", "top.yaml"]);
+    full_build(&ctx, &[]);
+    let fast = fast_build(&ctx).json();
+    let top = fast["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "top.yaml")
+        .unwrap()["output"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Damage the store by hand: top's output tree is gone. `verify --repair`
+    // finds it and removes the result it breaks.
+    let object = ctx.store().join("objects").join(&top[..2]).join(&top[2..]);
+    std::fs::remove_file(&object).unwrap();
+    let verify = ctx.cas(["store", "verify", "--repair"]);
+    assert!(
+        verify.stdout.contains(&top) || verify.stderr.contains(&top),
+        "verify did not name the missing tree:\n{}{}",
+        verify.stdout,
+        verify.stderr
+    );
+    // The memo stood for that result: the next build looks again and
+    // rebuilds it, with the same output.
+    let run = full_build(&ctx, &["top.yaml"]).json();
+    let again = run["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "top.yaml")
+        .unwrap()["output"]
+        .clone();
+    assert_eq!(again, top.as_str());
+}

@@ -4,8 +4,12 @@
 //! project files, project kinds, local sources and patches, by identity:
 //! device, inode, size, mtime, ctime), the keys are those recorded then. If
 //! every one still has its result in the store, that is the build: it
-//! stats, reads one row of the store's memo table and one action-cache row
-//! per element, and reports them `cached`. Anything else (a changed file, a
+//! stats and reads one row of the store's memo table, and reports them
+//! `cached` with the outputs recorded then. The store keeps that answer
+//! true: it records the memo only while every result is there, and says
+//! whether any result row was removed or replaced since
+//! ([`cas_store::MemoHit::results_intact`]); if one was, each result is
+//! looked up again (row and output tree). Anything else (a changed file, a
 //! missing result, remotes) takes the full path, which records the memo
 //! again when it ran no step. What a load read comes from the loader
 //! ([`Loaded::inputs`]), never from a list kept here.
@@ -18,9 +22,9 @@ use std::time::SystemTime;
 use cas_format::Loaded;
 
 use crate::run::{BuildReport, ElementReport};
-use cas_store::{ActionKey, Digest, Store};
+use cas_store::{ActionKey, Digest, Store, TreeDigest};
 
-const TAG: &str = "cas-build-memo-1";
+const TAG: &str = "cas-build-memo-2";
 
 /// The memo key of building `targets` (as written) from the working
 /// directory with this very binary.
@@ -58,27 +62,38 @@ pub fn key(targets: &[PathBuf], options: &[(String, String)]) -> Option<Digest> 
 struct Recorded {
     /// The targets' element names.
     targets: Vec<String>,
-    /// Every element of the closure, in build order: name and key.
-    elements: Vec<(String, String)>,
+    /// Every element of the closure, in build order: name, key and output.
+    elements: Vec<(String, String, String)>,
 }
 
 /// The report of a no-op build and the targets' names, if the memo holds
 /// and every result is here.
 pub fn try_noop(store: &Store, key: &Digest) -> Option<(BuildReport, Vec<String>)> {
-    let payload = store.memo_get(key).ok()??;
-    let recorded: Recorded = serde_json::from_slice(&payload).ok()?;
-    let keys: Vec<ActionKey> = recorded
-        .elements
-        .iter()
-        .map(|(_, hex)| ActionKey::from_hex(hex).ok())
-        .collect::<Option<_>>()?;
-    let found = crate::record::hits(store, &keys).ok()?;
+    let memo = store.memo_get(key).ok()??;
+    let recorded: Recorded = serde_json::from_slice(&memo.payload).ok()?;
+    let outputs: Vec<String> = if memo.results_intact {
+        recorded
+            .elements
+            .iter()
+            .map(|(_, _, o)| o.clone())
+            .collect()
+    } else {
+        let keys: Vec<ActionKey> = recorded
+            .elements
+            .iter()
+            .map(|(_, hex, _)| ActionKey::from_hex(hex).ok())
+            .collect::<Option<_>>()?;
+        crate::record::hits(store, &keys)
+            .ok()?
+            .into_iter()
+            .map(|found| found.map(|r| r.output.to_hex()))
+            .collect::<Option<_>>()?
+    };
     let mut elements = Vec::with_capacity(recorded.elements.len());
-    for ((name, hex), result) in recorded.elements.into_iter().zip(found) {
-        let result = result?;
+    for ((name, hex, _), output) in recorded.elements.into_iter().zip(outputs) {
         elements.push(ElementReport {
             key: Some(hex),
-            output: Some(result.output.to_hex()),
+            output: Some(output),
             ..ElementReport::new(name, crate::ElementStatus::Cached)
         });
     }
@@ -115,7 +130,14 @@ pub fn record(
     let Some(elements) = report
         .elements
         .iter()
-        .map(|e| e.key.clone().map(|k| (e.name.clone(), k)))
+        .map(|e| Some((e.name.clone(), e.key.clone()?, e.output.clone()?)))
+        .collect::<Option<Vec<_>>>()
+    else {
+        return;
+    };
+    let Some(results) = elements
+        .iter()
+        .map(|(_, k, o)| Some((ActionKey::from_hex(k).ok()?, TreeDigest::from_hex(o).ok()?)))
         .collect::<Option<Vec<_>>>()
     else {
         return;
@@ -137,5 +159,5 @@ pub fn record(
     let mut files = loaded.inputs(targets, &cwd);
     // the user configuration sets project options (BuildStream projects)
     files.extend(config.map(Path::to_path_buf));
-    let _ = store.memo_put(key, &files, started, &payload);
+    let _ = store.memo_put(key, &files, started, &payload, &results);
 }
