@@ -30,6 +30,16 @@ use crate::gen::{self, GenOptions, Generated};
 use crate::report::{Case, Unit};
 use crate::util::{force_remove, ms, run, run_peak_rss, Result};
 
+/// The pause before each timed run of the warm cases: what a tool still
+/// does after its command returned (Bazel's server, a JVM, collecting and
+/// compiling; Nix's daemon-less store writes) is not charged to the next
+/// tool's run on the same two cores.
+const QUIET: Duration = Duration::from_millis(300);
+
+fn quiet() {
+    std::thread::sleep(QUIET);
+}
+
 /// Sizes measured per mode: (elements, repetitions of the warm cases,
 /// repetitions of the leaf change).
 fn plan(mode: Mode) -> Option<(usize, usize, usize)> {
@@ -519,8 +529,11 @@ pub fn peers(env: &Env) -> Result<Case> {
          server). `leaf change`: the first leaf's shell comment changes in all three, its output \
          does not; cas and Bazel cut its dependents off, Nix with ca-derivations resolves them \
          to built derivations, default (input-addressed) Nix rebuilds them. Peak RSS of the \
-         no-op from wait4 (Bazel: the client's, and the server's VmHWM). Ratios are the peer's \
-         time over cas's: higher is better for cas.",
+         no-op from wait4 (Bazel: the client's, and the server's VmHWM). In the warm cases \
+         (no-op, load, leaf change) the tools take turns, and every timed run starts 0.3 s \
+         after the last one ended, so that what a tool does after its command returned \
+         (Bazel's server collecting and compiling) is not charged to the next. Ratios are the \
+         peer's time over cas's: higher is better for cas.",
     );
     let Some((n, reps, leaf_reps)) = plan(env.mode) else {
         case.notes.push(
@@ -733,12 +746,15 @@ pub fn peers(env: &Env) -> Result<Case> {
     let (mut c_hit, mut c_hit_rss, mut n_noop, mut n_rss, mut b_noop, mut b_rss) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     for _ in 0..reps {
+        quiet();
         let (d, rss, _) = run_peak_rss(&mut cas_build())?;
         c_hit.push(ms(d));
         c_hit_rss.push(rss as f64);
+        quiet();
         let (d, rss, _) = run_peak_rss(&mut nix.cmd("nix-build", &nix_store, false))?;
         n_noop.push(ms(d));
         n_rss.push(rss as f64);
+        quiet();
         let (d, rss, _) = run_peak_rss(&mut bazel.build())?;
         b_noop.push(ms(d));
         b_rss.push(rss as f64);
@@ -755,12 +771,15 @@ pub fn peers(env: &Env) -> Result<Case> {
     let (mut c_miss, mut c_miss_rss, mut n_touch, mut b_touch) = (vec![], vec![], vec![], vec![]);
     for _ in 0..reps {
         touch(&leaf_files[0])?;
+        quiet();
         let (d, rss, _) = run_peak_rss(&mut cas_build())?;
         c_miss.push(ms(d));
         c_miss_rss.push(rss as f64);
         touch(&leaf_files[1])?;
+        quiet();
         n_touch.push(ms(run(&mut nix.cmd("nix-build", &nix_store, false))?.0));
         touch(&leaf_files[2])?;
+        quiet();
         b_touch.push(ms(run(&mut bazel.build())?.0));
     }
     touch(&leaf_files[0])?;
@@ -772,13 +791,16 @@ pub fn peers(env: &Env) -> Result<Case> {
     env.say("peers: load");
     let (mut c_show, mut n_inst, mut b_query) = (vec![], vec![], vec![]);
     for _ in 0..reps {
+        quiet();
         c_show.push(ms(run(env
             .cas(&cas_store, &root)
             .args(["show", "all.yaml"]))?
         .0));
+        quiet();
         n_inst.push(ms(
             run(&mut nix.cmd("nix-instantiate", &nix_store, false))?.0
         ));
+        quiet();
         let (d, out) = run(bazel
             .cmd("query")
             .args(["deps(//:everything)", "--output=label"]))?;
@@ -800,15 +822,19 @@ pub fn peers(env: &Env) -> Result<Case> {
     let (mut c_steps, mut n_steps, mut ca_steps, mut b_steps) = (vec![], vec![], vec![], vec![]);
     for k in 0..leaf_reps {
         set_leaf_comment_all(&root, &o, &g, &format!("peers-rev {stamp}-{k}"))?;
+        quiet();
         let (d, out) = run(&mut cas_build())?;
         c_leaf.push(ms(d));
         c_steps.push(json_of(&out)?["built"].as_f64().unwrap_or(f64::NAN));
+        quiet();
         let (d, out) = run(&mut nix.cmd("nix-build", &nix_store, false))?;
         n_leaf.push(ms(d));
         n_steps.push(nix_builds(&String::from_utf8_lossy(&out.stderr)));
+        quiet();
         let (d, out) = run(&mut nix.cmd("nix-build", &ca_store, true))?;
         ca_leaf.push(ms(d));
         ca_steps.push(nix_builds(&String::from_utf8_lossy(&out.stderr)));
+        quiet();
         let (d, out) = run(&mut bazel.build())?;
         b_leaf.push(ms(d));
         b_steps.push(bazel_spawns(&String::from_utf8_lossy(&out.stderr)));
