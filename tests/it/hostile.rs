@@ -921,3 +921,112 @@ fn gc_removes_views_for_a_user_who_is_not_root() {
     let (code, err) = as_nobody(&["store", "gc"]);
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// The sandbox backends: cas's own (the default) and bwrap.
+const BACKENDS: [&str; 2] = ["cas", "bwrap"];
+
+/// `cas --json build element` with the sandbox `backend` (one of
+/// [`BACKENDS`]; bwrap is chosen with `CAS_SANDBOX=bwrap`).
+fn build_with(ctx: &Ctx, element: &str, backend: &str) -> crate::ctx::Run {
+    let (mut cmd, shown) = ctx.command(["--json", "build", element]);
+    if backend == "bwrap" {
+        cmd.env("CAS_SANDBOX", "bwrap");
+    } else {
+        cmd.env_remove("CAS_SANDBOX");
+    }
+    crate::ctx::Run::from_output(shown, cmd.output().expect("run cas"))
+}
+
+/// A dependency's output holds a symbolic link on the path of a mount point
+/// of a `script` step with a writable root (`work -> /oldroot/VICTIM`, for
+/// the mount point `/work/sub`: while the sandbox is set up, the host's `/`
+/// is at `/oldroot`). The step is refused, saying why, and nothing appears
+/// in the host's directory.
+#[test]
+fn a_staged_link_on_a_mount_points_path_never_leads_a_writable_root_to_the_host() {
+    let ctx = crate::ctx::busybox_project();
+    let victim = tempfile::Builder::new()
+        .prefix("cas-victim-")
+        .tempdir()
+        .unwrap();
+    std::fs::create_dir_all(ctx.project().join("files/evil")).unwrap();
+    std::os::unix::fs::symlink(
+        format!("/oldroot{}", victim.path().display()),
+        ctx.project().join("files/evil/work"),
+    )
+    .unwrap();
+    ctx.write(
+        "elements/evil.yaml",
+        "kind: import\nsources:\n  - kind: local\n    path: files/evil\n",
+    );
+    ctx.write(
+        "elements/step.yaml",
+        "kind: script\nbuild-depends: [base.yaml, evil.yaml]\nvariables:\n  build-root: /work/sub\n\
+         config:\n  commands:\n    - echo pwned > /work/sub/file\n    - mkdir -p %{install-root}\n",
+    );
+    for backend in BACKENDS {
+        let run = build_with(&ctx, "step.yaml", backend);
+        let entries: Vec<_> = std::fs::read_dir(victim.path()).unwrap().collect();
+        assert!(
+            entries.is_empty(),
+            "{backend}: {entries:?} on the host after\n{}",
+            run.stderr
+        );
+        let run = run.expect_code(1);
+        assert!(
+            run.stderr.contains("/work/sub") && run.stderr.contains("symbolic link"),
+            "{backend}: {}",
+            run.stderr
+        );
+    }
+}
+
+/// A `script` step with a writable root moves the parent of its mount
+/// points away and puts a link to a host directory in its place. The
+/// mount points the sandbox made are removed after the run: never through
+/// that link, so the host directory keeps what it holds.
+#[test]
+fn the_cleanup_of_a_writable_root_never_follows_a_link_a_script_planted() {
+    let ctx = crate::ctx::busybox_project();
+    let victim = tempfile::Builder::new()
+        .prefix("cas-victim-")
+        .tempdir()
+        .unwrap();
+    std::fs::create_dir(victim.path().join("b")).unwrap();
+    std::fs::write(victim.path().join("c"), "keep me").unwrap();
+    let step = |backend: &str| {
+        ctx.write(
+            "elements/step.yaml",
+            format!(
+                "kind: script\nbuild-depends: [base.yaml]\nvariables:\n  build-root: /a/b\n  install-root: /a/c\n\
+                 config:\n  commands:\n    - echo {backend} > %{{install-root}}/ran\n\
+                 \x20   - mv /a /moved && ln -s {} /a\n",
+                victim.path().display()
+            ),
+        );
+    };
+    for backend in BACKENDS {
+        // a new key for each backend: both run
+        step(backend);
+        let run = build_with(&ctx, "step.yaml", backend);
+        // the commands ran: their output says so
+        let out = ctx.path(format!("out-{backend}"));
+        ctx.cas(["checkout", "step.yaml", out.to_str().unwrap()])
+            .ok();
+        assert_eq!(
+            std::fs::read_to_string(out.join("ran")).unwrap(),
+            format!("{backend}\n"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            victim.path().join("b").is_dir() && victim.path().join("c").is_file(),
+            "{backend}: the host directory lost its entries after\n{}",
+            run.stderr
+        );
+        assert_eq!(
+            std::fs::read_to_string(victim.path().join("c")).unwrap(),
+            "keep me"
+        );
+    }
+}
