@@ -36,20 +36,37 @@ impl Store {
         if self.ref_get(name)?.is_some_and(|r| r.value == value) {
             return Ok(());
         }
-        self.db.with("record ref", |c| {
-            let tx = c.transaction()?;
-            let old: Option<(String, Option<String>)> = tx
-                .query_row("SELECT value, previous FROM refs WHERE name = ?1", params![name], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            let previous = match old {
-                Some((v, _)) if v != value => Some(v),
-                Some((_, p)) => p,
-                None => None,
-            };
-            tx.execute(
-                "INSERT OR REPLACE INTO refs (name, value, previous, updated) VALUES (?1, ?2, ?3, ?4)",
-                params![name, value, previous, now_secs()],
-            )?;
+        self.refs_put(&[(name.to_owned(), value.to_owned())])
+    }
+
+    /// [`Store::ref_put`] of each `(name, value)`, in order, in one
+    /// transaction (a build's last keys: one write at its end, not one per
+    /// step while steps run).
+    pub fn refs_put(&self, refs: &[(String, String)]) -> Result<()> {
+        if refs.is_empty() {
+            return Ok(());
+        }
+        let now = now_secs();
+        self.db.with("record refs", |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            {
+                let mut get =
+                    tx.prepare_cached("SELECT value, previous FROM refs WHERE name = ?1")?;
+                let mut put = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO refs (name, value, previous, updated) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for (name, value) in refs {
+                    let old: Option<(String, Option<String>)> = get
+                        .query_row(params![name], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()?;
+                    let previous = match old {
+                        Some((v, _)) if v == *value => continue,
+                        Some((v, _)) => Some(v),
+                        None => None,
+                    };
+                    put.execute(params![name, value, previous, now])?;
+                }
+            }
             tx.commit()
         })
     }

@@ -120,6 +120,7 @@ pub fn build(
         ..Engine::new(store, loaded, &fetcher, reporter)
     };
     let outputs = Outputs::default();
+    let last_keys = LastKeys::default();
     let errors: Mutex<HashMap<ElementId, StepError>> = Mutex::new(HashMap::new());
     let (finished, finished_rx) = std::sync::mpsc::channel::<()>();
     let (ends, recorded) = std::thread::scope(|scope| {
@@ -148,7 +149,7 @@ pub fn build(
         // thread; only the rest goes through the parallel scheduler.
         // its lookups (a result and a ref per element) in one read transaction
         let snapshot = store.read_snapshot();
-        let done_before = cached_pre_pass(&engine, &closure, &outputs);
+        let done_before = cached_pre_pass(&engine, &closure, &outputs, &last_keys);
         drop(snapshot);
         // critical path first, weighted by what each step took last time
         let mut dag = dag;
@@ -158,7 +159,7 @@ pub fn build(
             dag.weights = weights_of(&engine, &closure, &done_before);
         }
         let ends = scheduler::run_with(&dag, opts.jobs, opts.keep_going, stop, done_before, |i| {
-            run_one(&engine, closure[i], &outputs, &errors)
+            run_one(&engine, closure[i], &outputs, &errors, &last_keys)
         });
         drop(finished);
         drop(std::mem::replace(
@@ -174,6 +175,7 @@ pub fn build(
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
         (ends, recorded)
     });
+    last_keys.write(store);
     // Built but not recorded (the store failed): say so; they build again.
     recorded?;
     let errors = errors
@@ -310,6 +312,7 @@ fn cached_pre_pass(
     engine: &Engine<'_>,
     closure: &[ElementId],
     outputs: &Outputs,
+    last_keys: &LastKeys,
 ) -> Vec<Option<crate::step::Done>> {
     closure
         .iter()
@@ -319,7 +322,7 @@ fn cached_pre_pass(
                 .reporter
                 .finished(&engine.element(id).name, ElementStatus::Cached, None);
             outputs.set(id, done.output);
-            remember_key(engine, id, &done);
+            last_keys.remember(engine, id, &done);
             Some(done)
         })
         .collect()
@@ -331,6 +334,7 @@ fn run_one(
     id: ElementId,
     outputs: &Outputs,
     errors: &Mutex<HashMap<ElementId, StepError>>,
+    last_keys: &LastKeys,
 ) -> std::result::Result<crate::step::Done, ()> {
     let name = &engine.element(id).name;
     match engine.run(id, &|d| outputs.get(d)) {
@@ -341,7 +345,7 @@ fn run_one(
             engine.reporter.finished(name, done.status.into(), took);
             outputs.set(id, done.output);
             if !engine.rebuild.contains(&id) {
-                remember_key(engine, id, &done);
+                last_keys.remember(engine, id, &done);
             }
             Ok(done)
         }
@@ -366,11 +370,32 @@ fn run_one(
     }
 }
 
-/// For `cas explain`: the element's last key (best effort).
-fn remember_key(engine: &Engine<'_>, id: ElementId, done: &crate::step::Done) {
-    let _ = engine
-        .store
-        .ref_put(&last_key_ref(engine.loaded, id), &done.key.to_hex());
+/// The last keys of a run's elements, for `cas explain` (best effort):
+/// those that changed are written together when the steps are over.
+#[derive(Default)]
+struct LastKeys(Mutex<Vec<(String, String)>>);
+
+impl LastKeys {
+    fn remember(&self, engine: &Engine<'_>, id: ElementId, done: &crate::step::Done) {
+        let name = last_key_ref(engine.loaded, id);
+        let key = done.key.to_hex();
+        // unchanged (every cached step of a no-op build): nothing to write
+        if matches!(engine.store.ref_get(&name), Ok(Some(r)) if r.value == key) {
+            return;
+        }
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((name, key));
+    }
+
+    fn write(self, store: &Store) {
+        let refs = self
+            .0
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = store.refs_put(&refs);
+    }
 }
 
 /// What each element of the closure waits for: the positions of what it stages.
