@@ -102,6 +102,13 @@ fn arches() -> Vec<ScmpArch> {
 fn build() -> Result<Vec<u8>, String> {
     let e = |what: &str, err: libseccomp::error::SeccompError| format!("{what}: {err}");
     let mut ctx = ScmpFilterContext::new(ScmpAction::Allow).map_err(|x| e("new filter", x))?;
+    // The calls sorted into a binary tree (libseccomp >= 2.5) instead of a
+    // list: the same decisions in a few more instructions, but each run of
+    // the filter takes a logarithmic path. The kernel runs it for every
+    // system call number of every architecture when a sandbox loads it
+    // (to find the calls it always allows): 190 µs per sandbox with the
+    // list, 47 µs with the tree, measured here (Linux 6.18, x86_64).
+    ctx.set_ctl_optimize(2).map_err(|x| e("optimize the filter", x))?;
     for arch in arches() {
         if !ctx.is_arch_present(arch).unwrap_or(false) {
             ctx.add_arch(arch)
