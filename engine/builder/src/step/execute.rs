@@ -209,6 +209,8 @@ pub(crate) fn sandbox_ready(el: &Element, store_root: &Path) -> Result<()> {
         .get_or_init(|| {
             // Probed once per store and kernel (cas_sandbox::probes), not per process.
             let cache = cas_store::Layout::new(store_root).probes();
+            // and whether cas can make the sandboxes itself (remembered too)
+            cas_sandbox::native::supported_remembered_in(&cache);
             cas_sandbox::cached_probe(&cache, "bwrap", || {
                 cas_sandbox::check_available().map_err(|e| e.to_string())
             })

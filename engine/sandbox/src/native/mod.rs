@@ -47,16 +47,34 @@ pub(crate) use prepare::PROC_HIDDEN;
 /// Whether this kernel lets cas make its sandboxes itself: new user, mount,
 /// pid, network, ipc, uts and cgroup namespaces for an unprivileged child,
 /// and the mount API (`open_tree`, `mount_setattr`). Probed once per process
-/// with a child that tries them and exits; `CAS_SANDBOX=bwrap` says no
-/// without probing.
+/// with a child that tries them and exits (or taken from a probes file, see
+/// [`supported_remembered_in`]); `CAS_SANDBOX=bwrap` says no without
+/// probing.
 pub fn supported() -> bool {
-    static SUPPORTED: OnceLock<bool> = OnceLock::new();
+    *SUPPORTED.get_or_init(|| !told_to_use_bwrap() && probe())
+}
+
+/// [`supported`], with a success remembered in the probes file `file`
+/// (`crate::probes`: per kernel release and cas version), so that a
+/// process that builds does not pay for the probe's child each time.
+pub fn supported_remembered_in(file: &std::path::Path) -> bool {
     *SUPPORTED.get_or_init(|| {
-        if std::env::var_os("CAS_SANDBOX").is_some_and(|v| v == "bwrap") {
-            return false;
-        }
-        probe()
+        !told_to_use_bwrap()
+            && crate::probes::cached(file, "native", || {
+                if probe() {
+                    Ok(())
+                } else {
+                    Err("no".into())
+                }
+            })
+            .is_ok()
     })
+}
+
+static SUPPORTED: OnceLock<bool> = OnceLock::new();
+
+fn told_to_use_bwrap() -> bool {
+    std::env::var_os("CAS_SANDBOX").is_some_and(|v| v == "bwrap")
 }
 
 struct ProbeArgs {
