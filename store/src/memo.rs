@@ -189,7 +189,9 @@ impl Store {
     /// `started`, standing for `results` (action keys and their outputs; may
     /// be empty). Nothing is recorded, and `false` returned, when a file
     /// changed too recently to be trusted (see the module), or when one of
-    /// `results` is not in the store with that output and its output tree.
+    /// `results` is not recorded with that output. (Whether each output's
+    /// tree is present is the caller's to have checked: `cas build` records
+    /// a memo only after finding every result with its tree.)
     pub fn memo_put(
         &self,
         key: &Digest,
@@ -209,9 +211,6 @@ impl Store {
                 return Ok(false);
             }
             ids.push((p.clone(), id));
-        }
-        if !results.iter().all(|(_, out)| self.has_tree(out)) {
-            return Ok(false);
         }
         let files = encode(&ids);
         let mut keys = Vec::with_capacity(results.len() * 32);
