@@ -171,12 +171,14 @@ impl Store {
         }
         let results_intact = then == now;
         if results_intact {
-            self.db.with("record memo use", |c| {
+            // best effort, as access times are: a store that cannot be
+            // written (read-only) still answers
+            let _ = self.db.with("record memo use", |c| {
                 c.execute(
                     "UPDATE memos SET used = ?2 WHERE key = ?1",
                     params![hex, crate::action_cache::now_ms()],
                 )
-            })?;
+            });
         }
         Ok(Some(MemoHit {
             payload,
@@ -255,6 +257,15 @@ impl crate::action_cache::Db {
     /// Count each memo's last hit as a use of each of its results: gc's
     /// order then sees what no-op builds used without a write per result.
     pub(crate) fn fold_memo_uses(&self) -> Result<()> {
+        // nothing to count (a store only read, or no hit since): no write
+        let pending: bool = self.with("count memo uses", |c| {
+            c.query_row("SELECT EXISTS (SELECT 1 FROM memos WHERE used > 0)", [], |r| {
+                r.get(0)
+            })
+        })?;
+        if !pending {
+            return Ok(());
+        }
         self.with("count memo uses", |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             {
