@@ -42,10 +42,12 @@ fn quiet() {
 
 /// Sizes measured per mode: (elements, repetitions of the warm cases,
 /// repetitions of the leaf change).
-fn plan(mode: Mode) -> Option<(usize, usize, usize)> {
+/// Elements, repetitions of the warm cases, of the leaf change, and of the
+/// cold builds.
+fn plan(mode: Mode) -> Option<(usize, usize, usize, usize)> {
     match mode {
-        Mode::Full => Some((500, 5, 2)),
-        Mode::Quick => Some((50, 3, 2)),
+        Mode::Full => Some((500, 5, 2, 3)),
+        Mode::Quick => Some((50, 3, 2, 1)),
         Mode::Smoke => None,
     }
 }
@@ -520,7 +522,9 @@ pub fn peers(env: &Env) -> Result<Case> {
          package per element, a `genrule` running the commands through the same busybox), \
          measured in the same run. Every tool's output of every element is compared, file by \
          file, with cas's (`cas checkout`). `cold`: build everything into an empty store / \
-         cache (Bazel: after `bazel clean`, its server already running). `no-op, memo hit`: \
+         cache (Bazel: after `bazel clean`, its server already running), in rounds (three in \
+         the full mode), the tools in turn, each run after an untimed `sync` and the pause \
+         below. `no-op, memo hit`: \
          the same build again, cas answering from its load memo (checked with strace: no \
          element file opened); Nix and Bazel warm (Bazel's server running). `no-op, memo \
          missed`: an element file (the first leaf) touched before each build, for every tool; \
@@ -535,7 +539,7 @@ pub fn peers(env: &Env) -> Result<Case> {
          (Bazel's server collecting and compiling) is not charged to the next. Ratios are the \
          peer's time over cas's: higher is better for cas.",
     );
-    let Some((n, reps, leaf_reps)) = plan(env.mode) else {
+    let Some((n, reps, leaf_reps, cold_reps)) = plan(env.mode) else {
         case.notes.push(
             "not measured in smoke mode (it needs Nix and Bazel: `apt-get install nix-bin \
              bazel-bootstrap`, and minutes)"
@@ -610,37 +614,72 @@ pub fn peers(env: &Env) -> Result<Case> {
         c
     };
 
-    // ---- cold
+    // ---- cold: rounds, each tool in turn from an empty store or cache,
+    // each timed run after an untimed `sync` (the last one's write-back is
+    // not charged to it) and the pause of the warm cases
     env.say("peers: cold builds");
-    let (cc, cas_out) = run(&mut cas_build())?;
-    let cas_json = json_of(&cas_out)?;
-    let (nc, nix_out) = run(&mut nix.cmd("nix-build", &nix_store, false))?;
-    let (ncc, ca_out) = run(&mut nix.cmd("nix-build", &ca_store, true))?;
     let (bs, _) = run(bazel.cmd("info").arg("release"))?;
     let _server = BazelServer(&bazel);
-    run(&mut bazel.cmd("clean"))?;
-    let (bc, bazel_out) = run(&mut bazel.build())?;
-    let r_cc = case.row(
-        format!("{n}: cold, cas -j {jobs}"),
-        vec![ms(cc)],
-        Unit::Ms,
-        None,
-    );
+    let (mut cc, mut nc, mut ncc, mut bc) = (vec![], vec![], vec![], vec![]);
+    let mut outs = None;
+    for round in 0..cold_reps {
+        // every round into directories of its own (the last round's are
+        // those the warm cases use): a store removed just before a run
+        // would make ext4 skip its freed inodes for a minute (bench/NOTES.md)
+        let fresh = |p: &PathBuf| -> PathBuf {
+            if round + 1 == cold_reps {
+                p.clone()
+            } else {
+                PathBuf::from(format!("{}-round{round}", p.display()))
+            }
+        };
+        let bazel_round = Bazel {
+            dir: bazel.dir.clone(),
+            root: bazel.root.clone(),
+            home: bazel.home.clone(),
+            disk: fresh(&bazel.disk),
+            jobs: bazel.jobs.clone(),
+        };
+        let settle = || -> Result<()> {
+            run(&mut Command::new("sync"))?;
+            quiet();
+            Ok(())
+        };
+        settle()?;
+        let (d, cas_out) = run(env
+            .cas(&fresh(&cas_store), &root)
+            .args(["--json", "-j", &jobs, "build", "all.yaml"]))?;
+        cc.push(ms(d));
+        settle()?;
+        let (d, nix_out) = run(&mut nix.cmd("nix-build", &fresh(&nix_store), false))?;
+        nc.push(ms(d));
+        settle()?;
+        let (d, ca_out) = run(&mut nix.cmd("nix-build", &fresh(&ca_store), true))?;
+        ncc.push(ms(d));
+        run(&mut bazel_round.cmd("clean"))?;
+        settle()?;
+        let (d, bazel_out) = run(&mut bazel_round.build())?;
+        bc.push(ms(d));
+        outs = Some((cas_out, nix_out, ca_out, bazel_out));
+    }
+    let (cas_out, nix_out, ca_out, bazel_out) = outs.ok_or("no cold round")?;
+    let cas_json = json_of(&cas_out)?;
+    let r_cc = case.row(format!("{n}: cold, cas -j {jobs}"), cc, Unit::Ms, None);
     let r_nc = case.row(
         format!("{n}: cold, Nix --max-jobs {jobs}"),
-        vec![ms(nc)],
+        nc,
         Unit::Ms,
         Some(r_cc),
     );
     let r_ncc = case.row(
         format!("{n}: cold, Nix ca-derivations"),
-        vec![ms(ncc)],
+        ncc,
         Unit::Ms,
         Some(r_cc),
     );
     let r_bc = case.row(
         format!("{n}: cold, Bazel --jobs={jobs} (server already running)"),
-        vec![ms(bc)],
+        bc,
         Unit::Ms,
         Some(r_cc),
     );

@@ -259,9 +259,11 @@ impl crate::action_cache::Db {
     pub(crate) fn fold_memo_uses(&self) -> Result<()> {
         // nothing to count (a store only read, or no hit since): no write
         let pending: bool = self.with("count memo uses", |c| {
-            c.query_row("SELECT EXISTS (SELECT 1 FROM memos WHERE used > 0)", [], |r| {
-                r.get(0)
-            })
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM memos WHERE used > 0)",
+                [],
+                |r| r.get(0),
+            )
         })?;
         if !pending {
             return Ok(());
