@@ -428,42 +428,28 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
         .filter_map(|p| p.output)
         .collect();
     let present = |t: &cas_store::TreeDigest| cached.contains(t) || store.has_tree(t);
-    // the verdicts recorded against what is there now (nothing is checked
-    // here), read and decoded in parallel
-    let verdicts: Vec<_> = {
-        use rayon::prelude::*;
-        plan.par_iter()
-            .map(|planned| {
-                let el = loaded.element(planned.id);
-                let key = planned.key.filter(|_| planned.output.is_some())?;
-                if !cas_builder::checks::libraries_checked(el)
-                    || el.checks.libraries == cas_format::Severity::Off
-                {
-                    return None;
-                }
-                Some(cas_builder::checks::libraries_verdict_with(
-                    &store, &indexes, &loaded, planned.id, &key, &get, &present, false,
-                ))
-            })
-            .collect()
-    };
-    for ((row, planned), verdict) in rows.iter_mut().zip(plan).zip(verdicts) {
+    for (row, planned) in rows.iter_mut().zip(plan) {
         debug_assert_eq!(row.element.id, planned.id);
-        let libraries = match verdict {
+        // the verdict recorded against what is there now (nothing is checked here)
+        let libraries = match planned.key.filter(|_| planned.output.is_some()) {
             _ if !cas_builder::checks::libraries_checked(row.element) => String::new(),
             _ if row.element.checks.libraries == cas_format::Severity::Off => "off".into(),
-            Some(verdict) => match verdict {
-                Ok(Some(c)) if c.verdict.problems.is_empty() => "ok".into(),
-                Ok(Some(c)) => {
-                    let v = c.verdict;
-                    let n = v.problems.len();
-                    row.libraries = Some(cas_builder::checks::report(
-                        &store, &indexes, &loaded, planned.id, &v, &closure, &get,
-                    ));
-                    format!("{n} problem{}", if n == 1 { "" } else { "s" })
+            Some(key) => {
+                match cas_builder::checks::libraries_verdict_with(
+                    &store, &indexes, &loaded, planned.id, &key, &get, &present, false,
+                ) {
+                    Ok(Some(c)) if c.verdict.problems.is_empty() => "ok".into(),
+                    Ok(Some(c)) => {
+                        let v = c.verdict;
+                        let n = v.problems.len();
+                        row.libraries = Some(cas_builder::checks::report(
+                            &store, &indexes, &loaded, planned.id, &v, &closure, &get,
+                        ));
+                        format!("{n} problem{}", if n == 1 { "" } else { "s" })
+                    }
+                    _ => String::new(),
                 }
-                _ => String::new(),
-            },
+            }
             None => String::new(),
         };
         let key = planned.key.map(|k| k.to_hex());
