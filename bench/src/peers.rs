@@ -1059,6 +1059,14 @@ pub fn peers(env: &Env) -> Result<Case> {
         format!("{rss:.2}× Nix's"),
         rss <= 1.0,
     );
+    if case.goals.iter().any(|g| !g.met) {
+        case.notes.push(
+            "Each goal missed here has its measured cause (a profile of the same case: where the \
+             time goes, what was tried) in \"What the profiles found\" at the end of this file \
+             (bench/NOTES.md, the items marked #33)."
+                .to_owned(),
+        );
+    }
 
     // ---- configuration
     let net = network_interfaces();

@@ -216,6 +216,25 @@ impl Db {
         }
     }
 
+    /// End [`Store::read_snapshot`]'s mode and its read transaction, with
+    /// the connection held: no other thread's call can come in between and
+    /// find the transaction open with the mode off.
+    fn end_snapshot(&self) {
+        let Some(conn) = self.conn.get() else {
+            self.snapshot
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+            return;
+        };
+        let conn = conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.snapshot
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("COMMIT");
+        }
+    }
+
     /// Remember that a result was used now (see `touched`).
     fn touch(&self, key: String) {
         let mut t = self
@@ -297,7 +316,9 @@ impl Db {
 
     pub(crate) fn results(&self) -> Result<Vec<ResultRow>> {
         self.flush_access()?;
-        self.fold_memo_uses()?;
+        // best effort, as access times are: a store only read (no write
+        // access) still lists its results
+        let _ = self.fold_memo_uses();
         self.with("list results", |c| {
             let mut st = c.prepare("SELECT key, output, log, manifest, duration_ms, created, accessed FROM results ORDER BY accessed, key")?;
             let rows = st.query_map([], |r| {
@@ -355,17 +376,7 @@ impl Drop for ReadSnapshot<'_> {
         let Some(store) = self.store else {
             return;
         };
-        store
-            .db
-            .snapshot
-            .store(false, std::sync::atomic::Ordering::SeqCst);
-        let _ = store.db.with("end a read transaction", |c| {
-            if c.is_autocommit() {
-                Ok(())
-            } else {
-                c.execute_batch("COMMIT")
-            }
-        });
+        store.db.end_snapshot();
     }
 }
 

@@ -288,6 +288,11 @@ impl Store {
             self.db
                 .delete_rows(&report.results_removed, &report.sources_removed)?;
         }
+        // Memos are an optimisation that each binary and working directory
+        // adds to: gc forgets them (their hits counted first).
+        if !opts.dry_run {
+            self.db.forget_memos()?;
+        }
         // Remembered remote answers are a cache of lookups, never roots: those
         // older than the horizon (all, without one) go; a later build asks again.
         let before = horizon_ms.map_or(i64::MAX, |h| now - h);

@@ -191,9 +191,9 @@ impl Store {
     /// `started`, standing for `results` (action keys and their outputs; may
     /// be empty). Nothing is recorded, and `false` returned, when a file
     /// changed too recently to be trusted (see the module), or when one of
-    /// `results` is not recorded with that output. (Whether each output's
-    /// tree is present is the caller's to have checked: `cas build` records
-    /// a memo only after finding every result with its tree.)
+    /// `results` is not recorded with that output or its output tree is not
+    /// in the store. A memo replaced under the same key has its hits counted
+    /// first (see [`Db::fold_memo_uses`]).
     pub fn memo_put(
         &self,
         key: &Digest,
@@ -213,6 +213,11 @@ impl Store {
                 return Ok(false);
             }
             ids.push((p.clone(), id));
+        }
+        // a result may be a row whose tree is gone (a lazily pulled
+        // element's, when its local tree was removed by hand): never stood for
+        if !results.iter().all(|(_, out)| self.has_tree(out)) {
+            return Ok(false);
         }
         let files = encode(&ids);
         let mut keys = Vec::with_capacity(results.len() * 32);
@@ -240,6 +245,7 @@ impl Store {
             if !all_there {
                 return Ok(false);
             }
+            fold_uses(&tx, Some(&key.to_hex()))?;
             tx.execute(
                 &format!(
                     "INSERT OR REPLACE INTO memos (key, files, payload, results, removals, used)
@@ -251,6 +257,65 @@ impl Store {
             Ok(true)
         })
     }
+}
+
+impl Store {
+    /// After a hit whose results were not intact and were each found again
+    /// (row and output tree, by the caller): the memo stands for them at
+    /// the store's count of removals now, and this hit counts as a use.
+    /// `false` (nothing changed) when one of them is not recorded with that
+    /// output.
+    pub fn memo_revalidate(
+        &self,
+        key: &Digest,
+        results: &[(ActionKey, TreeDigest)],
+    ) -> Result<bool> {
+        let hex = key.to_hex();
+        self.db.with("revalidate memo", |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            {
+                let mut get = tx.prepare_cached("SELECT output FROM results WHERE key = ?1")?;
+                for (k, out) in results {
+                    let found: Option<String> = get
+                        .query_row(params![k.to_hex()], |r| r.get(0))
+                        .optional()?;
+                    if found.as_deref() != Some(out.to_hex().as_str()) {
+                        return Ok(false);
+                    }
+                }
+            }
+            let n = tx.execute(
+                &format!("UPDATE memos SET removals = ({REMOVALS}), used = ?2 WHERE key = ?1"),
+                params![hex, crate::action_cache::now_ms()],
+            )?;
+            tx.commit()?;
+            Ok(n == 1)
+        })
+    }
+}
+
+/// Inside a write transaction: count the unfolded hit of the memo `only`
+/// (or of every memo) as a use of each of its results, then mark it folded.
+fn fold_uses(tx: &rusqlite::Transaction<'_>, only: Option<&str>) -> rusqlite::Result<()> {
+    let mut memos = tx.prepare_cached(
+        "SELECT results, used FROM memos WHERE used > 0 AND (?1 IS NULL OR key = ?1)",
+    )?;
+    let mut up =
+        tx.prepare_cached("UPDATE results SET accessed = max(accessed, ?2) WHERE key = ?1")?;
+    let mut rows = memos.query(params![only])?;
+    while let Some(r) = rows.next()? {
+        let keys: Vec<u8> = r.get(0)?;
+        let used: i64 = r.get(1)?;
+        for k in keys.chunks_exact(32) {
+            let k: [u8; 32] = k.try_into().expect("chunks of 32");
+            up.execute(params![Digest(k).to_hex(), used])?;
+        }
+    }
+    tx.execute(
+        "UPDATE memos SET used = 0 WHERE used > 0 AND (?1 IS NULL OR key = ?1)",
+        params![only],
+    )?;
+    Ok(())
 }
 
 impl crate::action_cache::Db {
@@ -270,22 +335,20 @@ impl crate::action_cache::Db {
         }
         self.with("count memo uses", |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            {
-                let mut memos = tx.prepare("SELECT results, used FROM memos WHERE used > 0")?;
-                let mut up = tx.prepare_cached(
-                    "UPDATE results SET accessed = max(accessed, ?2) WHERE key = ?1",
-                )?;
-                let mut rows = memos.query([])?;
-                while let Some(r) = rows.next()? {
-                    let keys: Vec<u8> = r.get(0)?;
-                    let used: i64 = r.get(1)?;
-                    for k in keys.chunks_exact(32) {
-                        let k: [u8; 32] = k.try_into().expect("chunks of 32");
-                        up.execute(params![Digest(k).to_hex(), used])?;
-                    }
-                }
-            }
-            tx.execute("UPDATE memos SET used = 0 WHERE used > 0", [])?;
+            fold_uses(&tx, None)?;
+            tx.commit()
+        })
+    }
+
+    /// Forget every memo (gc: they are an optimisation, and each binary
+    /// and working directory adds its own; the next no-op records again),
+    /// after counting their hits. The `memo` table of earlier versions goes
+    /// too.
+    pub(crate) fn forget_memos(&self) -> Result<()> {
+        self.with("forget memos", |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            fold_uses(&tx, None)?;
+            tx.execute_batch("DELETE FROM memos; DROP TABLE IF EXISTS memo;")?;
             tx.commit()
         })
     }
@@ -418,5 +481,97 @@ mod tests {
         assert!(store.memo_get(&key).unwrap().unwrap().results_intact);
         // k1 was used after k2 was recorded: k2 is now the least recently used
         assert_eq!(order(&store), [k2, k1]);
+    }
+
+    #[test]
+    fn a_memo_is_never_recorded_for_an_output_tree_that_is_gone() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(&t.path().join("store")).unwrap();
+        let later = SystemTime::now() + std::time::Duration::from_secs(10);
+        let k = ActionKey::from_digest(Digest::of_bytes(b"k"));
+        let r = result(&store, b"one");
+        store.action_put(&k, &r).unwrap();
+        std::fs::remove_file(store.object_path(r.output.digest())).unwrap();
+        let key = Digest::of_bytes(b"build");
+        assert!(!store
+            .memo_put(&key, &[], later, b"p", &[(k, r.output)])
+            .unwrap());
+        assert_eq!(store.memo_get(&key).unwrap(), None);
+    }
+
+    #[test]
+    fn a_memo_stands_again_when_its_results_are_found_as_recorded() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(&t.path().join("store")).unwrap();
+        let later = SystemTime::now() + std::time::Duration::from_secs(10);
+        let (k1, k2) = (
+            ActionKey::from_digest(Digest::of_bytes(b"k1")),
+            ActionKey::from_digest(Digest::of_bytes(b"k2")),
+        );
+        let (r1, r2) = (result(&store, b"one"), result(&store, b"two"));
+        store.action_put(&k1, &r1).unwrap();
+        store.action_put(&k2, &r2).unwrap();
+        let key = Digest::of_bytes(b"build");
+        let recorded = [(k1, r1.output)];
+        assert!(store.memo_put(&key, &[], later, b"p", &recorded).unwrap());
+        // another result removed: this memo's own are all still there
+        store.db.delete_rows(&[k2], &[]).unwrap();
+        assert_eq!(store.memo_get(&key).unwrap(), Some(hit(b"p", false)));
+        assert!(store.memo_revalidate(&key, &recorded).unwrap());
+        assert_eq!(store.memo_get(&key).unwrap(), Some(hit(b"p", true)));
+        // its own replaced by another output: never stands for the old one
+        store.action_put(&k1, &r2).unwrap();
+        assert_eq!(store.memo_get(&key).unwrap(), Some(hit(b"p", false)));
+        assert!(!store.memo_revalidate(&key, &recorded).unwrap());
+        assert_eq!(store.memo_get(&key).unwrap(), Some(hit(b"p", false)));
+    }
+
+    #[test]
+    fn a_memo_recorded_again_or_forgotten_by_gc_keeps_its_hits_for_gc() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(&t.path().join("store")).unwrap();
+        let later = SystemTime::now() + std::time::Duration::from_secs(10);
+        let (k1, k2, k3) = (
+            ActionKey::from_digest(Digest::of_bytes(b"k1")),
+            ActionKey::from_digest(Digest::of_bytes(b"k2")),
+            ActionKey::from_digest(Digest::of_bytes(b"k3")),
+        );
+        let (r1, r2, r3) = (
+            result(&store, b"one"),
+            result(&store, b"two"),
+            result(&store, b"three"),
+        );
+        store.action_put(&k1, &r1).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        store.action_put(&k2, &r2).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        store.action_put(&k3, &r3).unwrap();
+        let key = Digest::of_bytes(b"build");
+        assert!(store
+            .memo_put(&key, &[], later, b"a", &[(k1, r1.output)])
+            .unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(store.memo_get(&key).unwrap().unwrap().results_intact);
+        // the same key recorded for other results (another branch): k1's
+        // hit still counts
+        assert!(store
+            .memo_put(&key, &[], later, b"b", &[(k2, r2.output)])
+            .unwrap());
+        let order = |store: &Store| -> Vec<ActionKey> {
+            store
+                .db
+                .results()
+                .unwrap()
+                .into_iter()
+                .map(|r| r.key)
+                .collect()
+        };
+        assert_eq!(order(&store), [k2, k3, k1]);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(store.memo_get(&key).unwrap().unwrap().results_intact);
+        // gc forgets every memo, after counting k2's hit
+        store.gc(&crate::GcOptions::default()).unwrap();
+        assert_eq!(store.memo_get(&key).unwrap(), None);
+        assert_eq!(order(&store), [k3, k1, k2]);
     }
 }

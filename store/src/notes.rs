@@ -63,11 +63,20 @@ impl Store {
             return Ok(Vec::new());
         }
         let _lock = self.lock_shared()?;
-        let blobs = notes
+        let stored = notes
             .iter()
-            .map(|(_, _, b)| self.put_bytes(b))
+            .map(|(_, _, b)| self.put_bytes_inner(b))
             .collect::<Result<Vec<_>>>()?;
-        self.sync()?;
+        // A blob that was already in the store was synced before the row
+        // that first named it was committed: only new blobs need the
+        // `syncfs` (a verdict that did not change, the usual case, writes
+        // none). The one exception, a blob another process wrote and has
+        // not synced yet, can at worst be lost by a power cut: `note_get`
+        // then finds no note (or a corrupt one) and the note is made again.
+        if stored.iter().any(|(_, new)| *new) {
+            self.sync()?;
+        }
+        let blobs: Vec<BlobDigest> = stored.into_iter().map(|(d, _)| BlobDigest(d)).collect();
         self.db.with("record notes", |c| {
             let tx = c.transaction()?;
             {
@@ -95,7 +104,9 @@ impl Store {
         };
         match self.read_blob(&BlobDigest(b)) {
             Ok(bytes) => Ok(Some(bytes)),
-            Err(crate::StoreError::Missing { .. }) => Ok(None),
+            // a note is made again when its blob is gone or damaged
+            // (`cas store verify` reports the damage)
+            Err(crate::StoreError::Missing { .. } | crate::StoreError::Corrupt { .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -135,5 +146,21 @@ mod tests {
             .unwrap();
         assert_eq!(store.note_get(&key, "n").unwrap(), None);
         assert!(!store.has_blob(&blob));
+    }
+
+    #[test]
+    fn a_note_whose_blob_is_damaged_is_no_note() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("s")).unwrap();
+        let key = ActionKey::of_manifest(b"k");
+        let blob = store.note_put(&key, "n", b"verdict").unwrap();
+        // a second put of the same bytes finds the blob there
+        assert_eq!(store.note_put(&key, "n", b"verdict").unwrap(), blob);
+        let path = store.blob_path(&blob);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(&path, b"verdicT").unwrap();
+        // made again by its user, never read as it is
+        assert_eq!(store.note_get(&key, "n").unwrap(), None);
     }
 }

@@ -78,16 +78,29 @@ pub fn try_noop(store: &Store, key: &Digest) -> Option<(BuildReport, Vec<String>
             .map(|(_, _, o)| o.clone())
             .collect()
     } else {
-        let keys: Vec<ActionKey> = recorded
+        // a result row was removed or replaced somewhere in the store since:
+        // each is looked up (row and output tree), and reported as found;
+        // if every one is as the memo recorded it, the memo stands for them
+        // again (the store checks the rows against the recorded outputs)
+        let recorded_results: Vec<(ActionKey, TreeDigest)> = recorded
             .elements
             .iter()
-            .map(|(_, hex, _)| ActionKey::from_hex(hex).ok())
+            .map(|(_, k, o)| Some((ActionKey::from_hex(k).ok()?, TreeDigest::from_hex(o).ok()?)))
             .collect::<Option<_>>()?;
-        crate::record::hits(store, &keys)
+        let keys: Vec<ActionKey> = recorded_results.iter().map(|(k, _)| *k).collect();
+        let found: Vec<TreeDigest> = crate::record::hits(store, &keys)
             .ok()?
             .into_iter()
-            .map(|found| found.map(|r| r.output.to_hex()))
-            .collect::<Option<_>>()?
+            .map(|r| r.map(|r| r.output))
+            .collect::<Option<_>>()?;
+        if found
+            .iter()
+            .zip(&recorded_results)
+            .all(|(f, (_, o))| f == o)
+        {
+            let _ = store.memo_revalidate(key, &recorded_results);
+        }
+        found.iter().map(TreeDigest::to_hex).collect()
     };
     let mut elements = Vec::with_capacity(recorded.elements.len());
     for ((name, hex, _), output) in recorded.elements.into_iter().zip(outputs) {
