@@ -15,10 +15,11 @@
 //! while that count is unchanged, every one of them still is (each removal
 //! or replacement of a result row counts, by trigger, whoever makes it), so
 //! a hit need not look them up. A hit records its time on the memo's row,
-//! and gc counts it as a use of each of the memo's results.
+//! and gc counts it as a use of each of the memo's results, then forgets
+//! every memo (each binary and working directory adds its own).
 //!
 //! Tables `memos` and `result_removals` and the triggers on `results` in
-//! `ac.sqlite`, created on first use (spec/store.md).
+//! `ac.sqlite`, created when the store is opened (spec/store.md).
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -192,8 +193,8 @@ impl Store {
     /// be empty). Nothing is recorded, and `false` returned, when a file
     /// changed too recently to be trusted (see the module), or when one of
     /// `results` is not recorded with that output or its output tree is not
-    /// in the store. A memo replaced under the same key has its hits counted
-    /// first (see [`Db::fold_memo_uses`]).
+    /// in the store. A memo replaced under the same key has its last hit
+    /// counted first (as gc counts hits: `Db::fold_memo_uses`).
     pub fn memo_put(
         &self,
         key: &Digest,
