@@ -269,6 +269,30 @@ pub fn remote_exec(env: &Env) -> Result<Case> {
         format!("{pull_ratio:.2}× nginx"),
         pull_ratio <= 1.2,
     );
+    // the measured causes of a missed goal, beside it (bench/NOTES.md has
+    // the profiles)
+    if per_step >= 50.0 {
+        case.notes.push(format!(
+            "Where the {per_step:.0} ms per step go: the worker's own work (inputs, run, \
+             outputs) is {:.0} ms of it; the rest is spent waiting in BuildGrid, whose \
+             scheduler hands out work on its polling cycle (above): with one worker, the farm \
+             finished one Action every {:.0} ms, about one cycle of its 0.1 s notifiers. \
+             (\"What the profiles found\", bench/NOTES.md.)",
+            case.median(rw),
+            farm1 / n as f64
+        ));
+    }
+    if pull_ratio > 1.2 {
+        case.notes.push(format!(
+            "Why REAPI pulls are slower: each result is two calls to BuildGrid (GetActionResult, \
+             then one BatchReadBlobs of its `cas/result` and `cas/digests`: spec/remote.md), a \
+             Python server, where nginx answers one GET; {:.2} ms per result against {:.2} ms. \
+             BuildGrid 0.4.4 does not fill `inline_output_files`, which would make it one call. \
+             (\"What the profiles found\", bench/NOTES.md.)",
+            case.median(rbg) / n as f64,
+            case.median(rng) / n as f64
+        ));
+    }
     case.commands.extend([
         "bash scripts/install-deps.sh    # BuildGrid 0.4.4 venv, postgresql-15".to_string(),
         "cargo run --release -p cas-bench -- --only remote-exec".to_string(),
