@@ -229,21 +229,7 @@ impl Store {
         // recorded stands for (a removal cannot come in between).
         self.db.with("record memo", |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let all_there = {
-                let mut get = tx.prepare_cached("SELECT output FROM results WHERE key = ?1")?;
-                let mut ok = true;
-                for (k, out) in results {
-                    let found: Option<String> = get
-                        .query_row(params![k.to_hex()], |r| r.get(0))
-                        .optional()?;
-                    if found.as_deref() != Some(out.to_hex().as_str()) {
-                        ok = false;
-                        break;
-                    }
-                }
-                ok
-            };
-            if !all_there {
+            if !rows_hold(&tx, results)? {
                 return Ok(false);
             }
             fold_uses(&tx, Some(&key.to_hex()))?;
@@ -274,16 +260,8 @@ impl Store {
         let hex = key.to_hex();
         self.db.with("revalidate memo", |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            {
-                let mut get = tx.prepare_cached("SELECT output FROM results WHERE key = ?1")?;
-                for (k, out) in results {
-                    let found: Option<String> = get
-                        .query_row(params![k.to_hex()], |r| r.get(0))
-                        .optional()?;
-                    if found.as_deref() != Some(out.to_hex().as_str()) {
-                        return Ok(false);
-                    }
-                }
+            if !rows_hold(&tx, results)? {
+                return Ok(false);
             }
             let n = tx.execute(
                 &format!("UPDATE memos SET removals = ({REMOVALS}), used = ?2 WHERE key = ?1"),
@@ -293,6 +271,23 @@ impl Store {
             Ok(n == 1)
         })
     }
+}
+
+/// Whether every `(key, output)` is a row of `results` with that output.
+fn rows_hold(
+    tx: &rusqlite::Transaction<'_>,
+    results: &[(ActionKey, TreeDigest)],
+) -> rusqlite::Result<bool> {
+    let mut get = tx.prepare_cached("SELECT output FROM results WHERE key = ?1")?;
+    for (k, out) in results {
+        let found: Option<String> = get
+            .query_row(params![k.to_hex()], |r| r.get(0))
+            .optional()?;
+        if found.as_deref() != Some(out.to_hex().as_str()) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Inside a write transaction: count the unfolded hit of the memo `only`
@@ -413,17 +408,53 @@ mod tests {
         }
     }
 
+    /// A store with `n` results made but not recorded (keys `k1`…, each
+    /// output one file `r1`…), and a start 10 s ahead: every file is old
+    /// enough for a memo.
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Store,
+        later: SystemTime,
+        keys: Vec<ActionKey>,
+        results: Vec<ActionResult>,
+    }
+
+    fn fixture(n: usize) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let keys = (1..=n)
+            .map(|i| ActionKey::from_digest(Digest::of_bytes(format!("k{i}").as_bytes())))
+            .collect();
+        let results = (1..=n)
+            .map(|i| result(&store, format!("r{i}").as_bytes()))
+            .collect();
+        Fixture {
+            _dir: dir,
+            store,
+            later: SystemTime::now() + std::time::Duration::from_secs(10),
+            keys,
+            results,
+        }
+    }
+
+    /// The results in gc's order, least recently used first.
+    fn lru_order(store: &Store) -> Vec<ActionKey> {
+        store
+            .db
+            .results()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.key)
+            .collect()
+    }
+
     #[test]
     fn a_memo_stands_for_its_results_until_one_is_removed_or_replaced() {
-        let t = tempfile::tempdir().unwrap();
-        let store = Store::open(&t.path().join("store")).unwrap();
-        let later = SystemTime::now() + std::time::Duration::from_secs(10);
-        let (k1, k2) = (
-            ActionKey::from_digest(Digest::of_bytes(b"k1")),
-            ActionKey::from_digest(Digest::of_bytes(b"k2")),
-        );
-        let (r1, r2) = (result(&store, b"one"), result(&store, b"two"));
-        store.action_put(&k1, &r1).unwrap();
+        let f = fixture(2);
+        let (store, later) = (&f.store, f.later);
+        let (k1, k2) = (f.keys[0], f.keys[1]);
+        let (r1, r2) = (&f.results[0], &f.results[1]);
+        store.action_put(&k1, r1).unwrap();
         let key = Digest::of_bytes(b"build");
         // k2 has no result: not recorded
         assert!(!store
@@ -433,17 +464,17 @@ mod tests {
         assert!(!store
             .memo_put(&key, &[], later, b"p", &[(k1, r2.output)])
             .unwrap());
-        store.action_put(&k2, &r2).unwrap();
+        store.action_put(&k2, r2).unwrap();
         let both = [(k1, r1.output), (k2, r2.output)];
         assert!(store.memo_put(&key, &[], later, b"p", &both).unwrap());
         assert_eq!(store.memo_get(&key).unwrap(), Some(hit(b"p", true)));
         // the same result recorded again changes nothing
-        store.action_put(&k1, &r1).unwrap();
+        store.action_put(&k1, r1).unwrap();
         assert_eq!(store.memo_get(&key).unwrap(), Some(hit(b"p", true)));
         // a result replaced by another output: no longer intact
-        store.action_put(&k2, &r1).unwrap();
+        store.action_put(&k2, r1).unwrap();
         assert_eq!(store.memo_get(&key).unwrap(), Some(hit(b"p", false)));
-        store.action_put(&k2, &r2).unwrap();
+        store.action_put(&k2, r2).unwrap();
         assert!(store.memo_put(&key, &[], later, b"p", &both).unwrap());
         assert_eq!(store.memo_get(&key).unwrap(), Some(hit(b"p", true)));
         // a result removed (gc, verify --repair): no longer intact
@@ -453,45 +484,29 @@ mod tests {
 
     #[test]
     fn a_memo_hit_counts_as_a_use_of_its_results_for_gc() {
-        let t = tempfile::tempdir().unwrap();
-        let store = Store::open(&t.path().join("store")).unwrap();
-        let later = SystemTime::now() + std::time::Duration::from_secs(10);
-        let (k1, k2) = (
-            ActionKey::from_digest(Digest::of_bytes(b"k1")),
-            ActionKey::from_digest(Digest::of_bytes(b"k2")),
-        );
-        let (r1, r2) = (result(&store, b"one"), result(&store, b"two"));
-        store.action_put(&k1, &r1).unwrap();
+        let f = fixture(2);
+        let (store, later) = (&f.store, f.later);
+        let (k1, k2) = (f.keys[0], f.keys[1]);
+        let (r1, r2) = (&f.results[0], &f.results[1]);
+        store.action_put(&k1, r1).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(5));
-        store.action_put(&k2, &r2).unwrap();
+        store.action_put(&k2, r2).unwrap();
         let key = Digest::of_bytes(b"build");
         assert!(store
             .memo_put(&key, &[], later, b"p", &[(k1, r1.output)])
             .unwrap());
-        let order = |store: &Store| -> Vec<ActionKey> {
-            store
-                .db
-                .results()
-                .unwrap()
-                .into_iter()
-                .map(|r| r.key)
-                .collect()
-        };
-        assert_eq!(order(&store), [k1, k2]);
+        assert_eq!(lru_order(store), [k1, k2]);
         std::thread::sleep(std::time::Duration::from_millis(5));
         assert!(store.memo_get(&key).unwrap().unwrap().results_intact);
         // k1 was used after k2 was recorded: k2 is now the least recently used
-        assert_eq!(order(&store), [k2, k1]);
+        assert_eq!(lru_order(store), [k2, k1]);
     }
 
     #[test]
     fn a_memo_is_never_recorded_for_an_output_tree_that_is_gone() {
-        let t = tempfile::tempdir().unwrap();
-        let store = Store::open(&t.path().join("store")).unwrap();
-        let later = SystemTime::now() + std::time::Duration::from_secs(10);
-        let k = ActionKey::from_digest(Digest::of_bytes(b"k"));
-        let r = result(&store, b"one");
-        store.action_put(&k, &r).unwrap();
+        let f = fixture(1);
+        let (store, later, k, r) = (&f.store, f.later, f.keys[0], &f.results[0]);
+        store.action_put(&k, r).unwrap();
         std::fs::remove_file(store.object_path(r.output.digest())).unwrap();
         let key = Digest::of_bytes(b"build");
         assert!(!store
@@ -502,16 +517,12 @@ mod tests {
 
     #[test]
     fn a_memo_stands_again_when_its_results_are_found_as_recorded() {
-        let t = tempfile::tempdir().unwrap();
-        let store = Store::open(&t.path().join("store")).unwrap();
-        let later = SystemTime::now() + std::time::Duration::from_secs(10);
-        let (k1, k2) = (
-            ActionKey::from_digest(Digest::of_bytes(b"k1")),
-            ActionKey::from_digest(Digest::of_bytes(b"k2")),
-        );
-        let (r1, r2) = (result(&store, b"one"), result(&store, b"two"));
-        store.action_put(&k1, &r1).unwrap();
-        store.action_put(&k2, &r2).unwrap();
+        let f = fixture(2);
+        let (store, later) = (&f.store, f.later);
+        let (k1, k2) = (f.keys[0], f.keys[1]);
+        let (r1, r2) = (&f.results[0], &f.results[1]);
+        store.action_put(&k1, r1).unwrap();
+        store.action_put(&k2, r2).unwrap();
         let key = Digest::of_bytes(b"build");
         let recorded = [(k1, r1.output)];
         assert!(store.memo_put(&key, &[], later, b"p", &recorded).unwrap());
@@ -521,7 +532,7 @@ mod tests {
         assert!(store.memo_revalidate(&key, &recorded).unwrap());
         assert_eq!(store.memo_get(&key).unwrap(), Some(hit(b"p", true)));
         // its own replaced by another output: never stands for the old one
-        store.action_put(&k1, &r2).unwrap();
+        store.action_put(&k1, r2).unwrap();
         assert_eq!(store.memo_get(&key).unwrap(), Some(hit(b"p", false)));
         assert!(!store.memo_revalidate(&key, &recorded).unwrap());
         assert_eq!(store.memo_get(&key).unwrap(), Some(hit(b"p", false)));
@@ -529,24 +540,15 @@ mod tests {
 
     #[test]
     fn a_memo_recorded_again_or_forgotten_by_gc_keeps_its_hits_for_gc() {
-        let t = tempfile::tempdir().unwrap();
-        let store = Store::open(&t.path().join("store")).unwrap();
-        let later = SystemTime::now() + std::time::Duration::from_secs(10);
-        let (k1, k2, k3) = (
-            ActionKey::from_digest(Digest::of_bytes(b"k1")),
-            ActionKey::from_digest(Digest::of_bytes(b"k2")),
-            ActionKey::from_digest(Digest::of_bytes(b"k3")),
-        );
-        let (r1, r2, r3) = (
-            result(&store, b"one"),
-            result(&store, b"two"),
-            result(&store, b"three"),
-        );
-        store.action_put(&k1, &r1).unwrap();
+        let f = fixture(3);
+        let (store, later) = (&f.store, f.later);
+        let (k1, k2, k3) = (f.keys[0], f.keys[1], f.keys[2]);
+        let (r1, r2, r3) = (&f.results[0], &f.results[1], &f.results[2]);
+        store.action_put(&k1, r1).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(5));
-        store.action_put(&k2, &r2).unwrap();
+        store.action_put(&k2, r2).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(5));
-        store.action_put(&k3, &r3).unwrap();
+        store.action_put(&k3, r3).unwrap();
         let key = Digest::of_bytes(b"build");
         assert!(store
             .memo_put(&key, &[], later, b"a", &[(k1, r1.output)])
@@ -558,21 +560,12 @@ mod tests {
         assert!(store
             .memo_put(&key, &[], later, b"b", &[(k2, r2.output)])
             .unwrap());
-        let order = |store: &Store| -> Vec<ActionKey> {
-            store
-                .db
-                .results()
-                .unwrap()
-                .into_iter()
-                .map(|r| r.key)
-                .collect()
-        };
-        assert_eq!(order(&store), [k2, k3, k1]);
+        assert_eq!(lru_order(store), [k2, k3, k1]);
         std::thread::sleep(std::time::Duration::from_millis(5));
         assert!(store.memo_get(&key).unwrap().unwrap().results_intact);
         // gc forgets every memo, after counting k2's hit
         store.gc(&crate::GcOptions::default()).unwrap();
         assert_eq!(store.memo_get(&key).unwrap(), None);
-        assert_eq!(order(&store), [k3, k1, k2]);
+        assert_eq!(lru_order(store), [k3, k1, k2]);
     }
 }

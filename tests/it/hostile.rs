@@ -922,6 +922,14 @@ fn gc_removes_views_for_a_user_who_is_not_root() {
     assert_eq!(code, Some(0), "{err}");
 }
 
+/// A host directory a hostile step must never reach.
+fn victim_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("cas-victim-")
+        .tempdir()
+        .unwrap()
+}
+
 /// The sandbox backends: cas's own (the default) and bwrap.
 const BACKENDS: [&str; 2] = ["cas", "bwrap"];
 
@@ -945,10 +953,7 @@ fn build_with(ctx: &Ctx, element: &str, backend: &str) -> crate::ctx::Run {
 #[test]
 fn a_staged_link_on_a_mount_points_path_never_leads_a_writable_root_to_the_host() {
     let ctx = crate::ctx::busybox_project();
-    let victim = tempfile::Builder::new()
-        .prefix("cas-victim-")
-        .tempdir()
-        .unwrap();
+    let victim = victim_dir();
     std::fs::create_dir_all(ctx.project().join("files/evil")).unwrap();
     std::os::unix::fs::symlink(
         format!("/oldroot{}", victim.path().display()),
@@ -988,10 +993,7 @@ fn a_staged_link_on_a_mount_points_path_never_leads_a_writable_root_to_the_host(
 #[test]
 fn the_cleanup_of_a_writable_root_never_follows_a_link_a_script_planted() {
     let ctx = crate::ctx::busybox_project();
-    let victim = tempfile::Builder::new()
-        .prefix("cas-victim-")
-        .tempdir()
-        .unwrap();
+    let victim = victim_dir();
     std::fs::create_dir(victim.path().join("b")).unwrap();
     std::fs::write(victim.path().join("c"), "keep me").unwrap();
     let step = |backend: &str| {
