@@ -458,11 +458,15 @@ impl Store {
     /// database, not one per key); touches the last-access time of each
     /// found. The answers are in the order of `keys`.
     pub fn action_get_many(&self, keys: &[ActionKey]) -> Result<Vec<Option<ActionResult>>> {
-        let rows = self.db.with("get action results", |c| {
-            let tx = c.transaction()?;
+        let rows = self.db.with_read("get action results", |c| {
+            // one read transaction for all: the snapshot's, or its own
+            let own = c
+                .is_autocommit()
+                .then(|| c.unchecked_transaction())
+                .transpose()?;
             let mut rows = Vec::with_capacity(keys.len());
             {
-                let mut st = tx.prepare_cached(
+                let mut st = c.prepare_cached(
                     "SELECT output, log, manifest, duration_ms, created FROM results WHERE key = ?1",
                 )?;
                 for key in keys {
@@ -480,7 +484,9 @@ impl Store {
                     );
                 }
             }
-            tx.commit()?;
+            if let Some(tx) = own {
+                tx.commit()?;
+            }
             Ok(rows)
         })?;
         for (key, row) in keys.iter().zip(&rows) {

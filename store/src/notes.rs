@@ -94,21 +94,49 @@ impl Store {
 
     /// The note `name` of `key`'s result, if recorded and its blob is present.
     pub fn note_get(&self, key: &ActionKey, name: &str) -> Result<Option<Vec<u8>>> {
-        let blob: Option<String> = self.db.with_read("read note", |c| {
-            c.prepare_cached("SELECT blob FROM notes WHERE key = ?1 AND name = ?2")?
-                .query_row(params![key.to_hex(), name], |r| r.get(0))
-                .optional()
+        Ok(self.notes_get(std::slice::from_ref(key), name)?.remove(0))
+    }
+
+    /// [`Store::note_get`] of each key, in order: the rows read together
+    /// (one read of the database), the blobs in parallel.
+    pub fn notes_get(&self, keys: &[ActionKey], name: &str) -> Result<Vec<Option<Vec<u8>>>> {
+        use rayon::prelude::*;
+        let blobs: Vec<Option<String>> = self.db.with_read("read notes", |c| {
+            // one read transaction for all: the snapshot's, or its own
+            let own = c
+                .is_autocommit()
+                .then(|| c.unchecked_transaction())
+                .transpose()?;
+            let mut st = c.prepare_cached("SELECT blob FROM notes WHERE key = ?1 AND name = ?2")?;
+            let blobs = keys
+                .iter()
+                .map(|k| {
+                    st.query_row(params![k.to_hex(), name], |r| r.get(0))
+                        .optional()
+                })
+                .collect::<rusqlite::Result<_>>()?;
+            if let Some(tx) = own {
+                tx.commit()?;
+            }
+            Ok(blobs)
         })?;
-        let Some(b) = blob.and_then(|b| Digest::from_hex(&b).ok()) else {
-            return Ok(None);
-        };
-        match self.read_blob(&BlobDigest(b)) {
-            Ok(bytes) => Ok(Some(bytes)),
-            // a note is made again when its blob is gone or damaged
-            // (`cas store verify` reports the damage)
-            Err(crate::StoreError::Missing { .. } | crate::StoreError::Corrupt { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        blobs
+            .into_par_iter()
+            .map(|blob| {
+                let Some(b) = blob.and_then(|b| Digest::from_hex(&b).ok()) else {
+                    return Ok(None);
+                };
+                match self.read_blob(&BlobDigest(b)) {
+                    Ok(bytes) => Ok(Some(bytes)),
+                    // a note is made again when its blob is gone or damaged
+                    // (`cas store verify` reports the damage)
+                    Err(crate::StoreError::Missing { .. } | crate::StoreError::Corrupt { .. }) => {
+                        Ok(None)
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+            .collect()
     }
 }
 

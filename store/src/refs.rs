@@ -43,7 +43,20 @@ impl Store {
     /// transaction (a build's last keys: one write at its end, not one per
     /// step while steps run).
     pub fn refs_put(&self, refs: &[(String, String)]) -> Result<()> {
-        if refs.is_empty() {
+        // read first: most values are unchanged (a no-op build's keys), and
+        // a read takes no write lock
+        let changed: Vec<&(String, String)> = self.db.with_read("read refs", |c| {
+            let mut get = c.prepare_cached("SELECT value FROM refs WHERE name = ?1")?;
+            let mut changed = Vec::new();
+            for r in refs {
+                let old: Option<String> = get.query_row(params![r.0], |v| v.get(0)).optional()?;
+                if old.as_deref() != Some(r.1.as_str()) {
+                    changed.push(r);
+                }
+            }
+            Ok(changed)
+        })?;
+        if changed.is_empty() {
             return Ok(());
         }
         let now = now_secs();
@@ -55,7 +68,7 @@ impl Store {
                 let mut put = tx.prepare_cached(
                     "INSERT OR REPLACE INTO refs (name, value, previous, updated) VALUES (?1, ?2, ?3, ?4)",
                 )?;
-                for (name, value) in refs {
+                for (name, value) in changed {
                     let old: Option<(String, Option<String>)> = get
                         .query_row(params![name], |r| Ok((r.get(0)?, r.get(1)?)))
                         .optional()?;

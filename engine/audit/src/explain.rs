@@ -110,7 +110,7 @@ fn currents(
     let steps = planner.walk(
         &[target],
         cas_builder::plan::Walk { partial: true },
-        &mut |_, k| Ok(cas_builder::record::hit(store, &k.key, true)?.map(|r| r.output)),
+        &mut |asked| cas_builder::record::outputs_of(store, asked),
     )?;
     Ok(steps
         .into_iter()

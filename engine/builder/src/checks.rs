@@ -22,6 +22,19 @@ pub fn libraries_checked(el: &Element) -> bool {
     crate::kinds::of(el).caps().makes_binaries
 }
 
+/// Whether an element has a libraries verdict: checked, and not turned off.
+pub fn has_verdict(el: &Element) -> bool {
+    libraries_checked(el) && el.checks.libraries != Severity::Off
+}
+
+/// A verdict's recorded note: read from the store when it is needed, or
+/// read beforehand with those of other elements (`Store::notes_get`).
+#[derive(Clone, Copy, Debug)]
+pub enum Recorded<'a> {
+    Read,
+    Given(Option<&'a [u8]>),
+}
+
 /// Whether an element's output goes through the architecture check: the
 /// behaviours that make files by running commands.
 pub fn architecture_checked(el: &Element) -> bool {
@@ -186,12 +199,23 @@ pub fn libraries_verdict(
     compute: bool,
 ) -> Result<Option<Checked>> {
     let present = |t: &TreeDigest| store.has_tree(t);
-    libraries_verdict_with(store, indexes, loaded, id, key, outputs, &present, compute)
+    libraries_verdict_with(
+        store,
+        indexes,
+        loaded,
+        id,
+        key,
+        outputs,
+        &present,
+        Recorded::Read,
+        compute,
+    )
 }
 
 /// [`libraries_verdict`] where `present` says which trees are in the store
 /// (a caller that has just checked every output, as `cas show` has, need
-/// not `lstat` each again per element that stages it).
+/// not `lstat` each again per element that stages it) and `recorded` may
+/// be the note read beforehand.
 #[allow(clippy::too_many_arguments)]
 pub fn libraries_verdict_with(
     store: &Store,
@@ -201,18 +225,27 @@ pub fn libraries_verdict_with(
     key: &ActionKey,
     outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
     present: &dyn Fn(&TreeDigest) -> bool,
+    recorded: Recorded<'_>,
     compute: bool,
 ) -> Result<Option<Checked>> {
     let el = loaded.element(id);
-    if !libraries_checked(el) || el.checks.libraries == Severity::Off {
+    if !has_verdict(el) {
         return Ok(None);
     }
     let Some(inputs) = inputs_of(loaded, id, outputs, present) else {
         return Ok(None);
     };
     let against = inputs.against();
-    if let Some(bytes) = store.note_get(key, LIBRARIES_NOTE)? {
-        if let Ok(v) = Verdict::decode(&bytes) {
+    let read;
+    let note = match recorded {
+        Recorded::Given(note) => note,
+        Recorded::Read => {
+            read = store.note_get(key, LIBRARIES_NOTE)?;
+            read.as_deref()
+        }
+    };
+    if let Some(bytes) = note {
+        if let Ok(v) = Verdict::decode(bytes) {
             if v.against == against {
                 return Ok(Some(Checked {
                     verdict: v,

@@ -72,6 +72,13 @@ impl Emulation {
     }
 }
 
+/// What a walk asks of its caller: the outputs of the keyed elements of one
+/// wave (`None` where there is none yet), in the order asked.
+pub type Resolve<'r> = dyn FnMut(&[(ElementId, &Keyed)]) -> Result<Vec<Option<TreeDigest>>> + 'r;
+
+/// The narrowest wave of a walk whose keys are derived in parallel.
+const PARALLEL_WAVE: usize = 4;
+
 /// Derives keys for the elements of one load.
 pub struct Planner<'a> {
     pub store: &'a Store,
@@ -118,25 +125,11 @@ impl<'a> Planner<'a> {
     pub fn keyed(&self, id: ElementId, staged: Staged) -> Result<Keyed> {
         let derived =
             |m: &HashMap<ElementId, Keyed>| m.get(&id).filter(|k| k.staged == staged).cloned();
-        if let Some(k) = derived(
-            &self
-                .derived
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        ) {
+        if let Some(k) = derived(&self.lock_derived()) {
             return Ok(k);
         }
-        let inputs = self.inputs(id, &staged)?;
-        let key = inputs.key();
-        let keyed = Keyed {
-            staged,
-            inputs,
-            key,
-        };
-        self.derived
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(id, keyed.clone());
+        let keyed = self.derive(id, staged)?;
+        self.lock_derived().insert(id, keyed.clone());
         Ok(keyed)
     }
 
@@ -146,65 +139,136 @@ impl<'a> Planner<'a> {
         id: ElementId,
         outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
     ) -> Result<Option<Keyed>> {
-        // sources cas cannot fetch: no key (shown, never built; building
-        // it is refused with why, by `inputs`)
-        if !self.loaded.element(id).unsupported.is_empty() {
-            return Ok(None);
-        }
-        match self.staged(id, outputs) {
+        match self.staged_if_keyed(id, outputs) {
             Some(staged) => self.keyed(id, staged).map(Some),
             None => Ok(None),
         }
     }
 
+    /// What `id` stages when it can have a key: every output it stages is
+    /// known, and its sources are ones cas can fetch (an element with
+    /// others is shown, never built; building it is refused with why, by
+    /// `inputs`).
+    fn staged_if_keyed(
+        &self,
+        id: ElementId,
+        outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
+    ) -> Option<Staged> {
+        if !self.loaded.element(id).unsupported.is_empty() {
+            return None;
+        }
+        self.staged(id, outputs)
+    }
+
+    fn derive(&self, id: ElementId, staged: Staged) -> Result<Keyed> {
+        let inputs = self.inputs(id, &staged)?;
+        let key = inputs.key();
+        Ok(Keyed {
+            staged,
+            inputs,
+            key,
+        })
+    }
+
+    fn lock_derived(&self) -> std::sync::MutexGuard<'_, HashMap<ElementId, Keyed>> {
+        self.derived
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Every element of the closure of `targets`, in dependency order, with
     /// its key where the outputs below it are known. `resolve` gives the
-    /// output of a key (a local result, a remote one, a pull...), or none.
+    /// output of each key it is asked about (a local result, a remote one,
+    /// a pull...), or none, in the order asked.
+    ///
+    /// A key needs the outputs of everything staged, so the closure is
+    /// walked in waves (`scheduler::waves`): each wave's keys are derived in
+    /// parallel, then resolved together (one read of the action cache).
     pub fn walk(
         &self,
         targets: &[ElementId],
         how: Walk,
-        resolve: &mut dyn FnMut(ElementId, &Keyed) -> Result<Option<TreeDigest>>,
+        resolve: &mut Resolve<'_>,
     ) -> Result<Vec<Step>> {
+        use rayon::prelude::*;
+        let closure = self.loaded.closure(targets);
+        let pos: HashMap<ElementId, usize> =
+            closure.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let waits: Vec<Vec<usize>> = closure
+            .iter()
+            .map(|id| {
+                self.loaded
+                    .staged(*id)
+                    .iter()
+                    .filter_map(|d| pos.get(d).copied())
+                    .collect()
+            })
+            .collect();
         let mut outputs: HashMap<ElementId, TreeDigest> = HashMap::new();
-        let mut steps = Vec::new();
-        for id in self.loaded.closure(targets) {
-            let keyed = self.key(id, &|d| outputs.get(&d).copied())?;
-            let partial = match (&keyed, how.partial) {
-                (None, true) => {
-                    let staged: Staged = self
-                        .loaded
-                        .staged(id)
-                        .into_iter()
-                        .map(|d| {
-                            (
-                                d,
-                                outputs
-                                    .get(&d)
-                                    .copied()
-                                    .unwrap_or(TreeDigest(Digest([0; 32]))),
-                            )
-                        })
-                        .collect();
-                    Some(self.inputs(id, &staged)?)
+        let mut steps: Vec<Option<Step>> = (0..closure.len()).map(|_| None).collect();
+        for wave in crate::scheduler::waves(&waits) {
+            let derive = |&i: &usize| self.derive_for_walk(closure[i], how, &outputs);
+            // a narrow wave (a chain) is not worth handing to the pool
+            let derived: Vec<Result<_>> = if wave.len() < PARALLEL_WAVE {
+                wave.iter().map(derive).collect()
+            } else {
+                wave.par_iter().map(derive).collect()
+            };
+            let derived = derived.into_iter().collect::<Result<Vec<_>>>()?;
+            let asked: Vec<(ElementId, &Keyed)> = wave
+                .iter()
+                .zip(&derived)
+                .filter_map(|(&i, (k, _))| k.as_ref().map(|k| (closure[i], k)))
+                .collect();
+            let mut found = resolve(&asked)?.into_iter();
+            for (&i, (keyed, partial)) in wave.iter().zip(derived) {
+                let id = closure[i];
+                let output = keyed.as_ref().and_then(|_| found.next().flatten());
+                if let Some(o) = output {
+                    outputs.insert(id, o);
                 }
-                _ => None,
-            };
-            let output = match &keyed {
-                Some(k) => resolve(id, k)?,
-                None => None,
-            };
-            if let Some(o) = output {
-                outputs.insert(id, o);
+                steps[i] = Some(Step {
+                    id,
+                    keyed,
+                    partial,
+                    output,
+                });
             }
-            steps.push(Step {
-                id,
-                keyed,
-                partial,
-                output,
-            });
         }
-        Ok(steps)
+        Ok(steps.into_iter().flatten().collect())
+    }
+
+    /// One element of a walk: its key if the outputs it stages are known,
+    /// else (with [`Walk::partial`]) its inputs with the zero digest for
+    /// each unknown output.
+    fn derive_for_walk(
+        &self,
+        id: ElementId,
+        how: Walk,
+        outputs: &HashMap<ElementId, TreeDigest>,
+    ) -> Result<(Option<Keyed>, Option<KeyInputs>)> {
+        let keyed = self.key(id, &|d| outputs.get(&d).copied())?;
+        let partial = match (&keyed, how.partial) {
+            (None, true) => {
+                let staged: Staged = self
+                    .loaded
+                    .staged(id)
+                    .into_iter()
+                    .map(|d| {
+                        (
+                            d,
+                            outputs
+                                .get(&d)
+                                .copied()
+                                .unwrap_or(TreeDigest(Digest([0; 32]))),
+                        )
+                    })
+                    .collect();
+                Some(self.inputs(id, &staged)?)
+            }
+            _ => None,
+        };
+        Ok((keyed, partial))
     }
 
     /// For a step that runs commands over a sysroot of another architecture

@@ -19,7 +19,7 @@
 
 use std::sync::mpsc::{channel, Receiver, Sender};
 
-use cas_store::{ActionKey, ActionResult, BlobDigest, KeyLock, Store};
+use cas_store::{ActionKey, ActionResult, BlobDigest, KeyLock, Store, TreeDigest};
 
 use crate::error::{BuildError, Result};
 
@@ -48,10 +48,24 @@ pub fn hit(store: &Store, key: &ActionKey, touch: bool) -> Result<Option<ActionR
 
 /// [`hit`] for many keys at once (one read of the action cache), in order.
 pub fn hits(store: &Store, keys: &[ActionKey]) -> Result<Vec<Option<ActionResult>>> {
+    use rayon::prelude::*;
     Ok(store
         .action_get_many(keys)?
-        .into_iter()
+        .into_par_iter()
         .map(|found| found.filter(|r| store.has_tree(&r.output)))
+        .collect())
+}
+
+/// The local outputs of the keys a walk asks about (`Planner::walk`), in
+/// order: [`hits`], each counted as used.
+pub fn outputs_of(
+    store: &Store,
+    asked: &[(cas_format::ElementId, &crate::plan::Keyed)],
+) -> Result<Vec<Option<TreeDigest>>> {
+    let keys: Vec<ActionKey> = asked.iter().map(|(_, k)| k.key).collect();
+    Ok(hits(store, &keys)?
+        .into_iter()
+        .map(|h| h.map(|r| r.output))
         .collect())
 }
 

@@ -145,11 +145,12 @@ pub fn build(
                 }
             }
         });
-        // What the local cache already has is found here, in order, on this
-        // thread; only the rest goes through the parallel scheduler.
-        // its lookups (a result and a ref per element) in one read transaction
+        // What the local cache already has is found here, wave by wave (each
+        // wave's keys in parallel, its lookups in one read); only the rest
+        // goes through the parallel scheduler. The lookups in one read
+        // transaction.
         let snapshot = store.read_snapshot();
-        let done_before = cached_pre_pass(&engine, &closure, &outputs, &last_keys);
+        let done_before = cached_pre_pass(&engine, targets, &closure, &outputs, &last_keys);
         drop(snapshot);
         // critical path first, weighted by what each step took last time
         let mut dag = dag;
@@ -209,31 +210,49 @@ fn check_outputs(
         .filter_map(|(&id, _)| get(id))
         .collect();
     let present = |t: &TreeDigest| cached.contains(t) || engine.store.has_tree(t);
-    // one read transaction for the notes looked up (one per element)
-    let snapshot = engine.store.read_snapshot()?;
+    // the elements with a verdict, and their recorded ones, read together
+    let keys: Vec<Option<ActionKey>> = closure
+        .iter()
+        .zip(&report.elements)
+        .map(|(&id, row)| {
+            let key = row
+                .key
+                .as_deref()
+                .and_then(|k| ActionKey::from_hex(k).ok())?;
+            (row.output.is_some()
+                && !engine.rebuild.contains(&id)
+                && crate::checks::has_verdict(engine.element(id)))
+            .then_some(key)
+        })
+        .collect();
+    let wanted: Vec<ActionKey> = keys.iter().flatten().copied().collect();
+    let mut notes = engine
+        .store
+        .notes_get(&wanted, crate::checks::LIBRARIES_NOTE)?
+        .into_iter();
+    let recorded: Vec<Option<Vec<u8>>> = keys
+        .iter()
+        .map(|k| k.and_then(|_| notes.next().flatten()))
+        .collect();
     let verdicts: Vec<Option<crate::checks::Checked>> = closure
         .par_iter()
-        .zip(report.elements.par_iter())
-        .map(|(&id, row)| {
-            let key = row.key.as_deref().and_then(|k| ActionKey::from_hex(k).ok());
-            match key {
-                Some(key) if row.output.is_some() && !engine.rebuild.contains(&id) => {
-                    crate::checks::libraries_verdict_with(
-                        engine.store,
-                        &indexes,
-                        engine.loaded,
-                        id,
-                        &key,
-                        &get,
-                        &present,
-                        true,
-                    )
-                }
-                _ => Ok(None),
-            }
+        .zip(keys.par_iter())
+        .zip(recorded.par_iter())
+        .map(|((&id, key), note)| match key {
+            Some(key) => crate::checks::libraries_verdict_with(
+                engine.store,
+                &indexes,
+                engine.loaded,
+                id,
+                key,
+                &get,
+                &present,
+                crate::checks::Recorded::Given(note.as_deref()),
+                true,
+            ),
+            None => Ok(None),
         })
         .collect::<Result<_>>()?;
-    drop(snapshot);
     // new verdicts recorded together: one syncfs, one transaction
     let notes: Vec<(ActionKey, String, Vec<u8>)> = verdicts
         .iter()
@@ -306,24 +325,48 @@ impl Outputs {
 }
 
 /// The steps the local action cache answers, in closure order, without
-/// starting anything (`None`: the step goes to the scheduler; its errors
-/// are found again, and reported, when it runs).
+/// starting anything (`None`: the step goes to the scheduler). The keys are
+/// derived and looked up by `Planner::walk`, wave by wave. If a key cannot
+/// be derived, every step goes to the scheduler, which finds the error
+/// again and reports it with its element.
 fn cached_pre_pass(
     engine: &Engine<'_>,
+    targets: &[ElementId],
     closure: &[ElementId],
     outputs: &Outputs,
     last_keys: &LastKeys,
 ) -> Vec<Option<crate::step::Done>> {
+    let walked = engine
+        .planner
+        .walk(targets, crate::plan::Walk::default(), &mut |asked| {
+            engine.cached_many(asked)
+        });
+    let Ok(steps) = walked else {
+        return vec![None; closure.len()];
+    };
+    let mut done: HashMap<ElementId, crate::step::Done> = steps
+        .into_iter()
+        .filter_map(|s| {
+            let d = crate::step::Done {
+                key: s.keyed?.key,
+                output: s.output?,
+                status: crate::step::Status::Cached,
+                span: None,
+                phases: None,
+            };
+            Some((s.id, d))
+        })
+        .collect();
     closure
         .iter()
         .map(|&id| {
-            let done = engine.cached(id, &|d| outputs.get(d)).ok().flatten()?;
+            let d = done.remove(&id)?;
             engine
                 .reporter
                 .finished(&engine.element(id).name, ElementStatus::Cached, None);
-            outputs.set(id, done.output);
-            last_keys.remember(engine, id, &done);
-            Some(done)
+            outputs.set(id, d.output);
+            last_keys.remember(engine, id, &d);
+            Some(d)
         })
         .collect()
 }
@@ -371,22 +414,18 @@ fn run_one(
 }
 
 /// The last keys of a run's elements, for `cas explain` (best effort):
-/// those that changed are written together when the steps are over.
+/// written together when the steps are over (only those that changed are
+/// written: `Store::refs_put`).
 #[derive(Default)]
 struct LastKeys(Mutex<Vec<(String, String)>>);
 
 impl LastKeys {
     fn remember(&self, engine: &Engine<'_>, id: ElementId, done: &crate::step::Done) {
         let name = last_key_ref(engine.loaded, id);
-        let key = done.key.to_hex();
-        // unchanged (every cached step of a no-op build): nothing to write
-        if matches!(engine.store.ref_get(&name), Ok(Some(r)) if r.value == key) {
-            return;
-        }
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((name, key));
+            .push((name, done.key.to_hex()));
     }
 
     fn write(self, store: &Store) {

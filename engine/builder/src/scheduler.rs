@@ -74,6 +74,29 @@ impl Dag {
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct Ready(u64, std::cmp::Reverse<usize>);
 
+/// The nodes by depth: a node is in the wave after the deepest of those it
+/// waits on (`waits[i]`), each wave in index order. The nodes are taken in
+/// topological order (each waits only on nodes before it); an edge to a
+/// later node is ignored here, and that node's wait is the caller's to see.
+pub fn waves(waits: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    let mut depth = vec![0usize; waits.len()];
+    let mut waves: Vec<Vec<usize>> = Vec::new();
+    for (i, w) in waits.iter().enumerate() {
+        let d = w
+            .iter()
+            .filter(|&&w| w < i)
+            .map(|&w| depth[w] + 1)
+            .max()
+            .unwrap_or(0);
+        depth[i] = d;
+        if waves.len() <= d {
+            waves.resize_with(d + 1, Vec::new);
+        }
+        waves[d].push(i);
+    }
+    waves
+}
+
 /// Runs every node of `dag`. `run(i)` is called on a worker thread once all of
 /// `waits[i]` have ended `Ok`; it returns `Ok(value)` or `Err(())` for a
 /// failure it already reported. Without `keep_going`, the first failure stops
@@ -214,6 +237,32 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn waves_put_each_node_after_the_deepest_it_waits_on() {
+        // 0, 1 roots; 2 <- 0; 3 <- 2 and 1; 4 <- 1; 5 waits on a later node
+        // (6), which is ignored: its wait is the caller's to see
+        let waits = vec![
+            vec![],
+            vec![],
+            vec![0],
+            vec![2, 1],
+            vec![1],
+            vec![6],
+            vec![],
+        ];
+        assert_eq!(
+            waves(&waits),
+            vec![vec![0, 1, 5, 6], vec![2, 4], vec![3]],
+            "depth 0, 1, 2; each wave in index order"
+        );
+        assert!(waves(&[]).is_empty());
+        // a chain as deep as a real distribution's, without recursion
+        let chain: Vec<Vec<usize>> = (0..100_000)
+            .map(|i| if i == 0 { vec![] } else { vec![i - 1] })
+            .collect();
+        assert_eq!(waves(&chain).len(), 100_000);
+    }
 
     #[test]
     fn runs_in_dependency_order_and_skips_after_failure() {

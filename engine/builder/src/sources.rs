@@ -311,7 +311,7 @@ pub fn missing_offline(
     let steps = planner.walk(
         &loaded.targets,
         crate::plan::Walk::default(),
-        &mut |_, k| Ok(crate::record::hit(store, &k.key, true)?.map(|r| r.output)),
+        &mut |asked| crate::record::outputs_of(store, asked),
     )?;
     let todo: Vec<cas_format::ElementId> = steps
         .iter()

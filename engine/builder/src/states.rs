@@ -59,16 +59,22 @@ pub fn states(
     let cache = StoreSourceCache { store };
     let planner = crate::plan::Planner::new(store, loaded);
     let mut states: HashMap<ElementId, State> = HashMap::new();
-    let steps = planner.walk(targets, crate::plan::Walk::default(), &mut |id, k| {
-        let (state, output) = match crate::record::hit(store, &k.key, true)? {
-            Some(r) => (State::Cached, Some(r.output)),
-            None => match store.remote_result_get(&k.key)? {
-                Some((r, _)) => (State::Pullable, Some(r.output)),
-                None => (State::Buildable, None),
-            },
-        };
-        states.insert(id, state);
-        Ok(output)
+    let steps = planner.walk(targets, crate::plan::Walk::default(), &mut |asked| {
+        let keys: Vec<ActionKey> = asked.iter().map(|(_, k)| k.key).collect();
+        let hits = crate::record::hits(store, &keys)?;
+        let mut found = Vec::with_capacity(asked.len());
+        for ((id, k), hit) in asked.iter().zip(hits) {
+            let (state, output) = match hit {
+                Some(r) => (State::Cached, Some(r.output)),
+                None => match store.remote_result_get(&k.key)? {
+                    Some((r, _)) => (State::Pullable, Some(r.output)),
+                    None => (State::Buildable, None),
+                },
+            };
+            states.insert(*id, state);
+            found.push(output);
+        }
+        Ok(found)
     })?;
     Ok(steps
         .into_iter()

@@ -5,8 +5,10 @@
 //! path (memoised, shared by every check of a run): a 20,000-file toolchain
 //! costs a handful of tree reads per library, not a walk.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
+
+// In-memory lookups only (never a stable hash): digests are already uniform.
+use rustc_hash::FxHashMap as HashMap;
 
 use cas_store::{BlobDigest, EntryKind, Store, Tree, TreeDigest};
 
@@ -18,51 +20,86 @@ pub enum Node {
     Symlink(Vec<u8>),
 }
 
-/// Decoded trees, read once per run.
+/// Decoded trees, read once per run. Read far more often than written
+/// (every step's key resolves its `/bin/sh` through each layer it stages):
+/// a lookup runs under a shared lock over the trees known so far, and only
+/// a tree not read yet takes the exclusive one (then the lookup runs again).
 #[derive(Default)]
 pub struct Indexes {
-    trees: Mutex<HashMap<TreeDigest, Arc<Tree>>>,
+    /// `None`: the tree could not be read (it has no paths).
+    trees: RwLock<HashMap<TreeDigest, Option<Arc<Tree>>>>,
 }
 
+/// The trees known so far.
+type Known = HashMap<TreeDigest, Option<Arc<Tree>>>;
+
+/// A lookup over [`Known`] trees: `Err(d)` when tree `d` must be read first.
+type Partial<T> = Result<T, TreeDigest>;
+
 impl Indexes {
-    fn tree(&self, store: &Store, d: &TreeDigest) -> Option<Arc<Tree>> {
-        if let Some(t) = self.lock().get(d) {
-            return Some(t.clone());
+    /// `f` over the known trees; each tree it lacks is read, and `f` runs
+    /// again (each run knows one more tree, so this ends).
+    fn with_known<T>(&self, store: &Store, f: impl Fn(&Known) -> Partial<T>) -> T {
+        loop {
+            let lacking = {
+                let known = self
+                    .trees
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                match f(&known) {
+                    Ok(t) => return t,
+                    Err(d) => d,
+                }
+            };
+            let tree = store.get_tree(&lacking).ok().map(Arc::new);
+            self.trees
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(lacking, tree);
         }
-        let t = Arc::new(store.get_tree(d).ok()?);
-        self.lock().insert(*d, t.clone());
-        Some(t)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TreeDigest, Arc<Tree>>> {
-        self.trees
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn tree(&self, store: &Store, d: &TreeDigest) -> Option<Arc<Tree>> {
+        self.with_known(store, |known| match known.get(d) {
+            Some(t) => Ok(t.clone()),
+            None => Err(*d),
+        })
     }
 
     /// What `path` (relative, `/`-separated, symlinks not followed) is in `root`.
     pub fn node(&self, store: &Store, root: &TreeDigest, path: &[u8]) -> Option<Node> {
-        let mut cur = *root;
         let comps = components(path);
-        for (i, c) in comps.iter().enumerate() {
-            let tree = self.tree(store, &cur)?;
-            let e = tree.get(c)?;
-            let last = i + 1 == comps.len();
-            match &e.kind {
-                EntryKind::Dir { digest } if !last => cur = *digest,
-                EntryKind::Dir { digest } => return Some(Node::Dir(*digest)),
-                _ if !last => return None,
-                EntryKind::File { digest, size } => {
-                    return Some(Node::File {
-                        digest: *digest,
-                        size: *size,
-                    })
-                }
-                EntryKind::Symlink { target } => return Some(Node::Symlink(target.clone())),
-            }
-        }
-        Some(Node::Dir(cur))
+        self.with_known(store, |known| node_in(known, root, &comps))
     }
+}
+
+/// What the path `comps` is in `root` (symlinks not followed), through the
+/// known trees.
+fn node_in(known: &Known, root: &TreeDigest, comps: &[&[u8]]) -> Partial<Option<Node>> {
+    let mut cur = *root;
+    for (i, c) in comps.iter().enumerate() {
+        let Some(tree) = known.get(&cur).ok_or(cur)? else {
+            return Ok(None);
+        };
+        let Some(e) = tree.get(c) else {
+            return Ok(None);
+        };
+        let last = i + 1 == comps.len();
+        return Ok(Some(match &e.kind {
+            EntryKind::Dir { digest } if !last => {
+                cur = *digest;
+                continue;
+            }
+            EntryKind::Dir { digest } => Node::Dir(*digest),
+            _ if !last => return Ok(None),
+            EntryKind::File { digest, size } => Node::File {
+                digest: *digest,
+                size: *size,
+            },
+            EntryKind::Symlink { target } => Node::Symlink(target.clone()),
+        }));
+    }
+    Ok(Some(Node::Dir(cur)))
 }
 
 /// Trees seen as one root, the later ones over the earlier ones.
@@ -82,18 +119,28 @@ pub struct Resolved {
 const MAX_HOPS: usize = 40;
 
 impl Union<'_> {
-    fn node(&self, path: &[u8]) -> Option<(usize, Node)> {
-        self.layers
-            .iter()
-            .enumerate()
-            .rev()
-            .find_map(|(i, l)| self.indexes.node(self.store, l, path).map(|n| (i, n)))
+    /// The path `comps` in the last layer that has it.
+    fn node_in(&self, known: &Known, comps: &[&[u8]]) -> Partial<Option<(usize, Node)>> {
+        for (i, l) in self.layers.iter().enumerate().rev() {
+            if let Some(n) = node_in(known, l, comps)? {
+                return Ok(Some((i, n)));
+            }
+        }
+        Ok(None)
     }
 
     /// The regular file that the absolute `path` names, following symlinks.
     pub fn resolve_file(&self, path: &str) -> Option<Resolved> {
-        let mut pending: Vec<Vec<u8>> = components(path.as_bytes());
-        pending.reverse();
+        self.indexes
+            .with_known(self.store, |known| self.resolve_in(known, path))
+    }
+
+    fn resolve_in(&self, known: &Known, path: &str) -> Partial<Option<Resolved>> {
+        let mut pending: Vec<Vec<u8>> = components(path.as_bytes())
+            .into_iter()
+            .rev()
+            .map(<[u8]>::to_vec)
+            .collect();
         let mut cur: Vec<Vec<u8>> = Vec::new();
         let mut hops = 0;
         while let Some(c) = pending.pop() {
@@ -106,40 +153,44 @@ impl Union<'_> {
                 _ => {}
             }
             cur.push(c);
-            let joined = cur.join(&b'/');
-            match self.node(&joined)? {
-                (_, Node::Dir(_)) => {}
-                (layer, Node::File { digest, .. }) => {
+            let comps: Vec<&[u8]> = cur.iter().map(Vec::as_slice).collect();
+            match self.node_in(known, &comps)? {
+                None => return Ok(None),
+                Some((_, Node::Dir(_))) => {}
+                Some((layer, Node::File { digest, .. })) => {
                     if pending.is_empty() {
-                        return Some(Resolved { layer, digest });
+                        return Ok(Some(Resolved { layer, digest }));
                     }
-                    return None;
+                    return Ok(None);
                 }
-                (_, Node::Symlink(target)) => {
+                Some((_, Node::Symlink(target))) => {
                     hops += 1;
                     if hops > MAX_HOPS {
-                        return None;
+                        return Ok(None);
                     }
                     cur.pop();
                     if target.starts_with(b"/") {
                         cur.clear();
                     }
                     for t in components(&target).into_iter().rev() {
-                        pending.push(t);
+                        pending.push(t.to_vec());
                     }
                 }
             }
         }
-        None
+        Ok(None)
     }
 
     /// The names directly inside directory `dir` (absolute, its path as
     /// written: enough for `/etc/ld.so.conf.d`), in every layer.
     pub fn list(&self, dir: &str) -> Vec<String> {
-        let path: Vec<u8> = components(dir.as_bytes()).join(&b'/');
+        let comps = components(dir.as_bytes());
         let mut names = std::collections::BTreeSet::new();
         for l in &self.layers {
-            if let Some(Node::Dir(d)) = self.indexes.node(self.store, l, &path) {
+            let dir = self
+                .indexes
+                .with_known(self.store, |known| node_in(known, l, &comps));
+            if let Some(Node::Dir(d)) = dir {
                 if let Some(t) = self.indexes.tree(self.store, &d) {
                     for e in &t.entries {
                         names.insert(String::from_utf8_lossy(&e.name).into_owned());
@@ -151,10 +202,9 @@ impl Union<'_> {
     }
 }
 
-fn components(path: &[u8]) -> Vec<Vec<u8>> {
+fn components(path: &[u8]) -> Vec<&[u8]> {
     path.split(|b| *b == b'/')
         .filter(|c| !c.is_empty())
-        .map(<[u8]>::to_vec)
         .collect()
 }
 

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use cas_format::ElementId;
-use cas_store::{ActionKey, ActionResult, Store};
+use cas_store::{ActionKey, ActionResult, Store, TreeDigest};
 
 use crate::error::Result;
 
@@ -62,7 +62,7 @@ pub fn pull(
     let planner = crate::plan::Planner::new(store, loaded);
     let say = |m: &str| reporter.message(m);
     let mut status: HashMap<ElementId, PullStatus> = HashMap::new();
-    let steps = planner.walk(targets, crate::plan::Walk::default(), &mut |id, k| {
+    let mut each = |id: ElementId, k: &crate::plan::Keyed| -> Result<Option<TreeDigest>> {
         let name = &loaded.element(id).name;
         let local = crate::record::hit(store, &k.key, true)?;
         let (s, output) = if let Some(hit) = local {
@@ -83,6 +83,9 @@ pub fn pull(
         reporter.message(&format!("{name}: {s}"));
         status.insert(id, s);
         Ok(output)
+    };
+    let steps = planner.walk(targets, crate::plan::Walk::default(), &mut |asked| {
+        asked.iter().map(|(id, k)| each(*id, k)).collect()
     })?;
     let rows = steps
         .into_iter()
@@ -122,13 +125,20 @@ pub fn push(
     let _lock = store.lock_shared()?;
     let planner = crate::plan::Planner::new(store, loaded);
     let mut results: HashMap<ElementId, (ActionKey, ActionResult)> = HashMap::new();
-    let steps = planner.walk(targets, crate::plan::Walk::default(), &mut |id, k| {
-        let hit = crate::record::hit(store, &k.key, true)?;
-        Ok(hit.map(|r| {
-            let output = r.output;
-            results.insert(id, (k.key, r));
-            output
-        }))
+    let steps = planner.walk(targets, crate::plan::Walk::default(), &mut |asked| {
+        let keys: Vec<ActionKey> = asked.iter().map(|(_, k)| k.key).collect();
+        let hits = crate::record::hits(store, &keys)?;
+        Ok(asked
+            .iter()
+            .zip(hits)
+            .map(|((id, k), hit)| {
+                hit.map(|r| {
+                    let output = r.output;
+                    results.insert(*id, (k.key, r));
+                    output
+                })
+            })
+            .collect())
     })?;
     let say = |m: &str| reporter.message(m);
     let mut report = PushReport::default();

@@ -198,21 +198,27 @@ impl Engine<'_> {
         crate::record::hit(self.store, key, true)
     }
 
-    /// The step's result when the local action cache has it (pushed to the
-    /// remotes when pushing), found without staging anything; `None` when it
-    /// must run (or something it stages has no output yet).
-    pub fn cached(
-        &self,
-        id: ElementId,
-        outputs: &dyn Fn(ElementId) -> Option<TreeDigest>,
-    ) -> Result<Option<Done>> {
-        if self.rebuild.contains(&id) {
-            return Ok(None);
+    /// The outputs of several keyed steps that the local action cache has
+    /// (a wave of the run's cache pass, `Planner::walk`), looked up
+    /// together: one read of the action cache. A step to rebuild is not
+    /// looked up; each hit is pushed to the remotes when pushing.
+    pub fn cached_many(&self, asked: &[(ElementId, &Keyed)]) -> Result<Vec<Option<TreeDigest>>> {
+        let wanted: Vec<(ElementId, ActionKey)> = asked
+            .iter()
+            .filter(|(id, _)| !self.rebuild.contains(id))
+            .map(|(id, k)| (*id, k.key))
+            .collect();
+        let keys: Vec<ActionKey> = wanted.iter().map(|(_, k)| *k).collect();
+        let hits = crate::record::hits(self.store, &keys)?;
+        let mut found: std::collections::HashMap<ElementId, TreeDigest> =
+            std::collections::HashMap::new();
+        for ((id, key), hit) in wanted.iter().zip(hits) {
+            if let Some(hit) = hit {
+                self.push(*id, key, &hit);
+                found.insert(*id, hit.output);
+            }
         }
-        match self.planner.key(id, outputs)? {
-            Some(k) => self.cached_result(id, &k.key),
-            None => Ok(None),
-        }
+        Ok(asked.iter().map(|(id, _)| found.get(id).copied()).collect())
     }
 
     /// Removes a finished step's build directory: by the run's cleaner when

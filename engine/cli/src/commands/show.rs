@@ -428,7 +428,25 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
         .filter_map(|p| p.output)
         .collect();
     let present = |t: &cas_store::TreeDigest| cached.contains(t) || store.has_tree(t);
-    for (row, planned) in rows.iter_mut().zip(plan) {
+    // the recorded verdicts, read together
+    let verdict_keys: Vec<Option<cas_store::ActionKey>> = rows
+        .iter()
+        .zip(&plan)
+        .map(|(row, p)| {
+            p.key
+                .filter(|_| p.output.is_some() && cas_builder::checks::has_verdict(row.element))
+        })
+        .collect();
+    let wanted: Vec<cas_store::ActionKey> = verdict_keys.iter().flatten().copied().collect();
+    let mut notes = store
+        .notes_get(&wanted, cas_builder::checks::LIBRARIES_NOTE)
+        .map_err(Failure::error)?
+        .into_iter();
+    let recorded: Vec<Option<Vec<u8>>> = verdict_keys
+        .iter()
+        .map(|k| k.and_then(|_| notes.next().flatten()))
+        .collect();
+    for ((row, planned), note) in rows.iter_mut().zip(plan).zip(&recorded) {
         debug_assert_eq!(row.element.id, planned.id);
         // the verdict recorded against what is there now (nothing is checked here)
         let libraries = match planned.key.filter(|_| planned.output.is_some()) {
@@ -436,7 +454,15 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
             _ if row.element.checks.libraries == cas_format::Severity::Off => "off".into(),
             Some(key) => {
                 match cas_builder::checks::libraries_verdict_with(
-                    &store, &indexes, &loaded, planned.id, &key, &get, &present, false,
+                    &store,
+                    &indexes,
+                    &loaded,
+                    planned.id,
+                    &key,
+                    &get,
+                    &present,
+                    cas_builder::checks::Recorded::Given(note.as_deref()),
+                    false,
                 ) {
                     Ok(Some(c)) if c.verdict.problems.is_empty() => "ok".into(),
                     Ok(Some(c)) => {
