@@ -120,23 +120,26 @@ impl Store {
             }
             Ok(blobs)
         })?;
-        blobs
-            .into_par_iter()
-            .map(|blob| {
-                let Some(b) = blob.and_then(|b| Digest::from_hex(&b).ok()) else {
-                    return Ok(None);
-                };
-                match self.read_blob(&BlobDigest(b)) {
-                    Ok(bytes) => Ok(Some(bytes)),
-                    // a note is made again when its blob is gone or damaged
-                    // (`cas store verify` reports the damage)
-                    Err(crate::StoreError::Missing { .. } | crate::StoreError::Corrupt { .. }) => {
-                        Ok(None)
-                    }
-                    Err(e) => Err(e),
+        let read = |blob: Option<String>| {
+            let Some(b) = blob.and_then(|b| Digest::from_hex(&b).ok()) else {
+                return Ok(None);
+            };
+            match self.read_blob(&BlobDigest(b)) {
+                Ok(bytes) => Ok(Some(bytes)),
+                // a note is made again when its blob is gone or damaged
+                // (`cas store verify` reports the damage)
+                Err(crate::StoreError::Missing { .. } | crate::StoreError::Corrupt { .. }) => {
+                    Ok(None)
                 }
-            })
-            .collect()
+                Err(e) => Err(e),
+            }
+        };
+        // in parallel when there are enough to be worth handing to the pool
+        if blobs.len() < 16 {
+            blobs.into_iter().map(read).collect()
+        } else {
+            blobs.into_par_iter().map(read).collect()
+        }
     }
 }
 
@@ -190,5 +193,33 @@ mod tests {
         std::fs::write(&path, b"verdicT").unwrap();
         // made again by its user, never read as it is
         assert_eq!(store.note_get(&key, "n").unwrap(), None);
+    }
+
+    #[test]
+    fn notes_read_together_come_in_the_order_asked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("s")).unwrap();
+        // enough keys for the blobs to be read in parallel, and a few
+        let keys: Vec<ActionKey> = (0..40)
+            .map(|i| ActionKey::of_manifest(format!("k{i}").as_bytes()))
+            .collect();
+        for few in [&keys[..3], &keys[..]] {
+            let noted: Vec<(ActionKey, String, Vec<u8>)> = few
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 3 != 1)
+                .map(|(i, k)| (*k, "n".to_string(), format!("v{i}").into_bytes()))
+                .collect();
+            store.notes_put(&noted).unwrap();
+            // another name is another note
+            store.note_put(&few[1], "other", b"x").unwrap();
+            let got = store.notes_get(few, "n").unwrap();
+            assert_eq!(got.len(), few.len());
+            for (i, g) in got.iter().enumerate() {
+                let want = (i % 3 != 1).then(|| format!("v{i}").into_bytes());
+                assert_eq!(g, &want, "note {i}");
+            }
+            assert!(store.notes_get(&[], "n").unwrap().is_empty());
+        }
     }
 }

@@ -46,14 +46,21 @@ pub fn hit(store: &Store, key: &ActionKey, touch: bool) -> Result<Option<ActionR
     Ok(found.filter(|r| store.has_tree(&r.output)))
 }
 
+/// The fewest outputs [`hits`] checks in parallel (below, handing them to the
+/// thread pool costs more than the checks).
+const PARALLEL_CHECKS: usize = 16;
+
 /// [`hit`] for many keys at once (one read of the action cache), in order.
 pub fn hits(store: &Store, keys: &[ActionKey]) -> Result<Vec<Option<ActionResult>>> {
     use rayon::prelude::*;
-    Ok(store
-        .action_get_many(keys)?
-        .into_par_iter()
-        .map(|found| found.filter(|r| store.has_tree(&r.output)))
-        .collect())
+    let found = store.action_get_many(keys)?;
+    let present = |found: Option<ActionResult>| found.filter(|r| store.has_tree(&r.output));
+    // each output `lstat`ed, in parallel when there are enough to be worth it
+    Ok(if found.len() < PARALLEL_CHECKS {
+        found.into_iter().map(present).collect()
+    } else {
+        found.into_par_iter().map(present).collect()
+    })
 }
 
 /// The local outputs of the keys a walk asks about (`Planner::walk`), in
