@@ -274,7 +274,6 @@ impl Engine<'_> {
                 message: format!("dependency {missing} has no output"),
             });
         };
-        let manifest = inputs.manifest();
         let record = !self.rebuild.contains(&id);
         let step_started = SystemTime::now();
         let step_clock = Instant::now();
@@ -337,7 +336,8 @@ impl Engine<'_> {
                 self.reporter.log_complete(&el.name);
                 self.check_architecture(el, &output)?;
                 let log = self.store_log(&dir)?;
-                let manifest_blob = self.store.put_bytes(&manifest)?;
+                // the key's manifest, encoded only for a step that ran
+                let manifest_blob = self.store.put_bytes(&inputs.manifest())?;
                 let result = ActionResult {
                     output,
                     log,
