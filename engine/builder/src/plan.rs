@@ -194,12 +194,17 @@ impl<'a> Planner<'a> {
         let closure = self.loaded.closure(targets);
         let pos: HashMap<ElementId, usize> =
             closure.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        // the direct dependencies: what an element stages is reached
+        // through them, so it lands in an earlier wave (and the waves cost
+        // the edges, not every element's whole closure again)
         let waits: Vec<Vec<usize>> = closure
             .iter()
             .map(|id| {
-                self.loaded
-                    .staged(*id)
+                let el = self.loaded.element(*id);
+                el.build_depends
                     .iter()
+                    .chain(&el.depends)
+                    .chain(&el.runtime_depends)
                     .filter_map(|d| pos.get(d).copied())
                     .collect()
             })
