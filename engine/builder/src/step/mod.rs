@@ -365,27 +365,6 @@ impl Engine<'_> {
                         let blob = self.store.put_bytes(ws.as_os_str().as_encoded_bytes())?;
                         notes.push((crate::workspace::WORKSPACE_NOTE.to_string(), blob));
                     }
-                    // its libraries verdict, when every output it is checked
-                    // against is known now (a runtime-only dependency may not
-                    // be built yet): recorded with the result, in the same
-                    // `syncfs`; otherwise, or if the check fails, the run's
-                    // check of its outputs makes it (run.rs)
-                    if crate::checks::has_verdict(el) {
-                        let with_own =
-                            |d: ElementId| if d == id { Some(output) } else { outputs(d) };
-                        if let Ok(Some(c)) = crate::checks::libraries_verdict(
-                            self.store,
-                            &self.planner.trees,
-                            self.loaded,
-                            id,
-                            &key,
-                            &with_own,
-                            true,
-                        ) {
-                            let blob = self.store.put_bytes(&c.verdict.encode())?;
-                            notes.push((crate::checks::LIBRARIES_NOTE.to_string(), blob));
-                        }
-                    }
                     if crate::kinds::of(el).caps().whole_root {
                         let p = self.compose_provenance(el, &staged, &output, outputs)?;
                         let blob = self.store.put_bytes(&p.encode())?;
