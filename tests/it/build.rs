@@ -1558,3 +1558,61 @@ fn a_stack_target_is_not_advised_to_be_checked_out() {
         run.stderr
     );
 }
+
+/// An element whose key cannot be derived (its local source holds a fifo,
+/// which cannot be stored) fails alone: everything it does not stage is
+/// still found cached, whatever the order the cache pass takes them in, and
+/// `cas show` names the first such element in closure order.
+#[test]
+fn an_element_whose_key_cannot_be_derived_fails_alone_and_is_named_in_order() {
+    let ctx = busybox_project();
+    ctx.write(
+        "elements/t1.yaml",
+        manual(&[], "    - mkdir -p %{install-root}/t1\n"),
+    );
+    ctx.write(
+        "elements/t2.yaml",
+        manual(&["t1.yaml"], "    - mkdir -p %{install-root}/t2\n"),
+    );
+    ctx.write(
+        "elements/t3.yaml",
+        manual(&["t2.yaml"], "    - mkdir -p %{install-root}/t3\n"),
+    );
+    // closure order (dependencies first, ties by name): base, t1, a-bad,
+    // t2, t3, z-bad; a-bad is one wave deeper than z-bad (it stages t1)
+    for (name, deps) in [("a-bad", vec!["t1.yaml"]), ("z-bad", vec![])] {
+        ctx.write(format!("files/{name}/a"), "a\n");
+        let mut text = manual(&deps, "    - mkdir -p %{install-root}/x\n");
+        text = text.replace(
+            "config:",
+            &format!("sources:\n  - kind: local\n    path: files/{name}\nconfig:"),
+        );
+        ctx.write(format!("elements/{name}.yaml"), &text);
+    }
+    ctx.write(
+        "elements/top.yaml",
+        "kind: stack\ndepends:\n  - t3.yaml\n  - a-bad.yaml\n  - z-bad.yaml\n",
+    );
+    ctx.cas(["build", "top.yaml"]).ok();
+    for name in ["a-bad", "z-bad"] {
+        let a = ctx.project().join(format!("files/{name}/a"));
+        std::fs::remove_file(&a).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&a)
+            .status()
+            .unwrap();
+        assert!(made.success());
+    }
+    let run = ctx.cas(["--json", "build", "top.yaml"]).expect_code(1);
+    for t in ["base.yaml", "t1.yaml", "t2.yaml", "t3.yaml"] {
+        assert_eq!(status_of(&run, t), "cached", "{}", run.stderr);
+    }
+    assert_eq!(status_of(&run, "a-bad.yaml"), "failed", "{}", run.stderr);
+    assert_eq!(status_of(&run, "z-bad.yaml"), "failed", "{}", run.stderr);
+    let shown = ctx.cas(["show", "top.yaml"]).expect_code(1);
+    assert!(
+        shown.stderr.contains("a-bad.yaml") && !shown.stderr.contains("z-bad.yaml"),
+        "the first error in closure order:\n{}",
+        shown.stderr
+    );
+}

@@ -109,7 +109,10 @@ fn currents(
     let planner = cas_builder::plan::Planner::new(store, loaded);
     let steps = planner.walk(
         &[target],
-        cas_builder::plan::Walk { partial: true },
+        cas_builder::plan::Walk {
+            partial: true,
+            ..Default::default()
+        },
         &mut |asked| cas_builder::record::outputs_of(store, asked),
     )?;
     Ok(steps

@@ -48,6 +48,9 @@ pub struct Step {
 pub struct Walk {
     /// Also compute the inputs of elements whose key is unknown.
     pub partial: bool,
+    /// One element at a time, in closure order (for a resolver whose
+    /// messages come in that order: `cas pull`).
+    pub in_order: bool,
 }
 
 /// How a step over a foreign sysroot runs (spec/keys.md, `emulator`).
@@ -179,39 +182,83 @@ impl<'a> Planner<'a> {
     /// Every element of the closure of `targets`, in dependency order, with
     /// its key where the outputs below it are known. `resolve` gives the
     /// output of each key it is asked about (a local result, a remote one,
-    /// a pull...), or none, in the order asked.
+    /// a pull...), or none, in the order asked. A key that cannot be derived
+    /// is an error (the first in closure order).
     ///
     /// A key needs the outputs of everything staged, so the closure is
-    /// walked in waves (`scheduler::waves`): each wave's keys are derived in
-    /// parallel, then resolved together (one read of the action cache).
+    /// walked in waves (`scheduler::waves` over the direct dependencies,
+    /// through which everything staged is reached): each wave's keys are
+    /// derived in parallel, then resolved together (one read of the action
+    /// cache). [`Walk::in_order`] makes each element a wave of its own.
     pub fn walk(
         &self,
         targets: &[ElementId],
         how: Walk,
         resolve: &mut Resolve<'_>,
     ) -> Result<Vec<Step>> {
+        let (steps, error) = self.walk_with(targets, how, resolve, true)?;
+        match error {
+            Some(e) => Err(e),
+            None => Ok(steps),
+        }
+    }
+
+    /// [`Planner::walk`] that goes on past an element whose key cannot be
+    /// derived: that element, and what stages it, get no key, and the first
+    /// such error in closure order comes back beside the steps (the build's
+    /// cache pass: the scheduler meets each error again, with its element).
+    /// An error of `resolve` ends the walk.
+    pub fn walk_on(
+        &self,
+        targets: &[ElementId],
+        how: Walk,
+        resolve: &mut Resolve<'_>,
+    ) -> Result<(Vec<Step>, Option<BuildError>)> {
+        self.walk_with(targets, how, resolve, false)
+    }
+
+    /// A walk; with `stop`, it ends once every element before the first
+    /// error (in closure order) is walked, as a walk in closure order would
+    /// (nothing after it is resolved: `cas pull` downloads nothing more).
+    fn walk_with(
+        &self,
+        targets: &[ElementId],
+        how: Walk,
+        resolve: &mut Resolve<'_>,
+        stop: bool,
+    ) -> Result<(Vec<Step>, Option<BuildError>)> {
         use rayon::prelude::*;
         let closure = self.loaded.closure(targets);
-        let pos: HashMap<ElementId, usize> =
-            closure.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-        // the direct dependencies: what an element stages is reached
-        // through them, so it lands in an earlier wave (and the waves cost
-        // the edges, not every element's whole closure again)
-        let waits: Vec<Vec<usize>> = closure
-            .iter()
-            .map(|id| {
-                let el = self.loaded.element(*id);
-                el.build_depends
-                    .iter()
-                    .chain(&el.depends)
-                    .chain(&el.runtime_depends)
-                    .filter_map(|d| pos.get(d).copied())
-                    .collect()
-            })
-            .collect();
+        let waves: Vec<Vec<usize>> = if how.in_order {
+            (0..closure.len()).map(|i| vec![i]).collect()
+        } else {
+            let pos: HashMap<ElementId, usize> =
+                closure.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+            let waits: Vec<Vec<usize>> = closure
+                .iter()
+                .map(|id| {
+                    let el = self.loaded.element(*id);
+                    el.build_depends
+                        .iter()
+                        .chain(&el.depends)
+                        .chain(&el.runtime_depends)
+                        .filter_map(|d| pos.get(d).copied())
+                        .collect()
+                })
+                .collect();
+            crate::scheduler::waves(&waits)
+        };
         let mut outputs: HashMap<ElementId, TreeDigest> = HashMap::new();
         let mut steps: Vec<Option<Step>> = (0..closure.len()).map(|_| None).collect();
-        for wave in crate::scheduler::waves(&waits) {
+        let mut first_error: Option<(usize, BuildError)> = None;
+        // every element before this one in closure order is walked
+        let mut walked_below = 0;
+        for wave in waves {
+            if let Some((at, _)) = &first_error {
+                if stop && walked_below >= *at {
+                    break;
+                }
+            }
             let derive = |&i: &usize| self.derive_for_walk(closure[i], how, &outputs);
             // a narrow wave (a chain) is not worth handing to the pool
             let derived: Vec<Result<_>> = if wave.len() < PARALLEL_WAVE {
@@ -219,13 +266,29 @@ impl<'a> Planner<'a> {
             } else {
                 wave.par_iter().map(derive).collect()
             };
-            let derived = derived.into_iter().collect::<Result<Vec<_>>>()?;
+            let derived: Vec<(Option<Keyed>, Option<KeyInputs>)> = wave
+                .iter()
+                .zip(derived)
+                .map(|(&i, d)| {
+                    d.unwrap_or_else(|e| {
+                        if first_error.as_ref().is_none_or(|(at, _)| i < *at) {
+                            first_error = Some((i, e));
+                        }
+                        (None, None)
+                    })
+                })
+                .collect();
             let asked: Vec<(ElementId, &Keyed)> = wave
                 .iter()
                 .zip(&derived)
                 .filter_map(|(&i, (k, _))| k.as_ref().map(|k| (closure[i], k)))
                 .collect();
-            let mut found = resolve(&asked)?.into_iter();
+            let found = if asked.is_empty() {
+                Vec::new()
+            } else {
+                resolve(&asked)?
+            };
+            let mut found = found.into_iter();
             for (&i, (keyed, partial)) in wave.iter().zip(derived) {
                 let id = closure[i];
                 let output = keyed.as_ref().and_then(|_| found.next().flatten());
@@ -239,8 +302,14 @@ impl<'a> Planner<'a> {
                     output,
                 });
             }
+            while steps.get(walked_below).is_some_and(Option::is_some) {
+                walked_below += 1;
+            }
         }
-        Ok(steps.into_iter().flatten().collect())
+        Ok((
+            steps.into_iter().flatten().collect(),
+            first_error.map(|(_, e)| e),
+        ))
     }
 
     /// One element of a walk: its key if the outputs it stages are known,

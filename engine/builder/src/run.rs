@@ -325,10 +325,10 @@ impl Outputs {
 }
 
 /// The steps the local action cache answers, in closure order, without
-/// starting anything (`None`: the step goes to the scheduler). The keys are
-/// derived and looked up by `Planner::walk`, wave by wave. If a key cannot
-/// be derived, every step goes to the scheduler, which finds the error
-/// again and reports it with its element.
+/// starting anything (`None`: the step goes to the scheduler, which meets
+/// its errors again and reports them). The keys are derived and looked up
+/// by `Planner::walk_on`, wave by wave; each hit is pushed to the remotes
+/// (when pushing) and reported in closure order, as the steps come.
 fn cached_pre_pass(
     engine: &Engine<'_>,
     targets: &[ElementId],
@@ -336,31 +336,45 @@ fn cached_pre_pass(
     outputs: &Outputs,
     last_keys: &LastKeys,
 ) -> Vec<Option<crate::step::Done>> {
+    let mut hits: HashMap<ElementId, cas_store::ActionResult> = HashMap::new();
     let walked = engine
         .planner
-        .walk(targets, crate::plan::Walk::default(), &mut |asked| {
-            engine.cached_many(asked)
+        .walk_on(targets, crate::plan::Walk::default(), &mut |asked| {
+            // a lookup that fails leaves the wave to the scheduler
+            let found = engine
+                .lookup_many(asked)
+                .unwrap_or_else(|_| vec![None; asked.len()]);
+            Ok(asked
+                .iter()
+                .zip(found)
+                .map(|((id, _), hit)| {
+                    let hit = hit?;
+                    let output = hit.output;
+                    hits.insert(*id, hit);
+                    Some(output)
+                })
+                .collect())
         });
-    let Ok(steps) = walked else {
+    let Ok((steps, _)) = walked else {
         return vec![None; closure.len()];
     };
-    let mut done: HashMap<ElementId, crate::step::Done> = steps
+    let mut keys: HashMap<ElementId, ActionKey> = steps
         .into_iter()
-        .filter_map(|s| {
-            let d = crate::step::Done {
-                key: s.keyed?.key,
-                output: s.output?,
-                status: crate::step::Status::Cached,
-                span: None,
-                phases: None,
-            };
-            Some((s.id, d))
-        })
+        .filter_map(|s| Some((s.id, s.keyed?.key)))
         .collect();
     closure
         .iter()
         .map(|&id| {
-            let d = done.remove(&id)?;
+            let hit = hits.remove(&id)?;
+            let key = keys.remove(&id)?;
+            engine.push(id, &key, &hit);
+            let d = crate::step::Done {
+                key,
+                output: hit.output,
+                status: crate::step::Status::Cached,
+                span: None,
+                phases: None,
+            };
             engine
                 .reporter
                 .finished(&engine.element(id).name, ElementStatus::Cached, None);

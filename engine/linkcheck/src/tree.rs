@@ -8,7 +8,7 @@
 use std::sync::{Arc, RwLock};
 
 // In-memory lookups only (never a stable hash): digests are already uniform.
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use cas_store::{BlobDigest, EntryKind, Store, Tree, TreeDigest};
 
@@ -22,48 +22,101 @@ pub enum Node {
 
 /// Decoded trees, read once per run. Read far more often than written
 /// (every step's key resolves its `/bin/sh` through each layer it stages):
-/// a lookup runs under a shared lock over the trees known so far, and only
-/// a tree not read yet takes the exclusive one (then the lookup runs again).
+/// a lookup runs under a shared lock over the trees read so far, and only a
+/// tree not read yet takes the exclusive one (then the lookup runs again).
+/// A tree that cannot be read is not remembered: it has no paths for that
+/// lookup, and the next lookup reads it again (a lazily pulled output is
+/// read before it is downloaded, and after).
 #[derive(Default)]
 pub struct Indexes {
-    /// `None`: the tree could not be read (it has no paths).
-    trees: RwLock<HashMap<TreeDigest, Option<Arc<Tree>>>>,
+    trees: RwLock<HashMap<TreeDigest, Arc<Tree>>>,
 }
 
-/// The trees known so far.
-type Known = HashMap<TreeDigest, Option<Arc<Tree>>>;
+/// The trees one lookup sees: those read so far, and those it found it
+/// cannot read.
+struct Known<'a> {
+    read: &'a HashMap<TreeDigest, Arc<Tree>>,
+    unreadable: &'a HashSet<TreeDigest>,
+}
 
 /// A lookup over [`Known`] trees: `Err(d)` when tree `d` must be read first.
 type Partial<T> = Result<T, TreeDigest>;
+
+impl Known<'_> {
+    /// Tree `d`, `None` if it cannot be read.
+    fn get(&self, d: &TreeDigest) -> Partial<Option<&Arc<Tree>>> {
+        match self.read.get(d) {
+            Some(t) => Ok(Some(t)),
+            None if self.unreadable.contains(d) => Ok(None),
+            None => Err(*d),
+        }
+    }
+}
 
 impl Indexes {
     /// `f` over the known trees; each tree it lacks is read, and `f` runs
     /// again (each run knows one more tree, so this ends).
     fn with_known<T>(&self, store: &Store, f: impl Fn(&Known) -> Partial<T>) -> T {
+        let mut unreadable = HashSet::default();
         loop {
             let lacking = {
-                let known = self
+                let read = self
                     .trees
                     .read()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let known = Known {
+                    read: &read,
+                    unreadable: &unreadable,
+                };
                 match f(&known) {
                     Ok(t) => return t,
                     Err(d) => d,
                 }
             };
-            let tree = store.get_tree(&lacking).ok().map(Arc::new);
-            self.trees
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(lacking, tree);
+            match store.get_tree(&lacking) {
+                Ok(tree) => {
+                    self.trees
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(lacking, Arc::new(tree));
+                }
+                Err(_) => {
+                    unreadable.insert(lacking);
+                }
+            }
         }
     }
 
+    /// Reads every tree of `digests` not read yet, taking the exclusive
+    /// lock once (a union's layers, before a lookup that would otherwise
+    /// stop at each one it lacks and start again).
+    fn read_all(&self, store: &Store, digests: &[TreeDigest]) {
+        let lacking: Vec<TreeDigest> = {
+            let read = self
+                .trees
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            digests
+                .iter()
+                .filter(|d| !read.contains_key(d))
+                .copied()
+                .collect()
+        };
+        if lacking.is_empty() {
+            return;
+        }
+        let trees: Vec<(TreeDigest, Arc<Tree>)> = lacking
+            .into_iter()
+            .filter_map(|d| Some((d, Arc::new(store.get_tree(&d).ok()?))))
+            .collect();
+        self.trees
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(trees);
+    }
+
     fn tree(&self, store: &Store, d: &TreeDigest) -> Option<Arc<Tree>> {
-        self.with_known(store, |known| match known.get(d) {
-            Some(t) => Ok(t.clone()),
-            None => Err(*d),
-        })
+        self.with_known(store, |known| Ok(known.get(d)?.cloned()))
     }
 
     /// What `path` (relative, `/`-separated, symlinks not followed) is in `root`.
@@ -78,26 +131,25 @@ impl Indexes {
 fn node_in(known: &Known, root: &TreeDigest, comps: &[&[u8]]) -> Partial<Option<Node>> {
     let mut cur = *root;
     for (i, c) in comps.iter().enumerate() {
-        let Some(tree) = known.get(&cur).ok_or(cur)? else {
+        let Some(tree) = known.get(&cur)? else {
             return Ok(None);
         };
         let Some(e) = tree.get(c) else {
             return Ok(None);
         };
         let last = i + 1 == comps.len();
-        return Ok(Some(match &e.kind {
-            EntryKind::Dir { digest } if !last => {
-                cur = *digest;
-                continue;
-            }
-            EntryKind::Dir { digest } => Node::Dir(*digest),
+        match &e.kind {
+            EntryKind::Dir { digest } if !last => cur = *digest,
+            EntryKind::Dir { digest } => return Ok(Some(Node::Dir(*digest))),
             _ if !last => return Ok(None),
-            EntryKind::File { digest, size } => Node::File {
-                digest: *digest,
-                size: *size,
-            },
-            EntryKind::Symlink { target } => Node::Symlink(target.clone()),
-        }));
+            EntryKind::File { digest, size } => {
+                return Ok(Some(Node::File {
+                    digest: *digest,
+                    size: *size,
+                }))
+            }
+            EntryKind::Symlink { target } => return Ok(Some(Node::Symlink(target.clone()))),
+        }
     }
     Ok(Some(Node::Dir(cur)))
 }
@@ -131,6 +183,8 @@ impl Union<'_> {
 
     /// The regular file that the absolute `path` names, following symlinks.
     pub fn resolve_file(&self, path: &str) -> Option<Resolved> {
+        // every layer's root is looked at: read those lacking together
+        self.indexes.read_all(self.store, &self.layers);
         self.indexes
             .with_known(self.store, |known| self.resolve_in(known, path))
     }
@@ -252,5 +306,40 @@ mod tests {
         };
         assert_eq!(only_base.resolve_file("/lib/libc.so.6"), None);
         assert_eq!(u.list("/usr/lib"), ["libc.so.6", "libc.so.6.real", "loop"]);
+    }
+
+    #[test]
+    fn a_tree_that_cannot_be_read_yet_is_read_by_a_later_lookup() {
+        // a lazily pulled output: its digest is known before its tree is local
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("s")).unwrap();
+        let (base, bin) = (tmp.path().join("base"), tmp.path().join("bin"));
+        std::fs::create_dir_all(base.join("etc")).unwrap();
+        std::fs::create_dir_all(bin.join("bin")).unwrap();
+        std::fs::write(bin.join("bin/sh"), "sh").unwrap();
+        let ingest =
+            |p: &std::path::Path| store.ingest(p, cas_store::IngestMode::Copy).unwrap().tree;
+        let (b, l) = (ingest(&base), ingest(&bin));
+        let root = store.object_path(&l.0);
+        let away = tmp.path().join("away");
+        std::fs::rename(&root, &away).unwrap();
+        let indexes = Indexes::default();
+        let u = Union {
+            store: &store,
+            indexes: &indexes,
+            layers: vec![b, l],
+        };
+        assert_eq!(u.resolve_file("/bin/sh"), None, "not local yet: no paths");
+        assert_eq!(indexes.node(&store, &l, b"bin"), None);
+        std::fs::rename(&away, &root).unwrap();
+        assert_eq!(
+            u.resolve_file("/bin/sh").map(|r| r.layer),
+            Some(1),
+            "read again once it is there"
+        );
+        assert!(matches!(
+            indexes.node(&store, &l, b"bin"),
+            Some(Node::Dir(_))
+        ));
     }
 }

@@ -84,7 +84,12 @@ pub fn pull(
         status.insert(id, s);
         Ok(output)
     };
-    let steps = planner.walk(targets, crate::plan::Walk::default(), &mut |asked| {
+    // in closure order: each element's lines as it is pulled
+    let in_order = crate::plan::Walk {
+        in_order: true,
+        ..Default::default()
+    };
+    let steps = planner.walk(targets, in_order, &mut |asked| {
         asked.iter().map(|(id, k)| each(*id, k)).collect()
     })?;
     let rows = steps

@@ -198,27 +198,26 @@ impl Engine<'_> {
         crate::record::hit(self.store, key, true)
     }
 
-    /// The outputs of several keyed steps that the local action cache has
-    /// (a wave of the run's cache pass, `Planner::walk`), looked up
-    /// together: one read of the action cache. A step to rebuild is not
-    /// looked up; each hit is pushed to the remotes when pushing.
-    pub fn cached_many(&self, asked: &[(ElementId, &Keyed)]) -> Result<Vec<Option<TreeDigest>>> {
-        let wanted: Vec<(ElementId, ActionKey)> = asked
+    /// The local results of several keyed steps (a wave of the run's cache
+    /// pass, `Planner::walk_on`), looked up together: one read of the action
+    /// cache, in the order asked. A step to rebuild is not looked up.
+    pub fn lookup_many(&self, asked: &[(ElementId, &Keyed)]) -> Result<Vec<Option<ActionResult>>> {
+        let wanted: Vec<ActionKey> = asked
             .iter()
             .filter(|(id, _)| !self.rebuild.contains(id))
-            .map(|(id, k)| (*id, k.key))
+            .map(|(_, k)| k.key)
             .collect();
-        let keys: Vec<ActionKey> = wanted.iter().map(|(_, k)| *k).collect();
-        let hits = crate::record::hits(self.store, &keys)?;
-        let mut found: std::collections::HashMap<ElementId, TreeDigest> =
-            std::collections::HashMap::new();
-        for ((id, key), hit) in wanted.iter().zip(hits) {
-            if let Some(hit) = hit {
-                self.push(*id, key, &hit);
-                found.insert(*id, hit.output);
-            }
-        }
-        Ok(asked.iter().map(|(id, _)| found.get(id).copied()).collect())
+        let mut hits = crate::record::hits(self.store, &wanted)?.into_iter();
+        Ok(asked
+            .iter()
+            .map(|(id, _)| {
+                if self.rebuild.contains(id) {
+                    None
+                } else {
+                    hits.next().flatten()
+                }
+            })
+            .collect())
     }
 
     /// Removes a finished step's build directory: by the run's cleaner when

@@ -438,15 +438,23 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
         })
         .collect();
     let wanted: Vec<cas_store::ActionKey> = verdict_keys.iter().flatten().copied().collect();
-    let mut notes = store
+    // if they cannot be read together, each row reads its own (and a row
+    // whose note cannot be read shows no verdict)
+    let recorded: Option<Vec<Option<Vec<u8>>>> = store
         .notes_get(&wanted, cas_builder::checks::LIBRARIES_NOTE)
-        .map_err(Failure::error)?
-        .into_iter();
-    let recorded: Vec<Option<Vec<u8>>> = verdict_keys
-        .iter()
-        .map(|k| k.and_then(|_| notes.next().flatten()))
-        .collect();
-    for ((row, planned), note) in rows.iter_mut().zip(plan).zip(&recorded) {
+        .ok()
+        .map(|notes| {
+            let mut notes = notes.into_iter();
+            verdict_keys
+                .iter()
+                .map(|k| k.and_then(|_| notes.next().flatten()))
+                .collect()
+        });
+    for (i, (row, planned)) in rows.iter_mut().zip(plan).enumerate() {
+        let note = match &recorded {
+            Some(r) => cas_builder::checks::Recorded::Given(r[i].as_deref()),
+            None => cas_builder::checks::Recorded::Read,
+        };
         debug_assert_eq!(row.element.id, planned.id);
         // the verdict recorded against what is there now (nothing is checked here)
         let libraries = match planned.key.filter(|_| planned.output.is_some()) {
@@ -454,15 +462,7 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
             _ if row.element.checks.libraries == cas_format::Severity::Off => "off".into(),
             Some(key) => {
                 match cas_builder::checks::libraries_verdict_with(
-                    &store,
-                    &indexes,
-                    &loaded,
-                    planned.id,
-                    &key,
-                    &get,
-                    &present,
-                    cas_builder::checks::Recorded::Given(note.as_deref()),
-                    false,
+                    &store, &indexes, &loaded, planned.id, &key, &get, &present, note, false,
                 ) {
                     Ok(Some(c)) if c.verdict.problems.is_empty() => "ok".into(),
                     Ok(Some(c)) => {
