@@ -39,8 +39,9 @@ struct Known<'a> {
     unreadable: &'a HashSet<TreeDigest>,
 }
 
-/// A lookup over [`Known`] trees: `Err(d)` when tree `d` must be read first.
-type Partial<T> = Result<T, TreeDigest>;
+/// A lookup over [`Known`] trees: `Err(ds)` when the trees `ds` must be
+/// read first (a union's lookup names every layer it lacks at once).
+type Partial<T> = Result<T, Vec<TreeDigest>>;
 
 impl Known<'_> {
     /// Tree `d`, `None` if it cannot be read.
@@ -48,14 +49,14 @@ impl Known<'_> {
         match self.read.get(d) {
             Some(t) => Ok(Some(t)),
             None if self.unreadable.contains(d) => Ok(None),
-            None => Err(*d),
+            None => Err(vec![*d]),
         }
     }
 }
 
 impl Indexes {
-    /// `f` over the known trees; each tree it lacks is read, and `f` runs
-    /// again (each run knows one more tree, so this ends).
+    /// `f` over the known trees; the trees it lacks are read, and `f` runs
+    /// again (each run knows more trees, so this ends).
     fn with_known<T>(&self, store: &Store, f: impl Fn(&Known) -> Partial<T>) -> T {
         let mut unreadable = HashSet::default();
         loop {
@@ -70,20 +71,25 @@ impl Indexes {
                 };
                 match f(&known) {
                     Ok(t) => return t,
-                    Err(d) => d,
+                    Err(ds) => ds,
                 }
             };
-            match store.get_tree(&lacking) {
-                Ok(tree) => {
-                    self.trees
-                        .write()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .insert(lacking, Arc::new(tree));
-                }
-                Err(_) => {
-                    unreadable.insert(lacking);
+            let mut lacking = lacking;
+            lacking.sort_unstable_by_key(|d| *d.0.as_bytes());
+            lacking.dedup();
+            let mut trees = Vec::with_capacity(lacking.len());
+            for d in lacking {
+                match store.get_tree(&d) {
+                    Ok(tree) => trees.push((d, Arc::new(tree))),
+                    Err(_) => {
+                        unreadable.insert(d);
+                    }
                 }
             }
+            self.trees
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(trees);
         }
     }
 
@@ -172,13 +178,23 @@ const MAX_HOPS: usize = 40;
 
 impl Union<'_> {
     /// The path `comps` in the last layer that has it.
+    /// (Every layer above it that lacks a tree on the way is named, so
+    /// that they are read together.)
     fn node_in(&self, known: &Known, comps: &[&[u8]]) -> Partial<Option<(usize, Node)>> {
+        let mut lacking = Vec::new();
         for (i, l) in self.layers.iter().enumerate().rev() {
-            if let Some(n) = node_in(known, l, comps)? {
-                return Ok(Some((i, n)));
+            match node_in(known, l, comps) {
+                Ok(Some(n)) if lacking.is_empty() => return Ok(Some((i, n))),
+                Ok(Some(_)) => break,
+                Ok(None) => {}
+                Err(ds) => lacking.extend(ds),
             }
         }
-        Ok(None)
+        if lacking.is_empty() {
+            Ok(None)
+        } else {
+            Err(lacking)
+        }
     }
 
     /// The regular file that the absolute `path` names, following symlinks.
