@@ -291,6 +291,27 @@ impl Db {
         self.run(context, true, f)
     }
 
+    /// [`Db::with_read`] for several lookups that belong together: they run
+    /// in one read transaction (the snapshot's, or one of their own), one
+    /// lock of the database for all.
+    pub(crate) fn with_reads<T>(
+        &self,
+        context: &str,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        self.with_read(context, |c| {
+            let own = c
+                .is_autocommit()
+                .then(|| c.unchecked_transaction())
+                .transpose()?;
+            let t = f(c)?;
+            if let Some(tx) = own {
+                tx.commit()?;
+            }
+            Ok(t)
+        })
+    }
+
     fn run<T>(
         &self,
         context: &str,
@@ -458,12 +479,7 @@ impl Store {
     /// database, not one per key); touches the last-access time of each
     /// found. The answers are in the order of `keys`.
     pub fn action_get_many(&self, keys: &[ActionKey]) -> Result<Vec<Option<ActionResult>>> {
-        let rows = self.db.with_read("get action results", |c| {
-            // one read transaction for all: the snapshot's, or its own
-            let own = c
-                .is_autocommit()
-                .then(|| c.unchecked_transaction())
-                .transpose()?;
+        let rows = self.db.with_reads("get action results", |c| {
             let mut rows = Vec::with_capacity(keys.len());
             {
                 let mut st = c.prepare_cached(
@@ -483,9 +499,6 @@ impl Store {
                         .optional()?,
                     );
                 }
-            }
-            if let Some(tx) = own {
-                tx.commit()?;
             }
             Ok(rows)
         })?;

@@ -101,24 +101,14 @@ impl Store {
     /// (one read of the database), the blobs in parallel.
     pub fn notes_get(&self, keys: &[ActionKey], name: &str) -> Result<Vec<Option<Vec<u8>>>> {
         use rayon::prelude::*;
-        let blobs: Vec<Option<String>> = self.db.with_read("read notes", |c| {
-            // one read transaction for all: the snapshot's, or its own
-            let own = c
-                .is_autocommit()
-                .then(|| c.unchecked_transaction())
-                .transpose()?;
+        let blobs: Vec<Option<String>> = self.db.with_reads("read notes", |c| {
             let mut st = c.prepare_cached("SELECT blob FROM notes WHERE key = ?1 AND name = ?2")?;
-            let blobs = keys
-                .iter()
+            keys.iter()
                 .map(|k| {
                     st.query_row(params![k.to_hex(), name], |r| r.get(0))
                         .optional()
                 })
-                .collect::<rusqlite::Result<_>>()?;
-            if let Some(tx) = own {
-                tx.commit()?;
-            }
-            Ok(blobs)
+                .collect()
         })?;
         let read = |blob: Option<String>| {
             let Some(b) = blob.and_then(|b| Digest::from_hex(&b).ok()) else {
