@@ -1,7 +1,11 @@
 //! Memos: the result of a pure computation over files (`cas build`'s load
 //! of a project and its keys), kept with the identity (device, inode, size,
 //! mtime, ctime; or absence) of every file and directory it read, and
-//! valid while each of them is unchanged. A lookup only stats.
+//! valid while each of them is unchanged. A lookup only stats, unless a
+//! file read whole has another identity and the same size: then its bytes
+//! are read and compared with those recorded (a touched file, or one
+//! written again with the same bytes, still holds, and the memo takes its
+//! new identity once it is settled).
 //!
 //! An entry is recorded only if every file's mtime and ctime are older than
 //! the start of the computation by at least the stat cache's settle time, so
@@ -66,88 +70,200 @@ pub struct MemoHit {
     /// Every result the memo was recorded with is still in the store, with
     /// the same output (no result row was removed or replaced since).
     pub results_intact: bool,
+    /// How many files read whole had another identity but the same bytes
+    /// (touched, written again): read again to know.
+    pub touched: usize,
 }
 
-/// The identity of `path` now (`lstat`), `None` if it does not exist.
-fn identity(path: &Path) -> Option<StatKey> {
-    std::fs::symlink_metadata(path)
-        .ok()
-        .map(|m| StatKey::of(&m))
+/// A path a memo depends on (see [`Store::memo_put`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watched {
+    pub path: PathBuf,
+    /// Its identity is that of what it leads to, symlinks followed (a file
+    /// read through its path); otherwise that of the path itself (`lstat`:
+    /// a directory, a file listed, a path that is absent).
+    pub follow: bool,
+    /// For a file the computation read whole: blake3 of the bytes it read.
+    /// Such a file whose identity changed but whose bytes did not (touched,
+    /// written again, checked out again) still holds.
+    pub content: Option<Digest>,
 }
 
-fn encode(files: &[(PathBuf, Option<StatKey>)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(files.len() * 80);
-    for (p, id) in files {
-        let b = p.as_os_str().as_bytes();
-        out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-        out.extend_from_slice(b);
-        match id {
-            None => out.push(0),
-            Some(k) => {
-                out.push(1);
-                for v in [k.dev, k.ino, k.size] {
-                    out.extend_from_slice(&v.to_le_bytes());
-                }
-                for v in [k.mtime_ns, k.ctime_ns] {
-                    out.extend_from_slice(&v.to_le_bytes());
-                }
-            }
+impl Watched {
+    /// A path by its own identity (`lstat`).
+    pub fn entry(path: impl Into<PathBuf>) -> Watched {
+        Watched {
+            path: path.into(),
+            follow: false,
+            content: None,
         }
     }
-    out
 }
 
-/// Whether every recorded identity still holds (a malformed record does not).
-fn still_valid(mut b: &[u8]) -> bool {
-    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-        if b.len() < n {
+/// Flags of an entry of `memos.files` (spec/store.md, Memo).
+const EXISTS: u8 = 1;
+const FOLLOW: u8 = 2;
+const CONTENT: u8 = 4;
+
+/// The identity of `path` now, `None` if it does not exist.
+fn identity(path: &Path, follow: bool) -> Option<StatKey> {
+    let meta = if follow {
+        std::fs::metadata(path)
+    } else {
+        std::fs::symlink_metadata(path)
+    };
+    meta.ok().map(|m| StatKey::of(&m))
+}
+
+/// One decoded entry of `memos.files`.
+struct Entry<'a> {
+    path: &'a Path,
+    follow: bool,
+    identity: Option<StatKey>,
+    content: Option<Digest>,
+}
+
+fn encode_entry(out: &mut Vec<u8>, e: &Entry<'_>) {
+    let b = e.path.as_os_str().as_bytes();
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+    let flags = if e.identity.is_some() { EXISTS } else { 0 }
+        | if e.follow { FOLLOW } else { 0 }
+        | if e.content.is_some() { CONTENT } else { 0 };
+    out.push(flags);
+    if let Some(k) = e.identity {
+        for v in [k.dev, k.ino, k.size] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in [k.mtime_ns, k.ctime_ns] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    if let Some(d) = e.content {
+        out.extend_from_slice(d.as_bytes());
+    }
+}
+
+/// The entries of a `memos.files` value; `None` at the first malformed one.
+struct Entries<'a>(&'a [u8]);
+
+impl<'a> Entries<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
             return None;
         }
-        let (h, t) = b.split_at(n);
-        *b = t;
+        let (h, t) = self.0.split_at(n);
+        self.0 = t;
         Some(h)
     }
-    fn u64_of(b: &mut &[u8]) -> Option<u64> {
-        Some(u64::from_le_bytes(take(b, 8)?.try_into().ok()?))
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
-    while !b.is_empty() {
-        let Some(len) = take(&mut b, 4)
-            .and_then(|l| l.try_into().ok())
-            .map(u32::from_le_bytes)
-        else {
-            return false;
-        };
-        let Some(path) = take(&mut b, len as usize) else {
-            return false;
-        };
-        let now = identity(Path::new(std::ffi::OsStr::from_bytes(path)));
-        let recorded = match take(&mut b, 1) {
-            Some([0]) => None,
-            Some([1]) => {
-                let (Some(dev), Some(ino), Some(size), Some(m), Some(c)) = (
-                    u64_of(&mut b),
-                    u64_of(&mut b),
-                    u64_of(&mut b),
-                    u64_of(&mut b),
-                    u64_of(&mut b),
-                ) else {
-                    return false;
-                };
-                Some(StatKey {
-                    dev,
-                    ino,
-                    size,
-                    mtime_ns: m as i64,
-                    ctime_ns: c as i64,
-                })
-            }
-            _ => return false,
-        };
-        if now != recorded {
-            return false;
+    fn entry(&mut self) -> Option<Entry<'a>> {
+        let len = u32::from_le_bytes(self.take(4)?.try_into().ok()?);
+        let path = Path::new(std::ffi::OsStr::from_bytes(self.take(len as usize)?));
+        let flags = self.take(1)?[0];
+        if flags & !(EXISTS | FOLLOW | CONTENT) != 0 {
+            return None;
         }
+        let identity = if flags & EXISTS != 0 {
+            Some(StatKey {
+                dev: self.u64()?,
+                ino: self.u64()?,
+                size: self.u64()?,
+                mtime_ns: self.u64()? as i64,
+                ctime_ns: self.u64()? as i64,
+            })
+        } else {
+            None
+        };
+        let content = if flags & CONTENT != 0 {
+            Some(Digest(self.take(32)?.try_into().ok()?))
+        } else {
+            None
+        };
+        Some(Entry {
+            path,
+            follow: flags & FOLLOW != 0,
+            identity,
+            content,
+        })
     }
-    true
+}
+
+/// Whether a memo's files still hold.
+#[derive(Debug, PartialEq, Eq)]
+enum Holds {
+    /// Every identity is as recorded.
+    Exactly,
+    /// Some files' identities changed but their bytes did not: how many,
+    /// and the value of `memos.files` with their identities of now (of
+    /// those settled enough to be trusted next time).
+    ByContent(usize, Vec<u8>),
+    No,
+}
+
+/// Whether the bytes of the file at `path` (symlinks followed), whose
+/// identity is `now`, are those whose digest is `content`.
+fn same_bytes(path: &Path, now: &StatKey, content: &Digest) -> bool {
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut hasher = blake3::Hasher::new();
+    // at most the size seen (a file growing meanwhile is not the same)
+    let mut limited = std::io::Read::take(&mut f, now.size + 1);
+    match std::io::copy(&mut limited, &mut hasher) {
+        Ok(n) if n == now.size => Digest(*hasher.finalize().as_bytes()) == *content,
+        _ => false,
+    }
+}
+
+/// Checks a `memos.files` value against the file system (a malformed one
+/// does not hold). A file whose identity changed is read only when its
+/// bytes were recorded and its size is the same; its identity of now is
+/// kept if its mtime and ctime are before `settled` (in ns since the epoch).
+fn holds(files: &[u8], settled: i64) -> Holds {
+    let mut entries = Entries(files);
+    // entries before the first one validated by content, copied as they are
+    let mut renewed: Option<Vec<u8>> = None;
+    let mut touched = 0;
+    while !entries.0.is_empty() {
+        let rest = entries.0;
+        let Some(e) = entries.entry() else {
+            return Holds::No;
+        };
+        let now = identity(e.path, e.follow);
+        if now == e.identity {
+            if let Some(out) = &mut renewed {
+                encode_entry(out, &e);
+            }
+            continue;
+        }
+        let by_content = match (&now, &e.identity, &e.content) {
+            (Some(now), Some(was), Some(content)) => {
+                now.size == was.size && same_bytes(e.path, now, content)
+            }
+            _ => false,
+        };
+        if !by_content {
+            return Holds::No;
+        }
+        touched += 1;
+        let out = renewed.get_or_insert_with(|| files[..files.len() - rest.len()].to_vec());
+        let now = now.expect("checked above");
+        let trusted = now.mtime_ns < settled && now.ctime_ns < settled;
+        encode_entry(
+            out,
+            &Entry {
+                identity: if trusted { Some(now) } else { e.identity },
+                ..e
+            },
+        );
+    }
+    match renewed {
+        Some(out) => Holds::ByContent(touched, out),
+        None => Holds::Exactly,
+    }
 }
 
 impl Store {
@@ -167,9 +283,26 @@ impl Store {
         let Some((files, payload, then, now)) = row else {
             return Ok(None);
         };
-        if !still_valid(&files) {
-            return Ok(None);
-        }
+        let settled = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64)
+            - SETTLE.as_nanos() as i64;
+        let touched = match holds(&files, settled) {
+            Holds::Exactly => 0,
+            Holds::No => return Ok(None),
+            Holds::ByContent(n, renewed) => {
+                // best effort: the next hit reads those files again
+                if renewed != files {
+                    let _ = self.db.with("renew memo", |c| {
+                        c.execute(
+                            "UPDATE memos SET files = ?2 WHERE key = ?1 AND files = ?3",
+                            params![hex, renewed, files],
+                        )
+                    });
+                }
+                n
+            }
+        };
         let results_intact = then == now;
         if results_intact {
             // best effort, as access times are: a store that cannot be
@@ -184,11 +317,13 @@ impl Store {
         Ok(Some(MemoHit {
             payload,
             results_intact,
+            touched,
         }))
     }
 
     /// Record `payload` under `key`, computed from `files` (paths read; a
-    /// path that did not exist counts too) by a computation that started at
+    /// path that did not exist counts too; the `content` of a file is of
+    /// bytes read after `started`) by a computation that started at
     /// `started`, standing for `results` (action keys and their outputs; may
     /// be empty). Nothing is recorded, and `false` returned, when a file
     /// changed too recently to be trusted (see the module), or when one of
@@ -198,7 +333,7 @@ impl Store {
     pub fn memo_put(
         &self,
         key: &Digest,
-        files: &[PathBuf],
+        files: &[Watched],
         started: SystemTime,
         payload: &[u8],
         results: &[(ActionKey, TreeDigest)],
@@ -207,20 +342,29 @@ impl Store {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i64)
             - SETTLE.as_nanos() as i64;
-        let mut ids = Vec::with_capacity(files.len());
-        for p in files {
-            let id = identity(p);
+        let mut encoded = Vec::with_capacity(files.len() * 80);
+        for w in files {
+            let id = identity(&w.path, w.follow);
             if id.is_some_and(|k| k.mtime_ns >= limit || k.ctime_ns >= limit) {
                 return Ok(false);
             }
-            ids.push((p.clone(), id));
+            encode_entry(
+                &mut encoded,
+                &Entry {
+                    path: &w.path,
+                    follow: w.follow,
+                    identity: id,
+                    // the bytes of a file that is gone stand for nothing
+                    content: w.content.filter(|_| id.is_some()),
+                },
+            );
         }
         // a result may be a row whose tree is gone (a lazily pulled
         // element's, when its local tree was removed by hand): never stood for
         if !results.iter().all(|(_, out)| self.has_tree(out)) {
             return Ok(false);
         }
-        let files = encode(&ids);
+        let files = encoded;
         let mut keys = Vec::with_capacity(results.len() * 32);
         for (k, _) in results {
             keys.extend_from_slice(k.digest().as_bytes());
@@ -359,6 +503,7 @@ mod tests {
         MemoHit {
             payload: payload.to_vec(),
             results_intact,
+            touched: 0,
         }
     }
 
@@ -373,11 +518,17 @@ mod tests {
         let later = SystemTime::now() + std::time::Duration::from_secs(10);
         // Too recent: not recorded.
         assert!(!store
-            .memo_put(&key, std::slice::from_ref(&f), SystemTime::now(), b"p", &[])
+            .memo_put(&key, &[Watched::entry(&f)], SystemTime::now(), b"p", &[])
             .unwrap());
         assert!(store.memo_get(&key).unwrap().is_none());
         assert!(store
-            .memo_put(&key, &[f.clone(), absent.clone()], later, b"p", &[])
+            .memo_put(
+                &key,
+                &[Watched::entry(&f), Watched::entry(&absent)],
+                later,
+                b"p",
+                &[]
+            )
             .unwrap());
         assert_eq!(store.memo_get(&key).unwrap(), Some(hit(b"p", true)));
         // A file that appears where none was, or a changed file: invalid.
@@ -388,7 +539,115 @@ mod tests {
         assert_eq!(store.memo_get(&key).unwrap(), Some(hit(b"p", true)));
         std::fs::write(&f, "kind: manual \n").unwrap();
         assert!(store.memo_get(&key).unwrap().is_none());
-        assert!(!still_valid(&[1, 0, 0]));
+        assert_eq!(holds(&[1, 0, 0], 0), Holds::No);
+    }
+
+    fn watched_text(path: &Path, text: &[u8]) -> Watched {
+        Watched {
+            path: path.to_path_buf(),
+            follow: true,
+            content: Some(Digest::of_bytes(text)),
+        }
+    }
+
+    /// Writes `bytes` at `path` with mtime `secs` after the epoch: each
+    /// write in a test gets another identity, however coarse the clock.
+    fn write_at(path: &Path, bytes: &[u8], secs: u64) {
+        std::fs::write(path, bytes).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(UNIX_EPOCH + std::time::Duration::from_secs(secs))
+            .unwrap();
+    }
+
+    fn files_of(store: &Store, key: &Digest) -> Vec<u8> {
+        store
+            .db
+            .with("test", |c| {
+                c.query_row(
+                    "SELECT files FROM memos WHERE key = ?1",
+                    params![key.to_hex()],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_file_read_whole_holds_while_its_bytes_do_whatever_its_identity() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(&t.path().join("store")).unwrap();
+        let f = t.path().join("element.yaml");
+        let text = b"kind: manual\n";
+        write_at(&f, text, 1);
+        let key = Digest::of_bytes(b"load");
+        let later = SystemTime::now() + std::time::Duration::from_secs(10);
+        assert!(store
+            .memo_put(&key, &[watched_text(&f, text)], later, b"p", &[])
+            .unwrap());
+        assert_eq!(store.memo_get(&key).unwrap().unwrap().touched, 0);
+        // written again, same bytes (a new inode too): holds, read again
+        let tmp = t.path().join("tmp");
+        write_at(&tmp, text, 2);
+        std::fs::rename(&tmp, &f).unwrap();
+        let recorded = files_of(&store, &key);
+        assert_eq!(store.memo_get(&key).unwrap().unwrap().touched, 1);
+        // changed just now: its new identity is not trusted yet
+        assert_eq!(files_of(&store, &key), recorded);
+        // once settled, the memo takes the new identity: only stats again
+        let future = SystemTime::now() + std::time::Duration::from_secs(10);
+        let ns = future.duration_since(UNIX_EPOCH).unwrap().as_nanos() as i64;
+        let Holds::ByContent(1, renewed) = holds(&recorded, ns) else {
+            panic!("not held by content");
+        };
+        assert_eq!(holds(&renewed, ns), Holds::Exactly);
+        // other bytes of the same size, or another size: no longer holds
+        write_at(&f, b"kind: manuaL\n", 3);
+        assert!(store.memo_get(&key).unwrap().is_none());
+        write_at(&f, b"kind: manual \n", 4);
+        assert!(store.memo_get(&key).unwrap().is_none());
+        write_at(&f, text, 5);
+        assert_eq!(store.memo_get(&key).unwrap().unwrap().touched, 1);
+        // a listed entry (no bytes recorded) whose identity changed does not
+        let listed = t.path().join("listed");
+        write_at(&listed, b"x", 1);
+        let key2 = Digest::of_bytes(b"listed");
+        assert!(store
+            .memo_put(&key2, &[Watched::entry(&listed)], later, b"p", &[])
+            .unwrap());
+        write_at(&listed, b"x", 2);
+        assert!(store.memo_get(&key2).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_file_read_through_a_symlink_is_watched_where_it_leads() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(&t.path().join("store")).unwrap();
+        let (a, b, link) = (
+            t.path().join("a"),
+            t.path().join("b"),
+            t.path().join("link"),
+        );
+        write_at(&a, b"one\n", 1);
+        write_at(&b, b"two\n", 1);
+        std::os::unix::fs::symlink(&a, &link).unwrap();
+        let key = Digest::of_bytes(b"load");
+        let later = SystemTime::now() + std::time::Duration::from_secs(10);
+        assert!(store
+            .memo_put(&key, &[watched_text(&link, b"one\n")], later, b"p", &[])
+            .unwrap());
+        assert!(store.memo_get(&key).unwrap().is_some());
+        // the file it leads to changes, the link does not
+        write_at(&a, b"ONE\n", 2);
+        assert!(store.memo_get(&key).unwrap().is_none());
+        write_at(&a, b"one\n", 3);
+        assert!(store.memo_get(&key).unwrap().is_some());
+        // the link leads elsewhere
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(&b, &link).unwrap();
+        assert!(store.memo_get(&key).unwrap().is_none());
     }
 
     fn result(store: &Store, content: &[u8]) -> ActionResult {

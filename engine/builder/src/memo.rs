@@ -2,7 +2,9 @@
 //! the same targets were built from the same working directory by the same
 //! `cas` binary, and no file that load read has changed since (element and
 //! project files, project kinds, local sources and patches, by identity:
-//! device, inode, size, mtime, ctime), the keys are those recorded then. If
+//! device, inode, size, mtime, ctime, of what a file read through its path
+//! leads to; a file the loader read whole whose identity changed holds if
+//! its bytes are those it read), the keys are those recorded then. If
 //! every one still has its result in the store, that is the build: it
 //! stats and reads one row of the store's memo table, and reports them
 //! `cached` with the outputs recorded then. The store keeps that answer
@@ -19,9 +21,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use cas_format::Loaded;
+use cas_format::{Loaded, Read};
 
 use crate::run::{BuildReport, ElementReport};
+use cas_store::memo::Watched;
 use cas_store::{ActionKey, Digest, Store, TreeDigest};
 
 const TAG: &str = "cas-build-memo-2";
@@ -169,8 +172,28 @@ pub fn record(
     // Best effort: a memo that cannot be written only costs the next no-op
     // its full load.
     let cwd = std::env::current_dir().unwrap_or_default();
-    let mut files = loaded.inputs(targets, &cwd);
+    let mut files: Vec<Watched> = loaded
+        .inputs(targets, &cwd)
+        .into_iter()
+        .map(|i| match i.read {
+            Read::Entry => Watched::entry(i.path),
+            Read::File => Watched {
+                path: i.path,
+                follow: true,
+                content: None,
+            },
+            Read::Text(text) => Watched {
+                path: i.path,
+                follow: true,
+                content: Some(Digest::of_bytes(text.as_bytes())),
+            },
+        })
+        .collect();
     // the user configuration sets project options (BuildStream projects)
-    files.extend(config.map(Path::to_path_buf));
+    files.extend(config.map(|c| Watched {
+        path: c.to_path_buf(),
+        follow: true,
+        content: None,
+    }));
     let _ = store.memo_put(key, &files, started, &payload, &results);
 }

@@ -41,7 +41,8 @@ pub use diagnostics::{Diagnostics, Error, FileId, Files, SourceFile, Span};
 pub use element::{Checks, DepKind, Element, ElementId, Origin, Public, SandboxConfig, Severity};
 pub use kind::{Behaviour, Kind};
 pub use load::{
-    host_arch, load, load_project, load_with, JunctionSources, LoadOptions, Loaded, MAX_FILE_SIZE,
+    host_arch, load, load_project, load_with, Input, JunctionSources, LoadOptions, Loaded, Read,
+    MAX_FILE_SIZE,
 };
 pub use project::{Dialect, Project};
 pub use settings::{Behaviours, Config, LoadCheck, Setting};

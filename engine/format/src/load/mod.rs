@@ -19,6 +19,7 @@ mod junctions;
 mod kinds;
 mod resolve;
 
+pub use inputs::{Input, Read};
 pub use junctions::JunctionSources;
 
 use checks::dedupe_plugin_errors;
