@@ -510,6 +510,25 @@ impl Store {
         Ok(rows)
     }
 
+    /// The outputs recorded for many actions, in one read transaction (in
+    /// the order of `keys`), without counting them as used: for queries
+    /// (`cas show`), which read nothing but the output.
+    pub fn action_outputs_many(&self, keys: &[ActionKey]) -> Result<Vec<Option<TreeDigest>>> {
+        self.db.with_reads("get action outputs", |c| {
+            let mut st = c.prepare_cached("SELECT output FROM results WHERE key = ?1")?;
+            let mut rows = Vec::with_capacity(keys.len());
+            for key in keys {
+                rows.push(
+                    st.query_row(params![key.to_hex()], |r| {
+                        Ok(TreeDigest(hex_digest(r.get(0)?)?))
+                    })
+                    .optional()?,
+                );
+            }
+            Ok(rows)
+        })
+    }
+
     /// Look up an action; touches its last-access time.
     pub fn action_get(&self, key: &ActionKey) -> Result<Option<ActionResult>> {
         let row = self.action_peek(key)?;

@@ -858,3 +858,55 @@ fn json_is_refused_where_there_is_no_document_and_gc_dry_run_says_what_it_would_
         .stdout
         .contains("\"cached\""));
 }
+
+/// A query (`show`, `explain`) does not count as a use of the results it
+/// finds, so it never changes which result gc removes first; a command that
+/// uses an output (`checkout`) does.
+#[test]
+fn gc_order_is_changed_by_a_checkout_and_never_by_a_query() {
+    let ctx = Ctx::new();
+    ctx.write("project.yaml", "name: lru\nelement-path: elements\n");
+    for (name, byte) in [("a", 1u8), ("b", 2u8)] {
+        let data: Vec<u8> = (0..(1u32 << 20))
+            .map(|j| (j.wrapping_mul(2654435761) >> 11) as u8 ^ byte)
+            .collect();
+        ctx.write(format!("files/{name}/data"), data);
+        ctx.write(
+            format!("elements/{name}.yaml"),
+            format!("kind: import\nsources:\n- kind: local\n  path: files/{name}\n"),
+        );
+    }
+    let key_of = |name: &str| {
+        ctx.cas(["--json", "show", &format!("{name}.yaml")])
+            .ok()
+            .json()["elements"][0]["key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    ctx.cas(["build", "a.yaml"]).ok();
+    std::thread::sleep(Duration::from_millis(20));
+    ctx.cas(["build", "b.yaml"]).ok();
+    let (a, b) = (key_of("a"), key_of("b"));
+    // what gc removes first to keep the store under 1.5 MiB
+    let first = || {
+        std::thread::sleep(Duration::from_millis(20));
+        let dry = ctx
+            .cas(["store", "gc", "--max-size", "1.5M", "--dry-run"])
+            .ok();
+        let removed: Vec<&str> = [&a, &b]
+            .into_iter()
+            .filter(|k| dry.stdout.contains(&format!("would remove result {k}")))
+            .map(String::as_str)
+            .collect();
+        assert_eq!(removed.len(), 1, "{}", dry.stdout);
+        removed[0].to_owned()
+    };
+    assert_eq!(first(), a);
+    ctx.cas(["show", "a.yaml"]).ok();
+    ctx.cas(["explain", "a.yaml"]).ok();
+    assert_eq!(first(), a, "a query counted as a use");
+    ctx.cas(["checkout", "a.yaml", &ctx.path("out").to_string_lossy()])
+        .ok();
+    assert_eq!(first(), b, "a checkout did not count as a use");
+}

@@ -110,7 +110,13 @@ pub fn challenge(
                 .map_err(|e| AuditError::Other(e.to_string()))
         })
         .collect::<Result<_>>()?;
-    let plan = cas_builder::states(store, loaded, &[target], &Mirrors::new())?;
+    let plan = cas_builder::states(
+        store,
+        loaded,
+        &[target],
+        &Mirrors::new(),
+        cas_builder::record::Lookup::Look,
+    )?;
     let mut steps = Vec::new();
     for p in plan {
         let name = loaded.element(p.id).name.clone();

@@ -113,13 +113,15 @@ fn currents(
             partial: true,
             ..Default::default()
         },
-        &mut |asked| cas_builder::record::outputs_of(store, asked),
+        &mut |asked| {
+            cas_builder::record::outputs_of(store, asked, cas_builder::record::Lookup::Look)
+        },
     )?;
     Ok(steps
         .into_iter()
         .filter_map(|step| {
             let (inputs, key) = match (step.keyed, step.partial) {
-                (Some(k), _) => (k.inputs, Some(k.key)),
+                (Some(k), _) => (std::sync::Arc::unwrap_or_clone(k.inputs), Some(k.key)),
                 (None, Some(partial)) => (partial, None),
                 (None, None) => return None,
             };

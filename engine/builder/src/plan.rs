@@ -25,7 +25,7 @@ pub type Staged = Vec<(ElementId, TreeDigest)>;
 #[derive(Debug, Clone)]
 pub struct Keyed {
     pub staged: Staged,
-    pub inputs: KeyInputs,
+    pub inputs: std::sync::Arc<KeyInputs>,
     pub key: ActionKey,
 }
 
@@ -168,7 +168,7 @@ impl<'a> Planner<'a> {
         let key = inputs.key();
         Ok(Keyed {
             staged,
-            inputs,
+            inputs: std::sync::Arc::new(inputs),
             key,
         })
     }

@@ -63,17 +63,48 @@ pub fn hits(store: &Store, keys: &[ActionKey]) -> Result<Vec<Option<ActionResult
     })
 }
 
+/// Whether a lookup counts as a use of the results it finds, for gc's
+/// least-recently-used order: a build's or a checkout's does, a query's
+/// (`show`, `explain`) does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    Use,
+    Look,
+}
+
+/// The outputs of the results of `keys` that are here (row and output
+/// tree), in order, in one read of the action cache.
+pub fn outputs(
+    store: &Store,
+    keys: &[ActionKey],
+    lookup: Lookup,
+) -> Result<Vec<Option<TreeDigest>>> {
+    use rayon::prelude::*;
+    let found: Vec<Option<TreeDigest>> = match lookup {
+        Lookup::Use => store
+            .action_get_many(keys)?
+            .into_iter()
+            .map(|r| r.map(|r| r.output))
+            .collect(),
+        Lookup::Look => store.action_outputs_many(keys)?,
+    };
+    let present = |found: Option<TreeDigest>| found.filter(|t| store.has_tree(t));
+    Ok(if found.len() < PARALLEL_CHECKS {
+        found.into_iter().map(present).collect()
+    } else {
+        found.into_par_iter().map(present).collect()
+    })
+}
+
 /// The local outputs of the keys a walk asks about (`Planner::walk`), in
-/// order: [`hits`], each counted as used.
+/// order: [`outputs`].
 pub fn outputs_of(
     store: &Store,
     asked: &[(cas_format::ElementId, &crate::plan::Keyed)],
+    lookup: Lookup,
 ) -> Result<Vec<Option<TreeDigest>>> {
     let keys: Vec<ActionKey> = asked.iter().map(|(_, k)| k.key).collect();
-    Ok(hits(store, &keys)?
-        .into_iter()
-        .map(|h| h.map(|r| r.output))
-        .collect())
+    outputs(store, &keys, lookup)
 }
 
 /// Record results now (each with its notes), durably, in one transaction.

@@ -311,7 +311,7 @@ pub fn missing_offline(
     let steps = planner.walk(
         &loaded.targets,
         crate::plan::Walk::default(),
-        &mut |asked| crate::record::outputs_of(store, asked),
+        &mut |asked| crate::record::outputs_of(store, asked, crate::record::Lookup::Use),
     )?;
     let todo: Vec<cas_format::ElementId> = steps
         .iter()

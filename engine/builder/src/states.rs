@@ -8,6 +8,7 @@ use cas_sources::Mirrors;
 use cas_store::{ActionKey, Store, TreeDigest};
 
 use crate::error::Result;
+use crate::record::Lookup;
 use crate::run::fetcher_for;
 use crate::sources::{needs_fetch, StoreSourceCache};
 use crate::step::Engine;
@@ -49,11 +50,13 @@ pub struct Planned {
 
 /// Keys and states of the closure of `targets`, without building anything.
 /// A key is known when the outputs of everything staged are known (cached).
+/// With [`Lookup::Use`], each result found counts as used (a checkout's).
 pub fn states(
     store: &Store,
     loaded: &Loaded,
     targets: &[ElementId],
     mirrors: &Mirrors,
+    lookup: Lookup,
 ) -> Result<Vec<Planned>> {
     let fetcher = fetcher_for(store, mirrors)?;
     let cache = StoreSourceCache { store };
@@ -61,11 +64,11 @@ pub fn states(
     let mut states: HashMap<ElementId, State> = HashMap::new();
     let steps = planner.walk(targets, crate::plan::Walk::default(), &mut |asked| {
         let keys: Vec<ActionKey> = asked.iter().map(|(_, k)| k.key).collect();
-        let hits = crate::record::hits(store, &keys)?;
+        let hits = crate::record::outputs(store, &keys, lookup)?;
         let mut found = Vec::with_capacity(asked.len());
         for ((id, k), hit) in asked.iter().zip(hits) {
             let (state, output) = match hit {
-                Some(r) => (State::Cached, Some(r.output)),
+                Some(output) => (State::Cached, Some(output)),
                 None => match store.remote_result_get(&k.key)? {
                     Some((r, _)) => (State::Pullable, Some(r.output)),
                     None => (State::Buildable, None),
@@ -110,7 +113,7 @@ pub fn shell(
     mirrors: &Mirrors,
     command: &[String],
 ) -> Result<cas_sandbox::Outcome> {
-    let planned = states(store, loaded, &[id], mirrors)?;
+    let planned = states(store, loaded, &[id], mirrors, Lookup::Use)?;
     let outputs: HashMap<ElementId, TreeDigest> = planned
         .iter()
         .filter_map(|p| p.output.map(|o| (p.id, o)))

@@ -162,8 +162,14 @@ pub fn closure(inputs: &Inputs<'_>) -> Result<Closure, SbomError> {
         mirrors,
         ..
     } = *inputs;
-    let plan = cas_builder::states(store, loaded, &[target], mirrors)
-        .map_err(|e| SbomError::Engine(e.to_string()))?;
+    let plan = cas_builder::states(
+        store,
+        loaded,
+        &[target],
+        mirrors,
+        cas_builder::record::Lookup::Look,
+    )
+    .map_err(|e| SbomError::Engine(e.to_string()))?;
     let by_id: HashMap<ElementId, &cas_builder::Planned> = plan.iter().map(|p| (p.id, p)).collect();
     let ids = loaded.closure(&[target]);
     let top_name = loaded.element(target).name.clone();

@@ -105,6 +105,7 @@ pub(crate) fn run_verify(global: &Session, args: VerifyArgs) -> CmdResult {
                 &loaded,
                 &loaded.targets,
                 &global.mirrors(&loaded.project)?,
+                cas_builder::record::Lookup::Look,
             )
             .map_err(Failure::error)?;
             let name = loaded.element(loaded.targets[0]).name.clone();

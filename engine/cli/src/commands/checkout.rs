@@ -48,6 +48,7 @@ pub(crate) fn cached_output(
         &loaded,
         &loaded.targets,
         &global.mirrors(&loaded.project)?,
+        cas_builder::record::Lookup::Use,
     )
     .map_err(Failure::error)?;
     let id = loaded.targets[0];

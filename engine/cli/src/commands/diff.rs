@@ -95,7 +95,14 @@ fn resolve(
     }
     let loaded = load_or_report(global, &[PathBuf::from(arg)])?;
     let mirrors = global.mirrors(&loaded.project)?;
-    let plan = cas_builder::states(store, &loaded, &loaded.targets, &mirrors).map_err(err)?;
+    let plan = cas_builder::states(
+        store,
+        &loaded,
+        &loaded.targets,
+        &mirrors,
+        cas_builder::record::Lookup::Use,
+    )
+    .map_err(err)?;
     let id = loaded.targets[0];
     let row = plan
         .into_iter()

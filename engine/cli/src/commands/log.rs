@@ -67,6 +67,7 @@ pub(crate) fn run_log(global: &Session, args: LogArgs) -> CmdResult {
                 &loaded,
                 &loaded.targets,
                 &global.mirrors(&loaded.project)?,
+                cas_builder::record::Lookup::Look,
             )
             .map_err(Failure::error)?;
             let id = loaded.targets[0];
@@ -112,8 +113,14 @@ fn follow(global: &Session, target: &std::path::Path) -> CmdResult {
     let mut said_waiting = false;
     // its key is known once everything it stages is built
     let key = loop {
-        let plan =
-            cas_builder::states(&store, &loaded, &loaded.targets, &mirrors).map_err(|e| err(&e))?;
+        let plan = cas_builder::states(
+            &store,
+            &loaded,
+            &loaded.targets,
+            &mirrors,
+            cas_builder::record::Lookup::Look,
+        )
+        .map_err(|e| err(&e))?;
         if let Some(k) = plan.iter().find(|p| p.id == id).and_then(|p| p.key) {
             break k;
         }

@@ -211,6 +211,7 @@ pub(crate) fn run_owns(global: &Session, args: OwnsArgs) -> CmdResult {
         &loaded,
         &loaded.targets,
         &global.mirrors(&loaded.project)?,
+        cas_builder::record::Lookup::Look,
     )
     .map_err(Failure::error)?;
     let outputs: HashMap<ElementId, TreeDigest> = plan

@@ -125,6 +125,7 @@ pub(crate) fn run(global: &Session, args: &CheckoutArgs, format: Format) -> CmdR
         &loaded,
         &loaded.targets,
         &global.mirrors(&loaded.project)?,
+        cas_builder::record::Lookup::Use,
     )
     .map_err(failed)?;
     let target = loaded.targets[0];

@@ -388,8 +388,14 @@ pub(crate) fn run_show(global: &Session, args: ShowArgs) -> CmdResult {
     let store = global.store()?;
     // one read transaction for the lookups below (one or two per element)
     let snapshot = store.read_snapshot().map_err(Failure::error)?;
-    let plan =
-        cas_builder::states(&store, &loaded, &loaded.targets, &mirrors).map_err(Failure::error)?;
+    let plan = cas_builder::states(
+        &store,
+        &loaded,
+        &loaded.targets,
+        &mirrors,
+        cas_builder::record::Lookup::Look,
+    )
+    .map_err(Failure::error)?;
     let outputs: std::collections::HashMap<ElementId, cas_store::TreeDigest> = plan
         .iter()
         .filter_map(|p| p.output.map(|o| (p.id, o)))
