@@ -151,14 +151,15 @@ pub fn build(
         // transaction.
         let snapshot = store.read_snapshot();
         let done_before = cached_pre_pass(&engine, targets, &closure, &outputs, &last_keys);
-        drop(snapshot);
         // critical path first, weighted by what each step took last time
+        // (read in the same read transaction: two lookups per step to run)
         let mut dag = dag;
         if std::env::var_os("CAS_SCHEDULE").is_some_and(|v| v == "index") {
             dag.index_order = true;
         } else if done_before.iter().any(Option::is_none) {
             dag.weights = weights_of(&engine, &closure, &done_before);
         }
+        drop(snapshot);
         let ends = scheduler::run_with(&dag, opts.jobs, opts.keep_going, stop, done_before, |i| {
             run_one(&engine, closure[i], &outputs, &errors, &last_keys)
         });

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::junctions::{ensure_junction, ProjectCx, Projects};
-use super::{display_name, read_source};
+use super::{display_name, read_source_seen};
 use crate::bst::{self, Includes, WithIncludes};
 use crate::diagnostics::{Error, FileId, Files, SourceFile};
 use crate::element::{normalise_name, RawElement};
@@ -236,10 +236,13 @@ fn read_one(
     let pcx = &projects.list[pidx];
     let project = &pcx.project;
     let path = project.element_path.join(&local);
-    if !path.is_file() {
-        return read;
-    }
-    let f = match read_source(&path, display_name(&path, cwd)) {
+    // a path that is not a regular file is never opened (it may be a
+    // device): that element does not exist
+    let meta = match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() => m,
+        _ => return read,
+    };
+    let f = match read_source_seen(&path, display_name(&path, cwd), Ok(meta)) {
         Ok(f) => f,
         Err((f, e)) => {
             read.file = Some(f);

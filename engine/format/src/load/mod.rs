@@ -251,12 +251,21 @@ pub(crate) fn display_name(path: &Path, cwd: &Path) -> String {
 
 /// Read a file for parsing. A non-UTF-8 file gives an error at its first bad byte.
 pub(crate) fn read_source(path: &Path, name: String) -> Result<SourceFile, (SourceFile, Error)> {
+    read_source_seen(path, name, std::fs::metadata(path))
+}
+
+/// [`read_source`] with the file's metadata already read (symlinks followed).
+pub(crate) fn read_source_seen(
+    path: &Path,
+    name: String,
+    meta: std::io::Result<std::fs::Metadata>,
+) -> Result<SourceFile, (SourceFile, Error)> {
     let fail = |msg: String| {
         let f = SourceFile::new(path.to_path_buf(), name.clone(), String::new());
         let e = Error::plain(format!("{name}: {msg}"));
         (f, e)
     };
-    match std::fs::metadata(path) {
+    let size = match meta {
         Ok(m) if m.len() > MAX_FILE_SIZE => {
             return Err(fail(format!(
                 "file too large ({} bytes; at most {MAX_FILE_SIZE})",
@@ -264,10 +273,22 @@ pub(crate) fn read_source(path: &Path, name: String) -> Result<SourceFile, (Sour
             )))
         }
         Ok(m) if !m.is_file() => return Err(fail("not a regular file".into())),
-        Ok(_) => {}
+        Ok(m) => m.len(),
         Err(e) => return Err(fail(format!("cannot read: {e}"))),
-    }
-    let bytes = match std::fs::read(path) {
+    };
+    // the size just seen sizes the buffer (no second stat); a file that
+    // grew since is still read whole, up to the limit
+    let read = std::fs::File::open(path).and_then(|f| {
+        let mut bytes = Vec::with_capacity(size as usize + 1);
+        std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_FILE_SIZE + 1), &mut bytes)
+            .map(|_| bytes)
+    });
+    let bytes = match read {
+        Ok(b) if b.len() as u64 > MAX_FILE_SIZE => {
+            return Err(fail(format!(
+                "file too large (more than {MAX_FILE_SIZE} bytes)"
+            )))
+        }
         Ok(b) => b,
         Err(e) => return Err(fail(format!("cannot read: {e}"))),
     };
