@@ -206,9 +206,23 @@ enum Holds {
 /// Whether the bytes of the file at `path` (symlinks followed), whose
 /// identity is `now`, are those whose digest is `content`.
 fn same_bytes(path: &Path, now: &StatKey, content: &Digest) -> bool {
-    let Ok(mut f) = std::fs::File::open(path) else {
+    use std::os::unix::fs::OpenOptionsExt;
+    // only a regular file is opened (a device or a FIFO put in its place
+    // is not the same, and opening one may block or act); non-blocking and
+    // never a controlling terminal in case one is swapped in meanwhile
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    let Ok(mut f) = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    else {
         return false;
     };
+    if !f.metadata().is_ok_and(|m| m.is_file()) {
+        return false;
+    }
     let mut hasher = blake3::Hasher::new();
     // at most the size seen (a file growing meanwhile is not the same)
     let mut limited = std::io::Read::take(&mut f, now.size + 1);
@@ -619,6 +633,25 @@ mod tests {
             .unwrap());
         write_at(&listed, b"x", 2);
         assert!(store.memo_get(&key2).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_fifo_in_place_of_a_file_read_whole_is_never_opened() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(&t.path().join("store")).unwrap();
+        let f = t.path().join("empty.yaml");
+        write_at(&f, b"", 1);
+        let key = Digest::of_bytes(b"load");
+        let later = SystemTime::now() + std::time::Duration::from_secs(10);
+        assert!(store
+            .memo_put(&key, &[watched_text(&f, b"")], later, b"p", &[])
+            .unwrap());
+        // a FIFO has size 0 too: opening it for reading would block
+        std::fs::remove_file(&f).unwrap();
+        let c = std::ffi::CString::new(f.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        assert!(store.memo_get(&key).unwrap().is_none());
     }
 
     #[test]

@@ -160,9 +160,17 @@ pub fn build(
             dag.weights = weights_of(&engine, &closure, &done_before);
         }
         drop(snapshot);
-        let ends = scheduler::run_with(&dag, opts.jobs, opts.keep_going, stop, done_before, |i| {
-            run_one(&engine, closure[i], &outputs, &errors, &last_keys)
-        });
+        // what a built step releases is looked up in bulk first: when its
+        // output is what it was, its dependents are mostly cached
+        let ends = scheduler::run_settling(
+            &dag,
+            opts.jobs,
+            opts.keep_going,
+            stop,
+            done_before,
+            |batch| settle_cached(&engine, &closure, batch, &outputs, &last_keys),
+            |i| run_one(&engine, closure[i], &outputs, &errors, &last_keys),
+        );
         drop(finished);
         drop(std::mem::replace(
             &mut *clean
@@ -381,6 +389,77 @@ fn cached_pre_pass(
                 .finished(&engine.element(id).name, ElementStatus::Cached, None);
             outputs.set(id, d.output);
             last_keys.remember(engine, id, &d);
+            Some(d)
+        })
+        .collect()
+}
+
+/// The fewest steps [`settle_cached`] derives the keys of in parallel.
+const PARALLEL_SETTLE: usize = 4;
+
+/// The steps of `batch` (positions in `closure`) that a finished step made
+/// ready and that the local action cache answers: their keys derived
+/// together (in parallel when there are enough), looked up in one read, each
+/// hit reported as the pre-pass does. `None` for the rest, which the
+/// scheduler runs (a key that cannot be derived meets its error there; a
+/// derived key is not derived again), and for all when pushing (each push
+/// goes on the step's own worker thread, not on the scheduler's).
+fn settle_cached(
+    engine: &Engine<'_>,
+    closure: &[ElementId],
+    batch: &[usize],
+    outputs: &Outputs,
+    last_keys: &LastKeys,
+) -> Vec<Option<crate::step::Done>> {
+    use rayon::prelude::*;
+    // a push is network work: each step pushes on its own worker thread
+    if engine.remote.as_ref().is_some_and(|r| r.remotes.pushes()) {
+        return vec![None; batch.len()];
+    }
+    let derive = |&i: &usize| {
+        let id = closure[i];
+        if engine.rebuild.contains(&id) {
+            return None;
+        }
+        engine
+            .planner
+            .key(id, &|d| outputs.get(d))
+            .ok()
+            .flatten()
+            .map(|k| (id, k))
+    };
+    let keyed: Vec<Option<(ElementId, crate::plan::Keyed)>> = if batch.len() < PARALLEL_SETTLE {
+        batch.iter().map(derive).collect()
+    } else {
+        batch.par_iter().map(derive).collect()
+    };
+    let asked: Vec<(ElementId, &crate::plan::Keyed)> =
+        keyed.iter().flatten().map(|(id, k)| (*id, k)).collect();
+    if asked.is_empty() {
+        return vec![None; batch.len()];
+    }
+    // a lookup that fails leaves these to the scheduler
+    let mut found = engine
+        .lookup_many(&asked)
+        .unwrap_or_else(|_| vec![None; asked.len()])
+        .into_iter();
+    keyed
+        .iter()
+        .map(|k| {
+            let (id, keyed) = k.as_ref()?;
+            let hit = found.next().flatten()?;
+            let d = crate::step::Done {
+                key: keyed.key,
+                output: hit.output,
+                status: crate::step::Status::Cached,
+                span: None,
+                phases: None,
+            };
+            engine
+                .reporter
+                .finished(&engine.element(*id).name, ElementStatus::Cached, None);
+            outputs.set(*id, d.output);
+            last_keys.remember(engine, *id, &d);
             Some(d)
         })
         .collect()

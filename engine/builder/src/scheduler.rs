@@ -140,6 +140,40 @@ where
     T: Send,
     F: Fn(usize) -> Result<T, ()> + Sync,
 {
+    run_settling(
+        dag,
+        jobs,
+        keep_going,
+        stop,
+        done,
+        |batch| batch.iter().map(|_| None).collect(),
+        run,
+    )
+}
+
+/// [`run_with`], where the nodes that a run makes ready are first offered
+/// together to `settle`, on the runner's own thread: a node it answers
+/// (`Some(value)`, in the order of `batch`) ended well without being run,
+/// and the nodes that releases are offered in turn; the others start as
+/// usual. For work that is cheap to finish in bulk and often finished (a
+/// build's steps whose results a rebuilt dependency left unchanged), it
+/// spares each of those nodes a round trip through a worker thread. The
+/// nodes ready at the start are not offered (the caller's `done` said
+/// what it knew of them).
+pub fn run_settling<T, S, F>(
+    dag: &Dag,
+    jobs: usize,
+    keep_going: bool,
+    stop: &AtomicBool,
+    done: Vec<Option<T>>,
+    settle: S,
+    run: F,
+) -> Vec<NodeEnd<T>>
+where
+    T: Send,
+    S: Fn(&[usize]) -> Vec<Option<T>>,
+    F: Fn(usize) -> Result<T, ()> + Sync,
+{
     let n = dag.waits.len();
     let mut ends: Vec<Option<NodeEnd<T>>> = (0..n).map(|_| None).collect();
     let mut missing: Vec<usize> = dag.waits.iter().map(std::vec::Vec::len).collect();
@@ -212,11 +246,39 @@ where
             running -= 1;
             if let Ok(v) = r {
                 ends[i] = Some(NodeEnd::Ok(v));
+                // what this releases, offered to `settle` (and what each
+                // node it answers releases, in turn) before any starts
+                let mut fresh: Vec<usize> = Vec::new();
                 for &d in &dependents[i] {
                     missing[d] -= 1;
                     if missing[d] == 0 {
-                        ready.push(ready_of(d));
+                        fresh.push(d);
                     }
+                }
+                while !fresh.is_empty() {
+                    // once stopping, nothing more is settled either
+                    if halted || stop.load(Ordering::SeqCst) {
+                        ready.extend(fresh.drain(..).map(ready_of));
+                        break;
+                    }
+                    fresh.sort_unstable();
+                    let mut answers = settle(&fresh).into_iter();
+                    let mut released = Vec::new();
+                    for &d in &fresh {
+                        match answers.next() {
+                            Some(Some(v)) => {
+                                ends[d] = Some(NodeEnd::Ok(v));
+                                for &e in &dependents[d] {
+                                    missing[e] -= 1;
+                                    if missing[e] == 0 {
+                                        released.push(e);
+                                    }
+                                }
+                            }
+                            _ => ready.push(ready_of(d)),
+                        }
+                    }
+                    fresh = released;
                 }
             } else {
                 ends[i] = Some(NodeEnd::Failed);
@@ -302,6 +364,44 @@ mod tests {
         });
         assert_eq!(count.load(Ordering::SeqCst), 1);
         assert!(matches!(ends[1], NodeEnd::Skipped));
+    }
+
+    #[test]
+    fn nodes_settled_in_bulk_are_not_run_and_release_theirs_in_turn() {
+        // 0 <- 1 <- 2 <- 3, and 4 <- 0: 0 runs; 1 and 4 are offered
+        // together, 1 is settled, so 2 is offered next, and settled; 3 and
+        // 4 are run
+        let dag = Dag::new(vec![vec![], vec![0], vec![1], vec![2], vec![0]]);
+        let stop = AtomicBool::new(false);
+        let ran = Mutex::new(Vec::new());
+        let offered = Mutex::new(Vec::new());
+        let ends = run_settling(
+            &dag,
+            2,
+            false,
+            &stop,
+            (0..5).map(|_| None).collect(),
+            |batch: &[usize]| {
+                offered.lock().unwrap().push(batch.to_vec());
+                batch
+                    .iter()
+                    .map(|&i| (i == 1 || i == 2).then_some(i * 100))
+                    .collect()
+            },
+            |i| {
+                ran.lock().unwrap().push(i);
+                Ok(i * 10)
+            },
+        );
+        let mut ran = ran.into_inner().unwrap();
+        ran.sort_unstable();
+        assert_eq!(ran, vec![0, 3, 4]);
+        let offered = offered.into_inner().unwrap();
+        assert_eq!(offered[0], vec![1, 4]);
+        assert!(offered.contains(&vec![2]) && offered.contains(&vec![3]));
+        assert!(!offered.iter().flatten().any(|&i| i == 0), "{offered:?}");
+        assert!(matches!(ends[1], NodeEnd::Ok(100)) && matches!(ends[2], NodeEnd::Ok(200)));
+        assert!(matches!(ends[3], NodeEnd::Ok(30)) && matches!(ends[4], NodeEnd::Ok(40)));
     }
 
     #[test]
