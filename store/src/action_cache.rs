@@ -190,6 +190,9 @@ impl Db {
             crate::notes::CREATE
         ))
         .map_err(err("create refs, stat cache, memo and notes tables"))?;
+        // best effort: a store that cannot be written keeps its table as
+        // it is, and its notes are read from their blobs
+        let _ = crate::notes::add_data_column(&conn);
         Ok(conn)
     }
 

@@ -20,8 +20,31 @@ pub(crate) const CREATE: &str = "CREATE TABLE IF NOT EXISTS notes (
     key  TEXT NOT NULL,
     name TEXT NOT NULL,
     blob TEXT NOT NULL,
+    data BLOB,
     PRIMARY KEY (key, name)
 )";
+
+/// Notes at most this long are also kept in their row (`data`), so reading
+/// many (a no-op's verdicts) reads no file; the blob stays the note.
+pub(crate) const INLINE_MAX: usize = 4096;
+
+/// Adds the column `data` to a `notes` table made before it (older binaries
+/// write rows without it, which are read from their blob).
+pub(crate) fn add_data_column(c: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let has: bool = c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('notes') WHERE name = 'data')",
+        [],
+        |r| r.get(0),
+    )?;
+    if has {
+        return Ok(());
+    }
+    match c.execute_batch("ALTER TABLE notes ADD COLUMN data BLOB") {
+        // another process added it meanwhile
+        Err(e) if e.to_string().contains("duplicate column") => Ok(()),
+        r => r,
+    }
+}
 
 fn parse(key: &str, blob: &str) -> Option<(ActionKey, BlobDigest)> {
     Some((
@@ -80,11 +103,22 @@ impl Store {
         self.db.with("record notes", |c| {
             let tx = c.transaction()?;
             {
-                let mut ins = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO notes (key, name, blob) VALUES (?1, ?2, ?3)",
-                )?;
-                for ((key, name, _), blob) in notes.iter().zip(&blobs) {
-                    ins.execute(params![key.to_hex(), name, blob.to_hex()])?;
+                // a table without the column (see `add_data_column`): the
+                // blobs alone
+                if let Ok(mut ins) = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO notes (key, name, blob, data) VALUES (?1, ?2, ?3, ?4)",
+                ) {
+                    for ((key, name, bytes), blob) in notes.iter().zip(&blobs) {
+                        let data = (bytes.len() <= INLINE_MAX).then_some(bytes.as_slice());
+                        ins.execute(params![key.to_hex(), name, blob.to_hex(), data])?;
+                    }
+                } else {
+                    let mut ins = tx.prepare_cached(
+                        "INSERT OR REPLACE INTO notes (key, name, blob) VALUES (?1, ?2, ?3)",
+                    )?;
+                    for ((key, name, _), blob) in notes.iter().zip(&blobs) {
+                        ins.execute(params![key.to_hex(), name, blob.to_hex()])?;
+                    }
                 }
             }
             tx.commit()
@@ -98,21 +132,50 @@ impl Store {
     }
 
     /// [`Store::note_get`] of each key, in order: the rows read together
-    /// (one read of the database), the blobs in parallel.
+    /// (one read of the database), each note from its row when it is kept
+    /// there and has its blob's digest, else from its blob (in parallel).
     pub fn notes_get(&self, keys: &[ActionKey], name: &str) -> Result<Vec<Option<Vec<u8>>>> {
         use rayon::prelude::*;
-        let blobs: Vec<Option<String>> = self.db.with_reads("read notes", |c| {
-            let mut st = c.prepare_cached("SELECT blob FROM notes WHERE key = ?1 AND name = ?2")?;
+        type Row = Option<(String, Option<Vec<u8>>)>;
+        let rows: Vec<Row> = self.db.with_reads("read notes", |c| {
+            // a table without the column (see `add_data_column`): no copies
+            let mut st = c
+                .prepare_cached("SELECT blob, data FROM notes WHERE key = ?1 AND name = ?2")
+                .or_else(|_| {
+                    c.prepare_cached("SELECT blob, NULL FROM notes WHERE key = ?1 AND name = ?2")
+                })?;
             keys.iter()
                 .map(|k| {
-                    st.query_row(params![k.to_hex(), name], |r| r.get(0))
+                    st.query_row(params![k.to_hex(), name], |r| Ok((r.get(0)?, r.get(1)?)))
                         .optional()
                 })
                 .collect()
         })?;
-        let read = |blob: Option<String>| {
-            let Some(b) = blob.and_then(|b| Digest::from_hex(&b).ok()) else {
-                return Ok(None);
+        // the bytes kept in a row are the note only if they are its blob's
+        let mut in_rows = 0;
+        let rows: Vec<Result<Vec<u8>, Option<Digest>>> = rows
+            .into_iter()
+            .map(|row| {
+                let Some((blob, data)) = row else {
+                    return Err(None);
+                };
+                let Ok(blob) = Digest::from_hex(&blob) else {
+                    return Err(None);
+                };
+                match data {
+                    Some(d) if Digest::of_bytes(&d) == blob => {
+                        in_rows += 1;
+                        Ok(d)
+                    }
+                    _ => Err(Some(blob)),
+                }
+            })
+            .collect();
+        let read = |row: Result<Vec<u8>, Option<Digest>>| {
+            let b = match row {
+                Ok(bytes) => return Ok(Some(bytes)),
+                Err(None) => return Ok(None),
+                Err(Some(b)) => b,
             };
             match self.read_blob(&BlobDigest(b)) {
                 Ok(bytes) => Ok(Some(bytes)),
@@ -124,11 +187,12 @@ impl Store {
                 Err(e) => Err(e),
             }
         };
-        // in parallel when there are enough to be worth handing to the pool
-        if blobs.len() < 16 {
-            blobs.into_iter().map(read).collect()
+        // in parallel when there are enough files to be worth handing to
+        // the pool
+        if rows.len() - in_rows < 16 {
+            rows.into_iter().map(read).collect()
         } else {
-            blobs.into_par_iter().map(read).collect()
+            rows.into_par_iter().map(read).collect()
         }
     }
 }
@@ -181,8 +245,55 @@ mod tests {
         let path = store.blob_path(&blob);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         std::fs::write(&path, b"verdicT").unwrap();
-        // made again by its user, never read as it is
+        // the copy in its row has the blob's digest: that is the note
+        assert_eq!(store.note_get(&key, "n").unwrap().unwrap(), b"verdict");
+        // a row's copy that is not its blob's bytes is never read as it is:
+        // its blob is (here damaged too: no note, made again by its user)
+        store
+            .db
+            .with("damage", |c| {
+                c.execute("UPDATE notes SET data = CAST('verdicT' AS BLOB)", [])
+            })
+            .unwrap();
         assert_eq!(store.note_get(&key, "n").unwrap(), None);
+        // an intact blob behind a damaged row copy is the note
+        std::fs::write(&path, b"verdict").unwrap();
+        assert_eq!(store.note_get(&key, "n").unwrap().unwrap(), b"verdict");
+    }
+
+    #[test]
+    fn a_store_whose_notes_have_no_data_column_gains_it_and_reads_old_rows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("s");
+        let key = ActionKey::of_manifest(b"k");
+        {
+            let store = Store::open(&root).unwrap();
+            store.note_put(&key, "n", b"old").unwrap();
+            // the table as an older cas made it, with its row
+            store
+                .db
+                .with("downgrade", |c| {
+                    c.execute_batch(
+                        "CREATE TABLE old AS SELECT key, name, blob FROM notes;
+                         DROP TABLE notes;
+                         CREATE TABLE notes (key TEXT NOT NULL, name TEXT NOT NULL,
+                           blob TEXT NOT NULL, PRIMARY KEY (key, name));
+                         INSERT INTO notes SELECT * FROM old; DROP TABLE old;",
+                    )
+                })
+                .unwrap();
+        }
+        let store = Store::open(&root).unwrap();
+        assert_eq!(store.note_get(&key, "n").unwrap().unwrap(), b"old");
+        store.note_put(&key, "m", b"new").unwrap();
+        assert_eq!(store.note_get(&key, "m").unwrap().unwrap(), b"new");
+        let kept: Option<Vec<u8>> = store
+            .db
+            .with("read", |c| {
+                c.query_row("SELECT data FROM notes WHERE name = 'm'", [], |r| r.get(0))
+            })
+            .unwrap();
+        assert_eq!(kept.as_deref(), Some(&b"new"[..]));
     }
 
     #[test]
