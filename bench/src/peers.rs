@@ -844,24 +844,29 @@ pub fn peers(env: &Env) -> Result<Case> {
     for f in &leaf_files {
         originals.push(std::fs::read(f).map_err(|e| format!("reading {}: {e}", f.display()))?);
     }
-    for k in 0..reps {
-        add_comment(&leaf_files[0], &format!("peers-comment {k}"))?;
-        quiet();
-        let (d, rss, _) = run_peak_rss(&mut cas_build())?;
-        c_miss.push(ms(d));
-        c_miss_rss.push(rss as f64);
-        add_comment(&leaf_files[1], &format!("peers-comment {k}"))?;
-        quiet();
-        n_comment.push(ms(run(&mut nix.cmd("nix-build", &nix_store, false))?.0));
-        add_comment(&leaf_files[2], &format!("peers-comment {k}"))?;
-        quiet();
-        b_comment.push(ms(run(&mut bazel.build())?.0));
-    }
-    add_comment(&leaf_files[0], "peers-comment strace")?;
-    let memo_miss_opens = element_opens(env, &cas_store, &root);
+    let mut commented = || -> Result<Option<usize>> {
+        for k in 0..reps {
+            add_comment(&leaf_files[0], &format!("peers-comment {k}"))?;
+            quiet();
+            let (d, rss, _) = run_peak_rss(&mut cas_build())?;
+            c_miss.push(ms(d));
+            c_miss_rss.push(rss as f64);
+            add_comment(&leaf_files[1], &format!("peers-comment {k}"))?;
+            quiet();
+            n_comment.push(ms(run(&mut nix.cmd("nix-build", &nix_store, false))?.0));
+            add_comment(&leaf_files[2], &format!("peers-comment {k}"))?;
+            quiet();
+            b_comment.push(ms(run(&mut bazel.build())?.0));
+        }
+        add_comment(&leaf_files[0], "peers-comment strace")?;
+        Ok(element_opens(env, &cas_store, &root))
+    };
+    let memo_miss_opens = commented();
+    // the leaf files as they were, whatever happened
     for (f, text) in leaf_files.iter().zip(&originals) {
         std::fs::write(f, text).map_err(|e| format!("writing {}: {e}", f.display()))?;
     }
+    let memo_miss_opens = memo_miss_opens?;
     let server_pid = bazel.info("server_pid")?;
     let b_server_rss = vm_hwm(&server_pid);
 

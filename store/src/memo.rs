@@ -87,6 +87,42 @@ pub struct Watched {
     /// Such a file whose identity changed but whose bytes did not (touched,
     /// written again, checked out again) still holds.
     pub content: Option<Digest>,
+    /// The identity of the file the computation read (from the open file):
+    /// nothing is recorded unless the path leads to that very file still,
+    /// so the bytes recorded are those the identity stands for (a file
+    /// changed, removed or replaced, or a symlink led elsewhere, since).
+    pub seen: Option<Seen>,
+}
+
+/// A file's identity as the computation saw it (see [`Watched::seen`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+impl Seen {
+    /// No file has it: a file that changed while it was read.
+    pub const CHANGED: Seen = Seen {
+        dev: u64::MAX,
+        ino: u64::MAX,
+        size: u64::MAX,
+        mtime_ns: i64::MIN,
+        ctime_ns: i64::MIN,
+    };
+
+    fn key(self) -> StatKey {
+        StatKey {
+            dev: self.dev,
+            ino: self.ino,
+            size: self.size,
+            mtime_ns: self.mtime_ns,
+            ctime_ns: self.ctime_ns,
+        }
+    }
 }
 
 impl Watched {
@@ -96,6 +132,7 @@ impl Watched {
             path: path.into(),
             follow: false,
             content: None,
+            seen: None,
         }
     }
 }
@@ -220,16 +257,26 @@ fn same_bytes(path: &Path, now: &StatKey, content: &Digest) -> bool {
     else {
         return false;
     };
-    if !f.metadata().is_ok_and(|m| m.is_file()) {
+    // the file opened is the one whose identity was seen (else the path
+    // changed in between, and `now` would be renewed for other bytes)
+    let opened = |f: &std::fs::File| {
+        f.metadata()
+            .ok()
+            .filter(std::fs::Metadata::is_file)
+            .map(|m| StatKey::of(&m))
+    };
+    if opened(&f) != Some(*now) {
         return false;
     }
     let mut hasher = blake3::Hasher::new();
     // at most the size seen (a file growing meanwhile is not the same)
     let mut limited = std::io::Read::take(&mut f, now.size + 1);
-    match std::io::copy(&mut limited, &mut hasher) {
+    let same = match std::io::copy(&mut limited, &mut hasher) {
         Ok(n) if n == now.size => Digest(*hasher.finalize().as_bytes()) == *content,
         _ => false,
-    }
+    };
+    // and it did not change while it was read
+    same && opened(&f) == Some(*now)
 }
 
 /// Checks a `memos.files` value against the file system (a malformed one
@@ -285,6 +332,16 @@ impl Store {
     /// as it was then. When its results are intact, the hit is recorded as a
     /// use of each of them (for gc's least-recently-used order).
     pub fn memo_get(&self, key: &Digest) -> Result<Option<MemoHit>> {
+        let settled = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64)
+            - SETTLE.as_nanos() as i64;
+        self.memo_get_settled(key, settled)
+    }
+
+    /// [`Store::memo_get`], trusting a new identity whose mtime and ctime
+    /// are before `settled` (ns since the epoch).
+    fn memo_get_settled(&self, key: &Digest, settled: i64) -> Result<Option<MemoHit>> {
         let hex = key.to_hex();
         let row: Option<(Vec<u8>, Vec<u8>, i64, i64)> = self.db.with("read memo", |c| {
             c.query_row(
@@ -297,10 +354,6 @@ impl Store {
         let Some((files, payload, then, now)) = row else {
             return Ok(None);
         };
-        let settled = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i64)
-            - SETTLE.as_nanos() as i64;
         let touched = match holds(&files, settled) {
             Holds::Exactly => 0,
             Holds::No => return Ok(None),
@@ -360,6 +413,9 @@ impl Store {
         for w in files {
             let id = identity(&w.path, w.follow);
             if id.is_some_and(|k| k.mtime_ns >= limit || k.ctime_ns >= limit) {
+                return Ok(false);
+            }
+            if w.seen.is_some_and(|s| id != Some(s.key())) {
                 return Ok(false);
             }
             encode_entry(
@@ -561,6 +617,7 @@ mod tests {
             path: path.to_path_buf(),
             follow: true,
             content: Some(Digest::of_bytes(text)),
+            seen: None,
         }
     }
 
@@ -617,6 +674,12 @@ mod tests {
             panic!("not held by content");
         };
         assert_eq!(holds(&renewed, ns), Holds::Exactly);
+        assert_eq!(
+            store.memo_get_settled(&key, ns).unwrap().unwrap().touched,
+            1
+        );
+        assert_eq!(files_of(&store, &key), renewed);
+        assert_eq!(store.memo_get(&key).unwrap().unwrap().touched, 0);
         // other bytes of the same size, or another size: no longer holds
         write_at(&f, b"kind: manuaL\n", 3);
         assert!(store.memo_get(&key).unwrap().is_none());
@@ -633,6 +696,58 @@ mod tests {
             .unwrap());
         write_at(&listed, b"x", 2);
         assert!(store.memo_get(&key2).unwrap().is_none());
+    }
+
+    #[test]
+    fn nothing_is_recorded_unless_each_file_read_is_still_the_one_read() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(&t.path().join("store")).unwrap();
+        let (a, b, link) = (
+            t.path().join("a"),
+            t.path().join("b"),
+            t.path().join("link"),
+        );
+        write_at(&a, b"one\n", 1);
+        write_at(&b, b"two\n", 1);
+        std::os::unix::fs::symlink(&a, &link).unwrap();
+        let seen = |p: &Path| {
+            let m = std::fs::metadata(p).unwrap();
+            let k = StatKey::of(&m);
+            Seen {
+                dev: k.dev,
+                ino: k.ino,
+                size: k.size,
+                mtime_ns: k.mtime_ns,
+                ctime_ns: k.ctime_ns,
+            }
+        };
+        let read_a = Watched {
+            seen: Some(seen(&a)),
+            ..watched_text(&link, b"one\n")
+        };
+        let key = Digest::of_bytes(b"load");
+        let later = SystemTime::now() + std::time::Duration::from_secs(10);
+        // the link led elsewhere after the read (to an old file): refused
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(&b, &link).unwrap();
+        assert!(!store
+            .memo_put(&key, std::slice::from_ref(&read_a), later, b"p", &[])
+            .unwrap());
+        // gone since it was read: refused, never recorded as absent
+        std::fs::remove_file(&link).unwrap();
+        assert!(!store
+            .memo_put(&key, std::slice::from_ref(&read_a), later, b"p", &[])
+            .unwrap());
+        // a file that changed while it was read: refused
+        std::os::unix::fs::symlink(&a, &link).unwrap();
+        let changed = Watched {
+            seen: Some(Seen::CHANGED),
+            ..read_a.clone()
+        };
+        assert!(!store.memo_put(&key, &[changed], later, b"p", &[]).unwrap());
+        // still the very file read: recorded
+        assert!(store.memo_put(&key, &[read_a], later, b"p", &[]).unwrap());
+        assert!(store.memo_get(&key).unwrap().is_some());
     }
 
     #[test]

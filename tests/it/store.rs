@@ -905,8 +905,14 @@ fn gc_order_is_changed_by_a_checkout_and_never_by_a_query() {
     assert_eq!(first(), a);
     ctx.cas(["show", "a.yaml"]).ok();
     ctx.cas(["explain", "a.yaml"]).ok();
+    ctx.cas(["log", "a.yaml"]).ok();
     assert_eq!(first(), a, "a query counted as a use");
     ctx.cas(["checkout", "a.yaml", &ctx.path("out").to_string_lossy()])
         .ok();
     assert_eq!(first(), b, "a checkout did not count as a use");
+    // b changed: explaining it reads its previous result, without using it
+    ctx.write("files/b/more", "more\n");
+    let why = ctx.cas(["explain", "b.yaml"]).ok();
+    assert!(why.stdout.contains("more"), "{}", why.stdout);
+    assert_eq!(first(), b, "explain counted the previous result as a use");
 }

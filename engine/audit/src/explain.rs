@@ -421,7 +421,7 @@ impl Ctx<'_> {
         if let Some(h) = hint {
             for (k, src) in &candidates {
                 let Ok(d) = Digest::from_hex(k) else { continue };
-                if let Some(res) = self.store.action_get(&ActionKey::from_digest(d))? {
+                if let Some(res) = self.store.action_peek(&ActionKey::from_digest(d))? {
                     if res.output.to_hex() == h {
                         return Ok(Some((k.clone(), src)));
                     }
@@ -507,7 +507,7 @@ impl Ctx<'_> {
         // the result compared with: recorded here, or known from a remote
         // (`--against` a key only a remote has: its manifest is fetched first)
         let old = match ActionKey::from_hex(&prev).ok().map(|k| {
-            self.store.action_get(&k).and_then(|r| match r {
+            self.store.action_peek(&k).and_then(|r| match r {
                 Some(r) => Ok(Some(r)),
                 None => Ok(self.store.remote_result_get(&k)?.map(|(r, _)| r)),
             })

@@ -6,7 +6,9 @@
 //! leads to; a file the loader read whole whose identity changed holds if
 //! its bytes are those it read), the keys are those recorded then. If
 //! every one still has its result in the store, that is the build: it
-//! stats and reads one row of the store's memo table, and reports them
+//! stats (and reads again a file touched since, to compare its bytes; the
+//! memo's row then takes its new identity) and reads one row of the
+//! store's memo table, and reports them
 //! `cached` with the outputs recorded then. The store keeps that answer
 //! true: it records the memo only while every result is there, and says
 //! whether any result row was removed or replaced since
@@ -24,7 +26,7 @@ use std::time::SystemTime;
 use cas_format::{Loaded, Read};
 
 use crate::run::{BuildReport, ElementReport};
-use cas_store::memo::Watched;
+use cas_store::memo::{Seen, Watched};
 use cas_store::{ActionKey, Digest, Store, TreeDigest};
 
 const TAG: &str = "cas-build-memo-2";
@@ -181,11 +183,20 @@ pub fn record(
                 path: i.path,
                 follow: true,
                 content: None,
+                seen: None,
             },
-            Read::Text(text) => Watched {
+            Read::Text { text, seen } => Watched {
                 path: i.path,
                 follow: true,
                 content: Some(Digest::of_bytes(text.as_bytes())),
+                // a file that changed while it was read is never trusted
+                seen: Some(seen.map_or(Seen::CHANGED, |s| Seen {
+                    dev: s.dev,
+                    ino: s.ino,
+                    size: s.size,
+                    mtime_ns: s.mtime_ns,
+                    ctime_ns: s.ctime_ns,
+                })),
             },
         })
         .collect();
@@ -194,6 +205,7 @@ pub fn record(
         path: c.to_path_buf(),
         follow: true,
         content: None,
+        seen: None,
     }));
     let _ = store.memo_put(key, &files, started, &payload, &results);
 }

@@ -402,8 +402,9 @@ const PARALLEL_SETTLE: usize = 4;
 /// together (in parallel when there are enough), looked up in one read, each
 /// hit reported as the pre-pass does. `None` for the rest, which the
 /// scheduler runs (a key that cannot be derived meets its error there; a
-/// derived key is not derived again), and for all when pushing (each push
-/// goes on the step's own worker thread, not on the scheduler's).
+/// derived key is not derived again): a step with local sources or a
+/// workspace (their digest may walk many files), and all when pushing (each
+/// push goes on the step's own worker thread, not on the scheduler's).
 fn settle_cached(
     engine: &Engine<'_>,
     closure: &[ElementId],
@@ -418,7 +419,16 @@ fn settle_cached(
     }
     let derive = |&i: &usize| {
         let id = closure[i];
-        if engine.rebuild.contains(&id) {
+        // a local tree's digest may take a walk of many files: not on the
+        // scheduler's thread, which would start nothing meanwhile
+        let local = || {
+            engine
+                .element(id)
+                .sources
+                .iter()
+                .any(|s| !s.kind.local_inputs().is_empty())
+        };
+        if engine.rebuild.contains(&id) || local() {
             return None;
         }
         engine

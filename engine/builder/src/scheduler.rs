@@ -405,6 +405,32 @@ mod tests {
     }
 
     #[test]
+    fn once_stopped_nothing_more_is_settled_or_run() {
+        // 0 <- 1 <- 2: the run stops while 0 runs
+        let dag = Dag::new(vec![vec![], vec![0], vec![1]]);
+        let stop = AtomicBool::new(false);
+        let offered = Mutex::new(Vec::new());
+        let ends = run_settling(
+            &dag,
+            1,
+            false,
+            &stop,
+            (0..3).map(|_| None).collect(),
+            |batch: &[usize]| {
+                offered.lock().unwrap().extend_from_slice(batch);
+                batch.iter().map(|&i| Some(i)).collect()
+            },
+            |i| {
+                stop.store(true, Ordering::SeqCst);
+                Ok(i)
+            },
+        );
+        assert!(offered.into_inner().unwrap().is_empty());
+        assert!(matches!(ends[0], NodeEnd::Ok(0)));
+        assert!(matches!(ends[1], NodeEnd::Skipped) && matches!(ends[2], NodeEnd::Skipped));
+    }
+
+    #[test]
     fn nodes_done_beforehand_are_not_run_and_release_their_dependents() {
         let dag = Dag::new(vec![vec![], vec![0], vec![1]]);
         let stop = AtomicBool::new(false);

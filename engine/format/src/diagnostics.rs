@@ -47,6 +47,39 @@ pub struct SourceFile {
     pub text: Arc<String>,
     /// Byte offsets of the start of each line.
     line_starts: Arc<Vec<u32>>,
+    /// The identity of the file `text` was read from, taken from the open
+    /// file (`None` for text that was not read from a file).
+    pub seen: Option<FileSeen>,
+}
+
+/// The identity of a file as it was read: device, inode, size, and mtime
+/// and ctime in nanoseconds (what the no-op memo compares).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FileSeen {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+impl FileSeen {
+    pub fn of(meta: &std::fs::Metadata) -> FileSeen {
+        use std::os::unix::fs::MetadataExt;
+        FileSeen {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: meta
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.mtime_nsec()),
+            ctime_ns: meta
+                .ctime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.ctime_nsec()),
+        }
+    }
 }
 
 impl SourceFile {
@@ -62,7 +95,14 @@ impl SourceFile {
             name,
             text: Arc::new(text),
             line_starts: Arc::new(line_starts),
+            seen: None,
         }
+    }
+
+    /// The same text, read from a file whose identity was `seen`.
+    pub fn with_seen(mut self, seen: FileSeen) -> SourceFile {
+        self.seen = Some(seen);
+        self
     }
 
     pub fn named_source(&self) -> Source {

@@ -37,7 +37,7 @@ pub mod workspaces;
 pub mod yaml;
 
 pub use data::Data;
-pub use diagnostics::{Diagnostics, Error, FileId, Files, SourceFile, Span};
+pub use diagnostics::{Diagnostics, Error, FileId, FileSeen, Files, SourceFile, Span};
 pub use element::{Checks, DepKind, Element, ElementId, Origin, Public, SandboxConfig, Severity};
 pub use kind::{Behaviour, Kind};
 pub use load::{

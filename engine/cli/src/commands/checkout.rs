@@ -40,6 +40,7 @@ pub(crate) enum CheckoutFormat {
 pub(crate) fn cached_output(
     global: &Session,
     target: &PathBuf,
+    lookup: cas_builder::record::Lookup,
 ) -> Result<(Store, Loaded, cas_builder::Planned), Failure> {
     let loaded = load_or_report(global, std::slice::from_ref(target))?;
     let store = global.store()?;
@@ -48,7 +49,7 @@ pub(crate) fn cached_output(
         &loaded,
         &loaded.targets,
         &global.mirrors(&loaded.project)?,
-        cas_builder::record::Lookup::Use,
+        lookup,
     )
     .map_err(Failure::error)?;
     let id = loaded.targets[0];
@@ -134,7 +135,8 @@ pub(crate) fn run_checkout(global: &Session, args: CheckoutArgs) -> CmdResult {
         }
         CheckoutFormat::Tree => {}
     }
-    let (store, loaded, row) = cached_output(global, &args.target)?;
+    let (store, loaded, row) =
+        cached_output(global, &args.target, cas_builder::record::Lookup::Use)?;
     let output = row.output.expect("checked");
     crate::commands::remotes::ensure_local(global, &args.remote.flags(), &store, &output)?;
     let method = if args.hardlinks {

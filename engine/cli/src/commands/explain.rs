@@ -71,7 +71,7 @@ fn known_somewhere(
     key: &ActionKey,
     element: &str,
 ) -> Result<(), Failure> {
-    if store.action_get(key).map_err(err)?.is_some()
+    if store.action_peek(key).map_err(err)?.is_some()
         || store.remote_result_get(key).map_err(err)?.is_some()
     {
         return Ok(());

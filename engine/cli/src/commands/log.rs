@@ -55,36 +55,37 @@ pub(crate) fn run_log(global: &Session, args: LogArgs) -> CmdResult {
             })?;
         return print_failed(&failed);
     };
-    let (store, loaded, row) = match cached_output(global, &target) {
-        Ok(found) => found,
-        Err(not_built) => {
-            // not built: the log of its last failed build with this key, if kept
-            let loaded =
-                crate::commands::load::load_or_report(global, std::slice::from_ref(&target))?;
-            let store = global.store()?;
-            let plan = cas_builder::states(
-                &store,
-                &loaded,
-                &loaded.targets,
-                &global.mirrors(&loaded.project)?,
-                cas_builder::record::Lookup::Look,
-            )
-            .map_err(Failure::error)?;
-            let id = loaded.targets[0];
-            let failed = plan
-                .iter()
-                .find(|p| p.id == id)
-                .and_then(|p| p.key)
-                .and_then(|k| FailedBuild::of_key(store.root(), &k.to_hex()));
-            return match failed {
-                Some(f) => print_failed(&f),
-                None => Err(not_built),
-            };
-        }
-    };
+    let (store, loaded, row) =
+        match cached_output(global, &target, cas_builder::record::Lookup::Look) {
+            Ok(found) => found,
+            Err(not_built) => {
+                // not built: the log of its last failed build with this key, if kept
+                let loaded =
+                    crate::commands::load::load_or_report(global, std::slice::from_ref(&target))?;
+                let store = global.store()?;
+                let plan = cas_builder::states(
+                    &store,
+                    &loaded,
+                    &loaded.targets,
+                    &global.mirrors(&loaded.project)?,
+                    cas_builder::record::Lookup::Look,
+                )
+                .map_err(Failure::error)?;
+                let id = loaded.targets[0];
+                let failed = plan
+                    .iter()
+                    .find(|p| p.id == id)
+                    .and_then(|p| p.key)
+                    .and_then(|k| FailedBuild::of_key(store.root(), &k.to_hex()));
+                return match failed {
+                    Some(f) => print_failed(&f),
+                    None => Err(not_built),
+                };
+            }
+        };
     let key = row.key.expect("cached rows have keys");
     let result = store
-        .action_get(&key)
+        .action_peek(&key)
         .map_err(Failure::error)?
         .ok_or_else(|| {
             Failure::failed(miette::miette!(

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use cas_sources::LocalInput;
 
 use super::Loaded;
+use crate::diagnostics::FileSeen;
 
 /// A path a load depends on, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,8 +26,12 @@ pub enum Read {
     Entry,
     /// A file read through its path, symlinks followed (a patch).
     File,
-    /// A file the load read whole, with the text it read.
-    Text(Arc<String>),
+    /// A file the load read whole, with the text it read and the identity
+    /// of the file it read it from (`None` if it changed while read).
+    Text {
+        text: Arc<String>,
+        seen: Option<FileSeen>,
+    },
 }
 
 impl Loaded {
@@ -44,7 +49,10 @@ impl Loaded {
             .filter(|f| f.path.is_absolute())
             .map(|f| Input {
                 path: f.path.clone(),
-                read: Read::Text(f.text.clone()),
+                read: Read::Text {
+                    text: f.text.clone(),
+                    seen: f.seen,
+                },
             })
             .collect();
         let mut files = Vec::new();
@@ -80,20 +88,27 @@ impl Loaded {
             inputs.iter().map(|i| i.path.as_path()).collect();
         files.retain(|p| !read.contains(p.as_path()));
         // a local tree's files by their own identity, read by the load or not
-        // (a symlink is stored as a symlink)
+        // (a symlink is stored as a symlink), and each patch's path
+        let mut patches = Vec::new();
         for e in &self.elements {
             for s in &e.sources {
                 for input in s.kind.local_inputs() {
                     match input {
                         LocalInput::Tree(p) => walk(p, &mut files),
-                        LocalInput::File(p) => inputs.push(Input {
-                            path: p.to_path_buf(),
-                            read: Read::File,
-                        }),
+                        // what it leads to, and the path itself (a
+                        // symlink led elsewhere is a new link)
+                        LocalInput::File(p) => {
+                            inputs.push(Input {
+                                path: p.to_path_buf(),
+                                read: Read::File,
+                            });
+                            patches.push(p.to_path_buf());
+                        }
                     }
                 }
             }
         }
+        files.extend(patches);
         inputs.extend(files.into_iter().map(|path| Input {
             path,
             read: Read::Entry,

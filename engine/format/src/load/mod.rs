@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
 
 use crate::bst::{self, Includes};
-use crate::diagnostics::{Diagnostics, Error, FileId, Files, SourceFile, Span};
+use crate::diagnostics::{Diagnostics, Error, FileId, FileSeen, Files, SourceFile, Span};
 use crate::element::{normalise_name, Element, ElementId};
 use crate::graph;
 use crate::kind::Kind;
@@ -276,24 +276,51 @@ pub(crate) fn read_source_seen(
         Ok(m) => m.len(),
         Err(e) => return Err(fail(format!("cannot read: {e}"))),
     };
-    // the size just seen sizes the buffer (no second stat); a file that
-    // grew since is still read whole, up to the limit
-    let read = std::fs::File::open(path).and_then(|f| {
-        let mut bytes = Vec::with_capacity(size as usize + 1);
-        std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_FILE_SIZE + 1), &mut bytes)
-            .map(|_| bytes)
-    });
-    let bytes = match read {
-        Ok(b) if b.len() as u64 > MAX_FILE_SIZE => {
+    // opened without blocking and never as a terminal (a FIFO or a device
+    // put in its place meanwhile is refused by the open file's own stat,
+    // which is also the identity the text is known by); the size just seen
+    // sizes the buffer, and a file that grew since is still read whole, up
+    // to the limit
+    let read = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+            .and_then(|f| {
+                let meta = f.metadata()?;
+                if !meta.is_file() {
+                    return Ok(None);
+                }
+                let mut bytes = Vec::with_capacity(size as usize + 1);
+                std::io::Read::read_to_end(
+                    &mut std::io::Read::take(&f, MAX_FILE_SIZE + 1),
+                    &mut bytes,
+                )?;
+                // changed while it was read: not the file that was opened
+                let after = FileSeen::of(&f.metadata()?);
+                let seen = FileSeen::of(&meta);
+                Ok(Some((bytes, (after == seen).then_some(seen))))
+            })
+    };
+    let (bytes, seen) = match read {
+        Ok(None) => return Err(fail("not a regular file".into())),
+        Ok(Some((b, _))) if b.len() as u64 > MAX_FILE_SIZE => {
             return Err(fail(format!(
                 "file too large (more than {MAX_FILE_SIZE} bytes)"
             )))
         }
-        Ok(b) => b,
+        Ok(Some(read)) => read,
         Err(e) => return Err(fail(format!("cannot read: {e}"))),
     };
     match String::from_utf8(bytes) {
-        Ok(text) => Ok(SourceFile::new(path.to_path_buf(), name, text)),
+        Ok(text) => {
+            let f = SourceFile::new(path.to_path_buf(), name, text);
+            Ok(match seen {
+                Some(seen) => f.with_seen(seen),
+                None => f,
+            })
+        }
         Err(e) => {
             let at = e.utf8_error().valid_up_to();
             let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
