@@ -40,7 +40,13 @@ enum Mode {
     /// Every connection is accepted and never answered (what it sends is
     /// read and dropped): an HTTP or a gRPC server that hangs.
     Silent = 3,
+    /// Honest, but each action result is answered after [`SLOW`]: a remote
+    /// far away. Lookups in flight together are counted.
+    Slow = 4,
 }
+
+/// How long a `Slow` server takes to answer a result lookup.
+const SLOW: Duration = Duration::from_millis(400);
 
 struct Server {
     port: u16,
@@ -48,6 +54,16 @@ struct Server {
     objects: Arc<Mutex<HashMap<String, Vec<u8>>>>,
     /// Body bytes written in `Endless` mode.
     sent: Arc<AtomicU64>,
+    /// Result lookups (`GET /cache/ac/…`): asked per key, in flight now,
+    /// and the most in flight at once.
+    lookups: Arc<Lookups>,
+}
+
+#[derive(Default)]
+struct Lookups {
+    asked: Mutex<HashMap<String, usize>>,
+    now: AtomicU64,
+    most: AtomicU64,
 }
 
 impl Server {
@@ -59,16 +75,19 @@ impl Server {
             mode: Arc::new(AtomicU8::new(mode as u8)),
             objects: Arc::default(),
             sent: Arc::default(),
+            lookups: Arc::default(),
         };
-        let (mode, objects, sent) = (
+        let (mode, objects, sent, lookups) = (
             server.mode.clone(),
             server.objects.clone(),
             server.sent.clone(),
+            server.lookups.clone(),
         );
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                let (mode, objects, sent) = (mode.clone(), objects.clone(), sent.clone());
-                std::thread::spawn(move || serve(conn, &mode, &objects, &sent));
+                let (mode, objects, sent, lookups) =
+                    (mode.clone(), objects.clone(), sent.clone(), lookups.clone());
+                std::thread::spawn(move || serve(conn, &mode, &objects, &sent, &lookups));
             }
         });
         server
@@ -97,11 +116,13 @@ fn serve(
     mode: &AtomicU8,
     objects: &Mutex<HashMap<String, Vec<u8>>>,
     sent: &AtomicU64,
+    lookups: &Lookups,
 ) {
     let mode_now = || match mode.load(Ordering::SeqCst) {
         1 => Mode::Trickle,
         2 => Mode::Endless,
         3 => Mode::Silent,
+        4 => Mode::Slow,
         _ => Mode::Honest,
     };
     let mut conn = conn;
@@ -117,6 +138,18 @@ fn serve(
             return;
         };
         let name = path.trim_start_matches("/cache/").to_owned();
+        if method == "GET" && name.starts_with("ac/") && mode_now() == Mode::Slow {
+            *lookups
+                .asked
+                .lock()
+                .unwrap()
+                .entry(name.clone())
+                .or_default() += 1;
+            let now = lookups.now.fetch_add(1, Ordering::SeqCst) + 1;
+            lookups.most.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(SLOW);
+            lookups.now.fetch_sub(1, Ordering::SeqCst);
+        }
         let found = objects.lock().unwrap().get(&name).cloned();
         let object = name.starts_with("cas/");
         let answer = match (method.as_str(), found) {
@@ -286,6 +319,63 @@ fn built_here_with_one_warning(run: &Run, url: &str) {
     assert_eq!(warnings.len(), 1, "one warning:\n{}", run.stderr);
     eprintln!("{}", warnings[0]);
     assert!(warnings[0].contains(url), "it names {url}:\n{}", run.stderr);
+}
+
+#[test]
+fn a_slow_remote_is_asked_for_many_results_at_once_and_for_each_key_once() {
+    let ctx = project();
+    let server = Server::start(Mode::Honest);
+    let public = push_all(&ctx, &server);
+    server.set(Mode::Slow);
+    // one job: the lookups overlap all the same (a1, a2 and a3 are known
+    // together, once base is)
+    let run = ctx
+        .cas([
+            "--store",
+            s(&ctx.path("puller")),
+            "--json",
+            "-j",
+            "1",
+            "build",
+            "top.yaml",
+            "--remote",
+            &server.http(),
+            "--trusted-key",
+            s(&public),
+        ])
+        .ok();
+    for (name, st) in run.per_element("status") {
+        assert_eq!(st, "pulled", "{name}: {}\n{}", run.stdout, run.stderr);
+    }
+    let most = server.lookups.most.load(Ordering::SeqCst);
+    assert!(most >= 3, "at most {most} lookups in flight at once");
+    let asked = server.lookups.asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 5, "{asked:?}");
+    assert!(asked.values().all(|n| *n == 1), "{asked:?}");
+
+    // a cold build with a remote that has nothing: each key asked once
+    // (the cache pass asks what it can; a step never asks again)
+    server.objects.lock().unwrap().clear();
+    server.lookups.asked.lock().unwrap().clear();
+    let run = ctx
+        .cas([
+            "--store",
+            s(&ctx.path("cold")),
+            "--json",
+            "build",
+            "top.yaml",
+            "--remote",
+            &server.http(),
+            "--trusted-key",
+            s(&public),
+        ])
+        .ok();
+    for (name, st) in run.per_element("status") {
+        assert_eq!(st, "built", "{name}: {}\n{}", run.stdout, run.stderr);
+    }
+    let asked = server.lookups.asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 5, "{asked:?}");
+    assert!(asked.values().all(|n| *n == 1), "{asked:?}");
 }
 
 #[test]

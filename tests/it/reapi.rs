@@ -296,7 +296,7 @@ fn a_forged_digest_map_is_caught_on_download_and_the_step_built_here() {
     let client = casd.client();
     let action = CacheAction::of(&top_key).digest();
     let mut ar = client
-        .get_action_result(&action)
+        .get_action_result(&action, &[])
         .unwrap()
         .expect("top was pushed");
     let map_file = ar
@@ -316,6 +316,8 @@ fn a_forged_digest_map_is_caught_on_download_and_the_step_built_here() {
         .write_blob(&forged_sha, cas_reapi::client::Source::Bytes(&forged_bytes))
         .unwrap();
     map_file.digest = Some(forged_sha.proto());
+    // inline too, as pushes carry it: the forgery is consistent
+    map_file.contents = forged_bytes.clone();
     client.update_action_result(&action, ar).unwrap();
 
     let b = ctx.path("store-b");
@@ -490,4 +492,68 @@ fn a_failing_remote_command_is_named_with_its_phase_and_the_build_fails() {
         .cas(["build", "top.yaml", "--remote-exec", &url])
         .expect_code(1);
     assert!(run.stderr.contains(&url), "{}", run.stderr);
+}
+
+/// The `cas/result` and `cas/digests` of a pushed result travel inline in
+/// its ActionResult too, so a server that keeps the ActionResult as given
+/// answers a lookup in one call (spec/remote.md, Results); inline bytes
+/// that are not what the digest says are refused like a corrupt blob.
+#[test]
+fn a_pushed_result_carries_its_small_files_inline_and_forged_inline_bytes_are_refused() {
+    let ctx = project("hello");
+    let casd = Casd::start(&ctx.path("casd"));
+    let (key, public) = keygen(&ctx, "key");
+    let a = ctx.path("store-a");
+    let run = build_in(
+        &ctx,
+        &a,
+        &["--remote", &casd.url(), "--push", "--signing-key", s(&key)],
+    )
+    .ok();
+    let top = element(&run, "top.yaml");
+    let top_key = ActionKey::from_hex(top["key"].as_str().unwrap()).unwrap();
+    let client = casd.client();
+    let action = CacheAction::of(&top_key).digest();
+    let mut ar = client
+        .get_action_result(&action, &[encoding::RESULT_PATH, encoding::DIGESTS_PATH])
+        .unwrap()
+        .expect("top was pushed");
+    for f in &ar.output_files {
+        let sha = Sha::from_proto(f.digest.as_ref().unwrap()).unwrap();
+        assert!(!f.contents.is_empty(), "{} is inline", f.path);
+        assert_eq!(Sha::of_bytes(&f.contents), sha, "{}", f.path);
+        let stored = client.read_small(&sha, 1 << 26).unwrap().unwrap();
+        assert_eq!(
+            stored, f.contents,
+            "{}: inline bytes are the blob's",
+            f.path
+        );
+    }
+
+    // the server (or anyone who can write its ActionCache) changes the
+    // inline result, keeping its digest and size
+    let result = ar
+        .output_files
+        .iter_mut()
+        .find(|f| f.path == encoding::RESULT_PATH)
+        .unwrap();
+    let last = result.contents.len() - 1;
+    result.contents[last] ^= 1;
+    client.update_action_result(&action, ar).unwrap();
+    let b = ctx.path("store-b");
+    let run = build_in(
+        &ctx,
+        &b,
+        &["--remote", &casd.url(), "--trusted-key", s(&public)],
+    )
+    .ok();
+    assert_eq!(
+        status_of(&run, "top.yaml"),
+        "built",
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(run.stderr.contains("corrupt"), "{}", run.stderr);
+    assert_eq!(element(&run, "top.yaml")["output"], top["output"]);
 }

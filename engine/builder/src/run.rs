@@ -116,6 +116,7 @@ pub fn build(
             .map(|remotes| crate::remote::RemoteRun {
                 remotes,
                 download: targets.iter().copied().collect(),
+                missed: std::sync::Mutex::default(),
             }),
         ..Engine::new(store, loaded, &fetcher, reporter)
     };
@@ -336,8 +337,10 @@ impl Outputs {
 /// The steps the local action cache answers, in closure order, without
 /// starting anything (`None`: the step goes to the scheduler, which meets
 /// its errors again and reports them). The keys are derived and looked up
-/// by `Planner::walk_on`, wave by wave; each hit is pushed to the remotes
-/// (when pushing) and reported in closure order, as the steps come.
+/// by `Planner::walk_on`, wave by wave, and a wave's local misses asked of
+/// the remotes together (`Engine::pull_many`); each local hit is pushed to
+/// the remotes (when pushing), and every hit reported in closure order, as
+/// the steps come.
 fn cached_pre_pass(
     engine: &Engine<'_>,
     targets: &[ElementId],
@@ -346,6 +349,7 @@ fn cached_pre_pass(
     last_keys: &LastKeys,
 ) -> Vec<Option<crate::step::Done>> {
     let mut hits: HashMap<ElementId, cas_store::ActionResult> = HashMap::new();
+    let mut pulled: HashMap<ElementId, crate::step::Done> = HashMap::new();
     let walked = engine
         .planner
         .walk_on(targets, crate::plan::Walk::default(), &mut |asked| {
@@ -353,11 +357,24 @@ fn cached_pre_pass(
             let found = engine
                 .lookup_many(asked)
                 .unwrap_or_else(|_| vec![None; asked.len()]);
+            // the local misses asked of the remotes together
+            let missed: Vec<(ElementId, ActionKey)> = asked
+                .iter()
+                .zip(&found)
+                .filter(|(_, hit)| hit.is_none())
+                .map(|((id, k), _)| (*id, k.key))
+                .collect();
+            let mut from_remote = engine.pull_many(&missed).into_iter();
             Ok(asked
                 .iter()
                 .zip(found)
                 .map(|((id, _), hit)| {
-                    let hit = hit?;
+                    let Some(hit) = hit else {
+                        let done = from_remote.next().flatten()?;
+                        let output = done.output;
+                        pulled.insert(*id, done);
+                        return Some(output);
+                    };
                     let output = hit.output;
                     hits.insert(*id, hit);
                     Some(output)
@@ -374,6 +391,14 @@ fn cached_pre_pass(
     closure
         .iter()
         .map(|&id| {
+            if let Some(d) = pulled.remove(&id) {
+                engine
+                    .reporter
+                    .finished(&engine.element(id).name, ElementStatus::Pulled, None);
+                outputs.set(id, d.output);
+                last_keys.remember(engine, id, &d);
+                return Some(d);
+            }
             let hit = hits.remove(&id)?;
             let key = keys.remove(&id)?;
             engine.push(id, &key, &hit);

@@ -140,19 +140,31 @@ impl ReapiRemote {
                     )
                 })?;
         }
+        // inlined in the ActionResult (asked for; a server may not)
+        let inline: [Option<&[u8]>; N] = std::array::from_fn(|i| {
+            let (file, max) = &files[i];
+            let c: &[u8] = &file.contents;
+            (!c.is_empty() && c.len() as u64 == shas[i].size && shas[i].size <= *max).then_some(c)
+        });
         let small: Vec<Sha> = shas
             .iter()
             .zip(&files)
-            .filter(|(sha, (_, max))| sha.size <= *max)
-            .map(|(sha, _)| *sha)
+            .zip(&inline)
+            .filter(|((sha, (_, max)), inline)| inline.is_none() && sha.size <= *max)
+            .map(|((sha, _), _)| *sha)
             .collect();
         // a batch that fails is read blob by blob below
-        let mut batch = self.client.read_batch(&small).unwrap_or_default();
+        let mut batch = if small.is_empty() {
+            Vec::new()
+        } else {
+            self.client.read_batch(&small).unwrap_or_default()
+        };
         let mut out: [Vec<u8>; N] = std::array::from_fn(|_| Vec::new());
         for (i, (sha, (_, max))) in shas.iter().zip(&files).enumerate() {
-            let bytes = match batch.iter().position(|(s, _)| s == sha) {
-                Some(at) => batch.swap_remove(at).1,
-                None => match self.client.read_small(sha, *max)? {
+            let bytes = match (inline[i], batch.iter().position(|(s, _)| s == sha)) {
+                (Some(c), _) => c.to_vec(),
+                (None, Some(at)) => batch.swap_remove(at).1,
+                (None, None) => match self.client.read_small(sha, *max)? {
                     Some(bytes) => bytes,
                     None => return Ok(None),
                 },
@@ -301,7 +313,8 @@ impl Remote for ReapiRemote {
 
     fn get_action(&self, key: &ActionKey) -> Result<Option<Vec<u8>>, RemoteError> {
         let action = CacheAction::of(key).digest();
-        let Some(ar) = self.client.get_action_result(&action)? else {
+        let inline = [encoding::RESULT_PATH, encoding::DIGESTS_PATH];
+        let Some(ar) = self.client.get_action_result(&action, &inline)? else {
             return Ok(None);
         };
         let find = |path: &str| ar.output_files.iter().find(|f| f.path == path);
@@ -355,20 +368,28 @@ impl Remote for ReapiRemote {
             })?;
             entries.push((*d, sha));
         }
-        let map_sha = self.put_bytes(&encoding::encode_map(&entries))?;
+        let map = encoding::encode_map(&entries);
+        let map_sha = self.put_bytes(&map)?;
         let result_sha = self.put_bytes(bytes)?;
         let cache = CacheAction::of(key);
         self.put_bytes(&cache.command)?;
         self.put_bytes(&cache.action)?;
-        let file = |path: &str, sha: Sha| re::OutputFile {
+        // small files travel inline too: a server that keeps the
+        // ActionResult as given answers a lookup in one call
+        let file = |path: &str, sha: Sha, bytes: &[u8]| re::OutputFile {
             path: path.to_string(),
             digest: Some(sha.proto()),
+            contents: if bytes.len() <= INLINE_MAX {
+                bytes.to_vec()
+            } else {
+                Vec::new()
+            },
             ..Default::default()
         };
         let ar = re::ActionResult {
             output_files: vec![
-                file(encoding::RESULT_PATH, result_sha),
-                file(encoding::DIGESTS_PATH, map_sha),
+                file(encoding::RESULT_PATH, result_sha, bytes),
+                file(encoding::DIGESTS_PATH, map_sha, &map),
             ],
             exit_code: 0,
             ..Default::default()
@@ -376,6 +397,9 @@ impl Remote for ReapiRemote {
         self.client.update_action_result(&cache.digest(), ar)
     }
 }
+
+/// The largest output file a pushed ActionResult carries inline as well.
+const INLINE_MAX: usize = 16 * 1024;
 
 /// SHA-256 of a stream; an `io::Write` (to hash a file with `io::copy`).
 pub struct Sha256Stream(sha2::Sha256);

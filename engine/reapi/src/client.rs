@@ -761,7 +761,11 @@ impl Client {
     }
 
     /// The ActionResult stored under `action`, if any.
-    pub fn get_action_result(&self, action: &Sha) -> Result<Option<re::ActionResult>, RemoteError> {
+    pub fn get_action_result(
+        &self,
+        action: &Sha,
+        inline: &[&str],
+    ) -> Result<Option<re::ActionResult>, RemoteError> {
         self.check_up()?;
         let req = self.unary(
             re::GetActionResultRequest {
@@ -769,7 +773,7 @@ impl Client {
                 action_digest: Some(action.proto()),
                 inline_stdout: false,
                 inline_stderr: false,
-                inline_output_files: vec![],
+                inline_output_files: inline.iter().map(|p| (*p).to_string()).collect(),
                 digest_function: re::digest_function::Value::Sha256 as i32,
             },
             self.answer,

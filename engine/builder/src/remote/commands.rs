@@ -58,6 +58,7 @@ pub fn pull(
     let rr = RemoteRun {
         remotes,
         download: targets.iter().copied().collect(),
+        missed: std::sync::Mutex::default(),
     };
     let planner = crate::plan::Planner::new(store, loaded);
     let say = |m: &str| reporter.message(m);

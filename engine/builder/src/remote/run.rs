@@ -16,6 +16,9 @@ pub struct RemoteRun<'a> {
     /// Elements whose pulled output is downloaded at once (the targets): the
     /// others are downloaded only if a local step stages them.
     pub download: HashSet<cas_format::ElementId>,
+    /// Keys this run already asked every remote for, in vain (the cache
+    /// pass asks many at once): a step does not ask again.
+    pub missed: std::sync::Mutex<HashSet<ActionKey>>,
 }
 
 /// A result found on a remote for a step.
@@ -37,7 +40,19 @@ impl RemoteRun<'_> {
         key: &ActionKey,
         say: &dyn Fn(&str),
     ) -> Result<Option<Pulled>> {
+        if self
+            .missed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(key)
+        {
+            return Ok(None);
+        }
         let Some((r, index)) = self.remotes.lookup(key, name, say) else {
+            self.missed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(*key);
             return Ok(None);
         };
         if self.download.contains(&id) {

@@ -11,6 +11,9 @@ use crate::error::Result;
 
 use super::{Done, Engine, Status};
 
+/// How many remote lookups [`Engine::pull_many`] has in flight at most.
+pub(crate) const PULLS_IN_FLIGHT: usize = 16;
+
 impl Engine<'_> {
     /// After a local miss: a trusted result from a remote (crate::remote).
     pub(crate) fn pull(&self, id: ElementId, key: &ActionKey) -> Result<Option<Done>> {
@@ -27,6 +30,49 @@ impl Engine<'_> {
                 span: None,
                 phases: None,
             }))
+    }
+
+    /// After local misses: [`Engine::pull`] for many keys at once, up to
+    /// [`PULLS_IN_FLIGHT`] asked together (a remote's answer is mostly
+    /// waiting: for the network, for the server). In the order asked;
+    /// `None` for a miss, for an element rebuilt regardless (`cas check`)
+    /// and for a pull that failed (its step meets the error again).
+    pub(crate) fn pull_many(&self, asked: &[(ElementId, ActionKey)]) -> Vec<Option<Done>> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let mut found: Vec<Option<Done>> = vec![None; asked.len()];
+        if self.remote.is_none() || asked.is_empty() {
+            return found;
+        }
+        let next = AtomicUsize::new(0);
+        let slots: Vec<std::sync::Mutex<Option<Done>>> =
+            asked.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        let work = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some((id, key)) = asked.get(i) else {
+                return;
+            };
+            if self.rebuild.contains(id) || self.cancel.is_cancelled() {
+                continue;
+            }
+            if let Ok(Some(done)) = self.pull(*id, key) {
+                *slots[i]
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(done);
+            }
+        };
+        let threads = asked.len().min(PULLS_IN_FLIGHT);
+        std::thread::scope(|s| {
+            for _ in 1..threads {
+                s.spawn(work);
+            }
+            work();
+        });
+        for (f, slot) in found.iter_mut().zip(slots) {
+            *f = slot
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        found
     }
 
     /// Push a local result to the remotes marked for push (failures are
