@@ -36,8 +36,59 @@ use crate::util::{force_remove, ms, run, run_peak_rss, Result};
 /// tool's run on the same two cores.
 const QUIET: Duration = Duration::from_millis(300);
 
+/// After [`QUIET`], the pause goes on until the machine is idle (under
+/// [`IDLE_BUSY`] of its CPU time busy over a [`IDLE_WINDOW`]), at most
+/// [`IDLE_MAX`] more: a JVM still compiling 0.3 s after Bazel's command
+/// returned would otherwise share the cores with the next tool's run.
+const IDLE_WINDOW: Duration = Duration::from_millis(100);
+const IDLE_BUSY: f64 = 0.05;
+const IDLE_MAX: Duration = Duration::from_secs(5);
+
+/// How the pauses went: pauses, those that waited past [`QUIET`] for the
+/// machine to be idle, the longest wait past it (ms), and those that gave
+/// up at [`IDLE_MAX`].
+static PAUSES: std::sync::Mutex<(usize, usize, u128, usize)> = std::sync::Mutex::new((0, 0, 0, 0));
+
+/// Busy and total CPU time of the machine so far (`/proc/stat`, jiffies).
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4)?;
+    Some((total - idle, total))
+}
+
 fn quiet() {
     std::thread::sleep(QUIET);
+    let start = std::time::Instant::now();
+    let mut gave_up = false;
+    while let Some((b0, t0)) = cpu_times() {
+        std::thread::sleep(IDLE_WINDOW);
+        let Some((b1, t1)) = cpu_times() else { break };
+        if t1 > t0 && ((b1 - b0) as f64) / ((t1 - t0) as f64) < IDLE_BUSY {
+            break;
+        }
+        if start.elapsed() > IDLE_MAX {
+            gave_up = true;
+            break;
+        }
+    }
+    // one window is the least a pause waits past QUIET
+    let waited = start.elapsed().saturating_sub(IDLE_WINDOW).as_millis();
+    let mut p = PAUSES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    p.0 += 1;
+    if waited > 20 {
+        p.1 += 1;
+    }
+    p.2 = p.2.max(waited);
+    p.3 += usize::from(gave_up);
 }
 
 /// Sizes measured per mode: elements, repetitions of the warm cases, of the
@@ -549,9 +600,11 @@ pub fn peers(env: &Env) -> Result<Case> {
          does not; cas and Bazel cut its dependents off, Nix with ca-derivations resolves them \
          to built derivations, default (input-addressed) Nix rebuilds them. Peak RSS of the \
          no-op from wait4 (Bazel: the client's, and the server's VmHWM). In the warm cases \
-         (no-op, load, leaf change) the tools take turns, and every timed run starts 0.3 s \
-         after the last one ended, so that what a tool does after its command returned \
-         (Bazel's server collecting and compiling) is not charged to the next. Ratios are the \
+         (no-op, load, leaf change) the tools take turns, and every timed run starts at least \
+         0.3 s after the last one ended and once the machine is idle (under 5 % of its CPU \
+         time busy over 0.1 s, waiting at most 5 s more: the pauses are counted below the \
+         table), so that what a tool does after its command returned (Bazel's server \
+         collecting and compiling) is not charged to the next. Ratios are the \
          peer's time over cas's: higher is better for cas.",
     );
     let Some((n, reps, leaf_reps, cold_reps)) = plan(env.mode) else {
@@ -1139,6 +1192,16 @@ pub fn peers(env: &Env) -> Result<Case> {
         format!("{rss:.2}× Nix's"),
         rss <= 1.0,
     );
+    {
+        let p = PAUSES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        case.notes.push(format!(
+            "Pauses before the timed runs: {}; {} waited past the 0.3 s for the machine to be \
+             idle (the longest {} ms more), {} gave up after 5 s.",
+            p.0, p.1, p.2, p.3
+        ));
+    }
     if case.goals.iter().any(|g| !g.met) {
         case.notes.push(
             "Each goal missed here has its measured cause (a profile of the same case: where the \

@@ -566,14 +566,14 @@ impl Store {
     }
 
     /// Record an action result. Every object it references must be in the store
-    /// (checked under the shared lock, so gc cannot remove them in between); the
-    /// store is `syncfs`ed before the row is committed.
+    /// (checked under the shared lock, so gc cannot remove them in between) and
+    /// is made durable before the row is committed ([`Store::make_durable`]).
     pub fn action_put(&self, key: &ActionKey, result: &ActionResult) -> Result<()> {
         self.action_put_many(&[(*key, result.clone())])
     }
 
-    /// Record several results with one `syncfs` and one transaction (group
-    /// commit): the same guarantees as [`Store::action_put`] for each.
+    /// Record several results with one durability pass and one transaction
+    /// (group commit): the same guarantees as [`Store::action_put`] for each.
     pub fn action_put_many(&self, results: &[(ActionKey, ActionResult)]) -> Result<()> {
         self.action_put_noted(results, &[])
     }
@@ -593,9 +593,11 @@ impl Store {
         for (_, r) in results {
             self.ensure_present(&[r.output], &[r.log, r.manifest])?;
         }
-        let blobs: Vec<BlobDigest> = notes.iter().map(|(_, _, b)| *b).collect();
+        let mut blobs: Vec<BlobDigest> = notes.iter().map(|(_, _, b)| *b).collect();
         self.ensure_present(&[], &blobs)?;
-        self.sync()?;
+        let trees: Vec<TreeDigest> = results.iter().map(|(_, r)| r.output).collect();
+        blobs.extend(results.iter().flat_map(|(_, r)| [r.log, r.manifest]));
+        let _ = self.make_durable(&trees, &blobs)?;
         let now = now_ms();
         self.db.with("record action result", |c| {
             let tx = c.transaction()?;
@@ -630,7 +632,7 @@ impl Store {
     pub fn pin(&self, name: &str, tree: &TreeDigest) -> Result<()> {
         let _lock = self.lock_shared()?;
         self.ensure_present(&[*tree], &[])?;
-        self.sync()?;
+        let _ = self.make_durable(&[*tree], &[])?;
         self.db.with("pin", |c| {
             c.execute(
                 "INSERT OR REPLACE INTO pins (name, tree, created) VALUES (?1, ?2, ?3)",
@@ -686,7 +688,7 @@ impl Store {
     pub fn source_put(&self, id: &str, blob: &BlobDigest) -> Result<()> {
         let _lock = self.lock_shared()?;
         self.ensure_present(&[], &[*blob])?;
-        self.sync()?;
+        let _ = self.make_durable(&[], &[*blob])?;
         self.db.with("record source", |c| {
             c.execute(
                 "INSERT OR REPLACE INTO sources (id, blob, accessed) VALUES (?1, ?2, ?3)",

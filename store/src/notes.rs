@@ -80,7 +80,7 @@ impl Store {
         Ok(self.notes_put(&[(*key, name.to_string(), bytes.to_vec())])?[0])
     }
 
-    /// Several notes with one `syncfs` and one transaction; their blobs, in order.
+    /// Several notes with one durability pass and one transaction; their blobs, in order.
     pub fn notes_put(&self, notes: &[(ActionKey, String, Vec<u8>)]) -> Result<Vec<BlobDigest>> {
         if notes.is_empty() {
             return Ok(Vec::new());
@@ -90,16 +90,16 @@ impl Store {
             .iter()
             .map(|(_, _, b)| self.put_bytes_inner(b))
             .collect::<Result<Vec<_>>>()?;
-        // A blob that was already in the store was synced before the row
-        // that first named it was committed: only new blobs need the
-        // `syncfs` (a verdict that did not change, the usual case, writes
-        // none). The one exception, a blob another process wrote and has
-        // not synced yet, can at worst be lost by a power cut: `note_get`
-        // then finds no note (or a corrupt one) and the note is made again.
-        if stored.iter().any(|(_, new)| *new) {
-            self.sync()?;
-        }
+        // A blob that was already in the store was made durable before the
+        // row that first named it was committed: a verdict that did not
+        // change, the usual case, writes none and syncs nothing. When one is
+        // new, all of them are made durable (one another process wrote and
+        // has not synced yet included).
+        let any_new = stored.iter().any(|(_, new)| *new);
         let blobs: Vec<BlobDigest> = stored.into_iter().map(|(d, _)| BlobDigest(d)).collect();
+        if any_new {
+            let _ = self.make_durable(&[], &blobs)?;
+        }
         self.db.with("record notes", |c| {
             let tx = c.transaction()?;
             {

@@ -147,10 +147,4 @@ impl Store {
     pub fn lock_exclusive(&self) -> Result<StoreLock> {
         lock::lock(&self.layout().lock(), true)
     }
-
-    /// `syncfs(2)` on the store's filesystem: makes every object written so far durable.
-    pub fn sync(&self) -> Result<()> {
-        let f = fs::File::open(&self.root).ctx("open", &self.root)?;
-        rustix::fs::syncfs(&f).ctx("syncfs", &self.root)
-    }
 }

@@ -1,11 +1,12 @@
 //! Recording results off the critical path (group commit).
 //!
 //! A result may be recorded only once its objects are durable, which costs a
-//! `syncfs` of the store's file system (milliseconds when idle, tens of them
-//! when others write). A build therefore hands finished results to one
-//! recorder thread and goes on: dependents start at once (they use the output
-//! from memory), and the recorder commits everything that finished since its
-//! last commit with one `syncfs` and one transaction. The run waits for the
+//! `syncfs` of the store's file system or an `fsync` of each of its objects
+//! (`Store::make_durable`: milliseconds). A build therefore hands finished
+//! results to one recorder thread and goes on: dependents start at once
+//! (they use the output from memory), and the recorder commits everything
+//! that finished since its last commit with one durability pass and one
+//! transaction. The run waits for the
 //! recorder before it returns, and holds the store's shared lock meanwhile,
 //! so gc never sees an output whose result is not yet recorded. If cas dies
 //! first, results not yet committed are simply not recorded: those steps run

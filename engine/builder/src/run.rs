@@ -263,7 +263,7 @@ fn check_outputs(
             None => Ok(None),
         })
         .collect::<Result<_>>()?;
-    // new verdicts recorded together: one syncfs, one transaction
+    // new verdicts recorded together: one durability pass, one transaction
     let notes: Vec<(ActionKey, String, Vec<u8>)> = verdicts
         .iter()
         .zip(&report.elements)

@@ -222,7 +222,7 @@ impl Engine<'_> {
 
     /// Removes a finished step's build directory: by the run's cleaner when
     /// there is one (removing a tree waits on the file system's journal,
-    /// which the recorder's syncfs is flushing: milliseconds a step need
+    /// which the recorder's durability pass is flushing: milliseconds a step need
     /// not wait), else here.
     fn discard(&self, dir: crate::builddir::BuildDir) {
         let dir = match self.cleaner {
