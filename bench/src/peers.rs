@@ -93,10 +93,12 @@ fn quiet() {
 
 /// Sizes measured per mode: elements, repetitions of the warm cases, of the
 /// leaf change (five in a full run: two gave 63 and 90 ms for the same
-/// binary), and of the cold builds.
+/// binary), and of the cold builds (five in a full run: three gave 2.2, 3.5
+/// and 5.0 s for cas on this machine, where alternated runs on a quiet
+/// machine give 1.75–1.9 s with an outlier of 4.5–5.4 s in one run of four).
 fn plan(mode: Mode) -> Option<(usize, usize, usize, usize)> {
     match mode {
-        Mode::Full => Some((500, 5, 5, 3)),
+        Mode::Full => Some((500, 5, 5, 5)),
         Mode::Quick => Some((50, 3, 2, 1)),
         Mode::Smoke => None,
     }
@@ -585,7 +587,7 @@ pub fn peers(env: &Env) -> Result<Case> {
          package per element, a `genrule` running the commands through the same busybox), \
          measured in the same run. Every tool's output of every element is compared, file by \
          file, with cas's (`cas checkout`). `cold`: build everything into an empty store / \
-         cache (Bazel: after `bazel clean`, its server already running), in rounds (three in \
+         cache (Bazel: after `bazel clean`, its server already running), in rounds (five in \
          the full mode), the tools in turn, each run after an untimed `sync` and the pause \
          below. `no-op, memo hit`: \
          the same build again, cas answering from its load memo (checked with strace: no \
