@@ -92,6 +92,11 @@ pub struct Watched {
     /// so the bytes recorded are those the identity stands for (a file
     /// changed, removed or replaced, or a symlink led elsewhere, since).
     pub seen: Option<Seen>,
+    /// The computation read the file through this path (a patch it hashed),
+    /// so it was there: nothing is recorded if the path leads nowhere now
+    /// (removed since; recorded as absent, the memo would stand for a
+    /// computation that now fails).
+    pub existed: bool,
 }
 
 /// A file's identity as the computation saw it (see [`Watched::seen`]).
@@ -133,6 +138,7 @@ impl Watched {
             follow: false,
             content: None,
             seen: None,
+            existed: false,
         }
     }
 }
@@ -415,7 +421,7 @@ impl Store {
             if id.is_some_and(|k| k.mtime_ns >= limit || k.ctime_ns >= limit) {
                 return Ok(false);
             }
-            if w.seen.is_some_and(|s| id != Some(s.key())) {
+            if w.seen.is_some_and(|s| id != Some(s.key())) || (w.existed && id.is_none()) {
                 return Ok(false);
             }
             encode_entry(
@@ -618,6 +624,7 @@ mod tests {
             follow: true,
             content: Some(Digest::of_bytes(text)),
             seen: None,
+            existed: false,
         }
     }
 
@@ -747,6 +754,39 @@ mod tests {
         assert!(!store.memo_put(&key, &[changed], later, b"p", &[]).unwrap());
         // still the very file read: recorded
         assert!(store.memo_put(&key, &[read_a], later, b"p", &[]).unwrap());
+        assert!(store.memo_get(&key).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_file_read_through_its_path_and_gone_since_is_never_recorded_as_absent() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(&t.path().join("store")).unwrap();
+        let patch = t.path().join("fix.patch");
+        write_at(&patch, b"--- a\n+++ b\n", 1);
+        let read = Watched {
+            path: patch.clone(),
+            follow: true,
+            content: None,
+            seen: None,
+            existed: true,
+        };
+        let key = Digest::of_bytes(b"load");
+        let later = SystemTime::now() + std::time::Duration::from_secs(10);
+        // removed after the computation read it: refused
+        std::fs::remove_file(&patch).unwrap();
+        assert!(!store
+            .memo_put(&key, std::slice::from_ref(&read), later, b"p", &[])
+            .unwrap());
+        assert!(store.memo_get(&key).unwrap().is_none());
+        // a path merely looked at may be absent
+        let looked = Watched {
+            existed: false,
+            ..read.clone()
+        };
+        assert!(store.memo_put(&key, &[looked], later, b"p", &[]).unwrap());
+        // there: recorded
+        write_at(&patch, b"--- a\n+++ b\n", 1);
+        assert!(store.memo_put(&key, &[read], later, b"p", &[]).unwrap());
         assert!(store.memo_get(&key).unwrap().is_some());
     }
 

@@ -179,11 +179,13 @@ pub fn record(
         .into_iter()
         .map(|i| match i.read {
             Read::Entry => Watched::entry(i.path),
+            // a patch: the keys hashed it, so it was there
             Read::File => Watched {
                 path: i.path,
                 follow: true,
                 content: None,
                 seen: None,
+                existed: true,
             },
             Read::Text { text, seen } => Watched {
                 path: i.path,
@@ -197,6 +199,7 @@ pub fn record(
                     mtime_ns: s.mtime_ns,
                     ctime_ns: s.ctime_ns,
                 })),
+                existed: true,
             },
         })
         .collect();
@@ -206,6 +209,7 @@ pub fn record(
         follow: true,
         content: None,
         seen: None,
+        existed: false,
     }));
     let _ = store.memo_put(key, &files, started, &payload, &results);
 }
