@@ -284,11 +284,12 @@ pub fn remote_exec(env: &Env) -> Result<Case> {
     }
     if pull_ratio > 1.2 {
         case.notes.push(format!(
-            "Why REAPI pulls are slower: each result is two calls to BuildGrid (GetActionResult, \
-             then one BatchReadBlobs of its `cas/result` and `cas/digests`: spec/remote.md), a \
-             Python server, where nginx answers one GET; {:.2} ms per result against {:.2} ms. \
-             BuildGrid 0.4.4 does not fill `inline_output_files`, which would make it one call. \
-             (\"What the profiles found\", bench/NOTES.md.)",
+            "Why REAPI pulls are slower: each result is one GetActionResult (its `cas/result` \
+             and `cas/digests` inline, as pushed: spec/remote.md), answered by BuildGrid, a \
+             Python server, one call at a time (16 lookups in flight gain nothing against it) \
+             and after checking the result's blobs against its storage, where nginx serves a \
+             file; {:.2} ms per result against {:.2} ms. (\"What the profiles found\", \
+             bench/NOTES.md.)",
             case.median(rbg) / n as f64,
             case.median(rng) / n as f64
         ));
