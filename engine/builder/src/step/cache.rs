@@ -35,8 +35,10 @@ impl Engine<'_> {
     /// After local misses: [`Engine::pull`] for many keys at once, up to
     /// [`PULLS_IN_FLIGHT`] asked together (a remote's answer is mostly
     /// waiting: for the network, for the server). In the order asked;
-    /// `None` for a miss, for an element rebuilt regardless (`cas check`)
-    /// and for a pull that failed (its step meets the error again).
+    /// `None` for a miss, for an element rebuilt regardless (`cas check`),
+    /// for a target (its pull downloads and records its output: its step
+    /// does that under the key's build lock) and for a pull that failed
+    /// (its step meets the error again).
     pub(crate) fn pull_many(&self, asked: &[(ElementId, ActionKey)]) -> Vec<Option<Done>> {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let mut found: Vec<Option<Done>> = vec![None; asked.len()];
@@ -51,7 +53,11 @@ impl Engine<'_> {
             let Some((id, key)) = asked.get(i) else {
                 return;
             };
-            if self.rebuild.contains(id) || self.cancel.is_cancelled() {
+            let target = self
+                .remote
+                .as_ref()
+                .is_some_and(|r| r.download.contains(id));
+            if target || self.rebuild.contains(id) || self.cancel.is_cancelled() {
                 continue;
             }
             if let Ok(Some(done)) = self.pull(*id, key) {
