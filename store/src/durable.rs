@@ -67,9 +67,10 @@ impl Store {
     }
 
     /// Make every object of `trees` (each closure: its tree objects and
-    /// their blobs) and `blobs` durable: each file and the directory that
-    /// names it `fsync`ed, or, past [`FSYNC_MAX`] objects or on any error
-    /// (an object that cannot be read is the caller's to find), one
+    /// their blobs) and `blobs` durable: when more than [`DIRTY_MAX`] is
+    /// dirty on the machine, each file and the directory that names it
+    /// `fsync`ed; otherwise, past [`FSYNC_MAX`] objects, or on any error (an
+    /// object that cannot be read is the caller's to find), one
     /// [`Store::sync`]. Objects must be present (callers hold the shared
     /// lock and checked them).
     pub fn make_durable(&self, trees: &[TreeDigest], blobs: &[BlobDigest]) -> Result<Durable> {
