@@ -618,6 +618,15 @@ mod tests {
         assert_eq!(holds(&[1, 0, 0], 0), Holds::No);
     }
 
+    /// `a` ("one"), `b` ("two") and `link` → `a`, under `dir`.
+    fn files_and_a_link(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+        let (a, b, link) = (dir.join("a"), dir.join("b"), dir.join("link"));
+        write_at(&a, b"one\n", 1);
+        write_at(&b, b"two\n", 1);
+        std::os::unix::fs::symlink(&a, &link).unwrap();
+        (a, b, link)
+    }
+
     fn watched_text(path: &Path, text: &[u8]) -> Watched {
         Watched {
             path: path.to_path_buf(),
@@ -709,14 +718,7 @@ mod tests {
     fn nothing_is_recorded_unless_each_file_read_is_still_the_one_read() {
         let t = tempfile::tempdir().unwrap();
         let store = Store::open(&t.path().join("store")).unwrap();
-        let (a, b, link) = (
-            t.path().join("a"),
-            t.path().join("b"),
-            t.path().join("link"),
-        );
-        write_at(&a, b"one\n", 1);
-        write_at(&b, b"two\n", 1);
-        std::os::unix::fs::symlink(&a, &link).unwrap();
+        let (a, b, link) = files_and_a_link(t.path());
         let seen = |p: &Path| {
             let m = std::fs::metadata(p).unwrap();
             let k = StatKey::of(&m);
@@ -813,14 +815,7 @@ mod tests {
     fn a_file_read_through_a_symlink_is_watched_where_it_leads() {
         let t = tempfile::tempdir().unwrap();
         let store = Store::open(&t.path().join("store")).unwrap();
-        let (a, b, link) = (
-            t.path().join("a"),
-            t.path().join("b"),
-            t.path().join("link"),
-        );
-        write_at(&a, b"one\n", 1);
-        write_at(&b, b"two\n", 1);
-        std::os::unix::fs::symlink(&a, &link).unwrap();
+        let (a, b, link) = files_and_a_link(t.path());
         let key = Digest::of_bytes(b"load");
         let later = SystemTime::now() + std::time::Duration::from_secs(10);
         assert!(store

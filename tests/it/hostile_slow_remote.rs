@@ -327,55 +327,42 @@ fn a_slow_remote_is_asked_for_many_results_at_once_and_for_each_key_once() {
     let server = Server::start(Mode::Honest);
     let public = push_all(&ctx, &server);
     server.set(Mode::Slow);
-    // one job: the lookups overlap all the same (a1, a2 and a3 are known
-    // together, once base is)
-    let run = ctx
-        .cas([
-            "--store",
-            s(&ctx.path("puller")),
-            "--json",
-            "-j",
-            "1",
-            "build",
-            "top.yaml",
-            "--remote",
-            &server.http(),
-            "--trusted-key",
-            s(&public),
-        ])
-        .ok();
-    for (name, st) in run.per_element("status") {
-        assert_eq!(st, "pulled", "{name}: {}\n{}", run.stdout, run.stderr);
-    }
+    let url = server.http();
+    // a build into a fresh `store` with one job: every element ends as
+    // `status`, and the server was asked for each of the five keys once
+    let build = |store: &str, status: &str| {
+        server.lookups.asked.lock().unwrap().clear();
+        let run = ctx
+            .cas([
+                "--store",
+                s(&ctx.path(store)),
+                "--json",
+                "-j",
+                "1",
+                "build",
+                "top.yaml",
+                "--remote",
+                &url,
+                "--trusted-key",
+                s(&public),
+            ])
+            .ok();
+        for (name, st) in run.per_element("status") {
+            assert_eq!(st, status, "{name}: {}\n{}", run.stdout, run.stderr);
+        }
+        let asked = server.lookups.asked.lock().unwrap().clone();
+        assert_eq!(asked.len(), 5, "{asked:?}");
+        assert!(asked.values().all(|n| *n == 1), "{asked:?}");
+    };
+    // the lookups overlap all the same (a1, a2 and a3 are known together,
+    // once base is)
+    build("puller", "pulled");
     let most = server.lookups.most.load(Ordering::SeqCst);
     assert!(most >= 3, "at most {most} lookups in flight at once");
-    let asked = server.lookups.asked.lock().unwrap().clone();
-    assert_eq!(asked.len(), 5, "{asked:?}");
-    assert!(asked.values().all(|n| *n == 1), "{asked:?}");
-
     // a cold build with a remote that has nothing: each key asked once
     // (the cache pass asks what it can; a step never asks again)
     server.objects.lock().unwrap().clear();
-    server.lookups.asked.lock().unwrap().clear();
-    let run = ctx
-        .cas([
-            "--store",
-            s(&ctx.path("cold")),
-            "--json",
-            "build",
-            "top.yaml",
-            "--remote",
-            &server.http(),
-            "--trusted-key",
-            s(&public),
-        ])
-        .ok();
-    for (name, st) in run.per_element("status") {
-        assert_eq!(st, "built", "{name}: {}\n{}", run.stdout, run.stderr);
-    }
-    let asked = server.lookups.asked.lock().unwrap().clone();
-    assert_eq!(asked.len(), 5, "{asked:?}");
-    assert!(asked.values().all(|n| *n == 1), "{asked:?}");
+    build("cold", "built");
 }
 
 #[test]

@@ -275,26 +275,59 @@ fn unsigned_and_untrusted_results_on_a_reapi_remote_are_not_used() {
     assert!(run.stderr.contains("untrusted"), "{}", run.stderr);
 }
 
-#[test]
-fn a_forged_digest_map_is_caught_on_download_and_the_step_built_here() {
-    let ctx = project("hello");
-    let casd = Casd::start(&ctx.path("casd"));
-    let (key, public) = keygen(&ctx, "key");
-    let a = ctx.path("store-a");
+/// Build the project into `store-a`, pushing to `casd` signed by a new key:
+/// the run's report of `top.yaml`, the public key, and top's cache Action
+/// digest.
+fn pushed_signed(ctx: &crate::ctx::Ctx, casd: &Casd) -> (serde_json::Value, PathBuf, Sha) {
+    let (key, public) = keygen(ctx, "key");
     let run = build_in(
-        &ctx,
-        &a,
+        ctx,
+        &ctx.path("store-a"),
         &["--remote", &casd.url(), "--push", "--signing-key", s(&key)],
     )
     .ok();
     let top = element(&run, "top.yaml");
     let top_key = ActionKey::from_hex(top["key"].as_str().unwrap()).unwrap();
+    (top, public, CacheAction::of(&top_key).digest())
+}
+
+/// A fresh store (`store`) builds from `casd`, trusting `public`: top's
+/// result there is refused as corrupt and top built here, with `output`.
+fn built_here_as_corrupt(
+    ctx: &crate::ctx::Ctx,
+    store: &Path,
+    casd: &Casd,
+    public: &Path,
+    output: &serde_json::Value,
+) {
+    let run = build_in(
+        ctx,
+        store,
+        &["--remote", &casd.url(), "--trusted-key", s(public)],
+    )
+    .ok();
+    assert_eq!(
+        status_of(&run, "top.yaml"),
+        "built",
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(run.stderr.contains("corrupt"), "{}", run.stderr);
+    assert_eq!(&element(&run, "top.yaml")["output"], output);
+}
+
+#[test]
+fn a_forged_digest_map_is_caught_on_download_and_the_step_built_here() {
+    let ctx = project("hello");
+    let casd = Casd::start(&ctx.path("casd"));
+    let (top, public, action) = pushed_signed(&ctx, &casd);
+    let a = ctx.path("store-a");
     let top_output = Digest::from_hex(top["output"].as_str().unwrap()).unwrap();
 
     // The server (or anyone who can write its ActionCache) rewrites top's
     // digest map: its output tree now names another blob that exists there.
     let client = casd.client();
-    let action = CacheAction::of(&top_key).digest();
     let mut ar = client
         .get_action_result(&action, &[])
         .unwrap()
@@ -321,21 +354,7 @@ fn a_forged_digest_map_is_caught_on_download_and_the_step_built_here() {
     client.update_action_result(&action, ar).unwrap();
 
     let b = ctx.path("store-b");
-    let run = build_in(
-        &ctx,
-        &b,
-        &["--remote", &casd.url(), "--trusted-key", s(&public)],
-    )
-    .ok();
-    assert_eq!(
-        status_of(&run, "top.yaml"),
-        "built",
-        "{}\n{}",
-        run.stdout,
-        run.stderr
-    );
-    assert!(run.stderr.contains("corrupt"), "{}", run.stderr);
-    assert_eq!(element(&run, "top.yaml")["output"], top["output"]);
+    built_here_as_corrupt(&ctx, &b, &casd, &public, &top["output"]);
     ctx.cas(["--store", s(&b), "store", "verify"]).ok();
     assert_eq!(
         checkout(&ctx, &a, "top.yaml", &ctx.path("out-a")),
@@ -502,18 +521,8 @@ fn a_failing_remote_command_is_named_with_its_phase_and_the_build_fails() {
 fn a_pushed_result_carries_its_small_files_inline_and_forged_inline_bytes_are_refused() {
     let ctx = project("hello");
     let casd = Casd::start(&ctx.path("casd"));
-    let (key, public) = keygen(&ctx, "key");
-    let a = ctx.path("store-a");
-    let run = build_in(
-        &ctx,
-        &a,
-        &["--remote", &casd.url(), "--push", "--signing-key", s(&key)],
-    )
-    .ok();
-    let top = element(&run, "top.yaml");
-    let top_key = ActionKey::from_hex(top["key"].as_str().unwrap()).unwrap();
+    let (top, public, action) = pushed_signed(&ctx, &casd);
     let client = casd.client();
-    let action = CacheAction::of(&top_key).digest();
     let mut ar = client
         .get_action_result(&action, &[encoding::RESULT_PATH, encoding::DIGESTS_PATH])
         .unwrap()
@@ -540,20 +549,5 @@ fn a_pushed_result_carries_its_small_files_inline_and_forged_inline_bytes_are_re
     let last = result.contents.len() - 1;
     result.contents[last] ^= 1;
     client.update_action_result(&action, ar).unwrap();
-    let b = ctx.path("store-b");
-    let run = build_in(
-        &ctx,
-        &b,
-        &["--remote", &casd.url(), "--trusted-key", s(&public)],
-    )
-    .ok();
-    assert_eq!(
-        status_of(&run, "top.yaml"),
-        "built",
-        "{}\n{}",
-        run.stdout,
-        run.stderr
-    );
-    assert!(run.stderr.contains("corrupt"), "{}", run.stderr);
-    assert_eq!(element(&run, "top.yaml")["output"], top["output"]);
+    built_here_as_corrupt(&ctx, &ctx.path("store-b"), &casd, &public, &top["output"]);
 }

@@ -392,31 +392,48 @@ fn cached_pre_pass(
         .iter()
         .map(|&id| {
             if let Some(d) = pulled.remove(&id) {
-                engine
-                    .reporter
-                    .finished(&engine.element(id).name, ElementStatus::Pulled, None);
-                outputs.set(id, d.output);
-                last_keys.remember(engine, id, &d);
-                return Some(d);
+                return Some(answered(engine, id, d, outputs, last_keys));
             }
             let hit = hits.remove(&id)?;
             let key = keys.remove(&id)?;
             engine.push(id, &key, &hit);
-            let d = crate::step::Done {
-                key,
-                output: hit.output,
-                status: crate::step::Status::Cached,
-                span: None,
-                phases: None,
-            };
-            engine
-                .reporter
-                .finished(&engine.element(id).name, ElementStatus::Cached, None);
-            outputs.set(id, d.output);
-            last_keys.remember(engine, id, &d);
-            Some(d)
+            Some(answered(
+                engine,
+                id,
+                cached(key, hit.output),
+                outputs,
+                last_keys,
+            ))
         })
         .collect()
+}
+
+/// A step answered without running (cached, pulled): a `Done` of `key`.
+fn cached(key: ActionKey, output: cas_store::TreeDigest) -> crate::step::Done {
+    crate::step::Done {
+        key,
+        output,
+        status: crate::step::Status::Cached,
+        span: None,
+        phases: None,
+    }
+}
+
+/// A step answered before the scheduler ran it: reported as it ended,
+/// its output shared, its key remembered.
+fn answered(
+    engine: &Engine<'_>,
+    id: ElementId,
+    d: crate::step::Done,
+    outputs: &Outputs,
+    last_keys: &LastKeys,
+) -> crate::step::Done {
+    engine
+        .reporter
+        .finished(&engine.element(id).name, d.status.into(), None);
+    outputs.set(id, d.output);
+    last_keys.remember(engine, id, &d);
+    d
 }
 
 /// The fewest steps [`settle_cached`] derives the keys of in parallel.
@@ -483,19 +500,13 @@ fn settle_cached(
         .map(|k| {
             let (id, keyed) = k.as_ref()?;
             let hit = found.next().flatten()?;
-            let d = crate::step::Done {
-                key: keyed.key,
-                output: hit.output,
-                status: crate::step::Status::Cached,
-                span: None,
-                phases: None,
-            };
-            engine
-                .reporter
-                .finished(&engine.element(*id).name, ElementStatus::Cached, None);
-            outputs.set(*id, d.output);
-            last_keys.remember(engine, *id, &d);
-            Some(d)
+            Some(answered(
+                engine,
+                *id,
+                cached(keyed.key, hit.output),
+                outputs,
+                last_keys,
+            ))
         })
         .collect()
 }
